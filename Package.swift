@@ -1,0 +1,88 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "swift-atv",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "ATV", targets: ["ATV"]),
+        .executable(name: "atv", targets: ["atv"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
+    ],
+    targets: [
+        // System-library shims (Debian -dev packages).
+        .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat",
+                       providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswresample-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        // Layer 1: device model, interfaces, storage; audio pipeline.
+        .target(name: "ATVCore", dependencies: [
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: swift6),
+        .target(name: "ATVAudio", dependencies: [
+            "CFFmpeg", "ATVCore",
+            .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+        ], swiftSettings: swift6),
+
+        // Layer 2: auth and discovery.
+        .target(name: "ATVAuth", dependencies: [
+            "ATVCore", "COpenSSL",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: swift6),
+        .target(name: "ATVDiscovery", dependencies: [
+            "ATVCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], swiftSettings: swift6),
+
+        // Layer 3: one module per protocol.
+        .target(name: "ATVRAOP", dependencies: [
+            "ATVCore", "ATVAudio", "ATVAuth",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swift6),
+        .target(name: "ATVAirPlay", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
+        .target(name: "ATVMRP", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
+        .target(name: "ATVCompanion", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
+        .target(name: "ATVDMAP", dependencies: ["ATVCore"], swiftSettings: swift6),
+
+        // Layer 4: facade, scan / pair / connect.
+        .target(name: "ATV", dependencies: [
+            "ATVCore", "ATVAudio", "ATVAuth", "ATVDiscovery",
+            "ATVRAOP", "ATVAirPlay", "ATVMRP", "ATVCompanion", "ATVDMAP",
+        ], swiftSettings: swift6),
+
+        // Layer 5: virtual devices and the CLI.
+        .target(name: "ATVSimulator", dependencies: [
+            "ATVCore", "ATVAudio", "ATVRAOP", "ATVDiscovery",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], swiftSettings: swift6),
+        .executableTarget(name: "atv", dependencies: [
+            "ATV", "ATVSimulator",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swift6),
+
+        // Benchmarks: an executable printing JSON lines.
+        .executableTarget(name: "atv-bench", dependencies: ["ATV", "ATVAudio", "ATVSimulator"],
+                          path: "Benchmarks/atv-bench", swiftSettings: swift6),
+
+        // Tests (Swift Testing).
+        .testTarget(name: "ATVCoreTests", dependencies: ["ATVCore"], swiftSettings: swift6),
+        .testTarget(name: "ATVAudioTests", dependencies: ["ATVAudio", "CFFmpeg"], swiftSettings: swift6),
+        .testTarget(name: "ATVTests", dependencies: ["ATV"], swiftSettings: swift6),
+        .testTarget(name: "ATVRAOPTests", dependencies: ["ATVRAOP", "ATVSimulator"], swiftSettings: swift6),
+        .testTarget(name: "CLITests", dependencies: ["ATVCore"], swiftSettings: swift6),
+    ]
+)

@@ -1,0 +1,130 @@
+import Synchronization
+
+/// Picks the protocol that serves a call. Implementations are tried in priority order (a protocol
+/// holding a takeover comes first); one that throws `ATVError.notSupported` lacks that member, so
+/// the call falls through to the next. When none has it, the call throws `.notSupported(feature)`.
+public final class Relayer<Interface: Sendable>: Sendable {
+    private struct State {
+        var implementations: [ATVProtocol: Interface] = [:]
+        var takeover: ATVProtocol?
+    }
+    private let state = Mutex(State())
+    public let priority: [ATVProtocol]
+
+    public init(priority: [ATVProtocol] = ATVProtocol.defaultPriority) {
+        self.priority = priority
+    }
+
+    public func register(_ implementation: Interface, for proto: ATVProtocol) {
+        state.withLock { $0.implementations[proto] = implementation }
+    }
+
+    public var protocols: Set<ATVProtocol> { state.withLock { Set($0.implementations.keys) } }
+
+    /// Implementations in the order calls try them.
+    public func ordered(priority override: [ATVProtocol]? = nil) -> [(ATVProtocol, Interface)] {
+        state.withLock { s in
+            var order = override ?? priority
+            // Protocols missing from an override list still come last, in default order.
+            order += priority.filter { !order.contains($0) }
+            if let t = s.takeover { order = [t] + order.filter { $0 != t } }
+            return order.compactMap { p in s.implementations[p].map { (p, $0) } }
+        }
+    }
+
+    /// The first implementation in priority order (the "main" instance).
+    public func main(priority override: [ATVProtocol]? = nil) -> (ATVProtocol, Interface)? {
+        ordered(priority: override).first
+    }
+
+    /// Relay a call. `feature` names what is missing if no protocol implements it.
+    public func relay<R>(_ feature: FeatureName, priority override: [ATVProtocol]? = nil,
+                         _ call: (Interface) async throws -> R) async throws -> R {
+        for (_, impl) in ordered(priority: override) {
+            do {
+                return try await call(impl)
+            } catch ATVError.notSupported {
+                continue
+            }
+        }
+        throw ATVError.notSupported(feature)
+    }
+
+    /// Make `proto` the first choice until `release` is called. A second takeover fails.
+    public func takeover(by proto: ATVProtocol) throws {
+        try state.withLock { s in
+            if let t = s.takeover {
+                throw ATVError.invalidState("\(t) has already taken over this interface")
+            }
+            s.takeover = proto
+        }
+    }
+
+    public func release(by proto: ATVProtocol) {
+        state.withLock { s in if s.takeover == proto { s.takeover = nil } }
+    }
+}
+
+/// The interface implementations one protocol provides for a connected device.
+public struct InterfaceSet: Sendable {
+    public var remoteControl: (any RemoteControl)?
+    public var metadata: (any Metadata)?
+    public var pushUpdater: (any PushUpdater)?
+    public var stream: (any Stream)?
+    public var power: (any Power)?
+    public var audio: (any Audio)?
+    public var apps: (any Apps)?
+    public var userAccounts: (any UserAccounts)?
+    public var keyboard: (any Keyboard)?
+    public var touch: (any TouchGestures)?
+
+    public init(remoteControl: (any RemoteControl)? = nil, metadata: (any Metadata)? = nil,
+                pushUpdater: (any PushUpdater)? = nil, stream: (any Stream)? = nil, power: (any Power)? = nil,
+                audio: (any Audio)? = nil, apps: (any Apps)? = nil, userAccounts: (any UserAccounts)? = nil,
+                keyboard: (any Keyboard)? = nil, touch: (any TouchGestures)? = nil) {
+        self.remoteControl = remoteControl
+        self.metadata = metadata
+        self.pushUpdater = pushUpdater
+        self.stream = stream
+        self.power = power
+        self.audio = audio
+        self.apps = apps
+        self.userAccounts = userAccounts
+        self.keyboard = keyboard
+        self.touch = touch
+    }
+}
+
+/// Lets a protocol make itself first choice for some interfaces while it works (RAOP does this for
+/// Audio, Metadata, PushUpdater and RemoteControl while streaming).
+public protocol TakeoverControl: Sendable {
+    func takeover(_ proto: ATVProtocol, interfaces: Set<InterfaceKind>) throws
+    func release(_ proto: ATVProtocol, interfaces: Set<InterfaceKind>)
+}
+
+public enum InterfaceKind: String, Sendable, CaseIterable {
+    case remoteControl, metadata, pushUpdater, stream, power, audio, apps, userAccounts, keyboard, touch
+}
+
+/// What one protocol contributes to a connected device: its interfaces, the features it claims,
+/// device info it learned, and how to connect and close it.
+public struct ProtocolSetup: Sendable {
+    public var `protocol`: ATVProtocol
+    public var interfaces: InterfaceSet
+    public var features: any Features
+    public var deviceInfo: DeviceInfo
+    public var connect: @Sendable () async throws -> Void
+    public var close: @Sendable () async -> Void
+
+    public init(protocol: ATVProtocol, interfaces: InterfaceSet, features: any Features,
+                deviceInfo: DeviceInfo = DeviceInfo(),
+                connect: @escaping @Sendable () async throws -> Void = {},
+                close: @escaping @Sendable () async -> Void = {}) {
+        self.protocol = `protocol`
+        self.interfaces = interfaces
+        self.features = features
+        self.deviceInfo = deviceInfo
+        self.connect = connect
+        self.close = close
+    }
+}

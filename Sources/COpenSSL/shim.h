@@ -1,0 +1,8 @@
+#ifndef SWIFT_ATV_COPENSSL_SHIM_H
+#define SWIFT_ATV_COPENSSL_SHIM_H
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/opensslv.h>
+/* BN_num_bytes is a macro: wrap it. */
+static inline int copenssl_bn_num_bytes(const BIGNUM *a) { return BN_num_bytes(a); }
+#endif
