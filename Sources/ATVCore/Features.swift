@@ -13,15 +13,20 @@ public enum FeatureName: Int, Sendable, Codable, CaseIterable, CustomStringConve
 
     /// pyatv's spelling (`PlayPause`, `iTunesStoreIdentifier`, `PlayUrl`), used in CLI output.
     public var description: String {
-        switch self {
-        case .playURL: return "PlayUrl"
-        case .iTunesStoreIdentifier: return "iTunesStoreIdentifier"
-        case .repeat: return "Repeat"
-        default:
-            let s = String(describing: self) as String
-            return s.prefix(1).uppercased() + s.dropFirst()
-        }
+        self == .controlCenter ? "ControlCenter" : FeatureName.names[rawValue]
     }
+
+    private static let names = [
+        "Up", "Down", "Left", "Right", "Play", "PlayPause", "Pause", "Stop",
+        "Next", "Previous", "Select", "Menu", "VolumeUp", "VolumeDown", "Home", "HomeHold",
+        "TopMenu", "Suspend", "WakeUp", "SetPosition", "SetShuffle", "SetRepeat", "Title", "Artist",
+        "Album", "Genre", "TotalTime", "Position", "Shuffle", "Repeat", "Artwork", "PlayUrl",
+        "PowerState", "TurnOn", "TurnOff", "App", "SkipForward", "SkipBackward", "AppList", "LaunchApp",
+        "SeriesName", "SeasonNumber", "EpisodeNumber", "PushUpdates", "StreamFile", "Volume", "SetVolume", "ContentIdentifier",
+        "ChannelUp", "ChannelDown", "iTunesStoreIdentifier", "TextGet", "TextClear", "TextAppend", "TextSet", "AccountList",
+        "SwitchAccount", "TextFocusState", "Screensaver", "OutputDevices", "AddOutputDevices", "RemoveOutputDevices", "SetOutputDevices", "Swipe",
+        "Action", "Click", "Guide",
+    ]
 }
 
 public enum FeatureState: Int, Sendable, Codable, CaseIterable, CustomStringConvertible {

@@ -1,0 +1,98 @@
+import ArgumentParser
+import ATV
+import ATVCore
+import Foundation
+import Logging
+
+@main
+struct ATVCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "atv",
+        abstract: "Find, pair with, control and stream to Apple TVs, HomePods and AirPlay speakers.",
+        discussion: """
+        Examples:
+          atv stream song.flac --host 192.168.1.20
+          ffmpeg -i in.mp3 -f wav - | atv stream - --host 192.168.1.20
+          atv simulate speaker --output capture.wav
+          atv probe song.flac
+        """,
+        version: ATVVersion.string,
+        subcommands: [
+            Scan.self, Pair.self, Credentials.self,
+            StreamCommand.self, PlayURL.self,
+            Playing.self, PushUpdates.self, DeviceInfoCommand.self, FeaturesCommand.self,
+            Remote.self, Power.self, Volume.self, AppsCommand.self,
+            Simulate.self, Probe.self, ImportPyatv.self,
+        ]
+    )
+}
+
+enum ATVVersion {
+    static let string = "0.1.0"
+}
+
+/// Options every command has.
+struct GlobalOptions: ParsableArguments {
+    @Flag(name: .shortAndLong, help: "More logging on stderr (-v info, -vv debug, -vvv trace).")
+    var verbose: Int
+
+    func bootstrapLogging() {
+        let level: Logger.Level = switch verbose {
+        case 0: .warning
+        case 1: .info
+        case 2: .debug
+        default: .trace
+        }
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+    }
+}
+
+/// How a command picks its device.
+struct DeviceOptions: ParsableArguments {
+    @Option(name: .long, help: "Device name or identifier (found by scanning).")
+    var to: String?
+
+    @Option(name: .long, help: "Device IP address (no scan).")
+    var host: String?
+
+    @Option(name: .long, help: "Port of the protocol's service (with --host).")
+    var port: Int?
+
+    func validate() throws {
+        if to == nil && host == nil {
+            throw ValidationError("say which device: --to NAME|ID or --host ADDRESS")
+        }
+        if let p = port, !(1...65535).contains(p) {
+            throw ValidationError("--port must be 1...65535")
+        }
+    }
+}
+
+/// Runs a command body and turns our errors into one line on stderr and a non-zero exit.
+func runReportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ATVError {
+        FileHandle.standardError.write(Data("atv: error: \(error.description)\n".utf8))
+        throw ExitCode(exitCode(for: error))
+    }
+}
+
+func exitCode(for error: ATVError) -> Int32 {
+    switch error {
+    case .notImplemented: return 3
+    case .notSupported: return 4
+    case .deviceNotFound: return 5
+    default: return 1
+    }
+}
+
+/// For commands whose protocol work is planned but not built yet: say so plainly and fail.
+func notYet(_ what: String, issue: Int) throws -> Never {
+    FileHandle.standardError.write(Data("atv: \(what) is not implemented yet (tracked in issue #\(issue)).\n".utf8))
+    throw ExitCode(3)
+}

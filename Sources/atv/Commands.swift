@@ -1,0 +1,131 @@
+import ArgumentParser
+import ATV
+import ATVCore
+import Foundation
+
+struct Scan: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Find devices on the network (mDNS).")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Comma-separated hosts to scan by unicast.") var hosts: String?
+    @Option(help: "Seconds to scan.") var timeout: Double = 3
+    @Option(help: "Stop when this identifier is found.") var id: String?
+    @Flag(help: "Print JSON (atvscript's shape).") var json = false
+    func run() async throws { try notYet("scan (mDNS discovery)", issue: 4) }
+}
+
+struct Pair: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Pair with a device and store the credentials.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var device: DeviceOptions
+    @Option(help: "airplay, companion, mrp, raop or dmap.") var `protocol`: String
+    @Option(help: "PIN shown on the device (asked for when omitted).") var pin: String?
+    func run() async throws { try notYet("pairing", issue: 5) }
+}
+
+struct Credentials: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List or remove stored credentials.")
+    @OptionGroup var global: GlobalOptions
+    func run() async throws { try notYet("credential management", issue: 5) }
+}
+
+struct PlayURL: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "play-url",
+        abstract: "Make an Apple TV play a URL or a local file (AirPlay).")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var device: DeviceOptions
+    @Argument(help: "URL or local file.") var url: String
+    @Option(help: "Start position in seconds.") var position: Double = 0
+    func run() async throws { try notYet("play-url (AirPlay video)", issue: 7) }
+}
+
+struct Playing: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show what is playing.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var device: DeviceOptions
+    @Flag(help: "Print JSON.") var json = false
+    func run() async throws { try notYet("now playing (MRP/Companion/DMAP)", issue: 8) }
+}
+
+struct PushUpdates: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "push-updates",
+        abstract: "Print every change the device pushes until interrupted.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var device: DeviceOptions
+    @Flag(help: "Print JSON lines.") var json = false
+    func run() async throws { try notYet("push updates (MRP/Companion/DMAP)", issue: 8) }
+}
+
+struct DeviceInfoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "device-info", abstract: "Show model, OS and MAC.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var device: DeviceOptions
+    func run() async throws { try notYet("device info (needs discovery)", issue: 4) }
+}
+
+struct FeaturesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "features", abstract: "List features and their state.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var device: DeviceOptions
+    @Flag(help: "Include unsupported features.") var all = false
+    func run() async throws { try notYet("features of a connected device (needs discovery)", issue: 4) }
+}
+
+/// Remote-control buttons and playback commands.
+struct Remote: AsyncParsableCommand {
+    enum Button: String, ExpressibleByArgument, CaseIterable {
+        case up, down, left, right, select, menu, home, homeHold = "home-hold", topMenu = "top-menu"
+        case play, pause, playPause = "play-pause", stop, next, previous
+        case skipForward = "skip-forward", skipBackward = "skip-backward"
+        case channelUp = "channel-up", channelDown = "channel-down", screensaver, guide
+        case controlCenter = "control-center"
+    }
+    static let configuration = CommandConfiguration(
+        abstract: "Press a button or send a playback command.",
+        discussion: "Buttons: " + Button.allCases.map(\.rawValue).joined(separator: ", "))
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var device: DeviceOptions
+    @Argument(help: "The button or command.") var button: Button
+    @Flag(help: "Double tap.") var double = false
+    @Flag(help: "Hold.") var hold = false
+    func run() async throws { try notYet("remote control (MRP/Companion/DMAP)", issue: 8) }
+}
+
+struct Power: AsyncParsableCommand {
+    enum Action: String, ExpressibleByArgument, CaseIterable { case on, off, state }
+    static let configuration = CommandConfiguration(abstract: "Turn a device on or off, or show its power state.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var device: DeviceOptions
+    @Argument(help: "on, off or state.") var action: Action
+    func run() async throws { try notYet("power (Companion/MRP)", issue: 8) }
+}
+
+struct Volume: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show or set the volume (0-100), or step it with up/down.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var device: DeviceOptions
+    @Argument(help: "A level 0-100, 'up' or 'down'; omit to show.") var level: String?
+    func validate() throws {
+        if let l = level, l != "up", l != "down" {
+            guard let v = Double(l), (0...100).contains(v) else {
+                throw ValidationError("volume must be a number within 0...100, 'up' or 'down'")
+            }
+        }
+    }
+    func run() async throws { try notYet("volume control outside a stream (MRP/Companion)", issue: 8) }
+}
+
+struct AppsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "apps", abstract: "List apps, or launch one.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var device: DeviceOptions
+    @Option(help: "Bundle identifier or URL to launch.") var launch: String?
+    func run() async throws { try notYet("apps (Companion)", issue: 8) }
+}
+
+struct ImportPyatv: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "import-pyatv",
+        abstract: "Import pairings from pyatv's storage file (~/.pyatv.conf).")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "pyatv's storage file.") var file: String?
+    func run() async throws { try notYet("import", issue: 2) }
+}
