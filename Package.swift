@@ -69,7 +69,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
         .executableTarget(name: "atv", dependencies: [
-            "ATV", "ATVSimulator",
+            "ATV", "ATVAudio", "ATVSimulator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),

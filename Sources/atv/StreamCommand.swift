@@ -1,6 +1,7 @@
 import ArgumentParser
 import ATV
 import ATVCore
+import ATVAudio
 import Foundation
 
 struct StreamCommand: AsyncParsableCommand {
@@ -40,5 +41,42 @@ struct Probe: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Audio file, http(s) URL, or - for stdin.") var input: String
     @Option(help: "Raw PCM on stdin, e.g. s16le:44100:2.") var format: String?
-    func run() async throws { try notYet("probe", issue: 2) }
+    func run() async throws {
+        try await runReportingErrors {
+            let source = try streamSource(input, format: format)
+            let info = try await probeAudio(source)
+            var lines = [
+                "Input: \(input == "-" ? "stdin" : input)",
+                "Format: \(info.formatName), codec \(info.codecName), \(info.sampleRate) Hz, \(info.channels) channel\(info.channels == 1 ? "" : "s")",
+                "Duration: \(info.duration.map(formatDuration) ?? "unknown")",
+            ]
+            let m = info.metadata
+            if let t = m.title { lines.append("Title: \(t)") }
+            if let a = m.artist { lines.append("Artist: \(a)") }
+            if let a = m.album { lines.append("Album: \(a)") }
+            if let art = m.artwork { lines.append("Artwork: \(art.count) bytes (\(imageKind(art)))") }
+            print(lines.joined(separator: "\n"))
+        }
+    }
+}
+
+/// Maps the CLI's input argument to a source: "-" is stdin, http(s) is a URL, anything else a file.
+func streamSource(_ input: String, format: String?) throws -> StreamSource {
+    if input == "-" { return .stdin(rawFormat: try format.map { try RawPCMFormat(parsing: $0) }) }
+    if input.hasPrefix("http://") || input.hasPrefix("https://") { return .url(input) }
+    if format != nil { throw ATVError.badInput("--format applies to raw PCM on stdin (-) only") }
+    return .file(input)
+}
+
+/// 3725.5 → "1:02:05", 65 → "1:05".
+func formatDuration(_ seconds: Double) -> String {
+    let s = Int(seconds.rounded(.down))
+    let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60)
+    return h > 0 ? String(format: "%d:%02d:%02d", h, m, sec) : String(format: "%d:%02d", m, sec)
+}
+
+func imageKind(_ bytes: [UInt8]) -> String {
+    if bytes.starts(with: [0xFF, 0xD8]) { return "JPEG" }
+    if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return "PNG" }
+    return "unknown image type"
 }
