@@ -1,0 +1,279 @@
+import ATVCore
+import Foundation
+
+/// The mDNS service types swift-atv asks for.
+public enum ServiceType {
+    public static let mrp = "_mediaremotetv._tcp.local"
+    public static let dmap = "_touch-able._tcp.local"
+    public static let homeSharing = "_appletv-v2._tcp.local"
+    public static let hscp = "_hscp._tcp.local"
+    public static let airplay = "_airplay._tcp.local"
+    public static let companion = "_companion-link._tcp.local"
+    public static let raop = "_raop._tcp.local"
+    public static let airport = "_airport._tcp.local"
+    public static let deviceInfo = "_device-info._tcp.local"
+    public static let sleepProxy = "_sleep-proxy._udp.local"
+    public static let touchRemote = "_touch-remote._tcp.local"
+
+    /// Every type a scan asks for, protocols first.
+    public static let scanned = [mrp, dmap, homeSharing, hscp, airplay, companion, raop, airport, deviceInfo, sleepProxy]
+}
+
+/// One service instance found in responses.
+public struct ServiceRecord: Sendable, Equatable {
+    public var type: String
+    /// The instance part of the name ("Kitchen" of "Kitchen._airplay._tcp.local").
+    public var instance: String
+    public var port: Int
+    public var address: String?
+    public var properties: [String: String]
+    public init(type: String, instance: String, port: Int, address: String?, properties: [String: String]) {
+        self.type = type
+        self.instance = instance
+        self.port = port
+        self.address = address
+        self.properties = properties
+    }
+}
+
+/// Turns service records into device configurations: one per address, services merged.
+public enum DeviceBuilder {
+    /// What one handler learns from one service.
+    struct Contribution {
+        var name: String?
+        var service: ServiceConfig?
+        var info = DeviceInfo()
+    }
+
+    /// Splits "Instance._type._tcp.local" into (instance, type).
+    public static func split(_ fullName: String) -> (instance: String, type: String)? {
+        for t in ServiceType.scanned + [ServiceType.touchRemote] {
+            let suffix = "." + t
+            if fullName.lowercased().hasSuffix(suffix.lowercased()), fullName.count > suffix.count {
+                return (String(fullName.dropLast(suffix.count)), t)
+            }
+        }
+        return nil
+    }
+
+    /// Service records from a set of DNS records; `sourceAddress` is used when no A record names
+    /// an address. Link-local addresses are skipped.
+    public static func serviceRecords(from records: [DNSRecord], sourceAddress: String?) -> [ServiceRecord] {
+        var instances: [String] = []           // full names, in order seen
+        var srv: [String: (port: Int, target: String)] = [:]
+        var txt: [String: [String: String]] = [:]
+        var addresses: [String: String] = [:]
+        for r in records {
+            let key = r.name.lowercased()
+            switch r.data {
+            case .ptr(let target):
+                if r.name.hasPrefix("_"), split(target) != nil, !instances.contains(where: { $0.lowercased() == target.lowercased() }) {
+                    instances.append(target)
+                }
+            case .srv(_, _, let port, let target):
+                srv[key] = (Int(port), target)
+                if let full = split(r.name).map({ _ in r.name }), !instances.contains(where: { $0.lowercased() == key }) {
+                    instances.append(full)
+                }
+            case .txt(let strings):
+                txt[key] = TXTProperties.decode(strings)
+            case .a(let ip):
+                if !ip.hasPrefix("169.254.") { addresses[key] = addresses[key] ?? ip }
+            default: break
+            }
+        }
+        return instances.compactMap { full in
+            guard let (instance, type) = split(full) else { return nil }
+            let key = full.lowercased()
+            let s = srv[key]
+            let address = s.flatMap { addresses[$0.target.lowercased()] } ?? sourceAddress
+            return ServiceRecord(type: type, instance: instance, port: s?.port ?? 0, address: address, properties: txt[key] ?? [:])
+        }
+    }
+
+    /// Devices from service records, grouped by address, in order of first appearance.
+    public static func devices(from services: [ServiceRecord]) -> [DeviceConfig] {
+        var order: [String] = []
+        var byAddress: [String: [ServiceRecord]] = [:]
+        for s in services {
+            guard let a = s.address else { continue }
+            if byAddress[a] == nil { order.append(a) }
+            byAddress[a, default: []].append(s)
+        }
+        return order.compactMap { device(address: $0, services: byAddress[$0]!) }
+    }
+
+    static func device(address: String, services: [ServiceRecord]) -> DeviceConfig? {
+        let airplayTXT = services.first { $0.type == ServiceType.airplay }?.properties ?? [:]
+        var names: [ATVProtocol: String] = [:]
+        var info = DeviceInfo()
+        var config = DeviceConfig(name: "", address: address)
+        var deviceInfoModel: DeviceModel = .unknown
+        var protocolServices: [ServiceRecord] = []
+        for s in services {
+            switch s.type {
+            case ServiceType.deviceInfo:
+                if let m = prop(s.properties, "model") { deviceInfoModel = DeviceTables.model(m) }
+                continue
+            case ServiceType.airport:
+                if let wama = prop(s.properties, "wama") { info.merge(airportInfo(wama)) }
+                continue
+            case ServiceType.sleepProxy:
+                continue
+            default: break
+            }
+            guard let c = contribution(s, airplayTXT: airplayTXT) else { continue }
+            protocolServices.append(s)
+            info.merge(c.info)
+            if let svc = c.service {
+                config.addService(svc)
+                if let n = c.name, names[svc.protocol] == nil { names[svc.protocol] = n }
+            }
+        }
+        guard !config.services.isEmpty else { return nil }
+        if deviceInfoModel != .unknown { info.model = deviceInfoModel }
+        if info.operatingSystem == .unknown { info.operatingSystem = DeviceTables.operatingSystem(for: info.model) }
+        config.deviceInfo = info
+        for p in [ATVProtocol.mrp, .airplay, .companion, .raop, .dmap] {
+            if let n = names[p], !n.isEmpty {
+                config.name = n
+                break
+            }
+        }
+        if config.name.isEmpty { config.name = "Unknown" }
+        // Behind a sleep proxy every service is announced with port 0.
+        config.deepSleep = protocolServices.allSatisfy { $0.port == 0 }
+        return config
+    }
+
+    static func prop(_ p: [String: String], _ key: String) -> String? {
+        if let v = p[key] { return v }
+        let lk = key.lowercased()
+        return p.first { $0.key.lowercased() == lk }?.value
+    }
+
+    static func contribution(_ s: ServiceRecord, airplayTXT: [String: String]) -> Contribution? {
+        let p = s.properties
+        var c = Contribution()
+        switch s.type {
+        case ServiceType.mrp:
+            c.name = prop(p, "Name") ?? "Unknown"
+            var svc = ServiceConfig(protocol: .mrp, identifier: prop(p, "UniqueIdentifier"), port: s.port, properties: p)
+            svc.pairing = prop(p, "AllowPairing")?.uppercased() == "YES" ? .optional : .disabled
+            if let build = prop(p, "SystemBuildVersion") {
+                c.info.buildNumber = build
+                c.info.version = DeviceTables.version(forBuild: build)
+                // tvOS 15 and later only speak MRP tunnelled over AirPlay 2.
+                if let n = Int(build.prefix { $0.isNumber }), n >= 19 {
+                    svc.enabled = false
+                    svc.pairing = .notNeeded
+                }
+            }
+            if let mac = prop(p, "macAddress") { c.info.mac = mac.uppercased() }
+            c.info.operatingSystem = .tvOS
+            c.service = svc
+        case ServiceType.dmap:
+            c.name = prop(p, "CtlN")
+            let hg = prop(p, "hG")
+            c.service = ServiceConfig(protocol: .dmap, identifier: beforeUnderscore(s.instance), port: s.port,
+                                      credentials: hg, pairing: hg != nil ? .optional : .mandatory, properties: p)
+            c.info.operatingSystem = .legacy
+        case ServiceType.homeSharing:
+            c.name = prop(p, "Name")
+            let hg = prop(p, "hG")
+            c.service = ServiceConfig(protocol: .dmap, identifier: beforeUnderscore(s.instance), port: s.port,
+                                      credentials: hg, pairing: hg != nil ? .optional : .mandatory, properties: p)
+            c.info.operatingSystem = .legacy
+        case ServiceType.hscp:
+            c.name = prop(p, "Machine Name")
+            let hg = prop(p, "hG")
+            c.service = ServiceConfig(protocol: .dmap, identifier: prop(p, "Machine ID"), port: s.port,
+                                      credentials: hg, pairing: hg != nil ? .optional : .mandatory, properties: p)
+            c.info.model = .music
+        case ServiceType.airplay:
+            c.name = s.instance
+            let deviceID = prop(p, "deviceid")
+            var svc = ServiceConfig(protocol: .airplay, identifier: deviceID, port: s.port, properties: p)
+            if let model = prop(p, "model") {
+                c.info.rawModel = model
+                c.info.model = DeviceTables.model(model)
+                if DeviceTables.isMac(model) { c.info.operatingSystem = .macOS }
+            }
+            c.info.version = prop(p, "osvers")
+            c.info.mac = deviceID?.uppercased()
+            c.info.outputDeviceID = prop(p, "psi") ?? prop(p, "pi")
+            svc.requiresPassword = requiresPassword(p)
+            svc.pairing = pairing(p, model: prop(p, "model"))
+            c.service = svc
+        case ServiceType.companion:
+            c.name = s.instance
+            var svc = ServiceConfig(protocol: .companion, identifier: prop(p, "rpMRtID"), port: s.port, properties: p)
+            if let md = prop(p, "rpMd") {
+                c.info.rawModel = md
+                c.info.model = DeviceTables.model(md)
+            }
+            let flags = UInt64(prop(p, "rpFl")?.lowercased().replacingOccurrences(of: "0x", with: "") ?? "", radix: 16) ?? 0
+            svc.pairing = flags & 0x04 != 0 ? .disabled : (flags & 0x4000 != 0 ? .mandatory : .unsupported)
+            c.service = svc
+        case ServiceType.raop:
+            let parts = s.instance.split(separator: "@", maxSplits: 1).map(String.init)
+            c.name = parts.count == 2 ? parts[1] : s.instance
+            let id = parts.count == 2 ? parts[0] : prop(p, "pk")
+            var svc = ServiceConfig(protocol: .raop, identifier: id, port: s.port, properties: p)
+            if let am = prop(p, "am") {
+                c.info.rawModel = am
+                c.info.model = DeviceTables.model(am)
+            }
+            c.info.version = prop(p, "ov")
+            if let id, id.count == 12, id.allSatisfy(\.isHexDigit) {
+                c.info.mac = stride(from: 0, to: 12, by: 2).map { i -> String in
+                    let a = id.index(id.startIndex, offsetBy: i)
+                    return String(id[a...id.index(after: a)])
+                }.joined(separator: ":").uppercased()
+            }
+            svc.requiresPassword = requiresPassword(p)
+            if prop(airplayTXT, "acl") == "1" { svc.pairing = .disabled }
+            else if prop(airplayTXT, "act") == "2" { svc.pairing = .unsupported }
+            else { svc.pairing = pairing(p, model: prop(p, "am")) }
+            c.service = svc
+        default:
+            return nil
+        }
+        return c
+    }
+
+    static func beforeUnderscore(_ s: String) -> String {
+        String(s.split(separator: "_", maxSplits: 1, omittingEmptySubsequences: false).first ?? Substring(s))
+    }
+
+    static func flags(_ p: [String: String]) -> UInt64 {
+        let text = prop(p, "flags") ?? prop(p, "sf") ?? "0"
+        if text.lowercased().hasPrefix("0x") { return UInt64(text.dropFirst(2), radix: 16) ?? 0 }
+        return UInt64(text) ?? 0
+    }
+
+    static func requiresPassword(_ p: [String: String]) -> Bool {
+        prop(p, "pw")?.lowercased() == "true" || flags(p) & 0x80 != 0
+    }
+
+    static func pairing(_ p: [String: String], model: String?) -> PairingRequirement {
+        if prop(p, "acl") == "1" { return .disabled }
+        if let m = model, m.hasPrefix("Mac"), DeviceTables.isMac(m),
+           m.dropFirst(3).first?.isNumber == true { return .unsupported }   // ^Mac\d+,\d+$
+        if flags(p) & (0x200 | 0x8) != 0 { return .mandatory }
+        if prop(p, "act") == "2" { return .unsupported }
+        return .notNeeded
+    }
+
+    /// `wama` = "macaddress=XX-XX-…,syVs=7.8.1,…".
+    static func airportInfo(_ wama: String) -> DeviceInfo {
+        var info = DeviceInfo()
+        for pair in wama.split(separator: ",") {
+            let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2 else { continue }
+            if kv[0] == "macaddress" { info.mac = kv[1].replacingOccurrences(of: "-", with: ":").uppercased() }
+            if kv[0] == "syVs" { info.version = kv[1] }
+        }
+        return info
+    }
+}
