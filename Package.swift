@@ -40,6 +40,7 @@ let package = Package(
         ], swiftSettings: swift6),
         .target(name: "ATVDiscovery", dependencies: [
             "ATVCore",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
@@ -69,7 +70,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
         .executableTarget(name: "atv", dependencies: [
-            "ATV", "ATVAudio", "ATVSimulator",
+            "ATV", "ATVAudio", "ATVDiscovery", "ATVSimulator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),

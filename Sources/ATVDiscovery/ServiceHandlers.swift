@@ -131,6 +131,8 @@ public enum DeviceBuilder {
             }
         }
         guard !config.services.isEmpty else { return nil }
+        // DMAP: a Home Sharing id (hG) from any of its records makes pairing optional.
+        config.updateService(.dmap) { if $0.credentials != nil { $0.pairing = .optional } }
         if deviceInfoModel != .unknown { info.model = deviceInfoModel }
         if info.operatingSystem == .unknown { info.operatingSystem = DeviceTables.operatingSystem(for: info.model) }
         config.deviceInfo = info

@@ -3,16 +3,6 @@ import ATV
 import ATVCore
 import Foundation
 
-struct Scan: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Find devices on the network (mDNS).")
-    @OptionGroup var global: GlobalOptions
-    @Option(help: "Comma-separated hosts to scan by unicast.") var hosts: String?
-    @Option(help: "Seconds to scan.") var timeout: Double = 3
-    @Option(help: "Stop when this identifier is found.") var id: String?
-    @Flag(help: "Print JSON (atvscript's shape).") var json = false
-    func run() async throws { try notYet("scan (mDNS discovery)", issue: 4) }
-}
-
 struct Pair: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Pair with a device and store the credentials.")
     @OptionGroup var global: GlobalOptions

@@ -1,0 +1,252 @@
+import ATVCore
+
+/// The logic of one scan, without I/O. Feed it datagrams and clock ticks; it says what to send
+/// and which devices are found.
+///
+/// - Unicast (hosts given): every query message goes to each host and is resent each second until
+///   answered. A truncated answer is followed by one query per service type of that message, and
+///   instances seen without SRV or TXT are asked for directly, so a responder that cuts answers
+///   at 512 bytes still yields every service. A host is done when nothing is outstanding; the
+///   scan ends when every host is done.
+/// - Multicast: queries go to 224.0.0.251 each second until the timeout. Answers are grouped per
+///   source address; follow-ups go to that address by unicast. A device is reported once it has
+///   been quiet for `settle` with nothing outstanding.
+/// - With identifiers, the scan ends as soon as a matching device is reported.
+public struct ScanStateMachine: Sendable {
+    public enum Destination: Sendable, Equatable { case multicast, host(String) }
+
+    public enum Action: Sendable, Equatable {
+        case send([UInt8], to: Destination)
+        case found(DeviceConfig)
+        case finished
+    }
+
+    public struct Configuration: Sendable {
+        public var hosts: [String]
+        public var identifiers: Set<String>
+        public var serviceTypes: [String]
+        public var typesPerQuery: Int
+        public var resendInterval: Double
+        public var settle: Double
+        public var timeout: Double
+        public init(hosts: [String] = [], identifiers: Set<String> = [], serviceTypes: [String] = ServiceType.scanned,
+                    typesPerQuery: Int = 4, resendInterval: Double = 1.0, settle: Double = 0.15, timeout: Double = 3) {
+            self.hosts = hosts
+            self.identifiers = identifiers
+            self.serviceTypes = serviceTypes
+            self.typesPerQuery = typesPerQuery
+            self.resendInterval = resendInterval
+            self.settle = settle
+            self.timeout = timeout
+        }
+    }
+
+    struct Query {
+        var message: DNSMessage
+        var bytes: [UInt8]
+        var lastSent: Double
+    }
+
+    struct Peer {
+        var records: [DNSRecord] = []
+        var recordSet: Set<DNSRecord> = []
+        var outstanding: [UInt16: Query] = [:]
+        var askedInstances: Set<String> = []
+        var askedTypes: Set<String> = []
+        var lastNew: Double = 0
+        var answeredAny = false
+    }
+
+    public let configuration: Configuration
+    var peers: [String: Peer] = [:]
+    var peerOrder: [String] = []
+    /// Reported devices by device address (one responder may publish several devices).
+    var reported: [String: DeviceConfig] = [:]
+    var reportedOrder: [String] = []
+    var multicastQueries: [DNSMessage] = []
+    var nextID: UInt16 = 0x3500
+    var startTime: Double = 0
+    var lastMulticast: Double = -1
+    public private(set) var isFinished = false
+
+    public init(_ configuration: Configuration) {
+        self.configuration = configuration
+    }
+
+    var isUnicast: Bool { !configuration.hosts.isEmpty }
+
+    mutating func makeQuery(_ questions: [DNSQuestion]) -> DNSMessage {
+        nextID &+= 1
+        return DNSMessage(id: nextID, flags: 0, questions: questions)
+    }
+
+    func chunks() -> [[String]] {
+        let types = configuration.serviceTypes
+        return stride(from: 0, to: types.count, by: configuration.typesPerQuery).map {
+            Array(types[$0..<min($0 + configuration.typesPerQuery, types.count)])
+        }
+    }
+
+    public mutating func start(now: Double) -> [Action] {
+        startTime = now
+        var actions: [Action] = []
+        if isUnicast {
+            for host in configuration.hosts {
+                var peer = Peer()
+                for chunk in chunks() {
+                    let q = makeQuery(chunk.map { DNSQuestion(name: $0, type: .ptr, unicastResponse: true) })
+                    let bytes = DNSSerializer.serialize(q)
+                    peer.outstanding[q.id] = Query(message: q, bytes: bytes, lastSent: now)
+                    actions.append(.send(bytes, to: .host(host)))
+                }
+                peers[host] = peer
+                peerOrder.append(host)
+            }
+        } else {
+            multicastQueries = chunks().map { chunk in makeQuery(chunk.map { DNSQuestion(name: $0, type: .ptr, unicastResponse: true) }) }
+            actions += sendMulticast(now: now)
+        }
+        return actions
+    }
+
+    mutating func sendMulticast(now: Double) -> [Action] {
+        lastMulticast = now
+        return multicastQueries.map { .send(DNSSerializer.serialize($0), to: .multicast) }
+    }
+
+    /// A datagram from `address`. Anything that does not parse is ignored.
+    public mutating func received(_ bytes: [UInt8], from address: String, now: Double) -> [Action] {
+        guard !isFinished, let msg = try? DNSParser.parse(bytes), msg.isResponse else { return [] }
+        if isUnicast && peers[address] == nil { return [] }
+        let relevant = msg.allRecords.contains { r in
+            DeviceBuilder.split(r.name) != nil || configuration.serviceTypes.contains { $0.lowercased() == r.name.lowercased() }
+        }
+        var peer = peers[address] ?? Peer()
+        let answeredQuery = peer.outstanding.removeValue(forKey: msg.id)
+        if answeredQuery == nil && !relevant { return [] }
+        if peers[address] == nil { peerOrder.append(address) }
+        peer.answeredAny = true
+        for r in msg.allRecords where !peer.recordSet.contains(r) {
+            peer.recordSet.insert(r)
+            peer.records.append(r)
+            peer.lastNew = now
+        }
+        var actions: [Action] = []
+        // Truncated: ask again, one service type per message.
+        if msg.isTruncated {
+            let types = (answeredQuery?.message.questions.map(\.name) ?? configuration.serviceTypes)
+            for t in types where answeredQuery?.message.questions.count ?? 2 > 1 && !peer.askedTypes.contains(t) {
+                peer.askedTypes.insert(t)
+                let q = makeQuery([DNSQuestion(name: t, type: .ptr, unicastResponse: true)])
+                let b = DNSSerializer.serialize(q)
+                peer.outstanding[q.id] = Query(message: q, bytes: b, lastSent: now)
+                actions.append(.send(b, to: .host(address)))
+            }
+        }
+        // Instances without SRV or TXT: ask for them directly.
+        for instance in incompleteInstances(peer) where !peer.askedInstances.contains(instance.lowercased()) {
+            peer.askedInstances.insert(instance.lowercased())
+            for type in [DNSType.srv, .txt] {
+                let q = makeQuery([DNSQuestion(name: instance, type: type, unicastResponse: true)])
+                let b = DNSSerializer.serialize(q)
+                peer.outstanding[q.id] = Query(message: q, bytes: b, lastSent: now)
+                actions.append(.send(b, to: .host(address)))
+            }
+        }
+        peers[address] = peer
+        return actions + check(now: now)
+    }
+
+    func incompleteInstances(_ peer: Peer) -> [String] {
+        var instances: [String] = []
+        var haveSRV = Set<String>(), haveTXT = Set<String>()
+        for r in peer.records {
+            switch r.data {
+            case .ptr(let target) where r.name.hasPrefix("_") && DeviceBuilder.split(target) != nil:
+                if !instances.contains(where: { $0.lowercased() == target.lowercased() }) { instances.append(target) }
+            case .srv: haveSRV.insert(r.name.lowercased())
+            case .txt: haveTXT.insert(r.name.lowercased())
+            default: break
+            }
+        }
+        // Sleep proxy records carry no useful SRV/TXT for us.
+        return instances.filter { i in
+            !i.lowercased().hasSuffix(ServiceType.sleepProxy) && (!haveSRV.contains(i.lowercased()) || !haveTXT.contains(i.lowercased()))
+        }
+    }
+
+    /// Clock tick: resend, report settled devices, finish.
+    public mutating func tick(now: Double) -> [Action] {
+        guard !isFinished else { return [] }
+        var actions: [Action] = []
+        if now - startTime >= configuration.timeout {
+            return finish(reportAll: true)
+        }
+        for addr in peerOrder {
+            guard var peer = peers[addr] else { continue }
+            for (id, var q) in peer.outstanding where now - q.lastSent >= configuration.resendInterval {
+                q.lastSent = now
+                peer.outstanding[id] = q
+                actions.append(.send(q.bytes, to: .host(addr)))
+            }
+            peers[addr] = peer
+        }
+        if !isUnicast, now - lastMulticast >= configuration.resendInterval {
+            actions += sendMulticast(now: now)
+        }
+        return actions + check(now: now)
+    }
+
+    mutating func check(now: Double) -> [Action] {
+        var actions: [Action] = []
+        for addr in peerOrder {
+            guard let peer = peers[addr], peer.answeredAny, peer.outstanding.isEmpty else { continue }
+            if !isUnicast && now - peer.lastNew < configuration.settle { continue }
+            actions += report(devices(addr, peer))
+        }
+        if !configuration.identifiers.isEmpty {
+            let wanted = Set(configuration.identifiers.map { $0.lowercased() })
+            if reported.values.contains(where: { d in d.allIdentifiers.contains { wanted.contains($0.lowercased()) } }) {
+                return actions + finish(reportAll: false)
+            }
+        }
+        if isUnicast, configuration.hosts.allSatisfy({ peers[$0]?.outstanding.isEmpty ?? true }) {
+            return actions + finish(reportAll: true)
+        }
+        return actions
+    }
+
+    /// Report new devices, and devices that gained services since they were reported.
+    mutating func report(_ devices: [DeviceConfig]) -> [Action] {
+        var actions: [Action] = []
+        let wanted = Set(configuration.identifiers.map { $0.lowercased() })
+        for d in devices {
+            if !wanted.isEmpty && !d.allIdentifiers.contains(where: { wanted.contains($0.lowercased()) }) { continue }
+            if let old = reported[d.address], old.services.count >= d.services.count { continue }
+            if reported[d.address] == nil { reportedOrder.append(d.address) }
+            reported[d.address] = d
+            actions.append(.found(d))
+        }
+        return actions
+    }
+
+    /// Every device reported so far, latest version of each.
+    public var devices: [DeviceConfig] { reportedOrder.compactMap { reported[$0] } }
+
+    mutating func finish(reportAll: Bool) -> [Action] {
+        var actions: [Action] = []
+        if reportAll {
+            for addr in peerOrder {
+                guard let peer = peers[addr] else { continue }
+                actions += report(devices(addr, peer))
+            }
+        }
+        isFinished = true
+        return actions + [.finished]
+    }
+
+    func devices(_ source: String, _ peer: Peer) -> [DeviceConfig] {
+        let services = DeviceBuilder.serviceRecords(from: peer.records, sourceAddress: source)
+        return DeviceBuilder.devices(from: services).filter { $0.ready || $0.deepSleep }
+    }
+}

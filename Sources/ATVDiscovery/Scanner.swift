@@ -1,0 +1,180 @@
+import ATVCore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+/// How to scan.
+public struct ScanOptions: Sendable {
+    /// Seconds to scan.
+    public var timeout: Double
+    /// Hosts to ask directly (unicast); empty means multicast.
+    public var hosts: [String]
+    /// Stop as soon as a device with one of these identifiers is found.
+    public var identifiers: Set<String>
+    /// The mDNS port to send to (5353; tests may use another for unicast).
+    public var port: Int
+    /// Wake sleeping devices with a TCP connect to their usual ports (unicast only).
+    public var knock: Bool
+
+    public init(timeout: Double = 3, hosts: [String] = [], identifiers: Set<String> = [], port: Int = 5353, knock: Bool = true) {
+        self.timeout = timeout
+        self.hosts = hosts
+        self.identifiers = identifiers
+        self.port = port
+        self.knock = knock
+    }
+}
+
+public enum Discovery {
+    static let logger = Logger(label: "atv.discovery")
+    static let mdnsGroup = "224.0.0.251"
+
+    /// Devices as they are found. The stream ends when the scan is complete: at the timeout for
+    /// multicast, when every host has answered for unicast, or when an identifier was found.
+    public static func scan(_ options: ScanOptions = ScanOptions()) -> AsyncThrowingStream<DeviceConfig, Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    try await run(options) { continuation.yield($0) }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// Every device found (latest version of each).
+    public static func scanAll(_ options: ScanOptions = ScanOptions()) async throws -> [DeviceConfig] {
+        var byAddress: [String: DeviceConfig] = [:]
+        var order: [String] = []
+        for try await d in scan(options) {
+            if byAddress[d.address] == nil { order.append(d.address) }
+            byAddress[d.address] = d
+        }
+        return order.compactMap { byAddress[$0] }
+    }
+
+    /// Find one device by name or identifier.
+    public static func find(_ nameOrID: String, options: ScanOptions = ScanOptions()) async throws -> DeviceConfig {
+        var opts = options
+        // An identifier lets the scan stop early; a name needs the whole scan.
+        if !nameOrID.contains(" ") { opts.identifiers = [nameOrID] }
+        for try await d in scan(opts) where d.matches(nameOrID) { return d }
+        throw ATVError.deviceNotFound("no device named or identified '\(nameOrID)' answered within \(Int(options.timeout)) s")
+    }
+
+    enum Event: Sendable {
+        case datagram(Datagram)
+        case tick
+    }
+
+    static func run(_ options: ScanOptions, found: (DeviceConfig) -> Void) async throws {
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        func now() -> Double {
+            let d = clock.now - t0
+            return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        }
+        var machine = ScanStateMachine(.init(hosts: options.hosts, identifiers: options.identifiers, timeout: options.timeout))
+
+        var senders: [UDPSocket] = []
+        var listener: UDPSocket?
+        let unicastSocket = try await UDPSocket.bind(host: "0.0.0.0", port: 0)
+        senders.append(unicastSocket)
+        var groupAddresses: [(UDPSocket, SocketAddress)] = []
+        if options.hosts.isEmpty {
+            let interfaces = UDPSocket.multicastInterfaces()
+            guard !interfaces.isEmpty else {
+                await unicastSocket.close()
+                throw ATVError.connectionFailed("no network interface supports multicast (scan with --hosts instead)")
+            }
+            let group = try SocketAddress(ipAddress: mdnsGroup, port: 5353)
+            for dev in interfaces {
+                let s = try await UDPSocket.bind(host: "0.0.0.0", port: 0)
+                if let a = dev.address { try? await s.setMulticastInterface(a) }
+                senders.append(s)
+                groupAddresses.append((s, group))
+            }
+            if let l = try? await UDPSocket.bind(host: "0.0.0.0", port: 5353, reuse: true) {
+                for dev in interfaces { try? await l.joinMulticast(group, device: dev) }
+                listener = l
+            }
+        }
+        let sockets = senders + (listener.map { [$0] } ?? [])
+        defer {
+            let all = sockets
+            Task { for s in all { await s.close() } }
+        }
+
+        let (events, eventSink) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(4096))
+        var tasks: [Task<Void, Never>] = []
+        for s in sockets {
+            tasks.append(Task {
+                for await d in s.incoming { eventSink.yield(.datagram(d)) }
+            })
+        }
+        tasks.append(Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(25))
+                eventSink.yield(.tick)
+            }
+        })
+        if options.knock && !options.hosts.isEmpty {
+            for host in options.hosts { tasks.append(Task { await knock(host) }) }
+        }
+        defer {
+            for t in tasks { t.cancel() }
+            eventSink.finish()
+        }
+
+        func perform(_ actions: [ScanStateMachine.Action]) async -> Bool {
+            for a in actions {
+                switch a {
+                case .send(let bytes, .multicast):
+                    for (s, group) in groupAddresses { try? await s.send(bytes, to: group) }
+                case .send(let bytes, .host(let host)):
+                    logger.trace("mDNS query to \(host): \((try? DNSParser.parse(bytes))?.questions.map { "\($0.type) \($0.name)" } ?? [])")
+                    if let addr = try? SocketAddress.makeAddressResolvingHost(host, port: options.port) {
+                        try? await unicastSocket.send(bytes, to: addr)
+                    }
+                case .found(let d):
+                    found(d)
+                case .finished:
+                    return true
+                }
+            }
+            return false
+        }
+
+        if await perform(machine.start(now: now())) { return }
+        for await event in events {
+            try Task.checkCancellation()
+            let actions: [ScanStateMachine.Action]
+            switch event {
+            case .datagram(let d):
+                guard let ip = d.remote.ipAddress else { continue }
+                if logger.logLevel <= .trace, let m = try? DNSParser.parse(d.bytes) {
+                    logger.trace("mDNS from \(ip):\(d.remote.port ?? 0) id=\(m.id) flags=\(m.flags) q=\(m.questions.count) records: \(m.allRecords.map { "\($0.type) \($0.name)" }.joined(separator: ", "))")
+                }
+                actions = machine.received(d.bytes, from: ip, now: now())
+            case .tick:
+                actions = machine.tick(now: now())
+            }
+            if await perform(actions) { return }
+        }
+    }
+
+    /// TCP connects to the ports Apple devices listen on, to wake one behind a sleep proxy.
+    static func knock(_ host: String) async {
+        for port in [3689, 7000, 49152, 32498] {
+            let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(.milliseconds(300))
+            if let ch = try? await bootstrap.connect(host: host, port: port).get() {
+                try? await Task.sleep(for: .milliseconds(100))
+                try? await ch.close().get()
+            }
+        }
+    }
+}

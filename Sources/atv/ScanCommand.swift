@@ -1,0 +1,121 @@
+import ArgumentParser
+import ATV
+import ATVCore
+import ATVDiscovery
+import Foundation
+
+struct Scan: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Find devices on the network (mDNS).")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Comma-separated hosts to scan by unicast.") var hosts: String?
+    @Option(help: "Seconds to scan (1-99).") var timeout: Double = 3
+    @Option(help: "Stop when a device with this identifier is found.") var id: String?
+    @Flag(help: "Print JSON (atvscript's shape).") var json = false
+
+    func validate() throws {
+        guard (0.1...99).contains(timeout) else { throw ValidationError("--timeout must be within 0.1...99 seconds") }
+    }
+
+    func run() async throws {
+        global.bootstrapLogging()
+        try await runReportingErrors {
+            let hostList = hosts?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } ?? []
+            let options = ScanOptions(timeout: timeout, hosts: hostList, identifiers: id.map { [$0] } ?? [])
+            if json {
+                let devices = try await Discovery.scanAll(options)
+                printJSON(["result": "success", "datetime": isoNow(), "devices": devices.map(deviceJSON)])
+                return
+            }
+            var printed = 0
+            print("Scan Results")
+            print(String(repeating: "=", count: 40))
+            for try await device in Discovery.scan(options) {
+                if printed > 0 { print("") }
+                print(describe(device))
+                printed += 1
+                fflush(nil)
+            }
+            if printed == 0 { print("No devices found.") }
+        }
+    }
+}
+
+/// The block `atvremote scan` prints for a device.
+func describe(_ d: DeviceConfig) -> String {
+    var lines = [
+        "       Name: \(d.name)",
+        "   Model/SW: \(d.deviceInfo)",
+        "    Address: \(d.address)",
+        "        MAC: \(d.deviceInfo.mac ?? "None")",
+        " Deep Sleep: \(d.deepSleep ? "True" : "False")",
+        "Identifiers:",
+    ]
+    lines += d.allIdentifiers.map { " - \($0)" }
+    lines.append("Services:")
+    for s in d.services {
+        var line = " - Protocol: \(s.protocol), Port: \(s.port), Credentials: \(s.credentials ?? "None"), "
+        line += "Requires Password: \(s.requiresPassword ? "True" : "False"), Password: \(s.password ?? "None"), Pairing: \(s.pairing)"
+        if !s.enabled { line += " (disabled)" }
+        lines.append(line)
+    }
+    return lines.joined(separator: "\n")
+}
+
+/// atvscript's device object.
+func deviceJSON(_ d: DeviceConfig) -> [String: Any] {
+    let info = d.deviceInfo
+    let os: String = switch info.effectiveOperatingSystem {
+    case .legacy: "Legacy"
+    case .tvOS: "TvOS"
+    case .airPortOS: "AirPortOS"
+    case .macOS: "MacOS"
+    case .unknown: "Unknown"
+    }
+    return [
+        "name": d.name,
+        "address": d.address,
+        "identifier": d.identifier ?? NSNull(),
+        "all_identifiers": d.allIdentifiers,
+        "device_info": [
+            "mac": info.mac ?? NSNull(),
+            "model": modelKey(info.model),
+            "model_str": info.modelString,
+            "operating_system": os,
+            "version": info.version ?? NSNull(),
+        ] as [String: Any],
+        "services": d.services.map { ["protocol": $0.protocol.key, "port": $0.port] as [String: Any] },
+    ]
+}
+
+/// pyatv's enum member names for models ("Gen4K", "HomePodMini").
+func modelKey(_ m: DeviceModel) -> String {
+    switch m {
+    case .unknown: "Unknown"
+    case .gen2: "Gen2"
+    case .gen3: "Gen3"
+    case .gen4: "Gen4"
+    case .gen4K: "Gen4K"
+    case .homePod: "HomePod"
+    case .homePodMini: "HomePodMini"
+    case .airPortExpress: "AirPortExpress"
+    case .airPortExpressGen2: "AirPortExpressGen2"
+    case .appleTV4KGen2: "AppleTV4KGen2"
+    case .music: "Music"
+    case .appleTV4KGen3: "AppleTV4KGen3"
+    case .homePodGen2: "HomePodGen2"
+    case .appleTVGen1: "AppleTVGen1"
+    }
+}
+
+func isoNow() -> String {
+    let f = ISO8601DateFormatter()
+    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    f.timeZone = .current
+    return f.string(from: Date())
+}
+
+func printJSON(_ object: [String: Any]) {
+    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) {
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
