@@ -84,5 +84,6 @@ let package = Package(
         .testTarget(name: "ATVTests", dependencies: ["ATV"], swiftSettings: swift6),
         .testTarget(name: "ATVRAOPTests", dependencies: ["ATVRAOP", "ATVSimulator"], swiftSettings: swift6),
         .testTarget(name: "CLITests", dependencies: ["ATVCore"], swiftSettings: swift6),
+        .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVSimulator"], swiftSettings: swift6),
     ]
 )
