@@ -50,6 +50,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: swift6),
         .target(name: "ATVAirPlay", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
         .target(name: "ATVMRP", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
