@@ -197,8 +197,9 @@ final class SpeakerSession: @unchecked Sendable {
     static func parseTransport(_ value: String) -> [String: String] {
         var out: [String: String] = [:]
         for part in value.split(separator: ";") {
-            let kv = part.split(separator: "=", maxSplits: 1)
-            let key = kv[0].trimmingCharacters(in: .whitespaces).lowercased()
+            let kv = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = kv.first else { continue }
+            let key = name.trimmingCharacters(in: .whitespaces).lowercased()
             out[key] = kv.count > 1 ? kv[1].trimmingCharacters(in: .whitespaces) : ""
         }
         return out
