@@ -141,7 +141,12 @@ final class SpeakerSession: @unchecked Sendable {
         }
         if fmt.codec == .alac {
             do {
-                alac = try ALACDecoder(framesPerPacket: fmt.framesPerPacket)
+                // The cookie from the fmtp line as announced (history mult, rice limit, ...).
+                let fmtp = request.bodyText.split(whereSeparator: \.isNewline)
+                    .first { $0.hasPrefix("a=fmtp:") }.map { String($0.dropFirst("a=fmtp:".count)) }
+                let cookie = fmtp.flatMap { ALACMagicCookie.make(fmtp: $0) }
+                    ?? ALACMagicCookie.make(frameLength: fmt.framesPerPacket, channels: fmt.channels, sampleRate: fmt.sampleRate)
+                alac = try ALACDecoder(framesPerPacket: fmt.framesPerPacket, magicCookie: cookie)
             } catch {
                 return status(500, for: request)
             }
@@ -199,8 +204,8 @@ final class SpeakerSession: @unchecked Sendable {
         for part in value.split(separator: ";") {
             let kv = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard let name = kv.first else { continue }
-            let key = name.trimmingCharacters(in: .whitespaces).lowercased()
-            out[key] = kv.count > 1 ? kv[1].trimmingCharacters(in: .whitespaces) : ""
+            let key = name.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+            out[key] = kv.count > 1 ? kv[1].trimmingCharacters(in: .whitespacesAndNewlines) : ""
         }
         return out
     }
@@ -208,11 +213,11 @@ final class SpeakerSession: @unchecked Sendable {
     private func setParameter(_ request: RTSPRequest, _ ok: RTSPResponse) -> RTSPResponse {
         let type = (request.headers["Content-Type"] ?? "").lowercased()
         if type.hasPrefix("text/parameters") {
-            for line in request.bodyText.split(whereSeparator: { $0 == "\r" || $0 == "\n" }) {
+            for line in request.bodyText.split(whereSeparator: \.isNewline) {
                 let kv = line.split(separator: ":", maxSplits: 1)
                 guard kv.count == 2 else { continue }
-                let key = kv[0].trimmingCharacters(in: .whitespaces).lowercased()
-                let value = kv[1].trimmingCharacters(in: .whitespaces)
+                let key = kv[0].trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+                let value = kv[1].trimmingCharacters(in: .whitespacesAndNewlines)
                 switch key {
                 case "volume":
                     if let v = Double(value) {
