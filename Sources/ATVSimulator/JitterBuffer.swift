@@ -86,6 +86,15 @@ public struct JitterBuffer: Sendable {
         return highest + Int64(delta)
     }
 
+    /// Tells an empty buffer which sequence number comes first (RAOP senders announce it in the
+    /// `RTP-Info: seq=` header of RECORD/FLUSH), so a lost first packet is detected and re-requested
+    /// like any other gap. Ignored while packets are buffered.
+    public mutating func expect(firstSeq seq: UInt16) {
+        guard next == nil, queued.isEmpty else { return }
+        next = Int64(seq)
+        highest = Int64(seq) - 1
+    }
+
     /// Feeds one received packet. `isRetransmission` marks packets that came in a retransmit response.
     public mutating func insert(seq: UInt16, payload: [UInt8], isRetransmission: Bool = false,
                                 now: UInt64) -> [Output] {

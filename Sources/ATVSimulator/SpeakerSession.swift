@@ -77,8 +77,10 @@ final class SpeakerSession: @unchecked Sendable {
             return setup(request, response)
         case ("RECORD", _):
             response.headers.set("Audio-Latency", "11025")
+            expectFirstPacket(request)
         case ("FLUSH", _):
             process(jitter.finish())
+            expectFirstPacket(request)
         case ("SET_PARAMETER", _):
             response = setParameter(request, response)
         case ("GET_PARAMETER", _):
@@ -94,6 +96,18 @@ final class SpeakerSession: @unchecked Sendable {
             response = status(501, for: request)
         }
         return loop.makeSucceededFuture(response)
+    }
+
+    /// `RTP-Info: seq=N;rtptime=T` names the next packet: a lost first packet then counts as a gap.
+    private func expectFirstPacket(_ request: RTSPRequest) {
+        guard let info = request.headers["RTP-Info"] else { return }
+        for part in info.split(separator: ";") {
+            let kv = part.split(separator: "=", maxSplits: 1)
+            if kv.count == 2, kv[0].trimmingCharacters(in: .whitespaces) == "seq",
+               let seq = UInt16(kv[1].trimmingCharacters(in: .whitespaces)) {
+                jitter.expect(firstSeq: seq)
+            }
+        }
     }
 
     private func status(_ code: Int, for request: RTSPRequest) -> RTSPResponse {

@@ -123,6 +123,16 @@ private func lost(_ outputs: [JitterBuffer.Output]) -> [(UInt16, Int)] {
         #expect(played(jb.insert(seq: 900, payload: payload(900), now: 0)) == [900])
     }
 
+    @Test func expectedFirstPacketLostIsRequested() {
+        var jb = JitterBuffer()
+        jb.expect(firstSeq: 0)  // 0 - 1 wraps to 65535 internally
+        let out = jb.insert(seq: 1, payload: payload(1), now: 0)
+        #expect(requests(out).first?.0 == 0 && requests(out).first?.1 == 1)
+        #expect(played(out).isEmpty)
+        #expect(played(jb.insert(seq: 0, payload: payload(0), isRetransmission: true, now: 1)) == [0, 1])
+        #expect(jb.statistics.recovered == 1)
+    }
+
     @Test func discontinuityRestarts() {
         var jb = JitterBuffer()
         _ = jb.insert(seq: 100, payload: payload(100), now: 0)
