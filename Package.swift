@@ -51,6 +51,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: swift6),
         .target(name: "ATVAirPlay", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
         .target(name: "ATVMRP", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
@@ -86,5 +87,6 @@ let package = Package(
         .testTarget(name: "ATVRAOPTests", dependencies: ["ATVRAOP", "ATVSimulator"], swiftSettings: swift6),
         .testTarget(name: "ATVDiscoveryTests", dependencies: ["ATVDiscovery"], swiftSettings: swift6),
         .testTarget(name: "CLITests", dependencies: ["ATVCore"], swiftSettings: swift6),
+        .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVSimulator"], swiftSettings: swift6),
     ]
 )

@@ -1,0 +1,394 @@
+import ATVCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// MARK: - NTP time
+
+/// A 64-bit NTP timestamp: seconds since 1900 (high 32 bits) and binary fraction (low 32 bits).
+public struct NTPTime: Sendable, Hashable, Comparable, CustomStringConvertible {
+    /// Seconds between the NTP epoch (1900) and the Unix epoch (1970).
+    public static let unixEpochOffset: UInt64 = 0x83AA_7E80
+
+    public var raw: UInt64
+
+    public init(raw: UInt64) { self.raw = raw }
+    public init(seconds: UInt32, fraction: UInt32) { raw = UInt64(seconds) << 32 | UInt64(fraction) }
+
+    /// From Unix time in seconds (wall clock).
+    public init(unixTime: Double) {
+        let whole = unixTime.rounded(.down)
+        let frac = (unixTime - whole) * 4_294_967_296.0
+        let seconds = UInt64(max(0, whole)) &+ Self.unixEpochOffset
+        raw = (seconds << 32) | UInt64(min(max(frac, 0), 4_294_967_295.0))
+    }
+
+    /// From Unix seconds + nanoseconds.
+    public init(unixSeconds: Int, nanoseconds: Int) {
+        let seconds = UInt64(max(0, unixSeconds)) &+ Self.unixEpochOffset
+        let frac = (UInt64(max(0, min(nanoseconds, 999_999_999))) << 32) / 1_000_000_000
+        raw = (seconds << 32) | frac
+    }
+
+    /// The current wall-clock time (CLOCK_REALTIME).
+    public static func now() -> NTPTime {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return NTPTime(unixSeconds: Int(ts.tv_sec), nanoseconds: Int(ts.tv_nsec))
+    }
+
+    public var seconds: UInt32 { UInt32(truncatingIfNeeded: raw >> 32) }
+    public var fraction: UInt32 { UInt32(truncatingIfNeeded: raw) }
+    public var unixTime: Double {
+        Double(Int64(raw >> 32) - Int64(Self.unixEpochOffset)) + Double(fraction) / 4_294_967_296.0
+    }
+
+    /// `ts2ntp`: an RTP frame count as an NTP duration, `((ts << 16) / rate) << 16` (16-bit
+    /// fraction precision, as pyatv computes it).
+    public static func fromTimestamp(_ ts: UInt64, sampleRate: Int) -> NTPTime {
+        guard sampleRate > 0 else { return NTPTime(raw: 0) }
+        return NTPTime(raw: ((ts << 16) / UInt64(sampleRate)) << 16)
+    }
+
+    /// `ntp2ts`: this NTP value (as a duration) in frames, `((ntp >> 16) · rate) >> 16`.
+    public func toTimestamp(sampleRate: Int) -> UInt64 {
+        guard sampleRate > 0 else { return 0 }
+        let product = (raw >> 16).multipliedFullWidth(by: UInt64(sampleRate))
+        return (product.high << 48) | (product.low >> 16)
+    }
+
+    public func adding(seconds: Double) -> NTPTime {
+        let delta = Int64((seconds * 4_294_967_296.0).rounded())
+        return NTPTime(raw: UInt64(bitPattern: Int64(bitPattern: raw) &+ delta))
+    }
+
+    /// `self − other` in seconds (may be negative).
+    public func secondsSince(_ other: NTPTime) -> Double {
+        Double(Int64(bitPattern: raw &- other.raw)) / 4_294_967_296.0
+    }
+
+    public static func < (a: NTPTime, b: NTPTime) -> Bool { a.raw < b.raw }
+    public var description: String { "NTP(\(seconds).\(fraction))" }
+}
+
+// MARK: - Byte helpers
+
+func hex2(_ v: UInt8) -> String {
+    let digits = Array("0123456789abcdef")
+    return String([digits[Int(v >> 4)], digits[Int(v & 0x0F)]])
+}
+
+@usableFromInline
+struct ByteWriter {
+    var bytes: [UInt8] = []
+    init(capacity: Int) { bytes.reserveCapacity(capacity) }
+    mutating func u8(_ v: UInt8) { bytes.append(v) }
+    mutating func u16(_ v: UInt16) { bytes.append(UInt8(v >> 8)); bytes.append(UInt8(v & 0xFF)) }
+    mutating func u32(_ v: UInt32) {
+        bytes.append(UInt8(v >> 24)); bytes.append(UInt8((v >> 16) & 0xFF))
+        bytes.append(UInt8((v >> 8) & 0xFF)); bytes.append(UInt8(v & 0xFF))
+    }
+    mutating func ntp(_ t: NTPTime) { u32(t.seconds); u32(t.fraction) }
+    mutating func append(_ b: some Sequence<UInt8>) { bytes.append(contentsOf: b) }
+}
+
+/// Bounds-checked big-endian reads.
+struct ByteReader {
+    let bytes: [UInt8]
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    func u8(_ at: Int) throws -> UInt8 {
+        guard at >= 0, at < bytes.count else { throw ATVError.protocolError("packet too short") }
+        return bytes[at]
+    }
+    func u16(_ at: Int) throws -> UInt16 {
+        guard at >= 0, at + 2 <= bytes.count else { throw ATVError.protocolError("packet too short") }
+        return UInt16(bytes[at]) << 8 | UInt16(bytes[at + 1])
+    }
+    func u32(_ at: Int) throws -> UInt32 {
+        guard at >= 0, at + 4 <= bytes.count else { throw ATVError.protocolError("packet too short") }
+        return UInt32(bytes[at]) << 24 | UInt32(bytes[at + 1]) << 16 | UInt32(bytes[at + 2]) << 8 | UInt32(bytes[at + 3])
+    }
+    func ntp(_ at: Int) throws -> NTPTime { NTPTime(seconds: try u32(at), fraction: try u32(at + 4)) }
+}
+
+// MARK: - RTP header
+
+/// A fixed 12-byte RTP header (no CSRC list).
+public struct RTPHeader: Sendable, Hashable {
+    public static let size = 12
+
+    public var padding: Bool
+    public var hasExtension: Bool
+    public var marker: Bool
+    public var payloadType: UInt8
+    public var sequenceNumber: UInt16
+    public var timestamp: UInt32
+    public var ssrc: UInt32
+
+    public init(payloadType: UInt8, marker: Bool = false, sequenceNumber: UInt16 = 0, timestamp: UInt32 = 0,
+                ssrc: UInt32 = 0, padding: Bool = false, hasExtension: Bool = false) {
+        self.payloadType = payloadType & 0x7F
+        self.marker = marker
+        self.sequenceNumber = sequenceNumber
+        self.timestamp = timestamp
+        self.ssrc = ssrc
+        self.padding = padding
+        self.hasExtension = hasExtension
+    }
+
+    public var bytes: [UInt8] {
+        var w = ByteWriter(capacity: Self.size)
+        write(into: &w)
+        return w.bytes
+    }
+
+    func write(into w: inout ByteWriter) {
+        w.u8(0x80 | (padding ? 0x20 : 0) | (hasExtension ? 0x10 : 0))
+        w.u8((marker ? 0x80 : 0) | (payloadType & 0x7F))
+        w.u16(sequenceNumber)
+        w.u32(timestamp)
+        w.u32(ssrc)
+    }
+
+    /// Decodes the first 12 bytes; throws on short input or an RTP version other than 2.
+    public init(decoding bytes: some Collection<UInt8>) throws {
+        let r = ByteReader(Array(bytes.prefix(Self.size)))
+        let b0 = try r.u8(0)
+        guard b0 >> 6 == 2 else { throw ATVError.protocolError("not an RTP packet (version \(b0 >> 6))") }
+        let b1 = try r.u8(1)
+        padding = b0 & 0x20 != 0
+        hasExtension = b0 & 0x10 != 0
+        marker = b1 & 0x80 != 0
+        payloadType = b1 & 0x7F
+        sequenceNumber = try r.u16(2)
+        timestamp = try r.u32(4)
+        ssrc = try r.u32(8)
+    }
+}
+
+// MARK: - Audio
+
+/// A RAOP audio packet (payload type 0x60; 0xE0 with the marker on the first packet of a stream).
+public struct RAOPAudioPacket: Sendable, Hashable {
+    public static let payloadType: UInt8 = 0x60
+
+    public var header: RTPHeader
+    public var payload: [UInt8]
+
+    public init(sequenceNumber: UInt16, timestamp: UInt32, ssrc: UInt32, marker: Bool = false, payload: [UInt8]) {
+        header = RTPHeader(payloadType: Self.payloadType, marker: marker, sequenceNumber: sequenceNumber,
+                           timestamp: timestamp, ssrc: ssrc)
+        self.payload = payload
+    }
+
+    public var sequenceNumber: UInt16 { header.sequenceNumber }
+    public var timestamp: UInt32 { header.timestamp }
+    public var marker: Bool { header.marker }
+
+    public var bytes: [UInt8] {
+        var w = ByteWriter(capacity: RTPHeader.size + payload.count)
+        header.write(into: &w)
+        w.append(payload)
+        return w.bytes
+    }
+
+    public init(decoding bytes: some Collection<UInt8>) throws {
+        let array = Array(bytes)
+        let header = try RTPHeader(decoding: array)
+        guard header.payloadType == Self.payloadType else {
+            throw ATVError.protocolError("not a RAOP audio packet (payload type 0x\(hex2(header.payloadType)))")
+        }
+        self.header = header
+        payload = Array(array.dropFirst(RTPHeader.size))
+    }
+}
+
+// MARK: - Control channel
+
+/// Sync packet (control channel, sender → receiver, every second): at NTP time `ntpTime` the
+/// frame `rtpTimeLessLatency` is being played; `rtpTime` is the stream's current RTP time
+/// (so `rtpTime − rtpTimeLessLatency` is the latency).
+public struct RAOPSyncPacket: Sendable, Hashable {
+    public static let payloadType: UInt8 = 0x54
+    public static let size = 20
+
+    public var isFirst: Bool
+    public var rtpTimeLessLatency: UInt32
+    public var ntpTime: NTPTime
+    public var rtpTime: UInt32
+
+    public init(isFirst: Bool, rtpTimeLessLatency: UInt32, ntpTime: NTPTime, rtpTime: UInt32) {
+        self.isFirst = isFirst
+        self.rtpTimeLessLatency = rtpTimeLessLatency
+        self.ntpTime = ntpTime
+        self.rtpTime = rtpTime
+    }
+
+    public var bytes: [UInt8] {
+        var w = ByteWriter(capacity: Self.size)
+        w.u8(isFirst ? 0x90 : 0x80)
+        w.u8(0x80 | Self.payloadType)
+        w.u16(0x0007)
+        w.u32(rtpTimeLessLatency)
+        w.ntp(ntpTime)
+        w.u32(rtpTime)
+        return w.bytes
+    }
+
+    public init(decoding bytes: some Collection<UInt8>) throws {
+        let r = ByteReader(Array(bytes))
+        guard bytes.count >= Self.size else { throw ATVError.protocolError("sync packet of \(bytes.count) bytes, expected 20") }
+        guard try r.u8(1) & 0x7F == Self.payloadType else { throw ATVError.protocolError("not a sync packet") }
+        isFirst = try r.u8(0) & 0x10 != 0
+        rtpTimeLessLatency = try r.u32(4)
+        ntpTime = try r.ntp(8)
+        rtpTime = try r.u32(16)
+    }
+}
+
+/// Retransmit request (control channel, receiver → sender): resend `count` packets from `firstSequence`.
+public struct RAOPRetransmitRequest: Sendable, Hashable {
+    public static let payloadType: UInt8 = 0x55
+    public static let size = 8
+
+    public var sequenceNumber: UInt16
+    public var firstSequence: UInt16
+    public var count: UInt16
+
+    public init(sequenceNumber: UInt16 = 1, firstSequence: UInt16, count: UInt16) {
+        self.sequenceNumber = sequenceNumber
+        self.firstSequence = firstSequence
+        self.count = count
+    }
+
+    /// The requested sequence numbers, in order (wrapping at 65535).
+    public var sequenceNumbers: [UInt16] { (0..<Int(count)).map { firstSequence &+ UInt16(truncatingIfNeeded: $0) } }
+
+    public var bytes: [UInt8] {
+        var w = ByteWriter(capacity: Self.size)
+        w.u8(0x80)
+        w.u8(0x80 | Self.payloadType)
+        w.u16(sequenceNumber)
+        w.u16(firstSequence)
+        w.u16(count)
+        return w.bytes
+    }
+
+    public init(decoding bytes: some Collection<UInt8>) throws {
+        let r = ByteReader(Array(bytes))
+        guard bytes.count >= Self.size else { throw ATVError.protocolError("retransmit request of \(bytes.count) bytes, expected 8") }
+        guard try r.u8(1) & 0x7F == Self.payloadType else { throw ATVError.protocolError("not a retransmit request") }
+        sequenceNumber = try r.u16(2)
+        firstSequence = try r.u16(4)
+        count = try r.u16(6)
+    }
+}
+
+/// Retransmit response (control channel, sender → receiver): `0x80 0xD6 ‖ seq ‖ original packet`.
+public struct RAOPRetransmitResponse: Sendable, Hashable {
+    public static let payloadType: UInt8 = 0x56
+
+    public var packet: RAOPAudioPacket
+
+    public init(packet: RAOPAudioPacket) { self.packet = packet }
+
+    public var bytes: [UInt8] { Self.wrap(packetBytes: packet.bytes, sequenceNumber: packet.sequenceNumber) }
+
+    /// Wraps an already-serialized audio packet (avoids re-encoding from the backlog).
+    public static func wrap(packetBytes: [UInt8], sequenceNumber: UInt16) -> [UInt8] {
+        var w = ByteWriter(capacity: 4 + packetBytes.count)
+        w.u8(0x80)
+        w.u8(0x80 | payloadType)
+        w.u16(sequenceNumber)
+        w.append(packetBytes)
+        return w.bytes
+    }
+
+    public init(decoding bytes: some Collection<UInt8>) throws {
+        let array = Array(bytes)
+        let r = ByteReader(array)
+        guard try r.u8(1) & 0x7F == Self.payloadType else { throw ATVError.protocolError("not a retransmit response") }
+        guard array.count >= 4 + RTPHeader.size else { throw ATVError.protocolError("retransmit response too short") }
+        packet = try RAOPAudioPacket(decoding: array[4...])
+    }
+}
+
+/// Any packet of the control channel.
+public enum RAOPControlPacket: Sendable, Hashable {
+    case sync(RAOPSyncPacket)
+    case retransmitRequest(RAOPRetransmitRequest)
+    case retransmitResponse(RAOPRetransmitResponse)
+
+    public var bytes: [UInt8] {
+        switch self {
+        case .sync(let p): p.bytes
+        case .retransmitRequest(let p): p.bytes
+        case .retransmitResponse(let p): p.bytes
+        }
+    }
+
+    public init(decoding bytes: some Collection<UInt8>) throws {
+        let array = Array(bytes)
+        guard array.count >= 2 else { throw ATVError.protocolError("control packet of \(array.count) bytes") }
+        switch array[1] & 0x7F {
+        case RAOPSyncPacket.payloadType: self = .sync(try RAOPSyncPacket(decoding: array))
+        case RAOPRetransmitRequest.payloadType: self = .retransmitRequest(try RAOPRetransmitRequest(decoding: array))
+        case RAOPRetransmitResponse.payloadType: self = .retransmitResponse(try RAOPRetransmitResponse(decoding: array))
+        case let t: throw ATVError.protocolError("unknown control packet type 0x\(hex2(t))")
+        }
+    }
+}
+
+// MARK: - Timing channel
+
+/// NTP-style timing packet (32 bytes): request 0x52 (receiver → sender), reply 0x53.
+public struct RAOPTimingPacket: Sendable, Hashable {
+    public static let requestType: UInt8 = 0x52
+    public static let replyType: UInt8 = 0x53
+    public static let size = 32
+
+    public var isReply: Bool
+    public var referenceTime: NTPTime
+    public var receiveTime: NTPTime
+    public var sendTime: NTPTime
+
+    public init(isReply: Bool, referenceTime: NTPTime = NTPTime(raw: 0), receiveTime: NTPTime = NTPTime(raw: 0),
+                sendTime: NTPTime) {
+        self.isReply = isReply
+        self.referenceTime = referenceTime
+        self.receiveTime = receiveTime
+        self.sendTime = sendTime
+    }
+
+    /// The reply to `request`: reference = the request's send time.
+    public static func reply(to request: RAOPTimingPacket, receivedAt: NTPTime, sentAt: NTPTime) -> RAOPTimingPacket {
+        RAOPTimingPacket(isReply: true, referenceTime: request.sendTime, receiveTime: receivedAt, sendTime: sentAt)
+    }
+
+    public var bytes: [UInt8] {
+        var w = ByteWriter(capacity: Self.size)
+        w.u8(0x80)
+        w.u8(0x80 | (isReply ? Self.replyType : Self.requestType))
+        w.u16(0x0007)
+        w.u32(0)
+        w.ntp(referenceTime)
+        w.ntp(receiveTime)
+        w.ntp(sendTime)
+        return w.bytes
+    }
+
+    public init(decoding bytes: some Collection<UInt8>) throws {
+        let r = ByteReader(Array(bytes))
+        guard bytes.count >= Self.size else { throw ATVError.protocolError("timing packet of \(bytes.count) bytes, expected 32") }
+        switch try r.u8(1) & 0x7F {
+        case Self.requestType: isReply = false
+        case Self.replyType: isReply = true
+        default: throw ATVError.protocolError("not a timing packet")
+        }
+        referenceTime = try r.ntp(8)
+        receiveTime = try r.ntp(16)
+        sendTime = try r.ntp(24)
+    }
+}

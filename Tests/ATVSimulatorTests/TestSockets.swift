@@ -1,0 +1,81 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Tiny blocking loopback sockets for tests (every receive has a timeout).
+final class TestSocket {
+    let fd: Int32
+
+    private init(fd: Int32) { self.fd = fd }
+    deinit { close(fd) }
+
+    private static func loopback(port: Int) -> sockaddr_in {
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return addr
+    }
+
+    private func setTimeout(_ ms: Int) {
+        var tv = timeval(tv_sec: ms / 1000, tv_usec: Int((ms % 1000) * 1000))
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    static func tcp(port: Int) throws -> TestSocket {
+        let s = TestSocket(fd: socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0))
+        var addr = loopback(port: port)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw HarnessError("connect to 127.0.0.1:\(port) failed: errno \(errno)") }
+        return s
+    }
+
+    static func udp() throws -> TestSocket {
+        let s = TestSocket(fd: socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0))
+        var addr = loopback(port: 0)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw HarnessError("bind failed: errno \(errno)") }
+        return s
+    }
+
+    var port: Int {
+        var addr = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    func send(_ bytes: [UInt8]) {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + done, bytes.count - done, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            done += n
+        }
+    }
+
+    func sendTo(port: Int, _ bytes: [UInt8]) {
+        var addr = Self.loopback(port: port)
+        _ = withUnsafePointer(to: &addr) { a in
+            a.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, bytes.count, 0, sa, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        }
+    }
+
+    /// One read (TCP) or one datagram (UDP); nil on timeout or close.
+    func receive(timeoutMs: Int = 2000) -> [UInt8]? {
+        setTimeout(timeoutMs)
+        var buf = [UInt8](repeating: 0, count: 65536)
+        let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { return nil }
+        return Array(buf[0..<n])
+    }
+}
