@@ -1,0 +1,657 @@
+import ATVAudio
+import ATVCore
+import Logging
+import NIOCore
+import Synchronization
+
+/// How to stream to a RAOP (AirPlay 1) receiver.
+public struct RAOPOptions: Sendable {
+    /// Payload codec (ALAC by default; `.l16` = raw big-endian PCM).
+    public var codec: RAOPCodec
+    /// Receiver-side buffering in frames (default 2 s). Audio is sent in real time and played this much later.
+    public var latencyFrames: Int
+    /// Volume in percent (0…100) to set before playback; nil leaves the receiver's volume.
+    public var volume: Double?
+    /// Title/artist/album (sent as DMAP), artwork and duration (for progress).
+    public var metadata: MediaMetadata?
+    public var username: String
+    public var password: String?
+    public var connectTimeout: Duration
+    /// Each RTSP request must be answered within this time.
+    public var requestTimeout: Duration
+    /// `POST /feedback` keep-alive period (also detects a receiver that vanished).
+    public var feedbackInterval: Duration
+    public var syncInterval: Duration
+    /// After the source ends, send `latencyFrames` of silence so the receiver plays everything
+    /// before TEARDOWN.
+    public var padWithSilence: Bool
+    /// Send `GET /info` first.
+    public var requestInfo: Bool
+    /// First RTP sequence number / timestamp; nil = random.
+    public var initialSequence: UInt16?
+    public var initialRTPTime: UInt32?
+    /// Retransmit backlog (packets; rounded up to a power of two ≥ 1024).
+    public var backlogPackets: Int
+
+    public init(codec: RAOPCodec = .alac, latencyFrames: Int = 88_200, volume: Double? = nil,
+                metadata: MediaMetadata? = nil, username: String = "swift-atv", password: String? = nil,
+                connectTimeout: Duration = .seconds(5), requestTimeout: Duration = .seconds(4),
+                feedbackInterval: Duration = .seconds(2), syncInterval: Duration = .seconds(1),
+                padWithSilence: Bool = true, requestInfo: Bool = true, initialSequence: UInt16? = nil,
+                initialRTPTime: UInt32? = nil, backlogPackets: Int = 1024) {
+        self.codec = codec
+        self.latencyFrames = latencyFrames
+        self.volume = volume
+        self.metadata = metadata
+        self.username = username
+        self.password = password
+        self.connectTimeout = connectTimeout
+        self.requestTimeout = requestTimeout
+        self.feedbackInterval = feedbackInterval
+        self.syncInterval = syncInterval
+        self.padWithSilence = padWithSilence
+        self.requestInfo = requestInfo
+        self.initialSequence = initialSequence
+        self.initialRTPTime = initialRTPTime
+        self.backlogPackets = backlogPackets
+    }
+}
+
+/// Summary statistics of a series of durations, in seconds.
+public struct RAOPIntervalStats: Sendable, Equatable {
+    public var count: Int = 0
+    public var mean: Double = 0
+    public var standardDeviation: Double = 0
+    public var min: Double = 0
+    public var max: Double = 0
+
+    public init() {}
+
+    private var m2: Double = 0
+
+    mutating func add(_ x: Double) {
+        count += 1
+        if count == 1 {
+            min = x
+            max = x
+        } else {
+            min = Swift.min(min, x)
+            max = Swift.max(max, x)
+        }
+        let delta = x - mean
+        mean += delta / Double(count)
+        m2 += delta * (x - mean)
+        standardDeviation = count > 1 ? (m2 / Double(count - 1)).squareRoot() : 0
+    }
+}
+
+/// What a finished stream did.
+public struct RAOPStreamReport: Sendable, Equatable {
+    public var codec: RAOPCodec
+    /// Audio packets sent (source + silence padding), not counting retransmits.
+    public var packetsSent: Int
+    /// Frames that came from the source.
+    public var sourceFrames: Int64
+    public var silencePackets: Int
+    public var retransmitRequests: Int
+    public var retransmittedPackets: Int
+    /// Requested packets that were no longer in the backlog.
+    public var retransmitMisses: Int
+    public var syncPackets: Int
+    public var timingReplies: Int
+    /// UDP payload bytes we sent (audio, retransmits, sync, timing replies).
+    public var bytesOnWire: Int
+    /// From the call to the first audio packet on the wire.
+    public var firstPacketDelay: Duration?
+    /// Intervals between consecutive audio packets (pauses excluded).
+    public var sendIntervals: RAOPIntervalStats
+    /// How late packets were sent relative to their absolute schedule.
+    public var lateness: RAOPIntervalStats
+    /// Packets sent more than 5 ms after their due time.
+    public var latePackets: Int
+    public var duration: Duration
+    /// True if `stop()` ended the stream early.
+    public var stopped: Bool
+    public var warnings: [String]
+    public var serverPorts: RAOPServerPorts?
+    /// Local UDP ports (control, timing, audio source).
+    public var localPorts: (control: Int, timing: Int, audio: Int)
+
+    public static func == (a: RAOPStreamReport, b: RAOPStreamReport) -> Bool {
+        a.packetsSent == b.packetsSent && a.sourceFrames == b.sourceFrames && a.bytesOnWire == b.bytesOnWire
+            && a.duration == b.duration && a.warnings == b.warnings && a.stopped == b.stopped
+    }
+}
+
+/// Streaming progress, published while a stream runs.
+public struct RAOPStreamProgress: Sendable, Equatable {
+    public enum State: String, Sendable, Equatable { case connecting, streaming, paused, finishing, finished, failed }
+    public var state: State
+    /// Seconds of source audio the receiver has played (sent minus latency).
+    public var position: Double
+    /// Seconds of source audio sent.
+    public var sent: Double
+    public var duration: Double?
+    public var packetsSent: Int
+}
+
+/// A lock-protected value in a class (Mutex itself cannot be captured by escaping closures).
+final class MutexBox<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        try mutex.withLock { try body(&$0) }
+    }
+}
+
+/// Shared between the sender task, the sync task and the UDP handlers.
+final class RAOPLiveState: Sendable {
+    struct Inner {
+        var streamer: RAOPStreamer
+        var anchor: ContinuousClock.Instant?
+        var anchorRTP: UInt32 = 0
+        var paused = false
+        var controlDestination: SocketAddress?
+        var syncPackets = 0
+        var timingReplies = 0
+        var bytesOnWire = 0
+    }
+
+    let inner: Mutex<Inner>
+    let pacer: RAOPPacer
+
+    init(streamer: RAOPStreamer, pacer: RAOPPacer) {
+        inner = Mutex(Inner(streamer: streamer))
+        self.pacer = pacer
+    }
+
+    /// The sync packet for now (nil before streaming or while paused).
+    func makeSync() -> (bytes: [UInt8], to: SocketAddress)? {
+        inner.withLock { s in Self.makeSync(&s, pacer: pacer) }
+    }
+
+    static func makeSync(_ s: inout Inner, pacer: RAOPPacer) -> (bytes: [UInt8], to: SocketAddress)? {
+        guard let anchor = s.anchor, !s.paused, let to = s.controlDestination else { return nil }
+        let elapsed = ContinuousClock.now - anchor
+        let ntp = NTPTime.now()
+        let rtpNow = s.anchorRTP &+ UInt32(truncatingIfNeeded: pacer.frames(at: elapsed))
+        let bytes = s.streamer.syncPacket(rtpTime: rtpNow, ntpTime: ntp)
+        s.syncPackets += 1
+        s.bytesOnWire += bytes.count
+        return (bytes, to)
+    }
+}
+
+/// Streams PCM to one RAOP (AirPlay 1) receiver: RTSP session, RTP audio paced on an absolute
+/// schedule, sync packets, timing replies and retransmits. One stream per device at a time.
+public final class RAOPClient: Sendable {
+    public let host: String
+    public let port: Int
+
+    private struct Controls {
+        var options: RAOPOptions
+        var running = false
+        var paused = false
+        var stopRequested = false
+        var driver: RAOPRTSPDriver?
+        var live: RAOPLiveState?
+    }
+
+    private let controls: Mutex<Controls>
+    private let progressBroadcaster = Broadcaster<RAOPStreamProgress>(bufferingPolicy: .bufferingNewest(64))
+    private let logger: Logger
+
+    /// Device keys ("host:port") with a stream running in this process.
+    private static let activeDevices = Mutex<Set<String>>([])
+
+    public init(host: String, port: Int, options: RAOPOptions = RAOPOptions(), logger: Logger = Logger(label: "atv.raop")) {
+        self.host = host
+        self.port = port
+        self.logger = logger
+        controls = Mutex(Controls(options: options))
+    }
+
+    public var options: RAOPOptions { controls.withLock { $0.options } }
+
+    /// Progress of the current (and later) streams.
+    public func progressUpdates() -> AsyncStream<RAOPStreamProgress> { progressBroadcaster.subscribe() }
+
+    public var isStreaming: Bool { controls.withLock { $0.running } }
+
+    /// Pauses: stops sending audio and FLUSHes the receiver; `resume()` continues.
+    public func pause() {
+        controls.withLock { $0.paused = true }
+    }
+
+    public func resume() {
+        controls.withLock { $0.paused = false }
+    }
+
+    /// Ends the running stream (TEARDOWN follows); the `stream` call returns with `stopped = true`.
+    public func stop() {
+        controls.withLock { if $0.running { $0.stopRequested = true } }
+    }
+
+    /// Volume in percent; applied now if streaming, else at the next stream.
+    public func setVolume(_ percent: Double) async throws {
+        guard (0...100).contains(percent) else { throw ATVError.invalidValue("volume \(percent) is outside 0…100") }
+        let driver = controls.withLock { c -> RAOPRTSPDriver? in
+            c.options.volume = percent
+            return c.running ? c.driver : nil
+        }
+        let dB = RAOPVolume.dB(fromPercent: percent)
+        await driver?.run { $0.setVolume(dB: dB) }
+    }
+
+    /// Title/artist/album/artwork; sent now if streaming, else with the next stream.
+    public func setMetadata(_ metadata: MediaMetadata) async throws {
+        let (driver, live) = controls.withLock { c -> (RAOPRTSPDriver?, RAOPLiveState?) in
+            c.options.metadata = metadata
+            return c.running ? (c.driver, c.live) : (nil, nil)
+        }
+        guard let driver, let live else { return }
+        let (seq, rtp) = live.inner.withLock { ($0.streamer.nextSequence, $0.streamer.nextRTPTime) }
+        await Self.sendMetadata(metadata, driver: driver, sequence: seq, rtpTime: rtp, start: nil, sampleRate: 44_100)
+    }
+
+    /// Streams `packets` (s16le stereo 44.1 kHz) until the source ends (plus latency padding), or
+    /// `stop()`. Throws `ATVError` when the receiver refuses, vanishes or answers garbage.
+    public func stream<S: AsyncSequence & Sendable>(_ packets: S) async throws -> RAOPStreamReport where S.Element == PCMPacket {
+        let key = "\(host):\(port)"
+        let acquired = Self.activeDevices.withLock { $0.insert(key).inserted }
+        guard acquired else {
+            throw ATVError.invalidState("a stream to \(key) is already running; stop it first")
+        }
+        defer { _ = Self.activeDevices.withLock { $0.remove(key) } }
+        let options = controls.withLock { c -> RAOPOptions in
+            c.running = true
+            c.paused = false
+            c.stopRequested = false
+            return c.options
+        }
+        defer {
+            controls.withLock { c in
+                c.running = false
+                c.driver = nil
+                c.live = nil
+                c.stopRequested = false
+                c.paused = false
+            }
+        }
+        do {
+            return try await run(packets, options: options)
+        } catch {
+            publish(.failed, live: nil, options: options)
+            throw error
+        }
+    }
+
+    // MARK: - The session
+
+    private func run<S: AsyncSequence & Sendable>(_ packets: S, options: RAOPOptions) async throws -> RAOPStreamReport where S.Element == PCMPacket {
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        publish(.connecting, live: nil, options: options)
+        let format = RAOPAudioFormat(codec: options.codec)
+        let connection = try await RTSPConnection.connect(host: host, port: port, timeout: options.connectTimeout)
+
+        let sequence = options.initialSequence ?? UInt16.random(in: 0...UInt16.max)
+        let rtpBase = options.initialRTPTime ?? UInt32.random(in: 0...UInt32.max)
+        let sessionID = UInt32.random(in: 1...UInt32.max)
+        let live = RAOPLiveState(
+            streamer: RAOPStreamer(format: format, ssrc: sessionID, initialSequence: sequence, initialRTPTime: rtpBase,
+                                   latencyFrames: options.latencyFrames, backlogCapacity: options.backlogPackets),
+            pacer: RAOPPacer(framesPerPacket: format.framesPerPacket, sampleRate: format.sampleRate))
+
+        var endpoints: [UDPEndpoint] = []
+        var pumpTask: Task<Void, Never>?
+        func closeAll() async {
+            for e in endpoints { await e.close() }
+            await connection.close()
+            await pumpTask?.value
+        }
+
+        let control: UDPEndpoint
+        let timing: UDPEndpoint
+        let audio: UDPEndpoint
+        do {
+            control = try await UDPEndpoint.bind(host: connection.localIP) { bytes, _, reply in
+                guard case .retransmitRequest(let request)? = try? RAOPControlPacket(decoding: bytes) else { return }
+                let answers = live.inner.withLock { s -> [[UInt8]] in
+                    let a = s.streamer.retransmissions(for: request)
+                    s.bytesOnWire += a.reduce(0) { $0 + $1.count }
+                    return a
+                }
+                for a in answers { reply(a) }
+            }
+            endpoints.append(control)
+            timing = try await UDPEndpoint.bind(host: connection.localIP) { bytes, _, reply in
+                let received = NTPTime.now()
+                guard let answer = RAOPStreamer.timingReply(to: bytes, receivedAt: received, now: NTPTime.now()) else { return }
+                reply(answer)
+                let sync = live.inner.withLock { s -> (bytes: [UInt8], to: SocketAddress)? in
+                    s.timingReplies += 1
+                    s.bytesOnWire += answer.count
+                    guard s.streamer.timingReplySent() else { return nil }
+                    return RAOPLiveState.makeSync(&s, pacer: live.pacer)
+                }
+                if let sync { control.send(sync.bytes, to: sync.to) }
+            }
+            endpoints.append(timing)
+            audio = try await UDPEndpoint.bind(host: connection.localIP)
+            endpoints.append(audio)
+        } catch {
+            await closeAll()
+            throw error
+        }
+
+        let configuration = RAOPSessionConfiguration(
+            localIP: connection.localIP, remoteIP: connection.remoteIP, sessionID: sessionID,
+            dacpID: String(UInt64.random(in: 1...UInt64.max), radix: 16, uppercase: true),
+            activeRemote: UInt32.random(in: 1...UInt32.max), format: format,
+            username: options.username, password: options.password,
+            controlPort: control.localPort, timingPort: timing.localPort,
+            initialVolumeDB: options.volume.map { RAOPVolume.dB(fromPercent: $0) },
+            initialSequence: sequence, initialRTPTime: rtpBase, requestInfo: options.requestInfo)
+        let driver = RAOPRTSPDriver(configuration: configuration, connection: connection,
+                                    requestTimeout: options.requestTimeout, logger: logger)
+        pumpTask = Task { await driver.pump() }
+        controls.withLock { $0.driver = driver }
+
+        var report = RAOPStreamReport(
+            codec: options.codec, packetsSent: 0, sourceFrames: 0, silencePackets: 0, retransmitRequests: 0,
+            retransmittedPackets: 0, retransmitMisses: 0, syncPackets: 0, timingReplies: 0, bytesOnWire: 0,
+            firstPacketDelay: nil, sendIntervals: RAOPIntervalStats(), lateness: RAOPIntervalStats(), latePackets: 0,
+            duration: .zero, stopped: false, warnings: [], serverPorts: nil,
+            localPorts: (control.localPort, timing.localPort, audio.localPort))
+
+        var streamError: Error?
+        do {
+            // Setup: GET /info → ANNOUNCE → SETUP → volume → RECORD.
+            await driver.start()
+            let setupLimit = options.requestTimeout * 6
+            while true {
+                if let failure = await driver.failure { throw failure }
+                if await driver.streaming { break }
+                if clock.now - t0 > setupLimit + options.connectTimeout {
+                    throw ATVError.timeout("the receiver at \(host):\(port) did not finish RTSP setup")
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            guard let ports = await driver.serverPorts,
+                  let audioAddress = try? SocketAddress(ipAddress: connection.remoteIP, port: ports.audioPort),
+                  let controlAddress = try? SocketAddress(ipAddress: connection.remoteIP, port: ports.controlPort) else {
+                throw ATVError.protocolError("cannot address the receiver's UDP ports")
+            }
+            report.serverPorts = ports
+            live.inner.withLock { $0.controlDestination = controlAddress }
+            controls.withLock { $0.live = live }
+            if let metadata = options.metadata {
+                await Self.sendMetadata(metadata, driver: driver, sequence: sequence, rtpTime: rtpBase, start: rtpBase,
+                                        sampleRate: format.sampleRate)
+            }
+            try await streamAudio(packets, options: options, format: format, live: live, driver: driver,
+                                  audio: audio, audioAddress: audioAddress, control: control,
+                                  t0: t0, report: &report)
+        } catch {
+            streamError = error
+        }
+
+        // Always release the receiver when we can.
+        publish(.finishing, live: live, options: options)
+        await driver.teardown()
+        let teardownStart = clock.now
+        while !(await driver.closed), await driver.connectionOpen, clock.now - teardownStart < options.requestTimeout + .milliseconds(500) {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        await closeAll()
+
+        live.inner.withLock { s in
+            report.packetsSent = s.streamer.packetsSent
+            report.retransmitRequests = s.streamer.retransmitRequests
+            report.retransmittedPackets = s.streamer.retransmittedPackets
+            report.retransmitMisses = s.streamer.retransmitMisses
+            report.syncPackets = s.syncPackets
+            report.timingReplies = s.timingReplies
+            report.bytesOnWire += s.bytesOnWire
+        }
+        report.warnings = await driver.warnings
+        report.duration = clock.now - t0
+        if let streamError {
+            if let atv = streamError as? ATVError { throw atv }
+            if streamError is CancellationError { throw streamError }
+            throw ATVError.playbackError("\(streamError)")
+        }
+        if let failure = await driver.failure { throw failure }
+        publish(.finished, live: live, options: options)
+        return report
+    }
+
+    private struct StopRequested: Error {}
+
+    /// What the sender did; kept outside the sender task so it survives its cancellation.
+    struct SenderStats {
+        var intervals = RAOPIntervalStats()
+        var lateness = RAOPIntervalStats()
+        var late = 0
+        var bytes = 0
+        var first: Duration?
+        var sourceFrames: Int64 = 0
+        var silence = 0
+        var stopped = false
+    }
+
+    private func streamAudio<S: AsyncSequence & Sendable>(
+        _ packets: S, options: RAOPOptions, format: RAOPAudioFormat, live: RAOPLiveState, driver: RAOPRTSPDriver,
+        audio: UDPEndpoint, audioAddress: SocketAddress, control: UDPEndpoint, t0: ContinuousClock.Instant,
+        report: inout RAOPStreamReport
+    ) async throws where S.Element == PCMPacket {
+        let statsBox = MutexBox(SenderStats())
+        publish(.streaming, live: live, options: options)
+        let syncInterval = options.syncInterval
+        let feedbackInterval = options.feedbackInterval
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // Sync packets every second.
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: syncInterval)
+                        if let sync = live.makeSync() { control.send(sync.bytes, to: sync.to) }
+                    }
+                }
+                // Keep-alive.
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: feedbackInterval)
+                        await driver.run { $0.feedback() }
+                    }
+                }
+                // Failures of the RTSP side, and stop() while the source blocks.
+                group.addTask { [self] in
+                    while true {
+                        if let failure = await driver.failure { throw failure }
+                        if self.controls.withLock({ $0.stopRequested }) { throw StopRequested() }
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                }
+                // The sender; when it returns, the stream is done.
+                group.addTask { [self] in
+                    try await self.sendLoop(packets, options: options, format: format, live: live, driver: driver,
+                                            audio: audio, audioAddress: audioAddress, control: control, t0: t0,
+                                            stats: statsBox)
+                }
+                defer { group.cancelAll() }
+                _ = try await group.next()
+            }
+        } catch is StopRequested {
+            statsBox.withLock { $0.stopped = true }
+        }
+        // A failure that raced with the end of the source still counts.
+        if let failure = await driver.failure { throw failure }
+        let stats = statsBox.withLock { $0 }
+        report.sendIntervals = stats.intervals
+        report.lateness = stats.lateness
+        report.latePackets = stats.late
+        report.bytesOnWire += stats.bytes
+        report.firstPacketDelay = stats.first
+        report.sourceFrames = stats.sourceFrames
+        report.silencePackets = stats.silence
+        report.stopped = stats.stopped
+    }
+
+    private func sendLoop<S: AsyncSequence & Sendable>(
+        _ packets: S, options: RAOPOptions, format: RAOPAudioFormat, live: RAOPLiveState, driver: RAOPRTSPDriver,
+        audio: UDPEndpoint, audioAddress: SocketAddress, control: UDPEndpoint, t0: ContinuousClock.Instant,
+        stats: MutexBox<SenderStats>
+    ) async throws where S.Element == PCMPacket {
+        let clock = ContinuousClock()
+        let fpp = format.framesPerPacket
+        let packetBytes = fpp * PCMFormat.bytesPerFrame
+        let encoder: ALACEncoder? = options.codec == .alac ? try ALACEncoder(framesPerPacket: fpp) : nil
+
+        // Schedule anchor: packet n (since the anchor) is due at anchor + n·fpp/rate.
+        var anchor = clock.now
+        var n: Int64 = 0
+        live.inner.withLock { s in
+            s.anchor = anchor
+            s.anchorRTP = s.streamer.nextRTPTime
+        }
+        if let sync = live.makeSync() { control.send(sync.bytes, to: sync.to) }
+
+        var lastSend: ContinuousClock.Instant?
+        var lastProgress = clock.now
+
+        /// Sends one full packet of s16le PCM on schedule.
+        func emit(_ pcm: [UInt8], silence: Bool) async throws {
+            let payload: [UInt8]
+            if let encoder {
+                payload = try encoder.encode(PCMPacket(bytes: pcm, frames: fpp))
+            } else {
+                payload = RAOPPayload.l16(pcm, paddedToFrames: fpp)
+            }
+            let deadline = anchor + live.pacer.offset(ofPacket: n)
+            if deadline > clock.now {
+                try await Task.sleep(until: deadline, tolerance: .zero, clock: clock)
+            }
+            let bytes = live.inner.withLock { $0.streamer.packetize(payload: payload, frames: fpp) }
+            audio.send(bytes, to: audioAddress)
+            let sentAt = clock.now
+            let previous = lastSend
+            stats.withLock { st in
+                st.bytes += bytes.count
+                if st.first == nil { st.first = sentAt - t0 }
+                let late = sentAt - deadline
+                st.lateness.add(Self.seconds(late))
+                if late > .milliseconds(5) { st.late += 1 }
+                if let previous { st.intervals.add(Self.seconds(sentAt - previous)) }
+                if silence { st.silence += 1 }
+            }
+            lastSend = sentAt
+            n += 1
+            if sentAt - lastProgress >= .milliseconds(500) {
+                lastProgress = sentAt
+                publish(.streaming, live: live, options: options)
+            }
+        }
+
+        /// Handles pause/stop between packets. Returns false when stopping.
+        func checkControls() async throws -> Bool {
+            var (paused, stop) = controls.withLock { ($0.paused, $0.stopRequested) }
+            if stop { return false }
+            guard paused else { return true }
+            // Pause: FLUSH what the receiver holds, stop syncs, wait.
+            let (seq, rtp) = live.inner.withLock { s -> (UInt16, UInt32) in
+                s.paused = true
+                return (s.streamer.nextSequence, s.streamer.nextRTPTime)
+            }
+            await driver.run { $0.flush(sequence: seq, rtpTime: rtp) }
+            publish(.paused, live: live, options: options)
+            while paused && !stop {
+                try await Task.sleep(for: .milliseconds(10))
+                (paused, stop) = controls.withLock { ($0.paused, $0.stopRequested) }
+            }
+            if stop { return false }
+            // Resume on a fresh schedule; the next packet carries the marker, the next sync is "first".
+            anchor = clock.now
+            n = 0
+            lastSend = nil
+            live.inner.withLock { s in
+                s.paused = false
+                s.anchor = anchor
+                s.anchorRTP = s.streamer.nextRTPTime
+                s.streamer.flushed()
+            }
+            if let sync = live.makeSync() { control.send(sync.bytes, to: sync.to) }
+            publish(.streaming, live: live, options: options)
+            return true
+        }
+
+        var pending: [UInt8] = []
+        pending.reserveCapacity(packetBytes * 2)
+        var stopped = false
+        source: for try await packet in packets {
+            let count = min(packet.bytes.count, packet.frames * PCMFormat.bytesPerFrame)
+            guard count > 0 else { continue }
+            stats.withLock { $0.sourceFrames += Int64(count / PCMFormat.bytesPerFrame) }
+            pending.append(contentsOf: packet.bytes[0..<count])
+            while pending.count >= packetBytes {
+                guard try await checkControls() else { stopped = true; break source }
+                try await emit(Array(pending[0..<packetBytes]), silence: false)
+                pending.removeFirst(packetBytes)
+            }
+        }
+        if !stopped, !pending.isEmpty {
+            if try await checkControls() {
+                pending += [UInt8](repeating: 0, count: packetBytes - pending.count)
+                try await emit(pending, silence: false)
+            } else {
+                stopped = true
+            }
+        }
+        if !stopped, options.padWithSilence {
+            let silence = [UInt8](repeating: 0, count: packetBytes)
+            let count = (options.latencyFrames + fpp - 1) / fpp + 1
+            for _ in 0..<count {
+                guard try await checkControls() else { stopped = true; break }
+                try await emit(silence, silence: true)
+            }
+        }
+        if stopped { stats.withLock { $0.stopped = true } }
+    }
+
+    private static func sendMetadata(_ metadata: MediaMetadata, driver: RAOPRTSPDriver, sequence: UInt16, rtpTime: UInt32,
+                                     start: UInt32?, sampleRate: Int) async {
+        let info = RAOPTrackInfo(metadata)
+        if info.title != nil || info.artist != nil || info.album != nil {
+            await driver.run { $0.setMetadata(info, sequence: sequence, rtpTime: rtpTime) }
+        }
+        if let artwork = metadata.artwork, !artwork.isEmpty {
+            let type = artwork.starts(with: [0x89, 0x50, 0x4E, 0x47]) ? "image/png" : "image/jpeg"
+            await driver.run { $0.setArtwork(artwork, contentType: type, sequence: sequence, rtpTime: rtpTime) }
+        }
+        if let start, let duration = metadata.duration, duration > 0 {
+            let end = start &+ UInt32(truncatingIfNeeded: Int64(duration * Double(sampleRate)))
+            await driver.run { $0.setProgress(RAOPProgress(start: start, current: start, end: end)) }
+        }
+    }
+
+    private func publish(_ state: RAOPStreamProgress.State, live: RAOPLiveState?, options: RAOPOptions) {
+        let (packets, frames) = live?.inner.withLock { ($0.streamer.packetsSent, $0.streamer.framesSent) } ?? (0, 0)
+        let sent = Double(frames) / 44_100
+        let position = max(0, Double(frames - Int64(options.latencyFrames)) / 44_100)
+        progressBroadcaster.yield(RAOPStreamProgress(state: state, position: position, sent: sent,
+                                                     duration: options.metadata?.duration, packetsSent: packets))
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        let c = d.components
+        return Double(c.seconds) + Double(c.attoseconds) / 1e18
+    }
+}
+
+/// Streams `packets` to the RAOP receiver at `host:port` and returns what was sent.
+public func streamRAOP<S: AsyncSequence & Sendable>(host: String, port: Int, packets: S,
+                                                    options: RAOPOptions = RAOPOptions()) async throws -> RAOPStreamReport
+    where S.Element == PCMPacket {
+    try await RAOPClient(host: host, port: port, options: options).stream(packets)
+}

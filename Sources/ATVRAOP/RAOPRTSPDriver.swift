@@ -1,0 +1,119 @@
+import ATVCore
+import Logging
+
+/// Runs `RAOPSessionStateMachine` over an `RTSPConnection`: writes its requests, feeds it the
+/// responses, arms a timeout per request, and records the outcome for the streaming shell.
+actor RAOPRTSPDriver {
+    private var machine: RAOPSessionStateMachine
+    private let connection: RTSPConnection
+    private let requestTimeout: Duration
+    private let logger: Logger
+    private var timeouts: [Int: Task<Void, Never>] = [:]
+
+    private(set) var failure: ATVError?
+    private(set) var streaming = false
+    private(set) var audioLatency: Int?
+    private(set) var serverPorts: RAOPServerPorts?
+    private(set) var closed = false
+    private(set) var connectionOpen = true
+    private(set) var warnings: [String] = []
+
+    init(configuration: RAOPSessionConfiguration, connection: RTSPConnection, requestTimeout: Duration, logger: Logger) {
+        machine = RAOPSessionStateMachine(configuration: configuration)
+        self.connection = connection
+        self.requestTimeout = requestTimeout
+        self.logger = logger
+    }
+
+    var state: RAOPSessionStateMachine.State { machine.state }
+
+    func start() { perform(machine.start()) }
+
+    /// Consumes connection events until the connection ends.
+    func pump() async {
+        for await event in connection.events {
+            handle(event)
+        }
+        if connectionOpen { handle(.closed(nil)) }
+    }
+
+    func run(_ command: @Sendable (inout RAOPSessionStateMachine) -> [RAOPSessionAction]) {
+        perform(command(&machine))
+    }
+
+    /// TEARDOWN if the connection is still usable; else just mark closed.
+    func teardown() {
+        guard connectionOpen else {
+            closed = true
+            return
+        }
+        perform(machine.teardown())
+    }
+
+    private func handle(_ event: RTSPConnectionEvent) {
+        switch event {
+        case .response(let response):
+            if let cseq = response.cseq { timeouts.removeValue(forKey: cseq)?.cancel() }
+            logger.debug("RTSP <- \(response.status) \(response.reason) CSeq \(response.cseq ?? -1)")
+            perform(machine.receive(response))
+        case .closed(let error):
+            guard connectionOpen else { return }
+            connectionOpen = false
+            if let error, failure == nil, !closed, machine.state != .tearingDown {
+                failure = error
+                cancelTimeouts()
+            } else {
+                perform(machine.connectionClosed())
+            }
+            if machine.state == .closed || machine.state == .failed { closed = closed || machine.state == .closed }
+        }
+    }
+
+    private func timedOut(_ cseq: Int) {
+        timeouts[cseq] = nil
+        perform(machine.timedOut(cseq: cseq))
+    }
+
+    private func perform(_ actions: [RAOPSessionAction]) {
+        for action in actions {
+            switch action {
+            case .send(let request, let kind):
+                guard connectionOpen else {
+                    if failure == nil, kind != .teardown {
+                        failure = .connectionLost("the RTSP connection is closed (cannot send \(kind.rawValue))")
+                    }
+                    continue
+                }
+                logger.debug("RTSP -> \(request.method) \(request.uri) CSeq \(request.cseq ?? -1)")
+                connection.send(request)
+                if let cseq = request.cseq {
+                    let timeout = requestTimeout
+                    timeouts[cseq] = Task { [weak self] in
+                        try? await Task.sleep(for: timeout)
+                        guard !Task.isCancelled else { return }
+                        await self?.timedOut(cseq)
+                    }
+                }
+            case .serverPorts(let ports):
+                serverPorts = ports
+            case .startStreaming(let latency):
+                streaming = true
+                audioLatency = latency
+            case .warning(let text):
+                logger.info("RAOP: \(text)")
+                warnings.append(text)
+            case .closed:
+                closed = true
+                cancelTimeouts()
+            case .failed(let error):
+                if failure == nil { failure = error }
+                cancelTimeouts()
+            }
+        }
+    }
+
+    private func cancelTimeouts() {
+        for task in timeouts.values { task.cancel() }
+        timeouts.removeAll()
+    }
+}

@@ -1,0 +1,178 @@
+import ATVCore
+
+/// Sent packets kept for retransmission: a ring keyed by sequence number (the capacity divides
+/// 65536, so slots stay consistent across sequence wrap).
+public struct RAOPBacklog: Sendable {
+    public let capacity: Int
+    private var slots: [(sequence: UInt16, bytes: [UInt8])?]
+
+    /// `minimumCapacity` is rounded up to a power of two (≥ 1024, ≤ 32768).
+    public init(minimumCapacity: Int = 1024) {
+        var c = 1024
+        while c < min(minimumCapacity, 32768) { c <<= 1 }
+        capacity = c
+        slots = Array(repeating: nil, count: c)
+    }
+
+    public mutating func store(sequence: UInt16, bytes: [UInt8]) {
+        slots[Int(sequence) & (capacity - 1)] = (sequence, bytes)
+    }
+
+    /// The serialized packet with this sequence number, if still held.
+    public func packet(sequence: UInt16) -> [UInt8]? {
+        guard let slot = slots[Int(sequence) & (capacity - 1)], slot.sequence == sequence else { return nil }
+        return slot.bytes
+    }
+
+    public mutating func removeAll() {
+        slots = Array(repeating: nil, count: capacity)
+    }
+}
+
+/// The RTP side of a sender, without I/O: packetizer (sequence/timestamp/marker), backlog for
+/// retransmits, sync packets and their timing rule.
+public struct RAOPStreamer: Sendable {
+    public let format: RAOPAudioFormat
+    public let ssrc: UInt32
+    public let latencyFrames: Int
+
+    public private(set) var nextSequence: UInt16
+    public private(set) var nextRTPTime: UInt32
+    /// Packets and frames packetized so far (not counting retransmits).
+    public private(set) var packetsSent = 0
+    public private(set) var framesSent: Int64 = 0
+    public private(set) var retransmittedPackets = 0
+    public private(set) var retransmitRequests = 0
+    /// Requested packets no longer (or never) in the backlog.
+    public private(set) var retransmitMisses = 0
+    public private(set) var backlog: RAOPBacklog
+
+    private var markNext = true
+    private var syncsSinceStart = 0
+    private var timingReplied = false
+    private var syncBeforeTiming = false
+
+    public init(format: RAOPAudioFormat = RAOPAudioFormat(), ssrc: UInt32, initialSequence: UInt16,
+                initialRTPTime: UInt32, latencyFrames: Int = 88_200, backlogCapacity: Int = 1024) {
+        self.format = format
+        self.ssrc = ssrc
+        self.latencyFrames = latencyFrames
+        nextSequence = initialSequence
+        nextRTPTime = initialRTPTime
+        backlog = RAOPBacklog(minimumCapacity: backlogCapacity)
+    }
+
+    /// Makes the next audio packet from an already-encoded payload covering `frames` frames, stores
+    /// it in the backlog and returns its bytes. The first packet (and the first after a flush)
+    /// carries the marker bit.
+    public mutating func packetize(payload: [UInt8], frames: Int) -> [UInt8] {
+        let packet = RAOPAudioPacket(sequenceNumber: nextSequence, timestamp: nextRTPTime, ssrc: ssrc,
+                                     marker: markNext, payload: payload)
+        let bytes = packet.bytes
+        backlog.store(sequence: nextSequence, bytes: bytes)
+        markNext = false
+        nextSequence &+= 1
+        nextRTPTime &+= UInt32(truncatingIfNeeded: frames)
+        packetsSent += 1
+        framesSent += Int64(frames)
+        return bytes
+    }
+
+    /// The 0x56 responses for a retransmit request (only packets still in the backlog).
+    public mutating func retransmissions(for request: RAOPRetransmitRequest) -> [[UInt8]] {
+        retransmitRequests += 1
+        var out: [[UInt8]] = []
+        for seq in request.sequenceNumbers.prefix(backlog.capacity) {
+            if let bytes = backlog.packet(sequence: seq) {
+                out.append(RAOPRetransmitResponse.wrap(packetBytes: bytes, sequenceNumber: seq))
+            } else {
+                retransmitMisses += 1
+            }
+        }
+        retransmittedPackets += out.count
+        return out
+    }
+
+    /// A sync packet saying: at `ntpTime` the stream is at `rtpTime` (the frame due now), so frame
+    /// `rtpTime − latency` is playing. The first after start/flush has the 0x90 flag.
+    public mutating func syncPacket(rtpTime: UInt32, ntpTime: NTPTime) -> [UInt8] {
+        let first = syncsSinceStart == 0
+        syncsSinceStart += 1
+        if !timingReplied { syncBeforeTiming = true }
+        return RAOPSyncPacket(isFirst: first, rtpTimeLessLatency: rtpTime &- UInt32(truncatingIfNeeded: latencyFrames),
+                              ntpTime: ntpTime, rtpTime: rtpTime).bytes
+    }
+
+    /// Record that a timing reply was sent. Returns true when a sync should be sent right away:
+    /// receivers such as shairport-sync ignore syncs that arrive before their first timing
+    /// exchange, so a sync sent before it is repeated at once.
+    public mutating func timingReplySent() -> Bool {
+        guard !timingReplied else { return false }
+        timingReplied = true
+        if syncBeforeTiming {
+            syncsSinceStart = 0  // the repeated one counts as the first
+            return true
+        }
+        return false
+    }
+
+    /// After a FLUSH: the next packet carries the marker again and the next sync is a "first" one.
+    public mutating func flushed() {
+        markNext = true
+        syncsSinceStart = 0
+    }
+
+    /// Answers a timing request (raw bytes) with a timing reply, or nil if it is not one.
+    public static func timingReply(to requestBytes: [UInt8], receivedAt: NTPTime, now: NTPTime) -> [UInt8]? {
+        guard let request = try? RAOPTimingPacket(decoding: requestBytes), !request.isReply else { return nil }
+        return RAOPTimingPacket.reply(to: request, receivedAt: receivedAt, sentAt: now).bytes
+    }
+}
+
+/// Absolute-schedule pacing: packet `n` is due at `start + n·framesPerPacket/sampleRate`; nothing
+/// is accumulated, so there is no drift.
+public struct RAOPPacer: Sendable, Equatable {
+    public let framesPerPacket: Int
+    public let sampleRate: Int
+
+    public init(framesPerPacket: Int = 352, sampleRate: Int = 44_100) {
+        self.framesPerPacket = max(1, framesPerPacket)
+        self.sampleRate = max(1, sampleRate)
+    }
+
+    /// Offset of packet `n` from the start, exact to the nanosecond (floor).
+    public func offset(ofPacket n: Int64) -> Duration {
+        offset(ofFrame: n * Int64(framesPerPacket))
+    }
+
+    /// Offset of frame `f` from the start.
+    public func offset(ofFrame f: Int64) -> Duration {
+        let (q, r) = f.quotientAndRemainder(dividingBy: Int64(sampleRate))
+        let ns = (r * 1_000_000_000) / Int64(sampleRate)
+        return .seconds(q) + .nanoseconds(ns)
+    }
+
+    /// Frames that should have been played `elapsed` after the start.
+    public func frames(at elapsed: Duration) -> Int64 {
+        let (s, atto) = elapsed.components
+        guard s >= 0 else { return 0 }
+        return s * Int64(sampleRate) + Int64((Double(atto) / 1e18) * Double(sampleRate))
+    }
+}
+
+/// PCM → RTP payload.
+enum RAOPPayload {
+    /// s16le interleaved → big-endian L16 (byte swap), padded with zeros to `frames` frames.
+    static func l16(_ bytes: [UInt8], paddedToFrames frames: Int) -> [UInt8] {
+        let want = frames * 4
+        var out = [UInt8](repeating: 0, count: max(want, bytes.count & ~1))
+        var i = 0
+        let n = min(bytes.count & ~1, out.count)
+        while i < n {
+            out[i] = bytes[i + 1]
+            out[i + 1] = bytes[i]
+            i += 2
+        }
+        return out
+    }
+}
