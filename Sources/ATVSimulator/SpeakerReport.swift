@@ -45,6 +45,8 @@ public struct SpeakerReport: Sendable, Equatable, CustomStringConvertible {
     public var progress: String?
     /// WAV files written, one per session.
     public var wavFiles: [String] = []
+    /// Problems on the speaker's side (e.g. the WAV file could not be written).
+    public var errors: [String] = []
 
     public init() {}
 
@@ -66,6 +68,7 @@ public struct SpeakerReport: Sendable, Equatable, CustomStringConvertible {
         lines.append("volume: \(volume.map { "\($0) dB" } ?? "-")")
         if let progress { lines.append("progress: \(progress)") }
         if !wavFiles.isEmpty { lines.append("wav: \(wavFiles.joined(separator: ", "))") }
+        for e in errors { lines.append("error: \(e)") }
         return lines.joined(separator: "\n")
     }
 }

@@ -273,7 +273,7 @@ final class SpeakerSession: @unchecked Sendable {
         tickTask = loop.scheduleRepeatedTask(initialDelay: .milliseconds(20), delay: .milliseconds(20)) { [self] _ in
             process(jitter.tick(now: NIODeadline.now().uptimeNanoseconds))
         }
-        timingTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: config.timingInterval) { [self] _ in
+        timingTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: config.timingInterval.timeAmount) { [self] _ in
             sendTimingRequest()
         }
     }
@@ -398,10 +398,22 @@ final class SpeakerSession: @unchecked Sendable {
     private func write(_ pcm: [UInt8]) {
         guard !pcm.isEmpty else { return }
         if wav == nil, !wavFailed, let path = wavPath {
-            wav = try? WAVWriter(path: path)
-            if wav != nil { shared.update { $0.wavFiles.append(path) } } else { wavFailed = true }
+            do {
+                wav = try WAVWriter(path: path)
+                shared.update { $0.wavFiles.append(path) }
+            } catch {
+                wavFailed = true
+                shared.update { $0.errors.append("\(error)") }
+            }
         }
-        if (try? wav?.write(bytes: pcm)) == nil, wav != nil { wavFailed = true }
+        do {
+            try wav?.write(bytes: pcm)
+        } catch {
+            shared.update { $0.errors.append("\(error)") }
+            try? wav?.close()
+            wav = nil
+            wavFailed = true
+        }
         shared.update { $0.framesWritten += pcm.count / 4 }
     }
 
@@ -410,7 +422,7 @@ final class SpeakerSession: @unchecked Sendable {
     private func scheduleEnd() {
         guard !ending else { return }
         ending = true
-        loop.scheduleTask(in: config.endGrace) { [self] in finishSession() }
+        loop.scheduleTask(in: config.endGrace.timeAmount) { [self] in finishSession() }
     }
 
     func connectionClosed() {

@@ -19,17 +19,17 @@ public final class VirtualSpeaker: Sendable {
         public var outputPath: String?
         public var jitter: JitterBuffer.Configuration
         /// Interval between timing requests (the first is sent right after SETUP).
-        public var timingInterval: TimeAmount
+        public var timingInterval: Duration
         /// After TEARDOWN (or a closed connection) wait this long for in-flight UDP before finishing.
-        public var endGrace: TimeAmount
+        public var endGrace: Duration
         /// Test hook to simulate loss: return true to drop the n-th audio packet (0-based) as it
         /// arrives on the audio port. Retransmissions are never dropped.
         public var dropAudioPacket: (@Sendable (_ index: Int, _ seq: UInt16) -> Bool)?
 
         public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv virtual speaker",
                     deviceID: String = "AA:BB:CC:DD:EE:FF", outputPath: String? = nil,
-                    jitter: JitterBuffer.Configuration = .init(), timingInterval: TimeAmount = .seconds(3),
-                    endGrace: TimeAmount = .milliseconds(250),
+                    jitter: JitterBuffer.Configuration = .init(), timingInterval: Duration = .seconds(3),
+                    endGrace: Duration = .milliseconds(250),
                     dropAudioPacket: (@Sendable (_ index: Int, _ seq: UInt16) -> Bool)? = nil) {
             self.host = host
             self.port = port
@@ -137,5 +137,13 @@ final class SpeakerShared: Sendable {
     func unregister(_ channel: Channel) { _ = openChannels.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) } }
     func closeAll() {
         for c in openChannels.withLock({ Array($0.values) }) { c.close(promise: nil) }
+    }
+}
+
+extension Duration {
+    /// The same span as a NIO `TimeAmount` (nanosecond precision).
+    var timeAmount: TimeAmount {
+        let (seconds, attoseconds) = components
+        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }
