@@ -28,6 +28,10 @@ public final class AppleTV: Sendable {
         var lastPlaying: Playing?
     }
     private let state = Mutex(State())
+    struct Extra: Sendable {
+        var raop: RAOPService?
+    }
+    let extra = Mutex(Extra())
     private let updateBroadcaster = Broadcaster<DeviceUpdate>()
 
     public init(config: DeviceConfig) {

@@ -2,11 +2,22 @@ import ArgumentParser
 import ATV
 import ATVCore
 import ATVAudio
+import ATVDiscovery
+import ATVRAOP
+import ATVSimulator
 import Foundation
+import Synchronization
 
 struct StreamCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stream",
-        abstract: "Stream a file, URL or stdin (-) to a speaker in real time.")
+        abstract: "Stream a file, URL or stdin (-) to a speaker in real time.",
+        discussion: """
+        Examples:
+          atv stream song.flac --to Kitchen
+          atv stream https://example.com/radio.mp3 --host 192.168.1.20
+          ffmpeg -i in.mkv -f wav - | atv stream - --host 192.168.1.20
+          sox in.wav -t raw -r 44100 -e signed -b 16 -c 2 - | atv stream - --format s16le:44100:2 --host 10.0.0.5
+        """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @Argument(help: "Audio file, http(s) URL, or - for stdin.") var input: String
@@ -15,11 +26,106 @@ struct StreamCommand: AsyncParsableCommand {
     @Option(help: "Title shown on the device.") var title: String?
     @Option(help: "Artist shown on the device.") var artist: String?
     @Option(help: "Album shown on the device.") var album: String?
+    @Option(help: "Payload codec: alac (default) or pcm.") var codec: String = "alac"
+    @Option(help: "Receiver buffer in milliseconds.") var latency: Int = 2000
+
     func validate() throws {
         if let v = volume, !(0...100).contains(v) { throw ValidationError("--volume must be within 0...100") }
         if format != nil && input != "-" { throw ValidationError("--format applies to raw PCM on stdin (-) only") }
+        guard ["alac", "pcm"].contains(codec) else { throw ValidationError("--codec must be alac or pcm") }
+        guard (100...10_000).contains(latency) else { throw ValidationError("--latency must be within 100...10000 ms") }
     }
-    func run() async throws { try notYet("streaming (RAOP sender)", issue: 3) }
+
+    func run() async throws {
+        global.bootstrapLogging()
+        try await runReportingErrors {
+            let source = try streamSource(input, format: format)
+            // Open the input first: a bad file fails before anything touches the network.
+            let decoder = try await AudioDecoder.open(source)
+            let config = try await resolveDevice(device, for: .raop, defaultPort: 7000)
+            let raopOptions = RAOPOptions(codec: codec == "pcm" ? .l16 : .alac,
+                                          latencyFrames: latency * PCMFormat.sampleRate / 1000, volume: volume)
+            let atv = try await connect(config, options: ConnectOptions(raop: raopOptions))
+            defer { Task { await atv.close() } }
+            guard let raop = atv.raop else { throw ATVError.noService(.raop) }
+
+            let interrupts = InterruptHandler { raop.client.stop() }
+            defer { interrupts.cancel() }
+            let user = MediaMetadata(title: title, artist: artist, album: album)
+            let name = title ?? decoder.info.metadata.title ?? (input == "-" ? "stdin" : URL(fileURLWithPath: input).lastPathComponent)
+            let progressTask = isatty(STDOUT_FILENO) == 1 ? Task {
+                for await p in raop.client.progressUpdates() {
+                    let total = (p.duration ?? decoder.info.duration).map { " / " + formatDuration($0) } ?? ""
+                    let vol = Int(raop.volume.rounded())
+                    let line = "\u{1B}[2K\r\(p.state == .paused ? "⏸" : "▶") \(name)  \(formatDuration(max(0, p.position)))\(total)  vol \(vol)%"
+                    FileHandle.standardOutput.write(Data(line.utf8))
+                }
+            } : nil
+            let report: RAOPStreamReport
+            do {
+                report = try await raop.stream(packets: decoder, tags: decoder.info.metadata, duration: decoder.info.duration,
+                                               metadata: user, overrideMissing: false)
+            } catch {
+                progressTask?.cancel()
+                if progressTask != nil { print("") }
+                throw error
+            }
+            progressTask?.cancel()
+            if progressTask != nil { print("") }
+            let seconds = Double(report.sourceFrames) / Double(PCMFormat.sampleRate)
+            let how = report.stopped ? "Stopped after" : "Streamed"
+            print("\(how) \(formatDuration(seconds)) to \(config.address):\(config.service(.raop)?.port ?? 0) "
+                  + "(\(report.codec), \(report.packetsSent) packets, \(report.retransmittedPackets) retransmitted)")
+        }
+    }
+}
+
+/// Ctrl-C: the first asks the stream to stop cleanly (TEARDOWN), a second exits at once.
+final class InterruptHandler: @unchecked Sendable {
+    private let source: DispatchSourceSignal
+    init(_ onFirst: @escaping @Sendable () -> Void) {
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let s = DispatchSource.makeSignalSource(signal: SIGINT, queue: .main)
+        let count = Mutex(0)
+        s.setEventHandler {
+            let n = count.withLock { c -> Int in c += 1; return c }
+            if n == 1 {
+                FileHandle.standardError.write(Data("\natv: stopping (Ctrl-C again to quit at once)\n".utf8))
+                onFirst()
+            } else {
+                exit(130)
+            }
+        }
+        s.resume()
+        source = s
+        let t = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .main)
+        t.setEventHandler { onFirst() }
+        t.resume()
+        term = t
+    }
+    private let term: DispatchSourceSignal
+    func cancel() {
+        source.cancel()
+        term.cancel()
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+    }
+}
+
+/// Find the device a command talks to: by scan (--to) or by address (--host).
+func resolveDevice(_ opts: DeviceOptions, for proto: ATVProtocol, defaultPort: Int) async throws -> DeviceConfig {
+    if let host = opts.host {
+        let service = ServiceConfig(protocol: proto, identifier: host, port: opts.port ?? defaultPort)
+        return DeviceConfig(name: host, address: host, services: [service])
+    }
+    guard let name = opts.to else { throw ATVError.invalidConfig("say which device: --to NAME|ID or --host ADDRESS") }
+    var config = try await Discovery.find(name, options: ScanOptions(timeout: 3))
+    guard config.service(proto) != nil else {
+        throw ATVError.noService(proto)
+    }
+    if let p = opts.port { config.updateService(proto) { $0.port = p } }
+    return config
 }
 
 struct Simulate: AsyncParsableCommand {
@@ -31,9 +137,32 @@ struct SimulateSpeaker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "speaker",
         abstract: "A virtual AirPlay 1 speaker that writes what it plays to a WAV file.")
     @OptionGroup var global: GlobalOptions
-    @Option(help: "RTSP port (0 = any).") var port: Int = 0
-    @Option(help: "WAV file to write.") var output: String = "speaker.wav"
-    func run() async throws { try notYet("the virtual speaker", issue: 3) }
+    @Option(help: "RTSP port (0 = any free port).") var port: Int = 0
+    @Option(help: "WAV file to write (session n > 1 writes NAME-n.wav).") var output: String = "speaker.wav"
+    @Option(help: "Name of the speaker.") var name: String = "swift-atv speaker"
+    @Option(help: "Exit after this many streams (0 = run until Ctrl-C).") var sessions: Int = 0
+
+    func run() async throws {
+        global.bootstrapLogging()
+        try await runReportingErrors {
+            let speaker = try await VirtualSpeaker.start(.init(port: port, name: name, outputPath: output))
+            print("Virtual speaker \"\(name)\" listening on 127.0.0.1:\(speaker.port) (RAOP), writing \(output)")
+            fflush(nil)
+            let stop = InterruptHandler { Task { await speaker.stop() } }
+            defer { stop.cancel() }
+            var ended = 0
+            for await event in speaker.events() {
+                if case .sessionEnded(let wav, let report) = event {
+                    ended += 1
+                    print("Stream ended: \(wav ?? "-")")
+                    print(report.description.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+                    fflush(nil)
+                    if sessions > 0 && ended >= sessions { break }
+                }
+            }
+            await speaker.stop()
+        }
+    }
 }
 
 struct Probe: AsyncParsableCommand {

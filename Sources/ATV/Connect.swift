@@ -1,0 +1,53 @@
+import ATVCore
+import ATVRAOP
+import Logging
+
+/// Options for `connect`.
+public struct ConnectOptions: Sendable {
+    /// RAOP streaming options (codec, latency, volume…).
+    public var raop: RAOPOptions
+    public init(raop: RAOPOptions = RAOPOptions()) {
+        self.raop = raop
+    }
+}
+
+extension AppleTV {
+    /// The RAOP protocol of this device, when connected (streaming controls and progress).
+    public var raop: RAOPService? { extra.withLock { $0.raop } }
+}
+
+/// Connect to every protocol the device offers that swift-atv speaks, and return the facade.
+/// Services that are disabled are skipped; a device with none usable is an error.
+public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOptions(),
+                    storage: FileStorage? = nil) async throws -> AppleTV {
+    let logger = Logger(label: "atv.connect")
+    var config = config
+    if let storage {
+        if config.identifier != nil, let settings = try? storage.settings(for: config) {
+            storage.apply(settings, to: &config)
+        }
+    }
+    guard !config.services.isEmpty else { throw ATVError.noService(.raop) }
+    let device = AppleTV(config: config)
+    var added: [ATVProtocol] = []
+    for service in config.services where service.enabled {
+        switch service.protocol {
+        case .raop:
+            var raopOptions = options.raop
+            if raopOptions.password == nil { raopOptions.password = service.password }
+            let raop = RAOPService(address: config.address, service: service, options: raopOptions)
+            raop.attach(device)
+            device.extra.withLock { $0.raop = raop }
+            try device.add(raop.setup)
+            added.append(.raop)
+        default:
+            logger.info("\(service.protocol) is not supported yet; skipping it")
+        }
+    }
+    guard !added.isEmpty else {
+        let offered = config.services.map(\.protocol.description).joined(separator: ", ")
+        throw ATVError.invalidConfig("none of this device's protocols (\(offered)) is supported yet; RAOP streaming is")
+    }
+    try await device.connect()
+    return device
+}

@@ -1,0 +1,181 @@
+import ATVAudio
+import ATVCore
+import ATVRAOP
+import Synchronization
+
+/// RAOP (AirPlay 1 audio) as a protocol of the facade: streaming, volume, and what is being
+/// streamed as metadata and push updates. While a stream runs RAOP takes over Audio, Metadata,
+/// PushUpdater and RemoteControl, so pause/stop/volume go to the stream.
+public final class RAOPService: Sendable {
+    public let client: RAOPClient
+    let service: ServiceConfig
+    private struct State {
+        var metadata = MediaMetadata()
+        var streaming = false
+        var paused = false
+        var volume: Double = 33
+        var position: Double = 0
+        weak var device: AppleTV?
+    }
+    private let state = Mutex(State())
+    let updates = Broadcaster<DeviceUpdate>()
+
+    init(address: String, service: ServiceConfig, options: RAOPOptions) {
+        self.service = service
+        self.client = RAOPClient(host: address, port: service.port, options: options)
+        if let v = options.volume { state.withLock { $0.volume = v } }
+    }
+
+    func attach(_ device: AppleTV) { state.withLock { $0.device = device } }
+
+    var setup: ProtocolSetup {
+        ProtocolSetup(protocol: .raop,
+                      interfaces: InterfaceSet(remoteControl: RAOPRemote(raop: self), metadata: RAOPMetadata(raop: self),
+                                               pushUpdater: RAOPPush(raop: self), stream: RAOPStream(raop: self),
+                                               audio: RAOPAudio(raop: self)),
+                      features: RAOPFeatures(raop: self),
+                      close: { [self] in
+                          client.stop()
+                          updates.finish()
+                      })
+    }
+
+    public var isStreaming: Bool { state.withLock { $0.streaming } }
+    public var volume: Double { state.withLock { $0.volume } }
+
+    func playing() -> Playing {
+        state.withLock { s in
+            guard s.streaming else { return Playing(mediaType: .unknown, deviceState: .idle) }
+            return Playing(mediaType: .music, deviceState: s.paused ? .paused : .playing, title: s.metadata.title,
+                           artist: s.metadata.artist, album: s.metadata.album,
+                           totalTime: s.metadata.duration.map { Int($0.rounded()) },
+                           position: Int(s.position))
+        }
+    }
+
+    func feature(_ name: FeatureName) -> FeatureInfo {
+        let (streaming, m) = state.withLock { ($0.streaming, $0.metadata) }
+        switch name {
+        case .streamFile, .volume, .setVolume, .volumeUp, .volumeDown, .pushUpdates:
+            return .available
+        case .pause, .stop, .play:
+            return FeatureInfo(streaming ? .available : .unavailable)
+        case .title: return FeatureInfo(streaming && m.title != nil ? .available : .unavailable)
+        case .artist: return FeatureInfo(streaming && m.artist != nil ? .available : .unavailable)
+        case .album: return FeatureInfo(streaming && m.album != nil ? .available : .unavailable)
+        case .position, .totalTime: return FeatureInfo(streaming && m.duration != nil ? .available : .unavailable)
+        default: return .unsupported
+        }
+    }
+
+    func setVolume(_ level: Double) async throws {
+        try await client.setVolume(level)
+        state.withLock { $0.volume = level }
+        updates.yield(.volume(level))
+    }
+
+    func pause(_ paused: Bool) {
+        guard isStreaming else { return }
+        if paused { client.pause() } else { client.resume() }
+        state.withLock { $0.paused = paused }
+        updates.yield(.playing(playing()))
+    }
+
+    /// Stream a source: decode, attach metadata (from tags, the caller's, or both), send.
+    public func stream(_ source: StreamSource, metadata: MediaMetadata?, overrideMissing: Bool) async throws -> RAOPStreamReport {
+        let decoder = try await AudioDecoder.open(source)
+        return try await stream(packets: decoder, tags: decoder.info.metadata, duration: decoder.info.duration,
+                                metadata: metadata, overrideMissing: overrideMissing)
+    }
+
+    /// Stream any PCM sequence (s16le stereo 44.1 kHz, 352-frame packets).
+    public func stream<S: AsyncSequence & Sendable>(packets: S, tags: MediaMetadata = MediaMetadata(), duration: Double? = nil,
+                                                    metadata: MediaMetadata? = nil, overrideMissing: Bool = false) async throws -> RAOPStreamReport
+        where S.Element == PCMPacket {
+        var meta = tags
+        if let user = metadata { meta = overrideMissing ? meta.filling(from: user) : user.filling(from: tags) }
+        if meta.duration == nil { meta.duration = duration }
+        let device = try state.withLock { s -> AppleTV? in
+            if s.streaming { throw ATVError.invalidState("a stream to this device is already running; stop it first") }
+            s.streaming = true
+            s.paused = false
+            s.position = 0
+            s.metadata = meta
+            return s.device
+        }
+        let takeover = device?.takeoverControl
+        let kinds: Set<InterfaceKind> = [.audio, .metadata, .pushUpdater, .remoteControl]
+        do { try takeover?.takeover(.raop, interfaces: kinds) } catch {
+            state.withLock { $0.streaming = false }
+            throw error
+        }
+        let progress = client.progressUpdates()
+        let forward = Task { [self] in
+            var lastSecond = -1
+            for await p in progress {
+                state.withLock { $0.position = p.position }
+                if Int(p.position) != lastSecond {
+                    lastSecond = Int(p.position)
+                    updates.yield(.playing(playing()))
+                }
+            }
+        }
+        defer {
+            forward.cancel()
+            takeover?.release(.raop, interfaces: kinds)
+            state.withLock { $0.streaming = false }
+            updates.yield(.playing(playing()))
+        }
+        try await client.setMetadata(meta)
+        try await client.setVolume(volume)
+        updates.yield(.playing(playing()))
+        return try await client.stream(packets)
+    }
+}
+
+struct RAOPStream: ATVCore.Stream {
+    let raop: RAOPService
+    func streamFile(_ source: StreamSource, metadata: MediaMetadata?, overrideMissingMetadata: Bool) async throws {
+        _ = try await raop.stream(source, metadata: metadata, overrideMissing: overrideMissingMetadata)
+    }
+}
+
+struct RAOPAudio: Audio {
+    let raop: RAOPService
+    func volume() async throws -> Double { raop.volume }
+    func setVolume(_ level: Double, outputDevice: String?) async throws { try await raop.setVolume(level) }
+    func volumeUp() async throws { try await raop.setVolume(min(100, raop.volume + 5)) }
+    func volumeDown() async throws { try await raop.setVolume(max(0, raop.volume - 5)) }
+}
+
+struct RAOPMetadata: Metadata {
+    let raop: RAOPService
+    func playing() async throws -> Playing { raop.playing() }
+}
+
+struct RAOPPush: PushUpdater {
+    let raop: RAOPService
+    func updates() -> AsyncStream<DeviceUpdate> { raop.updates.subscribe() }
+}
+
+/// Only what makes sense for a stream we send: pause/resume and stop it.
+struct RAOPRemote: RemoteControl {
+    let raop: RAOPService
+    func pause() async throws {
+        guard raop.isStreaming else { throw ATVError.notSupported(.pause) }
+        raop.pause(true)
+    }
+    func play() async throws {
+        guard raop.isStreaming else { throw ATVError.notSupported(.play) }
+        raop.pause(false)
+    }
+    func stop() async throws {
+        guard raop.isStreaming else { throw ATVError.notSupported(.stop) }
+        raop.client.stop()
+    }
+}
+
+struct RAOPFeatures: Features {
+    let raop: RAOPService
+    func feature(_ name: FeatureName) -> FeatureInfo { raop.feature(name) }
+}
