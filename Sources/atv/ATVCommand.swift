@@ -77,7 +77,7 @@ func runReportingErrors(_ body: () async throws -> Void) async throws {
     do {
         try await body()
     } catch let error as ATVError {
-        FileHandle.standardError.write(Data("atv: error: \(error.description)\n".utf8))
+        FileHandle.standardError.write(Data("atv: error: \(printable(error.description))\n".utf8))
         throw ExitCode(exitCode(for: error))
     }
 }
@@ -95,4 +95,17 @@ func exitCode(for error: ATVError) -> Int32 {
 func notYet(_ what: String, issue: Int) throws -> Never {
     FileHandle.standardError.write(Data("atv: \(what) is not implemented yet (tracked in issue #\(issue)).\n".utf8))
     throw ExitCode(3)
+}
+
+/// One printable line: control characters (from network garbage, say) are escaped.
+func printable(_ s: String) -> String {
+    var out = ""
+    for u in s.unicodeScalars {
+        if u.value < 0x20 || u.value == 0x7F || u.value == 0xFFFD {
+            out += u.value == 0xFFFD ? "\\ufffd" : String(format: "\\x%02x", u.value)
+        } else {
+            out.unicodeScalars.append(u)
+        }
+    }
+    return out
 }

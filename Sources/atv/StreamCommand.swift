@@ -141,6 +141,7 @@ struct SimulateSpeaker: AsyncParsableCommand {
     @Option(help: "WAV file to write (session n > 1 writes NAME-n.wav).") var output: String = "speaker.wav"
     @Option(help: "Name of the speaker.") var name: String = "swift-atv speaker"
     @Option(help: "Exit after this many streams (0 = run until Ctrl-C).") var sessions: Int = 0
+    @Flag(help: "Do not advertise the speaker by mDNS.") var noAdvertise = false
 
     func run() async throws {
         global.bootstrapLogging()

@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+
+/// `atv stream` against `atv simulate speaker`, both as users run them.
+@Suite(.serialized) struct StreamCLITests {
+    /// Start a virtual speaker that exits after one stream; returns it and its port.
+    func startSpeaker(_ wav: String) async throws -> (Child, Int) {
+        let speaker = try Child(try TestEnv.atv(), ["simulate", "speaker", "--port", "0", "--output", wav, "--sessions", "1", "--no-advertise"])
+        let line = try await speaker.waitForOutput(timeout: 10) { $0.contains("listening on 127.0.0.1:") }
+        guard let r = line.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+              let port = Int(line[r].split(separator: ":")[1]) else { throw TestFailure("no port in: \(line)") }
+        return (speaker, port)
+    }
+
+    func expectBitExact(_ wav: String, source: [UInt8]) throws {
+        let captured = try wavPCM(wav)
+        let offset = try #require(findPCM(source.prefix(4096), in: captured), "start of the source not found in the capture")
+        #expect(offset == 0, "audio should start at the first captured frame")
+        #expect(captured.count >= offset + source.count)
+        #expect(captured[offset..<min(captured.count, offset + source.count)].elementsEqual(source), "capture differs from the source")
+        #expect(captured[(offset + source.count)...].allSatisfy { $0 == 0 }, "only silence may follow the source")
+    }
+
+    @Test func fileArrivesBitExact() async throws {
+        let dir = try TestEnv.tempDir()
+        let wav = dir.appendingPathComponent("cap.wav").path
+        let (speaker, port) = try await startSpeaker(wav)
+        let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path
+        let r = try await run(try TestEnv.atv(), ["stream", sample, "--host", "127.0.0.1", "--port", "\(port)"], timeout: 40)
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(r.stdout.contains("Streamed 0:10"))
+        let s = try await speaker.wait(timeout: 10)
+        #expect(s.stdout.contains("title=Arpeggio in A artist=swift-atv album=Samples"))
+        #expect(s.stdout.contains("unrecovered packets: 0"))
+        try expectBitExact(wav, source: try await referencePCM(sample))
+    }
+
+    @Test func stdinFromFFmpegArrivesBitExact() async throws {
+        let dir = try TestEnv.tempDir()
+        let wav = dir.appendingPathComponent("cap.wav").path
+        let (speaker, port) = try await startSpeaker(wav)
+        let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path
+        let r = try await sh("ffmpeg -hide_banner -loglevel error -i '\(sample)' -f wav - | '\(try TestEnv.atv())' stream - --host 127.0.0.1 --port \(port) --title Piped", timeout: 40)
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        let s = try await speaker.wait(timeout: 10)
+        #expect(s.stdout.contains("title=Piped"))
+        try expectBitExact(wav, source: try await referencePCM(sample))
+    }
+
+    @Test func rawPCMOnStdinArrivesBitExact() async throws {
+        let dir = try TestEnv.tempDir()
+        let wav = dir.appendingPathComponent("cap.wav").path
+        let (speaker, port) = try await startSpeaker(wav)
+        let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path
+        let r = try await sh("ffmpeg -hide_banner -loglevel error -i '\(sample)' -t 3 -f s16le - | '\(try TestEnv.atv())' stream - --format s16le:44100:2 --codec pcm --host 127.0.0.1 --port \(port)", timeout: 40)
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        _ = try await speaker.wait(timeout: 10)
+        let source = try await referencePCM(sample).prefix(3 * 44_100 * 4)
+        try expectBitExact(wav, source: Array(source))
+    }
+
+    // MARK: Bad input: one line on stderr, non-zero exit, within 5 s.
+
+    func expectOneLineError(_ r: ProcessResult, containing text: String) {
+        #expect(r.status != 0)
+        let lines = r.stderr.split(separator: "\n", omittingEmptySubsequences: true)
+        #expect(lines.count == 1, "stderr should be one line: \(r.stderr)")
+        #expect(r.stderr.hasPrefix("atv: error: "), "stderr: \(r.stderr)")
+        #expect(r.stderr.contains(text), "stderr: \(r.stderr)")
+        #expect(r.seconds < 5, "took \(r.seconds) s")
+    }
+
+    @Test func missingFile() async throws {
+        let r = try await run(try TestEnv.atv(), ["stream", "/nonexistent/song.flac", "--host", "127.0.0.1", "--port", "9"], timeout: 10)
+        expectOneLineError(r, containing: "/nonexistent/song.flac")
+    }
+
+    @Test func nonAudioFile() async throws {
+        let r = try await run(try TestEnv.atv(), ["stream", TestEnv.root.appendingPathComponent("Package.swift").path, "--host", "127.0.0.1", "--port", "9"], timeout: 10)
+        expectOneLineError(r, containing: "Package.swift")
+    }
+
+    @Test func nothingListening() async throws {
+        // Port 9 (discard) on loopback: nothing listens there.
+        let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path
+        let r = try await run(try TestEnv.atv(), ["stream", sample, "--host", "127.0.0.1", "--port", "9"], timeout: 10)
+        expectOneLineError(r, containing: "127.0.0.1")
+    }
+
+    @Test func receiverClosesMidStream() async throws {
+        let dir = try TestEnv.tempDir()
+        let wav = dir.appendingPathComponent("cap.wav").path
+        let (speaker, port) = try await startSpeaker(wav)
+        let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path
+        let sender = try Child(try TestEnv.atv(), ["stream", sample, "--host", "127.0.0.1", "--port", "\(port)"])
+        try await Task.sleep(for: .seconds(2))
+        speaker.kill()   // the receiver vanishes: RTSP connection closed, UDP ports gone
+        let killedAt = Date()
+        let r = try await sender.wait(timeout: 15)
+        #expect(Date().timeIntervalSince(killedAt) < 5, "sender noticed after \(Date().timeIntervalSince(killedAt)) s")
+        #expect(r.status != 0)
+        #expect(r.stderr.hasPrefix("atv: error: "), "stderr: \(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count == 1, "stderr: \(r.stderr)")
+    }
+
+    @Test func garbageReceiver() async throws {
+        // A TCP server that answers every request with noise.
+        let server = try Child("/usr/bin/python3", ["-c", """
+        import socket, sys
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0)); s.listen(1); print(s.getsockname()[1], flush=True)
+        c, _ = s.accept(); c.recv(65536); c.sendall(b"\\x00\\xffNOT RTSP AT ALL\\r\\n\\r\\n" * 10)
+        import time; time.sleep(10)
+        """])
+        let out = try await server.waitForOutput(timeout: 5) { !$0.isEmpty && $0.hasSuffix("\n") }
+        let port = try #require(Int(out.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path
+        let r = try await run(try TestEnv.atv(), ["stream", sample, "--host", "127.0.0.1", "--port", "\(port)"], timeout: 10)
+        expectOneLineError(r, containing: "receiver")
+        #expect(!r.stderr.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" }, "control characters reached the terminal")
+        server.kill()
+    }
+}
