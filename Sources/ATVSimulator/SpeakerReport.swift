@@ -12,6 +12,16 @@ public struct SpeakerReport: Sendable, Equatable, CustomStringConvertible {
     public var requests: [String] = []
     /// Audio packets received on the audio port (duplicates included).
     public var packetsReceived = 0
+    /// When the first audio packet of the latest session arrived.
+    public var firstAudioPacketAt: ContinuousClock.Instant?
+    /// UDP payload bytes received on the audio and control ports, and RTSP bytes (requests).
+    public var audioBytesReceived = 0
+    public var controlBytesReceived = 0
+    public var rtspBytesReceived = 0
+    /// Seconds between consecutive audio packets as they arrived (the sender's pacing as seen
+    /// from the receiver).
+    public var arrivalIntervals = IntervalStats()
+    var lastAudioArrival: ContinuousClock.Instant?
     /// Retransmit requests sent to the sender's control port, and packets asked for in total.
     public var retransmitRequestsSent = 0
     public var packetsRequested = 0
@@ -85,4 +95,23 @@ public enum SpeakerEvent: Sendable, Equatable {
     case progress(String)
     /// A session ended (TEARDOWN or connection closed); its WAV file, if any, is complete.
     case sessionEnded(wavPath: String?, report: SpeakerReport)
+}
+
+/// Running mean and standard deviation (Welford), in seconds.
+public struct IntervalStats: Sendable, Equatable {
+    public private(set) var count = 0
+    public private(set) var mean = 0.0
+    private var m2 = 0.0
+    public private(set) var min = Double.infinity
+    public private(set) var max = 0.0
+    public init() {}
+    public mutating func add(_ x: Double) {
+        count += 1
+        let d = x - mean
+        mean += d / Double(count)
+        m2 += d * (x - mean)
+        min = Swift.min(min, x)
+        max = Swift.max(max, x)
+    }
+    public var standardDeviation: Double { count > 1 ? (m2 / Double(count - 1)).squareRoot() : 0 }
 }

@@ -295,7 +295,17 @@ final class SpeakerSession: @unchecked Sendable {
               let packet = try? RAOPAudioPacket(decoding: bytes) else { return }
         let index = audioPacketIndex
         audioPacketIndex += 1
-        shared.update { $0.packetsReceived += 1 }
+        let arrival = ContinuousClock.now
+        shared.update { r in
+            r.packetsReceived += 1
+            r.audioBytesReceived += bytes.count
+            if r.firstAudioPacketAt == nil || index == 0 { r.firstAudioPacketAt = arrival }
+            if let last = r.lastAudioArrival, index > 0 {
+                let d = arrival - last
+                r.arrivalIntervals.add(Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+            }
+            r.lastAudioArrival = arrival
+        }
         if let drop = config.dropAudioPacket, drop(index, packet.sequenceNumber) { return }
         process(jitter.insert(seq: packet.sequenceNumber, payload: packet.payload,
                               now: NIODeadline.now().uptimeNanoseconds))
@@ -303,6 +313,7 @@ final class SpeakerSession: @unchecked Sendable {
 
     private func controlDatagram(_ bytes: [UInt8]) {
         guard !ended, let packet = try? RAOPControlPacket(decoding: bytes) else { return }
+        shared.update { $0.controlBytesReceived += bytes.count }
         switch packet {
         case .sync:
             shared.update { $0.syncPacketsReceived += 1 }
