@@ -43,7 +43,8 @@ struct EndlessSilence: AsyncSequence, Sendable {
 
 private func fastOptions(_ codec: RAOPCodec = .l16) -> RAOPOptions {
     RAOPOptions(codec: codec, latencyFrames: 4410, volume: 50, metadata: MediaMetadata(title: "Ramp", artist: "Test", duration: 1),
-                requestTimeout: .seconds(2), feedbackInterval: .milliseconds(300), syncInterval: .milliseconds(200))
+                requestTimeout: .seconds(2), feedbackInterval: .milliseconds(300), syncInterval: .milliseconds(200),
+                leadInPackets: 0)
 }
 
 @Suite(.serialized) struct RAOPClientTests {
@@ -193,5 +194,28 @@ private func fastOptions(_ codec: RAOPCodec = .l16) -> RAOPOptions {
         // After resume the first packet carries the marker again.
         #expect(log.audio.filter(\.marker).count == 2, "\(log.audio.count) \(pausedCount) \(log.audio.enumerated().filter { $0.element.marker }.map(\.offset)) \(log.requests.map(\.method))")
         #expect(log.audio.count > pausedCount && pausedCount >= 5)
+    }
+}
+
+@Suite(.serialized) struct RAOPClientALACTests {
+    @Test func alacPayloadDecodesToTheSource() async throws {
+        let receiver = try await FakeReceiver.start()
+        defer { Task { await receiver.close() } }
+        var options = fastOptions(.alac)
+        options.padWithSilence = false
+        let report = try await streamRAOP(host: "127.0.0.1", port: receiver.port,
+                                          packets: RampSource(packets: 20, framesPerPacket: 352), options: options)
+        try await Task.sleep(for: .milliseconds(50))
+        let log = receiver.log.withLock { $0 }
+        let announce = try #require(log.requests.first { $0.method == "ANNOUNCE" })
+        let sdp = try SDP.parse(announce.bodyText)
+        #expect(sdp.format == RAOPAudioFormat(codec: .alac))
+        #expect(report.packetsSent == 20 && log.audio.count == 20)
+        let decoder = try ALACDecoder(framesPerPacket: 352)
+        for (i, p) in log.audio.enumerated() {
+            let pcm = try decoder.decode(p.payload)
+            #expect(pcm.frames == 352)
+            #expect(pcm.bytes == RampSource.pcm(packet: i, frames: 352), "packet \(i)")
+        }
     }
 }
