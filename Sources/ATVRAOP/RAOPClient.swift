@@ -406,7 +406,11 @@ public final class RAOPClient: Sendable {
         publish(.finishing, live: live, options: options)
         await driver.teardown()
         let teardownStart = clock.now
-        while !(await driver.closed), await driver.connectionOpen, clock.now - teardownStart < options.requestTimeout + .milliseconds(500) {
+        // After a failure the receiver is likely gone: wait for the TEARDOWN answer only briefly.
+        let driverFailure = await driver.failure
+        let failed = streamError != nil || driverFailure != nil
+        let teardownWait = failed ? min(options.requestTimeout, .seconds(1)) : options.requestTimeout + .milliseconds(500)
+        while !(await driver.closed), await driver.connectionOpen, clock.now - teardownStart < teardownWait {
             try? await Task.sleep(for: .milliseconds(5))
         }
         await closeAll()

@@ -16,6 +16,8 @@ final class FakeReceiver: Sendable {
         case closeAfterAudioPackets(Int)
         /// Answer SETUP without server_port.
         case badTransport
+        /// Stop answering anything after RECORD (a receiver that hangs).
+        case muteAfterRecord
     }
 
     struct Log: Sendable {
@@ -79,6 +81,7 @@ final class FakeReceiver: Sendable {
         switch behavior {
         case .garbage: return Array("SPAM SPAM SPAM\r\n\r\n".utf8)
         case .silent: return nil
+        case .muteAfterRecord where log.withLock({ $0.requests.dropLast().contains { $0.method == "RECORD" } }): return nil
         default: break
         }
         var headers: RTSPHeaders = ["CSeq": request.headers["CSeq"] ?? "0", "Server": "FakeReceiver/1.0"]

@@ -161,6 +161,22 @@ private func fastOptions(_ codec: RAOPCodec = .l16) -> RAOPOptions {
         #expect(clock.now - start < .seconds(3))
     }
 
+    @Test func hangingReceiverIsDetectedByKeepAlive() async throws {
+        let receiver = try await FakeReceiver.start(.muteAfterRecord)
+        defer { Task { await receiver.close() } }
+        let clock = ContinuousClock()
+        let start = clock.now
+        await #expect {
+            _ = try await streamRAOP(host: "127.0.0.1", port: receiver.port, packets: EndlessSilence(), options: fastOptions())
+        } throws: { error in
+            guard case .timeout(let m) = error as? ATVError else { return false }
+            return m.contains("/feedback") || m.contains("SET_PARAMETER")
+        }
+        // 2 s request timeout + ≤ 1 s for the TEARDOWN attempt.
+        #expect(clock.now - start < .seconds(4))
+        #expect(receiver.log.withLock { $0.requests.last?.method } == "TEARDOWN")
+    }
+
     @Test func oneStreamPerDeviceStopAndVolume() async throws {
         let receiver = try await FakeReceiver.start()
         defer { Task { await receiver.close() } }
