@@ -192,6 +192,7 @@ private func fastOptions(_ codec: RAOPCodec = .l16) -> RAOPOptions {
             return true
         }
         try await client.setVolume(10)
+        try await client.setMetadata(MediaMetadata(title: "Live", artist: "A", album: "B"))
         while receiver.log.withLock({ $0.audio.count }) < 5 { try await Task.sleep(for: .milliseconds(5)) }
         client.pause()
         try await Task.sleep(for: .milliseconds(200))
@@ -206,6 +207,10 @@ private func fastOptions(_ codec: RAOPCodec = .l16) -> RAOPOptions {
         let log = receiver.log.withLock { $0 }
         #expect(log.requests.contains { $0.method == "SET_PARAMETER" && $0.bodyText == RAOPVolume.parameterBody(dB: -27) })
         #expect(log.requests.contains { $0.method == "FLUSH" })
+        #expect(log.requests.contains {
+            $0.headers["Content-Type"] == "application/x-dmap-tagged"
+                && (try? RAOPTrackInfo(dmap: $0.body)) == RAOPTrackInfo(title: "Live", artist: "A", album: "B")
+        })
         #expect(log.requests.last?.method == "TEARDOWN")
         // After resume the first packet carries the marker again.
         #expect(log.audio.filter(\.marker).count == 2, "\(log.audio.count) \(pausedCount) \(log.audio.enumerated().filter { $0.element.marker }.map(\.offset)) \(log.requests.map(\.method))")
