@@ -25,6 +25,9 @@ public struct RAOPOptions: Sendable {
     /// After the source ends, send `latencyFrames` of silence so the receiver plays everything
     /// before TEARDOWN.
     public var padWithSilence: Bool
+    /// Packets of silence sent before the source. shairport-sync 3.3.8 replaces the first 9
+    /// packets of every session with silence; the lead-in makes it play all of the source.
+    public var leadInPackets: Int
     /// Send `GET /info` first.
     public var requestInfo: Bool
     /// First RTP sequence number / timestamp; nil = random.
@@ -37,7 +40,7 @@ public struct RAOPOptions: Sendable {
                 metadata: MediaMetadata? = nil, username: String = "swift-atv", password: String? = nil,
                 connectTimeout: Duration = .seconds(5), requestTimeout: Duration = .seconds(4),
                 feedbackInterval: Duration = .seconds(2), syncInterval: Duration = .seconds(1),
-                padWithSilence: Bool = true, requestInfo: Bool = true, initialSequence: UInt16? = nil,
+                padWithSilence: Bool = true, leadInPackets: Int = 9, requestInfo: Bool = true, initialSequence: UInt16? = nil,
                 initialRTPTime: UInt32? = nil, backlogPackets: Int = 1024) {
         self.codec = codec
         self.latencyFrames = latencyFrames
@@ -50,6 +53,7 @@ public struct RAOPOptions: Sendable {
         self.feedbackInterval = feedbackInterval
         self.syncInterval = syncInterval
         self.padWithSilence = padWithSilence
+        self.leadInPackets = max(0, leadInPackets)
         self.requestInfo = requestInfo
         self.initialSequence = initialSequence
         self.initialRTPTime = initialRTPTime
@@ -92,6 +96,7 @@ public struct RAOPStreamReport: Sendable, Equatable {
     public var packetsSent: Int
     /// Frames that came from the source.
     public var sourceFrames: Int64
+    /// Silence packets sent (lead-in + end padding).
     public var silencePackets: Int
     public var retransmitRequests: Int
     public var retransmittedPackets: Int
@@ -401,7 +406,11 @@ public final class RAOPClient: Sendable {
         publish(.finishing, live: live, options: options)
         await driver.teardown()
         let teardownStart = clock.now
-        while !(await driver.closed), await driver.connectionOpen, clock.now - teardownStart < options.requestTimeout + .milliseconds(500) {
+        // After a failure the receiver is likely gone: wait for the TEARDOWN answer only briefly.
+        let driverFailure = await driver.failure
+        let failed = streamError != nil || driverFailure != nil
+        let teardownWait = failed ? min(options.requestTimeout, .seconds(1)) : options.requestTimeout + .milliseconds(500)
+        while !(await driver.closed), await driver.connectionOpen, clock.now - teardownStart < teardownWait {
             try? await Task.sleep(for: .milliseconds(5))
         }
         await closeAll()
@@ -589,7 +598,13 @@ public final class RAOPClient: Sendable {
         var pending: [UInt8] = []
         pending.reserveCapacity(packetBytes * 2)
         var stopped = false
+        let silence = [UInt8](repeating: 0, count: packetBytes)
+        for _ in 0..<options.leadInPackets {
+            guard try await checkControls() else { stopped = true; break }
+            try await emit(silence, silence: true)
+        }
         source: for try await packet in packets {
+            if stopped { break }
             let count = min(packet.bytes.count, packet.frames * PCMFormat.bytesPerFrame)
             guard count > 0 else { continue }
             stats.withLock { $0.sourceFrames += Int64(count / PCMFormat.bytesPerFrame) }
@@ -609,7 +624,6 @@ public final class RAOPClient: Sendable {
             }
         }
         if !stopped, options.padWithSilence {
-            let silence = [UInt8](repeating: 0, count: packetBytes)
             let count = (options.latencyFrames + fpp - 1) / fpp + 1
             for _ in 0..<count {
                 guard try await checkControls() else { stopped = true; break }

@@ -48,6 +48,7 @@ actor RAOPRTSPDriver {
             return
         }
         perform(machine.teardown())
+        if machine.state != .tearingDown { closed = true }
     }
 
     private func handle(_ event: RTSPConnectionEvent) {
