@@ -311,6 +311,10 @@ final class SpeakerSession: @unchecked Sendable {
                               now: NIODeadline.now().uptimeNanoseconds))
     }
 
+    func countRTSPBytes(_ n: Int) {
+        shared.update { $0.rtspBytesReceived += n }
+    }
+
     private func controlDatagram(_ bytes: [UInt8]) {
         guard !ended, let packet = try? RAOPControlPacket(decoding: bytes) else { return }
         shared.update { $0.controlBytesReceived += bytes.count }
@@ -487,6 +491,7 @@ final class RTSPServerHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        session.countRTSPBytes(buffer.readableBytes)
         parser.append(buffer.readableBytesView)
         let channel = context.channel
         while true {

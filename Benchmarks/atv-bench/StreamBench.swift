@@ -1,0 +1,85 @@
+import ATVSimulator
+import Foundation
+
+/// Streams the same file with our sender (`atv stream`) and with pyatv (`atvremote stream_file`)
+/// to a virtual speaker each, and compares what it cost and how it arrived. Everything about
+/// the stream is measured at the receiver, the same way for both senders.
+func runStreamBenchmarks(seconds audioSeconds: Int = 60) async throws {
+    let root = packageRoot()
+    let atv = try siblingATV()
+    let atvremote = root.appendingPathComponent(".venv-peers/bin/atvremote").path
+    guard FileManager.default.isExecutableFile(atPath: atvremote) else {
+        throw BenchError("\(atvremote) not found: run scripts/setup")
+    }
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("atv-bench-\(getpid())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let file = dir.appendingPathComponent("bench.flac").path
+    // Music-like: two tones and a little noise, stereo, 44.1 kHz, 16-bit.
+    try shell("ffmpeg -hide_banner -loglevel error -f lavfi -i 'sine=frequency=220:duration=\(audioSeconds)' "
+        + "-f lavfi -i 'sine=frequency=331:duration=\(audioSeconds)' -f lavfi -i 'anoisesrc=d=\(audioSeconds):a=0.05:c=pink' "
+        + "-filter_complex '[0][1][2]amix=inputs=3,pan=stereo|c0=c0|c1=0.8*c0' -ar 44100 -sample_fmt s16 -y '\(file)'")
+
+    struct Run {
+        var usage: ChildUsage
+        var report: SpeakerReport
+        var firstPacket: Double
+    }
+
+    func measure(_ launch: (Int) throws -> (String, [String], [String: String])) async throws -> Run {
+        let speaker = try await VirtualSpeaker.start(.init(port: 0, outputPath: nil))
+        let (path, args, env) = try launch(speaker.port)
+        let clock = ContinuousClock()
+        let startBox = StartBox()
+        let usage = try await Task.detached {
+            try spawnAndMeasure(path, args, environment: env) { startBox.set(clock.now) }
+        }.value
+        let report = try await speaker.waitForSessionEnd(sessions: 1, timeout: .seconds(30))
+        await speaker.stop()
+        guard usage.status == 0 else {
+            let log = (try? String(contentsOfFile: "/tmp/atv-bench-child.log", encoding: .utf8)) ?? ""
+            throw BenchError("\(path) exited with \(usage.status): \(log.suffix(400))")
+        }
+        guard let first = report.firstAudioPacketAt, let start = startBox.value else {
+            throw BenchError("no audio arrived from \(path)")
+        }
+        return Run(usage: usage, report: report, firstPacket: seconds(first - start))
+    }
+
+    let ours = try await measure { port in (atv, ["stream", file, "--host", "127.0.0.1", "--port", "\(port)"], [:]) }
+    let home = dir.appendingPathComponent("home").path
+    try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+    let pyatv = try await measure { port in
+        (atvremote, ["--manual", "--address", "127.0.0.1", "--port", "\(port)", "--protocol", "raop",
+                     "--id", "AA:BB:CC:DD:EE:FF", "stream_file=\(file)"], ["HOME": home])
+    }
+
+    let minutes = Double(audioSeconds) / 60
+    func wire(_ r: SpeakerReport) -> Double { Double(r.audioBytesReceived + r.controlBytesReceived + r.rtspBytesReceived) }
+    let metrics: [(String, Double, Double, String)] = [
+        ("cpu_seconds_per_audio_minute", ours.usage.cpuSeconds / minutes, pyatv.usage.cpuSeconds / minutes, "<= 0.1"),
+        ("peak_rss_mb", ours.usage.peakRSSMB, pyatv.usage.peakRSSMB, "<= 0.2"),
+        ("launch_to_first_audio_packet_s", ours.firstPacket, pyatv.firstPacket, "<= 0.2"),
+        ("send_interval_stddev_ms", ours.report.arrivalIntervals.standardDeviation * 1000,
+         pyatv.report.arrivalIntervals.standardDeviation * 1000, "< 1 (below pyatv)"),
+        ("wire_bytes", wire(ours.report), wire(pyatv.report), "<= 0.6"),
+    ]
+    for (name, o, p, goal) in metrics {
+        emit(["bench": "raop_stream", "metric": name, "audio_seconds": audioSeconds, "ours": round3(o), "pyatv": round3(p),
+              "ratio": p > 0 ? round3(o / p) : NSNull(), "goal_ratio": goal])
+    }
+    emit(["bench": "raop_stream", "metric": "details", "ours_packets": ours.report.packetsReceived,
+          "pyatv_packets": pyatv.report.packetsReceived, "ours_codec": ours.report.codec ?? "-", "pyatv_codec": pyatv.report.codec ?? "-",
+          "ours_interval_mean_ms": round3(ours.report.arrivalIntervals.mean * 1000),
+          "pyatv_interval_mean_ms": round3(pyatv.report.arrivalIntervals.mean * 1000),
+          "ours_interval_max_ms": round3(ours.report.arrivalIntervals.max * 1000),
+          "pyatv_interval_max_ms": round3(pyatv.report.arrivalIntervals.max * 1000),
+          "ours_wall_s": round3(ours.usage.wallSeconds), "pyatv_wall_s": round3(pyatv.usage.wallSeconds)])
+}
+
+final class StartBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var instant: ContinuousClock.Instant?
+    func set(_ i: ContinuousClock.Instant) { lock.withLock { instant = i } }
+    var value: ContinuousClock.Instant? { lock.withLock { instant } }
+}
