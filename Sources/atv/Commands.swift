@@ -114,8 +114,20 @@ struct AppsCommand: AsyncParsableCommand {
 
 struct ImportPyatv: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "import-pyatv",
-        abstract: "Import pairings from pyatv's storage file (~/.pyatv.conf).")
+        abstract: "Import pairings from pyatv's storage file (~/.pyatv.conf) into swift-atv's.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "pyatv's storage file.") var file: String?
-    func run() async throws { try notYet("import", issue: 2) }
+    @Argument(help: "pyatv's storage file (default ~/.pyatv.conf).") var file: String?
+    @Option(help: "swift-atv's settings file (default $XDG_CONFIG_HOME/swift-atv/devices.json).") var storage: String?
+
+    func run() async throws {
+        try await runReportingErrors {
+            let source = file ?? (ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()) + "/.pyatv.conf"
+            guard FileManager.default.fileExists(atPath: source) else {
+                throw ATVError.badInput("\(source): no such file")
+            }
+            let store = FileStorage(path: storage)
+            let n = try store.importPyatv(from: source)
+            print("Imported \(n) device\(n == 1 ? "" : "s") from \(source) into \(store.path)")
+        }
+    }
 }
