@@ -59,10 +59,8 @@ public enum Discovery {
 
     /// Find one device by name or identifier.
     public static func find(_ nameOrID: String, options: ScanOptions = ScanOptions()) async throws -> DeviceConfig {
-        var opts = options
-        // An identifier lets the scan stop early; a name needs the whole scan.
-        if !nameOrID.contains(" ") { opts.identifiers = [nameOrID] }
-        for try await d in scan(opts) where d.matches(nameOrID) { return d }
+        // The first device whose name or any identifier matches ends the scan.
+        for try await d in scan(options) where d.matches(nameOrID) { return d }
         throw ATVError.deviceNotFound("no device named or identified '\(nameOrID)' answered within \(Int(options.timeout)) s")
     }
 
