@@ -76,6 +76,7 @@ func deviceJSON(_ d: DeviceConfig) -> [String: Any] {
         "address": d.address,
         "identifier": d.identifier ?? NSNull(),
         "all_identifiers": d.allIdentifiers,
+        "deep_sleep": d.deepSleep,
         "device_info": [
             "mac": info.mac ?? NSNull(),
             "model": modelKey(info.model),

@@ -141,14 +141,24 @@ struct SimulateSpeaker: AsyncParsableCommand {
     @Option(help: "WAV file to write (session n > 1 writes NAME-n.wav).") var output: String = "speaker.wav"
     @Option(help: "Name of the speaker.") var name: String = "swift-atv speaker"
     @Option(help: "Exit after this many streams (0 = run until Ctrl-C).") var sessions: Int = 0
+    @Option(help: "Device id (MAC style) used in the RAOP name and AirPlay TXT.") var deviceId: String = "AA:BB:CC:DD:EE:FF"
+    @Flag(help: "Do not advertise the speaker over mDNS (_raop._tcp, _airplay._tcp on 127.0.0.1).") var noAdvertise = false
+
+    func validate() throws {
+        let parts = deviceId.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6, parts.allSatisfy({ $0.count == 2 && $0.allSatisfy(\.isHexDigit) }) else {
+            throw ValidationError("--device-id must look like AA:BB:CC:DD:EE:FF")
+        }
+    }
 
     func run() async throws {
         global.bootstrapLogging()
         try await runReportingErrors {
-            let speaker = try await VirtualSpeaker.start(.init(port: port, name: name, outputPath: output))
+            let speaker = try await VirtualSpeaker.start(.init(port: port, name: name, deviceID: deviceId.uppercased(), outputPath: output))
             print("Virtual speaker \"\(name)\" listening on 127.0.0.1:\(speaker.port) (RAOP), writing \(output)")
+            let responder = noAdvertise ? nil : await advertise(port: speaker.port)
             fflush(nil)
-            let stop = InterruptHandler { Task { await speaker.stop() } }
+            let stop = InterruptHandler { Task { await responder?.stop(); await speaker.stop() } }
             defer { stop.cancel() }
             var ended = 0
             for await event in speaker.events() {
@@ -160,7 +170,22 @@ struct SimulateSpeaker: AsyncParsableCommand {
                     if sessions > 0 && ended >= sessions { break }
                 }
             }
+            await responder?.stop()
             await speaker.stop()
+        }
+    }
+
+    /// Publishes the speaker on 127.0.0.1; a port that cannot be bound is one warning line.
+    func advertise(port: Int) async -> MDNSResponder? {
+        let services = MDNSService.airPlay1Speaker(name: name, deviceID: deviceId, port: UInt16(port))
+        do {
+            let r = try await MDNSResponder.start(services, options: .init(interfaceAddresses: ["127.0.0.1"]))
+            let how = r.multicastInterfaces.isEmpty ? "unicast queries only (lo has no multicast)" : "also multicast on lo"
+            print("Advertising \"\(services[0].instance)\" (_raop._tcp) and \"\(name)\" (_airplay._tcp) on 127.0.0.1 via mDNS, \(how)")
+            return r
+        } catch {
+            print("Warning: not advertising over mDNS: \(error)")
+            return nil
         }
     }
 }
