@@ -79,7 +79,8 @@ public final class MDNSResponder: Sendable {
         let listener = try await UDPSocket.bind(host: "0.0.0.0", port: options.port, reuse: true)
         var senders: [UDPSocket] = []
         var interfaces: [String] = []
-        for dev in chosen where dev.multicastSupported {
+        var joined = Set<String>()
+        for dev in chosen where dev.multicastSupported && !joined.contains(dev.name) {
             guard let address = dev.address, let ip = address.ipAddress else { continue }
             do {
                 try await listener.joinMulticast(group, device: dev)
@@ -96,6 +97,7 @@ public final class MDNSResponder: Sendable {
             try? await sender.setMulticastInterface(address)
             senders.append(sender)
             interfaces.append(ip)
+            joined.insert(dev.name)
         }
         var config = options.configuration
         config.mdnsPort = 5353

@@ -12,6 +12,7 @@ import ATVCore
 ///   source address; follow-ups go to that address by unicast. A device is reported once it has
 ///   been quiet for `settle` with nothing outstanding.
 /// - With identifiers, the scan ends as soon as a matching device is reported.
+/// - With `count`, the scan ends as soon as that many devices have been reported.
 public struct ScanStateMachine: Sendable {
     public enum Destination: Sendable, Equatable { case multicast, host(String) }
 
@@ -29,8 +30,12 @@ public struct ScanStateMachine: Sendable {
         public var resendInterval: Double
         public var settle: Double
         public var timeout: Double
+        /// Stop once this many devices were reported (nil: scan until the timeout / all hosts answered).
+        public var count: Int?
         public init(hosts: [String] = [], identifiers: Set<String> = [], serviceTypes: [String] = ServiceType.scanned,
-                    typesPerQuery: Int = 4, resendInterval: Double = 1.0, settle: Double = 0.15, timeout: Double = 3) {
+                    typesPerQuery: Int = 4, resendInterval: Double = 1.0, settle: Double = 0.15, timeout: Double = 3,
+                    count: Int? = nil) {
+            self.count = count
             self.hosts = hosts
             self.identifiers = identifiers
             self.serviceTypes = serviceTypes
@@ -209,6 +214,9 @@ public struct ScanStateMachine: Sendable {
             if reported.values.contains(where: { d in d.allIdentifiers.contains { wanted.contains($0.lowercased()) } }) {
                 return actions + finish(reportAll: false)
             }
+        }
+        if let count = configuration.count, reported.count >= count {
+            return actions + finish(reportAll: false)
         }
         if isUnicast, configuration.hosts.allSatisfy({ peers[$0]?.outstanding.isEmpty ?? true }) {
             return actions + finish(reportAll: true)

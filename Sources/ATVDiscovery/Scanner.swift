@@ -16,8 +16,13 @@ public struct ScanOptions: Sendable {
     public var port: Int
     /// Wake sleeping devices with a TCP connect to their usual ports (unicast only).
     public var knock: Bool
+    /// Stop as soon as this many devices were found (nil: scan until the timeout, or until every
+    /// host answered for unicast).
+    public var count: Int?
 
-    public init(timeout: Double = 3, hosts: [String] = [], identifiers: Set<String> = [], port: Int = 5353, knock: Bool = true) {
+    public init(timeout: Double = 3, hosts: [String] = [], identifiers: Set<String> = [], port: Int = 5353, knock: Bool = true,
+                count: Int? = nil) {
+        self.count = count
         self.timeout = timeout
         self.hosts = hosts
         self.identifiers = identifiers
@@ -78,7 +83,8 @@ public enum Discovery {
             let d = clock.now - t0
             return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         }
-        var machine = ScanStateMachine(.init(hosts: options.hosts, identifiers: options.identifiers, timeout: options.timeout))
+        var machine = ScanStateMachine(.init(hosts: options.hosts, identifiers: options.identifiers, timeout: options.timeout,
+                                                  count: options.count))
 
         var senders: [UDPSocket] = []
         var listener: UDPSocket?
