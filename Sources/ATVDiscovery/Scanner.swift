@@ -104,7 +104,10 @@ public enum Discovery {
                 senders.append(s)
                 groupAddresses.append((s, group))
             }
-            if let l = try? await UDPSocket.bind(host: "0.0.0.0", port: 5353, reuse: true) {
+            // Bound to the group address, not 0.0.0.0: a second socket on *:5353 would take
+            // unicast datagrams meant for a responder on this machine (the kernel hands each
+            // to one of the sockets sharing the port), e.g. our own follow-up queries.
+            if let l = try? await UDPSocket.bind(host: mdnsGroup, port: 5353, reuse: true) {
                 for dev in interfaces { try? await l.joinMulticast(group, device: dev) }
                 listener = l
             }
