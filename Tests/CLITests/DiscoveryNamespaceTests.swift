@@ -63,7 +63,7 @@ import Testing
     @Test func avahiDevicesDespiteLegacyUnicastTruncation() async throws {
         try Netns.requirePrerequisites()
         let result = try await Netns.run("""
-            AVAHI_LOG="$TMP/avahi.log" "$PEERS/avahi-publish-netns.sh" --seconds 40 > "$TMP/pub.out" &
+            AVAHI_LOG="$TMP/avahi.log" "$PEERS/avahi-publish-netns.sh" --seconds 12 > "$TMP/pub.out" &
             wait_for "$TMP/pub.out" ready 20 || exit 98
             # One query for four types, as a scanner asking several types at once would send it.
             echo "== combined =="; "$PEERS/avahi-legacy-query.py" 127.0.0.1 _airplay._tcp.local _companion-link._tcp.local _raop._tcp.local _airport._tcp.local

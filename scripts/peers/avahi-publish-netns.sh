@@ -19,7 +19,8 @@
 # when several big instances of that type share one responder; a legacy query cannot recover them:
 # avahi ignores legacy queries that carry known answers.)
 # Prints "ready" on stdout once avahi reports every service established; exits after --seconds
-# (default 30) or on SIGTERM, stopping avahi. Logs: $AVAHI_LOG (default: a temp file, printed on failure).
+# (default 30) or on SIGTERM, stopping avahi (which is also bounded by `timeout`: it never
+# outlives --seconds + 15 s, even if this script is killed with SIGKILL). Logs: $AVAHI_LOG (default: a temp file, printed on failure).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 seconds=30
@@ -63,10 +64,12 @@ unshare --mount --propagation private bash -c '
     mount -t tmpfs -o mode=0755 tmpfs /run/avahi-daemon 2>/dev/null || { mkdir -p /run/avahi-daemon; mount -t tmpfs -o mode=0755 tmpfs /run/avahi-daemon; }
     mount --bind "$2" /etc/avahi/services
     mount --bind "$2/hosts" /etc/avahi/hosts
-    exec avahi-daemon -f "$1" --no-drop-root --no-chroot --no-rlimits
-' sh "$work/avahi.conf" "$services_dir" > "$log" 2>&1 &
+    exec timeout --kill-after=2 "$3" avahi-daemon -f "$1" --no-drop-root --no-chroot --no-rlimits
+' sh "$work/avahi.conf" "$services_dir" "$((${seconds%.*} + 15))" > "$log" 2>&1 &
 pid=$!
+sleeper=
 cleanup() {
+    [[ -n $sleeper ]] && kill "$sleeper" 2>/dev/null
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     [[ -n ${AVAHI_LOG:-} ]] || rm -rf "$work"
@@ -84,4 +87,5 @@ n=$(grep -c "successfully established" "$log" || true)
 [[ $n -ge $expected ]] || { cat "$log" >&2; die "only $n of $expected services established"; }
 echo ready
 sleep "$seconds" &
-wait $! || true
+sleeper=$!
+wait "$sleeper" || true
