@@ -77,8 +77,10 @@ enum Netns {
         _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
         _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-        process.arguments = ["--kill-after=2", String(format: "%.1f", timeout),
+        // The test process may ignore SIGTERM (ignored signals survive exec, and bash cannot trap
+        // them): give the namespace its default dispositions back, so cleanup traps work.
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["--default-signal=TERM,INT,HUP", "timeout", "--kill-after=2", String(format: "%.1f", timeout),
                              "unshare", "--net", "--mount", "--propagation", "private", "bash", "-c", prologue + script]
         var env = ProcessInfo.processInfo.environment
         env["ATV"] = atv
