@@ -3,15 +3,21 @@ import ATVCore
 /// The logic of one scan, without I/O. Feed it datagrams and clock ticks; it says what to send
 /// and which devices are found.
 ///
+/// - Queries carry `typesPerQuery` service types (default 1: avahi cuts legacy unicast answers at
+///   512 bytes *without* setting TC and silently drops what does not fit, so a query for several
+///   types can lose whole services; one type per query keeps each answer small).
 /// - Unicast (hosts given): every query message goes to each host and is resent each second until
 ///   answered. A truncated answer is followed by one query per service type of that message, and
 ///   instances seen without SRV or TXT are asked for directly, so a responder that cuts answers
-///   at 512 bytes still yields every service. A host is done when nothing is outstanding; the
-///   scan ends when every host is done.
+///   at 512 bytes still yields every service. Responders do not answer questions they have no
+///   records for (avahi, mDNSResponder), so a host is done once it has answered, no follow-up is
+///   outstanding and either every query was answered or it has been quiet for `unicastSettle`;
+///   the scan ends when every host is done.
 /// - Multicast: queries go to 224.0.0.251 each second until the timeout. Answers are grouped per
 ///   source address; follow-ups go to that address by unicast. A device is reported once it has
 ///   been quiet for `settle` with nothing outstanding.
 /// - With identifiers, the scan ends as soon as a matching device is reported.
+/// - With `count`, the scan ends as soon as that many devices have been reported.
 public struct ScanStateMachine: Sendable {
     public enum Destination: Sendable, Equatable { case multicast, host(String) }
 
@@ -28,9 +34,17 @@ public struct ScanStateMachine: Sendable {
         public var typesPerQuery: Int
         public var resendInterval: Double
         public var settle: Double
+        /// Unicast: how long a host that answered some queries may stay quiet before its other
+        /// (initial) queries count as "nothing of that type".
+        public var unicastSettle: Double
         public var timeout: Double
+        /// Stop once this many devices were reported (nil: scan until the timeout / all hosts answered).
+        public var count: Int?
         public init(hosts: [String] = [], identifiers: Set<String> = [], serviceTypes: [String] = ServiceType.scanned,
-                    typesPerQuery: Int = 4, resendInterval: Double = 1.0, settle: Double = 0.15, timeout: Double = 3) {
+                    typesPerQuery: Int = 1, resendInterval: Double = 1.0, settle: Double = 0.15, timeout: Double = 3,
+                    count: Int? = nil, unicastSettle: Double = 0.1) {
+            self.unicastSettle = unicastSettle
+            self.count = count
             self.hosts = hosts
             self.identifiers = identifiers
             self.serviceTypes = serviceTypes
@@ -54,7 +68,10 @@ public struct ScanStateMachine: Sendable {
         var askedInstances: Set<String> = []
         var askedTypes: Set<String> = []
         var lastNew: Double = 0
+        var lastAnswer: Double = 0
         var answeredAny = false
+        /// Ids of the first-round queries (unicast): unanswered ones may mean "no such service".
+        var initialIDs: Set<UInt16> = []
     }
 
     public let configuration: Configuration
@@ -97,6 +114,7 @@ public struct ScanStateMachine: Sendable {
                     let q = makeQuery(chunk.map { DNSQuestion(name: $0, type: .ptr, unicastResponse: true) })
                     let bytes = DNSSerializer.serialize(q)
                     peer.outstanding[q.id] = Query(message: q, bytes: bytes, lastSent: now)
+                    peer.initialIDs.insert(q.id)
                     actions.append(.send(bytes, to: .host(host)))
                 }
                 peers[host] = peer
@@ -126,6 +144,7 @@ public struct ScanStateMachine: Sendable {
         if answeredQuery == nil && !relevant { return [] }
         if peers[address] == nil { peerOrder.append(address) }
         peer.answeredAny = true
+        if answeredQuery != nil { peer.lastAnswer = now }
         for r in msg.allRecords where !peer.recordSet.contains(r) {
             peer.recordSet.insert(r)
             peer.records.append(r)
@@ -199,6 +218,15 @@ public struct ScanStateMachine: Sendable {
 
     mutating func check(now: Double) -> [Action] {
         var actions: [Action] = []
+        for addr in peerOrder where isUnicast {
+            // A host that answered, has no follow-up pending and stayed quiet: what it did not
+            // answer, it does not have.
+            guard var peer = peers[addr], peer.answeredAny, !peer.outstanding.isEmpty,
+                  peer.outstanding.keys.allSatisfy(peer.initialIDs.contains),
+                  now - peer.lastAnswer >= configuration.unicastSettle else { continue }
+            peer.outstanding.removeAll()
+            peers[addr] = peer
+        }
         for addr in peerOrder {
             guard let peer = peers[addr], peer.answeredAny, peer.outstanding.isEmpty else { continue }
             if !isUnicast && now - peer.lastNew < configuration.settle { continue }
@@ -209,6 +237,9 @@ public struct ScanStateMachine: Sendable {
             if reported.values.contains(where: { d in d.allIdentifiers.contains { wanted.contains($0.lowercased()) } }) {
                 return actions + finish(reportAll: false)
             }
+        }
+        if let count = configuration.count, reported.count >= count {
+            return actions + finish(reportAll: false)
         }
         if isUnicast, configuration.hosts.allSatisfy({ peers[$0]?.outstanding.isEmpty ?? true }) {
             return actions + finish(reportAll: true)

@@ -16,8 +16,13 @@ public struct ScanOptions: Sendable {
     public var port: Int
     /// Wake sleeping devices with a TCP connect to their usual ports (unicast only).
     public var knock: Bool
+    /// Stop as soon as this many devices were found (nil: scan until the timeout, or until every
+    /// host answered for unicast).
+    public var count: Int?
 
-    public init(timeout: Double = 3, hosts: [String] = [], identifiers: Set<String> = [], port: Int = 5353, knock: Bool = true) {
+    public init(timeout: Double = 3, hosts: [String] = [], identifiers: Set<String> = [], port: Int = 5353, knock: Bool = true,
+                count: Int? = nil) {
+        self.count = count
         self.timeout = timeout
         self.hosts = hosts
         self.identifiers = identifiers
@@ -76,7 +81,8 @@ public enum Discovery {
             let d = clock.now - t0
             return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         }
-        var machine = ScanStateMachine(.init(hosts: options.hosts, identifiers: options.identifiers, timeout: options.timeout))
+        var machine = ScanStateMachine(.init(hosts: options.hosts, identifiers: options.identifiers, timeout: options.timeout,
+                                                  count: options.count))
 
         var senders: [UDPSocket] = []
         var listener: UDPSocket?
@@ -96,7 +102,10 @@ public enum Discovery {
                 senders.append(s)
                 groupAddresses.append((s, group))
             }
-            if let l = try? await UDPSocket.bind(host: "0.0.0.0", port: 5353, reuse: true) {
+            // Bound to the group address, not 0.0.0.0: a second socket on *:5353 would take
+            // unicast datagrams meant for a responder on this machine (the kernel hands each
+            // to one of the sockets sharing the port), e.g. our own follow-up queries.
+            if let l = try? await UDPSocket.bind(host: mdnsGroup, port: 5353, reuse: true) {
                 for dev in interfaces { try? await l.joinMulticast(group, device: dev) }
                 listener = l
             }

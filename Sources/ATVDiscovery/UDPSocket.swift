@@ -82,11 +82,13 @@ public final class UDPSocket: Sendable {
         try? await channel.close().get()
     }
 
-    /// IPv4 interfaces that can do multicast.
+    /// IPv4 interfaces that can do multicast, one entry per interface (its first IPv4 address):
+    /// an interface with several addresses must not get every query several times.
     public static func multicastInterfaces() -> [NIONetworkDevice] {
-        ((try? System.enumerateDevices()) ?? []).filter { dev in
+        var seen = Set<String>()
+        return ((try? System.enumerateDevices()) ?? []).filter { dev in
             guard dev.multicastSupported, case .v4? = dev.address else { return false }
-            return true
+            return seen.insert(dev.name).inserted
         }
     }
 }

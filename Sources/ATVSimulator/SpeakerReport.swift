@@ -64,6 +64,7 @@ public struct SpeakerReport: Sendable, Equatable, CustomStringConvertible {
         var lines: [String] = []
         lines.append("sessions: \(sessions) (ended \(sessionsEnded))")
         lines.append("codec: \(codec ?? "-")")
+        lines.append("rtsp requests: \(requests.map { $0.split(separator: " ").first.map(String.init) ?? $0 }.joined(separator: ", "))")
         lines.append("packets received: \(packetsReceived)")
         lines.append("retransmit requests sent: \(retransmitRequestsSent) (\(packetsRequested) packets)")
         lines.append("retransmit responses received: \(retransmitResponsesReceived)")

@@ -105,9 +105,11 @@ public final class VirtualSpeaker: Sendable {
     }
 
     /// Stops listening; open sessions are closed.
+    /// Stops listening, closes open sessions and ends `events()` streams.
     public func stop() async {
         try? await server.close()
         shared.closeAll()
+        shared.events.finish()
     }
 }
 

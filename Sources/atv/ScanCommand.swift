@@ -10,17 +10,19 @@ struct Scan: AsyncParsableCommand {
     @Option(help: "Comma-separated hosts to scan by unicast.") var hosts: String?
     @Option(help: "Seconds to scan (1-99).") var timeout: Double = 3
     @Option(help: "Stop when a device with this identifier is found.") var id: String?
+    @Option(help: "Stop as soon as this many devices were found.") var count: Int?
     @Flag(help: "Print JSON (atvscript's shape).") var json = false
 
     func validate() throws {
         guard (0.1...99).contains(timeout) else { throw ValidationError("--timeout must be within 0.1...99 seconds") }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
     }
 
     func run() async throws {
         global.bootstrapLogging()
         try await runReportingErrors {
             let hostList = hosts?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } ?? []
-            let options = ScanOptions(timeout: timeout, hosts: hostList, identifiers: id.map { [$0] } ?? [])
+            let options = ScanOptions(timeout: timeout, hosts: hostList, identifiers: id.map { [$0] } ?? [], count: count)
             if json {
                 let devices = try await Discovery.scanAll(options)
                 printJSON(["result": "success", "datetime": isoNow(), "devices": devices.map(deviceJSON)])
@@ -76,6 +78,7 @@ func deviceJSON(_ d: DeviceConfig) -> [String: Any] {
         "address": d.address,
         "identifier": d.identifier ?? NSNull(),
         "all_identifiers": d.allIdentifiers,
+        "deep_sleep": d.deepSleep,
         "device_info": [
             "mac": info.mac ?? NSNull(),
             "model": modelKey(info.model),

@@ -76,38 +76,45 @@ struct StreamCommand: AsyncParsableCommand {
             let how = report.stopped ? "Stopped after" : "Streamed"
             print("\(how) \(formatDuration(seconds)) to \(config.address):\(config.service(.raop)?.port ?? 0) "
                   + "(\(report.codec), \(report.packetsSent) packets, \(report.retransmittedPackets) retransmitted)")
+            if interrupts.interrupted { throw ExitCode(130) }
         }
     }
 }
 
-/// Ctrl-C: the first asks the stream to stop cleanly (TEARDOWN), a second exits at once.
+/// Ctrl-C or SIGTERM: the first asks the work to stop cleanly (a stream sends TEARDOWN), a second
+/// exits at once. Sources run on a global queue: the main queue is not drained under Swift's
+/// async main on Linux.
 final class InterruptHandler: @unchecked Sendable {
-    private let source: DispatchSourceSignal
+    private var sources: [DispatchSourceSignal] = []
+    private let count = Mutex(0)
+    let onFirst: @Sendable () -> Void
+
     init(_ onFirst: @escaping @Sendable () -> Void) {
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let s = DispatchSource.makeSignalSource(signal: SIGINT, queue: .main)
-        let count = Mutex(0)
-        s.setEventHandler {
-            let n = count.withLock { c -> Int in c += 1; return c }
-            if n == 1 {
-                FileHandle.standardError.write(Data("\natv: stopping (Ctrl-C again to quit at once)\n".utf8))
-                onFirst()
-            } else {
-                exit(130)
-            }
+        self.onFirst = onFirst
+        let queue = DispatchQueue(label: "atv.signals")
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+            s.setEventHandler { [weak self] in self?.fired(sig) }
+            s.resume()
+            sources.append(s)
         }
-        s.resume()
-        source = s
-        let t = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .main)
-        t.setEventHandler { onFirst() }
-        t.resume()
-        term = t
     }
-    private let term: DispatchSourceSignal
+
+    var interrupted: Bool { count.withLock { $0 > 0 } }
+
+    private func fired(_ sig: Int32) {
+        let n = count.withLock { c -> Int in c += 1; return c }
+        if n == 1 {
+            if sig == SIGINT { FileHandle.standardError.write(Data("\natv: stopping (Ctrl-C again to quit at once)\n".utf8)) }
+            onFirst()
+        } else {
+            exit(130)
+        }
+    }
+
     func cancel() {
-        source.cancel()
-        term.cancel()
+        for s in sources { s.cancel() }
         signal(SIGINT, SIG_DFL)
         signal(SIGTERM, SIG_DFL)
     }
@@ -141,15 +148,24 @@ struct SimulateSpeaker: AsyncParsableCommand {
     @Option(help: "WAV file to write (session n > 1 writes NAME-n.wav).") var output: String = "speaker.wav"
     @Option(help: "Name of the speaker.") var name: String = "swift-atv speaker"
     @Option(help: "Exit after this many streams (0 = run until Ctrl-C).") var sessions: Int = 0
-    @Flag(help: "Do not advertise the speaker by mDNS.") var noAdvertise = false
+    @Option(help: "Device id (MAC style) used in the RAOP name and AirPlay TXT.") var deviceId: String = "AA:BB:CC:DD:EE:FF"
+    @Flag(help: "Do not advertise the speaker over mDNS (_raop._tcp, _airplay._tcp on 127.0.0.1).") var noAdvertise = false
+
+    func validate() throws {
+        let parts = deviceId.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6, parts.allSatisfy({ $0.count == 2 && $0.allSatisfy(\.isHexDigit) }) else {
+            throw ValidationError("--device-id must look like AA:BB:CC:DD:EE:FF")
+        }
+    }
 
     func run() async throws {
         global.bootstrapLogging()
         try await runReportingErrors {
-            let speaker = try await VirtualSpeaker.start(.init(port: port, name: name, outputPath: output))
+            let speaker = try await VirtualSpeaker.start(.init(port: port, name: name, deviceID: deviceId.uppercased(), outputPath: output))
             print("Virtual speaker \"\(name)\" listening on 127.0.0.1:\(speaker.port) (RAOP), writing \(output)")
+            let responder = noAdvertise ? nil : await advertise(port: speaker.port)
             fflush(nil)
-            let stop = InterruptHandler { Task { await speaker.stop() } }
+            let stop = InterruptHandler { Task { await responder?.stop(); await speaker.stop() } }
             defer { stop.cancel() }
             var ended = 0
             for await event in speaker.events() {
@@ -161,7 +177,22 @@ struct SimulateSpeaker: AsyncParsableCommand {
                     if sessions > 0 && ended >= sessions { break }
                 }
             }
+            await responder?.stop()
             await speaker.stop()
+        }
+    }
+
+    /// Publishes the speaker on 127.0.0.1; a port that cannot be bound is one warning line.
+    func advertise(port: Int) async -> MDNSResponder? {
+        let services = MDNSService.airPlay1Speaker(name: name, deviceID: deviceId, port: UInt16(port))
+        do {
+            let r = try await MDNSResponder.start(services, options: .init(interfaceAddresses: ["127.0.0.1"]))
+            let how = r.multicastInterfaces.isEmpty ? "unicast queries only (lo has no multicast)" : "also multicast on lo"
+            print("Advertising \"\(services[0].instance)\" (_raop._tcp) and \"\(name)\" (_airplay._tcp) on 127.0.0.1 via mDNS, \(how)")
+            return r
+        } catch {
+            print("Warning: not advertising over mDNS: \(error)")
+            return nil
         }
     }
 }

@@ -61,6 +61,20 @@ import Testing
         try expectBitExact(wav, source: Array(source))
     }
 
+    @Test func interruptStopsCleanlyWithTeardown() async throws {
+        let dir = try TestEnv.tempDir()
+        let (speaker, port) = try await startSpeaker(dir.appendingPathComponent("cap.wav").path)
+        let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path
+        let sender = try Child(try TestEnv.atv(), ["stream", sample, "--host", "127.0.0.1", "--port", "\(port)"])
+        try await Task.sleep(for: .seconds(2))
+        sender.interrupt()   // SIGINT, as Ctrl-C
+        let r = try await sender.wait(timeout: 5)
+        #expect(r.status == 130)
+        #expect(r.stdout.contains("Stopped after 0:0"), "\(r.stdout)")
+        let s = try await speaker.wait(timeout: 5)
+        #expect(s.stdout.contains("TEARDOWN"), "the receiver must get a TEARDOWN: \(s.stdout)")
+    }
+
     // MARK: Bad input: one line on stderr, non-zero exit, within 5 s.
 
     func expectOneLineError(_ r: ProcessResult, containing text: String) {
