@@ -55,8 +55,11 @@ import Testing
             return text.split(separator: "\n").suffix(15).joined(separator: "\n")
         }
 
+        /// Also runs when the test was cancelled (time limit): in a task of its own, which does
+        /// not inherit the cancellation.
         func stop() async {
-            _ = try? await run(peers.appendingPathComponent("shairport-netns.sh").path, ["stop", namespace], timeout: 20)
+            let script = peers.appendingPathComponent("shairport-netns.sh").path, name = namespace
+            await Task { _ = try? await run(script, ["stop", name], timeout: 20) }.value
         }
 
         /// Arguments that run `cmd` inside the namespace.
@@ -73,7 +76,8 @@ import Testing
         } catch {
             let log = sp.logTail()
             await sp.stop()
-            throw TestFailure("\(error)\nshairport-sync log:\n\(log)")
+            if !log.isEmpty { print("shairport-sync log (\(sp.namespace)):\n\(log)") }
+            throw error
         }
     }
 
