@@ -41,6 +41,7 @@ import Testing
         #expect(atv.features.feature(.pause).state == .unavailable)   // nothing streaming yet
         let updates = atv.updates()
 
+        let progress = raop.client.progressUpdates()
         let streaming = Task {
             try await raop.stream(packets: Tone(packets: 1250), metadata: MediaMetadata(title: "Tone", artist: "Test"))
         }
@@ -51,6 +52,8 @@ import Testing
             if case .playing(let p) = u, p.deviceState == .playing, p.title == "Tone" { sawPlaying = true; break }
         }
         #expect(sawPlaying)
+        // And until audio really flows.
+        for await p in progress where p.packetsSent > 20 { break }
         #expect(atv.features.feature(.pause).state == .available)
         #expect(try await atv.metadata.playing().artist == "Test")
 
