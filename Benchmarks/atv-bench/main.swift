@@ -2,11 +2,13 @@ import Foundation
 
 // atv-bench: prints JSON lines, each comparing swift-atv with pyatv or the ffmpeg CLI measured in
 // the same run. Build in release: `swift build -c release && .build/release/atv-bench [groups]`.
-// Groups: stream (RAOP vs pyatv), audio (decode/ALAC vs ffmpeg). Default: all.
+// Groups: stream (RAOP vs pyatv), discovery (mDNS scan vs pyatv; needs root for a private
+// network namespace), audio (decode/ALAC vs ffmpeg). Default: all.
 let groups = Set(CommandLine.arguments.dropFirst())
 func wants(_ g: String) -> Bool { groups.isEmpty || groups.contains(g) }
 
 do {
+    if wants("discovery") { try await runDiscoveryBenchmarks() }
     if wants("stream") { try await runStreamBenchmarks() }
 } catch {
     FileHandle.standardError.write(Data("atv-bench: \(error)\n".utf8))
