@@ -133,8 +133,15 @@ final class DecodePipeline: @unchecked Sendable {
     private var cancelled = false
     private var waiter: CheckedContinuation<PCMPacket?, Error>?
     private var claimed = false
+    /// For tests: packets the decode thread has produced, and whether it has exited (FFmpeg state freed).
+    private var produced = 0
+    private var exited = false
 
     init(capacity: Int) { self.capacity = capacity }
+
+    var producedPackets: Int { condition.lock(); defer { condition.unlock() }; return produced }
+    var threadExited: Bool { condition.lock(); defer { condition.unlock() }; return exited }
+    var bufferCapacity: Int { capacity }
 
     var claimedByIterator: Bool { condition.lock(); defer { condition.unlock() }; return claimed }
 
@@ -152,6 +159,7 @@ final class DecodePipeline: @unchecked Sendable {
 
     func run(spec: InputSpec, framesPerPacket: Int, ioTimeout: Double,
              opened: CheckedContinuation<AudioInfo, Error>) {
+        defer { condition.lock(); exited = true; condition.unlock() }
         let input: FFmpegInput
         do {
             input = try FFmpegInput(spec, cancel: cancelFlag, ioTimeout: ioTimeout)
@@ -186,6 +194,7 @@ final class DecodePipeline: @unchecked Sendable {
             while count > capacity / 2 && !cancelled { condition.wait() }
         }
         if cancelled { condition.unlock(); return false }
+        produced += 1
         if let w = waiter {
             waiter = nil
             condition.unlock()

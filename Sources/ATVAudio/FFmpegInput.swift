@@ -135,6 +135,7 @@ final class FFmpegInput {
                     throw bad(errno == ENOENT ? "no such file" : String(cString: strerror(errno)))
                 }
                 if (st.st_mode & S_IFMT) == S_IFDIR { throw bad("is a directory") }
+                if (st.st_mode & S_IFMT) == S_IFREG && st.st_size == 0 { throw bad("empty file") }
                 if access(location, R_OK) != 0 { throw bad("permission denied") }
             }
         case .fileDescriptor(let fd, _, let raw):
@@ -154,6 +155,10 @@ final class FFmpegInput {
             avio.pointee.seekable = 0
             ctx.pointee.pb = avio
             ctx.pointee.flags |= AVFMT_FLAG_CUSTOM_IO
+            // A pipe may be a live source: don't wait for FFmpeg's default 5 MB / 5 s of look-ahead
+            // before the first packet (64 KiB is still plenty to identify MP3/AAC/FLAC/WAV).
+            ctx.pointee.probesize = 65_536
+            ctx.pointee.max_analyze_duration = 500_000
         }
 
         var inputFormat: UnsafePointer<AVInputFormat>? = nil
@@ -175,7 +180,7 @@ final class FFmpegInput {
         let r = avformat_open_input(&fmt, url, inputFormat, &options)   // frees fmt on failure
         if r < 0 {
             fmt = nil
-            throw openError(r)
+            throw openError(r, isNetwork: { if case .location(_, _, true, _) = spec { true } else { false } }())
         }
         guard let fmt else { throw bad("cannot open") }
         let si = avformat_find_stream_info(fmt, nil)
@@ -225,10 +230,13 @@ final class FFmpegInput {
         guard frame != nil, packet != nil else { throw bad("out of memory") }
     }
 
-    private func openError(_ r: Int32) -> Error {
+    private func openError(_ r: Int32, isNetwork: Bool) -> Error {
         if cancel.isCancelled { return CancellationError() }
-        if r == cffmpeg_averror_invaliddata() {
+        if r == cffmpeg_averror_invaliddata() || r == cffmpeg_averror(EINVAL) {
             return bad("not a recognized audio file (\(FF.errorString(r)))")
+        }
+        if !isNetwork && (r == cffmpeg_averror(EIO) || r == cffmpeg_averror_eof()) {
+            return bad("truncated or corrupt file (\(FF.errorString(r)))")
         }
         if r == cffmpeg_averror_exit() { return bad("opening timed out or was interrupted") }
         if r == cffmpeg_averror(ETIMEDOUT) { return ATVError.timeout("\(display): no answer") }

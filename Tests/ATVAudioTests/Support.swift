@@ -1,0 +1,175 @@
+import ATVCore
+import Foundation
+@testable import ATVAudio
+
+/// Runs a program; returns stdout; throws with stderr on a non-zero exit.
+@discardableResult
+func run(_ program: String, _ args: [String], stdin: FileHandle? = nil) throws -> Data {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: program)
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    if let stdin { p.standardInput = stdin }
+    try p.run()
+    // Drain stdout/stderr concurrently so a large output can't block the child.
+    let errData = LockedBox(Data())
+    let t = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
+    t.start()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    while !errData.done { usleep(1000) }
+    guard p.terminationStatus == 0 else {
+        throw TestFailure("\(program) \(args.joined(separator: " ")) failed: \(String(decoding: errData.value, as: UTF8.self))")
+    }
+    return data
+}
+
+final class LockedBox<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v: T
+    private var isSet = false
+    init(_ v: T) { self.v = v }
+    func set(_ nv: T) { lock.lock(); v = nv; isSet = true; lock.unlock() }
+    var value: T { lock.lock(); defer { lock.unlock() }; return v }
+    var done: Bool { lock.lock(); defer { lock.unlock() }; return isSet }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+func ffmpeg(_ args: [String]) throws {
+    try run("/usr/bin/ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-y"] + args)
+}
+
+/// Fixtures made once per test process in a temp dir with the ffmpeg CLI.
+final class Fixtures: @unchecked Sendable {
+    static let shared = Fixtures()
+    let dir: String
+    private let lock = NSLock()
+    private var made: Set<String> = []
+
+    private init() {
+        dir = NSTemporaryDirectory() + "atv-audio-tests-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    /// `name` in the fixture dir, made by `make(path)` the first time.
+    func file(_ name: String, _ make: (String) throws -> Void) throws -> String {
+        lock.lock(); defer { lock.unlock() }
+        let path = dir + "/" + name
+        if !made.contains(name) {
+            try make(path)
+            made.insert(name)
+        }
+        return path
+    }
+
+    /// 3 s stereo 440/660 Hz sine at 44.1 kHz, encoded with `codecArgs`.
+    func sine(_ name: String, seconds: Int = 3, rate: Int = 44_100, channels: Int = 2,
+              codecArgs: [String], extraInput: [String] = []) throws -> String {
+        try file(name) { path in
+            try ffmpeg(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=\(rate):duration=\(seconds)",
+                        "-f", "lavfi", "-i", "sine=frequency=660:sample_rate=\(rate):duration=\(seconds)",
+                        "-filter_complex", channels == 1 ? "[0:a]anull" : "[0:a][1:a]amerge=inputs=2",
+                        "-ar", "\(rate)", "-ac", "\(channels)"] + codecArgs + [path])
+        }
+    }
+
+    func cover() throws -> String {
+        try file("cover.png") { path in
+            try ffmpeg(["-f", "lavfi", "-i", "color=red:s=64x64", "-frames:v", "1", path])
+        }
+    }
+}
+
+/// All packets of a decoder.
+func decodeAll(_ decoder: AudioDecoder) async throws -> [PCMPacket] {
+    var packets: [PCMPacket] = []
+    for try await p in decoder { packets.append(p) }
+    return packets
+}
+
+func joined(_ packets: [PCMPacket]) -> [UInt8] {
+    var out: [UInt8] = []
+    out.reserveCapacity(packets.reduce(0) { $0 + $1.bytes.count })
+    for p in packets { out += p.bytes }
+    return out
+}
+
+/// The ffmpeg CLI's own decode of `path` to 44.1 kHz s16le stereo.
+func cliPCM(_ path: String) throws -> [UInt8] {
+    [UInt8](try run("/usr/bin/ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-i", path,
+                                        "-f", "s16le", "-ar", "44100", "-ac", "2", "-"]))
+}
+
+/// Spawns `cat path` writing into a pipe; returns the read end (the writer's end is closed here).
+func catPipe(_ path: String) throws -> (FileHandle, Process) {
+    let (reader, writer) = try cloexecPipe()
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/cat")
+    p.arguments = [path]
+    p.standardOutput = writer
+    try p.run()
+    try writer.close()
+    return (reader, p)
+}
+
+@_silgen_name("pipe2") private func c_pipe2(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32   // glibc; needs _GNU_SOURCE in C
+
+/// A pipe whose ends are close-on-exec, so processes spawned concurrently by other tests (which would
+/// otherwise inherit the write end) can't keep it open and hide the end of the stream.
+func cloexecPipe() throws -> (read: FileHandle, write: FileHandle) {
+    var fds: [Int32] = [-1, -1]
+    guard c_pipe2(&fds, O_CLOEXEC) == 0 else { throw TestFailure("pipe2 failed: \(errno)") }
+    return (FileHandle(fileDescriptor: fds[0], closeOnDealloc: true),
+            FileHandle(fileDescriptor: fds[1], closeOnDealloc: true))
+}
+
+/// Every packet has exactly `size` frames except possibly the last, which is non-empty.
+func wellFormed(_ packets: [PCMPacket], size: Int = 352) -> Bool {
+    for (i, p) in packets.enumerated() {
+        guard p.bytes.count == p.frames * 4 else { return false }
+        if i < packets.count - 1 { guard p.frames == size else { return false } }
+        else { guard p.frames > 0 && p.frames <= size else { return false } }
+    }
+    return true
+}
+
+/// Deterministic pseudo-random generator for fuzz tests.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Noisy stereo s16le PCM (a sine plus pseudo-random noise): realistic for compression tests.
+func noisyPCM(frames: Int, seed: UInt64 = 1) -> [UInt8] {
+    var rng = SplitMix(state: seed)
+    var out = [UInt8](repeating: 0, count: frames * 4)
+    for i in 0..<frames {
+        let s = sin(Double(i) * 2 * .pi * 440 / 44_100) * 12_000
+        for c in 0..<2 {
+            let v = Int16(clamping: Int(s) + Int(rng.next() % 4001) - 2000)
+            let u = UInt16(bitPattern: v)
+            out[i * 4 + c * 2] = UInt8(u & 0xFF)
+            out[i * 4 + c * 2 + 1] = UInt8(u >> 8)
+        }
+    }
+    return out
+}
+
+extension ATVError {
+    var badInputMessage: String? {
+        if case .badInput(let m) = self { return m }
+        return nil
+    }
+}
