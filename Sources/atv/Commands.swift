@@ -1,6 +1,7 @@
 import ArgumentParser
 import ATV
 import ATVCore
+import ATVDiscovery
 import Foundation
 
 struct Pair: AsyncParsableCommand {
@@ -46,18 +47,54 @@ struct PushUpdates: AsyncParsableCommand {
 }
 
 struct DeviceInfoCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "device-info", abstract: "Show model, OS and MAC.")
+    static let configuration = CommandConfiguration(commandName: "device-info",
+        abstract: "Show model, OS, MAC, identifiers and services (from discovery).")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
-    func run() async throws { try notYet("device info (needs discovery)", issue: 4) }
+    @Flag(help: "Print JSON (atvscript's device object).") var json = false
+    func run() async throws {
+        global.bootstrapLogging()
+        try await runReportingErrors {
+            let config = try await findDevice(device)
+            if json {
+                printJSON(["result": "success", "datetime": isoNow(), "device": deviceJSON(config)])
+            } else {
+                print(describe(config))
+            }
+        }
+    }
 }
 
 struct FeaturesCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "features", abstract: "List features and their state.")
+    static let configuration = CommandConfiguration(commandName: "features",
+        abstract: "Connect and list the device's features and their state.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @Flag(help: "Include unsupported features.") var all = false
-    func run() async throws { try notYet("features of a connected device (needs discovery)", issue: 4) }
+    func run() async throws {
+        global.bootstrapLogging()
+        try await runReportingErrors {
+            let config = try await resolveDevice(device, for: .raop, defaultPort: 7000)
+            let atv = try await connect(config)
+            defer { Task { await atv.close() } }
+            let features = atv.features.allFeatures(includeUnsupported: all)
+            for name in FeatureName.allCases {
+                guard let info = features[name] else { continue }
+                print("\(name): \(info.state)")
+            }
+        }
+    }
+}
+
+/// A device by scan (--to) or, with --host, by asking that host directly (unicast mDNS).
+func findDevice(_ opts: DeviceOptions) async throws -> DeviceConfig {
+    if let name = opts.to { return try await Discovery.find(name, options: ScanOptions(timeout: 3)) }
+    guard let host = opts.host else { throw ATVError.invalidConfig("say which device: --to NAME|ID or --host ADDRESS") }
+    let devices = try await Discovery.scanAll(ScanOptions(timeout: 3, hosts: [host]))
+    guard let d = devices.first(where: { $0.address == host }) ?? devices.first else {
+        throw ATVError.deviceNotFound("\(host) did not answer mDNS queries within 3 s")
+    }
+    return d
 }
 
 /// Remote-control buttons and playback commands.

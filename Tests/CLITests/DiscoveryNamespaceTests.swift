@@ -60,6 +60,27 @@ import Testing
         try checkAll(Self.zeroconfDevices, result, sections: ["multicast", "unicast", "count"])
     }
 
+    /// Device commands take --to NAME|ID: a name with a non-ASCII character, and an identifier.
+    @Test func deviceInfoFindsADeviceByNameOrIdentifier() async throws {
+        try Netns.requirePrerequisites()
+        let result = try await Netns.run(Self.startZeroconf + """
+            echo "== name =="; "$ATV" device-info --to "Küche" --json
+            echo "== id =="; "$ATV" device-info --to 0123456789ABCDEF --json
+            echo "== missing =="; "$ATV" device-info --to "Nowhere" 2>&1; echo "status=$?"
+            """, timeout: 60)
+        func device(_ section: String) throws -> [String: Any] {
+            let line = result.section(section).split(separator: "\n").last.map(String.init) ?? ""
+            let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
+            return obj["device"] as? [String: Any] ?? [:]
+        }
+        #expect(try device("name")["name"] as? String == "Küche")
+        #expect(try device("name")["address"] as? String == "127.0.0.3")
+        #expect(try device("id")["name"] as? String == "Bedroom")
+        let missing = result.section("missing")
+        #expect(missing.contains("atv: error: device not found"), "\(missing)")
+        #expect(missing.contains("status=5"), "\(missing)")
+    }
+
     @Test func avahiDevicesDespiteLegacyUnicastTruncation() async throws {
         try Netns.requirePrerequisites()
         let result = try await Netns.run("""
