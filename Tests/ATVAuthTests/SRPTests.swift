@@ -125,4 +125,30 @@ enum RFC5054 {
         #expect(throws: ATVError.self) { try client.respond(salt: [1], serverPublicKey: SRPParameters.hap.modulus) }
         #expect(throws: ATVError.self) { try client.respond(salt: [1], serverPublicKey: []) }
     }
+
+    @Test func legacyAirPlay2048SHA1MatchesRecordedDeviceSession() throws {
+        // pyatv tests/fake_device/airplay.py: a recorded /pair-setup-pin session with a device
+        // (client id 75FBEEC773CFC563, seed 8F06…1493, PIN 2271), bplists decoded to their fields.
+        let client = SRPClient(parameters: .legacyAirPlay, username: "75FBEEC773CFC563", password: "2271",
+                               secret: hex("8F06696F2542D70DF59286C761695C485F815BE3D152849E1361282D46AB1493"))
+        #expect(client.publicKey == hex("""
+            0819b6ba7feead4753809314e2b4c5db9109f737a0fc70b758342b6bbf536fae4e40cf94607588abb17c2076030cc00c2c1fa5fc3b3dfe8a
+            a1ec2f23f74d917c0792fbf02f131377dfb8ae2a1656ceaa0a36bb3ab752586e1af17e1d5ef24ce083f3f9298d0be761f26c0d48af86510b
+            f9aac7940cf90bff6bd214cf34b5536856c80f076cfbe06fd69af9d6a07a6d3ac580dfffc8a40b9730575a16c5046cd73321a944880dcf9f
+            ac952afc7ffd2d135e57ec208b11cef22b734f331ad4d8c9a737b588f7b30bd5210c65cae2ba0226f69ce7b505771faa63af89ed2f9e8325
+            d7d5f3a2da7412f9d837860632d7f81b7fa5e09dd85e1539184070c0fa8433c2
+            """))
+        let B = hex("""
+            8817e16146c7d12b45e810b0bf190a4ccb25d9a20a8d0504d874daa8db5574c51c8b33703a95c00bdbe99c8c3745d1ef1b38e538edfd98e0
+            9ec029effe6f28b3b54a1bd41c28d8f33da6f5ac9327bfce9a66869dae645b5cbd2c6b8fbe14a30ad4f8598154f2ef7f4f52cee3e3042a69
+            780463c26bbb764870eb1995b26a2a4ade05564836d788baf07469a143c410ea9d07a068eb790b2b0aa5b86c990636814e3fa1a899ceba1a
+            f45b211ca4bd3b5b66ffaf16051a4f851e120476054258f257b8521a068907ad5e9c7220d5cef9aa072dec9edb7ebf633cad4d52d105cf58
+            440f17e236332b0b26539851a879e9ac8d3c2da4c590785468e590296d39d737
+            """)
+        let s = try client.respond(salt: hex("fca6dcb6b83a7c716a692f806e915954"), serverPublicKey: B)
+        #expect(s.proof == hex("fc6286910833d3e7ae0631d47ddbb0f492ef85b8"))
+        // The device's own proof verifies: our legacy K derivation matches the device's.
+        let k = try s.verifyServer(proof: hex("84a88548b12bce122ad1cea6caff312630edcf27"))
+        #expect(k.count == 40)
+    }
 }
