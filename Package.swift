@@ -88,5 +88,6 @@ let package = Package(
         .testTarget(name: "ATVDiscoveryTests", dependencies: ["ATVDiscovery"], swiftSettings: swift6),
         .testTarget(name: "CLITests", dependencies: ["ATVCore"], swiftSettings: swift6),
         .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVSimulator"], swiftSettings: swift6),
+        .testTarget(name: "ATVAuthTests", dependencies: ["ATVAuth"], swiftSettings: swift6),
     ]
 )

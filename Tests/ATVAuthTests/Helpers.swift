@@ -1,0 +1,24 @@
+@testable import ATVAuth
+import ATVCore
+
+func hex(_ s: String) -> [UInt8] {
+    guard let b = Hex.decode(s) else { fatalError("bad hex in test: \(s)") }
+    return b
+}
+
+/// A seeded generator so fuzz failures are reproducible.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func randomBytes<G: RandomNumberGenerator>(_ n: Int, using g: inout G) -> [UInt8] {
+    (0 ..< n).map { _ in UInt8.random(in: 0 ... 255, using: &g) }
+}
