@@ -130,6 +130,26 @@ struct DecoderTests {
         }
     }
 
+    @Test("StreamSource.stdin reads fd 0 (a pipe is put there for the test), with and without a raw format")
+    func stdinSource() async throws {
+        let flac = try Fixtures.shared.sine("s.flac", codecArgs: ["-c:a", "flac"])
+        let expected = joined(try await decodeAll(try await AudioDecoder.open(.file(flac))))
+        let pcm = noisyPCM(frames: 10_000, seed: 21)
+        let raw = try Fixtures.shared.file("stdin.s16le") { try Data(pcm).write(to: URL(fileURLWithPath: $0)) }
+        let saved = dup(0)
+        #expect(saved >= 0)
+        defer { dup2(saved, 0); close(saved) }
+        for (path, format, want) in [(flac, nil as RawPCMFormat?, expected), (raw, RawPCMFormat(), pcm)] {
+            let (reader, cat) = try catPipe(path)
+            #expect(dup2(reader.fileDescriptor, 0) == 0)
+            try reader.close()
+            let decoder = try await AudioDecoder.open(.stdin(rawFormat: format))
+            let got = joined(try await decodeAll(decoder))
+            cat.waitUntilExit()
+            #expect(got == want, "\(path)")
+        }
+    }
+
     @Test("raw PCM with a format: from a pipe and from a file")
     func rawPCM() async throws {
         // 1 s of s16le stereo noise at 44.1 kHz: decodes to the very same bytes.
