@@ -208,6 +208,13 @@ struct BitWriter {
     }
 }
 
+@inline(__always)
+private func put(_ o: UnsafeMutableBufferPointer<UInt8>, _ at: Int, _ l: Int16, _ r: Int16) {
+    let lu = UInt16(bitPattern: l), ru = UInt16(bitPattern: r)
+    o[at] = UInt8(truncatingIfNeeded: lu); o[at + 1] = UInt8(truncatingIfNeeded: lu >> 8)
+    o[at + 2] = UInt8(truncatingIfNeeded: ru); o[at + 3] = UInt8(truncatingIfNeeded: ru >> 8)
+}
+
 /// Decodes ALAC frames (as senders put in RAOP RTP packets) to 44.1 kHz s16le stereo with FFmpeg's
 /// `alac` decoder. Not thread-safe: use from one task at a time.
 public final class ALACDecoder {
@@ -290,29 +297,31 @@ public final class ALACDecoder {
             let ch = Int(frame.pointee.ch_layout.nb_channels)
             guard n > 0, ch > 0 else { continue }
             let fmt = AVSampleFormat(rawValue: frame.pointee.format)
-            let planes = frame.pointee.extended_data
-            out.reserveCapacity(out.count + n * 4)
-            func sample(_ c: Int, _ i: Int) -> Int16 {
-                let plane = av_sample_fmt_is_planar(fmt) != 0 ? planes![c]! : planes![0]!
-                let idx = av_sample_fmt_is_planar(fmt) != 0 ? i : i * ch + c
-                switch fmt {
-                case AV_SAMPLE_FMT_S16P, AV_SAMPLE_FMT_S16:
-                    return plane.withMemoryRebound(to: Int16.self, capacity: idx + 1) { $0[idx] }
-                case AV_SAMPLE_FMT_S32P, AV_SAMPLE_FMT_S32:
-                    return Int16(truncatingIfNeeded: plane.withMemoryRebound(to: Int32.self, capacity: idx + 1) { $0[idx] } >> 16)
-                default:
-                    return 0
+            guard let planes = frame.pointee.extended_data else { continue }
+            let planar = av_sample_fmt_is_planar(fmt) != 0
+            let base = out.count
+            out.append(contentsOf: repeatElement(0, count: n * 4))
+            // Sample i of channel c (stereo output: channel 1 falls back to 0 for mono).
+            func convert<T>(_ type: T.Type, _ toInt16: (T) -> Int16) {
+                let right = ch > 1 ? 1 : 0
+                out.withUnsafeMutableBufferPointer { o in
+                    if planar {
+                        guard let l = planes[0], let r = planes[right] else { return }
+                        let lp = UnsafeRawPointer(l).assumingMemoryBound(to: T.self)
+                        let rp = UnsafeRawPointer(r).assumingMemoryBound(to: T.self)
+                        for i in 0..<n { put(o, base + i * 4, toInt16(lp[i]), toInt16(rp[i])) }
+                    } else {
+                        guard let p0 = planes[0] else { return }
+                        let p = UnsafeRawPointer(p0).assumingMemoryBound(to: T.self)
+                        for i in 0..<n { put(o, base + i * 4, toInt16(p[i * ch]), toInt16(p[i * ch + right])) }
+                    }
                 }
             }
-            guard [AV_SAMPLE_FMT_S16P, AV_SAMPLE_FMT_S16, AV_SAMPLE_FMT_S32P, AV_SAMPLE_FMT_S32].contains(fmt) else {
+            switch fmt {
+            case AV_SAMPLE_FMT_S16P, AV_SAMPLE_FMT_S16: convert(Int16.self) { $0 }
+            case AV_SAMPLE_FMT_S32P, AV_SAMPLE_FMT_S32: convert(Int32.self) { Int16(truncatingIfNeeded: $0 >> 16) }
+            default:
                 throw ATVError.protocolError("ALAC decoder produced unsupported sample format \(fmt.rawValue)")
-            }
-            for i in 0..<n {
-                let l = sample(0, i)
-                let r = ch > 1 ? sample(1, i) : l
-                let lu = UInt16(bitPattern: l), ru = UInt16(bitPattern: r)
-                out.append(UInt8(lu & 0xFF)); out.append(UInt8(lu >> 8))
-                out.append(UInt8(ru & 0xFF)); out.append(UInt8(ru >> 8))
             }
             frames += n
         }

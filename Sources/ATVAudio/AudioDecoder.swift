@@ -5,7 +5,7 @@ import Foundation
 /// interleaved stereo, as `PCMPacket`s of `framesPerPacket` frames (only the last may be short).
 ///
 /// Decoding runs on a dedicated thread (never on Swift's cooperative pool) that fills a bounded buffer
-/// (~0.7 s of audio), so a slow consumer holds the decoder back. Iterate once; cancelling the iterating
+/// (128 packets, about 1 s of audio), so a slow consumer holds the decoder back. Iterate once; cancelling the iterating
 /// task or dropping the iterator stops the thread and frees the FFmpeg state. An `AudioDecoder` that is
 /// never iterated is stopped when released.
 public final class AudioDecoder: AsyncSequence, Sendable {

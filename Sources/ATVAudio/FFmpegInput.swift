@@ -8,10 +8,12 @@ enum InputSpec: Sendable {
     case location(String, display: String, isNetwork: Bool, rawFormat: RawPCMFormat?)
     /// A file descriptor read through a custom non-seekable AVIOContext (stdin, pipes). Not closed by us.
     case fileDescriptor(Int32, display: String, rawFormat: RawPCMFormat?)
+    /// Rejected before touching FFmpeg (e.g. a URL scheme other than http/https).
+    case unsupported(display: String, reason: String)
 
     var display: String {
         switch self {
-        case .location(_, let d, _, _), .fileDescriptor(_, let d, _): d
+        case .location(_, let d, _, _), .fileDescriptor(_, let d, _), .unsupported(let d, _): d
         }
     }
 
@@ -20,7 +22,9 @@ enum InputSpec: Sendable {
         case .file(let path):
             .location(path, display: path, isNetwork: false, rawFormat: nil)
         case .url(let url):
-            .location(url, display: url, isNetwork: url.lowercased().hasPrefix("http"), rawFormat: nil)
+            url.lowercased().hasPrefix("http://") || url.lowercased().hasPrefix("https://")
+                ? .location(url, display: url, isNetwork: true, rawFormat: nil)
+                : .unsupported(display: url, reason: "unsupported URL (only http:// and https:// are supported)")
         case .stdin(let raw):
             .fileDescriptor(0, display: "stdin", rawFormat: raw)
         }
@@ -122,14 +126,20 @@ final class FFmpegInput {
         cffmpeg_set_interrupt_callback(ctx, interruptCallback, cancelRef.toOpaque())
 
         switch spec {
+        case .unsupported(_, let reason):
+            throw bad(reason)
         case .location(let location, _, let isNetwork, let raw):
             rawFormat = raw
-            url = location
             if isNetwork {
+                url = location
                 let micros = String(Int(ioTimeout * 1_000_000))
                 av_dict_set(&options, "rw_timeout", micros, 0)
                 av_dict_set(&options, "timeout", micros, 0)
+                // Only what http(s) needs: no file/pipe/concat/... reachable through redirects or playlists.
+                av_dict_set(&options, "protocol_whitelist", "http,https,tcp,tls", 0)
             } else {
+                // "file:" so that a path such as "x:y" or "pipe:0" is never taken for a protocol.
+                url = "file:" + location
                 var st = stat()
                 if stat(location, &st) != 0 {
                     throw bad(errno == ENOENT ? "no such file" : String(cString: strerror(errno)))
@@ -317,6 +327,12 @@ final class FFmpegInput {
             finished = true
             return
         }
+        if r == cffmpeg_averror_invaliddata() {
+            // A corrupt (or, at the end of a cut file, partial) packet: skip it like the ffmpeg CLI.
+            consecutiveBadPackets += 1
+            if consecutiveBadPackets >= 200 { throw bad("decoding failed: \(FF.errorString(r)) (corrupt data)") }
+            return
+        }
         if r != cffmpeg_averror_eagain() {
             throw bad("decoding failed: \(FF.errorString(r))")
         }
@@ -328,6 +344,12 @@ final class FFmpegInput {
         let rr = av_read_frame(fmt, packet)
         if rr < 0 {
             if cancel.isCancelled { throw CancellationError() }
+            // libavformat reports many I/O failures as EOF; the AVIOContext keeps the real error.
+            let ioError = fmt.pointee.pb.map { $0.pointee.error } ?? 0
+            if ioError < 0 && ioError != cffmpeg_averror_eof() {
+                if ioError == cffmpeg_averror(ETIMEDOUT) { throw ATVError.timeout("\(display): no data for too long") }
+                throw bad("read error: \(FF.errorString(ioError))")
+            }
             let atEOF = rr == cffmpeg_averror_eof() || (fmt.pointee.pb.map { $0.pointee.eof_reached != 0 } ?? false)
             guard atEOF else { throw bad("read error: \(FF.errorString(rr))") }
             avcodec_send_packet(codecCtx, nil)

@@ -95,7 +95,7 @@ struct ALACTests {
         #expect(throws: ATVError.self) { try ALACDecoder(magicCookie: [1, 2, 3]) }
     }
 
-    @Test("the ffmpeg CLI's alac encoder accepts -frame_size 352 and is lossless (the benchmark's baseline)")
+    @Test("the ffmpeg CLI's alac encoding (the benchmark's baseline) is lossless and uses 4096-frame packets")
     func cliBaseline() throws {
         let pcm = noisyPCM(frames: 352 * 50, seed: 11)
         let raw = try Fixtures.shared.file("alac-in.s16le") { try Data(pcm).write(to: URL(fileURLWithPath: $0)) }
@@ -103,6 +103,13 @@ struct ALACTests {
             try ffmpeg(["-f", "s16le", "-ar", "44100", "-ac", "2", "-i", raw, "-c:a", "alac", "-frame_size", "352", path])
         }
         #expect(try cliPCM(m4a) == pcm)
+        // -frame_size 352 is ignored: 17600 frames come out as 4 packets of 4096 and one of 1216.
+        let crc = String(decoding: try run("/usr/bin/ffmpeg", ["-v", "error", "-i", m4a, "-c:a", "copy", "-f", "framecrc", "-"]), as: UTF8.self)
+        let sizes = crc.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line -> Int? in
+            let f = line.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            return f.count >= 4 ? Int(f[3]) : nil
+        }
+        #expect(sizes == [4096, 4096, 4096, 4096, 1216])
     }
 }
 

@@ -111,6 +111,8 @@ struct DecoderTests {
         let packets = try await decodeAll(decoder)
         try reader.close()
         let fromPipe = joined(packets)
+        // Duration on a pipe: only FLAC states it in its header (STREAMINFO sample count).
+        #expect(decoder.info.duration == (file == "s.flac" ? 3.0 : nil))
         #expect(wellFormed(packets))
         if file == "s.mp3" {
             // Without seeking, libavformat can't apply the LAME end-padding trim: the start delay is still
@@ -125,6 +127,26 @@ struct DecoderTests {
         if file == "s.wav" {
             // WAV's header size is known even on a pipe, but the stream length is not trusted by us.
             #expect(decoder.info.formatName == "wav")
+        }
+    }
+
+    @Test("StreamSource.stdin reads fd 0 (a pipe is put there for the test), with and without a raw format")
+    func stdinSource() async throws {
+        let flac = try Fixtures.shared.sine("s.flac", codecArgs: ["-c:a", "flac"])
+        let expected = joined(try await decodeAll(try await AudioDecoder.open(.file(flac))))
+        let pcm = noisyPCM(frames: 10_000, seed: 21)
+        let raw = try Fixtures.shared.file("stdin.s16le") { try Data(pcm).write(to: URL(fileURLWithPath: $0)) }
+        let saved = dup(0)
+        #expect(saved >= 0)
+        defer { dup2(saved, 0); close(saved) }
+        for (path, format, want) in [(flac, nil as RawPCMFormat?, expected), (raw, RawPCMFormat(), pcm)] {
+            let (reader, cat) = try catPipe(path)
+            #expect(dup2(reader.fileDescriptor, 0) == 0)
+            try reader.close()
+            let decoder = try await AudioDecoder.open(.stdin(rawFormat: format))
+            let got = joined(try await decodeAll(decoder))
+            cat.waitUntilExit()
+            #expect(got == want, "\(path)")
         }
     }
 
@@ -202,6 +224,45 @@ struct DecoderTests {
         }
         let oi = try await probeAudio(.file(ogg))
         #expect(oi.metadata.title == "Ogg Title" && oi.metadata.artist == "Ogg Artist" && oi.metadata.album == nil)
+    }
+
+    @Test("a file cut in the middle decodes what is there (like the ffmpeg CLI), without an error",
+          arguments: ["s.flac", "s.mp3", "s.wav"])
+    func cutInTheMiddle(_ file: String) async throws {
+        let codec: [String] = switch file {
+        case "s.wav": ["-c:a", "pcm_s16le"]
+        case "s.flac": ["-c:a", "flac"]
+        default: ["-c:a", "libmp3lame", "-b:a", "128k"]
+        }
+        let full = try Fixtures.shared.sine(file, codecArgs: codec)
+        let half = try Fixtures.shared.file("half-" + file) { path in
+            let d = try Data(contentsOf: URL(fileURLWithPath: full))
+            try d.prefix(d.count / 2).write(to: URL(fileURLWithPath: path))
+        }
+        let packets = try await decodeAll(try await AudioDecoder.open(.file(half)))
+        let frames = packets.reduce(0) { $0 + $1.frames }
+        #expect(frames > threeSeconds * 4 / 10 && frames < threeSeconds * 6 / 10, "\(frames)")
+        #expect(wellFormed(packets))
+        // What is there is the start of the full decode.
+        let whole = joined(try await decodeAll(try await AudioDecoder.open(.file(full))))
+        let part = joined(packets)
+        let compared = file == "s.mp3" ? part.count - 1152 * 4 * 2 : part.count   // MP3: last frames may differ
+        #expect(Array(part.prefix(compared)) == Array(whole.prefix(compared)))
+    }
+
+    @Test("only http(s) URLs are accepted; a file path is never taken for an FFmpeg protocol")
+    func urlSchemes() async throws {
+        for url in ["ftp://127.0.0.1/x.mp3", "file:///etc/passwd", "pipe:0", "concat:a|b"] {
+            await #expect(throws: ATVError.badInput("\(url): unsupported URL (only http:// and https:// are supported)")) {
+                _ = try await AudioDecoder.open(.url(url))
+            }
+        }
+        // "pipe:0" as a *file* is a (missing) file named pipe:0, not stdin.
+        await #expect(throws: ATVError.badInput("pipe:0: no such file")) { _ = try await AudioDecoder.open(.file("pipe:0")) }
+        // A real file whose name contains a colon opens fine.
+        let src = try Fixtures.shared.sine("s.wav", codecArgs: ["-c:a", "pcm_s16le"])
+        let colon = try Fixtures.shared.file("a:b.wav") { try FileManager.default.copyItem(atPath: src, toPath: $0) }
+        #expect(try await decodeAll(try await AudioDecoder.open(.file(colon))).reduce(0) { $0 + $1.frames } == threeSeconds)
     }
 
     @Test("bad inputs fail at open with a one-line badInput naming the path")

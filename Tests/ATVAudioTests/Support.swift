@@ -45,25 +45,31 @@ func ffmpeg(_ args: [String]) throws {
     try run("/usr/bin/ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-y"] + args)
 }
 
-/// Fixtures made once per test process in a temp dir with the ffmpeg CLI.
+/// Fixtures made with the ffmpeg CLI, cached in one temp dir across runs (so repeated runs don't pile up
+/// copies). Each is made in a per-process scratch dir and renamed into place, so a killed run never
+/// leaves a half-written fixture behind.
 final class Fixtures: @unchecked Sendable {
     static let shared = Fixtures()
     let dir: String
+    private let scratch: String
     private let lock = NSLock()
-    private var made: Set<String> = []
 
     private init() {
-        dir = NSTemporaryDirectory() + "atv-audio-tests-\(getpid())"
+        dir = NSTemporaryDirectory() + "atv-audio-test-fixtures-v1"
+        scratch = NSTemporaryDirectory() + "atv-audio-test-scratch-\(getpid())"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     }
 
-    /// `name` in the fixture dir, made by `make(path)` the first time.
+    /// `name` in the fixture dir, made by `make(path)` if it isn't there yet.
     func file(_ name: String, _ make: (String) throws -> Void) throws -> String {
         lock.lock(); defer { lock.unlock() }
         let path = dir + "/" + name
-        if !made.contains(name) {
-            try make(path)
-            made.insert(name)
+        if !FileManager.default.fileExists(atPath: path) {
+            try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: scratch) }
+            let temp = scratch + "/" + name
+            try make(temp)
+            guard rename(temp, path) == 0 else { throw TestFailure("cannot move fixture \(name) into place") }
         }
         return path
     }
