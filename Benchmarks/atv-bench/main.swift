@@ -8,6 +8,7 @@ let groups = Set(CommandLine.arguments.dropFirst())
 func wants(_ g: String) -> Bool { groups.isEmpty || groups.contains(g) }
 
 do {
+    if wants("audio") { try await runAudioBenchmarks() }
     if wants("discovery") { try await runDiscoveryBenchmarks() }
     if wants("stream") { try await runStreamBenchmarks() }
 } catch {

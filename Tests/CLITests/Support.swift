@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 
 /// Paths and process helpers for tests that drive the real `atv` binary and peers.
@@ -106,7 +109,8 @@ final class Child: @unchecked Sendable {
     }
 
     func interrupt() { if process.isRunning { process.interrupt() } }
-    func kill() { if process.isRunning { process.terminate() } }
+    /// SIGKILL: children of the test runner inherit a mask that blocks SIGTERM.
+    func kill() { if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) } }
     deinit { kill() }
 }
 
