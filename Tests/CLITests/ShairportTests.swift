@@ -213,7 +213,7 @@ import Testing
                 "--only-audio", "--max-seconds", "60"])))
             _ = try await proxy.waitForOutput(timeout: 10) { $0.contains("\"listening\"") }
             let r = try await run(Self.inNetns, sp.inside([atv, "stream", flac, "--host", "127.0.0.1", "--port", "\(proxyPort)"]), timeout: 40)
-            proxy.kill()   // SIGTERM: the proxy stops its relay, which prints its counts
+            proxy.terminate()   // SIGTERM: the proxy stops its relay, which prints its counts
             let p = try await proxy.wait(timeout: 10)
             #expect(r.status == 0, "atv stream failed: \(r.stderr)")
 

@@ -109,6 +109,8 @@ final class Child: @unchecked Sendable {
     }
 
     func interrupt() { if process.isRunning { process.interrupt() } }
+    /// SIGTERM, for children that unblock it themselves and report on exit.
+    func terminate() { if process.isRunning { process.terminate() } }
     /// SIGKILL: children of the test runner inherit a mask that blocks SIGTERM.
     func kill() { if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) } }
     deinit { kill() }
