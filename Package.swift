@@ -37,6 +37,7 @@ let package = Package(
         .target(name: "ATVAuth", dependencies: [
             "ATVCore", "COpenSSL",
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
         ], swiftSettings: swift6),
         .target(name: "ATVDiscovery", dependencies: [
             "ATVCore",
