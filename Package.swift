@@ -37,6 +37,7 @@ let package = Package(
         .target(name: "ATVAuth", dependencies: [
             "ATVCore", "COpenSSL",
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
         ], swiftSettings: swift6),
         .target(name: "ATVDiscovery", dependencies: [
             "ATVCore",
@@ -71,7 +72,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
         .executableTarget(name: "atv", dependencies: [
-            "ATV", "ATVAudio", "ATVDiscovery", "ATVRAOP", "ATVSimulator",
+            "ATV", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVRAOP", "ATVSimulator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),

@@ -4,21 +4,6 @@ import ATVCore
 import ATVDiscovery
 import Foundation
 
-struct Pair: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Pair with a device and store the credentials.")
-    @OptionGroup var global: GlobalOptions
-    @OptionGroup var device: DeviceOptions
-    @Option(help: "airplay, companion, mrp, raop or dmap.") var `protocol`: String
-    @Option(help: "PIN shown on the device (asked for when omitted).") var pin: String?
-    func run() async throws { try notYet("pairing", issue: 5) }
-}
-
-struct Credentials: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List or remove stored credentials.")
-    @OptionGroup var global: GlobalOptions
-    func run() async throws { try notYet("credential management", issue: 5) }
-}
-
 struct PlayURL: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "play-url",
         abstract: "Make an Apple TV play a URL or a local file (AirPlay).")
