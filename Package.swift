@@ -53,7 +53,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: swift6),
-        .target(name: "ATVAirPlay", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
+        .target(name: "ATVAirPlay", dependencies: [
+            "ATVCore", "ATVAuth",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swift6),
         .target(name: "ATVMRP", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
         .target(name: "ATVCompanion", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
         .target(name: "ATVDMAP", dependencies: ["ATVCore"], swiftSettings: swift6),
@@ -66,7 +72,7 @@ let package = Package(
 
         // Layer 5: virtual devices and the CLI.
         .target(name: "ATVSimulator", dependencies: [
-            "ATVCore", "ATVAudio", "ATVRAOP", "ATVDiscovery",
+            "ATVCore", "ATVAudio", "ATVRAOP", "ATVAirPlay", "ATVDiscovery",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
@@ -88,5 +94,6 @@ let package = Package(
         .testTarget(name: "ATVDiscoveryTests", dependencies: ["ATVDiscovery"], swiftSettings: swift6),
         .testTarget(name: "CLITests", dependencies: ["ATVCore"], swiftSettings: swift6),
         .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVSimulator"], swiftSettings: swift6),
+        .testTarget(name: "ATVAirPlayTests", dependencies: ["ATVAirPlay", "ATVSimulator"], swiftSettings: swift6),
     ]
 )
