@@ -102,7 +102,10 @@ public final class AirPlayClient: Sendable {
         let r = try await conn.send(AirPlayRequests.serverInfo(), timeout: options.requestTimeout)
         try Self.check(r, "GET /server-info", host: host, port: port)
         let dict = try BinaryPlist.decode(r.body)
-        return dict.mapValues { "\($0)" }
+        return dict.compactMapValues { v in
+            if case .int(let i) = v { return String(i) }
+            return v.string ?? v.double.map { String($0) } ?? v.bool.map { String($0) }
+        }
     }
 
     /// Plays `target` — an http(s) URL, or a local file served by us for the duration — from

@@ -66,12 +66,12 @@ public struct AirPlayPlayRequest: Sendable, Equatable {
     /// Throws `ATVError.protocolError` for a body without a `Content-Location`.
     public init(body: [UInt8]) throws {
         if let dict = try? BinaryPlist.decode(body) {
-            guard let url = dict["Content-Location"] as? String, !url.isEmpty else {
+            guard let url = dict["Content-Location"]?.string, !url.isEmpty else {
                 throw ATVError.protocolError("/play body has no Content-Location")
             }
-            self.init(url: url, startPosition: BinaryPlist.double(dict["Start-Position"]),
-                      startPositionSeconds: BinaryPlist.double(dict["Start-Position-Seconds"]),
-                      sessionID: dict["X-Apple-Session-ID"] as? String)
+            self.init(url: url, startPosition: dict["Start-Position"]?.double,
+                      startPositionSeconds: dict["Start-Position-Seconds"]?.double,
+                      sessionID: dict["X-Apple-Session-ID"]?.string)
             return
         }
         var fields: [String: String] = [:]
@@ -128,21 +128,21 @@ public struct PlaybackInfo: Sendable, Equatable {
     public init(body: [UInt8]) throws {
         self.init()
         if body.isEmpty { return }
-        let dict: [String: Any]
+        let dict: [String: PlistValue]
         do { dict = try BinaryPlist.decode(body) } catch {
             throw ATVError.protocolError("/playback-info answer is not a property list (\(body.count) bytes)")
         }
-        duration = BinaryPlist.double(dict["duration"]).flatMap { $0.isFinite ? $0 : nil }
-        position = BinaryPlist.double(dict["position"]).flatMap { $0.isFinite ? $0 : nil }
-        rate = BinaryPlist.double(dict["rate"]).flatMap { $0.isFinite ? $0 : nil }
-        readyToPlay = BinaryPlist.bool(dict["readyToPlay"])
-        playbackBufferEmpty = BinaryPlist.bool(dict["playbackBufferEmpty"])
-        playbackBufferFull = BinaryPlist.bool(dict["playbackBufferFull"])
-        playbackLikelyToKeepUp = BinaryPlist.bool(dict["playbackLikelyToKeepUp"])
-        if let e = dict["error"] as? [String: Any] {
-            error = Failure(code: BinaryPlist.double(e["code"]).map { Int($0) } ?? 0,
-                            domain: e["domain"] as? String ?? "unknown domain",
-                            message: (e["userInfo"] as? [String: Any])?["NSLocalizedDescription"] as? String)
+        duration = dict["duration"]?.double.flatMap { $0.isFinite ? $0 : nil }
+        position = dict["position"]?.double.flatMap { $0.isFinite ? $0 : nil }
+        rate = dict["rate"]?.double.flatMap { $0.isFinite ? $0 : nil }
+        readyToPlay = dict["readyToPlay"]?.bool
+        playbackBufferEmpty = dict["playbackBufferEmpty"]?.bool
+        playbackBufferFull = dict["playbackBufferFull"]?.bool
+        playbackLikelyToKeepUp = dict["playbackLikelyToKeepUp"]?.bool
+        if let e = dict["error"]?.dict {
+            let code = e["code"]?.double.flatMap { $0.isFinite && abs($0) < 1e15 ? Int($0) : nil } ?? 0
+            error = Failure(code: code, domain: e["domain"]?.string ?? "unknown domain",
+                            message: e["userInfo"]?["NSLocalizedDescription"]?.string)
         }
     }
 
@@ -219,37 +219,13 @@ public enum BinaryPlist {
         (try? PropertyListSerialization.data(fromPropertyList: dict, format: .binary, options: 0)).map { [UInt8]($0) } ?? []
     }
 
-    /// A dictionary at the top level, or `ATVError.protocolError`.
-    public static func decode(_ bytes: [UInt8]) throws -> [String: Any] {
-        // Foundation only looks at bplist00 / XML headers; reject anything else early.
-        guard bytes.count >= 8 else { throw ATVError.protocolError("property list too short") }
-        let any: Any
-        do {
-            any = try PropertyListSerialization.propertyList(from: Data(bytes), options: [], format: nil)
-        } catch {
-            throw ATVError.protocolError("invalid property list")
+    /// A dictionary at the top level, or `ATVError.protocolError`. Uses our bounds-checked parser.
+    public static func decode(_ bytes: [UInt8]) throws -> [String: PlistValue] {
+        let value: PlistValue
+        do { value = try BinaryPlistParser.parse(bytes) } catch {
+            throw ATVError.protocolError("invalid binary property list (\(error))")
         }
-        guard let dict = any as? [String: Any] else { throw ATVError.protocolError("property list is not a dictionary") }
+        guard let dict = value.dict else { throw ATVError.protocolError("property list is not a dictionary") }
         return dict
-    }
-
-    static func double(_ v: Any?) -> Double? {
-        switch v {
-        case let d as Double: d
-        case let f as Float: Double(f)
-        case let i as Int: Double(i)
-        case let i as Int64: Double(i)
-        case let u as UInt64: Double(u)
-        case let n as NSNumber: n.doubleValue
-        default: nil
-        }
-    }
-
-    static func bool(_ v: Any?) -> Bool? {
-        switch v {
-        case let b as Bool: b
-        case let n as NSNumber: n.boolValue
-        default: nil
-        }
     }
 }

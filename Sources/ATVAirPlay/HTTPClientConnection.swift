@@ -33,9 +33,9 @@ public final class HTTPClientConnection: Sendable {
             return HTTPClientConnection(channel: channel, host: host, port: port)
         } catch let e as ChannelError {
             if case .connectTimeout = e { throw ATVError.timeout("connecting to \(host):\(port) (no answer within \(timeout))") }
-            throw ATVError.connectionFailed("\(host):\(port): \(e)")
+            throw ATVError.connectionFailed("\(host):\(port): \(shortReason(e))")
         } catch {
-            throw ATVError.connectionFailed("\(host):\(port): \(error)")
+            throw ATVError.connectionFailed("\(host):\(port): \(shortReason(error))")
         }
     }
 
@@ -183,6 +183,17 @@ final class HTTPClientRequestHandler: ChannelDuplexHandler, RemovableChannelHand
         failAll(ATVError.protocolError("\(host):\(port): bad HTTP response: \(error)"))
         context.close(promise: nil)
     }
+}
+
+/// NIO's connection errors are long; name the cause when it is a common one.
+func shortReason(_ error: Error) -> String {
+    let text = "\(error)"
+    for known in ["Connection refused", "No route to host", "Network is unreachable", "Host is down",
+                  "Connection timed out", "Address not available"] where text.contains(known) {
+        return known.lowercased()
+    }
+    if text.contains("connectTimeout") { return "connection timed out" }
+    return text
 }
 
 extension Duration {

@@ -300,7 +300,9 @@ final class AppleTVCore: Sendable {
         events.yield(.fetched(fetch))
         guard fetch.ok else {
             // Like a real receiver: /play is accepted, the failure shows in /playback-info.
-            state.withLock { $0.failure = PlaybackInfo.Failure(code: -1100, domain: "NSURLErrorDomain",
+            // NSURLError codes: -1004 cannot connect, -1100 file does not exist (404), -1011 bad server response.
+            let code = fetch.status == nil ? -1004 : fetch.status == 404 ? -1100 : -1011
+            state.withLock { $0.failure = PlaybackInfo.Failure(code: code, domain: "NSURLErrorDomain",
                                                                message: "cannot fetch \(request.url): \(fetch.error ?? "")") }
             return HTTPServerResponse(status: 200)
         }

@@ -11,9 +11,9 @@ import Testing
         #expect(r.headers["content-type"] == "application/x-apple-binary-plist")
         #expect(Array(r.body.prefix(8)) == Array("bplist00".utf8))
         let dict = try BinaryPlist.decode(r.body)
-        #expect(dict["Content-Location"] as? String == "http://10.0.0.2:8080/a b.mp4")
-        #expect(BinaryPlist.double(dict["Start-Position"]) == 12.5)
-        #expect(dict["X-Apple-Session-ID"] as? String == "S-1")
+        #expect(dict["Content-Location"] == .string("http://10.0.0.2:8080/a b.mp4"))
+        #expect(dict["Start-Position"] == .real(12.5))
+        #expect(dict["X-Apple-Session-ID"] == .string("S-1"))
         let parsed = try AirPlayPlayRequest(body: r.body)
         #expect(parsed == AirPlayPlayRequest(url: "http://10.0.0.2:8080/a b.mp4", startPosition: 12.5,
                                              startPositionSeconds: 12.5, sessionID: "S-1"))
@@ -48,9 +48,36 @@ import Testing
         #expect(try PlaybackInfo(body: failed.encoded()) == failed)
         #expect(try PlaybackInfo(body: []) == PlaybackInfo())
         #expect(throws: ATVError.self) { try PlaybackInfo(body: Array("<html>500</html>".utf8)) }
-        // XML plists are accepted too.
-        let xml = try PropertyListSerialization.data(fromPropertyList: ["duration": 5.0, "position": 1.0], format: .xml, options: 0)
-        #expect(try PlaybackInfo(body: [UInt8](xml)).duration == 5)
+        // Integers are numbers too.
+        #expect(try PlaybackInfo(body: BinaryPlist.encode(["duration": 5, "position": 1])).duration == 5)
+    }
+
+    /// Our parser reads what Foundation writes, every type, and a hand-made vector.
+    @Test func binaryPlistParser() throws {
+        let value: [String: Any] = [
+            "s": "héllo ✓", "a": "ascii", "i": 42, "neg": -7, "big": Int64(1) << 40, "d": 0.25, "t": true, "f": false,
+            "data": Data([1, 2, 3]), "arr": [1, "two", [3.5]], "nested": ["k": ["deep": "v"]],
+            "long": String(repeating: "x", count: 300),
+        ]
+        let parsed = try BinaryPlist.decode(BinaryPlist.encode(value))
+        #expect(parsed["s"] == .string("héllo ✓"))
+        #expect(parsed["a"] == .string("ascii"))
+        #expect(parsed["i"] == .int(42) && parsed["neg"] == .int(-7) && parsed["big"] == .int(1 << 40))
+        #expect(parsed["d"] == .real(0.25))
+        #expect(parsed["t"] == .bool(true) && parsed["f"] == .bool(false))
+        #expect(parsed["data"] == .data([1, 2, 3]))
+        #expect(parsed["arr"] == .array([.int(1), .string("two"), .array([.real(3.5)])]))
+        #expect(parsed["nested"]?["k"]?["deep"] == .string("v"))
+        #expect(parsed["long"]?.string?.count == 300)
+        // {"a": 1} written by hand: objects at 8 (dict), 11 ("a"), 13 (int 1); offset table at 15.
+        let hand: [UInt8] = Array("bplist00".utf8) + [0xD1, 0x01, 0x02, 0x51, 0x61, 0x10, 0x01, 0x08, 0x0B, 0x0D]
+            + [0, 0, 0, 0, 0, 0, 1, 1] + [0, 0, 0, 0, 0, 0, 0, 3] + [0, 0, 0, 0, 0, 0, 0, 0] + [0, 0, 0, 0, 0, 0, 0, 15]
+        #expect(try BinaryPlistParser.parse(hand) == .dict(["a": .int(1)]))
+        // A self-referencing array is cut by the depth limit, not a crash.
+        let loop: [UInt8] = Array("bplist00".utf8) + [0xA1, 0x00, 0x08]
+            + [0, 0, 0, 0, 0, 0, 1, 1] + [0, 0, 0, 0, 0, 0, 0, 1] + [0, 0, 0, 0, 0, 0, 0, 0] + [0, 0, 0, 0, 0, 0, 0, 10]
+        #expect(throws: BinaryPlistParser.Failure.tooDeep) { try BinaryPlistParser.parse(loop) }
+        #expect(throws: BinaryPlistParser.Failure.notBinaryPlist) { try BinaryPlistParser.parse(Array("<?xml version".utf8)) }
     }
 
     /// §7.4 vectors.
@@ -122,7 +149,7 @@ import Testing
         var rng = SystemRandomNumberGenerator()
         let valid = PlaybackInfo(duration: 100, position: 12.25, rate: 1, readyToPlay: true).encoded()
         let play = AirPlayRequests.play(url: "http://h/x", position: 3, sessionID: "s").body
-        for i in 0..<3000 {
+        for i in 0..<20000 {
             var bytes: [UInt8]
             switch i % 3 {
             case 0: bytes = (0..<Int.random(in: 0...64, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
@@ -134,6 +161,7 @@ import Testing
                 if !bytes.isEmpty { bytes[Int.random(in: 0..<bytes.count, using: &rng)] ^= 0xFF }
             }
             _ = try? PlaybackInfo(body: bytes)
+            _ = try? BinaryPlistParser.parse(bytes)
             _ = try? AirPlayPlayRequest(body: bytes)
             let text = String(decoding: bytes, as: UTF8.self)
             _ = ByteRangeRequest(header: "bytes=" + text, size: Int.random(in: 0...1000, using: &rng))
