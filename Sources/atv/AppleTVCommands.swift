@@ -4,6 +4,7 @@ import ATVCore
 import ATVDiscovery
 import ATVSimulator
 import Foundation
+import Synchronization
 
 /// `atv simulate appletv`: the AirPlay video side of an Apple TV on loopback.
 struct SimulateAppleTV: AsyncParsableCommand {
@@ -91,5 +92,60 @@ struct SimulateAppleTV: AsyncParsableCommand {
             print("Warning: not advertising over mDNS: \(error)")
             return nil
         }
+    }
+}
+
+/// `atv play-url`: connect, play, show progress on a terminal, return when playback ends.
+func playURL(_ cmd: PlayURL) async throws {
+    cmd.global.bootstrapLogging()
+    try await runReportingErrors {
+        let target = cmd.url
+        let lower = target.lowercased()
+        let isURL = lower.hasPrefix("http://") || lower.hasPrefix("https://")
+        if !isURL {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: target, isDirectory: &isDir), !isDir.boolValue else {
+                throw ATVError.badInput("\(target): no such file, and not an http(s) URL")
+            }
+        }
+        // Bad input fails before anything touches the network.
+        let config = try await resolveDevice(cmd.device, for: .airplay, defaultPort: 7000)
+        let atv = try await connect(config)
+        let interrupts = InterruptHandler { Task { try? await atv.remoteControl.stop() } }
+        defer { interrupts.cancel() }
+        let name = isURL ? target : URL(fileURLWithPath: target).lastPathComponent
+        let tty = isatty(STDOUT_FILENO) == 1
+        let updates = atv.updates()
+        let last = Mutex<ATVCore.Playing?>(nil)
+        let progressTask = Task {
+            for await update in updates {
+                guard case .playing(let p) = update, p.deviceState != .idle else { continue }
+                last.withLock { $0 = p }
+                guard tty else { continue }
+                let total = p.totalTime.map { " / " + formatDuration(Double($0)) } ?? ""
+                let icon = p.deviceState == .paused ? "⏸" : p.deviceState == .loading ? "…" : "▶"
+                let line = "\u{1B}[2K\r\(icon) \(printable(name))  \(formatDuration(Double(p.position ?? 0)))\(total)"
+                FileHandle.standardOutput.write(Data(line.utf8))
+            }
+        }
+        do {
+            try await atv.stream.playURL(target, position: cmd.start)
+        } catch {
+            progressTask.cancel()
+            if tty { print("") }
+            await atv.close()
+            throw error
+        }
+        progressTask.cancel()
+        if tty { print("") }
+        await atv.close()
+        // Finished means the device reported the end of the media: the position is its end.
+        let at = last.withLock { $0 }.map { p in
+            let position = !interrupts.interrupted ? (p.totalTime ?? p.position ?? 0) : (p.position ?? 0)
+            return " at " + formatDuration(Double(position)) + (p.totalTime.map { " of " + formatDuration(Double($0)) } ?? "")
+        } ?? ""
+        let port = config.service(.airplay)?.port ?? 0
+        print("\(interrupts.interrupted ? "Stopped" : "Finished") playing \(printable(name))\(at) on \(config.address):\(port)")
+        if interrupts.interrupted { throw ExitCode(130) }
     }
 }
