@@ -117,6 +117,27 @@ import Testing
         }
     }
 
+    @Test func serverInfoAndPairingEndpointsOfADeviceThatNeedsNoPairing() async throws {
+        let atv = try await VirtualAppleTV.start()
+        defer { Task { await atv.stop() } }
+        let client = AirPlayClient(host: "127.0.0.1", port: atv.port, options: Support.fast)
+        let info = try await client.serverInfo()
+        #expect(info["deviceid"] == "AA:BB:CC:DD:EE:01" && info["model"] == "AppleTV3,2")
+        let features = try #require(info["features"].flatMap { UInt64($0) })
+        #expect(AirPlayFeatureFlags(rawValue: features).supportsPlayURL && !AirPlayFeatureFlags(rawValue: features).isAirPlay2)
+        let c = try await HTTPClientConnection.connect(host: "127.0.0.1", port: atv.port)
+        defer { c.close() }
+        let i = try await c.send(HTTPRequestMessage(method: "GET", uri: "/info"))
+        #expect(try BinaryPlist.decode(i.body)["name"] == .string("swift-atv Apple TV"))
+        for path in ["/pair-pin-start", "/pair-setup", "/pair-verify"] {
+            #expect(try await c.send(HTTPRequestMessage(method: "POST", uri: path, body: [1, 2, 3])).status == 200, "\(path)")
+        }
+        #expect(try await c.send(HTTPRequestMessage(method: "GET", uri: "/nothing")).status == 404)
+        // Nothing plays: playback-info has no duration.
+        let pi = try await c.send(AirPlayRequests.playbackInfo())
+        #expect(try PlaybackInfo(body: pi.body) == PlaybackInfo(readyToPlay: false))
+    }
+
     @Test func fileServerRangesHeadAndErrors() async throws {
         let dir = try Support.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
