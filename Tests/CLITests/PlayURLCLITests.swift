@@ -83,4 +83,28 @@ import Testing
         let nobody = try await run(try TestEnv.atv(), ["play-url", "http://127.0.0.1:1/x.mp4", "--host", "127.0.0.1", "--port", "1"])
         #expect(nobody.status == 1 && nobody.stderr.contains("connection failed: 127.0.0.1:1: connection refused"), "stderr: \(nobody.stderr)")
     }
+
+    /// In a private network namespace the virtual Apple TV advertises `_airplay._tcp` (with its
+    /// features): `atv play-url --to NAME` finds and plays on it, and so does pyatv by name, with
+    /// PlayUrl offered from the advertised features (no --service-properties).
+    @Test func playByNameOnTheAdvertisedAppleTV() async throws {
+        try Netns.requirePrerequisites()
+        let sample = self.sample
+        let result = try await Netns.run("""
+            "$ATV" simulate appletv --name "Swift Kino" --port 47020 > "$TMP/atv.out" 2>&1 &
+            wait_for "$TMP/atv.out" "Advertising" 10 || exit 98
+            echo "== ours =="; "$ATV" play-url '\(sample)' --to "Swift Kino" --start 8 2>&1; echo "exit $?"
+            echo "== pyatv =="; "$VENV/bin/atvremote" --scan-hosts 127.0.0.1 -n "Swift Kino" play_url='\(sample)' 2>&1; echo "exit $?"
+            echo "== atv =="; cat "$TMP/atv.out"
+            """, timeout: 90)
+        #expect(!result.timedOut && result.status == 0, "\(result.stderr.suffix(800))")
+        let ours = result.section("ours")
+        #expect(ours.contains("Finished playing arpeggio.flac at 0:10 of 0:10 on 127.0.0.1:47020") && ours.contains("exit 0"), "\(ours)")
+        let pyatv = result.section("pyatv")
+        #expect(pyatv.contains("exit 0"), "\(pyatv)")
+        let atv = result.section("atv")
+        #expect(atv.contains("arpeggio.flac from 8.0 s"), "\(atv)")
+        // pyatv serves the local file itself: a second play of a URL on its own server.
+        #expect(atv.components(separatedBy: "Playback ended (finished)").count - 1 == 2, "\(atv)")
+    }
 }
