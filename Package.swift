@@ -54,7 +54,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: swift6),
-        .target(name: "ATVAirPlay", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
+        .target(name: "ATVAirPlay", dependencies: [
+            "ATVCore", "ATVAuth",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swift6),
         .target(name: "ATVMRP", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
         .target(name: "ATVCompanion", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
         .target(name: "ATVDMAP", dependencies: ["ATVCore"], swiftSettings: swift6),
@@ -67,7 +73,7 @@ let package = Package(
 
         // Layer 5: virtual devices and the CLI.
         .target(name: "ATVSimulator", dependencies: [
-            "ATVCore", "ATVAudio", "ATVRAOP", "ATVDiscovery",
+            "ATVCore", "ATVAudio", "ATVRAOP", "ATVAirPlay", "ATVDiscovery",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
@@ -90,5 +96,6 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["ATVCore"], swiftSettings: swift6),
         .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVSimulator"], swiftSettings: swift6),
         .testTarget(name: "ATVAuthTests", dependencies: ["ATVAuth"], swiftSettings: swift6),
+        .testTarget(name: "ATVAirPlayTests", dependencies: ["ATVAirPlay", "ATVSimulator", "ATV"], swiftSettings: swift6),
     ]
 )

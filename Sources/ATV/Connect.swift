@@ -40,6 +40,11 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
             device.extra.withLock { $0.raop = raop }
             try device.add(raop.setup)
             added.append(.raop)
+        case .airplay:
+            let airplay = AirPlayService(address: config.address, service: service)
+            airplay.attach(device)
+            try device.add(airplay.setup)
+            added.append(.airplay)
         default:
             logger.info("\(service.protocol) is not supported yet; skipping it")
         }

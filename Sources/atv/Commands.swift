@@ -6,12 +6,22 @@ import Foundation
 
 struct PlayURL: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "play-url",
-        abstract: "Make an Apple TV play a URL or a local file (AirPlay).")
+        abstract: "Make an Apple TV play a URL or a local file (AirPlay).",
+        discussion: """
+        Returns when playback ends; Ctrl-C stops playback on the device. A local file is served to
+        the device by a small HTTP server on the address it reaches us on, for the duration.
+        Examples:
+          atv play-url https://example.com/video.mp4 --to "Living Room"
+          atv play-url ~/Movies/clip.mp4 --host 192.168.1.20 --start 90
+        """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
-    @Argument(help: "URL or local file.") var url: String
-    @Option(help: "Start position in seconds.") var position: Double = 0
-    func run() async throws { try notYet("play-url (AirPlay video)", issue: 7) }
+    @Argument(help: "http(s) URL or local file.") var url: String
+    @Option(name: [.customLong("start"), .customLong("position")], help: "Start position in seconds.") var start: Double = 0
+    func validate() throws {
+        guard start.isFinite, start >= 0 else { throw ValidationError("--start must be a number of seconds ≥ 0") }
+    }
+    func run() async throws { try await playURL(self) }
 }
 
 struct Playing: AsyncParsableCommand {

@@ -1,0 +1,167 @@
+import ATVAirPlay
+import ATVCore
+import ATVDiscovery
+import Synchronization
+
+/// AirPlay (video) as a protocol of the facade: `Stream.playURL`, and while a URL plays it takes
+/// over RemoteControl (pause/play/stop/set position), Metadata (state, position, duration) and
+/// push updates. Connecting is a no-op (each playback opens its own connection), as in pyatv.
+public final class AirPlayService: Sendable {
+    public let client: AirPlayClient
+    let service: ServiceConfig
+    /// From the TXT `features`/`ft`; nil for a manual service without TXT.
+    let flags: AirPlayFeatureFlags?
+    private struct State {
+        var playing = false
+        weak var device: AppleTV?
+    }
+    private let state = Mutex(State())
+    let updates = Broadcaster<DeviceUpdate>()
+    static let takeoverKinds: Set<InterfaceKind> = [.remoteControl, .metadata, .pushUpdater]
+
+    init(address: String, service: ServiceConfig, options: AirPlayOptions = AirPlayOptions()) {
+        self.service = service
+        self.flags = AirPlayFeatureFlags(service: service)
+        self.client = AirPlayClient(host: address, port: service.port, options: options)
+    }
+
+    func attach(_ device: AppleTV) { state.withLock { $0.device = device } }
+
+    var setup: ProtocolSetup {
+        ProtocolSetup(protocol: .airplay,
+                      interfaces: InterfaceSet(remoteControl: AirPlayRemote(airplay: self), metadata: AirPlayMetadata(airplay: self),
+                                               pushUpdater: AirPlayPush(airplay: self), stream: AirPlayStream(airplay: self)),
+                      features: AirPlayFeatures(airplay: self),
+                      deviceInfo: deviceInfo,
+                      close: { [self] in
+                          await client.stop()
+                          updates.finish()
+                      })
+    }
+
+    /// Model, OS and MAC from the TXT record.
+    var deviceInfo: DeviceInfo {
+        var info = DeviceInfo()
+        if let model = service.property("model") {
+            info.rawModel = model
+            info.model = DeviceTables.model(model)
+            info.operatingSystem = DeviceTables.operatingSystem(for: info.model)
+        }
+        info.version = service.property("osvers")
+        info.mac = service.property("deviceid")
+        info.outputDeviceID = service.property("psi") ?? service.property("pi")
+        return info
+    }
+
+    /// PlayUrl is available when the features say AirPlay video (bit 0 or 49), or when there is no
+    /// TXT to tell (a manual `--host` configuration).
+    public var canPlayURL: Bool { flags?.supportsPlayURL ?? true }
+
+    public var isPlaying: Bool { state.withLock { $0.playing } }
+
+    func playing() -> Playing {
+        guard isPlaying, let p = client.progress else { return Playing(mediaType: .unknown, deviceState: .idle) }
+        let deviceState: DeviceState = switch p.state {
+        case .loading: .loading
+        case .playing: .playing
+        case .paused: .paused
+        case .ended: .idle
+        }
+        return Playing(mediaType: .video, deviceState: deviceState, totalTime: p.duration.map { Int($0.rounded()) },
+                       position: Int(p.position))
+    }
+
+    func feature(_ name: FeatureName) -> FeatureInfo {
+        let playing = isPlaying
+        switch name {
+        case .playURL: return canPlayURL ? .available : .unsupported
+        case .pushUpdates: return .available
+        // Claimed only while a URL plays, so other protocols decide otherwise.
+        case .play, .pause, .playPause, .stop, .setPosition:
+            return playing ? .available : .unsupported
+        case .position, .totalTime:
+            return playing && client.progress?.duration != nil ? .available : .unsupported
+        default: return .unsupported
+        }
+    }
+
+    /// Plays a URL (or a local file served for the duration); returns when playback has ended.
+    public func playURL(_ url: String, position: Double) async throws -> AirPlayPlaybackReport {
+        let device = try state.withLock { s -> AppleTV? in
+            if s.playing { throw ATVError.invalidState("a URL is already playing on this device; stop it first") }
+            s.playing = true
+            return s.device
+        }
+        let takeover = device?.takeoverControl
+        do { try takeover?.takeover(.airplay, interfaces: Self.takeoverKinds) } catch {
+            state.withLock { $0.playing = false }
+            throw error
+        }
+        let progress = client.progressUpdates()
+        let forward = Task { [self] in
+            for await _ in progress { updates.yield(.playing(playing())) }
+        }
+        defer {
+            forward.cancel()
+            state.withLock { $0.playing = false }
+            takeover?.release(.airplay, interfaces: Self.takeoverKinds)
+            updates.yield(.playing(playing()))
+        }
+        updates.yield(.playing(playing()))
+        return try await client.play(url, position: position)
+    }
+}
+
+struct AirPlayStream: ATVCore.Stream {
+    let airplay: AirPlayService
+    func playURL(_ url: String, position: Double) async throws {
+        guard airplay.canPlayURL else { throw ATVError.notSupported(.playURL) }
+        _ = try await airplay.playURL(url, position: position)
+    }
+}
+
+struct AirPlayMetadata: Metadata {
+    let airplay: AirPlayService
+    func playing() async throws -> Playing {
+        guard airplay.isPlaying else { throw ATVError.notSupported(.title) }
+        return airplay.playing()
+    }
+}
+
+struct AirPlayPush: PushUpdater {
+    let airplay: AirPlayService
+    func updates() -> AsyncStream<DeviceUpdate> { airplay.updates.subscribe() }
+}
+
+/// Playback commands for the URL that plays; otherwise not supported (the call falls through).
+struct AirPlayRemote: RemoteControl {
+    let airplay: AirPlayService
+    private func guardPlaying(_ f: FeatureName) throws {
+        guard airplay.isPlaying else { throw ATVError.notSupported(f) }
+    }
+    func pause() async throws {
+        try guardPlaying(.pause)
+        try await airplay.client.pause()
+    }
+    func play() async throws {
+        try guardPlaying(.play)
+        try await airplay.client.resume()
+    }
+    func playPause() async throws {
+        try guardPlaying(.playPause)
+        if airplay.client.progress?.state == .paused { try await airplay.client.resume() } else { try await airplay.client.pause() }
+    }
+    func stop() async throws {
+        try guardPlaying(.stop)
+        await airplay.client.stop()
+    }
+    func setPosition(_ position: Int) async throws {
+        try guardPlaying(.setPosition)
+        try await airplay.client.seek(to: Double(position))
+    }
+}
+
+struct AirPlayFeatures: Features {
+    let airplay: AirPlayService
+    func feature(_ name: FeatureName) -> FeatureInfo { airplay.feature(name) }
+}

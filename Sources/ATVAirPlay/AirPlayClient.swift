@@ -1,0 +1,305 @@
+import ATVCore
+import Foundation
+import Logging
+import Synchronization
+
+public struct AirPlayOptions: Sendable {
+    /// Between `/playback-info` polls.
+    public var pollInterval: Duration
+    /// How long the device may take to start playing (report a duration).
+    public var startTimeout: Duration
+    public var connectTimeout: Duration
+    /// Per HTTP request.
+    public var requestTimeout: Duration
+    /// `POST /play` answered 500 is retried this many times in all, `retryPause` apart (pyatv: 3, 1 s).
+    public var playAttempts: Int
+    public var retryPause: Duration
+
+    public init(pollInterval: Duration = .seconds(1), startTimeout: Duration = .seconds(20),
+                connectTimeout: Duration = .seconds(5), requestTimeout: Duration = .seconds(10),
+                playAttempts: Int = 3, retryPause: Duration = .seconds(1)) {
+        self.pollInterval = pollInterval
+        self.startTimeout = startTimeout
+        self.connectTimeout = connectTimeout
+        self.requestTimeout = requestTimeout
+        self.playAttempts = playAttempts
+        self.retryPause = retryPause
+    }
+}
+
+/// Where a playback is.
+public struct AirPlayProgress: Sendable, Equatable {
+    public enum State: Sendable, Equatable { case loading, playing, paused, ended }
+    public var state: State
+    /// Seconds.
+    public var position: Double
+    public var duration: Double?
+    public var rate: Double
+    public init(state: State, position: Double = 0, duration: Double? = nil, rate: Double = 0) {
+        self.state = state
+        self.position = position
+        self.duration = duration
+        self.rate = rate
+    }
+}
+
+/// How a playback went.
+public struct AirPlayPlaybackReport: Sendable, Equatable {
+    public enum End: Sendable, Equatable {
+        /// The device reported the end of the media.
+        case finished
+        /// We stopped it (`stop()`, Ctrl-C).
+        case stopped
+        /// The device closed the connection after playback had started (e.g. stopped with its remote).
+        case connectionClosed
+    }
+    /// The URL the device was given (for a local file, our server's URL).
+    public var url: String
+    public var end: End
+    public var lastPosition: Double
+    public var duration: Double?
+    public var polls: Int
+    /// Requests our file server answered (local files only).
+    public var fileRequests: [AirPlayFileServer.Request]
+}
+
+/// AirPlay 1 video: makes the device play a URL (or a local file we serve), follows it by polling
+/// `/playback-info` and controls it with `/rate`, `/scrub` and `/stop`. One playback at a time.
+///
+/// Verification: only devices that need none are supported so far; one that demands it
+/// (401/403/470) is a clear `ATVError.authenticationFailed` telling to pair.
+public final class AirPlayClient: Sendable {
+    public let host: String
+    public let port: Int
+    public let options: AirPlayOptions
+    private let logger = Logger(label: "atv.airplay")
+
+    private struct State {
+        var playing = false
+        var connection: HTTPClientConnection?
+        var stopRequested = false
+        var progress: AirPlayProgress?
+    }
+    private let state = Mutex(State())
+    private let progressBroadcaster = Broadcaster<AirPlayProgress>()
+
+    public init(host: String, port: Int = 7000, options: AirPlayOptions = AirPlayOptions()) {
+        self.host = host
+        self.port = port
+        self.options = options
+    }
+
+    public var isPlaying: Bool { state.withLock { $0.playing } }
+    /// The latest progress of the current playback (nil when none).
+    public var progress: AirPlayProgress? { state.withLock { $0.playing ? $0.progress : nil } }
+    /// Progress after every poll (and on pause/resume/seek) of any playback from now on.
+    public func progressUpdates() -> AsyncStream<AirPlayProgress> { progressBroadcaster.subscribe() }
+
+    /// Asks the device's `/server-info` (a reachability and identity check; plist as a dictionary of strings).
+    public func serverInfo() async throws -> [String: String] {
+        let conn = try await HTTPClientConnection.connect(host: host, port: port, timeout: options.connectTimeout)
+        defer { conn.close() }
+        let r = try await conn.send(AirPlayRequests.serverInfo(), timeout: options.requestTimeout)
+        try Self.check(r, "GET /server-info", host: host, port: port)
+        let dict = try BinaryPlist.decode(r.body)
+        return dict.compactMapValues { v in
+            if case .int(let i) = v { return String(i) }
+            return v.string ?? v.double.map { String($0) } ?? v.bool.map { String($0) }
+        }
+    }
+
+    /// Plays `target` — an http(s) URL, or a local file served by us for the duration — from
+    /// `position` seconds, and returns when playback has ended (or `stop()` was called).
+    public func play(_ target: String, position: Double = 0) async throws -> AirPlayPlaybackReport {
+        guard position.isFinite, position >= 0 else { throw ATVError.invalidValue("start position \(position) must be ≥ 0 seconds") }
+        let isURL = target.lowercased().hasPrefix("http://") || target.lowercased().hasPrefix("https://")
+        if !isURL {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: target, isDirectory: &isDir), !isDir.boolValue else {
+                throw ATVError.badInput("\(target): no such file, and not an http(s) URL")
+            }
+        }
+        try state.withLock { s in
+            if s.playing { throw ATVError.invalidState("a URL is already playing on this device; stop it first") }
+            s = State(playing: true, progress: AirPlayProgress(state: .loading, position: position))
+        }
+        defer { state.withLock { s in s.playing = false; s.connection = nil } }
+
+        let conn = try await HTTPClientConnection.connect(host: host, port: port, timeout: options.connectTimeout)
+        defer { conn.close() }
+        if state.withLock({ s in s.connection = conn; return s.stopRequested }) { conn.close() }
+
+        var server: AirPlayFileServer?
+        var url = target
+        if !isURL {
+            guard let local = conn.localAddress else { throw ATVError.connectionFailed("no local address for the connection to \(host)") }
+            server = try await AirPlayFileServer.start(path: target, host: local)
+            url = server!.url
+            logger.info("serving \(target) at \(url)")
+        }
+        do {
+            let report = try await run(conn, url: url, position: position, server: server)
+            await server?.stop()
+            return report
+        } catch {
+            await server?.stop()
+            emit(AirPlayProgress(state: .ended, position: state.withLock { $0.progress?.position ?? 0 }))
+            throw error
+        }
+    }
+
+    private func run(_ conn: HTTPClientConnection, url: String, position: Double,
+                     server: AirPlayFileServer?) async throws -> AirPlayPlaybackReport {
+        let sessionID = UUID().uuidString
+        var attempt = 0
+        while true {
+            attempt += 1
+            let r: HTTPResponseMessage
+            do {
+                r = try await conn.send(AirPlayRequests.play(url: url, position: position, sessionID: sessionID),
+                                        timeout: options.requestTimeout)
+            } catch {
+                if stopRequested { return report(url, .stopped, polls: 0, server) }
+                throw error
+            }
+            if r.status == 500 && attempt < options.playAttempts {
+                logger.info("POST /play answered 500; retry \(attempt) of \(options.playAttempts - 1)")
+                try await Task.sleep(for: options.retryPause)
+                continue
+            }
+            if r.status == 500 {
+                throw ATVError.httpError(status: 500, "the Apple TV at \(host):\(port) refused POST /play with 500 Internal Server Error \(attempt) times\(Self.bodyText(r))")
+            }
+            try Self.check(r, "POST /play", host: host, port: port)
+            break
+        }
+
+        let startPolls = max(1, Int((options.startTimeout / options.pollInterval).rounded(.up)))
+        var tracker = PlaybackTracker(startPolls: startPolls)
+        while true {
+            if stopRequested { return report(url, .stopped, polls: tracker.polls, server, tracker.last) }
+            let r: HTTPResponseMessage
+            do {
+                r = try await conn.send(AirPlayRequests.playbackInfo(), timeout: options.requestTimeout)
+            } catch let e as ATVError {
+                if stopRequested { return report(url, .stopped, polls: tracker.polls, server, tracker.last) }
+                if case .connectionLost = e, tracker.phase == .playing {
+                    emit(AirPlayProgress(state: .ended, position: tracker.last?.position ?? 0, duration: tracker.last?.duration))
+                    return report(url, .connectionClosed, polls: tracker.polls, server, tracker.last)
+                }
+                throw e
+            }
+            if r.status == 500 {
+                throw ATVError.httpError(status: 500, "the Apple TV accepted the URL but answered GET /playback-info with 500 Internal Server Error, so playback cannot be followed (tvOS 26 does this)\(Self.bodyText(r))")
+            }
+            try Self.check(r, "GET /playback-info", host: host, port: port)
+            let info = try PlaybackInfo(body: r.body)
+            switch tracker.observe(info) {
+            case .loading:
+                break
+            case .progress(let i):
+                let rate = i.rate ?? 0
+                emit(AirPlayProgress(state: rate == 0 ? .paused : .playing, position: i.position ?? 0,
+                                     duration: i.duration, rate: rate))
+            case .ended:
+                emit(AirPlayProgress(state: .ended, position: tracker.last?.position ?? 0, duration: tracker.last?.duration))
+                return report(url, .finished, polls: tracker.polls, server, tracker.last)
+            case .failed(let e):
+                throw e
+            }
+            try await sleepUnlessStopped(options.pollInterval)
+        }
+    }
+
+    private var stopRequested: Bool { state.withLock { $0.stopRequested } }
+
+    private func sleepUnlessStopped(_ d: Duration) async throws {
+        let step = Duration.milliseconds(50)
+        var left = d
+        while left > .zero {
+            if stopRequested { return }
+            let s = min(step, left)
+            try await Task.sleep(for: s)
+            left -= s
+        }
+    }
+
+    private func report(_ url: String, _ end: AirPlayPlaybackReport.End, polls: Int, _ server: AirPlayFileServer?,
+                        _ last: PlaybackInfo? = nil) -> AirPlayPlaybackReport {
+        if end == .stopped { emit(AirPlayProgress(state: .ended, position: last?.position ?? 0, duration: last?.duration)) }
+        return AirPlayPlaybackReport(url: url, end: end, lastPosition: last?.position ?? 0, duration: last?.duration,
+                                     polls: polls, fileRequests: server?.requests ?? [])
+    }
+
+    private func emit(_ p: AirPlayProgress) {
+        state.withLock { $0.progress = p }
+        progressBroadcaster.yield(p)
+    }
+
+    // MARK: Control
+
+    private func current() throws -> HTTPClientConnection {
+        guard let c = state.withLock({ $0.playing ? $0.connection : nil }) else {
+            throw ATVError.invalidState("nothing is playing over AirPlay")
+        }
+        return c
+    }
+
+    /// `POST /rate?value=0`.
+    public func pause() async throws { try await setRate(0) }
+    /// `POST /rate?value=1`.
+    public func resume() async throws { try await setRate(1) }
+
+    private func setRate(_ rate: Double) async throws {
+        let r = try await current().send(AirPlayRequests.rate(rate), timeout: options.requestTimeout)
+        try Self.check(r, "POST /rate", host: host, port: port)
+        state.withLock { s in
+            s.progress?.rate = rate
+            if s.progress?.state == .playing || s.progress?.state == .paused { s.progress?.state = rate == 0 ? .paused : .playing }
+        }
+        if let p = state.withLock({ $0.progress }) { progressBroadcaster.yield(p) }
+    }
+
+    /// `POST /scrub?position=` (seconds).
+    public func seek(to position: Double) async throws {
+        guard position.isFinite, position >= 0 else { throw ATVError.invalidValue("position \(position) must be ≥ 0 seconds") }
+        let r = try await current().send(AirPlayRequests.scrub(position: position), timeout: options.requestTimeout)
+        try Self.check(r, "POST /scrub", host: host, port: port)
+        state.withLock { $0.progress?.position = position }
+        if let p = state.withLock({ $0.progress }) { progressBroadcaster.yield(p) }
+    }
+
+    /// Stops the current playback: `POST /stop`, then closes the connection. `play` then returns
+    /// with `.stopped`. No-op when nothing plays.
+    public func stop() async {
+        let conn = state.withLock { s -> HTTPClientConnection? in
+            guard s.playing else { return nil }
+            s.stopRequested = true
+            return s.connection
+        }
+        guard let conn else { return }
+        _ = try? await conn.send(AirPlayRequests.stop(), timeout: .seconds(3))
+        conn.close()
+    }
+
+    // MARK: Errors
+
+    static func check(_ r: HTTPResponseMessage, _ what: String, host: String, port: Int) throws {
+        if r.isSuccess { return }
+        switch r.status {
+        case 401, 403, 470:
+            throw ATVError.authenticationFailed("the Apple TV at \(host):\(port) requires pairing for AirPlay (it answered \(what) with \(r.status) \(reason(r))): run `atv pair --protocol airplay`")
+        default:
+            throw ATVError.httpError(status: r.status, "the Apple TV at \(host):\(port) refused \(what) (\(reason(r)))\(bodyText(r))")
+        }
+    }
+
+    static func reason(_ r: HTTPResponseMessage) -> String { r.reason.isEmpty ? httpReason(r.status) : r.reason }
+
+    /// A short printable body, when the device said something in text.
+    static func bodyText(_ r: HTTPResponseMessage) -> String {
+        guard !r.body.isEmpty, r.body.count <= 200, !(r.headers["Content-Type"] ?? "").contains("plist") else { return "" }
+        let s = String(decoding: r.body, as: UTF8.self).filter { !$0.isNewline }
+        return s.allSatisfy({ $0.isASCII && !($0.asciiValue.map { $0 < 0x20 } ?? true) }) ? ": \(s)" : ""
+    }
+}

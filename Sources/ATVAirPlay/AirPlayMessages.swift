@@ -1,0 +1,231 @@
+import ATVCore
+import Foundation
+
+/// The AirPlay video requests, as pyatv 0.18 sends them to an AirPlay 1 receiver (§7.2): a binary
+/// plist `POST /play`, `GET /playback-info` polls, and the classic `/scrub`, `/rate`, `/stop`.
+public enum AirPlayRequests {
+    public static let userAgent = "MediaControl/1.0"
+    public static let plistType = "application/x-apple-binary-plist"
+
+    /// `POST /play` with `{Content-Location, Start-Position, X-Apple-Session-ID}` (pyatv's AirPlay 1
+    /// body; Start-Position in seconds) plus `Start-Position-Seconds` (the explicit-seconds key
+    /// newer receivers read; receivers that do not know it ignore it).
+    public static func play(url: String, position: Double, sessionID: String) -> HTTPRequestMessage {
+        let body: [String: Any] = [
+            "Content-Location": url,
+            "Start-Position": position,
+            "Start-Position-Seconds": position,
+            "X-Apple-Session-ID": sessionID,
+        ]
+        return HTTPRequestMessage(method: "POST", uri: "/play",
+                                  headers: ["User-Agent": userAgent, "Content-Type": plistType],
+                                  body: BinaryPlist.encode(body))
+    }
+
+    public static func playbackInfo() -> HTTPRequestMessage {
+        HTTPRequestMessage(method: "GET", uri: "/playback-info", headers: ["User-Agent": userAgent])
+    }
+
+    /// Seek to `position` seconds.
+    public static func scrub(position: Double) -> HTTPRequestMessage {
+        HTTPRequestMessage(method: "POST", uri: "/scrub?position=" + String(format: "%.6f", position),
+                           headers: ["User-Agent": userAgent])
+    }
+
+    /// 0 pauses, 1 plays.
+    public static func rate(_ value: Double) -> HTTPRequestMessage {
+        HTTPRequestMessage(method: "POST", uri: "/rate?value=" + String(format: "%.6f", value),
+                           headers: ["User-Agent": userAgent])
+    }
+
+    public static func stop() -> HTTPRequestMessage {
+        HTTPRequestMessage(method: "POST", uri: "/stop", headers: ["User-Agent": userAgent])
+    }
+
+    public static func serverInfo() -> HTTPRequestMessage {
+        HTTPRequestMessage(method: "GET", uri: "/server-info", headers: ["User-Agent": userAgent])
+    }
+}
+
+/// The body of a `POST /play` as a receiver reads it: a binary plist, or the legacy
+/// `text/parameters` form (`Content-Location: …\nStart-Position: …`).
+public struct AirPlayPlayRequest: Sendable, Equatable {
+    public var url: String
+    /// `Start-Position` as sent (pyatv: seconds; the original protocol: a fraction of the duration).
+    public var startPosition: Double?
+    public var startPositionSeconds: Double?
+    public var sessionID: String?
+
+    public init(url: String, startPosition: Double? = nil, startPositionSeconds: Double? = nil, sessionID: String? = nil) {
+        self.url = url
+        self.startPosition = startPosition
+        self.startPositionSeconds = startPositionSeconds
+        self.sessionID = sessionID
+    }
+
+    /// Throws `ATVError.protocolError` for a body without a `Content-Location`.
+    public init(body: [UInt8]) throws {
+        if let dict = try? BinaryPlist.decode(body) {
+            guard let url = dict["Content-Location"]?.string, !url.isEmpty else {
+                throw ATVError.protocolError("/play body has no Content-Location")
+            }
+            self.init(url: url, startPosition: dict["Start-Position"]?.double,
+                      startPositionSeconds: dict["Start-Position-Seconds"]?.double,
+                      sessionID: dict["X-Apple-Session-ID"]?.string)
+            return
+        }
+        var fields: [String: String] = [:]
+        for line in String(decoding: body, as: UTF8.self).split(whereSeparator: \.isNewline) {
+            let kv = line.split(separator: ":", maxSplits: 1)
+            if kv.count == 2 { fields[kv[0].trimmingCharacters(in: .whitespaces)] = kv[1].trimmingCharacters(in: .whitespaces) }
+        }
+        guard let url = fields["Content-Location"], !url.isEmpty else {
+            throw ATVError.protocolError("/play body is neither a binary plist nor text parameters with a Content-Location")
+        }
+        self.init(url: url, startPosition: fields["Start-Position"].flatMap(Double.init))
+    }
+
+    /// The start in seconds, as a receiver that takes pyatv's meaning would use it.
+    public var startSeconds: Double { startPositionSeconds ?? startPosition ?? 0 }
+}
+
+/// What `GET /playback-info` says. `duration` is present only while something is loaded.
+public struct PlaybackInfo: Sendable, Equatable {
+    public struct Failure: Sendable, Equatable {
+        public var code: Int
+        public var domain: String
+        public var message: String?
+        public init(code: Int, domain: String, message: String? = nil) {
+            self.code = code
+            self.domain = domain
+            self.message = message
+        }
+    }
+    public var duration: Double?
+    public var position: Double?
+    public var rate: Double?
+    public var readyToPlay: Bool?
+    public var playbackBufferEmpty: Bool?
+    public var playbackBufferFull: Bool?
+    public var playbackLikelyToKeepUp: Bool?
+    public var error: Failure?
+
+    public init(duration: Double? = nil, position: Double? = nil, rate: Double? = nil, readyToPlay: Bool? = nil,
+                playbackBufferEmpty: Bool? = nil, playbackBufferFull: Bool? = nil, playbackLikelyToKeepUp: Bool? = nil,
+                error: Failure? = nil) {
+        self.duration = duration
+        self.position = position
+        self.rate = rate
+        self.readyToPlay = readyToPlay
+        self.playbackBufferEmpty = playbackBufferEmpty
+        self.playbackBufferFull = playbackBufferFull
+        self.playbackLikelyToKeepUp = playbackLikelyToKeepUp
+        self.error = error
+    }
+
+    /// Parses a binary (or XML) plist body; an empty body is an empty info. Garbage →
+    /// `ATVError.protocolError`.
+    public init(body: [UInt8]) throws {
+        self.init()
+        if body.isEmpty { return }
+        let dict: [String: PlistValue]
+        do { dict = try BinaryPlist.decode(body) } catch {
+            throw ATVError.protocolError("/playback-info answer is not a property list (\(body.count) bytes)")
+        }
+        duration = dict["duration"]?.double.flatMap { $0.isFinite ? $0 : nil }
+        position = dict["position"]?.double.flatMap { $0.isFinite ? $0 : nil }
+        rate = dict["rate"]?.double.flatMap { $0.isFinite ? $0 : nil }
+        readyToPlay = dict["readyToPlay"]?.bool
+        playbackBufferEmpty = dict["playbackBufferEmpty"]?.bool
+        playbackBufferFull = dict["playbackBufferFull"]?.bool
+        playbackLikelyToKeepUp = dict["playbackLikelyToKeepUp"]?.bool
+        if let e = dict["error"]?.dict {
+            let code = e["code"]?.double.flatMap { $0.isFinite && abs($0) < 1e15 ? Int($0) : nil } ?? 0
+            error = Failure(code: code, domain: e["domain"]?.string ?? "unknown domain",
+                            message: e["userInfo"]?["NSLocalizedDescription"]?.string)
+        }
+    }
+
+    /// The binary plist a receiver answers with (virtual Apple TV).
+    public func encoded() -> [UInt8] {
+        var d: [String: Any] = [:]
+        if let duration { d["duration"] = duration }
+        if let position { d["position"] = position }
+        if let rate { d["rate"] = rate }
+        if let readyToPlay { d["readyToPlay"] = readyToPlay }
+        if let playbackBufferEmpty { d["playbackBufferEmpty"] = playbackBufferEmpty }
+        if let playbackBufferFull { d["playbackBufferFull"] = playbackBufferFull }
+        if let playbackLikelyToKeepUp { d["playbackLikelyToKeepUp"] = playbackLikelyToKeepUp }
+        if let duration {
+            d["loadedTimeRanges"] = [["start": 0.0, "duration": duration]]
+            d["seekableTimeRanges"] = [["start": 0.0, "duration": duration]]
+        }
+        if let error {
+            var e: [String: Any] = ["code": error.code, "domain": error.domain]
+            if let m = error.message { e["userInfo"] = ["NSLocalizedDescription": m] }
+            d["error"] = e
+        }
+        return BinaryPlist.encode(d)
+    }
+}
+
+/// The AirPlay `features` bitmask (§7.4).
+public struct AirPlayFeatureFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    public static let videoV1 = AirPlayFeatureFlags(rawValue: 1 << 0)
+    public static let audio = AirPlayFeatureFlags(rawValue: 1 << 9)
+    public static let hasUnifiedAdvertiserInfo = AirPlayFeatureFlags(rawValue: 1 << 30)
+    public static let supportsUnifiedMediaControl = AirPlayFeatureFlags(rawValue: 1 << 38)
+    public static let coreUtilsPairingAndEncryption = AirPlayFeatureFlags(rawValue: 1 << 48)
+    public static let videoV2 = AirPlayFeatureFlags(rawValue: 1 << 49)
+
+    /// `0xLLLLLLLL` or `0xLLLLLLLL,0xHHHHHHHH` (1–8 hex digits each); anything else is nil.
+    public init?(parsing text: String) {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count) else { return nil }
+        var words: [UInt64] = []
+        for p in parts {
+            let s = p.trimmingCharacters(in: .whitespaces)
+            guard s.lowercased().hasPrefix("0x") else { return nil }
+            let hex = s.dropFirst(2)
+            guard (1...8).contains(hex.count), hex.allSatisfy(\.isHexDigit), let v = UInt64(hex, radix: 16) else { return nil }
+            words.append(v)
+        }
+        self.init(rawValue: words.count == 2 ? words[1] << 32 | words[0] : words[0])
+    }
+
+    /// The TXT `ft` (preferred) or `features` of a service.
+    public init?(service: ServiceConfig) {
+        guard let text = service.property("ft") ?? service.property("features") else { return nil }
+        self.init(parsing: text)
+    }
+
+    /// URL playback: AirPlay video v1 or v2.
+    public var supportsPlayURL: Bool { !intersection([.videoV1, .videoV2]).isEmpty }
+    /// AirPlay 2 receiver (pyatv's rule: bit 38 or 48).
+    public var isAirPlay2: Bool { !intersection([.supportsUnifiedMediaControl, .coreUtilsPairingAndEncryption]).isEmpty }
+
+    /// "0xLLLLLLLL,0xHHHHHHHH".
+    public var text: String {
+        String(format: "0x%X,0x%X", UInt32(truncatingIfNeeded: rawValue), UInt32(truncatingIfNeeded: rawValue >> 32))
+    }
+}
+
+/// Binary plist helpers (Foundation's `PropertyListSerialization` reads and writes `bplist00` on Linux).
+public enum BinaryPlist {
+    public static func encode(_ dict: [String: Any]) -> [UInt8] {
+        (try? PropertyListSerialization.data(fromPropertyList: dict, format: .binary, options: 0)).map { [UInt8]($0) } ?? []
+    }
+
+    /// A dictionary at the top level, or `ATVError.protocolError`. Uses our bounds-checked parser.
+    public static func decode(_ bytes: [UInt8]) throws -> [String: PlistValue] {
+        let value: PlistValue
+        do { value = try BinaryPlistParser.parse(bytes) } catch {
+            throw ATVError.protocolError("invalid binary property list (\(error))")
+        }
+        guard let dict = value.dict else { throw ATVError.protocolError("property list is not a dictionary") }
+        return dict
+    }
+}

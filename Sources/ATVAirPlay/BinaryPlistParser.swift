@@ -1,0 +1,187 @@
+/// A value of a binary property list.
+public indirect enum PlistValue: Sendable, Equatable {
+    case null
+    case bool(Bool)
+    case int(Int64)
+    case real(Double)
+    case date(Double)
+    case data([UInt8])
+    case string(String)
+    case uid(UInt64)
+    case array([PlistValue])
+    case dict([String: PlistValue])
+
+    public var double: Double? {
+        switch self {
+        case .int(let i): Double(i)
+        case .real(let d): d
+        default: nil
+        }
+    }
+    public var string: String? { if case .string(let s) = self { s } else { nil } }
+    public var bool: Bool? {
+        switch self {
+        case .bool(let b): b
+        case .int(let i): i != 0
+        default: nil
+        }
+    }
+    public var dict: [String: PlistValue]? { if case .dict(let d) = self { d } else { nil } }
+
+    public subscript(_ key: String) -> PlistValue? { dict?[key] }
+}
+
+/// A bounds-checked `bplist00` parser (sans-I/O). Foundation's parser is not used for network
+/// input: on Linux it crashes on some malformed plists (found by the fuzz test).
+public struct BinaryPlistParser {
+    public enum Failure: Error, Equatable {
+        case notBinaryPlist
+        case truncated
+        case badTrailer
+        case badObject(offset: Int)
+        case tooDeep
+    }
+
+    private let bytes: [UInt8]
+    private let offsetSize: Int
+    private let refSize: Int
+    private let objectCount: Int
+    private let tableOffset: Int
+    private let maxDepth = 32
+
+    /// Parses a whole plist and returns its top object.
+    public static func parse(_ bytes: [UInt8]) throws -> PlistValue {
+        let p = try BinaryPlistParser(bytes)
+        return try p.top()
+    }
+
+    private let topIndex: Int
+
+    private init(_ bytes: [UInt8]) throws {
+        guard bytes.count >= 8 + 32, Array(bytes[0..<6]) == Array("bplist".utf8) else { throw Failure.notBinaryPlist }
+        self.bytes = bytes
+        let t = bytes.count - 32
+        offsetSize = Int(bytes[t + 6])
+        refSize = Int(bytes[t + 7])
+        guard (1...8).contains(offsetSize), (1...8).contains(refSize) else { throw Failure.badTrailer }
+        let count = Self.be(bytes, t + 8, 8)
+        let top = Self.be(bytes, t + 16, 8)
+        let table = Self.be(bytes, t + 24, 8)
+        guard count > 0, count < UInt64(bytes.count), top < count, table >= 8, table < UInt64(t),
+              UInt64(table) + count * UInt64(offsetSize) <= UInt64(t) else { throw Failure.badTrailer }
+        objectCount = Int(count)
+        topIndex = Int(top)
+        tableOffset = Int(table)
+    }
+
+    private func top() throws -> PlistValue {
+        var budget = 100_000 // objects visited: shared references cannot blow up the work
+        return try object(topIndex, depth: 0, budget: &budget)
+    }
+
+    private static func be(_ b: [UInt8], _ at: Int, _ n: Int) -> UInt64 {
+        var v: UInt64 = 0
+        for i in 0..<n { v = v << 8 | UInt64(b[at + i]) }
+        return v
+    }
+
+    /// Reads n big-endian bytes at `at`, bounds-checked against the object area.
+    private func read(_ at: Int, _ n: Int) throws -> UInt64 {
+        guard at >= 0, n >= 0, n <= 8, at + n <= tableOffset else { throw Failure.truncated }
+        return Self.be(bytes, at, n)
+    }
+
+    private func offset(of index: Int) throws -> Int {
+        guard index >= 0, index < objectCount else { throw Failure.badObject(offset: -1) }
+        let o = Self.be(bytes, tableOffset + index * offsetSize, offsetSize)
+        guard o >= 8, o < UInt64(tableOffset) else { throw Failure.badObject(offset: Int(truncatingIfNeeded: o)) }
+        return Int(o)
+    }
+
+    /// The length of a variable-size object: the low nibble, or an int object after the marker.
+    private func length(_ marker: UInt8, at off: Int) throws -> (count: Int, start: Int) {
+        let low = Int(marker & 0x0F)
+        if low != 0x0F { return (low, off + 1) }
+        let m = try read(off + 1, 1)
+        guard m >> 4 == 0x1 else { throw Failure.badObject(offset: off) }
+        let n = 1 << Int(m & 0x0F)
+        guard n <= 8 else { throw Failure.badObject(offset: off) }
+        let v = try read(off + 2, n)
+        guard v < UInt64(bytes.count) else { throw Failure.truncated }
+        return (Int(v), off + 2 + n)
+    }
+
+    private func object(_ index: Int, depth: Int, budget: inout Int) throws -> PlistValue {
+        budget -= 1
+        guard depth < maxDepth, budget >= 0 else { throw Failure.tooDeep }
+        let off = try offset(of: index)
+        let marker = UInt8(try read(off, 1))
+        let low = Int(marker & 0x0F)
+        switch marker >> 4 {
+        case 0x0:
+            switch marker {
+            case 0x00: return .null
+            case 0x08: return .bool(false)
+            case 0x09: return .bool(true)
+            default: throw Failure.badObject(offset: off)
+            }
+        case 0x1:
+            guard low <= 3 else {
+                // 16-byte integers: keep the low 8 bytes when the high ones are a sign extension.
+                guard low == 4 else { throw Failure.badObject(offset: off) }
+                let hi = try read(off + 1, 8), lo = try read(off + 9, 8)
+                guard hi == 0 || hi == UInt64.max else { throw Failure.badObject(offset: off) }
+                return .int(Int64(bitPattern: lo))
+            }
+            let n = 1 << low
+            let v = try read(off + 1, n)
+            return .int(n == 8 ? Int64(bitPattern: v) : Int64(v))
+        case 0x2:
+            switch low {
+            case 2: return .real(Double(Float(bitPattern: UInt32(try read(off + 1, 4)))))
+            case 3: return .real(Double(bitPattern: try read(off + 1, 8)))
+            default: throw Failure.badObject(offset: off)
+            }
+        case 0x3:
+            guard marker == 0x33 else { throw Failure.badObject(offset: off) }
+            return .date(Double(bitPattern: try read(off + 1, 8)))
+        case 0x4:
+            let (n, start) = try length(marker, at: off)
+            guard start + n <= tableOffset else { throw Failure.truncated }
+            return .data(Array(bytes[start..<start + n]))
+        case 0x5:
+            let (n, start) = try length(marker, at: off)
+            guard start + n <= tableOffset else { throw Failure.truncated }
+            return .string(String(decoding: bytes[start..<start + n], as: UTF8.self))
+        case 0x6:
+            let (n, start) = try length(marker, at: off)
+            guard n <= tableOffset, start + 2 * n <= tableOffset else { throw Failure.truncated }
+            var units: [UInt16] = []
+            units.reserveCapacity(n)
+            for i in 0..<n { units.append(UInt16(bytes[start + 2 * i]) << 8 | UInt16(bytes[start + 2 * i + 1])) }
+            return .string(String(decoding: units, as: UTF16.self))
+        case 0x8:
+            return .uid(try read(off + 1, low + 1))
+        case 0xA:
+            let (n, start) = try length(marker, at: off)
+            guard n <= objectCount, start + n * refSize <= tableOffset else { throw Failure.truncated }
+            var out: [PlistValue] = []
+            for i in 0..<n {
+                out.append(try object(Int(try read(start + i * refSize, refSize)), depth: depth + 1, budget: &budget))
+            }
+            return .array(out)
+        case 0xD:
+            let (n, start) = try length(marker, at: off)
+            guard n <= objectCount, start + 2 * n * refSize <= tableOffset else { throw Failure.truncated }
+            var out: [String: PlistValue] = [:]
+            for i in 0..<n {
+                let k = try object(Int(try read(start + i * refSize, refSize)), depth: depth + 1, budget: &budget)
+                guard case .string(let key) = k else { throw Failure.badObject(offset: off) }
+                out[key] = try object(Int(try read(start + (n + i) * refSize, refSize)), depth: depth + 1, budget: &budget)
+            }
+            return .dict(out)
+        default:
+            throw Failure.badObject(offset: off)
+        }
+    }
+}

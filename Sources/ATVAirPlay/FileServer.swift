@@ -1,0 +1,105 @@
+import ATVCore
+import Foundation
+import Synchronization
+
+/// Serves one local file over HTTP for the duration of a playback, with Range requests (206,
+/// Content-Range, 416), HEAD and `Accept-Ranges: bytes`. Any other path is 404, any other method 405.
+public final class AirPlayFileServer: Sendable {
+    public struct Request: Sendable, Equatable {
+        public var method: String
+        public var path: String
+        public var range: String?
+        public var status: Int
+        /// Body bytes sent (0 for HEAD).
+        public var bytes: Int
+        public var client: String?
+    }
+
+    public let path: String
+    public let size: Int
+    private let server: HTTPServer
+    private let log: RequestLog
+    /// The URL to give the device.
+    public let url: String
+
+    private init(path: String, size: Int, server: HTTPServer, urlPath: String, log: RequestLog) {
+        self.path = path
+        self.size = size
+        self.server = server
+        self.log = log
+        self.url = server.baseURL + urlPath
+    }
+
+    /// Starts serving `path` on `host` (the local address the device reaches us on), any free port.
+    public static func start(path: String, host: String, port: Int = 0) async throws -> AirPlayFileServer {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
+            throw ATVError.badInput("\(path): no such file")
+        }
+        guard FileManager.default.isReadableFile(atPath: path),
+              let attrs = try? FileManager.default.attributesOfItem(atPath: path),
+              let size = (attrs[.size] as? NSNumber)?.intValue else {
+            throw ATVError.badInput("\(path): cannot read it")
+        }
+        let name = (path as NSString).lastPathComponent
+        let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
+        let urlPath = "/" + (name.addingPercentEncoding(withAllowedCharacters: allowed) ?? "media")
+        let type = contentType(forExtension: (name as NSString).pathExtension)
+        let log = RequestLog()
+        let server = try await HTTPServer.start(host: host, port: port) { request in
+            let m = request.message
+            var entry = Request(method: m.method, path: m.path, range: m.headers["Range"], status: 0, bytes: 0,
+                                client: request.remoteAddress)
+            let response = respond(m, urlPath: urlPath, file: path, size: size, type: type)
+            entry.status = response.status
+            if m.method != "HEAD", case .file(_, _, let length) = response.body { entry.bytes = length }
+            let logged = entry
+            log.entries.withLock { $0.append(logged) }
+            return response
+        }
+        return AirPlayFileServer(path: path, size: size, server: server, urlPath: urlPath, log: log)
+    }
+
+    /// Every request served so far.
+    public var requests: [Request] { log.entries.withLock { $0 } }
+
+    public func stop() async { await server.stop() }
+
+    static func respond(_ m: HTTPRequestMessage, urlPath: String, file: String, size: Int, type: String) -> HTTPServerResponse {
+        guard m.path == urlPath else { return HTTPServerResponse(status: 404) }
+        guard m.method == "GET" || m.method == "HEAD" else {
+            return HTTPServerResponse(status: 405, headers: ["Allow": "GET, HEAD"])
+        }
+        var headers: HTTPFields = ["Content-Type": type, "Accept-Ranges": "bytes"]
+        switch ByteRangeRequest(header: m.headers["Range"], size: size) {
+        case .whole:
+            return HTTPServerResponse(status: 200, headers: headers, body: .file(path: file, offset: 0, length: size))
+        case .partial(let offset, let length):
+            headers.set("Content-Range", "bytes \(offset)-\(offset + length - 1)/\(size)")
+            return HTTPServerResponse(status: 206, headers: headers, body: .file(path: file, offset: offset, length: length))
+        case .unsatisfiable:
+            headers.set("Content-Range", "bytes */\(size)")
+            return HTTPServerResponse(status: 416, headers: headers)
+        }
+    }
+
+    static func contentType(forExtension ext: String) -> String {
+        switch ext.lowercased() {
+        case "mp4", "m4v": "video/mp4"
+        case "mov": "video/quicktime"
+        case "m3u8": "application/vnd.apple.mpegurl"
+        case "ts": "video/mp2t"
+        case "mp3": "audio/mpeg"
+        case "m4a", "aac": "audio/mp4"
+        case "wav": "audio/wav"
+        case "flac": "audio/flac"
+        case "jpg", "jpeg": "image/jpeg"
+        case "png": "image/png"
+        default: "application/octet-stream"
+        }
+    }
+}
+
+final class RequestLog: Sendable {
+    let entries = Mutex<[AirPlayFileServer.Request]>([])
+}

@@ -1,0 +1,158 @@
+// ATVAirPlay: AirPlay video (URL playback) over HTTP/1.1, the small HTTP server that serves local
+// files to the device, and the HTTP pieces the virtual Apple TV reuses.
+//
+// HTTP/1.1 framing is NIOHTTP1's (swift-nio, already a dependency): it is a complete, fuzzed
+// codec with chunked encoding, pipelining and `FileRegion` bodies (sendfile for local media),
+// none of which the RTSP parser in ATVRAOP has (and protocol modules do not import each other).
+// These value types keep NIOHTTP1 out of the public API.
+
+/// HTTP header fields in order; names compare case-insensitively.
+public struct HTTPFields: Sendable, Equatable, ExpressibleByDictionaryLiteral, CustomStringConvertible {
+    public var fields: [(name: String, value: String)]
+
+    public init(_ fields: [(String, String)] = []) { self.fields = fields.map { (name: $0.0, value: $0.1) } }
+    public init(dictionaryLiteral elements: (String, String)...) { self.init(elements) }
+
+    public subscript(_ name: String) -> String? {
+        let l = name.lowercased()
+        return fields.first { $0.name.lowercased() == l }?.value
+    }
+
+    /// Replaces every field of that name.
+    public mutating func set(_ name: String, _ value: String) {
+        let l = name.lowercased()
+        fields.removeAll { $0.name.lowercased() == l }
+        fields.append((name: name, value: value))
+    }
+
+    public static func == (a: HTTPFields, b: HTTPFields) -> Bool {
+        a.fields.count == b.fields.count && zip(a.fields, b.fields).allSatisfy { $0.name == $1.name && $0.value == $1.value }
+    }
+
+    public var description: String { fields.map { "\($0.name): \($0.value)" }.joined(separator: ", ") }
+}
+
+/// A request, as sent by `HTTPClientConnection` or received by `HTTPServer`.
+public struct HTTPRequestMessage: Sendable, Equatable {
+    public var method: String
+    /// Path and query, e.g. "/scrub?position=12.000000".
+    public var uri: String
+    public var headers: HTTPFields
+    public var body: [UInt8]
+
+    public init(method: String, uri: String, headers: HTTPFields = [:], body: [UInt8] = []) {
+        self.method = method
+        self.uri = uri
+        self.headers = headers
+        self.body = body
+    }
+
+    /// The path without the query.
+    public var path: String { String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "") }
+
+    /// Query parameters (last one wins; no percent-decoding beyond `+` → space is done).
+    public var query: [String: String] {
+        let parts = uri.split(separator: "?", maxSplits: 1)
+        guard parts.count == 2 else { return [:] }
+        var out: [String: String] = [:]
+        for pair in parts[1].split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let key = String(kv[0]).removingPercentEncodingSafely
+            out[key] = kv.count > 1 ? String(kv[1]).removingPercentEncodingSafely : ""
+        }
+        return out
+    }
+}
+
+/// A response as received by `HTTPClientConnection`.
+public struct HTTPResponseMessage: Sendable, Equatable {
+    public var status: Int
+    public var reason: String
+    public var headers: HTTPFields
+    public var body: [UInt8]
+    /// True when the body was cut at the caller's size limit (the connection is then closed).
+    public var truncated: Bool
+
+    public init(status: Int, reason: String = "", headers: HTTPFields = [:], body: [UInt8] = [], truncated: Bool = false) {
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        self.truncated = truncated
+    }
+
+    public var isSuccess: Bool { (200..<300).contains(status) }
+}
+
+/// A response produced by an `HTTPServer` handler.
+public struct HTTPServerResponse: Sendable {
+    public enum Body: Sendable, Equatable {
+        case bytes([UInt8])
+        /// `length` bytes of a file from `offset` (sent with sendfile). For HEAD, nothing is sent
+        /// but Content-Length says `length`.
+        case file(path: String, offset: Int, length: Int)
+    }
+    public var status: Int
+    public var headers: HTTPFields
+    public var body: Body
+
+    public init(status: Int, headers: HTTPFields = [:], body: Body = .bytes([])) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public init(status: Int, headers: HTTPFields = [:], bytes: [UInt8]) {
+        self.init(status: status, headers: headers, body: .bytes(bytes))
+    }
+}
+
+extension String {
+    /// Percent-decoding that never fails: invalid escapes are kept as they are.
+    var removingPercentEncodingSafely: String {
+        let plus = replacingOccurrences(of: "+", with: " ")
+        var out: [UInt8] = []
+        let bytes = Array(plus.utf8)
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == UInt8(ascii: "%"), i + 2 < bytes.count,
+               let h = hexValue(bytes[i + 1]), let l = hexValue(bytes[i + 2]) {
+                out.append(h << 4 | l)
+                i += 3
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+func hexValue(_ c: UInt8) -> UInt8? {
+    switch c {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+    default: nil
+    }
+}
+
+/// Standard reason phrases for the statuses AirPlay devices use.
+public func httpReason(_ status: Int) -> String {
+    switch status {
+    case 200: "OK"
+    case 206: "Partial Content"
+    case 400: "Bad Request"
+    case 401: "Unauthorized"
+    case 403: "Forbidden"
+    case 404: "Not Found"
+    case 405: "Method Not Allowed"
+    case 416: "Range Not Satisfiable"
+    case 453: "Not Enough Bandwidth"
+    case 470: "Connection Authorization Required"
+    case 500: "Internal Server Error"
+    case 501: "Not Implemented"
+    case 503: "Service Unavailable"
+    default: "Status \(status)"
+    }
+}

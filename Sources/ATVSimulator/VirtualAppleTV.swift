@@ -1,0 +1,370 @@
+import ATVAirPlay
+import ATVAudio
+import ATVCore
+import Foundation
+import Synchronization
+
+/// A virtual Apple TV, AirPlay video side: `GET /server-info` and `/info`, `POST /play` (it fetches
+/// the URL with a Range request to prove it is reachable, and probes its duration), a
+/// `/playback-info` timeline that advances in real time, `/scrub`, `/rate`, `/stop`, and the
+/// pairing endpoints answering as a device that needs no pairing. Closing the connection that
+/// started a playback stops it, as on a real AirPlay 1 receiver. Loopback by default.
+public final class VirtualAppleTV: Sendable {
+    /// Test knobs: make the device refuse.
+    public struct Faults: Sendable, Equatable {
+        /// Answer `POST /play` with this status (e.g. 403, 470, 500).
+        public var playStatus: Int?
+        /// Answer `GET /playback-info` with this status (e.g. 500, as tvOS 26 does).
+        public var playbackInfoStatus: Int?
+        public init(playStatus: Int? = nil, playbackInfoStatus: Int? = nil) {
+            self.playStatus = playStatus
+            self.playbackInfoStatus = playbackInfoStatus
+        }
+    }
+
+    public struct Configuration: Sendable {
+        public var host: String
+        /// 0 picks a free port (see `port`).
+        public var port: Int
+        public var name: String
+        public var deviceID: String
+        public var model: String
+        /// The `features` TXT/plist value (bit 0: AirPlay video v1).
+        public var features: String
+        /// Duration when the media cannot be probed.
+        public var defaultDuration: Double
+        /// Probe the fetched media with FFmpeg for its duration.
+        public var probeDuration: Bool
+        /// For the reachability fetch and the probe.
+        public var fetchTimeout: Duration
+        public var faults: Faults
+
+        public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv Apple TV",
+                    deviceID: String = "AA:BB:CC:DD:EE:01", model: String = "AppleTV3,2",
+                    features: String = "0x5A7FFFF7,0xE", defaultDuration: Double = 60, probeDuration: Bool = true,
+                    fetchTimeout: Duration = .seconds(5), faults: Faults = Faults()) {
+            self.host = host
+            self.port = port
+            self.name = name
+            self.deviceID = deviceID
+            self.model = model
+            self.features = features
+            self.defaultDuration = defaultDuration
+            self.probeDuration = probeDuration
+            self.fetchTimeout = fetchTimeout
+            self.faults = faults
+        }
+    }
+
+    /// What the device saw and did.
+    public struct Report: Sendable, Equatable {
+        public struct Fetch: Sendable, Equatable {
+            public var url: String
+            /// The Range header we sent.
+            public var range: String
+            /// The HTTP status, nil when no answer.
+            public var status: Int?
+            public var bytes: Int
+            public var contentRange: String?
+            public var error: String?
+            public var ok: Bool { error == nil }
+        }
+        /// "METHOD /path?query" in arrival order.
+        public var requests: [String] = []
+        public var userAgents: [String] = []
+        public var plays: [AirPlayPlayRequest] = []
+        public var fetches: [Fetch] = []
+        /// The duration each successful play got (probed or default).
+        public var durations: [Double] = []
+        public var playbackInfoPolls = 0
+        public var scrubs: [Double] = []
+        public var rates: [Double] = []
+        public var stops = 0
+        /// Playbacks that ran to the end of their media.
+        public var finished = 0
+        /// Playbacks stopped because their connection closed.
+        public var closedByConnection = 0
+    }
+
+    public enum Event: Sendable, Equatable {
+        case request(String)
+        case play(AirPlayPlayRequest)
+        case fetched(Report.Fetch)
+        case started(url: String, duration: Double, position: Double)
+        case ended(url: String, reason: String)
+    }
+
+    public let configuration: Configuration
+    public let port: Int
+    let server: HTTPServer
+    let core: AppleTVCore
+
+    private init(configuration: Configuration, server: HTTPServer, core: AppleTVCore) {
+        self.configuration = configuration
+        self.server = server
+        self.core = core
+        self.port = server.port
+    }
+
+    public static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualAppleTV {
+        let core = AppleTVCore(configuration: configuration)
+        let server = try await HTTPServer.start(host: configuration.host, port: configuration.port,
+                                                onClose: { core.connectionClosed($0) },
+                                                handler: { await core.handle($0) })
+        return VirtualAppleTV(configuration: configuration, server: server, core: core)
+    }
+
+    public func stop() async {
+        await server.stop()
+        core.events.finish()
+    }
+
+    public func report() -> Report { core.report.withLock { $0 } }
+    public func events() -> AsyncStream<Event> { core.events.subscribe() }
+
+    /// Change the fault knobs while running.
+    public func setFaults(_ faults: Faults) { core.state.withLock { $0.faults = faults } }
+
+    /// What `/playback-info` would answer now.
+    public func playbackInfo() -> PlaybackInfo { core.currentInfo().info }
+
+    /// Waits for an event matching `predicate` (checked against events from now on).
+    public func waitFor(_ what: String, timeout: Duration, _ predicate: @escaping @Sendable (Event) -> Bool) async throws -> Event {
+        let stream = events()
+        return try await withThrowingTaskGroup(of: Event?.self) { group in
+            group.addTask {
+                for await e in stream where predicate(e) { return e }
+                return nil
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            if let first = try await group.next(), let e = first { return e }
+            throw ATVError.timeout("virtual Apple TV: no \(what) within \(timeout)")
+        }
+    }
+}
+
+/// The shared state behind the HTTP handlers.
+final class AppleTVCore: Sendable {
+    struct State {
+        var faults: VirtualAppleTV.Faults
+        var timeline: PlaybackTimeline?
+        /// The connection whose /play started the timeline.
+        var owner: Int?
+        var failure: PlaybackInfo.Failure?
+    }
+    let configuration: VirtualAppleTV.Configuration
+    let report = Mutex(VirtualAppleTV.Report())
+    let state: Mutex<State>
+    let events = Broadcaster<VirtualAppleTV.Event>(bufferingPolicy: .unbounded)
+    private let epoch = ContinuousClock.now
+
+    init(configuration: VirtualAppleTV.Configuration) {
+        self.configuration = configuration
+        self.state = Mutex(State(faults: configuration.faults))
+    }
+
+    var now: Double {
+        let d = ContinuousClock.now - epoch
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    func handle(_ request: HTTPServer.Request) async -> HTTPServerResponse {
+        let m = request.message
+        let line = "\(m.method) \(m.uri)"
+        report.withLock { r in
+            r.requests.append(line)
+            if let ua = m.headers["User-Agent"] { r.userAgents.append(ua) }
+        }
+        events.yield(.request(line))
+        let faults = state.withLock { $0.faults }
+        switch (m.method, m.path) {
+        case ("GET", "/server-info"):
+            return plist(serverInfo())
+        case ("GET", "/info"):
+            return plist(info())
+        case ("POST", "/play"):
+            if let s = faults.playStatus { return HTTPServerResponse(status: s) }
+            return await play(m, connection: request.connection)
+        case ("GET", "/playback-info"):
+            report.withLock { $0.playbackInfoPolls += 1 }
+            if let s = faults.playbackInfoStatus { return HTTPServerResponse(status: s) }
+            return HTTPServerResponse(status: 200, headers: ["Content-Type": AirPlayRequests.plistType],
+                                      bytes: currentInfo().info.encoded())
+        case ("POST", "/scrub"), ("GET", "/scrub"):
+            if m.method == "GET" {
+                let i = currentInfo().info
+                let text = "duration: \(String(format: "%.6f", i.duration ?? 0))\nposition: \(String(format: "%.6f", i.position ?? 0))\n"
+                return HTTPServerResponse(status: 200, headers: ["Content-Type": "text/parameters"], bytes: Array(text.utf8))
+            }
+            guard let p = m.query["position"].flatMap(Double.init), p.isFinite else { return HTTPServerResponse(status: 400) }
+            report.withLock { $0.scrubs.append(p) }
+            let t = now
+            return state.withLock { s in
+                guard s.timeline != nil else { return HTTPServerResponse(status: 200) }
+                s.timeline?.seek(to: p, at: t)
+                return HTTPServerResponse(status: 200)
+            }
+        case ("POST", "/rate"):
+            guard let r = m.query["value"].flatMap(Double.init), r.isFinite, r >= 0 else { return HTTPServerResponse(status: 400) }
+            report.withLock { $0.rates.append(r) }
+            let t = now
+            state.withLock { $0.timeline?.setRate(r, at: t) }
+            return HTTPServerResponse(status: 200)
+        case ("POST", "/stop"):
+            report.withLock { $0.stops += 1 }
+            end(reason: "stopped", owner: nil)
+            return HTTPServerResponse(status: 200)
+        case ("POST", "/pair-pin-start"), ("POST", "/pair-setup"), ("POST", "/pair-setup-pin"),
+             ("POST", "/pair-verify"), ("POST", "/fp-setup"), ("POST", "/auth-setup"):
+            // A device that needs no pairing: nothing to set up, nothing to verify.
+            return HTTPServerResponse(status: 200)
+        case ("OPTIONS", _):
+            return HTTPServerResponse(status: 200, headers: ["Public": "GET, POST, OPTIONS"])
+        default:
+            return HTTPServerResponse(status: 404)
+        }
+    }
+
+    private func plist(_ d: [String: Any]) -> HTTPServerResponse {
+        HTTPServerResponse(status: 200, headers: ["Content-Type": AirPlayRequests.plistType], bytes: BinaryPlist.encode(d))
+    }
+
+    private var featureValue: Int {
+        Int(truncatingIfNeeded: AirPlayFeatureFlags(parsing: configuration.features)?.rawValue ?? 1)
+    }
+
+    private func serverInfo() -> [String: Any] {
+        ["deviceid": configuration.deviceID, "features": featureValue, "model": configuration.model,
+         "protovers": "1.0", "srcvers": "220.68", "macAddress": configuration.deviceID, "osBuildVersion": "12H847"]
+    }
+
+    private func info() -> [String: Any] {
+        ["deviceID": configuration.deviceID, "features": featureValue, "model": configuration.model,
+         "name": configuration.name, "sourceVersion": "220.68", "statusFlags": 4, "macAddress": configuration.deviceID,
+         "protocolVersion": "1.0"]
+    }
+
+    /// The playback-info to answer now, ending the timeline when it ran out.
+    func currentInfo() -> (info: PlaybackInfo, ended: String?) {
+        let t = now
+        let (info, endedURL): (PlaybackInfo, String?) = state.withLock { s in
+            if let f = s.failure { return (PlaybackInfo(readyToPlay: false, error: f), nil) }
+            guard let tl = s.timeline else { return (PlaybackInfo(readyToPlay: false), nil) }
+            if tl.isEnded(at: t) {
+                s.timeline = nil
+                s.owner = nil
+                return (PlaybackInfo(readyToPlay: false), tl.url)
+            }
+            return (tl.info(at: t), nil)
+        }
+        if let u = endedURL {
+            report.withLock { $0.finished += 1 }
+            events.yield(.ended(url: u, reason: "finished"))
+        }
+        return (info, endedURL)
+    }
+
+    private func end(reason: String, owner: Int?) {
+        let url: String? = state.withLock { s in
+            s.failure = nil
+            guard let tl = s.timeline else { return nil }
+            if let owner, s.owner != owner { return nil }
+            s.timeline = nil
+            s.owner = nil
+            return tl.url
+        }
+        if let url { events.yield(.ended(url: url, reason: reason)) }
+    }
+
+    func connectionClosed(_ id: Int) {
+        let owned = state.withLock { $0.owner == id && $0.timeline != nil }
+        guard owned else { return }
+        report.withLock { $0.closedByConnection += 1 }
+        end(reason: "connection closed", owner: id)
+    }
+
+    private func play(_ m: HTTPRequestMessage, connection: Int) async -> HTTPServerResponse {
+        let request: AirPlayPlayRequest
+        do { request = try AirPlayPlayRequest(body: m.body) } catch { return HTTPServerResponse(status: 400) }
+        report.withLock { $0.plays.append(request) }
+        events.yield(.play(request))
+        // A new play replaces whatever played.
+        state.withLock { s in s.timeline = nil; s.owner = nil; s.failure = nil }
+
+        let fetch = await fetch(request.url)
+        report.withLock { $0.fetches.append(fetch) }
+        events.yield(.fetched(fetch))
+        guard fetch.ok else {
+            // Like a real receiver: /play is accepted, the failure shows in /playback-info.
+            // NSURLError codes: -1004 cannot connect, -1100 file does not exist (404), -1011 bad server response.
+            let code = fetch.status == nil ? -1004 : fetch.status == 404 ? -1100 : -1011
+            state.withLock { $0.failure = PlaybackInfo.Failure(code: code, domain: "NSURLErrorDomain",
+                                                               message: "cannot fetch \(request.url): \(fetch.error ?? "")") }
+            return HTTPServerResponse(status: 200)
+        }
+        var duration = configuration.defaultDuration
+        if configuration.probeDuration, let d = await probe(request.url), d > 0 { duration = d }
+        report.withLock { $0.durations.append(duration) }
+        let start = request.startSeconds
+        let t = now
+        state.withLock { s in
+            s.timeline = PlaybackTimeline(url: request.url, duration: duration, start: start, now: t)
+            s.owner = connection
+        }
+        events.yield(.started(url: request.url, duration: duration, position: min(start, duration)))
+        return HTTPServerResponse(status: 200)
+    }
+
+    /// GET with `Range: bytes=0-65535`, as a player's first request would be.
+    private func fetch(_ urlString: String) async -> VirtualAppleTV.Report.Fetch {
+        let range = "bytes=0-65535"
+        var f = VirtualAppleTV.Report.Fetch(url: urlString, range: range, status: nil, bytes: 0)
+        guard let url = URL(string: urlString), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty else {
+            f.error = "not a URL"
+            return f
+        }
+        guard scheme == "http" else {
+            f.error = "\(scheme) is not supported by the virtual Apple TV (http only)"
+            return f
+        }
+        let port = url.port ?? 80
+        var path = url.path.isEmpty ? "/" : url.path
+        if url.path.isEmpty == false, let encoded = URLComponents(string: urlString)?.percentEncodedPath, !encoded.isEmpty {
+            path = encoded
+        }
+        if let q = url.query { path += "?" + q }
+        do {
+            let conn = try await HTTPClientConnection.connect(host: host, port: port, timeout: configuration.fetchTimeout)
+            defer { conn.close() }
+            let r = try await conn.send(HTTPRequestMessage(method: "GET", uri: path,
+                                                           headers: ["Range": range, "User-Agent": "AppleCoreMedia/1.0.0"]),
+                                        timeout: configuration.fetchTimeout, maxBody: 65536)
+            f.status = r.status
+            f.bytes = r.body.count
+            f.contentRange = r.headers["Content-Range"]
+            if !(r.status == 200 || r.status == 206) { f.error = "HTTP \(r.status)" }
+            else if r.body.isEmpty { f.error = "empty body" }
+        } catch {
+            f.error = "\(error)"
+        }
+        return f
+    }
+
+    private func probe(_ url: String) async -> Double? {
+        let timeout = configuration.fetchTimeout
+        return await withTaskGroup(of: Double?.self) { group in
+            group.addTask { try? await probeAudio(.url(url)).duration }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+}

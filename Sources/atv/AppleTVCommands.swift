@@ -1,0 +1,151 @@
+import ArgumentParser
+import ATV
+import ATVCore
+import ATVDiscovery
+import ATVSimulator
+import Foundation
+import Synchronization
+
+/// `atv simulate appletv`: the AirPlay video side of an Apple TV on loopback.
+struct SimulateAppleTV: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "appletv",
+        abstract: "A virtual Apple TV that plays URLs sent over AirPlay (it fetches them and keeps a timeline).",
+        discussion: """
+        It answers /server-info, /info, /play, /playback-info, /scrub, /rate, /stop and the pairing
+        endpoints (as a device that needs no pairing), and prints each request and playback event.
+        Test knobs: --fail-play 403|470|500 and --fail-playback-info 500 make it refuse.
+        """)
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "AirPlay port (0 = any free port).") var port: Int = 0
+    @Option(help: "Name of the Apple TV.") var name: String = "swift-atv Apple TV"
+    @Option(help: "Device id (MAC style).") var deviceId: String = "AA:BB:CC:DD:EE:01"
+    @Option(help: "Media duration in seconds when it cannot be probed.") var duration: Double = 60
+    @Option(help: "Answer POST /play with this HTTP status (test knob).") var failPlay: Int?
+    @Option(help: "Answer GET /playback-info with this HTTP status (test knob).") var failPlaybackInfo: Int?
+    @Option(help: "Exit after this many playbacks ended (0 = run until Ctrl-C).") var sessions: Int = 0
+    @Flag(help: "Do not advertise over mDNS (_airplay._tcp on 127.0.0.1).") var noAdvertise = false
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
+        let parts = deviceId.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6, parts.allSatisfy({ $0.count == 2 && $0.allSatisfy(\.isHexDigit) }) else {
+            throw ValidationError("--device-id must look like AA:BB:CC:DD:EE:FF")
+        }
+        guard duration.isFinite, duration > 0 else { throw ValidationError("--duration must be > 0") }
+        for s in [failPlay, failPlaybackInfo].compactMap({ $0 }) where !(100...599).contains(s) {
+            throw ValidationError("HTTP statuses must be within 100...599")
+        }
+    }
+
+    func run() async throws {
+        global.bootstrapLogging()
+        try await runReportingErrors {
+            let config = VirtualAppleTV.Configuration(
+                port: port, name: name, deviceID: deviceId.uppercased(), defaultDuration: duration,
+                faults: .init(playStatus: failPlay, playbackInfoStatus: failPlaybackInfo))
+            let atv = try await VirtualAppleTV.start(config)
+            let events = atv.events()
+            print("Virtual Apple TV \"\(name)\" listening on 127.0.0.1:\(atv.port) (AirPlay)")
+            let responder = noAdvertise ? nil : await advertise(port: atv.port, features: config.features, model: config.model)
+            fflush(nil)
+            let stop = InterruptHandler { Task { await responder?.stop(); await atv.stop() } }
+            defer { stop.cancel() }
+            var ended = 0
+            for await event in events {
+                switch event {
+                case .request(let line):
+                    print("< \(printable(line))")
+                case .play(let p):
+                    print("Play \(printable(p.url)) from \(p.startSeconds) s")
+                case .fetched(let f):
+                    if f.ok {
+                        print("Fetched \(printable(f.url)): \(f.status ?? 0), \(f.bytes) bytes\(f.contentRange.map { " (\($0))" } ?? "")")
+                    } else {
+                        print("Cannot fetch \(printable(f.url)): \(printable(f.error ?? "?"))")
+                    }
+                case .started(_, let d, let p):
+                    print("Playing: \(formatDuration(p)) / \(formatDuration(d))")
+                case .ended(let url, let reason):
+                    ended += 1
+                    print("Playback ended (\(reason)): \(printable(url))")
+                }
+                fflush(nil)
+                if sessions > 0 && ended >= sessions { break }
+            }
+            await responder?.stop()
+            await atv.stop()
+        }
+    }
+
+    func advertise(port: Int, features: String, model: String) async -> MDNSResponder? {
+        let compact = deviceId.filter { $0 != ":" }.uppercased()
+        let txt = ["deviceid": deviceId.uppercased(), "features": features, "model": model, "srcvers": "220.68",
+                   "flags": "0x4", "vv": "2"]
+        let service = MDNSService(instance: name, type: ServiceType.airplay, port: UInt16(port), txt: txt,
+                                  hostName: "swift-atv-\(compact.lowercased()).local", address: "127.0.0.1")
+        do {
+            let r = try await MDNSResponder.start([service], options: .init(interfaceAddresses: ["127.0.0.1"]))
+            let how = r.multicastInterfaces.isEmpty ? "unicast queries only (lo has no multicast)" : "also multicast on lo"
+            print("Advertising \"\(name)\" (_airplay._tcp) on 127.0.0.1 via mDNS, \(how)")
+            return r
+        } catch {
+            print("Warning: not advertising over mDNS: \(error)")
+            return nil
+        }
+    }
+}
+
+/// `atv play-url`: connect, play, show progress on a terminal, return when playback ends.
+func playURL(_ cmd: PlayURL) async throws {
+    cmd.global.bootstrapLogging()
+    try await runReportingErrors {
+        let target = cmd.url
+        let lower = target.lowercased()
+        let isURL = lower.hasPrefix("http://") || lower.hasPrefix("https://")
+        if !isURL {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: target, isDirectory: &isDir), !isDir.boolValue else {
+                throw ATVError.badInput("\(target): no such file, and not an http(s) URL")
+            }
+        }
+        // Bad input fails before anything touches the network.
+        let config = try await resolveDevice(cmd.device, for: .airplay, defaultPort: 7000)
+        let atv = try await connect(config)
+        let interrupts = InterruptHandler { Task { try? await atv.remoteControl.stop() } }
+        defer { interrupts.cancel() }
+        let name = isURL ? target : URL(fileURLWithPath: target).lastPathComponent
+        let tty = isatty(STDOUT_FILENO) == 1
+        let updates = atv.updates()
+        let last = Mutex<ATVCore.Playing?>(nil)
+        let progressTask = Task {
+            for await update in updates {
+                guard case .playing(let p) = update, p.deviceState != .idle else { continue }
+                last.withLock { $0 = p }
+                guard tty else { continue }
+                let total = p.totalTime.map { " / " + formatDuration(Double($0)) } ?? ""
+                let icon = p.deviceState == .paused ? "⏸" : p.deviceState == .loading ? "…" : "▶"
+                let line = "\u{1B}[2K\r\(icon) \(printable(name))  \(formatDuration(Double(p.position ?? 0)))\(total)"
+                FileHandle.standardOutput.write(Data(line.utf8))
+            }
+        }
+        do {
+            try await atv.stream.playURL(target, position: cmd.start)
+        } catch {
+            progressTask.cancel()
+            if tty { print("") }
+            await atv.close()
+            throw error
+        }
+        progressTask.cancel()
+        if tty { print("") }
+        await atv.close()
+        // Finished means the device reported the end of the media: the position is its end.
+        let at = last.withLock { $0 }.map { p in
+            let position = !interrupts.interrupted ? (p.totalTime ?? p.position ?? 0) : (p.position ?? 0)
+            return " at " + formatDuration(Double(position)) + (p.totalTime.map { " of " + formatDuration(Double($0)) } ?? "")
+        } ?? ""
+        let port = config.service(.airplay)?.port ?? 0
+        print("\(interrupts.interrupted ? "Stopped" : "Finished") playing \(printable(name))\(at) on \(config.address):\(port)")
+        if interrupts.interrupted { throw ExitCode(130) }
+    }
+}
