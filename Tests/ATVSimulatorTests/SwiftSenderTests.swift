@@ -86,7 +86,7 @@ private final class RTSPClient {
         let dir = try Harness.makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("alac.wav")
-        let speaker = try await VirtualSpeaker.start(.init(outputPath: out.path))
+        let speaker = try await VirtualSpeaker.start(.init(outputPath: out.path, jitter: .init(lossTimeout: 4_000_000_000)))
         defer { Task { await speaker.stop() } }
 
         // 120 packets of a deterministic two-channel signal.
@@ -146,7 +146,8 @@ private final class RTSPClient {
 
         // Serve retransmit requests until none come for a while.
         var requested: Set<UInt16> = []
-        while let bytes = control.receive(timeoutMs: 400) {
+        // Quiet for 1.5 s means done (the speaker retries every 150 ms; a loaded machine may be slow).
+        while let bytes = control.receive(timeoutMs: 1500) {
             guard case .retransmitRequest(let req) = try RAOPControlPacket(decoding: bytes) else { continue }
             for seq in req.sequenceNumbers {
                 requested.insert(seq)
