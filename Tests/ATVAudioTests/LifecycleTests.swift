@@ -138,7 +138,7 @@ struct LifecycleTests {
         let (frames, error) = await task.value
         #expect(frames == 352 * 58)
         #expect(error is CancellationError)
-        #expect(Date().timeIntervalSince(started) < 1)
+        #expect(Date().timeIntervalSince(started) < 3, "cancellation must not wait for the stalled pipe")
         #expect(await waitUntil(2) { pipeline.threadExited })
         try pipe.write.close()
         try pipe.read.close()
