@@ -44,7 +44,7 @@ final class RAOPPacedSender: @unchecked Sendable {
     // Loop-confined state.
     private var anchor = NIODeadline.uptimeNanoseconds(0)
     private var n: Int64 = 0
-    private var scheduled: Scheduled<Void>?
+    private var scheduled: NIOScheduledCallback?
     private var syncTask: RepeatedTask?
     private var running = false
     private var ended = false
@@ -157,6 +157,12 @@ final class RAOPPacedSender: @unchecked Sendable {
         scheduled = nil
     }
 
+    /// The timer fired (on the loop).
+    fileprivate func timerFired() {
+        scheduled = nil
+        tick()
+    }
+
     /// Sends every packet that is due, then arms the timer for the next one (or, when the queue is
     /// empty, waits for the producer's `onAvailable`).
     private func tick() {
@@ -167,7 +173,8 @@ final class RAOPPacedSender: @unchecked Sendable {
         sending: while true {
             let due = anchor + .nanoseconds(live.pacer.nanoseconds(ofPacket: n))
             if due > now {
-                scheduled = eventLoop.scheduleTask(deadline: due) { [self] in tick() }
+                // A scheduled callback allocates no promise or closure per packet.
+                scheduled = try? eventLoop.scheduleCallback(at: due, handler: PacerTimer(sender: self))
                 break
             }
             guard let item = pipe.pop() else { break }  // starved: the next push calls tick()
@@ -218,4 +225,10 @@ final class RAOPPacedSender: @unchecked Sendable {
         outcomeBox.withLock { $0 = outcome }
         onOutcome()
     }
+}
+
+/// The pacer's timer handler (a struct around the sender: nothing is allocated per schedule).
+private struct PacerTimer: NIOScheduledCallbackHandler, Sendable {
+    let sender: RAOPPacedSender
+    func handleScheduledCallback(eventLoop: some EventLoop) { sender.timerFired() }
 }
