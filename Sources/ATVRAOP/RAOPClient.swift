@@ -2,6 +2,7 @@ import ATVAudio
 import ATVCore
 import Logging
 import NIOCore
+import NIOPosix
 import Synchronization
 
 /// How to stream to a RAOP (AirPlay 1) receiver.
@@ -149,11 +150,11 @@ final class MutexBox<Value: Sendable>: Sendable {
     }
 }
 
-/// Shared between the sender task, the sync task and the UDP handlers.
+/// Shared between the pacer (on the UDP event loop), the UDP handlers (same loop) and the shell.
 final class RAOPLiveState: Sendable {
     struct Inner {
         var streamer: RAOPStreamer
-        var anchor: ContinuousClock.Instant?
+        var anchor: NIODeadline?
         var anchorRTP: UInt32 = 0
         var paused = false
         var controlDestination: SocketAddress?
@@ -177,7 +178,7 @@ final class RAOPLiveState: Sendable {
 
     static func makeSync(_ s: inout Inner, pacer: RAOPPacer) -> (bytes: [UInt8], to: SocketAddress)? {
         guard let anchor = s.anchor, !s.paused, let to = s.controlDestination else { return nil }
-        let elapsed = ContinuousClock.now - anchor
+        let elapsed = Duration.nanoseconds((NIODeadline.now() - anchor).nanoseconds)
         let ntp = NTPTime.now()
         let rtpNow = s.anchorRTP &+ UInt32(truncatingIfNeeded: pacer.frames(at: elapsed))
         let bytes = s.streamer.syncPacket(rtpTime: rtpNow, ntpTime: ntp)
@@ -203,6 +204,8 @@ public final class RAOPClient: Sendable {
     }
 
     private let controls: Mutex<Controls>
+    /// Signalled by pause/resume/stop, the RTSP driver and the pacer; the shell waits on it.
+    private let wakeup = RAOPWakeup()
     private let progressBroadcaster = Broadcaster<RAOPStreamProgress>(bufferingPolicy: .bufferingNewest(64))
     private let logger: Logger
 
@@ -226,15 +229,18 @@ public final class RAOPClient: Sendable {
     /// Pauses: stops sending audio and FLUSHes the receiver; `resume()` continues.
     public func pause() {
         controls.withLock { $0.paused = true }
+        wakeup.signal()
     }
 
     public func resume() {
         controls.withLock { $0.paused = false }
+        wakeup.signal()
     }
 
     /// Ends the running stream (TEARDOWN follows); the `stream` call returns with `stopped = true`.
     public func stop() {
         controls.withLock { if $0.running { $0.stopRequested = true } }
+        wakeup.signal()
     }
 
     /// Volume in percent; applied now if streaming, else at the next stream.
@@ -319,8 +325,10 @@ public final class RAOPClient: Sendable {
         let control: UDPEndpoint
         let timing: UDPEndpoint
         let audio: UDPEndpoint
+        // One loop for audio, control (retransmits, syncs) and timing: the pacer writes without hops.
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
         do {
-            control = try await UDPEndpoint.bind(host: connection.localIP) { bytes, _, reply in
+            control = try await UDPEndpoint.bind(host: connection.localIP, on: loop) { bytes, _, reply in
                 guard case .retransmitRequest(let request)? = try? RAOPControlPacket(decoding: bytes) else { return }
                 let answers = live.inner.withLock { s -> [[UInt8]] in
                     let a = s.streamer.retransmissions(for: request)
@@ -330,7 +338,7 @@ public final class RAOPClient: Sendable {
                 for a in answers { reply(a) }
             }
             endpoints.append(control)
-            timing = try await UDPEndpoint.bind(host: connection.localIP) { bytes, _, reply in
+            timing = try await UDPEndpoint.bind(host: connection.localIP, on: loop) { bytes, _, reply in
                 let received = NTPTime.now()
                 guard let answer = RAOPStreamer.timingReply(to: bytes, receivedAt: received, now: NTPTime.now()) else { return }
                 reply(answer)
@@ -343,7 +351,7 @@ public final class RAOPClient: Sendable {
                 if let sync { control.send(sync.bytes, to: sync.to) }
             }
             endpoints.append(timing)
-            audio = try await UDPEndpoint.bind(host: connection.localIP)
+            audio = try await UDPEndpoint.bind(host: connection.localIP, on: loop)
             endpoints.append(audio)
         } catch {
             await closeAll()
@@ -359,7 +367,7 @@ public final class RAOPClient: Sendable {
             initialVolumeDB: options.volume.map { RAOPVolume.dB(fromPercent: $0) },
             initialSequence: sequence, initialRTPTime: rtpBase, requestInfo: options.requestInfo)
         let driver = RAOPRTSPDriver(configuration: configuration, connection: connection,
-                                    requestTimeout: options.requestTimeout, logger: logger)
+                                    requestTimeout: options.requestTimeout, logger: logger, onChange: wakeup.signal)
         pumpTask = Task { await driver.pump() }
         controls.withLock { $0.driver = driver }
 
@@ -374,14 +382,16 @@ public final class RAOPClient: Sendable {
         do {
             // Setup: GET /info → ANNOUNCE → SETUP → volume → RECORD.
             await driver.start()
-            let setupLimit = options.requestTimeout * 6
+            let setupDeadline = t0 + options.requestTimeout * 6 + options.connectTimeout
             while true {
+                let generation = wakeup.generation
                 if let failure = await driver.failure { throw failure }
                 if await driver.streaming { break }
-                if clock.now - t0 > setupLimit + options.connectTimeout {
+                try Task.checkCancellation()
+                if clock.now > setupDeadline {
                     throw ATVError.timeout("the receiver at \(host):\(port) did not finish RTSP setup")
                 }
-                try await Task.sleep(for: .milliseconds(5))
+                await wakeup.wait(since: generation, until: setupDeadline)
             }
             guard let ports = await driver.serverPorts,
                   let audioAddress = try? SocketAddress(ipAddress: connection.remoteIP, port: ports.audioPort),
@@ -410,8 +420,10 @@ public final class RAOPClient: Sendable {
         let driverFailure = await driver.failure
         let failed = streamError != nil || driverFailure != nil
         let teardownWait = failed ? min(options.requestTimeout, .seconds(1)) : options.requestTimeout + .milliseconds(500)
-        while !(await driver.closed), await driver.connectionOpen, clock.now - teardownStart < teardownWait {
-            try? await Task.sleep(for: .milliseconds(5))
+        while true {
+            let generation = wakeup.generation
+            guard !(await driver.closed), await driver.connectionOpen, clock.now - teardownStart < teardownWait else { break }
+            await wakeup.wait(since: generation, until: teardownStart + teardownWait)
         }
         await closeAll()
 
@@ -436,68 +448,50 @@ public final class RAOPClient: Sendable {
         return report
     }
 
-    private struct StopRequested: Error {}
-
-    /// What the sender did; kept outside the sender task so it survives its cancellation.
-    struct SenderStats {
-        var intervals = RAOPIntervalStats()
-        var lateness = RAOPIntervalStats()
-        var late = 0
-        var bytes = 0
-        var first: Duration?
-        var sourceFrames: Int64 = 0
-        var silence = 0
-        var stopped = false
-    }
-
     private func streamAudio<S: AsyncSequence & Sendable>(
         _ packets: S, options: RAOPOptions, format: RAOPAudioFormat, live: RAOPLiveState, driver: RAOPRTSPDriver,
         audio: UDPEndpoint, audioAddress: SocketAddress, control: UDPEndpoint, t0: ContinuousClock.Instant,
         report: inout RAOPStreamReport
     ) async throws where S.Element == PCMPacket {
-        let statsBox = MutexBox(SenderStats())
         publish(.streaming, live: live, options: options)
-        let syncInterval = options.syncInterval
+        let fpp = format.framesPerPacket
+        // Encode about 1 s ahead; the producer is woken when half of it has been sent.
+        let perSecond = max(4, format.sampleRate / fpp)
+        let pipe = RAOPPayloadPipe(highWater: perSecond, lowWater: perSecond / 2)
+        let wakeup = self.wakeup
+        let pacer = RAOPPacedSender(
+            audio: audio.channel, audioAddress: audioAddress, control: control.channel, live: live, pipe: pipe,
+            framesPerPacket: fpp, syncInterval: options.syncInterval, t0: t0,
+            onOutcome: { wakeup.signal() },
+            onProgress: { [self] in publish(.streaming, live: live, options: options) })
+        let padding = options.padWithSilence ? (options.latencyFrames + fpp - 1) / fpp + 1 : 0
         let feedbackInterval = options.feedbackInterval
-        do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                // Sync packets every second.
-                group.addTask {
-                    while true {
-                        try await Task.sleep(for: syncInterval)
-                        if let sync = live.makeSync() { control.send(sync.bytes, to: sync.to) }
-                    }
-                }
-                // Keep-alive.
-                group.addTask {
-                    while true {
-                        try await Task.sleep(for: feedbackInterval)
-                        await driver.run { $0.feedback() }
-                    }
-                }
-                // Failures of the RTSP side, and stop() while the source blocks.
-                group.addTask { [self] in
-                    while true {
-                        if let failure = await driver.failure { throw failure }
-                        if self.controls.withLock({ $0.stopRequested }) { throw StopRequested() }
-                        try await Task.sleep(for: .milliseconds(20))
-                    }
-                }
-                // The sender; when it returns, the stream is done.
-                group.addTask { [self] in
-                    try await self.sendLoop(packets, options: options, format: format, live: live, driver: driver,
-                                            audio: audio, audioAddress: audioAddress, control: control, t0: t0,
-                                            stats: statsBox)
-                }
-                defer { group.cancelAll() }
-                _ = try await group.next()
+        let stats = try await withThrowingTaskGroup(of: Void.self) { group -> SenderStats in
+            // Source → PCM packets → encoded payloads, ahead of the pacer.
+            group.addTask {
+                await Self.produce(packets, into: pipe, codec: options.codec, framesPerPacket: fpp,
+                                   leadIn: options.leadInPackets, padding: padding)
             }
-        } catch is StopRequested {
-            statsBox.withLock { $0.stopped = true }
+            // Keep-alive.
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: feedbackInterval)
+                    await driver.run { $0.feedback() }
+                }
+            }
+            defer {
+                pipe.close()
+                group.cancelAll()
+            }
+            do {
+                return try await coordinate(pacer, driver: driver, live: live, options: options)
+            } catch {
+                _ = await pacer.halt()
+                throw error
+            }
         }
         // A failure that raced with the end of the source still counts.
         if let failure = await driver.failure { throw failure }
-        let stats = statsBox.withLock { $0 }
         report.sendIntervals = stats.intervals
         report.lateness = stats.lateness
         report.latePackets = stats.late
@@ -508,129 +502,97 @@ public final class RAOPClient: Sendable {
         report.stopped = stats.stopped
     }
 
-    private func sendLoop<S: AsyncSequence & Sendable>(
-        _ packets: S, options: RAOPOptions, format: RAOPAudioFormat, live: RAOPLiveState, driver: RAOPRTSPDriver,
-        audio: UDPEndpoint, audioAddress: SocketAddress, control: UDPEndpoint, t0: ContinuousClock.Instant,
-        stats: MutexBox<SenderStats>
-    ) async throws where S.Element == PCMPacket {
-        let clock = ContinuousClock()
-        let fpp = format.framesPerPacket
+    /// Starts the pacer and reacts to pause/resume/stop, RTSP failures and the end of the queue;
+    /// sleeps on `wakeup` in between.
+    private func coordinate(_ pacer: RAOPPacedSender, driver: RAOPRTSPDriver, live: RAOPLiveState,
+                            options: RAOPOptions) async throws -> SenderStats {
+        await pacer.start()
+        var paused = false
+        while true {
+            let generation = wakeup.generation
+            try Task.checkCancellation()
+            if let failure = await driver.failure { throw failure }
+            let (wantPause, stop) = controls.withLock { ($0.paused, $0.stopRequested) }
+            if let outcome = pacer.outcome {
+                let stats = await pacer.halt()
+                if case .failed(let error) = outcome { throw error }
+                return stats
+            }
+            if stop {
+                var stats = await pacer.halt()
+                stats.stopped = true
+                return stats
+            }
+            if wantPause != paused {
+                paused = wantPause
+                if paused {
+                    // Pause: FLUSH what the receiver holds, stop syncs, wait.
+                    let next = await pacer.pause()
+                    await driver.run { $0.flush(sequence: next.sequence, rtpTime: next.rtpTime) }
+                    publish(.paused, live: live, options: options)
+                } else {
+                    await pacer.resume()
+                    publish(.streaming, live: live, options: options)
+                }
+                continue
+            }
+            await wakeup.wait(since: generation)
+        }
+    }
+
+    /// Reads the source, cuts it into full packets, encodes them and queues them for the pacer:
+    /// lead-in silence, the source (the last packet padded with zeros), then the silence padding and
+    /// `.end`; a failure is queued as `.failure`. Returns early when the pipe is closed.
+    static func produce<S: AsyncSequence & Sendable>(
+        _ packets: S, into pipe: RAOPPayloadPipe, codec: RAOPCodec, framesPerPacket fpp: Int, leadIn: Int, padding: Int
+    ) async where S.Element == PCMPacket {
         let packetBytes = fpp * PCMFormat.bytesPerFrame
-        let encoder: ALACEncoder? = options.codec == .alac ? try ALACEncoder(framesPerPacket: fpp) : nil
-
-        // Schedule anchor: packet n (since the anchor) is due at anchor + n·fpp/rate.
-        var anchor = clock.now
-        var n: Int64 = 0
-        live.inner.withLock { s in
-            s.anchor = anchor
-            s.anchorRTP = s.streamer.nextRTPTime
-        }
-        if let sync = live.makeSync() { control.send(sync.bytes, to: sync.to) }
-
-        var lastSend: ContinuousClock.Instant?
-        var lastProgress = clock.now
-
-        /// Sends one full packet of s16le PCM on schedule.
-        func emit(_ pcm: [UInt8], silence: Bool) async throws {
-            let payload: [UInt8]
-            if let encoder {
-                payload = try encoder.encode(PCMPacket(bytes: pcm, frames: fpp))
-            } else {
-                payload = RAOPPayload.l16(pcm, paddedToFrames: fpp)
+        do {
+            let encoder: ALACEncoder? = codec == .alac ? try ALACEncoder(framesPerPacket: fpp) : nil
+            func encode(_ pcm: [UInt8]) throws -> [UInt8] {
+                if let encoder { return try encoder.encode(PCMPacket(bytes: pcm, frames: fpp)) }
+                return RAOPPayload.l16(pcm, paddedToFrames: fpp)
             }
-            let deadline = anchor + live.pacer.offset(ofPacket: n)
-            if deadline > clock.now {
-                try await Task.sleep(until: deadline, tolerance: .zero, clock: clock)
+            // Every silent packet encodes to the same bytes: encode it once.
+            var silent: [UInt8]?
+            func silence() throws -> RAOPSendItem {
+                if silent == nil { silent = try encode([UInt8](repeating: 0, count: packetBytes)) }
+                return .packet(payload: silent ?? [], sourceFrames: 0, silence: true)
             }
-            let bytes = live.inner.withLock { $0.streamer.packetize(payload: payload, frames: fpp) }
-            audio.send(bytes, to: audioAddress)
-            let sentAt = clock.now
-            let previous = lastSend
-            stats.withLock { st in
-                st.bytes += bytes.count
-                if st.first == nil { st.first = sentAt - t0 }
-                let late = sentAt - deadline
-                st.lateness.add(Self.seconds(late))
-                if late > .milliseconds(5) { st.late += 1 }
-                if let previous { st.intervals.add(Self.seconds(sentAt - previous)) }
-                if silence { st.silence += 1 }
+            for _ in 0..<leadIn {
+                guard await pipe.push(try silence()) else { return }
             }
-            lastSend = sentAt
-            n += 1
-            if sentAt - lastProgress >= .milliseconds(500) {
-                lastProgress = sentAt
-                publish(.streaming, live: live, options: options)
+            var pending: [UInt8] = []
+            for try await packet in packets {
+                let count = min(packet.bytes.count, packet.frames * PCMFormat.bytesPerFrame)
+                guard count > 0 else { continue }
+                if pending.isEmpty, count == packetBytes {
+                    // The usual case: the source already delivers whole packets.
+                    let pcm = count == packet.bytes.count ? packet.bytes : Array(packet.bytes[0..<count])
+                    guard await pipe.push(.packet(payload: try encode(pcm), sourceFrames: fpp, silence: false)) else { return }
+                    continue
+                }
+                pending.append(contentsOf: packet.bytes[0..<count])
+                var start = 0
+                while pending.count - start >= packetBytes {
+                    let payload = try encode(Array(pending[start..<(start + packetBytes)]))
+                    start += packetBytes
+                    guard await pipe.push(.packet(payload: payload, sourceFrames: fpp, silence: false)) else { return }
+                }
+                pending.removeFirst(start)
             }
-        }
-
-        /// Handles pause/stop between packets. Returns false when stopping.
-        func checkControls() async throws -> Bool {
-            var (paused, stop) = controls.withLock { ($0.paused, $0.stopRequested) }
-            if stop { return false }
-            guard paused else { return true }
-            // Pause: FLUSH what the receiver holds, stop syncs, wait.
-            let (seq, rtp) = live.inner.withLock { s -> (UInt16, UInt32) in
-                s.paused = true
-                return (s.streamer.nextSequence, s.streamer.nextRTPTime)
-            }
-            await driver.run { $0.flush(sequence: seq, rtpTime: rtp) }
-            publish(.paused, live: live, options: options)
-            while paused && !stop {
-                try await Task.sleep(for: .milliseconds(10))
-                (paused, stop) = controls.withLock { ($0.paused, $0.stopRequested) }
-            }
-            if stop { return false }
-            // Resume on a fresh schedule; the next packet carries the marker, the next sync is "first".
-            anchor = clock.now
-            n = 0
-            lastSend = nil
-            live.inner.withLock { s in
-                s.paused = false
-                s.anchor = anchor
-                s.anchorRTP = s.streamer.nextRTPTime
-                s.streamer.flushed()
-            }
-            if let sync = live.makeSync() { control.send(sync.bytes, to: sync.to) }
-            publish(.streaming, live: live, options: options)
-            return true
-        }
-
-        var pending: [UInt8] = []
-        pending.reserveCapacity(packetBytes * 2)
-        var stopped = false
-        let silence = [UInt8](repeating: 0, count: packetBytes)
-        for _ in 0..<options.leadInPackets {
-            guard try await checkControls() else { stopped = true; break }
-            try await emit(silence, silence: true)
-        }
-        source: for try await packet in packets {
-            if stopped { break }
-            let count = min(packet.bytes.count, packet.frames * PCMFormat.bytesPerFrame)
-            guard count > 0 else { continue }
-            stats.withLock { $0.sourceFrames += Int64(count / PCMFormat.bytesPerFrame) }
-            pending.append(contentsOf: packet.bytes[0..<count])
-            while pending.count >= packetBytes {
-                guard try await checkControls() else { stopped = true; break source }
-                try await emit(Array(pending[0..<packetBytes]), silence: false)
-                pending.removeFirst(packetBytes)
-            }
-        }
-        if !stopped, !pending.isEmpty {
-            if try await checkControls() {
+            if !pending.isEmpty {
+                let frames = pending.count / PCMFormat.bytesPerFrame
                 pending += [UInt8](repeating: 0, count: packetBytes - pending.count)
-                try await emit(pending, silence: false)
-            } else {
-                stopped = true
+                guard await pipe.push(.packet(payload: try encode(pending), sourceFrames: frames, silence: false)) else { return }
             }
-        }
-        if !stopped, options.padWithSilence {
-            let count = (options.latencyFrames + fpp - 1) / fpp + 1
-            for _ in 0..<count {
-                guard try await checkControls() else { stopped = true; break }
-                try await emit(silence, silence: true)
+            for _ in 0..<padding {
+                guard await pipe.push(try silence()) else { return }
             }
+            _ = await pipe.push(.end)
+        } catch {
+            _ = await pipe.push(.failure(error))
         }
-        if stopped { stats.withLock { $0.stopped = true } }
     }
 
     private static func sendMetadata(_ metadata: MediaMetadata, driver: RAOPRTSPDriver, sequence: UInt16, rtpTime: UInt32,

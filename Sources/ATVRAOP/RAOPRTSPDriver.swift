@@ -9,6 +9,8 @@ actor RAOPRTSPDriver {
     private let requestTimeout: Duration
     private let logger: Logger
     private var timeouts: [Int: Task<Void, Never>] = [:]
+    /// Called after every event and command, so the shell can wait for state without polling.
+    private let onChange: @Sendable () -> Void
 
     private(set) var failure: ATVError?
     private(set) var streaming = false
@@ -18,7 +20,9 @@ actor RAOPRTSPDriver {
     private(set) var connectionOpen = true
     private(set) var warnings: [String] = []
 
-    init(configuration: RAOPSessionConfiguration, connection: RTSPConnection, requestTimeout: Duration, logger: Logger) {
+    init(configuration: RAOPSessionConfiguration, connection: RTSPConnection, requestTimeout: Duration, logger: Logger,
+         onChange: @escaping @Sendable () -> Void = {}) {
+        self.onChange = onChange
         machine = RAOPSessionStateMachine(configuration: configuration)
         self.connection = connection
         self.requestTimeout = requestTimeout
@@ -27,7 +31,10 @@ actor RAOPRTSPDriver {
 
     var state: RAOPSessionStateMachine.State { machine.state }
 
-    func start() { perform(machine.start()) }
+    func start() {
+        perform(machine.start())
+        onChange()
+    }
 
     /// Consumes connection events until the connection ends.
     func pump() async {
@@ -35,14 +42,17 @@ actor RAOPRTSPDriver {
             handle(event)
         }
         if connectionOpen { handle(.closed(nil)) }
+        onChange()
     }
 
     func run(_ command: @Sendable (inout RAOPSessionStateMachine) -> [RAOPSessionAction]) {
         perform(command(&machine))
+        onChange()
     }
 
     /// TEARDOWN if the connection is still usable; else just mark closed.
     func teardown() {
+        defer { onChange() }
         guard connectionOpen else {
             closed = true
             return
@@ -52,6 +62,7 @@ actor RAOPRTSPDriver {
     }
 
     private func handle(_ event: RTSPConnectionEvent) {
+        defer { onChange() }
         switch event {
         case .response(let response):
             if let cseq = response.cseq { timeouts.removeValue(forKey: cseq)?.cancel() }
@@ -73,6 +84,7 @@ actor RAOPRTSPDriver {
     private func timedOut(_ cseq: Int) {
         timeouts[cseq] = nil
         perform(machine.timedOut(cseq: cseq))
+        onChange()
     }
 
     private func perform(_ actions: [RAOPSessionAction]) {

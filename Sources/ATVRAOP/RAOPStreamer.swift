@@ -145,6 +145,18 @@ public struct RAOPPacer: Sendable, Equatable {
         offset(ofFrame: n * Int64(framesPerPacket))
     }
 
+    /// Offset of packet `n` from the start in nanoseconds (floor), as `offset(ofPacket:)`.
+    public func nanoseconds(ofPacket n: Int64) -> Int64 {
+        let (q, r) = (n * Int64(framesPerPacket)).quotientAndRemainder(dividingBy: Int64(sampleRate))
+        return q * 1_000_000_000 + (r * 1_000_000_000) / Int64(sampleRate)
+    }
+
+    /// A duration in whole nanoseconds.
+    public static func nanoseconds(_ d: Duration) -> Int64 {
+        let (s, atto) = d.components
+        return s * 1_000_000_000 + atto / 1_000_000_000
+    }
+
     /// Offset of frame `f` from the start.
     public func offset(ofFrame f: Int64) -> Duration {
         let (q, r) = f.quotientAndRemainder(dividingBy: Int64(sampleRate))

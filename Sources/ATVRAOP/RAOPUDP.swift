@@ -40,11 +40,13 @@ final class UDPEndpoint: Sendable {
         self.localPort = localPort
     }
 
-    static func bind(host: String,
+    /// Binds on `eventLoop`: the pacer, the retransmit handler and the timing handler share one loop
+    /// so they write without hopping threads.
+    static func bind(host: String, on eventLoop: EventLoop,
                      onPacket: @escaping @Sendable ([UInt8], SocketAddress, _ reply: ([UInt8]) -> Void) -> Void = { _, _, _ in })
         async throws -> UDPEndpoint {
         do {
-            let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            let channel = try await DatagramBootstrap(group: eventLoop)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(UDPCallbackHandler(onPacket: onPacket))
@@ -63,7 +65,7 @@ final class UDPEndpoint: Sendable {
         }
     }
 
-    /// Fire-and-forget send.
+    /// Fire-and-forget send (written directly when called on the channel's loop).
     func send(_ bytes: [UInt8], to address: SocketAddress) {
         var buffer = channel.allocator.buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)

@@ -1,0 +1,234 @@
+import ATVCore
+import NIOCore
+import Synchronization
+
+/// How the paced sender ended by itself.
+enum RAOPPacerOutcome: Sendable {
+    /// The queue delivered `.end`: everything was sent.
+    case finished
+    /// The producer failed; everything queued before the failure was sent.
+    case failed(any Error)
+}
+
+/// What the sender did.
+struct SenderStats: Sendable {
+    var intervals = RAOPIntervalStats()
+    var lateness = RAOPIntervalStats()
+    var late = 0
+    var bytes = 0
+    var first: Duration?
+    var sourceFrames: Int64 = 0
+    var silence = 0
+    var stopped = false
+}
+
+/// Sends queued audio payloads on the absolute schedule `anchor + n·framesPerPacket/sampleRate`,
+/// entirely on the audio channel's event loop: one scheduled task per due time sends every packet that
+/// is due (`write` each, one `flush`), so no thread hop happens per packet. Sync packets are sent from
+/// a repeated task on the same loop. All mutable state is touched on `eventLoop` only.
+final class RAOPPacedSender: @unchecked Sendable {
+    let eventLoop: EventLoop
+    private let audio: Channel
+    private let audioAddress: SocketAddress
+    private let control: Channel
+    private let live: RAOPLiveState
+    private let pipe: RAOPPayloadPipe
+    private let framesPerPacket: Int
+    private let syncInterval: TimeAmount
+    private let t0: ContinuousClock.Instant
+    /// Called (on the loop) once the outcome is set.
+    private let onOutcome: @Sendable () -> Void
+    /// Called (on the loop) about every 500 ms while sending.
+    private let onProgress: @Sendable () -> Void
+
+    // Loop-confined state.
+    private var anchor = NIODeadline.uptimeNanoseconds(0)
+    private var n: Int64 = 0
+    private var scheduled: NIOScheduledCallback?
+    private var syncTask: RepeatedTask?
+    private var running = false
+    private var ended = false
+    private var lastSend: NIODeadline?
+    private var lastProgress = NIODeadline.uptimeNanoseconds(0)
+    private var stats = SenderStats()
+
+    private let outcomeBox = Mutex<RAOPPacerOutcome?>(nil)
+
+    init(audio: Channel, audioAddress: SocketAddress, control: Channel, live: RAOPLiveState, pipe: RAOPPayloadPipe,
+         framesPerPacket: Int, syncInterval: Duration, t0: ContinuousClock.Instant,
+         onOutcome: @escaping @Sendable () -> Void, onProgress: @escaping @Sendable () -> Void) {
+        eventLoop = audio.eventLoop
+        self.audio = audio
+        self.audioAddress = audioAddress
+        self.control = control
+        self.live = live
+        self.pipe = pipe
+        self.framesPerPacket = framesPerPacket
+        self.syncInterval = .nanoseconds(max(1_000_000, RAOPPacer.nanoseconds(syncInterval)))
+        self.t0 = t0
+        self.onOutcome = onOutcome
+        self.onProgress = onProgress
+        pipe.setOnAvailable { [self] in
+            eventLoop.execute { self.tick() }
+        }
+    }
+
+    /// Set once the queue ended or failed.
+    var outcome: RAOPPacerOutcome? { outcomeBox.withLock { $0 } }
+
+    // MARK: control (from the shell)
+
+    /// Anchors the schedule now, sends the first sync and starts sending.
+    func start() async {
+        try? await eventLoop.submit { self.begin() }.get()
+    }
+
+    /// Stops sending (the queue keeps filling up to its high-water mark) and returns the sequence
+    /// number and RTP time of the next packet, for the FLUSH.
+    func pause() async -> (sequence: UInt16, rtpTime: UInt32) {
+        let result = try? await eventLoop.submit { () -> (UInt16, UInt32) in
+            self.running = false
+            self.cancelTimer()
+            return self.live.inner.withLock { s in
+                s.paused = true
+                return (s.streamer.nextSequence, s.streamer.nextRTPTime)
+            }
+        }.get()
+        return result.map { (sequence: $0.0, rtpTime: $0.1) } ?? (0, 0)
+    }
+
+    /// Continues on a fresh schedule: the next packet carries the marker, the next sync is "first".
+    func resume() async {
+        try? await eventLoop.submit {
+            guard !self.ended else { return }
+            self.live.inner.withLock { $0.streamer.flushed() }
+            self.lastSend = nil
+            self.begin()
+        }.get()
+    }
+
+    /// Stops for good, drops the queue (ending the producer) and returns what was sent.
+    func halt() async -> SenderStats {
+        let stats = try? await eventLoop.submit { () -> SenderStats in
+            self.running = false
+            self.ended = true
+            self.cancelTimer()
+            self.syncTask?.cancel()
+            self.syncTask = nil
+            self.pipe.close()
+            return self.stats
+        }.get()
+        pipe.close()
+        return stats ?? SenderStats()
+    }
+
+    // MARK: on the loop
+
+    private func begin() {
+        guard !ended else { return }
+        let now = NIODeadline.now()
+        anchor = now
+        n = 0
+        lastProgress = now
+        live.inner.withLock { s in
+            s.paused = false
+            s.anchor = now
+            s.anchorRTP = s.streamer.nextRTPTime
+        }
+        sendSync()
+        if syncTask == nil {
+            syncTask = eventLoop.scheduleRepeatedTask(initialDelay: syncInterval, delay: syncInterval) { [self] _ in
+                sendSync()
+            }
+        }
+        running = true
+        tick()
+    }
+
+    private func sendSync() {
+        guard let sync = live.makeSync() else { return }
+        var buffer = control.allocator.buffer(capacity: sync.bytes.count)
+        buffer.writeBytes(sync.bytes)
+        control.writeAndFlush(AddressedEnvelope(remoteAddress: sync.to, data: buffer), promise: nil)
+    }
+
+    private func cancelTimer() {
+        scheduled?.cancel()
+        scheduled = nil
+    }
+
+    /// The timer fired (on the loop).
+    fileprivate func timerFired() {
+        scheduled = nil
+        tick()
+    }
+
+    /// Sends every packet that is due, then arms the timer for the next one (or, when the queue is
+    /// empty, waits for the producer's `onAvailable`).
+    private func tick() {
+        cancelTimer()
+        guard running else { return }
+        let now = NIODeadline.now()
+        var wrote = false
+        sending: while true {
+            let due = anchor + .nanoseconds(live.pacer.nanoseconds(ofPacket: n))
+            if due > now {
+                // A scheduled callback allocates no promise or closure per packet.
+                scheduled = try? eventLoop.scheduleCallback(at: due, handler: PacerTimer(sender: self))
+                break
+            }
+            guard let item = pipe.pop() else { break }  // starved: the next push calls tick()
+            switch item {
+            case .packet(let payload, let sourceFrames, let silence):
+                send(payload, due: due, now: now, sourceFrames: sourceFrames, silence: silence)
+                wrote = true
+            case .end:
+                end(.finished)
+                break sending
+            case .failure(let error):
+                end(.failed(error))
+                break sending
+            }
+        }
+        if wrote {
+            audio.flush()
+            if now - lastProgress >= .milliseconds(500) {
+                lastProgress = now
+                onProgress()
+            }
+        }
+    }
+
+    private func send(_ payload: [UInt8], due: NIODeadline, now: NIODeadline, sourceFrames: Int, silence: Bool) {
+        let bytes = live.inner.withLock { $0.streamer.packetize(payload: payload, frames: framesPerPacket) }
+        var buffer = audio.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        audio.write(AddressedEnvelope(remoteAddress: audioAddress, data: buffer), promise: nil)
+        stats.bytes += bytes.count
+        if stats.first == nil { stats.first = ContinuousClock.now - t0 }
+        let late = now - due
+        stats.lateness.add(Double(late.nanoseconds) / 1e9)
+        if late > .milliseconds(5) { stats.late += 1 }
+        if let lastSend { stats.intervals.add(Double((now - lastSend).nanoseconds) / 1e9) }
+        lastSend = now
+        stats.sourceFrames += Int64(sourceFrames)
+        if silence { stats.silence += 1 }
+        n += 1
+    }
+
+    private func end(_ outcome: RAOPPacerOutcome) {
+        running = false
+        ended = true
+        cancelTimer()
+        syncTask?.cancel()
+        syncTask = nil
+        outcomeBox.withLock { $0 = outcome }
+        onOutcome()
+    }
+}
+
+/// The pacer's timer handler (a struct around the sender: nothing is allocated per schedule).
+private struct PacerTimer: NIOScheduledCallbackHandler, Sendable {
+    let sender: RAOPPacedSender
+    func handleScheduledCallback(eventLoop: some EventLoop) { sender.timerFired() }
+}
