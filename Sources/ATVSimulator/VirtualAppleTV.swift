@@ -155,6 +155,8 @@ final class AppleTVCore: Sendable {
         /// The connection whose /play started the timeline.
         var owner: Int?
         var failure: PlaybackInfo.Failure?
+        /// Bumped by every /play and /stop, so a load that finishes late cannot start stale media.
+        var generation = 0
     }
     let configuration: VirtualAppleTV.Configuration
     let report = Mutex(VirtualAppleTV.Report())
@@ -216,6 +218,7 @@ final class AppleTVCore: Sendable {
             return HTTPServerResponse(status: 200)
         case ("POST", "/stop"):
             report.withLock { $0.stops += 1 }
+            state.withLock { $0.generation += 1 }   // a load still in progress must not start
             end(reason: "stopped", owner: nil)
             return HTTPServerResponse(status: 200)
         case ("POST", "/pair-pin-start"), ("POST", "/pair-setup"), ("POST", "/pair-setup-pin"),
@@ -292,31 +295,44 @@ final class AppleTVCore: Sendable {
         do { request = try AirPlayPlayRequest(body: m.body) } catch { return HTTPServerResponse(status: 400) }
         report.withLock { $0.plays.append(request) }
         events.yield(.play(request))
-        // A new play replaces whatever played.
-        state.withLock { s in s.timeline = nil; s.owner = nil; s.failure = nil }
+        // A new play replaces whatever played. Like a real receiver, /play is accepted at once and
+        // the media loads in the background: /playback-info has no duration until it is ready,
+        // and a failed load shows there as an error.
+        let generation = state.withLock { s -> Int in
+            s.timeline = nil; s.owner = nil; s.failure = nil
+            s.generation += 1
+            return s.generation
+        }
+        Task { await load(request, connection: connection, generation: generation) }
+        return HTTPServerResponse(status: 200)
+    }
 
+    private func load(_ request: AirPlayPlayRequest, connection: Int, generation: Int) async {
         let fetch = await fetch(request.url)
         report.withLock { $0.fetches.append(fetch) }
         events.yield(.fetched(fetch))
         guard fetch.ok else {
-            // Like a real receiver: /play is accepted, the failure shows in /playback-info.
             // NSURLError codes: -1004 cannot connect, -1100 file does not exist (404), -1011 bad server response.
             let code = fetch.status == nil ? -1004 : fetch.status == 404 ? -1100 : -1011
-            state.withLock { $0.failure = PlaybackInfo.Failure(code: code, domain: "NSURLErrorDomain",
-                                                               message: "cannot fetch \(request.url): \(fetch.error ?? "")") }
-            return HTTPServerResponse(status: 200)
+            state.withLock { s in
+                guard s.generation == generation else { return }
+                s.failure = PlaybackInfo.Failure(code: code, domain: "NSURLErrorDomain",
+                                                 message: "cannot fetch \(request.url): \(fetch.error ?? "")")
+            }
+            return
         }
         var duration = configuration.defaultDuration
         if configuration.probeDuration, let d = await probe(request.url), d > 0 { duration = d }
         report.withLock { $0.durations.append(duration) }
         let start = request.startSeconds
         let t = now
-        state.withLock { s in
+        let started = state.withLock { s -> Bool in
+            guard s.generation == generation else { return false }
             s.timeline = PlaybackTimeline(url: request.url, duration: duration, start: start, now: t)
             s.owner = connection
+            return true
         }
-        events.yield(.started(url: request.url, duration: duration, position: min(start, duration)))
-        return HTTPServerResponse(status: 200)
+        if started { events.yield(.started(url: request.url, duration: duration, position: min(start, duration))) }
     }
 
     /// GET with `Range: bytes=0-65535`, as a player's first request would be.

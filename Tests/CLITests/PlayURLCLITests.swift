@@ -5,7 +5,7 @@ import Testing
 @Suite(.serialized) struct PlayURLCLITests {
     func startAppleTV(_ extra: [String] = []) async throws -> (Child, Int) {
         let atv = try Child(try TestEnv.atv(), ["simulate", "appletv", "--port", "0", "--no-advertise"] + extra)
-        let line = try await atv.waitForOutput(timeout: 10) { $0.contains("listening on 127.0.0.1:") }
+        let line = try await atv.waitForOutput(timeout: 60) { $0.contains("listening on 127.0.0.1:") }
         guard let r = line.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
               let port = Int(line[r].split(separator: ":")[1]) else { throw TestFailure("no port in: \(line)") }
         return (atv, port)
@@ -21,7 +21,7 @@ import Testing
         #expect(r.stdout.contains("Finished playing arpeggio.flac at 0:10 of 0:10 on 127.0.0.1:\(port)"), "stdout: \(r.stdout)")
         // 10 s of media from 7 s: about 3 s, not 10.
         #expect(r.seconds >= 2.5 && r.seconds < 8, "took \(r.seconds) s")
-        let s = try await sim.wait(timeout: 10)
+        let s = try await sim.wait(timeout: 30)
         #expect(s.stdout.contains("arpeggio.flac from 7.0 s"), "sim: \(s.stdout)")
         #expect(s.stdout.range(of: #"Fetched http://127\.0\.0\.1:\d+/arpeggio\.flac: 206, 65536 bytes \(bytes 0-65535/\d+\)"#,
                                options: .regularExpression) != nil, "sim: \(s.stdout)")
@@ -40,7 +40,7 @@ import Testing
         #expect(r.status == 130, "stdout: \(r.stdout) stderr: \(r.stderr)")
         #expect(r.stdout.contains("Stopped playing arpeggio.flac"), "stdout: \(r.stdout)")
         #expect(r.seconds < 8, "Ctrl-C should stop it well before the 10 s end (took \(r.seconds) s)")
-        let s = try await sim.wait(timeout: 10)
+        let s = try await sim.wait(timeout: 30)
         #expect(s.stdout.contains("< POST /stop"))
         #expect(s.stdout.contains("Playback ended (stopped)"), "sim: \(s.stdout)")
     }

@@ -211,7 +211,7 @@ import Testing
             let proxy = try Child("/usr/bin/python3", Self.cleanChild(spawn: false, [Self.inNetns] + sp.inside(["/usr/bin/python3", Self.peers.appendingPathComponent("rtsp-port-proxy.py").path,
                 "--listen", "\(proxyPort)", "--target-port", "\(Self.rtspPort)", "--loss", "0.05", "--seed", "3",
                 "--only-audio", "--max-seconds", "60"])))
-            _ = try await proxy.waitForOutput(timeout: 10) { $0.contains("\"listening\"") }
+            _ = try await proxy.waitForOutput(timeout: 30) { $0.contains("\"listening\"") }
             let r = try await run(Self.inNetns, sp.inside([atv, "stream", flac, "--host", "127.0.0.1", "--port", "\(proxyPort)"]), timeout: 40)
             proxy.terminate()   // SIGTERM: the proxy stops its relay, which prints its counts
             let p = try await proxy.wait(timeout: 10)

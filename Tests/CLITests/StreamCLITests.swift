@@ -6,7 +6,7 @@ import Testing
     /// Start a virtual speaker that exits after one stream; returns it and its port.
     func startSpeaker(_ wav: String) async throws -> (Child, Int) {
         let speaker = try Child(try TestEnv.atv(), ["simulate", "speaker", "--port", "0", "--output", wav, "--sessions", "1", "--no-advertise"])
-        let line = try await speaker.waitForOutput(timeout: 10) { $0.contains("listening on 127.0.0.1:") }
+        let line = try await speaker.waitForOutput(timeout: 60) { $0.contains("listening on 127.0.0.1:") }
         guard let r = line.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
               let port = Int(line[r].split(separator: ":")[1]) else { throw TestFailure("no port in: \(line)") }
         return (speaker, port)
@@ -31,7 +31,7 @@ import Testing
         let r = try await run(try TestEnv.atv(), ["stream", sample, "--host", "127.0.0.1", "--port", "\(port)"], timeout: 40)
         #expect(r.status == 0, "stderr: \(r.stderr)")
         #expect(r.stdout.contains("Streamed 0:10"))
-        let s = try await speaker.wait(timeout: 10)
+        let s = try await speaker.wait(timeout: 30)
         #expect(s.stdout.contains("title=Arpeggio in A artist=swift-atv album=Samples"))
         #expect(s.stdout.contains("unrecovered packets: 0"))
         try expectBitExact(wav, source: try await referencePCM(sample))
@@ -44,7 +44,7 @@ import Testing
         let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path
         let r = try await sh("ffmpeg -hide_banner -loglevel error -i '\(sample)' -f wav - | '\(try TestEnv.atv())' stream - --host 127.0.0.1 --port \(port) --title Piped", timeout: 40)
         #expect(r.status == 0, "stderr: \(r.stderr)")
-        let s = try await speaker.wait(timeout: 10)
+        let s = try await speaker.wait(timeout: 30)
         #expect(s.stdout.contains("title=Piped"))
         try expectBitExact(wav, source: try await referencePCM(sample))
     }
