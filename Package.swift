@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
     ],
     targets: [
         // System-library shims (Debian -dev packages).
@@ -61,7 +62,10 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
-        .target(name: "ATVMRP", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
+        .target(name: "ATVMRP", dependencies: [
+            "ATVCore", "ATVAuth",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ], swiftSettings: swift6),
         .target(name: "ATVCompanion", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
         .target(name: "ATVDMAP", dependencies: ["ATVCore"], swiftSettings: swift6),
 
@@ -96,6 +100,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["ATVCore"], swiftSettings: swift6),
         .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVSimulator"], swiftSettings: swift6),
         .testTarget(name: "ATVAuthTests", dependencies: ["ATVAuth"], swiftSettings: swift6),
+        .testTarget(name: "ATVMRPTests", dependencies: ["ATVMRP", "ATVCore", "ATVAuth"], swiftSettings: swift6),
         .testTarget(name: "ATVAirPlayTests", dependencies: ["ATVAirPlay", "ATVSimulator", "ATV"], swiftSettings: swift6),
     ]
 )
