@@ -101,7 +101,11 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["ATVCore"], swiftSettings: swift6),
         .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVSimulator"], swiftSettings: swift6),
         .testTarget(name: "ATVAuthTests", dependencies: ["ATVAuth"], swiftSettings: swift6),
-        .testTarget(name: "ATVCompanionTests", dependencies: ["ATVCompanion", "ATVAuth", "ATVSimulator"], swiftSettings: swift6),
+        .testTarget(name: "ATVCompanionTests", dependencies: [
+            "ATVCompanion", "ATVAuth", "ATVSimulator",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], swiftSettings: swift6),
         .testTarget(name: "ATVAirPlayTests", dependencies: ["ATVAirPlay", "ATVSimulator", "ATV"], swiftSettings: swift6),
     ]
 )

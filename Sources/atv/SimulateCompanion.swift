@@ -49,7 +49,7 @@ struct SimulateCompanion: AsyncParsableCommand {
                 for p in r.pairings.dropFirst(seen.pairings.count) { print("Paired with \(p)") }
                 for v in r.verifications.dropFirst(seen.verifications.count) { print("Verified \(v)") }
                 for f in r.authFailures.dropFirst(seen.authFailures.count) { print("Authentication failed: \(f)") }
-                for m in r.messages.dropFirst(seen.messages.count) { print("Request \(m)") }
+                for m in r.messages.dropFirst(seen.messages.count) { print("Message \(m)") }
                 for l in r.launched.dropFirst(seen.launched.count) { print("Launched \(l)") }
                 if r != seen { fflush(nil) }
                 seen = r
