@@ -49,7 +49,10 @@ public actor CompanionClient {
                 }
                 .connect(host: host, port: port).get()
         } catch {
-            throw ATVError.connectionFailed("cannot connect to Companion at \(host):\(port): \(error)")
+            let text = "\(error)"
+            let reason = text.contains("refused") ? "connection refused (is the device on, and the port right?)"
+                : text.lowercased().contains("timeout") || text.lowercased().contains("timed out") ? "timed out" : text
+            throw ATVError.connectionFailed("cannot connect to Companion at \(host):\(port): \(reason)")
         }
         let client = CompanionClient(channel: channel, host: host, port: port)
         await client.startReading(stream)

@@ -60,7 +60,7 @@ import Testing
         #expect(simOut.contains("pairing id \(deviceID)"))
 
         let use = try await atvremote(["--companion-credentials", creds, "app_list", "launch_app=com.netflix.Netflix",
-                                       "power_state", "turn_off", "power_state"], port: port, home: home)
+                                       "power_state", "turn_off", "delay=1000", "power_state"], port: port, home: home)
         #expect(use.status == 0, "\(use.stdout) \(use.stderr)")
         for app in ["App: Music (com.apple.TVMusic)", "App: Netflix (com.netflix.Netflix)", "App: YouTube (com.google.ios.youtube)"] {
             #expect(use.stdout.contains(app), "\(use.stdout)")
@@ -124,5 +124,36 @@ import Testing
         let lines = r.stderr.split(separator: "\n")
         #expect(lines.count == 1 && lines[0].hasPrefix("atv: error: "), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: file))
+    }
+
+    /// Discovery too, in a private network namespace: pyatv finds the advertised
+    /// `_companion-link._tcp` service (Pairing: Mandatory from rpFl), pairs by name and lists apps
+    /// with the credentials from its storage; `atv pair --to NAME` finds and pairs it as well.
+    @Test func pyatvAndAtvDiscoverAndPairTheAdvertisedDevice() async throws {
+        try Netns.requirePrerequisites()
+        let result = try await Netns.run("""
+            "$ATV" simulate companion --port 0 --name "Virtual Den" > "$TMP/sim.out" 2>&1 &
+            wait_for "$TMP/sim.out" Advertising 20 || exit 98
+            mkdir -p "$TMP/home"
+            echo "== scan =="; HOME="$TMP/home" "$VENV/bin/atvremote" -t 2 -s 127.0.0.1 scan
+            echo "== pair =="; echo 1111 | HOME="$TMP/home" "$VENV/bin/atvremote" -t 2 -s 127.0.0.1 -n "Virtual Den" --protocol companion pair; echo "status=$?"
+            echo "== apps =="; HOME="$TMP/home" "$VENV/bin/atvremote" -t 2 -s 127.0.0.1 -n "Virtual Den" app_list; echo "status=$?"
+            echo "== atv =="; "$ATV" pair --to "Virtual Den" --protocol companion --pin 1111 --storage "$TMP/devices.json"; echo "status=$?"
+            sleep 0.5; echo "== sim =="; cat "$TMP/sim.out"
+            """, timeout: 90)
+        #expect(!result.timedOut && result.status == 0, "\(result.stderr.suffix(800))")
+        let scan = result.section("scan")
+        #expect(scan.contains("Name: Virtual Den"), "\(scan)")
+        #expect(scan.contains("Protocol: Companion") && scan.contains("Pairing: Mandatory"), "\(scan)")
+        let pair = result.section("pair")
+        #expect(pair.contains("Pairing seems to have succeeded") && pair.contains("status=0"), "\(pair) \(result.stderr.suffix(800))")
+        let apps = result.section("apps")
+        #expect(apps.contains("App: Netflix (com.netflix.Netflix)") && apps.contains("status=0"), "\(apps) \(result.stderr.suffix(800))")
+        let atv = result.section("atv")
+        #expect(atv.contains("over Companion") && atv.contains("status=0"), "\(atv) \(result.stderr.suffix(800))")
+        // Two controllers paired (pyatv, then us), each verified afterwards.
+        let sim = result.section("sim")
+        #expect(sim.components(separatedBy: "Paired with ").count - 1 == 2, "\(sim)")
+        #expect(sim.components(separatedBy: "Verified ").count - 1 == 2, "\(sim)")
     }
 }
