@@ -264,6 +264,52 @@ public actor CompanionClient {
         try await request("_mcc", .dict([("_mcc", .int(command.rawValue))] + extra))
     }
 
+    // MARK: Text input (RTI, §6.7): every call restarts the text-input session, as pyatv does.
+
+    /// The focused text field's content; nil when no text field has focus.
+    public func textGet() async throws -> String? { try await textInput(nil, clear: false) }
+    /// Replace the text; nil when no text field has focus.
+    @discardableResult public func textSet(_ text: String) async throws -> String? { try await textInput(text, clear: true) }
+    @discardableResult public func textAppend(_ text: String) async throws -> String? { try await textInput(text, clear: false) }
+    @discardableResult public func textClear() async throws -> String? { try await textInput(nil, clear: true) }
+
+    func textInput(_ text: String?, clear: Bool) async throws -> String? {
+        _ = try? await request("_tiStop")
+        let c = try await request("_tiStart")
+        guard let archive = c["_tiD"]?.dataValue else { return nil }
+        guard case .data(let session)? = RTIArchive.property(archive, ["sessionUUID"]) else {
+            throw ATVError.protocolError("Companion _tiStart: the text-input archive has no session UUID")
+        }
+        var current: String
+        if case .string(let s)? = RTIArchive.property(archive, ["documentState", "docSt", "contextBeforeInput"]) { current = s } else { current = "" }
+        if clear {
+            try sendEvent("_tiC", .dict(["_tiV": .int(1), "_tiD": .data(RTIArchive.clear(session: session))]))
+            current = ""
+        }
+        if let text, !text.isEmpty {
+            try sendEvent("_tiC", .dict(["_tiV": .int(1), "_tiD": .data(RTIArchive.insert(session: session, text: text))]))
+            current += text
+        }
+        return current
+    }
+
+    /// The end of a session as pyatv does it: `_sessionStop`, `_touchStop`, `_tiStop` (errors ignored).
+    public func stopSession() async {
+        try? sendEvent("_interest", .dict(["_deregEvents": .array([.string("_iMC"), .string("SystemStatus"), .string("TVSystemStatus")])]))
+        if let sid = sessionID {
+            _ = try? await request("_sessionStop", .dict(["_srvT": .string("com.apple.tvremoteservices"), "_sid": .int(Int64(bitPattern: sid))]))
+        }
+        _ = try? await request("_touchStop", .dict(["_i": .int(1)]))
+        _ = try? await request("_tiStop")
+        sessionID = nil
+    }
+
+    /// A touch event (`_hidT`): coordinates 0...1000, phase as pyatv's TouchAction (1 press, 3 hold, 4 release, 5 click).
+    public func touch(x: Int, y: Int, phase: Int64, nanoseconds: Int64) throws(ATVError) {
+        try sendEvent("_hidT", .dict(["_ns": .int(nanoseconds), "_tFg": .int(1), "_cx": .int(Int64(min(max(x, 0), 1000))),
+                                      "_tPh": .int(phase), "_cy": .int(Int64(min(max(y, 0), 1000)))]))
+    }
+
     public func close() async {
         failAll(ATVError.connectionFailed("the Companion connection was closed"))
         try? await channel.close()

@@ -36,13 +36,17 @@ public final class VirtualCompanion: Sendable {
         public var accounts: [(id: String, name: String)]
         public var initialPower: CompanionSystemStatus
         public var volume: Double
+        /// A text field has focus (text input works); its initial content.
+        public var keyboardFocused: Bool
+        public var initialText: String
 
         public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv Apple TV",
                     deviceID: String = "AA:BB:CC:DD:EE:01", model: String = "AppleTV6,2", pin: String = "1111",
                     identity: HAPIdentity = HAPIdentity(identifier: UUID().uuidString),
                     apps: [App] = VirtualCompanion.defaultApps,
                     accounts: [(id: String, name: String)] = [("A1B2C3", "Alice"), ("D4E5F6", "Bob")],
-                    initialPower: CompanionSystemStatus = .awake, volume: Double = 0.5) {
+                    initialPower: CompanionSystemStatus = .awake, volume: Double = 0.5,
+                    keyboardFocused: Bool = true, initialText: String = "") {
             self.host = host
             self.port = port
             self.name = name
@@ -54,6 +58,8 @@ public final class VirtualCompanion: Sendable {
             self.accounts = accounts
             self.initialPower = initialPower
             self.volume = volume
+            self.keyboardFocused = keyboardFocused
+            self.initialText = initialText
         }
     }
 
@@ -81,6 +87,8 @@ public final class VirtualCompanion: Sendable {
         /// Names sent in `_systemInfo`.
         public var clientNames: [String] = []
         public var account: String?
+        /// Text operations applied (`_tiC`), as "insert:TEXT" or "assert:TEXT".
+        public var textOperations: [String] = []
         public init() {}
     }
 
@@ -89,6 +97,8 @@ public final class VirtualCompanion: Sendable {
         var report = Report()
         var power: CompanionSystemStatus
         var volume: Double
+        var text: String
+        var textSession: [UInt8] = []
     }
 
     public let configuration: Configuration
@@ -111,6 +121,8 @@ public final class VirtualCompanion: Sendable {
     public var report: Report { state.withLock { $0.report } }
     public var pairedControllers: [HAPPairedController] { state.withLock { $0.controllers } }
     public var power: CompanionSystemStatus { state.withLock { $0.power } }
+    /// The focused text field's content.
+    public var text: String { state.withLock { $0.text } }
 
     public static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualCompanion {
         let box = DeviceBox()
@@ -129,7 +141,7 @@ public final class VirtualCompanion: Sendable {
             throw ATVError.connectionFailed("cannot listen on \(configuration.host):\(configuration.port): \(error)")
         }
         let device = VirtualCompanion(configuration: configuration, channel: channel,
-                                      state: State(power: configuration.initialPower, volume: configuration.volume))
+                                      state: State(power: configuration.initialPower, volume: configuration.volume, text: configuration.initialText))
         box.set(device)
         return device
     }
@@ -169,6 +181,13 @@ public final class VirtualCompanion: Sendable {
     func handle(_ m: CompanionMessage) -> CompanionMessage? {
         let name = m.identifier ?? ""
         record { $0.messages.append(name) }
+        if m.kind == .event, name == "_tiC", let archive = m.content["_tiD"]?.dataValue, let op = RTIArchive.operation(archive) {
+            state.withLock { s in
+                guard op.session == nil || op.session == s.textSession else { return }
+                if let a = op.textToAssert { s.text = a; s.report.textOperations.append("assert:" + a) }
+                if let i = op.insertionText { s.text += i; s.report.textOperations.append("insert:" + i) }
+            }
+        }
         guard m.kind == .request else { return nil }
         let c = m.content
         switch name {
@@ -177,7 +196,12 @@ public final class VirtualCompanion: Sendable {
             return .response(to: m.xid, .dict(["name": .string(configuration.name), "model": .string(configuration.model)]))
         case "_sessionStart":
             return .response(to: m.xid, .dict(["_sid": .int(Int64(UInt32.random(in: 1 ... .max)))]))
-        case "_touchStart", "_touchStop", "_sessionStop", "_tiStart", "_tiStop", "TVRCSessionStart":
+        case "_tiStart":
+            guard configuration.keyboardFocused else { return .response(to: m.xid) }
+            let uuid = (0 ..< 16).map { _ in UInt8.random(in: 0 ... 255) }
+            let text = state.withLock { s in s.textSession = uuid; return s.text }
+            return .response(to: m.xid, .dict(["_tiD": .data(RTIArchive.session(uuid: uuid, text: text))]))
+        case "_touchStart", "_touchStop", "_sessionStop", "_tiStop", "TVRCSessionStart":
             return .response(to: m.xid)
         case "FetchAttentionState":
             return .response(to: m.xid, .dict(["state": .int(power.rawValue)]))

@@ -51,6 +51,7 @@ struct SimulateCompanion: AsyncParsableCommand {
                 for f in r.authFailures.dropFirst(seen.authFailures.count) { print("Authentication failed: \(f)") }
                 for m in r.messages.dropFirst(seen.messages.count) { print("Message \(m)") }
                 for l in r.launched.dropFirst(seen.launched.count) { print("Launched \(l)") }
+                for t in r.textOperations.dropFirst(seen.textOperations.count) { print("Text \(t)") }
                 if r != seen { fflush(nil) }
                 seen = r
             }

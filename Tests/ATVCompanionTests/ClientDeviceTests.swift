@@ -55,6 +55,31 @@ import Testing
         await client.close()
     }
 
+    @Test func textInputGetSetAppendClear() async throws {
+        let device = try await VirtualCompanion.start(.init(initialText: "abc"))
+        defer { Task { await device.stop() } }
+        let (client, _) = try await pairedClient(device)
+        #expect(try await client.textGet() == "abc")
+        #expect(try await client.textSet("hello") == "hello")
+        #expect(try await client.textAppend(" world") == "hello world")
+        #expect(try await client.textGet() == "hello world")
+        #expect(device.text == "hello world")
+        #expect(try await client.textClear() == "")
+        #expect(try await client.textGet() == "")  // a round trip: the clear event was handled
+        #expect(device.text == "")
+        #expect(device.report.textOperations == ["assert:", "insert:hello", "insert: world", "assert:"])
+        await client.stopSession()
+        await client.close()
+
+        let unfocused = try await VirtualCompanion.start(.init(keyboardFocused: false))
+        defer { Task { await unfocused.stop() } }
+        let (c2, _) = try await pairedClient(unfocused)
+        #expect(try await c2.textGet() == nil)
+        #expect(try await c2.textSet("x") == nil)
+        #expect(unfocused.text == "")
+        await c2.close()
+    }
+
     @Test func verifyWithUnknownCredentialsFails() async throws {
         let device = try await VirtualCompanion.start()
         defer { Task { await device.stop() } }

@@ -69,7 +69,16 @@ import Testing
         #expect(states == ["PowerState.On", "PowerState.Off"], "\(use.stdout)")
         // pyatv learned of the change from our pushed SystemStatus event.
         #expect(use.stdout.contains("New power state: Off"), "\(use.stdout)")
-        let seen = try await sim.waitForOutput(timeout: 5) { $0.contains("Launched com.netflix.Netflix") }
+        // Text input (RTI keyed archives both ways): pyatv reads what our device holds.
+        let text = try await atvremote(["--companion-credentials", creds, "text_set=hello", "text_append= world", "text_get",
+                                        "text_clear", "text_get"], port: port, home: home)
+        #expect(text.status == 0, "\(text.stderr)")
+        let lines = text.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        #expect(lines.contains("hello world"), "\(text.stdout)")
+        let seen = try await sim.waitForOutput(timeout: 5) { $0.contains("Launched com.netflix.Netflix") && $0.split(separator: "\n").filter { $0.hasPrefix("Text ") }.count >= 4 }
+        // text_set = clear + insert; text_clear = assert "".
+        let ops = seen.split(separator: "\n").filter { $0.hasPrefix("Text ") }
+        #expect(ops == ["Text assert:", "Text insert:hello", "Text insert: world", "Text assert:"], "\(seen)")
         #expect(seen.contains("Verified \(clientID)"))
         for m in ["_systemInfo", "_sessionStart", "FetchLaunchableApplicationsEvent", "_launchApp", "_hidC", "_sessionStop"] {
             #expect(seen.contains("Message \(m)"), "\(m)")
