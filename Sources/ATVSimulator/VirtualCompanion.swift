@@ -230,12 +230,14 @@ public final class VirtualCompanion: Sendable {
             record { $0.buttons.append([st, code]) }
             if st == 2, code == CompanionHIDButton.sleep.rawValue { setPower(.asleep) }
             if st == 2, code == CompanionHIDButton.wake.rawValue { setPower(.awake) }
+            if st == 2, code == CompanionHIDButton.volumeUp.rawValue { setVolume(state.withLock { $0.volume } + 0.05) }
+            if st == 2, code == CompanionHIDButton.volumeDown.rawValue { setVolume(state.withLock { $0.volume } - 0.05) }
             return .response(to: m.xid)
         case "_mcc":
             switch c["_mcc"]?.intValue.flatMap(CompanionMediaCommand.init(rawValue:)) {
             case .getVolume: return .response(to: m.xid, .dict(["_vol": .double(state.withLock { $0.volume })]))
             case .setVolume:
-                if let v = c["_vol"]?.doubleValue { state.withLock { $0.volume = min(1, max(0, v)) } }
+                if let v = c["_vol"]?.doubleValue { setVolume(v) }
                 return .response(to: m.xid)
             case .some: return .response(to: m.xid)
             case nil: return .noHandler(for: m.xid)
@@ -243,6 +245,18 @@ public final class VirtualCompanion: Sendable {
         default:
             return .noHandler(for: m.xid)
         }
+    }
+
+    /// `_mcF` of `_iMC`: play, pause, next, previous, volume, skip forward/backward (§6.6).
+    public static let mediaControlFlags: Int64 = 0x0001 | 0x0002 | 0x0004 | 0x0008 | 0x0100 | 0x0200 | 0x0400
+
+    public var volume: Double { state.withLock { $0.volume } }
+
+    func setVolume(_ v: Double) {
+        // Whole percent steps, as a TV's volume is.
+        state.withLock { $0.volume = (min(1, max(0, v)) * 100).rounded() / 100 }
+        let event = CompanionMessage.event("_iMC", .dict(["_mcF": .int(Self.mediaControlFlags)]))
+        for pusher in pushers.withLock({ Array($0.values) }) { pusher.loop.execute { pusher.push(event) } }
     }
 
     func setPower(_ p: CompanionSystemStatus) {
@@ -314,7 +328,13 @@ final class CompanionAccessoryHandler: ChannelInboundHandler {
                 case .authFailed(let e): device.record { $0.authFailures.append(e.description) }
                 case .message(let m):
                     if m.kind == .event, m.identifier == "_interest" {
-                        for e in m.content["_regEvents"]?.arrayValue ?? [] { if let s = e.stringValue { subscriptions.insert(s) } }
+                        for e in m.content["_regEvents"]?.arrayValue ?? [] {
+                            guard let s = e.stringValue, subscriptions.insert(s).inserted else { continue }
+                            // A new media-control subscriber learns the current controls at once.
+                            if s == "_iMC" {
+                                push(.event("_iMC", .dict(["_mcF": .int(VirtualCompanion.mediaControlFlags)])))
+                            }
+                        }
                         for e in m.content["_deregEvents"]?.arrayValue ?? [] { if let s = e.stringValue { subscriptions.remove(s) } }
                     }
                     if let reply = device.handle(m) { write(context, try connection.encode(reply)) }

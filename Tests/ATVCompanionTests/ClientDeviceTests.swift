@@ -8,7 +8,7 @@ import NIOPosix
 import Testing
 
 /// Our CompanionClient against our VirtualCompanion over TCP on loopback.
-@Suite struct CompanionClientDeviceTests {
+@Suite(.timeLimit(.minutes(1))) struct CompanionClientDeviceTests {
     func pairedClient(_ device: VirtualCompanion) async throws -> (CompanionClient, HAPCredentials) {
         let c1 = try await CompanionClient.connect(host: "127.0.0.1", port: device.port)
         let creds = try await c1.pair(pin: "1111", name: "tests")
@@ -42,13 +42,20 @@ import Testing
 
         #expect(try await client.systemStatus() == .awake)
         var events = client.events.makeAsyncIterator()
+        // startSession subscribed to _iMC: the device announced its controls at once.
+        let first = await events.next()
+        #expect(first?.identifier == "_iMC" && first?.content["_mcF"]?.intValue == VirtualCompanion.mediaControlFlags)
         try await client.setPower(on: false)
         let event = await events.next()
         #expect(event?.identifier == "SystemStatus" && event?.content["state"]?.intValue == 1)
+        #expect(await events.next()?.identifier == "TVSystemStatus")
         #expect(try await client.systemStatus() == .asleep)
         #expect(device.power == .asleep)
 
         _ = try await client.mediaControl(.setVolume, [("_vol", .double(0.25))])
+        // A volume change is announced with _iMC.
+        let change = await events.next()
+        #expect(change?.identifier == "_iMC" && change?.content["_mcF"]?.intValue == VirtualCompanion.mediaControlFlags)
         #expect(try await client.mediaControl(.getVolume)["_vol"]?.doubleValue == 0.25)
         await #expect(throws: ATVError.self) { try await client.request("NoSuchThing") }
         #expect(device.report.clientNames == ["tests"])

@@ -69,6 +69,14 @@ import Testing
         #expect(states == ["PowerState.On", "PowerState.Off"], "\(use.stdout)")
         // pyatv learned of the change from our pushed SystemStatus event.
         #expect(use.stdout.contains("New power state: Off"), "\(use.stdout)")
+        // Volume: pyatv learns it from our `_iMC` push (Volume flag) and GetVolume; set_volume and
+        // volume_up/down each wait for the next `_iMC`.
+        let vol = try await atvremote(["--companion-credentials", creds, "delay=500", "volume", "set_volume=30", "volume",
+                                       "volume_up", "volume", "volume_down", "volume_down", "volume"], port: port, home: home)
+        #expect(vol.status == 0, "\(vol.stderr)")
+        let levels = vol.stdout.split(separator: "\n").compactMap { Double($0) }
+        #expect(levels.count == 4 && zip(levels, [50.0, 30, 35, 25]).allSatisfy { abs($0 - $1) < 0.001 }, "\(vol.stdout)")
+
         // Text input (RTI keyed archives both ways): pyatv reads what our device holds.
         let text = try await atvremote(["--companion-credentials", creds, "text_set=hello", "text_append= world", "text_get",
                                         "text_clear", "text_get"], port: port, home: home)
