@@ -203,7 +203,9 @@ extension OPACK {
 
         mutating func object(depth: Int) throws(ATVError) -> OPACK {
             guard depth <= OPACK.maxDepth else { throw ATVError.protocolError("OPACK: nested deeper than \(OPACK.maxDepth)") }
-            let tag = try take(1, "type byte").first!
+            guard index < bytes.count else { throw ATVError.protocolError("OPACK: truncated (no type byte)") }
+            let tag = bytes[index]
+            index += 1
             let value: OPACK
             switch tag {
             case 0x01: return .bool(true)

@@ -40,6 +40,21 @@ import Testing
         #expect(dec.bufferedByteCount == 0)
     }
 
+    @Test func replayedOrReorderedEncryptedFramesAreRejected() throws {
+        let key = [UInt8](repeating: 9, count: 32)
+        var enc = CompanionFrameEncoder(key: key)
+        let f0 = try enc.encode(CompanionFrame(type: 8, payload: CompanionMessage.request("a", xid: 1).encoded()))
+        let f1 = try enc.encode(CompanionFrame(type: 8, payload: CompanionMessage.request("b", xid: 2).encoded()))
+        var replay = CompanionFrameDecoder(key: key)
+        #expect(try replay.decode(f0).count == 1)
+        #expect(throws: ATVError.self) { try replay.decode(f0) }
+        var reorder = CompanionFrameDecoder(key: key)
+        #expect(throws: ATVError.self) { try reorder.decode(f1) }
+        // A tampered header (it is the AAD) fails too.
+        var tampered = CompanionFrameDecoder(key: key)
+        #expect(throws: ATVError.self) { try tampered.decode([0x07] + f0.dropFirst()) }
+    }
+
     @Test func messageEnvelope() throws {
         let r = CompanionMessage.noHandler(for: 7)
         let back = try CompanionMessage(decoding: r.encoded())
