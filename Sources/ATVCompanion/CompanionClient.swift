@@ -236,8 +236,15 @@ public actor CompanionClient {
 
     /// Launch by bundle id, or open a URL when the argument has a scheme.
     public func launchApp(_ bundleIDOrURL: String) async throws {
-        let isURL = bundleIDOrURL.contains("://") || (bundleIDOrURL.contains(":") && !bundleIDOrURL.contains("."))
-        try await request("_launchApp", .dict([isURL ? "_urlS" : "_bundleID": .string(bundleIDOrURL)]))
+        try await request("_launchApp", .dict([Self.hasURLScheme(bundleIDOrURL) ? "_urlS" : "_bundleID": .string(bundleIDOrURL)]))
+    }
+
+    /// "scheme:…" with an RFC 3986 scheme (a letter, then letters, digits, + - .), as pyatv decides.
+    public static func hasURLScheme(_ s: String) -> Bool {
+        guard let colon = s.firstIndex(of: ":") else { return false }
+        let scheme = s[..<colon]
+        guard let first = scheme.first, first.isASCII, first.isLetter else { return false }
+        return scheme.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) }
     }
 
     public func accounts() async throws -> [(id: String, name: String)] {

@@ -55,6 +55,14 @@ import Testing
         #expect(throws: ATVError.self) { try tampered.decode([0x07] + f0.dropFirst()) }
     }
 
+    @Test func launchTargetsWithASchemeAreURLs() {
+        #expect(CompanionClient.hasURLScheme("https://example.com/x"))
+        #expect(CompanionClient.hasURLScheme("netflix:"))
+        #expect(!CompanionClient.hasURLScheme("com.netflix.Netflix"))
+        #expect(!CompanionClient.hasURLScheme(":nothing"))
+        #expect(!CompanionClient.hasURLScheme("1abc:x"))
+    }
+
     @Test func messageEnvelope() throws {
         let r = CompanionMessage.noHandler(for: 7)
         let back = try CompanionMessage(decoding: r.encoded())
