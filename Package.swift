@@ -66,7 +66,12 @@ let package = Package(
             "ATVCore", "ATVAuth",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], swiftSettings: swift6),
-        .target(name: "ATVCompanion", dependencies: ["ATVCore", "ATVAuth"], swiftSettings: swift6),
+        .target(name: "ATVCompanion", dependencies: [
+            "ATVCore", "ATVAuth",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swift6),
         .target(name: "ATVDMAP", dependencies: ["ATVCore"], swiftSettings: swift6),
 
         // Layer 4: facade, scan / pair / connect.
@@ -77,12 +82,12 @@ let package = Package(
 
         // Layer 5: virtual devices and the CLI.
         .target(name: "ATVSimulator", dependencies: [
-            "ATVCore", "ATVAudio", "ATVRAOP", "ATVAirPlay", "ATVDiscovery",
+            "ATVCore", "ATVAudio", "ATVRAOP", "ATVAirPlay", "ATVDiscovery", "ATVCompanion",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
         .executableTarget(name: "atv", dependencies: [
-            "ATV", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVRAOP", "ATVSimulator",
+            "ATV", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVRAOP", "ATVSimulator", "ATVCompanion",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
@@ -101,6 +106,11 @@ let package = Package(
         .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVSimulator"], swiftSettings: swift6),
         .testTarget(name: "ATVAuthTests", dependencies: ["ATVAuth"], swiftSettings: swift6),
         .testTarget(name: "ATVMRPTests", dependencies: ["ATVMRP", "ATVCore", "ATVAuth"], swiftSettings: swift6),
+        .testTarget(name: "ATVCompanionTests", dependencies: [
+            "ATVCompanion", "ATVAuth", "ATVSimulator",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], swiftSettings: swift6),
         .testTarget(name: "ATVAirPlayTests", dependencies: ["ATVAirPlay", "ATVSimulator", "ATV"], swiftSettings: swift6),
     ]
 )

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ATV
 import ATVAuth
+import ATVCompanion
 import ATVCore
 import ATVDiscovery
 import Foundation
@@ -13,6 +14,7 @@ struct Pair: AsyncParsableCommand {
         discussion: """
         airplay/raop: legacy AirPlay pairing over HTTP (the device shows a PIN).
         dmap: we act as a Remote; enter the printed PIN on the Apple TV (Settings › Remotes).
+        companion: HAP pairing over the Companion link (the device shows a PIN).
         """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
@@ -20,7 +22,7 @@ struct Pair: AsyncParsableCommand {
     @Option(help: "PIN shown on the device (asked for when omitted); for dmap the PIN to enter on the Apple TV.") var pin: String?
     @Option(help: "Settings file (default $XDG_CONFIG_HOME/swift-atv/devices.json).") var storage: String?
     @Option(help: "Seconds to wait for the device (dmap: for its pairing request).") var timeout: Double = 60
-    @Option(help: "dmap: our name as a Remote.") var name: String = "swift-atv"
+    @Option(help: "dmap: our name as a Remote; companion: the name the device shows for us.") var name: String = "swift-atv"
     @Option(help: "dmap: IPv4 address of an interface to publish _touch-remote._tcp on (default: the one facing the device).")
     var publishOn: [String] = []
     @Option(help: "dmap: our pairing GUID (16 hex digits; random when omitted).") var guid: String?
@@ -33,7 +35,9 @@ struct Pair: AsyncParsableCommand {
                 throw ATVError.invalidValue("--protocol must be airplay, raop, dmap, companion or mrp (got \(`protocol`))")
             }
             switch proto {
-            case .companion, .mrp:
+            case .companion:
+                try await pairCompanion()
+            case .mrp:
                 throw ATVError.notImplemented("\(proto) pairing (HAP over the \(proto) transport) arrives with issue #8; it")
             case .airplay, .raop:
                 try await pairLegacy(proto)
@@ -80,6 +84,33 @@ struct Pair: AsyncParsableCommand {
         _ = config.setCredentials(proto, creds.stringValue)
         let path = try store(config, proto: proto, credentials: creds)
         print("Paired with \(config.name) over \(proto) (\(creds.masked)); credentials stored in \(path)")
+    }
+
+    /// HAP pair-setup with the PIN the device shows, over Companion frames; then pair-verify on a
+    /// fresh connection so nothing unusable is stored.
+    func pairCompanion() async throws {
+        var config = try await resolveDevice(device, for: .companion, defaultPort: 49153)
+        guard let service = config.service(.companion) else { throw ATVError.noService(.companion) }
+        let limit = Duration.seconds(min(timeout, 60))
+        let client = try await CompanionClient.connect(host: config.address, port: service.port, timeout: .seconds(min(timeout, 15)))
+        let thePIN: String
+        do { thePIN = try pin ?? Self.askPIN() } catch { await client.close(); throw error }
+        let hap: HAPCredentials
+        do { hap = try await client.pair(pin: thePIN, name: name, timeout: limit) } catch {
+            await client.close()
+            throw error
+        }
+        await client.close()
+        let check = try await CompanionClient.connect(host: config.address, port: service.port, timeout: .seconds(min(timeout, 15)))
+        do { try await check.verify(hap) } catch {
+            await check.close()
+            throw error
+        }
+        await check.close()
+        let creds = ATVCredentials.hap(hap)
+        _ = config.setCredentials(.companion, creds.stringValue)
+        let path = try store(config, proto: .companion, credentials: creds)
+        print("Paired with \(config.name) over Companion (\(creds.masked)); credentials stored in \(path)")
     }
 
     func pairDMAP() async throws {
