@@ -31,11 +31,14 @@ func runStreamBenchmarks(seconds audioSeconds: Int = 60) async throws {
         let (path, args, env) = try launch(speaker.port)
         let clock = ContinuousClock()
         let startBox = StartBox()
-        // posix_spawn + wait4 block: keep them off the cooperative pool.
-        let child = Task.detached { () throws -> ChildUsage in
-            try spawnAndMeasure(path, args, environment: env, onStart: { startBox.set(clock.now) })
+        // posix_spawn + wait4 block: run them on a thread of their own, off the cooperative pool.
+        let usage: ChildUsage = try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Result {
+                    try spawnAndMeasure(path, args, environment: env, onStart: { startBox.set(clock.now) })
+                })
+            }
         }
-        let usage = try await child.value
         let report = try await speaker.waitForSessionEnd(sessions: 1, timeout: .seconds(30))
         await speaker.stop()
         guard usage.status == 0 else {
