@@ -11,13 +11,23 @@ struct ChildUsage {
     var peakRSSMB: Double
 }
 
-/// Runs a program with posix_spawn and collects its rusage with wait4 (CPU time and peak RSS of
-/// exactly that process).
+/// Runs a program and reports its CPU time and peak RSS, measured by GNU time (`/usr/bin/time`).
+/// A small intermediate process matters: on Linux a child's `ru_maxrss` includes the high-water
+/// mark of the memory it was spawned from before exec, and posix_spawn shares the spawner's
+/// memory, so measuring a child of this (large) benchmark process directly would report our own
+/// size instead of the child's.
 func spawnAndMeasure(_ path: String, _ args: [String], environment: [String: String] = [:],
                      onStart: (() -> Void)? = nil) throws -> ChildUsage {
+    let timeBinary = "/usr/bin/time"
+    guard FileManager.default.isExecutableFile(atPath: timeBinary) else {
+        throw BenchError("\(timeBinary) not found: run scripts/setup (Debian package `time`)")
+    }
+    let report = FileManager.default.temporaryDirectory.appendingPathComponent("atv-bench-usage-\(getpid()).txt").path
+    defer { unlink(report) }
+    let fullArgs = [timeBinary, "-f", "%U %S %M", "-o", report, path] + args
     var env = ProcessInfo.processInfo.environment
     for (k, v) in environment { env[k] = v }
-    let argv = ([path] + args).map { strdup($0) } + [nil]
+    let argv = fullArgs.map { strdup($0) } + [nil]
     let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer {
         argv.forEach { free($0) }
@@ -31,16 +41,19 @@ func spawnAndMeasure(_ path: String, _ args: [String], environment: [String: Str
     posix_spawn_file_actions_addopen(&actions, 2, "/tmp/atv-bench-child.log", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     var pid: pid_t = 0
     let start = Date()
-    let rc = posix_spawn(&pid, path, &actions, nil, argv, envp)
+    let rc = posix_spawn(&pid, timeBinary, &actions, nil, argv, envp)
     guard rc == 0 else { throw BenchError("cannot start \(path): \(String(cString: strerror(rc)))") }
     onStart?()
     var status: Int32 = 0
-    var usage = rusage()
-    while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
-    let cpu = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
-        + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
-    return ChildUsage(status: (status >> 8) & 0xFF, wallSeconds: Date().timeIntervalSince(start), cpuSeconds: cpu,
-                      peakRSSMB: Double(usage.ru_maxrss) / 1024)
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let wall = Date().timeIntervalSince(start)
+    // GNU time writes "Command exited with non-zero status N" before the figures on failure.
+    let text = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
+    guard let line = text.split(separator: "\n").last, case let f = line.split(separator: " "), f.count == 3,
+          let user = Double(f[0]), let sys = Double(f[1]), let maxKB = Double(f[2]) else {
+        throw BenchError("no usage figures from \(timeBinary) for \(path): \(text)")
+    }
+    return ChildUsage(status: (status >> 8) & 0xFF, wallSeconds: wall, cpuSeconds: user + sys, peakRSSMB: maxKB / 1024)
 }
 
 struct BenchError: Error, CustomStringConvertible {
