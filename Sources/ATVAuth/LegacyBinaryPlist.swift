@@ -133,109 +133,34 @@ public enum BinaryPlist {
 
     // MARK: Decoding
 
+    /// Decodes with the shared bounds-checked parser (ATVCore's `BinaryPlistParser`). Types the
+    /// legacy pairing messages never carry (null, date, UID) are a protocol error here.
     public static func decode(_ bytes: [UInt8]) throws(ATVError) -> BPlistValue {
-        var r = Reader(b: bytes)
-        return try r.decodeRoot()
+        let value: PlistValue
+        do { value = try BinaryPlistParser.parse(bytes) } catch {
+            throw ATVError.protocolError("malformed binary plist: \(error)")
+        }
+        return try convert(value)
     }
 
-    struct Reader {
-        let b: [UInt8]
-        var offsetSize = 0, refSize = 0, count = 0, tableOffset = 0
-        var depth = 0
-
-        static func bad(_ why: String) -> ATVError { .protocolError("malformed binary plist: \(why)") }
-
-        func uint(at o: Int, width: Int) throws(ATVError) -> UInt64 {
-            guard width >= 1, width <= 8, o >= 0, o <= b.count - width else { throw Self.bad("read past the end") }
-            var v: UInt64 = 0
-            for i in 0 ..< width { v = v << 8 | UInt64(b[o + i]) }
-            return v
-        }
-
-        mutating func decodeRoot() throws(ATVError) -> BPlistValue {
-            guard b.count >= 8 + 32, b.prefix(8).elementsEqual("bplist00".utf8) else { throw Self.bad("no bplist00 header") }
-            let t = b.count - 32
-            offsetSize = Int(b[t + 6]); refSize = Int(b[t + 7])
-            let n = try uint(at: t + 8, width: 8), top = try uint(at: t + 16, width: 8), table = try uint(at: t + 24, width: 8)
-            guard (1 ... 8).contains(offsetSize), (1 ... 8).contains(refSize),
-                  n > 0, n < UInt64(b.count), top < n, table < UInt64(t),
-                  UInt64(table) + n * UInt64(offsetSize) <= UInt64(t) else { throw Self.bad("bad trailer") }
-            count = Int(n); tableOffset = Int(table)
-            return try object(Int(top))
-        }
-
-        mutating func object(_ ref: Int) throws(ATVError) -> BPlistValue {
-            guard ref >= 0, ref < count else { throw Self.bad("object reference out of range") }
-            depth += 1
-            defer { depth -= 1 }
-            guard depth < 64 else { throw Self.bad("nested too deeply") }
-            let o64 = try uint(at: tableOffset + ref * offsetSize, width: offsetSize)
-            guard o64 >= 8, o64 < UInt64(tableOffset) else { throw Self.bad("object offset out of range") }
-            var o = Int(o64)
-            let marker = b[o]
-            let kind = marker >> 4, low = Int(marker & 0x0F)
-            o += 1
-            func length() throws(ATVError) -> Int {
-                if low != 0x0F { return low }
-                guard o < b.count, b[o] >> 4 == 1 else { throw Self.bad("bad length marker") }
-                let w = 1 << Int(b[o] & 0x0F)
-                guard w <= 8 else { throw Self.bad("bad length width") }
-                let v = try uint(at: o + 1, width: w)
-                o += 1 + w
-                guard v <= UInt64(b.count) else { throw Self.bad("length past the end") }
-                return Int(v)
-            }
-            switch kind {
-            case 0x0:
-                switch marker {
-                case 0x08: return .bool(false)
-                case 0x09: return .bool(true)
-                default: throw Self.bad("unsupported simple marker \(marker)")
-                }
-            case 0x1:
-                let w = 1 << low
-                guard w <= 8 else { throw Self.bad("integer wider than 8 bytes") }
-                let v = try uint(at: o, width: w)
-                return .int(w == 8 ? Int64(bitPattern: v) : Int64(v))
-            case 0x2:
-                let w = 1 << low
-                guard w == 4 || w == 8 else { throw Self.bad("bad real width") }
-                let v = try uint(at: o, width: w)
-                return .real(w == 8 ? Double(bitPattern: v) : Double(Float(bitPattern: UInt32(v))))
-            case 0x4:
-                let n = try length()
-                guard o <= b.count - n else { throw Self.bad("data past the end") }
-                return .data(Array(b[o ..< o + n]))
-            case 0x5:
-                let n = try length()
-                guard o <= b.count - n else { throw Self.bad("string past the end") }
-                return .string(String(decoding: b[o ..< o + n], as: UTF8.self))
-            case 0x6:
-                let n = try length()
-                guard n <= b.count / 2, o <= b.count - 2 * n else { throw Self.bad("string past the end") }
-                var units: [UInt16] = []
-                for i in 0 ..< n { units.append(UInt16(b[o + 2 * i]) << 8 | UInt16(b[o + 2 * i + 1])) }
-                return .string(String(decoding: units, as: UTF16.self))
-            case 0xA:
-                let n = try length()
-                guard n <= count, o <= b.count - n * refSize else { throw Self.bad("array past the end") }
-                var items: [BPlistValue] = []
-                for i in 0 ..< n { items.append(try object(Int(try uint(at: o + i * refSize, width: refSize)))) }
-                return .array(items)
-            case 0xD:
-                let n = try length()
-                guard n <= count, o <= b.count - 2 * n * refSize else { throw Self.bad("dictionary past the end") }
-                var d: [String: BPlistValue] = [:]
-                for i in 0 ..< n {
-                    guard case .string(let k) = try object(Int(try uint(at: o + i * refSize, width: refSize))) else {
-                        throw Self.bad("dictionary key is not a string")
-                    }
-                    d[k] = try object(Int(try uint(at: o + (n + i) * refSize, width: refSize)))
-                }
-                return .dict(d)
-            default:
-                throw Self.bad("unsupported object marker \(marker)")
-            }
+    static func convert(_ v: PlistValue) throws(ATVError) -> BPlistValue {
+        switch v {
+        case .string(let s): return .string(s)
+        case .data(let d): return .data(d)
+        case .int(let i): return .int(i)
+        case .bool(let b): return .bool(b)
+        case .real(let r): return .real(r)
+        case .array(let a):
+            var out: [BPlistValue] = []
+            out.reserveCapacity(a.count)
+            for e in a { out.append(try convert(e)) }
+            return .array(out)
+        case .dict(let d):
+            var out: [String: BPlistValue] = [:]
+            for (k, e) in d { out[k] = try convert(e) }
+            return .dict(out)
+        case .null, .date, .uid:
+            throw ATVError.protocolError("malformed binary plist: unexpected \(v) in a pairing message")
         }
     }
 }

@@ -31,8 +31,9 @@ public indirect enum PlistValue: Sendable, Equatable {
     public subscript(_ key: String) -> PlistValue? { dict?[key] }
 }
 
-/// A bounds-checked `bplist00` parser (sans-I/O). Foundation's parser is not used for network
-/// input: on Linux it crashes on some malformed plists (found by the fuzz test).
+/// A bounds-checked `bplist00` parser (sans-I/O), shared by every protocol that reads binary
+/// plists from the network. Foundation's parser is not used for network input: on Linux it
+/// crashes on some malformed plists (found by the fuzz test).
 public struct BinaryPlistParser {
     public enum Failure: Error, Equatable {
         case notBinaryPlist
