@@ -30,11 +30,7 @@ public struct ServiceConfig: Sendable, Equatable, Codable {
     }
 
     /// Case-insensitive TXT lookup.
-    public func property(_ key: String) -> String? {
-        if let v = properties[key] { return v }
-        let lk = key.lowercased()
-        return properties.first { $0.key.lowercased() == lk }?.value
-    }
+    public func property(_ key: String) -> String? { properties.caseInsensitiveValue(for: key) }
 
     /// Merge another description of the same service: credentials and password come from the new
     /// one when set, properties are updated.
@@ -182,5 +178,14 @@ public struct DeviceConfig: Sendable, Equatable, Codable {
     public func matches(_ nameOrID: String) -> Bool {
         let k = nameOrID.lowercased()
         return name.lowercased() == k || allIdentifiers.contains { $0.lowercased() == k }
+    }
+}
+
+extension Dictionary where Key == String {
+    /// TXT keys are case-insensitive (`rpMd` and `rpmd` are the same key).
+    public func caseInsensitiveValue(for key: String) -> Value? {
+        if let v = self[key] { return v }
+        let lk = key.lowercased()
+        return first { $0.key.lowercased() == lk }?.value
     }
 }

@@ -148,11 +148,7 @@ public enum DeviceBuilder {
         return config
     }
 
-    static func prop(_ p: [String: String], _ key: String) -> String? {
-        if let v = p[key] { return v }
-        let lk = key.lowercased()
-        return p.first { $0.key.lowercased() == lk }?.value
-    }
+    static func prop(_ p: [String: String], _ key: String) -> String? { p.caseInsensitiveValue(for: key) }
 
     static func contribution(_ s: ServiceRecord, airplayTXT: [String: String]) -> Contribution? {
         let p = s.properties
