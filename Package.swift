@@ -100,7 +100,11 @@ let package = Package(
         .testTarget(name: "ATVCoreTests", dependencies: ["ATVCore"], swiftSettings: swift6),
         .testTarget(name: "ATVAudioTests", dependencies: ["ATVAudio", "CFFmpeg"], swiftSettings: swift6),
         .testTarget(name: "ATVTests", dependencies: ["ATV", "ATVAudio", "ATVRAOP", "ATVSimulator"], swiftSettings: swift6),
-        .testTarget(name: "ATVRAOPTests", dependencies: ["ATVRAOP", "ATVSimulator"], swiftSettings: swift6),
+        .testTarget(name: "ATVRAOPTests", dependencies: [
+            "ATVRAOP", "ATVSimulator", "ATVAuth",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ], swiftSettings: swift6),
         .testTarget(name: "ATVDiscoveryTests", dependencies: ["ATVDiscovery"], swiftSettings: swift6),
         .testTarget(name: "CLITests", dependencies: ["ATVCore"], swiftSettings: swift6),
         .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVSimulator"], swiftSettings: swift6),

@@ -1,0 +1,72 @@
+// AirPlay 2 real-time audio packet sealing (airplay2-sender.md §4.3 step 10, protocols.md §8):
+//   packet = RTP header (12 B) ‖ ChaCha20-Poly1305(payload) ‖ tag (16 B) ‖ nonce tail (8 B)
+// key = the stream's `shk`, nonce = 4 zero bytes ‖ counter (8 B, little-endian) — the tail on the
+// wire is that counter — and AAD = RTP header bytes 4..<12 (timestamp ‖ SSRC).
+// Sans I/O: a sender owns one `seal` counter; a receiver opens each packet with the tail it carries.
+import ATVAuth
+import ATVCore
+import Crypto
+
+public struct AirPlay2AudioCipher: Sendable {
+    public static let headerSize = 12
+    public static let tagSize = 16
+    public static let nonceTailSize = 8
+    /// Bytes an encrypted packet adds to header + payload.
+    public static let overhead = tagSize + nonceTailSize
+
+    private let key: SymmetricKey
+    /// The counter the next `seal` uses (and writes as the nonce tail).
+    public private(set) var counter: UInt64
+
+    public init(key: [UInt8], counter: UInt64 = 0) throws(ATVError) {
+        guard key.count == 32 else { throw ATVError.badInput("AirPlay 2 audio key must be 32 bytes, got \(key.count)") }
+        self.key = SymmetricKey(data: key)
+        self.counter = counter
+    }
+
+    /// Encrypt one packet: `rtpHeader` (12 bytes) stays clear, `payload` is sealed.
+    public mutating func seal(rtpHeader: [UInt8], payload: [UInt8]) throws(ATVError) -> [UInt8] {
+        guard rtpHeader.count == Self.headerSize else {
+            throw ATVError.badInput("RTP header must be 12 bytes, got \(rtpHeader.count)")
+        }
+        let tail = Self.tail(counter)
+        counter &+= 1
+        do {
+            let box = try ChaChaPoly.seal(payload, using: key, nonce: ChaChaPoly.Nonce(data: [0, 0, 0, 0] + tail),
+                                          authenticating: rtpHeader[4 ..< 12])
+            var out = rtpHeader
+            out.reserveCapacity(rtpHeader.count + payload.count + Self.overhead)
+            out += box.ciphertext
+            out += box.tag
+            out += tail
+            return out
+        } catch {
+            throw ATVError.protocolError("audio encryption failed: \(error)")
+        }
+    }
+
+    /// Decrypt a received packet: returns RTP header ‖ plaintext payload. A packet that is too short
+    /// or fails authentication (wrong key, tampered bytes) is an error; it never traps.
+    public static func open(_ packet: [UInt8], key: [UInt8]) throws(ATVError) -> [UInt8] {
+        guard key.count == 32 else { throw ATVError.badInput("AirPlay 2 audio key must be 32 bytes, got \(key.count)") }
+        guard packet.count >= headerSize + overhead else {
+            throw ATVError.protocolError("encrypted audio packet too short (\(packet.count) bytes)")
+        }
+        let header = Array(packet[0 ..< headerSize])
+        let tail = Array(packet[(packet.count - nonceTailSize)...])
+        let tagStart = packet.count - nonceTailSize - tagSize
+        do {
+            let box = try ChaChaPoly.SealedBox(nonce: ChaChaPoly.Nonce(data: [0, 0, 0, 0] + tail),
+                                               ciphertext: packet[headerSize ..< tagStart],
+                                               tag: packet[tagStart ..< packet.count - nonceTailSize])
+            let plain = try ChaChaPoly.open(box, using: SymmetricKey(data: key), authenticating: header[4 ..< 12])
+            return header + plain
+        } catch {
+            throw ATVError.authenticationFailed("encrypted audio packet failed authentication (wrong key or tampered data)")
+        }
+    }
+
+    static func tail(_ counter: UInt64) -> [UInt8] {
+        (0 ..< 8).map { UInt8(truncatingIfNeeded: counter >> (8 * UInt64($0))) }
+    }
+}
