@@ -114,6 +114,39 @@ import Testing
         #expect(dmap["credentials"] as? String == "0x1234ABCDE56789FF")
     }
 
+    /// DMAP the whole way, in a private network namespace: `atv pair` publishes
+    /// `_touch-remote._tcp` with our own mDNS responder; python-zeroconf (a peer we did not write)
+    /// browses for it, resolves port and TXT, and plays the Apple TV: it computes the pairing code
+    /// from the advertised GUID and the PIN and calls `GET /pair`. Credentials must be stored.
+    @Test func dmapPairingIsFoundByZeroconfAndCompletes() async throws {
+        try Netns.requirePrerequisites()
+        let result = try await Netns.run("""
+            "$ATV" pair --host 127.0.0.1 --protocol dmap --pin 4321 --guid 00112233AABBCCDD --name "Test Remote" \
+                --timeout 40 --storage "$TMP/devices.json" > "$TMP/pair.out" 2> "$TMP/pair.err" &
+            pair=$!
+            wait_for "$TMP/pair.out" "on port" 30 || exit 98
+            echo "== device =="; "$VENV/bin/python" "$PEERS/touch-remote-device.py" --pin 4321 --servicename "Den TV" --timeout 20
+            wait $pair; st=$?; echo "== status =="; echo $st
+            echo "== pair =="; cat "$TMP/pair.out"; cat "$TMP/pair.err" >&2
+            echo "== stored =="; stat -c %a "$TMP/devices.json"; cat "$TMP/devices.json"
+            """, timeout: 90)
+        #expect(!result.timedOut, "\(result.stderr.suffix(800))")
+        let device = try #require(try JSONSerialization.jsonObject(with: Data(result.section("device").utf8)) as? [String: Any],
+                                  "\(result.stdout) \(result.stderr.suffix(800))")
+        #expect(device["instance"] as? String == String(repeating: "0", count: 30) + "2130706433._touch-remote._tcp.local.")
+        let txt = try #require(device["txt"] as? [String: String])
+        #expect(txt["Pair"] == "00112233AABBCCDD")
+        #expect(txt["DvNm"] == "Test Remote")
+        #expect(txt["RemN"] == "Remote" && txt["DvTy"] == "iPod" && txt["txtvers"] == "1")
+        #expect(device["status"] as? Int == 200)
+        #expect((device["body"] as? String)?.hasPrefix("636d7061") == true) // cmpa
+        #expect(result.section("status").trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(result.stderr.suffix(800))")
+        #expect(result.section("pair").contains("Paired with Den TV over DMAP"))
+        let stored = result.section("stored")
+        #expect(stored.hasPrefix("600"))
+        #expect(stored.contains("0x00112233AABBCCDD"))
+    }
+
     @Test func dmapTimesOutWithOneLineError() async throws {
         let file = try TestEnv.tempDir().appendingPathComponent("devices.json").path
         let r = try await run(try TestEnv.atv(), ["pair", "--host", "127.0.0.1", "--protocol", "dmap", "--pin", "1234",
