@@ -93,7 +93,7 @@ let package = Package(
         ], swiftSettings: swift6),
 
         // Benchmarks: an executable printing JSON lines.
-        .executableTarget(name: "atv-bench", dependencies: ["ATV", "ATVAudio", "ATVSimulator", "ATVDiscovery", "CFFmpeg"],
+        .executableTarget(name: "atv-bench", dependencies: ["ATV", "ATVAudio", "ATVAuth", "ATVSimulator", "ATVDiscovery", "CFFmpeg"],
                           path: "Benchmarks/atv-bench", swiftSettings: swift6),
 
         // Tests (Swift Testing).
