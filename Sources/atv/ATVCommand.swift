@@ -22,6 +22,7 @@ struct ATVCommand: AsyncParsableCommand {
             StreamCommand.self, PlayURL.self,
             Playing.self, PushUpdates.self, DeviceInfoCommand.self, FeaturesCommand.self,
             Remote.self, Power.self, Volume.self, AppsCommand.self,
+            Launch.self, Text.self, Accounts.self, Artwork.self,
             Simulate.self, Probe.self, ImportPyatv.self,
         ]
     )
