@@ -102,11 +102,11 @@ public final class CompanionService: Sendable {
     public func connect() async throws {
         let client = try await CompanionClient.connect(host: address, port: service.port)
         do {
-            do { try await client.verify(credentials) } catch let e as ATVError {
-                switch e {
-                case .connectionFailed, .connectionLost, .timeout: throw e
+            do { try await client.verify(credentials) } catch {
+                switch error as? ATVError {
+                case .connectionFailed?, .connectionLost?, .timeout?: throw error
                 default:
-                    throw ATVError.authenticationFailed("the device did not accept the stored Companion credentials (\(e)); pair again with `atv pair --protocol companion`")
+                    throw ATVError.authenticationFailed("the device did not accept the Companion credentials (\(error)); pair again with `atv pair --protocol companion`")
                 }
             }
             try await client.startSession(name: identity.name, model: identity.model, clientID: credentials.clientID,
@@ -214,7 +214,8 @@ public final class CompanionService: Sendable {
         guard let v = c["_vol"]?.doubleValue, v.isFinite else {
             throw ATVError.protocolError("Companion GetVolume: no _vol in the response")
         }
-        return v * 100
+        // Without float noise (0.15 × 100 is 15.000000000000002).
+        return (v * 100 * 1e6).rounded() / 1e6
     }
 
     /// Run `action`, then wait (≤ `timeout`) for the next `_iMC` (pyatv's rule after volume changes).
