@@ -62,7 +62,8 @@ import Testing
         #expect(device.text == "abcdef")
         #expect(try await atv.keyboard.textFocusState() == .focused)
         try await atv.keyboard.textClear()
-        #expect(device.text == "")
+        // _tiC is an event (no reply): the device applies it a moment later.
+        try await Self.eventually("text cleared") { device.text == "" }
 
         #expect(try await atv.userAccounts.accountList() == [UserAccount(name: "Alice", identifier: "A1B2C3"), UserAccount(name: "Bob", identifier: "D4E5F6")])
         try await atv.userAccounts.switchAccount("A1B2C3")
