@@ -14,6 +14,9 @@ struct ATVCommand: AsyncParsableCommand {
           atv stream song.flac --host 192.168.1.20
           ffmpeg -i in.mp3 -f wav - | atv stream - --host 192.168.1.20
           atv simulate speaker --output capture.wav
+          atv pair --to "Living Room" --protocol companion
+          atv remote play-pause --to "Living Room"
+          atv power off --to "Living Room"
           atv probe song.flac
         """,
         version: ATVVersion.string,

@@ -65,8 +65,9 @@ func controlDevice(_ device: DeviceOptions, _ conn: ConnectionOptions) async thr
         }
     }
     let store = FileStorage(path: conn.storage)
-    if config.identifier != nil, let settings = try? store.settings(for: config) {
-        store.apply(settings, to: &config)
+    if config.identifier != nil {
+        // A broken settings file is reported (one line), never silently ignored.
+        store.apply(try store.settings(for: config), to: &config)
     }
     if let c = conn.companionCredentials { config.setCredentials(.companion, c) }
     return config
