@@ -334,10 +334,11 @@ struct CompanionPower: Power {
     func turnOn(awaitNewState: Bool) async throws { try await set(.on, awaitNewState) }
     func turnOff(awaitNewState: Bool) async throws { try await set(.off, awaitNewState) }
 
-    /// Sleep/Wake button-up (as pyatv); with `awaitNewState`, wait ≤ 10 s for the device to report it.
+    /// Sleep/Wake button-up (as pyatv); with `awaitNewState`, wait ≤ 10 s for the device to report it
+    /// (only when it reports power at all: a device whose state is unknown cannot be waited for).
     func set(_ target: PowerState, _ awaitNewState: Bool) async throws {
         let client = try companion.client
-        guard awaitNewState else { return try await client.setPower(on: target == .on) }
+        guard awaitNewState, companion.power != nil else { return try await client.setPower(on: target == .on) }
         if companion.power == target { return try await client.setPower(on: target == .on) }
         let seen = try await companion.awaitChange(timeout: .seconds(10), { $0 == .powerState(target) }) {
             try await client.setPower(on: target == .on)

@@ -249,6 +249,13 @@ import Testing
         #expect(try await d.atv(["volume", "40"]).status == 0)
         _ = try await text.waitForOutput(timeout: 10) { $0.contains("Power: off") && $0.contains("Volume: 40") }
         _ = try await json.waitForOutput(timeout: 10) { $0.contains("\"power_state\":\"off\"") && $0.contains("\"volume\":40") }
+        // Ctrl-C ends it cleanly.
+        let stopped = try Child(try TestEnv.atv(), ["push-updates", "--json", "--host", "127.0.0.1", "--port", String(d.port), "--storage", d.storage])
+        _ = try await stopped.waitForOutput(timeout: 30) { $0.contains("\"power_state\":\"off\"") }
+        stopped.interrupt()
+        let s = try await stopped.wait(timeout: 30)
+        #expect(s.status == 0, "\(s.stderr)")
+        #expect(s.stdout.split(separator: "\n").last?.contains("\"push_updates\":\"finished\"") == true, "\(s.stdout)")
         d.sim.kill()
         let t = try await text.wait(timeout: 30)
         Self.expectOneLineError(t, contains: "connection lost")
