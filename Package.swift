@@ -99,7 +99,7 @@ let package = Package(
         // Tests (Swift Testing).
         .testTarget(name: "ATVCoreTests", dependencies: ["ATVCore"], swiftSettings: swift6),
         .testTarget(name: "ATVAudioTests", dependencies: ["ATVAudio", "CFFmpeg"], swiftSettings: swift6),
-        .testTarget(name: "ATVTests", dependencies: ["ATV", "ATVAudio", "ATVRAOP", "ATVSimulator"], swiftSettings: swift6),
+        .testTarget(name: "ATVTests", dependencies: ["ATV", "ATVAudio", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVAuth"], swiftSettings: swift6),
         .testTarget(name: "ATVRAOPTests", dependencies: [
             "ATVRAOP", "ATVSimulator", "ATVAuth",
             .product(name: "NIOCore", package: "swift-nio"),

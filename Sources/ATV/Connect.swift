@@ -30,6 +30,7 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
     guard !config.services.isEmpty else { throw ATVError.noService(.raop) }
     let device = AppleTV(config: config)
     var added: [ATVProtocol] = []
+    var needCredentials: [ATVProtocol] = []
     for service in config.services where service.enabled {
         switch service.protocol {
         case .raop:
@@ -45,11 +46,22 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
             airplay.attach(device)
             try device.add(airplay.setup)
             added.append(.airplay)
+        case .companion:
+            // Companion works only after pair-verify: without credentials it is left out.
+            guard service.credentials?.isEmpty == false else {
+                logger.info("Companion has no credentials (pair with `atv pair --protocol companion`); skipping it")
+                needCredentials.append(.companion)
+                continue
+            }
+            let companion = try CompanionService(address: config.address, service: service)
+            try device.add(companion.setup)
+            added.append(.companion)
         default:
             logger.info("\(service.protocol) is not supported yet; skipping it")
         }
     }
     guard !added.isEmpty else {
+        if let p = needCredentials.first { throw ATVError.noCredentials(p) }
         let offered = config.services.map(\.protocol.description).joined(separator: ", ")
         throw ATVError.invalidConfig("none of this device's protocols (\(offered)) is supported yet; RAOP streaming is")
     }

@@ -89,6 +89,10 @@ public final class VirtualCompanion: Sendable {
         public var account: String?
         /// Text operations applied (`_tiC`), as "insert:TEXT" or "assert:TEXT".
         public var textOperations: [String] = []
+        /// `_mcc` media-control commands, e.g. "play", "skipBy:-10", "setVolume:0.3" (GetVolume is not recorded).
+        public var mediaCommands: [String] = []
+        /// Power states the device went through (after the initial one), "on"/"off".
+        public var powerChanges: [String] = []
         public init() {}
     }
 
@@ -234,7 +238,14 @@ public final class VirtualCompanion: Sendable {
             if st == 2, code == CompanionHIDButton.volumeDown.rawValue { setVolume(state.withLock { $0.volume } - 0.05) }
             return .response(to: m.xid)
         case "_mcc":
-            switch c["_mcc"]?.intValue.flatMap(CompanionMediaCommand.init(rawValue:)) {
+            let command = c["_mcc"]?.intValue.flatMap(CompanionMediaCommand.init(rawValue:))
+            if let command, command != .getVolume {
+                var text = "\(command)"
+                if let v = c["_skpS"]?.doubleValue { text += ":\(Self.number(v))" }
+                if let v = c["_vol"]?.doubleValue { text += ":\(Self.number(v))" }
+                record { $0.mediaCommands.append(text) }
+            }
+            switch command {
             case .getVolume: return .response(to: m.xid, .dict(["_vol": .double(state.withLock { $0.volume })]))
             case .setVolume:
                 if let v = c["_vol"]?.doubleValue { setVolume(v) }
@@ -259,8 +270,17 @@ public final class VirtualCompanion: Sendable {
         for pusher in pushers.withLock({ Array($0.values) }) { pusher.loop.execute { pusher.push(event) } }
     }
 
+    static func number(_ v: Double) -> String {
+        v == v.rounded() && abs(v) < 1e15 ? String(Int64(v)) : String(v)
+    }
+
     func setPower(_ p: CompanionSystemStatus) {
-        let changed = state.withLock { s in defer { s.power = p }; return s.power != p }
+        let changed = state.withLock { s in
+            defer { s.power = p }
+            guard s.power != p else { return false }
+            s.report.powerChanges.append(p == .asleep ? "off" : "on")
+            return true
+        }
         guard changed else { return }
         for name in ["SystemStatus", "TVSystemStatus"] {
             let event = CompanionMessage.event(name, .dict(["state": .int(p.rawValue)]))

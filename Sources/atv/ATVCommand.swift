@@ -14,6 +14,9 @@ struct ATVCommand: AsyncParsableCommand {
           atv stream song.flac --host 192.168.1.20
           ffmpeg -i in.mp3 -f wav - | atv stream - --host 192.168.1.20
           atv simulate speaker --output capture.wav
+          atv pair --to "Living Room" --protocol companion
+          atv remote play-pause --to "Living Room"
+          atv power off --to "Living Room"
           atv probe song.flac
         """,
         version: ATVVersion.string,
@@ -22,6 +25,7 @@ struct ATVCommand: AsyncParsableCommand {
             StreamCommand.self, PlayURL.self,
             Playing.self, PushUpdates.self, DeviceInfoCommand.self, FeaturesCommand.self,
             Remote.self, Power.self, Volume.self, AppsCommand.self,
+            Launch.self, Text.self, Accounts.self, Artwork.self,
             Simulate.self, Probe.self, ImportPyatv.self,
         ]
     )

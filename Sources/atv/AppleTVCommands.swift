@@ -1,19 +1,24 @@
 import ArgumentParser
 import ATV
+import ATVAuth
+import ATVCompanion
 import ATVCore
 import ATVDiscovery
 import ATVSimulator
 import Foundation
 import Synchronization
 
-/// `atv simulate appletv`: the AirPlay video side of an Apple TV on loopback.
+/// `atv simulate appletv`: an Apple TV on loopback: the AirPlay video side and the Companion side
+/// (and, later, MRP: see `extraSides` below).
 struct SimulateAppleTV: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "appletv",
-        abstract: "A virtual Apple TV that plays URLs sent over AirPlay (it fetches them and keeps a timeline).",
+        abstract: "A virtual Apple TV: plays URLs sent over AirPlay, and speaks Companion (apps, power, keyboard, buttons).",
         discussion: """
-        It answers /server-info, /info, /play, /playback-info, /scrub, /rate, /stop and the pairing
-        endpoints (as a device that needs no pairing), and prints each request and playback event.
+        AirPlay: it answers /server-info, /info, /play, /playback-info, /scrub, /rate, /stop and the
+        pairing endpoints (as a device that needs no pairing), and prints each request and playback event.
         Test knobs: --fail-play 403|470|500 and --fail-playback-info 500 make it refuse.
+        Companion (own port, --companion-port): PIN pairing (--pin), then apps, launching, power,
+        keyboard, accounts, HID buttons and media control; it prints what it saw.
         """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "AirPlay port (0 = any free port).") var port: Int = 0
@@ -23,10 +28,16 @@ struct SimulateAppleTV: AsyncParsableCommand {
     @Option(help: "Answer POST /play with this HTTP status (test knob).") var failPlay: Int?
     @Option(help: "Answer GET /playback-info with this HTTP status (test knob).") var failPlaybackInfo: Int?
     @Option(help: "Exit after this many playbacks ended (0 = run until Ctrl-C).") var sessions: Int = 0
-    @Flag(help: "Do not advertise over mDNS (_airplay._tcp on 127.0.0.1).") var noAdvertise = false
+    @Flag(help: "Do not advertise over mDNS (_airplay._tcp, _companion-link._tcp on 127.0.0.1).") var noAdvertise = false
+    @Option(help: "Companion port (0 = any free port).") var companionPort: Int = 0
+    @Option(help: "The PIN Companion pairing expects (what a real device shows on screen).") var pin: String = "1111"
+    @Option(help: "Companion: the accessory's pairing identifier (default: a random UUID).") var pairingId: String?
+    @Flag(help: "No Companion side (AirPlay only).") var noCompanion = false
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
+        guard (0...65535).contains(companionPort) else { throw ValidationError("--companion-port must be 0...65535") }
+        guard !pin.isEmpty, pin.allSatisfy(\.isNumber) else { throw ValidationError("--pin must be digits") }
         let parts = deviceId.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 6, parts.allSatisfy({ $0.count == 2 && $0.allSatisfy(\.isHexDigit) }) else {
             throw ValidationError("--device-id must look like AA:BB:CC:DD:EE:FF")
@@ -46,10 +57,41 @@ struct SimulateAppleTV: AsyncParsableCommand {
             let atv = try await VirtualAppleTV.start(config)
             let events = atv.events()
             print("Virtual Apple TV \"\(name)\" listening on 127.0.0.1:\(atv.port) (AirPlay)")
-            let responder = noAdvertise ? nil : await advertise(port: atv.port, features: config.features, model: config.model)
+            var extraServices: [MDNSService] = []
+            // Companion side.
+            var companionSide: VirtualCompanion?
+            if !noCompanion {
+                var cc = VirtualCompanion.Configuration(port: companionPort, name: name, deviceID: deviceId.uppercased(),
+                                                        model: config.model, pin: pin)
+                if let pairingId { cc.identity = HAPIdentity(identifier: pairingId) }
+                let c = try await VirtualCompanion.start(cc)
+                companionSide = c
+                extraServices += c.mdnsServices()
+                print("Companion on 127.0.0.1:\(c.port), PIN \(pin), pairing id \(String(decoding: cc.identity.identifier, as: UTF8.self))")
+            }
+            let companion = companionSide
+            // MRP side: start the virtual MRP service here, print its port and append its
+            // `_mediaremotetv._tcp` MDNSService to `extraServices` (and stop it below).
+            let responder = noAdvertise ? nil : await advertise(port: atv.port, features: config.features, model: config.model,
+                                                                extra: extraServices)
             fflush(nil)
-            let stop = InterruptHandler { Task { await responder?.stop(); await atv.stop() } }
+            let stop = InterruptHandler { Task { await responder?.stop(); await companion?.stop(); await atv.stop() } }
             defer { stop.cancel() }
+            let companionLog = companion.map { c in
+                Task {
+                    var seen = VirtualCompanion.Report()
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(100))
+                        let r = c.report
+                        let lines = companionReportLines(r, since: seen)
+                        if !lines.isEmpty {
+                            print(lines.joined(separator: "\n"))
+                            fflush(nil)
+                        }
+                        seen = r
+                    }
+                }
+            }
             var ended = 0
             for await event in events {
                 switch event {
@@ -72,21 +114,24 @@ struct SimulateAppleTV: AsyncParsableCommand {
                 fflush(nil)
                 if sessions > 0 && ended >= sessions { break }
             }
+            companionLog?.cancel()
             await responder?.stop()
+            await companion?.stop()
             await atv.stop()
         }
     }
 
-    func advertise(port: Int, features: String, model: String) async -> MDNSResponder? {
+    func advertise(port: Int, features: String, model: String, extra: [MDNSService] = []) async -> MDNSResponder? {
         let compact = deviceId.filter { $0 != ":" }.uppercased()
         let txt = ["deviceid": deviceId.uppercased(), "features": features, "model": model, "srcvers": "220.68",
                    "flags": "0x4", "vv": "2"]
         let service = MDNSService(instance: name, type: ServiceType.airplay, port: UInt16(port), txt: txt,
                                   hostName: "swift-atv-\(compact.lowercased()).local", address: "127.0.0.1")
         do {
-            let r = try await MDNSResponder.start([service], options: .init(interfaceAddresses: ["127.0.0.1"]))
+            let r = try await MDNSResponder.start([service] + extra, options: .init(interfaceAddresses: ["127.0.0.1"]))
             let how = r.multicastInterfaces.isEmpty ? "unicast queries only (lo has no multicast)" : "also multicast on lo"
-            print("Advertising \"\(name)\" (_airplay._tcp) on 127.0.0.1 via mDNS, \(how)")
+            let types = (["_airplay._tcp"] + extra.map { $0.type.replacingOccurrences(of: ".local", with: "") }).joined(separator: ", ")
+            print("Advertising \"\(name)\" (\(types)) on 127.0.0.1 via mDNS, \(how)")
             return r
         } catch {
             print("Warning: not advertising over mDNS: \(error)")
@@ -148,4 +193,24 @@ func playURL(_ cmd: PlayURL) async throws {
         print("\(interrupts.interrupted ? "Stopped" : "Finished") playing \(printable(name))\(at) on \(config.address):\(port)")
         if interrupts.interrupted { throw ExitCode(130) }
     }
+}
+
+/// What a virtual Companion device saw since `seen`, one line each (`atv simulate companion` and
+/// `atv simulate appletv` print these).
+func companionReportLines(_ r: VirtualCompanion.Report, since seen: VirtualCompanion.Report) -> [String] {
+    var out: [String] = []
+    out += r.pairings.dropFirst(seen.pairings.count).map { "Paired with \($0)" }
+    out += r.verifications.dropFirst(seen.verifications.count).map { "Verified \($0)" }
+    out += r.authFailures.dropFirst(seen.authFailures.count).map { "Authentication failed: \($0)" }
+    out += r.messages.dropFirst(seen.messages.count).map { "Message \($0)" }
+    out += r.launched.dropFirst(seen.launched.count).map { "Launched \(printable($0))" }
+    out += r.textOperations.dropFirst(seen.textOperations.count).map { "Text \(printable($0))" }
+    out += r.buttons.dropFirst(seen.buttons.count).map { b in
+        let name = b.count == 2 ? CompanionHIDButton(rawValue: b[1]).map { "\($0)" } ?? "code \(b[1])" : "?"
+        return "Button \(name) \(b.first == 1 ? "down" : "up")"
+    }
+    out += r.mediaCommands.dropFirst(seen.mediaCommands.count).map { "Media \($0)" }
+    out += r.powerChanges.dropFirst(seen.powerChanges.count).map { "Power \($0)" }
+    if let a = r.account, a != seen.account { out.append("Account \(printable(a))") }
+    return out
 }

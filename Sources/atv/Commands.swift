@@ -25,20 +25,23 @@ struct PlayURL: AsyncParsableCommand {
 }
 
 struct Playing: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show what is playing.")
+    static let configuration = CommandConfiguration(abstract: "Show what is playing (every Playing field).")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
-    @Flag(help: "Print JSON.") var json = false
-    func run() async throws { try notYet("now playing (MRP/Companion/DMAP)", issue: 8) }
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(help: "Print JSON (atvscript's playing object).") var json = false
+    func run() async throws { try await runPlaying(self) }
 }
 
 struct PushUpdates: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "push-updates",
-        abstract: "Print every change the device pushes until interrupted.")
+        abstract: "Print every change the device pushes until interrupted.",
+        discussion: "One line per change (or one JSON object per line with --json) until Ctrl-C; if the device goes away it ends with a one-line error and a non-zero exit.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
+    @OptionGroup var connection: ConnectionOptions
     @Flag(help: "Print JSON lines.") var json = false
-    func run() async throws { try notYet("push updates (MRP/Companion/DMAP)", issue: 8) }
+    func run() async throws { try await runPushUpdates(self) }
 }
 
 struct DeviceInfoCommand: AsyncParsableCommand {
@@ -65,17 +68,17 @@ struct FeaturesCommand: AsyncParsableCommand {
         abstract: "Connect and list the device's features and their state.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
+    @OptionGroup var connection: ConnectionOptions
     @Flag(help: "Include unsupported features.") var all = false
     func run() async throws {
         global.bootstrapLogging()
         try await runReportingErrors {
-            let config = try await resolveDevice(device, for: .raop, defaultPort: 7000)
-            let atv = try await connect(config)
-            defer { Task { await atv.close() } }
-            let features = atv.features.allFeatures(includeUnsupported: all)
-            for name in FeatureName.allCases {
-                guard let info = features[name] else { continue }
-                print("\(name): \(info.state)")
+            try await withDevice(device, connection) { atv in
+                let features = atv.features.allFeatures(includeUnsupported: all)
+                for name in FeatureName.allCases {
+                    guard let info = features[name] else { continue }
+                    print("\(name): \(info.state)")
+                }
             }
         }
     }
@@ -100,32 +103,42 @@ struct Remote: AsyncParsableCommand {
         case skipForward = "skip-forward", skipBackward = "skip-backward"
         case channelUp = "channel-up", channelDown = "channel-down", screensaver, guide
         case controlCenter = "control-center"
+        case volumeUp = "volume-up", volumeDown = "volume-down"
     }
     static let configuration = CommandConfiguration(
         abstract: "Press a button or send a playback command.",
         discussion: "Buttons: " + Button.allCases.map(\.rawValue).joined(separator: ", "))
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
+    @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The button or command.") var button: Button
     @Flag(help: "Double tap.") var double = false
     @Flag(help: "Hold.") var hold = false
-    func run() async throws { try notYet("remote control (MRP/Companion/DMAP)", issue: 8) }
+    @Option(help: "skip-forward/skip-backward: seconds (default: the app's interval).") var interval: Double?
+    @Flag(help: "Print JSON.") var json = false
+    func run() async throws { try await runRemote(self) }
 }
 
 struct Power: AsyncParsableCommand {
-    enum Action: String, ExpressibleByArgument, CaseIterable { case on, off, state }
-    static let configuration = CommandConfiguration(abstract: "Turn a device on or off, or show its power state.")
+    enum Action: String, ExpressibleByArgument, CaseIterable { case on, off, state, status }
+    static let configuration = CommandConfiguration(abstract: "Turn a device on or off, or show its power state.",
+        discussion: "on/off wait until the device reports the new state (--no-wait: do not), then print it.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
-    @Argument(help: "on, off or state.") var action: Action
-    func run() async throws { try notYet("power (Companion/MRP)", issue: 8) }
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "on, off or status (state).") var action: Action
+    @Flag(help: "Do not wait for the device to report the new state.") var noWait = false
+    @Flag(help: "Print JSON.") var json = false
+    func run() async throws { try await runPower(self) }
 }
 
 struct Volume: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show or set the volume (0-100), or step it with up/down.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
+    @OptionGroup var connection: ConnectionOptions
     @Argument(help: "A level 0-100, 'up' or 'down'; omit to show.") var level: String?
+    @Flag(help: "Print JSON.") var json = false
     func validate() throws {
         if let l = level, l != "up", l != "down" {
             guard let v = Double(l), (0...100).contains(v) else {
@@ -133,15 +146,17 @@ struct Volume: AsyncParsableCommand {
             }
         }
     }
-    func run() async throws { try notYet("volume control outside a stream (MRP/Companion)", issue: 8) }
+    func run() async throws { try await runVolume(self) }
 }
 
 struct AppsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "apps", abstract: "List apps, or launch one.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
-    @Option(help: "Bundle identifier or URL to launch.") var launch: String?
-    func run() async throws { try notYet("apps (Companion)", issue: 8) }
+    @OptionGroup var connection: ConnectionOptions
+    @Option(help: "Bundle identifier or URL to launch (same as `atv launch`).") var launch: String?
+    @Flag(help: "Print JSON.") var json = false
+    func run() async throws { try await runApps(self) }
 }
 
 struct ImportPyatv: AsyncParsableCommand {

@@ -46,12 +46,7 @@ struct SimulateCompanion: AsyncParsableCommand {
             while !stop.interrupted {
                 try? await Task.sleep(for: .milliseconds(100))
                 let r = device.report
-                for p in r.pairings.dropFirst(seen.pairings.count) { print("Paired with \(p)") }
-                for v in r.verifications.dropFirst(seen.verifications.count) { print("Verified \(v)") }
-                for f in r.authFailures.dropFirst(seen.authFailures.count) { print("Authentication failed: \(f)") }
-                for m in r.messages.dropFirst(seen.messages.count) { print("Message \(m)") }
-                for l in r.launched.dropFirst(seen.launched.count) { print("Launched \(l)") }
-                for t in r.textOperations.dropFirst(seen.textOperations.count) { print("Text \(t)") }
+                for line in companionReportLines(r, since: seen) { print(line) }
                 if r != seen { fflush(nil) }
                 seen = r
             }
