@@ -45,6 +45,14 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
             airplay.attach(device)
             try device.add(airplay.setup)
             added.append(.airplay)
+        case .dmap:
+            guard service.credentials != nil else {
+                logger.info("DMAP has no credentials (pair with `atv pair --protocol dmap`); skipping it")
+                continue
+            }
+            let dmap = try DMAPService(address: config.address, service: service)
+            try device.add(dmap.setup)
+            added.append(.dmap)
         default:
             logger.info("\(service.protocol) is not supported yet; skipping it")
         }
