@@ -62,11 +62,20 @@ public actor DMAPClient {
     }
 
     private func send(_ request: DMAPRequest, via: HTTPClientConnection?, timeout: Duration) async throws -> HTTPResponseMessage {
-        let conn: HTTPClientConnection
-        if let via { conn = via } else { conn = try await mainConnection() }
         let message = HTTPRequestMessage(method: request.method, uri: request.uri,
                                          headers: HTTPFields(request.headers), body: request.body)
-        return try await conn.send(message, timeout: timeout)
+        if let via { return try await via.send(message, timeout: timeout) }
+        let reused = connection?.isActive == true
+        let conn = try await mainConnection()
+        do {
+            return try await conn.send(message, timeout: timeout)
+        } catch ATVError.connectionLost(let reason) where reused {
+            // A kept-alive connection the device had just closed: once more on a new one.
+            if connection === conn { connection = nil }
+            do { return try await mainConnection().send(message, timeout: timeout) } catch ATVError.connectionFailed {
+                throw ATVError.connectionLost(reason)
+            }
+        }
     }
 
     /// Logs in and returns the session id. A refusal is retried once; HTTP 500 means the device

@@ -128,6 +128,18 @@ final class Collector<T: Sendable>: Sendable {
         #expect(throws: ATVError.self) { try DMAPClient(host: "127.0.0.1", port: 1, credentials: "nonsense") }
     }
 
+    @Test func homeSharingLogin() async throws {
+        let hs = "12345678-6789-1111-2222-012345678911"
+        let device = try await VirtualAppleTV3.start(.init(pairingGUID: guid, homeSharingID: hs))
+        defer { Task { await device.stop() } }
+        let client = try DMAPClient(host: "127.0.0.1", port: device.port, credentials: hs)
+        #expect(try await client.playing().deviceState == .playing)
+        #expect(device.report().requests.first { $0.contains("/login") }?.contains("hsgid=\(hs)&hasFP=1") == true)
+        #expect(device.report().logins == [hs])
+        await client.close()
+        await #expect(throws: ATVError.self) { try await client.playing() }
+    }
+
     @Test func anExpiredSessionLogsInAgain() async throws {
         let (device, client) = try await start()
         defer { Task { await device.stop() } }
