@@ -58,6 +58,24 @@ import Testing
         #expect(out.contains("Packet Storm, playing, position 10 s, shuffle 1, repeat 2"), "\(out)")
     }
 
+    @Test func pyatvReadsArtworkAndFeaturesAndSendsButtons() async throws {
+        let (sim, port) = try await startSimulator()
+        defer { sim.kill() }
+        let r = try await atvremote(["artwork", "features", "volume_up", "menu", "top_menu", "left"], port: port).wait(timeout: 60)
+        #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
+        #expect(r.stdout.contains("ArtworkInfo(bytes=b'\\x89PNG"), "\(r.stdout)")
+        #expect(r.stdout.contains("mimetype='image/png', width=-1, height=-1)"))
+        for line in ["Up: Available", "Select: Available", "VolumeUp: Available", "Title: Available", "Position: Available",
+                     "Play: Unknown", "SetShuffle: Unknown", "PushUpdates: Available"] {
+            #expect(r.stdout.contains("\n\(line)\n"), "\(line) missing in \(r.stdout)")
+        }
+        let out = try await sim.waitForOutput(timeout: 10) { $0.contains("Prompt touchUp&time=7&point=50,100") }
+        for line in ["Command volumeup", "Prompt menu", "Prompt topmenu", "Prompt touchDown&time=0&point=75,100"] {
+            #expect(out.contains(line), "\(line) missing in \(out)")
+        }
+        #expect(out.contains("volume 55"), "\(out)")
+    }
+
     @Test func pyatvGetsPushUpdatesFromOurLongPoll() async throws {
         let (sim, port) = try await startSimulator(advance: 1)
         defer { sim.kill() }
