@@ -72,7 +72,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
-        .target(name: "ATVDMAP", dependencies: ["ATVCore"], swiftSettings: swift6),
+        .target(name: "ATVDMAP", dependencies: ["ATVCore", "ATVAirPlay"], swiftSettings: swift6),
 
         // Layer 4: facade, scan / pair / connect.
         .target(name: "ATV", dependencies: [
@@ -82,7 +82,7 @@ let package = Package(
 
         // Layer 5: virtual devices and the CLI.
         .target(name: "ATVSimulator", dependencies: [
-            "ATVCore", "ATVAudio", "ATVRAOP", "ATVAirPlay", "ATVDiscovery", "ATVCompanion",
+            "ATVCore", "ATVAudio", "ATVRAOP", "ATVAirPlay", "ATVDiscovery", "ATVCompanion", "ATVDMAP",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
@@ -115,6 +115,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
+        .testTarget(name: "ATVDMAPTests", dependencies: ["ATVDMAP", "ATVSimulator", "ATV"], swiftSettings: swift6),
         .testTarget(name: "ATVAirPlayTests", dependencies: ["ATVAirPlay", "ATVSimulator", "ATV"], swiftSettings: swift6),
     ]
 )

@@ -56,6 +56,15 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
             let companion = try CompanionService(address: config.address, service: service)
             try device.add(companion.setup)
             added.append(.companion)
+        case .dmap:
+            guard service.credentials?.isEmpty == false else {
+                logger.info("DMAP has no credentials (pair with `atv pair --protocol dmap`); skipping it")
+                needCredentials.append(.dmap)
+                continue
+            }
+            let dmap = try DMAPService(address: config.address, service: service)
+            try device.add(dmap.setup)
+            added.append(.dmap)
         default:
             logger.info("\(service.protocol) is not supported yet; skipping it")
         }
