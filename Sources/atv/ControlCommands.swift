@@ -23,6 +23,21 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Companion credentials to use instead of the stored ones.")
     var companionCredentials: String?
 
+    @Option(help: "MRP credentials to use instead of the stored ones.")
+    var mrpCredentials: String?
+
+    @Option(help: "DMAP credentials (pairing GUID 0x… or Home Sharing id) to use instead of the stored ones.")
+    var dmapCredentials: String?
+
+    @Option(help: "AirPlay credentials to use instead of the stored ones.")
+    var airplayCredentials: String?
+
+    /// Credentials given on the command line, per protocol.
+    var commandLineCredentials: [(ATVProtocol, String)] {
+        [(.companion, companionCredentials), (.mrp, mrpCredentials), (.dmap, dmapCredentials), (.airplay, airplayCredentials)]
+            .compactMap { p, c in c.map { (p, $0) } }
+    }
+
     static let defaultPorts: [ATVProtocol: Int] = [.companion: 49153, .airplay: 7000, .raop: 7000, .mrp: 49152, .dmap: 3689]
 
     func parseProtocol(_ name: String) throws -> ATVProtocol {
@@ -69,7 +84,7 @@ func controlDevice(_ device: DeviceOptions, _ conn: ConnectionOptions) async thr
         // A broken settings file is reported (one line), never silently ignored.
         store.apply(try store.settings(for: config), to: &config)
     }
-    if let c = conn.companionCredentials { config.setCredentials(.companion, c) }
+    for (p, c) in conn.commandLineCredentials { config.setCredentials(p, c) }
     return config
 }
 

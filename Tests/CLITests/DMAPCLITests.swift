@@ -25,6 +25,47 @@ import Testing
         stdout.components(separatedBy: "  Media type:").dropFirst().map { "  Media type:" + $0 }
     }
 
+    /// Our own `atv` control commands over DMAP, through connect() and the facade (after pyatv
+    /// proved the virtual device above): playing, a command, push updates, artwork.
+    @Test func atvPlayingRemoteAndPushUpdatesOverDMAP() async throws {
+        let (sim, port) = try await startSimulator(advance: 1)
+        defer { sim.kill() }
+        let base = ["--host", "127.0.0.1", "--protocol", "dmap", "--port", String(port), "--dmap-credentials", Self.guid]
+        let playing = try await run(try TestEnv.atv(), ["playing"] + base, timeout: 60)
+        #expect(playing.status == 0, "\(playing.stderr)")
+        #expect(playing.stdout.contains("Device state: Playing"), "\(playing.stdout)")
+        #expect(playing.stdout.contains("Artist: The Virtual Band"), "\(playing.stdout)")
+        let json = try await run(try TestEnv.atv(), ["playing", "--json"] + base, timeout: 60)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any], "\(json.stdout)")
+        #expect(object["result"] as? String == "success")
+        #expect(object["artist"] as? String == "The Virtual Band")
+        #expect(object["device_state"] as? String == "playing", "\(object)")
+
+        let updates = try Child(try TestEnv.atv(), ["push-updates", "--json"] + base)
+        defer { updates.kill() }
+        let pause = try await run(try TestEnv.atv(), ["remote", "pause"] + base, timeout: 60)
+        #expect(pause.status == 0, "\(pause.stderr)")
+        _ = try await sim.waitForOutput(timeout: 10) { $0.contains("Command pause") }
+        // The script advances every second: at least two different titles arrive as JSON lines.
+        let out = try await updates.waitForOutput(timeout: 30) { text in
+            Set(text.split(separator: "\n").compactMap { line -> String? in
+                (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["title"] as? String
+            }).count >= 2
+        }
+        #expect(out.contains("\"device_state\":\"paused\""), "\(out)")
+
+        let file = try TestEnv.tempDir().appendingPathComponent("art.png").path
+        let art = try await run(try TestEnv.atv(), ["artwork", "--out", file] + base, timeout: 60)
+        #expect(art.status == 0, "\(art.stderr)")
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+        #expect(Array(bytes.prefix(4)) == [0x89, 0x50, 0x4E, 0x47])
+
+        let wrong = try await run(try TestEnv.atv(), ["playing", "--host", "127.0.0.1", "--protocol", "dmap", "--port", String(port),
+                                                      "--dmap-credentials", "0x0000000000000001"], timeout: 60)
+        #expect(wrong.status != 0)
+        #expect(wrong.stderr.hasPrefix("atv: error: ") && wrong.stderr.split(separator: "\n").count == 1, "\(wrong.stderr)")
+    }
+
     @Test func pyatvReadsPlayingAndControlsOurAppleTV3() async throws {
         let (sim, port) = try await startSimulator()
         defer { sim.kill() }
