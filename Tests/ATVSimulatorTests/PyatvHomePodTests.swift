@@ -102,4 +102,50 @@ import Testing
         #expect(cmp.firstMismatchFrame == nil, "PCM differs from frame \(cmp.firstMismatchFrame ?? -1)")
         #expect(cmp.offsetFrames == 0)
     }
+    /// pyatv → UDP loss relay (scripts/peers/udp-loss-relay.py, 5 % of audio datagrams dropped,
+    /// seeded) → the HomePod's data port. The stream SETUP reply names the relay's port; retransmit
+    /// requests and answers bypass it on the control ports. pyatv's AirPlay 2 path answers them, so
+    /// the capture must be (at least 99.9 %) bit-exact.
+    @Test func pyatvThroughALossRelay() async throws {
+        let dir = try Harness.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fixture = try await Harness.makeFixture(seconds: 4, ext: "wav", in: dir)
+        let source = try await Harness.decodePCM(fixture, in: dir)
+        let out = dir.appendingPathComponent("homepod.wav")
+        let audioPort = try TestSocket.udp().port  // free now; the socket closes right away
+
+        let relay = Process()
+        relay.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        relay.arguments = [Harness.packageRoot.appendingPathComponent("scripts/peers/udp-loss-relay.py").path,
+                           "--listen", "0", "--target", "127.0.0.1:\(audioPort)", "--loss", "0.05", "--seed", "11",
+                           "--only-audio", "--max-seconds", "90"]
+        let pipe = Pipe()
+        relay.standardOutput = pipe
+        relay.standardError = FileHandle.nullDevice
+        try relay.run()
+        defer { if relay.isRunning { kill(relay.processIdentifier, SIGKILL) } }
+        let firstLine = String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
+        guard let obj = try JSONSerialization.jsonObject(with: Data(firstLine.split(separator: "\n").first.map { Data($0.utf8) } ?? Data())) as? [String: Any],
+              let relayPort = obj["listening"] as? Int else { throw HarnessError("relay did not start: \(firstLine)") }
+
+        let pod = try await VirtualHomePod.start(.init(outputPath: out.path, audioPort: audioPort, advertisedAudioPort: relayPort))
+        let result = try await Self.stream(file: fixture, pod: pod, in: dir)
+        #expect(result.status == 0 && !result.timedOut, "\(Self.describe(result))")
+        let report = try await pod.waitForSessionEnd(timeout: .seconds(10))
+        await pod.stop()
+        kill(relay.processIdentifier, SIGKILL)
+
+        let captured = try Harness.wavPCM(out)
+        let frames = source.count / 4
+        var equal = 0
+        for f in 0 ..< frames where (f + 1) * 4 <= captured.count && source[(f * 4) ..< (f * 4 + 4)] == captured[(f * 4) ..< (f * 4 + 4)] {
+            equal += 1
+        }
+        let fraction = Double(equal) / Double(frames)
+        print("pyatv AP2 via loss relay: requests \(report.retransmitRequestsSent) (\(report.packetsRequested) packets), responses \(report.retransmitResponsesReceived), recovered \(report.packetsRecovered), unrecovered \(report.unrecoveredPackets), bit-exact \(String(format: "%.4f", fraction * 100)) %")
+        #expect(report.packetsRequested >= 10, "the relay should have dropped some audio")
+        #expect(report.packetsRecovered >= 10)
+        #expect(report.decryptFailures == 0)
+        #expect(fraction >= 0.999)
+    }
 }
