@@ -74,4 +74,44 @@ import Testing
         #expect(podOut.contains("decrypt failures 0"), "\(podOut)")
         #expect(result.section("pcm").contains("bitexact=yes"), "\(result.section("pcm"))")
     }
+    /// The fault flags as pyatv meets them: `--transient-error` makes its pairing fail (it reads the
+    /// salt from M2, which is not there), `--drop-event-channel-after` does not stop its stream.
+    @Test func faultFlagsAgainstPyatv() async throws {
+        let dir = try TestEnv.tempDir()
+        let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path
+        var env = ProcessInfo.processInfo.environment
+        env["HOME"] = dir.path
+        func start(_ flags: [String], wav: String) async throws -> (Child, Int, String) {
+            let pod = try Child(try TestEnv.atv(), ["simulate", "homepod", "--port", "0", "--output", wav, "--sessions", "1",
+                                                    "--no-advertise"] + flags)
+            let out = try await pod.waitForOutput(timeout: 60) { $0.contains("--service-properties") }
+            guard let r = out.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+                  let port = Int(out[r].split(separator: ":")[1]),
+                  let p = out.range(of: #"--service-properties "([^"]+)""#, options: .regularExpression) else {
+                throw TestFailure("no port/TXT in: \(out)")
+            }
+            return (pod, port, String(out[p].dropFirst("--service-properties \"".count).dropLast()))
+        }
+        func stream(_ port: Int, _ properties: String) async throws -> ProcessResult {
+            try await run(try TestEnv.venvTool("atvremote"),
+                          ["--manual", "--address", "127.0.0.1", "--port", "\(port)", "--protocol", "raop",
+                           "--id", "AA:BB:CC:DD:EE:F0", "--service-properties", properties, "stream_file=\(sample)"],
+                          timeout: 60, environment: env)
+        }
+
+        let (refusing, port1, props1) = try await start(["--transient-error"], wav: dir.appendingPathComponent("a.wav").path)
+        defer { refusing.kill() }
+        let failed = try await stream(port1, props1)
+        #expect(failed.status != 0, "pyatv should not stream after an in-band pairing error")
+        refusing.kill()
+
+        let wav = dir.appendingPathComponent("b.wav").path
+        let (dropping, port2, props2) = try await start(["--drop-event-channel-after", "1"], wav: wav)
+        defer { dropping.kill() }
+        let streamed = try await stream(port2, props2)
+        #expect(streamed.status == 0, "atvremote: \(streamed.stderr.suffix(1500))")
+        let result = try await dropping.wait(timeout: 20)
+        #expect(result.stdout.contains("Event channel: dropped"), "\(result.stdout)")
+        try Self.checkBitExact(wav, source: try await referencePCM(sample))
+    }
 }
