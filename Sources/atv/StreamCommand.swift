@@ -137,7 +137,7 @@ func resolveDevice(_ opts: DeviceOptions, for proto: ATVProtocol, defaultPort: I
 
 struct Simulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a virtual device on loopback.",
-        subcommands: [SimulateSpeaker.self, SimulateAppleTV.self, SimulateCompanion.self])
+        subcommands: [SimulateSpeaker.self, SimulateAppleTV.self, SimulateCompanion.self, SimulateMRP.self])
 }
 
 struct SimulateSpeaker: AsyncParsableCommand {
