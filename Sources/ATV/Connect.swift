@@ -1,4 +1,5 @@
 import ATVCore
+import ATVMRP
 import ATVRAOP
 import Logging
 
@@ -45,6 +46,13 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
             airplay.attach(device)
             try device.add(airplay.setup)
             added.append(.airplay)
+        case .mrp:
+            guard let mrp = try MRPService.make(address: config.address, service: service) else {
+                logger.info("MRP has no credentials; pair with `atv pair --protocol mrp` to use it. Skipping it")
+                continue
+            }
+            try device.add(mrp.setup)
+            added.append(.mrp)
         default:
             logger.info("\(service.protocol) is not supported yet; skipping it")
         }

@@ -153,6 +153,12 @@ public actor MRPConnection {
         p.continuation.resume(throwing: ATVError.timeout("the device did not answer \(what) within \(timeout)"))
     }
 
+    /// Writes bytes as they are, bypassing framing and encryption (for fuzz tests).
+    public func writeRaw(_ bytes: [UInt8]) {
+        guard closedError == nil else { return }
+        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
+    }
+
     // MARK: Handshake and pairing
 
     /// The connection sequence (§5.2): DEVICE_INFO, pair-verify + encryption when there are
