@@ -1,5 +1,6 @@
 import ATVAuth
 import ATVCore
+import ATVDiscovery
 import ATVMRP
 import Foundation
 import NIOCore
@@ -83,6 +84,8 @@ public final class VirtualMRP: Sendable {
         Track(title: "Third Time Lucky", artist: "The Virtuals", album: "Loopback Sessions", genre: "Ambient", duration: 242, artwork: samplePNG),
     ]
 
+    /// tvOS 14.7: pyatv disables direct MRP for tvOS ≥ 15 (build ≥ 19…), which tunnels MRP over AirPlay.
+    public static let systemBuild = "18M60"
     public static let bundleIdentifier = "com.apple.TVMusic"
     public static let appName = "Music"
 
@@ -202,6 +205,19 @@ public final class VirtualMRP: Sendable {
         ticker.withLock { $0 = task }
     }
 
+    /// `_mediaremotetv._tcp` as an Apple TV publishes it (pyatv: name from `Name`, identifier from
+    /// `UniqueIdentifier`, pairing Optional because `AllowPairing` is YES).
+    public func mdnsServices(address: String = "127.0.0.1") -> [MDNSService] {
+        let txt: [String: String] = [
+            "Name": configuration.name, "UniqueIdentifier": configuration.deviceID, "ModelName": "Apple TV",
+            "SystemBuildVersion": Self.systemBuild, "AllowPairing": "YES", "BluetoothAddress": "", "macAddress": "AA:BB:CC:DD:EE:02",
+            "LocalAirPlayReceiverPairingIdentity": String(decoding: configuration.identity.identifier, as: UTF8.self),
+        ]
+        let host = configuration.deviceID.filter(\.isLetter).prefix(12).lowercased()
+        return [MDNSService(instance: configuration.name, type: "_mediaremotetv._tcp.local", port: UInt16(port), txt: txt,
+                            hostName: "swift-atv-mrp-\(host).local", address: address)]
+    }
+
     // MARK: Behaviour
 
     func record(_ body: (inout Report) -> Void) { state.withLock { body(&$0.report) } }
@@ -312,7 +328,7 @@ public final class VirtualMRP: Sendable {
         info.uniqueIdentifier = configuration.deviceID
         info.name = configuration.name
         info.localizedModelName = "Apple TV"
-        info.systemBuildVersion = "20K71"
+        info.systemBuildVersion = Self.systemBuild
         info.applicationBundleIdentifier = "com.apple.mediaremoted"
         info.applicationBundleVersion = "1"
         info.protocolVersion = 1

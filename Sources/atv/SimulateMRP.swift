@@ -1,6 +1,7 @@
 import ArgumentParser
 import ATVAuth
 import ATVCore
+import ATVDiscovery
 import ATVSimulator
 import Foundation
 
@@ -16,6 +17,7 @@ struct SimulateMRP: AsyncParsableCommand {
     @Option(help: "The accessory's pairing identifier (default: a random UUID).") var pairingId: String?
     @Option(help: "Seconds of playing before the script moves to the next track (0 = never).") var advance: Double = 10
     @Option(help: "Initial volume in percent.") var volume: Double = 50
+    @Flag(help: "Advertise _mediaremotetv._tcp over mDNS on 127.0.0.1 (use inside a network namespace).") var advertise = false
 
     func validate() throws {
         guard (0 ... 65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -33,8 +35,18 @@ struct SimulateMRP: AsyncParsableCommand {
             let device = try await VirtualMRP.start(config)
             print("Virtual MRP device \"\(name)\" listening on 127.0.0.1:\(device.port), PIN \(pin), pairing id \(String(decoding: config.identity.identifier, as: UTF8.self))")
             print("Now playing \"\(device.currentTrack.title)\" by \(device.currentTrack.artist)")
+            var advertiser: MDNSResponder?
+            if advertise {
+                do {
+                    advertiser = try await MDNSResponder.start(device.mdnsServices(), options: .init(interfaceAddresses: ["127.0.0.1"]))
+                    print("Advertising \"\(name)\" (_mediaremotetv._tcp) on 127.0.0.1 via mDNS")
+                } catch {
+                    print("Warning: not advertising over mDNS: \(error)")
+                }
+            }
             fflush(nil)
-            let stop = InterruptHandler { Task { await device.stop() } }
+            let responder = advertiser
+            let stop = InterruptHandler { Task { await responder?.stop(); await device.stop() } }
             defer { stop.cancel() }
             var seen = VirtualMRP.Report()
             var lastTrack = device.currentTrack.title
@@ -56,6 +68,7 @@ struct SimulateMRP: AsyncParsableCommand {
                 lastTrack = track
                 lastPlaying = playing
             }
+            await responder?.stop()
             await device.stop()
         }
     }

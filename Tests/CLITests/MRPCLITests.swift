@@ -187,4 +187,35 @@ import Testing
         #expect(try Self.storedMRPCredentials(file) == nil)
         #expect(!sim.stdout.contains("Paired with"))
     }
+
+    /// Discovery too, in a private network namespace: pyatv finds the advertised `_mediaremotetv._tcp`
+    /// service (Pairing: Optional from AllowPairing), pairs by name and reads what plays with the
+    /// credentials from its storage; `atv pair --to NAME --protocol mrp` finds and pairs it as well.
+    @Test func pyatvAndAtvDiscoverAndPairTheAdvertisedDevice() async throws {
+        try Netns.requirePrerequisites()
+        let result = try await Netns.run("""
+            "$ATV" simulate mrp --port 0 --advance 0 --name "Virtual Lounge" --advertise > "$TMP/sim.out" 2>&1 &
+            wait_for "$TMP/sim.out" Advertising 60 || exit 98
+            mkdir -p "$TMP/home"
+            echo "== scan =="; HOME="$TMP/home" "$VENV/bin/atvremote" -t 2 -s 127.0.0.1 scan
+            echo "== pair =="; echo 1111 | HOME="$TMP/home" "$VENV/bin/atvremote" -t 2 -s 127.0.0.1 -n "Virtual Lounge" --protocol mrp pair; echo "status=$?"
+            echo "== playing =="; HOME="$TMP/home" "$VENV/bin/atvremote" -t 2 -s 127.0.0.1 -n "Virtual Lounge" playing; echo "status=$?"
+            echo "== atv =="; "$ATV" pair --to "Virtual Lounge" --protocol mrp --pin 1111 --storage "$TMP/devices.json"; echo "status=$?"
+            sleep 0.5; echo "== sim =="; cat "$TMP/sim.out"
+            """, timeout: 120)
+        #expect(!result.timedOut && result.status == 0, "\(result.stderr.suffix(800))")
+        let scan = result.section("scan")
+        #expect(scan.contains("Name: Virtual Lounge"), "\(scan)")
+        #expect(scan.contains("Protocol: MRP") && scan.contains("Pairing: Optional"), "\(scan)")
+        let pair = result.section("pair")
+        #expect(pair.contains("Pairing seems to have succeeded") && pair.contains("status=0"), "\(pair) \(result.stderr.suffix(800))")
+        let playing = result.section("playing")
+        #expect(playing.contains("Title: First Light") && playing.contains("status=0"), "\(playing) \(result.stderr.suffix(800))")
+        let atv = result.section("atv")
+        #expect(atv.contains("over MRP") && atv.contains("status=0"), "\(atv) \(result.stderr.suffix(800))")
+        let sim = result.section("sim")
+        #expect(sim.components(separatedBy: "Paired with ").count - 1 == 2, "\(sim)")
+        // pyatv verifies after pairing and again for `playing`; we verify once after pairing.
+        #expect(sim.components(separatedBy: "Verified ").count - 1 == 3, "\(sim)")
+    }
 }
