@@ -234,7 +234,8 @@ public actor MRPConnection {
     // MARK: Heartbeat and close
 
     /// GENERIC every `interval` seconds; one immediate retry; a second failure closes the connection.
-    public func startHeartbeat(interval: Duration = .seconds(MRPHandshake.heartbeatInterval)) {
+    public func startHeartbeat(interval: Duration = .seconds(MRPHandshake.heartbeatInterval),
+                               timeout: Duration = .seconds(MRPHandshake.replyTimeout)) {
         heartbeat?.cancel()
         heartbeat = Task { [weak self] in
             var failures = 0
@@ -242,7 +243,7 @@ public actor MRPConnection {
                 if failures == 0 { try? await Task.sleep(for: interval) }
                 guard !Task.isCancelled, let self else { return }
                 do {
-                    _ = try await self.sendAndReceive(MRPMessages.generic())
+                    _ = try await self.sendAndReceive(MRPMessages.generic(), timeout: timeout)
                     failures = 0
                 } catch {
                     failures += 1

@@ -54,6 +54,10 @@ public final class MRPService: Sendable {
 
     /// Connect and run the handshake; afterwards the now-playing state the device sent is known.
     public func connect() async throws {
+        try state.withLock { s in
+            if s.closed { throw ATVError.blocked }
+            if s.connection != nil { throw ATVError.invalidState("MRP is already connected; make a new MRPService to reconnect") }
+        }
         let conn = try await MRPConnection.connect(host: host, port: port, timeout: options.connectTimeout,
                                                    listener: MRPConnection.Listener(
                                                        message: { [weak self] m in self?.apply(m) },
@@ -68,7 +72,7 @@ public final class MRPService: Sendable {
             if let e = error as? ATVError { throw e }
             throw ATVError.connectionFailed("MRP handshake with \(host):\(port) failed: \(error)")
         }
-        if let hb = options.heartbeat { await conn.startHeartbeat(interval: hb) }
+        if let hb = options.heartbeat { await conn.startHeartbeat(interval: hb, timeout: options.replyTimeout) }
     }
 
     public func close() async {

@@ -134,6 +134,10 @@ public final class VirtualMRP: Sendable {
     let state: Mutex<State>
     let pushers = Mutex<[ObjectIdentifier: MRPPusher]>([:])
     let ticker = Mutex<Task<Void, Never>?>(nil)
+    let muted = Atomic<Bool>(false)
+
+    /// A hung device: while muted it reads but answers nothing (heartbeats time out).
+    public func setMuted(_ on: Bool) { muted.store(on, ordering: .relaxed) }
 
     init(configuration: Configuration, channel: Channel) {
         self.configuration = configuration
@@ -511,6 +515,7 @@ final class MRPAccessoryHandler: ChannelInboundHandler {
 
     func handle(_ context: ChannelHandlerContext, _ m: MRPProtocolMessage) {
         device.record { $0.messages.append("\(m.type)") }
+        if device.muted.load(ordering: .relaxed) { return }
         switch m.type {
         case .deviceInfo:
             if m.hasMRPdeviceInfoMessage { device.record { $0.clientNames.append(m.MRPdeviceInfoMessage.name) } }

@@ -177,6 +177,24 @@ import Testing
         #expect(try await service.playing().title == "First Light")
     }
 
+    @Test func aDeviceThatStopsAnsweringHeartbeatsIsDisconnected() async throws {
+        let device = try await VirtualMRP.start(.init(advanceInterval: nil))
+        defer { Task { await device.stop() } }
+        let creds = try await pair(device)
+        let service = MRPService(host: "127.0.0.1", port: device.port, credentials: creds,
+                                 options: .init(replyTimeout: .milliseconds(300), heartbeat: .milliseconds(100)))
+        try await service.connect()
+        defer { Task { await service.close() } }
+        await #expect(throws: ATVError.self) { try await service.connect() }  // once only
+        let updates = service.updates()
+        device.setMuted(true)
+        var last: DeviceUpdate?
+        for await u in updates { last = u }
+        guard case .connectionLost(let why)? = last else { Issue.record("last update was \(String(describing: last))"); return }
+        #expect(why.contains("heartbeat"))
+        await #expect(throws: ATVError.self) { try await service.select(.singleTap) }
+    }
+
     @Test func connectingToAClosedPortIsAClearError() async throws {
         let device = try await VirtualMRP.start(.init(advanceInterval: nil))
         let port = device.port
@@ -213,7 +231,7 @@ import Testing
         defer { server.close(promise: nil) }
         for _ in 0..<5 {
             let service = MRPService(host: "127.0.0.1", port: server.localAddress?.port ?? 0, credentials: nil,
-                                     options: .init(replyTimeout: .seconds(2), heartbeat: nil))
+                                     options: .init(replyTimeout: .milliseconds(500), heartbeat: nil))
             await #expect(throws: ATVError.self) { try await service.connect() }
             await service.close()
         }
