@@ -299,8 +299,32 @@ extension MRPService: Power {
         _ = try connection()
         return state.withLock { $0.device.powerState }
     }
-    public func turnOn(awaitNewState: Bool) async throws { try await connection().send(MRPMessages.wakeDevice()) }
-    public func turnOff(awaitNewState: Bool) async throws { try await run(MRPHID.turnOffSteps()) }
+    /// WAKE_DEVICE; with `awaitNewState`, waits (≤ 5 s) until the device reports it is on.
+    public func turnOn(awaitNewState: Bool) async throws {
+        let conn = try connection()
+        try await awaitingPower(.on, enabled: awaitNewState) { try await conn.send(MRPMessages.wakeDevice()) }
+    }
+
+    /// Home held for 1 s, then Select (§5.4); with `awaitNewState`, waits (≤ 5 s) until it reports off.
+    public func turnOff(awaitNewState: Bool) async throws {
+        try await awaitingPower(.off, enabled: awaitNewState) { try await run(MRPHID.turnOffSteps()) }
+    }
+
+    func awaitingPower(_ target: PowerState, enabled: Bool, _ body: () async throws -> Void) async throws {
+        guard enabled, state.withLock({ $0.device.powerState }) != target else { return try await body() }
+        let updates = broadcaster.subscribe()
+        try await body()
+        let reached = await withTaskGroup(of: Bool.self) { g in
+            g.addTask { for await u in updates { if u == .powerState(target) { return true } }; return false }
+            g.addTask { try? await Task.sleep(for: .seconds(5)); return false }
+            let r = await g.next() ?? false
+            g.cancelAll()
+            return r
+        }
+        if !reached, state.withLock({ $0.device.powerState }) != target {
+            throw ATVError.timeout("the device did not report power \(target) within 5 s")
+        }
+    }
 }
 
 // MARK: - Features

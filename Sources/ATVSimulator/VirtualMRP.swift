@@ -104,6 +104,8 @@ public final class VirtualMRP: Sendable {
         public var clientNames: [String] = []
         /// Volume (percent) after every change.
         public var volumes: [Double] = []
+        /// Power changes, "off" / "on".
+        public var power: [String] = []
         public init() {}
     }
 
@@ -113,6 +115,8 @@ public final class VirtualMRP: Sendable {
         /// Position in seconds at `positionDate`.
         public var position: Double
         public var positionDate: Date
+        /// After Stop (until Play): SET_STATE says Stopped rather than Paused.
+        public var stopped = false
         public var shuffle: MRPShuffleMode
         public var repeatMode: MRPRepeatMode
         public func positionNow(_ now: Date = Date()) -> Double {
@@ -127,6 +131,10 @@ public final class VirtualMRP: Sendable {
         var volume: Double
         /// When playing time last reached the advance interval check.
         var playedSinceAdvance: Double = 0
+        var poweredOn = true
+        /// When Home went down; a hold (≥ 0.8 s) arms the sleep menu, Select then sleeps (§5.4 turn_off).
+        var homeDownAt: Date?
+        var sleepMenuOpen = false
     }
 
     public let configuration: Configuration
@@ -152,6 +160,7 @@ public final class VirtualMRP: Sendable {
     public var nowPlaying: NowPlaying { state.withLock { $0.now } }
     public var currentTrack: Track { configuration.tracks[state.withLock { $0.now.trackIndex }] }
     public var volume: Double { state.withLock { $0.volume } }
+    public var isOn: Bool { state.withLock { $0.poweredOn } }
     public var pairedControllers: [HAPPairedController] { state.withLock { $0.controllers } }
 
     public static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualMRP {
@@ -251,6 +260,7 @@ public final class VirtualMRP: Sendable {
             s.now.position = s.now.positionNow(date)
             s.now.positionDate = date
             s.now.playing = playing
+            if playing { s.now.stopped = false }
         }
         pushState()
     }
@@ -283,7 +293,7 @@ public final class VirtualMRP: Sendable {
         case .pause: setPlaying(false)
         case .togglePlayPause: setPlaying(!now.playing)
         case .stop:
-            state.withLock { s in s.now.playing = false; s.now.position = 0; s.now.positionDate = Date() }
+            state.withLock { s in s.now.playing = false; s.now.stopped = true; s.now.position = 0; s.now.positionDate = Date() }
             pushState()
         case .nextTrack: changeTrack(by: 1)
         case .previousTrack: changeTrack(by: -1)
@@ -308,12 +318,44 @@ public final class VirtualMRP: Sendable {
         guard let (page, usage, down) = MRPHID.parseEventData(data) else { return }
         let key = MRPHIDKey.allCases.first { $0.usagePage == page && $0.usage == usage }
         record { $0.buttons.append("\(key?.rawValue ?? "\(page):\(usage)") \(down ? "down" : "up")") }
-        guard !down, let key else { return }
+        guard let key else { return }
+        if key == .home {
+            state.withLock { s in
+                if down { s.homeDownAt = Date() } else if let t = s.homeDownAt {
+                    s.sleepMenuOpen = Date().timeIntervalSince(t) >= 0.8
+                    s.homeDownAt = nil
+                }
+            }
+            return
+        }
+        guard !down else { return }
         switch key {
         case .volumeUp: setVolume(volume + 5)
         case .volumeDown: setVolume(volume - 5)
+        case .select:
+            let sleep = state.withLock { s in defer { s.sleepMenuOpen = false }; return s.sleepMenuOpen }
+            if sleep { setPower(false) }
+        case .wakeUp: setPower(true)
+        case .suspend: setPower(false)
         default: break
         }
+    }
+
+    /// Power changes are announced with DEVICE_INFO_UPDATE (logicalDeviceCount 0 = off).
+    func setPower(_ on: Bool) {
+        let changed = state.withLock { s -> Bool in
+            guard s.poweredOn != on else { return false }
+            s.poweredOn = on
+            if !on { s.now.playing = false }
+            s.report.power.append(on ? "on" : "off")
+            return true
+        }
+        guard changed else { return }
+        var m = deviceInfo()
+        m.type = .deviceInfoUpdate
+        let update = m
+        broadcast { _ in update }
+        pushState()
     }
 
     // MARK: Messages the device sends
@@ -346,7 +388,7 @@ public final class VirtualMRP: Sendable {
         info.sharedQueueVersion = 2
         info.deviceUid = configuration.deviceID
         info.deviceClass = .appleTv
-        info.logicalDeviceCount = 1
+        info.logicalDeviceCount = isOn ? 1 : 0
         info.modelID = configuration.model
         var m = MRPMessages.message(.deviceInfo)
         m.MRPdeviceInfoMessage = info
@@ -392,7 +434,7 @@ public final class VirtualMRP: Sendable {
         let now = nowPlaying
         var s = MRPSetStateMessage()
         s.playerPath = playerPath
-        s.playbackState = now.playing ? .playing : .paused
+        s.playbackState = now.playing ? .playing : now.stopped ? .stopped : .paused
         s.playbackStateTimestamp = Date().timeIntervalSinceReferenceDate
         var commands: [MRPCommandInfo] = []
         for c: MRPCommand in [.play, .pause, .togglePlayPause, .stop, .nextTrack, .previousTrack, .skipForward, .skipBackward,
@@ -549,7 +591,7 @@ final class MRPAccessoryHandler: ChannelInboundHandler {
         case .playbackQueueRequest:
             reply(context, to: m, device.setState(withArtwork: true))
         case .wakeDevice:
-            break
+            device.setPower(true)
         default:
             if m.hasIdentifier, !m.identifier.isEmpty { reply(context, to: m, MRPMessages.message(m.type)) }
         }

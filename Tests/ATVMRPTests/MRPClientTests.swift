@@ -114,6 +114,26 @@ import Testing
         #expect(try await atv.metadata.artworkID() == "swift-atv-artwork-0")
     }
 
+    @Test func powerThroughTheFacade() async throws {
+        let device = try await VirtualMRP.start(.init(advanceInterval: nil))
+        defer { Task { await device.stop() } }
+        let creds = try await pair(device)
+        let atv = try await connect(config(device, creds))
+        defer { Task { await atv.close() } }
+        let updates = atv.updates()
+        #expect(try await atv.power.powerState() == .on)
+        try await atv.power.turnOff(awaitNewState: true)  // Home hold (1 s), Select
+        #expect(device.isOn == false)
+        #expect(try await atv.power.powerState() == .off)
+        try await atv.power.turnOn(awaitNewState: true)
+        #expect(device.isOn && device.report.power == ["off", "on"])
+        var powers: [PowerState] = []
+        for await u in updates { if case .powerState(let p) = u { powers.append(p); if powers.count == 2 { break } } }
+        #expect(powers == [.off, .on])
+        try await atv.remoteControl.stop()
+        #expect(try await atv.metadata.playing().deviceState == .stopped)
+    }
+
     @Test func pushUpdatesFollowTheScript() async throws {
         let device = try await VirtualMRP.start(.init(advanceInterval: 0.3))
         defer { Task { await device.stop() } }

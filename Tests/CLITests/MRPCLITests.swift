@@ -111,6 +111,18 @@ import Testing
         #expect(buttons == ["Button volumeUp down", "Button volumeUp up", "Button select down", "Button select up",
                             "Button menu down", "Button menu up"], "\(after)")
 
+        // Power: Home held then Select sleeps it, WAKE_DEVICE wakes it; pyatv learns both from
+        // DEVICE_INFO_UPDATE. Stop leaves it Stopped.
+        let power = try await atvremote(["--mrp-credentials", creds, "power_state", "turn_off", "delay=300", "power_state",
+                                         "turn_on", "delay=300", "power_state", "stop", "playing"], port: port, home: home)
+        #expect(power.status == 0, "\(power.stderr)")
+        let states = power.stdout.split(separator: "\n").filter { $0.hasPrefix("PowerState.") }
+        #expect(states == ["PowerState.On", "PowerState.Off", "PowerState.On"], "\(power.stdout)")
+        #expect(power.stdout.contains("New power state: Off") && power.stdout.contains("New power state: On"), "\(power.stdout)")
+        #expect(Self.field("Device state", in: power.stdout) == ["Stopped"], "\(power.stdout)")
+        let powered = try await sim.waitForOutput(timeout: 10) { $0.contains("Command stop") }
+        #expect(powered.contains("Power off") && powered.contains("Power on"), "\(powered)")
+
         // Artwork in-band (PLAYBACK_QUEUE_REQUEST): the bytes are the device's PNG.
         let artBase = home.appendingPathComponent("art").path
         let art = try await atvremote(["--mrp-credentials", creds, "artwork_save=512,512,\(artBase)"], port: port, home: home)
