@@ -51,7 +51,7 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
                 logger.info("MRP has no credentials; pair with `atv pair --protocol mrp` to use it. Skipping it")
                 continue
             }
-            try device.add(mrp.setup)
+            try device.add(mrp.setup(service))
             added.append(.mrp)
         default:
             logger.info("\(service.protocol) is not supported yet; skipping it")

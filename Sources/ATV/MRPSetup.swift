@@ -1,5 +1,6 @@
 import ATVAuth
 import ATVCore
+import ATVDiscovery
 import ATVMRP
 
 /// MRP as a protocol of the facade: remote control (HID buttons and SEND_COMMAND), metadata
@@ -15,10 +16,23 @@ extension MRPService {
         return MRPService(host: address, port: service.port, credentials: creds, options: options)
     }
 
-    var setup: ProtocolSetup {
+    /// OS version, build and MAC from the `_mediaremotetv._tcp` TXT record (a manual service has none).
+    static func deviceInfo(_ service: ServiceConfig) -> DeviceInfo {
+        var info = DeviceInfo()
+        if let build = service.property("SystemBuildVersion") {
+            info.buildNumber = build
+            info.version = DeviceTables.version(forBuild: build)
+            info.operatingSystem = .tvOS
+        }
+        info.mac = service.property("macAddress")
+        return info
+    }
+
+    func setup(_ service: ServiceConfig) -> ProtocolSetup {
         ProtocolSetup(protocol: .mrp,
                       interfaces: InterfaceSet(remoteControl: self, metadata: self, pushUpdater: self, power: self, audio: self),
                       features: self,
+                      deviceInfo: Self.deviceInfo(service),
                       connect: { [self] in try await connect() },
                       close: { [self] in await close() })
     }

@@ -20,7 +20,8 @@ import Testing
     func config(_ device: VirtualMRP, _ creds: HAPCredentials?) -> DeviceConfig {
         DeviceConfig(name: "virtual", address: "127.0.0.1",
                      services: [ServiceConfig(protocol: .mrp, identifier: device.configuration.deviceID, port: device.port,
-                                              credentials: creds.map { ATVCredentials.hap($0).stringValue })])
+                                              credentials: creds.map { ATVCredentials.hap($0).stringValue },
+                                              properties: device.mdnsServices().first?.txt ?? [:])])
     }
 
     /// Waits (≤ 10 s) until `condition` holds.
@@ -74,6 +75,9 @@ import Testing
         let atv = try await connect(config(device, creds))
         defer { Task { await atv.close() } }
         #expect(atv.protocols == [.mrp])
+        // From the TXT record the device advertises.
+        #expect(atv.deviceInfo.version == "14.7" && atv.deviceInfo.buildNumber == VirtualMRP.systemBuild)
+        #expect(atv.deviceInfo.operatingSystem == .tvOS)
         #expect(device.report.verifications == [String(decoding: creds.clientID, as: UTF8.self)])
 
         let p = try await atv.metadata.playing()
