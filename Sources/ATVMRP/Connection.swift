@@ -26,6 +26,7 @@ public actor MRPConnection {
     let channel: Channel
     var codec = MRPChannel()
     var listener: Listener
+    nonisolated let incoming = Broadcaster<MRPProtocolMessage>(bufferingPolicy: .bufferingNewest(1024))
     var pending: [String: (token: Int, continuation: CheckedContinuation<MRPProtocolMessage, Error>)] = [:]
     var nextToken = 0
     var closedError: ATVError?
@@ -71,6 +72,9 @@ public actor MRPConnection {
 
     public func setListener(_ l: Listener) { listener = l }
 
+    /// Messages no request waited for, from now on, in arrival order; ends when the connection does.
+    public nonisolated func messages() -> AsyncStream<MRPProtocolMessage> { incoming.subscribe() }
+
     func startReading(_ stream: AsyncStream<[UInt8]?>) {
         reader = Task { [weak self] in
             for await chunk in stream {
@@ -95,6 +99,7 @@ public actor MRPConnection {
                 p.continuation.resume(returning: m)
             } else {
                 listener.message(m)
+                incoming.yield(m)
             }
         }
         return true
@@ -111,6 +116,7 @@ public actor MRPConnection {
         heartbeat = nil
         channel.close(promise: nil)
         listener.closed(error)
+        incoming.finish()
     }
 
     // MARK: Sending

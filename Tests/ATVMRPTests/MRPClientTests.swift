@@ -189,6 +189,33 @@ import Testing
         await #expect(throws: ATVError.self) { try await atv.remoteControl.pause() }
     }
 
+    /// The bare connection: handshake with credentials (encrypted), a command and its reply by
+    /// identifier, and the pushed SET_STATE on the message stream, which ends on close.
+    @Test func connectionHandshakeCorrelationAndMessageStream() async throws {
+        let device = try await VirtualMRP.start(.init(advanceInterval: nil))
+        defer { Task { await device.stop() } }
+        let creds = try await pair(device)
+        let conn = try await MRPConnection.connect(host: "127.0.0.1", port: device.port)
+        let messages = conn.messages()
+        let info = try await conn.start(client: .init(pairingID: "ignored", name: "tester", osBuild: "18M60"), credentials: creds)
+        #expect(info.name == device.configuration.name && info.deviceUid == device.configuration.deviceID)
+        #expect(await conn.isEncrypted)
+        // DEVICE_INFO carried our stored client id, not the one passed in.
+        #expect(device.report.clientNames == ["swift-atv", "tester"])
+        // Pair-setup (M1, M3, M5), then the handshake (§5.2): DEVICE_INFO, pair-verify (M1, M3), the rest encrypted.
+        #expect(device.report.messages.prefix(10) == ["deviceInfo", "cryptoPairing", "cryptoPairing", "cryptoPairing",
+                                                       "deviceInfo", "cryptoPairing", "cryptoPairing", "setConnectionState",
+                                                       "clientUpdatesConfig", "getKeyboardSession"])
+        let reply = try await conn.sendAndReceive(MRPMessages.sendCommand(.pause))
+        #expect(reply.type == .sendCommandResult && reply.MRPsendCommandResultMessage.sendError == 0)
+        await conn.close()
+        var types: [MRPMessageType] = []
+        for await m in messages { types.append(m.type) }
+        // Before the CLIENT_UPDATES_CONFIG reply: volume, client, state; then the pause's new state.
+        #expect(types == [.volumeControlAvailability, .volumeDidChange, .setNowPlayingClient, .setState, .setState])
+        await #expect(throws: ATVError.self) { try await conn.send(MRPMessages.generic()) }
+    }
+
     @Test func heartbeatIsAnswered() async throws {
         let device = try await VirtualMRP.start(.init(advanceInterval: nil))
         defer { Task { await device.stop() } }
