@@ -290,6 +290,23 @@ extension MRPService: Audio {
         _ = try connection()
         return state.withLock { $0.device.outputDevices }
     }
+
+    public func addOutputDevices(_ ids: [String]) async throws { try await modifyOutputs(MRPMessages.modifyOutputContext(adding: ids)) }
+    public func removeOutputDevices(_ ids: [String]) async throws { try await modifyOutputs(MRPMessages.modifyOutputContext(removing: ids)) }
+    public func setOutputDevices(_ ids: [String]) async throws { try await modifyOutputs(MRPMessages.modifyOutputContext(setting: ids)) }
+
+    /// Sends MODIFY_OUTPUT_CONTEXT_REQUEST and waits (≤ 5 s, no error after) for the changed device list, as pyatv.
+    func modifyOutputs(_ message: MRPProtocolMessage) async throws {
+        let conn = try connection()
+        let updates = broadcaster.subscribe()
+        try await conn.send(message)
+        await withTaskGroup(of: Void.self) { g in
+            g.addTask { for await u in updates { if case .outputDevices = u { return } } }
+            g.addTask { try? await Task.sleep(for: .seconds(5)) }
+            await g.next()
+            g.cancelAll()
+        }
+    }
 }
 
 // MARK: - Power

@@ -106,6 +106,8 @@ public final class VirtualMRP: Sendable {
         public var volumes: [Double] = []
         /// Power changes, "off" / "on".
         public var power: [String] = []
+        /// The group (other output device UIDs) after every MODIFY_OUTPUT_CONTEXT_REQUEST.
+        public var outputGroups: [[String]] = []
         public init() {}
     }
 
@@ -132,6 +134,8 @@ public final class VirtualMRP: Sendable {
         /// When playing time last reached the advance interval check.
         var playedSinceAdvance: Double = 0
         var poweredOn = true
+        /// UIDs of the other output devices in this device's group.
+        var grouped: [String] = []
         /// When Home went down; a hold (≥ 0.8 s) arms the sleep menu, Select then sleeps (§5.4 turn_off).
         var homeDownAt: Date?
         var sleepMenuOpen = false
@@ -161,6 +165,8 @@ public final class VirtualMRP: Sendable {
     public var currentTrack: Track { configuration.tracks[state.withLock { $0.now.trackIndex }] }
     public var volume: Double { state.withLock { $0.volume } }
     public var isOn: Bool { state.withLock { $0.poweredOn } }
+    /// UIDs of the other output devices grouped with this one.
+    public var groupedDevices: [String] { state.withLock { $0.grouped } }
     public var pairedControllers: [HAPPairedController] { state.withLock { $0.controllers } }
 
     public static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualMRP {
@@ -351,11 +357,29 @@ public final class VirtualMRP: Sendable {
             return true
         }
         guard changed else { return }
+        pushDeviceInfoUpdate()
+        pushState()
+    }
+
+    func pushDeviceInfoUpdate() {
         var m = deviceInfo()
         m.type = .deviceInfoUpdate
         let update = m
         broadcast { _ in update }
-        pushState()
+    }
+
+    /// MODIFY_OUTPUT_CONTEXT_REQUEST: add, remove or set the group, then DEVICE_INFO_UPDATE.
+    func modifyOutputs(_ r: MRPModifyOutputContextRequestMessage) {
+        state.withLock { s in
+            let adding = r.clusterAwareAddingDevices.isEmpty ? r.addingDevices : r.clusterAwareAddingDevices
+            let removing = r.clusterAwareRemovingDevices.isEmpty ? r.removingDevices : r.clusterAwareRemovingDevices
+            let setting = r.clusterAwareSettingDevices.isEmpty ? r.settingDevices : r.clusterAwareSettingDevices
+            if !setting.isEmpty { s.grouped = [] }
+            for id in setting + adding where id != configuration.deviceID && !s.grouped.contains(id) { s.grouped.append(id) }
+            s.grouped.removeAll { removing.contains($0) }
+            s.report.outputGroups.append(s.grouped)
+        }
+        pushDeviceInfoUpdate()
     }
 
     // MARK: Messages the device sends
@@ -390,6 +414,14 @@ public final class VirtualMRP: Sendable {
         info.deviceClass = .appleTv
         info.logicalDeviceCount = isOn ? 1 : 0
         info.modelID = configuration.model
+        info.isGroupLeader = true
+        info.groupedDevices = groupedDevices.map { uid in
+            var d = MRPDeviceInfoMessage()
+            d.name = "Speaker \(uid)"
+            d.uniqueIdentifier = uid
+            d.deviceUid = uid
+            return d
+        }
         var m = MRPMessages.message(.deviceInfo)
         m.MRPdeviceInfoMessage = info
         return m
@@ -592,6 +624,8 @@ final class MRPAccessoryHandler: ChannelInboundHandler {
             reply(context, to: m, device.setState(withArtwork: true))
         case .wakeDevice:
             device.setPower(true)
+        case .modifyOutputContextRequest:
+            device.modifyOutputs(m.MRPmodifyOutputContextRequestMessage)
         default:
             if m.hasIdentifier, !m.identifier.isEmpty { reply(context, to: m, MRPMessages.message(m.type)) }
         }

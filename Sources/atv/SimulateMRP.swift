@@ -61,6 +61,7 @@ struct SimulateMRP: AsyncParsableCommand {
                 for b in r.buttons.dropFirst(seen.buttons.count) { print("Button \(b)") }
                 for v in r.volumes.dropFirst(seen.volumes.count) { print("Volume \(v)") }
                 for p in r.power.dropFirst(seen.power.count) { print("Power \(p)") }
+                for g in r.outputGroups.dropFirst(seen.outputGroups.count) { print("Output devices [\(g.joined(separator: ", "))]") }
                 let track = device.currentTrack.title, playing = device.nowPlaying.playing
                 if track != lastTrack { print("Now playing \"\(track)\" by \(device.currentTrack.artist)") }
                 if playing != lastPlaying { print(playing ? "State playing" : "State paused") }

@@ -113,6 +113,16 @@ import Testing
         try await atv.audio.volumeUp()  // relative + absolute: HID key, then waits for VOLUME_DID_CHANGE
         #expect(try await atv.audio.volume() == 35)
 
+        // Output devices: this device leads its group; others join and leave it.
+        #expect(try await atv.audio.outputDevices().map(\.identifier) == [device.configuration.deviceID])
+        try await atv.audio.addOutputDevices(["SPK-1", "SPK-2"])
+        #expect(device.groupedDevices == ["SPK-1", "SPK-2"])
+        #expect(try await atv.audio.outputDevices().map(\.identifier) == [device.configuration.deviceID, "SPK-1", "SPK-2"])
+        try await atv.audio.removeOutputDevices(["SPK-1"])
+        try await atv.audio.setOutputDevices(["SPK-3"])
+        #expect(try await atv.audio.outputDevices().map(\.name) == ["swift-atv Apple TV", "Speaker SPK-3"])
+        #expect(device.report.outputGroups == [["SPK-1", "SPK-2"], ["SPK-2"], ["SPK-3"]])
+
         let art = try #require(try await atv.metadata.artwork(width: 512, height: nil))
         #expect(art.bytes == VirtualMRP.samplePNG && art.mimeType == "image/png")
         #expect(try await atv.metadata.artworkID() == "swift-atv-artwork-0")

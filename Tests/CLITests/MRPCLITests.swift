@@ -123,6 +123,16 @@ import Testing
         let powered = try await sim.waitForOutput(timeout: 10) { $0.contains("Command stop") }
         #expect(powered.contains("Power off") && powered.contains("Power on"), "\(powered)")
 
+        // Output devices (DEVICE_INFO groupedDevices), changed with MODIFY_OUTPUT_CONTEXT_REQUEST.
+        let outputs = try await atvremote(["--mrp-credentials", creds, "output_devices", "add_output_devices=SPK-1,SPK-2",
+                                           "output_devices", "remove_output_devices=SPK-1", "output_devices"], port: port, home: home)
+        #expect(outputs.status == 0, "\(outputs.stderr)")
+        let lists = outputs.stdout.split(separator: "\n").filter { $0.hasPrefix("Device: ") }
+        #expect(lists.count == 3 && lists[0].hasSuffix("(F2204E63-BCAB-4941-80A0-06C46CB71391)"), "\(outputs.stdout)")
+        #expect(lists.count == 3 && lists[1].contains("Speaker SPK-1 (SPK-1)") && lists[1].contains("Speaker SPK-2 (SPK-2)"), "\(outputs.stdout)")
+        #expect(lists.count == 3 && !lists[2].contains("SPK-1") && lists[2].contains("SPK-2"), "\(outputs.stdout)")
+        _ = try await sim.waitForOutput(timeout: 10) { $0.contains("Output devices [SPK-2]") }
+
         // Artwork in-band (PLAYBACK_QUEUE_REQUEST): the bytes are the device's PNG.
         let artBase = home.appendingPathComponent("art").path
         let art = try await atvremote(["--mrp-credentials", creds, "artwork_save=512,512,\(artBase)"], port: port, home: home)
