@@ -225,14 +225,39 @@ extension MRPService: Metadata {
         return id
     }
 
-    /// In-band artwork (PLAYBACK_QUEUE_REQUEST); nil when the item has none.
+    /// The artwork of the current item (§5.4): its http URLs first (`artworkIdentifier` template,
+    /// `artworkURL`), else in-band (PLAYBACK_QUEUE_REQUEST); nil when the item has none.
     public func artwork(width: Int?, height: Int?) async throws -> ArtworkInfo? {
         let conn = try connection()
         let (item, location) = state.withLock { ($0.player.activePlayer?.currentItem, $0.player.activePlayer?.location ?? 0) }
         guard let item, MRPArtwork.artworkID(item) != nil else { return nil }
+        for url in MRPArtwork.candidateURLs(item.metadata, width: width ?? 0, height: height ?? 0) {
+            if let art = await Self.fetchArtwork(url, width: width ?? 0, height: height ?? 0) { return art }
+        }
         let reply = try await conn.sendAndReceive(MRPMessages.artworkRequest(location: Int32(clamping: location), width: width ?? 0,
                                                                              height: height ?? -1), timeout: options.replyTimeout)
         return try MRPArtwork.fromReply(reply)
+    }
+
+    /// GET an http:// artwork URL (https is not supported: nil, and the caller falls back).
+    static func fetchArtwork(_ text: String, width: Int, height: Int) async -> ArtworkInfo? {
+        guard let c = URLComponents(string: text), c.scheme?.lowercased() == "http", let host = c.host, !host.isEmpty else { return nil }
+        var path = c.percentEncodedPath.isEmpty ? "/" : c.percentEncodedPath
+        if let q = c.percentEncodedQuery { path += "?" + q }
+        guard let client = try? await PairingHTTPClient.connect(host: host, port: c.port ?? 80, timeout: 5) else { return nil }
+        defer { client.close() }
+        guard let r = try? await client.send(PairingHTTPRequest(method: "GET", path: path, headers: [], body: [])),
+              r.status == 200, !r.body.isEmpty else { return nil }
+        return ArtworkInfo(bytes: r.body, mimeType: sniffImageType(r.body), width: width, height: height)
+    }
+
+    /// MIME type from the first bytes (PNG, JPEG, GIF, WebP), else application/octet-stream.
+    static func sniffImageType(_ b: [UInt8]) -> String {
+        if b.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return "image/png" }
+        if b.starts(with: [0xFF, 0xD8, 0xFF]) { return "image/jpeg" }
+        if b.starts(with: Array("GIF8".utf8)) { return "image/gif" }
+        if b.count >= 12, b.starts(with: Array("RIFF".utf8)), Array(b[8..<12]) == Array("WEBP".utf8) { return "image/webp" }
+        return "application/octet-stream"
     }
 
     public func app() async throws -> App? {

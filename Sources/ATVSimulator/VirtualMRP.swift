@@ -49,12 +49,15 @@ public final class VirtualMRP: Sendable {
         /// Percent.
         public var volume: Double
         public var startPlaying: Bool
+        /// Also serve artwork over HTTP and announce it as the item's `artworkURL` (pyatv and our
+        /// client try that before the in-band PLAYBACK_QUEUE_REQUEST).
+        public var artworkOverHTTP: Bool
 
         public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv Apple TV",
                     deviceID: String = "F2204E63-BCAB-4941-80A0-06C46CB71391", model: String = "AppleTV6,2",
                     pin: String = "1111", identity: HAPIdentity = HAPIdentity(identifier: UUID().uuidString),
                     tracks: [Track] = VirtualMRP.defaultTracks, advanceInterval: Double? = 10, volume: Double = 50,
-                    startPlaying: Bool = true) {
+                    startPlaying: Bool = true, artworkOverHTTP: Bool = false) {
             self.host = host
             self.port = port
             self.name = name
@@ -66,6 +69,7 @@ public final class VirtualMRP: Sendable {
             self.advanceInterval = advanceInterval
             self.volume = volume
             self.startPlaying = startPlaying
+            self.artworkOverHTTP = artworkOverHTTP
         }
     }
 
@@ -143,6 +147,10 @@ public final class VirtualMRP: Sendable {
 
     public let configuration: Configuration
     let channel: Channel
+    let artworkServer: PairingHTTPServer?
+    let artworkRequests: RequestLog
+    /// Paths of the HTTP artwork requests served (with `artworkOverHTTP`).
+    public var httpArtworkRequests: [String] { artworkRequests.all }
     let state: Mutex<State>
     let pushers = Mutex<[ObjectIdentifier: MRPPusher]>([:])
     let ticker = Mutex<Task<Void, Never>?>(nil)
@@ -151,9 +159,11 @@ public final class VirtualMRP: Sendable {
     /// A hung device: while muted it reads but answers nothing (heartbeats time out).
     public func setMuted(_ on: Bool) { muted.store(on, ordering: .relaxed) }
 
-    init(configuration: Configuration, channel: Channel) {
+    init(configuration: Configuration, channel: Channel, artworkServer: PairingHTTPServer?, artworkRequests: RequestLog) {
         self.configuration = configuration
         self.channel = channel
+        self.artworkServer = artworkServer
+        self.artworkRequests = artworkRequests
         state = Mutex(State(now: NowPlaying(trackIndex: 0, playing: configuration.startPlaying, position: 0, positionDate: Date(),
                                             shuffle: .off, repeatMode: .off),
                             volume: configuration.volume))
@@ -187,7 +197,26 @@ public final class VirtualMRP: Sendable {
         } catch {
             throw ATVError.connectionFailed("cannot listen on \(configuration.host):\(configuration.port): \(error)")
         }
-        let device = VirtualMRP(configuration: configuration, channel: channel)
+        let requests = RequestLog()
+        var server: PairingHTTPServer?
+        if configuration.artworkOverHTTP {
+            let tracks = configuration.tracks
+            let log = requests
+            do {
+                server = try PairingHTTPServer.start(host: configuration.host) { req in
+                    let target = req.requestLine?.target ?? ""
+                    log.append(target)
+                    // /artwork/<index>.png
+                    let name = target.split(separator: "/").last.map { $0.split(separator: ".").first.map(String.init) ?? "" } ?? ""
+                    guard let i = Int(name), tracks.indices.contains(i), !tracks[i].artwork.isEmpty else { return .init(status: 404) }
+                    return .init(status: 200, contentType: "image/png", body: tracks[i].artwork)
+                }
+            } catch {
+                try? await channel.close()
+                throw error
+            }
+        }
+        let device = VirtualMRP(configuration: configuration, channel: channel, artworkServer: server, artworkRequests: requests)
         box.set(device)
         device.startTicker()
         return device
@@ -196,6 +225,7 @@ public final class VirtualMRP: Sendable {
     /// Stop listening and close every controller connection (they see the device go away).
     public func stop() async {
         ticker.withLock { $0?.cancel() }
+        artworkServer?.stop()
         try? await channel.close()
         dropConnections()
     }
@@ -452,6 +482,9 @@ public final class VirtualMRP: Sendable {
             md.artworkAvailable = true
             md.artworkMimetype = "image/png"
             md.artworkIdentifier = "swift-atv-artwork-\(now.trackIndex)"
+            if let server = artworkServer {
+                md.artworkURL = "http://\(configuration.host):\(server.port)/artwork/\(now.trackIndex).png"
+            }
         }
         item.metadata = md
         if withArtwork, !track.artwork.isEmpty {
@@ -514,6 +547,13 @@ public final class VirtualMRP: Sendable {
             if p.loop.inEventLoop { p.push(m) } else { p.loop.execute { p.push(m) } }
         }
     }
+}
+
+/// Shares the HTTP request log with the server thread.
+final class RequestLog: Sendable {
+    let log = Mutex<[String]>([])
+    func append(_ s: String) { log.withLock { $0.append(s) } }
+    var all: [String] { log.withLock { $0 } }
 }
 
 final class MRPDeviceBox: Sendable {

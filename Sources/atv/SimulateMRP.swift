@@ -17,6 +17,7 @@ struct SimulateMRP: AsyncParsableCommand {
     @Option(help: "The accessory's pairing identifier (default: a random UUID).") var pairingId: String?
     @Option(help: "Seconds of playing before the script moves to the next track (0 = never).") var advance: Double = 10
     @Option(help: "Initial volume in percent.") var volume: Double = 50
+    @Flag(help: "Also serve artwork over HTTP and announce its artworkURL (clients fetch it before asking in-band).") var artworkHttp = false
     @Flag(help: "Advertise _mediaremotetv._tcp over mDNS on 127.0.0.1 (use inside a network namespace).") var advertise = false
 
     func validate() throws {
@@ -30,7 +31,8 @@ struct SimulateMRP: AsyncParsableCommand {
         global.bootstrapLogging()
         try await runReportingErrors {
             var config = VirtualMRP.Configuration(port: port, name: name, deviceID: id, pin: pin,
-                                                  advanceInterval: advance > 0 ? advance : nil, volume: volume)
+                                                  advanceInterval: advance > 0 ? advance : nil, volume: volume,
+                                                  artworkOverHTTP: artworkHttp)
             if let pairingId { config.identity = HAPIdentity(identifier: pairingId) }
             let device = try await VirtualMRP.start(config)
             print("Virtual MRP device \"\(name)\" listening on 127.0.0.1:\(device.port), PIN \(pin), pairing id \(String(decoding: config.identity.identifier, as: UTF8.self))")
@@ -49,6 +51,7 @@ struct SimulateMRP: AsyncParsableCommand {
             let stop = InterruptHandler { Task { await responder?.stop(); await device.stop() } }
             defer { stop.cancel() }
             var seen = VirtualMRP.Report()
+            var seenArtwork = 0
             var lastTrack = device.currentTrack.title
             var lastPlaying = device.nowPlaying.playing
             while !stop.interrupted {
@@ -61,6 +64,10 @@ struct SimulateMRP: AsyncParsableCommand {
                 for b in r.buttons.dropFirst(seen.buttons.count) { print("Button \(b)") }
                 for v in r.volumes.dropFirst(seen.volumes.count) { print("Volume \(v)") }
                 for p in r.power.dropFirst(seen.power.count) { print("Power \(p)") }
+                let art = device.httpArtworkRequests
+                for a in art.dropFirst(seenArtwork) { print("Artwork GET \(a)") }
+                if art.count != seenArtwork { fflush(nil) }
+                seenArtwork = art.count
                 for g in r.outputGroups.dropFirst(seen.outputGroups.count) { print("Output devices [\(g.joined(separator: ", "))]") }
                 let track = device.currentTrack.title, playing = device.nowPlaying.playing
                 if track != lastTrack { print("Now playing \"\(track)\" by \(device.currentTrack.artist)") }

@@ -128,6 +128,22 @@ import Testing
         #expect(try await atv.metadata.artworkID() == "swift-atv-artwork-0")
     }
 
+    @Test func artworkOverHTTPIsTriedFirst() async throws {
+        let device = try await VirtualMRP.start(.init(advanceInterval: nil, artworkOverHTTP: true))
+        defer { Task { await device.stop() } }
+        let creds = try await pair(device)
+        let service = MRPService(host: "127.0.0.1", port: device.port, credentials: creds)
+        try await service.connect()
+        defer { Task { await service.close() } }
+        let art = try #require(try await service.artwork(width: 300, height: 300))
+        #expect(art.bytes == VirtualMRP.samplePNG && art.mimeType == "image/png")
+        #expect(device.httpArtworkRequests == ["/artwork/0.png"])
+        #expect(!device.report.messages.contains("playbackQueueRequest"))
+        try await service.next()
+        _ = try await service.artwork(width: nil, height: nil)
+        #expect(device.httpArtworkRequests == ["/artwork/0.png", "/artwork/1.png"])
+    }
+
     @Test func powerThroughTheFacade() async throws {
         let device = try await VirtualMRP.start(.init(advanceInterval: nil))
         defer { Task { await device.stop() } }

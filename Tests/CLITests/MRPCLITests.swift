@@ -4,8 +4,8 @@ import Testing
 /// MRP between pyatv's `atvremote` (the reference client), our `atv simulate mrp` and our
 /// `atv pair --protocol mrp`, all on loopback (issue 8, issue 5 "MRP pairing from the CLI").
 @Suite(.serialized) struct MRPCLITests {
-    func startSimulator(pin: String = "1111", advance: Double = 0) async throws -> (Child, Int) {
-        let sim = try Child(try TestEnv.atv(), ["simulate", "mrp", "--port", "0", "--pin", pin, "--advance", String(advance)])
+    func startSimulator(pin: String = "1111", advance: Double = 0, extra: [String] = []) async throws -> (Child, Int) {
+        let sim = try Child(try TestEnv.atv(), ["simulate", "mrp", "--port", "0", "--pin", pin, "--advance", String(advance)] + extra)
         let out = try await sim.waitForOutput(timeout: 60) { $0.contains("listening on 127.0.0.1:") }
         let port = out.split(separator: "127.0.0.1:").dropFirst().first.flatMap { Int($0.prefix { $0.isNumber }) }
         return (sim, try #require(port))
@@ -139,6 +139,20 @@ import Testing
         #expect(art.status == 0, "\(art.stdout) \(art.stderr)")
         let png = try Data(contentsOf: URL(fileURLWithPath: artBase + ".png"))
         #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count == 69)
+    }
+
+    /// With an `artworkURL` announced, pyatv fetches artwork over HTTP instead of asking in-band.
+    @Test func pyatvFetchesArtworkFromTheAnnouncedURL() async throws {
+        let (sim, port) = try await startSimulator(extra: ["--artwork-http"])
+        defer { sim.kill() }
+        let home = try TestEnv.tempDir()
+        let creds = try await pairWithPyatv(port: port, home: home)
+        let artBase = home.appendingPathComponent("art").path
+        let art = try await atvremote(["--mrp-credentials", creds, "artwork_save=200,200,\(artBase)"], port: port, home: home)
+        #expect(art.status == 0, "\(art.stdout) \(art.stderr)")
+        let png = try Data(contentsOf: URL(fileURLWithPath: artBase + ".png"))
+        #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count == 69)
+        _ = try await sim.waitForOutput(timeout: 10) { $0.contains("Artwork GET /artwork/0.png") }
     }
 
     /// `push_updates` prints what changes as the device's script advances.
