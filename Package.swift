@@ -65,6 +65,9 @@ let package = Package(
         .target(name: "ATVMRP", dependencies: [
             "ATVCore", "ATVAuth",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
         .target(name: "ATVCompanion", dependencies: [
             "ATVCore", "ATVAuth",
@@ -82,12 +85,12 @@ let package = Package(
 
         // Layer 5: virtual devices and the CLI.
         .target(name: "ATVSimulator", dependencies: [
-            "ATVCore", "ATVAudio", "ATVRAOP", "ATVAirPlay", "ATVDiscovery", "ATVCompanion", "ATVDMAP",
+            "ATVCore", "ATVAudio", "ATVRAOP", "ATVAirPlay", "ATVDiscovery", "ATVCompanion", "ATVDMAP", "ATVMRP",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
         .executableTarget(name: "atv", dependencies: [
-            "ATV", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVRAOP", "ATVSimulator", "ATVCompanion",
+            "ATV", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVMRP",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
@@ -109,7 +112,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["ATVCore"], swiftSettings: swift6),
         .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVSimulator"], swiftSettings: swift6),
         .testTarget(name: "ATVAuthTests", dependencies: ["ATVAuth"], swiftSettings: swift6),
-        .testTarget(name: "ATVMRPTests", dependencies: ["ATVMRP", "ATVCore", "ATVAuth"], swiftSettings: swift6),
+        .testTarget(name: "ATVMRPTests", dependencies: ["ATVMRP", "ATVCore", "ATVAuth", "ATVSimulator", "ATV"], swiftSettings: swift6),
         .testTarget(name: "ATVCompanionTests", dependencies: [
             "ATVCompanion", "ATVAuth", "ATVSimulator",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import ATVCore
+import ATVMRP
 import ATVRAOP
 import Logging
 
@@ -46,6 +47,14 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
             airplay.attach(device)
             try device.add(airplay.setup)
             added.append(.airplay)
+        case .mrp:
+            guard let mrp = try MRPService.make(address: config.address, service: service) else {
+                logger.info("MRP has no credentials; pair with `atv pair --protocol mrp` to use it. Skipping it")
+                needCredentials.append(.mrp)
+                continue
+            }
+            try device.add(mrp.setup(service))
+            added.append(.mrp)
         case .companion:
             // Companion works only after pair-verify: without credentials it is left out.
             guard service.credentials?.isEmpty == false else {

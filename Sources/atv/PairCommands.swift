@@ -4,6 +4,7 @@ import ATVAuth
 import ATVCompanion
 import ATVCore
 import ATVDiscovery
+import ATVMRP
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -15,6 +16,7 @@ struct Pair: AsyncParsableCommand {
         airplay/raop: legacy AirPlay pairing over HTTP (the device shows a PIN).
         dmap: we act as a Remote; enter the printed PIN on the Apple TV (Settings › Remotes).
         companion: HAP pairing over the Companion link (the device shows a PIN).
+        mrp: HAP pairing over MRP (CRYPTO_PAIRING messages; the device shows a PIN).
         """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
@@ -38,7 +40,7 @@ struct Pair: AsyncParsableCommand {
             case .companion:
                 try await pairCompanion()
             case .mrp:
-                throw ATVError.notImplemented("\(proto) pairing (HAP over the \(proto) transport) arrives with issue #8; it")
+                try await pairMRP()
             case .airplay, .raop:
                 try await pairLegacy(proto)
             case .dmap:
@@ -111,6 +113,35 @@ struct Pair: AsyncParsableCommand {
         _ = config.setCredentials(.companion, creds.stringValue)
         let path = try store(config, proto: .companion, credentials: creds)
         print("Paired with \(config.name) over Companion (\(creds.masked)); credentials stored in \(path)")
+    }
+
+    /// HAP pair-setup with the PIN the device shows, over MRP CRYPTO_PAIRING messages; then the
+    /// full MRP handshake with pair-verify on a fresh connection, so nothing unusable is stored.
+    func pairMRP() async throws {
+        var config = try await resolveDevice(device, for: .mrp, defaultPort: 49152)
+        guard let service = config.service(.mrp) else { throw ATVError.noService(.mrp) }
+        let connectLimit = Duration.seconds(min(timeout, 15))
+        let conn = try await MRPConnection.connect(host: config.address, port: service.port, timeout: connectLimit)
+        let hap: HAPCredentials
+        do {
+            let thePIN = try pin ?? Self.askPIN()
+            hap = try await conn.pairSetup(pin: thePIN, name: name, timeout: .seconds(min(timeout, 60)))
+        } catch {
+            await conn.close()
+            throw error
+        }
+        await conn.close()
+        let check = MRPService(host: config.address, port: service.port, credentials: hap,
+                               options: MRPService.Options(name: name, connectTimeout: connectLimit, heartbeat: nil))
+        do { try await check.connect() } catch {
+            await check.close()
+            throw error
+        }
+        await check.close()
+        let creds = ATVCredentials.hap(hap)
+        _ = config.setCredentials(.mrp, creds.stringValue)
+        let path = try store(config, proto: .mrp, credentials: creds)
+        print("Paired with \(config.name) over MRP (\(creds.masked)); credentials stored in \(path)")
     }
 
     func pairDMAP() async throws {

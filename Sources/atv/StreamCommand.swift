@@ -137,7 +137,7 @@ func resolveDevice(_ opts: DeviceOptions, for proto: ATVProtocol, defaultPort: I
 
 struct Simulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a virtual device on loopback.",
-        subcommands: [SimulateSpeaker.self, SimulateHomePod.self, SimulateAppleTV.self, SimulateCompanion.self, SimulateAppleTV3.self])
+        subcommands: [SimulateSpeaker.self, SimulateHomePod.self, SimulateAppleTV.self, SimulateCompanion.self, SimulateMRP.self, SimulateAppleTV3.self])
 }
 
 struct SimulateSpeaker: AsyncParsableCommand {

@@ -79,13 +79,15 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: file))
     }
 
-    /// Companion pairing now exists (CompanionCLITests); MRP still says where it arrives.
-    @Test func companionAndMRPSayIssue8() async throws {
-        for p in ["mrp"] {
-            let r = try await run(try TestEnv.atv(), ["pair", "--host", "127.0.0.1", "--protocol", p, "--pin", "1111"])
-            #expect(r.status == 3)
-            #expect(r.stderr.contains("issue #8"), "\(r.stderr)")
-        }
+    /// MRP pairing now exists (MRPCLITests): with nothing listening it is a one-line connection error.
+    @Test func mrpPairingWithNoDeviceIsAOneLineConnectionError() async throws {
+        let file = try TestEnv.tempDir().appendingPathComponent("devices.json").path
+        let r = try await run(try TestEnv.atv(), ["pair", "--host", "127.0.0.1", "--port", "1", "--protocol", "mrp", "--pin", "1111",
+                                                  "--storage", file])
+        #expect(r.status != 0)
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].contains("cannot connect to MRP at 127.0.0.1:1"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: file))
     }
 
     /// DMAP: we are the Remote; the "Apple TV" (here: curl on loopback) calls GET /pair with the

@@ -1,0 +1,288 @@
+// Controller side of an MRP connection over TCP (§5.1, §5.2): a thin SwiftNIO/actor shell around
+// the sans-I/O `MRPChannel` (framing + encryption), `MRPHandshake` and the HAP state machines.
+import ATVAuth
+import ATVCore
+import Foundation
+import NIOCore
+import NIOPosix
+
+public actor MRPConnection {
+    /// What the connection tells its owner. Both closures run on the connection's actor, in the
+    /// order messages arrived, so an owner sees every message before a later reply resumes a caller.
+    public struct Listener: Sendable {
+        /// A message no request waited for (SET_STATE, VOLUME_DID_CHANGE, …).
+        public var message: @Sendable (MRPProtocolMessage) -> Void
+        /// The connection ended: nil when closed by us, the error when the device closed it or it broke.
+        public var closed: @Sendable (ATVError?) -> Void
+        public init(message: @escaping @Sendable (MRPProtocolMessage) -> Void = { _ in },
+                    closed: @escaping @Sendable (ATVError?) -> Void = { _ in }) {
+            self.message = message
+            self.closed = closed
+        }
+    }
+
+    public nonisolated let host: String
+    public nonisolated let port: Int
+    let channel: Channel
+    var codec = MRPChannel()
+    var listener: Listener
+    nonisolated let incoming = Broadcaster<MRPProtocolMessage>(bufferingPolicy: .bufferingNewest(1024))
+    var pending: [String: (token: Int, continuation: CheckedContinuation<MRPProtocolMessage, Error>)] = [:]
+    var nextToken = 0
+    var closedError: ATVError?
+    var reader: Task<Void, Never>?
+    var heartbeat: Task<Void, Never>?
+    /// The device's DEVICE_INFO reply, once `start` or `pairSetup` sent ours.
+    public private(set) var deviceInfo: MRPDeviceInfoMessage?
+    public var isEncrypted: Bool { codec.isEncrypted }
+    public var isOpen: Bool { closedError == nil }
+
+    init(channel: Channel, host: String, port: Int, listener: Listener) {
+        self.channel = channel
+        self.host = host
+        self.port = port
+        self.listener = listener
+    }
+
+    /// Open the TCP connection (nothing is sent yet).
+    public static func connect(host: String, port: Int, timeout: Duration = .seconds(10),
+                               listener: Listener = Listener()) async throws(ATVError) -> MRPConnection {
+        let (stream, cont) = AsyncStream<[UInt8]?>.makeStream()
+        let channel: Channel
+        do {
+            let ms = Int64(timeout.components.seconds) * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.milliseconds(max(ms, 1)))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.socketOption(.so_keepalive), value: 1)
+                .channelInitializer { ch in
+                    ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(MRPByteForwarder(cont)) }
+                }
+                .connect(host: host, port: port).get()
+        } catch {
+            let text = "\(error)"
+            let reason = text.contains("refused") ? "connection refused (is the device on, and the port right?)"
+                : text.lowercased().contains("timeout") || text.lowercased().contains("timed out") ? "timed out" : text
+            throw ATVError.connectionFailed("cannot connect to MRP at \(host):\(port): \(reason)")
+        }
+        let c = MRPConnection(channel: channel, host: host, port: port, listener: listener)
+        await c.startReading(stream)
+        return c
+    }
+
+    public func setListener(_ l: Listener) { listener = l }
+
+    /// Messages no request waited for, from now on, in arrival order; ends when the connection does.
+    public nonisolated func messages() -> AsyncStream<MRPProtocolMessage> { incoming.subscribe() }
+
+    func startReading(_ stream: AsyncStream<[UInt8]?>) {
+        reader = Task { [weak self] in
+            for await chunk in stream {
+                guard let self else { return }
+                guard let chunk else { break }
+                if await !self.received(chunk) { return }
+            }
+            await self?.fail(ATVError.connectionLost("the device closed the MRP connection"))
+        }
+    }
+
+    /// Decode and dispatch; false when the stream is unusable (the connection is closed then).
+    func received(_ bytes: [UInt8]) -> Bool {
+        let messages: [MRPProtocolMessage]
+        do { messages = try codec.receive(bytes) } catch {
+            fail(ATVError.connectionLost("MRP stream from the device is corrupt: \(error)"))
+            return false
+        }
+        for m in messages {
+            let key = MRPCorrelation.key(m)
+            if let p = pending.removeValue(forKey: key) {
+                p.continuation.resume(returning: m)
+            } else {
+                listener.message(m)
+                incoming.yield(m)
+            }
+        }
+        return true
+    }
+
+    /// Fail everything once: waiting requests, the heartbeat, the listener; closes the socket.
+    func fail(_ error: ATVError?) {
+        guard closedError == nil else { return }
+        closedError = error ?? ATVError.invalidState("the MRP connection was closed; connect again")
+        let e = closedError!
+        for (_, p) in pending { p.continuation.resume(throwing: e) }
+        pending = [:]
+        heartbeat?.cancel()
+        heartbeat = nil
+        channel.close(promise: nil)
+        listener.closed(error)
+        incoming.finish()
+    }
+
+    // MARK: Sending
+
+    /// Send without waiting for a reply.
+    public func send(_ message: MRPProtocolMessage) throws(ATVError) {
+        if let closedError { throw closedError }
+        let bytes = try codec.encode(message)
+        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
+    }
+
+    /// Send and wait for the reply with the same identifier (CRYPTO_PAIRING: the same type).
+    public func sendAndReceive(_ message: MRPProtocolMessage, timeout: Duration = .seconds(MRPHandshake.replyTimeout)) async throws -> MRPProtocolMessage {
+        if let closedError { throw closedError }
+        var m = message
+        let key = MRPCorrelation.prepare(&m, identifier: UUID().uuidString.uppercased())
+        nextToken += 1
+        let token = nextToken
+        let what = "\(message.type)"
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<MRPProtocolMessage, Error>) in
+            if let old = pending.removeValue(forKey: key) {
+                old.continuation.resume(throwing: ATVError.invalidState("another \(what) request replaced this one"))
+            }
+            pending[key] = (token, c)
+            do { try send(m) } catch {
+                pending[key] = nil
+                c.resume(throwing: error)
+                return
+            }
+            Task { [weak self] in
+                try? await Task.sleep(for: timeout)
+                await self?.expire(key, token: token, what: what, timeout: timeout)
+            }
+        }
+    }
+
+    func expire(_ key: String, token: Int, what: String, timeout: Duration) {
+        guard let p = pending[key], p.token == token else { return }
+        pending[key] = nil
+        p.continuation.resume(throwing: ATVError.timeout("the device did not answer \(what) within \(timeout)"))
+    }
+
+    /// Writes bytes as they are, bypassing framing and encryption (for fuzz tests).
+    public func writeRaw(_ bytes: [UInt8]) {
+        guard closedError == nil else { return }
+        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
+    }
+
+    // MARK: Handshake and pairing
+
+    /// The connection sequence (§5.2): DEVICE_INFO, pair-verify + encryption when there are
+    /// credentials, SET_CONNECTION_STATE, CLIENT_UPDATES_CONFIG, GET_KEYBOARD_SESSION.
+    /// - Returns: the device's DEVICE_INFO.
+    @discardableResult
+    public func start(client: MRPMessages.ClientInfo, credentials: HAPCredentials?,
+                      timeout: Duration = .seconds(MRPHandshake.replyTimeout)) async throws -> MRPDeviceInfoMessage {
+        var info = client
+        if let credentials { info.pairingID = String(decoding: credentials.clientID, as: UTF8.self) }
+        for step in MRPHandshake.steps(info, hasCredentials: credentials != nil) {
+            switch step {
+            case .send(let m): try send(m)
+            case .sendAndWait(let m):
+                let reply = try await sendAndReceive(m, timeout: timeout)
+                if m.type == .deviceInfo {
+                    guard reply.hasMRPdeviceInfoMessage else {
+                        throw ATVError.protocolError("the device answered DEVICE_INFO with \(reply.type)")
+                    }
+                    deviceInfo = reply.MRPdeviceInfoMessage
+                    listener.message(reply)
+                }
+            case .pairVerify:
+                guard let credentials else { continue }
+                try await pairVerify(credentials, timeout: timeout)
+            }
+        }
+        guard let deviceInfo else { throw ATVError.protocolError("the device sent no DEVICE_INFO") }
+        return deviceInfo
+    }
+
+    func exchangePairing(_ tlv: [UInt8], m1: Bool = false, timeout: Duration) async throws -> [UInt8] {
+        let reply = try await sendAndReceive(MRPMessages.cryptoPairing(tlv, isPairSetupM1: m1), timeout: timeout)
+        guard reply.hasMRPcryptoPairingMessage else { throw ATVError.protocolError("pairing reply without CRYPTO_PAIRING data") }
+        return Array(reply.MRPcryptoPairingMessage.pairingData)
+    }
+
+    /// HAP pair-verify over CRYPTO_PAIRING (§4.3, §4.6), then every message is encrypted.
+    public func pairVerify(_ credentials: HAPCredentials, timeout: Duration = .seconds(MRPHandshake.replyTimeout)) async throws {
+        var v = HAPPairVerifyClient(credentials: credentials)
+        var tlv = try await exchangePairing(try v.start(), timeout: timeout)
+        while true {
+            switch try v.handle(tlv) {
+            case .send(let next): tlv = try await exchangePairing(next, timeout: timeout)
+            case .verified(let shared):
+                codec.enableEncryption(HAPChannel.mrp.keys(sharedSecret: shared))
+                return
+            }
+        }
+    }
+
+    /// PIN pair-setup (§4.2) after DEVICE_INFO: returns credentials in pyatv's format. The device's
+    /// SRP proof and M6 signature are verified; nothing is returned otherwise.
+    public func pairSetup(pin: String, identity: HAPIdentity = HAPIdentity(identifier: UUID().uuidString.lowercased()),
+                          name: String = "swift-atv", osBuild: String = "18M60",
+                          timeout: Duration = .seconds(30)) async throws -> HAPCredentials {
+        if deviceInfo == nil {
+            let client = MRPMessages.ClientInfo(pairingID: String(decoding: identity.identifier, as: UTF8.self), name: name, osBuild: osBuild)
+            let reply = try await sendAndReceive(MRPMessages.deviceInfo(client), timeout: .seconds(MRPHandshake.replyTimeout))
+            if reply.hasMRPdeviceInfoMessage { deviceInfo = reply.MRPdeviceInfoMessage }
+        }
+        var setup = HAPPairSetupClient(pin: pin, identity: identity)
+        var tlv = try await exchangePairing(try setup.start(), m1: true, timeout: timeout)
+        while true {
+            switch try setup.handle(tlv) {
+            case .send(let next): tlv = try await exchangePairing(next, timeout: timeout)
+            case .paired(let creds): return creds
+            case .transient: throw ATVError.protocolError("MRP pair-setup ended as transient")
+            }
+        }
+    }
+
+    // MARK: Heartbeat and close
+
+    /// GENERIC every `interval` seconds; one immediate retry; a second failure closes the connection.
+    public func startHeartbeat(interval: Duration = .seconds(MRPHandshake.heartbeatInterval),
+                               timeout: Duration = .seconds(MRPHandshake.replyTimeout)) {
+        heartbeat?.cancel()
+        heartbeat = Task { [weak self] in
+            var failures = 0
+            while !Task.isCancelled {
+                if failures == 0 { try? await Task.sleep(for: interval) }
+                guard !Task.isCancelled, let self else { return }
+                do {
+                    _ = try await self.sendAndReceive(MRPMessages.generic(), timeout: timeout)
+                    failures = 0
+                } catch {
+                    failures += 1
+                    if failures > 1 {
+                        await self.fail(ATVError.connectionLost("the device stopped answering heartbeats"))
+                        return
+                    }
+                }
+            }
+        }
+    }
+
+    /// Close the connection; waiting requests fail, later calls throw.
+    public func close() async {
+        fail(nil)
+        reader?.cancel()
+        try? await channel.closeFuture.get()
+    }
+}
+
+/// Forwards received bytes to an AsyncStream; nil marks the end.
+final class MRPByteForwarder: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let continuation: AsyncStream<[UInt8]?>.Continuation
+    init(_ c: AsyncStream<[UInt8]?>.Continuation) { continuation = c }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buf = unwrapInboundIn(data)
+        continuation.yield(buf.readBytes(length: buf.readableBytes) ?? [])
+    }
+    func channelInactive(context: ChannelHandlerContext) {
+        continuation.yield(nil)
+        continuation.finish()
+    }
+    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
+}

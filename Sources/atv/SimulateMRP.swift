@@ -1,0 +1,84 @@
+import ArgumentParser
+import ATVAuth
+import ATVCore
+import ATVDiscovery
+import ATVSimulator
+import Foundation
+
+struct SimulateMRP: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "mrp",
+        abstract: "A virtual Apple TV's MRP service: PIN pairing, pair-verify, a scripted now-playing queue, commands, volume.",
+        discussion: "Pairings are kept while it runs. Prints one line per pairing, verification, command, button and volume change.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "TCP port (0 = any free port).") var port: Int = 0
+    @Option(help: "The PIN pairing expects (what a real device shows on screen).") var pin: String = "1111"
+    @Option(help: "Name of the device.") var name: String = "swift-atv Apple TV"
+    @Option(help: "The device's UID (DEVICE_INFO deviceUID).") var id: String = "F2204E63-BCAB-4941-80A0-06C46CB71391"
+    @Option(help: "The accessory's pairing identifier (default: a random UUID).") var pairingId: String?
+    @Option(help: "Seconds of playing before the script moves to the next track (0 = never).") var advance: Double = 10
+    @Option(help: "Initial volume in percent.") var volume: Double = 50
+    @Flag(help: "Also serve artwork over HTTP and announce its artworkURL (clients fetch it before asking in-band).") var artworkHttp = false
+    @Flag(help: "Advertise _mediaremotetv._tcp over mDNS on 127.0.0.1 (use inside a network namespace).") var advertise = false
+
+    func validate() throws {
+        guard (0 ... 65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
+        guard !pin.isEmpty, pin.allSatisfy(\.isNumber) else { throw ValidationError("--pin must be digits") }
+        guard advance >= 0, advance.isFinite else { throw ValidationError("--advance must be ≥ 0") }
+        guard (0 ... 100).contains(volume) else { throw ValidationError("--volume must be 0...100") }
+    }
+
+    func run() async throws {
+        global.bootstrapLogging()
+        try await runReportingErrors {
+            var config = VirtualMRP.Configuration(port: port, name: name, deviceID: id, pin: pin,
+                                                  advanceInterval: advance > 0 ? advance : nil, volume: volume,
+                                                  artworkOverHTTP: artworkHttp)
+            if let pairingId { config.identity = HAPIdentity(identifier: pairingId) }
+            let device = try await VirtualMRP.start(config)
+            print("Virtual MRP device \"\(name)\" listening on 127.0.0.1:\(device.port), PIN \(pin), pairing id \(String(decoding: config.identity.identifier, as: UTF8.self))")
+            print("Now playing \"\(device.currentTrack.title)\" by \(device.currentTrack.artist)")
+            var advertiser: MDNSResponder?
+            if advertise {
+                do {
+                    advertiser = try await MDNSResponder.start(device.mdnsServices(), options: .init(interfaceAddresses: ["127.0.0.1"]))
+                    print("Advertising \"\(name)\" (_mediaremotetv._tcp) on 127.0.0.1 via mDNS")
+                } catch {
+                    print("Warning: not advertising over mDNS: \(error)")
+                }
+            }
+            fflush(nil)
+            let responder = advertiser
+            let stop = InterruptHandler { Task { await responder?.stop(); await device.stop() } }
+            defer { stop.cancel() }
+            var seen = VirtualMRP.Report()
+            var seenArtwork = 0
+            var lastTrack = device.currentTrack.title
+            var lastPlaying = device.nowPlaying.playing
+            while !stop.interrupted {
+                try? await Task.sleep(for: .milliseconds(100))
+                let r = device.report
+                for p in r.pairings.dropFirst(seen.pairings.count) { print("Paired with \(p)") }
+                for v in r.verifications.dropFirst(seen.verifications.count) { print("Verified \(v)") }
+                for f in r.authFailures.dropFirst(seen.authFailures.count) { print("Authentication failed: \(f)") }
+                for c in r.commands.dropFirst(seen.commands.count) { print("Command \(c)") }
+                for b in r.buttons.dropFirst(seen.buttons.count) { print("Button \(b)") }
+                for v in r.volumes.dropFirst(seen.volumes.count) { print("Volume \(v)") }
+                for p in r.power.dropFirst(seen.power.count) { print("Power \(p)") }
+                let art = device.httpArtworkRequests
+                for a in art.dropFirst(seenArtwork) { print("Artwork GET \(a)") }
+                if art.count != seenArtwork { fflush(nil) }
+                seenArtwork = art.count
+                for g in r.outputGroups.dropFirst(seen.outputGroups.count) { print("Output devices [\(g.joined(separator: ", "))]") }
+                let track = device.currentTrack.title, playing = device.nowPlaying.playing
+                if track != lastTrack { print("Now playing \"\(track)\" by \(device.currentTrack.artist)") }
+                if playing != lastPlaying { print(playing ? "State playing" : "State paused") }
+                if r != seen || track != lastTrack || playing != lastPlaying { fflush(nil) }
+                seen = r
+                lastTrack = track
+                lastPlaying = playing
+            }
+            await responder?.stop()
+            await device.stop()
+        }
+    }
+}
