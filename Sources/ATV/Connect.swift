@@ -74,14 +74,12 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
             let dmap = try DMAPService(address: config.address, service: service)
             try device.add(dmap.setup)
             added.append(.dmap)
-        default:
-            logger.info("\(service.protocol) is not supported yet; skipping it")
         }
     }
     guard !added.isEmpty else {
         if let p = needCredentials.first { throw ATVError.noCredentials(p) }
         let offered = config.services.map(\.protocol.description).joined(separator: ", ")
-        throw ATVError.invalidConfig("none of this device's protocols (\(offered)) is supported yet; RAOP streaming is")
+        throw ATVError.invalidConfig("none of this device's protocols (\(offered)) is enabled")
     }
     try await device.connect()
     return device
