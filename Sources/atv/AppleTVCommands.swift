@@ -12,13 +12,16 @@ import Synchronization
 /// (and, later, MRP: see `extraSides` below).
 struct SimulateAppleTV: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "appletv",
-        abstract: "A virtual Apple TV: plays URLs sent over AirPlay, and speaks Companion (apps, power, keyboard, buttons).",
+        abstract: "A virtual Apple TV: plays URLs sent over AirPlay, speaks Companion (apps, power, keyboard, buttons) and MRP (now playing, commands, volume).",
         discussion: """
         AirPlay: it answers /server-info, /info, /play, /playback-info, /scrub, /rate, /stop and the
         pairing endpoints (as a device that needs no pairing), and prints each request and playback event.
         Test knobs: --fail-play 403|470|500 and --fail-playback-info 500 make it refuse.
         Companion (own port, --companion-port): PIN pairing (--pin), then apps, launching, power,
         keyboard, accounts, HID buttons and media control; it prints what it saw.
+        MRP (own port, --mrp-port; tvOS 14 style, direct): PIN pairing (same --pin), a scripted
+        now-playing queue that advances every --advance seconds, commands, buttons, volume, power;
+        its lines start with "MRP ".
         """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "AirPlay port (0 = any free port).") var port: Int = 0
@@ -32,11 +35,16 @@ struct SimulateAppleTV: AsyncParsableCommand {
     @Option(help: "Companion port (0 = any free port).") var companionPort: Int = 0
     @Option(help: "The PIN Companion pairing expects (what a real device shows on screen).") var pin: String = "1111"
     @Option(help: "Companion: the accessory's pairing identifier (default: a random UUID).") var pairingId: String?
-    @Flag(help: "No Companion side (AirPlay only).") var noCompanion = false
+    @Flag(help: "No Companion side.") var noCompanion = false
+    @Option(help: "MRP port (0 = any free port).") var mrpPort: Int = 0
+    @Flag(help: "No MRP side.") var noMrp = false
+    @Option(help: "MRP: seconds of playing before the scripted queue moves to the next track (0 = never).") var advance: Double = 10
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
         guard (0...65535).contains(companionPort) else { throw ValidationError("--companion-port must be 0...65535") }
+        guard (0...65535).contains(mrpPort) else { throw ValidationError("--mrp-port must be 0...65535") }
+        guard advance >= 0, advance.isFinite else { throw ValidationError("--advance must be ≥ 0") }
         guard !pin.isEmpty, pin.allSatisfy(\.isNumber) else { throw ValidationError("--pin must be digits") }
         let parts = deviceId.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 6, parts.allSatisfy({ $0.count == 2 && $0.allSatisfy(\.isHexDigit) }) else {
@@ -70,12 +78,21 @@ struct SimulateAppleTV: AsyncParsableCommand {
                 print("Companion on 127.0.0.1:\(c.port), PIN \(pin), pairing id \(String(decoding: cc.identity.identifier, as: UTF8.self))")
             }
             let companion = companionSide
-            // MRP side: start the virtual MRP service here, print its port and append its
-            // `_mediaremotetv._tcp` MDNSService to `extraServices` (and stop it below).
+            // MRP side (direct, as tvOS 14 speaks it): PIN pairing, now playing, commands, volume.
+            var mrpSide: VirtualMRP?
+            if !noMrp {
+                var mc = VirtualMRP.Configuration(port: mrpPort, name: name, pin: pin, advanceInterval: advance > 0 ? advance : nil)
+                if let pairingId { mc.identity = HAPIdentity(identifier: pairingId) }
+                let m = try await VirtualMRP.start(mc)
+                mrpSide = m
+                extraServices += m.mdnsServices()
+                print("MRP on 127.0.0.1:\(m.port), PIN \(pin), pairing id \(String(decoding: mc.identity.identifier, as: UTF8.self))")
+            }
+            let mrp = mrpSide
             let responder = noAdvertise ? nil : await advertise(port: atv.port, features: config.features, model: config.model,
                                                                 extra: extraServices)
             fflush(nil)
-            let stop = InterruptHandler { Task { await responder?.stop(); await companion?.stop(); await atv.stop() } }
+            let stop = InterruptHandler { Task { await responder?.stop(); await companion?.stop(); await mrp?.stop(); await atv.stop() } }
             defer { stop.cancel() }
             let companionLog = companion.map { c in
                 Task {
@@ -89,6 +106,19 @@ struct SimulateAppleTV: AsyncParsableCommand {
                             fflush(nil)
                         }
                         seen = r
+                    }
+                }
+            }
+            let mrpLog = mrp.map { m in
+                Task {
+                    var printer = MRPReportPrinter(m)
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(100))
+                        let lines = printer.newLines(m).map { "MRP " + $0 }
+                        if !lines.isEmpty {
+                            print(lines.joined(separator: "\n"))
+                            fflush(nil)
+                        }
                     }
                 }
             }
@@ -115,8 +145,10 @@ struct SimulateAppleTV: AsyncParsableCommand {
                 if sessions > 0 && ended >= sessions { break }
             }
             companionLog?.cancel()
+            mrpLog?.cancel()
             await responder?.stop()
             await companion?.stop()
+            await mrp?.stop()
             await atv.stop()
         }
     }

@@ -50,35 +50,54 @@ struct SimulateMRP: AsyncParsableCommand {
             let responder = advertiser
             let stop = InterruptHandler { Task { await responder?.stop(); await device.stop() } }
             defer { stop.cancel() }
-            var seen = VirtualMRP.Report()
-            var seenArtwork = 0
-            var lastTrack = device.currentTrack.title
-            var lastPlaying = device.nowPlaying.playing
+            var printer = MRPReportPrinter(device)
             while !stop.interrupted {
                 try? await Task.sleep(for: .milliseconds(100))
-                let r = device.report
-                for p in r.pairings.dropFirst(seen.pairings.count) { print("Paired with \(p)") }
-                for v in r.verifications.dropFirst(seen.verifications.count) { print("Verified \(v)") }
-                for f in r.authFailures.dropFirst(seen.authFailures.count) { print("Authentication failed: \(f)") }
-                for c in r.commands.dropFirst(seen.commands.count) { print("Command \(c)") }
-                for b in r.buttons.dropFirst(seen.buttons.count) { print("Button \(b)") }
-                for v in r.volumes.dropFirst(seen.volumes.count) { print("Volume \(v)") }
-                for p in r.power.dropFirst(seen.power.count) { print("Power \(p)") }
-                let art = device.httpArtworkRequests
-                for a in art.dropFirst(seenArtwork) { print("Artwork GET \(a)") }
-                if art.count != seenArtwork { fflush(nil) }
-                seenArtwork = art.count
-                for g in r.outputGroups.dropFirst(seen.outputGroups.count) { print("Output devices [\(g.joined(separator: ", "))]") }
-                let track = device.currentTrack.title, playing = device.nowPlaying.playing
-                if track != lastTrack { print("Now playing \"\(track)\" by \(device.currentTrack.artist)") }
-                if playing != lastPlaying { print(playing ? "State playing" : "State paused") }
-                if r != seen || track != lastTrack || playing != lastPlaying { fflush(nil) }
-                seen = r
-                lastTrack = track
-                lastPlaying = playing
+                let lines = printer.newLines(device)
+                if !lines.isEmpty {
+                    print(lines.joined(separator: "\n"))
+                    fflush(nil)
+                }
             }
             await responder?.stop()
             await device.stop()
         }
+    }
+}
+
+/// What a virtual MRP device did since the last call, one line each (`atv simulate mrp` and the
+/// MRP side of `atv simulate appletv`).
+struct MRPReportPrinter {
+    private var seen = VirtualMRP.Report()
+    private var seenArtwork = 0
+    private var lastTrack: String
+    private var lastPlaying: Bool
+
+    init(_ device: VirtualMRP) {
+        lastTrack = device.currentTrack.title
+        lastPlaying = device.nowPlaying.playing
+    }
+
+    mutating func newLines(_ device: VirtualMRP) -> [String] {
+        var out: [String] = []
+        let r = device.report
+        for p in r.pairings.dropFirst(seen.pairings.count) { out.append("Paired with \(p)") }
+        for v in r.verifications.dropFirst(seen.verifications.count) { out.append("Verified \(v)") }
+        for f in r.authFailures.dropFirst(seen.authFailures.count) { out.append("Authentication failed: \(f)") }
+        for c in r.commands.dropFirst(seen.commands.count) { out.append("Command \(c)") }
+        for b in r.buttons.dropFirst(seen.buttons.count) { out.append("Button \(b)") }
+        for v in r.volumes.dropFirst(seen.volumes.count) { out.append("Volume \(v)") }
+        for p in r.power.dropFirst(seen.power.count) { out.append("Power \(p)") }
+        let art = device.httpArtworkRequests
+        for a in art.dropFirst(seenArtwork) { out.append("Artwork GET \(a)") }
+        seenArtwork = art.count
+        for g in r.outputGroups.dropFirst(seen.outputGroups.count) { out.append("Output devices [\(g.joined(separator: ", "))]") }
+        let track = device.currentTrack.title, playing = device.nowPlaying.playing
+        if track != lastTrack { out.append("Now playing \"\(track)\" by \(device.currentTrack.artist)") }
+        if playing != lastPlaying { out.append(playing ? "State playing" : "State paused") }
+        seen = r
+        lastTrack = track
+        lastPlaying = playing
+        return out
     }
 }
