@@ -380,7 +380,6 @@ final class SpeakerSession: @unchecked Sendable {
     /// Turns one packet payload into s16le stereo PCM.
     private func decode(_ payload: [UInt8]) -> [UInt8] {
         let fmt = format ?? RAOPAudioFormat(codec: .l16)
-        let frameSize = fmt.channels * 2
         if fmt.codec == .alac {
             guard let alac, let pcm = try? alac.decode(payload) else {
                 shared.update { $0.decodeErrors += 1 }
@@ -388,6 +387,12 @@ final class SpeakerSession: @unchecked Sendable {
             }
             return pcm.bytes  // the decoder always gives stereo
         }
+        return Self.littleEndianStereo(fromL16BigEndian: payload, channels: fmt.channels)
+    }
+
+    /// Big-endian L16 (whole frames only) → s16le stereo; shared with the virtual HomePod.
+    static func littleEndianStereo(fromL16BigEndian payload: [UInt8], channels: Int) -> [UInt8] {
+        let frameSize = channels * 2
         let usable = payload.count - payload.count % frameSize
         var out = [UInt8](repeating: 0, count: usable)
         var i = 0
@@ -396,7 +401,7 @@ final class SpeakerSession: @unchecked Sendable {
             out[i + 1] = payload[i]
             i += 2
         }
-        return fmt.channels == 2 ? out : Self.monoToStereo(out)
+        return channels == 2 ? out : monoToStereo(out)
     }
 
     static func monoToStereo(_ pcm: [UInt8]) -> [UInt8] {

@@ -1,0 +1,598 @@
+import ATVAuth
+import ATVCore
+import ATVRAOP
+import NIOCore
+import NIOPosix
+
+/// What to do after a response went out (plaintext): switch the connection to HAP encryption.
+struct HomePodReply {
+    var response: RTSPResponse
+    var enableKeys: ChannelKeys?
+    var close = false
+}
+
+/// One control connection of a `VirtualHomePod`: pairing, then RTSP over HAP encryption, and at
+/// most one session (event channel, timing socket, one audio stream).
+///
+/// Confined to the event loop of its channel (every socket it opens is bound to the same loop),
+/// hence `@unchecked Sendable`.
+final class HomePodConnection: @unchecked Sendable {
+    let loop: EventLoop
+    let channel: Channel
+    let shared: HomePodShared
+    let crypto: HAPEncryptionHandler
+    private var config: VirtualHomePod.Configuration { shared.configuration }
+
+    private var pairSetup: HAPPairSetupServer
+    private var pairVerify: HAPPairVerifyServer?
+    /// The secret the channel keys derive from (SRP K for transient, X25519 shared for verify).
+    private var secret: [UInt8]?
+    private var encrypted: Bool { crypto.isEnabled }
+
+    // Session
+    private var number: Int?
+    private var wavPath: String?
+    private var eventServer: Channel?
+    private var eventConnection: Channel?
+    private var eventReplyTimer: Scheduled<Void>?
+    private var eventDropTimer: Scheduled<Void>?
+    private var timingChannel: Channel?
+    private var senderTiming: SocketAddress?
+    private var timingTask: RepeatedTask?
+    private var stream: HomePodStream?
+    private var ending = false
+    private var ended = false
+
+    init(channel: Channel, shared: HomePodShared, crypto: HAPEncryptionHandler) {
+        self.channel = channel
+        self.loop = channel.eventLoop
+        self.shared = shared
+        self.crypto = crypto
+        let c = shared.configuration
+        pairSetup = HAPPairSetupServer(identity: c.identity, pin: c.pin, transientPIN: c.transientPIN)
+        shared.register(channel)
+        shared.update { $0.connections += 1 }
+    }
+
+    private var peerIP: String? { channel.remoteAddress?.ipAddress }
+    private var server: String { "AirTunes/\(config.sourceVersion)" }
+
+    func countBytes(_ n: Int) { shared.update { $0.rtspBytesReceived += n } }
+
+    // MARK: Requests
+
+    func handle(_ request: RTSPRequest) -> EventLoopFuture<HomePodReply> {
+        loop.preconditionInEventLoop()
+        let path = request.uri.split(separator: "?").first.map(String.init) ?? request.uri
+        let name = path.hasPrefix("/") ? "\(request.method) \(path)" : request.method
+        let line = (encrypted ? "enc " : "") + name
+        shared.update { r in
+            r.requests.append(line)
+            if self.encrypted { r.encryptedRequests += 1 }
+        }
+        shared.emit(.request(line))
+        var ok = response(200, for: request)
+
+        switch (request.method, path) {
+        case ("GET", "/info"):
+            if config.requireUserAgent, !(request.headers["User-Agent"] ?? "").hasPrefix("AirPlay/") {
+                shared.update { $0.infoRejected += 1 }
+                return reply(response(403, for: request))
+            }
+            ok.headers.set("Content-Type", "application/x-apple-binary-plist")
+            ok.body = infoPlist()
+            return reply(ok)
+        case ("POST", "/pair-pin-start"):
+            return reply(ok)
+        case ("POST", "/pair-setup"):
+            return loop.makeSucceededFuture(pairSetupStep(request, ok))
+        case ("POST", "/pair-verify"):
+            return loop.makeSucceededFuture(pairVerifyStep(request, ok))
+        case ("OPTIONS", _):
+            ok.headers.set("Public", "ANNOUNCE, SETUP, RECORD, PAUSE, FLUSH, FLUSHBUFFERED, TEARDOWN, OPTIONS, POST, GET, PUT, GET_PARAMETER, SET_PARAMETER, SETPEERS, SETRATEANCHORTIME")
+            return reply(ok)
+        default:
+            break
+        }
+
+        // Everything else belongs to a session: pairing first.
+        if config.requirePairing && !encrypted {
+            shared.update { $0.refusedUnauthenticated += 1 }
+            return reply(response(470, for: request, reason: "Connection Authorization Required"))
+        }
+        switch (request.method, path) {
+        case ("SETUP", _):
+            return setup(request, ok)
+        case ("RECORD", _):
+            ok.headers.set("Audio-Latency", "11025")
+            stream?.expectFirstPacket(request.headers["RTP-Info"])
+        case ("FLUSH", _), ("FLUSHBUFFERED", _):
+            stream?.flush()
+            stream?.expectFirstPacket(request.headers["RTP-Info"])
+        case ("SET_PARAMETER", _):
+            return reply(setParameter(request, ok))
+        case ("GET_PARAMETER", _):
+            if request.bodyText.contains("volume") {
+                ok.headers.set("Content-Type", "text/parameters")
+                let v = shared.report.withLock { $0.volume } ?? -20.0
+                ok.body = Array("volume: \(v)\r\n".utf8)
+            }
+        case ("POST", "/feedback"):
+            shared.update { $0.feedbacks += 1 }
+        case ("POST", "/command"), ("POST", "/audioMode"), ("SETPEERS", _), ("SETRATEANCHORTIME", _), ("PUT", _):
+            break
+        case ("TEARDOWN", _):
+            if let streams = (try? BinaryPlistParser.parse(request.body))?["streams"], case .array(let list) = streams, !list.isEmpty {
+                stream?.finish()  // only the stream; the session stays
+            } else {
+                scheduleEnd()
+            }
+        default:
+            return reply(response(501, for: request))
+        }
+        return reply(ok)
+    }
+
+    private func reply(_ r: RTSPResponse) -> EventLoopFuture<HomePodReply> {
+        loop.makeSucceededFuture(HomePodReply(response: r))
+    }
+
+    private func response(_ status: Int, for request: RTSPRequest, reason: String? = nil) -> RTSPResponse {
+        var r = RTSPResponse(version: request.version.hasPrefix("HTTP/") ? request.version : "RTSP/1.0", status: status, reason: reason)
+        if let cseq = request.headers["CSeq"] { r.headers.set("CSeq", cseq) }
+        r.headers.set("Server", server)
+        return r
+    }
+
+    private func infoPlist() -> [UInt8] {
+        let c = config
+        let info: [String: BPlistValue] = [
+            "name": .string(c.name),
+            "deviceID": .string(c.deviceID.uppercased()),
+            "macAddress": .string(c.deviceID.uppercased()),
+            "model": .string(c.model),
+            "manufacturer": .string("Apple Inc."),
+            "sourceVersion": .string(c.sourceVersion),
+            "osVersion": .string(c.osVersion),
+            "protocolVersion": .string("1.1"),
+            "features": .int(Int64(bitPattern: c.features)),
+            "statusFlags": .int(4),
+            "pk": .data(c.identity.publicKey),
+            "pi": .string(String(decoding: c.identity.identifier, as: UTF8.self).lowercased()),
+            "keepAliveLowPower": .bool(true),
+            "keepAliveSendStatsAsBody": .bool(true),
+            "initialVolume": .real(-20.0),
+            "audioLatencies": .array([.dict(["inputLatencyMicros": .int(0), "outputLatencyMicros": .int(0),
+                                             "type": .int(100), "audioType": .string("default")])]),
+            "audioFormats": .array([.dict(["type": .int(96), "audioInputFormats": .int(0x4_0800),
+                                           "audioOutputFormats": .int(0x4_0800)])]),
+        ]
+        return BinaryPlist.encode(.dict(info))
+    }
+
+    // MARK: Pairing
+
+    private func pairSetupStep(_ request: RTSPRequest, _ ok: RTSPResponse) -> HomePodReply {
+        var ok = ok
+        ok.headers.set("Content-Type", "application/octet-stream")
+        let tlv = try? TLV8.decode(request.body)
+        let isTransientM1 = tlv?.byte(.state) == 1 && (tlv?.byte(.flags) ?? 0) & TLV8.transientFlag != 0
+        if config.transientError, isTransientM1 || request.headers["X-Apple-HKP"] == "4" {
+            // 200 with an in-band error, then nothing useful (airplay2-sender.md §4.3 step 3).
+            let seq = (tlv?.byte(.state) ?? 1) &+ 1
+            ok.body = TLV8([.init(.state, [seq]), .init(.error, [TLV8.ErrorCode.authentication.rawValue])]).encoded()
+            shared.update { $0.pairingFailures.append("transient pair-setup refused (transient-error mode)") }
+            return HomePodReply(response: ok)
+        }
+        if tlv?.byte(.state) == 1 {  // a new attempt restarts the state machine
+            pairSetup = HAPPairSetupServer(identity: config.identity, pin: config.pin, transientPIN: config.transientPIN)
+        }
+        let result = pairSetup.handle(request.body)
+        ok.body = result.message
+        switch result.event {
+        case .transient(let K):
+            secret = K
+            record(.transient)
+            return HomePodReply(response: ok, enableKeys: HAPChannel.airPlayControl.keys(sharedSecret: K, role: .accessory))
+        case .paired(let controller):
+            shared.addController(controller)
+            record(.pinSetup)
+        case .failed(let error):
+            shared.update { $0.pairingFailures.append("pair-setup: \(error)") }
+        case .verified, nil:
+            break
+        }
+        return HomePodReply(response: ok)
+    }
+
+    private func pairVerifyStep(_ request: RTSPRequest, _ ok: RTSPResponse) -> HomePodReply {
+        var ok = ok
+        ok.headers.set("Content-Type", "application/octet-stream")
+        if (try? TLV8.decode(request.body))?.byte(.state) == 1 || pairVerify == nil {
+            pairVerify = HAPPairVerifyServer(identity: config.identity, controllers: shared.controllers.withLock { $0 })
+        }
+        let result = pairVerify!.handle(request.body)
+        ok.body = result.message
+        switch result.event {
+        case .verified(_, let shared):
+            secret = shared
+            record(.verify)
+            return HomePodReply(response: ok, enableKeys: HAPChannel.airPlayControl.keys(sharedSecret: shared, role: .accessory))
+        case .failed(let error):
+            self.shared.update { $0.pairingFailures.append("pair-verify: \(error)") }
+        default:
+            break
+        }
+        return HomePodReply(response: ok)
+    }
+
+    private func record(_ mode: HomePodReport.PairingMode) {
+        shared.update { $0.pairings.append(mode) }
+        shared.emit(.paired(mode))
+    }
+
+    // MARK: SETUP
+
+    private func setup(_ request: RTSPRequest, _ ok: RTSPResponse) -> EventLoopFuture<HomePodReply> {
+        guard let body = try? BinaryPlistParser.parse(request.body), case .dict(let dict) = body else {
+            return reply(response(400, for: request))
+        }
+        if case .array(let streams)? = dict["streams"] {
+            return setupStreams(streams, request, ok)
+        }
+        return setupSession(dict, request, ok)
+    }
+
+    /// Session SETUP: timing and event channel → `{eventPort, timingPort}`.
+    private func setupSession(_ body: [String: PlistValue], _ request: RTSPRequest, _ ok: RTSPResponse) -> EventLoopFuture<HomePodReply> {
+        guard let secret else { return reply(response(470, for: request, reason: "Connection Authorization Required")) }
+        if number == nil {
+            let (n, path) = shared.beginSession()
+            number = n
+            wavPath = path
+        }
+        let timing = body["timingProtocol"]?.string
+        let timingPort = body["timingPort"]?.double.map { Int($0) }
+        shared.update { r in
+            r.timingProtocol = timing
+            r.senderTimingPort = timingPort
+        }
+        if let ip = peerIP, let p = timingPort, p > 0, p < 65536 {
+            senderTiming = try? SocketAddress(ipAddress: ip, port: p)
+        }
+        let host = channel.localAddress?.ipAddress ?? config.host
+        let eventKeys = HAPChannel.airPlayEvents.keys(sharedSecret: secret, role: .accessory)
+        let events: EventLoopFuture<Channel> = eventServer.map { loop.makeSucceededFuture($0) } ?? bindEventServer(host: host, keys: eventKeys)
+        let timingSocket: EventLoopFuture<Channel> = timingChannel.map { loop.makeSucceededFuture($0) }
+            ?? bindUDP(host: host, port: 0) { [self] bytes in timingDatagram(bytes) }
+        return events.and(timingSocket).map { [self] ev, tm in
+            if eventServer == nil {
+                eventServer = ev
+                setEventState(.listening)
+            }
+            if timingChannel == nil {
+                timingChannel = tm
+                if timing == "NTP" {
+                    timingTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: config.timingInterval.timeAmount) { [self] _ in
+                        sendTimingRequest()
+                    }
+                }
+            }
+            var r = ok
+            r.headers.set("Content-Type", "application/x-apple-binary-plist")
+            r.body = BinaryPlist.encode(.dict([
+                "eventPort": .int(Int64(ev.localAddress?.port ?? 0)),
+                "timingPort": .int(Int64(tm.localAddress?.port ?? 0)),
+            ]))
+            return HomePodReply(response: r)
+        }.flatMapErrorThrowing { [self] error in
+            shared.update { $0.errors.append("session SETUP: \(error)") }
+            return HomePodReply(response: response(500, for: request))
+        }
+    }
+
+    /// Stream SETUP: type 96 (real-time) with `ct` 1 (PCM) or 2 (ALAC) → `{streams: [{type, dataPort, controlPort}]}`.
+    private func setupStreams(_ streams: [PlistValue], _ request: RTSPRequest, _ ok: RTSPResponse) -> EventLoopFuture<HomePodReply> {
+        guard number != nil, let first = streams.first, case .dict(let s) = first else {
+            return reply(response(455, for: request, reason: "Method Not Valid in This State"))
+        }
+        let type = s["type"]?.double.map { Int($0) } ?? -1
+        let ct = s["ct"]?.double.map { Int($0) } ?? -1
+        let audioFormat = s["audioFormat"]?.double.map { Int($0) }
+        let spf = s["spf"]?.double.map { Int($0) } ?? 352
+        let sampleRate = s["sr"]?.double.map { Int($0) } ?? 44100
+        shared.update { r in
+            r.streamType = type
+            r.compressionType = ct
+            r.audioFormat = audioFormat
+            r.framesPerPacket = spf
+        }
+        guard type == 96 else { return reply(response(501, for: request, reason: "Stream Type Not Implemented")) }
+        guard case .data(let shk)? = s["shk"], shk.count == 32 else { return reply(response(400, for: request)) }
+        guard (1...4096).contains(spf), sampleRate == 44100 else { return reply(response(415, for: request)) }
+        let format: RAOPAudioFormat
+        switch ct {
+        case 1: format = RAOPAudioFormat(codec: .l16, framesPerPacket: spf)
+        case 2: format = RAOPAudioFormat(codec: .alac, framesPerPacket: spf)
+        default: return reply(response(415, for: request, reason: "Unsupported Media Type"))
+        }
+        var senderControl: SocketAddress?
+        if let ip = peerIP, let p = s["controlPort"]?.double.map({ Int($0) }), p > 0, p < 65536 {
+            senderControl = try? SocketAddress(ipAddress: ip, port: p)
+        }
+        stream?.finish()
+        let host = channel.localAddress?.ipAddress ?? config.host
+        let made = HomePodStream.make(loop: loop, host: host, shared: shared, format: format, key: shk,
+                                      senderControl: senderControl, wavPath: wavPath)
+        return made.map { [self] stream in
+            self.stream = stream
+            var r = ok
+            r.headers.set("Content-Type", "application/x-apple-binary-plist")
+            let dataPort = config.advertisedAudioPort ?? stream.dataPort
+            r.body = BinaryPlist.encode(.dict(["streams": .array([.dict([
+                "type": .int(96), "dataPort": .int(Int64(dataPort)), "controlPort": .int(Int64(stream.controlPort)),
+                "streamID": .int(1), "audioBufferSize": .int(8_388_608),
+            ])])]))
+            return HomePodReply(response: r)
+        }.flatMapErrorThrowing { [self] error in
+            shared.update { $0.errors.append("stream SETUP: \(error)") }
+            return HomePodReply(response: response(500, for: request))
+        }
+    }
+
+    // MARK: SET_PARAMETER
+
+    private func setParameter(_ request: RTSPRequest, _ ok: RTSPResponse) -> RTSPResponse {
+        let type = (request.headers["Content-Type"] ?? "").lowercased()
+        if type.hasPrefix("text/parameters") {
+            for line in request.bodyText.split(whereSeparator: \.isNewline) {
+                let kv = line.split(separator: ":", maxSplits: 1)
+                guard kv.count == 2 else { continue }
+                let key = kv[0].trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+                let value = kv[1].trimmingCharacters(in: .whitespacesAndNewlines)
+                switch key {
+                case "volume": if let v = Double(value) { shared.update { $0.volume = v } }
+                case "progress": shared.update { $0.progress = value }
+                default: break
+                }
+            }
+        } else if type.hasPrefix("application/x-dmap-tagged") {
+            guard let info = try? RAOPTrackInfo(dmap: request.body) else { return response(400, for: request) }
+            let m = MediaMetadata(title: info.title, artist: info.artist, album: info.album)
+            shared.update { $0.metadata = m }
+        } else if type.hasPrefix("image/") {
+            let n = request.body.count
+            shared.update { $0.artworkBytes = n; $0.artworkType = type }
+        }
+        return ok
+    }
+
+    // MARK: Event channel
+
+    private func bindEventServer(host: String, keys: ChannelKeys) -> EventLoopFuture<Channel> {
+        ServerBootstrap(group: loop)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { [self] ch in
+                ch.eventLoop.makeCompletedFuture {
+                    let crypto = HAPEncryptionHandler()
+                    crypto.enable(keys: keys)
+                    try ch.pipeline.syncOperations.addHandler(crypto)
+                    try ch.pipeline.syncOperations.addHandler(HomePodEventHandler(connection: self))
+                }
+            }
+            .bind(host: host, port: 0)
+    }
+
+    func eventChannelOpened(_ ch: Channel) {
+        loop.execute { [self] in
+            guard !ended else { ch.close(promise: nil); return }
+            eventConnection?.close(promise: nil)
+            eventConnection = ch
+            setEventState(.connected)
+            let body = BinaryPlist.encode(.dict(["type": .string("updateInfo"), "value": .dict([
+                "name": .string(config.name), "model": .string(config.model), "deviceID": .string(config.deviceID.uppercased()),
+            ])]))
+            var request = RTSPRequest(method: "POST", uri: "/command")
+            request.headers.set("CSeq", "1")
+            request.headers.set("Server", server)
+            request.headers.set("Content-Type", "application/x-apple-binary-plist")
+            request.body = body
+            ch.writeAndFlush(ch.allocator.buffer(bytes: request.serialized), promise: nil)
+            shared.update { $0.eventCommandsSent += 1 }
+            eventReplyTimer = loop.scheduleTask(in: config.eventReplyTimeout.timeAmount) { [self] in
+                shared.update { $0.errors.append("the sender did not answer POST /command on the event channel") }
+                setEventState(.dropped)
+                channel.close(promise: nil)
+            }
+            if let after = config.dropEventChannelAfter {
+                eventDropTimer = loop.scheduleTask(in: after.timeAmount) { [self] in
+                    setEventState(.dropped)
+                    ch.close(promise: nil)
+                }
+            }
+        }
+    }
+
+    func eventReplyReceived(_ r: RTSPResponse) {
+        loop.execute { [self] in
+            shared.update { $0.eventRepliesReceived += 1 }
+            if r.status == 200 {
+                eventReplyTimer?.cancel()
+                eventReplyTimer = nil
+                setEventState(.answered)
+            }
+        }
+    }
+
+    func eventChannelClosed(_ ch: Channel) {
+        loop.execute { [self] in
+            guard eventConnection === ch else { return }
+            eventConnection = nil
+            eventReplyTimer?.cancel()
+            eventDropTimer?.cancel()
+            if shared.report.withLock({ $0.eventChannel }) != .dropped { setEventState(.closed) }
+        }
+    }
+
+    private func setEventState(_ s: HomePodReport.EventChannelState) {
+        shared.update { $0.eventChannel = s }
+        shared.emit(.eventChannel(s))
+    }
+
+    // MARK: Timing
+
+    private func sendTimingRequest() {
+        guard let ch = timingChannel, let dest = senderTiming else { return }
+        let packet = RAOPTimingPacket(isReply: false, sendTime: NTPTime.now())
+        ch.writeAndFlush(AddressedEnvelope(remoteAddress: dest, data: ch.allocator.buffer(bytes: packet.bytes)), promise: nil)
+        shared.update { $0.timingRequestsSent += 1 }
+    }
+
+    private func timingDatagram(_ bytes: [UInt8]) {
+        guard let packet = try? RAOPTimingPacket(decoding: bytes) else { return }
+        if packet.isReply {
+            shared.update { $0.timingRepliesReceived += 1 }
+        } else if let ch = timingChannel, let dest = senderTiming {
+            let now = NTPTime.now()
+            let reply = RAOPTimingPacket.reply(to: packet, receivedAt: now, sentAt: now)
+            ch.writeAndFlush(AddressedEnvelope(remoteAddress: dest, data: ch.allocator.buffer(bytes: reply.bytes)), promise: nil)
+        }
+    }
+
+    func bindUDP(host: String, port: Int, _ onDatagram: @escaping @Sendable ([UInt8]) -> Void) -> EventLoopFuture<Channel> {
+        DatagramBootstrap(group: loop)
+            .channelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(DatagramHandler(onDatagram: onDatagram))
+                }
+            }
+            .bind(host: host, port: port)
+    }
+
+    // MARK: End
+
+    private func scheduleEnd() {
+        guard !ending else { return }
+        ending = true
+        loop.scheduleTask(in: config.endGrace.timeAmount) { [self] in finishSession() }
+    }
+
+    func connectionClosed() {
+        loop.preconditionInEventLoop()
+        shared.unregister(channel)
+        scheduleEnd()
+    }
+
+    private func finishSession() {
+        guard !ended else { return }
+        ended = true
+        stream?.finish()
+        timingTask?.cancel()
+        eventReplyTimer?.cancel()
+        eventDropTimer?.cancel()
+        for ch in [eventConnection, eventServer, timingChannel].compactMap({ $0 }) { ch.close(promise: nil) }
+        guard number != nil else { return }  // no session SETUP: nothing to report
+        let report = shared.report.withLock { r -> HomePodReport in
+            r.sessionsEnded += 1
+            return r
+        }
+        shared.emit(.sessionEnded(wavPath: stream?.wavPath, report: report))
+    }
+}
+
+/// HTTP/RTSP on the control connection: incremental parsing, responses in request order, and the
+/// switch to encryption right after the pairing response that completes a handshake.
+final class HomePodControlHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let connection: HomePodConnection
+    private var parser = RTSPParser(maxBodyBytes: 4 * 1024 * 1024)
+    private var pending: EventLoopFuture<Void>?
+
+    init(connection: HomePodConnection) { self.connection = connection }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        connection.countBytes(buffer.readableBytes)
+        parser.append(buffer.readableBytesView)
+        let channel = context.channel
+        let crypto = connection.crypto
+        while true {
+            let request: RTSPRequest?
+            do {
+                request = try parser.nextRequest()
+            } catch {
+                var bad = RTSPResponse(status: 400)
+                bad.headers.set("Connection", "close")
+                let bytes = bad.serialized
+                enqueue(on: channel) { channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)) }
+                    .whenComplete { _ in channel.close(promise: nil) }
+                return
+            }
+            guard let request else { return }
+            let connection = self.connection
+            enqueue(on: channel) {
+                connection.handle(request).flatMap { reply in
+                    // The write passes the (still disabled) encryption handler synchronously, so
+                    // enabling right after it keeps this response in plaintext.
+                    let written = channel.writeAndFlush(channel.allocator.buffer(bytes: reply.response.serialized))
+                    if let keys = reply.enableKeys { crypto.enable(keys: keys) }
+                    if reply.close { written.whenComplete { _ in channel.close(promise: nil) } }
+                    return written
+                }
+            }
+        }
+    }
+
+    @discardableResult
+    private func enqueue(on channel: Channel, _ work: @escaping @Sendable () -> EventLoopFuture<Void>) -> EventLoopFuture<Void> {
+        let previous = pending ?? channel.eventLoop.makeSucceededVoidFuture()
+        let next = previous.flatMapError { _ in channel.eventLoop.makeSucceededVoidFuture() }.flatMap(work)
+        pending = next
+        return next
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connection.connectionClosed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// The receiver's end of the event channel: reads the sender's answers to `POST /command`.
+final class HomePodEventHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private let connection: HomePodConnection
+    private var parser = RTSPParser(maxBodyBytes: 1024 * 1024)
+
+    init(connection: HomePodConnection) { self.connection = connection }
+
+    func channelActive(context: ChannelHandlerContext) {
+        connection.eventChannelOpened(context.channel)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        parser.append(buffer.readableBytesView)
+        do {
+            while let message = try parser.nextMessage() {
+                if case .response(let r) = message { connection.eventReplyReceived(r) }
+            }
+        } catch {
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connection.eventChannelClosed(context.channel)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,260 @@
+import ATVAuth
+import ATVCore
+import ATVDiscovery
+import ATVRAOP
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A virtual HomePod: the AirPlay 2 receiver side as pyatv 0.18 and real HomePods speak it
+/// (airplay2-sender.md §4, protocols.md §4 / §8). One TCP port serves `GET /info`, HAP pairing
+/// (`/pair-pin-start`, transient and PIN `/pair-setup`, `/pair-verify`), then RTSP over the
+/// HAP-encrypted connection: session SETUP (event channel, NTP timing), stream SETUP (type 96
+/// real-time audio, `ct` 1 PCM or 2 ALAC, key `shk`), RECORD, FLUSH, SET_PARAMETER, GET_PARAMETER,
+/// `/feedback`, TEARDOWN. Audio arrives over UDP encrypted per packet; it is decrypted, put in
+/// order (retransmit requests on the control port), decoded and written to a WAV file.
+///
+/// Loopback only by default (`127.0.0.1`). Each control connection holds at most one session.
+public final class VirtualHomePod: Sendable {
+    public struct Configuration: Sendable {
+        public var host: String
+        /// TCP port for HTTP/RTSP; 0 picks a free port (see `port`).
+        public var port: Int
+        public var name: String
+        /// MAC style, e.g. "AA:BB:CC:DD:EE:FF".
+        public var deviceID: String
+        public var model: String
+        /// AirTunes version (`srcvers`, `Server: AirTunes/…`).
+        public var sourceVersion: String
+        public var osVersion: String
+        /// Features word (TXT `features`/`ft`, /info `features`); default: a HomePod mini's
+        /// `0x4A7FCA00,0xBC354BD0` (bits 38 and 48 set: pyatv takes its AirPlay 2 path).
+        public var features: UInt64
+        /// The accessory's long-term identity (pairing identifier and Ed25519 key; TXT `pk`).
+        public var identity: HAPIdentity
+        /// PIN for normal (non-transient) pair-setup.
+        public var pin: String
+        /// PIN of transient pair-setup (HomePods: 3939).
+        public var transientPIN: String
+        /// Controllers that may pair-verify from the start (more are added by PIN pair-setup).
+        public var pairedControllers: [HAPPairedController]
+        /// WAV file of the first session; session n > 1 writes `<stem>-n.wav`. nil: no file.
+        public var outputPath: String?
+        public var jitter: JitterBuffer.Configuration
+        /// Interval between NTP timing requests to the sender (first one right after session SETUP).
+        public var timingInterval: Duration
+        /// After TEARDOWN (or a closed connection) wait this long for in-flight UDP before finishing.
+        public var endGrace: Duration
+
+        // Behaviour switches (fault injection for senders' tests).
+        /// Answer `GET /info` with 403 unless the User-Agent looks like an Apple AirPlay sender
+        /// (`AirPlay/…`), as HomePod software 27 does.
+        public var requireUserAgent: Bool
+        /// Refuse session requests (SETUP, RECORD, ...) on an unencrypted connection with 470.
+        public var requirePairing: Bool
+        /// Answer transient pair-setup M1 with 200 and an in-band TLV error (airplay2-sender.md §4.3 step 3).
+        public var transientError: Bool
+        /// Close the event channel this long after the sender connected to it.
+        public var dropEventChannelAfter: Duration?
+        /// Accept the session but discard all audio: nothing is decrypted or written.
+        public var noProgress: Bool
+        /// End the session when the sender has not answered the event channel's `POST /command`
+        /// within this time (a real HomePod drops it after ~30 s).
+        public var eventReplyTimeout: Duration
+        /// UDP port for audio data (0 = any free port), and the port announced in the stream SETUP
+        /// reply instead of it (to put a loss relay in front of it).
+        public var audioPort: Int
+        public var advertisedAudioPort: Int?
+        /// Test hook to simulate loss: return true to drop the n-th audio datagram (0-based) on arrival.
+        public var dropAudioPacket: (@Sendable (_ index: Int, _ seq: UInt16) -> Bool)?
+
+        public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv HomePod",
+                    deviceID: String = "AA:BB:CC:DD:EE:F0", model: String = "AudioAccessory5,1",
+                    sourceVersion: String = "870.14.1", osVersion: String = "18.4",
+                    features: UInt64 = 0xBC35_4BD0_4A7F_CA00,
+                    identity: HAPIdentity = HAPIdentity(identifier: UUID().uuidString),
+                    pin: String = "1111", transientPIN: String = "3939",
+                    pairedControllers: [HAPPairedController] = [], outputPath: String? = nil,
+                    jitter: JitterBuffer.Configuration = .init(), timingInterval: Duration = .seconds(3),
+                    endGrace: Duration = .milliseconds(250), requireUserAgent: Bool = false,
+                    requirePairing: Bool = true, transientError: Bool = false,
+                    dropEventChannelAfter: Duration? = nil, noProgress: Bool = false,
+                    eventReplyTimeout: Duration = .seconds(30), audioPort: Int = 0, advertisedAudioPort: Int? = nil,
+                    dropAudioPacket: (@Sendable (_ index: Int, _ seq: UInt16) -> Bool)? = nil) {
+            self.host = host
+            self.port = port
+            self.name = name
+            self.deviceID = deviceID
+            self.model = model
+            self.sourceVersion = sourceVersion
+            self.osVersion = osVersion
+            self.features = features
+            self.identity = identity
+            self.pin = pin
+            self.transientPIN = transientPIN
+            self.pairedControllers = pairedControllers
+            self.outputPath = outputPath
+            self.jitter = jitter
+            self.timingInterval = timingInterval
+            self.endGrace = endGrace
+            self.requireUserAgent = requireUserAgent
+            self.requirePairing = requirePairing
+            self.transientError = transientError
+            self.dropEventChannelAfter = dropEventChannelAfter
+            self.noProgress = noProgress
+            self.eventReplyTimeout = eventReplyTimeout
+            self.audioPort = audioPort
+            self.advertisedAudioPort = advertisedAudioPort
+            self.dropAudioPacket = dropAudioPacket
+        }
+
+        /// `0xLLLLLLLL,0xHHHHHHHH` as in TXT records.
+        public var featuresString: String {
+            "0x" + String(UInt32(truncatingIfNeeded: features), radix: 16, uppercase: true)
+                + ",0x" + String(UInt32(truncatingIfNeeded: features >> 32), radix: 16, uppercase: true)
+        }
+    }
+
+    public let configuration: Configuration
+    /// The bound HTTP/RTSP port.
+    public let port: Int
+    private let server: Channel
+    let shared: HomePodShared
+
+    private init(configuration: Configuration, server: Channel, shared: HomePodShared) {
+        self.configuration = configuration
+        self.server = server
+        self.shared = shared
+        self.port = server.localAddress?.port ?? configuration.port
+    }
+
+    /// Starts listening. Throws `ATVError.connectionFailed` if the address cannot be bound.
+    public static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualHomePod {
+        let shared = HomePodShared(configuration: configuration)
+        do {
+            let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let crypto = HAPEncryptionHandler()
+                        let connection = HomePodConnection(channel: channel, shared: shared, crypto: crypto)
+                        try channel.pipeline.syncOperations.addHandler(crypto)
+                        try channel.pipeline.syncOperations.addHandler(HomePodControlHandler(connection: connection))
+                    }
+                }
+                .bind(host: configuration.host, port: configuration.port).get()
+            return VirtualHomePod(configuration: configuration, server: server, shared: shared)
+        } catch {
+            throw ATVError.connectionFailed("virtual HomePod cannot listen on \(configuration.host):\(configuration.port): \(error)")
+        }
+    }
+
+    /// A snapshot of everything seen so far.
+    public func report() -> HomePodReport { shared.report.withLock { $0 } }
+
+    /// Events from now on (each call gives an independent stream).
+    public func events() -> AsyncStream<HomePodEvent> { shared.events.subscribe() }
+
+    /// Controllers that may pair-verify (configured ones plus those paired with the PIN).
+    public var pairedControllers: [HAPPairedController] { shared.controllers.withLock { $0 } }
+
+    /// Waits until `sessions` sessions have ended and returns the report.
+    public func waitForSessionEnd(sessions: Int = 1, timeout: Duration) async throws -> HomePodReport {
+        let stream = events()
+        if report().sessionsEnded >= sessions { return report() }
+        return try await withThrowingTaskGroup(of: HomePodReport?.self) { group in
+            group.addTask {
+                for await event in stream {
+                    if case .sessionEnded(_, let r) = event, r.sessionsEnded >= sessions { return r }
+                }
+                return nil
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            if let first = try await group.next(), let r = first { return r }
+            if report().sessionsEnded >= sessions { return report() }
+            throw ATVError.timeout("no AirPlay 2 session ended on the virtual HomePod within \(timeout)")
+        }
+    }
+
+    /// Stops listening, closes open connections and ends `events()` streams.
+    public func stop() async {
+        try? await server.close()
+        shared.closeAll()
+        shared.events.finish()
+    }
+
+    /// `_airplay._tcp` and `_raop._tcp` like a HomePod advertises them (protocols.md §3.2).
+    public func mdnsServices(address: String = "127.0.0.1") -> [MDNSService] {
+        let c = configuration
+        let compact = c.deviceID.filter { $0 != ":" }.uppercased()
+        let host = "swift-atv-homepod-\(compact.lowercased()).local"
+        let pk = c.identity.publicKey.map { String(format: "%02x", $0) }.joined()
+        let features = c.featuresString
+        let airplay: [String: String] = [
+            "acl": "0", "deviceid": c.deviceID.uppercased(), "features": features, "flags": "0x4",
+            "gcgl": "1", "igl": "1", "model": c.model, "osvers": c.osVersion, "pk": pk,
+            "pi": String(decoding: c.identity.identifier, as: UTF8.self).lowercased(),
+            "protovers": "1.1", "srcvers": c.sourceVersion, "vv": "2",
+        ]
+        let raop: [String: String] = [
+            "am": c.model, "ch": "2", "cn": "0,1,2,3", "da": "true", "et": "0,4", "ft": features, "md": "0,1,2",
+            "ov": c.osVersion, "pk": pk, "sf": "0x4", "sr": "44100", "ss": "16", "tp": "UDP", "txtvers": "1",
+            "vn": "65537", "vs": c.sourceVersion, "vv": "2",
+        ]
+        return [
+            MDNSService(instance: c.name, type: ServiceType.airplay, port: UInt16(port), txt: airplay, hostName: host, address: address),
+            MDNSService(instance: "\(compact)@\(c.name)", type: ServiceType.raop, port: UInt16(port), txt: raop, hostName: host, address: address),
+        ]
+    }
+
+    /// The same TXT as `--service-properties` for pyatv's `atvremote --manual` (first character is
+    /// the separator).
+    public func raopServicePropertiesArgument() -> String {
+        let txt = mdnsServices()[1].txt
+        return ";" + txt.keys.sorted().map { "\($0)=\(txt[$0] ?? "")" }.joined(separator: ";")
+    }
+}
+
+/// State shared by all connections of one HomePod.
+final class HomePodShared: Sendable {
+    let configuration: VirtualHomePod.Configuration
+    let report = Mutex(HomePodReport())
+    let events = Broadcaster<HomePodEvent>(bufferingPolicy: .unbounded)
+    let controllers: Mutex<[HAPPairedController]>
+    private let openChannels = Mutex<[ObjectIdentifier: Channel]>([:])
+
+    init(configuration: VirtualHomePod.Configuration) {
+        self.configuration = configuration
+        controllers = Mutex(configuration.pairedControllers)
+    }
+
+    func update(_ body: (inout HomePodReport) -> Void) { report.withLock { body(&$0) } }
+    func emit(_ event: HomePodEvent) { events.yield(event) }
+
+    func addController(_ c: HAPPairedController) {
+        controllers.withLock { list in
+            list.removeAll { $0.identifier == c.identifier }
+            list.append(c)
+        }
+    }
+
+    /// Starts a session: returns its number (1-based) and the WAV path it should write.
+    func beginSession() -> (Int, String?) {
+        let n = report.withLock { r in r.sessions += 1; return r.sessions }
+        guard let path = configuration.outputPath else { return (n, nil) }
+        if n == 1 { return (n, path) }
+        let stem = path.hasSuffix(".wav") ? String(path.dropLast(4)) : path
+        return (n, "\(stem)-\(n).wav")
+    }
+
+    func register(_ channel: Channel) { openChannels.withLock { $0[ObjectIdentifier(channel)] = channel } }
+    func unregister(_ channel: Channel) { _ = openChannels.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) } }
+    func closeAll() {
+        for c in openChannels.withLock({ Array($0.values) }) { c.close(promise: nil) }
+    }
+}
