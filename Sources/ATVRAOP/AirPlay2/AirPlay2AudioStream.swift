@@ -205,6 +205,9 @@ extension RAOPClient {
             report.serverPorts = RAOPServerPorts(audioPort: reply.dataPort, controlPort: reply.controlPort,
                                                  timingPort: 0, session: String(connection.sessionID))
             live.inner.withLock { $0.controlDestination = controlAddress }
+            // As pyatv: FLUSH with RTP-Info names the first packet, so a receiver can ask for it
+            // again when it is lost.
+            await session.flush(sequence: sequence, rtpTime: rtpBase)
             controls.withLock {
                 $0.live = live
                 $0.ap2 = session

@@ -634,7 +634,7 @@ final class AirPlay2EventHandler: ChannelInboundHandler {
             while let message = try parser.nextMessage() {
                 guard case .request(let request) = message else { continue }
                 core.logger.debug("AirPlay 2 event: \(request.method) \(request.uri)")
-                let bytes = AirPlay2EventChannel.reply(to: request).serialized
+                let bytes = AirPlay2EventChannel.replyBytes(to: request)
                 var buffer = context.channel.allocator.buffer(capacity: bytes.count)
                 buffer.writeBytes(bytes)
                 context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)

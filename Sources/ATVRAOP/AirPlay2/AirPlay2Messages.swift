@@ -280,6 +280,18 @@ public enum AirPlay2EventChannel {
         if let cseq = request.headers["CSeq"] { headers.add("CSeq", cseq) }
         return RTSPResponse(version: request.version, status: 200, reason: "OK", headers: headers)
     }
+
+    /// `reply(to:)` on the wire, keeping the explicit `Content-Length: 0` (the generic serializer
+    /// leaves it out for an empty body).
+    public static func replyBytes(to request: RTSPRequest) -> [UInt8] {
+        let r = reply(to: request)
+        var text = "\(r.version) \(r.status) \(r.reason)\r\n"
+        for f in r.headers {
+            let value = String(f.value.map { $0 == "\r" || $0 == "\n" || $0 == "\r\n" ? " " : $0 })
+            text += "\(f.name): \(value)\r\n"
+        }
+        return Array((text + "\r\n").utf8)
+    }
 }
 
 // MARK: - helpers
