@@ -39,7 +39,7 @@ public struct RAOPOptions: Sendable {
     public var backlogPackets: Int
     /// AirPlay 1 (RAOP) or AirPlay 2 (HAP-paired, encrypted realtime audio). The facade picks it
     /// from the receiver's `features` unless told otherwise.
-    public var airPlayVersion: AirPlayVersion
+    public var airPlayVersion: AirPlayMajorVersion
     /// AirPlay 2: stored HAP credentials for pair-verify; nil = transient pairing (PIN 3939).
     public var hapCredentials: HAPCredentials?
     /// AirPlay 2: the receiver must clock the stream (an NTP timing request or a retransmit request)

@@ -7,20 +7,13 @@ import ATVCore
 // MARK: - Route choice
 
 /// Which AirPlay generation a sender speaks to a receiver.
-public enum AirPlayVersion: String, Sendable, Equatable, CaseIterable, CustomStringConvertible {
+public enum AirPlayMajorVersion: String, Sendable, Equatable, CaseIterable, CustomStringConvertible {
     /// AirPlay 1 (RAOP): ANNOUNCE, unencrypted RTP.
     case v1 = "1"
     /// AirPlay 2 realtime audio: HAP pairing, encrypted RTSP, event channel, sealed RTP.
     case v2 = "2"
 
     public var description: String { self == .v1 ? "AirPlay 1 (RAOP)" : "AirPlay 2" }
-}
-
-/// What the caller asks for: follow the receiver's `features`, or force one generation.
-public enum AirPlayVersionPreference: String, Sendable, Equatable, CaseIterable {
-    case automatic = "auto"
-    case v1 = "1"
-    case v2 = "2"
 }
 
 /// The AirPlay `features` word as a sender reads it: `0xLOW` or `0xLOW,0xHIGH` (1–8 hex digits each).
@@ -56,21 +49,21 @@ public struct AirPlay2FeatureWord: Sendable, Equatable {
 
 /// The route decision for one receiver, with the reason (for the `-v` log line).
 public struct AirPlayRoute: Sendable, Equatable, CustomStringConvertible {
-    public var version: AirPlayVersion
+    public var version: AirPlayMajorVersion
     public var reason: String
 
-    public init(version: AirPlayVersion, reason: String) {
+    public init(version: AirPlayMajorVersion, reason: String) {
         self.version = version
         self.reason = reason
     }
 
     /// `features` texts are tried in order (RAOP `ft`, RAOP `features`, AirPlay `features`…); the
-    /// first that parses decides. A forced preference wins.
-    public static func choose(preference: AirPlayVersionPreference, featureTexts: [String?]) -> AirPlayRoute {
+    /// first that parses decides. A forced preference (pyatv's `protocol_version` 1 or 2) wins.
+    public static func choose(preference: AirPlayVersion, featureTexts: [String?]) -> AirPlayRoute {
         switch preference {
         case .v1: return AirPlayRoute(version: .v1, reason: "forced by --airplay-version 1")
         case .v2: return AirPlayRoute(version: .v2, reason: "forced by --airplay-version 2")
-        case .automatic: break
+        case .auto: break
         }
         for case let text? in featureTexts {
             guard let word = AirPlay2FeatureWord(parsing: text) else { continue }
