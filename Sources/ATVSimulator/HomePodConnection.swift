@@ -268,6 +268,7 @@ final class HomePodConnection: @unchecked Sendable {
         return events.and(timingSocket).map { [self] ev, tm in
             if eventServer == nil {
                 eventServer = ev
+                shared.update { $0.eventPort = ev.localAddress?.port }
                 setEventState(.listening)
             }
             if timingChannel == nil {
@@ -326,6 +327,10 @@ final class HomePodConnection: @unchecked Sendable {
                                       senderControl: senderControl, wavPath: wavPath)
         return made.map { [self] stream in
             self.stream = stream
+            shared.update { r in
+                r.dataPort = stream.dataPort
+                r.controlPort = stream.controlPort
+            }
             var r = ok
             r.headers.set("Content-Type", "application/x-apple-binary-plist")
             let dataPort = config.advertisedAudioPort ?? stream.dataPort

@@ -48,6 +48,10 @@ public struct HomePodReport: Sendable, Equatable, CustomStringConvertible {
     /// Session SETUP: the timing protocol and the sender's timing port it asked for.
     public var timingProtocol: String?
     public var senderTimingPort: Int?
+    /// The receiver's own ports of the latest session: event channel (TCP), audio data and control (UDP).
+    public var eventPort: Int?
+    public var dataPort: Int?
+    public var controlPort: Int?
     /// Event channel.
     public var eventChannel: EventChannelState = .none
     public var eventCommandsSent = 0

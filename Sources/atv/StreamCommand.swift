@@ -146,7 +146,7 @@ func resolveDevice(_ opts: DeviceOptions, for proto: ATVProtocol, defaultPort: I
 
 struct Simulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a virtual device on loopback.",
-        subcommands: [SimulateSpeaker.self, SimulateAppleTV.self, SimulateCompanion.self])
+        subcommands: [SimulateSpeaker.self, SimulateAppleTV.self, SimulateCompanion.self, SimulateHomePod.self])
 }
 
 struct SimulateSpeaker: AsyncParsableCommand {

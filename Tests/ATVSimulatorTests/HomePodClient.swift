@@ -18,13 +18,16 @@ final class HomePodTestClient: Sendable {
         self.inbox = inbox
     }
 
-    static func connect(port: Int) async throws -> HomePodTestClient {
+    /// `keys`: encrypt from the first byte (the event channel, where the receiver speaks first).
+    static func connect(port: Int, keys: ChannelKeys? = nil) async throws -> HomePodTestClient {
         let inbox = Inbox()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(5))
             .channelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture {
-                    try ch.pipeline.syncOperations.addHandler(HAPEncryptionHandler())
+                    let crypto = HAPEncryptionHandler()
+                    if let keys { crypto.enable(keys: keys) }
+                    try ch.pipeline.syncOperations.addHandler(crypto)
                     try ch.pipeline.syncOperations.addHandler(Collector(inbox: inbox))
                 }
             }
@@ -76,6 +79,28 @@ final class HomePodTestClient: Sendable {
             }
             parser.withLock { $0.append(bytes) }
         }
+    }
+
+    /// The next request the peer sends (the event channel's `POST /command`).
+    func nextRequest(timeout: Duration) async throws -> RTSPRequest {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if let r = try parser.withLock({ try $0.nextRequest() }) { return r }
+            guard let bytes = try await nextBytes(until: deadline) else {
+                throw ATVError.connectionLost("the virtual HomePod closed the connection")
+            }
+            parser.withLock { $0.append(bytes) }
+        }
+    }
+
+    /// Answers a request the way pyatv's event channel does: 200, empty body, CSeq and Server copied.
+    func answer(_ request: RTSPRequest) async throws {
+        var r = RTSPResponse(version: request.version, status: 200)
+        r.headers.set("Content-Length", "0")
+        r.headers.set("Audio-Latency", "0")
+        if let s = request.headers["Server"] { r.headers.set("Server", s) }
+        if let c = request.headers["CSeq"] { r.headers.set("CSeq", c) }
+        try await channel.writeAndFlush(channel.allocator.buffer(bytes: r.serialized)).get()
     }
 
     /// True if the peer closes the connection before `timeout`.

@@ -1,0 +1,91 @@
+import ArgumentParser
+import ATVAuth
+import ATVCore
+import ATVDiscovery
+import ATVSimulator
+import Foundation
+
+struct SimulateHomePod: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "homepod",
+        abstract: "A virtual HomePod (AirPlay 2 receiver) that writes what it plays to a WAV file.",
+        discussion: """
+        Accepts transient pairing (PIN 3939, like a HomePod) or PIN pairing + pair-verify, HAP-encrypted
+        RTSP, an event channel, NTP timing and encrypted real-time audio (PCM or ALAC).
+        Example, with pyatv as the sender:
+          atv simulate homepod --port 7000 --no-advertise
+          atvremote --manual --address 127.0.0.1 --port 7000 --protocol raop --id AA:BB:CC:DD:EE:F0 \\
+            --service-properties ";features=0x4A7FCA00,0xBC354BD0;model=AudioAccessory5,1" stream_file=song.flac
+        """)
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "HTTP/RTSP port (0 = any free port).") var port: Int = 0
+    @Option(help: "WAV file to write (session n > 1 writes NAME-n.wav).") var output: String = "homepod.wav"
+    @Option(help: "Name of the HomePod.") var name: String = "swift-atv HomePod"
+    @Option(name: .customLong("id"), help: "Device id (MAC style).") var deviceId: String = "AA:BB:CC:DD:EE:F0"
+    @Option(help: "PIN for normal pair-setup (transient pairing always uses 3939).") var pin: String = "1111"
+    @Option(help: "Exit after this many streams (0 = run until Ctrl-C).") var sessions: Int = 0
+    @Flag(help: "Answer GET /info with 403 unless the User-Agent is an Apple AirPlay sender's (HomePod 27).")
+    var requireUserAgent = false
+    @Option(help: "Close the event channel this many seconds after the sender opened it.")
+    var dropEventChannelAfter: Double?
+    @Flag(help: "Accept the session but discard all audio (nothing is played or written).") var noProgress = false
+    @Flag(help: "Answer transient pair-setup with 200 and an in-band TLV error.") var transientError = false
+    @Flag(help: "Do not advertise over mDNS (_airplay._tcp, _raop._tcp on 127.0.0.1).") var noAdvertise = false
+
+    func validate() throws {
+        guard (0 ... 65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
+        let parts = deviceId.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6, parts.allSatisfy({ $0.count == 2 && $0.allSatisfy(\.isHexDigit) }) else {
+            throw ValidationError("--id must look like AA:BB:CC:DD:EE:FF")
+        }
+        guard !pin.isEmpty, pin.allSatisfy(\.isNumber) else { throw ValidationError("--pin must be digits") }
+        if let d = dropEventChannelAfter, !(d > 0 && d < 86_400) {
+            throw ValidationError("--drop-event-channel-after must be a positive number of seconds")
+        }
+    }
+
+    func run() async throws {
+        global.bootstrapLogging()
+        try await runReportingErrors {
+            let config = VirtualHomePod.Configuration(
+                port: port, name: name, deviceID: deviceId.uppercased(), pin: pin, outputPath: output,
+                requireUserAgent: requireUserAgent, transientError: transientError,
+                dropEventChannelAfter: dropEventChannelAfter.map { .milliseconds(Int64($0 * 1000)) }, noProgress: noProgress)
+            let pod = try await VirtualHomePod.start(config)
+            print("Virtual HomePod \"\(name)\" listening on 127.0.0.1:\(pod.port) (AirPlay 2), writing \(output)")
+            print("TXT for atvremote --manual: --service-properties \"\(pod.raopServicePropertiesArgument())\"")
+            var responder: MDNSResponder?
+            if !noAdvertise {
+                do {
+                    let r = try await MDNSResponder.start(pod.mdnsServices(), options: .init(interfaceAddresses: ["127.0.0.1"]))
+                    print("Advertising \"\(name)\" (_airplay._tcp, _raop._tcp) on 127.0.0.1 via mDNS")
+                    responder = r
+                } catch {
+                    print("Warning: not advertising over mDNS: \(error)")
+                }
+            }
+            fflush(nil)
+            let advertiser = responder
+            let stop = InterruptHandler { Task { await advertiser?.stop(); await pod.stop() } }
+            defer { stop.cancel() }
+            var ended = 0
+            for await event in pod.events() {
+                switch event {
+                case .paired(let mode):
+                    print("Paired (\(mode.rawValue))")
+                case .eventChannel(let state):
+                    print("Event channel: \(state.rawValue)")
+                case .sessionEnded(let wav, let report):
+                    ended += 1
+                    print("Stream ended: \(wav ?? "-")")
+                    print(report.description.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+                case .request:
+                    break
+                }
+                fflush(nil)
+                if sessions > 0 && ended >= sessions { break }
+            }
+            await advertiser?.stop()
+            await pod.stop()
+        }
+    }
+}
