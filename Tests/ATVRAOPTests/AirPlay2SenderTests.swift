@@ -2,6 +2,9 @@ import ATVAudio
 import ATVAuth
 import ATVCore
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import ATVRAOP
 import ATVSimulator
 import Testing
@@ -111,13 +114,13 @@ import Testing
         }
 
         let homePod = "0x4A7FCA00,0xBC354BD0"
-        #expect(AirPlayRoute.choose(preference: .automatic, featureTexts: [homePod]).version == .v2)
-        #expect(AirPlayRoute.choose(preference: .automatic, featureTexts: ["0x5A7FFFF7,0xE"]).version == .v1)
-        #expect(AirPlayRoute.choose(preference: .automatic, featureTexts: [nil, "junk", homePod]).version == .v2)
-        #expect(AirPlayRoute.choose(preference: .automatic, featureTexts: []).version == .v1)
+        #expect(AirPlayRoute.choose(preference: .auto, featureTexts: [homePod]).version == .v2)
+        #expect(AirPlayRoute.choose(preference: .auto, featureTexts: ["0x5A7FFFF7,0xE"]).version == .v1)
+        #expect(AirPlayRoute.choose(preference: .auto, featureTexts: [nil, "junk", homePod]).version == .v2)
+        #expect(AirPlayRoute.choose(preference: .auto, featureTexts: []).version == .v1)
         #expect(AirPlayRoute.choose(preference: .v1, featureTexts: [homePod]).version == .v1)
         #expect(AirPlayRoute.choose(preference: .v2, featureTexts: ["0x5A7FFFF7,0xE"]).version == .v2)
-        #expect(AirPlayRoute.choose(preference: .automatic, featureTexts: [homePod]).description.contains("bit 38+48"))
+        #expect(AirPlayRoute.choose(preference: .auto, featureTexts: [homePod]).description.contains("bit 38+48"))
     }
 
     @Test func eventChannelReplyCopiesCSeqAndServer() {
@@ -341,5 +344,66 @@ func rampPCM(packets: Int) -> [UInt8] {
         await connection.teardown()
         #expect(connection.failure == nil)
         #expect(pod.report().requests.suffix(2) == ["enc GET_PARAMETER", "enc TEARDOWN"])
+    }
+}
+
+/// Through scripts/peers/udp-loss-relay.py (5 % of the audio datagrams dropped, seeded).
+@Suite(.serialized) struct AirPlay2LossRelayTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// A UDP port that was free a moment ago.
+    static func freeUDPPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_addr.s_addr = inet_addr("127.0.0.1")
+        a.sin_port = 0
+        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        let port = Int(UInt16(bigEndian: a.sin_port))
+        guard port > 0 else { throw ATVError.connectionFailed("no free UDP port") }
+        return port
+    }
+
+    @Test func fivePercentLossThroughTheRelayIsRepaired() async throws {
+        let audioPort = try Self.freeUDPPort()
+        let relay = Process()
+        relay.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        relay.arguments = [Self.root.appendingPathComponent("scripts/peers/udp-loss-relay.py").path, "--listen", "0",
+                           "--target", "127.0.0.1:\(audioPort)", "--loss", "0.05", "--seed", "7", "--only-audio",
+                           "--max-seconds", "60"]
+        let out = Pipe()
+        relay.standardOutput = out
+        relay.standardError = FileHandle.nullDevice
+        try relay.run()
+        defer { if relay.isRunning { kill(relay.processIdentifier, SIGKILL) } }
+        // First line: {"listening": PORT}.
+        var line = ""
+        let deadline = Date().addingTimeInterval(60)
+        while !line.contains("\n"), Date() < deadline {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line += String(decoding: chunk, as: UTF8.self)
+        }
+        let digits = line.drop { !$0.isNumber }.prefix { $0.isNumber }
+        let relayPort = try #require(Int(digits), "relay said: \(line)")
+
+        let wav = tempPath("pod.wav")
+        var config = VirtualHomePod.Configuration(outputPath: wav)
+        config.audioPort = audioPort
+        config.advertisedAudioPort = relayPort
+        let pod = try await VirtualHomePod.start(config)
+        defer { Task { await pod.stop() } }
+        let packets = 700
+        let report = try await RAOPClient(host: "127.0.0.1", port: pod.port, options: airPlay2Options())
+            .stream(RampSource(packets: packets, framesPerPacket: 352))
+        let podReport = try await pod.waitForSessionEnd(timeout: .seconds(20))
+        let matched = matchedFraction(source: rampPCM(packets: packets), captured: try wavData(wav))
+        #expect(report.retransmittedPackets > 0, "\(podReport)")
+        #expect(podReport.packetsRequested >= 10, "\(podReport)")  // ~5 % of 700+ datagrams were dropped
+        #expect(podReport.decryptFailures == 0)
+        #expect(matched >= 0.999, "\(podReport)")
     }
 }
