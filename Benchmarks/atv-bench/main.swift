@@ -3,7 +3,8 @@ import Foundation
 // atv-bench: prints JSON lines, each comparing swift-atv with pyatv or the ffmpeg CLI measured in
 // the same run. Build in release: `swift build -c release && .build/release/atv-bench [groups]`.
 // Groups: stream (RAOP vs pyatv), discovery (mDNS scan vs pyatv; needs root for a private
-// network namespace), audio (decode/ALAC vs ffmpeg). Default: all.
+// network namespace), audio (decode/ALAC vs ffmpeg), airplay2-pairing (AirPlay 2 transient
+// pair-setup / pair-verify client CPU vs pyatv against the virtual HomePod). Default: all.
 let groups = Set(CommandLine.arguments.dropFirst())
 func wants(_ g: String) -> Bool { groups.isEmpty || groups.contains(g) }
 
@@ -11,6 +12,7 @@ do {
     if wants("audio") { try await runAudioBenchmarks() }
     if wants("discovery") { try await runDiscoveryBenchmarks() }
     if wants("stream") { try await runStreamBenchmarks() }
+    if wants("airplay2-pairing") { try await runAirPlay2PairingBenchmarks() }
 } catch {
     FileHandle.standardError.write(Data("atv-bench: \(error)\n".utf8))
     exit(1)
