@@ -407,3 +407,50 @@ func rampPCM(packets: Int) -> [UInt8] {
         #expect(matched >= 0.999, "\(podReport)")
     }
 }
+
+/// The connection against receivers that misbehave before any AirPlay 2 session exists.
+@Suite(.serialized) struct AirPlay2ConnectionFaultTests {
+    static let quick = AirPlay2ConnectionOptions(connectTimeout: .seconds(2), requestTimeout: .milliseconds(700))
+
+    @Test func silentReceiverTimesOut() async throws {
+        let receiver = try await FakeReceiver.start(.silent)
+        defer { Task { await receiver.close() } }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let error = await #expect(throws: ATVError.self) {
+            _ = try await AirPlay2Connection.connect(host: "127.0.0.1", port: receiver.port, options: Self.quick)
+        }
+        guard case .timeout(let text)? = error else { Issue.record("\(String(describing: error))"); return }
+        #expect(text.contains("GET /info"))
+        #expect(clock.now - start < .seconds(10))
+    }
+
+    @Test func garbageIsAProtocolError() async throws {
+        let receiver = try await FakeReceiver.start(.garbage)
+        defer { Task { await receiver.close() } }
+        let error = await #expect(throws: ATVError.self) {
+            _ = try await AirPlay2Connection.connect(host: "127.0.0.1", port: receiver.port, options: Self.quick)
+        }
+        #expect(error?.isProtocolError == true, "\(String(describing: error))")
+    }
+
+    /// AirPlay 2 forced on an AirPlay-1-only receiver: it has no pairing endpoints.
+    @Test func airPlay1ReceiverRefusesPairing() async throws {
+        let receiver = try await FakeReceiver.start(.normal)
+        defer { Task { await receiver.close() } }
+        let error = await #expect(throws: ATVError.self) {
+            _ = try await AirPlay2Connection.connect(host: "127.0.0.1", port: receiver.port, options: Self.quick)
+        }
+        guard case .httpError(let status, let text)? = error else { Issue.record("\(String(describing: error))"); return }
+        #expect(status == 404 && text.contains("/pair-setup"))
+    }
+
+    @Test func refusedPortIsAConnectionError() async throws {
+        let receiver = try await FakeReceiver.start(.normal)
+        let port = receiver.port
+        await receiver.close()
+        await #expect(throws: ATVError.self) {
+            _ = try await AirPlay2Connection.connect(host: "127.0.0.1", port: port, options: Self.quick)
+        }
+    }
+}
