@@ -454,3 +454,31 @@ func rampPCM(packets: Int) -> [UInt8] {
         }
     }
 }
+
+/// Encrypted answers that do not authenticate, and a transient PIN the receiver does not accept.
+@Suite(.serialized) struct AirPlay2KeyFaultTests {
+    @Test(arguments: [TamperingAccessory.Mode.tampered, .wrongKey]) func undecryptableAnswerFailsTheRequest(mode: TamperingAccessory.Mode) async throws {
+        let accessory = try await TamperingAccessory.start(mode)
+        defer { Task { await accessory.close() } }
+        let connection = try await AirPlay2Connection.connect(
+            host: "127.0.0.1", port: accessory.port,
+            options: AirPlay2ConnectionOptions(requestTimeout: .seconds(2), requestInfo: false))
+        #expect(connection.pairing == .transient)
+        let error = await #expect(throws: ATVError.self) { _ = try await connection.setupSession(timing: .ntp(timingPort: 9)) }
+        guard case .authenticationFailed(let text)? = error else { Issue.record("\(String(describing: error))"); return }
+        #expect(text.contains("decryption"))
+        #expect(connection.failure != nil)
+        await connection.close()
+    }
+
+    @Test func wrongTransientPINIsAnAuthenticationFailure() async throws {
+        let pod = try await VirtualHomePod.start(.init(transientPIN: "1234"))
+        defer { Task { await pod.stop() } }
+        let error = await #expect(throws: ATVError.self) {
+            _ = try await RAOPClient(host: "127.0.0.1", port: pod.port, options: airPlay2Options())
+                .stream(RampSource(packets: 10, framesPerPacket: 352))
+        }
+        guard case .authenticationFailed? = error else { Issue.record("\(String(describing: error))"); return }
+        #expect(pod.report().pairingFailures.count == 1)
+    }
+}
