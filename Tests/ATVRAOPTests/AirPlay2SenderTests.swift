@@ -152,7 +152,8 @@ import Testing
 
 func airPlay2Options(_ codec: RAOPCodec = .alac, progressTimeout: Duration = .seconds(10)) -> RAOPOptions {
     var o = RAOPOptions(codec: codec, latencyFrames: 11_025, volume: 40,
-                        metadata: MediaMetadata(title: "Ramp", artist: "Test", album: "AP2", duration: 2),
+                        metadata: MediaMetadata(title: "Ramp", artist: "Test", album: "AP2",
+                                                  artwork: [0xFF, 0xD8, 0xFF, 0xE0] + [UInt8](repeating: 0x42, count: 96), duration: 2),
                         requestTimeout: .seconds(3), feedbackInterval: .milliseconds(500), syncInterval: .milliseconds(250),
                         leadInPackets: 0)
     o.airPlayVersion = .v2
@@ -245,6 +246,8 @@ func rampPCM(packets: Int) -> [UInt8] {
         let setups = pod.requests.indices.filter { pod.requests[$0] == "enc SETUP" }
         #expect(setups.count == 2 && record > setups[0] && record < setups[1])
         #expect(pod.metadata?.title == "Ramp" && pod.metadata?.album == "AP2")
+        #expect(pod.artworkBytes == 100 && pod.artworkType == "image/jpeg")
+        #expect(pod.progress.map { $0.split(separator: "/").count == 3 } == true, "\(pod.progress ?? "-")")
         #expect(pod.volume.map { abs($0 - RAOPVolume.dB(fromPercent: 40)) < 0.001 } == true)
         #expect(pod.feedbacks >= 1)
         #expect(report.timingReplies >= 1)
