@@ -334,6 +334,27 @@ func rampPCM(packets: Int) -> [UInt8] {
         #expect(error?.description.contains("pair") == true, "\(String(describing: error))")
     }
 
+    @Test func pauseResumeVolumeAndStopWhileStreaming() async throws {
+        let pod = try await VirtualHomePod.start(.init(timingInterval: .seconds(1)))
+        defer { Task { await pod.stop() } }
+        let client = RAOPClient(host: "127.0.0.1", port: pod.port, options: airPlay2Options())
+        let streaming = Task { try await client.stream(EndlessSilence()) }
+        try await Task.sleep(for: .milliseconds(800))
+        client.pause()
+        try await Task.sleep(for: .milliseconds(400))
+        client.resume()
+        try await client.setVolume(70)
+        try await Task.sleep(for: .milliseconds(600))
+        client.stop()
+        let report = try await streaming.value
+        #expect(report.stopped)
+        let r = pod.report()
+        #expect(r.requests.filter { $0 == "enc FLUSH" }.count >= 2, "\(r.requests)")  // the first packet, then the pause
+        #expect(r.volume.map { abs($0 - RAOPVolume.dB(fromPercent: 70)) < 0.001 } == true)
+        #expect(r.requests.last == "enc TEARDOWN")
+        #expect(!client.isStreaming)
+    }
+
     @Test func connectionIsReusableWithoutAudio() async throws {
         let pod = try await VirtualHomePod.start()
         defer { Task { await pod.stop() } }
