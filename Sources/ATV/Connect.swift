@@ -1,3 +1,4 @@
+import ATVAuth
 import ATVCore
 import ATVMRP
 import ATVRAOP
@@ -7,8 +8,12 @@ import Logging
 public struct ConnectOptions: Sendable {
     /// RAOP streaming options (codec, latency, volume…).
     public var raop: RAOPOptions
-    public init(raop: RAOPOptions = RAOPOptions()) {
+    /// AirPlay 1 (RAOP) or AirPlay 2 for audio streaming; `.auto` follows the receiver's
+    /// `features` (bit 38 or 48 → AirPlay 2, pyatv's rule). Overrides `raop.airPlayVersion`.
+    public var airPlayVersion: AirPlayVersion
+    public init(raop: RAOPOptions = RAOPOptions(), airPlayVersion: AirPlayVersion = .auto) {
         self.raop = raop
+        self.airPlayVersion = airPlayVersion
     }
 }
 
@@ -37,6 +42,12 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
         case .raop:
             var raopOptions = options.raop
             if raopOptions.password == nil { raopOptions.password = service.password }
+            let route = RAOPService.route(for: service, in: config, preference: options.airPlayVersion)
+            raopOptions.airPlayVersion = route.version
+            if route.version == .v2, raopOptions.hapCredentials == nil {
+                raopOptions.hapCredentials = RAOPService.hapCredentials(for: service, in: config)
+            }
+            logger.info("audio streaming to \(config.name): \(route)\(raopOptions.hapCredentials != nil ? ", pair-verify with stored credentials" : "")")
             let raop = RAOPService(address: config.address, service: service, options: raopOptions)
             raop.attach(device)
             device.extra.withLock { $0.raop = raop }

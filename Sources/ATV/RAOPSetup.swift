@@ -1,4 +1,5 @@
 import ATVAudio
+import ATVAuth
 import ATVCore
 import ATVRAOP
 import Synchronization
@@ -27,6 +28,27 @@ public final class RAOPService: Sendable {
     }
 
     func attach(_ device: AppleTV) { state.withLock { $0.device = device } }
+
+    /// AirPlay 1 or 2 for this receiver: the RAOP service's `ft`/`features`, then the AirPlay
+    /// service's, decide unless `preference` forces one.
+    public static func route(for service: ServiceConfig, in config: DeviceConfig,
+                             preference: AirPlayVersion) -> AirPlayRoute {
+        let airplay = config.service(.airplay)
+        return AirPlayRoute.choose(preference: preference, featureTexts: [
+            service.property("ft"), service.property("features"), airplay?.property("ft"), airplay?.property("features"),
+        ])
+    }
+
+    /// Stored HAP credentials (RAOP's, else AirPlay's) for AirPlay 2 pair-verify; nil → transient pairing.
+    static func hapCredentials(for service: ServiceConfig, in config: DeviceConfig) -> HAPCredentials? {
+        for text in [service.credentials, config.service(.airplay)?.credentials] {
+            if let text, case .hap(let c)? = try? ATVCredentials(parsing: text) { return c }
+        }
+        return nil
+    }
+
+    /// The AirPlay generation streams to this receiver use.
+    public var airPlayVersion: AirPlayMajorVersion { client.options.airPlayVersion }
 
     var setup: ProtocolSetup {
         ProtocolSetup(protocol: .raop,

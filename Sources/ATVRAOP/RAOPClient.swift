@@ -1,4 +1,5 @@
 import ATVAudio
+import ATVAuth
 import ATVCore
 import Logging
 import NIOCore
@@ -36,6 +37,17 @@ public struct RAOPOptions: Sendable {
     public var initialRTPTime: UInt32?
     /// Retransmit backlog (packets; rounded up to a power of two ≥ 1024).
     public var backlogPackets: Int
+    /// AirPlay 1 (RAOP) or AirPlay 2 (HAP-paired, encrypted realtime audio). The facade picks it
+    /// from the receiver's `features` unless told otherwise.
+    public var airPlayVersion: AirPlayMajorVersion
+    /// AirPlay 2: stored HAP credentials for pair-verify; nil = transient pairing (PIN 3939).
+    public var hapCredentials: HAPCredentials?
+    /// AirPlay 2: the receiver must clock the stream (an NTP timing request or a retransmit request)
+    /// within this time of the first audio packet, and then at least once every 3× this time;
+    /// otherwise the stream fails as "no progress".
+    public var progressTimeout: Duration
+    /// AirPlay 2: User-Agent (HomePod 27 refuses `GET /info` from anything un-Apple-like).
+    public var userAgent: String
 
     public init(codec: RAOPCodec = .alac, latencyFrames: Int = 88_200, volume: Double? = nil,
                 metadata: MediaMetadata? = nil, username: String = "swift-atv", password: String? = nil,
@@ -59,6 +71,10 @@ public struct RAOPOptions: Sendable {
         self.initialSequence = initialSequence
         self.initialRTPTime = initialRTPTime
         self.backlogPackets = backlogPackets
+        airPlayVersion = .v1
+        hapCredentials = nil
+        progressTimeout = .seconds(10)
+        userAgent = "AirPlay/550.10"
     }
 }
 
@@ -194,20 +210,22 @@ public final class RAOPClient: Sendable {
     public let host: String
     public let port: Int
 
-    private struct Controls {
+    struct Controls {
         var options: RAOPOptions
         var running = false
         var paused = false
         var stopRequested = false
         var driver: RAOPRTSPDriver?
         var live: RAOPLiveState?
+        /// The AirPlay 2 session while one streams.
+        var ap2: AirPlay2AudioSession?
     }
 
-    private let controls: Mutex<Controls>
+    let controls: Mutex<Controls>
     /// Signalled by pause/resume/stop, the RTSP driver and the pacer; the shell waits on it.
-    private let wakeup = RAOPWakeup()
+    let wakeup = RAOPWakeup()
     private let progressBroadcaster = Broadcaster<RAOPStreamProgress>(bufferingPolicy: .bufferingNewest(64))
-    private let logger: Logger
+    let logger: Logger
 
     /// Device keys ("host:port") with a stream running in this process.
     private static let activeDevices = Mutex<Set<String>>([])
@@ -246,19 +264,24 @@ public final class RAOPClient: Sendable {
     /// Volume in percent; applied now if streaming, else at the next stream.
     public func setVolume(_ percent: Double) async throws {
         guard (0...100).contains(percent) else { throw ATVError.invalidValue("volume \(percent) is outside 0…100") }
-        let driver = controls.withLock { c -> RAOPRTSPDriver? in
+        let (driver, ap2) = controls.withLock { c -> (RAOPRTSPDriver?, AirPlay2AudioSession?) in
             c.options.volume = percent
-            return c.running ? c.driver : nil
+            return c.running ? (c.driver, c.ap2) : (nil, nil)
         }
         let dB = RAOPVolume.dB(fromPercent: percent)
         await driver?.run { $0.setVolume(dB: dB) }
+        await ap2?.setVolume(dB: dB)
     }
 
     /// Title/artist/album/artwork; sent now if streaming, else with the next stream.
     public func setMetadata(_ metadata: MediaMetadata) async throws {
-        let (driver, live) = controls.withLock { c -> (RAOPRTSPDriver?, RAOPLiveState?) in
+        let (driver, live, ap2) = controls.withLock { c -> (RAOPRTSPDriver?, RAOPLiveState?, AirPlay2AudioSession?) in
             c.options.metadata = metadata
-            return c.running ? (c.driver, c.live) : (nil, nil)
+            return c.running ? (c.driver, c.live, c.ap2) : (nil, nil, nil)
+        }
+        if let ap2 {
+            await ap2.sendMetadata(metadata, start: nil)
+            return
         }
         guard let driver, let live else { return }
         let (seq, rtp) = live.inner.withLock { ($0.streamer.nextSequence, $0.streamer.nextRTPTime) }
@@ -285,11 +308,13 @@ public final class RAOPClient: Sendable {
                 c.running = false
                 c.driver = nil
                 c.live = nil
+                c.ap2 = nil
                 c.stopRequested = false
                 c.paused = false
             }
         }
         do {
+            if options.airPlayVersion == .v2 { return try await runAirPlay2(packets, options: options) }
             return try await run(packets, options: options)
         } catch {
             publish(.failed, live: nil, options: options)
@@ -611,7 +636,7 @@ public final class RAOPClient: Sendable {
         }
     }
 
-    private func publish(_ state: RAOPStreamProgress.State, live: RAOPLiveState?, options: RAOPOptions) {
+    func publish(_ state: RAOPStreamProgress.State, live: RAOPLiveState?, options: RAOPOptions) {
         let (packets, frames) = live?.inner.withLock { ($0.streamer.packetsSent, $0.streamer.framesSent) } ?? (0, 0)
         let sent = Double(frames) / 44_100
         let position = max(0, Double(frames - Int64(options.latencyFrames)) / 44_100)

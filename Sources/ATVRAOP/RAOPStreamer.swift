@@ -47,6 +47,9 @@ public struct RAOPStreamer: Sendable {
     public private(set) var retransmitMisses = 0
     public private(set) var backlog: RAOPBacklog
 
+    /// AirPlay 2: seals each packet's payload (ChaCha20-Poly1305 with the stream's `shk`).
+    public var audioCipher: AirPlay2AudioCipher?
+
     private var markNext = true
     private var syncsSinceStart = 0
     private var timingReplied = false
@@ -68,7 +71,12 @@ public struct RAOPStreamer: Sendable {
     public mutating func packetize(payload: [UInt8], frames: Int) -> [UInt8] {
         let packet = RAOPAudioPacket(sequenceNumber: nextSequence, timestamp: nextRTPTime, ssrc: ssrc,
                                      marker: markNext, payload: payload)
-        let bytes = packet.bytes
+        var bytes = packet.bytes
+        if audioCipher != nil {
+            // AirPlay 2: the payload is sealed; the backlog keeps the sealed bytes, so a
+            // retransmit resends the very packet that was lost (as pyatv does).
+            bytes = (try? audioCipher!.seal(rtpHeader: packet.header.bytes, payload: payload)) ?? bytes
+        }
         backlog.store(sequence: nextSequence, bytes: bytes)
         markNext = false
         nextSequence &+= 1

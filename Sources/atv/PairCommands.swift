@@ -5,6 +5,7 @@ import ATVCompanion
 import ATVCore
 import ATVDiscovery
 import ATVMRP
+import ATVRAOP
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -13,7 +14,8 @@ import Glibc
 struct Pair: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Pair with a device and store the credentials.",
         discussion: """
-        airplay/raop: legacy AirPlay pairing over HTTP (the device shows a PIN).
+        airplay/raop: HAP pairing for AirPlay 2 devices (features bit 38 or 48, or --airplay-version 2),
+          legacy AirPlay pairing otherwise (the device shows a PIN either way).
         dmap: we act as a Remote; enter the printed PIN on the Apple TV (Settings › Remotes).
         companion: HAP pairing over the Companion link (the device shows a PIN).
         mrp: HAP pairing over MRP (CRYPTO_PAIRING messages; the device shows a PIN).
@@ -29,6 +31,12 @@ struct Pair: AsyncParsableCommand {
     var publishOn: [String] = []
     @Option(help: "dmap: our pairing GUID (16 hex digits; random when omitted).") var guid: String?
     @Flag(help: "dmap: do not publish over mDNS (the device must be told our port some other way).") var noPublish = false
+    @Option(help: "airplay/raop: auto (from the device's features), 1 (legacy pairing) or 2 (HAP pairing).")
+    var airplayVersion: String = "auto"
+
+    func validate() throws {
+        guard AirPlayVersion(rawValue: airplayVersion) != nil else { throw ValidationError("--airplay-version must be auto, 1 or 2") }
+    }
 
     func run() async throws {
         global.bootstrapLogging()
@@ -52,9 +60,14 @@ struct Pair: AsyncParsableCommand {
     func pairLegacy(_ proto: ATVProtocol) async throws {
         var config = try await resolveDevice(device, for: proto, defaultPort: 7000)
         guard let service = config.service(proto) else { throw ATVError.noService(proto) }
-        if let features = service.property("features") ?? config.service(.airplay)?.property("features"),
-           Self.isAirPlay2(features) {
-            throw ATVError.notImplemented("HAP pairing of AirPlay 2 devices from the CLI (tracked in issue #8); legacy pairing")
+        // pyatv's rule: HAP pairing when the AirPlay version is 2 (features bit 38 or 48).
+        let airplay = config.service(.airplay)
+        let route = AirPlayRoute.choose(preference: AirPlayVersion(rawValue: airplayVersion) ?? .auto, featureTexts: [
+            service.property("ft"), service.property("features"), airplay?.property("ft"), airplay?.property("features"),
+        ])
+        if route.version == .v2 {
+            try await pairHAP(proto, config: config, service: service)
+            return
         }
         let http = try await PairingHTTPClient.connect(host: config.address, port: service.port, timeout: min(timeout, 15))
         defer { http.close() }
@@ -86,6 +99,34 @@ struct Pair: AsyncParsableCommand {
         _ = config.setCredentials(proto, creds.stringValue)
         let path = try store(config, proto: proto, credentials: creds)
         print("Paired with \(config.name) over \(proto) (\(creds.masked)); credentials stored in \(path)")
+    }
+
+    /// AirPlay 2: `/pair-pin-start`, HAP pair-setup M1–M6 (`X-Apple-HKP: 3`), then a pair-verify on a
+    /// fresh connection so nothing unusable is stored. The credentials serve AirPlay and RAOP (AirPlay 2
+    /// audio pair-verifies with them).
+    func pairHAP(_ proto: ATVProtocol, config: DeviceConfig, service: ServiceConfig) async throws {
+        var config = config
+        let limit = Duration.seconds(min(timeout, 15))
+        let pairing = try await AirPlay2PINPairing.connect(host: config.address, port: service.port, clientName: name, timeout: limit)
+        let hap: HAPCredentials
+        do {
+            try await pairing.begin()
+            let thePIN = try pin ?? Self.askPIN()
+            hap = try await pairing.finish(pin: thePIN)
+        } catch {
+            pairing.close()
+            throw error
+        }
+        let check = try await AirPlay2Connection.connect(
+            host: config.address, port: service.port,
+            options: AirPlay2ConnectionOptions(requestTimeout: limit, credentials: hap, clientName: name, requestInfo: false))
+        await check.close()
+        let creds = ATVCredentials.hap(hap)
+        _ = config.setCredentials(proto, creds.stringValue)
+        var path = try store(config, proto: proto, credentials: creds)
+        let other: ATVProtocol = proto == .airplay ? .raop : .airplay
+        path = try store(config, proto: other, credentials: creds)
+        print("Paired with \(config.name) over \(proto) (AirPlay 2 HAP, \(creds.masked)); credentials stored in \(path)")
     }
 
     /// HAP pair-setup with the PIN the device shows, over Companion frames; then pair-verify on a
@@ -194,13 +235,6 @@ struct Pair: AsyncParsableCommand {
         try storage.store(settings)
         try storage.save()
         return storage.path
-    }
-
-    static func isAirPlay2(_ features: String) -> Bool {
-        let parts = features.split(separator: ",").map { UInt64($0.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "0x", with: "").replacingOccurrences(of: "0X", with: ""), radix: 16) }
-        guard let low = parts.first ?? nil else { return false }
-        let value = low | ((parts.count > 1 ? (parts[1] ?? 0) : 0) << 32)
-        return value & (1 << 38) != 0 || value & (1 << 48) != 0
     }
 
     static func askPIN() throws -> String {

@@ -28,12 +28,19 @@ struct StreamCommand: AsyncParsableCommand {
     @Option(help: "Album shown on the device.") var album: String?
     @Option(help: "Payload codec: alac (default) or pcm.") var codec: String = "alac"
     @Option(help: "Receiver buffer in milliseconds.") var latency: Int = 2000
+    @Option(help: "AirPlay version: auto (from the receiver's features), 1 (RAOP) or 2 (HAP-paired, encrypted).")
+    var airplayVersion: String = "auto"
+    @Option(help: "AirPlay 2: fail when the receiver does not clock the stream within this many seconds.")
+    var progressTimeout: Double = 10
+    @Option(help: "Settings file with stored credentials (default $XDG_CONFIG_HOME/swift-atv/devices.json).") var storage: String?
 
     func validate() throws {
         if let v = volume, !(0...100).contains(v) { throw ValidationError("--volume must be within 0...100") }
         if format != nil && input != "-" { throw ValidationError("--format applies to raw PCM on stdin (-) only") }
         guard ["alac", "pcm"].contains(codec) else { throw ValidationError("--codec must be alac or pcm") }
         guard (100...10_000).contains(latency) else { throw ValidationError("--latency must be within 100...10000 ms") }
+        guard AirPlayVersion(rawValue: airplayVersion) != nil else { throw ValidationError("--airplay-version must be auto, 1 or 2") }
+        guard progressTimeout >= 0.5 && progressTimeout <= 600 else { throw ValidationError("--progress-timeout must be within 0.5...600 s") }
     }
 
     func run() async throws {
@@ -43,9 +50,11 @@ struct StreamCommand: AsyncParsableCommand {
             // Open the input first: a bad file fails before anything touches the network.
             let decoder = try await AudioDecoder.open(source)
             let config = try await resolveDevice(device, for: .raop, defaultPort: 7000)
-            let raopOptions = RAOPOptions(codec: codec == "pcm" ? .l16 : .alac,
+            var raopOptions = RAOPOptions(codec: codec == "pcm" ? .l16 : .alac,
                                           latencyFrames: latency * PCMFormat.sampleRate / 1000, volume: volume)
-            let atv = try await connect(config, options: ConnectOptions(raop: raopOptions))
+            raopOptions.progressTimeout = .milliseconds(Int64(progressTimeout * 1000))
+            let atv = try await connect(config, options: ConnectOptions(raop: raopOptions, airPlayVersion: AirPlayVersion(rawValue: airplayVersion) ?? .auto),
+                                        storage: FileStorage(path: storage))
             defer { Task { await atv.close() } }
             guard let raop = atv.raop else { throw ATVError.noService(.raop) }
 
@@ -75,7 +84,7 @@ struct StreamCommand: AsyncParsableCommand {
             let seconds = Double(report.sourceFrames) / Double(PCMFormat.sampleRate)
             let how = report.stopped ? "Stopped after" : "Streamed"
             print("\(how) \(formatDuration(seconds)) to \(config.address):\(config.service(.raop)?.port ?? 0) "
-                  + "(\(report.codec), \(report.packetsSent) packets, \(report.retransmittedPackets) retransmitted)")
+                  + "(\(raop.airPlayVersion == .v2 ? "AirPlay 2, " : "")\(report.codec), \(report.packetsSent) packets, \(report.retransmittedPackets) retransmitted)")
             if interrupts.interrupted { throw ExitCode(130) }
         }
     }

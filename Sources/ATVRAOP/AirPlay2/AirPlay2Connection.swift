@@ -1,0 +1,668 @@
+// The control connection of an AirPlay 2 sender (airplay2-sender.md §4.3 steps 2–5, protocols.md
+// §4.6, §5.5, §7.3): TCP to the receiver, `GET /info`, transient pair-setup or pair-verify, then
+// RTSP over HAP framing; the session SETUP with its event channel; `/feedback`; TEARDOWN.
+// Reusable by anything that needs an AirPlay 2 session (audio, play-url, the MRP tunnel): nothing
+// here knows about audio streams.
+import ATVAuth
+import ATVCore
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+public struct AirPlay2ConnectionOptions: Sendable {
+    /// HomePod software 27 answers `GET /info` with 403 unless this looks like an Apple sender.
+    public var userAgent: String
+    public var connectTimeout: Duration
+    /// Each request must be answered within this time.
+    public var requestTimeout: Duration
+    /// Stored HAP credentials: pair-verify (`X-Apple-HKP: 3`). nil: transient pair-setup (HKP 4).
+    public var credentials: HAPCredentials?
+    public var transientPIN: String
+    /// `X-Apple-Client-Name` on pairing requests (tvOS 27 wants it); nil leaves it out.
+    public var clientName: String?
+    public var requestInfo: Bool
+    public var identity: AirPlay2SenderIdentity
+    /// Connecting to the event port is retried this many times, 1 s apart, while refused.
+    public var eventConnectAttempts: Int
+
+    public init(userAgent: String = "AirPlay/550.10", connectTimeout: Duration = .seconds(5),
+                requestTimeout: Duration = .seconds(6), credentials: HAPCredentials? = nil, transientPIN: String = "3939",
+                clientName: String? = "swift-atv", requestInfo: Bool = true,
+                identity: AirPlay2SenderIdentity = AirPlay2SenderIdentity(), eventConnectAttempts: Int = 5) {
+        self.userAgent = userAgent
+        self.connectTimeout = connectTimeout
+        self.requestTimeout = requestTimeout
+        self.credentials = credentials
+        self.transientPIN = transientPIN
+        self.clientName = clientName
+        self.requestInfo = requestInfo
+        self.identity = identity
+        self.eventConnectAttempts = max(1, eventConnectAttempts)
+    }
+}
+
+/// How the connection was authenticated.
+public enum AirPlay2Pairing: String, Sendable, Equatable {
+    /// Transient pair-setup (M1–M4, PIN 3939): keys from the SRP session key.
+    case transient
+    /// Pair-verify with stored HAP credentials.
+    case verified
+}
+
+/// An encrypted AirPlay 2 control connection. Requests are matched to answers by `CSeq` (or, for
+/// answers without one, in order); each has a timeout. A lost control connection or event channel is
+/// reported once through `failure` / `onFailure`.
+public final class AirPlay2Connection: Sendable {
+    public let host: String
+    public let port: Int
+    /// Our address as the receiver sees it, and the receiver's.
+    public let localIP: String
+    public let remoteIP: String
+    /// The `GET /info` answer (nil when not asked or not answered with a plist).
+    public let info: PlistValue?
+    public let pairing: AirPlay2Pairing
+    /// Input of every channel key (§4.5): the SRP session key K (transient) or the X25519 secret.
+    public let sharedSecret: [UInt8]
+    /// The RTSP session id: last component of `uri`, and the RTP SSRC of audio streams.
+    public let sessionID: UInt32
+    public let options: AirPlay2ConnectionOptions
+
+    let core: AirPlay2ConnectionCore
+    private let channel: Channel
+    private let logger: Logger
+
+    public var uri: String { "rtsp://\(localIP)/\(sessionID)" }
+
+    private init(host: String, port: Int, channel: Channel, core: AirPlay2ConnectionCore, info: PlistValue?,
+                 pairing: AirPlay2Pairing, sharedSecret: [UInt8], options: AirPlay2ConnectionOptions, logger: Logger) {
+        self.host = host
+        self.port = port
+        self.channel = channel
+        self.core = core
+        self.info = info
+        self.pairing = pairing
+        self.sharedSecret = sharedSecret
+        self.options = options
+        self.logger = logger
+        localIP = channel.localAddress?.ipAddress ?? "127.0.0.1"
+        remoteIP = channel.remoteAddress?.ipAddress ?? host
+        sessionID = core.sessionID
+    }
+
+    /// Connects, asks `GET /info`, pairs (transient, or pair-verify with `options.credentials`) and
+    /// switches the connection to Control-key encryption. Every failure is an `ATVError`.
+    public static func connect(host: String, port: Int, options: AirPlay2ConnectionOptions = AirPlay2ConnectionOptions(),
+                               logger: Logger = Logger(label: "atv.airplay2")) async throws -> AirPlay2Connection {
+        let core = AirPlay2ConnectionCore(userAgent: options.userAgent, logger: logger)
+        let channel = try await openTCP(host: host, port: port, timeout: options.connectTimeout) { channel in
+            try channel.pipeline.syncOperations.addHandler(HAPEncryptionHandler())
+            try channel.pipeline.syncOperations.addHandler(AirPlay2ResponseHandler(core: core))
+        }
+        core.attach(channel)
+        do {
+            var info: PlistValue?
+            if options.requestInfo {
+                let r = try await core.request("GET", uri: "/info", timeout: options.requestTimeout)
+                if r.status == 403 {
+                    throw ATVError.authenticationFailed(
+                        "\(host):\(port) refused GET /info with 403 (it only talks to Apple AirPlay senders; User-Agent was \"\(options.userAgent)\")")
+                }
+                if r.isSuccess, !r.body.isEmpty { info = try? BinaryPlistParser.parse(r.body) }
+                logger.debug("AirPlay 2: GET /info → \(r.status)")
+            }
+            let (pairing, secret) = try await pair(core: core, options: options, host: host, logger: logger)
+            try await channel.enableHAPEncryption(HAPChannel.airPlayControl.keys(sharedSecret: secret)).get()
+            logger.debug("AirPlay 2: \(pairing) pairing done, control channel encrypted")
+            return AirPlay2Connection(host: host, port: port, channel: channel, core: core, info: info, pairing: pairing,
+                                      sharedSecret: secret, options: options, logger: logger)
+        } catch {
+            core.markClosing()
+            try? await channel.close()
+            throw Self.atvError(error)
+        }
+    }
+
+    // MARK: Requests
+
+    /// Sends one request (CSeq, User-Agent, DACP-ID, Active-Remote, Client-Instance are added) and
+    /// waits for its answer. `uri` defaults to the session URI. Throws on timeout or a lost
+    /// connection; any status is returned.
+    public func request(_ method: String, uri: String? = nil, version: String = "RTSP/1.0",
+                        headers: RTSPHeaders = RTSPHeaders(), body: [UInt8] = [],
+                        timeout: Duration? = nil) async throws -> RTSPResponse {
+        try await core.request(method, uri: uri ?? self.uri, version: version, headers: headers, body: body,
+                               timeout: timeout ?? options.requestTimeout)
+    }
+
+    /// A request with a binary-plist body (`Content-Type: application/x-apple-binary-plist`).
+    public func request(_ method: String, uri: String? = nil, plist: BPlistValue, headers: RTSPHeaders = RTSPHeaders(),
+                        timeout: Duration? = nil) async throws -> RTSPResponse {
+        var h = headers
+        h.set("Content-Type", "application/x-apple-binary-plist")
+        return try await request(method, uri: uri, headers: h, body: BinaryPlist.encode(plist), timeout: timeout)
+    }
+
+    /// The first failure (control connection or event channel lost), if any.
+    public var failure: ATVError? { core.failure }
+
+    /// Called once, on the first failure (at once if it already happened).
+    public func onFailure(_ handler: @escaping @Sendable (ATVError) -> Void) { core.onFailure(handler) }
+
+    /// Event-channel requests answered so far.
+    public var eventRequestsAnswered: Int { core.eventRequests }
+
+    // MARK: Session
+
+    /// The session SETUP (timing, our identity), then the event channel on the returned `eventPort`,
+    /// encrypted with the Events keys; every request on it is answered 200.
+    @discardableResult
+    public func setupSession(timing: AirPlay2Timing, sessionUUID: String = randomUUID(),
+                             remoteControlOnly: Bool = false) async throws -> AirPlay2SessionReply {
+        let body = AirPlay2SessionSetup.body(timing: timing, sessionUUID: sessionUUID, identity: options.identity,
+                                             remoteControlOnly: remoteControlOnly)
+        let r = try await request("SETUP", plist: body)
+        try Self.check(r, "session SETUP")
+        core.sessionEstablished()
+        let reply = try AirPlay2SessionReply(parsing: r.body)
+        logger.debug("AirPlay 2: session SETUP → eventPort \(reply.eventPort)")
+        try await connectEventChannel(port: reply.eventPort)
+        return reply
+    }
+
+    private func connectEventChannel(port: Int) async throws {
+        let keys = HAPChannel.airPlayEvents.keys(sharedSecret: sharedSecret)
+        let core = self.core
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                let ch = try await Self.openTCP(host: remoteIP, port: port, timeout: options.connectTimeout) { channel in
+                    let hap = HAPEncryptionHandler()
+                    hap.enable(keys: keys)
+                    try channel.pipeline.syncOperations.addHandler(hap)
+                    try channel.pipeline.syncOperations.addHandler(AirPlay2EventHandler(core: core))
+                }
+                core.attachEvents(ch)
+                return
+            } catch let error as ATVError {
+                guard case .connectionFailed = error, attempt < options.eventConnectAttempts else {
+                    throw ATVError.connectionFailed("cannot open the AirPlay 2 event channel to \(remoteIP):\(port): \(error)")
+                }
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// `POST /feedback` every `interval` until `close()`. Two unanswered in a row fail the connection
+    /// (the receiver is gone); other statuses are tolerated.
+    public func startFeedback(interval: Duration = .seconds(2)) {
+        let task = Task { [self] in
+            var misses = 0
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                if Task.isCancelled || core.isClosing { return }
+                do {
+                    let r = try await request("POST", uri: "/feedback")
+                    misses = 0
+                    core.feedbackAnswered(r.status)
+                } catch is CancellationError {
+                    return
+                } catch {
+                    if core.isClosing { return }
+                    misses += 1
+                    logger.debug("AirPlay 2: POST /feedback failed (\(misses)): \(error)")
+                    if misses >= 2 {
+                        core.fail(.timeout("the receiver at \(host):\(port) stopped answering POST /feedback"))
+                        return
+                    }
+                }
+            }
+        }
+        core.setFeedbackTask(task)
+    }
+
+    /// Feedback answers so far (status → count).
+    public var feedbackAnswers: [Int: Int] { core.feedbackStatuses }
+
+    /// TEARDOWN (always, when a session was set up and the connection lives), then `close()`.
+    /// After a failure the answer is waited for only briefly.
+    public func teardown() async {
+        core.stopFeedback()
+        if core.hasSession, core.isOpen {
+            let wait: Duration = core.failure == nil ? options.requestTimeout : min(options.requestTimeout, .seconds(1))
+            core.markTearingDown()
+            do {
+                let r = try await request("TEARDOWN", timeout: wait)
+                logger.debug("AirPlay 2: TEARDOWN → \(r.status)")
+            } catch {
+                logger.debug("AirPlay 2: TEARDOWN not answered: \(error)")
+            }
+        }
+        await close()
+    }
+
+    /// Closes the event channel and the control connection (no failure is reported).
+    public func close() async {
+        core.markClosing()
+        core.stopFeedback()
+        if let ev = core.eventChannel { try? await ev.close() }
+        try? await channel.close()
+    }
+
+    // MARK: Internals
+
+    /// Transient pair-setup or pair-verify over plaintext HTTP on the same connection.
+    static func pair(core: AirPlay2ConnectionCore, options: AirPlay2ConnectionOptions, host: String,
+                     logger: Logger) async throws -> (AirPlay2Pairing, [UInt8]) {
+        func post(_ path: String, _ body: [UInt8], hkp: Int) async throws -> RTSPResponse {
+            var h = RTSPHeaders()
+            h.add("Content-Type", "application/octet-stream")
+            h.add("Connection", "keep-alive")
+            h.add("X-Apple-HKP", String(hkp))
+            if let name = options.clientName { h.add("X-Apple-Client-Name", name) }
+            let r = try await core.request("POST", uri: path, version: "HTTP/1.1", headers: h, body: body,
+                                           timeout: options.requestTimeout)
+            if r.status == 470 {
+                throw ATVError.authenticationFailed(
+                    "\(host) requires a paired sender (\(path) answered 470); pair with `atv pair --protocol airplay`")
+            }
+            if r.status == 403 || r.status == 401 {
+                throw ATVError.authenticationFailed("\(host) refused \(path) (\(r.status) \(r.reason)); check its speaker access settings")
+            }
+            guard r.isSuccess else { throw ATVError.httpError(status: r.status, "\(path) rejected: \(r.reason)") }
+            return r
+        }
+
+        if let credentials = options.credentials {
+            var verify = HAPPairVerifyClient(credentials: credentials)
+            var message = try verify.start()
+            while true {
+                let r = try await post("/pair-verify", message, hkp: 3)
+                switch try verify.handle(r.body) {
+                case .send(let next): message = next
+                case .verified(let secret): return (.verified, secret)
+                }
+            }
+        }
+        do {
+            let pin = try await post("/pair-pin-start", [], hkp: 4)
+            logger.debug("AirPlay 2: /pair-pin-start → \(pin.status)")
+        } catch let e as ATVError {
+            // Some receivers do not know it (or time out, #2908); transient pairing works without it.
+            if case .authenticationFailed = e { throw e }
+            logger.debug("AirPlay 2: /pair-pin-start failed (\(e)); continuing")
+        }
+        var setup = HAPPairSetupClient.transient(pin: options.transientPIN)
+        var message = try setup.start()
+        while true {
+            let r = try await post("/pair-setup", message, hkp: 4)
+            let output: HAPPairSetupClient.Output
+            do { output = try setup.handle(r.body) } catch {
+                throw ATVError.authenticationFailed(
+                    "transient pairing with \(host) was refused (\(error)); if it shows a PIN, pair with `atv pair --protocol airplay`")
+            }
+            switch output {
+            case .send(let next): message = next
+            case .transient(let key): return (.transient, key)
+            case .paired: throw ATVError.protocolError("transient pair-setup unexpectedly produced credentials")
+            }
+        }
+    }
+
+    static func check(_ r: RTSPResponse, _ what: String) throws(ATVError) {
+        if r.status == 470 || r.status == 403 || r.status == 401 {
+            throw ATVError.authenticationFailed("the receiver refused \(what) (\(r.status) \(r.reason))")
+        }
+        guard r.isSuccess else { throw ATVError.httpError(status: r.status, "\(what) rejected: \(r.reason)") }
+    }
+
+    static func openTCP(host: String, port: Int, timeout: Duration,
+                        handlers: @escaping @Sendable (Channel) throws -> Void) async throws -> Channel {
+        let ms = max(1, RAOPPacer.nanoseconds(timeout) / 1_000_000)
+        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.milliseconds(ms))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try handlers(channel) }
+            }
+        do {
+            return try await bootstrap.connect(host: host, port: port).get()
+        } catch let error as ChannelError {
+            if case .connectTimeout = error {
+                throw ATVError.timeout("connecting to \(host):\(port) (no answer within \(timeout))")
+            }
+            throw ATVError.connectionFailed("cannot connect to \(host):\(port): \(error)")
+        } catch {
+            throw ATVError.connectionFailed("cannot connect to \(host):\(port): \(error)")
+        }
+    }
+
+    static func atvError(_ error: Error) -> Error {
+        if error is ATVError || error is CancellationError { return error }
+        return ATVError.protocolError("\(error)")
+    }
+}
+
+/// An upper-case random (version 4) UUID string.
+public func randomUUID() -> String {
+    var b = (0..<16).map { _ in UInt8.random(in: 0...255) }
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    let hex = b.map { String($0, radix: 16, uppercase: true).leftPadded(2) }
+    return [hex[0..<4], hex[4..<6], hex[6..<8], hex[8..<10], hex[10..<16]].map { $0.joined() }.joined(separator: "-")
+}
+
+extension String {
+    func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
+}
+
+// MARK: - Shared state
+
+/// The mutable side of a connection, shared with its NIO handlers.
+final class AirPlay2ConnectionCore: Sendable {
+    private struct Pending {
+        var id: Int
+        var cseq: Int
+        var continuation: CheckedContinuation<RTSPResponse, Error>?
+        var timer: Scheduled<Void>?
+    }
+
+    private struct State {
+        var channel: Channel?
+        var eventChannel: Channel?
+        var nextCSeq = 0
+        var nextID = 0
+        var pending: [Pending] = []
+        var open = true
+        var closing = false
+        var tearingDown = false
+        var session = false
+        var failure: ATVError?
+        var handlers: [@Sendable (ATVError) -> Void] = []
+        var feedback: Task<Void, Never>?
+        var feedbackStatuses: [Int: Int] = [:]
+        var eventRequests = 0
+    }
+
+    private let state = Mutex(State())
+    let userAgent: String
+    let dacpID = String(UInt64.random(in: 1...UInt64.max), radix: 16, uppercase: true)
+    let activeRemote = UInt32.random(in: 1...UInt32.max)
+    let sessionID = UInt32.random(in: 1...UInt32.max)
+    let logger: Logger
+
+    init(userAgent: String, logger: Logger) {
+        self.userAgent = userAgent
+        self.logger = logger
+    }
+
+    func attach(_ channel: Channel) { state.withLock { $0.channel = channel } }
+    func attachEvents(_ channel: Channel) { state.withLock { $0.eventChannel = channel } }
+    var eventChannel: Channel? { state.withLock { $0.eventChannel } }
+    var failure: ATVError? { state.withLock { $0.failure } }
+    var isClosing: Bool { state.withLock { $0.closing } }
+    var isOpen: Bool { state.withLock { $0.open } }
+    var hasSession: Bool { state.withLock { $0.session } }
+    var eventRequests: Int { state.withLock { $0.eventRequests } }
+    var feedbackStatuses: [Int: Int] { state.withLock { $0.feedbackStatuses } }
+    func sessionEstablished() { state.withLock { $0.session = true } }
+    func markClosing() { state.withLock { $0.closing = true } }
+    func markTearingDown() { state.withLock { $0.tearingDown = true } }
+    func feedbackAnswered(_ status: Int) { state.withLock { $0.feedbackStatuses[status, default: 0] += 1 } }
+    func eventRequestAnswered() { state.withLock { $0.eventRequests += 1 } }
+
+    func setFeedbackTask(_ task: Task<Void, Never>) {
+        let old = state.withLock { s -> Task<Void, Never>? in
+            defer { s.feedback = task }
+            return s.feedback
+        }
+        old?.cancel()
+    }
+
+    func stopFeedback() {
+        state.withLock { s -> Task<Void, Never>? in
+            defer { s.feedback = nil }
+            return s.feedback
+        }?.cancel()
+    }
+
+    func onFailure(_ handler: @escaping @Sendable (ATVError) -> Void) {
+        let already = state.withLock { s -> ATVError? in
+            if let f = s.failure { return f }
+            s.handlers.append(handler)
+            return nil
+        }
+        if let already { handler(already) }
+    }
+
+    /// Records the first failure and tells the handlers (not while closing on purpose).
+    func fail(_ error: ATVError) {
+        let handlers = state.withLock { s -> [@Sendable (ATVError) -> Void] in
+            guard s.failure == nil, !s.closing else { return [] }
+            s.failure = error
+            defer { s.handlers.removeAll() }
+            return s.handlers
+        }
+        if !handlers.isEmpty { logger.debug("AirPlay 2: \(error)") }
+        for h in handlers { h(error) }
+    }
+
+    func request(_ method: String, uri: String, version: String = "RTSP/1.0", headers extra: RTSPHeaders = RTSPHeaders(),
+                 body: [UInt8] = [], timeout: Duration) async throws -> RTSPResponse {
+        let (id, cseq, channel) = try state.withLock { s -> (Int, Int, Channel) in
+            guard s.open, let ch = s.channel else {
+                throw s.failure ?? ATVError.connectionLost("the AirPlay 2 control connection is closed")
+            }
+            s.nextID += 1
+            defer { s.nextCSeq += 1 }
+            return (s.nextID, s.nextCSeq, ch)
+        }
+        var headers = RTSPHeaders()
+        headers.add("CSeq", String(cseq))
+        for f in extra { headers.add(f.name, f.value) }
+        if !headers.contains("User-Agent") { headers.add("User-Agent", userAgent) }
+        headers.add("DACP-ID", dacpID)
+        headers.add("Active-Remote", String(activeRemote))
+        headers.add("Client-Instance", dacpID)
+        let bytes = RTSPRequest(method: method, uri: uri, version: version, headers: headers, body: body).serialized
+        logger.trace("AirPlay 2 -> \(method) \(uri) CSeq \(cseq)")
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (cont: CheckedContinuation<RTSPResponse, Error>) in
+                let ns = RAOPPacer.nanoseconds(timeout)
+                let registered = state.withLock { s -> Bool in
+                    guard s.open else { return false }
+                    s.pending.append(Pending(id: id, cseq: cseq, continuation: cont, timer: nil))
+                    return true
+                }
+                guard registered else {
+                    cont.resume(throwing: failure ?? ATVError.connectionLost("the AirPlay 2 control connection is closed"))
+                    return
+                }
+                let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(ns)) { [self] in
+                    timedOut(id, what: "\(method) \(uri)", after: timeout)
+                }
+                let keep = state.withLock { s -> Bool in
+                    guard let i = s.pending.firstIndex(where: { $0.id == id }) else { return false }
+                    s.pending[i].timer = timer
+                    return true
+                }
+                if !keep { timer.cancel() }
+                channel.eventLoop.execute {
+                    var buffer = channel.allocator.buffer(capacity: bytes.count)
+                    buffer.writeBytes(bytes)
+                    channel.writeAndFlush(buffer, promise: nil)
+                }
+            }
+        } onCancel: {
+            resolve(id: id, with: .failure(CancellationError()), keepSlot: true)
+        }
+    }
+
+    private func timedOut(_ id: Int, what: String, after: Duration) {
+        resolve(id: id, with: .failure(ATVError.timeout("the receiver did not answer \(what) within \(after)")), keepSlot: true)
+    }
+
+    /// Resumes the waiter of request `id`. A slot kept without a waiter swallows a late answer.
+    private func resolve(id: Int, with result: Result<RTSPResponse, Error>, keepSlot: Bool) {
+        let cont = state.withLock { s -> CheckedContinuation<RTSPResponse, Error>? in
+            guard let i = s.pending.firstIndex(where: { $0.id == id }) else { return nil }
+            let c = s.pending[i].continuation
+            s.pending[i].timer?.cancel()
+            if keepSlot {
+                s.pending[i].continuation = nil
+                s.pending[i].timer = nil
+            } else {
+                s.pending.remove(at: i)
+            }
+            return c
+        }
+        cont?.resume(with: result)
+    }
+
+    /// An answer arrived (on the event loop).
+    func deliver(_ response: RTSPResponse) {
+        let cont = state.withLock { s -> CheckedContinuation<RTSPResponse, Error>? in
+            let index: Int?
+            if let cseq = response.cseq {
+                index = s.pending.firstIndex { $0.cseq == cseq }
+                if let i = index {
+                    // Older slots whose requests timed out will not be answered any more.
+                    let cut = s.pending[i].cseq
+                    let entry = s.pending.remove(at: i)
+                    s.pending.removeAll { $0.cseq < cut && $0.continuation == nil }
+                    entry.timer?.cancel()
+                    return entry.continuation
+                }
+                return nil
+            }
+            index = s.pending.indices.first
+            guard let i = index else { return nil }
+            let entry = s.pending.remove(at: i)
+            entry.timer?.cancel()
+            return entry.continuation
+        }
+        if let cont {
+            logger.trace("AirPlay 2 <- \(response.status) CSeq \(response.cseq ?? -1)")
+            cont.resume(returning: response)
+        } else {
+            logger.debug("AirPlay 2: unexpected answer \(response.status) (CSeq \(response.cseq ?? -1)) ignored")
+        }
+    }
+
+    /// The control connection ended or failed.
+    func controlClosed(_ error: ATVError?) {
+        let (waiters, closing, tearingDown) = state.withLock { s -> ([CheckedContinuation<RTSPResponse, Error>], Bool, Bool) in
+            s.open = false
+            let w = s.pending.compactMap(\.continuation)
+            for p in s.pending { p.timer?.cancel() }
+            s.pending.removeAll()
+            return (w, s.closing, s.tearingDown)
+        }
+        let lost = error ?? ATVError.connectionLost("the receiver closed the AirPlay 2 control connection")
+        if !closing && !tearingDown { fail(lost) }
+        for w in waiters { w.resume(throwing: failure ?? lost) }
+    }
+
+    /// The event channel ended.
+    func eventsClosed(_ error: ATVError?) {
+        let (closing, tearingDown) = state.withLock { ($0.closing, $0.tearingDown) }
+        guard !closing, !tearingDown else { return }
+        fail(error ?? ATVError.connectionLost("the receiver closed the AirPlay 2 event channel"))
+    }
+}
+
+// MARK: - NIO handlers
+
+/// Parses answers on the control connection (after `HAPEncryptionHandler` decrypted them).
+final class AirPlay2ResponseHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private var parser = RTSPParser()
+    private let core: AirPlay2ConnectionCore
+    private var done = false
+
+    init(core: AirPlay2ConnectionCore) { self.core = core }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !done else { return }
+        parser.append(unwrapInboundIn(data).readableBytesView)
+        do {
+            while let message = try parser.nextMessage() {
+                if case .response(let r) = message { core.deliver(r) }
+            }
+        } catch {
+            finish(.protocolError("the receiver sent an invalid answer on the AirPlay 2 control connection (\(error))"))
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        finish(nil)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let e = error as? ATVError, case .authenticationFailed = e {
+            finish(.authenticationFailed("the AirPlay 2 control connection failed decryption (wrong key or tampered data)"))
+        } else {
+            finish(.connectionLost("AirPlay 2 control connection error: \(error)"))
+        }
+        context.close(promise: nil)
+    }
+
+    private func finish(_ error: ATVError?) {
+        guard !done else { return }
+        done = true
+        core.controlClosed(error)
+    }
+}
+
+/// Answers every request on the event channel with a bare 200 (§5.5).
+final class AirPlay2EventHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private var parser = RTSPParser()
+    private let core: AirPlay2ConnectionCore
+    private var done = false
+
+    init(core: AirPlay2ConnectionCore) { self.core = core }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !done else { return }
+        parser.append(unwrapInboundIn(data).readableBytesView)
+        do {
+            while let message = try parser.nextMessage() {
+                guard case .request(let request) = message else { continue }
+                core.logger.debug("AirPlay 2 event: \(request.method) \(request.uri)")
+                let bytes = AirPlay2EventChannel.replyBytes(to: request)
+                var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+                buffer.writeBytes(bytes)
+                context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+                core.eventRequestAnswered()
+            }
+        } catch {
+            finish(.protocolError("the receiver sent garbage on the AirPlay 2 event channel (\(error))"))
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        finish(nil)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let e = error as? ATVError, case .authenticationFailed = e {
+            finish(.authenticationFailed("the AirPlay 2 event channel failed decryption (wrong key or tampered data)"))
+        } else {
+            finish(.connectionLost("AirPlay 2 event channel error: \(error)"))
+        }
+        context.close(promise: nil)
+    }
+
+    private func finish(_ error: ATVError?) {
+        guard !done else { return }
+        done = true
+        core.eventsClosed(error)
+    }
+}

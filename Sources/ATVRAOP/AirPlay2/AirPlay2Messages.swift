@@ -1,0 +1,317 @@
+// Sans-I/O pieces of an AirPlay 2 sender (airplay2-sender.md §4.3, protocols.md §7.3–7.4, §8.1):
+// route choice from the `features` word, the session and audio-stream SETUP bodies and their
+// replies (read by key, never by position), and the event-channel answer.
+import ATVAuth
+import ATVCore
+
+// MARK: - Route choice
+
+/// Which AirPlay generation a sender speaks to a receiver.
+public enum AirPlayMajorVersion: String, Sendable, Equatable, CaseIterable, CustomStringConvertible {
+    /// AirPlay 1 (RAOP): ANNOUNCE, unencrypted RTP.
+    case v1 = "1"
+    /// AirPlay 2 realtime audio: HAP pairing, encrypted RTSP, event channel, sealed RTP.
+    case v2 = "2"
+
+    public var description: String { self == .v1 ? "AirPlay 1 (RAOP)" : "AirPlay 2" }
+}
+
+/// The AirPlay `features` word as a sender reads it: `0xLOW` or `0xLOW,0xHIGH` (1–8 hex digits each).
+public struct AirPlay2FeatureWord: Sendable, Equatable {
+    public var rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    /// nil for anything that is not one or two `0x…` words.
+    public init?(parsing text: String) {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count) else { return nil }
+        var words: [UInt64] = []
+        for part in parts {
+            let s = String(part).trimmingSpaces
+            guard s.count >= 3, s.hasPrefix("0x") || s.hasPrefix("0X") else { return nil }
+            let hex = s.dropFirst(2)
+            guard hex.count <= 8, hex.allSatisfy(\.isHexDigit), let v = UInt64(hex, radix: 16) else { return nil }
+            words.append(v)
+        }
+        rawValue = words.count == 2 ? words[1] << 32 | words[0] : words[0]
+    }
+
+    public func has(bit: Int) -> Bool { (0..<64).contains(bit) && rawValue & (1 << UInt64(bit)) != 0 }
+
+    /// AirPlay 2 receiver: bit 38 (SupportsUnifiedMediaControl) or 48 (CoreUtils pairing), pyatv's rule.
+    public var isAirPlay2: Bool { has(bit: 38) || has(bit: 48) }
+    /// Transient (PIN-less) HAP pairing is possible: bit 43 (SystemPairing) or 48.
+    public var supportsTransientPairing: Bool { has(bit: 43) || has(bit: 48) }
+    /// HAP pairing (rather than legacy SRP/SHA-1 pairing) for `atv pair`: bit 46 (HomeKit pairing
+    /// and access control) or 48 (CoreUtils pairing), or an AirPlay 2 receiver at all.
+    public var usesHAPPairing: Bool { has(bit: 46) || has(bit: 48) || isAirPlay2 }
+}
+
+/// The route decision for one receiver, with the reason (for the `-v` log line).
+public struct AirPlayRoute: Sendable, Equatable, CustomStringConvertible {
+    public var version: AirPlayMajorVersion
+    public var reason: String
+
+    public init(version: AirPlayMajorVersion, reason: String) {
+        self.version = version
+        self.reason = reason
+    }
+
+    /// `features` texts are tried in order (RAOP `ft`, RAOP `features`, AirPlay `features`…); the
+    /// first that parses decides. A forced preference (pyatv's `protocol_version` 1 or 2) wins.
+    public static func choose(preference: AirPlayVersion, featureTexts: [String?]) -> AirPlayRoute {
+        switch preference {
+        case .v1: return AirPlayRoute(version: .v1, reason: "forced by --airplay-version 1")
+        case .v2: return AirPlayRoute(version: .v2, reason: "forced by --airplay-version 2")
+        case .auto: break
+        }
+        for case let text? in featureTexts {
+            guard let word = AirPlay2FeatureWord(parsing: text) else { continue }
+            if word.isAirPlay2 {
+                let bits = [38, 48].filter(word.has(bit:)).map(String.init).joined(separator: "+")
+                return AirPlayRoute(version: .v2, reason: "features \(text) have bit \(bits)")
+            }
+            return AirPlayRoute(version: .v1, reason: "features \(text) have neither bit 38 nor 48")
+        }
+        return AirPlayRoute(version: .v1, reason: "no features advertised")
+    }
+
+    public var description: String { "\(version) (\(reason))" }
+}
+
+// MARK: - Session SETUP
+
+/// Who we say we are in the session SETUP (values as pyatv sends them unless changed).
+public struct AirPlay2SenderIdentity: Sendable, Equatable {
+    public var deviceID: String
+    public var macAddress: String
+    public var model: String
+    public var name: String
+    public var osName: String
+    public var osVersion: String
+    public var osBuildVersion: String
+    public var sourceVersion: String
+
+    public init(deviceID: String = "AA:BB:CC:DD:EE:FF", macAddress: String = "AA:BB:CC:DD:EE:FF",
+                model: String = "iPhone14,3", name: String = "swift-atv", osName: String = "iPhone OS",
+                osVersion: String = "16.5", osBuildVersion: String = "20F66", sourceVersion: String = "690.7.1") {
+        self.deviceID = deviceID
+        self.macAddress = macAddress
+        self.model = model
+        self.name = name
+        self.osName = osName
+        self.osVersion = osVersion
+        self.osBuildVersion = osBuildVersion
+        self.sourceVersion = sourceVersion
+    }
+}
+
+/// How the receiver learns our clock.
+public enum AirPlay2Timing: Sendable, Equatable {
+    /// NTP-style responder on our UDP `timingPort` (0x52 requests → 0x53 replies).
+    case ntp(timingPort: Int)
+    /// No timing at all (remote-control-only sessions).
+    case none
+}
+
+public enum AirPlay2SessionSetup {
+    /// The bplist body of the first SETUP (the session): timing, identity, `sessionUUID`.
+    public static func body(timing: AirPlay2Timing, sessionUUID: String, identity: AirPlay2SenderIdentity,
+                            remoteControlOnly: Bool = false) -> BPlistValue {
+        var d: [String: BPlistValue] = [
+            "deviceID": .string(identity.deviceID),
+            "sessionUUID": .string(sessionUUID),
+            "macAddress": .string(identity.macAddress),
+            "model": .string(identity.model),
+            "name": .string(identity.name),
+            "osBuildVersion": .string(identity.osBuildVersion),
+            "osName": .string(identity.osName),
+            "osVersion": .string(identity.osVersion),
+            "sourceVersion": .string(identity.sourceVersion),
+            "groupContainsGroupLeader": .bool(false),
+            "isMultiSelectAirPlay": .bool(true),
+            "senderSupportsRelay": .bool(false),
+            "statsCollectionEnabled": .bool(false),
+        ]
+        switch timing {
+        case .ntp(let port):
+            d["timingProtocol"] = .string("NTP")
+            d["timingPort"] = .int(Int64(port))
+        case .none:
+            d["timingProtocol"] = .string("None")
+        }
+        if remoteControlOnly { d["isRemoteControlOnly"] = .bool(true) }
+        return .dict(d)
+    }
+}
+
+/// The answer to the session SETUP.
+public struct AirPlay2SessionReply: Sendable, Equatable {
+    public var eventPort: Int
+    /// The receiver's timing port, when it says (NTP sessions).
+    public var timingPort: Int?
+
+    public init(eventPort: Int, timingPort: Int? = nil) {
+        self.eventPort = eventPort
+        self.timingPort = timingPort
+    }
+
+    public init(parsing body: [UInt8]) throws(ATVError) {
+        let plist = try parsePlistBody(body, what: "session SETUP")
+        guard let port = plist["eventPort"].flatMap(portValue) else {
+            throw ATVError.protocolError("the session SETUP reply has no valid eventPort")
+        }
+        eventPort = port
+        timingPort = plist["timingPort"].flatMap(portValue)
+    }
+}
+
+// MARK: - Audio stream SETUP
+
+/// The realtime audio stream we ask for (stream SETUP, `type 96`).
+public struct AirPlay2AudioStreamRequest: Sendable, Equatable {
+    /// Realtime audio (RTP over UDP with NTP/sync packets).
+    public static let realtimeType = 96
+    /// `ct` (compression type) and `audioFormat` bits.
+    public static let alacCompression = 2
+    public static let alac44100x16x2: Int64 = 0x40000
+    public static let pcmCompression = 1
+    public static let pcm44100x16x2: Int64 = 0x800
+
+    public var codec: RAOPCodec
+    public var controlPort: Int
+    /// The 32-byte audio key (`shk`).
+    public var sharedKey: [UInt8]
+    public var framesPerPacket: Int
+    public var sampleRate: Int
+    public var latencyMin: Int
+    public var latencyMax: Int
+    /// The RTSP session id (also the SSRC), as `streamConnectionID`.
+    public var streamConnectionID: UInt32
+
+    public init(codec: RAOPCodec = .alac, controlPort: Int, sharedKey: [UInt8], framesPerPacket: Int = 352,
+                sampleRate: Int = 44_100, latencyMin: Int = 11_025, latencyMax: Int = 88_200, streamConnectionID: UInt32) {
+        self.codec = codec
+        self.controlPort = controlPort
+        self.sharedKey = sharedKey
+        self.framesPerPacket = framesPerPacket
+        self.sampleRate = sampleRate
+        self.latencyMin = latencyMin
+        self.latencyMax = latencyMax
+        self.streamConnectionID = streamConnectionID
+    }
+
+    public var body: BPlistValue {
+        let alac = codec == .alac
+        let stream: [String: BPlistValue] = [
+            "audioFormat": .int(alac ? Self.alac44100x16x2 : Self.pcm44100x16x2),
+            "audioMode": .string("default"),
+            "controlPort": .int(Int64(controlPort)),
+            "ct": .int(Int64(alac ? Self.alacCompression : Self.pcmCompression)),
+            "isMedia": .bool(true),
+            "latencyMax": .int(Int64(latencyMax)),
+            "latencyMin": .int(Int64(latencyMin)),
+            "shk": .data(sharedKey),
+            "spf": .int(Int64(framesPerPacket)),
+            "sr": .int(Int64(sampleRate)),
+            "type": .int(Int64(Self.realtimeType)),
+            "supportsDynamicStreamID": .bool(false),
+            "streamConnectionID": .int(Int64(streamConnectionID)),
+        ]
+        return .dict(["streams": .array([.dict(stream)])])
+    }
+}
+
+/// The answer to the audio stream SETUP: where audio and control packets go.
+public struct AirPlay2AudioStreamReply: Sendable, Equatable {
+    public var dataPort: Int
+    public var controlPort: Int
+    public var type: Int?
+    public var audioBufferSize: Int?
+
+    public init(dataPort: Int, controlPort: Int, type: Int? = nil, audioBufferSize: Int? = nil) {
+        self.dataPort = dataPort
+        self.controlPort = controlPort
+        self.type = type
+        self.audioBufferSize = audioBufferSize
+    }
+
+    /// Finds the realtime stream (`type` 96, or the only stream) in `streams`, by key.
+    public init(parsing body: [UInt8]) throws(ATVError) {
+        let plist = try parsePlistBody(body, what: "audio stream SETUP")
+        guard case .array(let streams)? = plist["streams"], !streams.isEmpty else {
+            throw ATVError.protocolError("the audio stream SETUP reply has no streams")
+        }
+        let chosen = streams.first { $0["type"].flatMap(intValue) == AirPlay2AudioStreamRequest.realtimeType }
+            ?? (streams.count == 1 ? streams[0] : nil)
+        guard let stream = chosen else {
+            throw ATVError.protocolError("the audio stream SETUP reply has no realtime (type 96) stream")
+        }
+        guard let data = stream["dataPort"].flatMap(portValue) else {
+            throw ATVError.protocolError("the audio stream SETUP reply has no valid dataPort")
+        }
+        guard let control = stream["controlPort"].flatMap(portValue) else {
+            throw ATVError.protocolError("the audio stream SETUP reply has no valid controlPort")
+        }
+        dataPort = data
+        controlPort = control
+        type = stream["type"].flatMap(intValue)
+        audioBufferSize = stream["audioBufferSize"].flatMap(intValue)
+    }
+}
+
+// MARK: - Event channel
+
+public enum AirPlay2EventChannel {
+    /// The answer to any request the receiver sends on the event channel: `200 OK` with
+    /// `Content-Length: 0`, `Audio-Latency: 0` and the request's `CSeq`/`Server` copied (§5.5).
+    public static func reply(to request: RTSPRequest) -> RTSPResponse {
+        var headers = RTSPHeaders()
+        headers.add("Content-Length", "0")
+        headers.add("Audio-Latency", "0")
+        if let server = request.headers["Server"] { headers.add("Server", server) }
+        if let cseq = request.headers["CSeq"] { headers.add("CSeq", cseq) }
+        return RTSPResponse(version: request.version, status: 200, reason: "OK", headers: headers)
+    }
+
+    /// `reply(to:)` on the wire, keeping the explicit `Content-Length: 0` (the generic serializer
+    /// leaves it out for an empty body).
+    public static func replyBytes(to request: RTSPRequest) -> [UInt8] {
+        let r = reply(to: request)
+        var text = "\(r.version) \(r.status) \(r.reason)\r\n"
+        for f in r.headers {
+            let value = String(f.value.map { $0 == "\r" || $0 == "\n" || $0 == "\r\n" ? " " : $0 })
+            text += "\(f.name): \(value)\r\n"
+        }
+        return Array((text + "\r\n").utf8)
+    }
+}
+
+// MARK: - helpers
+
+func parsePlistBody(_ body: [UInt8], what: String) throws(ATVError) -> PlistValue {
+    guard !body.isEmpty else { throw ATVError.protocolError("the \(what) reply has an empty body (expected a binary plist)") }
+    do {
+        let value = try BinaryPlistParser.parse(body)
+        guard value.dict != nil else { throw ATVError.protocolError("the \(what) reply is not a dictionary") }
+        return value
+    } catch let e as ATVError {
+        throw e
+    } catch {
+        throw ATVError.protocolError("the \(what) reply is not a valid binary plist (\(error))")
+    }
+}
+
+func intValue(_ v: PlistValue) -> Int? {
+    switch v {
+    case .int(let i): return Int(exactly: i)
+    case .uid(let u): return Int(exactly: u)
+    case .real(let d) where d.rounded() == d && abs(d) < 1e15: return Int(d)
+    default: return nil
+    }
+}
+
+func portValue(_ v: PlistValue) -> Int? {
+    guard let p = intValue(v), (1...65535).contains(p) else { return nil }
+    return p
+}
