@@ -65,6 +65,8 @@ public struct HomePodReport: Sendable, Equatable, CustomStringConvertible {
     public var codec: String?
     /// Audio datagrams received on the data port (garbage and duplicates included), and their bytes.
     public var packetsReceived = 0
+    /// When the first audio datagram arrived (for launch-to-first-packet benchmarks).
+    public var firstAudioPacketAt: ContinuousClock.Instant?
     public var audioBytesReceived = 0
     /// Packets that decrypted with `shk`, and those that failed (wrong key, tampered, too short).
     public var packetsDecrypted = 0

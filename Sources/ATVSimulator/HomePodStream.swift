@@ -104,9 +104,11 @@ final class HomePodStream: @unchecked Sendable {
         guard !finished else { return }
         let index = packetIndex
         packetIndex += 1
+        let arrival = ContinuousClock.now
         shared.update { r in
             r.packetsReceived += 1
             r.audioBytesReceived += bytes.count
+            if r.firstAudioPacketAt == nil { r.firstAudioPacketAt = arrival }
         }
         guard bytes.count >= AirPlay2AudioCipher.headerSize + AirPlay2AudioCipher.overhead,
               bytes[0] & 0xC0 == 0x80, bytes[1] & 0x7F == RAOPAudioPacket.payloadType else {
