@@ -26,7 +26,7 @@ struct ATVCommand: AsyncParsableCommand {
             Playing.self, PushUpdates.self, DeviceInfoCommand.self, FeaturesCommand.self,
             Remote.self, Power.self, Volume.self, AppsCommand.self,
             Launch.self, Text.self, Accounts.self, Artwork.self,
-            Simulate.self, Probe.self, ImportPyatv.self,
+            Simulate.self, Probe.self, ImportPyatv.self, Proxy.self,
         ]
     )
 }
@@ -76,13 +76,20 @@ struct DeviceOptions: ParsableArguments {
     }
 }
 
-/// Runs a command body and turns our errors into one line on stderr and a non-zero exit.
-func runReportingErrors(_ body: () async throws -> Void) async throws {
+/// Runs a command body and turns our errors into one line on stderr and a non-zero exit; with
+/// `json`, also atvscript's failure object on stdout.
+func runReportingErrors(json: Bool = false, _ body: () async throws -> Void) async throws {
     do {
         try await body()
     } catch let error as ATVError {
+        if json { printJSON(ScriptOutput.failure(error)) }
         FileHandle.standardError.write(Data("atv: error: \(printable(error.description))\n".utf8))
         throw ExitCode(exitCode(for: error))
+    } catch let exit as ExitCode {
+        throw exit
+    } catch {
+        if json { printJSON(ScriptOutput.failure(error: "error", exception: "\(error)")) }
+        throw error
     }
 }
 
