@@ -173,7 +173,7 @@ enum PlayingFormat {
             "shuffle": shuffleState(p.shuffle ?? .off).lowercased(), "repeat": repeatState(p.repeat ?? .off).lowercased(),
             "series_name": v(p.seriesName), "season_number": v(p.seasonNumber), "episode_number": v(p.episodeNumber),
             "content_identifier": v(p.contentIdentifier), "itunes_store_identifier": v(p.iTunesStoreIdentifier),
-            "app": app.map { $0.name ?? NSNull() } ?? NSNull(), "app_id": app.map { $0.identifier as Any } ?? NSNull(),
+            "app": (app?.name).map { $0 as Any } ?? NSNull(), "app_id": (app?.identifier).map { $0 as Any } ?? NSNull(),
         ]
     }
 }
