@@ -72,7 +72,8 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
-        .target(name: "ATVDMAP", dependencies: ["ATVCore", "ATVAirPlay"], swiftSettings: swift6),
+        .target(name: "ATVDMAP", dependencies: ["ATVCore", "ATVAirPlay", .product(name: "Logging", package: "swift-log")], swiftSettings: swift6),
+        .target(name: "ATVLog", dependencies: ["ATVCore", "ATVAuth", "ATVCompanion", "ATVDMAP"], swiftSettings: swift6),
 
         // Layer 4: facade, scan / pair / connect.
         .target(name: "ATV", dependencies: [
@@ -87,7 +88,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
         .executableTarget(name: "atv", dependencies: [
-            "ATV", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVRAOP", "ATVSimulator", "ATVCompanion",
+            "ATV", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVLog",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
@@ -115,6 +116,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
+        .testTarget(name: "ATVLogTests", dependencies: ["ATVLog"], swiftSettings: swift6),
         .testTarget(name: "ATVDMAPTests", dependencies: ["ATVDMAP", "ATVSimulator", "ATV"], swiftSettings: swift6),
         .testTarget(name: "ATVAirPlayTests", dependencies: ["ATVAirPlay", "ATVSimulator", "ATV"], swiftSettings: swift6),
     ]

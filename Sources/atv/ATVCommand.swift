@@ -26,7 +26,7 @@ struct ATVCommand: AsyncParsableCommand {
             Playing.self, PushUpdates.self, DeviceInfoCommand.self, FeaturesCommand.self,
             Remote.self, Power.self, Volume.self, AppsCommand.self,
             Launch.self, Text.self, Accounts.self, Artwork.self,
-            Simulate.self, Probe.self, ImportPyatv.self, Proxy.self,
+            Simulate.self, Probe.self, ImportPyatv.self, Proxy.self, LogCommand.self,
         ]
     )
 }
