@@ -264,8 +264,11 @@ func runPushUpdates(_ cmd: PushUpdates) async throws {
             return
         }
         let why = lost ?? "the device went away"
-        if cmd.json { printJSON(["result": "failure", "datetime": isoNow(), "connection": "lost", "exception": why]) }
-        throw ATVError.connectionLost(why)
+        // atvscript's connection_lost object is the last line (not a second failure object).
+        let error = ATVError.connectionLost(why)
+        if cmd.json { printJSON(ScriptOutput.failure(error, values: ["connection": "lost"])) }
+        FileHandle.standardError.write(Data("atv: error: \(printable(error.description))\n".utf8))
+        throw ExitCode(exitCode(for: error))
     }
 }
 
