@@ -31,6 +31,31 @@ struct ATVCommand: AsyncParsableCommand {
     )
 }
 
+extension ATVCommand {
+    /// ArgumentParser's main, plus: with --json, a command line that does not parse also prints
+    /// atvscript's failure object on stdout (run-time errors print theirs in runReportingErrors).
+    static func main() async {
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            if CommandLine.arguments.contains("--json"), Self.exitCode(for: error) != .success {
+                printJSON(ScriptOutput.failure(error: "invalid_arguments", exception: printable(Self.message(for: error))))
+            }
+            exit(withError: error)
+        }
+        do {
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
 enum ATVVersion {
     static let string = "0.1.0"
 }

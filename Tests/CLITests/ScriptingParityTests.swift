@@ -140,4 +140,19 @@ import Testing
         #expect(aPlay["error"] as? String == "unsupported_command" && aPlay["exception"] is String, "\(aPlay)")
         #expect(r.section("sim").contains("Button home down"))
     }
+
+    /// A command line that does not parse still answers a script with one failure object.
+    @Test func invalidArgumentsWithJSONPrintAFailureObject() async throws {
+        let r = try await run(try TestEnv.atv(), ["playing", "--json"], timeout: 60)
+        #expect(r.status != 0)
+        let objects = Self.objects(r.stdout)
+        #expect(objects.count == 1, "\(r.stdout)")
+        #expect(objects.first?["result"] as? String == "failure" && objects.first?["error"] as? String == "invalid_arguments")
+        #expect((objects.first?["exception"] as? String)?.contains("--to NAME|ID or --host ADDRESS") == true)
+        #expect(Self.isPythonISODate(objects.first?["datetime"]))
+        // Without --json stdout stays empty; help is not an error.
+        #expect(try await run(try TestEnv.atv(), ["playing"], timeout: 60).stdout.isEmpty)
+        let help = try await run(try TestEnv.atv(), ["playing", "--help", "--json"], timeout: 60)
+        #expect(help.status == 0 && Self.objects(help.stdout).isEmpty)
+    }
 }
