@@ -18,6 +18,8 @@ public final class CompanionProxy: Sendable {
         public var identity: HAPIdentity
         public var pin: String
         public var connectTimeout: Duration
+        /// Controllers paired before (e.g. loaded from a file), accepted for pair-verify.
+        public var controllers: [HAPPairedController] = []
         public init(listenHost: String = "127.0.0.1", listenPort: Int = 0, deviceHost: String, devicePort: Int,
                     credentials: HAPCredentials, identity: HAPIdentity, pin: String = "1111", connectTimeout: Duration = .seconds(10)) {
             self.listenHost = listenHost
@@ -34,7 +36,7 @@ public final class CompanionProxy: Sendable {
     /// What happened, for the caller to print: one line per event, decoded.
     public enum Event: Sendable {
         case controllerConnected(String)
-        case controllerPaired(String)
+        case controllerPaired(HAPPairedController)
         case controllerVerified(String)
         case controllerAuthFailed(String)
         case deviceVerified
@@ -74,6 +76,7 @@ public final class CompanionProxy: Sendable {
             throw ATVError.connectionFailed("cannot listen on \(configuration.listenHost):\(configuration.listenPort): \(error)")
         }
         let proxy = CompanionProxy(configuration: configuration, channel: channel, handler: events)
+        proxy.controllers.withLock { $0 = configuration.controllers }
         box.withLock { $0 = proxy }
         return proxy
     }
@@ -155,7 +158,7 @@ final class ProxyControllerHandler: ChannelInboundHandler, @unchecked Sendable {
             case .sendToDevice(let b): write(device, b)
             case .paired(let c):
                 proxy.addController(c)
-                proxy.handler(.controllerPaired(String(decoding: c.identifier, as: UTF8.self)))
+                proxy.handler(.controllerPaired(c))
             case .controllerVerified(let c): proxy.handler(.controllerVerified(String(decoding: c.identifier, as: UTF8.self)))
             case .controllerAuthFailed(let e): proxy.handler(.controllerAuthFailed("\(e)"))
             case .deviceVerified: proxy.handler(.deviceVerified)

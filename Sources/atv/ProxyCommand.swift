@@ -35,6 +35,7 @@ struct ProxyCompanion: AsyncParsableCommand {
     @Option(help: "Port to listen on (0 = any free port).") var listenPort: Int = 0
     @Option(help: "Also append the decoded messages to this file.") var log: String?
     @Flag(help: "Do not advertise _companion-link._tcp over mDNS.") var noAdvertise = false
+    @Option(help: "Keep the controllers that paired in this JSON file (loaded at start, saved on each pairing).") var pairings: String?
 
     func validate() throws {
         guard !pin.isEmpty, pin.allSatisfy(\.isNumber) else { throw ValidationError("--pin must be digits") }
@@ -60,9 +61,15 @@ struct ProxyCompanion: AsyncParsableCommand {
             let proxyName = name ?? "\(config.name) Proxy"
             let identity = try CompanionProxy.identity(for: proxyName)
             let sink = try ProxyLogSink(path: log)
-            let proxy = try await CompanionProxy.start(.init(listenHost: listen, listenPort: listenPort, deviceHost: config.address,
-                                                             devicePort: service.port, credentials: creds, identity: identity, pin: pin)) { event in
+            let store = ProxyPairings(path: pairings)
+            var proxyConfig = CompanionProxy.Configuration(listenHost: listen, listenPort: listenPort, deviceHost: config.address,
+                                                           devicePort: service.port, credentials: creds, identity: identity, pin: pin)
+            proxyConfig.controllers = try store.load()
+            let proxy = try await CompanionProxy.start(proxyConfig) { event in
                 sink.write(ProxyLogSink.line(event))
+                if case .controllerPaired(let c) = event {
+                    do { try store.add(c) } catch { sink.write("proxy: \(error)") }
+                }
             }
             print("Companion proxy \"\(printable(proxyName))\" listening on \(listen):\(proxy.port), PIN \(pin), forwarding to \(config.address):\(service.port)")
             var responder: MDNSResponder?
@@ -116,7 +123,7 @@ final class ProxyLogSink: Sendable {
     static func line(_ event: CompanionProxy.Event) -> String {
         switch event {
         case .controllerConnected(let a): return "proxy: controller connected from \(a)"
-        case .controllerPaired(let id): return "proxy: controller \(printable(id)) paired"
+        case .controllerPaired(let c): return "proxy: controller \(printable(String(decoding: c.identifier, as: UTF8.self))) paired"
         case .controllerVerified(let id): return "proxy: controller \(printable(id)) verified"
         case .controllerAuthFailed(let e): return "proxy: controller authentication failed: \(printable(e))"
         case .deviceVerified: return "proxy: verified with the device"
@@ -150,6 +157,41 @@ struct ProxyRelay: AsyncParsableCommand {
             defer { stop.cancel() }
             while !stop.interrupted { try? await Task.sleep(for: .milliseconds(100)) }
             await relay.stop()
+        }
+    }
+}
+
+/// The proxy's paired controllers in a small JSON file: [{"identifier": hex, "public_key": hex}].
+final class ProxyPairings: Sendable {
+    let path: String?
+    let lock = Mutex(())
+    init(path: String?) { self.path = path }
+
+    func load() throws(ATVError) -> [HAPPairedController] {
+        guard let path, FileManager.default.fileExists(atPath: path) else { return [] }
+        guard let data = FileManager.default.contents(atPath: path),
+              let list = (try? JSONSerialization.jsonObject(with: data)) as? [[String: String]] else {
+            throw ATVError.settings("\(path) is not a proxy pairings file (a JSON list of identifier/public_key)")
+        }
+        return try list.map { item throws(ATVError) in
+            guard let id = item["identifier"].flatMap(Hex.decode), let key = item["public_key"].flatMap(Hex.decode), key.count == 32 else {
+                throw ATVError.settings("\(path): an entry lacks a hex identifier or a 32-byte hex public_key")
+            }
+            return HAPPairedController(identifier: id, publicKey: key)
+        }
+    }
+
+    func add(_ c: HAPPairedController) throws {
+        guard let path else { return }
+        try lock.withLock { _ in
+            var list = try load()
+            list.removeAll { $0.identifier == c.identifier }
+            list.append(c)
+            let json = list.map { ["identifier": Hex.encode($0.identifier), "public_key": Hex.encode($0.publicKey)] }
+            let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+            do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+                throw ATVError.settings("cannot write \(path): \(error.localizedDescription)")
+            }
         }
     }
 }
