@@ -75,7 +75,8 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
-        .target(name: "ATVDMAP", dependencies: ["ATVCore", "ATVAirPlay"], swiftSettings: swift6),
+        .target(name: "ATVDMAP", dependencies: ["ATVCore", "ATVAirPlay", .product(name: "Logging", package: "swift-log")], swiftSettings: swift6),
+        .target(name: "ATVLog", dependencies: ["ATVCore", "ATVAuth", "ATVCompanion", "ATVDMAP"], swiftSettings: swift6),
 
         // Layer 4: facade, scan / pair / connect.
         .target(name: "ATV", dependencies: [
@@ -90,7 +91,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
         .executableTarget(name: "atv", dependencies: [
-            "ATV", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVMRP",
+            "ATV", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVMRP", "ATVLog",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
@@ -118,6 +119,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
+        .testTarget(name: "ATVLogTests", dependencies: ["ATVLog"], swiftSettings: swift6),
         .testTarget(name: "ATVDMAPTests", dependencies: ["ATVDMAP", "ATVSimulator", "ATV"], swiftSettings: swift6),
         .testTarget(name: "ATVAirPlayTests", dependencies: ["ATVAirPlay", "ATVSimulator", "ATV"], swiftSettings: swift6),
     ]

@@ -79,6 +79,7 @@ public actor CompanionClient {
             return false
         }
         for f in frames {
+            CompanionLog.frame("device->controller", f.type, f.payload)
             guard let type = CompanionFrameType(rawValue: f.type) else { continue }
             if type.isAuth {
                 if let w = authWaiter { authWaiter = nil; w.continuation.resume(returning: f.payload) }
@@ -110,6 +111,7 @@ public actor CompanionClient {
 
     func write(_ type: CompanionFrameType, _ payload: [UInt8]) throws(ATVError) {
         if let closedError { throw closedError }
+        CompanionLog.frame("controller->device", type.rawValue, payload)
         let bytes = try encoder.encode(CompanionFrame(type: type.rawValue, payload: payload))
         channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
     }

@@ -1,5 +1,6 @@
 import ATVAirPlay
 import ATVCore
+import Logging
 
 /// What the push updater reports.
 public enum DMAPPushEvent: Sendable, Equatable {
@@ -62,6 +63,14 @@ public actor DMAPClient {
     }
 
     private func send(_ request: DMAPRequest, via: HTTPClientConnection?, timeout: Duration) async throws -> HTTPResponseMessage {
+        let response = try await sendUnlogged(request, via: via, timeout: timeout)
+        // "dmap response <uri> status=<n> dmap=<hex>": `atv log` decodes the tags.
+        dmapLogger.debug("dmap response \(request.uri) status=\(response.status) dmap=\(response.body.count <= 65536 ? hexString(response.body) : "")")
+        return response
+    }
+
+    private func sendUnlogged(_ request: DMAPRequest, via: HTTPClientConnection?, timeout: Duration) async throws -> HTTPResponseMessage {
+        dmapLogger.debug("dmap request \(request.method) \(request.uri)")
         let message = HTTPRequestMessage(method: request.method, uri: request.uri,
                                          headers: HTTPFields(request.headers), body: request.body)
         if let via { return try await via.send(message, timeout: timeout) }
@@ -280,4 +289,14 @@ public actor DMAPClient {
         connection = nil
         pollConnection = nil
     }
+}
+
+let dmapLogger = Logger(label: "atv.dmap")
+
+func hexString(_ bytes: [UInt8]) -> String {
+    let digits = Array("0123456789abcdef")
+    var s = ""
+    s.reserveCapacity(bytes.count * 2)
+    for b in bytes { s.append(digits[Int(b >> 4)]); s.append(digits[Int(b & 0x0F)]) }
+    return s
 }

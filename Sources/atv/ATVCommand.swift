@@ -26,9 +26,34 @@ struct ATVCommand: AsyncParsableCommand {
             Playing.self, PushUpdates.self, DeviceInfoCommand.self, FeaturesCommand.self,
             Remote.self, Power.self, Volume.self, AppsCommand.self,
             Launch.self, Text.self, Accounts.self, Artwork.self,
-            Simulate.self, Probe.self, ImportPyatv.self,
+            Simulate.self, Probe.self, ImportPyatv.self, Proxy.self, LogCommand.self,
         ]
     )
+}
+
+extension ATVCommand {
+    /// ArgumentParser's main, plus: with --json, a command line that does not parse also prints
+    /// atvscript's failure object on stdout (run-time errors print theirs in runReportingErrors).
+    static func main() async {
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            if CommandLine.arguments.contains("--json"), Self.exitCode(for: error) != .success {
+                printJSON(ScriptOutput.failure(error: "invalid_arguments", exception: printable(Self.message(for: error))))
+            }
+            exit(withError: error)
+        }
+        do {
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 enum ATVVersion {
@@ -76,13 +101,20 @@ struct DeviceOptions: ParsableArguments {
     }
 }
 
-/// Runs a command body and turns our errors into one line on stderr and a non-zero exit.
-func runReportingErrors(_ body: () async throws -> Void) async throws {
+/// Runs a command body and turns our errors into one line on stderr and a non-zero exit; with
+/// `json`, also atvscript's failure object on stdout.
+func runReportingErrors(json: Bool = false, _ body: () async throws -> Void) async throws {
     do {
         try await body()
     } catch let error as ATVError {
+        if json { printJSON(ScriptOutput.failure(error)) }
         FileHandle.standardError.write(Data("atv: error: \(printable(error.description))\n".utf8))
         throw ExitCode(exitCode(for: error))
+    } catch let exit as ExitCode {
+        throw exit
+    } catch {
+        if json { printJSON(ScriptOutput.failure(error: "error", exception: "\(error)")) }
+        throw error
     }
 }
 

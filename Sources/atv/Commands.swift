@@ -52,7 +52,7 @@ struct DeviceInfoCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON (atvscript's device object).") var json = false
     func run() async throws {
         global.bootstrapLogging()
-        try await runReportingErrors {
+        try await runReportingErrors(json: json) {
             let config = try await findDevice(device)
             if json {
                 printJSON(["result": "success", "datetime": isoNow(), "device": deviceJSON(config)])
@@ -70,11 +70,18 @@ struct FeaturesCommand: AsyncParsableCommand {
     @OptionGroup var device: DeviceOptions
     @OptionGroup var connection: ConnectionOptions
     @Flag(help: "Include unsupported features.") var all = false
+    @Flag(help: "Print JSON ({\"features\": {\"Play\": \"available\", …}}).") var json = false
     func run() async throws {
         global.bootstrapLogging()
-        try await runReportingErrors {
+        try await runReportingErrors(json: json) {
             try await withDevice(device, connection) { atv in
                 let features = atv.features.allFeatures(includeUnsupported: all)
+                if json {
+                    var map: [String: String] = [:]
+                    for (name, info) in features { map["\(name)"] = "\(info.state)".lowercased() }
+                    printSuccess(["features": map], json: true)
+                    return
+                }
                 for name in FeatureName.allCases {
                     guard let info = features[name] else { continue }
                     print("\(name): \(info.state)")

@@ -164,7 +164,7 @@ enum PlayingFormat {
 
     /// atvscript's playing object (enums as lower-case names, missing values null).
     static func json(_ p: ATVCore.Playing, app: App?) -> [String: Any] {
-        func v(_ x: Any?) -> Any { x ?? NSNull() }
+        func v(_ x: Any?) -> Any { ScriptOutput.truthy(x) }
         return [
             "hash": p.hash, "media_type": mediaType(p.mediaType).lowercased(),
             "device_state": deviceState(p.deviceState).lowercased(),
@@ -173,14 +173,14 @@ enum PlayingFormat {
             "shuffle": shuffleState(p.shuffle ?? .off).lowercased(), "repeat": repeatState(p.repeat ?? .off).lowercased(),
             "series_name": v(p.seriesName), "season_number": v(p.seasonNumber), "episode_number": v(p.episodeNumber),
             "content_identifier": v(p.contentIdentifier), "itunes_store_identifier": v(p.iTunesStoreIdentifier),
-            "app": v(app?.name), "app_id": v(app?.identifier),
+            "app": (app?.name).map { $0 as Any } ?? NSNull(), "app_id": (app?.identifier).map { $0 as Any } ?? NSNull(),
         ]
     }
 }
 
 func runPlaying(_ cmd: Playing) async throws {
     cmd.global.bootstrapLogging()
-    try await runReportingErrors {
+    try await runReportingErrors(json: cmd.json) {
         try await withDevice(cmd.device, cmd.connection) { atv in
             let p = try await atv.metadata.playing()
             let app = atv.features.feature(.app).state == .available ? try? await atv.metadata.app() : nil
@@ -202,9 +202,10 @@ struct Artwork: AsyncParsableCommand {
     @Option(help: "File to write (the image's bytes as the device sends them).") var out: String
     @Option(help: "Requested width in pixels.") var width: Int = 512
     @Option(help: "Requested height in pixels (default: keep the aspect ratio).") var height: Int?
+    @Flag(help: "Print JSON.") var json = false
     func run() async throws {
         global.bootstrapLogging()
-        try await runReportingErrors {
+        try await runReportingErrors(json: json) {
             try await withDevice(device, connection) { atv in
                 guard let art = try await atv.metadata.artwork(width: width, height: height) else {
                     throw ATVError.invalidState("the device has no artwork for what is playing")
@@ -212,7 +213,12 @@ struct Artwork: AsyncParsableCommand {
                 do { try Data(art.bytes).write(to: URL(fileURLWithPath: out)) } catch {
                     throw ATVError.badInput("cannot write \(out): \(error.localizedDescription)")
                 }
-                print("Wrote \(art.bytes.count) bytes (\(art.mimeType), \(art.width)x\(art.height)) to \(out)")
+                if json {
+                    printSuccess(["artwork": ["path": out, "bytes": art.bytes.count, "mimetype": art.mimeType,
+                                              "width": art.width, "height": art.height] as [String: Any]], json: true)
+                } else {
+                    print("Wrote \(art.bytes.count) bytes (\(art.mimeType), \(art.width)x\(art.height)) to \(out)")
+                }
             }
         }
     }
@@ -222,7 +228,7 @@ struct Artwork: AsyncParsableCommand {
 
 func runPushUpdates(_ cmd: PushUpdates) async throws {
     cmd.global.bootstrapLogging()
-    try await runReportingErrors {
+    try await runReportingErrors(json: cmd.json) {
         let config = try await controlDevice(cmd.device, cmd.connection)
         let atv = try await connect(config)
         guard atv.features.feature(.pushUpdates).state == .available else {
@@ -239,10 +245,15 @@ func runPushUpdates(_ cmd: PushUpdates) async throws {
         }
         fflush(nil)
         var lost: String?
+        var levels: [String: Double] = [:]
         for await update in updates {
             switch update {
             case .connectionLost(let why): lost = why
             case .connectionClosed: lost = "the device closed the connection"
+            case .outputDeviceVolume(let id, let v) where cmd.json:
+                // atvscript's volume_device_update: old and new level of that output device.
+                printSuccess(["output_device_id": id, "old_level": levels[id] ?? NSNull(), "new_level": v], json: true)
+                levels[id] = v
             default: emit(update, json: cmd.json)
             }
             fflush(nil)
@@ -253,8 +264,11 @@ func runPushUpdates(_ cmd: PushUpdates) async throws {
             return
         }
         let why = lost ?? "the device went away"
-        if cmd.json { printJSON(["result": "failure", "datetime": isoNow(), "connection": "lost", "exception": why]) }
-        throw ATVError.connectionLost(why)
+        // atvscript's connection_lost object is the last line (not a second failure object).
+        let error = ATVError.connectionLost(why)
+        if cmd.json { printJSON(ScriptOutput.failure(error, values: ["connection": "lost"])) }
+        FileHandle.standardError.write(Data("atv: error: \(printable(error.description))\n".utf8))
+        throw ExitCode(exitCode(for: error))
     }
 }
 
@@ -273,7 +287,7 @@ func emit(_ update: DeviceUpdate, json: Bool) {
     case .volume(let v):
         if json { printSuccess(["volume": v], json: true) } else { print("Volume: \(formatVolume(v))") }
     case .outputDeviceVolume(let id, let v):
-        if json { printSuccess(["output_device_id": id, "level": v], json: true) } else { print("Volume of \(printable(id)): \(formatVolume(v))") }
+        if json { printSuccess(["output_device_id": id, "new_level": v], json: true) } else { print("Volume of \(printable(id)): \(formatVolume(v))") }
     case .outputDevices(let list):
         if json {
             printSuccess(["output_devices": list.map { ["name": $0.name ?? NSNull(), "identifier": $0.identifier] as [String: Any] }], json: true)
@@ -297,7 +311,7 @@ func formatVolume(_ v: Double) -> String {
 
 func runRemote(_ cmd: Remote) async throws {
     cmd.global.bootstrapLogging()
-    try await runReportingErrors {
+    try await runReportingErrors(json: cmd.json) {
         let action: InputAction = cmd.hold ? .hold : cmd.double ? .doubleTap : .singleTap
         try await withDevice(cmd.device, cmd.connection) { atv in
             let r = atv.remoteControl
@@ -334,7 +348,7 @@ func runRemote(_ cmd: Remote) async throws {
 
 func runPower(_ cmd: Power) async throws {
     cmd.global.bootstrapLogging()
-    try await runReportingErrors {
+    try await runReportingErrors(json: cmd.json) {
         let state: PowerState = try await withDevice(cmd.device, cmd.connection) { atv in
             switch cmd.action {
             case .on: try await atv.power.turnOn(awaitNewState: !cmd.noWait)
@@ -349,7 +363,7 @@ func runPower(_ cmd: Power) async throws {
 
 func runVolume(_ cmd: Volume) async throws {
     cmd.global.bootstrapLogging()
-    try await runReportingErrors {
+    try await runReportingErrors(json: cmd.json) {
         let level: Double = try await withDevice(cmd.device, cmd.connection) { atv in
             switch cmd.level {
             case nil: break
@@ -369,7 +383,7 @@ func runVolume(_ cmd: Volume) async throws {
 
 func runApps(_ cmd: AppsCommand) async throws {
     cmd.global.bootstrapLogging()
-    try await runReportingErrors {
+    try await runReportingErrors(json: cmd.json) {
         if let target = cmd.launch {
             try await withDevice(cmd.device, cmd.connection) { try await $0.apps.launchApp(target) }
             if cmd.json { printSuccess(["launched": target], json: true) } else { print("Launched \(printable(target))") }
@@ -394,7 +408,7 @@ struct Launch: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
     func run() async throws {
         global.bootstrapLogging()
-        try await runReportingErrors {
+        try await runReportingErrors(json: json) {
             try await withDevice(device, connection) { try await $0.apps.launchApp(target) }
             if json { printSuccess(["launched": target], json: true) } else { print("Launched \(printable(target))") }
         }
@@ -416,7 +430,7 @@ struct Accounts: AsyncParsableCommand {
     }
     func run() async throws {
         global.bootstrapLogging()
-        try await runReportingErrors {
+        try await runReportingErrors(json: json) {
             if action == "switch", let id {
                 try await withDevice(device, connection) { try await $0.userAccounts.switchAccount(id) }
                 if json { printSuccess(["switched": id], json: true) } else { print("Switched to account \(printable(id))") }
@@ -447,7 +461,7 @@ struct Text: AsyncParsableCommand {
     }
     func run() async throws {
         global.bootstrapLogging()
-        try await runReportingErrors {
+        try await runReportingErrors(json: json) {
             let result: String? = try await withDevice(device, connection) { atv in
                 let k = atv.keyboard
                 switch action {

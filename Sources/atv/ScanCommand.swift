@@ -20,7 +20,7 @@ struct Scan: AsyncParsableCommand {
 
     func run() async throws {
         global.bootstrapLogging()
-        try await runReportingErrors {
+        try await runReportingErrors(json: json) {
             let hostList = hosts?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } ?? []
             let options = ScanOptions(timeout: timeout, hosts: hostList, identifiers: id.map { [$0] } ?? [], count: count)
             if json {
@@ -110,11 +110,18 @@ func modelKey(_ m: DeviceModel) -> String {
     }
 }
 
-func isoNow() -> String {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+/// Python's `datetime.now(timezone.utc).astimezone().isoformat()`: local time, microseconds,
+/// and the offset as ±HH:MM (never "Z"), e.g. 2024-05-01T12:00:00.123456+02:00.
+func isoNow(_ date: Date = Date()) -> String {
+    let f = DateFormatter()
+    f.locale = Locale(identifier: "en_US_POSIX")
     f.timeZone = .current
-    return f.string(from: Date())
+    f.dateFormat = "yyyy-MM-dd'T'HH:mm:ss"
+    let micros = Int((date.timeIntervalSince1970 * 1_000_000).rounded(.down)) % 1_000_000
+    let offset = TimeZone.current.secondsFromGMT(for: date)
+    let sign = offset < 0 ? "-" : "+"
+    let a = abs(offset)
+    return f.string(from: date) + String(format: ".%06d%@%02d:%02d", micros, sign, a / 3600, (a % 3600) / 60)
 }
 
 func printJSON(_ object: [String: Any]) {

@@ -1,0 +1,197 @@
+// `atv proxy`: a man in the middle for reverse engineering (pyatv's atvproxy). Companion mode
+// pairs with a controller using a PIN, pair-verifies with the real device using stored
+// credentials, forwards every decrypted frame both ways and logs each one decoded.
+import ArgumentParser
+import ATVAuth
+import ATVCompanion
+import ATVCore
+import ATVDiscovery
+import Foundation
+import Synchronization
+
+struct Proxy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Sit between a controller and a device and log the decrypted traffic (atvproxy).",
+        subcommands: [ProxyCompanion.self, ProxyRelay.self])
+}
+
+struct ProxyCompanion: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "companion",
+        abstract: "Companion proxy: controllers pair with it (PIN), it forwards to the device and logs every message.",
+        discussion: """
+        The proxy's pairing identity is derived from --name, so a controller that paired once can
+        pair-verify again after a restart (pairings themselves are kept while it runs).
+        Examples:
+          atv proxy companion --to "Living Room" --credentials <companion credentials>
+          atv proxy companion --host 192.168.1.20 --port 49153 --credentials … --log proxy.log
+        """)
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var device: DeviceOptions
+    @Option(help: "Companion credentials for the device (default: the stored ones).") var credentials: String?
+    @Option(help: "Settings file with stored credentials.") var storage: String?
+    @Option(help: "PIN controllers pair with.") var pin: String = "1111"
+    @Option(help: "Name to advertise (default: \"<device name> Proxy\").") var name: String?
+    @Option(help: "Address to listen on.") var listen: String = "127.0.0.1"
+    @Option(help: "Port to listen on (0 = any free port).") var listenPort: Int = 0
+    @Option(help: "Also append the decoded messages to this file.") var log: String?
+    @Flag(help: "Do not advertise _companion-link._tcp over mDNS.") var noAdvertise = false
+    @Option(help: "Keep the controllers that paired in this JSON file (loaded at start, saved on each pairing).") var pairings: String?
+
+    func validate() throws {
+        guard !pin.isEmpty, pin.allSatisfy(\.isNumber) else { throw ValidationError("--pin must be digits") }
+        guard (0 ... 65535).contains(listenPort) else { throw ValidationError("--listen-port must be 0...65535") }
+    }
+
+    func run() async throws {
+        global.bootstrapLogging()
+        try await runReportingErrors {
+            // The device and its Companion port.
+            var config: DeviceConfig
+            if device.to == nil, let host = device.host, let port = device.port {
+                config = DeviceConfig(name: host, address: host, services: [ServiceConfig(protocol: .companion, identifier: host, port: port)])
+            } else {
+                config = try await findDevice(device)
+                if let p = device.port { config.updateService(.companion) { $0.port = p } }
+                let store = FileStorage(path: storage)
+                if config.identifier != nil { store.apply(try store.settings(for: config), to: &config) }
+            }
+            guard let service = config.service(.companion) else { throw ATVError.noService(.companion) }
+            guard let text = credentials ?? service.credentials, !text.isEmpty else { throw ATVError.noCredentials(.companion) }
+            let creds = try HAPCredentials(parsing: text)
+            let proxyName = name ?? "\(config.name) Proxy"
+            let identity = try CompanionProxy.identity(for: proxyName)
+            let sink = try ProxyLogSink(path: log)
+            let store = ProxyPairings(path: pairings)
+            var proxyConfig = CompanionProxy.Configuration(listenHost: listen, listenPort: listenPort, deviceHost: config.address,
+                                                           devicePort: service.port, credentials: creds, identity: identity, pin: pin)
+            proxyConfig.controllers = try store.load()
+            let proxy = try await CompanionProxy.start(proxyConfig) { event in
+                sink.write(ProxyLogSink.line(event))
+                if case .controllerPaired(let c) = event {
+                    do { try store.add(c) } catch { sink.write("proxy: \(error)") }
+                }
+            }
+            print("Companion proxy \"\(printable(proxyName))\" listening on \(listen):\(proxy.port), PIN \(pin), forwarding to \(config.address):\(service.port)")
+            var responder: MDNSResponder?
+            if !noAdvertise {
+                let compact = Hex.encode(identity.publicKey.prefix(6))
+                let txt: [String: String] = ["rpMac": "2", "rpHN": compact, "rpFl": "0x36782", "rpHA": compact, "rpMd": "AppleTV6,2",
+                                             "rpVr": "715.2", "rpAD": compact, "rpHI": compact,
+                                             "rpBA": stride(from: 0, to: 12, by: 2).map { i in String(Array(compact)[i ..< i + 2]).uppercased() }.joined(separator: ":"),
+                                             "rpMRtID": String(decoding: identity.identifier, as: UTF8.self)]
+                let service = MDNSService(instance: proxyName, type: "_companion-link._tcp.local", port: UInt16(proxy.port), txt: txt,
+                                          hostName: "swift-atv-proxy-\(compact).local", address: listen)
+                do {
+                    responder = try await MDNSResponder.start([service], options: .init(interfaceAddresses: [listen]))
+                    print("Advertising \"\(printable(proxyName))\" (_companion-link._tcp) on \(listen) via mDNS")
+                } catch {
+                    print("Warning: not advertising over mDNS: \(error)")
+                }
+            }
+            fflush(nil)
+            let r = responder
+            let stop = InterruptHandler { Task { await r?.stop(); await proxy.stop() } }
+            defer { stop.cancel() }
+            while !stop.interrupted { try? await Task.sleep(for: .milliseconds(100)) }
+            await r?.stop()
+            await proxy.stop()
+        }
+    }
+}
+
+/// Where the proxy's decoded lines go: stderr, and a file if asked.
+final class ProxyLogSink: Sendable {
+    let file: FileHandle?
+    let lock = Mutex(())
+
+    init(path: String?) throws {
+        guard let path else { file = nil; return }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw ATVError.badInput("cannot write \(path)") }
+        h.seekToEndOfFile()
+        file = h
+    }
+
+    func write(_ line: String) {
+        let data = Data((line + "\n").utf8)
+        lock.withLock { _ in
+            FileHandle.standardError.write(data)
+            file?.write(data)
+        }
+    }
+
+    static func line(_ event: CompanionProxy.Event) -> String {
+        switch event {
+        case .controllerConnected(let a): return "proxy: controller connected from \(a)"
+        case .controllerPaired(let c): return "proxy: controller \(printable(String(decoding: c.identifier, as: UTF8.self))) paired"
+        case .controllerVerified(let id): return "proxy: controller \(printable(id)) verified"
+        case .controllerAuthFailed(let e): return "proxy: controller authentication failed: \(printable(e))"
+        case .deviceVerified: return "proxy: verified with the device"
+        case .deviceFailed(let e): return "proxy: device: \(printable(e))"
+        case .closed(let why): return "proxy: link closed: \(printable(why))"
+        case .frame(let d, let f):
+            return "\(d.rawValue) \(CompanionProxy.describe(f))"
+        }
+    }
+}
+
+struct ProxyRelay: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "relay",
+        abstract: "Forward TCP bytes between a local port and a remote host, printing a hex dump of each chunk.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Local port to listen on (127.0.0.1).") var localPort: Int
+    @Argument(help: "Remote host.") var remoteHost: String
+    @Argument(help: "Remote port.") var remotePort: Int
+    func validate() throws {
+        guard (0 ... 65535).contains(localPort), (1 ... 65535).contains(remotePort) else { throw ValidationError("ports must be within 0...65535") }
+    }
+    func run() async throws {
+        global.bootstrapLogging()
+        try await runReportingErrors {
+            let relay = try await TCPRelay.start(localPort: localPort, remoteHost: remoteHost, remotePort: remotePort) { dir, bytes in
+                FileHandle.standardError.write(Data((TCPRelay.hexdump(bytes, label: dir) + "\n").utf8))
+            }
+            print("Relaying 127.0.0.1:\(relay.port) -> \(remoteHost):\(remotePort)")
+            fflush(nil)
+            let stop = InterruptHandler { Task { await relay.stop() } }
+            defer { stop.cancel() }
+            while !stop.interrupted { try? await Task.sleep(for: .milliseconds(100)) }
+            await relay.stop()
+        }
+    }
+}
+
+/// The proxy's paired controllers in a small JSON file: [{"identifier": hex, "public_key": hex}].
+final class ProxyPairings: Sendable {
+    let path: String?
+    let lock = Mutex(())
+    init(path: String?) { self.path = path }
+
+    func load() throws(ATVError) -> [HAPPairedController] {
+        guard let path, FileManager.default.fileExists(atPath: path) else { return [] }
+        guard let data = FileManager.default.contents(atPath: path),
+              let list = (try? JSONSerialization.jsonObject(with: data)) as? [[String: String]] else {
+            throw ATVError.settings("\(path) is not a proxy pairings file (a JSON list of identifier/public_key)")
+        }
+        return try list.map { item throws(ATVError) in
+            guard let id = item["identifier"].flatMap(Hex.decode), let key = item["public_key"].flatMap(Hex.decode), key.count == 32 else {
+                throw ATVError.settings("\(path): an entry lacks a hex identifier or a 32-byte hex public_key")
+            }
+            return HAPPairedController(identifier: id, publicKey: key)
+        }
+    }
+
+    func add(_ c: HAPPairedController) throws {
+        guard let path else { return }
+        try lock.withLock { _ in
+            var list = try load()
+            list.removeAll { $0.identifier == c.identifier }
+            list.append(c)
+            let json = list.map { ["identifier": Hex.encode($0.identifier), "public_key": Hex.encode($0.publicKey)] }
+            let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+            do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+                throw ATVError.settings("cannot write \(path): \(error.localizedDescription)")
+            }
+        }
+    }
+}
