@@ -34,6 +34,8 @@ struct PlainAirPlayTransport: AirPlayTransport {
 /// HTTP requests over an `AirPlay2Connection` (same framing as RTSP, version `HTTP/1.1`).
 struct AirPlay2Transport: AirPlayTransport {
     let connection: AirPlay2Connection
+    /// Our NTP timing port while an AirPlay 2 session is set up.
+    let timing: AirPlayTimingResponder?
     func send(_ request: HTTPRequestMessage, timeout: Duration) async throws -> HTTPResponseMessage {
         var headers = RTSPHeaders()
         for f in request.headers.fields where f.name.lowercased() != "content-length" { headers.add(f.name, f.value) }
@@ -45,6 +47,7 @@ struct AirPlay2Transport: AirPlayTransport {
     }
     func close() {
         let c = connection
+        timing?.close()
         Task { await c.teardown() }
     }
     var localAddress: String? { connection.localIP }
@@ -75,19 +78,23 @@ struct AirPlay2Transport: AirPlayTransport {
             if case .int(let i)? = conn.info?["features"] { f = UInt64(bitPattern: i) }
             wantsSession = isAirPlay2(features: f)
         }
+        var timing: AirPlayTimingResponder?
         if wantsSession == true {
             do {
-                try await conn.setupSession(timing: .ntp(timingPort: 0))
+                let responder = try await AirPlayTimingResponder.start(host: conn.localIP)
+                timing = responder
+                try await conn.setupSession(timing: .ntp(timingPort: responder.port))
                 conn.startFeedback()
                 let r = try await conn.request("RECORD")
                 guard r.isSuccess else {
                     throw ATVError.httpError(status: r.status, "the Apple TV at \(host):\(port) refused RECORD (\(r.status) \(r.reason))")
                 }
             } catch {
+                timing?.close()
                 await conn.teardown()
                 throw error
             }
         }
-        return AirPlay2Transport(connection: conn)
+        return AirPlay2Transport(connection: conn, timing: timing)
     }
 }

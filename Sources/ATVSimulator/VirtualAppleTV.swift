@@ -139,6 +139,8 @@ public final class VirtualAppleTV: Sendable {
         public var encryptedRequests = 0
         public var sessionSetups = 0
         public var timingProtocol: String?
+        /// Answers to the NTP timing request sent to the sender's timing port after session SETUP.
+        public var timingReplies = 0
         public var eventConnections = 0
         public var records = 0
         public var feedbacks = 0

@@ -44,6 +44,7 @@ final class AppleTVAirPlay2Connection: Sendable {
         var pairVerify: HAPPairVerifyServer?
         var secret: [UInt8]?
         var eventServer: Channel?
+        var timing: Channel?
         var closed = false
     }
     let id: Int
@@ -211,18 +212,48 @@ final class AppleTVAirPlay2Connection: Sendable {
             if closed { server.close(promise: nil) }
         }
         core.report.withLock { $0.sessionSetups += 1; $0.timingProtocol = dict["timingProtocol"]?.string }
+        if dict["timingProtocol"]?.string == "NTP", let p = dict["timingPort"]?.double.map({ Int($0) }), p > 0, p < 65536,
+           let ip = channel.remoteAddress?.ipAddress {
+            await askTime(ip: ip, port: p, host: host)
+        }
         var out = ok
         out.headers.set("Content-Type", "application/x-apple-binary-plist")
         out.body = BinaryPlist.encode(.dict(["eventPort": .int(Int64(server.localAddress?.port ?? 0)), "timingPort": .int(0)]))
         return AppleTVReply(response: out)
     }
 
+    /// One NTP timing request to the sender's timing port (a real receiver keeps asking); the
+    /// answer is counted in `timingReplies`.
+    private func askTime(ip: String, port: Int, host: String) async {
+        let core = self.core
+        guard let dest = try? SocketAddress(ipAddress: ip, port: port),
+              let ch = try? await DatagramBootstrap(group: channel.eventLoop)
+                .channelInitializer({ ch in
+                    ch.eventLoop.makeCompletedFuture {
+                        try ch.pipeline.syncOperations.addHandler(DatagramHandler { bytes in
+                            if let p = try? RAOPTimingPacket(decoding: bytes), p.isReply {
+                                core.report.withLock { $0.timingReplies += 1 }
+                            }
+                        })
+                    }
+                })
+                .bind(host: host, port: 0).get() else { return }
+        let closed = state.withLock { s -> Bool in
+            s.timing = ch
+            return s.closed
+        }
+        if closed { ch.close(promise: nil); return }
+        let packet = RAOPTimingPacket(isReply: false, sendTime: NTPTime.now())
+        ch.writeAndFlush(AddressedEnvelope(remoteAddress: dest, data: ch.allocator.buffer(bytes: packet.bytes)), promise: nil)
+    }
+
     func closed() {
-        let ev = state.withLock { s -> Channel? in
+        let (ev, tm) = state.withLock { s -> (Channel?, Channel?) in
             s.closed = true
-            return s.eventServer
+            return (s.eventServer, s.timing)
         }
         ev?.close(promise: nil)
+        tm?.close(promise: nil)
         shared.unregister(channel)
         core.connectionClosed(id)
     }

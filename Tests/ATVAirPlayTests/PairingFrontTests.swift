@@ -47,6 +47,8 @@ import Testing
         #expect(r.sessionSetups == 1 && r.timingProtocol == "NTP")
         #expect(r.eventConnections == 1)
         #expect(r.records == 1)
+        // Our timing port answered the device's NTP request.
+        #expect(r.timingReplies == 1)
         let setup = try #require(r.requests.firstIndex(of: "enc SETUP"), "\(r.requests)")
         let record = try #require(r.requests.firstIndex(of: "enc RECORD"), "\(r.requests)")
         let playIndex = try #require(r.requests.firstIndex(of: "enc POST /play"), "\(r.requests)")
@@ -156,11 +158,36 @@ import Testing
         #expect(r.sessionSetups == 1 && r.timingProtocol == "NTP")
         #expect(r.eventConnections == 1)
         #expect(r.records == 1)
+        #expect(r.timingReplies == 1, "pyatv's timing server answered")
         #expect(r.plays.count == 1 && r.plays.first?.url == origin.url)
         #expect(r.requests.contains("enc POST /play"), "\(r.requests)")
         #expect(r.requests.contains("enc GET /playback-info"), "\(r.requests)")
         #expect(r.fetches.first?.status == 206)
         #expect(r.finished == 1)
         #expect(r.refusedUnverified == 0)
+    }
+}
+
+/// An AirPlay 2 device and no stored credentials: transient pairing, then the session and `/play`.
+@Suite(.serialized) struct TransientPlayTests {
+    @Test func transientPairingThenSessionThenPlay() async throws {
+        let dir = try Support.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let media = try Support.makeWAV(seconds: 1, in: dir)
+        let origin = try await AirPlayFileServer.start(path: media.path, host: "127.0.0.1")
+        let atv = try await VirtualAppleTV.start(.init(airplay2: true))
+        var options = Support.fast
+        options.verification = .transient
+        options.airplay2Session = true
+        let client = AirPlayClient(host: "127.0.0.1", port: atv.port, options: options)
+        let report = try await client.play(origin.url)
+        await atv.stop()
+        await origin.stop()
+        #expect(report.end == .finished)
+        let r = atv.report()
+        #expect(r.pairings == ["transient"])
+        #expect(r.sessionSetups == 1 && r.records == 1 && r.eventConnections == 1)
+        #expect(r.requests.contains("enc POST /play"))
+        #expect(r.finished == 1)
     }
 }
