@@ -27,10 +27,16 @@ public final class AirPlayService: Sendable {
         var options = options
         // Stored HAP credentials: pair-verify, then everything encrypted. An AirPlay 2 device
         // (features bits 38/48) also gets the session recent tvOS needs before /play.
-        if let text = service.credentials, case .hap(let c)? = try? ATVCredentials(parsing: text) {
-            options.verification = .hap(c)
+        // Stored legacy credentials: legacy verification on the plain connection.
+        var legacy = false
+        if let text = service.credentials {
+            switch try? ATVCredentials(parsing: text) {
+            case .hap(let c)?: options.verification = .hap(c)
+            case .legacy(let c)?: options.verification = .legacy(c); legacy = true
+            default: break
+            }
         }
-        if let raw = flags?.rawValue, raw & ((1 << 38) | (1 << 48)) != 0 {
+        if !legacy, let raw = flags?.rawValue, raw & ((1 << 38) | (1 << 48)) != 0 {
             options.airplay2Session = true
             if case .none = options.verification { options.verification = .transient }
         }

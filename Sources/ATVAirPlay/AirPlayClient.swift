@@ -165,6 +165,16 @@ public final class AirPlayClient: Sendable {
         case .none, .transient:
             logger.info("AirPlay: transient pairing\(session == true ? " and AirPlay 2 session" : "")")
             return try await AirPlay2Transport.open(host: host, port: port, verification: .transient, session: session ?? true, options: options)
+        case .legacy(let credentials):
+            logger.info("AirPlay: legacy verification with stored credentials")
+            let plain = PlainAirPlayTransport(connection: try await HTTPClientConnection.connect(host: host, port: port, timeout: options.connectTimeout))
+            do {
+                try await plain.verifyLegacy(credentials, host: host, port: port, timeout: options.requestTimeout)
+            } catch {
+                plain.close()
+                throw error
+            }
+            return plain
         case .hap:
             logger.info("AirPlay: pair-verify with stored credentials")
             return try await AirPlay2Transport.open(host: host, port: port, verification: options.verification, session: session, options: options)

@@ -14,6 +14,9 @@ public enum AirPlayVerification: Sendable {
     case hap(HAPCredentials)
     /// Transient pair-setup (PIN 3939), then HAP encryption (AirPlay 2 devices without stored credentials).
     case transient
+    /// Legacy AirPlay verification with stored legacy credentials: two `/pair-verify` POSTs on the
+    /// plain HTTP connection, no encryption after.
+    case legacy(LegacyCredentials)
 }
 
 protocol AirPlayTransport: Sendable {
@@ -29,6 +32,25 @@ struct PlainAirPlayTransport: AirPlayTransport {
     }
     func close() { connection.close() }
     var localAddress: String? { connection.localAddress }
+
+    /// Legacy verification on this connection (protocols.md §7); a refusal is one clear line.
+    func verifyLegacy(_ credentials: LegacyCredentials, host: String, port: Int, timeout: Duration) async throws {
+        var client = LegacyPairVerifyClient(credentials: credentials)
+        var next = try client.start()
+        while true {
+            let r = try await connection.send(HTTPRequestMessage(method: next.method, uri: next.path,
+                                                                 headers: HTTPFields(next.headers.map { ($0.name, $0.value) }),
+                                                                 body: next.body), timeout: timeout)
+            do {
+                switch try client.handle(status: r.status, body: r.body) {
+                case .send(let request): next = request
+                case .verified: return
+                }
+            } catch {
+                throw ATVError.authenticationFailed("the Apple TV at \(host):\(port) rejected the stored AirPlay credentials (/pair-verify answered \(r.status)); pair again with `atv pair --protocol airplay`")
+            }
+        }
+    }
 }
 
 /// HTTP requests over an `AirPlay2Connection` (same framing as RTSP, version `HTTP/1.1`).

@@ -16,12 +16,15 @@ final class AppleTVPairingShared: Sendable {
     let identity: HAPIdentity
     let pin: String
     let controllers = Mutex<[HAPPairedController]>([])
+    /// Legacy AirPlay pairing (`/pair-setup-pin`, legacy `/pair-verify`); one exchange at a time.
+    let legacy: Mutex<LegacyPairingAccessory?>
     private let nextID = Mutex(1_000_000)
     private let open = Mutex<[ObjectIdentifier: Channel]>([:])
 
     init(identity: HAPIdentity, pin: String) {
         self.identity = identity
         self.pin = pin
+        legacy = Mutex(try? LegacyPairingAccessory(pin: pin))
     }
 
     func newConnectionID() -> Int { nextID.withLock { $0 += 1; return $0 } }
@@ -43,6 +46,8 @@ final class AppleTVAirPlay2Connection: Sendable {
         var pairSetup: HAPPairSetupServer
         var pairVerify: HAPPairVerifyServer?
         var secret: [UInt8]?
+        /// Passed legacy verification (no encryption follows).
+        var legacyVerified = false
         var eventServer: Channel?
         var timing: Channel?
         var closed = false
@@ -63,6 +68,7 @@ final class AppleTVAirPlay2Connection: Sendable {
     }
 
     var verified: Bool { state.withLock { $0.secret != nil } }
+    var authorized: Bool { state.withLock { $0.secret != nil || $0.legacyVerified } }
 
     private func response(_ status: Int, for r: RTSPRequest, reason: String? = nil) -> RTSPResponse {
         var out = RTSPResponse(version: r.version.hasPrefix("HTTP/") ? r.version : "RTSP/1.0", status: status, reason: reason)
@@ -78,11 +84,19 @@ final class AppleTVAirPlay2Connection: Sendable {
         switch (request.method, path) {
         case ("POST", "/pair-pin-start"):
             core.log("\(request.method) \(path)")
+            _ = shared.legacy.withLock { $0?.handle(path: path, body: []) }  // a legacy pairing starts over
             return AppleTVReply(response: ok)
         case ("POST", "/pair-setup"):
             core.log("\(request.method) \(path)")
             ok.headers.set("Content-Type", "application/octet-stream")
             return pairSetup(request, ok)
+        case ("POST", "/pair-verify") where request.body.first == 0 || request.body.first == 1:
+            // Legacy verification: a 4-byte flag word (1: step 1, 0: step 2), not a TLV.
+            core.log("\(request.method) \(path) (legacy)")
+            return legacyStep(request, path: path)
+        case ("POST", "/pair-setup-pin"):
+            core.log("\(request.method) \(path)")
+            return legacyStep(request, path: path)
         case ("POST", "/pair-verify"):
             core.log("\(request.method) \(path)")
             ok.headers.set("Content-Type", "application/octet-stream")
@@ -92,7 +106,7 @@ final class AppleTVAirPlay2Connection: Sendable {
         default:
             break
         }
-        if core.configuration.requirePairing && !encrypted {
+        if core.configuration.requirePairing && !authorized {
             core.log("\(request.method) \(request.uri) refused: not verified")
             core.report.withLock { $0.refusedUnverified += 1 }
             return AppleTVReply(response: response(470, for: request, reason: "Connection Authorization Required"))
@@ -150,6 +164,24 @@ final class AppleTVAirPlay2Connection: Sendable {
             break
         }
         return AppleTVReply(response: ok)
+    }
+
+    private func legacyStep(_ r: RTSPRequest, path: String) -> AppleTVReply {
+        guard let reply = shared.legacy.withLock({ $0?.handle(path: path, body: r.body) }) else {
+            return AppleTVReply(response: response(500, for: r))
+        }
+        var out = response(reply.status, for: r)
+        if let t = reply.contentType { out.headers.set("Content-Type", t) }
+        out.body = reply.body
+        switch reply.event {
+        case .paired: core.paired("legacy PIN")
+        case .verified:
+            state.withLock { $0.legacyVerified = true }
+            core.paired("legacy verified")
+        case .failed(let e): core.pairingFailed("legacy \(path): \(e)")
+        default: break
+        }
+        return AppleTVReply(response: out)
     }
 
     private func pairVerify(_ r: RTSPRequest, _ ok: RTSPResponse) -> AppleTVReply {

@@ -191,3 +191,27 @@ import Testing
         #expect(r.finished == 1)
     }
 }
+
+/// Legacy credentials the device does not know: one clear line naming pairing, nothing played.
+@Suite(.serialized) struct LegacyVerificationTests {
+    @Test func unknownLegacyCredentialsAreAClearError() async throws {
+        let atv = try await VirtualAppleTV.start(.init(requirePairing: true, pin: "2468"))
+        var options = Support.fast
+        options.verification = .legacy(LegacyCredentials.generate())
+        let client = AirPlayClient(host: "127.0.0.1", port: atv.port, options: options)
+        do {
+            _ = try await client.play("http://127.0.0.1:1/x.mp4")
+            Issue.record("play succeeded with unknown legacy credentials")
+        } catch let e as ATVError {
+            guard case .authenticationFailed(let m) = e else { Issue.record("wrong error \(e)"); return }
+            #expect(m.contains("rejected the stored AirPlay credentials") && m.contains("pair again with `atv pair --protocol airplay`"), "\(m)")
+            #expect(!m.contains("\n"))
+        }
+        let r = atv.report()
+        #expect(r.plays.isEmpty)
+        #expect(r.pairingFailures.count == 1, "\(r.pairingFailures)")
+        // The device refuses at step 1: the controller key is not paired.
+        #expect(r.requests.filter { $0.hasPrefix("POST /pair-verify (legacy)") }.count == 1, "\(r.requests)")
+        await atv.stop()
+    }
+}

@@ -105,4 +105,48 @@ import Testing
             #expect(s.stdout.contains(m), "\(m) missing:\n\(s.stdout)")
         }
     }
+
+    /// A device that is not AirPlay 2 but requires pairing: legacy AirPlay pairing and verification
+    /// (two `/pair-verify` POSTs, no encryption), by us and by pyatv.
+    @Test func legacyPairingThenVerifiedPlay() async throws {
+        let dir = try TestEnv.tempDir()
+        let storage = dir.appendingPathComponent("devices.json").path
+        let atvSim = try Child(try TestEnv.atv(), ["simulate", "appletv", "--port", "0", "--no-advertise", "--no-companion", "--no-mrp",
+                                                   "--require-pairing", "--pin", "2468", "--sessions", "2"])
+        defer { atvSim.kill() }
+        let out = try await atvSim.waitForOutput(timeout: 60) { $0.contains("--service-properties") }
+        guard let r = out.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+              let port = Int(out[r].split(separator: ":")[1]),
+              let p = out.range(of: #"--service-properties "([^"]+)""#, options: .regularExpression) else {
+            throw TestFailure("no port/TXT in: \(out)")
+        }
+        let properties = String(out[p].dropFirst("--service-properties \"".count).dropLast())
+        let paired = try await run(try TestEnv.atv(), ["pair", "--protocol", "airplay", "--host", "127.0.0.1", "--port", "\(port)",
+                                                       "--pin", "2468", "--storage", storage], timeout: 60)
+        #expect(paired.status == 0 && paired.stdout.contains("legacy"), "\(paired.stdout) \(paired.stderr)")
+        let ours = try await run(try TestEnv.atv(), ["play-url", sample, "--host", "127.0.0.1", "--port", "\(port)",
+                                                     "--storage", storage, "--start", "8", "-v"], timeout: 60)
+        #expect(ours.status == 0, "\(ours.stderr.suffix(1500))")
+        #expect(ours.stderr.contains("legacy verification with stored credentials"))
+        #expect(ours.stdout.contains("Finished playing arpeggio.flac at 0:10 of 0:10"), "\(ours.stdout)")
+
+        let tool = try TestEnv.venvTool("atvremote")
+        let common = "'\(tool)' --manual --address 127.0.0.1 --port \(port) --protocol airplay --id AA:BB:CC:DD:EE:01 --service-properties '\(properties)'"
+        let env = ["HOME": dir.path, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        let pair = try await run("/bin/sh", ["-c", "echo 2468 | \(common) pair"], timeout: 60, environment: env)
+        #expect(pair.status == 0, "\(pair.stdout) \(pair.stderr.suffix(1500))")
+        guard let line = pair.stdout.split(separator: "\n").first(where: { $0.contains("You may now use these credentials:") }) else {
+            throw TestFailure("no credentials: \(pair.stdout)")
+        }
+        let credentials = String(line.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces)
+        let py = try await run("/bin/sh", ["-c", "\(common) --airplay-credentials \(credentials) play_url='\(sample)'"],
+                               timeout: 60, environment: env)
+        #expect(py.status == 0, "\(py.stdout) \(py.stderr.suffix(1500))")
+        let s = try await atvSim.wait(timeout: 30)
+        #expect(s.stdout.components(separatedBy: "Paired (legacy PIN)").count - 1 == 2, "\(s.stdout)")
+        // Our check after pairing, our play, pyatv's play (pyatv does not check after pairing).
+        #expect(s.stdout.components(separatedBy: "Paired (legacy verified)").count - 1 >= 3, "\(s.stdout)")
+        #expect(s.stdout.components(separatedBy: "Playback ended (finished)").count - 1 == 2, "\(s.stdout)")
+        #expect(!s.stdout.contains("refused: not verified"), "\(s.stdout)")
+    }
 }
