@@ -74,8 +74,12 @@ public struct AirPlayPlaybackReport: Sendable, Equatable {
 /// AirPlay 1 video: makes the device play a URL (or a local file we serve), follows it by polling
 /// `/playback-info` and controls it with `/rate`, `/scrub` and `/stop`. One playback at a time.
 ///
-/// Verification: only devices that need none are supported so far; one that demands it
-/// (401/403/470) is a clear `ATVError.authenticationFailed` telling to pair.
+/// Verification (`AirPlayOptions.verification`): none (plain HTTP), HAP pair-verify with stored
+/// credentials or transient pairing (then HTTP over the HAP-encrypted AirPlay 2 control connection,
+/// with the AirPlay 2 session recent tvOS needs: SETUP with NTP timing, event channel, `/feedback`,
+/// RECORD), or legacy AirPlay verification (plain HTTP after two `/pair-verify`). A device that
+/// demands more (401/403/470) or rejects the credentials is a clear `ATVError.authenticationFailed`
+/// telling to pair.
 public final class AirPlayClient: Sendable {
     public let host: String
     public let port: Int

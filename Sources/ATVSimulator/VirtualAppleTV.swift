@@ -8,9 +8,12 @@ import Synchronization
 
 /// A virtual Apple TV, AirPlay video side: `GET /server-info` and `/info`, `POST /play` (it fetches
 /// the URL with a Range request to prove it is reachable, and probes its duration), a
-/// `/playback-info` timeline that advances in real time, `/scrub`, `/rate`, `/stop`, and the
-/// pairing endpoints answering as a device that needs no pairing. Closing the connection that
-/// started a playback stops it, as on a real AirPlay 1 receiver. Loopback by default.
+/// `/playback-info` timeline that advances in real time, `/scrub`, `/rate`, `/stop`. By default the
+/// pairing endpoints answer as a device that needs no pairing; with `requirePairing` or `airplay2`
+/// the port speaks HAP PIN / transient pair-setup, HAP pair-verify (then HAP encryption), legacy
+/// pairing and verification, and the AirPlay 2 session (SETUP, event channel, RECORD, `/feedback`)
+/// (VirtualAppleTVAirPlay2.swift). Closing the connection that started a playback stops it, as on
+/// a real AirPlay 1 receiver. Loopback by default.
 public final class VirtualAppleTV: Sendable {
     /// Test knobs: make the device refuse.
     public struct Faults: Sendable, Equatable {

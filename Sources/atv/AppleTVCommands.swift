@@ -15,7 +15,9 @@ struct SimulateAppleTV: AsyncParsableCommand {
         abstract: "A virtual Apple TV: plays URLs sent over AirPlay, speaks Companion (apps, power, keyboard, buttons) and MRP (now playing, commands, volume).",
         discussion: """
         AirPlay: it answers /server-info, /info, /play, /playback-info, /scrub, /rate, /stop and the
-        pairing endpoints (as a device that needs no pairing), and prints each request and playback event.
+        pairing endpoints (as a device that needs no pairing, unless --require-pairing or --airplay2:
+        then HAP PIN pairing with --pin, transient pairing, pair-verify and encryption, legacy pairing,
+        and with --airplay2 the AirPlay 2 session), and prints each request and playback event.
         Test knobs: --fail-play 403|470|500 and --fail-playback-info 500 make it refuse.
         Companion (own port, --companion-port): PIN pairing (--pin), then apps, launching, power,
         keyboard, accounts, HID buttons and media control; it prints what it saw.
