@@ -1,4 +1,5 @@
 import ATVAirPlay
+import ATVAuth
 import ATVCore
 import ATVDiscovery
 import Synchronization
@@ -21,7 +22,24 @@ public final class AirPlayService: Sendable {
 
     init(address: String, service: ServiceConfig, options: AirPlayOptions = AirPlayOptions()) {
         self.service = service
-        self.flags = AirPlayFeatureFlags(service: service)
+        let flags = AirPlayFeatureFlags(service: service)
+        self.flags = flags
+        var options = options
+        // Stored HAP credentials: pair-verify, then everything encrypted. An AirPlay 2 device
+        // (features bits 38/48) also gets the session recent tvOS needs before /play.
+        // Stored legacy credentials: legacy verification on the plain connection.
+        var legacy = false
+        if let text = service.credentials {
+            switch try? ATVCredentials(parsing: text) {
+            case .hap(let c)?: options.verification = .hap(c)
+            case .legacy(let c)?: options.verification = .legacy(c); legacy = true
+            default: break
+            }
+        }
+        if !legacy, let raw = flags?.rawValue, raw & ((1 << 38) | (1 << 48)) != 0 {
+            options.airplay2Session = true
+            if case .none = options.verification { options.verification = .transient }
+        }
         self.client = AirPlayClient(host: address, port: service.port, options: options)
     }
 

@@ -14,10 +14,18 @@ public struct AirPlayOptions: Sendable {
     /// `POST /play` answered 500 is retried this many times in all, `retryPause` apart (pyatv: 3, 1 s).
     public var playAttempts: Int
     public var retryPause: Duration
+    /// How the connection is verified before `/play`.
+    public var verification: AirPlayVerification
+    /// Set up the AirPlay 2 session (SETUP, event channel, `/feedback`, RECORD) before `/play`.
+    /// nil: when the device is verified, decide from its `/info` features (bits 38/48).
+    public var airplay2Session: Bool?
 
     public init(pollInterval: Duration = .seconds(1), startTimeout: Duration = .seconds(20),
                 connectTimeout: Duration = .seconds(5), requestTimeout: Duration = .seconds(10),
-                playAttempts: Int = 3, retryPause: Duration = .seconds(1)) {
+                playAttempts: Int = 3, retryPause: Duration = .seconds(1),
+                verification: AirPlayVerification = .none, airplay2Session: Bool? = nil) {
+        self.verification = verification
+        self.airplay2Session = airplay2Session
         self.pollInterval = pollInterval
         self.startTimeout = startTimeout
         self.connectTimeout = connectTimeout
@@ -66,8 +74,12 @@ public struct AirPlayPlaybackReport: Sendable, Equatable {
 /// AirPlay 1 video: makes the device play a URL (or a local file we serve), follows it by polling
 /// `/playback-info` and controls it with `/rate`, `/scrub` and `/stop`. One playback at a time.
 ///
-/// Verification: only devices that need none are supported so far; one that demands it
-/// (401/403/470) is a clear `ATVError.authenticationFailed` telling to pair.
+/// Verification (`AirPlayOptions.verification`): none (plain HTTP), HAP pair-verify with stored
+/// credentials or transient pairing (then HTTP over the HAP-encrypted AirPlay 2 control connection,
+/// with the AirPlay 2 session recent tvOS needs: SETUP with NTP timing, event channel, `/feedback`,
+/// RECORD), or legacy AirPlay verification (plain HTTP after two `/pair-verify`). A device that
+/// demands more (401/403/470) or rejects the credentials is a clear `ATVError.authenticationFailed`
+/// telling to pair.
 public final class AirPlayClient: Sendable {
     public let host: String
     public let port: Int
@@ -76,7 +88,7 @@ public final class AirPlayClient: Sendable {
 
     private struct State {
         var playing = false
-        var connection: HTTPClientConnection?
+        var connection: (any AirPlayTransport)?
         var stopRequested = false
         var progress: AirPlayProgress?
     }
@@ -125,7 +137,7 @@ public final class AirPlayClient: Sendable {
         }
         defer { state.withLock { s in s.playing = false; s.connection = nil } }
 
-        let conn = try await HTTPClientConnection.connect(host: host, port: port, timeout: options.connectTimeout)
+        let conn = try await openTransport()
         defer { conn.close() }
         if state.withLock({ s in s.connection = conn; return s.stopRequested }) { conn.close() }
 
@@ -148,7 +160,32 @@ public final class AirPlayClient: Sendable {
         }
     }
 
-    private func run(_ conn: HTTPClientConnection, url: String, position: Double,
+    /// Plain HTTP, or the verified (and maybe AirPlay 2 session) connection the options ask for.
+    private func openTransport() async throws -> any AirPlayTransport {
+        let session = options.airplay2Session
+        switch options.verification {
+        case .none where session != true:
+            return PlainAirPlayTransport(connection: try await HTTPClientConnection.connect(host: host, port: port, timeout: options.connectTimeout))
+        case .none, .transient:
+            logger.info("AirPlay: transient pairing\(session == true ? " and AirPlay 2 session" : "")")
+            return try await AirPlay2Transport.open(host: host, port: port, verification: .transient, session: session ?? true, options: options)
+        case .legacy(let credentials):
+            logger.info("AirPlay: legacy verification with stored credentials")
+            let plain = PlainAirPlayTransport(connection: try await HTTPClientConnection.connect(host: host, port: port, timeout: options.connectTimeout))
+            do {
+                try await plain.verifyLegacy(credentials, host: host, port: port, timeout: options.requestTimeout)
+            } catch {
+                plain.close()
+                throw error
+            }
+            return plain
+        case .hap:
+            logger.info("AirPlay: pair-verify with stored credentials")
+            return try await AirPlay2Transport.open(host: host, port: port, verification: options.verification, session: session, options: options)
+        }
+    }
+
+    private func run(_ conn: any AirPlayTransport, url: String, position: Double,
                      server: AirPlayFileServer?) async throws -> AirPlayPlaybackReport {
         let sessionID = UUID().uuidString
         var attempt = 0
@@ -238,7 +275,7 @@ public final class AirPlayClient: Sendable {
 
     // MARK: Control
 
-    private func current() throws -> HTTPClientConnection {
+    private func current() throws -> any AirPlayTransport {
         guard let c = state.withLock({ $0.playing ? $0.connection : nil }) else {
             throw ATVError.invalidState("nothing is playing over AirPlay")
         }
@@ -272,7 +309,7 @@ public final class AirPlayClient: Sendable {
     /// Stops the current playback: `POST /stop`, then closes the connection. `play` then returns
     /// with `.stopped`. No-op when nothing plays.
     public func stop() async {
-        let conn = state.withLock { s -> HTTPClientConnection? in
+        let conn = state.withLock { s -> (any AirPlayTransport)? in
             guard s.playing else { return nil }
             s.stopRequested = true
             return s.connection

@@ -1,14 +1,19 @@
 import ATVAirPlay
 import ATVAudio
+import ATVAuth
 import ATVCore
+import NIOCore
 import Foundation
 import Synchronization
 
 /// A virtual Apple TV, AirPlay video side: `GET /server-info` and `/info`, `POST /play` (it fetches
 /// the URL with a Range request to prove it is reachable, and probes its duration), a
-/// `/playback-info` timeline that advances in real time, `/scrub`, `/rate`, `/stop`, and the
-/// pairing endpoints answering as a device that needs no pairing. Closing the connection that
-/// started a playback stops it, as on a real AirPlay 1 receiver. Loopback by default.
+/// `/playback-info` timeline that advances in real time, `/scrub`, `/rate`, `/stop`. By default the
+/// pairing endpoints answer as a device that needs no pairing; with `requirePairing` or `airplay2`
+/// the port speaks HAP PIN / transient pair-setup, HAP pair-verify (then HAP encryption), legacy
+/// pairing and verification, and the AirPlay 2 session (SETUP, event channel, RECORD, `/feedback`)
+/// (VirtualAppleTVAirPlay2.swift). Closing the connection that started a playback stops it, as on
+/// a real AirPlay 1 receiver. Loopback by default.
 public final class VirtualAppleTV: Sendable {
     /// Test knobs: make the device refuse.
     public struct Faults: Sendable, Equatable {
@@ -38,11 +43,23 @@ public final class VirtualAppleTV: Sendable {
         /// For the reachability fetch and the probe.
         public var fetchTimeout: Duration
         public var faults: Faults
+        /// Refuse `/play` and the session (470) on a connection that has not pair-verified (or
+        /// transiently paired). Also switches to the HTTP/RTSP front that can encrypt.
+        public var requirePairing: Bool
+        /// Advertise AirPlay 2 (features bits 38 and 48, TXT `pk`) so senders take the session path:
+        /// pair-verify, session SETUP, event channel, RECORD, `/feedback`, then `/play` encrypted.
+        public var airplay2: Bool
+        /// PIN of HAP pair-setup (what a real device shows on screen).
+        public var pin: String
+        /// The accessory's long-term identity (pairing identifier, Ed25519 key).
+        public var identity: HAPIdentity
 
         public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv Apple TV",
                     deviceID: String = "AA:BB:CC:DD:EE:01", model: String = "AppleTV3,2",
                     features: String = "0x5A7FFFF7,0xE", defaultDuration: Double = 60, probeDuration: Bool = true,
-                    fetchTimeout: Duration = .seconds(5), faults: Faults = Faults()) {
+                    fetchTimeout: Duration = .seconds(5), faults: Faults = Faults(),
+                    requirePairing: Bool = false, airplay2: Bool = false, pin: String = "1111",
+                    identity: HAPIdentity = HAPIdentity(identifier: UUID().uuidString)) {
             self.host = host
             self.port = port
             self.name = name
@@ -53,6 +70,38 @@ public final class VirtualAppleTV: Sendable {
             self.probeDuration = probeDuration
             self.fetchTimeout = fetchTimeout
             self.faults = faults
+            self.requirePairing = requirePairing
+            self.airplay2 = airplay2
+            self.pin = pin
+            self.identity = identity
+        }
+
+        /// The features actually advertised: with `airplay2`, bits 38 and 48 are added.
+        public var advertisedFeatures: String {
+            guard airplay2 else { return features }
+            let raw = AirPlayFeatureFlags(parsing: features)?.rawValue ?? 1
+            let v = raw | (1 << 38) | (1 << 48)
+            return "0x" + String(UInt32(truncatingIfNeeded: v), radix: 16, uppercase: true)
+                + ",0x" + String(UInt32(truncatingIfNeeded: v >> 32), radix: 16, uppercase: true)
+        }
+
+        /// The HTTP/RTSP front with pairing and encryption serves the port (else plain HTTP).
+        public var usesPairingFront: Bool { requirePairing || airplay2 }
+
+        /// TXT of `_airplay._tcp` (also for pyatv's `--service-properties`).
+        public var txt: [String: String] {
+            var t = ["deviceid": deviceID.uppercased(), "features": advertisedFeatures, "model": model, "srcvers": "220.68",
+                     "flags": "0x4", "vv": "2"]
+            if usesPairingFront {
+                t["pk"] = identity.publicKey.map { String(format: "%02x", $0) }.joined()
+                t["pi"] = String(decoding: identity.identifier, as: UTF8.self).lowercased()
+            }
+            return t
+        }
+
+        /// `--service-properties` for `atvremote --manual` (first character is the separator).
+        public var servicePropertiesArgument: String {
+            ";" + txt.keys.sorted().map { "\($0)=\(txt[$0] ?? "")" }.joined(separator: ";")
         }
     }
 
@@ -84,6 +133,20 @@ public final class VirtualAppleTV: Sendable {
         public var finished = 0
         /// Playbacks stopped because their connection closed.
         public var closedByConnection = 0
+        /// Pairing front: "PIN", "transient", "verified" in order; failures as text.
+        public var pairings: [String] = []
+        public var pairingFailures: [String] = []
+        /// Requests refused with 470 because the connection was not verified.
+        public var refusedUnverified = 0
+        /// Video/info requests that arrived encrypted.
+        public var encryptedRequests = 0
+        public var sessionSetups = 0
+        public var timingProtocol: String?
+        /// Answers to the NTP timing request sent to the sender's timing port after session SETUP.
+        public var timingReplies = 0
+        public var eventConnections = 0
+        public var records = 0
+        public var feedbacks = 0
     }
 
     public enum Event: Sendable, Equatable {
@@ -92,32 +155,49 @@ public final class VirtualAppleTV: Sendable {
         case fetched(Report.Fetch)
         case started(url: String, duration: Double, position: Double)
         case ended(url: String, reason: String)
+        /// Pairing finished: "PIN", "transient" or "verified".
+        case paired(String)
+        case pairingFailed(String)
     }
 
     public let configuration: Configuration
     public let port: Int
-    let server: HTTPServer
+    let server: HTTPServer?
+    let front: Channel?
+    let pairing: AppleTVPairingShared
     let core: AppleTVCore
 
-    private init(configuration: Configuration, server: HTTPServer, core: AppleTVCore) {
+    private init(configuration: Configuration, server: HTTPServer?, front: Channel?, pairing: AppleTVPairingShared, core: AppleTVCore) {
         self.configuration = configuration
         self.server = server
+        self.front = front
+        self.pairing = pairing
         self.core = core
-        self.port = server.port
+        self.port = server?.port ?? front?.localAddress?.port ?? configuration.port
     }
 
     public static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualAppleTV {
         let core = AppleTVCore(configuration: configuration)
+        let pairing = AppleTVPairingShared(identity: configuration.identity, pin: configuration.pin)
+        if configuration.usesPairingFront {
+            let front = try await startAirPlay2Server(core: core, shared: pairing)
+            return VirtualAppleTV(configuration: configuration, server: nil, front: front, pairing: pairing, core: core)
+        }
         let server = try await HTTPServer.start(host: configuration.host, port: configuration.port,
                                                 onClose: { core.connectionClosed($0) },
                                                 handler: { await core.handle($0) })
-        return VirtualAppleTV(configuration: configuration, server: server, core: core)
+        return VirtualAppleTV(configuration: configuration, server: server, front: nil, pairing: pairing, core: core)
     }
 
     public func stop() async {
-        await server.stop()
+        await server?.stop()
+        try? await front?.close()
+        pairing.closeAll()
         core.events.finish()
     }
+
+    /// Controllers paired with the PIN so far.
+    public var pairedControllers: [HAPPairedController] { pairing.controllers.withLock { $0 } }
 
     public func report() -> Report { core.report.withLock { $0 } }
     public func events() -> AsyncStream<Event> { core.events.subscribe() }
@@ -174,9 +254,27 @@ final class AppleTVCore: Sendable {
         return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
+    func log(_ line: String) {
+        report.withLock { $0.requests.append(line) }
+        events.yield(.request(line))
+    }
+
+    func paired(_ how: String) {
+        report.withLock { $0.pairings.append(how) }
+        events.yield(.paired(how))
+    }
+
+    func pairingFailed(_ what: String) {
+        report.withLock { $0.pairingFailures.append(what) }
+        events.yield(.pairingFailed(what))
+    }
+
     func handle(_ request: HTTPServer.Request) async -> HTTPServerResponse {
-        let m = request.message
-        let line = "\(m.method) \(m.uri)"
+        await handle(request.message, connection: request.connection)
+    }
+
+    func handle(_ m: HTTPRequestMessage, connection: Int, prefix: String = "") async -> HTTPServerResponse {
+        let line = "\(prefix)\(m.method) \(m.uri)"
         report.withLock { r in
             r.requests.append(line)
             if let ua = m.headers["User-Agent"] { r.userAgents.append(ua) }
@@ -190,7 +288,7 @@ final class AppleTVCore: Sendable {
             return plist(info())
         case ("POST", "/play"):
             if let s = faults.playStatus { return HTTPServerResponse(status: s) }
-            return await play(m, connection: request.connection)
+            return await play(m, connection: connection)
         case ("GET", "/playback-info"):
             report.withLock { $0.playbackInfoPolls += 1 }
             if let s = faults.playbackInfoStatus { return HTTPServerResponse(status: s) }
@@ -237,7 +335,7 @@ final class AppleTVCore: Sendable {
     }
 
     private var featureValue: Int {
-        Int(truncatingIfNeeded: AirPlayFeatureFlags(parsing: configuration.features)?.rawValue ?? 1)
+        Int(truncatingIfNeeded: AirPlayFeatureFlags(parsing: configuration.advertisedFeatures)?.rawValue ?? 1)
     }
 
     private func serverInfo() -> [String: Any] {
@@ -246,9 +344,14 @@ final class AppleTVCore: Sendable {
     }
 
     private func info() -> [String: Any] {
-        ["deviceID": configuration.deviceID, "features": featureValue, "model": configuration.model,
-         "name": configuration.name, "sourceVersion": "220.68", "statusFlags": 4, "macAddress": configuration.deviceID,
-         "protocolVersion": "1.0"]
+        var d: [String: Any] = ["deviceID": configuration.deviceID, "features": featureValue, "model": configuration.model,
+                                "name": configuration.name, "sourceVersion": "220.68", "statusFlags": 4,
+                                "macAddress": configuration.deviceID, "protocolVersion": "1.0"]
+        if configuration.usesPairingFront {
+            d["pk"] = Data(configuration.identity.publicKey)
+            d["pi"] = String(decoding: configuration.identity.identifier, as: UTF8.self).lowercased()
+        }
+        return d
     }
 
     /// The playback-info to answer now, ending the timeline when it ran out.

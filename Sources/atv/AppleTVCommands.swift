@@ -15,7 +15,9 @@ struct SimulateAppleTV: AsyncParsableCommand {
         abstract: "A virtual Apple TV: plays URLs sent over AirPlay, speaks Companion (apps, power, keyboard, buttons) and MRP (now playing, commands, volume).",
         discussion: """
         AirPlay: it answers /server-info, /info, /play, /playback-info, /scrub, /rate, /stop and the
-        pairing endpoints (as a device that needs no pairing), and prints each request and playback event.
+        pairing endpoints (as a device that needs no pairing, unless --require-pairing or --airplay2:
+        then HAP PIN pairing with --pin, transient pairing, pair-verify and encryption, legacy pairing,
+        and with --airplay2 the AirPlay 2 session), and prints each request and playback event.
         Test knobs: --fail-play 403|470|500 and --fail-playback-info 500 make it refuse.
         Companion (own port, --companion-port): PIN pairing (--pin), then apps, launching, power,
         keyboard, accounts, HID buttons and media control; it prints what it saw.
@@ -39,6 +41,8 @@ struct SimulateAppleTV: AsyncParsableCommand {
     @Option(help: "MRP port (0 = any free port).") var mrpPort: Int = 0
     @Flag(help: "No MRP side.") var noMrp = false
     @Option(help: "MRP: seconds of playing before the scripted queue moves to the next track (0 = never).") var advance: Double = 10
+    @Flag(help: "AirPlay: refuse /play and the session (470) until the connection pair-verified (HAP, PIN from --pin).") var requirePairing = false
+    @Flag(name: .customLong("airplay2"), help: "AirPlay: advertise AirPlay 2 (features bits 38/48, pk) so senders pair-verify and set up a session before /play.") var airplay2 = false
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -61,10 +65,16 @@ struct SimulateAppleTV: AsyncParsableCommand {
         try await runReportingErrors {
             let config = VirtualAppleTV.Configuration(
                 port: port, name: name, deviceID: deviceId.uppercased(), defaultDuration: duration,
-                faults: .init(playStatus: failPlay, playbackInfoStatus: failPlaybackInfo))
+                faults: .init(playStatus: failPlay, playbackInfoStatus: failPlaybackInfo),
+                requirePairing: requirePairing, airplay2: airplay2, pin: pin,
+                identity: pairingId.map { HAPIdentity(identifier: $0) } ?? HAPIdentity(identifier: UUID().uuidString))
             let atv = try await VirtualAppleTV.start(config)
             let events = atv.events()
             print("Virtual Apple TV \"\(name)\" listening on 127.0.0.1:\(atv.port) (AirPlay)")
+            if config.usesPairingFront {
+                print("AirPlay pairing: PIN \(pin)\(requirePairing ? ", required for /play" : "")\(airplay2 ? ", AirPlay 2 session" : "")")
+                print("pyatv: atvremote --manual --address 127.0.0.1 --port \(atv.port) --protocol airplay --id \(deviceId.uppercased()) --service-properties \"\(config.servicePropertiesArgument)\"")
+            }
             var extraServices: [MDNSService] = []
             // Companion side.
             var companionSide: VirtualCompanion?
@@ -89,8 +99,7 @@ struct SimulateAppleTV: AsyncParsableCommand {
                 print("MRP on 127.0.0.1:\(m.port), PIN \(pin), pairing id \(String(decoding: mc.identity.identifier, as: UTF8.self))")
             }
             let mrp = mrpSide
-            let responder = noAdvertise ? nil : await advertise(port: atv.port, features: config.features, model: config.model,
-                                                                extra: extraServices)
+            let responder = noAdvertise ? nil : await advertise(port: atv.port, txt: config.txt, extra: extraServices)
             fflush(nil)
             let stop = InterruptHandler { Task { await responder?.stop(); await companion?.stop(); await mrp?.stop(); await atv.stop() } }
             defer { stop.cancel() }
@@ -140,6 +149,10 @@ struct SimulateAppleTV: AsyncParsableCommand {
                 case .ended(let url, let reason):
                     ended += 1
                     print("Playback ended (\(reason)): \(printable(url))")
+                case .paired(let how):
+                    print("Paired (\(how))")
+                case .pairingFailed(let what):
+                    print("Pairing failed: \(printable(what))")
                 }
                 fflush(nil)
                 if sessions > 0 && ended >= sessions { break }
@@ -153,10 +166,8 @@ struct SimulateAppleTV: AsyncParsableCommand {
         }
     }
 
-    func advertise(port: Int, features: String, model: String, extra: [MDNSService] = []) async -> MDNSResponder? {
+    func advertise(port: Int, txt: [String: String], extra: [MDNSService] = []) async -> MDNSResponder? {
         let compact = deviceId.filter { $0 != ":" }.uppercased()
-        let txt = ["deviceid": deviceId.uppercased(), "features": features, "model": model, "srcvers": "220.68",
-                   "flags": "0x4", "vv": "2"]
         let service = MDNSService(instance: name, type: ServiceType.airplay, port: UInt16(port), txt: txt,
                                   hostName: "swift-atv-\(compact.lowercased()).local", address: "127.0.0.1")
         do {
@@ -187,7 +198,7 @@ func playURL(_ cmd: PlayURL) async throws {
         }
         // Bad input fails before anything touches the network.
         let config = try await resolveDevice(cmd.device, for: .airplay, defaultPort: 7000)
-        let atv = try await connect(config)
+        let atv = try await connect(config, storage: cmd.storage.map { FileStorage(path: $0) })
         let interrupts = InterruptHandler { Task { try? await atv.remoteControl.stop() } }
         defer { interrupts.cancel() }
         let name = isURL ? target : URL(fileURLWithPath: target).lastPathComponent

@@ -18,6 +18,7 @@ struct PlayURL: AsyncParsableCommand {
     @OptionGroup var device: DeviceOptions
     @Argument(help: "http(s) URL or local file.") var url: String
     @Option(name: [.customLong("start"), .customLong("position")], help: "Start position in seconds.") var start: Double = 0
+    @Option(help: "Settings file with stored AirPlay credentials (from `atv pair --protocol airplay`): the connection is pair-verified and encrypted.") var storage: String?
     func validate() throws {
         guard start.isFinite, start >= 0 else { throw ValidationError("--start must be a number of seconds ≥ 0") }
     }
