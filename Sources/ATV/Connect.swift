@@ -11,9 +11,12 @@ public struct ConnectOptions: Sendable {
     /// AirPlay 1 (RAOP) or AirPlay 2 for audio streaming; `.auto` follows the receiver's
     /// `features` (bit 38 or 48 → AirPlay 2, pyatv's rule). Overrides `raop.airPlayVersion`.
     public var airPlayVersion: AirPlayVersion
-    public init(raop: RAOPOptions = RAOPOptions(), airPlayVersion: AirPlayVersion = .auto) {
+    /// MRP over the AirPlay 2 remote-control channel (HomePods, tvOS ≥ 15) when there is no direct MRP service.
+    public var mrpTunnel: MRPTunnel
+    public init(raop: RAOPOptions = RAOPOptions(), airPlayVersion: AirPlayVersion = .auto, mrpTunnel: MRPTunnel = .auto) {
         self.raop = raop
         self.airPlayVersion = airPlayVersion
+        self.mrpTunnel = mrpTunnel
     }
 }
 
@@ -58,6 +61,12 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
             airplay.attach(device)
             try device.add(airplay.setup)
             added.append(.airplay)
+            if let credentials = MRPService.tunnelCredentials(airplay: service, in: config, mode: options.mrpTunnel) {
+                logger.info("MRP through the AirPlay 2 remote-control channel of \(config.name) (\(credentials == nil ? "transient pairing" : "pair-verify with stored credentials"))")
+                let mrp = MRPService.tunnelled(address: config.address, airplay: service, credentials: credentials)
+                try device.add(mrp.setup(service))
+                added.append(.mrp)
+            }
         case .mrp:
             guard let mrp = try MRPService.make(address: config.address, service: service) else {
                 logger.info("MRP has no credentials; pair with `atv pair --protocol mrp` to use it. Skipping it")

@@ -78,6 +78,8 @@ struct SimulateHomePod: AsyncParsableCommand {
                     ended += 1
                     print("Stream ended: \(wav ?? "-")")
                     print(report.description.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+                case .dataChannel(let open):
+                    print("Remote-control data channel: \(open ? "opened" : "closed")")
                 case .request:
                     break
                 }

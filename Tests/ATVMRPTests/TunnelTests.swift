@@ -1,0 +1,113 @@
+import ATV
+import ATVAuth
+import ATVCore
+import ATVSimulator
+import Foundation
+import Testing
+@testable import ATVMRP
+
+/// MRP over the AirPlay 2 remote-control channel (protocols.md §5.5) against the virtual HomePod.
+@Suite(.serialized) struct TunnelTests {
+    func startPod() async throws -> VirtualHomePod {
+        var c = VirtualHomePod.Configuration()
+        c.remoteControl = VirtualMRP.Configuration(advanceInterval: nil)
+        return try await VirtualHomePod.start(c)
+    }
+
+    /// What a scan of a HomePod yields: an AirPlay service with its model in the TXT record.
+    func homePodConfig(_ pod: VirtualHomePod, model: String = "AudioAccessory5,1") -> DeviceConfig {
+        DeviceConfig(name: "pod", address: "127.0.0.1", services: [
+            ServiceConfig(protocol: .airplay, identifier: pod.configuration.deviceID, port: pod.port,
+                          properties: ["model": model, "osvers": pod.configuration.osVersion]),
+        ])
+    }
+
+    @Test func tunnelRule() throws {
+        func rule(_ props: [String: String], creds: String? = nil, mrp: Bool = false, mode: MRPTunnel = .auto) -> HAPCredentials?? {
+            var services = [ServiceConfig(protocol: .airplay, identifier: "x", port: 7000, credentials: creds, properties: props)]
+            if mrp { services.append(ServiceConfig(protocol: .mrp, identifier: "x", port: 49152)) }
+            let config = DeviceConfig(name: "d", address: "127.0.0.1", services: services)
+            return MRPService.tunnelCredentials(airplay: config.services[0], in: config, mode: mode)
+        }
+        let hap = HAPCredentials(deviceLTPK: [UInt8](repeating: 1, count: 32), clientLTSK: [UInt8](repeating: 2, count: 32),
+                                 deviceID: Array("dev".utf8), clientID: Array("client".utf8))
+        let hapText = hap.stringValue
+        // HomePod: transient pairing when nothing is stored.
+        #expect(rule(["model": "AudioAccessory5,1"]).map { $0 == nil } == true)
+        // Apple TV: tvOS ≥ 15 and HAP credentials only.
+        #expect(rule(["model": "AppleTV11,1", "osvers": "17.2"]) == nil)
+        #expect(rule(["model": "AppleTV11,1", "osvers": "17.2"], creds: hapText)??.clientID == Array("client".utf8))
+        #expect(rule(["model": "AppleTV6,2", "osvers": "14.7"], creds: hapText) == nil)
+        // A direct MRP service wins; disable and force.
+        #expect(rule(["model": "AudioAccessory5,1"], mrp: true) == nil)
+        #expect(rule(["model": "AudioAccessory5,1"], mode: .disable) == nil)
+        #expect(rule([:], mode: .force).map { $0 == nil } == true)
+    }
+
+    /// The facade picks the tunnel for a HomePod by itself: what plays, a command that changes the
+    /// device's state, push updates, and the device dropping the data channel ends them with an error.
+    @Test func facadeOverTheTunnel() async throws {
+        let pod = try await startPod()
+        defer { Task { await pod.stop() } }
+        let atv = try await connect(homePodConfig(pod))
+        #expect(atv.protocols.contains(.mrp))
+        let p = try await atv.metadata.playing()
+        #expect(p.title == "First Light" && p.artist == "The Virtuals" && p.deviceState == .playing)
+        let report = pod.report()
+        #expect(report.pairings == [.transient])
+        #expect(report.remoteControlStreams == 1 && report.dataChannelConnections == 1)
+        #expect(report.requests.contains("enc RECORD"))
+        #expect(pod.remoteControl.report.clientNames == ["swift-atv"])
+        // No MRP pair-verify inside the tunnel.
+        #expect(pod.remoteControl.report.verifications.isEmpty)
+
+        let updates = atv.updates()
+        try await atv.remoteControl.pause()
+        #expect(pod.remoteControl.nowPlaying.playing == false)
+        #expect(pod.remoteControl.report.commands.contains("pause"))
+        #expect(try await atv.metadata.playing().deviceState == .paused)
+        try await atv.remoteControl.next()
+        var sawSecond = false
+        var last: DeviceUpdate?
+        var dropped = false
+        for await u in updates {
+            last = u
+            if case .playing(let q) = u, q.title == "Second Wind", !dropped {
+                sawSecond = true
+                dropped = true
+                pod.remoteControl.dropConnections()
+            }
+        }
+        #expect(sawSecond)
+        guard case .connectionLost? = last else {
+            Issue.record("updates ended with \(String(describing: last))")
+            return
+        }
+        await atv.close()
+        // Closing tears the AirPlay session down.
+        _ = try await pod.waitForSessionEnd(timeout: .seconds(10))
+        #expect(pod.report().requests.contains("enc TEARDOWN"))
+    }
+
+    @Test func feedbackKeepsTheSessionAndCloseEndsIt() async throws {
+        let pod = try await startPod()
+        defer { Task { await pod.stop() } }
+        let service = MRPService.tunnelledForTests(port: pod.port)
+        try await service.connect()
+        #expect(service.isTunnelled)
+        try await Task.sleep(for: .milliseconds(4500))
+        #expect(pod.report().feedbacks >= 1)
+        #expect(try await service.playing().title == "First Light")
+        await service.close()
+        let r = try await pod.waitForSessionEnd(timeout: .seconds(10))
+        #expect(r.sessionsEnded == 1)
+    }
+}
+
+extension MRPService {
+    static func tunnelledForTests(port: Int) -> MRPService {
+        MRPService(host: "127.0.0.1", port: port, credentials: nil) {
+            try await MRPService.openAirPlayTunnel(host: "127.0.0.1", port: port, options: .init())
+        }
+    }
+}
