@@ -90,4 +90,27 @@ import Testing
         #expect(!r.stdout.contains("First Light"))
         #expect(!pod.stdout.contains("Remote-control data channel"))
     }
+
+    /// In a private network namespace: the simulator advertises itself by mDNS; atvremote finds it
+    /// by scanning and, with no settings at all, tunnels MRP over AirPlay 2 by itself (a HomePod
+    /// with transient pairing); `atv` does the same from its own scan.
+    @Test func pyatvAndAtvTunnelByThemselvesAfterAScan() async throws {
+        try Netns.requirePrerequisites()
+        let result = try await Netns.run("""
+            "$ATV" simulate homepod --port 7000 --advance 0 --output "$TMP/pod.wav" > "$TMP/pod.out" 2>&1 &
+            wait_for "$TMP/pod.out" Advertising 60 || exit 98
+            echo "== playing =="; "$VENV/bin/atvremote" --scan-hosts 127.0.0.1 --id AA:BB:CC:DD:EE:F0 playing 2>&1; echo "status=$?"
+            echo "== pause =="; "$VENV/bin/atvremote" --scan-hosts 127.0.0.1 --id AA:BB:CC:DD:EE:F0 pause 2>&1; echo "status=$?"
+            echo "== atv =="; "$ATV" playing --host 127.0.0.1 2>&1; echo "status=$?"
+            echo "== pod =="; cat "$TMP/pod.out"
+            """, timeout: 150)
+        #expect(!result.timedOut, "stderr: \(result.stderr.suffix(1500))")
+        let playing = result.section("playing")
+        #expect(playing.contains("Title: First Light") && playing.contains("status=0"), "\(playing) \(result.stderr.suffix(1500))")
+        #expect(result.section("pause").contains("status=0"), "\(result.section("pause"))")
+        let atv = result.section("atv")
+        #expect(atv.contains("Title: First Light") && atv.contains("Device state: Paused") && atv.contains("status=0"), "\(atv)")
+        let pod = result.section("pod")
+        #expect(pod.contains("Paired (transient)") && pod.contains("Remote-control data channel: opened"), "\(pod)")
+    }
 }
