@@ -31,6 +31,7 @@ final class HomePodConnection: @unchecked Sendable {
 
     // Session
     private var number: Int?
+    private var hasSession = false
     private var wavPath: String?
     private var eventServer: Channel?
     private var eventConnection: Channel?
@@ -248,7 +249,11 @@ final class HomePodConnection: @unchecked Sendable {
     /// Session SETUP: timing and event channel → `{eventPort, timingPort}`.
     private func setupSession(_ body: [String: PlistValue], _ request: RTSPRequest, _ ok: RTSPResponse) -> EventLoopFuture<HomePodReply> {
         guard let secret else { return reply(response(470, for: request, reason: "Connection Authorization Required")) }
-        if number == nil {
+        hasSession = true
+        // A remote-control-only session (the MRP tunnel) is no audio session: no number, no WAV file.
+        if body["isRemoteControlOnly"]?.bool == true {
+            shared.update { $0.remoteControlSessions += 1 }
+        } else if number == nil {
             let (n, path) = shared.beginSession()
             number = n
             wavPath = path
@@ -296,7 +301,7 @@ final class HomePodConnection: @unchecked Sendable {
 
     /// Stream SETUP: type 96 (real-time) with `ct` 1 (PCM) or 2 (ALAC) → `{streams: [{type, dataPort, controlPort}]}`.
     private func setupStreams(_ streams: [PlistValue], _ request: RTSPRequest, _ ok: RTSPResponse) -> EventLoopFuture<HomePodReply> {
-        guard number != nil, let first = streams.first, case .dict(let s) = first else {
+        guard hasSession, let first = streams.first, case .dict(let s) = first else {
             return reply(response(455, for: request, reason: "Method Not Valid in This State"))
         }
         let type = s["type"]?.double.map { Int($0) } ?? -1
