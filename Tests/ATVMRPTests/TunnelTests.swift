@@ -106,6 +106,26 @@ import Testing
     }
 }
 
+extension TunnelTests {
+    /// The control connection going away (the HomePod stops) ends MRP too: updates end with
+    /// connectionLost and later calls fail.
+    @Test func losingTheAirPlaySessionEndsMRP() async throws {
+        let pod = try await startPod()
+        let service = MRPService.tunnelledForTests(port: pod.port)
+        try await service.connect()
+        let updates = service.updates()
+        await pod.stop()
+        var last: DeviceUpdate?
+        for await u in updates { last = u }
+        guard case .connectionLost? = last else {
+            Issue.record("updates ended with \(String(describing: last))")
+            return
+        }
+        await #expect(throws: ATVError.self) { try await service.pause() }
+        await service.close()
+    }
+}
+
 extension MRPService {
     static func tunnelledForTests(port: Int) -> MRPService {
         MRPService(host: "127.0.0.1", port: port, credentials: nil) {
