@@ -5,6 +5,7 @@ import ATVSimulator
 import Foundation
 import Testing
 @testable import ATVMRP
+import ATVRAOP
 
 /// MRP over the AirPlay 2 remote-control channel (protocols.md §5.5) against the virtual HomePod.
 @Suite(.serialized) struct TunnelTests {
@@ -107,6 +108,28 @@ import Testing
 }
 
 extension TunnelTests {
+    /// An Apple TV with tvOS ≥ 15 and stored HAP AirPlay credentials: the tunnel pair-verifies.
+    @Test func appleTVWithStoredCredentialsPairVerifies() async throws {
+        let pod = try await startPod()
+        defer { Task { await pod.stop() } }
+        let creds = try await pairAirPlay2(host: "127.0.0.1", port: pod.port, pin: pod.configuration.pin)
+        let config = DeviceConfig(name: "tv", address: "127.0.0.1", services: [
+            ServiceConfig(protocol: .airplay, identifier: "tv", port: pod.port, credentials: creds.stringValue,
+                          properties: ["model": "AppleTV14,1", "osvers": "17.0"]),
+        ])
+        let atv = try await connect(config)
+        #expect(try await atv.metadata.playing().title == "First Light")
+        #expect(pod.report().pairings.last == .verify)
+        await atv.close()
+        // Without credentials the same Apple TV gets no tunnel (and so no MRP).
+        let bare = DeviceConfig(name: "tv", address: "127.0.0.1", services: [
+            ServiceConfig(protocol: .airplay, identifier: "tv", port: pod.port, properties: ["model": "AppleTV14,1", "osvers": "17.0"]),
+        ])
+        let plain = try await connect(bare)
+        #expect(!plain.protocols.contains(.mrp))
+        await plain.close()
+    }
+
     /// The control connection going away (the HomePod stops) ends MRP too: updates end with
     /// connectionLost and later calls fail.
     @Test func losingTheAirPlaySessionEndsMRP() async throws {
