@@ -16,6 +16,10 @@ struct SimulateHomePod: AsyncParsableCommand {
           atv simulate homepod --port 7000 --no-advertise
           atvremote --manual --address 127.0.0.1 --port 7000 --protocol raop --id AA:BB:CC:DD:EE:F0 \\
             --service-properties ";features=0x4A7FCA00,0xBC354BD0;model=AudioAccessory5,1" stream_file=song.flac
+        Remote control through the MRP tunnel (pyatv opens it by itself for a HomePod model):
+          atvremote --manual --address 127.0.0.1 --port 7000 --protocol airplay --id AA:BB:CC:DD:EE:F0 \\
+            --service-properties ";features=0x4A7FCA00,0xBC354BD0;model=AudioAccessory5,1" playing
+          atv playing --host 127.0.0.1 --port 7000 --protocol airplay --mrp-tunnel force
         """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "HTTP/RTSP port (0 = any free port).") var port: Int = 0
