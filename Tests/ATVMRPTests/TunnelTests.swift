@@ -130,6 +130,31 @@ extension TunnelTests {
         await plain.close()
     }
 
+    /// Garbage frames on the data channel (encrypted correctly, so they reach the frame parser):
+    /// the device closes that data channel and keeps serving new ones.
+    @Test func garbageOnTheDataChannelClosesItOnly() async throws {
+        let pod = try await startPod()
+        defer { Task { await pod.stop() } }
+        for garbage: [UInt8] in [[0, 0, 0, 4] + [UInt8](repeating: 0x41, count: 28),
+                                 MRPDataStreamFrame.sync(command: [1, 2, 3, 4], seqno: 1, payload: [0xFF, 0xFE, 0x01]).encoded()] {
+            let tunnel = try await MRPService.openAirPlayTunnel(host: "127.0.0.1", port: pod.port, options: .init())
+            let (ended, cont) = AsyncStream<ATVError?>.makeStream()
+            let conn = try await MRPConnection.connect(host: tunnel.host, port: tunnel.port, transport: .airPlayDataStream,
+                                                       configure: tunnel.configure,
+                                                       listener: .init(closed: { e in cont.yield(e); cont.finish() }))
+            await conn.writeRaw(garbage)
+            var it = ended.makeAsyncIterator()
+            let why = await it.next()
+            #expect(why != nil, "the device should close the data channel")
+            await tunnel.close()
+        }
+        #expect(pod.remoteControl.report.authFailures.count == 2)
+        let service = MRPService.tunnelledForTests(port: pod.port)
+        try await service.connect()
+        #expect(try await service.playing().title == "First Light")
+        await service.close()
+    }
+
     /// The control connection going away (the HomePod stops) ends MRP too: updates end with
     /// connectionLost and later calls fail.
     @Test func losingTheAirPlaySessionEndsMRP() async throws {
