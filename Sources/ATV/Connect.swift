@@ -11,9 +11,13 @@ public struct ConnectOptions: Sendable {
     /// AirPlay 1 (RAOP) or AirPlay 2 for audio streaming; `.auto` follows the receiver's
     /// `features` (bit 38 or 48 → AirPlay 2, pyatv's rule). Overrides `raop.airPlayVersion`.
     public var airPlayVersion: AirPlayVersion
-    public init(raop: RAOPOptions = RAOPOptions(), airPlayVersion: AirPlayVersion = .auto) {
+    /// MRP over the AirPlay 2 remote-control channel (HomePods, tvOS ≥ 15) when there is no direct
+    /// MRP service. `.auto` defers to the stored `mrp_tunnel` setting of the device, if any.
+    public var mrpTunnel: MRPTunnel
+    public init(raop: RAOPOptions = RAOPOptions(), airPlayVersion: AirPlayVersion = .auto, mrpTunnel: MRPTunnel = .auto) {
         self.raop = raop
         self.airPlayVersion = airPlayVersion
+        self.mrpTunnel = mrpTunnel
     }
 }
 
@@ -28,9 +32,12 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
                     storage: FileStorage? = nil) async throws -> AppleTV {
     let logger = Logger(label: "atv.connect")
     var config = config
+    var tunnelMode = options.mrpTunnel
     if let storage {
         if config.identifier != nil, let settings = try? storage.settings(for: config) {
             storage.apply(settings, to: &config)
+            // The stored `mrp_tunnel` (pyatv's setting) applies unless the caller chose one.
+            if tunnelMode == .auto { tunnelMode = settings.protocols.airplay.mrpTunnel }
         }
     }
     guard !config.services.isEmpty else { throw ATVError.noService(.raop) }
@@ -58,6 +65,12 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
             airplay.attach(device)
             try device.add(airplay.setup)
             added.append(.airplay)
+            if let credentials = MRPService.tunnelCredentials(airplay: service, in: config, mode: tunnelMode) {
+                logger.info("MRP through the AirPlay 2 remote-control channel of \(config.name) (\(credentials == nil ? "transient pairing" : "pair-verify with stored credentials"))")
+                let mrp = MRPService.tunnelled(address: config.address, airplay: service, credentials: credentials)
+                try device.add(mrp.setup(service))
+                added.append(.mrp)
+            }
         case .mrp:
             guard let mrp = try MRPService.make(address: config.address, service: service) else {
                 logger.info("MRP has no credentials; pair with `atv pair --protocol mrp` to use it. Skipping it")

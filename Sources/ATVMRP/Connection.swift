@@ -23,8 +23,13 @@ public actor MRPConnection {
 
     public nonisolated let host: String
     public nonisolated let port: Int
+    /// How messages travel: varint-framed on a TCP connection of its own (§5.1), or in "sync"
+    /// frames of an AirPlay 2 data stream (§5.5; its HAP encryption is added by `configure`).
+    public enum Transport: Sendable { case direct, airPlayDataStream }
+
     let channel: Channel
     var codec = MRPChannel()
+    var stream: MRPDataStream?
     var listener: Listener
     nonisolated let incoming = Broadcaster<MRPProtocolMessage>(bufferingPolicy: .bufferingNewest(1024))
     var pending: [String: (token: Int, continuation: CheckedContinuation<MRPProtocolMessage, Error>)] = [:]
@@ -37,15 +42,18 @@ public actor MRPConnection {
     public var isEncrypted: Bool { codec.isEncrypted }
     public var isOpen: Bool { closedError == nil }
 
-    init(channel: Channel, host: String, port: Int, listener: Listener) {
+    init(channel: Channel, host: String, port: Int, transport: Transport = .direct, listener: Listener) {
         self.channel = channel
+        if transport == .airPlayDataStream { stream = MRPDataStream(role: .controller) }
         self.host = host
         self.port = port
         self.listener = listener
     }
 
     /// Open the TCP connection (nothing is sent yet).
-    public static func connect(host: String, port: Int, timeout: Duration = .seconds(10),
+    /// `configure` adds handlers below the MRP one (e.g. the data stream's HAP encryption).
+    public static func connect(host: String, port: Int, timeout: Duration = .seconds(10), transport: Transport = .direct,
+                               configure: (@Sendable (Channel) throws -> Void)? = nil,
                                listener: Listener = Listener()) async throws(ATVError) -> MRPConnection {
         let (stream, cont) = AsyncStream<[UInt8]?>.makeStream()
         let channel: Channel
@@ -56,7 +64,10 @@ public actor MRPConnection {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(.socketOption(.so_keepalive), value: 1)
                 .channelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(MRPByteForwarder(cont)) }
+                    ch.eventLoop.makeCompletedFuture {
+                        try configure?(ch)
+                        try ch.pipeline.syncOperations.addHandler(MRPByteForwarder(cont))
+                    }
                 }
                 .connect(host: host, port: port).get()
         } catch {
@@ -65,7 +76,7 @@ public actor MRPConnection {
                 : text.lowercased().contains("timeout") || text.lowercased().contains("timed out") ? "timed out" : text
             throw ATVError.connectionFailed("cannot connect to MRP at \(host):\(port): \(reason)")
         }
-        let c = MRPConnection(channel: channel, host: host, port: port, listener: listener)
+        let c = MRPConnection(channel: channel, host: host, port: port, transport: transport, listener: listener)
         await c.startReading(stream)
         return c
     }
@@ -89,7 +100,15 @@ public actor MRPConnection {
     /// Decode and dispatch; false when the stream is unusable (the connection is closed then).
     func received(_ bytes: [UInt8]) -> Bool {
         let messages: [MRPProtocolMessage]
-        do { messages = try codec.receive(bytes) } catch {
+        do {
+            if stream != nil {
+                let (got, answers) = try stream!.receive(bytes)
+                if !answers.isEmpty { channel.writeAndFlush(channel.allocator.buffer(bytes: answers), promise: nil) }
+                messages = got
+            } else {
+                messages = try codec.receive(bytes)
+            }
+        } catch {
             fail(ATVError.connectionLost("MRP stream from the device is corrupt: \(error)"))
             return false
         }
@@ -104,6 +123,9 @@ public actor MRPConnection {
         }
         return true
     }
+
+    /// Ends the connection with `error` (e.g. the AirPlay session carrying it failed).
+    public func abort(_ error: ATVError) { fail(error) }
 
     /// Fail everything once: waiting requests, the heartbeat, the listener; closes the socket.
     func fail(_ error: ATVError?) {
@@ -124,7 +146,7 @@ public actor MRPConnection {
     /// Send without waiting for a reply.
     public func send(_ message: MRPProtocolMessage) throws(ATVError) {
         if let closedError { throw closedError }
-        let bytes = try codec.encode(message)
+        let bytes = stream != nil ? try stream!.encode(message) : try codec.encode(message)
         channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
     }
 
@@ -285,4 +307,27 @@ final class MRPByteForwarder: ChannelInboundHandler, Sendable {
         continuation.finish()
     }
     func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
+}
+
+/// An opened MRP tunnel (protocols.md §5.5): the data channel's address, the handlers it needs
+/// (HAP encryption with the DataStream keys), and the session carrying it.
+public struct MRPTunnelEndpoint: Sendable {
+    public var host: String
+    public var port: Int
+    /// Adds the transport's handlers (called on the new channel's event loop).
+    public var configure: @Sendable (Channel) throws -> Void
+    /// Ends the carrying session (TEARDOWN, close).
+    public var close: @Sendable () async -> Void
+    /// Registers a handler for the carrying session failing (control connection lost, feedback unanswered).
+    public var onFailure: @Sendable (@escaping @Sendable (ATVError) -> Void) -> Void
+
+    public init(host: String, port: Int, configure: @escaping @Sendable (Channel) throws -> Void,
+                close: @escaping @Sendable () async -> Void,
+                onFailure: @escaping @Sendable (@escaping @Sendable (ATVError) -> Void) -> Void) {
+        self.host = host
+        self.port = port
+        self.configure = configure
+        self.close = close
+        self.onFailure = onFailure
+    }
 }

@@ -32,23 +32,31 @@ public final class MRPService: Sendable {
         var lastPlaying: Playing?
         var lostError: ATVError?
         var closed = false
+        var tunnel: MRPTunnelEndpoint?
     }
 
     public let host: String
     public let port: Int
     public let credentials: HAPCredentials?
     public let options: Options
+    /// Opens the AirPlay 2 session whose data channel carries MRP; nil: a direct TCP connection.
+    public let openTunnel: (@Sendable () async throws -> MRPTunnelEndpoint)?
     let state = Mutex(State())
     let broadcaster = Broadcaster<DeviceUpdate>()
     /// Every update, including repeated volume values (for waiting on VOLUME_DID_CHANGE).
     let volumeEvents = Broadcaster<Double>()
 
-    public init(host: String, port: Int, credentials: HAPCredentials?, options: Options = Options()) {
+    public init(host: String, port: Int, credentials: HAPCredentials?, options: Options = Options(),
+                tunnel: (@Sendable () async throws -> MRPTunnelEndpoint)? = nil) {
         self.host = host
         self.port = port
         self.credentials = credentials
         self.options = options
+        self.openTunnel = tunnel
     }
+
+    /// True when MRP runs over an AirPlay 2 data channel.
+    public var isTunnelled: Bool { openTunnel != nil }
 
     // MARK: Connection
 
@@ -58,29 +66,48 @@ public final class MRPService: Sendable {
             if s.closed { throw ATVError.blocked }
             if s.connection != nil { throw ATVError.invalidState("MRP is already connected; make a new MRPService to reconnect") }
         }
-        let conn = try await MRPConnection.connect(host: host, port: port, timeout: options.connectTimeout,
-                                                   listener: MRPConnection.Listener(
-                                                       message: { [weak self] m in self?.apply(m) },
-                                                       closed: { [weak self] e in self?.connectionEnded(e) }))
+        let listener = MRPConnection.Listener(message: { [weak self] m in self?.apply(m) },
+                                              closed: { [weak self] e in self?.connectionEnded(e) })
+        var tunnel: MRPTunnelEndpoint?
+        let conn: MRPConnection
+        if let openTunnel {
+            // MRP over AirPlay 2 (§5.5): no MRP pair-verify (the data stream is encrypted) and no
+            // MRP heartbeat (`/feedback` keeps the session alive).
+            let t = try await openTunnel()
+            tunnel = t
+            state.withLock { $0.tunnel = t }
+            do {
+                conn = try await MRPConnection.connect(host: t.host, port: t.port, timeout: options.connectTimeout,
+                                                       transport: .airPlayDataStream, configure: t.configure, listener: listener)
+            } catch {
+                await t.close()
+                throw error
+            }
+            t.onFailure { e in Task { await conn.abort(e) } }
+        } else {
+            conn = try await MRPConnection.connect(host: host, port: port, timeout: options.connectTimeout, listener: listener)
+        }
         state.withLock { $0.connection = conn }
         let pairingID = credentials.map { String(decoding: $0.clientID, as: UTF8.self) } ?? UUID().uuidString.lowercased()
         do {
             try await conn.start(client: MRPMessages.ClientInfo(pairingID: pairingID, name: options.name, osBuild: options.osBuild),
-                                 credentials: credentials, timeout: options.replyTimeout)
+                                 credentials: tunnel == nil ? credentials : nil, timeout: options.replyTimeout)
         } catch {
             await conn.close()
+            await tunnel?.close()
             if let e = error as? ATVError { throw e }
             throw ATVError.connectionFailed("MRP handshake with \(host):\(port) failed: \(error)")
         }
-        if let hb = options.heartbeat { await conn.startHeartbeat(interval: hb, timeout: options.replyTimeout) }
+        if tunnel == nil, let hb = options.heartbeat { await conn.startHeartbeat(interval: hb, timeout: options.replyTimeout) }
     }
 
     public func close() async {
-        let conn = state.withLock { s -> MRPConnection? in
+        let (conn, tunnel) = state.withLock { s -> (MRPConnection?, MRPTunnelEndpoint?) in
             s.closed = true
-            return s.connection
+            return (s.connection, s.tunnel)
         }
         await conn?.close()
+        await tunnel?.close()
         broadcaster.finish()
         volumeEvents.finish()
     }

@@ -31,6 +31,7 @@ final class HomePodConnection: @unchecked Sendable {
 
     // Session
     private var number: Int?
+    private var hasSession = false
     private var wavPath: String?
     private var eventServer: Channel?
     private var eventConnection: Channel?
@@ -40,6 +41,8 @@ final class HomePodConnection: @unchecked Sendable {
     private var senderTiming: SocketAddress?
     private var timingTask: RepeatedTask?
     private var stream: HomePodStream?
+    private var dataServer: Channel?
+    private var dataConnections: [Channel] = []
     private var ending = false
     private var ended = false
 
@@ -246,7 +249,11 @@ final class HomePodConnection: @unchecked Sendable {
     /// Session SETUP: timing and event channel → `{eventPort, timingPort}`.
     private func setupSession(_ body: [String: PlistValue], _ request: RTSPRequest, _ ok: RTSPResponse) -> EventLoopFuture<HomePodReply> {
         guard let secret else { return reply(response(470, for: request, reason: "Connection Authorization Required")) }
-        if number == nil {
+        hasSession = true
+        // A remote-control-only session (the MRP tunnel) is no audio session: no number, no WAV file.
+        if body["isRemoteControlOnly"]?.bool == true {
+            shared.update { $0.remoteControlSessions += 1 }
+        } else if number == nil {
             let (n, path) = shared.beginSession()
             number = n
             wavPath = path
@@ -294,7 +301,7 @@ final class HomePodConnection: @unchecked Sendable {
 
     /// Stream SETUP: type 96 (real-time) with `ct` 1 (PCM) or 2 (ALAC) → `{streams: [{type, dataPort, controlPort}]}`.
     private func setupStreams(_ streams: [PlistValue], _ request: RTSPRequest, _ ok: RTSPResponse) -> EventLoopFuture<HomePodReply> {
-        guard number != nil, let first = streams.first, case .dict(let s) = first else {
+        guard hasSession, let first = streams.first, case .dict(let s) = first else {
             return reply(response(455, for: request, reason: "Method Not Valid in This State"))
         }
         let type = s["type"]?.double.map { Int($0) } ?? -1
@@ -308,6 +315,7 @@ final class HomePodConnection: @unchecked Sendable {
             r.audioFormat = audioFormat
             r.framesPerPacket = spf
         }
+        if type == 130 { return setupRemoteControl(s, request, ok) }
         guard type == 96 else { return reply(response(501, for: request, reason: "Stream Type Not Implemented")) }
         guard case .data(let shk)? = s["shk"], shk.count == 32 else { return reply(response(400, for: request)) }
         guard (1...4096).contains(spf), sampleRate == 44100 else { return reply(response(415, for: request)) }
@@ -343,6 +351,50 @@ final class HomePodConnection: @unchecked Sendable {
             shared.update { $0.errors.append("stream SETUP: \(error)") }
             return HomePodReply(response: response(500, for: request))
         }
+    }
+
+    /// Stream SETUP type 130 (protocols.md §5.5 step 5): a TCP data channel encrypted with the
+    /// DataStream keys (salt includes the sender's `seed`), carrying MRP to the embedded device.
+    private func setupRemoteControl(_ s: [String: PlistValue], _ request: RTSPRequest, _ ok: RTSPResponse) -> EventLoopFuture<HomePodReply> {
+        guard let secret else { return reply(response(470, for: request, reason: "Connection Authorization Required")) }
+        guard case .int(let rawSeed)? = s["seed"] else { return reply(response(400, for: request)) }
+        let keys = HAPChannel.airPlayDataStream(seed: UInt64(bitPattern: rawSeed)).keys(sharedSecret: secret, role: .accessory)
+        let host = channel.localAddress?.ipAddress ?? config.host
+        let shared = self.shared
+        dataServer?.close(promise: nil)
+        dataServer = nil
+        return bindDataServer(host: host, keys: keys, shared: shared).map { [self] ch in
+            dataServer = ch
+            let port = ch.localAddress?.port ?? 0
+            shared.update { $0.remoteControlStreams += 1 }
+            var r = ok
+            r.headers.set("Content-Type", "application/x-apple-binary-plist")
+            r.body = BinaryPlist.encode(.dict(["streams": .array([.dict([
+                "type": .int(130), "dataPort": .int(Int64(port)), "streamID": .int(Int64(shared.report.withLock { $0.remoteControlStreams })),
+            ])])]))
+            return HomePodReply(response: r)
+        }.flatMapErrorThrowing { [self] error in
+            shared.update { $0.errors.append("remote-control stream SETUP: \(error)") }
+            return HomePodReply(response: response(500, for: request))
+        }
+    }
+
+    private func bindDataServer(host: String, keys: ChannelKeys, shared: HomePodShared) -> EventLoopFuture<Channel> {
+        ServerBootstrap(group: loop)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [self] ch in
+                ch.eventLoop.makeCompletedFuture {
+                    guard !ended else { throw ATVError.invalidState("the session ended") }
+                    dataConnections.append(ch)
+                    let crypto = HAPEncryptionHandler()
+                    crypto.enable(keys: keys)
+                    try ch.pipeline.syncOperations.addHandler(crypto)
+                    try ch.pipeline.syncOperations.addHandler(HomePodDataChannelWatcher(shared: shared))
+                    try ch.pipeline.syncOperations.addHandler(MRPAccessoryHandler(device: shared.mrp, transport: .dataStream))
+                }
+            }
+            .bind(host: host, port: 0)
     }
 
     // MARK: SET_PARAMETER
@@ -495,7 +547,7 @@ final class HomePodConnection: @unchecked Sendable {
         timingTask?.cancel()
         eventReplyTimer?.cancel()
         eventDropTimer?.cancel()
-        for ch in [eventConnection, eventServer, timingChannel].compactMap({ $0 }) { ch.close(promise: nil) }
+        for ch in [eventConnection, eventServer, timingChannel, dataServer].compactMap({ $0 }) + dataConnections { ch.close(promise: nil) }
         guard number != nil else { return }  // no session SETUP: nothing to report
         let report = shared.report.withLock { r -> HomePodReport in
             r.sessionsEnded += 1
@@ -599,5 +651,23 @@ final class HomePodEventHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
+    }
+}
+
+/// Counts and announces the remote-control data channels (the MRP handler above it does the work).
+final class HomePodDataChannelWatcher: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let shared: HomePodShared
+    init(shared: HomePodShared) { self.shared = shared }
+
+    func channelActive(context: ChannelHandlerContext) {
+        shared.update { $0.dataChannelConnections += 1 }
+        shared.emit(.dataChannel(open: true))
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        shared.emit(.dataChannel(open: false))
+        context.fireChannelInactive()
     }
 }

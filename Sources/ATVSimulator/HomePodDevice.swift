@@ -68,6 +68,8 @@ public final class VirtualHomePod: Sendable {
         public var advertisedAudioPort: Int?
         /// Test hook to simulate loss: return true to drop the n-th audio datagram (0-based) on arrival.
         public var dropAudioPacket: (@Sendable (_ index: Int, _ seq: UInt16) -> Bool)?
+        /// Now playing behind the MRP tunnel (name, deviceID and model are taken from this configuration).
+        public var remoteControl: VirtualMRP.Configuration = VirtualMRP.Configuration()
 
         public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv HomePod",
                     deviceID: String = "AA:BB:CC:DD:EE:F0", model: String = "AudioAccessory5,1",
@@ -131,7 +133,7 @@ public final class VirtualHomePod: Sendable {
 
     /// Starts listening. Throws `ATVError.connectionFailed` if the address cannot be bound.
     public static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualHomePod {
-        let shared = HomePodShared(configuration: configuration)
+        let shared = try HomePodShared(configuration: configuration)
         do {
             let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -181,9 +183,14 @@ public final class VirtualHomePod: Sendable {
         }
     }
 
+    /// The MRP device behind the remote-control tunnel (stream type 130): its scripted now-playing
+    /// state, what controllers sent, and `dropConnections()` to close every data channel.
+    public var remoteControl: VirtualMRP { shared.mrp }
+
     /// Stops listening, closes open connections and ends `events()` streams.
     public func stop() async {
         try? await server.close()
+        await shared.mrp.stop()
         shared.closeAll()
         shared.events.finish()
     }
@@ -227,10 +234,17 @@ final class HomePodShared: Sendable {
     let events = Broadcaster<HomePodEvent>(bufferingPolicy: .unbounded)
     let controllers: Mutex<[HAPPairedController]>
     private let openChannels = Mutex<[ObjectIdentifier: Channel]>([:])
+    /// MRP over the AirPlay 2 data stream (protocols.md §5.5).
+    let mrp: VirtualMRP
 
-    init(configuration: VirtualHomePod.Configuration) {
+    init(configuration: VirtualHomePod.Configuration) throws {
         self.configuration = configuration
         controllers = Mutex(configuration.pairedControllers)
+        var rc = configuration.remoteControl
+        rc.name = configuration.name
+        rc.deviceID = configuration.deviceID
+        rc.model = configuration.model
+        mrp = try VirtualMRP.embedded(rc)
     }
 
     func update(_ body: (inout HomePodReport) -> Void) { report.withLock { body(&$0) } }

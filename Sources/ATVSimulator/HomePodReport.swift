@@ -54,6 +54,11 @@ public struct HomePodReport: Sendable, Equatable, CustomStringConvertible {
     public var controlPort: Int?
     /// Event channel.
     public var eventChannel: EventChannelState = .none
+    /// Remote-control streams (type 130, the MRP tunnel) set up, and data channels the sender opened.
+    public var remoteControlStreams = 0
+    /// Session SETUPs with `isRemoteControlOnly` (not counted in `sessions`).
+    public var remoteControlSessions = 0
+    public var dataChannelConnections = 0
     public var eventCommandsSent = 0
     public var eventRepliesReceived = 0
     /// Stream SETUP: RTP type (96 realtime), `ct` (1 PCM, 2 ALAC), `audioFormat`, `spf`.
@@ -117,6 +122,7 @@ public struct HomePodReport: Sendable, Equatable, CustomStringConvertible {
         lines.append("encrypted requests: \(encryptedRequests), refused unauthenticated: \(refusedUnauthenticated)")
         lines.append("rtsp requests: \(requests.joined(separator: ", "))")
         lines.append("timing: \(timingProtocol ?? "-"), event channel: \(eventChannel.rawValue) (commands \(eventCommandsSent), replies \(eventRepliesReceived))")
+        if remoteControlSessions + remoteControlStreams > 0 { lines.append("remote control: sessions \(remoteControlSessions), streams \(remoteControlStreams), data channels \(dataChannelConnections)") }
         lines.append("stream: type \(streamType.map(String.init) ?? "-"), ct \(compressionType.map(String.init) ?? "-"), codec \(codec ?? "-")")
         lines.append("packets received: \(packetsReceived) (\(audioBytesReceived) bytes), decrypted \(packetsDecrypted), decrypt failures \(decryptFailures), discarded \(packetsDiscarded)")
         lines.append("retransmit requests sent: \(retransmitRequestsSent) (\(packetsRequested) packets), responses \(retransmitResponsesReceived), recovered \(packetsRecovered), unrecovered \(unrecoveredPackets)")
@@ -136,6 +142,8 @@ public enum HomePodEvent: Sendable, Equatable {
     case request(String)
     case paired(HomePodReport.PairingMode)
     case eventChannel(HomePodReport.EventChannelState)
+    /// The remote-control data channel (MRP tunnel, stream type 130) was opened (true) or closed.
+    case dataChannel(open: Bool)
     /// A session ended (TEARDOWN or connection closed); its WAV file, if any, is complete.
     case sessionEnded(wavPath: String?, report: HomePodReport)
 }

@@ -146,7 +146,8 @@ public final class VirtualMRP: Sendable {
     }
 
     public let configuration: Configuration
-    let channel: Channel
+    /// The TCP listener of a direct device; nil when embedded (the MRP tunnel of a virtual HomePod).
+    let channel: Channel?
     let artworkServer: PairingHTTPServer?
     let artworkRequests: RequestLog
     /// Paths of the HTTP artwork requests served (with `artworkOverHTTP`).
@@ -159,7 +160,7 @@ public final class VirtualMRP: Sendable {
     /// A hung device: while muted it reads but answers nothing (heartbeats time out).
     public func setMuted(_ on: Bool) { muted.store(on, ordering: .relaxed) }
 
-    init(configuration: Configuration, channel: Channel, artworkServer: PairingHTTPServer?, artworkRequests: RequestLog) {
+    init(configuration: Configuration, channel: Channel?, artworkServer: PairingHTTPServer?, artworkRequests: RequestLog) {
         self.configuration = configuration
         self.channel = channel
         self.artworkServer = artworkServer
@@ -169,7 +170,7 @@ public final class VirtualMRP: Sendable {
                             volume: configuration.volume))
     }
 
-    public var port: Int { channel.localAddress?.port ?? 0 }
+    public var port: Int { channel?.localAddress?.port ?? 0 }
     public var report: Report { state.withLock { $0.report } }
     public var nowPlaying: NowPlaying { state.withLock { $0.now } }
     public var currentTrack: Track { configuration.tracks[state.withLock { $0.now.trackIndex }] }
@@ -226,9 +227,21 @@ public final class VirtualMRP: Sendable {
     public func stop() async {
         ticker.withLock { $0?.cancel() }
         artworkServer?.stop()
-        try? await channel.close()
+        if let channel { try? await channel.close() }
         dropConnections()
     }
+
+    /// A device without a listener of its own: controllers reach it through another transport (the
+    /// AirPlay 2 data stream of a virtual HomePod, `MRPAccessoryHandler(device:transport: .dataStream)`).
+    public static func embedded(_ configuration: Configuration) throws -> VirtualMRP {
+        guard !configuration.tracks.isEmpty else { throw ATVError.invalidConfig("the virtual MRP device needs at least one track") }
+        let device = VirtualMRP(configuration: configuration, channel: nil, artworkServer: nil, artworkRequests: RequestLog())
+        device.startTicker()
+        return device
+    }
+
+    /// Controller connections open now (direct or tunnelled).
+    public var connectionCount: Int { pushers.withLock { $0.count } }
 
     /// Close every controller connection but keep listening.
     public func dropConnections() {
@@ -427,7 +440,7 @@ public final class VirtualMRP: Sendable {
         var info = MRPDeviceInfoMessage()
         info.uniqueIdentifier = configuration.deviceID
         info.name = configuration.name
-        info.localizedModelName = "Apple TV"
+        info.localizedModelName = configuration.model.hasPrefix("AudioAccessory") ? "HomePod" : "Apple TV"
         info.systemBuildVersion = Self.systemBuild
         info.applicationBundleIdentifier = "com.apple.mediaremoted"
         info.applicationBundleVersion = "1"
@@ -568,20 +581,27 @@ struct MRPPusher: Sendable {
     let close: @Sendable () -> Void
 }
 
-/// One controller connection (runs on its channel's event loop).
+/// One controller connection (runs on its channel's event loop). The same message handling serves a
+/// direct MRP connection (varint-framed, encrypted after pair-verify) and the AirPlay 2 data stream
+/// (frames with "sync"/"rply" headers; the HAP encryption sits below this handler).
 final class MRPAccessoryHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     enum Auth { case none, setup(HAPPairSetupServer), verify(HAPPairVerifyServer) }
+    enum Transport { case direct, dataStream }
 
     let device: VirtualMRP
     var codec = MRPChannel()
+    var stream: MRPDataStream?
     var auth: Auth = .none
     var subscribed = false
     var context: ChannelHandlerContext?
 
-    init(device: VirtualMRP) { self.device = device }
+    init(device: VirtualMRP, transport: Transport = .direct) {
+        self.device = device
+        if transport == .dataStream { stream = MRPDataStream(role: .device, seqno: 1) }
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -604,7 +624,9 @@ final class MRPAccessoryHandler: ChannelInboundHandler {
     }
 
     func send(_ context: ChannelHandlerContext, _ m: MRPProtocolMessage) {
-        guard let bytes = try? codec.encode(m) else { return }
+        let encoded: [UInt8]?
+        if stream != nil { encoded = try? stream!.encode(m) } else { encoded = try? codec.encode(m) }
+        guard let bytes = encoded else { return }
         context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
     }
 
@@ -618,7 +640,13 @@ final class MRPAccessoryHandler: ChannelInboundHandler {
         var buf = unwrapInboundIn(data)
         let bytes = buf.readBytes(length: buf.readableBytes) ?? []
         do {
-            for m in try codec.receive(bytes) { handle(context, m) }
+            if stream != nil {
+                let (messages, answers) = try stream!.receive(bytes)
+                if !answers.isEmpty { context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: answers)), promise: nil) }
+                for m in messages { handle(context, m) }
+            } else {
+                for m in try codec.receive(bytes) { handle(context, m) }
+            }
             context.flush()
         } catch {
             // Garbage, or a frame that fails authentication, ends the connection.
@@ -697,7 +725,8 @@ final class MRPAccessoryHandler: ChannelInboundHandler {
         case .verified(let c, let shared):
             device.record { $0.verifications.append(String(decoding: c.identifier, as: UTF8.self)) }
             context.flush()
-            codec.enableEncryption(HAPChannel.mrp.keys(sharedSecret: shared, role: .accessory))
+            // In the AirPlay tunnel MRP-level encryption is off (the data stream is encrypted already).
+            if stream == nil { codec.enableEncryption(HAPChannel.mrp.keys(sharedSecret: shared, role: .accessory)) }
             auth = .none
         case .failed(let e): device.record { $0.authFailures.append(e.description) }
         case .transient, nil: break

@@ -32,6 +32,16 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "AirPlay credentials to use instead of the stored ones.")
     var airplayCredentials: String?
 
+    @Option(help: "MRP through the AirPlay 2 remote-control channel: auto (HomePods, tvOS 15+), force or disable.")
+    var mrpTunnel: String = "auto"
+
+    func tunnelMode() throws -> MRPTunnel {
+        guard let m = MRPTunnel(rawValue: mrpTunnel) else {
+            throw ATVError.invalidValue("--mrp-tunnel \(mrpTunnel): use auto, force or disable")
+        }
+        return m
+    }
+
     /// Credentials given on the command line, per protocol.
     var commandLineCredentials: [(ATVProtocol, String)] {
         [(.companion, companionCredentials), (.mrp, mrpCredentials), (.dmap, dmapCredentials), (.airplay, airplayCredentials)]
@@ -92,7 +102,7 @@ func controlDevice(_ device: DeviceOptions, _ conn: ConnectionOptions) async thr
 /// the feature's name; if Companion was left out for want of credentials, the error says so.
 func withDevice<T>(_ device: DeviceOptions, _ conn: ConnectionOptions, _ body: (AppleTV) async throws -> T) async throws -> T {
     let config = try await controlDevice(device, conn)
-    let atv = try await connect(config)
+    let atv = try await connect(config, options: ConnectOptions(mrpTunnel: try conn.tunnelMode()))
     do {
         let result = try await body(atv)
         await atv.close()
@@ -230,7 +240,7 @@ func runPushUpdates(_ cmd: PushUpdates) async throws {
     cmd.global.bootstrapLogging()
     try await runReportingErrors(json: cmd.json) {
         let config = try await controlDevice(cmd.device, cmd.connection)
-        let atv = try await connect(config)
+        let atv = try await connect(config, options: ConnectOptions(mrpTunnel: try cmd.connection.tunnelMode()))
         guard atv.features.feature(.pushUpdates).state == .available else {
             await atv.close()
             throw ATVError.notSupported(.pushUpdates)

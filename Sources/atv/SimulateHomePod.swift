@@ -10,11 +10,16 @@ struct SimulateHomePod: AsyncParsableCommand {
         abstract: "A virtual HomePod (AirPlay 2 receiver) that writes what it plays to a WAV file.",
         discussion: """
         Accepts transient pairing (PIN 3939, like a HomePod) or PIN pairing + pair-verify, HAP-encrypted
-        RTSP, an event channel, NTP timing and encrypted real-time audio (PCM or ALAC).
+        RTSP, an event channel, NTP timing and encrypted real-time audio (PCM or ALAC), and MRP over the
+        AirPlay 2 remote-control channel (stream type 130) with a scripted now-playing queue.
         Example, with pyatv as the sender:
           atv simulate homepod --port 7000 --no-advertise
           atvremote --manual --address 127.0.0.1 --port 7000 --protocol raop --id AA:BB:CC:DD:EE:F0 \\
             --service-properties ";features=0x4A7FCA00,0xBC354BD0;model=AudioAccessory5,1" stream_file=song.flac
+        Remote control through the MRP tunnel (pyatv opens it by itself for a HomePod model):
+          atvremote --manual --address 127.0.0.1 --port 7000 --protocol airplay --id AA:BB:CC:DD:EE:F0 \\
+            --service-properties ";features=0x4A7FCA00,0xBC354BD0;model=AudioAccessory5,1" playing
+          atv playing --host 127.0.0.1 --port 7000 --protocol airplay --mrp-tunnel force
         """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "HTTP/RTSP port (0 = any free port).") var port: Int = 0
@@ -30,6 +35,8 @@ struct SimulateHomePod: AsyncParsableCommand {
     @Flag(help: "Accept the session but discard all audio (nothing is played or written).") var noProgress = false
     @Flag(help: "Answer transient pair-setup with 200 and an in-band TLV error.") var transientError = false
     @Flag(help: "Do not advertise over mDNS (_airplay._tcp, _raop._tcp on 127.0.0.1).") var noAdvertise = false
+    @Option(help: "Remote control (MRP over the AirPlay tunnel): seconds of playing before the next track (0 = never).")
+    var advance: Double = 10
 
     func validate() throws {
         guard (0 ... 65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -38,6 +45,7 @@ struct SimulateHomePod: AsyncParsableCommand {
             throw ValidationError("--id must look like AA:BB:CC:DD:EE:FF")
         }
         guard !pin.isEmpty, pin.allSatisfy(\.isNumber) else { throw ValidationError("--pin must be digits") }
+        guard advance >= 0, advance < 86_400 else { throw ValidationError("--advance must be 0 (never) or a number of seconds") }
         if let d = dropEventChannelAfter, !(d > 0 && d < 86_400) {
             throw ValidationError("--drop-event-channel-after must be a positive number of seconds")
         }
@@ -46,10 +54,11 @@ struct SimulateHomePod: AsyncParsableCommand {
     func run() async throws {
         global.bootstrapLogging()
         try await runReportingErrors {
-            let config = VirtualHomePod.Configuration(
+            var config = VirtualHomePod.Configuration(
                 port: port, name: name, deviceID: deviceId.uppercased(), pin: pin, outputPath: output,
                 requireUserAgent: requireUserAgent, transientError: transientError,
                 dropEventChannelAfter: dropEventChannelAfter.map { .milliseconds(Int64($0 * 1000)) }, noProgress: noProgress)
+            config.remoteControl = VirtualMRP.Configuration(advanceInterval: advance > 0 ? advance : nil)
             let pod = try await VirtualHomePod.start(config)
             print("Virtual HomePod \"\(name)\" listening on 127.0.0.1:\(pod.port) (AirPlay 2), writing \(output)")
             print("TXT for atvremote --manual: --service-properties \"\(pod.raopServicePropertiesArgument())\"")
@@ -78,6 +87,8 @@ struct SimulateHomePod: AsyncParsableCommand {
                     ended += 1
                     print("Stream ended: \(wav ?? "-")")
                     print(report.description.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+                case .dataChannel(let open):
+                    print("Remote-control data channel: \(open ? "opened" : "closed")")
                 case .request:
                     break
                 }

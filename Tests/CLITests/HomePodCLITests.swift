@@ -54,7 +54,8 @@ import Testing
             wait_for "$TMP/pod.out" Advertising 60 || exit 98
             echo "== scan =="; "$VENV/bin/atvremote" --scan-hosts 127.0.0.1 scan
             # Found by scan, pyatv would also open its MRP tunnel over AirPlay (remote-control
-            # session, stream type 130), which the virtual HomePod does not implement: turn it off.
+            # session, stream type 130); this test is about streaming only, so turn it off
+            # (HomePodTunnelCLITests covers the tunnel).
             echo '{"version": 1, "devices": [{"protocols": {"airplay": {"identifier": "AA:BB:CC:DD:EE:F0", "mrp_tunnel": "disable"}}}]}' > "$HOME/.pyatv.conf"
             echo "== stream =="; "$VENV/bin/atvremote" --scan-hosts 127.0.0.1 --id AA:BB:CC:DD:EE:F0 --protocol raop stream_file="\(sample)"; echo "status=$?"
             for _ in $(seq 100); do grep -q "Stream ended" "$TMP/pod.out" && break; sleep 0.1; done
