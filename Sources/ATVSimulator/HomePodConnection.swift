@@ -281,8 +281,13 @@ final class HomePodConnection: @unchecked Sendable {
             if timingChannel == nil {
                 timingChannel = tm
                 if timing == "NTP" {
-                    timingTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: config.timingInterval.timeAmount) { [self] _ in
-                        sendTimingRequest()
+                    if config.noProgress {
+                        // A receiver that is not playing: one clock exchange at SETUP, then silence.
+                        loop.execute { [self] in sendTimingRequest() }
+                    } else {
+                        timingTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: config.timingInterval.timeAmount) { [self] _ in
+                            sendTimingRequest()
+                        }
                     }
                 }
             }

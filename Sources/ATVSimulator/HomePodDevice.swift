@@ -57,7 +57,9 @@ public final class VirtualHomePod: Sendable {
         public var transientError: Bool
         /// Close the event channel this long after the sender connected to it.
         public var dropEventChannelAfter: Duration?
-        /// Accept the session but discard all audio: nothing is decrypted or written.
+        /// Accept the session but make no progress: all audio is discarded (nothing decrypted or
+        /// written) and, after the first timing exchange, the receiver stops clocking the sender —
+        /// the only sign of a stuck receiver a sender can see.
         public var noProgress: Bool
         /// End the session when the sender has not answered the event channel's `POST /command`
         /// within this time (a real HomePod drops it after ~30 s).

@@ -32,7 +32,7 @@ struct SimulateHomePod: AsyncParsableCommand {
     var requireUserAgent = false
     @Option(help: "Close the event channel this many seconds after the sender opened it.")
     var dropEventChannelAfter: Double?
-    @Flag(help: "Accept the session but discard all audio (nothing is played or written).") var noProgress = false
+    @Flag(help: "Accept the session but make no progress: discard all audio and stop timing requests after the first.") var noProgress = false
     @Flag(help: "Answer transient pair-setup with 200 and an in-band TLV error.") var transientError = false
     @Flag(help: "Do not advertise over mDNS (_airplay._tcp, _raop._tcp on 127.0.0.1).") var noAdvertise = false
     @Option(help: "Remote control (MRP over the AirPlay tunnel): seconds of playing before the next track (0 = never).")

@@ -74,13 +74,15 @@ import Testing
     @Test(arguments: [
         (["--transient-error"], "transient pairing"),
         (["--drop-event-channel-after", "1"], "event channel"),
+        (["--no-progress"], "progress"),
     ])
     func faultsAreOneLineErrors(flags: [String], expected: String) async throws {
         let dir = try TestEnv.tempDir()
         let (pod, port) = try await Self.startPod(dir.appendingPathComponent("pod.wav").path, flags)
         defer { pod.kill() }
         let sent = try await run(try TestEnv.atv(), ["stream", Self.sample, "--host", "127.0.0.1", "--port", "\(port)",
-                                                     "--airplay-version", "2", "--storage", dir.appendingPathComponent("s.json").path],
+                                                     "--airplay-version", "2", "--progress-timeout", "1",
+                                                     "--storage", dir.appendingPathComponent("s.json").path],
                                  timeout: 60, environment: ["HOME": dir.path])
         #expect(sent.status != 0)
         let errors = sent.stderr.split(separator: "\n").filter { $0.hasPrefix("atv: error:") }

@@ -312,6 +312,13 @@ extension RAOPClient {
             if let outcome = pacer.outcome {
                 let stats = await pacer.halt()
                 if case .failed(let error) = outcome { throw error }
+                // A stream that ran its course while the receiver never clocked us since the audio
+                // started is reported, not called a success.
+                let (_, last) = session.lastContact
+                if !paused, clock.now - baseline > timeout, (last.map { $0 < baseline } ?? true) {
+                    throw ATVError.playbackError(
+                        "\(host):\(port) accepted the AirPlay 2 stream but reported no progress while it played (no timing or retransmit request after the first audio packet)")
+                }
                 return stats
             }
             if stop {
