@@ -15,7 +15,8 @@ struct ATVCommand: AsyncParsableCommand {
           ffmpeg -i in.mp3 -f wav - | atv stream - --host 192.168.1.20
           atv simulate speaker --output capture.wav
           atv pair --to "Living Room" --protocol companion
-          atv remote play-pause --to "Living Room"
+          atv remote play-pause --to "Living Room"   (or: atv play-pause --to "Living Room";
+                                                     every button of `atv remote` is a command too)
           atv power off --to "Living Room"
           atv probe song.flac
         """,
@@ -27,7 +28,7 @@ struct ATVCommand: AsyncParsableCommand {
             Remote.self, Power.self, Volume.self, AppsCommand.self,
             Launch.self, Text.self, Accounts.self, Artwork.self,
             Simulate.self, Probe.self, ImportPyatv.self, Proxy.self, LogCommand.self,
-        ]
+        ] + buttonShortcuts
     )
 }
 

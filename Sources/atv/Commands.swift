@@ -116,15 +116,20 @@ struct Remote: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Press a button or send a playback command.",
         discussion: "Buttons: " + Button.allCases.map(\.rawValue).joined(separator: ", "))
+    @Argument(help: "The button or command.") var button: Button
+    @OptionGroup var options: RemoteOptions
+    func run() async throws { try await runRemote(button, options) }
+}
+
+/// Everything `atv remote` takes besides the button (shared with the `atv play`-style shortcuts).
+struct RemoteOptions: ParsableArguments {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @OptionGroup var connection: ConnectionOptions
-    @Argument(help: "The button or command.") var button: Button
     @Flag(help: "Double tap.") var double = false
     @Flag(help: "Hold.") var hold = false
     @Option(help: "skip-forward/skip-backward: seconds (default: the app's interval).") var interval: Double?
     @Flag(help: "Print JSON.") var json = false
-    func run() async throws { try await runRemote(self) }
 }
 
 struct Power: AsyncParsableCommand {

@@ -319,13 +319,13 @@ func formatVolume(_ v: Double) -> String {
 
 // MARK: Remote, power, volume
 
-func runRemote(_ cmd: Remote) async throws {
+func runRemote(_ button: Remote.Button, _ cmd: RemoteOptions) async throws {
     cmd.global.bootstrapLogging()
     try await runReportingErrors(json: cmd.json) {
         let action: InputAction = cmd.hold ? .hold : cmd.double ? .doubleTap : .singleTap
         try await withDevice(cmd.device, cmd.connection) { atv in
             let r = atv.remoteControl
-            switch cmd.button {
+            switch button {
             case .up: try await r.up(action)
             case .down: try await r.down(action)
             case .left: try await r.left(action)
@@ -352,7 +352,7 @@ func runRemote(_ cmd: Remote) async throws {
             case .volumeDown: try await atv.audio.volumeDown()
             }
         }
-        if cmd.json { printSuccess(["command": cmd.button.rawValue], json: true) } else { print("OK \(cmd.button.rawValue)") }
+        if cmd.json { printSuccess(["command": button.rawValue], json: true) } else { print("OK \(button.rawValue)") }
     }
 }
 

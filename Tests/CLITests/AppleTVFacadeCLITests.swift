@@ -54,7 +54,7 @@ import Testing
         #expect(object["device_state"] as? String == "paused")
         #expect(object["title"] as? String == "First Light")
 
-        #expect(try await d.atv(["remote", "next"]).status == 0)
+        #expect(try await d.atv(["next"]).status == 0)  // the top-level shortcut of `atv remote next`
         _ = try await d.sim.waitForOutput(timeout: 10) { $0.contains("MRP Now playing \"Second Wind\"") }
 
         let volume = try await d.atv(["volume", "30"])
