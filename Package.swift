@@ -76,7 +76,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
         .target(name: "ATVDMAP", dependencies: ["ATVCore", "ATVAirPlay", .product(name: "Logging", package: "swift-log")], swiftSettings: swift6),
-        .target(name: "ATVLog", dependencies: ["ATVCore", "ATVAuth", "ATVCompanion", "ATVDMAP"], swiftSettings: swift6),
+        .target(name: "ATVLog", dependencies: ["ATVCore", "ATVAuth", "ATVCompanion", "ATVDMAP", "ATVMRP"], swiftSettings: swift6),
 
         // Layer 4: facade, scan / pair / connect.
         .target(name: "ATV", dependencies: [

@@ -5,6 +5,7 @@
 import ATVAuth
 import ATVCompanion
 import ATVDMAP
+import ATVMRP
 
 public enum LogLevel: Int, Sendable, Comparable, CaseIterable, CustomStringConvertible {
     case trace, debug, info, notice, warning, error, critical
@@ -151,6 +152,11 @@ public enum LogParser {
             var lines: [String] = []
             opackTree(value, key: nil, depth: 0, into: &lines)
             return lines
+        }
+        if let hex = field("protobuf", in: message), !hex.isEmpty, let bytes = Hex.decode(String(hex)) {
+            guard let m = try? MRPCodec.decode(bytes) else { return ["(undecodable MRP message, \(bytes.count) bytes)"] }
+            let text = m.textFormatString()
+            return Array(text.split(separator: "\n", omittingEmptySubsequences: true).prefix(maxLines).map(String.init))
         }
         if let hex = field("dmap", in: message), !hex.isEmpty, let bytes = Hex.decode(String(hex)) {
             guard let elements = try? DMAPParser.parse(bytes) else { return ["(undecodable DMAP, \(bytes.count) bytes)"] }

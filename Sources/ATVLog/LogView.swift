@@ -69,7 +69,7 @@ public enum LogRenderer {
     /// The message with a decoded hex payload cut short (the tree below shows it).
     public static func shortened(_ e: LogEntry) -> String {
         guard e.decoded != nil else { return e.message }
-        for key in ["opack=", "dmap="] {
+        for key in ["opack=", "dmap=", "protobuf="] {
             guard let r = e.message.range(of: key) else { continue }
             let hex = e.message[r.upperBound...].prefix { $0 != " " }
             guard hex.count > 32 else { return e.message }

@@ -3,6 +3,7 @@
 import ATVAuth
 import ATVCore
 import Foundation
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -37,6 +38,9 @@ public actor MRPConnection {
     var closedError: ATVError?
     var reader: Task<Void, Never>?
     var heartbeat: Task<Void, Never>?
+    /// At debug level every message is logged as `mrp message in|out type=T protobuf=<hex>`,
+    /// which `atv log` decodes.
+    let logger = Logger(label: "atv.mrp")
     /// The device's DEVICE_INFO reply, once `start` or `pairSetup` sent ours.
     public private(set) var deviceInfo: MRPDeviceInfoMessage?
     public var isEncrypted: Bool { codec.isEncrypted }
@@ -113,6 +117,7 @@ public actor MRPConnection {
             return false
         }
         for m in messages {
+            log("in", m)
             let key = MRPCorrelation.key(m)
             if let p = pending.removeValue(forKey: key) {
                 p.continuation.resume(returning: m)
@@ -122,6 +127,11 @@ public actor MRPConnection {
             }
         }
         return true
+    }
+
+    private func log(_ direction: String, _ message: MRPProtocolMessage) {
+        guard logger.logLevel <= .debug, let bytes = try? MRPCodec.encode(message) else { return }
+        logger.debug("mrp message \(direction) type=\(message.type) protobuf=\(Hex.encode(bytes))")
     }
 
     /// Ends the connection with `error` (e.g. the AirPlay session carrying it failed).
@@ -147,6 +157,7 @@ public actor MRPConnection {
     public func send(_ message: MRPProtocolMessage) throws(ATVError) {
         if let closedError { throw closedError }
         let bytes = stream != nil ? try stream!.encode(message) : try codec.encode(message)
+        log("out", message)
         channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
     }
 

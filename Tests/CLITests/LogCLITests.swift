@@ -3,6 +3,31 @@ import Testing
 
 /// `atv log` on real debug logs of `atv … -vv` against the virtual devices.
 @Suite(.serialized) struct LogCLITests {
+    /// MRP: every message is logged at debug level as protobuf hex; `atv log` shows it decoded
+    /// (protobuf text form, inner messages included) and filters on the decoded text.
+    @Test func mrpMessagesAreDecodedAndFiltered() async throws {
+        let dir = try TestEnv.tempDir()
+        let sim = try Child(try TestEnv.atv(), ["simulate", "mrp", "--port", "0", "--advance", "0"])
+        defer { sim.kill() }
+        let out = try await sim.waitForOutput(timeout: 60) { $0.contains("listening on 127.0.0.1:") }
+        let port = try #require(out.split(separator: "127.0.0.1:").dropFirst().first.flatMap { Int($0.prefix { $0.isNumber }) })
+        let store = dir.appendingPathComponent("devices.json").path
+        let pair = try await run(try TestEnv.atv(), ["pair", "--host", "127.0.0.1", "--port", String(port), "--protocol", "mrp",
+                                                     "--pin", "1111", "--storage", store], timeout: 60)
+        #expect(pair.status == 0, "\(pair.stderr)")
+        let playing = try await run(try TestEnv.atv(), ["playing", "-vv", "--host", "127.0.0.1", "--protocol", "mrp", "--port", String(port),
+                                                         "--storage", store], timeout: 60)
+        #expect(playing.status == 0, "\(playing.stderr.suffix(500))")
+        #expect(playing.stderr.contains("mrp message out type=deviceInfo protobuf="), "\(playing.stderr.prefix(800))")
+        let logFile = dir.appendingPathComponent("mrp.log")
+        try Data(playing.stderr.utf8).write(to: logFile)
+        let view = try await run(try TestEnv.atv(), ["log", logFile.path, "--include", "First Light", "--no-color"], timeout: 60)
+        #expect(view.status == 0, "\(view.stderr)")
+        #expect(view.stdout.contains("mrp message in type=setState"), "\(view.stdout.prefix(800))")
+        #expect(view.stdout.contains("title: \"First Light\""), "\(view.stdout.prefix(1500))")
+        #expect(!view.stdout.contains("type=deviceInfo"), "the filter keeps only entries whose decoded text matches")
+    }
+
     @Test func companionAndDMAPMessagesAreDecodedAndFiltered() async throws {
         let dir = try TestEnv.tempDir()
         let logFile = dir.appendingPathComponent("debug.log")
