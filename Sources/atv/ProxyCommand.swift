@@ -1,4 +1,4 @@
-// `atv proxy`: a man in the middle for reverse engineering (pyatv's atvproxy). Companion mode
+// `atv proxy`: a man in the middle for reverse engineering (pyatv's atvproxy). MRP and Companion modes
 // pairs with a controller using a PIN, pair-verifies with the real device using stored
 // credentials, forwards every decrypted frame both ways and logs each one decoded.
 import ArgumentParser

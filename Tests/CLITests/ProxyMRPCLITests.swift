@@ -21,12 +21,12 @@ import Testing
             mkdir -p "$TMP/home"; export HOME="$TMP/home"
             echo "== scan =="; "$VENV/bin/atvremote" -t 2 -s 127.0.0.1 scan
             echo "== pair =="; echo 1111 | "$VENV/bin/atvremote" --manual --address 127.0.0.1 --port "$PP" --protocol mrp --id PROXYTEST pair; echo "status=$?"
-            PYCREDS=$("$VENV/bin/python" -c "import json,sys; print(json.load(open(sys.argv[1]))['devices'][0]['protocols']['mrp']['credentials'])" "$TMP/home/.pyatv.conf")
+            PYCREDS=$("$VENV/bin/python" -c "import json,sys; print([d['protocols']['mrp']['credentials'] for d in json.load(open(sys.argv[1]))['devices'] if d.get('protocols', {}).get('mrp', {}).get('credentials')][0])" "$TMP/home/.pyatv.conf")
             echo "== use =="; "$VENV/bin/atvremote" --manual --address 127.0.0.1 --port "$PP" --protocol mrp --id PROXYTEST --mrp-credentials "$PYCREDS" playing pause next; echo "status=$?"
             # A restarted proxy (same name: same identity; pairings from the file) still knows pyatv.
             kill -INT $FIRST; wait $FIRST
             "$ATV" proxy mrp --host 127.0.0.1 --port "$PORT" --credentials "$CREDS" --name "Den MRP Proxy" --pairings "$TMP/pairings.json" --no-advertise --listen-port "$PP" > "$TMP/proxy2.out" 2> "$TMP/proxy2.err" &
-            wait_for "$TMP/proxy2.out" "listening on" 60 || exit 94
+            wait_for "$TMP/proxy2.out" "listening on" 60 || { cat "$TMP/proxy2.out" "$TMP/proxy2.err"; exit 94; }
             echo "== again =="; "$VENV/bin/atvremote" --manual --address 127.0.0.1 --port "$PP" --protocol mrp --id PROXYTEST --mrp-credentials "$PYCREDS" play; echo "status=$?"
             sleep 0.5
             echo "== err2 =="; cat "$TMP/proxy2.err"
