@@ -1,5 +1,5 @@
 // `atv proxy`: a man in the middle for reverse engineering (pyatv's atvproxy). MRP and Companion modes
-// pairs with a controller using a PIN, pair-verifies with the real device using stored
+// pair with a controller using a PIN, pair-verifies with the real device using stored
 // credentials, forwards every decrypted frame both ways and logs each one decoded.
 import ArgumentParser
 import ATVAuth
