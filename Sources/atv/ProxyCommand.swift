@@ -1,6 +1,6 @@
 // `atv proxy`: a man in the middle for reverse engineering (pyatv's atvproxy). MRP and Companion modes
-// pair with a controller using a PIN, pair-verifies with the real device using stored
-// credentials, forwards every decrypted frame both ways and logs each one decoded.
+// pair with a controller using a PIN, pair-verify with the real device using stored
+// credentials, forward every decrypted message both ways and log each one decoded.
 import ArgumentParser
 import ATVAuth
 import ATVCompanion
