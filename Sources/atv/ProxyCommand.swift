@@ -1,18 +1,19 @@
-// `atv proxy`: a man in the middle for reverse engineering (pyatv's atvproxy). Companion mode
-// pairs with a controller using a PIN, pair-verifies with the real device using stored
-// credentials, forwards every decrypted frame both ways and logs each one decoded.
+// `atv proxy`: a man in the middle for reverse engineering (pyatv's atvproxy). MRP and Companion modes
+// pair with a controller using a PIN, pair-verify with the real device using stored
+// credentials, forward every decrypted message both ways and log each one decoded.
 import ArgumentParser
 import ATVAuth
 import ATVCompanion
 import ATVCore
 import ATVDiscovery
+import ATVMRP
 import Foundation
 import Synchronization
 
 struct Proxy: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Sit between a controller and a device and log the decrypted traffic (atvproxy).",
-        subcommands: [ProxyCompanion.self, ProxyRelay.self])
+        subcommands: [ProxyCompanion.self, ProxyMRP.self, ProxyRelay.self])
 }
 
 struct ProxyCompanion: AsyncParsableCommand {
@@ -99,6 +100,92 @@ struct ProxyCompanion: AsyncParsableCommand {
     }
 }
 
+struct ProxyMRP: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "mrp",
+        abstract: "MRP proxy: controllers pair with it (PIN), it forwards every ProtocolMessage to the device and logs it decoded.",
+        discussion: """
+        DEVICE_INFO and CRYPTO_PAIRING from the controller are answered by the proxy (its own \
+        handshake); the proxy sends its own DEVICE_INFO to the device and pair-verifies with the \
+        credentials. Everything else is forwarded both ways. The pairing identity is derived from \
+        --name, so a controller that paired once can pair-verify again after a restart.
+
+        Examples:
+          atv proxy mrp --to "Living Room" --credentials <mrp credentials>
+          atv proxy mrp --host 192.168.1.20 --port 49152 --credentials … --log proxy.log
+        """)
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var device: DeviceOptions
+    @Option(help: "MRP credentials for the device (default: the stored ones).") var credentials: String?
+    @Option(help: "Settings file with stored credentials.") var storage: String?
+    @Option(help: "PIN controllers pair with.") var pin: String = "1111"
+    @Option(help: "Name to advertise (default: \"<device name> Proxy\").") var name: String?
+    @Option(help: "Address to listen on.") var listen: String = "127.0.0.1"
+    @Option(help: "Port to listen on (0 = any free port).") var listenPort: Int = 0
+    @Option(help: "Also append the decoded messages to this file.") var log: String?
+    @Flag(help: "Do not advertise _mediaremotetv._tcp over mDNS.") var noAdvertise = false
+    @Option(help: "Keep the controllers that paired in this JSON file (loaded at start, saved on each pairing).") var pairings: String?
+
+    func validate() throws {
+        guard !pin.isEmpty, pin.allSatisfy(\.isNumber) else { throw ValidationError("--pin must be digits") }
+        guard (0 ... 65535).contains(listenPort) else { throw ValidationError("--listen-port must be 0...65535") }
+    }
+
+    func run() async throws {
+        global.bootstrapLogging()
+        try await runReportingErrors {
+            var config: DeviceConfig
+            if device.to == nil, let host = device.host, let port = device.port {
+                config = DeviceConfig(name: host, address: host, services: [ServiceConfig(protocol: .mrp, identifier: host, port: port)])
+            } else {
+                config = try await findDevice(device)
+                if let p = device.port { config.updateService(.mrp) { $0.port = p } }
+                let store = FileStorage(path: storage)
+                if config.identifier != nil { store.apply(try store.settings(for: config), to: &config) }
+            }
+            guard let service = config.service(.mrp) else { throw ATVError.noService(.mrp) }
+            guard let text = credentials ?? service.credentials, !text.isEmpty else { throw ATVError.noCredentials(.mrp) }
+            let creds = try HAPCredentials(parsing: text)
+            let proxyName = name ?? "\(config.name) Proxy"
+            let identity = try MRPProxySession.identity(for: proxyName)
+            let sink = try ProxyLogSink(path: log)
+            let store = ProxyPairings(path: pairings)
+            var proxyConfig = MRPProxy.Configuration(listenHost: listen, listenPort: listenPort, deviceHost: config.address,
+                                                     devicePort: service.port, credentials: creds, identity: identity, pin: pin, name: proxyName)
+            proxyConfig.controllers = try store.load()
+            let proxy = try await MRPProxy.start(proxyConfig) { event in
+                sink.write(ProxyLogSink.line(event))
+                if case .controllerPaired(let c) = event {
+                    do { try store.add(c) } catch { sink.write("proxy: \(error)") }
+                }
+            }
+            print("MRP proxy \"\(printable(proxyName))\" listening on \(listen):\(proxy.port), PIN \(pin), forwarding to \(config.address):\(service.port)")
+            var responder: MDNSResponder?
+            if !noAdvertise {
+                let pairingID = String(decoding: identity.identifier, as: UTF8.self)
+                let txt: [String: String] = ["Name": proxyName, "UniqueIdentifier": pairingID, "ModelName": "Apple TV",
+                                             "SystemBuildVersion": "17K449", "AllowPairing": "YES", "BluetoothAddress": "",
+                                             "LocalAirPlayReceiverPairingIdentity": pairingID]
+                let compact = Hex.encode(identity.publicKey.prefix(6))
+                let service = MDNSService(instance: proxyName, type: "_mediaremotetv._tcp.local", port: UInt16(proxy.port), txt: txt,
+                                          hostName: "swift-atv-mrp-proxy-\(compact).local", address: listen)
+                do {
+                    responder = try await MDNSResponder.start([service], options: .init(interfaceAddresses: [listen]))
+                    print("Advertising \"\(printable(proxyName))\" (_mediaremotetv._tcp) on \(listen) via mDNS")
+                } catch {
+                    print("Warning: not advertising over mDNS: \(error)")
+                }
+            }
+            fflush(nil)
+            let r = responder
+            let stop = InterruptHandler { Task { await r?.stop(); await proxy.stop() } }
+            defer { stop.cancel() }
+            while !stop.interrupted { try? await Task.sleep(for: .milliseconds(100)) }
+            await r?.stop()
+            await proxy.stop()
+        }
+    }
+}
+
 /// Where the proxy's decoded lines go: stderr, and a file if asked.
 final class ProxyLogSink: Sendable {
     let file: FileHandle?
@@ -117,6 +204,20 @@ final class ProxyLogSink: Sendable {
         lock.withLock { _ in
             FileHandle.standardError.write(data)
             file?.write(data)
+        }
+    }
+
+    static func line(_ event: MRPProxy.Event) -> String {
+        switch event {
+        case .controllerConnected(let a): return "proxy: controller connected from \(a)"
+        case .controllerPaired(let c): return "proxy: controller \(printable(String(decoding: c.identifier, as: UTF8.self))) paired"
+        case .controllerVerified(let id): return "proxy: controller \(printable(id)) verified"
+        case .controllerAuthFailed(let e): return "proxy: controller authentication failed: \(printable(e))"
+        case .deviceVerified(let name): return "proxy: verified with the device \"\(printable(name))\""
+        case .deviceFailed(let e): return "proxy: device: \(printable(e))"
+        case .closed(let why): return "proxy: link closed: \(printable(why))"
+        case .dropped(let m): return "proxy: dropped (controller not verified) \(MRPProxySession.describe(m))"
+        case .message(let d, let m): return "\(d.rawValue) \(MRPProxySession.describe(m))"
         }
     }
 
