@@ -362,8 +362,7 @@ final class HomePodConnection: @unchecked Sendable {
     /// DataStream keys (salt includes the sender's `seed`), carrying MRP to the embedded device.
     private func setupRemoteControl(_ s: [String: PlistValue], _ request: RTSPRequest, _ ok: RTSPResponse) -> EventLoopFuture<HomePodReply> {
         guard let secret else { return reply(response(470, for: request, reason: "Connection Authorization Required")) }
-        guard case .int(let rawSeed)? = s["seed"] else { return reply(response(400, for: request)) }
-        let keys = HAPChannel.airPlayDataStream(seed: UInt64(bitPattern: rawSeed)).keys(sharedSecret: secret, role: .accessory)
+        guard let keys = MRPTunnelListener.keys(stream: s, secret: secret) else { return reply(response(400, for: request)) }
         let host = channel.localAddress?.ipAddress ?? config.host
         let shared = self.shared
         dataServer?.close(promise: nil)
@@ -374,9 +373,7 @@ final class HomePodConnection: @unchecked Sendable {
             shared.update { $0.remoteControlStreams += 1 }
             var r = ok
             r.headers.set("Content-Type", "application/x-apple-binary-plist")
-            r.body = BinaryPlist.encode(.dict(["streams": .array([.dict([
-                "type": .int(130), "dataPort": .int(Int64(port)), "streamID": .int(Int64(shared.report.withLock { $0.remoteControlStreams })),
-            ])])]))
+            r.body = MRPTunnelListener.setupAnswer(dataPort: port, streamID: shared.report.withLock { $0.remoteControlStreams })
             return HomePodReply(response: r)
         }.flatMapErrorThrowing { [self] error in
             shared.update { $0.errors.append("remote-control stream SETUP: \(error)") }
@@ -385,21 +382,11 @@ final class HomePodConnection: @unchecked Sendable {
     }
 
     private func bindDataServer(host: String, keys: ChannelKeys, shared: HomePodShared) -> EventLoopFuture<Channel> {
-        ServerBootstrap(group: loop)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { [self] ch in
-                ch.eventLoop.makeCompletedFuture {
-                    guard !ended else { throw ATVError.invalidState("the session ended") }
-                    dataConnections.append(ch)
-                    let crypto = HAPEncryptionHandler()
-                    crypto.enable(keys: keys)
-                    try ch.pipeline.syncOperations.addHandler(crypto)
-                    try ch.pipeline.syncOperations.addHandler(HomePodDataChannelWatcher(shared: shared))
-                    try ch.pipeline.syncOperations.addHandler(MRPAccessoryHandler(device: shared.mrp, transport: .dataStream))
-                }
-            }
-            .bind(host: host, port: 0)
+        MRPTunnelListener.bind(group: loop, host: host, keys: keys, device: shared.mrp) { [self] ch in
+            guard !ended else { throw ATVError.invalidState("the session ended") }
+            dataConnections.append(ch)
+            return [HomePodDataChannelWatcher(shared: shared)]
+        }
     }
 
     // MARK: SET_PARAMETER

@@ -53,13 +53,16 @@ public final class VirtualAppleTV: Sendable {
         public var pin: String
         /// The accessory's long-term identity (pairing identifier, Ed25519 key).
         public var identity: HAPIdentity
+        /// The tvOS version in the TXT (`osvers`), nil for none. With 15 or later (and HAP
+        /// credentials) senders reach MRP through the AirPlay 2 tunnel (protocols.md §5.5).
+        public var osVersion: String?
 
         public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv Apple TV",
                     deviceID: String = "AA:BB:CC:DD:EE:01", model: String = "AppleTV3,2",
                     features: String = "0x5A7FFFF7,0xE", defaultDuration: Double = 60, probeDuration: Bool = true,
                     fetchTimeout: Duration = .seconds(5), faults: Faults = Faults(),
                     requirePairing: Bool = false, airplay2: Bool = false, pin: String = "1111",
-                    identity: HAPIdentity = HAPIdentity(identifier: UUID().uuidString)) {
+                    identity: HAPIdentity = HAPIdentity(identifier: UUID().uuidString), osVersion: String? = nil) {
             self.host = host
             self.port = port
             self.name = name
@@ -74,6 +77,7 @@ public final class VirtualAppleTV: Sendable {
             self.airplay2 = airplay2
             self.pin = pin
             self.identity = identity
+            self.osVersion = osVersion
         }
 
         /// The features actually advertised: with `airplay2`, bits 38 and 48 are added.
@@ -92,6 +96,7 @@ public final class VirtualAppleTV: Sendable {
         public var txt: [String: String] {
             var t = ["deviceid": deviceID.uppercased(), "features": advertisedFeatures, "model": model, "srcvers": "220.68",
                      "flags": "0x4", "vv": "2"]
+            if let osVersion { t["osvers"] = osVersion }
             if usesPairingFront {
                 t["pk"] = identity.publicKey.map { String(format: "%02x", $0) }.joined()
                 t["pi"] = String(decoding: identity.identifier, as: UTF8.self).lowercased()
@@ -147,6 +152,9 @@ public final class VirtualAppleTV: Sendable {
         public var eventConnections = 0
         public var records = 0
         public var feedbacks = 0
+        /// Remote-control streams (type 130, the MRP tunnel) set up, and data channels the sender opened.
+        public var remoteControlStreams = 0
+        public var dataChannelConnections = 0
     }
 
     public enum Event: Sendable, Equatable {
@@ -176,8 +184,10 @@ public final class VirtualAppleTV: Sendable {
         self.port = server?.port ?? front?.localAddress?.port ?? configuration.port
     }
 
-    public static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualAppleTV {
-        let core = AppleTVCore(configuration: configuration)
+    /// Starts the device. `mrp` (usually the same device that serves the direct MRP port) answers
+    /// the AirPlay 2 remote-control tunnel (stream SETUP type 130); without it that SETUP gets 501.
+    public static func start(_ configuration: Configuration = Configuration(), mrp: VirtualMRP? = nil) async throws -> VirtualAppleTV {
+        let core = AppleTVCore(configuration: configuration, mrp: mrp)
         let pairing = AppleTVPairingShared(identity: configuration.identity, pin: configuration.pin)
         if configuration.usesPairingFront {
             let front = try await startAirPlay2Server(core: core, shared: pairing)
@@ -239,13 +249,16 @@ final class AppleTVCore: Sendable {
         var generation = 0
     }
     let configuration: VirtualAppleTV.Configuration
+    /// The MRP device behind the AirPlay 2 remote-control tunnel, if any.
+    let mrp: VirtualMRP?
     let report = Mutex(VirtualAppleTV.Report())
     let state: Mutex<State>
     let events = Broadcaster<VirtualAppleTV.Event>(bufferingPolicy: .unbounded)
     private let epoch = ContinuousClock.now
 
-    init(configuration: VirtualAppleTV.Configuration) {
+    init(configuration: VirtualAppleTV.Configuration, mrp: VirtualMRP? = nil) {
         self.configuration = configuration
+        self.mrp = mrp
         self.state = Mutex(State(faults: configuration.faults))
     }
 

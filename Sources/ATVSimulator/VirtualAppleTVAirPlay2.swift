@@ -50,6 +50,9 @@ final class AppleTVAirPlay2Connection: Sendable {
         var legacyVerified = false
         var eventServer: Channel?
         var timing: Channel?
+        /// The MRP tunnel's data channel listener and its connections.
+        var dataServer: Channel?
+        var dataConnections: [Channel] = []
         var closed = false
     }
     let id: Int
@@ -211,9 +214,15 @@ final class AppleTVAirPlay2Connection: Sendable {
         guard let body = try? BinaryPlistParser.parse(r.body), case .dict(let dict) = body else {
             return AppleTVReply(response: response(400, for: r))
         }
-        if dict["streams"] != nil { return AppleTVReply(response: response(501, for: r, reason: "Stream Type Not Implemented")) }
         guard let secret = state.withLock({ $0.secret }) else {
             return AppleTVReply(response: response(470, for: r, reason: "Connection Authorization Required"))
+        }
+        if let streams = dict["streams"] {
+            guard case .array(let list) = streams, case .dict(let s)? = list.first, s["type"]?.double == 130, let mrp = core.mrp,
+                  state.withLock({ $0.eventServer }) != nil else {
+                return AppleTVReply(response: response(501, for: r, reason: "Stream Type Not Implemented"))
+            }
+            return await setupRemoteControl(s, r, ok, secret: secret, mrp: mrp)
         }
         let keys = HAPChannel.airPlayEvents.keys(sharedSecret: secret, role: .accessory)
         let host = channel.localAddress?.ipAddress ?? core.configuration.host
@@ -254,6 +263,47 @@ final class AppleTVAirPlay2Connection: Sendable {
         return AppleTVReply(response: out)
     }
 
+    /// Stream SETUP type 130 (protocols.md §5.5 step 5): a data channel carrying MRP to the same
+    /// device the direct MRP port serves (state, commands and pushes are shared).
+    private func setupRemoteControl(_ s: [String: PlistValue], _ r: RTSPRequest, _ ok: RTSPResponse,
+                                    secret: [UInt8], mrp: VirtualMRP) async -> AppleTVReply {
+        guard let keys = MRPTunnelListener.keys(stream: s, secret: secret) else { return AppleTVReply(response: response(400, for: r)) }
+        let host = channel.localAddress?.ipAddress ?? core.configuration.host
+        state.withLock { s -> Channel? in
+            defer { s.dataServer = nil }
+            return s.dataServer
+        }?.close(promise: nil)
+        let core = self.core
+        let server: Channel
+        do {
+            server = try await MRPTunnelListener.bind(group: channel.eventLoop, host: host, keys: keys, device: mrp) { [weak self] ch in
+                guard let self else { throw ATVError.invalidState("the connection closed") }
+                let ok = self.state.withLock { s -> Bool in
+                    guard !s.closed else { return false }
+                    s.dataConnections.append(ch)
+                    return true
+                }
+                guard ok else { throw ATVError.invalidState("the connection closed") }
+                return [AppleTVDataChannelWatcher(core: core)]
+            }.get()
+        } catch {
+            core.log("remote-control stream SETUP failed: \(error)")
+            return AppleTVReply(response: response(500, for: r))
+        }
+        let closed = state.withLock { st -> Bool in
+            st.dataServer = server
+            return st.closed
+        }
+        if closed { server.close(promise: nil) }
+        let id = core.report.withLock { $0.remoteControlStreams += 1; return $0.remoteControlStreams }
+        let port = server.localAddress?.port ?? 0
+        core.log("remote-control stream (MRP tunnel) on data port \(port)")
+        var out = ok
+        out.headers.set("Content-Type", "application/x-apple-binary-plist")
+        out.body = MRPTunnelListener.setupAnswer(dataPort: port, streamID: id)
+        return AppleTVReply(response: out)
+    }
+
     /// One NTP timing request to the sender's timing port (a real receiver keeps asking); the
     /// answer is counted in `timingReplies`.
     private func askTime(ip: String, port: Int, host: String) async {
@@ -280,12 +330,11 @@ final class AppleTVAirPlay2Connection: Sendable {
     }
 
     func closed() {
-        let (ev, tm) = state.withLock { s -> (Channel?, Channel?) in
+        let open = state.withLock { s -> [Channel] in
             s.closed = true
-            return (s.eventServer, s.timing)
+            return [s.eventServer, s.timing, s.dataServer].compactMap { $0 } + s.dataConnections
         }
-        ev?.close(promise: nil)
-        tm?.close(promise: nil)
+        for ch in open { ch.close(promise: nil) }
         shared.unregister(channel)
         core.connectionClosed(id)
     }
@@ -303,6 +352,22 @@ final class AppleTVEventHandler: ChannelInboundHandler {
     }
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
     func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
+}
+
+/// Counts and announces the MRP tunnel's data channels (the MRP handler above it does the work).
+final class AppleTVDataChannelWatcher: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let core: AppleTVCore
+    init(core: AppleTVCore) { self.core = core }
+    func channelActive(context: ChannelHandlerContext) {
+        core.report.withLock { $0.dataChannelConnections += 1 }
+        core.log("remote-control data channel opened")
+        context.fireChannelActive()
+    }
+    func channelInactive(context: ChannelHandlerContext) {
+        core.log("remote-control data channel closed")
+        context.fireChannelInactive()
+    }
 }
 
 /// HTTP/RTSP on a connection: parse, answer in order, switch to encryption right after the

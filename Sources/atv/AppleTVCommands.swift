@@ -23,7 +23,9 @@ struct SimulateAppleTV: AsyncParsableCommand {
         keyboard, accounts, HID buttons and media control; it prints what it saw.
         MRP (own port, --mrp-port; tvOS 14 style, direct): PIN pairing (same --pin), a scripted
         now-playing queue that advances every --advance seconds, commands, buttons, volume, power;
-        its lines start with "MRP ".
+        its lines start with "MRP ". With --airplay2 (or --require-pairing) the same MRP device is
+        also reachable through the AirPlay 2 remote-control tunnel (stream SETUP type 130); --tvos15
+        makes it look like tvOS 15 (osvers 15.0, MRP not advertised) so senders choose the tunnel.
         """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "AirPlay port (0 = any free port).") var port: Int = 0
@@ -43,6 +45,7 @@ struct SimulateAppleTV: AsyncParsableCommand {
     @Option(help: "MRP: seconds of playing before the scripted queue moves to the next track (0 = never).") var advance: Double = 10
     @Flag(help: "AirPlay: refuse /play and the session (470) until the connection pair-verified (HAP, PIN from --pin).") var requirePairing = false
     @Flag(name: .customLong("airplay2"), help: "AirPlay: advertise AirPlay 2 (features bits 38/48, pk) so senders pair-verify and set up a session before /play.") var airplay2 = false
+    @Flag(name: .customLong("tvos15"), help: "Look like tvOS 15 (model AppleTV6,2, osvers 15.0 in the TXT; implies --airplay2): the MRP port is not advertised, so senders with AirPlay credentials reach MRP through the AirPlay 2 tunnel.") var tvos15 = false
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -63,16 +66,37 @@ struct SimulateAppleTV: AsyncParsableCommand {
     func run() async throws {
         global.bootstrapLogging()
         try await runReportingErrors {
-            let config = VirtualAppleTV.Configuration(
+            // MRP side (direct, as tvOS 14 speaks it): PIN pairing, now playing, commands, volume. The
+            // same device answers the AirPlay 2 remote-control tunnel (stream type 130).
+            var mrpSide: VirtualMRP?
+            var mrpConfig: VirtualMRP.Configuration?
+            if !noMrp {
+                var mc = VirtualMRP.Configuration(port: mrpPort, name: name, pin: pin, advanceInterval: advance > 0 ? advance : nil)
+                if let pairingId { mc.identity = HAPIdentity(identifier: pairingId) }
+                mrpSide = try await VirtualMRP.start(mc)
+                mrpConfig = mc
+            }
+            let mrp = mrpSide
+            var config = VirtualAppleTV.Configuration(
                 port: port, name: name, deviceID: deviceId.uppercased(), defaultDuration: duration,
                 faults: .init(playStatus: failPlay, playbackInfoStatus: failPlaybackInfo),
-                requirePairing: requirePairing, airplay2: airplay2, pin: pin,
+                requirePairing: requirePairing, airplay2: airplay2 || tvos15, pin: pin,
                 identity: pairingId.map { HAPIdentity(identifier: $0) } ?? HAPIdentity(identifier: UUID().uuidString))
-            let atv = try await VirtualAppleTV.start(config)
+            if tvos15 {
+                config.model = "AppleTV6,2"
+                config.osVersion = "15.0"
+            }
+            let atv: VirtualAppleTV
+            do {
+                atv = try await VirtualAppleTV.start(config, mrp: mrp)
+            } catch {
+                await mrp?.stop()
+                throw error
+            }
             let events = atv.events()
             print("Virtual Apple TV \"\(name)\" listening on 127.0.0.1:\(atv.port) (AirPlay)")
             if config.usesPairingFront {
-                print("AirPlay pairing: PIN \(pin)\(requirePairing ? ", required for /play" : "")\(airplay2 ? ", AirPlay 2 session" : "")")
+                print("AirPlay pairing: PIN \(pin)\(requirePairing ? ", required for /play" : "")\(config.airplay2 ? ", AirPlay 2 session" : "")\(mrp != nil ? ", MRP tunnel" : "")")
                 print("pyatv: atvremote --manual --address 127.0.0.1 --port \(atv.port) --protocol airplay --id \(deviceId.uppercased()) --service-properties \"\(config.servicePropertiesArgument)\"")
             }
             var extraServices: [MDNSService] = []
@@ -88,17 +112,11 @@ struct SimulateAppleTV: AsyncParsableCommand {
                 print("Companion on 127.0.0.1:\(c.port), PIN \(pin), pairing id \(String(decoding: cc.identity.identifier, as: UTF8.self))")
             }
             let companion = companionSide
-            // MRP side (direct, as tvOS 14 speaks it): PIN pairing, now playing, commands, volume.
-            var mrpSide: VirtualMRP?
-            if !noMrp {
-                var mc = VirtualMRP.Configuration(port: mrpPort, name: name, pin: pin, advanceInterval: advance > 0 ? advance : nil)
-                if let pairingId { mc.identity = HAPIdentity(identifier: pairingId) }
-                let m = try await VirtualMRP.start(mc)
-                mrpSide = m
-                extraServices += m.mdnsServices()
-                print("MRP on 127.0.0.1:\(m.port), PIN \(pin), pairing id \(String(decoding: mc.identity.identifier, as: UTF8.self))")
+            if let m = mrp, let mc = mrpConfig {
+                // tvOS 15 no longer advertises MRP: senders go through the AirPlay tunnel.
+                if !tvos15 { extraServices += m.mdnsServices() }
+                print("MRP on 127.0.0.1:\(m.port)\(tvos15 ? " (not advertised: tvOS 15)" : ""), PIN \(pin), pairing id \(String(decoding: mc.identity.identifier, as: UTF8.self))")
             }
-            let mrp = mrpSide
             let responder = noAdvertise ? nil : await advertise(port: atv.port, txt: config.txt, extra: extraServices)
             fflush(nil)
             let stop = InterruptHandler { Task { await responder?.stop(); await companion?.stop(); await mrp?.stop(); await atv.stop() } }

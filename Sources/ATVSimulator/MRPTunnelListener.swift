@@ -1,0 +1,45 @@
+// The receiver's half of the MRP tunnel (protocols.md §5.5 steps 5–6), shared by the virtual
+// HomePod and the virtual Apple TV: stream SETUP type 130 derives the DataStream keys from the
+// sender's `seed`, binds a TCP data channel, and every connection to it carries MRP (DataStream
+// frames under HAP encryption) to one `VirtualMRP`.
+import ATVAuth
+import ATVCore
+import ATVRAOP
+import NIOCore
+import NIOPosix
+
+enum MRPTunnelListener {
+    /// The DataStream keys for a type-130 stream description; nil when it has no integer `seed`.
+    static func keys(stream: [String: PlistValue], secret: [UInt8]) -> ChannelKeys? {
+        guard case .int(let rawSeed)? = stream["seed"] else { return nil }
+        return HAPChannel.airPlayDataStream(seed: UInt64(bitPattern: rawSeed)).keys(sharedSecret: secret, role: .accessory)
+    }
+
+    /// Binds the data channel listener on `host` (any free port). Each connection first goes
+    /// through `accept` (on its event loop; throw to refuse it), whose handlers sit between the HAP
+    /// decryption and the MRP handler.
+    static func bind(group: EventLoopGroup, host: String, keys: ChannelKeys, device: VirtualMRP,
+                     accept: @escaping @Sendable (Channel) throws -> [any ChannelHandler & Sendable] = { _ in [] }) -> EventLoopFuture<Channel> {
+        ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    let extra = try accept(ch)
+                    let crypto = HAPEncryptionHandler()
+                    crypto.enable(keys: keys)
+                    try ch.pipeline.syncOperations.addHandler(crypto)
+                    for h in extra { try ch.pipeline.syncOperations.addHandler(h) }
+                    try ch.pipeline.syncOperations.addHandler(MRPAccessoryHandler(device: device, transport: .dataStream))
+                }
+            }
+            .bind(host: host, port: 0)
+    }
+
+    /// The SETUP answer body: `{streams: [{type: 130, dataPort, streamID}]}`.
+    static func setupAnswer(dataPort: Int, streamID: Int) -> [UInt8] {
+        BinaryPlist.encode(.dict(["streams": .array([.dict([
+            "type": .int(130), "dataPort": .int(Int64(dataPort)), "streamID": .int(Int64(streamID)),
+        ])])]))
+    }
+}
