@@ -24,6 +24,11 @@ public struct RAOPOptions: Sendable {
     /// `POST /feedback` keep-alive period (also detects a receiver that vanished).
     public var feedbackInterval: Duration
     public var syncInterval: Duration
+    /// The pacer sends, in one burst, every packet due within this time of its wake-up (never later
+    /// than due): it wakes about once per `sendAhead` instead of once per 8 ms packet, which is most
+    /// of what streaming costs in CPU. Zero sends each packet on its own wake-up (the smoothest
+    /// arrival). The receiver's buffer (`latencyFrames`) must be much longer.
+    public var sendAhead: Duration
     /// After the source ends, send `latencyFrames` of silence so the receiver plays everything
     /// before TEARDOWN.
     public var padWithSilence: Bool
@@ -65,6 +70,7 @@ public struct RAOPOptions: Sendable {
         self.requestTimeout = requestTimeout
         self.feedbackInterval = feedbackInterval
         self.syncInterval = syncInterval
+        sendAhead = .milliseconds(40)
         self.padWithSilence = padWithSilence
         self.leadInPackets = max(0, leadInPackets)
         self.requestInfo = requestInfo
@@ -486,7 +492,7 @@ public final class RAOPClient: Sendable {
         let wakeup = self.wakeup
         let pacer = RAOPPacedSender(
             audio: audio.channel, audioAddress: audioAddress, control: control.channel, live: live, pipe: pipe,
-            framesPerPacket: fpp, syncInterval: options.syncInterval, t0: t0,
+            framesPerPacket: fpp, syncInterval: options.syncInterval, sendAhead: options.sendAhead, t0: t0,
             onOutcome: { wakeup.signal() },
             onProgress: { [self] in publish(.streaming, live: live, options: options) })
         let padding = options.padWithSilence ? (options.latencyFrames + fpp - 1) / fpp + 1 : 0
