@@ -486,9 +486,9 @@ public final class RAOPClient: Sendable {
     ) async throws where S.Element == PCMPacket {
         publish(.streaming, live: live, options: options)
         let fpp = format.framesPerPacket
-        // Encode about 1 s ahead; the producer is woken when half of it has been sent.
+        // Encode about 2 s ahead; the producer is woken when it is down to 0.5 s (a wake-up per 1.5 s).
         let perSecond = max(4, format.sampleRate / fpp)
-        let pipe = RAOPPayloadPipe(highWater: perSecond, lowWater: perSecond / 2)
+        let pipe = RAOPPayloadPipe(highWater: 2 * perSecond, lowWater: perSecond / 2)
         let wakeup = self.wakeup
         let pacer = RAOPPacedSender(
             audio: audio.channel, audioAddress: audioAddress, control: control.channel, live: live, pipe: pipe,
