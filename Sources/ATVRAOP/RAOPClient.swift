@@ -579,10 +579,9 @@ public final class RAOPClient: Sendable {
     ) async where S.Element == PCMPacket {
         let packetBytes = fpp * PCMFormat.bytesPerFrame
         do {
-            // The pure-Swift encoder: ~10× cheaper than FFmpeg's, which searches an LPC model per frame.
-            let encoder: FastALACEncoder? = codec == .alac ? FastALACEncoder(framesPerPacket: fpp) : nil
+            let encoder: ALACEncoder? = codec == .alac ? try ALACEncoder(framesPerPacket: fpp) : nil
             func encode(_ pcm: [UInt8]) throws -> [UInt8] {
-                if let encoder { return encoder.encode(PCMPacket(bytes: pcm, frames: fpp)) }
+                if let encoder { return try encoder.encode(PCMPacket(bytes: pcm, frames: fpp)) }
                 return RAOPPayload.l16(pcm, paddedToFrames: fpp)
             }
             // Every silent packet encodes to the same bytes: encode it once.
