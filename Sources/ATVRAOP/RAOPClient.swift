@@ -27,8 +27,12 @@ public struct RAOPOptions: Sendable {
     /// The pacer sends, in one burst, every packet due within this time of its wake-up (never later
     /// than due): it wakes about once per `sendAhead` instead of once per 8 ms packet, which is most
     /// of what streaming costs in CPU. Zero sends each packet on its own wake-up (the smoothest
-    /// arrival). The receiver's buffer (`latencyFrames`) must be much longer.
-    public var sendAhead: Duration
+    /// arrival). The receiver's buffer (`latencyFrames`) must be much longer. nil: each route's
+    /// default (RAOP keeps the smooth one-packet-per-wake-up pacing, AirPlay 2
+    /// sends 40 ms bursts).
+    public var sendAhead: Duration?
+    public static let raopDefaultSendAhead: Duration = .zero
+    public static let airPlay2DefaultSendAhead: Duration = .milliseconds(40)
     /// After the source ends, send `latencyFrames` of silence so the receiver plays everything
     /// before TEARDOWN.
     public var padWithSilence: Bool
@@ -70,7 +74,7 @@ public struct RAOPOptions: Sendable {
         self.requestTimeout = requestTimeout
         self.feedbackInterval = feedbackInterval
         self.syncInterval = syncInterval
-        sendAhead = .milliseconds(40)
+        sendAhead = nil
         self.padWithSilence = padWithSilence
         self.leadInPackets = max(0, leadInPackets)
         self.requestInfo = requestInfo
@@ -492,7 +496,7 @@ public final class RAOPClient: Sendable {
         let wakeup = self.wakeup
         let pacer = RAOPPacedSender(
             audio: audio.channel, audioAddress: audioAddress, control: control.channel, live: live, pipe: pipe,
-            framesPerPacket: fpp, syncInterval: options.syncInterval, sendAhead: options.sendAhead, t0: t0,
+            framesPerPacket: fpp, syncInterval: options.syncInterval, sendAhead: options.sendAhead ?? RAOPOptions.raopDefaultSendAhead, t0: t0,
             onOutcome: { wakeup.signal() },
             onProgress: { [self] in publish(.streaming, live: live, options: options) })
         let padding = options.padWithSilence ? (options.latencyFrames + fpp - 1) / fpp + 1 : 0

@@ -263,7 +263,7 @@ extension RAOPClient {
         let wakeup = self.wakeup
         let pacer = RAOPPacedSender(
             audio: audio.channel, audioAddress: audioAddress, control: control.channel, live: live, pipe: pipe,
-            framesPerPacket: fpp, syncInterval: options.syncInterval, sendAhead: options.sendAhead, t0: t0,
+            framesPerPacket: fpp, syncInterval: options.syncInterval, sendAhead: options.sendAhead ?? RAOPOptions.airPlay2DefaultSendAhead, t0: t0,
             onOutcome: { wakeup.signal() },
             onProgress: { [self] in publish(.streaming, live: live, options: options) })
         let padding = options.padWithSilence ? (options.latencyFrames + fpp - 1) / fpp + 1 : 0
