@@ -5,7 +5,7 @@ import Foundation
 /// interleaved stereo, as `PCMPacket`s of `framesPerPacket` frames (only the last may be short).
 ///
 /// Decoding runs on a dedicated thread (never on Swift's cooperative pool) that fills a bounded buffer
-/// (128 packets, about 1 s of audio), so a slow consumer holds the decoder back. Iterate once; cancelling the iterating
+/// (384 packets, about 3 s of audio: the thread wakes about once per 1.5 s), so a slow consumer holds the decoder back. Iterate once; cancelling the iterating
 /// task or dropping the iterator stops the thread and frees the FFmpeg state. An `AudioDecoder` that is
 /// never iterated is stopped when released.
 public final class AudioDecoder: AsyncSequence, Sendable {
@@ -50,7 +50,7 @@ public final class AudioDecoder: AsyncSequence, Sendable {
     }
 
     static func open(spec: InputSpec, framesPerPacket: Int, ioTimeout: Double = 10,
-                     bufferPackets: Int = 128) async throws -> AudioDecoder {
+                     bufferPackets: Int = 384) async throws -> AudioDecoder {
         guard framesPerPacket > 0 else { throw ATVError.invalidValue("framesPerPacket must be positive") }
         let pipeline = DecodePipeline(capacity: Swift.max(2, bufferPackets))
         let info = try await withTaskCancellationHandler {

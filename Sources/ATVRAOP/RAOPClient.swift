@@ -24,6 +24,15 @@ public struct RAOPOptions: Sendable {
     /// `POST /feedback` keep-alive period (also detects a receiver that vanished).
     public var feedbackInterval: Duration
     public var syncInterval: Duration
+    /// The pacer sends, in one burst, every packet due within this time of its wake-up (never later
+    /// than due): it wakes about once per `sendAhead` instead of once per 8 ms packet, which is most
+    /// of what streaming costs in CPU. Zero sends each packet on its own wake-up (the smoothest
+    /// arrival). The receiver's buffer (`latencyFrames`) must be much longer. nil: each route's
+    /// default (RAOP keeps the smooth one-packet-per-wake-up pacing, AirPlay 2
+    /// sends 40 ms bursts).
+    public var sendAhead: Duration?
+    public static let raopDefaultSendAhead: Duration = .zero
+    public static let airPlay2DefaultSendAhead: Duration = .milliseconds(40)
     /// After the source ends, send `latencyFrames` of silence so the receiver plays everything
     /// before TEARDOWN.
     public var padWithSilence: Bool
@@ -65,6 +74,7 @@ public struct RAOPOptions: Sendable {
         self.requestTimeout = requestTimeout
         self.feedbackInterval = feedbackInterval
         self.syncInterval = syncInterval
+        sendAhead = nil
         self.padWithSilence = padWithSilence
         self.leadInPackets = max(0, leadInPackets)
         self.requestInfo = requestInfo
@@ -480,13 +490,13 @@ public final class RAOPClient: Sendable {
     ) async throws where S.Element == PCMPacket {
         publish(.streaming, live: live, options: options)
         let fpp = format.framesPerPacket
-        // Encode about 1 s ahead; the producer is woken when half of it has been sent.
+        // Encode about 2 s ahead; the producer is woken when it is down to 0.5 s (a wake-up per 1.5 s).
         let perSecond = max(4, format.sampleRate / fpp)
-        let pipe = RAOPPayloadPipe(highWater: perSecond, lowWater: perSecond / 2)
+        let pipe = RAOPPayloadPipe(highWater: 2 * perSecond, lowWater: perSecond / 2)
         let wakeup = self.wakeup
         let pacer = RAOPPacedSender(
             audio: audio.channel, audioAddress: audioAddress, control: control.channel, live: live, pipe: pipe,
-            framesPerPacket: fpp, syncInterval: options.syncInterval, t0: t0,
+            framesPerPacket: fpp, syncInterval: options.syncInterval, sendAhead: options.sendAhead ?? RAOPOptions.raopDefaultSendAhead, t0: t0,
             onOutcome: { wakeup.signal() },
             onProgress: { [self] in publish(.streaming, live: live, options: options) })
         let padding = options.padWithSilence ? (options.latencyFrames + fpp - 1) / fpp + 1 : 0

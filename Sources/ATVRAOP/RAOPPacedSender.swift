@@ -23,9 +23,14 @@ struct SenderStats: Sendable {
 }
 
 /// Sends queued audio payloads on the absolute schedule `anchor + n·framesPerPacket/sampleRate`,
-/// entirely on the audio channel's event loop: one scheduled task per due time sends every packet that
-/// is due (`write` each, one `flush`), so no thread hop happens per packet. Sync packets are sent from
-/// a repeated task on the same loop. All mutable state is touched on `eventLoop` only.
+/// entirely on the audio channel's event loop, so no thread hop happens per packet. It wakes when the
+/// first unsent packet is due and sends, in one burst (`write` each, one `flush`: one `sendmmsg`),
+/// every packet due within `sendAhead` from then: no packet leaves later than its due time, none
+/// more than `sendAhead` early, and the loop wakes about once per `sendAhead` + one packet instead of
+/// once per packet (~125 times a second). Receivers buffer the stream's latency (2 s by default), so
+/// early packets only wait there a little longer; RTP timestamps and sync packets follow the
+/// schedule, not the send time. `sendAhead` zero sends each packet on its own wake-up. Sync packets
+/// are sent from a repeated task on the same loop. All mutable state is touched on `eventLoop` only.
 final class RAOPPacedSender: @unchecked Sendable {
     let eventLoop: EventLoop
     private let audio: Channel
@@ -35,6 +40,7 @@ final class RAOPPacedSender: @unchecked Sendable {
     private let pipe: RAOPPayloadPipe
     private let framesPerPacket: Int
     private let syncInterval: TimeAmount
+    private let sendAhead: TimeAmount
     private let t0: ContinuousClock.Instant
     /// Called (on the loop) once the outcome is set.
     private let onOutcome: @Sendable () -> Void
@@ -55,7 +61,7 @@ final class RAOPPacedSender: @unchecked Sendable {
     private let outcomeBox = Mutex<RAOPPacerOutcome?>(nil)
 
     init(audio: Channel, audioAddress: SocketAddress, control: Channel, live: RAOPLiveState, pipe: RAOPPayloadPipe,
-         framesPerPacket: Int, syncInterval: Duration, t0: ContinuousClock.Instant,
+         framesPerPacket: Int, syncInterval: Duration, sendAhead: Duration = .zero, t0: ContinuousClock.Instant,
          onOutcome: @escaping @Sendable () -> Void, onProgress: @escaping @Sendable () -> Void) {
         eventLoop = audio.eventLoop
         self.audio = audio
@@ -65,6 +71,7 @@ final class RAOPPacedSender: @unchecked Sendable {
         self.pipe = pipe
         self.framesPerPacket = framesPerPacket
         self.syncInterval = .nanoseconds(max(1_000_000, RAOPPacer.nanoseconds(syncInterval)))
+        self.sendAhead = .nanoseconds(max(0, RAOPPacer.nanoseconds(sendAhead)))
         self.t0 = t0
         self.onOutcome = onOutcome
         self.onProgress = onProgress
@@ -163,16 +170,17 @@ final class RAOPPacedSender: @unchecked Sendable {
         tick()
     }
 
-    /// Sends every packet that is due, then arms the timer for the next one (or, when the queue is
-    /// empty, waits for the producer's `onAvailable`).
+    /// Sends every packet that is due within `sendAhead`, then arms the timer for the time the next
+    /// one is due (or, when the queue is empty, waits for the producer's `onAvailable`).
     private func tick() {
         cancelTimer()
         guard running else { return }
         let now = NIODeadline.now()
+        let horizon = now + sendAhead
         var wrote = false
         sending: while true {
             let due = anchor + .nanoseconds(live.pacer.nanoseconds(ofPacket: n))
-            if due > now {
+            if due > horizon {
                 // A scheduled callback allocates no promise or closure per packet.
                 scheduled = try? eventLoop.scheduleCallback(at: due, handler: PacerTimer(sender: self))
                 break

@@ -32,6 +32,8 @@ struct StreamCommand: AsyncParsableCommand {
     var airplayVersion: String = "auto"
     @Option(help: "AirPlay 2: fail when the receiver does not clock the stream within this many seconds.")
     var progressTimeout: Double = 10
+    @Option(help: "Send each burst of packets up to this many milliseconds before they are due (0 = one packet per wake-up, smoothest; higher = fewer wake-ups, less CPU). Must stay well below --latency. Default: 0 for AirPlay 1 (RAOP), 40 for AirPlay 2.")
+    var sendAhead: Int?
     @Option(help: "Settings file with stored credentials (default $XDG_CONFIG_HOME/swift-atv/devices.json).") var storage: String?
 
     func validate() throws {
@@ -40,6 +42,9 @@ struct StreamCommand: AsyncParsableCommand {
         guard ["alac", "pcm"].contains(codec) else { throw ValidationError("--codec must be alac or pcm") }
         guard (100...10_000).contains(latency) else { throw ValidationError("--latency must be within 100...10000 ms") }
         guard AirPlayVersion(rawValue: airplayVersion) != nil else { throw ValidationError("--airplay-version must be auto, 1 or 2") }
+        if let sendAhead, !(0...500).contains(sendAhead) || sendAhead * 4 > latency {
+            throw ValidationError("--send-ahead must be within 0...500 ms and at most a quarter of --latency")
+        }
         guard progressTimeout >= 0.5 && progressTimeout <= 600 else { throw ValidationError("--progress-timeout must be within 0.5...600 s") }
     }
 
@@ -53,6 +58,7 @@ struct StreamCommand: AsyncParsableCommand {
             var raopOptions = RAOPOptions(codec: codec == "pcm" ? .l16 : .alac,
                                           latencyFrames: latency * PCMFormat.sampleRate / 1000, volume: volume)
             raopOptions.progressTimeout = .milliseconds(Int64(progressTimeout * 1000))
+            raopOptions.sendAhead = sendAhead.map { .milliseconds($0) }
             let atv = try await connect(config, options: ConnectOptions(raop: raopOptions, airPlayVersion: AirPlayVersion(rawValue: airplayVersion) ?? .auto),
                                         storage: FileStorage(path: storage))
             defer { Task { await atv.close() } }

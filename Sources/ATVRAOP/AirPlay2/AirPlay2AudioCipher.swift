@@ -14,13 +14,14 @@ public struct AirPlay2AudioCipher: Sendable {
     /// Bytes an encrypted packet adds to header + payload.
     public static let overhead = tagSize + nonceTailSize
 
-    private let key: SymmetricKey
+    /// Seals with the key set up once (OpenSSL EVP; byte-identical to swift-crypto's ChaChaPoly).
+    private let sealer: ChaChaPolySealer
     /// The counter the next `seal` uses (and writes as the nonce tail).
     public private(set) var counter: UInt64
 
     public init(key: [UInt8], counter: UInt64 = 0) throws(ATVError) {
         guard key.count == 32 else { throw ATVError.badInput("AirPlay 2 audio key must be 32 bytes, got \(key.count)") }
-        self.key = SymmetricKey(data: key)
+        sealer = try ChaChaPolySealer(key: key)
         self.counter = counter
     }
 
@@ -29,20 +30,41 @@ public struct AirPlay2AudioCipher: Sendable {
         guard rtpHeader.count == Self.headerSize else {
             throw ATVError.badInput("RTP header must be 12 bytes, got \(rtpHeader.count)")
         }
-        let tail = Self.tail(counter)
-        counter &+= 1
-        do {
-            let box = try ChaChaPoly.seal(payload, using: key, nonce: ChaChaPoly.Nonce(data: [0, 0, 0, 0] + tail),
-                                          authenticating: rtpHeader[4 ..< 12])
-            var out = rtpHeader
-            out.reserveCapacity(rtpHeader.count + payload.count + Self.overhead)
-            out += box.ciphertext
-            out += box.tag
-            out += tail
-            return out
-        } catch {
-            throw ATVError.protocolError("audio encryption failed: \(error)")
+        let result = rtpHeader.withUnsafeBytes { h in
+            payload.withUnsafeBytes { p in Result { () throws(ATVError) in try seal(header: h, payload: p) } }
         }
+        return try result.get()
+    }
+
+    /// Encrypt one packet from raw memory, in a single allocation: header (12 bytes) ‖ ciphertext ‖
+    /// tag ‖ nonce tail.
+    public mutating func seal(header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) throws(ATVError) -> [UInt8] {
+        guard header.count == Self.headerSize else {
+            throw ATVError.badInput("RTP header must be 12 bytes, got \(header.count)")
+        }
+        let counter = self.counter
+        self.counter &+= 1
+        let total = Self.headerSize + payload.count + Self.overhead
+        var ok = false
+        let out = [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            raw.copyMemory(from: header)
+            let tagAt = Self.headerSize + payload.count
+            // The tail is the counter, little-endian; the nonce is 4 zero bytes ‖ tail.
+            raw.storeBytes(of: counter.littleEndian, toByteOffset: tagAt + Self.tagSize, as: UInt64.self)
+            var nonce: (UInt64, UInt32) = (0, 0)
+            withUnsafeMutableBytes(of: &nonce) { n in
+                n.storeBytes(of: 0, toByteOffset: 0, as: UInt32.self)
+                n.storeBytes(of: counter.littleEndian, toByteOffset: 4, as: UInt64.self)
+                ok = sealer.seal(nonce: UnsafeRawBufferPointer(rebasing: n[0 ..< 12]),
+                                 aad: UnsafeRawBufferPointer(rebasing: raw[4 ..< 12]), plaintext: payload,
+                                 ciphertext: UnsafeMutableRawBufferPointer(rebasing: raw[Self.headerSize ..< tagAt]),
+                                 tag: UnsafeMutableRawBufferPointer(rebasing: raw[tagAt ..< tagAt + Self.tagSize]))
+            }
+            count = total
+        }
+        guard ok else { throw ATVError.protocolError("audio encryption failed") }
+        return out
     }
 
     /// Decrypt a received packet: returns RTP header ‖ plaintext payload. A packet that is too short

@@ -259,11 +259,11 @@ extension RAOPClient {
         publish(.streaming, live: live, options: options)
         let fpp = format.framesPerPacket
         let perSecond = max(4, format.sampleRate / fpp)
-        let pipe = RAOPPayloadPipe(highWater: perSecond, lowWater: perSecond / 2)
+        let pipe = RAOPPayloadPipe(highWater: 2 * perSecond, lowWater: perSecond / 2)
         let wakeup = self.wakeup
         let pacer = RAOPPacedSender(
             audio: audio.channel, audioAddress: audioAddress, control: control.channel, live: live, pipe: pipe,
-            framesPerPacket: fpp, syncInterval: options.syncInterval, t0: t0,
+            framesPerPacket: fpp, syncInterval: options.syncInterval, sendAhead: options.sendAhead ?? RAOPOptions.airPlay2DefaultSendAhead, t0: t0,
             onOutcome: { wakeup.signal() },
             onProgress: { [self] in publish(.streaming, live: live, options: options) })
         let padding = options.padWithSilence ? (options.latencyFrames + fpp - 1) / fpp + 1 : 0
@@ -340,25 +340,40 @@ extension RAOPClient {
                 continue
             }
             let now = clock.now
+            // Sleep until the next thing to check is due (or a signal): no polling, since every
+            // wake-up of an idle process costs more CPU than the check itself.
+            var next: ContinuousClock.Instant?
+            func due(_ t: ContinuousClock.Instant) { next = next.map { min($0, t) } ?? t }
             if !paused {
                 let (count, last) = session.lastContact
-                if count == 0, now - baseline > timeout {
-                    throw ATVError.playbackError(
-                        "\(host):\(port) accepted the AirPlay 2 stream but reports no progress (no timing or retransmit request within \(timeout) of the first audio packet)")
+                if count == 0 {
+                    if now - baseline > timeout {
+                        throw ATVError.playbackError(
+                            "\(host):\(port) accepted the AirPlay 2 stream but reports no progress (no timing or retransmit request within \(timeout) of the first audio packet)")
+                    }
+                    due(baseline + timeout)
                 }
-                if let last, now - max(last, baseline) > timeout * 3 {
-                    throw ATVError.playbackError(
-                        "\(host):\(port) stopped reporting progress (no timing or retransmit request for \(timeout * 3))")
+                if let last {
+                    if now - max(last, baseline) > timeout * 3 {
+                        throw ATVError.playbackError(
+                            "\(host):\(port) stopped reporting progress (no timing or retransmit request for \(timeout * 3))")
+                    }
+                    due(max(last, baseline) + timeout * 3)
                 }
             }
-            if let at = volumeResendAt, now >= at {
-                volumeResendAt = nil
-                if let volume = controls.withLock({ $0.options.volume }) {
-                    // tvOS 26.6 plays silence until the volume is sent again after audio started.
-                    Task { await session.setVolume(dB: RAOPVolume.dB(fromPercent: volume)) }
+            if let at = volumeResendAt {
+                if now >= at {
+                    volumeResendAt = nil
+                    if let volume = controls.withLock({ $0.options.volume }) {
+                        // tvOS 26.6 plays silence until the volume is sent again after audio started.
+                        Task { await session.setVolume(dB: RAOPVolume.dB(fromPercent: volume)) }
+                    }
+                } else {
+                    due(at)
                 }
             }
-            await wakeup.wait(since: generation, until: now + .milliseconds(250))
+            // A millisecond past the deadline, so the strict comparisons above hold when it is checked.
+            await wakeup.wait(since: generation, until: next.map { $0 + .milliseconds(1) })
         }
     }
 }
