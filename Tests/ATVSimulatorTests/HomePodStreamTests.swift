@@ -220,7 +220,9 @@ import Testing
         // Garbage inside the encrypted event channel and control channel, then raw garbage frames.
         let eventGarbage = try await HomePodTestClient.connect(port: try #require(pod.report().eventPort))
         try await eventGarbage.writeRaw(junk(500))
-        try await session.control.writeRaw(junk(64))
+        // A whole frame (length 32, then 32 bytes and a 16-byte tag) whose tag can't verify: random
+        // bytes would sometimes announce a longer frame and leave the receiver waiting for the rest.
+        try await session.control.writeRaw([0x20, 0x00] + junk(32 + 16))
         #expect(try await session.control.waitForClose(timeout: .seconds(5)))
         let fresh = try await HomePodTestClient.connect(port: pod.port)
         #expect(try await fresh.request("GET", "/info").status == 200)
