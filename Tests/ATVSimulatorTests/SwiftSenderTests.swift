@@ -141,7 +141,8 @@ private final class RTSPClient {
         control.sendTo(port: controlPort, RAOPSyncPacket(isFirst: true, rtpTimeLessLatency: 0, ntpTime: now, rtpTime: 11025).bytes)
         for i in order {
             audio.sendTo(port: serverPort, packets[i].bytes)
-            if i % 20 == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            // Small bursts: 20 packets at once could overflow the receiver's socket buffer on a loaded machine.
+            if i % 5 == 0 { try await Task.sleep(for: .milliseconds(4)) }
         }
 
         // Serve retransmit requests until none come for a while.
