@@ -37,6 +37,8 @@ let package = Package(
         // Layer 2: auth and discovery.
         .target(name: "ATVAuth", dependencies: [
             "ATVCore", "COpenSSL",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ], swiftSettings: swift6),

@@ -1,12 +1,8 @@
-// The I/O shell of the Companion proxy: listens as an accessory, and for each controller that
-// connects opens a connection to the real device and runs a CompanionProxySession between them.
-// Everything of one link runs on the controller channel's event loop.
+// The Companion proxy: the shared HAPProxyServer shell driving a CompanionProxySession per
+// controller, its outputs turned into events (one decoded line each).
 import ATVAuth
 import ATVCore
 import Logging
-import NIOCore
-import NIOPosix
-import Synchronization
 
 public final class CompanionProxy: Sendable {
     public struct Configuration: Sendable {
@@ -46,178 +42,59 @@ public final class CompanionProxy: Sendable {
     }
 
     public let configuration: Configuration
-    let channel: Channel
-    let controllers = Mutex<[HAPPairedController]>([])
-    let handler: @Sendable (Event) -> Void
+    let server: HAPProxyServer<CompanionProxySession>
 
-    init(configuration: Configuration, channel: Channel, handler: @escaping @Sendable (Event) -> Void) {
+    init(configuration: Configuration, server: HAPProxyServer<CompanionProxySession>) {
         self.configuration = configuration
-        self.channel = channel
-        self.handler = handler
+        self.server = server
     }
 
-    public var port: Int { channel.localAddress?.port ?? 0 }
-    public var pairedControllers: [HAPPairedController] { controllers.withLock { $0 } }
+    public var port: Int { server.port }
+    public var pairedControllers: [HAPPairedController] { server.pairedControllers }
 
     public static func start(_ configuration: Configuration, events: @escaping @Sendable (Event) -> Void) async throws -> CompanionProxy {
-        let box = Mutex<CompanionProxy?>(nil)
-        let channel: Channel
-        do {
-            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        guard let proxy = box.withLock({ $0 }) else { throw ATVError.invalidState("proxy is not ready") }
-                        try ch.pipeline.syncOperations.addHandler(ProxyControllerHandler(proxy: proxy))
-                    }
+        let c = configuration
+        let logger = Logger(label: "atv.proxy.companion")
+        let hooks = HAPProxyServer<CompanionProxySession>.Hooks(
+            makeSession: { CompanionProxySession(identity: c.identity, pin: c.pin, credentials: c.credentials) },
+            action: { o in
+                switch o {
+                case .sendToController(let b): .toController(b)
+                case .sendToDevice(let b): .toDevice(b)
+                case .paired(let p): .paired(p)
+                case .deviceVerified: .deviceVerified
+                case .controllerVerified, .controllerAuthFailed, .forwarded: .none
                 }
-                .bind(host: configuration.listenHost, port: configuration.listenPort).get()
-        } catch {
-            throw ATVError.connectionFailed("cannot listen on \(configuration.listenHost):\(configuration.listenPort): \(error)")
-        }
-        let proxy = CompanionProxy(configuration: configuration, channel: channel, handler: events)
-        proxy.controllers.withLock { $0 = configuration.controllers }
-        box.withLock { $0 = proxy }
-        return proxy
+            },
+            output: { o in
+                switch o {
+                case .sendToController, .sendToDevice: break
+                case .paired(let p): events(.controllerPaired(p))
+                case .controllerVerified(let p): events(.controllerVerified(String(decoding: p.identifier, as: UTF8.self)))
+                case .controllerAuthFailed(let e): events(.controllerAuthFailed("\(e)"))
+                case .deviceVerified: events(.deviceVerified)
+                case .forwarded(let d, let f):
+                    logger.debug("companion frame \(d.rawValue) type=\(f.type) opack=\(Hex.encode(f.payload))")
+                    events(.frame(d, f))
+                }
+            },
+            controllerConnected: { events(.controllerConnected($0)) },
+            deviceFailed: { events(.deviceFailed($0)) },
+            closed: { events(.closed($0)) })
+        let endpoints = HAPProxyServer<CompanionProxySession>.Endpoints(
+            listenHost: c.listenHost, listenPort: c.listenPort, deviceHost: c.deviceHost, devicePort: c.devicePort, timeout: c.connectTimeout)
+        let server = try await HAPProxyServer.start(endpoints, controllers: c.controllers, hooks: hooks)
+        return CompanionProxy(configuration: configuration, server: server)
     }
 
     public func stop() async {
-        try? await channel.close()
-    }
-
-    func addController(_ c: HAPPairedController) {
-        controllers.withLock { list in
-            list.removeAll { $0.identifier == c.identifier }
-            list.append(c)
-        }
+        await server.stop()
     }
 }
 
-/// One link: the controller's channel, the device's, and the session between them (event-loop confined).
-final class ProxyControllerHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-    let proxy: CompanionProxy
-    var session: CompanionProxySession
-    var controller: Channel?
-    var device: Channel?
-    var closed = false
-    let logger = Logger(label: "atv.proxy.companion")
-
-    init(proxy: CompanionProxy) {
-        self.proxy = proxy
-        session = CompanionProxySession(identity: proxy.configuration.identity, pin: proxy.configuration.pin,
-                                        credentials: proxy.configuration.credentials)
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        let ch = context.channel
-        controller = ch
-        proxy.handler(.controllerConnected("\(ch.remoteAddress.map { "\($0)" } ?? "?")"))
-        let c = proxy.configuration
-        let t = c.connectTimeout.components
-        ClientBootstrap(group: ch.eventLoop)
-            .connectTimeout(.milliseconds(t.seconds * 1000 + t.attoseconds / 1_000_000_000_000_000))
-            .channelInitializer { dch in
-                dch.eventLoop.makeCompletedFuture { try dch.pipeline.syncOperations.addHandler(ProxyDeviceHandler(link: self)) }
-            }
-            .connect(host: c.deviceHost, port: c.devicePort)
-            .whenComplete { result in
-                switch result {
-                case .success(let dch):
-                    self.device = dch
-                    if self.closed { dch.close(promise: nil); return }
-                    self.perform { s throws(ATVError) in try s.start() }
-                case .failure(let error):
-                    self.proxy.handler(.deviceFailed("cannot connect to \(c.deviceHost):\(c.devicePort): \(error)"))
-                    self.close("device unreachable")
-                }
-            }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buf = unwrapInboundIn(data)
-        let bytes = buf.readBytes(length: buf.readableBytes) ?? []
-        let known = proxy.pairedControllers
-        perform { s throws(ATVError) in try s.fromController(bytes, controllers: known) }
-    }
-
-    func fromDevice(_ bytes: [UInt8]) {
-        perform { s throws(ATVError) in try s.fromDevice(bytes) }
-    }
-
-    func perform(_ step: (inout CompanionProxySession) throws(ATVError) -> [CompanionProxySession.Output]) {
-        let outputs: [CompanionProxySession.Output]
-        do { outputs = try step(&session) } catch {
-            proxy.handler(.closed("\(error)"))
-            close("\(error)")
-            return
-        }
-        for o in outputs {
-            switch o {
-            case .sendToController(let b): write(controller, b)
-            case .sendToDevice(let b): write(device, b)
-            case .paired(let c):
-                proxy.addController(c)
-                proxy.handler(.controllerPaired(c))
-            case .controllerVerified(let c): proxy.handler(.controllerVerified(String(decoding: c.identifier, as: UTF8.self)))
-            case .controllerAuthFailed(let e): proxy.handler(.controllerAuthFailed("\(e)"))
-            case .deviceVerified: proxy.handler(.deviceVerified)
-            case .forwarded(let d, let f):
-                logger.debug("companion frame \(d.rawValue) type=\(f.type) opack=\(Hex.encode(f.payload))")
-                proxy.handler(.frame(d, f))
-            }
-        }
-    }
-
-    func write(_ ch: Channel?, _ bytes: [UInt8]) {
-        guard let ch else { return }
-        ch.writeAndFlush(ch.allocator.buffer(bytes: bytes), promise: nil)
-    }
-
-    func close(_ why: String) {
-        guard !closed else { return }
-        closed = true
-        controller?.close(promise: nil)
-        device?.close(promise: nil)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        if !closed { proxy.handler(.closed("controller disconnected")) }
-        close("controller disconnected")
-    }
-
-    func deviceInactive() {
-        if !closed { proxy.handler(.closed("device disconnected")) }
-        close("device disconnected")
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
-}
-
-final class ProxyDeviceHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-    let link: ProxyControllerHandler
-    init(link: ProxyControllerHandler) { self.link = link }
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buf = unwrapInboundIn(data)
-        link.fromDevice(buf.readBytes(length: buf.readableBytes) ?? [])
-    }
-    func channelInactive(context: ChannelHandlerContext) { link.deviceInactive() }
-    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
-}
+extension CompanionProxySession: HAPProxySession {}
 
 extension CompanionProxy {
-    /// A pairing identity derived from `name` (same name, same keys: controllers stay paired
-    /// across restarts, as with atvproxy's fixed server key).
-    public static func identity(for name: String) throws(ATVError) -> HAPIdentity {
-        let seed = HAPKeys.hkdf(salt: "swift-atv-proxy-seed", info: name, secret: Array(name.utf8), length: 32)
-        let u = HAPKeys.hkdf(salt: "swift-atv-proxy-id", info: name, secret: Array(name.utf8), length: 16)
-        let h = Hex.encode(u, uppercase: true)
-        let a = Array(h)
-        let id = [a[0 ..< 8], a[8 ..< 12], a[12 ..< 16], a[16 ..< 20], a[20 ..< 32]].map { String($0) }.joined(separator: "-")
-        return try HAPIdentity(identifier: id, seed: seed)
-    }
-
     /// One line for a forwarded frame: its type and, for OPACK frames, the decoded message.
     public static func describe(_ frame: CompanionFrame) -> String {
         let type = CompanionFrameType(rawValue: frame.type).map { "\($0)" } ?? String(format: "0x%02x", frame.type)

@@ -212,16 +212,6 @@ public struct MRPProxySession: Sendable {
 }
 
 extension MRPProxySession {
-    /// A pairing identity derived from `name` (same name, same keys: controllers stay paired across
-    /// restarts, as with atvproxy's fixed server key). Same derivation as the Companion proxy's.
-    public static func identity(for name: String) throws(ATVError) -> HAPIdentity {
-        let seed = HAPKeys.hkdf(salt: "swift-atv-proxy-seed", info: name, secret: Array(name.utf8), length: 32)
-        let u = HAPKeys.hkdf(salt: "swift-atv-proxy-id", info: name, secret: Array(name.utf8), length: 16)
-        let a = Array(Hex.encode(u, uppercase: true))
-        let id = [a[0 ..< 8], a[8 ..< 12], a[12 ..< 16], a[16 ..< 20], a[20 ..< 32]].map { String($0) }.joined(separator: "-")
-        return try HAPIdentity(identifier: id, seed: seed)
-    }
-
     /// One line for a message: its type and its protobuf text form (inner message included),
     /// cut after `limit` characters (artwork replies can be megabytes).
     public static func describe(_ message: MRPProtocolMessage, limit: Int = 4000) -> String {

@@ -16,6 +16,61 @@ struct Proxy: AsyncParsableCommand {
         subcommands: [ProxyCompanion.self, ProxyMRP.self, ProxyRelay.self])
 }
 
+/// The options both HAP proxies take.
+struct ProxyOptions: ParsableArguments {
+    @Option(help: "Credentials for the device (default: the stored ones).") var credentials: String?
+    @Option(help: "Settings file with stored credentials.") var storage: String?
+    @Option(help: "PIN controllers pair with.") var pin: String = "1111"
+    @Option(help: "Name to advertise (default: \"<device name> Proxy\").") var name: String?
+    @Option(help: "Address to listen on.") var listen: String = "127.0.0.1"
+    @Option(help: "Port to listen on (0 = any free port).") var listenPort: Int = 0
+    @Option(help: "Also append the decoded messages to this file.") var log: String?
+    @Flag(help: "Do not advertise the proxy over mDNS.") var noAdvertise = false
+    @Option(help: "Keep the controllers that paired in this JSON file (loaded at start, saved on each pairing).") var pairings: String?
+
+    func validate() throws {
+        guard !pin.isEmpty, pin.allSatisfy(\.isNumber) else { throw ValidationError("--pin must be digits") }
+        guard (0 ... 65535).contains(listenPort) else { throw ValidationError("--listen-port must be 0...65535") }
+    }
+
+    /// The device, its `proto` service (stored settings applied) and the credentials to pair-verify with.
+    func target(_ device: DeviceOptions, _ proto: ATVProtocol) async throws -> (DeviceConfig, ServiceConfig, HAPCredentials) {
+        var config: DeviceConfig
+        if device.to == nil, let host = device.host, let port = device.port {
+            config = DeviceConfig(name: host, address: host, services: [ServiceConfig(protocol: proto, identifier: host, port: port)])
+        } else {
+            config = try await findDevice(device)
+            if let p = device.port { config.updateService(proto) { $0.port = p } }
+            let store = FileStorage(path: storage)
+            if config.identifier != nil { store.apply(try store.settings(for: config), to: &config) }
+        }
+        guard let service = config.service(proto) else { throw ATVError.noService(proto) }
+        guard let text = credentials ?? service.credentials, !text.isEmpty else { throw ATVError.noCredentials(proto) }
+        return (config, service, try HAPCredentials(parsing: text))
+    }
+
+    /// Advertises `service` (unless --no-advertise), runs until Ctrl-C, then stops the proxy.
+    func serve(advertising service: MDNSService, stop: @escaping @Sendable () async -> Void) async {
+        var responder: MDNSResponder?
+        if !noAdvertise {
+            do {
+                responder = try await MDNSResponder.start([service], options: .init(interfaceAddresses: [listen]))
+                let type = service.type.replacingOccurrences(of: ".local", with: "")
+                print("Advertising \"\(printable(service.instance))\" (\(type)) on \(listen) via mDNS")
+            } catch {
+                print("Warning: not advertising over mDNS: \(error)")
+            }
+        }
+        fflush(nil)
+        let r = responder
+        let interrupt = InterruptHandler { Task { await r?.stop(); await stop() } }
+        defer { interrupt.cancel() }
+        while !interrupt.interrupted { try? await Task.sleep(for: .milliseconds(100)) }
+        await r?.stop()
+        await stop()
+    }
+}
+
 struct ProxyCompanion: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "companion",
         abstract: "Companion proxy: controllers pair with it (PIN), it forwards to the device and logs every message.",
@@ -28,43 +83,18 @@ struct ProxyCompanion: AsyncParsableCommand {
         """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
-    @Option(help: "Companion credentials for the device (default: the stored ones).") var credentials: String?
-    @Option(help: "Settings file with stored credentials.") var storage: String?
-    @Option(help: "PIN controllers pair with.") var pin: String = "1111"
-    @Option(help: "Name to advertise (default: \"<device name> Proxy\").") var name: String?
-    @Option(help: "Address to listen on.") var listen: String = "127.0.0.1"
-    @Option(help: "Port to listen on (0 = any free port).") var listenPort: Int = 0
-    @Option(help: "Also append the decoded messages to this file.") var log: String?
-    @Flag(help: "Do not advertise _companion-link._tcp over mDNS.") var noAdvertise = false
-    @Option(help: "Keep the controllers that paired in this JSON file (loaded at start, saved on each pairing).") var pairings: String?
-
-    func validate() throws {
-        guard !pin.isEmpty, pin.allSatisfy(\.isNumber) else { throw ValidationError("--pin must be digits") }
-        guard (0 ... 65535).contains(listenPort) else { throw ValidationError("--listen-port must be 0...65535") }
-    }
+    @OptionGroup var options: ProxyOptions
 
     func run() async throws {
         global.bootstrapLogging()
         try await runReportingErrors {
-            // The device and its Companion port.
-            var config: DeviceConfig
-            if device.to == nil, let host = device.host, let port = device.port {
-                config = DeviceConfig(name: host, address: host, services: [ServiceConfig(protocol: .companion, identifier: host, port: port)])
-            } else {
-                config = try await findDevice(device)
-                if let p = device.port { config.updateService(.companion) { $0.port = p } }
-                let store = FileStorage(path: storage)
-                if config.identifier != nil { store.apply(try store.settings(for: config), to: &config) }
-            }
-            guard let service = config.service(.companion) else { throw ATVError.noService(.companion) }
-            guard let text = credentials ?? service.credentials, !text.isEmpty else { throw ATVError.noCredentials(.companion) }
-            let creds = try HAPCredentials(parsing: text)
-            let proxyName = name ?? "\(config.name) Proxy"
-            let identity = try CompanionProxy.identity(for: proxyName)
-            let sink = try ProxyLogSink(path: log)
-            let store = ProxyPairings(path: pairings)
-            var proxyConfig = CompanionProxy.Configuration(listenHost: listen, listenPort: listenPort, deviceHost: config.address,
-                                                           devicePort: service.port, credentials: creds, identity: identity, pin: pin)
+            let (config, service, creds) = try await options.target(device, .companion)
+            let proxyName = options.name ?? "\(config.name) Proxy"
+            let identity = try HAPIdentity.proxy(named: proxyName)
+            let sink = try ProxyLogSink(path: options.log)
+            let store = ProxyPairings(path: options.pairings)
+            var proxyConfig = CompanionProxy.Configuration(listenHost: options.listen, listenPort: options.listenPort, deviceHost: config.address,
+                                                           devicePort: service.port, credentials: creds, identity: identity, pin: options.pin)
             proxyConfig.controllers = try store.load()
             let proxy = try await CompanionProxy.start(proxyConfig) { event in
                 sink.write(ProxyLogSink.line(event))
@@ -72,30 +102,15 @@ struct ProxyCompanion: AsyncParsableCommand {
                     do { try store.add(c) } catch { sink.write("proxy: \(error)") }
                 }
             }
-            print("Companion proxy \"\(printable(proxyName))\" listening on \(listen):\(proxy.port), PIN \(pin), forwarding to \(config.address):\(service.port)")
-            var responder: MDNSResponder?
-            if !noAdvertise {
-                let compact = Hex.encode(identity.publicKey.prefix(6))
-                let txt: [String: String] = ["rpMac": "2", "rpHN": compact, "rpFl": "0x36782", "rpHA": compact, "rpMd": "AppleTV6,2",
-                                             "rpVr": "715.2", "rpAD": compact, "rpHI": compact,
-                                             "rpBA": stride(from: 0, to: 12, by: 2).map { i in String(Array(compact)[i ..< i + 2]).uppercased() }.joined(separator: ":"),
-                                             "rpMRtID": String(decoding: identity.identifier, as: UTF8.self)]
-                let service = MDNSService(instance: proxyName, type: "_companion-link._tcp.local", port: UInt16(proxy.port), txt: txt,
-                                          hostName: "swift-atv-proxy-\(compact).local", address: listen)
-                do {
-                    responder = try await MDNSResponder.start([service], options: .init(interfaceAddresses: [listen]))
-                    print("Advertising \"\(printable(proxyName))\" (_companion-link._tcp) on \(listen) via mDNS")
-                } catch {
-                    print("Warning: not advertising over mDNS: \(error)")
-                }
-            }
-            fflush(nil)
-            let r = responder
-            let stop = InterruptHandler { Task { await r?.stop(); await proxy.stop() } }
-            defer { stop.cancel() }
-            while !stop.interrupted { try? await Task.sleep(for: .milliseconds(100)) }
-            await r?.stop()
-            await proxy.stop()
+            print("Companion proxy \"\(printable(proxyName))\" listening on \(options.listen):\(proxy.port), PIN \(options.pin), forwarding to \(config.address):\(service.port)")
+            let compact = Hex.encode(identity.publicKey.prefix(6))
+            let txt: [String: String] = ["rpMac": "2", "rpHN": compact, "rpFl": "0x36782", "rpHA": compact, "rpMd": "AppleTV6,2",
+                                         "rpVr": "715.2", "rpAD": compact, "rpHI": compact,
+                                         "rpBA": stride(from: 0, to: 12, by: 2).map { i in String(Array(compact)[i ..< i + 2]).uppercased() }.joined(separator: ":"),
+                                         "rpMRtID": String(decoding: identity.identifier, as: UTF8.self)]
+            await options.serve(advertising: MDNSService(instance: proxyName, type: "_companion-link._tcp.local", port: UInt16(proxy.port), txt: txt,
+                                                         hostName: "swift-atv-proxy-\(compact).local", address: options.listen),
+                                stop: { await proxy.stop() })
         }
     }
 }
@@ -115,42 +130,18 @@ struct ProxyMRP: AsyncParsableCommand {
         """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
-    @Option(help: "MRP credentials for the device (default: the stored ones).") var credentials: String?
-    @Option(help: "Settings file with stored credentials.") var storage: String?
-    @Option(help: "PIN controllers pair with.") var pin: String = "1111"
-    @Option(help: "Name to advertise (default: \"<device name> Proxy\").") var name: String?
-    @Option(help: "Address to listen on.") var listen: String = "127.0.0.1"
-    @Option(help: "Port to listen on (0 = any free port).") var listenPort: Int = 0
-    @Option(help: "Also append the decoded messages to this file.") var log: String?
-    @Flag(help: "Do not advertise _mediaremotetv._tcp over mDNS.") var noAdvertise = false
-    @Option(help: "Keep the controllers that paired in this JSON file (loaded at start, saved on each pairing).") var pairings: String?
-
-    func validate() throws {
-        guard !pin.isEmpty, pin.allSatisfy(\.isNumber) else { throw ValidationError("--pin must be digits") }
-        guard (0 ... 65535).contains(listenPort) else { throw ValidationError("--listen-port must be 0...65535") }
-    }
+    @OptionGroup var options: ProxyOptions
 
     func run() async throws {
         global.bootstrapLogging()
         try await runReportingErrors {
-            var config: DeviceConfig
-            if device.to == nil, let host = device.host, let port = device.port {
-                config = DeviceConfig(name: host, address: host, services: [ServiceConfig(protocol: .mrp, identifier: host, port: port)])
-            } else {
-                config = try await findDevice(device)
-                if let p = device.port { config.updateService(.mrp) { $0.port = p } }
-                let store = FileStorage(path: storage)
-                if config.identifier != nil { store.apply(try store.settings(for: config), to: &config) }
-            }
-            guard let service = config.service(.mrp) else { throw ATVError.noService(.mrp) }
-            guard let text = credentials ?? service.credentials, !text.isEmpty else { throw ATVError.noCredentials(.mrp) }
-            let creds = try HAPCredentials(parsing: text)
-            let proxyName = name ?? "\(config.name) Proxy"
-            let identity = try MRPProxySession.identity(for: proxyName)
-            let sink = try ProxyLogSink(path: log)
-            let store = ProxyPairings(path: pairings)
-            var proxyConfig = MRPProxy.Configuration(listenHost: listen, listenPort: listenPort, deviceHost: config.address,
-                                                     devicePort: service.port, credentials: creds, identity: identity, pin: pin, name: proxyName)
+            let (config, service, creds) = try await options.target(device, .mrp)
+            let proxyName = options.name ?? "\(config.name) Proxy"
+            let identity = try HAPIdentity.proxy(named: proxyName)
+            let sink = try ProxyLogSink(path: options.log)
+            let store = ProxyPairings(path: options.pairings)
+            var proxyConfig = MRPProxy.Configuration(listenHost: options.listen, listenPort: options.listenPort, deviceHost: config.address,
+                                                     devicePort: service.port, credentials: creds, identity: identity, pin: options.pin, name: proxyName)
             proxyConfig.controllers = try store.load()
             let proxy = try await MRPProxy.start(proxyConfig) { event in
                 sink.write(ProxyLogSink.line(event))
@@ -158,30 +149,15 @@ struct ProxyMRP: AsyncParsableCommand {
                     do { try store.add(c) } catch { sink.write("proxy: \(error)") }
                 }
             }
-            print("MRP proxy \"\(printable(proxyName))\" listening on \(listen):\(proxy.port), PIN \(pin), forwarding to \(config.address):\(service.port)")
-            var responder: MDNSResponder?
-            if !noAdvertise {
-                let pairingID = String(decoding: identity.identifier, as: UTF8.self)
-                let txt: [String: String] = ["Name": proxyName, "UniqueIdentifier": pairingID, "ModelName": "Apple TV",
-                                             "SystemBuildVersion": "17K449", "AllowPairing": "YES", "BluetoothAddress": "",
-                                             "LocalAirPlayReceiverPairingIdentity": pairingID]
-                let compact = Hex.encode(identity.publicKey.prefix(6))
-                let service = MDNSService(instance: proxyName, type: "_mediaremotetv._tcp.local", port: UInt16(proxy.port), txt: txt,
-                                          hostName: "swift-atv-mrp-proxy-\(compact).local", address: listen)
-                do {
-                    responder = try await MDNSResponder.start([service], options: .init(interfaceAddresses: [listen]))
-                    print("Advertising \"\(printable(proxyName))\" (_mediaremotetv._tcp) on \(listen) via mDNS")
-                } catch {
-                    print("Warning: not advertising over mDNS: \(error)")
-                }
-            }
-            fflush(nil)
-            let r = responder
-            let stop = InterruptHandler { Task { await r?.stop(); await proxy.stop() } }
-            defer { stop.cancel() }
-            while !stop.interrupted { try? await Task.sleep(for: .milliseconds(100)) }
-            await r?.stop()
-            await proxy.stop()
+            print("MRP proxy \"\(printable(proxyName))\" listening on \(options.listen):\(proxy.port), PIN \(options.pin), forwarding to \(config.address):\(service.port)")
+            let pairingID = String(decoding: identity.identifier, as: UTF8.self)
+            let txt: [String: String] = ["Name": proxyName, "UniqueIdentifier": pairingID, "ModelName": "Apple TV",
+                                         "SystemBuildVersion": "17K449", "AllowPairing": "YES", "BluetoothAddress": "",
+                                         "LocalAirPlayReceiverPairingIdentity": pairingID]
+            let compact = Hex.encode(identity.publicKey.prefix(6))
+            await options.serve(advertising: MDNSService(instance: proxyName, type: "_mediaremotetv._tcp.local", port: UInt16(proxy.port), txt: txt,
+                                                         hostName: "swift-atv-mrp-proxy-\(compact).local", address: options.listen),
+                                stop: { await proxy.stop() })
         }
     }
 }

@@ -26,7 +26,7 @@ struct ProxySessionTests {
                                        deviceID: deviceIdentity.identifier, clientID: proxyAsClient.identifier)
             deviceControllers = [HAPPairedController(identifier: proxyAsClient.identifier, publicKey: proxyAsClient.publicKey)]
             device = CompanionAccessoryConnection(identity: deviceIdentity, pin: "2222")
-            proxy = CompanionProxySession(identity: try CompanionProxy.identity(for: "Test Proxy"), pin: "1111", credentials: creds)
+            proxy = CompanionProxySession(identity: try HAPIdentity.proxy(named: "Test Proxy"), pin: "1111", credentials: creds)
         }
 
         /// Runs proxy outputs to completion; returns what reached the controller (raw bytes).
@@ -85,7 +85,7 @@ struct ProxySessionTests {
             }
         }
         #expect(link.proxyControllers.count == 1)
-        let proxyIdentity = try CompanionProxy.identity(for: "Test Proxy")
+        let proxyIdentity = try HAPIdentity.proxy(named: "Test Proxy")
         #expect(creds?.deviceID == proxyIdentity.identifier)
 
         // Pair-verify, then an encrypted request crosses to the device and its response comes back.

@@ -70,7 +70,7 @@ struct MRPProxySessionTests {
                                        deviceID: deviceIdentity.identifier, clientID: proxyAsClient.identifier)
             device = Device(identity: deviceIdentity,
                             controllers: [HAPPairedController(identifier: proxyAsClient.identifier, publicKey: proxyAsClient.publicKey)])
-            proxy = MRPProxySession(identity: try MRPProxySession.identity(for: "Test Proxy"), pin: "1111", credentials: creds, name: "Test Proxy")
+            proxy = MRPProxySession(identity: try HAPIdentity.proxy(named: "Test Proxy"), pin: "1111", credentials: creds, name: "Test Proxy")
         }
 
         /// Runs proxy outputs to completion; returns what reached the controller (raw bytes).
@@ -192,8 +192,8 @@ struct MRPProxySessionTests {
     }
 
     @Test func sameNameSameIdentity() throws {
-        let a = try MRPProxySession.identity(for: "Den Proxy"), b = try MRPProxySession.identity(for: "Den Proxy")
-        let c = try MRPProxySession.identity(for: "Other Proxy")
+        let a = try HAPIdentity.proxy(named: "Den Proxy"), b = try HAPIdentity.proxy(named: "Den Proxy")
+        let c = try HAPIdentity.proxy(named: "Other Proxy")
         #expect(a.identifier == b.identifier && a.publicKey == b.publicKey)
         #expect(a.publicKey != c.publicKey)
     }
