@@ -69,31 +69,20 @@ public struct RAOPStreamer: Sendable {
     /// it in the backlog and returns its bytes. The first packet (and the first after a flush)
     /// carries the marker bit.
     public mutating func packetize(payload: [UInt8], frames: Int) -> [UInt8] {
-        // The 12-byte RTP header (version 2, payload type 0x60, the marker on the first packet).
-        var header: (UInt32, UInt32, UInt32) = (0, 0, 0)
-        withUnsafeMutableBytes(of: &header) { h in
-            h[0] = 0x80
-            h[1] = (markNext ? 0x80 : 0) | RAOPAudioPacket.payloadType
-            h.storeBytes(of: nextSequence.bigEndian, toByteOffset: 2, as: UInt16.self)
-            h.storeBytes(of: nextRTPTime.bigEndian, toByteOffset: 4, as: UInt32.self)
-            h.storeBytes(of: ssrc.bigEndian, toByteOffset: 8, as: UInt32.self)
-        }
-        let bytes: [UInt8] = withUnsafeBytes(of: header) { h in
-            payload.withUnsafeBytes { p in
-                if audioCipher != nil, let sealed = try? audioCipher!.seal(header: h, payload: p) {
-                    // AirPlay 2: the payload is sealed; the backlog keeps the sealed bytes, so a
-                    // retransmit resends the very packet that was lost (as pyatv does).
-                    return sealed
-                }
-                return [UInt8](unsafeUninitializedCapacity: RTPHeader.size + p.count) { out, count in
-                    let raw = UnsafeMutableRawBufferPointer(out)
-                    raw.copyMemory(from: h)
-                    if p.count > 0 {
-                        UnsafeMutableRawBufferPointer(rebasing: raw[RTPHeader.size...]).copyMemory(from: p)
-                    }
-                    count = RTPHeader.size + p.count
-                }
+        let packet = RAOPAudioPacket(sequenceNumber: nextSequence, timestamp: nextRTPTime, ssrc: ssrc,
+                                     marker: markNext, payload: payload)
+        let bytes: [UInt8]
+        if audioCipher != nil {
+            // AirPlay 2: the payload is sealed; the backlog keeps the sealed bytes, so a
+            // retransmit resends the very packet that was lost (as pyatv does).
+            var raw: (UInt32, UInt32, UInt32) = (0, 0, 0)
+            let sealed = withUnsafeMutableBytes(of: &raw) { h in
+                packet.header.write(to: h)
+                return payload.withUnsafeBytes { p in try? audioCipher!.seal(header: UnsafeRawBufferPointer(h), payload: p) }
             }
+            bytes = sealed ?? packet.bytes
+        } else {
+            bytes = packet.bytes
         }
         backlog.store(sequence: nextSequence, bytes: bytes)
         markNext = false

@@ -139,17 +139,21 @@ public struct RTPHeader: Sendable, Hashable {
     }
 
     public var bytes: [UInt8] {
-        var w = ByteWriter(capacity: Self.size)
-        write(into: &w)
-        return w.bytes
+        [UInt8](unsafeUninitializedCapacity: Self.size) { out, count in
+            write(to: UnsafeMutableRawBufferPointer(out))
+            count = Self.size
+        }
     }
 
-    func write(into w: inout ByteWriter) {
-        w.u8(0x80 | (padding ? 0x20 : 0) | (hasExtension ? 0x10 : 0))
-        w.u8((marker ? 0x80 : 0) | (payloadType & 0x7F))
-        w.u16(sequenceNumber)
-        w.u32(timestamp)
-        w.u32(ssrc)
+    /// Writes the 12 header bytes at the start of `raw`, which must hold at least that many (no
+    /// allocation: the packetizer builds each audio packet around it).
+    public func write(to raw: UnsafeMutableRawBufferPointer) {
+        precondition(raw.count >= Self.size)
+        raw[0] = 0x80 | (padding ? 0x20 : 0) | (hasExtension ? 0x10 : 0)
+        raw[1] = (marker ? 0x80 : 0) | (payloadType & 0x7F)
+        raw.storeBytes(of: sequenceNumber.bigEndian, toByteOffset: 2, as: UInt16.self)
+        raw.storeBytes(of: timestamp.bigEndian, toByteOffset: 4, as: UInt32.self)
+        raw.storeBytes(of: ssrc.bigEndian, toByteOffset: 8, as: UInt32.self)
     }
 
     /// Decodes the first 12 bytes; throws on short input or an RTP version other than 2.
@@ -187,11 +191,16 @@ public struct RAOPAudioPacket: Sendable, Hashable {
     public var timestamp: UInt32 { header.timestamp }
     public var marker: Bool { header.marker }
 
+    /// Header ‖ payload, in one allocation.
     public var bytes: [UInt8] {
-        var w = ByteWriter(capacity: RTPHeader.size + payload.count)
-        header.write(into: &w)
-        w.append(payload)
-        return w.bytes
+        [UInt8](unsafeUninitializedCapacity: RTPHeader.size + payload.count) { out, count in
+            let raw = UnsafeMutableRawBufferPointer(out)
+            header.write(to: raw)
+            payload.withUnsafeBytes { p in
+                if p.count > 0 { UnsafeMutableRawBufferPointer(rebasing: raw[RTPHeader.size...]).copyMemory(from: p) }
+            }
+            count = RTPHeader.size + payload.count
+        }
     }
 
     public init(decoding bytes: some Collection<UInt8>) throws {
