@@ -509,13 +509,7 @@ final class HomePodConnection: @unchecked Sendable {
     }
 
     func bindUDP(host: String, port: Int, _ onDatagram: @escaping @Sendable ([UInt8]) -> Void) -> EventLoopFuture<Channel> {
-        DatagramBootstrap(group: loop)
-            .channelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture {
-                    try ch.pipeline.syncOperations.addHandler(DatagramHandler(onDatagram: onDatagram))
-                }
-            }
-            .bind(host: host, port: port)
+        DatagramHandler.bind(loop: loop, host: host, port: port, onDatagram)
     }
 
     // MARK: End

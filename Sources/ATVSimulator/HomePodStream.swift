@@ -60,8 +60,8 @@ final class HomePodStream: @unchecked Sendable {
         } catch {
             return loop.makeFailedFuture(error)
         }
-        let data = bind(loop: loop, host: host, port: shared.configuration.audioPort) { [stream] b in stream.dataDatagram(b) }
-        let control = bind(loop: loop, host: host, port: 0) { [stream] b in stream.controlDatagram(b) }
+        let data = DatagramHandler.bind(loop: loop, host: host, port: shared.configuration.audioPort) { [stream] b in stream.dataDatagram(b) }
+        let control = DatagramHandler.bind(loop: loop, host: host, port: 0) { [stream] b in stream.controlDatagram(b) }
         return data.and(control).map { d, c in
             stream.dataChannel = d
             stream.controlChannel = c
@@ -72,17 +72,6 @@ final class HomePodStream: @unchecked Sendable {
         }
     }
 
-    private static func bind(loop: EventLoop, host: String, port: Int,
-                             _ onDatagram: @escaping @Sendable ([UInt8]) -> Void) -> EventLoopFuture<Channel> {
-        DatagramBootstrap(group: loop)
-            .channelOption(.socketOption(.so_rcvbuf), value: 4 * 1024 * 1024)
-            .channelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture {
-                    try ch.pipeline.syncOperations.addHandler(DatagramHandler(onDatagram: onDatagram))
-                }
-            }
-            .bind(host: host, port: port)
-    }
 
     /// `RTP-Info: seq=N;rtptime=T` names the next packet, so a lost first packet counts as a gap.
     func expectFirstPacket(_ rtpInfo: String?) {

@@ -260,13 +260,7 @@ final class SpeakerSession: @unchecked Sendable {
     // MARK: UDP
 
     private func bindUDP(host: String, _ onDatagram: @escaping @Sendable ([UInt8]) -> Void) -> EventLoopFuture<Channel> {
-        DatagramBootstrap(group: loop)
-            .channelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture {
-                    try ch.pipeline.syncOperations.addHandler(DatagramHandler(onDatagram: onDatagram))
-                }
-            }
-            .bind(host: host, port: 0)
+        DatagramHandler.bind(loop: loop, host: host, port: 0, onDatagram)
     }
 
     private func startTimers() {
@@ -473,6 +467,20 @@ final class DatagramHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     let onDatagram: @Sendable ([UInt8]) -> Void
     init(onDatagram: @escaping @Sendable ([UInt8]) -> Void) { self.onDatagram = onDatagram }
+
+    /// A UDP socket of a virtual receiver, with a 4 MB receive buffer as real receivers have, so a
+    /// burst from a sender is not dropped while the event loop is busy.
+    static func bind(loop: EventLoop, host: String, port: Int,
+                     _ onDatagram: @escaping @Sendable ([UInt8]) -> Void) -> EventLoopFuture<Channel> {
+        DatagramBootstrap(group: loop)
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 * 1024 * 1024)
+            .channelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(DatagramHandler(onDatagram: onDatagram))
+                }
+            }
+            .bind(host: host, port: port)
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)

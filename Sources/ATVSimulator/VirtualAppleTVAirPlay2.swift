@@ -309,17 +309,11 @@ final class AppleTVAirPlay2Connection: Sendable {
     private func askTime(ip: String, port: Int, host: String) async {
         let core = self.core
         guard let dest = try? SocketAddress(ipAddress: ip, port: port),
-              let ch = try? await DatagramBootstrap(group: channel.eventLoop)
-                .channelInitializer({ ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        try ch.pipeline.syncOperations.addHandler(DatagramHandler { bytes in
-                            if let p = try? RAOPTimingPacket(decoding: bytes), p.isReply {
-                                core.report.withLock { $0.timingReplies += 1 }
-                            }
-                        })
-                    }
-                })
-                .bind(host: host, port: 0).get() else { return }
+              let ch = try? await DatagramHandler.bind(loop: channel.eventLoop, host: host, port: 0, { bytes in
+                  if let p = try? RAOPTimingPacket(decoding: bytes), p.isReply {
+                      core.report.withLock { $0.timingReplies += 1 }
+                  }
+              }).get() else { return }
         let closed = state.withLock { s -> Bool in
             s.timing = ch
             return s.closed
