@@ -188,7 +188,14 @@ final class RAOPPacedSender: @unchecked Sendable {
             guard let item = pipe.pop() else { break }  // starved: the next push calls tick()
             switch item {
             case .packet(let payload, let sourceFrames, let silence):
-                send(payload, due: due, now: now, sourceFrames: sourceFrames, silence: silence)
+                do {
+                    try send(payload, due: due, now: now, sourceFrames: sourceFrames, silence: silence)
+                } catch {
+                    // A packet that can't be sealed ends the stream: nothing is sent in its place.
+                    if wrote { audio.flush() }
+                    end(.failed(error))
+                    return
+                }
                 wrote = true
             case .end:
                 end(.finished)
@@ -207,8 +214,12 @@ final class RAOPPacedSender: @unchecked Sendable {
         }
     }
 
-    private func send(_ payload: [UInt8], due: NIODeadline, now: NIODeadline, sourceFrames: Int, silence: Bool) {
-        let bytes = live.inner.withLock { $0.streamer.packetize(payload: payload, frames: framesPerPacket) }
+    private func send(_ payload: [UInt8], due: NIODeadline, now: NIODeadline, sourceFrames: Int,
+                      silence: Bool) throws(ATVError) {
+        let packetized = live.inner.withLock { s in
+            Result { () throws(ATVError) in try s.streamer.packetize(payload: payload, frames: framesPerPacket) }
+        }
+        let bytes = try packetized.get()
         var buffer = audio.allocator.buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)
         audio.write(AddressedEnvelope(remoteAddress: audioAddress, data: buffer), promise: nil)

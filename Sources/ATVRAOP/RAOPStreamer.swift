@@ -67,8 +67,9 @@ public struct RAOPStreamer: Sendable {
 
     /// Makes the next audio packet from an already-encoded payload covering `frames` frames, stores
     /// it in the backlog and returns its bytes. The first packet (and the first after a flush)
-    /// carries the marker bit.
-    public mutating func packetize(payload: [UInt8], frames: Int) -> [UInt8] {
+    /// carries the marker bit. AirPlay 2: a payload that can't be sealed is an error and nothing is
+    /// stored or sent in its place (never a plaintext packet).
+    public mutating func packetize(payload: [UInt8], frames: Int) throws(ATVError) -> [UInt8] {
         let packet = RAOPAudioPacket(sequenceNumber: nextSequence, timestamp: nextRTPTime, ssrc: ssrc,
                                      marker: markNext, payload: payload)
         let bytes: [UInt8]
@@ -78,9 +79,11 @@ public struct RAOPStreamer: Sendable {
             var raw: (UInt32, UInt32, UInt32) = (0, 0, 0)
             let sealed = withUnsafeMutableBytes(of: &raw) { h in
                 packet.header.write(to: h)
-                return payload.withUnsafeBytes { p in try? audioCipher!.seal(header: UnsafeRawBufferPointer(h), payload: p) }
+                return payload.withUnsafeBytes { p in
+                    Result { () throws(ATVError) in try audioCipher!.seal(header: UnsafeRawBufferPointer(h), payload: p) }
+                }
             }
-            bytes = sealed ?? packet.bytes
+            bytes = try sealed.get()
         } else {
             bytes = packet.bytes
         }

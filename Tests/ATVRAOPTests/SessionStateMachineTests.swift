@@ -158,9 +158,9 @@ private let setupTransport = "RTP/AVP/UDP;unicast;mode=record;server_port=6000;c
 @Suite struct StreamerTests {
     @Test func packetizerWrapsAndMarksFirst() throws {
         var s = RAOPStreamer(ssrc: 0xAABBCCDD, initialSequence: 65534, initialRTPTime: UInt32.max - 100, latencyFrames: 88200)
-        let p1 = try RAOPAudioPacket(decoding: s.packetize(payload: [1], frames: 352))
-        let p2 = try RAOPAudioPacket(decoding: s.packetize(payload: [2], frames: 352))
-        let p3 = try RAOPAudioPacket(decoding: s.packetize(payload: [3], frames: 352))
+        let p1 = try RAOPAudioPacket(decoding: try s.packetize(payload: [1], frames: 352))
+        let p2 = try RAOPAudioPacket(decoding: try s.packetize(payload: [2], frames: 352))
+        let p3 = try RAOPAudioPacket(decoding: try s.packetize(payload: [3], frames: 352))
         #expect(p1.marker && !p2.marker && !p3.marker)
         #expect([p1.sequenceNumber, p2.sequenceNumber, p3.sequenceNumber] == [65534, 65535, 0])
         #expect(p1.timestamp == UInt32.max - 100 && p2.timestamp == 251 && p3.timestamp == 603)
@@ -173,13 +173,13 @@ private let setupTransport = "RTP/AVP/UDP;unicast;mode=record;server_port=6000;c
         guard case .retransmitResponse(let r)? = try? RAOPControlPacket(decoding: answers[1]) else { Issue.record("decode"); return }
         #expect(r.packet == p3)
         s.flushed()
-        let afterFlush = s.packetize(payload: [], frames: 352)
+        let afterFlush = try s.packetize(payload: [], frames: 352)
         #expect(try RAOPAudioPacket(decoding: afterFlush).marker)
     }
 
-    @Test func backlogHoldsAtLeast1000AndForgetsOlder() {
+    @Test func backlogHoldsAtLeast1000AndForgetsOlder() throws {
         var s = RAOPStreamer(ssrc: 1, initialSequence: 60000, initialRTPTime: 0, backlogCapacity: 1000)
-        for i in 0..<3000 { _ = s.packetize(payload: [UInt8(i & 0xFF)], frames: 352) }
+        for i in 0..<3000 { _ = try s.packetize(payload: [UInt8(i & 0xFF)], frames: 352) }
         // Last 1000 (60000+2000 … 60000+2999, wrapping) are available; the oldest are gone.
         let newest = UInt16(truncatingIfNeeded: 60000 + 2999)
         let oldestKept = UInt16(truncatingIfNeeded: 60000 + 2000)

@@ -42,8 +42,12 @@ public struct AirPlay2AudioCipher: Sendable {
         guard header.count == Self.headerSize else {
             throw ATVError.badInput("RTP header must be 12 bytes, got \(header.count)")
         }
+        // A counter that wrapped would repeat a nonce under the same key: refuse instead.
+        guard self.counter < UInt64.max else {
+            throw ATVError.protocolError("audio encryption stopped: the stream's nonce counter is exhausted")
+        }
         let counter = self.counter
-        self.counter &+= 1
+        self.counter += 1
         let total = Self.headerSize + payload.count + Self.overhead
         var ok = false
         let out = [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
@@ -63,7 +67,7 @@ public struct AirPlay2AudioCipher: Sendable {
             }
             count = total
         }
-        guard ok else { throw ATVError.protocolError("audio encryption failed") }
+        guard ok else { throw ATVError.protocolError("audio encryption failed (the cipher refused to seal a packet)") }
         return out
     }
 
