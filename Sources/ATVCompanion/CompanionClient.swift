@@ -91,10 +91,17 @@ public actor CompanionClient {
                     if let x = m.xid, let c = pending.removeValue(forKey: x) { c.resume(returning: m) }
                 case .request:
                     // We handle no requests from the device; answer as a device would.
-                    if let data = try? encoder.encode(CompanionFrame(type: CompanionFrameType.encryptedOPACK.rawValue,
-                                                                     payload: CompanionMessage.noHandler(for: m.xid).encoded())) {
-                        channel.writeAndFlush(channel.allocator.buffer(bytes: data), promise: nil)
+                    // A frame that can't be sealed ends the connection (nothing unsealed is sent).
+                    let data: [UInt8]
+                    do {
+                        data = try encoder.encode(CompanionFrame(type: CompanionFrameType.encryptedOPACK.rawValue,
+                                                                 payload: CompanionMessage.noHandler(for: m.xid).encoded()))
+                    } catch {
+                        failAll(ATVError.protocolError("Companion: a reply could not be encrypted; the connection was closed"))
+                        channel.close(promise: nil)
+                        return false
                     }
+                    channel.writeAndFlush(channel.allocator.buffer(bytes: data), promise: nil)
                 }
             }
         }
