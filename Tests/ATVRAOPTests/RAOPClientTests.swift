@@ -168,6 +168,23 @@ private func fastOptions(_ codec: RAOPCodec = .l16) -> RAOPOptions {
         #expect(clock.now - start < .seconds(6))
     }
 
+    /// Garbage to the `GET /info` probe is a protocol error at once, not a fallback.
+    @Test func routeFromInfoGarbageIsAProtocolError() async throws {
+        let receiver = try await FakeReceiver.start(.garbage)
+        defer { Task { await receiver.close() } }
+        var o = fastOptions()
+        o.routeFromInfo = true
+        let clock = ContinuousClock()
+        let start = clock.now
+        await #expect {
+            _ = try await streamRAOP(host: "127.0.0.1", port: receiver.port, packets: RampSource(packets: 1, framesPerPacket: 352), options: o)
+        } throws: { error in
+            guard case .protocolError(let m) = error as? ATVError else { return false }
+            return m.contains("GET /info") && m.contains("not HTTP or RTSP")
+        }
+        #expect(clock.now - start < .seconds(2))
+    }
+
     @Test func badTransportNamesSetup() async throws {
         let receiver = try await FakeReceiver.start(.badTransport)
         defer { Task { await receiver.close() } }

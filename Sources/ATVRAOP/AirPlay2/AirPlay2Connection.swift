@@ -125,9 +125,9 @@ public final class AirPlay2Connection: Sendable {
 
     /// Only `GET /info` on a connection of its own (plaintext, before any pairing), closed
     /// afterwards: what a sender asks a receiver it knows nothing about. Returns the status and
-    /// the plist (nil when the body is not one); `status` nil when nothing usable came back within
-    /// `timeout` (no answer, connection closed, garbage). Throws only when the TCP connection
-    /// cannot be made (refused, unreachable, connect timeout).
+    /// the plist (nil when the body is not one); `status` nil when no answer came within `timeout`
+    /// or the receiver closed the connection instead. Throws when the TCP connection cannot be
+    /// made (refused, unreachable, connect timeout) or the answer is not HTTP/RTSP at all.
     public static func fetchInfo(host: String, port: Int, userAgent: String = "AirPlay/550.10", timeout: Duration,
                                  logger: Logger = Logger(label: "atv.airplay2")) async throws -> (status: Int?, info: PlistValue?) {
         let core = AirPlay2ConnectionCore(userAgent: userAgent, logger: logger)
@@ -146,6 +146,8 @@ public final class AirPlay2Connection: Sendable {
             return (r.status, r.isSuccess && !r.body.isEmpty ? try? BinaryPlistParser.parse(r.body) : nil)
         } catch is CancellationError {
             throw CancellationError()
+        } catch ATVError.protocolError {
+            throw ATVError.protocolError("the receiver at \(host):\(port) answered GET /info with something that is not HTTP or RTSP")
         } catch {
             logger.debug("GET /info not answered: \(error)")
             return (nil, nil)
