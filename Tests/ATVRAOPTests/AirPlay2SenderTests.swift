@@ -390,8 +390,8 @@ func rampPCM(packets: Int) -> [UInt8] {
         config.timingRequests = false
         let pod = try await VirtualHomePod.start(config)
         defer { Task { await pod.stop() } }
-        let packets = 500  // 4 s of audio, with a 1 s progress timeout
-        let report = try await RAOPClient(host: "127.0.0.1", port: pod.port, options: airPlay2Options(progressTimeout: .seconds(1)))
+        let packets = 625  // 5 s of audio, with a 2 s progress timeout
+        let report = try await RAOPClient(host: "127.0.0.1", port: pod.port, options: airPlay2Options(progressTimeout: .seconds(2)))
             .stream(RampSource(packets: packets, framesPerPacket: 352))
         let podReport = try await pod.waitForSessionEnd(timeout: .seconds(20))
         #expect(report.timingReplies == 0)

@@ -99,10 +99,14 @@ import Testing
         let dir = try TestEnv.tempDir()
         let (pod, port) = try await Self.startPod(dir.appendingPathComponent("pod.wav").path, flags)
         defer { pod.kill() }
+        let clock = ContinuousClock()
+        let start = clock.now
         let sent = try await run(try TestEnv.atv(), ["stream", Self.sample, "--host", "127.0.0.1", "--port", "\(port)",
                                                      "--airplay-version", "2", "--progress-timeout", "1",
                                                      "--storage", dir.appendingPathComponent("s.json").path],
                                  timeout: 60, environment: ["HOME": dir.path])
+        // Setup, then at most a keep-alive interval (2 s) + the progress timeout + a short TEARDOWN wait.
+        #expect(clock.now - start < .seconds(20))
         #expect(sent.status != 0)
         let errors = sent.stderr.split(separator: "\n").filter { $0.hasPrefix("atv: error:") }
         #expect(errors.count == 1, "\(sent.stderr)")
