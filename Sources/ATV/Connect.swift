@@ -9,7 +9,9 @@ public struct ConnectOptions: Sendable {
     /// RAOP streaming options (codec, latency, volume…).
     public var raop: RAOPOptions
     /// AirPlay 1 (RAOP) or AirPlay 2 for audio streaming; `.auto` follows the receiver's
-    /// `features` (bit 38 or 48 → AirPlay 2, pyatv's rule). Overrides `raop.airPlayVersion`.
+    /// `features` (bit 38 or 48 → AirPlay 2, pyatv's rule) from its TXT records or, when there are
+    /// none (a config made from an address), from its `GET /info` answer asked before each stream
+    /// (no answer → AirPlay 1). Overrides `raop.airPlayVersion`.
     public var airPlayVersion: AirPlayVersion
     /// MRP over the AirPlay 2 remote-control channel (HomePods, tvOS ≥ 15) when there is no direct
     /// MRP service. `.auto` defers to the stored `mrp_tunnel` setting of the device, if any.
