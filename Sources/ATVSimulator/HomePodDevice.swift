@@ -118,10 +118,7 @@ public final class VirtualHomePod: Sendable {
         }
 
         /// `0xLLLLLLLL,0xHHHHHHHH` as in TXT records.
-        public var featuresString: String {
-            "0x" + String(UInt32(truncatingIfNeeded: features), radix: 16, uppercase: true)
-                + ",0x" + String(UInt32(truncatingIfNeeded: features >> 32), radix: 16, uppercase: true)
-        }
+        public var featuresString: String { AirPlay2FeatureWord(rawValue: features).text }
     }
 
     public let configuration: Configuration
