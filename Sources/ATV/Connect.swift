@@ -9,7 +9,9 @@ public struct ConnectOptions: Sendable {
     /// RAOP streaming options (codec, latency, volume…).
     public var raop: RAOPOptions
     /// AirPlay 1 (RAOP) or AirPlay 2 for audio streaming; `.auto` follows the receiver's
-    /// `features` (bit 38 or 48 → AirPlay 2, pyatv's rule). Overrides `raop.airPlayVersion`.
+    /// `features` (bit 38 or 48 → AirPlay 2, pyatv's rule) from its TXT records or, when there are
+    /// none (a config made from an address), from its `GET /info` answer asked before each stream
+    /// (no answer → AirPlay 1). Overrides `raop.airPlayVersion`.
     public var airPlayVersion: AirPlayVersion
     /// MRP over the AirPlay 2 remote-control channel (HomePods, tvOS ≥ 15) when there is no direct
     /// MRP service. `.auto` defers to the stored `mrp_tunnel` setting of the device, if any.
@@ -44,27 +46,38 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
     let device = AppleTV(config: config)
     var added: [ATVProtocol] = []
     var needCredentials: [ATVProtocol] = []
+    func addRAOP(_ service: ServiceConfig) throws {
+        var raopOptions = options.raop
+        if raopOptions.password == nil { raopOptions.password = service.password }
+        let route = RAOPService.route(for: service, in: config, preference: options.airPlayVersion)
+        raopOptions.airPlayVersion = route.version
+        // No features known (an address without TXT): each stream asks GET /info for the route.
+        raopOptions.routeFromInfo = !route.decided
+        if route.version == .v2 || !route.decided, raopOptions.hapCredentials == nil {
+            raopOptions.hapCredentials = RAOPService.hapCredentials(for: service, in: config)
+        }
+        let how = route.decided ? "\(route)" : "from GET /info when streaming (\(route.reason); AirPlay 1 if unanswered)"
+        logger.info("audio streaming to \(config.name): \(how)\(raopOptions.hapCredentials != nil ? ", pair-verify with stored credentials" : "")")
+        let raop = RAOPService(address: config.address, service: service, options: raopOptions)
+        raop.attach(device)
+        device.extra.withLock { $0.raop = raop }
+        try device.add(raop.setup)
+        added.append(.raop)
+    }
     for service in config.services where service.enabled {
         switch service.protocol {
         case .raop:
-            var raopOptions = options.raop
-            if raopOptions.password == nil { raopOptions.password = service.password }
-            let route = RAOPService.route(for: service, in: config, preference: options.airPlayVersion)
-            raopOptions.airPlayVersion = route.version
-            if route.version == .v2, raopOptions.hapCredentials == nil {
-                raopOptions.hapCredentials = RAOPService.hapCredentials(for: service, in: config)
-            }
-            logger.info("audio streaming to \(config.name): \(route)\(raopOptions.hapCredentials != nil ? ", pair-verify with stored credentials" : "")")
-            let raop = RAOPService(address: config.address, service: service, options: raopOptions)
-            raop.attach(device)
-            device.extra.withLock { $0.raop = raop }
-            try device.add(raop.setup)
-            added.append(.raop)
+            try addRAOP(service)
         case .airplay:
             let airplay = AirPlayService(address: config.address, service: service)
             airplay.attach(device)
             try device.add(airplay.setup)
             added.append(.airplay)
+            // An AirPlay 2 receiver without `_raop._tcp`: audio streams go to this service.
+            if config.service(.raop) == nil, let derived = RAOPService.streamingService(in: config) {
+                logger.info("\(config.name) advertises no RAOP service: audio streams go to its AirPlay service (port \(derived.port))")
+                try addRAOP(derived)
+            }
             if let credentials = MRPService.tunnelCredentials(airplay: service, in: config, mode: tunnelMode) {
                 logger.info("MRP through the AirPlay 2 remote-control channel of \(config.name) (\(credentials == nil ? "transient pairing" : "pair-verify with stored credentials"))")
                 let mrp = MRPService.tunnelled(address: config.address, airplay: service, credentials: credentials)

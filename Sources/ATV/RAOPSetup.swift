@@ -39,6 +39,22 @@ public final class RAOPService: Sendable {
         ])
     }
 
+    /// The service audio streams go to: the RAOP service, or for a receiver that advertises only
+    /// `_airplay._tcp` (several AirPlay 2 receivers do), one made from its AirPlay service (same
+    /// port, TXT, credentials and password) when its features say audio goes there: bit 30
+    /// (HasUnifiedAdvertiserInfo, pyatv's rule) or AirPlay 2 with audio (bits 38/48 and 9).
+    /// nil when the device has neither.
+    public static func streamingService(in config: DeviceConfig) -> ServiceConfig? {
+        if let raop = config.service(.raop) { return raop }
+        guard let airplay = config.service(.airplay),
+              let text = airplay.property("features") ?? airplay.property("ft"),
+              let word = AirPlay2FeatureWord(parsing: text), word.streamsAudioOnAirPlayService else { return nil }
+        return ServiceConfig(protocol: .raop, identifier: airplay.identifier, port: airplay.port,
+                             credentials: airplay.credentials, password: airplay.password,
+                             requiresPassword: airplay.requiresPassword, pairing: airplay.pairing,
+                             properties: airplay.properties, enabled: airplay.enabled)
+    }
+
     /// Stored HAP credentials (RAOP's, else AirPlay's) for AirPlay 2 pair-verify; nil → transient pairing.
     static func hapCredentials(for service: ServiceConfig, in config: DeviceConfig) -> HAPCredentials? {
         for text in [service.credentials, config.service(.airplay)?.credentials] {

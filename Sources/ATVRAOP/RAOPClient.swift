@@ -49,11 +49,16 @@ public struct RAOPOptions: Sendable {
     /// AirPlay 1 (RAOP) or AirPlay 2 (HAP-paired, encrypted realtime audio). The facade picks it
     /// from the receiver's `features` unless told otherwise.
     public var airPlayVersion: AirPlayMajorVersion
+    /// The features are not known (no TXT, e.g. an address without mDNS): each stream first asks
+    /// `GET /info` (within `infoTimeout`) and takes the route its `features` give
+    /// (`AirPlayRoute.fromInfo`); `airPlayVersion` is what an unanswered /info falls back to.
+    public var routeFromInfo: Bool
+    public var infoTimeout: Duration
     /// AirPlay 2: stored HAP credentials for pair-verify; nil = transient pairing (PIN 3939).
     public var hapCredentials: HAPCredentials?
-    /// AirPlay 2: the receiver must clock the stream (an NTP timing request or a retransmit request)
-    /// within this time of the first audio packet, and then at least once every 3× this time;
-    /// otherwise the stream fails as "no progress".
+    /// AirPlay 2: the stream fails as "no progress" when the receiver leaves an RTSP request (the
+    /// `/feedback` keep-alive every `feedbackInterval`, SET_PARAMETER, FLUSH) unanswered this long
+    /// with no other sign of life (`AirPlay2StallRule`). Timing requests are not required.
     public var progressTimeout: Duration
     /// AirPlay 2: User-Agent (HomePod 27 refuses `GET /info` from anything un-Apple-like).
     public var userAgent: String
@@ -82,6 +87,8 @@ public struct RAOPOptions: Sendable {
         self.initialRTPTime = initialRTPTime
         self.backlogPackets = backlogPackets
         airPlayVersion = .v1
+        routeFromInfo = false
+        infoTimeout = .seconds(2)
         hapCredentials = nil
         progressTimeout = .seconds(10)
         userAgent = "AirPlay/550.10"
@@ -307,7 +314,7 @@ public final class RAOPClient: Sendable {
             throw ATVError.invalidState("a stream to \(key) is already running; stop it first")
         }
         defer { _ = Self.activeDevices.withLock { $0.remove(key) } }
-        let options = controls.withLock { c -> RAOPOptions in
+        var options = controls.withLock { c -> RAOPOptions in
             c.running = true
             c.paused = false
             c.stopRequested = false
@@ -324,12 +331,31 @@ public final class RAOPClient: Sendable {
             }
         }
         do {
+            if options.routeFromInfo {
+                let (route, answered) = try await routeFromInfo(options)
+                options.airPlayVersion = route.version
+                // A receiver that did not answer /info will not answer the session's either.
+                if !answered { options.requestInfo = false }
+                controls.withLock { $0.options.airPlayVersion = route.version }
+            }
             if options.airPlayVersion == .v2 { return try await runAirPlay2(packets, options: options) }
             return try await run(packets, options: options)
         } catch {
             publish(.failed, live: nil, options: options)
             throw error
         }
+    }
+
+    /// Asks `GET /info` for the route (the features are not known from TXT). A receiver that does
+    /// not answer in time keeps `options.airPlayVersion`.
+    private func routeFromInfo(_ options: RAOPOptions) async throws -> (AirPlayRoute, answered: Bool) {
+        publish(.connecting, live: nil, options: options)
+        let (status, info) = try await AirPlay2Connection.fetchInfo(host: host, port: port, userAgent: options.userAgent,
+                                                                    timeout: options.infoTimeout, logger: logger)
+        var route = AirPlayRoute.fromInfo(status: status, info: info)
+        if status == nil { route.version = options.airPlayVersion }
+        logger.info("audio streaming to \(host):\(port): \(route)")
+        return (route, status != nil)
     }
 
     // MARK: - The session

@@ -9,6 +9,8 @@ struct HomePodReply {
     var response: RTSPResponse
     var enableKeys: ChannelKeys?
     var close = false
+    /// Write nothing (a stuck receiver).
+    var silent = false
 }
 
 /// One control connection of a `VirtualHomePod`: pairing, then RTSP over HAP encryption, and at
@@ -75,6 +77,11 @@ final class HomePodConnection: @unchecked Sendable {
         }
         shared.emit(.request(line))
         var ok = response(200, for: request)
+        // A stuck receiver (`noProgress`): once audio arrived, requests are read but never answered.
+        if config.noProgress, shared.report.withLock({ $0.firstAudioPacketAt != nil }) {
+            shared.update { $0.requestsUnanswered += 1 }
+            return loop.makeSucceededFuture(HomePodReply(response: ok, silent: true))
+        }
 
         switch (request.method, path) {
         case ("GET", "/info"):
@@ -280,7 +287,7 @@ final class HomePodConnection: @unchecked Sendable {
             }
             if timingChannel == nil {
                 timingChannel = tm
-                if timing == "NTP" {
+                if timing == "NTP", config.timingRequests {
                     if config.noProgress {
                         // A receiver that is not playing: one clock exchange at SETUP, then silence.
                         loop.execute { [self] in sendTimingRequest() }
@@ -576,6 +583,7 @@ final class HomePodControlHandler: ChannelInboundHandler {
             let connection = self.connection
             enqueue(on: channel) {
                 connection.handle(request).flatMap { reply in
+                    if reply.silent { return channel.eventLoop.makeSucceededVoidFuture() }
                     // The write passes the (still disabled) encryption handler synchronously, so
                     // enabling right after it keeps this response in plaintext.
                     let written = channel.writeAndFlush(channel.allocator.buffer(bytes: reply.response.serialized))

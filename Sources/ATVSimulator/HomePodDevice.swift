@@ -57,10 +57,14 @@ public final class VirtualHomePod: Sendable {
         public var transientError: Bool
         /// Close the event channel this long after the sender connected to it.
         public var dropEventChannelAfter: Duration?
-        /// Accept the session but make no progress: all audio is discarded (nothing decrypted or
-        /// written) and, after the first timing exchange, the receiver stops clocking the sender —
-        /// the only sign of a stuck receiver a sender can see.
+        /// A stuck receiver, as every sender can see one: the session is accepted, but once audio
+        /// arrives it is discarded (nothing decrypted or written) and no request on the control
+        /// connection is answered any more (`/feedback`, SET_PARAMETER, TEARDOWN…); after the first
+        /// timing exchange it asks for timing no more.
         public var noProgress: Bool
+        /// Send NTP timing requests to the sender (every `timingInterval`). False: never — a
+        /// receiver that plays by its own clock (or follows PTP) need not ask.
+        public var timingRequests: Bool = true
         /// End the session when the sender has not answered the event channel's `POST /command`
         /// within this time (a real HomePod drops it after ~30 s).
         public var eventReplyTimeout: Duration
@@ -114,10 +118,7 @@ public final class VirtualHomePod: Sendable {
         }
 
         /// `0xLLLLLLLL,0xHHHHHHHH` as in TXT records.
-        public var featuresString: String {
-            "0x" + String(UInt32(truncatingIfNeeded: features), radix: 16, uppercase: true)
-                + ",0x" + String(UInt32(truncatingIfNeeded: features >> 32), radix: 16, uppercase: true)
-        }
+        public var featuresString: String { AirPlay2FeatureWord(rawValue: features).text }
     }
 
     public let configuration: Configuration
@@ -197,8 +198,9 @@ public final class VirtualHomePod: Sendable {
         shared.events.finish()
     }
 
-    /// `_airplay._tcp` and `_raop._tcp` like a HomePod advertises them (protocols.md §3.2).
-    public func mdnsServices(address: String = "127.0.0.1") -> [MDNSService] {
+    /// `_airplay._tcp` and `_raop._tcp` like a HomePod advertises them (protocols.md §3.2); with
+    /// `raop: false` only `_airplay._tcp`, as several third-party AirPlay 2 receivers do.
+    public func mdnsServices(address: String = "127.0.0.1", raop includeRAOP: Bool = true) -> [MDNSService] {
         let c = configuration
         let compact = c.deviceID.filter { $0 != ":" }.uppercased()
         let host = "swift-atv-homepod-\(compact.lowercased()).local"
@@ -215,10 +217,11 @@ public final class VirtualHomePod: Sendable {
             "ov": c.osVersion, "pk": pk, "sf": "0x4", "sr": "44100", "ss": "16", "tp": "UDP", "txtvers": "1",
             "vn": "65537", "vs": c.sourceVersion, "vv": "2",
         ]
-        return [
+        let services = [
             MDNSService(instance: c.name, type: ServiceType.airplay, port: UInt16(port), txt: airplay, hostName: host, address: address),
             MDNSService(instance: "\(compact)@\(c.name)", type: ServiceType.raop, port: UInt16(port), txt: raop, hostName: host, address: address),
         ]
+        return includeRAOP ? services : [services[0]]
     }
 
     /// The same TXT as `--service-properties` for pyatv's `atvremote --manual` (first character is

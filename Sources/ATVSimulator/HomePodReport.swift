@@ -78,8 +78,9 @@ public struct HomePodReport: Sendable, Equatable, CustomStringConvertible {
     public var decryptFailures = 0
     /// Datagrams on the data port that were not RTP audio at all.
     public var malformedPackets = 0
-    /// Packets thrown away because `noProgress` is set.
+    /// Packets thrown away, and control requests left unanswered, because `noProgress` is set.
     public var packetsDiscarded = 0
+    public var requestsUnanswered = 0
     /// Retransmit requests sent to the sender's control port, packets asked for, responses received.
     public var retransmitRequestsSent = 0
     public var packetsRequested = 0
@@ -121,6 +122,7 @@ public struct HomePodReport: Sendable, Equatable, CustomStringConvertible {
         lines.append("pairing: \(pairings.map(\.rawValue).joined(separator: ", "))\(pairingFailures.isEmpty ? "" : " (failures: \(pairingFailures.count))")")
         lines.append("encrypted requests: \(encryptedRequests), refused unauthenticated: \(refusedUnauthenticated)")
         lines.append("rtsp requests: \(requests.joined(separator: ", "))")
+        if requestsUnanswered > 0 { lines.append("requests left unanswered: \(requestsUnanswered)") }
         lines.append("timing: \(timingProtocol ?? "-"), event channel: \(eventChannel.rawValue) (commands \(eventCommandsSent), replies \(eventRepliesReceived))")
         if remoteControlSessions + remoteControlStreams > 0 { lines.append("remote control: sessions \(remoteControlSessions), streams \(remoteControlStreams), data channels \(dataChannelConnections)") }
         lines.append("stream: type \(streamType.map(String.init) ?? "-"), ct \(compressionType.map(String.init) ?? "-"), codec \(codec ?? "-")")

@@ -32,7 +32,9 @@ struct SimulateHomePod: AsyncParsableCommand {
     var requireUserAgent = false
     @Option(help: "Close the event channel this many seconds after the sender opened it.")
     var dropEventChannelAfter: Double?
-    @Flag(help: "Accept the session but make no progress: discard all audio and stop timing requests after the first.") var noProgress = false
+    @Flag(help: "A stuck receiver: once audio arrives, discard it and answer no more RTSP requests (/feedback, SET_PARAMETER, TEARDOWN), nor ask for timing.") var noProgress = false
+    @Flag(help: "Never send NTP timing requests (a receiver that plays by its own clock).") var noTimingRequests = false
+    @Flag(help: "Advertise only _airplay._tcp, no _raop._tcp (as several third-party AirPlay 2 receivers do).") var noRaop = false
     @Flag(help: "Answer transient pair-setup with 200 and an in-band TLV error.") var transientError = false
     @Flag(help: "Do not advertise over mDNS (_airplay._tcp, _raop._tcp on 127.0.0.1).") var noAdvertise = false
     @Option(help: "Remote control (MRP over the AirPlay tunnel): seconds of playing before the next track (0 = never).")
@@ -58,6 +60,7 @@ struct SimulateHomePod: AsyncParsableCommand {
                 port: port, name: name, deviceID: deviceId.uppercased(), pin: pin, outputPath: output,
                 requireUserAgent: requireUserAgent, transientError: transientError,
                 dropEventChannelAfter: dropEventChannelAfter.map { .milliseconds(Int64($0 * 1000)) }, noProgress: noProgress)
+            config.timingRequests = !noTimingRequests
             config.remoteControl = VirtualMRP.Configuration(advanceInterval: advance > 0 ? advance : nil)
             let pod = try await VirtualHomePod.start(config)
             print("Virtual HomePod \"\(name)\" listening on 127.0.0.1:\(pod.port) (AirPlay 2), writing \(output)")
@@ -65,8 +68,8 @@ struct SimulateHomePod: AsyncParsableCommand {
             var responder: MDNSResponder?
             if !noAdvertise {
                 do {
-                    let r = try await MDNSResponder.start(pod.mdnsServices(), options: .init(interfaceAddresses: ["127.0.0.1"]))
-                    print("Advertising \"\(name)\" (_airplay._tcp, _raop._tcp) on 127.0.0.1 via mDNS")
+                    let r = try await MDNSResponder.start(pod.mdnsServices(raop: !noRaop), options: .init(interfaceAddresses: ["127.0.0.1"]))
+                    print("Advertising \"\(name)\" (\(noRaop ? "_airplay._tcp only" : "_airplay._tcp, _raop._tcp")) on 127.0.0.1 via mDNS")
                     responder = r
                 } catch {
                     print("Warning: not advertising over mDNS: \(error)")

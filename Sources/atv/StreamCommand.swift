@@ -30,7 +30,7 @@ struct StreamCommand: AsyncParsableCommand {
     @Option(help: "Receiver buffer in milliseconds.") var latency: Int = 2000
     @Option(help: "AirPlay version: auto (from the receiver's features), 1 (RAOP) or 2 (HAP-paired, encrypted).")
     var airplayVersion: String = "auto"
-    @Option(help: "AirPlay 2: fail when the receiver does not clock the stream within this many seconds.")
+    @Option(help: "AirPlay 2: fail when the receiver leaves an RTSP request (the /feedback keep-alive every 2 s, volume, metadata) unanswered this many seconds with no other sign of life.")
     var progressTimeout: Double = 10
     @Option(help: "Send each burst of packets up to this many milliseconds before they are due (0 = one packet per wake-up, smoothest; higher = fewer wake-ups, less CPU). Must stay well below --latency. Default: 0 for AirPlay 1 (RAOP), 40 for AirPlay 2.")
     var sendAhead: Int?
@@ -89,7 +89,7 @@ struct StreamCommand: AsyncParsableCommand {
             if progressTask != nil { print("") }
             let seconds = Double(report.sourceFrames) / Double(PCMFormat.sampleRate)
             let how = report.stopped ? "Stopped after" : "Streamed"
-            print("\(how) \(formatDuration(seconds)) to \(config.address):\(config.service(.raop)?.port ?? 0) "
+            print("\(how) \(formatDuration(seconds)) to \(config.address):\(raop.client.port) "
                   + "(\(raop.airPlayVersion == .v2 ? "AirPlay 2, " : "")\(report.codec), \(report.packetsSent) packets, \(report.retransmittedPackets) retransmitted)")
             if interrupts.interrupted { throw ExitCode(130) }
         }
@@ -143,10 +143,12 @@ func resolveDevice(_ opts: DeviceOptions, for proto: ATVProtocol, defaultPort: I
     }
     guard let name = opts.to else { throw ATVError.invalidConfig("say which device: --to NAME|ID or --host ADDRESS") }
     var config = try await Discovery.find(name, options: ScanOptions(timeout: 3))
-    guard config.service(proto) != nil else {
+    // Audio also streams to an AirPlay 2 receiver that advertises only `_airplay._tcp`.
+    let target = proto == .raop && config.service(.raop) == nil && RAOPService.streamingService(in: config) != nil ? .airplay : proto
+    guard config.service(target) != nil else {
         throw ATVError.noService(proto)
     }
-    if let p = opts.port { config.updateService(proto) { $0.port = p } }
+    if let p = opts.port { config.updateService(target) { $0.port = p } }
     return config
 }
 

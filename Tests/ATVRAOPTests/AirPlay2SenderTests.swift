@@ -123,6 +123,67 @@ import Testing
         #expect(AirPlayRoute.choose(preference: .auto, featureTexts: [homePod]).description.contains("bit 38+48"))
     }
 
+    /// `--host` without TXT: the route comes from the `GET /info` answer.
+    @Test func routeFromInfoAnswer() {
+        #expect(AirPlayRoute.choose(preference: .auto, featureTexts: []).decided == false)
+        #expect(AirPlayRoute.choose(preference: .auto, featureTexts: ["0x5A7FFFF7,0xE"]).decided)
+        #expect(AirPlayRoute.choose(preference: .v2, featureTexts: []).decided)
+
+        let homePod: PlistValue = .dict(["features": .int(Int64(bitPattern: 0xBC35_4BD0_4A7F_CA00)), "name": .string("Pod")])
+        let v2 = AirPlayRoute.fromInfo(status: 200, info: homePod)
+        #expect(v2.version == .v2)
+        #expect(v2.description == "AirPlay 2 (GET /info features 0x4A7FCA00,0xBC354BD0 have bit 38+48)")
+        // The TXT-style string form some receivers use.
+        #expect(AirPlayRoute.fromInfo(status: 200, info: .dict(["features": .string("0x4A7FCA00,0xBC354BD0")])).version == .v2)
+        let appleTV3 = AirPlayRoute.fromInfo(status: 200, info: .dict(["features": .int(0xE_5A7F_FFF7)]))
+        #expect(appleTV3.version == .v1 && appleTV3.reason.contains("neither bit 38 nor 48"))
+        // An AirPlay 1 receiver: 404 / 400 (shairport-sync), nothing, or a plist without features.
+        #expect(AirPlayRoute.fromInfo(status: 404, info: nil) == AirPlayRoute(version: .v1, reason: "GET /info answered 404"))
+        #expect(AirPlayRoute.fromInfo(status: nil, info: nil) == AirPlayRoute(version: .v1, reason: "GET /info not answered"))
+        #expect(AirPlayRoute.fromInfo(status: 200, info: .dict(["name": .string("x")])).version == .v1)
+        #expect(AirPlayRoute.fromInfo(status: 200, info: nil).version == .v1)
+        #expect(AirPlayRoute.fromInfo(status: 200, info: .dict(["features": .bool(true)])).version == .v1)
+        // A 403 with features in the body is still not an answer to trust.
+        #expect(AirPlayRoute.fromInfo(status: 403, info: homePod).version == .v1)
+    }
+
+    /// Bit 30 (pyatv's rule), or AirPlay 2 with audio, sends audio to the AirPlay service.
+    @Test func audioOnTheAirPlayService() {
+        #expect(AirPlay2FeatureWord(parsing: "0x4A7FCA00,0xBC354BD0")?.streamsAudioOnAirPlayService == true)
+        #expect(AirPlay2FeatureWord(parsing: "0x40000000")?.streamsAudioOnAirPlayService == true)          // bit 30 only
+        #expect(AirPlay2FeatureWord(parsing: "0x200,0x40")?.streamsAudioOnAirPlayService == true)          // bits 9 + 38
+        #expect(AirPlay2FeatureWord(parsing: "0x0,0x40")?.streamsAudioOnAirPlayService == false)           // AP2, no audio bit
+        #expect(AirPlay2FeatureWord(parsing: "0x5A7FFFF7,0xE")?.streamsAudioOnAirPlayService == true)      // Apple TV 3 has bit 30
+        #expect(AirPlay2FeatureWord(parsing: "0x00000203")?.streamsAudioOnAirPlayService == false)         // AP1 video + audio bits
+    }
+
+    /// The stuck-receiver decision, with injected time.
+    @Test func stallRule() {
+        let t0 = ContinuousClock.now
+        func at(_ ms: Int) -> ContinuousClock.Instant { t0 + .milliseconds(ms) }
+        let rule = AirPlay2StallRule(timeout: .seconds(10))
+        // Nothing outstanding: alive whatever happened before (no timing requests needed at all).
+        #expect(rule.verdict(now: at(60_000), liveness: AirPlay2Liveness()) == .alive(recheckAt: nil))
+        #expect(rule.verdict(now: at(60_000), liveness: AirPlay2Liveness(lastAnswer: at(1000))) == .alive(recheckAt: nil))
+        // A request out: alive until `timeout` after it was sent.
+        let feedback = AirPlay2Liveness(oldestUnanswered: ("POST /feedback", at(2000)), lastAnswer: at(0))
+        #expect(rule.verdict(now: at(5000), liveness: feedback) == .alive(recheckAt: at(12_000)))
+        #expect(rule.verdict(now: at(11_999), liveness: feedback) == .alive(recheckAt: at(12_000)))
+        #expect(rule.verdict(now: at(12_000), liveness: feedback) == .stuck(what: "POST /feedback", waited: .seconds(10)))
+        // Another answer, an event-channel request or a retransmit/timing request after it is a
+        // sign of life that restarts the clock.
+        var answered = feedback
+        answered.lastAnswer = at(4000)
+        #expect(rule.verdict(now: at(12_000), liveness: answered) == .alive(recheckAt: at(14_000)))
+        var event = feedback
+        event.lastEventRequest = at(7000)
+        #expect(rule.verdict(now: at(16_999), liveness: event) == .alive(recheckAt: at(17_000)))
+        #expect(rule.verdict(now: at(17_000), liveness: event) == .stuck(what: "POST /feedback", waited: .seconds(15)))
+        #expect(rule.verdict(now: at(12_000), liveness: feedback, otherSigns: at(3000)) == .alive(recheckAt: at(13_000)))
+        // Signs of life before the request do not count.
+        #expect(rule.verdict(now: at(12_000), liveness: feedback, otherSigns: at(1000)) == .stuck(what: "POST /feedback", waited: .seconds(10)))
+    }
+
     @Test func eventChannelReplyCopiesCSeqAndServer() {
         let request = RTSPRequest(method: "POST", uri: "/command", headers: ["CSeq": "17", "Server": "AirTunes/870.14.1",
                                                                              "Content-Type": "application/x-apple-binary-plist"],
@@ -303,16 +364,58 @@ func rampPCM(packets: Int) -> [UInt8] {
         #expect(pod.report().requests.contains("enc TEARDOWN"))
     }
 
-    @Test func receiverThatStopsClockingIsNoProgress() async throws {
-        // Audio is discarded and, after the first timing request, the receiver never clocks again.
-        let pod = try await VirtualHomePod.start(.init(timingInterval: .seconds(3600), noProgress: true))
+    /// A stuck receiver (audio discarded, requests no longer answered) ends the stream within the
+    /// progress timeout of the first unanswered request, with one clear error.
+    @Test func receiverThatStopsAnsweringIsNoProgress() async throws {
+        let pod = try await VirtualHomePod.start(.init(noProgress: true))
         defer { Task { await pod.stop() } }
+        let clock = ContinuousClock()
+        let start = clock.now
         let error = await #expect(throws: ATVError.self) {
             _ = try await RAOPClient(host: "127.0.0.1", port: pod.port, options: airPlay2Options(progressTimeout: .seconds(1)))
                 .stream(EndlessSilence())
         }
         guard case .playbackError(let text)? = error else { Issue.record("\(String(describing: error))"); return }
-        #expect(text.contains("progress"))
+        #expect(text.contains("makes no progress: it left") && text.contains("unanswered for"), "\(text)")
+        // Setup, ≤ 0.5 s to the first unanswered request, 1 s, a short TEARDOWN wait: well under 15 s.
+        #expect(clock.now - start < .seconds(15))
+        #expect(pod.report().requestsUnanswered >= 1)
+    }
+
+    /// A receiver that never asks for timing (it plays by its own clock) is healthy: the whole
+    /// stream plays bit-exact although it is much longer than the progress timeout.
+    @Test func receiverThatNeverAsksForTimingPlaysToTheEnd() async throws {
+        let wav = tempPath("pod.wav")
+        var config = VirtualHomePod.Configuration(outputPath: wav)
+        config.timingRequests = false
+        let pod = try await VirtualHomePod.start(config)
+        defer { Task { await pod.stop() } }
+        let packets = 625  // 5 s of audio, with a 2 s progress timeout
+        let report = try await RAOPClient(host: "127.0.0.1", port: pod.port, options: airPlay2Options(progressTimeout: .seconds(2)))
+            .stream(RampSource(packets: packets, framesPerPacket: 352))
+        let podReport = try await pod.waitForSessionEnd(timeout: .seconds(20))
+        #expect(report.timingReplies == 0)
+        #expect(podReport.timingRequestsSent == 0)
+        #expect(podReport.decryptFailures == 0)
+        #expect(matchedFraction(source: rampPCM(packets: packets), captured: try wavData(wav)) == 1.0, "\(podReport)")
+    }
+
+    /// No TXT at all: `routeFromInfo` asks `GET /info` and takes AirPlay 2 from its features.
+    @Test func routeFromInfoReachesAirPlay2() async throws {
+        let wav = tempPath("pod.wav")
+        let pod = try await VirtualHomePod.start(.init(outputPath: wav, requireUserAgent: true))
+        defer { Task { await pod.stop() } }
+        var o = airPlay2Options()
+        o.airPlayVersion = .v1
+        o.routeFromInfo = true
+        let client = RAOPClient(host: "127.0.0.1", port: pod.port, options: o)
+        let report = try await client.stream(RampSource(packets: 100, framesPerPacket: 352))
+        #expect(client.options.airPlayVersion == .v2)
+        #expect(report.packetsSent >= 100)
+        let podReport = try await pod.waitForSessionEnd(timeout: .seconds(20))
+        #expect(podReport.requests.prefix(2) == ["GET /info", "GET /info"], "\(podReport.requests)")
+        #expect(podReport.infoRejected == 0)
+        #expect(matchedFraction(source: rampPCM(packets: 100), captured: try wavData(wav)) == 1.0)
     }
 
     @Test func pairVerifyWithStoredCredentialsAndWithStaleOnes() async throws {

@@ -18,6 +18,8 @@ final class FakeReceiver: Sendable {
         case badTransport
         /// Stop answering anything after RECORD (a receiver that hangs).
         case muteAfterRecord
+        /// Never answer `GET /info` (an AirPlay 1 receiver that does not know it); the rest as normal.
+        case ignoreInfo
     }
 
     struct Log: Sendable {
@@ -82,6 +84,7 @@ final class FakeReceiver: Sendable {
         case .garbage: return Array("SPAM SPAM SPAM\r\n\r\n".utf8)
         case .silent: return nil
         case .muteAfterRecord where log.withLock({ $0.requests.dropLast().contains { $0.method == "RECORD" } }): return nil
+        case .ignoreInfo where request.method == "GET": return nil
         default: break
         }
         var headers: RTSPHeaders = ["CSeq": request.headers["CSeq"] ?? "0", "Server": "FakeReceiver/1.0"]

@@ -136,6 +136,55 @@ private func fastOptions(_ codec: RAOPCodec = .l16) -> RAOPOptions {
         #expect(clock.now - start < .seconds(5))
     }
 
+    /// No features known: `GET /info` decides. An AirPlay 1 receiver answering 404 stays on RAOP.
+    @Test func routeFromInfoKeepsAirPlay1On404() async throws {
+        let receiver = try await FakeReceiver.start()
+        defer { Task { await receiver.close() } }
+        var o = fastOptions()
+        o.routeFromInfo = true
+        let client = RAOPClient(host: "127.0.0.1", port: receiver.port, options: o)
+        let report = try await client.stream(RampSource(packets: 20, framesPerPacket: 352))
+        #expect(client.options.airPlayVersion == .v1)
+        #expect(report.packetsSent >= 20)
+        // The probe's GET /info, then the RAOP session's own.
+        #expect(receiver.log.withLock { $0.requests.prefix(3).map(\.method) } == ["GET", "GET", "ANNOUNCE"])
+    }
+
+    /// A receiver that never answers `GET /info`: AirPlay 1 after the short info timeout, and the
+    /// RAOP session does not ask again.
+    @Test func routeFromInfoFallsBackQuicklyWhenUnanswered() async throws {
+        let receiver = try await FakeReceiver.start(.ignoreInfo)
+        defer { Task { await receiver.close() } }
+        var o = fastOptions()
+        o.routeFromInfo = true
+        o.infoTimeout = .milliseconds(500)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let client = RAOPClient(host: "127.0.0.1", port: receiver.port, options: o)
+        let report = try await client.stream(RampSource(packets: 20, framesPerPacket: 352))
+        #expect(client.options.airPlayVersion == .v1)
+        #expect(report.packetsSent >= 20)
+        #expect(receiver.log.withLock { $0.requests.prefix(2).map(\.method) } == ["GET", "ANNOUNCE"])
+        #expect(clock.now - start < .seconds(6))
+    }
+
+    /// Garbage to the `GET /info` probe is a protocol error at once, not a fallback.
+    @Test func routeFromInfoGarbageIsAProtocolError() async throws {
+        let receiver = try await FakeReceiver.start(.garbage)
+        defer { Task { await receiver.close() } }
+        var o = fastOptions()
+        o.routeFromInfo = true
+        let clock = ContinuousClock()
+        let start = clock.now
+        await #expect {
+            _ = try await streamRAOP(host: "127.0.0.1", port: receiver.port, packets: RampSource(packets: 1, framesPerPacket: 352), options: o)
+        } throws: { error in
+            guard case .protocolError(let m) = error as? ATVError else { return false }
+            return m.contains("GET /info") && m.contains("not HTTP or RTSP")
+        }
+        #expect(clock.now - start < .seconds(2))
+    }
+
     @Test func badTransportNamesSetup() async throws {
         let receiver = try await FakeReceiver.start(.badTransport)
         defer { Task { await receiver.close() } }

@@ -1,6 +1,7 @@
 import ATVAudio
 import ATVAuth
 import ATVCore
+import ATVDiscovery
 import ATVRAOP
 import Foundation
 import Testing
@@ -157,22 +158,59 @@ import Testing
         #expect(try Harness.wavPCM(out) == pcm.flatMap { $0 })
     }
 
-    @Test func noProgressAcceptsButDiscardsAudio() async throws {
+    /// A stuck receiver: the session is set up, then audio is discarded and no request is answered.
+    @Test func noProgressDiscardsAudioAndStopsAnswering() async throws {
         let dir = try Harness.makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let pod = try await VirtualHomePod.start(.init(outputPath: dir.appendingPathComponent("pod.wav").path, noProgress: true))
         defer { Task { await pod.stop() } }
         let session = try await Self.open(pod, ct: 1)
+        // Before audio, requests are answered.
+        #expect(try await session.control.request("POST", "/feedback").status == 200)
         try Self.send(Self.signal(packets: 30), session: session)
-        try await Task.sleep(for: .milliseconds(200))
-        #expect(try await session.control.request("TEARDOWN", "rtsp://127.0.0.1/1").status == 200)
-        let report = try await pod.waitForSessionEnd(timeout: .seconds(10))
+        try await Task.sleep(for: .milliseconds(300))
+        await #expect(throws: ATVError.self) {
+            _ = try await session.control.request("POST", "/feedback", timeout: .seconds(1))
+        }
+        await #expect(throws: ATVError.self) {
+            _ = try await session.control.request("TEARDOWN", "rtsp://127.0.0.1/1", timeout: .milliseconds(500))
+        }
         await session.control.close()
+        let report = try await pod.waitForSessionEnd(timeout: .seconds(10))
         #expect(report.packetsReceived == 30)
         #expect(report.packetsDiscarded == 30)
         #expect(report.packetsDecrypted == 0)
         #expect(report.framesWritten == 0)
         #expect(report.wavFiles.isEmpty)
+        #expect(report.requestsUnanswered == 2)
+        #expect(report.feedbacks == 1)
+    }
+
+    /// `timingRequests: false`: a receiver that never asks the sender for timing.
+    @Test func noTimingRequestsWhenTurnedOff() async throws {
+        let pod = try await VirtualHomePod.start(.init(timingInterval: .milliseconds(100)))
+        defer { Task { await pod.stop() } }
+        var quiet = VirtualHomePod.Configuration(timingInterval: .milliseconds(100))
+        quiet.timingRequests = false
+        let silentPod = try await VirtualHomePod.start(quiet)
+        defer { Task { await silentPod.stop() } }
+        for p in [pod, silentPod] {
+            let session = try await Self.open(p, ct: 1)
+            try await Task.sleep(for: .milliseconds(600))
+            await session.control.close()
+        }
+        #expect(pod.report().timingRequestsSent >= 2)
+        #expect(silentPod.report().timingRequestsSent == 0)
+        #expect(silentPod.report().timingProtocol == "NTP")
+    }
+
+    @Test func airPlayOnlyAdvertisement() async throws {
+        let pod = try await VirtualHomePod.start()
+        defer { Task { await pod.stop() } }
+        #expect(pod.mdnsServices().map(\.type) == [ServiceType.airplay, ServiceType.raop])
+        let only = pod.mdnsServices(raop: false)
+        #expect(only.map(\.type) == [ServiceType.airplay])
+        #expect(only[0].txt["features"] == "0x4A7FCA00,0xBC354BD0")
     }
 
     @Test func eventChannelIsDroppedWhenAsked() async throws {

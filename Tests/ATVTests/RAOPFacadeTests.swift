@@ -83,4 +83,35 @@ import Testing
         await atv.close()
         await speaker.stop()
     }
+
+    /// A receiver that advertises only `_airplay._tcp`: audio streams go to its AirPlay service.
+    @Test func airPlayOnlyReceiverStreamsThroughItsAirPlayService() async throws {
+        let pod = try await VirtualHomePod.start(.init())
+        defer { Task { await pod.stop() } }
+        let txt = pod.mdnsServices(raop: false)[0].txt
+        let config = DeviceConfig(name: "Pod", address: "127.0.0.1",
+                                  services: [ServiceConfig(protocol: .airplay, identifier: "AA:BB:CC:DD:EE:F0", port: pod.port,
+                                                           properties: txt)])
+        let derived = try #require(RAOPService.streamingService(in: config))
+        #expect(derived.protocol == .raop && derived.port == pod.port && derived.property("features") == "0x4A7FCA00,0xBC354BD0")
+        let atv = try await connect(config, options: ConnectOptions(raop: RAOPOptions(latencyFrames: 11_025), mrpTunnel: .disable))
+        let raop = try #require(atv.raop)
+        #expect(raop.airPlayVersion == .v2)
+        #expect(raop.client.port == pod.port)
+        #expect(atv.features.feature(.streamFile).state == .available)
+        let report = try await raop.stream(packets: Tone(packets: 100))
+        #expect(report.packetsSent >= 100)
+        let received = try await pod.waitForSessionEnd(timeout: .seconds(10))
+        #expect(received.packetsDecrypted >= 100 && received.decryptFailures == 0)
+        await atv.close()
+
+        // Features without audio on the AirPlay service (no bit 30, no bit 9): no stream there.
+        var video = config
+        video.updateService(.airplay) { $0.properties["features"] = "0x1,0x40" }
+        #expect(RAOPService.streamingService(in: video) == nil)
+        // A RAOP service, when there is one, is the one streams go to.
+        var both = config
+        both.addService(ServiceConfig(protocol: .raop, port: 5000))
+        #expect(RAOPService.streamingService(in: both)?.port == 5000)
+    }
 }

@@ -53,6 +53,25 @@ import Testing
         try Self.checkBitExact(wav, source: try await referencePCM(Self.sample))
     }
 
+    /// `--host`/`--port` alone (no TXT): the route comes from the receiver's `GET /info`.
+    @Test func hostAloneTakesAirPlay2FromInfo() async throws {
+        let dir = try TestEnv.tempDir()
+        let wav = dir.appendingPathComponent("pod.wav").path
+        let (pod, port) = try await Self.startPod(wav)
+        defer { pod.kill() }
+        let sent = try await run(try TestEnv.atv(), ["stream", Self.sample, "--host", "127.0.0.1", "--port", "\(port)", "-v",
+                                                     "--storage", dir.appendingPathComponent("s.json").path],
+                                 timeout: 90, environment: ["HOME": dir.path])
+        #expect(sent.status == 0, "\(sent.stderr.suffix(2000))")
+        #expect(sent.stderr.contains("AirPlay 2 (GET /info features 0x4A7FCA00,0xBC354BD0 have bit 38+48)"), "\(sent.stderr.suffix(2000))")
+        #expect(sent.stdout.contains("AirPlay 2, alac"), "\(sent.stdout)")
+        let result = try await pod.wait(timeout: 30)
+        #expect(result.stdout.contains("Paired (transient)"), "\(result.stdout)")
+        #expect(result.stdout.contains("decrypt failures 0"), "\(result.stdout)")
+        #expect(result.stdout.contains("refused unauthenticated: 0"), "no ANNOUNCE-style request before pairing: \(result.stdout)")
+        try Self.checkBitExact(wav, source: try await referencePCM(Self.sample))
+    }
+
     @Test func stdinWAVToHomePodBitExact() async throws {
         let dir = try TestEnv.tempDir()
         let wav = dir.appendingPathComponent("pod.wav").path
@@ -74,16 +93,20 @@ import Testing
     @Test(arguments: [
         (["--transient-error"], "transient pairing"),
         (["--drop-event-channel-after", "1"], "event channel"),
-        (["--no-progress"], "progress"),
+        (["--no-progress"], "makes no progress: it left"),
     ])
     func faultsAreOneLineErrors(flags: [String], expected: String) async throws {
         let dir = try TestEnv.tempDir()
         let (pod, port) = try await Self.startPod(dir.appendingPathComponent("pod.wav").path, flags)
         defer { pod.kill() }
+        let clock = ContinuousClock()
+        let start = clock.now
         let sent = try await run(try TestEnv.atv(), ["stream", Self.sample, "--host", "127.0.0.1", "--port", "\(port)",
                                                      "--airplay-version", "2", "--progress-timeout", "1",
                                                      "--storage", dir.appendingPathComponent("s.json").path],
                                  timeout: 60, environment: ["HOME": dir.path])
+        // Setup, then at most a keep-alive interval (2 s) + the progress timeout + a short TEARDOWN wait.
+        #expect(clock.now - start < .seconds(20))
         #expect(sent.status != 0)
         let errors = sent.stderr.split(separator: "\n").filter { $0.hasPrefix("atv: error:") }
         #expect(errors.count == 1, "\(sent.stderr)")

@@ -183,9 +183,12 @@ import Testing
         let cap = dir.appendingPathComponent("cap.pcm").path
         let atv = try TestEnv.atv()
         try await withShairport(cap) { sp in
-            let r = try await run(Self.inNetns, sp.inside([atv, "stream", flac, "--host", "127.0.0.1", "--port", "\(Self.rtspPort)"]), timeout: 40)
+            let r = try await run(Self.inNetns, sp.inside([atv, "stream", flac, "--host", "127.0.0.1", "--port", "\(Self.rtspPort)", "-v"]), timeout: 40)
             #expect(r.status == 0, "atv stream failed: \(r.stderr)")
             #expect(r.stdout.contains("Streamed 0:10"), "summary: \(r.stdout)")
+            // No TXT with --host: GET /info decides, and shairport-sync (AirPlay 1) does not answer it with features.
+            #expect(r.stderr.contains("AirPlay 1 (RAOP) (GET /info"), "route: \(r.stderr.suffix(2000))")
+            #expect(!r.stdout.contains("AirPlay 2"), "summary: \(r.stdout)")
             let a = try Self.align(source: source, capture: try await settledCapture(cap))
             print("shairport-sync file: \(a.matchedFrames)/\(a.sourceFrames) frames bit-exact; leading silence \(a.offsetFrames) frames (\(String(format: "%.1f", a.ms)) ms) including the \(Self.leadInFrames)-frame lead-in; \(Self.retransmitted(r.stdout) ?? -1) retransmitted")
             #expect(a.matchedFrames == a.sourceFrames,

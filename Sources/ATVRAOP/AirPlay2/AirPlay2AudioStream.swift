@@ -5,10 +5,11 @@
 // retransmits of the sealed packets from the backlog, volume (again once audio flows),
 // metadata/artwork/progress, `/feedback`, and TEARDOWN in every case.
 //
-// "No progress" rule: a receiver that plays clocks the stream — it sends NTP timing requests to our
-// timing port (and retransmit requests when packets are lost). If neither arrives within
-// `progressTimeout` of the first audio packet, or none for 3 × `progressTimeout` later on (pauses
-// excluded), the stream fails with `playbackError` instead of "succeeding" into silence.
+// "No progress" rule (`AirPlay2StallRule`): the stream fails with `playbackError` when the receiver
+// leaves an RTSP request (the `/feedback` keep-alive, SET_PARAMETER, FLUSH) unanswered for
+// `progressTimeout` with no other sign of life (another answer, an event-channel request, a timing
+// or retransmit request). Timing and retransmit requests count when they come, but a receiver need
+// not send any: one that plays by its own clock never asks for timing.
 import ATVAudio
 import ATVAuth
 import ATVCore
@@ -22,12 +23,8 @@ final class AirPlay2AudioSession: Sendable {
     let connection: AirPlay2Connection
     let live: RAOPLiveState
     private let logger: Logger
-    private struct Contact {
-        var timingRequests = 0
-        var retransmitRequests = 0
-        var last: ContinuousClock.Instant?
-    }
-    private let contact = Mutex(Contact())
+    /// The last timing or retransmit request from the receiver (a sign of life when present).
+    private let lastUDPContact = Mutex<ContinuousClock.Instant?>(nil)
     private let warningList = Mutex<[String]>([])
 
     init(connection: AirPlay2Connection, live: RAOPLiveState, logger: Logger) {
@@ -39,16 +36,9 @@ final class AirPlay2AudioSession: Sendable {
     var warnings: [String] { warningList.withLock { $0 } }
 
     /// The receiver sent a timing or retransmit request.
-    func noteContact(timing: Bool) {
-        contact.withLock { c in
-            if timing { c.timingRequests += 1 } else { c.retransmitRequests += 1 }
-            c.last = .now
-        }
-    }
+    func noteContact() { lastUDPContact.withLock { $0 = .now } }
 
-    var lastContact: (count: Int, last: ContinuousClock.Instant?) {
-        contact.withLock { ($0.timingRequests + $0.retransmitRequests, $0.last) }
-    }
+    var lastContact: ContinuousClock.Instant? { lastUDPContact.withLock { $0 } }
 
     private func warn(_ text: String) {
         logger.info("AirPlay 2: \(text)")
@@ -129,6 +119,8 @@ extension RAOPClient {
         let connection = try await AirPlay2Connection.connect(host: host, port: port, options: connectionOptions, logger: logger)
         let wakeup = self.wakeup
         connection.onFailure { _ in wakeup.signal() }
+        // Each request starts a stall clock: the coordinator must look at it.
+        connection.onRequestSent { wakeup.signal() }
 
         let sequence = options.initialSequence ?? UInt16.random(in: 0...UInt16.max)
         let rtpBase = options.initialRTPTime ?? UInt32.random(in: 0...UInt32.max)
@@ -149,7 +141,7 @@ extension RAOPClient {
         do {
             control = try await UDPEndpoint.bind(host: connection.localIP, on: loop) { bytes, _, reply in
                 guard case .retransmitRequest(let request)? = try? RAOPControlPacket(decoding: bytes) else { return }
-                session.noteContact(timing: false)
+                session.noteContact()
                 let answers = live.inner.withLock { s -> [[UInt8]] in
                     let a = s.streamer.retransmissions(for: request)
                     s.bytesOnWire += a.reduce(0) { $0 + $1.count }
@@ -162,7 +154,7 @@ extension RAOPClient {
                 let received = NTPTime.now()
                 guard let answer = RAOPStreamer.timingReply(to: bytes, receivedAt: received, now: NTPTime.now()) else { return }
                 reply(answer)
-                session.noteContact(timing: true)
+                session.noteContact()
                 let sync = live.inner.withLock { s -> (bytes: [UInt8], to: SocketAddress)? in
                     s.timingReplies += 1
                     s.bytesOnWire += answer.count
@@ -190,7 +182,8 @@ extension RAOPClient {
         var streamError: Error?
         do {
             try await connection.setupSession(timing: .ntp(timingPort: timing.localPort))
-            connection.startFeedback(interval: options.feedbackInterval)
+            // Unanswered keep-alives are judged by the stall rule (progressTimeout), not by a count.
+            connection.startFeedback(interval: options.feedbackInterval, failAfterMisses: nil)
             try await session.record()
             let request = AirPlay2AudioStreamRequest(
                 codec: options.codec, controlPort: control.localPort, sharedKey: audioKey,
@@ -294,16 +287,15 @@ extension RAOPClient {
         report.stopped = stats.stopped
     }
 
-    /// Runs the pacer; reacts to pause/resume/stop, a lost connection and the no-progress rule;
-    /// re-sends the volume once audio flows.
+    /// Runs the pacer; reacts to pause/resume/stop, a lost connection and the no-progress rule
+    /// (`AirPlay2StallRule`); re-sends the volume once audio flows.
     private func coordinateAP2(_ pacer: RAOPPacedSender, session: AirPlay2AudioSession, live: RAOPLiveState,
                                options: RAOPOptions) async throws -> SenderStats {
         let clock = ContinuousClock()
         await pacer.start()
-        var baseline = clock.now
-        var volumeResendAt: ContinuousClock.Instant? = baseline + .seconds(1)
+        var volumeResendAt: ContinuousClock.Instant? = clock.now + .seconds(1)
         var paused = false
-        let timeout = options.progressTimeout
+        let rule = AirPlay2StallRule(timeout: options.progressTimeout)
         while true {
             let generation = wakeup.generation
             try Task.checkCancellation()
@@ -312,13 +304,6 @@ extension RAOPClient {
             if let outcome = pacer.outcome {
                 let stats = await pacer.halt()
                 if case .failed(let error) = outcome { throw error }
-                // A stream that ran its course while the receiver never clocked us since the audio
-                // started is reported, not called a success.
-                let (_, last) = session.lastContact
-                if !paused, clock.now - baseline > timeout, (last.map { $0 < baseline } ?? true) {
-                    throw ATVError.playbackError(
-                        "\(host):\(port) accepted the AirPlay 2 stream but reported no progress while it played (no timing or retransmit request after the first audio packet)")
-                }
                 return stats
             }
             if stop {
@@ -334,7 +319,6 @@ extension RAOPClient {
                     publish(.paused, live: live, options: options)
                 } else {
                     await pacer.resume()
-                    baseline = clock.now
                     publish(.streaming, live: live, options: options)
                 }
                 continue
@@ -344,22 +328,15 @@ extension RAOPClient {
             // wake-up of an idle process costs more CPU than the check itself.
             var next: ContinuousClock.Instant?
             func due(_ t: ContinuousClock.Instant) { next = next.map { min($0, t) } ?? t }
-            if !paused {
-                let (count, last) = session.lastContact
-                if count == 0 {
-                    if now - baseline > timeout {
-                        throw ATVError.playbackError(
-                            "\(host):\(port) accepted the AirPlay 2 stream but reports no progress (no timing or retransmit request within \(timeout) of the first audio packet)")
-                    }
-                    due(baseline + timeout)
-                }
-                if let last {
-                    if now - max(last, baseline) > timeout * 3 {
-                        throw ATVError.playbackError(
-                            "\(host):\(port) stopped reporting progress (no timing or retransmit request for \(timeout * 3))")
-                    }
-                    due(max(last, baseline) + timeout * 3)
-                }
+            switch rule.verdict(now: now, liveness: session.connection.liveness, otherSigns: session.lastContact) {
+            case .stuck(let what, let waited):
+                let error = ATVError.playbackError(
+                    "\(host):\(port) makes no progress: it left \(what) unanswered for \(Self.describe(waited))")
+                // Recorded as the connection's failure: TEARDOWN then waits only briefly.
+                session.connection.fail(error)
+                throw error
+            case .alive(let recheckAt):
+                if let recheckAt { due(recheckAt) }
             }
             if let at = volumeResendAt {
                 if now >= at {
@@ -372,8 +349,14 @@ extension RAOPClient {
                     due(at)
                 }
             }
-            // A millisecond past the deadline, so the strict comparisons above hold when it is checked.
+            // A millisecond past the deadline, so the comparisons above hold when it is checked.
             await wakeup.wait(since: generation, until: next.map { $0 + .milliseconds(1) })
         }
+    }
+
+    /// "1 s", "2.5 s".
+    static func describe(_ d: Duration) -> String {
+        let s = (seconds(d) * 10).rounded() / 10
+        return s == s.rounded() ? "\(Int(s)) s" : "\(s) s"
     }
 }

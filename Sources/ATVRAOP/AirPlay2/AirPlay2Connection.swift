@@ -123,6 +123,37 @@ public final class AirPlay2Connection: Sendable {
         }
     }
 
+    /// Only `GET /info` on a connection of its own (plaintext, before any pairing), closed
+    /// afterwards: what a sender asks a receiver it knows nothing about. Returns the status and
+    /// the plist (nil when the body is not one); `status` nil when no answer came within `timeout`
+    /// or the receiver closed the connection instead. Throws when the TCP connection cannot be
+    /// made (refused, unreachable, connect timeout) or the answer is not HTTP/RTSP at all.
+    public static func fetchInfo(host: String, port: Int, userAgent: String = "AirPlay/550.10", timeout: Duration,
+                                 logger: Logger = Logger(label: "atv.airplay2")) async throws -> (status: Int?, info: PlistValue?) {
+        let core = AirPlay2ConnectionCore(userAgent: userAgent, logger: logger)
+        let channel = try await openTCP(host: host, port: port, timeout: timeout) { channel in
+            try channel.pipeline.syncOperations.addHandler(HAPEncryptionHandler())
+            try channel.pipeline.syncOperations.addHandler(AirPlay2ResponseHandler(core: core))
+        }
+        core.attach(channel)
+        defer {
+            core.markClosing()
+            channel.close(promise: nil)
+        }
+        do {
+            let r = try await core.request("GET", uri: "/info", timeout: timeout)
+            logger.debug("GET /info → \(r.status) (\(r.body.count) bytes)")
+            return (r.status, r.isSuccess && !r.body.isEmpty ? try? BinaryPlistParser.parse(r.body) : nil)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch ATVError.protocolError {
+            throw ATVError.protocolError("the receiver at \(host):\(port) answered GET /info with something that is not HTTP or RTSP")
+        } catch {
+            logger.debug("GET /info not answered: \(error)")
+            return (nil, nil)
+        }
+    }
+
     // MARK: Requests
 
     /// Sends one request (CSeq, User-Agent, DACP-ID, Active-Remote, Client-Instance are added) and
@@ -151,6 +182,16 @@ public final class AirPlay2Connection: Sendable {
 
     /// Event-channel requests answered so far.
     public var eventRequestsAnswered: Int { core.eventRequests }
+
+    /// The signals every receiver gives about being alive (for `AirPlay2StallRule`).
+    public var liveness: AirPlay2Liveness { core.liveness }
+
+    /// Called (on any thread) each time a request goes out.
+    public func onRequestSent(_ handler: @escaping @Sendable () -> Void) { core.setRequestSentHandler(handler) }
+
+    /// Ends the connection's life as failed (the first failure wins): later requests fail at once,
+    /// and TEARDOWN waits for its answer only briefly.
+    public func fail(_ error: ATVError) { core.fail(error) }
 
     // MARK: Session
 
@@ -194,9 +235,10 @@ public final class AirPlay2Connection: Sendable {
         }
     }
 
-    /// `POST /feedback` every `interval` until `close()`. Two unanswered in a row fail the connection
-    /// (the receiver is gone); other statuses are tolerated.
-    public func startFeedback(interval: Duration = .seconds(2)) {
+    /// `POST /feedback` every `interval` until `close()`. With `failAfterMisses`, that many
+    /// unanswered in a row fail the connection (the receiver is gone); nil leaves the decision to
+    /// the caller (an audio stream applies `AirPlay2StallRule`). Any status counts as an answer.
+    public func startFeedback(interval: Duration = .seconds(2), failAfterMisses: Int? = 2) {
         let task = Task { [self] in
             var misses = 0
             while !Task.isCancelled {
@@ -212,7 +254,7 @@ public final class AirPlay2Connection: Sendable {
                     if core.isClosing { return }
                     misses += 1
                     logger.debug("AirPlay 2: POST /feedback failed (\(misses)): \(error)")
-                    if misses >= 2 {
+                    if let limit = failAfterMisses, misses >= limit {
                         core.fail(.timeout("the receiver at \(host):\(port) stopped answering POST /feedback"))
                         return
                     }
@@ -366,6 +408,8 @@ final class AirPlay2ConnectionCore: Sendable {
         var cseq: Int
         var continuation: CheckedContinuation<RTSPResponse, Error>?
         var timer: Scheduled<Void>?
+        var what: String
+        var sentAt: ContinuousClock.Instant
     }
 
     private struct State {
@@ -383,6 +427,9 @@ final class AirPlay2ConnectionCore: Sendable {
         var feedback: Task<Void, Never>?
         var feedbackStatuses: [Int: Int] = [:]
         var eventRequests = 0
+        var lastAnswer: ContinuousClock.Instant?
+        var lastEventRequest: ContinuousClock.Instant?
+        var requestSent: (@Sendable () -> Void)?
     }
 
     private let state = Mutex(State())
@@ -410,7 +457,21 @@ final class AirPlay2ConnectionCore: Sendable {
     func markClosing() { state.withLock { $0.closing = true } }
     func markTearingDown() { state.withLock { $0.tearingDown = true } }
     func feedbackAnswered(_ status: Int) { state.withLock { $0.feedbackStatuses[status, default: 0] += 1 } }
-    func eventRequestAnswered() { state.withLock { $0.eventRequests += 1 } }
+    func eventRequestAnswered() {
+        state.withLock {
+            $0.eventRequests += 1
+            $0.lastEventRequest = .now
+        }
+    }
+    func setRequestSentHandler(_ handler: @escaping @Sendable () -> Void) { state.withLock { $0.requestSent = handler } }
+
+    var liveness: AirPlay2Liveness {
+        state.withLock { s in
+            let oldest = s.pending.min { $0.sentAt < $1.sentAt }
+            return AirPlay2Liveness(oldestUnanswered: oldest.map { ($0.what, $0.sentAt) }, lastAnswer: s.lastAnswer,
+                                    lastEventRequest: s.lastEventRequest)
+        }
+    }
 
     func setFeedbackTask(_ task: Task<Void, Never>) {
         let old = state.withLock { s -> Task<Void, Never>? in
@@ -470,11 +531,13 @@ final class AirPlay2ConnectionCore: Sendable {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (cont: CheckedContinuation<RTSPResponse, Error>) in
                 let ns = RAOPPacer.nanoseconds(timeout)
-                let registered = state.withLock { s -> Bool in
-                    guard s.open else { return false }
-                    s.pending.append(Pending(id: id, cseq: cseq, continuation: cont, timer: nil))
-                    return true
+                let (registered, sent) = state.withLock { s -> (Bool, (@Sendable () -> Void)?) in
+                    guard s.open else { return (false, nil) }
+                    s.pending.append(Pending(id: id, cseq: cseq, continuation: cont, timer: nil, what: uri.hasPrefix("/") ? "\(method) \(uri)" : method,
+                                             sentAt: .now))
+                    return (true, s.requestSent)
                 }
+                sent?()
                 guard registered else {
                     cont.resume(throwing: failure ?? ATVError.connectionLost("the AirPlay 2 control connection is closed"))
                     return
@@ -523,6 +586,7 @@ final class AirPlay2ConnectionCore: Sendable {
     /// An answer arrived (on the event loop).
     func deliver(_ response: RTSPResponse) {
         let cont = state.withLock { s -> CheckedContinuation<RTSPResponse, Error>? in
+            s.lastAnswer = .now
             let index: Int?
             if let cseq = response.cseq {
                 index = s.pending.firstIndex { $0.cseq == cseq }

@@ -36,6 +36,21 @@ public struct AirPlay2FeatureWord: Sendable, Equatable {
         rawValue = words.count == 2 ? words[1] << 32 | words[0] : words[0]
     }
 
+    /// The `features` value of a `GET /info` plist: an integer (the usual form) or a TXT-style string.
+    public init?(plistValue: PlistValue) {
+        switch plistValue {
+        case .int(let i): self.init(rawValue: UInt64(bitPattern: i))
+        case .string(let s): self.init(parsing: s)
+        default: return nil
+        }
+    }
+
+    /// `0xLLLLLLLL,0xHHHHHHHH` as in TXT records.
+    public var text: String {
+        "0x" + String(UInt32(truncatingIfNeeded: rawValue), radix: 16, uppercase: true)
+            + ",0x" + String(UInt32(truncatingIfNeeded: rawValue >> 32), radix: 16, uppercase: true)
+    }
+
     public func has(bit: Int) -> Bool { (0..<64).contains(bit) && rawValue & (1 << UInt64(bit)) != 0 }
 
     /// AirPlay 2 receiver: bit 38 (SupportsUnifiedMediaControl) or 48 (CoreUtils pairing), pyatv's rule.
@@ -45,16 +60,23 @@ public struct AirPlay2FeatureWord: Sendable, Equatable {
     /// HAP pairing (rather than legacy SRP/SHA-1 pairing) for `atv pair`: bit 46 (HomeKit pairing
     /// and access control) or 48 (CoreUtils pairing), or an AirPlay 2 receiver at all.
     public var usesHAPPairing: Bool { has(bit: 46) || has(bit: 48) || isAirPlay2 }
+    /// Audio streams go to the AirPlay service itself: bit 30 (HasUnifiedAdvertiserInfo, pyatv's
+    /// rule), or an AirPlay 2 receiver (bit 38/48) that supports audio (bit 9).
+    public var streamsAudioOnAirPlayService: Bool { has(bit: 30) || (isAirPlay2 && has(bit: 9)) }
 }
 
 /// The route decision for one receiver, with the reason (for the `-v` log line).
 public struct AirPlayRoute: Sendable, Equatable, CustomStringConvertible {
     public var version: AirPlayMajorVersion
     public var reason: String
+    /// False when nothing decided it (no features advertised, nothing forced): `version` is then
+    /// only the fallback, and the receiver's `GET /info` answer should decide (`fromInfo`).
+    public var decided: Bool
 
-    public init(version: AirPlayMajorVersion, reason: String) {
+    public init(version: AirPlayMajorVersion, reason: String, decided: Bool = true) {
         self.version = version
         self.reason = reason
+        self.decided = decided
     }
 
     /// `features` texts are tried in order (RAOP `ft`, RAOP `features`, AirPlay `features`…); the
@@ -73,7 +95,26 @@ public struct AirPlayRoute: Sendable, Equatable, CustomStringConvertible {
             }
             return AirPlayRoute(version: .v1, reason: "features \(text) have neither bit 38 nor 48")
         }
-        return AirPlayRoute(version: .v1, reason: "no features advertised")
+        return AirPlayRoute(version: .v1, reason: "no features advertised", decided: false)
+    }
+
+    /// The route from the receiver's `GET /info` answer, for a receiver whose features are not
+    /// known from TXT records (`--host` without mDNS). `status` is nil when /info was not answered
+    /// (timeout, connection closed, garbage). AirPlay 2 only when the answer is a plist whose
+    /// `features` has bit 38 or 48; anything else (an AirPlay 1 receiver answering 404, nothing,
+    /// or a plist without features) keeps AirPlay 1.
+    public static func fromInfo(status: Int?, info: PlistValue?) -> AirPlayRoute {
+        guard let status else { return AirPlayRoute(version: .v1, reason: "GET /info not answered") }
+        guard (200..<300).contains(status) else { return AirPlayRoute(version: .v1, reason: "GET /info answered \(status)") }
+        guard let value = info?["features"], let word = AirPlay2FeatureWord(plistValue: value) else {
+            return AirPlayRoute(version: .v1, reason: "GET /info has no features")
+        }
+        let text = word.text
+        if word.isAirPlay2 {
+            let bits = [38, 48].filter(word.has(bit:)).map(String.init).joined(separator: "+")
+            return AirPlayRoute(version: .v2, reason: "GET /info features \(text) have bit \(bits)")
+        }
+        return AirPlayRoute(version: .v1, reason: "GET /info features \(text) have neither bit 38 nor 48")
     }
 
     public var description: String { "\(version) (\(reason))" }
