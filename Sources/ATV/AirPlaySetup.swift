@@ -20,7 +20,7 @@ public final class AirPlayService: Sendable {
     let updates = Broadcaster<DeviceUpdate>()
     static let takeoverKinds: Set<InterfaceKind> = [.remoteControl, .metadata, .pushUpdater]
 
-    init(address: String, service: ServiceConfig, options: AirPlayOptions = AirPlayOptions()) {
+    init(address: String, service: ServiceConfig, options: AirPlayOptions = AirPlayOptions()) throws(ATVError) {
         self.service = service
         let flags = AirPlayFeatureFlags(service: service)
         self.flags = flags
@@ -29,10 +29,11 @@ public final class AirPlayService: Sendable {
         // (features bits 38/48) also gets the session recent tvOS needs before /play.
         // Stored legacy credentials: legacy verification on the plain connection.
         var legacy = false
-        if let text = service.credentials {
-            switch try? ATVCredentials(parsing: text) {
-            case .hap(let c)?: options.verification = .hap(c)
-            case .legacy(let c)?: options.verification = .legacy(c); legacy = true
+        // Stored credentials that can't be read are an error, never a fall-back to no verification.
+        if let text = service.credentials, !text.trimmingCharacters(in: .whitespaces).isEmpty {
+            switch try RAOPService.readCredentials(text, deviceName: address) {
+            case .hap(let c): options.verification = .hap(c)
+            case .legacy(let c): options.verification = .legacy(c); legacy = true
             default: break
             }
         }

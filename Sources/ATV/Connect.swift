@@ -54,7 +54,7 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
         // No features known (an address without TXT): each stream asks GET /info for the route.
         raopOptions.routeFromInfo = !route.decided
         if route.version == .v2 || !route.decided, raopOptions.hapCredentials == nil {
-            raopOptions.hapCredentials = RAOPService.hapCredentials(for: service, in: config)
+            raopOptions.hapCredentials = try RAOPService.hapCredentials(for: service, in: config)
         }
         let how = route.decided ? "\(route)" : "from GET /info when streaming (\(route.reason); AirPlay 1 if unanswered)"
         logger.info("audio streaming to \(config.name): \(how)\(raopOptions.hapCredentials != nil ? ", pair-verify with stored credentials" : "")")
@@ -69,7 +69,7 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
         case .raop:
             try addRAOP(service)
         case .airplay:
-            let airplay = AirPlayService(address: config.address, service: service)
+            let airplay = try AirPlayService(address: config.address, service: service)
             airplay.attach(device)
             try device.add(airplay.setup)
             added.append(.airplay)
@@ -78,7 +78,7 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
                 logger.info("\(config.name) advertises no RAOP service: audio streams go to its AirPlay service (port \(derived.port))")
                 try addRAOP(derived)
             }
-            if let credentials = MRPService.tunnelCredentials(airplay: service, in: config, mode: tunnelMode) {
+            if let credentials = try MRPService.tunnelCredentials(airplay: service, in: config, mode: tunnelMode) {
                 logger.info("MRP through the AirPlay 2 remote-control channel of \(config.name) (\(credentials == nil ? "transient pairing" : "pair-verify with stored credentials"))")
                 let mrp = MRPService.tunnelled(address: config.address, airplay: service, credentials: credentials)
                 try device.add(mrp.setup(service))

@@ -13,9 +13,9 @@ extension MRPService {
     /// transient pairing; Apple TVs with tvOS ≥ 15 and HAP AirPlay credentials; never when there is
     /// a direct MRP service): nil when MRP should not be tunnelled through `airplay`, else the credentials
     /// to pair-verify with (`.some(nil)`: transient pairing).
-    public static func tunnelCredentials(airplay: ServiceConfig, in config: DeviceConfig, mode: MRPTunnel) -> HAPCredentials?? {
+    public static func tunnelCredentials(airplay: ServiceConfig, in config: DeviceConfig, mode: MRPTunnel) throws(ATVError) -> HAPCredentials?? {
         if config.services.contains(where: { $0.protocol == .mrp && $0.enabled }) { return nil }
-        let creds = RAOPService.hapCredentials(for: airplay, in: config)
+        let creds = try RAOPService.hapCredentials(for: airplay, in: config)
         switch mode {
         case .disable: return nil
         case .force: return .some(creds)

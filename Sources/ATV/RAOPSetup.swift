@@ -55,12 +55,25 @@ public final class RAOPService: Sendable {
                              properties: airplay.properties, enabled: airplay.enabled)
     }
 
-    /// Stored HAP credentials (RAOP's, else AirPlay's) for AirPlay 2 pair-verify; nil → transient pairing.
-    static func hapCredentials(for service: ServiceConfig, in config: DeviceConfig) -> HAPCredentials? {
+    /// Stored HAP credentials (RAOP's, else AirPlay's) for AirPlay 2 pair-verify; nil → transient
+    /// pairing (none stored, or only legacy ones). Stored credentials that can't be read are an
+    /// error, never a silent fall-back to pairing without them.
+    static func hapCredentials(for service: ServiceConfig, in config: DeviceConfig) throws(ATVError) -> HAPCredentials? {
         for text in [service.credentials, config.service(.airplay)?.credentials] {
-            if let text, case .hap(let c)? = try? ATVCredentials(parsing: text) { return c }
+            guard let text, !text.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
+            if case .hap(let c) = try readCredentials(text, deviceName: config.name) { return c }
         }
         return nil
+    }
+
+    /// Parses stored credentials; unreadable ones are an error that says what to do.
+    static func readCredentials(_ text: String, deviceName: String) throws(ATVError) -> ATVCredentials {
+        do {
+            return try ATVCredentials(parsing: text)
+        } catch {
+            throw ATVError.invalidCredentials(
+                "the stored AirPlay credentials of \(deviceName) can't be read; pair again with `atv pair --protocol airplay` or remove them with `atv credentials`")
+        }
     }
 
     /// The AirPlay generation streams to this receiver use.

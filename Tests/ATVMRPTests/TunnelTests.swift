@@ -24,25 +24,27 @@ import ATVRAOP
     }
 
     @Test func tunnelRule() throws {
-        func rule(_ props: [String: String], creds: String? = nil, mrp: Bool = false, mode: MRPTunnel = .auto) -> HAPCredentials?? {
+        func rule(_ props: [String: String], creds: String? = nil, mrp: Bool = false, mode: MRPTunnel = .auto) throws -> HAPCredentials?? {
             var services = [ServiceConfig(protocol: .airplay, identifier: "x", port: 7000, credentials: creds, properties: props)]
             if mrp { services.append(ServiceConfig(protocol: .mrp, identifier: "x", port: 49152)) }
             let config = DeviceConfig(name: "d", address: "127.0.0.1", services: services)
-            return MRPService.tunnelCredentials(airplay: config.services[0], in: config, mode: mode)
+            return try MRPService.tunnelCredentials(airplay: config.services[0], in: config, mode: mode)
         }
         let hap = HAPCredentials(deviceLTPK: [UInt8](repeating: 1, count: 32), clientLTSK: [UInt8](repeating: 2, count: 32),
                                  deviceID: Array("dev".utf8), clientID: Array("client".utf8))
         let hapText = hap.stringValue
         // HomePod: transient pairing when nothing is stored.
-        #expect(rule(["model": "AudioAccessory5,1"]).map { $0 == nil } == true)
+        #expect(try rule(["model": "AudioAccessory5,1"]).map { $0 == nil } == true)
         // Apple TV: tvOS ≥ 15 and HAP credentials only.
-        #expect(rule(["model": "AppleTV11,1", "osvers": "17.2"]) == nil)
-        #expect(rule(["model": "AppleTV11,1", "osvers": "17.2"], creds: hapText)??.clientID == Array("client".utf8))
-        #expect(rule(["model": "AppleTV6,2", "osvers": "14.7"], creds: hapText) == nil)
+        #expect(try rule(["model": "AppleTV11,1", "osvers": "17.2"]) == nil)
+        #expect(try rule(["model": "AppleTV11,1", "osvers": "17.2"], creds: hapText)??.clientID == Array("client".utf8))
+        #expect(try rule(["model": "AppleTV6,2", "osvers": "14.7"], creds: hapText) == nil)
         // A direct MRP service wins; disable and force.
-        #expect(rule(["model": "AudioAccessory5,1"], mrp: true) == nil)
-        #expect(rule(["model": "AudioAccessory5,1"], mode: .disable) == nil)
-        #expect(rule([:], mode: .force).map { $0 == nil } == true)
+        #expect(try rule(["model": "AudioAccessory5,1"], mrp: true) == nil)
+        #expect(try rule(["model": "AudioAccessory5,1"], mode: .disable) == nil)
+        #expect(try rule([:], mode: .force).map { $0 == nil } == true)
+        // Stored credentials that can't be read fail closed: an error, not transient pairing.
+        #expect(throws: ATVError.self) { try rule(["model": "AudioAccessory5,1"], creds: "not-credentials") }
     }
 
     /// The facade picks the tunnel for a HomePod by itself: what plays, a command that changes the

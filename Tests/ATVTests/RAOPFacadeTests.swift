@@ -114,4 +114,26 @@ import Testing
         both.addService(ServiceConfig(protocol: .raop, port: 5000))
         #expect(RAOPService.streamingService(in: both)?.port == 5000)
     }
+
+    /// Stored credentials that can't be read end `connect` with an error that says what to do; the
+    /// session never falls back to transient pairing or no verification in their place.
+    @Test func unreadableStoredCredentialsFailClosed() async throws {
+        let homePod = "0x4A7FCA00,0xBC354BD0"
+        for proto in [ATVProtocol.raop, .airplay] {
+            let config = DeviceConfig(name: "Pod", address: "127.0.0.1", services: [
+                ServiceConfig(protocol: proto, identifier: "AA:BB:CC:DD:EE:F0", port: 7000, credentials: "not-credentials",
+                              properties: ["features": homePod, "model": "AudioAccessory5,1"]),
+            ])
+            do {
+                let atv = try await connect(config, options: ConnectOptions(mrpTunnel: .disable))
+                await atv.close()
+                Issue.record("\(proto): connect accepted unreadable credentials")
+            } catch let error as ATVError {
+                guard case .invalidCredentials(let text) = error else {
+                    Issue.record("\(proto): expected invalidCredentials, got \(error)"); continue
+                }
+                #expect(text.contains("pair again"))
+            }
+        }
+    }
 }
