@@ -128,9 +128,14 @@ public enum Discovery {
         return ATVError.deviceNotFound(text)
     }
 
-    /// "A, B did not answer mDNS queries within 3 s".
+    /// "A, B did not answer mDNS queries within 3 s" (as `ATVError.deviceNotFound`).
     public static func silence(_ hosts: [String], timeout: Double) -> ATVError {
-        ATVError.deviceNotFound("\(list(hosts)) did not answer mDNS queries within \(seconds(timeout))")
+        ATVError.deviceNotFound(silenceText(hosts, timeout: timeout))
+    }
+
+    /// "A, B did not answer mDNS queries within 3 s".
+    public static func silenceText(_ hosts: [String], timeout: Double) -> String {
+        "\(list(hosts)) did not answer mDNS queries within \(seconds(timeout))"
     }
 
     static func seconds(_ t: Double) -> String {

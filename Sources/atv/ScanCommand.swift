@@ -8,8 +8,8 @@ struct Scan: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Find devices on the network (mDNS).",
         discussion: """
         Each device is printed as soon as its records are complete. With --hosts, the scan ends as \
-        soon as every host has answered; hosts that did not answer are named on stderr (an error \
-        if no device was found).
+        soon as every host has answered; hosts that did not answer are named on stderr (one \
+        warning line; the scan itself succeeds, as pyatv's does).
         """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "Comma-separated hosts to scan by unicast (for networks multicast does not cross).") var hosts: String?
@@ -32,7 +32,6 @@ struct Scan: AsyncParsableCommand {
             let options = ScanOptions(timeout: timeout, hosts: parseHostList(hosts), identifiers: id.map { [$0] } ?? [], count: count)
             if json && !stream {
                 let (devices, silent) = try await Discovery.scanAllReportingSilence(options)
-                if devices.isEmpty && !silent.isEmpty { throw silence(silent, options) }
                 printJSON(["result": "success", "datetime": isoNow(), "devices": devices.map(deviceJSON)])
                 warn(silent, options)
                 return
@@ -60,20 +59,15 @@ struct Scan: AsyncParsableCommand {
                     silent = hosts
                 }
             }
-            if printed.isEmpty && !silent.isEmpty { throw silence(silent, options) }
             if printed.isEmpty && !json { print("No devices found.") }
             warn(silent, options)
         }
     }
 
-    func silence(_ silent: [String], _ options: ScanOptions) -> ATVError {
-        Discovery.silence(silent, timeout: options.timeout)
-    }
-
     /// Devices were found, but some hosts never answered: say so in one line.
     func warn(_ silent: [String], _ options: ScanOptions) {
         guard !silent.isEmpty else { return }
-        FileHandle.standardError.write(Data("atv: warning: \(printable(silence(silent, options).description))\n".utf8))
+        FileHandle.standardError.write(Data("atv: warning: \(printable(Discovery.silenceText(silent, timeout: options.timeout)))\n".utf8))
     }
 }
 
