@@ -134,6 +134,7 @@ import Testing
             echo "== json =="; python3 "$TMP/timer.py" "$ATV" scan --json --stream --timeout 5
             echo "== text =="; python3 "$TMP/timer.py" "$ATV" scan --timeout 5
             echo "== unicast =="; python3 "$TMP/timer.py" "$ATV" scan --json --stream --hosts 127.0.0.1 --timeout 5
+            echo "== find =="; python3 "$TMP/timer.py" "$ATV" device-info --to "Küche" --json
             """, timeout: 90)
         #expect(!result.timedOut && result.status == 0, "stderr: \(result.stderr.suffix(1500))")
         func timedLines(_ section: String) throws -> [(t: Double, line: String?, status: Int?)] {
@@ -167,10 +168,55 @@ import Testing
         // The multicast scan itself still runs its 5 s (devices that answer late are still found).
         #expect((try timedLines("json").last?.t ?? 0) >= 4.9)
 
+        // --to returns as soon as the named device is complete, not after the 3 s scan.
+        let find = try timedLines("find")
+        #expect(find.last?.status == 0 && find.contains { $0.line?.contains("\"name\":\"Küche\"") == true }, "\(find)")
+        #expect((find.last?.t ?? .infinity) <= 1.5, "device-info --to took \(find.last?.t ?? 0) s: \(find)")
+        print("atv device-info --to (multicast) exited after \(find.last?.t ?? 0) s")
+
         // Text: the first device block is printed within 1 s too.
         let text = try timedLines("text")
         let firstName = text.first { $0.line?.hasPrefix("       Name: ") == true }?.t ?? .infinity
         #expect(firstName <= 1.0, "first device after \(firstName) s: \(text)")
         #expect(text.filter { $0.line?.hasPrefix("       Name: ") == true }.count == 4, "\(text)")
+    }
+
+    /// A responder that names an instance whose SRV and TXT never come (scripts/peers/
+    /// mdns-ghost-instance.py): the follow-up is given up on after 1.5 s and the device reported
+    /// then, not at the end of the scan (before, `atv scan` printed nothing for its whole timeout,
+    /// and `--to` took its whole 3 s).
+    @Test func anInstanceWhoseRecordsNeverComeDoesNotHoldBackItsDevice() async throws {
+        try Netns.requirePrerequisites()
+        let timer = """
+            import json, subprocess, sys, time
+            t0 = time.monotonic()
+            p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, text=True)
+            first = None
+            for line in p.stdout:
+                if first is None and ("Name: Porch" in line or '"name":"Porch"' in line):
+                    first = round(time.monotonic() - t0, 3)
+            p.wait()
+            print(json.dumps({"first": first, "exit": round(time.monotonic() - t0, 3), "status": p.returncode}))
+            """
+        let result = try await Netns.run("""
+            "$VENV/bin/python" "$PEERS/mdns-ghost-instance.py" 60 > "$TMP/ghost.out" 2> "$TMP/ghost.err" &
+            wait_for "$TMP/ghost.out" ready 20 || { cat "$TMP/ghost.err" >&2; exit 98; }
+            cat > "$TMP/timer.py" <<'EOF'
+            \(timer)
+            EOF
+            echo "== text =="; python3 "$TMP/timer.py" "$ATV" scan --timeout 5
+            echo "== unicast =="; python3 "$TMP/timer.py" "$ATV" scan --json --stream --hosts 127.0.0.1 --timeout 5
+            echo "== find =="; python3 "$TMP/timer.py" "$ATV" device-info --to Porch --json
+            """, timeout: 60)
+        #expect(!result.timedOut && result.status == 0, "stderr: \(result.stderr.suffix(1500))")
+        func timing(_ section: String) throws -> (first: Double, exit: Double, status: Int) {
+            let o = try JSONSerialization.jsonObject(with: Data(result.section(section).utf8)) as? [String: Any] ?? [:]
+            return (o["first"] as? Double ?? .infinity, o["exit"] as? Double ?? .infinity, o["status"] as? Int ?? -1)
+        }
+        let text = try timing("text"), unicast = try timing("unicast"), find = try timing("find")
+        print("ghost instance: scan first device at \(text.first) s; unicast scan done at \(unicast.exit) s; --to at \(find.exit) s")
+        #expect(text.status == 0 && text.first <= 2.5, "\(text)")
+        #expect(unicast.status == 0 && unicast.first <= 2.5 && unicast.exit <= 2.5, "\(unicast)")
+        #expect(find.status == 0 && find.first <= 2.5 && find.exit <= 2.5, "\(find)")
     }
 }
