@@ -6,16 +6,24 @@ import ATVCore
 /// - Queries carry `typesPerQuery` service types (default 1: avahi cuts legacy unicast answers at
 ///   512 bytes *without* setting TC and silently drops what does not fit, so a query for several
 ///   types can lose whole services; one type per query keeps each answer small).
+/// - Records are kept per responder (source address). A record sent again with another TTL or
+///   cache-flush bit is the same record (it is not "news" that delays a report).
+/// - **Completeness** (`Peer.isComplete`): a responder's devices are complete when every service
+///   instance it announced has its SRV and TXT record, or was asked for them directly and the
+///   question was answered or given up on (`followUpGiveUp` after it was first sent), and no
+///   other follow-up is outstanding. Complete devices are reported at once (unicast: when the
+///   host is done, see below; multicast: after `settle` without new records from that
+///   responder, since a responder may still be answering the other service types).
 /// - Unicast (hosts given): every query message goes to each host and is resent each second until
 ///   answered. A truncated answer is followed by one query per service type of that message, and
 ///   instances seen without SRV or TXT are asked for directly, so a responder that cuts answers
 ///   at 512 bytes still yields every service. Responders do not answer questions they have no
-///   records for (avahi, mDNSResponder), so a host is done once it has answered, no follow-up is
-///   outstanding and either every query was answered or it has been quiet for `unicastSettle`;
-///   the scan ends when every host is done.
+///   records for (avahi, mDNSResponder), so a host is done once it has answered, its records are
+///   complete and either every query was answered or it has been quiet for `unicastSettle`; its
+///   devices are reported then, and the scan ends when every host is done. Hosts that never
+///   answered are `silentHosts`.
 /// - Multicast: queries go to 224.0.0.251 each second until the timeout. Answers are grouped per
-///   source address; follow-ups go to that address by unicast. A device is reported once it has
-///   been quiet for `settle` with nothing outstanding.
+///   source address; follow-ups go to that address by unicast.
 /// - With identifiers, the scan ends as soon as a matching device is reported.
 /// - With `count`, the scan ends as soon as that many devices have been reported.
 public struct ScanStateMachine: Sendable {
@@ -38,11 +46,16 @@ public struct ScanStateMachine: Sendable {
         /// (initial) queries count as "nothing of that type".
         public var unicastSettle: Double
         public var timeout: Double
+        /// A follow-up question (SRV/TXT of one instance, or one type after a truncated answer)
+        /// still unanswered this long after it was first sent is given up on: the instance is
+        /// reported with what is known, and the scan does not wait for it any longer.
+        public var followUpGiveUp: Double
         /// Stop once this many devices were reported (nil: scan until the timeout / all hosts answered).
         public var count: Int?
         public init(hosts: [String] = [], identifiers: Set<String> = [], serviceTypes: [String] = ServiceType.scanned,
                     typesPerQuery: Int = 1, resendInterval: Double = 1.0, settle: Double = 0.15, timeout: Double = 3,
-                    count: Int? = nil, unicastSettle: Double = 0.1) {
+                    count: Int? = nil, unicastSettle: Double = 0.1, followUpGiveUp: Double = 1.5) {
+            self.followUpGiveUp = followUpGiveUp
             self.unicastSettle = unicastSettle
             self.count = count
             self.hosts = hosts
@@ -59,11 +72,33 @@ public struct ScanStateMachine: Sendable {
         var message: DNSMessage
         var bytes: [UInt8]
         var lastSent: Double
+        var firstSent: Double
+        /// A follow-up (not one of the first round's queries): given up after `followUpGiveUp`.
+        var followUp: Bool
+        init(message: DNSMessage, bytes: [UInt8], lastSent: Double, followUp: Bool = true) {
+            self.message = message
+            self.bytes = bytes
+            self.lastSent = lastSent
+            self.firstSent = lastSent
+            self.followUp = followUp
+        }
+    }
+
+    /// A record's identity for "have we seen it": everything but the TTL and cache-flush bit.
+    struct RecordKey: Hashable {
+        var name: String
+        var type: DNSType
+        var data: DNSRecordData
+        init(_ r: DNSRecord) {
+            name = r.name.lowercased()
+            type = r.type
+            data = r.data
+        }
     }
 
     struct Peer {
         var records: [DNSRecord] = []
-        var recordSet: Set<DNSRecord> = []
+        var recordSet: Set<RecordKey> = []
         var outstanding: [UInt16: Query] = [:]
         var askedInstances: Set<String> = []
         var askedTypes: Set<String> = []
@@ -72,6 +107,14 @@ public struct ScanStateMachine: Sendable {
         var answeredAny = false
         /// Ids of the first-round queries (unicast): unanswered ones may mean "no such service".
         var initialIDs: Set<UInt16> = []
+
+        /// The completeness rule: this responder answered, no question to it is outstanding (so
+        /// every instance it announced without SRV or TXT was asked for directly, and that
+        /// question was answered or given up on), and every incomplete instance was asked for.
+        var isComplete: Bool {
+            answeredAny && outstanding.isEmpty
+                && ScanStateMachine.incompleteInstances(records).allSatisfy { askedInstances.contains($0.lowercased()) }
+        }
     }
 
     public let configuration: Configuration
@@ -113,7 +156,7 @@ public struct ScanStateMachine: Sendable {
                 for chunk in chunks() {
                     let q = makeQuery(chunk.map { DNSQuestion(name: $0, type: .ptr, unicastResponse: true) })
                     let bytes = DNSSerializer.serialize(q)
-                    peer.outstanding[q.id] = Query(message: q, bytes: bytes, lastSent: now)
+                    peer.outstanding[q.id] = Query(message: q, bytes: bytes, lastSent: now, followUp: false)
                     peer.initialIDs.insert(q.id)
                     actions.append(.send(bytes, to: .host(host)))
                 }
@@ -145,8 +188,8 @@ public struct ScanStateMachine: Sendable {
         if peers[address] == nil { peerOrder.append(address) }
         peer.answeredAny = true
         if answeredQuery != nil { peer.lastAnswer = now }
-        for r in msg.allRecords where !peer.recordSet.contains(r) {
-            peer.recordSet.insert(r)
+        for r in msg.allRecords where !peer.recordSet.contains(RecordKey(r)) {
+            peer.recordSet.insert(RecordKey(r))
             peer.records.append(r)
             peer.lastNew = now
         }
@@ -163,7 +206,7 @@ public struct ScanStateMachine: Sendable {
             }
         }
         // Instances without SRV or TXT: ask for them directly.
-        for instance in incompleteInstances(peer) where !peer.askedInstances.contains(instance.lowercased()) {
+        for instance in Self.incompleteInstances(peer.records) where !peer.askedInstances.contains(instance.lowercased()) {
             peer.askedInstances.insert(instance.lowercased())
             for type in [DNSType.srv, .txt] {
                 let q = makeQuery([DNSQuestion(name: instance, type: type, unicastResponse: true)])
@@ -176,10 +219,12 @@ public struct ScanStateMachine: Sendable {
         return actions + check(now: now)
     }
 
-    func incompleteInstances(_ peer: Peer) -> [String] {
+    /// The instances (full names) announced in `records` that still lack their SRV or TXT record.
+    /// Sleep proxy instances are not counted: they carry nothing we use.
+    public static func incompleteInstances(_ records: [DNSRecord]) -> [String] {
         var instances: [String] = []
         var haveSRV = Set<String>(), haveTXT = Set<String>()
-        for r in peer.records {
+        for r in records {
             switch r.data {
             case .ptr(let target) where r.name.hasPrefix("_") && DeviceBuilder.split(target) != nil:
                 if !instances.contains(where: { $0.lowercased() == target.lowercased() }) { instances.append(target) }
@@ -203,6 +248,9 @@ public struct ScanStateMachine: Sendable {
         }
         for addr in peerOrder {
             guard var peer = peers[addr] else { continue }
+            for (id, q) in peer.outstanding where q.followUp && now - q.firstSent >= configuration.followUpGiveUp {
+                peer.outstanding.removeValue(forKey: id)
+            }
             for (id, var q) in peer.outstanding where now - q.lastSent >= configuration.resendInterval {
                 q.lastSent = now
                 peer.outstanding[id] = q
@@ -228,7 +276,7 @@ public struct ScanStateMachine: Sendable {
             peers[addr] = peer
         }
         for addr in peerOrder {
-            guard let peer = peers[addr], peer.answeredAny, peer.outstanding.isEmpty else { continue }
+            guard let peer = peers[addr], peer.isComplete else { continue }
             if !isUnicast && now - peer.lastNew < configuration.settle { continue }
             actions += report(devices(addr, peer))
         }
@@ -259,6 +307,11 @@ public struct ScanStateMachine: Sendable {
             actions.append(.found(d))
         }
         return actions
+    }
+
+    /// Hosts (unicast) that have not answered a single query.
+    public var silentHosts: [String] {
+        configuration.hosts.filter { !(peers[$0]?.answeredAny ?? false) }
     }
 
     /// Every device reported so far, latest version of each.

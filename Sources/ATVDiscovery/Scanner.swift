@@ -35,9 +35,18 @@ public enum Discovery {
     static let logger = Logger(label: "atv.discovery")
     static let mdnsGroup = "224.0.0.251"
 
-    /// Devices as they are found. The stream ends when the scan is complete: at the timeout for
-    /// multicast, when every host has answered for unicast, or when an identifier was found.
-    public static func scan(_ options: ScanOptions = ScanOptions()) -> AsyncThrowingStream<DeviceConfig, Error> {
+    /// What a scan tells as it goes.
+    public enum ScanEvent: Sendable, Equatable {
+        /// A device whose records are complete (again, with more services, if it gained some).
+        case found(DeviceConfig)
+        /// Sent last, when the scan ran its course: the hosts (unicast) that never answered.
+        case silentHosts([String])
+    }
+
+    /// Devices as soon as their records are complete, then (unicast, if any) the hosts that did
+    /// not answer. The stream ends when the scan is complete: at the timeout for multicast, when
+    /// every host is done for unicast, or when an identifier (or `count` devices) was found.
+    public static func events(_ options: ScanOptions = ScanOptions()) -> AsyncThrowingStream<ScanEvent, Error> {
         AsyncThrowingStream { continuation in
             let task = Task {
                 do {
@@ -51,30 +60,96 @@ public enum Discovery {
         }
     }
 
-    /// Every device found (latest version of each).
-    public static func scanAll(_ options: ScanOptions = ScanOptions()) async throws -> [DeviceConfig] {
-        var byAddress: [String: DeviceConfig] = [:]
-        var order: [String] = []
-        for try await d in scan(options) {
-            if byAddress[d.address] == nil { order.append(d.address) }
-            byAddress[d.address] = d
+    /// Devices as they are found (`events` without the silent hosts).
+    public static func scan(_ options: ScanOptions = ScanOptions()) -> AsyncThrowingStream<DeviceConfig, Error> {
+        let events = events(options)
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    for try await case .found(let d) in events { continuation.yield(d) }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
         }
-        return order.compactMap { byAddress[$0] }
     }
 
-    /// Find one device by name or identifier.
-    public static func find(_ nameOrID: String, options: ScanOptions = ScanOptions()) async throws -> DeviceConfig {
-        // The first device whose name or any identifier matches ends the scan.
-        for try await d in scan(options) where d.matches(nameOrID) { return d }
-        throw ATVError.deviceNotFound("no device named or identified '\(nameOrID)' answered within \(Int(options.timeout)) s")
+    /// Every device found (latest version of each).
+    public static func scanAll(_ options: ScanOptions = ScanOptions()) async throws -> [DeviceConfig] {
+        try await scanAllReportingSilence(options).devices
     }
+
+    /// Every device found (latest version of each), and the hosts (unicast) that never answered.
+    public static func scanAllReportingSilence(_ options: ScanOptions = ScanOptions()) async throws
+        -> (devices: [DeviceConfig], silentHosts: [String]) {
+        var byAddress: [String: DeviceConfig] = [:]
+        var order: [String] = []
+        var silent: [String] = []
+        for try await event in events(options) {
+            switch event {
+            case .found(let d):
+                if byAddress[d.address] == nil { order.append(d.address) }
+                byAddress[d.address] = d
+            case .silentHosts(let hosts):
+                silent = hosts
+            }
+        }
+        return (order.compactMap { byAddress[$0] }, silent)
+    }
+
+    /// Find one device by name or identifier: returns as soon as a matching device's records are
+    /// complete (multicast, or unicast to `options.hosts`), without waiting for the rest of the scan.
+    public static func find(_ nameOrID: String, options: ScanOptions = ScanOptions()) async throws -> DeviceConfig {
+        var silent: [String] = []
+        for try await event in events(options) {
+            switch event {
+            case .found(let d) where d.matches(nameOrID): return d
+            case .found: continue
+            case .silentHosts(let hosts): silent = hosts
+            }
+        }
+        throw notFound(nameOrID, options: options, silentHosts: silent)
+    }
+
+    /// The one-line error for a device that was not found, naming the hosts that did not answer.
+    public static func notFound(_ nameOrID: String, options: ScanOptions, silentHosts: [String]) -> ATVError {
+        guard !options.hosts.isEmpty else {
+            return ATVError.deviceNotFound("no device named or identified '\(nameOrID)' answered within \(seconds(options.timeout))")
+        }
+        if !silentHosts.isEmpty && silentHosts.count == options.hosts.count {
+            return silence(silentHosts, timeout: options.timeout)
+        }
+        var text = "no device named or identified '\(nameOrID)' at \(list(options.hosts))"
+        if !silentHosts.isEmpty {
+            text += " (\(list(silentHosts)) did not answer mDNS queries within \(seconds(options.timeout)))"
+        }
+        return ATVError.deviceNotFound(text)
+    }
+
+    /// "A, B did not answer mDNS queries within 3 s" (as `ATVError.deviceNotFound`).
+    public static func silence(_ hosts: [String], timeout: Double) -> ATVError {
+        ATVError.deviceNotFound(silenceText(hosts, timeout: timeout))
+    }
+
+    /// "A, B did not answer mDNS queries within 3 s".
+    public static func silenceText(_ hosts: [String], timeout: Double) -> String {
+        "\(list(hosts)) did not answer mDNS queries within \(seconds(timeout))"
+    }
+
+    static func seconds(_ t: Double) -> String {
+        t == t.rounded() ? "\(Int(t)) s" : String(format: "%.1f s", t)
+    }
+
+    static func list(_ hosts: [String]) -> String { hosts.joined(separator: ", ") }
 
     enum Event: Sendable {
         case datagram(Datagram)
         case tick
     }
 
-    static func run(_ options: ScanOptions, found: (DeviceConfig) -> Void) async throws {
+    static func run(_ options: ScanOptions, emit: (ScanEvent) -> Void) async throws {
         let clock = ContinuousClock()
         let t0 = clock.now
         func now() -> Double {
@@ -148,8 +223,10 @@ public enum Discovery {
                         try? await unicastSocket.send(bytes, to: addr)
                     }
                 case .found(let d):
-                    found(d)
+                    emit(.found(d))
                 case .finished:
+                    let silent = machine.silentHosts
+                    if !silent.isEmpty { emit(.silentHosts(silent)) }
                     return true
                 }
             }

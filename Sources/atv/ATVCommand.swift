@@ -83,23 +83,43 @@ struct GlobalOptions: ParsableArguments {
 
 /// How a command picks its device.
 struct DeviceOptions: ParsableArguments {
-    @Option(name: .long, help: "Device name or identifier (found by scanning).")
+    @Option(name: .long, help: "Device name or identifier (found by scanning; with --hosts, among the devices those hosts answer for).")
     var to: String?
 
     @Option(name: .long, help: "Device IP address (no scan).")
     var host: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Comma-separated hosts to ask by unicast mDNS instead of multicast (VLANs, containers).",
+        discussion: "With --to, the named device among them; with a single host and no --to, the only device that host answers for."))
+    var hosts: String?
+
     @Option(name: .long, help: "Port of the protocol's service (with --host).")
     var port: Int?
 
+    /// The hosts of --hosts (empty without it).
+    var hostList: [String] { parseHostList(hosts) }
+
     func validate() throws {
-        if to == nil && host == nil {
-            throw ValidationError("say which device: --to NAME|ID or --host ADDRESS")
+        if to == nil && host == nil && hosts == nil {
+            throw ValidationError("say which device: --to NAME|ID, --host ADDRESS or --hosts ADDRESS")
+        }
+        if host != nil && hosts != nil {
+            throw ValidationError("--host and --hosts exclude each other: --host ADDRESS talks to it directly, --hosts A,B finds the device by asking them")
+        }
+        if hosts != nil && hostList.isEmpty { throw ValidationError("--hosts needs at least one address") }
+        if to == nil && hostList.count > 1 {
+            throw ValidationError("with several --hosts, say which device with --to NAME|ID")
         }
         if let p = port, !(1...65535).contains(p) {
             throw ValidationError("--port must be 1...65535")
         }
     }
+}
+
+/// "a, b,,c" → ["a", "b", "c"].
+func parseHostList(_ text: String?) -> [String] {
+    text?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } ?? []
 }
 
 /// Runs a command body and turns our errors into one line on stderr and a non-zero exit; with

@@ -92,15 +92,25 @@ struct FeaturesCommand: AsyncParsableCommand {
     }
 }
 
-/// A device by scan (--to) or, with --host, by asking that host directly (unicast mDNS).
+/// A device by scan: --to NAME|ID (multicast, or unicast to --hosts), the only device a single
+/// --hosts host answers for, or (--host) the device at that address, asked directly by unicast.
 func findDevice(_ opts: DeviceOptions) async throws -> DeviceConfig {
-    if let name = opts.to { return try await Discovery.find(name, options: ScanOptions(timeout: 3)) }
-    guard let host = opts.host else { throw ATVError.invalidConfig("say which device: --to NAME|ID or --host ADDRESS") }
-    let devices = try await Discovery.scanAll(ScanOptions(timeout: 3, hosts: [host]))
-    guard let d = devices.first(where: { $0.address == host }) ?? devices.first else {
-        throw ATVError.deviceNotFound("\(host) did not answer mDNS queries within 3 s")
+    let hosts = opts.hostList
+    if let name = opts.to { return try await Discovery.find(name, options: ScanOptions(timeout: 3, hosts: hosts)) }
+    if let host = opts.host ?? hosts.first {
+        let options = ScanOptions(timeout: 3, hosts: [host])
+        let (devices, silent) = try await Discovery.scanAllReportingSilence(options)
+        if !silent.isEmpty { throw Discovery.notFound(host, options: options, silentHosts: silent) }
+        if opts.host != nil, let d = devices.first(where: { $0.address == host }) ?? devices.first { return d }
+        switch devices.count {
+        case 0: throw ATVError.deviceNotFound("\(host) answered but announces no Apple TV, HomePod or AirPlay service")
+        case 1: return devices[0]
+        default:
+            let names = devices.map { "'\($0.name)'" }.joined(separator: ", ")
+            throw ATVError.deviceNotFound("\(host) answers for \(devices.count) devices (\(names)): say which with --to NAME|ID")
+        }
     }
-    return d
+    throw ATVError.invalidConfig("say which device: --to NAME|ID, --host ADDRESS or --hosts ADDRESS")
 }
 
 /// Remote-control buttons and playback commands.

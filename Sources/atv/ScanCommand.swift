@@ -5,40 +5,69 @@ import ATVDiscovery
 import Foundation
 
 struct Scan: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Find devices on the network (mDNS).")
+    static let configuration = CommandConfiguration(abstract: "Find devices on the network (mDNS).",
+        discussion: """
+        Each device is printed as soon as its records are complete. With --hosts, the scan ends as \
+        soon as every host has answered; hosts that did not answer are named on stderr (one \
+        warning line; the scan itself succeeds, as pyatv's does).
+        """)
     @OptionGroup var global: GlobalOptions
-    @Option(help: "Comma-separated hosts to scan by unicast.") var hosts: String?
+    @Option(help: "Comma-separated hosts to scan by unicast (for networks multicast does not cross).") var hosts: String?
     @Option(help: "Seconds to scan (1-99).") var timeout: Double = 3
     @Option(help: "Stop when a device with this identifier is found.") var id: String?
     @Option(help: "Stop as soon as this many devices were found.") var count: Int?
     @Flag(help: "Print JSON (atvscript's shape).") var json = false
+    @Flag(help: "With --json: one JSON device object per line, each as soon as it is found, instead of one object at the end. (Text output always streams.)")
+    var stream = false
 
     func validate() throws {
         guard (0.1...99).contains(timeout) else { throw ValidationError("--timeout must be within 0.1...99 seconds") }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+        if hosts != nil && parseHostList(hosts).isEmpty { throw ValidationError("--hosts needs at least one address") }
     }
 
     func run() async throws {
         global.bootstrapLogging()
         try await runReportingErrors(json: json) {
-            let hostList = hosts?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } ?? []
-            let options = ScanOptions(timeout: timeout, hosts: hostList, identifiers: id.map { [$0] } ?? [], count: count)
-            if json {
-                let devices = try await Discovery.scanAll(options)
+            let options = ScanOptions(timeout: timeout, hosts: parseHostList(hosts), identifiers: id.map { [$0] } ?? [], count: count)
+            if json && !stream {
+                let (devices, silent) = try await Discovery.scanAllReportingSilence(options)
                 printJSON(["result": "success", "datetime": isoNow(), "devices": devices.map(deviceJSON)])
+                warn(silent, options)
                 return
             }
-            var printed = 0
-            print("Scan Results")
-            print(String(repeating: "=", count: 40))
-            for try await device in Discovery.scan(options) {
-                if printed > 0 { print("") }
-                print(describe(device))
-                printed += 1
+            if !json {
+                print("Scan Results")
+                print(String(repeating: "=", count: 40))
                 fflush(nil)
             }
-            if printed == 0 { print("No devices found.") }
+            // Each device once, as soon as it is complete (a later, larger version is not repeated).
+            var printed = Set<String>()
+            var silent: [String] = []
+            for try await event in Discovery.events(options) {
+                switch event {
+                case .found(let device):
+                    guard printed.insert(device.address).inserted else { continue }
+                    if json {
+                        printJSON(deviceJSON(device))
+                    } else {
+                        if printed.count > 1 { print("") }
+                        print(describe(device))
+                    }
+                    fflush(nil)
+                case .silentHosts(let hosts):
+                    silent = hosts
+                }
+            }
+            if printed.isEmpty && !json { print("No devices found.") }
+            warn(silent, options)
         }
+    }
+
+    /// Devices were found, but some hosts never answered: say so in one line.
+    func warn(_ silent: [String], _ options: ScanOptions) {
+        guard !silent.isEmpty else { return }
+        FileHandle.standardError.write(Data("atv: warning: \(printable(Discovery.silenceText(silent, timeout: options.timeout)))\n".utf8))
     }
 }
 

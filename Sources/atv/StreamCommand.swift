@@ -135,14 +135,14 @@ final class InterruptHandler: @unchecked Sendable {
     }
 }
 
-/// Find the device a command talks to: by scan (--to) or by address (--host).
+/// Find the device a command talks to: by scan (--to, --hosts; see `findDevice`) or by address
+/// (--host, no scan).
 func resolveDevice(_ opts: DeviceOptions, for proto: ATVProtocol, defaultPort: Int) async throws -> DeviceConfig {
     if let host = opts.host {
         let service = ServiceConfig(protocol: proto, identifier: host, port: opts.port ?? defaultPort)
         return DeviceConfig(name: host, address: host, services: [service])
     }
-    guard let name = opts.to else { throw ATVError.invalidConfig("say which device: --to NAME|ID or --host ADDRESS") }
-    var config = try await Discovery.find(name, options: ScanOptions(timeout: 3))
+    var config = try await findDevice(opts)
     // Audio also streams to an AirPlay 2 receiver that advertises only `_airplay._tcp`.
     let target = proto == .raop && config.service(.raop) == nil && RAOPService.streamingService(in: config) != nil ? .airplay : proto
     guard config.service(target) != nil else {

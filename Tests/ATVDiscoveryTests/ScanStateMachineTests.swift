@@ -96,4 +96,124 @@ import Testing
         }
         #expect(!m.isFinished)
     }
+
+    // MARK: Completeness: devices are reported as soon as their records are complete
+
+    let den = ResponderStateMachine(services: MDNSService.airPlay1Speaker(
+        name: "Den", deviceID: "AA:BB:CC:DD:EE:02", port: 6000, hostName: "den.local", address: "127.0.0.3"))
+
+    /// Every answer `responder` gives to the first round of `queries` (legacy unicast, TTL ≤ 10).
+    func answers(_ responder: ResponderStateMachine, _ queries: [[UInt8]]) -> [[UInt8]] {
+        queries.compactMap { q in
+            guard let out = responder.received(q, from: "127.0.0.1", port: 40000).first,
+                  let m = try? DNSParser.parse(out.bytes), !m.answers.isEmpty else { return nil }
+            return out.bytes
+        }
+    }
+
+    func records(_ responder: ResponderStateMachine, dropping types: Set<DNSType> = []) -> [DNSRecord] {
+        responder.records.filter { !types.contains($0.type) }
+    }
+
+    @Test func incompleteInstancesAreThoseWithoutSRVOrTXT() {
+        #expect(ScanStateMachine.incompleteInstances(records(speaker)).isEmpty)
+        let noTXT = ScanStateMachine.incompleteInstances(records(speaker, dropping: [.txt]))
+        #expect(Set(noTXT) == ["AABBCCDDEE01@Kitchen._raop._tcp.local", "Kitchen._airplay._tcp.local"])
+        let onlyPTR = ScanStateMachine.incompleteInstances(records(speaker, dropping: [.txt, .srv, .a]))
+        #expect(onlyPTR.count == 2)
+        // A sleep proxy instance is never waited for.
+        let proxy = DNSRecord(name: ServiceType.sleepProxy, type: .ptr, data: .ptr("70-35-60-63.1 Kitchen." + ServiceType.sleepProxy))
+        #expect(ScanStateMachine.incompleteInstances(records(speaker) + [proxy]).isEmpty)
+    }
+
+    @Test func multicastReportsEachResponderOnceItsRecordsAreCompleteNotAtTheTimeout() throws {
+        var m = ScanStateMachine(.init(timeout: 5))
+        let queries = sent(m.start(now: 0))
+        var actions: [ScanStateMachine.Action] = []
+        for a in answers(speaker, queries) { actions += m.received(a, from: "127.0.0.2", now: 0.01) }
+        #expect(found(actions).isEmpty)                     // the responder may still be answering
+        #expect(found(m.tick(now: 0.1)).isEmpty)
+        let first = found(m.tick(now: 0.17))                // quiet for `settle`: complete
+        #expect(first.map(\.name) == ["Kitchen"])
+        #expect(Set(first.first?.services.map(\.protocol) ?? []) == [.raop, .airplay])
+        // A second responder answering later is reported on its own, again long before the timeout.
+        actions = []
+        for a in answers(den, queries) { actions += m.received(a, from: "127.0.0.3", now: 0.6) }
+        #expect(found(actions).isEmpty)
+        #expect(found(m.tick(now: 0.8)).map(\.name) == ["Den"])
+        #expect(!m.isFinished)
+        #expect(m.tick(now: 5).last == .finished)
+        #expect(m.devices.map(\.name) == ["Kitchen", "Den"])
+    }
+
+    @Test func aRecordSentAgainWithAnotherTTLIsNotNews() throws {
+        var m = ScanStateMachine(.init(timeout: 5))
+        let queries = sent(m.start(now: 0))
+        for a in answers(speaker, queries) { _ = m.received(a, from: "127.0.0.2", now: 0.01) }
+        // The same records as a multicast announcement (TTL 4500/120 instead of 10, cache-flush) at 0.1 s.
+        let announcement = speaker.announcement()
+        #expect(try DNSParser.parse(announcement).answers.contains { $0.cacheFlush && $0.ttl > 10 })
+        #expect(found(m.received(announcement, from: "127.0.0.2", now: 0.1)).isEmpty)
+        #expect(found(m.tick(now: 0.17)).map(\.name) == ["Kitchen"])
+    }
+
+    @Test func anIncompleteInstanceHoldsItsResponderUntilAnswered() throws {
+        var m = ScanStateMachine(.init(timeout: 5))
+        _ = m.start(now: 0)
+        let partial = DNSSerializer.serialize(DNSMessage(id: 0, flags: 0x8400, answers: records(speaker, dropping: [.txt])))
+        let followUps = try sent(m.received(partial, from: "127.0.0.2", now: 0.01)).map { try DNSParser.parse($0) }
+        #expect(followUps.count == 4)                       // SRV and TXT of each of the two instances
+        #expect(found(m.tick(now: 0.5)).isEmpty)            // quiet, but not complete
+        var actions: [ScanStateMachine.Action] = []
+        for q in followUps {
+            guard let out = speaker.received(DNSSerializer.serialize(q), from: "127.0.0.1", port: 40000).first else { continue }
+            actions += m.received(out.bytes, from: "127.0.0.2", now: 0.6)
+        }
+        #expect(found(actions).isEmpty)
+        let devices = found(m.tick(now: 0.76))
+        #expect(devices.map(\.name) == ["Kitchen"])
+        #expect(devices.first?.service(.raop)?.properties["am"] != nil)   // the TXT arrived
+    }
+
+    @Test func aFollowUpNobodyAnswersIsGivenUpOn() throws {
+        var m = ScanStateMachine(.init(timeout: 5, followUpGiveUp: 1.5))
+        _ = m.start(now: 0)
+        let partial = DNSSerializer.serialize(DNSMessage(id: 0, flags: 0x8400, answers: records(speaker, dropping: [.txt])))
+        let followUps = sent(m.received(partial, from: "127.0.0.2", now: 0.01))
+        #expect(found(m.tick(now: 1.0)).isEmpty)
+        #expect(sent(m.tick(now: 1.02)).count == followUps.count)   // asked again once
+        #expect(found(m.tick(now: 1.4)).isEmpty)
+        let devices = found(m.tick(now: 1.52))                     // given up: reported with what is known
+        #expect(devices.map(\.name) == ["Kitchen"])
+        #expect(!m.isFinished)
+    }
+
+    @Test func unicastReportsEachHostWhenItIsDoneAndNamesTheSilentOnes() throws {
+        var m = ScanStateMachine(.init(hosts: ["127.0.0.2", "127.0.0.9"], timeout: 3))
+        let start = m.start(now: 0)
+        let toKitchen = start.compactMap { a -> [UInt8]? in
+            if case .send(let b, .host("127.0.0.2")) = a { return b } else { return nil }
+        }
+        var actions: [ScanStateMachine.Action] = []
+        for q in toKitchen { if let a = avahiLike(q) { actions += m.received(a, from: "127.0.0.2", now: 0.02) } }
+        actions += m.tick(now: 0.13)
+        #expect(found(actions).map(\.name) == ["Kitchen"])  // not held back by the silent host
+        #expect(!m.isFinished)
+        #expect(m.silentHosts == ["127.0.0.9"])
+        #expect(m.tick(now: 3).last == .finished)
+        #expect(m.silentHosts == ["127.0.0.9"])
+    }
+
+    @Test func unicastFindEndsAtTheNamedDeviceWithoutWaitingForOtherHosts() throws {
+        var m = ScanStateMachine(.init(hosts: ["127.0.0.2", "127.0.0.9"], identifiers: ["AA:BB:CC:DD:EE:01"], timeout: 3))
+        let start = m.start(now: 0)
+        var actions: [ScanStateMachine.Action] = []
+        for case .send(let q, .host("127.0.0.2")) in start {
+            if let a = avahiLike(q) { actions += m.received(a, from: "127.0.0.2", now: 0.02) }
+        }
+        actions += m.tick(now: 0.13)
+        #expect(found(actions).map(\.name) == ["Kitchen"])
+        #expect(m.isFinished)
+        #expect(actions.last == .finished)
+    }
 }
