@@ -19,7 +19,7 @@ extension HAPIdentity {
 }
 
 /// A sans-I/O proxy session: bytes from either side in, outputs out.
-public protocol HAPProxySession {
+public protocol HAPProxySession: SendableMetatype {
     associatedtype Output
     mutating func start() throws(ATVError) -> [Output]
     mutating func fromController(_ bytes: [UInt8], controllers: [HAPPairedController]) throws(ATVError) -> [Output]
