@@ -1,3 +1,4 @@
+import ATVAirPlay
 import ATVAuth
 import ATVCore
 import ATVMRP
@@ -14,10 +15,15 @@ public struct ConnectOptions: Sendable {
     /// MRP over the AirPlay 2 remote-control channel (HomePods, tvOS ≥ 15) when there is no direct
     /// MRP service. `.auto` defers to the stored `mrp_tunnel` setting of the device, if any.
     public var mrpTunnel: MRPTunnel
-    public init(raop: RAOPOptions = RAOPOptions(), airPlayVersion: AirPlayVersion = .auto, mrpTunnel: MRPTunnel = .auto) {
+    /// The longest wait for the device, per step: connecting, and each answer while connecting
+    /// (and for RAOP/AirPlay requests). nil: each protocol's defaults.
+    public var timeout: Duration?
+    public init(raop: RAOPOptions = RAOPOptions(), airPlayVersion: AirPlayVersion = .auto, mrpTunnel: MRPTunnel = .auto,
+                timeout: Duration? = nil) {
         self.raop = raop
         self.airPlayVersion = airPlayVersion
         self.mrpTunnel = mrpTunnel
+        self.timeout = timeout
     }
 }
 
@@ -48,6 +54,10 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
         switch service.protocol {
         case .raop:
             var raopOptions = options.raop
+            if let t = options.timeout {
+                raopOptions.connectTimeout = t
+                raopOptions.requestTimeout = t
+            }
             if raopOptions.password == nil { raopOptions.password = service.password }
             let route = RAOPService.route(for: service, in: config, preference: options.airPlayVersion)
             raopOptions.airPlayVersion = route.version
@@ -61,7 +71,12 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
             try device.add(raop.setup)
             added.append(.raop)
         case .airplay:
-            let airplay = AirPlayService(address: config.address, service: service)
+            var airplayOptions = AirPlayOptions()
+            if let t = options.timeout {
+                airplayOptions.connectTimeout = t
+                airplayOptions.requestTimeout = t
+            }
+            let airplay = AirPlayService(address: config.address, service: service, options: airplayOptions)
             airplay.attach(device)
             try device.add(airplay.setup)
             added.append(.airplay)
@@ -72,7 +87,12 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
                 added.append(.mrp)
             }
         case .mrp:
-            guard let mrp = try MRPService.make(address: config.address, service: service) else {
+            var mrpOptions = MRPService.Options()
+            if let t = options.timeout {
+                mrpOptions.connectTimeout = t
+                mrpOptions.replyTimeout = t
+            }
+            guard let mrp = try MRPService.make(address: config.address, service: service, options: mrpOptions) else {
                 logger.info("MRP has no credentials; pair with `atv pair --protocol mrp` to use it. Skipping it")
                 needCredentials.append(.mrp)
                 continue
@@ -86,7 +106,7 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
                 needCredentials.append(.companion)
                 continue
             }
-            let companion = try CompanionService(address: config.address, service: service)
+            let companion = try CompanionService(address: config.address, service: service, timeout: options.timeout ?? .seconds(10))
             try device.add(companion.setup)
             added.append(.companion)
         case .dmap:
@@ -95,7 +115,7 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
                 needCredentials.append(.dmap)
                 continue
             }
-            let dmap = try DMAPService(address: config.address, service: service)
+            let dmap = try DMAPService(address: config.address, service: service, timeout: options.timeout ?? .seconds(10))
             try device.add(dmap.setup)
             added.append(.dmap)
         }

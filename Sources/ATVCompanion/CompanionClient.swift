@@ -49,10 +49,7 @@ public actor CompanionClient {
                 }
                 .connect(host: host, port: port).get()
         } catch {
-            let text = "\(error)"
-            let reason = text.contains("refused") ? "connection refused (is the device on, and the port right?)"
-                : text.lowercased().contains("timeout") || text.lowercased().contains("timed out") ? "timed out" : text
-            throw ATVError.connectionFailed("cannot connect to Companion at \(host):\(port): \(reason)")
+            throw ATVError.connecting("Companion at \(host):\(port)", error, timeout: timeout)
         }
         let client = CompanionClient(channel: channel, host: host, port: port)
         await client.startReading(stream)
@@ -74,7 +71,7 @@ public actor CompanionClient {
     func received(_ bytes: [UInt8]) -> Bool {
         let frames: [CompanionFrame]
         do { frames = try decoder.decode(bytes) } catch {
-            failAll(ATVError.protocolError("Companion: \(error)"))
+            failAll(ATVError.protocolError("Companion at \(host):\(port) sent something that is not a Companion frame"))
             channel.close(promise: nil)
             return false
         }

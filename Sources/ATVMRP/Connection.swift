@@ -75,10 +75,7 @@ public actor MRPConnection {
                 }
                 .connect(host: host, port: port).get()
         } catch {
-            let text = "\(error)"
-            let reason = text.contains("refused") ? "connection refused (is the device on, and the port right?)"
-                : text.lowercased().contains("timeout") || text.lowercased().contains("timed out") ? "timed out" : text
-            throw ATVError.connectionFailed("cannot connect to MRP at \(host):\(port): \(reason)")
+            throw ATVError.connecting("MRP at \(host):\(port)", error, timeout: timeout)
         }
         let c = MRPConnection(channel: channel, host: host, port: port, transport: transport, listener: listener)
         await c.startReading(stream)

@@ -36,6 +36,7 @@ extension ATVCommand {
     /// ArgumentParser's main, plus: with --json, a command line that does not parse also prints
     /// atvscript's failure object on stdout (run-time errors print theirs in runReportingErrors).
     static func main() async {
+        Signals.install()
         var command: ParsableCommand
         do {
             command = try parseAsRoot()
@@ -92,7 +93,15 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: "Port of the protocol's service (with --host).")
     var port: Int?
 
+    @Option(name: .long, help: "Seconds to wait for the device: to connect, and for each answer while connecting (a failure is reported within about this long).")
+    var timeout: Double = 4
+
+    var timeoutDuration: Duration { .milliseconds(Int64(timeout * 1000)) }
+
     func validate() throws {
+        guard timeout.isFinite, (0.1...600).contains(timeout) else {
+            throw ValidationError("--timeout must be within 0.1...600 seconds")
+        }
         if to == nil && host == nil {
             throw ValidationError("say which device: --to NAME|ID or --host ADDRESS")
         }
@@ -113,9 +122,54 @@ func runReportingErrors(json: Bool = false, _ body: () async throws -> Void) asy
         throw ExitCode(exitCode(for: error))
     } catch let exit as ExitCode {
         throw exit
-    } catch {
-        if json { printJSON(ScriptOutput.failure(error: "error", exception: "\(error)")) }
+    } catch let error as ValidationError {
         throw error
+    } catch {
+        // Anything else is reported as one clean line too: never a library's type names or errno text.
+        let clean = cleanMessage(error)
+        if json { printJSON(ScriptOutput.failure(error: "error", exception: clean)) }
+        FileHandle.standardError.write(Data("atv: error: \(printable(clean))\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// One line for an error that is not an `ATVError` (a library error that escaped a shell).
+func cleanMessage(_ error: any Error) -> String {
+    if error is CancellationError { return "interrupted" }
+    switch NetworkFailure(error) {
+    case .refused: return "connection failed: the device refused the connection"
+    case .unreachable: return "connection failed: the device is unreachable"
+    case .timedOut: return "timed out: the device did not answer"
+    case .reset: return "connection lost: the device reset the connection"
+    case .closed: return "connection lost: the device closed the connection"
+    case .other:
+        let text = "\(error)"
+        let internals = ["Error(", "NIO", "errno", "descriptor", "Failure(", "IOError", "ChannelError", "(", "invalid constant"]
+        if !internals.contains(where: { text.contains($0) }), text.count < 200, !text.contains("\n") { return text }
+        return "unexpected failure (run with -v for details)"
+    }
+}
+
+/// The device of a configuration, for messages: "192.168.1.20:7000", or the address and each port.
+func endpointText(_ config: DeviceConfig) -> String {
+    let enabled = config.services.filter(\.enabled)
+    if enabled.count == 1, let s = enabled.first { return "\(config.address):\(s.port)" }
+    return config.address + (enabled.isEmpty ? "" : " (" + enabled.map { "\($0.protocol.key) \($0.port)" }.joined(separator: ", ") + ")")
+}
+
+/// Connects within `device.timeout` (plus a little), whatever the device does: every protocol
+/// waits at most that long per step, and this deadline ends a connection phase stuck anywhere.
+func connectWithin(_ device: DeviceOptions, _ config: DeviceConfig, options: ConnectOptions,
+                   storage: FileStorage? = nil) async throws -> AppleTV {
+    var withTimeout = options
+    withTimeout.timeout = device.timeoutDuration
+    let options = withTimeout
+    let limit = device.timeoutDuration
+    let name = endpointText(config)
+    return try await withDeadline(limit + .milliseconds(400), {
+        ATVError.timeout("\(name) did not answer within \(ATVError.seconds(limit)) s (--timeout)")
+    }) {
+        try await connect(config, options: options, storage: storage)
     }
 }
 

@@ -119,7 +119,7 @@ public final class AirPlay2Connection: Sendable {
         } catch {
             core.markClosing()
             try? await channel.close()
-            throw Self.atvError(error)
+            throw Self.atvError(error, host: host, port: port)
         }
     }
 
@@ -187,7 +187,7 @@ public final class AirPlay2Connection: Sendable {
                 return
             } catch let error as ATVError {
                 guard case .connectionFailed = error, attempt < options.eventConnectAttempts else {
-                    throw ATVError.connectionFailed("cannot open the AirPlay 2 event channel to \(remoteIP):\(port): \(error)")
+                    throw ATVError.connectionFailed("cannot open the AirPlay 2 event channel to \(remoteIP):\(port) (\(error.description))")
                 }
                 try await Task.sleep(for: .seconds(1))
             }
@@ -328,19 +328,14 @@ public final class AirPlay2Connection: Sendable {
             }
         do {
             return try await bootstrap.connect(host: host, port: port).get()
-        } catch let error as ChannelError {
-            if case .connectTimeout = error {
-                throw ATVError.timeout("connecting to \(host):\(port) (no answer within \(timeout))")
-            }
-            throw ATVError.connectionFailed("cannot connect to \(host):\(port): \(error)")
         } catch {
-            throw ATVError.connectionFailed("cannot connect to \(host):\(port): \(error)")
+            throw ATVError.connecting("\(host):\(port)", error, timeout: timeout)
         }
     }
 
-    static func atvError(_ error: Error) -> Error {
+    static func atvError(_ error: Error, host: String, port: Int) -> Error {
         if error is ATVError || error is CancellationError { return error }
-        return ATVError.protocolError("\(error)")
+        return ATVError.connection("\(host):\(port)", error)
     }
 }
 
@@ -590,8 +585,10 @@ final class AirPlay2ResponseHandler: ChannelInboundHandler {
             while let message = try parser.nextMessage() {
                 if case .response(let r) = message { core.deliver(r) }
             }
+            // Garbage is known from its first bytes, not at a timeout.
+            if !parser.canBeginResponse() { throw ATVError.protocolError("not RTSP") }
         } catch {
-            finish(.protocolError("the receiver sent an invalid answer on the AirPlay 2 control connection (\(error))"))
+            finish(.protocolError("the receiver answered something that is not RTSP or HTTP on the AirPlay control connection"))
             context.close(promise: nil)
         }
     }
@@ -605,7 +602,7 @@ final class AirPlay2ResponseHandler: ChannelInboundHandler {
         if let e = error as? ATVError, case .authenticationFailed = e {
             finish(.authenticationFailed("the AirPlay 2 control connection failed decryption (wrong key or tampered data)"))
         } else {
-            finish(.connectionLost("AirPlay 2 control connection error: \(error)"))
+            finish(ATVError.connection("the receiver", error, during: "the AirPlay 2 control connection"))
         }
         context.close(promise: nil)
     }
@@ -641,7 +638,7 @@ final class AirPlay2EventHandler: ChannelInboundHandler {
                 core.eventRequestAnswered()
             }
         } catch {
-            finish(.protocolError("the receiver sent garbage on the AirPlay 2 event channel (\(error))"))
+            finish(.protocolError("the receiver sent garbage on the AirPlay 2 event channel"))
             context.close(promise: nil)
         }
     }
@@ -655,7 +652,7 @@ final class AirPlay2EventHandler: ChannelInboundHandler {
         if let e = error as? ATVError, case .authenticationFailed = e {
             finish(.authenticationFailed("the AirPlay 2 event channel failed decryption (wrong key or tampered data)"))
         } else {
-            finish(.connectionLost("AirPlay 2 event channel error: \(error)"))
+            finish(ATVError.connection("the receiver", error, during: "the AirPlay 2 event channel"))
         }
         context.close(promise: nil)
     }
