@@ -108,7 +108,7 @@ public final class CompanionService: Sendable {
         do {
             do { try await client.verify(credentials, timeout: timeout) } catch {
                 switch error as? ATVError {
-                case .connectionFailed?, .connectionLost?, .timeout?: throw error
+                case .connectionFailed?, .connectionLost?, .timeout?, .protocolError?: throw error
                 default:
                     throw ATVError.authenticationFailed("the device did not accept the Companion credentials (\(error)); pair again with `atv pair --protocol companion`")
                 }

@@ -22,7 +22,7 @@ public enum NetworkFailure: Sendable, Equatable {
         if has("connection refused", "errno: 111") { self = .refused }
         else if has("no route to host", "network is unreachable", "host is down", "errno: 113", "errno: 101", "errno: 112",
                     "address not available", "errno: 99") { self = .unreachable }
-        else if has("connecttimeout", "connection timed out", "errno: 110") { self = .timedOut }
+        else if has("connecttimeout", "connect timeout", "connection timed out", "errno: 110") { self = .timedOut }
         else if has("connection reset", "errno: 104") { self = .reset }
         else if has("broken pipe", "errno: 32", "ioonclosedchannel", "i/o on closed channel", "alreadyclosed", "already closed",
                     "outputclosed", "output closed", "inputclosed", "input closed", "eof") { self = .closed }
@@ -55,6 +55,34 @@ extension ATVError {
         case .reset: return .connectionLost("\(endpoint) reset the connection\(doing)")
         case .closed, .refused, .unreachable, .timedOut: return .connectionLost("\(endpoint) closed the connection\(doing)")
         case .other: return .connectionLost("the connection to \(endpoint) failed\(doing)")
+        }
+    }
+
+    /// The same error with its message passed through `f` (e.g. to name the device).
+    public func mapMessage(_ f: (String) -> String) -> ATVError {
+        switch self {
+        case .invalidValue(let s): .invalidValue(f(s))
+        case .invalidState(let s): .invalidState(f(s))
+        case .connectionFailed(let s): .connectionFailed(f(s))
+        case .connectionLost(let s): .connectionLost(f(s))
+        case .timeout(let s): .timeout(f(s))
+        case .pairingFailed(let s): .pairingFailed(f(s))
+        case .authenticationFailed(let s): .authenticationFailed(f(s))
+        case .invalidCredentials(let s): .invalidCredentials(f(s))
+        case .protocolError(let s): .protocolError(f(s))
+        case .httpError(let status, let s): .httpError(status: status, f(s))
+        case .playbackError(let s): .playbackError(f(s))
+        default: self
+        }
+    }
+
+    /// "the receiver …" / "the device …" at the start of the message becomes "… at host:port …".
+    public func naming(_ endpoint: String) -> ATVError {
+        mapMessage { s in
+            for who in ["the receiver ", "the device "] where s.hasPrefix(who) && !s.contains(endpoint) {
+                return who + "at " + endpoint + " " + s.dropFirst(who.count)
+            }
+            return s
         }
     }
 

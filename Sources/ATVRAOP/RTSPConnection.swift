@@ -65,8 +65,11 @@ final class RTSPConnection: Sendable {
     /// Our address on this connection (used for the UDP sockets, SDP and URIs).
     let localIP: String
     let remoteIP: String
+    /// "host:port", for messages.
+    let endpoint: String
 
-    private init(channel: Channel, events: AsyncStream<RTSPConnectionEvent>, localIP: String, remoteIP: String) {
+    private init(channel: Channel, events: AsyncStream<RTSPConnectionEvent>, localIP: String, remoteIP: String, endpoint: String) {
+        self.endpoint = endpoint
         self.channel = channel
         self.events = events
         self.localIP = localIP
@@ -93,7 +96,7 @@ final class RTSPConnection: Sendable {
         }
         let local = channel.localAddress?.ipAddress ?? "127.0.0.1"
         let remote = channel.remoteAddress?.ipAddress ?? host
-        return RTSPConnection(channel: channel, events: events, localIP: local, remoteIP: remote)
+        return RTSPConnection(channel: channel, events: events, localIP: local, remoteIP: remote, endpoint: "\(host):\(port)")
     }
 
     /// Writes a request; a failed write surfaces as the connection closing.

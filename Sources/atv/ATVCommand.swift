@@ -93,8 +93,8 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: "Port of the protocol's service (with --host).")
     var port: Int?
 
-    @Option(name: .long, help: "Seconds to wait for the device: to connect, and for each answer while connecting (a failure is reported within about this long).")
-    var timeout: Double = 4
+    @Option(name: .long, help: "Seconds to wait for the device at each step: to connect, and for each answer (a device that does not answer is reported within about this long).")
+    var timeout: Double = 3
 
     var timeoutDuration: Duration { .milliseconds(Int64(timeout * 1000)) }
 
@@ -157,8 +157,9 @@ func endpointText(_ config: DeviceConfig) -> String {
     return config.address + (enabled.isEmpty ? "" : " (" + enabled.map { "\($0.protocol.key) \($0.port)" }.joined(separator: ", ") + ")")
 }
 
-/// Connects within `device.timeout` (plus a little), whatever the device does: every protocol
-/// waits at most that long per step, and this deadline ends a connection phase stuck anywhere.
+/// Connects, whatever the device does: every protocol waits at most `device.timeout` per step
+/// (connecting, each answer), and a deadline of three steps ends a connection phase stuck anywhere
+/// else (a device answering each step just in time, or a lost continuation).
 func connectWithin(_ device: DeviceOptions, _ config: DeviceConfig, options: ConnectOptions,
                    storage: FileStorage? = nil) async throws -> AppleTV {
     var withTimeout = options
@@ -166,8 +167,8 @@ func connectWithin(_ device: DeviceOptions, _ config: DeviceConfig, options: Con
     let options = withTimeout
     let limit = device.timeoutDuration
     let name = endpointText(config)
-    return try await withDeadline(limit + .milliseconds(400), {
-        ATVError.timeout("\(name) did not answer within \(ATVError.seconds(limit)) s (--timeout)")
+    return try await withDeadline(limit * 3 + .milliseconds(500), {
+        ATVError.timeout("\(name) did not finish connecting within \(ATVError.seconds(limit * 3)) s (--timeout \(ATVError.seconds(limit)))")
     }) {
         try await connect(config, options: options, storage: storage)
     }

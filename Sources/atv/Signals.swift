@@ -78,13 +78,18 @@ enum Signals {
                 return (s.received, Array(s.hooks.values))
             }
             if count > 1 || hooks.isEmpty { quit(exitCode(sig)) }
-            if sig == SIGINT { FileHandle.standardError.write(Data("\natv: stopping (Ctrl-C again to quit at once)\n".utf8)) }
-            for h in hooks { h() }
+            // The deadline first, then the hooks on their own thread: a hook that blocks can
+            // delay neither the exit nor a second signal.
             let code = exitCode(sig)
             Thread {
                 Thread.sleep(forTimeInterval: Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18)
                 quit(code)
             }.start()
+            if sig == SIGINT {
+                let text = Array("\natv: stopping (Ctrl-C again to quit at once)\n".utf8)
+                _ = text.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+            }
+            Thread { for h in hooks { h() } }.start()
         }
     }
 

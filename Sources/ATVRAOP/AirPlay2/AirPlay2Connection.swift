@@ -94,7 +94,7 @@ public final class AirPlay2Connection: Sendable {
     /// switches the connection to Control-key encryption. Every failure is an `ATVError`.
     public static func connect(host: String, port: Int, options: AirPlay2ConnectionOptions = AirPlay2ConnectionOptions(),
                                logger: Logger = Logger(label: "atv.airplay2")) async throws -> AirPlay2Connection {
-        let core = AirPlay2ConnectionCore(userAgent: options.userAgent, logger: logger)
+        let core = AirPlay2ConnectionCore(userAgent: options.userAgent, logger: logger, endpoint: "\(host):\(port)")
         let channel = try await openTCP(host: host, port: port, timeout: options.connectTimeout) { channel in
             try channel.pipeline.syncOperations.addHandler(HAPEncryptionHandler())
             try channel.pipeline.syncOperations.addHandler(AirPlay2ResponseHandler(core: core))
@@ -386,10 +386,13 @@ final class AirPlay2ConnectionCore: Sendable {
     let activeRemote = UInt32.random(in: 1...UInt32.max)
     let sessionID = UInt32.random(in: 1...UInt32.max)
     let logger: Logger
+    /// "host:port" of the receiver, for messages.
+    let endpoint: String?
 
-    init(userAgent: String, logger: Logger) {
+    init(userAgent: String, logger: Logger, endpoint: String? = nil) {
         self.userAgent = userAgent
         self.logger = logger
+        self.endpoint = endpoint
     }
 
     func attach(_ channel: Channel) { state.withLock { $0.channel = channel } }
@@ -495,7 +498,7 @@ final class AirPlay2ConnectionCore: Sendable {
     }
 
     private func timedOut(_ id: Int, what: String, after: Duration) {
-        resolve(id: id, with: .failure(ATVError.timeout("the receiver did not answer \(what) within \(after)")), keepSlot: true)
+        resolve(id: id, with: .failure(ATVError.timeout("the receiver\(endpoint.map { " at \($0)" } ?? "") did not answer \(what) within \(ATVError.seconds(after)) s")), keepSlot: true)
     }
 
     /// Resumes the waiter of request `id`. A slot kept without a waiter swallows a late answer.
@@ -554,7 +557,7 @@ final class AirPlay2ConnectionCore: Sendable {
             s.pending.removeAll()
             return (w, s.closing, s.tearingDown)
         }
-        let lost = error ?? ATVError.connectionLost("the receiver closed the AirPlay 2 control connection")
+        let lost = (error ?? ATVError.connectionLost("the receiver closed the AirPlay 2 control connection")).naming(endpoint ?? "")
         if !closing && !tearingDown { fail(lost) }
         for w in waiters { w.resume(throwing: failure ?? lost) }
     }
@@ -588,7 +591,7 @@ final class AirPlay2ResponseHandler: ChannelInboundHandler {
             // Garbage is known from its first bytes, not at a timeout.
             if !parser.canBeginResponse() { throw ATVError.protocolError("not RTSP") }
         } catch {
-            finish(.protocolError("the receiver answered something that is not RTSP or HTTP on the AirPlay control connection"))
+            finish(.protocolError("the receiver\(core.endpoint.map { " at \($0)" } ?? "") answered something that is not RTSP or HTTP on the AirPlay control connection"))
             context.close(promise: nil)
         }
     }
