@@ -111,6 +111,7 @@ final class HTTPClientRequestHandler: ChannelDuplexHandler, RemovableChannelHand
     }
 
     private struct Pending {
+        var method: String
         var promise: EventLoopPromise<HTTPResponseMessage>
         var maxBody: Int
         var what: String
@@ -163,7 +164,7 @@ final class HTTPClientRequestHandler: ChannelDuplexHandler, RemovableChannelHand
             let (handler, ctx) = loopBound.value
             handler.timedOut(context: ctx, what: out.what, after: out.timeout)
         }
-        pending.append(Pending(promise: out.promise, maxBody: out.maxBody, what: out.what, timer: timer))
+        pending.append(Pending(method: out.request.method, promise: out.promise, maxBody: out.maxBody, what: out.what, timer: timer))
         let bytes = Self.serialize(out.request, host: host, port: port)
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: promise)
     }
@@ -178,7 +179,8 @@ final class HTTPClientRequestHandler: ChannelDuplexHandler, RemovableChannelHand
         while true {
             let message: RTSPMessage?
             do {
-                message = atEnd ? try parser.endOfStream() : try parser.nextMessage()
+                message = atEnd ? try parser.endOfStream()
+                    : try parser.nextMessage(bodilessResponse: pending.first?.method == "HEAD")
             } catch {
                 fail(context, notHTTP())
                 return

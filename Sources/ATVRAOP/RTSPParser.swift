@@ -64,8 +64,9 @@ public struct RTSPParser: Sendable {
     }
 
     /// The next complete message of either kind (a start line beginning with `RTSP/` or `HTTP/`
-    /// is a response), or nil if more bytes are needed.
-    public mutating func nextMessage() throws -> RTSPMessage? {
+    /// is a response), or nil if more bytes are needed. `bodilessResponse`: a response to a HEAD
+    /// request, which has no body whatever its headers say.
+    public mutating func nextMessage(bodilessResponse: Bool = false) throws -> RTSPMessage? {
         // Skip blank lines between messages (tolerated by RFC 2326 / 7230).
         while readIndex < buffer.count, buffer[readIndex] == 0x0D || buffer[readIndex] == 0x0A {
             readIndex += 1
@@ -105,7 +106,9 @@ public struct RTSPParser: Sendable {
         let isResponse = Self.isResponseStartLine(startLine)
         let body: [UInt8]
         let end: Int
-        if let raw = headers["Transfer-Encoding"], raw.lowercased().trimmingSpaces != "identity" {
+        if isResponse && bodilessResponse {
+            (body, end) = ([], bodyStart)
+        } else if let raw = headers["Transfer-Encoding"], raw.lowercased().trimmingSpaces != "identity" {
             guard raw.lowercased().contains("chunked") else {
                 throw ATVError.protocolError("unsupported Transfer-Encoding \"\(raw.prefix(40))\"")
             }

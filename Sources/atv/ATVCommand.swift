@@ -93,13 +93,14 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: "Port of the protocol's service (with --host).")
     var port: Int?
 
-    @Option(name: .long, help: "Seconds to wait for the device at each step: to connect, and for each answer (a device that does not answer is reported within about this long).")
-    var timeout: Double = 3
+    @Option(name: .long, help: "Seconds to wait for the device at each step: to connect, and for each answer (default 3; a device that does not answer is reported within about this long; pair: 60).")
+    var timeout: Double?
 
-    var timeoutDuration: Duration { .milliseconds(Int64(timeout * 1000)) }
+    /// `--timeout`, 3 s by default.
+    var timeoutDuration: Duration { .milliseconds(Int64((timeout ?? 3) * 1000)) }
 
     func validate() throws {
-        guard timeout.isFinite, (0.1...600).contains(timeout) else {
+        if let timeout, !(timeout.isFinite && (0.1...600).contains(timeout)) {
             throw ValidationError("--timeout must be within 0.1...600 seconds")
         }
         if to == nil && host == nil {

@@ -19,6 +19,15 @@ import Testing
         #expect(p.bufferedByteCount == 0)
     }
 
+    @Test func answersToHEADHaveNoBody() throws {
+        var p = RTSPParser()
+        p.append(bytes("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+        let head = try #require(try p.nextMessage(bodilessResponse: true))
+        guard case .response(let r) = head else { Issue.record("not a response"); return }
+        #expect(r.headers["Content-Length"] == "100" && r.body.isEmpty)
+        #expect(try p.nextResponse()?.body == bytes("ok"))
+    }
+
     @Test func rtspWithoutLengthHasAnEmptyBodyEvenWithConnectionClose() throws {
         var p = RTSPParser()
         p.append(bytes("RTSP/1.0 200 OK\r\nCSeq: 1\r\nConnection: close\r\n\r\nRTSP/1.0 200 OK\r\nCSeq: 2\r\n\r\n"))
