@@ -28,6 +28,8 @@ public final class CompanionService: Sendable {
     let service: ServiceConfig
     public let credentials: HAPCredentials
     let identity: Identity
+    /// Connecting, and each answer while connecting.
+    let timeout: Duration
     private struct State {
         var client: CompanionClient?
         var closing = false
@@ -53,7 +55,7 @@ public final class CompanionService: Sendable {
     }
 
     /// Throws `.noCredentials(.companion)` without credentials, `.invalidCredentials` for bad ones.
-    public init(address: String, service: ServiceConfig, identity: Identity = Identity()) throws {
+    public init(address: String, service: ServiceConfig, identity: Identity = Identity(), timeout: Duration = .seconds(10)) throws {
         guard let raw = service.credentials, !raw.trimmingCharacters(in: .whitespaces).isEmpty else {
             throw ATVError.noCredentials(.companion)
         }
@@ -61,6 +63,7 @@ public final class CompanionService: Sendable {
         self.service = service
         self.credentials = try HAPCredentials(parsing: raw)
         self.identity = identity
+        self.timeout = timeout
     }
 
     /// The connected client (after `connect`).
@@ -100,11 +103,12 @@ public final class CompanionService: Sendable {
 
     /// TCP, pair-verify, the session sequence (§6.4), then the initial power state.
     public func connect() async throws {
-        let client = try await CompanionClient.connect(host: address, port: service.port)
+        let timeout = self.timeout
+        let client = try await CompanionClient.connect(host: address, port: service.port, timeout: timeout)
         do {
-            do { try await client.verify(credentials) } catch {
+            do { try await client.verify(credentials, timeout: timeout) } catch {
                 switch error as? ATVError {
-                case .connectionFailed?, .connectionLost?, .timeout?: throw error
+                case .connectionFailed?, .connectionLost?, .timeout?, .protocolError?: throw error
                 default:
                     throw ATVError.authenticationFailed("the device did not accept the Companion credentials (\(error)); pair again with `atv pair --protocol companion`")
                 }

@@ -1,3 +1,4 @@
+import ATVAirPlay
 import ATVAuth
 import ATVCore
 import ATVMRP
@@ -16,10 +17,15 @@ public struct ConnectOptions: Sendable {
     /// MRP over the AirPlay 2 remote-control channel (HomePods, tvOS ≥ 15) when there is no direct
     /// MRP service. `.auto` defers to the stored `mrp_tunnel` setting of the device, if any.
     public var mrpTunnel: MRPTunnel
-    public init(raop: RAOPOptions = RAOPOptions(), airPlayVersion: AirPlayVersion = .auto, mrpTunnel: MRPTunnel = .auto) {
+    /// The longest wait for the device, per step: connecting, and each answer while connecting
+    /// (and for RAOP/AirPlay requests). nil: each protocol's defaults.
+    public var timeout: Duration?
+    public init(raop: RAOPOptions = RAOPOptions(), airPlayVersion: AirPlayVersion = .auto, mrpTunnel: MRPTunnel = .auto,
+                timeout: Duration? = nil) {
         self.raop = raop
         self.airPlayVersion = airPlayVersion
         self.mrpTunnel = mrpTunnel
+        self.timeout = timeout
     }
 }
 
@@ -48,6 +54,12 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
     var needCredentials: [ATVProtocol] = []
     func addRAOP(_ service: ServiceConfig) throws {
         var raopOptions = options.raop
+        if let t = options.timeout {
+            raopOptions.connectTimeout = t
+            raopOptions.requestTimeout = t
+            // A silent receiver costs the /info probe plus the AirPlay 1 attempt after it: half each.
+            raopOptions.infoTimeout = min(raopOptions.infoTimeout, t / 2)
+        }
         if raopOptions.password == nil { raopOptions.password = service.password }
         let route = RAOPService.route(for: service, in: config, preference: options.airPlayVersion)
         raopOptions.airPlayVersion = route.version
@@ -69,7 +81,12 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
         case .raop:
             try addRAOP(service)
         case .airplay:
-            let airplay = try AirPlayService(address: config.address, service: service)
+            var airplayOptions = AirPlayOptions()
+            if let t = options.timeout {
+                airplayOptions.connectTimeout = t
+                airplayOptions.requestTimeout = t
+            }
+            let airplay = try AirPlayService(address: config.address, service: service, options: airplayOptions)
             airplay.attach(device)
             try device.add(airplay.setup)
             added.append(.airplay)
@@ -85,7 +102,12 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
                 added.append(.mrp)
             }
         case .mrp:
-            guard let mrp = try MRPService.make(address: config.address, service: service) else {
+            var mrpOptions = MRPService.Options()
+            if let t = options.timeout {
+                mrpOptions.connectTimeout = t
+                mrpOptions.replyTimeout = t
+            }
+            guard let mrp = try MRPService.make(address: config.address, service: service, options: mrpOptions) else {
                 logger.info("MRP has no credentials; pair with `atv pair --protocol mrp` to use it. Skipping it")
                 needCredentials.append(.mrp)
                 continue
@@ -99,7 +121,7 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
                 needCredentials.append(.companion)
                 continue
             }
-            let companion = try CompanionService(address: config.address, service: service)
+            let companion = try CompanionService(address: config.address, service: service, timeout: options.timeout ?? .seconds(10))
             try device.add(companion.setup)
             added.append(.companion)
         case .dmap:
@@ -108,7 +130,7 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
                 needCredentials.append(.dmap)
                 continue
             }
-            let dmap = try DMAPService(address: config.address, service: service)
+            let dmap = try DMAPService(address: config.address, service: service, timeout: options.timeout ?? .seconds(10))
             try device.add(dmap.setup)
             added.append(.dmap)
         }

@@ -16,10 +16,10 @@ public final class DMAPService: Sendable {
     }
     private let state = Mutex(State())
 
-    init(address: String, service: ServiceConfig) throws {
+    init(address: String, service: ServiceConfig, timeout: Duration = .seconds(10)) throws {
         guard let credentials = service.credentials else { throw ATVError.noCredentials(.dmap) }
         self.service = service
-        self.client = try DMAPClient(host: address, port: service.port, credentials: credentials)
+        self.client = try DMAPClient(host: address, port: service.port, credentials: credentials, timeout: timeout)
     }
 
     var setup: ProtocolSetup {

@@ -1,10 +1,11 @@
 // ATVAirPlay: AirPlay video (URL playback) over HTTP/1.1, the small HTTP server that serves local
 // files to the device, and the HTTP pieces the virtual Apple TV reuses.
 //
-// HTTP/1.1 framing is NIOHTTP1's (swift-nio, already a dependency): it is a complete, fuzzed
-// codec with chunked encoding, pipelining and `FileRegion` bodies (sendfile for local media),
-// none of which the RTSP parser in ATVRAOP has (and protocol modules do not import each other).
-// These value types keep NIOHTTP1 out of the public API.
+// Our HTTP server's framing is NIOHTTP1's (swift-nio): pipelining and `FileRegion` bodies
+// (sendfile for local media). The client (`HTTPClientConnection`) frames answers with the RTSP/HTTP
+// parser of ATVRAOP, which reads devices the way pyatv does: an answer without Content-Length on
+// a keep-alive connection has no body (NIOHTTP1 would wait for the close). These value types keep
+// NIOHTTP1 out of the public API.
 
 /// HTTP header fields in order; names compare case-insensitively.
 public struct HTTPFields: Sendable, Equatable, ExpressibleByDictionaryLiteral, CustomStringConvertible {

@@ -173,6 +173,8 @@ public struct CompanionFrameDecoder: Sendable {
     }
     public mutating func enableEncryption(key: [UInt8]) { cipher = ChaChaCounterCipher(key: key, layout: .companion) }
     public var bufferedByteCount: Int { buffer.count }
+    /// The type byte of the frame being received, once its first byte arrived.
+    public var pendingFrameType: UInt8? { buffer.first }
 
     public mutating func decode(_ bytes: [UInt8]) throws(ATVError) -> [CompanionFrame] {
         buffer += bytes

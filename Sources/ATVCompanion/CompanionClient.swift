@@ -49,10 +49,7 @@ public actor CompanionClient {
                 }
                 .connect(host: host, port: port).get()
         } catch {
-            let text = "\(error)"
-            let reason = text.contains("refused") ? "connection refused (is the device on, and the port right?)"
-                : text.lowercased().contains("timeout") || text.lowercased().contains("timed out") ? "timed out" : text
-            throw ATVError.connectionFailed("cannot connect to Companion at \(host):\(port): \(reason)")
+            throw ATVError.connecting("Companion at \(host):\(port)", error, timeout: timeout)
         }
         let client = CompanionClient(channel: channel, host: host, port: port)
         await client.startReading(stream)
@@ -66,15 +63,21 @@ public actor CompanionClient {
                 guard let chunk else { break }
                 if await !self.received(chunk) { break }
             }
-            await self?.failAll(ATVError.connectionFailed("the device closed the Companion connection"))
+            await self?.failAll(ATVError.connectionFailed("the device at \(self?.host ?? "?"):\(self?.port ?? 0) closed the Companion connection"))
         }
     }
 
     /// Decode and dispatch; false when the stream is unusable.
     func received(_ bytes: [UInt8]) -> Bool {
         let frames: [CompanionFrame]
-        do { frames = try decoder.decode(bytes) } catch {
-            failAll(ATVError.protocolError("Companion: \(error)"))
+        do {
+            frames = try decoder.decode(bytes)
+            // A frame type no Companion device sends: not a Companion port (known from the first byte).
+            if let t = decoder.pendingFrameType, CompanionFrameType(rawValue: t) == nil {
+                throw ATVError.protocolError("unknown frame type")
+            }
+        } catch {
+            failAll(ATVError.protocolError("Companion at \(host):\(port) sent something that is not a Companion frame"))
             channel.close(promise: nil)
             return false
         }
@@ -146,7 +149,7 @@ public actor CompanionClient {
     func expireAuth(_ id: Int) {
         guard let w = authWaiter, w.id == id else { return }
         authWaiter = nil
-        w.continuation.resume(throwing: ATVError.timeout("the device did not answer the pairing step within the time limit"))
+        w.continuation.resume(throwing: ATVError.timeout("Companion at \(host):\(port) did not answer the pairing step in time"))
     }
 
     /// PIN pair-setup (M1–M6). Returns credentials in pyatv's format; the device's M4 proof and M6

@@ -14,6 +14,8 @@ public struct MRPChannel: Sendable {
     }
 
     public var isEncrypted: Bool { output != nil }
+    /// Bytes received that do not make a whole frame yet.
+    public var bufferedByteCount: Int { decoder.bufferedByteCount }
 
     /// Switches both directions to encryption. Bytes already buffered are decrypted too, since the
     /// peer encrypts everything after the last pair-verify message.

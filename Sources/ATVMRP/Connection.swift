@@ -75,10 +75,7 @@ public actor MRPConnection {
                 }
                 .connect(host: host, port: port).get()
         } catch {
-            let text = "\(error)"
-            let reason = text.contains("refused") ? "connection refused (is the device on, and the port right?)"
-                : text.lowercased().contains("timeout") || text.lowercased().contains("timed out") ? "timed out" : text
-            throw ATVError.connectionFailed("cannot connect to MRP at \(host):\(port): \(reason)")
+            throw ATVError.connecting("MRP at \(host):\(port)", error, timeout: timeout)
         }
         let c = MRPConnection(channel: channel, host: host, port: port, transport: transport, listener: listener)
         await c.startReading(stream)
@@ -97,7 +94,7 @@ public actor MRPConnection {
                 guard let chunk else { break }
                 if await !self.received(chunk) { return }
             }
-            await self?.fail(ATVError.connectionLost("the device closed the MRP connection"))
+            await self?.fail(ATVError.connectionLost("the device at \(self?.host ?? "?"):\(self?.port ?? 0) closed the MRP connection"))
         }
     }
 
@@ -113,7 +110,7 @@ public actor MRPConnection {
                 messages = try codec.receive(bytes)
             }
         } catch {
-            fail(ATVError.connectionLost("MRP stream from the device is corrupt: \(error)"))
+            fail(ATVError.protocolError("\(host):\(port) sent data that is not MRP (\((error as? ATVError)?.description ?? "unreadable frame"))"))
             return false
         }
         for m in messages {
@@ -189,7 +186,13 @@ public actor MRPConnection {
     func expire(_ key: String, token: Int, what: String, timeout: Duration) {
         guard let p = pending[key], p.token == token else { return }
         pending[key] = nil
-        p.continuation.resume(throwing: ATVError.timeout("the device did not answer \(what) within \(timeout)"))
+        let partial = stream == nil ? codec.bufferedByteCount : 0
+        if partial > 0 {
+            // Something came, but never a whole message: most likely not an MRP port.
+            p.continuation.resume(throwing: ATVError.protocolError("\(host):\(port) sent \(partial) bytes that do not make an MRP message within \(ATVError.seconds(timeout)) s (is that the MRP port?)"))
+            return
+        }
+        p.continuation.resume(throwing: ATVError.timeout("\(host):\(port) did not answer \(what) within \(ATVError.seconds(timeout)) s"))
     }
 
     /// Writes bytes as they are, bypassing framing and encryption (for fuzz tests).

@@ -119,7 +119,11 @@ actor RAOPRTSPDriver {
                 closed = true
                 cancelTimeouts()
             case .failed(let error):
-                if failure == nil { failure = error }
+                if failure == nil {
+                    var e = error.naming(connection.endpoint)
+                    if case .timeout(let s) = e { e = .timeout("\(s) within \(ATVError.seconds(requestTimeout)) s") }
+                    failure = e
+                }
                 cancelTimeouts()
             }
         }

@@ -16,9 +16,12 @@ final class RTSPResponseHandler: ChannelInboundHandler {
     private var parser = RTSPParser()
     private let continuation: AsyncStream<RTSPConnectionEvent>.Continuation
     private var done = false
+    /// "host:port", for messages.
+    private let endpoint: String
 
-    init(continuation: AsyncStream<RTSPConnectionEvent>.Continuation) {
+    init(continuation: AsyncStream<RTSPConnectionEvent>.Continuation, endpoint: String) {
         self.continuation = continuation
+        self.endpoint = endpoint
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -29,9 +32,10 @@ final class RTSPResponseHandler: ChannelInboundHandler {
             while let response = try parser.nextResponse() {
                 continuation.yield(.response(response))
             }
+            // Garbage is known from its first bytes, not at a timeout.
+            if !parser.canBeginResponse() { throw ATVError.protocolError("not RTSP") }
         } catch {
-            let e = error as? ATVError ?? .protocolError("\(error)")
-            finish(.protocolError("the receiver sent an invalid RTSP answer (\(e.description))"))
+            finish(.protocolError("\(endpoint) answered something that is not RTSP (is it an AirPlay receiver?)"))
             context.close(promise: nil)
         }
     }
@@ -42,7 +46,7 @@ final class RTSPResponseHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        finish(.connectionLost("RTSP connection error: \(error)"))
+        finish(ATVError.connection(endpoint, error))
         context.close(promise: nil)
     }
 
@@ -61,8 +65,11 @@ final class RTSPConnection: Sendable {
     /// Our address on this connection (used for the UDP sockets, SDP and URIs).
     let localIP: String
     let remoteIP: String
+    /// "host:port", for messages.
+    let endpoint: String
 
-    private init(channel: Channel, events: AsyncStream<RTSPConnectionEvent>, localIP: String, remoteIP: String) {
+    private init(channel: Channel, events: AsyncStream<RTSPConnectionEvent>, localIP: String, remoteIP: String, endpoint: String) {
+        self.endpoint = endpoint
         self.channel = channel
         self.events = events
         self.localIP = localIP
@@ -77,25 +84,19 @@ final class RTSPConnection: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RTSPResponseHandler(continuation: continuation))
+                    try channel.pipeline.syncOperations.addHandler(RTSPResponseHandler(continuation: continuation, endpoint: "\(host):\(port)"))
                 }
             }
         let channel: Channel
         do {
             channel = try await bootstrap.connect(host: host, port: port).get()
-        } catch let error as ChannelError {
-            continuation.finish()
-            if case .connectTimeout = error {
-                throw ATVError.timeout("connecting to \(host):\(port) (no answer within \(timeout))")
-            }
-            throw ATVError.connectionFailed("cannot connect to \(host):\(port): \(error)")
         } catch {
             continuation.finish()
-            throw ATVError.connectionFailed("cannot connect to \(host):\(port): \(error)")
+            throw ATVError.connecting("\(host):\(port)", error, timeout: timeout)
         }
         let local = channel.localAddress?.ipAddress ?? "127.0.0.1"
         let remote = channel.remoteAddress?.ipAddress ?? host
-        return RTSPConnection(channel: channel, events: events, localIP: local, remoteIP: remote)
+        return RTSPConnection(channel: channel, events: events, localIP: local, remoteIP: remote, endpoint: "\(host):\(port)")
     }
 
     /// Writes a request; a failed write surfaces as the connection closing.

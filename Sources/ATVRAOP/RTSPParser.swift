@@ -33,6 +33,18 @@ public struct RTSPParser: Sendable {
         buffer.append(contentsOf: bytes)
     }
 
+    /// False once the buffered bytes cannot be the start of a response whose version begins with
+    /// one of `versions`: garbage is known from its first bytes, without waiting for a header end.
+    public func canBeginResponse(_ versions: [String] = ["RTSP/", "HTTP/"]) -> Bool {
+        var i = readIndex
+        while i < buffer.count, buffer[i] == 0x0D || buffer[i] == 0x0A { i += 1 }
+        let head = buffer[i..<min(buffer.count, i + 5)]
+        return versions.contains { v in
+            let prefix = Array(v.utf8)
+            return head.count <= prefix.count ? prefix.starts(with: head) : head.starts(with: prefix)
+        }
+    }
+
     /// The next complete request, or nil if more bytes are needed.
     public mutating func nextRequest() throws -> RTSPRequest? {
         guard let message = try nextMessage() else { return nil }
@@ -52,8 +64,9 @@ public struct RTSPParser: Sendable {
     }
 
     /// The next complete message of either kind (a start line beginning with `RTSP/` or `HTTP/`
-    /// is a response), or nil if more bytes are needed.
-    public mutating func nextMessage() throws -> RTSPMessage? {
+    /// is a response), or nil if more bytes are needed. `bodilessResponse`: a response to a HEAD
+    /// request, which has no body whatever its headers say.
+    public mutating func nextMessage(bodilessResponse: Bool = false) throws -> RTSPMessage? {
         // Skip blank lines between messages (tolerated by RFC 2326 / 7230).
         while readIndex < buffer.count, buffer[readIndex] == 0x0D || buffer[readIndex] == 0x0A {
             readIndex += 1
@@ -90,22 +103,121 @@ public struct RTSPParser: Sendable {
             }
             headers.add(name, String(line[line.index(after: colon)...]).trimmingSpaces)
         }
-        var bodyLength = 0
-        if let raw = headers["Content-Length"] {
+        let isResponse = Self.isResponseStartLine(startLine)
+        let body: [UInt8]
+        let end: Int
+        if isResponse && bodilessResponse {
+            (body, end) = ([], bodyStart)
+        } else if let raw = headers["Transfer-Encoding"], raw.lowercased().trimmingSpaces != "identity" {
+            guard raw.lowercased().contains("chunked") else {
+                throw ATVError.protocolError("unsupported Transfer-Encoding \"\(raw.prefix(40))\"")
+            }
+            guard let (b, e) = try dechunk(from: bodyStart) else { return nil }
+            (body, end) = (b, e)
+        } else if let raw = headers["Content-Length"] {
             guard let n = Int(raw.trimmingSpaces), n >= 0 else {
                 throw ATVError.protocolError("invalid Content-Length \"\(raw.prefix(40))\"")
             }
             guard n <= maxBodyBytes else {
                 throw ATVError.protocolError("RTSP body of \(n) bytes exceeds the \(maxBodyBytes)-byte limit")
             }
-            bodyLength = n
+            guard buffer.count - bodyStart >= n else { return nil }
+            (body, end) = (Array(buffer[bodyStart..<(bodyStart + n)]), bodyStart + n)
+        } else if isResponse, Self.readsUntilClose(startLine: startLine, headers: headers) {
+            // An HTTP response without a length that closes the connection: its body is
+            // everything until the close (`endOfStream()` delivers it).
+            if buffer.count - bodyStart > maxBodyBytes {
+                throw ATVError.protocolError("HTTP body exceeds the \(maxBodyBytes)-byte limit")
+            }
+            return nil
+        } else {
+            // No length on a keep-alive connection: no body (RTSP's rule; HTTP devices that answer
+            // `200 OK` without Content-Length and keep the connection open mean the same; pyatv too).
+            (body, end) = ([], bodyStart)
         }
-        guard buffer.count - bodyStart >= bodyLength else { return nil }
-        let body = Array(buffer[bodyStart..<(bodyStart + bodyLength)])
         let message = try Self.makeMessage(startLine: startLine, headers: headers, body: body)
-        readIndex = bodyStart + bodyLength
+        readIndex = end
         scanIndex = readIndex
         return message
+    }
+
+    /// The connection ended: a pending HTTP response whose body runs until the close (no length,
+    /// `Connection: close` or HTTP/1.0), with what arrived as its body; nil when none is pending.
+    public mutating func endOfStream() throws -> RTSPMessage? {
+        while readIndex < buffer.count, buffer[readIndex] == 0x0D || buffer[readIndex] == 0x0A { readIndex += 1 }
+        if scanIndex < readIndex { scanIndex = readIndex }
+        guard let (headerEnd, bodyStart) = findHeaderEnd() else { return nil }
+        let lines = Self.splitLines(buffer[readIndex..<headerEnd])
+        guard let startLine = lines.first, Self.isResponseStartLine(startLine) else { return nil }
+        var headers = RTSPHeaders()
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers.add(String(line[..<colon]).trimmingSpaces, String(line[line.index(after: colon)...]).trimmingSpaces)
+        }
+        guard headers["Content-Length"] == nil, headers["Transfer-Encoding"] == nil,
+              Self.readsUntilClose(startLine: startLine, headers: headers) else { return nil }
+        let body = Array(buffer[bodyStart...])
+        let message = try Self.makeMessage(startLine: startLine, headers: headers, body: body)
+        readIndex = buffer.count
+        scanIndex = readIndex
+        return message
+    }
+
+    private static func isResponseStartLine(_ line: String) -> Bool {
+        guard let first = line.split(separator: " ", maxSplits: 1).first else { return false }
+        return isVersion(first)
+    }
+
+    /// HTTP (not RTSP) responses without a length whose connection ends with them.
+    private static func readsUntilClose(startLine: String, headers: RTSPHeaders) -> Bool {
+        guard startLine.hasPrefix("HTTP/") else { return false }
+        let parts = startLine.split(separator: " ", maxSplits: 2)
+        if parts.count >= 2, let status = Int(parts[1]), status < 200 || status == 204 || status == 304 { return false }
+        let connection = (headers["Connection"] ?? "").lowercased()
+        if connection.contains("close") { return true }
+        return startLine.hasPrefix("HTTP/1.0") && !connection.contains("keep-alive")
+    }
+
+    /// A chunked body starting at `start`: the body and where the message ends, nil when incomplete.
+    private func dechunk(from start: Int) throws -> ([UInt8], Int)? {
+        var body: [UInt8] = []
+        var i = start
+        func line() -> (String, Int)? {
+            var j = i
+            while j < buffer.count, buffer[j] != 0x0A { j += 1 }
+            guard j < buffer.count else { return nil }
+            var lineEnd = j
+            if lineEnd > i, buffer[lineEnd - 1] == 0x0D { lineEnd -= 1 }
+            return (String(decoding: buffer[i..<lineEnd], as: UTF8.self), j + 1)
+        }
+        while true {
+            guard let (sizeLine, next) = line() else {
+                if buffer.count - i > 1024 { throw ATVError.protocolError("malformed chunk size line") }
+                return nil
+            }
+            let hex = sizeLine.split(separator: ";", maxSplits: 1).first.map { String($0).trimmingSpaces } ?? ""
+            guard !hex.isEmpty, hex.count <= 8, let size = Int(hex, radix: 16) else {
+                throw ATVError.protocolError("malformed chunk size \"\(sizeLine.prefix(20))\"")
+            }
+            guard body.count + size <= maxBodyBytes else {
+                throw ATVError.protocolError("HTTP body exceeds the \(maxBodyBytes)-byte limit")
+            }
+            i = next
+            if size == 0 {
+                // Trailers until an empty line.
+                while true {
+                    guard let (trailer, after) = line() else { return nil }
+                    i = after
+                    if trailer.isEmpty { return (body, i) }
+                }
+            }
+            guard buffer.count - i >= size + 1 else { return nil }
+            body += buffer[i..<(i + size)]
+            i += size
+            guard let (rest, after) = line() else { return nil }
+            guard rest.isEmpty else { throw ATVError.protocolError("malformed chunk (no line break after its data)") }
+            i = after
+        }
     }
 
     private static func makeMessage(startLine: String, headers: RTSPHeaders, body: [UInt8]) throws -> RTSPMessage {

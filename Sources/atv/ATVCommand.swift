@@ -36,6 +36,7 @@ extension ATVCommand {
     /// ArgumentParser's main, plus: with --json, a command line that does not parse also prints
     /// atvscript's failure object on stdout (run-time errors print theirs in runReportingErrors).
     static func main() async {
+        Signals.install()
         var command: ParsableCommand
         do {
             command = try parseAsRoot()
@@ -97,10 +98,19 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: "Port of the protocol's service (with --host).")
     var port: Int?
 
+    @Option(name: .long, help: "Seconds to wait for the device at each step: to connect, and for each answer (default 3; a device that does not answer is reported within about this long; pair: 60).")
+    var timeout: Double?
+
+    /// `--timeout`, 3 s by default.
+    var timeoutDuration: Duration { .milliseconds(Int64((timeout ?? 3) * 1000)) }
+
     /// The hosts of --hosts (empty without it).
     var hostList: [String] { parseHostList(hosts) }
 
     func validate() throws {
+        if let timeout, !(timeout.isFinite && (0.1...600).contains(timeout)) {
+            throw ValidationError("--timeout must be within 0.1...600 seconds")
+        }
         if to == nil && host == nil && hosts == nil {
             throw ValidationError("say which device: --to NAME|ID, --host ADDRESS or --hosts ADDRESS")
         }
@@ -133,9 +143,55 @@ func runReportingErrors(json: Bool = false, _ body: () async throws -> Void) asy
         throw ExitCode(exitCode(for: error))
     } catch let exit as ExitCode {
         throw exit
-    } catch {
-        if json { printJSON(ScriptOutput.failure(error: "error", exception: "\(error)")) }
+    } catch let error as ValidationError {
         throw error
+    } catch {
+        // Anything else is reported as one clean line too: never a library's type names or errno text.
+        let clean = cleanMessage(error)
+        if json { printJSON(ScriptOutput.failure(error: "error", exception: clean)) }
+        FileHandle.standardError.write(Data("atv: error: \(printable(clean))\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// One line for an error that is not an `ATVError` (a library error that escaped a shell).
+func cleanMessage(_ error: any Error) -> String {
+    if error is CancellationError { return "interrupted" }
+    switch NetworkFailure(error) {
+    case .refused: return "connection failed: the device refused the connection"
+    case .unreachable: return "connection failed: the device is unreachable"
+    case .timedOut: return "timed out: the device did not answer"
+    case .reset: return "connection lost: the device reset the connection"
+    case .closed: return "connection lost: the device closed the connection"
+    case .other:
+        let text = "\(error)"
+        let internals = ["Error(", "NIO", "errno", "descriptor", "Failure(", "IOError", "ChannelError", "(", "invalid constant"]
+        if !internals.contains(where: { text.contains($0) }), text.count < 200, !text.contains("\n") { return text }
+        return "unexpected failure (run with -v for details)"
+    }
+}
+
+/// The device of a configuration, for messages: "192.168.1.20:7000", or the address and each port.
+func endpointText(_ config: DeviceConfig) -> String {
+    let enabled = config.services.filter(\.enabled)
+    if enabled.count == 1, let s = enabled.first { return "\(config.address):\(s.port)" }
+    return config.address + (enabled.isEmpty ? "" : " (" + enabled.map { "\($0.protocol.key) \($0.port)" }.joined(separator: ", ") + ")")
+}
+
+/// Connects, whatever the device does: every protocol waits at most `device.timeout` per step
+/// (connecting, each answer), and a deadline of three steps ends a connection phase stuck anywhere
+/// else (a device answering each step just in time, or a lost continuation).
+func connectWithin(_ device: DeviceOptions, _ config: DeviceConfig, options: ConnectOptions,
+                   storage: FileStorage? = nil) async throws -> AppleTV {
+    var withTimeout = options
+    withTimeout.timeout = device.timeoutDuration
+    let options = withTimeout
+    let limit = device.timeoutDuration
+    let name = endpointText(config)
+    return try await withDeadline(limit * 3 + .milliseconds(500), {
+        ATVError.timeout("\(name) did not finish connecting within \(ATVError.seconds(limit * 3)) s (--timeout \(ATVError.seconds(limit)))")
+    }) {
+        try await connect(config, options: options, storage: storage)
     }
 }
 

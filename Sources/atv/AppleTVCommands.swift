@@ -216,7 +216,7 @@ func playURL(_ cmd: PlayURL) async throws {
         }
         // Bad input fails before anything touches the network.
         let config = try await resolveDevice(cmd.device, for: .airplay, defaultPort: 7000)
-        let atv = try await connect(config, storage: cmd.storage.map { FileStorage(path: $0) })
+        let atv = try await connectWithin(cmd.device, config, options: ConnectOptions(), storage: cmd.storage.map { FileStorage(path: $0) })
         let interrupts = InterruptHandler { Task { try? await atv.remoteControl.stop() } }
         defer { interrupts.cancel() }
         let name = isURL ? target : URL(fileURLWithPath: target).lastPathComponent

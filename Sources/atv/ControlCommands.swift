@@ -102,7 +102,7 @@ func controlDevice(_ device: DeviceOptions, _ conn: ConnectionOptions) async thr
 /// the feature's name; if Companion was left out for want of credentials, the error says so.
 func withDevice<T>(_ device: DeviceOptions, _ conn: ConnectionOptions, _ body: (AppleTV) async throws -> T) async throws -> T {
     let config = try await controlDevice(device, conn)
-    let atv = try await connect(config, options: ConnectOptions(mrpTunnel: try conn.tunnelMode()))
+    let atv = try await connectWithin(device, config, options: ConnectOptions(mrpTunnel: try conn.tunnelMode()))
     do {
         let result = try await body(atv)
         await atv.close()

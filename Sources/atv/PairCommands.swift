@@ -22,10 +22,12 @@ struct Pair: AsyncParsableCommand {
         """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
+    /// `--timeout` (DeviceOptions): here the wait for the device, 60 s by default (dmap: for its
+    /// pairing request; the user is typing a PIN).
+    var timeout: Double { device.timeout ?? 60 }
     @Option(help: "airplay, raop, dmap, companion or mrp.") var `protocol`: String
     @Option(help: "PIN shown on the device (asked for when omitted); for dmap the PIN to enter on the Apple TV.") var pin: String?
     @Option(help: "Settings file (default $XDG_CONFIG_HOME/swift-atv/devices.json).") var storage: String?
-    @Option(help: "Seconds to wait for the device (dmap: for its pairing request).") var timeout: Double = 60
     @Option(help: "dmap: our name as a Remote; companion: the name the device shows for us.") var name: String = "swift-atv"
     @Option(help: "dmap: IPv4 address of an interface to publish _touch-remote._tcp on (default: the one facing the device).")
     var publishOn: [String] = []

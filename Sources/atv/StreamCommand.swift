@@ -59,8 +59,8 @@ struct StreamCommand: AsyncParsableCommand {
                                           latencyFrames: latency * PCMFormat.sampleRate / 1000, volume: volume)
             raopOptions.progressTimeout = .milliseconds(Int64(progressTimeout * 1000))
             raopOptions.sendAhead = sendAhead.map { .milliseconds($0) }
-            let atv = try await connect(config, options: ConnectOptions(raop: raopOptions, airPlayVersion: AirPlayVersion(rawValue: airplayVersion) ?? .auto),
-                                        storage: FileStorage(path: storage))
+            let atv = try await connectWithin(device, config, options: ConnectOptions(raop: raopOptions, airPlayVersion: AirPlayVersion(rawValue: airplayVersion) ?? .auto),
+                                              storage: FileStorage(path: storage))
             defer { Task { await atv.close() } }
             guard let raop = atv.raop else { throw ATVError.noService(.raop) }
 
@@ -93,45 +93,6 @@ struct StreamCommand: AsyncParsableCommand {
                   + "(\(raop.airPlayVersion == .v2 ? "AirPlay 2, " : "")\(report.codec), \(report.packetsSent) packets, \(report.retransmittedPackets) retransmitted)")
             if interrupts.interrupted { throw ExitCode(130) }
         }
-    }
-}
-
-/// Ctrl-C or SIGTERM: the first asks the work to stop cleanly (a stream sends TEARDOWN), a second
-/// exits at once. Sources run on a global queue: the main queue is not drained under Swift's
-/// async main on Linux.
-final class InterruptHandler: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
-    private let count = Mutex(0)
-    let onFirst: @Sendable () -> Void
-
-    init(_ onFirst: @escaping @Sendable () -> Void) {
-        self.onFirst = onFirst
-        let queue = DispatchQueue(label: "atv.signals")
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-            s.setEventHandler { [weak self] in self?.fired(sig) }
-            s.resume()
-            sources.append(s)
-        }
-    }
-
-    var interrupted: Bool { count.withLock { $0 > 0 } }
-
-    private func fired(_ sig: Int32) {
-        let n = count.withLock { c -> Int in c += 1; return c }
-        if n == 1 {
-            if sig == SIGINT { FileHandle.standardError.write(Data("\natv: stopping (Ctrl-C again to quit at once)\n".utf8)) }
-            onFirst()
-        } else {
-            exit(130)
-        }
-    }
-
-    func cancel() {
-        for s in sources { s.cancel() }
-        signal(SIGINT, SIG_DFL)
-        signal(SIGTERM, SIG_DFL)
     }
 }
 

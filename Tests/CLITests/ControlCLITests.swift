@@ -232,10 +232,10 @@ import Testing
         try await d.waitForSim(["Button menu down"], timeout: 30)
         d.sim.kill()
         let r = try await hold.wait(timeout: 30)
-        Self.expectOneLineError(r, contains: "the device closed the Companion connection")
+        Self.expectOneLineError(r, contains: "the device at 127.0.0.1:\(d.port) closed the Companion connection")
         // And with the device gone altogether.
         let gone = try await d.atv(["apps"])
-        Self.expectOneLineError(gone, contains: "cannot connect to Companion at 127.0.0.1:\(d.port)")
+        Self.expectOneLineError(gone, contains: "Companion at 127.0.0.1:\(d.port) refused the connection")
     }
 
     @Test func pushUpdatesPrintChangesAndEndWhenTheDeviceGoesAway() async throws {

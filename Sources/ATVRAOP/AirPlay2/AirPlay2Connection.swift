@@ -94,7 +94,7 @@ public final class AirPlay2Connection: Sendable {
     /// switches the connection to Control-key encryption. Every failure is an `ATVError`.
     public static func connect(host: String, port: Int, options: AirPlay2ConnectionOptions = AirPlay2ConnectionOptions(),
                                logger: Logger = Logger(label: "atv.airplay2")) async throws -> AirPlay2Connection {
-        let core = AirPlay2ConnectionCore(userAgent: options.userAgent, logger: logger)
+        let core = AirPlay2ConnectionCore(userAgent: options.userAgent, logger: logger, endpoint: "\(host):\(port)")
         let channel = try await openTCP(host: host, port: port, timeout: options.connectTimeout) { channel in
             try channel.pipeline.syncOperations.addHandler(HAPEncryptionHandler())
             try channel.pipeline.syncOperations.addHandler(AirPlay2ResponseHandler(core: core))
@@ -119,7 +119,7 @@ public final class AirPlay2Connection: Sendable {
         } catch {
             core.markClosing()
             try? await channel.close()
-            throw Self.atvError(error)
+            throw Self.atvError(error, host: host, port: port)
         }
     }
 
@@ -228,7 +228,7 @@ public final class AirPlay2Connection: Sendable {
                 return
             } catch let error as ATVError {
                 guard case .connectionFailed = error, attempt < options.eventConnectAttempts else {
-                    throw ATVError.connectionFailed("cannot open the AirPlay 2 event channel to \(remoteIP):\(port): \(error)")
+                    throw ATVError.connectionFailed("cannot open the AirPlay 2 event channel to \(remoteIP):\(port) (\(error.description))")
                 }
                 try await Task.sleep(for: .seconds(1))
             }
@@ -370,19 +370,14 @@ public final class AirPlay2Connection: Sendable {
             }
         do {
             return try await bootstrap.connect(host: host, port: port).get()
-        } catch let error as ChannelError {
-            if case .connectTimeout = error {
-                throw ATVError.timeout("connecting to \(host):\(port) (no answer within \(timeout))")
-            }
-            throw ATVError.connectionFailed("cannot connect to \(host):\(port): \(error)")
         } catch {
-            throw ATVError.connectionFailed("cannot connect to \(host):\(port): \(error)")
+            throw ATVError.connecting("\(host):\(port)", error, timeout: timeout)
         }
     }
 
-    static func atvError(_ error: Error) -> Error {
+    static func atvError(_ error: Error, host: String, port: Int) -> Error {
         if error is ATVError || error is CancellationError { return error }
-        return ATVError.protocolError("\(error)")
+        return ATVError.connection("\(host):\(port)", error)
     }
 }
 
@@ -438,10 +433,13 @@ final class AirPlay2ConnectionCore: Sendable {
     let activeRemote = UInt32.random(in: 1...UInt32.max)
     let sessionID = UInt32.random(in: 1...UInt32.max)
     let logger: Logger
+    /// "host:port" of the receiver, for messages.
+    let endpoint: String?
 
-    init(userAgent: String, logger: Logger) {
+    init(userAgent: String, logger: Logger, endpoint: String? = nil) {
         self.userAgent = userAgent
         self.logger = logger
+        self.endpoint = endpoint
     }
 
     func attach(_ channel: Channel) { state.withLock { $0.channel = channel } }
@@ -563,7 +561,7 @@ final class AirPlay2ConnectionCore: Sendable {
     }
 
     private func timedOut(_ id: Int, what: String, after: Duration) {
-        resolve(id: id, with: .failure(ATVError.timeout("the receiver did not answer \(what) within \(after)")), keepSlot: true)
+        resolve(id: id, with: .failure(ATVError.timeout("the receiver\(endpoint.map { " at \($0)" } ?? "") did not answer \(what) within \(ATVError.seconds(after)) s")), keepSlot: true)
     }
 
     /// Resumes the waiter of request `id`. A slot kept without a waiter swallows a late answer.
@@ -623,7 +621,7 @@ final class AirPlay2ConnectionCore: Sendable {
             s.pending.removeAll()
             return (w, s.closing, s.tearingDown)
         }
-        let lost = error ?? ATVError.connectionLost("the receiver closed the AirPlay 2 control connection")
+        let lost = (error ?? ATVError.connectionLost("the receiver closed the AirPlay 2 control connection")).naming(endpoint ?? "")
         if !closing && !tearingDown { fail(lost) }
         for w in waiters { w.resume(throwing: failure ?? lost) }
     }
@@ -654,8 +652,10 @@ final class AirPlay2ResponseHandler: ChannelInboundHandler {
             while let message = try parser.nextMessage() {
                 if case .response(let r) = message { core.deliver(r) }
             }
+            // Garbage is known from its first bytes, not at a timeout.
+            if !parser.canBeginResponse() { throw ATVError.protocolError("not RTSP") }
         } catch {
-            finish(.protocolError("the receiver sent an invalid answer on the AirPlay 2 control connection (\(error))"))
+            finish(.protocolError("the receiver\(core.endpoint.map { " at \($0)" } ?? "") answered something that is not RTSP or HTTP on the AirPlay control connection"))
             context.close(promise: nil)
         }
     }
@@ -669,7 +669,7 @@ final class AirPlay2ResponseHandler: ChannelInboundHandler {
         if let e = error as? ATVError, case .authenticationFailed = e {
             finish(.authenticationFailed("the AirPlay 2 control connection failed decryption (wrong key or tampered data)"))
         } else {
-            finish(.connectionLost("AirPlay 2 control connection error: \(error)"))
+            finish(ATVError.connection("the receiver", error, during: "the AirPlay 2 control connection"))
         }
         context.close(promise: nil)
     }
@@ -705,7 +705,7 @@ final class AirPlay2EventHandler: ChannelInboundHandler {
                 core.eventRequestAnswered()
             }
         } catch {
-            finish(.protocolError("the receiver sent garbage on the AirPlay 2 event channel (\(error))"))
+            finish(.protocolError("the receiver sent garbage on the AirPlay 2 event channel"))
             context.close(promise: nil)
         }
     }
@@ -719,7 +719,7 @@ final class AirPlay2EventHandler: ChannelInboundHandler {
         if let e = error as? ATVError, case .authenticationFailed = e {
             finish(.authenticationFailed("the AirPlay 2 event channel failed decryption (wrong key or tampered data)"))
         } else {
-            finish(.connectionLost("AirPlay 2 event channel error: \(error)"))
+            finish(ATVError.connection("the receiver", error, during: "the AirPlay 2 event channel"))
         }
         context.close(promise: nil)
     }

@@ -1,0 +1,147 @@
+import Synchronization
+
+/// What went wrong on a connection, read from a socket or NIO error without naming library types.
+/// The one place the shells turn such errors into `ATVError`s (`ATVError.connecting`, `.connection`).
+public enum NetworkFailure: Sendable, Equatable {
+    /// Nothing listens there (ECONNREFUSED).
+    case refused
+    /// No route, network or host down (EHOSTUNREACH, ENETUNREACH, EHOSTDOWN).
+    case unreachable
+    /// The connection attempt got no answer in time.
+    case timedOut
+    /// The peer reset the connection (ECONNRESET).
+    case reset
+    /// The connection was closed (EOF, EPIPE, a write on a closed channel).
+    case closed
+    /// Something else; callers say what they were doing instead of showing it.
+    case other
+
+    public init(_ error: any Error) {
+        let text = String(describing: error).lowercased()
+        func has(_ words: String...) -> Bool { words.contains { text.contains($0) } }
+        if has("connection refused", "errno: 111") { self = .refused }
+        else if has("no route to host", "network is unreachable", "host is down", "errno: 113", "errno: 101", "errno: 112",
+                    "address not available", "errno: 99") { self = .unreachable }
+        else if has("connecttimeout", "connect timeout", "connection timed out", "errno: 110") { self = .timedOut }
+        else if has("connection reset", "errno: 104") { self = .reset }
+        else if has("broken pipe", "errno: 32", "ioonclosedchannel", "i/o on closed channel", "alreadyclosed", "already closed",
+                    "outputclosed", "output closed", "inputclosed", "input closed", "eof") { self = .closed }
+        else { self = .other }
+    }
+}
+
+extension ATVError {
+    /// Connecting to `endpoint` ("host:port", or a longer name like "the Apple TV at host:port")
+    /// failed with `error`. An `ATVError` passes through unchanged.
+    public static func connecting(_ endpoint: String, _ error: any Error, timeout: Duration? = nil) -> ATVError {
+        if let e = error as? ATVError { return e }
+        switch NetworkFailure(error) {
+        case .refused: return .connectionFailed("\(endpoint) refused the connection (nothing listens on that port)")
+        case .unreachable: return .connectionFailed("\(endpoint) is unreachable (no route to it)")
+        case .timedOut:
+            return .timeout("\(endpoint) did not accept the connection\(timeout.map { " within \(seconds($0)) s" } ?? "") (check the address and that the device is on)")
+        case .reset: return .connectionFailed("\(endpoint) reset the connection")
+        case .closed: return .connectionFailed("\(endpoint) closed the connection")
+        case .other: return .connectionFailed("cannot connect to \(endpoint)")
+        }
+    }
+
+    /// An established connection to `endpoint` failed with `error` while doing `during` (e.g.
+    /// "POST /play"). An `ATVError` passes through unchanged.
+    public static func connection(_ endpoint: String, _ error: any Error, during: String? = nil) -> ATVError {
+        if let e = error as? ATVError { return e }
+        let doing = during.map { " during \($0)" } ?? ""
+        switch NetworkFailure(error) {
+        case .reset: return .connectionLost("\(endpoint) reset the connection\(doing)")
+        case .closed, .refused, .unreachable, .timedOut: return .connectionLost("\(endpoint) closed the connection\(doing)")
+        case .other: return .connectionLost("the connection to \(endpoint) failed\(doing)")
+        }
+    }
+
+    /// The same error with its message passed through `f` (e.g. to name the device).
+    public func mapMessage(_ f: (String) -> String) -> ATVError {
+        switch self {
+        case .invalidValue(let s): .invalidValue(f(s))
+        case .invalidState(let s): .invalidState(f(s))
+        case .connectionFailed(let s): .connectionFailed(f(s))
+        case .connectionLost(let s): .connectionLost(f(s))
+        case .timeout(let s): .timeout(f(s))
+        case .pairingFailed(let s): .pairingFailed(f(s))
+        case .authenticationFailed(let s): .authenticationFailed(f(s))
+        case .invalidCredentials(let s): .invalidCredentials(f(s))
+        case .protocolError(let s): .protocolError(f(s))
+        case .httpError(let status, let s): .httpError(status: status, f(s))
+        case .playbackError(let s): .playbackError(f(s))
+        default: self
+        }
+    }
+
+    /// "the receiver …" / "the device …" at the start of the message becomes "… at host:port …".
+    public func naming(_ endpoint: String) -> ATVError {
+        mapMessage { s in
+            for who in ["the receiver ", "the device "] where s.hasPrefix(who) && !s.contains(endpoint) {
+                return who + "at " + endpoint + " " + s.dropFirst(who.count)
+            }
+            return s
+        }
+    }
+
+    /// A duration as seconds for messages: "5", "2.5".
+    public static func seconds(_ d: Duration) -> String {
+        let s = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        return s == s.rounded() ? String(Int(s)) : String(format: "%.1f", s)
+    }
+}
+
+/// Runs `body`, but returns (throwing `error()`) once `limit` has passed, without waiting for the
+/// body: a body stuck on a lost continuation cannot hold its caller. The body is cancelled then.
+/// Cancelling the caller cancels the body and ends the wait at once.
+public func withDeadline<T: Sendable>(_ limit: Duration, _ error: @escaping @Sendable () -> ATVError,
+                                      _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let race = DeadlineRace<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
+            race.start(c)
+            if Task.isCancelled { race.finish(.failure(CancellationError())); return }
+            race.add(Task { do { race.finish(.success(try await body())) } catch { race.finish(.failure(error)) } })
+            race.add(Task {
+                try? await Task.sleep(for: limit)
+                if !Task.isCancelled { race.finish(.failure(error())) }
+            })
+        }
+    } onCancel: {
+        race.finish(.failure(CancellationError()))
+    }
+}
+
+/// The first of a body and a timer to finish resumes the waiter; the other is cancelled.
+private final class DeadlineRace<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var done = false
+        var tasks: [Task<Void, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    func start(_ c: CheckedContinuation<T, any Error>) { state.withLock { $0.continuation = c } }
+
+    func add(_ task: Task<Void, Never>) {
+        let cancel = state.withLock { s -> Bool in
+            if s.done { return true }
+            s.tasks.append(task)
+            return false
+        }
+        if cancel { task.cancel() }
+    }
+
+    func finish(_ result: Result<T, any Error>) {
+        let (c, tasks) = state.withLock { s -> (CheckedContinuation<T, any Error>?, [Task<Void, Never>]) in
+            if s.done { return (nil, []) }
+            s.done = true
+            defer { s.continuation = nil; s.tasks = [] }
+            return (s.continuation, s.tasks)
+        }
+        for t in tasks { t.cancel() }
+        c?.resume(with: result)
+    }
+}
