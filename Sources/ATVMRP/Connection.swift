@@ -110,7 +110,7 @@ public actor MRPConnection {
                 messages = try codec.receive(bytes)
             }
         } catch {
-            fail(ATVError.protocolError("\(host):\(port) sent data that is not MRP (\((error as? ATVError)?.description ?? "unreadable frame"))"))
+            fail(ATVError.protocolError("\(host):\(port) sent data that is not MRP (\(error.description))"))
             return false
         }
         for m in messages {
