@@ -28,6 +28,8 @@ let package = Package(
         .target(name: "ATVCore", dependencies: [
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
         .target(name: "ATVAudio", dependencies: [
             "CFFmpeg", "ATVCore",
@@ -103,7 +105,9 @@ let package = Package(
                           path: "Benchmarks/atv-bench", swiftSettings: swift6),
 
         // Tests (Swift Testing).
-        .testTarget(name: "ATVCoreTests", dependencies: ["ATVCore"], swiftSettings: swift6),
+        .testTarget(name: "ATVCoreTests", dependencies: [
+            "ATVCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        ], swiftSettings: swift6),
         .testTarget(name: "ATVAudioTests", dependencies: ["ATVAudio", "CFFmpeg"], swiftSettings: swift6),
         .testTarget(name: "ATVTests", dependencies: ["ATV", "ATVAudio", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVAuth"], swiftSettings: swift6),
         .testTarget(name: "ATVRAOPTests", dependencies: [

@@ -1,3 +1,12 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#else
+import Darwin
+#endif
+import NIOCore
+import NIOPosix
 import Synchronization
 
 /// What went wrong on a connection, read from a socket or NIO error without naming library types.
@@ -17,15 +26,53 @@ public enum NetworkFailure: Sendable, Equatable {
     case other
 
     public init(_ error: any Error) {
-        let text = String(describing: error).lowercased()
+        // NIO's own types first: their errno and cases say exactly what happened.
+        if let io = error as? IOError {
+            self = Self(errno: io.errnoCode)
+        } else if let channel = error as? ChannelError {
+            switch channel {
+            case .connectTimeout: self = .timedOut
+            case .ioOnClosedChannel, .alreadyClosed, .outputClosed, .inputClosed, .eof: self = .closed
+            case .writeHostUnreachable: self = .unreachable
+            default: self = .other
+            }
+        } else if let connection = error as? NIOConnectionError {
+            // One failure per address tried: the most telling one speaks for all.
+            let each = connection.connectionErrors.map { Self($0.error) }
+            let order: [NetworkFailure] = [.refused, .unreachable, .timedOut, .reset, .closed]
+            if let first = order.first(where: each.contains) {
+                self = first
+            } else if connection.dnsAError != nil || connection.dnsAAAAError != nil {
+                self = .unreachable  // the name did not resolve
+            } else {
+                self = .other
+            }
+        } else {
+            self = Self(text: String(describing: error))
+        }
+    }
+
+    /// From a POSIX errno.
+    public init(errno code: Int32) {
+        switch code {
+        case ECONNREFUSED: self = .refused
+        case EHOSTUNREACH, ENETUNREACH, EHOSTDOWN, EADDRNOTAVAIL, ENETDOWN: self = .unreachable
+        case ETIMEDOUT: self = .timedOut
+        case ECONNRESET, ECONNABORTED: self = .reset
+        case EPIPE, ENOTCONN, ESHUTDOWN: self = .closed
+        default: self = .other
+        }
+    }
+
+    /// From an error's text, for errors of other libraries that carry no errno.
+    init(text: String) {
+        let text = text.lowercased()
         func has(_ words: String...) -> Bool { words.contains { text.contains($0) } }
-        if has("connection refused", "errno: 111") { self = .refused }
-        else if has("no route to host", "network is unreachable", "host is down", "errno: 113", "errno: 101", "errno: 112",
-                    "address not available", "errno: 99") { self = .unreachable }
-        else if has("connecttimeout", "connect timeout", "connection timed out", "errno: 110") { self = .timedOut }
-        else if has("connection reset", "errno: 104") { self = .reset }
-        else if has("broken pipe", "errno: 32", "ioonclosedchannel", "i/o on closed channel", "alreadyclosed", "already closed",
-                    "outputclosed", "output closed", "inputclosed", "input closed", "eof") { self = .closed }
+        if has("connection refused") { self = .refused }
+        else if has("no route to host", "network is unreachable", "host is down", "address not available") { self = .unreachable }
+        else if has("connecttimeout", "connect timeout", "connection timed out") { self = .timedOut }
+        else if has("connection reset") { self = .reset }
+        else if has("broken pipe", "i/o on closed channel", "already closed", "output closed", "input closed", "eof") { self = .closed }
         else { self = .other }
     }
 }

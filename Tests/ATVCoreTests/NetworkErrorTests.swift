@@ -1,5 +1,10 @@
 import ATVCore
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import NIOPosix
 import Testing
 
 /// The one mapping of socket and NIO errors to one-line `ATVError`s, and the deadline that never
@@ -7,6 +12,35 @@ import Testing
 @Suite struct NetworkErrorTests {
     /// Errors as NIO and POSIX describe them (their text is all a caller above NIO sees).
     struct Described: Error, CustomStringConvertible { var description: String }
+
+    /// NIO's own error types are read by type and errno, not by their text.
+    @Test func nioErrorTypesAreClassified() {
+        #expect(NetworkFailure(IOError(errnoCode: ECONNREFUSED, reason: "connect")) == .refused)
+        #expect(NetworkFailure(IOError(errnoCode: ECONNRESET, reason: "read")) == .reset)
+        #expect(NetworkFailure(IOError(errnoCode: EHOSTUNREACH, reason: "connect")) == .unreachable)
+        #expect(NetworkFailure(IOError(errnoCode: EPIPE, reason: "write")) == .closed)
+        #expect(NetworkFailure(ChannelError.connectTimeout(.seconds(3))) == .timedOut)
+        #expect(NetworkFailure(ChannelError.ioOnClosedChannel) == .closed)
+        #expect(NetworkFailure(ChannelError.eof) == .closed)
+    }
+
+    /// A real refused connection through NIO's bootstrap (whose error wraps one failure per address).
+    @Test func aRealRefusedConnectIsRefused() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let listener = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(listener.localAddress?.port)
+        try await listener.close()
+        do {
+            let channel = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port).get()
+            try await channel.close()
+            Issue.record("connected to a closed port")
+        } catch {
+            #expect(NetworkFailure(error) == .refused, "\(error)")
+            let line = ATVError.connecting("127.0.0.1:\(port)", error).description
+            #expect(line.contains("refused the connection") && !line.contains("NIO") && !line.contains("errno"), "\(line)")
+        }
+        try await group.shutdownGracefully()
+    }
 
     @Test func socketErrorsAreClassifiedAndNamed() {
         let cases: [(String, NetworkFailure)] = [

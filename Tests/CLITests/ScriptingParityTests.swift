@@ -148,7 +148,7 @@ import Testing
         let objects = Self.objects(r.stdout)
         #expect(objects.count == 1, "\(r.stdout)")
         #expect(objects.first?["result"] as? String == "failure" && objects.first?["error"] as? String == "invalid_arguments")
-        #expect((objects.first?["exception"] as? String)?.contains("--to NAME|ID or --host ADDRESS") == true)
+        #expect((objects.first?["exception"] as? String)?.contains("say which device: --to NAME|ID") == true)
         #expect(Self.isPythonISODate(objects.first?["datetime"]))
         // Without --json stdout stays empty; help is not an error.
         #expect(try await run(try TestEnv.atv(), ["playing"], timeout: 60).stdout.isEmpty)
