@@ -20,7 +20,8 @@ struct FuzzTarget: Sendable {
 let allTargets: [FuzzTarget] = [
     dnsTarget, rtspTarget, legacyHTTPTarget, airplayHTTPTarget, plistTarget, tlv8Target, opackTarget,
     companionTarget, mrpTarget, dmapTarget, rtpTarget, hapTarget, legacyPairingTarget,
-    simSpeakerTarget, simHomePodTarget, simAppleTVTarget, simMRPTarget,
+    proxyTarget, secureFramesTarget,
+    simSpeakerTarget, simHomePodTarget, simAppleTVTarget, simMRPTarget, simCompanionTarget, simAppleTV3Target,
 ]
 
 nonisolated(unsafe) var selected: FuzzTarget?

@@ -68,13 +68,21 @@ let legacyHTTPTarget = FuzzTarget(name: "legacy-http", run: { data in
         while count < 16 {
             guard let message = try? parser.next() else { break }
             count += 1
-            _ = message
+            // The DMAP remote-pairing server reads the request target of what it receives.
+            let parts = message.startLine.split(separator: " ")
+            if parts.count >= 2 {
+                _ = DMAPPairing.parseTarget(String(parts[1]))
+                _ = dmapPairing.handle(method: String(parts[0]), target: String(parts[1]))
+            }
         }
     }
 }, seeds: {
     [[7] + Array("HTTP/1.1 200 OK\r\nContent-Type: application/x-apple-binary-plist\r\nContent-Length: 4\r\n\r\nabcd".utf8),
+     [63] + Array("GET /pair?pairingcode=4B6F3B4A4F5A6F2E&servicename=0000000000000001 HTTP/1.1\r\n\r\n".utf8),
      [63] + Array("POST /pair-setup-pin HTTP/1.1\r\nContent-Length: 2\r\n\r\nxyHTTP/1.1 470 Connection Authorization Required\r\n\r\n".utf8)]
 })
+
+private let dmapPairing = try! DMAPPairingHandler(guid: "0000000000000001", pin: "1234", name: "Fuzz")
 
 /// The AirPlay video client: two pipelined requests, then the input as what the device answers,
 /// then the connection closes. Each answer's body goes to the decoders of /playback-info and
@@ -100,12 +108,17 @@ let airplayHTTPTarget = FuzzTarget(name: "airplay-http", run: { data in
         f.whenSuccess { response in
             _ = try? PlaybackInfo(body: response.body)
             _ = try? ATVAirPlay.BinaryPlist.decode(response.body)
-            _ = response.headers["Content-Type"]
+            for f in response.headers.fields {  // header values parsed elsewhere from the network
+                _ = ByteRangeRequest(header: f.value, size: 1000)
+                _ = AirPlayFeatureFlags(parsing: f.value)
+                _ = AirPlay2FeatureWord(parsing: f.value)
+            }
         }
     }
 }, seeds: {
     let info = PlaybackInfo(duration: 100, position: 12.25, rate: 1, readyToPlay: true).encoded()
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/x-apple-plist+xml\r\nContent-Length: \(info.count)\r\n\r\n"
     return [[20] + Array(head.utf8) + info + Array("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".utf8),
-            [63] + Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n".utf8)]
+            [63] + Array(("HTTP/1.1 206 Partial Content\r\nRange: bytes=0-99\r\nFeatures: 0x5A7FFFF7,0x1E\r\nContent-Length: 0\r\n\r\n" +
+                         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n").utf8)]
 })
