@@ -111,8 +111,11 @@ public enum BinaryPlistCodec {
         guard (1 ... 8).contains(offSize), (1 ... 8).contains(refSize), count > 0, count < 1 << 20, top < count,
               table < UInt64(t), table + count * UInt64(offSize) <= UInt64(t) else { throw bad("bad trailer") }
 
+        var budget = 100_000  // objects visited: shared references cannot blow up the work
         func object(_ ref: Int, _ depth: Int) throws(ATVError) -> PlistObject {
             guard depth < 64, ref >= 0, UInt64(ref) < count else { throw bad("bad reference or too deep") }
+            budget -= 1
+            guard budget >= 0 else { throw bad("too many objects") }
             let rawOffset = try read(Int(table) + ref * offSize, offSize)
             guard rawOffset >= 8, rawOffset < UInt64(t) else { throw bad("bad object offset") }
             let off = Int(rawOffset)

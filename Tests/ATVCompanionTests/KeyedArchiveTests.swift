@@ -40,6 +40,21 @@ import Testing
         #expect(RTIArchive.operation(hugeOffset) == nil)
     }
 
+    /// Found by the fuzzer as a hang: 40 arrays each holding the next one twice make 2^40 visits
+    /// unless shared references are bounded.
+    @Test func sharedReferencesCannotBlowUpTheWork() {
+        var body = Array("bplist00".utf8)
+        var offsets: [UInt8] = []
+        for i in 0 ..< 40 { offsets.append(UInt8(body.count)); body += [0xA2, UInt8(i + 1), UInt8(i + 1)] }
+        offsets.append(UInt8(body.count)); body.append(0x09)
+        let table = UInt64(body.count)
+        body += offsets + [UInt8](repeating: 0, count: 6) + [1, 1]
+        for v in [UInt64(41), 0, table] { body += (0 ..< 8).map { UInt8(truncatingIfNeeded: v >> (56 - 8 * $0)) } }
+        let start = ContinuousClock.now
+        #expect(throws: ATVError.self) { try BinaryPlistCodec.decode(body) }
+        #expect(ContinuousClock.now - start < .seconds(5))
+    }
+
     @Test func plistRoundTripAndGarbage() throws {
         let v = PlistObject.dict([("a", .array([.int(-5), .int(70000), .real(1.5), .bool(true), .null, .uid(300)])),
                                   ("b", .string(String(repeating: "x", count: 40))), ("c", .data([1, 2, 3]))])
