@@ -130,3 +130,20 @@ let package = Package(
         .testTarget(name: "ATVAirPlayTests", dependencies: ["ATVAirPlay", "ATVSimulator", "ATV"], swiftSettings: swift6),
     ]
 )
+
+// Coverage-guided fuzzing (`scripts/fuzz`): one libFuzzer executable holding every fuzz target,
+// added only when ATV_FUZZ=1 so a normal `swift build` / `swift test` never sees it. It is built
+// with `-sanitize=fuzzer` (which supplies `main`) in its own scratch folder, `.build-fuzz`.
+if Context.environment["ATV_FUZZ"] == "1" {
+    package.targets.append(.executableTarget(
+        name: "atv-fuzz",
+        dependencies: [
+            "ATVCore", "ATVAuth", "ATVDiscovery", "ATVRAOP", "ATVAirPlay", "ATVMRP", "ATVCompanion", "ATVDMAP",
+            "ATVSimulator",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ],
+        path: "Fuzz/Targets", swiftSettings: swift6))
+}

@@ -111,10 +111,14 @@ public enum BinaryPlistCodec {
         guard (1 ... 8).contains(offSize), (1 ... 8).contains(refSize), count > 0, count < 1 << 20, top < count,
               table < UInt64(t), table + count * UInt64(offSize) <= UInt64(t) else { throw bad("bad trailer") }
 
+        var budget = 100_000  // objects visited: shared references cannot blow up the work
         func object(_ ref: Int, _ depth: Int) throws(ATVError) -> PlistObject {
             guard depth < 64, ref >= 0, UInt64(ref) < count else { throw bad("bad reference or too deep") }
-            let off = Int(try read(Int(table) + ref * offSize, offSize))
-            guard off >= 8, off < t else { throw bad("bad object offset") }
+            budget -= 1
+            guard budget >= 0 else { throw bad("too many objects") }
+            let rawOffset = try read(Int(table) + ref * offSize, offSize)
+            guard rawOffset >= 8, rawOffset < UInt64(t) else { throw bad("bad object offset") }
+            let off = Int(rawOffset)
             let m = b[off], hi = m >> 4, lo = Int(m & 0x0F)
             func length() throws(ATVError) -> (Int, Int) {  // (count, start of body)
                 guard lo == 0x0F else { return (lo, off + 1) }
@@ -153,7 +157,11 @@ public enum BinaryPlistCodec {
                 let refs = hi == 0xD ? 2 * n : n
                 guard s + refs * refSize <= t else { throw bad("truncated collection") }
                 var items: [PlistObject] = []
-                for i in 0 ..< refs { items.append(try object(Int(try read(s + i * refSize, refSize)), depth + 1)) }
+                for i in 0 ..< refs {
+                    let r = try read(s + i * refSize, refSize)
+                    guard r < count else { throw bad("bad reference or too deep") }
+                    items.append(try object(Int(r), depth + 1))
+                }
                 if hi == 0xA { return .array(items) }
                 var pairs: [(key: String, value: PlistObject)] = []
                 for i in 0 ..< n {

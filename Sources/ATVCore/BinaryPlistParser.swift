@@ -99,6 +99,12 @@ public struct BinaryPlistParser {
         return Int(o)
     }
 
+    /// An object reference (`refSize` bytes): one that does not fit an Int is no valid index either.
+    private func reference(at position: Int) throws -> Int {
+        guard let index = Int(exactly: try read(position, refSize)) else { throw Failure.badObject(offset: -1) }
+        return index
+    }
+
     /// The length of a variable-size object: the low nibble, or an int object after the marker.
     private func length(_ marker: UInt8, at off: Int) throws -> (count: Int, start: Int) {
         let low = Int(marker & 0x0F)
@@ -168,7 +174,7 @@ public struct BinaryPlistParser {
             guard n <= objectCount, start + n * refSize <= tableOffset else { throw Failure.truncated }
             var out: [PlistValue] = []
             for i in 0..<n {
-                out.append(try object(Int(try read(start + i * refSize, refSize)), depth: depth + 1, budget: &budget))
+                out.append(try object(try reference(at: start + i * refSize), depth: depth + 1, budget: &budget))
             }
             return .array(out)
         case 0xD:
@@ -176,9 +182,9 @@ public struct BinaryPlistParser {
             guard n <= objectCount, start + 2 * n * refSize <= tableOffset else { throw Failure.truncated }
             var out: [String: PlistValue] = [:]
             for i in 0..<n {
-                let k = try object(Int(try read(start + i * refSize, refSize)), depth: depth + 1, budget: &budget)
+                let k = try object(try reference(at: start + i * refSize), depth: depth + 1, budget: &budget)
                 guard case .string(let key) = k else { throw Failure.badObject(offset: off) }
-                out[key] = try object(Int(try read(start + (n + i) * refSize, refSize)), depth: depth + 1, budget: &budget)
+                out[key] = try object(try reference(at: start + (n + i) * refSize), depth: depth + 1, budget: &budget)
             }
             return .dict(out)
         default:

@@ -26,6 +26,35 @@ import Testing
         #expect(RTIArchive.property(s, ["missing"]) == nil)
     }
 
+    /// Inputs the coverage-guided fuzzer (target `plist`) found trapping the decoder: an 8-byte
+    /// offset-table entry or object reference of 2^63, which no Int holds.
+    @Test func offsetsAndReferencesBeyondIntAreErrorsNotTraps() {
+        func be(_ v: UInt64) -> [UInt8] { (0 ..< 8).map { UInt8(truncatingIfNeeded: v >> (56 - 8 * $0)) } }
+        func trailer(_ offsetSize: UInt8, _ refSize: UInt8, table: UInt64) -> [UInt8] {
+            [UInt8](repeating: 0, count: 6) + [offsetSize, refSize] + be(1) + be(0) + be(table)
+        }
+        let hugeOffset = Array("bplist00".utf8) + [0x09] + be(1 << 63) + trailer(8, 1, table: 9)
+        let hugeReference = Array("bplist00".utf8) + [0xA1] + be(1 << 63) + [8] + trailer(1, 8, table: 17)
+        #expect(throws: ATVError.self) { try BinaryPlistCodec.decode(hugeOffset) }
+        #expect(throws: ATVError.self) { try BinaryPlistCodec.decode(hugeReference) }
+        #expect(RTIArchive.operation(hugeOffset) == nil)
+    }
+
+    /// Found by the fuzzer as a hang: 40 arrays each holding the next one twice make 2^40 visits
+    /// unless shared references are bounded.
+    @Test func sharedReferencesCannotBlowUpTheWork() {
+        var body = Array("bplist00".utf8)
+        var offsets: [UInt8] = []
+        for i in 0 ..< 40 { offsets.append(UInt8(body.count)); body += [0xA2, UInt8(i + 1), UInt8(i + 1)] }
+        offsets.append(UInt8(body.count)); body.append(0x09)
+        let table = UInt64(body.count)
+        body += offsets + [UInt8](repeating: 0, count: 6) + [1, 1]
+        for v in [UInt64(41), 0, table] { body += (0 ..< 8).map { UInt8(truncatingIfNeeded: v >> (56 - 8 * $0)) } }
+        let start = ContinuousClock.now
+        #expect(throws: ATVError.self) { try BinaryPlistCodec.decode(body) }
+        #expect(ContinuousClock.now - start < .seconds(5))
+    }
+
     @Test func plistRoundTripAndGarbage() throws {
         let v = PlistObject.dict([("a", .array([.int(-5), .int(70000), .real(1.5), .bool(true), .null, .uid(300)])),
                                   ("b", .string(String(repeating: "x", count: 40))), ("c", .data([1, 2, 3]))])
