@@ -89,8 +89,7 @@ private let dmapPairing = try! DMAPPairingHandler(guid: "0000000000000001", pin:
 /// /server-info answers.
 let airplayHTTPTarget = FuzzTarget(name: "airplay-http", run: { data in
     let channel = EmbeddedChannel()
-    try! channel.pipeline.syncOperations.addHTTPClientHandlers()
-    try! channel.pipeline.syncOperations.addHandler(HTTPClientRequestHandler(host: "127.0.0.1", port: 7000))
+    try! channel.pipeline.syncOperations.addHandler(HTTPClientRequestHandler(host: "127.0.0.1", port: 7000, fate: ConnectionFate()))
     _ = try? channel.connect(to: try! SocketAddress(ipAddress: "127.0.0.1", port: 7000)).wait()
     var futures: [EventLoopFuture<HTTPResponseMessage>] = []
     for request in [AirPlayRequests.playbackInfo(), AirPlayRequests.serverInfo()] {
