@@ -334,8 +334,9 @@ public final class RAOPClient: Sendable {
             if options.routeFromInfo {
                 let (route, answered) = try await routeFromInfo(options)
                 options.airPlayVersion = route.version
-                // A receiver that did not answer /info will not answer the session's either.
-                if !answered { options.requestInfo = false }
+                // Not answered: the session's /info would not be either. Answered with AirPlay 2:
+                // the session needs nothing from a second /info (the probe already had it).
+                if !answered || route.version == .v2 { options.requestInfo = false }
                 controls.withLock { $0.options.airPlayVersion = route.version }
             }
             if options.airPlayVersion == .v2 { return try await runAirPlay2(packets, options: options) }
@@ -352,6 +353,11 @@ public final class RAOPClient: Sendable {
         publish(.connecting, live: nil, options: options)
         let (status, info) = try await AirPlay2Connection.fetchInfo(host: host, port: port, userAgent: options.userAgent,
                                                                     timeout: options.infoTimeout, logger: logger)
+        if status == 403 {
+            // Refused, not absent: AirPlay 1 would only be refused next (470 on ANNOUNCE).
+            throw ATVError.authenticationFailed(
+                "\(host):\(port) refused GET /info with 403 (it only talks to Apple AirPlay senders; User-Agent was \"\(options.userAgent)\")")
+        }
         var route = AirPlayRoute.fromInfo(status: status, info: info)
         if status == nil { route.version = options.airPlayVersion }
         logger.info("audio streaming to \(host):\(port): \(route)")

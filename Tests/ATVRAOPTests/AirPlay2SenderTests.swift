@@ -413,7 +413,9 @@ func rampPCM(packets: Int) -> [UInt8] {
         #expect(client.options.airPlayVersion == .v2)
         #expect(report.packetsSent >= 100)
         let podReport = try await pod.waitForSessionEnd(timeout: .seconds(20))
-        #expect(podReport.requests.prefix(2) == ["GET /info", "GET /info"], "\(podReport.requests)")
+        // The probe's GET /info is the only one: the session goes straight to pairing.
+        #expect(podReport.requests.prefix(2) == ["GET /info", "POST /pair-pin-start"], "\(podReport.requests)")
+        #expect(podReport.requests.filter { $0 == "GET /info" }.count == 1, "\(podReport.requests)")
         #expect(podReport.infoRejected == 0)
         #expect(matchedFraction(source: rampPCM(packets: 100), captured: try wavData(wav)) == 1.0)
     }

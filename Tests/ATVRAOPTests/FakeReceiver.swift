@@ -20,6 +20,8 @@ final class FakeReceiver: Sendable {
         case muteAfterRecord
         /// Never answer `GET /info` (an AirPlay 1 receiver that does not know it); the rest as normal.
         case ignoreInfo
+        /// Answer `GET /info` with 403 (a receiver that refuses this sender); the rest as normal.
+        case refuseInfo
     }
 
     struct Log: Sendable {
@@ -90,7 +92,7 @@ final class FakeReceiver: Sendable {
         var headers: RTSPHeaders = ["CSeq": request.headers["CSeq"] ?? "0", "Server": "FakeReceiver/1.0"]
         var status = 200
         switch request.method {
-        case "GET": status = 404
+        case "GET": status = behavior == .refuseInfo ? 403 : 404
         case "SETUP":
             let t = RTSPTransport(parsing: request.headers["Transport"] ?? "")
             log.withLock { $0.senderControlPort = t.port("control_port"); $0.senderTimingPort = t.port("timing_port") }

@@ -168,6 +168,22 @@ private func fastOptions(_ codec: RAOPCodec = .l16) -> RAOPOptions {
         #expect(clock.now - start < .seconds(6))
     }
 
+    /// A 403 to the `GET /info` probe is the receiver refusing this sender: an error that says so,
+    /// not a fall-back to AirPlay 1 (which it would refuse next); nothing else is asked.
+    @Test func routeFromInfoRefusedIsAnAuthenticationError() async throws {
+        let receiver = try await FakeReceiver.start(.refuseInfo)
+        defer { Task { await receiver.close() } }
+        var o = fastOptions()
+        o.routeFromInfo = true
+        await #expect {
+            _ = try await streamRAOP(host: "127.0.0.1", port: receiver.port, packets: RampSource(packets: 1, framesPerPacket: 352), options: o)
+        } throws: { error in
+            guard case .authenticationFailed(let m) = error as? ATVError else { return false }
+            return m.contains("refused GET /info with 403")
+        }
+        #expect(receiver.log.withLock { $0.requests.map(\.method) } == ["GET"])
+    }
+
     /// Garbage to the `GET /info` probe is a protocol error at once, not a fallback.
     @Test func routeFromInfoGarbageIsAProtocolError() async throws {
         let receiver = try await FakeReceiver.start(.garbage)
