@@ -17,6 +17,17 @@ private let proxyIdentity = try! HAPIdentity(identifier: "fuzz-proxy", seed: [UI
 private let proxyCredentials = HAPCredentials(deviceLTPK: proxyIdentity.publicKey, clientLTSK: proxyIdentity.seed,
                                               deviceID: [1], clientID: [2])
 
+/// Starts `session`, then feeds it each message from the side its first byte names, until one fails.
+private func drive<S: HAPProxySession>(_ session: inout S, _ input: [[UInt8]]) {
+    guard (try? session.start()) != nil else { return }
+    for m in input {
+        let body = Array(m.dropFirst())
+        let ok = (m.first ?? 0) % 2 == 0 ? (try? session.fromController(body, controllers: [])) != nil
+                                           : (try? session.fromDevice(body)) != nil
+        if !ok { return }
+    }
+}
+
 /// Input: a byte choosing the proxy (Companion or MRP), then length-prefixed messages whose first
 /// byte says which side sent them (even: the controller, odd: the device).
 let proxyTarget = FuzzTarget(name: "proxy", run: { data in
@@ -24,22 +35,10 @@ let proxyTarget = FuzzTarget(name: "proxy", run: { data in
     let input = messages(Array(data.dropFirst()), max: 8)
     if which % 2 == 0 {
         var p = CompanionProxySession(identity: proxyIdentity, pin: "1111", credentials: proxyCredentials)
-        guard (try? p.start()) != nil else { return }
-        for m in input {
-            let body = Array(m.dropFirst())
-            let ok = (m.first ?? 0) % 2 == 0 ? (try? p.fromController(body, controllers: [])) != nil
-                                               : (try? p.fromDevice(body)) != nil
-            if !ok { return }
-        }
+        drive(&p, input)
     } else {
         var p = MRPProxySession(identity: proxyIdentity, pin: "1111", credentials: proxyCredentials, name: "Fuzz")
-        guard (try? p.start()) != nil else { return }
-        for m in input {
-            let body = Array(m.dropFirst())
-            let ok = (m.first ?? 0) % 2 == 0 ? (try? p.fromController(body, controllers: [])) != nil
-                                               : (try? p.fromDevice(body)) != nil
-            if !ok { return }
-        }
+        drive(&p, input)
     }
 }, seeds: {
     var encoder = CompanionFrameEncoder(key: nil)

@@ -59,24 +59,29 @@ let hapTarget = FuzzTarget(name: "hap-pairing", run: { data in
 private func recordSetup(transient: Bool) -> (toAccessory: [[UInt8]], toClient: [[UInt8]]) {
     var c = setupClient(transient: transient)
     var s = setupServer()
-    var toAccessory = [try! c.start()], toClient: [[UInt8]] = []
-    while let last = toAccessory.last {
-        let reply = s.handle(last)
-        toClient.append(reply.message)
-        guard case .send(let next) = try? c.handle(reply.message) else { break }
-        toAccessory.append(next)
-    }
-    return (toAccessory, toClient)
+    return record(start: { try! c.start() }, serve: { s.handle($0).message }, answer: { reply in
+        if case .send(let next)? = try? c.handle(reply) { return next }
+        return nil
+    })
 }
 
 private func recordVerify() -> (toAccessory: [[UInt8]], toClient: [[UInt8]]) {
     var c = verifyClient()
     var s = verifyServer()
-    var toAccessory = [try! c.start()], toClient: [[UInt8]] = []
+    return record(start: { try! c.start() }, serve: { s.handle($0).message }, answer: { reply in
+        if case .send(let next)? = try? c.handle(reply) { return next }
+        return nil
+    })
+}
+
+/// Plays a client against an accessory until the client has nothing more to send.
+private func record(start: () -> [UInt8], serve: ([UInt8]) -> [UInt8],
+                    answer: ([UInt8]) -> [UInt8]?) -> (toAccessory: [[UInt8]], toClient: [[UInt8]]) {
+    var toAccessory = [start()], toClient: [[UInt8]] = []
     while let last = toAccessory.last {
-        let reply = s.handle(last)
-        toClient.append(reply.message)
-        guard case .send(let next) = try? c.handle(reply.message) else { break }
+        let reply = serve(last)
+        toClient.append(reply)
+        guard let next = answer(reply) else { break }
         toAccessory.append(next)
     }
     return (toAccessory, toClient)
