@@ -51,19 +51,35 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
 
-        // Layer 3: one module per protocol.
+        // Layer 2: HTTP/RTSP messages, parser, serializer, client connections and server.
+        .target(name: "ATVHTTP", dependencies: [
+            "ATVCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: swift6),
+
+        // Layer 3: the AirPlay core (features, route, AirPlay 2 connection, timing, data stream).
+        .target(name: "ATVAirPlayCore", dependencies: [
+            "ATVCore", "ATVAuth", "ATVHTTP",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swift6),
+
+        // Layer 4: one module per protocol.
         .target(name: "ATVRAOP", dependencies: [
-            "ATVCore", "ATVAudio", "ATVAuth",
+            "ATVCore", "ATVAudio", "ATVAuth", "ATVHTTP", "ATVAirPlayCore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: swift6),
         .target(name: "ATVAirPlay", dependencies: [
-            "ATVCore", "ATVAuth", "ATVRAOP",
+            "ATVCore", "ATVAuth", "ATVHTTP", "ATVAirPlayCore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
         .target(name: "ATVMRP", dependencies: [
@@ -79,29 +95,29 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
-        .target(name: "ATVDMAP", dependencies: ["ATVCore", "ATVAirPlay", .product(name: "Logging", package: "swift-log")], swiftSettings: swift6),
+        .target(name: "ATVDMAP", dependencies: ["ATVCore", "ATVHTTP", .product(name: "Logging", package: "swift-log")], swiftSettings: swift6),
         .target(name: "ATVLog", dependencies: ["ATVCore", "ATVAuth", "ATVCompanion", "ATVDMAP", "ATVMRP"], swiftSettings: swift6),
 
-        // Layer 4: facade, scan / pair / connect.
+        // Layer 5: facade, scan / pair / connect.
         .target(name: "ATV", dependencies: [
-            "ATVCore", "ATVAudio", "ATVAuth", "ATVDiscovery",
+            "ATVCore", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVAirPlayCore",
             "ATVRAOP", "ATVAirPlay", "ATVMRP", "ATVCompanion", "ATVDMAP",
         ], swiftSettings: swift6),
 
-        // Layer 5: virtual devices and the CLI.
+        // Layer 6: virtual devices and the CLI.
         .target(name: "ATVSimulator", dependencies: [
-            "ATVCore", "ATVAudio", "ATVRAOP", "ATVAirPlay", "ATVDiscovery", "ATVCompanion", "ATVDMAP", "ATVMRP",
+            "ATVCore", "ATVAudio", "ATVHTTP", "ATVAirPlayCore", "ATVRAOP", "ATVAirPlay", "ATVDiscovery", "ATVCompanion", "ATVDMAP", "ATVMRP",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
         .executableTarget(name: "atv", dependencies: [
-            "ATV", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVMRP", "ATVLog",
+            "ATV", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVAirPlayCore", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVMRP", "ATVLog",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
 
         // Benchmarks: an executable printing JSON lines.
-        .executableTarget(name: "atv-bench", dependencies: ["ATV", "ATVAudio", "ATVAuth", "ATVSimulator", "ATVDiscovery", "CFFmpeg"],
+        .executableTarget(name: "atv-bench", dependencies: ["ATV", "ATVAudio", "ATVAuth", "ATVAirPlayCore", "ATVSimulator", "ATVDiscovery", "CFFmpeg"],
                           path: "Benchmarks/atv-bench", swiftSettings: swift6),
 
         // Tests (Swift Testing).
@@ -111,15 +127,15 @@ let package = Package(
         .testTarget(name: "ATVAudioTests", dependencies: ["ATVAudio", "CFFmpeg"], swiftSettings: swift6),
         .testTarget(name: "ATVTests", dependencies: ["ATV", "ATVAudio", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVAuth"], swiftSettings: swift6),
         .testTarget(name: "ATVRAOPTests", dependencies: [
-            "ATVRAOP", "ATVSimulator", "ATVAuth",
+            "ATVRAOP", "ATVHTTP", "ATVAirPlayCore", "ATVSimulator", "ATVAuth",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ], swiftSettings: swift6),
-        .testTarget(name: "ATVDiscoveryTests", dependencies: ["ATVDiscovery"], swiftSettings: swift6),
+        .testTarget(name: "ATVDiscoveryTests", dependencies: ["ATVDiscovery", "ATVAirPlayCore"], swiftSettings: swift6),
         .testTarget(name: "CLITests", dependencies: ["ATVCore"], swiftSettings: swift6),
-        .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVSimulator"], swiftSettings: swift6),
+        .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVSimulator", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
         .testTarget(name: "ATVAuthTests", dependencies: ["ATVAuth"], swiftSettings: swift6),
-        .testTarget(name: "ATVMRPTests", dependencies: ["ATVMRP", "ATVCore", "ATVAuth", "ATVSimulator", "ATV"], swiftSettings: swift6),
+        .testTarget(name: "ATVMRPTests", dependencies: ["ATVMRP", "ATVCore", "ATVAuth", "ATVAirPlayCore", "ATVSimulator", "ATV"], swiftSettings: swift6),
         .testTarget(name: "ATVCompanionTests", dependencies: [
             "ATVCompanion", "ATVAuth", "ATVSimulator",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -127,7 +143,7 @@ let package = Package(
         ], swiftSettings: swift6),
         .testTarget(name: "ATVLogTests", dependencies: ["ATVLog"], swiftSettings: swift6),
         .testTarget(name: "ATVDMAPTests", dependencies: ["ATVDMAP", "ATVSimulator", "ATV"], swiftSettings: swift6),
-        .testTarget(name: "ATVAirPlayTests", dependencies: ["ATVAirPlay", "ATVSimulator", "ATV"], swiftSettings: swift6),
+        .testTarget(name: "ATVAirPlayTests", dependencies: ["ATVAirPlay", "ATVHTTP", "ATVAirPlayCore", "ATVSimulator", "ATV"], swiftSettings: swift6),
     ]
 )
 
@@ -138,8 +154,8 @@ if Context.environment["ATV_FUZZ"] == "1" {
     package.targets.append(.executableTarget(
         name: "atv-fuzz",
         dependencies: [
-            "ATVCore", "ATVAuth", "ATVDiscovery", "ATVRAOP", "ATVAirPlay", "ATVMRP", "ATVCompanion", "ATVDMAP",
-            "ATVSimulator",
+            "ATVCore", "ATVAuth", "ATVDiscovery", "ATVHTTP", "ATVAirPlayCore", "ATVRAOP", "ATVAirPlay", "ATVMRP", "ATVCompanion",
+            "ATVDMAP", "ATVSimulator",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

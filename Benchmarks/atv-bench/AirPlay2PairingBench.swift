@@ -1,6 +1,6 @@
+import ATVAirPlayCore
 import ATVAuth
 import ATVCore
-import ATVRAOP
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import ATVAirPlay
+import ATVAirPlayCore
 import ATVAuth
 import ATVCompanion
 import ATVCore

@@ -1,9 +1,11 @@
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+@testable import ATVAirPlay
+import ATVAirPlayCore
 import ATVAuth
 import ATVCore
-@testable import ATVAirPlay
+@testable import ATVHTTP
 import ATVRAOP
 
 // HTTP and RTSP parsers of network input: the RTSP/HTTP parser shared by RAOP, AirPlay 2 and the
@@ -110,7 +112,6 @@ let airplayHTTPTarget = FuzzTarget(name: "airplay-http", run: { data in
             for f in response.headers.fields {  // header values parsed elsewhere from the network
                 _ = ByteRangeRequest(header: f.value, size: 1000)
                 _ = AirPlayFeatureFlags(parsing: f.value)
-                _ = AirPlay2FeatureWord(parsing: f.value)
             }
         }
     }

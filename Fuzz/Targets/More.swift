@@ -1,11 +1,11 @@
 import Dispatch
 import NIOEmbedded
 import Synchronization
-@testable import ATVAirPlay
 import ATVAuth
 import ATVCompanion
 import ATVCore
 import ATVDMAP
+import ATVHTTP
 import ATVMRP
 import ATVRAOP
 @testable import ATVSimulator

@@ -2,8 +2,10 @@ import Dispatch
 import Synchronization
 import NIOCore
 import NIOEmbedded
+import ATVAirPlayCore
 import ATVAuth
 import ATVCore
+import ATVHTTP
 import ATVMRP
 import ATVRAOP
 @testable import ATVSimulator

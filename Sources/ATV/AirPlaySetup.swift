@@ -1,4 +1,5 @@
 import ATVAirPlay
+import ATVAirPlayCore
 import ATVAuth
 import ATVCore
 import ATVDiscovery
@@ -37,7 +38,7 @@ public final class AirPlayService: Sendable {
             default: break
             }
         }
-        if !legacy, let raw = flags?.rawValue, raw & ((1 << 38) | (1 << 48)) != 0 {
+        if !legacy, flags?.isAirPlay2 == true {
             options.airplay2Session = true
             if case .none = options.verification { options.verification = .transient }
         }

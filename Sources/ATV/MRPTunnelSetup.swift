@@ -1,10 +1,9 @@
-// MRP over the AirPlay 2 remote-control channel (protocols.md §5.5): when to use it, and how to open
-// it on an `AirPlay2Connection` (session SETUP isRemoteControlOnly → event channel → RECORD → stream
-// SETUP type 130 → data channel with the DataStream keys, `/feedback` every 2 s).
+// MRP over the AirPlay 2 remote-control channel: when to use it, and the wiring of an
+// `AirPlay2DataStream` (ATVAirPlayCore) as the transport of an `MRPService`.
+import ATVAirPlayCore
 import ATVAuth
 import ATVCore
 import ATVMRP
-import ATVRAOP
 import Logging
 import NIOCore
 
@@ -41,45 +40,15 @@ extension MRPService {
         }
     }
 
-    /// Opens the AirPlay 2 remote-control session and its data channel.
+    /// Opens the AirPlay 2 remote-control session and its data channel (`AirPlay2DataStream`) as
+    /// the transport of an MRP connection.
     public static func openAirPlayTunnel(host: String, port: Int, options: AirPlay2ConnectionOptions,
                                   logger: Logger = Logger(label: "atv.mrp-tunnel")) async throws -> MRPTunnelEndpoint {
-        let ap = try await AirPlay2Connection.connect(host: host, port: port, options: options, logger: logger)
-        do {
-            try await ap.setupSession(timing: .none, remoteControlOnly: true)
-            let record = try await ap.request("RECORD")
-            guard record.isSuccess else { throw ATVError.httpError(status: record.status, "RECORD for the remote-control session rejected: \(record.reason)") }
-            // Below Int64.max: the seed travels as a plist integer, which is signed.
-            let seed = UInt64.random(in: 0...UInt64(Int64.max))
-            let stream: BPlistValue = .dict([
-                "controlType": .int(2), "channelID": .string(randomUUID()), "seed": .int(Int64(seed)),
-                "clientUUID": .string(randomUUID()), "type": .int(130), "wantsDedicatedSocket": .bool(true),
-                "clientTypeUUID": .string("1910A70F-DBC0-4242-AF95-115DB30604E1"),
-            ])
-            let r = try await ap.request("SETUP", plist: .dict(["streams": .array([stream])]))
-            if r.status == 470 || r.status == 401 || r.status == 403 {
-                throw ATVError.authenticationFailed("the receiver refused the remote-control stream SETUP (\(r.status) \(r.reason)); pair with `atv pair --protocol airplay`")
-            }
-            guard r.isSuccess else { throw ATVError.httpError(status: r.status, "remote-control stream SETUP rejected: \(r.reason)") }
-            let reply = try? BinaryPlistParser.parse(r.body)
-            guard case .array(let streams)? = reply?["streams"], let first = streams.first,
-                  let dataPort = first["dataPort"]?.double.map({ Int($0) }), (1...65535).contains(dataPort) else {
-                throw ATVError.protocolError("the receiver's remote-control stream SETUP reply has no dataPort")
-            }
-            logger.debug("MRP tunnel: data channel on port \(dataPort)")
-            ap.startFeedback()
-            let keys = HAPChannel.airPlayDataStream(seed: seed).keys(sharedSecret: ap.sharedSecret)
-            return MRPTunnelEndpoint(host: ap.remoteIP, port: dataPort,
-                             configure: { ch in
-                                 let crypto = HAPEncryptionHandler()
-                                 crypto.enable(keys: keys)
-                                 try ch.pipeline.syncOperations.addHandler(crypto)
-                             },
-                             close: { await ap.teardown() },
-                             onFailure: { handler in ap.onFailure(handler) })
-        } catch {
-            await ap.teardown()
-            throw error
-        }
+        let stream = try await AirPlay2DataStream.open(host: host, port: port, options: options, logger: logger)
+        let ap = stream.connection
+        return MRPTunnelEndpoint(host: stream.host, port: stream.port,
+                                 configure: { ch in try ch.pipeline.syncOperations.addHandler(stream.makeEncryptionHandler()) },
+                                 close: { await ap.teardown() },
+                                 onFailure: { handler in ap.onFailure(handler) })
     }
 }

@@ -1,3 +1,4 @@
+import ATVAirPlayCore
 import ATVAudio
 import ATVAuth
 import ATVCore
@@ -48,7 +49,7 @@ public final class RAOPService: Sendable {
         if let raop = config.service(.raop) { return raop }
         guard let airplay = config.service(.airplay),
               let text = airplay.property("features") ?? airplay.property("ft"),
-              let word = AirPlay2FeatureWord(parsing: text), word.streamsAudioOnAirPlayService else { return nil }
+              let word = AirPlayFeatureFlags(parsing: text), word.streamsAudioOnAirPlayService else { return nil }
         return ServiceConfig(protocol: .raop, identifier: airplay.identifier, port: airplay.port,
                              credentials: airplay.credentials, password: airplay.password,
                              requiresPassword: airplay.requiresPassword, pairing: airplay.pairing,

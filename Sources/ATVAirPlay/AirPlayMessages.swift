@@ -1,4 +1,5 @@
 import ATVCore
+import ATVHTTP
 import Foundation
 
 /// The AirPlay video requests, as pyatv 0.18 sends them to an AirPlay 1 receiver (§7.2): a binary
@@ -166,50 +167,6 @@ public struct PlaybackInfo: Sendable, Equatable {
             d["error"] = e
         }
         return BinaryPlist.encode(d)
-    }
-}
-
-/// The AirPlay `features` bitmask (§7.4).
-public struct AirPlayFeatureFlags: OptionSet, Sendable, Hashable {
-    public let rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
-
-    public static let videoV1 = AirPlayFeatureFlags(rawValue: 1 << 0)
-    public static let audio = AirPlayFeatureFlags(rawValue: 1 << 9)
-    public static let hasUnifiedAdvertiserInfo = AirPlayFeatureFlags(rawValue: 1 << 30)
-    public static let supportsUnifiedMediaControl = AirPlayFeatureFlags(rawValue: 1 << 38)
-    public static let coreUtilsPairingAndEncryption = AirPlayFeatureFlags(rawValue: 1 << 48)
-    public static let videoV2 = AirPlayFeatureFlags(rawValue: 1 << 49)
-
-    /// `0xLLLLLLLL` or `0xLLLLLLLL,0xHHHHHHHH` (1–8 hex digits each); anything else is nil.
-    public init?(parsing text: String) {
-        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
-        guard (1...2).contains(parts.count) else { return nil }
-        var words: [UInt64] = []
-        for p in parts {
-            let s = p.trimmingCharacters(in: .whitespaces)
-            guard s.lowercased().hasPrefix("0x") else { return nil }
-            let hex = s.dropFirst(2)
-            guard (1...8).contains(hex.count), hex.allSatisfy(\.isHexDigit), let v = UInt64(hex, radix: 16) else { return nil }
-            words.append(v)
-        }
-        self.init(rawValue: words.count == 2 ? words[1] << 32 | words[0] : words[0])
-    }
-
-    /// The TXT `ft` (preferred) or `features` of a service.
-    public init?(service: ServiceConfig) {
-        guard let text = service.property("ft") ?? service.property("features") else { return nil }
-        self.init(parsing: text)
-    }
-
-    /// URL playback: AirPlay video v1 or v2.
-    public var supportsPlayURL: Bool { !intersection([.videoV1, .videoV2]).isEmpty }
-    /// AirPlay 2 receiver (pyatv's rule: bit 38 or 48).
-    public var isAirPlay2: Bool { !intersection([.supportsUnifiedMediaControl, .coreUtilsPairingAndEncryption]).isEmpty }
-
-    /// "0xLLLLLLLL,0xHHHHHHHH".
-    public var text: String {
-        String(format: "0x%X,0x%X", UInt32(truncatingIfNeeded: rawValue), UInt32(truncatingIfNeeded: rawValue >> 32))
     }
 }
 

@@ -2,9 +2,10 @@
 // HTTP/1.1 over an encrypted AirPlay 2 control connection (after HAP pair-verify or transient
 // pair-setup), optionally with the AirPlay 2 session recent tvOS wants before `/play`
 // (session SETUP with NTP timing, event channel, `/feedback`, RECORD; protocols.md §7).
+import ATVAirPlayCore
 import ATVAuth
 import ATVCore
-import ATVRAOP
+import ATVHTTP
 
 /// How to verify the connection before `POST /play`.
 public enum AirPlayVerification: Sendable {
@@ -57,7 +58,7 @@ struct PlainAirPlayTransport: AirPlayTransport {
 struct AirPlay2Transport: AirPlayTransport {
     let connection: AirPlay2Connection
     /// Our NTP timing port while an AirPlay 2 session is set up.
-    let timing: AirPlayTimingResponder?
+    let timing: NTPTimingResponder?
     func send(_ request: HTTPRequestMessage, timeout: Duration) async throws -> HTTPResponseMessage {
         var headers = RTSPHeaders()
         for f in request.headers.fields where f.name.lowercased() != "content-length" { headers.add(f.name, f.value) }
@@ -73,9 +74,6 @@ struct AirPlay2Transport: AirPlayTransport {
         Task { await c.teardown() }
     }
     var localAddress: String? { connection.localIP }
-
-    /// Features bits 38 (CoreUtils pairing and encryption) or 48 (unified media control): AirPlay 2.
-    static func isAirPlay2(features: UInt64) -> Bool { features & ((1 << 38) | (1 << 48)) != 0 }
 
     /// Connects and verifies; with `session`, also sets up the AirPlay 2 session before `/play`.
     static func open(host: String, port: Int, verification: AirPlayVerification, session: Bool?,
@@ -96,14 +94,12 @@ struct AirPlay2Transport: AirPlayTransport {
         }
         var wantsSession = session
         if wantsSession == nil {
-            var f: UInt64 = 0
-            if case .int(let i)? = conn.info?["features"] { f = UInt64(bitPattern: i) }
-            wantsSession = isAirPlay2(features: f)
+            wantsSession = conn.info?["features"].flatMap(AirPlayFeatureFlags.init(plistValue:))?.isAirPlay2 ?? false
         }
-        var timing: AirPlayTimingResponder?
+        var timing: NTPTimingResponder?
         if wantsSession == true {
             do {
-                let responder = try await AirPlayTimingResponder.start(host: conn.localIP)
+                let responder = try await NTPTimingResponder.start(host: conn.localIP)
                 timing = responder
                 try await conn.setupSession(timing: .ntp(timingPort: responder.port))
                 conn.startFeedback()

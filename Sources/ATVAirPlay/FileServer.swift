@@ -1,4 +1,5 @@
 import ATVCore
+import ATVHTTP
 import Foundation
 import Synchronization
 

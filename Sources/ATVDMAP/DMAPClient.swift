@@ -1,5 +1,5 @@
-import ATVAirPlay
 import ATVCore
+import ATVHTTP
 import Logging
 
 /// What the push updater reports.

@@ -57,37 +57,3 @@ public enum DeviceTables {
         return parts.count == 2 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isNumber) }
     }
 }
-
-/// The AirPlay `features` bitmask ("0xLLLLLLLL" or "0xLLLLLLLL,0xHHHHHHHH").
-public struct AirPlayFeatures: Sendable, Equatable {
-    public var rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
-
-    public init?(parsing text: String) {
-        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
-        guard (1...2).contains(parts.count) else { return nil }
-        var words: [UInt64] = []
-        for p in parts {
-            let t = p.trimmingCharacters(in: " ")
-            guard t.lowercased().hasPrefix("0x"), (3...10).contains(t.count), let v = UInt64(t.dropFirst(2), radix: 16) else { return nil }
-            words.append(v)
-        }
-        rawValue = words[0] | (words.count > 1 ? words[1] << 32 : 0)
-    }
-
-    public func has(bit: Int) -> Bool { rawValue & (1 << UInt64(bit)) != 0 }
-    public var bits: [Int] { (0..<64).filter { has(bit: $0) } }
-    /// AirPlay 2 when bit 38 (unified media control) or 48 (CoreUtils pairing) is set.
-    public var isAirPlay2: Bool { has(bit: 38) || has(bit: 48) }
-    /// Video playback (play URL): bit 0 or 49.
-    public var supportsVideo: Bool { has(bit: 0) || has(bit: 49) }
-}
-
-extension StringProtocol {
-    func trimmingCharacters(in set: Character) -> String {
-        var s = Substring(self)
-        while s.first == set { s = s.dropFirst() }
-        while s.last == set { s = s.dropLast() }
-        return String(s)
-    }
-}

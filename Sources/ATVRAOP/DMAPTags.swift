@@ -1,4 +1,6 @@
+import ATVAirPlayCore
 import ATVCore
+import ATVHTTP
 
 /// The DMAP subset RAOP uses for track metadata (`application/x-dmap-tagged`):
 /// `mlit { minm (title), asal (album), asar (artist) }`.

@@ -1,6 +1,8 @@
+import ATVAirPlayCore
 import ATVAudio
 import ATVAuth
 import ATVCore
+import ATVHTTP
 import Logging
 import NIOCore
 import NIOPosix
@@ -382,15 +384,17 @@ public final class RAOPClient: Sendable {
             pacer: RAOPPacer(framesPerPacket: format.framesPerPacket, sampleRate: format.sampleRate))
 
         var endpoints: [UDPEndpoint] = []
+        var timingResponder: NTPTimingResponder?
         var pumpTask: Task<Void, Never>?
         func closeAll() async {
             for e in endpoints { await e.close() }
+            await timingResponder?.closeAndWait()
             await connection.close()
             await pumpTask?.value
         }
 
         let control: UDPEndpoint
-        let timing: UDPEndpoint
+        let timing: NTPTimingResponder
         let audio: UDPEndpoint
         // One loop for audio, control (retransmits, syncs) and timing: the pacer writes without hops.
         let loop = MultiThreadedEventLoopGroup.singleton.next()
@@ -405,19 +409,16 @@ public final class RAOPClient: Sendable {
                 for a in answers { reply(a) }
             }
             endpoints.append(control)
-            timing = try await UDPEndpoint.bind(host: connection.localIP, on: loop) { bytes, _, reply in
-                let received = NTPTime.now()
-                guard let answer = RAOPStreamer.timingReply(to: bytes, receivedAt: received, now: NTPTime.now()) else { return }
-                reply(answer)
+            timing = try await NTPTimingResponder.start(host: connection.localIP, on: loop) { replyBytes in
                 let sync = live.inner.withLock { s -> (bytes: [UInt8], to: SocketAddress)? in
                     s.timingReplies += 1
-                    s.bytesOnWire += answer.count
+                    s.bytesOnWire += replyBytes
                     guard s.streamer.timingReplySent() else { return nil }
                     return RAOPLiveState.makeSync(&s, pacer: live.pacer)
                 }
                 if let sync { control.send(sync.bytes, to: sync.to) }
             }
-            endpoints.append(timing)
+            timingResponder = timing
             audio = try await UDPEndpoint.bind(host: connection.localIP, on: loop)
             endpoints.append(audio)
         } catch {
@@ -430,7 +431,7 @@ public final class RAOPClient: Sendable {
             dacpID: String(UInt64.random(in: 1...UInt64.max), radix: 16, uppercase: true),
             activeRemote: UInt32.random(in: 1...UInt32.max), format: format,
             username: options.username, password: options.password,
-            controlPort: control.localPort, timingPort: timing.localPort,
+            controlPort: control.localPort, timingPort: timing.port,
             initialVolumeDB: options.volume.map { RAOPVolume.dB(fromPercent: $0) },
             initialSequence: sequence, initialRTPTime: rtpBase, requestInfo: options.requestInfo)
         let driver = RAOPRTSPDriver(configuration: configuration, connection: connection,
@@ -443,7 +444,7 @@ public final class RAOPClient: Sendable {
             retransmittedPackets: 0, retransmitMisses: 0, syncPackets: 0, timingReplies: 0, bytesOnWire: 0,
             firstPacketDelay: nil, sendIntervals: RAOPIntervalStats(), lateness: RAOPIntervalStats(), latePackets: 0,
             duration: .zero, stopped: false, warnings: [], serverPorts: nil,
-            localPorts: (control.localPort, timing.localPort, audio.localPort))
+            localPorts: (control.localPort, timing.port, audio.localPort))
 
         var streamError: Error?
         do {

@@ -1,4 +1,5 @@
 import ATVCore
+import ATVHTTP
 import Logging
 
 /// Runs `RAOPSessionStateMachine` over an `RTSPConnection`: writes its requests, feeds it the

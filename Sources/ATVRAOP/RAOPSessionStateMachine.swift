@@ -1,4 +1,5 @@
 import ATVCore
+import ATVHTTP
 
 /// Everything the RTSP session needs to know up front.
 public struct RAOPSessionConfiguration: Sendable, Equatable {

@@ -1,3 +1,4 @@
+import ATVAirPlayCore
 import ATVCore
 
 /// Sent packets kept for retransmission: a ring keyed by sequence number (the capacity divides
@@ -138,12 +139,6 @@ public struct RAOPStreamer: Sendable {
     public mutating func flushed() {
         markNext = true
         syncsSinceStart = 0
-    }
-
-    /// Answers a timing request (raw bytes) with a timing reply, or nil if it is not one.
-    public static func timingReply(to requestBytes: [UInt8], receivedAt: NTPTime, now: NTPTime) -> [UInt8]? {
-        guard let request = try? RAOPTimingPacket(decoding: requestBytes), !request.isReply else { return nil }
-        return RAOPTimingPacket.reply(to: request, receivedAt: receivedAt, sentAt: now).bytes
     }
 }
 

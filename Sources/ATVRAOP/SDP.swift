@@ -1,4 +1,5 @@
 import ATVCore
+import ATVHTTP
 
 /// The audio payload of a RAOP stream.
 public enum RAOPCodec: String, Sendable, Equatable, CaseIterable {

@@ -1,4 +1,5 @@
 import ATVCore
+import ATVHTTP
 
 /// RAOP volume: percent (0…100) ↔ the dB value sent as `volume: <dB>`.
 public enum RAOPVolume {

@@ -1,5 +1,7 @@
+import ATVAirPlayCore
 import ATVAuth
 import ATVCore
+import ATVHTTP
 import ATVRAOP
 import NIOCore
 import NIOPosix

@@ -1,7 +1,7 @@
+import ATVAirPlayCore
 import ATVAuth
 import ATVCore
 import ATVDiscovery
-import ATVRAOP
 import Foundation
 import NIOCore
 import NIOPosix
@@ -118,7 +118,7 @@ public final class VirtualHomePod: Sendable {
         }
 
         /// `0xLLLLLLLL,0xHHHHHHHH` as in TXT records.
-        public var featuresString: String { AirPlay2FeatureWord(rawValue: features).text }
+        public var featuresString: String { AirPlayFeatureFlags(rawValue: features).text }
     }
 
     public let configuration: Configuration

@@ -2,9 +2,9 @@
 // HomePod and the virtual Apple TV: stream SETUP type 130 derives the DataStream keys from the
 // sender's `seed`, binds a TCP data channel, and every connection to it carries MRP (DataStream
 // frames under HAP encryption) to one `VirtualMRP`.
+import ATVAirPlayCore
 import ATVAuth
 import ATVCore
-import ATVRAOP
 import NIOCore
 import NIOPosix
 

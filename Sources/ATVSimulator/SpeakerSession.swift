@@ -1,5 +1,7 @@
+import ATVAirPlayCore
 import ATVAudio
 import ATVCore
+import ATVHTTP
 import ATVRAOP
 import Foundation
 import NIOCore

@@ -1,7 +1,9 @@
 import ATVAirPlay
+import ATVAirPlayCore
 import ATVAudio
 import ATVAuth
 import ATVCore
+import ATVHTTP
 import NIOCore
 import Foundation
 import Synchronization

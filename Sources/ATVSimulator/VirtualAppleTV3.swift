@@ -1,6 +1,6 @@
-import ATVAirPlay
 import ATVCore
 import ATVDMAP
+import ATVHTTP
 import Synchronization
 
 /// A virtual Apple TV 3 speaking DMAP/DACP (the iOS Remote protocol) over HTTP: `/server-info`,

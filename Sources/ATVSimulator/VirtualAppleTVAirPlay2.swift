@@ -4,9 +4,10 @@
 // the Control keys: session SETUP (event channel), RECORD, `/feedback`, and the video endpoints
 // (`/play`, `/playback-info`, `/scrub`, `/rate`, `/stop`) served by `AppleTVCore`.
 import ATVAirPlay
+import ATVAirPlayCore
 import ATVAuth
 import ATVCore
-import ATVRAOP
+import ATVHTTP
 import NIOCore
 import NIOPosix
 import Synchronization

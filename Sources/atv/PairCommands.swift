@@ -1,5 +1,6 @@
 import ArgumentParser
 import ATV
+import ATVAirPlayCore
 import ATVAuth
 import ATVCompanion
 import ATVCore

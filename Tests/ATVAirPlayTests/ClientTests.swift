@@ -1,4 +1,6 @@
+@testable import ATVAirPlayCore
 import ATVCore
+@testable import ATVHTTP
 import Foundation
 import Synchronization
 import Testing

@@ -3,7 +3,6 @@ import ATVCore
 import Foundation
 import Synchronization
 import Testing
-@testable import ATVAirPlay
 @testable import ATVSimulator
 
 /// AirPlay through the facade: `connect`, `stream.playURL`, and the takeover of RemoteControl,

@@ -1,6 +1,7 @@
+@testable import ATVAirPlayCore
 import ATVAuth
 import ATVCore
-import ATVRAOP
+@testable import ATVHTTP
 import Foundation
 import Testing
 @testable import ATVAirPlay

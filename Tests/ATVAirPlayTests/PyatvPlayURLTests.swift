@@ -1,4 +1,5 @@
 import ATVCore
+@testable import ATVHTTP
 import Foundation
 import Testing
 @testable import ATVAirPlay

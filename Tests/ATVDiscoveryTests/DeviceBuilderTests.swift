@@ -1,3 +1,4 @@
+import ATVAirPlayCore
 import ATVCore
 @testable import ATVDiscovery
 import Testing
@@ -101,11 +102,11 @@ func appleTV4KRecords(address: String = "10.0.0.2") -> [DNSRecord] {
     }
 
     @Test func airPlayFeatureVectors() throws {
-        #expect(try #require(AirPlayFeatures(parsing: "0x5A7FFFF7,0xE")).isAirPlay2 == false)
-        #expect(try #require(AirPlayFeatures(parsing: "0x4A7FCA00,0xBC354BD0")).isAirPlay2)
-        #expect(try #require(AirPlayFeatures(parsing: "0x00000003,0x00000001")).bits == [0, 1, 32])
-        #expect(AirPlayFeatures(parsing: "garbage") == nil)
-        #expect(AirPlayFeatures(parsing: "0x1,0x2,0x3") == nil)
+        #expect(try #require(AirPlayFeatureFlags(parsing: "0x5A7FFFF7,0xE")).isAirPlay2 == false)
+        #expect(try #require(AirPlayFeatureFlags(parsing: "0x4A7FCA00,0xBC354BD0")).isAirPlay2)
+        #expect(try #require(AirPlayFeatureFlags(parsing: "0x00000003,0x00000001")).bits == [0, 1, 32])
+        #expect(AirPlayFeatureFlags(parsing: "garbage") == nil)
+        #expect(AirPlayFeatureFlags(parsing: "0x1,0x2,0x3") == nil)
     }
 
     @Test func versionTable() {

@@ -1,4 +1,5 @@
 @testable import ATVDiscovery
+import ATVAirPlayCore
 import ATVCore
 import Testing
 
@@ -21,7 +22,7 @@ import Testing
         #expect(raop.txt["vn"] == "65537" && raop.txt["txtvers"] == "1" && raop.txt["vs"] != nil)
         #expect(airplay.fullName == "Küche._airplay._tcp.local")
         #expect(airplay.txt["deviceid"] == "AA:BB:CC:DD:EE:01")
-        #expect(AirPlayFeatures(parsing: airplay.txt["features"] ?? "")?.isAirPlay2 == false)
+        #expect(AirPlayFeatureFlags(parsing: airplay.txt["features"] ?? "")?.isAirPlay2 == false)
     }
 
     @Test func legacyUnicastPTRQueryGetsOneReplyWithIDQuestionsAndAdditionals() throws {

@@ -1,11 +1,11 @@
 import ATV
+import ATVAirPlayCore
 import ATVAuth
 import ATVCore
 import ATVSimulator
 import Foundation
 import Testing
 @testable import ATVMRP
-import ATVRAOP
 
 /// MRP over the AirPlay 2 remote-control channel (protocols.md §5.5) against the virtual HomePod.
 @Suite(.serialized) struct TunnelTests {

@@ -1,6 +1,8 @@
+@testable import ATVAirPlayCore
 import ATVAudio
 import ATVAuth
 import ATVCore
+@testable import ATVHTTP
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -103,14 +105,14 @@ import Testing
 
     @Test func featuresAndRoute() {
         // protocols.md §7.4 vectors.
-        #expect(AirPlay2FeatureWord(parsing: "0x5A7FFFF7,0xE")?.isAirPlay2 == false)           // Apple TV 3
-        #expect(AirPlay2FeatureWord(parsing: "0x4A7FCA00,0xBC354BD0")?.isAirPlay2 == true)     // HomePod mini
-        #expect(AirPlay2FeatureWord(parsing: "0x00000003,0x00000001")?.rawValue == 0x1_0000_0003)
-        #expect(AirPlay2FeatureWord(parsing: "0x40")?.rawValue == 0x40)
-        #expect(AirPlay2FeatureWord(parsing: "0x0,0x40")?.has(bit: 38) == true)
-        #expect(AirPlay2FeatureWord(parsing: "0x0,0x10000")?.has(bit: 48) == true)
+        #expect(AirPlayFeatureFlags(parsing: "0x5A7FFFF7,0xE")?.isAirPlay2 == false)           // Apple TV 3
+        #expect(AirPlayFeatureFlags(parsing: "0x4A7FCA00,0xBC354BD0")?.isAirPlay2 == true)     // HomePod mini
+        #expect(AirPlayFeatureFlags(parsing: "0x00000003,0x00000001")?.rawValue == 0x1_0000_0003)
+        #expect(AirPlayFeatureFlags(parsing: "0x40")?.rawValue == 0x40)
+        #expect(AirPlayFeatureFlags(parsing: "0x0,0x40")?.has(bit: 38) == true)
+        #expect(AirPlayFeatureFlags(parsing: "0x0,0x10000")?.has(bit: 48) == true)
         for bad in ["", "12", "0x", "0x123456789", "0x1,0x2,0x3", "0xZZ", "0x1,"] {
-            #expect(AirPlay2FeatureWord(parsing: bad) == nil, "\(bad)")
+            #expect(AirPlayFeatureFlags(parsing: bad) == nil, "\(bad)")
         }
 
         let homePod = "0x4A7FCA00,0xBC354BD0"
@@ -149,12 +151,12 @@ import Testing
 
     /// Bit 30 (pyatv's rule), or AirPlay 2 with audio, sends audio to the AirPlay service.
     @Test func audioOnTheAirPlayService() {
-        #expect(AirPlay2FeatureWord(parsing: "0x4A7FCA00,0xBC354BD0")?.streamsAudioOnAirPlayService == true)
-        #expect(AirPlay2FeatureWord(parsing: "0x40000000")?.streamsAudioOnAirPlayService == true)          // bit 30 only
-        #expect(AirPlay2FeatureWord(parsing: "0x200,0x40")?.streamsAudioOnAirPlayService == true)          // bits 9 + 38
-        #expect(AirPlay2FeatureWord(parsing: "0x0,0x40")?.streamsAudioOnAirPlayService == false)           // AP2, no audio bit
-        #expect(AirPlay2FeatureWord(parsing: "0x5A7FFFF7,0xE")?.streamsAudioOnAirPlayService == true)      // Apple TV 3 has bit 30
-        #expect(AirPlay2FeatureWord(parsing: "0x00000203")?.streamsAudioOnAirPlayService == false)         // AP1 video + audio bits
+        #expect(AirPlayFeatureFlags(parsing: "0x4A7FCA00,0xBC354BD0")?.streamsAudioOnAirPlayService == true)
+        #expect(AirPlayFeatureFlags(parsing: "0x40000000")?.streamsAudioOnAirPlayService == true)          // bit 30 only
+        #expect(AirPlayFeatureFlags(parsing: "0x200,0x40")?.streamsAudioOnAirPlayService == true)          // bits 9 + 38
+        #expect(AirPlayFeatureFlags(parsing: "0x0,0x40")?.streamsAudioOnAirPlayService == false)           // AP2, no audio bit
+        #expect(AirPlayFeatureFlags(parsing: "0x5A7FFFF7,0xE")?.streamsAudioOnAirPlayService == true)      // Apple TV 3 has bit 30
+        #expect(AirPlayFeatureFlags(parsing: "0x00000203")?.streamsAudioOnAirPlayService == false)         // AP1 video + audio bits
     }
 
     /// The stuck-receiver decision, with injected time.

@@ -1,3 +1,4 @@
+@testable import ATVAirPlayCore
 import ATVAuth
 import ATVCore
 @testable import ATVRAOP

@@ -1,4 +1,6 @@
+@testable import ATVAirPlayCore
 import ATVCore
+@testable import ATVHTTP
 @testable import ATVRAOP
 import Testing
 

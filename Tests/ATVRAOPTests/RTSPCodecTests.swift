@@ -1,5 +1,5 @@
 import ATVCore
-@testable import ATVRAOP
+@testable import ATVHTTP
 import Testing
 
 @Suite struct RTSPCodecTests {

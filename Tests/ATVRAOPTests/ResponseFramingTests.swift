@@ -1,5 +1,5 @@
 import ATVCore
-@testable import ATVRAOP
+@testable import ATVHTTP
 import Testing
 
 /// How the shared RTSP/HTTP parser frames answers whose length is not given by Content-Length

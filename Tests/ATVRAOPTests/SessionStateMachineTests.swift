@@ -1,4 +1,6 @@
+@testable import ATVAirPlayCore
 import ATVCore
+@testable import ATVHTTP
 @testable import ATVRAOP
 import Testing
 
@@ -215,12 +217,12 @@ private let setupTransport = "RTP/AVP/UDP;unicast;mode=record;server_port=6000;c
 
     @Test func timingResponder() throws {
         let req = RAOPTimingPacket(isReply: false, sendTime: NTPTime(raw: 0x1122_3344_5566_7788)).bytes
-        let reply = try #require(RAOPStreamer.timingReply(to: req, receivedAt: NTPTime(raw: 10), now: NTPTime(raw: 11)))
+        let reply = try #require(NTPTimingResponder.reply(to: req, receivedAt: NTPTime(raw: 10), now: NTPTime(raw: 11)))
         let p = try RAOPTimingPacket(decoding: reply)
         #expect(p.isReply && p.referenceTime.raw == 0x1122_3344_5566_7788 && p.receiveTime.raw == 10 && p.sendTime.raw == 11)
         #expect(reply[0] == 0x80 && reply[1] == 0xD3)
-        #expect(RAOPStreamer.timingReply(to: reply, receivedAt: NTPTime(raw: 0), now: NTPTime(raw: 0)) == nil)
-        #expect(RAOPStreamer.timingReply(to: [0x80], receivedAt: NTPTime(raw: 0), now: NTPTime(raw: 0)) == nil)
+        #expect(NTPTimingResponder.reply(to: reply, receivedAt: NTPTime(raw: 0), now: NTPTime(raw: 0)) == nil)
+        #expect(NTPTimingResponder.reply(to: [0x80], receivedAt: NTPTime(raw: 0), now: NTPTime(raw: 0)) == nil)
     }
 
     @Test func pacerIsAbsoluteAndDriftFree() {

@@ -1,6 +1,6 @@
 import ATVAuth
 import ATVCore
-@testable import ATVRAOP
+@testable import ATVHTTP
 import NIOCore
 import NIOPosix
 

@@ -1,6 +1,7 @@
+import ATVAirPlayCore
 import ATVAuth
 import ATVCore
-import ATVRAOP
+import ATVHTTP
 import NIOCore
 import NIOPosix
 import Synchronization

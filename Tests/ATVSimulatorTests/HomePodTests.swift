@@ -1,6 +1,6 @@
 import ATVAuth
 import ATVCore
-import ATVRAOP
+import ATVHTTP
 import Foundation
 import Testing
 @testable import ATVSimulator

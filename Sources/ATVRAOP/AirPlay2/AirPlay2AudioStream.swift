@@ -10,9 +10,11 @@
 // `progressTimeout` with no other sign of life (another answer, an event-channel request, a timing
 // or retransmit request). Timing and retransmit requests count when they come, but a receiver need
 // not send any: one that plays by its own clock never asks for timing.
+import ATVAirPlayCore
 import ATVAudio
 import ATVAuth
 import ATVCore
+import ATVHTTP
 import Logging
 import NIOCore
 import NIOPosix
@@ -133,9 +135,13 @@ extension RAOPClient {
         let session = AirPlay2AudioSession(connection: connection, live: live, logger: logger)
 
         var endpoints: [UDPEndpoint] = []
-        func closeEndpoints() async { for e in endpoints { await e.close() } }
+        var timingResponder: NTPTimingResponder?
+        func closeEndpoints() async {
+            for e in endpoints { await e.close() }
+            await timingResponder?.closeAndWait()
+        }
         let control: UDPEndpoint
-        let timing: UDPEndpoint
+        let timing: NTPTimingResponder
         let audio: UDPEndpoint
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         do {
@@ -150,20 +156,17 @@ extension RAOPClient {
                 for a in answers { reply(a) }
             }
             endpoints.append(control)
-            timing = try await UDPEndpoint.bind(host: connection.localIP, on: loop) { bytes, _, reply in
-                let received = NTPTime.now()
-                guard let answer = RAOPStreamer.timingReply(to: bytes, receivedAt: received, now: NTPTime.now()) else { return }
-                reply(answer)
+            timing = try await NTPTimingResponder.start(host: connection.localIP, on: loop) { replyBytes in
                 session.noteContact()
                 let sync = live.inner.withLock { s -> (bytes: [UInt8], to: SocketAddress)? in
                     s.timingReplies += 1
-                    s.bytesOnWire += answer.count
+                    s.bytesOnWire += replyBytes
                     guard s.streamer.timingReplySent() else { return nil }
                     return RAOPLiveState.makeSync(&s, pacer: live.pacer)
                 }
                 if let sync { control.send(sync.bytes, to: sync.to) }
             }
-            endpoints.append(timing)
+            timingResponder = timing
             audio = try await UDPEndpoint.bind(host: connection.localIP, on: loop)
             endpoints.append(audio)
         } catch {
@@ -177,11 +180,11 @@ extension RAOPClient {
             retransmittedPackets: 0, retransmitMisses: 0, syncPackets: 0, timingReplies: 0, bytesOnWire: 0,
             firstPacketDelay: nil, sendIntervals: RAOPIntervalStats(), lateness: RAOPIntervalStats(), latePackets: 0,
             duration: .zero, stopped: false, warnings: [], serverPorts: nil,
-            localPorts: (control.localPort, timing.localPort, audio.localPort))
+            localPorts: (control.localPort, timing.port, audio.localPort))
 
         var streamError: Error?
         do {
-            try await connection.setupSession(timing: .ntp(timingPort: timing.localPort))
+            try await connection.setupSession(timing: .ntp(timingPort: timing.port))
             // Unanswered keep-alives are judged by the stall rule (progressTimeout), not by a count.
             connection.startFeedback(interval: options.feedbackInterval, failAfterMisses: nil)
             try await session.record()

@@ -1,6 +1,5 @@
 import ATVCore
 import NIOCore
-import ATVRAOP
 import NIOPosix
 import Synchronization
 
@@ -266,8 +265,11 @@ final class HTTPClientRequestHandler: ChannelDuplexHandler, RemovableChannelHand
 }
 
 extension Duration {
-    var timeAmount: TimeAmount {
+    var timeAmount: TimeAmount { .nanoseconds(wholeNanoseconds) }
+
+    /// The duration in whole nanoseconds.
+    package var wholeNanoseconds: Int64 {
         let (seconds, attoseconds) = components
-        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

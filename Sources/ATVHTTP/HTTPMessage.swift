@@ -1,9 +1,11 @@
-// ATVAirPlay: AirPlay video (URL playback) over HTTP/1.1, the small HTTP server that serves local
-// files to the device, and the HTTP pieces the virtual Apple TV reuses.
+// ATVHTTP: the RTSP/HTTP-1.x message model, parser and serializer (`RTSPMessage`, `RTSPParser`,
+// `RTSPSerializer`), the NIO client connections (`RTSPConnection`, `HTTPClientConnection`) and
+// a small HTTP server (`HTTPServer`), shared by AirPlay audio and video, DMAP and the virtual
+// devices.
 //
 // Our HTTP server's framing is NIOHTTP1's (swift-nio): pipelining and `FileRegion` bodies
-// (sendfile for local media). The client (`HTTPClientConnection`) frames answers with the RTSP/HTTP
-// parser of ATVRAOP, which reads devices the way pyatv does: an answer without Content-Length on
+// (sendfile for local media). The client (`HTTPClientConnection`) frames answers with
+// `RTSPParser`, which reads devices the way pyatv does: an answer without Content-Length on
 // a keep-alive connection has no body (NIOHTTP1 would wait for the close). These value types keep
 // NIOHTTP1 out of the public API.
 

@@ -1,8 +1,9 @@
-// HAP PIN pairing over AirPlay 2 (protocols.md §4.2, §4.6): `POST /pair-pin-start` makes the
+// HAP PIN pairing over AirPlay 2: `POST /pair-pin-start` makes the
 // device show a PIN, then `/pair-setup` M1–M6 with `X-Apple-HKP: 3`. The result is stored as HAP
 // credentials (pyatv's `ltpk:ltsk:atv_id:client_id`) and used for pair-verify later.
 import ATVAuth
 import ATVCore
+import ATVHTTP
 import Logging
 import NIOCore
 

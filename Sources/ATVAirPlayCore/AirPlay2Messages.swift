@@ -1,8 +1,9 @@
-// Sans-I/O pieces of an AirPlay 2 sender (airplay2-sender.md §4.3, protocols.md §7.3–7.4, §8.1):
-// route choice from the `features` word, the session and audio-stream SETUP bodies and their
-// replies (read by key, never by position), and the event-channel answer.
+// Sans-I/O pieces of an AirPlay 2 session (docs/ARCHITECTURE.md, ATVAirPlayCore): the route
+// choice from the `features` word, the session SETUP body and its reply (read by key, never by
+// position), and the event-channel answer. The audio stream SETUP is ATVRAOP's.
 import ATVAuth
 import ATVCore
+import ATVHTTP
 
 // MARK: - Route choice
 
@@ -14,55 +15,6 @@ public enum AirPlayMajorVersion: String, Sendable, Equatable, CaseIterable, Cust
     case v2 = "2"
 
     public var description: String { self == .v1 ? "AirPlay 1 (RAOP)" : "AirPlay 2" }
-}
-
-/// The AirPlay `features` word as a sender reads it: `0xLOW` or `0xLOW,0xHIGH` (1–8 hex digits each).
-public struct AirPlay2FeatureWord: Sendable, Equatable {
-    public var rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
-
-    /// nil for anything that is not one or two `0x…` words.
-    public init?(parsing text: String) {
-        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
-        guard (1...2).contains(parts.count) else { return nil }
-        var words: [UInt64] = []
-        for part in parts {
-            let s = String(part).trimmingSpaces
-            guard s.count >= 3, s.hasPrefix("0x") || s.hasPrefix("0X") else { return nil }
-            let hex = s.dropFirst(2)
-            guard hex.count <= 8, hex.allSatisfy(\.isHexDigit), let v = UInt64(hex, radix: 16) else { return nil }
-            words.append(v)
-        }
-        rawValue = words.count == 2 ? words[1] << 32 | words[0] : words[0]
-    }
-
-    /// The `features` value of a `GET /info` plist: an integer (the usual form) or a TXT-style string.
-    public init?(plistValue: PlistValue) {
-        switch plistValue {
-        case .int(let i): self.init(rawValue: UInt64(bitPattern: i))
-        case .string(let s): self.init(parsing: s)
-        default: return nil
-        }
-    }
-
-    /// `0xLLLLLLLL,0xHHHHHHHH` as in TXT records.
-    public var text: String {
-        "0x" + String(UInt32(truncatingIfNeeded: rawValue), radix: 16, uppercase: true)
-            + ",0x" + String(UInt32(truncatingIfNeeded: rawValue >> 32), radix: 16, uppercase: true)
-    }
-
-    public func has(bit: Int) -> Bool { (0..<64).contains(bit) && rawValue & (1 << UInt64(bit)) != 0 }
-
-    /// AirPlay 2 receiver: bit 38 (SupportsUnifiedMediaControl) or 48 (CoreUtils pairing), pyatv's rule.
-    public var isAirPlay2: Bool { has(bit: 38) || has(bit: 48) }
-    /// Transient (PIN-less) HAP pairing is possible: bit 43 (SystemPairing) or 48.
-    public var supportsTransientPairing: Bool { has(bit: 43) || has(bit: 48) }
-    /// HAP pairing (rather than legacy SRP/SHA-1 pairing) for `atv pair`: bit 46 (HomeKit pairing
-    /// and access control) or 48 (CoreUtils pairing), or an AirPlay 2 receiver at all.
-    public var usesHAPPairing: Bool { has(bit: 46) || has(bit: 48) || isAirPlay2 }
-    /// Audio streams go to the AirPlay service itself: bit 30 (HasUnifiedAdvertiserInfo, pyatv's
-    /// rule), or an AirPlay 2 receiver (bit 38/48) that supports audio (bit 9).
-    public var streamsAudioOnAirPlayService: Bool { has(bit: 30) || (isAirPlay2 && has(bit: 9)) }
 }
 
 /// The route decision for one receiver, with the reason (for the `-v` log line).
@@ -88,7 +40,7 @@ public struct AirPlayRoute: Sendable, Equatable, CustomStringConvertible {
         case .auto: break
         }
         for case let text? in featureTexts {
-            guard let word = AirPlay2FeatureWord(parsing: text) else { continue }
+            guard let word = AirPlayFeatureFlags(parsing: text) else { continue }
             if word.isAirPlay2 {
                 let bits = [38, 48].filter(word.has(bit:)).map(String.init).joined(separator: "+")
                 return AirPlayRoute(version: .v2, reason: "features \(text) have bit \(bits)")
@@ -106,7 +58,7 @@ public struct AirPlayRoute: Sendable, Equatable, CustomStringConvertible {
     public static func fromInfo(status: Int?, info: PlistValue?) -> AirPlayRoute {
         guard let status else { return AirPlayRoute(version: .v1, reason: "GET /info not answered") }
         guard (200..<300).contains(status) else { return AirPlayRoute(version: .v1, reason: "GET /info answered \(status)") }
-        guard let value = info?["features"], let word = AirPlay2FeatureWord(plistValue: value) else {
+        guard let value = info?["features"], let word = AirPlayFeatureFlags(plistValue: value) else {
             return AirPlayRoute(version: .v1, reason: "GET /info has no features")
         }
         let text = word.text
@@ -207,105 +159,11 @@ public struct AirPlay2SessionReply: Sendable, Equatable {
     }
 }
 
-// MARK: - Audio stream SETUP
-
-/// The realtime audio stream we ask for (stream SETUP, `type 96`).
-public struct AirPlay2AudioStreamRequest: Sendable, Equatable {
-    /// Realtime audio (RTP over UDP with NTP/sync packets).
-    public static let realtimeType = 96
-    /// `ct` (compression type) and `audioFormat` bits.
-    public static let alacCompression = 2
-    public static let alac44100x16x2: Int64 = 0x40000
-    public static let pcmCompression = 1
-    public static let pcm44100x16x2: Int64 = 0x800
-
-    public var codec: RAOPCodec
-    public var controlPort: Int
-    /// The 32-byte audio key (`shk`).
-    public var sharedKey: [UInt8]
-    public var framesPerPacket: Int
-    public var sampleRate: Int
-    public var latencyMin: Int
-    public var latencyMax: Int
-    /// The RTSP session id (also the SSRC), as `streamConnectionID`.
-    public var streamConnectionID: UInt32
-
-    public init(codec: RAOPCodec = .alac, controlPort: Int, sharedKey: [UInt8], framesPerPacket: Int = 352,
-                sampleRate: Int = 44_100, latencyMin: Int = 11_025, latencyMax: Int = 88_200, streamConnectionID: UInt32) {
-        self.codec = codec
-        self.controlPort = controlPort
-        self.sharedKey = sharedKey
-        self.framesPerPacket = framesPerPacket
-        self.sampleRate = sampleRate
-        self.latencyMin = latencyMin
-        self.latencyMax = latencyMax
-        self.streamConnectionID = streamConnectionID
-    }
-
-    public var body: BPlistValue {
-        let alac = codec == .alac
-        let stream: [String: BPlistValue] = [
-            "audioFormat": .int(alac ? Self.alac44100x16x2 : Self.pcm44100x16x2),
-            "audioMode": .string("default"),
-            "controlPort": .int(Int64(controlPort)),
-            "ct": .int(Int64(alac ? Self.alacCompression : Self.pcmCompression)),
-            "isMedia": .bool(true),
-            "latencyMax": .int(Int64(latencyMax)),
-            "latencyMin": .int(Int64(latencyMin)),
-            "shk": .data(sharedKey),
-            "spf": .int(Int64(framesPerPacket)),
-            "sr": .int(Int64(sampleRate)),
-            "type": .int(Int64(Self.realtimeType)),
-            "supportsDynamicStreamID": .bool(false),
-            "streamConnectionID": .int(Int64(streamConnectionID)),
-        ]
-        return .dict(["streams": .array([.dict(stream)])])
-    }
-}
-
-/// The answer to the audio stream SETUP: where audio and control packets go.
-public struct AirPlay2AudioStreamReply: Sendable, Equatable {
-    public var dataPort: Int
-    public var controlPort: Int
-    public var type: Int?
-    public var audioBufferSize: Int?
-
-    public init(dataPort: Int, controlPort: Int, type: Int? = nil, audioBufferSize: Int? = nil) {
-        self.dataPort = dataPort
-        self.controlPort = controlPort
-        self.type = type
-        self.audioBufferSize = audioBufferSize
-    }
-
-    /// Finds the realtime stream (`type` 96, or the only stream) in `streams`, by key.
-    public init(parsing body: [UInt8]) throws(ATVError) {
-        let plist = try parsePlistBody(body, what: "audio stream SETUP")
-        guard case .array(let streams)? = plist["streams"], !streams.isEmpty else {
-            throw ATVError.protocolError("the audio stream SETUP reply has no streams")
-        }
-        let chosen = streams.first { $0["type"].flatMap(intValue) == AirPlay2AudioStreamRequest.realtimeType }
-            ?? (streams.count == 1 ? streams[0] : nil)
-        guard let stream = chosen else {
-            throw ATVError.protocolError("the audio stream SETUP reply has no realtime (type 96) stream")
-        }
-        guard let data = stream["dataPort"].flatMap(portValue) else {
-            throw ATVError.protocolError("the audio stream SETUP reply has no valid dataPort")
-        }
-        guard let control = stream["controlPort"].flatMap(portValue) else {
-            throw ATVError.protocolError("the audio stream SETUP reply has no valid controlPort")
-        }
-        dataPort = data
-        controlPort = control
-        type = stream["type"].flatMap(intValue)
-        audioBufferSize = stream["audioBufferSize"].flatMap(intValue)
-    }
-}
-
 // MARK: - Event channel
 
 public enum AirPlay2EventChannel {
     /// The answer to any request the receiver sends on the event channel: `200 OK` with
-    /// `Content-Length: 0`, `Audio-Latency: 0` and the request's `CSeq`/`Server` copied (§5.5).
+    /// `Content-Length: 0`, `Audio-Latency: 0` and the request's `CSeq`/`Server` copied.
     public static func reply(to request: RTSPRequest) -> RTSPResponse {
         var headers = RTSPHeaders()
         headers.add("Content-Length", "0")
@@ -330,7 +188,7 @@ public enum AirPlay2EventChannel {
 
 // MARK: - helpers
 
-func parsePlistBody(_ body: [UInt8], what: String) throws(ATVError) -> PlistValue {
+package func parsePlistBody(_ body: [UInt8], what: String) throws(ATVError) -> PlistValue {
     guard !body.isEmpty else { throw ATVError.protocolError("the \(what) reply has an empty body (expected a binary plist)") }
     do {
         let value = try BinaryPlistParser.parse(body)
@@ -343,7 +201,7 @@ func parsePlistBody(_ body: [UInt8], what: String) throws(ATVError) -> PlistValu
     }
 }
 
-func intValue(_ v: PlistValue) -> Int? {
+package func intValue(_ v: PlistValue) -> Int? {
     switch v {
     case .int(let i): return Int(exactly: i)
     case .uid(let u): return Int(exactly: u)
@@ -352,7 +210,7 @@ func intValue(_ v: PlistValue) -> Int? {
     }
 }
 
-func portValue(_ v: PlistValue) -> Int? {
+package func portValue(_ v: PlistValue) -> Int? {
     guard let p = intValue(v), (1...65535).contains(p) else { return nil }
     return p
 }

@@ -3,7 +3,7 @@ import NIOCore
 import NIOPosix
 
 /// What arrives on an RTSP client connection.
-enum RTSPConnectionEvent: Sendable {
+package enum RTSPConnectionEvent: Sendable {
     case response(RTSPResponse)
     /// The connection ended; a non-nil error says why (garbage, reset, …).
     case closed(ATVError?)
@@ -58,15 +58,15 @@ final class RTSPResponseHandler: ChannelInboundHandler {
     }
 }
 
-/// A TCP connection to a RAOP receiver carrying RTSP.
-final class RTSPConnection: Sendable {
-    let channel: Channel
-    let events: AsyncStream<RTSPConnectionEvent>
+/// A TCP client connection carrying RTSP (a RAOP receiver's).
+package final class RTSPConnection: Sendable {
+    package let channel: Channel
+    package let events: AsyncStream<RTSPConnectionEvent>
     /// Our address on this connection (used for the UDP sockets, SDP and URIs).
-    let localIP: String
-    let remoteIP: String
+    package let localIP: String
+    package let remoteIP: String
     /// "host:port", for messages.
-    let endpoint: String
+    package let endpoint: String
 
     private init(channel: Channel, events: AsyncStream<RTSPConnectionEvent>, localIP: String, remoteIP: String, endpoint: String) {
         self.endpoint = endpoint
@@ -76,7 +76,7 @@ final class RTSPConnection: Sendable {
         self.remoteIP = remoteIP
     }
 
-    static func connect(host: String, port: Int, timeout: Duration) async throws -> RTSPConnection {
+    package static func connect(host: String, port: Int, timeout: Duration) async throws -> RTSPConnection {
         let (events, continuation) = AsyncStream.makeStream(of: RTSPConnectionEvent.self)
         let ms = max(1, Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
         let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -100,7 +100,7 @@ final class RTSPConnection: Sendable {
     }
 
     /// Writes a request; a failed write surfaces as the connection closing.
-    func send(_ request: RTSPRequest) {
+    package func send(_ request: RTSPRequest) {
         let bytes = request.serialized
         let channel = self.channel
         channel.eventLoop.execute {
@@ -110,7 +110,7 @@ final class RTSPConnection: Sendable {
         }
     }
 
-    func close() async {
+    package func close() async {
         try? await channel.close()
     }
 }

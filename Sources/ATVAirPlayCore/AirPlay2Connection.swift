@@ -1,10 +1,10 @@
-// The control connection of an AirPlay 2 sender (airplay2-sender.md §4.3 steps 2–5, protocols.md
-// §4.6, §5.5, §7.3): TCP to the receiver, `GET /info`, transient pair-setup or pair-verify, then
-// RTSP over HAP framing; the session SETUP with its event channel; `/feedback`; TEARDOWN.
+// The control connection of an AirPlay 2 sender: TCP to the receiver, `GET /info`, transient
+// pair-setup or pair-verify, then RTSP over HAP framing; the session SETUP with its event channel; `/feedback`; TEARDOWN.
 // Reusable by anything that needs an AirPlay 2 session (audio, play-url, the MRP tunnel): nothing
 // here knows about audio streams.
 import ATVAuth
 import ATVCore
+import ATVHTTP
 import Logging
 import NIOCore
 import NIOPosix
@@ -62,7 +62,8 @@ public final class AirPlay2Connection: Sendable {
     /// The `GET /info` answer (nil when not asked or not answered with a plist).
     public let info: PlistValue?
     public let pairing: AirPlay2Pairing
-    /// Input of every channel key (§4.5): the SRP session key K (transient) or the X25519 secret.
+    /// Input of every channel key (HKDF-SHA512, a salt and info per channel): the SRP session key K
+    /// (transient) or the X25519 secret.
     public let sharedSecret: [UInt8]
     /// The RTSP session id: last component of `uri`, and the RTP SSRC of audio streams.
     public let sessionID: UInt32
@@ -352,7 +353,7 @@ public final class AirPlay2Connection: Sendable {
         }
     }
 
-    static func check(_ r: RTSPResponse, _ what: String) throws(ATVError) {
+    package static func check(_ r: RTSPResponse, _ what: String) throws(ATVError) {
         if r.status == 470 || r.status == 403 || r.status == 401 {
             throw ATVError.authenticationFailed("the receiver refused \(what) (\(r.status) \(r.reason))")
         }
@@ -361,7 +362,7 @@ public final class AirPlay2Connection: Sendable {
 
     static func openTCP(host: String, port: Int, timeout: Duration,
                         handlers: @escaping @Sendable (Channel) throws -> Void) async throws -> Channel {
-        let ms = max(1, RAOPPacer.nanoseconds(timeout) / 1_000_000)
+        let ms = max(1, timeout.wholeNanoseconds / 1_000_000)
         let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.milliseconds(ms))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -528,7 +529,7 @@ final class AirPlay2ConnectionCore: Sendable {
         logger.trace("AirPlay 2 -> \(method) \(uri) CSeq \(cseq)")
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (cont: CheckedContinuation<RTSPResponse, Error>) in
-                let ns = RAOPPacer.nanoseconds(timeout)
+                let ns = timeout.wholeNanoseconds
                 let (registered, sent) = state.withLock { s -> (Bool, (@Sendable () -> Void)?) in
                     guard s.open else { return (false, nil) }
                     s.pending.append(Pending(id: id, cseq: cseq, continuation: cont, timer: nil, what: uri.hasPrefix("/") ? "\(method) \(uri)" : method,
@@ -681,7 +682,7 @@ final class AirPlay2ResponseHandler: ChannelInboundHandler {
     }
 }
 
-/// Answers every request on the event channel with a bare 200 (§5.5).
+/// Answers every request on the event channel with a bare 200.
 final class AirPlay2EventHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer

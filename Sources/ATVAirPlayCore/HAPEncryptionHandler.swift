@@ -1,4 +1,5 @@
-// The thin NIO shell around ATVAuth's HAP framing (protocols.md §4.4): plain bytes pass through
+// The thin NIO shell around ATVAuth's HAP framing (blocks of a 2-byte little-endian length, up to
+// 1024 bytes of ChaCha20-Poly1305 ciphertext, a 16-byte tag): plain bytes pass through
 // until `enable(keys:)`; from then on every outbound buffer is sealed into ≤1024-byte blocks and
 // every inbound byte is decrypted before the RTSP/HTTP parser above sees it. Used by both ends of
 // an AirPlay 2 control or event connection. A frame that fails authentication closes the channel

@@ -94,3 +94,9 @@ public enum RTSPDigest {
         return out
     }
 }
+
+/// Two lowercase hex digits.
+package func hex2(_ v: UInt8) -> String {
+    let digits = Array("0123456789abcdef")
+    return String([digits[Int(v >> 4)], digits[Int(v & 0x0F)]])
+}
