@@ -5,7 +5,7 @@ import ATVAuth
 import ATVCompanion
 import ATVCore
 import ATVDMAP
-import ATVHTTP
+@testable import ATVHTTP
 import ATVMRP
 import ATVRAOP
 @testable import ATVSimulator
