@@ -138,9 +138,7 @@ private struct RTSPParserShim {
     mutating func requests() -> [HTTPRequestMessage] {
         var out: [HTTPRequestMessage] = []
         while out.count < 8, let r = try? parser.nextRequest() {
-            var fields: [(String, String)] = []
-            for f in r.headers { fields.append((f.name, f.value)) }
-            out.append(HTTPRequestMessage(method: r.method, uri: r.uri, headers: HTTPFields(fields), body: r.body))
+            out.append(HTTPRequestMessage(method: r.method, uri: r.uri, headers: r.headers, body: r.body))
         }
         return out
     }

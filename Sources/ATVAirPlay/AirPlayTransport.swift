@@ -40,7 +40,7 @@ struct PlainAirPlayTransport: AirPlayTransport {
         var next = try client.start()
         while true {
             let r = try await connection.send(HTTPRequestMessage(method: next.method, uri: next.path,
-                                                                 headers: HTTPFields(next.headers.map { ($0.name, $0.value) }),
+                                                                 headers: RTSPHeaders(next.headers.map { ($0.name, $0.value) }),
                                                                  body: next.body), timeout: timeout)
             do {
                 switch try client.handle(status: r.status, body: r.body) {
@@ -60,13 +60,11 @@ struct AirPlay2Transport: AirPlayTransport {
     /// Our NTP timing port while an AirPlay 2 session is set up.
     let timing: NTPTimingResponder?
     func send(_ request: HTTPRequestMessage, timeout: Duration) async throws -> HTTPResponseMessage {
-        var headers = RTSPHeaders()
-        for f in request.headers.fields where f.name.lowercased() != "content-length" { headers.add(f.name, f.value) }
+        var headers = request.headers
+        headers.remove("Content-Length")
         let r = try await connection.request(request.method, uri: request.uri, version: "HTTP/1.1", headers: headers,
                                              body: request.body, timeout: timeout)
-        var fields: [(String, String)] = []
-        for f in r.headers { fields.append((f.name, f.value)) }
-        return HTTPResponseMessage(status: r.status, reason: r.reason, headers: HTTPFields(fields), body: r.body)
+        return HTTPResponseMessage(status: r.status, reason: r.reason, headers: r.headers, body: r.body)
     }
     func close() {
         let c = connection

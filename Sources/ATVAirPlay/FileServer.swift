@@ -71,7 +71,7 @@ public final class AirPlayFileServer: Sendable {
         guard m.method == "GET" || m.method == "HEAD" else {
             return HTTPServerResponse(status: 405, headers: ["Allow": "GET, HEAD"])
         }
-        var headers: HTTPFields = ["Content-Type": type, "Accept-Ranges": "bytes"]
+        var headers: RTSPHeaders = ["Content-Type": type, "Accept-Ranges": "bytes"]
         switch ByteRangeRequest(header: m.headers["Range"], size: size) {
         case .whole:
             return HTTPServerResponse(status: 200, headers: headers, body: .file(path: file, offset: 0, length: size))

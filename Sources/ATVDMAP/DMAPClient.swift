@@ -72,7 +72,7 @@ public actor DMAPClient {
     private func sendUnlogged(_ request: DMAPRequest, via: HTTPClientConnection?, timeout: Duration) async throws -> HTTPResponseMessage {
         dmapLogger.debug("dmap request \(request.method) \(request.uri)")
         let message = HTTPRequestMessage(method: request.method, uri: request.uri,
-                                         headers: HTTPFields(request.headers), body: request.body)
+                                         headers: RTSPHeaders(request.headers), body: request.body)
         if let via { return try await via.send(message, timeout: timeout) }
         let reused = connection?.isActive == true
         let conn = try await mainConnection()

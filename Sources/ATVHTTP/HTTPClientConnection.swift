@@ -194,9 +194,7 @@ final class HTTPClientRequestHandler: ChannelDuplexHandler, RemovableChannelHand
                 fail(context, notHTTP())
                 return
             }
-            var fields = HTTPFields()
-            for h in r.headers { fields.fields.append((name: h.name, value: h.value)) }
-            var response = HTTPResponseMessage(status: r.status, reason: r.reason, headers: fields, body: r.body)
+            var response = HTTPResponseMessage(status: r.status, reason: r.reason, headers: r.headers, body: r.body)
             if response.body.count > first.maxBody {
                 response.body = Array(response.body.prefix(first.maxBody))
                 response.truncated = true

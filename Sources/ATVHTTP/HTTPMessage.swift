@@ -7,43 +7,17 @@
 // (sendfile for local media). The client (`HTTPClientConnection`) frames answers with
 // `RTSPParser`, which reads devices the way pyatv does: an answer without Content-Length on
 // a keep-alive connection has no body (NIOHTTP1 would wait for the close). These value types keep
-// NIOHTTP1 out of the public API.
-
-/// HTTP header fields in order; names compare case-insensitively.
-public struct HTTPFields: Sendable, Equatable, ExpressibleByDictionaryLiteral, CustomStringConvertible {
-    public var fields: [(name: String, value: String)]
-
-    public init(_ fields: [(String, String)] = []) { self.fields = fields.map { (name: $0.0, value: $0.1) } }
-    public init(dictionaryLiteral elements: (String, String)...) { self.init(elements) }
-
-    public subscript(_ name: String) -> String? {
-        let l = name.lowercased()
-        return fields.first { $0.name.lowercased() == l }?.value
-    }
-
-    /// Replaces every field of that name.
-    public mutating func set(_ name: String, _ value: String) {
-        let l = name.lowercased()
-        fields.removeAll { $0.name.lowercased() == l }
-        fields.append((name: name, value: value))
-    }
-
-    public static func == (a: HTTPFields, b: HTTPFields) -> Bool {
-        a.fields.count == b.fields.count && zip(a.fields, b.fields).allSatisfy { $0.name == $1.name && $0.value == $1.value }
-    }
-
-    public var description: String { fields.map { "\($0.name): \($0.value)" }.joined(separator: ", ") }
-}
+// NIOHTTP1 out of the public API; their header fields are `RTSPHeaders`, as RTSP's.
 
 /// A request, as sent by `HTTPClientConnection` or received by `HTTPServer`.
 public struct HTTPRequestMessage: Sendable, Equatable {
     public var method: String
     /// Path and query, e.g. "/scrub?position=12.000000".
     public var uri: String
-    public var headers: HTTPFields
+    public var headers: RTSPHeaders
     public var body: [UInt8]
 
-    public init(method: String, uri: String, headers: HTTPFields = [:], body: [UInt8] = []) {
+    public init(method: String, uri: String, headers: RTSPHeaders = [:], body: [UInt8] = []) {
         self.method = method
         self.uri = uri
         self.headers = headers
@@ -71,12 +45,12 @@ public struct HTTPRequestMessage: Sendable, Equatable {
 public struct HTTPResponseMessage: Sendable, Equatable {
     public var status: Int
     public var reason: String
-    public var headers: HTTPFields
+    public var headers: RTSPHeaders
     public var body: [UInt8]
     /// True when the body was cut at the caller's size limit (the connection is then closed).
     public var truncated: Bool
 
-    public init(status: Int, reason: String = "", headers: HTTPFields = [:], body: [UInt8] = [], truncated: Bool = false) {
+    public init(status: Int, reason: String = "", headers: RTSPHeaders = [:], body: [UInt8] = [], truncated: Bool = false) {
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -96,16 +70,16 @@ public struct HTTPServerResponse: Sendable {
         case file(path: String, offset: Int, length: Int)
     }
     public var status: Int
-    public var headers: HTTPFields
+    public var headers: RTSPHeaders
     public var body: Body
 
-    public init(status: Int, headers: HTTPFields = [:], body: Body = .bytes([])) {
+    public init(status: Int, headers: RTSPHeaders = [:], body: Body = .bytes([])) {
         self.status = status
         self.headers = headers
         self.body = body
     }
 
-    public init(status: Int, headers: HTTPFields = [:], bytes: [UInt8]) {
+    public init(status: Int, headers: RTSPHeaders = [:], bytes: [UInt8]) {
         self.init(status: status, headers: headers, body: .bytes(bytes))
     }
 }

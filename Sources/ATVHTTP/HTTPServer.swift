@@ -116,8 +116,8 @@ final class HTTPServerRequestHandler: ChannelInboundHandler, RemovableChannelHan
                 respond(context: context, head: h, HTTPServerResponse(status: 413), keepAlive: false)
                 return
             }
-            var fields = HTTPFields()
-            for f in h.headers { fields.fields.append((name: f.name, value: f.value)) }
+            var fields = RTSPHeaders()
+            for f in h.headers { fields.add(f.name, f.value) }
             let request = HTTPServer.Request(
                 message: HTTPRequestMessage(method: h.method.rawValue, uri: h.uri, headers: fields, body: body),
                 remoteAddress: context.channel.remoteAddress?.ipAddress,
