@@ -95,7 +95,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
-        .target(name: "ATVDMAP", dependencies: ["ATVCore", "ATVHTTP", .product(name: "Logging", package: "swift-log")], swiftSettings: swift6),
+        .target(name: "ATVDMAP", dependencies: ["ATVCore", "ATVAuth", "ATVDiscovery", "ATVHTTP", .product(name: "Logging", package: "swift-log")], swiftSettings: swift6),
         .target(name: "ATVLog", dependencies: ["ATVCore", "ATVAuth", "ATVCompanion", "ATVDMAP", "ATVMRP"], swiftSettings: swift6),
 
         // Layer 5: facade, scan / pair / connect.
@@ -125,7 +125,7 @@ let package = Package(
             "ATVCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
         .testTarget(name: "ATVAudioTests", dependencies: ["ATVAudio", "CFFmpeg"], swiftSettings: swift6),
-        .testTarget(name: "ATVTests", dependencies: ["ATV", "ATVAudio", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVAuth"], swiftSettings: swift6),
+        .testTarget(name: "ATVTests", dependencies: ["ATV", "ATVAudio", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVAuth", "ATVDMAP"], swiftSettings: swift6),
         .testTarget(name: "ATVRAOPTests", dependencies: [
             "ATVRAOP", "ATVHTTP", "ATVAirPlayCore", "ATVSimulator", "ATVAuth",
             .product(name: "NIOCore", package: "swift-nio"),
