@@ -83,7 +83,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
         .target(name: "ATVMRP", dependencies: [
-            "ATVCore", "ATVAuth",
+            "ATVCore", "ATVAuth", "ATVHTTP",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -125,7 +125,7 @@ let package = Package(
             "ATVCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
         .testTarget(name: "ATVAudioTests", dependencies: ["ATVAudio", "CFFmpeg"], swiftSettings: swift6),
-        .testTarget(name: "ATVTests", dependencies: ["ATV", "ATVAudio", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVAuth", "ATVDMAP"], swiftSettings: swift6),
+        .testTarget(name: "ATVTests", dependencies: ["ATV", "ATVAudio", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVAuth", "ATVDMAP", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
         .testTarget(name: "ATVRAOPTests", dependencies: [
             "ATVRAOP", "ATVHTTP", "ATVAirPlayCore", "ATVSimulator", "ATVAuth",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -134,7 +134,7 @@ let package = Package(
         .testTarget(name: "ATVDiscoveryTests", dependencies: ["ATVDiscovery", "ATVAirPlayCore"], swiftSettings: swift6),
         .testTarget(name: "CLITests", dependencies: ["ATVCore"], swiftSettings: swift6),
         .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVSimulator", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
-        .testTarget(name: "ATVAuthTests", dependencies: ["ATVAuth"], swiftSettings: swift6),
+        .testTarget(name: "ATVAuthTests", dependencies: ["ATVAuth", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
         .testTarget(name: "ATVMRPTests", dependencies: ["ATVMRP", "ATVCore", "ATVAuth", "ATVAirPlayCore", "ATVSimulator", "ATV"], swiftSettings: swift6),
         .testTarget(name: "ATVCompanionTests", dependencies: [
             "ATVCompanion", "ATVAuth", "ATVSimulator",

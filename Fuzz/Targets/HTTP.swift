@@ -61,21 +61,20 @@ let rtspTarget = FuzzTarget(name: "rtsp", run: { data in
             [63] + raopSessionRequests().flatMap { RTSPSerializer.serialize($0) }]
 })
 
-/// The blocking HTTP parser of legacy pairing (ATVAuth).
+/// What the pairing servers read (DMAP remote pairing, legacy AirPlay pairing in the simulator),
+/// framed by ATVHTTP's parser: requests until the input runs out, each request target handed to
+/// the DMAP pairing handler, which answers 200, 404 or 500 and nothing else.
 let legacyHTTPTarget = FuzzTarget(name: "legacy-http", run: { data in
-    var parser = HTTPMessageParser()
+    var parser = RTSPParser(maxHeaderBytes: 16 * 1024, maxBodyBytes: 1 << 20)
     var count = 0
     for chunk in chunks(data) {
-        parser.feed(Array(chunk))
+        parser.append(chunk)
         while count < 16 {
-            guard let message = try? parser.next() else { break }
+            guard let request = try? parser.nextRequest() else { break }
             count += 1
-            // The DMAP remote-pairing server reads the request target of what it receives.
-            let parts = message.startLine.split(separator: " ")
-            if parts.count >= 2 {
-                _ = DMAPPairing.parseTarget(String(parts[1]))
-                _ = dmapPairing.handle(method: String(parts[0]), target: String(parts[1]))
-            }
+            _ = DMAPPairing.parseTarget(request.uri)
+            let reply = dmapPairing.handle(method: request.method, target: request.uri)
+            precondition([200, 404, 500].contains(reply.status), "DMAP pairing answered \(reply.status)")
         }
     }
 }, seeds: {

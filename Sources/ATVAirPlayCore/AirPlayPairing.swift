@@ -3,6 +3,7 @@
 // for the others; either way a verify on the new credentials before they are returned.
 import ATVAuth
 import ATVCore
+import ATVHTTP
 
 public actor AirPlayPairingHandler: PairingHandler {
     public nonisolated let pairingProtocol: ATVProtocol
@@ -19,7 +20,7 @@ public actor AirPlayPairingHandler: PairingHandler {
     private let options: PairingOptions
     private var pinCode: String?
     private var hap: AirPlay2PINPairing?
-    private var legacy: PairingHTTPClient?
+    private var legacy: HTTPClientConnection?
 
     /// `service` is the AirPlay or RAOP service being paired; `airplay` the device's AirPlay
     /// service, whose features also count for the route.
@@ -41,9 +42,9 @@ public actor AirPlayPairingHandler: PairingHandler {
             hap = pairing
             try await pairing.begin()
         } else {
-            let http = try await PairingHTTPClient.connect(host: host, port: port, timeout: options.stepTimeout.seconds)
+            let http = try await HTTPClientConnection.connect(host: host, port: port, timeout: options.stepTimeout)
             legacy = http
-            let start = try await http.send(LegacyPairSetupClient.pinStartRequest)
+            let start = try await http.send(LegacyPairSetupClient.pinStartRequest, timeout: options.stepTimeout)
             guard start.status == 200 else {
                 throw ATVError.httpError(status: start.status, "/pair-pin-start: the device does not offer PIN pairing")
             }
@@ -70,7 +71,7 @@ public actor AirPlayPairingHandler: PairingHandler {
         var request = try client.start()
         var result: LegacyPairingResult?
         while result == nil {
-            let r = try await http.send(request)
+            let r = try await http.send(request, timeout: options.stepTimeout)
             switch try client.handle(status: r.status, body: r.body) {
             case .send(let next): request = next
             case .paired(let p): result = p
@@ -80,7 +81,7 @@ public actor AirPlayPairingHandler: PairingHandler {
         var verify = LegacyPairVerifyClient(credentials: result.credentials, deviceLTPK: result.deviceLTPK)
         var vreq = try verify.start()
         verifying: while true {
-            let r = try await http.send(vreq)
+            let r = try await http.send(vreq, timeout: options.stepTimeout)
             switch try verify.handle(status: r.status, body: r.body) {
             case .send(let next): vreq = next
             case .verified: break verifying
@@ -98,10 +99,12 @@ public actor AirPlayPairingHandler: PairingHandler {
     }
 }
 
-extension Duration {
-    /// Seconds as a Double (for the APIs that take them so).
-    fileprivate var seconds: Double {
-        let c = components
-        return Double(c.seconds) + Double(c.attoseconds) / 1e18
+extension HTTPClientConnection {
+    /// Sends a request a pairing state machine (legacy AirPlay, DMAP) asks for.
+    public func send(_ request: PairingHTTPRequest, timeout: Duration) async throws -> HTTPResponseMessage {
+        var headers = RTSPHeaders()
+        for h in request.headers { headers.add(h.name, h.value) }
+        return try await send(HTTPRequestMessage(method: request.method, uri: request.path, headers: headers, body: request.body),
+                              timeout: timeout)
     }
 }

@@ -4,6 +4,7 @@
 import ATVAuth
 import ATVCore
 import ATVDiscovery
+import ATVHTTP
 
 public actor DMAPPairingServer: PairingHandler {
     public nonisolated let pairingProtocol = ATVProtocol.dmap
@@ -16,7 +17,7 @@ public actor DMAPPairingServer: PairingHandler {
     private let options: PairingOptions
     private var chosenPIN: String?
     private var handler: DMAPPairingHandler?
-    private var server: PairingHTTPServer?
+    private var server: HTTPServer?
     private var responder: MDNSResponder?
     private let requests = AsyncStream<String>.makeStream()
 
@@ -43,10 +44,10 @@ public actor DMAPPairingServer: PairingHandler {
                                              pin: chosenPIN ?? fourDigits(Int.random(in: 0 ... 9999)), name: options.name)
         self.handler = handler
         let requests = requests.continuation
-        let server = try PairingHTTPServer.start(host: "0.0.0.0") { req in
-            let r = handler.handle(method: req.requestLine?.method ?? "", target: req.requestLine?.target ?? "")
+        let server = try await HTTPServer.start(host: "0.0.0.0") { req in
+            let r = handler.handle(method: req.message.method, target: req.message.uri)
             if let who = r.pairedWith { requests.yield(who) }
-            return .init(status: r.status, body: r.body)
+            return HTTPServerResponse(status: r.status, bytes: r.body)
         }
         self.server = server
         guard options.publish else { return }
@@ -90,7 +91,7 @@ public actor DMAPPairingServer: PairingHandler {
         requests.continuation.finish()
         await responder?.stop()
         responder = nil
-        server?.stop()
+        await server?.stop()
         server = nil
     }
 }

@@ -3,6 +3,7 @@
 // Power / Features on top.
 import ATVAuth
 import ATVCore
+import ATVHTTP
 import Foundation
 import Synchronization
 
@@ -271,9 +272,9 @@ extension MRPService: Metadata {
         guard let c = URLComponents(string: text), c.scheme?.lowercased() == "http", let host = c.host, !host.isEmpty else { return nil }
         var path = c.percentEncodedPath.isEmpty ? "/" : c.percentEncodedPath
         if let q = c.percentEncodedQuery { path += "?" + q }
-        guard let client = try? await PairingHTTPClient.connect(host: host, port: c.port ?? 80, timeout: 5) else { return nil }
+        guard let client = try? await HTTPClientConnection.connect(host: host, port: c.port ?? 80, timeout: .seconds(5)) else { return nil }
         defer { client.close() }
-        guard let r = try? await client.send(PairingHTTPRequest(method: "GET", path: path, headers: [], body: [])),
+        guard let r = try? await client.send(HTTPRequestMessage(method: "GET", uri: path), timeout: .seconds(5)),
               r.status == 200, !r.body.isEmpty else { return nil }
         return ArtworkInfo(bytes: r.body, mimeType: sniffImageType(r.body), width: width, height: height)
     }

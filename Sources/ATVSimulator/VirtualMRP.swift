@@ -1,6 +1,7 @@
 import ATVAuth
 import ATVCore
 import ATVDiscovery
+import ATVHTTP
 import ATVMRP
 import Foundation
 import NIOCore
@@ -148,7 +149,7 @@ public final class VirtualMRP: Sendable {
     public let configuration: Configuration
     /// The TCP listener of a direct device; nil when embedded (the MRP tunnel of a virtual HomePod).
     let channel: Channel?
-    let artworkServer: PairingHTTPServer?
+    let artworkServer: HTTPServer?
     let artworkRequests: RequestLog
     /// Paths of the HTTP artwork requests served (with `artworkOverHTTP`).
     public var httpArtworkRequests: [String] { artworkRequests.all }
@@ -160,7 +161,7 @@ public final class VirtualMRP: Sendable {
     /// A hung device: while muted it reads but answers nothing (heartbeats time out).
     public func setMuted(_ on: Bool) { muted.store(on, ordering: .relaxed) }
 
-    init(configuration: Configuration, channel: Channel?, artworkServer: PairingHTTPServer?, artworkRequests: RequestLog) {
+    init(configuration: Configuration, channel: Channel?, artworkServer: HTTPServer?, artworkRequests: RequestLog) {
         self.configuration = configuration
         self.channel = channel
         self.artworkServer = artworkServer
@@ -199,18 +200,18 @@ public final class VirtualMRP: Sendable {
             throw ATVError.connectionFailed("cannot listen on \(configuration.host):\(configuration.port): \(error)")
         }
         let requests = RequestLog()
-        var server: PairingHTTPServer?
+        var server: HTTPServer?
         if configuration.artworkOverHTTP {
             let tracks = configuration.tracks
             let log = requests
             do {
-                server = try PairingHTTPServer.start(host: configuration.host) { req in
-                    let target = req.requestLine?.target ?? ""
+                server = try await HTTPServer.start(host: configuration.host) { req in
+                    let target = req.message.uri
                     log.append(target)
                     // /artwork/<index>.png
                     let name = target.split(separator: "/").last.map { $0.split(separator: ".").first.map(String.init) ?? "" } ?? ""
-                    guard let i = Int(name), tracks.indices.contains(i), !tracks[i].artwork.isEmpty else { return .init(status: 404) }
-                    return .init(status: 200, contentType: "image/png", body: tracks[i].artwork)
+                    guard let i = Int(name), tracks.indices.contains(i), !tracks[i].artwork.isEmpty else { return HTTPServerResponse(status: 404) }
+                    return HTTPServerResponse(status: 200, headers: ["Content-Type": "image/png"], bytes: tracks[i].artwork)
                 }
             } catch {
                 try? await channel.close()
@@ -226,7 +227,7 @@ public final class VirtualMRP: Sendable {
     /// Stop listening and close every controller connection (they see the device go away).
     public func stop() async {
         ticker.withLock { $0?.cancel() }
-        artworkServer?.stop()
+        await artworkServer?.stop()
         if let channel { try? await channel.close() }
         dropConnections()
     }

@@ -1,5 +1,7 @@
+import ATVAirPlayCore
 @testable import ATVAuth
 import ATVCore
+import ATVHTTP
 import Testing
 
 @Suite struct CredentialsFormatTests {
@@ -94,16 +96,18 @@ import Testing
 
     @Test func handlerServesOverLoopbackHTTP() async throws {
         let h = try DMAPPairingHandler(guid: "1234ABCDE56789FF", pin: "5555", name: "swift-atv")
-        let server = try PairingHTTPServer.start { req in
-            let r = h.handle(method: req.requestLine?.method ?? "", target: req.requestLine?.target ?? "")
-            return .init(status: r.status, body: r.body)
+        let server = try await HTTPServer.start(host: "127.0.0.1") { req in
+            let r = h.handle(method: req.message.method, target: req.message.uri)
+            return HTTPServerResponse(status: r.status, bytes: r.body)
         }
-        defer { server.stop() }
-        let http = try await PairingHTTPClient.connect(host: "127.0.0.1", port: server.port, timeout: 5)
+        defer { Task { await server.stop() } }
+        let http = try await HTTPClientConnection.connect(host: "127.0.0.1", port: server.port, timeout: .seconds(5))
         defer { http.close() }
-        let bad = try await http.send(PairingHTTPRequest(method: "GET", path: "/pair?pairingcode=00&servicename=ATV", headers: [], body: []))
+        let bad = try await http.send(PairingHTTPRequest(method: "GET", path: "/pair?pairingcode=00&servicename=ATV", headers: [], body: []),
+                                      timeout: .seconds(5))
         #expect(bad.status == 500)
-        let good = try await http.send(PairingHTTPRequest(method: "GET", path: "/pair?pairingcode=58AD1D195B6DAA58AA2EA29DC25B81C3&servicename=ATV", headers: [], body: []))
+        let good = try await http.send(PairingHTTPRequest(method: "GET", path: "/pair?pairingcode=58AD1D195B6DAA58AA2EA29DC25B81C3&servicename=ATV", headers: [], body: []),
+                                       timeout: .seconds(5))
         #expect(good.status == 200)
         #expect(good.body == DMAPPairing.responseBody(guid: "1234ABCDE56789FF", name: "swift-atv"))
     }

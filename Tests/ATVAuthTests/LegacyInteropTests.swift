@@ -1,5 +1,7 @@
+import ATVAirPlayCore
 @testable import ATVAuth
 import ATVCore
+import ATVHTTP
 import Foundation
 import Synchronization
 import Testing
@@ -52,21 +54,21 @@ final class PythonPeer: @unchecked Sendable {
 
 /// Drive a legacy pair-setup and verification over HTTP with our client.
 func pairAndVerifyOverHTTP(port: Int, pin: String) async throws -> LegacyPairingResult {
-    let http = try await PairingHTTPClient.connect(host: "127.0.0.1", port: port, timeout: 10)
+    let http = try await HTTPClientConnection.connect(host: "127.0.0.1", port: port, timeout: .seconds(10))
     defer { http.close() }
-    let start = try await http.send(LegacyPairSetupClient.pinStartRequest)
+    let start = try await http.send(LegacyPairSetupClient.pinStartRequest, timeout: .seconds(10))
     #expect(start.status == 200)
     var client = LegacyPairSetupClient(pin: pin)
     var req = try client.start()
     while true {
-        let r = try await http.send(req)
+        let r = try await http.send(req, timeout: .seconds(10))
         switch try client.handle(status: r.status, body: r.body) {
         case .send(let next): req = next
         case .paired(let result):
             var v = LegacyPairVerifyClient(credentials: result.credentials, deviceLTPK: result.deviceLTPK)
             var vreq = try v.start()
             while true {
-                let vr = try await http.send(vreq)
+                let vr = try await http.send(vreq, timeout: .seconds(10))
                 switch try v.handle(status: vr.status, body: vr.body) {
                 case .send(let n): vreq = n
                 case .verified: return result
@@ -76,18 +78,25 @@ func pairAndVerifyOverHTTP(port: Int, pin: String) async throws -> LegacyPairing
     }
 }
 
+/// The HTTP answer for what our legacy accessory replied.
+func accessoryResponse(_ reply: LegacyAccessoryReply) -> HTTPServerResponse {
+    var headers = RTSPHeaders()
+    if let type = reply.contentType { headers.add("Content-Type", type) }
+    return HTTPServerResponse(status: reply.status, headers: headers, bytes: reply.body)
+}
+
 @Suite(.serialized) struct LegacyInteropTests {
     /// pyatv's own legacy client pairs with and verifies against our accessory side.
     @Test func pyatvClientPairsWithOurAccessory() async throws {
         let device = Mutex(try LegacyPairingAccessory(pin: "2271"))
         let events = Mutex<[LegacyAccessoryReply.Event]>([])
-        let server = try PairingHTTPServer.start { req in
-            let path = req.requestLine?.target ?? ""
-            let reply = device.withLock { $0.handle(path: path, body: req.body) }
+        let server = try await HTTPServer.start(host: "127.0.0.1") { req in
+            let path = req.message.uri
+            let reply = device.withLock { $0.handle(path: path, body: req.message.body) }
             if let e = reply.event { events.withLock { $0.append(e) } }
-            return .init(status: reply.status, contentType: reply.contentType, body: reply.body)
+            return accessoryResponse(reply)
         }
-        defer { server.stop() }
+        defer { Task { await server.stop() } }
         let peer = try PythonPeer(script: "legacy-pair-client.py", [String(server.port), "2271"])
         defer { peer.stop() }
         let line = try peer.waitFor("VERIFIED")
@@ -103,11 +112,10 @@ func pairAndVerifyOverHTTP(port: Int, pin: String) async throws -> LegacyPairing
     /// pyatv's client with the wrong PIN is refused (470) and nothing is paired.
     @Test func pyatvClientWithWrongPINIsRefused() async throws {
         let device = Mutex(try LegacyPairingAccessory(pin: "2271"))
-        let server = try PairingHTTPServer.start { req in
-            let reply = device.withLock { $0.handle(path: req.requestLine?.target ?? "", body: req.body) }
-            return .init(status: reply.status, contentType: reply.contentType, body: reply.body)
+        let server = try await HTTPServer.start(host: "127.0.0.1") { req in
+            accessoryResponse(device.withLock { $0.handle(path: req.message.uri, body: req.message.body) })
         }
-        defer { server.stop() }
+        defer { Task { await server.stop() } }
         let peer = try PythonPeer(script: "legacy-pair-client.py", [String(server.port), "1111"])
         defer { peer.stop() }
         peer.process.waitUntilExit()

@@ -1,7 +1,9 @@
 import ATV
+import ATVAirPlayCore
 import ATVAuth
 import ATVCore
 import ATVDMAP
+import ATVHTTP
 import ATVSimulator
 import Testing
 
@@ -71,11 +73,11 @@ import Testing
         try await handler.begin()
         #expect(await handler.pinToEnter == "1234")
         let port = try #require(await (handler as? DMAPPairingServer)?.port)
-        let http = try await PairingHTTPClient.connect(host: "127.0.0.1", port: port, timeout: 5)
-        let wrong = try await http.send(PairingHTTPRequest(method: "GET", path: "/pair?pairingcode=00&servicename=Den", headers: [], body: []))
+        let http = try await HTTPClientConnection.connect(host: "127.0.0.1", port: port, timeout: .seconds(5))
+        let wrong = try await http.send(PairingHTTPRequest(method: "GET", path: "/pair?pairingcode=00&servicename=Den", headers: [], body: []), timeout: .seconds(5))
         #expect(wrong.status == 500)
         let code = DMAPPairing.pairingCode(guid: "0123456789ABCDEF", pin: "1234")
-        let right = try await http.send(PairingHTTPRequest(method: "GET", path: "/pair?pairingcode=\(code)&servicename=Den", headers: [], body: []))
+        let right = try await http.send(PairingHTTPRequest(method: "GET", path: "/pair?pairingcode=\(code)&servicename=Den", headers: [], body: []), timeout: .seconds(5))
         #expect(right.status == 200)
         http.close()
         let credentials = try await handler.finish()
