@@ -343,26 +343,29 @@ final class AppleTVCore: Sendable {
         }
     }
 
-    private func plist(_ d: [String: Any]) -> HTTPServerResponse {
-        HTTPServerResponse(status: 200, headers: ["Content-Type": AirPlayRequests.plistType], bytes: BinaryPlist.encode(d))
+    private func plist(_ d: [String: PlistValue]) -> HTTPServerResponse {
+        HTTPServerResponse(status: 200, headers: ["Content-Type": AirPlayRequests.plistType], bytes: BinaryPlist.encode(.dict(d)))
     }
 
     private var featureValue: Int {
         Int(truncatingIfNeeded: AirPlayFeatureFlags(parsing: configuration.advertisedFeatures)?.rawValue ?? 1)
     }
 
-    private func serverInfo() -> [String: Any] {
-        ["deviceid": configuration.deviceID, "features": featureValue, "model": configuration.model,
-         "protovers": "1.0", "srcvers": "220.68", "macAddress": configuration.deviceID, "osBuildVersion": "12H847"]
+    private func serverInfo() -> [String: PlistValue] {
+        ["deviceid": .string(configuration.deviceID), "features": .int(Int64(featureValue)), "model": .string(configuration.model),
+         "protovers": .string("1.0"), "srcvers": .string("220.68"), "macAddress": .string(configuration.deviceID),
+         "osBuildVersion": .string("12H847")]
     }
 
-    private func info() -> [String: Any] {
-        var d: [String: Any] = ["deviceID": configuration.deviceID, "features": featureValue, "model": configuration.model,
-                                "name": configuration.name, "sourceVersion": "220.68", "statusFlags": 4,
-                                "macAddress": configuration.deviceID, "protocolVersion": "1.0"]
+    private func info() -> [String: PlistValue] {
+        var d: [String: PlistValue] = [
+            "deviceID": .string(configuration.deviceID), "features": .int(Int64(featureValue)), "model": .string(configuration.model),
+            "name": .string(configuration.name), "sourceVersion": .string("220.68"), "statusFlags": .int(4),
+            "macAddress": .string(configuration.deviceID), "protocolVersion": .string("1.0"),
+        ]
         if configuration.usesPairingFront {
-            d["pk"] = Data(configuration.identity.publicKey)
-            d["pi"] = String(decoding: configuration.identity.identifier, as: UTF8.self).lowercased()
+            d["pk"] = .data(configuration.identity.publicKey)
+            d["pi"] = .string(String(decoding: configuration.identity.identifier, as: UTF8.self).lowercased())
         }
         return d
     }
