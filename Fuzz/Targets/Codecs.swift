@@ -76,13 +76,13 @@ let plistTarget = FuzzTarget(name: "plist", run: { data in
      RTIArchive.session(uuid: [UInt8](repeating: 6, count: 16), text: "abc")]
 })
 
-/// DMAP / DACP tags (ATVDMAP's typed parser and play status; the RAOP metadata codec).
+/// DMAP / DACP tags (ATVCore's DMAP codec, ATVDMAP's play status, the RAOP metadata read with the codec).
 let dmapTarget = FuzzTarget(name: "dmap", run: { data in
     if let status = try? DMAPPlayStatus(bytes: data) {
         _ = status.revision
         _ = status.title
     }
-    _ = try? ATVRAOP.DMAP.parse(data)
+    _ = try? DMAPParser.parse(data)
     _ = try? RAOPTrackInfo(dmap: data)
 }, seeds: {
     [RAOPTrackInfo(title: "T", artist: "Ar", album: "Al").dmapBytes,

@@ -42,15 +42,9 @@ public enum DMAPPairing {
 
     /// `cmpa{ cmpg(u64 GUID), cmnm(name), cmty("iPhone") }`.
     public static func responseBody(guid: String, name: String) -> [UInt8] {
-        let g = UInt64(guid, radix: 16) ?? 0
-        let inner = tag("cmpg", (0 ..< 8).reversed().map { UInt8(truncatingIfNeeded: g >> (UInt64($0) * 8)) })
-            + tag("cmnm", Array(name.utf8)) + tag("cmty", Array("iPhone".utf8))
-        return tag("cmpa", inner)
-    }
-
-    static func tag(_ name: String, _ value: [UInt8]) -> [UInt8] {
-        let n = UInt32(value.count)
-        return Array(name.utf8) + [UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)] + value
+        DMAPSerializer.serialize(.container("cmpa", [
+            .uint64("cmpg", UInt64(guid, radix: 16) ?? 0), .string("cmnm", name), .string("cmty", "iPhone"),
+        ]))
     }
 
     /// Split `/path?a=b&c=d` into the path and percent-decoded query items (never traps).
