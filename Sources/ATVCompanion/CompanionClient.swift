@@ -335,20 +335,3 @@ public actor CompanionClient {
         reader?.cancel()
     }
 }
-
-/// Forwards received bytes to an AsyncStream; nil marks the end.
-final class ByteForwarder: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-    let continuation: AsyncStream<[UInt8]?>.Continuation
-    init(_ c: AsyncStream<[UInt8]?>.Continuation) { continuation = c }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buf = unwrapInboundIn(data)
-        continuation.yield(buf.readBytes(length: buf.readableBytes) ?? [])
-    }
-    func channelInactive(context: ChannelHandlerContext) {
-        continuation.yield(nil)
-        continuation.finish()
-    }
-    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
-}

@@ -70,7 +70,7 @@ public actor MRPConnection {
                 .channelInitializer { ch in
                     ch.eventLoop.makeCompletedFuture {
                         try configure?(ch)
-                        try ch.pipeline.syncOperations.addHandler(MRPByteForwarder(cont))
+                        try ch.pipeline.syncOperations.addHandler(ByteForwarder(cont))
                     }
                 }
                 .connect(host: host, port: port).get()
@@ -304,23 +304,6 @@ public actor MRPConnection {
         reader?.cancel()
         try? await channel.closeFuture.get()
     }
-}
-
-/// Forwards received bytes to an AsyncStream; nil marks the end.
-final class MRPByteForwarder: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-    let continuation: AsyncStream<[UInt8]?>.Continuation
-    init(_ c: AsyncStream<[UInt8]?>.Continuation) { continuation = c }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buf = unwrapInboundIn(data)
-        continuation.yield(buf.readBytes(length: buf.readableBytes) ?? [])
-    }
-    func channelInactive(context: ChannelHandlerContext) {
-        continuation.yield(nil)
-        continuation.finish()
-    }
-    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
 }
 
 /// An opened MRP tunnel (protocols.md §5.5): the data channel's address, the handlers it needs
