@@ -1,7 +1,7 @@
 import ATVCore
 import Foundation
 
-/// The AirPlay video requests, as pyatv 0.18 sends them to an AirPlay 1 receiver (§7.2): a binary
+/// The AirPlay video requests, as pyatv 0.18 sends them to an AirPlay 1 receiver: a binary
 /// plist `POST /play`, `GET /playback-info` polls, and the classic `/scrub`, `/rate`, `/stop`.
 public enum AirPlayRequests {
     public static let userAgent = "MediaControl/1.0"
@@ -168,7 +168,7 @@ public struct PlaybackInfo: Sendable, Equatable {
     }
 }
 
-/// The AirPlay `features` bitmask (§7.4).
+/// The AirPlay `features` bitmask (TXT `features`/`ft`: one 32-bit hex word, or low,high).
 public struct AirPlayFeatureFlags: OptionSet, Sendable, Hashable {
     public let rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }

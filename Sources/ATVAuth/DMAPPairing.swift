@@ -1,4 +1,4 @@
-// DMAP ("Remote" app) pairing, protocols.md §4.7. We act as a remote: the Apple TV finds our
+// DMAP ("Remote" app) pairing. We act as a remote: the Apple TV finds our
 // `_touch-remote._tcp` service, the user types the PIN there, and the Apple TV calls
 // `GET /pair?pairingcode=<MD5 hex>&servicename=<…>`; we answer `cmpa{cmpg, cmnm, cmty}` if the code
 // matches our GUID and PIN, else HTTP 500. Sans-I/O: `DMAPPairingHandler.handle` maps a request

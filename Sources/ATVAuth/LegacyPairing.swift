@@ -1,4 +1,4 @@
-// Legacy AirPlay pairing ("device authentication", protocols.md §4.8), both sides, sans-I/O.
+// Legacy AirPlay pairing ("device authentication"), both sides, sans-I/O.
 //
 // Controller: POST /pair-pin-start (the device shows a PIN), then three POST /pair-setup-pin with
 // binary plists: (1) {method: "pin", user: CLIENTID} → {pk: B, salt}; (2) SRP-6a over the RFC 5054

@@ -1,4 +1,4 @@
-// Accessory (device) side of legacy AirPlay pairing and verification (protocols.md §4.8), sans-I/O:
+// Accessory (device) side of legacy AirPlay pairing and verification, sans-I/O:
 // feed each POST's path and body to `handle`, send back the reply. Used by virtual devices and tests.
 import ATVCore
 import Crypto

@@ -54,7 +54,7 @@ public final class VirtualAppleTV: Sendable {
         /// The accessory's long-term identity (pairing identifier, Ed25519 key).
         public var identity: HAPIdentity
         /// The tvOS version in the TXT (`osvers`), nil for none. With 15 or later (and HAP
-        /// credentials) senders reach MRP through the AirPlay 2 tunnel (protocols.md §5.5).
+        /// credentials) senders reach MRP through the AirPlay 2 tunnel (stream SETUP type 130).
         public var osVersion: String?
 
         public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv Apple TV",

@@ -53,7 +53,7 @@ import Testing
         #expect(try PlaybackInfo(body: BinaryPlist.encode(.dict(["duration": .int(5), "position": .int(1)]))).duration == 5)
     }
 
-    /// §7.4 vectors.
+    /// Feature words of real devices (Apple TV 3, HomePod mini) as their TXT records carry them.
     @Test func featureFlags() throws {
         let atv3 = try #require(AirPlayFeatureFlags(parsing: "0x5A7FFFF7,0xE"))
         #expect(atv3.supportsPlayURL && !atv3.isAirPlay2)

@@ -7,7 +7,7 @@ import Testing
 @testable import ATVMRP
 import ATVRAOP
 
-/// MRP over the AirPlay 2 remote-control channel (protocols.md §5.5) against the virtual HomePod.
+/// MRP over the AirPlay 2 remote-control channel (stream SETUP type 130) against the virtual HomePod.
 @Suite(.serialized) struct TunnelTests {
     func startPod() async throws -> VirtualHomePod {
         var c = VirtualHomePod.Configuration()

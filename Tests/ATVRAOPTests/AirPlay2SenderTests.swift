@@ -102,7 +102,7 @@ import Testing
     }
 
     @Test func featuresAndRoute() {
-        // protocols.md §7.4 vectors.
+        // Feature words of real devices (Apple TV 3, HomePod mini) as their TXT records carry them.
         #expect(AirPlay2FeatureWord(parsing: "0x5A7FFFF7,0xE")?.isAirPlay2 == false)           // Apple TV 3
         #expect(AirPlay2FeatureWord(parsing: "0x4A7FCA00,0xBC354BD0")?.isAirPlay2 == true)     // HomePod mini
         #expect(AirPlay2FeatureWord(parsing: "0x00000003,0x00000001")?.rawValue == 0x1_0000_0003)
