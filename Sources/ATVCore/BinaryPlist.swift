@@ -38,7 +38,9 @@ public indirect enum PlistValue: Sendable, Hashable {
     public subscript(_ key: String) -> PlistValue? { dict?[key] }
 }
 
-/// The former name of `PlistValue` (ATVAuth's legacy-pairing plist), kept for code not yet moved to it.
+/// The former name of `PlistValue` (ATVAuth's legacy-pairing plist). Still spelled in
+/// ATVRAOP/AirPlay2/AirPlay2Messages.swift, AirPlay2Connection.swift and ATV/MRPTunnelSetup.swift,
+/// which are being moved to the AirPlay core; remove it once they say `PlistValue`.
 public typealias BPlistValue = PlistValue
 
 /// Encodes and decodes `bplist00`.

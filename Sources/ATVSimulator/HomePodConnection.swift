@@ -156,7 +156,7 @@ final class HomePodConnection: @unchecked Sendable {
 
     private func infoPlist() -> [UInt8] {
         let c = config
-        let info: [String: BPlistValue] = [
+        let info: [String: PlistValue] = [
             "name": .string(c.name),
             "deviceID": .string(c.deviceID.uppercased()),
             "macAddress": .string(c.deviceID.uppercased()),

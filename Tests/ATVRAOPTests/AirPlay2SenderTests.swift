@@ -72,7 +72,7 @@ import Testing
         ])]))
         #expect(try AirPlay2AudioStreamReply(parsing: two).dataPort == 3)
         // Missing or out-of-range ports are protocol errors.
-        for bad: BPlistValue in [.dict([:]), .dict(["streams": .array([])]),
+        for bad: PlistValue in [.dict([:]), .dict(["streams": .array([])]),
                                  .dict(["streams": .array([.dict(["type": .int(96), "dataPort": .int(70000), "controlPort": .int(1)])])]),
                                  .dict(["streams": .array([.dict(["type": .int(96), "dataPort": .int(5)])])])] {
             #expect(throws: ATVError.self) { _ = try AirPlay2AudioStreamReply(parsing: BinaryPlist.encode(bad)) }
