@@ -1,7 +1,10 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+// CI (scripts/test) sets ATV_WERROR=1: a warning in any of our targets fails the build (the
+// flag is ours only; SwiftPM builds dependencies without it).
 let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+    + (Context.environment["ATV_WERROR"] == "1" ? [.unsafeFlags(["-warnings-as-errors"])] : [])
 
 let package = Package(
     name: "swift-atv",

@@ -107,7 +107,7 @@ let airplayHTTPTarget = FuzzTarget(name: "airplay-http", run: { data in
     for f in futures {
         f.whenSuccess { response in
             _ = try? PlaybackInfo(body: response.body)
-            _ = try? ATVAirPlay.BinaryPlist.decode(response.body)
+            _ = try? BinaryPlist.decode(response.body)
             for f in response.headers.fields {  // header values parsed elsewhere from the network
                 _ = ByteRangeRequest(header: f.value, size: 1000)
                 _ = AirPlayFeatureFlags(parsing: f.value)

@@ -6,7 +6,7 @@ import Foundation
 import Logging
 import Synchronization
 
-/// Companion as a protocol of the facade (protocols.md §6, §2): apps, power (preferred over MRP),
+/// Companion as a protocol of the facade: apps, power (preferred over MRP),
 /// keyboard, user accounts, HID buttons and media control, volume, touch; push updates of power,
 /// volume and keyboard focus. It needs credentials from `atv pair --protocol companion` (pair-verify
 /// is the only way in), so `connect` sets it up only when they exist.
@@ -48,7 +48,7 @@ public final class CompanionService: Sendable {
     let mediaControlEvents = Broadcaster<Int64>()
     let logger = Logger(label: "atv.companion")
 
-    /// `_mcF` bits (§6.6).
+    /// `_mcF` bits of the `_iMC` media-control flags event (play, pause, next, previous, volume, skip).
     enum MediaFlag: Int64 {
         case play = 0x0001, pause = 0x0002, nextTrack = 0x0004, previousTrack = 0x0008
         case volume = 0x0100, skipForward = 0x0200, skipBackward = 0x0400
@@ -101,7 +101,7 @@ public final class CompanionService: Sendable {
 
     // MARK: Connection
 
-    /// TCP, pair-verify, the session sequence (§6.4), then the initial power state.
+    /// TCP, pair-verify, the session sequence (system info, touch start, session start, TV remote start), then the initial power state.
     public func connect() async throws {
         let timeout = self.timeout
         let client = try await CompanionClient.connect(host: address, port: service.port, timeout: timeout)
@@ -254,7 +254,7 @@ public final class CompanionService: Sendable {
         }
     }
 
-    // MARK: Features (§2)
+    // MARK: Features (pyatv's FeatureName ids; see ATVCore/Features.swift)
 
     func feature(_ name: FeatureName) -> FeatureInfo {
         func flag(_ f: MediaFlag) -> FeatureInfo { has(f) ? .available : FeatureInfo(.unavailable) }
@@ -395,7 +395,7 @@ struct CompanionAccounts: UserAccounts {
     func switchAccount(_ id: String) async throws { try await companion.client.switchAccount(id) }
 }
 
-/// Every call restarts the text-input session (§6.7); a nil answer means no text field has focus.
+/// Every call restarts the text-input session (RTI `_tiStop`, then `_tiStart`); a nil answer means no text field has focus.
 struct CompanionKeyboard: Keyboard {
     let companion: CompanionService
     func textFocusState() async throws -> KeyboardFocusState {

@@ -114,7 +114,9 @@ public final class AirPlayClient: Sendable {
         defer { conn.close() }
         let r = try await conn.send(AirPlayRequests.serverInfo(), timeout: options.requestTimeout)
         try Self.check(r, "GET /server-info", host: host, port: port)
-        let dict = try BinaryPlist.decode(r.body)
+        guard let dict = try BinaryPlist.decode(r.body).dict else {
+            throw ATVError.protocolError("/server-info answer from \(host):\(port) is not a property list dictionary")
+        }
         return dict.compactMapValues { v in
             if case .int(let i) = v { return String(i) }
             return v.string ?? v.double.map { String($0) } ?? v.bool.map { String($0) }

@@ -2,7 +2,7 @@ import ATVCore
 import ATVHTTP
 import Foundation
 
-/// The AirPlay video requests, as pyatv 0.18 sends them to an AirPlay 1 receiver (§7.2): a binary
+/// The AirPlay video requests, as pyatv 0.18 sends them to an AirPlay 1 receiver: a binary
 /// plist `POST /play`, `GET /playback-info` polls, and the classic `/scrub`, `/rate`, `/stop`.
 public enum AirPlayRequests {
     public static let userAgent = "MediaControl/1.0"
@@ -12,12 +12,12 @@ public enum AirPlayRequests {
     /// body; Start-Position in seconds) plus `Start-Position-Seconds` (the explicit-seconds key
     /// newer receivers read; receivers that do not know it ignore it).
     public static func play(url: String, position: Double, sessionID: String) -> HTTPRequestMessage {
-        let body: [String: Any] = [
-            "Content-Location": url,
-            "Start-Position": position,
-            "Start-Position-Seconds": position,
-            "X-Apple-Session-ID": sessionID,
-        ]
+        let body: PlistValue = .dict([
+            "Content-Location": .string(url),
+            "Start-Position": .real(position),
+            "Start-Position-Seconds": .real(position),
+            "X-Apple-Session-ID": .string(sessionID),
+        ])
         return HTTPRequestMessage(method: "POST", uri: "/play",
                                   headers: ["User-Agent": userAgent, "Content-Type": plistType],
                                   body: BinaryPlist.encode(body))
@@ -66,7 +66,7 @@ public struct AirPlayPlayRequest: Sendable, Equatable {
 
     /// Throws `ATVError.protocolError` for a body without a `Content-Location`.
     public init(body: [UInt8]) throws {
-        if let dict = try? BinaryPlist.decode(body) {
+        if let dict = (try? BinaryPlist.decode(body))?.dict {
             guard let url = dict["Content-Location"]?.string, !url.isEmpty else {
                 throw ATVError.protocolError("/play body has no Content-Location")
             }
@@ -129,9 +129,8 @@ public struct PlaybackInfo: Sendable, Equatable {
     public init(body: [UInt8]) throws {
         self.init()
         if body.isEmpty { return }
-        let dict: [String: PlistValue]
-        do { dict = try BinaryPlist.decode(body) } catch {
-            throw ATVError.protocolError("/playback-info answer is not a property list (\(body.count) bytes)")
+        guard let dict = (try? BinaryPlist.decode(body))?.dict else {
+            throw ATVError.protocolError("/playback-info answer is not a property list dictionary (\(body.count) bytes)")
         }
         duration = dict["duration"]?.double.flatMap { $0.isFinite ? $0 : nil }
         position = dict["position"]?.double.flatMap { $0.isFinite ? $0 : nil }
@@ -149,40 +148,23 @@ public struct PlaybackInfo: Sendable, Equatable {
 
     /// The binary plist a receiver answers with (virtual Apple TV).
     public func encoded() -> [UInt8] {
-        var d: [String: Any] = [:]
-        if let duration { d["duration"] = duration }
-        if let position { d["position"] = position }
-        if let rate { d["rate"] = rate }
-        if let readyToPlay { d["readyToPlay"] = readyToPlay }
-        if let playbackBufferEmpty { d["playbackBufferEmpty"] = playbackBufferEmpty }
-        if let playbackBufferFull { d["playbackBufferFull"] = playbackBufferFull }
-        if let playbackLikelyToKeepUp { d["playbackLikelyToKeepUp"] = playbackLikelyToKeepUp }
+        var d: [String: PlistValue] = [:]
+        if let duration { d["duration"] = .real(duration) }
+        if let position { d["position"] = .real(position) }
+        if let rate { d["rate"] = .real(rate) }
+        if let readyToPlay { d["readyToPlay"] = .bool(readyToPlay) }
+        if let playbackBufferEmpty { d["playbackBufferEmpty"] = .bool(playbackBufferEmpty) }
+        if let playbackBufferFull { d["playbackBufferFull"] = .bool(playbackBufferFull) }
+        if let playbackLikelyToKeepUp { d["playbackLikelyToKeepUp"] = .bool(playbackLikelyToKeepUp) }
         if let duration {
-            d["loadedTimeRanges"] = [["start": 0.0, "duration": duration]]
-            d["seekableTimeRanges"] = [["start": 0.0, "duration": duration]]
+            d["loadedTimeRanges"] = .array([.dict(["start": .real(0), "duration": .real(duration)])])
+            d["seekableTimeRanges"] = .array([.dict(["start": .real(0), "duration": .real(duration)])])
         }
         if let error {
-            var e: [String: Any] = ["code": error.code, "domain": error.domain]
-            if let m = error.message { e["userInfo"] = ["NSLocalizedDescription": m] }
-            d["error"] = e
+            var e: [String: PlistValue] = ["code": .int(Int64(error.code)), "domain": .string(error.domain)]
+            if let m = error.message { e["userInfo"] = .dict(["NSLocalizedDescription": .string(m)]) }
+            d["error"] = .dict(e)
         }
-        return BinaryPlist.encode(d)
-    }
-}
-
-/// Binary plist helpers (Foundation's `PropertyListSerialization` reads and writes `bplist00` on Linux).
-public enum BinaryPlist {
-    public static func encode(_ dict: [String: Any]) -> [UInt8] {
-        (try? PropertyListSerialization.data(fromPropertyList: dict, format: .binary, options: 0)).map { [UInt8]($0) } ?? []
-    }
-
-    /// A dictionary at the top level, or `ATVError.protocolError`. Uses our bounds-checked parser.
-    public static func decode(_ bytes: [UInt8]) throws -> [String: PlistValue] {
-        let value: PlistValue
-        do { value = try BinaryPlistParser.parse(bytes) } catch {
-            throw ATVError.protocolError("invalid binary property list (\(error))")
-        }
-        guard let dict = value.dict else { throw ATVError.protocolError("property list is not a dictionary") }
-        return dict
+        return BinaryPlist.encode(.dict(d))
     }
 }

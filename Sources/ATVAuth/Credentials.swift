@@ -1,4 +1,4 @@
-// HAP credentials in pyatv's string format (protocols.md §4.9): `ltpk:ltsk:atv_id:client_id`,
+// HAP credentials in pyatv's string format: `ltpk:ltsk:atv_id:client_id`,
 // each field hex (lower case written, any case read).
 import ATVCore
 import Crypto

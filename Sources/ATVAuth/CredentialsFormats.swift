@@ -1,4 +1,4 @@
-// Every credential string pyatv reads and writes (protocols.md §4.9), as one type with detection.
+// Every credential string pyatv reads and writes, as one type with detection.
 import ATVCore
 
 public enum ATVCredentials: Sendable, Equatable, CustomStringConvertible {

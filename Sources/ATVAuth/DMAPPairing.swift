@@ -1,4 +1,4 @@
-// DMAP ("Remote" app) pairing, protocols.md §4.7. We act as a remote: the Apple TV finds our
+// DMAP ("Remote" app) pairing. We act as a remote: the Apple TV finds our
 // `_touch-remote._tcp` service, the user types the PIN there, and the Apple TV calls
 // `GET /pair?pairingcode=<MD5 hex>&servicename=<…>`; we answer `cmpa{cmpg, cmnm, cmty}` if the code
 // matches our GUID and PIN, else HTTP 500. Sans-I/O: `DMAPPairingHandler.handle` maps a request
@@ -42,15 +42,9 @@ public enum DMAPPairing {
 
     /// `cmpa{ cmpg(u64 GUID), cmnm(name), cmty("iPhone") }`.
     public static func responseBody(guid: String, name: String) -> [UInt8] {
-        let g = UInt64(guid, radix: 16) ?? 0
-        let inner = tag("cmpg", (0 ..< 8).reversed().map { UInt8(truncatingIfNeeded: g >> (UInt64($0) * 8)) })
-            + tag("cmnm", Array(name.utf8)) + tag("cmty", Array("iPhone".utf8))
-        return tag("cmpa", inner)
-    }
-
-    static func tag(_ name: String, _ value: [UInt8]) -> [UInt8] {
-        let n = UInt32(value.count)
-        return Array(name.utf8) + [UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)] + value
+        DMAPSerializer.serialize(.container("cmpa", [
+            .uint64("cmpg", UInt64(guid, radix: 16) ?? 0), .string("cmnm", name), .string("cmty", "iPhone"),
+        ]))
     }
 
     /// Split `/path?a=b&c=d` into the path and percent-decoded query items (never traps).

@@ -1,4 +1,4 @@
-// ChaCha20-Poly1305 session framing (protocols.md §4.4). Per-direction counters that can never
+// ChaCha20-Poly1305 session framing (nonce layouts below). Per-direction counters that can never
 // repeat: the last nonce value is used once, then the cipher refuses. A frame that fails
 // authentication (tampered, replayed, reordered, wrong key) poisons the decoder for good.
 import ATVCore

@@ -1,5 +1,6 @@
-// HKDF-SHA512 key derivation (protocols.md §4.5) and the one-shot ChaCha20-Poly1305 used inside
-// pair-setup / pair-verify messages (nonce = 4 zero bytes ‖ 8-byte ASCII label such as "PS-Msg05").
+// HKDF-SHA512 key derivation (the salts and info strings per channel below) and the one-shot
+// ChaCha20-Poly1305 used inside pair-setup / pair-verify messages (nonce = 4 zero bytes ‖ 8-byte
+// ASCII label such as "PS-Msg05").
 import ATVCore
 import Crypto
 
@@ -54,7 +55,7 @@ public struct ChannelKeys: Sendable, Equatable {
 }
 
 /// Channels whose keys are derived from a pair-verify shared secret (or, for transient pairing,
-/// from the SRP session key K), protocols.md §4.5.
+/// from the SRP session key K).
 public enum HAPChannel: Sendable, Hashable {
     case mrp
     case companion

@@ -1,4 +1,4 @@
-// Legacy AirPlay pairing ("device authentication", protocols.md §4.8), both sides, sans-I/O.
+// Legacy AirPlay pairing ("device authentication"), both sides, sans-I/O.
 //
 // Controller: POST /pair-pin-start (the device shows a PIN), then three POST /pair-setup-pin with
 // binary plists: (1) {method: "pin", user: CLIENTID} → {pk: B, salt}; (2) SRP-6a over the RFC 5054
@@ -98,7 +98,7 @@ enum LegacyCrypto {
         return Array(try! AES._CTR.encrypt(data, using: key, nonce: try! AES._CTR.Nonce(nonceBytes: iv)))
     }
 
-    static func plistRequest(_ value: BPlistValue) -> PairingHTTPRequest {
+    static func plistRequest(_ value: PlistValue) -> PairingHTTPRequest {
         PairingHTTPRequest(path: "/pair-setup-pin", headers: [
             ("User-Agent", userAgent), ("Connection", "keep-alive"),
             ("Content-Type", "application/x-apple-binary-plist"),
@@ -111,7 +111,7 @@ enum LegacyCrypto {
         ], body: body)
     }
 
-    static func decodeDict(_ body: [UInt8], step: String) throws(ATVError) -> [String: BPlistValue] {
+    static func decodeDict(_ body: [UInt8], step: String) throws(ATVError) -> [String: PlistValue] {
         guard case .dict(let d) = try BinaryPlist.decode(body) else {
             throw ATVError.protocolError("legacy pairing \(step): the device's answer is not a dictionary")
         }
@@ -174,7 +174,7 @@ public struct LegacyPairSetupClient: Sendable {
         case .awaitingStep1:
             try LegacyCrypto.checkStatus(status, step: "pair-setup step 1")
             let d = try LegacyCrypto.decodeDict(body, step: "step 1")
-            guard let B = d["pk"]?.dataValue, let salt = d["salt"]?.dataValue else {
+            guard let B = d["pk"]?.data, let salt = d["salt"]?.data else {
                 throw ATVError.protocolError("legacy pairing step 1: the device's answer lacks pk or salt")
             }
             let srp = SRPClient(parameters: .legacyAirPlay, username: credentials.userName, password: pin, secret: credentials.seed)
@@ -184,7 +184,7 @@ public struct LegacyPairSetupClient: Sendable {
         case .awaitingStep2(let session):
             try LegacyCrypto.checkStatus(status, step: "the PIN")
             let d = try LegacyCrypto.decodeDict(body, step: "step 2")
-            guard let m2 = d["proof"]?.dataValue else {
+            guard let m2 = d["proof"]?.data else {
                 throw ATVError.protocolError("legacy pairing step 2: the device's answer lacks its proof")
             }
             let K = try session.verifyServer(proof: m2)
@@ -197,7 +197,7 @@ public struct LegacyPairSetupClient: Sendable {
             var deviceKey: [UInt8]? = nil
             if !body.isEmpty {
                 let d = try LegacyCrypto.decodeDict(body, step: "step 3")
-                guard let epk = d["epk"]?.dataValue, let tag = d["authTag"]?.dataValue else {
+                guard let epk = d["epk"]?.data, let tag = d["authTag"]?.data else {
                     throw ATVError.protocolError("legacy pairing step 3: the device's answer lacks epk or authTag")
                 }
                 let (key, iv) = LegacyCrypto.setupKey(K, ivIncrement: 2)

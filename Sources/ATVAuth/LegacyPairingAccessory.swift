@@ -1,4 +1,4 @@
-// Accessory (device) side of legacy AirPlay pairing and verification (protocols.md §4.8), sans-I/O:
+// Accessory (device) side of legacy AirPlay pairing and verification, sans-I/O:
 // feed each POST's path and body to `handle`, send back the reply. Used by virtual devices and tests.
 import ATVCore
 import Crypto
@@ -71,27 +71,27 @@ public struct LegacyPairingAccessory: Sendable {
         }
     }
 
-    static func plist(_ d: [String: BPlistValue]) -> LegacyAccessoryReply {
+    static func plist(_ d: [String: PlistValue]) -> LegacyAccessoryReply {
         LegacyAccessoryReply(status: 200, contentType: "application/x-apple-binary-plist", body: BinaryPlist.encode(.dict(d)), event: nil)
     }
 
     mutating func handleSetup(_ body: [UInt8]) throws(ATVError) -> LegacyAccessoryReply {
         let d = try LegacyCrypto.decodeDict(body, step: "pair-setup-pin")
-        if d["method"]?.stringValue == "pin", let user = d["user"]?.stringValue {
+        if d["method"]?.string == "pin", let user = d["user"]?.string {
             let srp = SRPServer(parameters: .legacyAirPlay, username: user, password: pin)
             setup = .step1Done(srp)
             return Self.plist(["pk": .data(srp.publicKey), "salt": .data(srp.salt)])
         }
         switch setup {
         case .step1Done(let srp):
-            guard let A = d["pk"]?.dataValue, let proof = d["proof"]?.dataValue else {
+            guard let A = d["pk"]?.data, let proof = d["proof"]?.data else {
                 throw ATVError.protocolError("pair-setup-pin step 2 lacks pk or proof")
             }
             let (m2, K) = try srp.verifyClient(publicKey: A, proof: proof)
             setup = .step2Done(K)
             return Self.plist(["proof": .data(m2)])
         case .step2Done(let K):
-            guard let epk = d["epk"]?.dataValue, let tag = d["authTag"]?.dataValue else {
+            guard let epk = d["epk"]?.data, let tag = d["authTag"]?.data else {
                 throw ATVError.protocolError("pair-setup-pin step 3 lacks epk or authTag")
             }
             let (key, iv) = LegacyCrypto.setupKey(K, ivIncrement: 1)

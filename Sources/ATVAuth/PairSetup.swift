@@ -1,4 +1,4 @@
-// HAP pair-setup, controller side (protocols.md §4.2): M1–M6 with a PIN, or transient M1–M4.
+// HAP pair-setup, controller side: M1–M6 with a PIN, or transient M1–M4.
 // Sans-I/O: feed the device's TLV bytes to `handle`, send what it returns. Fails closed: the
 // device's SRP proof (M4) and Ed25519 signature (M6) are verified; any mismatch is an error and
 // the state machine refuses further input. Nothing is returned to store unless M6 verified.

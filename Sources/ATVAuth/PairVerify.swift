@@ -1,4 +1,4 @@
-// HAP pair-verify, controller side (protocols.md §4.3), from stored credentials. Fails closed:
+// HAP pair-verify, controller side (M1–M4), from stored credentials. Fails closed:
 // the accessory's identifier must match and its Ed25519 signature in M2 must verify against the
 // stored LTPK; an Error item in M4 is an error.
 import ATVCore

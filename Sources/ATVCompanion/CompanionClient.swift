@@ -222,7 +222,7 @@ public actor CompanionClient {
         try write(.encryptedOPACK, CompanionMessage.event(name, content, xid: x).encoded())
     }
 
-    /// The connection sequence after pair-verify (§6.4): system info, touch, session, TV remote
+    /// The connection sequence after pair-verify: system info, touch, session, TV remote
     /// session (errors ignored), text input, and interest in media-control and power events.
     public func startSession(name: String = "swift-atv", model: String = "swift-atv", clientID: [UInt8] = [],
                              deviceID: String = "AA:BB:CC:00:00:01") async throws {
@@ -283,7 +283,7 @@ public actor CompanionClient {
         try await request("_mcc", .dict([("_mcc", .int(command.rawValue))] + extra))
     }
 
-    // MARK: Text input (RTI, §6.7): every call restarts the text-input session, as pyatv does.
+    // MARK: Text input (RTI): every call restarts the text-input session, as pyatv does.
 
     /// The focused text field's content; nil when no text field has focus.
     public func textGet() async throws -> String? { try await textInput(nil, clear: false) }
@@ -334,21 +334,4 @@ public actor CompanionClient {
         try? await channel.close()
         reader?.cancel()
     }
-}
-
-/// Forwards received bytes to an AsyncStream; nil marks the end.
-final class ByteForwarder: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-    let continuation: AsyncStream<[UInt8]?>.Continuation
-    init(_ c: AsyncStream<[UInt8]?>.Continuation) { continuation = c }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buf = unwrapInboundIn(data)
-        continuation.yield(buf.readBytes(length: buf.readableBytes) ?? [])
-    }
-    func channelInactive(context: ChannelHandlerContext) {
-        continuation.yield(nil)
-        continuation.finish()
-    }
-    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
 }

@@ -1,5 +1,4 @@
-// Companion frame types, auth payloads and the E_OPACK message envelope (protocols.md §6.1, §6.3,
-// §4.6). The byte framing itself (type ‖ 3-byte BE length ‖ payload, encrypted after pair-verify)
+// Companion frame types, auth payloads and the E_OPACK message envelope. The byte framing itself (type ‖ 3-byte BE length ‖ payload, encrypted after pair-verify)
 // is ATVAuth's CompanionFrameEncoder/Decoder.
 import ATVAuth
 import ATVCore
@@ -119,19 +118,19 @@ public struct CompanionMessage: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// HID button codes (`_hidC`), §6.5.
+/// HID button codes (`_hidC`).
 public enum CompanionHIDButton: Int64, Sendable, CaseIterable {
     case up = 1, down, left, right, menu, select, home, volumeUp, volumeDown, siri, screensaver,
          sleep, wake, playPause, channelIncrement, channelDecrement, guide, pageUp, pageDown
 }
 
-/// `_mcc` media-control commands, §6.5.
+/// `_mcc` media-control commands.
 public enum CompanionMediaCommand: Int64, Sendable, CaseIterable {
     case play = 1, pause, nextTrack, previousTrack, getVolume, setVolume, skipBy,
          fastForwardBegin, fastForwardEnd, rewindBegin, rewindEnd, getCaptionSettings, setCaptionSettings
 }
 
-/// SystemStatus `state` values, §6.5.
+/// SystemStatus `state` values.
 public enum CompanionSystemStatus: Int64, Sendable {
     case asleep = 1, screensaver = 2, awake = 3, idle = 4
 }

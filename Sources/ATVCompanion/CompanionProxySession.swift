@@ -1,4 +1,4 @@
-// One proxied Companion connection, sans-I/O (atvproxy's companion mode, protocols.md §11.3):
+// One proxied Companion connection, sans-I/O (atvproxy's companion mode):
 // a controller (the Remote app, pyatv) pairs and pair-verifies with us as an accessory; we
 // pair-verify with the real device using stored credentials; then every frame is decrypted on one
 // side and re-encrypted on the other, and surfaced to the caller for logging.

@@ -1,4 +1,4 @@
-// OPACK, Apple's compact binary object encoding used by Companion (protocols.md §6.2).
+// OPACK, Apple's compact binary object encoding used by Companion.
 // Sans-I/O: `OPACK.decode` and `OPACK.encode` are pure functions on byte arrays.
 //
 // Deliberate choices (Appendix A.4):

@@ -3,6 +3,7 @@
 // protocol message (Companion `opack=<hex>`, DMAP `dmap=<hex>`), a decoded tree. Never traps on
 // arbitrary input: unknown lines become continuation lines or plain entries.
 import ATVAuth
+import ATVCore
 import ATVCompanion
 import ATVDMAP
 import ATVMRP

@@ -1,6 +1,6 @@
 import ATVCore
 
-/// Artwork of the current item (§5.4): its identifier, the URLs to try and the in-band reply.
+/// Artwork of the current item: its identifier, the URLs to try and the in-band reply.
 public enum MRPArtwork {
     /// An identifier for the current artwork, nil if the item has none: `artworkIdentifier`, else
     /// `contentIdentifier`, else the item identifier — only when artwork is available or has a URL.

@@ -1,7 +1,7 @@
 import ATVAuth
 import ATVCore
 
-/// One end of an MRP byte stream, sans I/O (§4.4, §5.1): length-prefixed ProtocolMessages,
+/// One end of an MRP byte stream, sans I/O: varint-length-prefixed ProtocolMessages,
 /// ChaCha20-Poly1305 encrypted (nonce = 4 zero bytes ‖ u64 LE counter, no AAD, length includes
 /// the tag) once `enableEncryption` was called after pair-verify. Either side can use it.
 public struct MRPChannel: Sendable {

@@ -1,6 +1,6 @@
 import ATVCore
 
-/// Playback commands (§5.4): which SEND_COMMAND to send for a user action, given the state.
+/// Playback commands: which SEND_COMMAND to send for a user action, given the state.
 public enum MRPCommands {
     /// Skip interval when neither the caller nor the device gives one.
     public static let defaultSkipInterval: Double = 15

@@ -1,4 +1,4 @@
-// Controller side of an MRP connection over TCP (§5.1, §5.2): a thin SwiftNIO/actor shell around
+// Controller side of an MRP connection over TCP: a thin SwiftNIO/actor shell around
 // the sans-I/O `MRPChannel` (framing + encryption), `MRPHandshake` and the HAP state machines.
 import ATVAuth
 import ATVCore
@@ -24,8 +24,8 @@ public actor MRPConnection {
 
     public nonisolated let host: String
     public nonisolated let port: Int
-    /// How messages travel: varint-framed on a TCP connection of its own (§5.1), or in "sync"
-    /// frames of an AirPlay 2 data stream (§5.5; its HAP encryption is added by `configure`).
+    /// How messages travel: varint-framed on a TCP connection of its own, or in "sync"
+    /// frames of an AirPlay 2 data stream (stream SETUP type 130; its HAP encryption is added by `configure`).
     public enum Transport: Sendable { case direct, airPlayDataStream }
 
     let channel: Channel
@@ -70,7 +70,7 @@ public actor MRPConnection {
                 .channelInitializer { ch in
                     ch.eventLoop.makeCompletedFuture {
                         try configure?(ch)
-                        try ch.pipeline.syncOperations.addHandler(MRPByteForwarder(cont))
+                        try ch.pipeline.syncOperations.addHandler(ByteForwarder(cont))
                     }
                 }
                 .connect(host: host, port: port).get()
@@ -203,7 +203,7 @@ public actor MRPConnection {
 
     // MARK: Handshake and pairing
 
-    /// The connection sequence (§5.2): DEVICE_INFO, pair-verify + encryption when there are
+    /// The connection sequence: DEVICE_INFO, pair-verify + encryption when there are
     /// credentials, SET_CONNECTION_STATE, CLIENT_UPDATES_CONFIG, GET_KEYBOARD_SESSION.
     /// - Returns: the device's DEVICE_INFO.
     @discardableResult
@@ -238,7 +238,7 @@ public actor MRPConnection {
         return Array(reply.MRPcryptoPairingMessage.pairingData)
     }
 
-    /// HAP pair-verify over CRYPTO_PAIRING (§4.3, §4.6), then every message is encrypted.
+    /// HAP pair-verify over CRYPTO_PAIRING (TLV8 in `pairingData`), then every message is encrypted.
     public func pairVerify(_ credentials: HAPCredentials, timeout: Duration = .seconds(MRPHandshake.replyTimeout)) async throws {
         var v = HAPPairVerifyClient(credentials: credentials)
         var tlv = try await exchangePairing(try v.start(), timeout: timeout)
@@ -252,7 +252,7 @@ public actor MRPConnection {
         }
     }
 
-    /// PIN pair-setup (§4.2) after DEVICE_INFO: returns credentials in pyatv's format. The device's
+    /// PIN pair-setup (HAP M1–M6) after DEVICE_INFO: returns credentials in pyatv's format. The device's
     /// SRP proof and M6 signature are verified; nothing is returned otherwise.
     public func pairSetup(pin: String, identity: HAPIdentity = HAPIdentity(identifier: UUID().uuidString.lowercased()),
                           name: String = "swift-atv", osBuild: String = "18M60",
@@ -306,24 +306,7 @@ public actor MRPConnection {
     }
 }
 
-/// Forwards received bytes to an AsyncStream; nil marks the end.
-final class MRPByteForwarder: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-    let continuation: AsyncStream<[UInt8]?>.Continuation
-    init(_ c: AsyncStream<[UInt8]?>.Continuation) { continuation = c }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buf = unwrapInboundIn(data)
-        continuation.yield(buf.readBytes(length: buf.readableBytes) ?? [])
-    }
-    func channelInactive(context: ChannelHandlerContext) {
-        continuation.yield(nil)
-        continuation.finish()
-    }
-    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
-}
-
-/// An opened MRP tunnel (protocols.md §5.5): the data channel's address, the handlers it needs
+/// An opened MRP tunnel (AirPlay 2 stream SETUP type 130): the data channel's address, the handlers it needs
 /// (HAP encryption with the DataStream keys), and the session carrying it.
 public struct MRPTunnelEndpoint: Sendable {
     public var host: String

@@ -1,4 +1,4 @@
-// MRP over the AirPlay 2 data stream (protocols.md §5.5 step 6), sans I/O: the 32-byte frame
+// MRP over the AirPlay 2 data stream (the channel of stream SETUP type 130), sans I/O: the 32-byte frame
 // header, the binary-plist payload `{"params": {"data": <varint-prefixed ProtocolMessages>}}`, and
 // the rule that every "sync" frame is answered with a header-only "rply". HAP encryption of the
 // stream (DataStream keys) is the transport's business, not this file's.

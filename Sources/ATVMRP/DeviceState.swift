@@ -1,6 +1,6 @@
 import ATVCore
 
-/// Device-level MRP state (§5.4): device info, power, volume and output devices. A pure value type
+/// Device-level MRP state: device info, power, volume and output devices. A pure value type
 /// like `MRPPlayerState`: `apply(_:)` returns the push updates a message causes.
 public struct MRPDeviceState: Sendable, Equatable {
     /// The last DEVICE_INFO or DEVICE_INFO_UPDATE.
@@ -99,7 +99,7 @@ public struct MRPDeviceState: Sendable, Equatable {
     }
 }
 
-/// MRP's feature table (§2): fixed claims plus what the player and device state allow now.
+/// MRP's feature table (pyatv's FeatureName ids): fixed claims plus what the player and device state allow now.
 public struct MRPFeatures: Features {
     public var player: MRPPlayerState
     public var device: MRPDeviceState

@@ -1,6 +1,6 @@
 import ATVCore
 
-/// Protobuf base-128 varints, as MRP uses them for its length prefix (§5.1).
+/// Protobuf base-128 varints, as MRP uses them for its length prefix.
 public enum MRPVarint {
     /// Longest varint of a 64-bit value.
     public static let maxLength = 10

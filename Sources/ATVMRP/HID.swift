@@ -1,7 +1,7 @@
 import ATVCore
 import Foundation
 
-/// Remote-control buttons sent as HID events (§5.4): (usage page, usage).
+/// Remote-control buttons sent as HID events: (usage page, usage).
 public enum MRPHIDKey: String, Sendable, CaseIterable {
     case up, down, left, right, select, menu, suspend, wakeUp, stop, next, previous, topMenu, home
     case volumeUp, volumeDown
@@ -94,7 +94,7 @@ public enum MRPHID {
         return out
     }
 
-    /// Turning the device off: Home held for 1 s, 0.1 s pause, then Select (§5.4).
+    /// Turning the device off: Home held for 1 s, 0.1 s pause, then Select (as pyatv does).
     public static func turnOffSteps() -> [MRPHIDStep] {
         steps(.home, .hold) + [.sleep(0.1)] + steps(.select)
     }

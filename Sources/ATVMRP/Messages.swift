@@ -2,11 +2,11 @@ import ATVCore
 import Foundation
 import SwiftProtobuf
 
-/// Builders for the messages swift-atv sends (§5.2, §5.4). Every message gets a fresh upper-case
+/// Builders for the messages swift-atv sends. Every message gets a fresh upper-case
 /// UUID as `uniqueIdentifier`; `identifier` (request/response correlation) is set by whoever
 /// sends and waits for a reply.
 public enum MRPMessages {
-    /// Client identity sent in DEVICE_INFO (pyatv's values, §5.2).
+    /// Client identity sent in DEVICE_INFO (pyatv's values).
     public struct ClientInfo: Sendable, Equatable {
         public var pairingID: String
         public var name: String
@@ -86,7 +86,7 @@ public enum MRPMessages {
         return m
     }
 
-    /// CRYPTO_PAIRING carrying HAP TLV8 bytes (§4.6): `state` = 2 only on pair-setup M1, else 0.
+    /// CRYPTO_PAIRING carrying HAP TLV8 bytes: `state` = 2 only on pair-setup M1, else 0.
     public static func cryptoPairing(_ tlv: [UInt8], isPairSetupM1: Bool = false) -> MRPProtocolMessage {
         var m = message(.cryptoPairing)
         m.MRPcryptoPairingMessage.pairingData = Data(tlv)

@@ -2,7 +2,7 @@ import ATVCore
 import Foundation
 import SwiftProtobuf
 
-/// Now-playing state of an MRP device, per client (app) and player (§5.3). A pure value type:
+/// Now-playing state of an MRP device, per client (app) and player. A pure value type:
 /// feed it every received message with `apply(_:)`, then read `playing(at:)`, `app` and `feature(_:)`.
 public struct MRPPlayerState: Sendable, Equatable {
     /// The player identifier a client uses when none was made active explicitly.
@@ -174,7 +174,7 @@ public struct MRPPlayerState: Sendable, Equatable {
         return client.defaultSupportedCommands.first(where: { $0.command == command })
     }
 
-    /// The effective device state of the active player (§5.3).
+    /// The effective device state of the active player.
     public var deviceState: DeviceState {
         guard let player = activePlayer, let state = player.playbackState else { return .idle }
         let metadata = player.metadata
@@ -253,7 +253,7 @@ public struct MRPPlayerState: Sendable, Equatable {
 
     // MARK: - Features
 
-    /// The state of the features that depend on now-playing state (§2, MRP); nil for features
+    /// The state of the features that depend on now-playing state (MRP); nil for features
     /// this type does not decide (navigation, power, volume, output devices, …).
     public func featureState(_ name: FeatureName) -> FeatureState? {
         func has(_ present: (MRPContentItemMetadata) -> Bool) -> FeatureState {

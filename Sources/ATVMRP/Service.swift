@@ -1,4 +1,4 @@
-// MRP as a set of user-facing interfaces (§5.3, §5.4): one connection, the now-playing and device
+// MRP as a set of user-facing interfaces: one connection, the now-playing and device
 // state fed by every message the device sends, and RemoteControl / Metadata / PushUpdater / Audio /
 // Power / Features on top.
 import ATVAuth
@@ -72,7 +72,7 @@ public final class MRPService: Sendable {
         var tunnel: MRPTunnelEndpoint?
         let conn: MRPConnection
         if let openTunnel {
-            // MRP over AirPlay 2 (§5.5): no MRP pair-verify (the data stream is encrypted) and no
+            // MRP over the AirPlay 2 data stream (tvOS 15+): no MRP pair-verify (the data stream is encrypted) and no
             // MRP heartbeat (`/feedback` keeps the session alive).
             let t = try await openTunnel()
             tunnel = t
@@ -253,7 +253,7 @@ extension MRPService: Metadata {
         return id
     }
 
-    /// The artwork of the current item (§5.4): its http URLs first (`artworkIdentifier` template,
+    /// The artwork of the current item: its http URLs first (`artworkIdentifier` template,
     /// `artworkURL`), else in-band (PLAYBACK_QUEUE_REQUEST); nil when the item has none.
     public func artwork(width: Int?, height: Int?) async throws -> ArtworkInfo? {
         let conn = try connection()
@@ -375,7 +375,7 @@ extension MRPService: Power {
         try await awaitingPower(.on, enabled: awaitNewState) { try await conn.send(MRPMessages.wakeDevice()) }
     }
 
-    /// Home held for 1 s, then Select (§5.4); with `awaitNewState`, waits (≤ 5 s) until it reports off.
+    /// Home held for 1 s, then Select (how pyatv turns the device off); with `awaitNewState`, waits (≤ 5 s) until it reports off.
     public func turnOff(awaitNewState: Bool) async throws {
         try await awaitingPower(.off, enabled: awaitNewState) { try await run(MRPHID.turnOffSteps()) }
     }

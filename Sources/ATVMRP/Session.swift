@@ -1,6 +1,6 @@
 import ATVCore
 
-/// The MRP connection sequence (§5.2) as data: the connection shell executes the steps in order.
+/// The MRP connection sequence as data: the connection shell executes the steps in order.
 public enum MRPHandshake {
     public enum Step: Sendable, Equatable {
         /// Send and wait for the reply with the same correlation key.
@@ -28,7 +28,7 @@ public enum MRPHandshake {
     public static let replyTimeout: Double = 5
 }
 
-/// Request/response correlation (§5.2): a reply carries the request's `identifier`; messages
+/// Request/response correlation: a reply carries the request's `identifier`; messages
 /// without one (e.g. CRYPTO_PAIRING replies) are matched by type.
 public enum MRPCorrelation {
     public static func key(_ message: MRPProtocolMessage) -> String {

@@ -19,62 +19,32 @@ public struct RAOPTrackInfo: Sendable, Equatable {
         self.init(title: metadata.title, artist: metadata.artist, album: metadata.album)
     }
 
-    /// `mlit` container with `minm`, `asal`, `asar` (absent fields are left out).
+    /// `mlit` container with `minm`, `asal`, `asar` (absent fields are left out), written by
+    /// ATVCore's DMAP codec.
     public var dmapBytes: [UInt8] {
-        var inner: [UInt8] = []
-        if let title { inner += DMAP.tag("minm", Array(title.utf8)) }
-        if let album { inner += DMAP.tag("asal", Array(album.utf8)) }
-        if let artist { inner += DMAP.tag("asar", Array(artist.utf8)) }
-        return DMAP.tag("mlit", inner)
+        var inner: [DMAPElement] = []
+        if let title { inner.append(.string("minm", title)) }
+        if let album { inner.append(.string("asal", album)) }
+        if let artist { inner.append(.string("asar", artist)) }
+        return DMAPSerializer.serialize(.container("mlit", inner))
     }
 
-    /// Decodes an `mlit` container (or a bare list of tags); unknown tags are ignored.
-    public init(dmap bytes: [UInt8]) throws {
-        var items = try DMAP.parse(bytes)
-        if items.count == 1, items[0].tag == "mlit" { items = try DMAP.parse(items[0].value) }
+    /// Decodes an `mlit` container (or a bare list of tags); unknown tags are ignored. Malformed
+    /// DMAP is `ATVError.protocolError`.
+    public init(dmap bytes: [UInt8]) throws(ATVError) {
+        var items: [DMAPElement]
+        do { items = try DMAPParser.parse(bytes) } catch {
+            throw ATVError.protocolError("malformed DMAP metadata: \(error)")
+        }
+        if items.count == 1, items[0].tag == "mlit", let inner = items[0].value.container { items = inner }
         for item in items {
-            let text = String(decoding: item.value, as: UTF8.self)
             switch item.tag {
-            case "minm": title = text
-            case "asal": album = text
-            case "asar": artist = text
+            case "minm": title = item.value.string
+            case "asal": album = item.value.string
+            case "asar": artist = item.value.string
             default: break
             }
         }
-    }
-}
-
-/// Minimal DMAP tag codec: 4-byte code ‖ u32 BE length ‖ value.
-public enum DMAP {
-    public struct Item: Sendable, Equatable {
-        public var tag: String
-        public var value: [UInt8]
-    }
-
-    public static func tag(_ code: String, _ value: [UInt8]) -> [UInt8] {
-        var w = ByteWriter(capacity: 8 + value.count)
-        var code4 = Array(code.utf8.prefix(4))
-        while code4.count < 4 { code4.append(0x20) }
-        w.append(code4)
-        w.u32(UInt32(truncatingIfNeeded: value.count))
-        w.append(value)
-        return w.bytes
-    }
-
-    /// Splits a byte string into consecutive tags (one level). Throws on truncation.
-    public static func parse(_ bytes: [UInt8]) throws -> [Item] {
-        var items: [Item] = []
-        var i = 0
-        let r = ByteReader(bytes)
-        while i < bytes.count {
-            guard i + 8 <= bytes.count else { throw ATVError.protocolError("truncated DMAP tag header") }
-            let length = Int(try r.u32(i + 4))
-            guard length <= bytes.count - i - 8 else { throw ATVError.protocolError("DMAP tag length \(length) exceeds the data") }
-            let code = String(decoding: bytes[i..<(i + 4)], as: UTF8.self)
-            items.append(Item(tag: code, value: Array(bytes[(i + 8)..<(i + 8 + length)])))
-            i += 8 + length
-        }
-        return items
     }
 }
 

@@ -158,7 +158,7 @@ final class HomePodConnection: @unchecked Sendable {
 
     private func infoPlist() -> [UInt8] {
         let c = config
-        let info: [String: BPlistValue] = [
+        let info: [String: PlistValue] = [
             "name": .string(c.name),
             "deviceID": .string(c.deviceID.uppercased()),
             "macAddress": .string(c.deviceID.uppercased()),
@@ -190,7 +190,7 @@ final class HomePodConnection: @unchecked Sendable {
         let tlv = try? TLV8.decode(request.body)
         let isTransientM1 = tlv?.byte(.state) == 1 && (tlv?.byte(.flags) ?? 0) & TLV8.transientFlag != 0
         if config.transientError, isTransientM1 || request.headers["X-Apple-HKP"] == "4" {
-            // 200 with an in-band error, then nothing useful (airplay2-sender.md §4.3 step 3).
+            // 200 with an in-band TLV8 error (kTLVError), as some receivers answer transient M1.
             let seq = (tlv?.byte(.state) ?? 1) &+ 1
             ok.body = TLV8([.init(.state, [seq]), .init(.error, [TLV8.ErrorCode.authentication.rawValue])]).encoded()
             shared.update { $0.pairingFailures.append("transient pair-setup refused (transient-error mode)") }
@@ -367,7 +367,7 @@ final class HomePodConnection: @unchecked Sendable {
         }
     }
 
-    /// Stream SETUP type 130 (protocols.md §5.5 step 5): a TCP data channel encrypted with the
+    /// Stream SETUP type 130 (the MRP tunnel): a TCP data channel encrypted with the
     /// DataStream keys (salt includes the sender's `seed`), carrying MRP to the embedded device.
     private func setupRemoteControl(_ s: [String: PlistValue], _ request: RTSPRequest, _ ok: RTSPResponse) -> EventLoopFuture<HomePodReply> {
         guard let secret else { return reply(response(470, for: request, reason: "Connection Authorization Required")) }

@@ -8,7 +8,8 @@ import NIOPosix
 import Synchronization
 
 /// A virtual HomePod: the AirPlay 2 receiver side as pyatv 0.18 and real HomePods speak it
-/// (airplay2-sender.md §4, protocols.md §4 / §8). One TCP port serves `GET /info`, HAP pairing
+/// (transient or PIN HAP pairing, encrypted RTSP, realtime audio). One TCP port serves
+/// `GET /info`, HAP pairing
 /// (`/pair-pin-start`, transient and PIN `/pair-setup`, `/pair-verify`), then RTSP over the
 /// HAP-encrypted connection: session SETUP (event channel, NTP timing), stream SETUP (type 96
 /// real-time audio, `ct` 1 PCM or 2 ALAC, key `shk`), RECORD, FLUSH, SET_PARAMETER, GET_PARAMETER,
@@ -53,7 +54,7 @@ public final class VirtualHomePod: Sendable {
         public var requireUserAgent: Bool
         /// Refuse session requests (SETUP, RECORD, ...) on an unencrypted connection with 470.
         public var requirePairing: Bool
-        /// Answer transient pair-setup M1 with 200 and an in-band TLV error (airplay2-sender.md §4.3 step 3).
+        /// Answer transient pair-setup M1 with 200 and an in-band TLV8 error (kTLVError), as some receivers do.
         public var transientError: Bool
         /// Close the event channel this long after the sender connected to it.
         public var dropEventChannelAfter: Duration?
@@ -198,7 +199,7 @@ public final class VirtualHomePod: Sendable {
         shared.events.finish()
     }
 
-    /// `_airplay._tcp` and `_raop._tcp` like a HomePod advertises them (protocols.md §3.2); with
+    /// `_airplay._tcp` and `_raop._tcp` like a HomePod advertises them; with
     /// `raop: false` only `_airplay._tcp`, as several third-party AirPlay 2 receivers do.
     public func mdnsServices(address: String = "127.0.0.1", raop includeRAOP: Bool = true) -> [MDNSService] {
         let c = configuration
@@ -239,7 +240,7 @@ final class HomePodShared: Sendable {
     let events = Broadcaster<HomePodEvent>(bufferingPolicy: .unbounded)
     let controllers: Mutex<[HAPPairedController]>
     private let openChannels = Mutex<[ObjectIdentifier: Channel]>([:])
-    /// MRP over the AirPlay 2 data stream (protocols.md §5.5).
+    /// MRP over the AirPlay 2 data stream (stream SETUP type 130).
     let mrp: VirtualMRP
 
     init(configuration: VirtualHomePod.Configuration) throws {

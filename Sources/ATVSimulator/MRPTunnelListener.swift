@@ -1,4 +1,4 @@
-// The receiver's half of the MRP tunnel (protocols.md §5.5 steps 5–6), shared by the virtual
+// The receiver's half of the MRP tunnel (MRP in AirPlay 2 data-stream frames), shared by the virtual
 // HomePod and the virtual Apple TV: stream SETUP type 130 derives the DataStream keys from the
 // sender's `seed`, binds a TCP data channel, and every connection to it carries MRP (DataStream
 // frames under HAP encryption) to one `VirtualMRP`.

@@ -65,12 +65,8 @@ final class SpeakerSession: @unchecked Sendable {
         case ("OPTIONS", _):
             response.headers.set("Public", "ANNOUNCE, SETUP, RECORD, PAUSE, FLUSH, TEARDOWN, OPTIONS, GET_PARAMETER, SET_PARAMETER, POST, GET")
         case ("GET", "/info"):
-            if let body = infoPlist() {
-                response.headers.set("Content-Type", "application/x-apple-binary-plist")
-                response.body = body
-            } else {
-                response = status(500, for: request)
-            }
+            response.headers.set("Content-Type", "application/x-apple-binary-plist")
+            response.body = infoPlist()
         case ("POST", "/auth-setup"), ("POST", "/feedback"):
             break
         case ("ANNOUNCE", _):
@@ -119,21 +115,17 @@ final class SpeakerSession: @unchecked Sendable {
         return r
     }
 
-    private func infoPlist() -> [UInt8]? {
-        let info: [String: Any] = [
-            "name": config.name,
-            "deviceID": config.deviceID,
-            "macAddress": config.deviceID,
-            "model": "AudioAccessory1,1",
-            "manufacturer": "swift-atv",
-            "sourceVersion": "366.0",
-            "statusFlags": 4,
-            "audioLatencies": [["inputLatencyMicros": 0, "outputLatencyMicros": 0, "type": 100]],
-        ]
-        guard let data = try? PropertyListSerialization.data(fromPropertyList: info, format: .binary, options: 0) else {
-            return nil
-        }
-        return [UInt8](data)
+    private func infoPlist() -> [UInt8] {
+        BinaryPlist.encode(.dict([
+            "name": .string(config.name),
+            "deviceID": .string(config.deviceID),
+            "macAddress": .string(config.deviceID),
+            "model": .string("AudioAccessory1,1"),
+            "manufacturer": .string("swift-atv"),
+            "sourceVersion": .string("366.0"),
+            "statusFlags": .int(4),
+            "audioLatencies": .array([.dict(["inputLatencyMicros": .int(0), "outputLatencyMicros": .int(0), "type": .int(100)])]),
+        ]))
     }
 
     private func beginIfNeeded() {

@@ -56,7 +56,7 @@ public final class VirtualAppleTV: Sendable {
         /// The accessory's long-term identity (pairing identifier, Ed25519 key).
         public var identity: HAPIdentity
         /// The tvOS version in the TXT (`osvers`), nil for none. With 15 or later (and HAP
-        /// credentials) senders reach MRP through the AirPlay 2 tunnel (protocols.md §5.5).
+        /// credentials) senders reach MRP through the AirPlay 2 tunnel (stream SETUP type 130).
         public var osVersion: String?
 
         public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv Apple TV",
@@ -345,26 +345,29 @@ final class AppleTVCore: Sendable {
         }
     }
 
-    private func plist(_ d: [String: Any]) -> HTTPServerResponse {
-        HTTPServerResponse(status: 200, headers: ["Content-Type": AirPlayRequests.plistType], bytes: BinaryPlist.encode(d))
+    private func plist(_ d: [String: PlistValue]) -> HTTPServerResponse {
+        HTTPServerResponse(status: 200, headers: ["Content-Type": AirPlayRequests.plistType], bytes: BinaryPlist.encode(.dict(d)))
     }
 
     private var featureValue: Int {
         Int(truncatingIfNeeded: AirPlayFeatureFlags(parsing: configuration.advertisedFeatures)?.rawValue ?? 1)
     }
 
-    private func serverInfo() -> [String: Any] {
-        ["deviceid": configuration.deviceID, "features": featureValue, "model": configuration.model,
-         "protovers": "1.0", "srcvers": "220.68", "macAddress": configuration.deviceID, "osBuildVersion": "12H847"]
+    private func serverInfo() -> [String: PlistValue] {
+        ["deviceid": .string(configuration.deviceID), "features": .int(Int64(featureValue)), "model": .string(configuration.model),
+         "protovers": .string("1.0"), "srcvers": .string("220.68"), "macAddress": .string(configuration.deviceID),
+         "osBuildVersion": .string("12H847")]
     }
 
-    private func info() -> [String: Any] {
-        var d: [String: Any] = ["deviceID": configuration.deviceID, "features": featureValue, "model": configuration.model,
-                                "name": configuration.name, "sourceVersion": "220.68", "statusFlags": 4,
-                                "macAddress": configuration.deviceID, "protocolVersion": "1.0"]
+    private func info() -> [String: PlistValue] {
+        var d: [String: PlistValue] = [
+            "deviceID": .string(configuration.deviceID), "features": .int(Int64(featureValue)), "model": .string(configuration.model),
+            "name": .string(configuration.name), "sourceVersion": .string("220.68"), "statusFlags": .int(4),
+            "macAddress": .string(configuration.deviceID), "protocolVersion": .string("1.0"),
+        ]
         if configuration.usesPairingFront {
-            d["pk"] = Data(configuration.identity.publicKey)
-            d["pi"] = String(decoding: configuration.identity.identifier, as: UTF8.self).lowercased()
+            d["pk"] = .data(configuration.identity.publicKey)
+            d["pi"] = .string(String(decoding: configuration.identity.identifier, as: UTF8.self).lowercased())
         }
         return d
     }

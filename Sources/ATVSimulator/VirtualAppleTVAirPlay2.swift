@@ -1,4 +1,4 @@
-// The AirPlay 2 / pairing front of `VirtualAppleTV` (protocols.md §7, airplay2-sender.md §4):
+// The AirPlay 2 / pairing front of `VirtualAppleTV`:
 // one TCP port that speaks HTTP/1.1 and RTSP, HAP pairing (`/pair-pin-start`, PIN pair-setup
 // HKP 3, transient pair-setup HKP 4, `/pair-verify`), then everything over HAP encryption with
 // the Control keys: session SETUP (event channel), RECORD, `/feedback`, and the video endpoints
@@ -262,7 +262,7 @@ final class AppleTVAirPlay2Connection: Sendable {
         return AppleTVReply(response: out)
     }
 
-    /// Stream SETUP type 130 (protocols.md §5.5 step 5): a data channel carrying MRP to the same
+    /// Stream SETUP type 130 (the MRP tunnel): a data channel carrying MRP to the same
     /// device the direct MRP port serves (state, commands and pushes are shared).
     private func setupRemoteControl(_ s: [String: PlistValue], _ r: RTSPRequest, _ ok: RTSPResponse,
                                     secret: [UInt8], mrp: VirtualMRP) async -> AppleTVReply {

@@ -7,7 +7,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// A virtual Apple TV, Companion side (protocols.md §6): HAP pair-setup with a PIN and pair-verify
+/// A virtual Apple TV, Companion side: HAP pair-setup with a PIN and pair-verify
 /// over Companion frames, then encrypted E_OPACK requests — system info, sessions, the app list and
 /// launching, user accounts, HID buttons (sleep/wake change the power state and push
 /// `SystemStatus`/`TVSystemStatus` events to subscribers), media control volume. Requests it does
@@ -258,7 +258,7 @@ public final class VirtualCompanion: Sendable {
         }
     }
 
-    /// `_mcF` of `_iMC`: play, pause, next, previous, volume, skip forward/backward (§6.6).
+    /// `_mcF` of `_iMC`: play, pause, next, previous, volume, skip forward/backward.
     public static let mediaControlFlags: Int64 = 0x0001 | 0x0002 | 0x0004 | 0x0008 | 0x0100 | 0x0200 | 0x0400
 
     public var volume: Double { state.withLock { $0.volume } }

@@ -8,7 +8,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// A virtual Apple TV, MRP side (protocols.md §5): answers DEVICE_INFO, HAP pair-setup with a PIN
+/// A virtual Apple TV, MRP side: answers DEVICE_INFO, HAP pair-setup with a PIN
 /// and pair-verify over CRYPTO_PAIRING (then everything is encrypted), and plays a scripted queue
 /// of tracks: every `advanceInterval` seconds of playing it moves to the next track. Connections that
 /// sent CLIENT_UPDATES_CONFIG get the now-playing state and volume pushed on every change. It obeys
@@ -141,7 +141,7 @@ public final class VirtualMRP: Sendable {
         var poweredOn = true
         /// UIDs of the other output devices in this device's group.
         var grouped: [String] = []
-        /// When Home went down; a hold (≥ 0.8 s) arms the sleep menu, Select then sleeps (§5.4 turn_off).
+        /// When Home went down; a hold (≥ 0.8 s) arms the sleep menu, Select then sleeps (pyatv's turn_off).
         var homeDownAt: Date?
         var sleepMenuOpen = false
     }

@@ -32,7 +32,7 @@ import Crypto
     }
 
     @Test func pyatvFakeDeviceIdentity() throws {
-        // protocols.md §12.2: seed aa×32.
+        // pyatv's test vector: seed aa×32.
         let id = HAPIdentity.pyatvFakeDevice
         #expect(id.publicKey == hex("e734ea6c2b6257de72355e472aa05a4c487e6b463c029ed306df2f01b5636b58"))
         let x = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: [UInt8](repeating: 0xAA, count: 32))

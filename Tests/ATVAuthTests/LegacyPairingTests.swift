@@ -151,13 +151,13 @@ enum Recorded {
 @Suite struct BinaryPlistTests {
     @Test func decodesRecordedBodies() throws {
         let d = try BinaryPlist.decode(hex(Recorded.step1Resp))
-        #expect(d["pk"]?.dataValue?.count == 256)
-        #expect(d["salt"]?.dataValue == hex("fca6dcb6b83a7c716a692f806e915954"))
+        #expect(d["pk"]?.data?.count == 256)
+        #expect(d["salt"]?.data == hex("fca6dcb6b83a7c716a692f806e915954"))
         #expect(try BinaryPlist.decode(hex(Recorded.step1)) == .dict(["method": .string("pin"), "user": .string(Recorded.clientID)]))
     }
 
     @Test func roundTripsEveryKind() throws {
-        let v = BPlistValue.dict([
+        let v = PlistValue.dict([
             "a": .array([.int(1), .int(300), .int(70000), .int(1 << 40), .int(-5), .bool(true), .bool(false)]),
             "s": .string("héllo ✓"), "t": .string(String(repeating: "x", count: 40)),
             "d": .data(Array(0 ... 255) + Array(0 ... 255)), "r": .real(1.5), "same": .string("héllo ✓"),

@@ -3,7 +3,7 @@ import Testing
 import ATVCore
 
 @Suite struct TLV8Tests {
-    // Vectors: protocols.md §12.2 (pyatv tests/auth/test_hap_tlv8.py).
+    // Vectors: pyatv tests/auth/test_hap_tlv8.py.
     @Test func singleItem() throws {
         let t = TLV8([.init(TLV8.Tag(10), Array("123".utf8))])
         #expect(t.encoded() == hex("0a03313233"))

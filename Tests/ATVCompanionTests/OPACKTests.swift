@@ -6,7 +6,7 @@ import Testing
 func hex(_ s: String) -> [UInt8] { Hex.decode(s.replacingOccurrences(of: " ", with: ""))! }
 
 @Suite struct OPACKVectorTests {
-    // Vectors from protocols.md §6.2 (pyatv's tests/support/test_opack.py).
+    // Vectors from pyatv's tests/support/test_opack.py.
     @Test func scalarVectors() throws {
         #expect(OPACK.int(0x28).encoded() == hex("3028"))
         #expect(OPACK.int(0x1FF).encoded() == hex("31ff01"))

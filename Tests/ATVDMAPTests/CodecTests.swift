@@ -21,7 +21,7 @@ func tag(_ name: String, _ value: [UInt8]) -> [UInt8] {
 
 @Suite struct DMAPCodecTests {
     @Test func referenceVectors() throws {
-        // protocols.md §12.2: uint8_tag("cmcc", 0) and the play-status example.
+        // pyatv's DMAP test vectors: uint8_tag("cmcc", 0) and the play-status example.
         #expect(DMAPSerializer.serialize(.uint8("cmcc", 0)) == hex("636d6363 00000001 00"))
         let ps = hex("636d7374 00000018 6d737474 00000004 000000c8 636d7372 00000004 00000019")
         let parsed = try DMAPParser.parse(ps)

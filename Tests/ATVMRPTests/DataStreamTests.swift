@@ -9,7 +9,7 @@ import Testing
         return stride(from: 0, to: c.count, by: 2).map { UInt8(String(c[$0...$0 + 1]), radix: 16)! }
     }
 
-    /// §5.5: size 32 ‖ "rply" + 8 zero bytes ‖ 4 zero bytes ‖ seqno u64 BE ‖ padding 0.
+    /// The data-stream reply header: size 32 ‖ "rply" + 8 zero bytes ‖ 4 zero bytes ‖ seqno u64 BE ‖ padding 0.
     @Test func replyHeaderBytes() {
         let bytes = MRPDataStreamFrame.reply(seqno: 0x1_2345_6789).encoded()
         #expect(bytes == hex("00000020 72706c79 0000000000000000 00000000 0000000123456789 00000000"))

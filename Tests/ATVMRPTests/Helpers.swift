@@ -26,7 +26,7 @@ func randomBytes(_ count: Int, using rng: inout SplitMix64) -> [UInt8] {
     (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
 }
 
-/// A SET_STATE ProtocolMessage built by hand from the wire format (§5.1 field numbers):
+/// A SET_STATE ProtocolMessage built by hand from the wire format (the field numbers of Protos/*.proto):
 /// client com.apple.TVMusic, player MediaRemote-DefaultPlayer, state Playing, one item "id-1"
 /// with title/album/artist, duration 300, elapsed 10, rate 1, media type Audio.
 /// Fields appear in field-number order, so re-encoding the decoded message gives the same bytes.

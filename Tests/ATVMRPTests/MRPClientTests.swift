@@ -228,7 +228,7 @@ import Testing
         #expect(await conn.isEncrypted)
         // DEVICE_INFO carried our stored client id, not the one passed in.
         #expect(device.report.clientNames == ["swift-atv", "tester"])
-        // Pair-setup (M1, M3, M5), then the handshake (§5.2): DEVICE_INFO, pair-verify (M1, M3), the rest encrypted.
+        // Pair-setup (M1, M3, M5), then the handshake: DEVICE_INFO, pair-verify (M1, M3), the rest encrypted.
         #expect(device.report.messages.prefix(10) == ["deviceInfo", "cryptoPairing", "cryptoPairing", "cryptoPairing",
                                                        "deviceInfo", "cryptoPairing", "cryptoPairing", "setConnectionState",
                                                        "clientUpdatesConfig", "getKeyboardSession"])

@@ -7,7 +7,7 @@ import Foundation
 import Testing
 @testable import ATVMRP
 
-/// MRP over the AirPlay 2 remote-control channel (protocols.md §5.5) against the virtual HomePod.
+/// MRP over the AirPlay 2 remote-control channel (stream SETUP type 130) against the virtual HomePod.
 @Suite(.serialized) struct TunnelTests {
     func startPod() async throws -> VirtualHomePod {
         var c = VirtualHomePod.Configuration()

@@ -74,7 +74,7 @@ import Testing
         ])]))
         #expect(try AirPlay2AudioStreamReply(parsing: two).dataPort == 3)
         // Missing or out-of-range ports are protocol errors.
-        for bad: BPlistValue in [.dict([:]), .dict(["streams": .array([])]),
+        for bad: PlistValue in [.dict([:]), .dict(["streams": .array([])]),
                                  .dict(["streams": .array([.dict(["type": .int(96), "dataPort": .int(70000), "controlPort": .int(1)])])]),
                                  .dict(["streams": .array([.dict(["type": .int(96), "dataPort": .int(5)])])])] {
             #expect(throws: ATVError.self) { _ = try AirPlay2AudioStreamReply(parsing: BinaryPlist.encode(bad)) }
@@ -104,7 +104,7 @@ import Testing
     }
 
     @Test func featuresAndRoute() {
-        // protocols.md §7.4 vectors.
+        // Feature words of real devices (Apple TV 3, HomePod mini) as their TXT records carry them.
         #expect(AirPlayFeatureFlags(parsing: "0x5A7FFFF7,0xE")?.isAirPlay2 == false)           // Apple TV 3
         #expect(AirPlayFeatureFlags(parsing: "0x4A7FCA00,0xBC354BD0")?.isAirPlay2 == true)     // HomePod mini
         #expect(AirPlayFeatureFlags(parsing: "0x00000003,0x00000001")?.rawValue == 0x1_0000_0003)

@@ -19,7 +19,7 @@ import Testing
         var senderControl: TestSocket
     }
 
-    static func plist(_ dict: [String: BPlistValue]) -> [UInt8] { BinaryPlist.encode(.dict(dict)) }
+    static func plist(_ dict: [String: PlistValue]) -> [UInt8] { BinaryPlist.encode(.dict(dict)) }
     static let bplist = [("Content-Type", "application/x-apple-binary-plist")]
 
     /// Transient pairing, session SETUP (NTP), event channel (answered if `answerEvents`), stream
@@ -41,7 +41,7 @@ import Testing
         }
         let senderControl = try TestSocket.udp()
         let key = (0 ..< 32).map { _ in UInt8.random(in: 0 ... 255) }
-        let format: [String: BPlistValue] = ct == 2
+        let format: [String: PlistValue] = ct == 2
             ? ["ct": .int(2), "audioFormat": .int(0x40000)] : ["ct": .int(1), "audioFormat": .int(0x800)]
         let s2 = try await control.request("SETUP", "rtsp://127.0.0.1/1", headers: bplist, body: plist(["streams": .array([.dict(format.merging([
             "type": .int(96), "spf": .int(352), "sr": .int(44100), "shk": .data(key), "controlPort": .int(Int64(senderControl.port)),

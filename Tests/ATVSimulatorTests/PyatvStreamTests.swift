@@ -36,7 +36,7 @@ import Testing
         let report = try await speaker.waitForSessionEnd(timeout: .seconds(10))
         await speaker.stop()
 
-        // pyatv's exact request sequence for a manual service with no TXT properties (§8.1): no
+        // pyatv's exact request sequence for a manual service with no TXT properties: no
         // auth-setup (no `et`/`am`), no metadata (no `md`), volume sent right after SETUP.
         let methods = report.requests.map { r in
             r.hasPrefix("GET ") || r.hasPrefix("POST ") ? r : String(r.split(separator: " ").first ?? "")

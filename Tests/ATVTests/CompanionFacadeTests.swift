@@ -69,7 +69,7 @@ import Testing
         try await atv.userAccounts.switchAccount("A1B2C3")
         #expect(device.report.account == "A1B2C3")
 
-        // Features: what Companion claims, by its state rules (§2).
+        // Features: what Companion claims, by its state rules.
         let f = atv.features
         for name in [FeatureName.appList, .launchApp, .turnOn, .turnOff, .powerState, .textSet, .accountList, .up, .select, .home,
                      .playPause, .volumeUp, .channelUp, .swipe] {
@@ -114,7 +114,7 @@ import Testing
         await #expect(throws: ATVError.invalidValue("volume 101.0 is outside 0...100")) { try await atv.audio.setVolume(101) }
     }
 
-    /// Power prefers Companion over MRP; other calls prefer MRP (priority lists of §10).
+    /// Power prefers Companion over MRP; other calls prefer MRP (pyatv's facade priority lists).
     @Test func powerRelayerPrefersCompanion() {
         #expect(ATVProtocol.powerPriority.first == .companion)
         #expect(ATVProtocol.defaultPriority.firstIndex(of: .mrp)! < ATVProtocol.defaultPriority.firstIndex(of: .companion)!)

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 @Suite struct StorageCLITests {
-    /// pyatv's storage layout, as atvremote wrote it (reference §1.8), with shortened credentials.
+    /// pyatv's storage layout, as atvremote 0.18 wrote it, with shortened credentials.
     static let pyatvFile = """
     {"version": 1, "devices": [{"info": {"rp_id": "2fda1147e030"},
       "protocols": {"airplay": {"identifier": "00:01:02:03:04:05"},

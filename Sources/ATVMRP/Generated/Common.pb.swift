@@ -9,7 +9,7 @@
 //   https://github.com/apple/swift-protobuf/
 
 /// swift-atv: MRP shared sub-messages (players, content items, commands). Written for swift-atv from
-/// the field numbers documented in shared/reference/protocols.md §5.1 (facts only).
+/// the MRP field numbers pyatv 0.18 uses (facts only: numbers and types).
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

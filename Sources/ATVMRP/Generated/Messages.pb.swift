@@ -9,7 +9,7 @@
 //   https://github.com/apple/swift-protobuf/
 
 /// swift-atv: MRP inner messages, carried as extensions of ProtocolMessage. Written for swift-atv
-/// from the field and extension numbers documented in shared/reference/protocols.md §5.1 (facts only).
+/// from the MRP field and extension numbers pyatv 0.18 uses (facts only: numbers and types).
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

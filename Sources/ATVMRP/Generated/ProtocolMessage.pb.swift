@@ -8,8 +8,8 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// swift-atv: MRP envelope. Written for swift-atv from the field numbers documented in
-/// shared/reference/protocols.md §5.1 (facts only). proto2, because inner messages are extensions.
+/// swift-atv: MRP envelope. Written for swift-atv from the MRP field numbers
+/// pyatv 0.18 uses (facts only: numbers and types). proto2, because inner messages are extensions.
 
 import SwiftProtobuf
 

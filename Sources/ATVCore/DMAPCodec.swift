@@ -1,4 +1,3 @@
-import ATVCore
 
 /// A DMAP value, typed by the tag table (`DMAPTagTable`).
 public enum DMAPValue: Sendable, Equatable {

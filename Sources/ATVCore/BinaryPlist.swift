@@ -1,5 +1,10 @@
-/// A value of a binary property list.
-public indirect enum PlistValue: Sendable, Equatable {
+// The one binary property list ("bplist00") implementation: the value type, the encoder and the
+// bounds-checked decoder every protocol uses (AirPlay bodies, legacy pairing, MRP data streams,
+// DMAP `ceSD`, NSKeyedArchiver archives for Companion text input).
+
+/// A value of a binary property list. `.uid` is a keyed-archive object reference (NSKeyedArchiver's
+/// `CF$UID`); `.date` is seconds since 2001-01-01 UTC.
+public indirect enum PlistValue: Sendable, Hashable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -19,6 +24,7 @@ public indirect enum PlistValue: Sendable, Equatable {
         }
     }
     public var string: String? { if case .string(let s) = self { s } else { nil } }
+    public var data: [UInt8]? { if case .data(let d) = self { d } else { nil } }
     public var bool: Bool? {
         switch self {
         case .bool(let b): b
@@ -26,9 +32,142 @@ public indirect enum PlistValue: Sendable, Equatable {
         default: nil
         }
     }
+    public var array: [PlistValue]? { if case .array(let a) = self { a } else { nil } }
     public var dict: [String: PlistValue]? { if case .dict(let d) = self { d } else { nil } }
 
     public subscript(_ key: String) -> PlistValue? { dict?[key] }
+}
+
+/// The former name of `PlistValue` (ATVAuth's legacy-pairing plist). Still spelled in
+/// ATVRAOP/AirPlay2/AirPlay2Messages.swift, AirPlay2Connection.swift and ATV/MRPTunnelSetup.swift,
+/// which are being moved to the AirPlay core; remove it once they say `PlistValue`.
+public typealias BPlistValue = PlistValue
+
+/// Encodes and decodes `bplist00`.
+public enum BinaryPlist {
+    /// Lays objects out exactly as Python's `plistlib.dumps(value, fmt=FMT_BINARY)` does (what pyatv
+    /// sends): each container before its contents, depth first, a dictionary's keys (sorted) before
+    /// its values; equal strings, data, numbers, dates and booleans written once and shared; the
+    /// smallest integer, reference and offset widths. UIDs are written where they appear.
+    public static func encode(_ root: PlistValue) -> [UInt8] {
+        var objects: [PlistValue] = []
+        var children: [[Int]] = []
+        var shared: [PlistValue: Int] = [:]
+
+        func flatten(_ v: PlistValue) -> Int {
+            switch v {
+            case .null, .bool, .int, .real, .date, .data, .string:
+                if let r = shared[v] { return r }
+                let r = objects.count
+                objects.append(v); children.append([]); shared[v] = r
+                return r
+            case .uid:
+                objects.append(v); children.append([])
+                return objects.count - 1
+            case .array(let items):
+                let r = objects.count
+                objects.append(v); children.append([])
+                children[r] = items.map { flatten($0) }
+                return r
+            case .dict(let d):
+                let r = objects.count
+                objects.append(v); children.append([])
+                let keys = d.keys.sorted()
+                let keyRefs = keys.map { flatten(.string($0)) }
+                let valueRefs = keys.map { flatten(d[$0]!) }
+                children[r] = keyRefs + valueRefs
+                return r
+            }
+        }
+        _ = flatten(root)
+
+        let refSize = byteWidth(UInt64(objects.count))
+        var out: [UInt8] = Array("bplist00".utf8)
+        var offsets: [Int] = []
+        offsets.reserveCapacity(objects.count)
+        for (i, obj) in objects.enumerated() {
+            offsets.append(out.count)
+            switch obj {
+            case .null:
+                out.append(0x00)
+            case .bool(let b):
+                out.append(b ? 0x09 : 0x08)
+            case .int(let v):
+                writeInt(v, into: &out)
+            case .real(let r):
+                out.append(0x23)
+                out += bigEndian(r.bitPattern, width: 8)
+            case .date(let d):
+                out.append(0x33)
+                out += bigEndian(d.bitPattern, width: 8)
+            case .data(let d):
+                writeMarker(0x40, count: d.count, into: &out)
+                out += d
+            case .string(let s):
+                if s.utf8.allSatisfy({ $0 < 0x80 }) {
+                    writeMarker(0x50, count: s.utf8.count, into: &out)
+                    out += Array(s.utf8)
+                } else {
+                    let units = Array(s.utf16)
+                    writeMarker(0x60, count: units.count, into: &out)
+                    for u in units { out += [UInt8(u >> 8), UInt8(u & 0xFF)] }
+                }
+            case .uid(let u):
+                let width = byteWidth(u)
+                out.append(0x80 | UInt8(width - 1))
+                out += bigEndian(u, width: width)
+            case .array:
+                writeMarker(0xA0, count: children[i].count, into: &out)
+                for c in children[i] { out += bigEndian(UInt64(c), width: refSize) }
+            case .dict:
+                writeMarker(0xD0, count: children[i].count / 2, into: &out)
+                for c in children[i] { out += bigEndian(UInt64(c), width: refSize) }
+            }
+        }
+        let tableOffset = out.count
+        let offsetSize = byteWidth(UInt64(tableOffset))
+        for o in offsets { out += bigEndian(UInt64(o), width: offsetSize) }
+        out += [UInt8](repeating: 0, count: 6)
+        out += [UInt8(offsetSize), UInt8(refSize)]
+        out += bigEndian(UInt64(objects.count), width: 8)
+        out += bigEndian(0, width: 8)
+        out += bigEndian(UInt64(tableOffset), width: 8)
+        return out
+    }
+
+    /// Decodes with `BinaryPlistParser`; anything malformed is `ATVError.protocolError`.
+    public static func decode(_ bytes: [UInt8]) throws(ATVError) -> PlistValue {
+        do { return try BinaryPlistParser.parse(bytes) } catch {
+            throw ATVError.protocolError("malformed binary plist (\(error))")
+        }
+    }
+
+    static func byteWidth(_ v: UInt64) -> Int {
+        v < 1 << 8 ? 1 : v < 1 << 16 ? 2 : v < 1 << 32 ? 4 : 8
+    }
+
+    static func bigEndian(_ v: UInt64, width: Int) -> [UInt8] {
+        (0 ..< width).reversed().map { UInt8(truncatingIfNeeded: v >> (UInt64($0) * 8)) }
+    }
+
+    static func writeMarker(_ kind: UInt8, count: Int, into out: inout [UInt8]) {
+        if count < 15 {
+            out.append(kind | UInt8(count))
+        } else {
+            out.append(kind | 0x0F)
+            writeInt(Int64(count), into: &out)
+        }
+    }
+
+    static func writeInt(_ v: Int64, into out: inout [UInt8]) {
+        if v < 0 {
+            out.append(0x13); out += bigEndian(UInt64(bitPattern: v), width: 8)
+        } else {
+            let width = byteWidth(UInt64(v))
+            out.append(0x10 | UInt8(width.trailingZeroBitCount))
+            out += bigEndian(UInt64(v), width: width)
+        }
+    }
 }
 
 /// A bounds-checked `bplist00` parser (sans-I/O), shared by every protocol that reads binary

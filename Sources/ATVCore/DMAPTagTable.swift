@@ -1,4 +1,3 @@
-import ATVCore
 
 /// How a DMAP tag's value is read. Containers hold nested tags; everything else is a leaf.
 public enum DMAPKind: Sendable, Equatable {
