@@ -1,3 +1,4 @@
+import ATVTestSupport
 @testable import ATVAuth
 import ATVCore
 import Foundation

@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVCore
 @testable import ATVRAOP
 import Testing
