@@ -123,30 +123,32 @@ let package = Package(
         .executableTarget(name: "atv-bench", dependencies: ["ATV", "ATVAudio", "ATVAuth", "ATVAirPlayCore", "ATVSimulator", "ATVDiscovery", "CFFmpeg"],
                           path: "Benchmarks/atv-bench", swiftSettings: swift6),
 
-        // Tests (Swift Testing).
-        .testTarget(name: "ATVCoreTests", dependencies: [
+        // Tests (Swift Testing). ATVTestSupport: helpers shared by the test targets only (seeded
+        // generator, hex, temp dirs, polling); no product depends on it.
+        .target(name: "ATVTestSupport", dependencies: ["ATVCore"], path: "Tests/ATVTestSupport", swiftSettings: swift6),
+        .testTarget(name: "ATVCoreTests", dependencies: ["ATVTestSupport",
             "ATVCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
-        .testTarget(name: "ATVAudioTests", dependencies: ["ATVAudio", "CFFmpeg"], swiftSettings: swift6),
-        .testTarget(name: "ATVTests", dependencies: ["ATV", "ATVAudio", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVAuth", "ATVDMAP", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
-        .testTarget(name: "ATVRAOPTests", dependencies: [
+        .testTarget(name: "ATVAudioTests", dependencies: ["ATVTestSupport", "ATVAudio", "CFFmpeg"], swiftSettings: swift6),
+        .testTarget(name: "ATVTests", dependencies: ["ATVTestSupport", "ATV", "ATVAudio", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVAuth", "ATVDMAP", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
+        .testTarget(name: "ATVRAOPTests", dependencies: ["ATVTestSupport",
             "ATVRAOP", "ATVHTTP", "ATVAirPlayCore", "ATVSimulator", "ATVAuth",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ], swiftSettings: swift6),
-        .testTarget(name: "ATVDiscoveryTests", dependencies: ["ATVDiscovery", "ATVAirPlayCore"], swiftSettings: swift6),
-        .testTarget(name: "CLITests", dependencies: ["ATVCore"], swiftSettings: swift6),
-        .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVSimulator", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
-        .testTarget(name: "ATVAuthTests", dependencies: ["ATVAuth", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
-        .testTarget(name: "ATVMRPTests", dependencies: ["ATVMRP", "ATVCore", "ATVAuth", "ATVAirPlayCore", "ATVSimulator", "ATV"], swiftSettings: swift6),
-        .testTarget(name: "ATVCompanionTests", dependencies: [
+        .testTarget(name: "ATVDiscoveryTests", dependencies: ["ATVTestSupport", "ATVDiscovery", "ATVAirPlayCore"], swiftSettings: swift6),
+        .testTarget(name: "CLITests", dependencies: ["ATVTestSupport", "ATVCore"], swiftSettings: swift6),
+        .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVTestSupport", "ATVSimulator", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
+        .testTarget(name: "ATVAuthTests", dependencies: ["ATVTestSupport", "ATVAuth", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
+        .testTarget(name: "ATVMRPTests", dependencies: ["ATVTestSupport", "ATVMRP", "ATVCore", "ATVAuth", "ATVAirPlayCore", "ATVSimulator", "ATV"], swiftSettings: swift6),
+        .testTarget(name: "ATVCompanionTests", dependencies: ["ATVTestSupport",
             "ATVCompanion", "ATVAuth", "ATVSimulator",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
-        .testTarget(name: "ATVLogTests", dependencies: ["ATVLog"], swiftSettings: swift6),
-        .testTarget(name: "ATVDMAPTests", dependencies: ["ATVDMAP", "ATVSimulator", "ATV"], swiftSettings: swift6),
-        .testTarget(name: "ATVAirPlayTests", dependencies: ["ATVAirPlay", "ATVHTTP", "ATVAirPlayCore", "ATVSimulator", "ATV"], swiftSettings: swift6),
+        .testTarget(name: "ATVLogTests", dependencies: ["ATVTestSupport", "ATVLog"], swiftSettings: swift6),
+        .testTarget(name: "ATVDMAPTests", dependencies: ["ATVTestSupport", "ATVDMAP", "ATVSimulator", "ATV"], swiftSettings: swift6),
+        .testTarget(name: "ATVAirPlayTests", dependencies: ["ATVTestSupport", "ATVAirPlay", "ATVHTTP", "ATVAirPlayCore", "ATVSimulator", "ATV"], swiftSettings: swift6),
     ]
 )
 

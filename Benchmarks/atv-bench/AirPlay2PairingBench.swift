@@ -18,8 +18,7 @@ func runAirPlay2PairingBenchmarks() async throws {
     let root = packageRoot()
     let venv = root.appendingPathComponent(".venv-peers").path
     guard FileManager.default.isExecutableFile(atPath: venv + "/bin/python") else {
-        emit(["bench": "airplay2_pairing", "skipped": "no pyatv venv at \(venv) (run scripts/setup)"])
-        return
+        throw BenchError("no pyatv venv at \(venv) (run scripts/setup)")
     }
     let runs = 30
     let pod = try HomePodProcess(atv: try siblingATV())

@@ -5,7 +5,7 @@ import Foundation
 /// Audio pipeline benchmarks. Prints one JSON line per figure, each comparing our code with the ffmpeg
 /// CLI doing the same work in the same run:
 ///   decode_flac / decode_mp3: decode `seconds` of noisy stereo (FLAC 44.1 kHz 16-bit; MP3 48 kHz 192k)
-///     to 44.1 kHz s16 stereo, × real time (best of 3), vs `ffmpeg -i in -f s16le -ar 44100 -ac 2 -y /dev/null`.
+///     to 44.1 kHz s16 stereo, × real time (median of 3, alternating with the CLI), vs `ffmpeg -i in -f s16le -ar 44100 -ac 2 -y /dev/null`.
 ///   alac_encode: ALACEncoder on the decoded FLAC PCM in 352-frame packets, × real time and bytes, vs
 ///     `ffmpeg -f s16le … -i pcm -c:a alac -f data out` (raw packet payloads). Caveat: the CLI can't make
 ///     352-frame ALAC packets (the encoder forces frame_size 4096 and the CLI re-chunks to it, ignoring
@@ -32,7 +32,8 @@ func runAudioBenchmarks(seconds: Int = 60) async throws {
 
     var flacPCM: [PCMPacket] = []
     for (name, path) in [("decode_flac", flac), ("decode_mp3", mp3)] {
-        var ours = Double.infinity
+        // Median of 3 runs per side, alternating ours and the CLI.
+        var oursRuns: [Double] = [], cliRuns: [Double] = []
         for _ in 0..<3 {
             let t0 = ContinuousClock.now
             var frames = 0
@@ -42,18 +43,16 @@ func runAudioBenchmarks(seconds: Int = 60) async throws {
                 frames += p.frames
                 if keep { packets.append(p) }
             }
-            ours = min(ours, (ContinuousClock.now - t0).seconds)
+            oursRuns.append((ContinuousClock.now - t0).seconds)
             guard frames == expectedFrames else {
                 throw ATVError.invalidState("\(name): decoded \(frames) frames, expected \(expectedFrames)")
             }
             if keep { flacPCM = packets }
-        }
-        var cli = Double.infinity
-        for _ in 0..<3 {
-            let t0 = ContinuousClock.now
+            let t1 = ContinuousClock.now
             try benchFFmpeg(["-i", path, "-f", "s16le", "-ar", "44100", "-ac", "2", "/dev/null"])
-            cli = min(cli, (ContinuousClock.now - t0).seconds)
+            cliRuns.append((ContinuousClock.now - t1).seconds)
         }
+        let ours = median(oursRuns), cli = median(cliRuns)
         let oursX = Double(seconds) / ours, cliX = Double(seconds) / cli
         benchPrint([("bench", name), ("seconds_of_audio", seconds), ("ours_x_realtime", oursX),
                     ("ffmpeg_x_realtime", cliX), ("ratio", oursX / cliX)])
@@ -68,18 +67,25 @@ func runAudioBenchmarks(seconds: Int = 60) async throws {
     try Data(raw).write(to: URL(fileURLWithPath: rawPath))
     raw = []
     var encoded: [[UInt8]] = []
-    var oursEnc = Double.infinity
+    var oursEncRuns: [Double] = [], cliEncRuns: [Double] = []
     var oursBytes = 0
+    let alacOut = dir + "/cli.alac"
+    // Median of 3 runs per side, alternating ours and the CLI.
     for _ in 0..<3 {
         let enc = try ALACEncoder()
         var out: [[UInt8]] = []
         out.reserveCapacity(flacPCM.count)
         let t0 = ContinuousClock.now
         for p in flacPCM { out.append(try enc.encode(p)) }
-        oursEnc = min(oursEnc, (ContinuousClock.now - t0).seconds)
+        oursEncRuns.append((ContinuousClock.now - t0).seconds)
         oursBytes = out.reduce(0) { $0 + $1.count }
         encoded = out
+        let t1 = ContinuousClock.now
+        try benchFFmpeg(["-f", "s16le", "-ar", "44100", "-ac", "2", "-i", rawPath,
+                         "-map", "0:a", "-c:a", "alac", "-f", "data", alacOut])
+        cliEncRuns.append((ContinuousClock.now - t1).seconds)
     }
+    let oursEnc = median(oursEncRuns), cliEnc = median(cliEncRuns)
     // Validate: lossless through the decoder (and time the decoder while at it).
     var decodeTime = Double.infinity
     var decodedOK = true
@@ -94,14 +100,6 @@ func runAudioBenchmarks(seconds: Int = 60) async throws {
     }
     guard decodedOK else { throw ATVError.invalidState("alac: round trip is not lossless") }
 
-    let alacOut = dir + "/cli.alac"
-    var cliEnc = Double.infinity
-    for _ in 0..<3 {
-        let t0 = ContinuousClock.now
-        try benchFFmpeg(["-f", "s16le", "-ar", "44100", "-ac", "2", "-i", rawPath,
-                         "-map", "0:a", "-c:a", "alac", "-f", "data", alacOut])
-        cliEnc = min(cliEnc, (ContinuousClock.now - t0).seconds)
-    }
     let cliBytes = (try FileManager.default.attributesOfItem(atPath: alacOut)[.size] as? Int) ?? -1
     let oursX = Double(seconds) / oursEnc, cliX = Double(seconds) / cliEnc
     benchPrint([("bench", "alac_encode"), ("seconds_of_audio", seconds), ("packets", encoded.count),

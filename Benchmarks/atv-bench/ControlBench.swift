@@ -15,8 +15,7 @@ func runControlBenchmarks(idleWindow: Double = Double(ProcessInfo.processInfo.en
     let atv = try siblingATV()
     let atvremote = root.appendingPathComponent(".venv-peers/bin/atvremote").path
     guard FileManager.default.isExecutableFile(atPath: atvremote) else {
-        emit(["bench": "control", "skipped": "\(atvremote) not found (run scripts/setup)"])
-        return
+        throw BenchError("\(atvremote) not found (run scripts/setup)")
     }
     let device = try await VirtualMRP.start(.init(port: 0, advanceInterval: nil))
     defer { Task { await device.stop() } }

@@ -4,32 +4,31 @@ import Foundation
 /// scripts/peers/publish-zeroconf.py) for our `atv scan` and pyatv's `atvremote scan`, multicast
 /// and unicast, in one private network namespace and one run. Prints JSON lines.
 ///
-/// What is measured, per tool and mode, as wall time of a process from spawn to the moment it is
-/// known to have the complete result (median and min of `rounds` runs, alternating tools):
-/// - ours multicast: `atv scan --json --count 3` until it exits (it stops at the third device);
-///   also, separately, `atv scan` (no --count, plain output) until its third "Name:" line appears
-///   (it keeps scanning until its 3 s timeout after that);
-/// - pyatv multicast: `atvremote scan` until it exits (it prints at the end of its 3 s scan);
-/// - ours unicast: `atv scan --json --hosts 127.0.0.1` until it exits (ends when the host answered);
-/// - pyatv unicast: `atvremote --scan-hosts 127.0.0.1 scan` until it exits.
+/// The comparisons give both tools the same end condition, as wall time of a process from spawn
+/// to exit (median and min of `rounds` runs, the order of the two tools alternating per round):
+/// - multicast: `atv scan --json --timeout 3` vs `atvremote --scan-timeout 3 scan` (both scan for
+///   the full 3 s and exit; pyatv has no way to stop at a device count, so neither does ours here);
+/// - unicast: `atv scan --json --hosts 127.0.0.1 --timeout 3` vs
+///   `atvremote --scan-hosts 127.0.0.1 --scan-timeout 3 scan` (each ends when it has its answer).
+/// Reported for ours alone (no pyatv equivalent, so no ratio): `atv scan --json --count 3` to
+/// exit, and the time until plain `atv scan` printed its third device.
 /// Every run's output is checked for all three device names; a run that misses one is reported
-/// as incomplete (and counts as a failure in the JSON, not as a time).
-/// Needs root and unshare (it skips with a JSON line saying so otherwise).
-func runDiscoveryBenchmarks() async throws {
+/// as incomplete (and counts as a failure in the JSON, not as a time). Needs root and unshare, the
+/// built `atv` and pyatv: without them it fails (non-zero exit), it does not skip.
+func runDiscoveryBenchmarks(rounds: Int = 5) async throws {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     let atv = root.appendingPathComponent(".build/debug/atv").path
     let release = root.appendingPathComponent(".build/release/atv").path
     let binary = FileManager.default.isExecutableFile(atPath: release) ? release : atv
     var venv = root.appendingPathComponent(".venv-peers").path
     if !FileManager.default.isExecutableFile(atPath: venv + "/bin/python") { venv = "/work/main/.venv-peers" }
-    func skip(_ why: String) {
-        print(#"{"bench":"discovery","skipped":"\#(why)"}"#)
-    }
     guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") else {
-        return skip("needs root and unshare")
+        throw BenchError("discovery needs root and unshare (a private network namespace)")
     }
-    guard FileManager.default.isExecutableFile(atPath: binary) else { return skip("\(atv) missing: swift build first") }
-    guard FileManager.default.isExecutableFile(atPath: venv + "/bin/atvremote") else { return skip("no pyatv venv at \(venv)") }
+    guard FileManager.default.isExecutableFile(atPath: binary) else { throw BenchError("\(atv) missing: swift build first") }
+    guard FileManager.default.isExecutableFile(atPath: venv + "/bin/atvremote") else {
+        throw BenchError("no pyatv venv at \(venv): run scripts/setup (the baseline is required)")
+    }
 
     let harness = #"""
     import json, os, statistics, subprocess, sys, tempfile, time
@@ -59,34 +58,44 @@ func runDiscoveryBenchmarks() async throws {
         p.kill(); p.wait(timeout=10)
         return (dt if dt is not None else time.perf_counter() - t0), dt is not None and complete("".join(seen))
 
-    cases = {
+    # Pairs compared with each other (same end condition); their order alternates per round.
+    pairs = [
+        ("ours_multicast", lambda: until_exit([atv, "scan", "--json", "--timeout", "3"]),
+         "pyatv_multicast", lambda: until_exit([venv + "/bin/atvremote", "--scan-timeout", "3", "scan"])),
+        ("ours_unicast", lambda: until_exit([atv, "scan", "--json", "--hosts", "127.0.0.1", "--timeout", "3"]),
+         "pyatv_unicast", lambda: until_exit([venv + "/bin/atvremote", "--scan-hosts", "127.0.0.1", "--scan-timeout", "3", "scan"])),
+    ]
+    alone = {
         "ours_multicast_count": lambda: until_exit([atv, "scan", "--json", "--count", "3"]),
         "ours_multicast_third_line": lambda: until_third_name([atv, "scan"]),
-        "pyatv_multicast": lambda: until_exit([venv + "/bin/atvremote", "scan"]),
-        "ours_unicast": lambda: until_exit([atv, "scan", "--json", "--hosts", "127.0.0.1"]),
-        "pyatv_unicast": lambda: until_exit([venv + "/bin/atvremote", "--scan-hosts", "127.0.0.1", "scan"]),
     }
-    results = {k: [] for k in cases}
-    bad = {k: 0 for k in cases}
+    keys = [k for a, _, b, _ in pairs for k in (a, b)] + list(alone)
+    results = {k: [] for k in keys}
+    bad = {k: 0 for k in keys}
+    def record(k, f):
+        dt, ok = f()
+        if ok: results[k].append(dt)
+        else: bad[k] += 1
+        time.sleep(0.3)
     for r in range(rounds):
-        for k, f in cases.items():
-            dt, ok = f()
-            if ok: results[k].append(dt)
-            else: bad[k] += 1
-            time.sleep(0.3)
+        for a, fa, b, fb in pairs:
+            for k, f in ([(a, fa), (b, fb)] if r % 2 == 0 else [(b, fb), (a, fa)]):
+                record(k, f)
+        for k, f in alone.items():
+            record(k, f)
     print(json.dumps({k: {"median": statistics.median(v) if v else None, "min": min(v) if v else None,
                           "runs": len(v), "incomplete": bad[k]} for k, v in results.items()}))
     """#
     let script = """
         set -u
-        ip link set lo up && ip link set lo multicast on
+        ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo
         cleanup() { p=$(jobs -p); [ -n "$p" ] && kill $p 2>/dev/null; sleep 0.3; [ -n "$p" ] && kill -KILL $p 2>/dev/null; true; }
         trap cleanup EXIT
         "$VENV/bin/python" "$ROOT/scripts/peers/publish-zeroconf.py" --add-addresses --seconds 300 > "$TMPD/pub.out" 2>&1 &
         for _ in $(seq 200); do grep -q ready "$TMPD/pub.out" && break; sleep 0.1; done
         grep -q ready "$TMPD/pub.out" || { cat "$TMPD/pub.out" >&2; exit 1; }
         sleep 1
-        "$VENV/bin/python" "$TMPD/harness.py" "$ATV" "$VENV" 5
+        "$VENV/bin/python" "$TMPD/harness.py" "$ATV" "$VENV" "$ROUNDS"
         """
     let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("atv-bench-mdns-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
@@ -102,6 +111,7 @@ func runDiscoveryBenchmarks() async throws {
     env["VENV"] = venv
     env["ROOT"] = root.path
     env["TMPD"] = tmp.path
+    env["ROUNDS"] = String(max(rounds, 3))
     process.environment = env
     process.standardOutput = try FileHandle(forWritingTo: outURL)
     let status: Int32 = try await withCheckedThrowingContinuation { cont in
@@ -114,28 +124,40 @@ func runDiscoveryBenchmarks() async throws {
     let text = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
     guard status == 0, let line = text.split(separator: "\n").last,
           let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: [String: Any]] else {
-        print(#"{"bench":"discovery","error":"namespace run failed (status \#(status))"}"#)
-        return
+        throw BenchError("discovery: the namespace run failed (status \(status)): \(text.suffix(400))")
     }
     func median(_ k: String) -> Double? { obj[k]?["median"] as? Double }
-    func emit(_ name: String, ours: String, pyatv: String, goal: Double, measured: String) {
-        var o: [String: Any] = ["bench": name, "measured": measured, "goal_s": goal, "binary": binary.hasSuffix("release/atv") ? "release" : "debug"]
-        o["ours_s"] = median(ours).map { ($0 * 1000).rounded() / 1000 } ?? NSNull()
-        o["pyatv_s"] = median(pyatv).map { ($0 * 1000).rounded() / 1000 } ?? NSNull()
-        o["ours_min_s"] = (obj[ours]?["min"] as? Double).map { ($0 * 1000).rounded() / 1000 } ?? NSNull()
-        o["incomplete_runs"] = ["ours": obj[ours]?["incomplete"] ?? 0, "pyatv": obj[pyatv]?["incomplete"] ?? 0]
-        if let a = median(ours), let b = median(pyatv), a > 0 {
-            o["speedup"] = (b / a * 100).rounded() / 100
-            o["meets_goal"] = a <= goal
+    let runs = max(rounds, 3)
+    func emitLine(_ name: String, ours: String, pyatv: String?, goal: Double?, measured: String) {
+        var o: [String: Any] = ["bench": name, "measured": measured, "runs": runs, "binary": binary.hasSuffix("release/atv") ? "release" : "debug"]
+        if let goal { o["goal_s"] = goal }
+        o["ours_s"] = median(ours).map(round3) ?? NSNull()
+        o["ours_min_s"] = (obj[ours]?["min"] as? Double).map(round3) ?? NSNull()
+        var incomplete: [String: Any] = ["ours": obj[ours]?["incomplete"] ?? 0]
+        if let pyatv {
+            o["pyatv_s"] = median(pyatv).map(round3) ?? NSNull()
+            incomplete["pyatv"] = obj[pyatv]?["incomplete"] ?? 0
+            if let a = median(ours), let b = median(pyatv), a > 0 {
+                o["speedup"] = (b / a * 100).rounded() / 100
+                if let goal { o["meets_goal"] = a <= goal }
+            }
         }
-        if let data = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) {
-            print(String(decoding: data, as: UTF8.self))
-        }
+        o["incomplete_runs"] = incomplete
+        emit(o)
     }
-    emit("discovery_multicast", ours: "ours_multicast_count", pyatv: "pyatv_multicast", goal: 1.0,
-         measured: "median wall time of 5 runs from spawn to exit: atv scan --json --count 3 vs atvremote scan (3 s scan); all 3 devices checked")
-    emit("discovery_multicast_third_line", ours: "ours_multicast_third_line", pyatv: "pyatv_multicast", goal: 1.0,
-         measured: "median time from spawn until atv scan printed its third device (it keeps scanning to its timeout) vs atvremote scan to exit")
-    emit("discovery_unicast", ours: "ours_unicast", pyatv: "pyatv_unicast", goal: 0.2,
-         measured: "median wall time of 5 runs from spawn to exit: atv scan --json --hosts 127.0.0.1 vs atvremote --scan-hosts 127.0.0.1 scan; all 3 devices checked")
+    emitLine("discovery_multicast", ours: "ours_multicast", pyatv: "pyatv_multicast", goal: nil,
+             measured: "median wall time of \(runs) runs (alternating order) from spawn to exit, both scanning 3 s: atv scan --json --timeout 3 vs atvremote --scan-timeout 3 scan; all 3 devices checked")
+    emitLine("discovery_unicast", ours: "ours_unicast", pyatv: "pyatv_unicast", goal: 0.2,
+             measured: "median wall time of \(runs) runs (alternating order) from spawn to exit: atv scan --json --hosts 127.0.0.1 vs atvremote --scan-hosts 127.0.0.1 scan (both --timeout/--scan-timeout 3); all 3 devices checked")
+    emitLine("discovery_multicast_count", ours: "ours_multicast_count", pyatv: nil, goal: 1.0,
+             measured: "ours alone (pyatv cannot stop at a device count): median wall time from spawn to exit of atv scan --json --count 3")
+    emitLine("discovery_multicast_third_line", ours: "ours_multicast_third_line", pyatv: nil, goal: 1.0,
+             measured: "ours alone: median time from spawn until plain atv scan printed its third device")
+    // A comparison needs at least 3 complete runs (all 3 devices found) on each side; otherwise it
+    // is a failure, not a partial result.
+    let short = ["ours_multicast", "pyatv_multicast", "ours_unicast", "pyatv_unicast"].filter { (obj[$0]?["runs"] as? Int ?? 0) < 3 }
+    if !short.isEmpty {
+        let detail = short.map { "\($0) \(obj[$0]?["runs"] as? Int ?? 0) of \(runs)" }.joined(separator: ", ")
+        throw BenchError("discovery: fewer than 3 complete runs (all 3 devices found): \(detail); no comparison")
+    }
 }

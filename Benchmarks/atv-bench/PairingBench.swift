@@ -15,8 +15,7 @@ func runPairingBenchmarks() async throws {
     let root = packageRoot()
     let venv = root.appendingPathComponent(".venv-peers").path
     guard FileManager.default.isExecutableFile(atPath: venv + "/bin/python") else {
-        emit(["bench": "pairing", "skipped": "no pyatv venv at \(venv) (run scripts/setup)"])
-        return
+        throw BenchError("no pyatv venv at \(venv) (run scripts/setup)")
     }
     let runs = 30
     let accessory = try BenchAccessory(python: venv + "/bin/python",

@@ -112,3 +112,93 @@ func median(_ xs: [Double]) -> Double {
     guard !s.isEmpty else { return 0 }
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
+
+/// Benchmark options from the command line: `--runs N` (≥ 3; every comparison is the median of
+/// that many runs per side) and `--seconds N` (audio length of the stream benchmarks).
+struct BenchOptions {
+    var runs = 3
+    var audioSeconds = 60
+    var groups: Set<String> = []
+
+    static func parse(_ args: [String]) throws -> BenchOptions {
+        var o = BenchOptions()
+        var i = 0
+        while i < args.count {
+            switch args[i] {
+            case "--runs", "--seconds":
+                guard i + 1 < args.count, let n = Int(args[i + 1]), n > 0 else { throw BenchError("\(args[i]) needs a positive number") }
+                if args[i] == "--runs" {
+                    guard n >= 3 else { throw BenchError("--runs must be at least 3 (comparisons are medians)") }
+                    o.runs = n
+                } else {
+                    o.audioSeconds = n
+                }
+                i += 2
+            default:
+                o.groups.insert(args[i])
+                i += 1
+            }
+        }
+        return o
+    }
+}
+
+/// Runs each variant `runs` times; round r starts with variant r mod n, so no variant always goes
+/// first (or always follows the same one). Returns the results per variant, in variant order.
+func alternating<R>(runs: Int, _ variants: [() async throws -> R]) async throws -> [[R]] {
+    var out = Array(repeating: [R](), count: variants.count)
+    for r in 0 ..< runs {
+        for k in 0 ..< variants.count {
+            let v = (r + k) % variants.count
+            out[v].append(try await variants[v]())
+        }
+    }
+    return out
+}
+
+/// s16le stereo 44.1 kHz PCM of `file`, decoded by the ffmpeg CLI (independent of our decoder).
+func referencePCM(_ file: String, in dir: URL) throws -> [UInt8] {
+    let raw = dir.appendingPathComponent("reference-\(UUID().uuidString.prefix(8)).raw").path
+    defer { unlink(raw) }
+    try shell("ffmpeg -hide_banner -loglevel error -i '\(file)' -f s16le -ar 44100 -ac 2 -y '\(raw)'")
+    return Array(try Data(contentsOf: URL(fileURLWithPath: raw)))
+}
+
+/// The PCM payload (data chunk) of a WAV file a virtual receiver wrote.
+func wavPCM(_ path: String) throws -> [UInt8] {
+    let b = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+    var i = 12
+    while i + 8 <= b.count {
+        let id = String(decoding: b[i ..< i + 4], as: UTF8.self)
+        let size = Int(b[i + 4]) | Int(b[i + 5]) << 8 | Int(b[i + 6]) << 16 | Int(b[i + 7]) << 24
+        if id == "data" { return Array(b[(i + 8) ..< (size == 0 ? b.count : min(b.count, i + 8 + size))]) }
+        i += 8 + size + (size & 1)
+    }
+    throw BenchError("\(path) has no data chunk")
+}
+
+/// Nil when `capture` holds all of `source` bit-exact (after any leading silence), else why not.
+func verifyBitExact(source: [UInt8], capture: [UInt8]) -> String? {
+    let frames = source.count / 4
+    guard frames > 0 else { return "the source is empty" }
+    let firstLoud: Int? = (0 ..< frames).first(where: { f in source[f * 4 ..< f * 4 + 4].contains { $0 != 0 } })
+    let loud = firstLoud ?? 0
+    let probe = min(1024, frames - loud)
+    let needle = source[loud * 4 ..< (loud + probe) * 4]
+    var at: Int?
+    var i = 0
+    while i + needle.count <= capture.count {
+        if capture[i ..< i + needle.count].elementsEqual(needle) { at = i; break }
+        i += 4
+    }
+    guard let at else { return "the source was not found in the \(capture.count / 4)-frame capture" }
+    let offset = at - loud * 4
+    guard offset >= 0 else { return "the capture starts inside the source" }
+    guard offset + source.count <= capture.count else {
+        return "the capture ends \((offset + source.count - capture.count) / 4) frames before the source does"
+    }
+    if let f = (0 ..< frames).first(where: { capture[offset + $0 * 4 ..< offset + $0 * 4 + 4] != source[$0 * 4 ..< $0 * 4 + 4] }) {
+        return "the capture differs from the source at frame \(f) of \(frames)"
+    }
+    return nil
+}

@@ -1,9 +1,10 @@
+@testable import ATVAirPlay
 @testable import ATVAirPlayCore
 import ATVCore
 @testable import ATVHTTP
+import ATVTestSupport
 import Foundation
 import Testing
-@testable import ATVAirPlay
 
 @Suite struct CodecTests {
     @Test func playRequestCarriesPyatvFields() throws {
@@ -119,9 +120,11 @@ import Testing
         #expect(never.description.contains("did not start"))
     }
 
-    /// Parsers of network input never crash on garbage.
+    /// Parsers of network input never crash on garbage: what parses re-encodes to the same value,
+    /// what does not is an input error.
     @Test func fuzzParsers() {
-        var rng = SystemRandomNumberGenerator()
+        let seed = TestSeed.value(default: 0xA1F1)
+        var rng = SplitMix64(seed: seed)
         let valid = PlaybackInfo(duration: 100, position: 12.25, rate: 1, readyToPlay: true).encoded()
         let play = AirPlayRequests.play(url: "http://h/x", position: 3, sessionID: "s").body
         for i in 0..<20000 {
@@ -135,9 +138,21 @@ import Testing
                 bytes = Array(play.prefix(Int.random(in: 0...play.count, using: &rng)))
                 if !bytes.isEmpty { bytes[Int.random(in: 0..<bytes.count, using: &rng)] ^= 0xFF }
             }
-            _ = try? PlaybackInfo(body: bytes)
-            _ = try? BinaryPlistParser.parse(bytes)
-            _ = try? AirPlayPlayRequest(body: bytes)
+            do {
+                let info = try PlaybackInfo(body: bytes)
+                #expect(try PlaybackInfo(body: info.encoded()) == info, "seed \(seed) case \(i): \(info)")
+            } catch {
+                #expect((error as? ATVError)?.isMalformedInput == true, "seed \(seed) case \(i): \(error)")
+            }
+            do { _ = try BinaryPlistParser.parse(bytes) } catch {
+                #expect(error is BinaryPlistParser.Failure, "seed \(seed) case \(i): \(error)")
+            }
+            do {
+                let request = try AirPlayPlayRequest(body: bytes)
+                #expect(!request.url.isEmpty, "seed \(seed) case \(i)")
+            } catch {
+                #expect((error as? ATVError)?.isMalformedInput == true, "seed \(seed) case \(i): \(error)")
+            }
             let text = String(decoding: bytes, as: UTF8.self)
             _ = ByteRangeRequest(header: "bytes=" + text, size: Int.random(in: 0...1000, using: &rng))
             _ = AirPlayFeatureFlags(parsing: text)

@@ -1,3 +1,4 @@
+import ATVTestSupport
 import Foundation
 import Testing
 @testable import ATVAirPlay
@@ -11,11 +12,7 @@ enum Support {
     static let packageRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    static func tempDir() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("atv-airplay-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir
-    }
+    static func tempDir() throws -> URL { try makeTempDir("atv-airplay") }
 
     /// A 16-bit stereo 44.1 kHz WAV of a quiet ramp, `seconds` long (FFmpeg probes its duration exactly).
     static func makeWAV(seconds: Double, named name: String = "media.wav", in dir: URL) throws -> URL {
@@ -34,13 +31,9 @@ enum Support {
         return url
     }
 
-    /// Waits until `condition` holds, polling every 20 ms.
+    /// Waits until `condition` holds (the shared poll with a deadline).
     static func eventually(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while !condition() {
-            if ContinuousClock.now > deadline { throw TestError("timed out waiting for \(what)") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await ATVTestSupport.eventually(what, timeout: timeout, condition)
     }
 
     static let fast = AirPlayOptions(pollInterval: .milliseconds(200), startTimeout: .seconds(5), connectTimeout: .seconds(3),

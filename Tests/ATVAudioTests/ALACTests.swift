@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVCore
 import Foundation
 import Testing
@@ -78,15 +79,17 @@ struct ALACTests {
         let dec = try ALACDecoder()
         av_log_set_level(AV_LOG_QUIET)   // FFmpeg would log every rejected frame
         defer { av_log_set_level(AV_LOG_ERROR) }
-        var rng = SplitMix(state: 42)
-        var decoded = 0
-        for _ in 0..<2000 {
+        let seed = TestSeed.value(default: 42)
+        var rng = SplitMix64(seed: seed)
+        for i in 0..<2000 {
             let n = Int.random(in: 0...1500, using: &rng)
-            let bytes = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            if let p = try? dec.decode(bytes) {
-                #expect(p.bytes.count == p.frames * 4)
-                #expect(p.frames <= 352)
-                decoded += 1
+            let bytes = randomBytes(n, using: &rng)
+            do {
+                let p = try dec.decode(bytes)
+                #expect(p.bytes.count == p.frames * 4, "seed \(seed) case \(i)")
+                #expect(p.frames <= 352, "seed \(seed) case \(i)")
+            } catch {
+                #expect((error as? ATVError)?.isMalformedInput == true, "seed \(seed) case \(i): \(error)")
             }
         }
         // Valid frames still decode after all that garbage.
@@ -141,7 +144,8 @@ struct WAVTests {
 
     @Test("WAVFile parser never crashes on garbage (fuzz)")
     func parserFuzz() throws {
-        var rng = SplitMix(state: 9)
+        let seed = TestSeed.value(default: 9)
+        var rng = SplitMix64(seed: seed)
         let good = WAVWriter.header(dataBytes: 8) + [1, 2, 3, 4, 5, 6, 7, 8]
         #expect(try WAVFile(bytes: good).data == [1, 2, 3, 4, 5, 6, 7, 8])
         for i in 0..<5000 {
@@ -155,7 +159,12 @@ struct WAVTests {
             } else {
                 b = (0..<Int.random(in: 0...64, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
             }
-            if let f = try? WAVFile(bytes: b) { #expect(f.data.count <= b.count) }
+            do {
+                let f = try WAVFile(bytes: b)
+                #expect(f.data.count <= b.count, "seed \(seed) case \(i)")
+            } catch {
+                #expect((error as? ATVError)?.isMalformedInput == true, "seed \(seed) case \(i): \(error)")
+            }
         }
         #expect(throws: ATVError.self) { try WAVFile(bytes: Array("RIFF....WAVEjunk".utf8)) }
     }

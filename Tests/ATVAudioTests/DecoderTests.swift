@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVCore
 import Foundation
 import Testing
@@ -281,7 +282,7 @@ struct DecoderTests {
             try Data(contentsOf: URL(fileURLWithPath: wav)).prefix(20).write(to: URL(fileURLWithPath: path))
         }
         let garbage = try Fixtures.shared.file("garbage.mp3") { path in
-            var rng = SplitMix(state: 99)
+            var rng = SplitMix64(seed: 99)
             try Data((0..<20_000).map { _ in UInt8.random(in: 0...255, using: &rng) }).write(to: URL(fileURLWithPath: path))
         }
         let empty = try Fixtures.shared.file("empty.wav") { try Data().write(to: URL(fileURLWithPath: $0)) }

@@ -1,15 +1,11 @@
+import ATVTestSupport
 import ATVCore
 import Foundation
 import Testing
 @testable import ATVAudio
 
 private func waitUntil(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
+    await poll(timeout: .milliseconds(Int(seconds * 1000)), interval: .milliseconds(10), condition)
 }
 
 private func longWAV() throws -> String {

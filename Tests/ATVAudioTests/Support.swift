@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVCore
 import Foundation
 @testable import ATVAudio
@@ -145,21 +146,9 @@ func wellFormed(_ packets: [PCMPacket], size: Int = 352) -> Bool {
     return true
 }
 
-/// Deterministic pseudo-random generator for fuzz tests.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Noisy stereo s16le PCM (a sine plus pseudo-random noise): realistic for compression tests.
 func noisyPCM(frames: Int, seed: UInt64 = 1) -> [UInt8] {
-    var rng = SplitMix(state: seed)
+    var rng = SplitMix64(seed: seed)
     var out = [UInt8](repeating: 0, count: frames * 4)
     for i in 0..<frames {
         let s = sin(Double(i) * 2 * .pi * 440 / 44_100) * 12_000

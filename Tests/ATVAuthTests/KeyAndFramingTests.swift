@@ -1,3 +1,4 @@
+import ATVTestSupport
 import Testing
 @testable import ATVAuth
 import ATVCore
@@ -157,16 +158,37 @@ import Crypto
         #expect(try plain.encode(CompanionFrame(type: 3, payload: [1, 2])) == [3, 0, 0, 2, 1, 2])
     }
 
-    @Test func decodersFuzzNeverCrash() {
-        var g = SplitMix64(seed: 99)
-        for _ in 0 ..< 3000 {
+    /// Random bytes never authenticate: a keyed HAP decoder yields no plaintext from them (it waits
+    /// for more or fails with an input error, and stays failed: a valid block afterwards is refused),
+    /// a keyed Companion decoder yields only empty frames (sent in the clear). Plain Companion frames
+    /// re-encode to exactly the bytes they came from.
+    @Test func decodersFuzzNeverCrash() throws {
+        let seed = TestSeed.value(default: 99)
+        var g = SplitMix64(seed: seed)
+        var hapRejected = 0
+        for i in 0 ..< 3000 {
             let junk = randomBytes(Int.random(in: 0 ... 3000, using: &g), using: &g)
             var h = HAPFrameDecoder(key: key)
-            _ = try? h.decode(junk)
+            do {
+                #expect(try h.decode(junk).isEmpty, "seed \(seed) case \(i): random bytes authenticated")
+            } catch {
+                hapRejected += 1
+                #expect(error.isMalformedInput, "seed \(seed) case \(i): \(error)")
+                var e = HAPFrameEncoder(key: key)
+                #expect(throws: ATVError.self, "seed \(seed) case \(i): a failed decoder accepted a block") {
+                    try h.decode(try e.encode([1, 2, 3]))
+                }
+            }
             var c = CompanionFrameDecoder(key: key)
-            _ = try? c.decode(junk)
+            do {
+                #expect(try c.decode(junk).allSatisfy(\.payload.isEmpty), "seed \(seed) case \(i): random bytes authenticated")
+            } catch { #expect(error.isMalformedInput, "seed \(seed) case \(i): \(error)") }
             var p = CompanionFrameDecoder(key: nil)
-            _ = try? p.decode(junk)
+            let frames = try p.decode(junk)
+            var enc = CompanionFrameEncoder(key: nil)
+            let reframed = try frames.flatMap { f throws(ATVError) in try enc.encode(f) }
+            #expect(reframed.count + p.bufferedByteCount == junk.count && junk.starts(with: reframed), "seed \(seed) case \(i)")
         }
+        #expect(hapRejected > 0, "seed \(seed)")
     }
 }

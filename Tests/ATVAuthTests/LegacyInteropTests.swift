@@ -2,6 +2,7 @@ import ATVAirPlayCore
 @testable import ATVAuth
 import ATVCore
 import ATVHTTP
+import ATVTestSupport
 import Foundation
 import Synchronization
 import Testing

@@ -1,3 +1,4 @@
+import ATVTestSupport
 @testable import ATVAuth
 import ATVCore
 import Testing
@@ -132,18 +133,27 @@ enum Recorded {
         #expect(device.handle(path: s1.path, body: s1.body).status == 470)
     }
 
-    @Test func accessoryAndParsersSurviveGarbage() {
-        var g = SplitMix64(seed: 5)
+    @Test func accessoryAndParsersSurviveGarbage() throws {
+        let seed = TestSeed.value(default: 5)
+        var g = SplitMix64(seed: seed)
         var device = try! LegacyPairingAccessory(pin: "1111")
         for i in 0 ..< 3000 {
             var b = randomBytes(Int.random(in: 0 ... 120, using: &g), using: &g)
             if i % 3 == 0 { b = hex(Recorded.step1Resp); b[Int.random(in: 0 ..< b.count, using: &g)] = UInt8.random(in: 0 ... 255, using: &g) }
             if i % 3 == 1, b.count > 8 { b = Array("bplist00".utf8) + b }
-            _ = try? BinaryPlist.decode(b)
-            _ = device.handle(path: ["/pair-setup-pin", "/pair-verify"][i % 2], body: b)
+            do {
+                // Whatever decodes re-encodes stably (encode → decode → encode gives the same bytes).
+                let once = try BinaryPlist.encode(BinaryPlist.decode(b))
+                #expect(try BinaryPlist.encode(BinaryPlist.decode(once)) == once, "seed \(seed) case \(i)")
+            } catch { #expect(error.isMalformedInput, "seed \(seed) case \(i): \(error)") }
+            // Random bodies are refused with an HTTP error status.
+            let reply = device.handle(path: ["/pair-setup-pin", "/pair-verify"][i % 2], body: b)
+            if i % 3 != 0 { #expect(reply.status >= 400, "seed \(seed) case \(i): \(reply.status)") }
             var c = LegacyPairSetupClient(pin: "1111")
-            _ = try? c.start()
-            _ = try? c.handle(status: 200, body: b)
+            _ = try c.start()
+            do { _ = try c.handle(status: 200, body: b) } catch {
+                #expect(error.isMalformedInput, "seed \(seed) case \(i): \(error)")
+            }
         }
     }
 }
@@ -167,7 +177,12 @@ enum Recorded {
 
     @Test func truncatedInputIsAnErrorNotACrash() {
         let full = hex(Recorded.step2)
-        for n in 0 ..< full.count { _ = try? BinaryPlist.decode(Array(full.prefix(n))) }
-        #expect(throws: ATVError.self) { try BinaryPlist.decode(Array(full.prefix(full.count - 1))) }
+        // Every proper prefix is refused with an input error.
+        for n in 0 ..< full.count {
+            do {
+                _ = try BinaryPlist.decode(Array(full.prefix(n)))
+                Issue.record("a \(n)-byte prefix of a \(full.count)-byte plist decoded")
+            } catch { #expect(error.isMalformedInput, "prefix \(n): \(error)") }
+        }
     }
 }

@@ -1,3 +1,4 @@
+import ATVTestSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import ATVTestSupport
 import Testing
 @testable import ATVAuth
 import ATVCore

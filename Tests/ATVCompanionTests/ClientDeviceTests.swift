@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVAuth
 import ATVCore
 import ATVCompanion
@@ -129,9 +130,9 @@ import Testing
         defer { Task { await device.stop() } }
         let ch = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: device.port).get()
-        var r = SystemRandomNumberGenerator()
+        var r = SplitMix64(seed: TestSeed.value(default: 0xC11E))
         for _ in 0 ..< 20 {
-            let junk = (0 ..< 64).map { _ in UInt8.random(in: 0 ... 255, using: &r) }
+            let junk = randomBytes(64, using: &r)
             try? await ch.writeAndFlush(ch.allocator.buffer(bytes: junk)).get()
         }
         try? await ch.close()

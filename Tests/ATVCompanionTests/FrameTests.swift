@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVAuth
 import ATVCore
 @testable import ATVCompanion
@@ -72,22 +73,39 @@ import Testing
         #expect(throws: ATVError.self) { try CompanionAuth.tlv(from: OPACK.dict(["_pwTy": .int(1)]).encoded()) }
     }
 
-    @Test func garbageFramesNeverCrash() {
-        var r = OPACKFuzzTests.Rng(s: 99)
+    /// Plain frames re-encode to exactly the bytes they came from; random bytes never authenticate
+    /// (a keyed decoder yields only empty frames, which are sent unencrypted); messages that decode
+    /// re-encode stably; every rejection is an input error.
+    @Test func garbageFramesNeverCrash() throws {
+        let seed = TestSeed.value(default: 99)
+        var r = SplitMix64(seed: seed)
         for round in 0 ..< 3000 {
-            let bytes = (0 ..< Int.random(in: 0 ... 64, using: &r)).map { _ in UInt8.random(in: 0 ... 255, using: &r) }
+            let bytes = randomBytes(Int.random(in: 0 ... 64, using: &r), using: &r)
             var plain = CompanionFrameDecoder(key: nil)
-            if let frames = try? plain.decode(bytes) {
-                for f in frames {
-                    _ = try? CompanionMessage(decoding: f.payload)
-                    _ = try? CompanionAuth.tlv(from: f.payload)
+            let frames = try plain.decode(bytes)  // plain framing accepts any bytes
+            var encoder = CompanionFrameEncoder(key: nil)
+            let reframed = try frames.flatMap { f throws(ATVError) in try encoder.encode(f) }
+            #expect(reframed.count + plain.bufferedByteCount == bytes.count && bytes.starts(with: reframed),
+                    "seed \(seed) round \(round)")
+            for f in frames {
+                do {
+                    let m = try CompanionMessage(decoding: f.payload)
+                    #expect(try CompanionMessage(decoding: m.encoded()).encoded() == m.encoded(), "seed \(seed) round \(round)")
+                } catch { #expect(error.isMalformedInput, "seed \(seed) round \(round): \(error)") }
+                do { _ = try CompanionAuth.tlv(from: f.payload) } catch {
+                    #expect(error.isMalformedInput, "seed \(seed) round \(round): \(error)")
                 }
             }
             var sealed = CompanionFrameDecoder(key: [UInt8](repeating: UInt8(round & 0xFF), count: 32))
-            _ = try? sealed.decode(bytes)
+            do {
+                let opened = try sealed.decode(bytes)
+                #expect(opened.allSatisfy { $0.payload.isEmpty }, "seed \(seed) round \(round): random bytes authenticated")
+            } catch { #expect(error.isMalformedInput, "seed \(seed) round \(round): \(error)") }
             // The accessory state machine too: random frames before and after a pairing start.
             var acc = CompanionAccessoryConnection(identity: .pyatvFakeDevice, pin: "1111")
-            _ = try? acc.receive(hex("03000013e2435f706476000100060101455f7077547909") + bytes, controllers: [])
+            do { _ = try acc.receive(hex("03000013e2435f706476000100060101455f7077547909") + bytes, controllers: []) } catch {
+                #expect(error.isMalformedInput, "seed \(seed) round \(round): \(error)")
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVAuth
 import ATVCore
 @testable import ATVCompanion
@@ -62,13 +63,29 @@ import Testing
         let v = PlistValue.dict(["a": .array([.int(-5), .int(70000), .real(1.5), .bool(true), .null, .uid(300)]),
                                  "b": .string(String(repeating: "x", count: 40)), "c": .data([1, 2, 3])])
         #expect(try BinaryPlist.decode(BinaryPlist.encode(v)) == v)
-        var r = OPACKFuzzTests.Rng(s: 5)
-        for _ in 0 ..< 5000 {
+        #expect(BinaryPlist.encode(try BinaryPlist.decode(Self.pyatvInsert)).count > 0)
+        let seed = TestSeed.value(default: 5)
+        var r = SplitMix64(seed: seed)
+        var decoded = 0, rejected = 0
+        func check(_ b: [UInt8], _ i: Int) {
+            do {
+                let v = try BinaryPlist.decode(b)
+                decoded += 1
+                // Whatever decodes re-encodes to a plist that decodes to the same bytes again.
+                let once = BinaryPlist.encode(v)
+                #expect(BinaryPlist.encode(try BinaryPlist.decode(once)) == once, "seed \(seed) case \(i)")
+            } catch {
+                rejected += 1
+                #expect(error.isMalformedInput, "seed \(seed) case \(i): \(error)")
+            }
+        }
+        for i in 0 ..< 5000 {
             var b = Self.pyatvInsert
             for _ in 0 ..< Int.random(in: 1 ... 6, using: &r) { b[Int.random(in: 0 ..< b.count, using: &r)] = UInt8.random(in: 0 ... 255, using: &r) }
-            _ = try? BinaryPlist.decode(b)
+            check(b, i)
             _ = RTIArchive.operation(b)
-            _ = try? BinaryPlist.decode(Array(b.prefix(Int.random(in: 0 ... b.count, using: &r))))
+            check(Array(b.prefix(Int.random(in: 0 ... b.count, using: &r))), i)
         }
+        #expect(decoded > 0 && rejected > 0, "seed \(seed): decoded \(decoded) rejected \(rejected)")
     }
 }

@@ -1,3 +1,4 @@
+import ATVTestSupport
 @testable import ATVDiscovery
 import Testing
 
@@ -98,13 +99,17 @@ import Testing
         #expect(throws: DNSParser.Error.self) { try DNSParser.parse([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x40, 0, 1, 0, 1]) }
     }
 
-    @Test func fuzzRandomAndMutatedPacketsNeverCrash() {
-        var rng = SplitMix64(seed: 0xA7F0_0001)
+    /// Every packet either parses to a message whose serialization is stable (serialize → parse →
+    /// serialize gives the same bytes) or fails with `DNSParser.Error`.
+    @Test func fuzzRandomAndMutatedPacketsNeverCrash() throws {
+        let seed = TestSeed.value(default: 0xA7F0_0001)
+        var rng = SplitMix64(seed: seed)
         let valid = DNSSerializer.serialize(DNSMessage(flags: 0x8400, answers: [
             DNSRecord(name: "x._airplay._tcp.local", type: .srv, data: .srv(priority: 0, weight: 0, port: 7000, target: "x.local")),
             DNSRecord(name: "x._airplay._tcp.local", type: .txt, data: .txt([Array("deviceid=AA:BB".utf8)])),
         ]))
-        var parsed = 0
+        #expect(DNSSerializer.serialize(try DNSParser.parse(valid)) == valid)
+        var parsed = 0, rejected = 0
         for i in 0..<20_000 {
             var b: [UInt8]
             if i % 2 == 0 {
@@ -116,21 +121,17 @@ import Testing
                 }
                 if rng.next() % 3 == 0 { b = Array(b.prefix(Int(rng.next() % UInt64(b.count)))) }
             }
-            if (try? DNSParser.parse(b)) != nil { parsed += 1 }
+            do {
+                let m = try DNSParser.parse(b)
+                parsed += 1
+                let once = DNSSerializer.serialize(m)
+                #expect(DNSSerializer.serialize(try DNSParser.parse(once)) == once, "seed \(seed) case \(i): \(hexString(b))")
+            } catch {
+                rejected += 1
+                #expect(error is DNSParser.Error, "seed \(seed) case \(i): \(error)")
+            }
         }
-        #expect(parsed > 0)  // some mutations still parse; none crashed
+        #expect(parsed > 0 && rejected > 0, "seed \(seed): parsed \(parsed) rejected \(rejected)")
     }
 }
 
-/// Deterministic generator for fuzz tests.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVLog
 import Testing
 
@@ -81,9 +82,12 @@ struct LogParserTests {
         #expect(page.contains("_bundleID") && page.contains("id=\"inc\"") && page.contains("id=\"exc\"") && page.contains("class=\"proto\""))
     }
 
-    /// Random and mutated input never traps (the parser meets arbitrary files).
+    /// Random and mutated input never traps (the parser meets arbitrary files); entries keep their
+    /// line order within the text, a filter keeps a subset in order, and a bad pattern is a
+    /// `LogFilterError`.
     @Test func fuzz() {
-        var rng = SystemRandomNumberGenerator()
+        let seed = TestSeed.value(default: 0x106F)
+        var rng = SplitMix64(seed: seed)
         let alphabet = Array(" \n\t:[]=-_.0123456789abcdefTZ+opackdmDEBUGinfo\u{1B}\u{0}é")
         let seeds = [Self.launch, Self.login, Self.plain, Self.pyatv]
         for i in 0 ..< 3000 {
@@ -103,9 +107,23 @@ struct LogParserTests {
                 s = String(chars)
             }
             let entries = LogParser.parse(s)
+            let lines = s.split(separator: "\n", omittingEmptySubsequences: false).count
+            #expect(entries.allSatisfy { (1 ... lines).contains($0.line) }, "seed \(seed) case \(i)")
+            #expect(zip(entries, entries.dropFirst()).allSatisfy { $0.line < $1.line }, "seed \(seed) case \(i)")
             _ = LogRenderer.terminal(entries, color: true)
             _ = LogRenderer.html(entries, title: s)
-            _ = try? LogFilter(include: s.isEmpty ? nil : String(s.prefix(5))).apply(entries)
+            #expect((try? LogFilter().apply(entries)) == entries, "seed \(seed) case \(i)")
+            do {
+                let kept = try LogFilter(include: s.isEmpty ? nil : String(s.prefix(5))).apply(entries)
+                var rest = entries[...]
+                #expect(kept.allSatisfy { k in
+                    guard let at = rest.firstIndex(of: k) else { return false }
+                    rest = rest[(at + 1)...]
+                    return true
+                }, "seed \(seed) case \(i): the filter invented or reordered entries")
+            } catch {
+                #expect(error is LogFilterError, "seed \(seed) case \(i): \(error)")
+            }
         }
     }
 }

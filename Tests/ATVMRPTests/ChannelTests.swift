@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVAuth
 import ATVCore
 import Testing
@@ -49,13 +50,32 @@ import Testing
         #expect(throws: ATVError.self) { try enc.receive(try plain.encode(MRPMessages.generic())) }
     }
 
+    /// Random bytes never authenticate: an encrypted channel yields no message from them (it waits
+    /// for more bytes or fails with an input error). A plain channel yields only messages whose
+    /// re-encoding is stable, and a rejected frame is an input error.
     @Test func fuzzEncryptedReceiverNeverCrashes() {
-        var rng = SplitMix64(seed: 9)
-        for _ in 0..<300 {
+        let seed = TestSeed.value(default: 9)
+        var rng = SplitMix64(seed: seed)
+        var rejected = 0
+        for i in 0..<300 {
             var ch = MRPChannel(maxMessageSize: 1024)
-            if Bool.random(using: &rng) { ch.enableEncryption(keys) }
-            _ = try? ch.receive(randomBytes(Int.random(in: 0...600, using: &rng), using: &rng))
+            let encrypted = Bool.random(using: &rng)
+            if encrypted { ch.enableEncryption(keys) }
+            let bytes = randomBytes(Int.random(in: 0...600, using: &rng), using: &rng)
+            do {
+                let messages = try ch.receive(bytes)
+                if encrypted { #expect(messages.isEmpty, "seed \(seed) case \(i): random bytes authenticated") }
+                for m in messages {
+                    let once = try MRPCodec.encode(m)
+                    #expect(try MRPCodec.encode(MRPCodec.decode(once)) == once, "seed \(seed) case \(i)")
+                }
+                #expect(ch.bufferedByteCount <= bytes.count, "seed \(seed) case \(i)")
+            } catch {
+                rejected += 1
+                #expect(error.isMalformedInput, "seed \(seed) case \(i): \(error)")
+            }
         }
+        #expect(rejected > 0, "seed \(seed): no input was rejected")
     }
 }
 

@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVCore
 import Foundation
 import Testing

@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVCore
 import Testing
 @testable import ATVMRP
@@ -75,13 +76,16 @@ import Testing
         #expect(throws: ATVError.self) { try e.next() }
     }
 
+    /// Frames never exceed the limit, the decoder only ever holds bytes it was given, and a
+    /// rejected stream is an input error.
     @Test func fuzzGarbageNeverCrashes() {
-        var rng = SplitMix64(seed: 0xA7F)
+        let seed = TestSeed.value(default: 0xA7F)
+        var rng = SplitMix64(seed: seed)
         var frames = 0, errors = 0
         for _ in 0..<500 {
             var d = MRPFrameDecoder(maxMessageSize: 4096)
             let data = randomBytes(Int.random(in: 0...2000, using: &rng), using: &rng)
-            var i = 0
+            var i = 0, framed = 0
             feeding: while i < data.count {
                 let n = Int.random(in: 1...64, using: &rng)
                 d.append(data[i..<min(data.count, i + n)])
@@ -89,15 +93,19 @@ import Testing
                 do {
                     while let m = try d.next() {
                         frames += 1
-                        #expect(m.count <= 4096)
-                        _ = try? MRPCodec.decode(m)
+                        framed += m.count
+                        #expect(m.count <= 4096, "seed \(seed)")
+                        // A frame's payload and its length prefix re-frame to exactly the bytes consumed.
+                        #expect(MRPFraming.frame(m).count == MRPVarint.encode(UInt64(m.count)).count + m.count)
                     }
+                    #expect(framed + d.bufferedByteCount <= min(i, data.count), "seed \(seed)")
                 } catch {
                     errors += 1
+                    #expect(error.isMalformedInput, "seed \(seed): \(error)")
                     break feeding
                 }
             }
         }
-        #expect(frames + errors > 0)
+        #expect(frames > 0 && errors > 0, "seed \(seed): frames \(frames) errors \(errors)")
     }
 }

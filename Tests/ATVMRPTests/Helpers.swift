@@ -1,30 +1,7 @@
+import ATVTestSupport
 import ATVMRP
 
-/// "0a 05 41" → [0x0a, 0x05, 0x41]; spaces ignored.
-func hex(_ s: String) -> [UInt8] {
-    let digits = Array(s.filter { !$0.isWhitespace })
-    precondition(digits.count % 2 == 0, "odd hex string in a test")
-    return stride(from: 0, to: digits.count, by: 2).map { UInt8(String(digits[$0...$0 + 1]), radix: 16)! }
-}
-
 func utf8(_ s: String) -> [UInt8] { Array(s.utf8) }
-
-/// Deterministic PRNG for fuzz tests (SplitMix64), so failures reproduce.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-func randomBytes(_ count: Int, using rng: inout SplitMix64) -> [UInt8] {
-    (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
-}
 
 /// A SET_STATE ProtocolMessage built by hand from the wire format (the field numbers of Protos/*.proto):
 /// client com.apple.TVMusic, player MediaRemote-DefaultPlayer, state Playing, one item "id-1"

@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATV
 import ATVAuth
 import ATVCore
@@ -6,6 +7,7 @@ import ATVSimulator
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
 /// Our MRP client (connection, pairing, MRPService, the facade) against our virtual MRP device,
@@ -24,16 +26,6 @@ import Testing
                                               properties: device.mdnsServices().first?.txt ?? [:])])
     }
 
-    /// Waits (≤ 10 s) until `condition` holds.
-    func eventually(_ what: String, _ condition: () -> Bool) async throws {
-        let deadline = Date().addingTimeInterval(10)
-        while !condition() {
-            if Date() > deadline { throw TestTimeout(what: what) }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
-
-    struct TestTimeout: Error { var what: String }
 
     @Test func pairSetupReturnsCredentialsTheDeviceKnows() async throws {
         let device = try await VirtualMRP.start(.init(advanceInterval: nil))
@@ -319,10 +311,11 @@ import Testing
 final class GarbageResponder: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
+    private let rng = Mutex(SplitMix64(seed: TestSeed.value(default: 0x6A5B)))
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // A plausible length prefix followed by junk that is not a ProtocolMessage, or pure noise.
-        var bytes = (0..<Int.random(in: 1...200)).map { _ in UInt8.random(in: 0...255) }
-        if Bool.random() { bytes = [UInt8(bytes.count)] + bytes }
+        var bytes = rng.withLock { r in randomBytes(Int.random(in: 1...200, using: &r), using: &r) }
+        if rng.withLock({ Bool.random(using: &$0) }) { bytes = [UInt8(bytes.count)] + bytes }
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
     }
 }

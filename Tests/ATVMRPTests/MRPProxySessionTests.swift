@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVAuth
 import ATVCore
 import ATVMRP
@@ -210,13 +211,19 @@ struct MRPProxySessionTests {
     }
 
     @Test func garbageFromEitherSideNeverCrashes() throws {
-        var rng = SystemRandomNumberGenerator()
-        for _ in 0 ..< 300 {
+        let seed = TestSeed.value(default: 0x9A0C)
+        var rng = SplitMix64(seed: seed)
+        for i in 0 ..< 300 {
             var link = try Link()
-            _ = try? link.pump(try link.proxy.start())
-            let bytes = (0 ..< Int.random(in: 1 ... 64, using: &rng)).map { _ in UInt8.random(in: 0 ... 255, using: &rng) }
-            _ = try? link.proxy.fromController(bytes, controllers: [])
-            _ = try? link.proxy.fromDevice(bytes)
+            _ = try link.pump(try link.proxy.start())
+            let bytes = randomBytes(Int.random(in: 1 ... 64, using: &rng), using: &rng)
+            for side in ["controller", "device"] {
+                do {
+                    _ = side == "controller" ? try link.proxy.fromController(bytes, controllers: []) : try link.proxy.fromDevice(bytes)
+                } catch {
+                    #expect(error.isMalformedInput, "seed \(seed) case \(i) from \(side): \(error)")
+                }
+            }
         }
     }
 }

@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATV
 import ATVAirPlayCore
 import ATVAuth
@@ -98,8 +99,8 @@ import Testing
         let service = MRPService.tunnelledForTests(port: pod.port)
         try await service.connect()
         #expect(service.isTunnelled)
-        try await Task.sleep(for: .milliseconds(4500))
-        #expect(pod.report().feedbacks >= 1)
+        // The keep-alive /feedback comes every 2 s: wait for it with a deadline.
+        #expect(await poll(timeout: .seconds(10)) { pod.report().feedbacks >= 1 }, "\(pod.report().requests)")
         #expect(try await service.playing().title == "First Light")
         #expect(pod.remoteControl.connectionCount == 1)
         await service.close()

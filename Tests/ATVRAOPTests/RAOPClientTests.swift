@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVAudio
 import ATVCore
 @testable import ATVRAOP
@@ -53,12 +54,17 @@ private func fastOptions(_ codec: RAOPCodec = .l16) -> RAOPOptions {
         defer { Task { await receiver.close() } }
         let client = RAOPClient(host: "127.0.0.1", port: receiver.port, options: fastOptions())
         let report = try await client.stream(RampSource(packets: 50, framesPerPacket: 352))
-        try await Task.sleep(for: .milliseconds(100))
+        // UDP audio may still be in flight when the TEARDOWN answer arrives: wait for it (deadline).
+        _ = await poll(timeout: .seconds(5)) { receiver.log.withLock { $0.audio.count } >= report.packetsSent }
         let log = receiver.log.withLock { $0 }
 
-        #expect(log.requests.map(\.method) == ["GET", "ANNOUNCE", "SETUP", "SET_PARAMETER", "RECORD", "SET_PARAMETER", "SET_PARAMETER"]
-                + Array(repeating: "POST", count: log.requests.filter { $0.method == "POST" }.count) + ["TEARDOWN"]
-                || log.requests.last?.method == "TEARDOWN")
+        // The request order, exactly; the feedback POSTs (timer-driven) come only between RECORD
+        // and TEARDOWN.
+        let methods = log.requests.map(\.method)
+        #expect(methods.filter { $0 != "POST" } == ["GET", "ANNOUNCE", "SETUP", "SET_PARAMETER", "RECORD", "SET_PARAMETER", "SET_PARAMETER", "TEARDOWN"],
+                "\(methods)")
+        let record = methods.firstIndex(of: "RECORD") ?? methods.count
+        #expect(methods.indices.filter { methods[$0] == "POST" }.allSatisfy { $0 > record && $0 < methods.count - 1 }, "\(methods)")
         #expect(log.requests.first { $0.method == "ANNOUNCE" }?.bodyText.contains("L16/44100/2") == true)
         #expect(log.requests.first { $0.method == "ANNOUNCE" }?.bodyText.contains("fmtp") == false)
         #expect(log.requests.last?.method == "TEARDOWN")
@@ -260,12 +266,15 @@ private func fastOptions(_ codec: RAOPCodec = .l16) -> RAOPOptions {
         try await client.setMetadata(MediaMetadata(title: "Live", artist: "A", album: "B"))
         while receiver.log.withLock({ $0.audio.count }) < 5 { try await Task.sleep(for: .milliseconds(5)) }
         client.pause()
-        try await Task.sleep(for: .milliseconds(200))
+        // Paused once the receiver was told to FLUSH; then no audio for a while (the window is the
+        // assertion: nothing may arrive in it).
+        #expect(await poll(timeout: .seconds(5)) { receiver.log.withLock { $0.requests.contains { $0.method == "FLUSH" } } })
+        try await Task.sleep(for: .milliseconds(100))
         let pausedCount = receiver.log.withLock { $0.audio.count }
         try await Task.sleep(for: .milliseconds(200))
         #expect(receiver.log.withLock { $0.audio.count } == pausedCount)
         client.resume()
-        try await Task.sleep(for: .milliseconds(200))
+        #expect(await poll(timeout: .seconds(5)) { receiver.log.withLock { $0.audio.count } > pausedCount })
         client.stop()
         let report = try await task.value
         #expect(report.stopped)
@@ -291,7 +300,7 @@ private func fastOptions(_ codec: RAOPCodec = .l16) -> RAOPOptions {
         options.padWithSilence = false
         let report = try await streamRAOP(host: "127.0.0.1", port: receiver.port,
                                           packets: RampSource(packets: 20, framesPerPacket: 352), options: options)
-        try await Task.sleep(for: .milliseconds(50))
+        _ = await poll(timeout: .seconds(5)) { receiver.log.withLock { $0.audio.count } >= 20 }
         let log = receiver.log.withLock { $0 }
         let announce = try #require(log.requests.first { $0.method == "ANNOUNCE" })
         let sdp = try SDP.parse(announce.bodyText)

@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVCore
 @testable import ATVHTTP
 import Testing

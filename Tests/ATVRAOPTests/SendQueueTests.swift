@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVAudio
 import ATVCore
 @testable import ATVRAOP
@@ -199,7 +200,7 @@ private struct FailingSource: AsyncSequence, Sendable {
             guard case .badInput(let m) = error as? ATVError else { return false }
             return m.contains("source broke")
         }
-        try await Task.sleep(for: .milliseconds(50))
+        _ = await poll(timeout: .seconds(5)) { receiver.log.withLock { $0.audio.count } >= 3 + 12 }
         let log = receiver.log.withLock { $0 }
         // Lead-in + every packet read before the failure, in order; then TEARDOWN.
         #expect(log.audio.count == 3 + 12)

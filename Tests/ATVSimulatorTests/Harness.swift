@@ -1,3 +1,4 @@
+import ATVTestSupport
 import Foundation
 import Testing
 
@@ -17,11 +18,7 @@ enum Harness {
         return path
     }
 
-    static func makeTempDir() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("atv-sim-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir
-    }
+    static func makeTempDir() throws -> URL { try ATVTestSupport.makeTempDir("atv-sim") }
 
     static func findExecutable(_ name: String) throws -> String {
         for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {

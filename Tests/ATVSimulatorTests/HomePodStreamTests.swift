@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATVAudio
 import ATVAuth
 import ATVCore
@@ -40,7 +41,8 @@ import Testing
             try await events.answer(command)
         }
         let senderControl = try TestSocket.udp()
-        let key = (0 ..< 32).map { _ in UInt8.random(in: 0 ... 255) }
+        var keyRNG = SplitMix64(seed: 0x4B45)
+        let key = randomBytes(32, using: &keyRNG)
         let format: [String: PlistValue] = ct == 2
             ? ["ct": .int(2), "audioFormat": .int(0x40000)] : ["ct": .int(1), "audioFormat": .int(0x800)]
         let s2 = try await control.request("SETUP", "rtsp://127.0.0.1/1", headers: bplist, body: plist(["streams": .array([.dict(format.merging([
@@ -108,7 +110,11 @@ import Testing
         session.audio.sendTo(port: session.dataPort, try wrong.seal(rtpHeader: RTPHeader(payloadType: 0x60, sequenceNumber: 220, timestamp: 0, ssrc: 1).bytes,
                                                                      payload: payloads[0]))
         session.audio.sendTo(port: session.dataPort, [1, 2, 3])
-        try await Task.sleep(for: .milliseconds(200))
+        // Wait (deadline, no fixed sleep) until the receiver has seen every datagram sent.
+        #expect(await poll(timeout: .seconds(10)) {
+            let r = pod.report()
+            return r.packetsDecrypted >= 120 && r.decryptFailures >= 1 && r.malformedPackets >= 1
+        }, "\(pod.report())")
         #expect(try await session.control.request("TEARDOWN", "rtsp://127.0.0.1/1").status == 200)
         let report = try await pod.waitForSessionEnd(timeout: .seconds(10))
         await session.control.close()
@@ -147,7 +153,7 @@ import Testing
         #expect(asked.firstSequence == 110 && asked.count == 1)
         let reply = RAOPRetransmitResponse.wrap(packetBytes: packets[10], sequenceNumber: 110)
         session.senderControl.sendTo(port: try #require(pod.report().controlPort), reply)
-        try await Task.sleep(for: .milliseconds(300))
+        #expect(await poll(timeout: .seconds(10)) { pod.report().packetsRecovered >= 1 }, "\(pod.report())")
         #expect(try await session.control.request("TEARDOWN", "rtsp://127.0.0.1/1").status == 200)
         let report = try await pod.waitForSessionEnd(timeout: .seconds(10))
         await session.control.close()
@@ -168,7 +174,7 @@ import Testing
         // Before audio, requests are answered.
         #expect(try await session.control.request("POST", "/feedback").status == 200)
         try Self.send(Self.signal(packets: 30), session: session)
-        try await Task.sleep(for: .milliseconds(300))
+        #expect(await poll(timeout: .seconds(10)) { pod.report().packetsReceived >= 30 }, "\(pod.report())")
         await #expect(throws: ATVError.self) {
             _ = try await session.control.request("POST", "/feedback", timeout: .seconds(1))
         }
@@ -194,8 +200,14 @@ import Testing
         quiet.timingRequests = false
         let silentPod = try await VirtualHomePod.start(quiet)
         defer { Task { await silentPod.stop() } }
-        for p in [pod, silentPod] {
-            let session = try await Self.open(p, ct: 1)
+        do {
+            let session = try await Self.open(pod, ct: 1)
+            #expect(await poll(timeout: .seconds(10)) { pod.report().timingRequestsSent >= 2 }, "\(pod.report())")
+            await session.control.close()
+        }
+        do {
+            // An absence: the quiet receiver sends no timing request during the session (a window).
+            let session = try await Self.open(silentPod, ct: 1)
             try await Task.sleep(for: .milliseconds(600))
             await session.control.close()
         }
@@ -240,11 +252,13 @@ import Testing
     @Test func garbageOnEveryPortIsSurvived() async throws {
         let pod = try await VirtualHomePod.start()
         defer { Task { await pod.stop() } }
-        var rng = SystemRandomNumberGenerator()
-        func junk(_ n: Int) -> [UInt8] { (0 ..< n).map { _ in UInt8.random(in: 0 ... 255, using: &rng) } }
+        let seed = TestSeed.value(default: 0x4D0D)
+        var rng = SplitMix64(seed: seed)
+        func junk(_ n: Int) -> [UInt8] { randomBytes(n, using: &rng) }
+        func size(_ r: ClosedRange<Int>) -> Int { Int.random(in: r, using: &rng) }
         for round in 0 ..< 30 {
             let plain = try TestSocket.tcp(port: pod.port)
-            var bytes = junk(Int.random(in: 1 ... 3000))
+            var bytes = junk(size(1 ... 3000))
             if round % 3 == 0 { bytes = Array("POST /pair-setup HTTP/1.1\r\nContent-Length: \(bytes.count)\r\n\r\n".utf8) + bytes }
             if round % 3 == 1 { bytes = Array("SETUP rtsp://x/1 RTSP/1.0\r\nContent-Length: \(bytes.count)\r\n\r\n".utf8) + bytes }
             plain.send(bytes)
@@ -252,8 +266,8 @@ import Testing
         }
         let session = try await Self.open(pod, ct: 2)
         for _ in 0 ..< 200 {
-            session.audio.sendTo(port: session.dataPort, junk(Int.random(in: 0 ... 1500)))
-            if let cp = pod.report().controlPort { session.audio.sendTo(port: cp, [0x80, 0xD6] + junk(Int.random(in: 0 ... 100))) }
+            session.audio.sendTo(port: session.dataPort, junk(size(0 ... 1500)))
+            if let cp = pod.report().controlPort { session.audio.sendTo(port: cp, [0x80, 0xD6] + junk(size(0 ... 100))) }
         }
         // Garbage inside the encrypted event channel and control channel, then raw garbage frames.
         let eventGarbage = try await HomePodTestClient.connect(port: try #require(pod.report().eventPort))

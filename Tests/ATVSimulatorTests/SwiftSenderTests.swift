@@ -3,9 +3,10 @@ import ATVAudio
 import ATVCore
 import ATVHTTP
 import ATVRAOP
+@testable import ATVSimulator
+import ATVTestSupport
 import Foundation
 import Testing
-@testable import ATVSimulator
 
 /// A minimal RTSP client over `TestSocket`.
 private final class RTSPClient {
@@ -68,14 +69,18 @@ private final class RTSPClient {
         #expect(speaker.report().artworkBytes == 7)
 
         // Random garbage on fresh connections: the speaker answers 400 or waits, but keeps serving.
-        var rng = SystemRandomNumberGenerator()
+        let seed = TestSeed.value(default: 0x5917)
+        var rng = SplitMix64(seed: seed)
         for i in 0..<30 {
             let g = try TestSocket.tcp(port: speaker.port)
-            var junk = (0..<Int.random(in: 1...3000, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            var junk = randomBytes(Int.random(in: 1...3000, using: &rng), using: &rng)
             if i % 3 == 0 { junk = Array("SETUP x RTSP/1.0\r\nTransport: ;;=;control_port=99999999999;\r\nContent-Length: -5\r\n\r\n".utf8) + junk }
             if i % 3 == 1 { junk = Array("SET_PARAMETER x RTSP/1.0\r\nContent-Type: application/x-dmap-tagged\r\nContent-Length: \(junk.count)\r\n\r\n".utf8) + junk }
             g.send(junk)
-            _ = g.receive(timeoutMs: 50)
+            // Whatever it answers is an RTSP response.
+            if let answer = g.receive(timeoutMs: 50) {
+                #expect(answer.starts(with: Array("RTSP/1.0 ".utf8)), "seed \(seed) case \(i): \(String(decoding: answer.prefix(40), as: UTF8.self))")
+            }
         }
         let again = try RTSPClient(port: speaker.port)
         #expect(try again.exchange("OPTIONS", "*").status == 200)
@@ -199,7 +204,7 @@ extension SwiftSenderTests {
                 let payload: [UInt8] = Array([[UInt8]](repeating: [1, 2, 3, 4], count: 352).joined())
                 audio.sendTo(port: serverPort, RAOPAudioPacket(sequenceNumber: seq, timestamp: 0, ssrc: 1, payload: payload).bytes)
             }
-            try await Task.sleep(for: .milliseconds(100))
+            #expect(await poll(timeout: .seconds(5)) { speaker.report().packetsReceived >= 2 }, "\(speaker.report())")
         }  // the client socket closes here
         let report = try await speaker.waitForSessionEnd(timeout: .seconds(5))
         await speaker.stop()

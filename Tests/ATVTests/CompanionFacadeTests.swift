@@ -1,3 +1,4 @@
+import ATVTestSupport
 import ATV
 import ATVAuth
 import ATVCompanion
@@ -9,14 +10,6 @@ import Testing
 /// Companion through `connect()` and the facade, against an in-process virtual Companion device.
 @Suite(.serialized) struct CompanionFacadeTests {
     struct Failure: Error, CustomStringConvertible { var description: String }
-
-    static func eventually(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while !condition() {
-            if ContinuousClock.now > deadline { throw Failure(description: "timed out waiting for \(what)") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
 
     /// A virtual device and credentials paired with it.
     static func pairedDevice(_ config: VirtualCompanion.Configuration = .init()) async throws -> (VirtualCompanion, String) {
@@ -63,7 +56,7 @@ import Testing
         #expect(try await atv.keyboard.textFocusState() == .focused)
         try await atv.keyboard.textClear()
         // _tiC is an event (no reply): the device applies it a moment later.
-        try await Self.eventually("text cleared") { device.text == "" }
+        try await eventually("text cleared") { device.text == "" }
 
         #expect(try await atv.userAccounts.accountList() == [UserAccount(name: "Alice", identifier: "A1B2C3"), UserAccount(name: "Bob", identifier: "D4E5F6")])
         try await atv.userAccounts.switchAccount("A1B2C3")
@@ -75,7 +68,7 @@ import Testing
                      .playPause, .volumeUp, .channelUp, .swipe] {
             #expect(f.feature(name).state == .available, "\(name)")
         }
-        try await Self.eventually("media-control flags") { f.feature(.play).state == .available }
+        try await eventually("media-control flags") { f.feature(.play).state == .available }
         for name in [FeatureName.title, .artwork, .stop, .topMenu, .playURL, .streamFile, .homeHold] {
             #expect(f.feature(name).state == .unsupported, "\(name)")
         }
@@ -151,7 +144,7 @@ import Testing
         var lost = false
         for await u in updates { if case .connectionLost = u { lost = true } }
         #expect(lost)
-        try await Self.eventually("facade closed") { atv.isClosed }
+        try await eventually("facade closed") { atv.isClosed }
         await #expect(throws: ATVError.blocked) { try await atv.power.powerState() }
     }
 }

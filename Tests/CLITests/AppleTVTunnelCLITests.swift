@@ -164,6 +164,9 @@ import Testing
         let pair = try await run(try TestEnv.atv(), ["pair", "--airplay-version", "2", "--pin", "1111"] + common)
         #expect(pair.status == 0, "\(pair.stderr)")
         let bare = try await run(try TestEnv.atv(), ["playing"] + common)
+        // Without MRP nothing implements the now-playing fields: status 4 (not supported), one line.
+        #expect(bare.status == 4, "\(bare.stderr)")
+        #expect(bare.stderr == "atv: error: Title is not supported by this device (no connected protocol implements it)\n", "\(bare.stderr)")
         #expect(!bare.stdout.contains("First Light"), "\(bare.stdout)")
         let forced = try await run(try TestEnv.atv(), ["playing", "--mrp-tunnel", "force"] + common)
         #expect(forced.status == 0 && forced.stdout.contains("Title: First Light"), "\(forced.stdout) \(forced.stderr)")

@@ -99,6 +99,7 @@ import Testing
         let home = try TestEnv.tempDir()
         let pair = try await atvremote(["pair"], port: port, home: home, stdin: "1111\n")
         #expect(pair.status == 3, "\(pair.stdout) \(pair.stderr)")
+        #expect((pair.stdout + pair.stderr).contains("Pairing failed"), "\(pair.stdout.suffix(1500)) \(pair.stderr.suffix(1500))")
         #expect(!pair.stdout.contains("succeeded"))
         let file = home.appendingPathComponent(".pyatv.conf")
         if FileManager.default.fileExists(atPath: file.path) { #expect(try Self.storedCompanionCredentials(file) == nil) }

@@ -195,6 +195,7 @@ import Testing
             """, timeout: 30)
         #expect(result.status == 0, "\(result.stderr.suffix(800))")
         #expect(try Netns.devices(result.section("ours")).isEmpty)
-        #expect(!result.section("speaker").contains("Advertising"))
+        #expect(result.section("speaker").contains("listening"), "\(result.section("speaker"))")
+        #expect(!result.section("speaker").contains("Advertising"), "\(result.section("speaker"))")
     }
 }

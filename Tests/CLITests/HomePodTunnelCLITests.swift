@@ -87,8 +87,12 @@ import Testing
         let (pod, port) = try await startPod()
         defer { pod.kill() }
         let r = try await run(try TestEnv.atv(), ["playing", "--host", "127.0.0.1", "--port", String(port), "--protocol", "airplay"])
-        #expect(!r.stdout.contains("First Light"))
-        #expect(!pod.stdout.contains("Remote-control data channel"))
+        // Without MRP nothing implements the now-playing fields: status 4 (not supported), one line.
+        #expect(r.status == 4, "\(r.stderr)")
+        #expect(r.stderr == "atv: error: Title is not supported by this device (no connected protocol implements it)\n", "\(r.stderr)")
+        #expect(!r.stdout.contains("First Light"), "\(r.stdout)")
+        #expect(pod.stdout.contains("listening"), "\(pod.stdout)")
+        #expect(!pod.stdout.contains("Remote-control data channel"), "\(pod.stdout)")
     }
 
     /// In a private network namespace: the simulator advertises itself by mDNS; atvremote finds it

@@ -181,6 +181,7 @@ import Testing
         let home = try TestEnv.tempDir()
         let pair = try await atvremote(["pair"], port: port, home: home, stdin: "1111\n")
         #expect(pair.status != 0, "\(pair.stdout) \(pair.stderr)")
+        #expect((pair.stdout + pair.stderr).contains("Pairing failed"), "\(pair.stdout) \(pair.stderr.suffix(1500))")
         #expect(!pair.stdout.contains("succeeded"))
         #expect(try Self.storedMRPCredentials(home.appendingPathComponent(".pyatv.conf")) == nil)
         _ = try await sim.waitForOutput(timeout: 10) { $0.contains("Authentication failed") }

@@ -1,3 +1,4 @@
+import ATVTestSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -33,11 +34,7 @@ enum TestEnv {
         return path
     }
 
-    static func tempDir() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("atv-test-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }
+    static func tempDir() throws -> URL { try makeTempDir("atv-test") }
 }
 
 struct TestFailure: Error, CustomStringConvertible {
