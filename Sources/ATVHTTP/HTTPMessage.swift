@@ -86,23 +86,3 @@ func hexValue(_ c: UInt8) -> UInt8? {
     default: nil
     }
 }
-
-/// Standard reason phrases for the statuses AirPlay devices use.
-public func httpReason(_ status: Int) -> String {
-    switch status {
-    case 200: "OK"
-    case 206: "Partial Content"
-    case 400: "Bad Request"
-    case 401: "Unauthorized"
-    case 403: "Forbidden"
-    case 404: "Not Found"
-    case 405: "Method Not Allowed"
-    case 416: "Range Not Satisfiable"
-    case 453: "Not Enough Bandwidth"
-    case 470: "Connection Authorization Required"
-    case 500: "Internal Server Error"
-    case 501: "Not Implemented"
-    case 503: "Service Unavailable"
-    default: "Status \(status)"
-    }
-}

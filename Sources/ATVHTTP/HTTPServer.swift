@@ -162,7 +162,7 @@ final class HTTPServerRequestHandler: ChannelInboundHandler, RemovableChannelHan
         }
         if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
         let responseHead = HTTPResponseHead(version: request.version, status: HTTPResponseStatus(statusCode: status,
-                                            reasonPhrase: httpReason(status)), headers: headers)
+                                            reasonPhrase: RTSPResponse.defaultReason(status)), headers: headers)
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         if !isHead {
             if let region {
