@@ -138,7 +138,7 @@ private struct RTSPParserShim {
     mutating func requests() -> [HTTPRequestMessage] {
         var out: [HTTPRequestMessage] = []
         while out.count < 8, let r = try? parser.nextRequest() {
-            out.append(HTTPRequestMessage(method: r.method, uri: r.uri, headers: r.headers, body: r.body))
+            out.append(r)
         }
         return out
     }

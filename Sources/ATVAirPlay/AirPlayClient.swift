@@ -334,7 +334,7 @@ public final class AirPlayClient: Sendable {
         }
     }
 
-    static func reason(_ r: HTTPResponseMessage) -> String { r.reason.isEmpty ? httpReason(r.status) : r.reason }
+    static func reason(_ r: HTTPResponseMessage) -> String { r.reason.isEmpty ? RTSPResponse.defaultReason(r.status) : r.reason }
 
     /// A short printable body, when the device said something in text.
     static func bodyText(_ r: HTTPResponseMessage) -> String {

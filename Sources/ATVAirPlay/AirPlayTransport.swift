@@ -64,7 +64,7 @@ struct AirPlay2Transport: AirPlayTransport {
         headers.remove("Content-Length")
         let r = try await connection.request(request.method, uri: request.uri, version: "HTTP/1.1", headers: headers,
                                              body: request.body, timeout: timeout)
-        return HTTPResponseMessage(status: r.status, reason: r.reason, headers: r.headers, body: r.body)
+        return r
     }
     func close() {
         let c = connection

@@ -47,7 +47,7 @@ public final class HTTPClientConnection: Sendable {
     public var isActive: Bool { channel.isActive }
 
     /// Sends a request and waits for its response. `maxBody`: keep at most that many body bytes;
-    /// a longer body is cut (`truncated`) and the connection closed.
+    /// a longer body is cut and the connection closed.
     public func send(_ request: HTTPRequestMessage, timeout: Duration = .seconds(10),
                      maxBody: Int = 16 << 20) async throws -> HTTPResponseMessage {
         let promise = channel.eventLoop.makePromise(of: HTTPResponseMessage.self)
@@ -194,10 +194,9 @@ final class HTTPClientRequestHandler: ChannelDuplexHandler, RemovableChannelHand
                 fail(context, notHTTP())
                 return
             }
-            var response = HTTPResponseMessage(status: r.status, reason: r.reason, headers: r.headers, body: r.body)
+            var response = r
             if response.body.count > first.maxBody {
                 response.body = Array(response.body.prefix(first.maxBody))
-                response.truncated = true
                 complete(.success(response))
                 context.close(promise: nil)
                 return

@@ -7,23 +7,16 @@
 // (sendfile for local media). The client (`HTTPClientConnection`) frames answers with
 // `RTSPParser`, which reads devices the way pyatv does: an answer without Content-Length on
 // a keep-alive connection has no body (NIOHTTP1 would wait for the close). These value types keep
-// NIOHTTP1 out of the public API; their header fields are `RTSPHeaders`, as RTSP's.
+// NIOHTTP1 out of the public API: HTTP requests and responses are the RTSP/HTTP model's.
 
-/// A request, as sent by `HTTPClientConnection` or received by `HTTPServer`.
-public struct HTTPRequestMessage: Sendable, Equatable {
-    public var method: String
-    /// Path and query, e.g. "/scrub?position=12.000000".
-    public var uri: String
-    public var headers: RTSPHeaders
-    public var body: [UInt8]
+/// An HTTP/1.1 request, as sent by `HTTPClientConnection` (which writes `HTTP/1.1` whatever
+/// `version` says) or received by `HTTPServer` (with the version received): the RTSP/HTTP model.
+public typealias HTTPRequestMessage = RTSPRequest
 
-    public init(method: String, uri: String, headers: RTSPHeaders = [:], body: [UInt8] = []) {
-        self.method = method
-        self.uri = uri
-        self.headers = headers
-        self.body = body
-    }
+/// An HTTP/1.1 response as received by `HTTPClientConnection` (framed by `RTSPParser`).
+public typealias HTTPResponseMessage = RTSPResponse
 
+extension RTSPRequest {
     /// The path without the query.
     public var path: String { String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "") }
 
@@ -39,26 +32,6 @@ public struct HTTPRequestMessage: Sendable, Equatable {
         }
         return out
     }
-}
-
-/// A response as received by `HTTPClientConnection`.
-public struct HTTPResponseMessage: Sendable, Equatable {
-    public var status: Int
-    public var reason: String
-    public var headers: RTSPHeaders
-    public var body: [UInt8]
-    /// True when the body was cut at the caller's size limit (the connection is then closed).
-    public var truncated: Bool
-
-    public init(status: Int, reason: String = "", headers: RTSPHeaders = [:], body: [UInt8] = [], truncated: Bool = false) {
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-        self.body = body
-        self.truncated = truncated
-    }
-
-    public var isSuccess: Bool { (200..<300).contains(status) }
 }
 
 /// A response produced by an `HTTPServer` handler.
@@ -111,25 +84,5 @@ func hexValue(_ c: UInt8) -> UInt8? {
     case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
     case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
     default: nil
-    }
-}
-
-/// Standard reason phrases for the statuses AirPlay devices use.
-public func httpReason(_ status: Int) -> String {
-    switch status {
-    case 200: "OK"
-    case 206: "Partial Content"
-    case 400: "Bad Request"
-    case 401: "Unauthorized"
-    case 403: "Forbidden"
-    case 404: "Not Found"
-    case 405: "Method Not Allowed"
-    case 416: "Range Not Satisfiable"
-    case 453: "Not Enough Bandwidth"
-    case 470: "Connection Authorization Required"
-    case 500: "Internal Server Error"
-    case 501: "Not Implemented"
-    case 503: "Service Unavailable"
-    default: "Status \(status)"
     }
 }

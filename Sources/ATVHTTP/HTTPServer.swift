@@ -119,7 +119,8 @@ final class HTTPServerRequestHandler: ChannelInboundHandler, RemovableChannelHan
             var fields = RTSPHeaders()
             for f in h.headers { fields.add(f.name, f.value) }
             let request = HTTPServer.Request(
-                message: HTTPRequestMessage(method: h.method.rawValue, uri: h.uri, headers: fields, body: body),
+                message: HTTPRequestMessage(method: h.method.rawValue, uri: h.uri,
+                                            version: "HTTP/\(h.version.major).\(h.version.minor)", headers: fields, body: body),
                 remoteAddress: context.channel.remoteAddress?.ipAddress,
                 localAddress: context.channel.localAddress?.ipAddress, connection: connection)
             body = []
@@ -161,7 +162,7 @@ final class HTTPServerRequestHandler: ChannelInboundHandler, RemovableChannelHan
         }
         if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
         let responseHead = HTTPResponseHead(version: request.version, status: HTTPResponseStatus(statusCode: status,
-                                            reasonPhrase: httpReason(status)), headers: headers)
+                                            reasonPhrase: RTSPResponse.defaultReason(status)), headers: headers)
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         if !isHead {
             if let region {

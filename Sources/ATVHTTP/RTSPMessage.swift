@@ -123,18 +123,22 @@ public struct RTSPResponse: Sendable, Equatable {
     public var bodyText: String { String(decoding: body, as: UTF8.self) }
     public var isSuccess: Bool { (200..<300).contains(status) }
 
+    /// The standard reason phrase for the statuses RTSP and HTTP peers of AirPlay use.
     public static func defaultReason(_ status: Int) -> String {
         switch status {
         case 200: "OK"
+        case 206: "Partial Content"
         case 400: "Bad Request"
         case 401: "Unauthorized"
         case 403: "Forbidden"
         case 404: "Not Found"
         case 405: "Method Not Allowed"
+        case 416: "Range Not Satisfiable"
         case 451: "Parameter Not Understood"
         case 453: "Not Enough Bandwidth"
         case 454: "Session Not Found"
         case 455: "Method Not Valid in This State"
+        case 470: "Connection Authorization Required"
         case 500: "Internal Server Error"
         case 501: "Not Implemented"
         case 503: "Service Unavailable"

@@ -132,7 +132,7 @@ final class AppleTVAirPlay2Connection: Sendable {
 
     /// A video or info request, answered by the shared core.
     private func http(_ r: RTSPRequest, encrypted: Bool) async -> AppleTVReply {
-        let message = HTTPRequestMessage(method: r.method, uri: r.uri, headers: r.headers, body: r.body)
+        let message: HTTPRequestMessage = r
         if encrypted { core.report.withLock { $0.encryptedRequests += 1 } }
         let answer = await core.handle(message, connection: id, prefix: encrypted ? "enc " : "")
         var out = response(answer.status, for: r)
