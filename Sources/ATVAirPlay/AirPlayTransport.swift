@@ -1,7 +1,7 @@
 // How `AirPlayClient` talks to the device: plain HTTP/1.1 (devices that need no verification), or
 // HTTP/1.1 over an encrypted AirPlay 2 control connection (after HAP pair-verify or transient
 // pair-setup), optionally with the AirPlay 2 session recent tvOS wants before `/play`
-// (session SETUP with NTP timing, event channel, `/feedback`, RECORD; protocols.md §7).
+// (session SETUP with NTP timing, event channel, `/feedback`, RECORD, as pyatv 0.18 sends it).
 import ATVAirPlayCore
 import ATVAuth
 import ATVCore
@@ -34,7 +34,7 @@ struct PlainAirPlayTransport: AirPlayTransport {
     func close() { connection.close() }
     var localAddress: String? { connection.localAddress }
 
-    /// Legacy verification on this connection (protocols.md §7); a refusal is one clear line.
+    /// Legacy verification (`/pair-verify`, X25519 + Ed25519) on this connection; a refusal is one clear line.
     func verifyLegacy(_ credentials: LegacyCredentials, host: String, port: Int, timeout: Duration) async throws {
         var client = LegacyPairVerifyClient(credentials: credentials)
         var next = try client.start()

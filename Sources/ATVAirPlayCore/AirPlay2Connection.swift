@@ -168,7 +168,7 @@ public final class AirPlay2Connection: Sendable {
     }
 
     /// A request with a binary-plist body (`Content-Type: application/x-apple-binary-plist`).
-    public func request(_ method: String, uri: String? = nil, plist: BPlistValue, headers: RTSPHeaders = RTSPHeaders(),
+    public func request(_ method: String, uri: String? = nil, plist: PlistValue, headers: RTSPHeaders = RTSPHeaders(),
                         timeout: Duration? = nil) async throws -> RTSPResponse {
         var h = headers
         h.set("Content-Type", "application/x-apple-binary-plist")

@@ -31,8 +31,8 @@ public struct AirPlay2DataStream: Sendable {
 
     /// The stream SETUP body. `seed` must be below Int64.max: it travels as a plist integer, which
     /// is signed.
-    public static func setupBody(seed: UInt64, channelID: String = randomUUID(), clientUUID: String = randomUUID()) -> BPlistValue {
-        let stream: BPlistValue = .dict([
+    public static func setupBody(seed: UInt64, channelID: String = randomUUID(), clientUUID: String = randomUUID()) -> PlistValue {
+        let stream: PlistValue = .dict([
             "controlType": .int(2), "channelID": .string(channelID), "seed": .int(Int64(seed)),
             "clientUUID": .string(clientUUID), "type": .int(Int64(type)), "wantsDedicatedSocket": .bool(true),
             "clientTypeUUID": .string(clientTypeUUID),

@@ -110,8 +110,8 @@ public enum AirPlay2Timing: Sendable, Equatable {
 public enum AirPlay2SessionSetup {
     /// The bplist body of the first SETUP (the session): timing, identity, `sessionUUID`.
     public static func body(timing: AirPlay2Timing, sessionUUID: String, identity: AirPlay2SenderIdentity,
-                            remoteControlOnly: Bool = false) -> BPlistValue {
-        var d: [String: BPlistValue] = [
+                            remoteControlOnly: Bool = false) -> PlistValue {
+        var d: [String: PlistValue] = [
             "deviceID": .string(identity.deviceID),
             "sessionUUID": .string(sessionUUID),
             "macAddress": .string(identity.macAddress),

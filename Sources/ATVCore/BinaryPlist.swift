@@ -38,11 +38,6 @@ public indirect enum PlistValue: Sendable, Hashable {
     public subscript(_ key: String) -> PlistValue? { dict?[key] }
 }
 
-/// The former name of `PlistValue` (ATVAuth's legacy-pairing plist). Still spelled in
-/// ATVRAOP/AirPlay2/AirPlay2Messages.swift, AirPlay2Connection.swift and ATV/MRPTunnelSetup.swift,
-/// which are being moved to the AirPlay core; remove it once they say `PlistValue`.
-public typealias BPlistValue = PlistValue
-
 /// Encodes and decodes `bplist00`.
 public enum BinaryPlist {
     /// Lays objects out exactly as Python's `plistlib.dumps(value, fmt=FMT_BINARY)` does (what pyatv

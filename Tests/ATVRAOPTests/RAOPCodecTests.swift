@@ -119,7 +119,7 @@ import Testing
             check(i, { try RAOPTimingPacket(decoding: $0) }, \.bytes, b)
             check(i, { try RAOPAudioPacket(decoding: $0) }, \.bytes, b)
             do { _ = try RAOPTrackInfo(dmap: b) } catch {
-                #expect((error as? ATVError)?.isMalformedInput == true, "seed \(seed) case \(i): \(error)")
+                #expect(error.isMalformedInput, "seed \(seed) case \(i): \(error)")
             }
         }
         #expect(decoded > 0 && rejected > 0, "seed \(seed): decoded \(decoded) rejected \(rejected)")

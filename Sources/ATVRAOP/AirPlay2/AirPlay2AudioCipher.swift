@@ -1,4 +1,4 @@
-// AirPlay 2 real-time audio packet sealing (airplay2-sender.md §4.3 step 10, protocols.md §8):
+// AirPlay 2 real-time audio packet sealing:
 //   packet = RTP header (12 B) ‖ ChaCha20-Poly1305(payload) ‖ tag (16 B) ‖ nonce tail (8 B)
 // key = the stream's `shk`, nonce = 4 zero bytes ‖ counter (8 B, little-endian) — the tail on the
 // wire is that counter — and AAD = RTP header bytes 4..<12 (timestamp ‖ SSRC).

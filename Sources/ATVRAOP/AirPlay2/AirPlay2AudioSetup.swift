@@ -39,9 +39,9 @@ public struct AirPlay2AudioStreamRequest: Sendable, Equatable {
         self.streamConnectionID = streamConnectionID
     }
 
-    public var body: BPlistValue {
+    public var body: PlistValue {
         let alac = codec == .alac
-        let stream: [String: BPlistValue] = [
+        let stream: [String: PlistValue] = [
             "audioFormat": .int(alac ? Self.alac44100x16x2 : Self.pcm44100x16x2),
             "audioMode": .string("default"),
             "controlPort": .int(Int64(controlPort)),

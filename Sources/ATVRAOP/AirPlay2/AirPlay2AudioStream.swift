@@ -1,4 +1,4 @@
-// AirPlay 2 realtime audio (airplay2-sender.md §4.3 steps 5–13, protocols.md §8): on an
+// AirPlay 2 realtime audio, the steps HomePods require in this order: on an
 // `AirPlay2Connection`, the session SETUP with NTP timing, RECORD, the audio stream SETUP (`type 96`,
 // ALAC `ct 2` / `audioFormat 0x40000` or PCM `ct 1` / `0x800`, `shk`), then RTP through the RAOP
 // pacer with every packet sealed by `AirPlay2AudioCipher`, sync packets, the NTP responder,
