@@ -76,6 +76,8 @@ struct FeaturesCommand: AsyncParsableCommand {
         global.bootstrapLogging()
         try await runReportingErrors(json: json) {
             try await withDevice(device, connection) { atv in
+                // Features depend on what each protocol learns when it connects: set them all up.
+                try await atv.setUp()
                 let features = atv.features.allFeatures(includeUnsupported: all)
                 if json {
                     var map: [String: String] = [:]

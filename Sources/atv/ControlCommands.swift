@@ -245,6 +245,12 @@ func runPushUpdates(_ cmd: PushUpdates) async throws {
             await atv.close()
             throw ATVError.notSupported(.pushUpdates)
         }
+        // Updates flow only from protocols that are connected: set them up now, so a failure is
+        // reported here rather than as silence.
+        do { try await atv.setUp() } catch {
+            await atv.close()
+            throw error
+        }
         let updates = atv.updates()
         let interrupts = InterruptHandler { Task { await atv.close() } }
         defer { interrupts.cancel() }
