@@ -100,7 +100,21 @@ import Testing
         let atv = try await connect(config, options: ConnectOptions(raop: RAOPOptions(latencyFrames: 11_025)))
         #expect(Set(atv.protocols) == [.airplay, .raop, .mrp])   // MRP is offered (tunnel), not set up
 
+        // Progress and state come through the facade's stream interface.
+        let progress = atv.stream.progress()
+        let seen = Task {
+            var states: [StreamProgress] = []
+            for await p in progress {
+                states.append(p)
+                if p.state == .finished || p.state == .failed { break }
+            }
+            return states
+        }
         try await atv.stream.streamFile(.file(source), metadata: nil)
+        let states = await seen.value
+        #expect(states.last?.state == .finished, "\(states.suffix(3))")
+        #expect(states.contains { $0.state == .playing && $0.position > 0.5 && $0.volume != nil }, "\(states.suffix(3))")
+        #expect(states.allSatisfy { $0.duration.map { abs($0 - 1.5) < 0.05 } ?? true }, "\(states.suffix(3))")
         let report = try await pod.waitForSessionEnd(timeout: .seconds(15))
         #expect(report.beforeFirstAudio?.remoteControlSetups == 0, "\(report)")
         #expect(report.remoteControlSessions == 0 && report.remoteControlStreams == 0 && report.remoteControlRefused == 0, "\(report)")
