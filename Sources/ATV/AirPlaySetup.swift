@@ -147,7 +147,7 @@ public final class AirPlayService: Sendable {
     }
 }
 
-struct AirPlayStream: ATVCore.Stream {
+struct AirPlayStream: StreamInterface {
     let airplay: AirPlayService
     func playURL(_ url: String, position: Double) async throws {
         guard airplay.canPlayURL else { throw ATVError.notSupported(.playURL) }

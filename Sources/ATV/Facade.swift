@@ -13,7 +13,7 @@ public final class AppleTV: Sendable {
     let remoteRelayer = Relayer<any RemoteControl>()
     let metadataRelayer = Relayer<any Metadata>()
     let pushRelayer = Relayer<any PushUpdater>()
-    let streamRelayer = Relayer<any ATVCore.Stream>()
+    let streamRelayer = Relayer<any StreamInterface>()
     let powerRelayer = Relayer<any Power>(priority: ATVProtocol.powerPriority)
     let audioRelayer = Relayer<any Audio>()
     let appsRelayer = Relayer<any Apps>()

@@ -53,7 +53,7 @@ public struct FacadeMetadata: Metadata {
     }
 }
 
-public struct FacadeStream: ATVCore.Stream {
+public struct FacadeStream: StreamInterface {
     let device: AppleTV
     /// Progress of every stream and URL played through this device from now on, from whichever
     /// protocol plays it (a new subscription each call; sets nothing up). Ends when the device closes.

@@ -207,7 +207,7 @@ public final class RAOPService: Sendable {
     }
 }
 
-struct RAOPStream: ATVCore.Stream {
+struct RAOPStream: StreamInterface {
     let raop: RAOPService
     func streamFile(_ source: StreamSource, metadata: MediaMetadata?, overrideMissingMetadata: Bool) async throws {
         _ = try await raop.stream(source, metadata: metadata, overrideMissing: overrideMissingMetadata)

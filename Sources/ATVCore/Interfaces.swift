@@ -129,7 +129,7 @@ public struct RawPCMFormat: Sendable, Equatable, Codable {
     }
 }
 
-/// Where what a `Stream` sends stands: audio being streamed, or a URL the device plays.
+/// Where what a `StreamInterface` sends stands: audio being streamed, or a URL the device plays.
 public struct StreamProgress: Sendable, Equatable {
     public enum State: String, Sendable, Equatable {
         /// Connecting, or the device is loading the media.
@@ -156,8 +156,8 @@ public struct StreamProgress: Sendable, Equatable {
     }
 }
 
-/// Playing URLs and streaming audio.
-public protocol Stream: Sendable {
+/// Playing URLs and streaming audio (pyatv's `Stream` interface; the name `Stream` is Foundation's).
+public protocol StreamInterface: Sendable {
     /// Play a URL (or a local file served over HTTP); `position` in seconds.
     func playURL(_ url: String, position: Double) async throws
     /// Stream audio to the device; returns when the stream has finished.
@@ -167,7 +167,7 @@ public protocol Stream: Sendable {
     func progress() -> AsyncStream<StreamProgress>
 }
 
-extension Stream {
+extension StreamInterface {
     public func playURL(_ url: String, position: Double) async throws { throw ATVError.notSupported(.playURL) }
     public func streamFile(_ source: StreamSource, metadata: MediaMetadata?, overrideMissingMetadata: Bool) async throws {
         throw ATVError.notSupported(.streamFile)

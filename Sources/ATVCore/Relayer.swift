@@ -80,7 +80,7 @@ public struct InterfaceSet: Sendable {
     public var remoteControl: (any RemoteControl)?
     public var metadata: (any Metadata)?
     public var pushUpdater: (any PushUpdater)?
-    public var stream: (any Stream)?
+    public var stream: (any StreamInterface)?
     public var power: (any Power)?
     public var audio: (any Audio)?
     public var apps: (any Apps)?
@@ -89,7 +89,7 @@ public struct InterfaceSet: Sendable {
     public var touch: (any TouchGestures)?
 
     public init(remoteControl: (any RemoteControl)? = nil, metadata: (any Metadata)? = nil,
-                pushUpdater: (any PushUpdater)? = nil, stream: (any Stream)? = nil, power: (any Power)? = nil,
+                pushUpdater: (any PushUpdater)? = nil, stream: (any StreamInterface)? = nil, power: (any Power)? = nil,
                 audio: (any Audio)? = nil, apps: (any Apps)? = nil, userAccounts: (any UserAccounts)? = nil,
                 keyboard: (any Keyboard)? = nil, touch: (any TouchGestures)? = nil) {
         self.remoteControl = remoteControl

@@ -249,7 +249,7 @@ func makeDevice() -> AppleTV {
     }
 
     @Test func streamPlayURLNeedsTheFeature() async throws {
-        struct URLPlayer: ATVCore.Stream {
+        struct URLPlayer: StreamInterface {
             func playURL(_ url: String, position: Double) async throws {}
         }
         let atv = makeDevice()
