@@ -101,7 +101,7 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
                 try addRAOP(derived)
             }
             if let credentials = try MRPService.tunnelCredentials(airplay: service, in: config, mode: tunnelMode) {
-                logger.info("MRP through the AirPlay 2 remote-control channel of \(config.name) (\(credentials == nil ? "transient pairing" : "pair-verify with stored credentials"))")
+                logger.info("MRP through the AirPlay 2 remote-control channel of \(config.name) (\(credentials == nil ? "transient pairing" : "pair-verify with stored credentials")), set up when first used")
                 let mrp = MRPService.tunnelled(address: config.address, airplay: service, credentials: credentials)
                 var setup = mrp.setup(service)
                 let open = setup.connect
