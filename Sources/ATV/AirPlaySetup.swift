@@ -19,6 +19,7 @@ public final class AirPlayService: Sendable {
     }
     private let state = Mutex(State())
     let updates = Broadcaster<DeviceUpdate>()
+    let progress = Broadcaster<StreamProgress>()
     static let takeoverKinds: Set<InterfaceKind> = [.remoteControl, .metadata, .pushUpdater]
 
     init(address: String, service: ServiceConfig, options: AirPlayOptions = AirPlayOptions()) throws(ATVError) {
@@ -56,6 +57,7 @@ public final class AirPlayService: Sendable {
                       close: { [self] in
                           await client.stop()
                           updates.finish()
+                          progress.finish()
                       })
     }
 
@@ -117,27 +119,42 @@ public final class AirPlayService: Sendable {
             state.withLock { $0.playing = false }
             throw error
         }
-        let progress = client.progressUpdates()
+        let clientProgress = client.progressUpdates()
         let forward = Task { [self] in
-            for await _ in progress { updates.yield(.playing(playing())) }
+            for await p in clientProgress {
+                updates.yield(.playing(playing()))
+                let state: StreamProgress.State = switch p.state {
+                case .loading: .loading
+                case .playing: .playing
+                case .paused: .paused
+                case .ended: .finished
+                }
+                progress.yield(StreamProgress(state: state, position: p.position, duration: p.duration))
+            }
         }
+        var ended = false
         defer {
             forward.cancel()
             state.withLock { $0.playing = false }
             takeover?.release(.airplay, interfaces: Self.takeoverKinds)
+            if !ended { progress.yield(StreamProgress(state: .failed, position: client.progress?.position ?? 0, duration: client.progress?.duration)) }
             updates.yield(.playing(playing()))
         }
         updates.yield(.playing(playing()))
-        return try await client.play(url, position: position)
+        let report = try await client.play(url, position: position)
+        ended = true
+        progress.yield(StreamProgress(state: .finished, position: report.lastPosition, duration: client.progress?.duration))
+        return report
     }
 }
 
-struct AirPlayStream: ATVCore.Stream {
+struct AirPlayStream: StreamInterface {
     let airplay: AirPlayService
     func playURL(_ url: String, position: Double) async throws {
         guard airplay.canPlayURL else { throw ATVError.notSupported(.playURL) }
         _ = try await airplay.playURL(url, position: position)
     }
+    func progress() -> AsyncStream<StreamProgress> { airplay.progress.subscribe() }
 }
 
 struct AirPlayMetadata: Metadata {

@@ -18,7 +18,8 @@ public struct ConnectOptions: Sendable {
     /// MRP service. `.auto` defers to the stored `mrp_tunnel` setting of the device, if any.
     public var mrpTunnel: MRPTunnel
     /// The longest wait for the device, per step: connecting, and each answer while connecting
-    /// (and for RAOP/AirPlay requests). nil: each protocol's defaults.
+    /// (and for RAOP/AirPlay requests); a protocol's whole setup gets three steps. nil: each
+    /// protocol's defaults.
     public var timeout: Duration?
     public init(raop: RAOPOptions = RAOPOptions(), airPlayVersion: AirPlayVersion = .auto, mrpTunnel: MRPTunnel = .auto,
                 timeout: Duration? = nil) {
@@ -34,8 +35,11 @@ extension AppleTV {
     public var raop: RAOPService? { extra.withLock { $0.raop } }
 }
 
-/// Connect to every protocol the device offers that swift-atv speaks, and return the facade.
-/// Services that are disabled are skipped; a device with none usable is an error.
+/// The facade for every protocol the device offers that swift-atv speaks. Services that are
+/// disabled are skipped; a device with none usable is an error. Nothing is connected here: each
+/// protocol is set up on its first use (`AppleTV.setUp` sets them up ahead of time), so a call
+/// never waits for or fails because of a protocol it does not use (streaming to a HomePod opens
+/// no MRP tunnel). Stored credentials that can't be read are reported here.
 public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOptions(),
                     storage: FileStorage? = nil) async throws -> AppleTV {
     let logger = Logger(label: "atv.connect")
@@ -49,7 +53,8 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
         }
     }
     guard !config.services.isEmpty else { throw ATVError.noService(.raop) }
-    let device = AppleTV(config: config)
+    // A protocol's whole setup is bounded by three steps, whatever the device does.
+    let device = AppleTV(config: config, setUpDeadline: options.timeout.map { $0 * 3 + .milliseconds(500) })
     var added: [ATVProtocol] = []
     var needCredentials: [ATVProtocol] = []
     func addRAOP(_ service: ServiceConfig) throws {
@@ -96,9 +101,16 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
                 try addRAOP(derived)
             }
             if let credentials = try MRPService.tunnelCredentials(airplay: service, in: config, mode: tunnelMode) {
-                logger.info("MRP through the AirPlay 2 remote-control channel of \(config.name) (\(credentials == nil ? "transient pairing" : "pair-verify with stored credentials"))")
+                logger.info("MRP through the AirPlay 2 remote-control channel of \(config.name) (\(credentials == nil ? "transient pairing" : "pair-verify with stored credentials")), set up when first used")
                 let mrp = MRPService.tunnelled(address: config.address, airplay: service, credentials: credentials)
-                try device.add(mrp.setup(service))
+                var setup = mrp.setup(service)
+                let open = setup.connect
+                setup.connect = {
+                    do { try await open() } catch let error as ATVError {
+                        throw error.context("remote control through the AirPlay 2 tunnel")
+                    }
+                }
+                try device.add(setup)
                 added.append(.mrp)
             }
         case .mrp:
@@ -142,4 +154,20 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
     }
     try await device.connect()
     return device
+}
+
+extension ATVError {
+    /// The same error with what was being done in front of its text (kind and exit status kept).
+    func context(_ what: String) -> ATVError {
+        switch self {
+        case .connectionFailed(let s): .connectionFailed("\(what): \(s)")
+        case .connectionLost(let s): .connectionLost("\(what): \(s)")
+        case .timeout(let s): .timeout("\(what): \(s)")
+        case .authenticationFailed(let s): .authenticationFailed("\(what): \(s)")
+        case .pairingFailed(let s): .pairingFailed("\(what): \(s)")
+        case .protocolError(let s): .protocolError("\(what): \(s)")
+        case .httpError(let status, let s): .httpError(status: status, "\(what): \(s)")
+        default: self
+        }
+    }
 }

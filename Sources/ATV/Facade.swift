@@ -1,16 +1,19 @@
 import ATVCore
+import Logging
 import Synchronization
 
 /// A connected device: every protocol it offers behind one set of interfaces. Each call goes to
 /// the best protocol that implements it (MRP > DMAP > Companion > AirPlay > RAOP; power prefers
-/// Companion). After `close()` every call throws `ATVError.blocked`.
+/// Companion). A protocol is set up (connected, paired, verified) on its first use, so a call never
+/// waits for, nor fails because of, a protocol it does not use; `setUp(_:)` sets protocols up
+/// ahead of time. After `close()` every call throws `ATVError.blocked`.
 public final class AppleTV: Sendable {
     public let config: DeviceConfig
 
     let remoteRelayer = Relayer<any RemoteControl>()
     let metadataRelayer = Relayer<any Metadata>()
     let pushRelayer = Relayer<any PushUpdater>()
-    let streamRelayer = Relayer<any ATVCore.Stream>()
+    let streamRelayer = Relayer<any StreamInterface>()
     let powerRelayer = Relayer<any Power>(priority: ATVProtocol.powerPriority)
     let audioRelayer = Relayer<any Audio>()
     let appsRelayer = Relayer<any Apps>()
@@ -18,12 +21,24 @@ public final class AppleTV: Sendable {
     let keyboardRelayer = Relayer<any Keyboard>()
     let touchRelayer = Relayer<any TouchGestures>()
 
+    /// Where a protocol's setup stands.
+    enum SetUpState: Sendable {
+        case pending
+        case connecting(Task<Void, any Error>)
+        case ready
+        case failed(any Error)
+    }
+
     private struct State {
         var setups: [ProtocolSetup] = []
+        var setUp: [ATVProtocol: SetUpState] = [:]
         var connected = false
         var closed = false
         var closeTask: Task<Void, Never>?
         var forwarders: [Task<Void, Never>] = []
+        /// Someone subscribed to `updates()`: the push updaters are (to be) set up.
+        var wantsPush = false
+        var pushSetUpStarted = false
         var lastVolume: Double?
         var lastPlaying: Playing?
     }
@@ -33,9 +48,13 @@ public final class AppleTV: Sendable {
     }
     let extra = Mutex(Extra())
     private let updateBroadcaster = Broadcaster<DeviceUpdate>()
+    /// The longest one protocol's setup may take as a whole (each step has its own timeouts too).
+    let setUpDeadline: Duration?
+    private let logger = Logger(label: "atv.facade")
 
-    public init(config: DeviceConfig) {
+    public init(config: DeviceConfig, setUpDeadline: Duration? = nil) {
         self.config = config
+        self.setUpDeadline = setUpDeadline
     }
 
     // MARK: Setup
@@ -46,12 +65,19 @@ public final class AppleTV: Sendable {
             if s.connected || s.closed { throw ATVError.invalidState("protocols cannot be added after connect") }
             if s.setups.contains(where: { $0.protocol == setup.protocol }) { return }
             s.setups.append(setup)
+            s.setUp[setup.protocol] = .pending
         }
     }
 
     public var protocols: [ATVProtocol] { state.withLock { $0.setups.map(\.protocol) } }
 
-    /// Connect every added protocol in the order added and register its interfaces.
+    /// The protocols set up so far (connected, or connecting now / having failed: not listed).
+    public var protocolsSetUp: [ATVProtocol] {
+        state.withLock { s in s.setups.map(\.protocol).filter { if case .ready? = s.setUp[$0] { true } else { false } } }
+    }
+
+    /// Make every added protocol available: its interfaces are registered now and it is set up
+    /// (connected) on first use. Connects nothing by itself.
     public func connect() async throws {
         let setups = try state.withLock { s -> [ProtocolSetup] in
             if s.connected { throw ATVError.invalidState("already connected") }
@@ -59,11 +85,90 @@ public final class AppleTV: Sendable {
             s.connected = true
             return s.setups
         }
-        for setup in setups {
-            try await setup.connect()
-            register(setup)
+        for setup in setups { register(setup) }
+        let prepare: @Sendable (ATVProtocol) async throws -> Void = { [weak self] proto in
+            guard let self else { throw ATVError.blocked }
+            try await self.setUp(proto)
         }
+        remoteRelayer.setPrepare(prepare)
+        metadataRelayer.setPrepare(prepare)
+        pushRelayer.setPrepare(prepare)
+        streamRelayer.setPrepare(prepare)
+        powerRelayer.setPrepare(prepare)
+        audioRelayer.setPrepare(prepare)
+        appsRelayer.setPrepare(prepare)
+        accountsRelayer.setPrepare(prepare)
+        keyboardRelayer.setPrepare(prepare)
+        touchRelayer.setPrepare(prepare)
         startForwarding()
+        if state.withLock({ $0.wantsPush }) { setUpPushUpdatersInBackground() }
+    }
+
+    /// Set protocols up now, in the order they were added (all of them when `protocols` is nil),
+    /// waiting for any already under way; the first failure is thrown. Calls set up the protocol
+    /// they use by themselves: this is for when everything should be known at once (features).
+    public func setUp(_ protocols: [ATVProtocol]? = nil) async throws {
+        let order = state.withLock { $0.setups.map(\.protocol) }
+        for p in order where protocols?.contains(p) ?? true {
+            try await setUp(p)
+        }
+    }
+
+    /// Set one protocol up, once: concurrent callers share one attempt, and a failed attempt is
+    /// remembered (later calls get the same error; MRP, Companion and DMAP cannot reconnect).
+    func setUp(_ proto: ATVProtocol) async throws {
+        let task = try state.withLock { s -> Task<Void, any Error>? in
+            if s.closed { throw ATVError.blocked }
+            guard s.connected, let current = s.setUp[proto] else { return nil }
+            switch current {
+            case .ready: return nil
+            case .failed(let error): throw error
+            case .connecting(let t): return t
+            case .pending:
+                guard let setup = s.setups.first(where: { $0.protocol == proto }) else { return nil }
+                let t = Task { [self] in
+                    do {
+                        try await connect(setup)
+                        state.withLock { $0.setUp[proto] = .ready }
+                    } catch {
+                        state.withLock { $0.setUp[proto] = .failed(error) }
+                        throw error
+                    }
+                }
+                s.setUp[proto] = .connecting(t)
+                return t
+            }
+        }
+        try await task?.value
+    }
+
+    private func connect(_ setup: ProtocolSetup) async throws {
+        logger.debug("setting up \(setup.protocol) for \(config.name)")
+        guard let limit = setUpDeadline else { return try await setup.connect() }
+        let name = config.name
+        let proto = setup.protocol
+        try await withDeadline(limit, {
+            ATVError.timeout("\(name) did not finish setting up \(proto) within \(ATVError.seconds(limit)) s")
+        }) { try await setup.connect() }
+    }
+
+    /// Push updates need their protocols connected: set those up in the background, once. A
+    /// failure is logged, never fatal to the device or to a call that uses another protocol.
+    private func setUpPushUpdatersInBackground() {
+        let start = state.withLock { s -> Bool in
+            s.wantsPush = true
+            guard s.connected, !s.closed, !s.pushSetUpStarted else { return false }
+            s.pushSetUpStarted = true
+            return true
+        }
+        guard start else { return }
+        for (proto, _) in pushRelayer.ordered() {
+            Task { [weak self, logger] in
+                do { try await self?.setUp(proto) } catch {
+                    logger.info("\(proto) did not set up, no push updates from it: \(error)")
+                }
+            }
+        }
     }
 
     private func register(_ setup: ProtocolSetup) {
@@ -109,11 +214,16 @@ public final class AppleTV: Sendable {
             case .volume(let v):
                 guard s.lastVolume != v else { return false }
                 s.lastVolume = v
+            case .connectionLost, .connectionClosed:
+                // Only a protocol that was set up can lose its connection; one that failed while
+                // setting up has reported that to the call that needed it.
+                guard case .ready? = s.setUp[proto] else { return false }
             default: break
             }
             return true
         }
-        if send { updateBroadcaster.yield(update) }
+        guard send else { return }
+        updateBroadcaster.yield(update)
         switch update {
         case .connectionLost, .connectionClosed:
             Task { await self.close() }
@@ -130,9 +240,14 @@ public final class AppleTV: Sendable {
             s.closed = true
             let setups = s.setups
             let forwarders = s.forwarders
+            // A setup under way finishes (each step has a timeout) before its protocol is closed.
+            let connecting = s.setUp.values.compactMap { state -> Task<Void, any Error>? in
+                if case .connecting(let t) = state { t } else { nil }
+            }
             let broadcaster = updateBroadcaster
             let t = Task {
                 for f in forwarders { f.cancel() }
+                for c in connecting { _ = try? await c.value }
                 for setup in setups.reversed() { await setup.close() }
                 broadcaster.finish()
             }
@@ -168,8 +283,13 @@ public final class AppleTV: Sendable {
     public var touch: FacadeTouch { FacadeTouch(device: self) }
 
     /// Push updates from every protocol (playing state only from the main one), each only on change.
-    /// The stream ends when the device is closed.
-    public func updates() -> AsyncStream<DeviceUpdate> { updateBroadcaster.subscribe() }
+    /// The stream ends when the device is closed. Subscribing sets up, in the background, every
+    /// protocol that pushes updates (a failure there is logged and ends nothing).
+    public func updates() -> AsyncStream<DeviceUpdate> {
+        let stream = updateBroadcaster.subscribe()
+        setUpPushUpdatersInBackground()
+        return stream
+    }
 
     var featureSources: [(ATVProtocol, any Features)] {
         let setups = state.withLock { $0.setups }

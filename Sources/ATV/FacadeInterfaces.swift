@@ -53,8 +53,26 @@ public struct FacadeMetadata: Metadata {
     }
 }
 
-public struct FacadeStream: ATVCore.Stream {
+public struct FacadeStream: StreamInterface {
     let device: AppleTV
+    /// Progress of every stream and URL played through this device from now on, from whichever
+    /// protocol plays it (a new subscription each call; sets nothing up). Ends when the device closes.
+    public func progress() -> AsyncStream<StreamProgress> {
+        let sources = device.streamRelayer.ordered().map { $0.1.progress() }
+        let (merged, continuation) = AsyncStream.makeStream(of: StreamProgress.self, bufferingPolicy: .bufferingNewest(256))
+        let feeds = sources.map { source in
+            Task { for await p in source { continuation.yield(p) } }
+        }
+        let end = Task {
+            for feed in feeds { await feed.value }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in
+            for feed in feeds { feed.cancel() }
+            end.cancel()
+        }
+        return merged
+    }
     public func playURL(_ url: String, position: Double = 0) async throws {
         try device.guardOpen()
         guard device.features.feature(.playURL).state == .available else { throw ATVError.notSupported(.playURL) }

@@ -21,6 +21,7 @@ public final class RAOPService: Sendable {
     }
     private let state = Mutex(State())
     let updates = Broadcaster<DeviceUpdate>()
+    let progress = Broadcaster<StreamProgress>()
 
     init(address: String, service: ServiceConfig, options: RAOPOptions) {
         self.service = service
@@ -89,6 +90,7 @@ public final class RAOPService: Sendable {
                       close: { [self] in
                           client.stop()
                           updates.finish()
+                          progress.finish()
                       })
     }
 
@@ -161,35 +163,57 @@ public final class RAOPService: Sendable {
             state.withLock { $0.streaming = false }
             throw error
         }
-        let progress = client.progressUpdates()
+        let clientProgress = client.progressUpdates()
         let forward = Task { [self] in
             var lastSecond = -1
-            for await p in progress {
+            for await p in clientProgress {
                 state.withLock { $0.position = p.position }
+                // The end (finished or failed) is published once the stream call returns.
+                if let mapped = streamProgress(p) { progress.yield(mapped) }
                 if Int(p.position) != lastSecond {
                     lastSecond = Int(p.position)
                     updates.yield(.playing(playing()))
                 }
             }
         }
+        var ended = StreamProgress.State.failed
         defer {
             forward.cancel()
             takeover?.release(.raop, interfaces: kinds)
-            state.withLock { $0.streaming = false }
+            let (position, duration) = state.withLock { s in
+                s.streaming = false
+                return (s.position, s.metadata.duration)
+            }
+            progress.yield(StreamProgress(state: ended, position: position, duration: duration, volume: volume))
             updates.yield(.playing(playing()))
         }
         try await client.setMetadata(meta)
         try await client.setVolume(volume)
         updates.yield(.playing(playing()))
-        return try await client.stream(packets)
+        let report = try await client.stream(packets)
+        ended = .finished
+        return report
+    }
+
+    /// The facade's view of the client's progress; nil for the end, which `stream` reports.
+    func streamProgress(_ p: RAOPStreamProgress) -> StreamProgress? {
+        let state: StreamProgress.State
+        switch p.state {
+        case .connecting: state = .loading
+        case .streaming, .finishing: state = .playing
+        case .paused: state = .paused
+        case .finished, .failed: return nil
+        }
+        return StreamProgress(state: state, position: p.position, duration: p.duration, volume: volume)
     }
 }
 
-struct RAOPStream: ATVCore.Stream {
+struct RAOPStream: StreamInterface {
     let raop: RAOPService
     func streamFile(_ source: StreamSource, metadata: MediaMetadata?, overrideMissingMetadata: Bool) async throws {
         _ = try await raop.stream(source, metadata: metadata, overrideMissing: overrideMissingMetadata)
     }
+    func progress() -> AsyncStream<StreamProgress> { raop.progress.subscribe() }
 }
 
 struct RAOPAudio: Audio {
@@ -230,4 +254,33 @@ struct RAOPRemote: RemoteControl {
 struct RAOPFeatures: Features {
     let raop: RAOPService
     func feature(_ name: FeatureName) -> FeatureInfo { raop.feature(name) }
+}
+
+/// What an audio stream sent, from `FacadeStream.streamAudio`.
+public struct AudioStreamReport: Sendable {
+    /// The receiver, "address:port".
+    public var receiver: String
+    /// The AirPlay generation the stream used.
+    public var airPlayVersion: AirPlayMajorVersion
+    /// The sender's counters: codec, packets sent and retransmitted, source frames, timing.
+    public var details: RAOPStreamReport
+}
+
+extension FacadeStream {
+    /// Stream PCM packets (an opened `AudioDecoder`, or any 44.1 kHz s16 stereo source in
+    /// 352-frame packets) to the device's audio receiver, with metadata from `tags` and
+    /// `metadata` (the caller's win unless `overrideMissing`); returns when the stream has ended
+    /// (played out, or stopped with `remoteControl.stop()`). Progress: `progress()`.
+    public func streamAudio<S: AsyncSequence & Sendable>(_ packets: S, tags: MediaMetadata = MediaMetadata(), duration: Double? = nil,
+                                                         metadata: MediaMetadata? = nil,
+                                                         overrideMissing: Bool = false) async throws -> AudioStreamReport
+        where S.Element == PCMPacket {
+        try device.guardOpen()
+        guard let raop = device.raop else { throw ATVError.noService(.raop) }
+        try await device.setUp(.raop)
+        let report = try await raop.stream(packets: packets, tags: tags, duration: duration, metadata: metadata,
+                                           overrideMissing: overrideMissing)
+        return AudioStreamReport(receiver: "\(device.config.address):\(raop.client.port)", airPlayVersion: raop.airPlayVersion,
+                                 details: report)
+    }
 }

@@ -129,19 +129,51 @@ public struct RawPCMFormat: Sendable, Equatable, Codable {
     }
 }
 
-/// Playing URLs and streaming audio.
-public protocol Stream: Sendable {
+/// Where what a `StreamInterface` sends stands: audio being streamed, or a URL the device plays.
+public struct StreamProgress: Sendable, Equatable {
+    public enum State: String, Sendable, Equatable {
+        /// Connecting, or the device is loading the media.
+        case loading
+        case playing
+        case paused
+        /// Played to the end, or stopped.
+        case finished
+        case failed
+    }
+    public var state: State
+    /// Seconds of the media the device has played.
+    public var position: Double
+    /// Seconds in all, when known.
+    public var duration: Double?
+    /// The stream's volume (0...100), when the protocol sets one (audio streaming does).
+    public var volume: Double?
+
+    public init(state: State, position: Double, duration: Double? = nil, volume: Double? = nil) {
+        self.state = state
+        self.position = position
+        self.duration = duration
+        self.volume = volume
+    }
+}
+
+/// Playing URLs and streaming audio (pyatv's `Stream` interface; the name `Stream` is Foundation's).
+public protocol StreamInterface: Sendable {
     /// Play a URL (or a local file served over HTTP); `position` in seconds.
     func playURL(_ url: String, position: Double) async throws
     /// Stream audio to the device; returns when the stream has finished.
     func streamFile(_ source: StreamSource, metadata: MediaMetadata?, overrideMissingMetadata: Bool) async throws
+    /// Progress of every stream and URL played from now on (a new subscription each call); ends
+    /// when the device is closed.
+    func progress() -> AsyncStream<StreamProgress>
 }
 
-extension Stream {
+extension StreamInterface {
     public func playURL(_ url: String, position: Double) async throws { throw ATVError.notSupported(.playURL) }
     public func streamFile(_ source: StreamSource, metadata: MediaMetadata?, overrideMissingMetadata: Bool) async throws {
         throw ATVError.notSupported(.streamFile)
     }
+    /// Nothing: this protocol streams nothing.
+    public func progress() -> AsyncStream<StreamProgress> { AsyncStream { $0.finish() } }
 }
 
 public protocol Power: Sendable {

@@ -3,10 +3,13 @@ import Synchronization
 /// Picks the protocol that serves a call. Implementations are tried in priority order (a protocol
 /// holding a takeover comes first); one that throws `ATVError.notSupported` lacks that member, so
 /// the call falls through to the next. When none has it, the call throws `.notSupported(feature)`.
+/// A `prepare` hook, when set, runs before each protocol is asked (the facade sets the protocol up
+/// there, on first use); its error ends the call.
 public final class Relayer<Interface: Sendable>: Sendable {
     private struct State {
         var implementations: [ATVProtocol: Interface] = [:]
         var takeover: ATVProtocol?
+        var prepare: (@Sendable (ATVProtocol) async throws -> Void)?
     }
     private let state = Mutex(State())
     public let priority: [ATVProtocol]
@@ -20,6 +23,11 @@ public final class Relayer<Interface: Sendable>: Sendable {
     }
 
     public var protocols: Set<ATVProtocol> { state.withLock { Set($0.implementations.keys) } }
+
+    /// Runs before a call is relayed to a protocol (once per protocol tried).
+    public func setPrepare(_ prepare: @escaping @Sendable (ATVProtocol) async throws -> Void) {
+        state.withLock { $0.prepare = prepare }
+    }
 
     /// Implementations in the order calls try them.
     public func ordered(priority override: [ATVProtocol]? = nil) -> [(ATVProtocol, Interface)] {
@@ -40,7 +48,9 @@ public final class Relayer<Interface: Sendable>: Sendable {
     /// Relay a call. `feature` names what is missing if no protocol implements it.
     public func relay<R>(_ feature: FeatureName, priority override: [ATVProtocol]? = nil,
                          _ call: (Interface) async throws -> R) async throws -> R {
-        for (_, impl) in ordered(priority: override) {
+        let prepare = state.withLock { $0.prepare }
+        for (proto, impl) in ordered(priority: override) {
+            try await prepare?(proto)
             do {
                 return try await call(impl)
             } catch ATVError.notSupported {
@@ -70,7 +80,7 @@ public struct InterfaceSet: Sendable {
     public var remoteControl: (any RemoteControl)?
     public var metadata: (any Metadata)?
     public var pushUpdater: (any PushUpdater)?
-    public var stream: (any Stream)?
+    public var stream: (any StreamInterface)?
     public var power: (any Power)?
     public var audio: (any Audio)?
     public var apps: (any Apps)?
@@ -79,7 +89,7 @@ public struct InterfaceSet: Sendable {
     public var touch: (any TouchGestures)?
 
     public init(remoteControl: (any RemoteControl)? = nil, metadata: (any Metadata)? = nil,
-                pushUpdater: (any PushUpdater)? = nil, stream: (any Stream)? = nil, power: (any Power)? = nil,
+                pushUpdater: (any PushUpdater)? = nil, stream: (any StreamInterface)? = nil, power: (any Power)? = nil,
                 audio: (any Audio)? = nil, apps: (any Apps)? = nil, userAccounts: (any UserAccounts)? = nil,
                 keyboard: (any Keyboard)? = nil, touch: (any TouchGestures)? = nil) {
         self.remoteControl = remoteControl

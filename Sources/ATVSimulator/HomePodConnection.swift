@@ -258,6 +258,10 @@ final class HomePodConnection: @unchecked Sendable {
     /// Session SETUP: timing and event channel → `{eventPort, timingPort}`.
     private func setupSession(_ body: [String: PlistValue], _ request: RTSPRequest, _ ok: RTSPResponse) -> EventLoopFuture<HomePodReply> {
         guard let secret else { return reply(response(470, for: request, reason: "Connection Authorization Required")) }
+        if body["isRemoteControlOnly"]?.bool == true, !config.remoteControlTunnel {
+            shared.update { $0.remoteControlRefused += 1 }
+            return reply(response(501, for: request, reason: "Not Implemented"))
+        }
         hasSession = true
         // A remote-control-only session (the MRP tunnel) is no audio session: no number, no WAV file.
         if body["isRemoteControlOnly"]?.bool == true {
@@ -329,7 +333,13 @@ final class HomePodConnection: @unchecked Sendable {
             r.audioFormat = audioFormat
             r.framesPerPacket = spf
         }
-        if type == 130 { return setupRemoteControl(s, request, ok) }
+        if type == 130 {
+            guard config.remoteControlTunnel else {
+                shared.update { $0.remoteControlRefused += 1 }
+                return reply(response(501, for: request, reason: "Not Implemented"))
+            }
+            return setupRemoteControl(s, request, ok)
+        }
         guard type == 96 else { return reply(response(501, for: request, reason: "Stream Type Not Implemented")) }
         guard case .data(let shk)? = s["shk"], shk.count == 32 else { return reply(response(400, for: request)) }
         guard (1...4096).contains(spf), sampleRate == 44100 else { return reply(response(415, for: request)) }

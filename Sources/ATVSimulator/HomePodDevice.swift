@@ -77,6 +77,9 @@ public final class VirtualHomePod: Sendable {
         public var dropAudioPacket: (@Sendable (_ index: Int, _ seq: UInt16) -> Bool)?
         /// Now playing behind the MRP tunnel (name, deviceID and model are taken from this configuration).
         public var remoteControl: VirtualMRP.Configuration = VirtualMRP.Configuration()
+        /// Offer MRP over the AirPlay 2 remote-control channel. False: a remote-control session SETUP
+        /// (`isRemoteControlOnly`) or stream SETUP type 130 is answered 501 Not Implemented.
+        public var remoteControlTunnel = true
 
         public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv HomePod",
                     deviceID: String = "AA:BB:CC:DD:EE:F0", model: String = "AudioAccessory5,1",

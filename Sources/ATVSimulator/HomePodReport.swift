@@ -58,6 +58,8 @@ public struct HomePodReport: Sendable, Equatable, CustomStringConvertible {
     public var remoteControlStreams = 0
     /// Session SETUPs with `isRemoteControlOnly` (not counted in `sessions`).
     public var remoteControlSessions = 0
+    /// Remote-control SETUPs refused because the tunnel is off (`remoteControlTunnel` false).
+    public var remoteControlRefused = 0
     public var dataChannelConnections = 0
     public var eventCommandsSent = 0
     public var eventRepliesReceived = 0
@@ -72,6 +74,14 @@ public struct HomePodReport: Sendable, Equatable, CustomStringConvertible {
     public var packetsReceived = 0
     /// When the first audio datagram arrived (for launch-to-first-packet benchmarks).
     public var firstAudioPacketAt: ContinuousClock.Instant?
+    /// What the sender had done when the first audio datagram arrived.
+    public struct BeforeFirstAudio: Sendable, Equatable {
+        /// Control connections (TCP) accepted.
+        public var connections: Int
+        /// Remote-control (MRP tunnel) SETUPs: sessions, type-130 streams and refused ones.
+        public var remoteControlSetups: Int
+    }
+    public var beforeFirstAudio: BeforeFirstAudio?
     public var audioBytesReceived = 0
     /// Packets that decrypted with `shk`, and those that failed (wrong key, tampered, too short).
     public var packetsDecrypted = 0
@@ -124,7 +134,12 @@ public struct HomePodReport: Sendable, Equatable, CustomStringConvertible {
         lines.append("rtsp requests: \(requests.joined(separator: ", "))")
         if requestsUnanswered > 0 { lines.append("requests left unanswered: \(requestsUnanswered)") }
         lines.append("timing: \(timingProtocol ?? "-"), event channel: \(eventChannel.rawValue) (commands \(eventCommandsSent), replies \(eventRepliesReceived))")
-        if remoteControlSessions + remoteControlStreams > 0 { lines.append("remote control: sessions \(remoteControlSessions), streams \(remoteControlStreams), data channels \(dataChannelConnections)") }
+        if remoteControlSessions + remoteControlStreams + remoteControlRefused > 0 {
+            lines.append("remote control: sessions \(remoteControlSessions), streams \(remoteControlStreams), data channels \(dataChannelConnections), refused \(remoteControlRefused)")
+        }
+        if let b = beforeFirstAudio {
+            lines.append("before the first audio packet: control connections \(b.connections), remote-control setups \(b.remoteControlSetups)")
+        }
         lines.append("stream: type \(streamType.map(String.init) ?? "-"), ct \(compressionType.map(String.init) ?? "-"), codec \(codec ?? "-")")
         lines.append("packets received: \(packetsReceived) (\(audioBytesReceived) bytes), decrypted \(packetsDecrypted), decrypt failures \(decryptFailures), discarded \(packetsDiscarded)")
         lines.append("retransmit requests sent: \(retransmitRequestsSent) (\(packetsRequested) packets), responses \(retransmitResponsesReceived), recovered \(packetsRecovered), unrecovered \(unrecoveredPackets)")

@@ -97,7 +97,11 @@ final class HomePodStream: @unchecked Sendable {
         shared.update { r in
             r.packetsReceived += 1
             r.audioBytesReceived += bytes.count
-            if r.firstAudioPacketAt == nil { r.firstAudioPacketAt = arrival }
+            if r.firstAudioPacketAt == nil {
+                r.firstAudioPacketAt = arrival
+                r.beforeFirstAudio = .init(connections: r.connections,
+                                           remoteControlSetups: r.remoteControlSessions + r.remoteControlStreams + r.remoteControlRefused)
+            }
         }
         guard bytes.count >= AirPlay2AudioCipher.headerSize + AirPlay2AudioCipher.overhead,
               bytes[0] & 0xC0 == 0x80, bytes[1] & 0x7F == RAOPAudioPacket.payloadType else {

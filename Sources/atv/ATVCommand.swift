@@ -24,8 +24,8 @@ struct ATVCommand: AsyncParsableCommand {
         subcommands: [
             Scan.self, Pair.self, Credentials.self,
             StreamCommand.self, PlayURL.self,
-            Playing.self, PushUpdates.self, DeviceInfoCommand.self, FeaturesCommand.self,
-            Remote.self, Power.self, Volume.self, AppsCommand.self,
+            PlayingCommand.self, PushUpdates.self, DeviceInfoCommand.self, FeaturesCommand.self,
+            Remote.self, PowerCommand.self, VolumeCommand.self, AppsCommand.self,
             Launch.self, Text.self, Accounts.self, Artwork.self,
             Simulate.self, Probe.self, ImportPyatv.self, Proxy.self, LogCommand.self,
         ] + buttonShortcuts

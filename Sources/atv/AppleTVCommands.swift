@@ -221,16 +221,15 @@ func playURL(_ cmd: PlayURL) async throws {
         defer { interrupts.cancel() }
         let name = isURL ? target : URL(fileURLWithPath: target).lastPathComponent
         let tty = isatty(STDOUT_FILENO) == 1
-        let updates = atv.updates()
-        let last = Mutex<ATVCore.Playing?>(nil)
+        let progress = atv.stream.progress()
+        let last = Mutex<StreamProgress?>(nil)
         let progressTask = Task {
-            for await update in updates {
-                guard case .playing(let p) = update, p.deviceState != .idle else { continue }
+            for await p in progress where p.state != .finished && p.state != .failed {
                 last.withLock { $0 = p }
                 guard tty else { continue }
-                let total = p.totalTime.map { " / " + formatDuration(Double($0)) } ?? ""
-                let icon = p.deviceState == .paused ? "⏸" : p.deviceState == .loading ? "…" : "▶"
-                let line = "\u{1B}[2K\r\(icon) \(printable(name))  \(formatDuration(Double(p.position ?? 0)))\(total)"
+                let total = p.duration.map { " / " + formatDuration($0.rounded()) } ?? ""
+                let icon = p.state == .paused ? "⏸" : p.state == .loading ? "…" : "▶"
+                let line = "\u{1B}[2K\r\(icon) \(printable(name))  \(formatDuration(p.position))\(total)"
                 FileHandle.standardOutput.write(Data(line.utf8))
             }
         }
@@ -247,8 +246,9 @@ func playURL(_ cmd: PlayURL) async throws {
         await atv.close()
         // Finished means the device reported the end of the media: the position is its end.
         let at = last.withLock { $0 }.map { p in
-            let position = !interrupts.interrupted ? (p.totalTime ?? p.position ?? 0) : (p.position ?? 0)
-            return " at " + formatDuration(Double(position)) + (p.totalTime.map { " of " + formatDuration(Double($0)) } ?? "")
+            let total = p.duration.map { $0.rounded() }
+            let position = !interrupts.interrupted ? (total ?? p.position) : p.position
+            return " at " + formatDuration(position) + (total.map { " of " + formatDuration($0) } ?? "")
         } ?? ""
         let port = config.service(.airplay)?.port ?? 0
         print("\(interrupts.interrupted ? "Stopped" : "Finished") playing \(printable(name))\(at) on \(config.address):\(port)")

@@ -25,8 +25,8 @@ struct PlayURL: AsyncParsableCommand {
     func run() async throws { try await playURL(self) }
 }
 
-struct Playing: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show what is playing (every Playing field).")
+struct PlayingCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "playing", abstract: "Show what is playing (every Playing field).")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @OptionGroup var connection: ConnectionOptions
@@ -76,6 +76,8 @@ struct FeaturesCommand: AsyncParsableCommand {
         global.bootstrapLogging()
         try await runReportingErrors(json: json) {
             try await withDevice(device, connection) { atv in
+                // Features depend on what each protocol learns when it connects: set them all up.
+                try await atv.setUp()
                 let features = atv.features.allFeatures(includeUnsupported: all)
                 if json {
                     var map: [String: String] = [:]
@@ -142,9 +144,9 @@ struct RemoteOptions: ParsableArguments {
     @Flag(help: "Print JSON.") var json = false
 }
 
-struct Power: AsyncParsableCommand {
+struct PowerCommand: AsyncParsableCommand {
     enum Action: String, ExpressibleByArgument, CaseIterable { case on, off, state, status }
-    static let configuration = CommandConfiguration(abstract: "Turn a device on or off, or show its power state.",
+    static let configuration = CommandConfiguration(commandName: "power", abstract: "Turn a device on or off, or show its power state.",
         discussion: "on/off wait until the device reports the new state (--no-wait: do not), then print it.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
@@ -155,8 +157,8 @@ struct Power: AsyncParsableCommand {
     func run() async throws { try await runPower(self) }
 }
 
-struct Volume: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show or set the volume (0-100), or step it with up/down.")
+struct VolumeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "volume", abstract: "Show or set the volume (0-100), or step it with up/down.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @OptionGroup var connection: ConnectionOptions

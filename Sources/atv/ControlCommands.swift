@@ -149,7 +149,7 @@ enum PlayingFormat {
     }
 
     /// pyatv's "  Media type: …" block.
-    static func text(_ p: ATVCore.Playing) -> String {
+    static func text(_ p: Playing) -> String {
         var out = ["  Media type: \(mediaType(p.mediaType))", "Device state: \(deviceState(p.deviceState))"]
         if let v = p.title { out.append("       Title: \(printable(v))") }
         if let v = p.artist { out.append("      Artist: \(printable(v))") }
@@ -173,7 +173,7 @@ enum PlayingFormat {
     }
 
     /// atvscript's playing object (enums as lower-case names, missing values null).
-    static func json(_ p: ATVCore.Playing, app: App?) -> [String: Any] {
+    static func json(_ p: Playing, app: App?) -> [String: Any] {
         func v(_ x: Any?) -> Any { ScriptOutput.truthy(x) }
         return [
             "hash": p.hash, "media_type": mediaType(p.mediaType).lowercased(),
@@ -188,7 +188,7 @@ enum PlayingFormat {
     }
 }
 
-func runPlaying(_ cmd: Playing) async throws {
+func runPlaying(_ cmd: PlayingCommand) async throws {
     cmd.global.bootstrapLogging()
     try await runReportingErrors(json: cmd.json) {
         try await withDevice(cmd.device, cmd.connection) { atv in
@@ -244,6 +244,12 @@ func runPushUpdates(_ cmd: PushUpdates) async throws {
         guard atv.features.feature(.pushUpdates).state == .available else {
             await atv.close()
             throw ATVError.notSupported(.pushUpdates)
+        }
+        // Updates flow only from protocols that are connected: set them up now, so a failure is
+        // reported here rather than as silence.
+        do { try await atv.setUp() } catch {
+            await atv.close()
+            throw error
         }
         let updates = atv.updates()
         let interrupts = InterruptHandler { Task { await atv.close() } }
@@ -356,7 +362,7 @@ func runRemote(_ button: Remote.Button, _ cmd: RemoteOptions) async throws {
     }
 }
 
-func runPower(_ cmd: Power) async throws {
+func runPower(_ cmd: PowerCommand) async throws {
     cmd.global.bootstrapLogging()
     try await runReportingErrors(json: cmd.json) {
         let state: PowerState = try await withDevice(cmd.device, cmd.connection) { atv in
@@ -371,7 +377,7 @@ func runPower(_ cmd: Power) async throws {
     }
 }
 
-func runVolume(_ cmd: Volume) async throws {
+func runVolume(_ cmd: VolumeCommand) async throws {
     cmd.global.bootstrapLogging()
     try await runReportingErrors(json: cmd.json) {
         let level: Double = try await withDevice(cmd.device, cmd.connection) { atv in

@@ -37,6 +37,8 @@ struct SimulateHomePod: AsyncParsableCommand {
     @Flag(help: "Advertise only _airplay._tcp, no _raop._tcp (as several third-party AirPlay 2 receivers do).") var noRaop = false
     @Flag(help: "Answer transient pair-setup with 200 and an in-band TLV error.") var transientError = false
     @Flag(help: "Do not advertise over mDNS (_airplay._tcp, _raop._tcp on 127.0.0.1).") var noAdvertise = false
+    @Flag(help: "Offer no MRP tunnel: answer a remote-control SETUP (session isRemoteControlOnly, stream type 130) with 501.")
+    var noMrpTunnel = false
     @Option(help: "Remote control (MRP over the AirPlay tunnel): seconds of playing before the next track (0 = never).")
     var advance: Double = 10
 
@@ -62,6 +64,7 @@ struct SimulateHomePod: AsyncParsableCommand {
                 dropEventChannelAfter: dropEventChannelAfter.map { .milliseconds(Int64($0 * 1000)) }, noProgress: noProgress)
             config.timingRequests = !noTimingRequests
             config.remoteControl = VirtualMRP.Configuration(advanceInterval: advance > 0 ? advance : nil)
+            config.remoteControlTunnel = !noMrpTunnel
             let pod = try await VirtualHomePod.start(config)
             print("Virtual HomePod \"\(name)\" listening on 127.0.0.1:\(pod.port) (AirPlay 2), writing \(output)")
             print("TXT for atvremote --manual: --service-properties \"\(pod.raopServicePropertiesArgument())\"")

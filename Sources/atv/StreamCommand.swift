@@ -62,35 +62,43 @@ struct StreamCommand: AsyncParsableCommand {
             let atv = try await connectWithin(device, config, options: ConnectOptions(raop: raopOptions, airPlayVersion: AirPlayVersion(rawValue: airplayVersion) ?? .auto),
                                               storage: FileStorage(path: storage))
             defer { Task { await atv.close() } }
-            guard let raop = atv.raop else { throw ATVError.noService(.raop) }
 
-            let interrupts = InterruptHandler { raop.client.stop() }
+            // Ctrl-C stops the stream once it runs (the stream has then taken over remote control).
+            let started = Mutex(false)
+            let interrupts = InterruptHandler {
+                if started.withLock({ $0 }) { Task { try? await atv.remoteControl.stop() } }
+            }
             defer { interrupts.cancel() }
             let user = MediaMetadata(title: title, artist: artist, album: album)
             let name = title ?? decoder.info.metadata.title ?? (input == "-" ? "stdin" : URL(fileURLWithPath: input).lastPathComponent)
-            let progressTask = isatty(STDOUT_FILENO) == 1 ? Task {
-                for await p in raop.client.progressUpdates() {
+            let tty = isatty(STDOUT_FILENO) == 1
+            let progress = atv.stream.progress()
+            let progressTask = Task {
+                for await p in progress {
+                    started.withLock { $0 = true }
+                    guard tty, p.state != .finished, p.state != .failed else { continue }
                     let total = (p.duration ?? decoder.info.duration).map { " / " + formatDuration($0) } ?? ""
-                    let vol = Int(raop.volume.rounded())
-                    let line = "\u{1B}[2K\r\(p.state == .paused ? "⏸" : "▶") \(name)  \(formatDuration(max(0, p.position)))\(total)  vol \(vol)%"
+                    let vol = p.volume.map { "  vol \(Int($0.rounded()))%" } ?? ""
+                    let line = "\u{1B}[2K\r\(p.state == .paused ? "⏸" : "▶") \(name)  \(formatDuration(max(0, p.position)))\(total)\(vol)"
                     FileHandle.standardOutput.write(Data(line.utf8))
                 }
-            } : nil
-            let report: RAOPStreamReport
+            }
+            let result: AudioStreamReport
             do {
-                report = try await raop.stream(packets: decoder, tags: decoder.info.metadata, duration: decoder.info.duration,
-                                               metadata: user, overrideMissing: false)
+                result = try await atv.stream.streamAudio(decoder, tags: decoder.info.metadata, duration: decoder.info.duration,
+                                                          metadata: user)
             } catch {
-                progressTask?.cancel()
-                if progressTask != nil { print("") }
+                progressTask.cancel()
+                if tty { print("") }
                 throw error
             }
-            progressTask?.cancel()
-            if progressTask != nil { print("") }
+            progressTask.cancel()
+            if tty { print("") }
+            let report = result.details
             let seconds = Double(report.sourceFrames) / Double(PCMFormat.sampleRate)
             let how = report.stopped ? "Stopped after" : "Streamed"
-            print("\(how) \(formatDuration(seconds)) to \(config.address):\(raop.client.port) "
-                  + "(\(raop.airPlayVersion == .v2 ? "AirPlay 2, " : "")\(report.codec), \(report.packetsSent) packets, \(report.retransmittedPackets) retransmitted)")
+            print("\(how) \(formatDuration(seconds)) to \(result.receiver) "
+                  + "(\(result.airPlayVersion == .v2 ? "AirPlay 2, " : "")\(report.codec), \(report.packetsSent) packets, \(report.retransmittedPackets) retransmitted)")
             if interrupts.interrupted { throw ExitCode(130) }
         }
     }

@@ -275,8 +275,11 @@ final class Collector<T: Sendable>: Sendable {
         let device = try await VirtualAppleTV3.start(.init(pairingGUID: guid))
         defer { Task { await device.stop() } }
         await #expect(throws: ATVError.self) { try await connect(config(port: device.port, credentials: nil)) }
+        // DMAP logs in when first used (here: set up explicitly), not in `connect`.
         await #expect {
-            try await connect(config(port: device.port, credentials: "0x00000000000000AA"))
+            let atv = try await connect(config(port: device.port, credentials: "0x00000000000000AA"))
+            defer { Task { await atv.close() } }
+            try await atv.setUp()
         } throws: { e in
             if case ATVError.authenticationFailed = e { true } else { false }
         }

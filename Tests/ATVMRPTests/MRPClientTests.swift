@@ -67,6 +67,8 @@ import Testing
         let atv = try await connect(config(device, creds))
         defer { Task { await atv.close() } }
         #expect(atv.protocols == [.mrp])
+        #expect(device.report.verifications.isEmpty)   // set up on first use, not by connect
+        try await atv.setUp()
         // From the TXT record the device advertises.
         #expect(atv.deviceInfo.version == "14.7" && atv.deviceInfo.buildNumber == VirtualMRP.systemBuild)
         #expect(atv.deviceInfo.operatingSystem == .tvOS)
@@ -142,6 +144,7 @@ import Testing
         let creds = try await pair(device)
         let atv = try await connect(config(device, creds))
         defer { Task { await atv.close() } }
+        try await atv.setUp()   // connected first: the initial power state is not an update
         let updates = atv.updates()
         #expect(try await atv.power.powerState() == .on)
         try await atv.power.turnOff(awaitNewState: true)  // Home hold (1 s), Select

@@ -127,8 +127,11 @@ import Testing
 
         let (other, foreign) = try await Self.pairedDevice()
         defer { Task { await other.stop() } }
+        // Companion is verified when first used (here: set up explicitly), not by `connect`.
+        let atv = try await connect(Self.config(port: device.port, credentials: foreign))
+        defer { Task { await atv.close() } }
         do {
-            _ = try await connect(Self.config(port: device.port, credentials: foreign))
+            try await atv.setUp()
             Issue.record("connected with another device's credentials")
         } catch let e as ATVError {
             guard case .authenticationFailed(let why) = e else { Issue.record("unexpected \(e)"); return }
@@ -140,6 +143,7 @@ import Testing
         let (device, creds) = try await Self.pairedDevice()
         let atv = try await connect(Self.config(port: device.port, credentials: creds))
         let updates = atv.updates()
+        try await atv.setUp()
         await device.stop()
         var lost = false
         for await u in updates { if case .connectionLost = u { lost = true } }

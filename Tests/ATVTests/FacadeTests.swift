@@ -191,6 +191,8 @@ func makeDevice() -> AppleTV {
                                       close: { log.add("close.\(p.key)") }))
         }
         try await atv.connect()
+        #expect(log.all.isEmpty)   // nothing is connected until used or set up
+        try await atv.setUp()
         async let a: Void = atv.close()
         async let b: Void = atv.close()
         _ = await (a, b)
@@ -209,6 +211,7 @@ func makeDevice() -> AppleTV {
         try atv.add(ProtocolSetup(protocol: .mrp, interfaces: InterfaceSet(), features: StaticFeatures([:]),
                                   connect: { log.add("native") }))
         try await atv.connect()
+        try await atv.setUp()
         #expect(log.all == ["tunnel"])
         #expect(throws: ATVError.self) {
             try atv.add(ProtocolSetup(protocol: .raop, interfaces: InterfaceSet(), features: StaticFeatures([:])))
@@ -223,6 +226,7 @@ func makeDevice() -> AppleTV {
         try atv.add(ProtocolSetup(protocol: .raop, interfaces: InterfaceSet(pushUpdater: raop), features: StaticFeatures([:])))
         let updates = atv.updates()
         try await atv.connect()
+        try await atv.setUp()
         // Wait until the facade has subscribed to both updaters.
         for _ in 0..<200 where mrp.broadcaster.subscriberCount == 0 || raop.broadcaster.subscriberCount == 0 {
             try await Task.sleep(for: .milliseconds(5))
@@ -245,7 +249,7 @@ func makeDevice() -> AppleTV {
     }
 
     @Test func streamPlayURLNeedsTheFeature() async throws {
-        struct URLPlayer: ATVCore.Stream {
+        struct URLPlayer: StreamInterface {
             func playURL(_ url: String, position: Double) async throws {}
         }
         let atv = makeDevice()

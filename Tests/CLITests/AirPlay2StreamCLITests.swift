@@ -113,21 +113,25 @@ import Testing
         #expect(errors.first?.contains(expected) == true, "\(sent.stderr)")
     }
 
+    /// Compares `$TMP/out.wav` with the sample: prints "bitexact" when the source is there whole,
+    /// with only silence around it.
+    static let bitExactScript = """
+        ffmpeg -hide_banner -loglevel error -i "\(Self.sample)" -f s16le -ar 44100 -ac 2 "$TMP/src.raw"
+        ffmpeg -hide_banner -loglevel error -i "$TMP/out.wav" -f s16le "$TMP/out.raw"
+        python3 -c 'import sys
+        c = open(sys.argv[1], "rb").read(); s = open(sys.argv[2], "rb").read()
+        s0 = next(i for i in range(0, len(s), 4) if any(s[i:i+4]))
+        i = c.find(s[s0:s0 + 8192]) - s0
+        ok = i >= 0 and i % 4 == 0 and c[i:i + len(s)] == s and not any(c[:i]) and not any(c[i + len(s):])
+        print("bitexact" if ok else "differs")' "$TMP/out.raw" "$TMP/src.raw"
+        """
+
     /// In private network namespaces (one per receiver: both simulators advertise 127.0.0.1, which
     /// a scan would merge into one device): found by name, the HomePod gets AirPlay 2 by itself (its
     /// features have bits 38/48), while the AirPlay-1-only virtual speaker still gets RAOP.
     @Test func routeIsChosenFromTheFeaturesFoundByScanning() async throws {
         try Netns.requirePrerequisites(python: false)
-        let compare = """
-            ffmpeg -hide_banner -loglevel error -i "\(Self.sample)" -f s16le -ar 44100 -ac 2 "$TMP/src.raw"
-            ffmpeg -hide_banner -loglevel error -i "$TMP/out.wav" -f s16le "$TMP/out.raw"
-            python3 -c 'import sys
-            c = open(sys.argv[1], "rb").read(); s = open(sys.argv[2], "rb").read()
-            s0 = next(i for i in range(0, len(s), 4) if any(s[i:i+4]))
-            i = c.find(s[s0:s0 + 8192]) - s0
-            ok = i >= 0 and i % 4 == 0 and c[i:i + len(s)] == s and not any(c[:i]) and not any(c[i + len(s):])
-            print("bitexact" if ok else "differs")' "$TMP/out.raw" "$TMP/src.raw"
-            """
+        let compare = Self.bitExactScript
         func scenario(_ simulator: String, name: String) async throws -> Netns.Result {
             try await Netns.run("""
                 "$ATV" simulate \(simulator) --output "$TMP/out.wav" --sessions 1 > "$TMP/sim.out" 2>&1 &
@@ -156,5 +160,40 @@ import Testing
         #expect(speakerStream.contains("AirPlay 1 (RAOP) (features"), "\(speakerStream)")
         #expect(speaker.section("sim").contains("Stream ended"), "\(speaker.section("sim"))")
         #expect(speaker.section("pcm").contains("bitexact"), "\(speaker.section("pcm"))")
+    }
+
+    /// A HomePod found by scanning offers MRP through its AirPlay 2 tunnel, but a stream does not
+    /// use it: a receiver whose tunnel is refused gets the stream, bit-exact, and sees no
+    /// remote-control SETUP before its first audio packet (nor after). A command that needs MRP
+    /// then fails with one line.
+    @Test func streamSetsUpNoTunnel() async throws {
+        try Netns.requirePrerequisites(python: false)
+        let r = try await Netns.run("""
+            "$ATV" simulate homepod --port 7000 --no-mrp-tunnel --advance 0 --output "$TMP/out.wav" > "$TMP/sim.out" 2>&1 &
+            SIM=$!
+            wait_for "$TMP/sim.out" Advertising 60 || exit 98
+            echo "== stream =="; "$ATV" stream "\(Self.sample)" --to "swift-atv HomePod" --latency 500 -v 2>&1; echo "status=$?"
+            for _ in $(seq 100); do grep -q "Stream ended" "$TMP/sim.out" && break; sleep 0.1; done
+            echo "== playing =="; "$ATV" playing --to "swift-atv HomePod" 2> "$TMP/err"; echo "status=$?"; cat "$TMP/err"
+            kill $SIM
+            echo "== sim =="; cat "$TMP/sim.out"
+            echo "== pcm =="
+            \(Self.bitExactScript)
+            """, timeout: 150)
+        #expect(!r.timedOut, "stderr: \(r.stderr.suffix(1500))")
+        let stream = r.section("stream")
+        #expect(stream.contains("status=0"), "\(stream)")
+        // The tunnel was on offer: MRP is one of the device's protocols.
+        #expect(stream.contains("MRP through the AirPlay 2 remote-control channel"), "\(stream)")
+        let sim = r.section("sim")
+        #expect(sim.contains("before the first audio packet: control connections 1, remote-control setups 0"), "\(sim)")
+        #expect(!sim.contains("remote control: sessions") && !sim.contains("Remote-control data channel"), "\(sim)")
+        #expect(sim.contains("decrypt failures 0") && sim.contains("unrecovered 0"), "\(sim)")
+        #expect(r.section("pcm").contains("bitexact"), "\(r.section("pcm"))")
+        let playing = r.section("playing")
+        let lines = playing.split(separator: "\n").filter { $0.hasPrefix("atv:") }
+        #expect(playing.contains("status=1") && lines.count == 1, "\(playing)")
+        #expect(lines.first?.hasPrefix("atv: error: ") == true && playing.contains("remote control through the AirPlay 2 tunnel")
+                && playing.contains("501"), "\(playing)")
     }
 }
