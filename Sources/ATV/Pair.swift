@@ -19,10 +19,10 @@ public func pair(_ config: DeviceConfig, protocol proto: ATVProtocol,
                                      airplay: config.service(.airplay), options: options)
     case .companion:
         guard let service = config.service(.companion) else { throw ATVError.noService(.companion) }
-        return CompanionPairingHandler(host: config.address, service: service, options: options)
+        return CompanionPairingHandler(companionHost: config.address, service: service, options: options)
     case .mrp:
         guard let service = config.service(.mrp) else { throw ATVError.noService(.mrp) }
-        return MRPPairingHandler(host: config.address, service: service, options: options)
+        return MRPPairingHandler(mrpHost: config.address, service: service, options: options)
     case .dmap:
         return DMAPPairingServer(host: config.address, options: options)
     }
