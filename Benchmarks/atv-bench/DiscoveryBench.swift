@@ -88,7 +88,12 @@ func runDiscoveryBenchmarks(rounds: Int = 5) async throws {
     """#
     let script = """
         set -u
-        ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo
+        # pyatv scans only from interfaces with a private-range address (10/8, 172.16/12,
+        # 192.168/16), so the namespace gets a veth pair with 10.99.0.1/.2 and the multicast route
+        # through it; the devices stay on 127.0.0.x.
+        ip link set lo up && ip link add v0 type veth peer name v1 \
+            && ip addr add 10.99.0.1/24 dev v0 && ip addr add 10.99.0.2/24 dev v1 \
+            && ip link set v0 up && ip link set v1 up && ip route add 224.0.0.0/4 dev v0
         cleanup() { p=$(jobs -p); [ -n "$p" ] && kill $p 2>/dev/null; sleep 0.3; [ -n "$p" ] && kill -KILL $p 2>/dev/null; true; }
         trap cleanup EXIT
         "$VENV/bin/python" "$ROOT/scripts/peers/publish-zeroconf.py" --add-addresses --seconds 300 > "$TMPD/pub.out" 2>&1 &
