@@ -33,48 +33,60 @@ func runPairingBenchmarks() async throws {
         credentials = c
     }
     var oursTransient: [Double] = [], oursVerify: [Double] = []
-    for _ in 0 ..< runs {
-        let conn = try BenchEnvelope(port: accessory.port)
-        let t0 = threadCPU()
-        var client = HAPPairSetupClient.transient(pin: "1111")
-        guard case .transient(let k) = try exchange(conn, kind: 1, start: try client.start(), { try client.handle($0) }), k.count == 64 else {
-            throw BenchError("transient pair-setup did not produce a 64-byte session key")
-        }
-        _ = HAPChannel.airPlayControl.keys(sharedSecret: k)
-        oursTransient.append((threadCPU() - t0) * 1000)
-    }
-    for _ in 0 ..< runs {
-        let conn = try BenchEnvelope(port: accessory.port)
-        let t0 = threadCPU()
-        var verifier = HAPPairVerifyClient(credentials: credentials)
-        try conn.send(kind: 2, try verifier.start())
-        var shared: [UInt8]?
-        while shared == nil {
-            let (kind, tlv) = try conn.receive()
-            guard kind == 2 else { throw BenchError("unexpected message kind \(kind)") }
-            switch try verifier.handle(tlv) {
-            case .send(let m): try conn.send(kind: 2, m)
-            case .verified(let s): shared = s
+    func ours(_ n: Int) throws {
+        for _ in 0 ..< n {
+            let conn = try BenchEnvelope(port: accessory.port)
+            let t0 = threadCPU()
+            var client = HAPPairSetupClient.transient(pin: "1111")
+            guard case .transient(let k) = try exchange(conn, kind: 1, start: try client.start(), { try client.handle($0) }), k.count == 64 else {
+                throw BenchError("transient pair-setup did not produce a 64-byte session key")
             }
+            _ = HAPChannel.airPlayControl.keys(sharedSecret: k)
+            oursTransient.append((threadCPU() - t0) * 1000)
         }
-        _ = HAPChannel.airPlayControl.keys(sharedSecret: shared!)
-        oursVerify.append((threadCPU() - t0) * 1000)
+        for _ in 0 ..< n {
+            let conn = try BenchEnvelope(port: accessory.port)
+            let t0 = threadCPU()
+            var verifier = HAPPairVerifyClient(credentials: credentials)
+            try conn.send(kind: 2, try verifier.start())
+            var shared: [UInt8]?
+            while shared == nil {
+                let (kind, tlv) = try conn.receive()
+                guard kind == 2 else { throw BenchError("unexpected message kind \(kind)") }
+                switch try verifier.handle(tlv) {
+                case .send(let m): try conn.send(kind: 2, m)
+                case .verified(let s): shared = s
+                }
+            }
+            _ = HAPChannel.airPlayControl.keys(sharedSecret: shared!)
+            oursVerify.append((threadCPU() - t0) * 1000)
+        }
     }
 
     // pyatv, against the same accessory process.
-    let out = try captureOutput(venv + "/bin/python",
-                                [root.appendingPathComponent("scripts/peers/pyatv-pair-bench.py").path,
-                                 "--port", String(accessory.port), "--runs", String(runs)])
-    guard let obj = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: [Double]],
-          let pyTransient = obj["transient_ms"], let pyVerify = obj["verify_ms"] else {
-        throw BenchError("unexpected output from pyatv-pair-bench.py: \(out)")
+    var pyTransient: [Double] = [], pyVerify: [Double] = []
+    func theirs(_ n: Int) throws {
+        let out = try captureOutput(venv + "/bin/python",
+                                    [root.appendingPathComponent("scripts/peers/pyatv-pair-bench.py").path,
+                                     "--port", String(accessory.port), "--runs", String(n)])
+        guard let obj = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: [Double]],
+              let t = obj["transient_ms"], let v = obj["verify_ms"] else {
+            throw BenchError("unexpected output from pyatv-pair-bench.py: \(out)")
+        }
+        pyTransient += t
+        pyVerify += v
+    }
+    // Rounds in alternating order, so neither side always runs on a warmer (or busier) machine.
+    let rounds = 3
+    for r in 0 ..< rounds {
+        if r % 2 == 0 { try ours(runs / rounds); try theirs(runs / rounds) } else { try theirs(runs / rounds); try ours(runs / rounds) }
     }
     for (name, ours, theirs) in [("pair_transient_setup_client_cpu", oursTransient, pyTransient),
                                  ("pair_verify_client_cpu", oursVerify, pyVerify)] {
         let a = median(ours), b = median(theirs)
         emit(["bench": name, "unit": "ms", "runs": runs, "ours_ms": round3(a), "pyatv_ms": round3(b),
               "ratio": round3(a / b), "ours_min_ms": round3(ours.min() ?? 0), "pyatv_min_ms": round3(theirs.min() ?? 0),
-              "measured": "thread CPU per exchange incl. socket I/O, median of \(runs); same pyatv accessory (hap-accessory.py)"])
+              "measured": "thread CPU per exchange incl. socket I/O, median of \(runs) in \(rounds) rounds of alternating order; same pyatv accessory (hap-accessory.py)"])
     }
 }
 
