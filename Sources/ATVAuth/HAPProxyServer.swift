@@ -107,7 +107,7 @@ public final class HAPProxyServer<Session: HAPProxySession>: Sendable {
                 }
                 .bind(host: endpoints.listenHost, port: endpoints.listenPort).get()
         } catch {
-            throw ATVError.connectionFailed("cannot listen on \(endpoints.listenHost):\(endpoints.listenPort): \(error)")
+            throw ATVError.listening(endpoints.listenHost, endpoints.listenPort, error)
         }
         let server = HAPProxyServer(endpoints: endpoints, hooks: hooks, channel: channel, controllers: controllers)
         box.withLock { $0 = server }

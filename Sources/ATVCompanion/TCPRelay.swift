@@ -24,7 +24,7 @@ public final class TCPRelay: Sendable {
                 }
                 .bind(host: localHost, port: localPort).get()
         } catch {
-            throw ATVError.connectionFailed("cannot listen on \(localHost):\(localPort): \(error)")
+            throw ATVError.listening(localHost, localPort, error)
         }
         return TCPRelay(channel: channel)
     }

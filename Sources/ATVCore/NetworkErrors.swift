@@ -93,6 +93,28 @@ extension ATVError {
         }
     }
 
+    /// Listening or binding on `host:port` failed with `error` (what: "listen", "bind UDP"): the
+    /// cause in words the user can act on, never the socket call or errno text. An `ATVError`
+    /// passes through unchanged.
+    public static func listening(_ host: String, _ port: Int, _ error: any Error, what: String = "listen") -> ATVError {
+        if let e = error as? ATVError { return e }
+        let endpoint = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        let code = (error as? IOError)?.errnoCode
+        switch code {
+        case EADDRINUSE?:
+            return .connectionFailed("cannot \(what) on \(endpoint): the port is in use (choose another port, or stop what uses it)")
+        case EACCES?, EPERM?:
+            return .connectionFailed("cannot \(what) on \(endpoint): not permitted (ports below 1024 need privileges)")
+        case EADDRNOTAVAIL?:
+            return .connectionFailed("cannot \(what) on \(endpoint): \(host) is not an address of this machine")
+        default:
+            if case .unreachable? = code.map(NetworkFailure.init(errno:)) {
+                return .connectionFailed("cannot \(what) on \(endpoint): the network is unreachable")
+            }
+            return .connectionFailed("cannot \(what) on \(endpoint)")
+        }
+    }
+
     /// An established connection to `endpoint` failed with `error` while doing `during` (e.g.
     /// "POST /play"). An `ATVError` passes through unchanged.
     public static func connection(_ endpoint: String, _ error: any Error, during: String? = nil) -> ATVError {

@@ -53,7 +53,7 @@ public final class UDPSocket: Sendable {
             return UDPSocket(channel: ch, incoming: stream)
         } catch {
             cont.finish()
-            throw ATVError.connectionFailed("cannot bind UDP \(host):\(port): \(error)")
+            throw ATVError.listening(host, port, error, what: "bind UDP")
         }
     }
 

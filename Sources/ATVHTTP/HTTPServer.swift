@@ -56,7 +56,7 @@ public final class HTTPServer: Sendable {
                 .bind(host: host, port: port).get()
             return HTTPServer(channel: channel, host: host, registry: registry)
         } catch {
-            throw ATVError.connectionFailed("cannot listen on \(host):\(port): \(error)")
+            throw ATVError.listening(host, port, error)
         }
     }
 

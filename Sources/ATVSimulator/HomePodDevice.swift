@@ -155,7 +155,7 @@ public final class VirtualHomePod: Sendable {
                 .bind(host: configuration.host, port: configuration.port).get()
             return VirtualHomePod(configuration: configuration, server: server, shared: shared)
         } catch {
-            throw ATVError.connectionFailed("virtual HomePod cannot listen on \(configuration.host):\(configuration.port): \(error)")
+            throw ATVError.listening(configuration.host, configuration.port, error)
         }
     }
 

@@ -443,7 +443,7 @@ extension VirtualAppleTV {
                 }
                 .bind(host: c.host, port: c.port).get()
         } catch {
-            throw ATVError.connectionFailed("virtual Apple TV cannot listen on \(c.host):\(c.port): \(error)")
+            throw ATVError.listening(c.host, c.port, error)
         }
     }
 }

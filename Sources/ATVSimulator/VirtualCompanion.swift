@@ -142,7 +142,7 @@ public final class VirtualCompanion: Sendable {
                 }
                 .bind(host: configuration.host, port: configuration.port).get()
         } catch {
-            throw ATVError.connectionFailed("cannot listen on \(configuration.host):\(configuration.port): \(error)")
+            throw ATVError.listening(configuration.host, configuration.port, error)
         }
         let device = VirtualCompanion(configuration: configuration, channel: channel,
                                       state: State(power: configuration.initialPower, volume: configuration.volume, text: configuration.initialText))

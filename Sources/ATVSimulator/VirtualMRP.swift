@@ -197,7 +197,7 @@ public final class VirtualMRP: Sendable {
                 }
                 .bind(host: configuration.host, port: configuration.port).get()
         } catch {
-            throw ATVError.connectionFailed("cannot listen on \(configuration.host):\(configuration.port): \(error)")
+            throw ATVError.listening(configuration.host, configuration.port, error)
         }
         let requests = RequestLog()
         var server: HTTPServer?

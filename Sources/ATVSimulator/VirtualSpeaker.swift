@@ -72,7 +72,7 @@ public final class VirtualSpeaker: Sendable {
                 .bind(host: configuration.host, port: configuration.port).get()
             return VirtualSpeaker(configuration: configuration, server: server, shared: shared)
         } catch {
-            throw ATVError.connectionFailed("virtual speaker cannot listen on \(configuration.host):\(configuration.port): \(error)")
+            throw ATVError.listening(configuration.host, configuration.port, error)
         }
     }
 

@@ -93,4 +93,25 @@ import Testing
             try await withDeadline(.seconds(5), { .timeout("late") }) { () async throws -> Int in throw ATVError.badInput("no") }
         }
     }
+
+    /// A port already taken: the line says so and what to do, without the socket call or errno.
+    @Test func aRealBusyPortIsOneLineSayingItIsInUse() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let first = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(first.localAddress?.port)
+        do {
+            let second = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: port).get()
+            try await second.close()
+            Issue.record("bound a port that was taken")
+        } catch {
+            let line = ATVError.listening("127.0.0.1", port, error).description
+            #expect(line.contains("cannot listen on 127.0.0.1:\(port): the port is in use"), "\(line)")
+            #expect(!line.contains("errno") && !line.contains("bind(") && !line.contains("IOError"), "\(line)")
+        }
+        try await first.close()
+        try await group.shutdownGracefully()
+        #expect(ATVError.listening("::1", 80, IOError(errnoCode: EACCES, reason: "bind")).description
+            == "connection failed: cannot listen on [::1]:80: not permitted (ports below 1024 need privileges)")
+        #expect(ATVError.listening("h", 1, ATVError.timeout("x")) == .timeout("x"))
+    }
 }
