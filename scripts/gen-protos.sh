@@ -32,7 +32,7 @@ fi
 rm -rf "$OUT"
 mkdir -p "$OUT"
 protoc --plugin=protoc-gen-swift="$PLUGIN" \
-       --swift_opt=Visibility=Public \
+       --swift_opt=Visibility=Package \
        --swift_out="$OUT" \
        -I Protos Protos/*.proto
 echo "gen-protos: $(ls "$OUT" | wc -l) files in $OUT ($(protoc --version), protoc-gen-swift $("$PLUGIN" --version 2>/dev/null | awk '{print $NF}'))"

@@ -4,7 +4,7 @@ import ATVCore
 public enum MRPArtwork {
     /// An identifier for the current artwork, nil if the item has none: `artworkIdentifier`, else
     /// `contentIdentifier`, else the item identifier — only when artwork is available or has a URL.
-    public static func artworkID(_ item: MRPContentItem) -> String? {
+    package static func artworkID(_ item: MRPContentItem) -> String? {
         guard item.hasMetadata else { return nil }
         let md = item.metadata
         guard md.artworkAvailable || (md.hasArtworkURL && !md.artworkURL.isEmpty) else { return nil }
@@ -14,7 +14,7 @@ public enum MRPArtwork {
     }
 
     /// HTTP URLs to try, in order: `artworkIdentifier` as a template ({w}, {h}, {c}, {f}), then `artworkURL`.
-    public static func candidateURLs(_ metadata: MRPContentItemMetadata, width: Int, height: Int) -> [String] {
+    package static func candidateURLs(_ metadata: MRPContentItemMetadata, width: Int, height: Int) -> [String] {
         var out: [String] = []
         let id = metadata.artworkIdentifier
         if metadata.hasArtworkIdentifier, id.hasPrefix("http://") || id.hasPrefix("https://") {
@@ -29,7 +29,7 @@ public enum MRPArtwork {
     }
 
     /// The artwork carried in the reply to a PLAYBACK_QUEUE_REQUEST (a SET_STATE with a queue).
-    public static func fromReply(_ reply: MRPProtocolMessage) throws(ATVError) -> ArtworkInfo? {
+    package static func fromReply(_ reply: MRPProtocolMessage) throws(ATVError) -> ArtworkInfo? {
         guard reply.hasMRPsetStateMessage, reply.MRPsetStateMessage.hasPlaybackQueue else {
             throw ATVError.protocolError("artwork reply has no playback queue (type \(reply.type))")
         }

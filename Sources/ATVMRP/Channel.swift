@@ -25,7 +25,7 @@ public struct MRPChannel: Sendable {
     }
 
     /// The bytes to write for `message`.
-    public mutating func encode(_ message: MRPProtocolMessage) throws(ATVError) -> [UInt8] {
+    package mutating func encode(_ message: MRPProtocolMessage) throws(ATVError) -> [UInt8] {
         var payload = try MRPCodec.encode(message)
         if output != nil { payload = try output!.seal(payload) }
         return MRPFraming.frame(payload)
@@ -34,7 +34,7 @@ public struct MRPChannel: Sendable {
     /// Feed received bytes; returns every message they complete.
     /// - Throws: `ATVError` on a bad frame, a failed decryption or an unparsable message; the
     ///   connection must be closed then.
-    public mutating func receive<S: Sequence<UInt8>>(_ bytes: S) throws(ATVError) -> [MRPProtocolMessage] {
+    package mutating func receive<S: Sequence<UInt8>>(_ bytes: S) throws(ATVError) -> [MRPProtocolMessage] {
         decoder.append(bytes)
         var out: [MRPProtocolMessage] = []
         while var payload = try decoder.next() {

@@ -7,7 +7,7 @@ public enum MRPCodec {
     public static let extensions: SimpleExtensionMap = MRPMessages_Extensions
 
     /// Decodes one (unframed) ProtocolMessage.
-    public static func decode(_ bytes: [UInt8]) throws(ATVError) -> MRPProtocolMessage {
+    package static func decode(_ bytes: [UInt8]) throws(ATVError) -> MRPProtocolMessage {
         do {
             return try MRPProtocolMessage(serializedBytes: bytes, extensions: extensions)
         } catch {
@@ -16,7 +16,7 @@ public enum MRPCodec {
     }
 
     /// Serialises one ProtocolMessage (without the length prefix).
-    public static func encode(_ message: MRPProtocolMessage) throws(ATVError) -> [UInt8] {
+    package static func encode(_ message: MRPProtocolMessage) throws(ATVError) -> [UInt8] {
         do {
             return try message.serializedBytes()
         } catch {
@@ -25,14 +25,14 @@ public enum MRPCodec {
     }
 
     /// Serialises one ProtocolMessage with its varint length prefix.
-    public static func encodeFramed(_ message: MRPProtocolMessage) throws(ATVError) -> [UInt8] {
+    package static func encodeFramed(_ message: MRPProtocolMessage) throws(ATVError) -> [UInt8] {
         MRPFraming.frame(try encode(message))
     }
 }
 
 extension MRPFrameDecoder {
     /// The next complete, decoded message, or nil if more bytes are needed.
-    public mutating func nextMessage() throws(ATVError) -> MRPProtocolMessage? {
+    package mutating func nextMessage() throws(ATVError) -> MRPProtocolMessage? {
         guard let bytes = try next() else { return nil }
         return try MRPCodec.decode(bytes)
     }

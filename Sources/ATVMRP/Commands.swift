@@ -6,33 +6,33 @@ public enum MRPCommands {
     public static let defaultSkipInterval: Double = 15
 
     /// Seconds to skip: explicit, else the command's first preferred interval, else 15.
-    public static func skipInterval(explicit: Double?, info: MRPCommandInfo?) -> Double {
+    package static func skipInterval(explicit: Double?, info: MRPCommandInfo?) -> Double {
         if let explicit { return explicit }
         if let first = info?.preferredIntervals.first, first.isFinite, first > 0 { return first }
         return defaultSkipInterval
     }
 
     /// The command for play/pause: TogglePlayPause if enabled, else Pause while playing, else Play.
-    public static func playPauseCommand(_ state: MRPPlayerState) -> MRPCommand {
+    package static func playPauseCommand(_ state: MRPPlayerState) -> MRPCommand {
         if state.commandInfo(.togglePlayPause)?.enabled == true { return .togglePlayPause }
         return state.deviceState == .playing ? .pause : .play
     }
 
-    public static func skip(forward: Bool, seconds: Double? = nil, state: MRPPlayerState) -> MRPProtocolMessage {
+    package static func skip(forward: Bool, seconds: Double? = nil, state: MRPPlayerState) -> MRPProtocolMessage {
         let command: MRPCommand = forward ? .skipForward : .skipBackward
         var options = MRPCommandOptions()
         options.skipInterval = Float(skipInterval(explicit: seconds, info: state.commandInfo(command)))
         return MRPMessages.sendCommand(command, options: options)
     }
 
-    public static func setPosition(_ seconds: Double) throws(ATVError) -> MRPProtocolMessage {
+    package static func setPosition(_ seconds: Double) throws(ATVError) -> MRPProtocolMessage {
         guard seconds.isFinite, seconds >= 0 else { throw ATVError.invalidValue("position \(seconds) must be ≥ 0 seconds") }
         var options = MRPCommandOptions()
         options.playbackPosition = seconds
         return MRPMessages.sendCommand(.seekToPlaybackPosition, options: options)
     }
 
-    public static func setShuffle(_ shuffle: ShuffleState) -> MRPProtocolMessage {
+    package static func setShuffle(_ shuffle: ShuffleState) -> MRPProtocolMessage {
         var options = MRPCommandOptions()
         options.sendOptions = 0
         options.shuffleMode = switch shuffle {
@@ -43,7 +43,7 @@ public enum MRPCommands {
         return MRPMessages.sendCommand(.changeShuffleMode, options: options)
     }
 
-    public static func setRepeat(_ repeatState: RepeatState) -> MRPProtocolMessage {
+    package static func setRepeat(_ repeatState: RepeatState) -> MRPProtocolMessage {
         var options = MRPCommandOptions()
         options.sendOptions = 0
         options.repeatMode = switch repeatState {
@@ -55,7 +55,7 @@ public enum MRPCommands {
     }
 
     /// The error a SEND_COMMAND_RESULT reports, nil on success.
-    public static func resultError(_ reply: MRPProtocolMessage, command: MRPCommand) -> ATVError? {
+    package static func resultError(_ reply: MRPProtocolMessage, command: MRPCommand) -> ATVError? {
         guard reply.type == .sendCommandResult, reply.hasMRPsendCommandResultMessage else {
             return .protocolError("expected SEND_COMMAND_RESULT for \(command), got \(reply.type)")
         }

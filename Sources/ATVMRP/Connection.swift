@@ -12,10 +12,10 @@ public actor MRPConnection {
     /// order messages arrived, so an owner sees every message before a later reply resumes a caller.
     public struct Listener: Sendable {
         /// A message no request waited for (SET_STATE, VOLUME_DID_CHANGE, …).
-        public var message: @Sendable (MRPProtocolMessage) -> Void
+        package var message: @Sendable (MRPProtocolMessage) -> Void
         /// The connection ended: nil when closed by us, the error when the device closed it or it broke.
         public var closed: @Sendable (ATVError?) -> Void
-        public init(message: @escaping @Sendable (MRPProtocolMessage) -> Void = { _ in },
+        package init(message: @escaping @Sendable (MRPProtocolMessage) -> Void = { _ in },
                     closed: @escaping @Sendable (ATVError?) -> Void = { _ in }) {
             self.message = message
             self.closed = closed
@@ -42,7 +42,7 @@ public actor MRPConnection {
     /// which `atv log` decodes.
     let logger = Logger(label: "atv.mrp")
     /// The device's DEVICE_INFO reply, once `start` or `pairSetup` sent ours.
-    public private(set) var deviceInfo: MRPDeviceInfoMessage?
+    package private(set) var deviceInfo: MRPDeviceInfoMessage?
     public var isEncrypted: Bool { codec.isEncrypted }
     public var isOpen: Bool { closedError == nil }
 
@@ -56,7 +56,7 @@ public actor MRPConnection {
 
     /// Open the TCP connection (nothing is sent yet).
     /// `configure` adds handlers below the MRP one (e.g. the data stream's HAP encryption).
-    public static func connect(host: String, port: Int, timeout: Duration = .seconds(10), transport: Transport = .direct,
+    package static func connect(host: String, port: Int, timeout: Duration = .seconds(10), transport: Transport = .direct,
                                configure: (@Sendable (Channel) throws -> Void)? = nil,
                                listener: Listener = Listener()) async throws(ATVError) -> MRPConnection {
         let (stream, cont) = AsyncStream<[UInt8]?>.makeStream()
@@ -85,7 +85,7 @@ public actor MRPConnection {
     public func setListener(_ l: Listener) { listener = l }
 
     /// Messages no request waited for, from now on, in arrival order; ends when the connection does.
-    public nonisolated func messages() -> AsyncStream<MRPProtocolMessage> { incoming.subscribe() }
+    package nonisolated func messages() -> AsyncStream<MRPProtocolMessage> { incoming.subscribe() }
 
     func startReading(_ stream: AsyncStream<[UInt8]?>) {
         reader = Task { [weak self] in
@@ -151,7 +151,7 @@ public actor MRPConnection {
     // MARK: Sending
 
     /// Send without waiting for a reply.
-    public func send(_ message: MRPProtocolMessage) throws(ATVError) {
+    package func send(_ message: MRPProtocolMessage) throws(ATVError) {
         if let closedError { throw closedError }
         let bytes = stream != nil ? try stream!.encode(message) : try codec.encode(message)
         log("out", message)
@@ -159,7 +159,7 @@ public actor MRPConnection {
     }
 
     /// Send and wait for the reply with the same identifier (CRYPTO_PAIRING: the same type).
-    public func sendAndReceive(_ message: MRPProtocolMessage, timeout: Duration = .seconds(MRPHandshake.replyTimeout)) async throws -> MRPProtocolMessage {
+    package func sendAndReceive(_ message: MRPProtocolMessage, timeout: Duration = .seconds(MRPHandshake.replyTimeout)) async throws -> MRPProtocolMessage {
         if let closedError { throw closedError }
         var m = message
         let key = MRPCorrelation.prepare(&m, identifier: UUID().uuidString.uppercased())
@@ -207,7 +207,7 @@ public actor MRPConnection {
     /// credentials, SET_CONNECTION_STATE, CLIENT_UPDATES_CONFIG, GET_KEYBOARD_SESSION.
     /// - Returns: the device's DEVICE_INFO.
     @discardableResult
-    public func start(client: MRPMessages.ClientInfo, credentials: HAPCredentials?,
+    package func start(client: MRPMessages.ClientInfo, credentials: HAPCredentials?,
                       timeout: Duration = .seconds(MRPHandshake.replyTimeout)) async throws -> MRPDeviceInfoMessage {
         var info = client
         if let credentials { info.pairingID = String(decoding: credentials.clientID, as: UTF8.self) }
@@ -239,7 +239,7 @@ public actor MRPConnection {
     }
 
     /// HAP pair-verify over CRYPTO_PAIRING (TLV8 in `pairingData`), then every message is encrypted.
-    public func pairVerify(_ credentials: HAPCredentials, timeout: Duration = .seconds(MRPHandshake.replyTimeout)) async throws {
+    package func pairVerify(_ credentials: HAPCredentials, timeout: Duration = .seconds(MRPHandshake.replyTimeout)) async throws {
         var v = HAPPairVerifyClient(credentials: credentials)
         var tlv = try await exchangePairing(try v.start(), timeout: timeout)
         while true {
@@ -276,7 +276,7 @@ public actor MRPConnection {
     // MARK: Heartbeat and close
 
     /// GENERIC every `interval` seconds; one immediate retry; a second failure closes the connection.
-    public func startHeartbeat(interval: Duration = .seconds(MRPHandshake.heartbeatInterval),
+    package func startHeartbeat(interval: Duration = .seconds(MRPHandshake.heartbeatInterval),
                                timeout: Duration = .seconds(MRPHandshake.replyTimeout)) {
         heartbeat?.cancel()
         heartbeat = Task { [weak self] in

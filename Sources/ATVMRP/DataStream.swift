@@ -100,7 +100,7 @@ public struct MRPDataStreamDecoder: Sendable {
 /// or more varint-length-prefixed ProtocolMessages.
 public enum MRPDataStreamPayload {
     /// The plist for `messages`.
-    public static func encode(_ messages: [MRPProtocolMessage]) throws(ATVError) -> [UInt8] {
+    package static func encode(_ messages: [MRPProtocolMessage]) throws(ATVError) -> [UInt8] {
         var data: [UInt8] = []
         for m in messages { data += MRPFraming.frame(try MRPCodec.encode(m)) }
         return BinaryPlist.encode(.dict(["params": .dict(["data": .data(data)])]))
@@ -109,7 +109,7 @@ public enum MRPDataStreamPayload {
     /// The ProtocolMessages in a payload. An empty payload, or a plist without `params.data`,
     /// carries none.
     /// - Throws: `ATVError.protocolError` on a payload that is not a plist or bad message data.
-    public static func decode(_ payload: [UInt8]) throws(ATVError) -> [MRPProtocolMessage] {
+    package static func decode(_ payload: [UInt8]) throws(ATVError) -> [MRPProtocolMessage] {
         guard !payload.isEmpty else { return [] }
         let plist: PlistValue
         do { plist = try BinaryPlistParser.parse(payload) } catch {
@@ -164,7 +164,7 @@ public struct MRPDataStream: Sendable {
     }
 
     /// The bytes of a "sync" frame carrying `messages`.
-    public mutating func encode(_ messages: [MRPProtocolMessage]) throws(ATVError) -> [UInt8] {
+    package mutating func encode(_ messages: [MRPProtocolMessage]) throws(ATVError) -> [UInt8] {
         let frame = MRPDataStreamFrame.sync(command: role == .controller ? MRPDataStreamFrame.controllerCommand
                                                                          : MRPDataStreamFrame.deviceCommand,
                                             seqno: seqno, payload: try MRPDataStreamPayload.encode(messages))
@@ -172,11 +172,11 @@ public struct MRPDataStream: Sendable {
         return frame.encoded()
     }
 
-    public mutating func encode(_ message: MRPProtocolMessage) throws(ATVError) -> [UInt8] { try encode([message]) }
+    package mutating func encode(_ message: MRPProtocolMessage) throws(ATVError) -> [UInt8] { try encode([message]) }
 
     /// Feed received bytes: the messages they complete, and the bytes to write back (one "rply"
     /// per "sync" frame, in order).
-    public mutating func receive<S: Sequence<UInt8>>(_ bytes: S) throws(ATVError) -> (messages: [MRPProtocolMessage], write: [UInt8]) {
+    package mutating func receive<S: Sequence<UInt8>>(_ bytes: S) throws(ATVError) -> (messages: [MRPProtocolMessage], write: [UInt8]) {
         decoder.append(bytes)
         var messages: [MRPProtocolMessage] = []
         var write: [UInt8] = []

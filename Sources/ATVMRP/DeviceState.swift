@@ -4,9 +4,9 @@ import ATVCore
 /// like `MRPPlayerState`: `apply(_:)` returns the push updates a message causes.
 public struct MRPDeviceState: Sendable, Equatable {
     /// The last DEVICE_INFO or DEVICE_INFO_UPDATE.
-    public private(set) var deviceInfo: MRPDeviceInfoMessage?
+    package private(set) var deviceInfo: MRPDeviceInfoMessage?
     public private(set) var volumeControlAvailable = false
-    public private(set) var volumeCapabilities: MRPVolumeCapabilities = .none
+    package private(set) var volumeCapabilities: MRPVolumeCapabilities = .none
     /// Percent (0...100), once the device reported it.
     public private(set) var volume: Double?
     /// Volume (percent) of other output devices, by UID.
@@ -49,7 +49,7 @@ public struct MRPDeviceState: Sendable, Equatable {
     /// Applies one received message and returns the updates it causes (empty if it does not concern
     /// device state or changes nothing).
     @discardableResult
-    public mutating func apply(_ message: MRPProtocolMessage) -> [DeviceUpdate] {
+    package mutating func apply(_ message: MRPProtocolMessage) -> [DeviceUpdate] {
         switch message.type {
         case .deviceInfo, .deviceInfoUpdate:
             guard message.hasMRPdeviceInfoMessage else { return [] }

@@ -40,7 +40,7 @@ public enum MRPInputAction: Sendable, Equatable {
 }
 
 /// One step of a button press, for the connection shell to execute in order.
-public enum MRPHIDStep: Sendable, Equatable {
+package enum MRPHIDStep: Sendable, Equatable {
     /// Send without waiting for a reply.
     case send(MRPProtocolMessage)
     /// Wait this many seconds.
@@ -74,7 +74,7 @@ public enum MRPHID {
         return (be(43), be(45), be(47) != 0)
     }
 
-    public static func event(_ key: MRPHIDKey, down: Bool) -> MRPProtocolMessage {
+    package static func event(_ key: MRPHIDKey, down: Bool) -> MRPProtocolMessage {
         var m = MRPMessages.message(.sendHidEvent)
         m.MRPsendHideventMessage.hidEventData = Data(eventData(usagePage: key.usagePage, usage: key.usage, down: down))
         return m
@@ -82,7 +82,7 @@ public enum MRPHID {
 
     /// The steps of pressing `key`: tap = down, up; double tap = two taps; hold = down, 1 s, up.
     /// Each is followed by a flush unless `flush` is false (volume keys are sent without).
-    public static func steps(_ key: MRPHIDKey, _ action: MRPInputAction = .singleTap, flush: Bool = true) -> [MRPHIDStep] {
+    package static func steps(_ key: MRPHIDKey, _ action: MRPInputAction = .singleTap, flush: Bool = true) -> [MRPHIDStep] {
         let tap: [MRPHIDStep] = [.send(event(key, down: true)), .send(event(key, down: false))]
         var out: [MRPHIDStep]
         switch action {
@@ -95,7 +95,7 @@ public enum MRPHID {
     }
 
     /// Turning the device off: Home held for 1 s, 0.1 s pause, then Select (as pyatv does).
-    public static func turnOffSteps() -> [MRPHIDStep] {
+    package static func turnOffSteps() -> [MRPHIDStep] {
         steps(.home, .hold) + [.sleep(0.1)] + steps(.select)
     }
 }

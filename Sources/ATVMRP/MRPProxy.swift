@@ -34,7 +34,7 @@ public final class MRPProxy: Sendable {
     }
 
     /// What happened, for the caller to print: one line per event.
-    public enum Event: Sendable {
+    package enum Event: Sendable {
         case controllerConnected(String)
         case controllerPaired(HAPPairedController)
         case controllerVerified(String)
@@ -57,7 +57,7 @@ public final class MRPProxy: Sendable {
     public var port: Int { server.port }
     public var pairedControllers: [HAPPairedController] { server.pairedControllers }
 
-    public static func start(_ configuration: Configuration, events: @escaping @Sendable (Event) -> Void) async throws -> MRPProxy {
+    package static func start(_ configuration: Configuration, events: @escaping @Sendable (Event) -> Void) async throws -> MRPProxy {
         let c = configuration
         let logger = Logger(label: "atv.proxy.mrp")
         let hooks = HAPProxyServer<MRPProxySession>.Hooks(
@@ -95,7 +95,7 @@ public final class MRPProxy: Sendable {
         return MRPProxy(configuration: configuration, server: server)
     }
 
-    public func stop() async {
+    package func stop() async {
         await server.stop()
     }
 }

@@ -11,7 +11,7 @@ import ATVAuth
 import ATVCore
 import Foundation
 
-public struct MRPProxySession: Sendable {
+package struct MRPProxySession: Sendable {
     public enum Direction: String, Sendable {
         case toDevice = "controller->device"
         case toController = "device->controller"
@@ -56,7 +56,7 @@ public struct MRPProxySession: Sendable {
     var pendingControllerBytes: [UInt8] = []
     var pendingToController: [MRPProtocolMessage] = []
     var knownControllers: [HAPPairedController] = []
-    public private(set) var deviceInfo: MRPDeviceInfoMessage?
+    package private(set) var deviceInfo: MRPDeviceInfoMessage?
     public private(set) var controllerVerified = false
     public var deviceVerified: Bool { if case .ready = upstream { return true } else { return false } }
 
@@ -214,7 +214,7 @@ public struct MRPProxySession: Sendable {
 extension MRPProxySession {
     /// One line for a message: its type and its protobuf text form (inner message included),
     /// cut after `limit` characters (artwork replies can be megabytes).
-    public static func describe(_ message: MRPProtocolMessage, limit: Int = 4000) -> String {
+    package static func describe(_ message: MRPProtocolMessage, limit: Int = 4000) -> String {
         let text = message.textFormatString().split(whereSeparator: \.isNewline)
             .map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
         let head = "\(message.type) {\(text.isEmpty ? "" : " \(text) ")}"

@@ -18,7 +18,7 @@ public enum MRPMessages {
         }
     }
 
-    public static func message(_ type: MRPMessageType, uniqueIdentifier: String = UUID().uuidString) -> MRPProtocolMessage {
+    package static func message(_ type: MRPMessageType, uniqueIdentifier: String = UUID().uuidString) -> MRPProtocolMessage {
         var m = MRPProtocolMessage()
         m.type = type
         m.uniqueIdentifier = uniqueIdentifier
@@ -26,7 +26,7 @@ public enum MRPMessages {
     }
 
     /// DEVICE_INFO, the first message of every connection.
-    public static func deviceInfo(_ client: ClientInfo) -> MRPProtocolMessage {
+    package static func deviceInfo(_ client: ClientInfo) -> MRPProtocolMessage {
         var info = MRPDeviceInfoMessage()
         info.uniqueIdentifier = client.pairingID
         info.name = client.name
@@ -50,13 +50,13 @@ public enum MRPMessages {
         return m
     }
 
-    public static func setConnectionState(_ state: MRPSetConnectionStateMessage.ConnectionState = .connected) -> MRPProtocolMessage {
+    package static func setConnectionState(_ state: MRPSetConnectionStateMessage.ConnectionState = .connected) -> MRPProtocolMessage {
         var m = message(.setConnectionState)
         m.MRPsetConnectionStateMessage.state = state
         return m
     }
 
-    public static func clientUpdatesConfig(artwork: Bool = true, nowPlaying: Bool = false, volume: Bool = true,
+    package static func clientUpdatesConfig(artwork: Bool = true, nowPlaying: Bool = false, volume: Bool = true,
                                            keyboard: Bool = true, outputDevices: Bool = true) -> MRPProtocolMessage {
         var m = message(.clientUpdatesConfig)
         m.MRPclientUpdatesConfigMessage.artworkUpdates = artwork
@@ -67,27 +67,27 @@ public enum MRPMessages {
         return m
     }
 
-    public static func getKeyboardSession() -> MRPProtocolMessage {
+    package static func getKeyboardSession() -> MRPProtocolMessage {
         var m = message(.getKeyboardSession)
         m.MRPgetKeyboardSessionMessage = ""
         return m
     }
 
     /// GENERIC: heartbeat and HID "flush".
-    public static func generic() -> MRPProtocolMessage {
+    package static func generic() -> MRPProtocolMessage {
         var m = message(.generic)
         m.MRPgenericMessage = MRPGenericMessage()
         return m
     }
 
-    public static func wakeDevice() -> MRPProtocolMessage {
+    package static func wakeDevice() -> MRPProtocolMessage {
         var m = message(.wakeDevice)
         m.MRPwakeDeviceMessage = MRPWakeDeviceMessage()
         return m
     }
 
     /// CRYPTO_PAIRING carrying HAP TLV8 bytes: `state` = 2 only on pair-setup M1, else 0.
-    public static func cryptoPairing(_ tlv: [UInt8], isPairSetupM1: Bool = false) -> MRPProtocolMessage {
+    package static func cryptoPairing(_ tlv: [UInt8], isPairSetupM1: Bool = false) -> MRPProtocolMessage {
         var m = message(.cryptoPairing)
         m.MRPcryptoPairingMessage.pairingData = Data(tlv)
         m.MRPcryptoPairingMessage.status = 0
@@ -97,7 +97,7 @@ public enum MRPMessages {
         return m
     }
 
-    public static func sendCommand(_ command: MRPCommand, options: MRPCommandOptions? = nil,
+    package static func sendCommand(_ command: MRPCommand, options: MRPCommandOptions? = nil,
                                    playerPath: MRPPlayerPath? = nil) -> MRPProtocolMessage {
         var m = message(.sendCommand)
         m.MRPsendCommandMessage.command = command
@@ -107,7 +107,7 @@ public enum MRPMessages {
     }
 
     /// SET_VOLUME with a level in percent (0...100), sent as 0...1.
-    public static func setVolume(percent: Double, outputDeviceUID: String) throws(ATVError) -> MRPProtocolMessage {
+    package static func setVolume(percent: Double, outputDeviceUID: String) throws(ATVError) -> MRPProtocolMessage {
         guard percent.isFinite, (0...100).contains(percent) else {
             throw ATVError.invalidValue("volume \(percent) is outside 0...100")
         }
@@ -118,7 +118,7 @@ public enum MRPMessages {
     }
 
     /// PLAYBACK_QUEUE_REQUEST for the artwork of the item at `location` (size ≤0 → device default).
-    public static func artworkRequest(location: Int32, width: Int = 0, height: Int = -1) -> MRPProtocolMessage {
+    package static func artworkRequest(location: Int32, width: Int = 0, height: Int = -1) -> MRPProtocolMessage {
         var m = message(.playbackQueueRequest)
         m.MRPplaybackQueueRequestMessage.location = location
         m.MRPplaybackQueueRequestMessage.length = 1
@@ -129,7 +129,7 @@ public enum MRPMessages {
     }
 
     /// MODIFY_OUTPUT_CONTEXT_REQUEST (shared audio presentation) adding, removing or setting devices.
-    public static func modifyOutputContext(adding: [String] = [], removing: [String] = [], setting: [String] = []) -> MRPProtocolMessage {
+    package static func modifyOutputContext(adding: [String] = [], removing: [String] = [], setting: [String] = []) -> MRPProtocolMessage {
         var m = message(.modifyOutputContextRequest)
         m.MRPmodifyOutputContextRequestMessage.type = .sharedAudioPresentation
         m.MRPmodifyOutputContextRequestMessage.addingDevices = adding

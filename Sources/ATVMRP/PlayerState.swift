@@ -11,11 +11,11 @@ public struct MRPPlayerState: Sendable, Equatable {
     public struct Player: Sendable, Equatable {
         public var identifier: String
         public var displayName: String?
-        public var playbackState: MRPPlaybackState?
+        package var playbackState: MRPPlaybackState?
         /// Cocoa seconds (since 2001-01-01) of the last playback state change, if sent.
         public var playbackStateTimestamp: Double?
-        public var supportedCommands: [MRPCommandInfo] = []
-        public var items: [MRPContentItem] = []
+        package var supportedCommands: [MRPCommandInfo] = []
+        package var items: [MRPContentItem] = []
         public var location: Int = 0
 
         public init(identifier: String, displayName: String? = nil) {
@@ -24,12 +24,12 @@ public struct MRPPlayerState: Sendable, Equatable {
         }
 
         /// The item at the queue location, if the queue has one there.
-        public var currentItem: MRPContentItem? {
+        package var currentItem: MRPContentItem? {
             items.indices.contains(location) ? items[location] : nil
         }
 
         /// Metadata of the current item, if it has any.
-        public var metadata: MRPContentItemMetadata? {
+        package var metadata: MRPContentItemMetadata? {
             guard let item = currentItem, item.hasMetadata else { return nil }
             return item.metadata
         }
@@ -42,7 +42,7 @@ public struct MRPPlayerState: Sendable, Equatable {
         /// Set by SET_NOW_PLAYING_PLAYER.
         public var activePlayerID: String?
         /// Commands that apply when a player does not list a command itself.
-        public var defaultSupportedCommands: [MRPCommandInfo] = []
+        package var defaultSupportedCommands: [MRPCommandInfo] = []
 
         public init(bundleIdentifier: String, displayName: String? = nil) {
             self.bundleIdentifier = bundleIdentifier
@@ -79,7 +79,7 @@ public struct MRPPlayerState: Sendable, Equatable {
     /// - Returns: true if the message changed something the active client/player shows (the caller
     ///   then rebuilds `playing(at:)` and posts a push update if it differs).
     @discardableResult
-    public mutating func apply(_ message: MRPProtocolMessage) -> Bool {
+    package mutating func apply(_ message: MRPProtocolMessage) -> Bool {
         let before = activeSnapshot
         switch message.type {
         case .setState where message.hasMRPsetStateMessage:
@@ -114,7 +114,7 @@ public struct MRPPlayerState: Sendable, Equatable {
     }
 
     /// Sets a client's default supported commands (SET_DEFAULT_SUPPORTED_COMMANDS).
-    public mutating func setDefaultSupportedCommands(_ commands: [MRPCommandInfo], bundleIdentifier: String) {
+    package mutating func setDefaultSupportedCommands(_ commands: [MRPCommandInfo], bundleIdentifier: String) {
         clients[bundleIdentifier, default: Client(bundleIdentifier: bundleIdentifier)].defaultSupportedCommands = commands
     }
 
@@ -168,7 +168,7 @@ public struct MRPPlayerState: Sendable, Equatable {
     // MARK: - Reading
 
     /// The CommandInfo for `command`: the active player's, else the client's default.
-    public func commandInfo(_ command: MRPCommand) -> MRPCommandInfo? {
+    package func commandInfo(_ command: MRPCommand) -> MRPCommandInfo? {
         guard let client = activeClient else { return nil }
         if let c = client.activePlayer.supportedCommands.first(where: { $0.command == command }) { return c }
         return client.defaultSupportedCommands.first(where: { $0.command == command })

@@ -14,8 +14,8 @@ public final class MRPService: Sendable {
         public var connectTimeout: Duration
         public var replyTimeout: Duration
         /// GENERIC heartbeat period; nil disables it.
-        public var heartbeat: Duration?
-        public init(name: String = "swift-atv", osBuild: String = "18M60", connectTimeout: Duration = .seconds(10),
+        package var heartbeat: Duration?
+        package init(name: String = "swift-atv", osBuild: String = "18M60", connectTimeout: Duration = .seconds(10),
                     replyTimeout: Duration = .seconds(MRPHandshake.replyTimeout),
                     heartbeat: Duration? = .seconds(MRPHandshake.heartbeatInterval)) {
             self.name = name
@@ -47,7 +47,7 @@ public final class MRPService: Sendable {
     /// Every update, including repeated volume values (for waiting on VOLUME_DID_CHANGE).
     let volumeEvents = Broadcaster<Double>()
 
-    public init(host: String, port: Int, credentials: HAPCredentials?, options: Options = Options(),
+    package init(host: String, port: Int, credentials: HAPCredentials?, options: Options = Options(),
                 tunnel: (@Sendable () async throws -> MRPTunnelEndpoint)? = nil) {
         self.host = host
         self.port = port

@@ -1,8 +1,8 @@
 import ATVCore
 
 /// The MRP connection sequence as data: the connection shell executes the steps in order.
-public enum MRPHandshake {
-    public enum Step: Sendable, Equatable {
+package enum MRPHandshake {
+    package enum Step: Sendable, Equatable {
         /// Send and wait for the reply with the same correlation key.
         case sendAndWait(MRPProtocolMessage)
         /// Send without waiting.
@@ -31,14 +31,14 @@ public enum MRPHandshake {
 /// Request/response correlation: a reply carries the request's `identifier`; messages
 /// without one (e.g. CRYPTO_PAIRING replies) are matched by type.
 public enum MRPCorrelation {
-    public static func key(_ message: MRPProtocolMessage) -> String {
+    package static func key(_ message: MRPProtocolMessage) -> String {
         if message.hasIdentifier, !message.identifier.isEmpty { return message.identifier }
         return "type_\(message.type.rawValue)"
     }
 
     /// The key a request will be answered with, after giving it an identifier if it should have one.
     /// CRYPTO_PAIRING requests keep no identifier (their replies have none).
-    public static func prepare(_ request: inout MRPProtocolMessage, identifier: String) -> String {
+    package static func prepare(_ request: inout MRPProtocolMessage, identifier: String) -> String {
         if request.type != .cryptoPairing { request.identifier = identifier }
         return key(request)
     }

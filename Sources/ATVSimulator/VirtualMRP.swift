@@ -124,8 +124,8 @@ public final class VirtualMRP: Sendable {
         public var positionDate: Date
         /// After Stop (until Play): SET_STATE says Stopped rather than Paused.
         public var stopped = false
-        public var shuffle: MRPShuffleMode
-        public var repeatMode: MRPRepeatMode
+        package var shuffle: MRPShuffleMode
+        package var repeatMode: MRPRepeatMode
         public func positionNow(_ now: Date = Date()) -> Double {
             playing ? position + now.timeIntervalSince(positionDate) : position
         }

@@ -28,7 +28,7 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
-public nonisolated enum MRPPlaybackState: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+package nonisolated enum MRPPlaybackState: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
   case unknown = 0
   case playing = 1
   case paused = 2
@@ -36,37 +36,37 @@ public nonisolated enum MRPPlaybackState: Int, SwiftProtobuf.Enum, Swift.CaseIte
   case interrupted = 4
   case seeking = 5
 
-  public init() {
+  package init() {
     self = .unknown
   }
 
 }
 
-public nonisolated enum MRPRepeatMode: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+package nonisolated enum MRPRepeatMode: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
   case unknown = 0
   case off = 1
   case one = 2
   case all = 3
 
-  public init() {
+  package init() {
     self = .unknown
   }
 
 }
 
-public nonisolated enum MRPShuffleMode: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+package nonisolated enum MRPShuffleMode: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
   case unknown = 0
   case off = 1
   case albums = 2
   case songs = 3
 
-  public init() {
+  package init() {
     self = .unknown
   }
 
 }
 
-public nonisolated enum MRPCommand: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+package nonisolated enum MRPCommand: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
   case unknown = 0
   case play = 1
   case pause = 2
@@ -87,67 +87,67 @@ public nonisolated enum MRPCommand: Int, SwiftProtobuf.Enum, Swift.CaseIterable 
   case changeRepeatMode = 46
   case changeShuffleMode = 47
 
-  public init() {
+  package init() {
     self = .unknown
   }
 
 }
 
 /// Origin's own fields are not used by swift-atv yet; unknown fields are kept on round trips.
-public nonisolated struct MRPOrigin: Sendable {
+package nonisolated struct MRPOrigin: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 }
 
-public nonisolated struct MRPNowPlayingClient: Sendable {
+package nonisolated struct MRPNowPlayingClient: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var processIdentifier: Int32 {
+  package var processIdentifier: Int32 {
     get {_processIdentifier ?? 0}
     set {_processIdentifier = newValue}
   }
   /// Returns true if `processIdentifier` has been explicitly set.
-  public var hasProcessIdentifier: Bool {self._processIdentifier != nil}
+  package var hasProcessIdentifier: Bool {self._processIdentifier != nil}
   /// Clears the value of `processIdentifier`. Subsequent reads from it will return its default value.
-  public mutating func clearProcessIdentifier() {self._processIdentifier = nil}
+  package mutating func clearProcessIdentifier() {self._processIdentifier = nil}
 
-  public var bundleIdentifier: String {
+  package var bundleIdentifier: String {
     get {_bundleIdentifier ?? String()}
     set {_bundleIdentifier = newValue}
   }
   /// Returns true if `bundleIdentifier` has been explicitly set.
-  public var hasBundleIdentifier: Bool {self._bundleIdentifier != nil}
+  package var hasBundleIdentifier: Bool {self._bundleIdentifier != nil}
   /// Clears the value of `bundleIdentifier`. Subsequent reads from it will return its default value.
-  public mutating func clearBundleIdentifier() {self._bundleIdentifier = nil}
+  package mutating func clearBundleIdentifier() {self._bundleIdentifier = nil}
 
-  public var parentApplicationBundleIdentifier: String {
+  package var parentApplicationBundleIdentifier: String {
     get {_parentApplicationBundleIdentifier ?? String()}
     set {_parentApplicationBundleIdentifier = newValue}
   }
   /// Returns true if `parentApplicationBundleIdentifier` has been explicitly set.
-  public var hasParentApplicationBundleIdentifier: Bool {self._parentApplicationBundleIdentifier != nil}
+  package var hasParentApplicationBundleIdentifier: Bool {self._parentApplicationBundleIdentifier != nil}
   /// Clears the value of `parentApplicationBundleIdentifier`. Subsequent reads from it will return its default value.
-  public mutating func clearParentApplicationBundleIdentifier() {self._parentApplicationBundleIdentifier = nil}
+  package mutating func clearParentApplicationBundleIdentifier() {self._parentApplicationBundleIdentifier = nil}
 
-  public var displayName: String {
+  package var displayName: String {
     get {_displayName ?? String()}
     set {_displayName = newValue}
   }
   /// Returns true if `displayName` has been explicitly set.
-  public var hasDisplayName: Bool {self._displayName != nil}
+  package var hasDisplayName: Bool {self._displayName != nil}
   /// Clears the value of `displayName`. Subsequent reads from it will return its default value.
-  public mutating func clearDisplayName() {self._displayName = nil}
+  package mutating func clearDisplayName() {self._displayName = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _processIdentifier: Int32? = nil
   fileprivate var _bundleIdentifier: String? = nil
@@ -155,327 +155,327 @@ public nonisolated struct MRPNowPlayingClient: Sendable {
   fileprivate var _displayName: String? = nil
 }
 
-public nonisolated struct MRPNowPlayingPlayer: Sendable {
+package nonisolated struct MRPNowPlayingPlayer: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var identifier: String {
+  package var identifier: String {
     get {_identifier ?? String()}
     set {_identifier = newValue}
   }
   /// Returns true if `identifier` has been explicitly set.
-  public var hasIdentifier: Bool {self._identifier != nil}
+  package var hasIdentifier: Bool {self._identifier != nil}
   /// Clears the value of `identifier`. Subsequent reads from it will return its default value.
-  public mutating func clearIdentifier() {self._identifier = nil}
+  package mutating func clearIdentifier() {self._identifier = nil}
 
-  public var displayName: String {
+  package var displayName: String {
     get {_displayName ?? String()}
     set {_displayName = newValue}
   }
   /// Returns true if `displayName` has been explicitly set.
-  public var hasDisplayName: Bool {self._displayName != nil}
+  package var hasDisplayName: Bool {self._displayName != nil}
   /// Clears the value of `displayName`. Subsequent reads from it will return its default value.
-  public mutating func clearDisplayName() {self._displayName = nil}
+  package mutating func clearDisplayName() {self._displayName = nil}
 
-  public var isDefaultPlayer: Bool {
+  package var isDefaultPlayer: Bool {
     get {_isDefaultPlayer ?? false}
     set {_isDefaultPlayer = newValue}
   }
   /// Returns true if `isDefaultPlayer` has been explicitly set.
-  public var hasIsDefaultPlayer: Bool {self._isDefaultPlayer != nil}
+  package var hasIsDefaultPlayer: Bool {self._isDefaultPlayer != nil}
   /// Clears the value of `isDefaultPlayer`. Subsequent reads from it will return its default value.
-  public mutating func clearIsDefaultPlayer() {self._isDefaultPlayer = nil}
+  package mutating func clearIsDefaultPlayer() {self._isDefaultPlayer = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _identifier: String? = nil
   fileprivate var _displayName: String? = nil
   fileprivate var _isDefaultPlayer: Bool? = nil
 }
 
-public nonisolated struct MRPPlayerPath: Sendable {
+package nonisolated struct MRPPlayerPath: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var origin: MRPOrigin {
+  package var origin: MRPOrigin {
     get {_origin ?? MRPOrigin()}
     set {_origin = newValue}
   }
   /// Returns true if `origin` has been explicitly set.
-  public var hasOrigin: Bool {self._origin != nil}
+  package var hasOrigin: Bool {self._origin != nil}
   /// Clears the value of `origin`. Subsequent reads from it will return its default value.
-  public mutating func clearOrigin() {self._origin = nil}
+  package mutating func clearOrigin() {self._origin = nil}
 
-  public var client: MRPNowPlayingClient {
+  package var client: MRPNowPlayingClient {
     get {_client ?? MRPNowPlayingClient()}
     set {_client = newValue}
   }
   /// Returns true if `client` has been explicitly set.
-  public var hasClient: Bool {self._client != nil}
+  package var hasClient: Bool {self._client != nil}
   /// Clears the value of `client`. Subsequent reads from it will return its default value.
-  public mutating func clearClient() {self._client = nil}
+  package mutating func clearClient() {self._client = nil}
 
-  public var player: MRPNowPlayingPlayer {
+  package var player: MRPNowPlayingPlayer {
     get {_player ?? MRPNowPlayingPlayer()}
     set {_player = newValue}
   }
   /// Returns true if `player` has been explicitly set.
-  public var hasPlayer: Bool {self._player != nil}
+  package var hasPlayer: Bool {self._player != nil}
   /// Clears the value of `player`. Subsequent reads from it will return its default value.
-  public mutating func clearPlayer() {self._player = nil}
+  package mutating func clearPlayer() {self._player = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _origin: MRPOrigin? = nil
   fileprivate var _client: MRPNowPlayingClient? = nil
   fileprivate var _player: MRPNowPlayingPlayer? = nil
 }
 
-public nonisolated struct MRPContentItemMetadata: @unchecked Sendable {
+package nonisolated struct MRPContentItemMetadata: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var title: String {
+  package var title: String {
     get {_storage._title ?? String()}
     set {_uniqueStorage()._title = newValue}
   }
   /// Returns true if `title` has been explicitly set.
-  public var hasTitle: Bool {_storage._title != nil}
+  package var hasTitle: Bool {_storage._title != nil}
   /// Clears the value of `title`. Subsequent reads from it will return its default value.
-  public mutating func clearTitle() {_uniqueStorage()._title = nil}
+  package mutating func clearTitle() {_uniqueStorage()._title = nil}
 
-  public var albumName: String {
+  package var albumName: String {
     get {_storage._albumName ?? String()}
     set {_uniqueStorage()._albumName = newValue}
   }
   /// Returns true if `albumName` has been explicitly set.
-  public var hasAlbumName: Bool {_storage._albumName != nil}
+  package var hasAlbumName: Bool {_storage._albumName != nil}
   /// Clears the value of `albumName`. Subsequent reads from it will return its default value.
-  public mutating func clearAlbumName() {_uniqueStorage()._albumName = nil}
+  package mutating func clearAlbumName() {_uniqueStorage()._albumName = nil}
 
-  public var trackArtistName: String {
+  package var trackArtistName: String {
     get {_storage._trackArtistName ?? String()}
     set {_uniqueStorage()._trackArtistName = newValue}
   }
   /// Returns true if `trackArtistName` has been explicitly set.
-  public var hasTrackArtistName: Bool {_storage._trackArtistName != nil}
+  package var hasTrackArtistName: Bool {_storage._trackArtistName != nil}
   /// Clears the value of `trackArtistName`. Subsequent reads from it will return its default value.
-  public mutating func clearTrackArtistName() {_uniqueStorage()._trackArtistName = nil}
+  package mutating func clearTrackArtistName() {_uniqueStorage()._trackArtistName = nil}
 
-  public var seasonNumber: Int32 {
+  package var seasonNumber: Int32 {
     get {_storage._seasonNumber ?? 0}
     set {_uniqueStorage()._seasonNumber = newValue}
   }
   /// Returns true if `seasonNumber` has been explicitly set.
-  public var hasSeasonNumber: Bool {_storage._seasonNumber != nil}
+  package var hasSeasonNumber: Bool {_storage._seasonNumber != nil}
   /// Clears the value of `seasonNumber`. Subsequent reads from it will return its default value.
-  public mutating func clearSeasonNumber() {_uniqueStorage()._seasonNumber = nil}
+  package mutating func clearSeasonNumber() {_uniqueStorage()._seasonNumber = nil}
 
-  public var episodeNumber: Int32 {
+  package var episodeNumber: Int32 {
     get {_storage._episodeNumber ?? 0}
     set {_uniqueStorage()._episodeNumber = newValue}
   }
   /// Returns true if `episodeNumber` has been explicitly set.
-  public var hasEpisodeNumber: Bool {_storage._episodeNumber != nil}
+  package var hasEpisodeNumber: Bool {_storage._episodeNumber != nil}
   /// Clears the value of `episodeNumber`. Subsequent reads from it will return its default value.
-  public mutating func clearEpisodeNumber() {_uniqueStorage()._episodeNumber = nil}
+  package mutating func clearEpisodeNumber() {_uniqueStorage()._episodeNumber = nil}
 
-  public var duration: Double {
+  package var duration: Double {
     get {_storage._duration ?? 0}
     set {_uniqueStorage()._duration = newValue}
   }
   /// Returns true if `duration` has been explicitly set.
-  public var hasDuration: Bool {_storage._duration != nil}
+  package var hasDuration: Bool {_storage._duration != nil}
   /// Clears the value of `duration`. Subsequent reads from it will return its default value.
-  public mutating func clearDuration() {_uniqueStorage()._duration = nil}
+  package mutating func clearDuration() {_uniqueStorage()._duration = nil}
 
-  public var artworkAvailable: Bool {
+  package var artworkAvailable: Bool {
     get {_storage._artworkAvailable ?? false}
     set {_uniqueStorage()._artworkAvailable = newValue}
   }
   /// Returns true if `artworkAvailable` has been explicitly set.
-  public var hasArtworkAvailable: Bool {_storage._artworkAvailable != nil}
+  package var hasArtworkAvailable: Bool {_storage._artworkAvailable != nil}
   /// Clears the value of `artworkAvailable`. Subsequent reads from it will return its default value.
-  public mutating func clearArtworkAvailable() {_uniqueStorage()._artworkAvailable = nil}
+  package mutating func clearArtworkAvailable() {_uniqueStorage()._artworkAvailable = nil}
 
-  public var artworkMimetype: String {
+  package var artworkMimetype: String {
     get {_storage._artworkMimetype ?? String()}
     set {_uniqueStorage()._artworkMimetype = newValue}
   }
   /// Returns true if `artworkMimetype` has been explicitly set.
-  public var hasArtworkMimetype: Bool {_storage._artworkMimetype != nil}
+  package var hasArtworkMimetype: Bool {_storage._artworkMimetype != nil}
   /// Clears the value of `artworkMimetype`. Subsequent reads from it will return its default value.
-  public mutating func clearArtworkMimetype() {_uniqueStorage()._artworkMimetype = nil}
+  package mutating func clearArtworkMimetype() {_uniqueStorage()._artworkMimetype = nil}
 
-  public var elapsedTime: Double {
+  package var elapsedTime: Double {
     get {_storage._elapsedTime ?? 0}
     set {_uniqueStorage()._elapsedTime = newValue}
   }
   /// Returns true if `elapsedTime` has been explicitly set.
-  public var hasElapsedTime: Bool {_storage._elapsedTime != nil}
+  package var hasElapsedTime: Bool {_storage._elapsedTime != nil}
   /// Clears the value of `elapsedTime`. Subsequent reads from it will return its default value.
-  public mutating func clearElapsedTime() {_uniqueStorage()._elapsedTime = nil}
+  package mutating func clearElapsedTime() {_uniqueStorage()._elapsedTime = nil}
 
-  public var genre: String {
+  package var genre: String {
     get {_storage._genre ?? String()}
     set {_uniqueStorage()._genre = newValue}
   }
   /// Returns true if `genre` has been explicitly set.
-  public var hasGenre: Bool {_storage._genre != nil}
+  package var hasGenre: Bool {_storage._genre != nil}
   /// Clears the value of `genre`. Subsequent reads from it will return its default value.
-  public mutating func clearGenre() {_uniqueStorage()._genre = nil}
+  package mutating func clearGenre() {_uniqueStorage()._genre = nil}
 
-  public var playbackRate: Float {
+  package var playbackRate: Float {
     get {_storage._playbackRate ?? 0}
     set {_uniqueStorage()._playbackRate = newValue}
   }
   /// Returns true if `playbackRate` has been explicitly set.
-  public var hasPlaybackRate: Bool {_storage._playbackRate != nil}
+  package var hasPlaybackRate: Bool {_storage._playbackRate != nil}
   /// Clears the value of `playbackRate`. Subsequent reads from it will return its default value.
-  public mutating func clearPlaybackRate() {_uniqueStorage()._playbackRate = nil}
+  package mutating func clearPlaybackRate() {_uniqueStorage()._playbackRate = nil}
 
-  public var contentIdentifier: String {
+  package var contentIdentifier: String {
     get {_storage._contentIdentifier ?? String()}
     set {_uniqueStorage()._contentIdentifier = newValue}
   }
   /// Returns true if `contentIdentifier` has been explicitly set.
-  public var hasContentIdentifier: Bool {_storage._contentIdentifier != nil}
+  package var hasContentIdentifier: Bool {_storage._contentIdentifier != nil}
   /// Clears the value of `contentIdentifier`. Subsequent reads from it will return its default value.
-  public mutating func clearContentIdentifier() {_uniqueStorage()._contentIdentifier = nil}
+  package mutating func clearContentIdentifier() {_uniqueStorage()._contentIdentifier = nil}
 
-  public var iTunesStoreIdentifier: Int64 {
+  package var iTunesStoreIdentifier: Int64 {
     get {_storage._iTunesStoreIdentifier ?? 0}
     set {_uniqueStorage()._iTunesStoreIdentifier = newValue}
   }
   /// Returns true if `iTunesStoreIdentifier` has been explicitly set.
-  public var hasITunesStoreIdentifier: Bool {_storage._iTunesStoreIdentifier != nil}
+  package var hasITunesStoreIdentifier: Bool {_storage._iTunesStoreIdentifier != nil}
   /// Clears the value of `iTunesStoreIdentifier`. Subsequent reads from it will return its default value.
-  public mutating func clearITunesStoreIdentifier() {_uniqueStorage()._iTunesStoreIdentifier = nil}
+  package mutating func clearITunesStoreIdentifier() {_uniqueStorage()._iTunesStoreIdentifier = nil}
 
-  public var seriesName: String {
+  package var seriesName: String {
     get {_storage._seriesName ?? String()}
     set {_uniqueStorage()._seriesName = newValue}
   }
   /// Returns true if `seriesName` has been explicitly set.
-  public var hasSeriesName: Bool {_storage._seriesName != nil}
+  package var hasSeriesName: Bool {_storage._seriesName != nil}
   /// Clears the value of `seriesName`. Subsequent reads from it will return its default value.
-  public mutating func clearSeriesName() {_uniqueStorage()._seriesName = nil}
+  package mutating func clearSeriesName() {_uniqueStorage()._seriesName = nil}
 
-  public var mediaType: MRPContentItemMetadata.MediaType {
+  package var mediaType: MRPContentItemMetadata.MediaType {
     get {_storage._mediaType ?? .unknown}
     set {_uniqueStorage()._mediaType = newValue}
   }
   /// Returns true if `mediaType` has been explicitly set.
-  public var hasMediaType: Bool {_storage._mediaType != nil}
+  package var hasMediaType: Bool {_storage._mediaType != nil}
   /// Clears the value of `mediaType`. Subsequent reads from it will return its default value.
-  public mutating func clearMediaType() {_uniqueStorage()._mediaType = nil}
+  package mutating func clearMediaType() {_uniqueStorage()._mediaType = nil}
 
-  public var artworkURL: String {
+  package var artworkURL: String {
     get {_storage._artworkURL ?? String()}
     set {_uniqueStorage()._artworkURL = newValue}
   }
   /// Returns true if `artworkURL` has been explicitly set.
-  public var hasArtworkURL: Bool {_storage._artworkURL != nil}
+  package var hasArtworkURL: Bool {_storage._artworkURL != nil}
   /// Clears the value of `artworkURL`. Subsequent reads from it will return its default value.
-  public mutating func clearArtworkURL() {_uniqueStorage()._artworkURL = nil}
+  package mutating func clearArtworkURL() {_uniqueStorage()._artworkURL = nil}
 
   /// Cocoa time: seconds since 2001-01-01 00:00:00 UTC.
-  public var elapsedTimeTimestamp: Double {
+  package var elapsedTimeTimestamp: Double {
     get {_storage._elapsedTimeTimestamp ?? 0}
     set {_uniqueStorage()._elapsedTimeTimestamp = newValue}
   }
   /// Returns true if `elapsedTimeTimestamp` has been explicitly set.
-  public var hasElapsedTimeTimestamp: Bool {_storage._elapsedTimeTimestamp != nil}
+  package var hasElapsedTimeTimestamp: Bool {_storage._elapsedTimeTimestamp != nil}
   /// Clears the value of `elapsedTimeTimestamp`. Subsequent reads from it will return its default value.
-  public mutating func clearElapsedTimeTimestamp() {_uniqueStorage()._elapsedTimeTimestamp = nil}
+  package mutating func clearElapsedTimeTimestamp() {_uniqueStorage()._elapsedTimeTimestamp = nil}
 
-  public var artworkIdentifier: String {
+  package var artworkIdentifier: String {
     get {_storage._artworkIdentifier ?? String()}
     set {_uniqueStorage()._artworkIdentifier = newValue}
   }
   /// Returns true if `artworkIdentifier` has been explicitly set.
-  public var hasArtworkIdentifier: Bool {_storage._artworkIdentifier != nil}
+  package var hasArtworkIdentifier: Bool {_storage._artworkIdentifier != nil}
   /// Clears the value of `artworkIdentifier`. Subsequent reads from it will return its default value.
-  public mutating func clearArtworkIdentifier() {_uniqueStorage()._artworkIdentifier = nil}
+  package mutating func clearArtworkIdentifier() {_uniqueStorage()._artworkIdentifier = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public nonisolated enum MediaType: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+  package nonisolated enum MediaType: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
     case unknown = 0
     case audio = 1
     case video = 2
 
-    public init() {
+    package init() {
       self = .unknown
     }
 
   }
 
-  public init() {}
+  package init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-public nonisolated struct MRPContentItem: Sendable {
+package nonisolated struct MRPContentItem: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var identifier: String {
+  package var identifier: String {
     get {_identifier ?? String()}
     set {_identifier = newValue}
   }
   /// Returns true if `identifier` has been explicitly set.
-  public var hasIdentifier: Bool {self._identifier != nil}
+  package var hasIdentifier: Bool {self._identifier != nil}
   /// Clears the value of `identifier`. Subsequent reads from it will return its default value.
-  public mutating func clearIdentifier() {self._identifier = nil}
+  package mutating func clearIdentifier() {self._identifier = nil}
 
-  public var metadata: MRPContentItemMetadata {
+  package var metadata: MRPContentItemMetadata {
     get {_metadata ?? MRPContentItemMetadata()}
     set {_metadata = newValue}
   }
   /// Returns true if `metadata` has been explicitly set.
-  public var hasMetadata: Bool {self._metadata != nil}
+  package var hasMetadata: Bool {self._metadata != nil}
   /// Clears the value of `metadata`. Subsequent reads from it will return its default value.
-  public mutating func clearMetadata() {self._metadata = nil}
+  package mutating func clearMetadata() {self._metadata = nil}
 
-  public var artworkData: Data {
+  package var artworkData: Data {
     get {_artworkData ?? Data()}
     set {_artworkData = newValue}
   }
   /// Returns true if `artworkData` has been explicitly set.
-  public var hasArtworkData: Bool {self._artworkData != nil}
+  package var hasArtworkData: Bool {self._artworkData != nil}
   /// Clears the value of `artworkData`. Subsequent reads from it will return its default value.
-  public mutating func clearArtworkData() {self._artworkData = nil}
+  package mutating func clearArtworkData() {self._artworkData = nil}
 
-  public var artworkDataWidth: Int32 {
+  package var artworkDataWidth: Int32 {
     get {_artworkDataWidth ?? 0}
     set {_artworkDataWidth = newValue}
   }
   /// Returns true if `artworkDataWidth` has been explicitly set.
-  public var hasArtworkDataWidth: Bool {self._artworkDataWidth != nil}
+  package var hasArtworkDataWidth: Bool {self._artworkDataWidth != nil}
   /// Clears the value of `artworkDataWidth`. Subsequent reads from it will return its default value.
-  public mutating func clearArtworkDataWidth() {self._artworkDataWidth = nil}
+  package mutating func clearArtworkDataWidth() {self._artworkDataWidth = nil}
 
-  public var artworkDataHeight: Int32 {
+  package var artworkDataHeight: Int32 {
     get {_artworkDataHeight ?? 0}
     set {_artworkDataHeight = newValue}
   }
   /// Returns true if `artworkDataHeight` has been explicitly set.
-  public var hasArtworkDataHeight: Bool {self._artworkDataHeight != nil}
+  package var hasArtworkDataHeight: Bool {self._artworkDataHeight != nil}
   /// Clears the value of `artworkDataHeight`. Subsequent reads from it will return its default value.
-  public mutating func clearArtworkDataHeight() {self._artworkDataHeight = nil}
+  package mutating func clearArtworkDataHeight() {self._artworkDataHeight = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _identifier: String? = nil
   fileprivate var _metadata: MRPContentItemMetadata? = nil
@@ -484,84 +484,84 @@ public nonisolated struct MRPContentItem: Sendable {
   fileprivate var _artworkDataHeight: Int32? = nil
 }
 
-public nonisolated struct MRPPlaybackQueue: Sendable {
+package nonisolated struct MRPPlaybackQueue: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var location: Int32 {
+  package var location: Int32 {
     get {_location ?? 0}
     set {_location = newValue}
   }
   /// Returns true if `location` has been explicitly set.
-  public var hasLocation: Bool {self._location != nil}
+  package var hasLocation: Bool {self._location != nil}
   /// Clears the value of `location`. Subsequent reads from it will return its default value.
-  public mutating func clearLocation() {self._location = nil}
+  package mutating func clearLocation() {self._location = nil}
 
-  public var contentItems: [MRPContentItem] = []
+  package var contentItems: [MRPContentItem] = []
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _location: Int32? = nil
 }
 
-public nonisolated struct MRPCommandInfo: Sendable {
+package nonisolated struct MRPCommandInfo: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var command: MRPCommand {
+  package var command: MRPCommand {
     get {_command ?? .unknown}
     set {_command = newValue}
   }
   /// Returns true if `command` has been explicitly set.
-  public var hasCommand: Bool {self._command != nil}
+  package var hasCommand: Bool {self._command != nil}
   /// Clears the value of `command`. Subsequent reads from it will return its default value.
-  public mutating func clearCommand() {self._command = nil}
+  package mutating func clearCommand() {self._command = nil}
 
-  public var enabled: Bool {
+  package var enabled: Bool {
     get {_enabled ?? false}
     set {_enabled = newValue}
   }
   /// Returns true if `enabled` has been explicitly set.
-  public var hasEnabled: Bool {self._enabled != nil}
+  package var hasEnabled: Bool {self._enabled != nil}
   /// Clears the value of `enabled`. Subsequent reads from it will return its default value.
-  public mutating func clearEnabled() {self._enabled = nil}
+  package mutating func clearEnabled() {self._enabled = nil}
 
-  public var active: Bool {
+  package var active: Bool {
     get {_active ?? false}
     set {_active = newValue}
   }
   /// Returns true if `active` has been explicitly set.
-  public var hasActive: Bool {self._active != nil}
+  package var hasActive: Bool {self._active != nil}
   /// Clears the value of `active`. Subsequent reads from it will return its default value.
-  public mutating func clearActive() {self._active = nil}
+  package mutating func clearActive() {self._active = nil}
 
-  public var preferredIntervals: [Double] = []
+  package var preferredIntervals: [Double] = []
 
-  public var repeatMode: MRPRepeatMode {
+  package var repeatMode: MRPRepeatMode {
     get {_repeatMode ?? .unknown}
     set {_repeatMode = newValue}
   }
   /// Returns true if `repeatMode` has been explicitly set.
-  public var hasRepeatMode: Bool {self._repeatMode != nil}
+  package var hasRepeatMode: Bool {self._repeatMode != nil}
   /// Clears the value of `repeatMode`. Subsequent reads from it will return its default value.
-  public mutating func clearRepeatMode() {self._repeatMode = nil}
+  package mutating func clearRepeatMode() {self._repeatMode = nil}
 
-  public var shuffleMode: MRPShuffleMode {
+  package var shuffleMode: MRPShuffleMode {
     get {_shuffleMode ?? .unknown}
     set {_shuffleMode = newValue}
   }
   /// Returns true if `shuffleMode` has been explicitly set.
-  public var hasShuffleMode: Bool {self._shuffleMode != nil}
+  package var hasShuffleMode: Bool {self._shuffleMode != nil}
   /// Clears the value of `shuffleMode`. Subsequent reads from it will return its default value.
-  public mutating func clearShuffleMode() {self._shuffleMode = nil}
+  package mutating func clearShuffleMode() {self._shuffleMode = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _command: MRPCommand? = nil
   fileprivate var _enabled: Bool? = nil
@@ -570,80 +570,80 @@ public nonisolated struct MRPCommandInfo: Sendable {
   fileprivate var _shuffleMode: MRPShuffleMode? = nil
 }
 
-public nonisolated struct MRPSupportedCommands: Sendable {
+package nonisolated struct MRPSupportedCommands: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var supportedCommands: [MRPCommandInfo] = []
+  package var supportedCommands: [MRPCommandInfo] = []
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 }
 
-public nonisolated struct MRPCommandOptions: Sendable {
+package nonisolated struct MRPCommandOptions: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var skipInterval: Float {
+  package var skipInterval: Float {
     get {_skipInterval ?? 0}
     set {_skipInterval = newValue}
   }
   /// Returns true if `skipInterval` has been explicitly set.
-  public var hasSkipInterval: Bool {self._skipInterval != nil}
+  package var hasSkipInterval: Bool {self._skipInterval != nil}
   /// Clears the value of `skipInterval`. Subsequent reads from it will return its default value.
-  public mutating func clearSkipInterval() {self._skipInterval = nil}
+  package mutating func clearSkipInterval() {self._skipInterval = nil}
 
-  public var playbackRate: Float {
+  package var playbackRate: Float {
     get {_playbackRate ?? 0}
     set {_playbackRate = newValue}
   }
   /// Returns true if `playbackRate` has been explicitly set.
-  public var hasPlaybackRate: Bool {self._playbackRate != nil}
+  package var hasPlaybackRate: Bool {self._playbackRate != nil}
   /// Clears the value of `playbackRate`. Subsequent reads from it will return its default value.
-  public mutating func clearPlaybackRate() {self._playbackRate = nil}
+  package mutating func clearPlaybackRate() {self._playbackRate = nil}
 
-  public var playbackPosition: Double {
+  package var playbackPosition: Double {
     get {_playbackPosition ?? 0}
     set {_playbackPosition = newValue}
   }
   /// Returns true if `playbackPosition` has been explicitly set.
-  public var hasPlaybackPosition: Bool {self._playbackPosition != nil}
+  package var hasPlaybackPosition: Bool {self._playbackPosition != nil}
   /// Clears the value of `playbackPosition`. Subsequent reads from it will return its default value.
-  public mutating func clearPlaybackPosition() {self._playbackPosition = nil}
+  package mutating func clearPlaybackPosition() {self._playbackPosition = nil}
 
-  public var repeatMode: MRPRepeatMode {
+  package var repeatMode: MRPRepeatMode {
     get {_repeatMode ?? .unknown}
     set {_repeatMode = newValue}
   }
   /// Returns true if `repeatMode` has been explicitly set.
-  public var hasRepeatMode: Bool {self._repeatMode != nil}
+  package var hasRepeatMode: Bool {self._repeatMode != nil}
   /// Clears the value of `repeatMode`. Subsequent reads from it will return its default value.
-  public mutating func clearRepeatMode() {self._repeatMode = nil}
+  package mutating func clearRepeatMode() {self._repeatMode = nil}
 
-  public var shuffleMode: MRPShuffleMode {
+  package var shuffleMode: MRPShuffleMode {
     get {_shuffleMode ?? .unknown}
     set {_shuffleMode = newValue}
   }
   /// Returns true if `shuffleMode` has been explicitly set.
-  public var hasShuffleMode: Bool {self._shuffleMode != nil}
+  package var hasShuffleMode: Bool {self._shuffleMode != nil}
   /// Clears the value of `shuffleMode`. Subsequent reads from it will return its default value.
-  public mutating func clearShuffleMode() {self._shuffleMode = nil}
+  package mutating func clearShuffleMode() {self._shuffleMode = nil}
 
-  public var sendOptions: UInt32 {
+  package var sendOptions: UInt32 {
     get {_sendOptions ?? 0}
     set {_sendOptions = newValue}
   }
   /// Returns true if `sendOptions` has been explicitly set.
-  public var hasSendOptions: Bool {self._sendOptions != nil}
+  package var hasSendOptions: Bool {self._sendOptions != nil}
   /// Clears the value of `sendOptions`. Subsequent reads from it will return its default value.
-  public mutating func clearSendOptions() {self._sendOptions = nil}
+  package mutating func clearSendOptions() {self._sendOptions = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _skipInterval: Float? = nil
   fileprivate var _playbackRate: Float? = nil
@@ -658,45 +658,45 @@ public nonisolated struct MRPCommandOptions: Sendable {
 fileprivate nonisolated let _protobuf_package = "mrp"
 
 nonisolated extension MRPPlaybackState: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PLAYBACK_STATE_UNKNOWN\0\u{1}PLAYBACK_STATE_PLAYING\0\u{1}PLAYBACK_STATE_PAUSED\0\u{1}PLAYBACK_STATE_STOPPED\0\u{1}PLAYBACK_STATE_INTERRUPTED\0\u{1}PLAYBACK_STATE_SEEKING\0")
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PLAYBACK_STATE_UNKNOWN\0\u{1}PLAYBACK_STATE_PLAYING\0\u{1}PLAYBACK_STATE_PAUSED\0\u{1}PLAYBACK_STATE_STOPPED\0\u{1}PLAYBACK_STATE_INTERRUPTED\0\u{1}PLAYBACK_STATE_SEEKING\0")
 }
 
 nonisolated extension MRPRepeatMode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REPEAT_MODE_UNKNOWN\0\u{1}REPEAT_MODE_OFF\0\u{1}REPEAT_MODE_ONE\0\u{1}REPEAT_MODE_ALL\0")
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REPEAT_MODE_UNKNOWN\0\u{1}REPEAT_MODE_OFF\0\u{1}REPEAT_MODE_ONE\0\u{1}REPEAT_MODE_ALL\0")
 }
 
 nonisolated extension MRPShuffleMode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SHUFFLE_MODE_UNKNOWN\0\u{1}SHUFFLE_MODE_OFF\0\u{1}SHUFFLE_MODE_ALBUMS\0\u{1}SHUFFLE_MODE_SONGS\0")
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SHUFFLE_MODE_UNKNOWN\0\u{1}SHUFFLE_MODE_OFF\0\u{1}SHUFFLE_MODE_ALBUMS\0\u{1}SHUFFLE_MODE_SONGS\0")
 }
 
 nonisolated extension MRPCommand: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0COMMAND_UNKNOWN\0\u{1}COMMAND_PLAY\0\u{1}COMMAND_PAUSE\0\u{1}COMMAND_TOGGLE_PLAY_PAUSE\0\u{1}COMMAND_STOP\0\u{1}COMMAND_NEXT_TRACK\0\u{1}COMMAND_PREVIOUS_TRACK\0\u{1}COMMAND_ADVANCE_SHUFFLE_MODE\0\u{1}COMMAND_ADVANCE_REPEAT_MODE\0\u{1}COMMAND_BEGIN_FAST_FORWARD\0\u{1}COMMAND_END_FAST_FORWARD\0\u{1}COMMAND_BEGIN_REWIND\0\u{1}COMMAND_END_REWIND\0\u{2}\u{6}COMMAND_SKIP_FORWARD\0\u{1}COMMAND_SKIP_BACKWARD\0\u{1}COMMAND_CHANGE_PLAYBACK_RATE\0\u{2}\u{19}COMMAND_SEEK_TO_PLAYBACK_POSITION\0\u{1}COMMAND_CHANGE_REPEAT_MODE\0\u{1}COMMAND_CHANGE_SHUFFLE_MODE\0")
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0COMMAND_UNKNOWN\0\u{1}COMMAND_PLAY\0\u{1}COMMAND_PAUSE\0\u{1}COMMAND_TOGGLE_PLAY_PAUSE\0\u{1}COMMAND_STOP\0\u{1}COMMAND_NEXT_TRACK\0\u{1}COMMAND_PREVIOUS_TRACK\0\u{1}COMMAND_ADVANCE_SHUFFLE_MODE\0\u{1}COMMAND_ADVANCE_REPEAT_MODE\0\u{1}COMMAND_BEGIN_FAST_FORWARD\0\u{1}COMMAND_END_FAST_FORWARD\0\u{1}COMMAND_BEGIN_REWIND\0\u{1}COMMAND_END_REWIND\0\u{2}\u{6}COMMAND_SKIP_FORWARD\0\u{1}COMMAND_SKIP_BACKWARD\0\u{1}COMMAND_CHANGE_PLAYBACK_RATE\0\u{2}\u{19}COMMAND_SEEK_TO_PLAYBACK_POSITION\0\u{1}COMMAND_CHANGE_REPEAT_MODE\0\u{1}COMMAND_CHANGE_SHUFFLE_MODE\0")
 }
 
 nonisolated extension MRPOrigin: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".Origin"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+  package static let protoMessageName: String = _protobuf_package + ".Origin"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     // Load everything into unknown fields
     while try decoder.nextFieldNumber() != nil {}
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPOrigin, rhs: MRPOrigin) -> Bool {
+  package static func ==(lhs: MRPOrigin, rhs: MRPOrigin) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
 nonisolated extension MRPNowPlayingClient: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".NowPlayingClient"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}processIdentifier\0\u{1}bundleIdentifier\0\u{1}parentApplicationBundleIdentifier\0\u{2}\u{4}displayName\0")
+  package static let protoMessageName: String = _protobuf_package + ".NowPlayingClient"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}processIdentifier\0\u{1}bundleIdentifier\0\u{1}parentApplicationBundleIdentifier\0\u{2}\u{4}displayName\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -711,7 +711,7 @@ nonisolated extension MRPNowPlayingClient: SwiftProtobuf.Message, SwiftProtobuf.
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -731,7 +731,7 @@ nonisolated extension MRPNowPlayingClient: SwiftProtobuf.Message, SwiftProtobuf.
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPNowPlayingClient, rhs: MRPNowPlayingClient) -> Bool {
+  package static func ==(lhs: MRPNowPlayingClient, rhs: MRPNowPlayingClient) -> Bool {
     if lhs._processIdentifier != rhs._processIdentifier {return false}
     if lhs._bundleIdentifier != rhs._bundleIdentifier {return false}
     if lhs._parentApplicationBundleIdentifier != rhs._parentApplicationBundleIdentifier {return false}
@@ -742,10 +742,10 @@ nonisolated extension MRPNowPlayingClient: SwiftProtobuf.Message, SwiftProtobuf.
 }
 
 nonisolated extension MRPNowPlayingPlayer: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".NowPlayingPlayer"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}identifier\0\u{1}displayName\0\u{1}isDefaultPlayer\0")
+  package static let protoMessageName: String = _protobuf_package + ".NowPlayingPlayer"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}identifier\0\u{1}displayName\0\u{1}isDefaultPlayer\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -759,7 +759,7 @@ nonisolated extension MRPNowPlayingPlayer: SwiftProtobuf.Message, SwiftProtobuf.
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -776,7 +776,7 @@ nonisolated extension MRPNowPlayingPlayer: SwiftProtobuf.Message, SwiftProtobuf.
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPNowPlayingPlayer, rhs: MRPNowPlayingPlayer) -> Bool {
+  package static func ==(lhs: MRPNowPlayingPlayer, rhs: MRPNowPlayingPlayer) -> Bool {
     if lhs._identifier != rhs._identifier {return false}
     if lhs._displayName != rhs._displayName {return false}
     if lhs._isDefaultPlayer != rhs._isDefaultPlayer {return false}
@@ -786,10 +786,10 @@ nonisolated extension MRPNowPlayingPlayer: SwiftProtobuf.Message, SwiftProtobuf.
 }
 
 nonisolated extension MRPPlayerPath: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".PlayerPath"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}origin\0\u{1}client\0\u{1}player\0")
+  package static let protoMessageName: String = _protobuf_package + ".PlayerPath"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}origin\0\u{1}client\0\u{1}player\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -803,7 +803,7 @@ nonisolated extension MRPPlayerPath: SwiftProtobuf.Message, SwiftProtobuf._Messa
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -820,7 +820,7 @@ nonisolated extension MRPPlayerPath: SwiftProtobuf.Message, SwiftProtobuf._Messa
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPPlayerPath, rhs: MRPPlayerPath) -> Bool {
+  package static func ==(lhs: MRPPlayerPath, rhs: MRPPlayerPath) -> Bool {
     if lhs._origin != rhs._origin {return false}
     if lhs._client != rhs._client {return false}
     if lhs._player != rhs._player {return false}
@@ -830,8 +830,8 @@ nonisolated extension MRPPlayerPath: SwiftProtobuf.Message, SwiftProtobuf._Messa
 }
 
 nonisolated extension MRPContentItemMetadata: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".ContentItemMetadata"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}title\0\u{2}\u{5}albumName\0\u{1}trackArtistName\0\u{2}\u{3}seasonNumber\0\u{1}episodeNumber\0\u{2}\u{3}duration\0\u{2}\u{5}artworkAvailable\0\u{2}\u{c}artworkMIMEType\0\u{2}\u{4}elapsedTime\0\u{1}genre\0\u{2}\u{3}playbackRate\0\u{2}\u{5}contentIdentifier\0\u{2}\u{a}iTunesStoreIdentifier\0\u{2}\u{9}seriesName\0\u{1}mediaType\0\u{2}\u{6}artworkURL\0\u{2}\u{4}elapsedTimeTimestamp\0\u{2}\u{6}artworkIdentifier\0")
+  package static let protoMessageName: String = _protobuf_package + ".ContentItemMetadata"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}title\0\u{2}\u{5}albumName\0\u{1}trackArtistName\0\u{2}\u{3}seasonNumber\0\u{1}episodeNumber\0\u{2}\u{3}duration\0\u{2}\u{5}artworkAvailable\0\u{2}\u{c}artworkMIMEType\0\u{2}\u{4}elapsedTime\0\u{1}genre\0\u{2}\u{3}playbackRate\0\u{2}\u{5}contentIdentifier\0\u{2}\u{a}iTunesStoreIdentifier\0\u{2}\u{9}seriesName\0\u{1}mediaType\0\u{2}\u{6}artworkURL\0\u{2}\u{4}elapsedTimeTimestamp\0\u{2}\u{6}artworkIdentifier\0")
 
   fileprivate class _StorageClass {
     var _title: String? = nil
@@ -890,7 +890,7 @@ nonisolated extension MRPContentItemMetadata: SwiftProtobuf.Message, SwiftProtob
     return _storage
   }
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     _ = _uniqueStorage()
     try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
       while let fieldNumber = try decoder.nextFieldNumber() {
@@ -922,7 +922,7 @@ nonisolated extension MRPContentItemMetadata: SwiftProtobuf.Message, SwiftProtob
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every if/case branch local when no optimizations
@@ -986,7 +986,7 @@ nonisolated extension MRPContentItemMetadata: SwiftProtobuf.Message, SwiftProtob
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPContentItemMetadata, rhs: MRPContentItemMetadata) -> Bool {
+  package static func ==(lhs: MRPContentItemMetadata, rhs: MRPContentItemMetadata) -> Bool {
     if lhs._storage !== rhs._storage {
       let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
         let _storage = _args.0
@@ -1019,14 +1019,14 @@ nonisolated extension MRPContentItemMetadata: SwiftProtobuf.Message, SwiftProtob
 }
 
 nonisolated extension MRPContentItemMetadata.MediaType: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MEDIA_TYPE_UNKNOWN\0\u{1}MEDIA_TYPE_AUDIO\0\u{1}MEDIA_TYPE_VIDEO\0")
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MEDIA_TYPE_UNKNOWN\0\u{1}MEDIA_TYPE_AUDIO\0\u{1}MEDIA_TYPE_VIDEO\0")
 }
 
 nonisolated extension MRPContentItem: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".ContentItem"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}identifier\0\u{1}metadata\0\u{1}artworkData\0\u{2}\u{a}artworkDataWidth\0\u{1}artworkDataHeight\0")
+  package static let protoMessageName: String = _protobuf_package + ".ContentItem"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}identifier\0\u{1}metadata\0\u{1}artworkData\0\u{2}\u{a}artworkDataWidth\0\u{1}artworkDataHeight\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -1042,7 +1042,7 @@ nonisolated extension MRPContentItem: SwiftProtobuf.Message, SwiftProtobuf._Mess
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -1065,7 +1065,7 @@ nonisolated extension MRPContentItem: SwiftProtobuf.Message, SwiftProtobuf._Mess
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPContentItem, rhs: MRPContentItem) -> Bool {
+  package static func ==(lhs: MRPContentItem, rhs: MRPContentItem) -> Bool {
     if lhs._identifier != rhs._identifier {return false}
     if lhs._metadata != rhs._metadata {return false}
     if lhs._artworkData != rhs._artworkData {return false}
@@ -1077,10 +1077,10 @@ nonisolated extension MRPContentItem: SwiftProtobuf.Message, SwiftProtobuf._Mess
 }
 
 nonisolated extension MRPPlaybackQueue: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".PlaybackQueue"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}location\0\u{1}contentItems\0")
+  package static let protoMessageName: String = _protobuf_package + ".PlaybackQueue"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}location\0\u{1}contentItems\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -1093,7 +1093,7 @@ nonisolated extension MRPPlaybackQueue: SwiftProtobuf.Message, SwiftProtobuf._Me
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -1107,7 +1107,7 @@ nonisolated extension MRPPlaybackQueue: SwiftProtobuf.Message, SwiftProtobuf._Me
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPPlaybackQueue, rhs: MRPPlaybackQueue) -> Bool {
+  package static func ==(lhs: MRPPlaybackQueue, rhs: MRPPlaybackQueue) -> Bool {
     if lhs._location != rhs._location {return false}
     if lhs.contentItems != rhs.contentItems {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -1116,10 +1116,10 @@ nonisolated extension MRPPlaybackQueue: SwiftProtobuf.Message, SwiftProtobuf._Me
 }
 
 nonisolated extension MRPCommandInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".CommandInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}command\0\u{1}enabled\0\u{1}active\0\u{1}preferredIntervals\0\u{2}\u{6}repeatMode\0\u{1}shuffleMode\0")
+  package static let protoMessageName: String = _protobuf_package + ".CommandInfo"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}command\0\u{1}enabled\0\u{1}active\0\u{1}preferredIntervals\0\u{2}\u{6}repeatMode\0\u{1}shuffleMode\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -1136,7 +1136,7 @@ nonisolated extension MRPCommandInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -1162,7 +1162,7 @@ nonisolated extension MRPCommandInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPCommandInfo, rhs: MRPCommandInfo) -> Bool {
+  package static func ==(lhs: MRPCommandInfo, rhs: MRPCommandInfo) -> Bool {
     if lhs._command != rhs._command {return false}
     if lhs._enabled != rhs._enabled {return false}
     if lhs._active != rhs._active {return false}
@@ -1175,10 +1175,10 @@ nonisolated extension MRPCommandInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
 }
 
 nonisolated extension MRPSupportedCommands: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".SupportedCommands"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}supportedCommands\0")
+  package static let protoMessageName: String = _protobuf_package + ".SupportedCommands"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}supportedCommands\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -1190,14 +1190,14 @@ nonisolated extension MRPSupportedCommands: SwiftProtobuf.Message, SwiftProtobuf
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     if !self.supportedCommands.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.supportedCommands, fieldNumber: 1)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPSupportedCommands, rhs: MRPSupportedCommands) -> Bool {
+  package static func ==(lhs: MRPSupportedCommands, rhs: MRPSupportedCommands) -> Bool {
     if lhs.supportedCommands != rhs.supportedCommands {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -1205,10 +1205,10 @@ nonisolated extension MRPSupportedCommands: SwiftProtobuf.Message, SwiftProtobuf
 }
 
 nonisolated extension MRPCommandOptions: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".CommandOptions"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\u{5}skipInterval\0\u{1}playbackRate\0\u{2}\u{3}playbackPosition\0\u{1}repeatMode\0\u{1}shuffleMode\0\u{2}\u{6}sendOptions\0")
+  package static let protoMessageName: String = _protobuf_package + ".CommandOptions"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\u{5}skipInterval\0\u{1}playbackRate\0\u{2}\u{3}playbackPosition\0\u{1}repeatMode\0\u{1}shuffleMode\0\u{2}\u{6}sendOptions\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -1225,7 +1225,7 @@ nonisolated extension MRPCommandOptions: SwiftProtobuf.Message, SwiftProtobuf._M
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -1251,7 +1251,7 @@ nonisolated extension MRPCommandOptions: SwiftProtobuf.Message, SwiftProtobuf._M
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPCommandOptions, rhs: MRPCommandOptions) -> Bool {
+  package static func ==(lhs: MRPCommandOptions, rhs: MRPCommandOptions) -> Bool {
     if lhs._skipInterval != rhs._skipInterval {return false}
     if lhs._playbackRate != rhs._playbackRate {return false}
     if lhs._playbackPosition != rhs._playbackPosition {return false}

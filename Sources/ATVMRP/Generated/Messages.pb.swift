@@ -28,99 +28,99 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
-public nonisolated enum MRPDeviceClass: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+package nonisolated enum MRPDeviceClass: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
   case invalid = 0
   case iphone = 1
   case ipod = 2
   case ipad = 3
   case appleTv = 4
 
-  public init() {
+  package init() {
     self = .invalid
   }
 
 }
 
-public nonisolated enum MRPVolumeCapabilities: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+package nonisolated enum MRPVolumeCapabilities: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
   case none = 0
   case relative = 1
   case absolute = 2
   case both = 3
 
-  public init() {
+  package init() {
     self = .none
   }
 
 }
 
-public nonisolated struct MRPSendCommandMessage: Sendable {
+package nonisolated struct MRPSendCommandMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var command: MRPCommand {
+  package var command: MRPCommand {
     get {_command ?? .unknown}
     set {_command = newValue}
   }
   /// Returns true if `command` has been explicitly set.
-  public var hasCommand: Bool {self._command != nil}
+  package var hasCommand: Bool {self._command != nil}
   /// Clears the value of `command`. Subsequent reads from it will return its default value.
-  public mutating func clearCommand() {self._command = nil}
+  package mutating func clearCommand() {self._command = nil}
 
-  public var options: MRPCommandOptions {
+  package var options: MRPCommandOptions {
     get {_options ?? MRPCommandOptions()}
     set {_options = newValue}
   }
   /// Returns true if `options` has been explicitly set.
-  public var hasOptions: Bool {self._options != nil}
+  package var hasOptions: Bool {self._options != nil}
   /// Clears the value of `options`. Subsequent reads from it will return its default value.
-  public mutating func clearOptions() {self._options = nil}
+  package mutating func clearOptions() {self._options = nil}
 
-  public var playerPath: MRPPlayerPath {
+  package var playerPath: MRPPlayerPath {
     get {_playerPath ?? MRPPlayerPath()}
     set {_playerPath = newValue}
   }
   /// Returns true if `playerPath` has been explicitly set.
-  public var hasPlayerPath: Bool {self._playerPath != nil}
+  package var hasPlayerPath: Bool {self._playerPath != nil}
   /// Clears the value of `playerPath`. Subsequent reads from it will return its default value.
-  public mutating func clearPlayerPath() {self._playerPath = nil}
+  package mutating func clearPlayerPath() {self._playerPath = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _command: MRPCommand? = nil
   fileprivate var _options: MRPCommandOptions? = nil
   fileprivate var _playerPath: MRPPlayerPath? = nil
 }
 
-public nonisolated struct MRPSendCommandResultMessage: Sendable {
+package nonisolated struct MRPSendCommandResultMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Non-zero means the command failed.
-  public var sendError: Int32 {
+  package var sendError: Int32 {
     get {_sendError ?? 0}
     set {_sendError = newValue}
   }
   /// Returns true if `sendError` has been explicitly set.
-  public var hasSendError: Bool {self._sendError != nil}
+  package var hasSendError: Bool {self._sendError != nil}
   /// Clears the value of `sendError`. Subsequent reads from it will return its default value.
-  public mutating func clearSendError() {self._sendError = nil}
+  package mutating func clearSendError() {self._sendError = nil}
 
-  public var handlerReturnStatus: Int32 {
+  package var handlerReturnStatus: Int32 {
     get {_handlerReturnStatus ?? 0}
     set {_handlerReturnStatus = newValue}
   }
   /// Returns true if `handlerReturnStatus` has been explicitly set.
-  public var hasHandlerReturnStatus: Bool {self._handlerReturnStatus != nil}
+  package var hasHandlerReturnStatus: Bool {self._handlerReturnStatus != nil}
   /// Clears the value of `handlerReturnStatus`. Subsequent reads from it will return its default value.
-  public mutating func clearHandlerReturnStatus() {self._handlerReturnStatus = nil}
+  package mutating func clearHandlerReturnStatus() {self._handlerReturnStatus = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _sendError: Int32? = nil
   fileprivate var _handlerReturnStatus: Int32? = nil
@@ -128,96 +128,96 @@ public nonisolated struct MRPSendCommandResultMessage: Sendable {
 
 /// Legacy now-playing summary; its fields are not used (state comes from playbackQueue) and are
 /// kept as unknown fields on round trips.
-public nonisolated struct MRPNowPlayingInfo: Sendable {
+package nonisolated struct MRPNowPlayingInfo: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 }
 
-public nonisolated struct MRPSetStateMessage: Sendable {
+package nonisolated struct MRPSetStateMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var nowPlayingInfo: MRPNowPlayingInfo {
+  package var nowPlayingInfo: MRPNowPlayingInfo {
     get {_nowPlayingInfo ?? MRPNowPlayingInfo()}
     set {_nowPlayingInfo = newValue}
   }
   /// Returns true if `nowPlayingInfo` has been explicitly set.
-  public var hasNowPlayingInfo: Bool {self._nowPlayingInfo != nil}
+  package var hasNowPlayingInfo: Bool {self._nowPlayingInfo != nil}
   /// Clears the value of `nowPlayingInfo`. Subsequent reads from it will return its default value.
-  public mutating func clearNowPlayingInfo() {self._nowPlayingInfo = nil}
+  package mutating func clearNowPlayingInfo() {self._nowPlayingInfo = nil}
 
-  public var supportedCommands: MRPSupportedCommands {
+  package var supportedCommands: MRPSupportedCommands {
     get {_supportedCommands ?? MRPSupportedCommands()}
     set {_supportedCommands = newValue}
   }
   /// Returns true if `supportedCommands` has been explicitly set.
-  public var hasSupportedCommands: Bool {self._supportedCommands != nil}
+  package var hasSupportedCommands: Bool {self._supportedCommands != nil}
   /// Clears the value of `supportedCommands`. Subsequent reads from it will return its default value.
-  public mutating func clearSupportedCommands() {self._supportedCommands = nil}
+  package mutating func clearSupportedCommands() {self._supportedCommands = nil}
 
-  public var playbackQueue: MRPPlaybackQueue {
+  package var playbackQueue: MRPPlaybackQueue {
     get {_playbackQueue ?? MRPPlaybackQueue()}
     set {_playbackQueue = newValue}
   }
   /// Returns true if `playbackQueue` has been explicitly set.
-  public var hasPlaybackQueue: Bool {self._playbackQueue != nil}
+  package var hasPlaybackQueue: Bool {self._playbackQueue != nil}
   /// Clears the value of `playbackQueue`. Subsequent reads from it will return its default value.
-  public mutating func clearPlaybackQueue() {self._playbackQueue = nil}
+  package mutating func clearPlaybackQueue() {self._playbackQueue = nil}
 
-  public var displayID: String {
+  package var displayID: String {
     get {_displayID ?? String()}
     set {_displayID = newValue}
   }
   /// Returns true if `displayID` has been explicitly set.
-  public var hasDisplayID: Bool {self._displayID != nil}
+  package var hasDisplayID: Bool {self._displayID != nil}
   /// Clears the value of `displayID`. Subsequent reads from it will return its default value.
-  public mutating func clearDisplayID() {self._displayID = nil}
+  package mutating func clearDisplayID() {self._displayID = nil}
 
-  public var displayName: String {
+  package var displayName: String {
     get {_displayName ?? String()}
     set {_displayName = newValue}
   }
   /// Returns true if `displayName` has been explicitly set.
-  public var hasDisplayName: Bool {self._displayName != nil}
+  package var hasDisplayName: Bool {self._displayName != nil}
   /// Clears the value of `displayName`. Subsequent reads from it will return its default value.
-  public mutating func clearDisplayName() {self._displayName = nil}
+  package mutating func clearDisplayName() {self._displayName = nil}
 
-  public var playbackState: MRPPlaybackState {
+  package var playbackState: MRPPlaybackState {
     get {_playbackState ?? .unknown}
     set {_playbackState = newValue}
   }
   /// Returns true if `playbackState` has been explicitly set.
-  public var hasPlaybackState: Bool {self._playbackState != nil}
+  package var hasPlaybackState: Bool {self._playbackState != nil}
   /// Clears the value of `playbackState`. Subsequent reads from it will return its default value.
-  public mutating func clearPlaybackState() {self._playbackState = nil}
+  package mutating func clearPlaybackState() {self._playbackState = nil}
 
-  public var playerPath: MRPPlayerPath {
+  package var playerPath: MRPPlayerPath {
     get {_playerPath ?? MRPPlayerPath()}
     set {_playerPath = newValue}
   }
   /// Returns true if `playerPath` has been explicitly set.
-  public var hasPlayerPath: Bool {self._playerPath != nil}
+  package var hasPlayerPath: Bool {self._playerPath != nil}
   /// Clears the value of `playerPath`. Subsequent reads from it will return its default value.
-  public mutating func clearPlayerPath() {self._playerPath = nil}
+  package mutating func clearPlayerPath() {self._playerPath = nil}
 
-  public var playbackStateTimestamp: Double {
+  package var playbackStateTimestamp: Double {
     get {_playbackStateTimestamp ?? 0}
     set {_playbackStateTimestamp = newValue}
   }
   /// Returns true if `playbackStateTimestamp` has been explicitly set.
-  public var hasPlaybackStateTimestamp: Bool {self._playbackStateTimestamp != nil}
+  package var hasPlaybackStateTimestamp: Bool {self._playbackStateTimestamp != nil}
   /// Clears the value of `playbackStateTimestamp`. Subsequent reads from it will return its default value.
-  public mutating func clearPlaybackStateTimestamp() {self._playbackStateTimestamp = nil}
+  package mutating func clearPlaybackStateTimestamp() {self._playbackStateTimestamp = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _nowPlayingInfo: MRPNowPlayingInfo? = nil
   fileprivate var _supportedCommands: MRPSupportedCommands? = nil
@@ -229,296 +229,296 @@ public nonisolated struct MRPSetStateMessage: Sendable {
   fileprivate var _playbackStateTimestamp: Double? = nil
 }
 
-public nonisolated struct MRPSendHIDEventMessage: Sendable {
+package nonisolated struct MRPSendHIDEventMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var hidEventData: Data {
+  package var hidEventData: Data {
     get {_hidEventData ?? Data()}
     set {_hidEventData = newValue}
   }
   /// Returns true if `hidEventData` has been explicitly set.
-  public var hasHidEventData: Bool {self._hidEventData != nil}
+  package var hasHidEventData: Bool {self._hidEventData != nil}
   /// Clears the value of `hidEventData`. Subsequent reads from it will return its default value.
-  public mutating func clearHidEventData() {self._hidEventData = nil}
+  package mutating func clearHidEventData() {self._hidEventData = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _hidEventData: Data? = nil
 }
 
-public nonisolated struct MRPDeviceInfoMessage: @unchecked Sendable {
+package nonisolated struct MRPDeviceInfoMessage: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var uniqueIdentifier: String {
+  package var uniqueIdentifier: String {
     get {_storage._uniqueIdentifier ?? String()}
     set {_uniqueStorage()._uniqueIdentifier = newValue}
   }
   /// Returns true if `uniqueIdentifier` has been explicitly set.
-  public var hasUniqueIdentifier: Bool {_storage._uniqueIdentifier != nil}
+  package var hasUniqueIdentifier: Bool {_storage._uniqueIdentifier != nil}
   /// Clears the value of `uniqueIdentifier`. Subsequent reads from it will return its default value.
-  public mutating func clearUniqueIdentifier() {_uniqueStorage()._uniqueIdentifier = nil}
+  package mutating func clearUniqueIdentifier() {_uniqueStorage()._uniqueIdentifier = nil}
 
   /// Required on the wire by Apple's schema; optional here so a malformed peer message still parses.
-  public var name: String {
+  package var name: String {
     get {_storage._name ?? String()}
     set {_uniqueStorage()._name = newValue}
   }
   /// Returns true if `name` has been explicitly set.
-  public var hasName: Bool {_storage._name != nil}
+  package var hasName: Bool {_storage._name != nil}
   /// Clears the value of `name`. Subsequent reads from it will return its default value.
-  public mutating func clearName() {_uniqueStorage()._name = nil}
+  package mutating func clearName() {_uniqueStorage()._name = nil}
 
-  public var localizedModelName: String {
+  package var localizedModelName: String {
     get {_storage._localizedModelName ?? String()}
     set {_uniqueStorage()._localizedModelName = newValue}
   }
   /// Returns true if `localizedModelName` has been explicitly set.
-  public var hasLocalizedModelName: Bool {_storage._localizedModelName != nil}
+  package var hasLocalizedModelName: Bool {_storage._localizedModelName != nil}
   /// Clears the value of `localizedModelName`. Subsequent reads from it will return its default value.
-  public mutating func clearLocalizedModelName() {_uniqueStorage()._localizedModelName = nil}
+  package mutating func clearLocalizedModelName() {_uniqueStorage()._localizedModelName = nil}
 
-  public var systemBuildVersion: String {
+  package var systemBuildVersion: String {
     get {_storage._systemBuildVersion ?? String()}
     set {_uniqueStorage()._systemBuildVersion = newValue}
   }
   /// Returns true if `systemBuildVersion` has been explicitly set.
-  public var hasSystemBuildVersion: Bool {_storage._systemBuildVersion != nil}
+  package var hasSystemBuildVersion: Bool {_storage._systemBuildVersion != nil}
   /// Clears the value of `systemBuildVersion`. Subsequent reads from it will return its default value.
-  public mutating func clearSystemBuildVersion() {_uniqueStorage()._systemBuildVersion = nil}
+  package mutating func clearSystemBuildVersion() {_uniqueStorage()._systemBuildVersion = nil}
 
-  public var applicationBundleIdentifier: String {
+  package var applicationBundleIdentifier: String {
     get {_storage._applicationBundleIdentifier ?? String()}
     set {_uniqueStorage()._applicationBundleIdentifier = newValue}
   }
   /// Returns true if `applicationBundleIdentifier` has been explicitly set.
-  public var hasApplicationBundleIdentifier: Bool {_storage._applicationBundleIdentifier != nil}
+  package var hasApplicationBundleIdentifier: Bool {_storage._applicationBundleIdentifier != nil}
   /// Clears the value of `applicationBundleIdentifier`. Subsequent reads from it will return its default value.
-  public mutating func clearApplicationBundleIdentifier() {_uniqueStorage()._applicationBundleIdentifier = nil}
+  package mutating func clearApplicationBundleIdentifier() {_uniqueStorage()._applicationBundleIdentifier = nil}
 
-  public var applicationBundleVersion: String {
+  package var applicationBundleVersion: String {
     get {_storage._applicationBundleVersion ?? String()}
     set {_uniqueStorage()._applicationBundleVersion = newValue}
   }
   /// Returns true if `applicationBundleVersion` has been explicitly set.
-  public var hasApplicationBundleVersion: Bool {_storage._applicationBundleVersion != nil}
+  package var hasApplicationBundleVersion: Bool {_storage._applicationBundleVersion != nil}
   /// Clears the value of `applicationBundleVersion`. Subsequent reads from it will return its default value.
-  public mutating func clearApplicationBundleVersion() {_uniqueStorage()._applicationBundleVersion = nil}
+  package mutating func clearApplicationBundleVersion() {_uniqueStorage()._applicationBundleVersion = nil}
 
-  public var protocolVersion: Int32 {
+  package var protocolVersion: Int32 {
     get {_storage._protocolVersion ?? 0}
     set {_uniqueStorage()._protocolVersion = newValue}
   }
   /// Returns true if `protocolVersion` has been explicitly set.
-  public var hasProtocolVersion: Bool {_storage._protocolVersion != nil}
+  package var hasProtocolVersion: Bool {_storage._protocolVersion != nil}
   /// Clears the value of `protocolVersion`. Subsequent reads from it will return its default value.
-  public mutating func clearProtocolVersion() {_uniqueStorage()._protocolVersion = nil}
+  package mutating func clearProtocolVersion() {_uniqueStorage()._protocolVersion = nil}
 
-  public var lastSupportedMessageType: UInt32 {
+  package var lastSupportedMessageType: UInt32 {
     get {_storage._lastSupportedMessageType ?? 0}
     set {_uniqueStorage()._lastSupportedMessageType = newValue}
   }
   /// Returns true if `lastSupportedMessageType` has been explicitly set.
-  public var hasLastSupportedMessageType: Bool {_storage._lastSupportedMessageType != nil}
+  package var hasLastSupportedMessageType: Bool {_storage._lastSupportedMessageType != nil}
   /// Clears the value of `lastSupportedMessageType`. Subsequent reads from it will return its default value.
-  public mutating func clearLastSupportedMessageType() {_uniqueStorage()._lastSupportedMessageType = nil}
+  package mutating func clearLastSupportedMessageType() {_uniqueStorage()._lastSupportedMessageType = nil}
 
-  public var supportsSystemPairing: Bool {
+  package var supportsSystemPairing: Bool {
     get {_storage._supportsSystemPairing ?? false}
     set {_uniqueStorage()._supportsSystemPairing = newValue}
   }
   /// Returns true if `supportsSystemPairing` has been explicitly set.
-  public var hasSupportsSystemPairing: Bool {_storage._supportsSystemPairing != nil}
+  package var hasSupportsSystemPairing: Bool {_storage._supportsSystemPairing != nil}
   /// Clears the value of `supportsSystemPairing`. Subsequent reads from it will return its default value.
-  public mutating func clearSupportsSystemPairing() {_uniqueStorage()._supportsSystemPairing = nil}
+  package mutating func clearSupportsSystemPairing() {_uniqueStorage()._supportsSystemPairing = nil}
 
-  public var allowsPairing: Bool {
+  package var allowsPairing: Bool {
     get {_storage._allowsPairing ?? false}
     set {_uniqueStorage()._allowsPairing = newValue}
   }
   /// Returns true if `allowsPairing` has been explicitly set.
-  public var hasAllowsPairing: Bool {_storage._allowsPairing != nil}
+  package var hasAllowsPairing: Bool {_storage._allowsPairing != nil}
   /// Clears the value of `allowsPairing`. Subsequent reads from it will return its default value.
-  public mutating func clearAllowsPairing() {_uniqueStorage()._allowsPairing = nil}
+  package mutating func clearAllowsPairing() {_uniqueStorage()._allowsPairing = nil}
 
-  public var systemMediaApplication: String {
+  package var systemMediaApplication: String {
     get {_storage._systemMediaApplication ?? String()}
     set {_uniqueStorage()._systemMediaApplication = newValue}
   }
   /// Returns true if `systemMediaApplication` has been explicitly set.
-  public var hasSystemMediaApplication: Bool {_storage._systemMediaApplication != nil}
+  package var hasSystemMediaApplication: Bool {_storage._systemMediaApplication != nil}
   /// Clears the value of `systemMediaApplication`. Subsequent reads from it will return its default value.
-  public mutating func clearSystemMediaApplication() {_uniqueStorage()._systemMediaApplication = nil}
+  package mutating func clearSystemMediaApplication() {_uniqueStorage()._systemMediaApplication = nil}
 
-  public var supportsAcl: Bool {
+  package var supportsAcl: Bool {
     get {_storage._supportsAcl ?? false}
     set {_uniqueStorage()._supportsAcl = newValue}
   }
   /// Returns true if `supportsAcl` has been explicitly set.
-  public var hasSupportsAcl: Bool {_storage._supportsAcl != nil}
+  package var hasSupportsAcl: Bool {_storage._supportsAcl != nil}
   /// Clears the value of `supportsAcl`. Subsequent reads from it will return its default value.
-  public mutating func clearSupportsAcl() {_uniqueStorage()._supportsAcl = nil}
+  package mutating func clearSupportsAcl() {_uniqueStorage()._supportsAcl = nil}
 
-  public var supportsSharedQueue: Bool {
+  package var supportsSharedQueue: Bool {
     get {_storage._supportsSharedQueue ?? false}
     set {_uniqueStorage()._supportsSharedQueue = newValue}
   }
   /// Returns true if `supportsSharedQueue` has been explicitly set.
-  public var hasSupportsSharedQueue: Bool {_storage._supportsSharedQueue != nil}
+  package var hasSupportsSharedQueue: Bool {_storage._supportsSharedQueue != nil}
   /// Clears the value of `supportsSharedQueue`. Subsequent reads from it will return its default value.
-  public mutating func clearSupportsSharedQueue() {_uniqueStorage()._supportsSharedQueue = nil}
+  package mutating func clearSupportsSharedQueue() {_uniqueStorage()._supportsSharedQueue = nil}
 
-  public var supportsExtendedMotion: Bool {
+  package var supportsExtendedMotion: Bool {
     get {_storage._supportsExtendedMotion ?? false}
     set {_uniqueStorage()._supportsExtendedMotion = newValue}
   }
   /// Returns true if `supportsExtendedMotion` has been explicitly set.
-  public var hasSupportsExtendedMotion: Bool {_storage._supportsExtendedMotion != nil}
+  package var hasSupportsExtendedMotion: Bool {_storage._supportsExtendedMotion != nil}
   /// Clears the value of `supportsExtendedMotion`. Subsequent reads from it will return its default value.
-  public mutating func clearSupportsExtendedMotion() {_uniqueStorage()._supportsExtendedMotion = nil}
+  package mutating func clearSupportsExtendedMotion() {_uniqueStorage()._supportsExtendedMotion = nil}
 
-  public var sharedQueueVersion: UInt32 {
+  package var sharedQueueVersion: UInt32 {
     get {_storage._sharedQueueVersion ?? 0}
     set {_uniqueStorage()._sharedQueueVersion = newValue}
   }
   /// Returns true if `sharedQueueVersion` has been explicitly set.
-  public var hasSharedQueueVersion: Bool {_storage._sharedQueueVersion != nil}
+  package var hasSharedQueueVersion: Bool {_storage._sharedQueueVersion != nil}
   /// Clears the value of `sharedQueueVersion`. Subsequent reads from it will return its default value.
-  public mutating func clearSharedQueueVersion() {_uniqueStorage()._sharedQueueVersion = nil}
+  package mutating func clearSharedQueueVersion() {_uniqueStorage()._sharedQueueVersion = nil}
 
-  public var deviceUid: String {
+  package var deviceUid: String {
     get {_storage._deviceUid ?? String()}
     set {_uniqueStorage()._deviceUid = newValue}
   }
   /// Returns true if `deviceUid` has been explicitly set.
-  public var hasDeviceUid: Bool {_storage._deviceUid != nil}
+  package var hasDeviceUid: Bool {_storage._deviceUid != nil}
   /// Clears the value of `deviceUid`. Subsequent reads from it will return its default value.
-  public mutating func clearDeviceUid() {_uniqueStorage()._deviceUid = nil}
+  package mutating func clearDeviceUid() {_uniqueStorage()._deviceUid = nil}
 
-  public var deviceClass: MRPDeviceClass {
+  package var deviceClass: MRPDeviceClass {
     get {_storage._deviceClass ?? .invalid}
     set {_uniqueStorage()._deviceClass = newValue}
   }
   /// Returns true if `deviceClass` has been explicitly set.
-  public var hasDeviceClass: Bool {_storage._deviceClass != nil}
+  package var hasDeviceClass: Bool {_storage._deviceClass != nil}
   /// Clears the value of `deviceClass`. Subsequent reads from it will return its default value.
-  public mutating func clearDeviceClass() {_uniqueStorage()._deviceClass = nil}
+  package mutating func clearDeviceClass() {_uniqueStorage()._deviceClass = nil}
 
-  public var logicalDeviceCount: UInt32 {
+  package var logicalDeviceCount: UInt32 {
     get {_storage._logicalDeviceCount ?? 0}
     set {_uniqueStorage()._logicalDeviceCount = newValue}
   }
   /// Returns true if `logicalDeviceCount` has been explicitly set.
-  public var hasLogicalDeviceCount: Bool {_storage._logicalDeviceCount != nil}
+  package var hasLogicalDeviceCount: Bool {_storage._logicalDeviceCount != nil}
   /// Clears the value of `logicalDeviceCount`. Subsequent reads from it will return its default value.
-  public mutating func clearLogicalDeviceCount() {_uniqueStorage()._logicalDeviceCount = nil}
+  package mutating func clearLogicalDeviceCount() {_uniqueStorage()._logicalDeviceCount = nil}
 
-  public var isProxyGroupPlayer: Bool {
+  package var isProxyGroupPlayer: Bool {
     get {_storage._isProxyGroupPlayer ?? false}
     set {_uniqueStorage()._isProxyGroupPlayer = newValue}
   }
   /// Returns true if `isProxyGroupPlayer` has been explicitly set.
-  public var hasIsProxyGroupPlayer: Bool {_storage._isProxyGroupPlayer != nil}
+  package var hasIsProxyGroupPlayer: Bool {_storage._isProxyGroupPlayer != nil}
   /// Clears the value of `isProxyGroupPlayer`. Subsequent reads from it will return its default value.
-  public mutating func clearIsProxyGroupPlayer() {_uniqueStorage()._isProxyGroupPlayer = nil}
+  package mutating func clearIsProxyGroupPlayer() {_uniqueStorage()._isProxyGroupPlayer = nil}
 
-  public var groupedDevices: [MRPDeviceInfoMessage] {
+  package var groupedDevices: [MRPDeviceInfoMessage] {
     get {_storage._groupedDevices}
     set {_uniqueStorage()._groupedDevices = newValue}
   }
 
-  public var isGroupLeader: Bool {
+  package var isGroupLeader: Bool {
     get {_storage._isGroupLeader ?? false}
     set {_uniqueStorage()._isGroupLeader = newValue}
   }
   /// Returns true if `isGroupLeader` has been explicitly set.
-  public var hasIsGroupLeader: Bool {_storage._isGroupLeader != nil}
+  package var hasIsGroupLeader: Bool {_storage._isGroupLeader != nil}
   /// Clears the value of `isGroupLeader`. Subsequent reads from it will return its default value.
-  public mutating func clearIsGroupLeader() {_uniqueStorage()._isGroupLeader = nil}
+  package mutating func clearIsGroupLeader() {_uniqueStorage()._isGroupLeader = nil}
 
-  public var clusterID: String {
+  package var clusterID: String {
     get {_storage._clusterID ?? String()}
     set {_uniqueStorage()._clusterID = newValue}
   }
   /// Returns true if `clusterID` has been explicitly set.
-  public var hasClusterID: Bool {_storage._clusterID != nil}
+  package var hasClusterID: Bool {_storage._clusterID != nil}
   /// Clears the value of `clusterID`. Subsequent reads from it will return its default value.
-  public mutating func clearClusterID() {_uniqueStorage()._clusterID = nil}
+  package mutating func clearClusterID() {_uniqueStorage()._clusterID = nil}
 
-  public var modelID: String {
+  package var modelID: String {
     get {_storage._modelID ?? String()}
     set {_uniqueStorage()._modelID = newValue}
   }
   /// Returns true if `modelID` has been explicitly set.
-  public var hasModelID: Bool {_storage._modelID != nil}
+  package var hasModelID: Bool {_storage._modelID != nil}
   /// Clears the value of `modelID`. Subsequent reads from it will return its default value.
-  public mutating func clearModelID() {_uniqueStorage()._modelID = nil}
+  package mutating func clearModelID() {_uniqueStorage()._modelID = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-public nonisolated struct MRPClientUpdatesConfigMessage: Sendable {
+package nonisolated struct MRPClientUpdatesConfigMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var artworkUpdates: Bool {
+  package var artworkUpdates: Bool {
     get {_artworkUpdates ?? false}
     set {_artworkUpdates = newValue}
   }
   /// Returns true if `artworkUpdates` has been explicitly set.
-  public var hasArtworkUpdates: Bool {self._artworkUpdates != nil}
+  package var hasArtworkUpdates: Bool {self._artworkUpdates != nil}
   /// Clears the value of `artworkUpdates`. Subsequent reads from it will return its default value.
-  public mutating func clearArtworkUpdates() {self._artworkUpdates = nil}
+  package mutating func clearArtworkUpdates() {self._artworkUpdates = nil}
 
-  public var nowPlayingUpdates: Bool {
+  package var nowPlayingUpdates: Bool {
     get {_nowPlayingUpdates ?? false}
     set {_nowPlayingUpdates = newValue}
   }
   /// Returns true if `nowPlayingUpdates` has been explicitly set.
-  public var hasNowPlayingUpdates: Bool {self._nowPlayingUpdates != nil}
+  package var hasNowPlayingUpdates: Bool {self._nowPlayingUpdates != nil}
   /// Clears the value of `nowPlayingUpdates`. Subsequent reads from it will return its default value.
-  public mutating func clearNowPlayingUpdates() {self._nowPlayingUpdates = nil}
+  package mutating func clearNowPlayingUpdates() {self._nowPlayingUpdates = nil}
 
-  public var volumeUpdates: Bool {
+  package var volumeUpdates: Bool {
     get {_volumeUpdates ?? false}
     set {_volumeUpdates = newValue}
   }
   /// Returns true if `volumeUpdates` has been explicitly set.
-  public var hasVolumeUpdates: Bool {self._volumeUpdates != nil}
+  package var hasVolumeUpdates: Bool {self._volumeUpdates != nil}
   /// Clears the value of `volumeUpdates`. Subsequent reads from it will return its default value.
-  public mutating func clearVolumeUpdates() {self._volumeUpdates = nil}
+  package mutating func clearVolumeUpdates() {self._volumeUpdates = nil}
 
-  public var keyboardUpdates: Bool {
+  package var keyboardUpdates: Bool {
     get {_keyboardUpdates ?? false}
     set {_keyboardUpdates = newValue}
   }
   /// Returns true if `keyboardUpdates` has been explicitly set.
-  public var hasKeyboardUpdates: Bool {self._keyboardUpdates != nil}
+  package var hasKeyboardUpdates: Bool {self._keyboardUpdates != nil}
   /// Clears the value of `keyboardUpdates`. Subsequent reads from it will return its default value.
-  public mutating func clearKeyboardUpdates() {self._keyboardUpdates = nil}
+  package mutating func clearKeyboardUpdates() {self._keyboardUpdates = nil}
 
-  public var outputDeviceUpdates: Bool {
+  package var outputDeviceUpdates: Bool {
     get {_outputDeviceUpdates ?? false}
     set {_outputDeviceUpdates = newValue}
   }
   /// Returns true if `outputDeviceUpdates` has been explicitly set.
-  public var hasOutputDeviceUpdates: Bool {self._outputDeviceUpdates != nil}
+  package var hasOutputDeviceUpdates: Bool {self._outputDeviceUpdates != nil}
   /// Clears the value of `outputDeviceUpdates`. Subsequent reads from it will return its default value.
-  public mutating func clearOutputDeviceUpdates() {self._outputDeviceUpdates = nil}
+  package mutating func clearOutputDeviceUpdates() {self._outputDeviceUpdates = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _artworkUpdates: Bool? = nil
   fileprivate var _nowPlayingUpdates: Bool? = nil
@@ -527,90 +527,90 @@ public nonisolated struct MRPClientUpdatesConfigMessage: Sendable {
   fileprivate var _outputDeviceUpdates: Bool? = nil
 }
 
-public nonisolated struct MRPVolumeControlAvailabilityMessage: Sendable {
+package nonisolated struct MRPVolumeControlAvailabilityMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var volumeControlAvailable: Bool {
+  package var volumeControlAvailable: Bool {
     get {_volumeControlAvailable ?? false}
     set {_volumeControlAvailable = newValue}
   }
   /// Returns true if `volumeControlAvailable` has been explicitly set.
-  public var hasVolumeControlAvailable: Bool {self._volumeControlAvailable != nil}
+  package var hasVolumeControlAvailable: Bool {self._volumeControlAvailable != nil}
   /// Clears the value of `volumeControlAvailable`. Subsequent reads from it will return its default value.
-  public mutating func clearVolumeControlAvailable() {self._volumeControlAvailable = nil}
+  package mutating func clearVolumeControlAvailable() {self._volumeControlAvailable = nil}
 
-  public var volumeCapabilities: MRPVolumeCapabilities {
+  package var volumeCapabilities: MRPVolumeCapabilities {
     get {_volumeCapabilities ?? .none}
     set {_volumeCapabilities = newValue}
   }
   /// Returns true if `volumeCapabilities` has been explicitly set.
-  public var hasVolumeCapabilities: Bool {self._volumeCapabilities != nil}
+  package var hasVolumeCapabilities: Bool {self._volumeCapabilities != nil}
   /// Clears the value of `volumeCapabilities`. Subsequent reads from it will return its default value.
-  public mutating func clearVolumeCapabilities() {self._volumeCapabilities = nil}
+  package mutating func clearVolumeCapabilities() {self._volumeCapabilities = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _volumeControlAvailable: Bool? = nil
   fileprivate var _volumeCapabilities: MRPVolumeCapabilities? = nil
 }
 
-public nonisolated struct MRPPlaybackQueueRequestMessage: Sendable {
+package nonisolated struct MRPPlaybackQueueRequestMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var location: Int32 {
+  package var location: Int32 {
     get {_location ?? 0}
     set {_location = newValue}
   }
   /// Returns true if `location` has been explicitly set.
-  public var hasLocation: Bool {self._location != nil}
+  package var hasLocation: Bool {self._location != nil}
   /// Clears the value of `location`. Subsequent reads from it will return its default value.
-  public mutating func clearLocation() {self._location = nil}
+  package mutating func clearLocation() {self._location = nil}
 
-  public var length: Int32 {
+  package var length: Int32 {
     get {_length ?? 0}
     set {_length = newValue}
   }
   /// Returns true if `length` has been explicitly set.
-  public var hasLength: Bool {self._length != nil}
+  package var hasLength: Bool {self._length != nil}
   /// Clears the value of `length`. Subsequent reads from it will return its default value.
-  public mutating func clearLength() {self._length = nil}
+  package mutating func clearLength() {self._length = nil}
 
-  public var artworkWidth: Double {
+  package var artworkWidth: Double {
     get {_artworkWidth ?? 0}
     set {_artworkWidth = newValue}
   }
   /// Returns true if `artworkWidth` has been explicitly set.
-  public var hasArtworkWidth: Bool {self._artworkWidth != nil}
+  package var hasArtworkWidth: Bool {self._artworkWidth != nil}
   /// Clears the value of `artworkWidth`. Subsequent reads from it will return its default value.
-  public mutating func clearArtworkWidth() {self._artworkWidth = nil}
+  package mutating func clearArtworkWidth() {self._artworkWidth = nil}
 
-  public var artworkHeight: Double {
+  package var artworkHeight: Double {
     get {_artworkHeight ?? 0}
     set {_artworkHeight = newValue}
   }
   /// Returns true if `artworkHeight` has been explicitly set.
-  public var hasArtworkHeight: Bool {self._artworkHeight != nil}
+  package var hasArtworkHeight: Bool {self._artworkHeight != nil}
   /// Clears the value of `artworkHeight`. Subsequent reads from it will return its default value.
-  public mutating func clearArtworkHeight() {self._artworkHeight = nil}
+  package mutating func clearArtworkHeight() {self._artworkHeight = nil}
 
-  public var returnContentItemAssetsInUserCompletion: Bool {
+  package var returnContentItemAssetsInUserCompletion: Bool {
     get {_returnContentItemAssetsInUserCompletion ?? false}
     set {_returnContentItemAssetsInUserCompletion = newValue}
   }
   /// Returns true if `returnContentItemAssetsInUserCompletion` has been explicitly set.
-  public var hasReturnContentItemAssetsInUserCompletion: Bool {self._returnContentItemAssetsInUserCompletion != nil}
+  package var hasReturnContentItemAssetsInUserCompletion: Bool {self._returnContentItemAssetsInUserCompletion != nil}
   /// Clears the value of `returnContentItemAssetsInUserCompletion`. Subsequent reads from it will return its default value.
-  public mutating func clearReturnContentItemAssetsInUserCompletion() {self._returnContentItemAssetsInUserCompletion = nil}
+  package mutating func clearReturnContentItemAssetsInUserCompletion() {self._returnContentItemAssetsInUserCompletion = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _location: Int32? = nil
   fileprivate var _length: Int32? = nil
@@ -619,59 +619,59 @@ public nonisolated struct MRPPlaybackQueueRequestMessage: Sendable {
   fileprivate var _returnContentItemAssetsInUserCompletion: Bool? = nil
 }
 
-public nonisolated struct MRPCryptoPairingMessage: Sendable {
+package nonisolated struct MRPCryptoPairingMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var pairingData: Data {
+  package var pairingData: Data {
     get {_pairingData ?? Data()}
     set {_pairingData = newValue}
   }
   /// Returns true if `pairingData` has been explicitly set.
-  public var hasPairingData: Bool {self._pairingData != nil}
+  package var hasPairingData: Bool {self._pairingData != nil}
   /// Clears the value of `pairingData`. Subsequent reads from it will return its default value.
-  public mutating func clearPairingData() {self._pairingData = nil}
+  package mutating func clearPairingData() {self._pairingData = nil}
 
-  public var status: Int32 {
+  package var status: Int32 {
     get {_status ?? 0}
     set {_status = newValue}
   }
   /// Returns true if `status` has been explicitly set.
-  public var hasStatus: Bool {self._status != nil}
+  package var hasStatus: Bool {self._status != nil}
   /// Clears the value of `status`. Subsequent reads from it will return its default value.
-  public mutating func clearStatus() {self._status = nil}
+  package mutating func clearStatus() {self._status = nil}
 
-  public var isRetrying: Bool {
+  package var isRetrying: Bool {
     get {_isRetrying ?? false}
     set {_isRetrying = newValue}
   }
   /// Returns true if `isRetrying` has been explicitly set.
-  public var hasIsRetrying: Bool {self._isRetrying != nil}
+  package var hasIsRetrying: Bool {self._isRetrying != nil}
   /// Clears the value of `isRetrying`. Subsequent reads from it will return its default value.
-  public mutating func clearIsRetrying() {self._isRetrying = nil}
+  package mutating func clearIsRetrying() {self._isRetrying = nil}
 
-  public var isUsingSystemPairing: Bool {
+  package var isUsingSystemPairing: Bool {
     get {_isUsingSystemPairing ?? false}
     set {_isUsingSystemPairing = newValue}
   }
   /// Returns true if `isUsingSystemPairing` has been explicitly set.
-  public var hasIsUsingSystemPairing: Bool {self._isUsingSystemPairing != nil}
+  package var hasIsUsingSystemPairing: Bool {self._isUsingSystemPairing != nil}
   /// Clears the value of `isUsingSystemPairing`. Subsequent reads from it will return its default value.
-  public mutating func clearIsUsingSystemPairing() {self._isUsingSystemPairing = nil}
+  package mutating func clearIsUsingSystemPairing() {self._isUsingSystemPairing = nil}
 
-  public var state: Int32 {
+  package var state: Int32 {
     get {_state ?? 0}
     set {_state = newValue}
   }
   /// Returns true if `state` has been explicitly set.
-  public var hasState: Bool {self._state != nil}
+  package var hasState: Bool {self._state != nil}
   /// Clears the value of `state`. Subsequent reads from it will return its default value.
-  public mutating func clearState() {self._state = nil}
+  package mutating func clearState() {self._state = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _pairingData: Data? = nil
   fileprivate var _status: Int32? = nil
@@ -680,400 +680,400 @@ public nonisolated struct MRPCryptoPairingMessage: Sendable {
   fileprivate var _state: Int32? = nil
 }
 
-public nonisolated struct MRPSetConnectionStateMessage: Sendable {
+package nonisolated struct MRPSetConnectionStateMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var state: MRPSetConnectionStateMessage.ConnectionState {
+  package var state: MRPSetConnectionStateMessage.ConnectionState {
     get {_state ?? .none}
     set {_state = newValue}
   }
   /// Returns true if `state` has been explicitly set.
-  public var hasState: Bool {self._state != nil}
+  package var hasState: Bool {self._state != nil}
   /// Clears the value of `state`. Subsequent reads from it will return its default value.
-  public mutating func clearState() {self._state = nil}
+  package mutating func clearState() {self._state = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public nonisolated enum ConnectionState: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+  package nonisolated enum ConnectionState: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
     case none = 0
     case connecting = 1
     case connected = 2
     case disconnected = 3
 
-    public init() {
+    package init() {
       self = .none
     }
 
   }
 
-  public init() {}
+  package init() {}
 
   fileprivate var _state: MRPSetConnectionStateMessage.ConnectionState? = nil
 }
 
-public nonisolated struct MRPSendButtonEventMessage: Sendable {
+package nonisolated struct MRPSendButtonEventMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var usagePage: UInt32 {
+  package var usagePage: UInt32 {
     get {_usagePage ?? 0}
     set {_usagePage = newValue}
   }
   /// Returns true if `usagePage` has been explicitly set.
-  public var hasUsagePage: Bool {self._usagePage != nil}
+  package var hasUsagePage: Bool {self._usagePage != nil}
   /// Clears the value of `usagePage`. Subsequent reads from it will return its default value.
-  public mutating func clearUsagePage() {self._usagePage = nil}
+  package mutating func clearUsagePage() {self._usagePage = nil}
 
-  public var usage: UInt32 {
+  package var usage: UInt32 {
     get {_usage ?? 0}
     set {_usage = newValue}
   }
   /// Returns true if `usage` has been explicitly set.
-  public var hasUsage: Bool {self._usage != nil}
+  package var hasUsage: Bool {self._usage != nil}
   /// Clears the value of `usage`. Subsequent reads from it will return its default value.
-  public mutating func clearUsage() {self._usage = nil}
+  package mutating func clearUsage() {self._usage = nil}
 
-  public var buttonDown: Bool {
+  package var buttonDown: Bool {
     get {_buttonDown ?? false}
     set {_buttonDown = newValue}
   }
   /// Returns true if `buttonDown` has been explicitly set.
-  public var hasButtonDown: Bool {self._buttonDown != nil}
+  package var hasButtonDown: Bool {self._buttonDown != nil}
   /// Clears the value of `buttonDown`. Subsequent reads from it will return its default value.
-  public mutating func clearButtonDown() {self._buttonDown = nil}
+  package mutating func clearButtonDown() {self._buttonDown = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _usagePage: UInt32? = nil
   fileprivate var _usage: UInt32? = nil
   fileprivate var _buttonDown: Bool? = nil
 }
 
-public nonisolated struct MRPWakeDeviceMessage: Sendable {
+package nonisolated struct MRPWakeDeviceMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 }
 
-public nonisolated struct MRPGenericMessage: Sendable {
+package nonisolated struct MRPGenericMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var key: String {
+  package var key: String {
     get {_key ?? String()}
     set {_key = newValue}
   }
   /// Returns true if `key` has been explicitly set.
-  public var hasKey: Bool {self._key != nil}
+  package var hasKey: Bool {self._key != nil}
   /// Clears the value of `key`. Subsequent reads from it will return its default value.
-  public mutating func clearKey() {self._key = nil}
+  package mutating func clearKey() {self._key = nil}
 
-  public var value: Data {
+  package var value: Data {
     get {_value ?? Data()}
     set {_value = newValue}
   }
   /// Returns true if `value` has been explicitly set.
-  public var hasValue: Bool {self._value != nil}
+  package var hasValue: Bool {self._value != nil}
   /// Clears the value of `value`. Subsequent reads from it will return its default value.
-  public mutating func clearValue() {self._value = nil}
+  package mutating func clearValue() {self._value = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _key: String? = nil
   fileprivate var _value: Data? = nil
 }
 
-public nonisolated struct MRPSetNowPlayingClientMessage: Sendable {
+package nonisolated struct MRPSetNowPlayingClientMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var client: MRPNowPlayingClient {
+  package var client: MRPNowPlayingClient {
     get {_client ?? MRPNowPlayingClient()}
     set {_client = newValue}
   }
   /// Returns true if `client` has been explicitly set.
-  public var hasClient: Bool {self._client != nil}
+  package var hasClient: Bool {self._client != nil}
   /// Clears the value of `client`. Subsequent reads from it will return its default value.
-  public mutating func clearClient() {self._client = nil}
+  package mutating func clearClient() {self._client = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _client: MRPNowPlayingClient? = nil
 }
 
-public nonisolated struct MRPSetNowPlayingPlayerMessage: Sendable {
+package nonisolated struct MRPSetNowPlayingPlayerMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var playerPath: MRPPlayerPath {
+  package var playerPath: MRPPlayerPath {
     get {_playerPath ?? MRPPlayerPath()}
     set {_playerPath = newValue}
   }
   /// Returns true if `playerPath` has been explicitly set.
-  public var hasPlayerPath: Bool {self._playerPath != nil}
+  package var hasPlayerPath: Bool {self._playerPath != nil}
   /// Clears the value of `playerPath`. Subsequent reads from it will return its default value.
-  public mutating func clearPlayerPath() {self._playerPath = nil}
+  package mutating func clearPlayerPath() {self._playerPath = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _playerPath: MRPPlayerPath? = nil
 }
 
-public nonisolated struct MRPModifyOutputContextRequestMessage: Sendable {
+package nonisolated struct MRPModifyOutputContextRequestMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var type: MRPModifyOutputContextRequestMessage.ModifyType {
+  package var type: MRPModifyOutputContextRequestMessage.ModifyType {
     get {_type ?? .unknown}
     set {_type = newValue}
   }
   /// Returns true if `type` has been explicitly set.
-  public var hasType: Bool {self._type != nil}
+  package var hasType: Bool {self._type != nil}
   /// Clears the value of `type`. Subsequent reads from it will return its default value.
-  public mutating func clearType() {self._type = nil}
+  package mutating func clearType() {self._type = nil}
 
-  public var addingDevices: [String] = []
+  package var addingDevices: [String] = []
 
-  public var removingDevices: [String] = []
+  package var removingDevices: [String] = []
 
-  public var settingDevices: [String] = []
+  package var settingDevices: [String] = []
 
-  public var clusterAwareAddingDevices: [String] = []
+  package var clusterAwareAddingDevices: [String] = []
 
-  public var clusterAwareRemovingDevices: [String] = []
+  package var clusterAwareRemovingDevices: [String] = []
 
-  public var clusterAwareSettingDevices: [String] = []
+  package var clusterAwareSettingDevices: [String] = []
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public nonisolated enum ModifyType: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+  package nonisolated enum ModifyType: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
     case unknown = 0
     case sharedAudioPresentation = 1
 
-    public init() {
+    package init() {
       self = .unknown
     }
 
   }
 
-  public init() {}
+  package init() {}
 
   fileprivate var _type: MRPModifyOutputContextRequestMessage.ModifyType? = nil
 }
 
-public nonisolated struct MRPSetVolumeMessage: Sendable {
+package nonisolated struct MRPSetVolumeMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// 0...1
-  public var volume: Float {
+  package var volume: Float {
     get {_volume ?? 0}
     set {_volume = newValue}
   }
   /// Returns true if `volume` has been explicitly set.
-  public var hasVolume: Bool {self._volume != nil}
+  package var hasVolume: Bool {self._volume != nil}
   /// Clears the value of `volume`. Subsequent reads from it will return its default value.
-  public mutating func clearVolume() {self._volume = nil}
+  package mutating func clearVolume() {self._volume = nil}
 
-  public var outputDeviceUid: String {
+  package var outputDeviceUid: String {
     get {_outputDeviceUid ?? String()}
     set {_outputDeviceUid = newValue}
   }
   /// Returns true if `outputDeviceUid` has been explicitly set.
-  public var hasOutputDeviceUid: Bool {self._outputDeviceUid != nil}
+  package var hasOutputDeviceUid: Bool {self._outputDeviceUid != nil}
   /// Clears the value of `outputDeviceUid`. Subsequent reads from it will return its default value.
-  public mutating func clearOutputDeviceUid() {self._outputDeviceUid = nil}
+  package mutating func clearOutputDeviceUid() {self._outputDeviceUid = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _volume: Float? = nil
   fileprivate var _outputDeviceUid: String? = nil
 }
 
-public nonisolated struct MRPVolumeDidChangeMessage: Sendable {
+package nonisolated struct MRPVolumeDidChangeMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var volume: Float {
+  package var volume: Float {
     get {_volume ?? 0}
     set {_volume = newValue}
   }
   /// Returns true if `volume` has been explicitly set.
-  public var hasVolume: Bool {self._volume != nil}
+  package var hasVolume: Bool {self._volume != nil}
   /// Clears the value of `volume`. Subsequent reads from it will return its default value.
-  public mutating func clearVolume() {self._volume = nil}
+  package mutating func clearVolume() {self._volume = nil}
 
-  public var endpointUid: String {
+  package var endpointUid: String {
     get {_endpointUid ?? String()}
     set {_endpointUid = newValue}
   }
   /// Returns true if `endpointUid` has been explicitly set.
-  public var hasEndpointUid: Bool {self._endpointUid != nil}
+  package var hasEndpointUid: Bool {self._endpointUid != nil}
   /// Clears the value of `endpointUid`. Subsequent reads from it will return its default value.
-  public mutating func clearEndpointUid() {self._endpointUid = nil}
+  package mutating func clearEndpointUid() {self._endpointUid = nil}
 
-  public var outputDeviceUid: String {
+  package var outputDeviceUid: String {
     get {_outputDeviceUid ?? String()}
     set {_outputDeviceUid = newValue}
   }
   /// Returns true if `outputDeviceUid` has been explicitly set.
-  public var hasOutputDeviceUid: Bool {self._outputDeviceUid != nil}
+  package var hasOutputDeviceUid: Bool {self._outputDeviceUid != nil}
   /// Clears the value of `outputDeviceUid`. Subsequent reads from it will return its default value.
-  public mutating func clearOutputDeviceUid() {self._outputDeviceUid = nil}
+  package mutating func clearOutputDeviceUid() {self._outputDeviceUid = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _volume: Float? = nil
   fileprivate var _endpointUid: String? = nil
   fileprivate var _outputDeviceUid: String? = nil
 }
 
-public nonisolated struct MRPRemoveClientMessage: Sendable {
+package nonisolated struct MRPRemoveClientMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var client: MRPNowPlayingClient {
+  package var client: MRPNowPlayingClient {
     get {_client ?? MRPNowPlayingClient()}
     set {_client = newValue}
   }
   /// Returns true if `client` has been explicitly set.
-  public var hasClient: Bool {self._client != nil}
+  package var hasClient: Bool {self._client != nil}
   /// Clears the value of `client`. Subsequent reads from it will return its default value.
-  public mutating func clearClient() {self._client = nil}
+  package mutating func clearClient() {self._client = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _client: MRPNowPlayingClient? = nil
 }
 
-public nonisolated struct MRPRemovePlayerMessage: Sendable {
+package nonisolated struct MRPRemovePlayerMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var playerPath: MRPPlayerPath {
+  package var playerPath: MRPPlayerPath {
     get {_playerPath ?? MRPPlayerPath()}
     set {_playerPath = newValue}
   }
   /// Returns true if `playerPath` has been explicitly set.
-  public var hasPlayerPath: Bool {self._playerPath != nil}
+  package var hasPlayerPath: Bool {self._playerPath != nil}
   /// Clears the value of `playerPath`. Subsequent reads from it will return its default value.
-  public mutating func clearPlayerPath() {self._playerPath = nil}
+  package mutating func clearPlayerPath() {self._playerPath = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _playerPath: MRPPlayerPath? = nil
 }
 
-public nonisolated struct MRPUpdateClientMessage: Sendable {
+package nonisolated struct MRPUpdateClientMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var client: MRPNowPlayingClient {
+  package var client: MRPNowPlayingClient {
     get {_client ?? MRPNowPlayingClient()}
     set {_client = newValue}
   }
   /// Returns true if `client` has been explicitly set.
-  public var hasClient: Bool {self._client != nil}
+  package var hasClient: Bool {self._client != nil}
   /// Clears the value of `client`. Subsequent reads from it will return its default value.
-  public mutating func clearClient() {self._client = nil}
+  package mutating func clearClient() {self._client = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _client: MRPNowPlayingClient? = nil
 }
 
-public nonisolated struct MRPUpdateContentItemMessage: Sendable {
+package nonisolated struct MRPUpdateContentItemMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var contentItems: [MRPContentItem] = []
+  package var contentItems: [MRPContentItem] = []
 
-  public var playerPath: MRPPlayerPath {
+  package var playerPath: MRPPlayerPath {
     get {_playerPath ?? MRPPlayerPath()}
     set {_playerPath = newValue}
   }
   /// Returns true if `playerPath` has been explicitly set.
-  public var hasPlayerPath: Bool {self._playerPath != nil}
+  package var hasPlayerPath: Bool {self._playerPath != nil}
   /// Clears the value of `playerPath`. Subsequent reads from it will return its default value.
-  public mutating func clearPlayerPath() {self._playerPath = nil}
+  package mutating func clearPlayerPath() {self._playerPath = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _playerPath: MRPPlayerPath? = nil
 }
 
-public nonisolated struct MRPVolumeControlCapabilitiesDidChangeMessage: Sendable {
+package nonisolated struct MRPVolumeControlCapabilitiesDidChangeMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var capabilities: MRPVolumeCapabilities {
+  package var capabilities: MRPVolumeCapabilities {
     get {_capabilities ?? .none}
     set {_capabilities = newValue}
   }
   /// Returns true if `capabilities` has been explicitly set.
-  public var hasCapabilities: Bool {self._capabilities != nil}
+  package var hasCapabilities: Bool {self._capabilities != nil}
   /// Clears the value of `capabilities`. Subsequent reads from it will return its default value.
-  public mutating func clearCapabilities() {self._capabilities = nil}
+  package mutating func clearCapabilities() {self._capabilities = nil}
 
-  public var endpointUid: String {
+  package var endpointUid: String {
     get {_endpointUid ?? String()}
     set {_endpointUid = newValue}
   }
   /// Returns true if `endpointUid` has been explicitly set.
-  public var hasEndpointUid: Bool {self._endpointUid != nil}
+  package var hasEndpointUid: Bool {self._endpointUid != nil}
   /// Clears the value of `endpointUid`. Subsequent reads from it will return its default value.
-  public mutating func clearEndpointUid() {self._endpointUid = nil}
+  package mutating func clearEndpointUid() {self._endpointUid = nil}
 
-  public var outputDeviceUid: String {
+  package var outputDeviceUid: String {
     get {_outputDeviceUid ?? String()}
     set {_outputDeviceUid = newValue}
   }
   /// Returns true if `outputDeviceUid` has been explicitly set.
-  public var hasOutputDeviceUid: Bool {self._outputDeviceUid != nil}
+  package var hasOutputDeviceUid: Bool {self._outputDeviceUid != nil}
   /// Clears the value of `outputDeviceUid`. Subsequent reads from it will return its default value.
-  public mutating func clearOutputDeviceUid() {self._outputDeviceUid = nil}
+  package mutating func clearOutputDeviceUid() {self._outputDeviceUid = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
   fileprivate var _capabilities: MRPVolumeCapabilities? = nil
   fileprivate var _endpointUid: String? = nil
@@ -1091,363 +1091,363 @@ public nonisolated struct MRPVolumeControlCapabilitiesDidChangeMessage: Sendable
 
 nonisolated extension MRPProtocolMessage {
 
-  public var MRPsendCommandMessage: MRPSendCommandMessage {
+  package var MRPsendCommandMessage: MRPSendCommandMessage {
     get {return getExtensionValue(ext: MRPExtensions_sendCommandMessage) ?? MRPSendCommandMessage()}
     set {setExtensionValue(ext: MRPExtensions_sendCommandMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_sendCommandMessage`
   /// has been explicitly set.
-  public var hasMRPsendCommandMessage: Bool {
+  package var hasMRPsendCommandMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_sendCommandMessage)
   }
   /// Clears the value of extension `MRPExtensions_sendCommandMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPsendCommandMessage() {
+  package mutating func clearMRPsendCommandMessage() {
     clearExtensionValue(ext: MRPExtensions_sendCommandMessage)
   }
 
-  public var MRPsendCommandResultMessage: MRPSendCommandResultMessage {
+  package var MRPsendCommandResultMessage: MRPSendCommandResultMessage {
     get {return getExtensionValue(ext: MRPExtensions_sendCommandResultMessage) ?? MRPSendCommandResultMessage()}
     set {setExtensionValue(ext: MRPExtensions_sendCommandResultMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_sendCommandResultMessage`
   /// has been explicitly set.
-  public var hasMRPsendCommandResultMessage: Bool {
+  package var hasMRPsendCommandResultMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_sendCommandResultMessage)
   }
   /// Clears the value of extension `MRPExtensions_sendCommandResultMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPsendCommandResultMessage() {
+  package mutating func clearMRPsendCommandResultMessage() {
     clearExtensionValue(ext: MRPExtensions_sendCommandResultMessage)
   }
 
-  public var MRPsetStateMessage: MRPSetStateMessage {
+  package var MRPsetStateMessage: MRPSetStateMessage {
     get {return getExtensionValue(ext: MRPExtensions_setStateMessage) ?? MRPSetStateMessage()}
     set {setExtensionValue(ext: MRPExtensions_setStateMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_setStateMessage`
   /// has been explicitly set.
-  public var hasMRPsetStateMessage: Bool {
+  package var hasMRPsetStateMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_setStateMessage)
   }
   /// Clears the value of extension `MRPExtensions_setStateMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPsetStateMessage() {
+  package mutating func clearMRPsetStateMessage() {
     clearExtensionValue(ext: MRPExtensions_setStateMessage)
   }
 
-  public var MRPsendHideventMessage: MRPSendHIDEventMessage {
+  package var MRPsendHideventMessage: MRPSendHIDEventMessage {
     get {return getExtensionValue(ext: MRPExtensions_sendHIDEventMessage) ?? MRPSendHIDEventMessage()}
     set {setExtensionValue(ext: MRPExtensions_sendHIDEventMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_sendHIDEventMessage`
   /// has been explicitly set.
-  public var hasMRPsendHideventMessage: Bool {
+  package var hasMRPsendHideventMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_sendHIDEventMessage)
   }
   /// Clears the value of extension `MRPExtensions_sendHIDEventMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPsendHideventMessage() {
+  package mutating func clearMRPsendHideventMessage() {
     clearExtensionValue(ext: MRPExtensions_sendHIDEventMessage)
   }
 
-  public var MRPdeviceInfoMessage: MRPDeviceInfoMessage {
+  package var MRPdeviceInfoMessage: MRPDeviceInfoMessage {
     get {return getExtensionValue(ext: MRPExtensions_deviceInfoMessage) ?? MRPDeviceInfoMessage()}
     set {setExtensionValue(ext: MRPExtensions_deviceInfoMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_deviceInfoMessage`
   /// has been explicitly set.
-  public var hasMRPdeviceInfoMessage: Bool {
+  package var hasMRPdeviceInfoMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_deviceInfoMessage)
   }
   /// Clears the value of extension `MRPExtensions_deviceInfoMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPdeviceInfoMessage() {
+  package mutating func clearMRPdeviceInfoMessage() {
     clearExtensionValue(ext: MRPExtensions_deviceInfoMessage)
   }
 
-  public var MRPclientUpdatesConfigMessage: MRPClientUpdatesConfigMessage {
+  package var MRPclientUpdatesConfigMessage: MRPClientUpdatesConfigMessage {
     get {return getExtensionValue(ext: MRPExtensions_clientUpdatesConfigMessage) ?? MRPClientUpdatesConfigMessage()}
     set {setExtensionValue(ext: MRPExtensions_clientUpdatesConfigMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_clientUpdatesConfigMessage`
   /// has been explicitly set.
-  public var hasMRPclientUpdatesConfigMessage: Bool {
+  package var hasMRPclientUpdatesConfigMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_clientUpdatesConfigMessage)
   }
   /// Clears the value of extension `MRPExtensions_clientUpdatesConfigMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPclientUpdatesConfigMessage() {
+  package mutating func clearMRPclientUpdatesConfigMessage() {
     clearExtensionValue(ext: MRPExtensions_clientUpdatesConfigMessage)
   }
 
-  public var MRPvolumeControlAvailabilityMessage: MRPVolumeControlAvailabilityMessage {
+  package var MRPvolumeControlAvailabilityMessage: MRPVolumeControlAvailabilityMessage {
     get {return getExtensionValue(ext: MRPExtensions_volumeControlAvailabilityMessage) ?? MRPVolumeControlAvailabilityMessage()}
     set {setExtensionValue(ext: MRPExtensions_volumeControlAvailabilityMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_volumeControlAvailabilityMessage`
   /// has been explicitly set.
-  public var hasMRPvolumeControlAvailabilityMessage: Bool {
+  package var hasMRPvolumeControlAvailabilityMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_volumeControlAvailabilityMessage)
   }
   /// Clears the value of extension `MRPExtensions_volumeControlAvailabilityMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPvolumeControlAvailabilityMessage() {
+  package mutating func clearMRPvolumeControlAvailabilityMessage() {
     clearExtensionValue(ext: MRPExtensions_volumeControlAvailabilityMessage)
   }
 
-  public var MRPgetKeyboardSessionMessage: String {
+  package var MRPgetKeyboardSessionMessage: String {
     get {return getExtensionValue(ext: MRPExtensions_getKeyboardSessionMessage) ?? String()}
     set {setExtensionValue(ext: MRPExtensions_getKeyboardSessionMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_getKeyboardSessionMessage`
   /// has been explicitly set.
-  public var hasMRPgetKeyboardSessionMessage: Bool {
+  package var hasMRPgetKeyboardSessionMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_getKeyboardSessionMessage)
   }
   /// Clears the value of extension `MRPExtensions_getKeyboardSessionMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPgetKeyboardSessionMessage() {
+  package mutating func clearMRPgetKeyboardSessionMessage() {
     clearExtensionValue(ext: MRPExtensions_getKeyboardSessionMessage)
   }
 
-  public var MRPplaybackQueueRequestMessage: MRPPlaybackQueueRequestMessage {
+  package var MRPplaybackQueueRequestMessage: MRPPlaybackQueueRequestMessage {
     get {return getExtensionValue(ext: MRPExtensions_playbackQueueRequestMessage) ?? MRPPlaybackQueueRequestMessage()}
     set {setExtensionValue(ext: MRPExtensions_playbackQueueRequestMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_playbackQueueRequestMessage`
   /// has been explicitly set.
-  public var hasMRPplaybackQueueRequestMessage: Bool {
+  package var hasMRPplaybackQueueRequestMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_playbackQueueRequestMessage)
   }
   /// Clears the value of extension `MRPExtensions_playbackQueueRequestMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPplaybackQueueRequestMessage() {
+  package mutating func clearMRPplaybackQueueRequestMessage() {
     clearExtensionValue(ext: MRPExtensions_playbackQueueRequestMessage)
   }
 
-  public var MRPcryptoPairingMessage: MRPCryptoPairingMessage {
+  package var MRPcryptoPairingMessage: MRPCryptoPairingMessage {
     get {return getExtensionValue(ext: MRPExtensions_cryptoPairingMessage) ?? MRPCryptoPairingMessage()}
     set {setExtensionValue(ext: MRPExtensions_cryptoPairingMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_cryptoPairingMessage`
   /// has been explicitly set.
-  public var hasMRPcryptoPairingMessage: Bool {
+  package var hasMRPcryptoPairingMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_cryptoPairingMessage)
   }
   /// Clears the value of extension `MRPExtensions_cryptoPairingMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPcryptoPairingMessage() {
+  package mutating func clearMRPcryptoPairingMessage() {
     clearExtensionValue(ext: MRPExtensions_cryptoPairingMessage)
   }
 
-  public var MRPsetConnectionStateMessage: MRPSetConnectionStateMessage {
+  package var MRPsetConnectionStateMessage: MRPSetConnectionStateMessage {
     get {return getExtensionValue(ext: MRPExtensions_setConnectionStateMessage) ?? MRPSetConnectionStateMessage()}
     set {setExtensionValue(ext: MRPExtensions_setConnectionStateMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_setConnectionStateMessage`
   /// has been explicitly set.
-  public var hasMRPsetConnectionStateMessage: Bool {
+  package var hasMRPsetConnectionStateMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_setConnectionStateMessage)
   }
   /// Clears the value of extension `MRPExtensions_setConnectionStateMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPsetConnectionStateMessage() {
+  package mutating func clearMRPsetConnectionStateMessage() {
     clearExtensionValue(ext: MRPExtensions_setConnectionStateMessage)
   }
 
-  public var MRPsendButtonEventMessage: MRPSendButtonEventMessage {
+  package var MRPsendButtonEventMessage: MRPSendButtonEventMessage {
     get {return getExtensionValue(ext: MRPExtensions_sendButtonEventMessage) ?? MRPSendButtonEventMessage()}
     set {setExtensionValue(ext: MRPExtensions_sendButtonEventMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_sendButtonEventMessage`
   /// has been explicitly set.
-  public var hasMRPsendButtonEventMessage: Bool {
+  package var hasMRPsendButtonEventMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_sendButtonEventMessage)
   }
   /// Clears the value of extension `MRPExtensions_sendButtonEventMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPsendButtonEventMessage() {
+  package mutating func clearMRPsendButtonEventMessage() {
     clearExtensionValue(ext: MRPExtensions_sendButtonEventMessage)
   }
 
-  public var MRPwakeDeviceMessage: MRPWakeDeviceMessage {
+  package var MRPwakeDeviceMessage: MRPWakeDeviceMessage {
     get {return getExtensionValue(ext: MRPExtensions_wakeDeviceMessage) ?? MRPWakeDeviceMessage()}
     set {setExtensionValue(ext: MRPExtensions_wakeDeviceMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_wakeDeviceMessage`
   /// has been explicitly set.
-  public var hasMRPwakeDeviceMessage: Bool {
+  package var hasMRPwakeDeviceMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_wakeDeviceMessage)
   }
   /// Clears the value of extension `MRPExtensions_wakeDeviceMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPwakeDeviceMessage() {
+  package mutating func clearMRPwakeDeviceMessage() {
     clearExtensionValue(ext: MRPExtensions_wakeDeviceMessage)
   }
 
-  public var MRPgenericMessage: MRPGenericMessage {
+  package var MRPgenericMessage: MRPGenericMessage {
     get {return getExtensionValue(ext: MRPExtensions_genericMessage) ?? MRPGenericMessage()}
     set {setExtensionValue(ext: MRPExtensions_genericMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_genericMessage`
   /// has been explicitly set.
-  public var hasMRPgenericMessage: Bool {
+  package var hasMRPgenericMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_genericMessage)
   }
   /// Clears the value of extension `MRPExtensions_genericMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPgenericMessage() {
+  package mutating func clearMRPgenericMessage() {
     clearExtensionValue(ext: MRPExtensions_genericMessage)
   }
 
-  public var MRPsetNowPlayingClientMessage: MRPSetNowPlayingClientMessage {
+  package var MRPsetNowPlayingClientMessage: MRPSetNowPlayingClientMessage {
     get {return getExtensionValue(ext: MRPExtensions_setNowPlayingClientMessage) ?? MRPSetNowPlayingClientMessage()}
     set {setExtensionValue(ext: MRPExtensions_setNowPlayingClientMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_setNowPlayingClientMessage`
   /// has been explicitly set.
-  public var hasMRPsetNowPlayingClientMessage: Bool {
+  package var hasMRPsetNowPlayingClientMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_setNowPlayingClientMessage)
   }
   /// Clears the value of extension `MRPExtensions_setNowPlayingClientMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPsetNowPlayingClientMessage() {
+  package mutating func clearMRPsetNowPlayingClientMessage() {
     clearExtensionValue(ext: MRPExtensions_setNowPlayingClientMessage)
   }
 
-  public var MRPsetNowPlayingPlayerMessage: MRPSetNowPlayingPlayerMessage {
+  package var MRPsetNowPlayingPlayerMessage: MRPSetNowPlayingPlayerMessage {
     get {return getExtensionValue(ext: MRPExtensions_setNowPlayingPlayerMessage) ?? MRPSetNowPlayingPlayerMessage()}
     set {setExtensionValue(ext: MRPExtensions_setNowPlayingPlayerMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_setNowPlayingPlayerMessage`
   /// has been explicitly set.
-  public var hasMRPsetNowPlayingPlayerMessage: Bool {
+  package var hasMRPsetNowPlayingPlayerMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_setNowPlayingPlayerMessage)
   }
   /// Clears the value of extension `MRPExtensions_setNowPlayingPlayerMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPsetNowPlayingPlayerMessage() {
+  package mutating func clearMRPsetNowPlayingPlayerMessage() {
     clearExtensionValue(ext: MRPExtensions_setNowPlayingPlayerMessage)
   }
 
-  public var MRPmodifyOutputContextRequestMessage: MRPModifyOutputContextRequestMessage {
+  package var MRPmodifyOutputContextRequestMessage: MRPModifyOutputContextRequestMessage {
     get {return getExtensionValue(ext: MRPExtensions_modifyOutputContextRequestMessage) ?? MRPModifyOutputContextRequestMessage()}
     set {setExtensionValue(ext: MRPExtensions_modifyOutputContextRequestMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_modifyOutputContextRequestMessage`
   /// has been explicitly set.
-  public var hasMRPmodifyOutputContextRequestMessage: Bool {
+  package var hasMRPmodifyOutputContextRequestMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_modifyOutputContextRequestMessage)
   }
   /// Clears the value of extension `MRPExtensions_modifyOutputContextRequestMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPmodifyOutputContextRequestMessage() {
+  package mutating func clearMRPmodifyOutputContextRequestMessage() {
     clearExtensionValue(ext: MRPExtensions_modifyOutputContextRequestMessage)
   }
 
-  public var MRPsetVolumeMessage: MRPSetVolumeMessage {
+  package var MRPsetVolumeMessage: MRPSetVolumeMessage {
     get {return getExtensionValue(ext: MRPExtensions_setVolumeMessage) ?? MRPSetVolumeMessage()}
     set {setExtensionValue(ext: MRPExtensions_setVolumeMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_setVolumeMessage`
   /// has been explicitly set.
-  public var hasMRPsetVolumeMessage: Bool {
+  package var hasMRPsetVolumeMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_setVolumeMessage)
   }
   /// Clears the value of extension `MRPExtensions_setVolumeMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPsetVolumeMessage() {
+  package mutating func clearMRPsetVolumeMessage() {
     clearExtensionValue(ext: MRPExtensions_setVolumeMessage)
   }
 
-  public var MRPvolumeDidChangeMessage: MRPVolumeDidChangeMessage {
+  package var MRPvolumeDidChangeMessage: MRPVolumeDidChangeMessage {
     get {return getExtensionValue(ext: MRPExtensions_volumeDidChangeMessage) ?? MRPVolumeDidChangeMessage()}
     set {setExtensionValue(ext: MRPExtensions_volumeDidChangeMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_volumeDidChangeMessage`
   /// has been explicitly set.
-  public var hasMRPvolumeDidChangeMessage: Bool {
+  package var hasMRPvolumeDidChangeMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_volumeDidChangeMessage)
   }
   /// Clears the value of extension `MRPExtensions_volumeDidChangeMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPvolumeDidChangeMessage() {
+  package mutating func clearMRPvolumeDidChangeMessage() {
     clearExtensionValue(ext: MRPExtensions_volumeDidChangeMessage)
   }
 
-  public var MRPremoveClientMessage: MRPRemoveClientMessage {
+  package var MRPremoveClientMessage: MRPRemoveClientMessage {
     get {return getExtensionValue(ext: MRPExtensions_removeClientMessage) ?? MRPRemoveClientMessage()}
     set {setExtensionValue(ext: MRPExtensions_removeClientMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_removeClientMessage`
   /// has been explicitly set.
-  public var hasMRPremoveClientMessage: Bool {
+  package var hasMRPremoveClientMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_removeClientMessage)
   }
   /// Clears the value of extension `MRPExtensions_removeClientMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPremoveClientMessage() {
+  package mutating func clearMRPremoveClientMessage() {
     clearExtensionValue(ext: MRPExtensions_removeClientMessage)
   }
 
-  public var MRPremovePlayerMessage: MRPRemovePlayerMessage {
+  package var MRPremovePlayerMessage: MRPRemovePlayerMessage {
     get {return getExtensionValue(ext: MRPExtensions_removePlayerMessage) ?? MRPRemovePlayerMessage()}
     set {setExtensionValue(ext: MRPExtensions_removePlayerMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_removePlayerMessage`
   /// has been explicitly set.
-  public var hasMRPremovePlayerMessage: Bool {
+  package var hasMRPremovePlayerMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_removePlayerMessage)
   }
   /// Clears the value of extension `MRPExtensions_removePlayerMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPremovePlayerMessage() {
+  package mutating func clearMRPremovePlayerMessage() {
     clearExtensionValue(ext: MRPExtensions_removePlayerMessage)
   }
 
-  public var MRPupdateClientMessage: MRPUpdateClientMessage {
+  package var MRPupdateClientMessage: MRPUpdateClientMessage {
     get {return getExtensionValue(ext: MRPExtensions_updateClientMessage) ?? MRPUpdateClientMessage()}
     set {setExtensionValue(ext: MRPExtensions_updateClientMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_updateClientMessage`
   /// has been explicitly set.
-  public var hasMRPupdateClientMessage: Bool {
+  package var hasMRPupdateClientMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_updateClientMessage)
   }
   /// Clears the value of extension `MRPExtensions_updateClientMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPupdateClientMessage() {
+  package mutating func clearMRPupdateClientMessage() {
     clearExtensionValue(ext: MRPExtensions_updateClientMessage)
   }
 
-  public var MRPupdateContentItemMessage: MRPUpdateContentItemMessage {
+  package var MRPupdateContentItemMessage: MRPUpdateContentItemMessage {
     get {return getExtensionValue(ext: MRPExtensions_updateContentItemMessage) ?? MRPUpdateContentItemMessage()}
     set {setExtensionValue(ext: MRPExtensions_updateContentItemMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_updateContentItemMessage`
   /// has been explicitly set.
-  public var hasMRPupdateContentItemMessage: Bool {
+  package var hasMRPupdateContentItemMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_updateContentItemMessage)
   }
   /// Clears the value of extension `MRPExtensions_updateContentItemMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPupdateContentItemMessage() {
+  package mutating func clearMRPupdateContentItemMessage() {
     clearExtensionValue(ext: MRPExtensions_updateContentItemMessage)
   }
 
-  public var MRPvolumeControlCapabilitiesDidChangeMessage: MRPVolumeControlCapabilitiesDidChangeMessage {
+  package var MRPvolumeControlCapabilitiesDidChangeMessage: MRPVolumeControlCapabilitiesDidChangeMessage {
     get {return getExtensionValue(ext: MRPExtensions_volumeControlCapabilitiesDidChangeMessage) ?? MRPVolumeControlCapabilitiesDidChangeMessage()}
     set {setExtensionValue(ext: MRPExtensions_volumeControlCapabilitiesDidChangeMessage, value: newValue)}
   }
   /// Returns true if extension `MRPExtensions_volumeControlCapabilitiesDidChangeMessage`
   /// has been explicitly set.
-  public var hasMRPvolumeControlCapabilitiesDidChangeMessage: Bool {
+  package var hasMRPvolumeControlCapabilitiesDidChangeMessage: Bool {
     return hasExtensionValue(ext: MRPExtensions_volumeControlCapabilitiesDidChangeMessage)
   }
   /// Clears the value of extension `MRPExtensions_volumeControlCapabilitiesDidChangeMessage`.
   /// Subsequent reads from it will return its default value.
-  public mutating func clearMRPvolumeControlCapabilitiesDidChangeMessage() {
+  package mutating func clearMRPvolumeControlCapabilitiesDidChangeMessage() {
     clearExtensionValue(ext: MRPExtensions_volumeControlCapabilitiesDidChangeMessage)
   }
 
@@ -1459,7 +1459,7 @@ nonisolated extension MRPProtocolMessage {
 /// this .proto file. It can be used any place an `SwiftProtobuf.ExtensionMap` is needed
 /// in parsing, or it can be combined with other `SwiftProtobuf.SimpleExtensionMap`s to create
 /// a larger `SwiftProtobuf.SimpleExtensionMap`.
-public nonisolated let MRPMessages_Extensions: SwiftProtobuf.SimpleExtensionMap = [
+package nonisolated let MRPMessages_Extensions: SwiftProtobuf.SimpleExtensionMap = [
   MRPExtensions_sendCommandMessage,
   MRPExtensions_sendCommandResultMessage,
   MRPExtensions_setStateMessage,
@@ -1490,122 +1490,122 @@ public nonisolated let MRPMessages_Extensions: SwiftProtobuf.SimpleExtensionMap 
 // constructing a `SimpleExtensionMap`, otherwise, use the above _Extension Properties_
 // accessors for the extension fields on the messages directly.
 
-public nonisolated let MRPExtensions_sendCommandMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSendCommandMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_sendCommandMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSendCommandMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 6,
   fieldName: "mrp.sendCommandMessage"
 )
 
-public nonisolated let MRPExtensions_sendCommandResultMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSendCommandResultMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_sendCommandResultMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSendCommandResultMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 7,
   fieldName: "mrp.sendCommandResultMessage"
 )
 
-public nonisolated let MRPExtensions_setStateMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSetStateMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_setStateMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSetStateMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 9,
   fieldName: "mrp.setStateMessage"
 )
 
-public nonisolated let MRPExtensions_sendHIDEventMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSendHIDEventMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_sendHIDEventMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSendHIDEventMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 13,
   fieldName: "mrp.sendHIDEventMessage"
 )
 
-public nonisolated let MRPExtensions_deviceInfoMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPDeviceInfoMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_deviceInfoMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPDeviceInfoMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 20,
   fieldName: "mrp.deviceInfoMessage"
 )
 
-public nonisolated let MRPExtensions_clientUpdatesConfigMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPClientUpdatesConfigMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_clientUpdatesConfigMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPClientUpdatesConfigMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 21,
   fieldName: "mrp.clientUpdatesConfigMessage"
 )
 
-public nonisolated let MRPExtensions_volumeControlAvailabilityMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPVolumeControlAvailabilityMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_volumeControlAvailabilityMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPVolumeControlAvailabilityMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 22,
   fieldName: "mrp.volumeControlAvailabilityMessage"
 )
 
-public nonisolated let MRPExtensions_getKeyboardSessionMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalExtensionField<SwiftProtobuf.ProtobufString>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_getKeyboardSessionMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalExtensionField<SwiftProtobuf.ProtobufString>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 29,
   fieldName: "mrp.getKeyboardSessionMessage"
 )
 
-public nonisolated let MRPExtensions_playbackQueueRequestMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPPlaybackQueueRequestMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_playbackQueueRequestMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPPlaybackQueueRequestMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 37,
   fieldName: "mrp.playbackQueueRequestMessage"
 )
 
-public nonisolated let MRPExtensions_cryptoPairingMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPCryptoPairingMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_cryptoPairingMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPCryptoPairingMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 39,
   fieldName: "mrp.cryptoPairingMessage"
 )
 
-public nonisolated let MRPExtensions_setConnectionStateMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSetConnectionStateMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_setConnectionStateMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSetConnectionStateMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 42,
   fieldName: "mrp.setConnectionStateMessage"
 )
 
-public nonisolated let MRPExtensions_sendButtonEventMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSendButtonEventMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_sendButtonEventMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSendButtonEventMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 43,
   fieldName: "mrp.sendButtonEventMessage"
 )
 
-public nonisolated let MRPExtensions_wakeDeviceMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPWakeDeviceMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_wakeDeviceMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPWakeDeviceMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 45,
   fieldName: "mrp.wakeDeviceMessage"
 )
 
-public nonisolated let MRPExtensions_genericMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPGenericMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_genericMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPGenericMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 46,
   fieldName: "mrp.genericMessage"
 )
 
-public nonisolated let MRPExtensions_setNowPlayingClientMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSetNowPlayingClientMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_setNowPlayingClientMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSetNowPlayingClientMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 50,
   fieldName: "mrp.setNowPlayingClientMessage"
 )
 
-public nonisolated let MRPExtensions_setNowPlayingPlayerMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSetNowPlayingPlayerMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_setNowPlayingPlayerMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSetNowPlayingPlayerMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 51,
   fieldName: "mrp.setNowPlayingPlayerMessage"
 )
 
-public nonisolated let MRPExtensions_modifyOutputContextRequestMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPModifyOutputContextRequestMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_modifyOutputContextRequestMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPModifyOutputContextRequestMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 52,
   fieldName: "mrp.modifyOutputContextRequestMessage"
 )
 
-public nonisolated let MRPExtensions_setVolumeMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSetVolumeMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_setVolumeMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPSetVolumeMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 55,
   fieldName: "mrp.setVolumeMessage"
 )
 
-public nonisolated let MRPExtensions_volumeDidChangeMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPVolumeDidChangeMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_volumeDidChangeMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPVolumeDidChangeMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 56,
   fieldName: "mrp.volumeDidChangeMessage"
 )
 
-public nonisolated let MRPExtensions_removeClientMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPRemoveClientMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_removeClientMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPRemoveClientMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 57,
   fieldName: "mrp.removeClientMessage"
 )
 
-public nonisolated let MRPExtensions_removePlayerMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPRemovePlayerMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_removePlayerMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPRemovePlayerMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 58,
   fieldName: "mrp.removePlayerMessage"
 )
 
-public nonisolated let MRPExtensions_updateClientMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPUpdateClientMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_updateClientMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPUpdateClientMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 59,
   fieldName: "mrp.updateClientMessage"
 )
 
-public nonisolated let MRPExtensions_updateContentItemMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPUpdateContentItemMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_updateContentItemMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPUpdateContentItemMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 60,
   fieldName: "mrp.updateContentItemMessage"
 )
 
-public nonisolated let MRPExtensions_volumeControlCapabilitiesDidChangeMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPVolumeControlCapabilitiesDidChangeMessage>, MRPProtocolMessage>(
+package nonisolated let MRPExtensions_volumeControlCapabilitiesDidChangeMessage = SwiftProtobuf.MessageExtension<SwiftProtobuf.OptionalMessageExtensionField<MRPVolumeControlCapabilitiesDidChangeMessage>, MRPProtocolMessage>(
   _protobuf_fieldNumber: 68,
   fieldName: "mrp.volumeControlCapabilitiesDidChangeMessage"
 )
@@ -1615,18 +1615,18 @@ public nonisolated let MRPExtensions_volumeControlCapabilitiesDidChangeMessage =
 fileprivate nonisolated let _protobuf_package = "mrp"
 
 nonisolated extension MRPDeviceClass: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DEVICE_CLASS_INVALID\0\u{1}DEVICE_CLASS_IPHONE\0\u{1}DEVICE_CLASS_IPOD\0\u{1}DEVICE_CLASS_IPAD\0\u{1}DEVICE_CLASS_APPLE_TV\0")
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DEVICE_CLASS_INVALID\0\u{1}DEVICE_CLASS_IPHONE\0\u{1}DEVICE_CLASS_IPOD\0\u{1}DEVICE_CLASS_IPAD\0\u{1}DEVICE_CLASS_APPLE_TV\0")
 }
 
 nonisolated extension MRPVolumeCapabilities: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0VOLUME_CAPABILITIES_NONE\0\u{1}VOLUME_CAPABILITIES_RELATIVE\0\u{1}VOLUME_CAPABILITIES_ABSOLUTE\0\u{1}VOLUME_CAPABILITIES_BOTH\0")
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0VOLUME_CAPABILITIES_NONE\0\u{1}VOLUME_CAPABILITIES_RELATIVE\0\u{1}VOLUME_CAPABILITIES_ABSOLUTE\0\u{1}VOLUME_CAPABILITIES_BOTH\0")
 }
 
 nonisolated extension MRPSendCommandMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".SendCommandMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}command\0\u{1}options\0\u{1}playerPath\0")
+  package static let protoMessageName: String = _protobuf_package + ".SendCommandMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}command\0\u{1}options\0\u{1}playerPath\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -1640,7 +1640,7 @@ nonisolated extension MRPSendCommandMessage: SwiftProtobuf.Message, SwiftProtobu
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -1657,7 +1657,7 @@ nonisolated extension MRPSendCommandMessage: SwiftProtobuf.Message, SwiftProtobu
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPSendCommandMessage, rhs: MRPSendCommandMessage) -> Bool {
+  package static func ==(lhs: MRPSendCommandMessage, rhs: MRPSendCommandMessage) -> Bool {
     if lhs._command != rhs._command {return false}
     if lhs._options != rhs._options {return false}
     if lhs._playerPath != rhs._playerPath {return false}
@@ -1667,10 +1667,10 @@ nonisolated extension MRPSendCommandMessage: SwiftProtobuf.Message, SwiftProtobu
 }
 
 nonisolated extension MRPSendCommandResultMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".SendCommandResultMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sendError\0\u{1}handlerReturnStatus\0")
+  package static let protoMessageName: String = _protobuf_package + ".SendCommandResultMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sendError\0\u{1}handlerReturnStatus\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -1683,7 +1683,7 @@ nonisolated extension MRPSendCommandResultMessage: SwiftProtobuf.Message, SwiftP
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -1697,7 +1697,7 @@ nonisolated extension MRPSendCommandResultMessage: SwiftProtobuf.Message, SwiftP
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPSendCommandResultMessage, rhs: MRPSendCommandResultMessage) -> Bool {
+  package static func ==(lhs: MRPSendCommandResultMessage, rhs: MRPSendCommandResultMessage) -> Bool {
     if lhs._sendError != rhs._sendError {return false}
     if lhs._handlerReturnStatus != rhs._handlerReturnStatus {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -1706,29 +1706,29 @@ nonisolated extension MRPSendCommandResultMessage: SwiftProtobuf.Message, SwiftP
 }
 
 nonisolated extension MRPNowPlayingInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".NowPlayingInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+  package static let protoMessageName: String = _protobuf_package + ".NowPlayingInfo"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     // Load everything into unknown fields
     while try decoder.nextFieldNumber() != nil {}
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPNowPlayingInfo, rhs: MRPNowPlayingInfo) -> Bool {
+  package static func ==(lhs: MRPNowPlayingInfo, rhs: MRPNowPlayingInfo) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
 nonisolated extension MRPSetStateMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".SetStateMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nowPlayingInfo\0\u{1}supportedCommands\0\u{1}playbackQueue\0\u{1}displayID\0\u{1}displayName\0\u{1}playbackState\0\u{2}\u{3}playerPath\0\u{2}\u{2}playbackStateTimestamp\0")
+  package static let protoMessageName: String = _protobuf_package + ".SetStateMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nowPlayingInfo\0\u{1}supportedCommands\0\u{1}playbackQueue\0\u{1}displayID\0\u{1}displayName\0\u{1}playbackState\0\u{2}\u{3}playerPath\0\u{2}\u{2}playbackStateTimestamp\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -1747,7 +1747,7 @@ nonisolated extension MRPSetStateMessage: SwiftProtobuf.Message, SwiftProtobuf._
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -1779,7 +1779,7 @@ nonisolated extension MRPSetStateMessage: SwiftProtobuf.Message, SwiftProtobuf._
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPSetStateMessage, rhs: MRPSetStateMessage) -> Bool {
+  package static func ==(lhs: MRPSetStateMessage, rhs: MRPSetStateMessage) -> Bool {
     if lhs._nowPlayingInfo != rhs._nowPlayingInfo {return false}
     if lhs._supportedCommands != rhs._supportedCommands {return false}
     if lhs._playbackQueue != rhs._playbackQueue {return false}
@@ -1794,10 +1794,10 @@ nonisolated extension MRPSetStateMessage: SwiftProtobuf.Message, SwiftProtobuf._
 }
 
 nonisolated extension MRPSendHIDEventMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".SendHIDEventMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hidEventData\0")
+  package static let protoMessageName: String = _protobuf_package + ".SendHIDEventMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hidEventData\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -1809,7 +1809,7 @@ nonisolated extension MRPSendHIDEventMessage: SwiftProtobuf.Message, SwiftProtob
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -1820,7 +1820,7 @@ nonisolated extension MRPSendHIDEventMessage: SwiftProtobuf.Message, SwiftProtob
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPSendHIDEventMessage, rhs: MRPSendHIDEventMessage) -> Bool {
+  package static func ==(lhs: MRPSendHIDEventMessage, rhs: MRPSendHIDEventMessage) -> Bool {
     if lhs._hidEventData != rhs._hidEventData {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -1828,8 +1828,8 @@ nonisolated extension MRPSendHIDEventMessage: SwiftProtobuf.Message, SwiftProtob
 }
 
 nonisolated extension MRPDeviceInfoMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".DeviceInfoMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uniqueIdentifier\0\u{1}name\0\u{1}localizedModelName\0\u{1}systemBuildVersion\0\u{1}applicationBundleIdentifier\0\u{1}applicationBundleVersion\0\u{1}protocolVersion\0\u{1}lastSupportedMessageType\0\u{1}supportsSystemPairing\0\u{1}allowsPairing\0\u{2}\u{2}systemMediaApplication\0\u{1}supportsACL\0\u{1}supportsSharedQueue\0\u{1}supportsExtendedMotion\0\u{2}\u{2}sharedQueueVersion\0\u{2}\u{2}deviceUID\0\u{2}\u{2}deviceClass\0\u{1}logicalDeviceCount\0\u{2}\u{2}isProxyGroupPlayer\0\u{2}\u{4}groupedDevices\0\u{1}isGroupLeader\0\u{2}\u{6}clusterID\0\u{2}\u{4}modelID\0")
+  package static let protoMessageName: String = _protobuf_package + ".DeviceInfoMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uniqueIdentifier\0\u{1}name\0\u{1}localizedModelName\0\u{1}systemBuildVersion\0\u{1}applicationBundleIdentifier\0\u{1}applicationBundleVersion\0\u{1}protocolVersion\0\u{1}lastSupportedMessageType\0\u{1}supportsSystemPairing\0\u{1}allowsPairing\0\u{2}\u{2}systemMediaApplication\0\u{1}supportsACL\0\u{1}supportsSharedQueue\0\u{1}supportsExtendedMotion\0\u{2}\u{2}sharedQueueVersion\0\u{2}\u{2}deviceUID\0\u{2}\u{2}deviceClass\0\u{1}logicalDeviceCount\0\u{2}\u{2}isProxyGroupPlayer\0\u{2}\u{4}groupedDevices\0\u{1}isGroupLeader\0\u{2}\u{6}clusterID\0\u{2}\u{4}modelID\0")
 
   fileprivate class _StorageClass {
     var _uniqueIdentifier: String? = nil
@@ -1898,7 +1898,7 @@ nonisolated extension MRPDeviceInfoMessage: SwiftProtobuf.Message, SwiftProtobuf
     return _storage
   }
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     _ = _uniqueStorage()
     try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
       while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1935,7 +1935,7 @@ nonisolated extension MRPDeviceInfoMessage: SwiftProtobuf.Message, SwiftProtobuf
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every if/case branch local when no optimizations
@@ -2014,7 +2014,7 @@ nonisolated extension MRPDeviceInfoMessage: SwiftProtobuf.Message, SwiftProtobuf
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPDeviceInfoMessage, rhs: MRPDeviceInfoMessage) -> Bool {
+  package static func ==(lhs: MRPDeviceInfoMessage, rhs: MRPDeviceInfoMessage) -> Bool {
     if lhs._storage !== rhs._storage {
       let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
         let _storage = _args.0
@@ -2052,10 +2052,10 @@ nonisolated extension MRPDeviceInfoMessage: SwiftProtobuf.Message, SwiftProtobuf
 }
 
 nonisolated extension MRPClientUpdatesConfigMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".ClientUpdatesConfigMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}artworkUpdates\0\u{1}nowPlayingUpdates\0\u{1}volumeUpdates\0\u{1}keyboardUpdates\0\u{1}outputDeviceUpdates\0")
+  package static let protoMessageName: String = _protobuf_package + ".ClientUpdatesConfigMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}artworkUpdates\0\u{1}nowPlayingUpdates\0\u{1}volumeUpdates\0\u{1}keyboardUpdates\0\u{1}outputDeviceUpdates\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2071,7 +2071,7 @@ nonisolated extension MRPClientUpdatesConfigMessage: SwiftProtobuf.Message, Swif
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2094,7 +2094,7 @@ nonisolated extension MRPClientUpdatesConfigMessage: SwiftProtobuf.Message, Swif
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPClientUpdatesConfigMessage, rhs: MRPClientUpdatesConfigMessage) -> Bool {
+  package static func ==(lhs: MRPClientUpdatesConfigMessage, rhs: MRPClientUpdatesConfigMessage) -> Bool {
     if lhs._artworkUpdates != rhs._artworkUpdates {return false}
     if lhs._nowPlayingUpdates != rhs._nowPlayingUpdates {return false}
     if lhs._volumeUpdates != rhs._volumeUpdates {return false}
@@ -2106,10 +2106,10 @@ nonisolated extension MRPClientUpdatesConfigMessage: SwiftProtobuf.Message, Swif
 }
 
 nonisolated extension MRPVolumeControlAvailabilityMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".VolumeControlAvailabilityMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volumeControlAvailable\0\u{1}volumeCapabilities\0")
+  package static let protoMessageName: String = _protobuf_package + ".VolumeControlAvailabilityMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volumeControlAvailable\0\u{1}volumeCapabilities\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2122,7 +2122,7 @@ nonisolated extension MRPVolumeControlAvailabilityMessage: SwiftProtobuf.Message
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2136,7 +2136,7 @@ nonisolated extension MRPVolumeControlAvailabilityMessage: SwiftProtobuf.Message
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPVolumeControlAvailabilityMessage, rhs: MRPVolumeControlAvailabilityMessage) -> Bool {
+  package static func ==(lhs: MRPVolumeControlAvailabilityMessage, rhs: MRPVolumeControlAvailabilityMessage) -> Bool {
     if lhs._volumeControlAvailable != rhs._volumeControlAvailable {return false}
     if lhs._volumeCapabilities != rhs._volumeCapabilities {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -2145,10 +2145,10 @@ nonisolated extension MRPVolumeControlAvailabilityMessage: SwiftProtobuf.Message
 }
 
 nonisolated extension MRPPlaybackQueueRequestMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".PlaybackQueueRequestMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}location\0\u{1}length\0\u{2}\u{2}artworkWidth\0\u{1}artworkHeight\0\u{2}\u{8}returnContentItemAssetsInUserCompletion\0")
+  package static let protoMessageName: String = _protobuf_package + ".PlaybackQueueRequestMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}location\0\u{1}length\0\u{2}\u{2}artworkWidth\0\u{1}artworkHeight\0\u{2}\u{8}returnContentItemAssetsInUserCompletion\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2164,7 +2164,7 @@ nonisolated extension MRPPlaybackQueueRequestMessage: SwiftProtobuf.Message, Swi
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2187,7 +2187,7 @@ nonisolated extension MRPPlaybackQueueRequestMessage: SwiftProtobuf.Message, Swi
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPPlaybackQueueRequestMessage, rhs: MRPPlaybackQueueRequestMessage) -> Bool {
+  package static func ==(lhs: MRPPlaybackQueueRequestMessage, rhs: MRPPlaybackQueueRequestMessage) -> Bool {
     if lhs._location != rhs._location {return false}
     if lhs._length != rhs._length {return false}
     if lhs._artworkWidth != rhs._artworkWidth {return false}
@@ -2199,10 +2199,10 @@ nonisolated extension MRPPlaybackQueueRequestMessage: SwiftProtobuf.Message, Swi
 }
 
 nonisolated extension MRPCryptoPairingMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".CryptoPairingMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pairingData\0\u{1}status\0\u{1}isRetrying\0\u{1}isUsingSystemPairing\0\u{1}state\0")
+  package static let protoMessageName: String = _protobuf_package + ".CryptoPairingMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pairingData\0\u{1}status\0\u{1}isRetrying\0\u{1}isUsingSystemPairing\0\u{1}state\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2218,7 +2218,7 @@ nonisolated extension MRPCryptoPairingMessage: SwiftProtobuf.Message, SwiftProto
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2241,7 +2241,7 @@ nonisolated extension MRPCryptoPairingMessage: SwiftProtobuf.Message, SwiftProto
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPCryptoPairingMessage, rhs: MRPCryptoPairingMessage) -> Bool {
+  package static func ==(lhs: MRPCryptoPairingMessage, rhs: MRPCryptoPairingMessage) -> Bool {
     if lhs._pairingData != rhs._pairingData {return false}
     if lhs._status != rhs._status {return false}
     if lhs._isRetrying != rhs._isRetrying {return false}
@@ -2253,10 +2253,10 @@ nonisolated extension MRPCryptoPairingMessage: SwiftProtobuf.Message, SwiftProto
 }
 
 nonisolated extension MRPSetConnectionStateMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".SetConnectionStateMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0")
+  package static let protoMessageName: String = _protobuf_package + ".SetConnectionStateMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2268,7 +2268,7 @@ nonisolated extension MRPSetConnectionStateMessage: SwiftProtobuf.Message, Swift
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2279,7 +2279,7 @@ nonisolated extension MRPSetConnectionStateMessage: SwiftProtobuf.Message, Swift
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPSetConnectionStateMessage, rhs: MRPSetConnectionStateMessage) -> Bool {
+  package static func ==(lhs: MRPSetConnectionStateMessage, rhs: MRPSetConnectionStateMessage) -> Bool {
     if lhs._state != rhs._state {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -2287,14 +2287,14 @@ nonisolated extension MRPSetConnectionStateMessage: SwiftProtobuf.Message, Swift
 }
 
 nonisolated extension MRPSetConnectionStateMessage.ConnectionState: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CONNECTION_STATE_NONE\0\u{1}CONNECTION_STATE_CONNECTING\0\u{1}CONNECTION_STATE_CONNECTED\0\u{1}CONNECTION_STATE_DISCONNECTED\0")
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CONNECTION_STATE_NONE\0\u{1}CONNECTION_STATE_CONNECTING\0\u{1}CONNECTION_STATE_CONNECTED\0\u{1}CONNECTION_STATE_DISCONNECTED\0")
 }
 
 nonisolated extension MRPSendButtonEventMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".SendButtonEventMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}usagePage\0\u{1}usage\0\u{1}buttonDown\0")
+  package static let protoMessageName: String = _protobuf_package + ".SendButtonEventMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}usagePage\0\u{1}usage\0\u{1}buttonDown\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2308,7 +2308,7 @@ nonisolated extension MRPSendButtonEventMessage: SwiftProtobuf.Message, SwiftPro
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2325,7 +2325,7 @@ nonisolated extension MRPSendButtonEventMessage: SwiftProtobuf.Message, SwiftPro
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPSendButtonEventMessage, rhs: MRPSendButtonEventMessage) -> Bool {
+  package static func ==(lhs: MRPSendButtonEventMessage, rhs: MRPSendButtonEventMessage) -> Bool {
     if lhs._usagePage != rhs._usagePage {return false}
     if lhs._usage != rhs._usage {return false}
     if lhs._buttonDown != rhs._buttonDown {return false}
@@ -2335,29 +2335,29 @@ nonisolated extension MRPSendButtonEventMessage: SwiftProtobuf.Message, SwiftPro
 }
 
 nonisolated extension MRPWakeDeviceMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".WakeDeviceMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+  package static let protoMessageName: String = _protobuf_package + ".WakeDeviceMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     // Load everything into unknown fields
     while try decoder.nextFieldNumber() != nil {}
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPWakeDeviceMessage, rhs: MRPWakeDeviceMessage) -> Bool {
+  package static func ==(lhs: MRPWakeDeviceMessage, rhs: MRPWakeDeviceMessage) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
 nonisolated extension MRPGenericMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".GenericMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}value\0")
+  package static let protoMessageName: String = _protobuf_package + ".GenericMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}value\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2370,7 +2370,7 @@ nonisolated extension MRPGenericMessage: SwiftProtobuf.Message, SwiftProtobuf._M
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2384,7 +2384,7 @@ nonisolated extension MRPGenericMessage: SwiftProtobuf.Message, SwiftProtobuf._M
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPGenericMessage, rhs: MRPGenericMessage) -> Bool {
+  package static func ==(lhs: MRPGenericMessage, rhs: MRPGenericMessage) -> Bool {
     if lhs._key != rhs._key {return false}
     if lhs._value != rhs._value {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -2393,10 +2393,10 @@ nonisolated extension MRPGenericMessage: SwiftProtobuf.Message, SwiftProtobuf._M
 }
 
 nonisolated extension MRPSetNowPlayingClientMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".SetNowPlayingClientMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}client\0")
+  package static let protoMessageName: String = _protobuf_package + ".SetNowPlayingClientMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}client\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2408,7 +2408,7 @@ nonisolated extension MRPSetNowPlayingClientMessage: SwiftProtobuf.Message, Swif
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2419,7 +2419,7 @@ nonisolated extension MRPSetNowPlayingClientMessage: SwiftProtobuf.Message, Swif
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPSetNowPlayingClientMessage, rhs: MRPSetNowPlayingClientMessage) -> Bool {
+  package static func ==(lhs: MRPSetNowPlayingClientMessage, rhs: MRPSetNowPlayingClientMessage) -> Bool {
     if lhs._client != rhs._client {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -2427,10 +2427,10 @@ nonisolated extension MRPSetNowPlayingClientMessage: SwiftProtobuf.Message, Swif
 }
 
 nonisolated extension MRPSetNowPlayingPlayerMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".SetNowPlayingPlayerMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}playerPath\0")
+  package static let protoMessageName: String = _protobuf_package + ".SetNowPlayingPlayerMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}playerPath\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2442,7 +2442,7 @@ nonisolated extension MRPSetNowPlayingPlayerMessage: SwiftProtobuf.Message, Swif
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2453,7 +2453,7 @@ nonisolated extension MRPSetNowPlayingPlayerMessage: SwiftProtobuf.Message, Swif
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPSetNowPlayingPlayerMessage, rhs: MRPSetNowPlayingPlayerMessage) -> Bool {
+  package static func ==(lhs: MRPSetNowPlayingPlayerMessage, rhs: MRPSetNowPlayingPlayerMessage) -> Bool {
     if lhs._playerPath != rhs._playerPath {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -2461,10 +2461,10 @@ nonisolated extension MRPSetNowPlayingPlayerMessage: SwiftProtobuf.Message, Swif
 }
 
 nonisolated extension MRPModifyOutputContextRequestMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".ModifyOutputContextRequestMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}addingDevices\0\u{1}removingDevices\0\u{1}settingDevices\0\u{1}clusterAwareAddingDevices\0\u{1}clusterAwareRemovingDevices\0\u{1}clusterAwareSettingDevices\0")
+  package static let protoMessageName: String = _protobuf_package + ".ModifyOutputContextRequestMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}addingDevices\0\u{1}removingDevices\0\u{1}settingDevices\0\u{1}clusterAwareAddingDevices\0\u{1}clusterAwareRemovingDevices\0\u{1}clusterAwareSettingDevices\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2482,7 +2482,7 @@ nonisolated extension MRPModifyOutputContextRequestMessage: SwiftProtobuf.Messag
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2511,7 +2511,7 @@ nonisolated extension MRPModifyOutputContextRequestMessage: SwiftProtobuf.Messag
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPModifyOutputContextRequestMessage, rhs: MRPModifyOutputContextRequestMessage) -> Bool {
+  package static func ==(lhs: MRPModifyOutputContextRequestMessage, rhs: MRPModifyOutputContextRequestMessage) -> Bool {
     if lhs._type != rhs._type {return false}
     if lhs.addingDevices != rhs.addingDevices {return false}
     if lhs.removingDevices != rhs.removingDevices {return false}
@@ -2525,14 +2525,14 @@ nonisolated extension MRPModifyOutputContextRequestMessage: SwiftProtobuf.Messag
 }
 
 nonisolated extension MRPModifyOutputContextRequestMessage.ModifyType: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MODIFY_TYPE_UNKNOWN\0\u{1}MODIFY_TYPE_SHARED_AUDIO_PRESENTATION\0")
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MODIFY_TYPE_UNKNOWN\0\u{1}MODIFY_TYPE_SHARED_AUDIO_PRESENTATION\0")
 }
 
 nonisolated extension MRPSetVolumeMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".SetVolumeMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volume\0\u{1}outputDeviceUID\0")
+  package static let protoMessageName: String = _protobuf_package + ".SetVolumeMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volume\0\u{1}outputDeviceUID\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2545,7 +2545,7 @@ nonisolated extension MRPSetVolumeMessage: SwiftProtobuf.Message, SwiftProtobuf.
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2559,7 +2559,7 @@ nonisolated extension MRPSetVolumeMessage: SwiftProtobuf.Message, SwiftProtobuf.
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPSetVolumeMessage, rhs: MRPSetVolumeMessage) -> Bool {
+  package static func ==(lhs: MRPSetVolumeMessage, rhs: MRPSetVolumeMessage) -> Bool {
     if lhs._volume != rhs._volume {return false}
     if lhs._outputDeviceUid != rhs._outputDeviceUid {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -2568,10 +2568,10 @@ nonisolated extension MRPSetVolumeMessage: SwiftProtobuf.Message, SwiftProtobuf.
 }
 
 nonisolated extension MRPVolumeDidChangeMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".VolumeDidChangeMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volume\0\u{1}endpointUID\0\u{1}outputDeviceUID\0")
+  package static let protoMessageName: String = _protobuf_package + ".VolumeDidChangeMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volume\0\u{1}endpointUID\0\u{1}outputDeviceUID\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2585,7 +2585,7 @@ nonisolated extension MRPVolumeDidChangeMessage: SwiftProtobuf.Message, SwiftPro
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2602,7 +2602,7 @@ nonisolated extension MRPVolumeDidChangeMessage: SwiftProtobuf.Message, SwiftPro
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPVolumeDidChangeMessage, rhs: MRPVolumeDidChangeMessage) -> Bool {
+  package static func ==(lhs: MRPVolumeDidChangeMessage, rhs: MRPVolumeDidChangeMessage) -> Bool {
     if lhs._volume != rhs._volume {return false}
     if lhs._endpointUid != rhs._endpointUid {return false}
     if lhs._outputDeviceUid != rhs._outputDeviceUid {return false}
@@ -2612,10 +2612,10 @@ nonisolated extension MRPVolumeDidChangeMessage: SwiftProtobuf.Message, SwiftPro
 }
 
 nonisolated extension MRPRemoveClientMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".RemoveClientMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}client\0")
+  package static let protoMessageName: String = _protobuf_package + ".RemoveClientMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}client\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2627,7 +2627,7 @@ nonisolated extension MRPRemoveClientMessage: SwiftProtobuf.Message, SwiftProtob
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2638,7 +2638,7 @@ nonisolated extension MRPRemoveClientMessage: SwiftProtobuf.Message, SwiftProtob
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPRemoveClientMessage, rhs: MRPRemoveClientMessage) -> Bool {
+  package static func ==(lhs: MRPRemoveClientMessage, rhs: MRPRemoveClientMessage) -> Bool {
     if lhs._client != rhs._client {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -2646,10 +2646,10 @@ nonisolated extension MRPRemoveClientMessage: SwiftProtobuf.Message, SwiftProtob
 }
 
 nonisolated extension MRPRemovePlayerMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".RemovePlayerMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}playerPath\0")
+  package static let protoMessageName: String = _protobuf_package + ".RemovePlayerMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}playerPath\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2661,7 +2661,7 @@ nonisolated extension MRPRemovePlayerMessage: SwiftProtobuf.Message, SwiftProtob
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2672,7 +2672,7 @@ nonisolated extension MRPRemovePlayerMessage: SwiftProtobuf.Message, SwiftProtob
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPRemovePlayerMessage, rhs: MRPRemovePlayerMessage) -> Bool {
+  package static func ==(lhs: MRPRemovePlayerMessage, rhs: MRPRemovePlayerMessage) -> Bool {
     if lhs._playerPath != rhs._playerPath {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -2680,10 +2680,10 @@ nonisolated extension MRPRemovePlayerMessage: SwiftProtobuf.Message, SwiftProtob
 }
 
 nonisolated extension MRPUpdateClientMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".UpdateClientMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}client\0")
+  package static let protoMessageName: String = _protobuf_package + ".UpdateClientMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}client\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2695,7 +2695,7 @@ nonisolated extension MRPUpdateClientMessage: SwiftProtobuf.Message, SwiftProtob
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2706,7 +2706,7 @@ nonisolated extension MRPUpdateClientMessage: SwiftProtobuf.Message, SwiftProtob
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPUpdateClientMessage, rhs: MRPUpdateClientMessage) -> Bool {
+  package static func ==(lhs: MRPUpdateClientMessage, rhs: MRPUpdateClientMessage) -> Bool {
     if lhs._client != rhs._client {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -2714,10 +2714,10 @@ nonisolated extension MRPUpdateClientMessage: SwiftProtobuf.Message, SwiftProtob
 }
 
 nonisolated extension MRPUpdateContentItemMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".UpdateContentItemMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}contentItems\0\u{1}playerPath\0")
+  package static let protoMessageName: String = _protobuf_package + ".UpdateContentItemMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}contentItems\0\u{1}playerPath\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2730,7 +2730,7 @@ nonisolated extension MRPUpdateContentItemMessage: SwiftProtobuf.Message, SwiftP
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2744,7 +2744,7 @@ nonisolated extension MRPUpdateContentItemMessage: SwiftProtobuf.Message, SwiftP
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPUpdateContentItemMessage, rhs: MRPUpdateContentItemMessage) -> Bool {
+  package static func ==(lhs: MRPUpdateContentItemMessage, rhs: MRPUpdateContentItemMessage) -> Bool {
     if lhs.contentItems != rhs.contentItems {return false}
     if lhs._playerPath != rhs._playerPath {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -2753,10 +2753,10 @@ nonisolated extension MRPUpdateContentItemMessage: SwiftProtobuf.Message, SwiftP
 }
 
 nonisolated extension MRPVolumeControlCapabilitiesDidChangeMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".VolumeControlCapabilitiesDidChangeMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}capabilities\0\u{2}\u{2}endpointUID\0\u{1}outputDeviceUID\0")
+  package static let protoMessageName: String = _protobuf_package + ".VolumeControlCapabilitiesDidChangeMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}capabilities\0\u{2}\u{2}endpointUID\0\u{1}outputDeviceUID\0")
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -2770,7 +2770,7 @@ nonisolated extension MRPVolumeControlCapabilitiesDidChangeMessage: SwiftProtobu
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -2787,7 +2787,7 @@ nonisolated extension MRPVolumeControlCapabilitiesDidChangeMessage: SwiftProtobu
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPVolumeControlCapabilitiesDidChangeMessage, rhs: MRPVolumeControlCapabilitiesDidChangeMessage) -> Bool {
+  package static func ==(lhs: MRPVolumeControlCapabilitiesDidChangeMessage, rhs: MRPVolumeControlCapabilitiesDidChangeMessage) -> Bool {
     if lhs._capabilities != rhs._capabilities {return false}
     if lhs._endpointUid != rhs._endpointUid {return false}
     if lhs._outputDeviceUid != rhs._outputDeviceUid {return false}

@@ -24,7 +24,7 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
 }
 
 /// ProtocolMessage.type: which inner message (extension) the envelope carries.
-public nonisolated enum MRPMessageType: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+package nonisolated enum MRPMessageType: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
   case unknown = 0
   case sendCommand = 1
   case sendCommandResult = 2
@@ -74,86 +74,86 @@ public nonisolated enum MRPMessageType: Int, SwiftProtobuf.Enum, Swift.CaseItera
   case audioFadeResponse = 107
   case configureConnection = 120
 
-  public init() {
+  package init() {
     self = .unknown
   }
 
 }
 
-public nonisolated struct MRPProtocolMessage: SwiftProtobuf.ExtensibleMessage, Sendable {
+package nonisolated struct MRPProtocolMessage: SwiftProtobuf.ExtensibleMessage, Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var type: MRPMessageType {
+  package var type: MRPMessageType {
     get {_type ?? .unknown}
     set {_type = newValue}
   }
   /// Returns true if `type` has been explicitly set.
-  public var hasType: Bool {self._type != nil}
+  package var hasType: Bool {self._type != nil}
   /// Clears the value of `type`. Subsequent reads from it will return its default value.
-  public mutating func clearType() {self._type = nil}
+  package mutating func clearType() {self._type = nil}
 
   /// Request/response correlation (upper-case UUID).
-  public var identifier: String {
+  package var identifier: String {
     get {_identifier ?? String()}
     set {_identifier = newValue}
   }
   /// Returns true if `identifier` has been explicitly set.
-  public var hasIdentifier: Bool {self._identifier != nil}
+  package var hasIdentifier: Bool {self._identifier != nil}
   /// Clears the value of `identifier`. Subsequent reads from it will return its default value.
-  public mutating func clearIdentifier() {self._identifier = nil}
+  package mutating func clearIdentifier() {self._identifier = nil}
 
-  public var authenticationToken: String {
+  package var authenticationToken: String {
     get {_authenticationToken ?? String()}
     set {_authenticationToken = newValue}
   }
   /// Returns true if `authenticationToken` has been explicitly set.
-  public var hasAuthenticationToken: Bool {self._authenticationToken != nil}
+  package var hasAuthenticationToken: Bool {self._authenticationToken != nil}
   /// Clears the value of `authenticationToken`. Subsequent reads from it will return its default value.
-  public mutating func clearAuthenticationToken() {self._authenticationToken = nil}
+  package mutating func clearAuthenticationToken() {self._authenticationToken = nil}
 
-  public var errorCode: Int32 {
+  package var errorCode: Int32 {
     get {_errorCode ?? 0}
     set {_errorCode = newValue}
   }
   /// Returns true if `errorCode` has been explicitly set.
-  public var hasErrorCode: Bool {self._errorCode != nil}
+  package var hasErrorCode: Bool {self._errorCode != nil}
   /// Clears the value of `errorCode`. Subsequent reads from it will return its default value.
-  public mutating func clearErrorCode() {self._errorCode = nil}
+  package mutating func clearErrorCode() {self._errorCode = nil}
 
-  public var timestamp: UInt64 {
+  package var timestamp: UInt64 {
     get {_timestamp ?? 0}
     set {_timestamp = newValue}
   }
   /// Returns true if `timestamp` has been explicitly set.
-  public var hasTimestamp: Bool {self._timestamp != nil}
+  package var hasTimestamp: Bool {self._timestamp != nil}
   /// Clears the value of `timestamp`. Subsequent reads from it will return its default value.
-  public mutating func clearTimestamp() {self._timestamp = nil}
+  package mutating func clearTimestamp() {self._timestamp = nil}
 
-  public var errorDescription: String {
+  package var errorDescription: String {
     get {_errorDescription ?? String()}
     set {_errorDescription = newValue}
   }
   /// Returns true if `errorDescription` has been explicitly set.
-  public var hasErrorDescription: Bool {self._errorDescription != nil}
+  package var hasErrorDescription: Bool {self._errorDescription != nil}
   /// Clears the value of `errorDescription`. Subsequent reads from it will return its default value.
-  public mutating func clearErrorDescription() {self._errorDescription = nil}
+  package mutating func clearErrorDescription() {self._errorDescription = nil}
 
-  public var uniqueIdentifier: String {
+  package var uniqueIdentifier: String {
     get {_uniqueIdentifier ?? String()}
     set {_uniqueIdentifier = newValue}
   }
   /// Returns true if `uniqueIdentifier` has been explicitly set.
-  public var hasUniqueIdentifier: Bool {self._uniqueIdentifier != nil}
+  package var hasUniqueIdentifier: Bool {self._uniqueIdentifier != nil}
   /// Clears the value of `uniqueIdentifier`. Subsequent reads from it will return its default value.
-  public mutating func clearUniqueIdentifier() {self._uniqueIdentifier = nil}
+  package mutating func clearUniqueIdentifier() {self._uniqueIdentifier = nil}
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
+  package var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  public init() {}
+  package init() {}
 
-  public var _protobuf_extensionFieldValues = SwiftProtobuf.ExtensionFieldValueSet()
+  package var _protobuf_extensionFieldValues = SwiftProtobuf.ExtensionFieldValueSet()
   fileprivate var _type: MRPMessageType? = nil
   fileprivate var _identifier: String? = nil
   fileprivate var _authenticationToken: String? = nil
@@ -168,19 +168,19 @@ public nonisolated struct MRPProtocolMessage: SwiftProtobuf.ExtensibleMessage, S
 fileprivate nonisolated let _protobuf_package = "mrp"
 
 nonisolated extension MRPMessageType: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_TYPE_UNKNOWN\0\u{1}MESSAGE_TYPE_SEND_COMMAND\0\u{1}MESSAGE_TYPE_SEND_COMMAND_RESULT\0\u{2}\u{2}MESSAGE_TYPE_SET_STATE\0\u{1}MESSAGE_TYPE_SET_ARTWORK\0\u{1}MESSAGE_TYPE_REGISTER_HID_DEVICE\0\u{1}MESSAGE_TYPE_REGISTER_HID_DEVICE_RESULT\0\u{1}MESSAGE_TYPE_SEND_HID_EVENT\0\u{2}\u{3}MESSAGE_TYPE_NOTIFICATION\0\u{2}\u{4}MESSAGE_TYPE_DEVICE_INFO\0\u{1}MESSAGE_TYPE_CLIENT_UPDATES_CONFIG\0\u{1}MESSAGE_TYPE_VOLUME_CONTROL_AVAILABILITY\0\u{2}\u{6}MESSAGE_TYPE_KEYBOARD\0\u{1}MESSAGE_TYPE_GET_KEYBOARD_SESSION\0\u{1}MESSAGE_TYPE_TEXT_INPUT\0\u{2}\u{7}MESSAGE_TYPE_PLAYBACK_QUEUE_REQUEST\0\u{2}\u{2}MESSAGE_TYPE_CRYPTO_PAIRING\0\u{2}\u{3}MESSAGE_TYPE_DEVICE_INFO_UPDATE\0\u{1}MESSAGE_TYPE_SET_CONNECTION_STATE\0\u{1}MESSAGE_TYPE_SEND_BUTTON_EVENT\0\u{2}\u{2}MESSAGE_TYPE_WAKE_DEVICE\0\u{1}MESSAGE_TYPE_GENERIC\0\u{2}\u{4}MESSAGE_TYPE_SET_NOW_PLAYING_CLIENT\0\u{1}MESSAGE_TYPE_SET_NOW_PLAYING_PLAYER\0\u{1}MESSAGE_TYPE_MODIFY_OUTPUT_CONTEXT_REQUEST\0\u{1}MESSAGE_TYPE_GET_VOLUME\0\u{1}MESSAGE_TYPE_GET_VOLUME_RESULT\0\u{1}MESSAGE_TYPE_SET_VOLUME\0\u{1}MESSAGE_TYPE_VOLUME_DID_CHANGE\0\u{1}MESSAGE_TYPE_REMOVE_CLIENT\0\u{1}MESSAGE_TYPE_REMOVE_PLAYER\0\u{1}MESSAGE_TYPE_UPDATE_CLIENT\0\u{1}MESSAGE_TYPE_UPDATE_CONTENT_ITEM\0\u{1}MESSAGE_TYPE_UPDATE_CONTENT_ITEM_ARTWORK\0\u{2}\u{7}MESSAGE_TYPE_VOLUME_CONTROL_CAPABILITIES_DID_CHANGE\0\u{1}MESSAGE_TYPE_UPDATE_OUTPUT_DEVICE\0\u{1}MESSAGE_TYPE_REMOVE_OUTPUT_DEVICES\0\u{1}MESSAGE_TYPE_REMOTE_TEXT_INPUT\0\u{1}MESSAGE_TYPE_GET_REMOTE_TEXT_INPUT_SESSION\0\u{2}\u{4}MESSAGE_TYPE_SET_DEFAULT_SUPPORTED_COMMANDS\0\u{2}\u{1d}MESSAGE_TYPE_SET_DISCOVERY_MODE\0\u{1}MESSAGE_TYPE_UPDATE_END_POINTS\0\u{1}MESSAGE_TYPE_REMOVE_ENDPOINTS\0\u{1}MESSAGE_TYPE_PLAYER_CLIENT_PROPERTIES\0\u{1}MESSAGE_TYPE_ORIGIN_CLIENT_PROPERTIES\0\u{1}MESSAGE_TYPE_AUDIO_FADE\0\u{1}MESSAGE_TYPE_AUDIO_FADE_RESPONSE\0\u{2}\u{d}MESSAGE_TYPE_CONFIGURE_CONNECTION\0")
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_TYPE_UNKNOWN\0\u{1}MESSAGE_TYPE_SEND_COMMAND\0\u{1}MESSAGE_TYPE_SEND_COMMAND_RESULT\0\u{2}\u{2}MESSAGE_TYPE_SET_STATE\0\u{1}MESSAGE_TYPE_SET_ARTWORK\0\u{1}MESSAGE_TYPE_REGISTER_HID_DEVICE\0\u{1}MESSAGE_TYPE_REGISTER_HID_DEVICE_RESULT\0\u{1}MESSAGE_TYPE_SEND_HID_EVENT\0\u{2}\u{3}MESSAGE_TYPE_NOTIFICATION\0\u{2}\u{4}MESSAGE_TYPE_DEVICE_INFO\0\u{1}MESSAGE_TYPE_CLIENT_UPDATES_CONFIG\0\u{1}MESSAGE_TYPE_VOLUME_CONTROL_AVAILABILITY\0\u{2}\u{6}MESSAGE_TYPE_KEYBOARD\0\u{1}MESSAGE_TYPE_GET_KEYBOARD_SESSION\0\u{1}MESSAGE_TYPE_TEXT_INPUT\0\u{2}\u{7}MESSAGE_TYPE_PLAYBACK_QUEUE_REQUEST\0\u{2}\u{2}MESSAGE_TYPE_CRYPTO_PAIRING\0\u{2}\u{3}MESSAGE_TYPE_DEVICE_INFO_UPDATE\0\u{1}MESSAGE_TYPE_SET_CONNECTION_STATE\0\u{1}MESSAGE_TYPE_SEND_BUTTON_EVENT\0\u{2}\u{2}MESSAGE_TYPE_WAKE_DEVICE\0\u{1}MESSAGE_TYPE_GENERIC\0\u{2}\u{4}MESSAGE_TYPE_SET_NOW_PLAYING_CLIENT\0\u{1}MESSAGE_TYPE_SET_NOW_PLAYING_PLAYER\0\u{1}MESSAGE_TYPE_MODIFY_OUTPUT_CONTEXT_REQUEST\0\u{1}MESSAGE_TYPE_GET_VOLUME\0\u{1}MESSAGE_TYPE_GET_VOLUME_RESULT\0\u{1}MESSAGE_TYPE_SET_VOLUME\0\u{1}MESSAGE_TYPE_VOLUME_DID_CHANGE\0\u{1}MESSAGE_TYPE_REMOVE_CLIENT\0\u{1}MESSAGE_TYPE_REMOVE_PLAYER\0\u{1}MESSAGE_TYPE_UPDATE_CLIENT\0\u{1}MESSAGE_TYPE_UPDATE_CONTENT_ITEM\0\u{1}MESSAGE_TYPE_UPDATE_CONTENT_ITEM_ARTWORK\0\u{2}\u{7}MESSAGE_TYPE_VOLUME_CONTROL_CAPABILITIES_DID_CHANGE\0\u{1}MESSAGE_TYPE_UPDATE_OUTPUT_DEVICE\0\u{1}MESSAGE_TYPE_REMOVE_OUTPUT_DEVICES\0\u{1}MESSAGE_TYPE_REMOTE_TEXT_INPUT\0\u{1}MESSAGE_TYPE_GET_REMOTE_TEXT_INPUT_SESSION\0\u{2}\u{4}MESSAGE_TYPE_SET_DEFAULT_SUPPORTED_COMMANDS\0\u{2}\u{1d}MESSAGE_TYPE_SET_DISCOVERY_MODE\0\u{1}MESSAGE_TYPE_UPDATE_END_POINTS\0\u{1}MESSAGE_TYPE_REMOVE_ENDPOINTS\0\u{1}MESSAGE_TYPE_PLAYER_CLIENT_PROPERTIES\0\u{1}MESSAGE_TYPE_ORIGIN_CLIENT_PROPERTIES\0\u{1}MESSAGE_TYPE_AUDIO_FADE\0\u{1}MESSAGE_TYPE_AUDIO_FADE_RESPONSE\0\u{2}\u{d}MESSAGE_TYPE_CONFIGURE_CONNECTION\0")
 }
 
 nonisolated extension MRPProtocolMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".ProtocolMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}identifier\0\u{1}authenticationToken\0\u{1}errorCode\0\u{1}timestamp\0\u{2}I\u{1}errorDescription\0\u{2}\u{7}uniqueIdentifier\0")
+  package static let protoMessageName: String = _protobuf_package + ".ProtocolMessage"
+  package static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}identifier\0\u{1}authenticationToken\0\u{1}errorCode\0\u{1}timestamp\0\u{2}I\u{1}errorDescription\0\u{2}\u{7}uniqueIdentifier\0")
 
   public var isInitialized: Bool {
     if !_protobuf_extensionFieldValues.isInitialized {return false}
     return true
   }
 
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  package mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -200,7 +200,7 @@ nonisolated extension MRPProtocolMessage: SwiftProtobuf.Message, SwiftProtobuf._
     }
   }
 
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  package func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -232,7 +232,7 @@ nonisolated extension MRPProtocolMessage: SwiftProtobuf.Message, SwiftProtobuf._
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: MRPProtocolMessage, rhs: MRPProtocolMessage) -> Bool {
+  package static func ==(lhs: MRPProtocolMessage, rhs: MRPProtocolMessage) -> Bool {
     if lhs._type != rhs._type {return false}
     if lhs._identifier != rhs._identifier {return false}
     if lhs._authenticationToken != rhs._authenticationToken {return false}
