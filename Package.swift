@@ -20,6 +20,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        // `swift package generate-documentation --target ATV` (scripts/check-docs); a plugin only:
+        // nothing it holds is linked into our products.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // System-library shims (Debian -dev packages).

@@ -8,7 +8,11 @@ import Synchronization
 /// AirPlay (video) as a protocol of the facade: `Stream.playURL`, and while a URL plays it takes
 /// over RemoteControl (pause/play/stop/set position), Metadata (state, position, duration) and
 /// push updates. Connecting is a no-op (each playback opens its own connection), as in pyatv.
+///
+/// ``connect(_:options:storage:)`` makes one for a device's AirPlay service; use ``AppleTV/stream``
+/// rather than this class.
 public final class AirPlayService: Sendable {
+    /// The AirPlay client that plays URLs (pair-verified with stored credentials, if any).
     public let client: AirPlayClient
     let service: ServiceConfig
     /// From the TXT `features`/`ft`; nil for a manual service without TXT.
@@ -79,6 +83,7 @@ public final class AirPlayService: Sendable {
     /// TXT to tell (a manual `--host` configuration).
     public var canPlayURL: Bool { flags?.supportsPlayURL ?? true }
 
+    /// Whether a URL is playing now (from ``playURL(_:position:)``).
     public var isPlaying: Bool { state.withLock { $0.playing } }
 
     func playing() -> Playing {
@@ -107,7 +112,9 @@ public final class AirPlayService: Sendable {
         }
     }
 
-    /// Plays a URL (or a local file served for the duration); returns when playback has ended.
+    /// Plays a URL (or a local file served for the duration) from `position` seconds; returns
+    /// when playback has ended, with how it ended. One URL at a time: a second call while one
+    /// plays throws `ATVError.invalidState`.
     public func playURL(_ url: String, position: Double) async throws -> AirPlayPlaybackReport {
         let device = try state.withLock { s -> AppleTV? in
             if s.playing { throw ATVError.invalidState("a URL is already playing on this device; stop it first") }

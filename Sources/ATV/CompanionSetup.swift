@@ -10,12 +10,19 @@ import Synchronization
 /// keyboard, user accounts, HID buttons and media control, volume, touch; push updates of power,
 /// volume and keyboard focus. It needs credentials from `atv pair --protocol companion` (pair-verify
 /// is the only way in), so `connect` sets it up only when they exist.
+///
+/// ``connect(_:options:storage:)`` makes one for a device's Companion service; use the interfaces of
+/// ``AppleTV`` rather than this class.
 public final class CompanionService: Sendable {
     /// How we present ourselves in `_systemInfo`.
     public struct Identity: Sendable {
+        /// The name the Apple TV shows for us.
         public var name: String
+        /// The model we claim to be.
         public var model: String
+        /// Our device identifier (MAC style).
         public var deviceID: String
+        /// swift-atv's defaults, as stored in the settings (`InfoSettings`).
         public init(name: String = InfoSettings.defaultName, model: String = InfoSettings.defaultModel,
                     deviceID: String = InfoSettings.defaultDeviceID) {
             self.name = name
@@ -26,6 +33,7 @@ public final class CompanionService: Sendable {
 
     let address: String
     let service: ServiceConfig
+    /// The stored HAP credentials pair-verify uses.
     public let credentials: HAPCredentials
     let identity: Identity
     /// Connecting, and each answer while connecting.
@@ -54,6 +62,8 @@ public final class CompanionService: Sendable {
         case volume = 0x0100, skipForward = 0x0200, skipBackward = 0x0400
     }
 
+    /// The Companion protocol of the device at `address`, with the credentials stored in `service`;
+    /// nothing is connected until ``connect()``. `timeout` bounds connecting and each answer.
     /// Throws `.noCredentials(.companion)` without credentials, `.invalidCredentials` for bad ones.
     public init(address: String, service: ServiceConfig, identity: Identity = Identity(), timeout: Duration = .seconds(10)) throws {
         guard let raw = service.credentials, !raw.trimmingCharacters(in: .whitespaces).isEmpty else {

@@ -5,7 +5,7 @@ import ATVMRP
 import ATVRAOP
 import Logging
 
-/// Options for `connect`.
+/// Options for ``connect(_:options:storage:)``.
 public struct ConnectOptions: Sendable {
     /// RAOP streaming options (codec, latency, volume…).
     public var raop: RAOPOptions
@@ -21,6 +21,8 @@ public struct ConnectOptions: Sendable {
     /// (and for RAOP/AirPlay requests); a protocol's whole setup gets three steps. nil: each
     /// protocol's defaults.
     public var timeout: Duration?
+    /// Each option's default: RAOP's defaults, AirPlay version and MRP tunnel chosen automatically,
+    /// each protocol's own timeouts.
     public init(raop: RAOPOptions = RAOPOptions(), airPlayVersion: AirPlayVersion = .auto, mrpTunnel: MRPTunnel = .auto,
                 timeout: Duration? = nil) {
         self.raop = raop

@@ -5,7 +5,11 @@ import Synchronization
 /// DMAP/DACP (Apple TV 1–3) as a protocol of the facade: RemoteControl, Metadata (playing,
 /// artwork), PushUpdater (long poll started at connect), Audio volume up/down and features.
 /// Connecting logs in and reads the play status once (features depend on it).
+///
+/// ``connect(_:options:storage:)`` makes one for a device's DMAP service when it has credentials
+/// (from `atv pair --protocol dmap`); use the interfaces of ``AppleTV`` rather than this class.
 public final class DMAPService: Sendable {
+    /// The DMAP/DACP client (login, commands, play status, artwork, long poll).
     public let client: DMAPClient
     let service: ServiceConfig
     let updates = Broadcaster<DeviceUpdate>()

@@ -7,7 +7,10 @@ import Synchronization
 /// Companion). A protocol is set up (connected, paired, verified) on its first use, so a call never
 /// waits for, nor fails because of, a protocol it does not use; `setUp(_:)` sets protocols up
 /// ahead of time. After `close()` every call throws `ATVError.blocked`.
+///
+/// Make one with ``connect(_:options:storage:)``.
 public final class AppleTV: Sendable {
+    /// The device as discovery (or the caller) described it, with stored settings applied.
     public let config: DeviceConfig
 
     let remoteRelayer = Relayer<any RemoteControl>()
@@ -52,6 +55,9 @@ public final class AppleTV: Sendable {
     let setUpDeadline: Duration?
     private let logger = Logger(label: "atv.facade")
 
+    /// An empty facade for `config`: add protocols with ``add(_:)``, then ``connect()``.
+    /// ``connect(_:options:storage:)`` does all of this for every protocol the device offers.
+    /// `setUpDeadline` bounds each protocol's whole setup.
     public init(config: DeviceConfig, setUpDeadline: Duration? = nil) {
         self.config = config
         self.setUpDeadline = setUpDeadline
@@ -69,6 +75,7 @@ public final class AppleTV: Sendable {
         }
     }
 
+    /// The protocols added, in the order they were added.
     public var protocols: [ATVProtocol] { state.withLock { $0.setups.map(\.protocol) } }
 
     /// The protocols set up so far (connected, or connecting now / having failed: not listed).
@@ -257,6 +264,7 @@ public final class AppleTV: Sendable {
         await task.value
     }
 
+    /// Whether ``close()`` was called (or a lost connection closed the device).
     public var isClosed: Bool { state.withLock { $0.closed } }
 
     func guardOpen() throws {
@@ -265,21 +273,33 @@ public final class AppleTV: Sendable {
 
     // MARK: Interfaces
 
+    /// Model, operating system, version, MAC address and more: from discovery, completed by what
+    /// each protocol learnt while setting up.
     public var deviceInfo: DeviceInfo {
         var info = config.deviceInfo
         for s in state.withLock({ $0.setups }) { info.merge(s.deviceInfo) }
         return info
     }
 
+    /// What the device can do now, feature by feature.
     public var features: FacadeFeatures { FacadeFeatures(device: self) }
+    /// Buttons and playback commands.
     public var remoteControl: FacadeRemoteControl { FacadeRemoteControl(device: self) }
+    /// What is playing, its artwork and app.
     public var metadata: FacadeMetadata { FacadeMetadata(device: self) }
+    /// Audio streaming and URL playback.
     public var stream: FacadeStream { FacadeStream(device: self) }
+    /// Power state, on and off.
     public var power: FacadePower { FacadePower(device: self) }
+    /// Volume and output devices.
     public var audio: FacadeAudio { FacadeAudio(device: self) }
+    /// Installed apps; launching them.
     public var apps: FacadeApps { FacadeApps(device: self) }
+    /// User accounts; switching between them.
     public var userAccounts: FacadeUserAccounts { FacadeUserAccounts(device: self) }
+    /// The text of the focused text field.
     public var keyboard: FacadeKeyboard { FacadeKeyboard(device: self) }
+    /// Touch gestures.
     public var touch: FacadeTouch { FacadeTouch(device: self) }
 
     /// Push updates from every protocol (playing state only from the main one), each only on change.
@@ -339,6 +359,9 @@ struct FacadeTakeover: TakeoverControl {
 /// PushUpdates is available when any protocol has a push updater.
 public struct FacadeFeatures: Features {
     let device: AppleTV
+    /// Whether `name` is available now, unavailable now (supported, but not in this state),
+    /// unsupported by every protocol of the device, or of unknown availability; with its options
+    /// where the protocol has some.
     public func feature(_ name: FeatureName) -> FeatureInfo {
         if name == .pushUpdates {
             return device.pushRelayer.protocols.isEmpty ? .unsupported : .available

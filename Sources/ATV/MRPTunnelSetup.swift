@@ -7,6 +7,8 @@ import ATVMRP
 import Logging
 import NIOCore
 
+/// MRP through the AirPlay 2 remote-control channel (HomePods, tvOS 15 and later): when to tunnel it,
+/// and opening the tunnel ``connect(_:options:storage:)`` uses.
 extension MRPService {
     /// The tunnel rule (`MRPTunnel.auto`: HomePods, model AudioAccessory*, with stored HAP or
     /// transient pairing; Apple TVs with tvOS ≥ 15 and HAP AirPlay credentials; never when there is

@@ -8,7 +8,11 @@ import Synchronization
 /// RAOP (AirPlay 1 audio) as a protocol of the facade: streaming, volume, and what is being
 /// streamed as metadata and push updates. While a stream runs RAOP takes over Audio, Metadata,
 /// PushUpdater and RemoteControl, so pause/stop/volume go to the stream.
+///
+/// ``connect(_:options:storage:)`` makes one for a device's audio receiver (``AppleTV/raop``); it
+/// streams over AirPlay 1 or AirPlay 2 (see ``airPlayVersion``).
 public final class RAOPService: Sendable {
+    /// The audio sender: RTSP (or AirPlay 2's encrypted RTSP), RTP, timing and retransmits.
     public let client: RAOPClient
     let service: ServiceConfig
     private struct State {
@@ -94,7 +98,9 @@ public final class RAOPService: Sendable {
                       })
     }
 
+    /// Whether a stream is running now.
     public var isStreaming: Bool { state.withLock { $0.streaming } }
+    /// The volume streams start with and the last one set, 0...100.
     public var volume: Double { state.withLock { $0.volume } }
 
     func playing() -> Playing {
@@ -135,14 +141,17 @@ public final class RAOPService: Sendable {
         updates.yield(.playing(playing()))
     }
 
-    /// Stream a source: decode, attach metadata (from tags, the caller's, or both), send.
+    /// Stream a source: decode, attach metadata (from tags, the caller's, or both), send; returns
+    /// when the stream has ended, with the sender's counters.
     public func stream(_ source: StreamSource, metadata: MediaMetadata?, overrideMissing: Bool) async throws -> RAOPStreamReport {
         let decoder = try await AudioDecoder.open(source)
         return try await stream(packets: decoder, tags: decoder.info.metadata, duration: decoder.info.duration,
                                 metadata: metadata, overrideMissing: overrideMissing)
     }
 
-    /// Stream any PCM sequence (s16le stereo 44.1 kHz, 352-frame packets).
+    /// Stream any PCM sequence (s16le stereo 44.1 kHz, 352-frame packets); returns when the stream
+    /// has ended (played out, or stopped), with the sender's counters. `tags` are the source's own
+    /// metadata; `metadata`, the caller's, wins over them (with `overrideMissing`, only fills gaps).
     public func stream<S: AsyncSequence & Sendable>(packets: S, tags: MediaMetadata = MediaMetadata(), duration: Double? = nil,
                                                     metadata: MediaMetadata? = nil, overrideMissing: Bool = false) async throws -> RAOPStreamReport
         where S.Element == PCMPacket {

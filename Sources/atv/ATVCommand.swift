@@ -10,15 +10,19 @@ struct ATVCommand: AsyncParsableCommand {
         commandName: "atv",
         abstract: "Find, pair with, control and stream to Apple TVs, HomePods and AirPlay speakers.",
         discussion: """
+        Every button of `atv remote` is a command of its own too: `atv play-pause` is \
+        `atv remote play-pause`. Errors are one line on stderr with a non-zero exit status: 1 for \
+        errors, 3 for a feature not implemented yet, 4 for one the device does not support, 5 for \
+        a device that was not found.
+
         Examples:
-          atv stream song.flac --host 192.168.1.20
+          atv scan
+          atv stream song.flac --to Kitchen
           ffmpeg -i in.mp3 -f wav - | atv stream - --host 192.168.1.20
-          atv simulate speaker --output capture.wav
           atv pair --to "Living Room" --protocol companion
-          atv remote play-pause --to "Living Room"   (or: atv play-pause --to "Living Room";
-                                                     every button of `atv remote` is a command too)
+          atv play-pause --to "Living Room"
           atv power off --to "Living Room"
-          atv probe song.flac
+          atv simulate speaker --output capture.wav
         """,
         version: ATVVersion.string,
         subcommands: [

@@ -14,18 +14,27 @@ struct SimulateAppleTV: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "appletv",
         abstract: "A virtual Apple TV: plays URLs sent over AirPlay, speaks Companion (apps, power, keyboard, buttons) and MRP (now playing, commands, volume).",
         discussion: """
-        AirPlay: it answers /server-info, /info, /play, /playback-info, /scrub, /rate, /stop and the
-        pairing endpoints (as a device that needs no pairing, unless --require-pairing or --airplay2:
-        then HAP PIN pairing with --pin, transient pairing, pair-verify and encryption, legacy pairing,
-        and with --airplay2 the AirPlay 2 session), and prints each request and playback event.
-        Test knobs: --fail-play 403|470|500 and --fail-playback-info 500 make it refuse.
-        Companion (own port, --companion-port): PIN pairing (--pin), then apps, launching, power,
+        AirPlay: it answers /server-info, /info, /play, /playback-info, /scrub, /rate, /stop and \
+        the pairing endpoints (as a device that needs no pairing, unless --require-pairing or \
+        --airplay2: then HAP PIN pairing with --pin, transient pairing, pair-verify and \
+        encryption, legacy pairing, and with --airplay2 the AirPlay 2 session), and prints each \
+        request and playback event. Test knobs: --fail-play 403|470|500 and \
+        --fail-playback-info 500 make it refuse.
+
+        Companion (own port, --companion-port): PIN pairing (--pin), then apps, launching, power, \
         keyboard, accounts, HID buttons and media control; it prints what it saw.
-        MRP (own port, --mrp-port; tvOS 14 style, direct): PIN pairing (same --pin), a scripted
-        now-playing queue that advances every --advance seconds, commands, buttons, volume, power;
-        its lines start with "MRP ". With --airplay2 (or --require-pairing) the same MRP device is
-        also reachable through the AirPlay 2 remote-control tunnel (stream SETUP type 130); --tvos15
-        makes it look like tvOS 15 (osvers 15.0, MRP not advertised) so senders choose the tunnel.
+
+        MRP (own port, --mrp-port; tvOS 14 style, direct): PIN pairing (same --pin), a scripted \
+        now-playing queue that advances every --advance seconds, commands, buttons, volume, \
+        power; its lines start with "MRP ". With --airplay2 (or --require-pairing) the same MRP \
+        device is also reachable through the AirPlay 2 remote-control tunnel (stream SETUP type \
+        130); --tvos15 makes it look like tvOS 15 (osvers 15.0, MRP not advertised) so senders \
+        choose the tunnel.
+
+        Examples:
+          atv simulate appletv --port 7000
+          atv play-url https://example.com/film.mp4 --host 127.0.0.1
+          atv simulate appletv --airplay2 --tvos15 --pin 1234
         """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "AirPlay port (0 = any free port).") var port: Int = 0

@@ -8,6 +8,11 @@ struct ButtonShortcut<B: ButtonName>: AsyncParsableCommand {
     static var configuration: CommandConfiguration {
         CommandConfiguration(commandName: B.button.rawValue,
                              abstract: "Same as `atv remote \(B.button.rawValue)` (takes the same options).",
+                             discussion: """
+                             Examples:
+                               atv \(B.button.rawValue) --to "Living Room"
+                               atv \(B.button.rawValue) --host 192.168.1.20 --json
+                             """,
                              shouldDisplay: false)
     }
 

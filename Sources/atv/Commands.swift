@@ -7,9 +7,11 @@ import Foundation
 struct PlayURL: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "play-url",
         abstract: "Make an Apple TV play a URL or a local file (AirPlay).",
+        usage: "atv play-url [<options>] <url>",
         discussion: """
-        Returns when playback ends; Ctrl-C stops playback on the device. A local file is served to
-        the device by a small HTTP server on the address it reaches us on, for the duration.
+        Returns when playback ends; Ctrl-C stops playback on the device. A local file is served \
+        to the device by a small HTTP server on the address it reaches us on, for the duration.
+
         Examples:
           atv play-url https://example.com/video.mp4 --to "Living Room"
           atv play-url ~/Movies/clip.mp4 --host 192.168.1.20 --start 90
@@ -26,7 +28,12 @@ struct PlayURL: AsyncParsableCommand {
 }
 
 struct PlayingCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "playing", abstract: "Show what is playing (every Playing field).")
+    static let configuration = CommandConfiguration(commandName: "playing", abstract: "Show what is playing (every Playing field).",
+        discussion: """
+        Examples:
+          atv playing --to "Living Room"
+          atv playing --hosts 192.168.1.20 --json
+        """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @OptionGroup var connection: ConnectionOptions
@@ -37,7 +44,14 @@ struct PlayingCommand: AsyncParsableCommand {
 struct PushUpdates: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "push-updates",
         abstract: "Print every change the device pushes until interrupted.",
-        discussion: "One line per change (or one JSON object per line with --json) until Ctrl-C; if the device goes away it ends with a one-line error and a non-zero exit.")
+        discussion: """
+        One line per change (or one JSON object per line with --json) until Ctrl-C; if the \
+        device goes away it ends with a one-line error and a non-zero exit.
+
+        Examples:
+          atv push-updates --to "Living Room"
+          atv push-updates --to "Living Room" --json | jq .title
+        """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @OptionGroup var connection: ConnectionOptions
@@ -47,7 +61,13 @@ struct PushUpdates: AsyncParsableCommand {
 
 struct DeviceInfoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "device-info",
-        abstract: "Show model, OS, MAC, identifiers and services (from discovery).")
+        abstract: "Show model, OS, MAC, identifiers and services (from discovery).",
+        usage: "atv device-info [<options>]",
+        discussion: """
+        Examples:
+          atv device-info --to Kitchen
+          atv device-info --hosts 192.168.1.20 --json
+        """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @Flag(help: "Print JSON (atvscript's device object).") var json = false
@@ -66,7 +86,12 @@ struct DeviceInfoCommand: AsyncParsableCommand {
 
 struct FeaturesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "features",
-        abstract: "Connect and list the device's features and their state.")
+        abstract: "Connect and list the device's features and their state.",
+        discussion: """
+        Examples:
+          atv features --to "Living Room"
+          atv features --host 192.168.1.20 --json
+        """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @OptionGroup var connection: ConnectionOptions
@@ -127,7 +152,16 @@ struct Remote: AsyncParsableCommand {
     }
     static let configuration = CommandConfiguration(
         abstract: "Press a button or send a playback command.",
-        discussion: "Buttons: " + Button.allCases.map(\.rawValue).joined(separator: ", "))
+        discussion: "Buttons: " + Button.allCases.map(\.rawValue).joined(separator: ", ") + """
+        .
+
+        Each button is also a command of its own: `atv play-pause` is `atv remote play-pause`.
+
+        Examples:
+          atv remote play-pause --to "Living Room"
+          atv remote select --hold --to "Living Room"
+          atv remote skip-forward --interval 30 --to "Living Room"
+        """)
     @Argument(help: "The button or command.") var button: Button
     @OptionGroup var options: RemoteOptions
     func run() async throws { try await runRemote(button, options) }
@@ -147,7 +181,14 @@ struct RemoteOptions: ParsableArguments {
 struct PowerCommand: AsyncParsableCommand {
     enum Action: String, ExpressibleByArgument, CaseIterable { case on, off, state, status }
     static let configuration = CommandConfiguration(commandName: "power", abstract: "Turn a device on or off, or show its power state.",
-        discussion: "on/off wait until the device reports the new state (--no-wait: do not), then print it.")
+        discussion: """
+        on/off wait until the device reports the new state (--no-wait: do not), then print it.
+
+        Examples:
+          atv power status --to "Living Room"
+          atv power off --to "Living Room"
+          atv power on --to "Living Room" --no-wait
+        """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @OptionGroup var connection: ConnectionOptions
@@ -158,7 +199,13 @@ struct PowerCommand: AsyncParsableCommand {
 }
 
 struct VolumeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "volume", abstract: "Show or set the volume (0-100), or step it with up/down.")
+    static let configuration = CommandConfiguration(commandName: "volume", abstract: "Show or set the volume (0-100), or step it with up/down.",
+        discussion: """
+        Examples:
+          atv volume --to Kitchen
+          atv volume 30 --to Kitchen
+          atv volume up --to "Living Room"
+        """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @OptionGroup var connection: ConnectionOptions
@@ -175,7 +222,12 @@ struct VolumeCommand: AsyncParsableCommand {
 }
 
 struct AppsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "apps", abstract: "List apps, or launch one.")
+    static let configuration = CommandConfiguration(commandName: "apps", abstract: "List apps, or launch one.",
+        discussion: """
+        Examples:
+          atv apps --to "Living Room"
+          atv apps --launch com.netflix.Netflix --to "Living Room"
+        """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @OptionGroup var connection: ConnectionOptions
@@ -186,7 +238,12 @@ struct AppsCommand: AsyncParsableCommand {
 
 struct ImportPyatv: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "import-pyatv",
-        abstract: "Import pairings from pyatv's storage file (~/.pyatv.conf) into swift-atv's.")
+        abstract: "Import pairings from pyatv's storage file (~/.pyatv.conf) into swift-atv's.",
+        discussion: """
+        Examples:
+          atv import-pyatv
+          atv import-pyatv ~/backup/pyatv.conf
+        """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "pyatv's storage file (default ~/.pyatv.conf).") var file: String?
     @Option(help: "swift-atv's settings file (default $XDG_CONFIG_HOME/swift-atv/devices.json).") var storage: String?

@@ -205,7 +205,12 @@ func runPlaying(_ cmd: PlayingCommand) async throws {
 }
 
 struct Artwork: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Save the artwork of what is playing.")
+    static let configuration = CommandConfiguration(abstract: "Save the artwork of what is playing.",
+        discussion: """
+        Examples:
+          atv artwork --out cover.jpg --to "Living Room"
+          atv artwork --out cover.jpg --width 1024 --to Kitchen
+        """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @OptionGroup var connection: ConnectionOptions
@@ -416,7 +421,11 @@ func runApps(_ cmd: AppsCommand) async throws {
 
 struct Launch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Launch an app by bundle identifier, or open a URL (Companion).",
-        discussion: "Examples:\n  atv launch com.netflix.Netflix --to \"Living Room\"\n  atv launch https://www.youtube.com/watch?v=… --to \"Living Room\"")
+        discussion: """
+        Examples:
+          atv launch com.netflix.Netflix --to "Living Room"
+          atv launch https://www.youtube.com/watch?v=… --to "Living Room"
+        """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @OptionGroup var connection: ConnectionOptions
@@ -433,7 +442,11 @@ struct Launch: AsyncParsableCommand {
 
 struct Accounts: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List user accounts, or switch to one (Companion).",
-        discussion: "Examples:\n  atv accounts --to \"Living Room\"\n  atv accounts switch A1B2C3 --to \"Living Room\"")
+        discussion: """
+        Examples:
+          atv accounts --to "Living Room"
+          atv accounts switch A1B2C3 --to "Living Room"
+        """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @OptionGroup var connection: ConnectionOptions
@@ -465,7 +478,11 @@ struct Accounts: AsyncParsableCommand {
 struct Text: AsyncParsableCommand {
     enum Action: String, ExpressibleByArgument, CaseIterable { case get, set, append, clear, focus }
     static let configuration = CommandConfiguration(abstract: "Read or change the text of the focused text field (Companion).",
-        discussion: "Examples:\n  atv text set \"star wars\" --to \"Living Room\"\n  atv text get --to \"Living Room\"")
+        discussion: """
+        Examples:
+          atv text set "star wars" --to "Living Room"
+          atv text get --to "Living Room"
+        """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
     @OptionGroup var connection: ConnectionOptions

@@ -8,9 +8,11 @@ import Foundation
 struct LogCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "log",
         abstract: "Show a debug log (from `atv … -vv`) readably, filtered, with protocol messages decoded.",
+        usage: "atv log [<options>] <file>",
         discussion: """
         Examples:
-          atv playing --to "Living Room" -vv 2> debug.log; atv log debug.log --protocol companion
+          atv playing --to "Living Room" -vv 2> debug.log
+          atv log debug.log --protocol companion
           atv log debug.log --include '_launchApp' --level debug
           atv log debug.log --html report.html
         """)

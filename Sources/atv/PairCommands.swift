@@ -11,11 +11,19 @@ import Glibc
 struct Pair: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Pair with a device and store the credentials.",
         discussion: """
-        airplay/raop: HAP pairing for AirPlay 2 devices (features bit 38 or 48, or --airplay-version 2),
-          legacy AirPlay pairing otherwise (the device shows a PIN either way).
+        airplay/raop: HAP pairing for AirPlay 2 devices (features bit 38 or 48, or \
+        --airplay-version 2), legacy AirPlay pairing otherwise (the device shows a PIN either way).
+
         dmap: we act as a Remote; enter the printed PIN on the Apple TV (Settings › Remotes).
+
         companion: HAP pairing over the Companion link (the device shows a PIN).
+
         mrp: HAP pairing over MRP (CRYPTO_PAIRING messages; the device shows a PIN).
+
+        Examples:
+          atv pair --to "Living Room" --protocol airplay
+          atv pair --to "Living Room" --protocol companion --pin 1234
+          atv pair --to "Apple TV 3" --protocol dmap
         """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
@@ -101,11 +109,21 @@ struct Pair: AsyncParsableCommand {
 
 struct Credentials: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List or remove stored credentials.",
+        discussion: """
+        Examples:
+          atv credentials
+          atv credentials remove AA:BB:CC:DD:EE:FF --protocol companion
+        """,
         subcommands: [CredentialsList.self, CredentialsRemove.self], defaultSubcommand: CredentialsList.self)
 }
 
 struct CredentialsList: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List stored devices and credentials (masked).")
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List stored devices and credentials (masked).",
+        discussion: """
+        Examples:
+          atv credentials list
+          atv credentials list --storage ~/atv-devices.json
+        """)
     @Option(help: "Settings file (default $XDG_CONFIG_HOME/swift-atv/devices.json).") var storage: String?
 
     func run() async throws {
@@ -131,7 +149,12 @@ struct CredentialsList: AsyncParsableCommand {
 }
 
 struct CredentialsRemove: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove stored credentials of a device.")
+    static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove stored credentials of a device.",
+        discussion: """
+        Examples:
+          atv credentials remove AA:BB:CC:DD:EE:FF
+          atv credentials remove AA:BB:CC:DD:EE:FF --protocol mrp
+        """)
     @Argument(help: "A device identifier (any protocol's).") var id: String
     @Option(help: "Only this protocol's credentials.") var `protocol`: String?
     @Option(help: "Settings file (default $XDG_CONFIG_HOME/swift-atv/devices.json).") var storage: String?

@@ -13,6 +13,11 @@ import Synchronization
 struct Proxy: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Sit between a controller and a device and log the decrypted traffic (atvproxy).",
+        discussion: """
+        Examples:
+          atv proxy mrp --to "Living Room" --credentials <mrp credentials>
+          atv proxy relay 7001 192.168.1.20 7000
+        """,
         subcommands: [ProxyCompanion.self, ProxyMRP.self, ProxyRelay.self])
 }
 
@@ -75,11 +80,12 @@ struct ProxyCompanion: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "companion",
         abstract: "Companion proxy: controllers pair with it (PIN), it forwards to the device and logs every message.",
         discussion: """
-        The proxy's pairing identity is derived from --name, so a controller that paired once can
-        pair-verify again after a restart (pairings themselves are kept while it runs).
+        The proxy's pairing identity is derived from --name, so a controller that paired once \
+        can pair-verify again after a restart (pairings themselves are kept while it runs).
+
         Examples:
-          atv proxy companion --to "Living Room" --credentials <companion credentials>
-          atv proxy companion --host 192.168.1.20 --port 49153 --credentials … --log proxy.log
+          atv proxy companion --to "Living Room" --credentials <credentials>
+          atv proxy companion --host 192.168.1.20 --credentials … --log proxy.log
         """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
@@ -126,7 +132,7 @@ struct ProxyMRP: AsyncParsableCommand {
 
         Examples:
           atv proxy mrp --to "Living Room" --credentials <mrp credentials>
-          atv proxy mrp --host 192.168.1.20 --port 49152 --credentials … --log proxy.log
+          atv proxy mrp --host 192.168.1.20 --credentials … --log proxy.log
         """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
@@ -214,7 +220,12 @@ final class ProxyLogSink: Sendable {
 
 struct ProxyRelay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "relay",
-        abstract: "Forward TCP bytes between a local port and a remote host, printing a hex dump of each chunk.")
+        abstract: "Forward TCP bytes between a local port and a remote host, printing a hex dump of each chunk.",
+        discussion: """
+        Examples:
+          atv proxy relay 7001 192.168.1.20 7000
+          atv stream song.flac --host 127.0.0.1 --port 7001
+        """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Local port to listen on (127.0.0.1).") var localPort: Int
     @Argument(help: "Remote host.") var remoteHost: String

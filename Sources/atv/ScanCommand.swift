@@ -6,10 +6,17 @@ import Foundation
 
 struct Scan: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Find devices on the network (mDNS).",
+        // ArgumentParser prints the usage on one line, however long: the options are listed below it.
+        usage: "atv scan [<options>]",
         discussion: """
         Each device is printed as soon as its records are complete. With --hosts, the scan ends as \
         soon as every host has answered; hosts that did not answer are named on stderr (one \
         warning line; the scan itself succeeds, as pyatv's does).
+
+        Examples:
+          atv scan
+          atv scan --hosts 192.168.1.20,192.168.1.21
+          atv scan --json --stream
         """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "Comma-separated hosts to scan by unicast (for networks multicast does not cross).") var hosts: String?

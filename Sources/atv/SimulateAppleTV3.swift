@@ -6,10 +6,16 @@ import Foundation
 struct SimulateAppleTV3: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "appletv3",
         abstract: "A virtual Apple TV 3 speaking DMAP/DACP: login, now playing with a long poll, commands, artwork.",
+        usage: "atv simulate appletv3 [<options>]",
         discussion: """
-        Logins must present the pairing GUID (as `atvremote --dmap-credentials 0x<GUID>` does); others get 503.
-        A script of three songs plays; --advance moves to the next one every N seconds. Prints one line per
-        login, command, button/touch, property and state change.
+        Logins must present the pairing GUID (as `atvremote --dmap-credentials 0x<GUID>` does); \
+        others get 503. A script of three songs plays; --advance moves to the next one every N \
+        seconds. Prints one line per login, command, button/touch, property and state change.
+
+        Examples:
+          atv simulate appletv3 --port 3689 --guid 0x0000000000000001
+          atv playing --host 127.0.0.1 --port 3689 --protocol dmap \\
+            --dmap-credentials 0x0000000000000001
         """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "TCP port (0 = any free port).") var port: Int = 0

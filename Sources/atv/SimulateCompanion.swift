@@ -8,7 +8,14 @@ import Foundation
 struct SimulateCompanion: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "companion",
         abstract: "A virtual Apple TV's Companion service: PIN pairing, pair-verify, apps, power, buttons.",
-        discussion: "Pairings are kept while it runs. Prints one line per pairing, verification and request.")
+        usage: "atv simulate companion [<options>]",
+        discussion: """
+        Pairings are kept while it runs. Prints one line per pairing, verification and request.
+
+        Examples:
+          atv simulate companion --port 49153 --pin 1234
+          atv pair --host 127.0.0.1 --protocol companion --pin 1234
+        """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "TCP port (0 = any free port).") var port: Int = 0
     @Option(help: "The PIN pairing expects (what a real device shows on screen).") var pin: String = "1111"

@@ -9,17 +9,21 @@ struct SimulateHomePod: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "homepod",
         abstract: "A virtual HomePod (AirPlay 2 receiver) that writes what it plays to a WAV file.",
         discussion: """
-        Accepts transient pairing (PIN 3939, like a HomePod) or PIN pairing + pair-verify, HAP-encrypted
-        RTSP, an event channel, NTP timing and encrypted real-time audio (PCM or ALAC), and MRP over the
-        AirPlay 2 remote-control channel (stream type 130) with a scripted now-playing queue.
-        Example, with pyatv as the sender:
-          atv simulate homepod --port 7000 --no-advertise
-          atvremote --manual --address 127.0.0.1 --port 7000 --protocol raop --id AA:BB:CC:DD:EE:F0 \\
-            --service-properties ";features=0x4A7FCA00,0xBC354BD0;model=AudioAccessory5,1" stream_file=song.flac
-        Remote control through the MRP tunnel (pyatv opens it by itself for a HomePod model):
-          atvremote --manual --address 127.0.0.1 --port 7000 --protocol airplay --id AA:BB:CC:DD:EE:F0 \\
-            --service-properties ";features=0x4A7FCA00,0xBC354BD0;model=AudioAccessory5,1" playing
-          atv playing --host 127.0.0.1 --port 7000 --protocol airplay --mrp-tunnel force
+        Accepts transient pairing (PIN 3939, like a HomePod) or PIN pairing + pair-verify, \
+        HAP-encrypted RTSP, an event channel, NTP timing and encrypted real-time audio (PCM or \
+        ALAC), and MRP over the AirPlay 2 remote-control channel (stream type 130) with a \
+        scripted now-playing queue.
+
+        Examples:
+          atv simulate homepod --port 7000 --output got.wav
+          atv stream song.flac --host 127.0.0.1 --port 7000
+          atv playing --host 127.0.0.1 --protocol airplay --mrp-tunnel force
+
+        With pyatv as the sender (it opens the MRP tunnel by itself for a HomePod model; \
+        `playing` instead of `stream_file=…` for remote control):
+          atvremote --manual --address 127.0.0.1 --port 7000 --protocol raop \\
+            --id AA:BB:CC:DD:EE:F0 stream_file=song.flac --service-properties \\
+            ";features=0x4A7FCA00,0xBC354BD0;model=AudioAccessory5,1"
         """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "HTTP/RTSP port (0 = any free port).") var port: Int = 0

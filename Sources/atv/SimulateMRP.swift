@@ -8,7 +8,15 @@ import Foundation
 struct SimulateMRP: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "mrp",
         abstract: "A virtual Apple TV's MRP service: PIN pairing, pair-verify, a scripted now-playing queue, commands, volume.",
-        discussion: "Pairings are kept while it runs. Prints one line per pairing, verification, command, button and volume change.")
+        usage: "atv simulate mrp [<options>]",
+        discussion: """
+        Pairings are kept while it runs. Prints one line per pairing, verification, command, \
+        button and volume change.
+
+        Examples:
+          atv simulate mrp --port 49152 --pin 1234
+          atv pair --host 127.0.0.1 --protocol mrp --pin 1234
+        """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "TCP port (0 = any free port).") var port: Int = 0
     @Option(help: "The PIN pairing expects (what a real device shows on screen).") var pin: String = "1111"

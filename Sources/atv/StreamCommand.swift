@@ -12,11 +12,15 @@ struct StreamCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stream",
         abstract: "Stream a file, URL or stdin (-) to a speaker in real time.",
         discussion: """
+        AirPlay 1 or 2 follows the receiver's features (--airplay-version overrides it). Ctrl-C \
+        stops cleanly: the receiver gets a TEARDOWN.
+
         Examples:
           atv stream song.flac --to Kitchen
-          atv stream https://example.com/radio.mp3 --host 192.168.1.20
+          atv stream https://example.com/radio.mp3 --host 192.168.1.20 --volume 40
           ffmpeg -i in.mkv -f wav - | atv stream - --host 192.168.1.20
-          sox in.wav -t raw -r 44100 -e signed -b 16 -c 2 - | atv stream - --format s16le:44100:2 --host 10.0.0.5
+          sox in.wav -t raw -r 44100 -e signed -b 16 -c 2 - | \\
+            atv stream - --format s16le:44100:2 --host 192.168.1.20
         """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var device: DeviceOptions
@@ -123,12 +127,24 @@ func resolveDevice(_ opts: DeviceOptions, for proto: ATVProtocol, defaultPort: I
 
 struct Simulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a virtual device on loopback.",
+        discussion: """
+        Examples:
+          atv simulate speaker --output got.wav
+          atv simulate homepod --no-raop
+          atv simulate appletv --tvos15
+        """,
         subcommands: [SimulateSpeaker.self, SimulateHomePod.self, SimulateAppleTV.self, SimulateCompanion.self, SimulateMRP.self, SimulateAppleTV3.self])
 }
 
 struct SimulateSpeaker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "speaker",
-        abstract: "A virtual AirPlay 1 speaker that writes what it plays to a WAV file.")
+        abstract: "A virtual AirPlay 1 speaker that writes what it plays to a WAV file.",
+        usage: "atv simulate speaker [<options>]",
+        discussion: """
+        Examples:
+          atv simulate speaker --port 7000 --output got.wav --sessions 1
+          atv stream song.flac --host 127.0.0.1 --port 7000
+        """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "RTSP port (0 = any free port).") var port: Int = 0
     @Option(help: "WAV file to write (session n > 1 writes NAME-n.wav).") var output: String = "speaker.wav"
@@ -184,7 +200,12 @@ struct SimulateSpeaker: AsyncParsableCommand {
 }
 
 struct Probe: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show an input's format, duration and tags.")
+    static let configuration = CommandConfiguration(abstract: "Show an input's format, duration and tags.",
+        discussion: """
+        Examples:
+          atv probe song.flac
+          ffmpeg -i in.mkv -f wav - | atv probe -
+        """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Audio file, http(s) URL, or - for stdin.") var input: String
     @Option(help: "Raw PCM on stdin, e.g. s16le:44100:2.") var format: String?
