@@ -1,13 +1,14 @@
 import ATVCore
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 import Synchronization
 
 /// A small HTTP/1.1 server: each request (head + whole body, capped) goes to an async handler,
-/// responses are written in request order (NIOHTTP1's pipelining handler), file bodies are sent
-/// with `FileRegion` (sendfile). Used to serve local files to an Apple TV and by the virtual
-/// Apple TV.
+/// responses are written in request order, file bodies are sent with `FileRegion` (sendfile).
+/// Framing is ATVHTTP's own (`RTSPServerHandler`: `RTSPParser` and `RTSPSerializer`, the same
+/// the clients and the virtual devices use). Keep-alive as HTTP/1.1 says (HTTP/1.0 only with
+/// `Connection: keep-alive`). Used to serve local files to an Apple TV, for DMAP pairing and by
+/// the virtual devices.
 public final class HTTPServer: Sendable {
     public struct Request: Sendable {
         public var message: HTTPRequestMessage
@@ -43,10 +44,15 @@ public final class HTTPServer: Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                         let id = registry.add(channel)
-                        try channel.pipeline.syncOperations.addHandler(
-                            HTTPServerRequestHandler(handler: handler, maxBody: maxRequestBody, connection: id))
+                        let remote = channel.remoteAddress?.ipAddress
+                        let local = channel.localAddress?.ipAddress
+                        let loop = channel.eventLoop
+                        let parser = RTSPParser(maxBodyBytes: maxRequestBody)
+                        try channel.pipeline.syncOperations.addHandler(RTSPServerHandler(parser: parser, errorVersion: "HTTP/1.1") { message in
+                            let request = Request(message: message, remoteAddress: remote, localAddress: local, connection: id)
+                            return loop.makeFutureWithTask { await handler(request) }.map { reply(to: message, $0) }
+                        })
                         channel.closeFuture.whenComplete { _ in
                             registry.remove(channel)
                             onClose?(id)
@@ -83,105 +89,28 @@ final class ConnectionRegistry: Sendable {
     func remove(_ c: Channel) { _ = channels.withLock { $0.removeValue(forKey: ObjectIdentifier(c)) } }
 }
 
-final class HTTPServerRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    private let handler: HTTPServer.Handler
-    private let maxBody: Int
-    private var head: HTTPRequestHead?
-    private var body: [UInt8] = []
-    private var tooLarge = false
-    private let connection: Int
-
-    init(handler: @escaping HTTPServer.Handler, maxBody: Int, connection: Int) {
-        self.handler = handler
-        self.maxBody = maxBody
-        self.connection = connection
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let h):
-            head = h
-            body = []
-            tooLarge = false
-        case .body(var buffer):
-            if body.count + buffer.readableBytes > maxBody { tooLarge = true; return }
-            body += buffer.readBytes(length: buffer.readableBytes) ?? []
-        case .end:
-            guard let h = head else { return }
-            head = nil
-            if tooLarge {
-                respond(context: context, head: h, HTTPServerResponse(status: 413), keepAlive: false)
-                return
-            }
-            var fields = RTSPHeaders()
-            for f in h.headers { fields.add(f.name, f.value) }
-            let request = HTTPServer.Request(
-                message: HTTPRequestMessage(method: h.method.rawValue, uri: h.uri,
-                                            version: "HTTP/\(h.version.major).\(h.version.minor)", headers: fields, body: body),
-                remoteAddress: context.channel.remoteAddress?.ipAddress,
-                localAddress: context.channel.localAddress?.ipAddress, connection: connection)
-            body = []
-            let handler = self.handler
-            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let promise = context.eventLoop.makePromise(of: HTTPServerResponse.self)
-            promise.completeWithTask { await handler(request) }
-            promise.futureResult.whenSuccess { response in
-                let (me, ctx) = loopBound.value
-                me.respond(context: ctx, head: h, response, keepAlive: h.isKeepAlive)
-            }
-        }
-    }
-
-    private func respond(context: ChannelHandlerContext, head request: HTTPRequestHead, _ response: HTTPServerResponse,
-                         keepAlive: Bool) {
-        guard context.channel.isActive else { return }
-        var headers = HTTPHeaders()
-        for f in response.headers.fields { headers.add(name: f.name, value: f.value) }
-        let isHead = request.method == .HEAD
-        var region: FileRegion?
-        var bytes: [UInt8] = []
-        var status = response.status
+extension HTTPServer {
+    /// The wire reply to `request`: the handler's status, headers and body, `Connection: close`
+    /// when the connection ends with it, no body for HEAD.
+    static func reply(to request: HTTPRequestMessage, _ response: HTTPServerResponse) -> RTSPServerReply {
+        let version = request.version == "HTTP/1.0" ? "HTTP/1.0" : "HTTP/1.1"
+        var head = RTSPResponse(version: version, status: response.status, headers: response.headers)
+        let keepAlive = isKeepAlive(request)
+        if !keepAlive { head.headers.set("Connection", "close") }
+        var file: RTSPServerReply.FileBody?
         switch response.body {
-        case .bytes(let b):
-            bytes = b
-            headers.replaceOrAdd(name: "Content-Length", value: String(b.count))
-        case .file(let path, let offset, let length):
-            headers.replaceOrAdd(name: "Content-Length", value: String(length))
-            if !isHead && length > 0 {
-                do {
-                    let handle = try NIOFileHandle(_deprecatedPath: path)
-                    region = FileRegion(fileHandle: handle, readerIndex: offset, endIndex: offset + length)
-                } catch {
-                    status = 500
-                    headers.replaceOrAdd(name: "Content-Length", value: "0")
-                }
-            }
+        case .bytes(let b): head.body = b
+        case .file(let path, let offset, let length): file = .init(path: path, offset: offset, length: length)
         }
-        if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
-        let responseHead = HTTPResponseHead(version: request.version, status: HTTPResponseStatus(statusCode: status,
-                                            reasonPhrase: RTSPResponse.defaultReason(status)), headers: headers)
-        context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
-        if !isHead {
-            if let region {
-                let handle = region.fileHandle
-                let done = context.eventLoop.makePromise(of: Void.self)
-                done.futureResult.whenComplete { _ in try? handle.close() }
-                context.write(wrapOutboundOut(.body(.fileRegion(region))), promise: done)
-            } else if !bytes.isEmpty {
-                context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: bytes)))), promise: nil)
-            }
-        }
-        let end = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive {
-            let channel = context.channel
-            end.whenComplete { _ in channel.close(promise: nil) }
-        }
+        return RTSPServerReply(head, file: file, headOnly: request.method == "HEAD", close: !keepAlive)
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        context.close(promise: nil)
+    /// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0 only with `keep-alive`.
+    static func isKeepAlive(_ request: HTTPRequestMessage) -> Bool {
+        let tokens = request.headers.values(for: "Connection").flatMap { $0.lowercased().split(separator: ",") }
+            .map { String($0).trimmingSpaces }
+        if tokens.contains("close") { return false }
+        if request.version == "HTTP/1.0" { return tokens.contains("keep-alive") }
+        return true
     }
 }
