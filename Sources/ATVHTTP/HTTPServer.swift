@@ -39,31 +39,21 @@ public final class HTTPServer: Sendable {
                              onClose: (@Sendable (Int) -> Void)? = nil,
                              handler: @escaping Handler) async throws -> HTTPServer {
         let registry = ConnectionRegistry()
-        do {
-            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let id = registry.add(channel)
-                        let remote = channel.remoteAddress?.ipAddress
-                        let local = channel.localAddress?.ipAddress
-                        let loop = channel.eventLoop
-                        let parser = RTSPParser(maxBodyBytes: maxRequestBody)
-                        try channel.pipeline.syncOperations.addHandler(RTSPServerHandler(parser: parser, errorVersion: "HTTP/1.1") { message in
-                            let request = Request(message: message, remoteAddress: remote, localAddress: local, connection: id)
-                            return loop.makeFutureWithTask { await handler(request) }.map { reply(to: message, $0) }
-                        })
-                        channel.closeFuture.whenComplete { _ in
-                            registry.remove(channel)
-                            onClose?(id)
-                        }
-                    }
-                }
-                .bind(host: host, port: port).get()
-            return HTTPServer(channel: channel, host: host, registry: registry)
-        } catch {
-            throw ATVError.listening(host, port, error)
+        let channel = try await TCPListener.bind(host: host, port: port) { channel, pipeline in
+            let id = registry.add(channel)
+            let remote = channel.remoteAddress?.ipAddress
+            let local = channel.localAddress?.ipAddress
+            let loop = channel.eventLoop
+            try pipeline.addHandler(RTSPServerHandler(parser: RTSPParser(maxBodyBytes: maxRequestBody), errorVersion: "HTTP/1.1") { message in
+                let request = Request(message: message, remoteAddress: remote, localAddress: local, connection: id)
+                return loop.makeFutureWithTask { await handler(request) }.map { reply(to: message, $0) }
+            })
+            channel.closeFuture.whenComplete { _ in
+                registry.remove(channel)
+                onClose?(id)
+            }
         }
+        return HTTPServer(channel: channel, host: host, registry: registry)
     }
 
     /// Stops listening and closes open connections.

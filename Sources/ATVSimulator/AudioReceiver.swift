@@ -432,3 +432,16 @@ enum ReceiverParameters {
         response.body = Array("volume: \(volume ?? -20.0)\r\n".utf8)
     }
 }
+
+/// A receiver session ends once, `grace` after TEARDOWN or the closed connection (datagrams
+/// still in flight are played). Used on the session's event loop.
+struct SessionEnd {
+    private var scheduled = false
+
+    mutating func schedule(on loop: any EventLoop, after grace: Duration, _ finish: @escaping @Sendable () -> Void) {
+        loop.preconditionInEventLoop()
+        guard !scheduled else { return }
+        scheduled = true
+        loop.scheduleTask(in: grace.timeAmount, finish)
+    }
+}

@@ -46,7 +46,7 @@ final class HomePodConnection: @unchecked Sendable {
     private var stream: HomePodStream?
     private var dataServer: Channel?
     private var dataConnections: [Channel] = []
-    private var ending = false
+    private var end = SessionEnd()
     private var ended = false
 
     init(channel: Channel, shared: HomePodShared, crypto: HAPEncryptionHandler) {
@@ -494,13 +494,10 @@ final class HomePodConnection: @unchecked Sendable {
     // MARK: End
 
     private func scheduleEnd() {
-        guard !ending else { return }
-        ending = true
-        loop.scheduleTask(in: config.endGrace.timeAmount) { [self] in finishSession() }
+        end.schedule(on: loop, after: config.endGrace) { [self] in finishSession() }
     }
 
     func connectionClosed() {
-        loop.preconditionInEventLoop()
         shared.unregister(channel)
         scheduleEnd()
     }

@@ -141,22 +141,13 @@ package final class VirtualHomePod: Sendable {
     /// Starts listening. Throws `ATVError.connectionFailed` if the address cannot be bound.
     package static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualHomePod {
         let shared = try HomePodShared(configuration: configuration)
-        do {
-            let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let crypto = HAPEncryptionHandler()
-                        let connection = HomePodConnection(channel: channel, shared: shared, crypto: crypto)
-                        try channel.pipeline.syncOperations.addHandler(crypto)
-                        try channel.pipeline.syncOperations.addHandler(connection.serverHandler())
-                    }
-                }
-                .bind(host: configuration.host, port: configuration.port).get()
-            return VirtualHomePod(configuration: configuration, server: server, shared: shared)
-        } catch {
-            throw ATVError.listening(configuration.host, configuration.port, error)
+        let server = try await TCPListener.bind(host: configuration.host, port: configuration.port) { channel, pipeline in
+            let crypto = HAPEncryptionHandler()
+            let connection = HomePodConnection(channel: channel, shared: shared, crypto: crypto)
+            try pipeline.addHandler(crypto)
+            try pipeline.addHandler(connection.serverHandler())
         }
+        return VirtualHomePod(configuration: configuration, server: server, shared: shared)
     }
 
     /// A snapshot of everything seen so far.

@@ -41,17 +41,11 @@ enum EncryptedListener {
     /// to refuse the connection).
     static func bind(group: EventLoopGroup, host: String, keys: ChannelKeys, noDelay: Bool = false,
                      configure: @escaping @Sendable (Channel, ChannelPipeline.SynchronousOperations) throws -> Void) -> EventLoopFuture<Channel> {
-        var bootstrap = ServerBootstrap(group: group).serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-        if noDelay { bootstrap = bootstrap.childChannelOption(.socketOption(.tcp_nodelay), value: 1) }
-        return bootstrap
-            .childChannelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture {
-                    let crypto = HAPEncryptionHandler()
-                    crypto.enable(keys: keys)
-                    try ch.pipeline.syncOperations.addHandler(crypto)
-                    try configure(ch, ch.pipeline.syncOperations)
-                }
-            }
-            .bind(host: host, port: 0)
+        TCPListener.bind(host: host, port: 0, on: group, options: .init(noDelay: noDelay)) { ch, pipeline in
+            let crypto = HAPEncryptionHandler()
+            crypto.enable(keys: keys)
+            try pipeline.addHandler(crypto)
+            try configure(ch, pipeline)
+        }
     }
 }

@@ -25,7 +25,7 @@ final class SpeakerSession: @unchecked Sendable {
     private var timing: ReceiverTimingPort?
     private var timingTask: RepeatedTask?
     private var audioPacketIndex = 0
-    private var ending = false
+    private var end = SessionEnd()
     private var ended = false
     private let sessionID = UInt32.random(in: 1...UInt32.max)
 
@@ -258,13 +258,10 @@ final class SpeakerSession: @unchecked Sendable {
     // MARK: End
 
     private func scheduleEnd() {
-        guard !ending else { return }
-        ending = true
-        loop.scheduleTask(in: config.endGrace.timeAmount) { [self] in finishSession() }
+        end.schedule(on: loop, after: config.endGrace) { [self] in finishSession() }
     }
 
     func connectionClosed() {
-        loop.preconditionInEventLoop()
         shared.unregister(channel)
         scheduleEnd()
     }

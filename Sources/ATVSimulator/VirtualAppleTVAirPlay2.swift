@@ -378,20 +378,11 @@ extension VirtualAppleTV {
     /// Starts the raw HTTP/RTSP listener used with pairing or AirPlay 2.
     static func startAirPlay2Server(core: AppleTVCore, shared: AppleTVPairingShared) async throws -> Channel {
         let c = core.configuration
-        do {
-            return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let crypto = HAPEncryptionHandler()
-                        let connection = AppleTVAirPlay2Connection(channel: channel, core: core, shared: shared)
-                        try channel.pipeline.syncOperations.addHandler(crypto)
-                        try channel.pipeline.syncOperations.addHandler(connection.serverHandler(crypto: crypto))
-                    }
-                }
-                .bind(host: c.host, port: c.port).get()
-        } catch {
-            throw ATVError.listening(c.host, c.port, error)
+        return try await TCPListener.bind(host: c.host, port: c.port) { channel, pipeline in
+            let crypto = HAPEncryptionHandler()
+            let connection = AppleTVAirPlay2Connection(channel: channel, core: core, shared: shared)
+            try pipeline.addHandler(crypto)
+            try pipeline.addHandler(connection.serverHandler(crypto: crypto))
         }
     }
 }

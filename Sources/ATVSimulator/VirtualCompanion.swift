@@ -130,19 +130,9 @@ package final class VirtualCompanion: Sendable {
 
     package static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualCompanion {
         let box = DeviceBox()
-        let channel: Channel
-        do {
-            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        guard let device = box.device else { throw ATVError.invalidState("virtual Companion device is not ready") }
-                        try ch.pipeline.syncOperations.addHandler(CompanionAccessoryHandler(device: device))
-                    }
-                }
-                .bind(host: configuration.host, port: configuration.port).get()
-        } catch {
-            throw ATVError.listening(configuration.host, configuration.port, error)
+        let channel = try await TCPListener.bind(host: configuration.host, port: configuration.port) { _, pipeline in
+            guard let device = box.device else { throw ATVError.invalidState("virtual Companion device is not ready") }
+            try pipeline.addHandler(CompanionAccessoryHandler(device: device))
         }
         let device = VirtualCompanion(configuration: configuration, channel: channel,
                                       state: State(power: configuration.initialPower, volume: configuration.volume, text: configuration.initialText))

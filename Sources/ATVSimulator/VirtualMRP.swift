@@ -184,20 +184,9 @@ package final class VirtualMRP: Sendable {
     package static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualMRP {
         guard !configuration.tracks.isEmpty else { throw ATVError.invalidConfig("the virtual MRP device needs at least one track") }
         let box = MRPDeviceBox()
-        let channel: Channel
-        do {
-            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        guard let device = box.device else { throw ATVError.invalidState("virtual MRP device is not ready") }
-                        try ch.pipeline.syncOperations.addHandler(MRPAccessoryHandler(device: device))
-                    }
-                }
-                .bind(host: configuration.host, port: configuration.port).get()
-        } catch {
-            throw ATVError.listening(configuration.host, configuration.port, error)
+        let channel = try await TCPListener.bind(host: configuration.host, port: configuration.port, options: .init(noDelay: true)) { _, pipeline in
+            guard let device = box.device else { throw ATVError.invalidState("virtual MRP device is not ready") }
+            try pipeline.addHandler(MRPAccessoryHandler(device: device))
         }
         let requests = RequestLog()
         var server: HTTPServer?

@@ -59,19 +59,10 @@ package final class VirtualSpeaker: Sendable {
     /// Starts listening. Throws `ATVError.connectionFailed` if the address cannot be bound.
     package static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualSpeaker {
         let shared = SpeakerShared(configuration: configuration)
-        do {
-            let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(SpeakerSession(channel: channel, shared: shared).serverHandler())
-                    }
-                }
-                .bind(host: configuration.host, port: configuration.port).get()
-            return VirtualSpeaker(configuration: configuration, server: server, shared: shared)
-        } catch {
-            throw ATVError.listening(configuration.host, configuration.port, error)
+        let server = try await TCPListener.bind(host: configuration.host, port: configuration.port) { channel, pipeline in
+            try pipeline.addHandler(SpeakerSession(channel: channel, shared: shared).serverHandler())
         }
+        return VirtualSpeaker(configuration: configuration, server: server, shared: shared)
     }
 
     /// A snapshot of everything received so far.
