@@ -102,18 +102,18 @@ package struct HomePodReport: AudioReceiverReport, Equatable, CustomStringConver
         lines.append("pairing: \(pairings.map(\.rawValue).joined(separator: ", "))\(pairingFailures.isEmpty ? "" : " (failures: \(pairingFailures.count))")")
         lines.append("encrypted requests: \(encryptedRequests), refused unauthenticated: \(refusedUnauthenticated)")
         lines.append("rtsp requests: \(self.requests.joined(separator: ", "))")
-        if requestsUnanswered > 0 { lines.append("self.requests left unanswered: \(requestsUnanswered)") }
+        if requestsUnanswered > 0 { lines.append("requests left unanswered: \(requestsUnanswered)") }
         lines.append("timing: \(timingProtocol ?? "-"), event channel: \(eventChannel.rawValue) (commands \(eventCommandsSent), replies \(eventRepliesReceived))")
         if remoteControlSessions + remoteControlStreams + remoteControlRefused > 0 {
-            lines.append("remote control: self.sessions \(remoteControlSessions), streams \(remoteControlStreams), data channels \(dataChannelConnections), refused \(remoteControlRefused)")
+            lines.append("remote control: sessions \(remoteControlSessions), streams \(remoteControlStreams), data channels \(dataChannelConnections), refused \(remoteControlRefused)")
         }
         if let b = beforeFirstAudio {
             lines.append("before the first audio packet: control connections \(b.connections), remote-control setups \(b.remoteControlSetups)")
         }
-        lines.append("stream: type \(streamType.map(String.init) ?? "-"), ct \(compressionType.map(String.init) ?? "-"), self.codec \(self.codec ?? "-")")
+        lines.append("stream: type \(streamType.map(String.init) ?? "-"), ct \(compressionType.map(String.init) ?? "-"), codec \(self.codec ?? "-")")
         lines.append("packets received: \(self.packetsReceived) (\(self.audioBytesReceived) bytes), decrypted \(packetsDecrypted), decrypt failures \(decryptFailures), discarded \(packetsDiscarded)")
-        lines.append("retransmit self.requests sent: \(self.retransmitRequestsSent) (\(self.packetsRequested) packets), responses \(self.retransmitResponsesReceived), recovered \(self.packetsRecovered), unrecovered \(self.unrecoveredPackets)")
-        lines.append("sync packets: \(self.syncPacketsReceived), timing self.requests/replies: \(self.timingRequestsSent)/\(self.timingRepliesReceived), feedbacks: \(feedbacks)")
+        lines.append("retransmit requests sent: \(self.retransmitRequestsSent) (\(self.packetsRequested) packets), responses \(self.retransmitResponsesReceived), recovered \(self.packetsRecovered), unrecovered \(self.unrecoveredPackets)")
+        lines.append("sync packets: \(self.syncPacketsReceived), timing requests/replies: \(self.timingRequestsSent)/\(self.timingRepliesReceived), feedbacks: \(feedbacks)")
         lines.append("frames written: \(self.framesWritten) (silence \(self.silenceFramesWritten))")
         let m = self.metadata
         lines.append("metadata: title=\(m?.title ?? "-") artist=\(m?.artist ?? "-") album=\(m?.album ?? "-"), artwork \(self.artworkBytes) bytes")
