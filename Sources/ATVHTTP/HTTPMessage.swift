@@ -33,24 +33,24 @@ extension RTSPRequest {
 }
 
 /// A response produced by an `HTTPServer` handler.
-public struct HTTPServerResponse: Sendable {
-    public enum Body: Sendable, Equatable {
+package struct HTTPServerResponse: Sendable {
+    package enum Body: Sendable, Equatable {
         case bytes([UInt8])
         /// `length` bytes of a file from `offset` (sent with sendfile). For HEAD, nothing is sent
         /// but Content-Length says `length`.
         case file(path: String, offset: Int, length: Int)
     }
-    public var status: Int
-    public var headers: RTSPHeaders
-    public var body: Body
+    package var status: Int
+    package var headers: RTSPHeaders
+    package var body: Body
 
-    public init(status: Int, headers: RTSPHeaders = [:], body: Body = .bytes([])) {
+    package init(status: Int, headers: RTSPHeaders = [:], body: Body = .bytes([])) {
         self.status = status
         self.headers = headers
         self.body = body
     }
 
-    public init(status: Int, headers: RTSPHeaders = [:], bytes: [UInt8]) {
+    package init(status: Int, headers: RTSPHeaders = [:], bytes: [UInt8]) {
         self.init(status: status, headers: headers, body: .bytes(bytes))
     }
 }

@@ -9,22 +9,22 @@ import Synchronization
 /// the clients and the virtual devices use). Keep-alive as HTTP/1.1 says (HTTP/1.0 only with
 /// `Connection: keep-alive`). Used to serve local files to an Apple TV, for DMAP pairing and by
 /// the virtual devices.
-public final class HTTPServer: Sendable {
-    public struct Request: Sendable {
-        public var message: HTTPRequestMessage
+package final class HTTPServer: Sendable {
+    package struct Request: Sendable {
+        package var message: HTTPRequestMessage
         /// The client's IP address.
-        public var remoteAddress: String?
+        package var remoteAddress: String?
         /// The address the client connected to.
-        public var localAddress: String?
+        package var localAddress: String?
         /// Identifies the TCP connection (unique per server run).
-        public var connection: Int
+        package var connection: Int
     }
-    public typealias Handler = @Sendable (Request) async -> HTTPServerResponse
+    package typealias Handler = @Sendable (Request) async -> HTTPServerResponse
 
     private let channel: Channel
     private let registry: ConnectionRegistry
-    public let host: String
-    public let port: Int
+    package let host: String
+    package let port: Int
 
     private init(channel: Channel, host: String, registry: ConnectionRegistry) {
         self.channel = channel
@@ -35,7 +35,7 @@ public final class HTTPServer: Sendable {
 
     /// Listens on `host:port` (0 = any free port). `maxRequestBody` caps accepted bodies (413 beyond).
     /// `onClose` is called with a connection's id when it closes.
-    public static func start(host: String, port: Int = 0, maxRequestBody: Int = 1 << 20,
+    package static func start(host: String, port: Int = 0, maxRequestBody: Int = 1 << 20,
                              onClose: (@Sendable (Int) -> Void)? = nil,
                              handler: @escaping Handler) async throws -> HTTPServer {
         let registry = ConnectionRegistry()
@@ -57,13 +57,13 @@ public final class HTTPServer: Sendable {
     }
 
     /// Stops listening and closes open connections.
-    public func stop() async {
+    package func stop() async {
         try? await channel.close()
         for c in registry.channels.withLock({ Array($0.values) }) { c.close(promise: nil) }
     }
 
     /// The base URL, e.g. "http://192.168.1.5:43121".
-    public var baseURL: String {
+    package var baseURL: String {
         host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)"
     }
 }
