@@ -52,7 +52,7 @@ let simSpeakerTarget = FuzzTarget(name: "sim-speaker", run: { data in
     let shared = SpeakerShared(configuration: VirtualSpeaker.Configuration())
     let channel = embeddedChannel()
     let session = SpeakerSession(channel: channel, shared: shared)
-    try! channel.pipeline.syncOperations.addHandler(RTSPServerHandler(session: session))
+    try! channel.pipeline.syncOperations.addHandler(session.serverHandler())
     drive(channel, withoutSetup(data))
 }, seeds: {
     [[15] + raopSessionRequests().flatMap { RTSPSerializer.serialize($0) }]
@@ -68,7 +68,7 @@ let simHomePodTarget = FuzzTarget(name: "sim-homepod", run: { data in
     let crypto = HAPEncryptionHandler()
     let connection = HomePodConnection(channel: channel, shared: homePodShared, crypto: crypto)
     try! channel.pipeline.syncOperations.addHandler(crypto)
-    try! channel.pipeline.syncOperations.addHandler(HomePodControlHandler(connection: connection))
+    try! channel.pipeline.syncOperations.addHandler(connection.serverHandler())
     drive(channel, withoutSetup(data))
 }, seeds: {
     pairingFrontSeeds(version: "RTSP/1.0")

@@ -7,14 +7,14 @@ import NIOPosix
 import Synchronization
 
 package final class NTPTimingResponder: Sendable {
-    let channel: Channel
+    let endpoint: UDPEndpoint
     private let counter: Counter
 
-    package var port: Int { channel.localAddress?.port ?? 0 }
+    package var port: Int { endpoint.localPort }
     package var repliesSent: Int { counter.count.withLock { $0 } }
 
-    private init(channel: Channel, counter: Counter) {
-        self.channel = channel
+    private init(endpoint: UDPEndpoint, counter: Counter) {
+        self.endpoint = endpoint
         self.counter = counter
     }
 
@@ -29,52 +29,22 @@ package final class NTPTimingResponder: Sendable {
     package static func start(host: String, on eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
                               onReply: @escaping @Sendable (_ replyBytes: Int) -> Void = { _ in }) async throws -> NTPTimingResponder {
         let counter = Counter()
-        do {
-            let ch = try await DatagramBootstrap(group: eventLoop)
-                .channelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        try ch.pipeline.syncOperations.addHandler(TimingHandler(counter: counter, onReply: onReply))
-                    }
-                }
-                .bind(host: host, port: 0).get()
-            return NTPTimingResponder(channel: ch, counter: counter)
-        } catch {
-            throw ATVError.connectionFailed("cannot open a UDP timing port on \(host): \(error)")
-        }
-    }
-
-    package func close() { channel.close(promise: nil) }
-
-    /// Closes and waits until the socket is closed.
-    package func closeAndWait() async { try? await channel.close() }
-
-    final class Counter: Sendable {
-        let count = Mutex(0)
-    }
-
-    final class TimingHandler: ChannelInboundHandler {
-        typealias InboundIn = AddressedEnvelope<ByteBuffer>
-        typealias OutboundOut = AddressedEnvelope<ByteBuffer>
-        let counter: Counter
-        let onReply: @Sendable (Int) -> Void
-        init(counter: Counter, onReply: @escaping @Sendable (Int) -> Void) {
-            self.counter = counter
-            self.onReply = onReply
-        }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let envelope = unwrapInboundIn(data)
+        let endpoint = try await UDPEndpoint.bind(host: host, on: eventLoop) { bytes, _, reply in
             let received = NTPTime.now()
-            guard let answer = NTPTimingResponder.reply(to: Array(envelope.data.readableBytesView), receivedAt: received,
-                                                        now: NTPTime.now()) else { return }
-            let out = AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: context.channel.allocator.buffer(bytes: answer))
-            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+            guard let answer = NTPTimingResponder.reply(to: bytes, receivedAt: received, now: NTPTime.now()) else { return }
+            reply(answer)
             counter.count.withLock { $0 += 1 }
             onReply(answer.count)
         }
+        return NTPTimingResponder(endpoint: endpoint, counter: counter)
+    }
 
-        // ICMP errors (ECONNREFUSED) on UDP are not fatal; the RTSP connection tells us when the
-        // receiver is gone.
-        func errorCaught(context: ChannelHandlerContext, error: Error) {}
+    package func close() { endpoint.closeNow() }
+
+    /// Closes and waits until the socket is closed.
+    package func closeAndWait() async { await endpoint.close() }
+
+    final class Counter: Sendable {
+        let count = Mutex(0)
     }
 }

@@ -94,20 +94,10 @@ public final class HAPProxyServer<Session: HAPProxySession>: Sendable {
     /// `controllers`: paired before (e.g. loaded from a file), accepted for pair-verify.
     public static func start(_ endpoints: Endpoints, controllers: [HAPPairedController], hooks: Hooks) async throws -> HAPProxyServer {
         let box = Mutex<HAPProxyServer?>(nil)
-        let channel: Channel
-        do {
-            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        guard let server = box.withLock({ $0 }) else { throw ATVError.invalidState("proxy is not ready") }
-                        try ch.pipeline.syncOperations.addHandler(HAPProxyLink(server: server))
-                    }
-                }
-                .bind(host: endpoints.listenHost, port: endpoints.listenPort).get()
-        } catch {
-            throw ATVError.listening(endpoints.listenHost, endpoints.listenPort, error)
+        let channel = try await TCPListener.bind(host: endpoints.listenHost, port: endpoints.listenPort,
+                                                 options: .init(noDelay: true)) { _, pipeline in
+            guard let server = box.withLock({ $0 }) else { throw ATVError.invalidState("proxy is not ready") }
+            try pipeline.addHandler(HAPProxyLink(server: server))
         }
         let server = HAPProxyServer(endpoints: endpoints, hooks: hooks, channel: channel, controllers: controllers)
         box.withLock { $0 = server }

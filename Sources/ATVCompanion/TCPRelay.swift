@@ -12,19 +12,8 @@ public final class TCPRelay: Sendable {
     /// `onData(direction, bytes)`: direction is "local->remote" or "remote->local".
     public static func start(localHost: String = "127.0.0.1", localPort: Int, remoteHost: String, remotePort: Int,
                              onData: @escaping @Sendable (String, [UInt8]) -> Void) async throws -> TCPRelay {
-        let channel: Channel
-        do {
-            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.autoRead, value: false)
-                .childChannelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        try ch.pipeline.syncOperations.addHandler(RelayLocalHandler(remoteHost: remoteHost, remotePort: remotePort, onData: onData))
-                    }
-                }
-                .bind(host: localHost, port: localPort).get()
-        } catch {
-            throw ATVError.listening(localHost, localPort, error)
+        let channel = try await TCPListener.bind(host: localHost, port: localPort, options: .init(autoRead: false)) { _, pipeline in
+            try pipeline.addHandler(RelayLocalHandler(remoteHost: remoteHost, remotePort: remotePort, onData: onData))
         }
         return TCPRelay(channel: channel)
     }

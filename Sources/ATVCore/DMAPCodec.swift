@@ -8,6 +8,9 @@ public enum DMAPValue: Sendable, Equatable {
     /// True when the value reads as the integer 1.
     case bool(Bool)
     case string(String)
+    /// A string tag whose bytes are not valid UTF-8, kept as received so that serializing it
+    /// writes the same bytes (`string` gives them decoded, invalid sequences replaced).
+    case invalidString([UInt8])
     /// A binary plist, kept as bytes (see `plist`).
     case bplist([UInt8])
     case raw([UInt8])
@@ -29,11 +32,17 @@ public enum DMAPValue: Sendable, Equatable {
         default: nil
         }
     }
-    public var string: String? { if case .string(let s) = self { s } else { nil } }
+    public var string: String? {
+        switch self {
+        case .string(let s): s
+        case .invalidString(let b): String(decoding: b, as: UTF8.self)
+        default: nil
+        }
+    }
     public var container: [DMAPElement]? { if case .container(let c) = self { c } else { nil } }
     public var bytes: [UInt8]? {
         switch self {
-        case .raw(let b), .bplist(let b): b
+        case .raw(let b), .bplist(let b), .invalidString(let b): b
         case .string(let s): Array(s.utf8)
         default: nil
         }
@@ -116,7 +125,10 @@ public enum DMAPParser {
         case .container: return .container(try parse(v, depth: depth + 1))
         case .uint: return readUInt(v).map { .uint($0, width: v.count) } ?? .raw(Array(v))
         case .bool: return .bool(readUInt(v) == 1)
-        case .string: return .string(String(decoding: v, as: UTF8.self))
+        case .string:
+            // Valid UTF-8 re-encodes to the same bytes; anything else is kept as bytes.
+            if let s = String(validating: v, as: UTF8.self) { return .string(s) }
+            return .invalidString(Array(v))
         case .bplist: return .bplist(Array(v))
         case .ignore: return .ignored
         case .raw, nil: return .raw(Array(v))
@@ -156,7 +168,7 @@ public enum DMAPSerializer {
             }
         case .bool(let b): value = [b ? 1 : 0]
         case .string(let s): value = Array(s.utf8)
-        case .bplist(let b), .raw(let b): value = b
+        case .bplist(let b), .raw(let b), .invalidString(let b): value = b
         case .ignored: value = []
         }
         var name = Array(e.tag.utf8.prefix(4))
@@ -193,6 +205,7 @@ extension Array where Element == DMAPElement {
             case .uint(let v, _): out += "\(pad)\(e.tag): \(v)\n"
             case .bool(let b): out += "\(pad)\(e.tag): \(b)\n"
             case .string(let s): out += "\(pad)\(e.tag): \(s)\n"
+            case .invalidString(let b): out += "\(pad)\(e.tag): \(String(decoding: b, as: UTF8.self))\n"
             case .bplist(let b): out += "\(pad)\(e.tag): <bplist \(b.count) bytes>\n"
             case .raw(let b): out += "\(pad)\(e.tag): 0x\(b.map { String($0, radix: 16).leftPad2 }.joined())\n"
             case .ignored: out += "\(pad)\(e.tag): (ignored)\n"

@@ -39,9 +39,9 @@ public final class MDNSResponder: Sendable {
     }
 
     private let machine: Mutex<ResponderStateMachine>
-    private let listener: UDPSocket
+    private let listener: UDPEndpoint
     /// Per-interface multicast senders.
-    private let senders: [UDPSocket]
+    private let senders: [UDPEndpoint]
     private let allowed: [Subnet]?
     private let tasks: Mutex<[Task<Void, Never>]>
     private let group: SocketAddress
@@ -49,9 +49,9 @@ public final class MDNSResponder: Sendable {
     /// Addresses of the interfaces multicast goes out of (empty: unicast only).
     public let multicastInterfaces: [String]
     /// The bound UDP port (5353 unless `Options.port` said otherwise).
-    public var port: Int { listener.localPort ?? 0 }
+    public var port: Int { listener.localPort }
 
-    private init(machine: ResponderStateMachine, listener: UDPSocket, senders: [UDPSocket], allowed: [Subnet]?,
+    private init(machine: ResponderStateMachine, listener: UDPEndpoint, senders: [UDPEndpoint], allowed: [Subnet]?,
                  multicastInterfaces: [String], group: SocketAddress) {
         self.machine = Mutex(machine)
         self.listener = listener
@@ -76,8 +76,8 @@ public final class MDNSResponder: Sendable {
                 return Subnet(address: a, mask: m)
             }
         }
-        let listener = try await UDPSocket.bind(host: "0.0.0.0", port: options.port, reuse: true)
-        var senders: [UDPSocket] = []
+        let listener = try await UDPEndpoint.receiving(host: "0.0.0.0", port: options.port, options: .init(reuse: true))
+        var senders: [UDPEndpoint] = []
         var interfaces: [String] = []
         var joined = Set<String>()
         for dev in chosen where dev.multicastSupported && !joined.contains(dev.name) {
@@ -88,10 +88,10 @@ public final class MDNSResponder: Sendable {
                 logger.debug("cannot join \(Discovery.mdnsGroup) on \(dev.name): \(error)")
                 continue
             }
-            let sender: UDPSocket
-            if let s = try? await UDPSocket.bind(host: ip, port: options.port, reuse: true) {
+            let sender: UDPEndpoint
+            if let s = try? await UDPEndpoint.receiving(host: ip, port: options.port, options: .init(reuse: true)) {
                 sender = s
-            } else if let s = try? await UDPSocket.bind(host: ip, port: 0) {
+            } else if let s = try? await UDPEndpoint.receiving(host: ip) {
                 sender = s
             } else { continue }
             try? await sender.setMulticastInterface(address)
@@ -142,14 +142,14 @@ public final class MDNSResponder: Sendable {
         tasks.withLock { $0 = started }
     }
 
-    private func send(_ out: [ResponderStateMachine.Outgoing], via socket: UDPSocket) async {
+    private func send(_ out: [ResponderStateMachine.Outgoing], via socket: UDPEndpoint) async {
         for o in out {
             switch o.destination {
             case .multicast:
-                for s in senders { try? await s.send(o.bytes, to: group) }
+                for s in senders { try? await s.write(o.bytes, to: group) }
             case .unicast(let host, let port):
                 if let addr = try? SocketAddress(ipAddress: host, port: port) {
-                    try? await socket.send(o.bytes, to: addr)
+                    try? await socket.write(o.bytes, to: addr)
                 }
             }
         }

@@ -159,20 +159,20 @@ public enum Discovery {
         var machine = ScanStateMachine(.init(hosts: options.hosts, identifiers: options.identifiers, timeout: options.timeout,
                                                   count: options.count))
 
-        var senders: [UDPSocket] = []
-        var listener: UDPSocket?
-        let unicastSocket = try await UDPSocket.bind(host: "0.0.0.0", port: 0)
+        var senders: [UDPEndpoint] = []
+        var listener: UDPEndpoint?
+        let unicastSocket = try await UDPEndpoint.receiving(host: "0.0.0.0")
         senders.append(unicastSocket)
-        var groupAddresses: [(UDPSocket, SocketAddress)] = []
+        var groupAddresses: [(UDPEndpoint, SocketAddress)] = []
         if options.hosts.isEmpty {
-            let interfaces = UDPSocket.multicastInterfaces()
+            let interfaces = UDPEndpoint.multicastInterfaces()
             guard !interfaces.isEmpty else {
                 await unicastSocket.close()
                 throw ATVError.connectionFailed("no network interface supports multicast (scan with --hosts instead)")
             }
             let group = try SocketAddress(ipAddress: mdnsGroup, port: 5353)
             for dev in interfaces {
-                let s = try await UDPSocket.bind(host: "0.0.0.0", port: 0)
+                let s = try await UDPEndpoint.receiving(host: "0.0.0.0")
                 if let a = dev.address { try? await s.setMulticastInterface(a) }
                 senders.append(s)
                 groupAddresses.append((s, group))
@@ -180,7 +180,7 @@ public enum Discovery {
             // Bound to the group address, not 0.0.0.0: a second socket on *:5353 would take
             // unicast datagrams meant for a responder on this machine (the kernel hands each
             // to one of the sockets sharing the port), e.g. our own follow-up queries.
-            if let l = try? await UDPSocket.bind(host: mdnsGroup, port: 5353, reuse: true) {
+            if let l = try? await UDPEndpoint.receiving(host: mdnsGroup, port: 5353, options: .init(reuse: true)) {
                 for dev in interfaces { try? await l.joinMulticast(group, device: dev) }
                 listener = l
             }
@@ -216,11 +216,11 @@ public enum Discovery {
             for a in actions {
                 switch a {
                 case .send(let bytes, .multicast):
-                    for (s, group) in groupAddresses { try? await s.send(bytes, to: group) }
+                    for (s, group) in groupAddresses { try? await s.write(bytes, to: group) }
                 case .send(let bytes, .host(let host)):
                     logger.trace("mDNS query to \(host): \((try? DNSParser.parse(bytes))?.questions.map { "\($0.type) \($0.name)" } ?? [])")
                     if let addr = try? SocketAddress.makeAddressResolvingHost(host, port: options.port) {
-                        try? await unicastSocket.send(bytes, to: addr)
+                        try? await unicastSocket.write(bytes, to: addr)
                     }
                 case .found(let d):
                     emit(.found(d))

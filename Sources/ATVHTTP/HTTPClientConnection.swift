@@ -262,7 +262,8 @@ final class HTTPClientRequestHandler: ChannelDuplexHandler, RemovableChannelHand
 }
 
 extension Duration {
-    var timeAmount: TimeAmount { .nanoseconds(wholeNanoseconds) }
+    /// The same span as a NIO `TimeAmount`.
+    package var timeAmount: TimeAmount { .nanoseconds(wholeNanoseconds) }
 
     /// The duration in whole nanoseconds.
     package var wholeNanoseconds: Int64 {

@@ -1,13 +1,11 @@
 // ATVHTTP: the RTSP/HTTP-1.x message model, parser and serializer (`RTSPMessage`, `RTSPParser`,
-// `RTSPSerializer`), the NIO client connections (`RTSPConnection`, `HTTPClientConnection`) and
-// a small HTTP server (`HTTPServer`), shared by AirPlay audio and video, DMAP and the virtual
-// devices.
+// `RTSPSerializer`), the NIO client connections (`RTSPConnection`, `HTTPClientConnection`), the
+// server end of a connection (`RTSPServerHandler`) and a small HTTP server on it (`HTTPServer`),
+// shared by AirPlay audio and video, DMAP and the virtual devices.
 //
-// Our HTTP server's framing is NIOHTTP1's (swift-nio): pipelining and `FileRegion` bodies
-// (sendfile for local media). The client (`HTTPClientConnection`) frames answers with
-// `RTSPParser`, which reads devices the way pyatv does: an answer without Content-Length on
-// a keep-alive connection has no body (NIOHTTP1 would wait for the close). These value types keep
-// NIOHTTP1 out of the public API: HTTP requests and responses are the RTSP/HTTP model's.
+// Client and server frame messages with the same `RTSPParser`, which reads devices the way pyatv
+// does: an answer without Content-Length on a keep-alive connection has no body. HTTP requests
+// and responses are the RTSP/HTTP model's.
 
 /// An HTTP/1.1 request, as sent by `HTTPClientConnection` (which writes `HTTP/1.1` whatever
 /// `version` says) or received by `HTTPServer` (with the version received): the RTSP/HTTP model.
@@ -35,24 +33,24 @@ extension RTSPRequest {
 }
 
 /// A response produced by an `HTTPServer` handler.
-public struct HTTPServerResponse: Sendable {
-    public enum Body: Sendable, Equatable {
+package struct HTTPServerResponse: Sendable {
+    package enum Body: Sendable, Equatable {
         case bytes([UInt8])
         /// `length` bytes of a file from `offset` (sent with sendfile). For HEAD, nothing is sent
         /// but Content-Length says `length`.
         case file(path: String, offset: Int, length: Int)
     }
-    public var status: Int
-    public var headers: RTSPHeaders
-    public var body: Body
+    package var status: Int
+    package var headers: RTSPHeaders
+    package var body: Body
 
-    public init(status: Int, headers: RTSPHeaders = [:], body: Body = .bytes([])) {
+    package init(status: Int, headers: RTSPHeaders = [:], body: Body = .bytes([])) {
         self.status = status
         self.headers = headers
         self.body = body
     }
 
-    public init(status: Int, headers: RTSPHeaders = [:], bytes: [UInt8]) {
+    package init(status: Int, headers: RTSPHeaders = [:], bytes: [UInt8]) {
         self.init(status: status, headers: headers, body: .bytes(bytes))
     }
 }

@@ -21,6 +21,9 @@ public struct RTSPParser: Sendable {
         self.maxBodyBytes = maxBodyBytes
     }
 
+    /// Set when the last error was a body over `maxBodyBytes` (a server answers 413, not 400).
+    public private(set) var bodyLimitExceeded = false
+
     /// Bytes received but not yet consumed as a message.
     public var bufferedByteCount: Int { buffer.count - readIndex }
 
@@ -119,6 +122,7 @@ public struct RTSPParser: Sendable {
                 throw ATVError.protocolError("invalid Content-Length \"\(raw.prefix(40))\"")
             }
             guard n <= maxBodyBytes else {
+                bodyLimitExceeded = true
                 throw ATVError.protocolError("RTSP body of \(n) bytes exceeds the \(maxBodyBytes)-byte limit")
             }
             guard buffer.count - bodyStart >= n else { return nil }
@@ -127,6 +131,7 @@ public struct RTSPParser: Sendable {
             // An HTTP response without a length that closes the connection: its body is
             // everything until the close (`endOfStream()` delivers it).
             if buffer.count - bodyStart > maxBodyBytes {
+                bodyLimitExceeded = true
                 throw ATVError.protocolError("HTTP body exceeds the \(maxBodyBytes)-byte limit")
             }
             return nil
@@ -179,7 +184,7 @@ public struct RTSPParser: Sendable {
     }
 
     /// A chunked body starting at `start`: the body and where the message ends, nil when incomplete.
-    private func dechunk(from start: Int) throws -> ([UInt8], Int)? {
+    private mutating func dechunk(from start: Int) throws -> ([UInt8], Int)? {
         var body: [UInt8] = []
         var i = start
         func line() -> (String, Int)? {
@@ -200,6 +205,7 @@ public struct RTSPParser: Sendable {
                 throw ATVError.protocolError("malformed chunk size \"\(sizeLine.prefix(20))\"")
             }
             guard body.count + size <= maxBodyBytes else {
+                bodyLimitExceeded = true
                 throw ATVError.protocolError("HTTP body exceeds the \(maxBodyBytes)-byte limit")
             }
             i = next

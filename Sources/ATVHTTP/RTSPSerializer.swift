@@ -10,10 +10,23 @@ public enum RTSPSerializer {
     }
 
     public static func serialize(_ response: RTSPResponse) -> [UInt8] {
+        var out = serializeHead(response, contentLength: response.body.isEmpty ? nil : response.body.count,
+                                reserving: response.body.count)
+        out.append(contentsOf: response.body)
+        return out
+    }
+
+    /// The status line and headers of `response`, ending with the blank line, with
+    /// `Content-Length: contentLength` (none when nil) in place of any it has; its body is not
+    /// written (a server sends it after, from memory or a file, or not at all for HEAD).
+    package static func serializeHead(_ response: RTSPResponse, contentLength: Int?, reserving extra: Int = 0) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(256 + response.body.count)
+        out.reserveCapacity(256 + extra)
         append("\(response.version) \(response.status) \(response.reason)\r\n", to: &out)
-        appendHeadersAndBody(response.headers, response.body, to: &out)
+        var headers = response.headers
+        headers.remove("Content-Length")
+        if let contentLength { headers.add("Content-Length", String(contentLength)) }
+        appendHeaders(headers, to: &out)
         return out
     }
 
@@ -28,13 +41,17 @@ public enum RTSPSerializer {
         var headers = headers
         headers.remove("Content-Length")
         if !body.isEmpty { headers.add("Content-Length", String(body.count)) }
+        appendHeaders(headers, to: &out)
+        out.append(contentsOf: body)
+    }
+
+    private static func appendHeaders(_ headers: RTSPHeaders, to out: inout [UInt8]) {
         for field in headers {
             // Header values must not smuggle line breaks.
             let value = field.value.replacingLineBreaks()
             append("\(field.name): \(value)\r\n", to: &out)
         }
         append("\r\n", to: &out)
-        out.append(contentsOf: body)
     }
 
     private static func append(_ s: String, to out: inout [UInt8]) {

@@ -205,6 +205,7 @@ public enum LogParser {
         case .uint(let v, _): lines.append(pad + "\(e.tag): \(v)")
         case .bool(let b): lines.append(pad + "\(e.tag): \(b)")
         case .string(let s): lines.append(pad + "\(e.tag): \"\(s)\"")
+        case .invalidString(let b): lines.append(pad + "\(e.tag): \"\(String(decoding: b, as: UTF8.self))\"")
         case .bplist(let b): lines.append(pad + "\(e.tag): <bplist \(b.count) bytes>")
         case .raw(let b): lines.append(pad + "\(e.tag): <\(b.count) bytes \(Hex.encode(b.prefix(32)))\(b.count > 32 ? "…" : "")>")
         case .ignored: lines.append(pad + "\(e.tag): (ignored)")

@@ -41,13 +41,12 @@ final class HomePodConnection: @unchecked Sendable {
     private var eventConnection: Channel?
     private var eventReplyTimer: Scheduled<Void>?
     private var eventDropTimer: Scheduled<Void>?
-    private var timingChannel: Channel?
-    private var senderTiming: SocketAddress?
+    private var timing: ReceiverTimingPort?
     private var timingTask: RepeatedTask?
     private var stream: HomePodStream?
     private var dataServer: Channel?
     private var dataConnections: [Channel] = []
-    private var ending = false
+    private var end = SessionEnd()
     private var ended = false
 
     init(channel: Channel, shared: HomePodShared, crypto: HAPEncryptionHandler) {
@@ -63,6 +62,21 @@ final class HomePodConnection: @unchecked Sendable {
 
     private var peerIP: String? { channel.remoteAddress?.ipAddress }
     private var server: String { "AirTunes/\(config.sourceVersion)" }
+
+    /// The HTTP/RTSP server end of this control connection: answers in request order, and
+    /// encryption switched on right after the pairing answer that completes a handshake (which
+    /// itself goes out in plaintext).
+    func serverHandler() -> RTSPServerHandler {
+        let respond: RTSPServerHandler.Respond = { [self] request in
+            handle(request).map { [self] (reply: HomePodReply) -> RTSPServerReply in
+                var afterWrite: (@Sendable () -> Void)?
+                if let keys = reply.enableKeys { afterWrite = { [self] in crypto.enable(keys: keys) } }
+                return RTSPServerReply(reply.response, afterWrite: afterWrite, close: reply.close, silent: reply.silent)
+            }
+        }
+        return RTSPServerHandler(parser: RTSPParser(maxBodyBytes: 4 * 1024 * 1024), onBytes: { [self] n in countBytes(n) },
+                                 onClose: { [self] in connectionClosed() }, respond: respond)
+    }
 
     func countBytes(_ n: Int) { shared.update { $0.rtspBytesReceived += n } }
 
@@ -124,11 +138,7 @@ final class HomePodConnection: @unchecked Sendable {
         case ("SET_PARAMETER", _):
             return reply(setParameter(request, ok))
         case ("GET_PARAMETER", _):
-            if request.bodyText.contains("volume") {
-                ok.headers.set("Content-Type", "text/parameters")
-                let v = shared.report.withLock { $0.volume } ?? -20.0
-                ok.body = Array("volume: \(v)\r\n".utf8)
-            }
+            ReceiverParameters.answer(request, volume: shared.report.withLock { $0.volume }, to: &ok)
         case ("POST", "/feedback"):
             shared.update { $0.feedbacks += 1 }
         case ("POST", "/command"), ("POST", "/audioMode"), ("SETPEERS", _), ("SETRATEANCHORTIME", _), ("PUT", _):
@@ -221,7 +231,7 @@ final class HomePodConnection: @unchecked Sendable {
         var ok = ok
         ok.headers.set("Content-Type", "application/octet-stream")
         if (try? TLV8.decode(request.body))?.byte(.state) == 1 || pairVerify == nil {
-            pairVerify = HAPPairVerifyServer(identity: config.identity, controllers: shared.controllers.withLock { $0 })
+            pairVerify = HAPPairVerifyServer(identity: config.identity, controllers: shared.extra.controllers.withLock { $0 })
         }
         let result = pairVerify!.handle(request.body)
         ok.body = result.message
@@ -271,35 +281,36 @@ final class HomePodConnection: @unchecked Sendable {
             number = n
             wavPath = path
         }
-        let timing = body["timingProtocol"]?.string
+        let timingProtocol = body["timingProtocol"]?.string
         let timingPort = body["timingPort"]?.double.map { Int($0) }
         shared.update { r in
-            r.timingProtocol = timing
+            r.timingProtocol = timingProtocol
             r.senderTimingPort = timingPort
         }
-        if let ip = peerIP, let p = timingPort, p > 0, p < 65536 {
-            senderTiming = try? SocketAddress(ipAddress: ip, port: p)
+        let senderTiming: SocketAddress? = peerIP.flatMap { ip in
+            timingPort.flatMap { p in p > 0 && p < 65536 ? try? SocketAddress(ipAddress: ip, port: p) : nil }
         }
         let host = channel.localAddress?.ipAddress ?? config.host
         let eventKeys = HAPChannel.airPlayEvents.keys(sharedSecret: secret, role: .accessory)
         let events: EventLoopFuture<Channel> = eventServer.map { loop.makeSucceededFuture($0) } ?? bindEventServer(host: host, keys: eventKeys)
-        let timingSocket: EventLoopFuture<Channel> = timingChannel.map { loop.makeSucceededFuture($0) }
-            ?? bindUDP(host: host, port: 0) { [self] bytes in timingDatagram(bytes) }
+        let timingSocket: EventLoopFuture<ReceiverTimingPort> = timing.map { loop.makeSucceededFuture($0) }
+            ?? ReceiverTimingPort.bind(host: host, on: loop) { [shared] body in shared.reception(body) }
         return events.and(timingSocket).map { [self] ev, tm in
+            if let senderTiming { tm.sender = senderTiming }
             if eventServer == nil {
                 eventServer = ev
                 shared.update { $0.eventPort = ev.localAddress?.port }
                 setEventState(.listening)
             }
-            if timingChannel == nil {
-                timingChannel = tm
-                if timing == "NTP", config.timingRequests {
+            if timing == nil {
+                timing = tm
+                if timingProtocol == "NTP", config.timingRequests {
                     if config.noProgress {
                         // A receiver that is not playing: one clock exchange at SETUP, then silence.
-                        loop.execute { [self] in sendTimingRequest() }
+                        loop.execute { tm.sendRequest() }
                     } else {
-                        timingTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: config.timingInterval.timeAmount) { [self] _ in
-                            sendTimingRequest()
+                        timingTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: config.timingInterval.timeAmount) { _ in
+                            tm.sendRequest()
                         }
                     }
                 }
@@ -308,7 +319,7 @@ final class HomePodConnection: @unchecked Sendable {
             r.headers.set("Content-Type", "application/x-apple-binary-plist")
             r.body = BinaryPlist.encode(.dict([
                 "eventPort": .int(Int64(ev.localAddress?.port ?? 0)),
-                "timingPort": .int(Int64(tm.localAddress?.port ?? 0)),
+                "timingPort": .int(Int64(tm.port)),
             ]))
             return HomePodReply(response: r)
         }.flatMapErrorThrowing { [self] error in
@@ -411,44 +422,17 @@ final class HomePodConnection: @unchecked Sendable {
     // MARK: SET_PARAMETER
 
     private func setParameter(_ request: RTSPRequest, _ ok: RTSPResponse) -> RTSPResponse {
-        let type = (request.headers["Content-Type"] ?? "").lowercased()
-        if type.hasPrefix("text/parameters") {
-            for line in request.bodyText.split(whereSeparator: \.isNewline) {
-                let kv = line.split(separator: ":", maxSplits: 1)
-                guard kv.count == 2 else { continue }
-                let key = kv[0].trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-                let value = kv[1].trimmingCharacters(in: .whitespacesAndNewlines)
-                switch key {
-                case "volume": if let v = Double(value) { shared.update { $0.volume = v } }
-                case "progress": shared.update { $0.progress = value }
-                default: break
-                }
-            }
-        } else if type.hasPrefix("application/x-dmap-tagged") {
-            guard let info = try? RAOPTrackInfo(dmap: request.body) else { return response(400, for: request) }
-            let m = MediaMetadata(title: info.title, artist: info.artist, album: info.album)
-            shared.update { $0.metadata = m }
-        } else if type.hasPrefix("image/") {
-            let n = request.body.count
-            shared.update { $0.artworkBytes = n; $0.artworkType = type }
-        }
+        guard let changes = ReceiverParameters.read(request) else { return response(400, for: request) }
+        shared.reception { ReceiverParameters.apply(changes, to: &$0) }
         return ok
     }
 
     // MARK: Event channel
 
     private func bindEventServer(host: String, keys: ChannelKeys) -> EventLoopFuture<Channel> {
-        ServerBootstrap(group: loop)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { [self] ch in
-                ch.eventLoop.makeCompletedFuture {
-                    let crypto = HAPEncryptionHandler()
-                    crypto.enable(keys: keys)
-                    try ch.pipeline.syncOperations.addHandler(crypto)
-                    try ch.pipeline.syncOperations.addHandler(HomePodEventHandler(connection: self))
-                }
-            }
-            .bind(host: host, port: 0)
+        EncryptedListener.bind(group: loop, host: host, keys: keys) { [self] _, pipeline in
+            try pipeline.addHandler(HomePodEventHandler(connection: self))
+        }
     }
 
     func eventChannelOpened(_ ch: Channel) {
@@ -507,40 +491,13 @@ final class HomePodConnection: @unchecked Sendable {
         shared.emit(.eventChannel(s))
     }
 
-    // MARK: Timing
-
-    private func sendTimingRequest() {
-        guard let ch = timingChannel, let dest = senderTiming else { return }
-        let packet = RAOPTimingPacket(isReply: false, sendTime: NTPTime.now())
-        ch.writeAndFlush(AddressedEnvelope(remoteAddress: dest, data: ch.allocator.buffer(bytes: packet.bytes)), promise: nil)
-        shared.update { $0.timingRequestsSent += 1 }
-    }
-
-    private func timingDatagram(_ bytes: [UInt8]) {
-        guard let packet = try? RAOPTimingPacket(decoding: bytes) else { return }
-        if packet.isReply {
-            shared.update { $0.timingRepliesReceived += 1 }
-        } else if let ch = timingChannel, let dest = senderTiming {
-            let now = NTPTime.now()
-            let reply = RAOPTimingPacket.reply(to: packet, receivedAt: now, sentAt: now)
-            ch.writeAndFlush(AddressedEnvelope(remoteAddress: dest, data: ch.allocator.buffer(bytes: reply.bytes)), promise: nil)
-        }
-    }
-
-    func bindUDP(host: String, port: Int, _ onDatagram: @escaping @Sendable ([UInt8]) -> Void) -> EventLoopFuture<Channel> {
-        DatagramHandler.bind(loop: loop, host: host, port: port, onDatagram)
-    }
-
     // MARK: End
 
     private func scheduleEnd() {
-        guard !ending else { return }
-        ending = true
-        loop.scheduleTask(in: config.endGrace.timeAmount) { [self] in finishSession() }
+        end.schedule(on: loop, after: config.endGrace) { [self] in finishSession() }
     }
 
     func connectionClosed() {
-        loop.preconditionInEventLoop()
         shared.unregister(channel)
         scheduleEnd()
     }
@@ -552,76 +509,10 @@ final class HomePodConnection: @unchecked Sendable {
         timingTask?.cancel()
         eventReplyTimer?.cancel()
         eventDropTimer?.cancel()
-        for ch in [eventConnection, eventServer, timingChannel, dataServer].compactMap({ $0 }) + dataConnections { ch.close(promise: nil) }
+        timing?.close()
+        for ch in [eventConnection, eventServer, dataServer].compactMap({ $0 }) + dataConnections { ch.close(promise: nil) }
         guard number != nil else { return }  // no session SETUP: nothing to report
-        let report = shared.report.withLock { r -> HomePodReport in
-            r.sessionsEnded += 1
-            return r
-        }
-        shared.emit(.sessionEnded(wavPath: stream?.wavPath, report: report))
-    }
-}
-
-/// HTTP/RTSP on the control connection: incremental parsing, responses in request order, and the
-/// switch to encryption right after the pairing response that completes a handshake.
-final class HomePodControlHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-    private let connection: HomePodConnection
-    private var parser = RTSPParser(maxBodyBytes: 4 * 1024 * 1024)
-    private var pending: EventLoopFuture<Void>?
-
-    init(connection: HomePodConnection) { self.connection = connection }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let buffer = unwrapInboundIn(data)
-        connection.countBytes(buffer.readableBytes)
-        parser.append(buffer.readableBytesView)
-        let channel = context.channel
-        let crypto = connection.crypto
-        while true {
-            let request: RTSPRequest?
-            do {
-                request = try parser.nextRequest()
-            } catch {
-                var bad = RTSPResponse(status: 400)
-                bad.headers.set("Connection", "close")
-                let bytes = bad.serialized
-                enqueue(on: channel) { channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)) }
-                    .whenComplete { _ in channel.close(promise: nil) }
-                return
-            }
-            guard let request else { return }
-            let connection = self.connection
-            enqueue(on: channel) {
-                connection.handle(request).flatMap { reply in
-                    if reply.silent { return channel.eventLoop.makeSucceededVoidFuture() }
-                    // The write passes the (still disabled) encryption handler synchronously, so
-                    // enabling right after it keeps this response in plaintext.
-                    let written = channel.writeAndFlush(channel.allocator.buffer(bytes: reply.response.serialized))
-                    if let keys = reply.enableKeys { crypto.enable(keys: keys) }
-                    if reply.close { written.whenComplete { _ in channel.close(promise: nil) } }
-                    return written
-                }
-            }
-        }
-    }
-
-    @discardableResult
-    private func enqueue(on channel: Channel, _ work: @escaping @Sendable () -> EventLoopFuture<Void>) -> EventLoopFuture<Void> {
-        let previous = pending ?? channel.eventLoop.makeSucceededVoidFuture()
-        let next = previous.flatMapError { _ in channel.eventLoop.makeSucceededVoidFuture() }.flatMap(work)
-        pending = next
-        return next
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        connection.connectionClosed()
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        context.close(promise: nil)
+        shared.emit(.sessionEnded(wavPath: stream?.wavPath, report: shared.endSession()))
     }
 }
 

@@ -17,71 +17,71 @@ import Synchronization
 /// order (retransmit requests on the control port), decoded and written to a WAV file.
 ///
 /// Loopback only by default (`127.0.0.1`). Each control connection holds at most one session.
-public final class VirtualHomePod: Sendable {
-    public struct Configuration: Sendable {
-        public var host: String
+package final class VirtualHomePod: Sendable {
+    package struct Configuration: AudioReceiverConfiguration {
+        package var host: String
         /// TCP port for HTTP/RTSP; 0 picks a free port (see `port`).
-        public var port: Int
-        public var name: String
+        package var port: Int
+        package var name: String
         /// MAC style, e.g. "AA:BB:CC:DD:EE:FF".
-        public var deviceID: String
-        public var model: String
+        package var deviceID: String
+        package var model: String
         /// AirTunes version (`srcvers`, `Server: AirTunes/…`).
-        public var sourceVersion: String
-        public var osVersion: String
+        package var sourceVersion: String
+        package var osVersion: String
         /// Features word (TXT `features`/`ft`, /info `features`); default: a HomePod mini's
         /// `0x4A7FCA00,0xBC354BD0` (bits 38 and 48 set: pyatv takes its AirPlay 2 path).
-        public var features: UInt64
+        package var features: UInt64
         /// The accessory's long-term identity (pairing identifier and Ed25519 key; TXT `pk`).
-        public var identity: HAPIdentity
+        package var identity: HAPIdentity
         /// PIN for normal (non-transient) pair-setup.
-        public var pin: String
+        package var pin: String
         /// PIN of transient pair-setup (HomePods: 3939).
-        public var transientPIN: String
+        package var transientPIN: String
         /// Controllers that may pair-verify from the start (more are added by PIN pair-setup).
-        public var pairedControllers: [HAPPairedController]
+        package var pairedControllers: [HAPPairedController]
         /// WAV file of the first session; session n > 1 writes `<stem>-n.wav`. nil: no file.
-        public var outputPath: String?
-        public var jitter: JitterBuffer.Configuration
+        package var outputPath: String?
+        package var jitter: JitterBuffer.Configuration
         /// Interval between NTP timing requests to the sender (first one right after session SETUP).
-        public var timingInterval: Duration
+        package var timingInterval: Duration
         /// After TEARDOWN (or a closed connection) wait this long for in-flight UDP before finishing.
-        public var endGrace: Duration
+        package var endGrace: Duration
 
         // Behaviour switches (fault injection for senders' tests).
         /// Answer `GET /info` with 403 unless the User-Agent looks like an Apple AirPlay sender
         /// (`AirPlay/…`), as HomePod software 27 does.
-        public var requireUserAgent: Bool
+        package var requireUserAgent: Bool
         /// Refuse session requests (SETUP, RECORD, ...) on an unencrypted connection with 470.
-        public var requirePairing: Bool
+        package var requirePairing: Bool
         /// Answer transient pair-setup M1 with 200 and an in-band TLV8 error (kTLVError), as some receivers do.
-        public var transientError: Bool
+        package var transientError: Bool
         /// Close the event channel this long after the sender connected to it.
-        public var dropEventChannelAfter: Duration?
+        package var dropEventChannelAfter: Duration?
         /// A stuck receiver, as every sender can see one: the session is accepted, but once audio
         /// arrives it is discarded (nothing decrypted or written) and no request on the control
         /// connection is answered any more (`/feedback`, SET_PARAMETER, TEARDOWN…); after the first
         /// timing exchange it asks for timing no more.
-        public var noProgress: Bool
+        package var noProgress: Bool
         /// Send NTP timing requests to the sender (every `timingInterval`). False: never — a
         /// receiver that plays by its own clock (or follows PTP) need not ask.
-        public var timingRequests: Bool = true
+        package var timingRequests: Bool = true
         /// End the session when the sender has not answered the event channel's `POST /command`
         /// within this time (a real HomePod drops it after ~30 s).
-        public var eventReplyTimeout: Duration
+        package var eventReplyTimeout: Duration
         /// UDP port for audio data (0 = any free port), and the port announced in the stream SETUP
         /// reply instead of it (to put a loss relay in front of it).
-        public var audioPort: Int
-        public var advertisedAudioPort: Int?
+        package var audioPort: Int
+        package var advertisedAudioPort: Int?
         /// Test hook to simulate loss: return true to drop the n-th audio datagram (0-based) on arrival.
-        public var dropAudioPacket: (@Sendable (_ index: Int, _ seq: UInt16) -> Bool)?
+        package var dropAudioPacket: (@Sendable (_ index: Int, _ seq: UInt16) -> Bool)?
         /// Now playing behind the MRP tunnel (name, deviceID and model are taken from this configuration).
-        public var remoteControl: VirtualMRP.Configuration = VirtualMRP.Configuration()
+        package var remoteControl: VirtualMRP.Configuration = VirtualMRP.Configuration()
         /// Offer MRP over the AirPlay 2 remote-control channel. False: a remote-control session SETUP
         /// (`isRemoteControlOnly`) or stream SETUP type 130 is answered 501 Not Implemented.
-        public var remoteControlTunnel = true
+        package var remoteControlTunnel = true
 
-        public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv HomePod",
+        package init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv HomePod",
                     deviceID: String = "AA:BB:CC:DD:EE:F0", model: String = "AudioAccessory5,1",
                     sourceVersion: String = "870.14.1", osVersion: String = "18.4",
                     features: UInt64 = 0xBC35_4BD0_4A7F_CA00,
@@ -122,12 +122,12 @@ public final class VirtualHomePod: Sendable {
         }
 
         /// `0xLLLLLLLL,0xHHHHHHHH` as in TXT records.
-        public var featuresString: String { AirPlayFeatureFlags(rawValue: features).text }
+        package var featuresString: String { AirPlayFeatureFlags(rawValue: features).text }
     }
 
-    public let configuration: Configuration
+    package let configuration: Configuration
     /// The bound HTTP/RTSP port.
-    public let port: Int
+    package let port: Int
     private let server: Channel
     let shared: HomePodShared
 
@@ -139,63 +139,39 @@ public final class VirtualHomePod: Sendable {
     }
 
     /// Starts listening. Throws `ATVError.connectionFailed` if the address cannot be bound.
-    public static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualHomePod {
+    package static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualHomePod {
         let shared = try HomePodShared(configuration: configuration)
-        do {
-            let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let crypto = HAPEncryptionHandler()
-                        let connection = HomePodConnection(channel: channel, shared: shared, crypto: crypto)
-                        try channel.pipeline.syncOperations.addHandler(crypto)
-                        try channel.pipeline.syncOperations.addHandler(HomePodControlHandler(connection: connection))
-                    }
-                }
-                .bind(host: configuration.host, port: configuration.port).get()
-            return VirtualHomePod(configuration: configuration, server: server, shared: shared)
-        } catch {
-            throw ATVError.listening(configuration.host, configuration.port, error)
+        let server = try await TCPListener.bind(host: configuration.host, port: configuration.port) { channel, pipeline in
+            let crypto = HAPEncryptionHandler()
+            let connection = HomePodConnection(channel: channel, shared: shared, crypto: crypto)
+            try pipeline.addHandler(crypto)
+            try pipeline.addHandler(connection.serverHandler())
         }
+        return VirtualHomePod(configuration: configuration, server: server, shared: shared)
     }
 
     /// A snapshot of everything seen so far.
-    public func report() -> HomePodReport { shared.report.withLock { $0 } }
+    package func report() -> HomePodReport { shared.report.withLock { $0 } }
 
     /// Events from now on (each call gives an independent stream).
-    public func events() -> AsyncStream<HomePodEvent> { shared.events.subscribe() }
+    package func events() -> AsyncStream<HomePodEvent> { shared.events.subscribe() }
 
     /// Controllers that may pair-verify (configured ones plus those paired with the PIN).
-    public var pairedControllers: [HAPPairedController] { shared.controllers.withLock { $0 } }
+    package var pairedControllers: [HAPPairedController] { shared.extra.controllers.withLock { $0 } }
 
     /// Waits until `sessions` sessions have ended and returns the report.
-    public func waitForSessionEnd(sessions: Int = 1, timeout: Duration) async throws -> HomePodReport {
-        let stream = events()
-        if report().sessionsEnded >= sessions { return report() }
-        return try await withThrowingTaskGroup(of: HomePodReport?.self) { group in
-            group.addTask {
-                for await event in stream {
-                    if case .sessionEnded(_, let r) = event, r.sessionsEnded >= sessions { return r }
-                }
-                return nil
-            }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            if let first = try await group.next(), let r = first { return r }
-            if report().sessionsEnded >= sessions { return report() }
-            throw ATVError.timeout("no AirPlay 2 session ended on the virtual HomePod within \(timeout)")
+    package func waitForSessionEnd(sessions: Int = 1, timeout: Duration) async throws -> HomePodReport {
+        try await shared.waitForSessionEnd(sessions: sessions, timeout: timeout, what: "AirPlay 2 session ended on the virtual HomePod") {
+            if case .sessionEnded(_, let r) = $0 { r } else { nil }
         }
     }
 
     /// The MRP device behind the remote-control tunnel (stream type 130): its scripted now-playing
     /// state, what controllers sent, and `dropConnections()` to close every data channel.
-    public var remoteControl: VirtualMRP { shared.mrp }
+    package var remoteControl: VirtualMRP { shared.mrp }
 
     /// Stops listening, closes open connections and ends `events()` streams.
-    public func stop() async {
+    package func stop() async {
         try? await server.close()
         await shared.mrp.stop()
         shared.closeAll()
@@ -204,7 +180,7 @@ public final class VirtualHomePod: Sendable {
 
     /// `_airplay._tcp` and `_raop._tcp` like a HomePod advertises them; with
     /// `raop: false` only `_airplay._tcp`, as several third-party AirPlay 2 receivers do.
-    public func mdnsServices(address: String = "127.0.0.1", raop includeRAOP: Bool = true) -> [MDNSService] {
+    package func mdnsServices(address: String = "127.0.0.1", raop includeRAOP: Bool = true) -> [MDNSService] {
         let c = configuration
         let compact = c.deviceID.filter { $0 != ":" }.uppercased()
         let host = "swift-atv-homepod-\(compact.lowercased()).local"
@@ -230,54 +206,44 @@ public final class VirtualHomePod: Sendable {
 
     /// The same TXT as `--service-properties` for pyatv's `atvremote --manual` (first character is
     /// the separator).
-    public func raopServicePropertiesArgument() -> String {
+    package func raopServicePropertiesArgument() -> String {
         let txt = mdnsServices()[1].txt
         return ";" + txt.keys.sorted().map { "\($0)=\(txt[$0] ?? "")" }.joined(separator: ";")
     }
 }
 
 /// State shared by all connections of one HomePod.
-final class HomePodShared: Sendable {
-    let configuration: VirtualHomePod.Configuration
-    let report = Mutex(HomePodReport())
-    let events = Broadcaster<HomePodEvent>(bufferingPolicy: .unbounded)
+typealias HomePodShared = ReceiverShared<VirtualHomePod.Configuration, HomePodReport, HomePodEvent, HomePodExtra>
+
+/// What only a HomePod keeps for all its connections: the controllers that may pair-verify and
+/// the MRP device behind the remote-control tunnel (stream SETUP type 130).
+final class HomePodExtra: Sendable {
     let controllers: Mutex<[HAPPairedController]>
-    private let openChannels = Mutex<[ObjectIdentifier: Channel]>([:])
-    /// MRP over the AirPlay 2 data stream (stream SETUP type 130).
     let mrp: VirtualMRP
 
-    init(configuration: VirtualHomePod.Configuration) throws {
-        self.configuration = configuration
-        controllers = Mutex(configuration.pairedControllers)
+    init(controllers: [HAPPairedController], mrp: VirtualMRP) {
+        self.controllers = Mutex(controllers)
+        self.mrp = mrp
+    }
+}
+
+extension ReceiverShared where Configuration == VirtualHomePod.Configuration, Report == HomePodReport, Extra == HomePodExtra {
+    convenience init(configuration: VirtualHomePod.Configuration) throws {
         var rc = configuration.remoteControl
         rc.name = configuration.name
         rc.deviceID = configuration.deviceID
         rc.model = configuration.model
-        mrp = try VirtualMRP.embedded(rc)
+        let mrp = try VirtualMRP.embedded(rc)
+        self.init(configuration: configuration, report: HomePodReport(),
+                  extra: HomePodExtra(controllers: configuration.pairedControllers, mrp: mrp))
     }
 
-    func update(_ body: (inout HomePodReport) -> Void) { report.withLock { body(&$0) } }
-    func emit(_ event: HomePodEvent) { events.yield(event) }
+    var mrp: VirtualMRP { extra.mrp }
 
     func addController(_ c: HAPPairedController) {
-        controllers.withLock { list in
+        extra.controllers.withLock { list in
             list.removeAll { $0.identifier == c.identifier }
             list.append(c)
         }
-    }
-
-    /// Starts a session: returns its number (1-based) and the WAV path it should write.
-    func beginSession() -> (Int, String?) {
-        let n = report.withLock { r in r.sessions += 1; return r.sessions }
-        guard let path = configuration.outputPath else { return (n, nil) }
-        if n == 1 { return (n, path) }
-        let stem = path.hasSuffix(".wav") ? String(path.dropLast(4)) : path
-        return (n, "\(stem)-\(n).wav")
-    }
-
-    func register(_ channel: Channel) { openChannels.withLock { $0[ObjectIdentifier(channel)] = channel } }
-    func unregister(_ channel: Channel) { _ = openChannels.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) } }
-    func closeAll() {
-        for c in openChannels.withLock({ Array($0.values) }) { c.close(promise: nil) }
     }
 }

@@ -5,49 +5,36 @@ import NIOCore
 import NIOPosix
 
 /// One AirPlay 2 real-time audio stream (type 96) of a `VirtualHomePod`: the UDP data and control
-/// sockets, per-packet decryption with `shk`, the jitter buffer (retransmit requests to the
-/// sender's control port), PCM/ALAC decoding and the WAV file.
+/// sockets and per-packet decryption with `shk`; ordering, retransmit requests, decoding and the
+/// WAV file are the `AudioPlayout` both receivers share.
 ///
 /// Confined to its event loop (`@unchecked Sendable` like `SpeakerSession`).
 final class HomePodStream: @unchecked Sendable {
     let loop: EventLoop
     let shared: HomePodShared
-    let format: RAOPAudioFormat
     let key: [UInt8]
-    let wavPath: String?
-    private let senderControl: SocketAddress?
-    private var dataChannel: Channel?
-    private var controlChannel: Channel?
-    private var alac: ALACDecoder?
-    private var jitter: JitterBuffer
-    private var wav: WAVWriter?
-    private var wavFailed = false
-    private var tickTask: RepeatedTask?
-    private var retransmitCounter: UInt16 = 0
+    private let playout: AudioPlayout
+    private var data: UDPEndpoint?
+    private var control: UDPEndpoint?
     private var packetIndex = 0
-    private var published = JitterBuffer.Statistics()
     private(set) var finished = false
+    /// The WAV file (complete once the stream finished).
+    private(set) var wavPath: String?
     private var config: VirtualHomePod.Configuration { shared.configuration }
 
-    var dataPort: Int { dataChannel?.localAddress?.port ?? 0 }
-    var controlPort: Int { controlChannel?.localAddress?.port ?? 0 }
+    var dataPort: Int { data?.localPort ?? 0 }
+    var controlPort: Int { control?.localPort ?? 0 }
 
     private init(loop: EventLoop, shared: HomePodShared, format: RAOPAudioFormat, key: [UInt8],
                  senderControl: SocketAddress?, wavPath: String?) throws {
         self.loop = loop
         self.shared = shared
-        self.format = format
         self.key = key
-        self.senderControl = senderControl
         self.wavPath = wavPath
-        jitter = JitterBuffer(configuration: shared.configuration.jitter)
-        if format.codec == .alac {
-            alac = try ALACDecoder(framesPerPacket: format.framesPerPacket,
-                                   magicCookie: ALACMagicCookie.make(frameLength: format.framesPerPacket, channels: format.channels,
-                                                                     sampleRate: format.sampleRate))
-        }
-        let codec = "\(format.codec == .alac ? "AppleLossless" : "L16")/\(format.sampleRate)/\(format.channels)"
-        shared.update { $0.codec = codec }
+        playout = AudioPlayout(jitter: shared.configuration.jitter) { body in shared.reception(body) }
+        playout.senderControl = senderControl
+        playout.wavPath = wavPath
+        try playout.setFormat(format)
     }
 
     /// Binds the data and control sockets and starts the jitter buffer's clock.
@@ -60,32 +47,21 @@ final class HomePodStream: @unchecked Sendable {
         } catch {
             return loop.makeFailedFuture(error)
         }
-        let data = DatagramHandler.bind(loop: loop, host: host, port: shared.configuration.audioPort) { [stream] b in stream.dataDatagram(b) }
-        let control = DatagramHandler.bind(loop: loop, host: host, port: 0) { [stream] b in stream.controlDatagram(b) }
+        let data = AudioReceiverSocket.bind(host: host, port: shared.configuration.audioPort, on: loop) { [stream] b in stream.dataDatagram(b) }
+        let control = AudioReceiverSocket.bind(host: host, port: 0, on: loop) { [stream] b in stream.controlDatagram(b) }
         return data.and(control).map { d, c in
-            stream.dataChannel = d
-            stream.controlChannel = c
-            stream.tickTask = loop.scheduleRepeatedTask(initialDelay: .milliseconds(20), delay: .milliseconds(20)) { [stream] _ in
-                stream.process(stream.jitter.tick(now: NIODeadline.now().uptimeNanoseconds))
-            }
+            stream.data = d
+            stream.control = c
+            stream.playout.control = c
+            stream.playout.startClock(on: loop)
             return stream
         }
     }
 
-
     /// `RTP-Info: seq=N;rtptime=T` names the next packet, so a lost first packet counts as a gap.
-    func expectFirstPacket(_ rtpInfo: String?) {
-        guard let rtpInfo else { return }
-        for part in rtpInfo.split(separator: ";") {
-            let kv = part.split(separator: "=", maxSplits: 1)
-            if kv.count == 2, kv[0].trimmingCharacters(in: .whitespaces) == "seq",
-               let seq = UInt16(kv[1].trimmingCharacters(in: .whitespaces)) {
-                jitter.expect(firstSeq: seq)
-            }
-        }
-    }
+    func expectFirstPacket(_ rtpInfo: String?) { playout.expectFirstPacket(rtpInfo) }
 
-    func flush() { process(jitter.finish()) }
+    func flush() { playout.flush() }
 
     // MARK: Datagrams
 
@@ -115,7 +91,7 @@ final class HomePodStream: @unchecked Sendable {
         let seq = UInt16(bytes[2]) << 8 | UInt16(bytes[3])
         if let drop = config.dropAudioPacket, drop(index, seq) { return }
         guard let payload = open(bytes) else { return }
-        process(jitter.insert(seq: seq, payload: payload, now: NIODeadline.now().uptimeNanoseconds))
+        playout.insert(seq: seq, payload: payload)
     }
 
     /// Decrypts a packet; nil (and counted) when it does not authenticate.
@@ -142,84 +118,18 @@ final class HomePodStream: @unchecked Sendable {
             guard packet.count >= AirPlay2AudioCipher.headerSize + AirPlay2AudioCipher.overhead,
                   !config.noProgress, let payload = open(packet) else { return }
             let seq = UInt16(packet[2]) << 8 | UInt16(packet[3])
-            process(jitter.insert(seq: seq, payload: payload, isRetransmission: true, now: NIODeadline.now().uptimeNanoseconds))
+            playout.insert(seq: seq, payload: payload, isRetransmission: true)
         default:
             break
         }
     }
 
-    // MARK: Playback
-
-    private func process(_ outputs: [JitterBuffer.Output]) {
-        for output in outputs {
-            switch output {
-            case .play(_, let payload, _):
-                write(decode(payload))
-            case .lost(_, let count):
-                let frames = count * format.framesPerPacket
-                write([UInt8](repeating: 0, count: frames * 4))
-                shared.update { $0.silenceFramesWritten += frames }
-            case .requestRetransmit(let first, let count):
-                guard let ch = controlChannel, let dest = senderControl else { continue }
-                retransmitCounter &+= 1
-                let req = RAOPRetransmitRequest(sequenceNumber: retransmitCounter, firstSequence: first, count: count)
-                ch.writeAndFlush(AddressedEnvelope(remoteAddress: dest, data: ch.allocator.buffer(bytes: req.bytes)), promise: nil)
-            }
-        }
-        let st = jitter.statistics
-        let old = published
-        guard st != old else { return }
-        published = st
-        shared.update { r in
-            r.retransmitRequestsSent += st.requests - old.requests
-            r.packetsRequested += st.requestedPackets - old.requestedPackets
-            r.packetsRecovered += st.recovered - old.recovered
-            r.unrecoveredPackets += st.lost - old.lost
-            r.latePackets += st.discarded - old.discarded
-        }
-    }
-
-    private func decode(_ payload: [UInt8]) -> [UInt8] {
-        if format.codec == .alac {
-            guard let alac, let pcm = try? alac.decode(payload) else {
-                shared.update { $0.decodeErrors += 1 }
-                return [UInt8](repeating: 0, count: format.framesPerPacket * 4)
-            }
-            return pcm.bytes
-        }
-        return SpeakerSession.littleEndianStereo(fromL16BigEndian: payload, channels: format.channels)
-    }
-
-    private func write(_ pcm: [UInt8]) {
-        guard !pcm.isEmpty else { return }
-        if wav == nil, !wavFailed, let path = wavPath {
-            do {
-                wav = try WAVWriter(path: path)
-                shared.update { $0.wavFiles.append(path) }
-            } catch {
-                wavFailed = true
-                shared.update { $0.errors.append("\(error)") }
-            }
-        }
-        do {
-            try wav?.write(bytes: pcm)
-        } catch {
-            shared.update { $0.errors.append("\(error)") }
-            try? wav?.close()
-            wav = nil
-            wavFailed = true
-        }
-        shared.update { $0.framesWritten += pcm.count / 4 }
-    }
-
     /// Plays out what is buffered, closes the sockets and the WAV file. Idempotent.
     func finish() {
         guard !finished else { return }
-        process(jitter.finish())
+        playout.finish()
         finished = true
-        tickTask?.cancel()
-        dataChannel?.close(promise: nil)
-        controlChannel?.close(promise: nil)
-        try? wav?.close()
+        data?.closeNow()
+        control?.closeNow()
     }
 }

@@ -5,20 +5,20 @@
 ///
 /// All time is passed in by the caller (`now`, nanoseconds on any monotonic clock), so the type is
 /// fully deterministic and testable without sockets or clocks.
-public struct JitterBuffer: Sendable {
-    public struct Configuration: Sendable, Equatable {
+package struct JitterBuffer: Sendable {
+    package struct Configuration: Sendable, Equatable {
         /// A missing packet is declared lost once it has been missing this long (nanoseconds).
-        public var lossTimeout: UInt64
+        package var lossTimeout: UInt64
         /// Minimum interval between two retransmit requests for the same packet (nanoseconds).
-        public var retryInterval: UInt64
+        package var retryInterval: UInt64
         /// Retransmit requests per missing packet (the first one included).
-        public var maxRequests: Int
+        package var maxRequests: Int
         /// A gap is declared lost at once when this many packets are queued behind it.
-        public var maxQueued: Int
+        package var maxQueued: Int
         /// A forward jump larger than this is a discontinuity (new stream), not a gap.
-        public var maxGap: Int
+        package var maxGap: Int
 
-        public init(lossTimeout: UInt64 = 1_000_000_000, retryInterval: UInt64 = 150_000_000,
+        package init(lossTimeout: UInt64 = 1_000_000_000, retryInterval: UInt64 = 150_000_000,
                     maxRequests: Int = 3, maxQueued: Int = 250, maxGap: Int = 1000) {
             self.lossTimeout = lossTimeout
             self.retryInterval = retryInterval
@@ -29,7 +29,7 @@ public struct JitterBuffer: Sendable {
     }
 
     /// What the caller must do, in order.
-    public enum Output: Sendable, Equatable {
+    package enum Output: Sendable, Equatable {
         /// Play this packet's payload (packets come out in sequence order).
         case play(seq: UInt16, payload: [UInt8], recovered: Bool)
         /// These packets never arrived: play silence for them.
@@ -38,21 +38,21 @@ public struct JitterBuffer: Sendable {
         case requestRetransmit(firstSeq: UInt16, count: UInt16)
     }
 
-    public struct Statistics: Sendable, Equatable {
+    package struct Statistics: Sendable, Equatable {
         /// Distinct packets accepted into the buffer (originals and retransmissions).
-        public var received = 0
+        package var received = 0
         /// Packets that arrived after being reported missing (retransmitted or late), in time to be played.
-        public var recovered = 0
+        package var recovered = 0
         /// Packets declared lost (silence was played instead).
-        public var lost = 0
+        package var lost = 0
         /// Retransmit requests issued (each `.requestRetransmit` output counts once).
-        public var requests = 0
+        package var requests = 0
         /// Packets requested in total (sum of the counts).
-        public var requestedPackets = 0
+        package var requestedPackets = 0
         /// Duplicates and packets that came too late (after their slot was played or declared lost).
-        public var discarded = 0
+        package var discarded = 0
         /// Discontinuities (sequence jumps larger than `maxGap`), each restarting the buffer.
-        public var discontinuities = 0
+        package var discontinuities = 0
     }
 
     private struct Missing {
@@ -61,8 +61,8 @@ public struct JitterBuffer: Sendable {
         var requests: Int
     }
 
-    public let configuration: Configuration
-    public private(set) var statistics = Statistics()
+    package let configuration: Configuration
+    package private(set) var statistics = Statistics()
 
     /// Extended (unwrapped) sequence number of the next packet to play; nil before the first packet.
     private var next: Int64?
@@ -71,14 +71,14 @@ public struct JitterBuffer: Sendable {
     private var queued: [Int64: (payload: [UInt8], recovered: Bool)] = [:]
     private var missing: [Int64: Missing] = [:]
 
-    public init(configuration: Configuration = Configuration()) {
+    package init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
     }
 
     /// Packets waiting behind a gap.
-    public var queuedCount: Int { queued.count }
+    package var queuedCount: Int { queued.count }
     /// Packets currently known to be missing.
-    public var missingCount: Int { missing.count }
+    package var missingCount: Int { missing.count }
 
     /// Unwraps a 16-bit sequence number to the extended number closest to `highest`.
     private func extend(_ seq: UInt16) -> Int64 {
@@ -89,14 +89,14 @@ public struct JitterBuffer: Sendable {
     /// Tells an empty buffer which sequence number comes first (RAOP senders announce it in the
     /// `RTP-Info: seq=` header of RECORD/FLUSH), so a lost first packet is detected and re-requested
     /// like any other gap. Ignored while packets are buffered.
-    public mutating func expect(firstSeq seq: UInt16) {
+    package mutating func expect(firstSeq seq: UInt16) {
         guard next == nil, queued.isEmpty else { return }
         next = Int64(seq)
         highest = Int64(seq) - 1
     }
 
     /// Feeds one received packet. `isRetransmission` marks packets that came in a retransmit response.
-    public mutating func insert(seq: UInt16, payload: [UInt8], isRetransmission: Bool = false,
+    package mutating func insert(seq: UInt16, payload: [UInt8], isRetransmission: Bool = false,
                                 now: UInt64) -> [Output] {
         var out: [Output] = []
         guard let nextSeq = next else {
@@ -147,7 +147,7 @@ public struct JitterBuffer: Sendable {
     }
 
     /// Advances time: re-requests packets still missing and declares timed-out gaps lost.
-    public mutating func tick(now: UInt64) -> [Output] {
+    package mutating func tick(now: UInt64) -> [Output] {
         var out: [Output] = []
         // Give up on gaps at the head whose first packet timed out.
         while let n = next, queued[n] == nil, let m = missing[n], now &- m.since >= configuration.lossTimeout {
@@ -169,7 +169,7 @@ public struct JitterBuffer: Sendable {
     }
 
     /// End of stream (or FLUSH): plays everything queued, declaring remaining gaps lost, and resets.
-    public mutating func finish() -> [Output] {
+    package mutating func finish() -> [Output] {
         var out: [Output] = []
         while let n = next, n <= highest {
             if queued[n] != nil { drain(into: &out) } else { declareLostRun(into: &out) }

@@ -20,20 +20,10 @@ enum MRPTunnelListener {
     /// decryption and the MRP handler.
     static func bind(group: EventLoopGroup, host: String, keys: ChannelKeys, device: VirtualMRP,
                      accept: @escaping @Sendable (Channel) throws -> [any ChannelHandler & Sendable] = { _ in [] }) -> EventLoopFuture<Channel> {
-        ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture {
-                    let extra = try accept(ch)
-                    let crypto = HAPEncryptionHandler()
-                    crypto.enable(keys: keys)
-                    try ch.pipeline.syncOperations.addHandler(crypto)
-                    for h in extra { try ch.pipeline.syncOperations.addHandler(h) }
-                    try ch.pipeline.syncOperations.addHandler(MRPAccessoryHandler(device: device, transport: .dataStream))
-                }
-            }
-            .bind(host: host, port: 0)
+        EncryptedListener.bind(group: group, host: host, keys: keys, noDelay: true) { ch, pipeline in
+            for h in try accept(ch) { try pipeline.addHandler(h) }
+            try pipeline.addHandler(MRPAccessoryHandler(device: device, transport: .dataStream))
+        }
     }
 
     /// The SETUP answer body: `{streams: [{type: 130, dataPort, streamID}]}`.
@@ -41,5 +31,21 @@ enum MRPTunnelListener {
         BinaryPlist.encode(.dict(["streams": .array([.dict([
             "type": .int(130), "dataPort": .int(Int64(dataPort)), "streamID": .int(Int64(streamID)),
         ])])]))
+    }
+}
+
+/// A TCP listener (any free port) whose connections are HAP-encrypted with `keys` from their first
+/// byte: the AirPlay 2 event channel of the virtual receivers and the tunnel's data channel.
+enum EncryptedListener {
+    /// `configure` adds the handlers above the encryption, on the connection's event loop (throw
+    /// to refuse the connection).
+    static func bind(group: EventLoopGroup, host: String, keys: ChannelKeys, noDelay: Bool = false,
+                     configure: @escaping @Sendable (Channel, ChannelPipeline.SynchronousOperations) throws -> Void) -> EventLoopFuture<Channel> {
+        TCPListener.bind(host: host, port: 0, on: group, options: .init(noDelay: noDelay)) { ch, pipeline in
+            let crypto = HAPEncryptionHandler()
+            crypto.enable(keys: keys)
+            try pipeline.addHandler(crypto)
+            try configure(ch, pipeline)
+        }
     }
 }

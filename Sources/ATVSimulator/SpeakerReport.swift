@@ -1,91 +1,54 @@
 import ATVCore
 
-/// What a `VirtualSpeaker` received, cumulative over all sessions.
-public struct SpeakerReport: Sendable, Equatable, CustomStringConvertible {
-    /// RTSP connections that sent ANNOUNCE or SETUP.
-    public var sessions = 0
-    /// Sessions that ended (TEARDOWN or connection closed).
-    public var sessionsEnded = 0
-    /// Codec of the last ANNOUNCE ("L16" or "AppleLossless"), with its format.
-    public var codec: String?
-    /// Every RTSP request line seen, in order ("GET /info", "ANNOUNCE", ...).
-    public var requests: [String] = []
-    /// Audio packets received on the audio port (duplicates included).
-    public var packetsReceived = 0
-    /// When the first audio packet of the latest session arrived.
-    public var firstAudioPacketAt: ContinuousClock.Instant?
-    /// UDP payload bytes received on the audio and control ports, and RTSP bytes (requests).
-    public var audioBytesReceived = 0
-    public var controlBytesReceived = 0
-    public var rtspBytesReceived = 0
+/// What a `VirtualSpeaker` received, cumulative over all sessions. The counts both receivers
+/// keep (`AudioReception`: sessions, requests "METHOD uri", packets, retransmits, frames,
+/// metadata, volume, ...) read as its own fields.
+@dynamicMemberLookup
+package struct SpeakerReport: AudioReceiverReport, Equatable, CustomStringConvertible {
+    package var reception = AudioReception()
+    /// UDP payload bytes received on the control port.
+    package var controlBytesReceived = 0
     /// Seconds between consecutive audio packets as they arrived (the sender's pacing as seen
     /// from the receiver).
-    public var arrivalIntervals = IntervalStats()
+    package var arrivalIntervals = IntervalStats()
     var lastAudioArrival: ContinuousClock.Instant?
-    /// Retransmit requests sent to the sender's control port, and packets asked for in total.
-    public var retransmitRequestsSent = 0
-    public var packetsRequested = 0
-    /// Retransmit responses (0x56) received on the control port.
-    public var retransmitResponsesReceived = 0
-    /// Packets that were missing and then arrived (by retransmission or late) in time to be played.
-    public var packetsRecovered = 0
-    /// Packets never received: silence was written for them.
-    public var unrecoveredPackets = 0
+
+    package init() {}
+
+    package subscript<T>(dynamicMember path: WritableKeyPath<AudioReception, T>) -> T {
+        get { reception[keyPath: path] }
+        set { reception[keyPath: path] = newValue }
+    }
+
     /// Duplicates and packets that arrived after their slot had been played.
-    public var packetsDiscarded = 0
-    /// Packets that could not be decoded (silence written instead).
-    public var decodeErrors = 0
-    /// Sync packets (0x54) received on the control port.
-    public var syncPacketsReceived = 0
-    /// Timing requests sent to the sender, replies received.
-    public var timingRequestsSent = 0
-    public var timingRepliesReceived = 0
-    /// PCM frames (44.1 kHz stereo s16) written to the WAV file(s), silence included.
-    public var framesWritten = 0
-    /// Silence frames written for lost packets.
-    public var silenceFramesWritten = 0
-    /// Last text metadata (DMAP `mlit`) received.
-    public var metadata: MediaMetadata?
-    /// Bytes of the last artwork (`image/*`) received, and its content type.
-    public var artworkBytes = 0
-    public var artworkType: String?
-    /// Last volume in dB (`volume: -20.1`).
-    public var volume: Double?
-    /// Last `progress: start/now/end`.
-    public var progress: String?
-    /// WAV files written, one per session.
-    public var wavFiles: [String] = []
-    /// Problems on the speaker's side (e.g. the WAV file could not be written).
-    public var errors: [String] = []
+    package var packetsDiscarded: Int { reception.latePackets }
 
-    public init() {}
-
-    public var description: String {
+    package var description: String {
         var lines: [String] = []
-        lines.append("sessions: \(sessions) (ended \(sessionsEnded))")
-        lines.append("codec: \(codec ?? "-")")
-        lines.append("rtsp requests: \(requests.map { $0.split(separator: " ").first.map(String.init) ?? $0 }.joined(separator: ", "))")
-        lines.append("packets received: \(packetsReceived)")
-        lines.append("retransmit requests sent: \(retransmitRequestsSent) (\(packetsRequested) packets)")
-        lines.append("retransmit responses received: \(retransmitResponsesReceived)")
-        lines.append("packets recovered: \(packetsRecovered)")
-        lines.append("unrecovered packets: \(unrecoveredPackets) (\(silenceFramesWritten) silence frames)")
-        lines.append("discarded packets: \(packetsDiscarded), decode errors: \(decodeErrors)")
-        lines.append("sync packets: \(syncPacketsReceived), timing requests/replies: \(timingRequestsSent)/\(timingRepliesReceived)")
-        lines.append("frames written: \(framesWritten)")
-        let m = metadata
+        lines.append("sessions: \(self.sessions) (ended \(self.sessionsEnded))")
+        lines.append("codec: \(self.codec ?? "-")")
+        lines.append("rtsp requests: \(self.requests.map { $0.split(separator: " ").first.map(String.init) ?? $0 }.joined(separator: ", "))")
+        lines.append("packets received: \(self.packetsReceived)")
+        lines.append("retransmit requests sent: \(self.retransmitRequestsSent) (\(self.packetsRequested) packets)")
+        lines.append("retransmit responses received: \(self.retransmitResponsesReceived)")
+        lines.append("packets recovered: \(self.packetsRecovered)")
+        lines.append("unrecovered packets: \(self.unrecoveredPackets) (\(self.silenceFramesWritten) silence frames)")
+        lines.append("discarded packets: \(packetsDiscarded), decode errors: \(self.decodeErrors)")
+        lines.append("sync packets: \(self.syncPacketsReceived), timing requests/replies: \(self.timingRequestsSent)/\(self.timingRepliesReceived)")
+        lines.append("frames written: \(self.framesWritten)")
+        let m = self.metadata
         lines.append("metadata: title=\(m?.title ?? "-") artist=\(m?.artist ?? "-") album=\(m?.album ?? "-")")
-        lines.append("artwork: \(artworkBytes) bytes\(artworkType.map { " (\($0))" } ?? "")")
-        lines.append("volume: \(volume.map { "\($0) dB" } ?? "-")")
-        if let progress { lines.append("progress: \(progress)") }
-        if !wavFiles.isEmpty { lines.append("wav: \(wavFiles.joined(separator: ", "))") }
-        for e in errors { lines.append("error: \(e)") }
+        lines.append("artwork: \(self.artworkBytes) bytes\(self.artworkType.map { " (\($0))" } ?? "")")
+        lines.append("volume: \(self.volume.map { "\($0) dB" } ?? "-")")
+        if let progress = self.progress { lines.append("progress: \(progress)") }
+        if !self.wavFiles.isEmpty { lines.append("wav: \(self.wavFiles.joined(separator: ", "))") }
+        for e in self.errors { lines.append("error: \(e)") }
         return lines.joined(separator: "\n")
     }
 }
 
 /// Things that happen on a `VirtualSpeaker`, in order.
-public enum SpeakerEvent: Sendable, Equatable {
+package enum SpeakerEvent: Sendable, Equatable {
     /// An RTSP request arrived ("METHOD uri").
     case request(String)
     /// ANNOUNCE accepted: a stream with this codec description will follow.
@@ -99,14 +62,14 @@ public enum SpeakerEvent: Sendable, Equatable {
 }
 
 /// Running mean and standard deviation (Welford), in seconds.
-public struct IntervalStats: Sendable, Equatable {
-    public private(set) var count = 0
-    public private(set) var mean = 0.0
+package struct IntervalStats: Sendable, Equatable {
+    package private(set) var count = 0
+    package private(set) var mean = 0.0
     private var m2 = 0.0
-    public private(set) var min = Double.infinity
-    public private(set) var max = 0.0
-    public init() {}
-    public mutating func add(_ x: Double) {
+    package private(set) var min = Double.infinity
+    package private(set) var max = 0.0
+    package init() {}
+    package mutating func add(_ x: Double) {
         count += 1
         let d = x - mean
         mean += d / Double(count)
@@ -114,5 +77,5 @@ public struct IntervalStats: Sendable, Equatable {
         min = Swift.min(min, x)
         max = Swift.max(max, x)
     }
-    public var standardDeviation: Double { count > 1 ? (m2 / Double(count - 1)).squareRoot() : 0 }
+    package var standardDeviation: Double { count > 1 ? (m2 / Double(count - 1)).squareRoot() : 0 }
 }

@@ -19,23 +19,13 @@ final class SpeakerSession: @unchecked Sendable {
     private var config: VirtualSpeaker.Configuration { shared.configuration }
 
     private var number: Int?
-    private var wavPath: String?
-    private var wav: WAVWriter?
-    private var wavFailed = false
-    private var format: RAOPAudioFormat?
-    private var alac: ALACDecoder?
-    private var jitter: JitterBuffer
-    private var audioChannel: Channel?
-    private var controlChannel: Channel?
-    private var timingChannel: Channel?
-    private var senderControl: SocketAddress?
-    private var senderTiming: SocketAddress?
-    private var tickTask: RepeatedTask?
+    private let playout: AudioPlayout
+    private var audio: UDPEndpoint?
+    private var control: UDPEndpoint?
+    private var timing: ReceiverTimingPort?
     private var timingTask: RepeatedTask?
-    private var retransmitCounter: UInt16 = 0
     private var audioPacketIndex = 0
-    private var published = JitterBuffer.Statistics()
-    private var ending = false
+    private var end = SessionEnd()
     private var ended = false
     private let sessionID = UInt32.random(in: 1...UInt32.max)
 
@@ -43,8 +33,15 @@ final class SpeakerSession: @unchecked Sendable {
         self.channel = channel
         self.loop = channel.eventLoop
         self.shared = shared
-        self.jitter = JitterBuffer(configuration: shared.configuration.jitter)
+        self.playout = AudioPlayout(jitter: shared.configuration.jitter) { body in shared.reception(body) }
         shared.register(channel)
+    }
+
+    /// The RTSP server end of this session's connection.
+    func serverHandler() -> RTSPServerHandler {
+        RTSPServerHandler(onBytes: { [self] n in countRTSPBytes(n) }, onClose: { [self] in connectionClosed() }) { [self] request in
+            handle(request).map { RTSPServerReply($0) }
+        }
     }
 
     private var peerIP: String? { channel.remoteAddress?.ipAddress }
@@ -75,18 +72,14 @@ final class SpeakerSession: @unchecked Sendable {
             return setup(request, response)
         case ("RECORD", _):
             response.headers.set("Audio-Latency", "11025")
-            expectFirstPacket(request)
+            playout.expectFirstPacket(request.headers["RTP-Info"])
         case ("FLUSH", _):
-            process(jitter.finish())
-            expectFirstPacket(request)
+            playout.flush()
+            playout.expectFirstPacket(request.headers["RTP-Info"])
         case ("SET_PARAMETER", _):
             response = setParameter(request, response)
         case ("GET_PARAMETER", _):
-            if request.bodyText.contains("volume") {
-                response.headers.set("Content-Type", "text/parameters")
-                let v = shared.report.withLock { $0.volume } ?? -20.0
-                response.body = Array("volume: \(v)\r\n".utf8)
-            }
+            ReceiverParameters.answer(request, volume: shared.report.withLock { $0.volume }, to: &response)
         case ("TEARDOWN", _):
             response.headers.set("Connection", "close")
             scheduleEnd()
@@ -94,18 +87,6 @@ final class SpeakerSession: @unchecked Sendable {
             response = status(501, for: request)
         }
         return loop.makeSucceededFuture(response)
-    }
-
-    /// `RTP-Info: seq=N;rtptime=T` names the next packet: a lost first packet then counts as a gap.
-    private func expectFirstPacket(_ request: RTSPRequest) {
-        guard let info = request.headers["RTP-Info"] else { return }
-        for part in info.split(separator: ";") {
-            let kv = part.split(separator: "=", maxSplits: 1)
-            if kv.count == 2, kv[0].trimmingCharacters(in: .whitespaces) == "seq",
-               let seq = UInt16(kv[1].trimmingCharacters(in: .whitespaces)) {
-                jitter.expect(firstSeq: seq)
-            }
-        }
     }
 
     private func status(_ code: Int, for request: RTSPRequest) -> RTSPResponse {
@@ -132,7 +113,7 @@ final class SpeakerSession: @unchecked Sendable {
         guard number == nil else { return }
         let (n, path) = shared.beginSession()
         number = n
-        wavPath = path
+        playout.wavPath = path
     }
 
     private func announce(_ request: RTSPRequest, _ ok: RTSPResponse) -> RTSPResponse {
@@ -147,22 +128,16 @@ final class SpeakerSession: @unchecked Sendable {
         guard fmt.bitDepth == 16, (1...2).contains(fmt.channels), fmt.framesPerPacket > 0 else {
             return status(415, for: request)
         }
-        if fmt.codec == .alac {
-            do {
-                // The cookie from the fmtp line as announced (history mult, rice limit, ...).
-                let fmtp = request.bodyText.split(whereSeparator: \.isNewline)
-                    .first { $0.hasPrefix("a=fmtp:") }.map { String($0.dropFirst("a=fmtp:".count)) }
-                let cookie = fmtp.flatMap { ALACMagicCookie.make(fmtp: $0) }
-                    ?? ALACMagicCookie.make(frameLength: fmt.framesPerPacket, channels: fmt.channels, sampleRate: fmt.sampleRate)
-                alac = try ALACDecoder(framesPerPacket: fmt.framesPerPacket, magicCookie: cookie)
-            } catch {
-                return status(500, for: request)
-            }
+        do {
+            // The ALAC cookie from the fmtp line as announced (history mult, rice limit, ...).
+            let fmtp = request.bodyText.split(whereSeparator: \.isNewline)
+                .first { $0.hasPrefix("a=fmtp:") }.map { String($0.dropFirst("a=fmtp:".count)) }
+            try playout.setFormat(fmt, cookie: fmt.codec == .alac ? fmtp.flatMap { ALACMagicCookie.make(fmtp: $0) } : nil)
+        } catch {
+            return status(500, for: request)
         }
         beginIfNeeded()
-        format = fmt
-        let codec = "\(fmt.codec == .alac ? "AppleLossless" : "L16")/\(fmt.sampleRate)/\(fmt.channels)"
-        shared.update { $0.codec = codec }
+        let codec = AudioPlayout.codecName(fmt)
         shared.emit(.announced(codec: codec))
         return ok
     }
@@ -170,25 +145,26 @@ final class SpeakerSession: @unchecked Sendable {
     private func setup(_ request: RTSPRequest, _ ok: RTSPResponse) -> EventLoopFuture<RTSPResponse> {
         beginIfNeeded()
         let transport = Self.parseTransport(request.headers["Transport"] ?? "")
-        if let ip = peerIP {
-            if let p = transport["control_port"].flatMap(Int.init), p > 0, p < 65536 {
-                senderControl = try? SocketAddress(ipAddress: ip, port: p)
-            }
-            if let p = transport["timing_port"].flatMap(Int.init), p > 0, p < 65536 {
-                senderTiming = try? SocketAddress(ipAddress: ip, port: p)
-            }
+        func address(_ key: String) -> SocketAddress? {
+            guard let ip = peerIP, let p = transport[key].flatMap(Int.init), p > 0, p < 65536 else { return nil }
+            return try? SocketAddress(ipAddress: ip, port: p)
         }
-        if audioChannel != nil {  // repeated SETUP: reuse the sockets
+        if let control = address("control_port") { playout.senderControl = control }
+        let senderTiming = address("timing_port")
+        if let timing {  // repeated SETUP: reuse the sockets
+            timing.sender = senderTiming ?? timing.sender
             return loop.makeSucceededFuture(setupResponse(ok))
         }
         let host = channel.localAddress?.ipAddress ?? config.host
-        let audio = bindUDP(host: host) { [self] bytes in audioDatagram(bytes) }
-        let control = bindUDP(host: host) { [self] bytes in controlDatagram(bytes) }
-        let timing = bindUDP(host: host) { [self] bytes in timingDatagram(bytes) }
-        return audio.and(control).and(timing).map { [self] pair, t in
-            audioChannel = pair.0
-            controlChannel = pair.1
-            timingChannel = t
+        let audio = AudioReceiverSocket.bind(host: host, port: 0, on: loop) { [self] bytes in audioDatagram(bytes) }
+        let control = AudioReceiverSocket.bind(host: host, port: 0, on: loop) { [self] bytes in controlDatagram(bytes) }
+        let timingPort = ReceiverTimingPort.bind(host: host, on: loop) { [shared] body in shared.reception(body) }
+        return audio.and(control).and(timingPort).map { [self] pair, t in
+            self.audio = pair.0
+            self.control = pair.1
+            playout.control = pair.1
+            t.sender = senderTiming
+            timing = t
             startTimers()
             return setupResponse(ok)
         }.flatMapErrorThrowing { [self] _ in
@@ -198,9 +174,9 @@ final class SpeakerSession: @unchecked Sendable {
 
     private func setupResponse(_ ok: RTSPResponse) -> RTSPResponse {
         var r = ok
-        let a = audioChannel?.localAddress?.port ?? 0
-        let c = controlChannel?.localAddress?.port ?? 0
-        let t = timingChannel?.localAddress?.port ?? 0
+        let a = audio?.localPort ?? 0
+        let c = control?.localPort ?? 0
+        let t = timing?.port ?? 0
         r.headers.set("Transport", "RTP/AVP/UDP;unicast;mode=record;server_port=\(a);control_port=\(c);timing_port=\(t)")
         r.headers.set("Session", String(sessionID))
         r.headers.set("Audio-Jack-Status", "connected; type=analog")
@@ -219,63 +195,26 @@ final class SpeakerSession: @unchecked Sendable {
     }
 
     private func setParameter(_ request: RTSPRequest, _ ok: RTSPResponse) -> RTSPResponse {
-        let type = (request.headers["Content-Type"] ?? "").lowercased()
-        if type.hasPrefix("text/parameters") {
-            for line in request.bodyText.split(whereSeparator: \.isNewline) {
-                let kv = line.split(separator: ":", maxSplits: 1)
-                guard kv.count == 2 else { continue }
-                let key = kv[0].trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-                let value = kv[1].trimmingCharacters(in: .whitespacesAndNewlines)
-                switch key {
-                case "volume":
-                    if let v = Double(value) {
-                        shared.update { $0.volume = v }
-                        shared.emit(.volume(v))
-                    }
-                case "progress":
-                    shared.update { $0.progress = value }
-                    shared.emit(.progress(value))
-                default: break
-                }
+        guard let changes = ReceiverParameters.read(request) else { return status(400, for: request) }
+        shared.reception { ReceiverParameters.apply(changes, to: &$0) }
+        for change in changes {
+            switch change {
+            case .volume(let v): shared.emit(.volume(v))
+            case .progress(let p): shared.emit(.progress(p))
+            case .metadata(let m): shared.emit(.metadata(m))
+            case .artwork(let type, let bytes): shared.emit(.artwork(type: type, bytes: bytes))
             }
-        } else if type.hasPrefix("application/x-dmap-tagged") {
-            guard let info = try? RAOPTrackInfo(dmap: request.body) else { return status(400, for: request) }
-            let m = MediaMetadata(title: info.title, artist: info.artist, album: info.album)
-            shared.update { $0.metadata = m }
-            shared.emit(.metadata(m))
-        } else if type.hasPrefix("image/") {
-            let n = request.body.count
-            shared.update { $0.artworkBytes = n; $0.artworkType = type }
-            shared.emit(.artwork(type: type, bytes: n))
         }
         return ok
     }
 
     // MARK: UDP
 
-    private func bindUDP(host: String, _ onDatagram: @escaping @Sendable ([UInt8]) -> Void) -> EventLoopFuture<Channel> {
-        DatagramHandler.bind(loop: loop, host: host, port: 0, onDatagram)
-    }
-
     private func startTimers() {
-        tickTask = loop.scheduleRepeatedTask(initialDelay: .milliseconds(20), delay: .milliseconds(20)) { [self] _ in
-            process(jitter.tick(now: NIODeadline.now().uptimeNanoseconds))
-        }
+        playout.startClock(on: loop)
         timingTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: config.timingInterval.timeAmount) { [self] _ in
-            sendTimingRequest()
+            timing?.sendRequest()
         }
-    }
-
-    private func sendTimingRequest() {
-        guard let ch = timingChannel, let dest = senderTiming else { return }
-        let packet = RAOPTimingPacket(isReply: false, sendTime: NTPTime.now())
-        send(packet.bytes, on: ch, to: dest)
-        shared.update { $0.timingRequestsSent += 1 }
-    }
-
-    private func send(_ bytes: [UInt8], on ch: Channel, to dest: SocketAddress) {
-        let buffer = ch.allocator.buffer(bytes: bytes)
-        ch.writeAndFlush(AddressedEnvelope(remoteAddress: dest, data: buffer), promise: nil)
     }
 
     private func audioDatagram(_ bytes: [UInt8]) {
@@ -295,8 +234,7 @@ final class SpeakerSession: @unchecked Sendable {
             r.lastAudioArrival = arrival
         }
         if let drop = config.dropAudioPacket, drop(index, packet.sequenceNumber) { return }
-        process(jitter.insert(seq: packet.sequenceNumber, payload: packet.payload,
-                              now: NIODeadline.now().uptimeNanoseconds))
+        playout.insert(seq: packet.sequenceNumber, payload: packet.payload)
     }
 
     func countRTSPBytes(_ n: Int) {
@@ -311,233 +249,32 @@ final class SpeakerSession: @unchecked Sendable {
             shared.update { $0.syncPacketsReceived += 1 }
         case .retransmitResponse(let r):
             shared.update { $0.retransmitResponsesReceived += 1 }
-            process(jitter.insert(seq: r.packet.sequenceNumber, payload: r.packet.payload, isRetransmission: true,
-                                  now: NIODeadline.now().uptimeNanoseconds))
+            playout.insert(seq: r.packet.sequenceNumber, payload: r.packet.payload, isRetransmission: true)
         case .retransmitRequest:
             break
         }
     }
 
-    private func timingDatagram(_ bytes: [UInt8]) {
-        guard let packet = try? RAOPTimingPacket(decoding: bytes) else { return }
-        if packet.isReply {
-            shared.update { $0.timingRepliesReceived += 1 }
-        } else if let ch = timingChannel, let dest = senderTiming {
-            // Answer a sender's request too (some senders ask).
-            let now = NTPTime.now()
-            send(RAOPTimingPacket.reply(to: packet, receivedAt: now, sentAt: now).bytes, on: ch, to: dest)
-        }
-    }
-
-    // MARK: Playback
-
-    private func process(_ outputs: [JitterBuffer.Output]) {
-        for output in outputs {
-            switch output {
-            case .play(_, let payload, _):
-                write(decode(payload))
-            case .lost(_, let count):
-                let frames = count * (format?.framesPerPacket ?? 352)
-                write([UInt8](repeating: 0, count: frames * 4))
-                shared.update { $0.silenceFramesWritten += frames }
-            case .requestRetransmit(let first, let count):
-                guard let ch = controlChannel, let dest = senderControl else { continue }
-                retransmitCounter &+= 1
-                let req = RAOPRetransmitRequest(sequenceNumber: retransmitCounter, firstSequence: first, count: count)
-                send(req.bytes, on: ch, to: dest)
-            }
-        }
-        publishStatistics()
-    }
-
-    /// Adds what the jitter buffer counted since the last call to the shared report.
-    private func publishStatistics() {
-        let st = jitter.statistics
-        let old = published
-        guard st != old else { return }
-        published = st
-        shared.update { r in
-            r.retransmitRequestsSent += st.requests - old.requests
-            r.packetsRequested += st.requestedPackets - old.requestedPackets
-            r.packetsRecovered += st.recovered - old.recovered
-            r.unrecoveredPackets += st.lost - old.lost
-            r.packetsDiscarded += st.discarded - old.discarded
-        }
-    }
-
-    /// Turns one packet payload into s16le stereo PCM.
-    private func decode(_ payload: [UInt8]) -> [UInt8] {
-        let fmt = format ?? RAOPAudioFormat(codec: .l16)
-        if fmt.codec == .alac {
-            guard let alac, let pcm = try? alac.decode(payload) else {
-                shared.update { $0.decodeErrors += 1 }
-                return [UInt8](repeating: 0, count: fmt.framesPerPacket * 4)
-            }
-            return pcm.bytes  // the decoder always gives stereo
-        }
-        return Self.littleEndianStereo(fromL16BigEndian: payload, channels: fmt.channels)
-    }
-
-    /// Big-endian L16 (whole frames only) → s16le stereo; shared with the virtual HomePod.
-    static func littleEndianStereo(fromL16BigEndian payload: [UInt8], channels: Int) -> [UInt8] {
-        let frameSize = channels * 2
-        let usable = payload.count - payload.count % frameSize
-        var out = [UInt8](repeating: 0, count: usable)
-        var i = 0
-        while i + 1 < usable {
-            out[i] = payload[i + 1]
-            out[i + 1] = payload[i]
-            i += 2
-        }
-        return channels == 2 ? out : monoToStereo(out)
-    }
-
-    static func monoToStereo(_ pcm: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(pcm.count * 2)
-        var i = 0
-        while i + 1 < pcm.count {
-            out += [pcm[i], pcm[i + 1], pcm[i], pcm[i + 1]]
-            i += 2
-        }
-        return out
-    }
-
-    private func write(_ pcm: [UInt8]) {
-        guard !pcm.isEmpty else { return }
-        if wav == nil, !wavFailed, let path = wavPath {
-            do {
-                wav = try WAVWriter(path: path)
-                shared.update { $0.wavFiles.append(path) }
-            } catch {
-                wavFailed = true
-                shared.update { $0.errors.append("\(error)") }
-            }
-        }
-        do {
-            try wav?.write(bytes: pcm)
-        } catch {
-            shared.update { $0.errors.append("\(error)") }
-            try? wav?.close()
-            wav = nil
-            wavFailed = true
-        }
-        shared.update { $0.framesWritten += pcm.count / 4 }
-    }
-
     // MARK: End
 
     private func scheduleEnd() {
-        guard !ending else { return }
-        ending = true
-        loop.scheduleTask(in: config.endGrace.timeAmount) { [self] in finishSession() }
+        end.schedule(on: loop, after: config.endGrace) { [self] in finishSession() }
     }
 
     func connectionClosed() {
-        loop.preconditionInEventLoop()
         shared.unregister(channel)
         scheduleEnd()
     }
 
     private func finishSession() {
         guard !ended else { return }
-        process(jitter.finish())
+        let wavPath = playout.finish()
         ended = true
-        tickTask?.cancel()
         timingTask?.cancel()
-        for ch in [audioChannel, controlChannel, timingChannel].compactMap({ $0 }) { ch.close(promise: nil) }
-        try? wav?.close()
+        audio?.closeNow()
+        control?.closeNow()
+        timing?.close()
         guard number != nil else { return }  // a connection that never announced/set up is no session
-        let report = shared.report.withLock { r -> SpeakerReport in
-            r.sessionsEnded += 1
-            return r
-        }
-        shared.emit(.sessionEnded(wavPath: wav?.path, report: report))
-    }
-}
-
-/// Receives datagrams and hands their bytes to a closure (on the channel's event loop).
-final class DatagramHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    let onDatagram: @Sendable ([UInt8]) -> Void
-    init(onDatagram: @escaping @Sendable ([UInt8]) -> Void) { self.onDatagram = onDatagram }
-
-    /// A UDP socket of a virtual receiver, with a 4 MB receive buffer as real receivers have, so a
-    /// burst from a sender is not dropped while the event loop is busy.
-    static func bind(loop: EventLoop, host: String, port: Int,
-                     _ onDatagram: @escaping @Sendable ([UInt8]) -> Void) -> EventLoopFuture<Channel> {
-        DatagramBootstrap(group: loop)
-            .channelOption(.socketOption(.so_rcvbuf), value: 4 * 1024 * 1024)
-            .channelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture {
-                    try ch.pipeline.syncOperations.addHandler(DatagramHandler(onDatagram: onDatagram))
-                }
-            }
-            .bind(host: host, port: port)
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let envelope = unwrapInboundIn(data)
-        onDatagram(Array(envelope.data.readableBytesView))
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // ICMP port unreachable and the like: keep the socket open.
-    }
-}
-
-/// RTSP over TCP: incremental parsing, one response per request, in order.
-final class RTSPServerHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-    private let session: SpeakerSession
-    private var parser = RTSPParser()
-    private var pending: EventLoopFuture<Void>?
-
-    init(session: SpeakerSession) { self.session = session }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let buffer = unwrapInboundIn(data)
-        session.countRTSPBytes(buffer.readableBytes)
-        parser.append(buffer.readableBytesView)
-        let channel = context.channel
-        while true {
-            let request: RTSPRequest?
-            do {
-                request = try parser.nextRequest()
-            } catch {
-                var bad = RTSPResponse(status: 400)
-                bad.headers.set("Connection", "close")
-                let bytes = bad.serialized
-                enqueue(on: channel) { channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)) }
-                    .whenComplete { _ in channel.close(promise: nil) }
-                return
-            }
-            guard let request else { return }
-            let session = self.session
-            enqueue(on: channel) {
-                session.handle(request).flatMap { response in
-                    channel.writeAndFlush(channel.allocator.buffer(bytes: response.serialized))
-                }
-            }
-        }
-    }
-
-    /// Chains `work` after the previous response so responses keep the request order.
-    @discardableResult
-    private func enqueue(on channel: Channel, _ work: @escaping @Sendable () -> EventLoopFuture<Void>) -> EventLoopFuture<Void> {
-        let previous = pending ?? channel.eventLoop.makeSucceededVoidFuture()
-        let next = previous.flatMapError { _ in channel.eventLoop.makeSucceededVoidFuture() }.flatMap(work)
-        pending = next
-        return next
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        session.connectionClosed()
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        context.close(promise: nil)
+        shared.emit(.sessionEnded(wavPath: wavPath, report: shared.endSession()))
     }
 }

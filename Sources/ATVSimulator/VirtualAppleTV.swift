@@ -16,50 +16,50 @@ import Synchronization
 /// pairing and verification, and the AirPlay 2 session (SETUP, event channel, RECORD, `/feedback`)
 /// (VirtualAppleTVAirPlay2.swift). Closing the connection that started a playback stops it, as on
 /// a real AirPlay 1 receiver. Loopback by default.
-public final class VirtualAppleTV: Sendable {
+package final class VirtualAppleTV: Sendable {
     /// Test knobs: make the device refuse.
-    public struct Faults: Sendable, Equatable {
+    package struct Faults: Sendable, Equatable {
         /// Answer `POST /play` with this status (e.g. 403, 470, 500).
-        public var playStatus: Int?
+        package var playStatus: Int?
         /// Answer `GET /playback-info` with this status (e.g. 500, as tvOS 26 does).
-        public var playbackInfoStatus: Int?
-        public init(playStatus: Int? = nil, playbackInfoStatus: Int? = nil) {
+        package var playbackInfoStatus: Int?
+        package init(playStatus: Int? = nil, playbackInfoStatus: Int? = nil) {
             self.playStatus = playStatus
             self.playbackInfoStatus = playbackInfoStatus
         }
     }
 
-    public struct Configuration: Sendable {
-        public var host: String
+    package struct Configuration: Sendable {
+        package var host: String
         /// 0 picks a free port (see `port`).
-        public var port: Int
-        public var name: String
-        public var deviceID: String
-        public var model: String
+        package var port: Int
+        package var name: String
+        package var deviceID: String
+        package var model: String
         /// The `features` TXT/plist value (bit 0: AirPlay video v1).
-        public var features: String
+        package var features: String
         /// Duration when the media cannot be probed.
-        public var defaultDuration: Double
+        package var defaultDuration: Double
         /// Probe the fetched media with FFmpeg for its duration.
-        public var probeDuration: Bool
+        package var probeDuration: Bool
         /// For the reachability fetch and the probe.
-        public var fetchTimeout: Duration
-        public var faults: Faults
+        package var fetchTimeout: Duration
+        package var faults: Faults
         /// Refuse `/play` and the session (470) on a connection that has not pair-verified (or
         /// transiently paired). Also switches to the HTTP/RTSP front that can encrypt.
-        public var requirePairing: Bool
+        package var requirePairing: Bool
         /// Advertise AirPlay 2 (features bits 38 and 48, TXT `pk`) so senders take the session path:
         /// pair-verify, session SETUP, event channel, RECORD, `/feedback`, then `/play` encrypted.
-        public var airplay2: Bool
+        package var airplay2: Bool
         /// PIN of HAP pair-setup (what a real device shows on screen).
-        public var pin: String
+        package var pin: String
         /// The accessory's long-term identity (pairing identifier, Ed25519 key).
-        public var identity: HAPIdentity
+        package var identity: HAPIdentity
         /// The tvOS version in the TXT (`osvers`), nil for none. With 15 or later (and HAP
         /// credentials) senders reach MRP through the AirPlay 2 tunnel (stream SETUP type 130).
-        public var osVersion: String?
+        package var osVersion: String?
 
-        public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv Apple TV",
+        package init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv Apple TV",
                     deviceID: String = "AA:BB:CC:DD:EE:01", model: String = "AppleTV3,2",
                     features: String = "0x5A7FFFF7,0xE", defaultDuration: Double = 60, probeDuration: Bool = true,
                     fetchTimeout: Duration = .seconds(5), faults: Faults = Faults(),
@@ -83,7 +83,7 @@ public final class VirtualAppleTV: Sendable {
         }
 
         /// The features actually advertised: with `airplay2`, bits 38 and 48 are added.
-        public var advertisedFeatures: String {
+        package var advertisedFeatures: String {
             guard airplay2 else { return features }
             let raw = AirPlayFeatureFlags(parsing: features)?.rawValue ?? 1
             let v = raw | (1 << 38) | (1 << 48)
@@ -92,10 +92,10 @@ public final class VirtualAppleTV: Sendable {
         }
 
         /// The HTTP/RTSP front with pairing and encryption serves the port (else plain HTTP).
-        public var usesPairingFront: Bool { requirePairing || airplay2 }
+        package var usesPairingFront: Bool { requirePairing || airplay2 }
 
         /// TXT of `_airplay._tcp` (also for pyatv's `--service-properties`).
-        public var txt: [String: String] {
+        package var txt: [String: String] {
             var t = ["deviceid": deviceID.uppercased(), "features": advertisedFeatures, "model": model, "srcvers": "220.68",
                      "flags": "0x4", "vv": "2"]
             if let osVersion { t["osvers"] = osVersion }
@@ -107,59 +107,59 @@ public final class VirtualAppleTV: Sendable {
         }
 
         /// `--service-properties` for `atvremote --manual` (first character is the separator).
-        public var servicePropertiesArgument: String {
+        package var servicePropertiesArgument: String {
             ";" + txt.keys.sorted().map { "\($0)=\(txt[$0] ?? "")" }.joined(separator: ";")
         }
     }
 
     /// What the device saw and did.
-    public struct Report: Sendable, Equatable {
-        public struct Fetch: Sendable, Equatable {
-            public var url: String
+    package struct Report: Sendable, Equatable {
+        package struct Fetch: Sendable, Equatable {
+            package var url: String
             /// The Range header we sent.
-            public var range: String
+            package var range: String
             /// The HTTP status, nil when no answer.
-            public var status: Int?
-            public var bytes: Int
-            public var contentRange: String?
-            public var error: String?
-            public var ok: Bool { error == nil }
+            package var status: Int?
+            package var bytes: Int
+            package var contentRange: String?
+            package var error: String?
+            package var ok: Bool { error == nil }
         }
         /// "METHOD /path?query" in arrival order.
-        public var requests: [String] = []
-        public var userAgents: [String] = []
-        public var plays: [AirPlayPlayRequest] = []
-        public var fetches: [Fetch] = []
+        package var requests: [String] = []
+        package var userAgents: [String] = []
+        package var plays: [AirPlayPlayRequest] = []
+        package var fetches: [Fetch] = []
         /// The duration each successful play got (probed or default).
-        public var durations: [Double] = []
-        public var playbackInfoPolls = 0
-        public var scrubs: [Double] = []
-        public var rates: [Double] = []
-        public var stops = 0
+        package var durations: [Double] = []
+        package var playbackInfoPolls = 0
+        package var scrubs: [Double] = []
+        package var rates: [Double] = []
+        package var stops = 0
         /// Playbacks that ran to the end of their media.
-        public var finished = 0
+        package var finished = 0
         /// Playbacks stopped because their connection closed.
-        public var closedByConnection = 0
+        package var closedByConnection = 0
         /// Pairing front: "PIN", "transient", "verified" in order; failures as text.
-        public var pairings: [String] = []
-        public var pairingFailures: [String] = []
+        package var pairings: [String] = []
+        package var pairingFailures: [String] = []
         /// Requests refused with 470 because the connection was not verified.
-        public var refusedUnverified = 0
+        package var refusedUnverified = 0
         /// Video/info requests that arrived encrypted.
-        public var encryptedRequests = 0
-        public var sessionSetups = 0
-        public var timingProtocol: String?
+        package var encryptedRequests = 0
+        package var sessionSetups = 0
+        package var timingProtocol: String?
         /// Answers to the NTP timing request sent to the sender's timing port after session SETUP.
-        public var timingReplies = 0
-        public var eventConnections = 0
-        public var records = 0
-        public var feedbacks = 0
+        package var timingReplies = 0
+        package var eventConnections = 0
+        package var records = 0
+        package var feedbacks = 0
         /// Remote-control streams (type 130, the MRP tunnel) set up, and data channels the sender opened.
-        public var remoteControlStreams = 0
-        public var dataChannelConnections = 0
+        package var remoteControlStreams = 0
+        package var dataChannelConnections = 0
     }
 
-    public enum Event: Sendable, Equatable {
+    package enum Event: Sendable, Equatable {
         case request(String)
         case play(AirPlayPlayRequest)
         case fetched(Report.Fetch)
@@ -170,8 +170,8 @@ public final class VirtualAppleTV: Sendable {
         case pairingFailed(String)
     }
 
-    public let configuration: Configuration
-    public let port: Int
+    package let configuration: Configuration
+    package let port: Int
     let server: HTTPServer?
     let front: Channel?
     let pairing: AppleTVPairingShared
@@ -188,7 +188,7 @@ public final class VirtualAppleTV: Sendable {
 
     /// Starts the device. `mrp` (usually the same device that serves the direct MRP port) answers
     /// the AirPlay 2 remote-control tunnel (stream SETUP type 130); without it that SETUP gets 501.
-    public static func start(_ configuration: Configuration = Configuration(), mrp: VirtualMRP? = nil) async throws -> VirtualAppleTV {
+    package static func start(_ configuration: Configuration = Configuration(), mrp: VirtualMRP? = nil) async throws -> VirtualAppleTV {
         let core = AppleTVCore(configuration: configuration, mrp: mrp)
         let pairing = AppleTVPairingShared(identity: configuration.identity, pin: configuration.pin)
         if configuration.usesPairingFront {
@@ -201,7 +201,7 @@ public final class VirtualAppleTV: Sendable {
         return VirtualAppleTV(configuration: configuration, server: server, front: nil, pairing: pairing, core: core)
     }
 
-    public func stop() async {
+    package func stop() async {
         await server?.stop()
         try? await front?.close()
         pairing.closeAll()
@@ -209,19 +209,19 @@ public final class VirtualAppleTV: Sendable {
     }
 
     /// Controllers paired with the PIN so far.
-    public var pairedControllers: [HAPPairedController] { pairing.controllers.withLock { $0 } }
+    package var pairedControllers: [HAPPairedController] { pairing.controllers.withLock { $0 } }
 
-    public func report() -> Report { core.report.withLock { $0 } }
-    public func events() -> AsyncStream<Event> { core.events.subscribe() }
+    package func report() -> Report { core.report.withLock { $0 } }
+    package func events() -> AsyncStream<Event> { core.events.subscribe() }
 
     /// Change the fault knobs while running.
-    public func setFaults(_ faults: Faults) { core.state.withLock { $0.faults = faults } }
+    package func setFaults(_ faults: Faults) { core.state.withLock { $0.faults = faults } }
 
     /// What `/playback-info` would answer now.
-    public func playbackInfo() -> PlaybackInfo { core.currentInfo().info }
+    package func playbackInfo() -> PlaybackInfo { core.currentInfo().info }
 
     /// Waits for an event matching `predicate` (checked against events from now on).
-    public func waitFor(_ what: String, timeout: Duration, _ predicate: @escaping @Sendable (Event) -> Bool) async throws -> Event {
+    package func waitFor(_ what: String, timeout: Duration, _ predicate: @escaping @Sendable (Event) -> Bool) async throws -> Event {
         let stream = events()
         return try await withThrowingTaskGroup(of: Event?.self) { group in
             group.addTask {

@@ -10,16 +10,16 @@ import Synchronization
 /// (buttons and touch swipes), `setproperty` (position, shuffle, repeat) and
 /// `nowplayingartwork` (PNG). A script of items plays in order and advances on a timer.
 /// Requests with an unknown session id get 403 (a device that logged the client out).
-public final class VirtualAppleTV3: Sendable {
-    public struct Item: Sendable, Equatable {
-        public var title: String
-        public var artist: String?
-        public var album: String?
-        public var genre: String?
-        public var durationMs: UInt32
+package final class VirtualAppleTV3: Sendable {
+    package struct Item: Sendable, Equatable {
+        package var title: String
+        package var artist: String?
+        package var album: String?
+        package var genre: String?
+        package var durationMs: UInt32
         /// iTunes media kind (2 music, 8 TV show, 32 video…).
-        public var mediaKind: UInt32
-        public init(title: String, artist: String? = nil, album: String? = nil, genre: String? = nil,
+        package var mediaKind: UInt32
+        package init(title: String, artist: String? = nil, album: String? = nil, genre: String? = nil,
                     durationMs: UInt32, mediaKind: UInt32 = 2) {
             self.title = title
             self.artist = artist
@@ -30,22 +30,22 @@ public final class VirtualAppleTV3: Sendable {
         }
     }
 
-    public struct Configuration: Sendable {
-        public var host: String
-        public var port: Int
-        public var name: String
+    package struct Configuration: Sendable {
+        package var host: String
+        package var port: Int
+        package var name: String
         /// Pairing GUID logins must present (16 hex digits, with or without "0x").
-        public var pairingGUID: String
+        package var pairingGUID: String
         /// A Home Sharing id accepted as `hsgid`, if any.
-        public var homeSharingID: String?
-        public var items: [Item]
+        package var homeSharingID: String?
+        package var items: [Item]
         /// Move to the next item this often (nil: only commands change the state).
-        public var advanceEvery: Duration?
+        package var advanceEvery: Duration?
         /// Start playing the first item (else idle until `play`).
-        public var startPlaying: Bool
-        public var artwork: [UInt8]
+        package var startPlaying: Bool
+        package var artwork: [UInt8]
 
-        public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv Apple TV 3",
+        package init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv Apple TV 3",
                     pairingGUID: String = "0x0000000000000001", homeSharingID: String? = nil,
                     items: [Item] = VirtualAppleTV3.defaultItems, advanceEvery: Duration? = nil,
                     startPlaying: Bool = true, artwork: [UInt8] = VirtualAppleTV3.samplePNG) {
@@ -61,7 +61,7 @@ public final class VirtualAppleTV3: Sendable {
         }
     }
 
-    public static let defaultItems: [Item] = [
+    package static let defaultItems: [Item] = [
         Item(title: "Loopback Sunrise", artist: "The Virtual Band", album: "Localhost Sessions", genre: "Electronic",
              durationMs: 215_000, mediaKind: 2),
         Item(title: "Packet Storm", artist: "The Virtual Band", album: "Localhost Sessions", genre: "Electronic",
@@ -71,7 +71,7 @@ public final class VirtualAppleTV3: Sendable {
     ]
 
     /// A 1×1 PNG.
-    public static let samplePNG: [UInt8] = [
+    package static let samplePNG: [UInt8] = [
         0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
         0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
         0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0xDA, 0x63, 0x60, 0x60, 0xF8, 0x5F,
@@ -80,45 +80,45 @@ public final class VirtualAppleTV3: Sendable {
     ]
 
     /// The device's now-playing state.
-    public struct NowPlaying: Sendable, Equatable {
+    package struct NowPlaying: Sendable, Equatable {
         /// Index into the items; nil when idle.
-        public var index: Int?
+        package var index: Int?
         /// `caps`: 0 idle, 2 stopped, 3 paused, 4 playing.
-        public var playState: UInt8
-        public var positionMs: UInt32
+        package var playState: UInt8
+        package var positionMs: UInt32
         /// 0 off, 1 on.
-        public var shuffle: UInt8
+        package var shuffle: UInt8
         /// 0 off, 1 track, 2 all.
-        public var repeatMode: UInt8
+        package var repeatMode: UInt8
         /// 0...100.
-        public var volume: Int
-        public var revision: UInt32
+        package var volume: Int
+        package var revision: UInt32
     }
 
     /// What the device received.
-    public struct Report: Sendable, Equatable {
+    package struct Report: Sendable, Equatable {
         /// "METHOD /path?query" in arrival order.
-        public var requests: [String] = []
+        package var requests: [String] = []
         /// Requests missing the Remote headers (Client-DAAP-Version, Viewer-Only-Client).
-        public var requestsWithoutRemoteHeaders: [String] = []
+        package var requestsWithoutRemoteHeaders: [String] = []
         /// Pairing GUIDs / Home Sharing ids that logged in.
-        public var logins: [String] = []
+        package var logins: [String] = []
         /// Login ids refused with 503.
-        public var refusedLogins: [String] = []
+        package var refusedLogins: [String] = []
         /// ctrl-int commands (play, pause, nextitem, volumeup…).
-        public var commands: [String] = []
+        package var commands: [String] = []
         /// `cmbe` strings of controlpromptentry bodies (select, menu, touchDown&time=0&point=20,275…).
-        public var prompts: [String] = []
+        package var prompts: [String] = []
         /// "key=value" of setproperty.
-        public var properties: [String] = []
+        package var properties: [String] = []
         /// playstatusupdate requests that waited for a change.
-        public var longPolls = 0
-        public var artworkRequests = 0
-        public init() {}
+        package var longPolls = 0
+        package var artworkRequests = 0
+        package init() {}
     }
 
-    public let configuration: Configuration
-    public let port: Int
+    package let configuration: Configuration
+    package let port: Int
     let server: HTTPServer
     let core: AppleTV3Core
     private let ticker: Task<Void, Never>?
@@ -131,7 +131,7 @@ public final class VirtualAppleTV3: Sendable {
         self.ticker = ticker
     }
 
-    public static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualAppleTV3 {
+    package static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualAppleTV3 {
         let core = AppleTV3Core(configuration: configuration)
         let server = try await HTTPServer.start(host: configuration.host, port: configuration.port,
                                                 handler: { await core.handle($0) })
@@ -149,25 +149,25 @@ public final class VirtualAppleTV3: Sendable {
     }
 
     /// Closes every connection (a waiting long poll gets no answer) and stops listening.
-    public func stop() async {
+    package func stop() async {
         ticker?.cancel()
         await server.stop()
         core.shutdown()
     }
 
-    public func report() -> Report { core.report.withLock { $0 } }
-    public func nowPlaying() -> NowPlaying { core.snapshot() }
+    package func report() -> Report { core.report.withLock { $0 } }
+    package func nowPlaying() -> NowPlaying { core.snapshot() }
     /// The item playing now, nil when idle.
-    public func currentItem() -> Item? { core.snapshot().index.map { configuration.items[$0] } }
+    package func currentItem() -> Item? { core.snapshot().index.map { configuration.items[$0] } }
     /// Move the script to the next item now (as the timer does).
-    public func advance() { core.advance() }
+    package func advance() { core.advance() }
     /// Forget every session: the next request with an old session id gets 403.
-    public func expireSessions() { core.state.withLock { $0.sessions.removeAll() } }
+    package func expireSessions() { core.state.withLock { $0.sessions.removeAll() } }
     /// The play-status answer the device gives now (for tests and logs).
-    public func playStatusElements() -> [DMAPElement] { core.playStatus() }
+    package func playStatusElements() -> [DMAPElement] { core.playStatus() }
 
     /// Polls the report until `predicate` holds, or throws `.timeout`.
-    public func waitForReport(_ what: String, timeout: Duration = .seconds(10),
+    package func waitForReport(_ what: String, timeout: Duration = .seconds(10),
                               _ predicate: (Report) -> Bool) async throws -> Report {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {

@@ -72,6 +72,24 @@ final class AppleTVAirPlay2Connection: Sendable {
     }
 
     var verified: Bool { state.withLock { $0.secret != nil } }
+
+    /// The HTTP/RTSP server end of this connection: answers in request order, and encryption
+    /// switched on right after the pairing answer that completes a handshake (that answer itself
+    /// goes out in plaintext).
+    func serverHandler(crypto: HAPEncryptionHandler) -> RTSPServerHandler {
+        let crypto = NIOLoopBound(crypto, eventLoop: channel.eventLoop)
+        let loop = channel.eventLoop
+        let respond: RTSPServerHandler.Respond = { [self] request in
+            loop.makeFutureWithTask { await self.handle(request) }.map { (reply: AppleTVReply) -> RTSPServerReply in
+                var afterWrite: (@Sendable () -> Void)?
+                if let keys = reply.enableKeys { afterWrite = { crypto.value.enable(keys: keys) } }
+                return RTSPServerReply(reply.response, afterWrite: afterWrite)
+            }
+        }
+        return RTSPServerHandler(parser: RTSPParser(maxBodyBytes: 4 * 1024 * 1024), errorVersion: "HTTP/1.1",
+                                 onClose: { [self] in closed() }, respond: respond)
+    }
+
     var authorized: Bool { state.withLock { $0.secret != nil || $0.legacyVerified } }
 
     private func response(_ status: Int, for r: RTSPRequest, reason: String? = nil) -> RTSPResponse {
@@ -231,17 +249,9 @@ final class AppleTVAirPlay2Connection: Sendable {
             server = existing
         } else {
             do {
-                server = try await ServerBootstrap(group: channel.eventLoop)
-                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .childChannelInitializer { [core] ch in
-                        ch.eventLoop.makeCompletedFuture {
-                            let crypto = HAPEncryptionHandler()
-                            crypto.enable(keys: keys)
-                            try ch.pipeline.syncOperations.addHandler(crypto)
-                            try ch.pipeline.syncOperations.addHandler(AppleTVEventHandler(core: core))
-                        }
-                    }
-                    .bind(host: host, port: 0).get()
+                server = try await EncryptedListener.bind(group: channel.eventLoop, host: host, keys: keys) { [core] _, pipeline in
+                    try pipeline.addHandler(AppleTVEventHandler(core: core))
+                }.get()
             } catch {
                 return AppleTVReply(response: response(500, for: r))
             }
@@ -308,18 +318,17 @@ final class AppleTVAirPlay2Connection: Sendable {
     private func askTime(ip: String, port: Int, host: String) async {
         let core = self.core
         guard let dest = try? SocketAddress(ipAddress: ip, port: port),
-              let ch = try? await DatagramHandler.bind(loop: channel.eventLoop, host: host, port: 0, { bytes in
+              let endpoint = try? await UDPEndpoint.bind(host: host, on: channel.eventLoop, onPacket: { bytes, _, _ in
                   if let p = try? RAOPTimingPacket(decoding: bytes), p.isReply {
                       core.report.withLock { $0.timingReplies += 1 }
                   }
-              }).get() else { return }
+              }) else { return }
         let closed = state.withLock { s -> Bool in
-            s.timing = ch
+            s.timing = endpoint.channel
             return s.closed
         }
-        if closed { ch.close(promise: nil); return }
-        let packet = RAOPTimingPacket(isReply: false, sendTime: NTPTime.now())
-        ch.writeAndFlush(AddressedEnvelope(remoteAddress: dest, data: ch.allocator.buffer(bytes: packet.bytes)), promise: nil)
+        if closed { endpoint.closeNow(); return }
+        endpoint.send(RAOPTimingPacket(isReply: false, sendTime: NTPTime.now()).bytes, to: dest)
     }
 
     func closed() {
@@ -363,87 +372,17 @@ final class AppleTVDataChannelWatcher: ChannelInboundHandler, Sendable {
     }
 }
 
-/// HTTP/RTSP on a connection: parse, answer in order, switch to encryption right after the
-/// pairing answer that completes a handshake (that answer itself goes out in plaintext).
-final class AppleTVControlHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-    private let connection: AppleTVAirPlay2Connection
-    private let crypto: HAPEncryptionHandler
-    private var parser = RTSPParser(maxBodyBytes: 4 * 1024 * 1024)
-    private var pending: EventLoopFuture<Void>?
-
-    init(connection: AppleTVAirPlay2Connection, crypto: HAPEncryptionHandler) {
-        self.connection = connection
-        self.crypto = crypto
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        parser.append(unwrapInboundIn(data).readableBytesView)
-        let channel = context.channel
-        let crypto = NIOLoopBound(self.crypto, eventLoop: channel.eventLoop)
-        while true {
-            let request: RTSPRequest?
-            do {
-                request = try parser.nextRequest()
-            } catch {
-                var bad = RTSPResponse(version: "HTTP/1.1", status: 400)
-                bad.headers.set("Connection", "close")
-                channel.writeAndFlush(channel.allocator.buffer(bytes: bad.serialized)).whenComplete { _ in channel.close(promise: nil) }
-                return
-            }
-            guard let request else { return }
-            let connection = self.connection
-            let previous = pending ?? channel.eventLoop.makeSucceededVoidFuture()
-            pending = previous.flatMapError { _ in channel.eventLoop.makeSucceededVoidFuture() }.flatMap {
-                channel.eventLoop.makeFutureWithTask { await connection.handle(request) }.flatMap { reply in
-                    let written = channel.writeAndFlush(channel.allocator.buffer(bytes: AppleTVControlHandler.bytes(reply.response)))
-                    if let keys = reply.enableKeys { crypto.value.enable(keys: keys) }
-                    return written
-                }
-            }
-        }
-    }
-
-    /// The serialized answer; an empty HTTP body gets an explicit `Content-Length: 0` (HTTP
-    /// clients would otherwise read until the connection closes).
-    static func bytes(_ r: RTSPResponse) -> [UInt8] {
-        var out = r.serialized
-        if r.body.isEmpty, r.version.hasPrefix("HTTP/"), out.count >= 2 {
-            out.removeLast(2)
-            out += Array("Content-Length: 0\r\n\r\n".utf8)
-        }
-        return out
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        connection.closed()
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
-}
-
 extension VirtualAppleTV {
     static let sourceVersion = "690.7.1"
 
     /// Starts the raw HTTP/RTSP listener used with pairing or AirPlay 2.
     static func startAirPlay2Server(core: AppleTVCore, shared: AppleTVPairingShared) async throws -> Channel {
         let c = core.configuration
-        do {
-            return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let crypto = HAPEncryptionHandler()
-                        let connection = AppleTVAirPlay2Connection(channel: channel, core: core, shared: shared)
-                        try channel.pipeline.syncOperations.addHandler(crypto)
-                        try channel.pipeline.syncOperations.addHandler(AppleTVControlHandler(connection: connection, crypto: crypto))
-                    }
-                }
-                .bind(host: c.host, port: c.port).get()
-        } catch {
-            throw ATVError.listening(c.host, c.port, error)
+        return try await TCPListener.bind(host: c.host, port: c.port) { channel, pipeline in
+            let crypto = HAPEncryptionHandler()
+            let connection = AppleTVAirPlay2Connection(channel: channel, core: core, shared: shared)
+            try pipeline.addHandler(crypto)
+            try pipeline.addHandler(connection.serverHandler(crypto: crypto))
         }
     }
 }

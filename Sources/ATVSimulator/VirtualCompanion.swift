@@ -12,35 +12,35 @@ import Synchronization
 /// launching, user accounts, HID buttons (sleep/wake change the power state and push
 /// `SystemStatus`/`TVSystemStatus` events to subscribers), media control volume. Requests it does
 /// not know get the device's "No request handler" error. Pairings last while the process runs.
-public final class VirtualCompanion: Sendable {
-    public struct App: Sendable, Equatable {
-        public var bundleID: String
-        public var name: String
-        public init(bundleID: String, name: String) { self.bundleID = bundleID; self.name = name }
+package final class VirtualCompanion: Sendable {
+    package struct App: Sendable, Equatable {
+        package var bundleID: String
+        package var name: String
+        package init(bundleID: String, name: String) { self.bundleID = bundleID; self.name = name }
     }
 
-    public struct Configuration: Sendable {
-        public var host: String
+    package struct Configuration: Sendable {
+        package var host: String
         /// 0 picks a free port.
-        public var port: Int
-        public var name: String
+        package var port: Int
+        package var name: String
         /// MAC style, e.g. "AA:BB:CC:DD:EE:01" (rpBA in the TXT record).
-        public var deviceID: String
-        public var model: String
+        package var deviceID: String
+        package var model: String
         /// The PIN pair-setup expects (the one a real device shows on screen).
-        public var pin: String
+        package var pin: String
         /// The accessory's long-term identity (its pairing identifier and Ed25519 key).
-        public var identity: HAPIdentity
-        public var apps: [App]
+        package var identity: HAPIdentity
+        package var apps: [App]
         /// Account id → name.
-        public var accounts: [(id: String, name: String)]
-        public var initialPower: CompanionSystemStatus
-        public var volume: Double
+        package var accounts: [(id: String, name: String)]
+        package var initialPower: CompanionSystemStatus
+        package var volume: Double
         /// A text field has focus (text input works); its initial content.
-        public var keyboardFocused: Bool
-        public var initialText: String
+        package var keyboardFocused: Bool
+        package var initialText: String
 
-        public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv Apple TV",
+        package init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv Apple TV",
                     deviceID: String = "AA:BB:CC:DD:EE:01", model: String = "AppleTV6,2", pin: String = "1111",
                     identity: HAPIdentity = HAPIdentity(identifier: UUID().uuidString),
                     apps: [App] = VirtualCompanion.defaultApps,
@@ -63,7 +63,7 @@ public final class VirtualCompanion: Sendable {
         }
     }
 
-    public static let defaultApps: [App] = [
+    package static let defaultApps: [App] = [
         App(bundleID: "com.apple.TVMusic", name: "Music"),
         App(bundleID: "com.apple.TVSettings", name: "Settings"),
         App(bundleID: "com.netflix.Netflix", name: "Netflix"),
@@ -71,29 +71,29 @@ public final class VirtualCompanion: Sendable {
     ]
 
     /// What the device saw and did.
-    public struct Report: Sendable, Equatable {
+    package struct Report: Sendable, Equatable {
         /// Pairing identifiers of controllers that finished pair-setup.
-        public var pairings: [String] = []
+        package var pairings: [String] = []
         /// Pairing identifiers of controllers that finished pair-verify.
-        public var verifications: [String] = []
+        package var verifications: [String] = []
         /// Failed pair-setup / pair-verify attempts (error text).
-        public var authFailures: [String] = []
+        package var authFailures: [String] = []
         /// Request and event names in arrival order.
-        public var messages: [String] = []
+        package var messages: [String] = []
         /// `_launchApp` targets (bundle ids or URLs) that launched.
-        public var launched: [String] = []
+        package var launched: [String] = []
         /// `_hidC` as (state 1 down / 2 up, code).
-        public var buttons: [[Int64]] = []
+        package var buttons: [[Int64]] = []
         /// Names sent in `_systemInfo`.
-        public var clientNames: [String] = []
-        public var account: String?
+        package var clientNames: [String] = []
+        package var account: String?
         /// Text operations applied (`_tiC`), as "insert:TEXT" or "assert:TEXT".
-        public var textOperations: [String] = []
+        package var textOperations: [String] = []
         /// `_mcc` media-control commands, e.g. "play", "skipBy:-10", "setVolume:0.3" (GetVolume is not recorded).
-        public var mediaCommands: [String] = []
+        package var mediaCommands: [String] = []
         /// Power states the device went through (after the initial one), "on"/"off".
-        public var powerChanges: [String] = []
-        public init() {}
+        package var powerChanges: [String] = []
+        package init() {}
     }
 
     struct State: Sendable {
@@ -105,7 +105,7 @@ public final class VirtualCompanion: Sendable {
         var textSession: [UInt8] = []
     }
 
-    public let configuration: Configuration
+    package let configuration: Configuration
     let channel: Channel
     let state: Mutex<State>
     let pushers = Mutex<[ObjectIdentifier: Pusher]>([:])
@@ -121,28 +121,18 @@ public final class VirtualCompanion: Sendable {
         self.state = Mutex(state)
     }
 
-    public var port: Int { channel.localAddress?.port ?? 0 }
-    public var report: Report { state.withLock { $0.report } }
-    public var pairedControllers: [HAPPairedController] { state.withLock { $0.controllers } }
-    public var power: CompanionSystemStatus { state.withLock { $0.power } }
+    package var port: Int { channel.localAddress?.port ?? 0 }
+    package var report: Report { state.withLock { $0.report } }
+    package var pairedControllers: [HAPPairedController] { state.withLock { $0.controllers } }
+    package var power: CompanionSystemStatus { state.withLock { $0.power } }
     /// The focused text field's content.
-    public var text: String { state.withLock { $0.text } }
+    package var text: String { state.withLock { $0.text } }
 
-    public static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualCompanion {
+    package static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualCompanion {
         let box = DeviceBox()
-        let channel: Channel
-        do {
-            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        guard let device = box.device else { throw ATVError.invalidState("virtual Companion device is not ready") }
-                        try ch.pipeline.syncOperations.addHandler(CompanionAccessoryHandler(device: device))
-                    }
-                }
-                .bind(host: configuration.host, port: configuration.port).get()
-        } catch {
-            throw ATVError.listening(configuration.host, configuration.port, error)
+        let channel = try await TCPListener.bind(host: configuration.host, port: configuration.port) { _, pipeline in
+            guard let device = box.device else { throw ATVError.invalidState("virtual Companion device is not ready") }
+            try pipeline.addHandler(CompanionAccessoryHandler(device: device))
         }
         let device = VirtualCompanion(configuration: configuration, channel: channel,
                                       state: State(power: configuration.initialPower, volume: configuration.volume, text: configuration.initialText))
@@ -150,14 +140,14 @@ public final class VirtualCompanion: Sendable {
         return device
     }
 
-    public func stop() async {
+    package func stop() async {
         try? await channel.close()
         for p in pushers.withLock({ Array($0.values) }) { p.loop.execute { p.push(.event("_close")) } }
     }
 
     /// `_companion-link._tcp` as an Apple TV publishes it; rpFl 0x36782 has bit 0x4000 (PIN
     /// pairing supported → pyatv: pairing Mandatory).
-    public func mdnsServices(address: String = "127.0.0.1") -> [MDNSService] {
+    package func mdnsServices(address: String = "127.0.0.1") -> [MDNSService] {
         let compact = configuration.deviceID.filter { $0 != ":" }.lowercased()
         let txt: [String: String] = [
             "rpMac": "2", "rpHN": String(compact.suffix(12)), "rpFl": "0x36782", "rpHA": compact,
@@ -259,9 +249,9 @@ public final class VirtualCompanion: Sendable {
     }
 
     /// `_mcF` of `_iMC`: play, pause, next, previous, volume, skip forward/backward.
-    public static let mediaControlFlags: Int64 = 0x0001 | 0x0002 | 0x0004 | 0x0008 | 0x0100 | 0x0200 | 0x0400
+    package static let mediaControlFlags: Int64 = 0x0001 | 0x0002 | 0x0004 | 0x0008 | 0x0100 | 0x0200 | 0x0400
 
-    public var volume: Double { state.withLock { $0.volume } }
+    package var volume: Double { state.withLock { $0.volume } }
 
     func setVolume(_ v: Double) {
         // Whole percent steps, as a TV's volume is.

@@ -14,17 +14,17 @@ import Synchronization
 /// sent CLIENT_UPDATES_CONFIG get the now-playing state and volume pushed on every change. It obeys
 /// SEND_COMMAND (play, pause, toggle, stop, next, previous, skip, seek, shuffle, repeat), SET_VOLUME,
 /// HID buttons (volume keys change the volume) and PLAYBACK_QUEUE_REQUEST (artwork bytes).
-public final class VirtualMRP: Sendable {
-    public struct Track: Sendable, Equatable {
-        public var title: String
-        public var artist: String
-        public var album: String
-        public var genre: String
+package final class VirtualMRP: Sendable {
+    package struct Track: Sendable, Equatable {
+        package var title: String
+        package var artist: String
+        package var album: String
+        package var genre: String
         /// Seconds.
-        public var duration: Double
+        package var duration: Double
         /// PNG bytes (may be empty: no artwork).
-        public var artwork: [UInt8]
-        public init(title: String, artist: String, album: String, genre: String = "Pop", duration: Double, artwork: [UInt8] = []) {
+        package var artwork: [UInt8]
+        package init(title: String, artist: String, album: String, genre: String = "Pop", duration: Double, artwork: [UInt8] = []) {
             self.title = title
             self.artist = artist
             self.album = album
@@ -34,27 +34,27 @@ public final class VirtualMRP: Sendable {
         }
     }
 
-    public struct Configuration: Sendable {
-        public var host: String
+    package struct Configuration: Sendable {
+        package var host: String
         /// 0 picks a free port.
-        public var port: Int
-        public var name: String
+        package var port: Int
+        package var name: String
         /// The device's UID (DEVICE_INFO deviceUID; volume messages carry it).
-        public var deviceID: String
-        public var model: String
-        public var pin: String
-        public var identity: HAPIdentity
-        public var tracks: [Track]
+        package var deviceID: String
+        package var model: String
+        package var pin: String
+        package var identity: HAPIdentity
+        package var tracks: [Track]
         /// Seconds of playing after which the script moves to the next track; nil: never.
-        public var advanceInterval: Double?
+        package var advanceInterval: Double?
         /// Percent.
-        public var volume: Double
-        public var startPlaying: Bool
+        package var volume: Double
+        package var startPlaying: Bool
         /// Also serve artwork over HTTP and announce it as the item's `artworkURL` (pyatv and our
         /// client try that before the in-band PLAYBACK_QUEUE_REQUEST).
-        public var artworkOverHTTP: Bool
+        package var artworkOverHTTP: Bool
 
-        public init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv Apple TV",
+        package init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv Apple TV",
                     deviceID: String = "F2204E63-BCAB-4941-80A0-06C46CB71391", model: String = "AppleTV6,2",
                     pin: String = "1111", identity: HAPIdentity = HAPIdentity(identifier: UUID().uuidString),
                     tracks: [Track] = VirtualMRP.defaultTracks, advanceInterval: Double? = 10, volume: Double = 50,
@@ -75,7 +75,7 @@ public final class VirtualMRP: Sendable {
     }
 
     /// A tiny valid PNG (1×1, opaque red) used as artwork by the default tracks.
-    public static let samplePNG: [UInt8] = [
+    package static let samplePNG: [UInt8] = [
         0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
         0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x02, 0x00, 0x00, 0x00, 0x90, 0x77, 0x53,
         0xDE, 0x00, 0x00, 0x00, 0x0C, 0x49, 0x44, 0x41, 0x54, 0x08, 0xD7, 0x63, 0xF8, 0xCF, 0xC0, 0x00,
@@ -83,50 +83,50 @@ public final class VirtualMRP: Sendable {
         0x44, 0xAE, 0x42, 0x60, 0x82,
     ]
 
-    public static let defaultTracks: [Track] = [
+    package static let defaultTracks: [Track] = [
         Track(title: "First Light", artist: "The Virtuals", album: "Loopback Sessions", genre: "Ambient", duration: 201, artwork: samplePNG),
         Track(title: "Second Wind", artist: "Ada Byte", album: "Packets", genre: "Electronic", duration: 185, artwork: samplePNG),
         Track(title: "Third Time Lucky", artist: "The Virtuals", album: "Loopback Sessions", genre: "Ambient", duration: 242, artwork: samplePNG),
     ]
 
     /// tvOS 14.7: pyatv disables direct MRP for tvOS ≥ 15 (build ≥ 19…), which tunnels MRP over AirPlay.
-    public static let systemBuild = "18M60"
-    public static let bundleIdentifier = "com.apple.TVMusic"
-    public static let appName = "Music"
+    package static let systemBuild = "18M60"
+    package static let bundleIdentifier = "com.apple.TVMusic"
+    package static let appName = "Music"
 
     /// What the device saw and did.
-    public struct Report: Sendable, Equatable {
-        public var pairings: [String] = []
-        public var verifications: [String] = []
-        public var authFailures: [String] = []
+    package struct Report: Sendable, Equatable {
+        package var pairings: [String] = []
+        package var verifications: [String] = []
+        package var authFailures: [String] = []
         /// Message types received, in order (e.g. "deviceInfo", "sendCommand").
-        public var messages: [String] = []
+        package var messages: [String] = []
         /// SEND_COMMAND commands obeyed, in order (e.g. "pause", "nextTrack").
-        public var commands: [String] = []
+        package var commands: [String] = []
         /// HID transitions, e.g. "select down", "select up".
-        public var buttons: [String] = []
+        package var buttons: [String] = []
         /// Names controllers sent in DEVICE_INFO.
-        public var clientNames: [String] = []
+        package var clientNames: [String] = []
         /// Volume (percent) after every change.
-        public var volumes: [Double] = []
+        package var volumes: [Double] = []
         /// Power changes, "off" / "on".
-        public var power: [String] = []
+        package var power: [String] = []
         /// The group (other output device UIDs) after every MODIFY_OUTPUT_CONTEXT_REQUEST.
-        public var outputGroups: [[String]] = []
-        public init() {}
+        package var outputGroups: [[String]] = []
+        package init() {}
     }
 
-    public struct NowPlaying: Sendable, Equatable {
-        public var trackIndex: Int
-        public var playing: Bool
+    package struct NowPlaying: Sendable, Equatable {
+        package var trackIndex: Int
+        package var playing: Bool
         /// Position in seconds at `positionDate`.
-        public var position: Double
-        public var positionDate: Date
+        package var position: Double
+        package var positionDate: Date
         /// After Stop (until Play): SET_STATE says Stopped rather than Paused.
-        public var stopped = false
+        package var stopped = false
         package var shuffle: MRPShuffleMode
         package var repeatMode: MRPRepeatMode
-        public func positionNow(_ now: Date = Date()) -> Double {
+        package func positionNow(_ now: Date = Date()) -> Double {
             playing ? position + now.timeIntervalSince(positionDate) : position
         }
     }
@@ -146,20 +146,20 @@ public final class VirtualMRP: Sendable {
         var sleepMenuOpen = false
     }
 
-    public let configuration: Configuration
+    package let configuration: Configuration
     /// The TCP listener of a direct device; nil when embedded (the MRP tunnel of a virtual HomePod).
     let channel: Channel?
     let artworkServer: HTTPServer?
     let artworkRequests: RequestLog
     /// Paths of the HTTP artwork requests served (with `artworkOverHTTP`).
-    public var httpArtworkRequests: [String] { artworkRequests.all }
+    package var httpArtworkRequests: [String] { artworkRequests.all }
     let state: Mutex<State>
     let pushers = Mutex<[ObjectIdentifier: MRPPusher]>([:])
     let ticker = Mutex<Task<Void, Never>?>(nil)
     let muted = Atomic<Bool>(false)
 
     /// A hung device: while muted it reads but answers nothing (heartbeats time out).
-    public func setMuted(_ on: Bool) { muted.store(on, ordering: .relaxed) }
+    package func setMuted(_ on: Bool) { muted.store(on, ordering: .relaxed) }
 
     init(configuration: Configuration, channel: Channel?, artworkServer: HTTPServer?, artworkRequests: RequestLog) {
         self.configuration = configuration
@@ -171,33 +171,22 @@ public final class VirtualMRP: Sendable {
                             volume: configuration.volume))
     }
 
-    public var port: Int { channel?.localAddress?.port ?? 0 }
-    public var report: Report { state.withLock { $0.report } }
-    public var nowPlaying: NowPlaying { state.withLock { $0.now } }
-    public var currentTrack: Track { configuration.tracks[state.withLock { $0.now.trackIndex }] }
-    public var volume: Double { state.withLock { $0.volume } }
-    public var isOn: Bool { state.withLock { $0.poweredOn } }
+    package var port: Int { channel?.localAddress?.port ?? 0 }
+    package var report: Report { state.withLock { $0.report } }
+    package var nowPlaying: NowPlaying { state.withLock { $0.now } }
+    package var currentTrack: Track { configuration.tracks[state.withLock { $0.now.trackIndex }] }
+    package var volume: Double { state.withLock { $0.volume } }
+    package var isOn: Bool { state.withLock { $0.poweredOn } }
     /// UIDs of the other output devices grouped with this one.
-    public var groupedDevices: [String] { state.withLock { $0.grouped } }
-    public var pairedControllers: [HAPPairedController] { state.withLock { $0.controllers } }
+    package var groupedDevices: [String] { state.withLock { $0.grouped } }
+    package var pairedControllers: [HAPPairedController] { state.withLock { $0.controllers } }
 
-    public static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualMRP {
+    package static func start(_ configuration: Configuration = Configuration()) async throws -> VirtualMRP {
         guard !configuration.tracks.isEmpty else { throw ATVError.invalidConfig("the virtual MRP device needs at least one track") }
         let box = MRPDeviceBox()
-        let channel: Channel
-        do {
-            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        guard let device = box.device else { throw ATVError.invalidState("virtual MRP device is not ready") }
-                        try ch.pipeline.syncOperations.addHandler(MRPAccessoryHandler(device: device))
-                    }
-                }
-                .bind(host: configuration.host, port: configuration.port).get()
-        } catch {
-            throw ATVError.listening(configuration.host, configuration.port, error)
+        let channel = try await TCPListener.bind(host: configuration.host, port: configuration.port, options: .init(noDelay: true)) { _, pipeline in
+            guard let device = box.device else { throw ATVError.invalidState("virtual MRP device is not ready") }
+            try pipeline.addHandler(MRPAccessoryHandler(device: device))
         }
         let requests = RequestLog()
         var server: HTTPServer?
@@ -225,7 +214,7 @@ public final class VirtualMRP: Sendable {
     }
 
     /// Stop listening and close every controller connection (they see the device go away).
-    public func stop() async {
+    package func stop() async {
         ticker.withLock { $0?.cancel() }
         await artworkServer?.stop()
         if let channel { try? await channel.close() }
@@ -234,7 +223,7 @@ public final class VirtualMRP: Sendable {
 
     /// A device without a listener of its own: controllers reach it through another transport (the
     /// AirPlay 2 data stream of a virtual HomePod, `MRPAccessoryHandler(device:transport: .dataStream)`).
-    public static func embedded(_ configuration: Configuration) throws -> VirtualMRP {
+    package static func embedded(_ configuration: Configuration) throws -> VirtualMRP {
         guard !configuration.tracks.isEmpty else { throw ATVError.invalidConfig("the virtual MRP device needs at least one track") }
         let device = VirtualMRP(configuration: configuration, channel: nil, artworkServer: nil, artworkRequests: RequestLog())
         device.startTicker()
@@ -242,10 +231,10 @@ public final class VirtualMRP: Sendable {
     }
 
     /// Controller connections open now (direct or tunnelled).
-    public var connectionCount: Int { pushers.withLock { $0.count } }
+    package var connectionCount: Int { pushers.withLock { $0.count } }
 
     /// Close every controller connection but keep listening.
-    public func dropConnections() {
+    package func dropConnections() {
         for p in pushers.withLock({ Array($0.values) }) { p.loop.execute { p.close() } }
     }
 
@@ -270,7 +259,7 @@ public final class VirtualMRP: Sendable {
 
     /// `_mediaremotetv._tcp` as an Apple TV publishes it (pyatv: name from `Name`, identifier from
     /// `UniqueIdentifier`, pairing Optional because `AllowPairing` is YES).
-    public func mdnsServices(address: String = "127.0.0.1") -> [MDNSService] {
+    package func mdnsServices(address: String = "127.0.0.1") -> [MDNSService] {
         let txt: [String: String] = [
             "Name": configuration.name, "UniqueIdentifier": configuration.deviceID, "ModelName": "Apple TV",
             "SystemBuildVersion": Self.systemBuild, "AllowPairing": "YES", "BluetoothAddress": "", "macAddress": "AA:BB:CC:DD:EE:02",
