@@ -126,7 +126,8 @@ let package = Package(
                           path: "Benchmarks/atv-bench", swiftSettings: swift6),
 
         // Tests (Swift Testing). ATVTestSupport: helpers shared by the test targets only (seeded
-        // generator, hex, temp dirs, polling); no product depends on it.
+        // generator, hex, temp dirs, polling, the one child-process runner, PCM and fixture
+        // helpers); no product depends on it.
         .target(name: "ATVTestSupport", dependencies: ["ATVCore"], path: "Tests/ATVTestSupport", swiftSettings: swift6),
         .testTarget(name: "ATVCoreTests", dependencies: ["ATVTestSupport",
             "ATVCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
@@ -151,6 +152,12 @@ let package = Package(
         .testTarget(name: "ATVLogTests", dependencies: ["ATVTestSupport", "ATVLog"], swiftSettings: swift6),
         .testTarget(name: "ATVDMAPTests", dependencies: ["ATVTestSupport", "ATVDMAP", "ATVSimulator", "ATV"], swiftSettings: swift6),
         .testTarget(name: "ATVAirPlayTests", dependencies: ["ATVTestSupport", "ATVAirPlay", "ATVHTTP", "ATVAirPlayCore", "ATVSimulator", "ATV"], swiftSettings: swift6),
+        // Interop: tests that start real peers we did not write (pyatv, shairport-sync, avahi,
+        // python-zeroconf) or run in private network namespaces. `swift test --skip InteropTests`
+        // runs only the fast targets (README, "Tests").
+        .testTarget(name: "InteropTests", dependencies: ["ATVTestSupport",
+            "ATV", "ATVCore", "ATVAuth", "ATVHTTP", "ATVAirPlayCore", "ATVAirPlay", "ATVSimulator",
+        ], swiftSettings: swift6),
     ]
 )
 

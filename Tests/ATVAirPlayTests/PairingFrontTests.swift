@@ -139,7 +139,8 @@ import Testing
         var env = ProcessInfo.processInfo.environment
         env["HOME"] = dir.path
         let pair = try Child("/bin/sh", ["-c", "echo 2468 | \(common) pair"], environment: env, in: dir)
-        let (ps, pt) = try await pair.wait(timeout: .seconds(60))
+        let pairResult = await pair.finish(timeout: 60)
+        let (ps, pt) = (pairResult.status, pairResult.timedOut)
         #expect(ps == 0 && !pt, "\(pair.describe())")
         guard let line = pair.stdout.split(separator: "\n").first(where: { $0.contains("You may now use these credentials:") }) else {
             Issue.record("no credentials: \(pair.describe())")
@@ -151,7 +152,8 @@ import Testing
 
         let play = try Child("/bin/sh", ["-c", "\(common) --airplay-credentials \(credentials) play_url=\(origin.url)"],
                              environment: env, in: dir)
-        let (status, timedOut) = try await play.wait(timeout: .seconds(60))
+        let playResult = await play.finish(timeout: 60)
+        let (status, timedOut) = (playResult.status, playResult.timedOut)
         await atv.stop()
         await origin.stop()
         #expect(status == 0 && !timedOut, "\(play.describe())")

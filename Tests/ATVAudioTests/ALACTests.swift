@@ -107,7 +107,7 @@ struct ALACTests {
         }
         #expect(try cliPCM(m4a) == pcm)
         // -frame_size 352 is ignored: 17600 frames come out as 4 packets of 4096 and one of 1216.
-        let crc = String(decoding: try run("/usr/bin/ffmpeg", ["-v", "error", "-i", m4a, "-c:a", "copy", "-f", "framecrc", "-"]), as: UTF8.self)
+        let crc = String(decoding: try runTool("/usr/bin/ffmpeg", ["-v", "error", "-i", m4a, "-c:a", "copy", "-f", "framecrc", "-"]), as: UTF8.self)
         let sizes = crc.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line -> Int? in
             let f = line.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             return f.count >= 4 ? Int(f[3]) : nil

@@ -15,7 +15,7 @@ private func longWAV() throws -> String {
 /// A loopback HTTP server (python3) serving the fixture dir, plus /stall/<file> (headers and 64 KiB, then
 /// nothing) and /hang (accepts, never answers).
 final class LoopbackHTTPServer {
-    let process = Process()
+    let child: Child
     let port: Int
 
     init(root: String) throws {
@@ -41,20 +41,16 @@ final class LoopbackHTTPServer {
         print(srv.server_address[1], flush=True)
         srv.serve_forever()
         """
-        let out = Pipe()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-c", script, root]
-        process.standardOutput = out
-        try process.run()
-        var line = Data()
-        while true {
-            let b = out.fileHandleForReading.readData(ofLength: 1)
-            if b.isEmpty || b == Data([0x0A]) { break }
-            line += b
+        child = try Child("/usr/bin/python3", ["-c", script, root])
+        let deadline = ContinuousClock.now + .seconds(20)
+        var line: Substring?
+        while line == nil, child.isRunning, ContinuousClock.now < deadline {
+            line = child.stdout.split(separator: "\n").first
+            if line == nil { usleep(10_000) }
         }
-        guard let p = Int(String(decoding: line, as: UTF8.self)) else {
-            kill(process.processIdentifier, SIGKILL)
-            throw TestFailure("HTTP test server did not start")
+        guard let line, let p = Int(line) else {
+            child.kill()
+            throw TestFailure("HTTP test server did not start: \(child.stderr)")
         }
         port = p
     }
@@ -63,8 +59,7 @@ final class LoopbackHTTPServer {
 
     deinit {
         // SIGKILL: children of the test runner inherit a signal mask that blocks SIGTERM.
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        child.kill()
     }
 }
 

@@ -3,47 +3,20 @@ import ATVCore
 import Foundation
 @testable import ATVAudio
 
-/// Runs a program; returns stdout; throws with stderr on a non-zero exit.
+/// Runs a program to its end on ATVTestSupport's runner; returns stdout; throws with stderr on a
+/// non-zero exit. Blocking: the fixture makers that call it are synchronous.
 @discardableResult
-func run(_ program: String, _ args: [String], stdin: FileHandle? = nil) throws -> Data {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: program)
-    p.arguments = args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    if let stdin { p.standardInput = stdin }
-    try p.run()
-    // Drain stdout/stderr concurrently so a large output can't block the child.
-    let errData = LockedBox(Data())
-    let t = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
-    t.start()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    while !errData.done { usleep(1000) }
-    guard p.terminationStatus == 0 else {
-        throw TestFailure("\(program) \(args.joined(separator: " ")) failed: \(String(decoding: errData.value, as: UTF8.self))")
+func runTool(_ program: String, _ args: [String], stdin: FileHandle? = nil) throws -> Data {
+    let child = try Child(program, args, stdin: stdin)
+    let r = child.finishBlocking()
+    guard r.status == 0 else {
+        throw TestFailure("\(program) \(args.joined(separator: " ")) failed: \(r.stderr)")
     }
-    return data
-}
-
-final class LockedBox<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var v: T
-    private var isSet = false
-    init(_ v: T) { self.v = v }
-    func set(_ nv: T) { lock.lock(); v = nv; isSet = true; lock.unlock() }
-    var value: T { lock.lock(); defer { lock.unlock() }; return v }
-    var done: Bool { lock.lock(); defer { lock.unlock() }; return isSet }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
+    return child.stdoutData
 }
 
 func ffmpeg(_ args: [String]) throws {
-    try run("/usr/bin/ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-y"] + args)
+    try runTool("/usr/bin/ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-y"] + args)
 }
 
 /// Fixtures made with the ffmpeg CLI, cached in one temp dir across runs (so repeated runs don't pile up
@@ -109,7 +82,7 @@ func joined(_ packets: [PCMPacket]) -> [UInt8] {
 
 /// The ffmpeg CLI's own decode of `path` to 44.1 kHz s16le stereo.
 func cliPCM(_ path: String) throws -> [UInt8] {
-    [UInt8](try run("/usr/bin/ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-i", path,
+    [UInt8](try runTool("/usr/bin/ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-i", path,
                                         "-f", "s16le", "-ar", "44100", "-ac", "2", "-"]))
 }
 

@@ -12,7 +12,7 @@ import Testing
 /// `--manual` carries the HomePod's `_raop._tcp` TXT through `--service-properties`: the features
 /// word has bits 38/48, so pyatv picks AirPlay 2 and transient credentials by itself (no setting).
 @Suite(.serialized) struct PyatvHomePodTests {
-    static func stream(file: URL, pod: VirtualHomePod, in dir: URL) async throws -> Harness.Result {
+    static func stream(file: URL, pod: VirtualHomePod, in dir: URL) async throws -> ProcessResult {
         let atvremote = try Harness.requireAtvremote()
         let args = ["--debug", "--manual", "--address", "127.0.0.1", "--port", String(pod.port),
                     "--protocol", "raop", "--id", pod.configuration.deviceID,
@@ -23,7 +23,7 @@ import Testing
         return try await Harness.run(atvremote, args, environment: env, in: dir, timeout: .seconds(90))
     }
 
-    static func describe(_ r: Harness.Result) -> String {
+    static func describe(_ r: ProcessResult) -> String {
         "atvremote exit \(r.status)\(r.timedOut ? " (timed out)" : "")\n--- stdout\n\(r.stdout)\n--- stderr (tail)\n\(r.stderr.suffix(4000))"
     }
 
@@ -115,17 +115,11 @@ import Testing
         let out = dir.appendingPathComponent("homepod.wav")
         let audioPort = try TestSocket.udp().port  // free now; the socket closes right away
 
-        let relay = Process()
-        relay.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        relay.arguments = [Harness.packageRoot.appendingPathComponent("scripts/peers/udp-loss-relay.py").path,
-                           "--listen", "0", "--target", "127.0.0.1:\(audioPort)", "--loss", "0.05", "--seed", "11",
-                           "--only-audio", "--max-seconds", "90"]
-        let pipe = Pipe()
-        relay.standardOutput = pipe
-        relay.standardError = FileHandle.nullDevice
-        try relay.run()
-        defer { if relay.isRunning { kill(relay.processIdentifier, SIGKILL) } }
-        let firstLine = String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
+        let relay = try Child("/usr/bin/python3", [TestEnv.root.appendingPathComponent("scripts/peers/udp-loss-relay.py").path,
+                                                  "--listen", "0", "--target", "127.0.0.1:\(audioPort)", "--loss", "0.05", "--seed", "11",
+                                                  "--only-audio", "--max-seconds", "90"])
+        defer { relay.kill() }
+        let firstLine = try await relay.waitForOutput(timeout: 20) { $0.contains("\n") }
         guard let obj = try JSONSerialization.jsonObject(with: Data(firstLine.split(separator: "\n").first.map { Data($0.utf8) } ?? Data())) as? [String: Any],
               let relayPort = obj["listening"] as? Int else { throw HarnessError("relay did not start: \(firstLine)") }
 
@@ -134,7 +128,7 @@ import Testing
         #expect(result.status == 0 && !result.timedOut, "\(Self.describe(result))")
         let report = try await pod.waitForSessionEnd(timeout: .seconds(10))
         await pod.stop()
-        kill(relay.processIdentifier, SIGKILL)
+        relay.kill()
 
         let captured = try Harness.wavPCM(out)
         let frames = source.count / 4

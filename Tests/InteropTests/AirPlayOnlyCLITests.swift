@@ -1,11 +1,13 @@
+import ATVTestSupport
 import Foundation
 import Testing
 
 /// An AirPlay 2 receiver that advertises only `_airplay._tcp` (no `_raop._tcp`, as several
 /// third-party receivers do) and never asks the sender for timing (it plays by its own clock):
 /// `atv simulate homepod --no-raop --no-timing-requests`, found by mDNS in a private network namespace.
-@Suite(.serialized) struct AirPlayOnlyCLITests {
-    static let sample = Netns.packageRoot.appendingPathComponent("samples/arpeggio.flac").path
+// Not serialized: every test runs in a namespace of its own (its own lo, ports, mDNS and peers).
+@Suite struct AirPlayOnlyCLITests {
+    static let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path
 
     /// Python that prints "bitexact" when $TMP/out.raw holds $TMP/src.raw at one place with only
     /// silence around it.

@@ -4,8 +4,8 @@ import Glibc
 #endif
 
 /// Tiny blocking loopback sockets for tests (every receive has a timeout).
-final class TestSocket {
-    let fd: Int32
+public final class TestSocket {
+    public let fd: Int32
 
     private init(fd: Int32) { self.fd = fd }
     deinit { close(fd) }
@@ -23,27 +23,27 @@ final class TestSocket {
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    static func tcp(port: Int) throws -> TestSocket {
+    public static func tcp(port: Int) throws -> TestSocket {
         let s = TestSocket(fd: socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0))
         var addr = loopback(port: port)
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard rc == 0 else { throw HarnessError("connect to 127.0.0.1:\(port) failed: errno \(errno)") }
+        guard rc == 0 else { throw TestFailure("connect to 127.0.0.1:\(port) failed: errno \(errno)") }
         return s
     }
 
-    static func udp() throws -> TestSocket {
+    public static func udp() throws -> TestSocket {
         let s = TestSocket(fd: socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0))
         var addr = loopback(port: 0)
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard rc == 0 else { throw HarnessError("bind failed: errno \(errno)") }
+        guard rc == 0 else { throw TestFailure("bind failed: errno \(errno)") }
         return s
     }
 
-    var port: Int {
+    public var port: Int {
         var addr = sockaddr_in()
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &addr) {
@@ -52,7 +52,7 @@ final class TestSocket {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
-    func send(_ bytes: [UInt8]) {
+    public func send(_ bytes: [UInt8]) {
         var done = 0
         while done < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + done, bytes.count - done, Int32(MSG_NOSIGNAL)) }
@@ -61,7 +61,7 @@ final class TestSocket {
         }
     }
 
-    func sendTo(port: Int, _ bytes: [UInt8]) {
+    public func sendTo(port: Int, _ bytes: [UInt8]) {
         var addr = Self.loopback(port: port)
         _ = withUnsafePointer(to: &addr) { a in
             a.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
@@ -71,7 +71,7 @@ final class TestSocket {
     }
 
     /// One read (TCP) or one datagram (UDP); nil on timeout or close.
-    func receive(timeoutMs: Int = 2000) -> [UInt8]? {
+    public func receive(timeoutMs: Int = 2000) -> [UInt8]? {
         setTimeout(timeoutMs)
         var buf = [UInt8](repeating: 0, count: 65536)
         let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }

@@ -1,4 +1,6 @@
+import ATVTestSupport
 import ATVCore
+import ATVTestSupport
 @testable import ATVHTTP
 import Foundation
 import Testing
@@ -8,14 +10,15 @@ import Testing
 /// Proof by the reference sender: pyatv 0.18.0's `atvremote play_url` against the virtual Apple TV.
 @Suite(.serialized) struct PyatvPlayURLTests {
     @Test func pyatvPlaysAURLToTheEnd() async throws {
-        let dir = try Support.tempDir()
+        let dir = try makeTempDir("atv-airplay")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let media = try Support.makeWAV(seconds: 2.5, in: dir)
+        let media = try makeWAV(seconds: 2.5, in: dir)
         let origin = try await AirPlayFileServer.start(path: media.path, host: "127.0.0.1")
         let atv = try await VirtualAppleTV.start()
         let started = ContinuousClock.now
-        let child = try Support.atvremotePlayURL(origin.url, port: atv.port, home: dir)
-        let (status, timedOut) = try await child.wait(timeout: .seconds(60))
+        let child = try atvremotePlayURL(origin.url, port: atv.port, home: dir)
+        let r0 = await child.finish(timeout: 60)
+        let (status, timedOut) = (r0.status, r0.timedOut)
         let elapsed = ContinuousClock.now - started
         await atv.stop()
         await origin.stop()
@@ -43,14 +46,15 @@ import Testing
     }
 
     @Test func pyatvReportsAnUnreachableURL() async throws {
-        let dir = try Support.tempDir()
+        let dir = try makeTempDir("atv-airplay")
         defer { try? FileManager.default.removeItem(at: dir) }
         let probe = try await HTTPServer.start(host: "127.0.0.1") { _ in HTTPServerResponse(status: 200) }
         let deadPort = probe.port
         await probe.stop()
         let atv = try await VirtualAppleTV.start()
-        let child = try Support.atvremotePlayURL("http://127.0.0.1:\(deadPort)/gone.mp4", port: atv.port, home: dir)
-        let (status, timedOut) = try await child.wait(timeout: .seconds(60))
+        let child = try atvremotePlayURL("http://127.0.0.1:\(deadPort)/gone.mp4", port: atv.port, home: dir)
+        let r0 = await child.finish(timeout: 60)
+        let (status, timedOut) = (r0.status, r0.timedOut)
         await atv.stop()
         #expect(status != 0 && !timedOut)
         #expect(child.stdout.contains("got error -1004 (NSURLErrorDomain) when playing video")
@@ -59,11 +63,12 @@ import Testing
     }
 
     @Test func pyatvSeesAuthenticationRequired() async throws {
-        let dir = try Support.tempDir()
+        let dir = try makeTempDir("atv-airplay")
         defer { try? FileManager.default.removeItem(at: dir) }
         let atv = try await VirtualAppleTV.start(.init(faults: .init(playStatus: 470)))
-        let child = try Support.atvremotePlayURL("http://127.0.0.1:1/x.mp4", port: atv.port, home: dir)
-        let (status, timedOut) = try await child.wait(timeout: .seconds(60))
+        let child = try atvremotePlayURL("http://127.0.0.1:1/x.mp4", port: atv.port, home: dir)
+        let r0 = await child.finish(timeout: 60)
+        let (status, timedOut) = (r0.status, r0.timedOut)
         await atv.stop()
         #expect(status != 0 && !timedOut)
         #expect((child.stdout + child.stderr).contains("AuthenticationError"), "\(child.describe())")
@@ -72,19 +77,29 @@ import Testing
 
     /// atvremote killed mid-play: its connection closes and the device stops the playback.
     @Test func pyatvGoneStopsPlayback() async throws {
-        let dir = try Support.tempDir()
+        let dir = try makeTempDir("atv-airplay")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let media = try Support.makeWAV(seconds: 0.5, in: dir)
+        let media = try makeWAV(seconds: 0.5, in: dir)
         let origin = try await AirPlayFileServer.start(path: media.path, host: "127.0.0.1")
         let atv = try await VirtualAppleTV.start(.init(defaultDuration: 120, probeDuration: false))
-        let child = try Support.atvremotePlayURL(origin.url, port: atv.port, home: dir)
-        try await Support.eventually("two polls", timeout: .seconds(30)) { atv.report().playbackInfoPolls >= 2 }
+        let child = try atvremotePlayURL(origin.url, port: atv.port, home: dir)
+        try await eventually("two polls", timeout: .seconds(30)) { atv.report().playbackInfoPolls >= 2 }
         #expect(atv.playbackInfo().duration == 120)
         child.process.terminate()
-        _ = try await child.wait(timeout: .seconds(10))
-        try await Support.eventually("stop on close") { atv.report().closedByConnection == 1 }
+        _ = await child.finish(timeout: 10)
+        try await eventually("stop on close") { atv.report().closedByConnection == 1 }
         #expect(atv.playbackInfo().duration == nil)
         await atv.stop()
         await origin.stop()
     }
+}
+
+/// `atvremote --manual … --protocol airplay play_url=URL`. pyatv only offers play_url when the
+/// service's `features` has bit 0 or 49, and a manual service has no TXT unless given.
+private func atvremotePlayURL(_ url: String, port: Int, home: URL, features: String? = "0x5A7FFFF7,0xE") throws -> Child {
+    var args = ["--manual", "--address", "127.0.0.1", "--port", String(port), "--protocol", "airplay",
+                "--id", "AA:BB:CC:DD:EE:01"]
+    if let features { args += ["--service-properties", ";features=\(features)"] }
+    args.append("play_url=\(url)")
+    return try Child(try TestEnv.venvTool("atvremote"), args, environment: ["HOME": home.path], in: home)
 }

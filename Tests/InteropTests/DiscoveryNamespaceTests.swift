@@ -1,9 +1,11 @@
+import ATVTestSupport
 import Foundation
 import Testing
 
 /// `atv scan` and `atv simulate speaker` against real mDNS peers, each test in its own private
 /// network namespace (nothing is sent on the host's network).
-@Suite(.serialized) struct DiscoveryNamespaceTests {
+// Not serialized: every test runs in a namespace of its own (its own lo, ports, mDNS and peers).
+@Suite struct DiscoveryNamespaceTests {
     // What scripts/peers/publish-zeroconf.py publishes.
     static let zeroconfDevices = [
         ExpectedDevice(name: "Living Room", address: "127.0.0.2",

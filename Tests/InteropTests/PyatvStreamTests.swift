@@ -1,4 +1,5 @@
 import ATVCore
+import ATVTestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -8,7 +9,7 @@ import Testing
 /// speaker, and what the speaker writes must equal the source PCM bit for bit.
 @Suite(.serialized) struct PyatvStreamTests {
     private func stream(file: URL, speaker: VirtualSpeaker, properties: String? = nil,
-                        in dir: URL) async throws -> Harness.Result {
+                        in dir: URL) async throws -> ProcessResult {
         let atvremote = try Harness.requireAtvremote()
         var args = ["--debug", "--manual", "--address", "127.0.0.1", "--port", String(speaker.port),
                     "--protocol", "raop", "--id", "AA:BB:CC:DD:EE:FF"]
@@ -19,7 +20,7 @@ import Testing
         return try await Harness.run(atvremote, args, environment: env, in: dir, timeout: .seconds(60))
     }
 
-    private func describe(_ r: Harness.Result) -> String {
+    private func describe(_ r: ProcessResult) -> String {
         "atvremote exit \(r.status)\(r.timedOut ? " (timed out)" : "")\n--- stdout\n\(r.stdout)\n--- stderr (tail)\n\(r.stderr.suffix(4000))"
     }
 

@@ -1,3 +1,4 @@
+import ATVTestSupport
 import Foundation
 import Testing
 
@@ -28,19 +29,9 @@ enum Netns {
         }
     }
 
-    /// The package root: three levels up from this file (Tests/CLITests/NetnsHarness.swift).
-    static let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
-
-    static var atv: String { packageRoot.appendingPathComponent(".build/debug/atv").path }
-    static var peers: String { packageRoot.appendingPathComponent("scripts/peers").path }
-
-    /// The venv with pyatv and zeroconf: the package's `.venv-peers`, else /work/main's.
-    static var venv: String {
-        let local = packageRoot.appendingPathComponent(".venv-peers").path
-        if FileManager.default.fileExists(atPath: local + "/bin/python") { return local }
-        return "/work/main/.venv-peers"
-    }
+    static var atv: String { TestEnv.root.appendingPathComponent(".build/debug/atv").path }
+    static var peers: String { TestEnv.root.appendingPathComponent("scripts/peers").path }
+    static var venv: String { TestEnv.venv }
 
     /// Fails with a clear message when a prerequisite is missing.
     static func requirePrerequisites(python: Bool = true) throws {
@@ -73,36 +64,16 @@ enum Netns {
             wait_for() { for _ in $(seq $(( $3 * 10 ))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1; }
 
             """
-        let outURL = tmp.appendingPathComponent("stdout"), errURL = tmp.appendingPathComponent("stderr")
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        let process = Process()
         // The test process may ignore SIGTERM (ignored signals survive exec, and bash cannot trap
         // them): give the namespace its default dispositions back, so cleanup traps work.
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["--default-signal=TERM,INT,HUP", "timeout", "--kill-after=2", String(format: "%.1f", timeout),
-                             "unshare", "--net", "--mount", "--propagation", "private", "bash", "-c", prologue + script]
-        var env = ProcessInfo.processInfo.environment
-        env["ATV"] = atv
-        env["PEERS"] = peers
-        env["VENV"] = venv
-        env["TMP"] = tmp.path
-        env["HOME"] = tmp.path
-        env["PYTHONUNBUFFERED"] = "1"
-        process.environment = env
-        process.currentDirectoryURL = tmp
-        process.standardOutput = try FileHandle(forWritingTo: outURL)
-        process.standardError = try FileHandle(forWritingTo: errURL)
-        process.standardInput = FileHandle.nullDevice
-        let status: Int32 = try await withCheckedThrowingContinuation { cont in
-            process.terminationHandler = { p in cont.resume(returning: p.terminationStatus) }
-            do { try process.run() } catch {
-                process.terminationHandler = nil
-                cont.resume(throwing: error)
-            }
-        }
-        let out = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
-        let err = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+        let args = ["--default-signal=TERM,INT,HUP", "timeout", "--kill-after=2", String(format: "%.1f", timeout),
+                    "unshare", "--net", "--mount", "--propagation", "private", "bash", "-c", prologue + script]
+        let env = ["ATV": atv, "PEERS": peers, "VENV": venv, "TMP": tmp.path, "HOME": tmp.path, "PYTHONUNBUFFERED": "1"]
+        let child = try Child("/usr/bin/env", args, environment: env, in: tmp, workingDirectory: tmp)
+        // GNU timeout ends it; the runner's own limit is only a backstop.
+        let r = await child.finish(timeout: timeout + 15)
+        let status = r.timedOut ? 137 : r.status
+        let out = r.stdout, err = r.stderr
         return Result(status: status, stdout: out, stderr: err, timedOut: status == 124 || status == 137)
     }
 

@@ -1,3 +1,4 @@
+import ATVTestSupport
 import Foundation
 import Testing
 
@@ -7,8 +8,9 @@ import Testing
 /// devices still answer unicast mDNS queries on port 5353. 192.0.2.9 (TEST-NET-1), behind a veth
 /// pair inside the namespace (multicast off too) that nothing answers on, is a host that never answers.
 /// Also `atv scan` printing each device as soon as its records are complete (`--stream`).
-@Suite(.serialized) struct UnicastCLITests {
-    static let sample = Netns.packageRoot.appendingPathComponent("samples/arpeggio.flac").path
+// Not serialized: every test runs in a namespace of its own (its own lo, ports, mDNS and peers).
+@Suite struct UnicastCLITests {
+    static let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path
 
     /// Namespace set-up shared by the scenarios: no multicast anywhere, one silent host.
     static let noMulticast = """

@@ -9,66 +9,76 @@ struct PeerError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
+/// A Python peer script of scripts/peers in the pyatv venv, on ATVTestSupport's runner: started
+/// with arguments, its stdout read as lines, stopped by closing its stdin.
+final class PythonPeer: @unchecked Sendable {
+    let child: Child
+    private let stdinPipe = Pipe()
+
+    static func python() throws -> String { try TestEnv.venvTool("python") }
+
+    init(script: String, _ args: [String]) throws {
+        child = try Child(try Self.python(), [TestEnv.root.appendingPathComponent("scripts/peers/\(script)").path] + args,
+                          stdin: stdinPipe.fileHandleForReading, environment: ["PYTHONUNBUFFERED": "1"])
+    }
+
+    var stdout: String { child.stdout }
+    var stderr: String { child.stderr }
+
+    private func line(_ prefix: String) -> String? {
+        child.stdout.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }).map(String.init)
+    }
+
+    /// The first stdout line starting with `prefix`, waited for (async) up to `timeout` seconds.
+    func waitFor(_ prefix: String, timeout: Double = 20) async throws -> String {
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        while ContinuousClock.now < deadline {
+            if let l = line(prefix) { return l }
+            if !child.isRunning { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        if let l = line(prefix) { return l }
+        throw PeerError("no '\(prefix)' from peer; stdout: \(stdout) stderr: \(stderr)")
+    }
+
+    /// The same for synchronous tests (a blocking wait of at most `timeout` seconds).
+    func waitForBlocking(_ prefix: String, timeout: Double = 20) throws -> String {
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        while ContinuousClock.now < deadline {
+            if let l = line(prefix) { return l }
+            if !child.isRunning { break }
+            usleep(20_000)
+        }
+        if let l = line(prefix) { return l }
+        throw PeerError("no '\(prefix)' from peer; stdout: \(stdout) stderr: \(stderr)")
+    }
+
+    /// Closes its stdin (the scripts exit on EOF); kills it if it is still there after 5 s.
+    func stop() {
+        try? stdinPipe.fileHandleForWriting.close()
+        let deadline = ContinuousClock.now + .seconds(5)
+        while child.isRunning, ContinuousClock.now < deadline { usleep(20_000) }
+        child.kill()
+    }
+}
+
 /// scripts/peers/hap-accessory.py running pyatv's server-side HAP code; stopped on `stop()`.
 final class PyatvAccessory {
-    let process = Process()
-    let stdin = Pipe()
-    let stdout = Pipe()
+    let peer: PythonPeer
     let port: UInt16
-    let stderrURL: URL
-
-    static var repoRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    }
-
-    static func python() throws -> String {
-        for p in [repoRoot.appendingPathComponent(".venv-peers/bin/python").path, "/work/main/.venv-peers/bin/python"]
-        where FileManager.default.isExecutableFile(atPath: p) {
-            return p
-        }
-        throw PeerError("pyatv venv not found: create .venv-peers (pyatv 0.18.0, srptools<2)")
-    }
 
     init() throws {
-        stderrURL = FileManager.default.temporaryDirectory.appendingPathComponent("hap-accessory-\(UUID().uuidString.prefix(8)).err")
-        _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: try Self.python())
-        process.arguments = [Self.repoRoot.appendingPathComponent("scripts/peers/hap-accessory.py").path]
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = try FileHandle(forWritingTo: stderrURL)
-        try process.run()
+        peer = try PythonPeer(script: "hap-accessory.py", [])
         // First stdout line: "LISTENING <port>", within 20 s.
-        let fd = stdout.fileHandleForReading.fileDescriptor
-        var line: [UInt8] = []
-        let deadline = Date().addingTimeInterval(20)
-        while !line.contains(UInt8(ascii: "\n")) {
-            let left = Int32(max(0, deadline.timeIntervalSinceNow * 1000))
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard left > 0, poll(&pfd, 1, left) == 1 else { process.terminate(); throw PeerError("hap-accessory.py did not start in 20 s") }
-            var b = [UInt8](repeating: 0, count: 64)
-            let n = read(fd, &b, 64)
-            guard n > 0 else {
-                let err = (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? ""
-                throw PeerError("hap-accessory.py exited: \(err)")
-            }
-            line += b[0 ..< n]
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        guard text.hasPrefix("LISTENING "), let p = UInt16(text.dropFirst(10).split(separator: "\n")[0]) else {
+        let text = try peer.waitForBlocking("LISTENING ")
+        guard let p = UInt16(text.dropFirst(10)) else {
+            peer.stop()
             throw PeerError("unexpected hap-accessory.py output: \(text)")
         }
         port = p
     }
 
-    func stop() {
-        try? stdin.fileHandleForWriting.close()
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning, Date() < deadline { usleep(20_000) }
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        try? FileManager.default.removeItem(at: stderrURL)
-    }
+    func stop() { peer.stop() }
 }
 
 /// Blocking loopback TCP client speaking the script's envelope: u32 BE length ‖ kind ‖ payload.

@@ -1,3 +1,4 @@
+import ATVTestSupport
 import Foundation
 import Testing
 
@@ -48,7 +49,7 @@ import Testing
     /// mDNS, atvremote finds it by scanning and streams to it over AirPlay 2.
     @Test func pyatvFindsTheHomePodByMDNSAndStreams() async throws {
         try Netns.requirePrerequisites()
-        let sample = Netns.packageRoot.appendingPathComponent("samples/arpeggio.flac").path
+        let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path
         let result = try await Netns.run("""
             "$ATV" simulate homepod --port 7000 --output "$TMP/pod.wav" --sessions 1 > "$TMP/pod.out" 2>&1 &
             wait_for "$TMP/pod.out" Advertising 60 || exit 98

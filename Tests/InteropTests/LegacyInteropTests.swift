@@ -7,52 +7,6 @@ import Foundation
 import Synchronization
 import Testing
 
-/// A Python peer process: started with arguments, stdout collected, stopped by closing stdin.
-final class PythonPeer: @unchecked Sendable {
-    let process = Process()
-    let stdinPipe = Pipe(), stdoutPipe = Pipe(), stderrPipe = Pipe()
-    private let lock = NSLock()
-    private var out = "", err = ""
-
-    init(script: String, _ args: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: try PyatvAccessory.python())
-        process.arguments = [PyatvAccessory.repoRoot.appendingPathComponent("scripts/peers/\(script)").path] + args
-        process.standardInput = stdinPipe
-        process.standardOutput = stdoutPipe
-        process.standardError = stderrPipe
-        stdoutPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
-            let s = String(decoding: h.availableData, as: UTF8.self)
-            self?.lock.withLock { self?.out += s }
-        }
-        stderrPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
-            let s = String(decoding: h.availableData, as: UTF8.self)
-            self?.lock.withLock { self?.err += s }
-        }
-        try process.run()
-    }
-
-    var stdout: String { lock.withLock { out } }
-    var stderr: String { lock.withLock { err } }
-
-    func waitFor(_ prefix: String, timeout: Double = 20) throws -> String {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let line = stdout.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) { return String(line) }
-            if !process.isRunning, !stdout.contains(prefix) { break }
-            usleep(20_000)
-        }
-        throw PeerError("no '\(prefix)' from peer; stdout: \(stdout) stderr: \(stderr)")
-    }
-
-    func stop() {
-        try? stdinPipe.fileHandleForWriting.close()
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning, Date() < deadline { usleep(20_000) }
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-    }
-}
-
 /// Drive a legacy pair-setup and verification over HTTP with our client.
 func pairAndVerifyOverHTTP(port: Int, pin: String) async throws -> LegacyPairingResult {
     let http = try await HTTPClientConnection.connect(host: "127.0.0.1", port: port, timeout: .seconds(10))
@@ -100,9 +54,9 @@ func accessoryResponse(_ reply: LegacyAccessoryReply) -> HTTPServerResponse {
         defer { Task { await server.stop() } }
         let peer = try PythonPeer(script: "legacy-pair-client.py", [String(server.port), "2271"])
         defer { peer.stop() }
-        let line = try peer.waitFor("VERIFIED")
+        let line = try await peer.waitFor("VERIFIED")
         #expect(line == "VERIFIED")
-        let credLine = try peer.waitFor("CREDENTIALS ")
+        let credLine = try await peer.waitFor("CREDENTIALS ")
         let parsed = try ATVCredentials(parsing: String(credLine.dropFirst("CREDENTIALS ".count)))
         guard case .legacy(let creds) = parsed else { Issue.record("pyatv printed \(credLine)"); return }
         let ev = events.withLock { $0 }
@@ -119,8 +73,8 @@ func accessoryResponse(_ reply: LegacyAccessoryReply) -> HTTPServerResponse {
         defer { Task { await server.stop() } }
         let peer = try PythonPeer(script: "legacy-pair-client.py", [String(server.port), "1111"])
         defer { peer.stop() }
-        peer.process.waitUntilExit()
-        #expect(peer.process.terminationStatus != 0)
+        let exit = await peer.child.finish(timeout: 60)
+        #expect(!exit.timedOut && exit.status != 0)
         #expect(!peer.stdout.contains("CREDENTIALS"))
         #expect(device.withLock { $0.controllers.isEmpty })
     }
@@ -129,12 +83,12 @@ func accessoryResponse(_ reply: LegacyAccessoryReply) -> HTTPServerResponse {
     @Test func ourClientPairsWithPythonAccessory() async throws {
         let peer = try PythonPeer(script: "legacy-pair-device.py", ["--pin", "2271"])
         defer { peer.stop() }
-        let port = try #require(Int(try peer.waitFor("LISTENING ").dropFirst(10)))
+        let port = try #require(Int(try await peer.waitFor("LISTENING ").dropFirst(10)))
         let result = try await pairAndVerifyOverHTTP(port: port, pin: "2271")
         #expect(result.deviceLTPK?.count == 32)
-        let paired = try peer.waitFor("PAIRED ")
+        let paired = try await peer.waitFor("PAIRED ")
         #expect(paired == "PAIRED " + Hex.encode(result.credentials.publicKey))
-        #expect(try peer.waitFor("VERIFIED ") == "VERIFIED " + Hex.encode(result.credentials.publicKey))
+        #expect(try await peer.waitFor("VERIFIED ") == "VERIFIED " + Hex.encode(result.credentials.publicKey))
         // Wrong PIN: a clear pairing error.
         await #expect { try await pairAndVerifyOverHTTP(port: port, pin: "1234") } throws: { e in
             guard case ATVError.pairingFailed(let m) = e else { return false }
@@ -143,8 +97,8 @@ func accessoryResponse(_ reply: LegacyAccessoryReply) -> HTTPServerResponse {
     }
 
     /// pyatv's parse_credentials reads every string we print, to the same type and fields.
-    @Test func pyatvParsesOurCredentialStrings() throws {
-        let legacy = ATVCredentials.legacy(Recorded.credentials)
+    @Test func pyatvParsesOurCredentialStrings() async throws {
+        let legacy = ATVCredentials.legacy(RecordedLegacySession.credentials)
         let hap = ATVCredentials.hap(HAPCredentials(deviceLTPK: Array(repeating: 0xE7, count: 32), clientLTSK: Array(repeating: 0x80, count: 32),
                                                     deviceID: Array("5D797FD3-3538-427E-A47B-A32FC6CF3A6A".utf8),
                                                     clientID: Array("4d797fd3-3538-427e-a47b-a32fc6cf3a6a".utf8)))
@@ -156,22 +110,23 @@ func accessoryResponse(_ reply: LegacyAccessoryReply) -> HTTPServerResponse {
             c = parse_credentials(s)
             print(c.type.name, str(c), c.ltsk.hex(), c.client_id.hex())
         """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try PyatvAccessory.python())
-        p.arguments = ["-c", script] + strings
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0)
-        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        let p = try await run(try PythonPeer.python(), ["-c", script] + strings, timeout: 60)
+        #expect(p.status == 0, "\(p.stderr)")
+        let lines = p.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
         try #require(lines.count == 4)
-        #expect(lines[0] == ["Legacy", strings[0], Recorded.seed.lowercased(), Recorded.clientID.lowercased()])
+        #expect(lines[0] == ["Legacy", strings[0], RecordedLegacySession.seed.lowercased(), RecordedLegacySession.clientID.lowercased()])
         #expect(lines[1][0] == "HAP" && lines[1][1] == strings[1])
         #expect(lines[2][0] == "Transient" && lines[2][1] == strings[2])
         #expect(lines[3][0] == "Null" && lines[3][1] == strings[3])
         // And pyatv's two-field legacy form reads back here to the same credentials.
-        #expect(try ATVCredentials(parsing: "\(Recorded.clientID):\(Recorded.seed)") == legacy)
+        #expect(try ATVCredentials(parsing: "\(RecordedLegacySession.clientID):\(RecordedLegacySession.seed)") == legacy)
     }
+}
+
+/// The identity of the legacy pairing session ATVAuthTests replays byte for byte (pyatv's
+/// tests/fake_device/airplay.py: client id 75FBEEC773CFC563, seed 8F06…1493).
+enum RecordedLegacySession {
+    static let clientID = "75FBEEC773CFC563"
+    static let seed = "8F06696F2542D70DF59286C761695C485F815BE3D152849E1361282D46AB1493"
+    static var credentials: LegacyCredentials { try! LegacyCredentials(seed: hex(seed), clientID: hex(clientID)) }
 }
