@@ -200,21 +200,28 @@ final class RAOPLiveState: Sendable {
 
     let inner: Mutex<Inner>
     let pacer: RAOPPacer
+    /// The time the pacer schedules by and the sync packets carry.
+    let clock: SenderClock
 
-    init(streamer: RAOPStreamer, pacer: RAOPPacer) {
+    init(streamer: RAOPStreamer, pacer: RAOPPacer, clock: SenderClock = .system) {
         inner = Mutex(Inner(streamer: streamer))
         self.pacer = pacer
+        self.clock = clock
     }
 
     /// The sync packet for now (nil before streaming or while paused).
-    func makeSync() -> (bytes: [UInt8], to: SocketAddress)? {
-        inner.withLock { s in Self.makeSync(&s, pacer: pacer) }
+    func makeSync(clock: SenderClock? = nil) -> (bytes: [UInt8], to: SocketAddress)? {
+        let clock = clock ?? self.clock
+        return inner.withLock { s in Self.makeSync(&s, pacer: pacer, clock: clock) }
     }
 
-    static func makeSync(_ s: inout Inner, pacer: RAOPPacer) -> (bytes: [UInt8], to: SocketAddress)? {
+    /// At the clock's now the stream is at the RTP time of the frame due now on the pacer's
+    /// schedule (anchor + elapsed frames), so the receiver plays that frame `latency` later.
+    static func makeSync(_ s: inout Inner, pacer: RAOPPacer, clock: SenderClock) -> (bytes: [UInt8], to: SocketAddress)? {
         guard let anchor = s.anchor, !s.paused, let to = s.controlDestination else { return nil }
-        let elapsed = Duration.nanoseconds((NIODeadline.now() - anchor).nanoseconds)
-        let ntp = NTPTime.now()
+        let now = clock.now()
+        let elapsed = Duration.nanoseconds((now - anchor).nanoseconds)
+        let ntp = clock.networkTime(now)
         let rtpNow = s.anchorRTP &+ UInt32(truncatingIfNeeded: pacer.frames(at: elapsed))
         let bytes = s.streamer.syncPacket(rtpTime: rtpNow, ntpTime: ntp)
         s.syncPackets += 1
@@ -234,10 +241,9 @@ public final class RAOPClient: Sendable {
         var running = false
         var paused = false
         var stopRequested = false
-        var driver: RAOPRTSPDriver?
         var live: RAOPLiveState?
-        /// The AirPlay 2 session while one streams.
-        var ap2: AirPlay2AudioSession?
+        /// The route's session (AirPlay 1 or 2) while one streams.
+        var route: (any AudioRouteSession)?
     }
 
     let controls: Mutex<Controls>
@@ -283,28 +289,21 @@ public final class RAOPClient: Sendable {
     /// Volume in percent; applied now if streaming, else at the next stream.
     public func setVolume(_ percent: Double) async throws {
         guard (0...100).contains(percent) else { throw ATVError.invalidValue("volume \(percent) is outside 0…100") }
-        let (driver, ap2) = controls.withLock { c -> (RAOPRTSPDriver?, AirPlay2AudioSession?) in
+        let route = controls.withLock { c -> (any AudioRouteSession)? in
             c.options.volume = percent
-            return c.running ? (c.driver, c.ap2) : (nil, nil)
+            return c.running ? c.route : nil
         }
-        let dB = RAOPVolume.dB(fromPercent: percent)
-        await driver?.run { $0.setVolume(dB: dB) }
-        await ap2?.setVolume(dB: dB)
+        await route?.setVolume(dB: RAOPVolume.dB(fromPercent: percent))
     }
 
     /// Title/artist/album/artwork; sent now if streaming, else with the next stream.
     public func setMetadata(_ metadata: MediaMetadata) async throws {
-        let (driver, live, ap2) = controls.withLock { c -> (RAOPRTSPDriver?, RAOPLiveState?, AirPlay2AudioSession?) in
+        let (route, live) = controls.withLock { c -> ((any AudioRouteSession)?, RAOPLiveState?) in
             c.options.metadata = metadata
-            return c.running ? (c.driver, c.live, c.ap2) : (nil, nil, nil)
+            return c.running ? (c.route, c.live) : (nil, nil)
         }
-        if let ap2 {
-            await ap2.sendMetadata(metadata, start: nil)
-            return
-        }
-        guard let driver, let live else { return }
-        let (seq, rtp) = live.inner.withLock { ($0.streamer.nextSequence, $0.streamer.nextRTPTime) }
-        await Self.sendMetadata(metadata, driver: driver, sequence: seq, rtpTime: rtp, start: nil, sampleRate: 44_100)
+        guard let route, let live else { return }
+        await route.sendMetadata(metadata, start: nil, next: live.next)
     }
 
     /// Streams `packets` (s16le stereo 44.1 kHz) until the source ends (plus latency padding), or
@@ -325,9 +324,8 @@ public final class RAOPClient: Sendable {
         defer {
             controls.withLock { c in
                 c.running = false
-                c.driver = nil
                 c.live = nil
-                c.ap2 = nil
+                c.route = nil
                 c.stopRequested = false
                 c.paused = false
             }
@@ -341,8 +339,7 @@ public final class RAOPClient: Sendable {
                 if !answered || route.version == .v2 { options.requestInfo = false }
                 controls.withLock { $0.options.airPlayVersion = route.version }
             }
-            if options.airPlayVersion == .v2 { return try await runAirPlay2(packets, options: options) }
-            return try await run(packets, options: options)
+            return try await runSession(packets, options: options)
         } catch {
             publish(.failed, live: nil, options: options)
             throw error
@@ -364,248 +361,6 @@ public final class RAOPClient: Sendable {
         if status == nil { route.version = options.airPlayVersion }
         logger.info("audio streaming to \(host):\(port): \(route)")
         return (route, status != nil)
-    }
-
-    // MARK: - The session
-
-    private func run<S: AsyncSequence & Sendable>(_ packets: S, options: RAOPOptions) async throws -> RAOPStreamReport where S.Element == PCMPacket {
-        let clock = ContinuousClock()
-        let t0 = clock.now
-        publish(.connecting, live: nil, options: options)
-        let format = RAOPAudioFormat(codec: options.codec)
-        let connection = try await RTSPConnection.connect(host: host, port: port, timeout: options.connectTimeout)
-
-        let sequence = options.initialSequence ?? UInt16.random(in: 0...UInt16.max)
-        let rtpBase = options.initialRTPTime ?? UInt32.random(in: 0...UInt32.max)
-        let sessionID = UInt32.random(in: 1...UInt32.max)
-        let live = RAOPLiveState(
-            streamer: RAOPStreamer(format: format, ssrc: sessionID, initialSequence: sequence, initialRTPTime: rtpBase,
-                                   latencyFrames: options.latencyFrames, backlogCapacity: options.backlogPackets),
-            pacer: RAOPPacer(framesPerPacket: format.framesPerPacket, sampleRate: format.sampleRate))
-
-        var endpoints: [UDPEndpoint] = []
-        var timingResponder: NTPTimingResponder?
-        var pumpTask: Task<Void, Never>?
-        func closeAll() async {
-            for e in endpoints { await e.close() }
-            await timingResponder?.closeAndWait()
-            await connection.close()
-            await pumpTask?.value
-        }
-
-        let control: UDPEndpoint
-        let timing: NTPTimingResponder
-        let audio: UDPEndpoint
-        // One loop for audio, control (retransmits, syncs) and timing: the pacer writes without hops.
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
-        do {
-            control = try await UDPEndpoint.bind(host: connection.localIP, on: loop) { bytes, _, reply in
-                guard case .retransmitRequest(let request)? = try? RAOPControlPacket(decoding: bytes) else { return }
-                let answers = live.inner.withLock { s -> [[UInt8]] in
-                    let a = s.streamer.retransmissions(for: request)
-                    s.bytesOnWire += a.reduce(0) { $0 + $1.count }
-                    return a
-                }
-                for a in answers { reply(a) }
-            }
-            endpoints.append(control)
-            timing = try await NTPTimingResponder.start(host: connection.localIP, on: loop) { replyBytes in
-                let sync = live.inner.withLock { s -> (bytes: [UInt8], to: SocketAddress)? in
-                    s.timingReplies += 1
-                    s.bytesOnWire += replyBytes
-                    guard s.streamer.timingReplySent() else { return nil }
-                    return RAOPLiveState.makeSync(&s, pacer: live.pacer)
-                }
-                if let sync { control.send(sync.bytes, to: sync.to) }
-            }
-            timingResponder = timing
-            audio = try await UDPEndpoint.bind(host: connection.localIP, on: loop)
-            endpoints.append(audio)
-        } catch {
-            await closeAll()
-            throw error
-        }
-
-        let configuration = RAOPSessionConfiguration(
-            localIP: connection.localIP, remoteIP: connection.remoteIP, sessionID: sessionID,
-            dacpID: String(UInt64.random(in: 1...UInt64.max), radix: 16, uppercase: true),
-            activeRemote: UInt32.random(in: 1...UInt32.max), format: format,
-            username: options.username, password: options.password,
-            controlPort: control.localPort, timingPort: timing.port,
-            initialVolumeDB: options.volume.map { RAOPVolume.dB(fromPercent: $0) },
-            initialSequence: sequence, initialRTPTime: rtpBase, requestInfo: options.requestInfo)
-        let driver = RAOPRTSPDriver(configuration: configuration, connection: connection,
-                                    requestTimeout: options.requestTimeout, logger: logger, onChange: wakeup.signal)
-        pumpTask = Task { await driver.pump() }
-        controls.withLock { $0.driver = driver }
-
-        var report = RAOPStreamReport(
-            codec: options.codec, packetsSent: 0, sourceFrames: 0, silencePackets: 0, retransmitRequests: 0,
-            retransmittedPackets: 0, retransmitMisses: 0, syncPackets: 0, timingReplies: 0, bytesOnWire: 0,
-            firstPacketDelay: nil, sendIntervals: RAOPIntervalStats(), lateness: RAOPIntervalStats(), latePackets: 0,
-            duration: .zero, stopped: false, warnings: [], serverPorts: nil,
-            localPorts: (control.localPort, timing.port, audio.localPort))
-
-        var streamError: Error?
-        do {
-            // Setup: GET /info → ANNOUNCE → SETUP → volume → RECORD.
-            await driver.start()
-            let setupDeadline = t0 + options.requestTimeout * 6 + options.connectTimeout
-            while true {
-                let generation = wakeup.generation
-                if let failure = await driver.failure { throw failure }
-                if await driver.streaming { break }
-                try Task.checkCancellation()
-                if clock.now > setupDeadline {
-                    throw ATVError.timeout("the receiver at \(host):\(port) did not finish RTSP setup")
-                }
-                await wakeup.wait(since: generation, until: setupDeadline)
-            }
-            guard let ports = await driver.serverPorts,
-                  let audioAddress = try? SocketAddress(ipAddress: connection.remoteIP, port: ports.audioPort),
-                  let controlAddress = try? SocketAddress(ipAddress: connection.remoteIP, port: ports.controlPort) else {
-                throw ATVError.protocolError("cannot address the receiver's UDP ports")
-            }
-            report.serverPorts = ports
-            live.inner.withLock { $0.controlDestination = controlAddress }
-            controls.withLock { $0.live = live }
-            if let metadata = options.metadata {
-                await Self.sendMetadata(metadata, driver: driver, sequence: sequence, rtpTime: rtpBase, start: rtpBase,
-                                        sampleRate: format.sampleRate)
-            }
-            try await streamAudio(packets, options: options, format: format, live: live, driver: driver,
-                                  audio: audio, audioAddress: audioAddress, control: control,
-                                  t0: t0, report: &report)
-        } catch {
-            streamError = error
-        }
-
-        // Always release the receiver when we can.
-        publish(.finishing, live: live, options: options)
-        await driver.teardown()
-        let teardownStart = clock.now
-        // After a failure the receiver is likely gone: wait for the TEARDOWN answer only briefly.
-        let driverFailure = await driver.failure
-        let failed = streamError != nil || driverFailure != nil
-        let teardownWait = failed ? min(options.requestTimeout, .seconds(1)) : options.requestTimeout + .milliseconds(500)
-        while true {
-            let generation = wakeup.generation
-            guard !(await driver.closed), await driver.connectionOpen, clock.now - teardownStart < teardownWait else { break }
-            await wakeup.wait(since: generation, until: teardownStart + teardownWait)
-        }
-        await closeAll()
-
-        live.inner.withLock { s in
-            report.packetsSent = s.streamer.packetsSent
-            report.retransmitRequests = s.streamer.retransmitRequests
-            report.retransmittedPackets = s.streamer.retransmittedPackets
-            report.retransmitMisses = s.streamer.retransmitMisses
-            report.syncPackets = s.syncPackets
-            report.timingReplies = s.timingReplies
-            report.bytesOnWire += s.bytesOnWire
-        }
-        report.warnings = await driver.warnings
-        report.duration = clock.now - t0
-        if let streamError {
-            if let atv = streamError as? ATVError { throw atv }
-            if streamError is CancellationError { throw streamError }
-            throw ATVError.playbackError("\(streamError)")
-        }
-        if let failure = await driver.failure { throw failure }
-        publish(.finished, live: live, options: options)
-        return report
-    }
-
-    private func streamAudio<S: AsyncSequence & Sendable>(
-        _ packets: S, options: RAOPOptions, format: RAOPAudioFormat, live: RAOPLiveState, driver: RAOPRTSPDriver,
-        audio: UDPEndpoint, audioAddress: SocketAddress, control: UDPEndpoint, t0: ContinuousClock.Instant,
-        report: inout RAOPStreamReport
-    ) async throws where S.Element == PCMPacket {
-        publish(.streaming, live: live, options: options)
-        let fpp = format.framesPerPacket
-        // Encode about 2 s ahead; the producer is woken when it is down to 0.5 s (a wake-up per 1.5 s).
-        let perSecond = max(4, format.sampleRate / fpp)
-        let pipe = RAOPPayloadPipe(highWater: 2 * perSecond, lowWater: perSecond / 2)
-        let wakeup = self.wakeup
-        let pacer = RAOPPacedSender(
-            audio: audio.channel, audioAddress: audioAddress, control: control.channel, live: live, pipe: pipe,
-            framesPerPacket: fpp, syncInterval: options.syncInterval, sendAhead: options.sendAhead ?? RAOPOptions.raopDefaultSendAhead, t0: t0,
-            onOutcome: { wakeup.signal() },
-            onProgress: { [self] in publish(.streaming, live: live, options: options) })
-        let padding = options.padWithSilence ? (options.latencyFrames + fpp - 1) / fpp + 1 : 0
-        let feedbackInterval = options.feedbackInterval
-        let stats = try await withThrowingTaskGroup(of: Void.self) { group -> SenderStats in
-            // Source → PCM packets → encoded payloads, ahead of the pacer.
-            group.addTask {
-                await Self.produce(packets, into: pipe, codec: options.codec, framesPerPacket: fpp,
-                                   leadIn: options.leadInPackets, padding: padding)
-            }
-            // Keep-alive.
-            group.addTask {
-                while true {
-                    try await Task.sleep(for: feedbackInterval)
-                    await driver.run { $0.feedback() }
-                }
-            }
-            defer {
-                pipe.close()
-                group.cancelAll()
-            }
-            do {
-                return try await coordinate(pacer, driver: driver, live: live, options: options)
-            } catch {
-                _ = await pacer.halt()
-                throw error
-            }
-        }
-        // A failure that raced with the end of the source still counts.
-        if let failure = await driver.failure { throw failure }
-        report.sendIntervals = stats.intervals
-        report.lateness = stats.lateness
-        report.latePackets = stats.late
-        report.bytesOnWire += stats.bytes
-        report.firstPacketDelay = stats.first
-        report.sourceFrames = stats.sourceFrames
-        report.silencePackets = stats.silence
-        report.stopped = stats.stopped
-    }
-
-    /// Starts the pacer and reacts to pause/resume/stop, RTSP failures and the end of the queue;
-    /// sleeps on `wakeup` in between.
-    private func coordinate(_ pacer: RAOPPacedSender, driver: RAOPRTSPDriver, live: RAOPLiveState,
-                            options: RAOPOptions) async throws -> SenderStats {
-        await pacer.start()
-        var paused = false
-        while true {
-            let generation = wakeup.generation
-            try Task.checkCancellation()
-            if let failure = await driver.failure { throw failure }
-            let (wantPause, stop) = controls.withLock { ($0.paused, $0.stopRequested) }
-            if let outcome = pacer.outcome {
-                let stats = await pacer.halt()
-                if case .failed(let error) = outcome { throw error }
-                return stats
-            }
-            if stop {
-                var stats = await pacer.halt()
-                stats.stopped = true
-                return stats
-            }
-            if wantPause != paused {
-                paused = wantPause
-                if paused {
-                    // Pause: FLUSH what the receiver holds, stop syncs, wait.
-                    let next = await pacer.pause()
-                    await driver.run { $0.flush(sequence: next.sequence, rtpTime: next.rtpTime) }
-                    publish(.paused, live: live, options: options)
-                } else {
-                    await pacer.resume()
-                    publish(.streaming, live: live, options: options)
-                }
-                continue
-            }
-            await wakeup.wait(since: generation)
-        }
     }
 
     /// Reads the source, cuts it into full packets, encodes them and queues them for the pacer:
@@ -660,22 +415,6 @@ public final class RAOPClient: Sendable {
             _ = await pipe.push(.end)
         } catch {
             _ = await pipe.push(.failure(error))
-        }
-    }
-
-    private static func sendMetadata(_ metadata: MediaMetadata, driver: RAOPRTSPDriver, sequence: UInt16, rtpTime: UInt32,
-                                     start: UInt32?, sampleRate: Int) async {
-        let info = RAOPTrackInfo(metadata)
-        if info.title != nil || info.artist != nil || info.album != nil {
-            await driver.run { $0.setMetadata(info, sequence: sequence, rtpTime: rtpTime) }
-        }
-        if let artwork = metadata.artwork, !artwork.isEmpty {
-            let type = artwork.starts(with: [0x89, 0x50, 0x4E, 0x47]) ? "image/png" : "image/jpeg"
-            await driver.run { $0.setArtwork(artwork, contentType: type, sequence: sequence, rtpTime: rtpTime) }
-        }
-        if let start, let duration = metadata.duration, duration > 0 {
-            let end = start &+ UInt32(truncatingIfNeeded: Int64(duration * Double(sampleRate)))
-            await driver.run { $0.setProgress(RAOPProgress(start: start, current: start, end: end)) }
         }
     }
 

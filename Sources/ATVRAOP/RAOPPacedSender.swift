@@ -31,6 +31,11 @@ struct SenderStats: Sendable {
 /// early packets only wait there a little longer; RTP timestamps and sync packets follow the
 /// schedule, not the send time. `sendAhead` zero sends each packet on its own wake-up. Sync packets
 /// are sent from a repeated task on the same loop. All mutable state is touched on `eventLoop` only.
+/// Time comes from the injected `SenderClock` (whose `now` is the loop's time base), so on an
+/// `EmbeddedEventLoop` the whole schedule runs on manual time (`startOnLoop()` etc.).
+///
+/// Each packet is written once, into the `ByteBuffer` that goes to the socket (RTP header, then
+/// the payload copied or sealed in place); the backlog keeps that same buffer for retransmits.
 final class RAOPPacedSender: @unchecked Sendable {
     let eventLoop: EventLoop
     private let audio: Channel
@@ -41,7 +46,8 @@ final class RAOPPacedSender: @unchecked Sendable {
     private let framesPerPacket: Int
     private let syncInterval: TimeAmount
     private let sendAhead: TimeAmount
-    private let t0: ContinuousClock.Instant
+    private let t0: NIODeadline
+    private let clock: SenderClock
     /// Called (on the loop) once the outcome is set.
     private let onOutcome: @Sendable () -> Void
     /// Called (on the loop) about every 500 ms while sending.
@@ -61,7 +67,8 @@ final class RAOPPacedSender: @unchecked Sendable {
     private let outcomeBox = Mutex<RAOPPacerOutcome?>(nil)
 
     init(audio: Channel, audioAddress: SocketAddress, control: Channel, live: RAOPLiveState, pipe: RAOPPayloadPipe,
-         framesPerPacket: Int, syncInterval: Duration, sendAhead: Duration = .zero, t0: ContinuousClock.Instant,
+         framesPerPacket: Int, syncInterval: Duration, sendAhead: Duration = .zero, t0: NIODeadline? = nil,
+         clock: SenderClock = .system,
          onOutcome: @escaping @Sendable () -> Void, onProgress: @escaping @Sendable () -> Void) {
         eventLoop = audio.eventLoop
         self.audio = audio
@@ -72,7 +79,8 @@ final class RAOPPacedSender: @unchecked Sendable {
         self.framesPerPacket = framesPerPacket
         self.syncInterval = .nanoseconds(max(1_000_000, RAOPPacer.nanoseconds(syncInterval)))
         self.sendAhead = .nanoseconds(max(0, RAOPPacer.nanoseconds(sendAhead)))
-        self.t0 = t0
+        self.clock = clock
+        self.t0 = t0 ?? clock.now()
         self.onOutcome = onOutcome
         self.onProgress = onProgress
         pipe.setOnAvailable { [self] in
@@ -87,53 +95,70 @@ final class RAOPPacedSender: @unchecked Sendable {
 
     /// Anchors the schedule now, sends the first sync and starts sending.
     func start() async {
-        try? await eventLoop.submit { self.begin() }.get()
+        try? await eventLoop.submit { self.startOnLoop() }.get()
     }
 
     /// Stops sending (the queue keeps filling up to its high-water mark) and returns the sequence
     /// number and RTP time of the next packet, for the FLUSH.
     func pause() async -> (sequence: UInt16, rtpTime: UInt32) {
         let result = try? await eventLoop.submit { () -> (UInt16, UInt32) in
-            self.running = false
-            self.cancelTimer()
-            return self.live.inner.withLock { s in
-                s.paused = true
-                return (s.streamer.nextSequence, s.streamer.nextRTPTime)
-            }
+            let next = self.pauseOnLoop()
+            return (next.sequence, next.rtpTime)
         }.get()
         return result.map { (sequence: $0.0, rtpTime: $0.1) } ?? (0, 0)
     }
 
     /// Continues on a fresh schedule: the next packet carries the marker, the next sync is "first".
     func resume() async {
-        try? await eventLoop.submit {
-            guard !self.ended else { return }
-            self.live.inner.withLock { $0.streamer.flushed() }
-            self.lastSend = nil
-            self.begin()
-        }.get()
+        try? await eventLoop.submit { self.resumeOnLoop() }.get()
     }
 
     /// Stops for good, drops the queue (ending the producer) and returns what was sent.
     func halt() async -> SenderStats {
-        let stats = try? await eventLoop.submit { () -> SenderStats in
-            self.running = false
-            self.ended = true
-            self.cancelTimer()
-            self.syncTask?.cancel()
-            self.syncTask = nil
-            self.pipe.close()
-            return self.stats
-        }.get()
+        let stats = try? await eventLoop.submit { self.haltOnLoop() }.get()
         pipe.close()
         return stats ?? SenderStats()
     }
 
-    // MARK: on the loop
+    // MARK: on the loop (the async calls above hop here; a test on an EmbeddedEventLoop calls these)
+
+    func startOnLoop() {
+        eventLoop.preconditionInEventLoop()
+        begin()
+    }
+
+    func pauseOnLoop() -> (sequence: UInt16, rtpTime: UInt32) {
+        eventLoop.preconditionInEventLoop()
+        running = false
+        cancelTimer()
+        return live.inner.withLock { s in
+            s.paused = true
+            return (s.streamer.nextSequence, s.streamer.nextRTPTime)
+        }
+    }
+
+    func resumeOnLoop() {
+        eventLoop.preconditionInEventLoop()
+        guard !ended else { return }
+        live.inner.withLock { $0.streamer.flushed() }
+        lastSend = nil
+        begin()
+    }
+
+    func haltOnLoop() -> SenderStats {
+        eventLoop.preconditionInEventLoop()
+        running = false
+        ended = true
+        cancelTimer()
+        syncTask?.cancel()
+        syncTask = nil
+        pipe.close()
+        return stats
+    }
 
     private func begin() {
         guard !ended else { return }
-        let now = NIODeadline.now()
+        let now = clock.now()
         anchor = now
         n = 0
         lastProgress = now
@@ -153,7 +178,7 @@ final class RAOPPacedSender: @unchecked Sendable {
     }
 
     private func sendSync() {
-        guard let sync = live.makeSync() else { return }
+        guard let sync = live.makeSync(clock: clock) else { return }
         var buffer = control.allocator.buffer(capacity: sync.bytes.count)
         buffer.writeBytes(sync.bytes)
         control.writeAndFlush(AddressedEnvelope(remoteAddress: sync.to, data: buffer), promise: nil)
@@ -175,7 +200,7 @@ final class RAOPPacedSender: @unchecked Sendable {
     private func tick() {
         cancelTimer()
         guard running else { return }
-        let now = NIODeadline.now()
+        let now = clock.now()
         let horizon = now + sendAhead
         var wrote = false
         sending: while true {
@@ -216,15 +241,16 @@ final class RAOPPacedSender: @unchecked Sendable {
 
     private func send(_ payload: [UInt8], due: NIODeadline, now: NIODeadline, sourceFrames: Int,
                       silence: Bool) throws(ATVError) {
+        let allocator = audio.allocator
         let packetized = live.inner.withLock { s in
-            Result { () throws(ATVError) in try s.streamer.packetize(payload: payload, frames: framesPerPacket) }
+            Result { () throws(ATVError) in
+                try s.streamer.packetize(payload: payload, frames: framesPerPacket, allocator: allocator)
+            }
         }
-        let bytes = try packetized.get()
-        var buffer = audio.allocator.buffer(capacity: bytes.count)
-        buffer.writeBytes(bytes)
+        let buffer = try packetized.get()
+        stats.bytes += buffer.readableBytes
         audio.write(AddressedEnvelope(remoteAddress: audioAddress, data: buffer), promise: nil)
-        stats.bytes += bytes.count
-        if stats.first == nil { stats.first = ContinuousClock.now - t0 }
+        if stats.first == nil { stats.first = .nanoseconds(max(0, (clock.now() - t0).nanoseconds)) }
         let late = now - due
         stats.lateness.add(Double(late.nanoseconds) / 1e9)
         if late > .milliseconds(5) { stats.late += 1 }

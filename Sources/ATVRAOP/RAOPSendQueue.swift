@@ -94,6 +94,16 @@ final class RAOPPayloadPipe: Sendable {
 
     /// Queues `item`, then waits while the queue is full. False once the pipe is closed (stop the producer).
     func push(_ item: RAOPSendItem) async -> Bool {
+        let (accepted, mustWait) = offer(item)
+        guard accepted else { return false }
+        guard mustWait else { return true }
+        return await waitForRoom()
+    }
+
+    /// Queues `item` without waiting: whether it was accepted (false once closed) and whether the
+    /// queue is now full (a producer should wait before offering more).
+    @discardableResult
+    func offer(_ item: RAOPSendItem) -> (accepted: Bool, full: Bool) {
         let (accepted, notify, mustWait) = state.withLock { s -> (Bool, (@Sendable () -> Void)?, Bool) in
             guard !s.closed else { return (false, nil, false) }
             s.queue.push(item)
@@ -105,9 +115,11 @@ final class RAOPPayloadPipe: Sendable {
             return (true, notify, s.queue.isFull)
         }
         notify?()
-        guard accepted else { return false }
-        guard mustWait else { return true }
-        return await withTaskCancellationHandler {
+        return (accepted, mustWait)
+    }
+
+    private func waitForRoom() async -> Bool {
+        await withTaskCancellationHandler {
             await withCheckedContinuation { (cont: CheckedContinuation<Bool, Never>) in
                 let resumeNow: Bool? = state.withLock { s in
                     if s.closed || Task.isCancelled { return false }

@@ -1,11 +1,13 @@
 import ATVAirPlayCore
 import ATVCore
+import NIOCore
 
 /// Sent packets kept for retransmission: a ring keyed by sequence number (the capacity divides
-/// 65536, so slots stay consistent across sequence wrap).
+/// 65536, so slots stay consistent across sequence wrap). It holds the very buffers that were sent
+/// (a `ByteBuffer` is shared, not copied, between the socket write and the backlog).
 public struct RAOPBacklog: Sendable {
     public let capacity: Int
-    private var slots: [(sequence: UInt16, bytes: [UInt8])?]
+    private var slots: [(sequence: UInt16, bytes: ByteBuffer)?]
 
     /// `minimumCapacity` is rounded up to a power of two (≥ 1024, ≤ 32768).
     public init(minimumCapacity: Int = 1024) {
@@ -16,11 +18,20 @@ public struct RAOPBacklog: Sendable {
     }
 
     public mutating func store(sequence: UInt16, bytes: [UInt8]) {
-        slots[Int(sequence) & (capacity - 1)] = (sequence, bytes)
+        store(sequence: sequence, buffer: ByteBuffer(bytes: bytes))
+    }
+
+    public mutating func store(sequence: UInt16, buffer: ByteBuffer) {
+        slots[Int(sequence) & (capacity - 1)] = (sequence, buffer)
     }
 
     /// The serialized packet with this sequence number, if still held.
     public func packet(sequence: UInt16) -> [UInt8]? {
+        buffer(sequence: sequence).map { Array($0.readableBytesView) }
+    }
+
+    /// The sent buffer with this sequence number, if still held.
+    public func buffer(sequence: UInt16) -> ByteBuffer? {
         guard let slot = slots[Int(sequence) & (capacity - 1)], slot.sequence == sequence else { return nil }
         return slot.bytes
     }
@@ -71,30 +82,45 @@ public struct RAOPStreamer: Sendable {
     /// carries the marker bit. AirPlay 2: a payload that can't be sealed is an error and nothing is
     /// stored or sent in its place (never a plaintext packet).
     public mutating func packetize(payload: [UInt8], frames: Int) throws(ATVError) -> [UInt8] {
-        let packet = RAOPAudioPacket(sequenceNumber: nextSequence, timestamp: nextRTPTime, ssrc: ssrc,
-                                     marker: markNext, payload: payload)
-        let bytes: [UInt8]
-        if audioCipher != nil {
-            // AirPlay 2: the payload is sealed; the backlog keeps the sealed bytes, so a
-            // retransmit resends the very packet that was lost (as pyatv does).
-            var raw: (UInt32, UInt32, UInt32) = (0, 0, 0)
-            let sealed = withUnsafeMutableBytes(of: &raw) { h in
-                packet.header.write(to: h)
-                return payload.withUnsafeBytes { p in
-                    Result { () throws(ATVError) in try audioCipher!.seal(header: UnsafeRawBufferPointer(h), payload: p) }
+        let buffer = try packetize(payload: payload, frames: frames, allocator: ByteBufferAllocator())
+        return Array(buffer.readableBytesView)
+    }
+
+    /// As `packetize(payload:frames:)`, written straight into the buffer that goes to the socket:
+    /// the RTP header, then the payload (AirPlay 1) or the sealed payload, tag and nonce tail
+    /// (AirPlay 2, sealed in place). The payload is read once; the backlog keeps the same buffer
+    /// (a retransmit resends the very packet that was lost, as pyatv does). Several receivers can
+    /// be fed from one encoded payload: each streamer seals its own buffer from it.
+    public mutating func packetize(payload: [UInt8], frames: Int, allocator: ByteBufferAllocator) throws(ATVError) -> ByteBuffer {
+        let header = RTPHeader(payloadType: RAOPAudioPacket.payloadType, marker: markNext, sequenceNumber: nextSequence,
+                               timestamp: nextRTPTime, ssrc: ssrc)
+        let total = RTPHeader.size + payload.count + (audioCipher != nil ? AirPlay2AudioCipher.overhead : 0)
+        var buffer = allocator.buffer(capacity: total)
+        var failure: ATVError?
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
+            let packet = UnsafeMutableRawBufferPointer(rebasing: out[0 ..< total])
+            header.write(to: packet)
+            payload.withUnsafeBytes { p in
+                if audioCipher != nil {
+                    do throws(ATVError) {
+                        try audioCipher!.sealPacket(in: packet, payload: p)
+                    } catch {
+                        failure = error
+                    }
+                } else if p.count > 0 {
+                    UnsafeMutableRawBufferPointer(rebasing: packet[RTPHeader.size...]).copyMemory(from: p)
                 }
             }
-            bytes = try sealed.get()
-        } else {
-            bytes = packet.bytes
+            return total
         }
-        backlog.store(sequence: nextSequence, bytes: bytes)
+        if let failure { throw failure }
+        backlog.store(sequence: nextSequence, buffer: buffer)
         markNext = false
         nextSequence &+= 1
         nextRTPTime &+= UInt32(truncatingIfNeeded: frames)
         packetsSent += 1
         framesSent += Int64(frames)
-        return bytes
+        return buffer
     }
 
     /// The 0x56 responses for a retransmit request (only packets still in the backlog).
@@ -102,8 +128,8 @@ public struct RAOPStreamer: Sendable {
         retransmitRequests += 1
         var out: [[UInt8]] = []
         for seq in request.sequenceNumbers.prefix(backlog.capacity) {
-            if let bytes = backlog.packet(sequence: seq) {
-                out.append(RAOPRetransmitResponse.wrap(packetBytes: bytes, sequenceNumber: seq))
+            if let buffer = backlog.buffer(sequence: seq) {
+                out.append(RAOPRetransmitResponse.wrap(packetBytes: buffer.readableBytesView, sequenceNumber: seq))
             } else {
                 retransmitMisses += 1
             }

@@ -195,7 +195,7 @@ public struct RAOPRetransmitResponse: Sendable, Hashable {
     public var bytes: [UInt8] { Self.wrap(packetBytes: packet.bytes, sequenceNumber: packet.sequenceNumber) }
 
     /// Wraps an already-serialized audio packet (avoids re-encoding from the backlog).
-    public static func wrap(packetBytes: [UInt8], sequenceNumber: UInt16) -> [UInt8] {
+    public static func wrap(packetBytes: some Collection<UInt8>, sequenceNumber: UInt16) -> [UInt8] {
         var w = ByteWriter(capacity: 4 + packetBytes.count)
         w.u8(0x80)
         w.u8(0x80 | payloadType)

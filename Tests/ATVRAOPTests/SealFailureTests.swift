@@ -53,7 +53,7 @@ import Testing
         let pacer = RAOPPacedSender(
             audio: audio.channel, audioAddress: try SocketAddress(ipAddress: "127.0.0.1", port: receiver.localPort),
             control: control.channel, live: live, pipe: pipe, framesPerPacket: 352, syncInterval: .seconds(1),
-            sendAhead: .milliseconds(40), t0: ContinuousClock.now,
+            sendAhead: .milliseconds(40), t0: .now(),
             onOutcome: { ended.continuation.yield() }, onProgress: {})
         for i in 0..<10 {
             _ = await pipe.push(.packet(payload: [UInt8](repeating: UInt8(i), count: 64), sourceFrames: 352, silence: false))

@@ -42,33 +42,51 @@ public struct AirPlay2AudioCipher: Sendable {
         guard header.count == Self.headerSize else {
             throw ATVError.badInput("RTP header must be 12 bytes, got \(header.count)")
         }
+        let total = Self.headerSize + payload.count + Self.overhead
+        var failure: ATVError?
+        let out = [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            raw.copyMemory(from: header)
+            do throws(ATVError) {
+                try sealPacket(in: UnsafeMutableRawBufferPointer(rebasing: raw[0 ..< total]), payload: payload)
+            } catch {
+                failure = error
+            }
+            count = total
+        }
+        if let failure { throw failure }
+        return out
+    }
+
+    /// Seals in place, into the memory the packet is sent from: `packet` holds the RTP header in its
+    /// first 12 bytes and has room for exactly `payload` plus `overhead`; the ciphertext, tag and
+    /// nonce tail are written after the header (the payload is read once, never copied).
+    public mutating func sealPacket(in packet: UnsafeMutableRawBufferPointer,
+                                    payload: UnsafeRawBufferPointer) throws(ATVError) {
+        guard packet.count == Self.headerSize + payload.count + Self.overhead else {
+            throw ATVError.badInput("sealed packet needs \(Self.headerSize + payload.count + Self.overhead) bytes, got \(packet.count)")
+        }
         // A counter that wrapped would repeat a nonce under the same key: refuse instead.
         guard self.counter < UInt64.max else {
             throw ATVError.protocolError("audio encryption stopped: the stream's nonce counter is exhausted")
         }
         let counter = self.counter
         self.counter += 1
-        let total = Self.headerSize + payload.count + Self.overhead
+        let raw = packet
+        let tagAt = Self.headerSize + payload.count
+        // The tail is the counter, little-endian; the nonce is 4 zero bytes ‖ tail.
+        raw.storeBytes(of: counter.littleEndian, toByteOffset: tagAt + Self.tagSize, as: UInt64.self)
         var ok = false
-        let out = [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
-            let raw = UnsafeMutableRawBufferPointer(buffer)
-            raw.copyMemory(from: header)
-            let tagAt = Self.headerSize + payload.count
-            // The tail is the counter, little-endian; the nonce is 4 zero bytes ‖ tail.
-            raw.storeBytes(of: counter.littleEndian, toByteOffset: tagAt + Self.tagSize, as: UInt64.self)
-            var nonce: (UInt64, UInt32) = (0, 0)
-            withUnsafeMutableBytes(of: &nonce) { n in
-                n.storeBytes(of: 0, toByteOffset: 0, as: UInt32.self)
-                n.storeBytes(of: counter.littleEndian, toByteOffset: 4, as: UInt64.self)
-                ok = sealer.seal(nonce: UnsafeRawBufferPointer(rebasing: n[0 ..< 12]),
-                                 aad: UnsafeRawBufferPointer(rebasing: raw[4 ..< 12]), plaintext: payload,
-                                 ciphertext: UnsafeMutableRawBufferPointer(rebasing: raw[Self.headerSize ..< tagAt]),
-                                 tag: UnsafeMutableRawBufferPointer(rebasing: raw[tagAt ..< tagAt + Self.tagSize]))
-            }
-            count = total
+        var nonce: (UInt64, UInt32) = (0, 0)
+        withUnsafeMutableBytes(of: &nonce) { n in
+            n.storeBytes(of: 0, toByteOffset: 0, as: UInt32.self)
+            n.storeBytes(of: counter.littleEndian, toByteOffset: 4, as: UInt64.self)
+            ok = sealer.seal(nonce: UnsafeRawBufferPointer(rebasing: n[0 ..< 12]),
+                             aad: UnsafeRawBufferPointer(rebasing: raw[4 ..< 12]), plaintext: payload,
+                             ciphertext: UnsafeMutableRawBufferPointer(rebasing: raw[Self.headerSize ..< tagAt]),
+                             tag: UnsafeMutableRawBufferPointer(rebasing: raw[tagAt ..< tagAt + Self.tagSize]))
         }
         guard ok else { throw ATVError.protocolError("audio encryption failed (the cipher refused to seal a packet)") }
-        return out
     }
 
     /// Decrypt a received packet: returns RTP header ‖ plaintext payload. A packet that is too short
