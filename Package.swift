@@ -119,7 +119,9 @@ let package = Package(
             "ATV", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVAirPlayCore", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVMRP", "ATVLog",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: swift6),
+        ], swiftSettings: swift6, plugins: ["ATVBuildInfo"]),
+        // Writes the git revision `atv --version` prints (scripts/build-info) before each build.
+        .plugin(name: "ATVBuildInfo", capability: .buildTool(), path: "Plugins/ATVBuildInfo"),
 
         // Benchmarks: an executable printing JSON lines.
         .executableTarget(name: "atv-bench", dependencies: ["ATV", "ATVAudio", "ATVAuth", "ATVAirPlayCore", "ATVSimulator", "ATVDiscovery", "CFFmpeg"],

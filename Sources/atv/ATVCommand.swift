@@ -31,7 +31,7 @@ struct ATVCommand: AsyncParsableCommand {
             PlayingCommand.self, PushUpdates.self, DeviceInfoCommand.self, FeaturesCommand.self,
             Remote.self, PowerCommand.self, VolumeCommand.self, AppsCommand.self,
             Launch.self, Text.self, Accounts.self, Artwork.self,
-            Simulate.self, Probe.self, ImportPyatv.self, Proxy.self, LogCommand.self,
+            Simulate.self, Probe.self, ImportPyatv.self, Proxy.self, LogCommand.self, Doctor.self,
         ] + buttonShortcuts
     )
 }
@@ -63,7 +63,11 @@ extension ATVCommand {
 }
 
 enum ATVVersion {
-    static let string = "0.1.0"
+    /// The release; scripts/package-deb names the package after it.
+    static let number = "0.1.0"
+    /// `atv --version`: the release and the git revision it was built from (scripts/build-info,
+    /// run by the ATVBuildInfo plugin), "unknown" when not built from a git checkout.
+    static let string = "\(number) (git revision \(BuildInfo.gitRevision)\(BuildInfo.modified ? ", with uncommitted changes" : ""))"
 }
 
 /// Options every command has.

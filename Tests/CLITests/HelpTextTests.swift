@@ -1,3 +1,4 @@
+import ATVTestSupport
 import Foundation
 import Testing
 
