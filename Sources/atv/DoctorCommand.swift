@@ -12,7 +12,13 @@ import Glibc
 struct Doctor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check what atv needs on this machine: FFmpeg, multicast, the settings file, the PTP ports, the clock.",
-        discussion: "Prints one line per check (ok or FAIL, with what to do) and exits 1 if any check fails.")
+        discussion: """
+        Prints one line per check (ok or FAIL, with what to do) and exits 1 if any check fails. Nothing is sent on the network.
+
+        Examples:
+          atv doctor
+          atv doctor --storage ~/.config/swift-atv/devices.json
+        """)
 
     @OptionGroup var global: GlobalOptions
     @Option(help: "Settings file to check (default $XDG_CONFIG_HOME/swift-atv/devices.json).") var storage: String?
@@ -52,7 +58,7 @@ struct Doctor: AsyncParsableCommand {
 
     /// Interfaces the scanner would send mDNS queries out of (IPv4, multicast-capable).
     static func multicast() -> Check {
-        let all = UDPSocket.multicastInterfaces().map { (name: $0.name, address: $0.address?.ipAddress ?? "?") }
+        let all = UDPEndpoint.multicastInterfaces().map { (name: $0.name, address: $0.address?.ipAddress ?? "?") }
         func describe(_ d: [(name: String, address: String)]) -> String { d.map { "\($0.name) (\($0.address))" }.joined(separator: ", ") }
         let outside = all.filter { !$0.address.hasPrefix("127.") }
         if !outside.isEmpty {
@@ -102,7 +108,7 @@ struct Doctor: AsyncParsableCommand {
         var failures: [(port: Int, message: String)] = []
         for port in [319, 320] {
             do {
-                let socket = try await UDPSocket.bind(host: "0.0.0.0", port: port)
+                let socket = try await UDPEndpoint.bind(host: "0.0.0.0", port: port)
                 await socket.close()
             } catch ATVError.connectionFailed(let message) {
                 failures.append((port, message))
