@@ -46,8 +46,12 @@ public actor DMAPPairingServer: PairingHandler {
         let requests = requests.continuation
         let server = try await HTTPServer.start(host: "0.0.0.0") { req in
             let r = handler.handle(method: req.message.method, target: req.message.uri)
-            if let who = r.pairedWith { requests.yield(who) }
-            return HTTPServerResponse(status: r.status, bytes: r.body)
+            // Pairing is done (and the server stops) only once the Apple TV could read our answer.
+            var response = HTTPServerResponse(status: r.status, bytes: r.body)
+            if let who = r.pairedWith {
+                response.afterSent = { requests.yield(who) }
+            }
+            return response
         }
         self.server = server
         guard options.publish else { return }

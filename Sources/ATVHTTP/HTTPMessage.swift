@@ -43,6 +43,8 @@ package struct HTTPServerResponse: Sendable {
     package var status: Int
     package var headers: RTSPHeaders
     package var body: Body
+    /// Runs once the response has been written to the socket.
+    package var afterSent: (@Sendable () -> Void)?
 
     package init(status: Int, headers: RTSPHeaders = [:], body: Body = .bytes([])) {
         self.status = status
@@ -50,8 +52,9 @@ package struct HTTPServerResponse: Sendable {
         self.body = body
     }
 
-    package init(status: Int, headers: RTSPHeaders = [:], bytes: [UInt8]) {
+    package init(status: Int, headers: RTSPHeaders = [:], bytes: [UInt8], afterSent: (@Sendable () -> Void)? = nil) {
         self.init(status: status, headers: headers, body: .bytes(bytes))
+        self.afterSent = afterSent
     }
 }
 

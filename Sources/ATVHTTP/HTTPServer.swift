@@ -92,7 +92,9 @@ extension HTTPServer {
         case .bytes(let b): head.body = b
         case .file(let path, let offset, let length): file = .init(path: path, offset: offset, length: length)
         }
-        return RTSPServerReply(head, file: file, headOnly: request.method == "HEAD", close: !keepAlive)
+        var out = RTSPServerReply(head, file: file, headOnly: request.method == "HEAD", close: !keepAlive)
+        out.afterSent = response.afterSent
+        return out
     }
 
     /// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0 only with `keep-alive`.

@@ -24,6 +24,9 @@ package struct RTSPServerReply: Sendable {
     /// see it before whatever this changes (a pairing answer goes out in plaintext, then
     /// encryption is switched on).
     package var afterWrite: (@Sendable () -> Void)?
+    /// Runs once the response has left for the socket (or the write failed): whatever must not
+    /// happen before the peer could read the answer, such as stopping the server.
+    package var afterSent: (@Sendable () -> Void)?
     /// Close the connection once the response is written; requests after it are not read.
     package var close: Bool
     /// Write nothing (a stuck receiver that reads but never answers).
@@ -123,8 +126,10 @@ package final class RTSPServerHandler: ChannelInboundHandler {
     /// Writes one reply (nothing when silent), then runs its `afterWrite`; closes when it says so.
     static func write(_ reply: RTSPServerReply, on channel: Channel) -> EventLoopFuture<Void> {
         let loop = channel.eventLoop
-        if reply.silent { return loop.makeSucceededVoidFuture() }
-        guard channel.isActive else { return loop.makeSucceededVoidFuture() }
+        if reply.silent || !channel.isActive {
+            reply.afterSent?()
+            return loop.makeSucceededVoidFuture()
+        }
         var response = reply.response
         var region: FileRegion?
         var length = response.body.count
@@ -155,6 +160,7 @@ package final class RTSPServerHandler: ChannelInboundHandler {
             written = channel.writeAndFlush(channel.allocator.buffer(bytes: bytes))
         }
         reply.afterWrite?()
+        if let afterSent = reply.afterSent { written.whenComplete { _ in afterSent() } }
         if reply.close { written.whenComplete { _ in channel.close(promise: nil) } }
         return written
     }

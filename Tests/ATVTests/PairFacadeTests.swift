@@ -85,4 +85,28 @@ import Testing
         #expect(credentials == .dmapPairingGUID("0x0123456789ABCDEF"))
         #expect(await handler.pairedDeviceName == "Den")
     }
+
+    /// `finish()` already waiting when the Apple TV's request comes (as `atv pair` does): the
+    /// server stops only after the answer is on the wire, so the Apple TV always reads it. Before
+    /// this, stopping raced the write and the device sometimes read nothing (CI saw it once).
+    @Test func dmapAnswerReachesTheDeviceBeforeTheServerStops() async throws {
+        let config = DeviceConfig(name: "x", address: "127.0.0.1", services: [])
+        let code = DMAPPairing.pairingCode(guid: "0123456789ABCDEF", pin: "1234")
+        for _ in 0 ..< 25 {
+            let handler = try pair(config, protocol: .dmap,
+                                   options: PairingOptions(name: "tests", timeout: .seconds(10), guid: "0123456789ABCDEF", publish: false))
+            try await handler.pin("1234")
+            try await handler.begin()
+            let port = try #require(await (handler as? DMAPPairingServer)?.port)
+            async let credentials = handler.finish()
+            let http = try await HTTPClientConnection.connect(host: "127.0.0.1", port: port, timeout: .seconds(5))
+            let right = try await http.send(PairingHTTPRequest(method: "GET", path: "/pair?pairingcode=\(code)&servicename=Den", headers: [], body: []),
+                                            timeout: .seconds(5))
+            http.close()
+            #expect(right.status == 200)
+            #expect(right.body == DMAPPairing.responseBody(guid: "0123456789ABCDEF", name: "tests"))
+            #expect(try await credentials == .dmapPairingGUID("0x0123456789ABCDEF"))
+            await handler.close()
+        }
+    }
 }
