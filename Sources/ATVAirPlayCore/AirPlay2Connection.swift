@@ -212,6 +212,23 @@ public final class AirPlay2Connection: Sendable {
         return reply
     }
 
+    // MARK: Steps for a caller that sequences the session itself (ATVRAOP's AirPlay 2 audio state machine)
+
+    /// The caller's session SETUP succeeded: TEARDOWN is owed from now on.
+    package func sessionEstablished() { core.sessionEstablished() }
+
+    /// Opens the event channel on the session SETUP reply's `eventPort` (as `setupSession` does).
+    package func openEventChannel(port: Int) async throws { try await connectEventChannel(port: port) }
+
+    /// The control connection is open.
+    package var isOpen: Bool { core.isOpen }
+
+    /// Stops `POST /feedback`.
+    package func stopFeedback() { core.stopFeedback() }
+
+    /// The next request is the TEARDOWN: the connection closing is no failure.
+    package func markTearingDown() { core.markTearingDown() }
+
     private func connectEventChannel(port: Int) async throws {
         let keys = HAPChannel.airPlayEvents.keys(sharedSecret: sharedSecret)
         let core = self.core

@@ -6,9 +6,9 @@
 //   NTP replies (timing socket) → progress; `coordinate` reacts to pause/resume/stop and failures.
 //
 // What differs per route sits behind `AudioRouteSession`: AirPlay 1 drives the pure
-// `RAOPSessionStateMachine` through `RAOPRTSPDriver` (`RAOPRouteSession`); AirPlay 2 sequences
-// its session on an `AirPlay2Connection` and seals every packet with ChaCha20-Poly1305
-// (`AirPlay2AudioSession`). The route owns its RTSP side; the shell owns the sockets, the RTP
+// `RAOPSessionStateMachine` through `RAOPRTSPDriver` (`RAOPRouteSession`); AirPlay 2 drives the
+// pure `AirPlay2AudioSessionStateMachine` over an `AirPlay2Connection` and seals every packet with
+// ChaCha20-Poly1305 (`AirPlay2AudioSession`). The route owns its RTSP side; the shell owns the sockets, the RTP
 // streamer and the pacer.
 import ATVAirPlayCore
 import ATVAudio

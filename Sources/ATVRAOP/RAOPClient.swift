@@ -220,9 +220,8 @@ final class RAOPLiveState: Sendable {
     static func makeSync(_ s: inout Inner, pacer: RAOPPacer, clock: SenderClock) -> (bytes: [UInt8], to: SocketAddress)? {
         guard let anchor = s.anchor, !s.paused, let to = s.controlDestination else { return nil }
         let now = clock.now()
-        let elapsed = Duration.nanoseconds((now - anchor).nanoseconds)
         let ntp = clock.networkTime(now)
-        let rtpNow = s.anchorRTP &+ UInt32(truncatingIfNeeded: pacer.frames(at: elapsed))
+        let rtpNow = SyncPolicy.rtpTime(now: now, anchor: anchor, anchorRTP: s.anchorRTP, pacer: pacer)
         let bytes = s.streamer.syncPacket(rtpTime: rtpNow, ntpTime: ntp)
         s.syncPackets += 1
         s.bytesOnWire += bytes.count

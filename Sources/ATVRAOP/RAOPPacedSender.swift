@@ -45,7 +45,8 @@ final class RAOPPacedSender: @unchecked Sendable {
     private let pipe: RAOPPayloadPipe
     private let framesPerPacket: Int
     private let syncInterval: TimeAmount
-    private let sendAhead: TimeAmount
+    /// Which packets go out at each wake-up, and when the next one is (pure).
+    private let pacing: PacingPolicy
     private let t0: NIODeadline
     private let clock: SenderClock
     /// Called (on the loop) once the outcome is set.
@@ -77,8 +78,8 @@ final class RAOPPacedSender: @unchecked Sendable {
         self.live = live
         self.pipe = pipe
         self.framesPerPacket = framesPerPacket
-        self.syncInterval = .nanoseconds(max(1_000_000, RAOPPacer.nanoseconds(syncInterval)))
-        self.sendAhead = .nanoseconds(max(0, RAOPPacer.nanoseconds(sendAhead)))
+        self.syncInterval = SyncPolicy.interval(syncInterval)
+        pacing = PacingPolicy(pacer: live.pacer, sendAhead: sendAhead)
         self.clock = clock
         self.t0 = t0 ?? clock.now()
         self.onOutcome = onOutcome
@@ -195,21 +196,21 @@ final class RAOPPacedSender: @unchecked Sendable {
         tick()
     }
 
-    /// Sends every packet that is due within `sendAhead`, then arms the timer for the time the next
+    /// Sends the packets `PacingPolicy` says are due, then arms the timer for the time the next
     /// one is due (or, when the queue is empty, waits for the producer's `onAvailable`).
     private func tick() {
         cancelTimer()
         guard running else { return }
         let now = clock.now()
-        let horizon = now + sendAhead
+        let decision = pacing.decide(now: now, anchor: anchor, next: n)
         var wrote = false
         sending: while true {
-            let due = anchor + .nanoseconds(live.pacer.nanoseconds(ofPacket: n))
-            if due > horizon {
+            guard n < decision.packets.upperBound else {
                 // A scheduled callback allocates no promise or closure per packet.
-                scheduled = try? eventLoop.scheduleCallback(at: due, handler: PacerTimer(sender: self))
+                scheduled = try? eventLoop.scheduleCallback(at: decision.wakeAt, handler: PacerTimer(sender: self))
                 break
             }
+            let due = pacing.due(packet: n, anchor: anchor)
             guard let item = pipe.pop() else { break }  // starved: the next push calls tick()
             switch item {
             case .packet(let payload, let sourceFrames, let silence):
@@ -253,7 +254,7 @@ final class RAOPPacedSender: @unchecked Sendable {
         if stats.first == nil { stats.first = .nanoseconds(max(0, (clock.now() - t0).nanoseconds)) }
         let late = now - due
         stats.lateness.add(Double(late.nanoseconds) / 1e9)
-        if late > .milliseconds(5) { stats.late += 1 }
+        if PacingPolicy.isLate(sentAt: now, due: due) { stats.late += 1 }
         if let lastSend { stats.intervals.add(Double((now - lastSend).nanoseconds) / 1e9) }
         lastSend = now
         stats.sourceFrames += Int64(sourceFrames)

@@ -63,9 +63,8 @@ public struct RAOPStreamer: Sendable {
     public var audioCipher: AirPlay2AudioCipher?
 
     private var markNext = true
-    private var syncsSinceStart = 0
-    private var timingReplied = false
-    private var syncBeforeTiming = false
+    /// When syncs are "first" ones and when one is repeated (`SyncPolicy`).
+    private var sync: SyncPolicy
 
     public init(format: RAOPAudioFormat = RAOPAudioFormat(), ssrc: UInt32, initialSequence: UInt16,
                 initialRTPTime: UInt32, latencyFrames: Int = 88_200, backlogCapacity: Int = 1024) {
@@ -75,6 +74,7 @@ public struct RAOPStreamer: Sendable {
         nextSequence = initialSequence
         nextRTPTime = initialRTPTime
         backlog = RAOPBacklog(minimumCapacity: backlogCapacity)
+        sync = SyncPolicy(latencyFrames: latencyFrames)
     }
 
     /// Makes the next audio packet from an already-encoded payload covering `frames` frames, stores
@@ -123,48 +123,34 @@ public struct RAOPStreamer: Sendable {
         return buffer
     }
 
-    /// The 0x56 responses for a retransmit request (only packets still in the backlog).
+    /// The 0x56 responses for a retransmit request (only packets still in the backlog: `RetransmitPolicy`).
     public mutating func retransmissions(for request: RAOPRetransmitRequest) -> [[UInt8]] {
         retransmitRequests += 1
-        var out: [[UInt8]] = []
-        for seq in request.sequenceNumbers.prefix(backlog.capacity) {
-            if let buffer = backlog.buffer(sequence: seq) {
-                out.append(RAOPRetransmitResponse.wrap(packetBytes: buffer.readableBytesView, sequenceNumber: seq))
-            } else {
-                retransmitMisses += 1
-            }
+        let backlog = self.backlog
+        let plan = RetransmitPolicy.plan(request, capacity: backlog.capacity) { backlog.buffer(sequence: $0) != nil }
+        retransmitMisses += plan.missing.count
+        let out = plan.resend.compactMap { seq in
+            backlog.buffer(sequence: seq).map { RAOPRetransmitResponse.wrap(packetBytes: $0.readableBytesView, sequenceNumber: seq) }
         }
         retransmittedPackets += out.count
         return out
     }
 
     /// A sync packet saying: at `ntpTime` the stream is at `rtpTime` (the frame due now), so frame
-    /// `rtpTime − latency` is playing. The first after start/flush has the 0x90 flag.
+    /// `rtpTime − latency` is playing. The first after start/flush has the 0x90 flag (`SyncPolicy`).
     public mutating func syncPacket(rtpTime: UInt32, ntpTime: NTPTime) -> [UInt8] {
-        let first = syncsSinceStart == 0
-        syncsSinceStart += 1
-        if !timingReplied { syncBeforeTiming = true }
-        return RAOPSyncPacket(isFirst: first, rtpTimeLessLatency: rtpTime &- UInt32(truncatingIfNeeded: latencyFrames),
-                              ntpTime: ntpTime, rtpTime: rtpTime).bytes
+        sync.packet(rtpTime: rtpTime, ntpTime: ntpTime).bytes
     }
 
     /// Record that a timing reply was sent. Returns true when a sync should be sent right away:
     /// receivers such as shairport-sync ignore syncs that arrive before their first timing
     /// exchange, so a sync sent before it is repeated at once.
-    public mutating func timingReplySent() -> Bool {
-        guard !timingReplied else { return false }
-        timingReplied = true
-        if syncBeforeTiming {
-            syncsSinceStart = 0  // the repeated one counts as the first
-            return true
-        }
-        return false
-    }
+    public mutating func timingReplySent() -> Bool { sync.timingReplySent() }
 
     /// After a FLUSH: the next packet carries the marker again and the next sync is a "first" one.
     public mutating func flushed() {
         markNext = true
-        syncsSinceStart = 0
+        sync.restarted()
     }
 }
 

@@ -3,8 +3,9 @@
 // ALAC `ct 2` / `audioFormat 0x40000` or PCM `ct 1` / `0x800`, `shk`), then RTP through the RAOP
 // pacer with every packet sealed by `AirPlay2AudioCipher`, sync packets, the NTP responder,
 // retransmits of the sealed packets from the backlog, volume (again once audio flows),
-// metadata/artwork/progress, `/feedback`, and TEARDOWN in every case. The sockets, packets and
-// pacing are the one sender's (`AudioSender.swift`); this file is AirPlay 2's `AudioRouteSession`.
+// metadata/artwork/progress, `/feedback`, and TEARDOWN in every case. The order and the requests
+// are `AirPlay2AudioSessionStateMachine`'s (pure); this file is its driver, AirPlay 2's
+// `AudioRouteSession`. The sockets, packets and pacing are the one sender's (`AudioSender.swift`).
 //
 // "No progress" rule (`AirPlay2StallRule`): the stream fails with `playbackError` when the receiver
 // leaves an RTSP request (the `/feedback` keep-alive, SET_PARAMETER, FLUSH) unanswered for
@@ -21,25 +22,28 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// The RTSP side of one AirPlay 2 audio stream: AirPlay 2's `AudioRouteSession`.
+/// The RTSP side of one AirPlay 2 audio stream: AirPlay 2's `AudioRouteSession`, a thin driver
+/// that performs `AirPlay2AudioSessionStateMachine`'s actions over an `AirPlay2Connection` (each
+/// request's answer is fed back before the next action, so requests go one after the other).
 final class AirPlay2AudioSession: AudioRouteSession {
     let connection: AirPlay2Connection
     private let host: String
     private let port: Int
+    private let feedbackInterval: Duration
     private let logger: Logger
+    private let machine: Mutex<AirPlay2AudioSessionStateMachine>
     /// The last timing or retransmit request from the receiver (a sign of life when present).
     private let lastUDPContact = Mutex<ContinuousClock.Instant?>(nil)
     private let warningList = Mutex<[String]>([])
-    /// When to send the volume again once audio flows (tvOS 26.6 plays silence until then).
-    private let volumeResendAt = Mutex<ContinuousClock.Instant?>(nil)
-    private let rule: AirPlay2StallRule
 
-    init(connection: AirPlay2Connection, host: String, port: Int, progressTimeout: Duration, logger: Logger) {
+    private init(connection: AirPlay2Connection, machine: AirPlay2AudioSessionStateMachine, host: String, port: Int,
+                 feedbackInterval: Duration, logger: Logger) {
         self.connection = connection
+        self.machine = Mutex(machine)
         self.host = host
         self.port = port
+        self.feedbackInterval = feedbackInterval
         self.logger = logger
-        rule = AirPlay2StallRule(timeout: progressTimeout)
     }
 
     /// Connects, pairs and encrypts (`AirPlay2Connection`); a lost connection or a request sent
@@ -49,18 +53,36 @@ final class AirPlay2AudioSession: AudioRouteSession {
         let connectionOptions = AirPlay2ConnectionOptions(
             userAgent: options.userAgent, connectTimeout: options.connectTimeout, requestTimeout: options.requestTimeout,
             credentials: options.hapCredentials, requestInfo: options.requestInfo)
-        let connection = try await AirPlay2Connection.connect(host: host, port: port, options: connectionOptions, logger: logger)
-        connection.onFailure { _ in wakeup.signal() }
+        var machine = AirPlay2AudioSessionStateMachine(configuration: AirPlay2AudioSessionConfiguration(
+            identity: connectionOptions.identity, sessionUUID: randomUUID(), codec: options.codec,
+            latencyFrames: options.latencyFrames, requestTimeout: options.requestTimeout,
+            progressTimeout: options.progressTimeout))
+        _ = machine.start()  // .connect:
+        let connection: AirPlay2Connection
+        do {
+            connection = try await AirPlay2Connection.connect(host: host, port: port, options: connectionOptions, logger: logger)
+        } catch {
+            _ = machine.connectFailed(asATVError(error))
+            throw error
+        }
+        _ = machine.connected(sessionID: connection.sessionID,
+                              audioKey: HAPChannel.airPlayAudioKey(sharedSecret: connection.sharedSecret))
+        let session = AirPlay2AudioSession(connection: connection, machine: machine, host: host, port: port,
+                                           feedbackInterval: options.feedbackInterval, logger: logger)
+        connection.onFailure { [weak session] error in
+            session?.connectionLost(error)
+            wakeup.signal()
+        }
         connection.onRequestSent { wakeup.signal() }
-        return AirPlay2AudioSession(connection: connection, host: host, port: port,
-                                    progressTimeout: options.progressTimeout, logger: logger)
+        return session
     }
 
     var localIP: String { connection.localIP }
     var remoteIP: String { connection.remoteIP }
     var ssrc: UInt32 { connection.sessionID }
-    var audioKey: [UInt8] { HAPChannel.airPlayAudioKey(sharedSecret: connection.sharedSecret) }
-    func makeAudioCipher() throws -> AirPlay2AudioCipher? { try AirPlay2AudioCipher(key: audioKey) }
+    func makeAudioCipher() throws -> AirPlay2AudioCipher? {
+        try AirPlay2AudioCipher(key: HAPChannel.airPlayAudioKey(sharedSecret: connection.sharedSecret))
+    }
     var defaultSendAhead: Duration { RAOPOptions.airPlay2DefaultSendAhead }
     var takesVolumeDuringSetup: Bool { false }
     var sessionFailureExplainsErrors: Bool { true }
@@ -72,141 +94,134 @@ final class AirPlay2AudioSession: AudioRouteSession {
 
     var lastContact: ContinuousClock.Instant? { lastUDPContact.withLock { $0 } }
 
+    /// The machine's state (tests, logs).
+    var state: AirPlay2AudioSessionStateMachine.State { machine.withLock { $0.state } }
+
+    private func connectionLost(_ error: ATVError) {
+        _ = machine.withLock { $0.connectionLost(error) }
+    }
+
     private func warn(_ text: String) {
         logger.info("AirPlay 2: \(text)")
         warningList.withLock { $0.append(text) }
     }
 
-    func setUp(controlPort: Int, timingPort: Int, next: RTPPosition, options: RAOPOptions) async throws -> RAOPServerPorts {
-        try await connection.setupSession(timing: .ntp(timingPort: timingPort))
-        // Unanswered keep-alives are judged by the stall rule (progressTimeout), not by a count.
-        connection.startFeedback(interval: options.feedbackInterval, failAfterMisses: nil)
-        try await record()
-        let format = RAOPAudioFormat(codec: options.codec)
-        let request = AirPlay2AudioStreamRequest(
-            codec: options.codec, controlPort: controlPort, sharedKey: audioKey,
-            framesPerPacket: format.framesPerPacket, sampleRate: format.sampleRate,
-            latencyMin: 11_025, latencyMax: max(88_200, options.latencyFrames), streamConnectionID: connection.sessionID)
-        let reply = try await setupStream(request)
-        logger.debug("AirPlay 2: audio stream SETUP → dataPort \(reply.dataPort), controlPort \(reply.controlPort)")
-        guard (try? SocketAddress(ipAddress: connection.remoteIP, port: reply.dataPort)) != nil,
-              (try? SocketAddress(ipAddress: connection.remoteIP, port: reply.controlPort)) != nil else {
-            throw ATVError.protocolError("cannot address the receiver's UDP ports")
+    /// Performs the machine's actions in order; a request's answer (or failure) goes back to the
+    /// machine, and its actions are performed, before the next action.
+    private func perform(_ actions: [AirPlay2AudioSessionAction]) async {
+        for action in actions {
+            switch action {
+            case .connect, .ready, .failed:
+                break  // connecting is `open`'s; the outcome is read from the machine
+            case .send(let request, let id, let kind):
+                let next: [AirPlay2AudioSessionAction]
+                do {
+                    let r = try await connection.request(request.method, uri: request.uri, headers: request.headers,
+                                                         body: request.body, timeout: request.timeout)
+                    if kind == .teardown { logger.debug("AirPlay 2: TEARDOWN → \(r.status)") }
+                    next = machine.withLock { $0.response(id: id, r) }
+                } catch {
+                    if kind == .teardown { logger.debug("AirPlay 2: TEARDOWN not answered: \(error)") }
+                    next = machine.withLock { $0.requestFailed(id: id, asATVError(error)) }
+                }
+                await perform(next)
+            case .sessionEstablished:
+                connection.sessionEstablished()
+            case .openEventChannel(let port):
+                logger.debug("AirPlay 2: session SETUP → eventPort \(port)")
+                let next: [AirPlay2AudioSessionAction]
+                do {
+                    try await connection.openEventChannel(port: port)
+                    next = machine.withLock { $0.eventChannelOpened() }
+                } catch {
+                    next = machine.withLock { $0.eventChannelFailed(asATVError(error)) }
+                }
+                await perform(next)
+            case .startFeedback:
+                // Unanswered keep-alives are judged by the stall rule (progressTimeout), not by a count.
+                connection.startFeedback(interval: feedbackInterval, failAfterMisses: nil)
+            case .serverPorts(let ports):
+                logger.debug("AirPlay 2: audio stream SETUP → dataPort \(ports.audioPort), controlPort \(ports.controlPort)")
+            case .stopFeedback:
+                connection.stopFeedback()
+            case .markTearingDown:
+                connection.markTearingDown()
+            case .failConnection(let error):
+                connection.fail(error)
+            case .close:
+                await connection.close()
+            case .warning(let text):
+                warn(text)
+            }
         }
-        // As pyatv: FLUSH with RTP-Info names the first packet, so a receiver can ask for it
-        // again when it is lost.
-        await flush(next: next)
-        return RAOPServerPorts(audioPort: reply.dataPort, controlPort: reply.controlPort,
-                               timingPort: 0, session: String(connection.sessionID))
+    }
+
+    func setUp(controlPort: Int, timingPort: Int, next: RTPPosition, options: RAOPOptions) async throws -> RAOPServerPorts {
+        await perform(machine.withLock { $0.setUp(controlPort: controlPort, timingPort: timingPort, first: next) })
+        try Task.checkCancellation()
+        let (state, failure, ports) = machine.withLock { ($0.state, $0.failure, $0.serverPorts) }
+        if let failure { throw failure }
+        guard state == .ready, let ports else {
+            throw ATVError.protocolError("the AirPlay 2 session at \(host):\(port) did not finish its setup")
+        }
+        return ports
     }
 
     func begin(volume: Double?, metadata: MediaMetadata?, next: RTPPosition) async throws {
-        if let volume { await setVolume(dB: RAOPVolume.dB(fromPercent: volume)) }
-        if let metadata { await sendMetadata(metadata, start: next.rtpTime, next: next) }
+        await perform(machine.withLock {
+            $0.begin(volumeDB: volume.map { RAOPVolume.dB(fromPercent: $0) }, metadata: metadata)
+        })
         if let failure = connection.failure { throw failure }
     }
 
-    /// `/feedback` runs on the connection (started in `setUp`).
+    /// `/feedback` runs on the connection (started during setup).
     func keepAlive(interval: Duration) async throws {}
 
     func failure() async -> ATVError? { connection.failure }
 
     func audioStarted(now: ContinuousClock.Instant) {
-        volumeResendAt.withLock { $0 = now + .seconds(1) }
+        machine.withLock { $0.audioStarted(now: now) }
     }
 
     /// The no-progress rule (`AirPlay2StallRule`) and the volume re-sent once audio flows.
     func check(now: ContinuousClock.Instant, volume: Double?) throws -> ContinuousClock.Instant? {
-        var next: ContinuousClock.Instant?
-        func due(_ t: ContinuousClock.Instant) { next = next.map { min($0, t) } ?? t }
-        switch rule.verdict(now: now, liveness: connection.liveness, otherSigns: lastContact) {
-        case .stuck(let what, let waited):
-            let error = ATVError.playbackError(
-                "\(host):\(port) makes no progress: it left \(what) unanswered for \(RAOPClient.describe(waited))")
+        let liveness = connection.liveness
+        let otherSigns = lastContact
+        let endpoint = "\(host):\(port)"
+        let (actions, next) = machine.withLock {
+            $0.check(now: now, liveness: liveness, otherSigns: otherSigns,
+                     volumeDB: volume.map { RAOPVolume.dB(fromPercent: $0) }, endpoint: endpoint)
+        }
+        for case .failed(let error) in actions {
             // Recorded as the connection's failure: TEARDOWN then waits only briefly.
             connection.fail(error)
             throw error
-        case .alive(let recheckAt):
-            if let recheckAt { due(recheckAt) }
         }
-        let resend = volumeResendAt.withLock { at -> Bool? in
-            guard let t = at else { return nil }
-            if now >= t {
-                at = nil
-                return true
-            }
-            due(t)
-            return false
-        }
-        if resend == true, let volume {
+        if !actions.isEmpty {
             // tvOS 26.6 plays silence until the volume is sent again after audio started.
-            Task { await self.setVolume(dB: RAOPVolume.dB(fromPercent: volume)) }
+            Task { await self.perform(actions) }
         }
         return next
     }
 
-    func record() async throws {
-        let r = try await connection.request("RECORD")
-        try AirPlay2Connection.check(r, "RECORD")
-    }
-
-    func setupStream(_ request: AirPlay2AudioStreamRequest) async throws -> AirPlay2AudioStreamReply {
-        let r = try await connection.request("SETUP", plist: request.body)
-        try AirPlay2Connection.check(r, "audio stream SETUP")
-        return try AirPlay2AudioStreamReply(parsing: r.body)
-    }
-
-    private func setParameter(_ what: String, contentType: String, body: [UInt8], rtpInfo: RTPPosition?) async {
-        var h = RTSPHeaders()
-        h.add("Content-Type", contentType)
-        if let rtpInfo {
-            h.add("RTP-Info", "seq=\(rtpInfo.sequence);rtptime=\(rtpInfo.rtpTime)")
-        }
-        do {
-            let r = try await connection.request("SET_PARAMETER", headers: h, body: body)
-            if !r.isSuccess { warn("the receiver rejected \(what) (\(r.status) \(r.reason))") }
-        } catch {
-            warn("\(what) failed: \(error)")
-        }
+    func flush(next: RTPPosition) async {
+        await perform(machine.withLock { $0.flush(next: next) })
     }
 
     func setVolume(dB: Double) async {
-        await setParameter("SET_PARAMETER volume", contentType: "text/parameters",
-                           body: Array(RAOPVolume.parameterBody(dB: dB).utf8), rtpInfo: nil)
+        await perform(machine.withLock { $0.setVolume(dB: dB) })
     }
 
-    /// DMAP text, artwork and (with `start`) progress, as RAOP sends them.
     func sendMetadata(_ metadata: MediaMetadata, start: UInt32?, next: RTPPosition) async {
-        let info = RAOPTrackInfo(metadata)
-        if info.title != nil || info.artist != nil || info.album != nil {
-            await setParameter("SET_PARAMETER metadata", contentType: "application/x-dmap-tagged", body: info.dmapBytes, rtpInfo: next)
-        }
-        if let artwork = metadata.artwork, !artwork.isEmpty {
-            let type = artwork.starts(with: [0x89, 0x50, 0x4E, 0x47]) ? "image/png" : "image/jpeg"
-            await setParameter("SET_PARAMETER artwork", contentType: type, body: artwork, rtpInfo: next)
-        }
-        if let start, let duration = metadata.duration, duration > 0 {
-            let end = start &+ UInt32(truncatingIfNeeded: Int64(duration * 44_100))
-            await setParameter("SET_PARAMETER progress", contentType: "text/parameters",
-                               body: Array(RAOPProgress(start: start, current: start, end: end).parameterBody.utf8), rtpInfo: nil)
-        }
+        await perform(machine.withLock { $0.sendMetadata(metadata, start: start, next: next) })
     }
 
-    func flush(next: RTPPosition) async {
-        var h = RTSPHeaders()
-        h.add("Range", "npt=0-")
-        h.add("RTP-Info", "seq=\(next.sequence);rtptime=\(next.rtpTime)")
-        do {
-            let r = try await connection.request("FLUSH", headers: h)
-            if !r.isSuccess { warn("the receiver rejected FLUSH (\(r.status) \(r.reason))") }
-        } catch {
-            warn("FLUSH failed: \(error)")
-        }
-    }
-
+    /// TEARDOWN when a session exists (briefly after a failure), then close; returns the
+    /// connection's failure.
     func teardown(failed: Bool) async -> ATVError? {
         let failure = connection.failure
-        await connection.teardown()
+        let open = connection.isOpen
+        await perform(machine.withLock { $0.teardown(connectionOpen: open, connectionFailed: failure != nil) })
         return failure
     }
 

@@ -1,0 +1,470 @@
+// The RTSP side of an AirPlay 2 audio stream, without I/O (as `RAOPSessionStateMachine` is for
+// AirPlay 1): inputs are the connection's outcome, responses and request failures (timeouts, a
+// lost connection), the streamer's commands and the time; outputs are actions for the driver
+// (`AirPlay2AudioSession`, over an `AirPlay2Connection`).
+//
+// connect (GET /info?, pair-verify or transient pair-setup: `AirPlay2Connection.connect`) →
+// session SETUP (timing NTP, our `timingPort`, identity) → event channel → `/feedback` →
+// RECORD → audio stream SETUP (`type 96`) → FLUSH (RTP-Info of the first packet) → ready →
+// begin (volume, metadata, artwork, progress) → streaming (SET_PARAMETER, FLUSH; the stall rule and
+// the volume re-sent 1 s after audio starts, on `check`) → TEARDOWN (only once a session exists).
+//
+// Setup is a plan of steps (`AirPlay2AudioSetupStep`) built from the configuration; each step's
+// completion starts the next one. PTP timing (session SETUP with PTP, SETPEERS, RECORD before the
+// stream SETUP) and buffered audio (stream `type 103`, SETRATEANCHORTIME, FLUSHBUFFERED) become new
+// steps and request kinds chosen by the configuration's `timing` / `stream`, in this one machine.
+import ATVAirPlayCore
+import ATVCore
+import ATVHTTP
+
+/// How the audio stream is timed. (PTP joins here: session SETUP `timingProtocol PTP` + SETPEERS.)
+enum AirPlay2AudioTimingMode: Sendable, Equatable {
+    /// Our NTP responder on the `timingPort` given to `setUp`.
+    case ntp
+}
+
+/// How audio travels. (Buffered audio joins here: stream `type 103` over TCP, SETRATEANCHORTIME.)
+enum AirPlay2AudioStreamKind: Sendable, Equatable {
+    /// RTP over UDP, stream `type 96`.
+    case realtime
+}
+
+/// What the machine needs to know up front (everything that varies is injected, so the requests
+/// are the same bytes for the same inputs).
+struct AirPlay2AudioSessionConfiguration: Sendable, Equatable {
+    var identity: AirPlay2SenderIdentity
+    /// The session SETUP's `sessionUUID`.
+    var sessionUUID: String
+    var codec: RAOPCodec
+    var latencyFrames: Int
+    var timing: AirPlay2AudioTimingMode = .ntp
+    var stream: AirPlay2AudioStreamKind = .realtime
+    /// The connection's request timeout (TEARDOWN after a failure waits at most 1 s of it).
+    var requestTimeout: Duration
+    /// tvOS 26.6 plays silence until the volume is sent again once audio flows: this long after.
+    var volumeResendDelay: Duration = .seconds(1)
+    /// The no-progress rule's timeout.
+    var progressTimeout: Duration
+
+    var format: RAOPAudioFormat { RAOPAudioFormat(codec: codec) }
+}
+
+/// The requests this session sends (the names in errors and warnings).
+enum AirPlay2AudioRequestKind: String, Sendable, Equatable {
+    case sessionSetup = "session SETUP"
+    case record = "RECORD"
+    case streamSetup = "audio stream SETUP"
+    case volume = "SET_PARAMETER volume"
+    case metadata = "SET_PARAMETER metadata"
+    case artwork = "SET_PARAMETER artwork"
+    case progress = "SET_PARAMETER progress"
+    case flush = "FLUSH"
+    case teardown = "TEARDOWN"
+
+    /// A refusal or failure of these ends the session; the others are warnings.
+    var isCritical: Bool {
+        switch self {
+        case .sessionSetup, .record, .streamSetup: true
+        default: false
+        }
+    }
+}
+
+/// One request for `AirPlay2Connection.request` (which adds CSeq, User-Agent, DACP-ID,
+/// Active-Remote and Client-Instance; `uri` nil is the session URI).
+struct AirPlay2AudioRequest: Sendable, Equatable {
+    var method: String
+    var uri: String?
+    var headers: RTSPHeaders
+    var body: [UInt8]
+    /// nil: the connection's request timeout.
+    var timeout: Duration?
+
+    init(_ method: String, uri: String? = nil, headers: RTSPHeaders = RTSPHeaders(), body: [UInt8] = [],
+         timeout: Duration? = nil) {
+        self.method = method
+        self.uri = uri
+        self.headers = headers
+        self.body = body
+        self.timeout = timeout
+    }
+
+    /// A binary-plist body, as `AirPlay2Connection.request(_:plist:)` sends it.
+    init(_ method: String, plist: PlistValue) {
+        var h = RTSPHeaders()
+        h.set("Content-Type", "application/x-apple-binary-plist")
+        self.init(method, headers: h, body: BinaryPlist.encode(plist))
+    }
+}
+
+/// The setup steps, in order (`AirPlay2AudioSessionStateMachine.plan`).
+enum AirPlay2AudioSetupStep: Sendable, Equatable {
+    case sessionSetup, eventChannel, feedback, record, streamSetup, flush
+}
+
+/// What the driver must do.
+enum AirPlay2AudioSessionAction: Sendable, Equatable {
+    /// Connect, GET /info (when asked), pair and encrypt.
+    case connect
+    /// Send this request; answer with `response(id:_:)` or `requestFailed(id:_:)`.
+    case send(AirPlay2AudioRequest, id: Int, AirPlay2AudioRequestKind)
+    /// The session SETUP succeeded: TEARDOWN is owed from now on.
+    case sessionEstablished
+    /// Open the event channel on `port`; answer with `eventChannelOpened()` / `eventChannelFailed(_:)`.
+    case openEventChannel(port: Int)
+    /// Start `POST /feedback` on the connection (its misses are judged by the stall rule).
+    case startFeedback
+    /// The audio stream SETUP's answer: where audio and control packets go.
+    case serverPorts(RAOPServerPorts)
+    /// Setup is complete: the UDP side may start.
+    case ready
+    /// Stop `/feedback` (teardown).
+    case stopFeedback
+    /// The next request is the TEARDOWN: the connection may close without that being a failure.
+    case markTearingDown
+    /// Record `error` as the connection's failure (the stall rule fired).
+    case failConnection(ATVError)
+    /// Close the connection (after TEARDOWN, or when no session was set up).
+    case close
+    /// A non-fatal problem.
+    case warning(String)
+    /// The session cannot continue.
+    case failed(ATVError)
+}
+
+/// AirPlay 2 audio session state machine (pure; the time is passed in).
+struct AirPlay2AudioSessionStateMachine: Sendable {
+    enum State: Sendable, Equatable {
+        case idle, connecting
+        /// Connected and paired: waiting for our UDP ports (`setUp`).
+        case connected
+        case settingUp(AirPlay2AudioSetupStep)
+        /// Set up: waiting for `begin`.
+        case ready
+        case streaming, tearingDown, closed, failed
+    }
+
+    let configuration: AirPlay2AudioSessionConfiguration
+    private(set) var state: State = .idle
+    private(set) var failure: ATVError?
+    private(set) var serverPorts: RAOPServerPorts?
+    /// Requests sent and not yet answered, by id.
+    private(set) var pending: [Int: AirPlay2AudioRequestKind] = [:]
+    /// True once the session SETUP succeeded (TEARDOWN is owed).
+    private(set) var hasSession = false
+
+    private var nextID = 0
+    private var sessionID: UInt32 = 0
+    private var audioKey: [UInt8] = []
+    private var controlPort = 0
+    private var timingPort = 0
+    private var first = RTPPosition(sequence: 0, rtpTime: 0)
+    private var volumeResendAt: ContinuousClock.Instant?
+
+    init(configuration: AirPlay2AudioSessionConfiguration) {
+        self.configuration = configuration
+    }
+
+    /// The setup steps for this configuration, after `setUp`.
+    var plan: [AirPlay2AudioSetupStep] {
+        switch (configuration.timing, configuration.stream) {
+        case (.ntp, .realtime): [.sessionSetup, .eventChannel, .feedback, .record, .streamSetup, .flush]
+        }
+    }
+
+    var isFinished: Bool { state == .closed || state == .failed }
+
+    // MARK: Inputs: connection
+
+    mutating func start() -> [AirPlay2AudioSessionAction] {
+        guard state == .idle else { return [.warning("session already started")] }
+        state = .connecting
+        return [.connect]
+    }
+
+    /// Connected and paired: the session id (SSRC, `streamConnectionID`) and the audio key (`shk`).
+    mutating func connected(sessionID: UInt32, audioKey: [UInt8]) -> [AirPlay2AudioSessionAction] {
+        guard state == .connecting else { return [] }
+        self.sessionID = sessionID
+        self.audioKey = audioKey
+        state = .connected
+        return []
+    }
+
+    mutating func connectFailed(_ error: ATVError) -> [AirPlay2AudioSessionAction] {
+        guard state == .connecting else { return [] }
+        return fail(error)
+    }
+
+    /// The connection failed under us (lost, event channel closed).
+    mutating func connectionLost(_ error: ATVError) -> [AirPlay2AudioSessionAction] {
+        if isFinished || state == .tearingDown { return [] }
+        return fail(error)
+    }
+
+    // MARK: Inputs: setup
+
+    /// Our UDP sockets are open: set the session up. `first` is the first packet (FLUSH's RTP-Info).
+    mutating func setUp(controlPort: Int, timingPort: Int, first: RTPPosition) -> [AirPlay2AudioSessionAction] {
+        guard state == .connected else { return [.warning("setUp in state \(state)")] }
+        self.controlPort = controlPort
+        self.timingPort = timingPort
+        self.first = first
+        return run(plan[0])
+    }
+
+    mutating func response(id: Int, _ r: RTSPResponse) -> [AirPlay2AudioSessionAction] {
+        // Ids are ours: an unknown one belongs to a session that already failed.
+        guard let kind = pending.removeValue(forKey: id), !isFinished else { return [] }
+        switch kind {
+        case .sessionSetup:
+            guard state == .settingUp(.sessionSetup) else { return [] }
+            do throws(ATVError) {
+                try AirPlay2Connection.check(r, kind.rawValue)
+            } catch {
+                return fail(error)
+            }
+            hasSession = true
+            do throws(ATVError) {
+                let reply = try AirPlay2SessionReply(parsing: r.body)
+                return [.sessionEstablished] + advance(from: .sessionSetup, eventPort: reply.eventPort)
+            } catch {
+                return [.sessionEstablished] + fail(error)
+            }
+        case .record:
+            guard state == .settingUp(.record) else { return [] }
+            do throws(ATVError) {
+                try AirPlay2Connection.check(r, kind.rawValue)
+            } catch {
+                return fail(error)
+            }
+            return advance(from: .record)
+        case .streamSetup:
+            guard state == .settingUp(.streamSetup) else { return [] }
+            do throws(ATVError) {
+                try AirPlay2Connection.check(r, kind.rawValue)
+                let reply = try AirPlay2AudioStreamReply(parsing: r.body)
+                let ports = RAOPServerPorts(audioPort: reply.dataPort, controlPort: reply.controlPort,
+                                            timingPort: 0, session: String(sessionID))
+                serverPorts = ports
+                return [.serverPorts(ports)] + advance(from: .streamSetup)
+            } catch {
+                return fail(error)
+            }
+        case .flush:
+            let warning: [AirPlay2AudioSessionAction] = r.isSuccess ? [] : [rejected(kind, r)]
+            if state == .settingUp(.flush) { return warning + advance(from: .flush) }
+            return warning
+        case .volume, .metadata, .artwork, .progress:
+            return r.isSuccess ? [] : [rejected(kind, r)]
+        case .teardown:
+            return closed()
+        }
+    }
+
+    /// A request was not answered (timeout) or could not be sent (the connection is gone).
+    mutating func requestFailed(id: Int, _ error: ATVError) -> [AirPlay2AudioSessionAction] {
+        guard let kind = pending.removeValue(forKey: id) else { return [] }
+        if kind == .teardown { return state == .tearingDown ? closed() : [] }
+        if isFinished { return [] }
+        if kind.isCritical { return fail(error) }
+        let warning = AirPlay2AudioSessionAction.warning("\(kind.rawValue) failed: \(error)")
+        if kind == .flush, state == .settingUp(.flush) { return [warning] + advance(from: .flush) }
+        return [warning]
+    }
+
+    mutating func eventChannelOpened() -> [AirPlay2AudioSessionAction] {
+        guard state == .settingUp(.eventChannel) else { return [] }
+        return advance(from: .eventChannel)
+    }
+
+    mutating func eventChannelFailed(_ error: ATVError) -> [AirPlay2AudioSessionAction] {
+        guard state == .settingUp(.eventChannel) else { return [] }
+        return fail(error)
+    }
+
+    // MARK: Inputs: streaming
+
+    /// Everything after setup and before the first packet: volume, then the metadata.
+    mutating func begin(volumeDB: Double?, metadata: MediaMetadata?) -> [AirPlay2AudioSessionAction] {
+        guard state == .ready else { return [] }
+        state = .streaming
+        var actions: [AirPlay2AudioSessionAction] = []
+        if let volumeDB { actions += setVolume(dB: volumeDB) }
+        if let metadata { actions += sendMetadata(metadata, start: first.rtpTime, next: first) }
+        return actions
+    }
+
+    private var takesCommands: Bool { state == .ready || state == .streaming }
+
+    mutating func setVolume(dB: Double) -> [AirPlay2AudioSessionAction] {
+        guard takesCommands else { return [] }
+        return [setParameter(.volume, contentType: "text/parameters", body: Array(RAOPVolume.parameterBody(dB: dB).utf8))]
+    }
+
+    /// DMAP text, artwork and (with `start`) progress, as RAOP sends them.
+    mutating func sendMetadata(_ metadata: MediaMetadata, start: UInt32?, next: RTPPosition) -> [AirPlay2AudioSessionAction] {
+        guard takesCommands else { return [] }
+        var actions: [AirPlay2AudioSessionAction] = []
+        let info = RAOPTrackInfo(metadata)
+        if info.title != nil || info.artist != nil || info.album != nil {
+            actions.append(setParameter(.metadata, contentType: "application/x-dmap-tagged", body: info.dmapBytes, rtpInfo: next))
+        }
+        if let artwork = metadata.artwork, !artwork.isEmpty {
+            let type = artwork.starts(with: [0x89, 0x50, 0x4E, 0x47]) ? "image/png" : "image/jpeg"
+            actions.append(setParameter(.artwork, contentType: type, body: artwork, rtpInfo: next))
+        }
+        if let start, let duration = metadata.duration, duration > 0 {
+            let end = start &+ UInt32(truncatingIfNeeded: Int64(duration * 44_100))
+            actions.append(setParameter(.progress, contentType: "text/parameters",
+                                        body: Array(RAOPProgress(start: start, current: start, end: end).parameterBody.utf8)))
+        }
+        return actions
+    }
+
+    /// FLUSH up to (not including) `next`.
+    mutating func flush(next: RTPPosition) -> [AirPlay2AudioSessionAction] {
+        guard takesCommands else { return [] }
+        return [flushRequest(next)]
+    }
+
+    /// Audio started flowing at `now`: the volume goes again `volumeResendDelay` later.
+    mutating func audioStarted(now: ContinuousClock.Instant) {
+        volumeResendAt = now + configuration.volumeResendDelay
+    }
+
+    /// The rules checked whenever the streamer wakes: the no-progress rule (`AirPlay2StallRule`)
+    /// and the volume re-send. Returns the actions and when to check again (nil: on a signal only).
+    mutating func check(now: ContinuousClock.Instant, liveness: AirPlay2Liveness, otherSigns: ContinuousClock.Instant?,
+                        volumeDB: Double?, endpoint: String) -> (actions: [AirPlay2AudioSessionAction], recheckAt: ContinuousClock.Instant?) {
+        guard !isFinished, state != .tearingDown else { return ([], nil) }
+        var next: ContinuousClock.Instant?
+        func due(_ t: ContinuousClock.Instant) { next = next.map { min($0, t) } ?? t }
+        let rule = AirPlay2StallRule(timeout: configuration.progressTimeout)
+        switch rule.verdict(now: now, liveness: liveness, otherSigns: otherSigns) {
+        case .stuck(let what, let waited):
+            let error = ATVError.playbackError(
+                "\(endpoint) makes no progress: it left \(what) unanswered for \(RAOPClient.describe(waited))")
+            // Recorded as the connection's failure: TEARDOWN then waits only briefly.
+            return ([.failConnection(error)] + fail(error), nil)
+        case .alive(let recheckAt):
+            if let recheckAt { due(recheckAt) }
+        }
+        var actions: [AirPlay2AudioSessionAction] = []
+        if let t = volumeResendAt {
+            if now >= t {
+                volumeResendAt = nil
+                if let volumeDB { actions += setVolume(dB: volumeDB) }
+            } else {
+                due(t)
+            }
+        }
+        return (actions, next)
+    }
+
+    // MARK: Teardown
+
+    /// Ends the session from any state: TEARDOWN when a session exists and the connection is open
+    /// (waiting at most 1 s for the answer once the connection failed), else closes at once.
+    mutating func teardown(connectionOpen: Bool, connectionFailed: Bool) -> [AirPlay2AudioSessionAction] {
+        switch state {
+        case .tearingDown, .closed: return []
+        default: break
+        }
+        volumeResendAt = nil
+        guard hasSession, connectionOpen else {
+            if state != .failed { state = .closed }
+            return [.stopFeedback, .close]
+        }
+        state = .tearingDown
+        let wait = connectionFailed ? min(configuration.requestTimeout, .seconds(1)) : configuration.requestTimeout
+        return [.stopFeedback, .markTearingDown, send(.teardown, AirPlay2AudioRequest("TEARDOWN", timeout: wait))]
+    }
+
+    // MARK: Internals
+
+    private mutating func run(_ step: AirPlay2AudioSetupStep, eventPort: Int? = nil) -> [AirPlay2AudioSessionAction] {
+        state = .settingUp(step)
+        switch step {
+        case .sessionSetup:
+            let timing: AirPlay2Timing = switch configuration.timing {
+            case .ntp: .ntp(timingPort: timingPort)
+            }
+            let body = AirPlay2SessionSetup.body(timing: timing, sessionUUID: configuration.sessionUUID,
+                                                 identity: configuration.identity)
+            return [send(.sessionSetup, AirPlay2AudioRequest("SETUP", plist: body))]
+        case .eventChannel:
+            return [.openEventChannel(port: eventPort ?? 0)]
+        case .feedback:
+            return [.startFeedback] + advance(from: .feedback)
+        case .record:
+            return [send(.record, AirPlay2AudioRequest("RECORD"))]
+        case .streamSetup:
+            let format = configuration.format
+            let request = AirPlay2AudioStreamRequest(
+                codec: configuration.codec, controlPort: controlPort, sharedKey: audioKey,
+                framesPerPacket: format.framesPerPacket, sampleRate: format.sampleRate,
+                latencyMin: 11_025, latencyMax: max(88_200, configuration.latencyFrames), streamConnectionID: sessionID)
+            return [send(.streamSetup, AirPlay2AudioRequest("SETUP", plist: request.body))]
+        case .flush:
+            // As pyatv: FLUSH with RTP-Info names the first packet, so a receiver can ask for it
+            // again when it is lost.
+            return [flushRequest(first)]
+        }
+    }
+
+    /// `step` completed: the next one, or ready.
+    private mutating func advance(from step: AirPlay2AudioSetupStep, eventPort: Int? = nil) -> [AirPlay2AudioSessionAction] {
+        let steps = plan
+        guard let i = steps.firstIndex(of: step), i + 1 < steps.count else {
+            state = .ready
+            return [.ready]
+        }
+        return run(steps[i + 1], eventPort: eventPort)
+    }
+
+    private mutating func flushRequest(_ next: RTPPosition) -> AirPlay2AudioSessionAction {
+        var h = RTSPHeaders()
+        h.add("Range", "npt=0-")
+        h.add("RTP-Info", "seq=\(next.sequence);rtptime=\(next.rtpTime)")
+        return send(.flush, AirPlay2AudioRequest("FLUSH", headers: h))
+    }
+
+    private mutating func setParameter(_ kind: AirPlay2AudioRequestKind, contentType: String, body: [UInt8],
+                                       rtpInfo: RTPPosition? = nil) -> AirPlay2AudioSessionAction {
+        var h = RTSPHeaders()
+        h.add("Content-Type", contentType)
+        if let rtpInfo { h.add("RTP-Info", "seq=\(rtpInfo.sequence);rtptime=\(rtpInfo.rtpTime)") }
+        return send(kind, AirPlay2AudioRequest("SET_PARAMETER", headers: h, body: body))
+    }
+
+    private mutating func send(_ kind: AirPlay2AudioRequestKind, _ request: AirPlay2AudioRequest) -> AirPlay2AudioSessionAction {
+        let id = nextID
+        nextID += 1
+        pending[id] = kind
+        return .send(request, id: id, kind)
+    }
+
+    private func rejected(_ kind: AirPlay2AudioRequestKind, _ r: RTSPResponse) -> AirPlay2AudioSessionAction {
+        .warning("the receiver rejected \(kind.rawValue) (\(r.status) \(r.reason))")
+    }
+
+    private mutating func closed() -> [AirPlay2AudioSessionAction] {
+        guard state == .tearingDown else { return [] }
+        state = .closed
+        return [.close]
+    }
+
+    private mutating func fail(_ error: ATVError) -> [AirPlay2AudioSessionAction] {
+        state = .failed
+        failure = failure ?? error
+        pending.removeAll()
+        volumeResendAt = nil
+        return [.failed(error)]
+    }
+}
+
+/// `error` as an `ATVError` (another error becomes a playback error naming it).
+func asATVError(_ error: any Error) -> ATVError {
+    error as? ATVError ?? .playbackError("\(error)")
+}
