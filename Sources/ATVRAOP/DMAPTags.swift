@@ -4,24 +4,24 @@ import ATVHTTP
 
 /// The DMAP subset RAOP uses for track metadata (`application/x-dmap-tagged`):
 /// `mlit { minm (title), asal (album), asar (artist) }`.
-public struct RAOPTrackInfo: Sendable, Equatable {
-    public var title: String?
-    public var artist: String?
-    public var album: String?
+package struct RAOPTrackInfo: Sendable, Equatable {
+    package var title: String?
+    package var artist: String?
+    package var album: String?
 
-    public init(title: String? = nil, artist: String? = nil, album: String? = nil) {
+    package init(title: String? = nil, artist: String? = nil, album: String? = nil) {
         self.title = title
         self.artist = artist
         self.album = album
     }
 
-    public init(_ metadata: MediaMetadata) {
+    package init(_ metadata: MediaMetadata) {
         self.init(title: metadata.title, artist: metadata.artist, album: metadata.album)
     }
 
     /// `mlit` container with `minm`, `asal`, `asar` (absent fields are left out), written by
     /// ATVCore's DMAP codec.
-    public var dmapBytes: [UInt8] {
+    package var dmapBytes: [UInt8] {
         var inner: [DMAPElement] = []
         if let title { inner.append(.string("minm", title)) }
         if let album { inner.append(.string("asal", album)) }
@@ -31,7 +31,7 @@ public struct RAOPTrackInfo: Sendable, Equatable {
 
     /// Decodes an `mlit` container (or a bare list of tags); unknown tags are ignored. Malformed
     /// DMAP is `ATVError.protocolError`.
-    public init(dmap bytes: [UInt8]) throws(ATVError) {
+    package init(dmap bytes: [UInt8]) throws(ATVError) {
         var items: [DMAPElement]
         do { items = try DMAPParser.parse(bytes) } catch {
             throw ATVError.protocolError("malformed DMAP metadata: \(error)")
@@ -49,24 +49,24 @@ public struct RAOPTrackInfo: Sendable, Equatable {
 }
 
 /// The `progress: start/now/end` parameter (RTP timestamps).
-public struct RAOPProgress: Sendable, Equatable {
-    public var start: UInt32
-    public var current: UInt32
-    public var end: UInt32
+package struct RAOPProgress: Sendable, Equatable {
+    package var start: UInt32
+    package var current: UInt32
+    package var end: UInt32
 
-    public init(start: UInt32, current: UInt32, end: UInt32) {
+    package init(start: UInt32, current: UInt32, end: UInt32) {
         self.start = start
         self.current = current
         self.end = end
     }
 
     /// `start/now/end`.
-    public var value: String { "\(start)/\(current)/\(end)" }
+    package var value: String { "\(start)/\(current)/\(end)" }
     /// The `text/parameters` body: `progress: start/now/end\r\n`.
-    public var parameterBody: String { "progress: \(value)\r\n" }
+    package var parameterBody: String { "progress: \(value)\r\n" }
 
     /// Parses `start/now/end` (with or without the `progress:` prefix).
-    public init(parsing text: String) throws {
+    package init(parsing text: String) throws {
         var s = text.trimmingSpaces
         if s.lowercased().hasPrefix("progress:") { s = String(s.dropFirst("progress:".count)).trimmingSpaces }
         let parts = s.split(separator: "/")
@@ -79,7 +79,7 @@ public struct RAOPProgress: Sendable, Equatable {
     }
 
     /// Elapsed and total seconds at `sampleRate` (RTP wrap-aware).
-    public func seconds(sampleRate: Int = 44_100) -> (position: Double, duration: Double) {
+    package func seconds(sampleRate: Int = 44_100) -> (position: Double, duration: Double) {
         let rate = Double(max(sampleRate, 1))
         return (Double(current &- start) / rate, Double(end &- start) / rate)
     }

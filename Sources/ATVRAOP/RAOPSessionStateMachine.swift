@@ -2,32 +2,32 @@ import ATVCore
 import ATVHTTP
 
 /// Everything the RTSP session needs to know up front.
-public struct RAOPSessionConfiguration: Sendable, Equatable {
+package struct RAOPSessionConfiguration: Sendable, Equatable {
     /// The sender's address as the receiver sees it (SDP `o=`, request URI).
-    public var localIP: String
+    package var localIP: String
     /// The receiver's address (SDP `c=`).
-    public var remoteIP: String
+    package var remoteIP: String
     /// Session id: the request URI's last component and the RTP SSRC.
-    public var sessionID: UInt32
+    package var sessionID: UInt32
     /// `DACP-ID` / `Client-Instance` (16 upper-case hex digits).
-    public var dacpID: String
-    public var activeRemote: UInt32
-    public var userAgent: String
-    public var format: RAOPAudioFormat
-    public var username: String
-    public var password: String?
+    package var dacpID: String
+    package var activeRemote: UInt32
+    package var userAgent: String
+    package var format: RAOPAudioFormat
+    package var username: String
+    package var password: String?
     /// Local UDP ports announced in SETUP.
-    public var controlPort: Int
-    public var timingPort: Int
+    package var controlPort: Int
+    package var timingPort: Int
     /// Volume to set before RECORD (dB); nil = leave the receiver's.
-    public var initialVolumeDB: Double?
+    package var initialVolumeDB: Double?
     /// First RTP sequence number and timestamp (announced in RECORD's `RTP-Info`).
-    public var initialSequence: UInt16
-    public var initialRTPTime: UInt32
+    package var initialSequence: UInt16
+    package var initialRTPTime: UInt32
     /// Send `GET /info` first (non-200 answers are tolerated).
-    public var requestInfo: Bool
+    package var requestInfo: Bool
 
-    public init(localIP: String, remoteIP: String, sessionID: UInt32, dacpID: String, activeRemote: UInt32,
+    package init(localIP: String, remoteIP: String, sessionID: UInt32, dacpID: String, activeRemote: UInt32,
                 userAgent: String = "AirPlay/550.10", format: RAOPAudioFormat = RAOPAudioFormat(),
                 username: String = "swift-atv", password: String? = nil, controlPort: Int, timingPort: Int,
                 initialVolumeDB: Double? = nil, initialSequence: UInt16, initialRTPTime: UInt32,
@@ -50,7 +50,7 @@ public struct RAOPSessionConfiguration: Sendable, Equatable {
     }
 
     /// The RTSP URI of this session: `rtsp://<local ip>/<session id>`.
-    public var uri: String { "rtsp://\(localIP)/\(sessionID)" }
+    package var uri: String { "rtsp://\(localIP)/\(sessionID)" }
 }
 
 /// What SETUP told us about the receiver.
@@ -69,7 +69,7 @@ public struct RAOPServerPorts: Sendable, Equatable {
 }
 
 /// The kind of an RTSP request this session sends (names requests in errors).
-public enum RAOPRequestKind: String, Sendable, Equatable {
+package enum RAOPRequestKind: String, Sendable, Equatable {
     case info = "GET /info"
     case announce = "ANNOUNCE"
     case setup = "SETUP"
@@ -92,7 +92,7 @@ public enum RAOPRequestKind: String, Sendable, Equatable {
 }
 
 /// What the I/O shell must do next.
-public enum RAOPSessionAction: Sendable, Equatable {
+package enum RAOPSessionAction: Sendable, Equatable {
     /// Write this request (its CSeq is set).
     case send(RTSPRequest, RAOPRequestKind)
     /// SETUP succeeded: where to send audio, sync and timing.
@@ -112,32 +112,32 @@ public enum RAOPSessionAction: Sendable, Equatable {
 ///
 /// GET /info → ANNOUNCE (401 → Digest retry) → SETUP → [SET_PARAMETER volume] → RECORD →
 /// streaming (SET_PARAMETER volume/metadata/artwork/progress, FLUSH, POST /feedback) → TEARDOWN.
-public struct RAOPSessionStateMachine: Sendable {
-    public enum State: Sendable, Equatable {
+package struct RAOPSessionStateMachine: Sendable {
+    package enum State: Sendable, Equatable {
         case idle, info, announcing, settingUp, settingVolume, recording, streaming, tearingDown, closed, failed
     }
 
-    public let configuration: RAOPSessionConfiguration
-    public private(set) var state: State = .idle
-    public private(set) var serverPorts: RAOPServerPorts?
+    package let configuration: RAOPSessionConfiguration
+    package private(set) var state: State = .idle
+    package private(set) var serverPorts: RAOPServerPorts?
     /// Requests sent and not yet answered, by CSeq.
-    public private(set) var pending: [Int: RAOPRequestKind] = [:]
+    package private(set) var pending: [Int: RAOPRequestKind] = [:]
 
     private var nextCSeq = 0
     private var challenge: RTSPDigestChallenge?
     private var announceRetried = false
     private var deferredVolumeDB: Double?
 
-    public init(configuration: RAOPSessionConfiguration) {
+    package init(configuration: RAOPSessionConfiguration) {
         self.configuration = configuration
     }
 
-    public var isStreaming: Bool { state == .streaming }
-    public var isFinished: Bool { state == .closed || state == .failed }
+    package var isStreaming: Bool { state == .streaming }
+    package var isFinished: Bool { state == .closed || state == .failed }
 
     // MARK: Inputs
 
-    public mutating func start() -> [RAOPSessionAction] {
+    package mutating func start() -> [RAOPSessionAction] {
         guard state == .idle else { return [.warning("session already started")] }
         if configuration.requestInfo {
             state = .info
@@ -147,7 +147,7 @@ public struct RAOPSessionStateMachine: Sendable {
     }
 
     /// Feeds a response. Responses with an unknown CSeq are ignored (with a warning).
-    public mutating func receive(_ response: RTSPResponse) -> [RAOPSessionAction] {
+    package mutating func receive(_ response: RTSPResponse) -> [RAOPSessionAction] {
         let cseq: Int
         if let c = response.cseq {
             cseq = c
@@ -164,7 +164,7 @@ public struct RAOPSessionStateMachine: Sendable {
     }
 
     /// No answer to request `cseq` in time.
-    public mutating func timedOut(cseq: Int) -> [RAOPSessionAction] {
+    package mutating func timedOut(cseq: Int) -> [RAOPSessionAction] {
         guard let kind = pending.removeValue(forKey: cseq), !isFinished else { return [] }
         if kind == .teardown {
             state = .closed
@@ -177,7 +177,7 @@ public struct RAOPSessionStateMachine: Sendable {
     }
 
     /// The connection closed under us.
-    public mutating func connectionClosed() -> [RAOPSessionAction] {
+    package mutating func connectionClosed() -> [RAOPSessionAction] {
         if isFinished { return [] }
         if state == .tearingDown {
             state = .closed
@@ -189,7 +189,7 @@ public struct RAOPSessionStateMachine: Sendable {
 
     // MARK: Commands while streaming
 
-    public mutating func setVolume(dB: Double) -> [RAOPSessionAction] {
+    package mutating func setVolume(dB: Double) -> [RAOPSessionAction] {
         guard state == .streaming else {
             deferredVolumeDB = dB
             return []
@@ -197,24 +197,24 @@ public struct RAOPSessionStateMachine: Sendable {
         return [setParameter(.volume, contentType: "text/parameters", body: Array(RAOPVolume.parameterBody(dB: dB).utf8))]
     }
 
-    public mutating func setMetadata(_ info: RAOPTrackInfo, sequence: UInt16, rtpTime: UInt32) -> [RAOPSessionAction] {
+    package mutating func setMetadata(_ info: RAOPTrackInfo, sequence: UInt16, rtpTime: UInt32) -> [RAOPSessionAction] {
         guard state == .streaming else { return [] }
         return [setParameter(.metadata, contentType: "application/x-dmap-tagged", body: info.dmapBytes,
                              rtpInfo: (sequence, rtpTime))]
     }
 
-    public mutating func setArtwork(_ bytes: [UInt8], contentType: String = "image/jpeg", sequence: UInt16, rtpTime: UInt32) -> [RAOPSessionAction] {
+    package mutating func setArtwork(_ bytes: [UInt8], contentType: String = "image/jpeg", sequence: UInt16, rtpTime: UInt32) -> [RAOPSessionAction] {
         guard state == .streaming, !bytes.isEmpty else { return [] }
         return [setParameter(.artwork, contentType: contentType, body: bytes, rtpInfo: (sequence, rtpTime))]
     }
 
-    public mutating func setProgress(_ progress: RAOPProgress) -> [RAOPSessionAction] {
+    package mutating func setProgress(_ progress: RAOPProgress) -> [RAOPSessionAction] {
         guard state == .streaming else { return [] }
         return [setParameter(.progress, contentType: "text/parameters", body: Array(progress.parameterBody.utf8))]
     }
 
     /// FLUSH up to (not including) the given next packet.
-    public mutating func flush(sequence: UInt16, rtpTime: UInt32) -> [RAOPSessionAction] {
+    package mutating func flush(sequence: UInt16, rtpTime: UInt32) -> [RAOPSessionAction] {
         guard state == .streaming else { return [] }
         var headers = RTSPHeaders()
         headers.add("Range", "npt=0-")
@@ -224,13 +224,13 @@ public struct RAOPSessionStateMachine: Sendable {
 
     /// Keep-alive. Non-200 answers are tolerated (AirPlay 1 receivers often 404/501 it): any answer
     /// proves the receiver is alive.
-    public mutating func feedback() -> [RAOPSessionAction] {
+    package mutating func feedback() -> [RAOPSessionAction] {
         guard state == .streaming else { return [] }
         return [send(.feedback, method: "POST", uri: "/feedback")]
     }
 
     /// Ends the session: TEARDOWN if SETUP got a session, otherwise closes at once.
-    public mutating func teardown() -> [RAOPSessionAction] {
+    package mutating func teardown() -> [RAOPSessionAction] {
         switch state {
         case .closed, .tearingDown:
             return []

@@ -5,68 +5,68 @@ import NIOCore
 /// Sent packets kept for retransmission: a ring keyed by sequence number (the capacity divides
 /// 65536, so slots stay consistent across sequence wrap). It holds the very buffers that were sent
 /// (a `ByteBuffer` is shared, not copied, between the socket write and the backlog).
-public struct RAOPBacklog: Sendable {
-    public let capacity: Int
+package struct RAOPBacklog: Sendable {
+    package let capacity: Int
     private var slots: [(sequence: UInt16, bytes: ByteBuffer)?]
 
     /// `minimumCapacity` is rounded up to a power of two (≥ 1024, ≤ 32768).
-    public init(minimumCapacity: Int = 1024) {
+    package init(minimumCapacity: Int = 1024) {
         var c = 1024
         while c < min(minimumCapacity, 32768) { c <<= 1 }
         capacity = c
         slots = Array(repeating: nil, count: c)
     }
 
-    public mutating func store(sequence: UInt16, bytes: [UInt8]) {
+    package mutating func store(sequence: UInt16, bytes: [UInt8]) {
         store(sequence: sequence, buffer: ByteBuffer(bytes: bytes))
     }
 
-    public mutating func store(sequence: UInt16, buffer: ByteBuffer) {
+    package mutating func store(sequence: UInt16, buffer: ByteBuffer) {
         slots[Int(sequence) & (capacity - 1)] = (sequence, buffer)
     }
 
     /// The serialized packet with this sequence number, if still held.
-    public func packet(sequence: UInt16) -> [UInt8]? {
+    package func packet(sequence: UInt16) -> [UInt8]? {
         buffer(sequence: sequence).map { Array($0.readableBytesView) }
     }
 
     /// The sent buffer with this sequence number, if still held.
-    public func buffer(sequence: UInt16) -> ByteBuffer? {
+    package func buffer(sequence: UInt16) -> ByteBuffer? {
         guard let slot = slots[Int(sequence) & (capacity - 1)], slot.sequence == sequence else { return nil }
         return slot.bytes
     }
 
-    public mutating func removeAll() {
+    package mutating func removeAll() {
         slots = Array(repeating: nil, count: capacity)
     }
 }
 
 /// The RTP side of a sender, without I/O: packetizer (sequence/timestamp/marker), backlog for
 /// retransmits, sync packets and their timing rule.
-public struct RAOPStreamer: Sendable {
-    public let format: RAOPAudioFormat
-    public let ssrc: UInt32
-    public let latencyFrames: Int
+package struct RAOPStreamer: Sendable {
+    package let format: RAOPAudioFormat
+    package let ssrc: UInt32
+    package let latencyFrames: Int
 
-    public private(set) var nextSequence: UInt16
-    public private(set) var nextRTPTime: UInt32
+    package private(set) var nextSequence: UInt16
+    package private(set) var nextRTPTime: UInt32
     /// Packets and frames packetized so far (not counting retransmits).
-    public private(set) var packetsSent = 0
-    public private(set) var framesSent: Int64 = 0
-    public private(set) var retransmittedPackets = 0
-    public private(set) var retransmitRequests = 0
+    package private(set) var packetsSent = 0
+    package private(set) var framesSent: Int64 = 0
+    package private(set) var retransmittedPackets = 0
+    package private(set) var retransmitRequests = 0
     /// Requested packets no longer (or never) in the backlog.
-    public private(set) var retransmitMisses = 0
-    public private(set) var backlog: RAOPBacklog
+    package private(set) var retransmitMisses = 0
+    package private(set) var backlog: RAOPBacklog
 
     /// AirPlay 2: seals each packet's payload (ChaCha20-Poly1305 with the stream's `shk`).
-    public var audioCipher: AirPlay2AudioCipher?
+    package var audioCipher: AirPlay2AudioCipher?
 
     private var markNext = true
     /// When syncs are "first" ones and when one is repeated (`SyncPolicy`).
     private var sync: SyncPolicy
 
-    public init(format: RAOPAudioFormat = RAOPAudioFormat(), ssrc: UInt32, initialSequence: UInt16,
+    package init(format: RAOPAudioFormat = RAOPAudioFormat(), ssrc: UInt32, initialSequence: UInt16,
                 initialRTPTime: UInt32, latencyFrames: Int = 88_200, backlogCapacity: Int = 1024) {
         self.format = format
         self.ssrc = ssrc
@@ -81,7 +81,7 @@ public struct RAOPStreamer: Sendable {
     /// it in the backlog and returns its bytes. The first packet (and the first after a flush)
     /// carries the marker bit. AirPlay 2: a payload that can't be sealed is an error and nothing is
     /// stored or sent in its place (never a plaintext packet).
-    public mutating func packetize(payload: [UInt8], frames: Int) throws(ATVError) -> [UInt8] {
+    package mutating func packetize(payload: [UInt8], frames: Int) throws(ATVError) -> [UInt8] {
         let buffer = try packetize(payload: payload, frames: frames, allocator: ByteBufferAllocator())
         return Array(buffer.readableBytesView)
     }
@@ -91,7 +91,7 @@ public struct RAOPStreamer: Sendable {
     /// (AirPlay 2, sealed in place). The payload is read once; the backlog keeps the same buffer
     /// (a retransmit resends the very packet that was lost, as pyatv does). Several receivers can
     /// be fed from one encoded payload: each streamer seals its own buffer from it.
-    public mutating func packetize(payload: [UInt8], frames: Int, allocator: ByteBufferAllocator) throws(ATVError) -> ByteBuffer {
+    package mutating func packetize(payload: [UInt8], frames: Int, allocator: ByteBufferAllocator) throws(ATVError) -> ByteBuffer {
         let header = RTPHeader(payloadType: RAOPAudioPacket.payloadType, marker: markNext, sequenceNumber: nextSequence,
                                timestamp: nextRTPTime, ssrc: ssrc)
         let total = RTPHeader.size + payload.count + (audioCipher != nil ? AirPlay2AudioCipher.overhead : 0)
@@ -124,7 +124,7 @@ public struct RAOPStreamer: Sendable {
     }
 
     /// The 0x56 responses for a retransmit request (only packets still in the backlog: `RetransmitPolicy`).
-    public mutating func retransmissions(for request: RAOPRetransmitRequest) -> [[UInt8]] {
+    package mutating func retransmissions(for request: RAOPRetransmitRequest) -> [[UInt8]] {
         retransmitRequests += 1
         let backlog = self.backlog
         let plan = RetransmitPolicy.plan(request, capacity: backlog.capacity) { backlog.buffer(sequence: $0) != nil }
@@ -138,17 +138,17 @@ public struct RAOPStreamer: Sendable {
 
     /// A sync packet saying: at `ntpTime` the stream is at `rtpTime` (the frame due now), so frame
     /// `rtpTime − latency` is playing. The first after start/flush has the 0x90 flag (`SyncPolicy`).
-    public mutating func syncPacket(rtpTime: UInt32, ntpTime: NTPTime) -> [UInt8] {
+    package mutating func syncPacket(rtpTime: UInt32, ntpTime: NTPTime) -> [UInt8] {
         sync.packet(rtpTime: rtpTime, ntpTime: ntpTime).bytes
     }
 
     /// Record that a timing reply was sent. Returns true when a sync should be sent right away:
     /// receivers such as shairport-sync ignore syncs that arrive before their first timing
     /// exchange, so a sync sent before it is repeated at once.
-    public mutating func timingReplySent() -> Bool { sync.timingReplySent() }
+    package mutating func timingReplySent() -> Bool { sync.timingReplySent() }
 
     /// After a FLUSH: the next packet carries the marker again and the next sync is a "first" one.
-    public mutating func flushed() {
+    package mutating func flushed() {
         markNext = true
         sync.restarted()
     }
@@ -156,41 +156,41 @@ public struct RAOPStreamer: Sendable {
 
 /// Absolute-schedule pacing: packet `n` is due at `start + n·framesPerPacket/sampleRate`; nothing
 /// is accumulated, so there is no drift.
-public struct RAOPPacer: Sendable, Equatable {
-    public let framesPerPacket: Int
-    public let sampleRate: Int
+package struct RAOPPacer: Sendable, Equatable {
+    package let framesPerPacket: Int
+    package let sampleRate: Int
 
-    public init(framesPerPacket: Int = 352, sampleRate: Int = 44_100) {
+    package init(framesPerPacket: Int = 352, sampleRate: Int = 44_100) {
         self.framesPerPacket = max(1, framesPerPacket)
         self.sampleRate = max(1, sampleRate)
     }
 
     /// Offset of packet `n` from the start, exact to the nanosecond (floor).
-    public func offset(ofPacket n: Int64) -> Duration {
+    package func offset(ofPacket n: Int64) -> Duration {
         offset(ofFrame: n * Int64(framesPerPacket))
     }
 
     /// Offset of packet `n` from the start in nanoseconds (floor), as `offset(ofPacket:)`.
-    public func nanoseconds(ofPacket n: Int64) -> Int64 {
+    package func nanoseconds(ofPacket n: Int64) -> Int64 {
         let (q, r) = (n * Int64(framesPerPacket)).quotientAndRemainder(dividingBy: Int64(sampleRate))
         return q * 1_000_000_000 + (r * 1_000_000_000) / Int64(sampleRate)
     }
 
     /// A duration in whole nanoseconds.
-    public static func nanoseconds(_ d: Duration) -> Int64 {
+    package static func nanoseconds(_ d: Duration) -> Int64 {
         let (s, atto) = d.components
         return s * 1_000_000_000 + atto / 1_000_000_000
     }
 
     /// Offset of frame `f` from the start.
-    public func offset(ofFrame f: Int64) -> Duration {
+    package func offset(ofFrame f: Int64) -> Duration {
         let (q, r) = f.quotientAndRemainder(dividingBy: Int64(sampleRate))
         let ns = (r * 1_000_000_000) / Int64(sampleRate)
         return .seconds(q) + .nanoseconds(ns)
     }
 
     /// Frames that should have been played `elapsed` after the start.
-    public func frames(at elapsed: Duration) -> Int64 {
+    package func frames(at elapsed: Duration) -> Int64 {
         let (s, atto) = elapsed.components
         guard s >= 0 else { return 0 }
         return s * Int64(sampleRate) + Int64((Double(atto) / 1e18) * Double(sampleRate))

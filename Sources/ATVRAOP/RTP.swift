@@ -5,18 +5,18 @@ import ATVHTTP
 // MARK: - RTP header
 
 /// A fixed 12-byte RTP header (no CSRC list).
-public struct RTPHeader: Sendable, Hashable {
-    public static let size = 12
+package struct RTPHeader: Sendable, Hashable {
+    package static let size = 12
 
-    public var padding: Bool
-    public var hasExtension: Bool
-    public var marker: Bool
-    public var payloadType: UInt8
-    public var sequenceNumber: UInt16
-    public var timestamp: UInt32
-    public var ssrc: UInt32
+    package var padding: Bool
+    package var hasExtension: Bool
+    package var marker: Bool
+    package var payloadType: UInt8
+    package var sequenceNumber: UInt16
+    package var timestamp: UInt32
+    package var ssrc: UInt32
 
-    public init(payloadType: UInt8, marker: Bool = false, sequenceNumber: UInt16 = 0, timestamp: UInt32 = 0,
+    package init(payloadType: UInt8, marker: Bool = false, sequenceNumber: UInt16 = 0, timestamp: UInt32 = 0,
                 ssrc: UInt32 = 0, padding: Bool = false, hasExtension: Bool = false) {
         self.payloadType = payloadType & 0x7F
         self.marker = marker
@@ -27,7 +27,7 @@ public struct RTPHeader: Sendable, Hashable {
         self.hasExtension = hasExtension
     }
 
-    public var bytes: [UInt8] {
+    package var bytes: [UInt8] {
         [UInt8](unsafeUninitializedCapacity: Self.size) { out, count in
             write(to: UnsafeMutableRawBufferPointer(out))
             count = Self.size
@@ -36,7 +36,7 @@ public struct RTPHeader: Sendable, Hashable {
 
     /// Writes the 12 header bytes at the start of `raw`, which must hold at least that many (no
     /// allocation: the packetizer builds each audio packet around it).
-    public func write(to raw: UnsafeMutableRawBufferPointer) {
+    package func write(to raw: UnsafeMutableRawBufferPointer) {
         precondition(raw.count >= Self.size)
         raw[0] = 0x80 | (padding ? 0x20 : 0) | (hasExtension ? 0x10 : 0)
         raw[1] = (marker ? 0x80 : 0) | (payloadType & 0x7F)
@@ -46,7 +46,7 @@ public struct RTPHeader: Sendable, Hashable {
     }
 
     /// Decodes the first 12 bytes; throws on short input or an RTP version other than 2.
-    public init(decoding bytes: some Collection<UInt8>) throws {
+    package init(decoding bytes: some Collection<UInt8>) throws {
         let r = ByteReader(Array(bytes.prefix(Self.size)))
         let b0 = try r.u8(0)
         guard b0 >> 6 == 2 else { throw ATVError.protocolError("not an RTP packet (version \(b0 >> 6))") }
@@ -64,24 +64,24 @@ public struct RTPHeader: Sendable, Hashable {
 // MARK: - Audio
 
 /// A RAOP audio packet (payload type 0x60; 0xE0 with the marker on the first packet of a stream).
-public struct RAOPAudioPacket: Sendable, Hashable {
-    public static let payloadType: UInt8 = 0x60
+package struct RAOPAudioPacket: Sendable, Hashable {
+    package static let payloadType: UInt8 = 0x60
 
-    public var header: RTPHeader
-    public var payload: [UInt8]
+    package var header: RTPHeader
+    package var payload: [UInt8]
 
-    public init(sequenceNumber: UInt16, timestamp: UInt32, ssrc: UInt32, marker: Bool = false, payload: [UInt8]) {
+    package init(sequenceNumber: UInt16, timestamp: UInt32, ssrc: UInt32, marker: Bool = false, payload: [UInt8]) {
         header = RTPHeader(payloadType: Self.payloadType, marker: marker, sequenceNumber: sequenceNumber,
                            timestamp: timestamp, ssrc: ssrc)
         self.payload = payload
     }
 
-    public var sequenceNumber: UInt16 { header.sequenceNumber }
-    public var timestamp: UInt32 { header.timestamp }
-    public var marker: Bool { header.marker }
+    package var sequenceNumber: UInt16 { header.sequenceNumber }
+    package var timestamp: UInt32 { header.timestamp }
+    package var marker: Bool { header.marker }
 
     /// Header ‖ payload, in one allocation.
-    public var bytes: [UInt8] {
+    package var bytes: [UInt8] {
         [UInt8](unsafeUninitializedCapacity: RTPHeader.size + payload.count) { out, count in
             let raw = UnsafeMutableRawBufferPointer(out)
             header.write(to: raw)
@@ -92,7 +92,7 @@ public struct RAOPAudioPacket: Sendable, Hashable {
         }
     }
 
-    public init(decoding bytes: some Collection<UInt8>) throws {
+    package init(decoding bytes: some Collection<UInt8>) throws {
         let array = Array(bytes)
         let header = try RTPHeader(decoding: array)
         guard header.payloadType == Self.payloadType else {
@@ -108,23 +108,23 @@ public struct RAOPAudioPacket: Sendable, Hashable {
 /// Sync packet (control channel, sender → receiver, every second): at NTP time `ntpTime` the
 /// frame `rtpTimeLessLatency` is being played; `rtpTime` is the stream's current RTP time
 /// (so `rtpTime − rtpTimeLessLatency` is the latency).
-public struct RAOPSyncPacket: Sendable, Hashable {
-    public static let payloadType: UInt8 = 0x54
-    public static let size = 20
+package struct RAOPSyncPacket: Sendable, Hashable {
+    package static let payloadType: UInt8 = 0x54
+    package static let size = 20
 
-    public var isFirst: Bool
-    public var rtpTimeLessLatency: UInt32
-    public var ntpTime: NTPTime
-    public var rtpTime: UInt32
+    package var isFirst: Bool
+    package var rtpTimeLessLatency: UInt32
+    package var ntpTime: NTPTime
+    package var rtpTime: UInt32
 
-    public init(isFirst: Bool, rtpTimeLessLatency: UInt32, ntpTime: NTPTime, rtpTime: UInt32) {
+    package init(isFirst: Bool, rtpTimeLessLatency: UInt32, ntpTime: NTPTime, rtpTime: UInt32) {
         self.isFirst = isFirst
         self.rtpTimeLessLatency = rtpTimeLessLatency
         self.ntpTime = ntpTime
         self.rtpTime = rtpTime
     }
 
-    public var bytes: [UInt8] {
+    package var bytes: [UInt8] {
         var w = ByteWriter(capacity: Self.size)
         w.u8(isFirst ? 0x90 : 0x80)
         w.u8(0x80 | Self.payloadType)
@@ -135,7 +135,7 @@ public struct RAOPSyncPacket: Sendable, Hashable {
         return w.bytes
     }
 
-    public init(decoding bytes: some Collection<UInt8>) throws {
+    package init(decoding bytes: some Collection<UInt8>) throws {
         let r = ByteReader(Array(bytes))
         guard bytes.count >= Self.size else { throw ATVError.protocolError("sync packet of \(bytes.count) bytes, expected 20") }
         guard try r.u8(1) & 0x7F == Self.payloadType else { throw ATVError.protocolError("not a sync packet") }
@@ -147,24 +147,24 @@ public struct RAOPSyncPacket: Sendable, Hashable {
 }
 
 /// Retransmit request (control channel, receiver → sender): resend `count` packets from `firstSequence`.
-public struct RAOPRetransmitRequest: Sendable, Hashable {
-    public static let payloadType: UInt8 = 0x55
-    public static let size = 8
+package struct RAOPRetransmitRequest: Sendable, Hashable {
+    package static let payloadType: UInt8 = 0x55
+    package static let size = 8
 
-    public var sequenceNumber: UInt16
-    public var firstSequence: UInt16
-    public var count: UInt16
+    package var sequenceNumber: UInt16
+    package var firstSequence: UInt16
+    package var count: UInt16
 
-    public init(sequenceNumber: UInt16 = 1, firstSequence: UInt16, count: UInt16) {
+    package init(sequenceNumber: UInt16 = 1, firstSequence: UInt16, count: UInt16) {
         self.sequenceNumber = sequenceNumber
         self.firstSequence = firstSequence
         self.count = count
     }
 
     /// The requested sequence numbers, in order (wrapping at 65535).
-    public var sequenceNumbers: [UInt16] { (0..<Int(count)).map { firstSequence &+ UInt16(truncatingIfNeeded: $0) } }
+    package var sequenceNumbers: [UInt16] { (0..<Int(count)).map { firstSequence &+ UInt16(truncatingIfNeeded: $0) } }
 
-    public var bytes: [UInt8] {
+    package var bytes: [UInt8] {
         var w = ByteWriter(capacity: Self.size)
         w.u8(0x80)
         w.u8(0x80 | Self.payloadType)
@@ -174,7 +174,7 @@ public struct RAOPRetransmitRequest: Sendable, Hashable {
         return w.bytes
     }
 
-    public init(decoding bytes: some Collection<UInt8>) throws {
+    package init(decoding bytes: some Collection<UInt8>) throws {
         let r = ByteReader(Array(bytes))
         guard bytes.count >= Self.size else { throw ATVError.protocolError("retransmit request of \(bytes.count) bytes, expected 8") }
         guard try r.u8(1) & 0x7F == Self.payloadType else { throw ATVError.protocolError("not a retransmit request") }
@@ -185,17 +185,17 @@ public struct RAOPRetransmitRequest: Sendable, Hashable {
 }
 
 /// Retransmit response (control channel, sender → receiver): `0x80 0xD6 ‖ seq ‖ original packet`.
-public struct RAOPRetransmitResponse: Sendable, Hashable {
-    public static let payloadType: UInt8 = 0x56
+package struct RAOPRetransmitResponse: Sendable, Hashable {
+    package static let payloadType: UInt8 = 0x56
 
-    public var packet: RAOPAudioPacket
+    package var packet: RAOPAudioPacket
 
-    public init(packet: RAOPAudioPacket) { self.packet = packet }
+    package init(packet: RAOPAudioPacket) { self.packet = packet }
 
-    public var bytes: [UInt8] { Self.wrap(packetBytes: packet.bytes, sequenceNumber: packet.sequenceNumber) }
+    package var bytes: [UInt8] { Self.wrap(packetBytes: packet.bytes, sequenceNumber: packet.sequenceNumber) }
 
     /// Wraps an already-serialized audio packet (avoids re-encoding from the backlog).
-    public static func wrap(packetBytes: some Collection<UInt8>, sequenceNumber: UInt16) -> [UInt8] {
+    package static func wrap(packetBytes: some Collection<UInt8>, sequenceNumber: UInt16) -> [UInt8] {
         var w = ByteWriter(capacity: 4 + packetBytes.count)
         w.u8(0x80)
         w.u8(0x80 | payloadType)
@@ -204,7 +204,7 @@ public struct RAOPRetransmitResponse: Sendable, Hashable {
         return w.bytes
     }
 
-    public init(decoding bytes: some Collection<UInt8>) throws {
+    package init(decoding bytes: some Collection<UInt8>) throws {
         let array = Array(bytes)
         let r = ByteReader(array)
         guard try r.u8(1) & 0x7F == Self.payloadType else { throw ATVError.protocolError("not a retransmit response") }
@@ -214,12 +214,12 @@ public struct RAOPRetransmitResponse: Sendable, Hashable {
 }
 
 /// Any packet of the control channel.
-public enum RAOPControlPacket: Sendable, Hashable {
+package enum RAOPControlPacket: Sendable, Hashable {
     case sync(RAOPSyncPacket)
     case retransmitRequest(RAOPRetransmitRequest)
     case retransmitResponse(RAOPRetransmitResponse)
 
-    public var bytes: [UInt8] {
+    package var bytes: [UInt8] {
         switch self {
         case .sync(let p): p.bytes
         case .retransmitRequest(let p): p.bytes
@@ -227,7 +227,7 @@ public enum RAOPControlPacket: Sendable, Hashable {
         }
     }
 
-    public init(decoding bytes: some Collection<UInt8>) throws {
+    package init(decoding bytes: some Collection<UInt8>) throws {
         let array = Array(bytes)
         guard array.count >= 2 else { throw ATVError.protocolError("control packet of \(array.count) bytes") }
         switch array[1] & 0x7F {

@@ -10,14 +10,14 @@ public enum RAOPCodec: String, Sendable, Equatable, CaseIterable {
 }
 
 /// The stream format announced in (or parsed from) the ANNOUNCE SDP.
-public struct RAOPAudioFormat: Sendable, Equatable {
-    public var codec: RAOPCodec
-    public var framesPerPacket: Int
-    public var sampleRate: Int
-    public var channels: Int
-    public var bitDepth: Int
+package struct RAOPAudioFormat: Sendable, Equatable {
+    package var codec: RAOPCodec
+    package var framesPerPacket: Int
+    package var sampleRate: Int
+    package var channels: Int
+    package var bitDepth: Int
 
-    public init(codec: RAOPCodec = .alac, framesPerPacket: Int = 352, sampleRate: Int = 44_100,
+    package init(codec: RAOPCodec = .alac, framesPerPacket: Int = 352, sampleRate: Int = 44_100,
                 channels: Int = 2, bitDepth: Int = 16) {
         self.codec = codec
         self.framesPerPacket = framesPerPacket
@@ -27,20 +27,20 @@ public struct RAOPAudioFormat: Sendable, Equatable {
     }
 
     /// Bytes of one full packet of PCM (before any encoding).
-    public var bytesPerPacket: Int { framesPerPacket * channels * bitDepth / 8 }
+    package var bytesPerPacket: Int { framesPerPacket * channels * bitDepth / 8 }
 }
 
 /// What a receiver learns from an ANNOUNCE body.
-public struct SDPDescription: Sendable, Equatable {
-    public var format: RAOPAudioFormat
+package struct SDPDescription: Sendable, Equatable {
+    package var format: RAOPAudioFormat
     /// The `o=` session id (also the SSRC senders like pyatv use).
-    public var sessionID: String?
+    package var sessionID: String?
     /// True if the SDP carries an AES key (`a=rsaaeskey` / `a=fpaeskey`): encrypted audio.
-    public var encrypted: Bool
+    package var encrypted: Bool
     /// The `a=min-latency` attribute, if any (frames).
-    public var minLatency: Int?
+    package var minLatency: Int?
 
-    public init(format: RAOPAudioFormat, sessionID: String? = nil, encrypted: Bool = false, minLatency: Int? = nil) {
+    package init(format: RAOPAudioFormat, sessionID: String? = nil, encrypted: Bool = false, minLatency: Int? = nil) {
         self.format = format
         self.sessionID = sessionID
         self.encrypted = encrypted
@@ -48,10 +48,10 @@ public struct SDPDescription: Sendable, Equatable {
     }
 }
 
-public enum SDP {
+package enum SDP {
     /// The ANNOUNCE body (CRLF lines). L16 never gets an fmtp line (shairport-sync treats L16 +
     /// fmtp as ALAC and crashes).
-    public static func announce(format: RAOPAudioFormat, sessionID: UInt32, localIP: String, remoteIP: String) -> String {
+    package static func announce(format: RAOPAudioFormat, sessionID: UInt32, localIP: String, remoteIP: String) -> String {
         var lines = [
             "v=0",
             "o=iTunes \(sessionID) 0 IN IP4 \(localIP)",
@@ -71,7 +71,7 @@ public enum SDP {
     }
 
     /// Parses an ANNOUNCE body. Throws `protocolError` for an SDP without a usable audio format.
-    public static func parse(_ text: String) throws -> SDPDescription {
+    package static func parse(_ text: String) throws -> SDPDescription {
         var rtpmap: String?
         var fmtp: [Int]?
         var sessionID: String?

@@ -2,34 +2,34 @@ import ATVCore
 import ATVHTTP
 
 /// RAOP volume: percent (0…100) ↔ the dB value sent as `volume: <dB>`.
-public enum RAOPVolume {
+package enum RAOPVolume {
     /// The value that means mute.
-    public static let muteDB = -144.0
-    public static let minDB = -30.0
-    public static let maxDB = 0.0
+    package static let muteDB = -144.0
+    package static let minDB = -30.0
+    package static let maxDB = 0.0
     /// Default when nothing else is known.
-    public static let defaultPercent = 33.0
+    package static let defaultPercent = 33.0
 
     /// 0 → −144 (mute); otherwise linear 0…100 → −30…0. Input is clamped to 0…100.
-    public static func dB(fromPercent percent: Double) -> Double {
+    package static func dB(fromPercent percent: Double) -> Double {
         let p = min(max(percent.isNaN ? 0 : percent, 0), 100)
         if p == 0 { return muteDB }
         return minDB + (maxDB - minDB) * p / 100
     }
 
     /// dB < −30 (including −144) → 0; otherwise linear −30…0 → 0…100 (clamped).
-    public static func percent(fromDB dB: Double) -> Double {
+    package static func percent(fromDB dB: Double) -> Double {
         if dB.isNaN || dB < minDB { return 0 }
         return min(100, (dB - minDB) / (maxDB - minDB) * 100)
     }
 
     /// The `text/parameters` body for a volume in dB, e.g. `volume: -20.100000\r\n`.
-    public static func parameterBody(dB: Double) -> String {
+    package static func parameterBody(dB: Double) -> String {
         "volume: \(formatFixed(dB, decimals: 6))\r\n"
     }
 
     /// Parses a `text/parameters` body into key/value pairs (`key: value` lines).
-    public static func parseParameters(_ text: String) -> [String: String] {
+    package static func parseParameters(_ text: String) -> [String: String] {
         var out: [String: String] = [:]
         for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) {
             guard let colon = line.firstIndex(of: ":") else { continue }

@@ -7,26 +7,26 @@ import ATVAuth
 import ATVCore
 import Crypto
 
-public struct AirPlay2AudioCipher: Sendable {
-    public static let headerSize = 12
-    public static let tagSize = 16
-    public static let nonceTailSize = 8
+package struct AirPlay2AudioCipher: Sendable {
+    package static let headerSize = 12
+    package static let tagSize = 16
+    package static let nonceTailSize = 8
     /// Bytes an encrypted packet adds to header + payload.
-    public static let overhead = tagSize + nonceTailSize
+    package static let overhead = tagSize + nonceTailSize
 
     /// Seals with the key set up once (OpenSSL EVP; byte-identical to swift-crypto's ChaChaPoly).
     private let sealer: ChaChaPolySealer
     /// The counter the next `seal` uses (and writes as the nonce tail).
-    public private(set) var counter: UInt64
+    package private(set) var counter: UInt64
 
-    public init(key: [UInt8], counter: UInt64 = 0) throws(ATVError) {
+    package init(key: [UInt8], counter: UInt64 = 0) throws(ATVError) {
         guard key.count == 32 else { throw ATVError.badInput("AirPlay 2 audio key must be 32 bytes, got \(key.count)") }
         sealer = try ChaChaPolySealer(key: key)
         self.counter = counter
     }
 
     /// Encrypt one packet: `rtpHeader` (12 bytes) stays clear, `payload` is sealed.
-    public mutating func seal(rtpHeader: [UInt8], payload: [UInt8]) throws(ATVError) -> [UInt8] {
+    package mutating func seal(rtpHeader: [UInt8], payload: [UInt8]) throws(ATVError) -> [UInt8] {
         guard rtpHeader.count == Self.headerSize else {
             throw ATVError.badInput("RTP header must be 12 bytes, got \(rtpHeader.count)")
         }
@@ -38,7 +38,7 @@ public struct AirPlay2AudioCipher: Sendable {
 
     /// Encrypt one packet from raw memory, in a single allocation: header (12 bytes) ‖ ciphertext ‖
     /// tag ‖ nonce tail.
-    public mutating func seal(header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) throws(ATVError) -> [UInt8] {
+    package mutating func seal(header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) throws(ATVError) -> [UInt8] {
         guard header.count == Self.headerSize else {
             throw ATVError.badInput("RTP header must be 12 bytes, got \(header.count)")
         }
@@ -61,7 +61,7 @@ public struct AirPlay2AudioCipher: Sendable {
     /// Seals in place, into the memory the packet is sent from: `packet` holds the RTP header in its
     /// first 12 bytes and has room for exactly `payload` plus `overhead`; the ciphertext, tag and
     /// nonce tail are written after the header (the payload is read once, never copied).
-    public mutating func sealPacket(in packet: UnsafeMutableRawBufferPointer,
+    package mutating func sealPacket(in packet: UnsafeMutableRawBufferPointer,
                                     payload: UnsafeRawBufferPointer) throws(ATVError) {
         guard packet.count == Self.headerSize + payload.count + Self.overhead else {
             throw ATVError.badInput("sealed packet needs \(Self.headerSize + payload.count + Self.overhead) bytes, got \(packet.count)")
@@ -91,7 +91,7 @@ public struct AirPlay2AudioCipher: Sendable {
 
     /// Decrypt a received packet: returns RTP header ‖ plaintext payload. A packet that is too short
     /// or fails authentication (wrong key, tampered bytes) is an error; it never traps.
-    public static func open(_ packet: [UInt8], key: [UInt8]) throws(ATVError) -> [UInt8] {
+    package static func open(_ packet: [UInt8], key: [UInt8]) throws(ATVError) -> [UInt8] {
         guard key.count == 32 else { throw ATVError.badInput("AirPlay 2 audio key must be 32 bytes, got \(key.count)") }
         guard packet.count >= headerSize + overhead else {
             throw ATVError.protocolError("encrypted audio packet too short (\(packet.count) bytes)")

@@ -7,27 +7,27 @@ import ATVCore
 // MARK: - Audio stream SETUP
 
 /// The realtime audio stream we ask for (stream SETUP, `type 96`).
-public struct AirPlay2AudioStreamRequest: Sendable, Equatable {
+package struct AirPlay2AudioStreamRequest: Sendable, Equatable {
     /// Realtime audio (RTP over UDP with NTP/sync packets).
-    public static let realtimeType = 96
+    package static let realtimeType = 96
     /// `ct` (compression type) and `audioFormat` bits.
-    public static let alacCompression = 2
-    public static let alac44100x16x2: Int64 = 0x40000
-    public static let pcmCompression = 1
-    public static let pcm44100x16x2: Int64 = 0x800
+    package static let alacCompression = 2
+    package static let alac44100x16x2: Int64 = 0x40000
+    package static let pcmCompression = 1
+    package static let pcm44100x16x2: Int64 = 0x800
 
-    public var codec: RAOPCodec
-    public var controlPort: Int
+    package var codec: RAOPCodec
+    package var controlPort: Int
     /// The 32-byte audio key (`shk`).
-    public var sharedKey: [UInt8]
-    public var framesPerPacket: Int
-    public var sampleRate: Int
-    public var latencyMin: Int
-    public var latencyMax: Int
+    package var sharedKey: [UInt8]
+    package var framesPerPacket: Int
+    package var sampleRate: Int
+    package var latencyMin: Int
+    package var latencyMax: Int
     /// The RTSP session id (also the SSRC), as `streamConnectionID`.
-    public var streamConnectionID: UInt32
+    package var streamConnectionID: UInt32
 
-    public init(codec: RAOPCodec = .alac, controlPort: Int, sharedKey: [UInt8], framesPerPacket: Int = 352,
+    package init(codec: RAOPCodec = .alac, controlPort: Int, sharedKey: [UInt8], framesPerPacket: Int = 352,
                 sampleRate: Int = 44_100, latencyMin: Int = 11_025, latencyMax: Int = 88_200, streamConnectionID: UInt32) {
         self.codec = codec
         self.controlPort = controlPort
@@ -39,7 +39,7 @@ public struct AirPlay2AudioStreamRequest: Sendable, Equatable {
         self.streamConnectionID = streamConnectionID
     }
 
-    public var body: PlistValue {
+    package var body: PlistValue {
         let alac = codec == .alac
         let stream: [String: PlistValue] = [
             "audioFormat": .int(alac ? Self.alac44100x16x2 : Self.pcm44100x16x2),
@@ -61,13 +61,13 @@ public struct AirPlay2AudioStreamRequest: Sendable, Equatable {
 }
 
 /// The answer to the audio stream SETUP: where audio and control packets go.
-public struct AirPlay2AudioStreamReply: Sendable, Equatable {
-    public var dataPort: Int
-    public var controlPort: Int
-    public var type: Int?
-    public var audioBufferSize: Int?
+package struct AirPlay2AudioStreamReply: Sendable, Equatable {
+    package var dataPort: Int
+    package var controlPort: Int
+    package var type: Int?
+    package var audioBufferSize: Int?
 
-    public init(dataPort: Int, controlPort: Int, type: Int? = nil, audioBufferSize: Int? = nil) {
+    package init(dataPort: Int, controlPort: Int, type: Int? = nil, audioBufferSize: Int? = nil) {
         self.dataPort = dataPort
         self.controlPort = controlPort
         self.type = type
@@ -75,7 +75,7 @@ public struct AirPlay2AudioStreamReply: Sendable, Equatable {
     }
 
     /// Finds the realtime stream (`type` 96, or the only stream) in `streams`, by key.
-    public init(parsing body: [UInt8]) throws(ATVError) {
+    package init(parsing body: [UInt8]) throws(ATVError) {
         let plist = try parsePlistBody(body, what: "audio stream SETUP")
         guard case .array(let streams)? = plist["streams"], !streams.isEmpty else {
             throw ATVError.protocolError("the audio stream SETUP reply has no streams")
