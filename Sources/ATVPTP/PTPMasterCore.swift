@@ -80,9 +80,10 @@ public struct PTPMasterConfig: Sendable, Hashable {
     public var offsetScaledLogVariance: UInt16 = 0x436A
     public var priority2: UInt8 = 128
     public var timeSource: UInt8 = 0x20
-    /// Announce's currentUtcOffset (TAI − UTC) and whether to flag it valid.
+    /// Announce's currentUtcOffset (TAI − UTC) and whether to flag it valid (not by default:
+    /// flags 0x0408 as iOS sends; linuxptp then assumes 37 s, which the TAI timescale matches).
     public var currentUtcOffset: Int16 = 37
-    public var utcOffsetValid = true
+    public var utcOffsetValid = false
     /// log2 seconds: Sync/Follow_Up every 125 ms (−3), Announce every 1 s (0).
     public var logSyncInterval: Int8 = -3
     public var logAnnounceInterval: Int8 = 0

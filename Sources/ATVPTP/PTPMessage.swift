@@ -350,10 +350,17 @@ public struct PTPMessage: Hashable, Sendable {
     public var body: PTPBody
     public var tlvs: [PTPTLV]
 
+    /// A message; the header's type and messageLength follow the body and TLVs.
     public init(header: PTPHeader, body: PTPBody, tlvs: [PTPTLV] = []) {
         self.header = header
         self.body = body
         self.tlvs = tlvs
+        self.header.type = body.type
+        self.header.messageLength = UInt16(truncatingIfNeeded: encodedLength)
+    }
+
+    var encodedLength: Int {
+        PTPHeader.size + PTPBody.size(of: body.type) + tlvs.reduce(0) { $0 + 4 + $1.value.count + ($1.value.count & 1) }
     }
 
     public var type: PTPMessageType { header.type }
@@ -367,7 +374,7 @@ public struct PTPMessage: Hashable, Sendable {
     public func encoded() -> [UInt8] {
         var w = PTPWriter()
         let h = header
-        let length = PTPHeader.size + PTPBody.size(of: body.type) + tlvs.reduce(0) { $0 + 4 + $1.value.count + ($1.value.count & 1) }
+        let length = encodedLength
         w.u8(h.majorSdoId << 4 | body.type.rawValue)
         w.u8(h.minorVersion << 4 | (h.version & 0x0F))
         w.u16(UInt16(truncatingIfNeeded: length))
@@ -476,7 +483,9 @@ public struct PTPMessage: Hashable, Sendable {
             guard r.offset + n <= end else { throw .truncatedTLV(offset: at) }
             tlvs.append(PTPTLV(type: t, value: try r.take(n)))
         }
-        self.init(header: h, body: body, tlvs: tlvs)
+        self.header = h
+        self.body = body
+        self.tlvs = tlvs
     }
 }
 

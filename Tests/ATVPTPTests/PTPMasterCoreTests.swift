@@ -198,6 +198,24 @@ import Testing
         #expect(Set(out.send.map(\.destination)) == [.multicast])
     }
 
+    /// With the reference's parameters, the master's unicast Announce is §2.10's byte for byte
+    /// (but for the sequenceId, which starts at 0).
+    @Test func unicastAnnounceIsTheReferenceAnnounce() throws {
+        var config = PTPMasterConfig(clockIdentity: Self.clock)
+        config.currentUtcOffset = 0
+        var core = PTPMasterCore(config: config)
+        _ = core.addPeer("192.0.2.5", now: Self.t0)
+        let out = core.start(now: Self.t0)
+        var expected = hex(PTPMessageTests.announceHex)
+        expected[30] = 0
+        expected[31] = 0
+        #expect(out.send.first.map { hexString($0.bytes) } == hexString(expected))
+        var sync = hex(PTPMessageTests.syncHex)
+        sync[30] = 0
+        sync[31] = 0
+        #expect(out.send.last.map { hexString($0.bytes) } == hexString(sync))
+    }
+
     @Test func garbageOurOwnEchoAndOtherDomainsAreIgnored() throws {
         var core = Self.core()
         let start = core.start(now: Self.t0)
