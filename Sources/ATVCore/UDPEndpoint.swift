@@ -39,13 +39,6 @@ package final class UDPEndpoint: Sendable {
         self.incoming = incoming
     }
 
-    /// What a failed bind becomes, for a caller with better advice than `ATVError.listening`'s
-    /// (a struct, so a trailing closure still goes to `onPacket`).
-    package struct BindFailure: Sendable {
-        package var describe: @Sendable (any Error) -> ATVError
-        package init(_ describe: @escaping @Sendable (any Error) -> ATVError) { self.describe = describe }
-    }
-
     /// Socket options of a bind.
     package struct Options: Sendable {
         /// SO_REUSEADDR and SO_REUSEPORT (mDNS: several sockets on port 5353).
@@ -62,25 +55,32 @@ package final class UDPEndpoint: Sendable {
 
     /// Binds `host:port` (port 0: any free port) on `eventLoop`; each datagram goes to `onPacket`
     /// on that loop. Senders that write from one loop (the pacer, retransmits, timing) bind every
-    /// socket on it so writes need no thread hop. A failure is `ATVError.listening`'s one line, or
-    /// what `failure` makes of the socket error (a caller with better advice, e.g. the PTP ports).
+    /// socket on it so writes need no thread hop. A failure is `ATVError.listening`'s one line.
     package static func bind(host: String, port: Int = 0,
                              on eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
                              options: Options = Options(),
-                             failure: BindFailure? = nil,
                              onPacket: @escaping OnPacket = { _, _, _ in }) async throws -> UDPEndpoint {
-        try await bindFuture(host: host, port: port, on: eventLoop, options: options, failure: failure, onPacket: onPacket).get()
+        try await bindFuture(host: host, port: port, on: eventLoop, options: options, onPacket: onPacket).get()
     }
 
     /// `bind` as an `EventLoopFuture` (for code that chains futures on the loop).
     package static func bindFuture(host: String, port: Int = 0, on eventLoop: any EventLoop,
-                                   options: Options = Options(), failure: BindFailure? = nil,
-                                   onPacket: @escaping OnPacket) -> EventLoopFuture<UDPEndpoint> {
+                                   options: Options = Options(), onPacket: @escaping OnPacket) -> EventLoopFuture<UDPEndpoint> {
         let finished = AsyncStream<Datagram> { $0.finish() }
         return bootstrap(on: eventLoop, options: options, onPacket: onPacket)
             .bind(host: host, port: port)
             .map { UDPEndpoint(channel: $0, incoming: finished) }
-            .flatMapErrorThrowing { throw failure?.describe($0) ?? ATVError.listening(host, port, $0, what: "bind UDP") }
+            .flatMapErrorThrowing { throw ATVError.listening(host, port, $0, what: "bind UDP") }
+    }
+
+    /// Takes over a socket the caller created and bound itself (to set what NIO has no option for,
+    /// e.g. the kernel receive timestamps the PTP master reads with SIOCGSTAMPNS); the endpoint
+    /// owns and closes it.
+    package static func adopt(descriptor: CInt, on eventLoop: any EventLoop, options: Options = Options(),
+                              onPacket: @escaping OnPacket) async throws -> UDPEndpoint {
+        let finished = AsyncStream<Datagram> { $0.finish() }
+        let channel = try await bootstrap(on: eventLoop, options: options, onPacket: onPacket).withBoundSocket(descriptor).get()
+        return UDPEndpoint(channel: channel, incoming: finished)
     }
 
     /// Binds `host:port` with the datagrams on `incoming` (the newest 1024 kept when nobody reads).

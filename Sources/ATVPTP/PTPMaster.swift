@@ -55,21 +55,37 @@ public final class PTPMaster: Sendable {
         config.multicastWhenNoPeers = multicastWhenNoPeers
         let (events, sink) = AsyncStream.makeStream(of: PTPMasterEvent.self, bufferingPolicy: .bufferingNewest(256))
         let driver = Driver(core: PTPMasterCore(config: config), loop: loop, events: sink, logger: logger)
-        let event = try await UDPEndpoint.bind(host: bindAddress, port: 319, on: loop,
-                                               failure: .init { PTPPorts.bindError(host: bindAddress, port: 319, $0) }) { bytes, remote, _ in
-            driver.received(bytes, from: remote, on: .event)
-        }
-        let general: UDPEndpoint
+        let eventFD: CInt, generalFD: CInt
         do {
-            general = try await UDPEndpoint.bind(host: bindAddress, port: 320, on: loop,
-                                                 failure: .init { PTPPorts.bindError(host: bindAddress, port: 320, $0) }) { bytes, remote, _ in
-                driver.received(bytes, from: remote, on: .general)
+            eventFD = try PTPKernelSocket.open(host: bindAddress, port: 319)
+        } catch {
+            throw PTPPorts.bindError(host: bindAddress, port: 319, error)
+        }
+        do {
+            generalFD = try PTPKernelSocket.open(host: bindAddress, port: 320)
+        } catch {
+            close(eventFD)
+            throw PTPPorts.bindError(host: bindAddress, port: 320, error)
+        }
+        let event: UDPEndpoint, general: UDPEndpoint
+        do {
+            event = try await UDPEndpoint.adopt(descriptor: eventFD, on: loop) { bytes, remote, _ in
+                driver.received(bytes, from: remote, on: .event, at: PTPKernelSocket.receiveTime(eventFD))
+            }
+        } catch {
+            // NIO owns a descriptor it was given, even when adopting it failed.
+            close(generalFD)
+            throw PTPPorts.bindError(host: bindAddress, port: 319, error)
+        }
+        do {
+            general = try await UDPEndpoint.adopt(descriptor: generalFD, on: loop) { bytes, remote, _ in
+                driver.received(bytes, from: remote, on: .general, at: PTPKernelSocket.receiveTime(generalFD))
             }
         } catch {
             await event.close()
-            throw error
+            throw PTPPorts.bindError(host: bindAddress, port: 320, error)
         }
-        try await loop.submit { driver.start(event: event, general: general) }.get()
+        try await loop.submit { driver.start(event: event, general: general, eventFD: eventFD) }.get()
         return PTPMaster(identity: identity, bindAddress: bindAddress, offset: config.timescaleOffset, events: events, driver: driver)
     }
 
@@ -169,11 +185,23 @@ public final class PTPMaster: Sendable {
         return PTPClockIdentity(0xFFFF_0000_0000_0000 | UInt64.random(in: 1...0xFFFF_FFFF_FFFF))
     }
 
+    /// The hardware address of `interface`, from getifaddrs' AF_PACKET entry (this network
+    /// namespace's view; /sys/class/net may show another namespace's interfaces).
     static func macAddress(interface: String) -> [UInt8]? {
-        guard !interface.contains("/"),
-              let text = try? String(contentsOfFile: "/sys/class/net/\(interface)/address", encoding: .utf8) else { return nil }
-        let parts = text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").compactMap { UInt8($0, radix: 16) }
-        return parts.count == 6 ? parts : nil
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else { return nil }
+        defer { freeifaddrs(list) }
+        var entry: UnsafeMutablePointer<ifaddrs>? = first
+        while let e = entry {
+            defer { entry = e.pointee.ifa_next }
+            // struct sockaddr_ll (linux/if_packet.h): family at 0, sll_halen at 11, sll_addr at 12.
+            guard let addr = e.pointee.ifa_addr, addr.pointee.sa_family == 17 /* AF_PACKET */,
+                  String(cString: e.pointee.ifa_name) == interface else { continue }
+            let raw = UnsafeRawPointer(addr)
+            guard raw.load(fromByteOffset: 11, as: UInt8.self) == 6 else { return nil }
+            return (12..<18).map { raw.load(fromByteOffset: $0, as: UInt8.self) }
+        }
+        return nil
     }
 
     /// CLOCK_REALTIME − CLOCK_MONOTONIC + 37 s, read once: the timescale then reads as TAI (what
@@ -222,8 +250,12 @@ private final class Driver: @unchecked Sendable {
         self.logger = logger
     }
 
-    func start(event: UDPEndpoint, general: UDPEndpoint) {
+    /// The event socket's descriptor (owned by its endpoint): Syncs are written on it directly.
+    private var eventFD: CInt = -1
+
+    func start(event: UDPEndpoint, general: UDPEndpoint, eventFD: CInt) {
         endpoints.set(event, general)
+        self.eventFD = eventFD
         handle(core.start(now: PTPMaster.monotonicNow()))
     }
 
@@ -241,8 +273,7 @@ private final class Driver: @unchecked Sendable {
 
     func removePeer(_ host: String) { core.removePeer(host) }
 
-    func received(_ bytes: [UInt8], from remote: SocketAddress, on socket: PTPSocket) {
-        let now = PTPMaster.monotonicNow()
+    func received(_ bytes: [UInt8], from remote: SocketAddress, on socket: PTPSocket, at now: UInt64) {
         guard !stopped, let host = remote.ipAddress else { return }
         handle(core.received(bytes, from: host, port: remote.port ?? 0, on: socket, at: now))
     }
@@ -255,11 +286,18 @@ private final class Driver: @unchecked Sendable {
 
     private func handle(_ output: PTPMasterOutput) {
         for out in output.send {
-            send(out)
             if let token = out.syncToken {
-                // Software egress stamp: right after the Sync was handed to the kernel.
+                // A Sync goes out with one sendto on the event socket, time-stamped just before
+                // (as OwnTone's master does; a stamp after the call would include the receive
+                // processing the kernel does inside it on a veth or loopback path, and NIO's write
+                // path would add its own time), then its Follow_Up at once.
+                guard let address = Self.address(out), stopped == false else { continue }
                 let egress = PTPMaster.monotonicNow()
-                send(core.syncSent(token, at: egress))
+                if PTPKernelSocket.send(eventFD, out.bytes, to: address) {
+                    send(core.syncSent(token, at: egress))
+                }
+            } else {
+                send(out)
             }
         }
         for e in output.events {
@@ -286,17 +324,75 @@ private final class Driver: @unchecked Sendable {
     }
 
     private func send(_ out: PTPOutgoing) {
-        guard let endpoint = out.socket == .event ? endpoints.event : endpoints.general else { return }
+        guard let endpoint = out.socket == .event ? endpoints.event : endpoints.general,
+              let address = Self.address(out) else { return }
+        endpoint.send(out.bytes, to: address)
+    }
+
+    private static func address(_ out: PTPOutgoing) -> SocketAddress? {
+        switch out.destination {
+        case .multicast: try? SocketAddress(ipAddress: PTPDestination.multicastGroup, port: out.socket.port)
+        case .unicast(let host, let port): try? SocketAddress(ipAddress: host, port: port)
+        }
+    }
+}
+
+/// The master's sockets, created here (not by NIO) so that the kernel time-stamps what they
+/// receive: a Delay_Req's receive time is the kernel's, not the moment the event loop got to it.
+enum PTPKernelSocket {
+    static let SIOCGSTAMPNS: UInt = 0x8907
+
+    /// A UDP socket bound to `host:port` with receive timestamps on. Throws the socket's
+    /// `IOError` (`PTPPorts.bindError` makes the line a user reads of it).
+    static func open(host: String, port: Int) throws -> CInt {
         let address: SocketAddress
         do {
-            switch out.destination {
-            case .multicast: address = try SocketAddress(ipAddress: PTPDestination.multicastGroup, port: out.socket.port)
-            case .unicast(let host, let port): address = try SocketAddress(ipAddress: host, port: port)
-            }
+            address = try SocketAddress(ipAddress: host, port: port)
         } catch {
-            logger.debug("PTP: cannot send to \(out.destination): not an IP address")
-            return
+            throw ATVError.invalidValue("\(host) is not an IP address")
         }
-        endpoint.send(out.bytes, to: address)
+        let family = address.protocol == .inet6 ? AF_INET6 : AF_INET
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        if family == AF_INET6 {
+            var on: CInt = 1
+            setsockopt(fd, CInt(IPPROTO_IPV6), IPV6_V6ONLY, &on, socklen_t(MemoryLayout<CInt>.size))
+        }
+        let bound = address.withSockAddr { sockaddr, size in bind(fd, sockaddr, socklen_t(size)) }
+        guard bound == 0 else {
+            let code = errno
+            close(fd)
+            throw IOError(errnoCode: code, reason: "bind")
+        }
+        // The first SIOCGSTAMPNS turns receive time-stamping on (it answers ENOENT: no packet yet).
+        var ts = timespec()
+        _ = withUnsafeMutablePointer(to: &ts) { ioctl(fd, SIOCGSTAMPNS, $0) }
+        return fd
+    }
+
+    /// One datagram with sendto (non-blocking: a full socket buffer drops it, and the next Sync
+    /// follows 125 ms later). True when the kernel took it.
+    static func send(_ fd: CInt, _ bytes: [UInt8], to address: SocketAddress) -> Bool {
+        guard fd >= 0 else { return false }
+        let sent = bytes.withUnsafeBytes { buffer in
+            address.withSockAddr { sockaddr, size in
+                sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT), sockaddr, socklen_t(size))
+            }
+        }
+        return sent == bytes.count
+    }
+
+    /// The kernel's receive time (CLOCK_REALTIME) of the datagram just read from `fd`, on the
+    /// monotonic clock; the moment of the call when the kernel has none.
+    static func receiveTime(_ fd: CInt) -> UInt64 {
+        var stamp = timespec(), realtime = timespec()
+        let now = PTPMaster.monotonicNow()
+        guard withUnsafeMutablePointer(to: &stamp, { ioctl(fd, SIOCGSTAMPNS, $0) }) == 0 else { return now }
+        clock_gettime(CLOCK_REALTIME, &realtime)
+        let ns = { (t: timespec) in Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec) }
+        let age = ns(realtime) - ns(stamp)
+        // A stamp from the future or older than a second is not this datagram's.
+        guard age >= 0, age < 1_000_000_000, UInt64(age) < now else { return now }
+        return now - UInt64(age)
     }
 }

@@ -3,7 +3,6 @@
 import ATVCore
 import Foundation
 import NIOCore
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -58,37 +57,27 @@ public enum PTPPorts {
 
     /// The one-line error of a failed bind of `host:port`: the failure and what to do.
     public static func bindError(host: String, port: Int, _ error: any Error) -> ATVError {
+        if let e = error as? ATVError { return e }
         let (text, problem) = failure(host: host, port: port, error)
         return .connectionFailed(text + (advice(problem).map { "; " + $0 } ?? ""))
     }
 
-    /// Binds and closes 319 and 320 on `host`: nil when both can be bound, else one line saying
-    /// what failed and what to do (for `atv doctor`).
-    public static func check(host: String = "0.0.0.0") async -> String? {
+    /// Binds and closes 319 and 320 on `host` as the master does: nil when both can be bound,
+    /// else one line saying what failed and what to do (for `atv doctor`).
+    public static func check(host: String = "0.0.0.0") -> String? {
         var failures: [(port: Int, text: String, problem: Problem)] = []
         for port in all {
-            let seen = ProblemBox()
             do {
-                let socket = try await UDPEndpoint.bind(host: host, port: port, failure: .init { error in
-                    let (text, problem) = failure(host: host, port: port, error)
-                    seen.value.withLock { $0 = problem }
-                    return ATVError.connectionFailed(text)
-                })
-                await socket.close()
-            } catch ATVError.connectionFailed(let text) {
-                failures.append((port, text, seen.value.withLock { $0 }))
+                close(try PTPKernelSocket.open(host: host, port: port))
             } catch {
-                failures.append((port, "cannot bind UDP on \(host):\(port)", .other))
+                let (text, problem) = failure(host: host, port: port, error)
+                failures.append((port, text, problem))
             }
         }
         guard let first = failures.first else { return nil }
         var text = first.text + (failures.count > 1 ? "; \(failures[1].port) too" : "")
         if let advice = advice(first.problem) { text += "; " + advice }
         return text
-    }
-
-    private final class ProblemBox: Sendable {
-        let value = Mutex<Problem>(.other)
     }
 
     /// net.ipv4.ip_unprivileged_port_start of this network namespace (nil when unreadable).

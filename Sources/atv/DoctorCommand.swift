@@ -33,7 +33,7 @@ struct Doctor: AsyncParsableCommand {
     func run() async throws {
         global.bootstrapLogging()
         let checks = [Self.ffmpeg(), Self.multicast(), Self.storageFile(storage ?? FileStorage.defaultPath()),
-                      await Self.ptpPorts(), Self.clock()]
+                      Self.ptpPorts(), Self.clock()]
         for c in checks {
             print("\(c.ok ? "ok  " : "FAIL") \(c.name): \(printable(c.text))")
         }
@@ -105,8 +105,8 @@ struct Doctor: AsyncParsableCommand {
 
     /// UDP 319 (event) and 320 (general), the ports a PTP timing master listens on: bound and
     /// closed at once; a failure says what to do as `atv ptp-master` does (ATVPTP's PTPPorts).
-    static func ptpPorts() async -> Check {
-        guard let problem = await PTPPorts.check(host: "0.0.0.0") else {
+    static func ptpPorts() -> Check {
+        guard let problem = PTPPorts.check(host: "0.0.0.0") else {
             return Check(name: "ptp ports", ok: true, text: "UDP 319 and 320 can be bound")
         }
         return Check(name: "ptp ports", ok: false, text: problem)
