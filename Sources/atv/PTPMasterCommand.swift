@@ -9,6 +9,7 @@ struct PTPMasterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ptp-master",
         abstract: "Run the PTP clock master (IEEE 1588 over UDP 319/320) that AirPlay 2 receivers follow.",
+        usage: "atv ptp-master [--address <address>] [--peer <peer> ...] [<options>]",
         discussion: """
         Sends Announce every second and Sync with Follow_Up every 125 ms (two-step, transportSpecific 1, domain 0) to 224.0.1.129, or by unicast to each --peer, from ports 319 and 320 on --address; answers Delay_Req and unicast-transmission requests; never yields to another clock's Announce. The timescale is the monotonic clock, set to TAI at start. It prints its clock identity and runs until --duration ends or Ctrl-C.
 
