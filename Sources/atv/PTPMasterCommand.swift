@@ -22,7 +22,7 @@ struct PTPMasterCommand: AsyncParsableCommand {
         """)
 
     @OptionGroup var global: GlobalOptions
-    @Option(help: "Local IPv4 or IPv6 address to bind UDP 319 and 320 on (default 0.0.0.0: every interface).")
+    @Option(help: "Local IPv4 or IPv6 address to bind UDP 319 and 320 on (0.0.0.0: every interface).")
     var address: String = "0.0.0.0"
     @Option(name: .customLong("peer"), help: "Send by unicast to this follower instead of multicast (repeatable).")
     var peers: [String] = []
