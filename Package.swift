@@ -57,6 +57,15 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
 
+        // Layer 2: the PTP clock master (codec, state machine, UDP 319/320 shell).
+        .target(name: "ATVPTP", dependencies: [
+            "ATVCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swift6),
+
         // Layer 2: HTTP/RTSP messages, parser, serializer, client connections and server.
         .target(name: "ATVHTTP", dependencies: [
             "ATVCore",
@@ -116,7 +125,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
         .executableTarget(name: "atv", dependencies: [
-            "ATV", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVAirPlayCore", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVMRP", "ATVLog",
+            "ATV", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVAirPlayCore", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVMRP", "ATVLog", "ATVPTP",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6, plugins: ["ATVBuildInfo"]),
@@ -151,6 +160,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
+        .testTarget(name: "ATVPTPTests", dependencies: ["ATVTestSupport", "ATVPTP"], swiftSettings: swift6),
         .testTarget(name: "ATVLogTests", dependencies: ["ATVTestSupport", "ATVLog"], swiftSettings: swift6),
         .testTarget(name: "ATVDMAPTests", dependencies: ["ATVTestSupport", "ATVDMAP", "ATVSimulator", "ATV"], swiftSettings: swift6),
         .testTarget(name: "ATVAirPlayTests", dependencies: ["ATVTestSupport", "ATVAirPlay", "ATVHTTP", "ATVAirPlayCore", "ATVSimulator", "ATV"], swiftSettings: swift6),
@@ -171,7 +181,7 @@ if Context.environment["ATV_FUZZ"] == "1" {
         name: "atv-fuzz",
         dependencies: [
             "ATVCore", "ATVAuth", "ATVDiscovery", "ATVHTTP", "ATVAirPlayCore", "ATVRAOP", "ATVAirPlay", "ATVMRP", "ATVCompanion",
-            "ATVDMAP", "ATVSimulator",
+            "ATVDMAP", "ATVSimulator", "ATVPTP",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -73,6 +73,16 @@ package final class UDPEndpoint: Sendable {
             .flatMapErrorThrowing { throw ATVError.listening(host, port, $0, what: "bind UDP") }
     }
 
+    /// Takes over a socket the caller created and bound itself (to set what NIO has no option for,
+    /// e.g. the kernel receive timestamps the PTP master reads with SIOCGSTAMPNS); the endpoint
+    /// owns and closes it.
+    package static func adopt(descriptor: CInt, on eventLoop: any EventLoop, options: Options = Options(),
+                              onPacket: @escaping OnPacket) async throws -> UDPEndpoint {
+        let finished = AsyncStream<Datagram> { $0.finish() }
+        let channel = try await bootstrap(on: eventLoop, options: options, onPacket: onPacket).withBoundSocket(descriptor).get()
+        return UDPEndpoint(channel: channel, incoming: finished)
+    }
+
     /// Binds `host:port` with the datagrams on `incoming` (the newest 1024 kept when nobody reads).
     package static func receiving(host: String, port: Int = 0, options: Options = Options()) async throws -> UDPEndpoint {
         let (stream, sink) = AsyncStream.makeStream(of: Datagram.self, bufferingPolicy: .bufferingNewest(1024))

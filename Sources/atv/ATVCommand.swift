@@ -31,7 +31,7 @@ struct ATVCommand: AsyncParsableCommand {
             PlayingCommand.self, PushUpdates.self, DeviceInfoCommand.self, FeaturesCommand.self,
             Remote.self, PowerCommand.self, VolumeCommand.self, AppsCommand.self,
             Launch.self, Text.self, Accounts.self, Artwork.self,
-            Simulate.self, Probe.self, ImportPyatv.self, Proxy.self, LogCommand.self, Doctor.self,
+            Simulate.self, Probe.self, ImportPyatv.self, Proxy.self, LogCommand.self, Doctor.self, PTPMasterCommand.self,
         ] + buttonShortcuts
     )
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import ATVAudio
 import ATVCore
 import ATVDiscovery
+import ATVPTP
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -32,7 +33,7 @@ struct Doctor: AsyncParsableCommand {
     func run() async throws {
         global.bootstrapLogging()
         let checks = [Self.ffmpeg(), Self.multicast(), Self.storageFile(storage ?? FileStorage.defaultPath()),
-                      await Self.ptpPorts(), Self.clock()]
+                      Self.ptpPorts(), Self.clock()]
         for c in checks {
             print("\(c.ok ? "ok  " : "FAIL") \(c.name): \(printable(c.text))")
         }
@@ -103,38 +104,12 @@ struct Doctor: AsyncParsableCommand {
     }
 
     /// UDP 319 (event) and 320 (general), the ports a PTP timing master listens on: bound and
-    /// closed at once.
-    static func ptpPorts() async -> Check {
-        var failures: [(port: Int, message: String)] = []
-        for port in [319, 320] {
-            do {
-                let socket = try await UDPEndpoint.bind(host: "0.0.0.0", port: port)
-                await socket.close()
-            } catch ATVError.connectionFailed(let message) {
-                failures.append((port, message))
-            } catch {
-                failures.append((port, "cannot bind UDP on 0.0.0.0:\(port)"))
-            }
-        }
-        guard let first = failures.first else {
+    /// closed at once; a failure says what to do as `atv ptp-master` does (ATVPTP's PTPPorts).
+    static func ptpPorts() -> Check {
+        guard let problem = PTPPorts.check(host: "0.0.0.0") else {
             return Check(name: "ptp ports", ok: true, text: "UDP 319 and 320 can be bound")
         }
-        var text = first.message + (failures.count > 1 ? "; 320 too" : "")
-        // Read to the end: /proc files report size 0, so a size-based read returns nothing.
-        let unprivilegedStart = FileHandle(forReadingAtPath: "/proc/sys/net/ipv4/ip_unprivileged_port_start")
-            .map { String(decoding: $0.readDataToEndOfFile(), as: UTF8.self) }
-            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 1024
-        if geteuid() != 0 && unprivilegedStart > 319 {
-            let exe = Self.executablePath() ?? "$(command -v atv)"
-            text += "; allow it with: sudo sysctl -w net.ipv4.ip_unprivileged_port_start=319 (net.ipv4.ip_unprivileged_port_start is \(unprivilegedStart) now), or: sudo setcap cap_net_bind_service=+ep \(exe)"
-        } else {
-            text += "; stop the program that holds them (a PTP daemon such as ptp4l or nqptp)"
-        }
-        return Check(name: "ptp ports", ok: false, text: text)
-    }
-
-    static func executablePath() -> String? {
-        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        return Check(name: "ptp ports", ok: false, text: problem)
     }
 
     /// CLOCK_MONOTONIC: readable, never going back, with at most 1 ms resolution.

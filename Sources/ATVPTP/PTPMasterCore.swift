@@ -1,0 +1,312 @@
+// The PTP grandmaster as a pure state machine: monotonic nanoseconds and received datagrams in;
+// datagrams to send and the next time to be woken out. Two-step: each Sync is followed by a
+// Follow_Up carrying the Sync's egress time, which the I/O shell reports (`syncSent`) right after
+// writing the Sync. Reference airplay2-ptp-buffered-multiroom.md §2 (and §1.1 for nqptp).
+
+/// Which of the master's two sockets: event (UDP 319: Sync, Delay_Req) or general (UDP 320:
+/// Announce, Follow_Up, Delay_Resp, Signaling).
+public enum PTPSocket: Sendable, Hashable {
+    case event, general
+
+    /// The well-known port (and the port a receiver expects the datagram to come from).
+    public var port: Int { self == .event ? 319 : 320 }
+
+    init(_ type: PTPMessageType) { self = type.isEvent ? .event : .general }
+}
+
+/// Where a datagram goes.
+public enum PTPDestination: Sendable, Hashable, CustomStringConvertible {
+    /// 224.0.1.129 (the PTP primary multicast group), at the socket's well-known port.
+    case multicast
+    /// A host (IPv4 or IPv6 literal) and port.
+    case unicast(host: String, port: Int)
+
+    public static let multicastGroup = "224.0.1.129"
+
+    public var description: String {
+        switch self {
+        case .multicast: "\(Self.multicastGroup)"
+        case .unicast(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        }
+    }
+}
+
+/// One datagram for the shell to send.
+public struct PTPOutgoing: Sendable, Hashable {
+    /// The socket to send from (so the source port equals the well-known destination port).
+    public var socket: PTPSocket
+    public var destination: PTPDestination
+    public var bytes: [UInt8]
+    /// For a Sync: report its egress time with `syncSent(_:at:)` to get the Follow_Up.
+    public var syncToken: PTPMasterCore.SyncToken?
+}
+
+/// Something worth logging.
+public enum PTPMasterEvent: Sendable, Hashable {
+    /// A follower's first Delay_Req (from that host).
+    case followerSeen(host: String, port: PTPPortIdentity)
+    /// An Announce from another clock (nqptp's "awakening" burst, a receiver's own master):
+    /// ignored, the master never yields.
+    case announceIgnored(host: String, grandmaster: PTPClockIdentity, priority1: UInt8)
+    /// A unicast-transmission request answered with a grant.
+    case granted(host: String, messageTypes: [UInt8], duration: UInt32)
+    /// A datagram that is not a PTP message we understand.
+    case malformed(host: String, PTPParseError)
+}
+
+/// What a call returns: datagrams to send now, events, and when to call `tick` next.
+public struct PTPMasterOutput: Sendable {
+    public var send: [PTPOutgoing] = []
+    public var events: [PTPMasterEvent] = []
+    /// Monotonic nanoseconds at which `tick` has something to do.
+    public var wakeAt: UInt64
+}
+
+/// The master's settings: its identity, the Announce dataset and the intervals.
+public struct PTPMasterConfig: Sendable, Hashable {
+    public var clockIdentity: PTPClockIdentity
+    /// sourcePortIdentity.portNumber: 0x8005 as LAP and CLI send ("as iOS").
+    public var portNumber: UInt16 = 0x8005
+    public var domain: UInt8 = 0
+    /// majorSdoId / transportSpecific: 1 (gPTP / AirPlay).
+    public var majorSdoId: UInt8 = 1
+    /// The Announce dataset (reference §2.4, what LAP and CLI copy from iOS): priority1 128,
+    /// clockClass 6 (synchronized to a primary reference), accuracy 0x21 (within 100 ns),
+    /// variance 0x436A, priority2 128, timeSource GPS. It out-ranks every receiver default
+    /// (clockClass 248), and the master never yields to a better Announce anyway (§2.9).
+    public var priority1: UInt8 = 128
+    public var clockClass: UInt8 = 6
+    public var clockAccuracy: UInt8 = 0x21
+    public var offsetScaledLogVariance: UInt16 = 0x436A
+    public var priority2: UInt8 = 128
+    public var timeSource: UInt8 = 0x20
+    /// Announce's currentUtcOffset (TAI − UTC) and whether to flag it valid (not by default:
+    /// flags 0x0408 as iOS sends; linuxptp then assumes 37 s, which the TAI timescale matches).
+    public var currentUtcOffset: Int16 = 37
+    public var utcOffsetValid = false
+    /// log2 seconds: Sync/Follow_Up every 125 ms (−3), Announce every 1 s (0).
+    public var logSyncInterval: Int8 = -3
+    public var logAnnounceInterval: Int8 = 0
+    /// Nanoseconds added to the monotonic clock to get the PTP timescale (the shell sets TAI at
+    /// start; any constant keeps the timescale monotonic).
+    public var timescaleOffset: Int64 = 0
+    /// Send to 224.0.1.129 while no unicast peer is known (CLI's fallback; LAP never does).
+    public var multicastWhenNoPeers = true
+
+    public init(clockIdentity: PTPClockIdentity) { self.clockIdentity = clockIdentity }
+
+    var syncInterval: UInt64 { Self.nanoseconds(log: logSyncInterval) }
+    var announceInterval: UInt64 { Self.nanoseconds(log: logAnnounceInterval) }
+
+    static func nanoseconds(log: Int8) -> UInt64 {
+        let l = max(-10, min(10, Int(log)))
+        return l >= 0 ? 1_000_000_000 << UInt64(l) : 1_000_000_000 >> UInt64(-l)
+    }
+}
+
+/// The master.
+public struct PTPMasterCore: Sendable {
+    /// Identifies a Sync awaiting its egress time.
+    public struct SyncToken: Sendable, Hashable {
+        public var sequenceId: UInt16
+        public var destination: PTPDestination
+    }
+
+    public let config: PTPMasterConfig
+    public var identity: PTPPortIdentity { PTPPortIdentity(clock: config.clockIdentity, port: config.portNumber) }
+
+    /// Unicast peers added by the session layer (SETPEERS): sent to until removed, silent or not.
+    public private(set) var peers: [String] = []
+    /// Peers that asked for unicast transmission, with the grant's end (monotonic ns).
+    public private(set) var granted: [String: UInt64] = [:]
+    /// Hosts whose Delay_Req we answered.
+    public private(set) var followers: Set<String> = []
+
+    private var syncSequence: UInt16 = 0
+    private var announceSequence: UInt16 = 0
+    private var signalingSequence: UInt16 = 0
+    private var nextSync: UInt64?
+    private var nextAnnounce: UInt64?
+
+    public init(config: PTPMasterConfig) { self.config = config }
+
+    /// The PTP timescale at monotonic time `now`.
+    public func ptpTime(_ now: UInt64) -> PTPTimestamp {
+        PTPTimestamp(nanoseconds: UInt64(clamping: Int64(clamping: now) &+ config.timescaleOffset))
+    }
+
+    /// Where periodic messages go now: every peer and granted host (unicast to the socket's
+    /// port), or the multicast group when there is none.
+    public var destinations: [PTPDestination] {
+        let hosts = peers + granted.keys.sorted().filter { !peers.contains($0) }
+        if hosts.isEmpty { return config.multicastWhenNoPeers ? [.multicast] : [] }
+        return hosts.map { .unicast(host: $0, port: 0) }
+    }
+
+    /// Starts: an Announce at once, then the first Sync.
+    public mutating func start(now: UInt64) -> PTPMasterOutput {
+        nextAnnounce = now
+        nextSync = now
+        return tick(now: now)
+    }
+
+    /// Sends what is due at `now`.
+    public mutating func tick(now: UInt64) -> PTPMasterOutput {
+        var out = PTPMasterOutput(wakeAt: now)
+        granted = granted.filter { $0.value > now }
+        let targets = destinations
+        if let due = nextAnnounce, due <= now {
+            for d in targets { out.send.append(announce(to: d)) }
+            announceSequence &+= 1
+            nextAnnounce = Self.advance(due, by: config.announceInterval, past: now)
+        }
+        if let due = nextSync, due <= now {
+            for d in targets { out.send.append(sync(to: d)) }
+            syncSequence &+= 1
+            nextSync = Self.advance(due, by: config.syncInterval, past: now)
+        }
+        out.wakeAt = min(nextAnnounce ?? .max, nextSync ?? .max)
+        return out
+    }
+
+    /// The next slot after `now` on the cadence that started at `due` (slots missed while the
+    /// process was stalled are skipped, not sent in a burst).
+    static func advance(_ due: UInt64, by interval: UInt64, past now: UInt64) -> UInt64 {
+        let next = due &+ interval
+        return next > now ? next : now &+ interval - (now &- due) % interval
+    }
+
+    /// The Sync with `token` left at monotonic `egress`: its Follow_Up, to send at once.
+    public func syncSent(_ token: SyncToken, at egress: UInt64) -> PTPOutgoing {
+        let header = header(.followUp, sequence: token.sequenceId, flags: Self.flags([.ptpTimescale], token.destination),
+                            log: config.logSyncInterval)
+        let message = PTPMessage(header: header, body: .followUp(preciseOrigin: ptpTime(egress)),
+                                 tlvs: [.followUpInformation, .appleClockIdentity(config.clockIdentity)])
+        return PTPOutgoing(socket: .general, destination: Self.on(.general, token.destination), bytes: message.encoded())
+    }
+
+    /// Adds a unicast peer (a receiver of the session); it gets an Announce at once, and Syncs
+    /// from the next slot of the running cadence.
+    public mutating func addPeer(_ host: String, now: UInt64) -> PTPMasterOutput {
+        var out = PTPMasterOutput(wakeAt: min(nextAnnounce ?? .max, nextSync ?? .max))
+        guard !peers.contains(host) else { return out }
+        peers.append(host)
+        if nextAnnounce != nil {
+            out.send.append(announce(to: .unicast(host: host, port: 0)))
+            announceSequence &+= 1
+        }
+        return out
+    }
+
+    /// Stops sending to `host` (unless it holds a unicast grant).
+    public mutating func removePeer(_ host: String) {
+        peers.removeAll { $0 == host }
+    }
+
+    /// A datagram that arrived on `socket` from `host:port` at monotonic `now` (the receive
+    /// timestamp of a Delay_Req).
+    public mutating func received(_ bytes: [UInt8], from host: String, port: Int, on socket: PTPSocket,
+                                  at now: UInt64) -> PTPMasterOutput {
+        var out = PTPMasterOutput(wakeAt: min(nextAnnounce ?? .max, nextSync ?? .max))
+        let message: PTPMessage
+        do {
+            message = try PTPMessage(parsing: bytes)
+        } catch {
+            out.events.append(.malformed(host: host, error))
+            return out
+        }
+        // Our own multicast looped back, or another domain: not for us.
+        guard message.header.source.clock != config.clockIdentity, message.header.domain == config.domain else { return out }
+        switch message.body {
+        case .delayReq:
+            // Delay_Resp from 320 to the follower's general port: 320 when it sent from a PTP
+            // port, else (a follower on an ephemeral port) back to where the request came from.
+            let replyPort = (port == 319 || port == 320) ? 320 : port
+            let header = header(.delayResp, sequence: message.header.sequenceId, flags: [.twoStep, .unicast, .ptpTimescale],
+                                log: config.logSyncInterval)
+            var h = header
+            h.correction = message.header.correction
+            let response = PTPMessage(header: h, body: .delayResp(receive: ptpTime(now), requesting: message.header.source))
+            out.send.append(PTPOutgoing(socket: .general, destination: .unicast(host: host, port: replyPort), bytes: response.encoded()))
+            if followers.insert(host).inserted {
+                out.events.append(.followerSeen(host: host, port: message.header.source))
+            }
+        case .announce(let a):
+            out.events.append(.announceIgnored(host: host, grandmaster: a.grandmasterIdentity, priority1: a.priority1))
+        case .signaling:
+            let requests = message.unicastRequests
+            guard !requests.isEmpty else { break }
+            var grants: [PTPTLV] = []
+            var longest: UInt32 = 0
+            for r in requests {
+                let duration = r.duration == 0 ? 300 : r.duration
+                longest = max(longest, duration)
+                grants.append(PTPUnicastTransmission(messageType: r.messageType, logInterMessagePeriod: r.logInterMessagePeriod,
+                                                     duration: duration, renewalInvited: true).grantTLV)
+            }
+            // Sync and Announce grants put the host on the unicast list until they end.
+            if requests.contains(where: { $0.messageType == PTPMessageType.sync.rawValue || $0.messageType == PTPMessageType.announce.rawValue }) {
+                let end = now &+ UInt64(longest) * 1_000_000_000
+                let isNew = granted[host] == nil && !peers.contains(host)
+                granted[host] = max(granted[host] ?? 0, end)
+                if isNew {
+                    out.send.append(announce(to: .unicast(host: host, port: 0)))
+                    announceSequence &+= 1
+                }
+            }
+            var h = header(.signaling, sequence: message.header.sequenceId, flags: [.unicast], log: 0x7F)
+            h.controlField = 5
+            let reply = PTPMessage(header: h, body: .signaling(target: message.header.source), tlvs: grants)
+            let replyPort = (port == 319 || port == 320) ? 320 : port
+            out.send.insert(PTPOutgoing(socket: .general, destination: .unicast(host: host, port: replyPort), bytes: reply.encoded()), at: 0)
+            out.events.append(.granted(host: host, messageTypes: requests.map(\.messageType), duration: longest))
+        default:
+            // Sync / Follow_Up of another master, Pdelay, Management (pmc): nothing to answer.
+            break
+        }
+        return out
+    }
+
+    // MARK: - Messages
+
+    func header(_ type: PTPMessageType, sequence: UInt16, flags: PTPFlags, log: Int8) -> PTPHeader {
+        PTPHeader(type: type, source: identity, sequenceId: sequence, flags: flags, logMessageInterval: log,
+                  majorSdoId: config.majorSdoId, domain: config.domain)
+    }
+
+    /// The Announce dataset.
+    public var announceBody: PTPAnnounce {
+        PTPAnnounce(priority1: config.priority1, clockClass: config.clockClass, clockAccuracy: config.clockAccuracy,
+                    offsetScaledLogVariance: config.offsetScaledLogVariance, priority2: config.priority2,
+                    grandmasterIdentity: config.clockIdentity, timeSource: config.timeSource,
+                    currentUtcOffset: config.currentUtcOffset)
+    }
+
+    func announce(to destination: PTPDestination) -> PTPOutgoing {
+        var flags = Self.flags([.ptpTimescale], destination)
+        if config.utcOffsetValid { flags.insert(.currentUtcOffsetValid) }
+        let message = PTPMessage(header: header(.announce, sequence: announceSequence, flags: flags, log: config.logAnnounceInterval),
+                                 body: .announce(announceBody), tlvs: [.pathTrace(config.clockIdentity)])
+        return PTPOutgoing(socket: .general, destination: Self.on(.general, destination), bytes: message.encoded())
+    }
+
+    func sync(to destination: PTPDestination) -> PTPOutgoing {
+        let message = PTPMessage(header: header(.sync, sequence: syncSequence, flags: Self.flags([.twoStep, .ptpTimescale], destination), log: config.logSyncInterval),
+                                 body: .sync(origin: .zero))
+        return PTPOutgoing(socket: .event, destination: Self.on(.event, destination), bytes: message.encoded(),
+                           syncToken: SyncToken(sequenceId: syncSequence, destination: destination))
+    }
+
+    /// `flags` plus unicastFlag for a unicast destination.
+    static func flags(_ flags: PTPFlags, _ destination: PTPDestination) -> PTPFlags {
+        destination == .multicast ? flags : flags.union(.unicast)
+    }
+
+    /// A destination on the socket's well-known port.
+    static func on(_ socket: PTPSocket, _ destination: PTPDestination) -> PTPDestination {
+        switch destination {
+        case .multicast: .multicast
+        case .unicast(let host, _): .unicast(host: host, port: socket.port)
+        }
+    }
+}

@@ -1,0 +1,240 @@
+import ATVPTP
+import ATVTestSupport
+import Testing
+
+/// The master state machine with an injected monotonic clock: cadence, two-step Follow_Up,
+/// Delay_Resp, unicast grants, ignored Announces, peers. No sockets, no waiting.
+@Suite struct PTPMasterCoreTests {
+    static let clock = PTPClockIdentity(0x0242_ACFF_FE11_0002)
+    static let follower = PTPPortIdentity(clock: PTPClockIdentity(0x1122_33FF_FE44_5566), port: 1)
+    static let ms: UInt64 = 1_000_000
+    static let t0: UInt64 = 1_000 * 1_000_000_000  // an uptime of 1000 s
+
+    static func core(offset: Int64 = 0) -> PTPMasterCore {
+        var config = PTPMasterConfig(clockIdentity: clock)
+        config.timescaleOffset = offset
+        return PTPMasterCore(config: config)
+    }
+
+    static func messages(_ out: PTPMasterOutput) throws -> [PTPMessage] {
+        try out.send.map { try PTPMessage(parsing: $0.bytes) }
+    }
+
+    @Test func startSendsAnAnnounceAndASyncToTheMulticastGroup() throws {
+        var core = Self.core()
+        let out = core.start(now: Self.t0)
+        let m = try Self.messages(out)
+        #expect(m.map(\.type) == [.announce, .sync])
+        #expect(out.send.map(\.socket) == [.general, .event])
+        #expect(out.send.map(\.destination) == [.multicast, .multicast])
+        #expect(out.wakeAt == Self.t0 + 125 * Self.ms)
+        for message in m {
+            #expect(message.header.majorSdoId == 1)
+            #expect(message.header.domain == 0)
+            #expect(message.header.source == PTPPortIdentity(clock: Self.clock, port: 0x8005))
+            #expect(!message.header.flags.contains(.unicast), "multicast messages carry no unicastFlag")
+        }
+        guard case .announce(let a) = m[0].body else { Issue.record("no Announce"); return }
+        #expect(a.grandmasterIdentity == Self.clock)
+        #expect(a.priority1 == 128 && a.clockClass == 6 && a.clockAccuracy == 0x21 && a.offsetScaledLogVariance == 0x436A)
+        #expect(a.priority2 == 128 && a.stepsRemoved == 0 && a.timeSource == 0x20)
+        #expect(m[0].tlvs == [.pathTrace(Self.clock)])
+        #expect(m[1].header.flags.contains(.twoStep))
+        #expect(m[1].body == .sync(origin: .zero))
+    }
+
+    @Test func followUpCarriesTheSyncEgressTimeOnTheTimescale() throws {
+        // Timescale = monotonic + offset (the shell sets TAI at start).
+        let offset: Int64 = 1_700_000_037 * 1_000_000_000
+        var core = Self.core(offset: offset)
+        let out = core.start(now: Self.t0)
+        let sync = try #require(out.send.first { $0.syncToken != nil })
+        let egress = Self.t0 + 42_000
+        let follow = core.syncSent(try #require(sync.syncToken), at: egress)
+        #expect(follow.socket == .general)
+        #expect(follow.destination == .multicast)
+        let m = try PTPMessage(parsing: follow.bytes)
+        #expect(m.type == .followUp)
+        #expect(m.header.sequenceId == (try PTPMessage(parsing: sync.bytes)).header.sequenceId)
+        #expect(m.body == .followUp(preciseOrigin: PTPTimestamp(nanoseconds: UInt64(Int64(egress) + offset))))
+        #expect(m.tlvs == [.followUpInformation, .appleClockIdentity(Self.clock)])
+        #expect(follow.bytes.count == 96)
+        #expect(core.ptpTime(egress) == PTPTimestamp(nanoseconds: UInt64(Int64(egress) + offset)))
+    }
+
+    @Test func tenSecondsGiveEightySyncsAndTenAnnouncesInSequence() throws {
+        var core = Self.core()
+        var out = core.start(now: Self.t0)
+        var all = try Self.messages(out)
+        let end = Self.t0 + 10_000 * Self.ms
+        while out.wakeAt < end {
+            // The timer fires a little late, as a loaded machine's does.
+            out = core.tick(now: out.wakeAt + 3 * Self.ms)
+            all += try Self.messages(out)
+        }
+        let syncs = all.filter { $0.type == .sync }, announces = all.filter { $0.type == .announce }
+        #expect(syncs.count == 80)
+        #expect(announces.count == 10)
+        #expect(syncs.map(\.header.sequenceId) == (0..<80).map(UInt16.init))
+        #expect(announces.map(\.header.sequenceId) == (0..<10).map(UInt16.init))
+        #expect(Set(syncs.map(\.header.logMessageInterval)) == [-3])
+        #expect(Set(announces.map(\.header.logMessageInterval)) == [0])
+    }
+
+    @Test func aStalledProcessSkipsMissedSlotsInsteadOfBursting() throws {
+        var core = Self.core()
+        _ = core.start(now: Self.t0)
+        let out = core.tick(now: Self.t0 + 5_000 * Self.ms)
+        let m = try Self.messages(out)
+        #expect(m.filter { $0.type == .sync }.count == 1)
+        #expect(m.filter { $0.type == .announce }.count == 1)
+        #expect(out.wakeAt > Self.t0 + 5_000 * Self.ms && out.wakeAt <= Self.t0 + 5_125 * Self.ms)
+        // Nothing is due before wakeAt.
+        #expect(core.tick(now: out.wakeAt - 1).send.isEmpty)
+    }
+
+    @Test func delayRequestIsAnsweredFromTheGeneralPortEchoingSequenceAndRequester() throws {
+        var core = Self.core(offset: 5_000_000_000)
+        _ = core.start(now: Self.t0)
+        let req = PTPMessage(header: PTPHeader(type: .delayReq, source: Self.follower, sequenceId: 0xBEEF, flags: [],
+                                               logMessageInterval: 0x7F, correction: 0x10000),
+                             body: .delayReq(origin: .zero)).encoded()
+        let rx = Self.t0 + 7 * Self.ms
+        let out = core.received(req, from: "192.0.2.2", port: 319, on: .event, at: rx)
+        #expect(out.send.count == 1)
+        let reply = try #require(out.send.first)
+        #expect(reply.socket == .general)
+        #expect(reply.destination == .unicast(host: "192.0.2.2", port: 320))
+        let m = try PTPMessage(parsing: reply.bytes)
+        #expect(m.type == .delayResp)
+        #expect(m.header.sequenceId == 0xBEEF)
+        #expect(m.header.correction == 0x10000)
+        #expect(m.header.flags == [.twoStep, .unicast, .ptpTimescale])
+        #expect(m.body == .delayResp(receive: PTPTimestamp(nanoseconds: rx + 5_000_000_000), requesting: Self.follower))
+        #expect(out.events == [.followerSeen(host: "192.0.2.2", port: Self.follower)])
+        // Also on the general socket; a second request from the same host is not news.
+        let again = core.received(req, from: "192.0.2.2", port: 320, on: .general, at: rx + Self.ms)
+        #expect(again.send.map(\.destination) == [.unicast(host: "192.0.2.2", port: 320)])
+        #expect(again.events.isEmpty)
+        // A follower on an ephemeral port gets the answer there.
+        let ephemeral = core.received(req, from: "192.0.2.3", port: 40_000, on: .event, at: rx)
+        #expect(ephemeral.send.map(\.destination) == [.unicast(host: "192.0.2.3", port: 40_000)])
+        #expect(core.followers == ["192.0.2.2", "192.0.2.3"])
+    }
+
+    /// nqptp's "awakening" Announce (priority1 one better than ours, its own EUI-64 as
+    /// grandmaster; reference §1.1) changes nothing: no answer, and we keep announcing ourselves.
+    @Test func betterAnnouncesAreIgnored() throws {
+        var core = Self.core()
+        let first = core.start(now: Self.t0)
+        let nq = PTPClockIdentity(0xAABB_CCFF_FEDD_EEFF)
+        var header = PTPHeader(type: .announce, source: PTPPortIdentity(clock: nq, port: 32776), sequenceId: 1,
+                               flags: [.unicast, .ptpTimescale], logMessageInterval: -2)
+        header.controlField = 5
+        let awakening = PTPMessage(header: header, body: .announce(PTPAnnounce(
+            priority1: 127, clockClass: 0xF8, clockAccuracy: 0xFE, offsetScaledLogVariance: 0x436A, priority2: 128,
+            grandmasterIdentity: nq, timeSource: 0xA0, currentUtcOffset: 37))).encoded()
+        let out = core.received(awakening, from: "192.0.2.9", port: 320, on: .general, at: Self.t0 + Self.ms)
+        #expect(out.send.isEmpty)
+        #expect(out.events == [.announceIgnored(host: "192.0.2.9", grandmaster: nq, priority1: 127)])
+        #expect(out.wakeAt == first.wakeAt)
+        let later = try Self.messages(core.tick(now: Self.t0 + 1_000 * Self.ms))
+        guard case .announce(let a)? = later.first(where: { $0.type == .announce })?.body else { Issue.record("no Announce"); return }
+        #expect(a.grandmasterIdentity == Self.clock)
+    }
+
+    @Test func unicastRequestsAreGrantedAndTheRequesterGetsUnicastUntilTheGrantEnds() throws {
+        var core = Self.core()
+        _ = core.start(now: Self.t0)
+        let requests = [PTPUnicastTransmission(messageType: 0xB, logInterMessagePeriod: 0, duration: 60),
+                        PTPUnicastTransmission(messageType: 0x0, logInterMessagePeriod: -3, duration: 60),
+                        PTPUnicastTransmission(messageType: 0x9, logInterMessagePeriod: -3, duration: 0)]
+        let signaling = PTPMessage(header: PTPHeader(type: .signaling, source: Self.follower, sequenceId: 77, flags: [.unicast],
+                                                     logMessageInterval: 0x7F),
+                                   body: .signaling(target: .all), tlvs: requests.map(\.requestTLV)).encoded()
+        let now = Self.t0 + 10 * Self.ms
+        let out = core.received(signaling, from: "192.0.2.2", port: 320, on: .general, at: now)
+        let m = try Self.messages(out)
+        #expect(m.map(\.type) == [.signaling, .announce])
+        #expect(out.send[0].destination == .unicast(host: "192.0.2.2", port: 320))
+        #expect(m[0].header.sequenceId == 77)
+        #expect(m[0].header.logMessageInterval == 0x7F)
+        #expect(m[0].header.flags == [.unicast])
+        #expect(m[0].body == .signaling(target: Self.follower))
+        #expect(m[0].unicastGrants == [
+            PTPUnicastTransmission(messageType: 0xB, logInterMessagePeriod: 0, duration: 60, renewalInvited: true),
+            PTPUnicastTransmission(messageType: 0x0, logInterMessagePeriod: -3, duration: 60, renewalInvited: true),
+            PTPUnicastTransmission(messageType: 0x9, logInterMessagePeriod: -3, duration: 300, renewalInvited: true),
+        ])
+        #expect(out.events == [.granted(host: "192.0.2.2", messageTypes: [0xB, 0, 9], duration: 300)])
+        #expect(core.destinations == [.unicast(host: "192.0.2.2", port: 0)])
+        let next = core.tick(now: Self.t0 + 125 * Self.ms)
+        #expect(next.send.map(\.destination) == [.unicast(host: "192.0.2.2", port: 319)])
+        // After the grant (300 s) the master falls back to multicast.
+        let after = core.tick(now: now + 301_000 * Self.ms)
+        #expect(Set(after.send.map(\.destination)) == [.multicast])
+    }
+
+    @Test func peersGetUnicastAndAnImmediateAnnounceAndAreKeptWhileSilent() throws {
+        var core = Self.core()
+        _ = core.start(now: Self.t0)
+        let added = core.addPeer("192.0.2.5", now: Self.t0 + Self.ms)
+        let m = try Self.messages(added)
+        #expect(m.map(\.type) == [.announce])
+        #expect(added.send[0].destination == .unicast(host: "192.0.2.5", port: 320))
+        #expect(m[0].header.flags == [.unicast, .ptpTimescale])
+        _ = core.addPeer("2001:db8::5", now: Self.t0 + 2 * Self.ms)
+        #expect(core.addPeer("192.0.2.5", now: Self.t0 + 3 * Self.ms).send.isEmpty)
+        // An hour later, with nothing ever heard from them, both still get every Sync.
+        var out = core.tick(now: Self.t0 + 3_600_000 * Self.ms)
+        #expect(out.send.filter { $0.syncToken != nil }.map(\.destination) ==
+                [.unicast(host: "192.0.2.5", port: 319), .unicast(host: "2001:db8::5", port: 319)])
+        let follow = core.syncSent(try #require(out.send.first { $0.syncToken != nil }?.syncToken), at: Self.t0)
+        #expect(follow.destination == .unicast(host: "192.0.2.5", port: 320))
+        #expect(try PTPMessage(parsing: follow.bytes).header.flags == [.unicast, .ptpTimescale])
+        core.removePeer("192.0.2.5")
+        core.removePeer("2001:db8::5")
+        out = core.tick(now: out.wakeAt)
+        #expect(Set(out.send.map(\.destination)) == [.multicast])
+    }
+
+    /// With the reference's parameters, the master's unicast Announce is §2.10's byte for byte
+    /// (but for the sequenceId, which starts at 0).
+    @Test func unicastAnnounceIsTheReferenceAnnounce() throws {
+        var config = PTPMasterConfig(clockIdentity: Self.clock)
+        config.currentUtcOffset = 0
+        var core = PTPMasterCore(config: config)
+        _ = core.addPeer("192.0.2.5", now: Self.t0)
+        let out = core.start(now: Self.t0)
+        var expected = hex(PTPMessageTests.announceHex)
+        expected[30] = 0
+        expected[31] = 0
+        #expect(out.send.first.map { hexString($0.bytes) } == hexString(expected))
+        var sync = hex(PTPMessageTests.syncHex)
+        sync[30] = 0
+        sync[31] = 0
+        #expect(out.send.last.map { hexString($0.bytes) } == hexString(sync))
+    }
+
+    @Test func garbageOurOwnEchoAndOtherDomainsAreIgnored() throws {
+        var core = Self.core()
+        let start = core.start(now: Self.t0)
+        var rng = SplitMix64(seed: TestSeed.value(default: 0x5054_5032))
+        for _ in 0..<2_000 {
+            let bytes = randomBytes(Int.random(in: 0...100, using: &rng), using: &rng)
+            let out = core.received(bytes, from: "192.0.2.2", port: 319, on: .event, at: Self.t0)
+            // Whatever it answers (a Delay_Resp, a grant) is a well-formed message.
+            #expect(out.send.allSatisfy { (try? PTPMessage(parsing: $0.bytes)) != nil })
+        }
+        // Our own multicast Sync looped back: no answer.
+        for out in start.send {
+            #expect(core.received(out.bytes, from: "192.0.2.1", port: out.socket.port, on: out.socket, at: Self.t0).send.isEmpty)
+        }
+        var other = PTPHeader(type: .delayReq, source: Self.follower, sequenceId: 1, flags: [], logMessageInterval: 0x7F)
+        other.domain = 4
+        let req = PTPMessage(header: other, body: .delayReq(origin: .zero)).encoded()
+        #expect(core.received(req, from: "192.0.2.2", port: 319, on: .event, at: Self.t0).send.isEmpty)
+        let bad = core.received([0x10, 0x02], from: "192.0.2.2", port: 319, on: .event, at: Self.t0)
+        #expect(bad.events == [.malformed(host: "192.0.2.2", .truncated(needed: 34, have: 2))])
+    }
+}
