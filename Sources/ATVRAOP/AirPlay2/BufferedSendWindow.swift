@@ -137,9 +137,10 @@ public struct BufferedSendWindow: Sendable {
         let limit = head + frames(in: configuration.maximumLead)
         let spf = UInt64(configuration.framesPerPacket)
         let byTime = nextPosition < limit ? (limit - nextPosition + spf - 1) / spf : 0
-        let estimate = largestFrame > 0 ? largestFrame : BufferedAudioPacket.maximumFrameSize
+        // Before the first packet its size is unknown: one goes out to learn it. A buffer smaller
+        // than one packet still takes one at a time.
         let room = configuration.audioBufferSize - bytesInFlight
-        let byBytes = room > 0 ? room / estimate : 0
+        let byBytes = largestFrame == 0 ? 1 : max(room > 0 ? room / largestFrame : 0, bytesInFlight == 0 ? 1 : 0)
         return Int(min(byTime, UInt64(byBytes)))
     }
 
@@ -156,15 +157,14 @@ public struct BufferedSendWindow: Sendable {
         let lead = frames(in: configuration.maximumLead)
         var needed = nextPosition >= lead ? nextPosition - lead + 1 : 0
         // Bytes: enough in-flight packets must have played for one more frame to fit.
-        let estimate = largestFrame > 0 ? largestFrame : BufferedAudioPacket.maximumFrameSize
+        // (Draining every packet in flight always opens: see `packetsAllowed`.)
         var freed = configuration.audioBufferSize - bytesInFlight
         var i = inFlightHead
-        while freed < estimate, i < inFlight.count {
+        while freed < largestFrame, i < inFlight.count {
             freed += inFlight[i].bytes
             needed = max(needed, inFlight[i].end)
             i += 1
         }
-        guard freed >= estimate else { return nil }  // a buffer smaller than one packet never opens
         guard needed > p0 else { return max(now, t0) }
         return max(now, t0 + nanoseconds(for: needed - p0))
     }
