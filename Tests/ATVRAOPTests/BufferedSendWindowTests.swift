@@ -1,5 +1,6 @@
 import ATVCore
 @testable import ATVRAOP
+import ATVTestSupport
 import Testing
 
 /// The send-ahead window of a buffered stream: back-pressure by lead time and by the receiver's
@@ -14,21 +15,22 @@ struct BufferedSendWindowTests {
     /// Each packet: a 1000-byte codec frame = 1038 bytes on the connection.
     static let payload = 1000
 
-    static func window(bufferSize: Int = 8_388_608) -> BufferedSendWindow {
-        BufferedSendWindow(configuration: .init(audioBufferSize: bufferSize, clockID: clockID), rtpBase: 1000, firstSequence: 7)
+    static func window(bufferSize: Int = 8_388_608, maximumPacketBytes: Int = 16_384) -> BufferedSendWindow {
+        BufferedSendWindow(configuration: .init(audioBufferSize: bufferSize, clockID: clockID, maximumPacketBytes: maximumPacketBytes),
+                           rtpBase: 1000, firstSequence: 7)
     }
 
     static func write(_ n: Int, into w: inout BufferedSendWindow) {
         for _ in 0 ..< n { _ = w.write(payloadBytes: payload) }
     }
 
-    @Test("before the first anchor: one packet to learn the size, then up to 3 s ahead (376 packets), then nothing")
+    @Test("before the first anchor: up to 3 s ahead (376 packets), then nothing")
     func prebuffer() {
         var w = Self.window()
-        #expect(w.packetsAllowed(now: 0) == 1)
+        // ceil(132300 / 352) = 376 packets start within 3 s of the playhead (8 MiB holds 512 of 16 KiB).
+        #expect(w.packetsAllowed(now: 0) == 376)
         let first = w.write(payloadBytes: Self.payload)
         #expect(first.sequenceNumber == 7 && first.timestamp == 1000)
-        // ceil(132300 / 352) = 376 packets start within 3 s of the playhead.
         #expect(w.packetsAllowed(now: 0) == 375)
         Self.write(375, into: &w)
         #expect(w.nextPosition == 376 * 352)
@@ -63,12 +65,11 @@ struct BufferedSendWindowTests {
         #expect(w.playhead(now: Self.t0 - Self.second) == 0)
     }
 
-    @Test("back-pressure by audioBufferSize: bytes written and not yet played stay within it")
+    @Test("back-pressure by audioBufferSize: bytes written and not yet played stay within it, packets counted at their largest")
     func byteLimit() throws {
-        var w = Self.window(bufferSize: 10_000)
-        Self.write(1, into: &w)
-        #expect(w.packetsAllowed(now: 0) == 8)  // (10000 − 1038) / 1038
-        Self.write(8, into: &w)
+        var w = Self.window(bufferSize: 10_000, maximumPacketBytes: 1038)
+        #expect(w.packetsAllowed(now: 0) == 9)  // 10000 / 1038
+        Self.write(9, into: &w)
         #expect(w.packetsAllowed(now: 0) == 0)
         #expect(w.bytesAhead == 9342)
         _ = w.start(at: Self.t0)
@@ -79,7 +80,8 @@ struct BufferedSendWindowTests {
         #expect(w.packetsAllowed(now: opening - 1) == 0)
         #expect(w.packetsAllowed(now: opening) == 1)
         // A buffer smaller than one packet still takes one at a time.
-        var tiny = Self.window(bufferSize: 100)
+        var tiny = Self.window(bufferSize: 100, maximumPacketBytes: 1038)
+        #expect(tiny.packetsAllowed(now: 0) == 1)
         Self.write(1, into: &tiny)
         #expect(tiny.packetsAllowed(now: 0) == 0)
         _ = tiny.start(at: 0)
@@ -159,5 +161,55 @@ struct BufferedSendWindowTests {
         _ = w.start(at: 0)
         let day: UInt64 = 86_400 * Self.second
         #expect(w.playhead(now: 400 * day) == 400 * 86_400 * 44_100)
+    }
+
+    @Test("a shell that writes what is allowed, with random pauses, resumes and seeks: never more than 3 s ahead, never more bytes than the buffer, flushes name the next packet")
+    func randomShell() {
+        let seed = TestSeed.value(default: 0x103)
+        var rng = SplitMix64(seed: seed)
+        let bufferSize = 60_000
+        var w = Self.window(bufferSize: bufferSize, maximumPacketBytes: 1538)
+        let lead: UInt64 = 132_300
+        var now: UInt64 = Self.second
+        var started = false
+        var pendingFlush: BufferedFlush?
+        for _ in 0 ..< 2000 {
+            now += UInt64.random(in: 0 ... 50_000_000, using: &rng)
+            switch UInt8.random(in: 0 ..< 40, using: &rng) {
+            case 0: _ = w.pause(now: now)
+            case 1: _ = w.resume(now: now); started = true
+            case 2: pendingFlush = w.seek(toSourceFrame: UInt64.random(in: 0 ... 10_000_000, using: &rng), now: now).flush
+            case 3 where !started: _ = w.start(at: now); started = true
+            default: break
+            }
+            let n = w.packetsAllowed(now: now)
+            for _ in 0 ..< n {
+                let numbers = w.write(payloadBytes: Int.random(in: 0 ... 1500, using: &rng))
+                if let flush = pendingFlush {
+                    #expect(numbers.sequenceNumber == flush.untilSequence && numbers.timestamp == flush.untilTimestamp, "seed \(seed)")
+                    pendingFlush = nil
+                }
+            }
+            if n > 0 {
+                #expect(w.nextPosition - 352 < w.playhead(now: now) + lead, "seed \(seed)")
+                #expect(w.bytesAhead <= bufferSize, "seed \(seed)")
+            }
+            if let opening = w.nextOpening(now: now) {
+                #expect(opening >= now, "seed \(seed)")
+            }
+        }
+    }
+
+    @Test("a format sets rate, frames per packet and the largest packet (AAC: 6144 bits per channel; ALAC: uncompressed + 16)")
+    func formatConfiguration() {
+        let alac = BufferedSendWindow.Configuration(format: .alac44100x16Stereo, clockID: 1)
+        #expect(alac.sampleRate == 44_100 && alac.framesPerPacket == 352 && alac.maximumPacketBytes == 38 + 352 * 4 + 16)
+        let aac = BufferedSendWindow.Configuration(format: .aacLC48000Stereo, clockID: 1)
+        #expect(aac.sampleRate == 48_000 && aac.framesPerPacket == 1024 && aac.maximumPacketBytes == 38 + 1536)
+        #expect(BufferedAudioFormat.alac48000x24Stereo.maximumFrameBytes == 38 + 352 * 6 + 16)
+        #expect(BufferedAudioFormat.allCases.allSatisfy { $0.maximumFrameBytes <= BufferedAudioPacket.maximumFrameSize })
+        // 3 s of AAC at 48 kHz: ceil(144000 / 1024) = 141 packets.
+        var w = BufferedSendWindow(configuration: aac)
+        #expect(w.packetsAllowed(now: 0) == 141)
     }
 }

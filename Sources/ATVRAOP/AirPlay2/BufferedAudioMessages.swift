@@ -62,6 +62,17 @@ public enum BufferedAudioFormat: UInt32, Sendable, CaseIterable, CustomStringCon
         }
     }
 
+    /// The largest codec frame of one packet: AAC-LC at most 6144 bits per channel (ISO/IEC
+    /// 14496-3); ALAC at most its uncompressed samples plus frame header and padding.
+    public var maximumPayloadBytes: Int {
+        isAAC ? 768 * channels : framesPerPacket * channels * bitsPerSample / 8 + 16
+    }
+
+    /// The largest frame one packet makes on the data connection (prefix, header, tag, nonce tail).
+    public var maximumFrameBytes: Int {
+        BufferedAudioPacket.prefixSize + BufferedAudioPacket.minimumSealedSize + maximumPayloadBytes
+    }
+
     /// The stream SETUP `ct`: ALAC 2, AAC-LC 4 (§3.6; the AAC value is unverified).
     public var compressionType: Int { isAAC ? 4 : 2 }
 

@@ -12,9 +12,11 @@
 //
 // Back-pressure: packets may be written while (1) their first frame is less than `maximumLead`
 // ahead of the receiver's playhead (by the anchor; before the first anchor and while paused the
-// playhead stays on the first frame not yet played), and (2) the bytes written and not yet played
-// stay within the receiver's `audioBufferSize` (counted until played, which over-estimates what the
-// receiver holds: it decodes blocks shortly before their time).
+// playhead stays on the first frame not yet played), and (2) the bytes written and not yet played,
+// plus `maximumPacketBytes` for each packet allowed, stay within the receiver's `audioBufferSize`
+// (counted until played, which over-estimates what the receiver holds: it decodes blocks shortly
+// before their time). Packets are counted at their largest possible size because codec frames
+// vary (silence compresses to a few bytes).
 import ATVCore
 
 public struct BufferedSendWindow: Sendable {
@@ -30,16 +32,28 @@ public struct BufferedSendWindow: Sendable {
         public var restartDelay: UInt64
         /// Our grandmaster clock id (`networkTimeTimelineID`).
         public var clockID: UInt64
+        /// The largest frame one packet can make on the connection (`BufferedAudioFormat.maximumFrameBytes`).
+        public var maximumPacketBytes: Int
 
         public init(sampleRate: Int = 44_100, framesPerPacket: Int = 352,
                     audioBufferSize: Int = BufferedAudioStreamReply.defaultAudioBufferSize,
-                    maximumLead: UInt64 = 3_000_000_000, restartDelay: UInt64 = 300_000_000, clockID: UInt64) {
+                    maximumLead: UInt64 = 3_000_000_000, restartDelay: UInt64 = 300_000_000, clockID: UInt64,
+                    maximumPacketBytes: Int = BufferedAudioPacket.maximumFrameSize) {
             self.sampleRate = max(1, sampleRate)
             self.framesPerPacket = max(1, framesPerPacket)
             self.audioBufferSize = max(1, audioBufferSize)
             self.maximumLead = maximumLead
             self.restartDelay = restartDelay
             self.clockID = clockID
+            self.maximumPacketBytes = max(1, maximumPacketBytes)
+        }
+
+        /// The window for a format: its rate, frames per packet and largest packet.
+        public init(format: BufferedAudioFormat, audioBufferSize: Int = BufferedAudioStreamReply.defaultAudioBufferSize,
+                    maximumLead: UInt64 = 3_000_000_000, restartDelay: UInt64 = 300_000_000, clockID: UInt64) {
+            self.init(sampleRate: format.sampleRate, framesPerPacket: format.framesPerPacket, audioBufferSize: audioBufferSize,
+                      maximumLead: maximumLead, restartDelay: restartDelay, clockID: clockID,
+                      maximumPacketBytes: format.maximumFrameBytes)
         }
     }
 
@@ -75,7 +89,6 @@ public struct BufferedSendWindow: Sendable {
     private var inFlight: [(end: UInt64, bytes: Int)] = []
     private var inFlightHead = 0
     private var bytesInFlight = 0
-    private var largestFrame = 0
     /// Source frame at `segmentStart` (the last start or seek).
     private var segmentStart: UInt64 = 0
     private var segmentSource: UInt64 = 0
@@ -116,7 +129,6 @@ public struct BufferedSendWindow: Sendable {
         nextSequence = (nextSequence &+ 1) & BufferedAudioPacket.sequenceMask
         inFlight.append((nextPosition, bytes))
         bytesInFlight += bytes
-        largestFrame = max(largestFrame, bytes)
         return numbers
     }
 
@@ -137,10 +149,9 @@ public struct BufferedSendWindow: Sendable {
         let limit = head + frames(in: configuration.maximumLead)
         let spf = UInt64(configuration.framesPerPacket)
         let byTime = nextPosition < limit ? (limit - nextPosition + spf - 1) / spf : 0
-        // Before the first packet its size is unknown: one goes out to learn it. A buffer smaller
-        // than one packet still takes one at a time.
+        // A buffer smaller than one packet still takes one at a time.
         let room = configuration.audioBufferSize - bytesInFlight
-        let byBytes = largestFrame == 0 ? 1 : max(room > 0 ? room / largestFrame : 0, bytesInFlight == 0 ? 1 : 0)
+        let byBytes = max(room > 0 ? room / configuration.maximumPacketBytes : 0, bytesInFlight == 0 ? 1 : 0)
         return Int(min(byTime, UInt64(byBytes)))
     }
 
@@ -160,7 +171,7 @@ public struct BufferedSendWindow: Sendable {
         // (Draining every packet in flight always opens: see `packetsAllowed`.)
         var freed = configuration.audioBufferSize - bytesInFlight
         var i = inFlightHead
-        while freed < largestFrame, i < inFlight.count {
+        while freed < configuration.maximumPacketBytes, i < inFlight.count {
             freed += inFlight[i].bytes
             needed = max(needed, inFlight[i].end)
             i += 1
