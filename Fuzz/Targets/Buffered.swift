@@ -14,7 +14,8 @@ let bufferedTarget = FuzzTarget(name: "buffered", run: { data in
     outer: for chunk in chunks(data) {
         deframer.append(chunk)
         while true {
-            guard let next = try? deframer.next() else { break outer }
+            let next: [UInt8]?
+            do { next = try deframer.next() } catch { break outer }
             guard let packet = next else { break }
             _ = try? BufferedAudioHeader(decoding: packet)
             _ = try? BufferedAudioPacket(opening: packet, key: bufferedKey)
@@ -50,9 +51,11 @@ let bufferedTarget = FuzzTarget(name: "buffered", run: { data in
     }
 }, seeds: {
     var cipher = try! AirPlay2AudioCipher(key: bufferedKey)
-    let frames = (0 ..< 3).flatMap { i in
-        try! BufferedAudioPacket(sequenceNumber: UInt32(0x7F_FFFF + i), timestamp: UInt32(1024 * i), format: .aacLC44100Stereo,
-                                 payload: [UInt8](repeating: UInt8(i), count: 20 + i)).frame(sealingWith: &cipher)
+    var frames: [UInt8] = []
+    for i: UInt32 in 0 ..< 3 {
+        let payload = [UInt8](repeating: UInt8(i), count: 20 + Int(i))
+        let packet = BufferedAudioPacket(sequenceNumber: 0x7F_FFFF + i, timestamp: 1024 * i, format: .aacLC44100Stereo, payload: payload)
+        frames += try! packet.frame(sealingWith: &cipher)
     }
     let peer = AirPlay2TimingPeer(id: "6A1B2C3D-0000-4000-8000-00000000A1B2", addresses: ["192.168.1.10"], clockID: 0x0242_ACFF_FE11_0002)
     let setup = AirPlay2SessionSetup.body(timing: .ptp(AirPlay2PTPTiming(peerInfo: peer)), sessionUUID: "u",
