@@ -20,7 +20,7 @@ struct FuzzTarget: Sendable {
 let allTargets: [FuzzTarget] = [
     dnsTarget, rtspTarget, legacyHTTPTarget, airplayHTTPTarget, plistTarget, tlv8Target, opackTarget,
     companionTarget, mrpTarget, dmapTarget, rtpTarget, hapTarget, legacyPairingTarget,
-    proxyTarget, secureFramesTarget, ptpTarget,
+    proxyTarget, secureFramesTarget, ptpTarget, bufferedTarget,
     simSpeakerTarget, simHomePodTarget, simAppleTVTarget, simMRPTarget, simCompanionTarget, simAppleTV3Target,
 ]
 

@@ -103,6 +103,8 @@ public struct AirPlay2SenderIdentity: Sendable, Equatable {
 public enum AirPlay2Timing: Sendable, Equatable {
     /// NTP-style responder on our UDP `timingPort` (0x52 requests → 0x53 replies).
     case ntp(timingPort: Int)
+    /// PTP: our grandmaster clock; the receiver follows it (`timingPeerInfo`, AirPlay2PTPSession.swift).
+    case ptp(AirPlay2PTPTiming)
     /// No timing at all (remote-control-only sessions).
     case none
 }
@@ -130,6 +132,8 @@ public enum AirPlay2SessionSetup {
         case .ntp(let port):
             d["timingProtocol"] = .string("NTP")
             d["timingPort"] = .int(Int64(port))
+        case .ptp(let ptp):
+            d.merge(ptp.entries) { _, new in new }
         case .none:
             d["timingProtocol"] = .string("None")
         }

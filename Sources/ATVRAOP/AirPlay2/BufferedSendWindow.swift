@@ -1,0 +1,266 @@
+// How far ahead a buffered (type 103) stream may run, and what pause, resume and seek send
+// (reference airplay2-ptp-buffered-multiroom.md §3.7, §3.8, §4.5, §4.6). Pure: the shell asks how
+// many packets it may write now, numbers each packet it writes here, and sends the
+// SETRATEANCHORTIME / FLUSHBUFFERED values this returns. Times are PTP master time in nanoseconds,
+// passed in.
+//
+// Positions are stream frames counted from the first packet (64-bit, never wrapping); a packet's
+// RTP timestamp is `rtpBase + position` (mod 2^32) and its sequence number counts packets (mod 2^23).
+// RTP time only moves forward: a seek continues the numbering after the last packet written (a
+// receiver drops blocks earlier than the previous one, §4.5), and a separate map says which source
+// frame (position in the programme) each stream position carries.
+//
+// Back-pressure: packets may be written while (1) their first frame is less than `maximumLead`
+// ahead of the receiver's playhead (by the anchor; before the first anchor and while paused the
+// playhead stays on the first frame not yet played), and (2) the bytes written and not yet played,
+// plus `maximumPacketBytes` for each packet allowed, stay within the receiver's `audioBufferSize`
+// (counted until played, which over-estimates what the receiver holds: it decodes blocks shortly
+// before their time). Packets are counted at their largest possible size because codec frames
+// vary (silence compresses to a few bytes).
+import ATVCore
+
+public struct BufferedSendWindow: Sendable {
+    public struct Configuration: Sendable, Equatable {
+        public var sampleRate: Int
+        public var framesPerPacket: Int
+        /// The receiver's `audioBufferSize` (stream SETUP reply).
+        public var audioBufferSize: Int
+        /// How far ahead of the playhead packets may run, in nanoseconds.
+        public var maximumLead: UInt64
+        /// How far in the future a resume or seek anchor goes, in nanoseconds (the request's trip
+        /// and, for a seek, the new content's first packets).
+        public var restartDelay: UInt64
+        /// Our grandmaster clock id (`networkTimeTimelineID`).
+        public var clockID: UInt64
+        /// The largest frame one packet can make on the connection (`BufferedAudioFormat.maximumFrameBytes`).
+        public var maximumPacketBytes: Int
+
+        public init(sampleRate: Int = 44_100, framesPerPacket: Int = 352,
+                    audioBufferSize: Int = BufferedAudioStreamReply.defaultAudioBufferSize,
+                    maximumLead: UInt64 = 3_000_000_000, restartDelay: UInt64 = 300_000_000, clockID: UInt64,
+                    maximumPacketBytes: Int = BufferedAudioPacket.maximumFrameSize) {
+            self.sampleRate = max(1, sampleRate)
+            self.framesPerPacket = max(1, framesPerPacket)
+            self.audioBufferSize = max(1, audioBufferSize)
+            self.maximumLead = maximumLead
+            self.restartDelay = restartDelay
+            self.clockID = clockID
+            self.maximumPacketBytes = max(1, maximumPacketBytes)
+        }
+
+        /// The window for a format: its rate, frames per packet and largest packet.
+        public init(format: BufferedAudioFormat, audioBufferSize: Int = BufferedAudioStreamReply.defaultAudioBufferSize,
+                    maximumLead: UInt64 = 3_000_000_000, restartDelay: UInt64 = 300_000_000, clockID: UInt64) {
+            self.init(sampleRate: format.sampleRate, framesPerPacket: format.framesPerPacket, audioBufferSize: audioBufferSize,
+                      maximumLead: maximumLead, restartDelay: restartDelay, clockID: clockID,
+                      maximumPacketBytes: format.maximumFrameBytes)
+        }
+    }
+
+    /// Where the receiver's playhead is.
+    public enum Playback: Sendable, Equatable {
+        /// No anchor yet: nothing plays; the playhead waits at `position`.
+        case waiting(position: UInt64)
+        /// Stream position `position` is audible at `networkTime`, and the playhead moves.
+        case playing(position: UInt64, networkTime: UInt64)
+        /// Paused (`rate` 0): the playhead stopped at `position`, the first frame not played.
+        case paused(position: UInt64)
+    }
+
+    /// What a seek sends: the flush (immediate: the receiver discards everything before the first
+    /// packet of the new content) and, when playing, the anchor for the new content. The shell
+    /// drops any packet it numbered before the seek and not yet written, and decodes from
+    /// `sourceFrame`.
+    public struct Seek: Sendable, Equatable {
+        public var flush: BufferedFlush
+        public var anchor: BufferedRateAnchor?
+        public var sourceFrame: UInt64
+    }
+
+    public let configuration: Configuration
+    public let rtpBase: UInt32
+    public private(set) var playback: Playback
+    /// Stream position of the next packet to write.
+    public private(set) var nextPosition: UInt64 = 0
+    /// Sequence number of the next packet to write (23 bits).
+    public private(set) var nextSequence: UInt32
+
+    /// Packets written and not yet played: (end position, bytes).
+    private var inFlight: [(end: UInt64, bytes: Int)] = []
+    private var inFlightHead = 0
+    private var bytesInFlight = 0
+    /// Source frame at `segmentStart` (the last start or seek).
+    private var segmentStart: UInt64 = 0
+    private var segmentSource: UInt64 = 0
+
+    /// `rtpBase` and `firstSequence` are the stream's first RTP timestamp and sequence number
+    /// (random, or offset per process as airplay-cli does so two streams from one host differ);
+    /// `sourceFrame` is the programme position of the first packet (e.g. `--start`).
+    public init(configuration: Configuration, rtpBase: UInt32 = 0, firstSequence: UInt32 = 0, sourceFrame: UInt64 = 0) {
+        self.configuration = configuration
+        self.rtpBase = rtpBase
+        nextSequence = firstSequence & BufferedAudioPacket.sequenceMask
+        segmentSource = sourceFrame
+        playback = .waiting(position: 0)
+    }
+
+    // MARK: Numbering
+
+    /// The RTP timestamp of a stream position.
+    public func timestamp(at position: UInt64) -> UInt32 { rtpBase &+ UInt32(truncatingIfNeeded: position) }
+
+    /// The RTP timestamp of the next packet to write.
+    public var nextTimestamp: UInt32 { timestamp(at: nextPosition) }
+
+    /// The programme frame a stream position carries (after the last seek).
+    public func sourceFrame(at position: UInt64) -> UInt64 {
+        position >= segmentStart ? segmentSource + (position - segmentStart) : segmentSource
+    }
+
+    /// The programme frame of the next packet to write (what the decoder should deliver next).
+    public var nextSourceFrame: UInt64 { sourceFrame(at: nextPosition) }
+
+    /// Registers one packet about to be written (`payloadBytes` = its codec frame) and returns its
+    /// sequence number and RTP timestamp.
+    public mutating func write(payloadBytes: Int) -> (sequenceNumber: UInt32, timestamp: UInt32) {
+        let numbers = (nextSequence, nextTimestamp)
+        let bytes = BufferedAudioPacket.prefixSize + BufferedAudioPacket.minimumSealedSize + max(0, payloadBytes)
+        nextPosition += UInt64(configuration.framesPerPacket)
+        nextSequence = (nextSequence &+ 1) & BufferedAudioPacket.sequenceMask
+        inFlight.append((nextPosition, bytes))
+        bytesInFlight += bytes
+        return numbers
+    }
+
+    // MARK: Back-pressure
+
+    /// The first stream frame the receiver has not yet played at `now`.
+    public func playhead(now: UInt64) -> UInt64 {
+        switch playback {
+        case .waiting(let p), .paused(let p): return p
+        case .playing(let p, let t): return now <= t ? p : p + frames(in: now - t)
+        }
+    }
+
+    /// How many packets may be written now.
+    public mutating func packetsAllowed(now: UInt64) -> Int {
+        let head = playhead(now: now)
+        drain(through: head)
+        let limit = head + frames(in: configuration.maximumLead)
+        let spf = UInt64(configuration.framesPerPacket)
+        let byTime = nextPosition < limit ? (limit - nextPosition + spf - 1) / spf : 0
+        // A buffer smaller than one packet still takes one at a time.
+        let room = configuration.audioBufferSize - bytesInFlight
+        let byBytes = max(room > 0 ? room / configuration.maximumPacketBytes : 0, bytesInFlight == 0 ? 1 : 0)
+        return Int(min(byTime, UInt64(byBytes)))
+    }
+
+    /// Bytes written and not yet played at the last `packetsAllowed`.
+    public var bytesAhead: Int { bytesInFlight }
+
+    /// When the next packet may be written, if nothing is allowed now: nil while waiting or paused
+    /// (only an anchor moves the playhead), otherwise the network time at which the playhead has
+    /// moved far enough for both limits.
+    public mutating func nextOpening(now: UInt64) -> UInt64? {
+        if packetsAllowed(now: now) > 0 { return now }
+        guard case .playing(let p0, let t0) = playback else { return nil }
+        // Time: the playhead must pass nextPosition − lead.
+        let lead = frames(in: configuration.maximumLead)
+        var needed = nextPosition >= lead ? nextPosition - lead + 1 : 0
+        // Bytes: enough in-flight packets must have played for one more frame to fit.
+        // (Draining every packet in flight always opens: see `packetsAllowed`.)
+        var freed = configuration.audioBufferSize - bytesInFlight
+        var i = inFlightHead
+        while freed < configuration.maximumPacketBytes, i < inFlight.count {
+            freed += inFlight[i].bytes
+            needed = max(needed, inFlight[i].end)
+            i += 1
+        }
+        guard needed > p0 else { return max(now, t0) }
+        return max(now, t0 + nanoseconds(for: needed - p0))
+    }
+
+    // MARK: Anchors
+
+    /// The first anchor: the playhead's frame is audible at `networkTime` (choose it late enough
+    /// for the receiver to have measured our clock: shairport-sync ≥ ~1.5 s after the stream SETUP).
+    public mutating func start(at networkTime: UInt64) -> BufferedRateAnchor {
+        let position = playhead(now: networkTime)
+        playback = .playing(position: position, networkTime: networkTime)
+        return anchor(position: position, at: networkTime)
+    }
+
+    /// Pause: `{rate: 0}`; the receiver stops at once and keeps what it has buffered. The playhead
+    /// stops at the frame due at `now` (never beyond what was written).
+    public mutating func pause(now: UInt64) -> BufferedRateAnchor {
+        let position = min(playhead(now: now), nextPosition)
+        playback = .paused(position: position)
+        return .pause
+    }
+
+    /// Resume: the first frame not played becomes audible `restartDelay` after `now` (anything
+    /// before it the receiver drops as late). Also starts a stream that was never anchored.
+    public mutating func resume(now: UInt64) -> BufferedRateAnchor {
+        start(at: now + configuration.restartDelay)
+    }
+
+    /// Seek to programme frame `sourceFrame`: flush everything written (immediate FLUSHBUFFERED up to
+    /// the next packet), continue the RTP numbering with the new content, and when playing anchor
+    /// it `restartDelay` after `now`. Paused or waiting, the new content waits for `resume`/`start`.
+    public mutating func seek(toSourceFrame sourceFrame: UInt64, now: UInt64) -> Seek {
+        let flush = BufferedFlush(untilSequence: nextSequence, untilTimestamp: nextTimestamp)
+        segmentStart = nextPosition
+        segmentSource = sourceFrame
+        inFlight.removeAll()
+        inFlightHead = 0
+        bytesInFlight = 0
+        var anchor: BufferedRateAnchor?
+        switch playback {
+        case .playing:
+            let at = now + configuration.restartDelay
+            playback = .playing(position: nextPosition, networkTime: at)
+            anchor = self.anchor(position: nextPosition, at: at)
+        case .paused:
+            playback = .paused(position: nextPosition)
+        case .waiting:
+            playback = .waiting(position: nextPosition)
+        }
+        return Seek(flush: flush, anchor: anchor, sourceFrame: sourceFrame)
+    }
+
+    /// The programme frame audible at `now` (for progress).
+    public func playheadSourceFrame(now: UInt64) -> UInt64 { sourceFrame(at: playhead(now: now)) }
+
+    // MARK: Helpers
+
+    private func anchor(position: UInt64, at networkTime: UInt64) -> BufferedRateAnchor {
+        .play(rtpTime: timestamp(at: position), networkTimeNanoseconds: networkTime, timelineID: configuration.clockID)
+    }
+
+    private mutating func drain(through head: UInt64) {
+        while inFlightHead < inFlight.count, inFlight[inFlightHead].end <= head {
+            bytesInFlight -= inFlight[inFlightHead].bytes
+            inFlightHead += 1
+        }
+        if inFlightHead > 64, inFlightHead * 2 > inFlight.count {
+            inFlight.removeFirst(inFlightHead)
+            inFlightHead = 0
+        }
+    }
+
+    /// Whole frames in `ns` nanoseconds (floor), without overflow.
+    private func frames(in ns: UInt64) -> UInt64 {
+        let p = ns.multipliedFullWidth(by: UInt64(configuration.sampleRate))
+        guard p.high < 1_000_000_000 else { return UInt64.max / 2 }
+        return UInt64(1_000_000_000).dividingFullWidth(p).quotient
+    }
+
+    /// Nanoseconds until `frames` frames have played (ceiling), without overflow.
+    private func nanoseconds(for frames: UInt64) -> UInt64 {
+        let rate = UInt64(configuration.sampleRate)
+        let p = frames.multipliedFullWidth(by: 1_000_000_000)
+        guard p.high < rate else { return UInt64.max / 2 }
+        let (q, r) = rate.dividingFullWidth(p)
+        return r == 0 ? q : q + 1
+    }
+}
