@@ -11,7 +11,7 @@ import ATVHTTP
 
 /// A type-103 audio format: the `audioFormat` bit and `ct` of the stream SETUP, and the SSRC code
 /// every packet carries (shairport-sync drops packets whose SSRC is not one of these, §4.4).
-public enum BufferedAudioFormat: UInt32, Sendable, CaseIterable, CustomStringConvertible {
+package enum BufferedAudioFormat: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     /// AAC-LC 44100 Hz stereo, 1024 frames per packet.
     case aacLC44100Stereo = 0x1600_0000
     /// AAC-LC 48000 Hz stereo.
@@ -27,32 +27,32 @@ public enum BufferedAudioFormat: UInt32, Sendable, CaseIterable, CustomStringCon
     case alac44100x16Stereo = 0x0000_FACE
 
     /// The RTP SSRC field of every packet.
-    public var ssrc: UInt32 { rawValue }
+    package var ssrc: UInt32 { rawValue }
 
     /// The format an SSRC names, nil for unknown codes (which shairport-sync drops).
-    public init?(ssrc: UInt32) { self.init(rawValue: ssrc) }
+    package init?(ssrc: UInt32) { self.init(rawValue: ssrc) }
 
-    public var isAAC: Bool {
+    package var isAAC: Bool {
         switch self {
         case .aacLC44100Stereo, .aacLC48000Stereo, .aacLC48000Surround51, .aacLC48000Surround71: true
         case .alac48000x24Stereo, .alac44100x16Stereo: false
         }
     }
 
-    public var sampleRate: Int { self == .aacLC44100Stereo || self == .alac44100x16Stereo ? 44_100 : 48_000 }
-    public var framesPerPacket: Int { isAAC ? 1024 : 352 }
-    public var channels: Int {
+    package var sampleRate: Int { self == .aacLC44100Stereo || self == .alac44100x16Stereo ? 44_100 : 48_000 }
+    package var framesPerPacket: Int { isAAC ? 1024 : 352 }
+    package var channels: Int {
         switch self {
         case .aacLC48000Surround51: 6
         case .aacLC48000Surround71: 8
         default: 2
         }
     }
-    public var bitsPerSample: Int { self == .alac48000x24Stereo ? 24 : 16 }
+    package var bitsPerSample: Int { self == .alac48000x24Stereo ? 24 : 16 }
 
     /// The stream SETUP `audioFormat` bit (§3.6 table). The 5.1/7.1 AAC bits are not given by the
     /// reference: nil, and such a stream cannot be set up.
-    public var audioFormat: Int64? {
+    package var audioFormat: Int64? {
         switch self {
         case .aacLC44100Stereo: 0x40_0000
         case .aacLC48000Stereo: 0x80_0000
@@ -64,19 +64,19 @@ public enum BufferedAudioFormat: UInt32, Sendable, CaseIterable, CustomStringCon
 
     /// The largest codec frame of one packet: AAC-LC at most 6144 bits per channel (ISO/IEC
     /// 14496-3); ALAC at most its uncompressed samples plus frame header and padding.
-    public var maximumPayloadBytes: Int {
+    package var maximumPayloadBytes: Int {
         isAAC ? 768 * channels : framesPerPacket * channels * bitsPerSample / 8 + 16
     }
 
     /// The largest frame one packet makes on the data connection (prefix, header, tag, nonce tail).
-    public var maximumFrameBytes: Int {
+    package var maximumFrameBytes: Int {
         BufferedAudioPacket.prefixSize + BufferedAudioPacket.minimumSealedSize + maximumPayloadBytes
     }
 
     /// The stream SETUP `ct`: ALAC 2, AAC-LC 4 (§3.6; the AAC value is unverified).
-    public var compressionType: Int { isAAC ? 4 : 2 }
+    package var compressionType: Int { isAAC ? 4 : 2 }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .aacLC44100Stereo: "AAC-LC 44.1 kHz stereo"
         case .aacLC48000Stereo: "AAC-LC 48 kHz stereo"
@@ -92,19 +92,19 @@ public enum BufferedAudioFormat: UInt32, Sendable, CaseIterable, CustomStringCon
 
 /// The buffered audio stream we ask for (stream SETUP, `type 103`, §3.6): no `latencyMin` /
 /// `latencyMax` (Sonos adds `latencyMax` of delay when they are present), no `dataPort`.
-public struct BufferedAudioStreamRequest: Sendable, Equatable {
-    public static let bufferedType = 103
+package struct BufferedAudioStreamRequest: Sendable, Equatable {
+    package static let bufferedType = 103
 
-    public var format: BufferedAudioFormat
+    package var format: BufferedAudioFormat
     /// Our UDP control port (unused by shairport-sync for 103; sent as OwnTone does).
-    public var controlPort: Int
+    package var controlPort: Int
     /// The 32-byte audio key (`shk`).
-    public var sharedKey: [UInt8]
+    package var sharedKey: [UInt8]
     /// `streamConnectionID` (the RTSP session id in OwnTone).
-    public var streamConnectionID: UInt32
-    public var audioMode: String
+    package var streamConnectionID: UInt32
+    package var audioMode: String
 
-    public init(format: BufferedAudioFormat, controlPort: Int, sharedKey: [UInt8], streamConnectionID: UInt32,
+    package init(format: BufferedAudioFormat, controlPort: Int, sharedKey: [UInt8], streamConnectionID: UInt32,
                 audioMode: String = "default") {
         self.format = format
         self.controlPort = controlPort
@@ -116,7 +116,7 @@ public struct BufferedAudioStreamRequest: Sendable, Equatable {
     /// `{streams: [{type 103, audioFormat, ct, spf, sr, shk, controlPort, audioMode, isMedia,
     /// streamConnectionID, supportsDynamicStreamID}]}`. A format without a known `audioFormat` bit
     /// or a key that is not 32 bytes is refused.
-    public func body() throws(ATVError) -> PlistValue {
+    package func body() throws(ATVError) -> PlistValue {
         guard let audioFormat = format.audioFormat else {
             throw ATVError.badInput("buffered audio: the stream SETUP bit for \(format) is not known")
         }
@@ -138,13 +138,13 @@ public struct BufferedAudioStreamRequest: Sendable, Equatable {
     }
 
     /// The SETUP request on the session URL.
-    public func request(uri: String) throws(ATVError) -> RTSPRequest {
+    package func request(uri: String) throws(ATVError) -> RTSPRequest {
         bplistRequest("SETUP", uri: uri, body: try body())
     }
 
     /// Reads a type-103 stream SETUP request (the receiver's side): the format from the `audioFormat`
     /// bit, the 32-byte `shk` (shairport-sync: missing = fatal), `controlPort`, `streamConnectionID`.
-    public init(parsing plist: PlistValue) throws(ATVError) {
+    package init(parsing plist: PlistValue) throws(ATVError) {
         guard let streams = plist["streams"]?.array,
               let stream = streams.first(where: { $0["type"].flatMap(intValue) == Self.bufferedType }) else {
             throw ATVError.protocolError("the stream SETUP has no buffered (type 103) stream")
@@ -167,16 +167,16 @@ public struct BufferedAudioStreamRequest: Sendable, Equatable {
 /// The answer to the buffered stream SETUP: the TCP `dataPort` to connect to, the receiver's UDP
 /// `controlPort` (when given) and `audioBufferSize` (8388608 from shairport-sync and openairplay),
 /// read by key (receivers often write `controlPort` first).
-public struct BufferedAudioStreamReply: Sendable, Equatable {
+package struct BufferedAudioStreamReply: Sendable, Equatable {
     /// shairport-sync's and openairplay's `audioBufferSize`, assumed when the reply has none.
-    public static let defaultAudioBufferSize = 8_388_608
+    package static let defaultAudioBufferSize = 8_388_608
 
-    public var dataPort: Int
-    public var controlPort: Int?
-    public var audioBufferSize: Int?
-    public var streamID: Int?
+    package var dataPort: Int
+    package var controlPort: Int?
+    package var audioBufferSize: Int?
+    package var streamID: Int?
 
-    public init(dataPort: Int, controlPort: Int? = nil, audioBufferSize: Int? = nil, streamID: Int? = nil) {
+    package init(dataPort: Int, controlPort: Int? = nil, audioBufferSize: Int? = nil, streamID: Int? = nil) {
         self.dataPort = dataPort
         self.controlPort = controlPort
         self.audioBufferSize = audioBufferSize
@@ -184,10 +184,10 @@ public struct BufferedAudioStreamReply: Sendable, Equatable {
     }
 
     /// The buffer size to plan the send-ahead window with.
-    public var effectiveAudioBufferSize: Int { audioBufferSize ?? Self.defaultAudioBufferSize }
+    package var effectiveAudioBufferSize: Int { audioBufferSize ?? Self.defaultAudioBufferSize }
 
     /// Finds the type-103 stream (or the only stream) in `streams`.
-    public init(parsing body: [UInt8]) throws(ATVError) {
+    package init(parsing body: [UInt8]) throws(ATVError) {
         let plist = try parsePlistBody(body, what: "buffered stream SETUP")
         guard let streams = plist["streams"]?.array, !streams.isEmpty else {
             throw ATVError.protocolError("the buffered stream SETUP reply has no streams")
@@ -207,7 +207,7 @@ public struct BufferedAudioStreamReply: Sendable, Equatable {
     }
 
     /// The reply body (the receiver's side), shairport-sync's shape.
-    public var body: PlistValue {
+    package var body: PlistValue {
         var stream: [String: PlistValue] = ["type": .int(Int64(BufferedAudioStreamRequest.bufferedType)),
                                             "dataPort": .int(Int64(dataPort))]
         if let controlPort { stream["controlPort"] = .int(Int64(controlPort)) }
@@ -221,31 +221,31 @@ public struct BufferedAudioStreamReply: Sendable, Equatable {
 
 /// A time on the PTP master's timescale as SETRATEANCHORTIME writes it: whole seconds and a
 /// fraction in units of 2^-64 s (§3.7).
-public struct AirPlay2NetworkTime: Sendable, Hashable, Comparable, CustomStringConvertible {
-    public var seconds: UInt64
-    public var fraction: UInt64
+package struct AirPlay2NetworkTime: Sendable, Hashable, Comparable, CustomStringConvertible {
+    package var seconds: UInt64
+    package var fraction: UInt64
 
-    public init(seconds: UInt64, fraction: UInt64) {
+    package init(seconds: UInt64, fraction: UInt64) {
         self.seconds = seconds
         self.fraction = fraction
     }
 
     /// From nanoseconds: `fraction = ns × 2^64 / 10^9`, truncated (890123456 ns → 0xE3DF217CEC28A178).
-    public init(nanoseconds: UInt64) {
+    package init(nanoseconds: UInt64) {
         seconds = nanoseconds / 1_000_000_000
         let ns = nanoseconds % 1_000_000_000
         fraction = UInt64(1_000_000_000).dividingFullWidth((high: ns, low: 0)).quotient
     }
 
     /// Back to nanoseconds, rounded to the nearest (exact for values made by `init(nanoseconds:)`).
-    public var nanoseconds: UInt64 {
+    package var nanoseconds: UInt64 {
         let p = fraction.multipliedFullWidth(by: 1_000_000_000)
         let rounded = p.high + (p.low >= 1 << 63 ? 1 : 0)
         return seconds &* 1_000_000_000 &+ rounded
     }
 
-    public static func < (a: Self, b: Self) -> Bool { (a.seconds, a.fraction) < (b.seconds, b.fraction) }
-    public var description: String { "\(seconds)s+\(fraction)/2^64" }
+    package static func < (a: Self, b: Self) -> Bool { (a.seconds, a.fraction) < (b.seconds, b.fraction) }
+    package var description: String { "\(seconds)s+\(fraction)/2^64" }
 }
 
 // MARK: - SETRATEANCHORTIME
@@ -253,18 +253,18 @@ public struct AirPlay2NetworkTime: Sendable, Hashable, Comparable, CustomStringC
 /// SETRATEANCHORTIME (§3.7): play (`rate` 1) with the anchor "frame `rtpTime` is audible at
 /// `networkTime` on clock `timelineID`", or pause (`{rate: 0}` alone, as Apple sends it). `rate` is
 /// an integer plist node (shairport-sync reads nothing from a real) and `networkTimeFlags` is 0.
-public enum BufferedRateAnchor: Sendable, Equatable {
+package enum BufferedRateAnchor: Sendable, Equatable {
     case play(rtpTime: UInt32, networkTime: AirPlay2NetworkTime, timelineID: UInt64)
     case pause
 
-    public static let method = "SETRATEANCHORTIME"
+    package static let method = "SETRATEANCHORTIME"
 
     /// Play with the network time in nanoseconds.
-    public static func play(rtpTime: UInt32, networkTimeNanoseconds: UInt64, timelineID: UInt64) -> Self {
+    package static func play(rtpTime: UInt32, networkTimeNanoseconds: UInt64, timelineID: UInt64) -> Self {
         .play(rtpTime: rtpTime, networkTime: AirPlay2NetworkTime(nanoseconds: networkTimeNanoseconds), timelineID: timelineID)
     }
 
-    public var body: PlistValue {
+    package var body: PlistValue {
         switch self {
         case .pause:
             return .dict(["rate": .int(0)])
@@ -280,12 +280,12 @@ public enum BufferedRateAnchor: Sendable, Equatable {
         }
     }
 
-    public func request(uri: String) -> RTSPRequest { bplistRequest(Self.method, uri: uri, body: body) }
+    package func request(uri: String) -> RTSPRequest { bplistRequest(Self.method, uri: uri, body: body) }
 
     /// Reads a SETRATEANCHORTIME body (the receiver's side) as shairport-sync does: `rate` must be
     /// an integer (a real is refused) and only its bit 0 counts; a play needs the whole anchor;
     /// `rtpTime` is truncated to 32 bits.
-    public init(parsing plist: PlistValue) throws(ATVError) {
+    package init(parsing plist: PlistValue) throws(ATVError) {
         guard plist.dict != nil else { throw ATVError.protocolError("the SETRATEANCHORTIME body is not a dictionary") }
         guard case .int(let rate)? = plist["rate"] else {
             throw ATVError.protocolError("SETRATEANCHORTIME has no integer rate")
@@ -308,35 +308,35 @@ public enum BufferedRateAnchor: Sendable, Equatable {
 /// new content); playback needs a new anchor. With `from`: a deferred flush of the packets from
 /// `from` up to (not including) `until`, without stopping. Sequence numbers are the 23-bit ones of
 /// the packets (§4.2).
-public struct BufferedFlush: Sendable, Equatable {
-    public static let method = "FLUSHBUFFERED"
+package struct BufferedFlush: Sendable, Equatable {
+    package static let method = "FLUSHBUFFERED"
 
-    public var fromSequence: UInt32?
-    public var fromTimestamp: UInt32?
-    public var untilSequence: UInt32
-    public var untilTimestamp: UInt32
+    package var fromSequence: UInt32?
+    package var fromTimestamp: UInt32?
+    package var untilSequence: UInt32
+    package var untilTimestamp: UInt32
 
-    public init(untilSequence: UInt32, untilTimestamp: UInt32, fromSequence: UInt32? = nil, fromTimestamp: UInt32? = nil) {
+    package init(untilSequence: UInt32, untilTimestamp: UInt32, fromSequence: UInt32? = nil, fromTimestamp: UInt32? = nil) {
         self.untilSequence = untilSequence & BufferedAudioPacket.sequenceMask
         self.untilTimestamp = untilTimestamp
         self.fromSequence = fromSequence.map { $0 & BufferedAudioPacket.sequenceMask }
         self.fromTimestamp = fromTimestamp
     }
 
-    public var isImmediate: Bool { fromSequence == nil }
+    package var isImmediate: Bool { fromSequence == nil }
 
-    public var body: PlistValue {
+    package var body: PlistValue {
         var d: [String: PlistValue] = ["flushUntilSeq": .int(Int64(untilSequence)), "flushUntilTS": .int(Int64(untilTimestamp))]
         if let fromSequence { d["flushFromSeq"] = .int(Int64(fromSequence)) }
         if let fromTimestamp { d["flushFromTS"] = .int(Int64(fromTimestamp)) }
         return .dict(d)
     }
 
-    public func request(uri: String) -> RTSPRequest { bplistRequest(Self.method, uri: uri, body: body) }
+    package func request(uri: String) -> RTSPRequest { bplistRequest(Self.method, uri: uri, body: body) }
 
     /// Reads a FLUSHBUFFERED body (the receiver's side): `flushUntilSeq` and `flushUntilTS` are
     /// required; sequence numbers are masked to 23 bits as shairport-sync does.
-    public init(parsing plist: PlistValue) throws(ATVError) {
+    package init(parsing plist: PlistValue) throws(ATVError) {
         func value(_ key: String) throws(ATVError) -> UInt32? {
             guard let v = plist[key] else { return nil }
             guard case .int(let i) = v else { throw ATVError.protocolError("FLUSHBUFFERED \(key) is not an integer") }

@@ -8,41 +8,41 @@ import ATVCore
 
 /// One type-103 packet: header fields and the plaintext payload (one codec frame: a raw AAC access
 /// unit or one ALAC frame).
-public struct BufferedAudioPacket: Sendable, Equatable {
-    public static let headerSize = 12
+package struct BufferedAudioPacket: Sendable, Equatable {
+    package static let headerSize = 12
     /// Length prefix of each frame on the connection.
-    public static let prefixSize = 2
+    package static let prefixSize = 2
     /// shairport-sync reads each packet into a 16 KiB buffer (§4.1): our frames stay within it.
-    public static let maximumFrameSize = 16_384
+    package static let maximumFrameSize = 16_384
     /// Sequence numbers are 23 bits (shairport-sync masks the top bit of byte 1).
-    public static let sequenceMask: UInt32 = 0x7F_FFFF
+    package static let sequenceMask: UInt32 = 0x7F_FFFF
     /// The smallest sealed packet: header, empty ciphertext, tag and nonce tail.
-    public static let minimumSealedSize = headerSize + AirPlay2AudioCipher.overhead
+    package static let minimumSealedSize = headerSize + AirPlay2AudioCipher.overhead
 
     /// 23-bit sequence number.
-    public var sequenceNumber: UInt32
+    package var sequenceNumber: UInt32
     /// RTP timestamp: the first frame of the payload, at the format's rate.
-    public var timestamp: UInt32
+    package var timestamp: UInt32
     /// The SSRC field (a `BufferedAudioFormat` code for every receiver we send to).
-    public var ssrc: UInt32
-    public var payload: [UInt8]
+    package var ssrc: UInt32
+    package var payload: [UInt8]
 
-    public init(sequenceNumber: UInt32, timestamp: UInt32, ssrc: UInt32, payload: [UInt8]) {
+    package init(sequenceNumber: UInt32, timestamp: UInt32, ssrc: UInt32, payload: [UInt8]) {
         self.sequenceNumber = sequenceNumber & Self.sequenceMask
         self.timestamp = timestamp
         self.ssrc = ssrc
         self.payload = payload
     }
 
-    public init(sequenceNumber: UInt32, timestamp: UInt32, format: BufferedAudioFormat, payload: [UInt8]) {
+    package init(sequenceNumber: UInt32, timestamp: UInt32, format: BufferedAudioFormat, payload: [UInt8]) {
         self.init(sequenceNumber: sequenceNumber, timestamp: timestamp, ssrc: format.ssrc, payload: payload)
     }
 
     /// The format the SSRC names, nil for an unknown code.
-    public var format: BufferedAudioFormat? { BufferedAudioFormat(ssrc: ssrc) }
+    package var format: BufferedAudioFormat? { BufferedAudioFormat(ssrc: ssrc) }
 
     /// The 12-byte header: `80 | seq (23 bits, 3 bytes) | timestamp | ssrc`.
-    public var header: [UInt8] {
+    package var header: [UInt8] {
         let s = sequenceNumber & Self.sequenceMask
         return [0x80, UInt8(s >> 16), UInt8(truncatingIfNeeded: s >> 8), UInt8(truncatingIfNeeded: s),
                 UInt8(timestamp >> 24), UInt8(truncatingIfNeeded: timestamp >> 16),
@@ -54,7 +54,7 @@ public struct BufferedAudioPacket: Sendable, Equatable {
     /// The frame written to the data connection: length prefix ‖ header ‖ sealed payload. The
     /// cipher's counter is the nonce (a fresh one per packet; it refuses to wrap). A frame larger
     /// than `maximumFrameSize` is refused.
-    public func frame(sealingWith cipher: inout AirPlay2AudioCipher) throws(ATVError) -> [UInt8] {
+    package func frame(sealingWith cipher: inout AirPlay2AudioCipher) throws(ATVError) -> [UInt8] {
         let total = Self.prefixSize + Self.headerSize + payload.count + AirPlay2AudioCipher.overhead
         guard total <= Self.maximumFrameSize else {
             throw ATVError.badInput("buffered audio packet of \(total) bytes exceeds the \(Self.maximumFrameSize)-byte limit")
@@ -79,7 +79,7 @@ public struct BufferedAudioPacket: Sendable, Equatable {
 
     /// Opens one packet as the deframer returns it (header ‖ ciphertext ‖ tag ‖ nonce tail). A
     /// packet that is too short or fails authentication is an error (the session must end).
-    public init(opening packet: [UInt8], key: [UInt8]) throws(ATVError) {
+    package init(opening packet: [UInt8], key: [UInt8]) throws(ATVError) {
         let plain = try AirPlay2AudioCipher.open(packet, key: key)
         let h = try BufferedAudioHeader(decoding: plain)
         self.init(sequenceNumber: h.sequenceNumber, timestamp: h.timestamp, ssrc: h.ssrc,
@@ -89,12 +89,12 @@ public struct BufferedAudioPacket: Sendable, Equatable {
 
 /// The clear header of a type-103 packet, read without the key (sequence from bytes 1..3 with the
 /// top bit masked, as shairport-sync reads it).
-public struct BufferedAudioHeader: Sendable, Equatable {
-    public var sequenceNumber: UInt32
-    public var timestamp: UInt32
-    public var ssrc: UInt32
+package struct BufferedAudioHeader: Sendable, Equatable {
+    package var sequenceNumber: UInt32
+    package var timestamp: UInt32
+    package var ssrc: UInt32
 
-    public init(decoding bytes: [UInt8]) throws(ATVError) {
+    package init(decoding bytes: [UInt8]) throws(ATVError) {
         guard bytes.count >= BufferedAudioPacket.headerSize else {
             throw ATVError.protocolError("buffered audio packet too short for an RTP header (\(bytes.count) bytes)")
         }
@@ -112,20 +112,20 @@ public struct BufferedAudioHeader: Sendable, Equatable {
 /// smallest sealed packet or above `maximumFrameSize` is a protocol error; the connection cannot be
 /// resynchronised after one, so the deframer stays failed. Memory is bounded by one frame plus
 /// the bytes appended but not yet taken.
-public struct BufferedAudioDeframer: Sendable {
+package struct BufferedAudioDeframer: Sendable {
     private var buffer: [UInt8] = []
     private var start = 0
     private var failure: ATVError?
-    public let maximumFrameSize: Int
+    package let maximumFrameSize: Int
 
-    public init(maximumFrameSize: Int = BufferedAudioPacket.maximumFrameSize) {
+    package init(maximumFrameSize: Int = BufferedAudioPacket.maximumFrameSize) {
         self.maximumFrameSize = min(max(maximumFrameSize, BufferedAudioPacket.prefixSize + BufferedAudioPacket.minimumSealedSize), 65_535)
     }
 
     /// Bytes received but not yet returned as a packet.
-    public var pendingByteCount: Int { buffer.count - start }
+    package var pendingByteCount: Int { buffer.count - start }
 
-    public mutating func append(_ bytes: some Sequence<UInt8>) {
+    package mutating func append(_ bytes: some Sequence<UInt8>) {
         if start > 0, start >= buffer.count / 2 {
             buffer.removeFirst(start)
             start = 0
@@ -134,7 +134,7 @@ public struct BufferedAudioDeframer: Sendable {
     }
 
     /// The next whole packet (without its length prefix), nil when more bytes are needed.
-    public mutating func next() throws(ATVError) -> [UInt8]? {
+    package mutating func next() throws(ATVError) -> [UInt8]? {
         if let failure { throw failure }
         guard buffer.count - start >= BufferedAudioPacket.prefixSize else { return nil }
         let length = Int(buffer[start]) << 8 | Int(buffer[start + 1])

@@ -19,23 +19,23 @@
 // vary (silence compresses to a few bytes).
 import ATVCore
 
-public struct BufferedSendWindow: Sendable {
-    public struct Configuration: Sendable, Equatable {
-        public var sampleRate: Int
-        public var framesPerPacket: Int
+package struct BufferedSendWindow: Sendable {
+    package struct Configuration: Sendable, Equatable {
+        package var sampleRate: Int
+        package var framesPerPacket: Int
         /// The receiver's `audioBufferSize` (stream SETUP reply).
-        public var audioBufferSize: Int
+        package var audioBufferSize: Int
         /// How far ahead of the playhead packets may run, in nanoseconds.
-        public var maximumLead: UInt64
+        package var maximumLead: UInt64
         /// How far in the future a resume or seek anchor goes, in nanoseconds (the request's trip
         /// and, for a seek, the new content's first packets).
-        public var restartDelay: UInt64
+        package var restartDelay: UInt64
         /// Our grandmaster clock id (`networkTimeTimelineID`).
-        public var clockID: UInt64
+        package var clockID: UInt64
         /// The largest frame one packet can make on the connection (`BufferedAudioFormat.maximumFrameBytes`).
-        public var maximumPacketBytes: Int
+        package var maximumPacketBytes: Int
 
-        public init(sampleRate: Int = 44_100, framesPerPacket: Int = 352,
+        package init(sampleRate: Int = 44_100, framesPerPacket: Int = 352,
                     audioBufferSize: Int = BufferedAudioStreamReply.defaultAudioBufferSize,
                     maximumLead: UInt64 = 3_000_000_000, restartDelay: UInt64 = 300_000_000, clockID: UInt64,
                     maximumPacketBytes: Int = BufferedAudioPacket.maximumFrameSize) {
@@ -49,7 +49,7 @@ public struct BufferedSendWindow: Sendable {
         }
 
         /// The window for a format: its rate, frames per packet and largest packet.
-        public init(format: BufferedAudioFormat, audioBufferSize: Int = BufferedAudioStreamReply.defaultAudioBufferSize,
+        package init(format: BufferedAudioFormat, audioBufferSize: Int = BufferedAudioStreamReply.defaultAudioBufferSize,
                     maximumLead: UInt64 = 3_000_000_000, restartDelay: UInt64 = 300_000_000, clockID: UInt64) {
             self.init(sampleRate: format.sampleRate, framesPerPacket: format.framesPerPacket, audioBufferSize: audioBufferSize,
                       maximumLead: maximumLead, restartDelay: restartDelay, clockID: clockID,
@@ -58,7 +58,7 @@ public struct BufferedSendWindow: Sendable {
     }
 
     /// Where the receiver's playhead is.
-    public enum Playback: Sendable, Equatable {
+    package enum Playback: Sendable, Equatable {
         /// No anchor yet: nothing plays; the playhead waits at `position`.
         case waiting(position: UInt64)
         /// Stream position `position` is audible at `networkTime`, and the playhead moves.
@@ -71,19 +71,19 @@ public struct BufferedSendWindow: Sendable {
     /// packet of the new content) and, when playing, the anchor for the new content. The shell
     /// drops any packet it numbered before the seek and not yet written, and decodes from
     /// `sourceFrame`.
-    public struct Seek: Sendable, Equatable {
-        public var flush: BufferedFlush
-        public var anchor: BufferedRateAnchor?
-        public var sourceFrame: UInt64
+    package struct Seek: Sendable, Equatable {
+        package var flush: BufferedFlush
+        package var anchor: BufferedRateAnchor?
+        package var sourceFrame: UInt64
     }
 
-    public let configuration: Configuration
-    public let rtpBase: UInt32
-    public private(set) var playback: Playback
+    package let configuration: Configuration
+    package let rtpBase: UInt32
+    package private(set) var playback: Playback
     /// Stream position of the next packet to write.
-    public private(set) var nextPosition: UInt64 = 0
+    package private(set) var nextPosition: UInt64 = 0
     /// Sequence number of the next packet to write (23 bits).
-    public private(set) var nextSequence: UInt32
+    package private(set) var nextSequence: UInt32
 
     /// Packets written and not yet played: (end position, bytes).
     private var inFlight: [(end: UInt64, bytes: Int)] = []
@@ -96,7 +96,7 @@ public struct BufferedSendWindow: Sendable {
     /// `rtpBase` and `firstSequence` are the stream's first RTP timestamp and sequence number
     /// (random, or offset per process as airplay-cli does so two streams from one host differ);
     /// `sourceFrame` is the programme position of the first packet (e.g. `--start`).
-    public init(configuration: Configuration, rtpBase: UInt32 = 0, firstSequence: UInt32 = 0, sourceFrame: UInt64 = 0) {
+    package init(configuration: Configuration, rtpBase: UInt32 = 0, firstSequence: UInt32 = 0, sourceFrame: UInt64 = 0) {
         self.configuration = configuration
         self.rtpBase = rtpBase
         nextSequence = firstSequence & BufferedAudioPacket.sequenceMask
@@ -107,22 +107,22 @@ public struct BufferedSendWindow: Sendable {
     // MARK: Numbering
 
     /// The RTP timestamp of a stream position.
-    public func timestamp(at position: UInt64) -> UInt32 { rtpBase &+ UInt32(truncatingIfNeeded: position) }
+    package func timestamp(at position: UInt64) -> UInt32 { rtpBase &+ UInt32(truncatingIfNeeded: position) }
 
     /// The RTP timestamp of the next packet to write.
-    public var nextTimestamp: UInt32 { timestamp(at: nextPosition) }
+    package var nextTimestamp: UInt32 { timestamp(at: nextPosition) }
 
     /// The programme frame a stream position carries (after the last seek).
-    public func sourceFrame(at position: UInt64) -> UInt64 {
+    package func sourceFrame(at position: UInt64) -> UInt64 {
         position >= segmentStart ? segmentSource + (position - segmentStart) : segmentSource
     }
 
     /// The programme frame of the next packet to write (what the decoder should deliver next).
-    public var nextSourceFrame: UInt64 { sourceFrame(at: nextPosition) }
+    package var nextSourceFrame: UInt64 { sourceFrame(at: nextPosition) }
 
     /// Registers one packet about to be written (`payloadBytes` = its codec frame) and returns its
     /// sequence number and RTP timestamp.
-    public mutating func write(payloadBytes: Int) -> (sequenceNumber: UInt32, timestamp: UInt32) {
+    package mutating func write(payloadBytes: Int) -> (sequenceNumber: UInt32, timestamp: UInt32) {
         let numbers = (nextSequence, nextTimestamp)
         let bytes = BufferedAudioPacket.prefixSize + BufferedAudioPacket.minimumSealedSize + max(0, payloadBytes)
         nextPosition += UInt64(configuration.framesPerPacket)
@@ -135,7 +135,7 @@ public struct BufferedSendWindow: Sendable {
     // MARK: Back-pressure
 
     /// The first stream frame the receiver has not yet played at `now`.
-    public func playhead(now: UInt64) -> UInt64 {
+    package func playhead(now: UInt64) -> UInt64 {
         switch playback {
         case .waiting(let p), .paused(let p): return p
         case .playing(let p, let t): return now <= t ? p : p + frames(in: now - t)
@@ -143,7 +143,7 @@ public struct BufferedSendWindow: Sendable {
     }
 
     /// How many packets may be written now.
-    public mutating func packetsAllowed(now: UInt64) -> Int {
+    package mutating func packetsAllowed(now: UInt64) -> Int {
         let head = playhead(now: now)
         drain(through: head)
         let limit = head + frames(in: configuration.maximumLead)
@@ -156,12 +156,12 @@ public struct BufferedSendWindow: Sendable {
     }
 
     /// Bytes written and not yet played at the last `packetsAllowed`.
-    public var bytesAhead: Int { bytesInFlight }
+    package var bytesAhead: Int { bytesInFlight }
 
     /// When the next packet may be written, if nothing is allowed now: nil while waiting or paused
     /// (only an anchor moves the playhead), otherwise the network time at which the playhead has
     /// moved far enough for both limits.
-    public mutating func nextOpening(now: UInt64) -> UInt64? {
+    package mutating func nextOpening(now: UInt64) -> UInt64? {
         if packetsAllowed(now: now) > 0 { return now }
         guard case .playing(let p0, let t0) = playback else { return nil }
         // Time: the playhead must pass nextPosition − lead.
@@ -184,7 +184,7 @@ public struct BufferedSendWindow: Sendable {
 
     /// The first anchor: the playhead's frame is audible at `networkTime` (choose it late enough
     /// for the receiver to have measured our clock: shairport-sync ≥ ~1.5 s after the stream SETUP).
-    public mutating func start(at networkTime: UInt64) -> BufferedRateAnchor {
+    package mutating func start(at networkTime: UInt64) -> BufferedRateAnchor {
         let position = playhead(now: networkTime)
         playback = .playing(position: position, networkTime: networkTime)
         return anchor(position: position, at: networkTime)
@@ -192,7 +192,7 @@ public struct BufferedSendWindow: Sendable {
 
     /// Pause: `{rate: 0}`; the receiver stops at once and keeps what it has buffered. The playhead
     /// stops at the frame due at `now` (never beyond what was written).
-    public mutating func pause(now: UInt64) -> BufferedRateAnchor {
+    package mutating func pause(now: UInt64) -> BufferedRateAnchor {
         let position = min(playhead(now: now), nextPosition)
         playback = .paused(position: position)
         return .pause
@@ -200,14 +200,14 @@ public struct BufferedSendWindow: Sendable {
 
     /// Resume: the first frame not played becomes audible `restartDelay` after `now` (anything
     /// before it the receiver drops as late). Also starts a stream that was never anchored.
-    public mutating func resume(now: UInt64) -> BufferedRateAnchor {
+    package mutating func resume(now: UInt64) -> BufferedRateAnchor {
         start(at: now + configuration.restartDelay)
     }
 
     /// Seek to programme frame `sourceFrame`: flush everything written (immediate FLUSHBUFFERED up to
     /// the next packet), continue the RTP numbering with the new content, and when playing anchor
     /// it `restartDelay` after `now`. Paused or waiting, the new content waits for `resume`/`start`.
-    public mutating func seek(toSourceFrame sourceFrame: UInt64, now: UInt64) -> Seek {
+    package mutating func seek(toSourceFrame sourceFrame: UInt64, now: UInt64) -> Seek {
         let flush = BufferedFlush(untilSequence: nextSequence, untilTimestamp: nextTimestamp)
         segmentStart = nextPosition
         segmentSource = sourceFrame
@@ -229,7 +229,7 @@ public struct BufferedSendWindow: Sendable {
     }
 
     /// The programme frame audible at `now` (for progress).
-    public func playheadSourceFrame(now: UInt64) -> UInt64 { sourceFrame(at: playhead(now: now)) }
+    package func playheadSourceFrame(now: UInt64) -> UInt64 { sourceFrame(at: playhead(now: now)) }
 
     // MARK: Helpers
 

@@ -10,28 +10,28 @@
 import ATVCore
 
 /// The 0xD7 time-announce packet.
-public struct PTPTimeAnnouncePacket: Sendable, Hashable {
-    public static let size = 28
-    public static let payloadType: UInt8 = 0xD7
+package struct PTPTimeAnnouncePacket: Sendable, Hashable {
+    package static let size = 28
+    package static let payloadType: UInt8 = 0xD7
     /// shairport-sync: frame `frame_1 − 11035` plays at the stated time (SPS rtp.c:1719, 1743).
-    public static let shairportLatencyFrames: UInt32 = 11_035
+    package static let shairportLatencyFrames: UInt32 = 11_035
     /// OwnTone's offset (11025 frames: 227 µs later than shairport-sync expects at 44.1 kHz).
-    public static let ownToneLatencyFrames: UInt32 = 11_025
+    package static let ownToneLatencyFrames: UInt32 = 11_025
     /// frame_2 − frame_1 in Apple's traffic (shairport-sync logs a note otherwise; it only logs frame_2).
-    public static let appleFrame2Offset: UInt32 = 77_175
+    package static let appleFrame2Offset: UInt32 = 77_175
 
     /// The 0x90 sentinel: the first packet of a stream (0x80 afterwards).
-    public var isFirst: Bool
+    package var isFirst: Bool
     /// `frame_1`: the RTP time that becomes audible `latency` frames after `networkTime`.
-    public var rtpTime: UInt32
+    package var rtpTime: UInt32
     /// PTP master time in nanoseconds.
-    public var networkTime: UInt64
+    package var networkTime: UInt64
     /// `frame_2`.
-    public var rtpTimeAtSend: UInt32
+    package var rtpTimeAtSend: UInt32
     /// The PTP clock id of the timeline (the grandmaster identity, big endian).
-    public var clockID: UInt64
+    package var clockID: UInt64
 
-    public init(isFirst: Bool, rtpTime: UInt32, networkTime: UInt64, rtpTimeAtSend: UInt32, clockID: UInt64) {
+    package init(isFirst: Bool, rtpTime: UInt32, networkTime: UInt64, rtpTimeAtSend: UInt32, clockID: UInt64) {
         self.isFirst = isFirst
         self.rtpTime = rtpTime
         self.networkTime = networkTime
@@ -41,7 +41,7 @@ public struct PTPTimeAnnouncePacket: Sendable, Hashable {
 
     /// "Frame `frame` is audible at `networkTime`": frame_1 = frame + `latency`, frame_2 = frame_1 +
     /// 77175, as Apple's senders and shairport-sync expect them.
-    public init(isFirst: Bool, frame: UInt32, audibleAt networkTime: UInt64, clockID: UInt64,
+    package init(isFirst: Bool, frame: UInt32, audibleAt networkTime: UInt64, clockID: UInt64,
                 latency: UInt32 = shairportLatencyFrames) {
         let frame1 = frame &+ latency
         self.init(isFirst: isFirst, rtpTime: frame1, networkTime: networkTime,
@@ -49,9 +49,9 @@ public struct PTPTimeAnnouncePacket: Sendable, Hashable {
     }
 
     /// The frame audible at `networkTime` under a receiver's `latency` convention.
-    public func audibleFrame(latency: UInt32 = shairportLatencyFrames) -> UInt32 { rtpTime &- latency }
+    package func audibleFrame(latency: UInt32 = shairportLatencyFrames) -> UInt32 { rtpTime &- latency }
 
-    public var bytes: [UInt8] {
+    package var bytes: [UInt8] {
         var out: [UInt8] = [isFirst ? 0x90 : 0x80, Self.payloadType, 0x00, 0x06]
         out.reserveCapacity(Self.size)
         out += Self.be(UInt64(rtpTime), 4)
@@ -63,7 +63,7 @@ public struct PTPTimeAnnouncePacket: Sendable, Hashable {
 
     /// Decodes one control datagram: exactly 28 bytes, RTP version 2, payload type 0xD7, length
     /// field 6. Anything else is an error, never a trap.
-    public init(decoding bytes: some Collection<UInt8>) throws(ATVError) {
+    package init(decoding bytes: some Collection<UInt8>) throws(ATVError) {
         let b = Array(bytes)
         guard b.count == Self.size else {
             throw ATVError.protocolError("PTP time-announce packet must be \(Self.size) bytes, got \(b.count)")
