@@ -125,12 +125,16 @@ public struct ProtocolSetup: Sendable {
     public var deviceInfo: DeviceInfo
     public var connect: @Sendable () async throws -> Void
     public var close: @Sendable () async -> Void
+    /// The protocol's own object (e.g. `RAOPService`), for what the facade offers beyond the
+    /// shared interfaces.
+    public var handle: (any Sendable)?
 
     public init(protocol: ATVProtocol, interfaces: InterfaceSet, features: any Features,
                 deviceInfo: DeviceInfo = DeviceInfo(),
                 connect: @escaping @Sendable () async throws -> Void = {},
-                close: @escaping @Sendable () async -> Void = {}) {
+                close: @escaping @Sendable () async -> Void = {}, handle: (any Sendable)? = nil) {
         self.protocol = `protocol`
+        self.handle = handle
         self.interfaces = interfaces
         self.features = features
         self.deviceInfo = deviceInfo

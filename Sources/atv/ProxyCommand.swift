@@ -190,30 +190,30 @@ final class ProxyLogSink: Sendable {
     }
 
     static func line(_ event: MRPProxy.Event) -> String {
-        switch event {
-        case .controllerConnected(let a): return "proxy: controller connected from \(a)"
-        case .controllerPaired(let c): return "proxy: controller \(printable(String(decoding: c.identifier, as: UTF8.self))) paired"
-        case .controllerVerified(let id): return "proxy: controller \(printable(id)) verified"
-        case .controllerAuthFailed(let e): return "proxy: controller authentication failed: \(printable(e))"
-        case .deviceVerified(let name): return "proxy: verified with the device \"\(printable(name))\""
-        case .deviceFailed(let e): return "proxy: device: \(printable(e))"
-        case .closed(let why): return "proxy: link closed: \(printable(why))"
-        case .dropped(let m): return "proxy: dropped (controller not verified) \(MRPProxySession.describe(m))"
-        case .message(let d, let m): return "\(d.rawValue) \(MRPProxySession.describe(m))"
+        line(event) { traffic in
+            switch traffic {
+            case .dropped(let m): "proxy: dropped (controller not verified) \(MRPProxySession.describe(m))"
+            case .message(let d, let m): "\(d.rawValue) \(MRPProxySession.describe(m))"
+            }
         }
     }
 
     static func line(_ event: CompanionProxy.Event) -> String {
+        line(event) { d, f in "\(d.rawValue) \(CompanionProxy.describe(f))" }
+    }
+
+    /// The line of an event of either proxy; `traffic` renders what it forwarded.
+    static func line<Traffic>(_ event: HAPProxyEvent<Traffic>, traffic: (Traffic) -> String) -> String {
         switch event {
-        case .controllerConnected(let a): return "proxy: controller connected from \(a)"
-        case .controllerPaired(let c): return "proxy: controller \(printable(String(decoding: c.identifier, as: UTF8.self))) paired"
-        case .controllerVerified(let id): return "proxy: controller \(printable(id)) verified"
-        case .controllerAuthFailed(let e): return "proxy: controller authentication failed: \(printable(e))"
-        case .deviceVerified: return "proxy: verified with the device"
-        case .deviceFailed(let e): return "proxy: device: \(printable(e))"
-        case .closed(let why): return "proxy: link closed: \(printable(why))"
-        case .frame(let d, let f):
-            return "\(d.rawValue) \(CompanionProxy.describe(f))"
+        case .controllerConnected(let a): "proxy: controller connected from \(a)"
+        case .controllerPaired(let c): "proxy: controller \(printable(String(decoding: c.identifier, as: UTF8.self))) paired"
+        case .controllerVerified(let id): "proxy: controller \(printable(id)) verified"
+        case .controllerAuthFailed(let e): "proxy: controller authentication failed: \(printable(e))"
+        case .deviceVerified(let name?): "proxy: verified with the device \"\(printable(name))\""
+        case .deviceVerified(nil): "proxy: verified with the device"
+        case .deviceFailed(let e): "proxy: device: \(printable(e))"
+        case .closed(let why): "proxy: link closed: \(printable(why))"
+        case .traffic(let t): traffic(t)
         }
     }
 }

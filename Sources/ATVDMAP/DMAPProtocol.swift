@@ -1,0 +1,31 @@
+// DMAP/DACP as a protocol module (`ProtocolModule`): its scan handlers, `setup` (a `DMAPService`
+// for the device's DMAP service, when it has credentials) and `pair`.
+import ATVAuth
+import ATVCore
+import ATVDiscovery
+import Logging
+
+/// DMAP/DACP (Apple TV 1–3, Music on a computer): scan handlers, setup and pairing.
+public enum DMAPProtocol: ProtocolModule {
+    public static let `protocol` = ATVProtocol.dmap
+    public static var scanHandlers: [ScanHandler] { ScanHandlers.dmap }
+    public static let serviceProtocols: Set<ATVProtocol> = [.dmap]
+    static let logger = Logger(label: "atv.connect")
+
+    /// A `DMAPService` (the `ProtocolSetup`'s `handle`) for `context.service`. Without credentials
+    /// (a pairing GUID or Home Sharing id) it throws `ATVError.noCredentials(.dmap)`.
+    public static func setup(_ context: ProtocolSetupContext, options: Void) throws -> ProtocolSetup? {
+        guard context.service.credentials?.isEmpty == false else {
+            logger.info("DMAP has no credentials (pair with `atv pair --protocol dmap`); skipping it")
+            throw ATVError.noCredentials(.dmap)
+        }
+        let dmap = try DMAPService(address: context.config.address, service: context.service,
+                                   timeout: context.timeout ?? .seconds(10))
+        return dmap.setup
+    }
+
+    /// The Remote side of DMAP pairing: we publish ourselves and the device connects to us.
+    public static func pair(_ config: DeviceConfig, options: PairingOptions) throws -> any PairingHandler {
+        DMAPPairingServer(host: config.address, options: options)
+    }
+}
