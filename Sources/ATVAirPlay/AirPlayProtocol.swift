@@ -6,14 +6,14 @@ import ATVCore
 import ATVDiscovery
 
 /// AirPlay video (`playURL` and its playback controls): scan handlers, setup and pairing.
-public enum AirPlayProtocol: ProtocolModule {
-    public static let `protocol` = ATVProtocol.airplay
-    public static var scanHandlers: [ScanHandler] { ScanHandlers.airplay }
-    public static let serviceProtocols: Set<ATVProtocol> = [.airplay]
+package enum AirPlayProtocol: ProtocolModule {
+    package static let `protocol` = ATVProtocol.airplay
+    package static var scanHandlers: [ScanHandler] { ScanHandlers.airplay }
+    package static let serviceProtocols: Set<ATVProtocol> = [.airplay]
 
     /// An `AirPlayService` (the `ProtocolSetup`'s `handle`) for `context.service`, verifying with
     /// its stored credentials; connecting is a no-op (each playback opens its own connection).
-    public static func setup(_ context: ProtocolSetupContext, options: Void) throws -> ProtocolSetup? {
+    package static func setup(_ context: ProtocolSetupContext, options: Void) throws -> ProtocolSetup? {
         var airplayOptions = AirPlayOptions()
         if let t = context.timeout {
             airplayOptions.connectTimeout = t
@@ -25,7 +25,7 @@ public enum AirPlayProtocol: ProtocolModule {
     }
 
     /// HAP pairing when the device speaks AirPlay 2, legacy AirPlay pairing otherwise.
-    public static func pair(_ config: DeviceConfig, options: PairingOptions) throws -> any PairingHandler {
+    package static func pair(_ config: DeviceConfig, options: PairingOptions) throws -> any PairingHandler {
         guard let service = config.service(.airplay) else { throw ATVError.noService(.airplay) }
         return AirPlayPairingHandler(protocol: .airplay, host: config.address, service: service,
                                      airplay: config.service(.airplay), options: options)

@@ -6,7 +6,7 @@ import ATVCore
 
 /// What a proxy reports, one event per line a caller prints. `Traffic` is what the protocol
 /// forwards (Companion frames, MRP messages).
-public enum HAPProxyEvent<Traffic: Sendable>: Sendable {
+package enum HAPProxyEvent<Traffic: Sendable>: Sendable {
     case controllerConnected(String)
     case controllerPaired(HAPPairedController)
     case controllerVerified(String)
@@ -19,7 +19,7 @@ public enum HAPProxyEvent<Traffic: Sendable>: Sendable {
 }
 
 /// One protocol's proxy session, with what the shared proxy needs to know about it.
-public protocol HAPProxyProtocol: HAPProxySession, Sendable {
+package protocol HAPProxyProtocol: HAPProxySession, Sendable {
     associatedtype Traffic: Sendable
     /// A session for one controller connection.
     init(configuration: HAPProxyConfiguration<Self>)
@@ -30,26 +30,26 @@ public protocol HAPProxyProtocol: HAPProxySession, Sendable {
 }
 
 /// Where a proxy listens, the device it forwards to, and the identities on both sides.
-public struct HAPProxyConfiguration<Session: HAPProxyProtocol>: Sendable {
-    public var listenHost: String
-    public var listenPort: Int
-    public var deviceHost: String
-    public var devicePort: Int
+package struct HAPProxyConfiguration<Session: HAPProxyProtocol>: Sendable {
+    package var listenHost: String
+    package var listenPort: Int
+    package var deviceHost: String
+    package var devicePort: Int
     /// Ours with the device (stored HAP credentials of the protocol).
-    public var credentials: HAPCredentials
+    package var credentials: HAPCredentials
     /// The proxy's own pairing identity towards controllers.
-    public var identity: HAPIdentity
-    public var pin: String
+    package var identity: HAPIdentity
+    package var pin: String
     /// The name the proxy reports for itself where the protocol has one (MRP's DEVICE_INFO).
-    public var name: String
+    package var name: String
     /// For connecting to the device, and again for its pair-verify to complete.
-    public var connectTimeout: Duration
+    package var connectTimeout: Duration
     /// Controllers paired before (e.g. loaded from a file), accepted for pair-verify.
-    public var controllers: [HAPPairedController] = []
+    package var controllers: [HAPPairedController] = []
 
     /// A proxy listening on `listenHost:listenPort` (0: any free port) for the device at
     /// `deviceHost:devicePort`, which it pair-verifies with `credentials`.
-    public init(listenHost: String = "127.0.0.1", listenPort: Int = 0, deviceHost: String, devicePort: Int,
+    package init(listenHost: String = "127.0.0.1", listenPort: Int = 0, deviceHost: String, devicePort: Int,
                 credentials: HAPCredentials, identity: HAPIdentity, pin: String = "1111", name: String,
                 connectTimeout: Duration = .seconds(10)) {
         self.listenHost = listenHost
@@ -65,11 +65,11 @@ public struct HAPProxyConfiguration<Session: HAPProxyProtocol>: Sendable {
 }
 
 /// A running proxy of one protocol.
-public final class HAPProxy<Session: HAPProxyProtocol>: Sendable {
-    public typealias Configuration = HAPProxyConfiguration<Session>
-    public typealias Event = HAPProxyEvent<Session.Traffic>
+package final class HAPProxy<Session: HAPProxyProtocol>: Sendable {
+    package typealias Configuration = HAPProxyConfiguration<Session>
+    package typealias Event = HAPProxyEvent<Session.Traffic>
 
-    public let configuration: Configuration
+    package let configuration: Configuration
     let server: HAPProxyServer<Session>
 
     init(configuration: Configuration, server: HAPProxyServer<Session>) {
@@ -77,11 +77,11 @@ public final class HAPProxy<Session: HAPProxyProtocol>: Sendable {
         self.server = server
     }
 
-    public var port: Int { server.port }
-    public var pairedControllers: [HAPPairedController] { server.pairedControllers }
+    package var port: Int { server.port }
+    package var pairedControllers: [HAPPairedController] { server.pairedControllers }
 
     /// Listens and forwards until ``stop()``; every event goes to `events`.
-    public static func start(_ configuration: Configuration, events: @escaping @Sendable (Event) -> Void) async throws -> HAPProxy {
+    package static func start(_ configuration: Configuration, events: @escaping @Sendable (Event) -> Void) async throws -> HAPProxy {
         let c = configuration
         let hooks = HAPProxyServer<Session>.Hooks(
             makeSession: { Session(configuration: c) },
@@ -96,7 +96,7 @@ public final class HAPProxy<Session: HAPProxyProtocol>: Sendable {
         return HAPProxy(configuration: configuration, server: server)
     }
 
-    public func stop() async {
+    package func stop() async {
         await server.stop()
     }
 }

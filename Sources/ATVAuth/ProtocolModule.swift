@@ -4,17 +4,17 @@
 import ATVCore
 
 /// What a protocol module is given to set itself up for one service of a device.
-public struct ProtocolSetupContext: Sendable {
+package struct ProtocolSetupContext: Sendable {
     /// The whole device (stored settings applied): some protocols read other services too.
-    public var config: DeviceConfig
+    package var config: DeviceConfig
     /// The service being set up (enabled).
-    public var service: ServiceConfig
+    package var service: ServiceConfig
     /// The longest wait for the device per step (connecting, each answer); nil: the protocol's defaults.
-    public var timeout: Duration?
+    package var timeout: Duration?
     /// Lets the protocol take interfaces over while it works (RAOP streaming, AirPlay playing a URL).
-    public var takeover: any TakeoverControl
+    package var takeover: any TakeoverControl
 
-    public init(config: DeviceConfig, service: ServiceConfig, timeout: Duration?, takeover: any TakeoverControl) {
+    package init(config: DeviceConfig, service: ServiceConfig, timeout: Duration?, takeover: any TakeoverControl) {
         self.config = config
         self.service = service
         self.timeout = timeout
@@ -25,7 +25,7 @@ public struct ProtocolSetupContext: Sendable {
 /// A protocol as the facade sees it: scan handlers, `setup` and `pair`. The facade goes through
 /// every module for each service of a device in turn; a module may set itself up from another
 /// protocol's service (RAOP from an AirPlay-only receiver, MRP tunnelled through AirPlay 2).
-public protocol ProtocolModule: SendableMetatype {
+package protocol ProtocolModule: SendableMetatype {
     /// What `connect` passes through to this protocol besides the context (`Void` for none).
     associatedtype Options: Sendable
     /// The protocol this module implements.

@@ -6,15 +6,15 @@ import ATVDiscovery
 import Logging
 
 /// Companion (apps, power, keyboard, accounts, touch, HID): scan handlers, setup and pairing.
-public enum CompanionProtocol: ProtocolModule {
-    public static let `protocol` = ATVProtocol.companion
-    public static var scanHandlers: [ScanHandler] { ScanHandlers.companion }
-    public static let serviceProtocols: Set<ATVProtocol> = [.companion]
+package enum CompanionProtocol: ProtocolModule {
+    package static let `protocol` = ATVProtocol.companion
+    package static var scanHandlers: [ScanHandler] { ScanHandlers.companion }
+    package static let serviceProtocols: Set<ATVProtocol> = [.companion]
     static let logger = Logger(label: "atv.connect")
 
     /// A `CompanionService` (the `ProtocolSetup`'s `handle`) for `context.service`. Companion works
     /// only after pair-verify: without credentials it throws `ATVError.noCredentials(.companion)`.
-    public static func setup(_ context: ProtocolSetupContext, options: Void) throws -> ProtocolSetup? {
+    package static func setup(_ context: ProtocolSetupContext, options: Void) throws -> ProtocolSetup? {
         guard context.service.credentials?.isEmpty == false else {
             logger.info("Companion has no credentials (pair with `atv pair --protocol companion`); skipping it")
             throw ATVError.noCredentials(.companion)
@@ -25,7 +25,7 @@ public enum CompanionProtocol: ProtocolModule {
     }
 
     /// HAP pairing with the PIN the device shows.
-    public static func pair(_ config: DeviceConfig, options: PairingOptions) throws -> any PairingHandler {
+    package static func pair(_ config: DeviceConfig, options: PairingOptions) throws -> any PairingHandler {
         guard let service = config.service(.companion) else { throw ATVError.noService(.companion) }
         return CompanionPairingHandler(companionHost: config.address, service: service, options: options)
     }

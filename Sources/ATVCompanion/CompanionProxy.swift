@@ -6,12 +6,12 @@ import Foundation
 import Logging
 
 /// The Companion proxy: `CompanionProxy.start(CompanionProxy.Configuration(...)) { event in ... }`.
-public typealias CompanionProxy = HAPProxy<CompanionProxySession>
+package typealias CompanionProxy = HAPProxy<CompanionProxySession>
 
 extension HAPProxyConfiguration where Session == CompanionProxySession {
     /// A Companion proxy listening on `listenHost:listenPort` (0: any free port) for the device at
     /// `deviceHost:devicePort`, which it pair-verifies with `credentials`.
-    public init(listenHost: String = "127.0.0.1", listenPort: Int = 0, deviceHost: String, devicePort: Int,
+    package init(listenHost: String = "127.0.0.1", listenPort: Int = 0, deviceHost: String, devicePort: Int,
                 credentials: HAPCredentials, identity: HAPIdentity, pin: String = "1111", connectTimeout: Duration = .seconds(10)) {
         self.init(listenHost: listenHost, listenPort: listenPort, deviceHost: deviceHost, devicePort: devicePort,
                   credentials: credentials, identity: identity, pin: pin, name: "", connectTimeout: connectTimeout)
@@ -20,15 +20,15 @@ extension HAPProxyConfiguration where Session == CompanionProxySession {
 
 extension CompanionProxySession: HAPProxyProtocol {
     /// A forwarded frame and its direction.
-    public typealias Traffic = (Direction, CompanionFrame)
+    package typealias Traffic = (Direction, CompanionFrame)
 
     static let logger = Logger(label: "atv.proxy.companion")
 
-    public init(configuration c: HAPProxyConfiguration<CompanionProxySession>) {
+    package init(configuration c: HAPProxyConfiguration<CompanionProxySession>) {
         self.init(identity: c.identity, pin: c.pin, credentials: c.credentials)
     }
 
-    public static func action(for output: Output) -> HAPProxyAction {
+    package static func action(for output: Output) -> HAPProxyAction {
         switch output {
         case .sendToController(let b): .toController(b)
         case .sendToDevice(let b): .toDevice(b)
@@ -38,7 +38,7 @@ extension CompanionProxySession: HAPProxyProtocol {
         }
     }
 
-    public static func event(for output: Output) -> HAPProxyEvent<Traffic>? {
+    package static func event(for output: Output) -> HAPProxyEvent<Traffic>? {
         switch output {
         case .sendToController, .sendToDevice: return nil
         case .paired(let p): return .controllerPaired(p)
@@ -54,7 +54,7 @@ extension CompanionProxySession: HAPProxyProtocol {
 
 extension HAPProxy where Session == CompanionProxySession {
     /// One line for a forwarded frame: its type and, for OPACK frames, the decoded message.
-    public static func describe(_ frame: CompanionFrame) -> String {
+    package static func describe(_ frame: CompanionFrame) -> String {
         let type = CompanionFrameType(rawValue: frame.type).map { "\($0)" } ?? String(format: "0x%02x", frame.type)
         guard CompanionFrameType(rawValue: frame.type)?.isOPACK == true else {
             return "\(type) \(frame.payload.count) bytes"

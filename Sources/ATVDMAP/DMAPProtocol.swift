@@ -6,15 +6,15 @@ import ATVDiscovery
 import Logging
 
 /// DMAP/DACP (Apple TV 1–3, Music on a computer): scan handlers, setup and pairing.
-public enum DMAPProtocol: ProtocolModule {
-    public static let `protocol` = ATVProtocol.dmap
-    public static var scanHandlers: [ScanHandler] { ScanHandlers.dmap }
-    public static let serviceProtocols: Set<ATVProtocol> = [.dmap]
+package enum DMAPProtocol: ProtocolModule {
+    package static let `protocol` = ATVProtocol.dmap
+    package static var scanHandlers: [ScanHandler] { ScanHandlers.dmap }
+    package static let serviceProtocols: Set<ATVProtocol> = [.dmap]
     static let logger = Logger(label: "atv.connect")
 
     /// A `DMAPService` (the `ProtocolSetup`'s `handle`) for `context.service`. Without credentials
     /// (a pairing GUID or Home Sharing id) it throws `ATVError.noCredentials(.dmap)`.
-    public static func setup(_ context: ProtocolSetupContext, options: Void) throws -> ProtocolSetup? {
+    package static func setup(_ context: ProtocolSetupContext, options: Void) throws -> ProtocolSetup? {
         guard context.service.credentials?.isEmpty == false else {
             logger.info("DMAP has no credentials (pair with `atv pair --protocol dmap`); skipping it")
             throw ATVError.noCredentials(.dmap)
@@ -25,7 +25,7 @@ public enum DMAPProtocol: ProtocolModule {
     }
 
     /// The Remote side of DMAP pairing: we publish ourselves and the device connects to us.
-    public static func pair(_ config: DeviceConfig, options: PairingOptions) throws -> any PairingHandler {
+    package static func pair(_ config: DeviceConfig, options: PairingOptions) throws -> any PairingHandler {
         DMAPPairingServer(host: config.address, options: options)
     }
 }

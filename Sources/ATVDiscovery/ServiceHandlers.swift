@@ -195,11 +195,11 @@ public enum DeviceBuilder {
 /// Each protocol's scan handlers (the service types it claims and how their records become a
 /// `ServiceConfig` and `DeviceInfo`). Each protocol module lists its own as
 /// `ProtocolModule.scanHandlers`; discovery runs them all, so scanning works without the facade.
-public enum ScanHandlers {
+package enum ScanHandlers {
     private static func prop(_ p: [String: String], _ key: String) -> String? { p.caseInsensitiveValue(for: key) }
 
     /// `_mediaremotetv._tcp`.
-    public static let mrp = [ScanHandler(serviceType: ServiceType.mrp) { _, port, p, _ in
+    package static let mrp = [ScanHandler(serviceType: ServiceType.mrp) { _, port, p, _ in
         var info = DeviceInfo()
         var svc = ServiceConfig(protocol: .mrp, identifier: prop(p, "UniqueIdentifier"), port: port, properties: p)
         svc.pairing = prop(p, "AllowPairing")?.uppercased() == "YES" ? .optional : .disabled
@@ -218,7 +218,7 @@ public enum ScanHandlers {
     }]
 
     /// `_touch-able._tcp`, `_appletv-v2._tcp` (Home Sharing) and `_hscp._tcp` (Music on a computer).
-    public static let dmap = [
+    package static let dmap = [
         dmapHandler(ServiceType.dmap, name: "CtlN", identifier: { instance, _ in DeviceBuilder.beforeUnderscore(instance) },
                     info: DeviceInfo(operatingSystem: .legacy)),
         dmapHandler(ServiceType.homeSharing, name: "Name", identifier: { instance, _ in DeviceBuilder.beforeUnderscore(instance) },
@@ -239,7 +239,7 @@ public enum ScanHandlers {
     }
 
     /// `_airplay._tcp`.
-    public static let airplay = [ScanHandler(serviceType: ServiceType.airplay) { instance, port, p, _ in
+    package static let airplay = [ScanHandler(serviceType: ServiceType.airplay) { instance, port, p, _ in
         var info = DeviceInfo()
         let deviceID = prop(p, "deviceid")
         var svc = ServiceConfig(protocol: .airplay, identifier: deviceID, port: port, properties: p)
@@ -257,7 +257,7 @@ public enum ScanHandlers {
     }]
 
     /// `_companion-link._tcp`.
-    public static let companion = [ScanHandler(serviceType: ServiceType.companion) { instance, port, p, _ in
+    package static let companion = [ScanHandler(serviceType: ServiceType.companion) { instance, port, p, _ in
         var info = DeviceInfo()
         var svc = ServiceConfig(protocol: .companion, identifier: prop(p, "rpMRtID"), port: port, properties: p)
         if let md = prop(p, "rpMd") {
@@ -270,7 +270,7 @@ public enum ScanHandlers {
     }]
 
     /// `_raop._tcp`.
-    public static let raop = [ScanHandler(serviceType: ServiceType.raop) { instance, port, p, airplayTXT in
+    package static let raop = [ScanHandler(serviceType: ServiceType.raop) { instance, port, p, airplayTXT in
         var info = DeviceInfo()
         let parts = instance.split(separator: "@", maxSplits: 1).map(String.init)
         let id = parts.count == 2 ? parts[0] : prop(p, "pk")

@@ -40,18 +40,18 @@ extension MRPService {
 }
 
 /// MRP (remote control, metadata, push updates, volume, power): scan handlers, setup and pairing.
-public enum MRPProtocol: ProtocolModule {
-    public static let `protocol` = ATVProtocol.mrp
-    public static var scanHandlers: [ScanHandler] { ScanHandlers.mrp }
+package enum MRPProtocol: ProtocolModule {
+    package static let `protocol` = ATVProtocol.mrp
+    package static var scanHandlers: [ScanHandler] { ScanHandlers.mrp }
     /// Its own service, and the AirPlay service it is tunnelled through (HomePods, tvOS 15 and later).
-    public static let serviceProtocols: Set<ATVProtocol> = [.mrp, .airplay]
+    package static let serviceProtocols: Set<ATVProtocol> = [.mrp, .airplay]
     static let logger = Logger(label: "atv.connect")
 
     /// An `MRPService` (the `ProtocolSetup`'s `handle`): for an MRP service, with its stored HAP
     /// credentials (none: `ATVError.noCredentials(.mrp)`); for an AirPlay service, tunnelled
     /// through the AirPlay 2 remote-control channel when `options` and the tunnel rule
     /// (`MRPService.tunnelCredentials`) say so, else nil.
-    public static func setup(_ context: ProtocolSetupContext, options tunnelMode: MRPTunnel) throws -> ProtocolSetup? {
+    package static func setup(_ context: ProtocolSetupContext, options tunnelMode: MRPTunnel) throws -> ProtocolSetup? {
         let config = context.config
         let service = context.service
         if service.protocol == .airplay {
@@ -80,7 +80,7 @@ public enum MRPProtocol: ProtocolModule {
     }
 
     /// HAP pairing with the PIN the device shows, over the MRP connection.
-    public static func pair(_ config: DeviceConfig, options: PairingOptions) throws -> any PairingHandler {
+    package static func pair(_ config: DeviceConfig, options: PairingOptions) throws -> any PairingHandler {
         guard let service = config.service(.mrp) else { throw ATVError.noService(.mrp) }
         return MRPPairingHandler(mrpHost: config.address, service: service, options: options)
     }

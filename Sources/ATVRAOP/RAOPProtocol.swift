@@ -7,29 +7,29 @@ import ATVDiscovery
 import Logging
 
 /// What `connect` passes to RAOP's `setup`.
-public struct RAOPSetupOptions: Sendable {
+package struct RAOPSetupOptions: Sendable {
     /// Streaming options (codec, latency, volume, credentials…); the context's timeout overrides theirs.
-    public var raop: RAOPOptions
+    package var raop: RAOPOptions
     /// AirPlay 1, AirPlay 2, or `.auto` (the receiver's features decide).
-    public var airPlayVersion: AirPlayVersion
-    public init(raop: RAOPOptions = RAOPOptions(), airPlayVersion: AirPlayVersion = .auto) {
+    package var airPlayVersion: AirPlayVersion
+    package init(raop: RAOPOptions = RAOPOptions(), airPlayVersion: AirPlayVersion = .auto) {
         self.raop = raop
         self.airPlayVersion = airPlayVersion
     }
 }
 
 /// RAOP (AirPlay audio, version 1 or 2): scan handlers, setup and pairing.
-public enum RAOPProtocol: ProtocolModule {
-    public static let `protocol` = ATVProtocol.raop
-    public static var scanHandlers: [ScanHandler] { ScanHandlers.raop }
+package enum RAOPProtocol: ProtocolModule {
+    package static let `protocol` = ATVProtocol.raop
+    package static var scanHandlers: [ScanHandler] { ScanHandlers.raop }
     /// Its own service, and the AirPlay service of a receiver that advertises no RAOP service.
-    public static let serviceProtocols: Set<ATVProtocol> = [.raop, .airplay]
+    package static let serviceProtocols: Set<ATVProtocol> = [.raop, .airplay]
     static let logger = Logger(label: "atv.connect")
 
     /// An `RAOPService` (the `ProtocolSetup`'s `handle`) streaming to `context.service`; for an
     /// AirPlay service, only when the device has no RAOP service and its features say audio goes
     /// to the AirPlay service (`RAOPService.streamingService`).
-    public static func setup(_ context: ProtocolSetupContext, options: RAOPSetupOptions) throws -> ProtocolSetup? {
+    package static func setup(_ context: ProtocolSetupContext, options: RAOPSetupOptions) throws -> ProtocolSetup? {
         let config = context.config
         var service = context.service
         if service.protocol == .airplay {
@@ -61,7 +61,7 @@ public enum RAOPProtocol: ProtocolModule {
 
     /// HAP pairing when the receiver speaks AirPlay 2, legacy AirPlay pairing otherwise; the
     /// credentials serve AirPlay too.
-    public static func pair(_ config: DeviceConfig, options: PairingOptions) throws -> any PairingHandler {
+    package static func pair(_ config: DeviceConfig, options: PairingOptions) throws -> any PairingHandler {
         guard let service = config.service(.raop) else { throw ATVError.noService(.raop) }
         return AirPlayPairingHandler(protocol: .raop, host: config.address, service: service,
                                      airplay: config.service(.airplay), options: options)
