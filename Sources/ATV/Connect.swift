@@ -1,6 +1,7 @@
 import ATVAuth
 import ATVCore
 import ATVRAOP
+import Logging
 
 /// Options for ``connect(_:options:storage:)``.
 public struct ConnectOptions: Sendable {
@@ -41,6 +42,7 @@ extension AppleTV {
 /// no MRP tunnel). Stored credentials that can't be read are reported here.
 public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOptions(),
                     storage: FileStorage? = nil) async throws -> AppleTV {
+    let logger = Logger(label: "atv.connect")
     var config = config
     var tunnelMode = options.mrpTunnel
     if let storage {
@@ -66,7 +68,9 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
             do {
                 guard let s = try module.setup(context) else { continue }
                 setup = s
-            } catch ATVError.noCredentials(let p) {
+            } catch let skip as NeedsPairing {
+                let p = skip.protocol
+                logger.info("\(p) has no credentials (pair with `atv pair --protocol \(p.key)`); skipping it")
                 needCredentials.append(p)
                 continue
             }

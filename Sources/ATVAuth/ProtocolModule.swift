@@ -22,6 +22,21 @@ package struct ProtocolSetupContext: Sendable {
     }
 }
 
+/// Thrown by a module's `setup` when its protocol needs pairing first: the facade leaves the
+/// protocol out (and reports `ATVError.noCredentials` only when nothing else is left).
+package struct NeedsPairing: Error {
+    package let `protocol`: ATVProtocol
+    package init(_ proto: ATVProtocol) { self.protocol = proto }
+}
+
+extension ProtocolSetupContext {
+    /// The service's stored credentials; none (or empty) → `NeedsPairing`.
+    package func requireCredentials() throws(NeedsPairing) -> String {
+        guard let text = service.credentials, !text.isEmpty else { throw NeedsPairing(service.protocol) }
+        return text
+    }
+}
+
 /// A protocol as the facade sees it: scan handlers, `setup` and `pair`. The facade goes through
 /// every module for each service of a device in turn; a module may set itself up from another
 /// protocol's service (RAOP from an AirPlay-only receiver, MRP tunnelled through AirPlay 2).
@@ -35,8 +50,8 @@ package protocol ProtocolModule: SendableMetatype {
     /// The protocols whose services `setup` is offered (its own, and any it can ride on).
     static var serviceProtocols: Set<ATVProtocol> { get }
     /// The interfaces this protocol provides for `context.service`, to be connected on first use;
-    /// nil when this service gives it nothing. Throws `ATVError.noCredentials` when it needs
-    /// pairing first (the facade then leaves it out), any other error for a bad configuration.
+    /// nil when this service gives it nothing. Throws `NeedsPairing` when it needs pairing
+    /// first (the facade then leaves it out), any other error for a bad configuration.
     static func setup(_ context: ProtocolSetupContext, options: Options) throws -> ProtocolSetup?
     /// The handler that pairs with the device over this protocol (pyatv's `pair`).
     static func pair(_ config: DeviceConfig, options: PairingOptions) throws -> any PairingHandler

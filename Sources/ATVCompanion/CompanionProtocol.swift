@@ -3,22 +3,17 @@
 import ATVAuth
 import ATVCore
 import ATVDiscovery
-import Logging
 
 /// Companion (apps, power, keyboard, accounts, touch, HID): scan handlers, setup and pairing.
 package enum CompanionProtocol: ProtocolModule {
     package static let `protocol` = ATVProtocol.companion
     package static var scanHandlers: [ScanHandler] { ScanHandlers.companion }
     package static let serviceProtocols: Set<ATVProtocol> = [.companion]
-    static let logger = Logger(label: "atv.connect")
 
     /// A `CompanionService` (the `ProtocolSetup`'s `handle`) for `context.service`. Companion works
-    /// only after pair-verify: without credentials it throws `ATVError.noCredentials(.companion)`.
+    /// only after pair-verify: without credentials it throws `NeedsPairing`.
     package static func setup(_ context: ProtocolSetupContext, options: Void) throws -> ProtocolSetup? {
-        guard context.service.credentials?.isEmpty == false else {
-            logger.info("Companion has no credentials (pair with `atv pair --protocol companion`); skipping it")
-            throw ATVError.noCredentials(.companion)
-        }
+        _ = try context.requireCredentials()
         let companion = try CompanionService(address: context.config.address, service: context.service,
                                              timeout: context.timeout ?? .seconds(10))
         return companion.setup

@@ -3,22 +3,17 @@
 import ATVAuth
 import ATVCore
 import ATVDiscovery
-import Logging
 
 /// DMAP/DACP (Apple TV 1–3, Music on a computer): scan handlers, setup and pairing.
 package enum DMAPProtocol: ProtocolModule {
     package static let `protocol` = ATVProtocol.dmap
     package static var scanHandlers: [ScanHandler] { ScanHandlers.dmap }
     package static let serviceProtocols: Set<ATVProtocol> = [.dmap]
-    static let logger = Logger(label: "atv.connect")
 
     /// A `DMAPService` (the `ProtocolSetup`'s `handle`) for `context.service`. Without credentials
-    /// (a pairing GUID or Home Sharing id) it throws `ATVError.noCredentials(.dmap)`.
+    /// (a pairing GUID or Home Sharing id) it throws `NeedsPairing`.
     package static func setup(_ context: ProtocolSetupContext, options: Void) throws -> ProtocolSetup? {
-        guard context.service.credentials?.isEmpty == false else {
-            logger.info("DMAP has no credentials (pair with `atv pair --protocol dmap`); skipping it")
-            throw ATVError.noCredentials(.dmap)
-        }
+        _ = try context.requireCredentials()
         let dmap = try DMAPService(address: context.config.address, service: context.service,
                                    timeout: context.timeout ?? .seconds(10))
         return dmap.setup

@@ -48,7 +48,7 @@ package enum MRPProtocol: ProtocolModule {
     static let logger = Logger(label: "atv.connect")
 
     /// An `MRPService` (the `ProtocolSetup`'s `handle`): for an MRP service, with its stored HAP
-    /// credentials (none: `ATVError.noCredentials(.mrp)`); for an AirPlay service, tunnelled
+    /// credentials (none: `NeedsPairing`); for an AirPlay service, tunnelled
     /// through the AirPlay 2 remote-control channel when `options` and the tunnel rule
     /// (`MRPService.tunnelCredentials`) say so, else nil.
     package static func setup(_ context: ProtocolSetupContext, options tunnelMode: MRPTunnel) throws -> ProtocolSetup? {
@@ -73,8 +73,7 @@ package enum MRPProtocol: ProtocolModule {
             mrpOptions.replyTimeout = t
         }
         guard let mrp = try MRPService.make(address: config.address, service: service, options: mrpOptions) else {
-            logger.info("MRP has no credentials; pair with `atv pair --protocol mrp` to use it. Skipping it")
-            throw ATVError.noCredentials(.mrp)
+            throw NeedsPairing(.mrp)
         }
         return mrp.setup(service)
     }
