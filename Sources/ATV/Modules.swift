@@ -20,10 +20,10 @@ struct ModuleEntry {
     }
 }
 
-enum ProtocolModules {
+package enum ProtocolModules {
     /// Every protocol module. AirPlay comes before RAOP and MRP, which may set themselves up from
     /// its service (audio to an AirPlay-only receiver, the MRP tunnel).
-    static let all: [any ProtocolModule.Type] = [
+    package static let all: [any ProtocolModule.Type] = [
         AirPlayProtocol.self, RAOPProtocol.self, MRPProtocol.self, CompanionProtocol.self, DMAPProtocol.self,
     ]
 
