@@ -84,27 +84,27 @@ let package = Package(
 
         // Layer 4: one module per protocol.
         .target(name: "ATVRAOP", dependencies: [
-            "ATVCore", "ATVAudio", "ATVAuth", "ATVHTTP", "ATVAirPlayCore",
+            "ATVCore", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVHTTP", "ATVAirPlayCore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: swift6),
         .target(name: "ATVAirPlay", dependencies: [
-            "ATVCore", "ATVAuth", "ATVHTTP", "ATVAirPlayCore",
+            "ATVCore", "ATVAuth", "ATVDiscovery", "ATVHTTP", "ATVAirPlayCore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
         .target(name: "ATVMRP", dependencies: [
-            "ATVCore", "ATVAuth", "ATVHTTP",
+            "ATVCore", "ATVAuth", "ATVDiscovery", "ATVHTTP", "ATVAirPlayCore",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swift6),
         .target(name: "ATVCompanion", dependencies: [
-            "ATVCore", "ATVAuth",
+            "ATVCore", "ATVAuth", "ATVDiscovery",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

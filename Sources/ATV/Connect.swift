@@ -1,7 +1,5 @@
-import ATVAirPlay
 import ATVAuth
 import ATVCore
-import ATVMRP
 import ATVRAOP
 import Logging
 
@@ -59,94 +57,26 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
     let device = AppleTV(config: config, setUpDeadline: options.timeout.map { $0 * 3 + .milliseconds(500) })
     var added: [ATVProtocol] = []
     var needCredentials: [ATVProtocol] = []
-    func addRAOP(_ service: ServiceConfig) throws {
-        var raopOptions = options.raop
-        if let t = options.timeout {
-            raopOptions.connectTimeout = t
-            raopOptions.requestTimeout = t
-            // A silent receiver costs the /info probe plus the AirPlay 1 attempt after it: half each.
-            raopOptions.infoTimeout = min(raopOptions.infoTimeout, t / 2)
-        }
-        if raopOptions.password == nil { raopOptions.password = service.password }
-        let route = RAOPService.route(for: service, in: config, preference: options.airPlayVersion)
-        raopOptions.airPlayVersion = route.version
-        // No features known (an address without TXT): each stream asks GET /info for the route.
-        raopOptions.routeFromInfo = !route.decided
-        if route.version == .v2 || !route.decided, raopOptions.hapCredentials == nil {
-            raopOptions.hapCredentials = try RAOPService.hapCredentials(for: service, in: config)
-        }
-        let how = route.decided ? "\(route)" : "from GET /info when streaming (\(route.reason); AirPlay 1 if unanswered)"
-        logger.info("audio streaming to \(config.name): \(how)\(raopOptions.hapCredentials != nil ? ", pair-verify with stored credentials" : "")")
-        let raop = RAOPService(address: config.address, service: service, options: raopOptions)
-        raop.attach(device)
-        device.extra.withLock { $0.raop = raop }
-        try device.add(raop.setup)
-        added.append(.raop)
-    }
+    // Each enabled service is offered to every module that sets itself up from its protocol, in
+    // the modules' order (AirPlay first: RAOP and MRP may ride on its service).
+    let modules = ProtocolModules.forConnect(options, tunnelMode: tunnelMode)
+    let takeover = WeakTakeover(device)
     for service in config.services where service.enabled {
-        switch service.protocol {
-        case .raop:
-            try addRAOP(service)
-        case .airplay:
-            var airplayOptions = AirPlayOptions()
-            if let t = options.timeout {
-                airplayOptions.connectTimeout = t
-                airplayOptions.requestTimeout = t
-            }
-            let airplay = try AirPlayService(address: config.address, service: service, options: airplayOptions)
-            airplay.attach(device)
-            try device.add(airplay.setup)
-            added.append(.airplay)
-            // An AirPlay 2 receiver without `_raop._tcp`: audio streams go to this service.
-            if config.service(.raop) == nil, let derived = RAOPService.streamingService(in: config) {
-                logger.info("\(config.name) advertises no RAOP service: audio streams go to its AirPlay service (port \(derived.port))")
-                try addRAOP(derived)
-            }
-            if let credentials = try MRPService.tunnelCredentials(airplay: service, in: config, mode: tunnelMode) {
-                logger.info("MRP through the AirPlay 2 remote-control channel of \(config.name) (\(credentials == nil ? "transient pairing" : "pair-verify with stored credentials")), set up when first used")
-                let mrp = MRPService.tunnelled(address: config.address, airplay: service, credentials: credentials)
-                var setup = mrp.setup(service)
-                let open = setup.connect
-                setup.connect = {
-                    do { try await open() } catch let error as ATVError {
-                        throw error.context("remote control through the AirPlay 2 tunnel")
-                    }
-                }
-                try device.add(setup)
-                added.append(.mrp)
-            }
-        case .mrp:
-            var mrpOptions = MRPService.Options()
-            if let t = options.timeout {
-                mrpOptions.connectTimeout = t
-                mrpOptions.replyTimeout = t
-            }
-            guard let mrp = try MRPService.make(address: config.address, service: service, options: mrpOptions) else {
-                logger.info("MRP has no credentials; pair with `atv pair --protocol mrp` to use it. Skipping it")
-                needCredentials.append(.mrp)
+        for module in modules where module.serviceProtocols.contains(service.protocol) {
+            let context = ProtocolSetupContext(config: config, service: service, timeout: options.timeout, takeover: takeover)
+            let setup: ProtocolSetup
+            do {
+                guard let s = try module.setup(context) else { continue }
+                setup = s
+            } catch let skip as NeedsPairing {
+                let p = skip.protocol
+                logger.info("\(p) has no credentials (pair with `atv pair --protocol \(p.key)`); skipping it")
+                needCredentials.append(p)
                 continue
             }
-            try device.add(mrp.setup(service))
-            added.append(.mrp)
-        case .companion:
-            // Companion works only after pair-verify: without credentials it is left out.
-            guard service.credentials?.isEmpty == false else {
-                logger.info("Companion has no credentials (pair with `atv pair --protocol companion`); skipping it")
-                needCredentials.append(.companion)
-                continue
-            }
-            let companion = try CompanionService(address: config.address, service: service, timeout: options.timeout ?? .seconds(10))
-            try device.add(companion.setup)
-            added.append(.companion)
-        case .dmap:
-            guard service.credentials?.isEmpty == false else {
-                logger.info("DMAP has no credentials (pair with `atv pair --protocol dmap`); skipping it")
-                needCredentials.append(.dmap)
-                continue
-            }
-            let dmap = try DMAPService(address: config.address, service: service, timeout: options.timeout ?? .seconds(10))
-            try device.add(dmap.setup)
-            added.append(.dmap)
+            if let raop = setup.handle as? RAOPService { device.extra.withLock { $0.raop = raop } }
+            try device.add(setup)
+            added.append(setup.protocol)
         }
     }
     guard !added.isEmpty else {
@@ -158,18 +88,3 @@ public func connect(_ config: DeviceConfig, options: ConnectOptions = ConnectOpt
     return device
 }
 
-extension ATVError {
-    /// The same error with what was being done in front of its text (kind and exit status kept).
-    func context(_ what: String) -> ATVError {
-        switch self {
-        case .connectionFailed(let s): .connectionFailed("\(what): \(s)")
-        case .connectionLost(let s): .connectionLost("\(what): \(s)")
-        case .timeout(let s): .timeout("\(what): \(s)")
-        case .authenticationFailed(let s): .authenticationFailed("\(what): \(s)")
-        case .pairingFailed(let s): .pairingFailed("\(what): \(s)")
-        case .protocolError(let s): .protocolError("\(what): \(s)")
-        case .httpError(let status, let s): .httpError(status: status, "\(what): \(s)")
-        default: self
-        }
-    }
-}

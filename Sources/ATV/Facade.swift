@@ -1,4 +1,5 @@
 import ATVCore
+import ATVRAOP
 import Logging
 import Synchronization
 

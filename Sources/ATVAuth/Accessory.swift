@@ -4,14 +4,14 @@ import ATVCore
 import Crypto
 
 /// A controller the accessory has paired with.
-public struct HAPPairedController: Sendable, Equatable {
-    public var identifier: [UInt8]
-    public var publicKey: [UInt8]
-    public init(identifier: [UInt8], publicKey: [UInt8]) { self.identifier = identifier; self.publicKey = publicKey }
+package struct HAPPairedController: Sendable, Equatable {
+    package var identifier: [UInt8]
+    package var publicKey: [UInt8]
+    package init(identifier: [UInt8], publicKey: [UInt8]) { self.identifier = identifier; self.publicKey = publicKey }
 }
 
-public struct HAPAccessoryReply: Sendable, Equatable {
-    public enum Event: Sendable, Equatable {
+package struct HAPAccessoryReply: Sendable, Equatable {
+    package enum Event: Sendable, Equatable {
         /// PIN pair-setup finished (after M5/M6): remember this controller.
         case paired(HAPPairedController)
         /// Transient pair-setup finished (after M3/M4): the SRP session key K.
@@ -21,11 +21,11 @@ public struct HAPAccessoryReply: Sendable, Equatable {
         /// The controller failed; the reply carries an Error item.
         case failed(ATVError)
     }
-    public var message: [UInt8]
-    public var event: Event?
+    package var message: [UInt8]
+    package var event: Event?
 }
 
-public struct HAPPairSetupServer: Sendable {
+package struct HAPPairSetupServer: Sendable {
     enum State: Sendable { case awaitingM1, awaitingM3(SRPServer, transient: Bool), awaitingM5(sessionKey: [UInt8]), done }
 
     let identity: HAPIdentity
@@ -36,7 +36,7 @@ public struct HAPPairSetupServer: Sendable {
     var state: State = .awaitingM1
 
     /// `srpSalt` / `srpSecret` fix the otherwise random SRP values (tests only).
-    public init(identity: HAPIdentity, pin: String, transientPIN: String = "3939",
+    package init(identity: HAPIdentity, pin: String, transientPIN: String = "3939",
                 srpSalt: [UInt8]? = nil, srpSecret: [UInt8]? = nil) {
         self.identity = identity
         self.pin = pin
@@ -49,7 +49,7 @@ public struct HAPPairSetupServer: Sendable {
         HAPAccessoryReply(message: TLV8([.init(.state, [state]), .init(.error, [code.rawValue])]).encoded(), event: .failed(err))
     }
 
-    public mutating func handle(_ message: [UInt8]) -> HAPAccessoryReply {
+    package mutating func handle(_ message: [UInt8]) -> HAPAccessoryReply {
         let current = state
         state = .done
         guard let tlv = try? TLV8.decode(message), let seq = tlv.byte(.state) else {
@@ -109,7 +109,7 @@ public struct HAPPairSetupServer: Sendable {
     }
 }
 
-public struct HAPPairVerifyServer: Sendable {
+package struct HAPPairVerifyServer: Sendable {
     enum State: Sendable { case awaitingM1, awaitingM3(shared: [UInt8], key: [UInt8], clientPub: [UInt8], ourPub: [UInt8]), done }
 
     let identity: HAPIdentity
@@ -117,14 +117,14 @@ public struct HAPPairVerifyServer: Sendable {
     let ephemeral: Curve25519.KeyAgreement.PrivateKey
     var state: State = .awaitingM1
 
-    public init(identity: HAPIdentity, controllers: [HAPPairedController],
+    package init(identity: HAPIdentity, controllers: [HAPPairedController],
                 ephemeral: Curve25519.KeyAgreement.PrivateKey = .init()) {
         self.identity = identity
         self.controllers = controllers
         self.ephemeral = ephemeral
     }
 
-    public mutating func handle(_ message: [UInt8]) -> HAPAccessoryReply {
+    package mutating func handle(_ message: [UInt8]) -> HAPAccessoryReply {
         let current = state
         state = .done
         guard let tlv = try? TLV8.decode(message), let seq = tlv.byte(.state) else {

@@ -1,8 +1,8 @@
 // Small byte helpers shared by the auth module.
 import ATVCore
 
-public enum Hex {
-    public static func encode<C: Collection<UInt8>>(_ bytes: C, uppercase: Bool = false) -> String {
+package enum Hex {
+    package static func encode<C: Collection<UInt8>>(_ bytes: C, uppercase: Bool = false) -> String {
         let digits: [Character] = Array(uppercase ? "0123456789ABCDEF" : "0123456789abcdef")
         var s = ""
         s.reserveCapacity(bytes.count * 2)
@@ -14,7 +14,7 @@ public enum Hex {
     }
 
     /// Decode hex (any case; spaces, tabs and newlines ignored). nil on odd length or a non-hex character.
-    public static func decode(_ s: String) -> [UInt8]? {
+    package static func decode(_ s: String) -> [UInt8]? {
         var out: [UInt8] = []
         var hi: UInt8? = nil
         for c in s.utf8 {

@@ -7,17 +7,17 @@ import ATVCore
 import COpenSSL
 import Synchronization
 
-public final class ChaChaPolySealer: Sendable {
-    public static let keySize = 32
-    public static let nonceSize = 12
-    public static let tagSize = 16
+package final class ChaChaPolySealer: Sendable {
+    package static let keySize = 32
+    package static let nonceSize = 12
+    package static let tagSize = 16
 
     /// The EVP context (owned; freed in deinit). Every use holds `lock`, so copies of a value that
     /// holds this sealer may seal from any thread.
     private nonisolated(unsafe) let context: OpaquePointer
     private let lock = Mutex(())
 
-    public init(key: [UInt8]) throws(ATVError) {
+    package init(key: [UInt8]) throws(ATVError) {
         guard key.count == Self.keySize else { throw ATVError.badInput("ChaCha20-Poly1305 key must be 32 bytes, got \(key.count)") }
         guard let ctx = EVP_CIPHER_CTX_new() else { throw ATVError.protocolError("cannot allocate a cipher context") }
         let ok = key.withUnsafeBufferPointer { k in
@@ -35,7 +35,7 @@ public final class ChaChaPolySealer: Sendable {
     /// Seals `plaintext` with the 12-byte `nonce` and `aad`: writes the ciphertext
     /// (`plaintext.count` bytes) to `ciphertext` and the 16-byte tag to `tag`. `ciphertext` may be
     /// `plaintext` itself (in place). Returns false if OpenSSL fails (it does not, for valid sizes).
-    public func seal(nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer, plaintext: UnsafeRawBufferPointer,
+    package func seal(nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer, plaintext: UnsafeRawBufferPointer,
                      ciphertext: UnsafeMutableRawBufferPointer, tag: UnsafeMutableRawBufferPointer) -> Bool {
         precondition(nonce.count == Self.nonceSize && tag.count >= Self.tagSize && ciphertext.count >= plaintext.count)
         return lock.withLock { _ in

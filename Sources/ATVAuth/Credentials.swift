@@ -60,11 +60,11 @@ extension String {
 }
 
 /// A long-term identity: Ed25519 key and pairing identifier (ours as a controller, or an accessory's).
-public struct HAPIdentity: Sendable {
-    public var identifier: [UInt8]
-    public var signingKey: Curve25519.Signing.PrivateKey
+package struct HAPIdentity: Sendable {
+    package var identifier: [UInt8]
+    package var signingKey: Curve25519.Signing.PrivateKey
 
-    public init(identifier: String, seed: [UInt8]) throws(ATVError) {
+    package init(identifier: String, seed: [UInt8]) throws(ATVError) {
         do {
             signingKey = try Curve25519.Signing.PrivateKey(rawRepresentation: seed)
         } catch {
@@ -73,15 +73,15 @@ public struct HAPIdentity: Sendable {
         self.identifier = Array(identifier.utf8)
     }
 
-    public init(identifier: String) {
+    package init(identifier: String) {
         self.identifier = Array(identifier.utf8)
         signingKey = Curve25519.Signing.PrivateKey()
     }
 
-    public var publicKey: [UInt8] { Array(signingKey.publicKey.rawRepresentation) }
-    public var seed: [UInt8] { Array(signingKey.rawRepresentation) }
+    package var publicKey: [UInt8] { Array(signingKey.publicKey.rawRepresentation) }
+    package var seed: [UInt8] { Array(signingKey.rawRepresentation) }
 
     /// The identity of pyatv's fake HAP servers (server_auth.py): seed aa×32, PIN 1111.
-    public static let pyatvFakeDevice = try! HAPIdentity(identifier: "5D797FD3-3538-427E-A47B-A32FC6CF3A6A",
+    package static let pyatvFakeDevice = try! HAPIdentity(identifier: "5D797FD3-3538-427E-A47B-A32FC6CF3A6A",
                                                         seed: [UInt8](repeating: 0xAA, count: 32))
 }

@@ -6,19 +6,19 @@
 import ATVCore
 import Crypto
 
-public enum DMAPPairing {
+package enum DMAPPairing {
     /// The code the Apple TV sends: MD5(GUID ‖ each PIN digit followed by a NUL), upper-case hex.
-    public static func pairingCode(guid: String, pin: String) -> String {
+    package static func pairingCode(guid: String, pin: String) -> String {
         var data = Array(guid.utf8)
         for c in pin.utf8 { data += [c, 0] }
         return Hex.encode(Array(Insecure.MD5.hash(data: data)), uppercase: true)
     }
 
     /// A random pairing GUID: 16 upper-case hex digits.
-    public static func randomGUID() -> String { Hex.encode(randomBytes(8), uppercase: true) }
+    package static func randomGUID() -> String { Hex.encode(randomBytes(8), uppercase: true) }
 
     /// PINs are 4 digits; shorter ones are zero-padded as pyatv does.
-    public static func normalizePIN(_ pin: String) throws(ATVError) -> String {
+    package static func normalizePIN(_ pin: String) throws(ATVError) -> String {
         let p = pin.trimmingWhitespace()
         guard !p.isEmpty, p.count <= 4, p.allSatisfy({ $0.isASCII && $0.isNumber }) else {
             throw ATVError.invalidValue("a DMAP pairing PIN is 1 to 4 digits (got \"\(p)\")")
@@ -27,7 +27,7 @@ public enum DMAPPairing {
     }
 
     /// The `_touch-remote._tcp` instance name: the IPv4 address as a 40-digit zero-padded decimal.
-    public static func serviceInstanceName(ipv4: String) -> String? {
+    package static func serviceInstanceName(ipv4: String) -> String? {
         let parts = ipv4.split(separator: ".").compactMap { UInt32($0) }
         guard parts.count == 4, parts.allSatisfy({ $0 < 256 }) else { return nil }
         let n = parts.reduce(UInt32(0)) { $0 << 8 | $1 }
@@ -36,19 +36,19 @@ public enum DMAPPairing {
     }
 
     /// TXT record of the `_touch-remote._tcp` service.
-    public static func txtRecord(name: String, guid: String) -> [String: String] {
+    package static func txtRecord(name: String, guid: String) -> [String: String] {
         ["DvNm": name, "RemV": "10000", "DvTy": "iPod", "RemN": "Remote", "txtvers": "1", "Pair": guid]
     }
 
     /// `cmpa{ cmpg(u64 GUID), cmnm(name), cmty("iPhone") }`.
-    public static func responseBody(guid: String, name: String) -> [UInt8] {
+    package static func responseBody(guid: String, name: String) -> [UInt8] {
         DMAPSerializer.serialize(.container("cmpa", [
             .uint64("cmpg", UInt64(guid, radix: 16) ?? 0), .string("cmnm", name), .string("cmty", "iPhone"),
         ]))
     }
 
     /// Split `/path?a=b&c=d` into the path and percent-decoded query items (never traps).
-    public static func parseTarget(_ target: String) -> (path: String, query: [String: String]) {
+    package static func parseTarget(_ target: String) -> (path: String, query: [String: String]) {
         let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         var q: [String: String] = [:]
         if parts.count == 2 {
@@ -78,19 +78,19 @@ public enum DMAPPairing {
 }
 
 /// Answers the Apple TV's pairing request. `pin == nil` accepts any code (as pyatv).
-public struct DMAPPairingHandler: Sendable {
-    public struct Reply: Sendable, Equatable {
-        public var status: Int
-        public var body: [UInt8]
+package struct DMAPPairingHandler: Sendable {
+    package struct Reply: Sendable, Equatable {
+        package var status: Int
+        package var body: [UInt8]
         /// Set when the request paired: the Apple TV's `servicename`.
-        public var pairedWith: String?
+        package var pairedWith: String?
     }
 
-    public let guid: String
-    public let pin: String?
-    public let name: String
+    package let guid: String
+    package let pin: String?
+    package let name: String
 
-    public init(guid: String = DMAPPairing.randomGUID(), pin: String?, name: String) throws(ATVError) {
+    package init(guid: String = DMAPPairing.randomGUID(), pin: String?, name: String) throws(ATVError) {
         guard guid.count == 16, guid.allSatisfy(\.isHexDigit) else {
             throw ATVError.invalidValue("a DMAP pairing GUID is 16 hex digits")
         }
@@ -100,9 +100,9 @@ public struct DMAPPairingHandler: Sendable {
     }
 
     /// The credentials to store once paired: `0x` + GUID.
-    public var credentials: ATVCredentials { .dmapPairingGUID("0x" + guid) }
+    package var credentials: ATVCredentials { .dmapPairingGUID("0x" + guid) }
 
-    public func handle(method: String, target: String) -> Reply {
+    package func handle(method: String, target: String) -> Reply {
         let (path, query) = DMAPPairing.parseTarget(target)
         guard method == "GET", path == "/pair" else { return Reply(status: 404, body: [], pairedWith: nil) }
         guard let code = query["pairingcode"], let service = query["servicename"] else {

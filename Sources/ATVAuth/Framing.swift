@@ -5,7 +5,7 @@ import ATVCore
 import Crypto
 
 /// How a 64-bit message counter becomes a 12-byte nonce.
-public enum NonceLayout: Sendable {
+package enum NonceLayout: Sendable {
     /// 4 zero bytes ‖ counter (8 bytes LE): HAP sessions (AirPlay 2), MRP.
     case hap
     /// counter as a 12-byte little-endian number, i.e. counter (8 bytes LE) ‖ 4 zero bytes: Companion.
@@ -20,15 +20,15 @@ public enum NonceLayout: Sendable {
 }
 
 /// One direction of an encrypted channel: a key and a counter.
-public struct ChaChaCounterCipher: Sendable {
+package struct ChaChaCounterCipher: Sendable {
     let key: SymmetricKey
-    public let layout: NonceLayout
+    package let layout: NonceLayout
     /// The counter the next message will use.
-    public private(set) var counter: UInt64
+    package private(set) var counter: UInt64
     var exhausted = false
     var poisoned = false
 
-    public init(key: [UInt8], layout: NonceLayout, counter: UInt64 = 0) {
+    package init(key: [UInt8], layout: NonceLayout, counter: UInt64 = 0) {
         self.key = SymmetricKey(data: key)
         self.layout = layout
         self.counter = counter
@@ -44,7 +44,7 @@ public struct ChaChaCounterCipher: Sendable {
     }
 
     /// Encrypt: ciphertext ‖ 16-byte tag.
-    public mutating func seal(_ plaintext: [UInt8], aad: [UInt8] = []) throws(ATVError) -> [UInt8] {
+    package mutating func seal(_ plaintext: [UInt8], aad: [UInt8] = []) throws(ATVError) -> [UInt8] {
         let nonce = try nextNonce()
         do {
             let box = try ChaChaPoly.seal(plaintext, using: key, nonce: nonce, authenticating: aad)
@@ -55,7 +55,7 @@ public struct ChaChaCounterCipher: Sendable {
     }
 
     /// Decrypt ciphertext ‖ tag with the next counter value.
-    public mutating func open(_ sealed: [UInt8], aad: [UInt8] = []) throws(ATVError) -> [UInt8] {
+    package mutating func open(_ sealed: [UInt8], aad: [UInt8] = []) throws(ATVError) -> [UInt8] {
         guard !poisoned else { throw ATVError.connectionLost("encrypted channel already failed authentication; reconnect") }
         guard sealed.count >= 16 else {
             poisoned = true
@@ -75,13 +75,13 @@ public struct ChaChaCounterCipher: Sendable {
 
 // MARK: - HAP framing: len(2, LE) ‖ ciphertext ‖ tag(16), ≤ 1024 plaintext bytes per block, AAD = len.
 
-public struct HAPFrameEncoder: Sendable {
-    public static let maxBlock = 1024
+package struct HAPFrameEncoder: Sendable {
+    package static let maxBlock = 1024
     var cipher: ChaChaCounterCipher
-    public init(key: [UInt8], counter: UInt64 = 0) { cipher = ChaChaCounterCipher(key: key, layout: .hap, counter: counter) }
+    package init(key: [UInt8], counter: UInt64 = 0) { cipher = ChaChaCounterCipher(key: key, layout: .hap, counter: counter) }
 
     /// Encrypt `plaintext` as one or more blocks (nothing for empty input).
-    public mutating func encode(_ plaintext: [UInt8]) throws(ATVError) -> [UInt8] {
+    package mutating func encode(_ plaintext: [UInt8]) throws(ATVError) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(plaintext.count + (plaintext.count / Self.maxBlock + 1) * 18)
         var i = 0
@@ -97,15 +97,15 @@ public struct HAPFrameEncoder: Sendable {
 }
 
 /// Incremental: feed bytes as they arrive, get the plaintext of every complete block.
-public struct HAPFrameDecoder: Sendable {
+package struct HAPFrameDecoder: Sendable {
     var cipher: ChaChaCounterCipher
     var buffer: [UInt8] = []
-    public init(key: [UInt8], counter: UInt64 = 0) { cipher = ChaChaCounterCipher(key: key, layout: .hap, counter: counter) }
+    package init(key: [UInt8], counter: UInt64 = 0) { cipher = ChaChaCounterCipher(key: key, layout: .hap, counter: counter) }
 
     /// Bytes received but not yet a complete block.
-    public var bufferedByteCount: Int { buffer.count }
+    package var bufferedByteCount: Int { buffer.count }
 
-    public mutating func decode(_ bytes: [UInt8]) throws(ATVError) -> [UInt8] {
+    package mutating func decode(_ bytes: [UInt8]) throws(ATVError) -> [UInt8] {
         buffer += bytes
         var out: [UInt8] = []
         var start = 0
@@ -126,35 +126,35 @@ public struct HAPFrameDecoder: Sendable {
 }
 
 /// Both directions of a HAP-framed channel.
-public struct HAPSession: Sendable {
-    public var encoder: HAPFrameEncoder
-    public var decoder: HAPFrameDecoder
-    public init(keys: ChannelKeys) {
+package struct HAPSession: Sendable {
+    package var encoder: HAPFrameEncoder
+    package var decoder: HAPFrameDecoder
+    package init(keys: ChannelKeys) {
         encoder = HAPFrameEncoder(key: keys.output)
         decoder = HAPFrameDecoder(key: keys.input)
     }
-    public mutating func encrypt(_ plaintext: [UInt8]) throws(ATVError) -> [UInt8] { try encoder.encode(plaintext) }
-    public mutating func decrypt(_ bytes: [UInt8]) throws(ATVError) -> [UInt8] { try decoder.decode(bytes) }
+    package mutating func encrypt(_ plaintext: [UInt8]) throws(ATVError) -> [UInt8] { try encoder.encode(plaintext) }
+    package mutating func decrypt(_ bytes: [UInt8]) throws(ATVError) -> [UInt8] { try decoder.decode(bytes) }
 }
 
 // MARK: - Companion framing: type(1) ‖ len(3, BE, includes the tag) ‖ ciphertext ‖ tag, AAD = the
 // 4-byte header; zero-length payloads are sent unencrypted; nonce = 12-byte LE counter.
 
-public struct CompanionFrame: Sendable, Equatable {
-    public var type: UInt8
-    public var payload: [UInt8]
-    public init(type: UInt8, payload: [UInt8]) { self.type = type; self.payload = payload }
+package struct CompanionFrame: Sendable, Equatable {
+    package var type: UInt8
+    package var payload: [UInt8]
+    package init(type: UInt8, payload: [UInt8]) { self.type = type; self.payload = payload }
 }
 
-public struct CompanionFrameEncoder: Sendable {
+package struct CompanionFrameEncoder: Sendable {
     var cipher: ChaChaCounterCipher?
     /// `key` nil: plaintext framing (before pair-verify).
-    public init(key: [UInt8]?, counter: UInt64 = 0) {
+    package init(key: [UInt8]?, counter: UInt64 = 0) {
         cipher = key.map { ChaChaCounterCipher(key: $0, layout: .companion, counter: counter) }
     }
-    public mutating func enableEncryption(key: [UInt8]) { cipher = ChaChaCounterCipher(key: key, layout: .companion) }
+    package mutating func enableEncryption(key: [UInt8]) { cipher = ChaChaCounterCipher(key: key, layout: .companion) }
 
-    public mutating func encode(_ frame: CompanionFrame) throws(ATVError) -> [UInt8] {
+    package mutating func encode(_ frame: CompanionFrame) throws(ATVError) -> [UInt8] {
         let encrypted = cipher != nil && !frame.payload.isEmpty
         let len = frame.payload.count + (encrypted ? 16 : 0)
         guard len <= 0xFF_FFFF else { throw ATVError.invalidValue("Companion frame of \(frame.payload.count) bytes is too large") }
@@ -165,18 +165,18 @@ public struct CompanionFrameEncoder: Sendable {
     }
 }
 
-public struct CompanionFrameDecoder: Sendable {
+package struct CompanionFrameDecoder: Sendable {
     var cipher: ChaChaCounterCipher?
     var buffer: [UInt8] = []
-    public init(key: [UInt8]?, counter: UInt64 = 0) {
+    package init(key: [UInt8]?, counter: UInt64 = 0) {
         cipher = key.map { ChaChaCounterCipher(key: $0, layout: .companion, counter: counter) }
     }
-    public mutating func enableEncryption(key: [UInt8]) { cipher = ChaChaCounterCipher(key: key, layout: .companion) }
-    public var bufferedByteCount: Int { buffer.count }
+    package mutating func enableEncryption(key: [UInt8]) { cipher = ChaChaCounterCipher(key: key, layout: .companion) }
+    package var bufferedByteCount: Int { buffer.count }
     /// The type byte of the frame being received, once its first byte arrived.
-    public var pendingFrameType: UInt8? { buffer.first }
+    package var pendingFrameType: UInt8? { buffer.first }
 
-    public mutating func decode(_ bytes: [UInt8]) throws(ATVError) -> [CompanionFrame] {
+    package mutating func decode(_ bytes: [UInt8]) throws(ATVError) -> [CompanionFrame] {
         buffer += bytes
         var frames: [CompanionFrame] = []
         var start = 0

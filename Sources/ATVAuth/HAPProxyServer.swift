@@ -9,7 +9,7 @@ import Synchronization
 extension HAPIdentity {
     /// A proxy's pairing identity derived from its `name` (same name, same keys: controllers stay
     /// paired across restarts, as with atvproxy's fixed server key).
-    public static func proxy(named name: String) throws(ATVError) -> HAPIdentity {
+    package static func proxy(named name: String) throws(ATVError) -> HAPIdentity {
         let seed = HAPKeys.hkdf(salt: "swift-atv-proxy-seed", info: name, secret: Array(name.utf8), length: 32)
         let u = HAPKeys.hkdf(salt: "swift-atv-proxy-id", info: name, secret: Array(name.utf8), length: 16)
         let a = Array(Hex.encode(u, uppercase: true))
@@ -19,7 +19,7 @@ extension HAPIdentity {
 }
 
 /// A sans-I/O proxy session: bytes from either side in, outputs out.
-public protocol HAPProxySession: SendableMetatype {
+package protocol HAPProxySession: SendableMetatype {
     associatedtype Output
     mutating func start() throws(ATVError) -> [Output]
     mutating func fromController(_ bytes: [UInt8], controllers: [HAPPairedController]) throws(ATVError) -> [Output]
@@ -27,7 +27,7 @@ public protocol HAPProxySession: SendableMetatype {
 }
 
 /// What the shell does for one session output; the protocol's own reporting happens in `HAPProxyServer.Hooks.output`.
-public enum HAPProxyAction: Sendable {
+package enum HAPProxyAction: Sendable {
     case toController([UInt8])
     case toDevice([UInt8])
     /// A controller finished pair-setup: it is accepted for pair-verify from now on.
@@ -37,15 +37,15 @@ public enum HAPProxyAction: Sendable {
     case none
 }
 
-public final class HAPProxyServer<Session: HAPProxySession>: Sendable {
-    public struct Endpoints: Sendable {
-        public var listenHost: String
-        public var listenPort: Int
-        public var deviceHost: String
-        public var devicePort: Int
+package final class HAPProxyServer<Session: HAPProxySession>: Sendable {
+    package struct Endpoints: Sendable {
+        package var listenHost: String
+        package var listenPort: Int
+        package var deviceHost: String
+        package var devicePort: Int
         /// For connecting to the device, and again for its pair-verify to complete.
-        public var timeout: Duration
-        public init(listenHost: String, listenPort: Int, deviceHost: String, devicePort: Int, timeout: Duration) {
+        package var timeout: Duration
+        package init(listenHost: String, listenPort: Int, deviceHost: String, devicePort: Int, timeout: Duration) {
             self.listenHost = listenHost
             self.listenPort = listenPort
             self.deviceHost = deviceHost
@@ -54,17 +54,17 @@ public final class HAPProxyServer<Session: HAPProxySession>: Sendable {
         }
     }
 
-    public struct Hooks: Sendable {
+    package struct Hooks: Sendable {
         /// A new session for each controller connection.
-        public var makeSession: @Sendable () -> Session
+        package var makeSession: @Sendable () -> Session
         /// What the shell does with an output; called for every output, in order, before `output`.
-        public var action: @Sendable (Session.Output) -> HAPProxyAction
+        package var action: @Sendable (Session.Output) -> HAPProxyAction
         /// Reports an output (after its action was carried out).
-        public var output: @Sendable (Session.Output) -> Void
-        public var controllerConnected: @Sendable (String) -> Void
-        public var deviceFailed: @Sendable (String) -> Void
-        public var closed: @Sendable (String) -> Void
-        public init(makeSession: @escaping @Sendable () -> Session, action: @escaping @Sendable (Session.Output) -> HAPProxyAction,
+        package var output: @Sendable (Session.Output) -> Void
+        package var controllerConnected: @Sendable (String) -> Void
+        package var deviceFailed: @Sendable (String) -> Void
+        package var closed: @Sendable (String) -> Void
+        package init(makeSession: @escaping @Sendable () -> Session, action: @escaping @Sendable (Session.Output) -> HAPProxyAction,
                     output: @escaping @Sendable (Session.Output) -> Void, controllerConnected: @escaping @Sendable (String) -> Void,
                     deviceFailed: @escaping @Sendable (String) -> Void, closed: @escaping @Sendable (String) -> Void) {
             self.makeSession = makeSession
@@ -76,7 +76,7 @@ public final class HAPProxyServer<Session: HAPProxySession>: Sendable {
         }
     }
 
-    public let endpoints: Endpoints
+    package let endpoints: Endpoints
     let hooks: Hooks
     let channel: Channel
     let controllers: Mutex<[HAPPairedController]>
@@ -88,11 +88,11 @@ public final class HAPProxyServer<Session: HAPProxySession>: Sendable {
         self.controllers = Mutex(controllers)
     }
 
-    public var port: Int { channel.localAddress?.port ?? 0 }
-    public var pairedControllers: [HAPPairedController] { controllers.withLock { $0 } }
+    package var port: Int { channel.localAddress?.port ?? 0 }
+    package var pairedControllers: [HAPPairedController] { controllers.withLock { $0 } }
 
     /// `controllers`: paired before (e.g. loaded from a file), accepted for pair-verify.
-    public static func start(_ endpoints: Endpoints, controllers: [HAPPairedController], hooks: Hooks) async throws -> HAPProxyServer {
+    package static func start(_ endpoints: Endpoints, controllers: [HAPPairedController], hooks: Hooks) async throws -> HAPProxyServer {
         let box = Mutex<HAPProxyServer?>(nil)
         let channel = try await TCPListener.bind(host: endpoints.listenHost, port: endpoints.listenPort,
                                                  options: .init(noDelay: true)) { _, pipeline in
@@ -104,7 +104,7 @@ public final class HAPProxyServer<Session: HAPProxySession>: Sendable {
         return server
     }
 
-    public func stop() async {
+    package func stop() async {
         try? await channel.close()
     }
 

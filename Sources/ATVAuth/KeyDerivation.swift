@@ -4,13 +4,13 @@
 import ATVCore
 import Crypto
 
-public enum HAPKeys {
+package enum HAPKeys {
     /// HKDF-SHA512(salt, info, secret) → `length` bytes (32 by default).
-    public static func hkdf(salt: String, info: String, secret: [UInt8], length: Int = 32) -> [UInt8] {
+    package static func hkdf(salt: String, info: String, secret: [UInt8], length: Int = 32) -> [UInt8] {
         hkdf(salt: Array(salt.utf8), info: Array(info.utf8), secret: secret, length: length)
     }
 
-    public static func hkdf(salt: [UInt8], info: [UInt8], secret: [UInt8], length: Int = 32) -> [UInt8] {
+    package static func hkdf(salt: [UInt8], info: [UInt8], secret: [UInt8], length: Int = 32) -> [UInt8] {
         let key = HKDF<SHA512>.deriveKey(inputKeyMaterial: SymmetricKey(data: secret), salt: salt, info: info,
                                          outputByteCount: length)
         return key.withUnsafeBytes { Array($0) }
@@ -56,7 +56,7 @@ public struct ChannelKeys: Sendable, Equatable {
 
 /// Channels whose keys are derived from a pair-verify shared secret (or, for transient pairing,
 /// from the SRP session key K).
-public enum HAPChannel: Sendable, Hashable {
+package enum HAPChannel: Sendable, Hashable {
     case mrp
     case companion
     /// AirPlay 2 RTSP/HTTP control connection.
@@ -67,7 +67,7 @@ public enum HAPChannel: Sendable, Hashable {
     case airPlayDataStream(seed: UInt64)
 
     /// (salt, write info, read info) from the controller's point of view.
-    public var labels: (salt: String, write: String, read: String) {
+    package var labels: (salt: String, write: String, read: String) {
         switch self {
         case .mrp: ("MediaRemote-Salt", "MediaRemote-Write-Encryption-Key", "MediaRemote-Read-Encryption-Key")
         case .companion: ("", "ClientEncrypt-main", "ServerEncrypt-main")
@@ -78,10 +78,10 @@ public enum HAPChannel: Sendable, Hashable {
         }
     }
 
-    public enum Role: Sendable { case controller, accessory }
+    package enum Role: Sendable { case controller, accessory }
 
     /// Keys for this channel. The accessory's output is the controller's input and vice versa.
-    public func keys(sharedSecret: [UInt8], role: Role = .controller) -> ChannelKeys {
+    package func keys(sharedSecret: [UInt8], role: Role = .controller) -> ChannelKeys {
         let l = labels
         let k = ChannelKeys(output: HAPKeys.hkdf(salt: l.salt, info: l.write, secret: sharedSecret),
                             input: HAPKeys.hkdf(salt: l.salt, info: l.read, secret: sharedSecret))
@@ -89,7 +89,7 @@ public enum HAPChannel: Sendable, Hashable {
     }
 
     /// The AirPlay 2 audio key `shk` as pyatv makes it: HKDF("Events-Salt", "Events-Write-Encryption-Key"), 32 bytes.
-    public static func airPlayAudioKey(sharedSecret: [UInt8]) -> [UInt8] {
+    package static func airPlayAudioKey(sharedSecret: [UInt8]) -> [UInt8] {
         HAPKeys.hkdf(salt: "Events-Salt", info: "Events-Write-Encryption-Key", secret: sharedSecret)
     }
 }

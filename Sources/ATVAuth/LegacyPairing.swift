@@ -129,17 +129,17 @@ enum LegacyCrypto {
 }
 
 /// The result of legacy pair-setup.
-public struct LegacyPairingResult: Sendable, Equatable {
-    public var credentials: LegacyCredentials
+package struct LegacyPairingResult: Sendable, Equatable {
+    package var credentials: LegacyCredentials
     /// The device's Ed25519 public key (from step 3), if it sent one; verification checks the
     /// device's signature with it.
-    public var deviceLTPK: [UInt8]?
+    package var deviceLTPK: [UInt8]?
 }
 
 /// Controller side of legacy pair-setup. Usage: send `pinStartRequest`, read the PIN from the user,
 /// then `start()` and feed each HTTP answer (status, body) to `handle` until `.paired`.
-public struct LegacyPairSetupClient: Sendable {
-    public enum Output: Sendable, Equatable {
+package struct LegacyPairSetupClient: Sendable {
+    package enum Output: Sendable, Equatable {
         case send(PairingHTTPRequest)
         case paired(LegacyPairingResult)
     }
@@ -147,27 +147,27 @@ public struct LegacyPairSetupClient: Sendable {
     enum State: Sendable { case initial, awaitingStep1, awaitingStep2(SRPClientSession), awaitingStep3([UInt8]), done, failed }
 
     /// POST /pair-pin-start: asks the device to show its PIN.
-    public static let pinStartRequest = PairingHTTPRequest(path: "/pair-pin-start", headers: [
+    package static let pinStartRequest = PairingHTTPRequest(path: "/pair-pin-start", headers: [
         ("User-Agent", LegacyCrypto.userAgent), ("Connection", "keep-alive"),
     ], body: [])
 
-    public let credentials: LegacyCredentials
+    package let credentials: LegacyCredentials
     let pin: String
     var state = State.initial
 
-    public init(pin: String, credentials: LegacyCredentials = .generate()) {
+    package init(pin: String, credentials: LegacyCredentials = .generate()) {
         self.pin = pin.trimmingWhitespace()
         self.credentials = credentials
     }
 
     /// Step 1 request.
-    public mutating func start() throws(ATVError) -> PairingHTTPRequest {
+    package mutating func start() throws(ATVError) -> PairingHTTPRequest {
         guard case .initial = state else { throw ATVError.invalidState("legacy pair-setup already started") }
         state = .awaitingStep1
         return LegacyCrypto.plistRequest(.dict(["method": .string("pin"), "user": .string(credentials.userName)]))
     }
 
-    public mutating func handle(status: Int, body: [UInt8]) throws(ATVError) -> Output {
+    package mutating func handle(status: Int, body: [UInt8]) throws(ATVError) -> Output {
         let current = state
         state = .failed
         switch current {
@@ -215,33 +215,33 @@ public struct LegacyPairSetupClient: Sendable {
 }
 
 /// Controller side of legacy device verification (/pair-verify twice). No session keys result.
-public struct LegacyPairVerifyClient: Sendable {
-    public enum Output: Sendable, Equatable {
+package struct LegacyPairVerifyClient: Sendable {
+    package enum Output: Sendable, Equatable {
         case send(PairingHTTPRequest)
         case verified
     }
 
     enum State: Sendable { case initial, awaitingStep1, awaitingStep2, done, failed }
 
-    public let credentials: LegacyCredentials
+    package let credentials: LegacyCredentials
     let deviceLTPK: [UInt8]?
     var state = State.initial
 
     /// With `deviceLTPK` (from pair-setup step 3) the device's signature is verified.
-    public init(credentials: LegacyCredentials, deviceLTPK: [UInt8]? = nil) {
+    package init(credentials: LegacyCredentials, deviceLTPK: [UInt8]? = nil) {
         self.credentials = credentials
         self.deviceLTPK = deviceLTPK
     }
 
     var ourAgreementPublic: [UInt8] { Array(credentials.agreementKey.publicKey.rawRepresentation) }
 
-    public mutating func start() throws(ATVError) -> PairingHTTPRequest {
+    package mutating func start() throws(ATVError) -> PairingHTTPRequest {
         guard case .initial = state else { throw ATVError.invalidState("legacy pair-verify already started") }
         state = .awaitingStep1
         return LegacyCrypto.verifyRequest([1, 0, 0, 0] + ourAgreementPublic + credentials.publicKey)
     }
 
-    public mutating func handle(status: Int, body: [UInt8]) throws(ATVError) -> Output {
+    package mutating func handle(status: Int, body: [UInt8]) throws(ATVError) -> Output {
         let current = state
         state = .failed
         switch current {

@@ -3,8 +3,8 @@
 import ATVCore
 import Crypto
 
-public struct LegacyAccessoryReply: Sendable, Equatable {
-    public enum Event: Sendable, Equatable {
+package struct LegacyAccessoryReply: Sendable, Equatable {
+    package enum Event: Sendable, Equatable {
         /// /pair-pin-start: show the PIN now.
         case pinRequested
         /// Pair-setup finished: this controller (its Ed25519 public key) is now paired.
@@ -15,27 +15,27 @@ public struct LegacyAccessoryReply: Sendable, Equatable {
         case failed(ATVError)
     }
 
-    public var status: Int
-    public var contentType: String?
-    public var body: [UInt8]
-    public var event: Event?
+    package var status: Int
+    package var contentType: String?
+    package var body: [UInt8]
+    package var event: Event?
 }
 
-public struct LegacyPairingAccessory: Sendable {
+package struct LegacyPairingAccessory: Sendable {
     enum SetupState: Sendable { case idle, step1Done(SRPServer), step2Done([UInt8]) }
     enum VerifyState: Sendable { case idle, step1Done(controllerKey: [UInt8], controllerX: [UInt8], ourX: [UInt8], shared: [UInt8]) }
 
-    public var pin: String
+    package var pin: String
     /// Ed25519 public keys of paired controllers.
-    public private(set) var controllers: [[UInt8]]
+    package private(set) var controllers: [[UInt8]]
     let signingKey: Curve25519.Signing.PrivateKey
     var setup = SetupState.idle
     var verify = VerifyState.idle
     /// Status a real device uses for authentication failures is not recorded; 470 ("Connection
     /// Authorization Required") is what AirPlay receivers send for missing authorization.
-    public static let authFailureStatus = 470
+    package static let authFailureStatus = 470
 
-    public init(seed: [UInt8] = randomBytes(32), pin: String, controllers: [[UInt8]] = []) throws(ATVError) {
+    package init(seed: [UInt8] = randomBytes(32), pin: String, controllers: [[UInt8]] = []) throws(ATVError) {
         guard let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: seed) else {
             throw ATVError.invalidCredentials("an Ed25519 seed must be 32 bytes (got \(seed.count))")
         }
@@ -44,9 +44,9 @@ public struct LegacyPairingAccessory: Sendable {
         self.controllers = controllers
     }
 
-    public var publicKey: [UInt8] { Array(signingKey.publicKey.rawRepresentation) }
+    package var publicKey: [UInt8] { Array(signingKey.publicKey.rawRepresentation) }
 
-    public mutating func handle(path: String, body: [UInt8]) -> LegacyAccessoryReply {
+    package mutating func handle(path: String, body: [UInt8]) -> LegacyAccessoryReply {
         do {
             switch path {
             case "/pair-pin-start":

@@ -6,8 +6,8 @@ import ATVCore
 import Crypto
 import Foundation
 
-public struct HAPPairSetupClient: Sendable {
-    public enum Output: Sendable, Equatable {
+package struct HAPPairSetupClient: Sendable {
+    package enum Output: Sendable, Equatable {
         /// Send these TLV bytes to the device (M3, M5).
         case send([UInt8])
         /// PIN pairing finished (after M6): store these.
@@ -26,7 +26,7 @@ public struct HAPPairSetupClient: Sendable {
         case failed
     }
 
-    public let isTransient: Bool
+    package let isTransient: Bool
     let pin: String
     let identity: HAPIdentity
     let m5Extras: [TLV8.Item]
@@ -34,18 +34,18 @@ public struct HAPPairSetupClient: Sendable {
     var state: State = .initial
 
     /// `X-Apple-HKP` header value an AirPlay carrier sends: 4 for transient pairing, 3 otherwise.
-    public var hkpHeaderValue: Int { isTransient ? 4 : 3 }
+    package var hkpHeaderValue: Int { isTransient ? 4 : 3 }
 
     /// PIN pair-setup. `identity` is our long-term key and pairing id (a fresh one by default: a
     /// random Ed25519 key and a lower-case UUID, as pyatv). `m5Extras` are added to the encrypted M5
     /// TLV (Companion puts its OPACK `Name` item there).
-    public init(pin: String, identity: HAPIdentity = HAPIdentity(identifier: UUID().uuidString.lowercased()),
+    package init(pin: String, identity: HAPIdentity = HAPIdentity(identifier: UUID().uuidString.lowercased()),
                 m5Extras: [TLV8.Item] = [], srpSecret: [UInt8] = randomBytes(32)) {
         self.init(pin: pin, transient: false, identity: identity, m5Extras: m5Extras, srpSecret: srpSecret)
     }
 
     /// Transient pair-setup (HomePods): M1 carries Flags=0x10, the PIN is 3939, it stops after M4.
-    public static func transient(pin: String = "3939", srpSecret: [UInt8] = randomBytes(32)) -> HAPPairSetupClient {
+    package static func transient(pin: String = "3939", srpSecret: [UInt8] = randomBytes(32)) -> HAPPairSetupClient {
         HAPPairSetupClient(pin: pin, transient: true, identity: HAPIdentity(identifier: UUID().uuidString.lowercased()),
                            m5Extras: [], srpSecret: srpSecret)
     }
@@ -61,7 +61,7 @@ public struct HAPPairSetupClient: Sendable {
     }
 
     /// M1.
-    public mutating func start() throws(ATVError) -> [UInt8] {
+    package mutating func start() throws(ATVError) -> [UInt8] {
         guard case .initial = state else { throw ATVError.invalidState("pair-setup already started") }
         state = .awaitingM2
         var m1 = TLV8([.init(.method, [TLV8.Method.pairSetup.rawValue]), .init(.state, [1])])
@@ -70,7 +70,7 @@ public struct HAPPairSetupClient: Sendable {
     }
 
     /// Handle M2, M4 or M6 from the device.
-    public mutating func handle(_ message: [UInt8]) throws(ATVError) -> Output {
+    package mutating func handle(_ message: [UInt8]) throws(ATVError) -> Output {
         let current = state
         state = .failed  // until this step succeeds
         switch current {

@@ -4,8 +4,8 @@
 import ATVCore
 import Crypto
 
-public struct HAPPairVerifyClient: Sendable {
-    public enum Output: Sendable, Equatable {
+package struct HAPPairVerifyClient: Sendable {
+    package enum Output: Sendable, Equatable {
         /// Send these TLV bytes (M3).
         case send([UInt8])
         /// Verified (after M4): the X25519 shared secret, input of `HAPChannel.keys(sharedSecret:)`.
@@ -18,19 +18,19 @@ public struct HAPPairVerifyClient: Sendable {
     let ephemeral: Curve25519.KeyAgreement.PrivateKey
     var state: State = .initial
 
-    public init(credentials: HAPCredentials, ephemeral: Curve25519.KeyAgreement.PrivateKey = .init()) {
+    package init(credentials: HAPCredentials, ephemeral: Curve25519.KeyAgreement.PrivateKey = .init()) {
         self.credentials = credentials
         self.ephemeral = ephemeral
     }
 
     /// M1.
-    public mutating func start() throws(ATVError) -> [UInt8] {
+    package mutating func start() throws(ATVError) -> [UInt8] {
         guard case .initial = state else { throw ATVError.invalidState("pair-verify already started") }
         state = .awaitingM2
         return TLV8([.init(.state, [1]), .init(.publicKey, Array(ephemeral.publicKey.rawRepresentation))]).encoded()
     }
 
-    public mutating func handle(_ message: [UInt8]) throws(ATVError) -> Output {
+    package mutating func handle(_ message: [UInt8]) throws(ATVError) -> Output {
         let current = state
         state = .failed
         switch current {

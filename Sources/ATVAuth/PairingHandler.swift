@@ -80,18 +80,18 @@ extension FileStorage {
 /// HAP pair-setup with the PIN the device shows over one connection, then a verify with the new
 /// credentials on a fresh connection (so nothing unusable is returned): what Companion and MRP
 /// pairing share. Each protocol module supplies its four steps.
-public actor HAPPINPairingHandler<Connection: Sendable>: PairingHandler {
+package actor HAPPINPairingHandler<Connection: Sendable>: PairingHandler {
     /// The protocol's own steps.
-    public struct Steps: Sendable {
+    package struct Steps: Sendable {
         /// Opens the connection pairing runs on (the device shows its PIN once pairing starts).
-        public var connect: @Sendable () async throws -> Connection
+        package var connect: @Sendable () async throws -> Connection
         /// Pair-setup M1–M6 with the PIN; returns the new credentials.
-        public var pairSetup: @Sendable (Connection, String) async throws -> HAPCredentials
-        public var close: @Sendable (Connection) async -> Void
+        package var pairSetup: @Sendable (Connection, String) async throws -> HAPCredentials
+        package var close: @Sendable (Connection) async -> Void
         /// A full verify with the credentials on a connection of its own, closed afterwards.
-        public var verify: @Sendable (HAPCredentials) async throws -> Void
+        package var verify: @Sendable (HAPCredentials) async throws -> Void
 
-        public init(connect: @escaping @Sendable () async throws -> Connection,
+        package init(connect: @escaping @Sendable () async throws -> Connection,
                     pairSetup: @escaping @Sendable (Connection, String) async throws -> HAPCredentials,
                     close: @escaping @Sendable (Connection) async -> Void,
                     verify: @escaping @Sendable (HAPCredentials) async throws -> Void) {
@@ -102,27 +102,27 @@ public actor HAPPINPairingHandler<Connection: Sendable>: PairingHandler {
         }
     }
 
-    public nonisolated let pairingProtocol: ATVProtocol
-    public nonisolated let deviceProvidesPIN = true
-    public var pinToEnter: String? { nil }
-    public var waitingMessage: String? { nil }
-    public var pairedDeviceName: String? { nil }
-    public private(set) var hasPaired = false
+    package nonisolated let pairingProtocol: ATVProtocol
+    package nonisolated let deviceProvidesPIN = true
+    package var pinToEnter: String? { nil }
+    package var waitingMessage: String? { nil }
+    package var pairedDeviceName: String? { nil }
+    package private(set) var hasPaired = false
 
     private let steps: Steps
     private var pinCode: String?
     private var connection: Connection?
 
-    public init(protocol proto: ATVProtocol, steps: Steps) {
+    package init(protocol proto: ATVProtocol, steps: Steps) {
         pairingProtocol = proto
         self.steps = steps
     }
 
-    public func begin() async throws { connection = try await steps.connect() }
+    package func begin() async throws { connection = try await steps.connect() }
 
-    public func pin(_ pin: String) async throws { pinCode = pin }
+    package func pin(_ pin: String) async throws { pinCode = pin }
 
-    public func finish() async throws -> ATVCredentials {
+    package func finish() async throws -> ATVCredentials {
         guard let pinCode else { throw ATVError.badInput("no PIN given: pass the PIN the device shows") }
         guard let connection else { throw ATVError.badInput("pairing was not begun") }
         let hap = try await steps.pairSetup(connection, pinCode)
@@ -133,7 +133,7 @@ public actor HAPPINPairingHandler<Connection: Sendable>: PairingHandler {
         return .hap(hap)
     }
 
-    public func close() async {
+    package func close() async {
         if let connection { await steps.close(connection) }
         connection = nil
     }

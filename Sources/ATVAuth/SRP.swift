@@ -11,10 +11,10 @@
 import ATVCore
 import Crypto
 
-public enum SRPHash: Sendable {
+package enum SRPHash: Sendable {
     case sha1, sha512
 
-    public var digestLength: Int { self == .sha1 ? 20 : 64 }
+    package var digestLength: Int { self == .sha1 ? 20 : 64 }
 
     func hash(_ parts: [UInt8]...) -> [UInt8] { hash(parts) }
 
@@ -33,7 +33,7 @@ public enum SRPHash: Sendable {
 }
 
 /// How the session key K is made from the premaster secret S.
-public enum SRPSessionKeyDerivation: Sendable {
+package enum SRPSessionKeyDerivation: Sendable {
     /// K = H(S) (HAP, RFC 2945).
     case hash
     /// K = H(S ‖ 00000000) ‖ H(S ‖ 00000001) (legacy AirPlay device authentication, 40 bytes with SHA-1).
@@ -41,28 +41,28 @@ public enum SRPSessionKeyDerivation: Sendable {
 }
 
 /// Group, hash and session-key derivation.
-public struct SRPParameters: Sendable {
-    public var modulus: [UInt8]   // N, big-endian
-    public var generator: [UInt8] // g, big-endian
-    public var hash: SRPHash
-    public var sessionKey: SRPSessionKeyDerivation
+package struct SRPParameters: Sendable {
+    package var modulus: [UInt8]   // N, big-endian
+    package var generator: [UInt8] // g, big-endian
+    package var hash: SRPHash
+    package var sessionKey: SRPSessionKeyDerivation
 
-    public init(modulus: [UInt8], generator: [UInt8], hash: SRPHash, sessionKey: SRPSessionKeyDerivation = .hash) {
+    package init(modulus: [UInt8], generator: [UInt8], hash: SRPHash, sessionKey: SRPSessionKeyDerivation = .hash) {
         self.modulus = stripLeadingZeros(modulus)
         self.generator = stripLeadingZeros(generator)
         self.hash = hash
         self.sessionKey = sessionKey
     }
 
-    public var modulusLength: Int { modulus.count }
+    package var modulusLength: Int { modulus.count }
 
     /// RFC 5054 3072-bit group, g = 5, SHA-512: HAP pair-setup.
-    public static let hap = SRPParameters(modulus: SRPGroups.n3072, generator: [5], hash: .sha512)
+    package static let hap = SRPParameters(modulus: SRPGroups.n3072, generator: [5], hash: .sha512)
     /// RFC 5054 2048-bit group, g = 2, SHA-1, K = H(S‖0)‖H(S‖1): legacy AirPlay pairing.
-    public static let legacyAirPlay = SRPParameters(modulus: SRPGroups.n2048, generator: [2], hash: .sha1,
+    package static let legacyAirPlay = SRPParameters(modulus: SRPGroups.n2048, generator: [2], hash: .sha1,
                                                     sessionKey: .appleLegacy)
     /// RFC 5054 1024-bit group, g = 2, SHA-1: the group of the RFC 5054 Appendix B test vectors.
-    public static let rfc5054Test1024 = SRPParameters(modulus: SRPGroups.n1024, generator: [2], hash: .sha1)
+    package static let rfc5054Test1024 = SRPParameters(modulus: SRPGroups.n1024, generator: [2], hash: .sha1)
 }
 
 enum SRPGroups {
@@ -167,15 +167,15 @@ struct SRPMath {
 }
 
 /// SRP-6a client. `a` is the secret exponent (at least 32 random bytes).
-public struct SRPClient: Sendable {
-    public let parameters: SRPParameters
-    public let username: String
+package struct SRPClient: Sendable {
+    package let parameters: SRPParameters
+    package let username: String
     let password: String
     let a: [UInt8]
     /// A = g^a mod N, minimal big-endian (as srptools sends it).
-    public let publicKey: [UInt8]
+    package let publicKey: [UInt8]
 
-    public init(parameters: SRPParameters, username: String, password: String, secret a: [UInt8]) {
+    package init(parameters: SRPParameters, username: String, password: String, secret a: [UInt8]) {
         self.parameters = parameters
         self.username = username
         self.password = password
@@ -183,12 +183,12 @@ public struct SRPClient: Sendable {
         publicKey = SRPMath(parameters).clientPublic(a: a)
     }
 
-    public init(parameters: SRPParameters, username: String, password: String) {
+    package init(parameters: SRPParameters, username: String, password: String) {
         self.init(parameters: parameters, username: username, password: password, secret: randomBytes(32))
     }
 
     /// Process the server's salt and B; returns the proof to send and the expected server proof.
-    public func respond(salt: [UInt8], serverPublicKey B: [UInt8]) throws(ATVError) -> SRPClientSession {
+    package func respond(salt: [UInt8], serverPublicKey B: [UInt8]) throws(ATVError) -> SRPClientSession {
         let m = SRPMath(parameters)
         guard !B.isEmpty, B.count <= parameters.modulusLength, !m.isZeroModN(B) else {
             throw ATVError.authenticationFailed("the device sent an invalid SRP public key")
@@ -207,9 +207,9 @@ public struct SRPClient: Sendable {
 }
 
 /// Client state after `respond`: send `publicKey` and `proof`, then check the server's proof.
-public struct SRPClientSession: Sendable {
-    public let publicKey: [UInt8]
-    public let proof: [UInt8]
+package struct SRPClientSession: Sendable {
+    package let publicKey: [UInt8]
+    package let proof: [UInt8]
     let expectedServerProof: [UInt8]
     let key: [UInt8]
 
@@ -221,7 +221,7 @@ public struct SRPClientSession: Sendable {
     }
 
     /// Verify the server's proof M2 (fail closed) and return the session key K.
-    public func verifyServer(proof: [UInt8]) throws(ATVError) -> [UInt8] {
+    package func verifyServer(proof: [UInt8]) throws(ATVError) -> [UInt8] {
         guard constantTimeEqual(proof, expectedServerProof) else {
             throw ATVError.authenticationFailed("the device's SRP proof is wrong (it does not know the PIN, or the exchange was tampered with)")
         }
@@ -230,16 +230,16 @@ public struct SRPClientSession: Sendable {
 }
 
 /// SRP-6a server (accessory side). Holds the password verifier, never the password.
-public struct SRPServer: Sendable {
-    public let parameters: SRPParameters
-    public let username: String
-    public let salt: [UInt8]
+package struct SRPServer: Sendable {
+    package let parameters: SRPParameters
+    package let username: String
+    package let salt: [UInt8]
     let verifier: [UInt8]
     let b: [UInt8]
     /// B = (k·v + g^b) mod N, minimal big-endian.
-    public let publicKey: [UInt8]
+    package let publicKey: [UInt8]
 
-    public init(parameters: SRPParameters, username: String, password: String,
+    package init(parameters: SRPParameters, username: String, password: String,
                 salt: [UInt8] = randomBytes(16), secret b: [UInt8] = randomBytes(32)) {
         let m = SRPMath(parameters)
         let v = m.verifier(x: m.x(salt: salt, username: username, password: password))
@@ -252,7 +252,7 @@ public struct SRPServer: Sendable {
     }
 
     /// Check the client's A and proof M1; on success return the server proof M2 and the session key.
-    public func verifyClient(publicKey A: [UInt8], proof: [UInt8]) throws(ATVError) -> (serverProof: [UInt8], sessionKey: [UInt8]) {
+    package func verifyClient(publicKey A: [UInt8], proof: [UInt8]) throws(ATVError) -> (serverProof: [UInt8], sessionKey: [UInt8]) {
         let m = SRPMath(parameters)
         guard !A.isEmpty, A.count <= parameters.modulusLength, !m.isZeroModN(A) else {
             throw ATVError.authenticationFailed("the controller sent an invalid SRP public key")
@@ -269,7 +269,7 @@ public struct SRPServer: Sendable {
 }
 
 /// Cryptographically secure random bytes.
-public func randomBytes(_ count: Int) -> [UInt8] {
+package func randomBytes(_ count: Int) -> [UInt8] {
     var g = SystemRandomNumberGenerator()
     return (0 ..< count).map { _ in UInt8.random(in: 0 ... 255, using: &g) }
 }

@@ -3,36 +3,36 @@
 import ATVCore
 
 /// An ordered TLV8 message. Sans-I/O value type; `decode` never traps on garbage.
-public struct TLV8: Sendable, Equatable, CustomStringConvertible {
-    public struct Tag: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
-        public var rawValue: UInt8
-        public init(rawValue: UInt8) { self.rawValue = rawValue }
-        public init(_ rawValue: UInt8) { self.rawValue = rawValue }
-        public static let method = Tag(0x00)
-        public static let identifier = Tag(0x01)
-        public static let salt = Tag(0x02)
-        public static let publicKey = Tag(0x03)
-        public static let proof = Tag(0x04)
-        public static let encryptedData = Tag(0x05)
+package struct TLV8: Sendable, Equatable, CustomStringConvertible {
+    package struct Tag: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        package var rawValue: UInt8
+        package init(rawValue: UInt8) { self.rawValue = rawValue }
+        package init(_ rawValue: UInt8) { self.rawValue = rawValue }
+        package static let method = Tag(0x00)
+        package static let identifier = Tag(0x01)
+        package static let salt = Tag(0x02)
+        package static let publicKey = Tag(0x03)
+        package static let proof = Tag(0x04)
+        package static let encryptedData = Tag(0x05)
         /// "SeqNo" in pyatv, "State" in the HAP spec.
-        public static let state = Tag(0x06)
-        public static let error = Tag(0x07)
-        public static let backOff = Tag(0x08)
-        public static let certificate = Tag(0x09)
-        public static let signature = Tag(0x0A)
-        public static let permissions = Tag(0x0B)
-        public static let fragmentData = Tag(0x0C)
-        public static let fragmentLast = Tag(0x0D)
-        public static let name = Tag(0x11)
-        public static let flags = Tag(0x13)
-        public static let separator = Tag(0xFF)
-        public var description: String { "0x" + String(rawValue, radix: 16) }
+        package static let state = Tag(0x06)
+        package static let error = Tag(0x07)
+        package static let backOff = Tag(0x08)
+        package static let certificate = Tag(0x09)
+        package static let signature = Tag(0x0A)
+        package static let permissions = Tag(0x0B)
+        package static let fragmentData = Tag(0x0C)
+        package static let fragmentLast = Tag(0x0D)
+        package static let name = Tag(0x11)
+        package static let flags = Tag(0x13)
+        package static let separator = Tag(0xFF)
+        package var description: String { "0x" + String(rawValue, radix: 16) }
     }
 
     /// Values of `Tag.error`.
-    public enum ErrorCode: UInt8, Sendable {
+    package enum ErrorCode: UInt8, Sendable {
         case unknown = 1, authentication = 2, backOff = 3, maxPeers = 4, maxTries = 5, unavailable = 6, busy = 7
-        public var name: String {
+        package var name: String {
             switch self {
             case .unknown: "unknown error"
             case .authentication: "authentication error (wrong PIN or bad proof)"
@@ -46,38 +46,38 @@ public struct TLV8: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Values of `Tag.method`.
-    public enum Method: UInt8, Sendable {
+    package enum Method: UInt8, Sendable {
         case pairSetup = 0, pairSetupWithAuth = 1, pairVerify = 2, addPairing = 3, removePairing = 4, listPairings = 5
     }
 
     /// `Tag.flags` bit for transient pair-setup.
-    public static let transientFlag: UInt8 = 0x10
+    package static let transientFlag: UInt8 = 0x10
 
-    public struct Item: Sendable, Equatable {
-        public var tag: Tag
-        public var value: [UInt8]
-        public init(_ tag: Tag, _ value: [UInt8]) { self.tag = tag; self.value = value }
+    package struct Item: Sendable, Equatable {
+        package var tag: Tag
+        package var value: [UInt8]
+        package init(_ tag: Tag, _ value: [UInt8]) { self.tag = tag; self.value = value }
     }
 
-    public private(set) var items: [Item]
+    package private(set) var items: [Item]
 
-    public init() { items = [] }
-    public init(_ items: [Item]) { self.items = items }
-    public init(_ pairs: KeyValuePairs<Tag, [UInt8]>) { items = pairs.map { Item($0.key, $0.value) } }
+    package init() { items = [] }
+    package init(_ items: [Item]) { self.items = items }
+    package init(_ pairs: KeyValuePairs<Tag, [UInt8]>) { items = pairs.map { Item($0.key, $0.value) } }
 
-    public mutating func append(_ tag: Tag, _ value: [UInt8]) { items.append(Item(tag, value)) }
+    package mutating func append(_ tag: Tag, _ value: [UInt8]) { items.append(Item(tag, value)) }
 
     /// The (joined) value of the first item with this tag.
-    public subscript(_ tag: Tag) -> [UInt8]? { items.first { $0.tag == tag }?.value }
+    package subscript(_ tag: Tag) -> [UInt8]? { items.first { $0.tag == tag }?.value }
 
     /// A one-byte value (state, error, method, flags), if present and exactly one byte long.
-    public func byte(_ tag: Tag) -> UInt8? {
+    package func byte(_ tag: Tag) -> UInt8? {
         guard let v = self[tag], v.count == 1 else { return nil }
         return v[0]
     }
 
     /// Serialized bytes. Empty values are written as `tag 00` (HAP spec).
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(items.reduce(0) { $0 + $1.value.count + 2 * ($1.value.count / 255 + 1) })
         for item in items {
@@ -99,7 +99,7 @@ public struct TLV8: Sendable, Equatable, CustomStringConvertible {
 
     /// Parse bytes. A fragment of exactly 255 bytes followed by an item with the same tag is
     /// joined with it. Truncated input throws `ATVError.protocolError`.
-    public static func decode<C: Collection<UInt8>>(_ bytes: C) throws(ATVError) -> TLV8 {
+    package static func decode<C: Collection<UInt8>>(_ bytes: C) throws(ATVError) -> TLV8 {
         let b = Array(bytes)
         var items: [Item] = []
         var i = 0
@@ -125,7 +125,7 @@ public struct TLV8: Sendable, Equatable, CustomStringConvertible {
         return TLV8(items)
     }
 
-    public var description: String {
+    package var description: String {
         "TLV8(" + items.map { "\($0.tag): \($0.value.count == 1 ? String($0.value[0]) : "\($0.value.count) B")" }
             .joined(separator: ", ") + ")"
     }

@@ -5,8 +5,8 @@
 import ATVAuth
 import ATVCore
 
-public struct CompanionAccessoryConnection: Sendable {
-    public enum Output: Sendable, Equatable {
+package struct CompanionAccessoryConnection: Sendable {
+    package enum Output: Sendable, Equatable {
         /// Bytes to write to the controller.
         case send([UInt8])
         /// Pair-setup finished: remember this controller.
@@ -25,15 +25,15 @@ public struct CompanionAccessoryConnection: Sendable {
     var verify: HAPPairVerifyServer?
     var encoder = CompanionFrameEncoder(key: nil)
     var decoder = CompanionFrameDecoder(key: nil)
-    public private(set) var isEncrypted = false
+    package private(set) var isEncrypted = false
 
-    public init(identity: HAPIdentity, pin: String) {
+    package init(identity: HAPIdentity, pin: String) {
         self.identity = identity
         self.pin = pin
     }
 
     /// Feed received bytes; `controllers` are the pairings known now (for pair-verify).
-    public mutating func receive(_ bytes: [UInt8], controllers: [HAPPairedController]) throws(ATVError) -> [Output] {
+    package mutating func receive(_ bytes: [UInt8], controllers: [HAPPairedController]) throws(ATVError) -> [Output] {
         var out: [Output] = []
         for frame in try decoder.decode(bytes) {
             guard let type = CompanionFrameType(rawValue: frame.type) else { continue }
@@ -86,7 +86,7 @@ public struct CompanionAccessoryConnection: Sendable {
     }
 
     /// An encrypted E_OPACK frame carrying `message`.
-    public mutating func encode(_ message: CompanionMessage) throws(ATVError) -> [UInt8] {
+    package mutating func encode(_ message: CompanionMessage) throws(ATVError) -> [UInt8] {
         guard isEncrypted else { throw ATVError.invalidState("Companion: messages need a verified connection") }
         return try encoder.encode(CompanionFrame(type: CompanionFrameType.encryptedOPACK.rawValue, payload: message.encoded()))
     }

@@ -4,10 +4,10 @@ import ATVAuth
 import ATVCore
 
 /// The Companion pairing handler `pair` returns.
-public typealias CompanionPairingHandler = HAPPINPairingHandler<CompanionClient>
+package typealias CompanionPairingHandler = HAPPINPairingHandler<CompanionClient>
 
 extension HAPPINPairingHandler where Connection == CompanionClient {
-    public init(companionHost host: String, service: ServiceConfig, options: PairingOptions) {
+    package init(companionHost host: String, service: ServiceConfig, options: PairingOptions) {
         let port = service.port
         self.init(protocol: .companion, steps: Steps(
             connect: { try await CompanionClient.connect(host: host, port: port, timeout: options.stepTimeout) },

@@ -5,10 +5,10 @@
 import ATVAuth
 import ATVCore
 
-public struct CompanionProxySession: Sendable {
-    public enum Direction: String, Sendable { case toDevice = "controller->device", toController = "device->controller" }
+package struct CompanionProxySession: Sendable {
+    package enum Direction: String, Sendable { case toDevice = "controller->device", toController = "device->controller" }
 
-    public enum Output: Sendable, Equatable {
+    package enum Output: Sendable, Equatable {
         case sendToController([UInt8])
         case sendToDevice([UInt8])
         /// A controller paired with us (remember it for its next pair-verify).
@@ -33,12 +33,12 @@ public struct CompanionProxySession: Sendable {
     var controllerDecoder = CompanionFrameDecoder(key: nil)
     var deviceEncoder = CompanionFrameEncoder(key: nil)
     var deviceDecoder = CompanionFrameDecoder(key: nil)
-    public private(set) var controllerEncrypted = false
-    public private(set) var deviceEncrypted = false
+    package private(set) var controllerEncrypted = false
+    package private(set) var deviceEncrypted = false
     var pendingToDevice: [CompanionFrame] = []
     var pendingToController: [CompanionFrame] = []
 
-    public init(identity: HAPIdentity, pin: String, credentials: HAPCredentials) {
+    package init(identity: HAPIdentity, pin: String, credentials: HAPCredentials) {
         self.identity = identity
         self.pin = pin
         self.credentials = credentials
@@ -46,14 +46,14 @@ public struct CompanionProxySession: Sendable {
     }
 
     /// Starts pair-verify with the device (call once, when the device connection is up).
-    public mutating func start() throws(ATVError) -> [Output] {
+    package mutating func start() throws(ATVError) -> [Output] {
         let m1 = try upstreamVerify.start()
         return [.sendToDevice(try deviceEncoder.encode(CompanionFrame(type: CompanionFrameType.pairVerifyStart.rawValue,
                                                                       payload: CompanionAuth.pairVerifyPayload(m1, first: true))))]
     }
 
     /// Bytes from the controller; `controllers` are the pairings known now.
-    public mutating func fromController(_ bytes: [UInt8], controllers: [HAPPairedController]) throws(ATVError) -> [Output] {
+    package mutating func fromController(_ bytes: [UInt8], controllers: [HAPPairedController]) throws(ATVError) -> [Output] {
         var out: [Output] = []
         for frame in try controllerDecoder.decode(bytes) {
             let type = CompanionFrameType(rawValue: frame.type)
@@ -108,7 +108,7 @@ public struct CompanionProxySession: Sendable {
     }
 
     /// Bytes from the device.
-    public mutating func fromDevice(_ bytes: [UInt8]) throws(ATVError) -> [Output] {
+    package mutating func fromDevice(_ bytes: [UInt8]) throws(ATVError) -> [Output] {
         var out: [Output] = []
         for frame in try deviceDecoder.decode(bytes) {
             let type = CompanionFrameType(rawValue: frame.type)

@@ -39,12 +39,12 @@ public indirect enum PlistValue: Sendable, Hashable {
 }
 
 /// Encodes and decodes `bplist00`.
-public enum BinaryPlist {
+package enum BinaryPlist {
     /// Lays objects out exactly as Python's `plistlib.dumps(value, fmt=FMT_BINARY)` does (what pyatv
     /// sends): each container before its contents, depth first, a dictionary's keys (sorted) before
     /// its values; equal strings, data, numbers, dates and booleans written once and shared; the
     /// smallest integer, reference and offset widths. UIDs are written where they appear.
-    public static func encode(_ root: PlistValue) -> [UInt8] {
+    package static func encode(_ root: PlistValue) -> [UInt8] {
         var objects: [PlistValue] = []
         var children: [[Int]] = []
         var shared: [PlistValue: Int] = [:]
@@ -131,7 +131,7 @@ public enum BinaryPlist {
     }
 
     /// Decodes with `BinaryPlistParser`; anything malformed is `ATVError.protocolError`.
-    public static func decode(_ bytes: [UInt8]) throws(ATVError) -> PlistValue {
+    package static func decode(_ bytes: [UInt8]) throws(ATVError) -> PlistValue {
         do { return try BinaryPlistParser.parse(bytes) } catch {
             throw ATVError.protocolError("malformed binary plist (\(error))")
         }
@@ -168,8 +168,8 @@ public enum BinaryPlist {
 /// A bounds-checked `bplist00` parser (sans-I/O), shared by every protocol that reads binary
 /// plists from the network. Foundation's parser is not used for network input: on Linux it
 /// crashes on some malformed plists (found by the fuzz test).
-public struct BinaryPlistParser {
-    public enum Failure: Error, Equatable {
+package struct BinaryPlistParser {
+    package enum Failure: Error, Equatable {
         case notBinaryPlist
         case truncated
         case badTrailer
@@ -185,7 +185,7 @@ public struct BinaryPlistParser {
     private let maxDepth = 32
 
     /// Parses a whole plist and returns its top object.
-    public static func parse(_ bytes: [UInt8]) throws -> PlistValue {
+    package static func parse(_ bytes: [UInt8]) throws -> PlistValue {
         let p = try BinaryPlistParser(bytes)
         return try p.top()
     }

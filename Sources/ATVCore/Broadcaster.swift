@@ -2,7 +2,7 @@ import Synchronization
 
 /// Fans one stream of values out to any number of `AsyncStream` subscribers. Finishing it ends
 /// every current subscription, and later subscriptions end at once.
-public final class Broadcaster<Element: Sendable>: Sendable {
+package final class Broadcaster<Element: Sendable>: Sendable {
     private struct State {
         var next = 0
         var continuations: [Int: AsyncStream<Element>.Continuation] = [:]
@@ -11,11 +11,11 @@ public final class Broadcaster<Element: Sendable>: Sendable {
     private let state = Mutex(State())
     private let bufferingPolicy: AsyncStream<Element>.Continuation.BufferingPolicy
 
-    public init(bufferingPolicy: AsyncStream<Element>.Continuation.BufferingPolicy = .bufferingNewest(256)) {
+    package init(bufferingPolicy: AsyncStream<Element>.Continuation.BufferingPolicy = .bufferingNewest(256)) {
         self.bufferingPolicy = bufferingPolicy
     }
 
-    public func subscribe() -> AsyncStream<Element> {
+    package func subscribe() -> AsyncStream<Element> {
         let (stream, continuation) = AsyncStream.makeStream(of: Element.self, bufferingPolicy: bufferingPolicy)
         let id: Int? = state.withLock { s in
             if s.finished { return nil }
@@ -34,12 +34,12 @@ public final class Broadcaster<Element: Sendable>: Sendable {
         return stream
     }
 
-    public func yield(_ value: Element) {
+    package func yield(_ value: Element) {
         let conts = state.withLock { Array($0.continuations.values) }
         for c in conts { c.yield(value) }
     }
 
-    public func finish() {
+    package func finish() {
         let conts = state.withLock { s -> [AsyncStream<Element>.Continuation] in
             s.finished = true
             defer { s.continuations.removeAll() }
@@ -48,5 +48,5 @@ public final class Broadcaster<Element: Sendable>: Sendable {
         for c in conts { c.finish() }
     }
 
-    public var subscriberCount: Int { state.withLock { $0.continuations.count } }
+    package var subscriberCount: Int { state.withLock { $0.continuations.count } }
 }

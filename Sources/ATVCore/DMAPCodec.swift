@@ -1,6 +1,6 @@
 
 /// A DMAP value, typed by the tag table (`DMAPTagTable`).
-public enum DMAPValue: Sendable, Equatable {
+package enum DMAPValue: Sendable, Equatable {
     case container([DMAPElement])
     /// Big-endian unsigned integer; `width` is its length in bytes on the wire (0...8, or more
     /// when the extra leading bytes are zero).
@@ -17,30 +17,30 @@ public enum DMAPValue: Sendable, Equatable {
     /// A tag the table says to skip.
     case ignored
 
-    public var uint: UInt64? {
+    package var uint: UInt64? {
         switch self {
         case .uint(let v, _): v
         case .bool(let b): b ? 1 : 0
         default: nil
         }
     }
-    public var int: Int? { uint.flatMap { $0 <= UInt64(Int.max) ? Int($0) : nil } }
-    public var bool: Bool? {
+    package var int: Int? { uint.flatMap { $0 <= UInt64(Int.max) ? Int($0) : nil } }
+    package var bool: Bool? {
         switch self {
         case .bool(let b): b
         case .uint(let v, _): v == 1
         default: nil
         }
     }
-    public var string: String? {
+    package var string: String? {
         switch self {
         case .string(let s): s
         case .invalidString(let b): String(decoding: b, as: UTF8.self)
         default: nil
         }
     }
-    public var container: [DMAPElement]? { if case .container(let c) = self { c } else { nil } }
-    public var bytes: [UInt8]? {
+    package var container: [DMAPElement]? { if case .container(let c) = self { c } else { nil } }
+    package var bytes: [UInt8]? {
         switch self {
         case .raw(let b), .bplist(let b), .invalidString(let b): b
         case .string(let s): Array(s.utf8)
@@ -48,33 +48,33 @@ public enum DMAPValue: Sendable, Equatable {
         }
     }
     /// The decoded binary plist, nil if it is not one or does not decode.
-    public var plist: PlistValue? {
+    package var plist: PlistValue? {
         guard case .bplist(let b) = self else { return nil }
         return try? BinaryPlistParser.parse(b)
     }
 }
 
 /// One tag and its value.
-public struct DMAPElement: Sendable, Equatable {
-    public var tag: String
-    public var value: DMAPValue
-    public init(_ tag: String, _ value: DMAPValue) {
+package struct DMAPElement: Sendable, Equatable {
+    package var tag: String
+    package var value: DMAPValue
+    package init(_ tag: String, _ value: DMAPValue) {
         self.tag = tag
         self.value = value
     }
 
-    public static func container(_ tag: String, _ children: [DMAPElement]) -> DMAPElement { DMAPElement(tag, .container(children)) }
-    public static func uint8(_ tag: String, _ v: UInt8) -> DMAPElement { DMAPElement(tag, .uint(UInt64(v), width: 1)) }
-    public static func uint16(_ tag: String, _ v: UInt16) -> DMAPElement { DMAPElement(tag, .uint(UInt64(v), width: 2)) }
-    public static func uint32(_ tag: String, _ v: UInt32) -> DMAPElement { DMAPElement(tag, .uint(UInt64(v), width: 4)) }
-    public static func uint64(_ tag: String, _ v: UInt64) -> DMAPElement { DMAPElement(tag, .uint(v, width: 8)) }
-    public static func bool(_ tag: String, _ v: Bool) -> DMAPElement { DMAPElement(tag, .bool(v)) }
-    public static func string(_ tag: String, _ v: String) -> DMAPElement { DMAPElement(tag, .string(v)) }
-    public static func raw(_ tag: String, _ v: [UInt8]) -> DMAPElement { DMAPElement(tag, .raw(v)) }
+    package static func container(_ tag: String, _ children: [DMAPElement]) -> DMAPElement { DMAPElement(tag, .container(children)) }
+    package static func uint8(_ tag: String, _ v: UInt8) -> DMAPElement { DMAPElement(tag, .uint(UInt64(v), width: 1)) }
+    package static func uint16(_ tag: String, _ v: UInt16) -> DMAPElement { DMAPElement(tag, .uint(UInt64(v), width: 2)) }
+    package static func uint32(_ tag: String, _ v: UInt32) -> DMAPElement { DMAPElement(tag, .uint(UInt64(v), width: 4)) }
+    package static func uint64(_ tag: String, _ v: UInt64) -> DMAPElement { DMAPElement(tag, .uint(v, width: 8)) }
+    package static func bool(_ tag: String, _ v: Bool) -> DMAPElement { DMAPElement(tag, .bool(v)) }
+    package static func string(_ tag: String, _ v: String) -> DMAPElement { DMAPElement(tag, .string(v)) }
+    package static func raw(_ tag: String, _ v: [UInt8]) -> DMAPElement { DMAPElement(tag, .raw(v)) }
 }
 
 /// Why DMAP bytes could not be parsed.
-public enum DMAPParseError: Error, Sendable, Equatable, CustomStringConvertible {
+package enum DMAPParseError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Fewer than 8 bytes left for a tag header.
     case truncatedHeader(offset: Int)
     /// The length field points past the end of the enclosing data.
@@ -82,7 +82,7 @@ public enum DMAPParseError: Error, Sendable, Equatable, CustomStringConvertible 
     /// Containers nested deeper than `DMAPParser.maxDepth`.
     case tooDeep
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .truncatedHeader(let o): "DMAP data ends inside a tag header at byte \(o)"
         case .truncatedValue(let t, let o, let l, let a): "DMAP tag \(t) at byte \(o) claims \(l) bytes but only \(a) remain"
@@ -93,10 +93,10 @@ public enum DMAPParseError: Error, Sendable, Equatable, CustomStringConvertible 
 
 /// Parses DMAP: 4 ASCII bytes ‖ u32 BE length ‖ value, containers holding nested tags (repeated
 /// tags allowed). Bounds-checked and depth-limited; garbage gives an error, never a crash.
-public enum DMAPParser {
-    public static let maxDepth = 32
+package enum DMAPParser {
+    package static let maxDepth = 32
 
-    public static func parse(_ bytes: [UInt8]) throws(DMAPParseError) -> [DMAPElement] {
+    package static func parse(_ bytes: [UInt8]) throws(DMAPParseError) -> [DMAPElement] {
         try parse(bytes[...], depth: 0)
     }
 
@@ -147,14 +147,14 @@ public enum DMAPParser {
 }
 
 /// Writes DMAP. Tag names are taken as their UTF-8 bytes, padded or cut to 4.
-public enum DMAPSerializer {
-    public static func serialize(_ elements: [DMAPElement]) -> [UInt8] {
+package enum DMAPSerializer {
+    package static func serialize(_ elements: [DMAPElement]) -> [UInt8] {
         var out: [UInt8] = []
         for e in elements { append(e, to: &out) }
         return out
     }
 
-    public static func serialize(_ element: DMAPElement) -> [UInt8] { serialize([element]) }
+    package static func serialize(_ element: DMAPElement) -> [UInt8] { serialize([element]) }
 
     static func append(_ e: DMAPElement, to out: inout [UInt8]) {
         let value: [UInt8]
@@ -183,9 +183,9 @@ public enum DMAPSerializer {
 extension Array where Element == DMAPElement {
     /// The value at a path of tags, taking the first match at each level
     /// (`response.first("cmst", "caps")`); nil if any step is missing.
-    public func first(_ path: String...) -> DMAPValue? { first(path: path[...]) }
+    package func first(_ path: String...) -> DMAPValue? { first(path: path[...]) }
 
-    public func first(path: ArraySlice<String>) -> DMAPValue? {
+    package func first(path: ArraySlice<String>) -> DMAPValue? {
         guard let head = path.first else { return nil }
         guard let e = self.first(where: { $0.tag == head }) else { return nil }
         if path.count == 1 { return e.value }
@@ -193,10 +193,10 @@ extension Array where Element == DMAPElement {
     }
 
     /// Every top-level element with this tag.
-    public func all(_ tag: String) -> [DMAPElement] { filter { $0.tag == tag } }
+    package func all(_ tag: String) -> [DMAPElement] { filter { $0.tag == tag } }
 
     /// An indented listing, one tag a line (for logs and the CLI).
-    public func pretty(indent: Int = 0) -> String {
+    package func pretty(indent: Int = 0) -> String {
         var out = ""
         for e in self {
             let pad = String(repeating: " ", count: indent)

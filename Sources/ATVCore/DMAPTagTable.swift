@@ -1,13 +1,13 @@
 
 /// How a DMAP tag's value is read. Containers hold nested tags; everything else is a leaf.
-public enum DMAPKind: Sendable, Equatable {
+package enum DMAPKind: Sendable, Equatable {
     case container, uint, bool, string, bplist, raw, ignore
 }
 
 /// The tag table: the DMAP/DACP tags an Apple TV (and iTunes) sends, with how each is read.
 /// Tags not listed are kept as raw bytes.
-public enum DMAPTagTable {
-    public static func kind(_ tag: String) -> DMAPKind? { table[tag] }
+package enum DMAPTagTable {
+    package static func kind(_ tag: String) -> DMAPKind? { table[tag] }
 
     static let table: [String: DMAPKind] = {
         var t: [String: DMAPKind] = [:]

@@ -183,7 +183,7 @@ public struct DeviceConfig: Sendable, Equatable, Codable {
 
 extension Dictionary where Key == String {
     /// TXT keys are case-insensitive (`rpMd` and `rpmd` are the same key).
-    public func caseInsensitiveValue(for key: String) -> Value? {
+    package func caseInsensitiveValue(for key: String) -> Value? {
         if let v = self[key] { return v }
         let lk = key.lowercased()
         return first { $0.key.lowercased() == lk }?.value

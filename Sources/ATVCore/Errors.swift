@@ -56,3 +56,19 @@ public enum ATVError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 }
+
+extension ATVError {
+    /// The same error with what was being done in front of its text (kind and exit status kept).
+    package func context(_ what: String) -> ATVError {
+        switch self {
+        case .connectionFailed(let s): .connectionFailed("\(what): \(s)")
+        case .connectionLost(let s): .connectionLost("\(what): \(s)")
+        case .timeout(let s): .timeout("\(what): \(s)")
+        case .authenticationFailed(let s): .authenticationFailed("\(what): \(s)")
+        case .pairingFailed(let s): .pairingFailed("\(what): \(s)")
+        case .protocolError(let s): .protocolError("\(what): \(s)")
+        case .httpError(let status, let s): .httpError(status: status, "\(what): \(s)")
+        default: self
+        }
+    }
+}

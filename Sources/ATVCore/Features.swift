@@ -81,11 +81,11 @@ extension Features {
 }
 
 /// A fixed feature table, handy for protocols whose claims do not change.
-public struct StaticFeatures: Features {
-    public var table: [FeatureName: FeatureInfo]
-    public init(_ table: [FeatureName: FeatureInfo]) { self.table = table }
-    public init(available names: Set<FeatureName>) {
+package struct StaticFeatures: Features {
+    package var table: [FeatureName: FeatureInfo]
+    package init(_ table: [FeatureName: FeatureInfo]) { self.table = table }
+    package init(available names: Set<FeatureName>) {
         self.table = Dictionary(uniqueKeysWithValues: names.map { ($0, FeatureInfo.available) })
     }
-    public func feature(_ name: FeatureName) -> FeatureInfo { table[name] ?? .unsupported }
+    package func feature(_ name: FeatureName) -> FeatureInfo { table[name] ?? .unsupported }
 }

@@ -11,7 +11,7 @@ import Synchronization
 
 /// What went wrong on a connection, read from a socket or NIO error without naming library types.
 /// The one place the shells turn such errors into `ATVError`s (`ATVError.connecting`, `.connection`).
-public enum NetworkFailure: Sendable, Equatable {
+package enum NetworkFailure: Sendable, Equatable {
     /// Nothing listens there (ECONNREFUSED).
     case refused
     /// No route, network or host down (EHOSTUNREACH, ENETUNREACH, EHOSTDOWN).
@@ -25,7 +25,7 @@ public enum NetworkFailure: Sendable, Equatable {
     /// Something else; callers say what they were doing instead of showing it.
     case other
 
-    public init(_ error: any Error) {
+    package init(_ error: any Error) {
         // NIO's own types first: their errno and cases say exactly what happened.
         if let io = error as? IOError {
             self = Self(errno: io.errnoCode)
@@ -53,7 +53,7 @@ public enum NetworkFailure: Sendable, Equatable {
     }
 
     /// From a POSIX errno.
-    public init(errno code: Int32) {
+    package init(errno code: Int32) {
         switch code {
         case ECONNREFUSED: self = .refused
         case EHOSTUNREACH, ENETUNREACH, EHOSTDOWN, EADDRNOTAVAIL, ENETDOWN: self = .unreachable
@@ -80,7 +80,7 @@ public enum NetworkFailure: Sendable, Equatable {
 extension ATVError {
     /// Connecting to `endpoint` ("host:port", or a longer name like "the Apple TV at host:port")
     /// failed with `error`. An `ATVError` passes through unchanged.
-    public static func connecting(_ endpoint: String, _ error: any Error, timeout: Duration? = nil) -> ATVError {
+    package static func connecting(_ endpoint: String, _ error: any Error, timeout: Duration? = nil) -> ATVError {
         if let e = error as? ATVError { return e }
         switch NetworkFailure(error) {
         case .refused: return .connectionFailed("\(endpoint) refused the connection (nothing listens on that port)")
@@ -96,7 +96,7 @@ extension ATVError {
     /// Listening or binding on `host:port` failed with `error` (what: "listen", "bind UDP"): the
     /// cause in words the user can act on, never the socket call or errno text. An `ATVError`
     /// passes through unchanged.
-    public static func listening(_ host: String, _ port: Int, _ error: any Error, what: String = "listen") -> ATVError {
+    package static func listening(_ host: String, _ port: Int, _ error: any Error, what: String = "listen") -> ATVError {
         if let e = error as? ATVError { return e }
         let endpoint = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         let code = (error as? IOError)?.errnoCode
@@ -117,7 +117,7 @@ extension ATVError {
 
     /// An established connection to `endpoint` failed with `error` while doing `during` (e.g.
     /// "POST /play"). An `ATVError` passes through unchanged.
-    public static func connection(_ endpoint: String, _ error: any Error, during: String? = nil) -> ATVError {
+    package static func connection(_ endpoint: String, _ error: any Error, during: String? = nil) -> ATVError {
         if let e = error as? ATVError { return e }
         let doing = during.map { " during \($0)" } ?? ""
         switch NetworkFailure(error) {
@@ -128,7 +128,7 @@ extension ATVError {
     }
 
     /// The same error with its message passed through `f` (e.g. to name the device).
-    public func mapMessage(_ f: (String) -> String) -> ATVError {
+    package func mapMessage(_ f: (String) -> String) -> ATVError {
         switch self {
         case .invalidValue(let s): .invalidValue(f(s))
         case .invalidState(let s): .invalidState(f(s))
@@ -146,7 +146,7 @@ extension ATVError {
     }
 
     /// "the receiver …" / "the device …" at the start of the message becomes "… at host:port …".
-    public func naming(_ endpoint: String) -> ATVError {
+    package func naming(_ endpoint: String) -> ATVError {
         mapMessage { s in
             for who in ["the receiver ", "the device "] where s.hasPrefix(who) && !s.contains(endpoint) {
                 return who + "at " + endpoint + " " + s.dropFirst(who.count)
@@ -156,7 +156,7 @@ extension ATVError {
     }
 
     /// A duration as seconds for messages: "5", "2.5".
-    public static func seconds(_ d: Duration) -> String {
+    package static func seconds(_ d: Duration) -> String {
         let s = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         return s == s.rounded() ? String(Int(s)) : String(format: "%.1f", s)
     }
@@ -165,7 +165,7 @@ extension ATVError {
 /// Runs `body`, but returns (throwing `error()`) once `limit` has passed, without waiting for the
 /// body: a body stuck on a lost continuation cannot hold its caller. The body is cancelled then.
 /// Cancelling the caller cancels the body and ends the wait at once.
-public func withDeadline<T: Sendable>(_ limit: Duration, _ error: @escaping @Sendable () -> ATVError,
+package func withDeadline<T: Sendable>(_ limit: Duration, _ error: @escaping @Sendable () -> ATVError,
                                       _ body: @escaping @Sendable () async throws -> T) async throws -> T {
     let race = DeadlineRace<T>()
     return try await withTaskCancellationHandler {

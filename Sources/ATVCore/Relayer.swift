@@ -5,32 +5,32 @@ import Synchronization
 /// the call falls through to the next. When none has it, the call throws `.notSupported(feature)`.
 /// A `prepare` hook, when set, runs before each protocol is asked (the facade sets the protocol up
 /// there, on first use); its error ends the call.
-public final class Relayer<Interface: Sendable>: Sendable {
+package final class Relayer<Interface: Sendable>: Sendable {
     private struct State {
         var implementations: [ATVProtocol: Interface] = [:]
         var takeover: ATVProtocol?
         var prepare: (@Sendable (ATVProtocol) async throws -> Void)?
     }
     private let state = Mutex(State())
-    public let priority: [ATVProtocol]
+    package let priority: [ATVProtocol]
 
-    public init(priority: [ATVProtocol] = ATVProtocol.defaultPriority) {
+    package init(priority: [ATVProtocol] = ATVProtocol.defaultPriority) {
         self.priority = priority
     }
 
-    public func register(_ implementation: Interface, for proto: ATVProtocol) {
+    package func register(_ implementation: Interface, for proto: ATVProtocol) {
         state.withLock { $0.implementations[proto] = implementation }
     }
 
-    public var protocols: Set<ATVProtocol> { state.withLock { Set($0.implementations.keys) } }
+    package var protocols: Set<ATVProtocol> { state.withLock { Set($0.implementations.keys) } }
 
     /// Runs before a call is relayed to a protocol (once per protocol tried).
-    public func setPrepare(_ prepare: @escaping @Sendable (ATVProtocol) async throws -> Void) {
+    package func setPrepare(_ prepare: @escaping @Sendable (ATVProtocol) async throws -> Void) {
         state.withLock { $0.prepare = prepare }
     }
 
     /// Implementations in the order calls try them.
-    public func ordered(priority override: [ATVProtocol]? = nil) -> [(ATVProtocol, Interface)] {
+    package func ordered(priority override: [ATVProtocol]? = nil) -> [(ATVProtocol, Interface)] {
         state.withLock { s in
             var order = override ?? priority
             // Protocols missing from an override list still come last, in default order.
@@ -41,12 +41,12 @@ public final class Relayer<Interface: Sendable>: Sendable {
     }
 
     /// The first implementation in priority order (the "main" instance).
-    public func main(priority override: [ATVProtocol]? = nil) -> (ATVProtocol, Interface)? {
+    package func main(priority override: [ATVProtocol]? = nil) -> (ATVProtocol, Interface)? {
         ordered(priority: override).first
     }
 
     /// Relay a call. `feature` names what is missing if no protocol implements it.
-    public func relay<R>(_ feature: FeatureName, priority override: [ATVProtocol]? = nil,
+    package func relay<R>(_ feature: FeatureName, priority override: [ATVProtocol]? = nil,
                          _ call: (Interface) async throws -> R) async throws -> R {
         let prepare = state.withLock { $0.prepare }
         for (proto, impl) in ordered(priority: override) {
@@ -61,7 +61,7 @@ public final class Relayer<Interface: Sendable>: Sendable {
     }
 
     /// Make `proto` the first choice until `release` is called. A second takeover fails.
-    public func takeover(by proto: ATVProtocol) throws {
+    package func takeover(by proto: ATVProtocol) throws {
         try state.withLock { s in
             if let t = s.takeover {
                 throw ATVError.invalidState("\(t) has already taken over this interface")
@@ -70,7 +70,7 @@ public final class Relayer<Interface: Sendable>: Sendable {
         }
     }
 
-    public func release(by proto: ATVProtocol) {
+    package func release(by proto: ATVProtocol) {
         state.withLock { s in if s.takeover == proto { s.takeover = nil } }
     }
 }
@@ -107,12 +107,12 @@ public struct InterfaceSet: Sendable {
 
 /// Lets a protocol make itself first choice for some interfaces while it works (RAOP does this for
 /// Audio, Metadata, PushUpdater and RemoteControl while streaming).
-public protocol TakeoverControl: Sendable {
+package protocol TakeoverControl: Sendable {
     func takeover(_ proto: ATVProtocol, interfaces: Set<InterfaceKind>) throws
     func release(_ proto: ATVProtocol, interfaces: Set<InterfaceKind>)
 }
 
-public enum InterfaceKind: String, Sendable, CaseIterable {
+package enum InterfaceKind: String, Sendable, CaseIterable {
     case remoteControl, metadata, pushUpdater, stream, power, audio, apps, userAccounts, keyboard, touch
 }
 
@@ -125,12 +125,16 @@ public struct ProtocolSetup: Sendable {
     public var deviceInfo: DeviceInfo
     public var connect: @Sendable () async throws -> Void
     public var close: @Sendable () async -> Void
+    /// The protocol's own object (e.g. `RAOPService`), for what the facade offers beyond the
+    /// shared interfaces.
+    public var handle: (any Sendable)?
 
     public init(protocol: ATVProtocol, interfaces: InterfaceSet, features: any Features,
                 deviceInfo: DeviceInfo = DeviceInfo(),
                 connect: @escaping @Sendable () async throws -> Void = {},
-                close: @escaping @Sendable () async -> Void = {}) {
+                close: @escaping @Sendable () async -> Void = {}, handle: (any Sendable)? = nil) {
         self.protocol = `protocol`
+        self.handle = handle
         self.interfaces = interfaces
         self.features = features
         self.deviceInfo = deviceInfo

@@ -273,7 +273,7 @@ public actor DMAPClient {
     }
 
     /// `GET /server-info` (no login needed).
-    public func serverInfo() async throws -> [DMAPElement] {
+    package func serverInfo() async throws -> [DMAPElement] {
         let r = try await send(DMAPRequests.serverInfo(), via: nil, timeout: timeout)
         guard r.isSuccess else { throw ATVError.httpError(status: r.status, "server-info from \(host):\(port)") }
         do { return try DMAPParser.parse(r.body) } catch {

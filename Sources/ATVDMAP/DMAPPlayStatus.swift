@@ -3,11 +3,11 @@ import ATVCore
 /// The fields of a `playstatusupdate` answer (`cmst` container).
 public struct DMAPPlayStatus: Sendable, Equatable {
     /// The whole parsed answer.
-    public var elements: [DMAPElement]
+    package var elements: [DMAPElement]
 
-    public init(_ elements: [DMAPElement]) { self.elements = elements }
+    package init(_ elements: [DMAPElement]) { self.elements = elements }
 
-    public init(bytes: [UInt8]) throws(DMAPParseError) { self.init(try DMAPParser.parse(bytes)) }
+    package init(bytes: [UInt8]) throws(DMAPParseError) { self.init(try DMAPParser.parse(bytes)) }
 
     func field(_ tag: String) -> DMAPValue? { elements.first("cmst", tag) }
 

@@ -151,93 +151,9 @@ public enum DeviceBuilder {
     static func prop(_ p: [String: String], _ key: String) -> String? { p.caseInsensitiveValue(for: key) }
 
     static func contribution(_ s: ServiceRecord, airplayTXT: [String: String]) -> Contribution? {
-        let p = s.properties
-        var c = Contribution()
-        switch s.type {
-        case ServiceType.mrp:
-            c.name = prop(p, "Name") ?? "Unknown"
-            var svc = ServiceConfig(protocol: .mrp, identifier: prop(p, "UniqueIdentifier"), port: s.port, properties: p)
-            svc.pairing = prop(p, "AllowPairing")?.uppercased() == "YES" ? .optional : .disabled
-            if let build = prop(p, "SystemBuildVersion") {
-                c.info.buildNumber = build
-                c.info.version = DeviceTables.version(forBuild: build)
-                // tvOS 15 and later only speak MRP tunnelled over AirPlay 2.
-                if let n = Int(build.prefix { $0.isNumber }), n >= 19 {
-                    svc.enabled = false
-                    svc.pairing = .notNeeded
-                }
-            }
-            if let mac = prop(p, "macAddress") { c.info.mac = mac.uppercased() }
-            c.info.operatingSystem = .tvOS
-            c.service = svc
-        case ServiceType.dmap:
-            c.name = prop(p, "CtlN")
-            let hg = prop(p, "hG")
-            c.service = ServiceConfig(protocol: .dmap, identifier: beforeUnderscore(s.instance), port: s.port,
-                                      credentials: hg, pairing: hg != nil ? .optional : .mandatory, properties: p)
-            c.info.operatingSystem = .legacy
-        case ServiceType.homeSharing:
-            c.name = prop(p, "Name")
-            let hg = prop(p, "hG")
-            c.service = ServiceConfig(protocol: .dmap, identifier: beforeUnderscore(s.instance), port: s.port,
-                                      credentials: hg, pairing: hg != nil ? .optional : .mandatory, properties: p)
-            c.info.operatingSystem = .legacy
-        case ServiceType.hscp:
-            c.name = prop(p, "Machine Name")
-            let hg = prop(p, "hG")
-            c.service = ServiceConfig(protocol: .dmap, identifier: prop(p, "Machine ID"), port: s.port,
-                                      credentials: hg, pairing: hg != nil ? .optional : .mandatory, properties: p)
-            c.info.model = .music
-        case ServiceType.airplay:
-            c.name = s.instance
-            let deviceID = prop(p, "deviceid")
-            var svc = ServiceConfig(protocol: .airplay, identifier: deviceID, port: s.port, properties: p)
-            if let model = prop(p, "model") {
-                c.info.rawModel = model
-                c.info.model = DeviceTables.model(model)
-                if DeviceTables.isMac(model) { c.info.operatingSystem = .macOS }
-            }
-            c.info.version = prop(p, "osvers")
-            c.info.mac = deviceID?.uppercased()
-            c.info.outputDeviceID = prop(p, "psi") ?? prop(p, "pi")
-            svc.requiresPassword = requiresPassword(p)
-            svc.pairing = pairing(p, model: prop(p, "model"))
-            c.service = svc
-        case ServiceType.companion:
-            c.name = s.instance
-            var svc = ServiceConfig(protocol: .companion, identifier: prop(p, "rpMRtID"), port: s.port, properties: p)
-            if let md = prop(p, "rpMd") {
-                c.info.rawModel = md
-                c.info.model = DeviceTables.model(md)
-            }
-            let flags = UInt64(prop(p, "rpFl")?.lowercased().replacingOccurrences(of: "0x", with: "") ?? "", radix: 16) ?? 0
-            svc.pairing = flags & 0x04 != 0 ? .disabled : (flags & 0x4000 != 0 ? .mandatory : .unsupported)
-            c.service = svc
-        case ServiceType.raop:
-            let parts = s.instance.split(separator: "@", maxSplits: 1).map(String.init)
-            c.name = parts.count == 2 ? parts[1] : s.instance
-            let id = parts.count == 2 ? parts[0] : prop(p, "pk")
-            var svc = ServiceConfig(protocol: .raop, identifier: id, port: s.port, properties: p)
-            if let am = prop(p, "am") {
-                c.info.rawModel = am
-                c.info.model = DeviceTables.model(am)
-            }
-            c.info.version = prop(p, "ov")
-            if let id, id.count == 12, id.allSatisfy(\.isHexDigit) {
-                c.info.mac = stride(from: 0, to: 12, by: 2).map { i -> String in
-                    let a = id.index(id.startIndex, offsetBy: i)
-                    return String(id[a...id.index(after: a)])
-                }.joined(separator: ":").uppercased()
-            }
-            svc.requiresPassword = requiresPassword(p)
-            if prop(airplayTXT, "acl") == "1" { svc.pairing = .disabled }
-            else if prop(airplayTXT, "act") == "2" { svc.pairing = .unsupported }
-            else { svc.pairing = pairing(p, model: prop(p, "am")) }
-            c.service = svc
-        default:
-            return nil
-        }
-        return c
+        guard let handler = ScanHandlers.byType[s.type] else { return nil }
+        let found = handler.handle(s.instance, s.port, s.properties, airplayTXT)
+        return Contribution(name: found.name, service: found.service, info: found.deviceInfo)
     }
 
     static func beforeUnderscore(_ s: String) -> String {
@@ -274,4 +190,110 @@ public enum DeviceBuilder {
         }
         return info
     }
+}
+
+/// Each protocol's scan handlers (the service types it claims and how their records become a
+/// `ServiceConfig` and `DeviceInfo`). Each protocol module lists its own as
+/// `ProtocolModule.scanHandlers`; discovery runs them all, so scanning works without the facade.
+package enum ScanHandlers {
+    private static func prop(_ p: [String: String], _ key: String) -> String? { p.caseInsensitiveValue(for: key) }
+
+    /// `_mediaremotetv._tcp`.
+    package static let mrp = [ScanHandler(serviceType: ServiceType.mrp) { _, port, p, _ in
+        var info = DeviceInfo()
+        var svc = ServiceConfig(protocol: .mrp, identifier: prop(p, "UniqueIdentifier"), port: port, properties: p)
+        svc.pairing = prop(p, "AllowPairing")?.uppercased() == "YES" ? .optional : .disabled
+        if let build = prop(p, "SystemBuildVersion") {
+            info.buildNumber = build
+            info.version = DeviceTables.version(forBuild: build)
+            // tvOS 15 and later only speak MRP tunnelled over AirPlay 2.
+            if let n = Int(build.prefix { $0.isNumber }), n >= 19 {
+                svc.enabled = false
+                svc.pairing = .notNeeded
+            }
+        }
+        if let mac = prop(p, "macAddress") { info.mac = mac.uppercased() }
+        info.operatingSystem = .tvOS
+        return ScanHandler.Found(name: prop(p, "Name") ?? "Unknown", service: svc, deviceInfo: info)
+    }]
+
+    /// `_touch-able._tcp`, `_appletv-v2._tcp` (Home Sharing) and `_hscp._tcp` (Music on a computer).
+    package static let dmap = [
+        dmapHandler(ServiceType.dmap, name: "CtlN", identifier: { instance, _ in DeviceBuilder.beforeUnderscore(instance) },
+                    info: DeviceInfo(operatingSystem: .legacy)),
+        dmapHandler(ServiceType.homeSharing, name: "Name", identifier: { instance, _ in DeviceBuilder.beforeUnderscore(instance) },
+                    info: DeviceInfo(operatingSystem: .legacy)),
+        dmapHandler(ServiceType.hscp, name: "Machine Name", identifier: { _, p in prop(p, "Machine ID") },
+                    info: DeviceInfo(model: .music)),
+    ]
+
+    private static func dmapHandler(_ type: String, name: String,
+                                    identifier: @escaping @Sendable (String, [String: String]) -> String?,
+                                    info: DeviceInfo) -> ScanHandler {
+        ScanHandler(serviceType: type) { instance, port, p, _ in
+            let hg = prop(p, "hG")
+            let svc = ServiceConfig(protocol: .dmap, identifier: identifier(instance, p), port: port,
+                                    credentials: hg, pairing: hg != nil ? .optional : .mandatory, properties: p)
+            return ScanHandler.Found(name: prop(p, name), service: svc, deviceInfo: info)
+        }
+    }
+
+    /// `_airplay._tcp`.
+    package static let airplay = [ScanHandler(serviceType: ServiceType.airplay) { instance, port, p, _ in
+        var info = DeviceInfo()
+        let deviceID = prop(p, "deviceid")
+        var svc = ServiceConfig(protocol: .airplay, identifier: deviceID, port: port, properties: p)
+        if let model = prop(p, "model") {
+            info.rawModel = model
+            info.model = DeviceTables.model(model)
+            if DeviceTables.isMac(model) { info.operatingSystem = .macOS }
+        }
+        info.version = prop(p, "osvers")
+        info.mac = deviceID?.uppercased()
+        info.outputDeviceID = prop(p, "psi") ?? prop(p, "pi")
+        svc.requiresPassword = DeviceBuilder.requiresPassword(p)
+        svc.pairing = DeviceBuilder.pairing(p, model: prop(p, "model"))
+        return ScanHandler.Found(name: instance, service: svc, deviceInfo: info)
+    }]
+
+    /// `_companion-link._tcp`.
+    package static let companion = [ScanHandler(serviceType: ServiceType.companion) { instance, port, p, _ in
+        var info = DeviceInfo()
+        var svc = ServiceConfig(protocol: .companion, identifier: prop(p, "rpMRtID"), port: port, properties: p)
+        if let md = prop(p, "rpMd") {
+            info.rawModel = md
+            info.model = DeviceTables.model(md)
+        }
+        let flags = UInt64(prop(p, "rpFl")?.lowercased().replacingOccurrences(of: "0x", with: "") ?? "", radix: 16) ?? 0
+        svc.pairing = flags & 0x04 != 0 ? .disabled : (flags & 0x4000 != 0 ? .mandatory : .unsupported)
+        return ScanHandler.Found(name: instance, service: svc, deviceInfo: info)
+    }]
+
+    /// `_raop._tcp`.
+    package static let raop = [ScanHandler(serviceType: ServiceType.raop) { instance, port, p, airplayTXT in
+        var info = DeviceInfo()
+        let parts = instance.split(separator: "@", maxSplits: 1).map(String.init)
+        let id = parts.count == 2 ? parts[0] : prop(p, "pk")
+        var svc = ServiceConfig(protocol: .raop, identifier: id, port: port, properties: p)
+        if let am = prop(p, "am") {
+            info.rawModel = am
+            info.model = DeviceTables.model(am)
+        }
+        info.version = prop(p, "ov")
+        if let id, id.count == 12, id.allSatisfy(\.isHexDigit) {
+            info.mac = stride(from: 0, to: 12, by: 2).map { i -> String in
+                let a = id.index(id.startIndex, offsetBy: i)
+                return String(id[a...id.index(after: a)])
+            }.joined(separator: ":").uppercased()
+        }
+        svc.requiresPassword = DeviceBuilder.requiresPassword(p)
+        if prop(airplayTXT, "acl") == "1" { svc.pairing = .disabled }
+        else if prop(airplayTXT, "act") == "2" { svc.pairing = .unsupported }
+        else { svc.pairing = DeviceBuilder.pairing(p, model: prop(p, "am")) }
+        return ScanHandler.Found(name: parts.count == 2 ? parts[1] : instance, service: svc, deviceInfo: info)
+    }]
+
+    /// Every protocol's handlers, by service type.
+    static let byType: [String: ScanHandler] = Dictionary(
+        (mrp + dmap + airplay + companion + raop).map { ($0.serviceType, $0) }, uniquingKeysWith: { a, _ in a })
 }

@@ -254,7 +254,7 @@ public actor MRPConnection {
 
     /// PIN pair-setup (HAP M1–M6) after DEVICE_INFO: returns credentials in pyatv's format. The device's
     /// SRP proof and M6 signature are verified; nothing is returned otherwise.
-    public func pairSetup(pin: String, identity: HAPIdentity = HAPIdentity(identifier: UUID().uuidString.lowercased()),
+    package func pairSetup(pin: String, identity: HAPIdentity = HAPIdentity(identifier: UUID().uuidString.lowercased()),
                           name: String = "swift-atv", osBuild: String = "18M60",
                           timeout: Duration = .seconds(30)) async throws -> HAPCredentials {
         if deviceInfo == nil {

@@ -4,10 +4,10 @@ import ATVAuth
 import ATVCore
 
 /// The MRP pairing handler `pair` returns.
-public typealias MRPPairingHandler = HAPPINPairingHandler<MRPConnection>
+package typealias MRPPairingHandler = HAPPINPairingHandler<MRPConnection>
 
 extension HAPPINPairingHandler where Connection == MRPConnection {
-    public init(mrpHost host: String, service: ServiceConfig, options: PairingOptions) {
+    package init(mrpHost host: String, service: ServiceConfig, options: PairingOptions) {
         let port = service.port
         self.init(protocol: .mrp, steps: Steps(
             connect: { try await MRPConnection.connect(host: host, port: port, timeout: options.stepTimeout) },

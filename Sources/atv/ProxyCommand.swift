@@ -76,6 +76,32 @@ struct ProxyOptions: ParsableArguments {
     }
 }
 
+extension ProxyOptions {
+    /// Runs `Session`'s proxy for `device` until Ctrl-C: pairing identity from the name, stored
+    /// pairings, one log line per event (`line`), the mDNS record `advertise` makes.
+    func run<Session: HAPProxyProtocol>(_ session: Session.Type, device: DeviceOptions, _ proto: ATVProtocol, label: String,
+                                        line: @escaping @Sendable (HAPProxyEvent<Session.Traffic>) -> String,
+                                        advertise: (_ name: String, _ identity: HAPIdentity, _ port: Int) -> MDNSService) async throws {
+        let (config, service, creds) = try await target(device, proto)
+        let proxyName = name ?? "\(config.name) Proxy"
+        let identity = try HAPIdentity.proxy(named: proxyName)
+        let sink = try ProxyLogSink(path: log)
+        let store = ProxyPairings(path: pairings)
+        var proxyConfig = HAPProxyConfiguration<Session>(listenHost: listen, listenPort: listenPort, deviceHost: config.address,
+                                                         devicePort: service.port, credentials: creds, identity: identity, pin: pin,
+                                                         name: proxyName)
+        proxyConfig.controllers = try store.load()
+        let proxy = try await HAPProxy<Session>.start(proxyConfig) { event in
+            sink.write(line(event))
+            if case .controllerPaired(let c) = event {
+                do { try store.add(c) } catch { sink.write("proxy: \(error)") }
+            }
+        }
+        print("\(label) proxy \"\(printable(proxyName))\" listening on \(listen):\(proxy.port), PIN \(pin), forwarding to \(config.address):\(service.port)")
+        await serve(advertising: advertise(proxyName, identity, proxy.port), stop: { await proxy.stop() })
+    }
+}
+
 struct ProxyCompanion: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "companion",
         abstract: "Companion proxy: controllers pair with it (PIN), it forwards to the device and logs every message.",
@@ -94,29 +120,16 @@ struct ProxyCompanion: AsyncParsableCommand {
     func run() async throws {
         global.bootstrapLogging()
         try await runReportingErrors {
-            let (config, service, creds) = try await options.target(device, .companion)
-            let proxyName = options.name ?? "\(config.name) Proxy"
-            let identity = try HAPIdentity.proxy(named: proxyName)
-            let sink = try ProxyLogSink(path: options.log)
-            let store = ProxyPairings(path: options.pairings)
-            var proxyConfig = CompanionProxy.Configuration(listenHost: options.listen, listenPort: options.listenPort, deviceHost: config.address,
-                                                           devicePort: service.port, credentials: creds, identity: identity, pin: options.pin)
-            proxyConfig.controllers = try store.load()
-            let proxy = try await CompanionProxy.start(proxyConfig) { event in
-                sink.write(ProxyLogSink.line(event))
-                if case .controllerPaired(let c) = event {
-                    do { try store.add(c) } catch { sink.write("proxy: \(error)") }
-                }
+            try await options.run(CompanionProxySession.self, device: device, .companion, label: "Companion",
+                                  line: { ProxyLogSink.line($0) }) { proxyName, identity, port in
+                let compact = Hex.encode(identity.publicKey.prefix(6))
+                let txt: [String: String] = ["rpMac": "2", "rpHN": compact, "rpFl": "0x36782", "rpHA": compact, "rpMd": "AppleTV6,2",
+                                             "rpVr": "715.2", "rpAD": compact, "rpHI": compact,
+                                             "rpBA": stride(from: 0, to: 12, by: 2).map { i in String(Array(compact)[i ..< i + 2]).uppercased() }.joined(separator: ":"),
+                                             "rpMRtID": String(decoding: identity.identifier, as: UTF8.self)]
+                return MDNSService(instance: proxyName, type: "_companion-link._tcp.local", port: UInt16(port), txt: txt,
+                                   hostName: "swift-atv-proxy-\(compact).local", address: options.listen)
             }
-            print("Companion proxy \"\(printable(proxyName))\" listening on \(options.listen):\(proxy.port), PIN \(options.pin), forwarding to \(config.address):\(service.port)")
-            let compact = Hex.encode(identity.publicKey.prefix(6))
-            let txt: [String: String] = ["rpMac": "2", "rpHN": compact, "rpFl": "0x36782", "rpHA": compact, "rpMd": "AppleTV6,2",
-                                         "rpVr": "715.2", "rpAD": compact, "rpHI": compact,
-                                         "rpBA": stride(from: 0, to: 12, by: 2).map { i in String(Array(compact)[i ..< i + 2]).uppercased() }.joined(separator: ":"),
-                                         "rpMRtID": String(decoding: identity.identifier, as: UTF8.self)]
-            await options.serve(advertising: MDNSService(instance: proxyName, type: "_companion-link._tcp.local", port: UInt16(proxy.port), txt: txt,
-                                                         hostName: "swift-atv-proxy-\(compact).local", address: options.listen),
-                                stop: { await proxy.stop() })
         }
     }
 }
@@ -141,29 +154,16 @@ struct ProxyMRP: AsyncParsableCommand {
     func run() async throws {
         global.bootstrapLogging()
         try await runReportingErrors {
-            let (config, service, creds) = try await options.target(device, .mrp)
-            let proxyName = options.name ?? "\(config.name) Proxy"
-            let identity = try HAPIdentity.proxy(named: proxyName)
-            let sink = try ProxyLogSink(path: options.log)
-            let store = ProxyPairings(path: options.pairings)
-            var proxyConfig = MRPProxy.Configuration(listenHost: options.listen, listenPort: options.listenPort, deviceHost: config.address,
-                                                     devicePort: service.port, credentials: creds, identity: identity, pin: options.pin, name: proxyName)
-            proxyConfig.controllers = try store.load()
-            let proxy = try await MRPProxy.start(proxyConfig) { event in
-                sink.write(ProxyLogSink.line(event))
-                if case .controllerPaired(let c) = event {
-                    do { try store.add(c) } catch { sink.write("proxy: \(error)") }
-                }
+            try await options.run(MRPProxySession.self, device: device, .mrp, label: "MRP",
+                                  line: { ProxyLogSink.line($0) }) { proxyName, identity, port in
+                let pairingID = String(decoding: identity.identifier, as: UTF8.self)
+                let txt: [String: String] = ["Name": proxyName, "UniqueIdentifier": pairingID, "ModelName": "Apple TV",
+                                             "SystemBuildVersion": "17K449", "AllowPairing": "YES", "BluetoothAddress": "",
+                                             "LocalAirPlayReceiverPairingIdentity": pairingID]
+                let compact = Hex.encode(identity.publicKey.prefix(6))
+                return MDNSService(instance: proxyName, type: "_mediaremotetv._tcp.local", port: UInt16(port), txt: txt,
+                                   hostName: "swift-atv-mrp-proxy-\(compact).local", address: options.listen)
             }
-            print("MRP proxy \"\(printable(proxyName))\" listening on \(options.listen):\(proxy.port), PIN \(options.pin), forwarding to \(config.address):\(service.port)")
-            let pairingID = String(decoding: identity.identifier, as: UTF8.self)
-            let txt: [String: String] = ["Name": proxyName, "UniqueIdentifier": pairingID, "ModelName": "Apple TV",
-                                         "SystemBuildVersion": "17K449", "AllowPairing": "YES", "BluetoothAddress": "",
-                                         "LocalAirPlayReceiverPairingIdentity": pairingID]
-            let compact = Hex.encode(identity.publicKey.prefix(6))
-            await options.serve(advertising: MDNSService(instance: proxyName, type: "_mediaremotetv._tcp.local", port: UInt16(proxy.port), txt: txt,
-                                                         hostName: "swift-atv-mrp-proxy-\(compact).local", address: options.listen),
-                                stop: { await proxy.stop() })
         }
     }
 }
@@ -190,30 +190,30 @@ final class ProxyLogSink: Sendable {
     }
 
     static func line(_ event: MRPProxy.Event) -> String {
-        switch event {
-        case .controllerConnected(let a): return "proxy: controller connected from \(a)"
-        case .controllerPaired(let c): return "proxy: controller \(printable(String(decoding: c.identifier, as: UTF8.self))) paired"
-        case .controllerVerified(let id): return "proxy: controller \(printable(id)) verified"
-        case .controllerAuthFailed(let e): return "proxy: controller authentication failed: \(printable(e))"
-        case .deviceVerified(let name): return "proxy: verified with the device \"\(printable(name))\""
-        case .deviceFailed(let e): return "proxy: device: \(printable(e))"
-        case .closed(let why): return "proxy: link closed: \(printable(why))"
-        case .dropped(let m): return "proxy: dropped (controller not verified) \(MRPProxySession.describe(m))"
-        case .message(let d, let m): return "\(d.rawValue) \(MRPProxySession.describe(m))"
+        line(event) { traffic in
+            switch traffic {
+            case .dropped(let m): "proxy: dropped (controller not verified) \(MRPProxySession.describe(m))"
+            case .message(let d, let m): "\(d.rawValue) \(MRPProxySession.describe(m))"
+            }
         }
     }
 
     static func line(_ event: CompanionProxy.Event) -> String {
+        line(event) { d, f in "\(d.rawValue) \(CompanionProxy.describe(f))" }
+    }
+
+    /// The line of an event of either proxy; `traffic` renders what it forwarded.
+    static func line<Traffic>(_ event: HAPProxyEvent<Traffic>, traffic: (Traffic) -> String) -> String {
         switch event {
-        case .controllerConnected(let a): return "proxy: controller connected from \(a)"
-        case .controllerPaired(let c): return "proxy: controller \(printable(String(decoding: c.identifier, as: UTF8.self))) paired"
-        case .controllerVerified(let id): return "proxy: controller \(printable(id)) verified"
-        case .controllerAuthFailed(let e): return "proxy: controller authentication failed: \(printable(e))"
-        case .deviceVerified: return "proxy: verified with the device"
-        case .deviceFailed(let e): return "proxy: device: \(printable(e))"
-        case .closed(let why): return "proxy: link closed: \(printable(why))"
-        case .frame(let d, let f):
-            return "\(d.rawValue) \(CompanionProxy.describe(f))"
+        case .controllerConnected(let a): "proxy: controller connected from \(a)"
+        case .controllerPaired(let c): "proxy: controller \(printable(String(decoding: c.identifier, as: UTF8.self))) paired"
+        case .controllerVerified(let id): "proxy: controller \(printable(id)) verified"
+        case .controllerAuthFailed(let e): "proxy: controller authentication failed: \(printable(e))"
+        case .deviceVerified(let name?): "proxy: verified with the device \"\(printable(name))\""
+        case .deviceVerified(nil): "proxy: verified with the device"
+        case .deviceFailed(let e): "proxy: device: \(printable(e))"
+        case .closed(let why): "proxy: link closed: \(printable(why))"
+        case .traffic(let t): traffic(t)
         }
     }
 }

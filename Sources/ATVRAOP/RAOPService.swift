@@ -2,15 +2,14 @@ import ATVAirPlayCore
 import ATVAudio
 import ATVAuth
 import ATVCore
-import ATVRAOP
 import Synchronization
 
 /// RAOP (AirPlay 1 audio) as a protocol of the facade: streaming, volume, and what is being
 /// streamed as metadata and push updates. While a stream runs RAOP takes over Audio, Metadata,
 /// PushUpdater and RemoteControl, so pause/stop/volume go to the stream.
 ///
-/// ``connect(_:options:storage:)`` makes one for a device's audio receiver (``AppleTV/raop``); it
-/// streams over AirPlay 1 or AirPlay 2 (see ``airPlayVersion``).
+/// `connect(_:options:storage:)` makes one for a device's audio receiver (`AppleTV/raop`); it
+/// streams over AirPlay 1 or AirPlay 2 (see `airPlayVersion`).
 public final class RAOPService: Sendable {
     /// The audio sender: RTSP (or AirPlay 2's encrypted RTSP), RTP, timing and retransmits.
     public let client: RAOPClient
@@ -21,7 +20,7 @@ public final class RAOPService: Sendable {
         var paused = false
         var volume: Double = 33
         var position: Double = 0
-        weak var device: AppleTV?
+        var takeover: (any TakeoverControl)?
     }
     private let state = Mutex(State())
     let updates = Broadcaster<DeviceUpdate>()
@@ -33,7 +32,8 @@ public final class RAOPService: Sendable {
         if let v = options.volume { state.withLock { $0.volume = v } }
     }
 
-    func attach(_ device: AppleTV) { state.withLock { $0.device = device } }
+    /// How it takes interfaces over while it works (the facade's relayers).
+    func attach(_ takeover: any TakeoverControl) { state.withLock { $0.takeover = takeover } }
 
     /// AirPlay 1 or 2 for this receiver: the RAOP service's `ft`/`features`, then the AirPlay
     /// service's, decide unless `preference` forces one.
@@ -61,27 +61,6 @@ public final class RAOPService: Sendable {
                              properties: airplay.properties, enabled: airplay.enabled)
     }
 
-    /// Stored HAP credentials (RAOP's, else AirPlay's) for AirPlay 2 pair-verify; nil → transient
-    /// pairing (none stored, or only legacy ones). Stored credentials that can't be read are an
-    /// error, never a silent fall-back to pairing without them.
-    static func hapCredentials(for service: ServiceConfig, in config: DeviceConfig) throws(ATVError) -> HAPCredentials? {
-        for text in [service.credentials, config.service(.airplay)?.credentials] {
-            guard let text, !text.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
-            if case .hap(let c) = try readCredentials(text, deviceName: config.name) { return c }
-        }
-        return nil
-    }
-
-    /// Parses stored credentials; unreadable ones are an error that says what to do.
-    static func readCredentials(_ text: String, deviceName: String) throws(ATVError) -> ATVCredentials {
-        do {
-            return try ATVCredentials(parsing: text)
-        } catch {
-            throw ATVError.invalidCredentials(
-                "the stored AirPlay credentials of \(deviceName) can't be read; pair again with `atv pair --protocol airplay` or remove them with `atv credentials`")
-        }
-    }
-
     /// The AirPlay generation streams to this receiver use.
     public var airPlayVersion: AirPlayMajorVersion { client.options.airPlayVersion }
 
@@ -95,7 +74,8 @@ public final class RAOPService: Sendable {
                           client.stop()
                           updates.finish()
                           progress.finish()
-                      })
+                      },
+                      handle: self)
     }
 
     /// Whether a stream is running now.
@@ -158,15 +138,14 @@ public final class RAOPService: Sendable {
         var meta = tags
         if let user = metadata { meta = overrideMissing ? meta.filling(from: user) : user.filling(from: tags) }
         if meta.duration == nil { meta.duration = duration }
-        let device = try state.withLock { s -> AppleTV? in
+        let takeover = try state.withLock { s -> (any TakeoverControl)? in
             if s.streaming { throw ATVError.invalidState("a stream to this device is already running; stop it first") }
             s.streaming = true
             s.paused = false
             s.position = 0
             s.metadata = meta
-            return s.device
+            return s.takeover
         }
-        let takeover = device?.takeoverControl
         let kinds: Set<InterfaceKind> = [.audio, .metadata, .pushUpdater, .remoteControl]
         do { try takeover?.takeover(.raop, interfaces: kinds) } catch {
             state.withLock { $0.streaming = false }
@@ -265,31 +244,3 @@ struct RAOPFeatures: Features {
     func feature(_ name: FeatureName) -> FeatureInfo { raop.feature(name) }
 }
 
-/// What an audio stream sent, from `FacadeStream.streamAudio`.
-public struct AudioStreamReport: Sendable {
-    /// The receiver, "address:port".
-    public var receiver: String
-    /// The AirPlay generation the stream used.
-    public var airPlayVersion: AirPlayMajorVersion
-    /// The sender's counters: codec, packets sent and retransmitted, source frames, timing.
-    public var details: RAOPStreamReport
-}
-
-extension FacadeStream {
-    /// Stream PCM packets (an opened `AudioDecoder`, or any 44.1 kHz s16 stereo source in
-    /// 352-frame packets) to the device's audio receiver, with metadata from `tags` and
-    /// `metadata` (the caller's win unless `overrideMissing`); returns when the stream has ended
-    /// (played out, or stopped with `remoteControl.stop()`). Progress: `progress()`.
-    public func streamAudio<S: AsyncSequence & Sendable>(_ packets: S, tags: MediaMetadata = MediaMetadata(), duration: Double? = nil,
-                                                         metadata: MediaMetadata? = nil,
-                                                         overrideMissing: Bool = false) async throws -> AudioStreamReport
-        where S.Element == PCMPacket {
-        try device.guardOpen()
-        guard let raop = device.raop else { throw ATVError.noService(.raop) }
-        try await device.setUp(.raop)
-        let report = try await raop.stream(packets: packets, tags: tags, duration: duration, metadata: metadata,
-                                           overrideMissing: overrideMissing)
-        return AudioStreamReport(receiver: "\(device.config.address):\(raop.client.port)", airPlayVersion: raop.airPlayVersion,
-                                 details: report)
-    }
-}

@@ -1,14 +1,13 @@
-// MRP over the AirPlay 2 remote-control channel: when to use it, and the wiring of an
-// `AirPlay2DataStream` (ATVAirPlayCore) as the transport of an `MRPService`.
+// MRP over the AirPlay 2 remote-control channel: when to use it, and an `AirPlay2DataStream`
+// (ATVAirPlayCore) as the transport of an `MRPService`.
 import ATVAirPlayCore
 import ATVAuth
 import ATVCore
-import ATVMRP
 import Logging
 import NIOCore
 
 /// MRP through the AirPlay 2 remote-control channel (HomePods, tvOS 15 and later): when to tunnel it,
-/// and opening the tunnel ``connect(_:options:storage:)`` uses.
+/// and opening the tunnel `MRPProtocol.setup` uses.
 extension MRPService {
     /// The tunnel rule (`MRPTunnel.auto`: HomePods, model AudioAccessory*, with stored HAP or
     /// transient pairing; Apple TVs with tvOS ≥ 15 and HAP AirPlay credentials; never when there is
@@ -16,7 +15,7 @@ extension MRPService {
     /// to pair-verify with (`.some(nil)`: transient pairing).
     public static func tunnelCredentials(airplay: ServiceConfig, in config: DeviceConfig, mode: MRPTunnel) throws(ATVError) -> HAPCredentials?? {
         if config.services.contains(where: { $0.protocol == .mrp && $0.enabled }) { return nil }
-        let creds = try RAOPService.hapCredentials(for: airplay, in: config)
+        let creds = try AirPlayStoredCredentials.hap(for: airplay, in: config)
         switch mode {
         case .disable: return nil
         case .force: return .some(creds)

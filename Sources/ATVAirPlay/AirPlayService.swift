@@ -1,4 +1,3 @@
-import ATVAirPlay
 import ATVAirPlayCore
 import ATVAuth
 import ATVCore
@@ -9,7 +8,7 @@ import Synchronization
 /// over RemoteControl (pause/play/stop/set position), Metadata (state, position, duration) and
 /// push updates. Connecting is a no-op (each playback opens its own connection), as in pyatv.
 ///
-/// ``connect(_:options:storage:)`` makes one for a device's AirPlay service; use ``AppleTV/stream``
+/// `connect(_:options:storage:)` makes one for a device's AirPlay service; use `AppleTV/stream`
 /// rather than this class.
 public final class AirPlayService: Sendable {
     /// The AirPlay client that plays URLs (pair-verified with stored credentials, if any).
@@ -19,7 +18,7 @@ public final class AirPlayService: Sendable {
     let flags: AirPlayFeatureFlags?
     private struct State {
         var playing = false
-        weak var device: AppleTV?
+        var takeover: (any TakeoverControl)?
     }
     private let state = Mutex(State())
     let updates = Broadcaster<DeviceUpdate>()
@@ -37,7 +36,7 @@ public final class AirPlayService: Sendable {
         var legacy = false
         // Stored credentials that can't be read are an error, never a fall-back to no verification.
         if let text = service.credentials, !text.trimmingCharacters(in: .whitespaces).isEmpty {
-            switch try RAOPService.readCredentials(text, deviceName: address) {
+            switch try AirPlayStoredCredentials.read(text, deviceName: address) {
             case .hap(let c): options.verification = .hap(c)
             case .legacy(let c): options.verification = .legacy(c); legacy = true
             default: break
@@ -50,7 +49,8 @@ public final class AirPlayService: Sendable {
         self.client = AirPlayClient(host: address, port: service.port, options: options)
     }
 
-    func attach(_ device: AppleTV) { state.withLock { $0.device = device } }
+    /// How it takes interfaces over while it works (the facade's relayers).
+    func attach(_ takeover: any TakeoverControl) { state.withLock { $0.takeover = takeover } }
 
     var setup: ProtocolSetup {
         ProtocolSetup(protocol: .airplay,
@@ -62,7 +62,8 @@ public final class AirPlayService: Sendable {
                           await client.stop()
                           updates.finish()
                           progress.finish()
-                      })
+                      },
+                      handle: self)
     }
 
     /// Model, OS and MAC from the TXT record.
@@ -83,7 +84,7 @@ public final class AirPlayService: Sendable {
     /// TXT to tell (a manual `--host` configuration).
     public var canPlayURL: Bool { flags?.supportsPlayURL ?? true }
 
-    /// Whether a URL is playing now (from ``playURL(_:position:)``).
+    /// Whether a URL is playing now (from `playURL(_:position:)`).
     public var isPlaying: Bool { state.withLock { $0.playing } }
 
     func playing() -> Playing {
@@ -116,12 +117,11 @@ public final class AirPlayService: Sendable {
     /// when playback has ended, with how it ended. One URL at a time: a second call while one
     /// plays throws `ATVError.invalidState`.
     public func playURL(_ url: String, position: Double) async throws -> AirPlayPlaybackReport {
-        let device = try state.withLock { s -> AppleTV? in
+        let takeover = try state.withLock { s -> (any TakeoverControl)? in
             if s.playing { throw ATVError.invalidState("a URL is already playing on this device; stop it first") }
             s.playing = true
-            return s.device
+            return s.takeover
         }
-        let takeover = device?.takeoverControl
         do { try takeover?.takeover(.airplay, interfaces: Self.takeoverKinds) } catch {
             state.withLock { $0.playing = false }
             throw error

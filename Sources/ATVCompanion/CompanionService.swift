@@ -1,5 +1,4 @@
 import ATVAuth
-import ATVCompanion
 import ATVCore
 import ATVDiscovery
 import Foundation
@@ -11,8 +10,8 @@ import Synchronization
 /// volume and keyboard focus. It needs credentials from `atv pair --protocol companion` (pair-verify
 /// is the only way in), so `connect` sets it up only when they exist.
 ///
-/// ``connect(_:options:storage:)`` makes one for a device's Companion service; use the interfaces of
-/// ``AppleTV`` rather than this class.
+/// `connect(_:options:storage:)` makes one for a device's Companion service; use the interfaces of
+/// `AppleTV` rather than this class.
 public final class CompanionService: Sendable {
     /// How we present ourselves in `_systemInfo`.
     public struct Identity: Sendable {
@@ -63,7 +62,7 @@ public final class CompanionService: Sendable {
     }
 
     /// The Companion protocol of the device at `address`, with the credentials stored in `service`;
-    /// nothing is connected until ``connect()``. `timeout` bounds connecting and each answer.
+    /// nothing is connected until `connect()`. `timeout` bounds connecting and each answer.
     /// Throws `.noCredentials(.companion)` without credentials, `.invalidCredentials` for bad ones.
     public init(address: String, service: ServiceConfig, identity: Identity = Identity(), timeout: Duration = .seconds(10)) throws {
         guard let raw = service.credentials, !raw.trimmingCharacters(in: .whitespaces).isEmpty else {
@@ -94,7 +93,8 @@ public final class CompanionService: Sendable {
                              features: CompanionFeatures(companion: self),
                              deviceInfo: deviceInfo,
                              connect: { [self] in try await connect() },
-                             close: { [self] in await close() })
+                             close: { [self] in await close() },
+                             handle: self)
     }
 
     /// Model from the TXT `rpMd`, MAC from `rpBA`.

@@ -1,13 +1,12 @@
 import ATVCore
-import ATVDMAP
 import Synchronization
 
 /// DMAP/DACP (Apple TV 1–3) as a protocol of the facade: RemoteControl, Metadata (playing,
 /// artwork), PushUpdater (long poll started at connect), Audio volume up/down and features.
 /// Connecting logs in and reads the play status once (features depend on it).
 ///
-/// ``connect(_:options:storage:)`` makes one for a device's DMAP service when it has credentials
-/// (from `atv pair --protocol dmap`); use the interfaces of ``AppleTV`` rather than this class.
+/// `connect(_:options:storage:)` makes one for a device's DMAP service when it has credentials
+/// (from `atv pair --protocol dmap`); use the interfaces of `AppleTV` rather than this class.
 public final class DMAPService: Sendable {
     /// The DMAP/DACP client (login, commands, play status, artwork, long poll).
     public let client: DMAPClient
@@ -33,7 +32,8 @@ public final class DMAPService: Sendable {
                       features: DMAPFeatures(dmap: self),
                       deviceInfo: DeviceInfo(operatingSystem: .legacy),
                       connect: { [self] in try await connect() },
-                      close: { [self] in await close() })
+                      close: { [self] in await close() },
+                      handle: self)
     }
 
     func connect() async throws {
