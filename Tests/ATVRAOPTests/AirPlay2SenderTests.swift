@@ -457,12 +457,15 @@ func rampPCM(packets: Int) -> [UInt8] {
         defer { Task { await pod.stop() } }
         let client = RAOPClient(host: "127.0.0.1", port: pod.port, options: airPlay2Options())
         let streaming = Task { try await client.stream(EndlessSilence()) }
-        try await Task.sleep(for: .milliseconds(800))
+        // Streaming: audio reaches the receiver (a deadline, not a fixed 800 ms).
+        #expect(await poll(timeout: .seconds(10)) { pod.report().packetsReceived > 0 }, "\(pod.report())")
         client.pause()
         #expect(await poll(timeout: .seconds(5)) { pod.report().requests.filter { $0 == "enc FLUSH" }.count >= 2 }, "\(pod.report().requests)")
+        let beforeResume = pod.report().packetsReceived
         client.resume()
         try await client.setVolume(70)
-        try await Task.sleep(for: .milliseconds(600))
+        // Resumed: audio flows again (stricter than the fixed 600 ms it replaces).
+        #expect(await poll(timeout: .seconds(10)) { pod.report().packetsReceived > beforeResume }, "\(pod.report())")
         client.stop()
         let report = try await streaming.value
         #expect(report.stopped)
