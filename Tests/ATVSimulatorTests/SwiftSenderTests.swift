@@ -152,11 +152,15 @@ private final class RTSPClient {
             if i % 5 == 0 { try await Task.sleep(for: .milliseconds(4)) }
         }
 
-        // Serve retransmit requests until none come for a while.
+        // Serve retransmit requests.
         var requested: Set<UInt16> = []
-        // Quiet for 1.5 s means done (the speaker retries every 150 ms; a loaded machine may be slow).
-        while let bytes = await control.receive(timeoutMs: 1500) {
-            guard case .retransmitRequest(let req) = try RAOPControlPacket(decoding: bytes) else { continue }
+        // Until 40 and 41 were asked for and the speaker has recovered all four (a deadline, not a
+        // quiet period; the speaker retries every 150 ms).
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if requested.contains(startSeq &+ 40), requested.contains(startSeq &+ 41), speaker.report().packetsRecovered >= 4 { break }
+            guard let bytes = await control.receive(timeoutMs: 200),
+                  case .retransmitRequest(let req) = try RAOPControlPacket(decoding: bytes) else { continue }
             for seq in req.sequenceNumbers {
                 requested.insert(seq)
                 let index = Int(seq &- startSeq)
