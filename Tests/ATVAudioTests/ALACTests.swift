@@ -99,15 +99,15 @@ struct ALACTests {
     }
 
     @Test("the ffmpeg CLI's alac encoding (the benchmark's baseline) is lossless and uses 4096-frame packets")
-    func cliBaseline() throws {
+    func cliBaseline() async throws {
         let pcm = noisyPCM(frames: 352 * 50, seed: 11)
-        let raw = try Fixtures.shared.file("alac-in.s16le") { try Data(pcm).write(to: URL(fileURLWithPath: $0)) }
-        let m4a = try Fixtures.shared.file("cli-alac.m4a") { path in
+        let raw = try await Fixtures.shared.file("alac-in.s16le") { try Data(pcm).write(to: URL(fileURLWithPath: $0)) }
+        let m4a = try await Fixtures.shared.file("cli-alac.m4a") { path in
             try ffmpeg(["-f", "s16le", "-ar", "44100", "-ac", "2", "-i", raw, "-c:a", "alac", "-frame_size", "352", path])
         }
-        #expect(try cliPCM(m4a) == pcm)
+        #expect(try await cliPCM(m4a) == pcm)
         // -frame_size 352 is ignored: 17600 frames come out as 4 packets of 4096 and one of 1216.
-        let crc = String(decoding: try runTool("/usr/bin/ffmpeg", ["-v", "error", "-i", m4a, "-c:a", "copy", "-f", "framecrc", "-"]), as: UTF8.self)
+        let crc = String(decoding: try await runTool("/usr/bin/ffmpeg", ["-v", "error", "-i", m4a, "-c:a", "copy", "-f", "framecrc", "-"]), as: UTF8.self)
         let sizes = crc.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line -> Int? in
             let f = line.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             return f.count >= 4 ? Int(f[3]) : nil
@@ -137,7 +137,7 @@ struct WAVTests {
         #expect(bytes.count == 44 + pcm.count)
         #expect(Array(bytes[4..<8]) == [UInt8](WAVWriter.header(dataBytes: pcm.count)[4..<8]))
         // FFmpeg agrees (and our decoder reads it back bit-exact).
-        #expect(try cliPCM(path) == pcm)
+        #expect(try await cliPCM(path) == pcm)
         #expect(joined(try await decodeAll(try await AudioDecoder.open(.file(path)))) == pcm)
         try? FileManager.default.removeItem(atPath: path)
     }

@@ -36,7 +36,7 @@ struct DecoderTests {
 
     @Test("decodes each container/codec to the exact frame count, in 352-frame packets", arguments: formats)
     func decodesFormats(_ c: Case) async throws {
-        let path = try Fixtures.shared.sine(c.file, codecArgs: c.codec)
+        let path = try await Fixtures.shared.sine(c.file, codecArgs: c.codec)
         let decoder = try await AudioDecoder.open(.file(path))
         #expect(decoder.info.formatName == c.formatName)
         #expect(decoder.info.codecName == c.codecName)
@@ -48,15 +48,15 @@ struct DecoderTests {
         #expect(packets.reduce(0) { $0 + $1.frames } == c.frames)
         #expect(wellFormed(packets))
         // Same PCM as the ffmpeg CLI (same libraries, same default resampler settings).
-        #expect(joined(packets) == (try cliPCM(path)))
+        #expect(joined(packets) == (try await cliPCM(path)))
     }
 
     @Test("lossless input decodes bit-exact to the source samples")
     func losslessIsBitExact() async throws {
-        let wav = try Fixtures.shared.sine("s.wav", codecArgs: ["-c:a", "pcm_s16le"])
+        let wav = try await Fixtures.shared.sine("s.wav", codecArgs: ["-c:a", "pcm_s16le"])
         let source = try WAVFile(path: wav).data
         for file in ["s.wav", "s.flac"] {
-            let path = try Fixtures.shared.sine(file, codecArgs: file.hasSuffix("flac") ? ["-c:a", "flac"] : ["-c:a", "pcm_s16le"])
+            let path = try await Fixtures.shared.sine(file, codecArgs: file.hasSuffix("flac") ? ["-c:a", "flac"] : ["-c:a", "pcm_s16le"])
             let pcm = joined(try await decodeAll(try await AudioDecoder.open(.file(path))))
             #expect(pcm == source, "\(file)")
         }
@@ -64,10 +64,10 @@ struct DecoderTests {
 
     @Test("other rates, depths and channel counts are resampled to 44.1 kHz stereo")
     func resamples() async throws {
-        let mono48 = try Fixtures.shared.sine("m48.wav", rate: 48_000, channels: 1, codecArgs: ["-c:a", "pcm_s16le"])
-        let flac96 = try Fixtures.shared.sine("s96.flac", rate: 96_000, codecArgs: ["-c:a", "flac", "-sample_fmt", "s32"])
-        let wav96 = try Fixtures.shared.sine("s96.wav", rate: 96_000, codecArgs: ["-c:a", "pcm_s24le"])
-        let mp3_48 = try Fixtures.shared.sine("s48.mp3", rate: 48_000, codecArgs: ["-c:a", "libmp3lame"])
+        let mono48 = try await Fixtures.shared.sine("m48.wav", rate: 48_000, channels: 1, codecArgs: ["-c:a", "pcm_s16le"])
+        let flac96 = try await Fixtures.shared.sine("s96.flac", rate: 96_000, codecArgs: ["-c:a", "flac", "-sample_fmt", "s32"])
+        let wav96 = try await Fixtures.shared.sine("s96.wav", rate: 96_000, codecArgs: ["-c:a", "pcm_s24le"])
+        let mp3_48 = try await Fixtures.shared.sine("s48.mp3", rate: 48_000, codecArgs: ["-c:a", "libmp3lame"])
         for (path, rate, channels) in [(mono48, 48_000, 1), (flac96, 96_000, 2), (wav96, 96_000, 2), (mp3_48, 48_000, 2)] {
             let decoder = try await AudioDecoder.open(.file(path))
             #expect(decoder.info.sampleRate == rate)
@@ -76,7 +76,7 @@ struct DecoderTests {
             // 3 s of input is 3 s of output: exactly 132300 frames after resampling.
             #expect(packets.reduce(0) { $0 + $1.frames } == threeSeconds, "\(path)")
             #expect(wellFormed(packets))
-            #expect(joined(packets) == (try cliPCM(path)), "\(path)")
+            #expect(joined(packets) == (try await cliPCM(path)), "\(path)")
         }
         // Mono goes to both channels.
         let mono = joined(try await decodeAll(try await AudioDecoder.open(.file(mono48))))
@@ -89,7 +89,7 @@ struct DecoderTests {
 
     @Test("a custom packet size is honoured")
     func customPacketSize() async throws {
-        let path = try Fixtures.shared.sine("s.flac", codecArgs: ["-c:a", "flac"])
+        let path = try await Fixtures.shared.sine("s.flac", codecArgs: ["-c:a", "flac"])
         let packets = try await decodeAll(try await AudioDecoder.open(.file(path), framesPerPacket: 1000))
         #expect(wellFormed(packets, size: 1000))
         #expect(packets.count == 133)   // 132 full packets + 300 frames
@@ -104,13 +104,13 @@ struct DecoderTests {
         case "s.flac": ["-c:a", "flac"]
         default: ["-c:a", "libmp3lame", "-b:a", "128k"]
         }
-        let path = try Fixtures.shared.sine(file, codecArgs: codec)
+        let path = try await Fixtures.shared.sine(file, codecArgs: codec)
         let fromFile = joined(try await decodeAll(try await AudioDecoder.open(.file(path))))
         let (reader, cat) = try catPipe(path)
-        defer { cat.waitUntilExit() }
         let decoder = try await AudioDecoder.open(fileDescriptor: reader.fileDescriptor, name: "pipe")
         let packets = try await decodeAll(decoder)
         try reader.close()
+        await waitForExit(cat)
         let fromPipe = joined(packets)
         // Duration on a pipe: only FLAC states it in its header (STREAMINFO sample count).
         #expect(decoder.info.duration == (file == "s.flac" ? 3.0 : nil))
@@ -133,10 +133,10 @@ struct DecoderTests {
 
     @Test("StreamSource.stdin reads fd 0 (a pipe is put there for the test), with and without a raw format")
     func stdinSource() async throws {
-        let flac = try Fixtures.shared.sine("s.flac", codecArgs: ["-c:a", "flac"])
+        let flac = try await Fixtures.shared.sine("s.flac", codecArgs: ["-c:a", "flac"])
         let expected = joined(try await decodeAll(try await AudioDecoder.open(.file(flac))))
         let pcm = noisyPCM(frames: 10_000, seed: 21)
-        let raw = try Fixtures.shared.file("stdin.s16le") { try Data(pcm).write(to: URL(fileURLWithPath: $0)) }
+        let raw = try await Fixtures.shared.file("stdin.s16le") { try Data(pcm).write(to: URL(fileURLWithPath: $0)) }
         let saved = dup(0)
         #expect(saved >= 0)
         defer { dup2(saved, 0); close(saved) }
@@ -146,7 +146,7 @@ struct DecoderTests {
             try reader.close()
             let decoder = try await AudioDecoder.open(.stdin(rawFormat: format))
             let got = joined(try await decodeAll(decoder))
-            cat.waitUntilExit()
+            await waitForExit(cat)
             #expect(got == want, "\(path)")
         }
     }
@@ -155,21 +155,21 @@ struct DecoderTests {
     func rawPCM() async throws {
         // 1 s of s16le stereo noise at 44.1 kHz: decodes to the very same bytes.
         let pcm = noisyPCM(frames: 44_100, seed: 7)
-        let raw = try Fixtures.shared.file("noise.s16le") { try Data(pcm).write(to: URL(fileURLWithPath: $0)) }
+        let raw = try await Fixtures.shared.file("noise.s16le") { try Data(pcm).write(to: URL(fileURLWithPath: $0)) }
         let (reader, cat) = try catPipe(raw)
-        defer { cat.waitUntilExit() }
         let decoder = try await AudioDecoder.open(fileDescriptor: reader.fileDescriptor,
                                                   rawFormat: RawPCMFormat(sampleRate: 44_100, channels: 2, sampleFormat: .s16le))
         #expect(decoder.info.formatName == "s16le")
         #expect(decoder.info.duration == nil)   // unknown on a pipe
         let packets = try await decodeAll(decoder)
         try reader.close()
+        await waitForExit(cat)
         #expect(joined(packets) == pcm)
         #expect(packets.reduce(0) { $0 + $1.frames } == 44_100)
         #expect(wellFormed(packets))
 
         // The left channel as s16be mono at 22050 Hz from a raw file: 22050 frames = 1 s → 44100 output frames.
-        let be = try Fixtures.shared.file("mono.s16be") { path in
+        let be = try await Fixtures.shared.file("mono.s16be") { path in
             var out: [UInt8] = []
             for i in stride(from: 0, to: 22_050 * 4, by: 4) { out += [pcm[i + 1], pcm[i]] }
             try Data(out).write(to: URL(fileURLWithPath: path))
@@ -180,7 +180,7 @@ struct DecoderTests {
         #expect(n == 44_100)
 
         // f32le stereo at 48 kHz: 48000 input frames → 44100 output frames.
-        let f32 = try Fixtures.shared.file("tone.f32le") { path in
+        let f32 = try await Fixtures.shared.file("tone.f32le") { path in
             try ffmpeg(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=1", "-ac", "2",
                         "-f", "f32le", path])
         }
@@ -190,9 +190,9 @@ struct DecoderTests {
 
     @Test("metadata: tags, duration and attached cover art")
     func metadata() async throws {
-        let cover = try Fixtures.shared.cover()
-        let src = try Fixtures.shared.sine("s.wav", codecArgs: ["-c:a", "pcm_s16le"])
-        let mp3 = try Fixtures.shared.file("tagged.mp3") { path in
+        let cover = try await Fixtures.shared.cover()
+        let src = try await Fixtures.shared.sine("s.wav", codecArgs: ["-c:a", "pcm_s16le"])
+        let mp3 = try await Fixtures.shared.file("tagged.mp3") { path in
             try ffmpeg(["-i", src, "-i", cover, "-map", "0", "-map", "1", "-c:a", "libmp3lame", "-c:v", "copy",
                         "-disposition:v", "attached_pic", "-id3v2_version", "3",
                         "-metadata", "title=Song Title", "-metadata", "artist=Some Artist",
@@ -213,14 +213,14 @@ struct DecoderTests {
         #expect(try await decodeAll(decoder).reduce(0) { $0 + $1.frames } == threeSeconds)
 
         // FLAC Vorbis comments in upper case, Ogg Vorbis comments live on the stream: both found.
-        let flac = try Fixtures.shared.file("tagged.flac") { path in
+        let flac = try await Fixtures.shared.file("tagged.flac") { path in
             try ffmpeg(["-i", src, "-c:a", "flac", "-metadata", "TITLE=Flac Title", "-metadata", "ARTIST=Flac Artist",
                         "-metadata", "ALBUM=Flac Album", path])
         }
         let fi = try await probeAudio(.file(flac))
         #expect(fi.metadata.title == "Flac Title" && fi.metadata.artist == "Flac Artist" && fi.metadata.album == "Flac Album")
         #expect(fi.metadata.artwork == nil)
-        let ogg = try Fixtures.shared.file("tagged.ogg") { path in
+        let ogg = try await Fixtures.shared.file("tagged.ogg") { path in
             try ffmpeg(["-i", src, "-c:a", "libvorbis", "-metadata", "title=Ogg Title", "-metadata", "artist=Ogg Artist", path])
         }
         let oi = try await probeAudio(.file(ogg))
@@ -235,8 +235,8 @@ struct DecoderTests {
         case "s.flac": ["-c:a", "flac"]
         default: ["-c:a", "libmp3lame", "-b:a", "128k"]
         }
-        let full = try Fixtures.shared.sine(file, codecArgs: codec)
-        let half = try Fixtures.shared.file("half-" + file) { path in
+        let full = try await Fixtures.shared.sine(file, codecArgs: codec)
+        let half = try await Fixtures.shared.file("half-" + file) { path in
             let d = try Data(contentsOf: URL(fileURLWithPath: full))
             try d.prefix(d.count / 2).write(to: URL(fileURLWithPath: path))
         }
@@ -261,8 +261,8 @@ struct DecoderTests {
         // "pipe:0" as a *file* is a (missing) file named pipe:0, not stdin.
         await #expect(throws: ATVError.badInput("pipe:0: no such file")) { _ = try await AudioDecoder.open(.file("pipe:0")) }
         // A real file whose name contains a colon opens fine.
-        let src = try Fixtures.shared.sine("s.wav", codecArgs: ["-c:a", "pcm_s16le"])
-        let colon = try Fixtures.shared.file("a:b.wav") { try FileManager.default.copyItem(atPath: src, toPath: $0) }
+        let src = try await Fixtures.shared.sine("s.wav", codecArgs: ["-c:a", "pcm_s16le"])
+        let colon = try await Fixtures.shared.file("a:b.wav") { try FileManager.default.copyItem(atPath: src, toPath: $0) }
         #expect(try await decodeAll(try await AudioDecoder.open(.file(colon))).reduce(0) { $0 + $1.frames } == threeSeconds)
     }
 
@@ -270,22 +270,22 @@ struct DecoderTests {
     func badInputs() async throws {
         let dir = Fixtures.shared.dir
         let missing = dir + "/does-not-exist.mp3"
-        let text = try Fixtures.shared.file("notes.txt") { try "hello, this is not audio\n".write(toFile: $0, atomically: true, encoding: .utf8) }
-        let png = try Fixtures.shared.cover()
-        let flac = try Fixtures.shared.sine("s.flac", codecArgs: ["-c:a", "flac"])
-        let truncated = try Fixtures.shared.file("truncated.flac") { path in
+        let text = try await Fixtures.shared.file("notes.txt") { try "hello, this is not audio\n".write(toFile: $0, atomically: true, encoding: .utf8) }
+        let png = try await Fixtures.shared.cover()
+        let flac = try await Fixtures.shared.sine("s.flac", codecArgs: ["-c:a", "flac"])
+        let truncated = try await Fixtures.shared.file("truncated.flac") { path in
             let d = try Data(contentsOf: URL(fileURLWithPath: flac))
             try d.prefix(30).write(to: URL(fileURLWithPath: path))   // cut inside STREAMINFO
         }
-        let wav = try Fixtures.shared.sine("s.wav", codecArgs: ["-c:a", "pcm_s16le"])
-        let truncatedWAV = try Fixtures.shared.file("truncated.wav") { path in
+        let wav = try await Fixtures.shared.sine("s.wav", codecArgs: ["-c:a", "pcm_s16le"])
+        let truncatedWAV = try await Fixtures.shared.file("truncated.wav") { path in
             try Data(contentsOf: URL(fileURLWithPath: wav)).prefix(20).write(to: URL(fileURLWithPath: path))
         }
-        let garbage = try Fixtures.shared.file("garbage.mp3") { path in
+        let garbage = try await Fixtures.shared.file("garbage.mp3") { path in
             var rng = SplitMix64(seed: 99)
             try Data((0..<20_000).map { _ in UInt8.random(in: 0...255, using: &rng) }).write(to: URL(fileURLWithPath: path))
         }
-        let empty = try Fixtures.shared.file("empty.wav") { try Data().write(to: URL(fileURLWithPath: $0)) }
+        let empty = try await Fixtures.shared.file("empty.wav") { try Data().write(to: URL(fileURLWithPath: $0)) }
         for (path, reason) in [(missing, "no such file"), (text, "not a recognized audio file"), (png, "no audio stream"), (truncated, "truncated or corrupt"),
                                (truncatedWAV, "not a recognized audio file"), (garbage, "not a recognized audio file"),
                                (empty, "empty file"), (dir, "is a directory")] {

@@ -8,8 +8,8 @@ private func waitUntil(_ seconds: Double, _ condition: () -> Bool) async -> Bool
     await poll(timeout: .milliseconds(Int(seconds * 1000)), interval: .milliseconds(10), condition)
 }
 
-private func longWAV() throws -> String {
-    try Fixtures.shared.sine("long.wav", seconds: 20, codecArgs: ["-c:a", "pcm_s16le"])
+private func longWAV() async throws -> String {
+    try await Fixtures.shared.sine("long.wav", seconds: 20, codecArgs: ["-c:a", "pcm_s16le"])
 }
 
 /// A loopback HTTP server (python3) serving the fixture dir, plus /stall/<file> (headers and 64 KiB, then
@@ -18,7 +18,7 @@ final class LoopbackHTTPServer {
     let child: Child
     let port: Int
 
-    init(root: String) throws {
+    init(root: String) async throws {
         let script = """
         import http.server, sys, os, time
         os.chdir(sys.argv[1])
@@ -42,13 +42,9 @@ final class LoopbackHTTPServer {
         srv.serve_forever()
         """
         child = try Child("/usr/bin/python3", ["-c", script, root])
-        let deadline = ContinuousClock.now + .seconds(20)
-        var line: Substring?
-        while line == nil, child.isRunning, ContinuousClock.now < deadline {
-            line = child.stdout.split(separator: "\n").first
-            if line == nil { usleep(10_000) }
-        }
-        guard let line, let p = Int(line) else {
+        // The port, once printed (a deadline; the wait does not hold a thread of the concurrency pool).
+        let printed = try? await child.waitForOutput(timeout: 20) { $0.contains("\n") }
+        guard let line = printed?.split(separator: "\n").first, let p = Int(line) else {
             child.kill()
             throw TestFailure("HTTP test server did not start: \(child.stderr)")
         }
@@ -67,7 +63,7 @@ final class LoopbackHTTPServer {
 struct LifecycleTests {
     @Test("back-pressure: the decode thread stops at the bounded buffer; dropping the iterator ends it")
     func backPressureAndDrop() async throws {
-        let path = try longWAV()
+        let path = try await longWAV()
         let decoder = try await AudioDecoder.open(spec: .from(.file(path)), framesPerPacket: 352, bufferPackets: 16)
         let pipeline = decoder.pipeline
         do {
@@ -89,7 +85,7 @@ struct LifecycleTests {
 
     @Test("a decoder that is never iterated stops when released")
     func releasedUnused() async throws {
-        let path = try longWAV()
+        let path = try await longWAV()
         var decoder: AudioDecoder? = try await AudioDecoder.open(.file(path))
         let pipeline = decoder!.pipeline
         #expect(decoder!.info.duration.map { abs($0 - 20) < 0.01 } == true)
@@ -99,7 +95,7 @@ struct LifecycleTests {
 
     @Test("cancelling the consuming task stops a decoder blocked on a stalled pipe")
     func cancelStalledPipe() async throws {
-        let path = try longWAV()
+        let path = try await longWAV()
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         let pipe = try cloexecPipe()
         // Header + 60 packets of audio, and the writer stays open: the reader then blocks waiting for more.
@@ -137,10 +133,10 @@ struct LifecycleTests {
 
     @Test("http: loopback URL decodes like the file; open and read time out; 404 is a clear error")
     func http() async throws {
-        let wav = try Fixtures.shared.sine("s.wav", codecArgs: ["-c:a", "pcm_s16le"])
-        let mp3 = try Fixtures.shared.sine("s.mp3", codecArgs: ["-c:a", "libmp3lame", "-b:a", "128k"])
-        let long = try longWAV()
-        let server = try LoopbackHTTPServer(root: Fixtures.shared.dir)
+        let wav = try await Fixtures.shared.sine("s.wav", codecArgs: ["-c:a", "pcm_s16le"])
+        let mp3 = try await Fixtures.shared.sine("s.mp3", codecArgs: ["-c:a", "libmp3lame", "-b:a", "128k"])
+        let long = try await longWAV()
+        let server = try await LoopbackHTTPServer(root: Fixtures.shared.dir)
 
         for path in [wav, mp3] {
             let name = (path as NSString).lastPathComponent

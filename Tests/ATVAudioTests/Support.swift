@@ -4,10 +4,10 @@ import Foundation
 @testable import ATVAudio
 
 /// Runs a program to its end on ATVTestSupport's runner; returns stdout; throws with stderr on a
-/// non-zero exit. Blocking: the fixture makers that call it are synchronous.
+/// non-zero exit. Blocking: only for the fixture makers, which run on a thread of their own (`Fixtures.file`).
 @discardableResult
-func runTool(_ program: String, _ args: [String], stdin: FileHandle? = nil) throws -> Data {
-    let child = try Child(program, args, stdin: stdin)
+func runToolBlocking(_ program: String, _ args: [String]) throws -> Data {
+    let child = try Child(program, args)
     let r = child.finishBlocking()
     guard r.status == 0 else {
         throw TestFailure("\(program) \(args.joined(separator: " ")) failed: \(r.stderr)")
@@ -15,8 +15,21 @@ func runTool(_ program: String, _ args: [String], stdin: FileHandle? = nil) thro
     return child.stdoutData
 }
 
+/// `runToolBlocking` for tests: waits without holding a thread of the concurrency pool, and kills
+/// the program after two minutes.
+@discardableResult
+func runTool(_ program: String, _ args: [String]) async throws -> Data {
+    let child = try Child(program, args)
+    let r = await child.finish(timeout: 120)
+    guard r.status == 0, !r.timedOut else {
+        throw TestFailure("\(program) \(args.joined(separator: " ")) failed\(r.timedOut ? " (killed after 120 s)" : ""): \(r.stderr)")
+    }
+    return child.stdoutData
+}
+
+/// The ffmpeg CLI, for fixture makers (blocking; see `runToolBlocking`).
 func ffmpeg(_ args: [String]) throws {
-    try runTool("/usr/bin/ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-y"] + args)
+    try runToolBlocking("/usr/bin/ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-y"] + args)
 }
 
 /// Fixtures made with the ffmpeg CLI, cached in one temp dir across runs (so repeated runs don't pile up
@@ -34,8 +47,13 @@ final class Fixtures: @unchecked Sendable {
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     }
 
-    /// `name` in the fixture dir, made by `make(path)` if it isn't there yet.
-    func file(_ name: String, _ make: (String) throws -> Void) throws -> String {
+    /// `name` in the fixture dir, made by `make(path)` if it isn't there yet. `make` (and the wait
+    /// for another test making a fixture) runs on a thread of its own, not on the concurrency pool's.
+    func file(_ name: String, _ make: @escaping @Sendable (String) throws -> Void) async throws -> String {
+        try await offPool { try self.fileBlocking(name, make) }
+    }
+
+    private func fileBlocking(_ name: String, _ make: (String) throws -> Void) throws -> String {
         lock.lock(); defer { lock.unlock() }
         let path = dir + "/" + name
         if !FileManager.default.fileExists(atPath: path) {
@@ -50,8 +68,8 @@ final class Fixtures: @unchecked Sendable {
 
     /// 3 s stereo 440/660 Hz sine at 44.1 kHz, encoded with `codecArgs`.
     func sine(_ name: String, seconds: Int = 3, rate: Int = 44_100, channels: Int = 2,
-              codecArgs: [String], extraInput: [String] = []) throws -> String {
-        try file(name) { path in
+              codecArgs: [String], extraInput: [String] = []) async throws -> String {
+        try await file(name) { path in
             try ffmpeg(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=\(rate):duration=\(seconds)",
                         "-f", "lavfi", "-i", "sine=frequency=660:sample_rate=\(rate):duration=\(seconds)",
                         "-filter_complex", channels == 1 ? "[0:a]anull" : "[0:a][1:a]amerge=inputs=2",
@@ -59,8 +77,8 @@ final class Fixtures: @unchecked Sendable {
         }
     }
 
-    func cover() throws -> String {
-        try file("cover.png") { path in
+    func cover() async throws -> String {
+        try await file("cover.png") { path in
             try ffmpeg(["-f", "lavfi", "-i", "color=red:s=64x64", "-frames:v", "1", path])
         }
     }
@@ -81,10 +99,18 @@ func joined(_ packets: [PCMPacket]) -> [UInt8] {
 }
 
 /// The ffmpeg CLI's own decode of `path` to 44.1 kHz s16le stereo.
-func cliPCM(_ path: String) throws -> [UInt8] {
-    [UInt8](try runTool("/usr/bin/ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-i", path,
+func cliPCM(_ path: String) async throws -> [UInt8] {
+    [UInt8](try await runTool("/usr/bin/ffmpeg", ["-hide_banner", "-nostdin", "-v", "error", "-i", path,
                                         "-f", "s16le", "-ar", "44100", "-ac", "2", "-"]))
 }
+
+/// Waits for `process` to exit on a thread of its own (not the concurrency pool's).
+func waitForExit(_ process: Process) async {
+    let box = UncheckedSendable(process)
+    await offPool { box.value.waitUntilExit() }
+}
+
+struct UncheckedSendable<T>: @unchecked Sendable { let value: T; init(_ value: T) { self.value = value } }
 
 /// Spawns `cat path` writing into a pipe; returns the read end (the writer's end is closed here).
 func catPipe(_ path: String) throws -> (FileHandle, Process) {

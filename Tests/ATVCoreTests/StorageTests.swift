@@ -1,4 +1,5 @@
 import Foundation
+import ATVTestSupport
 import Synchronization
 import Testing
 @testable import ATVCore
@@ -395,7 +396,7 @@ func fakeATV(credentials: String? = nil) -> DeviceConfig {
 
     /// Separate FileStorage instances on separate threads: each `modify` opens its own lock file
     /// description, so flock serialises them just as it serialises processes.
-    @Test func concurrentWritersLoseNoUpdate() throws {
+    @Test func concurrentWritersLoseNoUpdate() async throws {
         let tmp = TempDir()
         let path = tmp.settingsPath
         let writers = 6
@@ -455,7 +456,8 @@ func fakeATV(credentials: String? = nil) -> DeviceConfig {
                 }
             }
         }
-        #expect(group.wait(timeout: .now() + 120) == .success)
+        // Waited for on a thread of its own, not on one of the concurrency pool's.
+        #expect(await offPool { group.wait(timeout: .now() + 120) } == .success)
 
         #expect(errors.withLock { $0 } == [])
         #expect(invalidReads.load(ordering: .relaxed) == 0)

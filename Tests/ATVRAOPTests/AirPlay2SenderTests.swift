@@ -457,12 +457,15 @@ func rampPCM(packets: Int) -> [UInt8] {
         defer { Task { await pod.stop() } }
         let client = RAOPClient(host: "127.0.0.1", port: pod.port, options: airPlay2Options())
         let streaming = Task { try await client.stream(EndlessSilence()) }
-        try await Task.sleep(for: .milliseconds(800))
+        // Streaming: audio reaches the receiver (a deadline, not a fixed 800 ms).
+        #expect(await poll(timeout: .seconds(10)) { pod.report().packetsReceived > 0 }, "\(pod.report())")
         client.pause()
         #expect(await poll(timeout: .seconds(5)) { pod.report().requests.filter { $0 == "enc FLUSH" }.count >= 2 }, "\(pod.report().requests)")
+        let beforeResume = pod.report().packetsReceived
         client.resume()
         try await client.setVolume(70)
-        try await Task.sleep(for: .milliseconds(600))
+        // Resumed: audio flows again (stricter than the fixed 600 ms it replaces).
+        #expect(await poll(timeout: .seconds(10)) { pod.report().packetsReceived > beforeResume }, "\(pod.report())")
         client.stop()
         let report = try await streaming.value
         #expect(report.stopped)
@@ -511,24 +514,12 @@ func rampPCM(packets: Int) -> [UInt8] {
 
     @Test func fivePercentLossThroughTheRelayIsRepaired() async throws {
         let audioPort = try Self.freeUDPPort()
-        let relay = Process()
-        relay.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        relay.arguments = [Self.root.appendingPathComponent("scripts/peers/udp-loss-relay.py").path, "--listen", "0",
-                           "--target", "127.0.0.1:\(audioPort)", "--loss", "0.05", "--seed", "7", "--only-audio",
-                           "--max-seconds", "60"]
-        let out = Pipe()
-        relay.standardOutput = out
-        relay.standardError = FileHandle.nullDevice
-        try relay.run()
-        defer { if relay.isRunning { kill(relay.processIdentifier, SIGKILL) } }
-        // First line: {"listening": PORT}.
-        var line = ""
-        let deadline = Date().addingTimeInterval(60)
-        while !line.contains("\n"), Date() < deadline {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            line += String(decoding: chunk, as: UTF8.self)
-        }
+        let relay = try Child("/usr/bin/python3", [
+            Self.root.appendingPathComponent("scripts/peers/udp-loss-relay.py").path, "--listen", "0",
+            "--target", "127.0.0.1:\(audioPort)", "--loss", "0.05", "--seed", "7", "--only-audio", "--max-seconds", "60"])
+        defer { relay.kill() }
+        // First line: {"listening": PORT} (a deadline; the wait holds no thread of the concurrency pool).
+        let line = (try? await relay.waitForOutput(timeout: 60) { $0.contains("\n") }) ?? relay.describe()
         let digits = line.drop { !$0.isNumber }.prefix { $0.isNumber }
         let relayPort = try #require(Int(digits), "relay said: \(line)")
 

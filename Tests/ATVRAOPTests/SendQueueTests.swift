@@ -86,17 +86,17 @@ private struct ChunkedSource: AsyncSequence, Sendable {
             }
         }
         // The producer stops at the high-water mark.
-        while pushed.withLock({ $0 }) < 9 { try await Task.sleep(for: .milliseconds(1)) }
-        try await Task.sleep(for: .milliseconds(50))
+        try await eventually("9 pushes", interval: .milliseconds(1)) { pushed.withLock { $0 } >= 9 }
+        try await Task.sleep(for: .milliseconds(50))  // a window: no push may complete in it
         #expect(pipe.count == 10 && pushed.withLock { $0 } == 9)
         // Draining to just above the low-water mark does not wake it…
         for i in 0..<5 { #expect(payload(pipe.pop()) == [UInt8(i)]) }
-        try await Task.sleep(for: .milliseconds(50))
+        try await Task.sleep(for: .milliseconds(50))  // a window: the producer must stay asleep
         #expect(pipe.count == 5)
         // …reaching it does: it refills up to the high-water mark.
         #expect(payload(pipe.pop()) == [5])
-        while pipe.count < 10 { try await Task.sleep(for: .milliseconds(1)) }
-        try await Task.sleep(for: .milliseconds(20))
+        try await eventually("the refill to 10", interval: .milliseconds(1)) { pipe.count >= 10 }
+        try await Task.sleep(for: .milliseconds(20))  // a window: no push beyond the high-water mark
         #expect(pipe.count == 10)
         // Closing ends the producer; its push returns false.
         pipe.close()
@@ -125,7 +125,7 @@ private struct ChunkedSource: AsyncSequence, Sendable {
             while ok { ok = await pipe.push(.end) }
             result.withLock { $0 = ok }
         }
-        while pipe.count < 2 { try await Task.sleep(for: .milliseconds(1)) }
+        try await eventually("2 queued", interval: .milliseconds(1)) { pipe.count >= 2 }
         producer.cancel()
         await producer.value
         #expect(result.withLock { $0 } == false)

@@ -78,14 +78,15 @@ import Testing
         }
     }
 
-    static func send(_ payloads: [[UInt8]], session: Session, firstSeq: UInt16 = 100, skip: Set<Int> = []) throws {
+    static func send(_ payloads: [[UInt8]], session: Session, firstSeq: UInt16 = 100, skip: Set<Int> = []) async throws {
         var cipher = try AirPlay2AudioCipher(key: session.key)
         for (i, payload) in payloads.enumerated() {
             let header = RTPHeader(payloadType: 0x60, marker: i == 0, sequenceNumber: firstSeq &+ UInt16(i),
                                    timestamp: UInt32(i * 352), ssrc: 0x1234).bytes
             let packet = try cipher.seal(rtpHeader: header, payload: payload)
             if !skip.contains(i) { session.audio.sendTo(port: session.dataPort, packet) }
-            if i % 8 == 7 { usleep(2000) }
+            // Small bursts, so the receiver's socket buffer never overflows on a loaded machine.
+            if i % 8 == 7 { try await Task.sleep(for: .milliseconds(2)) }
         }
     }
 
@@ -104,7 +105,7 @@ import Testing
         } else {  // big-endian L16, as pyatv sends it
             payloads = pcm.map { p in stride(from: 0, to: p.count, by: 2).flatMap { [p[$0 + 1], p[$0]] } }
         }
-        try Self.send(payloads, session: session)
+        try await Self.send(payloads, session: session)
         // A packet sealed with another key, and one that is not RTP at all.
         var wrong = try AirPlay2AudioCipher(key: [UInt8](repeating: 7, count: 32))
         session.audio.sendTo(port: session.dataPort, try wrong.seal(rtpHeader: RTPHeader(payloadType: 0x60, sequenceNumber: 220, timestamp: 0, ssrc: 1).bytes,
@@ -148,7 +149,7 @@ import Testing
                             payload: stride(from: 0, to: p.count, by: 2).flatMap { [p[$0 + 1], p[$0]] })
         }
         for (i, p) in packets.enumerated() where i != 10 { session.audio.sendTo(port: session.dataPort, p) }
-        let request = try #require(session.senderControl.receive(timeoutMs: 3000))
+        let request = try #require(await session.senderControl.receive(timeoutMs: 3000))
         let asked = try RAOPRetransmitRequest(decoding: request)
         #expect(asked.firstSequence == 110 && asked.count == 1)
         let reply = RAOPRetransmitResponse.wrap(packetBytes: packets[10], sequenceNumber: 110)
@@ -173,7 +174,7 @@ import Testing
         let session = try await Self.open(pod, ct: 1)
         // Before audio, requests are answered.
         #expect(try await session.control.request("POST", "/feedback").status == 200)
-        try Self.send(Self.signal(packets: 30), session: session)
+        try await Self.send(Self.signal(packets: 30), session: session)
         #expect(await poll(timeout: .seconds(10)) { pod.report().packetsReceived >= 30 }, "\(pod.report())")
         await #expect(throws: ATVError.self) {
             _ = try await session.control.request("POST", "/feedback", timeout: .seconds(1))
@@ -262,7 +263,7 @@ import Testing
             if round % 3 == 0 { bytes = Array("POST /pair-setup HTTP/1.1\r\nContent-Length: \(bytes.count)\r\n\r\n".utf8) + bytes }
             if round % 3 == 1 { bytes = Array("SETUP rtsp://x/1 RTSP/1.0\r\nContent-Length: \(bytes.count)\r\n\r\n".utf8) + bytes }
             plain.send(bytes)
-            _ = plain.receive(timeoutMs: 200)
+            _ = await plain.receive(timeoutMs: 200)
         }
         let session = try await Self.open(pod, ct: 2)
         for _ in 0 ..< 200 {

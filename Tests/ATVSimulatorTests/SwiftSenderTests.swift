@@ -17,19 +17,19 @@ private final class RTSPClient {
     init(port: Int) throws { socket = try TestSocket.tcp(port: port) }
 
     func exchange(_ method: String, _ uri: String = "rtsp://127.0.0.1/1", headers: [(String, String)] = [],
-                  body: [UInt8] = []) throws -> RTSPResponse {
+                  body: [UInt8] = []) async throws -> RTSPResponse {
         cseq += 1
         let request = RTSPRequest(method: method, uri: uri, headers: RTSPHeaders([("CSeq", String(cseq))] + headers), body: body)
         socket.send(request.serialized)
-        return try readResponse()
+        return try await readResponse()
     }
 
     func sendRaw(_ bytes: [UInt8]) { socket.send(bytes) }
 
-    func readResponse() throws -> RTSPResponse {
+    func readResponse() async throws -> RTSPResponse {
         while true {
             if let r = try parser.nextResponse() { return r }
-            guard let chunk = socket.receive() else { throw HarnessError("no RTSP response (timeout or closed)") }
+            guard let chunk = await socket.receive() else { throw HarnessError("no RTSP response (timeout or closed)") }
             parser.append(chunk)
         }
     }
@@ -41,30 +41,30 @@ private final class RTSPClient {
         defer { Task { await speaker.stop() } }
         let c = try RTSPClient(port: speaker.port)
 
-        let options = try c.exchange("OPTIONS", "*")
+        let options = try await c.exchange("OPTIONS", "*")
         #expect(options.status == 200)
         #expect(options.headers["Public"]?.contains("ANNOUNCE") == true)
         #expect(options.headers["CSeq"] == "1")
 
-        let info = try c.exchange("GET", "/info")
+        let info = try await c.exchange("GET", "/info")
         #expect(info.status == 200)
         let plist = try PropertyListSerialization.propertyList(from: Data(info.body), format: nil) as? [String: Any]
         #expect(plist?["name"] as? String == "Test Speaker")
         #expect(info.body.starts(with: Array("bplist00".utf8)))
 
-        #expect(try c.exchange("FROBNICATE").status == 501)
-        #expect(try c.exchange("POST", "/feedback").status == 200)
-        #expect(try c.exchange("POST", "/auth-setup", body: [1] + [UInt8](repeating: 7, count: 32)).status == 200)
-        #expect(try c.exchange("ANNOUNCE", headers: [("Content-Type", "application/sdp")], body: Array("v=0\r\nnonsense\r\n".utf8)).status == 400)
+        #expect(try await c.exchange("FROBNICATE").status == 501)
+        #expect(try await c.exchange("POST", "/feedback").status == 200)
+        #expect(try await c.exchange("POST", "/auth-setup", body: [1] + [UInt8](repeating: 7, count: 32)).status == 200)
+        #expect(try await c.exchange("ANNOUNCE", headers: [("Content-Type", "application/sdp")], body: Array("v=0\r\nnonsense\r\n".utf8)).status == 400)
 
-        let vol = try c.exchange("SET_PARAMETER", headers: [("Content-Type", "text/parameters")], body: Array("volume: -15.5\r\n".utf8))
+        let vol = try await c.exchange("SET_PARAMETER", headers: [("Content-Type", "text/parameters")], body: Array("volume: -15.5\r\n".utf8))
         #expect(vol.status == 200)
         #expect(speaker.report().volume == -15.5)
-        let get = try c.exchange("GET_PARAMETER", headers: [("Content-Type", "text/parameters")], body: Array("volume\r\n".utf8))
+        let get = try await c.exchange("GET_PARAMETER", headers: [("Content-Type", "text/parameters")], body: Array("volume\r\n".utf8))
         #expect(get.status == 200)
         #expect(get.bodyText.contains("volume: -15.5"))
 
-        let art = try c.exchange("SET_PARAMETER", headers: [("Content-Type", "image/jpeg")], body: [0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3])
+        let art = try await c.exchange("SET_PARAMETER", headers: [("Content-Type", "image/jpeg")], body: [0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3])
         #expect(art.status == 200)
         #expect(speaker.report().artworkBytes == 7)
 
@@ -78,12 +78,12 @@ private final class RTSPClient {
             if i % 3 == 1 { junk = Array("SET_PARAMETER x RTSP/1.0\r\nContent-Type: application/x-dmap-tagged\r\nContent-Length: \(junk.count)\r\n\r\n".utf8) + junk }
             g.send(junk)
             // Whatever it answers is an RTSP response.
-            if let answer = g.receive(timeoutMs: 50) {
+            if let answer = await g.receive(timeoutMs: 50) {
                 #expect(answer.starts(with: Array("RTSP/1.0 ".utf8)), "seed \(seed) case \(i): \(String(decoding: answer.prefix(40), as: UTF8.self))")
             }
         }
         let again = try RTSPClient(port: speaker.port)
-        #expect(try again.exchange("OPTIONS", "*").status == 200)
+        #expect(try await again.exchange("OPTIONS", "*").status == 200)
     }
 
     /// An in-process ALAC sender: packets go out reordered and two never go out at all; the
@@ -123,17 +123,17 @@ private final class RTSPClient {
         let audio = try TestSocket.udp()
         let c = try RTSPClient(port: speaker.port)
         let sdp = SDP.announce(format: RAOPAudioFormat(codec: .alac), sessionID: ssrc, localIP: "127.0.0.1", remoteIP: "127.0.0.1")
-        #expect(try c.exchange("ANNOUNCE", headers: [("Content-Type", "application/sdp")], body: Array(sdp.utf8)).status == 200)
-        let setup = try c.exchange("SETUP", headers: [("Transport", "RTP/AVP/UDP;unicast;interleaved=0-1;mode=record;control_port=\(control.port);timing_port=\(timing.port)")])
+        #expect(try await c.exchange("ANNOUNCE", headers: [("Content-Type", "application/sdp")], body: Array(sdp.utf8)).status == 200)
+        let setup = try await c.exchange("SETUP", headers: [("Transport", "RTP/AVP/UDP;unicast;interleaved=0-1;mode=record;control_port=\(control.port);timing_port=\(timing.port)")])
         #expect(setup.status == 200)
         let transport = SpeakerSession.parseTransport(setup.headers["Transport"] ?? "")
         let serverPort = try #require(transport["server_port"].flatMap(Int.init))
         let controlPort = try #require(transport["control_port"].flatMap(Int.init))
         #expect(setup.headers["Session"].flatMap(UInt32.init) != nil)
-        #expect(try c.exchange("RECORD").status == 200)
+        #expect(try await c.exchange("RECORD").status == 200)
 
         // The speaker asks for timing right after SETUP; answer it.
-        let timingRequest = try #require(timing.receive(timeoutMs: 2000), "no timing request from the speaker")
+        let timingRequest = try #require(await timing.receive(timeoutMs: 2000), "no timing request from the speaker")
         let treq = try RAOPTimingPacket(decoding: timingRequest)
         #expect(!treq.isReply)
         let now = NTPTime.now()
@@ -152,11 +152,15 @@ private final class RTSPClient {
             if i % 5 == 0 { try await Task.sleep(for: .milliseconds(4)) }
         }
 
-        // Serve retransmit requests until none come for a while.
+        // Serve retransmit requests.
         var requested: Set<UInt16> = []
-        // Quiet for 1.5 s means done (the speaker retries every 150 ms; a loaded machine may be slow).
-        while let bytes = control.receive(timeoutMs: 1500) {
-            guard case .retransmitRequest(let req) = try RAOPControlPacket(decoding: bytes) else { continue }
+        // Until 40 and 41 were asked for and the speaker has recovered all four (a deadline, not a
+        // quiet period; the speaker retries every 150 ms).
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if requested.contains(startSeq &+ 40), requested.contains(startSeq &+ 41), speaker.report().packetsRecovered >= 4 { break }
+            guard let bytes = await control.receive(timeoutMs: 200),
+                  case .retransmitRequest(let req) = try RAOPControlPacket(decoding: bytes) else { continue }
             for seq in req.sequenceNumbers {
                 requested.insert(seq)
                 let index = Int(seq &- startSeq)
@@ -166,7 +170,7 @@ private final class RTSPClient {
         }
         #expect(requested.contains(startSeq &+ 40) && requested.contains(startSeq &+ 41))
 
-        #expect(try c.exchange("TEARDOWN").status == 200)
+        #expect(try await c.exchange("TEARDOWN").status == 200)
         let report = try await speaker.waitForSessionEnd(timeout: .seconds(5))
         #expect(report.codec == "AppleLossless/44100/2")
         #expect(report.unrecoveredPackets == 0)
@@ -195,8 +199,8 @@ extension SwiftSenderTests {
         do {
             let c = try RTSPClient(port: speaker.port)
             let sdp = SDP.announce(format: RAOPAudioFormat(codec: .l16), sessionID: 1, localIP: "127.0.0.1", remoteIP: "127.0.0.1")
-            #expect(try c.exchange("ANNOUNCE", headers: [("Content-Type", "application/sdp")], body: Array(sdp.utf8)).status == 200)
-            let setup = try c.exchange("SETUP", headers: [("Transport", "RTP/AVP/UDP;unicast;mode=record;control_port=9;timing_port=9")])
+            #expect(try await c.exchange("ANNOUNCE", headers: [("Content-Type", "application/sdp")], body: Array(sdp.utf8)).status == 200)
+            let setup = try await c.exchange("SETUP", headers: [("Transport", "RTP/AVP/UDP;unicast;mode=record;control_port=9;timing_port=9")])
             let serverPort = try #require(SpeakerSession.parseTransport(setup.headers["Transport"] ?? "")["server_port"].flatMap(Int.init))
             let audio = try TestSocket.udp()
             // Two L16 packets: big-endian samples 0x0102, 0x0304 per frame.

@@ -26,6 +26,7 @@ public struct TimedOut: Error, CustomStringConvertible {
 }
 
 /// Poll `condition` until it holds; throws `TimedOut` naming `what` after `timeout`.
-public func eventually(_ what: String, timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
-    guard try await poll(timeout: timeout, condition) else { throw TimedOut("timed out after \(timeout) waiting for \(what)") }
+public func eventually(_ what: String, timeout: Duration = .seconds(10), interval: Duration = .milliseconds(20),
+                       _ condition: () async throws -> Bool) async throws {
+    guard try await poll(timeout: timeout, interval: interval, condition) else { throw TimedOut("timed out after \(timeout) waiting for \(what)") }
 }

@@ -3,8 +3,9 @@ import Foundation
 import Glibc
 #endif
 
-/// Tiny blocking loopback sockets for tests (every receive has a timeout).
-public final class TestSocket {
+/// Tiny loopback sockets for tests. Every receive has a timeout and waits on a thread of its own
+/// (`offPool`), never on one of the concurrency pool's. Sendable: only the descriptor is stored.
+public final class TestSocket: @unchecked Sendable {
     public let fd: Int32
 
     private init(fd: Int32) { self.fd = fd }
@@ -71,7 +72,11 @@ public final class TestSocket {
     }
 
     /// One read (TCP) or one datagram (UDP); nil on timeout or close.
-    public func receive(timeoutMs: Int = 2000) -> [UInt8]? {
+    public func receive(timeoutMs: Int = 2000) async -> [UInt8]? {
+        await offPool { self.receiveBlocking(timeoutMs: timeoutMs) }
+    }
+
+    private func receiveBlocking(timeoutMs: Int) -> [UInt8]? {
         setTimeout(timeoutMs)
         var buf = [UInt8](repeating: 0, count: 65536)
         let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }

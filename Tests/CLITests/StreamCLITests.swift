@@ -13,6 +13,15 @@ import Testing
         return (speaker, port)
     }
 
+    /// Until the speaker has written half a second of audio to `wav` (it writes as it plays): the
+    /// stream is under way. A deadline instead of a fixed sleep.
+    func waitForAudio(at wav: String, _ sender: Child) async throws {
+        let halfSecond = 44 + 44_100 * 4 / 2
+        guard await poll(timeout: .seconds(20), {
+            ((try? FileManager.default.attributesOfItem(atPath: wav)[.size] as? Int) ?? 0) >= halfSecond
+        }) else { throw TestFailure("no audio reached the speaker within 20 s; sender: \(sender.describe())") }
+    }
+
     func expectBitExact(_ wav: String, source: [UInt8]) throws {
         let captured = try wavPCM(wav)
         let offset = try #require(findPCM(source.prefix(4096), in: captured), "start of the source not found in the capture")
@@ -64,10 +73,11 @@ import Testing
 
     @Test func interruptStopsCleanlyWithTeardown() async throws {
         let dir = try TestEnv.tempDir()
-        let (speaker, port) = try await startSpeaker(dir.appendingPathComponent("cap.wav").path)
+        let wav = dir.appendingPathComponent("cap.wav").path
+        let (speaker, port) = try await startSpeaker(wav)
         let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path
         let sender = try Child(try TestEnv.atv(), ["stream", sample, "--host", "127.0.0.1", "--port", "\(port)"])
-        try await Task.sleep(for: .seconds(2))
+        try await waitForAudio(at: wav, sender)
         sender.interrupt()   // SIGINT, as Ctrl-C
         let r = try await sender.wait(timeout: 5)
         #expect(r.status == 130)
@@ -110,7 +120,7 @@ import Testing
         let (speaker, port) = try await startSpeaker(wav)
         let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path
         let sender = try Child(try TestEnv.atv(), ["stream", sample, "--host", "127.0.0.1", "--port", "\(port)"])
-        try await Task.sleep(for: .seconds(2))
+        try await waitForAudio(at: wav, sender)
         speaker.kill()   // the receiver vanishes: RTSP connection closed, UDP ports gone
         let killedAt = Date()
         let r = try await sender.wait(timeout: 15)

@@ -136,7 +136,8 @@ import Testing
         #expect(out.contains("Press ENTER to stop"))
         push.kill()
         try stdin.fileHandleForWriting.close()
-        let simOut = sim.stdout
+        // The simulator's log line may land after pyatv's output: wait for it (a deadline), then count.
+        let simOut = (try? await sim.waitForOutput(timeout: 10) { $0.contains("Login accepted") }) ?? sim.stdout
         #expect(simOut.components(separatedBy: "Login accepted").count - 1 == 1, "\(simOut)")
     }
 

@@ -41,24 +41,12 @@ final class PythonPeer: @unchecked Sendable {
         throw PeerError("no '\(prefix)' from peer; stdout: \(stdout) stderr: \(stderr)")
     }
 
-    /// The same for synchronous tests (a blocking wait of at most `timeout` seconds).
-    func waitForBlocking(_ prefix: String, timeout: Double = 20) throws -> String {
-        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
-        while ContinuousClock.now < deadline {
-            if let l = line(prefix) { return l }
-            if !child.isRunning { break }
-            usleep(20_000)
-        }
-        if let l = line(prefix) { return l }
-        throw PeerError("no '\(prefix)' from peer; stdout: \(stdout) stderr: \(stderr)")
-    }
-
-    /// Closes its stdin (the scripts exit on EOF); kills it if it is still there after 5 s.
+    /// Closes its stdin (the scripts exit on EOF); kills it if it is still there after 5 s. Returns
+    /// at once: the kill is scheduled, no thread waits for it.
     func stop() {
         try? stdinPipe.fileHandleForWriting.close()
-        let deadline = ContinuousClock.now + .seconds(5)
-        while child.isRunning, ContinuousClock.now < deadline { usleep(20_000) }
-        child.kill()
+        let child = self.child
+        DispatchQueue.global().asyncAfter(deadline: .now() + 5) { child.kill() }
     }
 }
 
@@ -67,10 +55,10 @@ final class PyatvAccessory {
     let peer: PythonPeer
     let port: UInt16
 
-    init() throws {
+    init() async throws {
         peer = try PythonPeer(script: "hap-accessory.py", [])
         // First stdout line: "LISTENING <port>", within 20 s.
-        let text = try peer.waitForBlocking("LISTENING ")
+        let text = try await peer.waitFor("LISTENING ")
         guard let p = UInt16(text.dropFirst(10)) else {
             peer.stop()
             throw PeerError("unexpected hap-accessory.py output: \(text)")
@@ -81,8 +69,9 @@ final class PyatvAccessory {
     func stop() { peer.stop() }
 }
 
-/// Blocking loopback TCP client speaking the script's envelope: u32 BE length ‖ kind ‖ payload.
-final class EnvelopeConnection {
+/// Loopback TCP client speaking the script's envelope: u32 BE length ‖ kind ‖ payload. Its reads
+/// block (with a timeout) on a thread of their own (`offPool`), never on the concurrency pool's.
+final class EnvelopeConnection: @unchecked Sendable {
     let fd: Int32
 
     init(port: UInt16, timeoutSeconds: Int = 10) throws {
@@ -114,7 +103,7 @@ final class EnvelopeConnection {
         }
     }
 
-    func readExactly(_ n: Int) throws -> [UInt8] {
+    private func readExactly(_ n: Int) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: n)
         var off = 0
         while off < n {
@@ -126,7 +115,12 @@ final class EnvelopeConnection {
     }
 
     /// Next message; a kind-9 message (the peer reports a problem) is thrown.
-    func receive() throws -> (kind: UInt8, payload: [UInt8]) {
+    func receive() async throws -> (kind: UInt8, payload: [UInt8]) {
+        let (kind, payload) = try await offPool { try self.receiveBlocking() }
+        return (kind, payload)
+    }
+
+    private func receiveBlocking() throws -> (kind: UInt8, payload: [UInt8]) {
         let h = try readExactly(5)
         let n = Int(h[0]) << 24 | Int(h[1]) << 16 | Int(h[2]) << 8 | Int(h[3])
         guard n >= 1 else { throw PeerError("bad envelope length") }

@@ -7,10 +7,10 @@ import ATVCore
 @Suite(.serialized) struct PyatvInteropTests {
     static let serverID = Array("5D797FD3-3538-427E-A47B-A32FC6CF3A6A".utf8)
 
-    func pairSetup(_ conn: EnvelopeConnection, _ client: inout HAPPairSetupClient) throws -> HAPPairSetupClient.Output {
+    func pairSetup(_ conn: EnvelopeConnection, _ client: inout HAPPairSetupClient) async throws -> HAPPairSetupClient.Output {
         try conn.send(kind: 1, try client.start())
         while true {
-            let (kind, tlv) = try conn.receive()
+            let (kind, tlv) = try await conn.receive()
             #expect(kind == 1)
             let out = try client.handle(tlv)
             guard case .send(let m) = out else { return out }
@@ -18,11 +18,11 @@ import ATVCore
         }
     }
 
-    func pairVerify(_ conn: EnvelopeConnection, _ creds: HAPCredentials) throws -> [UInt8] {
+    func pairVerify(_ conn: EnvelopeConnection, _ creds: HAPCredentials) async throws -> [UInt8] {
         var v = HAPPairVerifyClient(credentials: creds)
         try conn.send(kind: 2, try v.start())
         while true {
-            let (kind, tlv) = try conn.receive()
+            let (kind, tlv) = try await conn.receive()
             #expect(kind == 2)
             switch try v.handle(tlv) {
             case .send(let m): try conn.send(kind: 2, m)
@@ -32,12 +32,12 @@ import ATVCore
     }
 
     /// HAP-framed round trips on the AirPlay control keys; pyatv's HAPSession answers.
-    func hapExchange(_ conn: EnvelopeConnection, secret: [UInt8], rounds: Int = 2) throws {
+    func hapExchange(_ conn: EnvelopeConnection, secret: [UInt8], rounds: Int = 2) async throws {
         var session = HAPSession(keys: HAPChannel.airPlayControl.keys(sharedSecret: secret))
         for round in 0 ..< rounds {
             let msg = Array("round \(round) from swift: ".utf8) + (0 ..< 3000).map { UInt8(($0 * 7 + round) & 0xFF) }
             try conn.send(kind: 4, try session.encrypt(msg))
-            let (kind, wire) = try conn.receive()
+            let (kind, wire) = try await conn.receive()
             #expect(kind == 4)
             // Feed the reply in two uneven parts to exercise the incremental decoder.
             var plain = try session.decrypt(Array(wire.prefix(700)))
@@ -46,8 +46,8 @@ import ATVCore
         }
     }
 
-    @Test func pinPairSetupThenPairVerifyThenEncryptedFramesBothWays() throws {
-        let peer = try PyatvAccessory()
+    @Test func pinPairSetupThenPairVerifyThenEncryptedFramesBothWays() async throws {
+        let peer = try await PyatvAccessory()
         defer { peer.stop() }
 
         // 1. Pair-setup with the PIN of pyatv's fake device.
@@ -55,7 +55,7 @@ import ATVCore
         let creds: HAPCredentials
         do {
             let conn = try EnvelopeConnection(port: peer.port)
-            guard case .paired(let c) = try pairSetup(conn, &client) else { Issue.record("no credentials"); return }
+            guard case .paired(let c) = try await pairSetup(conn, &client) else { Issue.record("no credentials"); return }
             creds = c
         }
         #expect(creds.deviceLTPK == hex("e734ea6c2b6257de72355e472aa05a4c487e6b463c029ed306df2f01b5636b58"))
@@ -65,7 +65,7 @@ import ATVCore
         // 2. New connection: pair-verify from the stored string, then Companion frames with pyatv's
         //    Chacha20Cipher on the other end, then HAP frames with pyatv's HAPSession.
         let conn = try EnvelopeConnection(port: peer.port)
-        let shared = try pairVerify(conn, try HAPCredentials(parsing: stored))
+        let shared = try await pairVerify(conn, try HAPCredentials(parsing: stored))
         let keys = HAPChannel.companion.keys(sharedSecret: shared)
         var enc = CompanionFrameEncoder(key: keys.output)
         var dec = CompanionFrameDecoder(key: keys.input)
@@ -73,40 +73,40 @@ import ATVCore
         for round in 0 ..< 2 {
             let hello = Array("hello \(round) from swift-atv".utf8)
             try conn.send(kind: 3, try enc.encode(CompanionFrame(type: 8, payload: hello)) + (try enc.encode(CompanionFrame(type: 8, payload: big))))
-            let (kind, wire) = try conn.receive()
+            let (kind, wire) = try await conn.receive()
             #expect(kind == 3)
             let frames = try dec.decode(wire)
             #expect(frames == [CompanionFrame(type: 8, payload: Array("pyatv got: ".utf8) + hello),
                                CompanionFrame(type: 8, payload: Array("pyatv got: ".utf8) + big)])
         }
-        try hapExchange(conn, secret: shared)
+        try await hapExchange(conn, secret: shared)
     }
 
-    @Test func transientPairSetupKeysMatchPyatv() throws {
+    @Test func transientPairSetupKeysMatchPyatv() async throws {
         // pyatv's fake server ignores the transient flag and always uses PIN 1111; our client takes
         // the PIN as a parameter (3939 by default), so it can run M1–M4 against it and both sides
         // derive the control-channel keys from K.
-        let peer = try PyatvAccessory()
+        let peer = try await PyatvAccessory()
         defer { peer.stop() }
         let conn = try EnvelopeConnection(port: peer.port)
         var client = HAPPairSetupClient.transient(pin: "1111")
-        guard case .transient(let k) = try pairSetup(conn, &client) else { Issue.record("not transient"); return }
+        guard case .transient(let k) = try await pairSetup(conn, &client) else { Issue.record("not transient"); return }
         #expect(k.count == 64)
-        try hapExchange(conn, secret: k)
+        try await hapExchange(conn, secret: k)
     }
 
-    @Test func wrongPINIsRejectedByPyatvAndReportedClearly() throws {
-        let peer = try PyatvAccessory()
+    @Test func wrongPINIsRejectedByPyatvAndReportedClearly() async throws {
+        let peer = try await PyatvAccessory()
         defer { peer.stop() }
         let conn = try EnvelopeConnection(port: peer.port)
         var client = HAPPairSetupClient(pin: "4321")
-        #expect(throws: ATVError.authenticationFailed("pair-setup M4: the device answered authentication error (wrong PIN or bad proof)")) {
-            _ = try pairSetup(conn, &client)
+        await #expect(throws: ATVError.authenticationFailed("pair-setup M4: the device answered authentication error (wrong PIN or bad proof)")) {
+            _ = try await pairSetup(conn, &client)
         }
     }
 
-    @Test func pairVerifyWithWrongStoredKeyRejectsPyatvsSignature() throws {
-        let peer = try PyatvAccessory()
+    @Test func pairVerifyWithWrongStoredKeyRejectsPyatvsSignature() async throws {
+        let peer = try await PyatvAccessory()
         defer { peer.stop() }
         // pyatv's ready-made CLIENT_CREDENTIALS, with the device key replaced by another one.
         var creds = try HAPCredentials(parsing:
@@ -116,8 +116,8 @@ import ATVCore
             + "34443739374644332D333533382D343237452D413437422D413332464336434633413641")
         creds.deviceLTPK = HAPIdentity(identifier: "impostor").publicKey
         let conn = try EnvelopeConnection(port: peer.port)
-        #expect(throws: ATVError.authenticationFailed("pair-verify M2: the device's Ed25519 signature is invalid")) {
-            _ = try pairVerify(conn, creds)
+        await #expect(throws: ATVError.authenticationFailed("pair-verify M2: the device's Ed25519 signature is invalid")) {
+            _ = try await pairVerify(conn, creds)
         }
     }
 }
