@@ -258,24 +258,29 @@ public final class AirPlay2Connection: Sendable {
     /// the caller (an audio stream applies `AirPlay2StallRule`). Any status counts as an answer.
     public func startFeedback(interval: Duration = .seconds(2), failAfterMisses: Int? = 2) {
         let task = Task { [self] in
-            var misses = 0
+            var keepAlive = AirPlay2KeepAlive(interval: interval, failAfterMisses: failAfterMisses)
+            let clock = ContinuousClock()
+            var due = keepAlive.firstDue(startedAt: clock.now)
             while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
+                try? await Task.sleep(until: due, clock: clock)
                 if Task.isCancelled || core.isClosing { return }
+                let decision: AirPlay2KeepAlive.Decision
                 do {
                     let r = try await request("POST", uri: "/feedback")
-                    misses = 0
+                    decision = keepAlive.answered(status: r.status, now: clock.now)
                     core.feedbackAnswered(r.status)
                 } catch is CancellationError {
                     return
                 } catch {
                     if core.isClosing { return }
-                    misses += 1
-                    logger.debug("AirPlay 2: POST /feedback failed (\(misses)): \(error)")
-                    if let limit = failAfterMisses, misses >= limit {
-                        core.fail(.timeout("the receiver at \(host):\(port) stopped answering POST /feedback"))
-                        return
-                    }
+                    decision = keepAlive.missed(now: clock.now)
+                    logger.debug("AirPlay 2: POST /feedback failed (\(keepAlive.misses)): \(error)")
+                }
+                switch decision {
+                case .continueAt(let next): due = next
+                case .gone:
+                    core.fail(.timeout("the receiver at \(host):\(port) stopped answering POST /feedback"))
+                    return
                 }
             }
         }

@@ -13,39 +13,39 @@ import Glibc
 #endif
 
 /// A running PTP grandmaster.
-public final class PTPMaster: Sendable {
+package final class PTPMaster: Sendable {
     /// The clock identity, the same in every message (and what a session announces:
     /// `timingPeerInfo.ClockID`, `networkTimeTimelineID` = `clockIdentity.value`).
-    public let clockIdentity: PTPClockIdentity
+    package let clockIdentity: PTPClockIdentity
     /// The address both sockets are bound to.
-    public let bindAddress: String
+    package let bindAddress: String
     /// Nanoseconds added to CLOCK_MONOTONIC to get the PTP timescale.
-    public let timescaleOffset: Int64
+    package let timescaleOffset: Int64
     /// Followers seen, Announces ignored, grants, malformed datagrams.
-    public let events: AsyncStream<PTPMasterEvent>
+    package let events: AsyncStream<PTPMasterEvent>
 
     private let driver: Driver
 
     /// CLOCK_MONOTONIC in nanoseconds: the master's time base (NTP-disciplined in rate, never
     /// stepped). NIO's `NIODeadline.now()` reads the same clock, so timers and stamps agree.
-    public static func monotonicNow() -> UInt64 {
+    package static func monotonicNow() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     /// The PTP timescale now: CLOCK_MONOTONIC plus the offset fixed at start (TAI at that moment).
-    public var networkTime: PTPTimestamp { PTPTimestamp(nanoseconds: UInt64(clamping: Int64(clamping: Self.monotonicNow()) &+ timescaleOffset)) }
+    package var networkTime: PTPTimestamp { PTPTimestamp(nanoseconds: UInt64(clamping: Int64(clamping: Self.monotonicNow()) &+ timescaleOffset)) }
 
     /// The PTP time that corresponds to a CLOCK_MONOTONIC reading.
-    public func networkTime(atMonotonic ns: UInt64) -> PTPTimestamp {
+    package func networkTime(atMonotonic ns: UInt64) -> PTPTimestamp {
         PTPTimestamp(nanoseconds: UInt64(clamping: Int64(clamping: ns) &+ timescaleOffset))
     }
 
     /// Starts a master bound to `bindAddress` (IPv4 or IPv6 literal; "0.0.0.0" for every
     /// interface). Fails with one line (`PTPPorts.bindError`) when 319/320 cannot be bound.
     /// Prefer `shared`: there is one master per process.
-    public static func start(bindAddress: String, clockIdentity: PTPClockIdentity? = nil,
+    package static func start(bindAddress: String, clockIdentity: PTPClockIdentity? = nil,
                              multicastWhenNoPeers: Bool = true,
                              logger: Logger = Logger(label: "atv.ptp")) async throws -> PTPMaster {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
@@ -99,21 +99,21 @@ public final class PTPMaster: Sendable {
 
     /// Sends to `host` by unicast (a receiver of a session: SETPEERS) until `removePeer`; it gets
     /// an Announce at once. Peers are never dropped for being silent (nqptp never answers).
-    public func addPeer(_ host: String) {
+    package func addPeer(_ host: String) {
         driver.loop.execute { self.driver.addPeer(host) }
     }
 
-    public func removePeer(_ host: String) {
+    package func removePeer(_ host: String) {
         driver.loop.execute { self.driver.removePeer(host) }
     }
 
     /// The unicast peers now.
-    public func peers() async -> [String] {
+    package func peers() async -> [String] {
         (try? await driver.loop.submit { self.driver.core.peers }.get()) ?? []
     }
 
     /// Stops sending and closes both sockets.
-    public func stop() async {
+    package func stop() async {
         try? await driver.loop.submit { self.driver.stop() }.get()
         await driver.endpoints.event?.close()
         await driver.endpoints.general?.close()
@@ -124,12 +124,12 @@ public final class PTPMaster: Sendable {
     /// The process's master, started on first use and bound to `bindAddress`; each call takes a
     /// reference, `release()` gives it back and the last release stops it. Asking for another
     /// address while it runs is an error (one master per process: the ports are the same).
-    public static func shared(bindAddress: String = "0.0.0.0") async throws -> PTPMaster {
+    package static func shared(bindAddress: String = "0.0.0.0") async throws -> PTPMaster {
         try await registry.acquire(bindAddress: bindAddress)
     }
 
     /// Gives back a reference taken with `shared`.
-    public func release() async {
+    package func release() async {
         await Self.registry.release(self)
     }
 
@@ -165,7 +165,7 @@ public final class PTPMaster: Sendable {
     }
 
     /// An IPv4 or IPv6 literal (what `start`, `addPeer` take).
-    public static func isIPAddress(_ text: String) -> Bool {
+    package static func isIPAddress(_ text: String) -> Bool {
         (try? SocketAddress(ipAddress: text, port: 0)) != nil
     }
 
@@ -174,7 +174,7 @@ public final class PTPMaster: Sendable {
     /// The clock identity (reference §2.6): the EUI-64 of the MAC of the interface that holds
     /// `bindAddress`; else (any address, loopback, no MAC) a random 48-bit value under the
     /// 0xFFFF prefix, as OwnTone's master does. Either way fixed for the master's life.
-    public static func deriveClockIdentity(bindAddress: String) -> PTPClockIdentity {
+    package static func deriveClockIdentity(bindAddress: String) -> PTPClockIdentity {
         let devices = (try? System.enumerateDevices()) ?? []
         if let device = devices.first(where: { $0.address?.ipAddress == bindAddress }),
            let mac = macAddress(interface: device.name),

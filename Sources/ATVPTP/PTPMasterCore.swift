@@ -5,25 +5,25 @@
 
 /// Which of the master's two sockets: event (UDP 319: Sync, Delay_Req) or general (UDP 320:
 /// Announce, Follow_Up, Delay_Resp, Signaling).
-public enum PTPSocket: Sendable, Hashable {
+package enum PTPSocket: Sendable, Hashable {
     case event, general
 
     /// The well-known port (and the port a receiver expects the datagram to come from).
-    public var port: Int { self == .event ? 319 : 320 }
+    package var port: Int { self == .event ? 319 : 320 }
 
     init(_ type: PTPMessageType) { self = type.isEvent ? .event : .general }
 }
 
 /// Where a datagram goes.
-public enum PTPDestination: Sendable, Hashable, CustomStringConvertible {
+package enum PTPDestination: Sendable, Hashable, CustomStringConvertible {
     /// 224.0.1.129 (the PTP primary multicast group), at the socket's well-known port.
     case multicast
     /// A host (IPv4 or IPv6 literal) and port.
     case unicast(host: String, port: Int)
 
-    public static let multicastGroup = "224.0.1.129"
+    package static let multicastGroup = "224.0.1.129"
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .multicast: "\(Self.multicastGroup)"
         case .unicast(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
@@ -32,17 +32,17 @@ public enum PTPDestination: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// One datagram for the shell to send.
-public struct PTPOutgoing: Sendable, Hashable {
+package struct PTPOutgoing: Sendable, Hashable {
     /// The socket to send from (so the source port equals the well-known destination port).
-    public var socket: PTPSocket
-    public var destination: PTPDestination
-    public var bytes: [UInt8]
+    package var socket: PTPSocket
+    package var destination: PTPDestination
+    package var bytes: [UInt8]
     /// For a Sync: report its egress time with `syncSent(_:at:)` to get the Follow_Up.
-    public var syncToken: PTPMasterCore.SyncToken?
+    package var syncToken: PTPMasterCore.SyncToken?
 }
 
 /// Something worth logging.
-public enum PTPMasterEvent: Sendable, Hashable {
+package enum PTPMasterEvent: Sendable, Hashable {
     /// A follower's first Delay_Req (from that host).
     case followerSeen(host: String, port: PTPPortIdentity)
     /// An Announce from another clock (nqptp's "awakening" burst, a receiver's own master):
@@ -55,45 +55,45 @@ public enum PTPMasterEvent: Sendable, Hashable {
 }
 
 /// What a call returns: datagrams to send now, events, and when to call `tick` next.
-public struct PTPMasterOutput: Sendable {
-    public var send: [PTPOutgoing] = []
-    public var events: [PTPMasterEvent] = []
+package struct PTPMasterOutput: Sendable {
+    package var send: [PTPOutgoing] = []
+    package var events: [PTPMasterEvent] = []
     /// Monotonic nanoseconds at which `tick` has something to do.
-    public var wakeAt: UInt64
+    package var wakeAt: UInt64
 }
 
 /// The master's settings: its identity, the Announce dataset and the intervals.
-public struct PTPMasterConfig: Sendable, Hashable {
-    public var clockIdentity: PTPClockIdentity
+package struct PTPMasterConfig: Sendable, Hashable {
+    package var clockIdentity: PTPClockIdentity
     /// sourcePortIdentity.portNumber: 0x8005 as LAP and CLI send ("as iOS").
-    public var portNumber: UInt16 = 0x8005
-    public var domain: UInt8 = 0
+    package var portNumber: UInt16 = 0x8005
+    package var domain: UInt8 = 0
     /// majorSdoId / transportSpecific: 1 (gPTP / AirPlay).
-    public var majorSdoId: UInt8 = 1
+    package var majorSdoId: UInt8 = 1
     /// The Announce dataset (reference §2.4, what LAP and CLI copy from iOS): priority1 128,
     /// clockClass 6 (synchronized to a primary reference), accuracy 0x21 (within 100 ns),
     /// variance 0x436A, priority2 128, timeSource GPS. It out-ranks every receiver default
     /// (clockClass 248), and the master never yields to a better Announce anyway (§2.9).
-    public var priority1: UInt8 = 128
-    public var clockClass: UInt8 = 6
-    public var clockAccuracy: UInt8 = 0x21
-    public var offsetScaledLogVariance: UInt16 = 0x436A
-    public var priority2: UInt8 = 128
-    public var timeSource: UInt8 = 0x20
+    package var priority1: UInt8 = 128
+    package var clockClass: UInt8 = 6
+    package var clockAccuracy: UInt8 = 0x21
+    package var offsetScaledLogVariance: UInt16 = 0x436A
+    package var priority2: UInt8 = 128
+    package var timeSource: UInt8 = 0x20
     /// Announce's currentUtcOffset (TAI − UTC) and whether to flag it valid (not by default:
     /// flags 0x0408 as iOS sends; linuxptp then assumes 37 s, which the TAI timescale matches).
-    public var currentUtcOffset: Int16 = 37
-    public var utcOffsetValid = false
+    package var currentUtcOffset: Int16 = 37
+    package var utcOffsetValid = false
     /// log2 seconds: Sync/Follow_Up every 125 ms (−3), Announce every 1 s (0).
-    public var logSyncInterval: Int8 = -3
-    public var logAnnounceInterval: Int8 = 0
+    package var logSyncInterval: Int8 = -3
+    package var logAnnounceInterval: Int8 = 0
     /// Nanoseconds added to the monotonic clock to get the PTP timescale (the shell sets TAI at
     /// start; any constant keeps the timescale monotonic).
-    public var timescaleOffset: Int64 = 0
+    package var timescaleOffset: Int64 = 0
     /// Send to 224.0.1.129 while no unicast peer is known (CLI's fallback; LAP never does).
-    public var multicastWhenNoPeers = true
+    package var multicastWhenNoPeers = true
 
-    public init(clockIdentity: PTPClockIdentity) { self.clockIdentity = clockIdentity }
+    package init(clockIdentity: PTPClockIdentity) { self.clockIdentity = clockIdentity }
 
     var syncInterval: UInt64 { Self.nanoseconds(log: logSyncInterval) }
     var announceInterval: UInt64 { Self.nanoseconds(log: logAnnounceInterval) }
@@ -105,22 +105,22 @@ public struct PTPMasterConfig: Sendable, Hashable {
 }
 
 /// The master.
-public struct PTPMasterCore: Sendable {
+package struct PTPMasterCore: Sendable {
     /// Identifies a Sync awaiting its egress time.
-    public struct SyncToken: Sendable, Hashable {
-        public var sequenceId: UInt16
-        public var destination: PTPDestination
+    package struct SyncToken: Sendable, Hashable {
+        package var sequenceId: UInt16
+        package var destination: PTPDestination
     }
 
-    public let config: PTPMasterConfig
-    public var identity: PTPPortIdentity { PTPPortIdentity(clock: config.clockIdentity, port: config.portNumber) }
+    package let config: PTPMasterConfig
+    package var identity: PTPPortIdentity { PTPPortIdentity(clock: config.clockIdentity, port: config.portNumber) }
 
     /// Unicast peers added by the session layer (SETPEERS): sent to until removed, silent or not.
-    public private(set) var peers: [String] = []
+    package private(set) var peers: [String] = []
     /// Peers that asked for unicast transmission, with the grant's end (monotonic ns).
-    public private(set) var granted: [String: UInt64] = [:]
+    package private(set) var granted: [String: UInt64] = [:]
     /// Hosts whose Delay_Req we answered.
-    public private(set) var followers: Set<String> = []
+    package private(set) var followers: Set<String> = []
 
     private var syncSequence: UInt16 = 0
     private var announceSequence: UInt16 = 0
@@ -128,30 +128,30 @@ public struct PTPMasterCore: Sendable {
     private var nextSync: UInt64?
     private var nextAnnounce: UInt64?
 
-    public init(config: PTPMasterConfig) { self.config = config }
+    package init(config: PTPMasterConfig) { self.config = config }
 
     /// The PTP timescale at monotonic time `now`.
-    public func ptpTime(_ now: UInt64) -> PTPTimestamp {
+    package func ptpTime(_ now: UInt64) -> PTPTimestamp {
         PTPTimestamp(nanoseconds: UInt64(clamping: Int64(clamping: now) &+ config.timescaleOffset))
     }
 
     /// Where periodic messages go now: every peer and granted host (unicast to the socket's
     /// port), or the multicast group when there is none.
-    public var destinations: [PTPDestination] {
+    package var destinations: [PTPDestination] {
         let hosts = peers + granted.keys.sorted().filter { !peers.contains($0) }
         if hosts.isEmpty { return config.multicastWhenNoPeers ? [.multicast] : [] }
         return hosts.map { .unicast(host: $0, port: 0) }
     }
 
     /// Starts: an Announce at once, then the first Sync.
-    public mutating func start(now: UInt64) -> PTPMasterOutput {
+    package mutating func start(now: UInt64) -> PTPMasterOutput {
         nextAnnounce = now
         nextSync = now
         return tick(now: now)
     }
 
     /// Sends what is due at `now`.
-    public mutating func tick(now: UInt64) -> PTPMasterOutput {
+    package mutating func tick(now: UInt64) -> PTPMasterOutput {
         var out = PTPMasterOutput(wakeAt: now)
         granted = granted.filter { $0.value > now }
         let targets = destinations
@@ -177,7 +177,7 @@ public struct PTPMasterCore: Sendable {
     }
 
     /// The Sync with `token` left at monotonic `egress`: its Follow_Up, to send at once.
-    public func syncSent(_ token: SyncToken, at egress: UInt64) -> PTPOutgoing {
+    package func syncSent(_ token: SyncToken, at egress: UInt64) -> PTPOutgoing {
         let header = header(.followUp, sequence: token.sequenceId, flags: Self.flags([.ptpTimescale], token.destination),
                             log: config.logSyncInterval)
         let message = PTPMessage(header: header, body: .followUp(preciseOrigin: ptpTime(egress)),
@@ -187,7 +187,7 @@ public struct PTPMasterCore: Sendable {
 
     /// Adds a unicast peer (a receiver of the session); it gets an Announce at once, and Syncs
     /// from the next slot of the running cadence.
-    public mutating func addPeer(_ host: String, now: UInt64) -> PTPMasterOutput {
+    package mutating func addPeer(_ host: String, now: UInt64) -> PTPMasterOutput {
         var out = PTPMasterOutput(wakeAt: min(nextAnnounce ?? .max, nextSync ?? .max))
         guard !peers.contains(host) else { return out }
         peers.append(host)
@@ -199,13 +199,13 @@ public struct PTPMasterCore: Sendable {
     }
 
     /// Stops sending to `host` (unless it holds a unicast grant).
-    public mutating func removePeer(_ host: String) {
+    package mutating func removePeer(_ host: String) {
         peers.removeAll { $0 == host }
     }
 
     /// A datagram that arrived on `socket` from `host:port` at monotonic `now` (the receive
     /// timestamp of a Delay_Req).
-    public mutating func received(_ bytes: [UInt8], from host: String, port: Int, on socket: PTPSocket,
+    package mutating func received(_ bytes: [UInt8], from host: String, port: Int, on socket: PTPSocket,
                                   at now: UInt64) -> PTPMasterOutput {
         var out = PTPMasterOutput(wakeAt: min(nextAnnounce ?? .max, nextSync ?? .max))
         let message: PTPMessage
@@ -275,7 +275,7 @@ public struct PTPMasterCore: Sendable {
     }
 
     /// The Announce dataset.
-    public var announceBody: PTPAnnounce {
+    package var announceBody: PTPAnnounce {
         PTPAnnounce(priority1: config.priority1, clockClass: config.clockClass, clockAccuracy: config.clockAccuracy,
                     offsetScaledLogVariance: config.offsetScaledLogVariance, priority2: config.priority2,
                     grandmasterIdentity: config.clockIdentity, timeSource: config.timeSource,

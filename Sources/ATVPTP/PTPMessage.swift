@@ -6,98 +6,98 @@
 
 /// An 8-byte PTP clock identity (header sourcePortIdentity, Announce grandmasterIdentity, the
 /// Apple clock TLV; AirPlay's `timingPeerInfo.ClockID` and `networkTimeTimelineID` as a number).
-public struct PTPClockIdentity: Hashable, Sendable, CustomStringConvertible {
+package struct PTPClockIdentity: Hashable, Sendable, CustomStringConvertible {
     /// Big-endian value: byte 0 is the most significant.
-    public var value: UInt64
+    package var value: UInt64
 
-    public init(_ value: UInt64) { self.value = value }
+    package init(_ value: UInt64) { self.value = value }
 
     /// From exactly 8 bytes (nil otherwise).
-    public init?(bytes: some Collection<UInt8>) {
+    package init?(bytes: some Collection<UInt8>) {
         guard bytes.count == 8 else { return nil }
         value = bytes.reduce(0) { $0 << 8 | UInt64($1) }
     }
 
     /// The EUI-64 of a 48-bit MAC address, as IEEE 1588 and nqptp build it: `aa:bb:cc:FF:FE:dd:ee:ff`.
-    public init?(eui64FromMAC mac: [UInt8]) {
+    package init?(eui64FromMAC mac: [UInt8]) {
         guard mac.count == 6 else { return nil }
         self.init(bytes: mac[0..<3] + [0xFF, 0xFE] + mac[3..<6])
     }
 
     /// The 8 bytes, big-endian.
-    public var bytes: [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * UInt64($0))) } }
+    package var bytes: [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * UInt64($0))) } }
 
     /// As AirPlay plists carry it (`networkTimeTimelineID`, `timingPeerInfo.ClockID`): the same 64
     /// bits read as a signed integer (ids ≥ 2^63 are negative there).
-    public var signedValue: Int64 { Int64(bitPattern: value) }
+    package var signedValue: Int64 { Int64(bitPattern: value) }
 
     /// linuxptp's spelling, e.g. `0242ac.fffe.110002`.
-    public var description: String {
+    package var description: String {
         let hex = bytes.map { String($0, radix: 16).leftPadded(2) }
         return hex[0..<3].joined() + "." + hex[3..<5].joined() + "." + hex[5..<8].joined()
     }
 }
 
 /// sourcePortIdentity / requestingPortIdentity / targetPortIdentity: a clock and a port number.
-public struct PTPPortIdentity: Hashable, Sendable {
-    public var clock: PTPClockIdentity
-    public var port: UInt16
+package struct PTPPortIdentity: Hashable, Sendable {
+    package var clock: PTPClockIdentity
+    package var port: UInt16
 
-    public init(clock: PTPClockIdentity, port: UInt16) {
+    package init(clock: PTPClockIdentity, port: UInt16) {
         self.clock = clock
         self.port = port
     }
 
     /// All ones: "every port" in a targetPortIdentity.
-    public static let all = PTPPortIdentity(clock: PTPClockIdentity(.max), port: .max)
-    public static let zero = PTPPortIdentity(clock: PTPClockIdentity(0), port: 0)
+    package static let all = PTPPortIdentity(clock: PTPClockIdentity(.max), port: .max)
+    package static let zero = PTPPortIdentity(clock: PTPClockIdentity(0), port: 0)
 }
 
 /// A PTP timestamp: 48-bit seconds and 32-bit nanoseconds (10 bytes on the wire).
-public struct PTPTimestamp: Hashable, Sendable, Comparable, CustomStringConvertible {
-    public var seconds: UInt64
-    public var nanoseconds: UInt32
+package struct PTPTimestamp: Hashable, Sendable, Comparable, CustomStringConvertible {
+    package var seconds: UInt64
+    package var nanoseconds: UInt32
 
-    public init(seconds: UInt64, nanoseconds: UInt32) {
+    package init(seconds: UInt64, nanoseconds: UInt32) {
         self.seconds = seconds & 0xFFFF_FFFF_FFFF
         self.nanoseconds = nanoseconds
     }
 
     /// From a count of nanoseconds on the timescale.
-    public init(nanoseconds total: UInt64) {
+    package init(nanoseconds total: UInt64) {
         self.init(seconds: total / 1_000_000_000, nanoseconds: UInt32(total % 1_000_000_000))
     }
 
-    public static let zero = PTPTimestamp(seconds: 0, nanoseconds: 0)
+    package static let zero = PTPTimestamp(seconds: 0, nanoseconds: 0)
 
     /// Nanoseconds since the timescale's epoch (saturating for values no clock reaches).
-    public var totalNanoseconds: UInt64 {
+    package var totalNanoseconds: UInt64 {
         let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         return overflow ? .max : product &+ UInt64(nanoseconds)
     }
 
     /// Seconds and a 64-bit binary fraction (the NTP-style form AirPlay's sync packets use).
-    public var secondsAndFraction: (seconds: UInt64, fraction: UInt64) {
+    package var secondsAndFraction: (seconds: UInt64, fraction: UInt64) {
         (seconds, UInt64((Double(min(nanoseconds, 999_999_999)) / 1e9 * 18_446_744_073_709_551_616.0).rounded(.down)))
     }
 
-    public static func < (a: PTPTimestamp, b: PTPTimestamp) -> Bool {
+    package static func < (a: PTPTimestamp, b: PTPTimestamp) -> Bool {
         (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds)
     }
 
-    public var description: String { "\(seconds).\(String(nanoseconds).leftPadded(9, with: "0"))" }
+    package var description: String { "\(seconds).\(String(nanoseconds).leftPadded(9, with: "0"))" }
 }
 
 /// messageType (the low nibble of octet 0).
-public enum PTPMessageType: UInt8, Sendable, CaseIterable {
+package enum PTPMessageType: UInt8, Sendable, CaseIterable {
     case sync = 0x0, delayReq = 0x1, pdelayReq = 0x2, pdelayResp = 0x3
     case followUp = 0x8, delayResp = 0x9, pdelayRespFollowUp = 0xA, announce = 0xB, signaling = 0xC, management = 0xD
 
     /// Event messages are time-stamped and travel on UDP 319; the others on 320.
-    public var isEvent: Bool { rawValue < 0x8 }
+    package var isEvent: Bool { rawValue < 0x8 }
 
     /// controlField (IEEE 1588-2008 Table 23).
-    public var controlField: UInt8 {
+    package var controlField: UInt8 {
         switch self {
         case .sync: 0
         case .delayReq: 1
@@ -110,45 +110,45 @@ public enum PTPMessageType: UInt8, Sendable, CaseIterable {
 }
 
 /// flagField bits (reference §2.3).
-public struct PTPFlags: OptionSet, Hashable, Sendable {
-    public var rawValue: UInt16
-    public init(rawValue: UInt16) { self.rawValue = rawValue }
+package struct PTPFlags: OptionSet, Hashable, Sendable {
+    package var rawValue: UInt16
+    package init(rawValue: UInt16) { self.rawValue = rawValue }
 
-    public static let leap61 = PTPFlags(rawValue: 0x0001)
-    public static let leap59 = PTPFlags(rawValue: 0x0002)
-    public static let currentUtcOffsetValid = PTPFlags(rawValue: 0x0004)
-    public static let ptpTimescale = PTPFlags(rawValue: 0x0008)
-    public static let timeTraceable = PTPFlags(rawValue: 0x0010)
-    public static let frequencyTraceable = PTPFlags(rawValue: 0x0020)
-    public static let alternateMaster = PTPFlags(rawValue: 0x0100)
-    public static let twoStep = PTPFlags(rawValue: 0x0200)
-    public static let unicast = PTPFlags(rawValue: 0x0400)
+    package static let leap61 = PTPFlags(rawValue: 0x0001)
+    package static let leap59 = PTPFlags(rawValue: 0x0002)
+    package static let currentUtcOffsetValid = PTPFlags(rawValue: 0x0004)
+    package static let ptpTimescale = PTPFlags(rawValue: 0x0008)
+    package static let timeTraceable = PTPFlags(rawValue: 0x0010)
+    package static let frequencyTraceable = PTPFlags(rawValue: 0x0020)
+    package static let alternateMaster = PTPFlags(rawValue: 0x0100)
+    package static let twoStep = PTPFlags(rawValue: 0x0200)
+    package static let unicast = PTPFlags(rawValue: 0x0400)
 }
 
 /// The 34-byte common header.
-public struct PTPHeader: Hashable, Sendable {
-    public var type: PTPMessageType
+package struct PTPHeader: Hashable, Sendable {
+    package var type: PTPMessageType
     /// majorSdoId / transportSpecific (high nibble of octet 0): 1 for gPTP / AirPlay.
-    public var majorSdoId: UInt8 = 1
+    package var majorSdoId: UInt8 = 1
     /// versionPTP (low nibble of octet 1): 2.
-    public var version: UInt8 = 2
+    package var version: UInt8 = 2
     /// minorVersionPTP (high nibble of octet 1).
-    public var minorVersion: UInt8 = 0
+    package var minorVersion: UInt8 = 0
     /// messageLength as read (encoding writes the real length).
-    public var messageLength: UInt16 = 0
-    public var domain: UInt8 = 0
-    public var minorSdoId: UInt8 = 0
-    public var flags: PTPFlags = []
+    package var messageLength: UInt16 = 0
+    package var domain: UInt8 = 0
+    package var minorSdoId: UInt8 = 0
+    package var flags: PTPFlags = []
     /// correctionField: nanoseconds × 2^16.
-    public var correction: Int64 = 0
-    public var messageTypeSpecific: UInt32 = 0
-    public var source: PTPPortIdentity
-    public var sequenceId: UInt16
-    public var controlField: UInt8
+    package var correction: Int64 = 0
+    package var messageTypeSpecific: UInt32 = 0
+    package var source: PTPPortIdentity
+    package var sequenceId: UInt16
+    package var controlField: UInt8
     /// logMessageInterval (log2 seconds; 0x7F "not applicable").
-    public var logMessageInterval: Int8
+    package var logMessageInterval: Int8
 
-    public init(type: PTPMessageType, source: PTPPortIdentity, sequenceId: UInt16, flags: PTPFlags,
+    package init(type: PTPMessageType, source: PTPPortIdentity, sequenceId: UInt16, flags: PTPFlags,
                 logMessageInterval: Int8, majorSdoId: UInt8 = 1, domain: UInt8 = 0, correction: Int64 = 0) {
         self.type = type
         self.source = source
@@ -161,58 +161,58 @@ public struct PTPHeader: Hashable, Sendable {
         self.controlField = type.controlField
     }
 
-    public static let size = 34
+    package static let size = 34
 }
 
 /// A TLV after a message body: type, and the value (its length is the value's count).
-public struct PTPTLV: Hashable, Sendable {
-    public var type: UInt16
-    public var value: [UInt8]
+package struct PTPTLV: Hashable, Sendable {
+    package var type: UInt16
+    package var value: [UInt8]
 
-    public init(type: UInt16, value: [UInt8]) {
+    package init(type: UInt16, value: [UInt8]) {
         self.type = type
         self.value = value
     }
 
-    public static let management: UInt16 = 0x0001
-    public static let managementErrorStatus: UInt16 = 0x0002
-    public static let organizationExtension: UInt16 = 0x0003
-    public static let requestUnicastTransmission: UInt16 = 0x0004
-    public static let grantUnicastTransmission: UInt16 = 0x0005
-    public static let cancelUnicastTransmission: UInt16 = 0x0006
-    public static let acknowledgeCancelUnicastTransmission: UInt16 = 0x0007
-    public static let pathTrace: UInt16 = 0x0008
+    package static let management: UInt16 = 0x0001
+    package static let managementErrorStatus: UInt16 = 0x0002
+    package static let organizationExtension: UInt16 = 0x0003
+    package static let requestUnicastTransmission: UInt16 = 0x0004
+    package static let grantUnicastTransmission: UInt16 = 0x0005
+    package static let cancelUnicastTransmission: UInt16 = 0x0006
+    package static let acknowledgeCancelUnicastTransmission: UInt16 = 0x0007
+    package static let pathTrace: UInt16 = 0x0008
 
     /// ORGANIZATION_EXTENSION: organizationId (3 bytes), subtype (3 bytes), then data.
-    public static func organization(_ id: [UInt8], subtype: [UInt8], _ data: [UInt8]) -> PTPTLV {
+    package static func organization(_ id: [UInt8], subtype: [UInt8], _ data: [UInt8]) -> PTPTLV {
         PTPTLV(type: organizationExtension, value: id + subtype + data)
     }
 
     /// IEEE 802.1AS Follow_Up information TLV (00-80-C2 / 1), all rate/phase fields zero.
-    public static let followUpInformation = organization([0x00, 0x80, 0xC2], subtype: [0, 0, 1], [UInt8](repeating: 0, count: 22))
+    package static let followUpInformation = organization([0x00, 0x80, 0xC2], subtype: [0, 0, 1], [UInt8](repeating: 0, count: 22))
 
     /// Apple's clock-id TLV on Follow_Up (00-0D-93 / 4): the clock identity and two zero bytes.
-    public static func appleClockIdentity(_ clock: PTPClockIdentity) -> PTPTLV {
+    package static func appleClockIdentity(_ clock: PTPClockIdentity) -> PTPTLV {
         organization([0x00, 0x0D, 0x93], subtype: [0, 0, 4], clock.bytes + [0, 0])
     }
 
     /// PATH_TRACE with one clock.
-    public static func pathTrace(_ clock: PTPClockIdentity) -> PTPTLV {
+    package static func pathTrace(_ clock: PTPClockIdentity) -> PTPTLV {
         PTPTLV(type: pathTrace, value: clock.bytes)
     }
 }
 
 /// One REQUEST_UNICAST_TRANSMISSION (type 4, 6 bytes) or GRANT_UNICAST_TRANSMISSION (type 5, 8
 /// bytes) TLV: which message type, at what period, for how long.
-public struct PTPUnicastTransmission: Hashable, Sendable {
-    public var messageType: UInt8
-    public var logInterMessagePeriod: Int8
+package struct PTPUnicastTransmission: Hashable, Sendable {
+    package var messageType: UInt8
+    package var logInterMessagePeriod: Int8
     /// Seconds.
-    public var duration: UInt32
+    package var duration: UInt32
     /// GRANT only: renewal invited (bit 0 of the last byte).
-    public var renewalInvited: Bool
+    package var renewalInvited: Bool
 
-    public init(messageType: UInt8, logInterMessagePeriod: Int8, duration: UInt32, renewalInvited: Bool = false) {
+    package init(messageType: UInt8, logInterMessagePeriod: Int8, duration: UInt32, renewalInvited: Bool = false) {
         self.messageType = messageType
         self.logInterMessagePeriod = logInterMessagePeriod
         self.duration = duration
@@ -220,7 +220,7 @@ public struct PTPUnicastTransmission: Hashable, Sendable {
     }
 
     /// A REQUEST TLV's fields (nil for any other TLV or a wrong length).
-    public init?(request tlv: PTPTLV) {
+    package init?(request tlv: PTPTLV) {
         guard tlv.type == PTPTLV.requestUnicastTransmission, tlv.value.count >= 6 else { return nil }
         var r = PTPReader(tlv.value)
         guard let t = try? r.u8(), let p = try? r.u8(), let d = try? r.u32() else { return nil }
@@ -228,20 +228,20 @@ public struct PTPUnicastTransmission: Hashable, Sendable {
     }
 
     /// A GRANT TLV's fields (nil for any other TLV or a wrong length).
-    public init?(grant tlv: PTPTLV) {
+    package init?(grant tlv: PTPTLV) {
         guard tlv.type == PTPTLV.grantUnicastTransmission, tlv.value.count >= 8 else { return nil }
         var r = PTPReader(tlv.value)
         guard let t = try? r.u8(), let p = try? r.u8(), let d = try? r.u32(), (try? r.u8()) != nil, let f = try? r.u8() else { return nil }
         self.init(messageType: t >> 4, logInterMessagePeriod: Int8(bitPattern: p), duration: d, renewalInvited: f & 1 == 1)
     }
 
-    public var requestTLV: PTPTLV {
+    package var requestTLV: PTPTLV {
         var w = PTPWriter()
         w.u8(messageType << 4); w.u8(UInt8(bitPattern: logInterMessagePeriod)); w.u32(duration)
         return PTPTLV(type: PTPTLV.requestUnicastTransmission, value: w.bytes)
     }
 
-    public var grantTLV: PTPTLV {
+    package var grantTLV: PTPTLV {
         var w = PTPWriter()
         w.u8(messageType << 4); w.u8(UInt8(bitPattern: logInterMessagePeriod)); w.u32(duration)
         w.u8(0); w.u8(renewalInvited ? 1 : 0)
@@ -250,19 +250,19 @@ public struct PTPUnicastTransmission: Hashable, Sendable {
 }
 
 /// The Announce body (30 bytes after the header).
-public struct PTPAnnounce: Hashable, Sendable {
-    public var originTimestamp: PTPTimestamp = .zero
-    public var currentUtcOffset: Int16 = 0
-    public var priority1: UInt8
-    public var clockClass: UInt8
-    public var clockAccuracy: UInt8
-    public var offsetScaledLogVariance: UInt16
-    public var priority2: UInt8
-    public var grandmasterIdentity: PTPClockIdentity
-    public var stepsRemoved: UInt16 = 0
-    public var timeSource: UInt8
+package struct PTPAnnounce: Hashable, Sendable {
+    package var originTimestamp: PTPTimestamp = .zero
+    package var currentUtcOffset: Int16 = 0
+    package var priority1: UInt8
+    package var clockClass: UInt8
+    package var clockAccuracy: UInt8
+    package var offsetScaledLogVariance: UInt16
+    package var priority2: UInt8
+    package var grandmasterIdentity: PTPClockIdentity
+    package var stepsRemoved: UInt16 = 0
+    package var timeSource: UInt8
 
-    public init(priority1: UInt8, clockClass: UInt8, clockAccuracy: UInt8, offsetScaledLogVariance: UInt16,
+    package init(priority1: UInt8, clockClass: UInt8, clockAccuracy: UInt8, offsetScaledLogVariance: UInt16,
                 priority2: UInt8, grandmasterIdentity: PTPClockIdentity, timeSource: UInt8,
                 currentUtcOffset: Int16 = 0, stepsRemoved: UInt16 = 0) {
         self.priority1 = priority1
@@ -278,7 +278,7 @@ public struct PTPAnnounce: Hashable, Sendable {
 }
 
 /// A message body by type.
-public enum PTPBody: Hashable, Sendable {
+package enum PTPBody: Hashable, Sendable {
     /// Sync: originTimestamp (zero for a two-step master).
     case sync(origin: PTPTimestamp)
     case delayReq(origin: PTPTimestamp)
@@ -321,7 +321,7 @@ public enum PTPBody: Hashable, Sendable {
 }
 
 /// Why bytes are not a PTP message.
-public enum PTPParseError: Error, Hashable, Sendable, CustomStringConvertible {
+package enum PTPParseError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Fewer bytes than the header, the stated length or the type's body need.
     case truncated(needed: Int, have: Int)
     /// versionPTP other than 2.
@@ -333,7 +333,7 @@ public enum PTPParseError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A TLV running past the message's end.
     case truncatedTLV(offset: Int)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .truncated(let n, let h): "PTP message truncated (\(h) of \(n) bytes)"
         case .unsupportedVersion(let v): "PTP version \(v) (only 2 is understood)"
@@ -345,13 +345,13 @@ public enum PTPParseError: Error, Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A whole message: header, body and TLVs.
-public struct PTPMessage: Hashable, Sendable {
-    public var header: PTPHeader
-    public var body: PTPBody
-    public var tlvs: [PTPTLV]
+package struct PTPMessage: Hashable, Sendable {
+    package var header: PTPHeader
+    package var body: PTPBody
+    package var tlvs: [PTPTLV]
 
     /// A message; the header's type and messageLength follow the body and TLVs.
-    public init(header: PTPHeader, body: PTPBody, tlvs: [PTPTLV] = []) {
+    package init(header: PTPHeader, body: PTPBody, tlvs: [PTPTLV] = []) {
         self.header = header
         self.body = body
         self.tlvs = tlvs
@@ -363,15 +363,15 @@ public struct PTPMessage: Hashable, Sendable {
         PTPHeader.size + PTPBody.size(of: body.type) + tlvs.reduce(0) { $0 + 4 + $1.value.count + ($1.value.count & 1) }
     }
 
-    public var type: PTPMessageType { header.type }
+    package var type: PTPMessageType { header.type }
 
     /// The REQUEST_UNICAST_TRANSMISSION TLVs of a Signaling message.
-    public var unicastRequests: [PTPUnicastTransmission] { tlvs.compactMap(PTPUnicastTransmission.init(request:)) }
+    package var unicastRequests: [PTPUnicastTransmission] { tlvs.compactMap(PTPUnicastTransmission.init(request:)) }
     /// The GRANT_UNICAST_TRANSMISSION TLVs of a Signaling message.
-    public var unicastGrants: [PTPUnicastTransmission] { tlvs.compactMap(PTPUnicastTransmission.init(grant:)) }
+    package var unicastGrants: [PTPUnicastTransmission] { tlvs.compactMap(PTPUnicastTransmission.init(grant:)) }
 
     /// Wire bytes; messageLength is the real length, the header's type that of the body.
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var w = PTPWriter()
         let h = header
         let length = encodedLength
@@ -420,7 +420,7 @@ public struct PTPMessage: Hashable, Sendable {
     }
 
     /// Parses a datagram. Bytes after messageLength (padding) are ignored.
-    public init(parsing bytes: [UInt8]) throws(PTPParseError) {
+    package init(parsing bytes: [UInt8]) throws(PTPParseError) {
         var r = PTPReader(bytes)
         guard bytes.count >= PTPHeader.size else { throw .truncated(needed: PTPHeader.size, have: bytes.count) }
         let b0 = try r.u8(), b1 = try r.u8()

@@ -7,12 +7,12 @@ import NIOCore
 import Glibc
 #endif
 
-public enum PTPPorts {
+package enum PTPPorts {
     /// The event and general ports.
-    public static let all = [319, 320]
+    package static let all = [319, 320]
 
     /// Why a bind failed.
-    public enum Problem: Sendable, Hashable {
+    package enum Problem: Sendable, Hashable {
         /// EACCES / EPERM: a privileged port and no privilege.
         case notPermitted
         /// EADDRINUSE: another process (a PTP daemon) holds it.
@@ -20,7 +20,7 @@ public enum PTPPorts {
         case other
     }
 
-    public static func problem(_ error: any Error) -> Problem {
+    package static func problem(_ error: any Error) -> Problem {
         switch (error as? IOError)?.errnoCode {
         case EACCES?, EPERM?: .notPermitted
         case EADDRINUSE?: .inUse
@@ -29,7 +29,7 @@ public enum PTPPorts {
     }
 
     /// What to do about `problem` (nil when there is nothing specific to say).
-    public static func advice(_ problem: Problem) -> String? {
+    package static func advice(_ problem: Problem) -> String? {
         switch problem {
         case .notPermitted:
             let exe = executablePath() ?? "$(command -v atv)"
@@ -56,7 +56,7 @@ public enum PTPPorts {
     }
 
     /// The one-line error of a failed bind of `host:port`: the failure and what to do.
-    public static func bindError(host: String, port: Int, _ error: any Error) -> ATVError {
+    package static func bindError(host: String, port: Int, _ error: any Error) -> ATVError {
         if let e = error as? ATVError { return e }
         let (text, problem) = failure(host: host, port: port, error)
         return .connectionFailed(text + (advice(problem).map { "; " + $0 } ?? ""))
@@ -64,7 +64,7 @@ public enum PTPPorts {
 
     /// Binds and closes 319 and 320 on `host` as the master does: nil when both can be bound,
     /// else one line saying what failed and what to do (for `atv doctor`).
-    public static func check(host: String = "0.0.0.0") -> String? {
+    package static func check(host: String = "0.0.0.0") -> String? {
         var failures: [(port: Int, text: String, problem: Problem)] = []
         for port in all {
             do {
@@ -81,7 +81,7 @@ public enum PTPPorts {
     }
 
     /// net.ipv4.ip_unprivileged_port_start of this network namespace (nil when unreadable).
-    public static func unprivilegedPortStart() -> Int? {
+    package static func unprivilegedPortStart() -> Int? {
         // Read to the end: /proc files report size 0, so a size-based read returns nothing.
         FileHandle(forReadingAtPath: "/proc/sys/net/ipv4/ip_unprivileged_port_start")
             .map { String(decoding: $0.readDataToEndOfFile(), as: UTF8.self) }
