@@ -1,4 +1,4 @@
-// AirPlay 2 sessions timed by PTP (reference airplay2-ptp-buffered-multiroom.md §3.3, §3.4): the
+// AirPlay 2 sessions timed by PTP (docs/PTP-AND-BUFFERED-AUDIO.md §3.2, §3.3): the
 // timing-peer dictionaries of the session SETUP (`timingPeerInfo`, `timingPeerList`) and of
 // SETPEERSX, the SETPEERS / SETPEERSX requests, and the receiver's `timingPeerInfo` in the session
 // SETUP reply. Sans-I/O: values in, plists and `RTSPRequest`s out, plus the parsers a virtual
@@ -96,8 +96,9 @@ public struct AirPlay2TimingPeer: Sendable, Equatable {
 
 // MARK: - Session SETUP with PTP
 
-/// What goes into `timingPeerList` (§3.3: OwnTone and airplay-cli put one copy of
-/// `timingPeerInfo`; an iPhone in a group lists every member; shairport-sync reads none of it).
+/// What goes into `timingPeerList` (docs/PTP-AND-BUFFERED-AUDIO.md §3.2: OwnTone and airplay-cli
+/// put one copy of `timingPeerInfo`; an iPhone in a group lists every member; shairport-sync reads
+/// none of it).
 public enum AirPlay2TimingPeerList: Sendable, Equatable {
     /// No `timingPeerList` key.
     case omitted
@@ -108,7 +109,8 @@ public enum AirPlay2TimingPeerList: Sendable, Equatable {
 }
 
 /// The PTP form of the session SETUP's timing: `timingProtocol` "PTP", `timingPeerInfo` (which
-/// shairport-sync requires, §1.1 rows 1-2), `timingPeerList`, and the optional `groupUUID`.
+/// shairport-sync requires, docs/PTP-AND-BUFFERED-AUDIO.md §5.1 rows 1-2), `timingPeerList`, and
+/// the optional `groupUUID`.
 public struct AirPlay2PTPTiming: Sendable, Equatable {
     public var peerInfo: AirPlay2TimingPeer
     public var peerList: AirPlay2TimingPeerList
@@ -142,7 +144,8 @@ public struct AirPlay2PTPTiming: Sendable, Equatable {
     }
 
     /// Reads the PTP timing of a session SETUP request body (the receiver's side). A PTP session
-    /// without a `timingPeerInfo` dictionary is an error, as shairport-sync treats it (§1.1 row 2).
+    /// without a `timingPeerInfo` dictionary is an error, as shairport-sync treats it
+    /// (docs/PTP-AND-BUFFERED-AUDIO.md §5.1 row 2).
     public init(sessionSetup body: PlistValue) throws(ATVError) {
         guard body["timingProtocol"]?.string == "PTP" else {
             throw ATVError.protocolError("the session SETUP does not ask for PTP timing")
@@ -193,8 +196,8 @@ extension AirPlay2Timing {
 
 /// The answer to a PTP session SETUP: the usual `eventPort` (and `timingPort`, 0 from
 /// shairport-sync) plus the receiver's own `timingPeerInfo` (shairport-sync: `{Addresses: [its
-/// addresses], ID: its IP}`; §3.3). The address to send PTP to is the RTSP peer's (§1.1 row 3),
-/// not necessarily one listed here.
+/// addresses], ID: its IP}`; docs/PTP-AND-BUFFERED-AUDIO.md §3.2). The address to send PTP to is
+/// the RTSP peer's (§5.1 row 3), not necessarily one listed here.
 public struct AirPlay2PTPSessionReply: Sendable, Equatable {
     public var eventPort: Int
     public var timingPort: Int?
@@ -229,8 +232,8 @@ public struct AirPlay2PTPSessionReply: Sendable, Equatable {
 // MARK: - SETPEERS / SETPEERSX
 
 /// SETPEERS (a binary-plist array of IP strings) and SETPEERSX (feature bit 52: an array of peer
-/// dictionaries), §3.4. shairport-sync answers 200 to both and uses neither (it follows the RTSP
-/// peer); Apple receivers learn the clock group from them.
+/// dictionaries), docs/PTP-AND-BUFFERED-AUDIO.md §3.3. shairport-sync answers 200 to both and uses
+/// neither (it follows the RTSP peer); Apple receivers learn the clock group from them.
 public enum AirPlay2Peers {
     /// SETPEERS' content type as OwnTone sends it (airplay-cli sends `application/x-apple-binary-plist`).
     public static let setPeersContentType = "/peer-list-changed"

@@ -1,7 +1,7 @@
-// The NIO shell around `PTPMasterCore`: two sockets bound to UDP 319 (event) and 320 (general)
-// on one address, both on one event loop, which also runs the core's timer. Sync egress times are
-// software timestamps taken right after the Sync is written (reference §2.7: no sleep between
-// Sync and Follow_Up). One master per process, shared by every session (`shared`).
+// The NIO shell around `PTPMasterCore`: two sockets bound to UDP 319 (event) and 320 (general) on
+// one address, both on one event loop, which also runs the core's timer. Sync egress times are
+// software timestamps taken right before the Sync is written (docs/PTP-AND-BUFFERED-AUDIO.md §2.7:
+// no sleep between Sync and Follow_Up). One master per process, shared by every session (`shared`).
 import ATVCore
 import Foundation
 import Logging
@@ -171,9 +171,10 @@ package final class PTPMaster: Sendable {
 
     // MARK: - Identity and timescale
 
-    /// The clock identity (reference §2.6): the EUI-64 of the MAC of the interface that holds
-    /// `bindAddress`; else (any address, loopback, no MAC) a random 48-bit value under the
-    /// 0xFFFF prefix, as OwnTone's master does. Either way fixed for the master's life.
+    /// The clock identity (docs/PTP-AND-BUFFERED-AUDIO.md §2.6): the EUI-64 of the MAC of the
+    /// interface that holds `bindAddress`; else (any address, loopback, no MAC) a random 48-bit
+    /// value under the 0xFFFF prefix, as OwnTone's master does. Either way fixed for the master's
+    /// life.
     package static func deriveClockIdentity(bindAddress: String) -> PTPClockIdentity {
         let devices = (try? System.enumerateDevices()) ?? []
         if let device = devices.first(where: { $0.address?.ipAddress == bindAddress }),

@@ -1,7 +1,7 @@
 // The PTP grandmaster as a pure state machine: monotonic nanoseconds and received datagrams in;
 // datagrams to send and the next time to be woken out. Two-step: each Sync is followed by a
 // Follow_Up carrying the Sync's egress time, which the I/O shell reports (`syncSent`) right after
-// writing the Sync. Reference airplay2-ptp-buffered-multiroom.md §2 (and §1.1 for nqptp).
+// writing the Sync. docs/PTP-AND-BUFFERED-AUDIO.md §2 (and §5.1 for nqptp).
 
 /// Which of the master's two sockets: event (UDP 319: Sync, Delay_Req) or general (UDP 320:
 /// Announce, Follow_Up, Delay_Resp, Signaling).
@@ -65,15 +65,16 @@ package struct PTPMasterOutput: Sendable {
 /// The master's settings: its identity, the Announce dataset and the intervals.
 package struct PTPMasterConfig: Sendable, Hashable {
     package var clockIdentity: PTPClockIdentity
-    /// sourcePortIdentity.portNumber: 0x8005 as LAP and CLI send ("as iOS").
+    /// sourcePortIdentity.portNumber: 0x8005 as OwnTone's and airplay-cli's masters send ("as iOS").
     package var portNumber: UInt16 = 0x8005
     package var domain: UInt8 = 0
     /// majorSdoId / transportSpecific: 1 (gPTP / AirPlay).
     package var majorSdoId: UInt8 = 1
-    /// The Announce dataset (reference §2.4, what LAP and CLI copy from iOS): priority1 128,
-    /// clockClass 6 (synchronized to a primary reference), accuracy 0x21 (within 100 ns),
-    /// variance 0x436A, priority2 128, timeSource GPS. It out-ranks every receiver default
-    /// (clockClass 248), and the master never yields to a better Announce anyway (§2.9).
+    /// The Announce dataset (docs/PTP-AND-BUFFERED-AUDIO.md §2.4, what OwnTone's and airplay-cli's
+    /// masters copy from iOS): priority1 128, clockClass 6 (synchronized to a primary reference),
+    /// accuracy 0x21 (within 100 ns), variance 0x436A, priority2 128, timeSource GPS. It out-ranks
+    /// every receiver default (clockClass 248), and the master never yields to a better Announce
+    /// anyway (same doc, §2.9).
     package var priority1: UInt8 = 128
     package var clockClass: UInt8 = 6
     package var clockAccuracy: UInt8 = 0x21
@@ -90,7 +91,8 @@ package struct PTPMasterConfig: Sendable, Hashable {
     /// Nanoseconds added to the monotonic clock to get the PTP timescale (the shell sets TAI at
     /// start; any constant keeps the timescale monotonic).
     package var timescaleOffset: Int64 = 0
-    /// Send to 224.0.1.129 while no unicast peer is known (CLI's fallback; LAP never does).
+    /// Send to 224.0.1.129 while no unicast peer is known (airplay-cli's fallback; OwnTone's
+    /// master never does).
     package var multicastWhenNoPeers = true
 
     package init(clockIdentity: PTPClockIdentity) { self.clockIdentity = clockIdentity }

@@ -2,7 +2,7 @@
 // 34-byte common header, the bodies of every message type a master sends or may receive, and the
 // TLVs that follow a body. Pure: bytes in, values out and back. Parsing is bounds-checked and
 // throws `PTPParseError` on anything malformed; it never traps.
-// Field layout: reference airplay2-ptp-buffered-multiroom.md §2.2–§2.4 and IEEE 1588-2008 §13.
+// Field layout: docs/PTP-AND-BUFFERED-AUDIO.md §2.2–§2.4 and IEEE 1588-2008 §13.
 
 /// An 8-byte PTP clock identity (header sourcePortIdentity, Announce grandmasterIdentity, the
 /// Apple clock TLV; AirPlay's `timingPeerInfo.ClockID` and `networkTimeTimelineID` as a number).
@@ -109,7 +109,7 @@ package enum PTPMessageType: UInt8, Sendable, CaseIterable {
     }
 }
 
-/// flagField bits (reference §2.3).
+/// flagField bits (docs/PTP-AND-BUFFERED-AUDIO.md §2.3).
 package struct PTPFlags: OptionSet, Hashable, Sendable {
     package var rawValue: UInt16
     package init(rawValue: UInt16) { self.rawValue = rawValue }

@@ -1,5 +1,5 @@
 // Binding UDP 319/320: the one place that says what to do when it fails (`atv ptp-master`, the
-// PTP master of AirPlay sessions and `atv doctor` all use it). Reference §2.8.
+// PTP master of AirPlay sessions and `atv doctor` all use it). docs/PTP-AND-BUFFERED-AUDIO.md §2.8.
 import ATVCore
 import Foundation
 import NIOCore

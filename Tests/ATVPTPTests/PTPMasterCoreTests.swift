@@ -122,8 +122,9 @@ import Testing
         #expect(core.followers == ["192.0.2.2", "192.0.2.3"])
     }
 
-    /// nqptp's "awakening" Announce (priority1 one better than ours, its own EUI-64 as
-    /// grandmaster; reference §1.1) changes nothing: no answer, and we keep announcing ourselves.
+    /// nqptp's "awakening" Announce (priority1 one better than ours, its own EUI-64 as grandmaster;
+    /// docs/PTP-AND-BUFFERED-AUDIO.md §2.9) changes nothing: no answer, and we keep announcing
+    /// ourselves.
     @Test func betterAnnouncesAreIgnored() throws {
         var core = Self.core()
         let first = core.start(now: Self.t0)
@@ -198,8 +199,8 @@ import Testing
         #expect(Set(out.send.map(\.destination)) == [.multicast])
     }
 
-    /// With the reference's parameters, the master's unicast Announce is §2.10's byte for byte
-    /// (but for the sequenceId, which starts at 0).
+    /// With the parameters of docs/PTP-AND-BUFFERED-AUDIO.md Appendix A, the master's unicast
+    /// Announce is that appendix's byte for byte (but for the sequenceId, which starts at 0).
     @Test func unicastAnnounceIsTheReferenceAnnounce() throws {
         var config = PTPMasterConfig(clockIdentity: Self.clock)
         config.currentUtcOffset = 0

@@ -2,8 +2,8 @@ import ATVPTP
 import ATVTestSupport
 import Testing
 
-/// The PTP codec against the reference's constructed byte vectors (airplay2-ptp-buffered-
-/// multiroom.md §2.10), linuxptp's management message, and garbage.
+/// The PTP codec against constructed byte vectors (docs/PTP-AND-BUFFERED-AUDIO.md Appendix A),
+/// linuxptp's management message, and garbage.
 @Suite struct PTPMessageTests {
     static let clock = PTPClockIdentity(0x0242_ACFF_FE11_0002)
     static let port = PTPPortIdentity(clock: clock, port: 0x8005)
@@ -180,7 +180,8 @@ import Testing
         #expect(id == Self.clock)
         #expect(id?.bytes == [0x02, 0x42, 0xAC, 0xFF, 0xFE, 0x11, 0x00, 0x02])
         #expect(PTPClockIdentity(bytes: [1, 2, 3]) == nil)
-        // The reference's captured id, as a plist integer: negative.
+        // An Apple sender's captured id (docs/PTP-AND-BUFFERED-AUDIO.md §2.6), as a plist integer:
+        // negative.
         let apple = PTPClockIdentity(0xE089_7E14_4BB7_0008)
         #expect(apple.signedValue == -2_267_142_311_769_604_088)
         let t = PTPTimestamp(seconds: 1, nanoseconds: 500_000_000)

@@ -4,8 +4,8 @@ import ATVHTTP
 import ATVTestSupport
 import Testing
 
-/// The PTP session SETUP and SETPEERS / SETPEERSX (reference airplay2-ptp-buffered-multiroom.md
-/// §3.3, §3.4). Byte vectors made by Python's plistlib (what pyatv's plists are), not by our encoder.
+/// The PTP session SETUP and SETPEERS / SETPEERSX (docs/PTP-AND-BUFFERED-AUDIO.md
+/// §3.2, §3.3). Byte vectors made by Python's plistlib (what pyatv's plists are), not by our encoder.
 @Suite("AirPlay 2 PTP session messages")
 struct AirPlay2PTPSessionTests {
     static let clockID: UInt64 = 0x0242_ACFF_FE11_0002

@@ -5,9 +5,10 @@ import ATVHTTP
 import ATVTestSupport
 import Testing
 
-/// Buffered audio (type 103) messages and packets, and the 0xD7 time announce (reference
-/// airplay2-ptp-buffered-multiroom.md §3.6-§3.9, §4, Appendix B). Plist vectors by Python's
-/// plistlib; sealed-frame vectors by Python's `cryptography` ChaCha20Poly1305 — neither by our code.
+/// Buffered audio (type 103) messages and packets, and the 0xD7 time announce
+/// (docs/PTP-AND-BUFFERED-AUDIO.md §3.5-§3.8, §4, Appendix B; test names cite its sections). Plist
+/// vectors by Python's plistlib; sealed-frame vectors by Python's `cryptography` ChaCha20Poly1305 —
+/// neither by our code.
 @Suite("AirPlay 2 buffered audio and PTP sync packets")
 struct BufferedAudioTests {
     static let key = [UInt8](0 ..< 32)
@@ -87,7 +88,7 @@ struct BufferedAudioTests {
 
     @Test("SETRATEANCHORTIME: integer rate, rtpTime, network time, our clock id as timeline, flags 0; plistlib's bytes")
     func rateAnchor() throws {
-        // The reference's example body (§3.7).
+        // The example body of docs/PTP-AND-BUFFERED-AUDIO.md Appendix B (§3.6).
         let play = BufferedRateAnchor.play(rtpTime: 11_259_375, networkTime: AirPlay2NetworkTime(seconds: 1_234_569, fraction: 0),
                                            timelineID: Self.clockID)
         let request = play.request(uri: "rtsp://192.168.1.10/1234")

@@ -5,7 +5,7 @@ import Testing
 
 /// The send-ahead window of a buffered stream: back-pressure by lead time and by the receiver's
 /// `audioBufferSize`, and the SETRATEANCHORTIME / FLUSHBUFFERED of start, pause, resume and seek
-/// (reference airplay2-ptp-buffered-multiroom.md §3.7, §3.8, §4.5, §4.6). 44.1 kHz, 352 frames
+/// (docs/PTP-AND-BUFFERED-AUDIO.md §3.6, §3.7, §4.5, §4.6). 44.1 kHz, 352 frames
 /// per packet, 3 s lead, 0.3 s restart delay; times in PTP nanoseconds.
 @Suite("AirPlay 2 buffered send-ahead window")
 struct BufferedSendWindowTests {

@@ -1,5 +1,5 @@
-// Buffered AirPlay 2 audio (stream type 103), the RTSP side (reference
-// airplay2-ptp-buffered-multiroom.md §3.6-§3.8, §4.4): the formats a receiver accepts and their SSRC
+// Buffered AirPlay 2 audio (stream type 103), the RTSP side
+// (docs/PTP-AND-BUFFERED-AUDIO.md §3.5-§3.7, §4.4): the formats a receiver accepts and their SSRC
 // codes, the stream SETUP and its reply, SETRATEANCHORTIME and FLUSHBUFFERED. Sans-I/O: builders
 // return `RTSPRequest`s and plists; the parsers are what a virtual receiver reads. Times are PTP
 // master time in nanoseconds, passed in; the clock id is a plain `UInt64`.
@@ -10,7 +10,8 @@ import ATVHTTP
 // MARK: - Formats
 
 /// A type-103 audio format: the `audioFormat` bit and `ct` of the stream SETUP, and the SSRC code
-/// every packet carries (shairport-sync drops packets whose SSRC is not one of these, §4.4).
+/// every packet carries (shairport-sync drops packets whose SSRC is not one of these,
+/// docs/PTP-AND-BUFFERED-AUDIO.md §4.4).
 package enum BufferedAudioFormat: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     /// AAC-LC 44100 Hz stereo, 1024 frames per packet.
     case aacLC44100Stereo = 0x1600_0000
@@ -23,7 +24,7 @@ package enum BufferedAudioFormat: UInt32, Sendable, CaseIterable, CustomStringCo
     /// ALAC 48000 Hz, 24-bit, stereo, 352 frames per packet.
     case alac48000x24Stereo = 0x1500_0000
     /// ALAC 44100 Hz, 16-bit, stereo: shairport-sync's own code (0xFACE), not an Apple value
-    /// (§4.4, derived); no Apple SSRC for this format is known.
+    /// (docs/PTP-AND-BUFFERED-AUDIO.md §4.4, derived); no Apple SSRC for this format is known.
     case alac44100x16Stereo = 0x0000_FACE
 
     /// The RTP SSRC field of every packet.
@@ -50,8 +51,8 @@ package enum BufferedAudioFormat: UInt32, Sendable, CaseIterable, CustomStringCo
     }
     package var bitsPerSample: Int { self == .alac48000x24Stereo ? 24 : 16 }
 
-    /// The stream SETUP `audioFormat` bit (§3.6 table). The 5.1/7.1 AAC bits are not given by the
-    /// reference: nil, and such a stream cannot be set up.
+    /// The stream SETUP `audioFormat` bit (docs/PTP-AND-BUFFERED-AUDIO.md §3.5 table). The 5.1/7.1
+    /// AAC bits are not known: nil, and such a stream cannot be set up.
     package var audioFormat: Int64? {
         switch self {
         case .aacLC44100Stereo: 0x40_0000
@@ -73,7 +74,8 @@ package enum BufferedAudioFormat: UInt32, Sendable, CaseIterable, CustomStringCo
         BufferedAudioPacket.prefixSize + BufferedAudioPacket.minimumSealedSize + maximumPayloadBytes
     }
 
-    /// The stream SETUP `ct`: ALAC 2, AAC-LC 4 (§3.6; the AAC value is unverified).
+    /// The stream SETUP `ct`: ALAC 2, AAC-LC 4 (docs/PTP-AND-BUFFERED-AUDIO.md §3.5; the AAC value
+    /// is unverified).
     package var compressionType: Int { isAAC ? 4 : 2 }
 
     package var description: String {
@@ -90,8 +92,9 @@ package enum BufferedAudioFormat: UInt32, Sendable, CaseIterable, CustomStringCo
 
 // MARK: - Stream SETUP (type 103)
 
-/// The buffered audio stream we ask for (stream SETUP, `type 103`, §3.6): no `latencyMin` /
-/// `latencyMax` (Sonos adds `latencyMax` of delay when they are present), no `dataPort`.
+/// The buffered audio stream we ask for (stream SETUP, `type 103`, docs/PTP-AND-BUFFERED-AUDIO.md
+/// §3.5): no `latencyMin` / `latencyMax` (Sonos adds `latencyMax` of delay when they are present),
+/// no `dataPort`.
 package struct BufferedAudioStreamRequest: Sendable, Equatable {
     package static let bufferedType = 103
 
@@ -220,7 +223,7 @@ package struct BufferedAudioStreamReply: Sendable, Equatable {
 // MARK: - Network time
 
 /// A time on the PTP master's timescale as SETRATEANCHORTIME writes it: whole seconds and a
-/// fraction in units of 2^-64 s (§3.7).
+/// fraction in units of 2^-64 s (docs/PTP-AND-BUFFERED-AUDIO.md §3.6).
 package struct AirPlay2NetworkTime: Sendable, Hashable, Comparable, CustomStringConvertible {
     package var seconds: UInt64
     package var fraction: UInt64
@@ -250,9 +253,10 @@ package struct AirPlay2NetworkTime: Sendable, Hashable, Comparable, CustomString
 
 // MARK: - SETRATEANCHORTIME
 
-/// SETRATEANCHORTIME (§3.7): play (`rate` 1) with the anchor "frame `rtpTime` is audible at
-/// `networkTime` on clock `timelineID`", or pause (`{rate: 0}` alone, as Apple sends it). `rate` is
-/// an integer plist node (shairport-sync reads nothing from a real) and `networkTimeFlags` is 0.
+/// SETRATEANCHORTIME (docs/PTP-AND-BUFFERED-AUDIO.md §3.6): play (`rate` 1) with the anchor "frame
+/// `rtpTime` is audible at `networkTime` on clock `timelineID`", or pause (`{rate: 0}` alone, as
+/// Apple sends it). `rate` is an integer plist node (shairport-sync reads nothing from a real) and
+/// `networkTimeFlags` is 0.
 package enum BufferedRateAnchor: Sendable, Equatable {
     case play(rtpTime: UInt32, networkTime: AirPlay2NetworkTime, timelineID: UInt64)
     case pause
@@ -303,11 +307,11 @@ package enum BufferedRateAnchor: Sendable, Equatable {
 
 // MARK: - FLUSHBUFFERED
 
-/// FLUSHBUFFERED (§3.8). Without `from`: an immediate flush: the receiver stops, clears its anchor
-/// and discards packets until the one with sequence `untilSequence` (kept: the first packet of the
-/// new content); playback needs a new anchor. With `from`: a deferred flush of the packets from
-/// `from` up to (not including) `until`, without stopping. Sequence numbers are the 23-bit ones of
-/// the packets (§4.2).
+/// FLUSHBUFFERED (docs/PTP-AND-BUFFERED-AUDIO.md §3.7). Without `from`: an immediate flush: the
+/// receiver stops, clears its anchor and discards packets until the one with sequence
+/// `untilSequence` (kept: the first packet of the new content); playback needs a new anchor. With
+/// `from`: a deferred flush of the packets from `from` up to (not including) `until`, without
+/// stopping. Sequence numbers are the 23-bit ones of the packets (same doc, §4.2).
 package struct BufferedFlush: Sendable, Equatable {
     package static let method = "FLUSHBUFFERED"
 

@@ -1,5 +1,5 @@
-// Buffered AirPlay 2 audio (stream type 103), the data connection (reference
-// airplay2-ptp-buffered-multiroom.md §4.1-§4.4): each packet on the TCP connection is a 2-byte
+// Buffered AirPlay 2 audio (stream type 103), the data connection
+// (docs/PTP-AND-BUFFERED-AUDIO.md §4.1-§4.4): each packet on the TCP connection is a 2-byte
 // big-endian length that counts itself, then an RTP header (0x80, 23-bit sequence number in bytes
 // 1..3, timestamp, SSRC = format code) and the payload sealed by `AirPlay2AudioCipher` (ciphertext ‖
 // tag ‖ 8-byte nonce tail; AAD = header bytes 4..11). Sans-I/O: frames out, and an incremental
@@ -12,7 +12,8 @@ package struct BufferedAudioPacket: Sendable, Equatable {
     package static let headerSize = 12
     /// Length prefix of each frame on the connection.
     package static let prefixSize = 2
-    /// shairport-sync reads each packet into a 16 KiB buffer (§4.1): our frames stay within it.
+    /// shairport-sync reads each packet into a 16 KiB buffer (docs/PTP-AND-BUFFERED-AUDIO.md §4.1):
+    /// our frames stay within it.
     package static let maximumFrameSize = 16_384
     /// Sequence numbers are 23 bits (shairport-sync masks the top bit of byte 1).
     package static let sequenceMask: UInt32 = 0x7F_FFFF

@@ -1,14 +1,13 @@
 // How far ahead a buffered (type 103) stream may run, and what pause, resume and seek send
-// (reference airplay2-ptp-buffered-multiroom.md §3.7, §3.8, §4.5, §4.6). Pure: the shell asks how
-// many packets it may write now, numbers each packet it writes here, and sends the
-// SETRATEANCHORTIME / FLUSHBUFFERED values this returns. Times are PTP master time in nanoseconds,
-// passed in.
+// (docs/PTP-AND-BUFFERED-AUDIO.md §3.6, §3.7, §4.5, §4.6). Pure: the shell asks how many packets
+// it may write now, numbers each packet it writes here, and sends the SETRATEANCHORTIME /
+// FLUSHBUFFERED values this returns. Times are PTP master time in nanoseconds, passed in.
 //
 // Positions are stream frames counted from the first packet (64-bit, never wrapping); a packet's
 // RTP timestamp is `rtpBase + position` (mod 2^32) and its sequence number counts packets (mod 2^23).
 // RTP time only moves forward: a seek continues the numbering after the last packet written (a
-// receiver drops blocks earlier than the previous one, §4.5), and a separate map says which source
-// frame (position in the programme) each stream position carries.
+// receiver drops blocks earlier than the previous one, same doc §4.5), and a separate map says
+// which source frame (position in the programme) each stream position carries.
 //
 // Back-pressure: packets may be written while (1) their first frame is less than `maximumLead`
 // ahead of the receiver's playhead (by the anchor; before the first anchor and while paused the

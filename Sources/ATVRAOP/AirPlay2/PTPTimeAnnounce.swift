@@ -1,19 +1,21 @@
 // The PTP form of the realtime (type 96) sync packet: the 28-byte 0xD7 "time announce", sent
-// unencrypted to the receiver's controlPort (reference airplay2-ptp-buffered-multiroom.md §3.9):
+// unencrypted to the receiver's controlPort (docs/PTP-AND-BUFFERED-AUDIO.md §3.8):
 //
 //   0x90 (first packet of a stream) / 0x80 | 0xD7 | 0x0006 | frame_1 (4) | PTP time ns (8) |
 //   frame_2 (4) | clock id (8)
 //
 // frame_1 is the RTP time audible 11035 frames (shairport-sync; OwnTone uses 11025) after the PTP
-// time; frame_2 = frame_1 + 77175 in Apple's traffic. The clock id must be the grandmaster's,
-// as the receiver publishes it (§1.1 row 10). Sans-I/O: time and clock id are passed in.
+// time; frame_2 = frame_1 + 77175 in Apple's traffic. The clock id must be the grandmaster's, as
+// the receiver publishes it (docs/PTP-AND-BUFFERED-AUDIO.md §5.1 row 9). Sans-I/O: time and clock
+// id are passed in.
 import ATVCore
 
 /// The 0xD7 time-announce packet.
 package struct PTPTimeAnnouncePacket: Sendable, Hashable {
     package static let size = 28
     package static let payloadType: UInt8 = 0xD7
-    /// shairport-sync: frame `frame_1 − 11035` plays at the stated time (SPS rtp.c:1719, 1743).
+    /// shairport-sync: frame `frame_1 − 11035` plays at the stated time
+    /// (docs/PTP-AND-BUFFERED-AUDIO.md §3.8).
     package static let shairportLatencyFrames: UInt32 = 11_035
     /// OwnTone's offset (11025 frames: 227 µs later than shairport-sync expects at 44.1 kHz).
     package static let ownToneLatencyFrames: UInt32 = 11_025
