@@ -4,7 +4,7 @@ import Testing
 
 /// Every way a peer can fail, for every protocol, as the CLI reports it: a non-zero exit, exactly
 /// one line on stderr, within 5 s, no library internals. Each case runs 20 times, concurrently (the
-/// processes mostly wait; at most 20 at once): the first `defaultRuns` with default settings (a 3 s step timeout), the
+/// processes mostly wait; at most 10 at once): the first `defaultRuns` with default settings (a 3 s step timeout), the
 /// others with `--timeout 1`, so a wait on a silent or blackholed peer is short; both must say
 /// which limit ran out. Any run that outlives 5 s fails; so does any run that hangs (a lost
 /// continuation). A run's time is its own, from spawn to exit, measured beside it in the namespace.
@@ -15,6 +15,8 @@ import Testing
 // load average near 100 and the machine, not atv, would decide the 5 s rule.
 @Suite(.serialized) struct ErrorTableCLITests {
     static let runs = 20
+    /// `atv` processes at once.
+    static let maxConcurrent = 10
     /// Runs 1...defaultRuns use the default timeouts; the rest `--timeout 1`.
     static let defaultRuns = 4
     static let limit = 5.0
@@ -82,12 +84,13 @@ import Testing
         try Netns.requirePrerequisites(python: false)
         var script = prologue
         // Runs start 0.1 s apart (20 debug binaries starting at once would measure the machine,
-        // not atv), case after case, and never more than 20 at once, whatever the load: a run
+        // not atv), case after case, and never more than `maxConcurrent` at once, whatever the
+        // load (20 at once on 2 cores, beside a build, once took a 3 s timeout to 5.04 s): a run
         // starts when one ends (a window, not a wait for a whole case's slowest run; the four
         // peers are jobs too).
         for c in cases {
             for i in 1 ... runs {
-                script += "while [ $(jobs -rp | wc -l) -ge \(runs + 4) ]; do wait -n; done\n"
+                script += "while [ $(jobs -rp | wc -l) -ge \(maxConcurrent + 4) ]; do wait -n; done\n"
                 script += "start_run \(c.id) \(i) \(i > defaultRuns ? 1 : 0) \(c.args); sleep 0.1\n"
             }
         }
