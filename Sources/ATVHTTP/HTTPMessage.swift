@@ -52,9 +52,8 @@ package struct HTTPServerResponse: Sendable {
         self.body = body
     }
 
-    package init(status: Int, headers: RTSPHeaders = [:], bytes: [UInt8], afterSent: (@Sendable () -> Void)? = nil) {
+    package init(status: Int, headers: RTSPHeaders = [:], bytes: [UInt8]) {
         self.init(status: status, headers: headers, body: .bytes(bytes))
-        self.afterSent = afterSent
     }
 }
 
