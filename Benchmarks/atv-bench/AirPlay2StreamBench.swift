@@ -8,7 +8,7 @@ import Foundation
 /// median of `runs` runs per sender, the senders alternating; every run's received audio must be
 /// the source bit-exact, or the benchmark fails. Also ours with `--send-ahead 0` (one packet per
 /// wake-up) against ours by default (bursts up to 40 ms ahead): the CPU the README quotes.
-func runAirPlay2StreamBenchmarks(seconds audioSeconds: Int = 60, runs: Int = 3) async throws {
+func runAirPlay2StreamBenchmarks(seconds audioSeconds: Int = 60, runs: Int = 3, baseline: String? = nil) async throws {
     let root = packageRoot()
     let atv = try siblingATV()
     let atvremote = root.appendingPathComponent(".venv-peers/bin/atvremote").path
@@ -62,7 +62,7 @@ func runAirPlay2StreamBenchmarks(seconds audioSeconds: Int = 60, runs: Int = 3) 
     }
 
     let oursArgs = { (pod: VirtualHomePod) in ["stream", file, "--host", "127.0.0.1", "--port", "\(pod.port)", "--airplay-version", "2"] }
-    let results = try await alternating(runs: runs, [
+    var variants: [() async throws -> Run] = [
         { try await measure { pod in (atv, oursArgs(pod), [:]) } },
         { try await measure { pod in
             (atvremote, ["--manual", "--address", "127.0.0.1", "--port", "\(pod.port)", "--protocol", "raop",
@@ -70,7 +70,9 @@ func runAirPlay2StreamBenchmarks(seconds audioSeconds: Int = 60, runs: Int = 3) 
                          "stream_file=\(file)"], ["HOME": home])
         } },
         { try await measure { pod in (atv, oursArgs(pod) + ["--send-ahead", "0"], [:]) } },
-    ])
+    ]
+    if let baseline { variants.append({ try await measure { pod in (baseline, oursArgs(pod), [:]) } }) }
+    let results = try await alternating(runs: runs, variants)
     let ours = results[0], pyatv = results[1], oneWakeUpPerPacket = results[2]
     let minutes = Double(audioSeconds) / 60
     func wire(_ r: HomePodReport) -> Double { Double(r.audioBytesReceived + r.rtspBytesReceived) }
@@ -92,6 +94,10 @@ func runAirPlay2StreamBenchmarks(seconds audioSeconds: Int = 60, runs: Int = 3) 
     emit(["bench": "airplay2_stream", "metric": "send_ahead_cpu_seconds_per_audio_minute", "audio_seconds": audioSeconds, "runs": runs,
           "default_send_ahead": round3(burst), "send_ahead_0": round3(single), "ratio": single > 0 ? round3(burst / single) : NSNull(),
           "audio_verified": "bit-exact, every run"])
+    if let baseline {
+        emitBaseline("airplay2_stream", baseline: baseline, audioSeconds: audioSeconds, runs: runs,
+                     metrics.map { ($0.0, m(ours, $0.1), m(results[3], $0.1)) })
+    }
     emit(["bench": "airplay2_stream", "metric": "details", "runs": runs,
           "ours_packets": m(ours) { Double($0.report.packetsDecrypted) }, "pyatv_packets": m(pyatv) { Double($0.report.packetsDecrypted) },
           "ours_codec": ours[0].report.codec ?? "-", "pyatv_codec": pyatv[0].report.codec ?? "-",

@@ -6,7 +6,7 @@ import Foundation
 /// the stream is measured at the receiver, the same way for both senders. Each figure is the
 /// median of `runs` runs per sender, the senders alternating; every run's received audio must be
 /// the source bit-exact (checked against the ffmpeg CLI's decoding), or the benchmark fails.
-func runStreamBenchmarks(seconds audioSeconds: Int = 60, runs: Int = 3) async throws {
+func runStreamBenchmarks(seconds audioSeconds: Int = 60, runs: Int = 3, baseline: String? = nil) async throws {
     let root = packageRoot()
     let atv = try siblingATV()
     let atvremote = root.appendingPathComponent(".venv-peers/bin/atvremote").path
@@ -61,13 +61,17 @@ func runStreamBenchmarks(seconds audioSeconds: Int = 60, runs: Int = 3) async th
 
     let home = dir.appendingPathComponent("home").path
     try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
-    let results = try await alternating(runs: runs, [
+    var variants: [() async throws -> Run] = [
         { try await measure { port in (atv, ["stream", file, "--host", "127.0.0.1", "--port", "\(port)"], [:]) } },
         { try await measure { port in
             (atvremote, ["--manual", "--address", "127.0.0.1", "--port", "\(port)", "--protocol", "raop",
                          "--id", "AA:BB:CC:DD:EE:FF", "stream_file=\(file)"], ["HOME": home])
         } },
-    ])
+    ]
+    if let baseline {
+        variants.append({ try await measure { port in (baseline, ["stream", file, "--host", "127.0.0.1", "--port", "\(port)"], [:]) } })
+    }
+    let results = try await alternating(runs: runs, variants)
     let ours = results[0], pyatv = results[1]
 
     let minutes = Double(audioSeconds) / 60
@@ -84,6 +88,10 @@ func runStreamBenchmarks(seconds audioSeconds: Int = 60, runs: Int = 3) async th
         let o = m(ours, f), p = m(pyatv, f)
         emit(["bench": "raop_stream", "metric": name, "audio_seconds": audioSeconds, "runs": runs, "ours": round3(o), "pyatv": round3(p),
               "ratio": p > 0 ? round3(o / p) : NSNull(), "goal_ratio": goal, "audio_verified": "bit-exact, every run"])
+    }
+    if let baseline {
+        emitBaseline("raop_stream", baseline: baseline, audioSeconds: audioSeconds, runs: runs,
+                     metrics.map { ($0.0, m(ours, $0.1), m(results[2], $0.1)) })
     }
     emit(["bench": "raop_stream", "metric": "details", "runs": runs,
           "ours_packets": m(ours) { Double($0.report.packetsReceived) }, "pyatv_packets": m(pyatv) { Double($0.report.packetsReceived) },

@@ -119,6 +119,9 @@ struct BenchOptions {
     var runs = 3
     var audioSeconds = 60
     var groups: Set<String> = []
+    /// Another build of `atv` (e.g. an earlier commit's release build): the stream groups run it as
+    /// a third sender in the same alternating rounds and report ours / baseline per metric.
+    var baseline: String?
 
     static func parse(_ args: [String]) throws -> BenchOptions {
         var o = BenchOptions()
@@ -134,6 +137,12 @@ struct BenchOptions {
                     o.audioSeconds = n
                 }
                 i += 2
+            case "--baseline":
+                guard i + 1 < args.count else { throw BenchError("--baseline needs the path of an atv binary") }
+                let path = args[i + 1]
+                guard FileManager.default.isExecutableFile(atPath: path) else { throw BenchError("--baseline: \(path) is not an executable") }
+                o.baseline = path
+                i += 2
             default:
                 o.groups.insert(args[i])
                 i += 1
@@ -141,6 +150,20 @@ struct BenchOptions {
         }
         return o
     }
+}
+
+/// `atv --version` of a binary (names the baseline's revision in the JSON).
+func atvVersion(_ path: String) -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = ["--version"]
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = FileHandle.nullDevice
+    guard (try? p.run()) != nil else { return "unknown" }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
 /// Runs each variant `runs` times; round r starts with variant r mod n, so no variant always goes
@@ -201,4 +224,15 @@ func verifyBitExact(source: [UInt8], capture: [UInt8]) -> String? {
         return "the capture differs from the source at frame \(f) of \(frames)"
     }
     return nil
+}
+
+/// One `<bench>_vs_baseline` line per metric: this build against another build of `atv`, measured
+/// in the same alternating rounds (medians), each run's audio verified bit-exact like the others.
+func emitBaseline(_ bench: String, baseline: String, audioSeconds: Int, runs: Int, _ rows: [(String, Double, Double)]) {
+    let version = atvVersion(baseline)
+    for (name, ours, base) in rows {
+        emit(["bench": "\(bench)_vs_baseline", "metric": name, "audio_seconds": audioSeconds, "runs": runs,
+              "ours": round3(ours), "baseline": round3(base), "ratio": base > 0 ? round3(ours / base) : NSNull(),
+              "baseline_version": version, "audio_verified": "bit-exact, every run"])
+    }
 }

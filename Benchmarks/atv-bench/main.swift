@@ -7,7 +7,9 @@ import Foundation
 // own accessory), airplay2-pairing (AirPlay 2 transient pair-setup / pair-verify client CPU vs pyatv
 // against the virtual HomePod), control (MRP launch-to-playing and idle push-update CPU vs pyatv).
 // Default: all. Options: `--runs N` (≥ 3, default 3; every comparison is the median of N runs per
-// side in alternating order), `--seconds N` (audio length of the stream groups, default 60).
+// side in alternating order), `--seconds N` (audio length of the stream groups, default 60),
+// `--baseline PATH` (another `atv` build, e.g. an earlier commit's: the stream groups run it as a
+// third sender in the same rounds and print ours / baseline per metric, `*_vs_baseline` lines).
 // A missing baseline (pyatv, ffmpeg) or a run whose received audio is not bit-exact is an error:
 // the benchmark exits non-zero instead of printing a partial comparison.
 do {
@@ -15,8 +17,8 @@ do {
     func wants(_ g: String) -> Bool { options.groups.isEmpty || options.groups.contains(g) }
     if wants("audio") { try await runAudioBenchmarks() }
     if wants("discovery") { try await runDiscoveryBenchmarks(rounds: max(options.runs, 5)) }
-    if wants("stream") { try await runStreamBenchmarks(seconds: options.audioSeconds, runs: options.runs) }
-    if wants("airplay2-stream") { try await runAirPlay2StreamBenchmarks(seconds: options.audioSeconds, runs: options.runs) }
+    if wants("stream") { try await runStreamBenchmarks(seconds: options.audioSeconds, runs: options.runs, baseline: options.baseline) }
+    if wants("airplay2-stream") { try await runAirPlay2StreamBenchmarks(seconds: options.audioSeconds, runs: options.runs, baseline: options.baseline) }
     if wants("pairing") { try await runPairingBenchmarks() }
     if wants("airplay2-pairing") { try await runAirPlay2PairingBenchmarks() }
     if wants("control") { try await runControlBenchmarks() }
