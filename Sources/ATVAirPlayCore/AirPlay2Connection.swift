@@ -92,34 +92,63 @@ public final class AirPlay2Connection: Sendable {
     }
 
     /// Connects, asks `GET /info`, pairs (transient, or pair-verify with `options.credentials`) and
-    /// switches the connection to Control-key encryption. Every failure is an `ATVError`.
+    /// switches the connection to Control-key encryption: the driver of
+    /// `AirPlay2ConnectStateMachine`. Every failure is an `ATVError`.
     public static func connect(host: String, port: Int, options: AirPlay2ConnectionOptions = AirPlay2ConnectionOptions(),
                                logger: Logger = Logger(label: "atv.airplay2")) async throws -> AirPlay2Connection {
+        var machine = AirPlay2ConnectStateMachine(host: host, port: port, options: options)
         let core = AirPlay2ConnectionCore(userAgent: options.userAgent, logger: logger, endpoint: "\(host):\(port)")
-        let channel = try await openTCP(host: host, port: port, timeout: options.connectTimeout) { channel in
-            try channel.pipeline.syncOperations.addHandler(HAPEncryptionHandler())
-            try channel.pipeline.syncOperations.addHandler(AirPlay2ResponseHandler(core: core))
-        }
-        core.attach(channel)
+        var channel: Channel?
+        var actions = machine.start()
         do {
-            var info: PlistValue?
-            if options.requestInfo {
-                let r = try await core.request("GET", uri: "/info", timeout: options.requestTimeout)
-                if r.status == 403 {
-                    throw ATVError.authenticationFailed(
-                        "\(host):\(port) refused GET /info with 403 (it only talks to Apple AirPlay senders; User-Agent was \"\(options.userAgent)\")")
+            while !actions.isEmpty {
+                var next: [AirPlay2ConnectAction] = []
+                for action in actions {
+                    switch action {
+                    case .connect:
+                        do {
+                            let ch = try await openTCP(host: host, port: port, timeout: options.connectTimeout) { channel in
+                                try channel.pipeline.syncOperations.addHandler(HAPEncryptionHandler())
+                                try channel.pipeline.syncOperations.addHandler(AirPlay2ResponseHandler(core: core))
+                            }
+                            core.attach(ch)
+                            channel = ch
+                            next += machine.connected()
+                        } catch let error as ATVError {
+                            next += machine.connectFailed(error)
+                        }
+                    case .send(let request):
+                        do {
+                            let r = try await core.request(request.method, uri: request.uri, version: request.version,
+                                                           headers: request.headers, body: request.body,
+                                                           timeout: options.requestTimeout)
+                            next += machine.response(r)
+                        } catch let error as ATVError {
+                            next += machine.requestFailed(error)
+                        }
+                    case .enableEncryption(let keys):
+                        guard let channel else { throw ATVError.invalidState("encryption before the connection") }
+                        try await channel.enableHAPEncryption(keys).get()
+                        next += machine.encryptionEnabled()
+                    case .debug(let line):
+                        logger.debug("\(line)")
+                    case .done(let result):
+                        guard let channel else { throw ATVError.invalidState("connected without a connection") }
+                        return AirPlay2Connection(host: host, port: port, channel: channel, core: core, info: result.info,
+                                                  pairing: result.pairing, sharedSecret: result.sharedSecret,
+                                                  options: options, logger: logger)
+                    case .failed(let error):
+                        throw error
+                    }
                 }
-                if r.isSuccess, !r.body.isEmpty { info = try? BinaryPlistParser.parse(r.body) }
-                logger.debug("AirPlay 2: GET /info → \(r.status)")
+                actions = next
             }
-            let (pairing, secret) = try await pair(core: core, options: options, host: host, logger: logger)
-            try await channel.enableHAPEncryption(HAPChannel.airPlayControl.keys(sharedSecret: secret)).get()
-            logger.debug("AirPlay 2: \(pairing) pairing done, control channel encrypted")
-            return AirPlay2Connection(host: host, port: port, channel: channel, core: core, info: info, pairing: pairing,
-                                      sharedSecret: secret, options: options, logger: logger)
+            throw ATVError.invalidState("the AirPlay 2 connect sequence stopped")
         } catch {
-            core.markClosing()
-            try? await channel.close()
+            if let channel {
+                core.markClosing()
+                try? await channel.close()
+            }
             throw Self.atvError(error, host: host, port: port)
         }
     }
@@ -144,7 +173,7 @@ public final class AirPlay2Connection: Sendable {
         do {
             let r = try await core.request("GET", uri: "/info", timeout: timeout)
             logger.debug("GET /info → \(r.status) (\(r.body.count) bytes)")
-            return (r.status, r.isSuccess && !r.body.isEmpty ? try? BinaryPlistParser.parse(r.body) : nil)
+            return (r.status, AirPlay2ConnectStateMachine.infoPlist(r))
         } catch is CancellationError {
             throw CancellationError()
         } catch ATVError.protocolError {
@@ -197,19 +226,46 @@ public final class AirPlay2Connection: Sendable {
     // MARK: Session
 
     /// The session SETUP (timing, our identity), then the event channel on the returned `eventPort`,
-    /// encrypted with the Events keys; every request on it is answered 200.
+    /// encrypted with the Events keys; every request on it is answered 200. The driver of
+    /// `AirPlay2SessionSetupStateMachine`.
     @discardableResult
     public func setupSession(timing: AirPlay2Timing, sessionUUID: String = randomUUID(),
                              remoteControlOnly: Bool = false) async throws -> AirPlay2SessionReply {
-        let body = AirPlay2SessionSetup.body(timing: timing, sessionUUID: sessionUUID, identity: options.identity,
-                                             remoteControlOnly: remoteControlOnly)
-        let r = try await request("SETUP", plist: body)
-        try Self.check(r, "session SETUP")
-        core.sessionEstablished()
-        let reply = try AirPlay2SessionReply(parsing: r.body)
-        logger.debug("AirPlay 2: session SETUP → eventPort \(reply.eventPort)")
-        try await connectEventChannel(port: reply.eventPort)
-        return reply
+        var machine = AirPlay2SessionSetupStateMachine(
+            timing: timing, sessionUUID: sessionUUID, identity: options.identity, remoteControlOnly: remoteControlOnly,
+            eventHost: remoteIP, eventConnectAttempts: options.eventConnectAttempts)
+        var actions = machine.start()
+        while !actions.isEmpty {
+            var next: [AirPlay2SessionSetupAction] = []
+            for action in actions {
+                switch action {
+                case .send(let method, let headers, let body):
+                    do {
+                        next += machine.response(try await request(method, headers: headers, body: body))
+                    } catch let error as ATVError {
+                        next += machine.requestFailed(error)
+                    }
+                case .sessionEstablished:
+                    core.sessionEstablished()
+                case .openEventChannel(let port, let after):
+                    if let after { try await Task.sleep(for: after) }
+                    do {
+                        try await openEventChannelOnce(port: port)
+                        next += machine.eventChannelOpened()
+                    } catch let error as ATVError {
+                        next += machine.eventChannelFailed(error)
+                    }
+                case .debug(let line):
+                    logger.debug("\(line)")
+                case .done(let reply):
+                    return reply
+                case .failed(let error):
+                    throw error
+                }
+            }
+            actions = next
+        }
+        throw ATVError.invalidState("the AirPlay 2 session setup stopped")
     }
 
     // MARK: Steps for a caller that sequences the session itself (ATVRAOP's AirPlay 2 audio state machine)
@@ -230,27 +286,30 @@ public final class AirPlay2Connection: Sendable {
     package func markTearingDown() { core.markTearingDown() }
 
     private func connectEventChannel(port: Int) async throws {
-        let keys = HAPChannel.airPlayEvents.keys(sharedSecret: sharedSecret)
-        let core = self.core
-        var attempt = 0
+        var attempts = AirPlay2EventChannelAttempts(attempts: options.eventConnectAttempts, host: remoteIP, port: port)
         while true {
-            attempt += 1
             do {
-                let ch = try await Self.openTCP(host: remoteIP, port: port, timeout: options.connectTimeout) { channel in
-                    let hap = HAPEncryptionHandler()
-                    hap.enable(keys: keys)
-                    try channel.pipeline.syncOperations.addHandler(hap)
-                    try channel.pipeline.syncOperations.addHandler(AirPlay2EventHandler(core: core))
-                }
-                core.attachEvents(ch)
-                return
+                return try await openEventChannelOnce(port: port)
             } catch let error as ATVError {
-                guard case .connectionFailed = error, attempt < options.eventConnectAttempts else {
-                    throw ATVError.connectionFailed("cannot open the AirPlay 2 event channel to \(remoteIP):\(port) (\(error.description))")
+                switch attempts.connectFailed(error) {
+                case .retry(let pause): try await Task.sleep(for: pause)
+                case .fail(let e): throw e
                 }
-                try await Task.sleep(for: .seconds(1))
             }
         }
+    }
+
+    /// One connection to the event port, encrypted with the Events keys.
+    private func openEventChannelOnce(port: Int) async throws {
+        let keys = HAPChannel.airPlayEvents.keys(sharedSecret: sharedSecret)
+        let core = self.core
+        let ch = try await Self.openTCP(host: remoteIP, port: port, timeout: options.connectTimeout) { channel in
+            let hap = HAPEncryptionHandler()
+            hap.enable(keys: keys)
+            try channel.pipeline.syncOperations.addHandler(hap)
+            try channel.pipeline.syncOperations.addHandler(AirPlay2EventHandler(core: core))
+        }
+        core.attachEvents(ch)
     }
 
     /// `POST /feedback` every `interval` until `close()`. With `failAfterMisses`, that many
@@ -316,64 +375,6 @@ public final class AirPlay2Connection: Sendable {
     }
 
     // MARK: Internals
-
-    /// Transient pair-setup or pair-verify over plaintext HTTP on the same connection.
-    static func pair(core: AirPlay2ConnectionCore, options: AirPlay2ConnectionOptions, host: String,
-                     logger: Logger) async throws -> (AirPlay2Pairing, [UInt8]) {
-        func post(_ path: String, _ body: [UInt8], hkp: Int) async throws -> RTSPResponse {
-            var h = RTSPHeaders()
-            h.add("Content-Type", "application/octet-stream")
-            h.add("Connection", "keep-alive")
-            h.add("X-Apple-HKP", String(hkp))
-            if let name = options.clientName { h.add("X-Apple-Client-Name", name) }
-            let r = try await core.request("POST", uri: path, version: "HTTP/1.1", headers: h, body: body,
-                                           timeout: options.requestTimeout)
-            if r.status == 470 {
-                throw ATVError.authenticationFailed(
-                    "\(host) requires a paired sender (\(path) answered 470); pair with `atv pair --protocol airplay`")
-            }
-            if r.status == 403 || r.status == 401 {
-                throw ATVError.authenticationFailed("\(host) refused \(path) (\(r.status) \(r.reason)); check its speaker access settings")
-            }
-            guard r.isSuccess else { throw ATVError.httpError(status: r.status, "\(path) rejected: \(r.reason)") }
-            return r
-        }
-
-        if let credentials = options.credentials {
-            var verify = HAPPairVerifyClient(credentials: credentials)
-            var message = try verify.start()
-            while true {
-                let r = try await post("/pair-verify", message, hkp: 3)
-                switch try verify.handle(r.body) {
-                case .send(let next): message = next
-                case .verified(let secret): return (.verified, secret)
-                }
-            }
-        }
-        do {
-            let pin = try await post("/pair-pin-start", [], hkp: 4)
-            logger.debug("AirPlay 2: /pair-pin-start → \(pin.status)")
-        } catch let e as ATVError {
-            // Some receivers do not know it (or time out, #2908); transient pairing works without it.
-            if case .authenticationFailed = e { throw e }
-            logger.debug("AirPlay 2: /pair-pin-start failed (\(e)); continuing")
-        }
-        var setup = HAPPairSetupClient.transient(pin: options.transientPIN)
-        var message = try setup.start()
-        while true {
-            let r = try await post("/pair-setup", message, hkp: 4)
-            let output: HAPPairSetupClient.Output
-            do { output = try setup.handle(r.body) } catch {
-                throw ATVError.authenticationFailed(
-                    "transient pairing with \(host) was refused (\(error)); if it shows a PIN, pair with `atv pair --protocol airplay`")
-            }
-            switch output {
-            case .send(let next): message = next
-            case .transient(let key): return (.transient, key)
-            case .paired: throw ATVError.protocolError("transient pair-setup unexpectedly produced credentials")
-            }
-        }
-    }
 
     package static func check(_ r: RTSPResponse, _ what: String) throws(ATVError) {
         if r.status == 470 || r.status == 403 || r.status == 401 {

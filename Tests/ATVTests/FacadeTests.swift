@@ -1,5 +1,6 @@
 import ATV
 import ATVCore
+import ATVTestSupport
 import Synchronization
 import Testing
 
@@ -227,10 +228,10 @@ func makeDevice() -> AppleTV {
         let updates = atv.updates()
         try await atv.connect()
         try await atv.setUp()
-        // Wait until the facade has subscribed to both updaters.
-        for _ in 0..<200 where mrp.broadcaster.subscriberCount == 0 || raop.broadcaster.subscriberCount == 0 {
-            try await Task.sleep(for: .milliseconds(5))
-        }
+        // Wait until the facade has subscribed to both updaters (a deadline; it must happen).
+        #expect(await poll(timeout: .seconds(10)) {
+            mrp.broadcaster.subscriberCount > 0 && raop.broadcaster.subscriberCount > 0
+        })
         let song = Playing(mediaType: .music, deviceState: .playing, title: "Song")
         raop.broadcaster.yield(.playing(Playing(title: "ignored: RAOP is not the main updater")))
         mrp.broadcaster.yield(.playing(song))
