@@ -4,24 +4,24 @@ import Foundation
 import Logging
 import Synchronization
 
-public struct AirPlayOptions: Sendable {
+package struct AirPlayOptions: Sendable {
     /// Between `/playback-info` polls.
-    public var pollInterval: Duration
+    package var pollInterval: Duration
     /// How long the device may take to start playing (report a duration).
-    public var startTimeout: Duration
-    public var connectTimeout: Duration
+    package var startTimeout: Duration
+    package var connectTimeout: Duration
     /// Per HTTP request.
-    public var requestTimeout: Duration
+    package var requestTimeout: Duration
     /// `POST /play` answered 500 is retried this many times in all, `retryPause` apart (pyatv: 3, 1 s).
-    public var playAttempts: Int
-    public var retryPause: Duration
+    package var playAttempts: Int
+    package var retryPause: Duration
     /// How the connection is verified before `/play`.
-    public var verification: AirPlayVerification
+    package var verification: AirPlayVerification
     /// Set up the AirPlay 2 session (SETUP, event channel, `/feedback`, RECORD) before `/play`.
     /// nil: when the device is verified, decide from its `/info` features (bits 38/48).
-    public var airplay2Session: Bool?
+    package var airplay2Session: Bool?
 
-    public init(pollInterval: Duration = .seconds(1), startTimeout: Duration = .seconds(20),
+    package init(pollInterval: Duration = .seconds(1), startTimeout: Duration = .seconds(20),
                 connectTimeout: Duration = .seconds(5), requestTimeout: Duration = .seconds(10),
                 playAttempts: Int = 3, retryPause: Duration = .seconds(1),
                 verification: AirPlayVerification = .none, airplay2Session: Bool? = nil) {
@@ -37,14 +37,14 @@ public struct AirPlayOptions: Sendable {
 }
 
 /// Where a playback is.
-public struct AirPlayProgress: Sendable, Equatable {
-    public enum State: Sendable, Equatable { case loading, playing, paused, ended }
-    public var state: State
+package struct AirPlayProgress: Sendable, Equatable {
+    package enum State: Sendable, Equatable { case loading, playing, paused, ended }
+    package var state: State
     /// Seconds.
-    public var position: Double
-    public var duration: Double?
-    public var rate: Double
-    public init(state: State, position: Double = 0, duration: Double? = nil, rate: Double = 0) {
+    package var position: Double
+    package var duration: Double?
+    package var rate: Double
+    package init(state: State, position: Double = 0, duration: Double? = nil, rate: Double = 0) {
         self.state = state
         self.position = position
         self.duration = duration
@@ -53,8 +53,8 @@ public struct AirPlayProgress: Sendable, Equatable {
 }
 
 /// How a playback went.
-public struct AirPlayPlaybackReport: Sendable, Equatable {
-    public enum End: Sendable, Equatable {
+package struct AirPlayPlaybackReport: Sendable, Equatable {
+    package enum End: Sendable, Equatable {
         /// The device reported the end of the media.
         case finished
         /// We stopped it (`stop()`, Ctrl-C).
@@ -63,13 +63,13 @@ public struct AirPlayPlaybackReport: Sendable, Equatable {
         case connectionClosed
     }
     /// The URL the device was given (for a local file, our server's URL).
-    public var url: String
-    public var end: End
-    public var lastPosition: Double
-    public var duration: Double?
-    public var polls: Int
+    package var url: String
+    package var end: End
+    package var lastPosition: Double
+    package var duration: Double?
+    package var polls: Int
     /// Requests our file server answered (local files only).
-    public var fileRequests: [AirPlayFileServer.Request]
+    package var fileRequests: [AirPlayFileServer.Request]
 }
 
 /// AirPlay 1 video: makes the device play a URL (or a local file we serve), follows it by polling
@@ -81,10 +81,10 @@ public struct AirPlayPlaybackReport: Sendable, Equatable {
 /// RECORD), or legacy AirPlay verification (plain HTTP after two `/pair-verify`). A device that
 /// demands more (401/403/470) or rejects the credentials is a clear `ATVError.authenticationFailed`
 /// telling to pair.
-public final class AirPlayClient: Sendable {
-    public let host: String
-    public let port: Int
-    public let options: AirPlayOptions
+package final class AirPlayClient: Sendable {
+    package let host: String
+    package let port: Int
+    package let options: AirPlayOptions
     private let logger = Logger(label: "atv.airplay")
 
     private struct State {
@@ -96,20 +96,20 @@ public final class AirPlayClient: Sendable {
     private let state = Mutex(State())
     private let progressBroadcaster = Broadcaster<AirPlayProgress>()
 
-    public init(host: String, port: Int = 7000, options: AirPlayOptions = AirPlayOptions()) {
+    package init(host: String, port: Int = 7000, options: AirPlayOptions = AirPlayOptions()) {
         self.host = host
         self.port = port
         self.options = options
     }
 
-    public var isPlaying: Bool { state.withLock { $0.playing } }
+    package var isPlaying: Bool { state.withLock { $0.playing } }
     /// The latest progress of the current playback (nil when none).
-    public var progress: AirPlayProgress? { state.withLock { $0.playing ? $0.progress : nil } }
+    package var progress: AirPlayProgress? { state.withLock { $0.playing ? $0.progress : nil } }
     /// Progress after every poll (and on pause/resume/seek) of any playback from now on.
-    public func progressUpdates() -> AsyncStream<AirPlayProgress> { progressBroadcaster.subscribe() }
+    package func progressUpdates() -> AsyncStream<AirPlayProgress> { progressBroadcaster.subscribe() }
 
     /// Asks the device's `/server-info` (a reachability and identity check; plist as a dictionary of strings).
-    public func serverInfo() async throws -> [String: String] {
+    package func serverInfo() async throws -> [String: String] {
         let conn = try await HTTPClientConnection.connect(host: host, port: port, timeout: options.connectTimeout)
         defer { conn.close() }
         let r = try await conn.send(AirPlayRequests.serverInfo(), timeout: options.requestTimeout)
@@ -125,7 +125,7 @@ public final class AirPlayClient: Sendable {
 
     /// Plays `target` — an http(s) URL, or a local file served by us for the duration — from
     /// `position` seconds, and returns when playback has ended (or `stop()` was called).
-    public func play(_ target: String, position: Double = 0) async throws -> AirPlayPlaybackReport {
+    package func play(_ target: String, position: Double = 0) async throws -> AirPlayPlaybackReport {
         guard position.isFinite, position >= 0 else { throw ATVError.invalidValue("start position \(position) must be ≥ 0 seconds") }
         let isURL = target.lowercased().hasPrefix("http://") || target.lowercased().hasPrefix("https://")
         if !isURL {
@@ -286,9 +286,9 @@ public final class AirPlayClient: Sendable {
     }
 
     /// `POST /rate?value=0`.
-    public func pause() async throws { try await setRate(0) }
+    package func pause() async throws { try await setRate(0) }
     /// `POST /rate?value=1`.
-    public func resume() async throws { try await setRate(1) }
+    package func resume() async throws { try await setRate(1) }
 
     private func setRate(_ rate: Double) async throws {
         let r = try await current().send(AirPlayRequests.rate(rate), timeout: options.requestTimeout)
@@ -301,7 +301,7 @@ public final class AirPlayClient: Sendable {
     }
 
     /// `POST /scrub?position=` (seconds).
-    public func seek(to position: Double) async throws {
+    package func seek(to position: Double) async throws {
         guard position.isFinite, position >= 0 else { throw ATVError.invalidValue("position \(position) must be ≥ 0 seconds") }
         let r = try await current().send(AirPlayRequests.scrub(position: position), timeout: options.requestTimeout)
         try Self.check(r, "POST /scrub", host: host, port: port)
@@ -311,7 +311,7 @@ public final class AirPlayClient: Sendable {
 
     /// Stops the current playback: `POST /stop`, then closes the connection. `play` then returns
     /// with `.stopped`. No-op when nothing plays.
-    public func stop() async {
+    package func stop() async {
         let conn = state.withLock { s -> (any AirPlayTransport)? in
             guard s.playing else { return nil }
             s.stopRequested = true

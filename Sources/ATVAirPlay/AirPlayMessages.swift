@@ -4,14 +4,14 @@ import Foundation
 
 /// The AirPlay video requests, as pyatv 0.18 sends them to an AirPlay 1 receiver: a binary
 /// plist `POST /play`, `GET /playback-info` polls, and the classic `/scrub`, `/rate`, `/stop`.
-public enum AirPlayRequests {
-    public static let userAgent = "MediaControl/1.0"
-    public static let plistType = "application/x-apple-binary-plist"
+package enum AirPlayRequests {
+    package static let userAgent = "MediaControl/1.0"
+    package static let plistType = "application/x-apple-binary-plist"
 
     /// `POST /play` with `{Content-Location, Start-Position, X-Apple-Session-ID}` (pyatv's AirPlay 1
     /// body; Start-Position in seconds) plus `Start-Position-Seconds` (the explicit-seconds key
     /// newer receivers read; receivers that do not know it ignore it).
-    public static func play(url: String, position: Double, sessionID: String) -> HTTPRequestMessage {
+    package static func play(url: String, position: Double, sessionID: String) -> HTTPRequestMessage {
         let body: PlistValue = .dict([
             "Content-Location": .string(url),
             "Start-Position": .real(position),
@@ -23,41 +23,41 @@ public enum AirPlayRequests {
                                   body: BinaryPlist.encode(body))
     }
 
-    public static func playbackInfo() -> HTTPRequestMessage {
+    package static func playbackInfo() -> HTTPRequestMessage {
         HTTPRequestMessage(method: "GET", uri: "/playback-info", headers: ["User-Agent": userAgent])
     }
 
     /// Seek to `position` seconds.
-    public static func scrub(position: Double) -> HTTPRequestMessage {
+    package static func scrub(position: Double) -> HTTPRequestMessage {
         HTTPRequestMessage(method: "POST", uri: "/scrub?position=" + String(format: "%.6f", position),
                            headers: ["User-Agent": userAgent])
     }
 
     /// 0 pauses, 1 plays.
-    public static func rate(_ value: Double) -> HTTPRequestMessage {
+    package static func rate(_ value: Double) -> HTTPRequestMessage {
         HTTPRequestMessage(method: "POST", uri: "/rate?value=" + String(format: "%.6f", value),
                            headers: ["User-Agent": userAgent])
     }
 
-    public static func stop() -> HTTPRequestMessage {
+    package static func stop() -> HTTPRequestMessage {
         HTTPRequestMessage(method: "POST", uri: "/stop", headers: ["User-Agent": userAgent])
     }
 
-    public static func serverInfo() -> HTTPRequestMessage {
+    package static func serverInfo() -> HTTPRequestMessage {
         HTTPRequestMessage(method: "GET", uri: "/server-info", headers: ["User-Agent": userAgent])
     }
 }
 
 /// The body of a `POST /play` as a receiver reads it: a binary plist, or the legacy
 /// `text/parameters` form (`Content-Location: …\nStart-Position: …`).
-public struct AirPlayPlayRequest: Sendable, Equatable {
-    public var url: String
+package struct AirPlayPlayRequest: Sendable, Equatable {
+    package var url: String
     /// `Start-Position` as sent (pyatv: seconds; the original protocol: a fraction of the duration).
-    public var startPosition: Double?
-    public var startPositionSeconds: Double?
-    public var sessionID: String?
+    package var startPosition: Double?
+    package var startPositionSeconds: Double?
+    package var sessionID: String?
 
-    public init(url: String, startPosition: Double? = nil, startPositionSeconds: Double? = nil, sessionID: String? = nil) {
+    package init(url: String, startPosition: Double? = nil, startPositionSeconds: Double? = nil, sessionID: String? = nil) {
         self.url = url
         self.startPosition = startPosition
         self.startPositionSeconds = startPositionSeconds
@@ -65,7 +65,7 @@ public struct AirPlayPlayRequest: Sendable, Equatable {
     }
 
     /// Throws `ATVError.protocolError` for a body without a `Content-Location`.
-    public init(body: [UInt8]) throws {
+    package init(body: [UInt8]) throws {
         if let dict = (try? BinaryPlist.decode(body))?.dict {
             guard let url = dict["Content-Location"]?.string, !url.isEmpty else {
                 throw ATVError.protocolError("/play body has no Content-Location")
@@ -87,31 +87,31 @@ public struct AirPlayPlayRequest: Sendable, Equatable {
     }
 
     /// The start in seconds, as a receiver that takes pyatv's meaning would use it.
-    public var startSeconds: Double { startPositionSeconds ?? startPosition ?? 0 }
+    package var startSeconds: Double { startPositionSeconds ?? startPosition ?? 0 }
 }
 
 /// What `GET /playback-info` says. `duration` is present only while something is loaded.
-public struct PlaybackInfo: Sendable, Equatable {
-    public struct Failure: Sendable, Equatable {
-        public var code: Int
-        public var domain: String
-        public var message: String?
-        public init(code: Int, domain: String, message: String? = nil) {
+package struct PlaybackInfo: Sendable, Equatable {
+    package struct Failure: Sendable, Equatable {
+        package var code: Int
+        package var domain: String
+        package var message: String?
+        package init(code: Int, domain: String, message: String? = nil) {
             self.code = code
             self.domain = domain
             self.message = message
         }
     }
-    public var duration: Double?
-    public var position: Double?
-    public var rate: Double?
-    public var readyToPlay: Bool?
-    public var playbackBufferEmpty: Bool?
-    public var playbackBufferFull: Bool?
-    public var playbackLikelyToKeepUp: Bool?
-    public var error: Failure?
+    package var duration: Double?
+    package var position: Double?
+    package var rate: Double?
+    package var readyToPlay: Bool?
+    package var playbackBufferEmpty: Bool?
+    package var playbackBufferFull: Bool?
+    package var playbackLikelyToKeepUp: Bool?
+    package var error: Failure?
 
-    public init(duration: Double? = nil, position: Double? = nil, rate: Double? = nil, readyToPlay: Bool? = nil,
+    package init(duration: Double? = nil, position: Double? = nil, rate: Double? = nil, readyToPlay: Bool? = nil,
                 playbackBufferEmpty: Bool? = nil, playbackBufferFull: Bool? = nil, playbackLikelyToKeepUp: Bool? = nil,
                 error: Failure? = nil) {
         self.duration = duration
@@ -126,7 +126,7 @@ public struct PlaybackInfo: Sendable, Equatable {
 
     /// Parses a binary (or XML) plist body; an empty body is an empty info. Garbage →
     /// `ATVError.protocolError`.
-    public init(body: [UInt8]) throws {
+    package init(body: [UInt8]) throws {
         self.init()
         if body.isEmpty { return }
         guard let dict = (try? BinaryPlist.decode(body))?.dict else {
@@ -147,7 +147,7 @@ public struct PlaybackInfo: Sendable, Equatable {
     }
 
     /// The binary plist a receiver answers with (virtual Apple TV).
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var d: [String: PlistValue] = [:]
         if let duration { d["duration"] = .real(duration) }
         if let position { d["position"] = .real(position) }

@@ -10,9 +10,9 @@ import Synchronization
 ///
 /// `connect(_:options:storage:)` makes one for a device's AirPlay service; use `AppleTV/stream`
 /// rather than this class.
-public final class AirPlayService: Sendable {
+package final class AirPlayService: Sendable {
     /// The AirPlay client that plays URLs (pair-verified with stored credentials, if any).
-    public let client: AirPlayClient
+    package let client: AirPlayClient
     let service: ServiceConfig
     /// From the TXT `features`/`ft`; nil for a manual service without TXT.
     let flags: AirPlayFeatureFlags?
@@ -82,10 +82,10 @@ public final class AirPlayService: Sendable {
 
     /// PlayUrl is available when the features say AirPlay video (bit 0 or 49), or when there is no
     /// TXT to tell (a manual `--host` configuration).
-    public var canPlayURL: Bool { flags?.supportsPlayURL ?? true }
+    package var canPlayURL: Bool { flags?.supportsPlayURL ?? true }
 
     /// Whether a URL is playing now (from `playURL(_:position:)`).
-    public var isPlaying: Bool { state.withLock { $0.playing } }
+    package var isPlaying: Bool { state.withLock { $0.playing } }
 
     func playing() -> Playing {
         guard isPlaying, let p = client.progress else { return Playing(mediaType: .unknown, deviceState: .idle) }
@@ -116,7 +116,7 @@ public final class AirPlayService: Sendable {
     /// Plays a URL (or a local file served for the duration) from `position` seconds; returns
     /// when playback has ended, with how it ended. One URL at a time: a second call while one
     /// plays throws `ATVError.invalidState`.
-    public func playURL(_ url: String, position: Double) async throws -> AirPlayPlaybackReport {
+    package func playURL(_ url: String, position: Double) async throws -> AirPlayPlaybackReport {
         let takeover = try state.withLock { s -> (any TakeoverControl)? in
             if s.playing { throw ATVError.invalidState("a URL is already playing on this device; stop it first") }
             s.playing = true

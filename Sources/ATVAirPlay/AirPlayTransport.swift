@@ -8,7 +8,7 @@ import ATVCore
 import ATVHTTP
 
 /// How to verify the connection before `POST /play`.
-public enum AirPlayVerification: Sendable {
+package enum AirPlayVerification: Sendable {
     /// Plain HTTP; a device that demands verification answers 470.
     case none
     /// HAP pair-verify with stored credentials (`atv pair --protocol airplay`), then HAP encryption.

@@ -2,7 +2,7 @@ import Foundation
 
 /// A `Range: bytes=…` request header resolved against a file size (RFC 9110 §14). Only a single
 /// range is honoured; a syntactically invalid header is ignored (whole file), as the RFC says.
-public enum ByteRangeRequest: Sendable, Equatable {
+package enum ByteRangeRequest: Sendable, Equatable {
     /// No (usable) Range header: send everything with 200.
     case whole
     /// Send `length` bytes from `offset` with 206 and `Content-Range: bytes offset-(offset+length-1)/size`.
@@ -10,7 +10,7 @@ public enum ByteRangeRequest: Sendable, Equatable {
     /// 416 with `Content-Range: bytes */size`.
     case unsatisfiable
 
-    public init(header: String?, size: Int) {
+    package init(header: String?, size: Int) {
         guard let header, size >= 0 else { self = .whole; return }
         let trimmed = header.trimmingCharacters(in: .whitespaces)
         guard trimmed.lowercased().hasPrefix("bytes=") else { self = .whole; return }

@@ -5,23 +5,23 @@ import Synchronization
 
 /// Serves one local file over HTTP for the duration of a playback, with Range requests (206,
 /// Content-Range, 416), HEAD and `Accept-Ranges: bytes`. Any other path is 404, any other method 405.
-public final class AirPlayFileServer: Sendable {
-    public struct Request: Sendable, Equatable {
-        public var method: String
-        public var path: String
-        public var range: String?
-        public var status: Int
+package final class AirPlayFileServer: Sendable {
+    package struct Request: Sendable, Equatable {
+        package var method: String
+        package var path: String
+        package var range: String?
+        package var status: Int
         /// Body bytes sent (0 for HEAD).
-        public var bytes: Int
-        public var client: String?
+        package var bytes: Int
+        package var client: String?
     }
 
-    public let path: String
-    public let size: Int
+    package let path: String
+    package let size: Int
     private let server: HTTPServer
     private let log: RequestLog
     /// The URL to give the device.
-    public let url: String
+    package let url: String
 
     private init(path: String, size: Int, server: HTTPServer, urlPath: String, log: RequestLog) {
         self.path = path
@@ -32,7 +32,7 @@ public final class AirPlayFileServer: Sendable {
     }
 
     /// Starts serving `path` on `host` (the local address the device reaches us on), any free port.
-    public static func start(path: String, host: String, port: Int = 0) async throws -> AirPlayFileServer {
+    package static func start(path: String, host: String, port: Int = 0) async throws -> AirPlayFileServer {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
             throw ATVError.badInput("\(path): no such file")
@@ -62,9 +62,9 @@ public final class AirPlayFileServer: Sendable {
     }
 
     /// Every request served so far.
-    public var requests: [Request] { log.entries.withLock { $0 } }
+    package var requests: [Request] { log.entries.withLock { $0 } }
 
-    public func stop() async { await server.stop() }
+    package func stop() async { await server.stop() }
 
     static func respond(_ m: HTTPRequestMessage, urlPath: String, file: String, size: Int, type: String) -> HTTPServerResponse {
         guard m.path == urlPath else { return HTTPServerResponse(status: 404) }

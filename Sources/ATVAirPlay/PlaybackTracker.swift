@@ -4,10 +4,10 @@ import ATVCore
 /// `duration` it is loading; a `duration` means playing; once started, an answer without
 /// `duration` (or a position held at the end with rate 0) means it ended. An `error` in the
 /// answer, or never starting within `startPolls` polls, is a failure.
-public struct PlaybackTracker: Sendable, Equatable {
-    public enum Phase: Sendable, Equatable { case loading, playing, ended }
+package struct PlaybackTracker: Sendable, Equatable {
+    package enum Phase: Sendable, Equatable { case loading, playing, ended }
 
-    public enum Event: Sendable, Equatable {
+    package enum Event: Sendable, Equatable {
         /// Still loading (nothing reported yet).
         case loading
         /// Playing or paused; the info has duration and position.
@@ -16,19 +16,19 @@ public struct PlaybackTracker: Sendable, Equatable {
         case failed(ATVError)
     }
 
-    public private(set) var phase: Phase = .loading
-    public private(set) var polls = 0
-    public private(set) var last: PlaybackInfo?
+    package private(set) var phase: Phase = .loading
+    package private(set) var polls = 0
+    package private(set) var last: PlaybackInfo?
     /// Polls without `duration` tolerated before the start.
-    public let startPolls: Int
+    package let startPolls: Int
     private var loadingPolls = 0
     private var heldAtEnd = 0
 
-    public init(startPolls: Int = 20) {
+    package init(startPolls: Int = 20) {
         self.startPolls = max(1, startPolls)
     }
 
-    public mutating func observe(_ info: PlaybackInfo) -> Event {
+    package mutating func observe(_ info: PlaybackInfo) -> Event {
         polls += 1
         if phase == .ended { return .ended }
         if let e = info.error {

@@ -3,11 +3,11 @@ import CFFmpeg
 
 /// The ALAC "magic cookie": a 36-byte `alac` atom (size, 'alac', version 0) wrapping the 24-byte
 /// ALACSpecificConfig, as FFmpeg's ALAC decoder takes it in `extradata`.
-public enum ALACMagicCookie {
+package enum ALACMagicCookie {
     /// The standard cookie for AirPlay: frameLength 352, 16-bit, history mult 40, initial history 10,
     /// rice limit 14, 2 channels, max run 255, max frame bytes 0, average bit rate 0, 44100 Hz
     /// (the same values as the RAOP SDP line `a=fmtp:96 352 0 16 40 10 14 2 255 0 0 44100`).
-    public static func make(frameLength: Int = PCMFormat.framesPerPacket, bitDepth: Int = 16, channels: Int = 2,
+    package static func make(frameLength: Int = PCMFormat.framesPerPacket, bitDepth: Int = 16, channels: Int = 2,
                             sampleRate: Int = PCMFormat.sampleRate, historyMult: Int = 40, initialHistory: Int = 10,
                             riceLimit: Int = 14, maxRun: Int = 255, maxFrameBytes: Int = 0,
                             avgBitRate: Int = 0) -> [UInt8] {
@@ -24,7 +24,7 @@ public enum ALACMagicCookie {
 
     /// The cookie for a RAOP SDP `fmtp` value such as "352 0 16 40 10 14 2 255 0 0 44100"
     /// (an optional leading "96 " payload type is skipped). Nil if malformed.
-    public static func make(fmtp: String) -> [UInt8]? {
+    package static func make(fmtp: String) -> [UInt8]? {
         var fields = fmtp.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Int($0) }
         if fields.count == 12 { fields.removeFirst() }
         guard fields.count == 11 else { return nil }
@@ -56,17 +56,17 @@ public enum ALACMagicCookie {
 /// count in the header. A short (last) packet is encoded as a short frame, so decoding returns exactly
 /// the frames given; pad it first with `PCMPacket.padded(to:)` if the receiver needs fixed-size frames
 /// (RAOP pads its last packet anyway). Not thread-safe: use from one task at a time.
-public final class ALACEncoder {
-    public let framesPerPacket: Int
+package final class ALACEncoder {
+    package let framesPerPacket: Int
     /// The 36-byte cookie for decoders; its frameLength is set to `framesPerPacket` (FFmpeg's own
     /// extradata says 4096), matching the SDP `fmtp` line; every other field is the encoder's.
-    public let magicCookie: [UInt8]
+    package let magicCookie: [UInt8]
     private var ctx: UnsafeMutablePointer<AVCodecContext>?
     private var frame: UnsafeMutablePointer<AVFrame>?
     private var packet: UnsafeMutablePointer<AVPacket>?
     private var pts: Int64 = 0
 
-    public init(framesPerPacket: Int = PCMFormat.framesPerPacket) throws {
+    package init(framesPerPacket: Int = PCMFormat.framesPerPacket) throws {
         _ = FF.quiet
         guard framesPerPacket > 0, framesPerPacket <= 4096 else {
             throw ATVError.invalidValue("ALAC framesPerPacket must be 1...4096, got \(framesPerPacket)")
@@ -106,7 +106,7 @@ public final class ALACEncoder {
     }
 
     /// One ALAC frame for `packet` (1...framesPerPacket frames of s16le stereo).
-    public func encode(_ pcm: PCMPacket) throws -> [UInt8] {
+    package func encode(_ pcm: PCMPacket) throws -> [UInt8] {
         guard let ctx, let frame, let packet else { throw ATVError.invalidState("ALAC encoder is closed") }
         let n = min(pcm.frames, pcm.bytes.count / PCMFormat.bytesPerFrame)
         guard n > 0 else { return [] }
@@ -155,10 +155,10 @@ public final class ALACEncoder {
 /// 12 unused bits 0, has-size bit, 2-bit shift 0, not-compressed bit 1 (23 bits; with has-size 0 that is
 /// `001` + 19 zero bits + `1`); a 32-bit sample count if has-size is set; then each sample as 16 bits
 /// (frame by frame, left then right); then the end tag `111`; zero bits to the next byte boundary.
-public enum VerbatimALAC {
+package enum VerbatimALAC {
     /// One frame for `packet`. The has-size bit is set (and the count written) when the packet is not
     /// exactly `frameLength` frames, the length the receiver's cookie/fmtp announces.
-    public static func encode(_ packet: PCMPacket, frameLength: Int = PCMFormat.framesPerPacket) -> [UInt8] {
+    package static func encode(_ packet: PCMPacket, frameLength: Int = PCMFormat.framesPerPacket) -> [UInt8] {
         let n = min(packet.frames, packet.bytes.count / PCMFormat.bytesPerFrame)
         var w = BitWriter(capacity: 8 + n * 4)
         let hasSize = n != frameLength
@@ -217,16 +217,16 @@ private func put(_ o: UnsafeMutableBufferPointer<UInt8>, _ at: Int, _ l: Int16, 
 
 /// Decodes ALAC frames (as senders put in RAOP RTP packets) to 44.1 kHz s16le stereo with FFmpeg's
 /// `alac` decoder. Not thread-safe: use from one task at a time.
-public final class ALACDecoder {
-    public let framesPerPacket: Int
-    public let magicCookie: [UInt8]
+package final class ALACDecoder {
+    package let framesPerPacket: Int
+    package let magicCookie: [UInt8]
     private var ctx: UnsafeMutablePointer<AVCodecContext>?
     private var frame: UnsafeMutablePointer<AVFrame>?
     private var packet: UnsafeMutablePointer<AVPacket>?
 
     /// `magicCookie`: a 36-byte `alac` atom or a 24-byte ALACSpecificConfig; nil builds the standard
     /// AirPlay cookie (framesPerPacket, 16-bit, 2 channels, 44100 Hz). The stream must be 44.1 kHz.
-    public init(framesPerPacket: Int = PCMFormat.framesPerPacket, magicCookie: [UInt8]? = nil) throws {
+    package init(framesPerPacket: Int = PCMFormat.framesPerPacket, magicCookie: [UInt8]? = nil) throws {
         _ = FF.quiet
         let cookie: [UInt8]
         if let given = magicCookie {
@@ -272,7 +272,7 @@ public final class ALACDecoder {
 
     /// PCM (s16le stereo; mono is duplicated, 24/32-bit keeps the top 16 bits) of one ALAC frame.
     /// Throws `ATVError.protocolError` for data that is not a valid ALAC frame.
-    public func decode(_ alacPacket: [UInt8]) throws -> PCMPacket {
+    package func decode(_ alacPacket: [UInt8]) throws -> PCMPacket {
         guard let ctx, let frame, let packet else { throw ATVError.invalidState("ALAC decoder is closed") }
         guard !alacPacket.isEmpty else { return PCMPacket(bytes: [], frames: 0) }
         av_packet_unref(packet)

@@ -4,9 +4,9 @@ import CFFmpeg
 /// The sample format everything in swift-atv streams: 44.1 kHz, signed 16-bit little-endian,
 /// interleaved stereo (4 bytes per frame).
 public enum PCMFormat {
-    public static let sampleRate = 44_100
-    public static let channels = 2
-    public static let bytesPerFrame = 4
+    package static let sampleRate = 44_100
+    package static let channels = 2
+    package static let bytesPerFrame = 4
     /// Frames per RAOP/AirPlay audio packet.
     public static let framesPerPacket = 352
 }

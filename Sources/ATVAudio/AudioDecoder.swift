@@ -88,7 +88,7 @@ public final class AudioDecoder: AsyncSequence, Sendable {
 
 /// Reads an input's format, tags, duration and artwork without decoding its audio.
 /// Probing `.stdin` consumes what it reads; use `AudioDecoder.open(_:).info` for stdin instead.
-public func probeAudio(_ source: StreamSource) async throws -> AudioInfo {
+package func probeAudio(_ source: StreamSource) async throws -> AudioInfo {
     try await probeAudio(spec: .from(source))
 }
 

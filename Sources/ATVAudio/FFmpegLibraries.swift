@@ -3,24 +3,24 @@ import CFFmpeg
 import Foundation
 
 /// One FFmpeg library this process runs with (for `atv doctor`).
-public struct FFmpegLibrary: Sendable, Equatable {
+package struct FFmpegLibrary: Sendable, Equatable {
     /// "libavformat".
-    public var name: String
+    package var name: String
     /// The version the loaded library reports, "59.27.100".
-    public var version: String
+    package var version: String
     /// The major version swift-atv was compiled against; a different one is not ABI-compatible.
-    public var builtAgainstMajor: Int
-    public var runtimeMajor: Int
+    package var builtAgainstMajor: Int
+    package var runtimeMajor: Int
     /// The file it was loaded from (from /proc/self/maps), if known.
-    public var path: String?
+    package var path: String?
 
-    public var compatible: Bool { runtimeMajor == builtAgainstMajor }
+    package var compatible: Bool { runtimeMajor == builtAgainstMajor }
 }
 
-public enum FFmpegLibraries {
+package enum FFmpegLibraries {
     /// The four libraries the audio pipeline uses, as loaded now. The binary links them, so a
     /// running process has them; this says which versions and files they are.
-    public static func loaded() -> [FFmpegLibrary] {
+    package static func loaded() -> [FFmpegLibrary] {
         // Read to the end: /proc files report size 0, so a size-based read returns nothing.
         let maps = FileHandle(forReadingAtPath: "/proc/self/maps").map { String(decoding: $0.readDataToEndOfFile(), as: UTF8.self) } ?? ""
         func path(_ name: String) -> String? {
@@ -44,5 +44,5 @@ public enum FFmpegLibraries {
     }
 
     /// FFmpeg's own release string, e.g. "5.1.6-0+deb12u1".
-    public static var release: String { String(cString: av_version_info()) }
+    package static var release: String { String(cString: av_version_info()) }
 }

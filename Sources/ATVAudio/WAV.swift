@@ -5,17 +5,17 @@ import Foundation
 /// appended PCM. The RIFF and data sizes are rewritten about once per second of audio and on `close()`,
 /// so a file cut short by a crash is still readable up to the last update.
 /// A value type wrapping a file descriptor: don't use copies after `close()`.
-public struct WAVWriter: Sendable {
-    public let path: String
-    public let sampleRate: Int
-    public let channels: Int
+package struct WAVWriter: Sendable {
+    package let path: String
+    package let sampleRate: Int
+    package let channels: Int
     /// PCM bytes written so far.
-    public private(set) var dataBytes: Int = 0
+    package private(set) var dataBytes: Int = 0
     private var fd: Int32
     private var bytesSinceHeader = 0
 
     /// Creates (or truncates) `path` and writes a header.
-    public init(path: String, sampleRate: Int = PCMFormat.sampleRate, channels: Int = PCMFormat.channels) throws {
+    package init(path: String, sampleRate: Int = PCMFormat.sampleRate, channels: Int = PCMFormat.channels) throws {
         self.path = path
         self.sampleRate = sampleRate
         self.channels = channels
@@ -27,7 +27,7 @@ public struct WAVWriter: Sendable {
     }
 
     /// The 44-byte canonical header for `dataBytes` of 16-bit PCM.
-    public static func header(dataBytes: Int, sampleRate: Int = PCMFormat.sampleRate,
+    package static func header(dataBytes: Int, sampleRate: Int = PCMFormat.sampleRate,
                               channels: Int = PCMFormat.channels) -> [UInt8] {
         var h: [UInt8] = []
         h.reserveCapacity(44)
@@ -41,12 +41,12 @@ public struct WAVWriter: Sendable {
         return h
     }
 
-    public mutating func write(_ packet: PCMPacket) throws {
+    package mutating func write(_ packet: PCMPacket) throws {
         try write(bytes: packet.bytes)
     }
 
     /// Appends raw little-endian 16-bit interleaved PCM.
-    public mutating func write(bytes: [UInt8]) throws {
+    package mutating func write(bytes: [UInt8]) throws {
         guard fd >= 0 else { throw ATVError.invalidState("\(path): WAV writer is closed") }
         guard !bytes.isEmpty else { return }
         try writeAll(bytes, at: nil)
@@ -59,7 +59,7 @@ public struct WAVWriter: Sendable {
     }
 
     /// Rewrites the sizes and closes the file.
-    public mutating func close() throws {
+    package mutating func close() throws {
         guard fd >= 0 else { return }
         defer { _ = Foundation.close(fd); fd = -1 }
         try writeAll(Self.header(dataBytes: dataBytes, sampleRate: sampleRate, channels: channels), at: 0)
@@ -82,19 +82,19 @@ public struct WAVWriter: Sendable {
 }
 
 /// A parsed PCM WAV file (tests and tools): format fields and the raw bytes of the data chunk.
-public struct WAVFile: Sendable, Equatable {
-    public var sampleRate: Int
-    public var channels: Int
-    public var bitsPerSample: Int
+package struct WAVFile: Sendable, Equatable {
+    package var sampleRate: Int
+    package var channels: Int
+    package var bitsPerSample: Int
     /// The audio format code (1 = integer PCM, 3 = float, 0xFFFE = extensible).
-    public var formatTag: Int
-    public var data: [UInt8]
+    package var formatTag: Int
+    package var data: [UInt8]
 
-    public var frames: Int { channels * bitsPerSample / 8 > 0 ? data.count / (channels * bitsPerSample / 8) : 0 }
+    package var frames: Int { channels * bitsPerSample / 8 > 0 ? data.count / (channels * bitsPerSample / 8) : 0 }
 
     /// Parses RIFF/WAVE bytes; a data chunk size larger than the file (a stream cut short, or 0xFFFFFFFF)
     /// is clamped to what is there. Throws `ATVError.badInput` on anything that is not a WAV file.
-    public init(bytes: [UInt8]) throws {
+    package init(bytes: [UInt8]) throws {
         func u32(_ o: Int) -> Int? {
             guard o >= 0, o + 4 <= bytes.count else { return nil }
             return Int(bytes[o]) | Int(bytes[o + 1]) << 8 | Int(bytes[o + 2]) << 16 | Int(bytes[o + 3]) << 24
@@ -132,7 +132,7 @@ public struct WAVFile: Sendable, Equatable {
         throw ATVError.badInput("WAV file: no data chunk")
     }
 
-    public init(path: String) throws {
+    package init(path: String) throws {
         guard let d = FileManager.default.contents(atPath: path) else {
             throw ATVError.badInput("\(path): cannot read")
         }

@@ -47,11 +47,11 @@ package enum HAPKeys {
 /// A pair of 32-byte keys for one encrypted channel: `output` encrypts what we send,
 /// `input` decrypts what we receive.
 public struct ChannelKeys: Sendable, Equatable {
-    public var output: [UInt8]
-    public var input: [UInt8]
-    public init(output: [UInt8], input: [UInt8]) { self.output = output; self.input = input }
+    package var output: [UInt8]
+    package var input: [UInt8]
+    package init(output: [UInt8], input: [UInt8]) { self.output = output; self.input = input }
     /// The same channel seen from the other end.
-    public var swapped: ChannelKeys { ChannelKeys(output: input, input: output) }
+    package var swapped: ChannelKeys { ChannelKeys(output: input, input: output) }
 }
 
 /// Channels whose keys are derived from a pair-verify shared secret (or, for transient pairing,

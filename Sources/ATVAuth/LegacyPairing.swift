@@ -15,12 +15,12 @@ import _CryptoExtras
 
 /// An HTTP request a pairing state machine wants sent (the caller adds Host and Content-Length).
 public struct PairingHTTPRequest: Sendable, Equatable {
-    public var method: String
-    public var path: String
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
+    package var method: String
+    package var path: String
+    package var headers: [(name: String, value: String)]
+    package var body: [UInt8]
 
-    public init(method: String = "POST", path: String, headers: [(name: String, value: String)], body: [UInt8]) {
+    package init(method: String = "POST", path: String, headers: [(name: String, value: String)], body: [UInt8]) {
         self.method = method
         self.path = path
         self.headers = headers

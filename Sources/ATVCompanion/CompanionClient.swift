@@ -6,8 +6,8 @@ import Foundation
 import NIOCore
 import NIOPosix
 
-public actor CompanionClient {
-    public static let defaultTimeout: Duration = .seconds(5)
+package actor CompanionClient {
+    package static let defaultTimeout: Duration = .seconds(5)
 
     let channel: Channel
     let host: String
@@ -20,14 +20,14 @@ public actor CompanionClient {
     var xid: Int64 = Int64.random(in: 0 ... 65536)
     var closedError: ATVError?
     var reader: Task<Void, Never>?
-    public private(set) var isVerified = false
+    package private(set) var isVerified = false
     /// `_sid` of the session started by `startSession` (remote << 32 | local).
-    public private(set) var sessionID: UInt64?
+    package private(set) var sessionID: UInt64?
     nonisolated let eventStream: AsyncStream<CompanionMessage>
     let eventContinuation: AsyncStream<CompanionMessage>.Continuation
 
     /// Events the device pushes (`_t` = 1), e.g. `SystemStatus`, `_iMC`; ends when the connection closes.
-    public nonisolated var events: AsyncStream<CompanionMessage> { eventStream }
+    package nonisolated var events: AsyncStream<CompanionMessage> { eventStream }
 
     init(channel: Channel, host: String, port: Int) {
         self.channel = channel
@@ -37,7 +37,7 @@ public actor CompanionClient {
     }
 
     /// Open a TCP connection (no authentication yet).
-    public static func connect(host: String, port: Int, timeout: Duration = .seconds(10)) async throws(ATVError) -> CompanionClient {
+    package static func connect(host: String, port: Int, timeout: Duration = .seconds(10)) async throws(ATVError) -> CompanionClient {
         let (stream, cont) = AsyncStream<[UInt8]?>.makeStream()
         let channel: Channel
         do {
@@ -154,7 +154,7 @@ public actor CompanionClient {
 
     /// PIN pair-setup (M1–M6). Returns credentials in pyatv's format; the device's M4 proof and M6
     /// signature are verified. `name` is shown on the device (OPACK `{"name": …}` in M5).
-    public func pair(pin: String, name: String = "swift-atv", timeout: Duration = .seconds(30)) async throws -> HAPCredentials {
+    package func pair(pin: String, name: String = "swift-atv", timeout: Duration = .seconds(30)) async throws -> HAPCredentials {
         let nameItem = TLV8.Item(.name, OPACK.dict(["name": .string(name)]).encoded())
         var setup = HAPPairSetupClient(pin: pin, m5Extras: [nameItem])
         var tlv = try await exchangeAuth(.pairSetupStart, CompanionAuth.pairSetupPayload(try setup.start()), timeout: timeout)
@@ -168,7 +168,7 @@ public actor CompanionClient {
     }
 
     /// Pair-verify with stored credentials; afterwards every frame is encrypted.
-    public func verify(_ credentials: HAPCredentials, timeout: Duration = CompanionClient.defaultTimeout) async throws {
+    package func verify(_ credentials: HAPCredentials, timeout: Duration = CompanionClient.defaultTimeout) async throws {
         var v = HAPPairVerifyClient(credentials: credentials)
         var tlv = try await exchangeAuth(.pairVerifyStart, CompanionAuth.pairVerifyPayload(try v.start(), first: true), timeout: timeout)
         while true {
@@ -186,7 +186,7 @@ public actor CompanionClient {
 
     /// Send a request and return the response's `_c`; a response with `_em` is an error.
     @discardableResult
-    public func request(_ name: String, _ content: OPACK = .dictionary([]), timeout: Duration = CompanionClient.defaultTimeout) async throws -> OPACK {
+    package func request(_ name: String, _ content: OPACK = .dictionary([]), timeout: Duration = CompanionClient.defaultTimeout) async throws -> OPACK {
         guard isVerified else { throw ATVError.invalidState("Companion: pair-verify first") }
         if let closedError { throw closedError }
         let x = xid
@@ -215,7 +215,7 @@ public actor CompanionClient {
     }
 
     /// Send an event (no response).
-    public func sendEvent(_ name: String, _ content: OPACK = .dictionary([])) throws(ATVError) {
+    package func sendEvent(_ name: String, _ content: OPACK = .dictionary([])) throws(ATVError) {
         guard isVerified else { throw ATVError.invalidState("Companion: pair-verify first") }
         let x = xid
         xid += 1
@@ -224,7 +224,7 @@ public actor CompanionClient {
 
     /// The connection sequence after pair-verify: system info, touch, session, TV remote
     /// session (errors ignored), text input, and interest in media-control and power events.
-    public func startSession(name: String = "swift-atv", model: String = "swift-atv", clientID: [UInt8] = [],
+    package func startSession(name: String = "swift-atv", model: String = "swift-atv", clientID: [UInt8] = [],
                              deviceID: String = "AA:BB:CC:00:00:01") async throws {
         try await request("_systemInfo", .dict([
             "_bf": .int(0), "_cf": .int(512), "_clFl": .int(128),
@@ -242,55 +242,55 @@ public actor CompanionClient {
         try sendEvent("_interest", .dict(["_regEvents": .array([.string("_iMC"), .string("SystemStatus"), .string("TVSystemStatus")])]))
     }
 
-    public func appList() async throws -> [(bundleID: String, name: String)] {
+    package func appList() async throws -> [(bundleID: String, name: String)] {
         try await request("FetchLaunchableApplicationsEvent").stringDictionary.map { ($0.key, $0.value) }
     }
 
     /// Launch by bundle id, or open a URL when the argument has a scheme.
-    public func launchApp(_ bundleIDOrURL: String) async throws {
+    package func launchApp(_ bundleIDOrURL: String) async throws {
         try await request("_launchApp", .dict([Self.hasURLScheme(bundleIDOrURL) ? "_urlS" : "_bundleID": .string(bundleIDOrURL)]))
     }
 
     /// "scheme:…" with an RFC 3986 scheme (a letter, then letters, digits, + - .), as pyatv decides.
-    public static func hasURLScheme(_ s: String) -> Bool {
+    package static func hasURLScheme(_ s: String) -> Bool {
         guard let colon = s.firstIndex(of: ":") else { return false }
         let scheme = s[..<colon]
         guard let first = scheme.first, first.isASCII, first.isLetter else { return false }
         return scheme.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) }
     }
 
-    public func accounts() async throws -> [(id: String, name: String)] {
+    package func accounts() async throws -> [(id: String, name: String)] {
         try await request("FetchUserAccountsEvent").stringDictionary.map { ($0.key, $0.value) }
     }
 
-    public func switchAccount(_ id: String) async throws {
+    package func switchAccount(_ id: String) async throws {
         try await request("SwitchUserAccountEvent", .dict(["SwitchAccountID": .string(id)]))
     }
 
     /// A HID button: tap = down + up.
-    public func press(_ button: CompanionHIDButton, down: Bool) async throws {
+    package func press(_ button: CompanionHIDButton, down: Bool) async throws {
         try await request("_hidC", .dict(["_hBtS": .int(down ? 1 : 2), "_hidC": .int(button.rawValue)]))
     }
 
     /// Power as pyatv does it: only the button-up event of Wake/Sleep.
-    public func setPower(on: Bool) async throws { try await press(on ? .wake : .sleep, down: false) }
+    package func setPower(on: Bool) async throws { try await press(on ? .wake : .sleep, down: false) }
 
-    public func systemStatus() async throws -> CompanionSystemStatus? {
+    package func systemStatus() async throws -> CompanionSystemStatus? {
         try await request("FetchAttentionState")["state"]?.intValue.flatMap(CompanionSystemStatus.init(rawValue:))
     }
 
-    public func mediaControl(_ command: CompanionMediaCommand, _ extra: [(String, OPACK)] = []) async throws -> OPACK {
+    package func mediaControl(_ command: CompanionMediaCommand, _ extra: [(String, OPACK)] = []) async throws -> OPACK {
         try await request("_mcc", .dict([("_mcc", .int(command.rawValue))] + extra))
     }
 
     // MARK: Text input (RTI): every call restarts the text-input session, as pyatv does.
 
     /// The focused text field's content; nil when no text field has focus.
-    public func textGet() async throws -> String? { try await textInput(nil, clear: false) }
+    package func textGet() async throws -> String? { try await textInput(nil, clear: false) }
     /// Replace the text; nil when no text field has focus.
-    @discardableResult public func textSet(_ text: String) async throws -> String? { try await textInput(text, clear: true) }
-    @discardableResult public func textAppend(_ text: String) async throws -> String? { try await textInput(text, clear: false) }
-    @discardableResult public func textClear() async throws -> String? { try await textInput(nil, clear: true) }
+    @discardableResult package func textSet(_ text: String) async throws -> String? { try await textInput(text, clear: true) }
+    @discardableResult package func textAppend(_ text: String) async throws -> String? { try await textInput(text, clear: false) }
+    @discardableResult package func textClear() async throws -> String? { try await textInput(nil, clear: true) }
 
     func textInput(_ text: String?, clear: Bool) async throws -> String? {
         _ = try? await request("_tiStop")
@@ -313,7 +313,7 @@ public actor CompanionClient {
     }
 
     /// The end of a session as pyatv does it: `_sessionStop`, `_touchStop`, `_tiStop` (errors ignored).
-    public func stopSession() async {
+    package func stopSession() async {
         try? sendEvent("_interest", .dict(["_deregEvents": .array([.string("_iMC"), .string("SystemStatus"), .string("TVSystemStatus")])]))
         if let sid = sessionID {
             _ = try? await request("_sessionStop", .dict(["_srvT": .string("com.apple.tvremoteservices"), "_sid": .int(Int64(bitPattern: sid))]))
@@ -324,12 +324,12 @@ public actor CompanionClient {
     }
 
     /// A touch event (`_hidT`): coordinates 0...1000, phase as pyatv's TouchAction (1 press, 3 hold, 4 release, 5 click).
-    public func touch(x: Int, y: Int, phase: Int64, nanoseconds: Int64) throws(ATVError) {
+    package func touch(x: Int, y: Int, phase: Int64, nanoseconds: Int64) throws(ATVError) {
         try sendEvent("_hidT", .dict(["_ns": .int(nanoseconds), "_tFg": .int(1), "_cx": .int(Int64(min(max(x, 0), 1000))),
                                       "_tPh": .int(phase), "_cy": .int(Int64(min(max(y, 0), 1000)))]))
     }
 
-    public func close() async {
+    package func close() async {
         failAll(ATVError.connectionFailed("the Companion connection was closed"))
         try? await channel.close()
         reader?.cancel()

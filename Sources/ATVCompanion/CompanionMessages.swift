@@ -3,7 +3,7 @@
 import ATVAuth
 import ATVCore
 
-public enum CompanionFrameType: UInt8, Sendable, CaseIterable {
+package enum CompanionFrameType: UInt8, Sendable, CaseIterable {
     case unknown = 0x00, noOp = 0x01
     case pairSetupStart = 0x03, pairSetupNext = 0x04, pairVerifyStart = 0x05, pairVerifyNext = 0x06
     case unencryptedOPACK = 0x07, encryptedOPACK = 0x08, packedOPACK = 0x09
@@ -11,25 +11,25 @@ public enum CompanionFrameType: UInt8, Sendable, CaseIterable {
     case sessionStartRequest = 0x10, sessionStartResponse = 0x11, sessionData = 0x12
     case familyIdentityRequest = 0x20, familyIdentityResponse = 0x21, familyIdentityUpdate = 0x22
 
-    public var isAuth: Bool { (0x03 ... 0x06).contains(rawValue) }
-    public var isOPACK: Bool { (0x07 ... 0x09).contains(rawValue) }
+    package var isAuth: Bool { (0x03 ... 0x06).contains(rawValue) }
+    package var isOPACK: Bool { (0x07 ... 0x09).contains(rawValue) }
 }
 
 /// The `_pd` carrier of HAP TLV8 in auth frames.
-public enum CompanionAuth {
+package enum CompanionAuth {
     /// Pair-setup payload: `{"_pd": tlv, "_pwTy": 1}`.
-    public static func pairSetupPayload(_ tlv: [UInt8]) -> [UInt8] {
+    package static func pairSetupPayload(_ tlv: [UInt8]) -> [UInt8] {
         OPACK.dict(["_pd": .data(tlv), "_pwTy": .int(1)]).encoded()
     }
     /// Pair-verify payload: `{"_pd": tlv, "_auTy": 4}` for M1, `{"_pd": tlv}` afterwards.
-    public static func pairVerifyPayload(_ tlv: [UInt8], first: Bool) -> [UInt8] {
+    package static func pairVerifyPayload(_ tlv: [UInt8], first: Bool) -> [UInt8] {
         first ? OPACK.dict(["_pd": .data(tlv), "_auTy": .int(4)]).encoded() : OPACK.dict(["_pd": .data(tlv)]).encoded()
     }
     /// A device's reply: `{"_pd": tlv}`.
-    public static func replyPayload(_ tlv: [UInt8]) -> [UInt8] { OPACK.dict(["_pd": .data(tlv)]).encoded() }
+    package static func replyPayload(_ tlv: [UInt8]) -> [UInt8] { OPACK.dict(["_pd": .data(tlv)]).encoded() }
 
     /// The TLV bytes of an auth frame's payload.
-    public static func tlv(from payload: [UInt8]) throws(ATVError) -> [UInt8] {
+    package static func tlv(from payload: [UInt8]) throws(ATVError) -> [UInt8] {
         let obj = try OPACK.decode(payload)
         guard case .dictionary = obj else { throw ATVError.protocolError("Companion auth frame is not an OPACK dictionary") }
         guard let pd = obj["_pd"]?.dataValue, !pd.isEmpty else {
@@ -40,22 +40,22 @@ public enum CompanionAuth {
 }
 
 /// An E_OPACK message: `{_i, _t, _c, _x}` with optional error fields.
-public struct CompanionMessage: Sendable, Equatable, CustomStringConvertible {
-    public enum Kind: Int64, Sendable { case event = 1, request = 2, response = 3 }
+package struct CompanionMessage: Sendable, Equatable, CustomStringConvertible {
+    package enum Kind: Int64, Sendable { case event = 1, request = 2, response = 3 }
 
-    public var kind: Kind
+    package var kind: Kind
     /// `_i`: the command or event name (responses may omit it).
-    public var identifier: String?
+    package var identifier: String?
     /// `_c`.
-    public var content: OPACK
+    package var content: OPACK
     /// `_x`: the transaction id (responses echo the request's).
-    public var xid: Int64?
+    package var xid: Int64?
     /// `_em`, `_ec`, `_ed` of an error response.
-    public var errorMessage: String?
-    public var errorCode: Int64?
-    public var errorDomain: String?
+    package var errorMessage: String?
+    package var errorCode: Int64?
+    package var errorDomain: String?
 
-    public init(kind: Kind, identifier: String?, content: OPACK = .dictionary([]), xid: Int64? = nil,
+    package init(kind: Kind, identifier: String?, content: OPACK = .dictionary([]), xid: Int64? = nil,
                 errorMessage: String? = nil, errorCode: Int64? = nil, errorDomain: String? = nil) {
         self.kind = kind
         self.identifier = identifier
@@ -66,22 +66,22 @@ public struct CompanionMessage: Sendable, Equatable, CustomStringConvertible {
         self.errorDomain = errorDomain
     }
 
-    public static func request(_ name: String, _ content: OPACK = .dictionary([]), xid: Int64) -> CompanionMessage {
+    package static func request(_ name: String, _ content: OPACK = .dictionary([]), xid: Int64) -> CompanionMessage {
         CompanionMessage(kind: .request, identifier: name, content: content, xid: xid)
     }
-    public static func event(_ name: String, _ content: OPACK = .dictionary([]), xid: Int64? = nil) -> CompanionMessage {
+    package static func event(_ name: String, _ content: OPACK = .dictionary([]), xid: Int64? = nil) -> CompanionMessage {
         CompanionMessage(kind: .event, identifier: name, content: content, xid: xid)
     }
-    public static func response(to xid: Int64?, _ content: OPACK = .dictionary([])) -> CompanionMessage {
+    package static func response(to xid: Int64?, _ content: OPACK = .dictionary([])) -> CompanionMessage {
         CompanionMessage(kind: .response, identifier: nil, content: content, xid: xid)
     }
     /// The error a device sends for a request it does not handle.
-    public static func noHandler(for xid: Int64?) -> CompanionMessage {
+    package static func noHandler(for xid: Int64?) -> CompanionMessage {
         CompanionMessage(kind: .response, identifier: nil, content: .dictionary([]), xid: xid,
                          errorMessage: "No request handler", errorCode: 58822, errorDomain: "RPErrorDomain")
     }
 
-    public var opack: OPACK {
+    package var opack: OPACK {
         var pairs: [(String, OPACK)] = []
         if let i = identifier { pairs.append(("_i", .string(i))) }
         pairs.append(("_t", .int(kind.rawValue)))
@@ -93,9 +93,9 @@ public struct CompanionMessage: Sendable, Equatable, CustomStringConvertible {
         return .dict(pairs)
     }
 
-    public func encoded() -> [UInt8] { opack.encoded() }
+    package func encoded() -> [UInt8] { opack.encoded() }
 
-    public init(decoding payload: [UInt8]) throws(ATVError) {
+    package init(decoding payload: [UInt8]) throws(ATVError) {
         let obj = try OPACK.decode(payload)
         guard case .dictionary = obj else { throw ATVError.protocolError("Companion message is not an OPACK dictionary") }
         guard let t = obj["_t"]?.intValue, let kind = Kind(rawValue: t) else {
@@ -113,24 +113,24 @@ public struct CompanionMessage: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    package var description: String {
         "\(kind) \(identifier ?? "-") x=\(xid.map(String.init) ?? "-") \(content)" + (errorMessage.map { " error=\($0)" } ?? "")
     }
 }
 
 /// HID button codes (`_hidC`).
-public enum CompanionHIDButton: Int64, Sendable, CaseIterable {
+package enum CompanionHIDButton: Int64, Sendable, CaseIterable {
     case up = 1, down, left, right, menu, select, home, volumeUp, volumeDown, siri, screensaver,
          sleep, wake, playPause, channelIncrement, channelDecrement, guide, pageUp, pageDown
 }
 
 /// `_mcc` media-control commands.
-public enum CompanionMediaCommand: Int64, Sendable, CaseIterable {
+package enum CompanionMediaCommand: Int64, Sendable, CaseIterable {
     case play = 1, pause, nextTrack, previousTrack, getVolume, setVolume, skipBy,
          fastForwardBegin, fastForwardEnd, rewindBegin, rewindEnd, getCaptionSettings, setCaptionSettings
 }
 
 /// SystemStatus `state` values.
-public enum CompanionSystemStatus: Int64, Sendable {
+package enum CompanionSystemStatus: Int64, Sendable {
     case asleep = 1, screensaver = 2, awake = 3, idle = 4
 }

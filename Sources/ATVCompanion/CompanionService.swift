@@ -12,17 +12,17 @@ import Synchronization
 ///
 /// `connect(_:options:storage:)` makes one for a device's Companion service; use the interfaces of
 /// `AppleTV` rather than this class.
-public final class CompanionService: Sendable {
+package final class CompanionService: Sendable {
     /// How we present ourselves in `_systemInfo`.
-    public struct Identity: Sendable {
+    package struct Identity: Sendable {
         /// The name the Apple TV shows for us.
-        public var name: String
+        package var name: String
         /// The model we claim to be.
-        public var model: String
+        package var model: String
         /// Our device identifier (MAC style).
-        public var deviceID: String
+        package var deviceID: String
         /// swift-atv's defaults, as stored in the settings (`InfoSettings`).
-        public init(name: String = InfoSettings.defaultName, model: String = InfoSettings.defaultModel,
+        package init(name: String = InfoSettings.defaultName, model: String = InfoSettings.defaultModel,
                     deviceID: String = InfoSettings.defaultDeviceID) {
             self.name = name
             self.model = model
@@ -33,7 +33,7 @@ public final class CompanionService: Sendable {
     let address: String
     let service: ServiceConfig
     /// The stored HAP credentials pair-verify uses.
-    public let credentials: HAPCredentials
+    package let credentials: HAPCredentials
     let identity: Identity
     /// Connecting, and each answer while connecting.
     let timeout: Duration
@@ -64,7 +64,7 @@ public final class CompanionService: Sendable {
     /// The Companion protocol of the device at `address`, with the credentials stored in `service`;
     /// nothing is connected until `connect()`. `timeout` bounds connecting and each answer.
     /// Throws `.noCredentials(.companion)` without credentials, `.invalidCredentials` for bad ones.
-    public init(address: String, service: ServiceConfig, identity: Identity = Identity(), timeout: Duration = .seconds(10)) throws {
+    package init(address: String, service: ServiceConfig, identity: Identity = Identity(), timeout: Duration = .seconds(10)) throws {
         guard let raw = service.credentials, !raw.trimmingCharacters(in: .whitespaces).isEmpty else {
             throw ATVError.noCredentials(.companion)
         }
@@ -76,7 +76,7 @@ public final class CompanionService: Sendable {
     }
 
     /// The connected client (after `connect`).
-    public var client: CompanionClient {
+    package var client: CompanionClient {
         get throws {
             guard let c = state.withLock({ $0.client }) else { throw ATVError.invalidState("Companion is not connected") }
             return c
@@ -112,7 +112,7 @@ public final class CompanionService: Sendable {
     // MARK: Connection
 
     /// TCP, pair-verify, the session sequence (system info, touch start, session start, TV remote start), then the initial power state.
-    public func connect() async throws {
+    package func connect() async throws {
         let timeout = self.timeout
         let client = try await CompanionClient.connect(host: address, port: service.port, timeout: timeout)
         do {

@@ -4,7 +4,7 @@
 import ATVCore
 
 /// NSKeyedArchiver archives as RTI uses them.
-public enum RTIArchive {
+package enum RTIArchive {
     static func classRef(_ name: String) -> PlistValue {
         .dict(["$classname": .string(name), "$classes": .array([.string(name), .string("NSObject")])])
     }
@@ -14,7 +14,7 @@ public enum RTIArchive {
     }
 
     /// Follow `path` from `$top`, resolving UIDs into `$objects` (as pyatv reads archives).
-    public static func property(_ archive: [UInt8], _ path: [String]) -> PlistValue? {
+    package static func property(_ archive: [UInt8], _ path: [String]) -> PlistValue? {
         guard let root = try? BinaryPlist.decode(archive), case .array(let objects)? = root["$objects"],
               var element = root["$top"] else { return nil }
         for key in path {
@@ -32,7 +32,7 @@ public enum RTIArchive {
 
     /// The text-input session a device sends in `_tiStart`: `$top.sessionUUID` (16 bytes) and
     /// `$top.documentState.docSt.contextBeforeInput` (the current text).
-    public static func session(uuid: [UInt8], text: String) -> [UInt8] {
+    package static func session(uuid: [UInt8], text: String) -> [UInt8] {
         archive(top: ["sessionUUID": .uid(1), "documentState": .uid(2)],
                 objects: [.string("$null"), .data(uuid),
                           .dict(["docSt": .uid(3), "$class": .uid(5)]),
@@ -41,7 +41,7 @@ public enum RTIArchive {
     }
 
     /// `_tiC` payload that replaces the text with "" (clear).
-    public static func clear(session: [UInt8]) -> [UInt8] {
+    package static func clear(session: [UInt8]) -> [UInt8] {
         archive(top: ["textOperations": .uid(1)],
                 objects: [.string("$null"),
                           .dict(["$class": .uid(7), "targetSessionUUID": .uid(5), "keyboardOutput": .uid(2), "textToAssert": .uid(4)]),
@@ -51,7 +51,7 @@ public enum RTIArchive {
     }
 
     /// `_tiC` payload that inserts `text`.
-    public static func insert(session: [UInt8], text: String) -> [UInt8] {
+    package static func insert(session: [UInt8], text: String) -> [UInt8] {
         archive(top: ["textOperations": .uid(1)],
                 objects: [.string("$null"),
                           .dict(["keyboardOutput": .uid(2), "$class": .uid(7), "targetSessionUUID": .uid(5)]),
@@ -61,13 +61,13 @@ public enum RTIArchive {
     }
 
     /// What a `_tiC` archive asks for.
-    public struct Operation: Sendable, Equatable {
-        public var session: [UInt8]?
-        public var insertionText: String?
-        public var textToAssert: String?
+    package struct Operation: Sendable, Equatable {
+        package var session: [UInt8]?
+        package var insertionText: String?
+        package var textToAssert: String?
     }
 
-    public static func operation(_ archive: [UInt8]) -> Operation? {
+    package static func operation(_ archive: [UInt8]) -> Operation? {
         guard property(archive, ["textOperations"]) != nil else { return nil }
         var op = Operation()
         if case .data(let d)? = property(archive, ["textOperations", "targetSessionUUID", "NS.uuidbytes"]) { op.session = d }

@@ -13,7 +13,7 @@
 import ATVAuth
 import ATVCore
 
-public indirect enum OPACK: Sendable, Equatable, CustomStringConvertible {
+package indirect enum OPACK: Sendable, Equatable, CustomStringConvertible {
     case null
     case bool(Bool)
     /// 16 raw UUID bytes.
@@ -33,29 +33,29 @@ public indirect enum OPACK: Sendable, Equatable, CustomStringConvertible {
     /// Ordered key/value pairs (keys need not be strings).
     case dictionary([Pair])
 
-    public struct Pair: Sendable, Equatable {
-        public var key: OPACK
-        public var value: OPACK
-        public init(_ key: OPACK, _ value: OPACK) { self.key = key; self.value = value }
+    package struct Pair: Sendable, Equatable {
+        package var key: OPACK
+        package var value: OPACK
+        package init(_ key: OPACK, _ value: OPACK) { self.key = key; self.value = value }
     }
 
     // MARK: Convenience
 
     /// A dictionary with string keys, in the given order.
-    public static func dict(_ pairs: KeyValuePairs<String, OPACK>) -> OPACK {
+    package static func dict(_ pairs: KeyValuePairs<String, OPACK>) -> OPACK {
         .dictionary(pairs.map { Pair(.string($0.key), $0.value) })
     }
-    public static func dict(_ pairs: [(String, OPACK)]) -> OPACK {
+    package static func dict(_ pairs: [(String, OPACK)]) -> OPACK {
         .dictionary(pairs.map { Pair(.string($0.0), $0.1) })
     }
 
     /// The value under a string key of a dictionary.
-    public subscript(key: String) -> OPACK? {
+    package subscript(key: String) -> OPACK? {
         guard case .dictionary(let pairs) = self else { return nil }
         return pairs.first { $0.key == .string(key) }?.value
     }
 
-    public var intValue: Int64? {
+    package var intValue: Int64? {
         switch self {
         case .int(let v): return v
         case .sizedInt(let v, let w): return w == 8 ? Int64(bitPattern: v) : Int64(v)
@@ -65,7 +65,7 @@ public indirect enum OPACK: Sendable, Equatable, CustomStringConvertible {
         default: return nil
         }
     }
-    public var doubleValue: Double? {
+    package var doubleValue: Double? {
         switch self {
         case .double(let d): return d
         case .float(let f): return Double(f)
@@ -74,21 +74,21 @@ public indirect enum OPACK: Sendable, Equatable, CustomStringConvertible {
         default: return nil
         }
     }
-    public var stringValue: String? { if case .string(let s) = self { s } else { nil } }
-    public var dataValue: [UInt8]? { if case .data(let d) = self { d } else { nil } }
-    public var boolValue: Bool? { if case .bool(let b) = self { b } else { nil } }
-    public var arrayValue: [OPACK]? { if case .array(let a) = self { a } else { nil } }
-    public var dictionaryValue: [Pair]? { if case .dictionary(let d) = self { d } else { nil } }
+    package var stringValue: String? { if case .string(let s) = self { s } else { nil } }
+    package var dataValue: [UInt8]? { if case .data(let d) = self { d } else { nil } }
+    package var boolValue: Bool? { if case .bool(let b) = self { b } else { nil } }
+    package var arrayValue: [OPACK]? { if case .array(let a) = self { a } else { nil } }
+    package var dictionaryValue: [Pair]? { if case .dictionary(let d) = self { d } else { nil } }
 
     /// Entries of a dictionary whose keys and values are strings (e.g. an app list).
-    public var stringDictionary: [(key: String, value: String)] {
+    package var stringDictionary: [(key: String, value: String)] {
         (dictionaryValue ?? []).compactMap { p in
             guard let k = p.key.stringValue, let v = p.value.stringValue else { return nil }
             return (k, v)
         }
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .null: "null"
         case .bool(let b): b ? "true" : "false"
@@ -144,10 +144,10 @@ public indirect enum OPACK: Sendable, Equatable, CustomStringConvertible {
 
 extension OPACK {
     /// Maximum nesting of arrays and dictionaries accepted from the network.
-    public static let maxDepth = 64
+    package static let maxDepth = 64
 
     /// Decode exactly one object; trailing bytes are an error.
-    public static func decode<C: Collection<UInt8>>(_ bytes: C) throws(ATVError) -> OPACK {
+    package static func decode<C: Collection<UInt8>>(_ bytes: C) throws(ATVError) -> OPACK {
         var reader = Reader(bytes: Array(bytes))
         let value = try reader.object(depth: 0)
         guard reader.index == reader.bytes.count else {
@@ -157,7 +157,7 @@ extension OPACK {
     }
 
     /// Decode one object from the start; returns it and the number of bytes it used.
-    public static func decodePrefix<C: Collection<UInt8>>(_ bytes: C) throws(ATVError) -> (OPACK, Int) {
+    package static func decodePrefix<C: Collection<UInt8>>(_ bytes: C) throws(ATVError) -> (OPACK, Int) {
         var reader = Reader(bytes: Array(bytes))
         let value = try reader.object(depth: 0)
         return (value, reader.index)
@@ -290,7 +290,7 @@ extension OPACK {
 
 extension OPACK {
     /// Encode with back-references to repeated strings, data, UUIDs and wide numbers.
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var w = Writer()
         w.write(self)
         return w.out

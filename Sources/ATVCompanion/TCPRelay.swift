@@ -4,13 +4,13 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-public final class TCPRelay: Sendable {
+package final class TCPRelay: Sendable {
     let channel: Channel
     init(channel: Channel) { self.channel = channel }
-    public var port: Int { channel.localAddress?.port ?? 0 }
+    package var port: Int { channel.localAddress?.port ?? 0 }
 
     /// `onData(direction, bytes)`: direction is "local->remote" or "remote->local".
-    public static func start(localHost: String = "127.0.0.1", localPort: Int, remoteHost: String, remotePort: Int,
+    package static func start(localHost: String = "127.0.0.1", localPort: Int, remoteHost: String, remotePort: Int,
                              onData: @escaping @Sendable (String, [UInt8]) -> Void) async throws -> TCPRelay {
         let channel = try await TCPListener.bind(host: localHost, port: localPort, options: .init(autoRead: false)) { _, pipeline in
             try pipeline.addHandler(RelayLocalHandler(remoteHost: remoteHost, remotePort: remotePort, onData: onData))
@@ -18,10 +18,10 @@ public final class TCPRelay: Sendable {
         return TCPRelay(channel: channel)
     }
 
-    public func stop() async { try? await channel.close() }
+    package func stop() async { try? await channel.close() }
 
     /// `label` then 16 bytes a line: offset, hex, printable ASCII.
-    public static func hexdump(_ bytes: [UInt8], label: String) -> String {
+    package static func hexdump(_ bytes: [UInt8], label: String) -> String {
         var lines = ["\(label) \(bytes.count) bytes"]
         var i = 0
         while i < bytes.count {

@@ -3,7 +3,7 @@ import ATVHTTP
 import Logging
 
 /// What the push updater reports.
-public enum DMAPPushEvent: Sendable, Equatable {
+package enum DMAPPushEvent: Sendable, Equatable {
     /// A new play status (the first one at once, then one per change on the device).
     case update(DMAPPlayStatus)
     /// A request failed (bad answer, refused); polling goes on from revision 0.
@@ -17,18 +17,18 @@ public enum DMAPPushEvent: Sendable, Equatable {
 /// Requests share one keep-alive connection and each waits at most `timeout`; the long poll has
 /// its own connection and no timeout (it ends by cancellation). After a lost connection every
 /// call throws `ATVError.connectionLost`.
-public actor DMAPClient {
-    public nonisolated let host: String
-    public nonisolated let port: Int
-    public nonisolated let loginID: DMAPLoginID
-    public nonisolated let timeout: Duration
+package actor DMAPClient {
+    package nonisolated let host: String
+    package nonisolated let port: Int
+    package nonisolated let loginID: DMAPLoginID
+    package nonisolated let timeout: Duration
 
     private var connection: HTTPClientConnection?
     private var pollConnection: HTTPClientConnection?
     /// 0 = not logged in.
-    public private(set) var sessionID: UInt64 = 0
+    package private(set) var sessionID: UInt64 = 0
     /// The last play status received (plain request or push).
-    public private(set) var latest: DMAPPlayStatus?
+    package private(set) var latest: DMAPPlayStatus?
     private var lost: ATVError?
     private var closed = false
 
@@ -36,7 +36,7 @@ public actor DMAPClient {
     /// timer value stays representable.
     static let pollTimeout: Duration = .seconds(7 * 24 * 3600)
 
-    public init(host: String, port: Int, credentials: String, timeout: Duration = .seconds(10)) throws {
+    package init(host: String, port: Int, credentials: String, timeout: Duration = .seconds(10)) throws {
         self.host = host
         self.port = port
         self.loginID = try DMAPLoginID(credentials: credentials)
@@ -90,7 +90,7 @@ public actor DMAPClient {
     /// Logs in and returns the session id. A refusal is retried once; HTTP 500 means the device
     /// does not take logins now.
     @discardableResult
-    public func login() async throws -> UInt64 {
+    package func login() async throws -> UInt64 {
         var response = try await send(DMAPRequests.login(loginID), via: nil, timeout: timeout)
         if !response.isSuccess && response.status != 500 {
             response = try await send(DMAPRequests.login(loginID), via: nil, timeout: timeout)
@@ -142,16 +142,16 @@ public actor DMAPClient {
     }
 
     /// The current play status (answered at once).
-    public func playStatus() async throws -> DMAPPlayStatus {
+    package func playStatus() async throws -> DMAPPlayStatus {
         let r = try await perform(.title) { DMAPRequests.playStatusUpdate(session: $0, revision: 0) }
         return try parseStatus(r)
     }
 
-    public func playing() async throws -> Playing { try await playStatus().playing }
+    package func playing() async throws -> Playing { try await playStatus().playing }
 
     /// Waits until the device's play status differs from `revision` (0: answers at once). No
     /// timeout: cancel the task to stop waiting (that closes the poll connection).
-    public func waitForPlayStatus(after revision: UInt64) async throws -> DMAPPlayStatus {
+    package func waitForPlayStatus(after revision: UInt64) async throws -> DMAPPlayStatus {
         try checkUsable()
         let conn: HTTPClientConnection
         if let c = pollConnection, c.isActive { conn = c } else {
@@ -172,7 +172,7 @@ public actor DMAPClient {
     /// reported and polling restarts from revision 0 (after `retryDelay`); a lost connection ends
     /// the stream with `.connectionLost`, and later calls on this client throw it. Ending the
     /// iteration (or `close()`) stops the poll.
-    public nonisolated func pushUpdates(retryDelay: Duration = .seconds(1)) -> AsyncStream<DMAPPushEvent> {
+    package nonisolated func pushUpdates(retryDelay: Duration = .seconds(1)) -> AsyncStream<DMAPPushEvent> {
         let (stream, continuation) = AsyncStream.makeStream(of: DMAPPushEvent.self)
         let task = Task { await self.poll(continuation, retryDelay: retryDelay) }
         continuation.onTermination = { _ in task.cancel() }
@@ -208,7 +208,7 @@ public actor DMAPClient {
 
     // MARK: Commands
 
-    public func command(_ command: DMAPCommand) async throws {
+    package func command(_ command: DMAPCommand) async throws {
         let feature: FeatureName = switch command {
         case .play: .play
         case .pause: .pause
@@ -223,13 +223,13 @@ public actor DMAPClient {
     }
 
     /// `select`, `menu` or `topmenu`.
-    public func controlPrompt(_ name: String) async throws {
+    package func controlPrompt(_ name: String) async throws {
         let feature: FeatureName = name == "menu" ? .menu : (name == "topmenu" ? .topMenu : .select)
         _ = try await perform(feature) { DMAPRequests.controlPrompt(name, session: $0) }
     }
 
     /// An arrow key, sent as a seven-event touch swipe.
-    public func arrow(_ arrow: DMAPArrow) async throws {
+    package func arrow(_ arrow: DMAPArrow) async throws {
         let feature: FeatureName = switch arrow {
         case .up: .up
         case .down: .down
@@ -241,33 +241,33 @@ public actor DMAPClient {
         }
     }
 
-    public func setProperty(_ property: DMAPProperty, _ value: Int, feature: FeatureName) async throws {
+    package func setProperty(_ property: DMAPProperty, _ value: Int, feature: FeatureName) async throws {
         _ = try await perform(feature) { DMAPRequests.setProperty(property, value, session: $0) }
     }
 
     /// Seconds.
-    public func setPosition(_ seconds: Int) async throws {
+    package func setPosition(_ seconds: Int) async throws {
         try await setProperty(.playingTime, seconds * 1000, feature: .setPosition)
     }
 
-    public func setShuffle(_ state: ShuffleState) async throws {
+    package func setShuffle(_ state: ShuffleState) async throws {
         try await setProperty(.shuffleState, state == .off ? 0 : 1, feature: .setShuffle)
     }
 
-    public func setRepeat(_ state: RepeatState) async throws {
+    package func setRepeat(_ state: RepeatState) async throws {
         try await setProperty(.repeatState, state.rawValue, feature: .setRepeat)
     }
 
     /// Reads the position, then sets it `seconds` later (or earlier when negative; ≤ 0 interval
     /// means 10 s as pyatv). Nothing is sent when the position is unknown.
-    public func skip(by interval: Double, forward: Bool) async throws {
+    package func skip(by interval: Double, forward: Bool) async throws {
         guard let position = try await playing().position, position != 0 else { return }
         let step = interval > 0 ? Int(interval) : 10
         try await setPosition(forward ? position + step : position - step)
     }
 
     /// PNG bytes of the artwork of what plays, nil when there is none.
-    public func artwork(width: Int?, height: Int?) async throws -> [UInt8]? {
+    package func artwork(width: Int?, height: Int?) async throws -> [UInt8]? {
         let r = try await perform(.artwork) { DMAPRequests.artwork(session: $0, width: width, height: height) }
         return r.body.isEmpty ? nil : r.body
     }
@@ -282,7 +282,7 @@ public actor DMAPClient {
     }
 
     /// Closes the connections and stops push updates. Later calls throw `.invalidState`.
-    public func close() {
+    package func close() {
         closed = true
         connection?.close()
         pollConnection?.close()

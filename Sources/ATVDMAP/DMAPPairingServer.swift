@@ -6,12 +6,12 @@ import ATVCore
 import ATVDiscovery
 import ATVHTTP
 
-public actor DMAPPairingServer: PairingHandler {
-    public nonisolated let pairingProtocol = ATVProtocol.dmap
-    public nonisolated let deviceProvidesPIN = false
-    public private(set) var hasPaired = false
+package actor DMAPPairingServer: PairingHandler {
+    package nonisolated let pairingProtocol = ATVProtocol.dmap
+    package nonisolated let deviceProvidesPIN = false
+    package private(set) var hasPaired = false
     /// The device name that paired (from its request), after `finish()`.
-    public private(set) var pairedDeviceName: String?
+    package private(set) var pairedDeviceName: String?
 
     private let host: String
     private let options: PairingOptions
@@ -22,24 +22,24 @@ public actor DMAPPairingServer: PairingHandler {
     private let requests = AsyncStream<String>.makeStream()
 
     /// `host`: the device's address (to find the interface facing it).
-    public init(host: String, options: PairingOptions) {
+    package init(host: String, options: PairingOptions) {
         self.host = host
         self.options = options
     }
 
     /// The port we listen on for the Apple TV's pairing request, once begun.
-    public var port: Int? { server?.port }
-    public var pinToEnter: String? { handler?.pin ?? chosenPIN }
-    public var waitingMessage: String? {
+    package var port: Int? { server?.port }
+    package var pinToEnter: String? { handler?.pin ?? chosenPIN }
+    package var waitingMessage: String? {
         server.map { "Waiting up to \(Int(options.timeout.components.seconds)) s for the Apple TV on port \($0.port)" }
     }
 
-    public func pin(_ pin: String) async throws {
+    package func pin(_ pin: String) async throws {
         guard handler == nil else { throw ATVError.badInput("the DMAP PIN must be set before pairing begins") }
         chosenPIN = pin
     }
 
-    public func begin() async throws {
+    package func begin() async throws {
         let handler = try DMAPPairingHandler(guid: options.guid ?? DMAPPairing.randomGUID(),
                                              pin: chosenPIN ?? fourDigits(Int.random(in: 0 ... 9999)), name: options.name)
         self.handler = handler
@@ -69,7 +69,7 @@ public actor DMAPPairingServer: PairingHandler {
     }
 
     /// Waits (up to the options' timeout) for the Apple TV's pairing request with our PIN.
-    public func finish() async throws -> ATVCredentials {
+    package func finish() async throws -> ATVCredentials {
         guard let handler else { throw ATVError.badInput("pairing was not begun") }
         let timeout = options.timeout
         let stream = requests.stream
@@ -89,7 +89,7 @@ public actor DMAPPairingServer: PairingHandler {
         return handler.credentials
     }
 
-    public func close() async { await stopListening() }
+    package func close() async { await stopListening() }
 
     private func stopListening() async {
         requests.continuation.finish()

@@ -1,7 +1,7 @@
 import ATVCore
 
 /// The fields of a `playstatusupdate` answer (`cmst` container).
-public struct DMAPPlayStatus: Sendable, Equatable {
+package struct DMAPPlayStatus: Sendable, Equatable {
     /// The whole parsed answer.
     package var elements: [DMAPElement]
 
@@ -12,29 +12,29 @@ public struct DMAPPlayStatus: Sendable, Equatable {
     func field(_ tag: String) -> DMAPValue? { elements.first("cmst", tag) }
 
     /// `cmsr`: the revision to ask for next (long poll).
-    public var revision: UInt64? { field("cmsr")?.uint }
+    package var revision: UInt64? { field("cmsr")?.uint }
     /// `caps`: 0 idle, 1 loading, 2 stopped, 3 paused, 4 playing, 5/6 seeking.
-    public var playState: UInt64? { field("caps")?.uint }
-    public var mediaKind: UInt64? { field("cmmk")?.uint }
-    public var title: String? { field("cann")?.string }
-    public var artist: String? { field("cana")?.string }
-    public var album: String? { field("canl")?.string }
-    public var genre: String? { field("cang")?.string }
+    package var playState: UInt64? { field("caps")?.uint }
+    package var mediaKind: UInt64? { field("cmmk")?.uint }
+    package var title: String? { field("cann")?.string }
+    package var artist: String? { field("cana")?.string }
+    package var album: String? { field("canl")?.string }
+    package var genre: String? { field("cang")?.string }
     /// Milliseconds.
-    public var totalMs: UInt64? { field("cast")?.uint }
+    package var totalMs: UInt64? { field("cast")?.uint }
     /// Milliseconds left.
-    public var remainingMs: UInt64? { field("cant")?.uint }
-    public var shuffleRaw: UInt64? { field("cash")?.uint }
-    public var repeatRaw: UInt64? { field("carp")?.uint }
+    package var remainingMs: UInt64? { field("cant")?.uint }
+    package var shuffleRaw: UInt64? { field("cash")?.uint }
+    package var repeatRaw: UInt64? { field("carp")?.uint }
     /// `cavc`: volume can be changed (volume up/down work).
-    public var volumeControllable: Bool? { field("cavc")?.bool }
+    package var volumeControllable: Bool? { field("cavc")?.bool }
 
     /// True when the tag is present inside `cmst`.
-    public func has(_ tag: String) -> Bool { field(tag) != nil }
+    package func has(_ tag: String) -> Bool { field(tag) != nil }
 
     /// iTunes media kind → media type (1 and 32770 unknown; video; music; TV). Kinds not in the
     /// table are reported as unknown (pyatv raises).
-    public static func mediaType(kind: UInt64) -> MediaType {
+    package static func mediaType(kind: UInt64) -> MediaType {
         switch kind {
         case 3, 7, 11, 12, 13, 18, 32: .video
         case 2, 4, 10, 14, 17, 21, 36: .music
@@ -44,7 +44,7 @@ public struct DMAPPlayStatus: Sendable, Equatable {
     }
 
     /// `caps` → device state; values outside 0...6 are reported as idle (pyatv raises).
-    public static func deviceState(_ caps: UInt64?) -> DeviceState {
+    package static func deviceState(_ caps: UInt64?) -> DeviceState {
         switch caps {
         case 1: .loading
         case 2: .stopped
@@ -57,7 +57,7 @@ public struct DMAPPlayStatus: Sendable, Equatable {
 
     /// Milliseconds → whole seconds, rounding half to even as Python's `round`; 2³²−1 and above
     /// (a device's "unknown") → 0.
-    public static func seconds(ms: UInt64) -> Int {
+    package static func seconds(ms: UInt64) -> Int {
         if ms >= 0xFFFF_FFFF { return 0 }
         return Int((Double(ms) / 1000).rounded(.toNearestOrEven))
     }
@@ -65,7 +65,7 @@ public struct DMAPPlayStatus: Sendable, Equatable {
     /// As pyatv builds `Playing`: media type from `cmmk` (missing: music if artist or album,
     /// else video; nothing playing: unknown), position = total − remaining (only when both are
     /// non-zero), shuffle off unless `cash` ≠ 0 (then songs), repeat from `carp` (default off).
-    public var playing: Playing {
+    package var playing: Playing {
         let state = Self.deviceState(playState)
         let mediaType: MediaType
         if playState == nil || playState == 0 {

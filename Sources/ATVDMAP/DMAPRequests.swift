@@ -1,20 +1,20 @@
 import ATVCore
 
 /// An HTTP request to a DMAP (DACP) service, before any I/O.
-public struct DMAPRequest: Sendable, Equatable {
-    public var method: String
+package struct DMAPRequest: Sendable, Equatable {
+    package var method: String
     /// Path and query, e.g. "/ctrl-int/1/pause?session-id=5&prompt-id=0".
-    public var uri: String
-    public var headers: [(String, String)]
-    public var body: [UInt8]
+    package var uri: String
+    package var headers: [(String, String)]
+    package var body: [UInt8]
 
-    public static func == (a: DMAPRequest, b: DMAPRequest) -> Bool {
+    package static func == (a: DMAPRequest, b: DMAPRequest) -> Bool {
         a.method == b.method && a.uri == b.uri && a.body == b.body
             && a.headers.map(\.0) == b.headers.map(\.0) && a.headers.map(\.1) == b.headers.map(\.1)
     }
 
     /// The headers a Remote sends on every request.
-    public static let commonHeaders: [(String, String)] = [
+    package static let commonHeaders: [(String, String)] = [
         ("Accept", "*/*"),
         ("Accept-Encoding", "gzip"),
         ("Client-DAAP-Version", "3.13"),
@@ -36,12 +36,12 @@ public struct DMAPRequest: Sendable, Equatable {
 
 /// What a client logs in with: a pairing GUID from DMAP pairing (`0x` + 16 hex digits) or a Home
 /// Sharing GUID (`hsgid`, a UUID).
-public enum DMAPLoginID: Sendable, Equatable {
+package enum DMAPLoginID: Sendable, Equatable {
     case pairingGUID(String)
     case homeSharing(String)
 
     /// Parses stored DMAP credentials: `0x` + 16 hex digits, or a UUID.
-    public init(credentials: String) throws {
+    package init(credentials: String) throws {
         let c = credentials
         let hex = Set("0123456789abcdefABCDEF")
         if c.hasPrefix("0x"), c.count >= 18, c.dropFirst(2).prefix(16).allSatisfy({ hex.contains($0) }) {
@@ -65,16 +65,16 @@ public enum DMAPLoginID: Sendable, Equatable {
 }
 
 /// A playback command sent as `POST ctrl-int/1/<name>`.
-public enum DMAPCommand: String, Sendable, CaseIterable {
+package enum DMAPCommand: String, Sendable, CaseIterable {
     case play, pause, playPause = "playpause", stop, next = "nextitem", previous = "previtem",
          volumeUp = "volumeup", volumeDown = "volumedown"
 }
 
 /// A direction emulated with a touch swipe.
-public enum DMAPArrow: String, Sendable, CaseIterable { case up, down, left, right }
+package enum DMAPArrow: String, Sendable, CaseIterable { case up, down, left, right }
 
 /// A property set with `setproperty`.
-public enum DMAPProperty: String, Sendable {
+package enum DMAPProperty: String, Sendable {
     /// Milliseconds.
     case playingTime = "dacp.playingtime"
     /// 0 off, 1 on.
@@ -84,21 +84,21 @@ public enum DMAPProperty: String, Sendable {
 }
 
 /// Builders for every request the client sends (paths relative to the service root).
-public enum DMAPRequests {
-    public static func serverInfo() -> DMAPRequest { .get("/server-info") }
+package enum DMAPRequests {
+    package static func serverInfo() -> DMAPRequest { .get("/server-info") }
 
-    public static func login(_ id: DMAPLoginID) -> DMAPRequest { .get("/login?\(id.query)&hasFP=1") }
+    package static func login(_ id: DMAPLoginID) -> DMAPRequest { .get("/login?\(id.query)&hasFP=1") }
 
-    public static func playStatusUpdate(session: UInt64, revision: UInt64) -> DMAPRequest {
+    package static func playStatusUpdate(session: UInt64, revision: UInt64) -> DMAPRequest {
         .get("/ctrl-int/1/playstatusupdate?session-id=\(session)&revision-number=\(revision)")
     }
 
     /// nil width/height → 0 (the device's default).
-    public static func artwork(session: UInt64, width: Int?, height: Int?) -> DMAPRequest {
+    package static func artwork(session: UInt64, width: Int?, height: Int?) -> DMAPRequest {
         .get("/ctrl-int/1/nowplayingartwork?mw=\(width ?? 0)&mh=\(height ?? 0)&session-id=\(session)")
     }
 
-    public static func command(_ command: DMAPCommand, session: UInt64) -> DMAPRequest {
+    package static func command(_ command: DMAPCommand, session: UInt64) -> DMAPRequest {
         .post("/ctrl-int/1/\(command.rawValue)?session-id=\(session)&prompt-id=0")
     }
 
@@ -107,18 +107,18 @@ public enum DMAPRequests {
     }
 
     /// `select`, `menu` or `topmenu`: body `cmbe(name) ‖ cmcc(u8 0)`.
-    public static func controlPrompt(_ name: String, session: UInt64) -> DMAPRequest {
+    package static func controlPrompt(_ name: String, session: UInt64) -> DMAPRequest {
         .post(controlPromptURI(session: session),
               body: DMAPSerializer.serialize([.string("cmbe", name), .uint8("cmcc", 0)]))
     }
 
     /// One touch event: body `cmcc(u8 0x30) ‖ cmbe("touch<Down|Move|Up>&time=t&point=x,y")`.
-    public static func touchBody(_ phase: String, time: Int, x: Int, y: Int) -> [UInt8] {
+    package static func touchBody(_ phase: String, time: Int, x: Int, y: Int) -> [UInt8] {
         DMAPSerializer.serialize([.uint8("cmcc", 0x30), .string("cmbe", "touch\(phase)&time=\(time)&point=\(x),\(y)")])
     }
 
     /// The seven touch events that emulate an arrow key (a short swipe).
-    public static func arrowBodies(_ arrow: DMAPArrow) -> [[UInt8]] {
+    package static func arrowBodies(_ arrow: DMAPArrow) -> [[UInt8]] {
         let vertical = [0, 1, 2, 3, 4, 5, 6]
         let horizontal = [0, 1, 3, 4, 5, 6, 7]
         var points: [(Int, Int, Int)] = []  // (time, x, y)
@@ -134,11 +134,11 @@ public enum DMAPRequests {
         }
     }
 
-    public static func arrow(_ arrow: DMAPArrow, session: UInt64) -> [DMAPRequest] {
+    package static func arrow(_ arrow: DMAPArrow, session: UInt64) -> [DMAPRequest] {
         arrowBodies(arrow).map { .post(controlPromptURI(session: session), body: $0) }
     }
 
-    public static func setProperty(_ property: DMAPProperty, _ value: Int, session: UInt64) -> DMAPRequest {
+    package static func setProperty(_ property: DMAPProperty, _ value: Int, session: UInt64) -> DMAPRequest {
         .post("/ctrl-int/1/setproperty?\(property.rawValue)=\(value)&session-id=\(session)")
     }
 }

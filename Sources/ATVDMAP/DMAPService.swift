@@ -7,9 +7,9 @@ import Synchronization
 ///
 /// `connect(_:options:storage:)` makes one for a device's DMAP service when it has credentials
 /// (from `atv pair --protocol dmap`); use the interfaces of `AppleTV` rather than this class.
-public final class DMAPService: Sendable {
+package final class DMAPService: Sendable {
     /// The DMAP/DACP client (login, commands, play status, artwork, long poll).
-    public let client: DMAPClient
+    package let client: DMAPClient
     let service: ServiceConfig
     let updates = Broadcaster<DeviceUpdate>()
     private struct State {

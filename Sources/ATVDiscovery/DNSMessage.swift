@@ -1,17 +1,17 @@
 import ATVCore
 
 /// DNS record types swift-atv reads (others are kept as raw data).
-public struct DNSType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
-    public var rawValue: UInt16
-    public init(rawValue: UInt16) { self.rawValue = rawValue }
-    public static let a = DNSType(rawValue: 1)
-    public static let ptr = DNSType(rawValue: 12)
-    public static let txt = DNSType(rawValue: 16)
-    public static let aaaa = DNSType(rawValue: 28)
-    public static let srv = DNSType(rawValue: 33)
-    public static let nsec = DNSType(rawValue: 47)
-    public static let any = DNSType(rawValue: 255)
-    public var description: String {
+package struct DNSType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    package var rawValue: UInt16
+    package init(rawValue: UInt16) { self.rawValue = rawValue }
+    package static let a = DNSType(rawValue: 1)
+    package static let ptr = DNSType(rawValue: 12)
+    package static let txt = DNSType(rawValue: 16)
+    package static let aaaa = DNSType(rawValue: 28)
+    package static let srv = DNSType(rawValue: 33)
+    package static let nsec = DNSType(rawValue: 47)
+    package static let any = DNSType(rawValue: 255)
+    package var description: String {
         switch self {
         case .a: "A"
         case .ptr: "PTR"
@@ -26,11 +26,11 @@ public struct DNSType: RawRepresentable, Hashable, Sendable, CustomStringConvert
 }
 
 /// A question. `unicastResponse` is the mDNS QU bit (top bit of the class).
-public struct DNSQuestion: Hashable, Sendable {
-    public var name: String
-    public var type: DNSType
-    public var unicastResponse: Bool
-    public init(name: String, type: DNSType, unicastResponse: Bool = false) {
+package struct DNSQuestion: Hashable, Sendable {
+    package var name: String
+    package var type: DNSType
+    package var unicastResponse: Bool
+    package init(name: String, type: DNSType, unicastResponse: Bool = false) {
         self.name = name
         self.type = type
         self.unicastResponse = unicastResponse
@@ -38,7 +38,7 @@ public struct DNSQuestion: Hashable, Sendable {
 }
 
 /// Decoded record data.
-public enum DNSRecordData: Hashable, Sendable {
+package enum DNSRecordData: Hashable, Sendable {
     /// IPv4 address, dotted.
     case a(String)
     /// IPv6 address, as 16 bytes.
@@ -52,16 +52,16 @@ public enum DNSRecordData: Hashable, Sendable {
     case raw([UInt8])
 }
 
-public struct DNSRecord: Hashable, Sendable {
-    public var name: String
-    public var type: DNSType
+package struct DNSRecord: Hashable, Sendable {
+    package var name: String
+    package var type: DNSType
     /// The class without the cache-flush bit.
-    public var recordClass: UInt16
-    public var cacheFlush: Bool
-    public var ttl: UInt32
-    public var data: DNSRecordData
+    package var recordClass: UInt16
+    package var cacheFlush: Bool
+    package var ttl: UInt32
+    package var data: DNSRecordData
 
-    public init(name: String, type: DNSType, recordClass: UInt16 = 1, cacheFlush: Bool = false, ttl: UInt32 = 120,
+    package init(name: String, type: DNSType, recordClass: UInt16 = 1, cacheFlush: Bool = false, ttl: UInt32 = 120,
                 data: DNSRecordData) {
         self.name = name
         self.type = type
@@ -72,15 +72,15 @@ public struct DNSRecord: Hashable, Sendable {
     }
 }
 
-public struct DNSMessage: Hashable, Sendable {
-    public var id: UInt16
-    public var flags: UInt16
-    public var questions: [DNSQuestion]
-    public var answers: [DNSRecord]
-    public var authorities: [DNSRecord]
-    public var additionals: [DNSRecord]
+package struct DNSMessage: Hashable, Sendable {
+    package var id: UInt16
+    package var flags: UInt16
+    package var questions: [DNSQuestion]
+    package var answers: [DNSRecord]
+    package var authorities: [DNSRecord]
+    package var additionals: [DNSRecord]
 
-    public init(id: UInt16 = 0, flags: UInt16 = 0, questions: [DNSQuestion] = [], answers: [DNSRecord] = [],
+    package init(id: UInt16 = 0, flags: UInt16 = 0, questions: [DNSQuestion] = [], answers: [DNSRecord] = [],
                 authorities: [DNSRecord] = [], additionals: [DNSRecord] = []) {
         self.id = id
         self.flags = flags
@@ -90,19 +90,19 @@ public struct DNSMessage: Hashable, Sendable {
         self.additionals = additionals
     }
 
-    public var isResponse: Bool { flags & 0x8000 != 0 }
+    package var isResponse: Bool { flags & 0x8000 != 0 }
     /// The TC bit: the sender cut the answer short.
-    public var isTruncated: Bool { flags & 0x0200 != 0 }
+    package var isTruncated: Bool { flags & 0x0200 != 0 }
 
     /// Every record in every section.
-    public var allRecords: [DNSRecord] { answers + authorities + additionals }
+    package var allRecords: [DNSRecord] { answers + authorities + additionals }
 }
 
 /// TXT records as key/value pairs: keys case-insensitive, values decoded as UTF-8 with
 /// non-breaking spaces made plain; keys without `=` get an empty value; empty or non-ASCII keys
 /// are skipped.
-public enum TXTProperties {
-    public static func decode(_ strings: [[UInt8]]) -> [String: String] {
+package enum TXTProperties {
+    package static func decode(_ strings: [[UInt8]]) -> [String: String] {
         var out: [String: String] = [:]
         for s in strings {
             let (keyBytes, valueBytes): (ArraySlice<UInt8>, ArraySlice<UInt8>)
@@ -121,7 +121,7 @@ public enum TXTProperties {
         return out
     }
 
-    public static func encode(_ properties: [String: String]) -> [[UInt8]] {
+    package static func encode(_ properties: [String: String]) -> [[UInt8]] {
         properties.sorted { $0.key < $1.key }.map { Array("\($0.key)=\($0.value)".utf8) }
     }
 

@@ -2,14 +2,14 @@ import ATVCore
 
 /// Decodes DNS messages. Garbage never crashes it: every read is bounds-checked, compression
 /// pointers may only point backwards and at most 32 jumps are followed.
-public enum DNSParser {
-    public struct Error: Swift.Error, Equatable, CustomStringConvertible {
-        public var reason: String
-        public var offset: Int
-        public var description: String { "malformed DNS message at byte \(offset): \(reason)" }
+package enum DNSParser {
+    package struct Error: Swift.Error, Equatable, CustomStringConvertible {
+        package var reason: String
+        package var offset: Int
+        package var description: String { "malformed DNS message at byte \(offset): \(reason)" }
     }
 
-    public static func parse(_ bytes: [UInt8]) throws -> DNSMessage {
+    package static func parse(_ bytes: [UInt8]) throws -> DNSMessage {
         var r = Reader(bytes: bytes)
         let id = try r.u16()
         let flags = try r.u16()

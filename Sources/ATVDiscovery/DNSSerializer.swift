@@ -1,9 +1,9 @@
 /// Encodes DNS messages with name compression.
-public struct DNSSerializer {
+package struct DNSSerializer {
     private var out: [UInt8] = []
     private var offsets: [String: Int] = [:]
 
-    public static func serialize(_ message: DNSMessage) -> [UInt8] {
+    package static func serialize(_ message: DNSMessage) -> [UInt8] {
         var s = DNSSerializer()
         s.u16(message.id)
         s.u16(message.flags)

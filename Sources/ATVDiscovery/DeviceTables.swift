@@ -1,7 +1,7 @@
 import ATVCore
 
 /// Model and OS deduction tables (facts from pyatv's device_info tables).
-public enum DeviceTables {
+package enum DeviceTables {
     static let models: [String: DeviceModel] = [
         "AirPort4,107": .airPortExpress, "AirPort10,115": .airPortExpressGen2,
         "AppleTV1,1": .appleTVGen1, "AppleTV2,1": .gen2, "AppleTV3,1": .gen3, "AppleTV3,2": .gen3,
@@ -28,19 +28,19 @@ public enum DeviceTables {
     ]
 
     /// A model identifier ("AppleTV6,2") or internal name ("J305AP").
-    public static func model(_ identifier: String) -> DeviceModel {
+    package static func model(_ identifier: String) -> DeviceModel {
         models[identifier] ?? internalNames[identifier] ?? .unknown
     }
 
     /// tvOS version for a build; unknown builds map by their leading number ("17K499" → "13.x").
-    public static func version(forBuild build: String) -> String? {
+    package static func version(forBuild build: String) -> String? {
         if let v = versions[build] { return v }
         let digits = build.prefix { $0.isNumber }
         guard let n = Int(digits), n > 4 else { return nil }
         return "\(n - 4).x"
     }
 
-    public static func operatingSystem(for model: DeviceModel) -> OperatingSystem {
+    package static func operatingSystem(for model: DeviceModel) -> OperatingSystem {
         switch model {
         case .airPortExpress, .airPortExpressGen2: .airPortOS
         case .appleTVGen1, .gen2, .gen3: .legacy

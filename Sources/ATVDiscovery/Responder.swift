@@ -15,14 +15,14 @@ import Synchronization
 /// only queries from those interfaces' subnets are answered (the virtual devices restrict
 /// themselves to loopback this way). Without a multicast-capable interface it still answers
 /// unicast queries sent to port 5353.
-public final class MDNSResponder: Sendable {
-    public struct Options: Sendable {
+package final class MDNSResponder: Sendable {
+    package struct Options: Sendable {
         /// The port to bind (5353; tests of the unicast path may use another).
-        public var port: Int
+        package var port: Int
         /// IPv4 addresses of the interfaces to use; nil = every multicast-capable IPv4 interface.
-        public var interfaceAddresses: [String]?
-        public var configuration: ResponderStateMachine.Configuration
-        public init(port: Int = 5353, interfaceAddresses: [String]? = nil,
+        package var interfaceAddresses: [String]?
+        package var configuration: ResponderStateMachine.Configuration
+        package init(port: Int = 5353, interfaceAddresses: [String]? = nil,
                     configuration: ResponderStateMachine.Configuration = .init()) {
             self.port = port
             self.interfaceAddresses = interfaceAddresses
@@ -47,9 +47,9 @@ public final class MDNSResponder: Sendable {
     private let group: SocketAddress
     private let stopped = Mutex(false)
     /// Addresses of the interfaces multicast goes out of (empty: unicast only).
-    public let multicastInterfaces: [String]
+    package let multicastInterfaces: [String]
     /// The bound UDP port (5353 unless `Options.port` said otherwise).
-    public var port: Int { listener.localPort }
+    package var port: Int { listener.localPort }
 
     private init(machine: ResponderStateMachine, listener: UDPEndpoint, senders: [UDPEndpoint], allowed: [Subnet]?,
                  multicastInterfaces: [String], group: SocketAddress) {
@@ -63,7 +63,7 @@ public final class MDNSResponder: Sendable {
     }
 
     /// Starts answering and announces. Throws `ATVError.connectionFailed` when the port cannot be bound.
-    public static func start(_ services: [MDNSService], options: Options = Options()) async throws -> MDNSResponder {
+    package static func start(_ services: [MDNSService], options: Options = Options()) async throws -> MDNSResponder {
         let group = try SocketAddress(ipAddress: Discovery.mdnsGroup, port: 5353)
         let all = (try? System.enumerateDevices()) ?? []
         let chosen = all.filter { dev in
@@ -156,7 +156,7 @@ public final class MDNSResponder: Sendable {
     }
 
     /// Sends the goodbye, stops answering and closes the sockets. Safe to call more than once.
-    public func stop() async {
+    package func stop() async {
         let first = stopped.withLock { s -> Bool in
             defer { s = true }
             return !s

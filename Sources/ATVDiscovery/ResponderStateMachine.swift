@@ -1,20 +1,20 @@
 import ATVCore
 
 /// One DNS-SD service to publish.
-public struct MDNSService: Sendable, Equatable {
+package struct MDNSService: Sendable, Equatable {
     /// Instance name ("Kitchen", "AABBCCDDEEFF@Kitchen"); may contain dots, spaces and non-ASCII.
-    public var instance: String
+    package var instance: String
     /// Service type with domain, e.g. "_raop._tcp.local" (a trailing dot is ignored).
-    public var type: String
-    public var port: UInt16
+    package var type: String
+    package var port: UInt16
     /// TXT record as key/value pairs (written sorted by key).
-    public var txt: [String: String]
+    package var txt: [String: String]
     /// Host name of the SRV target, e.g. "swift-atv.local" (a trailing dot is ignored).
-    public var hostName: String
+    package var hostName: String
     /// IPv4 address of the host, dotted.
-    public var address: String
+    package var address: String
 
-    public init(instance: String, type: String, port: UInt16, txt: [String: String] = [:], hostName: String, address: String) {
+    package init(instance: String, type: String, port: UInt16, txt: [String: String] = [:], hostName: String, address: String) {
         self.instance = instance
         self.type = Self.trimDot(type)
         self.port = port
@@ -24,7 +24,7 @@ public struct MDNSService: Sendable, Equatable {
     }
 
     /// "Instance._type._tcp.local".
-    public var fullName: String { "\(instance).\(type)" }
+    package var fullName: String { "\(instance).\(type)" }
 
     static func trimDot(_ s: String) -> String { s.hasSuffix(".") ? String(s.dropLast()) : s }
 }
@@ -46,30 +46,30 @@ public struct MDNSService: Sendable, Equatable {
 ///
 /// Not done: probing and conflict resolution, the 20–120 ms delay of shared multicast answers
 /// and per-record multicast rate limiting.
-public struct ResponderStateMachine: Sendable {
-    public enum Destination: Sendable, Equatable {
+package struct ResponderStateMachine: Sendable {
+    package enum Destination: Sendable, Equatable {
         case multicast
         case unicast(host: String, port: Int)
     }
 
-    public struct Outgoing: Sendable, Equatable {
-        public var bytes: [UInt8]
-        public var destination: Destination
-        public init(bytes: [UInt8], destination: Destination) {
+    package struct Outgoing: Sendable, Equatable {
+        package var bytes: [UInt8]
+        package var destination: Destination
+        package init(bytes: [UInt8], destination: Destination) {
             self.bytes = bytes
             self.destination = destination
         }
     }
 
-    public struct Configuration: Sendable {
+    package struct Configuration: Sendable {
         /// TTL of host records (SRV, A) in seconds.
-        public var hostTTL: UInt32
+        package var hostTTL: UInt32
         /// TTL of other records (PTR, TXT) in seconds.
-        public var otherTTL: UInt32
-        public var announcements: Int
-        public var announceInterval: Double
-        public var mdnsPort: Int
-        public init(hostTTL: UInt32 = 120, otherTTL: UInt32 = 4500, announcements: Int = 2, announceInterval: Double = 1.0,
+        package var otherTTL: UInt32
+        package var announcements: Int
+        package var announceInterval: Double
+        package var mdnsPort: Int
+        package init(hostTTL: UInt32 = 120, otherTTL: UInt32 = 4500, announcements: Int = 2, announceInterval: Double = 1.0,
                     mdnsPort: Int = 5353) {
             self.hostTTL = hostTTL
             self.otherTTL = otherTTL
@@ -82,15 +82,15 @@ public struct ResponderStateMachine: Sendable {
     static let servicesEnumeration = "_services._dns-sd._udp.local"
     static let responseFlags: UInt16 = 0x8400   // QR + AA
 
-    public let services: [MDNSService]
-    public let configuration: Configuration
+    package let services: [MDNSService]
+    package let configuration: Configuration
     /// Every record published, in a stable order (PTR, SRV, TXT per service, then A per host).
-    public let records: [DNSRecord]
+    package let records: [DNSRecord]
     var announcementsSent = 0
     var nextAnnouncement: Double?
-    public private(set) var isStopped = false
+    package private(set) var isStopped = false
 
-    public init(services: [MDNSService], configuration: Configuration = Configuration()) {
+    package init(services: [MDNSService], configuration: Configuration = Configuration()) {
         self.services = services
         self.configuration = configuration
         var records: [DNSRecord] = []
@@ -119,7 +119,7 @@ public struct ResponderStateMachine: Sendable {
     // MARK: Announcements
 
     /// The first announcement.
-    public mutating func start(now: Double) -> [Outgoing] {
+    package mutating func start(now: Double) -> [Outgoing] {
         guard configuration.announcements > 0, !isStopped else { return [] }
         announcementsSent = 1
         nextAnnouncement = configuration.announcements > 1 ? now + configuration.announceInterval : nil
@@ -127,10 +127,10 @@ public struct ResponderStateMachine: Sendable {
     }
 
     /// When `tick` next has something to do, if ever.
-    public var nextDeadline: Double? { isStopped ? nil : nextAnnouncement }
+    package var nextDeadline: Double? { isStopped ? nil : nextAnnouncement }
 
     /// Clock tick: the remaining announcements.
-    public mutating func tick(now: Double) -> [Outgoing] {
+    package mutating func tick(now: Double) -> [Outgoing] {
         guard !isStopped, let next = nextAnnouncement, now >= next else { return [] }
         announcementsSent += 1
         nextAnnouncement = announcementsSent < configuration.announcements ? next + configuration.announceInterval : nil
@@ -138,7 +138,7 @@ public struct ResponderStateMachine: Sendable {
     }
 
     /// Goodbye: every record with TTL 0. Nothing more is sent afterwards.
-    public mutating func stop() -> [Outgoing] {
+    package mutating func stop() -> [Outgoing] {
         guard !isStopped else { return [] }
         isStopped = true
         nextAnnouncement = nil
@@ -146,12 +146,12 @@ public struct ResponderStateMachine: Sendable {
     }
 
     /// An unsolicited response carrying every record (service records as answers).
-    public func announcement() -> [UInt8] {
+    package func announcement() -> [UInt8] {
         let answers = records.filter { $0.name.lowercased() != Self.servicesEnumeration }
         return DNSSerializer.serialize(DNSMessage(id: 0, flags: Self.responseFlags, answers: answers))
     }
 
-    public func goodbye() -> [UInt8] {
+    package func goodbye() -> [UInt8] {
         let answers = records.filter { $0.name.lowercased() != Self.servicesEnumeration }.map { r -> DNSRecord in
             var r = r
             r.ttl = 0
@@ -164,7 +164,7 @@ public struct ResponderStateMachine: Sendable {
 
     /// A datagram from host:port. Responses, garbage and queries for other names yield nothing
     /// (except legacy unicast queries, which always get a reply).
-    public func received(_ bytes: [UInt8], from host: String, port: Int) -> [Outgoing] {
+    package func received(_ bytes: [UInt8], from host: String, port: Int) -> [Outgoing] {
         guard !isStopped, let query = try? DNSParser.parse(bytes), !query.isResponse,
               query.flags & 0x7800 == 0,                       // opcode 0 (standard query) only
               !query.questions.isEmpty else { return [] }
@@ -274,7 +274,7 @@ extension MDNSService {
     /// The `_raop._tcp` and `_airplay._tcp` services of an AirPlay 1 speaker (audio only, no
     /// AirPlay 2 bits): RAOP instance "<DEVICEID without colons>@<name>", TXT like a real receiver.
     /// `deviceID` is "AA:BB:CC:DD:EE:FF".
-    public static func airPlay1Speaker(name: String, deviceID: String, port: UInt16, model: String = "swift-atv,1",
+    package static func airPlay1Speaker(name: String, deviceID: String, port: UInt16, model: String = "swift-atv,1",
                                        hostName: String? = nil, address: String = "127.0.0.1",
                                        sourceVersion: String = "366.0") -> [MDNSService] {
         let compactID = deviceID.filter { $0 != ":" }.uppercased()

@@ -26,33 +26,33 @@ import ATVCore
 ///   source address; follow-ups go to that address by unicast.
 /// - With identifiers, the scan ends as soon as a matching device is reported.
 /// - With `count`, the scan ends as soon as that many devices have been reported.
-public struct ScanStateMachine: Sendable {
-    public enum Destination: Sendable, Equatable { case multicast, host(String) }
+package struct ScanStateMachine: Sendable {
+    package enum Destination: Sendable, Equatable { case multicast, host(String) }
 
-    public enum Action: Sendable, Equatable {
+    package enum Action: Sendable, Equatable {
         case send([UInt8], to: Destination)
         case found(DeviceConfig)
         case finished
     }
 
-    public struct Configuration: Sendable {
-        public var hosts: [String]
-        public var identifiers: Set<String>
-        public var serviceTypes: [String]
-        public var typesPerQuery: Int
-        public var resendInterval: Double
-        public var settle: Double
+    package struct Configuration: Sendable {
+        package var hosts: [String]
+        package var identifiers: Set<String>
+        package var serviceTypes: [String]
+        package var typesPerQuery: Int
+        package var resendInterval: Double
+        package var settle: Double
         /// Unicast: how long a host that answered some queries may stay quiet before its other
         /// (initial) queries count as "nothing of that type".
-        public var unicastSettle: Double
-        public var timeout: Double
+        package var unicastSettle: Double
+        package var timeout: Double
         /// A follow-up question (SRV/TXT of one instance, or one type after a truncated answer)
         /// still unanswered this long after it was first sent is given up on: the instance is
         /// reported with what is known, and the scan does not wait for it any longer.
-        public var followUpGiveUp: Double
+        package var followUpGiveUp: Double
         /// Stop once this many devices were reported (nil: scan until the timeout / all hosts answered).
-        public var count: Int?
-        public init(hosts: [String] = [], identifiers: Set<String> = [], serviceTypes: [String] = ServiceType.scanned,
+        package var count: Int?
+        package init(hosts: [String] = [], identifiers: Set<String> = [], serviceTypes: [String] = ServiceType.scanned,
                     typesPerQuery: Int = 1, resendInterval: Double = 1.0, settle: Double = 0.15, timeout: Double = 3,
                     count: Int? = nil, unicastSettle: Double = 0.1, followUpGiveUp: Double = 1.5) {
             self.followUpGiveUp = followUpGiveUp
@@ -117,7 +117,7 @@ public struct ScanStateMachine: Sendable {
         }
     }
 
-    public let configuration: Configuration
+    package let configuration: Configuration
     var peers: [String: Peer] = [:]
     var peerOrder: [String] = []
     /// Reported devices by device address (one responder may publish several devices).
@@ -127,9 +127,9 @@ public struct ScanStateMachine: Sendable {
     var nextID: UInt16 = 0x3500
     var startTime: Double = 0
     var lastMulticast: Double = -1
-    public private(set) var isFinished = false
+    package private(set) var isFinished = false
 
-    public init(_ configuration: Configuration) {
+    package init(_ configuration: Configuration) {
         self.configuration = configuration
     }
 
@@ -147,7 +147,7 @@ public struct ScanStateMachine: Sendable {
         }
     }
 
-    public mutating func start(now: Double) -> [Action] {
+    package mutating func start(now: Double) -> [Action] {
         startTime = now
         var actions: [Action] = []
         if isUnicast {
@@ -176,7 +176,7 @@ public struct ScanStateMachine: Sendable {
     }
 
     /// A datagram from `address`. Anything that does not parse is ignored.
-    public mutating func received(_ bytes: [UInt8], from address: String, now: Double) -> [Action] {
+    package mutating func received(_ bytes: [UInt8], from address: String, now: Double) -> [Action] {
         guard !isFinished, let msg = try? DNSParser.parse(bytes), msg.isResponse else { return [] }
         if isUnicast && peers[address] == nil { return [] }
         let relevant = msg.allRecords.contains { r in
@@ -221,7 +221,7 @@ public struct ScanStateMachine: Sendable {
 
     /// The instances (full names) announced in `records` that still lack their SRV or TXT record.
     /// Sleep proxy instances are not counted: they carry nothing we use.
-    public static func incompleteInstances(_ records: [DNSRecord]) -> [String] {
+    package static func incompleteInstances(_ records: [DNSRecord]) -> [String] {
         var instances: [String] = []
         var haveSRV = Set<String>(), haveTXT = Set<String>()
         for r in records {
@@ -240,7 +240,7 @@ public struct ScanStateMachine: Sendable {
     }
 
     /// Clock tick: resend, report settled devices, finish.
-    public mutating func tick(now: Double) -> [Action] {
+    package mutating func tick(now: Double) -> [Action] {
         guard !isFinished else { return [] }
         var actions: [Action] = []
         if now - startTime >= configuration.timeout {
@@ -310,12 +310,12 @@ public struct ScanStateMachine: Sendable {
     }
 
     /// Hosts (unicast) that have not answered a single query.
-    public var silentHosts: [String] {
+    package var silentHosts: [String] {
         configuration.hosts.filter { !(peers[$0]?.answeredAny ?? false) }
     }
 
     /// Every device reported so far, latest version of each.
-    public var devices: [DeviceConfig] { reportedOrder.compactMap { reported[$0] } }
+    package var devices: [DeviceConfig] { reportedOrder.compactMap { reported[$0] } }
 
     mutating func finish(reportAll: Bool) -> [Action] {
         var actions: [Action] = []

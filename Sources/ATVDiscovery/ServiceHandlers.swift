@@ -2,32 +2,32 @@ import ATVCore
 import Foundation
 
 /// The mDNS service types swift-atv asks for.
-public enum ServiceType {
-    public static let mrp = "_mediaremotetv._tcp.local"
-    public static let dmap = "_touch-able._tcp.local"
-    public static let homeSharing = "_appletv-v2._tcp.local"
-    public static let hscp = "_hscp._tcp.local"
-    public static let airplay = "_airplay._tcp.local"
-    public static let companion = "_companion-link._tcp.local"
-    public static let raop = "_raop._tcp.local"
-    public static let airport = "_airport._tcp.local"
-    public static let deviceInfo = "_device-info._tcp.local"
-    public static let sleepProxy = "_sleep-proxy._udp.local"
-    public static let touchRemote = "_touch-remote._tcp.local"
+package enum ServiceType {
+    package static let mrp = "_mediaremotetv._tcp.local"
+    package static let dmap = "_touch-able._tcp.local"
+    package static let homeSharing = "_appletv-v2._tcp.local"
+    package static let hscp = "_hscp._tcp.local"
+    package static let airplay = "_airplay._tcp.local"
+    package static let companion = "_companion-link._tcp.local"
+    package static let raop = "_raop._tcp.local"
+    package static let airport = "_airport._tcp.local"
+    package static let deviceInfo = "_device-info._tcp.local"
+    package static let sleepProxy = "_sleep-proxy._udp.local"
+    package static let touchRemote = "_touch-remote._tcp.local"
 
     /// Every type a scan asks for, protocols first.
-    public static let scanned = [mrp, dmap, homeSharing, hscp, airplay, companion, raop, airport, deviceInfo, sleepProxy]
+    package static let scanned = [mrp, dmap, homeSharing, hscp, airplay, companion, raop, airport, deviceInfo, sleepProxy]
 }
 
 /// One service instance found in responses.
-public struct ServiceRecord: Sendable, Equatable {
-    public var type: String
+package struct ServiceRecord: Sendable, Equatable {
+    package var type: String
     /// The instance part of the name ("Kitchen" of "Kitchen._airplay._tcp.local").
-    public var instance: String
-    public var port: Int
-    public var address: String?
-    public var properties: [String: String]
-    public init(type: String, instance: String, port: Int, address: String?, properties: [String: String]) {
+    package var instance: String
+    package var port: Int
+    package var address: String?
+    package var properties: [String: String]
+    package init(type: String, instance: String, port: Int, address: String?, properties: [String: String]) {
         self.type = type
         self.instance = instance
         self.port = port
@@ -37,7 +37,7 @@ public struct ServiceRecord: Sendable, Equatable {
 }
 
 /// Turns service records into device configurations: one per address, services merged.
-public enum DeviceBuilder {
+package enum DeviceBuilder {
     /// What one handler learns from one service.
     struct Contribution {
         var name: String?
@@ -46,7 +46,7 @@ public enum DeviceBuilder {
     }
 
     /// Splits "Instance._type._tcp.local" into (instance, type).
-    public static func split(_ fullName: String) -> (instance: String, type: String)? {
+    package static func split(_ fullName: String) -> (instance: String, type: String)? {
         for t in ServiceType.scanned + [ServiceType.touchRemote] {
             let suffix = "." + t
             if fullName.lowercased().hasSuffix(suffix.lowercased()), fullName.count > suffix.count {
@@ -58,7 +58,7 @@ public enum DeviceBuilder {
 
     /// Service records from a set of DNS records; `sourceAddress` is used when no A record names
     /// an address. Link-local addresses are skipped.
-    public static func serviceRecords(from records: [DNSRecord], sourceAddress: String?) -> [ServiceRecord] {
+    package static func serviceRecords(from records: [DNSRecord], sourceAddress: String?) -> [ServiceRecord] {
         var instances: [String] = []           // full names, in order seen
         var srv: [String: (port: Int, target: String)] = [:]
         var txt: [String: [String: String]] = [:]
@@ -92,7 +92,7 @@ public enum DeviceBuilder {
     }
 
     /// Devices from service records, grouped by address, in order of first appearance.
-    public static func devices(from services: [ServiceRecord]) -> [DeviceConfig] {
+    package static func devices(from services: [ServiceRecord]) -> [DeviceConfig] {
         var order: [String] = []
         var byAddress: [String: [ServiceRecord]] = [:]
         for s in services {

@@ -2,17 +2,17 @@ import ATVCore
 import Crypto
 
 /// A `WWW-Authenticate: Digest realm="…", nonce="…"` challenge.
-public struct RTSPDigestChallenge: Sendable, Equatable {
-    public var realm: String
-    public var nonce: String
+package struct RTSPDigestChallenge: Sendable, Equatable {
+    package var realm: String
+    package var nonce: String
 
-    public init(realm: String, nonce: String) {
+    package init(realm: String, nonce: String) {
         self.realm = realm
         self.nonce = nonce
     }
 
     /// Parses a `WWW-Authenticate` header value; throws if it is not a Digest challenge with realm and nonce.
-    public init(header: String) throws {
+    package init(header: String) throws {
         let trimmed = header.trimmingSpaces
         guard trimmed.lowercased().hasPrefix("digest") else {
             throw ATVError.protocolError("unsupported authentication scheme \"\(trimmed.prefix(40))\"")
@@ -26,17 +26,17 @@ public struct RTSPDigestChallenge: Sendable, Equatable {
     }
 
     /// The header value a receiver sends.
-    public var headerValue: String { "Digest realm=\"\(realm)\", nonce=\"\(nonce)\"" }
+    package var headerValue: String { "Digest realm=\"\(realm)\", nonce=\"\(nonce)\"" }
 }
 
 /// RTSP Digest authentication (RFC 2069 style, as AirPlay 1 receivers use it).
-public enum RTSPDigest {
-    public static func md5Hex(_ s: String) -> String {
+package enum RTSPDigest {
+    package static func md5Hex(_ s: String) -> String {
         Insecure.MD5.hash(data: Array(s.utf8)).map { hex2($0) }.joined()
     }
 
     /// `MD5(MD5(user:realm:pwd):nonce:MD5(method:uri))`, lowercase hex.
-    public static func response(username: String, password: String, realm: String, nonce: String,
+    package static func response(username: String, password: String, realm: String, nonce: String,
                                 method: String, uri: String) -> String {
         let ha1 = md5Hex("\(username):\(realm):\(password)")
         let ha2 = md5Hex("\(method):\(uri)")
@@ -44,7 +44,7 @@ public enum RTSPDigest {
     }
 
     /// The `Authorization` header value for a request.
-    public static func authorization(username: String, password: String, challenge: RTSPDigestChallenge,
+    package static func authorization(username: String, password: String, challenge: RTSPDigestChallenge,
                                      method: String, uri: String) -> String {
         let r = response(username: username, password: password, realm: challenge.realm,
                          nonce: challenge.nonce, method: method, uri: uri)
@@ -52,7 +52,7 @@ public enum RTSPDigest {
     }
 
     /// Receiver side: checks an `Authorization` header against the password (any username).
-    public static func verify(authorization header: String, password: String, challenge: RTSPDigestChallenge,
+    package static func verify(authorization header: String, password: String, challenge: RTSPDigestChallenge,
                               method: String) -> Bool {
         let trimmed = header.trimmingSpaces
         guard trimmed.lowercased().hasPrefix("digest") else { return false }
@@ -65,7 +65,7 @@ public enum RTSPDigest {
     }
 
     /// Parses `key="value", key=value, …` (quoted values may contain commas).
-    public static func parseParameters(_ s: String) -> [String: String] {
+    package static func parseParameters(_ s: String) -> [String: String] {
         var out: [String: String] = [:]
         var chars = Substring(s)
         while true {

@@ -11,8 +11,8 @@ import Synchronization
 /// of the stream when the device closes it). Every request ends: answered, failed or timed out.
 public final class HTTPClientConnection: Sendable {
     let channel: Channel
-    public let host: String
-    public let port: Int
+    package let host: String
+    package let port: Int
     /// Why the device broke the connection (garbage), once it did.
     private let fate: ConnectionFate
 
@@ -24,7 +24,7 @@ public final class HTTPClientConnection: Sendable {
     }
 
     /// Connects, failing with `ATVError.connectionFailed` (refused, unreachable) or `.timeout`.
-    public static func connect(host: String, port: Int, timeout: Duration = .seconds(5)) async throws -> HTTPClientConnection {
+    package static func connect(host: String, port: Int, timeout: Duration = .seconds(5)) async throws -> HTTPClientConnection {
         let fate = ConnectionFate()
         let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(timeout.timeAmount)
@@ -42,13 +42,13 @@ public final class HTTPClientConnection: Sendable {
     }
 
     /// The address of our end of the connection: the one the device can reach us on.
-    public var localAddress: String? { channel.localAddress?.ipAddress }
-    public var remoteAddress: String? { channel.remoteAddress?.ipAddress }
-    public var isActive: Bool { channel.isActive }
+    package var localAddress: String? { channel.localAddress?.ipAddress }
+    package var remoteAddress: String? { channel.remoteAddress?.ipAddress }
+    package var isActive: Bool { channel.isActive }
 
     /// Sends a request and waits for its response. `maxBody`: keep at most that many body bytes;
     /// a longer body is cut and the connection closed.
-    public func send(_ request: HTTPRequestMessage, timeout: Duration = .seconds(10),
+    package func send(_ request: HTTPRequestMessage, timeout: Duration = .seconds(10),
                      maxBody: Int = 16 << 20) async throws -> HTTPResponseMessage {
         let promise = channel.eventLoop.makePromise(of: HTTPResponseMessage.self)
         let what = "\(request.method) \(request.path)"
@@ -76,12 +76,12 @@ public final class HTTPClientConnection: Sendable {
     }
 
     /// Closes the connection; outstanding requests fail with `.connectionLost`.
-    public func close() {
+    package func close() {
         channel.close(promise: nil)
     }
 
     /// Completes when the connection has closed (either side).
-    public func closed() async {
+    package func closed() async {
         try? await channel.closeFuture.get()
     }
 }

@@ -9,17 +9,17 @@
 
 /// An HTTP/1.1 request, as sent by `HTTPClientConnection` (which writes `HTTP/1.1` whatever
 /// `version` says) or received by `HTTPServer` (with the version received): the RTSP/HTTP model.
-public typealias HTTPRequestMessage = RTSPRequest
+package typealias HTTPRequestMessage = RTSPRequest
 
 /// An HTTP/1.1 response as received by `HTTPClientConnection` (framed by `RTSPParser`).
 public typealias HTTPResponseMessage = RTSPResponse
 
 extension RTSPRequest {
     /// The path without the query.
-    public var path: String { String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "") }
+    package var path: String { String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "") }
 
     /// Query parameters (last one wins; no percent-decoding beyond `+` → space is done).
-    public var query: [String: String] {
+    package var query: [String: String] {
         let parts = uri.split(separator: "?", maxSplits: 1)
         guard parts.count == 2 else { return [:] }
         var out: [String: String] = [:]

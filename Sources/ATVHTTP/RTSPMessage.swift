@@ -3,19 +3,19 @@ import ATVCore
 /// RTSP/HTTP header fields: order-preserving, case-insensitive lookup.
 public struct RTSPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionaryLiteral, CustomStringConvertible {
     public struct Field: Sendable, Equatable {
-        public var name: String
-        public var value: String
-        public init(name: String, value: String) {
+        package var name: String
+        package var value: String
+        package init(name: String, value: String) {
             self.name = name
             self.value = value
         }
     }
 
-    public private(set) var fields: [Field]
+    package private(set) var fields: [Field]
 
     public init() { fields = [] }
 
-    public init(_ pairs: [(String, String)]) {
+    package init(_ pairs: [(String, String)]) {
         fields = pairs.map { Field(name: $0.0, value: $0.1) }
     }
 
@@ -23,12 +23,12 @@ public struct RTSPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
         self.init(elements)
     }
 
-    public var count: Int { fields.count }
-    public var isEmpty: Bool { fields.isEmpty }
+    package var count: Int { fields.count }
+    package var isEmpty: Bool { fields.isEmpty }
 
     /// The first value for `name` (case-insensitive). Setting replaces every field of that name
     /// (in place of the first one), `nil` removes them.
-    public subscript(name: String) -> String? {
+    package subscript(name: String) -> String? {
         get { fields.first { Self.same($0.name, name) }?.value }
         set {
             if let newValue { set(name, newValue) } else { remove(name) }
@@ -36,19 +36,19 @@ public struct RTSPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
     }
 
     /// All values for `name`, in order.
-    public func values(for name: String) -> [String] {
+    package func values(for name: String) -> [String] {
         fields.filter { Self.same($0.name, name) }.map(\.value)
     }
 
-    public func contains(_ name: String) -> Bool { fields.contains { Self.same($0.name, name) } }
+    package func contains(_ name: String) -> Bool { fields.contains { Self.same($0.name, name) } }
 
     /// Appends a field (keeps existing ones of the same name).
-    public mutating func add(_ name: String, _ value: String) {
+    package mutating func add(_ name: String, _ value: String) {
         fields.append(Field(name: name, value: value))
     }
 
     /// Replaces the first field named `name` and drops the others; appends if absent.
-    public mutating func set(_ name: String, _ value: String) {
+    package mutating func set(_ name: String, _ value: String) {
         if let index = fields.firstIndex(where: { Self.same($0.name, name) }) {
             fields[index].value = value
             var i = fields.count - 1
@@ -61,7 +61,7 @@ public struct RTSPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
         }
     }
 
-    public mutating func remove(_ name: String) {
+    package mutating func remove(_ name: String) {
         fields.removeAll { Self.same($0.name, name) }
     }
 
@@ -70,10 +70,10 @@ public struct RTSPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
     public var description: String { fields.map { "\($0.name): \($0.value)" }.joined(separator: ", ") }
 
     /// The `CSeq` header as an integer.
-    public var cseq: Int? { self["CSeq"].flatMap { Int($0.trimmingSpaces) } }
+    package var cseq: Int? { self["CSeq"].flatMap { Int($0.trimmingSpaces) } }
 
     /// The `Content-Length` header as an integer (nil if absent or not a number).
-    public var contentLength: Int? { self["Content-Length"].flatMap { Int($0.trimmingSpaces) } }
+    package var contentLength: Int? { self["Content-Length"].flatMap { Int($0.trimmingSpaces) } }
 
     static func same(_ a: String, _ b: String) -> Bool {
         a.utf8.count == b.utf8.count && a.lowercased() == b.lowercased()
@@ -82,13 +82,13 @@ public struct RTSPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
 
 /// An RTSP (or HTTP/1.1, for `POST /feedback`-style requests) request.
 public struct RTSPRequest: Sendable, Equatable {
-    public var method: String
-    public var uri: String
-    public var version: String
-    public var headers: RTSPHeaders
-    public var body: [UInt8]
+    package var method: String
+    package var uri: String
+    package var version: String
+    package var headers: RTSPHeaders
+    package var body: [UInt8]
 
-    public init(method: String, uri: String, version: String = "RTSP/1.0",
+    package init(method: String, uri: String, version: String = "RTSP/1.0",
                 headers: RTSPHeaders = RTSPHeaders(), body: [UInt8] = []) {
         self.method = method
         self.uri = uri
@@ -97,20 +97,20 @@ public struct RTSPRequest: Sendable, Equatable {
         self.body = body
     }
 
-    public var cseq: Int? { headers.cseq }
+    package var cseq: Int? { headers.cseq }
     /// The body as UTF-8 text (lossy).
-    public var bodyText: String { String(decoding: body, as: UTF8.self) }
+    package var bodyText: String { String(decoding: body, as: UTF8.self) }
 }
 
 /// An RTSP (or HTTP/1.1) response.
 public struct RTSPResponse: Sendable, Equatable {
-    public var version: String
-    public var status: Int
-    public var reason: String
-    public var headers: RTSPHeaders
-    public var body: [UInt8]
+    package var version: String
+    package var status: Int
+    package var reason: String
+    package var headers: RTSPHeaders
+    package var body: [UInt8]
 
-    public init(version: String = "RTSP/1.0", status: Int = 200, reason: String? = nil,
+    package init(version: String = "RTSP/1.0", status: Int = 200, reason: String? = nil,
                 headers: RTSPHeaders = RTSPHeaders(), body: [UInt8] = []) {
         self.version = version
         self.status = status
@@ -119,12 +119,12 @@ public struct RTSPResponse: Sendable, Equatable {
         self.body = body
     }
 
-    public var cseq: Int? { headers.cseq }
-    public var bodyText: String { String(decoding: body, as: UTF8.self) }
-    public var isSuccess: Bool { (200..<300).contains(status) }
+    package var cseq: Int? { headers.cseq }
+    package var bodyText: String { String(decoding: body, as: UTF8.self) }
+    package var isSuccess: Bool { (200..<300).contains(status) }
 
     /// The standard reason phrase for the statuses RTSP and HTTP peers of AirPlay use.
-    public static func defaultReason(_ status: Int) -> String {
+    package static func defaultReason(_ status: Int) -> String {
         switch status {
         case 200: "OK"
         case 206: "Partial Content"
@@ -148,7 +148,7 @@ public struct RTSPResponse: Sendable, Equatable {
 }
 
 /// Either kind of message, for a peer that may receive both.
-public enum RTSPMessage: Sendable, Equatable {
+package enum RTSPMessage: Sendable, Equatable {
     case request(RTSPRequest)
     case response(RTSPResponse)
 }
@@ -163,22 +163,22 @@ extension String {
 }
 
 /// The `Transport` header of SETUP (`RTP/AVP/UDP;unicast;mode=record;control_port=…;timing_port=…`).
-public struct RTSPTransport: Sendable, Equatable {
+package struct RTSPTransport: Sendable, Equatable {
     /// The first element, e.g. `RTP/AVP/UDP`.
-    public var profile: String
+    package var profile: String
     /// Parameters in order; flags (no `=`) have an empty value.
-    public var parameters: [(String, String)] {
+    package var parameters: [(String, String)] {
         get { storage.map { ($0.name, $0.value) } }
         set { storage = newValue.map { RTSPHeaders.Field(name: $0.0, value: $0.1) } }
     }
     private var storage: [RTSPHeaders.Field]
 
-    public init(profile: String = "RTP/AVP/UDP", parameters: [(String, String)] = []) {
+    package init(profile: String = "RTP/AVP/UDP", parameters: [(String, String)] = []) {
         self.profile = profile
         storage = parameters.map { RTSPHeaders.Field(name: $0.0, value: $0.1) }
     }
 
-    public init(parsing value: String) {
+    package init(parsing value: String) {
         let parts = value.split(separator: ";").map { String($0).trimmingSpaces }
         profile = parts.first ?? ""
         storage = parts.dropFirst().map { part in
@@ -189,7 +189,7 @@ public struct RTSPTransport: Sendable, Equatable {
         }
     }
 
-    public subscript(name: String) -> String? {
+    package subscript(name: String) -> String? {
         get { storage.first { RTSPHeaders.same($0.name, name) }?.value }
         set {
             if let i = storage.firstIndex(where: { RTSPHeaders.same($0.name, name) }) {
@@ -201,18 +201,18 @@ public struct RTSPTransport: Sendable, Equatable {
     }
 
     /// An integer parameter such as `server_port` (the first number of a `a-b` range).
-    public func port(_ name: String) -> Int? {
+    package func port(_ name: String) -> Int? {
         guard let v = self[name] else { return nil }
         let first = v.split(separator: "-").first.map(String.init) ?? v
         guard let p = Int(first), (1...65535).contains(p) else { return nil }
         return p
     }
 
-    public var headerValue: String {
+    package var headerValue: String {
         ([profile] + storage.map { $0.value.isEmpty ? $0.name : "\($0.name)=\($0.value)" }).joined(separator: ";")
     }
 
-    public static func == (a: RTSPTransport, b: RTSPTransport) -> Bool {
+    package static func == (a: RTSPTransport, b: RTSPTransport) -> Bool {
         a.profile == b.profile && a.storage == b.storage
     }
 }

@@ -3,31 +3,31 @@ import ATVCore
 /// Incremental RTSP/HTTP-1.x message parser. Feed bytes with `append`, then pull complete
 /// messages; `nil` means "need more bytes". Never traps on malformed input: every problem is an
 /// `ATVError.protocolError`, after which the parser should be discarded.
-public struct RTSPParser: Sendable {
-    public static let defaultMaxHeaderBytes = 64 * 1024
-    public static let defaultMaxBodyBytes = 16 * 1024 * 1024
+package struct RTSPParser: Sendable {
+    package static let defaultMaxHeaderBytes = 64 * 1024
+    package static let defaultMaxBodyBytes = 16 * 1024 * 1024
 
-    public let maxHeaderBytes: Int
-    public let maxBodyBytes: Int
+    package let maxHeaderBytes: Int
+    package let maxBodyBytes: Int
 
     private var buffer: [UInt8] = []
     private var readIndex = 0
     /// Where to resume scanning for the end of the header block (avoids quadratic rescans).
     private var scanIndex = 0
 
-    public init(maxHeaderBytes: Int = RTSPParser.defaultMaxHeaderBytes,
+    package init(maxHeaderBytes: Int = RTSPParser.defaultMaxHeaderBytes,
                 maxBodyBytes: Int = RTSPParser.defaultMaxBodyBytes) {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxBodyBytes = maxBodyBytes
     }
 
     /// Set when the last error was a body over `maxBodyBytes` (a server answers 413, not 400).
-    public private(set) var bodyLimitExceeded = false
+    package private(set) var bodyLimitExceeded = false
 
     /// Bytes received but not yet consumed as a message.
-    public var bufferedByteCount: Int { buffer.count - readIndex }
+    package var bufferedByteCount: Int { buffer.count - readIndex }
 
-    public mutating func append(_ bytes: some Collection<UInt8>) {
+    package mutating func append(_ bytes: some Collection<UInt8>) {
         if readIndex > 0 && readIndex >= buffer.count / 2 {
             buffer.removeFirst(readIndex)
             scanIndex -= readIndex
@@ -38,7 +38,7 @@ public struct RTSPParser: Sendable {
 
     /// False once the buffered bytes cannot be the start of a response whose version begins with
     /// one of `versions`: garbage is known from its first bytes, without waiting for a header end.
-    public func canBeginResponse(_ versions: [String] = ["RTSP/", "HTTP/"]) -> Bool {
+    package func canBeginResponse(_ versions: [String] = ["RTSP/", "HTTP/"]) -> Bool {
         var i = readIndex
         while i < buffer.count, buffer[i] == 0x0D || buffer[i] == 0x0A { i += 1 }
         let head = buffer[i..<min(buffer.count, i + 5)]
@@ -49,7 +49,7 @@ public struct RTSPParser: Sendable {
     }
 
     /// The next complete request, or nil if more bytes are needed.
-    public mutating func nextRequest() throws -> RTSPRequest? {
+    package mutating func nextRequest() throws -> RTSPRequest? {
         guard let message = try nextMessage() else { return nil }
         guard case .request(let request) = message else {
             throw ATVError.protocolError("expected an RTSP request, got a response")
@@ -58,7 +58,7 @@ public struct RTSPParser: Sendable {
     }
 
     /// The next complete response, or nil if more bytes are needed.
-    public mutating func nextResponse() throws -> RTSPResponse? {
+    package mutating func nextResponse() throws -> RTSPResponse? {
         guard let message = try nextMessage() else { return nil }
         guard case .response(let response) = message else {
             throw ATVError.protocolError("expected an RTSP response, got a request")
@@ -69,7 +69,7 @@ public struct RTSPParser: Sendable {
     /// The next complete message of either kind (a start line beginning with `RTSP/` or `HTTP/`
     /// is a response), or nil if more bytes are needed. `bodilessResponse`: a response to a HEAD
     /// request, which has no body whatever its headers say.
-    public mutating func nextMessage(bodilessResponse: Bool = false) throws -> RTSPMessage? {
+    package mutating func nextMessage(bodilessResponse: Bool = false) throws -> RTSPMessage? {
         // Skip blank lines between messages (tolerated by RFC 2326 / 7230).
         while readIndex < buffer.count, buffer[readIndex] == 0x0D || buffer[readIndex] == 0x0A {
             readIndex += 1
@@ -148,7 +148,7 @@ public struct RTSPParser: Sendable {
 
     /// The connection ended: a pending HTTP response whose body runs until the close (no length,
     /// `Connection: close` or HTTP/1.0), with what arrived as its body; nil when none is pending.
-    public mutating func endOfStream() throws -> RTSPMessage? {
+    package mutating func endOfStream() throws -> RTSPMessage? {
         while readIndex < buffer.count, buffer[readIndex] == 0x0D || buffer[readIndex] == 0x0A { readIndex += 1 }
         if scanIndex < readIndex { scanIndex = readIndex }
         guard let (headerEnd, bodyStart) = findHeaderEnd() else { return nil }

@@ -1,7 +1,7 @@
 /// Serializes RTSP/HTTP-1.x messages: CRLF line endings, `Content-Length` set from the body
 /// (any stale value is replaced; absent for an empty body).
-public enum RTSPSerializer {
-    public static func serialize(_ request: RTSPRequest) -> [UInt8] {
+package enum RTSPSerializer {
+    package static func serialize(_ request: RTSPRequest) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256 + request.body.count)
         append("\(request.method) \(request.uri) \(request.version)\r\n", to: &out)
@@ -9,7 +9,7 @@ public enum RTSPSerializer {
         return out
     }
 
-    public static func serialize(_ response: RTSPResponse) -> [UInt8] {
+    package static func serialize(_ response: RTSPResponse) -> [UInt8] {
         var out = serializeHead(response, contentLength: response.body.isEmpty ? nil : response.body.count,
                                 reserving: response.body.count)
         out.append(contentsOf: response.body)
@@ -30,7 +30,7 @@ public enum RTSPSerializer {
         return out
     }
 
-    public static func serialize(_ message: RTSPMessage) -> [UInt8] {
+    package static func serialize(_ message: RTSPMessage) -> [UInt8] {
         switch message {
         case .request(let r): serialize(r)
         case .response(let r): serialize(r)
@@ -61,12 +61,12 @@ public enum RTSPSerializer {
 
 extension RTSPRequest {
     /// The wire form of this request.
-    public var serialized: [UInt8] { RTSPSerializer.serialize(self) }
+    package var serialized: [UInt8] { RTSPSerializer.serialize(self) }
 }
 
 extension RTSPResponse {
     /// The wire form of this response.
-    public var serialized: [UInt8] { RTSPSerializer.serialize(self) }
+    package var serialized: [UInt8] { RTSPSerializer.serialize(self) }
 }
 
 extension String {

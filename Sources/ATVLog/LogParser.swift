@@ -8,10 +8,10 @@ import ATVCompanion
 import ATVDMAP
 import ATVMRP
 
-public enum LogLevel: Int, Sendable, Comparable, CaseIterable, CustomStringConvertible {
+package enum LogLevel: Int, Sendable, Comparable, CaseIterable, CustomStringConvertible {
     case trace, debug, info, notice, warning, error, critical
 
-    public init?(name: String) {
+    package init?(name: String) {
         switch name.lowercased() {
         case "trace": self = .trace
         case "debug": self = .debug
@@ -24,37 +24,37 @@ public enum LogLevel: Int, Sendable, Comparable, CaseIterable, CustomStringConve
         }
     }
 
-    public var description: String { ["trace", "debug", "info", "notice", "warning", "error", "critical"][rawValue] }
-    public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
+    package var description: String { ["trace", "debug", "info", "notice", "warning", "error", "critical"][rawValue] }
+    package static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
 }
 
-public struct LogEntry: Sendable, Equatable {
+package struct LogEntry: Sendable, Equatable {
     /// 1-based line number of the entry's first line.
-    public var line: Int
-    public var timestamp: String?
-    public var level: LogLevel?
-    public var label: String?
-    public var source: String?
-    public var message: String
+    package var line: Int
+    package var timestamp: String?
+    package var level: LogLevel?
+    package var label: String?
+    package var source: String?
+    package var message: String
     /// Lines that followed without a header of their own.
-    public var continuation: [String] = []
+    package var continuation: [String] = []
     /// companion, dmap, raop, airplay, mrp, discovery, or "other".
-    public var proto: String
+    package var proto: String
     /// A decoded protocol message, one line per node (indented with two spaces per level).
-    public var decoded: [String]?
+    package var decoded: [String]?
 
     /// Everything the filters look at (the decoded tree too, so `_launchApp` finds a Companion frame).
-    public var fullText: String {
+    package var fullText: String {
         ([timestamp, level?.description, label, source.map { "[\($0)]" }, message].compactMap { $0 }.joined(separator: " "))
             + continuation.map { "\n" + $0 }.joined() + (decoded ?? []).map { "\n" + $0 }.joined()
     }
 }
 
-public enum LogParser {
-    public static let protocols = ["companion", "dmap", "mrp", "airplay", "raop", "discovery", "other"]
+package enum LogParser {
+    package static let protocols = ["companion", "dmap", "mrp", "airplay", "raop", "discovery", "other"]
 
     /// Parses a whole log.
-    public static func parse(_ text: String) -> [LogEntry] {
+    package static func parse(_ text: String) -> [LogEntry] {
         var out: [LogEntry] = []
         var n = 0
         for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -76,7 +76,7 @@ public enum LogParser {
 
     /// One header line: swift-log's `TIMESTAMP LEVEL LABEL: [metadata] [SOURCE] MESSAGE`, or
     /// pyatv's `DATE TIME LEVEL [LOGGER]: MESSAGE`. nil when the line is neither.
-    public static func parseLine(_ line: String, number: Int = 0) -> LogEntry? {
+    package static func parseLine(_ line: String, number: Int = 0) -> LogEntry? {
         let words = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false).map(String.init)
         // swift-log
         if words.count >= 3, looksLikeTimestamp(words[0]), let level = LogLevel(name: words[1]), words[2].hasSuffix(":") || words[2].hasSuffix(" :") {
@@ -126,7 +126,7 @@ public enum LogParser {
     }
 
     /// The protocol a line belongs to, from the logger's label (atv.companion, pyatv.protocols.dmap…) or the message.
-    public static func classify(label: String?, message: String) -> String {
+    package static func classify(label: String?, message: String) -> String {
         let l = (label ?? "").lowercased()
         for p in ["companion", "dmap", "mrp", "airplay", "raop"] where l.contains(p) { return p }
         if l.contains("rtsp") || l.contains("rtp") { return "raop" }
@@ -147,7 +147,7 @@ public enum LogParser {
     }
 
     /// A tree for the protocol message in `message`, or nil.
-    public static func decode(_ message: String) -> [String]? {
+    package static func decode(_ message: String) -> [String]? {
         if let hex = field("opack", in: message), !hex.isEmpty, let bytes = Hex.decode(String(hex)) {
             guard let value = try? OPACK.decode(bytes) else { return ["(undecodable OPACK, \(bytes.count) bytes)"] }
             var lines: [String] = []

@@ -2,13 +2,13 @@
 // self-contained HTML page whose filters (include/exclude regex, level, protocol) run client-side.
 import Foundation
 
-public struct LogFilter: Sendable {
-    public var include: String?
-    public var exclude: String?
-    public var minimumLevel: LogLevel?
-    public var protocols: Set<String>
+package struct LogFilter: Sendable {
+    package var include: String?
+    package var exclude: String?
+    package var minimumLevel: LogLevel?
+    package var protocols: Set<String>
 
-    public init(include: String? = nil, exclude: String? = nil, minimumLevel: LogLevel? = nil, protocols: Set<String> = []) {
+    package init(include: String? = nil, exclude: String? = nil, minimumLevel: LogLevel? = nil, protocols: Set<String> = []) {
         self.include = include
         self.exclude = exclude
         self.minimumLevel = minimumLevel
@@ -16,7 +16,7 @@ public struct LogFilter: Sendable {
     }
 
     /// Fails with a readable message when a pattern is not a valid regular expression.
-    public func compiled() throws -> (NSRegularExpression?, NSRegularExpression?) {
+    package func compiled() throws -> (NSRegularExpression?, NSRegularExpression?) {
         func make(_ p: String?, _ name: String) throws -> NSRegularExpression? {
             guard let p else { return nil }
             do { return try NSRegularExpression(pattern: p) } catch { throw LogFilterError(message: "--\(name) \(p): not a valid regular expression") }
@@ -24,7 +24,7 @@ public struct LogFilter: Sendable {
         return (try make(include, "include"), try make(exclude, "exclude"))
     }
 
-    public func apply(_ entries: [LogEntry]) throws -> [LogEntry] {
+    package func apply(_ entries: [LogEntry]) throws -> [LogEntry] {
         let (inc, exc) = try compiled()
         return entries.filter { e in
             if let m = minimumLevel, let l = e.level, l < m { return false }
@@ -39,14 +39,14 @@ public struct LogFilter: Sendable {
     }
 }
 
-public struct LogFilterError: Error, CustomStringConvertible {
-    public var message: String
-    public var description: String { message }
+package struct LogFilterError: Error, CustomStringConvertible {
+    package var message: String
+    package var description: String { message }
 }
 
-public enum LogRenderer {
+package enum LogRenderer {
     /// One block per entry: header line, continuation lines, decoded tree (indented).
-    public static func terminal(_ entries: [LogEntry], color: Bool) -> String {
+    package static func terminal(_ entries: [LogEntry], color: Bool) -> String {
         func paint(_ s: String, _ code: String) -> String { color ? "\u{1B}[\(code)m\(s)\u{1B}[0m" : s }
         var out: [String] = []
         for e in entries {
@@ -67,7 +67,7 @@ public enum LogRenderer {
     }
 
     /// The message with a decoded hex payload cut short (the tree below shows it).
-    public static func shortened(_ e: LogEntry) -> String {
+    package static func shortened(_ e: LogEntry) -> String {
         guard e.decoded != nil else { return e.message }
         for key in ["opack=", "dmap=", "protobuf="] {
             guard let r = e.message.range(of: key) else { continue }
@@ -111,7 +111,7 @@ public enum LogRenderer {
     }
 
     /// A self-contained page: the entries as JSON data, rendered and filtered by inline script.
-    public static func html(_ entries: [LogEntry], title: String) -> String {
+    package static func html(_ entries: [LogEntry], title: String) -> String {
         var rows: [String] = []
         for e in entries {
             let fields = [

@@ -1,7 +1,7 @@
 import ATVCore
 
 /// Artwork of the current item: its identifier, the URLs to try and the in-band reply.
-public enum MRPArtwork {
+package enum MRPArtwork {
     /// An identifier for the current artwork, nil if the item has none: `artworkIdentifier`, else
     /// `contentIdentifier`, else the item identifier — only when artwork is available or has a URL.
     package static func artworkID(_ item: MRPContentItem) -> String? {

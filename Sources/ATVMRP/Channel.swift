@@ -4,22 +4,22 @@ import ATVCore
 /// One end of an MRP byte stream, sans I/O: varint-length-prefixed ProtocolMessages,
 /// ChaCha20-Poly1305 encrypted (nonce = 4 zero bytes ‖ u64 LE counter, no AAD, length includes
 /// the tag) once `enableEncryption` was called after pair-verify. Either side can use it.
-public struct MRPChannel: Sendable {
+package struct MRPChannel: Sendable {
     private var decoder: MRPFrameDecoder
     private var output: ChaChaCounterCipher?
     private var input: ChaChaCounterCipher?
 
-    public init(maxMessageSize: Int = MRPFraming.defaultMaxMessageSize) {
+    package init(maxMessageSize: Int = MRPFraming.defaultMaxMessageSize) {
         decoder = MRPFrameDecoder(maxMessageSize: maxMessageSize)
     }
 
-    public var isEncrypted: Bool { output != nil }
+    package var isEncrypted: Bool { output != nil }
     /// Bytes received that do not make a whole frame yet.
-    public var bufferedByteCount: Int { decoder.bufferedByteCount }
+    package var bufferedByteCount: Int { decoder.bufferedByteCount }
 
     /// Switches both directions to encryption. Bytes already buffered are decrypted too, since the
     /// peer encrypts everything after the last pair-verify message.
-    public mutating func enableEncryption(_ keys: ChannelKeys) {
+    package mutating func enableEncryption(_ keys: ChannelKeys) {
         output = ChaChaCounterCipher(key: keys.output, layout: .hap)
         input = ChaChaCounterCipher(key: keys.input, layout: .hap)
     }

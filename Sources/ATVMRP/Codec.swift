@@ -2,9 +2,9 @@ import ATVCore
 import SwiftProtobuf
 
 /// Encoding and decoding of `MRPProtocolMessage` with every inner-message extension known.
-public enum MRPCodec {
+package enum MRPCodec {
     /// All extensions of `MRPProtocolMessage` (decoding without them silently drops inner messages).
-    public static let extensions: SimpleExtensionMap = MRPMessages_Extensions
+    package static let extensions: SimpleExtensionMap = MRPMessages_Extensions
 
     /// Decodes one (unframed) ProtocolMessage.
     package static func decode(_ bytes: [UInt8]) throws(ATVError) -> MRPProtocolMessage {

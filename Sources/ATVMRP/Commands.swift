@@ -1,9 +1,9 @@
 import ATVCore
 
 /// Playback commands: which SEND_COMMAND to send for a user action, given the state.
-public enum MRPCommands {
+package enum MRPCommands {
     /// Skip interval when neither the caller nor the device gives one.
-    public static let defaultSkipInterval: Double = 15
+    package static let defaultSkipInterval: Double = 15
 
     /// Seconds to skip: explicit, else the command's first preferred interval, else 15.
     package static func skipInterval(explicit: Double?, info: MRPCommandInfo?) -> Double {

@@ -7,14 +7,14 @@ import Logging
 import NIOCore
 import NIOPosix
 
-public actor MRPConnection {
+package actor MRPConnection {
     /// What the connection tells its owner. Both closures run on the connection's actor, in the
     /// order messages arrived, so an owner sees every message before a later reply resumes a caller.
-    public struct Listener: Sendable {
+    package struct Listener: Sendable {
         /// A message no request waited for (SET_STATE, VOLUME_DID_CHANGE, …).
         package var message: @Sendable (MRPProtocolMessage) -> Void
         /// The connection ended: nil when closed by us, the error when the device closed it or it broke.
-        public var closed: @Sendable (ATVError?) -> Void
+        package var closed: @Sendable (ATVError?) -> Void
         package init(message: @escaping @Sendable (MRPProtocolMessage) -> Void = { _ in },
                     closed: @escaping @Sendable (ATVError?) -> Void = { _ in }) {
             self.message = message
@@ -22,11 +22,11 @@ public actor MRPConnection {
         }
     }
 
-    public nonisolated let host: String
-    public nonisolated let port: Int
+    package nonisolated let host: String
+    package nonisolated let port: Int
     /// How messages travel: varint-framed on a TCP connection of its own, or in "sync"
     /// frames of an AirPlay 2 data stream (stream SETUP type 130; its HAP encryption is added by `configure`).
-    public enum Transport: Sendable { case direct, airPlayDataStream }
+    package enum Transport: Sendable { case direct, airPlayDataStream }
 
     let channel: Channel
     var codec = MRPChannel()
@@ -43,8 +43,8 @@ public actor MRPConnection {
     let logger = Logger(label: "atv.mrp")
     /// The device's DEVICE_INFO reply, once `start` or `pairSetup` sent ours.
     package private(set) var deviceInfo: MRPDeviceInfoMessage?
-    public var isEncrypted: Bool { codec.isEncrypted }
-    public var isOpen: Bool { closedError == nil }
+    package var isEncrypted: Bool { codec.isEncrypted }
+    package var isOpen: Bool { closedError == nil }
 
     init(channel: Channel, host: String, port: Int, transport: Transport = .direct, listener: Listener) {
         self.channel = channel
@@ -82,7 +82,7 @@ public actor MRPConnection {
         return c
     }
 
-    public func setListener(_ l: Listener) { listener = l }
+    package func setListener(_ l: Listener) { listener = l }
 
     /// Messages no request waited for, from now on, in arrival order; ends when the connection does.
     package nonisolated func messages() -> AsyncStream<MRPProtocolMessage> { incoming.subscribe() }
@@ -132,7 +132,7 @@ public actor MRPConnection {
     }
 
     /// Ends the connection with `error` (e.g. the AirPlay session carrying it failed).
-    public func abort(_ error: ATVError) { fail(error) }
+    package func abort(_ error: ATVError) { fail(error) }
 
     /// Fail everything once: waiting requests, the heartbeat, the listener; closes the socket.
     func fail(_ error: ATVError?) {
@@ -196,7 +196,7 @@ public actor MRPConnection {
     }
 
     /// Writes bytes as they are, bypassing framing and encryption (for fuzz tests).
-    public func writeRaw(_ bytes: [UInt8]) {
+    package func writeRaw(_ bytes: [UInt8]) {
         guard closedError == nil else { return }
         channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
     }
@@ -299,7 +299,7 @@ public actor MRPConnection {
     }
 
     /// Close the connection; waiting requests fail, later calls throw.
-    public func close() async {
+    package func close() async {
         fail(nil)
         reader?.cancel()
         try? await channel.closeFuture.get()
@@ -308,17 +308,17 @@ public actor MRPConnection {
 
 /// An opened MRP tunnel (AirPlay 2 stream SETUP type 130): the data channel's address, the handlers it needs
 /// (HAP encryption with the DataStream keys), and the session carrying it.
-public struct MRPTunnelEndpoint: Sendable {
-    public var host: String
-    public var port: Int
+package struct MRPTunnelEndpoint: Sendable {
+    package var host: String
+    package var port: Int
     /// Adds the transport's handlers (called on the new channel's event loop).
-    public var configure: @Sendable (Channel) throws -> Void
+    package var configure: @Sendable (Channel) throws -> Void
     /// Ends the carrying session (TEARDOWN, close).
-    public var close: @Sendable () async -> Void
+    package var close: @Sendable () async -> Void
     /// Registers a handler for the carrying session failing (control connection lost, feedback unanswered).
-    public var onFailure: @Sendable (@escaping @Sendable (ATVError) -> Void) -> Void
+    package var onFailure: @Sendable (@escaping @Sendable (ATVError) -> Void) -> Void
 
-    public init(host: String, port: Int, configure: @escaping @Sendable (Channel) throws -> Void,
+    package init(host: String, port: Int, configure: @escaping @Sendable (Channel) throws -> Void,
                 close: @escaping @Sendable () async -> Void,
                 onFailure: @escaping @Sendable (@escaping @Sendable (ATVError) -> Void) -> Void) {
         self.host = host

@@ -7,23 +7,23 @@ import ATVCore
 
 /// One data-stream frame: size (u32 BE, header included) ‖ message type (12 B) ‖ command (4 B) ‖
 /// seqno (u64 BE) ‖ padding (u32) ‖ payload.
-public struct MRPDataStreamFrame: Sendable, Equatable {
-    public static let headerLength = 32
-    public static let syncType: [UInt8] = Array("sync".utf8) + [UInt8](repeating: 0, count: 8)
-    public static let replyType: [UInt8] = Array("rply".utf8) + [UInt8](repeating: 0, count: 8)
+package struct MRPDataStreamFrame: Sendable, Equatable {
+    package static let headerLength = 32
+    package static let syncType: [UInt8] = Array("sync".utf8) + [UInt8](repeating: 0, count: 8)
+    package static let replyType: [UInt8] = Array("rply".utf8) + [UInt8](repeating: 0, count: 8)
     /// Command of frames a controller sends ("comm") and of frames a device sends ("cmnd").
-    public static let controllerCommand: [UInt8] = Array("comm".utf8)
-    public static let deviceCommand: [UInt8] = Array("cmnd".utf8)
+    package static let controllerCommand: [UInt8] = Array("comm".utf8)
+    package static let deviceCommand: [UInt8] = Array("cmnd".utf8)
 
     /// 12 bytes.
-    public var messageType: [UInt8]
+    package var messageType: [UInt8]
     /// 4 bytes.
-    public var command: [UInt8]
-    public var seqno: UInt64
-    public var padding: UInt32
-    public var payload: [UInt8]
+    package var command: [UInt8]
+    package var seqno: UInt64
+    package var padding: UInt32
+    package var payload: [UInt8]
 
-    public init(messageType: [UInt8], command: [UInt8], seqno: UInt64, padding: UInt32 = 0, payload: [UInt8] = []) {
+    package init(messageType: [UInt8], command: [UInt8], seqno: UInt64, padding: UInt32 = 0, payload: [UInt8] = []) {
         self.messageType = Self.fixed(messageType, 12)
         self.command = Self.fixed(command, 4)
         self.seqno = seqno
@@ -32,20 +32,20 @@ public struct MRPDataStreamFrame: Sendable, Equatable {
     }
 
     /// A "sync" frame carrying `payload`.
-    public static func sync(command: [UInt8], seqno: UInt64, payload: [UInt8]) -> MRPDataStreamFrame {
+    package static func sync(command: [UInt8], seqno: UInt64, payload: [UInt8]) -> MRPDataStreamFrame {
         MRPDataStreamFrame(messageType: syncType, command: command, seqno: seqno, payload: payload)
     }
 
     /// The header-only answer to a "sync" frame with `seqno`.
-    public static func reply(seqno: UInt64) -> MRPDataStreamFrame {
+    package static func reply(seqno: UInt64) -> MRPDataStreamFrame {
         MRPDataStreamFrame(messageType: replyType, command: [0, 0, 0, 0], seqno: seqno)
     }
 
     /// True for "sync" frames (they must be answered).
-    public var isSync: Bool { messageType.starts(with: Array("sync".utf8)) }
-    public var isReply: Bool { messageType.starts(with: Array("rply".utf8)) }
+    package var isSync: Bool { messageType.starts(with: Array("sync".utf8)) }
+    package var isReply: Bool { messageType.starts(with: Array("rply".utf8)) }
 
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(Self.headerLength + payload.count)
         let size = UInt32(truncatingIfNeeded: Self.headerLength + payload.count)
@@ -64,20 +64,20 @@ public struct MRPDataStreamFrame: Sendable, Equatable {
 }
 
 /// Incremental decoder of a data-stream byte stream (after decryption).
-public struct MRPDataStreamDecoder: Sendable {
-    public let maxFrameSize: Int
+package struct MRPDataStreamDecoder: Sendable {
+    package let maxFrameSize: Int
     private var buffer: [UInt8] = []
 
-    public init(maxFrameSize: Int = MRPFraming.defaultMaxMessageSize) { self.maxFrameSize = maxFrameSize }
+    package init(maxFrameSize: Int = MRPFraming.defaultMaxMessageSize) { self.maxFrameSize = maxFrameSize }
 
-    public var bufferedByteCount: Int { buffer.count }
+    package var bufferedByteCount: Int { buffer.count }
 
-    public mutating func append<S: Sequence<UInt8>>(_ bytes: S) { buffer.append(contentsOf: bytes) }
+    package mutating func append<S: Sequence<UInt8>>(_ bytes: S) { buffer.append(contentsOf: bytes) }
 
     /// The next complete frame, or nil when more bytes are needed.
     /// - Throws: `ATVError.protocolError` on a size below 32 or above `maxFrameSize` (the stream
     ///   cannot be resynchronised: close the connection).
-    public mutating func next() throws(ATVError) -> MRPDataStreamFrame? {
+    package mutating func next() throws(ATVError) -> MRPDataStreamFrame? {
         guard buffer.count >= MRPDataStreamFrame.headerLength else { return nil }
         func be(_ at: Int, _ n: Int) -> UInt64 { buffer[at..<at + n].reduce(0) { $0 << 8 | UInt64($1) } }
         let size = Int(be(0, 4))
@@ -98,7 +98,7 @@ public struct MRPDataStreamDecoder: Sendable {
 
 /// The payload of a "sync" frame: a binary plist `{"params": {"data": <bytes>}}` whose data is one
 /// or more varint-length-prefixed ProtocolMessages.
-public enum MRPDataStreamPayload {
+package enum MRPDataStreamPayload {
     /// The plist for `messages`.
     package static func encode(_ messages: [MRPProtocolMessage]) throws(ATVError) -> [UInt8] {
         var data: [UInt8] = []
@@ -122,7 +122,7 @@ public enum MRPDataStreamPayload {
     /// Splits message data into serialized ProtocolMessages. Quirk: data starting with 0x08 (the tag
     /// of field 1, `type`) is one message without a length prefix (CONFIGURE_CONNECTION); a real
     /// prefix is never 8, since every message is longer than that.
-    public static func split(_ data: [UInt8]) throws(ATVError) -> [[UInt8]] {
+    package static func split(_ data: [UInt8]) throws(ATVError) -> [[UInt8]] {
         var out: [[UInt8]] = []
         var rest = data[...]
         while !rest.isEmpty {
@@ -146,17 +146,17 @@ public enum MRPDataStreamPayload {
 
 /// One end of an MRP data stream: encodes messages as "sync" frames and decodes received frames,
 /// producing the "rply" answers to write back. Either side can use it (`role` picks the command).
-public struct MRPDataStream: Sendable {
-    public enum Role: Sendable { case controller, device }
-    public let role: Role
+package struct MRPDataStream: Sendable {
+    package enum Role: Sendable { case controller, device }
+    package let role: Role
     /// The seqno of our "sync" frames: a controller uses one random value for all of them (as
     /// pyatv does); a device counts up from it.
-    public private(set) var seqno: UInt64
+    package private(set) var seqno: UInt64
     private var decoder: MRPDataStreamDecoder
     /// "rply" frames received (answers to our "sync" frames).
-    public private(set) var repliesReceived = 0
+    package private(set) var repliesReceived = 0
 
-    public init(role: Role, seqno: UInt64 = UInt64.random(in: 0x1_0000_0000...0x1_FFFF_FFFF),
+    package init(role: Role, seqno: UInt64 = UInt64.random(in: 0x1_0000_0000...0x1_FFFF_FFFF),
                 maxFrameSize: Int = MRPFraming.defaultMaxMessageSize) {
         self.role = role
         self.seqno = seqno

@@ -2,20 +2,20 @@ import ATVCore
 
 /// Device-level MRP state: device info, power, volume and output devices. A pure value type
 /// like `MRPPlayerState`: `apply(_:)` returns the push updates a message causes.
-public struct MRPDeviceState: Sendable, Equatable {
+package struct MRPDeviceState: Sendable, Equatable {
     /// The last DEVICE_INFO or DEVICE_INFO_UPDATE.
     package private(set) var deviceInfo: MRPDeviceInfoMessage?
-    public private(set) var volumeControlAvailable = false
+    package private(set) var volumeControlAvailable = false
     package private(set) var volumeCapabilities: MRPVolumeCapabilities = .none
     /// Percent (0...100), once the device reported it.
-    public private(set) var volume: Double?
+    package private(set) var volume: Double?
     /// Volume (percent) of other output devices, by UID.
-    public private(set) var outputDeviceVolumes: [String: Double] = [:]
+    package private(set) var outputDeviceVolumes: [String: Double] = [:]
 
-    public init() {}
+    package init() {}
 
     /// Our device's UID for volume messages: `clusterID`, else `deviceUID`.
-    public var deviceUID: String? {
+    package var deviceUID: String? {
         guard let info = deviceInfo else { return nil }
         if info.hasClusterID, !info.clusterID.isEmpty { return info.clusterID }
         if info.hasDeviceUid, !info.deviceUid.isEmpty { return info.deviceUid }
@@ -23,16 +23,16 @@ public struct MRPDeviceState: Sendable, Equatable {
     }
 
     /// On iff `logicalDeviceCount` ≥ 1; unknown before any DEVICE_INFO.
-    public var powerState: PowerState {
+    package var powerState: PowerState {
         guard let info = deviceInfo else { return .unknown }
         return info.logicalDeviceCount >= 1 ? .on : .off
     }
 
-    public var supportsAbsoluteVolume: Bool { volumeCapabilities == .absolute || volumeCapabilities == .both }
-    public var supportsRelativeVolume: Bool { volumeCapabilities == .relative || volumeCapabilities == .both }
+    package var supportsAbsoluteVolume: Bool { volumeCapabilities == .absolute || volumeCapabilities == .both }
+    package var supportsRelativeVolume: Bool { volumeCapabilities == .relative || volumeCapabilities == .both }
 
     /// Output devices: the device itself if it leads a group (and is not a proxy), then its group.
-    public var outputDevices: [OutputDevice] {
+    package var outputDevices: [OutputDevice] {
         guard let info = deviceInfo else { return [] }
         var out: [OutputDevice] = []
         if info.isGroupLeader && !info.isProxyGroupPlayer {
@@ -100,11 +100,11 @@ public struct MRPDeviceState: Sendable, Equatable {
 }
 
 /// MRP's feature table (pyatv's FeatureName ids): fixed claims plus what the player and device state allow now.
-public struct MRPFeatures: Features {
-    public var player: MRPPlayerState
-    public var device: MRPDeviceState
+package struct MRPFeatures: Features {
+    package var player: MRPPlayerState
+    package var device: MRPDeviceState
 
-    public init(player: MRPPlayerState, device: MRPDeviceState) {
+    package init(player: MRPPlayerState, device: MRPDeviceState) {
         self.player = player
         self.device = device
     }
@@ -115,7 +115,7 @@ public struct MRPFeatures: Features {
         .outputDevices, .addOutputDevices, .removeOutputDevices, .setOutputDevices,
     ]
 
-    public func feature(_ name: FeatureName) -> FeatureInfo {
+    package func feature(_ name: FeatureName) -> FeatureInfo {
         if Self.alwaysAvailable.contains(name) { return .available }
         switch name {
         case .volumeUp, .volumeDown:

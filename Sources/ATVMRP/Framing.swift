@@ -1,11 +1,11 @@
 import ATVCore
 
 /// Protobuf base-128 varints, as MRP uses them for its length prefix.
-public enum MRPVarint {
+package enum MRPVarint {
     /// Longest varint of a 64-bit value.
-    public static let maxLength = 10
+    package static let maxLength = 10
 
-    public static func encode(_ value: UInt64) -> [UInt8] {
+    package static func encode(_ value: UInt64) -> [UInt8] {
         var out: [UInt8] = []
         var v = value
         while v >= 0x80 {
@@ -19,7 +19,7 @@ public enum MRPVarint {
     /// Decodes a varint at the start of `bytes`.
     /// - Returns: the value and how many bytes it took, or nil if `bytes` ends inside the varint.
     /// - Throws: `ATVError.protocolError` if it is longer than 10 bytes or overflows 64 bits.
-    public static func decodePrefix<C: Collection<UInt8>>(_ bytes: C) throws(ATVError) -> (value: UInt64, length: Int)? {
+    package static func decodePrefix<C: Collection<UInt8>>(_ bytes: C) throws(ATVError) -> (value: UInt64, length: Int)? {
         var value: UInt64 = 0
         var shift: UInt64 = 0
         var count = 0
@@ -36,7 +36,7 @@ public enum MRPVarint {
     }
 
     /// Decodes `bytes` as exactly one varint (nothing before or after it).
-    public static func decode(_ bytes: [UInt8]) throws(ATVError) -> UInt64 {
+    package static func decode(_ bytes: [UInt8]) throws(ATVError) -> UInt64 {
         guard let (value, length) = try decodePrefix(bytes) else {
             throw ATVError.protocolError("MRP varint is truncated")
         }
@@ -48,30 +48,30 @@ public enum MRPVarint {
 }
 
 /// MRP stream framing: every message is varint(length) ‖ message bytes.
-public enum MRPFraming {
+package enum MRPFraming {
     /// Default limit on one message (artwork replies are the largest real messages).
-    public static let defaultMaxMessageSize = 16 * 1024 * 1024
+    package static let defaultMaxMessageSize = 16 * 1024 * 1024
 
-    public static func frame(_ payload: [UInt8]) -> [UInt8] {
+    package static func frame(_ payload: [UInt8]) -> [UInt8] {
         MRPVarint.encode(UInt64(payload.count)) + payload
     }
 }
 
 /// Incremental decoder of a varint-length-prefixed MRP byte stream. Sans-I/O: feed it whatever
 /// arrived with `append`, then call `next()` until it returns nil.
-public struct MRPFrameDecoder: Sendable {
-    public let maxMessageSize: Int
+package struct MRPFrameDecoder: Sendable {
+    package let maxMessageSize: Int
     private var buffer: [UInt8] = []
     private var readIndex = 0
 
-    public init(maxMessageSize: Int = MRPFraming.defaultMaxMessageSize) {
+    package init(maxMessageSize: Int = MRPFraming.defaultMaxMessageSize) {
         self.maxMessageSize = maxMessageSize
     }
 
     /// Bytes received but not yet returned as a message.
-    public var bufferedByteCount: Int { buffer.count - readIndex }
+    package var bufferedByteCount: Int { buffer.count - readIndex }
 
-    public mutating func append<S: Sequence<UInt8>>(_ bytes: S) {
+    package mutating func append<S: Sequence<UInt8>>(_ bytes: S) {
         if readIndex > 0 && readIndex >= buffer.count / 2 {
             buffer.removeFirst(readIndex)
             readIndex = 0
@@ -82,7 +82,7 @@ public struct MRPFrameDecoder: Sendable {
     /// The next complete message, or nil if more bytes are needed.
     /// - Throws: `ATVError.protocolError` on a bad prefix or a message over `maxMessageSize`; the
     ///   stream cannot be resynchronised after that, so the connection should be closed.
-    public mutating func next() throws(ATVError) -> [UInt8]? {
+    package mutating func next() throws(ATVError) -> [UInt8]? {
         let pending = buffer[readIndex...]
         guard let (length, prefixLength) = try MRPVarint.decodePrefix(pending) else { return nil }
         guard length <= UInt64(maxMessageSize) else {

@@ -2,18 +2,18 @@ import ATVCore
 import Foundation
 
 /// Remote-control buttons sent as HID events: (usage page, usage).
-public enum MRPHIDKey: String, Sendable, CaseIterable {
+package enum MRPHIDKey: String, Sendable, CaseIterable {
     case up, down, left, right, select, menu, suspend, wakeUp, stop, next, previous, topMenu, home
     case volumeUp, volumeDown
 
-    public var usagePage: UInt16 {
+    package var usagePage: UInt16 {
         switch self {
         case .up, .down, .left, .right, .select, .menu, .suspend, .wakeUp: 1
         case .stop, .next, .previous, .topMenu, .home, .volumeUp, .volumeDown: 12
         }
     }
 
-    public var usage: UInt16 {
+    package var usage: UInt16 {
         switch self {
         case .up: 0x8C
         case .down: 0x8D
@@ -35,7 +35,7 @@ public enum MRPHIDKey: String, Sendable, CaseIterable {
 }
 
 /// How a button is pressed.
-public enum MRPInputAction: Sendable, Equatable {
+package enum MRPInputAction: Sendable, Equatable {
     case singleTap, doubleTap, hold
 }
 
@@ -49,9 +49,9 @@ package enum MRPHIDStep: Sendable, Equatable {
     case flush
 }
 
-public enum MRPHID {
+package enum MRPHID {
     /// Hold duration (down … up).
-    public static let holdSeconds = 1.0
+    package static let holdSeconds = 1.0
 
     private static let timePrefix: [UInt8] = [0x43, 0x89, 0x22, 0xcf, 0x08, 0x02, 0x00, 0x00]
     private static let header: [UInt8] = [
@@ -62,13 +62,13 @@ public enum MRPHID {
     private static let trailer: [UInt8] = [0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00]
 
     /// The 60-byte `hidEventData` of one button transition.
-    public static func eventData(usagePage: UInt16, usage: UInt16, down: Bool) -> [UInt8] {
+    package static func eventData(usagePage: UInt16, usage: UInt16, down: Bool) -> [UInt8] {
         func be(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xff)] }
         return timePrefix + header + be(usagePage) + be(usage) + be(down ? 1 : 0) + trailer
     }
 
     /// (usagePage, usage, down) of an event, or nil if `data` is not a 60-byte HID event.
-    public static func parseEventData(_ data: [UInt8]) -> (usagePage: UInt16, usage: UInt16, down: Bool)? {
+    package static func parseEventData(_ data: [UInt8]) -> (usagePage: UInt16, usage: UInt16, down: Bool)? {
         guard data.count == 60 else { return nil }
         func be(_ i: Int) -> UInt16 { UInt16(data[i]) << 8 | UInt16(data[i + 1]) }
         return (be(43), be(45), be(47) != 0)

@@ -12,7 +12,7 @@ import ATVCore
 import Foundation
 
 package struct MRPProxySession: Sendable {
-    public enum Direction: String, Sendable {
+    package enum Direction: String, Sendable {
         case toDevice = "controller->device"
         case toController = "device->controller"
         /// Handshake messages that end at the proxy or start there.
@@ -22,7 +22,7 @@ package struct MRPProxySession: Sendable {
         case proxyToDevice = "proxy->device"
     }
 
-    public enum Output: Sendable, Equatable {
+    package enum Output: Sendable, Equatable {
         case sendToController([UInt8])
         case sendToDevice([UInt8])
         /// A controller paired with us (remember it for its next pair-verify).
@@ -43,11 +43,11 @@ package struct MRPProxySession: Sendable {
     enum Auth: Sendable { case none, setup(HAPPairSetupServer), verify(HAPPairVerifyServer) }
 
     /// Device messages kept while the controller is not verified yet (beyond this, dropped).
-    public static let maxPendingToController = 1024
+    package static let maxPendingToController = 1024
 
-    public let identity: HAPIdentity
-    public let pin: String
-    public let name: String
+    package let identity: HAPIdentity
+    package let pin: String
+    package let name: String
     let credentials: HAPCredentials
     var upstream: Upstream = .idle
     var auth: Auth = .none
@@ -57,13 +57,13 @@ package struct MRPProxySession: Sendable {
     var pendingToController: [MRPProtocolMessage] = []
     var knownControllers: [HAPPairedController] = []
     package private(set) var deviceInfo: MRPDeviceInfoMessage?
-    public private(set) var controllerVerified = false
-    public var deviceVerified: Bool { if case .ready = upstream { return true } else { return false } }
+    package private(set) var controllerVerified = false
+    package var deviceVerified: Bool { if case .ready = upstream { return true } else { return false } }
 
     /// - Parameters:
     ///   - identity: the proxy's accessory identity (what controllers pair with).
     ///   - name: the name the proxy reports in its DEVICE_INFO (and to the device as client name).
-    public init(identity: HAPIdentity, pin: String, credentials: HAPCredentials, name: String) {
+    package init(identity: HAPIdentity, pin: String, credentials: HAPCredentials, name: String) {
         self.identity = identity
         self.pin = pin
         self.credentials = credentials
@@ -72,7 +72,7 @@ package struct MRPProxySession: Sendable {
 
     /// Sends DEVICE_INFO to the device (call once, when the device connection is up); pair-verify
     /// follows its reply.
-    public mutating func start() throws(ATVError) -> [Output] {
+    package mutating func start() throws(ATVError) -> [Output] {
         guard case .idle = upstream else { throw ATVError.invalidState("the MRP proxy session was already started") }
         let client = MRPMessages.ClientInfo(pairingID: String(decoding: credentials.clientID, as: UTF8.self), name: name, osBuild: "18M60")
         var m = MRPMessages.deviceInfo(client)
@@ -82,7 +82,7 @@ package struct MRPProxySession: Sendable {
     }
 
     /// Bytes from the device.
-    public mutating func fromDevice(_ bytes: [UInt8]) throws(ATVError) -> [Output] {
+    package mutating func fromDevice(_ bytes: [UInt8]) throws(ATVError) -> [Output] {
         var out: [Output] = []
         for m in try deviceChannel.receive(bytes) {
             switch upstream {
@@ -123,7 +123,7 @@ package struct MRPProxySession: Sendable {
     }
 
     /// Bytes from the controller; `controllers` are the pairings known now.
-    public mutating func fromController(_ bytes: [UInt8], controllers: [HAPPairedController]) throws(ATVError) -> [Output] {
+    package mutating func fromController(_ bytes: [UInt8], controllers: [HAPPairedController]) throws(ATVError) -> [Output] {
         knownControllers = controllers
         guard case .ready = upstream else {
             guard pendingControllerBytes.count + bytes.count <= MRPFraming.defaultMaxMessageSize else {

@@ -13,7 +13,7 @@ extension MRPService {
     /// transient pairing; Apple TVs with tvOS ≥ 15 and HAP AirPlay credentials; never when there is
     /// a direct MRP service): nil when MRP should not be tunnelled through `airplay`, else the credentials
     /// to pair-verify with (`.some(nil)`: transient pairing).
-    public static func tunnelCredentials(airplay: ServiceConfig, in config: DeviceConfig, mode: MRPTunnel) throws(ATVError) -> HAPCredentials?? {
+    package static func tunnelCredentials(airplay: ServiceConfig, in config: DeviceConfig, mode: MRPTunnel) throws(ATVError) -> HAPCredentials?? {
         if config.services.contains(where: { $0.protocol == .mrp && $0.enabled }) { return nil }
         let creds = try AirPlayStoredCredentials.hap(for: airplay, in: config)
         switch mode {
@@ -43,7 +43,7 @@ extension MRPService {
 
     /// Opens the AirPlay 2 remote-control session and its data channel (`AirPlay2DataStream`) as
     /// the transport of an MRP connection.
-    public static func openAirPlayTunnel(host: String, port: Int, options: AirPlay2ConnectionOptions,
+    package static func openAirPlayTunnel(host: String, port: Int, options: AirPlay2ConnectionOptions,
                                   logger: Logger = Logger(label: "atv.mrp-tunnel")) async throws -> MRPTunnelEndpoint {
         let stream = try await AirPlay2DataStream.open(host: host, port: port, options: options, logger: logger)
         let ap = stream.connection

@@ -5,13 +5,13 @@ import SwiftProtobuf
 /// Builders for the messages swift-atv sends. Every message gets a fresh upper-case
 /// UUID as `uniqueIdentifier`; `identifier` (request/response correlation) is set by whoever
 /// sends and waits for a reply.
-public enum MRPMessages {
+package enum MRPMessages {
     /// Client identity sent in DEVICE_INFO (pyatv's values).
-    public struct ClientInfo: Sendable, Equatable {
-        public var pairingID: String
-        public var name: String
-        public var osBuild: String
-        public init(pairingID: String, name: String, osBuild: String) {
+    package struct ClientInfo: Sendable, Equatable {
+        package var pairingID: String
+        package var name: String
+        package var osBuild: String
+        package init(pairingID: String, name: String, osBuild: String) {
             self.pairingID = pairingID
             self.name = name
             self.osBuild = osBuild

@@ -4,21 +4,21 @@ import SwiftProtobuf
 
 /// Now-playing state of an MRP device, per client (app) and player. A pure value type:
 /// feed it every received message with `apply(_:)`, then read `playing(at:)`, `app` and `feature(_:)`.
-public struct MRPPlayerState: Sendable, Equatable {
+package struct MRPPlayerState: Sendable, Equatable {
     /// The player identifier a client uses when none was made active explicitly.
-    public static let defaultPlayerID = "MediaRemote-DefaultPlayer"
+    package static let defaultPlayerID = "MediaRemote-DefaultPlayer"
 
-    public struct Player: Sendable, Equatable {
-        public var identifier: String
-        public var displayName: String?
+    package struct Player: Sendable, Equatable {
+        package var identifier: String
+        package var displayName: String?
         package var playbackState: MRPPlaybackState?
         /// Cocoa seconds (since 2001-01-01) of the last playback state change, if sent.
-        public var playbackStateTimestamp: Double?
+        package var playbackStateTimestamp: Double?
         package var supportedCommands: [MRPCommandInfo] = []
         package var items: [MRPContentItem] = []
-        public var location: Int = 0
+        package var location: Int = 0
 
-        public init(identifier: String, displayName: String? = nil) {
+        package init(identifier: String, displayName: String? = nil) {
             self.identifier = identifier
             self.displayName = displayName
         }
@@ -35,40 +35,40 @@ public struct MRPPlayerState: Sendable, Equatable {
         }
     }
 
-    public struct Client: Sendable, Equatable {
-        public var bundleIdentifier: String
-        public var displayName: String?
-        public var players: [String: Player] = [:]
+    package struct Client: Sendable, Equatable {
+        package var bundleIdentifier: String
+        package var displayName: String?
+        package var players: [String: Player] = [:]
         /// Set by SET_NOW_PLAYING_PLAYER.
-        public var activePlayerID: String?
+        package var activePlayerID: String?
         /// Commands that apply when a player does not list a command itself.
         package var defaultSupportedCommands: [MRPCommandInfo] = []
 
-        public init(bundleIdentifier: String, displayName: String? = nil) {
+        package init(bundleIdentifier: String, displayName: String? = nil) {
             self.bundleIdentifier = bundleIdentifier
             self.displayName = displayName
         }
 
         /// The explicitly active player, else the default player, else an empty player.
-        public var activePlayer: Player {
+        package var activePlayer: Player {
             if let id = activePlayerID, let p = players[id] { return p }
             if let p = players[MRPPlayerState.defaultPlayerID] { return p }
             return Player(identifier: activePlayerID ?? "")
         }
     }
 
-    public private(set) var clients: [String: Client] = [:]
-    public private(set) var activeClientID: String?
+    package private(set) var clients: [String: Client] = [:]
+    package private(set) var activeClientID: String?
 
-    public init() {}
+    package init() {}
 
-    public var activeClient: Client? { activeClientID.flatMap { clients[$0] } }
+    package var activeClient: Client? { activeClientID.flatMap { clients[$0] } }
 
     /// The active client's active player (nil without an active client).
-    public var activePlayer: Player? { activeClient?.activePlayer }
+    package var activePlayer: Player? { activeClient?.activePlayer }
 
     /// The active now-playing app.
-    public var app: App? {
+    package var app: App? {
         guard let c = activeClient else { return nil }
         return App(name: c.displayName, identifier: c.bundleIdentifier)
     }
@@ -175,7 +175,7 @@ public struct MRPPlayerState: Sendable, Equatable {
     }
 
     /// The effective device state of the active player.
-    public var deviceState: DeviceState {
+    package var deviceState: DeviceState {
         guard let player = activePlayer, let state = player.playbackState else { return .idle }
         let metadata = player.metadata
         switch state {
@@ -191,7 +191,7 @@ public struct MRPPlayerState: Sendable, Equatable {
     }
 
     /// What is playing at `now` on the active player.
-    public func playing(at now: Date = Date()) -> Playing {
+    package func playing(at now: Date = Date()) -> Playing {
         let state = deviceState
         var out = Playing(deviceState: state)
         out.shuffle = shuffle
@@ -228,7 +228,7 @@ public struct MRPPlayerState: Sendable, Equatable {
     }
 
     /// Shuffle state from the ChangeShuffleMode command (missing → off).
-    public var shuffle: ShuffleState {
+    package var shuffle: ShuffleState {
         switch commandInfo(.changeShuffleMode)?.shuffleMode {
         case .albums: .albums
         case .songs: .songs
@@ -237,7 +237,7 @@ public struct MRPPlayerState: Sendable, Equatable {
     }
 
     /// Repeat state from the ChangeRepeatMode command (missing → off).
-    public var repeatState: RepeatState {
+    package var repeatState: RepeatState {
         switch commandInfo(.changeRepeatMode)?.repeatMode {
         case .one: .track
         case .all: .all
@@ -255,7 +255,7 @@ public struct MRPPlayerState: Sendable, Equatable {
 
     /// The state of the features that depend on now-playing state (MRP); nil for features
     /// this type does not decide (navigation, power, volume, output devices, …).
-    public func featureState(_ name: FeatureName) -> FeatureState? {
+    package func featureState(_ name: FeatureName) -> FeatureState? {
         func has(_ present: (MRPContentItemMetadata) -> Bool) -> FeatureState {
             guard let md = activePlayer?.metadata else { return .unavailable }
             return present(md) ? .available : .unavailable

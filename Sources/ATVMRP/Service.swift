@@ -7,12 +7,12 @@ import ATVHTTP
 import Foundation
 import Synchronization
 
-public final class MRPService: Sendable {
-    public struct Options: Sendable {
-        public var name: String
-        public var osBuild: String
-        public var connectTimeout: Duration
-        public var replyTimeout: Duration
+package final class MRPService: Sendable {
+    package struct Options: Sendable {
+        package var name: String
+        package var osBuild: String
+        package var connectTimeout: Duration
+        package var replyTimeout: Duration
         /// GENERIC heartbeat period; nil disables it.
         package var heartbeat: Duration?
         package init(name: String = "swift-atv", osBuild: String = "18M60", connectTimeout: Duration = .seconds(10),
@@ -36,12 +36,12 @@ public final class MRPService: Sendable {
         var tunnel: MRPTunnelEndpoint?
     }
 
-    public let host: String
-    public let port: Int
-    public let credentials: HAPCredentials?
-    public let options: Options
+    package let host: String
+    package let port: Int
+    package let credentials: HAPCredentials?
+    package let options: Options
     /// Opens the AirPlay 2 session whose data channel carries MRP; nil: a direct TCP connection.
-    public let openTunnel: (@Sendable () async throws -> MRPTunnelEndpoint)?
+    package let openTunnel: (@Sendable () async throws -> MRPTunnelEndpoint)?
     let state = Mutex(State())
     let broadcaster = Broadcaster<DeviceUpdate>()
     /// Every update, including repeated volume values (for waiting on VOLUME_DID_CHANGE).
@@ -57,12 +57,12 @@ public final class MRPService: Sendable {
     }
 
     /// True when MRP runs over an AirPlay 2 data channel.
-    public var isTunnelled: Bool { openTunnel != nil }
+    package var isTunnelled: Bool { openTunnel != nil }
 
     // MARK: Connection
 
     /// Connect and run the handshake; afterwards the now-playing state the device sent is known.
-    public func connect() async throws {
+    package func connect() async throws {
         try state.withLock { s in
             if s.closed { throw ATVError.blocked }
             if s.connection != nil { throw ATVError.invalidState("MRP is already connected; make a new MRPService to reconnect") }
@@ -102,7 +102,7 @@ public final class MRPService: Sendable {
         if tunnel == nil, let hb = options.heartbeat { await conn.startHeartbeat(interval: hb, timeout: options.replyTimeout) }
     }
 
-    public func close() async {
+    package func close() async {
         let (conn, tunnel) = state.withLock { s -> (MRPConnection?, MRPTunnelEndpoint?) in
             s.closed = true
             return (s.connection, s.tunnel)
@@ -159,8 +159,8 @@ public final class MRPService: Sendable {
 
     // MARK: State
 
-    public var playerState: MRPPlayerState { state.withLock { $0.player } }
-    public var deviceState: MRPDeviceState { state.withLock { $0.device } }
+    package var playerState: MRPPlayerState { state.withLock { $0.player } }
+    package var deviceState: MRPDeviceState { state.withLock { $0.device } }
 
     // MARK: Low-level helpers
 
@@ -209,43 +209,43 @@ public final class MRPService: Sendable {
 // MARK: - RemoteControl
 
 extension MRPService: RemoteControl {
-    public func up(_ action: InputAction) async throws { try await press(.up, action) }
-    public func down(_ action: InputAction) async throws { try await press(.down, action) }
-    public func left(_ action: InputAction) async throws { try await press(.left, action) }
-    public func right(_ action: InputAction) async throws { try await press(.right, action) }
-    public func select(_ action: InputAction) async throws { try await press(.select, action) }
-    public func menu(_ action: InputAction) async throws { try await press(.menu, action) }
-    public func home(_ action: InputAction) async throws { try await press(.home, action) }
-    public func homeHold() async throws { try await press(.home, .hold) }
-    public func topMenu() async throws { try await press(.topMenu, .singleTap) }
-    public func play() async throws { try await command(.play) }
-    public func pause() async throws { try await command(.pause) }
-    public func playPause() async throws { try await command(MRPCommands.playPauseCommand(playerState)) }
-    public func stop() async throws { try await command(.stop) }
-    public func next() async throws { try await command(.nextTrack) }
-    public func previous() async throws { try await command(.previousTrack) }
-    public func skipForward(_ interval: Double) async throws {
+    package func up(_ action: InputAction) async throws { try await press(.up, action) }
+    package func down(_ action: InputAction) async throws { try await press(.down, action) }
+    package func left(_ action: InputAction) async throws { try await press(.left, action) }
+    package func right(_ action: InputAction) async throws { try await press(.right, action) }
+    package func select(_ action: InputAction) async throws { try await press(.select, action) }
+    package func menu(_ action: InputAction) async throws { try await press(.menu, action) }
+    package func home(_ action: InputAction) async throws { try await press(.home, action) }
+    package func homeHold() async throws { try await press(.home, .hold) }
+    package func topMenu() async throws { try await press(.topMenu, .singleTap) }
+    package func play() async throws { try await command(.play) }
+    package func pause() async throws { try await command(.pause) }
+    package func playPause() async throws { try await command(MRPCommands.playPauseCommand(playerState)) }
+    package func stop() async throws { try await command(.stop) }
+    package func next() async throws { try await command(.nextTrack) }
+    package func previous() async throws { try await command(.previousTrack) }
+    package func skipForward(_ interval: Double) async throws {
         try await send(MRPCommands.skip(forward: true, seconds: interval > 0 ? interval : nil, state: playerState), command: .skipForward)
     }
-    public func skipBackward(_ interval: Double) async throws {
+    package func skipBackward(_ interval: Double) async throws {
         try await send(MRPCommands.skip(forward: false, seconds: interval > 0 ? interval : nil, state: playerState), command: .skipBackward)
     }
-    public func setPosition(_ position: Int) async throws {
+    package func setPosition(_ position: Int) async throws {
         try await send(try MRPCommands.setPosition(Double(position)), command: .seekToPlaybackPosition)
     }
-    public func setShuffle(_ s: ShuffleState) async throws { try await send(MRPCommands.setShuffle(s), command: .changeShuffleMode) }
-    public func setRepeat(_ r: RepeatState) async throws { try await send(MRPCommands.setRepeat(r), command: .changeRepeatMode) }
+    package func setShuffle(_ s: ShuffleState) async throws { try await send(MRPCommands.setShuffle(s), command: .changeShuffleMode) }
+    package func setRepeat(_ r: RepeatState) async throws { try await send(MRPCommands.setRepeat(r), command: .changeRepeatMode) }
 }
 
 // MARK: - Metadata
 
 extension MRPService: Metadata {
-    public func playing() async throws -> Playing {
+    package func playing() async throws -> Playing {
         _ = try connection()
         return state.withLock { $0.player.playing() }
     }
 
-    public func artworkID() async throws -> String {
+    package func artworkID() async throws -> String {
         _ = try connection()
         guard let item = state.withLock({ $0.player.activePlayer?.currentItem }), let id = MRPArtwork.artworkID(item) else {
             throw ATVError.notSupported(.artwork)
@@ -255,7 +255,7 @@ extension MRPService: Metadata {
 
     /// The artwork of the current item: its http URLs first (`artworkIdentifier` template,
     /// `artworkURL`), else in-band (PLAYBACK_QUEUE_REQUEST); nil when the item has none.
-    public func artwork(width: Int?, height: Int?) async throws -> ArtworkInfo? {
+    package func artwork(width: Int?, height: Int?) async throws -> ArtworkInfo? {
         let conn = try connection()
         let (item, location) = state.withLock { ($0.player.activePlayer?.currentItem, $0.player.activePlayer?.location ?? 0) }
         guard let item, MRPArtwork.artworkID(item) != nil else { return nil }
@@ -288,7 +288,7 @@ extension MRPService: Metadata {
         return "application/octet-stream"
     }
 
-    public func app() async throws -> App? {
+    package func app() async throws -> App? {
         _ = try connection()
         return state.withLock { $0.player.app }
     }
@@ -299,19 +299,19 @@ extension MRPService: Metadata {
 extension MRPService: PushUpdater {
     /// Playing, volume, power and output-device changes. Ends when the connection closes; when the
     /// device closed it (or it broke) the last element is `.connectionLost(reason)`.
-    public func updates() -> AsyncStream<DeviceUpdate> { broadcaster.subscribe() }
+    package func updates() -> AsyncStream<DeviceUpdate> { broadcaster.subscribe() }
 }
 
 // MARK: - Audio
 
 extension MRPService: Audio {
-    public func volume() async throws -> Double {
+    package func volume() async throws -> Double {
         _ = try connection()
         guard let v = state.withLock({ $0.device.volume }) else { throw ATVError.notSupported(.volume) }
         return v
     }
 
-    public func setVolume(_ level: Double, outputDevice: String?) async throws {
+    package func setVolume(_ level: Double, outputDevice: String?) async throws {
         let conn = try connection()
         let (uid, absolute, current) = state.withLock { ($0.device.deviceUID, $0.device.supportsAbsoluteVolume, $0.device.volume) }
         guard let target = outputDevice ?? uid else { throw ATVError.protocolError("the device reported no output device UID for volume") }
@@ -323,8 +323,8 @@ extension MRPService: Audio {
         }
     }
 
-    public func volumeUp() async throws { try await stepVolume(up: true) }
-    public func volumeDown() async throws { try await stepVolume(up: false) }
+    package func volumeUp() async throws { try await stepVolume(up: true) }
+    package func volumeDown() async throws { try await stepVolume(up: false) }
 
     func stepVolume(up: Bool) async throws {
         let (abs, rel, v) = state.withLock { ($0.device.supportsAbsoluteVolume, $0.device.supportsRelativeVolume, $0.device.volume ?? 0) }
@@ -339,14 +339,14 @@ extension MRPService: Audio {
         }
     }
 
-    public func outputDevices() async throws -> [OutputDevice] {
+    package func outputDevices() async throws -> [OutputDevice] {
         _ = try connection()
         return state.withLock { $0.device.outputDevices }
     }
 
-    public func addOutputDevices(_ ids: [String]) async throws { try await modifyOutputs(MRPMessages.modifyOutputContext(adding: ids)) }
-    public func removeOutputDevices(_ ids: [String]) async throws { try await modifyOutputs(MRPMessages.modifyOutputContext(removing: ids)) }
-    public func setOutputDevices(_ ids: [String]) async throws { try await modifyOutputs(MRPMessages.modifyOutputContext(setting: ids)) }
+    package func addOutputDevices(_ ids: [String]) async throws { try await modifyOutputs(MRPMessages.modifyOutputContext(adding: ids)) }
+    package func removeOutputDevices(_ ids: [String]) async throws { try await modifyOutputs(MRPMessages.modifyOutputContext(removing: ids)) }
+    package func setOutputDevices(_ ids: [String]) async throws { try await modifyOutputs(MRPMessages.modifyOutputContext(setting: ids)) }
 
     /// Sends MODIFY_OUTPUT_CONTEXT_REQUEST and waits (≤ 5 s, no error after) for the changed device list, as pyatv.
     func modifyOutputs(_ message: MRPProtocolMessage) async throws {
@@ -365,18 +365,18 @@ extension MRPService: Audio {
 // MARK: - Power
 
 extension MRPService: Power {
-    public func powerState() async throws -> PowerState {
+    package func powerState() async throws -> PowerState {
         _ = try connection()
         return state.withLock { $0.device.powerState }
     }
     /// WAKE_DEVICE; with `awaitNewState`, waits (≤ 5 s) until the device reports it is on.
-    public func turnOn(awaitNewState: Bool) async throws {
+    package func turnOn(awaitNewState: Bool) async throws {
         let conn = try connection()
         try await awaitingPower(.on, enabled: awaitNewState) { try await conn.send(MRPMessages.wakeDevice()) }
     }
 
     /// Home held for 1 s, then Select (how pyatv turns the device off); with `awaitNewState`, waits (≤ 5 s) until it reports off.
-    public func turnOff(awaitNewState: Bool) async throws {
+    package func turnOff(awaitNewState: Bool) async throws {
         try await awaitingPower(.off, enabled: awaitNewState) { try await run(MRPHID.turnOffSteps()) }
     }
 
@@ -400,7 +400,7 @@ extension MRPService: Power {
 // MARK: - Features
 
 extension MRPService: Features {
-    public func feature(_ name: FeatureName) -> FeatureInfo {
+    package func feature(_ name: FeatureName) -> FeatureInfo {
         let (p, d) = state.withLock { ($0.player, $0.device) }
         return MRPFeatures(player: p, device: d).feature(name)
     }

@@ -13,7 +13,7 @@ package enum MRPHandshake {
 
     /// DEVICE_INFO (must be first), pair-verify if there are credentials, SET_CONNECTION_STATE,
     /// CLIENT_UPDATES_CONFIG, GET_KEYBOARD_SESSION.
-    public static func steps(_ client: MRPMessages.ClientInfo, hasCredentials: Bool) -> [Step] {
+    package static func steps(_ client: MRPMessages.ClientInfo, hasCredentials: Bool) -> [Step] {
         var steps: [Step] = [.sendAndWait(MRPMessages.deviceInfo(client))]
         if hasCredentials { steps.append(.pairVerify) }
         steps.append(.send(MRPMessages.setConnectionState(.connected)))
@@ -23,14 +23,14 @@ package enum MRPHandshake {
     }
 
     /// Seconds between GENERIC heartbeats on a direct connection (none in the AirPlay tunnel).
-    public static let heartbeatInterval: Double = 30
+    package static let heartbeatInterval: Double = 30
     /// Default wait for a reply.
-    public static let replyTimeout: Double = 5
+    package static let replyTimeout: Double = 5
 }
 
 /// Request/response correlation: a reply carries the request's `identifier`; messages
 /// without one (e.g. CRYPTO_PAIRING replies) are matched by type.
-public enum MRPCorrelation {
+package enum MRPCorrelation {
     package static func key(_ message: MRPProtocolMessage) -> String {
         if message.hasIdentifier, !message.identifier.isEmpty { return message.identifier }
         return "type_\(message.type.rawValue)"

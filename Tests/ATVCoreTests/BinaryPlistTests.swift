@@ -1,4 +1,5 @@
 import ATVCore
+import ATVTestSupport
 import Foundation
 import Testing
 
@@ -55,16 +56,11 @@ enum CraftedPlists {
         "uid": .uid(300), "u1": .uid(7), "date": .date(86400),
     ])
 
-    static func hex(_ s: String) -> [UInt8] {
-        let digits = Array(s.filter(\.isHexDigit).utf8)
-        return stride(from: 0, to: digits.count, by: 2).map { UInt8(String(decoding: digits[$0 ..< $0 + 2], as: UTF8.self), radix: 16)! }
-    }
-
     @Test func plistlibBytesDecodeAndEncodeIdentically() throws {
         #expect(try BinaryPlist.decode(Self.plistlibVector) == Self.plistlibValue)
         #expect(BinaryPlist.encode(Self.plistlibValue) == Self.plistlibVector)
         // plistlib.dumps({"a": None}, fmt=FMT_BINARY)
-        let none = Self.hex("62706c6973743030d10102516100080b0d000000000000010100000000000000030000000000000000000000000000000e")
+        let none = hex("62706c6973743030d10102516100080b0d000000000000010100000000000000030000000000000000000000000000000e")
         #expect(try BinaryPlist.decode(none) == .dict(["a": .null]))
         #expect(BinaryPlist.encode(.dict(["a": .null])) == none)
     }

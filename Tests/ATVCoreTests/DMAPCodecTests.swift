@@ -1,4 +1,5 @@
 import ATVCore
+import ATVTestSupport
 import Testing
 
 /// The one DMAP tag codec (ATVCore), on the bytes its three users send: RAOP track metadata, the
@@ -6,7 +7,7 @@ import Testing
 @Suite struct DMAPCodecTests {
     @Test func raopMetadataBytes() throws {
         // mlit { minm "T", asal "Al", asar "Ar" }, as pyatv's RAOP metadata.
-        let bytes = BinaryPlistTests.hex("6d6c6974 0000001d 6d696e6d 00000001 54 6173616c 00000002 416c 61736172 00000002 4172")
+        let bytes = hex("6d6c6974 0000001d 6d696e6d 00000001 54 6173616c 00000002 416c 61736172 00000002 4172")
         let elements: [DMAPElement] = [.container("mlit", [.string("minm", "T"), .string("asal", "Al"), .string("asar", "Ar")])]
         #expect(DMAPSerializer.serialize(elements) == bytes)
         #expect(try DMAPParser.parse(bytes) == elements)
@@ -23,7 +24,7 @@ import Testing
 
     @Test func truncationAndDepthAreErrors() {
         #expect(throws: DMAPParseError.truncatedValue(tag: "mlit", offset: 0, length: 255, available: 1)) {
-            try DMAPParser.parse(BinaryPlistTests.hex("6d6c6974 000000ff 00"))
+            try DMAPParser.parse(hex("6d6c6974 000000ff 00"))
         }
         #expect(throws: DMAPParseError.truncatedHeader(offset: 0)) { try DMAPParser.parse([0x6d, 0x6c]) }
         var nested: [UInt8] = []

@@ -5,11 +5,6 @@ import Testing
 @testable import ATVMRP
 
 @Suite struct DataStreamTests {
-    private func hex(_ s: String) -> [UInt8] {
-        let c = Array(s.filter(\.isHexDigit))
-        return stride(from: 0, to: c.count, by: 2).map { UInt8(String(c[$0...$0 + 1]), radix: 16)! }
-    }
-
     /// The data-stream reply header: size 32 ‖ "rply" + 8 zero bytes ‖ 4 zero bytes ‖ seqno u64 BE ‖ padding 0.
     @Test func replyHeaderBytes() {
         let bytes = MRPDataStreamFrame.reply(seqno: 0x1_2345_6789).encoded()
