@@ -2,6 +2,7 @@ import ArgumentParser
 import ATVAuth
 import ATVCore
 import ATVDiscovery
+import ATVPTP
 import ATVSimulator
 import Foundation
 
@@ -18,6 +19,10 @@ struct SimulateHomePod: AsyncParsableCommand {
           atv simulate homepod --port 7000 --output got.wav
           atv stream song.flac --host 127.0.0.1 --port 7000
           atv playing --host 127.0.0.1 --protocol airplay --mrp-tunnel force
+
+        Timing: NTP and PTP sessions are both accepted, as a HomePod does (--timing narrows it). A PTP session binds UDP 319/320 on --ptp-address (privileges as for atv ptp-master), follows the clock of the sender's RTSP address, and records when each frame plays by that clock. --profile shairport-ap2 behaves as shairport-sync's AirPlay 2 mode with nqptp: PTP only, strict about the clock and the anchors.
+
+          atv simulate homepod --profile shairport-ap2 --ptp-address 127.0.0.2
 
         With pyatv as the sender (it opens the MRP tunnel by itself for a HomePod model; \
         `playing` instead of `stream_file=…` for remote control):
@@ -45,6 +50,12 @@ struct SimulateHomePod: AsyncParsableCommand {
     var noMrpTunnel = false
     @Option(help: "Remote control (MRP over the AirPlay tunnel): seconds of playing before the next track (0 = never).")
     var advance: Double = 10
+    @Option(help: "Session timing accepted: ntp, ptp or both.")
+    var timing: String = "both"
+    @Option(help: "Receiver behaviour: homepod, or shairport-ap2 (PTP only, strict, as shairport-sync with nqptp).")
+    var profile: String = "homepod"
+    @Option(help: "Address the PTP follower binds UDP 319/320 on (default: 127.0.0.1).")
+    var ptpAddress: String?
 
     func validate() throws {
         guard (0 ... 65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -54,6 +65,15 @@ struct SimulateHomePod: AsyncParsableCommand {
         }
         guard !pin.isEmpty, pin.allSatisfy(\.isNumber) else { throw ValidationError("--pin must be digits") }
         guard advance >= 0, advance < 86_400 else { throw ValidationError("--advance must be 0 (never) or a number of seconds") }
+        guard VirtualHomePod.Configuration.TimingAccepted(rawValue: timing) != nil else {
+            throw ValidationError("--timing must be ntp, ptp or both")
+        }
+        guard VirtualHomePod.Configuration.Profile(rawValue: profile) != nil else {
+            throw ValidationError("--profile must be homepod or shairport-ap2")
+        }
+        if let ptpAddress, !PTPMaster.isIPAddress(ptpAddress) {
+            throw ValidationError("--ptp-address must be an IP address")
+        }
         if let d = dropEventChannelAfter, !(d > 0 && d < 86_400) {
             throw ValidationError("--drop-event-channel-after must be a positive number of seconds")
         }
@@ -69,6 +89,9 @@ struct SimulateHomePod: AsyncParsableCommand {
             config.timingRequests = !noTimingRequests
             config.remoteControl = VirtualMRP.Configuration(advanceInterval: advance > 0 ? advance : nil)
             config.remoteControlTunnel = !noMrpTunnel
+            config.timing = VirtualHomePod.Configuration.TimingAccepted(rawValue: timing) ?? .both
+            config.profile = VirtualHomePod.Configuration.Profile(rawValue: profile) ?? .homepod
+            config.ptpAddress = ptpAddress
             let pod = try await VirtualHomePod.start(config)
             print("Virtual HomePod \"\(name)\" listening on 127.0.0.1:\(pod.port) (AirPlay 2), writing \(output)")
             print("TXT for atvremote --manual: --service-properties \"\(pod.raopServicePropertiesArgument())\"")

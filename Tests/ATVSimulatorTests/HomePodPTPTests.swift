@@ -1,0 +1,329 @@
+import ATVAirPlayCore
+import ATVAudio
+import ATVAuth
+import ATVCore
+import ATVPTP
+import ATVRAOP
+import ATVTestSupport
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+@testable import ATVSimulator
+
+/// The virtual HomePod with PTP timing, driven by a Swift controller and our own PTP master on
+/// 127.0.0.1 (the sender's address) while the receiver's follower holds 127.0.0.2's UDP 319/320:
+/// session SETUP with `timingPeerInfo`, RECORD before the stream SETUP, SETPEERS, 0xD7 time
+/// announces, and each played packet placed on the master's timeline. Then every requirement
+/// of the shairport-sync-like profile (docs/PTP-AND-BUFFERED-AUDIO.md §5.1), each by a sender
+/// that breaks it and is refused or gets no audio. Serialized: every test binds the PTP ports.
+@Suite(.serialized) struct HomePodPTPTests {
+    static let bplist = HomePodStreamTests.bplist
+    static let masterClock = PTPClockIdentity(0x0242_ACFF_FE11_0002)
+    static let uri = "rtsp://127.0.0.1/1"
+
+    struct Session {
+        var control: HomePodTestClient
+        var events: HomePodTestClient
+        var key: [UInt8]
+        var dataPort: Int
+        var controlPort: Int
+        var audio: TestSocket
+    }
+
+    static func requireRoot() throws {
+        guard getuid() == 0 else { throw HarnessError("PTP tests bind UDP 319/320: they need root") }
+    }
+
+    /// A pod whose follower binds 127.0.0.2, writing `out`.
+    static func pod(_ out: URL, profile: VirtualHomePod.Configuration.Profile = .homepod,
+                    timing: VirtualHomePod.Configuration.TimingAccepted = .both) async throws -> VirtualHomePod {
+        var config = VirtualHomePod.Configuration(outputPath: out.path)
+        config.ptpAddress = "127.0.0.2"
+        config.profile = profile
+        config.timing = timing
+        return try await VirtualHomePod.start(config)
+    }
+
+    static func master(_ host: String = "127.0.0.1") async throws -> PTPMaster {
+        let master = try await PTPMaster.start(bindAddress: host, clockIdentity: masterClock, multicastWhenNoPeers: false)
+        master.addPeer("127.0.0.2")
+        return master
+    }
+
+    static func ptpSetupBody(peerInfo: Bool = true) -> [UInt8] {
+        var body = AirPlay2PTPTiming.sender(id: "6E0C5D0A-1A59-4F77-9D53-2C9E3C0F1A01", addresses: ["127.0.0.1"],
+                                            clockID: masterClock.value).entries
+        if !peerInfo {
+            body["timingPeerInfo"] = nil
+            body["timingPeerList"] = nil
+        }
+        body["deviceID"] = .string("AA:BB:CC:DD:EE:FF")
+        body["sessionUUID"] = .string(UUID().uuidString)
+        return BinaryPlist.encode(.dict(body))
+    }
+
+    /// Pairing, PTP session SETUP (checked), event channel, RECORD (before the stream, naming
+    /// sequence 100), SETPEERS, stream SETUP type 96 ALAC.
+    static func open(_ pod: VirtualHomePod) async throws -> Session {
+        let control = try await HomePodTestClient.connect(port: pod.port)
+        let K = try await control.pairTransient()
+        let s1 = try await control.request("SETUP", uri, headers: bplist, body: ptpSetupBody())
+        #expect(s1.status == 200)
+        let reply = try AirPlay2PTPSessionReply(parsing: s1.body)
+        #expect(reply.timingPort == 0)
+        #expect(reply.timingPeer?.addresses == ["127.0.0.2"])
+        let events = try await HomePodTestClient.connect(port: reply.eventPort, keys: HAPChannel.airPlayEvents.keys(sharedSecret: K))
+        let command = try await events.nextRequest(timeout: .seconds(5))
+        try await events.answer(command)
+        #expect(try await control.request("RECORD", uri, headers: [("RTP-Info", "seq=100;rtptime=0")]).status == 200)
+        let peers = AirPlay2Peers.setPeers(["127.0.0.2", "127.0.0.1"], uri: uri)
+        #expect(try await control.request("SETPEERS", uri, headers: [("Content-Type", AirPlay2Peers.setPeersContentType)], body: peers.body).status == 200)
+        var keyRNG = SplitMix64(seed: 0x5054)
+        let key = randomBytes(32, using: &keyRNG)
+        let s2 = try await control.request("SETUP", uri, headers: bplist, body: HomePodStreamTests.plist(["streams": .array([.dict([
+            "type": .int(96), "ct": .int(2), "audioFormat": .int(0x40000), "spf": .int(352), "sr": .int(44100),
+            "shk": .data(key), "controlPort": .int(40_000), "audioMode": .string("default"), "isMedia": .bool(true),
+        ])])]))
+        #expect(s2.status == 200)
+        guard case .array(let list)? = try BinaryPlistParser.parse(s2.body)["streams"], let first = list.first,
+              let dataPort = first["dataPort"]?.double, let controlPort = first["controlPort"]?.double else {
+            throw HarnessError("no ports in the stream SETUP reply")
+        }
+        return Session(control: control, events: events, key: key, dataPort: Int(dataPort), controlPort: Int(controlPort),
+                       audio: try TestSocket.udp())
+    }
+
+    static func alac(_ pcm: [[UInt8]]) throws -> [[UInt8]] {
+        let encoder = try ALACEncoder(framesPerPacket: 352)
+        return try pcm.map { try encoder.encode(PCMPacket(bytes: $0)) }
+    }
+
+    /// Waits until the follower has been locked for 400 ms (the strict profile's validity).
+    static func waitForClock(_ pod: VirtualHomePod) async -> Bool {
+        let locked = await poll(timeout: .seconds(10)) { pod.ptpStatus()?.state == .locked }
+        try? await Task.sleep(for: .milliseconds(450))
+        return locked
+    }
+
+    static func finish(_ pod: VirtualHomePod, _ session: Session, master: PTPMaster?) async throws -> HomePodReport {
+        #expect(try await session.control.request("TEARDOWN", uri).status == 200)
+        let report = try await pod.waitForSessionEnd(timeout: .seconds(10))
+        await session.control.close()
+        await session.events.close()
+        await pod.stop()
+        await master?.stop()
+        return report
+    }
+
+    /// The whole PTP path on a HomePod: the follower locks on the master the RTSP peer runs, a
+    /// 0xD7 anchors frame 0 at T, and each packet i is placed at T + i·352/44100 s on the
+    /// master's timeline; the offset matches the master's timescale; the WAV is bit-exact.
+    @Test func ptpRealtimeSessionPlaysEachPacketAtTheMastersTime() async throws {
+        try Self.requireRoot()
+        let dir = try Harness.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("pod.wav")
+        let master = try await Self.master()
+        let pod = try await Self.pod(out)
+        let session = try await Self.open(pod)
+        #expect(await Self.waitForClock(pod), "\(String(describing: pod.ptpStatus()))")
+        let start = Int64(master.networkTime.totalNanoseconds) + 2_000_000_000
+        let announce = PTPTimeAnnouncePacket(isFirst: true, frame: 0, audibleAt: UInt64(start), clockID: Self.masterClock.value)
+        session.audio.sendTo(port: session.controlPort, announce.bytes)
+        #expect(await poll(timeout: .seconds(5)) { pod.report().ptp.anchorFrame != nil }, "\(pod.report())")
+        let pcm = HomePodStreamTests.signal(packets: 100)
+        try await HomePodStreamTests.send(try Self.alac(pcm), session: .init(
+            control: session.control, events: session.events, key: session.key, dataPort: session.dataPort,
+            audio: session.audio, senderControl: session.audio))
+        #expect(await poll(timeout: .seconds(10)) { pod.report().packetsDecrypted >= 100 }, "\(pod.report())")
+        let report = try await Self.finish(pod, session, master: master)
+
+        #expect(report.timingProtocol == "PTP")
+        #expect(report.ptp.timingPeerAddresses == ["127.0.0.1"])
+        #expect(report.ptp.setPeers == [["127.0.0.2", "127.0.0.1"]])
+        #expect(report.ptp.master == "127.0.0.1")
+        #expect(report.ptp.grandmaster == Self.masterClock)
+        #expect(report.ptp.timeAnnounces == 1 && report.ptp.anchorsRejected == 0)
+        // Same host, same monotonic clock: the offset is the master's timescale offset, less the
+        // (loopback) delay.
+        let offset = try #require(report.ptp.offset)
+        #expect(abs(offset - master.timescaleOffset) < 1_000_000, "offset \(offset) vs \(master.timescaleOffset)")
+        #expect(report.ptp.playInstants.count == 100)
+        for (i, p) in report.ptp.playInstants.enumerated() {
+            #expect(p.rtpTime == UInt32(i * 352))
+            #expect(p.masterTime == start + Int64(i * 352) * 1_000_000_000 / 44_100)
+            // By the offset when it played (the estimate moves by a few hundred ns meanwhile).
+            #expect(abs((p.localTime ?? 0) - (p.masterTime - offset)) < 100_000)
+            #expect(!p.late)
+        }
+        #expect(report.requests.contains("enc RECORD") && report.requests.firstIndex(of: "enc RECORD")! < report.requests.lastIndex(of: "enc SETUP")!)
+        #expect(try Harness.wavPCM(out) == pcm.flatMap { $0 })
+    }
+
+    /// `--timing ntp` refuses PTP sessions, `--timing ptp` NTP ones; both: a HomePod takes either.
+    @Test func timingChoiceRefusesTheOtherProtocol() async throws {
+        let dir = try Harness.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for (timing, ptpStatus, ntpStatus) in [(VirtualHomePod.Configuration.TimingAccepted.ntp, 501, 200), (.ptp, nil, 501)] {
+            let pod = try await Self.pod(dir.appendingPathComponent("pod.wav"), timing: timing)
+            let control = try await HomePodTestClient.connect(port: pod.port)
+            _ = try await control.pairTransient()
+            if let ptpStatus {
+                #expect(try await control.request("SETUP", Self.uri, headers: Self.bplist, body: Self.ptpSetupBody()).status == ptpStatus)
+            }
+            let ntp = HomePodStreamTests.plist(["timingProtocol": .string("NTP"), "timingPort": .int(40_001)])
+            #expect(try await control.request("SETUP", Self.uri, headers: Self.bplist, body: ntp).status == ntpStatus)
+            await control.close()
+            await pod.stop()
+        }
+    }
+
+    // MARK: - The shairport-sync-like profile (docs/PTP-AND-BUFFERED-AUDIO.md §5.1)
+
+    /// Row 1: NTP is refused with 501; row 2: a PTP session SETUP without `timingPeerInfo` too.
+    @Test func strictProfileRefusesNTPAndPTPWithoutTimingPeerInfo() async throws {
+        let dir = try Harness.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let pod = try await Self.pod(dir.appendingPathComponent("pod.wav"), profile: .shairportAP2)
+        let control = try await HomePodTestClient.connect(port: pod.port)
+        _ = try await control.pairTransient()
+        let ntp = HomePodStreamTests.plist(["timingProtocol": .string("NTP"), "timingPort": .int(40_001)])
+        #expect(try await control.request("SETUP", Self.uri, headers: Self.bplist, body: ntp).status == 501)
+        #expect(try await control.request("SETUP", Self.uri, headers: Self.bplist, body: Self.ptpSetupBody(peerInfo: false)).status == 501)
+        #expect(try await control.request("SETUP", Self.uri, headers: Self.bplist, body: HomePodStreamTests.plist([:])).status == 501)
+        await control.close()
+        #expect(pod.report().ptp.sessionsRefused == [501, 501, 501])
+        #expect(pod.report().sessions == 0)
+        await pod.stop()
+    }
+
+    /// The strict profile with a well-behaved sender plays, with the clock checks of rows 8-9;
+    /// SETRATEANCHORTIME is read with an integer `rate` only (row 12).
+    @Test func strictProfilePlaysForASenderThatFollowsTheRules() async throws {
+        try Self.requireRoot()
+        let dir = try Harness.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("pod.wav")
+        let master = try await Self.master()
+        let pod = try await Self.pod(out, profile: .shairportAP2)
+        let session = try await Self.open(pod)
+        #expect(await Self.waitForClock(pod), "\(String(describing: pod.ptpStatus()))")
+        // A real rate is refused, an integer one taken.
+        let real = PlistValue.dict(["rate": .real(1), "rtpTime": .int(0), "networkTimeSecs": .int(1), "networkTimeFrac": .int(0),
+                      "networkTimeTimelineID": .int(Self.masterClock.signedValue), "networkTimeFlags": .int(0)])
+        #expect(try await session.control.request("SETRATEANCHORTIME", Self.uri, headers: Self.bplist, body: BinaryPlist.encode(real)).status == 400)
+        #expect(try await session.control.request("SETRATEANCHORTIME", Self.uri, headers: Self.bplist, body: BinaryPlist.encode(BufferedRateAnchor.pause.body)).status == 200)
+        let start = Int64(master.networkTime.totalNanoseconds) + 2_000_000_000
+        session.audio.sendTo(port: session.controlPort,
+                             PTPTimeAnnouncePacket(isFirst: true, frame: 0, audibleAt: UInt64(start), clockID: Self.masterClock.value).bytes)
+        #expect(await poll(timeout: .seconds(5)) { pod.report().ptp.anchorFrame != nil }, "\(pod.report())")
+        let pcm = HomePodStreamTests.signal(packets: 40)
+        try await HomePodStreamTests.send(try Self.alac(pcm), session: .init(
+            control: session.control, events: session.events, key: session.key, dataPort: session.dataPort,
+            audio: session.audio, senderControl: session.audio))
+        #expect(await poll(timeout: .seconds(10)) { pod.report().framesWritten >= 40 * 352 }, "\(pod.report())")
+        let report = try await Self.finish(pod, session, master: master)
+        #expect(report.ptp.rateAnchors == ["pause"])
+        #expect(report.ptp.rateAnchorsRefused.count == 1)
+        #expect(report.ptp.playInstants.count == 40)
+        #expect(report.ptp.framesDroppedWithoutClock == 0)
+        #expect(try Harness.wavPCM(out) == pcm.flatMap { $0 })
+    }
+
+    /// Row 3: only the RTSP peer's clock counts. A master on another address (127.0.0.3) is
+    /// never followed: SETRATEANCHORTIME gets 400 (no clock measured) and nothing plays.
+    @Test func strictProfileFollowsOnlyTheRTSPPeersClock() async throws {
+        try Self.requireRoot()
+        let dir = try Harness.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let master = try await Self.master("127.0.0.3")
+        let pod = try await Self.pod(dir.appendingPathComponent("pod.wav"), profile: .shairportAP2)
+        let session = try await Self.open(pod)
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(pod.ptpStatus()?.state == .waitingForAnnounce)
+        #expect(pod.ptpStatus()?.master == "127.0.0.1")
+        let anchor = BufferedRateAnchor.play(rtpTime: 0, networkTimeNanoseconds: master.networkTime.totalNanoseconds, timelineID: Self.masterClock.value)
+        #expect(try await session.control.request("SETRATEANCHORTIME", Self.uri, headers: Self.bplist, body: BinaryPlist.encode(anchor.body)).status == 400)
+        try await Self.sendAnnouncedAudio(session, master: master, packets: 20)
+        #expect(await poll(timeout: .seconds(10)) { pod.report().packetsDecrypted >= 20 }, "\(pod.report())")
+        let report = try await Self.finish(pod, session, master: master)
+        #expect(report.ptp.rateAnchorsRefused.count == 1 && report.ptp.rateAnchorsRefused[0].contains("not measured"))
+        #expect(report.ptp.anchorsRejected == 1)
+        #expect(report.framesWritten == 0, "no audio: \(report)")
+        #expect(report.ptp.framesDroppedWithoutClock == 20 * 352)
+    }
+
+    /// Row 5: Sync and Follow_Up from the right address and ports but no Announce: no clock.
+    @Test func strictProfileNeedsAnAnnounceBeforeFollowUp() async throws {
+        try Self.requireRoot()
+        let dir = try Harness.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let pod = try await Self.pod(dir.appendingPathComponent("pod.wav"), profile: .shairportAP2)
+        let session = try await Self.open(pod)
+        // A master without Announces: our core's Syncs and Follow_Ups, from 127.0.0.1:319/320.
+        let group = MultiThreadedEventLoopGroup.singleton
+        let event = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 319).get()
+        let general = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 320).get()
+        var config = PTPMasterConfig(clockIdentity: Self.masterClock)
+        config.multicastWhenNoPeers = false
+        var core = PTPMasterCore(config: config)
+        var now = PTPMaster.monotonicNow()
+        _ = core.start(now: now)
+        var out = core.addPeer("127.0.0.2", now: now)
+        var followUps = 0
+        for _ in 0..<16 {
+            for d in out.send {
+                guard let token = d.syncToken else { continue }  // no Announce
+                let target = try SocketAddress(ipAddress: "127.0.0.2", port: 319)
+                try await event.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: event.allocator.buffer(bytes: d.bytes)))
+                let f = core.syncSent(token, at: PTPMaster.monotonicNow())
+                try await general.writeAndFlush(AddressedEnvelope(remoteAddress: try SocketAddress(ipAddress: "127.0.0.2", port: 320),
+                                                                  data: general.allocator.buffer(bytes: f.bytes)))
+                followUps += 1
+            }
+            try await Task.sleep(for: .milliseconds(125))
+            now = PTPMaster.monotonicNow()
+            out = core.tick(now: now)
+        }
+        #expect(followUps >= 12)
+        #expect(pod.ptpStatus()?.state == .waitingForAnnounce)
+        #expect(pod.ptpStatus()?.samples == 0)
+        try await event.close()
+        try await general.close()
+        let report = try await Self.finish(pod, session, master: nil)
+        #expect(report.ptp.offset == nil)
+    }
+
+    /// Rows 7 and 9: a 0xD7 anchor on another clock than the announced grandmaster is refused
+    /// and nothing plays.
+    @Test func strictProfileRefusesAnAnchorOnAnotherClock() async throws {
+        try Self.requireRoot()
+        let dir = try Harness.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let master = try await Self.master()
+        let pod = try await Self.pod(dir.appendingPathComponent("pod.wav"), profile: .shairportAP2)
+        let session = try await Self.open(pod)
+        #expect(await Self.waitForClock(pod))
+        let start = master.networkTime.totalNanoseconds + 2_000_000_000
+        session.audio.sendTo(port: session.controlPort,
+                             PTPTimeAnnouncePacket(isFirst: true, frame: 0, audibleAt: start, clockID: 0x1111_2222_3333_4444).bytes)
+        try await HomePodStreamTests.send(try Self.alac(HomePodStreamTests.signal(packets: 20)), session: .init(
+            control: session.control, events: session.events, key: session.key, dataPort: session.dataPort,
+            audio: session.audio, senderControl: session.audio))
+        #expect(await poll(timeout: .seconds(10)) { pod.report().packetsDecrypted >= 20 }, "\(pod.report())")
+        let report = try await Self.finish(pod, session, master: master)
+        #expect(report.ptp.timeAnnounces == 1 && report.ptp.anchorsRejected == 1)
+        #expect(report.framesWritten == 0)
+    }
+
+    static func sendAnnouncedAudio(_ session: Session, master: PTPMaster, packets: Int) async throws {
+        let start = master.networkTime.totalNanoseconds + 2_000_000_000
+        session.audio.sendTo(port: session.controlPort,
+                             PTPTimeAnnouncePacket(isFirst: true, frame: 0, audibleAt: start, clockID: masterClock.value).bytes)
+        try await Task.sleep(for: .milliseconds(100))
+        try await HomePodStreamTests.send(try alac(HomePodStreamTests.signal(packets: packets)), session: .init(
+            control: session.control, events: session.events, key: session.key, dataPort: session.dataPort,
+            audio: session.audio, senderControl: session.audio))
+    }
+}
