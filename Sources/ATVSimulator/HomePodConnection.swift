@@ -52,6 +52,7 @@ final class HomePodConnection: @unchecked Sendable {
     /// PTP session: the follower (shared by the device) and the RTP-Info of a RECORD that came
     /// before the stream SETUP.
     private var follower: PTPFollower?
+    private var buffered: HomePodBufferedStream?
     private var pendingRTPInfo: String?
     private var clockRules: PTPClockRules { PTPClockRules(strict: config.profile == .shairportAP2) }
 
@@ -142,6 +143,11 @@ final class HomePodConnection: @unchecked Sendable {
             } else {
                 pendingRTPInfo = request.headers["RTP-Info"]
             }
+        case ("FLUSHBUFFERED", _) where buffered != nil:
+            guard let flush = try? BufferedFlush(parsing: BinaryPlist.decode(request.body)) else {
+                return reply(response(400, for: request))
+            }
+            buffered?.flush(flush)
         case ("FLUSH", _), ("FLUSHBUFFERED", _):
             stream?.flush()
             stream?.expectFirstPacket(request.headers["RTP-Info"])
@@ -160,6 +166,7 @@ final class HomePodConnection: @unchecked Sendable {
         case ("TEARDOWN", _):
             if let streams = (try? BinaryPlistParser.parse(request.body))?["streams"], case .array(let list) = streams, !list.isEmpty {
                 stream?.finish()  // only the stream; the session stays
+                buffered?.finish()
             } else {
                 scheduleEnd()
             }
@@ -463,10 +470,13 @@ final class HomePodConnection: @unchecked Sendable {
         case .pause:
             shared.update { $0.ptp.rateAnchors.append("pause") }
             stream?.setAnchor(nil)
+            buffered?.setAnchor(nil)
         case .play(let rtp, let time, let clock):
             if let why = clockRules.refusal(clock: clock, status, now: now) { return refuse(why) }
             shared.update { $0.ptp.rateAnchors.append("play") }
-            stream?.setAnchor(PTPAnchor(frame: rtp, time: Int64(clamping: time.nanoseconds), clock: clock))
+            let a = PTPAnchor(frame: rtp, time: Int64(clamping: time.nanoseconds), clock: clock)
+            stream?.setAnchor(a)
+            buffered?.setAnchor(a)
         }
         return ok
     }
@@ -493,6 +503,9 @@ final class HomePodConnection: @unchecked Sendable {
                 return reply(response(501, for: request, reason: "Not Implemented"))
             }
             return setupRemoteControl(s, request, ok)
+        }
+        if type == BufferedAudioStreamRequest.bufferedType {
+            return setupBuffered(streams, request, ok)
         }
         guard type == 96 else { return reply(response(501, for: request, reason: "Stream Type Not Implemented")) }
         guard case .data(let shk)? = s["shk"], shk.count == 32 else { return reply(response(400, for: request)) }
@@ -530,6 +543,39 @@ final class HomePodConnection: @unchecked Sendable {
             r.body = BinaryPlist.encode(.dict(["streams": .array([.dict([
                 "type": .int(96), "dataPort": .int(Int64(dataPort)), "controlPort": .int(Int64(stream.controlPort)),
                 "streamID": .int(1), "audioBufferSize": .int(8_388_608),
+            ])])]))
+            return HomePodReply(response: r)
+        }.flatMapErrorThrowing { [self] error in
+            shared.update { $0.errors.append("stream SETUP: \(error)") }
+            return HomePodReply(response: response(500, for: request))
+        }
+    }
+
+    /// Stream SETUP type 103 (buffered, docs/PTP-AND-BUFFERED-AUDIO.md §3.5, §4) on a PTP session:
+    /// a TCP data listener → `{streams: [{type 103, dataPort, controlPort, audioBufferSize, streamID}]}`.
+    private func setupBuffered(_ streams: [PlistValue], _ request: RTSPRequest, _ ok: RTSPResponse) -> EventLoopFuture<HomePodReply> {
+        guard let follower else { return reply(response(400, for: request, reason: "Buffered Audio Needs PTP")) }
+        let setup: BufferedAudioStreamRequest
+        do {
+            setup = try BufferedAudioStreamRequest(parsing: .dict(["streams": .array(streams)]))
+        } catch {
+            shared.update { $0.errors.append("stream SETUP: \(error)") }
+            return reply(response(400, for: request))
+        }
+        if config.profile == .shairportAP2 { follow(peerIP) }
+        stream?.finish()
+        stream = nil
+        buffered?.finish()
+        let host = channel.localAddress?.ipAddress ?? config.host
+        return HomePodBufferedStream.make(loop: loop, host: host, shared: shared, format: setup.format, key: setup.sharedKey,
+                                          wavPath: wavPath, clock: (follower, clockRules)).map { [self] stream in
+            buffered = stream
+            shared.update { $0.dataPort = stream.dataPort }
+            var r = ok
+            r.headers.set("Content-Type", "application/x-apple-binary-plist")
+            r.body = BinaryPlist.encode(.dict(["streams": .array([.dict([
+                "type": .int(103), "dataPort": .int(Int64(stream.dataPort)), "controlPort": .int(0),
+                "audioBufferSize": .int(Int64(BufferedAudioStreamReply.defaultAudioBufferSize)), "streamID": .int(1),
             ])])]))
             return HomePodReply(response: r)
         }.flatMapErrorThrowing { [self] error in
@@ -656,6 +702,7 @@ final class HomePodConnection: @unchecked Sendable {
         guard !ended else { return }
         ended = true
         stream?.finish()
+        buffered?.finish()
         timingTask?.cancel()
         eventReplyTimer?.cancel()
         eventDropTimer?.cancel()

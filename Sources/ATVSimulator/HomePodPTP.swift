@@ -49,6 +49,15 @@ package struct PTPReception: Sendable, Equatable {
     /// played with none (a HomePod plays them anyway, counted here too as `framesWithoutAnchor`).
     package var framesDroppedWithoutClock = 0
     package var framesWithoutAnchor = 0
+    /// Buffered (type 103): packets dropped for an unknown SSRC, FLUSHBUFFERED requests and the
+    /// packets they discarded, packets before the anchor's frame, not decoded (a format other
+    /// than ALAC 44.1 kHz/16), and still queued when the stream ended.
+    package var packetsDroppedForSSRC = 0
+    package var flushes = 0
+    package var packetsFlushed = 0
+    package var packetsBeforeAnchor = 0
+    package var packetsNotDecoded = 0
+    package var packetsNotPlayed = 0
 
     package init() {}
 
@@ -66,6 +75,8 @@ package struct PTPReception: Sendable, Equatable {
                      "offset \(offset.map { "\($0) ns" } ?? "-")", "samples \(samples)", "time announces \(timeAnnounces)",
                      "anchors rejected \(anchorsRejected)", "packets placed \(playInstants.count)"]
         if let first = playInstants.first { parts.append("first frame \(first.rtpTime) at master \(first.masterTime) ns") }
+        if packetsDroppedForSSRC > 0 { parts.append("type-103 packets dropped for their SSRC \(packetsDroppedForSSRC)") }
+        if flushes > 0 { parts.append("flushes \(flushes) (packets \(packetsFlushed))") }
         if framesDroppedWithoutClock > 0 { parts.append("frames dropped without a valid clock \(framesDroppedWithoutClock)") }
         if !sessionsRefused.isEmpty { parts.append("sessions refused \(sessionsRefused)") }
         return parts.joined(separator: ", ")

@@ -12,7 +12,7 @@ struct SimulatePTPFollower: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ptp-follower",
         abstract: "Follow a PTP clock master (UDP 319/320) and print the offset to it.",
-        usage: "atv simulate ptp-follower --master <master> [--address <address>] [<options>]",
+        usage: "atv simulate ptp-follower --master <ip> [--address <ip>] [<options>]",
         discussion: """
         Follows one master address the way the virtual HomePod does: nothing counts before an Announce from it, each Sync's kernel receive time pairs with its Follow_Up, and the estimate is the least-delayed sample of the last 2 s (plus the path delay measured with Delay_Req when --delay-requests is given). Prints the state, the grandmaster and the offset of the local monotonic clock to the master's time every --interval seconds.
 

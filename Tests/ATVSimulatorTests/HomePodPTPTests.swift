@@ -65,7 +65,7 @@ import Testing
 
     /// Pairing, PTP session SETUP (checked), event channel, RECORD (before the stream, naming
     /// sequence 100), SETPEERS, stream SETUP type 96 ALAC.
-    static func open(_ pod: VirtualHomePod) async throws -> Session {
+    static func open(_ pod: VirtualHomePod, buffered: Bool = false) async throws -> Session {
         let control = try await HomePodTestClient.connect(port: pod.port)
         let K = try await control.pairTransient()
         let s1 = try await control.request("SETUP", uri, headers: bplist, body: ptpSetupBody())
@@ -81,6 +81,14 @@ import Testing
         #expect(try await control.request("SETPEERS", uri, headers: [("Content-Type", AirPlay2Peers.setPeersContentType)], body: peers.body).status == 200)
         var keyRNG = SplitMix64(seed: 0x5054)
         let key = randomBytes(32, using: &keyRNG)
+        if buffered {
+            let setup = BufferedAudioStreamRequest(format: .alac44100x16Stereo, controlPort: 40_000, sharedKey: key, streamConnectionID: 1)
+            let s2 = try await control.request("SETUP", uri, headers: bplist, body: BinaryPlist.encode(try setup.body()))
+            #expect(s2.status == 200)
+            let reply = try BufferedAudioStreamReply(parsing: s2.body)
+            #expect(reply.audioBufferSize == 8_388_608)
+            return Session(control: control, events: events, key: key, dataPort: reply.dataPort, controlPort: 0, audio: try TestSocket.udp())
+        }
         let s2 = try await control.request("SETUP", uri, headers: bplist, body: HomePodStreamTests.plist(["streams": .array([.dict([
             "type": .int(96), "ct": .int(2), "audioFormat": .int(0x40000), "spf": .int(352), "sr": .int(44100),
             "shk": .data(key), "controlPort": .int(40_000), "audioMode": .string("default"), "isMedia": .bool(true),
@@ -315,6 +323,113 @@ import Testing
         let report = try await Self.finish(pod, session, master: master)
         #expect(report.ptp.timeAnnounces == 1 && report.ptp.anchorsRejected == 1)
         #expect(report.framesWritten == 0)
+    }
+
+    // MARK: - Buffered audio (type 103)
+
+    /// Connects to the data port and writes `packets` ALAC packets (352 frames each, RTP time
+    /// i·352, sequence 1000 + i) with the SSRC `ssrc(i)`.
+    static func sendBuffered(_ session: Session, _ payloads: [[UInt8]], ssrc: (Int) -> UInt32 = { _ in 0xFACE }) async throws -> Channel {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(5)).connect(host: "127.0.0.1", port: session.dataPort).get()
+        var cipher = try AirPlay2AudioCipher(key: session.key)
+        var bytes: [UInt8] = []
+        for (i, payload) in payloads.enumerated() {
+            let packet = BufferedAudioPacket(sequenceNumber: 1000 + UInt32(i), timestamp: UInt32(i * 352), ssrc: ssrc(i), payload: payload)
+            bytes += try packet.frame(sealingWith: &cipher)
+        }
+        try await channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)).get()
+        return channel
+    }
+
+    static func rateAnchor(_ session: Session, frame: UInt32, at time: UInt64) async throws -> Int {
+        let anchor = BufferedRateAnchor.play(rtpTime: frame, networkTimeNanoseconds: time, timelineID: masterClock.value)
+        return try await session.control.request("SETRATEANCHORTIME", uri, headers: bplist, body: BinaryPlist.encode(anchor.body)).status
+    }
+
+    /// Buffered on a HomePod: the packets wait for the anchor, then each plays at its time by the
+    /// master's clock; a pause holds them, FLUSHBUFFERED discards up to the named packet, and a
+    /// new anchor plays the rest. The WAV holds exactly the frames played, bit-exact.
+    @Test func bufferedStreamPlaysByTheAnchorPausesAndFlushes() async throws {
+        try Self.requireRoot()
+        let dir = try Harness.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("pod.wav")
+        let master = try await Self.master()
+        let pod = try await Self.pod(out)
+        let session = try await Self.open(pod, buffered: true)
+        #expect(await Self.waitForClock(pod), "\(String(describing: pod.ptpStatus()))")
+        let pcm = HomePodStreamTests.signal(packets: 100)
+        let data = try await Self.sendBuffered(session, try Self.alac(pcm))
+        #expect(await poll(timeout: .seconds(10)) { pod.report().packetsDecrypted >= 100 }, "\(pod.report())")
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(pod.report().framesWritten == 0, "nothing plays before an anchor")
+        // Play from 300 ms on (8 ms per packet); pause once 30 or more have played.
+        let start = master.networkTime.totalNanoseconds + 300_000_000
+        #expect(try await Self.rateAnchor(session, frame: 0, at: start) == 200)
+        #expect(await poll(timeout: .seconds(10)) { pod.report().ptp.playInstants.count >= 30 }, "\(pod.report())")
+        #expect(try await session.control.request("SETRATEANCHORTIME", Self.uri, headers: Self.bplist,
+                                                  body: BinaryPlist.encode(BufferedRateAnchor.pause.body)).status == 200)
+        try await Task.sleep(for: .milliseconds(300))
+        let paused = pod.report().ptp.playInstants.count
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(pod.report().ptp.playInstants.count == paused, "a pause holds the rest")
+        #expect(paused < 80, "paused after \(paused) packets")
+        // Seek: discard up to packet 80 (sequence 1080), then play from it 200 ms from now.
+        let flush = BufferedFlush(untilSequence: 1080, untilTimestamp: 80 * 352)
+        #expect(try await session.control.request(BufferedFlush.method, Self.uri, headers: Self.bplist, body: BinaryPlist.encode(flush.body)).status == 200)
+        let resume = master.networkTime.totalNanoseconds + 200_000_000
+        #expect(try await Self.rateAnchor(session, frame: 80 * 352, at: resume) == 200)
+        #expect(await poll(timeout: .seconds(10)) { pod.report().ptp.playInstants.count >= paused + 20 }, "\(pod.report())")
+        try await data.close()
+        let report = try await Self.finish(pod, session, master: master)
+
+        let played = report.ptp.playInstants
+        #expect(played.count == paused + 20)
+        #expect(report.ptp.packetsFlushed == 80 - paused)
+        for (i, p) in played.enumerated() {
+            let packet = i < paused ? i : 80 + (i - paused)
+            #expect(p.rtpTime == UInt32(packet * 352))
+            let expected = i < paused ? Int64(start) + Int64(packet * 352) * 1_000_000_000 / 44_100
+                                      : Int64(resume) + Int64((packet - 80) * 352) * 1_000_000_000 / 44_100
+            #expect(p.masterTime == expected)
+        }
+        #expect(report.ptp.rateAnchors == ["play", "pause", "play"])
+        let expectedPCM = (Array(0..<paused) + Array(80..<100)).flatMap { pcm[$0] }
+        #expect(try Harness.wavPCM(out) == expectedPCM)
+    }
+
+    /// The strict profile on type 103: SETRATEANCHORTIME gets 400 until the clock is measured
+    /// (a sender retries), and packets with an SSRC that is no format code are dropped (rows 11-12).
+    @Test func strictProfileBufferedRefusesEarlyAnchorsAndDropsUnknownSSRCs() async throws {
+        try Self.requireRoot()
+        let dir = try Harness.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("pod.wav")
+        let master = try await Self.master()
+        let pod = try await Self.pod(out, profile: .shairportAP2)
+        let session = try await Self.open(pod, buffered: true)
+        let pcm = HomePodStreamTests.signal(packets: 40)
+        // Every fourth packet carries SSRC 0 (as airplay-cli sends buffered ALAC).
+        let data = try await Self.sendBuffered(session, try Self.alac(pcm)) { $0 % 4 == 3 ? 0 : 0xFACE }
+        var refused = 0
+        var status = 0
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            status = try await Self.rateAnchor(session, frame: 0, at: master.networkTime.totalNanoseconds + 300_000_000)
+            if status == 200 { break }
+            refused += 1
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(status == 200)
+        #expect(refused >= 1, "the first anchor comes before the clock is measured")
+        #expect(await poll(timeout: .seconds(10)) { pod.report().ptp.playInstants.count >= 30 }, "\(pod.report())")
+        try await data.close()
+        let report = try await Self.finish(pod, session, master: master)
+        #expect(report.ptp.packetsDroppedForSSRC == 10)
+        #expect(report.ptp.rateAnchorsRefused.count == refused)
+        #expect(report.ptp.playInstants.count == 30)
+        #expect(try Harness.wavPCM(out) == pcm.enumerated().filter { $0.offset % 4 != 3 }.flatMap { $0.element })
     }
 
     static func sendAnnouncedAudio(_ session: Session, master: PTPMaster, packets: Int) async throws {
