@@ -404,7 +404,15 @@ final class HomePodConnection: @unchecked Sendable {
         promise.completeWithTask { try await slot.follower(address: ptpAddress) }
         let peer = peerIP
         let strict = config.profile == .shairportAP2
-        return events.and(promise.futureResult).map { [self] ev, follower in
+        // A HomePod whose follower cannot bind (another program holds 319/320 on that address)
+        // still takes the session and plays by its own clock, as before PTP; the strict profile,
+        // like shairport-sync without nqptp, cannot.
+        let bound: EventLoopFuture<PTPFollower?> = promise.futureResult.map { Optional($0) }.flatMapError { [self, shared] error in
+            guard !strict else { return loop.makeFailedFuture(error) }
+            shared.update { $0.ptp.followerError = "\(error)" }
+            return loop.makeSucceededFuture(nil)
+        }
+        return events.and(bound).map { [self] ev, follower in
             self.follower = follower
             if !strict { follow(peer) }
             if eventServer == nil {

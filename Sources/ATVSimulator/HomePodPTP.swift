@@ -24,6 +24,8 @@ package struct PTPReception: Sendable, Equatable {
     package var timingPeerAddresses: [String] = []
     /// Address lists of each SETPEERS / SETPEERSX, in order.
     package var setPeers: [[String]] = []
+    /// Why the follower could not start (a HomePod then plays by its own clock).
+    package var followerError: String?
     /// The address the follower follows (the RTSP peer's).
     package var master: String?
     /// The follower's view at the latest update.
@@ -79,6 +81,7 @@ package struct PTPReception: Sendable, Equatable {
         if flushes > 0 { parts.append("flushes \(flushes) (packets \(packetsFlushed))") }
         if framesDroppedWithoutClock > 0 { parts.append("frames dropped without a valid clock \(framesDroppedWithoutClock)") }
         if !sessionsRefused.isEmpty { parts.append("sessions refused \(sessionsRefused)") }
+        if let followerError { parts.append("no follower: \(followerError)") }
         return parts.joined(separator: ", ")
     }
 }

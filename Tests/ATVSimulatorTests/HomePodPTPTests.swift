@@ -187,6 +187,28 @@ import Testing
         }
     }
 
+    /// Another program holds 127.0.0.2:320: a HomePod still takes the PTP session (and plays by
+    /// its own clock, `followerError` says why); the strict profile answers 500.
+    @Test func heldPTPPortsLeaveAHomePodWithoutAFollower() async throws {
+        try Self.requireRoot()
+        let dir = try Harness.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let holder = try await UDPEndpoint.bind(host: "127.0.0.2", port: 320) { _, _, _ in }
+        for (profile, status) in [(VirtualHomePod.Configuration.Profile.homepod, 200), (.shairportAP2, 500)] {
+            let pod = try await Self.pod(dir.appendingPathComponent("pod.wav"), profile: profile)
+            let control = try await HomePodTestClient.connect(port: pod.port)
+            _ = try await control.pairTransient()
+            #expect(try await control.request("SETUP", Self.uri, headers: Self.bplist, body: Self.ptpSetupBody()).status == status)
+            if profile == .homepod {
+                #expect(pod.report().ptp.followerError != nil)
+                #expect(pod.ptpStatus() == nil)
+            }
+            await control.close()
+            await pod.stop()
+        }
+        await holder.close()
+    }
+
     // MARK: - The shairport-sync-like profile (docs/PTP-AND-BUFFERED-AUDIO.md §5.1)
 
     /// Row 1: NTP is refused with 501; row 2: a PTP session SETUP without `timingPeerInfo` too.
