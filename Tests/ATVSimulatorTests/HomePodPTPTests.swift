@@ -11,8 +11,9 @@ import NIOPosix
 import Testing
 @testable import ATVSimulator
 
-/// The virtual HomePod with PTP timing, driven by a Swift controller and our own PTP master on
-/// 127.0.0.1 (the sender's address) while the receiver's follower holds 127.0.0.2's UDP 319/320:
+/// The virtual HomePod with PTP timing, driven by a Swift controller connecting from 127.0.0.71
+/// with our own PTP master there (the sender's address) while the receiver's follower holds
+/// 127.0.0.72's UDP 319/320 (addresses no other suite binds 319/320 on):
 /// session SETUP with `timingPeerInfo`, RECORD before the stream SETUP, SETPEERS, 0xD7 time
 /// announces, and each played packet placed on the master's timeline. Then every requirement
 /// of the shairport-sync-like profile (docs/PTP-AND-BUFFERED-AUDIO.md §5.1), each by a sender
@@ -21,6 +22,8 @@ import Testing
     static let bplist = HomePodStreamTests.bplist
     static let masterClock = PTPClockIdentity(0x0242_ACFF_FE11_0002)
     static let uri = "rtsp://127.0.0.1/1"
+    static let sender = "127.0.0.71"
+    static let follower = "127.0.0.72"
 
     struct Session {
         var control: HomePodTestClient
@@ -39,20 +42,20 @@ import Testing
     static func pod(_ out: URL, profile: VirtualHomePod.Configuration.Profile = .homepod,
                     timing: VirtualHomePod.Configuration.TimingAccepted = .both) async throws -> VirtualHomePod {
         var config = VirtualHomePod.Configuration(outputPath: out.path)
-        config.ptpAddress = "127.0.0.2"
+        config.ptpAddress = follower
         config.profile = profile
         config.timing = timing
         return try await VirtualHomePod.start(config)
     }
 
-    static func master(_ host: String = "127.0.0.1") async throws -> PTPMaster {
+    static func master(_ host: String = sender) async throws -> PTPMaster {
         let master = try await PTPMaster.start(bindAddress: host, clockIdentity: masterClock, multicastWhenNoPeers: false)
-        master.addPeer("127.0.0.2")
+        master.addPeer(follower)
         return master
     }
 
     static func ptpSetupBody(peerInfo: Bool = true) -> [UInt8] {
-        var body = AirPlay2PTPTiming.sender(id: "6E0C5D0A-1A59-4F77-9D53-2C9E3C0F1A01", addresses: ["127.0.0.1"],
+        var body = AirPlay2PTPTiming.sender(id: "6E0C5D0A-1A59-4F77-9D53-2C9E3C0F1A01", addresses: [sender],
                                             clockID: masterClock.value).entries
         if !peerInfo {
             body["timingPeerInfo"] = nil
@@ -66,18 +69,18 @@ import Testing
     /// Pairing, PTP session SETUP (checked), event channel, RECORD (before the stream, naming
     /// sequence 100), SETPEERS, stream SETUP type 96 ALAC.
     static func open(_ pod: VirtualHomePod, buffered: Bool = false) async throws -> Session {
-        let control = try await HomePodTestClient.connect(port: pod.port)
+        let control = try await HomePodTestClient.connect(port: pod.port, from: Self.sender)
         let K = try await control.pairTransient()
         let s1 = try await control.request("SETUP", uri, headers: bplist, body: ptpSetupBody())
         #expect(s1.status == 200)
         let reply = try AirPlay2PTPSessionReply(parsing: s1.body)
         #expect(reply.timingPort == 0)
-        #expect(reply.timingPeer?.addresses == ["127.0.0.2"])
+        #expect(reply.timingPeer?.addresses == [follower])
         let events = try await HomePodTestClient.connect(port: reply.eventPort, keys: HAPChannel.airPlayEvents.keys(sharedSecret: K))
         let command = try await events.nextRequest(timeout: .seconds(5))
         try await events.answer(command)
         #expect(try await control.request("RECORD", uri, headers: [("RTP-Info", "seq=100;rtptime=0")]).status == 200)
-        let peers = AirPlay2Peers.setPeers(["127.0.0.2", "127.0.0.1"], uri: uri)
+        let peers = AirPlay2Peers.setPeers([follower, sender], uri: uri)
         #expect(try await control.request("SETPEERS", uri, headers: [("Content-Type", AirPlay2Peers.setPeersContentType)], body: peers.body).status == 200)
         var keyRNG = SplitMix64(seed: 0x5054)
         let key = randomBytes(32, using: &keyRNG)
@@ -148,9 +151,9 @@ import Testing
         let report = try await Self.finish(pod, session, master: master)
 
         #expect(report.timingProtocol == "PTP")
-        #expect(report.ptp.timingPeerAddresses == ["127.0.0.1"])
-        #expect(report.ptp.setPeers == [["127.0.0.2", "127.0.0.1"]])
-        #expect(report.ptp.master == "127.0.0.1")
+        #expect(report.ptp.timingPeerAddresses == [Self.sender])
+        #expect(report.ptp.setPeers == [[Self.follower, Self.sender]])
+        #expect(report.ptp.master == Self.sender)
         #expect(report.ptp.grandmaster == Self.masterClock)
         #expect(report.ptp.timeAnnounces == 1 && report.ptp.anchorsRejected == 0)
         // Same host, same monotonic clock: the offset is the master's timescale offset, less the
@@ -175,7 +178,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         for (timing, ptpStatus, ntpStatus) in [(VirtualHomePod.Configuration.TimingAccepted.ntp, 501, 200), (.ptp, nil, 501)] {
             let pod = try await Self.pod(dir.appendingPathComponent("pod.wav"), timing: timing)
-            let control = try await HomePodTestClient.connect(port: pod.port)
+            let control = try await HomePodTestClient.connect(port: pod.port, from: Self.sender)
             _ = try await control.pairTransient()
             if let ptpStatus {
                 #expect(try await control.request("SETUP", Self.uri, headers: Self.bplist, body: Self.ptpSetupBody()).status == ptpStatus)
@@ -187,16 +190,16 @@ import Testing
         }
     }
 
-    /// Another program holds 127.0.0.2:320: a HomePod still takes the PTP session (and plays by
+    /// Another program holds the follower's address's UDP 320: a HomePod still takes the PTP session (and plays by
     /// its own clock, `followerError` says why); the strict profile answers 500.
     @Test func heldPTPPortsLeaveAHomePodWithoutAFollower() async throws {
         try Self.requireRoot()
         let dir = try Harness.makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let holder = try await UDPEndpoint.bind(host: "127.0.0.2", port: 320) { _, _, _ in }
+        let holder = try await UDPEndpoint.bind(host: Self.follower, port: 320) { _, _, _ in }
         for (profile, status) in [(VirtualHomePod.Configuration.Profile.homepod, 200), (.shairportAP2, 500)] {
             let pod = try await Self.pod(dir.appendingPathComponent("pod.wav"), profile: profile)
-            let control = try await HomePodTestClient.connect(port: pod.port)
+            let control = try await HomePodTestClient.connect(port: pod.port, from: Self.sender)
             _ = try await control.pairTransient()
             #expect(try await control.request("SETUP", Self.uri, headers: Self.bplist, body: Self.ptpSetupBody()).status == status)
             if profile == .homepod {
@@ -216,7 +219,7 @@ import Testing
         let dir = try Harness.makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let pod = try await Self.pod(dir.appendingPathComponent("pod.wav"), profile: .shairportAP2)
-        let control = try await HomePodTestClient.connect(port: pod.port)
+        let control = try await HomePodTestClient.connect(port: pod.port, from: Self.sender)
         _ = try await control.pairTransient()
         let ntp = HomePodStreamTests.plist(["timingProtocol": .string("NTP"), "timingPort": .int(40_001)])
         #expect(try await control.request("SETUP", Self.uri, headers: Self.bplist, body: ntp).status == 501)
@@ -261,18 +264,18 @@ import Testing
         #expect(try Harness.wavPCM(out) == pcm.flatMap { $0 })
     }
 
-    /// Row 3: only the RTSP peer's clock counts. A master on another address (127.0.0.3) is
+    /// Row 3: only the RTSP peer's clock counts. A master on another address (127.0.0.73) is
     /// never followed: SETRATEANCHORTIME gets 400 (no clock measured) and nothing plays.
     @Test func strictProfileFollowsOnlyTheRTSPPeersClock() async throws {
         try Self.requireRoot()
         let dir = try Harness.makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let master = try await Self.master("127.0.0.3")
+        let master = try await Self.master("127.0.0.73")
         let pod = try await Self.pod(dir.appendingPathComponent("pod.wav"), profile: .shairportAP2)
         let session = try await Self.open(pod)
         try await Task.sleep(for: .milliseconds(1500))
         #expect(pod.ptpStatus()?.state == .waitingForAnnounce)
-        #expect(pod.ptpStatus()?.master == "127.0.0.1")
+        #expect(pod.ptpStatus()?.master == Self.sender)
         let anchor = BufferedRateAnchor.play(rtpTime: 0, networkTimeNanoseconds: master.networkTime.totalNanoseconds, timelineID: Self.masterClock.value)
         #expect(try await session.control.request("SETRATEANCHORTIME", Self.uri, headers: Self.bplist, body: BinaryPlist.encode(anchor.body)).status == 400)
         try await Self.sendAnnouncedAudio(session, master: master, packets: 20)
@@ -291,24 +294,24 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let pod = try await Self.pod(dir.appendingPathComponent("pod.wav"), profile: .shairportAP2)
         let session = try await Self.open(pod)
-        // A master without Announces: our core's Syncs and Follow_Ups, from 127.0.0.1:319/320.
+        // A master without Announces: our core's Syncs and Follow_Ups, from the sender's 319/320.
         let group = MultiThreadedEventLoopGroup.singleton
-        let event = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 319).get()
-        let general = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 320).get()
+        let event = try await DatagramBootstrap(group: group).bind(host: Self.sender, port: 319).get()
+        let general = try await DatagramBootstrap(group: group).bind(host: Self.sender, port: 320).get()
         var config = PTPMasterConfig(clockIdentity: Self.masterClock)
         config.multicastWhenNoPeers = false
         var core = PTPMasterCore(config: config)
         var now = PTPMaster.monotonicNow()
         _ = core.start(now: now)
-        var out = core.addPeer("127.0.0.2", now: now)
+        var out = core.addPeer(Self.follower, now: now)
         var followUps = 0
         for _ in 0..<16 {
             for d in out.send {
                 guard let token = d.syncToken else { continue }  // no Announce
-                let target = try SocketAddress(ipAddress: "127.0.0.2", port: 319)
+                let target = try SocketAddress(ipAddress: Self.follower, port: 319)
                 try await event.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: event.allocator.buffer(bytes: d.bytes)))
                 let f = core.syncSent(token, at: PTPMaster.monotonicNow())
-                try await general.writeAndFlush(AddressedEnvelope(remoteAddress: try SocketAddress(ipAddress: "127.0.0.2", port: 320),
+                try await general.writeAndFlush(AddressedEnvelope(remoteAddress: try SocketAddress(ipAddress: Self.follower, port: 320),
                                                                   data: general.allocator.buffer(bytes: f.bytes)))
                 followUps += 1
             }
