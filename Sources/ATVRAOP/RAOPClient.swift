@@ -64,6 +64,13 @@ public struct RAOPOptions: Sendable {
     public var progressTimeout: Duration
     /// AirPlay 2: User-Agent (HomePod 27 refuses `GET /info` from anything un-Apple-like).
     public var userAgent: String
+    /// AirPlay 2 timing (`--timing`): auto follows the receiver (`AirPlayAudioRouteChoice.choose`).
+    public var timing: AirPlayTimingPreference
+    /// AirPlay 2 buffered audio (`--buffered`).
+    public var buffered: AirPlayBufferedPreference
+    /// What the receiver's TXT records say (features, model, manufacturer), for the route rule;
+    /// the session adds what its `GET /info` says.
+    package var receiverTraits: AirPlayReceiverTraits
 
     public init(codec: RAOPCodec = .alac, latencyFrames: Int = 88_200, volume: Double? = nil,
                 metadata: MediaMetadata? = nil, username: String = "swift-atv", password: String? = nil,
@@ -94,6 +101,9 @@ public struct RAOPOptions: Sendable {
         hapCredentials = nil
         progressTimeout = .seconds(10)
         userAgent = "AirPlay/550.10"
+        timing = .auto
+        buffered = .auto
+        receiverTraits = AirPlayReceiverTraits()
     }
 }
 
@@ -155,6 +165,8 @@ public struct RAOPStreamReport: Sendable, Equatable {
     public var stopped: Bool
     public var warnings: [String]
     public var serverPorts: RAOPServerPorts?
+    /// The route the stream took and why (`AirPlayAudioRouteChoice`).
+    public var route: AirPlayAudioRouteChoice = AirPlayAudioRouteChoice(route: .airPlay1, reason: "")
     /// Local UDP ports (control, timing, audio source).
     public var localPorts: (control: Int, timing: Int, audio: Int)
 
@@ -216,13 +228,19 @@ final class RAOPLiveState: Sendable {
     }
 
     /// At the clock's now the stream is at the RTP time of the frame due now on the pacer's
-    /// schedule (anchor + elapsed frames), so the receiver plays that frame `latency` later.
+    /// schedule (anchor + elapsed frames), so the receiver plays that frame `latency` later. NTP
+    /// timing: a 0x54 sync packet; PTP timing (`clock.ptp`): a 0xD7 time announce.
     static func makeSync(_ s: inout Inner, pacer: RAOPPacer, clock: SenderClock) -> (bytes: [UInt8], to: SocketAddress)? {
         guard let anchor = s.anchor, !s.paused, let to = s.controlDestination else { return nil }
         let now = clock.now()
-        let ntp = clock.networkTime(now)
         let rtpNow = SyncPolicy.rtpTime(now: now, anchor: anchor, anchorRTP: s.anchorRTP, pacer: pacer)
-        let bytes = s.streamer.syncPacket(rtpTime: rtpNow, ntpTime: ntp)
+        let bytes: [UInt8]
+        if let ptp = clock.ptp {
+            // PTP timing: the 0xD7 time announce on the master's timeline, same schedule.
+            bytes = s.streamer.timeAnnouncePacket(rtpTime: rtpNow, networkTime: ptp.networkTime(at: now), clockID: ptp.clockID)
+        } else {
+            bytes = s.streamer.syncPacket(rtpTime: rtpNow, ntpTime: clock.networkTime(now))
+        }
         s.syncPackets += 1
         s.bytesOnWire += bytes.count
         return (bytes, to)
