@@ -349,8 +349,10 @@ public final class RAOPClient: Sendable {
         }
         do {
             if options.routeFromInfo {
-                let (route, answered) = try await routeFromInfo(options)
+                let (route, answered, info) = try await routeFromInfo(options)
                 options.airPlayVersion = route.version
+                // The session skips its own /info then: what this one said feeds the timing rule.
+                if let info { options.receiverTraits = options.receiverTraits.merged(with: AirPlayReceiverTraits(info: info)) }
                 // Not answered: the session's /info would not be either. Answered with AirPlay 2:
                 // the session needs nothing from a second /info (the probe already had it).
                 if !answered || route.version == .v2 { options.requestInfo = false }
@@ -365,7 +367,7 @@ public final class RAOPClient: Sendable {
 
     /// Asks `GET /info` for the route (the features are not known from TXT). A receiver that does
     /// not answer in time keeps `options.airPlayVersion`.
-    private func routeFromInfo(_ options: RAOPOptions) async throws -> (AirPlayRoute, answered: Bool) {
+    private func routeFromInfo(_ options: RAOPOptions) async throws -> (AirPlayRoute, answered: Bool, info: PlistValue?) {
         publish(.connecting, live: nil, options: options)
         let (status, info) = try await AirPlay2Connection.fetchInfo(host: host, port: port, userAgent: options.userAgent,
                                                                     timeout: options.infoTimeout, logger: logger)
@@ -377,7 +379,7 @@ public final class RAOPClient: Sendable {
         var route = AirPlayRoute.fromInfo(status: status, info: info)
         if status == nil { route.version = options.airPlayVersion }
         logger.info("audio streaming to \(host):\(port): \(route)")
-        return (route, status != nil)
+        return (route, status != nil, info)
     }
 
     /// Reads the source, cuts it into full packets, encodes them and queues them for the pacer:

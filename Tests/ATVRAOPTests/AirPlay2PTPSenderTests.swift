@@ -3,15 +3,15 @@
 // `timingPeerInfo`, RECORD before SETPEERS before the stream SETUP), the PTP master's peer added
 // at SETPEERS and removed on teardown from every state, the 0xD7 sync packets on a manual clock
 // mapped exactly onto the master's timescale, and the mapping itself against the real clocks.
+// The shells with real UDP 319/320 run in a network namespace of their own
+// (CLITests/StreamTimingCLITests): other processes on the host may hold those ports.
 @testable import ATVAirPlayCore
 import ATVCore
 @testable import ATVHTTP
 import ATVPTP
 @testable import ATVRAOP
-import ATVSimulator
 import NIOCore
 import NIOEmbedded
-import Synchronization
 import Testing
 
 private let uuid = "11111111-2222-4333-8444-555555555555"
@@ -134,6 +134,41 @@ private func drive(to step: AirPlay2AudioSetupStep, _ sm: inout AirPlay2AudioSes
         #expect(flush.kind == .flush && flush.request.headers["RTP-Info"] == "seq=65535;rtptime=88200")
         #expect(sm.response(id: flush.id, reply()) == [.ready])
         #expect(sm.state == .ready)
+    }
+
+    /// Where the master sends: the RTSP peer (what nqptp follows; shairport-sync lists it among
+    /// its addresses); plus the reply's addresses of the same family when the RTSP peer is not
+    /// among them (the receiver's clock lives elsewhere), never ours.
+    @Test func ptpPeerAddresses() {
+        typealias M = AirPlay2AudioSessionStateMachine
+        #expect(M.ptpPeers(rtspPeer: "192.168.1.20", timingAddresses: ["192.168.1.20", "10.0.0.5", "fe80::1"], ours: ["192.168.1.2"])
+                == ["192.168.1.20"])
+        #expect(M.ptpPeers(rtspPeer: "127.0.0.3", timingAddresses: ["127.0.0.2"], ours: ["127.0.0.1"]) == ["127.0.0.3", "127.0.0.2"])
+        #expect(M.ptpPeers(rtspPeer: "127.0.0.1", timingAddresses: ["127.0.0.2"], ours: ["127.0.0.1"]) == ["127.0.0.2"])
+        #expect(M.ptpPeers(rtspPeer: "10.0.0.9", timingAddresses: ["10.0.0.8", "fe80::2", "10.0.0.1"], ours: ["10.0.0.1"])
+                == ["10.0.0.9", "10.0.0.8"])
+        #expect(M.ptpPeers(rtspPeer: "10.0.0.9", timingAddresses: [], ours: ["10.0.0.1"]) == ["10.0.0.9"])
+    }
+
+    /// A receiver whose reply puts its clock at another address (as our virtual HomePod with a
+    /// separate PTP address): that address joins the master, is in SETPEERS, and leaves.
+    @Test func replyAddressesJoinTheMaster() throws {
+        var sm = ptpMachine()
+        _ = sm.start()
+        _ = sm.connected(sessionID: 1, audioKey: key, receiverAddress: "127.0.0.1")
+        let setup = try only(sm.setUp(controlPort: 1, timingPort: 2, first: first))
+        let elsewhere = PlistValue.dict(["eventPort": .int(7000), "timingPort": .int(0),
+                                         "timingPeerInfo": .dict(["Addresses": .array([.string("127.0.0.2")]), "ID": .string("127.0.0.2")])])
+        _ = sm.response(id: setup.id, reply(plist: elsewhere))
+        let record = try only(sm.eventChannelOpened())
+        let actions = sm.response(id: record.id, reply())
+        // The RTSP peer is our own address here (one host): the master never sends to itself.
+        #expect(actions.first == .addPTPPeer("127.0.0.2"))
+        let setPeers = try only(actions)
+        #expect(try AirPlay2Peers.addresses(fromSetPeers: setPeers.request.body) == ["127.0.0.2", ours])
+        #expect(sm.ptpPeers == ["127.0.0.2"])
+        let teardown = sm.teardown(connectionOpen: true, connectionFailed: false)
+        #expect(teardown.first == .removePTPPeer("127.0.0.2"))
     }
 
     /// NTP keeps its plan: no SETPEERS, no peer.
@@ -292,63 +327,6 @@ private func drive(to step: AirPlay2AudioSetupStep, _ sm: inout AirPlay2AudioSes
             let m = PTPMaster.monotonicNow()
             let b = NIODeadline.now().uptimeNanoseconds
             #expect(a <= m && m <= b)
-        }
-    }
-}
-
-/// The shells: our sender with `timing: .ptp` to the virtual HomePod on 127.0.0.63 (it accepts a PTP
-/// session and plays by its own clock), a UDP socket on 127.0.0.63:320 standing for the receiver's
-/// PTP follower. The master binds the connection's local address (127.0.0.1), so the two never
-/// share a port.
-@Suite(.serialized) struct PTPSessionShellTests {
-    final class Seen: Sendable {
-        let lock = Mutex<[PTPMessage]>([])
-    }
-
-    @Test func realtimePTPStreamIsBitExactAndTheMasterServesTheReceiver() async throws {
-        let wav = tempPath("ptp-pod.wav")
-        var config = VirtualHomePod.Configuration(outputPath: wav)
-        config.host = receiver
-        config.timingRequests = false
-        let pod = try await VirtualHomePod.start(config)
-        defer { Task { await pod.stop() } }
-        let seen = Seen()
-        let follower = try await UDPEndpoint.bind(host: receiver, port: 320) { bytes, _, _ in
-            if let m = try? PTPMessage(parsing: bytes) { seen.lock.withLock { $0.append(m) } }
-        }
-        defer { Task { await follower.close() } }
-
-        var options = airPlay2Options()
-        options.timing = .ptp
-        let client = RAOPClient(host: receiver, port: pod.port, options: options)
-        let packets = 250
-        let report = try await client.stream(RampSource(packets: packets, framesPerPacket: 352))
-        let podReport = try await pod.waitForSessionEnd(timeout: .seconds(20))
-        #expect(report.route.route == .realtimePTP)
-        #expect(report.route.reason == "forced by --timing ptp")
-        #expect(podReport.timingProtocol == "PTP")
-        #expect(report.syncPackets >= 2)
-        #expect(matchedFraction(source: rampPCM(packets: packets), captured: try wavData(wav)) == 1)
-
-        // The master announced itself to the receiver first, then Follow_Ups, all from our clock.
-        let messages = seen.lock.withLock { $0 }
-        let firstAnnounce = try #require(messages.firstIndex { $0.header.type == .announce })
-        let firstFollowUp = try #require(messages.firstIndex { $0.header.type == .followUp })
-        #expect(firstAnnounce < firstFollowUp)
-        #expect(Set(messages.map(\.header.source.clock)).count == 1)
-        // Released on teardown: the last reference stops the master, so the ports are free again.
-        let again = try await PTPMaster.shared(bindAddress: ours)
-        #expect(await again.peers() == [])
-        await again.release()
-    }
-
-    /// --timing ptp to an AirPlay 1 receiver, --buffered on: one clear error each, before any socket.
-    @Test func forcedChoicesThatCannotHoldFailClearly() throws {
-        #expect(throws: ATVError.self) {
-            try AirPlayAudioRouteChoice.choose(version: .v1, traits: AirPlayReceiverTraits(), timing: .ptp, buffered: .auto)
-        }
-        #expect(throws: ATVError.self) {
-            try AirPlayAudioRouteChoice.choose(version: .v2, traits: AirPlayReceiverTraits(), timing: .auto, buffered: .on)
         }
     }
 }

@@ -171,8 +171,11 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
     private var sessionID: UInt32 = 0
     /// The receiver's address (the RTSP peer's): SETPEERS and the PTP master's peer.
     private var receiverAddress = ""
-    /// The receiver is one of the PTP master's peers (removed on teardown).
-    private(set) var ptpPeerAdded = false
+    /// The addresses the receiver's session SETUP reply gives in its `timingPeerInfo`.
+    private var receiverTimingAddresses: [String] = []
+    /// The addresses the PTP master sends to for this receiver (removed on teardown).
+    private(set) var ptpPeers: [String] = []
+    var ptpPeerAdded: Bool { !ptpPeers.isEmpty }
     private var audioKey: [UInt8] = []
     private var controlPort = 0
     private var timingPort = 0
@@ -249,6 +252,10 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
             hasSession = true
             do throws(ATVError) {
                 let reply = try AirPlay2SessionReply(parsing: r.body)
+                if configuration.timing.isPTP {
+                    // Read leniently: only where the PTP master sends depends on it.
+                    receiverTimingAddresses = (try? AirPlay2PTPSessionReply(parsing: r.body))?.timingPeer?.addresses ?? []
+                }
                 return [.sessionEstablished] + advance(from: .sessionSetup, eventPort: reply.eventPort)
             } catch {
                 return [.sessionEstablished] + fail(error)
@@ -401,11 +408,8 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
         default: break
         }
         volumeResendAt = nil
-        var release: [AirPlay2AudioSessionAction] = []
-        if ptpPeerAdded {
-            ptpPeerAdded = false
-            release = [.removePTPPeer(receiverAddress)]
-        }
+        let release = ptpPeers.map(AirPlay2AudioSessionAction.removePTPPeer)
+        ptpPeers = []
         guard hasSession, connectionOpen else {
             if state != .failed { state = .closed }
             return release + [.stopFeedback, .close]
@@ -441,14 +445,11 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
             // The master sends to the receiver from now on; SETPEERS names it and us
             // (docs/PTP-AND-BUFFERED-AUDIO.md §3.3).
             guard case .ptp(_, let ours) = configuration.timing else { return advance(from: .setPeers) }
-            var actions: [AirPlay2AudioSessionAction] = []
-            if !receiverAddress.isEmpty {
-                ptpPeerAdded = true
-                actions.append(.addPTPPeer(receiverAddress))
-            }
-            let list = AirPlay2Peers.addressList(members: receiverAddress.isEmpty ? [] : [[receiverAddress]], sender: ours)
+            ptpPeers = Self.ptpPeers(rtspPeer: receiverAddress, timingAddresses: receiverTimingAddresses, ours: ours)
+            let list = AirPlay2Peers.addressList(members: [ptpPeers], sender: ours)
             let request = AirPlay2Peers.setPeers(list, uri: "")
-            return actions + [send(.setPeers, AirPlay2AudioRequest("SETPEERS", headers: request.headers, body: request.body))]
+            return ptpPeers.map(AirPlay2AudioSessionAction.addPTPPeer)
+                + [send(.setPeers, AirPlay2AudioRequest("SETPEERS", headers: request.headers, body: request.body))]
         case .streamSetup:
             let format = configuration.format
             let request = AirPlay2AudioStreamRequest(
@@ -461,6 +462,22 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
             // again when it is lost.
             return [flushRequest(first)]
         }
+    }
+
+    /// Where the PTP master sends for this receiver: the RTSP peer's address, which is what
+    /// shairport-sync's nqptp follows (docs/PTP-AND-BUFFERED-AUDIO.md §5.1 row 3; its reply lists
+    /// that address among its own). When the reply's `timingPeerInfo.Addresses` do not include the
+    /// RTSP peer, the receiver's clock lives at another address (OwnTone sends to those): those of
+    /// the RTSP peer's family are added. Our own addresses are left out (sender and receiver on
+    /// one host: the master never sends to itself).
+    static func ptpPeers(rtspPeer: String, timingAddresses: [String], ours: [String]) -> [String] {
+        var peers = rtspPeer.isEmpty || ours.contains(rtspPeer) ? [] : [rtspPeer]
+        guard !timingAddresses.contains(rtspPeer) else { return peers }
+        let v6 = rtspPeer.contains(":")
+        for a in timingAddresses where a.contains(":") == v6 && !ours.contains(a) && !peers.contains(a) && !a.isEmpty {
+            peers.append(a)
+        }
+        return peers
     }
 
     /// `step` completed: the next one, or ready.
