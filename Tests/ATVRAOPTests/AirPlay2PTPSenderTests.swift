@@ -111,11 +111,11 @@ private func drive(to step: AirPlay2AudioSetupStep, _ sm: inout AirPlay2AudioSes
         let record = try only(opened)
         #expect(record.request == AirPlay2AudioRequest("RECORD") && record.kind == .record)
 
-        // RECORD answered → the master sends to the receiver, then SETPEERS [receiver, us].
+        // RECORD answered → SETPEERS [receiver, us].
         let afterRecord = sm.response(id: record.id, reply())
-        #expect(afterRecord.first == .addPTPPeer(receiver))
-        #expect(sm.ptpPeerAdded)
+        #expect(!sm.ptpPeerAdded)
         let setPeers = try only(afterRecord)
+        #expect(afterRecord == [.send(setPeers.request, id: setPeers.id, .setPeers)])
         #expect(setPeers.kind == .setPeers && setPeers.request.method == "SETPEERS" && setPeers.request.uri == nil)
         #expect(setPeers.request.headers["Content-Type"] == "/peer-list-changed")
         #expect(try BinaryPlistParser.parse(setPeers.request.body) == .array([.string(receiver), .string(ours)]))
@@ -127,9 +127,12 @@ private func drive(to step: AirPlay2AudioSetupStep, _ sm: inout AirPlay2AudioSes
         let expected = AirPlay2AudioStreamRequest(codec: .alac, controlPort: 50001, sharedKey: key, streamConnectionID: 0x1234)
         #expect(streamSetup.request.body == BinaryPlist.encode(expected.body))
 
-        // Its answer → ports, FLUSH naming the first packet, ready.
+        // Its answer → ports, the master sends to the receiver from now on (nqptp follows us
+        // from the stream SETUP), FLUSH naming the first packet, ready.
         let afterStream = sm.response(id: streamSetup.id, reply(plist: streamReply))
-        #expect(afterStream.first == .serverPorts(RAOPServerPorts(audioPort: 6000, controlPort: 6001, timingPort: 0, session: "4660")))
+        #expect(Array(afterStream.prefix(2)) == [.serverPorts(RAOPServerPorts(audioPort: 6000, controlPort: 6001, timingPort: 0, session: "4660")),
+                                                 .addPTPPeer(receiver)])
+        #expect(sm.ptpPeerAdded)
         let flush = try only(afterStream)
         #expect(flush.kind == .flush && flush.request.headers["RTP-Info"] == "seq=65535;rtptime=88200")
         #expect(sm.response(id: flush.id, reply()) == [.ready])
@@ -161,12 +164,12 @@ private func drive(to step: AirPlay2AudioSetupStep, _ sm: inout AirPlay2AudioSes
                                          "timingPeerInfo": .dict(["Addresses": .array([.string("127.0.0.2")]), "ID": .string("127.0.0.2")])])
         _ = sm.response(id: setup.id, reply(plist: elsewhere))
         let record = try only(sm.eventChannelOpened())
-        let actions = sm.response(id: record.id, reply())
+        let setPeers = try only(sm.response(id: record.id, reply()))
         // The RTSP peer is our own address here (one host): the master never sends to itself.
-        #expect(actions.first == .addPTPPeer("127.0.0.2"))
-        let setPeers = try only(actions)
         #expect(try AirPlay2Peers.addresses(fromSetPeers: setPeers.request.body) == ["127.0.0.2", ours])
         #expect(sm.ptpPeers == ["127.0.0.2"])
+        let streamSetup = try only(sm.response(id: setPeers.id, reply()))
+        #expect(sm.response(id: streamSetup.id, reply(plist: streamReply)).dropFirst().first == .addPTPPeer("127.0.0.2"))
         let teardown = sm.teardown(connectionOpen: true, connectionFailed: false)
         #expect(teardown.first == .removePTPPeer("127.0.0.2"))
     }
@@ -203,12 +206,12 @@ private func drive(to step: AirPlay2AudioSetupStep, _ sm: inout AirPlay2AudioSes
     }
 
     /// Teardown from every state of the PTP plan: the receiver leaves the master's peers exactly
-    /// when it was added (from SETPEERS on), TEARDOWN once a session exists.
+    /// when it was added (once the stream SETUP was answered), TEARDOWN once a session exists.
     @Test(arguments: [
         ("idle", false, false), ("connecting", false, false), ("connected", false, false),
         ("sessionSetup", false, false), ("eventChannel", true, false), ("record", true, false),
-        ("setPeers", true, true), ("streamSetup", true, true), ("flush", true, true), ("ready", true, true),
-        ("streaming", true, true), ("failedAfterPeers", true, true),
+        ("setPeers", true, false), ("streamSetup", true, false), ("flush", true, true), ("ready", true, true),
+        ("streaming", true, true), ("failedAtStreamSetup", true, false),
     ])
     func teardownFromEachState(state: String, owesTeardown: Bool, peerAdded: Bool) throws {
         var sm = ptpMachine()
@@ -224,7 +227,7 @@ private func drive(to step: AirPlay2AudioSetupStep, _ sm: inout AirPlay2AudioSes
         case "setPeers": _ = try drive(to: .setPeers, &sm)
         case "streamSetup": _ = try drive(to: .streamSetup, &sm)
         case "flush": _ = try drive(to: .flush, &sm)
-        case "failedAfterPeers":
+        case "failedAtStreamSetup":
             let streamSetup = try #require(try drive(to: .streamSetup, &sm))
             _ = sm.response(id: streamSetup.id, reply(500))
             #expect(sm.state == .failed)

@@ -12,8 +12,9 @@
 // Setup is a plan of steps (`AirPlay2AudioSetupStep`) built from the configuration; each step's
 // completion starts the next one. PTP timing (docs/PTP-AND-BUFFERED-AUDIO.md §3.1): the session
 // SETUP says `timingProtocol PTP` with our `timingPeerInfo`, RECORD still comes before the stream
-// SETUP, and SETPEERS (the receiver's address and ours) follows RECORD, when the driver adds the
-// receiver to the PTP master's peers (`addPTPPeer`; `removePTPPeer` on teardown). Buffered audio
+// SETUP, SETPEERS (the receiver's address and ours) follows RECORD, and once the stream SETUP is
+// answered the driver adds the receiver to the PTP master's peers (`addPTPPeer`; `removePTPPeer`
+// on teardown). Buffered audio
 // (stream `type 103`, SETRATEANCHORTIME, FLUSHBUFFERED) joins as further steps and request kinds
 // chosen by the configuration's `stream`, in this one machine.
 import ATVAirPlayCore
@@ -173,9 +174,10 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
     private var receiverAddress = ""
     /// The addresses the receiver's session SETUP reply gives in its `timingPeerInfo`.
     private var receiverTimingAddresses: [String] = []
-    /// The addresses the PTP master sends to for this receiver (removed on teardown).
+    /// The addresses the PTP master sends to for this receiver (SETPEERS names them).
     private(set) var ptpPeers: [String] = []
-    var ptpPeerAdded: Bool { !ptpPeers.isEmpty }
+    /// They are the master's peers (from the stream SETUP's answer on; removed on teardown).
+    private(set) var ptpPeerAdded = false
     private var audioKey: [UInt8] = []
     private var controlPort = 0
     private var timingPort = 0
@@ -276,7 +278,16 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
                 let ports = RAOPServerPorts(audioPort: reply.dataPort, controlPort: reply.controlPort,
                                             timingPort: 0, session: String(sessionID))
                 serverPorts = ports
-                return [.serverPorts(ports)] + advance(from: .streamSetup)
+                // PTP: the master sends to the receiver from now on. shairport-sync's nqptp starts
+                // following us only at the stream SETUP, so the Announce a new peer gets at once
+                // arrives while it listens, and its clock is valid about 0.5 s later
+                // (docs/PTP-AND-BUFFERED-AUDIO.md §5.1).
+                var join: [AirPlay2AudioSessionAction] = []
+                if configuration.timing.isPTP, !ptpPeers.isEmpty {
+                    ptpPeerAdded = true
+                    join = ptpPeers.map(AirPlay2AudioSessionAction.addPTPPeer)
+                }
+                return [.serverPorts(ports)] + join + advance(from: .streamSetup)
             } catch {
                 return fail(error)
             }
@@ -408,8 +419,8 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
         default: break
         }
         volumeResendAt = nil
-        let release = ptpPeers.map(AirPlay2AudioSessionAction.removePTPPeer)
-        ptpPeers = []
+        let release = ptpPeerAdded ? ptpPeers.map(AirPlay2AudioSessionAction.removePTPPeer) : []
+        ptpPeerAdded = false
         guard hasSession, connectionOpen else {
             if state != .failed { state = .closed }
             return release + [.stopFeedback, .close]
@@ -442,14 +453,13 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
         case .record:
             return [send(.record, AirPlay2AudioRequest("RECORD"))]
         case .setPeers:
-            // The master sends to the receiver from now on; SETPEERS names it and us
-            // (docs/PTP-AND-BUFFERED-AUDIO.md §3.3).
+            // SETPEERS names the receiver and us (docs/PTP-AND-BUFFERED-AUDIO.md §3.3); the master
+            // sends to the receiver once the stream SETUP is answered.
             guard case .ptp(_, let ours) = configuration.timing else { return advance(from: .setPeers) }
             ptpPeers = Self.ptpPeers(rtspPeer: receiverAddress, timingAddresses: receiverTimingAddresses, ours: ours)
             let list = AirPlay2Peers.addressList(members: [ptpPeers], sender: ours)
             let request = AirPlay2Peers.setPeers(list, uri: "")
-            return ptpPeers.map(AirPlay2AudioSessionAction.addPTPPeer)
-                + [send(.setPeers, AirPlay2AudioRequest("SETPEERS", headers: request.headers, body: request.body))]
+            return [send(.setPeers, AirPlay2AudioRequest("SETPEERS", headers: request.headers, body: request.body))]
         case .streamSetup:
             let format = configuration.format
             let request = AirPlay2AudioStreamRequest(
