@@ -84,7 +84,7 @@ let package = Package(
 
         // Layer 4: one module per protocol.
         .target(name: "ATVRAOP", dependencies: [
-            "ATVCore", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVHTTP", "ATVAirPlayCore",
+            "ATVCore", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVHTTP", "ATVAirPlayCore", "ATVPTP",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -146,7 +146,7 @@ let package = Package(
         .testTarget(name: "ATVAudioTests", dependencies: ["ATVTestSupport", "ATVAudio", "CFFmpeg"], swiftSettings: swift6),
         .testTarget(name: "ATVTests", dependencies: ["ATVTestSupport", "ATV", "ATVAudio", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVAuth", "ATVDMAP", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
         .testTarget(name: "ATVRAOPTests", dependencies: ["ATVTestSupport",
-            "ATVRAOP", "ATVHTTP", "ATVAirPlayCore", "ATVSimulator", "ATVAuth",
+            "ATVRAOP", "ATVHTTP", "ATVAirPlayCore", "ATVSimulator", "ATVAuth", "ATVPTP",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ], swiftSettings: swift6),
