@@ -35,8 +35,9 @@ package struct PTPReception: Sendable, Equatable {
     package var offset: Int64?
     package var pathDelay: Int64?
     package var samples = 0
-    /// 0xD7 time announces on the control port, and anchors (0xD7 or SETRATEANCHORTIME) refused:
-    /// their clock is not the followed grandmaster, or the clock is not valid yet.
+    /// 0xD7 time announces on the control port, and those not usable when they arrived (their
+    /// clock is not the followed grandmaster, or the clock is not valid yet); they are kept and
+    /// count for the frames played once the clock is valid on their clock.
     package var timeAnnounces = 0
     package var anchorsRejected = 0
     /// The anchor in force: frame `anchorFrame` plays at master time `anchorTime` (ns).

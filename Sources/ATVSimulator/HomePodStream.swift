@@ -123,8 +123,9 @@ final class HomePodStream: @unchecked Sendable {
     }
 
     /// A 0xD7 time announce (docs/PTP-AND-BUFFERED-AUDIO.md §3.8): frame `rtpTime − 11035`
-    /// plays at the master time it carries, on its clock; refused while the clock is not valid
-    /// or (strict) is not the grandmaster the follower follows.
+    /// plays at the master time it carries, on its clock. Kept as the anchor even when it is not
+    /// usable yet (clock not valid, or (strict) not the grandmaster followed; counted in
+    /// `anchorsRejected`): as shairport-sync, validity is checked when a frame is played.
     private func timeAnnounce(_ bytes: [UInt8]) {
         guard let clock, let packet = try? PTPTimeAnnouncePacket(decoding: bytes) else {
             shared.update { $0.malformedPackets += 1 }
@@ -137,7 +138,6 @@ final class HomePodStream: @unchecked Sendable {
         }
         if clock.rules.refusal(clock: packet.clockID, status, now: PTPMaster.monotonicNow()) != nil {
             shared.update { $0.ptp.anchorsRejected += 1 }
-            return
         }
         setAnchor(PTPAnchor(frame: packet.audibleFrame(), time: Int64(clamping: packet.networkTime), clock: packet.clockID))
     }
