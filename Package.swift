@@ -84,7 +84,7 @@ let package = Package(
 
         // Layer 4: one module per protocol.
         .target(name: "ATVRAOP", dependencies: [
-            "ATVCore", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVHTTP", "ATVAirPlayCore",
+            "ATVCore", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVHTTP", "ATVAirPlayCore", "ATVPTP",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -120,7 +120,7 @@ let package = Package(
 
         // Layer 6: virtual devices and the CLI.
         .target(name: "ATVSimulator", dependencies: [
-            "ATVCore", "ATVAudio", "ATVHTTP", "ATVAirPlayCore", "ATVRAOP", "ATVAirPlay", "ATVDiscovery", "ATVCompanion", "ATVDMAP", "ATVMRP",
+            "ATVCore", "ATVAudio", "ATVHTTP", "ATVAirPlayCore", "ATVRAOP", "ATVAirPlay", "ATVDiscovery", "ATVCompanion", "ATVDMAP", "ATVMRP", "ATVPTP",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
@@ -146,13 +146,13 @@ let package = Package(
         .testTarget(name: "ATVAudioTests", dependencies: ["ATVTestSupport", "ATVAudio", "CFFmpeg"], swiftSettings: swift6),
         .testTarget(name: "ATVTests", dependencies: ["ATVTestSupport", "ATV", "ATVAudio", "ATVRAOP", "ATVSimulator", "ATVCompanion", "ATVAuth", "ATVDMAP", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
         .testTarget(name: "ATVRAOPTests", dependencies: ["ATVTestSupport",
-            "ATVRAOP", "ATVHTTP", "ATVAirPlayCore", "ATVSimulator", "ATVAuth",
+            "ATVRAOP", "ATVHTTP", "ATVAirPlayCore", "ATVSimulator", "ATVAuth", "ATVPTP",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ], swiftSettings: swift6),
         .testTarget(name: "ATVDiscoveryTests", dependencies: ["ATVTestSupport", "ATVDiscovery", "ATVAirPlayCore"], swiftSettings: swift6),
         .testTarget(name: "CLITests", dependencies: ["ATVTestSupport", "ATVCore"], swiftSettings: swift6),
-        .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVTestSupport", "ATVSimulator", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
+        .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVTestSupport", "ATVSimulator", "ATVHTTP", "ATVAirPlayCore", "ATVPTP", "ATVRAOP"], swiftSettings: swift6),
         .testTarget(name: "ATVAuthTests", dependencies: ["ATVTestSupport", "ATVAuth", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
         .testTarget(name: "ATVMRPTests", dependencies: ["ATVTestSupport", "ATVMRP", "ATVCore", "ATVAuth", "ATVAirPlayCore", "ATVSimulator", "ATV"], swiftSettings: swift6),
         .testTarget(name: "ATVCompanionTests", dependencies: ["ATVTestSupport",

@@ -33,6 +33,10 @@ protocol AudioRouteSession: AnyObject, Sendable {
     func makeAudioCipher() throws -> AirPlay2AudioCipher?
     /// The pacer's burst length when `RAOPOptions.sendAhead` is nil.
     var defaultSendAhead: Duration { get }
+    /// The route this session took and why.
+    var audioRoute: AirPlayAudioRouteChoice { get }
+    /// PTP timing: the master's timeline the sync packets (0xD7) speak; nil: NTP sync packets.
+    var ptpTimeline: PTPTimeline? { get }
     /// Volume calls during setup go to the session right away (AirPlay 1's state machine orders
     /// them); else they wait for `begin`.
     var takesVolumeDuringSetup: Bool { get }
@@ -85,6 +89,9 @@ extension RAOPClient {
         if options.airPlayVersion == .v2 {
             return try await AirPlay2AudioSession.open(host: host, port: port, options: options, wakeup: wakeup, logger: logger)
         }
+        // --timing ptp / --buffered on to an AirPlay 1 receiver: one clear error.
+        _ = try AirPlayAudioRouteChoice.choose(version: .v1, traits: options.receiverTraits, timing: options.timing,
+                                               buffered: options.buffered)
         return try await RAOPRouteSession.open(host: host, port: port, options: options, wakeup: wakeup, logger: logger)
     }
 
@@ -108,9 +115,10 @@ extension RAOPClient {
             await route.close()
             throw error
         }
+        // PTP timing: the sync packets become 0xD7 time announces on the master's timeline.
         let live = RAOPLiveState(streamer: streamer,
                                  pacer: RAOPPacer(framesPerPacket: format.framesPerPacket, sampleRate: format.sampleRate),
-                                 clock: .system)
+                                 clock: SenderClock.system.with(ptp: route.ptpTimeline))
 
         var endpoints: [UDPEndpoint] = []
         var timingResponder: NTPTimingResponder?
@@ -161,6 +169,7 @@ extension RAOPClient {
             firstPacketDelay: nil, sendIntervals: RAOPIntervalStats(), lateness: RAOPIntervalStats(), latePackets: 0,
             duration: .zero, stopped: false, warnings: [], serverPorts: nil,
             localPorts: (control.localPort, timing.port, audio.localPort))
+        report.route = route.audioRoute
 
         var streamError: Error?
         do {

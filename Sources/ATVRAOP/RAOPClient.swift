@@ -64,6 +64,13 @@ public struct RAOPOptions: Sendable {
     public var progressTimeout: Duration
     /// AirPlay 2: User-Agent (HomePod 27 refuses `GET /info` from anything un-Apple-like).
     public var userAgent: String
+    /// AirPlay 2 timing (`--timing`): auto follows the receiver (`AirPlayAudioRouteChoice.choose`).
+    public var timing: AirPlayTimingPreference
+    /// AirPlay 2 buffered audio (`--buffered`).
+    public var buffered: AirPlayBufferedPreference
+    /// What the receiver's TXT records say (features, model, manufacturer), for the route rule;
+    /// the session adds what its `GET /info` says.
+    package var receiverTraits: AirPlayReceiverTraits
 
     public init(codec: RAOPCodec = .alac, latencyFrames: Int = 88_200, volume: Double? = nil,
                 metadata: MediaMetadata? = nil, username: String = "swift-atv", password: String? = nil,
@@ -94,6 +101,9 @@ public struct RAOPOptions: Sendable {
         hapCredentials = nil
         progressTimeout = .seconds(10)
         userAgent = "AirPlay/550.10"
+        timing = .auto
+        buffered = .auto
+        receiverTraits = AirPlayReceiverTraits()
     }
 }
 
@@ -155,6 +165,8 @@ public struct RAOPStreamReport: Sendable, Equatable {
     public var stopped: Bool
     public var warnings: [String]
     public var serverPorts: RAOPServerPorts?
+    /// The route the stream took and why (`AirPlayAudioRouteChoice`).
+    public var route: AirPlayAudioRouteChoice = AirPlayAudioRouteChoice(route: .airPlay1, reason: "")
     /// Local UDP ports (control, timing, audio source).
     public var localPorts: (control: Int, timing: Int, audio: Int)
 
@@ -216,13 +228,19 @@ final class RAOPLiveState: Sendable {
     }
 
     /// At the clock's now the stream is at the RTP time of the frame due now on the pacer's
-    /// schedule (anchor + elapsed frames), so the receiver plays that frame `latency` later.
+    /// schedule (anchor + elapsed frames), so the receiver plays that frame `latency` later. NTP
+    /// timing: a 0x54 sync packet; PTP timing (`clock.ptp`): a 0xD7 time announce.
     static func makeSync(_ s: inout Inner, pacer: RAOPPacer, clock: SenderClock) -> (bytes: [UInt8], to: SocketAddress)? {
         guard let anchor = s.anchor, !s.paused, let to = s.controlDestination else { return nil }
         let now = clock.now()
-        let ntp = clock.networkTime(now)
         let rtpNow = SyncPolicy.rtpTime(now: now, anchor: anchor, anchorRTP: s.anchorRTP, pacer: pacer)
-        let bytes = s.streamer.syncPacket(rtpTime: rtpNow, ntpTime: ntp)
+        let bytes: [UInt8]
+        if let ptp = clock.ptp {
+            // PTP timing: the 0xD7 time announce on the master's timeline, same schedule.
+            bytes = s.streamer.timeAnnouncePacket(rtpTime: rtpNow, networkTime: ptp.networkTime(at: now), clockID: ptp.clockID)
+        } else {
+            bytes = s.streamer.syncPacket(rtpTime: rtpNow, ntpTime: clock.networkTime(now))
+        }
         s.syncPackets += 1
         s.bytesOnWire += bytes.count
         return (bytes, to)
@@ -331,8 +349,10 @@ public final class RAOPClient: Sendable {
         }
         do {
             if options.routeFromInfo {
-                let (route, answered) = try await routeFromInfo(options)
+                let (route, answered, info) = try await routeFromInfo(options)
                 options.airPlayVersion = route.version
+                // The session skips its own /info then: what this one said feeds the timing rule.
+                if let info { options.receiverTraits = options.receiverTraits.merged(with: AirPlayReceiverTraits(info: info)) }
                 // Not answered: the session's /info would not be either. Answered with AirPlay 2:
                 // the session needs nothing from a second /info (the probe already had it).
                 if !answered || route.version == .v2 { options.requestInfo = false }
@@ -347,7 +367,7 @@ public final class RAOPClient: Sendable {
 
     /// Asks `GET /info` for the route (the features are not known from TXT). A receiver that does
     /// not answer in time keeps `options.airPlayVersion`.
-    private func routeFromInfo(_ options: RAOPOptions) async throws -> (AirPlayRoute, answered: Bool) {
+    private func routeFromInfo(_ options: RAOPOptions) async throws -> (AirPlayRoute, answered: Bool, info: PlistValue?) {
         publish(.connecting, live: nil, options: options)
         let (status, info) = try await AirPlay2Connection.fetchInfo(host: host, port: port, userAgent: options.userAgent,
                                                                     timeout: options.infoTimeout, logger: logger)
@@ -359,7 +379,7 @@ public final class RAOPClient: Sendable {
         var route = AirPlayRoute.fromInfo(status: status, info: info)
         if status == nil { route.version = options.airPlayVersion }
         logger.info("audio streaming to \(host):\(port): \(route)")
-        return (route, status != nil)
+        return (route, status != nil, info)
     }
 
     /// Reads the source, cuts it into full packets, encodes them and queues them for the pacer:

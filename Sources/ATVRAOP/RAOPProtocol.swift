@@ -47,6 +47,8 @@ package enum RAOPProtocol: ProtocolModule {
         if raopOptions.password == nil { raopOptions.password = service.password }
         let route = RAOPService.route(for: service, in: config, preference: options.airPlayVersion)
         raopOptions.airPlayVersion = route.version
+        // What the TXT records say about the receiver (model, features): the timing rule's input.
+        raopOptions.receiverTraits = AirPlayReceiverTraits(txt: [service.properties, config.service(.airplay)?.properties ?? [:]])
         // No features known (an address without TXT): each stream asks GET /info for the route.
         raopOptions.routeFromInfo = !route.decided
         if route.version == .v2 || !route.decided, raopOptions.hapCredentials == nil {

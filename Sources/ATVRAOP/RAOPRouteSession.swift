@@ -47,6 +47,8 @@ final class RAOPRouteSession: AudioRouteSession {
     var remoteIP: String { connection.remoteIP }
     func makeAudioCipher() throws -> AirPlay2AudioCipher? { nil }
     var defaultSendAhead: Duration { RAOPOptions.raopDefaultSendAhead }
+    var audioRoute: AirPlayAudioRouteChoice { AirPlayAudioRouteChoice(route: .airPlay1, reason: "AirPlay 1 receiver") }
+    var ptpTimeline: PTPTimeline? { nil }
     var takesVolumeDuringSetup: Bool { true }
     var sessionFailureExplainsErrors: Bool { false }
     private var driver: RAOPRTSPDriver? { state.withLock { $0.driver } }

@@ -142,6 +142,12 @@ package struct RAOPStreamer: Sendable {
         sync.packet(rtpTime: rtpTime, ntpTime: ntpTime).bytes
     }
 
+    /// The PTP form of the sync packet (0xD7, `SyncPolicy.timeAnnounce`): at `networkTime` the
+    /// stream is at `rtpTime`, so frame `rtpTime − latency` is audible then.
+    package mutating func timeAnnouncePacket(rtpTime: UInt32, networkTime: UInt64, clockID: UInt64) -> [UInt8] {
+        sync.timeAnnounce(rtpTime: rtpTime, networkTime: networkTime, clockID: clockID).bytes
+    }
+
     /// Record that a timing reply was sent. Returns true when a sync should be sent right away:
     /// receivers such as shairport-sync ignore syncs that arrive before their first timing
     /// exchange, so a sync sent before it is repeated at once.

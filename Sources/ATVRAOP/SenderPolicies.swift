@@ -47,7 +47,7 @@ struct PacingPolicy: Sendable, Equatable {
     static func isLate(sentAt now: NIODeadline, due: NIODeadline) -> Bool { now - due > lateAfter }
 }
 
-/// Sync packets (control socket, 0x54): one when the schedule starts (start, resume), then every
+/// Sync packets (control socket, 0x54; 0xD7 time announces with PTP timing): one when the schedule starts (start, resume), then every
 /// `interval`, and one more at once after our first timing reply when one already went out before
 /// it (receivers such as shairport-sync ignore syncs that arrive before their first timing
 /// exchange). Each says "at network time T the stream is at RTP time R", R being the frame due now
@@ -80,6 +80,18 @@ struct SyncPolicy: Sendable, Equatable {
         if !timingReplied { syncBeforeTiming = true }
         return RAOPSyncPacket(isFirst: first, rtpTimeLessLatency: rtpTime &- UInt32(truncatingIfNeeded: latencyFrames),
                               ntpTime: ntpTime, rtpTime: rtpTime)
+    }
+
+    /// The PTP form (realtime PTP sessions, docs/PTP-AND-BUFFERED-AUDIO.md §3.8): at
+    /// `networkTime` (the master's ns) the stream is at `rtpTime`, so frame `rtpTime − latency` is
+    /// audible then; the packet says so in shairport-sync's convention (`frame_1` = that frame +
+    /// 11035). Same schedule and "first" flag as the NTP sync.
+    mutating func timeAnnounce(rtpTime: UInt32, networkTime: UInt64, clockID: UInt64) -> PTPTimeAnnouncePacket {
+        let first = syncsSinceStart == 0
+        syncsSinceStart += 1
+        if !timingReplied { syncBeforeTiming = true }
+        return PTPTimeAnnouncePacket(isFirst: first, frame: rtpTime &- UInt32(truncatingIfNeeded: latencyFrames),
+                                     audibleAt: networkTime, clockID: clockID)
     }
 
     /// A timing reply went out: true when a sync must go at once (the first reply, after a sync).

@@ -15,9 +15,17 @@ struct StreamCommand: AsyncParsableCommand {
         AirPlay 1 or 2 follows the receiver's features (--airplay-version overrides it). Ctrl-C \
         stops cleanly: the receiver gets a TEARDOWN.
 
+        AirPlay 2 timing (--timing): NTP by default (what HomePods and Apple TVs are known to \
+        play), PTP for receivers that refuse NTP or need PTP (shairport-sync's AirPlay 2 mode, \
+        Sonos, Samsung). PTP makes this process the clock master on UDP 319/320: run as root, or \
+        allow it with `sudo setcap cap_net_bind_service=+ep $(command -v atv)` or \
+        `sudo sysctl -w net.ipv4.ip_unprivileged_port_start=319`. -v logs the route and why; the \
+        last line names it.
+
         Examples:
           atv stream song.flac --to Kitchen
           atv stream https://example.com/radio.mp3 --host 192.168.1.20 --volume 40
+          atv stream song.flac --to "Pi Speaker" --timing ptp
           ffmpeg -i in.mkv -f wav - | atv stream - --host 192.168.1.20
           sox in.wav -t raw -r 44100 -e signed -b 16 -c 2 - | \\
             atv stream - --format s16le:44100:2 --host 192.168.1.20
@@ -34,6 +42,10 @@ struct StreamCommand: AsyncParsableCommand {
     @Option(help: "Receiver buffer in milliseconds.") var latency: Int = 2000
     @Option(help: "AirPlay version: auto (from the receiver's features), 1 (RAOP) or 2 (HAP-paired, encrypted).")
     var airplayVersion: String = "auto"
+    @Option(help: "AirPlay 2 timing: auto (NTP; PTP for receivers that refuse NTP or need PTP), ntp or ptp (needs UDP 319/320).")
+    var timing: String = "auto"
+    @Option(help: "AirPlay 2 buffered audio (type 103): auto (realtime for now), on or off.")
+    var buffered: String = "auto"
     @Option(help: "AirPlay 2: fail when the receiver leaves an RTSP request (the /feedback keep-alive every 2 s, volume, metadata) unanswered this many seconds with no other sign of life.")
     var progressTimeout: Double = 10
     @Option(help: "Send each burst of packets up to this many milliseconds before they are due (0 = one packet per wake-up, smoothest; higher = fewer wake-ups, less CPU). Must stay well below --latency. Default: 0 for AirPlay 1 (RAOP), 40 for AirPlay 2.")
@@ -46,6 +58,8 @@ struct StreamCommand: AsyncParsableCommand {
         guard ["alac", "pcm"].contains(codec) else { throw ValidationError("--codec must be alac or pcm") }
         guard (100...10_000).contains(latency) else { throw ValidationError("--latency must be within 100...10000 ms") }
         guard AirPlayVersion(rawValue: airplayVersion) != nil else { throw ValidationError("--airplay-version must be auto, 1 or 2") }
+        guard AirPlayTimingPreference(rawValue: timing) != nil else { throw ValidationError("--timing must be auto, ntp or ptp") }
+        guard AirPlayBufferedPreference(rawValue: buffered) != nil else { throw ValidationError("--buffered must be auto, on or off") }
         if let sendAhead, !(0...500).contains(sendAhead) || sendAhead * 4 > latency {
             throw ValidationError("--send-ahead must be within 0...500 ms and at most a quarter of --latency")
         }
@@ -63,6 +77,8 @@ struct StreamCommand: AsyncParsableCommand {
                                           latencyFrames: latency * PCMFormat.sampleRate / 1000, volume: volume)
             raopOptions.progressTimeout = .milliseconds(Int64(progressTimeout * 1000))
             raopOptions.sendAhead = sendAhead.map { .milliseconds($0) }
+            raopOptions.timing = AirPlayTimingPreference(rawValue: timing) ?? .auto
+            raopOptions.buffered = AirPlayBufferedPreference(rawValue: buffered) ?? .auto
             let atv = try await connectWithin(device, config, options: ConnectOptions(raop: raopOptions, airPlayVersion: AirPlayVersion(rawValue: airplayVersion) ?? .auto),
                                               storage: FileStorage(path: storage))
             defer { Task { await atv.close() } }
@@ -102,7 +118,8 @@ struct StreamCommand: AsyncParsableCommand {
             let seconds = Double(report.sourceFrames) / Double(PCMFormat.sampleRate)
             let how = report.stopped ? "Stopped after" : "Streamed"
             print("\(how) \(formatDuration(seconds)) to \(result.receiver) "
-                  + "(\(result.airPlayVersion == .v2 ? "AirPlay 2, " : "")\(report.codec), \(report.packetsSent) packets, \(report.retransmittedPackets) retransmitted)")
+                  + "(\(result.airPlayVersion == .v2 ? "AirPlay 2, " : "")\(report.codec), \(report.packetsSent) packets, \(report.retransmittedPackets) retransmitted, "
+                  + "\(report.route.route.shortName))")
             if interrupts.interrupted { throw ExitCode(130) }
         }
     }
@@ -133,7 +150,8 @@ struct Simulate: AsyncParsableCommand {
           atv simulate homepod --no-raop
           atv simulate appletv --tvos15
         """,
-        subcommands: [SimulateSpeaker.self, SimulateHomePod.self, SimulateAppleTV.self, SimulateCompanion.self, SimulateMRP.self, SimulateAppleTV3.self])
+        subcommands: [SimulateSpeaker.self, SimulateHomePod.self, SimulateAppleTV.self, SimulateCompanion.self, SimulateMRP.self, SimulateAppleTV3.self,
+                     SimulatePTPFollower.self])
 }
 
 struct SimulateSpeaker: AsyncParsableCommand {

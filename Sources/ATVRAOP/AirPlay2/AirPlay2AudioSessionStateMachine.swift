@@ -10,17 +10,26 @@
 // the volume re-sent 1 s after audio starts, on `check`) → TEARDOWN (only once a session exists).
 //
 // Setup is a plan of steps (`AirPlay2AudioSetupStep`) built from the configuration; each step's
-// completion starts the next one. PTP timing (session SETUP with PTP, SETPEERS, RECORD before the
-// stream SETUP) and buffered audio (stream `type 103`, SETRATEANCHORTIME, FLUSHBUFFERED) become new
-// steps and request kinds chosen by the configuration's `timing` / `stream`, in this one machine.
+// completion starts the next one. PTP timing (docs/PTP-AND-BUFFERED-AUDIO.md §3.1): the session
+// SETUP says `timingProtocol PTP` with our `timingPeerInfo`, RECORD still comes before the stream
+// SETUP, SETPEERS (the receiver's address and ours) follows RECORD, and once the stream SETUP is
+// answered the driver adds the receiver to the PTP master's peers (`addPTPPeer`; `removePTPPeer`
+// on teardown). Buffered audio
+// (stream `type 103`, SETRATEANCHORTIME, FLUSHBUFFERED) joins as further steps and request kinds
+// chosen by the configuration's `stream`, in this one machine.
 import ATVAirPlayCore
 import ATVCore
 import ATVHTTP
 
-/// How the audio stream is timed. (PTP joins here: session SETUP `timingProtocol PTP` + SETPEERS.)
+/// How the audio stream is timed.
 enum AirPlay2AudioTimingMode: Sendable, Equatable {
     /// Our NTP responder on the `timingPort` given to `setUp`.
     case ntp
+    /// Our PTP master (docs/PTP-AND-BUFFERED-AUDIO.md §3): its clock id and the addresses the
+    /// receiver reaches us on (`timingPeerInfo`, and last in SETPEERS).
+    case ptp(clockID: UInt64, addresses: [String])
+
+    var isPTP: Bool { if case .ptp = self { true } else { false } }
 }
 
 /// How audio travels. (Buffered audio joins here: stream `type 103` over TCP, SETRATEANCHORTIME.)
@@ -54,6 +63,7 @@ enum AirPlay2AudioRequestKind: String, Sendable, Equatable {
     case sessionSetup = "session SETUP"
     case record = "RECORD"
     case streamSetup = "audio stream SETUP"
+    case setPeers = "SETPEERS"
     case volume = "SET_PARAMETER volume"
     case metadata = "SET_PARAMETER metadata"
     case artwork = "SET_PARAMETER artwork"
@@ -99,7 +109,7 @@ struct AirPlay2AudioRequest: Sendable, Equatable {
 
 /// The setup steps, in order (`AirPlay2AudioSessionStateMachine.plan`).
 enum AirPlay2AudioSetupStep: Sendable, Equatable {
-    case sessionSetup, eventChannel, feedback, record, streamSetup, flush
+    case sessionSetup, eventChannel, feedback, record, setPeers, streamSetup, flush
 }
 
 /// What the driver must do.
@@ -114,6 +124,11 @@ enum AirPlay2AudioSessionAction: Sendable, Equatable {
     case openEventChannel(port: Int)
     /// Start `POST /feedback` on the connection (its misses are judged by the stall rule).
     case startFeedback
+    /// PTP: the master sends to this receiver (the RTSP peer's address, which is what
+    /// shairport-sync's nqptp follows: docs/PTP-AND-BUFFERED-AUDIO.md §5.1 row 3) from now on.
+    case addPTPPeer(String)
+    /// PTP: the master stops sending to it (teardown).
+    case removePTPPeer(String)
     /// The audio stream SETUP's answer: where audio and control packets go.
     case serverPorts(RAOPServerPorts)
     /// Setup is complete: the UDP side may start.
@@ -155,6 +170,14 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
 
     private var nextID = 0
     private var sessionID: UInt32 = 0
+    /// The receiver's address (the RTSP peer's): SETPEERS and the PTP master's peer.
+    private var receiverAddress = ""
+    /// The addresses the receiver's session SETUP reply gives in its `timingPeerInfo`.
+    private var receiverTimingAddresses: [String] = []
+    /// The addresses the PTP master sends to for this receiver (SETPEERS names them).
+    private(set) var ptpPeers: [String] = []
+    /// They are the master's peers (from the stream SETUP's answer on; removed on teardown).
+    private(set) var ptpPeerAdded = false
     private var audioKey: [UInt8] = []
     private var controlPort = 0
     private var timingPort = 0
@@ -169,6 +192,8 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
     var plan: [AirPlay2AudioSetupStep] {
         switch (configuration.timing, configuration.stream) {
         case (.ntp, .realtime): [.sessionSetup, .eventChannel, .feedback, .record, .streamSetup, .flush]
+        // RECORD before the stream SETUP (Samsung, Sonos), then SETPEERS (docs/PTP-AND-BUFFERED-AUDIO.md §3.1).
+        case (.ptp, .realtime): [.sessionSetup, .eventChannel, .feedback, .record, .setPeers, .streamSetup, .flush]
         }
     }
 
@@ -182,11 +207,13 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
         return [.connect]
     }
 
-    /// Connected and paired: the session id (SSRC, `streamConnectionID`) and the audio key (`shk`).
-    mutating func connected(sessionID: UInt32, audioKey: [UInt8]) -> [AirPlay2AudioSessionAction] {
+    /// Connected and paired: the session id (SSRC, `streamConnectionID`), the audio key (`shk`)
+    /// and the receiver's address as the connection sees it (PTP: SETPEERS and the master's peer).
+    mutating func connected(sessionID: UInt32, audioKey: [UInt8], receiverAddress: String = "") -> [AirPlay2AudioSessionAction] {
         guard state == .connecting else { return [] }
         self.sessionID = sessionID
         self.audioKey = audioKey
+        self.receiverAddress = receiverAddress
         state = .connected
         return []
     }
@@ -227,6 +254,10 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
             hasSession = true
             do throws(ATVError) {
                 let reply = try AirPlay2SessionReply(parsing: r.body)
+                if configuration.timing.isPTP {
+                    // Read leniently: only where the PTP master sends depends on it.
+                    receiverTimingAddresses = (try? AirPlay2PTPSessionReply(parsing: r.body))?.timingPeer?.addresses ?? []
+                }
                 return [.sessionEstablished] + advance(from: .sessionSetup, eventPort: reply.eventPort)
             } catch {
                 return [.sessionEstablished] + fail(error)
@@ -247,13 +278,28 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
                 let ports = RAOPServerPorts(audioPort: reply.dataPort, controlPort: reply.controlPort,
                                             timingPort: 0, session: String(sessionID))
                 serverPorts = ports
-                return [.serverPorts(ports)] + advance(from: .streamSetup)
+                // PTP: the master sends to the receiver from now on. shairport-sync's nqptp starts
+                // following us only at the stream SETUP, so the Announce a new peer gets at once
+                // arrives while it listens, and its clock is valid about 0.5 s later
+                // (docs/PTP-AND-BUFFERED-AUDIO.md §5.1).
+                var join: [AirPlay2AudioSessionAction] = []
+                if configuration.timing.isPTP, !ptpPeers.isEmpty {
+                    ptpPeerAdded = true
+                    join = ptpPeers.map(AirPlay2AudioSessionAction.addPTPPeer)
+                }
+                return [.serverPorts(ports)] + join + advance(from: .streamSetup)
             } catch {
                 return fail(error)
             }
         case .flush:
             let warning: [AirPlay2AudioSessionAction] = r.isSuccess ? [] : [rejected(kind, r)]
             if state == .settingUp(.flush) { return warning + advance(from: .flush) }
+            return warning
+        case .setPeers:
+            // shairport-sync answers 200 and ignores it; a refusal only warns (the master already
+            // sends to the receiver's address, which is what it follows).
+            let warning: [AirPlay2AudioSessionAction] = r.isSuccess ? [] : [rejected(kind, r)]
+            if state == .settingUp(.setPeers) { return warning + advance(from: .setPeers) }
             return warning
         case .volume, .metadata, .artwork, .progress:
             return r.isSuccess ? [] : [rejected(kind, r)]
@@ -270,6 +316,7 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
         if kind.isCritical { return fail(error) }
         let warning = AirPlay2AudioSessionAction.warning("\(kind.rawValue) failed: \(error)")
         if kind == .flush, state == .settingUp(.flush) { return [warning] + advance(from: .flush) }
+        if kind == .setPeers, state == .settingUp(.setPeers) { return [warning] + advance(from: .setPeers) }
         return [warning]
     }
 
@@ -372,13 +419,15 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
         default: break
         }
         volumeResendAt = nil
+        let release = ptpPeerAdded ? ptpPeers.map(AirPlay2AudioSessionAction.removePTPPeer) : []
+        ptpPeerAdded = false
         guard hasSession, connectionOpen else {
             if state != .failed { state = .closed }
-            return [.stopFeedback, .close]
+            return release + [.stopFeedback, .close]
         }
         state = .tearingDown
         let wait = connectionFailed ? min(configuration.requestTimeout, .seconds(1)) : configuration.requestTimeout
-        return [.stopFeedback, .markTearingDown, send(.teardown, AirPlay2AudioRequest("TEARDOWN", timeout: wait))]
+        return release + [.stopFeedback, .markTearingDown, send(.teardown, AirPlay2AudioRequest("TEARDOWN", timeout: wait))]
     }
 
     // MARK: Internals
@@ -389,6 +438,10 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
         case .sessionSetup:
             let timing: AirPlay2Timing = switch configuration.timing {
             case .ntp: .ntp(timingPort: timingPort)
+            // `timingPeerInfo` (shairport-sync requires it) and one copy as `timingPeerList`
+            // (docs/PTP-AND-BUFFERED-AUDIO.md §3.2).
+            case .ptp(let clockID, let addresses):
+                .ptp(.sender(id: configuration.sessionUUID, addresses: addresses, clockID: clockID))
             }
             let body = AirPlay2SessionSetup.body(timing: timing, sessionUUID: configuration.sessionUUID,
                                                  identity: configuration.identity)
@@ -399,6 +452,14 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
             return [.startFeedback] + advance(from: .feedback)
         case .record:
             return [send(.record, AirPlay2AudioRequest("RECORD"))]
+        case .setPeers:
+            // SETPEERS names the receiver and us (docs/PTP-AND-BUFFERED-AUDIO.md §3.3); the master
+            // sends to the receiver once the stream SETUP is answered.
+            guard case .ptp(_, let ours) = configuration.timing else { return advance(from: .setPeers) }
+            ptpPeers = Self.ptpPeers(rtspPeer: receiverAddress, timingAddresses: receiverTimingAddresses, ours: ours)
+            let list = AirPlay2Peers.addressList(members: [ptpPeers], sender: ours)
+            let request = AirPlay2Peers.setPeers(list, uri: "")
+            return [send(.setPeers, AirPlay2AudioRequest("SETPEERS", headers: request.headers, body: request.body))]
         case .streamSetup:
             let format = configuration.format
             let request = AirPlay2AudioStreamRequest(
@@ -411,6 +472,22 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
             // again when it is lost.
             return [flushRequest(first)]
         }
+    }
+
+    /// Where the PTP master sends for this receiver: the RTSP peer's address, which is what
+    /// shairport-sync's nqptp follows (docs/PTP-AND-BUFFERED-AUDIO.md §5.1 row 3; its reply lists
+    /// that address among its own). When the reply's `timingPeerInfo.Addresses` do not include the
+    /// RTSP peer, the receiver's clock lives at another address (OwnTone sends to those): those of
+    /// the RTSP peer's family are added. Our own addresses are left out (sender and receiver on
+    /// one host: the master never sends to itself).
+    static func ptpPeers(rtspPeer: String, timingAddresses: [String], ours: [String]) -> [String] {
+        var peers = rtspPeer.isEmpty || ours.contains(rtspPeer) ? [] : [rtspPeer]
+        guard !timingAddresses.contains(rtspPeer) else { return peers }
+        let v6 = rtspPeer.contains(":")
+        for a in timingAddresses where a.contains(":") == v6 && !ours.contains(a) && !peers.contains(a) && !a.isEmpty {
+            peers.append(a)
+        }
+        return peers
     }
 
     /// `step` completed: the next one, or ready.

@@ -12,11 +12,20 @@
 // `progressTimeout` with no other sign of life (another answer, an event-channel request, a timing
 // or retransmit request). Timing and retransmit requests count when they come, but a receiver need
 // not send any: one that plays by its own clock never asks for timing.
+//
+// PTP timing (route `realtimePTP`, docs/PTP-AND-BUFFERED-AUDIO.md §3): the session takes a
+// reference to the process's PTP master (`PTPMaster.shared`, bound to the connection's local
+// address), announces its clock in the session SETUP, adds the receiver to the master's peers at
+// SETPEERS, removes it and gives the reference back on teardown; the sync packets are 0xD7 time
+// announces on the master's timeline (`ptpTimeline`). When UDP 319/320 cannot be bound the stream
+// fails with `PTPPorts`' one line, or, where the route allows (`ntpFallback`), goes on with NTP
+// after a warning.
 import ATVAirPlayCore
 import ATVAudio
 import ATVAuth
 import ATVCore
 import ATVHTTP
+import ATVPTP
 import Logging
 import NIOCore
 import NIOPosix
@@ -32,14 +41,23 @@ final class AirPlay2AudioSession: AudioRouteSession {
     private let feedbackInterval: Duration
     private let logger: Logger
     private let machine: Mutex<AirPlay2AudioSessionStateMachine>
+    let audioRoute: AirPlayAudioRouteChoice
+    /// The PTP master this session holds a reference to (PTP routes), until `releaseMaster`.
+    private let master: Mutex<PTPMaster?>
+    let ptpTimeline: PTPTimeline?
     /// The last timing or retransmit request from the receiver (a sign of life when present).
     private let lastUDPContact = Mutex<ContinuousClock.Instant?>(nil)
     private let warningList = Mutex<[String]>([])
 
     private init(connection: AirPlay2Connection, machine: AirPlay2AudioSessionStateMachine, host: String, port: Int,
-                 feedbackInterval: Duration, logger: Logger) {
+                 feedbackInterval: Duration, route: AirPlayAudioRouteChoice, master: PTPMaster?, warnings: [String],
+                 logger: Logger) {
         self.connection = connection
         self.machine = Mutex(machine)
+        self.audioRoute = route
+        self.master = Mutex(master)
+        ptpTimeline = master.map { PTPTimeline(clockID: $0.clockIdentity.value, timescaleOffset: $0.timescaleOffset) }
+        warningList.withLock { $0 = warnings }
         self.host = host
         self.port = port
         self.feedbackInterval = feedbackInterval
@@ -53,28 +71,63 @@ final class AirPlay2AudioSession: AudioRouteSession {
         let connectionOptions = AirPlay2ConnectionOptions(
             userAgent: options.userAgent, connectTimeout: options.connectTimeout, requestTimeout: options.requestTimeout,
             credentials: options.hapCredentials, requestInfo: options.requestInfo)
-        var machine = AirPlay2AudioSessionStateMachine(configuration: AirPlay2AudioSessionConfiguration(
-            identity: connectionOptions.identity, sessionUUID: randomUUID(), codec: options.codec,
-            latencyFrames: options.latencyFrames, requestTimeout: options.requestTimeout,
-            progressTimeout: options.progressTimeout))
-        _ = machine.start()  // .connect:
-        let connection: AirPlay2Connection
+        // `.connect`: the machine's first action (its configuration, the timing, depends on the route).
+        let connection = try await AirPlay2Connection.connect(host: host, port: port, options: connectionOptions, logger: logger)
+        let (route, master, warnings): (AirPlayAudioRouteChoice, PTPMaster?, [String])
         do {
-            connection = try await AirPlay2Connection.connect(host: host, port: port, options: connectionOptions, logger: logger)
+            (route, master, warnings) = try await chooseRoute(options: options, connection: connection, logger: logger)
         } catch {
-            _ = machine.connectFailed(asATVError(error))
+            await connection.close()
             throw error
         }
+        logger.info("audio streaming to \(host):\(port): \(route)")
+        let timing: AirPlay2AudioTimingMode = master.map {
+            .ptp(clockID: $0.clockIdentity.value, addresses: [connection.localIP])
+        } ?? .ntp
+        var machine = AirPlay2AudioSessionStateMachine(configuration: AirPlay2AudioSessionConfiguration(
+            identity: connectionOptions.identity, sessionUUID: randomUUID(), codec: options.codec,
+            latencyFrames: options.latencyFrames, timing: timing, requestTimeout: options.requestTimeout,
+            progressTimeout: options.progressTimeout))
+        _ = machine.start()
         _ = machine.connected(sessionID: connection.sessionID,
-                              audioKey: HAPChannel.airPlayAudioKey(sharedSecret: connection.sharedSecret))
+                              audioKey: HAPChannel.airPlayAudioKey(sharedSecret: connection.sharedSecret),
+                              receiverAddress: connection.remoteIP)
         let session = AirPlay2AudioSession(connection: connection, machine: machine, host: host, port: port,
-                                           feedbackInterval: options.feedbackInterval, logger: logger)
+                                           feedbackInterval: options.feedbackInterval, route: route, master: master,
+                                           warnings: warnings, logger: logger)
         connection.onFailure { [weak session] error in
             session?.connectionLost(error)
             wakeup.signal()
         }
         connection.onRequestSent { wakeup.signal() }
         return session
+    }
+
+    /// The route from TXT and `/info` (`AirPlayAudioRouteChoice.choose`) and, for PTP, a reference
+    /// to the process's master; PTP ports that cannot be bound fail the stream (one line, with
+    /// `PTPPorts`' advice) unless the route allows NTP instead.
+    private static func chooseRoute(options: RAOPOptions, connection: AirPlay2Connection,
+                                    logger: Logger) async throws -> (AirPlayAudioRouteChoice, PTPMaster?, [String]) {
+        let traits = options.receiverTraits.merged(with: connection.info.map(AirPlayReceiverTraits.init(info:)) ?? AirPlayReceiverTraits())
+        let route = try AirPlayAudioRouteChoice.choose(version: .v2, traits: traits, timing: options.timing,
+                                                       buffered: options.buffered)
+        guard route.route.usesPTP else { return (route, nil, []) }
+        do {
+            return (route, try await PTPMaster.shared(bindAddress: connection.localIP), [])
+        } catch {
+            guard let (ntp, warning) = route.fallingBack(after: asATVError(error)) else { throw error }
+            logger.warning("\(warning)")
+            return (ntp, nil, [warning])
+        }
+    }
+
+    /// Gives the PTP master reference back (once).
+    private func releaseMaster() async {
+        let m = master.withLock { m -> PTPMaster? in
+            defer { m = nil }
+            return m
+        }
+        await m?.release()
     }
 
     var localIP: String { connection.localIP }
@@ -140,6 +193,11 @@ final class AirPlay2AudioSession: AudioRouteSession {
             case .startFeedback:
                 // Unanswered keep-alives are judged by the stall rule (progressTimeout), not by a count.
                 connection.startFeedback(interval: feedbackInterval, failAfterMisses: nil)
+            case .addPTPPeer(let host):
+                logger.debug("AirPlay 2: PTP master \(master.withLock { $0?.clockIdentity.description } ?? "-") sends to \(host)")
+                master.withLock { $0 }?.addPeer(host)
+            case .removePTPPeer(let host):
+                master.withLock { $0 }?.removePeer(host)
             case .serverPorts(let ports):
                 logger.debug("AirPlay 2: audio stream SETUP → dataPort \(ports.audioPort), controlPort \(ports.controlPort)")
             case .stopFeedback:
@@ -222,10 +280,14 @@ final class AirPlay2AudioSession: AudioRouteSession {
         let failure = connection.failure
         let open = connection.isOpen
         await perform(machine.withLock { $0.teardown(connectionOpen: open, connectionFailed: failure != nil) })
+        await releaseMaster()
         return failure
     }
 
-    func close() async { await connection.close() }
+    func close() async {
+        await connection.close()
+        await releaseMaster()
+    }
 }
 
 extension RAOPClient {

@@ -1,0 +1,114 @@
+import ATVTestSupport
+import Foundation
+import Testing
+
+/// `atv stream --timing auto|ntp|ptp --buffered auto|on|off`: parsing, the errors a choice that
+/// cannot hold gives, and the route named by `-v` and by the summary line
+/// (docs/PTP-AND-BUFFERED-AUDIO.md §6).
+@Suite(.serialized) struct StreamTimingCLITests {
+    static let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path
+
+    @Test(arguments: [
+        (["--timing", "sntp"], "--timing must be auto, ntp or ptp"),
+        (["--buffered", "yes"], "--buffered must be auto, on or off"),
+    ])
+    func badValuesAreRejected(args: [String], message: String) async throws {
+        let r = try await run(try TestEnv.atv(), ["stream", Self.sample, "--host", "127.0.0.1", "--port", "9"] + args, timeout: 10)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains(message), "stderr: \(r.stderr)")
+        #expect(r.seconds < 5, "took \(r.seconds) s")
+    }
+
+    /// The help names the options and how to allow UDP 319/320 without root.
+    @Test func helpExplainsTimingAndThePorts() async throws {
+        let r = try await run(try TestEnv.atv(), ["stream", "--help"], timeout: 10)
+        #expect(r.status == 0)
+        for text in ["--timing <timing>", "--buffered <buffered>", "cap_net_bind_service", "ip_unprivileged_port_start"] {
+            #expect(r.stdout.contains(text), "missing \(text) in: \(r.stdout)")
+        }
+    }
+
+    /// --timing ptp to an AirPlay 1 speaker (its /info says so): one line, non-zero, within 5 s.
+    @Test func ptpToAnAirPlay1SpeakerIsOneClearError() async throws {
+        let wav = try TestEnv.tempDir().appendingPathComponent("cap.wav").path
+        let speaker = try Child(try TestEnv.atv(), ["simulate", "speaker", "--port", "0", "--output", wav, "--no-advertise"])
+        defer { speaker.kill() }
+        let line = try await speaker.waitForOutput(timeout: 60) { $0.contains("listening on 127.0.0.1:") }
+        guard let range = line.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+              let port = Int(line[range].split(separator: ":")[1]) else { throw TestFailure("no port in: \(line)") }
+        let r = try await run(try TestEnv.atv(), ["stream", Self.sample, "--host", "127.0.0.1", "--port", "\(port)", "--timing", "ptp"],
+                              timeout: 10)
+        #expect(r.status != 0)
+        let lines = r.stderr.split(separator: "\n", omittingEmptySubsequences: true)
+        #expect(lines.count == 1, "stderr should be one line: \(r.stderr)")
+        #expect(r.stderr.hasPrefix("atv: error: "), "stderr: \(r.stderr)")
+        #expect(r.stderr.contains("--timing ptp needs an AirPlay 2 receiver"), "stderr: \(r.stderr)")
+        #expect(r.seconds < 5, "took \(r.seconds) s")
+    }
+
+    /// To the virtual HomePod, auto: realtime NTP (its model is a HomePod's); -v says which and
+    /// why, the summary line ends with the route.
+    @Test func autoKeepsRealtimeNTPForAHomePod() async throws {
+        let dir = try TestEnv.tempDir()
+        let wav = dir.appendingPathComponent("pod.wav").path
+        let pod = try Child(try TestEnv.atv(), ["simulate", "homepod", "--port", "0", "--output", wav, "--sessions", "1",
+                                                "--no-advertise"])
+        defer { pod.kill() }
+        let out = try await pod.waitForOutput(timeout: 60) { $0.contains("listening on") }
+        guard let range = out.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+              let port = Int(out[range].split(separator: ":")[1]) else { throw TestFailure("no port in: \(out)") }
+        let r = try await run(try TestEnv.atv(), ["stream", Self.sample, "--host", "127.0.0.1", "--port", "\(port)", "--latency", "500",
+                                                  "-v", "--storage", dir.appendingPathComponent("s.json").path],
+                              timeout: 90, environment: ["HOME": dir.path])
+        #expect(r.status == 0, "\(r.stderr.suffix(2000))")
+        #expect(r.stderr.contains("AirPlay 2 realtime, NTP timing (model AudioAccessory5,1"), "\(r.stderr.suffix(3000))")
+        #expect(r.stdout.contains("Streamed 0:10 to 127.0.0.1:\(port) (AirPlay 2, alac,"), "\(r.stdout)")
+        #expect(r.stdout.contains("realtime NTP)"), "\(r.stdout)")
+        _ = try await pod.wait(timeout: 30)
+    }
+
+    /// `atv stream --timing ptp` to `atv simulate homepod`, both in a network namespace of their
+    /// own (UDP 319/320 are per namespace; other programs on the host may hold them): the stream
+    /// takes realtime PTP, -v and the summary say so, the receiver got a PTP session and wrote
+    /// the audio bit-exact.
+    @Test func forcedPTPStreamsInItsOwnNamespace() async throws {
+        let dir = try TestEnv.tempDir()
+        let atv = try TestEnv.atv()
+        let script = """
+        set -u
+        cd '\(dir.path)'
+        ip link set lo up
+        '\(atv)' simulate homepod --port 7000 --output pod.wav --sessions 1 --no-advertise > pod.out 2>&1 &
+        pod=$!
+        for i in $(seq 600); do grep -q 'listening on' pod.out && break; sleep 0.1; done
+        HOME='\(dir.path)' '\(atv)' stream '\(Self.sample)' --host 127.0.0.1 --port 7000 --latency 500 --timing ptp -v \
+          --storage s.json > stream.out 2> stream.err
+        echo $? > stream.rc
+        for i in $(seq 300); do kill -0 $pod 2>/dev/null || break; sleep 0.1; done
+        kill $pod 2>/dev/null
+        true
+        """
+        let r = try await run("/usr/bin/unshare", ["--net", "/bin/bash", "-c", script], timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        func file(_ name: String) -> String { (try? String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)) ?? "" }
+        let err = file("stream.err"), out = file("stream.out"), pod = file("pod.out")
+        #expect(file("stream.rc").trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(err.suffix(2000))")
+        #expect(err.contains("AirPlay 2 realtime, PTP timing (forced by --timing ptp)"), "\(err.suffix(3000))")
+        #expect(out.contains("Streamed 0:10 to 127.0.0.1:7000 (AirPlay 2, alac,") && out.contains("realtime PTP)"), "\(out)")
+        #expect(pod.contains("timing: PTP"), "\(pod)")
+        try StreamTimingCLITests.expectWholeSource(dir.appendingPathComponent("pod.wav").path, source: try await referencePCM(Self.sample))
+    }
+
+    /// The capture holds the whole source at one place, only silence around it.
+    static func expectWholeSource(_ wav: String, source: [UInt8]) throws {
+        let captured = try wavPCM(wav)
+        var s0 = 0
+        while s0 + 4 <= source.count, source[s0..<(s0 + 4)].allSatisfy({ $0 == 0 }) { s0 += 4 }
+        let found = try #require(findPCM(source[s0..<min(source.count, s0 + 8192)], in: captured), "source not found in the capture")
+        let offset = found - s0
+        try #require(offset >= 0 && captured.count >= offset + source.count, "capture too short")
+        #expect(captured[..<offset].allSatisfy { $0 == 0 }, "only silence may precede the source")
+        #expect(captured[offset..<(offset + source.count)].elementsEqual(source), "capture differs from the source")
+        #expect(captured[(offset + source.count)...].allSatisfy { $0 == 0 }, "only silence may follow the source")
+    }
+}
