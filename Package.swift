@@ -120,7 +120,7 @@ let package = Package(
 
         // Layer 6: virtual devices and the CLI.
         .target(name: "ATVSimulator", dependencies: [
-            "ATVCore", "ATVAudio", "ATVHTTP", "ATVAirPlayCore", "ATVRAOP", "ATVAirPlay", "ATVDiscovery", "ATVCompanion", "ATVDMAP", "ATVMRP",
+            "ATVCore", "ATVAudio", "ATVHTTP", "ATVAirPlayCore", "ATVRAOP", "ATVAirPlay", "ATVDiscovery", "ATVCompanion", "ATVDMAP", "ATVMRP", "ATVPTP",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
@@ -152,7 +152,7 @@ let package = Package(
         ], swiftSettings: swift6),
         .testTarget(name: "ATVDiscoveryTests", dependencies: ["ATVTestSupport", "ATVDiscovery", "ATVAirPlayCore"], swiftSettings: swift6),
         .testTarget(name: "CLITests", dependencies: ["ATVTestSupport", "ATVCore"], swiftSettings: swift6),
-        .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVTestSupport", "ATVSimulator", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
+        .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVTestSupport", "ATVSimulator", "ATVHTTP", "ATVAirPlayCore", "ATVPTP", "ATVRAOP"], swiftSettings: swift6),
         .testTarget(name: "ATVAuthTests", dependencies: ["ATVTestSupport", "ATVAuth", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
         .testTarget(name: "ATVMRPTests", dependencies: ["ATVTestSupport", "ATVMRP", "ATVCore", "ATVAuth", "ATVAirPlayCore", "ATVSimulator", "ATV"], swiftSettings: swift6),
         .testTarget(name: "ATVCompanionTests", dependencies: ["ATVTestSupport",

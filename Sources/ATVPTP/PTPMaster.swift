@@ -371,6 +371,15 @@ enum PTPKernelSocket {
         return fd
     }
 
+    /// Joins the PTP primary multicast group (224.0.1.129) on the interface holding the IPv4
+    /// address `interface` (a follower of a master that sends to the group). True on success.
+    static func joinGroup(_ fd: CInt, interface: String) -> Bool {
+        var request = ip_mreq()
+        guard inet_pton(AF_INET, PTPDestination.multicastGroup, &request.imr_multiaddr) == 1,
+              inet_pton(AF_INET, interface, &request.imr_interface) == 1 else { return false }
+        return setsockopt(fd, CInt(IPPROTO_IP), IP_ADD_MEMBERSHIP, &request, socklen_t(MemoryLayout<ip_mreq>.size)) == 0
+    }
+
     /// One datagram with sendto (non-blocking: a full socket buffer drops it, and the next Sync
     /// follows 125 ms later). True when the kernel took it.
     static func send(_ fd: CInt, _ bytes: [UInt8], to address: SocketAddress) -> Bool {

@@ -175,6 +175,9 @@ final class AudioPlayout: @unchecked Sendable {
     private var retransmitCounter: UInt16 = 0
     private var published = JitterBuffer.Statistics()
     private var tickTask: RepeatedTask?
+    /// Asked before a packet's frames are written (sequence number, frames): false drops them (a
+    /// receiver with no valid clock plays nothing). nil: everything plays.
+    var gate: ((UInt16, Int) -> Bool)?
 
     init(jitter: JitterBuffer.Configuration, record: @escaping @Sendable ((inout AudioReception) -> Void) -> Void) {
         self.jitter = JitterBuffer(configuration: jitter)
@@ -238,8 +241,10 @@ final class AudioPlayout: @unchecked Sendable {
     private func process(_ outputs: [JitterBuffer.Output]) {
         for output in outputs {
             switch output {
-            case .play(_, let payload, _):
-                write(decode(payload))
+            case .play(let seq, let payload, _):
+                let pcm = decode(payload)
+                if let gate, !gate(seq, pcm.count / 4) { continue }
+                write(pcm)
             case .lost(_, let count):
                 let frames = count * (format?.framesPerPacket ?? 352)
                 write([UInt8](repeating: 0, count: frames * 4))

@@ -2,6 +2,7 @@ import ATVAirPlayCore
 import ATVAuth
 import ATVCore
 import ATVHTTP
+import ATVPTP
 import ATVRAOP
 import NIOCore
 import NIOPosix
@@ -48,6 +49,12 @@ final class HomePodConnection: @unchecked Sendable {
     private var dataConnections: [Channel] = []
     private var end = SessionEnd()
     private var ended = false
+    /// PTP session: the follower (shared by the device) and the RTP-Info of a RECORD that came
+    /// before the stream SETUP.
+    private var follower: PTPFollower?
+    private var buffered: HomePodBufferedStream?
+    private var pendingRTPInfo: String?
+    private var clockRules: PTPClockRules { PTPClockRules(strict: config.profile == .shairportAP2) }
 
     init(channel: Channel, shared: HomePodShared, crypto: HAPEncryptionHandler) {
         self.channel = channel
@@ -130,8 +137,17 @@ final class HomePodConnection: @unchecked Sendable {
         case ("SETUP", _):
             return setup(request, ok)
         case ("RECORD", _):
-            ok.headers.set("Audio-Latency", "11025")
-            stream?.expectFirstPacket(request.headers["RTP-Info"])
+            ok.headers.set("Audio-Latency", follower == nil ? "11025" : "0")
+            if let stream {
+                stream.expectFirstPacket(request.headers["RTP-Info"])
+            } else {
+                pendingRTPInfo = request.headers["RTP-Info"]
+            }
+        case ("FLUSHBUFFERED", _) where buffered != nil:
+            guard let flush = try? BufferedFlush(parsing: BinaryPlist.decode(request.body)) else {
+                return reply(response(400, for: request))
+            }
+            buffered?.flush(flush)
         case ("FLUSH", _), ("FLUSHBUFFERED", _):
             stream?.flush()
             stream?.expectFirstPacket(request.headers["RTP-Info"])
@@ -141,11 +157,16 @@ final class HomePodConnection: @unchecked Sendable {
             ReceiverParameters.answer(request, volume: shared.report.withLock { $0.volume }, to: &ok)
         case ("POST", "/feedback"):
             shared.update { $0.feedbacks += 1 }
-        case ("POST", "/command"), ("POST", "/audioMode"), ("SETPEERS", _), ("SETRATEANCHORTIME", _), ("PUT", _):
+        case ("SETPEERS", _), ("SETPEERSX", _):
+            return reply(setPeers(request, ok))
+        case ("SETRATEANCHORTIME", _):
+            return reply(setRateAnchor(request, ok))
+        case ("POST", "/command"), ("POST", "/audioMode"), ("PUT", _):
             break
         case ("TEARDOWN", _):
             if let streams = (try? BinaryPlistParser.parse(request.body))?["streams"], case .array(let list) = streams, !list.isEmpty {
                 stream?.finish()  // only the stream; the session stays
+                buffered?.finish()
             } else {
                 scheduleEnd()
             }
@@ -272,6 +293,36 @@ final class HomePodConnection: @unchecked Sendable {
             shared.update { $0.remoteControlRefused += 1 }
             return reply(response(501, for: request, reason: "Not Implemented"))
         }
+        let timingProtocol = body["timingProtocol"]?.string
+        var ptpTiming: AirPlay2PTPTiming?
+        if timingProtocol == "NTP", !config.acceptsNTP {
+            // shairport-sync: "ntp stream handling is not implemented", the answer stays 501.
+            shared.update { $0.ptp.sessionsRefused.append(501) }
+            return reply(response(501, for: request, reason: "Not Implemented"))
+        }
+        if timingProtocol == "PTP" {
+            guard config.acceptsPTP else {
+                shared.update { $0.ptp.sessionsRefused.append(501) }
+                return reply(response(501, for: request, reason: "Not Implemented"))
+            }
+            do {
+                ptpTiming = try AirPlay2PTPTiming(sessionSetup: .dict(body))
+            } catch {
+                // No timingPeerInfo: shairport-sync leaves the answer at 501.
+                let status = config.profile == .shairportAP2 ? 501 : 400
+                shared.update { r in
+                    r.ptp.sessionsRefused.append(status)
+                    r.errors.append("session SETUP: \(error)")
+                }
+                return reply(response(status, for: request))
+            }
+        } else if config.profile == .shairportAP2 {
+            shared.update { $0.ptp.sessionsRefused.append(501) }
+            return reply(response(501, for: request, reason: "Not Implemented"))
+        }
+        if let ptpTiming {
+            return setupPTPSession(ptpTiming, body, request, ok)
+        }
         hasSession = true
         // A remote-control-only session (the MRP tunnel) is no audio session: no number, no WAV file.
         if body["isRemoteControlOnly"]?.bool == true {
@@ -281,7 +332,6 @@ final class HomePodConnection: @unchecked Sendable {
             number = n
             wavPath = path
         }
-        let timingProtocol = body["timingProtocol"]?.string
         let timingPort = body["timingPort"]?.double.map { Int($0) }
         shared.update { r in
             r.timingProtocol = timingProtocol
@@ -328,6 +378,117 @@ final class HomePodConnection: @unchecked Sendable {
         }
     }
 
+    /// Session SETUP with PTP timing (docs/PTP-AND-BUFFERED-AUDIO.md §3.2): the follower bound on
+    /// `ptpAddress`, following the RTSP peer (a HomePod from now on; the strict profile, as
+    /// nqptp, from the stream SETUP on) → `{eventPort, timingPort 0, timingPeerInfo}`.
+    private func setupPTPSession(_ timing: AirPlay2PTPTiming, _ body: [String: PlistValue], _ request: RTSPRequest,
+                                 _ ok: RTSPResponse) -> EventLoopFuture<HomePodReply> {
+        guard let secret else { return reply(response(470, for: request, reason: "Connection Authorization Required")) }
+        hasSession = true
+        if number == nil {
+            let (n, path) = shared.beginSession()
+            number = n
+            wavPath = path
+        }
+        shared.update { r in
+            r.timingProtocol = "PTP"
+            r.senderTimingPort = nil
+            r.ptp.timingPeerAddresses = timing.peerInfo.addresses
+        }
+        let host = channel.localAddress?.ipAddress ?? config.host
+        let ptpAddress = config.ptpAddress ?? host
+        let eventKeys = HAPChannel.airPlayEvents.keys(sharedSecret: secret, role: .accessory)
+        let events: EventLoopFuture<Channel> = eventServer.map { loop.makeSucceededFuture($0) } ?? bindEventServer(host: host, keys: eventKeys)
+        let promise = loop.makePromise(of: PTPFollower.self)
+        let slot = shared.extra.ptp
+        promise.completeWithTask { try await slot.follower(address: ptpAddress) }
+        let peer = peerIP
+        let strict = config.profile == .shairportAP2
+        // A HomePod whose follower cannot bind (another program holds 319/320 on that address)
+        // still takes the session and plays by its own clock, as before PTP; the strict profile,
+        // like shairport-sync without nqptp, cannot.
+        let bound: EventLoopFuture<PTPFollower?> = promise.futureResult.map { Optional($0) }.flatMapError { [self, shared] error in
+            guard !strict else { return loop.makeFailedFuture(error) }
+            shared.update { $0.ptp.followerError = "\(error)" }
+            return loop.makeSucceededFuture(nil)
+        }
+        return events.and(bound).map { [self] ev, follower in
+            self.follower = follower
+            if !strict { follow(peer) }
+            if eventServer == nil {
+                eventServer = ev
+                shared.update { $0.eventPort = ev.localAddress?.port }
+                setEventState(.listening)
+            }
+            var r = ok
+            r.headers.set("Content-Type", "application/x-apple-binary-plist")
+            let own = AirPlay2TimingPeer(id: ptpAddress, addresses: [ptpAddress], clockID: nil, deviceType: nil)
+            r.body = BinaryPlist.encode(AirPlay2PTPSessionReply(eventPort: ev.localAddress?.port ?? 0, timingPort: 0, timingPeer: own).body)
+            return HomePodReply(response: r)
+        }.flatMapErrorThrowing { [self] error in
+            shared.update { $0.errors.append("session SETUP: \(error)") }
+            return HomePodReply(response: response(500, for: request))
+        }
+    }
+
+    /// Follows `host` (the RTSP peer) and records it.
+    private func follow(_ host: String?) {
+        guard let follower, let host else { return }
+        follower.follow(host)
+        shared.update { $0.ptp.master = host }
+    }
+
+    /// SETPEERS (address strings) and SETPEERSX (peer dictionaries): recorded; 400 if malformed.
+    /// Both profiles keep following the RTSP peer (shairport-sync ignores both; a HomePod's master
+    /// is the sender, which lists itself).
+    private func setPeers(_ request: RTSPRequest, _ ok: RTSPResponse) -> RTSPResponse {
+        do {
+            let addresses = request.method == "SETPEERSX"
+                ? try AirPlay2Peers.peers(fromSetPeersX: request.body).flatMap(\.addresses)
+                : try AirPlay2Peers.addresses(fromSetPeers: request.body)
+            shared.update { $0.ptp.setPeers.append(addresses) }
+            return ok
+        } catch {
+            shared.update { $0.errors.append("\(request.method): \(error)") }
+            return response(400, for: request)
+        }
+    }
+
+    /// SETRATEANCHORTIME: `rate` read only as an integer (a real is refused: shairport-sync reads
+    /// nothing from it); 400 until the master's clock is measured; a play anchor on another clock
+    /// than the grandmaster is refused by the strict profile. The anchor goes to the stream.
+    private func setRateAnchor(_ request: RTSPRequest, _ ok: RTSPResponse) -> RTSPResponse {
+        let refuse = { [self] (why: String) -> RTSPResponse in
+            shared.update { $0.ptp.rateAnchorsRefused.append(why) }
+            return response(400, for: request)
+        }
+        let anchor: BufferedRateAnchor
+        do {
+            anchor = try BufferedRateAnchor(parsing: BinaryPlist.decode(request.body))
+        } catch {
+            return refuse("\(error)")
+        }
+        guard let follower else { return refuse("no PTP session") }
+        let status = follower.status
+        let now = PTPMaster.monotonicNow()
+        guard clockRules.measured(status, now: now) else {
+            return refuse("the master's clock is not measured yet (\(status.state.rawValue))")
+        }
+        switch anchor {
+        case .pause:
+            shared.update { $0.ptp.rateAnchors.append("pause") }
+            stream?.setAnchor(nil)
+            buffered?.setAnchor(nil)
+        case .play(let rtp, let time, let clock):
+            if let why = clockRules.refusal(clock: clock, status, now: now) { return refuse(why) }
+            shared.update { $0.ptp.rateAnchors.append("play") }
+            let a = PTPAnchor(frame: rtp, time: Int64(clamping: time.nanoseconds), clock: clock)
+            stream?.setAnchor(a)
+            buffered?.setAnchor(a)
+        }
+        return ok
+    }
+
     /// Stream SETUP: type 96 (real-time) with `ct` 1 (PCM) or 2 (ALAC) → `{streams: [{type, dataPort, controlPort}]}`.
     private func setupStreams(_ streams: [PlistValue], _ request: RTSPRequest, _ ok: RTSPResponse) -> EventLoopFuture<HomePodReply> {
         guard hasSession, let first = streams.first, case .dict(let s) = first else {
@@ -351,6 +512,9 @@ final class HomePodConnection: @unchecked Sendable {
             }
             return setupRemoteControl(s, request, ok)
         }
+        if type == BufferedAudioStreamRequest.bufferedType {
+            return setupBuffered(streams, request, ok)
+        }
         guard type == 96 else { return reply(response(501, for: request, reason: "Stream Type Not Implemented")) }
         guard case .data(let shk)? = s["shk"], shk.count == 32 else { return reply(response(400, for: request)) }
         guard (1...4096).contains(spf), sampleRate == 44100 else { return reply(response(415, for: request)) }
@@ -365,11 +529,18 @@ final class HomePodConnection: @unchecked Sendable {
             senderControl = try? SocketAddress(ipAddress: ip, port: p)
         }
         stream?.finish()
+        // nqptp is told to follow the RTSP peer at the stream SETUP (docs/PTP-AND-BUFFERED-AUDIO.md §5.1 row 3).
+        if config.profile == .shairportAP2 { follow(peerIP) }
         let host = channel.localAddress?.ipAddress ?? config.host
         let made = HomePodStream.make(loop: loop, host: host, shared: shared, format: format, key: shk,
-                                      senderControl: senderControl, wavPath: wavPath)
+                                      senderControl: senderControl, wavPath: wavPath,
+                                      clock: follower.map { ($0, clockRules) })
         return made.map { [self] stream in
             self.stream = stream
+            if let info = pendingRTPInfo {
+                stream.expectFirstPacket(info)
+                pendingRTPInfo = nil
+            }
             shared.update { r in
                 r.dataPort = stream.dataPort
                 r.controlPort = stream.controlPort
@@ -380,6 +551,39 @@ final class HomePodConnection: @unchecked Sendable {
             r.body = BinaryPlist.encode(.dict(["streams": .array([.dict([
                 "type": .int(96), "dataPort": .int(Int64(dataPort)), "controlPort": .int(Int64(stream.controlPort)),
                 "streamID": .int(1), "audioBufferSize": .int(8_388_608),
+            ])])]))
+            return HomePodReply(response: r)
+        }.flatMapErrorThrowing { [self] error in
+            shared.update { $0.errors.append("stream SETUP: \(error)") }
+            return HomePodReply(response: response(500, for: request))
+        }
+    }
+
+    /// Stream SETUP type 103 (buffered, docs/PTP-AND-BUFFERED-AUDIO.md §3.5, §4) on a PTP session:
+    /// a TCP data listener → `{streams: [{type 103, dataPort, controlPort, audioBufferSize, streamID}]}`.
+    private func setupBuffered(_ streams: [PlistValue], _ request: RTSPRequest, _ ok: RTSPResponse) -> EventLoopFuture<HomePodReply> {
+        guard let follower else { return reply(response(400, for: request, reason: "Buffered Audio Needs PTP")) }
+        let setup: BufferedAudioStreamRequest
+        do {
+            setup = try BufferedAudioStreamRequest(parsing: .dict(["streams": .array(streams)]))
+        } catch {
+            shared.update { $0.errors.append("stream SETUP: \(error)") }
+            return reply(response(400, for: request))
+        }
+        if config.profile == .shairportAP2 { follow(peerIP) }
+        stream?.finish()
+        stream = nil
+        buffered?.finish()
+        let host = channel.localAddress?.ipAddress ?? config.host
+        return HomePodBufferedStream.make(loop: loop, host: host, shared: shared, format: setup.format, key: setup.sharedKey,
+                                          wavPath: wavPath, clock: (follower, clockRules)).map { [self] stream in
+            buffered = stream
+            shared.update { $0.dataPort = stream.dataPort }
+            var r = ok
+            r.headers.set("Content-Type", "application/x-apple-binary-plist")
+            r.body = BinaryPlist.encode(.dict(["streams": .array([.dict([
+                "type": .int(103), "dataPort": .int(Int64(stream.dataPort)), "controlPort": .int(0),
+                "audioBufferSize": .int(Int64(BufferedAudioStreamReply.defaultAudioBufferSize)), "streamID": .int(1),
             ])])]))
             return HomePodReply(response: r)
         }.flatMapErrorThrowing { [self] error in
@@ -506,6 +710,7 @@ final class HomePodConnection: @unchecked Sendable {
         guard !ended else { return }
         ended = true
         stream?.finish()
+        buffered?.finish()
         timingTask?.cancel()
         eventReplyTimer?.cancel()
         eventDropTimer?.cancel()

@@ -2,6 +2,7 @@ import ATVAirPlayCore
 import ATVAuth
 import ATVCore
 import ATVDiscovery
+import ATVPTP
 import Foundation
 import NIOCore
 import NIOPosix
@@ -80,6 +81,31 @@ package final class VirtualHomePod: Sendable {
         /// Offer MRP over the AirPlay 2 remote-control channel. False: a remote-control session SETUP
         /// (`isRemoteControlOnly`) or stream SETUP type 130 is answered 501 Not Implemented.
         package var remoteControlTunnel = true
+        /// Session timing accepted (`timingProtocol`): NTP, PTP, or both as a HomePod does.
+        package var timing: TimingAccepted = .both
+        /// A HomePod, or shairport-sync's AirPlay 2 mode (PTP only and strict; docs/PTP-AND-BUFFERED-AUDIO.md §5.1).
+        package var profile: Profile = .homepod
+        /// The address the PTP follower binds UDP 319/320 on (nil: `host`). Tests put the
+        /// sender's master on 127.0.0.1 and this on 127.0.0.2: both need the ports.
+        package var ptpAddress: String?
+
+        package enum TimingAccepted: String, Sendable, CaseIterable {
+            case ntp, ptp, both
+        }
+
+        package enum Profile: String, Sendable, CaseIterable {
+            case homepod
+            /// shairport-sync 5.2.1 with nqptp in AirPlay 2 mode: refuses NTP (501), needs
+            /// `timingPeerInfo`, follows only the RTSP peer from the stream SETUP on, no time
+            /// before an Announce, drops type-103 packets with an unknown SSRC, reads `rate` only
+            /// as an integer, and (as Sonos and WiiM do) answers 400 to SETRATEANCHORTIME until it
+            /// has measured the master's clock.
+            case shairportAP2 = "shairport-ap2"
+        }
+
+        /// Whether a session may ask for this timing.
+        var acceptsNTP: Bool { profile == .homepod && timing != .ptp }
+        var acceptsPTP: Bool { profile == .shairportAP2 || timing != .ntp }
 
         package init(host: String = "127.0.0.1", port: Int = 0, name: String = "swift-atv HomePod",
                     deviceID: String = "AA:BB:CC:DD:EE:F0", model: String = "AudioAccessory5,1",
@@ -153,6 +179,9 @@ package final class VirtualHomePod: Sendable {
     /// A snapshot of everything seen so far.
     package func report() -> HomePodReport { shared.report.withLock { $0 } }
 
+    /// The PTP follower's view now (nil until a PTP session started it).
+    package func ptpStatus() -> PTPFollowerStatus? { shared.extra.ptp.current?.status }
+
     /// Events from now on (each call gives an independent stream).
     package func events() -> AsyncStream<HomePodEvent> { shared.events.subscribe() }
 
@@ -174,6 +203,7 @@ package final class VirtualHomePod: Sendable {
     package func stop() async {
         try? await server.close()
         await shared.mrp.stop()
+        await shared.extra.ptp.stop()
         shared.closeAll()
         shared.events.finish()
     }
@@ -220,6 +250,8 @@ typealias HomePodShared = ReceiverShared<VirtualHomePod.Configuration, HomePodRe
 final class HomePodExtra: Sendable {
     let controllers: Mutex<[HAPPairedController]>
     let mrp: VirtualMRP
+    /// The PTP follower, started at the first PTP session.
+    let ptp = HomePodPTPFollower()
 
     init(controllers: [HAPPairedController], mrp: VirtualMRP) {
         self.controllers = Mutex(controllers)

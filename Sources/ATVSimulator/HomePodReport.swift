@@ -85,6 +85,8 @@ package struct HomePodReport: AudioReceiverReport, Equatable, CustomStringConver
     /// `POST /feedback` keep-alives.
     package var feedbacks = 0
     package var reception = AudioReception()
+    /// PTP timing: the clock followed, anchors, and each packet's play instant.
+    package var ptp = PTPReception()
 
     package init() {}
 
@@ -115,6 +117,7 @@ package struct HomePodReport: AudioReceiverReport, Equatable, CustomStringConver
         lines.append("retransmit requests sent: \(self.retransmitRequestsSent) (\(self.packetsRequested) packets), responses \(self.retransmitResponsesReceived), recovered \(self.packetsRecovered), unrecovered \(self.unrecoveredPackets)")
         lines.append("sync packets: \(self.syncPacketsReceived), timing requests/replies: \(self.timingRequestsSent)/\(self.timingRepliesReceived), feedbacks: \(feedbacks)")
         lines.append("frames written: \(self.framesWritten) (silence \(self.silenceFramesWritten))")
+        if timingProtocol == "PTP" || !ptp.sessionsRefused.isEmpty { lines.append("ptp: \(ptp.summary)") }
         let m = self.metadata
         lines.append("metadata: title=\(m?.title ?? "-") artist=\(m?.artist ?? "-") album=\(m?.album ?? "-"), artwork \(self.artworkBytes) bytes")
         lines.append("volume: \(self.volume.map { "\($0) dB" } ?? "-")")

@@ -1,5 +1,6 @@
 import ATVAudio
 import ATVCore
+import ATVPTP
 import ATVRAOP
 import NIOCore
 import NIOPosix
@@ -21,13 +22,21 @@ final class HomePodStream: @unchecked Sendable {
     /// The WAV file (complete once the stream finished).
     private(set) var wavPath: String?
     private var config: VirtualHomePod.Configuration { shared.configuration }
+    /// PTP: the follower and its rules, the anchor in force (from 0xD7 time announces or
+    /// SETRATEANCHORTIME), and each buffered packet's RTP time and local arrival.
+    private let clock: (follower: PTPFollower, rules: PTPClockRules)?
+    private var anchor: PTPAnchor?
+    private var arrivals: [UInt16: (rtp: UInt32, at: UInt64)] = [:]
+    private var sampleRate: Int
 
     var dataPort: Int { data?.localPort ?? 0 }
     var controlPort: Int { control?.localPort ?? 0 }
 
     private init(loop: EventLoop, shared: HomePodShared, format: RAOPAudioFormat, key: [UInt8],
-                 senderControl: SocketAddress?, wavPath: String?) throws {
+                 senderControl: SocketAddress?, wavPath: String?, clock: (PTPFollower, PTPClockRules)?) throws {
         self.loop = loop
+        self.clock = clock.map { (follower: $0.0, rules: $0.1) }
+        self.sampleRate = format.sampleRate
         self.shared = shared
         self.key = key
         self.wavPath = wavPath
@@ -35,15 +44,19 @@ final class HomePodStream: @unchecked Sendable {
         playout.senderControl = senderControl
         playout.wavPath = wavPath
         try playout.setFormat(format)
+        if self.clock != nil {
+            playout.gate = { [unowned self] seq, frames in self.place(seq: seq, frames: frames) }
+        }
     }
 
     /// Binds the data and control sockets and starts the jitter buffer's clock.
     static func make(loop: EventLoop, host: String, shared: HomePodShared, format: RAOPAudioFormat, key: [UInt8],
-                     senderControl: SocketAddress?, wavPath: String?) -> EventLoopFuture<HomePodStream> {
+                     senderControl: SocketAddress?, wavPath: String?,
+                     clock: (PTPFollower, PTPClockRules)? = nil) -> EventLoopFuture<HomePodStream> {
         let stream: HomePodStream
         do {
             stream = try HomePodStream(loop: loop, shared: shared, format: format, key: key,
-                                       senderControl: senderControl, wavPath: wavPath)
+                                       senderControl: senderControl, wavPath: wavPath, clock: clock)
         } catch {
             return loop.makeFailedFuture(error)
         }
@@ -91,7 +104,67 @@ final class HomePodStream: @unchecked Sendable {
         let seq = UInt16(bytes[2]) << 8 | UInt16(bytes[3])
         if let drop = config.dropAudioPacket, drop(index, seq) { return }
         guard let payload = open(bytes) else { return }
+        if clock != nil {
+            let rtp = UInt32(bytes[4]) << 24 | UInt32(bytes[5]) << 16 | UInt32(bytes[6]) << 8 | UInt32(bytes[7])
+            arrivals[seq] = (rtp, PTPMaster.monotonicNow())
+        }
         playout.insert(seq: seq, payload: payload)
+    }
+
+    // MARK: PTP
+
+    /// A new anchor (nil: paused, or flushed). Set by SETRATEANCHORTIME or a 0xD7 time announce.
+    func setAnchor(_ anchor: PTPAnchor?) {
+        self.anchor = anchor
+        shared.update { r in
+            r.ptp.anchorFrame = anchor?.frame
+            r.ptp.anchorTime = anchor?.time
+        }
+    }
+
+    /// A 0xD7 time announce (docs/PTP-AND-BUFFERED-AUDIO.md §3.8): frame `rtpTime − 11035`
+    /// plays at the master time it carries, on its clock; refused while the clock is not valid
+    /// or (strict) is not the grandmaster the follower follows.
+    private func timeAnnounce(_ bytes: [UInt8]) {
+        guard let clock, let packet = try? PTPTimeAnnouncePacket(decoding: bytes) else {
+            shared.update { $0.malformedPackets += 1 }
+            return
+        }
+        let status = clock.follower.status
+        shared.update { r in
+            r.ptp.timeAnnounces += 1
+            r.ptp.update(status)
+        }
+        if clock.rules.refusal(clock: packet.clockID, status, now: PTPMaster.monotonicNow()) != nil {
+            shared.update { $0.ptp.anchorsRejected += 1 }
+            return
+        }
+        setAnchor(PTPAnchor(frame: packet.audibleFrame(), time: Int64(clamping: packet.networkTime), clock: packet.clockID))
+    }
+
+    /// The play instant of a packet about to be written: recorded by the master's clock when an
+    /// anchor and a measured clock exist. Without them the strict profile plays nothing (false);
+    /// a HomePod plays it anyway.
+    private func place(seq: UInt16, frames: Int) -> Bool {
+        guard let clock else { return true }
+        let arrival = arrivals.removeValue(forKey: seq)
+        let status = clock.follower.status
+        let now = PTPMaster.monotonicNow()
+        guard let anchor, let arrival, clock.rules.refusal(clock: anchor.clock, status, now: now) == nil else {
+            shared.update { r in
+                r.ptp.update(status)
+                if clock.rules.strict { r.ptp.framesDroppedWithoutClock += frames } else { r.ptp.framesWithoutAnchor += frames }
+            }
+            return !clock.rules.strict
+        }
+        let master = anchor.masterTime(of: arrival.rtp, sampleRate: sampleRate)
+        let local = status.offset.map { master - $0 }
+        let late = local.map { Int64(clamping: arrival.at) > $0 } ?? false
+        shared.update { r in
+            r.ptp.update(status)
+            r.ptp.playInstants.append(.init(rtpTime: arrival.rtp, frames: frames, masterTime: master, localTime: local, late: late))
+        }
+        return true
     }
 
     /// Decrypts a packet; nil (and counted) when it does not authenticate.
@@ -111,6 +184,8 @@ final class HomePodStream: @unchecked Sendable {
         switch bytes[1] & 0x7F {
         case RAOPSyncPacket.payloadType:
             shared.update { $0.syncPacketsReceived += 1 }
+        case PTPTimeAnnouncePacket.payloadType & 0x7F:
+            timeAnnounce(bytes)
         case RAOPRetransmitResponse.payloadType:
             // 0x80 0xD6 ‖ seq ‖ the original encrypted packet.
             shared.update { $0.retransmitResponsesReceived += 1 }
@@ -129,6 +204,10 @@ final class HomePodStream: @unchecked Sendable {
         guard !finished else { return }
         playout.finish()
         finished = true
+        if let clock {
+            let status = clock.follower.status
+            shared.update { $0.ptp.update(status) }
+        }
         data?.closeNow()
         control?.closeNow()
     }

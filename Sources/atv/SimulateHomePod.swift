@@ -2,6 +2,7 @@ import ArgumentParser
 import ATVAuth
 import ATVCore
 import ATVDiscovery
+import ATVPTP
 import ATVSimulator
 import Foundation
 
@@ -19,6 +20,11 @@ struct SimulateHomePod: AsyncParsableCommand {
           atv stream song.flac --host 127.0.0.1 --port 7000
           atv playing --host 127.0.0.1 --protocol airplay --mrp-tunnel force
 
+        Timing: NTP and PTP sessions are both accepted, as a HomePod does (--timing narrows it). A PTP session binds UDP 319/320 on --ptp-address (default --address; privileges as for atv ptp-master), follows the clock of the sender's RTSP address, and records when each frame plays by that clock. A sender on the same machine runs its master on 127.0.0.1, so give the HomePod another loopback address. --profile shairport-ap2 behaves as shairport-sync's AirPlay 2 mode with nqptp: PTP only, strict about the clock and the anchors.
+
+          atv simulate homepod --address 127.0.0.2 --port 7000 --profile shairport-ap2
+          atv stream song.flac --host 127.0.0.2 --port 7000 --timing ptp
+
         With pyatv as the sender (it opens the MRP tunnel by itself for a HomePod model; \
         `playing` instead of `stream_file=…` for remote control):
           atvremote --manual --address 127.0.0.1 --port 7000 --protocol raop \\
@@ -26,6 +32,7 @@ struct SimulateHomePod: AsyncParsableCommand {
             ";features=0x4A7FCA00,0xBC354BD0;model=AudioAccessory5,1"
         """)
     @OptionGroup var global: GlobalOptions
+    @Option(help: "Loopback address to listen on (127.0.0.0/8).") var address: String = "127.0.0.1"
     @Option(help: "HTTP/RTSP port (0 = any free port).") var port: Int = 0
     @Option(help: "WAV file to write (session n > 1 writes NAME-n.wav).") var output: String = "homepod.wav"
     @Option(help: "Name of the HomePod.") var name: String = "swift-atv HomePod"
@@ -45,6 +52,12 @@ struct SimulateHomePod: AsyncParsableCommand {
     var noMrpTunnel = false
     @Option(help: "Remote control (MRP over the AirPlay tunnel): seconds of playing before the next track (0 = never).")
     var advance: Double = 10
+    @Option(help: "Session timing accepted: ntp, ptp or both.")
+    var timing: String = "both"
+    @Option(help: "Receiver behaviour: homepod, or shairport-ap2 (PTP only, strict, as shairport-sync with nqptp).")
+    var profile: String = "homepod"
+    @Option(help: "Address the PTP follower binds UDP 319/320 on (default: --address).")
+    var ptpAddress: String?
 
     func validate() throws {
         guard (0 ... 65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -54,6 +67,18 @@ struct SimulateHomePod: AsyncParsableCommand {
         }
         guard !pin.isEmpty, pin.allSatisfy(\.isNumber) else { throw ValidationError("--pin must be digits") }
         guard advance >= 0, advance < 86_400 else { throw ValidationError("--advance must be 0 (never) or a number of seconds") }
+        guard PTPMaster.isIPAddress(address), address.hasPrefix("127.") else {
+            throw ValidationError("--address must be a loopback address (127.0.0.0/8)")
+        }
+        guard VirtualHomePod.Configuration.TimingAccepted(rawValue: timing) != nil else {
+            throw ValidationError("--timing must be ntp, ptp or both")
+        }
+        guard VirtualHomePod.Configuration.Profile(rawValue: profile) != nil else {
+            throw ValidationError("--profile must be homepod or shairport-ap2")
+        }
+        if let ptpAddress, !PTPMaster.isIPAddress(ptpAddress) {
+            throw ValidationError("--ptp-address must be an IP address")
+        }
         if let d = dropEventChannelAfter, !(d > 0 && d < 86_400) {
             throw ValidationError("--drop-event-channel-after must be a positive number of seconds")
         }
@@ -63,20 +88,23 @@ struct SimulateHomePod: AsyncParsableCommand {
         global.bootstrapLogging()
         try await runReportingErrors {
             var config = VirtualHomePod.Configuration(
-                port: port, name: name, deviceID: deviceId.uppercased(), pin: pin, outputPath: output,
+                host: address, port: port, name: name, deviceID: deviceId.uppercased(), pin: pin, outputPath: output,
                 requireUserAgent: requireUserAgent, transientError: transientError,
                 dropEventChannelAfter: dropEventChannelAfter.map { .milliseconds(Int64($0 * 1000)) }, noProgress: noProgress)
             config.timingRequests = !noTimingRequests
             config.remoteControl = VirtualMRP.Configuration(advanceInterval: advance > 0 ? advance : nil)
             config.remoteControlTunnel = !noMrpTunnel
+            config.timing = VirtualHomePod.Configuration.TimingAccepted(rawValue: timing) ?? .both
+            config.profile = VirtualHomePod.Configuration.Profile(rawValue: profile) ?? .homepod
+            config.ptpAddress = ptpAddress
             let pod = try await VirtualHomePod.start(config)
-            print("Virtual HomePod \"\(name)\" listening on 127.0.0.1:\(pod.port) (AirPlay 2), writing \(output)")
+            print("Virtual HomePod \"\(name)\" listening on \(address):\(pod.port) (AirPlay 2), writing \(output)")
             print("TXT for atvremote --manual: --service-properties \"\(pod.raopServicePropertiesArgument())\"")
             var responder: MDNSResponder?
             if !noAdvertise {
                 do {
-                    let r = try await MDNSResponder.start(pod.mdnsServices(raop: !noRaop), options: .init(interfaceAddresses: ["127.0.0.1"]))
-                    print("Advertising \"\(name)\" (\(noRaop ? "_airplay._tcp only" : "_airplay._tcp, _raop._tcp")) on 127.0.0.1 via mDNS")
+                    let r = try await MDNSResponder.start(pod.mdnsServices(address: address, raop: !noRaop), options: .init(interfaceAddresses: [address]))
+                    print("Advertising \"\(name)\" (\(noRaop ? "_airplay._tcp only" : "_airplay._tcp, _raop._tcp")) on \(address) via mDNS")
                     responder = r
                 } catch {
                     print("Warning: not advertising over mDNS: \(error)")

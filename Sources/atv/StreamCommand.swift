@@ -150,7 +150,8 @@ struct Simulate: AsyncParsableCommand {
           atv simulate homepod --no-raop
           atv simulate appletv --tvos15
         """,
-        subcommands: [SimulateSpeaker.self, SimulateHomePod.self, SimulateAppleTV.self, SimulateCompanion.self, SimulateMRP.self, SimulateAppleTV3.self])
+        subcommands: [SimulateSpeaker.self, SimulateHomePod.self, SimulateAppleTV.self, SimulateCompanion.self, SimulateMRP.self, SimulateAppleTV3.self,
+                     SimulatePTPFollower.self])
 }
 
 struct SimulateSpeaker: AsyncParsableCommand {

@@ -20,9 +20,12 @@ final class HomePodTestClient: Sendable {
     }
 
     /// `keys`: encrypt from the first byte (the event channel, where the receiver speaks first).
-    static func connect(port: Int, keys: ChannelKeys? = nil) async throws -> HomePodTestClient {
+    /// `from`: the local address to connect from (the receiver sees it as the RTSP peer).
+    static func connect(port: Int, keys: ChannelKeys? = nil, from: String? = nil) async throws -> HomePodTestClient {
         let inbox = Inbox()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        if let from { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: from, port: 0)) }
+        let channel = try await bootstrap
             .connectTimeout(.seconds(5))
             .channelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture {

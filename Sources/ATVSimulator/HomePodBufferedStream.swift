@@ -1,0 +1,249 @@
+import ATVAudio
+import ATVCore
+import ATVPTP
+import ATVRAOP
+import NIOCore
+import NIOPosix
+
+/// One buffered audio stream (type 103, docs/PTP-AND-BUFFERED-AUDIO.md §4) of a `VirtualHomePod`:
+/// a TCP data listener whose connection carries length-prefixed packets sealed with `shk`,
+/// deframed by `BufferedAudioDeframer`; packets with an SSRC that is no known format code are
+/// dropped (as shairport-sync drops them); the rest wait until SETRATEANCHORTIME gives an anchor
+/// and are played when their time comes by the master's clock (frame F at
+/// `networkTime + (F − rtpTime)/rate`), each recorded with its play instant. `rate` 0 pauses
+/// (buffered packets stay), FLUSHBUFFERED discards. ALAC 44.1 kHz/16 (SSRC 0xFACE) is decoded to
+/// the WAV file; other formats are counted, not decoded.
+///
+/// Confined to its event loop (the data connection is accepted on it), hence `@unchecked Sendable`.
+final class HomePodBufferedStream: @unchecked Sendable {
+    let loop: EventLoop
+    let shared: HomePodShared
+    let key: [UInt8]
+    let format: BufferedAudioFormat
+    private let clock: (follower: PTPFollower, rules: PTPClockRules)
+    private var listener: Channel?
+    private var connections: [Channel] = []
+    private var deframer = BufferedAudioDeframer()
+    /// Packets waiting to be played, in arrival (= RTP) order.
+    private var queue: [(seq: UInt32, rtp: UInt32, payload: [UInt8], at: UInt64)] = []
+    private var anchor: PTPAnchor?
+    /// An immediate FLUSHBUFFERED: packets before this sequence number are discarded.
+    private var flushUntil: UInt32?
+    private var alac: ALACDecoder?
+    private var wav: WAVWriter?
+    private var wavFailed = false
+    private let wavPath: String?
+    private var tickTask: RepeatedTask?
+    private(set) var finished = false
+
+    var dataPort: Int { listener?.localAddress?.port ?? 0 }
+
+    private init(loop: EventLoop, shared: HomePodShared, format: BufferedAudioFormat, key: [UInt8], wavPath: String?,
+                 clock: (PTPFollower, PTPClockRules)) throws {
+        self.loop = loop
+        self.shared = shared
+        self.format = format
+        self.key = key
+        self.wavPath = wavPath
+        self.clock = (follower: clock.0, rules: clock.1)
+        if format == .alac44100x16Stereo {
+            alac = try ALACDecoder(framesPerPacket: 352,
+                                   magicCookie: ALACMagicCookie.make(frameLength: 352, channels: 2, sampleRate: 44_100))
+        }
+    }
+
+    /// Binds the data listener on `host` and starts the playout clock (every 10 ms).
+    static func make(loop: EventLoop, host: String, shared: HomePodShared, format: BufferedAudioFormat, key: [UInt8],
+                     wavPath: String?, clock: (PTPFollower, PTPClockRules)) -> EventLoopFuture<HomePodBufferedStream> {
+        let stream: HomePodBufferedStream
+        do {
+            stream = try HomePodBufferedStream(loop: loop, shared: shared, format: format, key: key, wavPath: wavPath, clock: clock)
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
+        shared.reception { $0.codec = format.description }
+        return TCPListener.bind(host: host, port: 0, on: loop) { channel, pipeline in
+            try pipeline.addHandler(BufferedDataHandler(stream: stream))
+            stream.connections.append(channel)
+        }.map { listener in
+            stream.listener = listener
+            stream.tickTask = loop.scheduleRepeatedTask(initialDelay: .milliseconds(10), delay: .milliseconds(10)) { _ in stream.tick() }
+            return stream
+        }
+    }
+
+    // MARK: Data connection
+
+    fileprivate func received(_ bytes: [UInt8], on channel: Channel) {
+        guard !finished else { return }
+        shared.update { $0.audioBytesReceived += bytes.count }
+        deframer.append(bytes)
+        do {
+            while let packet = try deframer.next() {
+                try accept(packet)
+            }
+        } catch {
+            // A bad length or a packet that does not open ends the stream's connection (fails closed).
+            shared.update { $0.errors.append("buffered data: \(error)") }
+            channel.close(promise: nil)
+        }
+    }
+
+    private func accept(_ packet: [UInt8]) throws(ATVError) {
+        let now = PTPMaster.monotonicNow()
+        shared.update { r in
+            r.packetsReceived += 1
+            if r.firstAudioPacketAt == nil { r.firstAudioPacketAt = .now }
+        }
+        let header = try BufferedAudioHeader(decoding: packet)
+        guard BufferedAudioFormat(ssrc: header.ssrc) != nil else {
+            // shairport-sync: "Unrecognised or invalid ssrc", the packet is dropped.
+            shared.update { $0.ptp.packetsDroppedForSSRC += 1 }
+            return
+        }
+        let opened: BufferedAudioPacket
+        do {
+            opened = try BufferedAudioPacket(opening: packet, key: key)
+        } catch {
+            shared.update { $0.decryptFailures += 1 }
+            throw error
+        }
+        shared.update { $0.packetsDecrypted += 1 }
+        if let until = flushUntil {
+            guard Self.sequence(opened.sequenceNumber, isAtOrAfter: until) else {
+                shared.update { $0.ptp.packetsFlushed += 1 }
+                return
+            }
+            flushUntil = nil
+        }
+        queue.append((opened.sequenceNumber, opened.timestamp, opened.payload, now))
+    }
+
+    /// 23-bit sequence comparison (wrapping).
+    static func sequence(_ a: UInt32, isAtOrAfter b: UInt32) -> Bool {
+        (a &- b) & BufferedAudioPacket.sequenceMask < 0x40_0000
+    }
+
+    // MARK: Anchors and flushes
+
+    /// SETRATEANCHORTIME with rate 1: play from the anchor; nil (rate 0): pause, keeping what is buffered.
+    func setAnchor(_ anchor: PTPAnchor?) {
+        self.anchor = anchor
+        shared.update { r in
+            r.ptp.anchorFrame = anchor?.frame
+            r.ptp.anchorTime = anchor?.time
+        }
+    }
+
+    /// FLUSHBUFFERED: immediate (no `from`): stop, clear the anchor, discard everything before
+    /// `untilSequence`; deferred: drop the packets from `from` up to, not including, `until`.
+    func flush(_ flush: BufferedFlush) {
+        shared.update { $0.ptp.flushes += 1 }
+        if let from = flush.fromSequence {
+            let before = queue.count
+            queue.removeAll { Self.sequence($0.seq, isAtOrAfter: from) && !Self.sequence($0.seq, isAtOrAfter: flush.untilSequence) }
+            let dropped = before - queue.count
+            shared.update { $0.ptp.packetsFlushed += dropped }
+            return
+        }
+        setAnchor(nil)
+        let before = queue.count
+        queue.removeAll { !Self.sequence($0.seq, isAtOrAfter: flush.untilSequence) }
+        let dropped = before - queue.count
+        shared.update { $0.ptp.packetsFlushed += dropped }
+        if queue.isEmpty { flushUntil = flush.untilSequence & BufferedAudioPacket.sequenceMask }
+    }
+
+    // MARK: Playout
+
+    /// Plays every packet whose time has come by the anchor and the follower's offset. Packets
+    /// before the anchor's frame are dropped (earlier content); none play without an anchor or
+    /// a measured clock.
+    private func tick() {
+        guard !finished, let anchor, !queue.isEmpty else { return }
+        let status = clock.follower.status
+        let now = PTPMaster.monotonicNow()
+        guard clock.rules.refusal(clock: anchor.clock, status, now: now) == nil, let offset = status.offset else { return }
+        while let first = queue.first {
+            let master = anchor.masterTime(of: first.rtp, sampleRate: format.sampleRate)
+            let local = master - offset
+            if Int32(bitPattern: first.rtp &- anchor.frame) < 0 {
+                queue.removeFirst()
+                shared.update { $0.ptp.packetsBeforeAnchor += 1 }
+                continue
+            }
+            guard local <= Int64(clamping: now) else { break }
+            queue.removeFirst()
+            let pcm = decode(first.payload)
+            let late = Int64(clamping: first.at) > local
+            shared.update { r in
+                r.ptp.update(status)
+                r.ptp.playInstants.append(.init(rtpTime: first.rtp, frames: format.framesPerPacket, masterTime: master,
+                                                localTime: local, late: late))
+            }
+            write(pcm)
+        }
+    }
+
+    private func decode(_ payload: [UInt8]) -> [UInt8]? {
+        guard let alac else {
+            shared.update { $0.ptp.packetsNotDecoded += 1 }
+            return nil
+        }
+        guard let pcm = try? alac.decode(payload) else {
+            shared.reception { $0.decodeErrors += 1 }
+            return [UInt8](repeating: 0, count: 352 * 4)
+        }
+        return pcm.bytes
+    }
+
+    private func write(_ pcm: [UInt8]?) {
+        guard let pcm, !pcm.isEmpty else { return }
+        if wav == nil, !wavFailed, let wavPath {
+            do {
+                wav = try WAVWriter(path: wavPath)
+                shared.reception { $0.wavFiles.append(wavPath) }
+            } catch {
+                wavFailed = true
+                shared.update { $0.errors.append("\(error)") }
+            }
+        }
+        try? wav?.write(bytes: pcm)
+        shared.reception { $0.framesWritten += pcm.count / 4 }
+    }
+
+    /// Closes the listener and connections and the WAV file; what was not yet due is not played.
+    func finish() {
+        guard !finished else { return }
+        tick()
+        finished = true
+        tickTask?.cancel()
+        try? wav?.close()
+        let left = queue.count
+        queue = []
+        let status = clock.follower.status
+        shared.update { r in
+            r.ptp.packetsNotPlayed += left
+            r.ptp.update(status)
+        }
+        listener?.close(promise: nil)
+        for c in connections { c.close(promise: nil) }
+    }
+}
+
+/// The data connection's bytes to the stream.
+private final class BufferedDataHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    let stream: HomePodBufferedStream
+
+    init(stream: HomePodBufferedStream) { self.stream = stream }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        stream.received(buffer.readBytes(length: buffer.readableBytes) ?? [], on: context.channel)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
