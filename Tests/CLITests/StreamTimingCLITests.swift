@@ -67,21 +67,27 @@ import Testing
         _ = try await pod.wait(timeout: 30)
     }
 
-    /// `atv stream --timing ptp` to `atv simulate homepod`, both in a network namespace of their
-    /// own (UDP 319/320 are per namespace; other programs on the host may hold them): the stream
-    /// takes realtime PTP, -v and the summary say so, the receiver got a PTP session and wrote
-    /// the audio bit-exact.
-    @Test func forcedPTPStreamsInItsOwnNamespace() async throws {
+    /// `atv stream --timing ptp` to `atv simulate homepod --address 127.0.0.2` (its PTP follower
+    /// there too, following the RTSP peer, 127.0.0.1, where our master runs), both in a network
+    /// namespace of their own (UDP 319/320 are per namespace; other programs on the host may hold
+    /// them): the stream takes realtime PTP, -v and the summary say so, the receiver followed our
+    /// clock (an offset from its samples), anchored the stream on our 0xD7 time announces, placed
+    /// every packet on our timeline, and wrote the audio bit-exact. Also with the strict
+    /// shairport-sync-like profile (clock valid only 400 ms after lock, anchors before refused,
+    /// frames without a valid anchor dropped): audio waits `ptpClockSettle`, so none is lost.
+    @Test(arguments: ["homepod", "shairport-ap2"])
+    func forcedPTPStreamsInItsOwnNamespace(profile: String) async throws {
         let dir = try TestEnv.tempDir()
         let atv = try TestEnv.atv()
         let script = """
         set -u
         cd '\(dir.path)'
         ip link set lo up
-        '\(atv)' simulate homepod --port 7000 --output pod.wav --sessions 1 --no-advertise > pod.out 2>&1 &
+        '\(atv)' simulate homepod --address 127.0.0.2 --port 7000 --profile \(profile) --output pod.wav --sessions 1 \\
+          --no-advertise > pod.out 2>&1 &
         pod=$!
         for i in $(seq 600); do grep -q 'listening on' pod.out && break; sleep 0.1; done
-        HOME='\(dir.path)' '\(atv)' stream '\(Self.sample)' --host 127.0.0.1 --port 7000 --latency 500 --timing ptp -v \
+        HOME='\(dir.path)' '\(atv)' stream '\(Self.sample)' --host 127.0.0.2 --port 7000 --timing ptp -v \\
           --storage s.json > stream.out 2> stream.err
         echo $? > stream.rc
         for i in $(seq 300); do kill -0 $pod 2>/dev/null || break; sleep 0.1; done
@@ -94,8 +100,24 @@ import Testing
         let err = file("stream.err"), out = file("stream.out"), pod = file("pod.out")
         #expect(file("stream.rc").trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(err.suffix(2000))")
         #expect(err.contains("AirPlay 2 realtime, PTP timing (forced by --timing ptp)"), "\(err.suffix(3000))")
-        #expect(out.contains("Streamed 0:10 to 127.0.0.1:7000 (AirPlay 2, alac,") && out.contains("realtime PTP)"), "\(out)")
+        #expect(out.contains("Streamed 0:10 to 127.0.0.2:7000 (AirPlay 2, alac,") && out.contains("realtime PTP)"), "\(out)")
         #expect(pod.contains("timing: PTP"), "\(pod)")
+        // "ptp: master 127.0.0.1, state …, grandmaster …, offset N ns, samples S, time announces T,
+        // anchors rejected R, packets placed P, …"
+        let ptp = try #require(pod.split(separator: "\n").first { $0.contains("ptp: master") }.map(String.init), "\(pod)")
+        #expect(ptp.contains("ptp: master 127.0.0.1,"), "\(ptp)")
+        func number(after label: String) -> Int? {
+            guard let r = ptp.range(of: label + " ") else { return nil }
+            return Int(ptp[r.upperBound...].prefix { $0 == "-" || $0.isNumber })
+        }
+        #expect(number(after: "offset") != nil, "the receiver reports no offset: \(ptp)")
+        #expect((number(after: "samples") ?? 0) > 10, "\(ptp)")
+        #expect((number(after: "time announces") ?? 0) >= 10, "\(ptp)")
+        #expect((number(after: "packets placed") ?? 0) >= 1250, "\(ptp)")
+        // Audio waits until the receiver trusts our clock: no anchor refused, no frame dropped.
+        #expect(number(after: "anchors rejected") == 0, "\(ptp)")
+        #expect(!ptp.contains("frames dropped without a valid clock"), "\(ptp)")
+        print("\(profile): \(ptp)")
         try StreamTimingCLITests.expectWholeSource(dir.appendingPathComponent("pod.wav").path, source: try await referencePCM(Self.sample))
     }
 

@@ -149,6 +149,13 @@ enum AirPlay2AudioSessionAction: Sendable, Equatable {
 
 /// AirPlay 2 audio session state machine (pure; the time is passed in).
 struct AirPlay2AudioSessionStateMachine: Sendable {
+    /// PTP: how long after the receiver joins the master's peers audio may start. shairport-sync
+    /// trusts our clock 400 ms after its first Follow_Up (which follows the new peer's Announce
+    /// within 125 ms) and refuses anchors (0xD7) before that, dropping the frames that arrive
+    /// meanwhile (docs/PTP-AND-BUFFERED-AUDIO.md §5.1 rows 8-10): the first time announce must
+    /// come later than this.
+    static let ptpClockSettle: Duration = .milliseconds(600)
+
     enum State: Sendable, Equatable {
         case idle, connecting
         /// Connected and paired: waiting for our UDP ports (`setUp`).

@@ -48,6 +48,8 @@ final class AirPlay2AudioSession: AudioRouteSession {
     /// The last timing or retransmit request from the receiver (a sign of life when present).
     private let lastUDPContact = Mutex<ContinuousClock.Instant?>(nil)
     private let warningList = Mutex<[String]>([])
+    /// When the receiver joined the PTP master's peers (audio waits `ptpClockSettle` after it).
+    private let ptpJoinedAt = Mutex<ContinuousClock.Instant?>(nil)
 
     private init(connection: AirPlay2Connection, machine: AirPlay2AudioSessionStateMachine, host: String, port: Int,
                  feedbackInterval: Duration, route: AirPlayAudioRouteChoice, master: PTPMaster?, warnings: [String],
@@ -196,6 +198,7 @@ final class AirPlay2AudioSession: AudioRouteSession {
             case .addPTPPeer(let host):
                 logger.debug("AirPlay 2: PTP master \(master.withLock { $0?.clockIdentity.description } ?? "-") sends to \(host)")
                 master.withLock { $0 }?.addPeer(host)
+                ptpJoinedAt.withLock { $0 = $0 ?? .now }
             case .removePTPPeer(let host):
                 master.withLock { $0 }?.removePeer(host)
             case .serverPorts(let ports):
@@ -230,6 +233,11 @@ final class AirPlay2AudioSession: AudioRouteSession {
             $0.begin(volumeDB: volume.map { RAOPVolume.dB(fromPercent: $0) }, metadata: metadata)
         })
         if let failure = connection.failure { throw failure }
+        // PTP: the first time announce goes when the receiver can trust our clock.
+        if let joined = ptpJoinedAt.withLock({ $0 }) {
+            let wait = joined + AirPlay2AudioSessionStateMachine.ptpClockSettle - .now
+            if wait > .zero { try await Task.sleep(for: wait) }
+        }
     }
 
     /// `/feedback` runs on the connection (started during setup).
