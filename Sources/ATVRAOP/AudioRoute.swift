@@ -23,7 +23,7 @@ public enum AirPlayTimingPreference: String, Sendable, Equatable, CaseIterable {
 
 /// `--buffered`: whether an AirPlay 2 stream is buffered audio (type 103 over TCP).
 public enum AirPlayBufferedPreference: String, Sendable, Equatable, CaseIterable {
-    /// Realtime (buffered audio is not wired into the sender yet).
+    /// Realtime: no evidence yet that any receiver wants buffered audio from us.
     case auto
     case on
     case off
@@ -161,10 +161,12 @@ extension AirPlayAudioRouteChoice {
             if buffered == .on { throw ATVError.invalidValue("--buffered on needs an AirPlay 2 receiver; this one speaks AirPlay 1 (RAOP) only") }
             return AirPlayAudioRouteChoice(route: .airPlay1, reason: "AirPlay 1 receiver")
         }
-        if buffered == .on {
-            throw ATVError.invalidValue("--buffered on: buffered audio (type 103) is not available in this version; use --buffered auto or off")
-        }
         let needs = traits.needsPTP
+        if buffered == .on {
+            // Buffered audio anchors playback on our PTP clock (docs/PTP-AND-BUFFERED-AUDIO.md §6.3).
+            if timing == .ntp { throw ATVError.invalidValue("--buffered on needs PTP timing; use --timing ptp or auto") }
+            return AirPlayAudioRouteChoice(route: .bufferedPTP, reason: "forced by --buffered on")
+        }
         switch timing {
         case .ntp:
             let warning = needs.map { "; note: \($0.reason)" } ?? ""

@@ -104,6 +104,9 @@ extension RAOPClient {
         publish(.connecting, live: nil, options: options)
         let format = RAOPAudioFormat(codec: options.codec)
         let route = try await openRoute(options)
+        if route.audioRoute.route == .bufferedPTP, let session = route as? AirPlay2AudioSession {
+            return try await runBufferedSession(packets, options: options, session: session, started: t0)
+        }
 
         let sequence = options.initialSequence ?? UInt16.random(in: 0...UInt16.max)
         let rtpBase = options.initialRTPTime ?? UInt32.random(in: 0...UInt32.max)

@@ -44,7 +44,7 @@ struct StreamCommand: AsyncParsableCommand {
     var airplayVersion: String = "auto"
     @Option(help: "AirPlay 2 timing: auto (NTP; PTP for receivers that refuse NTP or need PTP), ntp or ptp (needs UDP 319/320).")
     var timing: String = "auto"
-    @Option(help: "AirPlay 2 buffered audio (type 103): auto (realtime for now), on or off.")
+    @Option(help: "AirPlay 2 buffered audio (type 103): auto (realtime), on (buffered PTP) or off.")
     var buffered: String = "auto"
     @Option(help: "AirPlay 2: fail when the receiver leaves an RTSP request (the /feedback keep-alive every 2 s, volume, metadata) unanswered this many seconds with no other sign of life.")
     var progressTimeout: Double = 10

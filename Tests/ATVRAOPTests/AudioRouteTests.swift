@@ -79,7 +79,13 @@ private func choose(_ traits: AirPlayReceiverTraits, version: AirPlayMajorVersio
             try choose(AirPlayReceiverTraits(), version: .v1, timing: .ptp)
         }
         #expect(throws: ATVError.self) { try choose(AirPlayReceiverTraits(), version: .v1, buffered: .on) }
-        #expect(throws: ATVError.self) { try choose(pod, buffered: .on) }
+        // --buffered on: buffered PTP (auto or forced PTP timing); with --timing ntp one clear error.
+        #expect(try choose(pod, buffered: .on) == AirPlayAudioRouteChoice(route: .bufferedPTP, reason: "forced by --buffered on"))
+        #expect(try choose(pod, timing: .ptp, buffered: .on).route == .bufferedPTP)
+        #expect(try choose(pod, buffered: .auto).route == .realtimeNTP)
+        #expect(throws: ATVError.invalidValue("--buffered on needs PTP timing; use --timing ptp or auto")) {
+            try choose(pod, timing: .ntp, buffered: .on)
+        }
     }
 
     /// Traits from TXT (RAOP `am`/`ft`, AirPlay `model`/`features`, `manufacturer`) and from /info, merged.

@@ -121,6 +121,53 @@ import Testing
         try StreamTimingCLITests.expectWholeSource(dir.appendingPathComponent("pod.wav").path, source: try await referencePCM(Self.sample))
     }
 
+    /// `atv stream --timing ptp --buffered on` to `atv simulate homepod --address 127.0.0.2` in a
+    /// namespace of its own (both profiles): buffered PTP (type 103 over TCP), -v and the summary
+    /// say so, the receiver anchored the stream by SETRATEANCHORTIME, dropped no packet for its
+    /// SSRC and wrote the audio bit-exact. The strict profile answers 400 to SETRATEANCHORTIME
+    /// until it has measured our clock: the sender's retry brings a 200.
+    @Test(arguments: ["homepod", "shairport-ap2"])
+    func bufferedPTPStreamsInItsOwnNamespace(profile: String) async throws {
+        let dir = try TestEnv.tempDir()
+        let atv = try TestEnv.atv()
+        let script = """
+        set -u
+        cd '\(dir.path)'
+        ip link set lo up
+        '\(atv)' simulate homepod --address 127.0.0.2 --port 7000 --profile \(profile) --output pod.wav --sessions 1 \\
+          --no-advertise > pod.out 2>&1 &
+        pod=$!
+        for i in $(seq 600); do grep -q 'listening on' pod.out && break; sleep 0.1; done
+        HOME='\(dir.path)' '\(atv)' stream '\(Self.sample)' --host 127.0.0.2 --port 7000 --timing ptp --buffered on -v \\
+          --storage s.json > stream.out 2> stream.err
+        echo $? > stream.rc
+        for i in $(seq 300); do kill -0 $pod 2>/dev/null || break; sleep 0.1; done
+        kill $pod 2>/dev/null
+        true
+        """
+        let r = try await run("/usr/bin/unshare", ["--net", "/bin/bash", "-c", script], timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        func file(_ name: String) -> String { (try? String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)) ?? "" }
+        let err = file("stream.err"), out = file("stream.out"), pod = file("pod.out")
+        #expect(file("stream.rc").trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(err.suffix(2000))")
+        #expect(err.contains("AirPlay 2 buffered, PTP timing (forced by --buffered on)"), "\(err.suffix(3000))")
+        #expect(out.contains("Streamed 0:10 to 127.0.0.2:7000 (AirPlay 2, alac,") && out.contains("buffered PTP)"), "\(out)")
+        let ptp = try #require(pod.split(separator: "\n").first { $0.contains("ptp: master") }.map(String.init), "\(pod)")
+        func number(after label: String) -> Int? {
+            guard let r = ptp.range(of: label + " ") else { return nil }
+            return Int(ptp[r.upperBound...].prefix { $0 == "-" || $0.isNumber })
+        }
+        #expect((number(after: "packets placed") ?? 0) >= 1250, "\(ptp)")
+        #expect(!ptp.contains("dropped for their SSRC"), "\(ptp)")
+        #expect(!ptp.contains("frames dropped without a valid clock"), "\(ptp)")
+        if profile == "shairport-ap2" {
+            // 400 until the receiver measured our clock, then 200 (the sender retried).
+            #expect(err.contains("SETRATEANCHORTIME answered 400"), "\(err.suffix(3000))")
+        }
+        print("\(profile): \(ptp)")
+        try StreamTimingCLITests.expectWholeSource(dir.appendingPathComponent("pod.wav").path, source: try await referencePCM(Self.sample))
+    }
+
     /// The capture holds the whole source at one place, only silence around it.
     static func expectWholeSource(_ wav: String, source: [UInt8]) throws {
         let captured = try wavPCM(wav)

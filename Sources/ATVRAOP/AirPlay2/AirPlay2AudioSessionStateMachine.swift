@@ -14,9 +14,11 @@
 // SETUP says `timingProtocol PTP` with our `timingPeerInfo`, RECORD still comes before the stream
 // SETUP, SETPEERS (the receiver's address and ours) follows RECORD, and once the stream SETUP is
 // answered the driver adds the receiver to the PTP master's peers (`addPTPPeer`; `removePTPPeer`
-// on teardown). Buffered audio
-// (stream `type 103`, SETRATEANCHORTIME, FLUSHBUFFERED) joins as further steps and request kinds
-// chosen by the configuration's `stream`, in this one machine.
+// on teardown). Buffered audio (`stream` `.buffered`, PTP only, docs/PTP-AND-BUFFERED-AUDIO.md §6.3):
+// the same plan with the stream SETUP of `type 103` (no latencyMin/Max) and no FLUSH; once ready
+// the driver connects the reply's `dataPort` and anchors playback with SETRATEANCHORTIME
+// (`setRateAnchor`), retried while the receiver answers 400 (it has not measured our clock yet);
+// pause is `{rate: 0}`, resume a new anchor, seek FLUSHBUFFERED and a new anchor.
 import ATVAirPlayCore
 import ATVCore
 import ATVHTTP
@@ -32,10 +34,14 @@ enum AirPlay2AudioTimingMode: Sendable, Equatable {
     var isPTP: Bool { if case .ptp = self { true } else { false } }
 }
 
-/// How audio travels. (Buffered audio joins here: stream `type 103` over TCP, SETRATEANCHORTIME.)
+/// How audio travels.
 enum AirPlay2AudioStreamKind: Sendable, Equatable {
     /// RTP over UDP, stream `type 96`.
     case realtime
+    /// Buffered audio, stream `type 103` over TCP in `format` (PTP timing only).
+    case buffered(BufferedAudioFormat)
+
+    var isBuffered: Bool { if case .buffered = self { true } else { false } }
 }
 
 /// What the machine needs to know up front (everything that varies is injected, so the requests
@@ -69,12 +75,15 @@ enum AirPlay2AudioRequestKind: String, Sendable, Equatable {
     case artwork = "SET_PARAMETER artwork"
     case progress = "SET_PARAMETER progress"
     case flush = "FLUSH"
+    case rateAnchor = "SETRATEANCHORTIME"
+    case pauseAnchor = "SETRATEANCHORTIME rate 0"
+    case flushBuffered = "FLUSHBUFFERED"
     case teardown = "TEARDOWN"
 
     /// A refusal or failure of these ends the session; the others are warnings.
     var isCritical: Bool {
         switch self {
-        case .sessionSetup, .record, .streamSetup: true
+        case .sessionSetup, .record, .streamSetup, .rateAnchor: true
         default: false
         }
     }
@@ -131,6 +140,13 @@ enum AirPlay2AudioSessionAction: Sendable, Equatable {
     case removePTPPeer(String)
     /// The audio stream SETUP's answer: where audio and control packets go.
     case serverPorts(RAOPServerPorts)
+    /// Buffered: the type-103 stream SETUP's answer (the TCP `dataPort`, `audioBufferSize`).
+    case bufferedStream(BufferedAudioStreamReply)
+    /// Buffered: the receiver took the anchor (SETRATEANCHORTIME rate 1 answered 200).
+    case anchored
+    /// Buffered: the receiver answered 400 to SETRATEANCHORTIME (it has not measured our clock
+    /// yet): make a fresh anchor and call `setRateAnchor` again after `after`.
+    case retryRateAnchor(after: Duration)
     /// Setup is complete: the UDP side may start.
     case ready
     /// Stop `/feedback` (teardown).
@@ -155,6 +171,11 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
     /// meanwhile (docs/PTP-AND-BUFFERED-AUDIO.md §5.1 rows 8-10): the first time announce must
     /// come later than this.
     static let ptpClockSettle: Duration = .milliseconds(600)
+    /// Buffered: how often a SETRATEANCHORTIME answered 400 is retried, and how many times in all
+    /// (Sonos and WiiM answer 400 until they have measured our clock; airplay-cli retries every
+    /// 500 ms: docs/PTP-AND-BUFFERED-AUDIO.md §3.6). 20 × 250 ms = 5 s.
+    static let anchorRetryInterval: Duration = .milliseconds(250)
+    static let anchorAttempts = 20
 
     enum State: Sendable, Equatable {
         case idle, connecting
@@ -170,6 +191,12 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
     private(set) var state: State = .idle
     private(set) var failure: ATVError?
     private(set) var serverPorts: RAOPServerPorts?
+    /// Buffered: the stream SETUP's answer.
+    private(set) var bufferedReply: BufferedAudioStreamReply?
+    /// Buffered: SETRATEANCHORTIME (rate 1) requests answered 400 in a row.
+    private(set) var anchorRefusals = 0
+    /// Buffered: the receiver holds a play anchor (rate 1 answered 200, not paused since).
+    private(set) var anchored = false
     /// Requests sent and not yet answered, by id.
     private(set) var pending: [Int: AirPlay2AudioRequestKind] = [:]
     /// True once the session SETUP succeeded (TEARDOWN is owed).
@@ -201,6 +228,10 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
         case (.ntp, .realtime): [.sessionSetup, .eventChannel, .feedback, .record, .streamSetup, .flush]
         // RECORD before the stream SETUP (Samsung, Sonos), then SETPEERS (docs/PTP-AND-BUFFERED-AUDIO.md §3.1).
         case (.ptp, .realtime): [.sessionSetup, .eventChannel, .feedback, .record, .setPeers, .streamSetup, .flush]
+        // Type 103: no FLUSH (nothing was sent yet; SETRATEANCHORTIME starts play, §3.1 step 6).
+        case (.ptp, .buffered): [.sessionSetup, .eventChannel, .feedback, .record, .setPeers, .streamSetup]
+        // Buffered audio needs PTP (the anchor names our PTP clock): `setUp` refuses it.
+        case (.ntp, .buffered): []
         }
     }
 
@@ -244,7 +275,10 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
         self.controlPort = controlPort
         self.timingPort = timingPort
         self.first = first
-        return run(plan[0])
+        guard let step = plan.first else {
+            return fail(.badInput("buffered AirPlay 2 audio needs PTP timing (use --timing ptp or auto)"))
+        }
+        return run(step)
     }
 
     mutating func response(id: Int, _ r: RTSPResponse) -> [AirPlay2AudioSessionAction] {
@@ -281,9 +315,19 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
             guard state == .settingUp(.streamSetup) else { return [] }
             do throws(ATVError) {
                 try AirPlay2Connection.check(r, kind.rawValue)
-                let reply = try AirPlay2AudioStreamReply(parsing: r.body)
-                let ports = RAOPServerPorts(audioPort: reply.dataPort, controlPort: reply.controlPort,
+                let ports: RAOPServerPorts
+                var buffered: [AirPlay2AudioSessionAction] = []
+                if configuration.stream.isBuffered {
+                    let reply = try BufferedAudioStreamReply(parsing: r.body)
+                    bufferedReply = reply
+                    buffered = [.bufferedStream(reply)]
+                    ports = RAOPServerPorts(audioPort: reply.dataPort, controlPort: reply.controlPort ?? 0,
                                             timingPort: 0, session: String(sessionID))
+                } else {
+                    let reply = try AirPlay2AudioStreamReply(parsing: r.body)
+                    ports = RAOPServerPorts(audioPort: reply.dataPort, controlPort: reply.controlPort,
+                                            timingPort: 0, session: String(sessionID))
+                }
                 serverPorts = ports
                 // PTP: the master sends to the receiver from now on. shairport-sync's nqptp starts
                 // following us only at the stream SETUP, so the Announce a new peer gets at once
@@ -294,7 +338,7 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
                     ptpPeerAdded = true
                     join = ptpPeers.map(AirPlay2AudioSessionAction.addPTPPeer)
                 }
-                return [.serverPorts(ports)] + join + advance(from: .streamSetup)
+                return [.serverPorts(ports)] + buffered + join + advance(from: .streamSetup)
             } catch {
                 return fail(error)
             }
@@ -308,8 +352,24 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
             let warning: [AirPlay2AudioSessionAction] = r.isSuccess ? [] : [rejected(kind, r)]
             if state == .settingUp(.setPeers) { return warning + advance(from: .setPeers) }
             return warning
-        case .volume, .metadata, .artwork, .progress:
+        case .volume, .metadata, .artwork, .progress, .pauseAnchor, .flushBuffered:
             return r.isSuccess ? [] : [rejected(kind, r)]
+        case .rateAnchor:
+            if r.isSuccess {
+                anchorRefusals = 0
+                anchored = true
+                return [.anchored]
+            }
+            guard r.status == 400 else {
+                return fail(.playbackError("the receiver rejected SETRATEANCHORTIME (\(r.status) \(r.reason))"))
+            }
+            anchorRefusals += 1
+            guard anchorRefusals < Self.anchorAttempts else {
+                let waited = Self.anchorRetryInterval * (Self.anchorAttempts - 1)
+                return fail(.playbackError(
+                    "the receiver refused to start buffered playback (SETRATEANCHORTIME answered 400 \(anchorRefusals) times over \(RAOPClient.describe(waited))): it did not lock onto our PTP clock"))
+            }
+            return [.retryRateAnchor(after: Self.anchorRetryInterval)]
         case .teardown:
             return closed()
         }
@@ -374,6 +434,27 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
                                         body: Array(RAOPProgress(start: start, current: start, end: end).parameterBody.utf8)))
         }
         return actions
+    }
+
+    /// Buffered: play by `anchor` (`BufferedSendWindow.start`/`resume`/`seek`); a pause anchor
+    /// (`{rate: 0}`) pauses. The answer to a play anchor is `.anchored`, `.retryRateAnchor` (400,
+    /// a bounded number of times) or the session's failure.
+    mutating func setRateAnchor(_ anchor: BufferedRateAnchor) -> [AirPlay2AudioSessionAction] {
+        guard takesCommands, configuration.stream.isBuffered else { return [] }
+        let request = AirPlay2AudioRequest(BufferedRateAnchor.method, plist: anchor.body)
+        if anchor == .pause {
+            anchored = false
+            return [send(.pauseAnchor, request)]
+        }
+        return [send(.rateAnchor, request)]
+    }
+
+    /// Buffered: FLUSHBUFFERED (`BufferedSendWindow.seek`'s flush); the receiver stops until the
+    /// next anchor.
+    mutating func flushBuffered(_ flush: BufferedFlush) -> [AirPlay2AudioSessionAction] {
+        guard takesCommands, configuration.stream.isBuffered else { return [] }
+        anchored = false
+        return [send(.flushBuffered, AirPlay2AudioRequest(BufferedFlush.method, plist: flush.body))]
     }
 
     /// FLUSH up to (not including) `next`.
@@ -468,6 +549,16 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
             let request = AirPlay2Peers.setPeers(list, uri: "")
             return [send(.setPeers, AirPlay2AudioRequest("SETPEERS", headers: request.headers, body: request.body))]
         case .streamSetup:
+            if case .buffered(let format) = configuration.stream {
+                // Type 103 without latencyMin/Max (docs/PTP-AND-BUFFERED-AUDIO.md §3.5).
+                let request = BufferedAudioStreamRequest(format: format, controlPort: controlPort, sharedKey: audioKey,
+                                                         streamConnectionID: sessionID)
+                do throws(ATVError) {
+                    return [send(.streamSetup, AirPlay2AudioRequest("SETUP", plist: try request.body()))]
+                } catch {
+                    return fail(error)
+                }
+            }
             let format = configuration.format
             let request = AirPlay2AudioStreamRequest(
                 codec: configuration.codec, controlPort: controlPort, sharedKey: audioKey,

@@ -50,6 +50,8 @@ final class AirPlay2AudioSession: AudioRouteSession {
     private let warningList = Mutex<[String]>([])
     /// When the receiver joined the PTP master's peers (audio waits `ptpClockSettle` after it).
     private let ptpJoinedAt = Mutex<ContinuousClock.Instant?>(nil)
+    /// Buffered: the last SETRATEANCHORTIME's outcome (`.retryRateAnchor`'s delay; nil: taken).
+    private let anchorRetry = Mutex<Duration?>(nil)
 
     private init(connection: AirPlay2Connection, machine: AirPlay2AudioSessionStateMachine, host: String, port: Int,
                  feedbackInterval: Duration, route: AirPlayAudioRouteChoice, master: PTPMaster?, warnings: [String],
@@ -83,12 +85,20 @@ final class AirPlay2AudioSession: AudioRouteSession {
             throw error
         }
         logger.info("audio streaming to \(host):\(port): \(route)")
+        // Buffered PTP: type 103 in ALAC 44.1 kHz/16-bit (shairport-sync's SSRC 0xFACE), the same
+        // encoded payload as the realtime path (docs/PTP-AND-BUFFERED-AUDIO.md §6.3).
+        let stream: AirPlay2AudioStreamKind = route.route == .bufferedPTP ? .buffered(.alac44100x16Stereo) : .realtime
+        if stream.isBuffered, options.codec != .alac {
+            await connection.close()
+            await master?.release()
+            throw ATVError.invalidValue("buffered AirPlay 2 audio is sent as ALAC; use --codec alac")
+        }
         let timing: AirPlay2AudioTimingMode = master.map {
             .ptp(clockID: $0.clockIdentity.value, addresses: [connection.localIP])
         } ?? .ntp
         var machine = AirPlay2AudioSessionStateMachine(configuration: AirPlay2AudioSessionConfiguration(
             identity: connectionOptions.identity, sessionUUID: randomUUID(), codec: options.codec,
-            latencyFrames: options.latencyFrames, timing: timing, requestTimeout: options.requestTimeout,
+            latencyFrames: options.latencyFrames, timing: timing, stream: stream, requestTimeout: options.requestTimeout,
             progressTimeout: options.progressTimeout))
         _ = machine.start()
         _ = machine.connected(sessionID: connection.sessionID,
@@ -201,6 +211,13 @@ final class AirPlay2AudioSession: AudioRouteSession {
                 ptpJoinedAt.withLock { $0 = $0 ?? .now }
             case .removePTPPeer(let host):
                 master.withLock { $0 }?.removePeer(host)
+            case .bufferedStream(let reply):
+                logger.debug("AirPlay 2: buffered stream SETUP → dataPort \(reply.dataPort), audioBufferSize \(reply.effectiveAudioBufferSize)")
+            case .anchored:
+                anchorRetry.withLock { $0 = nil }
+            case .retryRateAnchor(let after):
+                logger.info("AirPlay 2: SETRATEANCHORTIME answered 400 (the receiver has not measured our clock yet); again in \(after)")
+                anchorRetry.withLock { $0 = after }
             case .serverPorts(let ports):
                 logger.debug("AirPlay 2: audio stream SETUP → dataPort \(ports.audioPort), controlPort \(ports.controlPort)")
             case .stopFeedback:
@@ -233,8 +250,9 @@ final class AirPlay2AudioSession: AudioRouteSession {
             $0.begin(volumeDB: volume.map { RAOPVolume.dB(fromPercent: $0) }, metadata: metadata)
         })
         if let failure = connection.failure { throw failure }
-        // PTP: the first time announce goes when the receiver can trust our clock.
-        if let joined = ptpJoinedAt.withLock({ $0 }) {
+        // PTP: the first time announce goes when the receiver can trust our clock. (Buffered: the
+        // first anchor's time is chosen late enough instead, `firstAnchorEarliest`.)
+        if !isBuffered, let joined = ptpJoinedAt.withLock({ $0 }) {
             let wait = joined + AirPlay2AudioSessionStateMachine.ptpClockSettle - .now
             if wait > .zero { try await Task.sleep(for: wait) }
         }
@@ -268,6 +286,34 @@ final class AirPlay2AudioSession: AudioRouteSession {
             Task { await self.perform(actions) }
         }
         return next
+    }
+
+    var isBuffered: Bool { machine.withLock { $0.configuration.stream.isBuffered } }
+
+    /// Buffered: the earliest instant the first anchor may name: shairport-sync trusts our clock
+    /// about 0.5 s after it joined and plays nothing before ~1.5 s after the stream SETUP
+    /// (docs/PTP-AND-BUFFERED-AUDIO.md §4.6).
+    var firstAnchorEarliest: ContinuousClock.Instant? {
+        ptpJoinedAt.withLock { $0 }.map { $0 + .milliseconds(1500) }
+    }
+
+    /// Buffered: the type-103 stream SETUP's answer (after `setUp`).
+    var bufferedReply: BufferedAudioStreamReply? { machine.withLock { $0.bufferedReply } }
+
+    /// Buffered: sends SETRATEANCHORTIME. Returns nil when the receiver took it (or for a pause),
+    /// or how long to wait before sending a fresh anchor (it answered 400); throws when the
+    /// session cannot go on (another refusal, too many 400s, the connection lost).
+    func sendRateAnchor(_ anchor: BufferedRateAnchor) async throws -> Duration? {
+        anchorRetry.withLock { $0 = nil }
+        await perform(machine.withLock { $0.setRateAnchor(anchor) })
+        if let failure = machine.withLock({ $0.failure }) { throw failure }
+        if let failure = connection.failure { throw failure }
+        return anchorRetry.withLock { $0 }
+    }
+
+    /// Buffered: FLUSHBUFFERED (a refusal only warns).
+    func flushBuffered(_ flush: BufferedFlush) async {
+        await perform(machine.withLock { $0.flushBuffered(flush) })
     }
 
     func flush(next: RTPPosition) async {

@@ -189,6 +189,13 @@ package struct BufferedSendWindow: Sendable {
         return anchor(position: position, at: networkTime)
     }
 
+    /// The receiver refused the last anchor (a strict receiver answers 400 until it has measured
+    /// our clock): nothing played, so the playhead goes back to where that anchor put it and waits
+    /// for the next `start`.
+    package mutating func anchorRefused() {
+        if case .playing(let position, _) = playback { playback = .waiting(position: position) }
+    }
+
     /// Pause: `{rate: 0}`; the receiver stops at once and keeps what it has buffered. The playhead
     /// stops at the frame due at `now` (never beyond what was written).
     package mutating func pause(now: UInt64) -> BufferedRateAnchor {

@@ -1,0 +1,234 @@
+// The buffered (type 103) AirPlay 2 stream's shell (docs/PTP-AND-BUFFERED-AUDIO.md §4, §6.3): the
+// one encoder (`RAOPClient.produce`, the same ALAC payloads as the realtime path) → the
+// `BufferedSendWindow` (what may be written now: at most `audioBufferSize` bytes and 3 s ahead of
+// the receiver's playhead) → one sealed frame per packet (`BufferedAudioPacket`) → the TCP data
+// connection, whose writes complete when the kernel takes them (TCP's back-pressure; no UDP
+// pacing). The first anchor (SETRATEANCHORTIME) goes once about 0.5 s is buffered, naming a
+// start at least 0.5 s ahead and 1.5 s after the receiver joined our PTP master (§4.6), again
+// with a fresh anchor while the receiver answers 400; pause is `{rate: 0}`, resume a new anchor. The
+// stream ends once the receiver's playhead passed the last packet (by the anchor).
+import ATVAirPlayCore
+import ATVAudio
+import ATVCore
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The data connection to the receiver's `dataPort`.
+final class BufferedDataConnection: Sendable {
+    private let channel: any Channel
+    private let endpoint: String
+
+    private init(channel: any Channel, endpoint: String) {
+        self.channel = channel
+        self.endpoint = endpoint
+    }
+
+    static func connect(host: String, port: Int, timeout: Duration) async throws -> BufferedDataConnection {
+        let c = timeout.components
+        let ms = max(1, c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000)
+        let endpoint = "\(host):\(port)"
+        do {
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.milliseconds(ms))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connect(host: host, port: port).get()
+            return BufferedDataConnection(channel: channel, endpoint: endpoint)
+        } catch {
+            throw ATVError.connecting("the buffered audio connection \(endpoint)", error, timeout: timeout)
+        }
+    }
+
+    /// Writes one frame; returns once the kernel took it.
+    func write(_ frame: [UInt8]) async throws {
+        do {
+            try await channel.writeAndFlush(channel.allocator.buffer(bytes: frame))
+        } catch {
+            throw ATVError.connection(endpoint, error, during: "buffered audio")
+        }
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+}
+
+extension RAOPClient {
+    /// How much audio is written before the first anchor, and how far ahead of now it plays.
+    static let bufferedPrefillFrames: UInt64 = 22_050
+    static let bufferedStartDelay: UInt64 = 500_000_000
+
+    /// One buffered PTP stream on `session` (already connected and with a PTP master): set up,
+    /// connect the data port, send, tear down.
+    func runBufferedSession<S: AsyncSequence & Sendable>(_ packets: S, options: RAOPOptions, session: AirPlay2AudioSession,
+                                                         started: ContinuousClock.Instant) async throws -> RAOPStreamReport
+        where S.Element == PCMPacket {
+        let clock = ContinuousClock()
+        let sequence = UInt32(options.initialSequence ?? UInt16.random(in: 0...UInt16.max))
+        let rtpBase = options.initialRTPTime ?? UInt32.random(in: 0...UInt32.max)
+        let first = RTPPosition(sequence: UInt16(truncatingIfNeeded: sequence), rtpTime: rtpBase)
+        var report = RAOPStreamReport(
+            codec: options.codec, packetsSent: 0, sourceFrames: 0, silencePackets: 0, retransmitRequests: 0,
+            retransmittedPackets: 0, retransmitMisses: 0, syncPackets: 0, timingReplies: 0, bytesOnWire: 0,
+            firstPacketDelay: nil, sendIntervals: RAOPIntervalStats(), lateness: RAOPIntervalStats(), latePackets: 0,
+            duration: .zero, stopped: false, warnings: [], serverPorts: nil, localPorts: (0, 0, 0))
+        report.route = session.audioRoute
+
+        var streamError: Error?
+        var data: BufferedDataConnection?
+        do {
+            guard var cipher = try session.makeAudioCipher(), let timeline = session.ptpTimeline else {
+                throw ATVError.protocolError("buffered audio needs the stream key and a PTP clock")
+            }
+            // No UDP control socket: shairport-sync ignores the stream SETUP's controlPort for type 103.
+            report.serverPorts = try await session.setUp(controlPort: 0, timingPort: 0, next: first, options: options)
+            guard let reply = session.bufferedReply else {
+                throw ATVError.protocolError("the buffered stream SETUP was not answered")
+            }
+            data = try await BufferedDataConnection.connect(host: session.remoteIP, port: reply.dataPort,
+                                                            timeout: options.connectTimeout)
+            controls.withLock { $0.route = session }
+            try await session.begin(volume: controls.withLock { $0.options.volume }, metadata: options.metadata, next: first)
+            if let data {
+                let window = BufferedSendWindow(
+                    configuration: .init(format: .alac44100x16Stereo, audioBufferSize: reply.effectiveAudioBufferSize,
+                                         clockID: timeline.clockID),
+                    rtpBase: rtpBase, firstSequence: sequence)
+                try await streamBuffered(packets, options: options, session: session, data: data, window: window,
+                                         cipher: &cipher, timeline: timeline, started: started, report: &report)
+            }
+        } catch {
+            streamError = error
+        }
+
+        publish(.finishing, live: nil, options: options)
+        await data?.close()
+        let failure = await session.teardown(failed: streamError != nil)
+        report.warnings = session.warnings
+        report.duration = clock.now - started
+        if let failure, streamError != nil { throw failure }
+        if let streamError {
+            if let atv = streamError as? ATVError { throw atv }
+            if streamError is CancellationError { throw streamError }
+            throw ATVError.playbackError("\(streamError)")
+        }
+        if let failure { throw failure }
+        publish(.finished, live: nil, options: options)
+        return report
+    }
+
+    private func streamBuffered<S: AsyncSequence & Sendable>(
+        _ packets: S, options: RAOPOptions, session: AirPlay2AudioSession, data: BufferedDataConnection,
+        window initial: BufferedSendWindow, cipher: inout AirPlay2AudioCipher, timeline: PTPTimeline,
+        started: ContinuousClock.Instant, report: inout RAOPStreamReport
+    ) async throws where S.Element == PCMPacket {
+        publish(.streaming, live: nil, options: options)
+        let clock = ContinuousClock()
+        let format = BufferedAudioFormat.alac44100x16Stereo
+        let fpp = format.framesPerPacket
+        let perSecond = format.sampleRate / fpp
+        let pipe = RAOPPayloadPipe(highWater: 2 * perSecond, lowWater: perSecond / 2)
+        let wakeup = self.wakeup
+        pipe.setOnAvailable { wakeup.signal() }
+        var window = initial
+        func networkNow() -> UInt64 { timeline.networkTime(at: .now()) }
+        /// The local instant of master time `t`.
+        func instant(_ t: UInt64) -> ContinuousClock.Instant {
+            let now = networkNow()
+            return t >= now ? clock.now + .nanoseconds(Int64(clamping: t - now)) : clock.now
+        }
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await Self.produce(packets, into: pipe, codec: options.codec, framesPerPacket: fpp, leadIn: 0, padding: 0)
+            }
+            defer {
+                pipe.close()
+                group.cancelAll()
+            }
+            var ended = false
+            var anchored = false
+            var everAnchored = false
+            var retryAt: ContinuousClock.Instant?
+            while true {
+                let generation = wakeup.generation
+                try Task.checkCancellation()
+                if let failure = await session.failure() { throw failure }
+                let (wantPause, stop, volume) = controls.withLock { ($0.paused, $0.stopRequested, $0.options.volume) }
+                if stop {
+                    report.stopped = true
+                    return
+                }
+                if wantPause, anchored {
+                    // Pause: `{rate: 0}`; the receiver keeps what it holds (§4.6).
+                    _ = try await session.sendRateAnchor(window.pause(now: networkNow()))
+                    anchored = false
+                    publish(.paused, live: nil, options: options)
+                    continue
+                }
+
+                // Write what the window allows.
+                var full = false
+                while !ended {
+                    guard window.packetsAllowed(now: networkNow()) > 0 else {
+                        full = true
+                        break
+                    }
+                    guard let item = pipe.pop() else { break }
+                    switch item {
+                    case .end:
+                        ended = true
+                    case .failure(let error):
+                        throw error
+                    case .packet(let payload, let sourceFrames, let silence):
+                        let n = window.write(payloadBytes: payload.count)
+                        let frame = try BufferedAudioPacket(sequenceNumber: n.sequenceNumber, timestamp: n.timestamp,
+                                                            format: format, payload: payload).frame(sealingWith: &cipher)
+                        try await data.write(frame)
+                        if report.firstPacketDelay == nil { report.firstPacketDelay = clock.now - started }
+                        report.packetsSent += 1
+                        report.sourceFrames += Int64(sourceFrames)
+                        if silence { report.silencePackets += 1 }
+                        report.bytesOnWire += frame.count
+                    }
+                }
+
+                // Anchor (first start or resume) once enough is buffered; again after a 400.
+                if !anchored, !wantPause, retryAt.map({ clock.now >= $0 }) ?? true,
+                   ended || full || window.nextPosition >= window.playhead(now: networkNow()) + Self.bufferedPrefillFrames {
+                    var delay = everAnchored ? window.configuration.restartDelay : Self.bufferedStartDelay
+                    if !everAnchored, let earliest = session.firstAnchorEarliest, earliest > clock.now {
+                        let c = (earliest - clock.now).components
+                        delay = max(delay, UInt64(c.seconds) * 1_000_000_000 + UInt64(c.attoseconds / 1_000_000_000))
+                    }
+                    if let retry = try await session.sendRateAnchor(window.start(at: networkNow() + delay)) {
+                        window.anchorRefused()
+                        retryAt = clock.now + retry
+                    } else {
+                        retryAt = nil
+                        anchored = true
+                        if !everAnchored { session.audioStarted(now: clock.now) }
+                        everAnchored = true
+                        publish(.streaming, live: nil, options: options)
+                    }
+                    continue
+                }
+
+                var next = try session.check(now: clock.now, volume: volume)
+                func due(_ t: ContinuousClock.Instant) { next = next.map { min($0, t) } ?? t }
+                if let retryAt { due(retryAt) }
+                if anchored {
+                    if ended {
+                        // Done once the receiver's playhead passed the last packet.
+                        let left = window.nextPosition - min(window.nextPosition, window.playhead(now: networkNow()))
+                        if left == 0 { return }
+                        due(clock.now + .nanoseconds(Int64(left) * 1_000_000_000 / Int64(format.sampleRate)))
+                    } else if full, let opening = window.nextOpening(now: networkNow()) {
+                        due(instant(opening))
+                    }
+                }
+                await wakeup.wait(since: generation, until: next.map { $0 + .milliseconds(1) })
+            }
+        }
+    }
+}
