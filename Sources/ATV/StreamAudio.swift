@@ -33,3 +33,60 @@ extension FacadeStream {
                                  details: report)
     }
 }
+
+/// A PCM source started `frames` frames in (`atv stream --start`): the frames before are decoded
+/// and dropped, a packet that straddles the position is cut, so the first packet out holds the
+/// frame at the position. Works for every source, seekable or not (a pipe, a stream).
+public struct PCMStartingAt<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where Base.Element == PCMPacket {
+    public typealias Element = PCMPacket
+    let base: Base
+    let frames: Int
+
+    public init(_ base: Base, frames: Int) {
+        self.base = base
+        self.frames = Swift.max(0, frames)
+    }
+
+    /// `seconds` into `base` at 44.1 kHz.
+    public init(_ base: Base, seconds: Double) {
+        self.init(base, frames: Int((Swift.max(0, seconds) * Double(PCMFormat.sampleRate)).rounded()))
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: Base.AsyncIterator
+        var toSkip: Int
+
+        public mutating func next() async throws -> PCMPacket? {
+            while let packet = try await base.next() {
+                guard toSkip > 0 else { return packet }
+                let count = Swift.min(packet.frames, packet.bytes.count / PCMFormat.bytesPerFrame)
+                if count <= toSkip {
+                    toSkip -= count
+                    continue
+                }
+                let start = toSkip * PCMFormat.bytesPerFrame
+                toSkip = 0
+                return PCMPacket(bytes: Array(packet.bytes[start..<(count * PCMFormat.bytesPerFrame)]))
+            }
+            return nil
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: base.makeAsyncIterator(), toSkip: frames)
+    }
+}
+
+/// "90", "1:30", "1:02:03.5" as seconds; nil for anything else (`atv stream --start`).
+public func parseStartPosition(_ text: String) -> Double? {
+    let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+    guard (1...3).contains(parts.count) else { return nil }
+    var seconds = 0.0
+    for (i, part) in parts.enumerated() {
+        let last = i == parts.count - 1
+        // Hours and minutes whole; the seconds may have a fraction; minutes and seconds below 60.
+        guard let v = last ? Double(part) : Int(part).map(Double.init), v >= 0, v.isFinite, i == 0 || v < 60 else { return nil }
+        seconds = seconds * 60 + v
+    }
+    return seconds
+}

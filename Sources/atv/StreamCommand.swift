@@ -39,6 +39,7 @@ struct StreamCommand: AsyncParsableCommand {
     @Option(help: "Artist shown on the device.") var artist: String?
     @Option(help: "Album shown on the device.") var album: String?
     @Option(help: "Payload codec: alac (default) or pcm.") var codec: String = "alac"
+    @Option(help: "Start this far into the input, e.g. 1:30 or 90 (seconds, m:ss or h:mm:ss).") var start: String?
     @Option(help: "Receiver buffer in milliseconds.") var latency: Int = 2000
     @Option(help: "AirPlay version: auto (from the receiver's features), 1 (RAOP) or 2 (HAP-paired, encrypted).")
     var airplayVersion: String = "auto"
@@ -60,6 +61,9 @@ struct StreamCommand: AsyncParsableCommand {
         guard AirPlayVersion(rawValue: airplayVersion) != nil else { throw ValidationError("--airplay-version must be auto, 1 or 2") }
         guard AirPlayTimingPreference(rawValue: timing) != nil else { throw ValidationError("--timing must be auto, ntp or ptp") }
         guard AirPlayBufferedPreference(rawValue: buffered) != nil else { throw ValidationError("--buffered must be auto, on or off") }
+        if let start, parseStartPosition(start) == nil {
+            throw ValidationError("--start must be a position such as 90, 1:30 or 1:02:03")
+        }
         if let sendAhead, !(0...500).contains(sendAhead) || sendAhead * 4 > latency {
             throw ValidationError("--send-ahead must be within 0...500 ms and at most a quarter of --latency")
         }
@@ -105,7 +109,8 @@ struct StreamCommand: AsyncParsableCommand {
             }
             let result: AudioStreamReport
             do {
-                result = try await atv.stream.streamAudio(decoder, tags: decoder.info.metadata, duration: decoder.info.duration,
+                let from = start.flatMap(parseStartPosition) ?? 0
+                result = try await atv.stream.streamAudio(PCMStartingAt(decoder, seconds: from), tags: decoder.info.metadata, duration: decoder.info.duration,
                                                           metadata: user)
             } catch {
                 progressTask.cancel()

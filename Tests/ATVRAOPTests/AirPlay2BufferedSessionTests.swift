@@ -191,6 +191,16 @@ private func ready() throws -> AirPlay2AudioSessionStateMachine {
         #expect(try BinaryPlistParser.parse(anchor.request.body)["rtpTime"] == .int(1000 + 3520))
     }
 
+    /// A refused anchor played nothing: the next anchor names the same first frame, later.
+    @Test func refusedAnchorKeepsThePlayhead() throws {
+        var window = BufferedSendWindow(configuration: .init(format: .alac44100x16Stereo, clockID: clockID), rtpBase: 1000)
+        for _ in 0..<10 { _ = window.write(payloadBytes: 100) }
+        #expect(window.start(at: 1_000_000_000) == .play(rtpTime: 1000, networkTimeNanoseconds: 1_000_000_000, timelineID: clockID))
+        window.anchorRefused()
+        #expect(window.playback == .waiting(position: 0))
+        #expect(window.start(at: 3_000_000_000) == .play(rtpTime: 1000, networkTimeNanoseconds: 3_000_000_000, timelineID: clockID))
+    }
+
     /// TEARDOWN from every state once a session exists; the PTP peer released when added.
     @Test(arguments: ["ready", "streaming", "anchored", "paused"])
     func teardownFromEachState(state: String) throws {

@@ -11,6 +11,8 @@ import Testing
     @Test(arguments: [
         (["--timing", "sntp"], "--timing must be auto, ntp or ptp"),
         (["--buffered", "yes"], "--buffered must be auto, on or off"),
+        (["--start", "1:75"], "--start must be a position such as 90, 1:30 or 1:02:03"),
+        (["--start", "x:10"], "--start must be a position such as 90, 1:30 or 1:02:03"),
     ])
     func badValuesAreRejected(args: [String], message: String) async throws {
         let r = try await run(try TestEnv.atv(), ["stream", Self.sample, "--host", "127.0.0.1", "--port", "9"] + args, timeout: 10)
@@ -65,6 +67,27 @@ import Testing
         #expect(r.stdout.contains("Streamed 0:10 to 127.0.0.1:\(port) (AirPlay 2, alac,"), "\(r.stdout)")
         #expect(r.stdout.contains("realtime NTP)"), "\(r.stdout)")
         _ = try await pod.wait(timeout: 30)
+    }
+
+    /// `--start 0:04`: the decoder's first 4 s are skipped: the receiver plays the source from
+    /// frame 4 × 44100 on, bit-exact, and the summary counts the 6 s sent.
+    @Test func startPositionSkipsTheBeginning() async throws {
+        let dir = try TestEnv.tempDir()
+        let wav = dir.appendingPathComponent("pod.wav").path
+        let pod = try Child(try TestEnv.atv(), ["simulate", "homepod", "--port", "0", "--output", wav, "--sessions", "1",
+                                                "--no-advertise"])
+        defer { pod.kill() }
+        let out = try await pod.waitForOutput(timeout: 60) { $0.contains("listening on") }
+        guard let range = out.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+              let port = Int(out[range].split(separator: ":")[1]) else { throw TestFailure("no port in: \(out)") }
+        let r = try await run(try TestEnv.atv(), ["stream", Self.sample, "--host", "127.0.0.1", "--port", "\(port)", "--latency", "500",
+                                                  "--start", "0:04", "--storage", dir.appendingPathComponent("s.json").path],
+                              timeout: 90, environment: ["HOME": dir.path])
+        #expect(r.status == 0, "\(r.stderr.suffix(2000))")
+        #expect(r.stdout.contains("Streamed 0:06 to 127.0.0.1:\(port)"), "\(r.stdout)")
+        _ = try await pod.wait(timeout: 30)
+        let source = try await referencePCM(Self.sample)
+        try StreamTimingCLITests.expectWholeSource(wav, source: Array(source[(4 * 44_100 * 4)...]))
     }
 
     /// `atv stream --timing ptp` to `atv simulate homepod --address 127.0.0.2` (its PTP follower
