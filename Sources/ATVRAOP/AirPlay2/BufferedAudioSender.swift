@@ -27,7 +27,7 @@ final class BufferedDataConnection: Sendable {
     static func connect(host: String, port: Int, timeout: Duration) async throws -> BufferedDataConnection {
         let c = timeout.components
         let ms = max(1, c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000)
-        let endpoint = "\(host):\(port)"
+        let endpoint = "the receiver's buffered audio port \(host):\(port)"
         do {
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.milliseconds(ms))
@@ -35,7 +35,7 @@ final class BufferedDataConnection: Sendable {
                 .connect(host: host, port: port).get()
             return BufferedDataConnection(channel: channel, endpoint: endpoint)
         } catch {
-            throw ATVError.connecting("the buffered audio connection \(endpoint)", error, timeout: timeout)
+            throw ATVError.connecting(endpoint, error, timeout: timeout)
         }
     }
 
