@@ -51,23 +51,8 @@ package final class PTPFollower: Sendable {
                 throw ATVError.invalidValue("cannot join the PTP multicast group on \(multicastInterface)")
             }
         }
-        let event: UDPEndpoint, general: UDPEndpoint
-        do {
-            event = try await UDPEndpoint.adopt(descriptor: eventFD, on: loop) { bytes, remote, _ in
-                driver.received(bytes, from: remote, on: .event, at: PTPKernelSocket.receiveTime(eventFD))
-            }
-        } catch {
-            close(generalFD)
-            throw PTPPorts.bindError(host: bindAddress, port: 319, error)
-        }
-        do {
-            general = try await UDPEndpoint.adopt(descriptor: generalFD, on: loop) { bytes, remote, _ in
-                driver.received(bytes, from: remote, on: .general, at: PTPKernelSocket.receiveTime(generalFD))
-            }
-        } catch {
-            await event.close()
-            throw PTPPorts.bindError(host: bindAddress, port: 320, error)
-        }
+        let (event, general) = try await PTPKernelSocket.adopt(eventFD: eventFD, generalFD: generalFD, on: loop,
+                                                               bindAddress: bindAddress, received: driver.received)
         driver.set(event: event, general: general, eventFD: eventFD)
         return PTPFollower(bindAddress: bindAddress, identity: identity, driver: driver)
     }

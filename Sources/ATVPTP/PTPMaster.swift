@@ -67,24 +67,8 @@ package final class PTPMaster: Sendable {
             close(eventFD)
             throw PTPPorts.bindError(host: bindAddress, port: 320, error)
         }
-        let event: UDPEndpoint, general: UDPEndpoint
-        do {
-            event = try await UDPEndpoint.adopt(descriptor: eventFD, on: loop) { bytes, remote, _ in
-                driver.received(bytes, from: remote, on: .event, at: PTPKernelSocket.receiveTime(eventFD))
-            }
-        } catch {
-            // NIO owns a descriptor it was given, even when adopting it failed.
-            close(generalFD)
-            throw PTPPorts.bindError(host: bindAddress, port: 319, error)
-        }
-        do {
-            general = try await UDPEndpoint.adopt(descriptor: generalFD, on: loop) { bytes, remote, _ in
-                driver.received(bytes, from: remote, on: .general, at: PTPKernelSocket.receiveTime(generalFD))
-            }
-        } catch {
-            await event.close()
-            throw PTPPorts.bindError(host: bindAddress, port: 320, error)
-        }
+        let (event, general) = try await PTPKernelSocket.adopt(eventFD: eventFD, generalFD: generalFD, on: loop,
+                                                               bindAddress: bindAddress, received: driver.received)
         try await loop.submit { driver.start(event: event, general: general, eventFD: eventFD) }.get()
         return PTPMaster(identity: identity, bindAddress: bindAddress, offset: config.timescaleOffset, events: events, driver: driver)
     }
@@ -369,6 +353,32 @@ enum PTPKernelSocket {
         var ts = timespec()
         _ = withUnsafeMutablePointer(to: &ts) { ioctl(fd, SIOCGSTAMPNS, $0) }
         return fd
+    }
+
+    /// Hands the bound event (319) and general (320) sockets to `UDPEndpoint`s; every datagram goes
+    /// to `received` with its kernel receive time. On failure both descriptors are closed (NIO owns
+    /// a descriptor it was given, even when adopting it failed) and the error is `PTPPorts`' line.
+    static func adopt(eventFD: CInt, generalFD: CInt, on loop: any EventLoop, bindAddress: String,
+                      received: @escaping @Sendable ([UInt8], SocketAddress, PTPSocket, UInt64) -> Void)
+        async throws -> (event: UDPEndpoint, general: UDPEndpoint) {
+        let event: UDPEndpoint
+        do {
+            event = try await UDPEndpoint.adopt(descriptor: eventFD, on: loop) { bytes, remote, _ in
+                received(bytes, remote, .event, receiveTime(eventFD))
+            }
+        } catch {
+            close(generalFD)
+            throw PTPPorts.bindError(host: bindAddress, port: 319, error)
+        }
+        do {
+            let general = try await UDPEndpoint.adopt(descriptor: generalFD, on: loop) { bytes, remote, _ in
+                received(bytes, remote, .general, receiveTime(generalFD))
+            }
+            return (event, general)
+        } catch {
+            await event.close()
+            throw PTPPorts.bindError(host: bindAddress, port: 320, error)
+        }
     }
 
     /// Joins the PTP primary multicast group (224.0.1.129) on the interface holding the IPv4
