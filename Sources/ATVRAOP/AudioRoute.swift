@@ -29,6 +29,15 @@ public enum AirPlayBufferedPreference: String, Sendable, Equatable, CaseIterable
     case off
 }
 
+/// `--codec alac|aac` on a buffered AirPlay 2 stream: the type-103 codec, instead of the one the
+/// receiver's `/info` `supportedFormats.bufferStream` lists (`BufferedFormatChoice`).
+public enum AirPlayBufferedCodec: String, Sendable, Equatable, CaseIterable {
+    /// ALAC 44.1 kHz/16-bit stereo (SSRC 0xFACE).
+    case alac
+    /// AAC-LC 44.1 kHz stereo (SSRC 0x16000000), encoded with FFmpeg's `aac` encoder.
+    case aac
+}
+
 /// The four ways audio reaches a receiver.
 public enum AirPlayAudioRoute: String, Sendable, Equatable, CaseIterable, CustomStringConvertible {
     case airPlay1
@@ -67,6 +76,9 @@ public struct AirPlayAudioRouteChoice: Sendable, Equatable, CustomStringConverti
     /// reports are unverified): when UDP 319/320 cannot be bound the stream goes with NTP after one
     /// warning line. False where PTP was forced or the receiver refuses NTP (shairport-sync).
     public var ntpFallback: Bool
+    /// Buffered PTP: the type-103 codec and format sent (e.g. "AAC-LC 44.1 kHz stereo"), once chosen.
+    public var bufferedCodec: AirPlayBufferedCodec?
+    public var bufferedFormat: String?
 
     public init(route: AirPlayAudioRoute, reason: String, ntpFallback: Bool = false) {
         self.route = route
@@ -75,6 +87,9 @@ public struct AirPlayAudioRouteChoice: Sendable, Equatable, CustomStringConverti
     }
 
     public var description: String { "\(route) (\(reason))" }
+
+    /// For the summary line: "buffered PTP, AAC-LC 44.1 kHz stereo", "realtime NTP".
+    public var summary: String { route.shortName + (bufferedFormat.map { ", " + $0 } ?? "") }
 }
 
 /// What a receiver says about itself that the route rule reads: TXT (`features`/`ft`, `model`/`am`,
@@ -83,11 +98,17 @@ package struct AirPlayReceiverTraits: Sendable, Equatable {
     package var features: AirPlayFeatureFlags?
     package var model: String?
     package var manufacturer: String?
+    /// `/info` `supportedFormats.bufferStream`: the `audioFormat` bits the receiver takes on buffered
+    /// (type 103) streams (a 64-bit mask, read by bit pattern: HomePods send it negative); nil when
+    /// not advertised.
+    package var bufferStreamFormats: UInt64?
 
-    package init(features: AirPlayFeatureFlags? = nil, model: String? = nil, manufacturer: String? = nil) {
+    package init(features: AirPlayFeatureFlags? = nil, model: String? = nil, manufacturer: String? = nil,
+                bufferStreamFormats: UInt64? = nil) {
         self.features = features
         self.model = model
         self.manufacturer = manufacturer
+        self.bufferStreamFormats = bufferStreamFormats
     }
 
     /// From TXT properties (RAOP `am`/`ft`, AirPlay `model`/`features`), the first present wins.
@@ -107,14 +128,17 @@ package struct AirPlayReceiverTraits: Sendable, Equatable {
 
     /// From a `GET /info` plist.
     package init(info: PlistValue) {
+        var buffer: UInt64?
+        if case .int(let bits)? = info["supportedFormats"]?["bufferStream"] { buffer = UInt64(bitPattern: bits) }
         self.init(features: info["features"].flatMap(AirPlayFeatureFlags.init(plistValue:)),
-                  model: info["model"]?.string, manufacturer: info["manufacturer"]?.string)
+                  model: info["model"]?.string, manufacturer: info["manufacturer"]?.string, bufferStreamFormats: buffer)
     }
 
     /// Fills what `self` lacks from `other`.
     package func merged(with other: AirPlayReceiverTraits) -> AirPlayReceiverTraits {
         AirPlayReceiverTraits(features: features ?? other.features, model: model ?? other.model,
-                              manufacturer: manufacturer ?? other.manufacturer)
+                              manufacturer: manufacturer ?? other.manufacturer,
+                              bufferStreamFormats: bufferStreamFormats ?? other.bufferStreamFormats)
     }
 
     /// shairport-sync (`model=ShairportSync`, docs/PTP-AND-BUFFERED-AUDIO.md §5.1).

@@ -92,6 +92,9 @@ extension RAOPClient {
         // --timing ptp / --buffered on to an AirPlay 1 receiver: one clear error.
         _ = try AirPlayAudioRouteChoice.choose(version: .v1, traits: options.receiverTraits, timing: options.timing,
                                                buffered: options.buffered)
+        if options.bufferedCodec == .aac {
+            throw ATVError.invalidValue("--codec aac needs buffered AirPlay 2 audio; this receiver speaks AirPlay 1 (RAOP) only")
+        }
         return try await RAOPRouteSession.open(host: host, port: port, options: options, wakeup: wakeup, logger: logger)
     }
 

@@ -68,6 +68,9 @@ public struct RAOPOptions: Sendable {
     public var timing: AirPlayTimingPreference
     /// AirPlay 2 buffered audio (`--buffered`).
     public var buffered: AirPlayBufferedPreference
+    /// Buffered AirPlay 2 streams (`--codec alac|aac`): the type-103 codec; nil takes what the
+    /// receiver's `/info` lists (`BufferedFormatChoice`). AAC on any other route is an error.
+    public var bufferedCodec: AirPlayBufferedCodec?
     /// What the receiver's TXT records say (features, model, manufacturer), for the route rule;
     /// the session adds what its `GET /info` says.
     package var receiverTraits: AirPlayReceiverTraits
@@ -103,6 +106,7 @@ public struct RAOPOptions: Sendable {
         userAgent = "AirPlay/550.10"
         timing = .auto
         buffered = .auto
+        bufferedCodec = nil
         receiverTraits = AirPlayReceiverTraits()
     }
 }
@@ -385,24 +389,49 @@ public final class RAOPClient: Sendable {
     /// Reads the source, cuts it into full packets, encodes them and queues them for the pacer:
     /// lead-in silence, the source (the last packet padded with zeros), then the silence padding and
     /// `.end`; a failure is queued as `.failure`. Returns early when the pipe is closed.
+    ///
+    /// `aac` (buffered AirPlay 2, `fpp` 1024): AAC-LC units from `AACEncoder` instead of `codec`,
+    /// the encoder's priming unit first and its last unit at the end (one unit more than packets
+    /// in): unit k carries source frames from its `presentationFrame`, so the stream position of
+    /// source frame 0 is the encoder's `delay` (the sender shifts its RTP numbering by it). No
+    /// lead-in with AAC (the source-frame count assumes the source comes first).
     static func produce<S: AsyncSequence & Sendable>(
-        _ packets: S, into pipe: RAOPPayloadPipe, codec: RAOPCodec, framesPerPacket fpp: Int, leadIn: Int, padding: Int
+        _ packets: S, into pipe: RAOPPayloadPipe, codec: RAOPCodec, framesPerPacket fpp: Int, leadIn: Int, padding: Int,
+        aac: Bool = false
     ) async where S.Element == PCMPacket {
         let packetBytes = fpp * PCMFormat.bytesPerFrame
         do {
-            let encoder: ALACEncoder? = codec == .alac ? try ALACEncoder(framesPerPacket: fpp) : nil
-            func encode(_ pcm: [UInt8]) throws -> [UInt8] {
-                if let encoder { return try encoder.encode(PCMPacket(bytes: pcm, frames: fpp)) }
-                return RAOPPayload.l16(pcm, paddedToFrames: fpp)
+            let encoder: ALACEncoder? = codec == .alac && !aac ? try ALACEncoder(framesPerPacket: fpp) : nil
+            let aacEncoder: AACEncoder? = aac ? try AACEncoder() : nil
+            /// Source frames given to the AAC encoder so far (padding excluded).
+            var aacInput: Int64 = 0
+            /// Encodes one packet (`sourceFrames` of it from the source) and queues what comes out.
+            func push(_ pcm: [UInt8], sourceFrames: Int, silence: Bool) async throws -> Bool {
+                guard let aacEncoder else {
+                    let payload = try encoder.map { try $0.encode(PCMPacket(bytes: pcm, frames: fpp)) } ?? RAOPPayload.l16(pcm, paddedToFrames: fpp)
+                    return await pipe.push(.packet(payload: payload, sourceFrames: sourceFrames, silence: silence))
+                }
+                aacInput += Int64(sourceFrames)
+                return await pushAAC(try aacEncoder.encode(PCMPacket(bytes: pcm, frames: fpp)), silence: silence)
             }
-            // Every silent packet encodes to the same bytes: encode it once.
+            /// Each unit counts the source frames its decoded output carries.
+            func pushAAC(_ units: [AACAccessUnit], silence: Bool) async -> Bool {
+                for unit in units {
+                    let start = max(0, unit.presentationFrame), end = min(unit.presentationFrame + Int64(fpp), aacInput)
+                    guard await pipe.push(.packet(payload: unit.bytes, sourceFrames: Int(max(0, end - start)), silence: silence)) else { return false }
+                }
+                return true
+            }
+            // Every silent ALAC/PCM packet encodes to the same bytes: encode it once.
             var silent: [UInt8]?
-            func silence() throws -> RAOPSendItem {
-                if silent == nil { silent = try encode([UInt8](repeating: 0, count: packetBytes)) }
-                return .packet(payload: silent ?? [], sourceFrames: 0, silence: true)
+            func silence() async throws -> Bool {
+                let zeros = [UInt8](repeating: 0, count: packetBytes)
+                if aacEncoder != nil { return try await push(zeros, sourceFrames: 0, silence: true) }
+                if silent == nil { silent = try encoder.map { try $0.encode(PCMPacket(bytes: zeros, frames: fpp)) } ?? RAOPPayload.l16(zeros, paddedToFrames: fpp) }
+                return await pipe.push(.packet(payload: silent ?? [], sourceFrames: 0, silence: true))
             }
             for _ in 0..<leadIn {
-                guard await pipe.push(try silence()) else { return }
+                guard try await silence() else { return }
             }
             var pending: [UInt8] = []
             for try await packet in packets {
@@ -411,25 +440,28 @@ public final class RAOPClient: Sendable {
                 if pending.isEmpty, count == packetBytes {
                     // The usual case: the source already delivers whole packets.
                     let pcm = count == packet.bytes.count ? packet.bytes : Array(packet.bytes[0..<count])
-                    guard await pipe.push(.packet(payload: try encode(pcm), sourceFrames: fpp, silence: false)) else { return }
+                    guard try await push(pcm, sourceFrames: fpp, silence: false) else { return }
                     continue
                 }
                 pending.append(contentsOf: packet.bytes[0..<count])
                 var start = 0
                 while pending.count - start >= packetBytes {
-                    let payload = try encode(Array(pending[start..<(start + packetBytes)]))
+                    let pcm = Array(pending[start..<(start + packetBytes)])
                     start += packetBytes
-                    guard await pipe.push(.packet(payload: payload, sourceFrames: fpp, silence: false)) else { return }
+                    guard try await push(pcm, sourceFrames: fpp, silence: false) else { return }
                 }
                 pending.removeFirst(start)
             }
             if !pending.isEmpty {
                 let frames = pending.count / PCMFormat.bytesPerFrame
                 pending += [UInt8](repeating: 0, count: packetBytes - pending.count)
-                guard await pipe.push(.packet(payload: try encode(pending), sourceFrames: frames, silence: false)) else { return }
+                guard try await push(pending, sourceFrames: frames, silence: false) else { return }
             }
             for _ in 0..<padding {
-                guard await pipe.push(try silence()) else { return }
+                guard try await silence() else { return }
+            }
+            if let aacEncoder {
+                guard await pushAAC(try aacEncoder.flush(), silence: padding > 0) else { return }
             }
             _ = await pipe.push(.end)
         } catch {

@@ -38,7 +38,8 @@ struct StreamCommand: AsyncParsableCommand {
     @Option(help: "Title shown on the device.") var title: String?
     @Option(help: "Artist shown on the device.") var artist: String?
     @Option(help: "Album shown on the device.") var album: String?
-    @Option(help: "Payload codec: alac (default) or pcm.") var codec: String = "alac"
+    @Option(help: "Payload codec: alac (the default), pcm, or aac (buffered AirPlay 2 only: AAC-LC 44.1 kHz). Buffered streams without --codec take ALAC, or AAC-LC where the receiver's /info lists only that.")
+    var codec: String?
     @Option(help: "Start this far into the input, e.g. 1:30 or 90 (seconds, m:ss or h:mm:ss).") var start: String?
     @Option(help: "Receiver buffer in milliseconds.") var latency: Int = 2000
     @Option(help: "AirPlay version: auto (from the receiver's features), 1 (RAOP) or 2 (HAP-paired, encrypted).")
@@ -56,7 +57,10 @@ struct StreamCommand: AsyncParsableCommand {
     func validate() throws {
         if let v = volume, !(0...100).contains(v) { throw ValidationError("--volume must be within 0...100") }
         if format != nil && input != "-" { throw ValidationError("--format applies to raw PCM on stdin (-) only") }
-        guard ["alac", "pcm"].contains(codec) else { throw ValidationError("--codec must be alac or pcm") }
+        if let codec {
+            guard ["alac", "pcm", "aac"].contains(codec) else { throw ValidationError("--codec must be alac, pcm or aac") }
+            if codec == "aac", buffered != "on" { throw ValidationError("--codec aac needs --buffered on (AAC-LC is sent on buffered AirPlay 2 streams only)") }
+        }
         guard (100...10_000).contains(latency) else { throw ValidationError("--latency must be within 100...10000 ms") }
         guard AirPlayVersion(rawValue: airplayVersion) != nil else { throw ValidationError("--airplay-version must be auto, 1 or 2") }
         guard AirPlayTimingPreference(rawValue: timing) != nil else { throw ValidationError("--timing must be auto, ntp or ptp") }
@@ -83,6 +87,7 @@ struct StreamCommand: AsyncParsableCommand {
             raopOptions.sendAhead = sendAhead.map { .milliseconds($0) }
             raopOptions.timing = AirPlayTimingPreference(rawValue: timing) ?? .auto
             raopOptions.buffered = AirPlayBufferedPreference(rawValue: buffered) ?? .auto
+            raopOptions.bufferedCodec = codec.flatMap(AirPlayBufferedCodec.init(rawValue:))
             let atv = try await connectWithin(device, config, options: ConnectOptions(raop: raopOptions, airPlayVersion: AirPlayVersion(rawValue: airplayVersion) ?? .auto),
                                               storage: FileStorage(path: storage))
             defer { Task { await atv.close() } }
@@ -123,8 +128,8 @@ struct StreamCommand: AsyncParsableCommand {
             let seconds = Double(report.sourceFrames) / Double(PCMFormat.sampleRate)
             let how = report.stopped ? "Stopped after" : "Streamed"
             print("\(how) \(formatDuration(seconds)) to \(result.receiver) "
-                  + "(\(result.airPlayVersion == .v2 ? "AirPlay 2, " : "")\(report.codec), \(report.packetsSent) packets, \(report.retransmittedPackets) retransmitted, "
-                  + "\(report.route.route.shortName))")
+                  + "(\(result.airPlayVersion == .v2 ? "AirPlay 2, " : "")\(report.route.bufferedCodec?.rawValue ?? "\(report.codec)"), \(report.packetsSent) packets, \(report.retransmittedPackets) retransmitted, "
+                  + "\(report.route.summary))")
             if interrupts.interrupted { throw ExitCode(130) }
         }
     }

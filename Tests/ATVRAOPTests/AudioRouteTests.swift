@@ -121,3 +121,75 @@ private func choose(_ traits: AirPlayReceiverTraits, version: AirPlayMajorVersio
         #expect(AirPlayAudioRoute.realtimePTP.description == "AirPlay 2 realtime, PTP timing")
     }
 }
+
+/// The type-103 format (`BufferedFormatChoice`) from `/info` `supportedFormats.bufferStream`
+/// (docs/PTP-AND-BUFFERED-AUDIO.md §3.5, §3.10, §4.4) and `--codec`.
+extension AudioRouteTests {
+    /// shairport-sync 5.2.1 lists AAC-LC 44.1 kHz, ALAC 44.1 kHz/16, ALAC 48 kHz/24, AAC-LC 48 kHz.
+    static let shairportBufferStream: UInt64 = 0x40_0000 | 0x4_0000 | 0x20_0000 | 0x80_0000
+
+    @Test func alacWhereListedAsBefore() throws {
+        let c = try BufferedFormatChoice.choose(bufferStream: Self.shairportBufferStream, codec: nil)
+        #expect(c == BufferedFormatChoice(format: .alac44100x16Stereo, reason: "the receiver lists it for buffered streams"))
+        #expect(c.format.ssrc == 0xFACE && c.format.audioFormat == 0x4_0000 && c.format.framesPerPacket == 352)
+    }
+
+    /// No `supportedFormats` (or no /info answer): ALAC, what was sent before formats were read.
+    @Test func alacWhenNothingIsListed() throws {
+        #expect(try BufferedFormatChoice.choose(bufferStream: nil, codec: nil)
+            == BufferedFormatChoice(format: .alac44100x16Stereo, reason: "the receiver lists no buffered-stream formats in /info"))
+    }
+
+    /// AAC-LC 44.1 kHz where ALAC 44.1/16 is not listed: SSRC 0x16000000, audioFormat 0x400000,
+    /// 1024 frames per packet, ct 4 — in the stream SETUP body too.
+    @Test(arguments: [0x40_0000, 0x40_0000 | 0x20_0000 | 0x80_0000] as [UInt64])
+    func aacWhereOnlyAACIsListed(bits: UInt64) throws {
+        let c = try BufferedFormatChoice.choose(bufferStream: bits, codec: nil)
+        #expect(c == BufferedFormatChoice(format: .aacLC44100Stereo, reason: "the receiver lists it, not ALAC 44.1 kHz 16-bit, for buffered streams"))
+        let body = try BufferedAudioStreamRequest(format: c.format, controlPort: 0, sharedKey: [UInt8](repeating: 1, count: 32),
+                                                  streamConnectionID: 7).body()
+        let stream = try #require(body["streams"]?.array?.first)
+        #expect(stream["audioFormat"] == .int(0x40_0000) && stream["ct"] == .int(4) && stream["spf"] == .int(1024)
+                && stream["sr"] == .int(44_100) && stream["type"] == .int(103))
+        #expect(c.format.ssrc == 0x1600_0000)
+    }
+
+    /// A HomePod mini's /info as one public capture shows it (unverified): bufferStream sent as a
+    /// negative 64-bit integer, bits 19, 21, 22, 23 and 33+, without bit 18 (ALAC 44.1/16): AAC.
+    @Test func negativeBufferStreamFromInfoIsReadByBitPattern() throws {
+        let info = PlistValue.dict(["model": .string("AudioAccessory5,1"), "supportedFormats": .dict([
+            "audioStream": .int(21_235_712), "bufferStream": .int(-577_021_992_844_656_640)])])
+        let traits = AirPlayReceiverTraits(info: info)
+        #expect(traits.bufferStreamFormats == 0xF7FE_018E_00E8_0000)
+        #expect(try BufferedFormatChoice.choose(bufferStream: traits.bufferStreamFormats, codec: nil).format == .aacLC44100Stereo)
+        // TXT has no formats: /info's are kept when merged.
+        #expect(AirPlayReceiverTraits(model: "AudioAccessory5,1").merged(with: traits).bufferStreamFormats == 0xF7FE_018E_00E8_0000)
+    }
+
+    /// Only 48 kHz formats: one error naming them and the way out (no silent change of route).
+    @Test func only48kHzFormatsIsOneClearError() {
+        #expect(throws: ATVError.invalidValue(
+            "buffered audio: the receiver takes buffered streams only as AAC-LC 48 kHz stereo, ALAC 48 kHz 24-bit stereo, other bits 0x1; swift-atv sends ALAC 44.1 kHz 16-bit or AAC-LC 44.1 kHz. Use --buffered off")) {
+            try BufferedFormatChoice.choose(bufferStream: 0x80_0000 | 0x20_0000 | 1, codec: nil)
+        }
+        #expect(throws: ATVError.self) { try BufferedFormatChoice.choose(bufferStream: 0, codec: nil) }
+    }
+
+    /// `--codec alac|aac` wins, with a note when the receiver does not list it.
+    @Test func codecOverride() throws {
+        #expect(try BufferedFormatChoice.choose(bufferStream: Self.shairportBufferStream, codec: .aac)
+            == BufferedFormatChoice(format: .aacLC44100Stereo, reason: "forced by --codec aac"))
+        #expect(try BufferedFormatChoice.choose(bufferStream: 0x40_0000, codec: .alac)
+            == BufferedFormatChoice(format: .alac44100x16Stereo, reason: "forced by --codec alac (the receiver does not list it for buffered streams)"))
+        #expect(try BufferedFormatChoice.choose(bufferStream: 0x80_0000, codec: .aac).format == .aacLC44100Stereo)
+    }
+
+    /// The summary line names the buffered format.
+    @Test func routeSummaryNamesTheFormat() {
+        var c = AirPlayAudioRouteChoice(route: .bufferedPTP, reason: "forced by --buffered on")
+        #expect(c.summary == "buffered PTP")
+        c.bufferedCodec = .aac
+        c.bufferedFormat = BufferedAudioFormat.aacLC44100Stereo.description
+        #expect(c.summary == "buffered PTP, AAC-LC 44.1 kHz stereo")
+    }
+}

@@ -77,21 +77,24 @@ final class AirPlay2AudioSession: AudioRouteSession {
             credentials: options.hapCredentials, requestInfo: options.requestInfo)
         // `.connect`: the machine's first action (its configuration, the timing, depends on the route).
         let connection = try await AirPlay2Connection.connect(host: host, port: port, options: connectionOptions, logger: logger)
-        let (route, master, warnings): (AirPlayAudioRouteChoice, PTPMaster?, [String])
+        let (chosen, master, warnings): (AirPlayAudioRouteChoice, PTPMaster?, [String])
         do {
-            (route, master, warnings) = try await chooseRoute(options: options, connection: connection, logger: logger)
+            (chosen, master, warnings) = try await chooseRoute(options: options, connection: connection, logger: logger)
         } catch {
             await connection.close()
             throw error
         }
+        var route = chosen
         logger.info("audio streaming to \(host):\(port): \(route)")
-        // Buffered PTP: type 103 in ALAC 44.1 kHz/16-bit (shairport-sync's SSRC 0xFACE), the same
-        // encoded payload as the realtime path (docs/PTP-AND-BUFFERED-AUDIO.md §6.3).
-        let stream: AirPlay2AudioStreamKind = route.route == .bufferedPTP ? .buffered(.alac44100x16Stereo) : .realtime
-        if stream.isBuffered, options.codec != .alac {
+        // Buffered PTP: type 103 in the format the receiver's /info lists (ALAC 44.1 kHz/16-bit, the
+        // realtime path's payload, else AAC-LC 44.1 kHz; docs/PTP-AND-BUFFERED-AUDIO.md §3.5, §4.4).
+        let stream: AirPlay2AudioStreamKind
+        do {
+            stream = try bufferedFormat(route: &route, options: options, connection: connection, logger: logger)
+        } catch {
             await connection.close()
             await master?.release()
-            throw ATVError.invalidValue("buffered AirPlay 2 audio is sent as ALAC; use --codec alac")
+            throw error
         }
         let timing: AirPlay2AudioTimingMode = master.map {
             .ptp(clockID: $0.clockIdentity.value, addresses: [connection.localIP])
@@ -120,8 +123,7 @@ final class AirPlay2AudioSession: AudioRouteSession {
     /// `PTPPorts`' advice) unless the route allows NTP instead.
     private static func chooseRoute(options: RAOPOptions, connection: AirPlay2Connection,
                                     logger: Logger) async throws -> (AirPlayAudioRouteChoice, PTPMaster?, [String]) {
-        let traits = options.receiverTraits.merged(with: connection.info.map(AirPlayReceiverTraits.init(info:)) ?? AirPlayReceiverTraits())
-        let route = try AirPlayAudioRouteChoice.choose(version: .v2, traits: traits, timing: options.timing,
+        let route = try AirPlayAudioRouteChoice.choose(version: .v2, traits: traits(options: options, connection: connection), timing: options.timing,
                                                        buffered: options.buffered)
         guard route.route.usesPTP else { return (route, nil, []) }
         do {
@@ -131,6 +133,33 @@ final class AirPlay2AudioSession: AudioRouteSession {
             logger.warning("\(warning)")
             return (ntp, nil, [warning])
         }
+    }
+
+    /// What TXT and `/info` say about the receiver.
+    private static func traits(options: RAOPOptions, connection: AirPlay2Connection) -> AirPlayReceiverTraits {
+        options.receiverTraits.merged(with: connection.info.map(AirPlayReceiverTraits.init(info:)) ?? AirPlayReceiverTraits())
+    }
+
+    /// The stream kind: realtime, or buffered in the format `BufferedFormatChoice` picks (written
+    /// into `route` for the report, and logged). PCM, or AAC on a realtime route, is an error.
+    private static func bufferedFormat(route: inout AirPlayAudioRouteChoice, options: RAOPOptions, connection: AirPlay2Connection,
+                                       logger: Logger) throws -> AirPlay2AudioStreamKind {
+        guard route.route == .bufferedPTP else {
+            if options.bufferedCodec == .aac {
+                throw ATVError.invalidValue("--codec aac needs buffered AirPlay 2 audio (--buffered on); this stream is \(route.route)")
+            }
+            return .realtime
+        }
+        guard options.codec == .alac else {
+            throw ATVError.invalidValue("buffered AirPlay 2 audio is sent as ALAC or AAC-LC; use --codec alac or aac")
+        }
+        let bits = traits(options: options, connection: connection).bufferStreamFormats
+        let choice = try BufferedFormatChoice.choose(bufferStream: bits, codec: options.bufferedCodec)
+        let listed = bits.map { "; /info bufferStream 0x" + String($0, radix: 16) + ": " + BufferedFormatChoice.describe($0) } ?? ""
+        logger.info("buffered audio format: \(choice.format), SSRC 0x\(String(choice.format.ssrc, radix: 16)) (\(choice.reason)\(listed))")
+        route.bufferedCodec = choice.format.isAAC ? .aac : .alac
+        route.bufferedFormat = choice.format.description
+        return .buffered(choice.format)
     }
 
     /// Gives the PTP master reference back (once).
@@ -289,6 +318,11 @@ final class AirPlay2AudioSession: AudioRouteSession {
     }
 
     var isBuffered: Bool { machine.withLock { $0.configuration.stream.isBuffered } }
+
+    /// Buffered: the type-103 format (`BufferedFormatChoice`).
+    var bufferedFormat: BufferedAudioFormat? {
+        machine.withLock { if case .buffered(let f) = $0.configuration.stream { f } else { nil } }
+    }
 
     /// Buffered: the earliest instant the first anchor may name: shairport-sync trusts our clock
     /// about 0.5 s after it joined and plays nothing before ~1.5 s after the stream SETUP

@@ -74,8 +74,10 @@ package enum BufferedAudioFormat: UInt32, Sendable, CaseIterable, CustomStringCo
         BufferedAudioPacket.prefixSize + BufferedAudioPacket.minimumSealedSize + maximumPayloadBytes
     }
 
-    /// The stream SETUP `ct`: ALAC 2, AAC-LC 4 (docs/PTP-AND-BUFFERED-AUDIO.md §3.5; the AAC value
-    /// is unverified).
+    /// The stream SETUP `ct`: ALAC 2, AAC-LC 4 (docs/PTP-AND-BUFFERED-AUDIO.md §3.5). The AAC value
+    /// is unverified: 4 per a third-party sender and openairplay's table (1 PCM, 2 ALAC, 4 AAC-LC,
+    /// 8 AAC-ELD), 3 in a comment of OwnTone's; shairport-sync reads `audioFormat` for type 103,
+    /// and openairplay picks the codec from `audioFormat` too.
     package var compressionType: Int { isAAC ? 4 : 2 }
 
     package var description: String {
@@ -87,6 +89,71 @@ package enum BufferedAudioFormat: UInt32, Sendable, CaseIterable, CustomStringCo
         case .alac48000x24Stereo: "ALAC 48 kHz 24-bit stereo"
         case .alac44100x16Stereo: "ALAC 44.1 kHz 16-bit stereo"
         }
+    }
+}
+
+// MARK: - Which format
+
+/// The type-103 format for one receiver (pure), from its `/info` `supportedFormats.bufferStream`
+/// (the stream SETUP `audioFormat` bits it takes on buffered streams, docs/PTP-AND-BUFFERED-AUDIO.md
+/// §3.5, §3.10) and `--codec`:
+///
+/// 1. ALAC 44.1 kHz/16-bit (SSRC 0xFACE, the encoded payload of the realtime path) where listed
+///    (bit 0x40000), or where nothing is listed (a receiver without `supportedFormats`, or no
+///    `/info` answer: what was sent before formats were read).
+/// 2. Otherwise AAC-LC 44.1 kHz stereo (bit 0x400000; SSRC 0x16000000, 1024 frames per packet),
+///    encoded with FFmpeg's `aac` encoder.
+/// 3. Otherwise one error: the remaining buffered formats are 48 kHz (ALAC 24-bit, AAC-LC), and our
+///    audio is 44.1 kHz throughout. No fallback to realtime: buffered is taken only when asked
+///    for (`--buffered on`), and the error says to use `--buffered off`.
+///
+/// `--codec alac|aac` forces the codec whatever the receiver lists.
+package struct BufferedFormatChoice: Sendable, Equatable {
+    package var format: BufferedAudioFormat
+    package var reason: String
+
+    package init(format: BufferedAudioFormat, reason: String) {
+        self.format = format
+        self.reason = reason
+    }
+
+    /// The formats in `bits` by name ("ALAC 48 kHz 24-bit stereo, AAC-LC 48 kHz stereo"), unknown
+    /// bits as hex.
+    static func describe(_ bits: UInt64) -> String {
+        var names: [String] = []
+        var rest = bits
+        for f in BufferedAudioFormat.allCases {
+            guard let bit = f.audioFormat.map({ UInt64($0) }), bits & bit != 0 else { continue }
+            names.append(f.description)
+            rest &= ~bit
+        }
+        if rest != 0 { names.append("other bits 0x" + String(rest, radix: 16, uppercase: true)) }
+        return names.isEmpty ? "none" : names.joined(separator: ", ")
+    }
+
+    package static func choose(bufferStream: UInt64?, codec: AirPlayBufferedCodec?) throws(ATVError) -> BufferedFormatChoice {
+        let alac = BufferedAudioFormat.alac44100x16Stereo, aac = BufferedAudioFormat.aacLC44100Stereo
+        func listed(_ f: BufferedAudioFormat) -> Bool {
+            guard let bits = bufferStream, let bit = f.audioFormat else { return false }
+            return bits & UInt64(bit) != 0
+        }
+        func note(_ f: BufferedAudioFormat) -> String {
+            bufferStream == nil || listed(f) ? "" : " (the receiver does not list it for buffered streams)"
+        }
+        switch codec {
+        case .alac?: return BufferedFormatChoice(format: alac, reason: "forced by --codec alac" + note(alac))
+        case .aac?: return BufferedFormatChoice(format: aac, reason: "forced by --codec aac" + note(aac))
+        case nil: break
+        }
+        guard let bits = bufferStream else {
+            return BufferedFormatChoice(format: alac, reason: "the receiver lists no buffered-stream formats in /info")
+        }
+        if listed(alac) { return BufferedFormatChoice(format: alac, reason: "the receiver lists it for buffered streams") }
+        if listed(aac) {
+            return BufferedFormatChoice(format: aac, reason: "the receiver lists it, not ALAC 44.1 kHz 16-bit, for buffered streams")
+        }
+        throw ATVError.invalidValue(
+            "buffered audio: the receiver takes buffered streams only as \(describe(bits)); swift-atv sends ALAC 44.1 kHz 16-bit or AAC-LC 44.1 kHz. Use --buffered off")
     }
 }
 

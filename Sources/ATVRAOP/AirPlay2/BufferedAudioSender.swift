@@ -1,5 +1,6 @@
 // The buffered (type 103) AirPlay 2 stream's shell (docs/PTP-AND-BUFFERED-AUDIO.md §4, §6.3): the
-// one encoder (`RAOPClient.produce`, the same ALAC payloads as the realtime path) → the
+// one encoder (`RAOPClient.produce`: the same ALAC payloads as the realtime path, or AAC-LC units
+// where the receiver takes only AAC, `BufferedFormatChoice`) → the
 // `BufferedSendWindow` (what may be written now: at most `audioBufferSize` bytes and 3 s ahead of
 // the receiver's playhead) → one sealed frame per packet (`BufferedAudioPacket`) → the TCP data
 // connection, whose writes complete when the kernel takes them (TCP's back-pressure; no UDP
@@ -90,10 +91,15 @@ extension RAOPClient {
             controls.withLock { $0.route = session }
             try await session.begin(volume: controls.withLock { $0.options.volume }, metadata: options.metadata, next: first)
             if let data {
+                let format = session.bufferedFormat ?? .alac44100x16Stereo
+                // AAC: the first unit is the encoder's priming (`AACEncoder.delay` frames, muted by
+                // shairport-sync as the first of a sequence); numbering starts that much earlier
+                // so that source frame 0 still has RTP time `rtpBase`, as with ALAC.
+                let priming = format.isAAC ? UInt32(try AACEncoder().delay) : 0
                 let window = BufferedSendWindow(
-                    configuration: .init(format: .alac44100x16Stereo, audioBufferSize: reply.effectiveAudioBufferSize,
+                    configuration: .init(format: format, audioBufferSize: reply.effectiveAudioBufferSize,
                                          clockID: timeline.clockID),
-                    rtpBase: rtpBase, firstSequence: sequence)
+                    rtpBase: rtpBase &- priming, firstSequence: sequence)
                 try await streamBuffered(packets, options: options, session: session, data: data, window: window,
                                          cipher: &cipher, timeline: timeline, started: started, report: &report)
             }
@@ -124,7 +130,7 @@ extension RAOPClient {
     ) async throws where S.Element == PCMPacket {
         publish(.streaming, live: nil, options: options)
         let clock = ContinuousClock()
-        let format = BufferedAudioFormat.alac44100x16Stereo
+        let format = session.bufferedFormat ?? .alac44100x16Stereo
         let fpp = format.framesPerPacket
         let perSecond = format.sampleRate / fpp
         let pipe = RAOPPayloadPipe(highWater: 2 * perSecond, lowWater: perSecond / 2)
@@ -140,7 +146,8 @@ extension RAOPClient {
 
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                await Self.produce(packets, into: pipe, codec: options.codec, framesPerPacket: fpp, leadIn: 0, padding: 0)
+                await Self.produce(packets, into: pipe, codec: options.codec, framesPerPacket: fpp, leadIn: 0, padding: 0,
+                                   aac: format.isAAC)
             }
             defer {
                 pipe.close()
