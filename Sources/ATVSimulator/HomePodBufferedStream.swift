@@ -11,8 +11,12 @@ import NIOPosix
 /// dropped (as shairport-sync drops them); the rest wait until SETRATEANCHORTIME gives an anchor
 /// and are played when their time comes by the master's clock (frame F at
 /// `networkTime + (F − rtpTime)/rate`), each recorded with its play instant. `rate` 0 pauses
-/// (buffered packets stay), FLUSHBUFFERED discards. ALAC 44.1 kHz/16 (SSRC 0xFACE) is decoded to
-/// the WAV file; other formats are counted, not decoded.
+/// (buffered packets stay), FLUSHBUFFERED discards. ALAC 44.1 kHz/16 (SSRC 0xFACE) and AAC-LC
+/// 44.1 kHz stereo (SSRC 0x16000000: raw units, decoded with the AudioSpecificConfig the format
+/// implies, as shairport-sync decodes them with the ADTS header it prepends) are decoded to the WAV
+/// file; as shairport-sync, the first AAC block of a sequence (the stream's first, the first after
+/// a flush or a timestamp gap) plays muted: it decodes to the encoder's priming. Other formats
+/// are counted, not decoded.
 ///
 /// Confined to its event loop (the data connection is accepted on it), hence `@unchecked Sendable`.
 final class HomePodBufferedStream: @unchecked Sendable {
@@ -30,6 +34,9 @@ final class HomePodBufferedStream: @unchecked Sendable {
     /// An immediate FLUSHBUFFERED: packets before this sequence number are discarded.
     private var flushUntil: UInt32?
     private var alac: ALACDecoder?
+    private var aac: AACDecoder?
+    /// AAC: the RTP time the next block continues at (nil: the next block starts a sequence).
+    private var aacNext: UInt32?
     private var wav: WAVWriter?
     private var wavFailed = false
     private let wavPath: String?
@@ -49,6 +56,8 @@ final class HomePodBufferedStream: @unchecked Sendable {
         if format == .alac44100x16Stereo {
             alac = try ALACDecoder(framesPerPacket: 352,
                                    magicCookie: ALACMagicCookie.make(frameLength: 352, channels: 2, sampleRate: 44_100))
+        } else if format == .aacLC44100Stereo {
+            aac = try AACDecoder(sampleRate: 44_100, channels: 2)
         }
     }
 
@@ -108,7 +117,10 @@ final class HomePodBufferedStream: @unchecked Sendable {
             shared.update { $0.decryptFailures += 1 }
             throw error
         }
-        shared.update { $0.packetsDecrypted += 1 }
+        shared.update { r in
+            r.packetsDecrypted += 1
+            r.ptp.packetsBySSRC[header.ssrc, default: 0] += 1
+        }
         if let until = flushUntil {
             guard Self.sequence(opened.sequenceNumber, isAtOrAfter: until) else {
                 shared.update { $0.ptp.packetsFlushed += 1 }
@@ -147,6 +159,7 @@ final class HomePodBufferedStream: @unchecked Sendable {
             return
         }
         setAnchor(nil)
+        aacNext = nil
         let before = queue.count
         queue.removeAll { !Self.sequence($0.seq, isAtOrAfter: flush.untilSequence) }
         let dropped = before - queue.count
@@ -174,7 +187,7 @@ final class HomePodBufferedStream: @unchecked Sendable {
             }
             guard local <= Int64(clamping: now) else { break }
             queue.removeFirst()
-            let pcm = decode(first.payload)
+            let pcm = decode(first.payload, rtp: first.rtp)
             let late = Int64(clamping: first.at) > local
             shared.update { r in
                 r.ptp.update(status)
@@ -185,7 +198,20 @@ final class HomePodBufferedStream: @unchecked Sendable {
         }
     }
 
-    private func decode(_ payload: [UInt8]) -> [UInt8]? {
+    private func decode(_ payload: [UInt8], rtp: UInt32) -> [UInt8]? {
+        if let aac {
+            let continues = aacNext == rtp
+            aacNext = rtp &+ 1024
+            guard let pcm = try? aac.decode(payload), pcm.frames == 1024 else {
+                shared.reception { $0.decodeErrors += 1 }
+                return [UInt8](repeating: 0, count: 1024 * 4)
+            }
+            guard continues else {
+                shared.update { $0.ptp.blocksMuted += 1 }
+                return [UInt8](repeating: 0, count: 1024 * 4)
+            }
+            return pcm.bytes
+        }
         guard let alac else {
             shared.update { $0.ptp.packetsNotDecoded += 1 }
             return nil

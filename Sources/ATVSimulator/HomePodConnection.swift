@@ -189,7 +189,7 @@ final class HomePodConnection: @unchecked Sendable {
 
     private func infoPlist() -> [UInt8] {
         let c = config
-        let info: [String: PlistValue] = [
+        var info: [String: PlistValue] = [
             "name": .string(c.name),
             "deviceID": .string(c.deviceID.uppercased()),
             "macAddress": .string(c.deviceID.uppercased()),
@@ -210,6 +210,10 @@ final class HomePodConnection: @unchecked Sendable {
             "audioFormats": .array([.dict(["type": .int(96), "audioInputFormats": .int(0x4_0800),
                                            "audioOutputFormats": .int(0x4_0800)])]),
         ]
+        if let formats = c.bufferedFormats {
+            let bits = formats.reduce(Int64(0)) { $0 | ($1.audioFormat ?? 0) }
+            info["supportedFormats"] = .dict(["audioStream": .int(0x4_0800), "bufferStream": .int(bits)])
+        }
         return BinaryPlist.encode(.dict(info))
     }
 
@@ -569,6 +573,10 @@ final class HomePodConnection: @unchecked Sendable {
         } catch {
             shared.update { $0.errors.append("stream SETUP: \(error)") }
             return reply(response(400, for: request))
+        }
+        if let formats = config.bufferedFormats, !formats.contains(setup.format) {
+            shared.update { $0.errors.append("stream SETUP: \(setup.format) is not one of the buffered formats listed") }
+            return reply(response(400, for: request, reason: "Unsupported Audio Format"))
         }
         if config.profile == .shairportAP2 { follow(peerIP) }
         stream?.finish()

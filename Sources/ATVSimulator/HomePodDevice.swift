@@ -3,6 +3,7 @@ import ATVAuth
 import ATVCore
 import ATVDiscovery
 import ATVPTP
+import ATVRAOP
 import Foundation
 import NIOCore
 import NIOPosix
@@ -88,6 +89,9 @@ package final class VirtualHomePod: Sendable {
         /// The address the PTP follower binds UDP 319/320 on (nil: `host`). Tests put the
         /// sender's master on 127.0.0.1 and this on 127.0.0.2: both need the ports.
         package var ptpAddress: String?
+        /// The buffered (type 103) formats `/info` lists in `supportedFormats.bufferStream` and
+        /// the stream SETUP accepts (others: 400); nil lists none and accepts every known one.
+        package var bufferedFormats: [BufferedAudioFormat]?
 
         package enum TimingAccepted: String, Sendable, CaseIterable {
             case ntp, ptp, both

@@ -61,6 +61,11 @@ package struct PTPReception: Sendable, Equatable {
     package var packetsBeforeAnchor = 0
     package var packetsNotDecoded = 0
     package var packetsNotPlayed = 0
+    /// Type-103 packets accepted, by SSRC (format code).
+    package var packetsBySSRC: [UInt32: Int] = [:]
+    /// AAC: first blocks of a sequence (stream start, after a flush or a timestamp gap) played
+    /// muted, as shairport-sync does.
+    package var blocksMuted = 0
 
     package init() {}
 
@@ -78,6 +83,10 @@ package struct PTPReception: Sendable, Equatable {
                      "offset \(offset.map { "\($0) ns" } ?? "-")", "samples \(samples)", "time announces \(timeAnnounces)",
                      "anchors rejected \(anchorsRejected)", "packets placed \(playInstants.count)"]
         if let first = playInstants.first { parts.append("first frame \(first.rtpTime) at master \(first.masterTime) ns") }
+        for (ssrc, n) in packetsBySSRC.sorted(by: { $0.key < $1.key }) {
+            parts.append("SSRC 0x\(String(ssrc, radix: 16, uppercase: true)) packets \(n)")
+        }
+        if blocksMuted > 0 { parts.append("first blocks muted \(blocksMuted)") }
         if packetsDroppedForSSRC > 0 { parts.append("type-103 packets dropped for their SSRC \(packetsDroppedForSSRC)") }
         if flushes > 0 { parts.append("flushes \(flushes) (packets \(packetsFlushed))") }
         if framesDroppedWithoutClock > 0 { parts.append("frames dropped without a valid clock \(framesDroppedWithoutClock)") }

@@ -3,6 +3,7 @@ import ATVAuth
 import ATVCore
 import ATVDiscovery
 import ATVPTP
+import ATVRAOP
 import ATVSimulator
 import Foundation
 
@@ -58,6 +59,15 @@ struct SimulateHomePod: AsyncParsableCommand {
     var profile: String = "homepod"
     @Option(help: "Address the PTP follower binds UDP 319/320 on (default: --address).")
     var ptpAddress: String?
+    @Option(help: "Buffered (type 103) formats to list in /info supportedFormats.bufferStream and accept, comma-separated: alac (44.1 kHz 16-bit), aac (AAC-LC 44.1 kHz). Default: none listed, both accepted.")
+    var bufferedFormats: String?
+
+    /// `--buffered-formats` as formats; nil when not given or not valid.
+    static func bufferedFormats(_ text: String) -> [BufferedAudioFormat]? {
+        let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let formats = names.compactMap { ["alac": BufferedAudioFormat.alac44100x16Stereo, "aac": .aacLC44100Stereo][$0] }
+        return !names.isEmpty && formats.count == names.count ? formats : nil
+    }
 
     func validate() throws {
         guard (0 ... 65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -79,6 +89,9 @@ struct SimulateHomePod: AsyncParsableCommand {
         if let ptpAddress, !PTPMaster.isIPAddress(ptpAddress) {
             throw ValidationError("--ptp-address must be an IP address")
         }
+        if let bufferedFormats, Self.bufferedFormats(bufferedFormats) == nil {
+            throw ValidationError("--buffered-formats must be alac, aac or alac,aac")
+        }
         if let d = dropEventChannelAfter, !(d > 0 && d < 86_400) {
             throw ValidationError("--drop-event-channel-after must be a positive number of seconds")
         }
@@ -97,6 +110,7 @@ struct SimulateHomePod: AsyncParsableCommand {
             config.timing = VirtualHomePod.Configuration.TimingAccepted(rawValue: timing) ?? .both
             config.profile = VirtualHomePod.Configuration.Profile(rawValue: profile) ?? .homepod
             config.ptpAddress = ptpAddress
+            config.bufferedFormats = bufferedFormats.flatMap(Self.bufferedFormats)
             let pod = try await VirtualHomePod.start(config)
             print("Virtual HomePod \"\(name)\" listening on \(address):\(pod.port) (AirPlay 2), writing \(output)")
             print("TXT for atvremote --manual: --service-properties \"\(pod.raopServicePropertiesArgument())\"")

@@ -174,7 +174,7 @@ import Testing
         let err = file("stream.err"), out = file("stream.out"), pod = file("pod.out")
         #expect(file("stream.rc").trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(err.suffix(2000))")
         #expect(err.contains("AirPlay 2 buffered, PTP timing (forced by --buffered on)"), "\(err.suffix(3000))")
-        #expect(out.contains("Streamed 0:10 to 127.0.0.2:7000 (AirPlay 2, alac,") && out.contains("buffered PTP)"), "\(out)")
+        #expect(out.contains("Streamed 0:10 to 127.0.0.2:7000 (AirPlay 2, alac,") && out.contains("buffered PTP, ALAC 44.1 kHz 16-bit stereo)"), "\(out)")
         let ptp = try #require(pod.split(separator: "\n").first { $0.contains("ptp: master") }.map(String.init), "\(pod)")
         func number(after label: String) -> Int? {
             guard let r = ptp.range(of: label + " ") else { return nil }
@@ -189,6 +189,99 @@ import Testing
         }
         print("\(profile): \(ptp)")
         try StreamTimingCLITests.expectWholeSource(dir.appendingPathComponent("pod.wav").path, source: try await referencePCM(Self.sample))
+    }
+
+    /// `atv stream --timing ptp --buffered on` to `atv simulate homepod --buffered-formats aac` (its
+    /// /info lists only AAC-LC 44.1 kHz for buffer streams and its stream SETUP refuses others), in
+    /// a namespace of its own: the sender picks AAC-LC (-v and the summary say so), every packet the
+    /// receiver got has SSRC 0x16000000, all of them play by the anchor (none dropped, flushed or
+    /// late), the first (the encoder's priming) muted; the decoded audio is the whole source,
+    /// starting exactly one 1024-frame block after the first, within the lossy bound: SNR ≥ 25 dB
+    /// over the whole source (40.1 dB measured with FFmpeg 5.1's encoder at 256 kbit/s on this
+    /// arpeggio; a block out of place, a wrong scale or swapped channels ends near or below 0 dB).
+    @Test func bufferedPTPPicksAACForAnAACOnlyReceiver() async throws {
+        let dir = try TestEnv.tempDir()
+        let atv = try TestEnv.atv()
+        let script = """
+        set -u
+        cd '\(dir.path)'
+        ip link set lo up
+        '\(atv)' simulate homepod --address 127.0.0.2 --port 7000 --buffered-formats aac --output pod.wav --sessions 1 \\
+          --no-advertise > pod.out 2>&1 &
+        pod=$!
+        for i in $(seq 600); do grep -q 'listening on' pod.out && break; sleep 0.1; done
+        HOME='\(dir.path)' '\(atv)' stream '\(Self.sample)' --host 127.0.0.2 --port 7000 --timing ptp --buffered on -v \\
+          --storage s.json > stream.out 2> stream.err
+        echo $? > stream.rc
+        for i in $(seq 300); do kill -0 $pod 2>/dev/null || break; sleep 0.1; done
+        kill $pod 2>/dev/null
+        true
+        """
+        let r = try await run("/usr/bin/unshare", ["--net", "/bin/bash", "-c", script], timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        func file(_ name: String) -> String { (try? String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)) ?? "" }
+        let err = file("stream.err"), out = file("stream.out"), pod = file("pod.out")
+        #expect(file("stream.rc").trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(err.suffix(2000))")
+        #expect(err.contains("buffered audio format: AAC-LC 44.1 kHz stereo, SSRC 0x16000000 (the receiver lists it, not ALAC 44.1 kHz 16-bit, for buffered streams; /info bufferStream 0x400000: AAC-LC 44.1 kHz stereo)"),
+                "\(err.suffix(3000))")
+        #expect(out.contains("Streamed 0:10 to 127.0.0.2:7000 (AirPlay 2, aac,") && out.contains("buffered PTP, AAC-LC 44.1 kHz stereo)"), "\(out)")
+        #expect(pod.contains("ct 4, codec AAC-LC 44.1 kHz stereo"), "\(pod)")
+        let sentText = try #require(out.range(of: #"aac, (\d+) packets"#, options: .regularExpression).map { String(out[$0]) }, "\(out)")
+        let sent = try #require(Int(sentText.dropFirst(5).prefix { $0.isNumber }))
+        let ptp = try #require(pod.split(separator: "\n").first { $0.contains("ptp: master") }.map(String.init), "\(pod)")
+        func number(after label: String) -> Int? {
+            guard let r = ptp.range(of: label + " ") else { return nil }
+            return Int(ptp[r.upperBound...].prefix { $0 == "-" || $0.isNumber })
+        }
+        let source = try await referencePCM(Self.sample)
+        let sourceFrames = source.count / 4
+        // One unit per 1024 source frames (the last padded) plus the encoder's priming unit.
+        #expect(sent == (sourceFrames + 1023) / 1024 + 1, "\(out)")
+        // Every packet the receiver got carries the AAC-LC 44.1 kHz code, and every one played.
+        #expect(number(after: "SSRC 0x16000000 packets") == sent, "\(ptp)")
+        #expect(ptp.components(separatedBy: "SSRC 0x").count == 2, "another SSRC: \(ptp)")
+        #expect(number(after: "packets placed") == sent, "\(ptp)")
+        #expect(number(after: "first blocks muted") == 1, "\(ptp)")
+        #expect(!ptp.contains("dropped for their SSRC") && !ptp.contains("flushes") && !ptp.contains("frames dropped"), "\(ptp)")
+        print("aac: \(ptp)")
+        try StreamTimingCLITests.expectLossyWholeSource(dir.appendingPathComponent("pod.wav").path, source: source,
+                                                        expectedOffsetFrames: 1024, minimumSNR: 25)
+    }
+
+    /// The capture holds the whole lossy-coded source starting `expectedOffsetFrames` in (the lag
+    /// of best correlation within ±4096 frames of it), silence before it, with an SNR of at least
+    /// `minimumSNR` dB over the whole source.
+    static func expectLossyWholeSource(_ wav: String, source: [UInt8], expectedOffsetFrames: Int, minimumSNR: Double) throws {
+        let captured = try wavPCM(wav)
+        func sample(_ b: [UInt8], _ i: Int) -> Double { Double(Int16(bitPattern: UInt16(b[2 * i]) | UInt16(b[2 * i + 1]) << 8)) }
+        let frames = source.count / 4
+        try #require(captured.count >= (expectedOffsetFrames + frames) * 4, "capture too short: \(captured.count / 4) frames")
+        // The loudest 4096-frame stretch of the source's left channel, for the correlation.
+        var at = 0, loudest = 0.0
+        for start in stride(from: 0, to: frames - 4096, by: 4096) {
+            let e = stride(from: start, to: start + 4096, by: 4).reduce(0.0) { $0 + abs(sample(source, 2 * $1)) }
+            if e > loudest { loudest = e; at = start }
+        }
+        func correlation(_ offset: Int) -> Double {
+            var sum = 0.0
+            for i in at..<(at + 4096) where (i + offset) * 4 + 3 < captured.count {
+                sum += sample(source, 2 * i) * sample(captured, 2 * (i + offset))
+            }
+            return sum
+        }
+        let candidates = max(0, expectedOffsetFrames - 4096)...(expectedOffsetFrames + 4096)
+        let offset = candidates.max { correlation($0) < correlation($1) } ?? -1
+        #expect(offset == expectedOffsetFrames, "the source starts at frame \(offset) of the capture")
+        #expect(captured[..<(expectedOffsetFrames * 4)].allSatisfy { $0 == 0 }, "only silence may precede the source")
+        var signal = 0.0, noise = 0.0
+        for i in 0..<(frames * 2) {
+            let s = sample(source, i), d = sample(captured, 2 * expectedOffsetFrames + i)
+            signal += s * s
+            noise += (d - s) * (d - s)
+        }
+        let snr = 10 * log10(signal / max(noise, 1))
+        print("lossy capture: source at frame \(offset), SNR \(String(format: "%.1f", snr)) dB over \(frames) frames")
+        #expect(snr >= minimumSNR, "SNR \(snr) dB")
     }
 
     /// The capture holds the whole source at one place, only silence around it.
