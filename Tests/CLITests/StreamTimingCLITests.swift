@@ -13,12 +13,22 @@ import Testing
         (["--buffered", "yes"], "--buffered must be auto, on or off"),
         (["--start", "1:75"], "--start must be a position such as 90, 1:30 or 1:02:03"),
         (["--start", "x:10"], "--start must be a position such as 90, 1:30 or 1:02:03"),
+        (["--codec", "mp3"], "--codec must be alac, pcm or aac"),
+        (["--codec", "aac"], "--codec aac needs --buffered on (AAC-LC is sent on buffered AirPlay 2 streams only)"),
+        (["--codec", "aac", "--buffered", "auto"], "--codec aac needs --buffered on"),
     ])
     func badValuesAreRejected(args: [String], message: String) async throws {
         let r = try await run(try TestEnv.atv(), ["stream", Self.sample, "--host", "127.0.0.1", "--port", "9"] + args, timeout: 10)
         #expect(r.status != 0)
         #expect(r.stderr.contains(message), "stderr: \(r.stderr)")
         #expect(r.seconds < 5, "took \(r.seconds) s")
+    }
+
+    /// `atv simulate homepod --buffered-formats` takes alac, aac or both.
+    @Test func simulatedHomePodBufferedFormatsAreChecked() async throws {
+        let r = try await run(try TestEnv.atv(), ["simulate", "homepod", "--buffered-formats", "alac,flac", "--no-advertise"], timeout: 10)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("--buffered-formats must be alac, aac or alac,aac"), "stderr: \(r.stderr)")
     }
 
     /// The help names the options and how to allow UDP 319/320 without root.
@@ -246,6 +256,39 @@ import Testing
         print("aac: \(ptp)")
         try StreamTimingCLITests.expectLossyWholeSource(dir.appendingPathComponent("pod.wav").path, source: source,
                                                         expectedOffsetFrames: 1024, minimumSNR: 25)
+    }
+
+    /// `--codec alac` forced to a receiver that lists only AAC for buffer streams: the stream
+    /// SETUP names ALAC (`-v` says the receiver does not list it), the receiver refuses it, and
+    /// the stream ends with one error line within the test's bound.
+    @Test func forcedALACToAnAACOnlyReceiverFailsInOneLine() async throws {
+        let dir = try TestEnv.tempDir()
+        let atv = try TestEnv.atv()
+        let script = """
+        set -u
+        cd '\(dir.path)'
+        ip link set lo up
+        '\(atv)' simulate homepod --address 127.0.0.2 --port 7000 --buffered-formats aac --output pod.wav --sessions 1 \\
+          --no-advertise > pod.out 2>&1 &
+        pod=$!
+        for i in $(seq 600); do grep -q 'listening on' pod.out && break; sleep 0.1; done
+        HOME='\(dir.path)' '\(atv)' stream '\(Self.sample)' --host 127.0.0.2 --port 7000 --timing ptp --buffered on --codec alac -v \\
+          --storage s.json > stream.out 2> stream.err
+        echo $? > stream.rc
+        for i in $(seq 300); do kill -0 $pod 2>/dev/null || break; sleep 0.1; done
+        kill $pod 2>/dev/null
+        true
+        """
+        let r = try await run("/usr/bin/unshare", ["--net", "/bin/bash", "-c", script], timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        func file(_ name: String) -> String { (try? String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)) ?? "" }
+        let err = file("stream.err")
+        #expect(file("stream.rc").trimmingCharacters(in: .whitespacesAndNewlines) != "0", "\(err.suffix(2000))")
+        #expect(err.contains("buffered audio format: ALAC 44.1 kHz 16-bit stereo, SSRC 0xFACE (forced by --codec alac (the receiver does not list it for buffered streams)"),
+                "\(err.suffix(3000))")
+        let errors = err.split(separator: "\n").filter { $0.hasPrefix("atv: error:") }
+        #expect(errors.count == 1 && errors[0].contains("audio stream SETUP rejected"), "\(err.suffix(3000))")
+        print("forced ALAC: \(errors.first ?? "-")")
     }
 
     /// The capture holds the whole lossy-coded source starting `expectedOffsetFrames` in (the lag

@@ -155,8 +155,8 @@ final class AirPlay2AudioSession: AudioRouteSession {
         }
         let bits = traits(options: options, connection: connection).bufferStreamFormats
         let choice = try BufferedFormatChoice.choose(bufferStream: bits, codec: options.bufferedCodec)
-        let listed = bits.map { "; /info bufferStream 0x" + String($0, radix: 16) + ": " + BufferedFormatChoice.describe($0) } ?? ""
-        logger.info("buffered audio format: \(choice.format), SSRC 0x\(String(choice.format.ssrc, radix: 16)) (\(choice.reason)\(listed))")
+        let listed = bits.map { "; /info bufferStream 0x" + String($0, radix: 16, uppercase: true) + ": " + BufferedFormatChoice.describe($0) } ?? ""
+        logger.info("buffered audio format: \(choice.format), SSRC 0x\(String(choice.format.ssrc, radix: 16, uppercase: true)) (\(choice.reason)\(listed))")
         route.bufferedCodec = choice.format.isAAC ? .aac : .alac
         route.bufferedFormat = choice.format.description
         return .buffered(choice.format)
