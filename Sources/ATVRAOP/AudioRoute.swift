@@ -76,8 +76,9 @@ public struct AirPlayAudioRouteChoice: Sendable, Equatable, CustomStringConverti
     /// reports are unverified): when UDP 319/320 cannot be bound the stream goes with NTP after one
     /// warning line. False where PTP was forced or the receiver refuses NTP (shairport-sync).
     public var ntpFallback: Bool
-    /// Buffered PTP: the type-103 codec and format sent (e.g. "AAC-LC 44.1 kHz stereo"), once chosen.
+    /// Buffered PTP: the type-103 codec sent, once chosen (`BufferedFormatChoice`).
     public var bufferedCodec: AirPlayBufferedCodec?
+    /// Buffered PTP: the type-103 format sent, e.g. "AAC-LC 44.1 kHz stereo", once chosen.
     public var bufferedFormat: String?
 
     public init(route: AirPlayAudioRoute, reason: String, ntpFallback: Bool = false) {
