@@ -170,6 +170,34 @@ private struct ChunkedSource: AsyncSequence, Sendable {
         #expect(failed.count == 2 + 2 + 1)
         if case .failure(let e) = failed.last!, e is ChunkedSource.SourceBroke {} else { Issue.record("expected .failure last") }
     }
+
+    /// AAC (buffered AirPlay 2): 1024-frame units, the encoder's priming unit first (no source
+    /// frames) and one more unit at the end, so each unit's count is the source frames its decoded
+    /// output carries (the last one the 100-frame tail); odd-sized source packets give the same
+    /// units; every unit decodes to 1024 frames.
+    @Test func producerAACUnitsCarryThePrimingFirst() async throws {
+        let fpp = 1024
+        func run(_ source: ChunkedSource) async -> [RAOPSendItem] {
+            let pipe = RAOPPayloadPipe(highWater: 1_000, lowWater: 10)
+            await RAOPClient.produce(source, into: pipe, codec: .alac, framesPerPacket: fpp, leadIn: 0, padding: 0, aac: true)
+            var items: [RAOPSendItem] = []
+            while let item = pipe.pop() { items.append(item) }
+            return items
+        }
+        let whole = await run(ChunkedSource(frames: Array(repeating: fpp, count: 5) + [100]))
+        let odd = await run(ChunkedSource(frames: [700, 900, 1500, 333, 1787]))
+        #expect(whole.count == 1 + 6 + 1 && odd.count == whole.count)
+        for (a, b) in zip(whole, odd) { #expect(payload(a) == payload(b)) }
+        let counts = whole.map { item -> Int in
+            if case .packet(_, let frames, _) = item { return frames }
+            return -1
+        }
+        #expect(counts == [0] + Array(repeating: fpp, count: 5) + [100, -1])
+        let decoder = try AACDecoder()
+        for item in whole.dropLast() {
+            #expect(try decoder.decode(try #require(payload(item))).frames == fpp)
+        }
+    }
 }
 
 /// A source that fails after some packets.
