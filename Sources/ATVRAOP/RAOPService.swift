@@ -101,7 +101,9 @@ public final class RAOPService: Sendable {
         case .pause, .stop, .play:
             return FeatureInfo(streaming ? .available : .unavailable)
         case .setPosition:
-            return FeatureInfo(streaming && client.canSeek ? .available : .unavailable)
+            // Only while a stream runs (otherwise another protocol's seek is the one meant).
+            guard streaming else { return .unsupported }
+            return FeatureInfo(client.canSeek ? .available : .unavailable)
         case .title: return FeatureInfo(streaming && m.title != nil ? .available : .unavailable)
         case .artist: return FeatureInfo(streaming && m.artist != nil ? .available : .unavailable)
         case .album: return FeatureInfo(streaming && m.album != nil ? .available : .unavailable)
