@@ -127,7 +127,10 @@ package final class PTPMaster: Sendable {
             if let starting, starting.address != bindAddress {
                 throw ATVError.invalidState("the PTP master of this process is bound to \(starting.address), not \(bindAddress): one master per process")
             }
-            let task = starting?.task ?? Task { try await PTPMaster.start(bindAddress: bindAddress) }
+            // A master on a loopback address serves only this host's unicast peers: no multicast
+            // (the group would go out on `lo` for nobody; tests keep multicast in namespaces).
+            let multicast = !(bindAddress.hasPrefix("127.") || bindAddress == "::1")
+            let task = starting?.task ?? Task { try await PTPMaster.start(bindAddress: bindAddress, multicastWhenNoPeers: multicast) }
             starting = (bindAddress, task)
             count += 1
             do {

@@ -99,7 +99,8 @@ extension RAOPClient {
     }
 
     /// One stream on either route: connect, open the UDP sockets, set up, send, tear down.
-    func runSession<S: AsyncSequence & Sendable>(_ packets: S, options: RAOPOptions) async throws -> RAOPStreamReport
+    func runSession<S: AsyncSequence & Sendable>(_ packets: S, reopen: (@Sendable (UInt64) async throws -> S)?,
+                                                 options: RAOPOptions) async throws -> RAOPStreamReport
         where S.Element == PCMPacket {
         let clock = ContinuousClock()
         let t0 = clock.now
@@ -108,7 +109,7 @@ extension RAOPClient {
         let format = RAOPAudioFormat(codec: options.codec)
         let route = try await openRoute(options)
         if route.audioRoute.route == .bufferedPTP, let session = route as? AirPlay2AudioSession {
-            return try await runBufferedSession(packets, options: options, session: session, started: t0)
+            return try await runBufferedSession(packets, reopen: reopen, options: options, session: session, started: t0)
         }
 
         let sequence = options.initialSequence ?? UInt16.random(in: 0...UInt16.max)

@@ -74,6 +74,9 @@ public struct RAOPOptions: Sendable {
     /// What the receiver's TXT records say (features, model, manufacturer), for the route rule;
     /// the session adds what its `GET /info` says.
     package var receiverTraits: AirPlayReceiverTraits
+    /// AirPlay 2: the local address the control connection is made from (nil: the system's
+    /// choice); tests on one host give the sender (and its PTP master) an address of its own.
+    package var localAddress: String?
 
     public init(codec: RAOPCodec = .alac, latencyFrames: Int = 88_200, volume: Double? = nil,
                 metadata: MediaMetadata? = nil, username: String = "swift-atv", password: String? = nil,
@@ -265,6 +268,15 @@ public final class RAOPClient: Sendable {
         var live: RAOPLiveState?
         /// The route's session (AirPlay 1 or 2) while one streams.
         var route: (any AudioRouteSession)?
+        /// The running stream can move in its source (`seek`): its source can be opened again at
+        /// a position, and its route takes a seek (buffered AirPlay 2).
+        var seekable = false
+        /// A seek asked for and not yet done: the source frame to continue from.
+        var seekTarget: UInt64?
+        /// Buffered AirPlay 2: the next packet's sequence number and RTP time (metadata's RTP-Info),
+        /// and the last progress published (seconds of the source played and sent).
+        var bufferedNext: RTPPosition?
+        var bufferedProgress: (position: Double, sent: Double) = (0, 0)
     }
 
     let controls: Mutex<Controls>
@@ -290,6 +302,9 @@ public final class RAOPClient: Sendable {
 
     public var isStreaming: Bool { controls.withLock { $0.running } }
 
+    /// The running stream can seek (`seek(toSeconds:)`).
+    public var canSeek: Bool { controls.withLock { $0.running && $0.seekable } }
+
     /// Pauses: stops sending audio and FLUSHes the receiver; `resume()` continues.
     public func pause() {
         controls.withLock { $0.paused = true }
@@ -298,6 +313,25 @@ public final class RAOPClient: Sendable {
 
     public func resume() {
         controls.withLock { $0.paused = false }
+        wakeup.signal()
+    }
+
+    /// Moves the running stream to `seconds` into its source (pyatv's `set_position`), without a new
+    /// session: on the buffered AirPlay 2 route the receiver drops what it holds (FLUSHBUFFERED),
+    /// the source is opened again at the position and played from a new anchor; paused, it stays
+    /// paused there. Only a source that can be opened again (a file) can seek, and only on the
+    /// buffered route; otherwise this throws one clear `ATVError` and the stream goes on.
+    public func seek(toSeconds seconds: Double) throws {
+        guard seconds.isFinite, seconds >= 0 else { throw ATVError.invalidValue("position \(seconds) s: must be 0 or more") }
+        let frame = UInt64((seconds * Double(PCMFormat.sampleRate)).rounded())
+        try controls.withLock { c in
+            guard c.running else { throw ATVError.invalidState("no audio stream is running to seek in") }
+            guard c.seekable else {
+                throw ATVError.invalidState(
+                    "seeking is not supported for this stream: it needs a file as the source (not standard input, a pipe or a PCM sequence) and the buffered AirPlay 2 route")
+            }
+            c.seekTarget = frame
+        }
         wakeup.signal()
     }
 
@@ -319,17 +353,23 @@ public final class RAOPClient: Sendable {
 
     /// Title/artist/album/artwork; sent now if streaming, else with the next stream.
     public func setMetadata(_ metadata: MediaMetadata) async throws {
-        let (route, live) = controls.withLock { c -> ((any AudioRouteSession)?, RAOPLiveState?) in
+        let (route, next) = controls.withLock { c -> ((any AudioRouteSession)?, RTPPosition?) in
             c.options.metadata = metadata
-            return c.running ? (c.route, c.live) : (nil, nil)
+            return c.running ? (c.route, c.live?.next ?? c.bufferedNext) : (nil, nil)
         }
-        guard let route, let live else { return }
-        await route.sendMetadata(metadata, start: nil, next: live.next)
+        guard let route, let next else { return }
+        await route.sendMetadata(metadata, start: nil, next: next)
     }
 
     /// Streams `packets` (s16le stereo 44.1 kHz) until the source ends (plus latency padding), or
     /// `stop()`. Throws `ATVError` when the receiver refuses, vanishes or answers garbage.
     public func stream<S: AsyncSequence & Sendable>(_ packets: S) async throws -> RAOPStreamReport where S.Element == PCMPacket {
+        try await stream(packets, reopen: nil)
+    }
+
+    /// `stream(_:)` of a source that `reopen` opens again at a source frame (`seek`).
+    func stream<S: AsyncSequence & Sendable>(_ packets: S, reopen: (@Sendable (UInt64) async throws -> S)?) async throws -> RAOPStreamReport
+        where S.Element == PCMPacket {
         let key = "\(host):\(port)"
         let acquired = Self.activeDevices.withLock { $0.insert(key).inserted }
         guard acquired else {
@@ -349,6 +389,10 @@ public final class RAOPClient: Sendable {
                 c.route = nil
                 c.stopRequested = false
                 c.paused = false
+                c.seekable = false
+                c.seekTarget = nil
+                c.bufferedNext = nil
+                c.bufferedProgress = (0, 0)
             }
         }
         do {
@@ -362,7 +406,7 @@ public final class RAOPClient: Sendable {
                 if !answered || route.version == .v2 { options.requestInfo = false }
                 controls.withLock { $0.options.airPlayVersion = route.version }
             }
-            return try await runSession(packets, options: options)
+            return try await runSession(packets, reopen: reopen, options: options)
         } catch {
             publish(.failed, live: nil, options: options)
             throw error
@@ -473,6 +517,11 @@ public final class RAOPClient: Sendable {
         let (packets, frames) = live?.inner.withLock { ($0.streamer.packetsSent, $0.streamer.framesSent) } ?? (0, 0)
         let sent = Double(frames) / 44_100
         let position = max(0, Double(frames - Int64(options.latencyFrames)) / 44_100)
+        publish(state, position: position, sent: sent, packets: packets, options: options)
+    }
+
+    /// Progress with the position (seconds of the source the receiver has played) and what was sent.
+    func publish(_ state: RAOPStreamProgress.State, position: Double, sent: Double, packets: Int, options: RAOPOptions) {
         progressBroadcaster.yield(RAOPStreamProgress(state: state, position: position, sent: sent,
                                                      duration: options.metadata?.duration, packetsSent: packets))
     }

@@ -100,6 +100,10 @@ public final class RAOPService: Sendable {
             return .available
         case .pause, .stop, .play:
             return FeatureInfo(streaming ? .available : .unavailable)
+        case .setPosition:
+            // Only while a stream runs (otherwise another protocol's seek is the one meant).
+            guard streaming else { return .unsupported }
+            return FeatureInfo(client.canSeek ? .available : .unavailable)
         case .title: return FeatureInfo(streaming && m.title != nil ? .available : .unavailable)
         case .artist: return FeatureInfo(streaming && m.artist != nil ? .available : .unavailable)
         case .album: return FeatureInfo(streaming && m.album != nil ? .available : .unavailable)
@@ -121,12 +125,25 @@ public final class RAOPService: Sendable {
         updates.yield(.playing(playing()))
     }
 
+    /// Moves the running stream to `seconds` into its source (`RemoteControl.setPosition`; see
+    /// `RAOPClient.seek(toSeconds:)` for where it works).
+    public func seek(toSeconds seconds: Double) throws {
+        try client.seek(toSeconds: seconds)
+        state.withLock { $0.position = seconds }
+        updates.yield(.playing(playing()))
+    }
+
     /// Stream a source: decode, attach metadata (from tags, the caller's, or both), send; returns
-    /// when the stream has ended, with the sender's counters.
+    /// when the stream has ended, with the sender's counters. A file can seek while it streams
+    /// (`seek(toSeconds:)`: it is opened again and decoded from the position, `PCMStartingAt`).
     public func stream(_ source: StreamSource, metadata: MediaMetadata?, overrideMissing: Bool) async throws -> RAOPStreamReport {
         let decoder = try await AudioDecoder.open(source)
-        return try await stream(packets: decoder, tags: decoder.info.metadata, duration: decoder.info.duration,
-                                metadata: metadata, overrideMissing: overrideMissing)
+        var reopen: (@Sendable (UInt64) async throws -> PCMStartingAt<AudioDecoder>)?
+        if case .file = source {
+            reopen = { frame in PCMStartingAt(try await AudioDecoder.open(source), frames: Int(clamping: frame)) }
+        }
+        return try await stream(packets: PCMStartingAt(decoder, frames: 0), reopen: reopen, tags: decoder.info.metadata,
+                                duration: decoder.info.duration, metadata: metadata, overrideMissing: overrideMissing)
     }
 
     /// Stream any PCM sequence (s16le stereo 44.1 kHz, 352-frame packets); returns when the stream
@@ -134,6 +151,14 @@ public final class RAOPService: Sendable {
     /// metadata; `metadata`, the caller's, wins over them (with `overrideMissing`, only fills gaps).
     public func stream<S: AsyncSequence & Sendable>(packets: S, tags: MediaMetadata = MediaMetadata(), duration: Double? = nil,
                                                     metadata: MediaMetadata? = nil, overrideMissing: Bool = false) async throws -> RAOPStreamReport
+        where S.Element == PCMPacket {
+        try await stream(packets: packets, reopen: nil, tags: tags, duration: duration, metadata: metadata,
+                         overrideMissing: overrideMissing)
+    }
+
+    private func stream<S: AsyncSequence & Sendable>(packets: S, reopen: (@Sendable (UInt64) async throws -> S)?, tags: MediaMetadata,
+                                                     duration: Double?, metadata: MediaMetadata?,
+                                                     overrideMissing: Bool) async throws -> RAOPStreamReport
         where S.Element == PCMPacket {
         var meta = tags
         if let user = metadata { meta = overrideMissing ? meta.filling(from: user) : user.filling(from: tags) }
@@ -178,7 +203,7 @@ public final class RAOPService: Sendable {
         try await client.setMetadata(meta)
         try await client.setVolume(volume)
         updates.yield(.playing(playing()))
-        let report = try await client.stream(packets)
+        let report = try await client.stream(packets, reopen: reopen)
         ended = .finished
         return report
     }
@@ -222,7 +247,8 @@ struct RAOPPush: PushUpdater {
     func updates() -> AsyncStream<DeviceUpdate> { raop.updates.subscribe() }
 }
 
-/// Only what makes sense for a stream we send: pause/resume and stop it.
+/// Only what makes sense for a stream we send: pause/resume, seek (a file on the buffered route)
+/// and stop it.
 struct RAOPRemote: RemoteControl {
     let raop: RAOPService
     func pause() async throws {
@@ -236,6 +262,11 @@ struct RAOPRemote: RemoteControl {
     func stop() async throws {
         guard raop.isStreaming else { throw ATVError.notSupported(.stop) }
         raop.client.stop()
+    }
+    /// Seconds into the stream's source, as pyatv's `set_position`.
+    func setPosition(_ position: Int) async throws {
+        guard raop.isStreaming else { throw ATVError.notSupported(.setPosition) }
+        try raop.seek(toSeconds: Double(position))
     }
 }
 

@@ -138,8 +138,11 @@ final class HomePodBufferedStream: @unchecked Sendable {
 
     // MARK: Anchors and flushes
 
-    /// SETRATEANCHORTIME with rate 1: play from the anchor; nil (rate 0): pause, keeping what is buffered.
+    /// SETRATEANCHORTIME with rate 1: play from the anchor; nil (rate 0): pause, keeping what is
+    /// buffered. What was due by the previous anchor before the request arrived has played (a
+    /// receiver's output runs continuously; our clock ticks every 10 ms).
     func setAnchor(_ anchor: PTPAnchor?) {
+        tick()
         self.anchor = anchor
         shared.update { r in
             r.ptp.anchorFrame = anchor?.frame
@@ -150,7 +153,14 @@ final class HomePodBufferedStream: @unchecked Sendable {
     /// FLUSHBUFFERED: immediate (no `from`): stop, clear the anchor, discard everything before
     /// `untilSequence`; deferred: drop the packets from `from` up to, not including, `until`.
     func flush(_ flush: BufferedFlush) {
-        shared.update { $0.ptp.flushes += 1 }
+        tick()
+        let now = Int64(clamping: PTPMaster.monotonicNow())
+        shared.update { r in
+            r.ptp.flushes += 1
+            r.ptp.flushRequests.append(.init(untilSequence: flush.untilSequence, untilTimestamp: flush.untilTimestamp,
+                                             fromSequence: flush.fromSequence, arrivedAt: now,
+                                             packetsPlayedBefore: r.ptp.playInstants.count))
+        }
         if let from = flush.fromSequence {
             let before = queue.count
             queue.removeAll { Self.sequence($0.seq, isAtOrAfter: from) && !Self.sequence($0.seq, isAtOrAfter: flush.untilSequence) }

@@ -480,15 +480,23 @@ final class HomePodConnection: @unchecked Sendable {
         }
         switch anchor {
         case .pause:
-            shared.update { $0.ptp.rateAnchors.append("pause") }
             stream?.setAnchor(nil)
             buffered?.setAnchor(nil)
+            // After what was due has played: nothing plays from this instant on.
+            let stopped = Int64(clamping: PTPMaster.monotonicNow())
+            shared.update { r in
+                r.ptp.rateAnchors.append("pause")
+                r.ptp.anchorEvents.append(.init(rtpTime: nil, masterTime: nil, arrivedAt: stopped))
+            }
         case .play(let rtp, let time, let clock):
             if let why = clockRules.refusal(clock: clock, status, now: now) { return refuse(why) }
-            shared.update { $0.ptp.rateAnchors.append("play") }
             let a = PTPAnchor(frame: rtp, time: Int64(clamping: time.nanoseconds), clock: clock)
             stream?.setAnchor(a)
             buffered?.setAnchor(a)
+            shared.update { r in
+                r.ptp.rateAnchors.append("play")
+                r.ptp.anchorEvents.append(.init(rtpTime: rtp, masterTime: a.time, arrivedAt: Int64(clamping: now)))
+            }
         }
         return ok
     }

@@ -45,6 +45,14 @@ package struct PTPReception: Sendable, Equatable {
     package var anchorTime: Int64?
     /// SETRATEANCHORTIME requests: "play" / "pause", and those refused (400) with why.
     package var rateAnchors: [String] = []
+    /// The SETRATEANCHORTIME requests taken, in order: a play anchor's frame and master time (nil
+    /// for a pause), and when it arrived on the local monotonic clock (ns).
+    package struct AnchorEvent: Sendable, Equatable {
+        package var rtpTime: UInt32?
+        package var masterTime: Int64?
+        package var arrivedAt: Int64
+    }
+    package var anchorEvents: [AnchorEvent] = []
     package var rateAnchorsRefused: [String] = []
     /// Every played packet with its play instant (PTP sessions with an anchor).
     package var playInstants: [PlayInstant] = []
@@ -57,6 +65,16 @@ package struct PTPReception: Sendable, Equatable {
     /// than ALAC 44.1 kHz/16), and still queued when the stream ended.
     package var packetsDroppedForSSRC = 0
     package var flushes = 0
+    /// Each FLUSHBUFFERED: its fields, when it arrived (local monotonic ns) and how many packets
+    /// had played then (`playInstants.count`).
+    package struct FlushEvent: Sendable, Equatable {
+        package var untilSequence: UInt32
+        package var untilTimestamp: UInt32
+        package var fromSequence: UInt32?
+        package var arrivedAt: Int64
+        package var packetsPlayedBefore: Int
+    }
+    package var flushRequests: [FlushEvent] = []
     package var packetsFlushed = 0
     package var packetsBeforeAnchor = 0
     package var packetsNotDecoded = 0

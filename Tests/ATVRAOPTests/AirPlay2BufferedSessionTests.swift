@@ -178,8 +178,9 @@ private func ready() throws -> AirPlay2AudioSessionStateMachine {
         #expect(sm.response(id: pause.id, reply()) == [])
 
         let resume = try only(sm.setRateAnchor(window.resume(now: 3_000_000_000)))
-        // 10 ms played: frame 441 (rtpTime 1441) is audible 300 ms after the resume.
-        #expect(try BinaryPlistParser.parse(resume.request.body)["rtpTime"] == .int(1441))
+        // 10 ms played: frame 441 is in the second packet, whose first frame (rtpTime 1352) is
+        // audible 300 ms after the resume.
+        #expect(try BinaryPlistParser.parse(resume.request.body)["rtpTime"] == .int(1352))
         #expect(try BinaryPlistParser.parse(resume.request.body)["networkTimeSecs"] == .int(3))
         #expect(sm.response(id: resume.id, reply()) == [.anchored])
 

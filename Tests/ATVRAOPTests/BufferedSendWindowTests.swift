@@ -88,21 +88,22 @@ struct BufferedSendWindowTests {
         #expect(tiny.packetsAllowed(now: 8_000_000) == 1)
     }
 
-    @Test("pause sends {rate: 0} and stops the playhead; resume anchors the first unplayed frame 0.3 s ahead")
+    @Test("pause sends {rate: 0} and stops the playhead on the first frame of the packet due; resume anchors it 0.3 s ahead")
     func pauseResume() {
         var w = Self.window()
         Self.write(502, into: &w)
         _ = w.start(at: Self.t0)
+        // 2 s = frame 88200, inside packet 250 (frames 88000..<88352).
         #expect(w.pause(now: Self.t0 + 2 * Self.second) == .pause)
-        #expect(w.playback == .paused(position: 88200))
-        #expect(w.playheadSourceFrame(now: Self.t0 + 9 * Self.second) == 88200)
-        // Paused, the window still fills up to 3 s past the paused frame: ceil((220500 − 176704) / 352) = 125.
-        #expect(w.packetsAllowed(now: Self.t0 + 9 * Self.second) == 125)
+        #expect(w.playback == .paused(position: 88000))
+        #expect(w.playheadSourceFrame(now: Self.t0 + 9 * Self.second) == 88000)
+        // Paused, the window still fills up to 3 s past the paused frame: ceil((220300 − 176704) / 352) = 124.
+        #expect(w.packetsAllowed(now: Self.t0 + 9 * Self.second) == 124)
         #expect(w.nextOpening(now: Self.t0 + 9 * Self.second) == Self.t0 + 9 * Self.second)
         let resume = w.resume(now: Self.t0 + 10 * Self.second)
-        #expect(resume == .play(rtpTime: 1000 + 88200, networkTimeNanoseconds: 20_300_000_000, timelineID: Self.clockID))
-        #expect(w.playback == .playing(position: 88200, networkTime: 20_300_000_000))
-        #expect(w.playhead(now: 21_300_000_000) == 88200 + 44100)
+        #expect(resume == .play(rtpTime: 1000 + 88000, networkTimeNanoseconds: 20_300_000_000, timelineID: Self.clockID))
+        #expect(w.playback == .playing(position: 88000, networkTime: 20_300_000_000))
+        #expect(w.playhead(now: 21_300_000_000) == 88000 + 44100)
     }
 
     @Test("pause after an underrun stops at the last frame written")

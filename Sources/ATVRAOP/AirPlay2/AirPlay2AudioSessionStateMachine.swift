@@ -436,6 +436,13 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
         return actions
     }
 
+    /// `progress: start/current/end` alone (buffered: after a seek, the programme moved on the RTP
+    /// timeline).
+    mutating func sendProgress(_ progress: RAOPProgress) -> [AirPlay2AudioSessionAction] {
+        guard takesCommands else { return [] }
+        return [setParameter(.progress, contentType: "text/parameters", body: Array(progress.parameterBody.utf8))]
+    }
+
     /// Buffered: play by `anchor` (`BufferedSendWindow.start`/`resume`/`seek`); a pause anchor
     /// (`{rate: 0}`) pauses. The answer to a play anchor is `.anchored`, `.retryRateAnchor` (400,
     /// a bounded number of times) or the session's failure.

@@ -72,9 +72,10 @@ final class AirPlay2AudioSession: AudioRouteSession {
     /// (each starts a stall clock) wakes the coordinator.
     static func open(host: String, port: Int, options: RAOPOptions, wakeup: RAOPWakeup,
                      logger: Logger) async throws -> AirPlay2AudioSession {
-        let connectionOptions = AirPlay2ConnectionOptions(
+        var connectionOptions = AirPlay2ConnectionOptions(
             userAgent: options.userAgent, connectTimeout: options.connectTimeout, requestTimeout: options.requestTimeout,
             credentials: options.hapCredentials, requestInfo: options.requestInfo)
+        connectionOptions.localAddress = options.localAddress
         // `.connect`: the machine's first action (its configuration, the timing, depends on the route).
         let connection = try await AirPlay2Connection.connect(host: host, port: port, options: connectionOptions, logger: logger)
         let (chosen, master, warnings): (AirPlayAudioRouteChoice, PTPMaster?, [String])
@@ -348,6 +349,11 @@ final class AirPlay2AudioSession: AudioRouteSession {
     /// Buffered: FLUSHBUFFERED (a refusal only warns).
     func flushBuffered(_ flush: BufferedFlush) async {
         await perform(machine.withLock { $0.flushBuffered(flush) })
+    }
+
+    /// SET_PARAMETER progress (a refusal only warns).
+    func sendProgress(_ progress: RAOPProgress) async {
+        await perform(machine.withLock { $0.sendProgress(progress) })
     }
 
     func flush(next: RTPPosition) async {

@@ -6,8 +6,12 @@
 // connection, whose writes complete when the kernel takes them (TCP's back-pressure; no UDP
 // pacing). The first anchor (SETRATEANCHORTIME) goes once about 0.5 s is buffered, naming a
 // start at least 0.5 s ahead and 1.5 s after the receiver joined our PTP master (§4.6), again
-// with a fresh anchor while the receiver answers 400; pause is `{rate: 0}`, resume a new anchor. The
-// stream ends once the receiver's playhead passed the last packet (by the anchor).
+// with a fresh anchor while the receiver answers 400; pause is `{rate: 0}`, resume a new anchor; a
+// seek (`RAOPClient.seek`) is an immediate FLUSHBUFFERED, the source opened again at the position
+// (`reopen`) and a new anchor once its first 0.5 s is written; stop is FLUSHBUFFERED, then TEARDOWN
+// (as Apple's senders stop, docs/PTP-AND-BUFFERED-AUDIO.md §3.7). The stream ends once the
+// receiver's playhead passed the last packet (by the anchor). Progress is the source position at
+// the receiver's playhead (by the anchor), published about once a second.
 import ATVAirPlayCore
 import ATVAudio
 import ATVCore
@@ -61,7 +65,8 @@ extension RAOPClient {
 
     /// One buffered PTP stream on `session` (already connected and with a PTP master): set up,
     /// connect the data port, send, tear down.
-    func runBufferedSession<S: AsyncSequence & Sendable>(_ packets: S, options: RAOPOptions, session: AirPlay2AudioSession,
+    func runBufferedSession<S: AsyncSequence & Sendable>(_ packets: S, reopen: (@Sendable (UInt64) async throws -> S)?,
+                                                         options: RAOPOptions, session: AirPlay2AudioSession,
                                                          started: ContinuousClock.Instant) async throws -> RAOPStreamReport
         where S.Element == PCMPacket {
         let clock = ContinuousClock()
@@ -88,7 +93,11 @@ extension RAOPClient {
             }
             data = try await BufferedDataConnection.connect(host: session.remoteIP, port: reply.dataPort,
                                                             timeout: options.connectTimeout)
-            controls.withLock { $0.route = session }
+            controls.withLock {
+                $0.route = session
+                $0.bufferedNext = first
+                $0.seekable = reopen != nil
+            }
             try await session.begin(volume: controls.withLock { $0.options.volume }, metadata: options.metadata, next: first)
             if let data {
                 let format = session.bufferedFormat ?? .alac44100x16Stereo
@@ -100,14 +109,16 @@ extension RAOPClient {
                     configuration: .init(format: format, audioBufferSize: reply.effectiveAudioBufferSize,
                                          clockID: timeline.clockID),
                     rtpBase: rtpBase &- priming, firstSequence: sequence)
-                try await streamBuffered(packets, options: options, session: session, data: data, window: window,
+                try await streamBuffered(packets, reopen: reopen, options: options, session: session, data: data, window: window,
                                          cipher: &cipher, timeline: timeline, started: started, report: &report)
             }
         } catch {
             streamError = error
         }
 
-        publish(.finishing, live: nil, options: options)
+        // Progress ends where the receiver's playhead was last seen.
+        let last = controls.withLock { $0.bufferedProgress }
+        publish(.finishing, position: last.position, sent: last.sent, packets: report.packetsSent, options: options)
         await data?.close()
         let failure = await session.teardown(failed: streamError != nil)
         report.warnings = session.warnings
@@ -119,23 +130,27 @@ extension RAOPClient {
             throw ATVError.playbackError("\(streamError)")
         }
         if let failure { throw failure }
-        publish(.finished, live: nil, options: options)
+        publish(.finished, position: last.position, sent: last.sent, packets: report.packetsSent, options: options)
         return report
     }
 
     private func streamBuffered<S: AsyncSequence & Sendable>(
-        _ packets: S, options: RAOPOptions, session: AirPlay2AudioSession, data: BufferedDataConnection,
+        _ packets: S, reopen: (@Sendable (UInt64) async throws -> S)?, options: RAOPOptions, session: AirPlay2AudioSession, data: BufferedDataConnection,
         window initial: BufferedSendWindow, cipher: inout AirPlay2AudioCipher, timeline: PTPTimeline,
         started: ContinuousClock.Instant, report: inout RAOPStreamReport
     ) async throws where S.Element == PCMPacket {
-        publish(.streaming, live: nil, options: options)
         let clock = ContinuousClock()
         let format = session.bufferedFormat ?? .alac44100x16Stereo
         let fpp = format.framesPerPacket
         let perSecond = format.sampleRate / fpp
-        let pipe = RAOPPayloadPipe(highWater: 2 * perSecond, lowWater: perSecond / 2)
         let wakeup = self.wakeup
-        pipe.setOnAvailable { wakeup.signal() }
+        /// One pipe per run of the source (a seek starts another).
+        func makePipe() -> RAOPPayloadPipe {
+            let pipe = RAOPPayloadPipe(highWater: 2 * perSecond, lowWater: perSecond / 2)
+            pipe.setOnAvailable { wakeup.signal() }
+            return pipe
+        }
+        var pipe = makePipe()
         var window = initial
         func networkNow() -> UInt64 { timeline.networkTime(at: .now()) }
         /// The local instant of master time `t`.
@@ -143,16 +158,28 @@ extension RAOPClient {
             let now = networkNow()
             return t >= now ? clock.now + .nanoseconds(Int64(clamping: t - now)) : clock.now
         }
+        let rate = Double(format.sampleRate)
+        /// Progress: the source position at the receiver's playhead (by the anchor).
+        func progress(_ state: RAOPStreamProgress.State) {
+            let position = Double(window.playheadSourceFrame(now: networkNow())) / rate
+            let sent = Double(window.nextSourceFrame) / rate
+            controls.withLock { $0.bufferedProgress = (position, sent) }
+            publish(state, position: position, sent: sent, packets: report.packetsSent, options: options)
+        }
+        progress(.streaming)
+        var nextProgress = clock.now + .seconds(1)
 
         try await withThrowingTaskGroup(of: Void.self) { group in
+            let firstPipe = pipe
             group.addTask {
-                await Self.produce(packets, into: pipe, codec: options.codec, framesPerPacket: fpp, leadIn: 0, padding: 0,
+                await Self.produce(packets, into: firstPipe, codec: options.codec, framesPerPacket: fpp, leadIn: 0, padding: 0,
                                    aac: format.isAAC)
             }
             defer {
                 pipe.close()
                 group.cancelAll()
             }
+            let produceOptions = options
             var ended = false
             var anchored = false
             var everAnchored = false
@@ -161,16 +188,57 @@ extension RAOPClient {
                 let generation = wakeup.generation
                 try Task.checkCancellation()
                 if let failure = await session.failure() { throw failure }
-                let (wantPause, stop, volume) = controls.withLock { ($0.paused, $0.stopRequested, $0.options.volume) }
+                let (wantPause, stop, volume, seek) = controls.withLock { c in
+                    defer { c.seekTarget = nil }
+                    return (c.paused, c.stopRequested, c.options.volume, c.seekTarget)
+                }
                 if stop {
+                    // Stop as Apple's senders do: FLUSHBUFFERED (the receiver stops at once and drops
+                    // what it holds), then TEARDOWN (docs/PTP-AND-BUFFERED-AUDIO.md §3.7).
+                    if everAnchored {
+                        await session.flushBuffered(BufferedFlush(untilSequence: window.nextSequence, untilTimestamp: window.nextTimestamp))
+                    }
                     report.stopped = true
                     return
+                }
+                if let seek, let reopen {
+                    // Seek: the immediate FLUSHBUFFERED stops play and drops everything written
+                    // (the window continues the numbering after it); the source starts again at the
+                    // position; playing, a new anchor follows once its first 0.5 s is written.
+                    if anchored { _ = window.pause(now: networkNow()) }
+                    let moved = window.seek(toSourceFrame: seek, now: networkNow())
+                    await session.flushBuffered(moved.flush)
+                    if let failure = await session.failure() { throw failure }
+                    anchored = false
+                    ended = false
+                    pipe.close()
+                    pipe = makePipe()
+                    let refill = pipe
+                    group.addTask {
+                        do {
+                            let source = try await reopen(seek)
+                            // AAC: a fresh encoder, so the new run starts with its own priming unit.
+                            await Self.produce(source, into: refill, codec: produceOptions.codec, framesPerPacket: fpp, leadIn: 0, padding: 0,
+                                               aac: format.isAAC)
+                        } catch {
+                            _ = await refill.push(.failure(error))
+                        }
+                    }
+                    // The programme moved on the RTP timeline: progress names where it starts now.
+                    if let duration = options.metadata?.duration, duration > 0 {
+                        let current = window.nextTimestamp
+                        let start = current &- UInt32(truncatingIfNeeded: seek)
+                        await session.sendProgress(RAOPProgress(start: start, current: current,
+                                                                end: start &+ UInt32(truncatingIfNeeded: Int64(duration * rate))))
+                    }
+                    progress(wantPause ? .paused : .streaming)
+                    continue
                 }
                 if wantPause, anchored {
                     // Pause: `{rate: 0}`; the receiver keeps what it holds (§4.6).
                     _ = try await session.sendRateAnchor(window.pause(now: networkNow()))
                     anchored = false
-                    publish(.paused, live: nil, options: options)
+                    progress(.paused)
                     continue
                 }
 
@@ -199,6 +267,8 @@ extension RAOPClient {
                         report.bytesOnWire += frame.count
                     }
                 }
+                let upcoming = RTPPosition(sequence: UInt16(truncatingIfNeeded: window.nextSequence), rtpTime: window.nextTimestamp)
+                controls.withLock { $0.bufferedNext = upcoming }
 
                 // Anchor (first start or resume) once enough is buffered; again after a 400.
                 if !anchored, !wantPause, retryAt.map({ clock.now >= $0 }) ?? true,
@@ -216,7 +286,7 @@ extension RAOPClient {
                         anchored = true
                         if !everAnchored { session.audioStarted(now: clock.now) }
                         everAnchored = true
-                        publish(.streaming, live: nil, options: options)
+                        progress(.streaming)
                     }
                     continue
                 }
@@ -225,10 +295,18 @@ extension RAOPClient {
                 func due(_ t: ContinuousClock.Instant) { next = next.map { min($0, t) } ?? t }
                 if let retryAt { due(retryAt) }
                 if anchored {
+                    if clock.now >= nextProgress {
+                        progress(.streaming)
+                        nextProgress = clock.now + .seconds(1)
+                    }
+                    due(nextProgress)
                     if ended {
                         // Done once the receiver's playhead passed the last packet.
                         let left = window.nextPosition - min(window.nextPosition, window.playhead(now: networkNow()))
-                        if left == 0 { return }
+                        if left == 0 {
+                            progress(.streaming)
+                            return
+                        }
                         due(clock.now + .nanoseconds(Int64(left) * 1_000_000_000 / Int64(format.sampleRate)))
                     } else if full, let opening = window.nextOpening(now: networkNow()) {
                         due(instant(opening))

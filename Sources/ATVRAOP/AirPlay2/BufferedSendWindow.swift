@@ -197,10 +197,18 @@ package struct BufferedSendWindow: Sendable {
     }
 
     /// Pause: `{rate: 0}`; the receiver stops at once and keeps what it has buffered. The playhead
-    /// stops at the frame due at `now` (never beyond what was written).
+    /// stops at the first frame of the packet due at `now` (never beyond what was written), to be
+    /// called before the request goes: the receiver stops when it arrives, later, so it has played
+    /// at least up to there. The resume anchor names that packet's first frame: a receiver that
+    /// played part or all of the packet meanwhile has consumed those frames and plays the rest from
+    /// where it stopped (a silence as long as the request's trip, nothing lost or repeated); one
+    /// that had not started it plays it whole. Naming a frame inside a packet instead loses the
+    /// packet on receivers that play whole packets and had not started it (they drop blocks before
+    /// the anchor's frame).
     package mutating func pause(now: UInt64) -> BufferedRateAnchor {
         let position = min(playhead(now: now), nextPosition)
-        playback = .paused(position: position)
+        let spf = UInt64(configuration.framesPerPacket)
+        playback = .paused(position: position - (position >= segmentStart ? (position - segmentStart) % spf : 0))
         return .pause
     }
 
