@@ -11,13 +11,14 @@ struct PTPMasterCommand: AsyncParsableCommand {
         abstract: "Run the PTP clock master (IEEE 1588 over UDP 319/320) that AirPlay 2 receivers follow.",
         usage: "atv ptp-master [--address <address>] [--peer <peer> ...] [<options>]",
         discussion: """
-        Sends Announce every second and Sync with Follow_Up every 125 ms (two-step, transportSpecific 1, domain 0) to 224.0.1.129, or by unicast to each --peer, from ports 319 and 320 on --address; answers Delay_Req and unicast-transmission requests; never yields to another clock's Announce. The timescale is the monotonic clock, set to TAI at start. It prints its clock identity and runs until --duration ends or Ctrl-C.
+        Sends Announce and Apple's Signaling every second and Sync with Follow_Up every 125 ms (two-step, transportSpecific 1, domain 0) to 224.0.1.129 (FF0E::181 on IPv6), or by unicast to each --peer, from ports 319 and 320 on --address (0.0.0.0: IPv4 and IPv6); answers Delay_Req, sent by unicast or to the group (joined on the interface of --address), and unicast-transmission requests; never yields to another clock's Announce. IPv6 link-local addresses take the interface of --address when given without %interface. The timescale is the monotonic clock, set to TAI at start. It prints its clock identity and runs until --duration ends or Ctrl-C.
 
         Ports 319 and 320 need privileges. To run it unprivileged, lower the per-namespace limit: sudo sysctl -w net.ipv4.ip_unprivileged_port_start=319, or give the binary the capability: sudo setcap cap_net_bind_service=+ep $(command -v atv). Only one program per network namespace can hold the ports (stop ptp4l or nqptp first).
 
         Examples:
           atv ptp-master --address 192.168.1.20 -v
           atv ptp-master --address 192.168.1.20 --peer 192.168.1.31 --duration 60
+          atv ptp-master --address fe80::1%eth0 --peer fe80::2 -v
           ptp4l -i eth0 -4 -S -s --transportSpecific 1 -m   (on a follower)
         """)
 
@@ -43,7 +44,9 @@ struct PTPMasterCommand: AsyncParsableCommand {
         try await runReportingErrors {
             let master = try await PTPMaster.shared(bindAddress: address)
             for peer in peers { master.addPeer(peer) }
-            let to = peers.isEmpty ? PTPDestination.multicastGroup : peers.joined(separator: ", ")
+            let bound = await master.addresses()
+            let groups = PTPFamily.allCases.filter { bound[$0] != nil }.map(\.multicast.description).joined(separator: " and ")
+            let to = peers.isEmpty ? groups : peers.joined(separator: ", ")
             print("PTP master \(master.clockIdentity) (0x\(String(master.clockIdentity.value, radix: 16))) on \(address) UDP 319/320, sending to \(to)")
             fflush(nil)
             if let duration {
