@@ -240,7 +240,7 @@ package final class PTPMaster: Sendable {
 /// multicast interface instead). Datagrams from the group sockets go to the core like any other:
 /// a Delay_Req sent to the group is answered by unicast from 320 (docs/PTP-AND-BUFFERED-AUDIO.md
 /// §2.4).
-final class PTPSocketSet: Sendable {
+package final class PTPSocketSet: Sendable {
     let family: PTPFamily
     /// The address bound, with `%interface` for a link-local IPv6 one.
     let bindAddress: String
@@ -266,7 +266,7 @@ final class PTPSocketSet: Sendable {
     static func isWildcard(_ address: String) -> Bool { address == "0.0.0.0" || address == "::" }
 
     /// The same address, with or without a `%interface` suffix on one side.
-    static func sameAddress(_ a: String, _ b: String) -> Bool {
+    package static func sameAddress(_ a: String, _ b: String) -> Bool {
         a == b || a.split(separator: "%").first == b.split(separator: "%").first && (!a.contains("%") || !b.contains("%"))
     }
 
@@ -533,7 +533,7 @@ private final class Driver: @unchecked Sendable {
 
 /// The master's sockets, created here (not by NIO) so that the kernel time-stamps what they
 /// receive: a Delay_Req's receive time is the kernel's, not the moment the event loop got to it.
-enum PTPKernelSocket {
+package enum PTPKernelSocket {
     static let SIOCGSTAMPNS: UInt = 0x8907
 
     /// A UDP socket bound to `host:port` with receive timestamps on. Throws the socket's
@@ -620,7 +620,7 @@ enum PTPKernelSocket {
     }
 
     /// fe80::/10.
-    static func isLinkLocal(_ host: String) -> Bool {
+    package static func isLinkLocal(_ host: String) -> Bool {
         var a = in6_addr()
         let plain = String(host.split(separator: "%").first ?? "")
         guard inet_pton(AF_INET6, plain, &a) == 1 else { return false }
@@ -629,7 +629,7 @@ enum PTPKernelSocket {
 
     /// A datagram source as the core keys hosts: the literal, with `%interface` when it is a
     /// link-local IPv6 address (a reply needs the interface).
-    static func host(_ remote: SocketAddress) -> String? {
+    package static func host(_ remote: SocketAddress) -> String? {
         guard let ip = remote.ipAddress else { return nil }
         guard case .v6(let v6) = remote, v6.address.sin6_scope_id != 0, isLinkLocal(ip) else { return ip }
         var name = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)

@@ -1,5 +1,6 @@
 import ATVPTP
 import ATVTestSupport
+import NIOCore
 import Testing
 
 /// The master state machine with an injected monotonic clock: cadence, two-step Follow_Up,
@@ -341,5 +342,32 @@ import Testing
                              body: .pdelayReq(origin: .zero)).encoded()
         let out = core.received(req, from: "192.0.2.2", port: 319, on: .event, at: Self.t0)
         #expect(out.send.isEmpty && out.events.isEmpty)
+    }
+}
+
+/// The socket shell's address rules (no socket opened): which addresses are link-local, how a
+/// datagram's source is named (a link-local one with its interface, so the reply can go back),
+/// and when two spellings are the same bind address.
+@Suite struct PTPMasterAddressTests {
+    @Test func linkLocalAddressesAndTheirInterface() throws {
+        #expect(PTPKernelSocket.isLinkLocal("fe80::1"))
+        #expect(PTPKernelSocket.isLinkLocal("fe80::1%lo"))
+        #expect(PTPKernelSocket.isLinkLocal("febf::1"))
+        #expect(!PTPKernelSocket.isLinkLocal("fec0::1"))
+        #expect(!PTPKernelSocket.isLinkLocal("2001:db8::1"))
+        #expect(!PTPKernelSocket.isLinkLocal("192.0.2.1"))
+        #expect(!PTPKernelSocket.isLinkLocal("ff0e::181"))
+
+        #expect(PTPKernelSocket.host(try SocketAddress(ipAddress: "192.0.2.2", port: 319)) == "192.0.2.2")
+        #expect(PTPKernelSocket.host(try SocketAddress(ipAddress: "2001:db8::2", port: 319)) == "2001:db8::2")
+        // lo exists in every namespace: a link-local source on it is named with it.
+        #expect(PTPKernelSocket.host(try SocketAddress(ipAddress: "fe80::2%lo", port: 320)) == "fe80::2%lo")
+        #expect(PTPKernelSocket.host(try SocketAddress(ipAddress: "fe80::2", port: 320)) == "fe80::2")
+
+        #expect(PTPSocketSet.sameAddress("fe80::1%eth0", "fe80::1"))
+        #expect(PTPSocketSet.sameAddress("192.0.2.1", "192.0.2.1"))
+        #expect(!PTPSocketSet.sameAddress("fe80::1%eth0", "fe80::1%eth1"))
+        #expect(!PTPSocketSet.sameAddress("192.0.2.1", "192.0.2.2"))
+        #expect(PTPFamily(host: "fe80::1%eth0") == .ipv6 && PTPFamily(host: "0.0.0.0") == .ipv4)
     }
 }
