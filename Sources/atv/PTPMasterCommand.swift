@@ -18,13 +18,13 @@ struct PTPMasterCommand: AsyncParsableCommand {
         Examples:
           atv ptp-master --address 192.168.1.20 -v
           atv ptp-master --address 192.168.1.20 --peer 192.168.1.31 --duration 60
-          atv ptp-master --address fe80::1%eth0 --peer fe80::2 -v
+          atv ptp-master --address 192.168.1.20 --address fe80::1%eth0 --peer fe80::2 -v
           ptp4l -i eth0 -4 -S -s --transportSpecific 1 -m   (on a follower)
         """)
 
     @OptionGroup var global: GlobalOptions
-    @Option(help: "Local IPv4 or IPv6 address to bind UDP 319 and 320 on (0.0.0.0: every interface).")
-    var address: String = "0.0.0.0"
+    @Option(help: "Local IPv4 or IPv6 address to bind UDP 319 and 320 on (0.0.0.0: every interface, IPv4 and IPv6); one IPv4 and one IPv6 address may be given.")
+    var address: [String] = ["0.0.0.0"]
     @Option(name: .customLong("peer"), help: "Send by unicast to this follower instead of multicast (repeatable).")
     var peers: [String] = []
     @Option(help: "Seconds to run (default: until interrupted).")
@@ -34,7 +34,7 @@ struct PTPMasterCommand: AsyncParsableCommand {
         if let duration, !(duration.isFinite && duration > 0 && duration <= 31_536_000) {
             throw ValidationError("--duration must be a positive number of seconds")
         }
-        for host in [address] + peers where !PTPMaster.isIPAddress(host) {
+        for host in address + peers where !PTPMaster.isIPAddress(host) {
             throw ValidationError("\(host) is not an IP address")
         }
     }
@@ -42,19 +42,30 @@ struct PTPMasterCommand: AsyncParsableCommand {
     func run() async throws {
         global.bootstrapLogging()
         try await runReportingErrors {
-            let master = try await PTPMaster.shared(bindAddress: address)
+            // One reference per address, as sessions of both families in one process take them.
+            let master = try await PTPMaster.shared(bindAddress: address[0])
+            var references = 1
+            do {
+                for other in address.dropFirst() {
+                    _ = try await PTPMaster.shared(bindAddress: other)
+                    references += 1
+                }
+            } catch {
+                for _ in 0..<references { await master.release() }
+                throw error
+            }
             for peer in peers { master.addPeer(peer) }
             let bound = await master.addresses()
             let groups = PTPFamily.allCases.filter { bound[$0] != nil }.map(\.multicast.description).joined(separator: " and ")
             let to = peers.isEmpty ? groups : peers.joined(separator: ", ")
-            print("PTP master \(master.clockIdentity) (0x\(String(master.clockIdentity.value, radix: 16))) on \(address) UDP 319/320, sending to \(to)")
+            print("PTP master \(master.clockIdentity) (0x\(String(master.clockIdentity.value, radix: 16))) on \(address.joined(separator: ", ")) UDP 319/320, sending to \(to)")
             fflush(nil)
             if let duration {
                 try? await Task.sleep(for: .milliseconds(Int64(duration * 1000)))
             } else {
                 while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
             }
-            await master.release()
+            for _ in 0..<references { await master.release() }
         }
     }
 }

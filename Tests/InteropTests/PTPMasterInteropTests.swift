@@ -178,8 +178,9 @@ import Testing
         try Self.expectFollowedWithPathDelay(r, follower: "192.0.2.2", label: "IPv4 multicast E2E")
     }
 
-    /// IPv6: the master bound to a link-local address (given without its interface), the follower
-    /// added as a peer by its link-local address (also without one): Announce, Signaling, Sync and
+    /// IPv6: the master bound to an IPv4 address and then (a second family in the same process, as
+    /// a second session would add it) to a link-local address given without its interface; the
+    /// follower added as a peer by its link-local address (also without one): Announce, Signaling, Sync and
     /// Follow_Up go by unicast over IPv6 from 319/320; ptp4l -6 in its default end-to-end mode
     /// sends Delay_Req to FF0E::181, which the master joined on that interface, and the answers
     /// reach it at its link-local address.
@@ -193,7 +194,7 @@ import Testing
             ip link set ptpf netns $F || exit 91
             # Only the addresses given here (no generated link-local ones), usable at once (nodad).
             sysctl -qw net.ipv6.conf.ptpm.addr_gen_mode=1 && f sysctl -qw net.ipv6.conf.ptpf.addr_gen_mode=1 || exit 95
-            ip addr add fe80::1/64 dev ptpm nodad && ip link set ptpm up || exit 92
+            ip addr add fe80::1/64 dev ptpm nodad && ip addr add 192.0.2.1/24 dev ptpm && ip link set ptpm up || exit 92
             f ip link set lo up && f ip addr add fe80::2/64 dev ptpf nodad && f ip link set ptpf up || exit 92
             cat > "$TMP/ptp4l.conf" <<EOF
             [global]
@@ -204,12 +205,12 @@ import Testing
             summary_interval -3
             uds_address $TMP/ptp4l
             EOF
-            "$ATV" ptp-master --address fe80::1 --peer fe80::2 --duration 60 -v >"$TMP/master.out" 2>"$TMP/master.err" &
+            "$ATV" ptp-master --address 192.0.2.1 --address fe80::1 --peer fe80::2 --duration 60 -v >"$TMP/master.out" 2>"$TMP/master.err" &
             wait_for "$TMP/master.out" "PTP master" 10 || exit 93
             nsenter --net=/proc/$F/ns/net setpriv --bounding-set -sys_time ptp4l -f "$TMP/ptp4l.conf" -i ptpf -6 -S -s -m -q >"$TMP/ptp4l.log" 2>&1 & P=$!
             """ + "\n" + Self.sampleAndReport, timeout: 120)
         try Self.expectFollowedWithPathDelay(r, follower: "fe80::2%ptpm", label: "IPv6 link-local")
-        #expect(r.section("master").contains("on fe80::1"), "\(r.section("master"))")
+        #expect(r.section("master").contains("on 192.0.2.1, fe80::1 UDP 319/320, sending to fe80::2"), "\(r.section("master"))")
     }
 
     @Test func heldOrPrivilegedPortsFailWithOneLineSayingWhatToDo() async throws {
@@ -229,12 +230,19 @@ import Testing
             setpriv --reuid=65534 --regid=65534 --clear-groups "$TMP/atv" ptp-master --address 127.0.0.1 --duration 30 >/dev/null 2>"$TMP/err2"; st=$?
             echo "== nobody status =="; echo $st
             echo "== nobody stderr =="; cat "$TMP/err2"
+            "$ATV" ptp-master --address 127.0.0.1 --address 127.0.0.2 --duration 30 >/dev/null 2>"$TMP/err3"; st=$?
+            echo "== two status =="; echo $st
+            echo "== two stderr =="; cat "$TMP/err3"
             """, timeout: 60)
         #expect(r.section("held status") == "1", "\(r.stdout) \(r.stderr)")
         #expect((Int(r.section("held ms")) ?? .max) < 5000)
         #expect(r.section("held stderr").trimmingCharacters(in: .newlines) == "atv: error: connection failed: cannot bind UDP on 127.0.0.1:319: another program holds the port; stop it (only one program per network namespace can hold UDP 319/320: a PTP daemon such as ptp4l or nqptp; ss -ulpn 'sport = :319' names it)")
         #expect(r.section("nobody status") == "1", "\(r.stdout)")
         let binary = r.section("binary")
+        // Two addresses of one family: one master per process, one line.
+        #expect(r.section("two status") == "1", "\(r.stdout)")
+        let two = r.section("two stderr").trimmingCharacters(in: .newlines)
+        #expect(two.hasPrefix("atv: error: ") && !two.contains("\n") && two.contains("bound to 127.0.0.1, not 127.0.0.2: one master per process"), "\(two)")
         #expect(r.section("nobody stderr").trimmingCharacters(in: .newlines) == "atv: error: connection failed: cannot bind UDP on 127.0.0.1:319: not permitted (ports below 1024 need privileges); allow it with: sudo sysctl -w net.ipv4.ip_unprivileged_port_start=319 (net.ipv4.ip_unprivileged_port_start is 1024 now), or: sudo setcap cap_net_bind_service=+ep \(binary)")
     }
 }
