@@ -1,5 +1,7 @@
-// The NIO shell around `PTPMasterCore`: two sockets bound to UDP 319 (event) and 320 (general) on
-// one address, both on one event loop, which also runs the core's timer. Sync egress times are
+// The NIO shell around `PTPMasterCore`: per address family, two sockets bound to UDP 319 (event)
+// and 320 (general) on one address (plus, for a unicast address, two receive-only sockets on the
+// PTP multicast group, joined on that address's interface, for followers that send Delay_Req to
+// the group), all on one event loop, which also runs the core's timer. Sync egress times are
 // software timestamps taken right before the Sync is written (docs/PTP-AND-BUFFERED-AUDIO.md §2.7:
 // no sleep between Sync and Follow_Up). One master per process, shared by every session (`shared`).
 import ATVCore
@@ -17,7 +19,7 @@ package final class PTPMaster: Sendable {
     /// The clock identity, the same in every message (and what a session announces:
     /// `timingPeerInfo.ClockID`, `networkTimeTimelineID` = `clockIdentity.value`).
     package let clockIdentity: PTPClockIdentity
-    /// The address both sockets are bound to.
+    /// The address the master was started on (`addresses` lists every family's).
     package let bindAddress: String
     /// Nanoseconds added to CLOCK_MONOTONIC to get the PTP timescale.
     package let timescaleOffset: Int64
@@ -42,8 +44,9 @@ package final class PTPMaster: Sendable {
         PTPTimestamp(nanoseconds: UInt64(clamping: Int64(clamping: ns) &+ timescaleOffset))
     }
 
-    /// Starts a master bound to `bindAddress` (IPv4 or IPv6 literal; "0.0.0.0" for every
-    /// interface). Fails with one line (`PTPPorts.bindError`) when 319/320 cannot be bound.
+    /// Starts a master bound to `bindAddress` (IPv4 or IPv6 literal, link-local ones with or
+    /// without `%interface`; "0.0.0.0" for every interface, which also binds "::" when the host has
+    /// IPv6). Fails with one line (`PTPPorts.bindError`) when 319/320 cannot be bound.
     /// Prefer `shared`: there is one master per process.
     package static func start(bindAddress: String, clockIdentity: PTPClockIdentity? = nil,
                              multicastWhenNoPeers: Bool = true,
@@ -52,24 +55,21 @@ package final class PTPMaster: Sendable {
         let identity = clockIdentity ?? Self.deriveClockIdentity(bindAddress: bindAddress)
         var config = PTPMasterConfig(clockIdentity: identity)
         config.timescaleOffset = Self.taiOffset()
-        config.multicastWhenNoPeers = multicastWhenNoPeers
+        config.multicastGroups = []
         let (events, sink) = AsyncStream.makeStream(of: PTPMasterEvent.self, bufferingPolicy: .bufferingNewest(256))
-        let driver = Driver(core: PTPMasterCore(config: config), loop: loop, events: sink, logger: logger)
-        let eventFD: CInt, generalFD: CInt
-        do {
-            eventFD = try PTPKernelSocket.open(host: bindAddress, port: 319)
-        } catch {
-            throw PTPPorts.bindError(host: bindAddress, port: 319, error)
+        let driver = Driver(core: PTPMasterCore(config: config), loop: loop, multicast: multicastWhenNoPeers,
+                            events: sink, logger: logger)
+        var sets = [try await PTPSocketSet.open(bindAddress, on: loop, logger: logger, received: driver.received)]
+        if bindAddress == "0.0.0.0" {
+            // Every interface: IPv6 too, when this host has it (a failure only means no IPv6 peers).
+            do {
+                sets.append(try await PTPSocketSet.open("::", on: loop, logger: logger, received: driver.received))
+            } catch {
+                logger.debug("PTP master: no IPv6 sockets on [::] (\(error)); IPv6 peers will not be served")
+            }
         }
-        do {
-            generalFD = try PTPKernelSocket.open(host: bindAddress, port: 320)
-        } catch {
-            close(eventFD)
-            throw PTPPorts.bindError(host: bindAddress, port: 320, error)
-        }
-        let (event, general) = try await PTPKernelSocket.adopt(eventFD: eventFD, generalFD: generalFD, on: loop,
-                                                               bindAddress: bindAddress, received: driver.received)
-        try await loop.submit { driver.start(event: event, general: general, eventFD: eventFD) }.get()
+        let all = sets
+        try await loop.submit { driver.start(all) }.get()
         return PTPMaster(identity: identity, bindAddress: bindAddress, offset: config.timescaleOffset, events: events, driver: driver)
     }
 
@@ -81,8 +81,31 @@ package final class PTPMaster: Sendable {
         self.driver = driver
     }
 
+    /// The address each family's sockets are bound to.
+    package func addresses() async -> [PTPFamily: String] {
+        (try? await driver.loop.submit { self.driver.sets.mapValues(\.bindAddress) }.get()) ?? [:]
+    }
+
+    /// Serves `address`'s family too, bound to `address` (an IPv6 session in a process whose
+    /// master serves IPv4). Nothing to do when that family is bound to `address` already; an error
+    /// when it is bound to another address (one master per process: the ports are the same).
+    package func serve(_ address: String) async throws {
+        let family = PTPFamily(host: address)
+        if let bound = await addresses()[family] {
+            guard PTPSocketSet.sameAddress(bound, address) else {
+                throw ATVError.invalidState("the PTP master of this process is bound to \(bound), not \(address): one master per process")
+            }
+            return
+        }
+        let set = try await PTPSocketSet.open(address, on: driver.loop, logger: driver.logger, received: driver.received)
+        let added = try await driver.loop.submit { self.driver.add(set) }.get()
+        if !added { await set.closeAll() }
+    }
+
     /// Sends to `host` by unicast (a receiver of a session: SETPEERS) until `removePeer`; it gets
-    /// an Announce at once. Peers are never dropped for being silent (nqptp never answers).
+    /// an Announce and a Signaling at once. Peers are never dropped for being silent (nqptp never
+    /// answers). A link-local IPv6 host without `%interface` is taken on the interface of the
+    /// master's IPv6 address.
     package func addPeer(_ host: String) {
         driver.loop.execute { self.driver.addPeer(host) }
     }
@@ -96,18 +119,18 @@ package final class PTPMaster: Sendable {
         (try? await driver.loop.submit { self.driver.core.peers }.get()) ?? []
     }
 
-    /// Stops sending and closes both sockets.
+    /// Stops sending and closes every socket.
     package func stop() async {
-        try? await driver.loop.submit { self.driver.stop() }.get()
-        await driver.endpoints.event?.close()
-        await driver.endpoints.general?.close()
+        let sets = (try? await driver.loop.submit { self.driver.stop() }.get()) ?? []
+        for set in sets { await set.closeAll() }
     }
 
     // MARK: - One per process
 
     /// The process's master, started on first use and bound to `bindAddress`; each call takes a
-    /// reference, `release()` gives it back and the last release stops it. Asking for another
-    /// address while it runs is an error (one master per process: the ports are the same).
+    /// reference, `release()` gives it back and the last release stops it. An address of the
+    /// other family than the running master's is served too (`serve`); another address of a
+    /// family it serves is an error (one master per process: the ports are the same).
     package static func shared(bindAddress: String = "0.0.0.0") async throws -> PTPMaster {
         try await registry.acquire(bindAddress: bindAddress)
     }
@@ -120,24 +143,29 @@ package final class PTPMaster: Sendable {
     private static let registry = Registry()
 
     private actor Registry {
-        var starting: (address: String, task: Task<PTPMaster, any Error>)?
+        var starting: Task<PTPMaster, any Error>?
         var count = 0
 
         func acquire(bindAddress: String) async throws -> PTPMaster {
-            if let starting, starting.address != bindAddress {
-                throw ATVError.invalidState("the PTP master of this process is bound to \(starting.address), not \(bindAddress): one master per process")
-            }
             // A master on a loopback address serves only this host's unicast peers: no multicast
             // (the group would go out on `lo` for nobody; tests keep multicast in namespaces).
             let multicast = !(bindAddress.hasPrefix("127.") || bindAddress == "::1")
-            let task = starting?.task ?? Task { try await PTPMaster.start(bindAddress: bindAddress, multicastWhenNoPeers: multicast) }
-            starting = (bindAddress, task)
+            let task = starting ?? Task { try await PTPMaster.start(bindAddress: bindAddress, multicastWhenNoPeers: multicast) }
+            starting = task
             count += 1
+            let master: PTPMaster
             do {
-                return try await task.value
+                master = try await task.value
             } catch {
                 count -= 1
                 if count == 0 { starting = nil }
+                throw error
+            }
+            do {
+                try await master.serve(bindAddress)
+                return master
+            } catch {
+                await release(master)
                 throw error
             }
         }
@@ -151,7 +179,7 @@ package final class PTPMaster: Sendable {
         }
     }
 
-    /// An IPv4 or IPv6 literal (what `start`, `addPeer` take).
+    /// An IPv4 or IPv6 literal (what `start`, `addPeer` take; "fe80::1%eth0" included).
     package static func isIPAddress(_ text: String) -> Bool {
         (try? SocketAddress(ipAddress: text, port: 0)) != nil
     }
@@ -163,8 +191,7 @@ package final class PTPMaster: Sendable {
     /// value under the 0xFFFF prefix, as OwnTone's master does. Either way fixed for the master's
     /// life.
     package static func deriveClockIdentity(bindAddress: String) -> PTPClockIdentity {
-        let devices = (try? System.enumerateDevices()) ?? []
-        if let device = devices.first(where: { $0.address?.ipAddress == bindAddress }),
+        if let device = PTPSocketSet.device(holding: bindAddress),
            let mac = macAddress(interface: device.name),
            mac.contains(where: { $0 != 0 }),
            let id = PTPClockIdentity(eui64FromMAC: mac) {
@@ -210,59 +237,236 @@ package final class PTPMaster: Sendable {
     }
 }
 
-/// The event-loop side: the core, the timer and the two sockets. Touched only on `loop`.
+/// One family's sockets: event (319) and general (320) bound to one address, and the
+/// receive-only sockets on the family's PTP group (bound to the group address, joined on the
+/// bound address's interface; for a wildcard address the bound sockets join the group on every
+/// multicast interface instead). Datagrams from the group sockets go to the core like any other:
+/// a Delay_Req sent to the group is answered by unicast from 320 (docs/PTP-AND-BUFFERED-AUDIO.md
+/// §2.4).
+package final class PTPSocketSet: Sendable {
+    let family: PTPFamily
+    /// The address bound, with `%interface` for a link-local IPv6 one.
+    let bindAddress: String
+    /// The interface holding `bindAddress` (nil for a wildcard): its name and index.
+    let interface: (name: String, index: UInt32)?
+    let event: UDPEndpoint
+    let general: UDPEndpoint
+    /// The event socket's descriptor (owned by its endpoint): Syncs are written on it directly.
+    let eventFD: CInt
+    let groups: [UDPEndpoint]
+
+    private init(family: PTPFamily, bindAddress: String, interface: (name: String, index: UInt32)?,
+                 event: UDPEndpoint, general: UDPEndpoint, eventFD: CInt, groups: [UDPEndpoint]) {
+        self.family = family
+        self.bindAddress = bindAddress
+        self.interface = interface
+        self.event = event
+        self.general = general
+        self.eventFD = eventFD
+        self.groups = groups
+    }
+
+    static func isWildcard(_ address: String) -> Bool { address == "0.0.0.0" || address == "::" }
+
+    /// The same address, with or without a `%interface` suffix on one side.
+    package static func sameAddress(_ a: String, _ b: String) -> Bool {
+        a == b || a.split(separator: "%").first == b.split(separator: "%").first && (!a.contains("%") || !b.contains("%"))
+    }
+
+    /// The interface holding `address` (its `%interface`, if any, ignored).
+    static func device(holding address: String) -> NIONetworkDevice? {
+        let parts = address.split(separator: "%", maxSplits: 1).map(String.init)
+        let plain = parts.first ?? ""
+        let holding = ((try? System.enumerateDevices()) ?? []).filter { $0.address?.ipAddress == plain }
+        // "fe80::1%eth0": the same link-local address may be on several interfaces.
+        if parts.count == 2, let named = holding.first(where: { $0.name == parts[1] || String($0.interfaceIndex) == parts[1] }) {
+            return named
+        }
+        return holding.first
+    }
+
+    /// Binds `address`'s pair and its group sockets, adopted on `loop`.
+    static func open(_ requested: String, on loop: any EventLoop, logger: Logger,
+                     received: @escaping @Sendable ([UInt8], SocketAddress, PTPSocket, UInt64) -> Void) async throws -> PTPSocketSet {
+        let family = PTPFamily(host: requested)
+        var address = requested
+        var interface: (name: String, index: UInt32)?
+        if !isWildcard(requested), let device = Self.device(holding: requested) {
+            interface = (device.name, UInt32(device.interfaceIndex))
+            // A link-local IPv6 address binds only with its interface.
+            if family == .ipv6, !requested.contains("%"), PTPKernelSocket.isLinkLocal(requested) {
+                address = requested + "%" + device.name
+            }
+        }
+        let eventFD: CInt, generalFD: CInt
+        do {
+            eventFD = try PTPKernelSocket.open(host: address, port: 319)
+        } catch {
+            throw PTPPorts.bindError(host: address, port: 319, error)
+        }
+        do {
+            generalFD = try PTPKernelSocket.open(host: address, port: 320)
+        } catch {
+            close(eventFD)
+            throw PTPPorts.bindError(host: address, port: 320, error)
+        }
+        if family == .ipv6, let interface {
+            // Sends to the group leave by the bound address's interface.
+            for fd in [eventFD, generalFD] { PTPKernelSocket.setMulticastInterfaceIPv6(fd, index: interface.index) }
+        }
+        // Group sockets before the pair is adopted (a failure here closes only what it opened).
+        var groupFDs: [(CInt, PTPSocket)] = []
+        if isWildcard(address) {
+            var joined: [String] = []
+            for device in PTPSocketSet.multicastDevices(family) {
+                if PTPKernelSocket.joinGroup(eventFD, family: family, interface: device),
+                   PTPKernelSocket.joinGroup(generalFD, family: family, interface: device) {
+                    joined.append(device.name)
+                }
+            }
+            logger.debug("PTP master: \(family.multicast) joined on \(joined.isEmpty ? "no interface" : joined.joined(separator: ", "))")
+        } else if let interface, let device = Self.device(holding: requested), device.multicastSupported {
+            let group = family == .ipv4 ? PTPDestination.multicastGroup : PTPDestination.multicastGroupIPv6
+            for socket in [PTPSocket.event, .general] {
+                do {
+                    let fd = try PTPKernelSocket.open(host: group, port: socket.port)
+                    guard PTPKernelSocket.joinGroup(fd, family: family, interface: device) else {
+                        close(fd)
+                        logger.debug("PTP master: cannot join \(group) on \(interface.name)")
+                        break
+                    }
+                    groupFDs.append((fd, socket))
+                } catch {
+                    logger.debug("PTP master: no socket on \(group):\(socket.port) (\(error)); Delay_Req sent to the group go unanswered")
+                    break
+                }
+            }
+        }
+        let (event, general): (UDPEndpoint, UDPEndpoint)
+        do {
+            (event, general) = try await PTPKernelSocket.adopt(eventFD: eventFD, generalFD: generalFD, on: loop,
+                                                               bindAddress: address, received: received)
+        } catch {
+            for (fd, _) in groupFDs { close(fd) }
+            throw error
+        }
+        var groups: [UDPEndpoint] = []
+        for (fd, socket) in groupFDs {
+            if let endpoint = try? await UDPEndpoint.adopt(descriptor: fd, on: loop, onPacket: { bytes, remote, _ in
+                received(bytes, remote, socket, PTPKernelSocket.receiveTime(fd))
+            }) {
+                groups.append(endpoint)
+            }
+        }
+        return PTPSocketSet(family: family, bindAddress: address, interface: interface, event: event, general: general,
+                            eventFD: eventFD, groups: groups)
+    }
+
+    /// Interfaces that are up, can multicast and have an address of `family`: one entry each.
+    static func multicastDevices(_ family: PTPFamily) -> [NIONetworkDevice] {
+        var seen = Set<String>()
+        return ((try? System.enumerateDevices()) ?? []).filter { device in
+            guard device.multicastSupported, let a = device.address else { return false }
+            switch (a, family) {
+            case (.v4, .ipv4), (.v6, .ipv6): return seen.insert(device.name).inserted
+            default: return false
+            }
+        }
+    }
+
+    /// The socket address of `host:port`; a link-local IPv6 host without `%interface` takes this
+    /// set's interface.
+    func address(_ host: String, port: Int) -> SocketAddress? {
+        guard let address = try? SocketAddress(ipAddress: host, port: port) else { return nil }
+        if case .v6(let v6) = address, v6.address.sin6_scope_id == 0, let interface, PTPKernelSocket.isLinkLocal(host) {
+            var raw = v6.address
+            raw.sin6_scope_id = interface.index
+            return SocketAddress(raw, host: "")
+        }
+        return address
+    }
+
+    /// `host` as the core keys it: a link-local IPv6 address gets this set's `%interface`.
+    func scoped(_ host: String) -> String {
+        guard family == .ipv6, !host.contains("%"), let interface, PTPKernelSocket.isLinkLocal(host) else { return host }
+        return host + "%" + interface.name
+    }
+
+    func closeAll() async {
+        await event.close()
+        await general.close()
+        for g in groups { await g.close() }
+    }
+}
+
+/// The event-loop side: the core, the timer and the sockets. Touched only on `loop`.
 private final class Driver: @unchecked Sendable {
     var core: PTPMasterCore
     let loop: any EventLoop
     let events: AsyncStream<PTPMasterEvent>.Continuation
     let logger: Logger
-    let endpoints = Endpoints()
+    /// Send to the groups while there is no peer.
+    let multicast: Bool
+    private(set) var sets: [PTPFamily: PTPSocketSet] = [:]
     private var timer: Scheduled<Void>?
     private var timerAt: UInt64 = .max
     private var stopped = false
+    /// Unicast hosts the master has no socket for (logged once each).
+    private var unserved: Set<String> = []
 
-    /// The sockets, set once at start (read from any thread when stopping).
-    final class Endpoints: @unchecked Sendable {
-        private let lock = NIOLock()
-        private var _event: UDPEndpoint?
-        private var _general: UDPEndpoint?
-        var event: UDPEndpoint? { lock.withLock { _event } }
-        var general: UDPEndpoint? { lock.withLock { _general } }
-        func set(_ e: UDPEndpoint, _ g: UDPEndpoint) { lock.withLock { _event = e; _general = g } }
-    }
-
-    init(core: PTPMasterCore, loop: any EventLoop, events: AsyncStream<PTPMasterEvent>.Continuation, logger: Logger) {
+    init(core: PTPMasterCore, loop: any EventLoop, multicast: Bool, events: AsyncStream<PTPMasterEvent>.Continuation, logger: Logger) {
         self.core = core
         self.loop = loop
+        self.multicast = multicast
         self.events = events
         self.logger = logger
     }
 
-    /// The event socket's descriptor (owned by its endpoint): Syncs are written on it directly.
-    private var eventFD: CInt = -1
-
-    func start(event: UDPEndpoint, general: UDPEndpoint, eventFD: CInt) {
-        endpoints.set(event, general)
-        self.eventFD = eventFD
+    func start(_ sets: [PTPSocketSet]) {
+        for set in sets { self.sets[set.family] = set }
+        updateGroups()
         handle(core.start(now: PTPMaster.monotonicNow()))
     }
 
-    func stop() {
+    /// Adds a family's sockets; false when stopped or the family is served already.
+    func add(_ set: PTPSocketSet) -> Bool {
+        guard !stopped, sets[set.family] == nil else { return false }
+        sets[set.family] = set
+        updateGroups()
+        return true
+    }
+
+    private func updateGroups() {
+        core.setMulticastGroups(multicast ? PTPFamily.allCases.filter { sets[$0] != nil }.map(\.multicast) : [])
+    }
+
+    /// Stops; the sockets to close.
+    func stop() -> [PTPSocketSet] {
         stopped = true
         timer?.cancel()
         timer = nil
         events.finish()
+        defer { sets = [:] }
+        return Array(sets.values)
     }
 
     func addPeer(_ host: String) {
         guard !stopped else { return }
-        handle(core.addPeer(host, now: PTPMaster.monotonicNow()))
+        let family = PTPFamily(host: host)
+        guard let set = sets[family] else {
+            logger.warning("PTP master: no \(family == .ipv4 ? "IPv4" : "IPv6") socket, \(host) is not sent to")
+            return
+        }
+        handle(core.addPeer(set.scoped(host), now: PTPMaster.monotonicNow()))
     }
 
-    func removePeer(_ host: String) { core.removePeer(host) }
+    func removePeer(_ host: String) {
+        core.removePeer(sets[PTPFamily(host: host)]?.scoped(host) ?? host)
+    }
 
     func received(_ bytes: [UInt8], from remote: SocketAddress, on socket: PTPSocket, at now: UInt64) {
-        guard !stopped, let host = remote.ipAddress else { return }
+        // On `loop`: every socket is adopted there.
+        guard !stopped, let host = PTPKernelSocket.host(remote) else { return }
         handle(core.received(bytes, from: host, port: remote.port ?? 0, on: socket, at: now))
     }
 
@@ -279,9 +483,9 @@ private final class Driver: @unchecked Sendable {
                 // (as OwnTone's master does; a stamp after the call would include the receive
                 // processing the kernel does inside it on a veth or loopback path, and NIO's write
                 // path would add its own time), then its Follow_Up at once.
-                guard let address = Self.address(out), stopped == false else { continue }
+                guard let set = sets[out.destination.family], let address = self.address(out, set), stopped == false else { continue }
                 let egress = PTPMaster.monotonicNow()
-                if PTPKernelSocket.send(eventFD, out.bytes, to: address) {
+                if PTPKernelSocket.send(set.eventFD, out.bytes, to: address) {
                     send(core.syncSent(token, at: egress))
                 }
             } else {
@@ -312,22 +516,27 @@ private final class Driver: @unchecked Sendable {
     }
 
     private func send(_ out: PTPOutgoing) {
-        guard let endpoint = out.socket == .event ? endpoints.event : endpoints.general,
-              let address = Self.address(out) else { return }
-        endpoint.send(out.bytes, to: address)
+        guard let set = sets[out.destination.family], let address = self.address(out, set) else { return }
+        (out.socket == .event ? set.event : set.general).send(out.bytes, to: address)
     }
 
-    private static func address(_ out: PTPOutgoing) -> SocketAddress? {
+    private func address(_ out: PTPOutgoing, _ set: PTPSocketSet) -> SocketAddress? {
         switch out.destination {
-        case .multicast: try? SocketAddress(ipAddress: PTPDestination.multicastGroup, port: out.socket.port)
-        case .unicast(let host, let port): try? SocketAddress(ipAddress: host, port: port)
+        case .multicast: return try? SocketAddress(ipAddress: PTPDestination.multicastGroup, port: out.socket.port)
+        case .multicastIPv6: return try? SocketAddress(ipAddress: PTPDestination.multicastGroupIPv6, port: out.socket.port)
+        case .unicast(let host, let port):
+            let address = set.address(host, port: port)
+            if address == nil, unserved.insert(host).inserted {
+                logger.warning("PTP master: \(host) is not an address it can send to")
+            }
+            return address
         }
     }
 }
 
 /// The master's sockets, created here (not by NIO) so that the kernel time-stamps what they
 /// receive: a Delay_Req's receive time is the kernel's, not the moment the event loop got to it.
-enum PTPKernelSocket {
+package enum PTPKernelSocket {
     static let SIOCGSTAMPNS: UInt = 0x8907
 
     /// A UDP socket bound to `host:port` with receive timestamps on. Throws the socket's
@@ -391,6 +600,44 @@ enum PTPKernelSocket {
         guard inet_pton(AF_INET, PTPDestination.multicastGroup, &request.imr_multiaddr) == 1,
               inet_pton(AF_INET, interface, &request.imr_interface) == 1 else { return false }
         return setsockopt(fd, CInt(IPPROTO_IP), IP_ADD_MEMBERSHIP, &request, socklen_t(MemoryLayout<ip_mreq>.size)) == 0
+    }
+
+    /// Joins the family's PTP primary group (224.0.1.129 / FF0E::181) on `interface`. True on success.
+    static func joinGroup(_ fd: CInt, family: PTPFamily, interface: NIONetworkDevice) -> Bool {
+        switch family {
+        case .ipv4:
+            guard let address = interface.address?.ipAddress else { return false }
+            return joinGroup(fd, interface: address)
+        case .ipv6:
+            var request = ipv6_mreq()
+            guard inet_pton(AF_INET6, PTPDestination.multicastGroupIPv6, &request.ipv6mr_multiaddr) == 1 else { return false }
+            request.ipv6mr_interface = UInt32(interface.interfaceIndex)
+            return setsockopt(fd, CInt(IPPROTO_IPV6), IPV6_ADD_MEMBERSHIP, &request, socklen_t(MemoryLayout<ipv6_mreq>.size)) == 0
+        }
+    }
+
+    /// IPv6 multicast leaves by the interface with this index.
+    static func setMulticastInterfaceIPv6(_ fd: CInt, index: UInt32) {
+        var i = CInt(bitPattern: index)
+        setsockopt(fd, CInt(IPPROTO_IPV6), IPV6_MULTICAST_IF, &i, socklen_t(MemoryLayout<CInt>.size))
+    }
+
+    /// fe80::/10.
+    package static func isLinkLocal(_ host: String) -> Bool {
+        var a = in6_addr()
+        let plain = String(host.split(separator: "%").first ?? "")
+        guard inet_pton(AF_INET6, plain, &a) == 1 else { return false }
+        return withUnsafeBytes(of: &a) { $0[0] == 0xFE && $0[1] & 0xC0 == 0x80 }
+    }
+
+    /// A datagram source as the core keys hosts: the literal, with `%interface` when it is a
+    /// link-local IPv6 address (a reply needs the interface).
+    package static func host(_ remote: SocketAddress) -> String? {
+        guard let ip = remote.ipAddress else { return nil }
+        guard case .v6(let v6) = remote, v6.address.sin6_scope_id != 0, isLinkLocal(ip) else { return ip }
+        var name = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
+        guard if_indextoname(v6.address.sin6_scope_id, &name) != nil else { return ip + "%\(v6.address.sin6_scope_id)" }
+        return ip + "%" + String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// One datagram with sendto (non-blocking: a full socket buffer drops it, and the next Sync

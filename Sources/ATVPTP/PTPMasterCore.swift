@@ -14,18 +14,43 @@ package enum PTPSocket: Sendable, Hashable {
     init(_ type: PTPMessageType) { self = type.isEvent ? .event : .general }
 }
 
+/// IPv4 or IPv6: the master has one pair of sockets per family it serves.
+package enum PTPFamily: Sendable, Hashable, CaseIterable {
+    case ipv4, ipv6
+
+    /// The family of an address literal ("fe80::1%eth0" is IPv6).
+    package init(host: String) { self = host.contains(":") ? .ipv6 : .ipv4 }
+
+    /// The PTP primary multicast group of the family, at the socket's well-known port.
+    package var multicast: PTPDestination { self == .ipv4 ? .multicast : .multicastIPv6 }
+}
+
 /// Where a datagram goes.
 package enum PTPDestination: Sendable, Hashable, CustomStringConvertible {
     /// 224.0.1.129 (the PTP primary multicast group), at the socket's well-known port.
     case multicast
-    /// A host (IPv4 or IPv6 literal) and port.
+    /// FF0E::181 (the IPv6 PTP primary group, global scope, as linuxptp's `-6` default).
+    case multicastIPv6
+    /// A host (IPv4 or IPv6 literal, link-local ones with their `%scope`) and port.
     case unicast(host: String, port: Int)
 
     package static let multicastGroup = "224.0.1.129"
+    package static let multicastGroupIPv6 = "ff0e::181"
+
+    package var family: PTPFamily {
+        switch self {
+        case .multicast: .ipv4
+        case .multicastIPv6: .ipv6
+        case .unicast(let host, _): PTPFamily(host: host)
+        }
+    }
+
+    package var isMulticast: Bool { self == .multicast || self == .multicastIPv6 }
 
     package var description: String {
         switch self {
         case .multicast: "\(Self.multicastGroup)"
+        case .multicastIPv6: "\(Self.multicastGroupIPv6)"
         case .unicast(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         }
     }
@@ -85,20 +110,31 @@ package struct PTPMasterConfig: Sendable, Hashable {
     /// flags 0x0408 as iOS sends; linuxptp then assumes 37 s, which the TAI timescale matches).
     package var currentUtcOffset: Int16 = 37
     package var utcOffsetValid = false
-    /// log2 seconds: Sync/Follow_Up every 125 ms (−3), Announce every 1 s (0).
+    /// log2 seconds: Sync/Follow_Up every 125 ms (−3), Announce every 1 s (0), Apple's periodic
+    /// Signaling every 1 s (0; its header says −128, "no change", as iOS's does).
     package var logSyncInterval: Int8 = -3
     package var logAnnounceInterval: Int8 = 0
+    package var logSignalingInterval: Int8 = 0
+    /// Send iOS's periodic Signaling (`PTPTLV.applePeriodicSignaling`) to every destination, as
+    /// OwnTone's and airplay-cli's masters do (docs/PTP-AND-BUFFERED-AUDIO.md §2.4–§2.5).
+    package var appleSignaling = true
     /// Nanoseconds added to the monotonic clock to get the PTP timescale (the shell sets TAI at
     /// start; any constant keeps the timescale monotonic).
     package var timescaleOffset: Int64 = 0
-    /// Send to 224.0.1.129 while no unicast peer is known (airplay-cli's fallback; OwnTone's
-    /// master never does).
-    package var multicastWhenNoPeers = true
+    /// Where to send while no unicast peer is known: the groups of the families the shell serves
+    /// (airplay-cli's fallback to 224.0.1.129; OwnTone's master never does: empty).
+    package var multicastGroups: [PTPDestination] = [.multicast]
+    /// Whether to send to a group while no unicast peer is known (false: `multicastGroups` empty).
+    package var multicastWhenNoPeers: Bool {
+        get { !multicastGroups.isEmpty }
+        set { multicastGroups = newValue ? [.multicast] : [] }
+    }
 
     package init(clockIdentity: PTPClockIdentity) { self.clockIdentity = clockIdentity }
 
     var syncInterval: UInt64 { Self.nanoseconds(log: logSyncInterval) }
     var announceInterval: UInt64 { Self.nanoseconds(log: logAnnounceInterval) }
+    var signalingInterval: UInt64 { Self.nanoseconds(log: logSignalingInterval) }
 
     static func nanoseconds(log: Int8) -> UInt64 {
         let l = max(-10, min(10, Int(log)))
@@ -114,7 +150,7 @@ package struct PTPMasterCore: Sendable {
         package var destination: PTPDestination
     }
 
-    package let config: PTPMasterConfig
+    package private(set) var config: PTPMasterConfig
     package var identity: PTPPortIdentity { PTPPortIdentity(clock: config.clockIdentity, port: config.portNumber) }
 
     /// Unicast peers added by the session layer (SETPEERS): sent to until removed, silent or not.
@@ -129,6 +165,7 @@ package struct PTPMasterCore: Sendable {
     private var signalingSequence: UInt16 = 0
     private var nextSync: UInt64?
     private var nextAnnounce: UInt64?
+    private var nextSignaling: UInt64?
 
     package init(config: PTPMasterConfig) { self.config = config }
 
@@ -141,16 +178,25 @@ package struct PTPMasterCore: Sendable {
     /// port), or the multicast group when there is none.
     package var destinations: [PTPDestination] {
         let hosts = peers + granted.keys.sorted().filter { !peers.contains($0) }
-        if hosts.isEmpty { return config.multicastWhenNoPeers ? [.multicast] : [] }
+        if hosts.isEmpty { return config.multicastGroups }
         return hosts.map { .unicast(host: $0, port: 0) }
     }
 
-    /// Starts: an Announce at once, then the first Sync.
+    /// Where to send while there is no unicast peer (the shell serves another family: its group
+    /// joins).
+    package mutating func setMulticastGroups(_ groups: [PTPDestination]) {
+        config.multicastGroups = groups
+    }
+
+    /// Starts: an Announce and a Signaling at once, then the first Sync.
     package mutating func start(now: UInt64) -> PTPMasterOutput {
         nextAnnounce = now
         nextSync = now
+        if config.appleSignaling { nextSignaling = now }
         return tick(now: now)
     }
+
+    private var nextWake: UInt64 { min(nextAnnounce ?? .max, nextSync ?? .max, nextSignaling ?? .max) }
 
     /// Sends what is due at `now`.
     package mutating func tick(now: UInt64) -> PTPMasterOutput {
@@ -162,12 +208,17 @@ package struct PTPMasterCore: Sendable {
             announceSequence &+= 1
             nextAnnounce = Self.advance(due, by: config.announceInterval, past: now)
         }
+        if let due = nextSignaling, due <= now {
+            for d in targets { out.send.append(signaling(to: d)) }
+            signalingSequence &+= 1
+            nextSignaling = Self.advance(due, by: config.signalingInterval, past: now)
+        }
         if let due = nextSync, due <= now {
             for d in targets { out.send.append(sync(to: d)) }
             syncSequence &+= 1
             nextSync = Self.advance(due, by: config.syncInterval, past: now)
         }
-        out.wakeAt = min(nextAnnounce ?? .max, nextSync ?? .max)
+        out.wakeAt = nextWake
         return out
     }
 
@@ -187,17 +238,30 @@ package struct PTPMasterCore: Sendable {
         return PTPOutgoing(socket: .general, destination: Self.on(.general, token.destination), bytes: message.encoded())
     }
 
-    /// Adds a unicast peer (a receiver of the session); it gets an Announce at once, and Syncs
-    /// from the next slot of the running cadence.
+    /// Adds a unicast peer (a receiver of the session); it gets an Announce and a Signaling at
+    /// once (as OwnTone's master does), and Syncs from the next slot of the running cadence.
     package mutating func addPeer(_ host: String, now: UInt64) -> PTPMasterOutput {
-        var out = PTPMasterOutput(wakeAt: min(nextAnnounce ?? .max, nextSync ?? .max))
+        var out = PTPMasterOutput(wakeAt: nextWake)
         guard !peers.contains(host) else { return out }
+        let known = granted[host] != nil
         peers.append(host)
+        if !known { out.send += welcome(host) }
+        return out
+    }
+
+    /// What a new unicast destination gets at once (once the master runs): an Announce (nqptp
+    /// uses nothing before one) and the periodic Signaling.
+    private mutating func welcome(_ host: String) -> [PTPOutgoing] {
+        var send: [PTPOutgoing] = []
         if nextAnnounce != nil {
-            out.send.append(announce(to: .unicast(host: host, port: 0)))
+            send.append(announce(to: .unicast(host: host, port: 0)))
             announceSequence &+= 1
         }
-        return out
+        if nextSignaling != nil {
+            send.append(signaling(to: .unicast(host: host, port: 0)))
+            signalingSequence &+= 1
+        }
+        return send
     }
 
     /// Stops sending to `host` (unless it holds a unicast grant).
@@ -209,7 +273,7 @@ package struct PTPMasterCore: Sendable {
     /// timestamp of a Delay_Req).
     package mutating func received(_ bytes: [UInt8], from host: String, port: Int, on socket: PTPSocket,
                                   at now: UInt64) -> PTPMasterOutput {
-        var out = PTPMasterOutput(wakeAt: min(nextAnnounce ?? .max, nextSync ?? .max))
+        var out = PTPMasterOutput(wakeAt: nextWake)
         let message: PTPMessage
         do {
             message = try PTPMessage(parsing: bytes)
@@ -251,10 +315,7 @@ package struct PTPMasterCore: Sendable {
                 let end = now &+ UInt64(longest) * 1_000_000_000
                 let isNew = granted[host] == nil && !peers.contains(host)
                 granted[host] = max(granted[host] ?? 0, end)
-                if isNew {
-                    out.send.append(announce(to: .unicast(host: host, port: 0)))
-                    announceSequence &+= 1
-                }
+                if isNew { out.send += welcome(host) }
             }
             var h = header(.signaling, sequence: message.header.sequenceId, flags: [.unicast], log: 0x7F)
             h.controlField = 5
@@ -292,6 +353,15 @@ package struct PTPMasterCore: Sendable {
         return PTPOutgoing(socket: .general, destination: Self.on(.general, destination), bytes: message.encoded())
     }
 
+    /// iOS's periodic Signaling: flags unicast|ptpTimescale (no unicastFlag to a group),
+    /// controlField 5, logMessageInterval −128, targetPortIdentity zero, Apple's two TLVs; 106 bytes.
+    func signaling(to destination: PTPDestination) -> PTPOutgoing {
+        var h = header(.signaling, sequence: signalingSequence, flags: Self.flags([.ptpTimescale], destination), log: -128)
+        h.controlField = 5
+        let message = PTPMessage(header: h, body: .signaling(target: .zero), tlvs: PTPTLV.applePeriodicSignaling)
+        return PTPOutgoing(socket: .general, destination: Self.on(.general, destination), bytes: message.encoded())
+    }
+
     func sync(to destination: PTPDestination) -> PTPOutgoing {
         let message = PTPMessage(header: header(.sync, sequence: syncSequence, flags: Self.flags([.twoStep, .ptpTimescale], destination), log: config.logSyncInterval),
                                  body: .sync(origin: .zero))
@@ -301,13 +371,13 @@ package struct PTPMasterCore: Sendable {
 
     /// `flags` plus unicastFlag for a unicast destination.
     static func flags(_ flags: PTPFlags, _ destination: PTPDestination) -> PTPFlags {
-        destination == .multicast ? flags : flags.union(.unicast)
+        destination.isMulticast ? flags : flags.union(.unicast)
     }
 
     /// A destination on the socket's well-known port.
     static func on(_ socket: PTPSocket, _ destination: PTPDestination) -> PTPDestination {
         switch destination {
-        case .multicast: .multicast
+        case .multicast, .multicastIPv6: destination
         case .unicast(let host, _): .unicast(host: host, port: socket.port)
         }
     }

@@ -196,6 +196,15 @@ package struct PTPTLV: Hashable, Sendable {
         organization([0x00, 0x0D, 0x93], subtype: [0, 0, 4], clock.bytes + [0, 0])
     }
 
+    /// The two ORGANIZATION_EXTENSION TLVs of the Signaling message iOS sends once a second, which
+    /// OwnTone's and airplay-cli's masters copy (docs/PTP-AND-BUFFERED-AUDIO.md §2.4; meaning
+    /// unknown): Apple's OUI 00-0D-93, subtype 1 with `00 00 03 01` and 12 zero bytes (22 bytes),
+    /// then subtype 5 with `00 00 03 01` and 22 zero bytes (32 bytes).
+    package static let applePeriodicSignaling: [PTPTLV] = [
+        organization([0x00, 0x0D, 0x93], subtype: [0, 0, 1], [0, 0, 3, 1] + [UInt8](repeating: 0, count: 12)),
+        organization([0x00, 0x0D, 0x93], subtype: [0, 0, 5], [0, 0, 3, 1] + [UInt8](repeating: 0, count: 22)),
+    ]
+
     /// PATH_TRACE with one clock.
     package static func pathTrace(_ clock: PTPClockIdentity) -> PTPTLV {
         PTPTLV(type: pathTrace, value: clock.bytes)

@@ -151,6 +151,10 @@ private func drive(to step: AirPlay2AudioSetupStep, _ sm: inout AirPlay2AudioSes
         #expect(M.ptpPeers(rtspPeer: "10.0.0.9", timingAddresses: ["10.0.0.8", "fe80::2", "10.0.0.1"], ours: ["10.0.0.1"])
                 == ["10.0.0.9", "10.0.0.8"])
         #expect(M.ptpPeers(rtspPeer: "10.0.0.9", timingAddresses: [], ours: ["10.0.0.1"]) == ["10.0.0.9"])
+        // IPv6 receivers: the same rule; the receiver's own interface names are dropped.
+        #expect(M.ptpPeers(rtspPeer: "fe80::5", timingAddresses: ["192.168.1.20", "fe80::5%en0"], ours: ["fe80::1"]) == ["fe80::5"])
+        #expect(M.ptpPeers(rtspPeer: "2001:db8::9", timingAddresses: ["2001:db8::8", "fe80::8%en0", "10.0.0.8", "2001:db8::1"],
+                           ours: ["2001:db8::1"]) == ["2001:db8::9", "2001:db8::8", "fe80::8"])
     }
 
     /// A receiver whose reply puts its clock at another address (as our virtual HomePod with a

@@ -584,12 +584,15 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
     /// that address among its own). When the reply's `timingPeerInfo.Addresses` do not include the
     /// RTSP peer, the receiver's clock lives at another address (OwnTone sends to those): those of
     /// the RTSP peer's family are added. Our own addresses are left out (sender and receiver on
-    /// one host: the master never sends to itself).
+    /// one host: the master never sends to itself). IPv6 addresses are served like IPv4 ones; a
+    /// `%interface` suffix in the reply names the receiver's interface, not ours, and is dropped
+    /// (the master sends to a link-local address on the interface of its own address).
     static func ptpPeers(rtspPeer: String, timingAddresses: [String], ours: [String]) -> [String] {
         var peers = rtspPeer.isEmpty || ours.contains(rtspPeer) ? [] : [rtspPeer]
-        guard !timingAddresses.contains(rtspPeer) else { return peers }
+        let addresses = timingAddresses.map { String($0.split(separator: "%", maxSplits: 1).first ?? "") }
+        guard !addresses.contains(rtspPeer) else { return peers }
         let v6 = rtspPeer.contains(":")
-        for a in timingAddresses where a.contains(":") == v6 && !ours.contains(a) && !peers.contains(a) && !a.isEmpty {
+        for a in addresses where a.contains(":") == v6 && !ours.contains(a) && !peers.contains(a) && !a.isEmpty {
             peers.append(a)
         }
         return peers
