@@ -25,6 +25,10 @@ public struct AirPlay2ConnectionOptions: Sendable {
     public var identity: AirPlay2SenderIdentity
     /// Connecting to the event port is retried this many times, 1 s apart, while refused.
     public var eventConnectAttempts: Int
+    /// The local address the control connection is made from (nil: the system's choice). Tests
+    /// on one host give each sender an address of its own (the PTP master binds the connection's
+    /// local address, and the receiver follows that address).
+    package var localAddress: String?
 
     public init(userAgent: String = "AirPlay/550.10", connectTimeout: Duration = .seconds(5),
                 requestTimeout: Duration = .seconds(6), credentials: HAPCredentials? = nil, transientPIN: String = "3939",
@@ -107,7 +111,8 @@ public final class AirPlay2Connection: Sendable {
                     switch action {
                     case .connect:
                         do {
-                            let ch = try await openTCP(host: host, port: port, timeout: options.connectTimeout) { channel in
+                            let ch = try await openTCP(host: host, port: port, timeout: options.connectTimeout,
+                                                       from: options.localAddress) { channel in
                                 try channel.pipeline.syncOperations.addHandler(HAPEncryptionHandler())
                                 try channel.pipeline.syncOperations.addHandler(AirPlay2ResponseHandler(core: core))
                             }
@@ -383,16 +388,17 @@ public final class AirPlay2Connection: Sendable {
         guard r.isSuccess else { throw ATVError.httpError(status: r.status, "\(what) rejected: \(r.reason)") }
     }
 
-    static func openTCP(host: String, port: Int, timeout: Duration,
+    static func openTCP(host: String, port: Int, timeout: Duration, from local: String? = nil,
                         handlers: @escaping @Sendable (Channel) throws -> Void) async throws -> Channel {
         let ms = max(1, timeout.wholeNanoseconds / 1_000_000)
-        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.milliseconds(ms))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try handlers(channel) }
             }
         do {
+            if let local { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: local, port: 0)) }
             return try await bootstrap.connect(host: host, port: port).get()
         } catch {
             throw ATVError.connecting("\(host):\(port)", error, timeout: timeout)

@@ -71,6 +71,8 @@ public struct RAOPOptions: Sendable {
     /// What the receiver's TXT records say (features, model, manufacturer), for the route rule;
     /// the session adds what its `GET /info` says.
     package var receiverTraits: AirPlayReceiverTraits
+    /// AirPlay 2: the local address of the control connection (nil: the system's choice; tests).
+    package var localAddress: String?
 
     public init(codec: RAOPCodec = .alac, latencyFrames: Int = 88_200, volume: Double? = nil,
                 metadata: MediaMetadata? = nil, username: String = "swift-atv", password: String? = nil,

@@ -72,9 +72,10 @@ final class AirPlay2AudioSession: AudioRouteSession {
     /// (each starts a stall clock) wakes the coordinator.
     static func open(host: String, port: Int, options: RAOPOptions, wakeup: RAOPWakeup,
                      logger: Logger) async throws -> AirPlay2AudioSession {
-        let connectionOptions = AirPlay2ConnectionOptions(
+        var connectionOptions = AirPlay2ConnectionOptions(
             userAgent: options.userAgent, connectTimeout: options.connectTimeout, requestTimeout: options.requestTimeout,
             credentials: options.hapCredentials, requestInfo: options.requestInfo)
+        connectionOptions.localAddress = options.localAddress
         // `.connect`: the machine's first action (its configuration, the timing, depends on the route).
         let connection = try await AirPlay2Connection.connect(host: host, port: port, options: connectionOptions, logger: logger)
         let (route, master, warnings): (AirPlayAudioRouteChoice, PTPMaster?, [String])
