@@ -1,5 +1,6 @@
 // Our sender against the virtual HomePod on the PTP routes when the network misbehaves: 5 % of the
-// realtime audio datagrams lost (repaired by retransmits, as on the NTP route).
+// realtime audio datagrams lost (repaired by retransmits, as on the NTP route), and the buffered
+// data connection stalled for 500 ms.
 //
 // Host loopback: the sender's control connection comes from 127.0.0.91, so the process's PTP
 // master binds 127.0.0.91's UDP 319/320 (the connection's local address) and the receiver, at
@@ -25,7 +26,7 @@ private let receiverAddress = "127.0.0.92"
 func brief(_ p: PTPReception) -> String {
     "master \(p.master ?? "-"), state \(p.state ?? "-"), grandmaster \(p.grandmaster.map { "\($0)" } ?? "-"), samples \(p.samples), "
         + "time announces \(p.timeAnnounces), anchors \(p.rateAnchors), packets placed \(p.playInstants.count), "
-        + "late \(p.playInstants.filter(\.late).count)"
+        + "late \(p.playInstants.filter(\.late).count), stalls \(p.dataStalls) (\(p.dataStalledNanoseconds / 1_000_000) ms)"
 }
 
 /// Seeded pseudo-random drops: about `permille`/1000 of the audio datagrams (by arrival index).
@@ -97,5 +98,95 @@ func ptpOptions(buffered: Bool = false) -> RAOPOptions {
               + "unrecovered \(podReport.unrecoveredPackets), retransmitted \(report.retransmittedPackets); \(brief(podReport.ptp))")
         #expect(podReport.packetsRequested >= 15, "\(podReport)")  // ~5 % of 500+ datagrams
         try Self.expectRepairedOnOurClock(report, podReport, wav: wav, packets: packets)
+    }
+}
+
+/// Deterministic white noise: ALAC cannot compress it (about 1.4 KB a packet), so a stalled data
+/// connection fills the kernel's buffers quickly and the sender feels the back-pressure.
+struct NoiseSource: AsyncSequence, Sendable {
+    typealias Element = PCMPacket
+    let packets: Int
+
+    static func pcm(packet i: Int) -> [UInt8] {
+        var rng = SplitMix64(seed: 0x5EED_0000 &+ UInt64(i))
+        return (0..<(352 * 4)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var i = 0
+        let packets: Int
+        mutating func next() async throws -> PCMPacket? {
+            guard i < packets else { return nil }
+            defer { i += 1 }
+            return PCMPacket(bytes: NoiseSource.pcm(packet: i), frames: 352)
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(packets: packets) }
+}
+
+/// Buffered PTP (type 103) when the receiver stops reading its data connection: the virtual
+/// HomePod's `dataStall` hook stops reading the socket (NIO autoRead off) after N packets, for a
+/// while, as a receiver with a full buffer does; the sender sees the
+/// same TCP back-pressure a relay that stops forwarding would give. Both sides' socket buffers are
+/// small (16 KiB) so that the back-pressure reaches the sender's writes within a fraction of a second.
+@Suite(.serialized) struct AirPlay2BufferedStallTests {
+    static func pod(_ wav: String, stall: VirtualHomePod.Configuration.DataStall) async throws -> VirtualHomePod {
+        var config = VirtualHomePod.Configuration(host: receiverAddress, outputPath: wav)
+        config.timing = .ptp
+        config.dataStall = stall
+        config.dataReceiveBuffer = 16_384
+        return try await VirtualHomePod.start(config)
+    }
+
+    static func options() -> RAOPOptions {
+        var o = ptpOptions(buffered: true)
+        o.bufferedSendBuffer = 16_384
+        return o
+    }
+
+    /// Every packet of the source played once, in order, each at its anchor-derived instant on
+    /// our master's timeline (one anchor: no restart), none arriving after that instant (a
+    /// packet that came late would be a gap), and the WAV bit-exact.
+    static func expectNoGap(_ report: RAOPStreamReport, _ pod: HomePodReport, wav: String, packets: Int) throws {
+        #expect(report.route.route == .bufferedPTP)
+        #expect(pod.ptp.master == senderAddress, "\(brief(pod.ptp))")
+        #expect(pod.ptp.rateAnchors == ["play"], "\(pod.ptp.rateAnchors)")
+        let anchorFrame = try #require(pod.ptp.anchorFrame)
+        let anchorTime = try #require(pod.ptp.anchorTime)
+        let played = pod.ptp.playInstants
+        #expect(played.count == packets, "\(played.count) of \(packets) played; \(brief(pod.ptp))")
+        #expect(pod.ptp.packetsBeforeAnchor == 0 && pod.ptp.packetsNotPlayed == 0 && pod.ptp.packetsFlushed == 0, "\(brief(pod.ptp))")
+        var late = 0
+        for (i, p) in played.enumerated() {
+            let rtp = played[0].rtpTime &+ UInt32(i * 352)
+            if p.rtpTime != rtp { Issue.record("packet \(i): RTP \(p.rtpTime), expected \(rtp)"); break }
+            let expected = anchorTime + Int64(Int32(bitPattern: rtp &- anchorFrame)) * 1_000_000_000 / 44_100
+            if p.masterTime != expected { Issue.record("packet \(i) at \(p.masterTime), expected \(expected)"); break }
+            if p.late { late += 1 }
+        }
+        let lateIndices = played.indices.filter { played[$0].late }
+        #expect(late == 0, "\(late) packets arrived after their play instant: \(lateIndices.first ?? -1)…\(lateIndices.last ?? -1)")
+        #expect(try wavData(wav) == (0..<packets).flatMap { NoiseSource.pcm(packet: $0) })
+    }
+
+    /// 500 ms without a read in the middle of the stream (after 600 packets; ~375 go before the
+    /// first anchor): the sender's writes wait (back-pressure), the receiver plays on from what it
+    /// holds, and nothing is missing or late.
+    @Test func halfSecondStallMidStreamLeavesNoGap() async throws {
+        try AirPlay2PTPLossTests.requireRoot()
+        let wav = tempPath("pod.wav")
+        let pod = try await Self.pod(wav, stall: .init(afterPackets: 600, duration: .milliseconds(500)))
+        defer { Task { await pod.stop() } }
+        let packets = 1000
+        let report = try await RAOPClient(host: receiverAddress, port: pod.port, options: Self.options())
+            .stream(NoiseSource(packets: packets))
+        let podReport = try await pod.waitForSessionEnd(timeout: .seconds(20))
+        print("buffered, 500 ms stall: longest write wait \(report.longestDataWriteWait), \(brief(podReport.ptp))")
+        #expect(podReport.ptp.dataStalls == 1)
+        #expect(podReport.ptp.dataStalledNanoseconds >= 500_000_000)
+        // The stall reached the sender as back-pressure.
+        #expect(report.longestDataWriteWait >= .milliseconds(50), "\(report.longestDataWriteWait)")
+        try Self.expectNoGap(report, podReport, wav: wav, packets: packets)
     }
 }

@@ -24,15 +24,17 @@ final class BufferedDataConnection: Sendable {
         self.endpoint = endpoint
     }
 
-    static func connect(host: String, port: Int, timeout: Duration) async throws -> BufferedDataConnection {
+    /// `sendBuffer`: SO_SNDBUF (nil: the kernel's autotuning; tests make back-pressure reach us sooner).
+    static func connect(host: String, port: Int, timeout: Duration, sendBuffer: Int? = nil) async throws -> BufferedDataConnection {
         let c = timeout.components
         let ms = max(1, c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000)
         let endpoint = "the receiver's buffered audio port \(host):\(port)"
         do {
-            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.milliseconds(ms))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .connect(host: host, port: port).get()
+            if let sendBuffer { bootstrap = bootstrap.channelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(sendBuffer)) }
+            let channel = try await bootstrap.connect(host: host, port: port).get()
             return BufferedDataConnection(channel: channel, endpoint: endpoint)
         } catch {
             throw ATVError.connecting(endpoint, error, timeout: timeout)
@@ -86,7 +88,7 @@ extension RAOPClient {
                 throw ATVError.protocolError("the buffered stream SETUP was not answered")
             }
             data = try await BufferedDataConnection.connect(host: session.remoteIP, port: reply.dataPort,
-                                                            timeout: options.connectTimeout)
+                                                            timeout: options.connectTimeout, sendBuffer: options.bufferedSendBuffer)
             controls.withLock { $0.route = session }
             try await session.begin(volume: controls.withLock { $0.options.volume }, metadata: options.metadata, next: first)
             if let data {
@@ -184,7 +186,9 @@ extension RAOPClient {
                         let n = window.write(payloadBytes: payload.count)
                         let frame = try BufferedAudioPacket(sequenceNumber: n.sequenceNumber, timestamp: n.timestamp,
                                                             format: format, payload: payload).frame(sealingWith: &cipher)
+                        let began = clock.now
                         try await data.write(frame)
+                        report.longestDataWriteWait = max(report.longestDataWriteWait, clock.now - began)
                         if report.firstPacketDelay == nil { report.firstPacketDelay = clock.now - started }
                         report.packetsSent += 1
                         report.sourceFrames += Int64(sourceFrames)
