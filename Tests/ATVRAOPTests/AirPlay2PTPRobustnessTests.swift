@@ -1,6 +1,6 @@
 // Our sender against the virtual HomePod on the PTP routes when the network misbehaves: 5 % of the
-// realtime audio datagrams lost (repaired by retransmits, as on the NTP route), and the buffered
-// data connection stalled for 500 ms.
+// realtime audio datagrams lost (repaired by retransmits, as on the NTP route), the buffered
+// data connection stalled, and a receiver that stops reading it for good.
 //
 // Host loopback: the sender's control connection comes from 127.0.0.91, so the process's PTP
 // master binds 127.0.0.91's UDP 319/320 (the connection's local address) and the receiver, at
@@ -127,7 +127,7 @@ struct NoiseSource: AsyncSequence, Sendable {
 
 /// Buffered PTP (type 103) when the receiver stops reading its data connection: the virtual
 /// HomePod's `dataStall` hook stops reading the socket (NIO autoRead off) after N packets, for a
-/// while, as a receiver with a full buffer does; the sender sees the
+/// while or for good, as a receiver with a full buffer or a hung one does; the sender sees the
 /// same TCP back-pressure a relay that stops forwarding would give. Both sides' socket buffers are
 /// small (16 KiB) so that the back-pressure reaches the sender's writes within a fraction of a second.
 @Suite(.serialized) struct AirPlay2BufferedStallTests {
@@ -188,5 +188,85 @@ struct NoiseSource: AsyncSequence, Sendable {
         // The stall reached the sender as back-pressure.
         #expect(report.longestDataWriteWait >= .milliseconds(50), "\(report.longestDataWriteWait)")
         try Self.expectNoGap(report, podReport, wav: wav, packets: packets)
+    }
+
+    /// A 2 s stall is back-pressure, not a dead receiver: the write deadline (what the receiver
+    /// had left to play, ~3 s, plus 3 s) is not reached; the stream plays to the end, no gap.
+    @Test func twoSecondStallDoesNotTripTheWriteDeadline() async throws {
+        try AirPlay2PTPLossTests.requireRoot()
+        let wav = tempPath("pod.wav")
+        let pod = try await Self.pod(wav, stall: .init(afterPackets: 600, duration: .seconds(2)))
+        defer { Task { await pod.stop() } }
+        let packets = 1000
+        let report = try await RAOPClient(host: receiverAddress, port: pod.port, options: Self.options())
+            .stream(NoiseSource(packets: packets))
+        let podReport = try await pod.waitForSessionEnd(timeout: .seconds(20))
+        print("buffered, 2 s stall: longest write wait \(report.longestDataWriteWait); \(brief(podReport.ptp))")
+        #expect(podReport.ptp.dataStalledNanoseconds >= 2_000_000_000)
+        #expect(report.longestDataWriteWait >= .milliseconds(1200), "\(report.longestDataWriteWait)")
+        try Self.expectNoGap(report, podReport, wav: wav, packets: packets)
+    }
+
+    /// A receiver that stops reading for good while it still answers RTSP: the stream fails with
+    /// one line naming its buffered audio port, within the deadline of the write that hung, and
+    /// the session is torn down (TEARDOWN).
+    @Test func receiverThatStopsReadingEndsTheStream() async throws {
+        try AirPlay2PTPLossTests.requireRoot()
+        let wav = tempPath("pod.wav")
+        let pod = try await Self.pod(wav, stall: .init(afterPackets: 600, duration: nil))
+        defer { Task { await pod.stop() } }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let error = await #expect(throws: ATVError.self) {
+            _ = try await RAOPClient(host: receiverAddress, port: pod.port, options: Self.options())
+                .stream(NoiseSource(packets: 100_000))
+        }
+        let elapsed = clock.now - start
+        let dataPort = pod.report().dataPort ?? 0
+        let text = error.map { "\($0)" } ?? ""
+        print("buffered, reads stopped for good: failed after \(elapsed): \(text)")
+        guard case .timeout? = error else { Issue.record("\(String(describing: error))"); return }
+        #expect(text.contains("the receiver's buffered audio port \(receiverAddress):\(dataPort) stopped taking audio"), "\(text)")
+        #expect(!text.contains("\n") && !text.contains("NIO") && !text.contains("errno"), "\(text)")
+        // Setup and ~600 packets (~2 s of playing), then what the receiver held (≤ 3 s) + 3 s.
+        #expect(elapsed < .seconds(20), "\(elapsed)")
+        #expect(await poll(timeout: .seconds(5)) { pod.report().requests.contains("enc TEARDOWN") }, "\(pod.report().requests)")
+        #expect(pod.report().ptp.dataStalls == 1)
+    }
+}
+
+/// The write deadline's rule, on injected master times.
+@Suite struct BufferedWriteDeadlineTests {
+    static let second: UInt64 = 1_000_000_000
+    static let t0: UInt64 = 1_765_000_000 * second
+
+    /// Before the first anchor (and paused) the playhead stands still: a whole window plus the margin.
+    @Test func waitingOrPausedAllowsAWindowAndTheMargin() {
+        var w = BufferedSendWindow(configuration: .init(clockID: 1))
+        for _ in 0..<100 { _ = w.write(payloadBytes: 1000) }
+        #expect(w.writeLimit(packetAt: w.nextPosition, now: Self.t0) == 6 * Self.second)
+        _ = w.start(at: Self.t0)
+        _ = w.pause(now: Self.t0 + Self.second)
+        #expect(w.writeLimit(packetAt: w.nextPosition, now: Self.t0 + 100 * Self.second) == 6 * Self.second)
+    }
+
+    /// Playing: the time until the playhead reaches the packet, plus 3 s. A receiver that stops
+    /// reading for 2 s while it holds ~3 s is inside it; one that stopped for good is caught
+    /// 3 s after it played the last byte it took.
+    @Test func playingAllowsWhatIsQueuedPlusTheMargin() {
+        var w = BufferedSendWindow(configuration: .init(clockID: 1))
+        _ = w.start(at: Self.t0 + Self.second / 2)  // frame 0 plays 0.5 s from now
+        #expect(w.writeLimit(packetAt: 0, now: Self.t0) == Self.second / 2 + 3 * Self.second)
+        // Steady state: write what the window allows at t0 + 10 s.
+        let now = Self.t0 + 10 * Self.second
+        while w.packetsAllowed(now: now) > 0 { _ = w.write(payloadBytes: 1400) }
+        let position = w.nextPosition
+        let lead = w.writeLimit(packetAt: position, now: now) - BufferedSendWindow.writeMargin
+        #expect(lead > 2_990_000_000 && lead <= 3 * Self.second + 10_000_000, "\(lead)")
+        // A 2 s stall of the receiver: the write that began at `now` is still within its limit.
+        #expect(2 * Self.second < w.writeLimit(packetAt: position, now: now))
+        // Never more than a window plus the margin; the playhead past the packet: the margin alone.
+        #expect(w.writeLimit(packetAt: position, now: now) <= 6 * Self.second + 10_000_000)
+        #expect(w.writeLimit(packetAt: position, now: now + 20 * Self.second) == BufferedSendWindow.writeMargin)
     }
 }

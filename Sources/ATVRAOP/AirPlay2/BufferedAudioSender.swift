@@ -50,6 +50,17 @@ final class BufferedDataConnection: Sendable {
         }
     }
 
+    /// Writes one frame, failing when the kernel has not taken it within `limit` (the receiver
+    /// stopped reading: `BufferedSendWindow.writeLimit`); `queued` is the audio the receiver had
+    /// left to play when the write began (for the message).
+    func write(_ frame: [UInt8], within limit: Duration, queued: Duration) async throws {
+        let endpoint = self.endpoint
+        try await withDeadline(limit, {
+            .timeout("\(endpoint) stopped taking audio: nothing accepted for \(RAOPClient.describe(limit)) "
+                     + "with \(RAOPClient.describe(queued)) of audio left to play")
+        }) { try await self.write(frame) }
+    }
+
     func close() async {
         try? await channel.close()
     }
@@ -183,11 +194,16 @@ extension RAOPClient {
                     case .failure(let error):
                         throw error
                     case .packet(let payload, let sourceFrames, let silence):
+                        let position = window.nextPosition
                         let n = window.write(payloadBytes: payload.count)
                         let frame = try BufferedAudioPacket(sequenceNumber: n.sequenceNumber, timestamp: n.timestamp,
                                                             format: format, payload: payload).frame(sealingWith: &cipher)
+                        // A receiver that stopped reading ends the stream (`writeLimit`); back-pressure does not.
+                        let now = networkNow()
+                        let limit = window.writeLimit(packetAt: position, now: now)
                         let began = clock.now
-                        try await data.write(frame)
+                        try await data.write(frame, within: .nanoseconds(Int64(clamping: limit)),
+                                             queued: .nanoseconds(Int64(clamping: limit - BufferedSendWindow.writeMargin)))
                         report.longestDataWriteWait = max(report.longestDataWriteWait, clock.now - began)
                         if report.firstPacketDelay == nil { report.firstPacketDelay = clock.now - started }
                         report.packetsSent += 1
