@@ -1,5 +1,6 @@
 // Our sender against the virtual HomePod on the PTP routes when the network misbehaves: 5 % of the
-// realtime audio datagrams lost (repaired by retransmits, as on the NTP route), the buffered
+// realtime audio datagrams lost, in the receiver or by scripts/peers/udp-loss-relay.py (repaired
+// by retransmits, as on the NTP route), the buffered
 // data connection stalled, and a receiver that stops reading it for good.
 //
 // Host loopback: the sender's control connection comes from 127.0.0.91, so the process's PTP
@@ -97,6 +98,38 @@ func ptpOptions(buffered: Bool = false) -> RAOPOptions {
         print("realtime PTP, 5 % dropped: requested \(podReport.packetsRequested), recovered \(podReport.packetsRecovered), "
               + "unrecovered \(podReport.unrecoveredPackets), retransmitted \(report.retransmittedPackets); \(brief(podReport.ptp))")
         #expect(podReport.packetsRequested >= 15, "\(podReport)")  // ~5 % of 500+ datagrams
+        try Self.expectRepairedOnOurClock(report, podReport, wav: wav, packets: packets)
+    }
+
+    /// The same through scripts/peers/udp-loss-relay.py in front of the receiver's audio port
+    /// (5 % of the audio datagrams dropped, seeded): loss by another program, on the wire.
+    @Test func fivePercentLossThroughTheRelayIsRepairedOnThePTPRoute() async throws {
+        try Self.requireRoot()
+        let audioPort = try AirPlay2LossRelayTests.freeUDPPort()
+        let relay = try Child("/usr/bin/python3", [
+            AirPlay2LossRelayTests.root.appendingPathComponent("scripts/peers/udp-loss-relay.py").path, "--listen", "0",
+            "--bind", receiverAddress, "--target", "\(receiverAddress):\(audioPort)", "--loss", "0.05", "--seed", "16",
+            "--only-audio", "--max-seconds", "60"])
+        defer { relay.kill() }
+        let line = (try? await relay.waitForOutput(timeout: 60) { $0.contains("\n") }) ?? relay.describe()
+        let digits = line.drop { !$0.isNumber }.prefix { $0.isNumber }
+        let relayPort = try #require(Int(digits), "relay said: \(line)")
+
+        let wav = tempPath("pod.wav")
+        var config = VirtualHomePod.Configuration(host: receiverAddress, outputPath: wav)
+        config.timing = .ptp
+        config.audioPort = audioPort
+        config.advertisedAudioPort = relayPort
+        let pod = try await VirtualHomePod.start(config)
+        defer { Task { await pod.stop() } }
+        let packets = 500
+        let report = try await RAOPClient(host: receiverAddress, port: pod.port, options: ptpOptions())
+            .stream(RampSource(packets: packets, framesPerPacket: 352))
+        let podReport = try await pod.waitForSessionEnd(timeout: .seconds(20))
+        print("realtime PTP through udp-loss-relay.py at 5 %: requested \(podReport.packetsRequested), recovered "
+              + "\(podReport.packetsRecovered), unrecovered \(podReport.unrecoveredPackets), retransmitted "
+              + "\(report.retransmittedPackets); \(brief(podReport.ptp))")
+        #expect(podReport.packetsRequested >= 10, "\(podReport)")
         try Self.expectRepairedOnOurClock(report, podReport, wav: wav, packets: packets)
     }
 }
