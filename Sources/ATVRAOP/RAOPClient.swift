@@ -73,7 +73,7 @@ public struct RAOPOptions: Sendable {
     package var receiverTraits: AirPlayReceiverTraits
     /// AirPlay 2: the local address of the control connection (nil: the system's choice; tests).
     package var localAddress: String?
-    /// Buffered AirPlay 2: SO_SNDBUF of the data connection (nil: the kernel's autotuning; tests).
+    /// Buffered AirPlay 2: SO_SNDBUF of the data connection (nil: `BufferedDataConnection.defaultSendBuffer`; tests).
     package var bufferedSendBuffer: Int?
 
     public init(codec: RAOPCodec = .alac, latencyFrames: Int = 88_200, volume: Double? = nil,

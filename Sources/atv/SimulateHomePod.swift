@@ -58,6 +58,8 @@ struct SimulateHomePod: AsyncParsableCommand {
     var profile: String = "homepod"
     @Option(help: "Address the PTP follower binds UDP 319/320 on (default: --address).")
     var ptpAddress: String?
+    @Option(help: "Buffered streams: stop reading the audio data connection after this many packets, for good, while still answering RTSP (a hung receiver; its receive buffer is made small, 16 KiB).")
+    var stopReadingAfter: Int?
 
     func validate() throws {
         guard (0 ... 65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -79,6 +81,9 @@ struct SimulateHomePod: AsyncParsableCommand {
         if let ptpAddress, !PTPMaster.isIPAddress(ptpAddress) {
             throw ValidationError("--ptp-address must be an IP address")
         }
+        if let n = stopReadingAfter, n < 1 {
+            throw ValidationError("--stop-reading-after must be a number of packets (1 or more)")
+        }
         if let d = dropEventChannelAfter, !(d > 0 && d < 86_400) {
             throw ValidationError("--drop-event-channel-after must be a positive number of seconds")
         }
@@ -97,6 +102,10 @@ struct SimulateHomePod: AsyncParsableCommand {
             config.timing = VirtualHomePod.Configuration.TimingAccepted(rawValue: timing) ?? .both
             config.profile = VirtualHomePod.Configuration.Profile(rawValue: profile) ?? .homepod
             config.ptpAddress = ptpAddress
+            if let stopReadingAfter {
+                config.dataStall = .init(afterPackets: stopReadingAfter, duration: nil)
+                config.dataReceiveBuffer = 16_384
+            }
             let pod = try await VirtualHomePod.start(config)
             print("Virtual HomePod \"\(name)\" listening on \(address):\(pod.port) (AirPlay 2), writing \(output)")
             print("TXT for atvremote --manual: --service-properties \"\(pod.raopServicePropertiesArgument())\"")

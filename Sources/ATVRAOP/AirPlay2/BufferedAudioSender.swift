@@ -24,7 +24,13 @@ final class BufferedDataConnection: Sendable {
         self.endpoint = endpoint
     }
 
-    /// `sendBuffer`: SO_SNDBUF (nil: the kernel's autotuning; tests make back-pressure reach us sooner).
+    /// SO_SNDBUF (Linux doubles it): the kernel then holds about a second of audio for a receiver
+    /// that stopped reading, so our writes (and the write deadline) notice soon, not after the
+    /// megabytes autotuning allows; 128 KiB per round trip is still many times the ~180 KB/s of
+    /// ALAC 44.1 kHz/16 on any LAN.
+    static let defaultSendBuffer = 65_536
+
+    /// `sendBuffer`: SO_SNDBUF (nil: `defaultSendBuffer`; tests use less, so back-pressure reaches us sooner).
     static func connect(host: String, port: Int, timeout: Duration, sendBuffer: Int? = nil) async throws -> BufferedDataConnection {
         let c = timeout.components
         let ms = max(1, c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000)
@@ -33,7 +39,7 @@ final class BufferedDataConnection: Sendable {
             var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.milliseconds(ms))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            if let sendBuffer { bootstrap = bootstrap.channelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(sendBuffer)) }
+            bootstrap = bootstrap.channelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(sendBuffer ?? defaultSendBuffer))
             let channel = try await bootstrap.connect(host: host, port: port).get()
             return BufferedDataConnection(channel: channel, endpoint: endpoint)
         } catch {
