@@ -36,11 +36,11 @@ final class BufferedDataConnection: Sendable {
         let ms = max(1, c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000)
         let endpoint = "the receiver's buffered audio port \(host):\(port)"
         do {
-            var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.milliseconds(ms))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            bootstrap = bootstrap.channelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(sendBuffer ?? defaultSendBuffer))
-            let channel = try await bootstrap.connect(host: host, port: port).get()
+                .channelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(sendBuffer ?? defaultSendBuffer))
+                .connect(host: host, port: port).get()
             return BufferedDataConnection(channel: channel, endpoint: endpoint)
         } catch {
             throw ATVError.connecting(endpoint, error, timeout: timeout)
