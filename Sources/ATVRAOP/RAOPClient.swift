@@ -74,9 +74,10 @@ public struct RAOPOptions: Sendable {
     /// What the receiver's TXT records say (features, model, manufacturer), for the route rule;
     /// the session adds what its `GET /info` says.
     package var receiverTraits: AirPlayReceiverTraits
-    /// AirPlay 2: the local address the control connection is made from (nil: the system's
-    /// choice); tests on one host give the sender (and its PTP master) an address of its own.
+    /// AirPlay 2: the local address of the control connection (nil: the system's choice; tests).
     package var localAddress: String?
+    /// Buffered AirPlay 2: SO_SNDBUF of the data connection (nil: `BufferedDataConnection.defaultSendBuffer`; tests).
+    package var bufferedSendBuffer: Int?
 
     public init(codec: RAOPCodec = .alac, latencyFrames: Int = 88_200, volume: Double? = nil,
                 metadata: MediaMetadata? = nil, username: String = "swift-atv", password: String? = nil,
@@ -174,6 +175,8 @@ public struct RAOPStreamReport: Sendable, Equatable {
     public var serverPorts: RAOPServerPorts?
     /// The route the stream took and why (`AirPlayAudioRouteChoice`).
     public var route: AirPlayAudioRouteChoice = AirPlayAudioRouteChoice(route: .airPlay1, reason: "")
+    /// Buffered AirPlay 2: the longest a write to the data connection waited for the kernel (TCP back-pressure).
+    package var longestDataWriteWait: Duration = .zero
     /// Local UDP ports (control, timing, audio source).
     public var localPorts: (control: Int, timing: Int, audio: Int)
 

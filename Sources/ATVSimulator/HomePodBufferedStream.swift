@@ -2,6 +2,9 @@ import ATVAudio
 import ATVCore
 import ATVPTP
 import ATVRAOP
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 
@@ -28,6 +31,7 @@ final class HomePodBufferedStream: @unchecked Sendable {
     private var listener: Channel?
     private var connections: [Channel] = []
     private var deframer = BufferedAudioDeframer()
+    private var packetsAccepted = 0
     /// Packets waiting to be played, in arrival (= RTP) order.
     private var queue: [(seq: UInt32, rtp: UInt32, payload: [UInt8], at: UInt64)] = []
     private var anchor: PTPAnchor?
@@ -71,9 +75,18 @@ final class HomePodBufferedStream: @unchecked Sendable {
             return loop.makeFailedFuture(error)
         }
         shared.reception { $0.codec = format.description }
+        let receiveBuffer = shared.configuration.dataReceiveBuffer
         return TCPListener.bind(host: host, port: 0, on: loop) { channel, pipeline in
             try pipeline.addHandler(BufferedDataHandler(stream: stream))
             stream.connections.append(channel)
+        }.flatMap { listener in
+            // A small receive buffer, set on the listener so the connection starts with it; and
+            // an Ethernet-sized MSS, without which loopback's 64 KiB segments never fit the small
+            // window again and the sender waits for TCP's backed-off zero-window probes.
+            guard let receiveBuffer else { return loop.makeSucceededFuture(listener) }
+            return listener.setOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBuffer))
+                .flatMap { listener.setOption(.tcpOption(NIOBSDSocket.Option(rawValue: CInt(TCP_MAXSEG))), value: 1448) }
+                .map { listener }
         }.map { listener in
             stream.listener = listener
             stream.tickTask = loop.scheduleRepeatedTask(initialDelay: .milliseconds(10), delay: .milliseconds(10)) { _ in stream.tick() }
@@ -90,11 +103,31 @@ final class HomePodBufferedStream: @unchecked Sendable {
         do {
             while let packet = try deframer.next() {
                 try accept(packet)
+                packetsAccepted += 1
+                if let stall = shared.configuration.dataStall, packetsAccepted == stall.afterPackets {
+                    stopReading(channel, for: stall.duration)
+                }
             }
         } catch {
             // A bad length or a packet that does not open ends the stream's connection (fails closed).
             shared.update { $0.errors.append("buffered data: \(error)") }
             channel.close(promise: nil)
+        }
+    }
+
+    /// The stall hook (`Configuration.dataStall`): no more reads from the socket (what was read
+    /// is still queued and played), until `duration` has passed.
+    private func stopReading(_ channel: Channel, for duration: Duration?) {
+        channel.setOption(.autoRead, value: false).whenSuccess { [self] in
+            shared.update { $0.ptp.dataStalls += 1 }
+        }
+        guard let duration else { return }
+        let stallStart = PTPMaster.monotonicNow()
+        loop.scheduleTask(in: .nanoseconds(Int64(duration.components.seconds) * 1_000_000_000
+                                           + duration.components.attoseconds / 1_000_000_000)) { [self] in
+            guard !finished else { return }
+            shared.update { $0.ptp.dataStalledNanoseconds += Int64(PTPMaster.monotonicNow() - stallStart) }
+            channel.setOption(.autoRead, value: true).whenSuccess { channel.read() }
         }
     }
 

@@ -92,6 +92,22 @@ package final class VirtualHomePod: Sendable {
         /// The buffered (type 103) formats `/info` lists in `supportedFormats.bufferStream` and
         /// the stream SETUP accepts (others: 400); nil lists none and accepts every known one.
         package var bufferedFormats: [BufferedAudioFormat]?
+        /// Buffered (type 103): stop reading the data connection once `afterPackets` packets
+        /// arrived, for `duration` (nil: for good) — the receiver's side of TCP back-pressure, as a
+        /// receiver whose buffer is full or that hangs does; the RTSP connection is still answered.
+        package var dataStall: DataStall?
+        /// Buffered: SO_RCVBUF of the data connection (nil: the system's), so that a stall reaches
+        /// the sender as back-pressure after little data.
+        package var dataReceiveBuffer: Int?
+
+        package struct DataStall: Sendable, Equatable {
+            package var afterPackets: Int
+            package var duration: Duration?
+            package init(afterPackets: Int, duration: Duration?) {
+                self.afterPackets = afterPackets
+                self.duration = duration
+            }
+        }
 
         package enum TimingAccepted: String, Sendable, CaseIterable {
             case ntp, ptp, both

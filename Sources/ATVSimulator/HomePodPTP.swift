@@ -64,6 +64,10 @@ package struct PTPReception: Sendable, Equatable {
     /// packets they discarded, packets before the anchor's frame, not decoded (a format other
     /// than ALAC 44.1 kHz/16), and still queued when the stream ended.
     package var packetsDroppedForSSRC = 0
+    /// Buffered: times the data connection stopped being read (`Configuration.dataStall`), and
+    /// for how long in all (stalls that ended).
+    package var dataStalls = 0
+    package var dataStalledNanoseconds: Int64 = 0
     package var flushes = 0
     /// Each FLUSHBUFFERED: its fields, when it arrived (local monotonic ns) and how many packets
     /// had played then (`playInstants.count`).

@@ -193,6 +193,11 @@ final class HomePodStream: @unchecked Sendable {
             guard packet.count >= AirPlay2AudioCipher.headerSize + AirPlay2AudioCipher.overhead,
                   !config.noProgress, let payload = open(packet) else { return }
             let seq = UInt16(packet[2]) << 8 | UInt16(packet[3])
+            if clock != nil {
+                // A repaired packet is placed on the master's timeline like any other (its arrival: now).
+                let rtp = UInt32(packet[4]) << 24 | UInt32(packet[5]) << 16 | UInt32(packet[6]) << 8 | UInt32(packet[7])
+                arrivals[seq] = (rtp, PTPMaster.monotonicNow())
+            }
             playout.insert(seq: seq, payload: payload, isRetransmission: true)
         default:
             break

@@ -68,6 +68,8 @@ struct SimulateHomePod: AsyncParsableCommand {
         let formats = names.compactMap { ["alac": BufferedAudioFormat.alac44100x16Stereo, "aac": .aacLC44100Stereo][$0] }
         return !names.isEmpty && formats.count == names.count ? formats : nil
     }
+    @Option(help: "Buffered streams: stop reading the audio data connection after this many packets, for good, while still answering RTSP (a hung receiver; its receive buffer is made small, 16 KiB).")
+    var stopReadingAfter: Int?
 
     func validate() throws {
         guard (0 ... 65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -92,6 +94,9 @@ struct SimulateHomePod: AsyncParsableCommand {
         if let bufferedFormats, Self.bufferedFormats(bufferedFormats) == nil {
             throw ValidationError("--buffered-formats must be alac, aac or alac,aac")
         }
+        if let n = stopReadingAfter, n < 1 {
+            throw ValidationError("--stop-reading-after must be a number of packets (1 or more)")
+        }
         if let d = dropEventChannelAfter, !(d > 0 && d < 86_400) {
             throw ValidationError("--drop-event-channel-after must be a positive number of seconds")
         }
@@ -111,6 +116,10 @@ struct SimulateHomePod: AsyncParsableCommand {
             config.profile = VirtualHomePod.Configuration.Profile(rawValue: profile) ?? .homepod
             config.ptpAddress = ptpAddress
             config.bufferedFormats = bufferedFormats.flatMap(Self.bufferedFormats)
+            if let stopReadingAfter {
+                config.dataStall = .init(afterPackets: stopReadingAfter, duration: nil)
+                config.dataReceiveBuffer = 16_384
+            }
             let pod = try await VirtualHomePod.start(config)
             print("Virtual HomePod \"\(name)\" listening on \(address):\(pod.port) (AirPlay 2), writing \(output)")
             print("TXT for atvremote --manual: --service-properties \"\(pod.raopServicePropertiesArgument())\"")

@@ -43,3 +43,34 @@ import Testing
         await data.close()
     }
 }
+
+/// The write deadline's shell: a receiver that accepts the connection and never reads.
+@Suite struct BufferedDataWriteDeadlineTests {
+    @Test func writeThatIsNeverTakenFailsWithOneLineNamingThePort() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_rcvbuf), value: 16_384)
+            .childChannelOption(.autoRead, value: false)
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { server.close(promise: nil) }
+        let port = try #require(server.localAddress?.port)
+        let data = try await BufferedDataConnection.connect(host: "127.0.0.1", port: port, timeout: .seconds(5), sendBuffer: 16_384)
+        let clock = ContinuousClock()
+        var failure: (any Error)?
+        var stuckFor: Duration = .zero
+        for _ in 0..<10_000 where failure == nil {
+            let began = clock.now
+            do {
+                try await data.write([UInt8](repeating: 0x55, count: 1400), within: .milliseconds(500), queued: .zero)
+            } catch {
+                failure = error
+                stuckFor = clock.now - began
+            }
+        }
+        guard case .timeout(let text)? = failure as? ATVError else { Issue.record("\(String(describing: failure))"); return }
+        #expect(text == "the receiver's buffered audio port 127.0.0.1:\(port) stopped taking audio: nothing accepted for 0.5 s "
+                + "with 0 s of audio left to play", "\(text)")
+        // Failed at its deadline, not much later.
+        #expect(stuckFor >= .milliseconds(500) && stuckFor < .seconds(3), "\(stuckFor)")
+        await data.close()
+    }
+}

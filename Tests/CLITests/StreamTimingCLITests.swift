@@ -201,6 +201,49 @@ import Testing
         try StreamTimingCLITests.expectWholeSource(dir.appendingPathComponent("pod.wav").path, source: try await referencePCM(Self.sample))
     }
 
+    /// A buffered receiver that stops reading the data connection for good (after 200 packets)
+    /// while it still answers RTSP: `atv stream` exits non-zero with one line naming the
+    /// receiver's buffered audio port, within the write deadline (at most a window plus 3 s), and
+    /// the session ends (the pod's only session ended and it exited by itself; that TEARDOWN is
+    /// sent is checked in-process, AirPlay2BufferedStallTests).
+    @Test func bufferedReceiverThatStopsReadingIsOneLineAndNonZeroExit() async throws {
+        let dir = try TestEnv.tempDir()
+        let atv = try TestEnv.atv()
+        let script = """
+        set -u
+        cd '\(dir.path)'
+        ip link set lo up
+        '\(atv)' simulate homepod --address 127.0.0.2 --port 7000 --output pod.wav --sessions 1 --stop-reading-after 200 \\
+          --no-advertise > pod.out 2>&1 &
+        pod=$!
+        for i in $(seq 600); do grep -q 'listening on' pod.out && break; sleep 0.1; done
+        start=$(date +%s%N)
+        HOME='\(dir.path)' '\(atv)' stream '\(Self.sample)' --host 127.0.0.2 --port 7000 --timing ptp --buffered on \\
+          --storage s.json > stream.out 2> stream.err
+        echo $? > stream.rc
+        echo $(( ($(date +%s%N) - start) / 1000000 )) > stream.ms
+        for i in $(seq 100); do kill -0 $pod 2>/dev/null || break; sleep 0.1; done
+        kill -0 $pod 2>/dev/null && echo running > pod.state
+        kill $pod 2>/dev/null
+        true
+        """
+        let r = try await run("/usr/bin/unshare", ["--net", "/bin/bash", "-c", script], timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        func file(_ name: String) -> String {
+            ((try? String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let err = file("stream.err")
+        #expect(file("stream.rc") != "0" && !file("stream.rc").isEmpty, "rc \(file("stream.rc")): \(err)")
+        #expect(err.split(separator: "\n").count == 1, "stderr should be one line: \(err)")
+        #expect(err.hasPrefix("atv: error: timed out: the receiver's buffered audio port 127.0.0.2:")
+                && err.contains("stopped taking audio: nothing accepted for"), "\(err)")
+        let ms = Int(file("stream.ms")) ?? .max
+        #expect(ms < 30_000, "took \(ms) ms")
+        // The session ended: the pod exited by itself after its only session.
+        #expect(file("pod.state").isEmpty, "the pod still waited for its session to end: \(file("pod.out"))")
+        print("stop reading: \(ms) ms: \(err)")
+    }
+
     /// `atv stream --timing ptp --buffered on` to `atv simulate homepod --buffered-formats aac` (its
     /// /info lists only AAC-LC 44.1 kHz for buffer streams and its stream SETUP refuses others), in
     /// a namespace of its own: the sender picks AAC-LC (-v and the summary say so), every packet the

@@ -2,9 +2,9 @@
 """udp-loss-relay.py — forward UDP datagrams on loopback, dropping a seeded random fraction.
 
   udp-loss-relay.py --listen 7003 --target 127.0.0.1:6003 --loss 0.05 --seed 1 [--only-audio]
-                    [--max-seconds 120]
+                    [--max-seconds 120] [--bind 127.0.0.92]
 
-Datagrams arriving on 127.0.0.1:LISTEN go to TARGET; datagrams the target sends back to the relay
+Datagrams arriving on BIND:LISTEN (BIND 127.0.0.1 unless given) go to TARGET; datagrams the target sends back to the relay
 go to the last sender. With --only-audio only RTP audio (payload type 0x60, with or without the
 marker bit: byte 1 is 0x60 or 0xE0) is subject to loss; everything else passes. The first line on
 stdout is `{"listening": PORT}` (useful with --listen 0). On SIGTERM/SIGINT, after --max-seconds,
@@ -26,7 +26,8 @@ def is_audio(data):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--listen", type=int, required=True, help="UDP port on 127.0.0.1 (0 = any free port)")
+    ap.add_argument("--listen", type=int, required=True, help="UDP port on --bind (0 = any free port)")
+    ap.add_argument("--bind", default="127.0.0.1", help="loopback address to listen on (127.0.0.0/8)")
     ap.add_argument("--target", required=True, help="HOST:PORT to forward to (loopback only)")
     ap.add_argument("--loss", type=float, default=0.0, help="fraction of datagrams to drop, 0..1")
     ap.add_argument("--seed", type=int, default=1)
@@ -34,18 +35,21 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=300.0)
     args = ap.parse_args()
 
+    def loopback(h):
+        return h == "localhost" or (h.startswith("127.") and h.count(".") == 3)
+
     host, _, port = args.target.rpartition(":")
-    if host not in ("127.0.0.1", "localhost"):
-        sys.exit("udp-loss-relay: target must be on 127.0.0.1")
-    target = ("127.0.0.1", int(port))
+    if not loopback(host) or not loopback(args.bind):
+        sys.exit("udp-loss-relay: --target and --bind must be loopback addresses (127.0.0.0/8)")
+    target = ("127.0.0.1" if host == "localhost" else host, int(port))
     if not 0.0 <= args.loss <= 1.0:
         sys.exit("udp-loss-relay: --loss must be in 0..1")
 
     rng = random.Random(args.seed)
     front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    front.bind(("127.0.0.1", args.listen))
+    front.bind((args.bind, args.listen))
     back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    back.bind(("127.0.0.1", 0))
+    back.bind((args.bind, 0))
     print(json.dumps({"listening": front.getsockname()[1]}), flush=True)
 
     stats = {"forwarded": 0, "dropped": 0, "dropped_seqnos": [], "passed_back": 0}

@@ -29,7 +29,14 @@ final class BufferedDataConnection: Sendable {
         self.endpoint = endpoint
     }
 
-    static func connect(host: String, port: Int, timeout: Duration) async throws -> BufferedDataConnection {
+    /// SO_SNDBUF (Linux doubles it): the kernel then holds about a second of audio for a receiver
+    /// that stopped reading, so our writes (and the write deadline) notice soon, not after the
+    /// megabytes autotuning allows; 128 KiB per round trip is still many times the ~180 KB/s of
+    /// ALAC 44.1 kHz/16 on any LAN.
+    static let defaultSendBuffer = 65_536
+
+    /// `sendBuffer`: SO_SNDBUF (nil: `defaultSendBuffer`; tests use less, so back-pressure reaches us sooner).
+    static func connect(host: String, port: Int, timeout: Duration, sendBuffer: Int? = nil) async throws -> BufferedDataConnection {
         let c = timeout.components
         let ms = max(1, c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000)
         let endpoint = "the receiver's buffered audio port \(host):\(port)"
@@ -37,6 +44,7 @@ final class BufferedDataConnection: Sendable {
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.milliseconds(ms))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(sendBuffer ?? defaultSendBuffer))
                 .connect(host: host, port: port).get()
             return BufferedDataConnection(channel: channel, endpoint: endpoint)
         } catch {
@@ -51,6 +59,17 @@ final class BufferedDataConnection: Sendable {
         } catch {
             throw ATVError.connection(endpoint, error, during: "buffered audio")
         }
+    }
+
+    /// Writes one frame, failing when the kernel has not taken it within `limit` (the receiver
+    /// stopped reading: `BufferedSendWindow.writeLimit`); `queued` is the audio the receiver had
+    /// left to play when the write began (for the message).
+    func write(_ frame: [UInt8], within limit: Duration, queued: Duration) async throws {
+        let endpoint = self.endpoint
+        try await withDeadline(limit, {
+            .timeout("\(endpoint) stopped taking audio: nothing accepted for \(RAOPClient.describe(limit)) "
+                     + "with \(RAOPClient.describe(queued)) of audio left to play")
+        }) { try await self.write(frame) }
     }
 
     func close() async {
@@ -92,7 +111,7 @@ extension RAOPClient {
                 throw ATVError.protocolError("the buffered stream SETUP was not answered")
             }
             data = try await BufferedDataConnection.connect(host: session.remoteIP, port: reply.dataPort,
-                                                            timeout: options.connectTimeout)
+                                                            timeout: options.connectTimeout, sendBuffer: options.bufferedSendBuffer)
             controls.withLock {
                 $0.route = session
                 $0.bufferedNext = first
@@ -256,10 +275,17 @@ extension RAOPClient {
                     case .failure(let error):
                         throw error
                     case .packet(let payload, let sourceFrames, let silence):
+                        let position = window.nextPosition
                         let n = window.write(payloadBytes: payload.count)
                         let frame = try BufferedAudioPacket(sequenceNumber: n.sequenceNumber, timestamp: n.timestamp,
                                                             format: format, payload: payload).frame(sealingWith: &cipher)
-                        try await data.write(frame)
+                        // A receiver that stopped reading ends the stream (`writeLimit`); back-pressure does not.
+                        let now = networkNow()
+                        let limit = window.writeLimit(packetAt: position, now: now)
+                        let began = clock.now
+                        try await data.write(frame, within: .nanoseconds(Int64(clamping: limit)),
+                                             queued: .nanoseconds(Int64(clamping: limit - BufferedSendWindow.writeMargin)))
+                        report.longestDataWriteWait = max(report.longestDataWriteWait, clock.now - began)
                         if report.firstPacketDelay == nil { report.firstPacketDelay = clock.now - started }
                         report.packetsSent += 1
                         report.sourceFrames += Int64(sourceFrames)
