@@ -108,10 +108,14 @@ import Testing
     /// every packet on our timeline, and wrote the audio bit-exact. Also with the strict
     /// shairport-sync-like profile (clock valid only 400 ms after lock, anchors before refused,
     /// frames without a valid anchor dropped): audio waits `ptpClockSettle`, so none is lost.
-    @Test(arguments: ["homepod", "shairport-ap2"])
-    func forcedPTPStreamsInItsOwnNamespace(profile: String) async throws {
+    @Test(arguments: [("homepod", "file"), ("shairport-ap2", "file"), ("homepod", "stdin")])
+    func forcedPTPStreamsInItsOwnNamespace(profile: String, input: String) async throws {
         let dir = try TestEnv.tempDir()
         let atv = try TestEnv.atv()
+        // From a file, or from stdin: WAV that ffmpeg writes to a pipe (`atv stream -`).
+        let (feed, source) = input == "stdin"
+            ? ("ffmpeg -hide_banner -loglevel error -i '\(Self.sample)' -f wav - | ", "-")
+            : ("", "'\(Self.sample)'")
         let script = """
         set -u
         cd '\(dir.path)'
@@ -120,7 +124,7 @@ import Testing
           --no-advertise > pod.out 2>&1 &
         pod=$!
         for i in $(seq 600); do grep -q 'listening on' pod.out && break; sleep 0.1; done
-        HOME='\(dir.path)' '\(atv)' stream '\(Self.sample)' --host 127.0.0.2 --port 7000 --timing ptp -v \\
+        \(feed)HOME='\(dir.path)' '\(atv)' stream \(source) --host 127.0.0.2 --port 7000 --timing ptp -v \\
           --storage s.json > stream.out 2> stream.err
         echo $? > stream.rc
         for i in $(seq 300); do kill -0 $pod 2>/dev/null || break; sleep 0.1; done
@@ -150,7 +154,7 @@ import Testing
         // Audio waits until the receiver trusts our clock: no anchor refused, no frame dropped.
         #expect(number(after: "anchors rejected") == 0, "\(ptp)")
         #expect(!ptp.contains("frames dropped without a valid clock"), "\(ptp)")
-        print("\(profile): \(ptp)")
+        print("\(profile) \(input): \(ptp)")
         try StreamTimingCLITests.expectWholeSource(dir.appendingPathComponent("pod.wav").path, source: try await referencePCM(Self.sample))
     }
 
@@ -159,10 +163,14 @@ import Testing
     /// say so, the receiver anchored the stream by SETRATEANCHORTIME, dropped no packet for its
     /// SSRC and wrote the audio bit-exact. The strict profile answers 400 to SETRATEANCHORTIME
     /// until it has measured our clock: the sender's retry brings a 200.
-    @Test(arguments: ["homepod", "shairport-ap2"])
-    func bufferedPTPStreamsInItsOwnNamespace(profile: String) async throws {
+    @Test(arguments: [("homepod", "file"), ("shairport-ap2", "file"), ("homepod", "stdin")])
+    func bufferedPTPStreamsInItsOwnNamespace(profile: String, input: String) async throws {
         let dir = try TestEnv.tempDir()
         let atv = try TestEnv.atv()
+        // From a file, or from stdin: WAV that ffmpeg writes to a pipe (`atv stream -`).
+        let (feed, source) = input == "stdin"
+            ? ("ffmpeg -hide_banner -loglevel error -i '\(Self.sample)' -f wav - | ", "-")
+            : ("", "'\(Self.sample)'")
         let script = """
         set -u
         cd '\(dir.path)'
@@ -171,7 +179,7 @@ import Testing
           --no-advertise > pod.out 2>&1 &
         pod=$!
         for i in $(seq 600); do grep -q 'listening on' pod.out && break; sleep 0.1; done
-        HOME='\(dir.path)' '\(atv)' stream '\(Self.sample)' --host 127.0.0.2 --port 7000 --timing ptp --buffered on -v \\
+        \(feed)HOME='\(dir.path)' '\(atv)' stream \(source) --host 127.0.0.2 --port 7000 --timing ptp --buffered on -v \\
           --storage s.json > stream.out 2> stream.err
         echo $? > stream.rc
         for i in $(seq 300); do kill -0 $pod 2>/dev/null || break; sleep 0.1; done
@@ -197,7 +205,7 @@ import Testing
             // 400 until the receiver measured our clock, then 200 (the sender retried).
             #expect(err.contains("SETRATEANCHORTIME answered 400"), "\(err.suffix(3000))")
         }
-        print("\(profile): \(ptp)")
+        print("\(profile) \(input): \(ptp)")
         try StreamTimingCLITests.expectWholeSource(dir.appendingPathComponent("pod.wav").path, source: try await referencePCM(Self.sample))
     }
 
