@@ -150,9 +150,7 @@ package final class AACEncoder {
 package final class AACDecoder {
     package let sampleRate: Int
     package let channels: Int
-    private var ctx: UnsafeMutablePointer<AVCodecContext>?
-    private var frame: UnsafeMutablePointer<AVFrame>?
-    private var packet: UnsafeMutablePointer<AVPacket>?
+    private let decoder: FFmpegPacketDecoder
 
     /// The 2-byte AudioSpecificConfig of AAC-LC (object type 2) at a standard rate: 44100 Hz
     /// stereo is `12 10`.
@@ -165,85 +163,14 @@ package final class AACDecoder {
 
     /// `audioSpecificConfig` nil: AAC-LC at `sampleRate` with `channels` channels.
     package init(sampleRate: Int = PCMFormat.sampleRate, channels: Int = 2, audioSpecificConfig: [UInt8]? = nil) throws {
-        _ = FF.quiet
         self.sampleRate = sampleRate
         self.channels = channels
         let config = audioSpecificConfig ?? Self.audioSpecificConfig(sampleRate: sampleRate, channels: channels)
-        guard let codec = avcodec_find_decoder(AV_CODEC_ID_AAC), let ctx = avcodec_alloc_context3(codec) else {
-            throw ATVError.notImplemented("AAC decoding (FFmpeg has no aac decoder)")
-        }
-        self.ctx = ctx
-        let padding = Int(AV_INPUT_BUFFER_PADDING_SIZE)
-        guard let extra = av_mallocz(config.count + padding)?.assumingMemoryBound(to: UInt8.self) else {
-            throw ATVError.playbackError("AAC decoder: out of memory")
-        }
-        config.withUnsafeBufferPointer { extra.update(from: $0.baseAddress!, count: config.count) }
-        ctx.pointee.extradata = extra
-        ctx.pointee.extradata_size = Int32(config.count)
-        ctx.pointee.sample_rate = Int32(sampleRate)
-        av_channel_layout_default(&ctx.pointee.ch_layout, Int32(channels))
-        let rc = avcodec_open2(ctx, codec, nil)
-        guard rc >= 0 else { throw ATVError.playbackError("cannot open the AAC decoder: \(FF.errorString(rc))") }
-        frame = av_frame_alloc()
-        packet = av_packet_alloc()
-        guard frame != nil, packet != nil else { throw ATVError.playbackError("AAC decoder: out of memory") }
-    }
-
-    deinit {
-        av_frame_free(&frame)
-        av_packet_free(&packet)
-        avcodec_free_context(&ctx)
+        decoder = try FFmpegPacketDecoder(codecID: AV_CODEC_ID_AAC, name: "AAC", unitName: "AAC unit", extradata: config,
+                                          sampleRate: sampleRate, channels: channels)
     }
 
     /// PCM (s16le stereo; mono duplicated) of one access unit. Throws `ATVError.protocolError` for
     /// data that is not a valid AAC unit.
-    package func decode(_ unit: [UInt8]) throws -> PCMPacket {
-        guard let ctx, let frame, let packet else { throw ATVError.invalidState("AAC decoder is closed") }
-        guard !unit.isEmpty else { return PCMPacket(bytes: [], frames: 0) }
-        av_packet_unref(packet)
-        var rc = av_new_packet(packet, Int32(unit.count))
-        guard rc >= 0, let data = packet.pointee.data else { throw ATVError.playbackError("AAC decoder: out of memory") }
-        unit.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: unit.count) }
-        rc = avcodec_send_packet(ctx, packet)
-        av_packet_unref(packet)
-        if rc < 0 && rc != cffmpeg_averror_eagain() {
-            throw ATVError.protocolError("invalid AAC unit (\(unit.count) bytes): \(FF.errorString(rc))")
-        }
-        var out: [UInt8] = []
-        var frames = 0
-        while true {
-            let r = avcodec_receive_frame(ctx, frame)
-            if r == cffmpeg_averror_eagain() || r == cffmpeg_averror_eof() { break }
-            guard r >= 0 else { throw ATVError.protocolError("invalid AAC unit: \(FF.errorString(r))") }
-            defer { av_frame_unref(frame) }
-            let n = Int(frame.pointee.nb_samples)
-            let ch = Int(frame.pointee.ch_layout.nb_channels)
-            guard n > 0, ch > 0, let planes = frame.pointee.extended_data else { continue }
-            guard AVSampleFormat(rawValue: frame.pointee.format) == AV_SAMPLE_FMT_FLTP,
-                  let l = planes[0], let r = planes[ch > 1 ? 1 : 0] else {
-                throw ATVError.protocolError("AAC decoder produced unsupported sample format \(frame.pointee.format)")
-            }
-            let lp = UnsafeRawPointer(l).assumingMemoryBound(to: Float.self)
-            let rp = UnsafeRawPointer(r).assumingMemoryBound(to: Float.self)
-            let base = out.count
-            out.append(contentsOf: repeatElement(0, count: n * 4))
-            out.withUnsafeMutableBufferPointer { o in
-                for i in 0..<n {
-                    let a = UInt16(bitPattern: Self.s16(lp[i])), b = UInt16(bitPattern: Self.s16(rp[i]))
-                    let at = base + i * 4
-                    o[at] = UInt8(truncatingIfNeeded: a); o[at + 1] = UInt8(truncatingIfNeeded: a >> 8)
-                    o[at + 2] = UInt8(truncatingIfNeeded: b); o[at + 3] = UInt8(truncatingIfNeeded: b >> 8)
-                }
-            }
-            frames += n
-        }
-        return PCMPacket(bytes: out, frames: frames)
-    }
-
-    /// A float sample as s16, rounded and clipped (as FFmpeg's own conversion).
-    @inline(__always)
-    static func s16(_ x: Float) -> Int16 {
-        let v = (x * 32768).rounded()
-        return v >= 32767 ? .max : v <= -32768 ? .min : Int16(v)
-    }
+    package func decode(_ unit: [UInt8]) throws -> PCMPacket { try decoder.decode(unit) }
 }

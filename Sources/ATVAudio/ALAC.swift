@@ -208,26 +208,16 @@ struct BitWriter {
     }
 }
 
-@inline(__always)
-private func put(_ o: UnsafeMutableBufferPointer<UInt8>, _ at: Int, _ l: Int16, _ r: Int16) {
-    let lu = UInt16(bitPattern: l), ru = UInt16(bitPattern: r)
-    o[at] = UInt8(truncatingIfNeeded: lu); o[at + 1] = UInt8(truncatingIfNeeded: lu >> 8)
-    o[at + 2] = UInt8(truncatingIfNeeded: ru); o[at + 3] = UInt8(truncatingIfNeeded: ru >> 8)
-}
-
 /// Decodes ALAC frames (as senders put in RAOP RTP packets) to 44.1 kHz s16le stereo with FFmpeg's
 /// `alac` decoder. Not thread-safe: use from one task at a time.
 package final class ALACDecoder {
     package let framesPerPacket: Int
     package let magicCookie: [UInt8]
-    private var ctx: UnsafeMutablePointer<AVCodecContext>?
-    private var frame: UnsafeMutablePointer<AVFrame>?
-    private var packet: UnsafeMutablePointer<AVPacket>?
+    private let decoder: FFmpegPacketDecoder
 
     /// `magicCookie`: a 36-byte `alac` atom or a 24-byte ALACSpecificConfig; nil builds the standard
     /// AirPlay cookie (framesPerPacket, 16-bit, 2 channels, 44100 Hz). The stream must be 44.1 kHz.
     package init(framesPerPacket: Int = PCMFormat.framesPerPacket, magicCookie: [UInt8]? = nil) throws {
-        _ = FF.quiet
         let cookie: [UInt8]
         if let given = magicCookie {
             guard let c = ALACMagicCookie.normalized(given) else {
@@ -243,88 +233,11 @@ package final class ALACDecoder {
         }
         self.framesPerPacket = framesPerPacket
         self.magicCookie = cookie
-        guard let codec = avcodec_find_decoder(AV_CODEC_ID_ALAC),
-              let ctx = avcodec_alloc_context3(codec) else {
-            throw ATVError.notImplemented("ALAC decoding (FFmpeg has no alac decoder)")
-        }
-        self.ctx = ctx
-        let padding = Int(AV_INPUT_BUFFER_PADDING_SIZE)
-        guard let extra = av_mallocz(cookie.count + padding)?.assumingMemoryBound(to: UInt8.self) else {
-            throw ATVError.playbackError("ALAC decoder: out of memory")
-        }
-        cookie.withUnsafeBufferPointer { extra.update(from: $0.baseAddress!, count: cookie.count) }
-        ctx.pointee.extradata = extra
-        ctx.pointee.extradata_size = Int32(cookie.count)
-        ctx.pointee.sample_rate = Int32(f.sampleRate)
-        av_channel_layout_default(&ctx.pointee.ch_layout, Int32(f.channels))
-        let rc = avcodec_open2(ctx, codec, nil)
-        guard rc >= 0 else { throw ATVError.playbackError("cannot open the ALAC decoder: \(FF.errorString(rc))") }
-        frame = av_frame_alloc()
-        packet = av_packet_alloc()
-        guard frame != nil, packet != nil else { throw ATVError.playbackError("ALAC decoder: out of memory") }
-    }
-
-    deinit {
-        av_frame_free(&frame)
-        av_packet_free(&packet)
-        avcodec_free_context(&ctx)
+        decoder = try FFmpegPacketDecoder(codecID: AV_CODEC_ID_ALAC, name: "ALAC", unitName: "ALAC frame", extradata: cookie,
+                                          sampleRate: f.sampleRate, channels: f.channels)
     }
 
     /// PCM (s16le stereo; mono is duplicated, 24/32-bit keeps the top 16 bits) of one ALAC frame.
     /// Throws `ATVError.protocolError` for data that is not a valid ALAC frame.
-    package func decode(_ alacPacket: [UInt8]) throws -> PCMPacket {
-        guard let ctx, let frame, let packet else { throw ATVError.invalidState("ALAC decoder is closed") }
-        guard !alacPacket.isEmpty else { return PCMPacket(bytes: [], frames: 0) }
-        av_packet_unref(packet)
-        var rc = av_new_packet(packet, Int32(alacPacket.count))
-        guard rc >= 0, let data = packet.pointee.data else {
-            throw ATVError.playbackError("ALAC decoder: out of memory")
-        }
-        alacPacket.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: alacPacket.count) }
-        rc = avcodec_send_packet(ctx, packet)
-        av_packet_unref(packet)
-        if rc < 0 && rc != cffmpeg_averror_eagain() {
-            throw ATVError.protocolError("invalid ALAC frame (\(alacPacket.count) bytes): \(FF.errorString(rc))")
-        }
-        var out: [UInt8] = []
-        var frames = 0
-        while true {
-            let r = avcodec_receive_frame(ctx, frame)
-            if r == cffmpeg_averror_eagain() || r == cffmpeg_averror_eof() { break }
-            guard r >= 0 else { throw ATVError.protocolError("invalid ALAC frame: \(FF.errorString(r))") }
-            defer { av_frame_unref(frame) }
-            let n = Int(frame.pointee.nb_samples)
-            let ch = Int(frame.pointee.ch_layout.nb_channels)
-            guard n > 0, ch > 0 else { continue }
-            let fmt = AVSampleFormat(rawValue: frame.pointee.format)
-            guard let planes = frame.pointee.extended_data else { continue }
-            let planar = av_sample_fmt_is_planar(fmt) != 0
-            let base = out.count
-            out.append(contentsOf: repeatElement(0, count: n * 4))
-            // Sample i of channel c (stereo output: channel 1 falls back to 0 for mono).
-            func convert<T>(_ type: T.Type, _ toInt16: (T) -> Int16) {
-                let right = ch > 1 ? 1 : 0
-                out.withUnsafeMutableBufferPointer { o in
-                    if planar {
-                        guard let l = planes[0], let r = planes[right] else { return }
-                        let lp = UnsafeRawPointer(l).assumingMemoryBound(to: T.self)
-                        let rp = UnsafeRawPointer(r).assumingMemoryBound(to: T.self)
-                        for i in 0..<n { put(o, base + i * 4, toInt16(lp[i]), toInt16(rp[i])) }
-                    } else {
-                        guard let p0 = planes[0] else { return }
-                        let p = UnsafeRawPointer(p0).assumingMemoryBound(to: T.self)
-                        for i in 0..<n { put(o, base + i * 4, toInt16(p[i * ch]), toInt16(p[i * ch + right])) }
-                    }
-                }
-            }
-            switch fmt {
-            case AV_SAMPLE_FMT_S16P, AV_SAMPLE_FMT_S16: convert(Int16.self) { $0 }
-            case AV_SAMPLE_FMT_S32P, AV_SAMPLE_FMT_S32: convert(Int32.self) { Int16(truncatingIfNeeded: $0 >> 16) }
-            default:
-                throw ATVError.protocolError("ALAC decoder produced unsupported sample format \(fmt.rawValue)")
-            }
-            frames += n
-        }
-        return PCMPacket(bytes: out, frames: frames)
-    }
+    package func decode(_ alacPacket: [UInt8]) throws -> PCMPacket { try decoder.decode(alacPacket) }
 }
