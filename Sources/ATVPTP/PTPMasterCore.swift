@@ -187,8 +187,9 @@ package struct PTPMasterCore: Sendable {
         return PTPOutgoing(socket: .general, destination: Self.on(.general, token.destination), bytes: message.encoded())
     }
 
-    /// Adds a unicast peer (a receiver of the session); it gets an Announce at once, and Syncs
-    /// from the next slot of the running cadence.
+    /// Adds a unicast peer (a receiver of the session); it gets an Announce and then a Sync (whose
+    /// Follow_Up follows at once) right away, so a follower that locks on its first Follow_Up is
+    /// locked now rather than at the next slot; then every Sync of the running cadence.
     package mutating func addPeer(_ host: String, now: UInt64) -> PTPMasterOutput {
         var out = PTPMasterOutput(wakeAt: min(nextAnnounce ?? .max, nextSync ?? .max))
         guard !peers.contains(host) else { return out }
@@ -196,6 +197,10 @@ package struct PTPMasterCore: Sendable {
         if nextAnnounce != nil {
             out.send.append(announce(to: .unicast(host: host, port: 0)))
             announceSequence &+= 1
+        }
+        if nextSync != nil {
+            out.send.append(sync(to: .unicast(host: host, port: 0)))
+            syncSequence &+= 1
         }
         return out
     }
