@@ -475,6 +475,6 @@ extension NTPTime {
 
     /// Nanoseconds since the NTP epoch (1900).
     var nanoseconds: Int64 {
-        Int64(seconds) * 1_000_000_000 + Int64(UInt64(fraction) * 1_000_000_000 >> 32)
+        Int64(seconds) * 1_000_000_000 + Int64((UInt64(fraction) * 1_000_000_000) >> 32)
     }
 }
