@@ -9,6 +9,70 @@ struct ChildUsage {
     var wallSeconds: Double
     var cpuSeconds: Double
     var peakRSSMB: Double
+    /// CLOCK_MONOTONIC (ns) right before the spawn: the launch instant.
+    var launchedAt: UInt64 = 0
+    /// Peaks of the program's private memory (USS: Private_Clean + Private_Dirty) and of its RSS,
+    /// sampled from `/proc/PID/smaps_rollup` every 50 ms (`sampleMemory`); 0 when not sampled.
+    var peakUSSMB: Double = 0
+    var peakSmapsRSSMB: Double = 0
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (the PTP master's time base, and what the virtual HomePod
+/// reports play instants in).
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Samples a process's memory from `/proc/PID/smaps_rollup` (private pages, not RSS: Debian's
+/// FFmpeg and Python libraries are shared pages) until it is gone or `stop` is called; keeps the
+/// peaks. The program runs under GNU time, so the process sampled is that pid's child.
+final class MemorySampler: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stopped = false
+    private var ussKB = 0.0, rssKB = 0.0
+    private let done = DispatchSemaphore(value: 0)
+
+    init(parent: pid_t) {
+        Thread.detachNewThread { [self] in
+            defer { done.signal() }
+            var child: String?
+            while !isStopped {
+                if child == nil {
+                    let list = (try? String(contentsOfFile: "/proc/\(parent)/task/\(parent)/children", encoding: .utf8)) ?? ""
+                    child = list.split(separator: " ").first.map(String.init)
+                }
+                if let child {
+                    guard let text = try? String(contentsOfFile: "/proc/\(child)/smaps_rollup", encoding: .utf8) else { break }
+                    var uss = 0.0, rss = 0.0
+                    for line in text.split(separator: "\n") {
+                        let f = line.split(separator: " ", omittingEmptySubsequences: true)
+                        guard f.count >= 2, let kb = Double(f[1]) else { continue }
+                        switch f[0] {
+                        case "Rss:": rss = kb
+                        case "Private_Clean:", "Private_Dirty:": uss += kb
+                        default: break
+                        }
+                    }
+                    lock.withLock {
+                        ussKB = max(ussKB, uss)
+                        rssKB = max(rssKB, rss)
+                    }
+                }
+                usleep(50_000)
+            }
+        }
+    }
+
+    private var isStopped: Bool { lock.withLock { stopped } }
+
+    /// Stops sampling; the peaks in MB.
+    func finish() -> (uss: Double, rss: Double) {
+        lock.withLock { stopped = true }
+        done.wait()
+        return lock.withLock { (ussKB / 1024, rssKB / 1024) }
+    }
 }
 
 /// Runs a program and reports its CPU time and peak RSS, measured by GNU time (`/usr/bin/time`).
@@ -17,7 +81,7 @@ struct ChildUsage {
 /// memory, so measuring a child of this (large) benchmark process directly would report our own
 /// size instead of the child's.
 func spawnAndMeasure(_ path: String, _ args: [String], environment: [String: String] = [:],
-                     onStart: (() -> Void)? = nil) throws -> ChildUsage {
+                     sampleMemory: Bool = false, onStart: (() -> Void)? = nil) throws -> ChildUsage {
     let timeBinary = "/usr/bin/time"
     guard FileManager.default.isExecutableFile(atPath: timeBinary) else {
         throw BenchError("\(timeBinary) not found: run scripts/setup (Debian package `time`)")
@@ -41,19 +105,23 @@ func spawnAndMeasure(_ path: String, _ args: [String], environment: [String: Str
     posix_spawn_file_actions_addopen(&actions, 2, "/tmp/atv-bench-child.log", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     var pid: pid_t = 0
     let start = Date()
+    let launchedAt = monotonicNanoseconds()
     let rc = posix_spawn(&pid, timeBinary, &actions, nil, argv, envp)
     guard rc == 0 else { throw BenchError("cannot start \(path): \(String(cString: strerror(rc)))") }
     onStart?()
+    let sampler = sampleMemory ? MemorySampler(parent: pid) : nil
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     let wall = Date().timeIntervalSince(start)
+    let memory = sampler?.finish() ?? (uss: 0, rss: 0)
     // GNU time writes "Command exited with non-zero status N" before the figures on failure.
     let text = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
     guard let line = text.split(separator: "\n").last, case let f = line.split(separator: " "), f.count == 3,
           let user = Double(f[0]), let sys = Double(f[1]), let maxKB = Double(f[2]) else {
         throw BenchError("no usage figures from \(timeBinary) for \(path): \(text)")
     }
-    return ChildUsage(status: (status >> 8) & 0xFF, wallSeconds: wall, cpuSeconds: user + sys, peakRSSMB: maxKB / 1024)
+    return ChildUsage(status: (status >> 8) & 0xFF, wallSeconds: wall, cpuSeconds: user + sys, peakRSSMB: maxKB / 1024,
+                      launchedAt: launchedAt, peakUSSMB: memory.uss, peakSmapsRSSMB: memory.rss)
 }
 
 struct BenchError: Error, CustomStringConvertible {
@@ -202,8 +270,15 @@ func wavPCM(_ path: String) throws -> [UInt8] {
 
 /// Nil when `capture` holds all of `source` bit-exact (after any leading silence), else why not.
 func verifyBitExact(source: [UInt8], capture: [UInt8]) -> String? {
+    if case .failure(let why) = locateSource(source: source, capture: capture) { return why.description }
+    return nil
+}
+
+/// Where `capture` holds all of `source` bit-exact: the capture frame of the source's frame 0.
+func locateSource(source: [UInt8], capture: [UInt8]) -> Result<Int, BenchError> {
+    func fail(_ why: String) -> Result<Int, BenchError> { .failure(BenchError(why)) }
     let frames = source.count / 4
-    guard frames > 0 else { return "the source is empty" }
+    guard frames > 0 else { return fail("the source is empty") }
     let firstLoud: Int? = (0 ..< frames).first(where: { f in source[f * 4 ..< f * 4 + 4].contains { $0 != 0 } })
     let loud = firstLoud ?? 0
     let probe = min(1024, frames - loud)
@@ -214,16 +289,16 @@ func verifyBitExact(source: [UInt8], capture: [UInt8]) -> String? {
         if capture[i ..< i + needle.count].elementsEqual(needle) { at = i; break }
         i += 4
     }
-    guard let at else { return "the source was not found in the \(capture.count / 4)-frame capture" }
+    guard let at else { return fail("the source was not found in the \(capture.count / 4)-frame capture") }
     let offset = at - loud * 4
-    guard offset >= 0 else { return "the capture starts inside the source" }
+    guard offset >= 0 else { return fail("the capture starts inside the source") }
     guard offset + source.count <= capture.count else {
-        return "the capture ends \((offset + source.count - capture.count) / 4) frames before the source does"
+        return fail("the capture ends \((offset + source.count - capture.count) / 4) frames before the source does")
     }
     if let f = (0 ..< frames).first(where: { capture[offset + $0 * 4 ..< offset + $0 * 4 + 4] != source[$0 * 4 ..< $0 * 4 + 4] }) {
-        return "the capture differs from the source at frame \(f) of \(frames)"
+        return fail("the capture differs from the source at frame \(f) of \(frames)")
     }
-    return nil
+    return .success(offset / 4)
 }
 
 /// One `<bench>_vs_baseline` line per metric: this build against another build of `atv`, measured

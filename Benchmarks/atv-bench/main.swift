@@ -2,7 +2,9 @@ import Foundation
 
 // atv-bench: prints JSON lines, each comparing swift-atv with pyatv or the ffmpeg CLI measured in
 // the same run. Build in release: `swift build -c release && .build/release/atv-bench [groups]`.
-// Groups: stream (RAOP vs pyatv), airplay2-stream (AirPlay 2 to the virtual HomePod vs pyatv), discovery (mDNS scan vs pyatv; needs root for a private
+// Groups: stream (RAOP vs pyatv), airplay2-stream (AirPlay 2 to the virtual HomePod vs pyatv),
+// airplay2-routes (our realtime NTP, realtime PTP and buffered PTP beside pyatv's AirPlay 2: launch to
+// the first sample played, CPU, USS and RSS; needs root: a private network namespace), discovery (mDNS scan vs pyatv; needs root for a private
 // network namespace), audio (decode/ALAC vs ffmpeg), pairing (HAP client CPU vs pyatv against pyatv's
 // own accessory), airplay2-pairing (AirPlay 2 transient pair-setup / pair-verify client CPU vs pyatv
 // against the virtual HomePod), control (MRP launch-to-playing and idle push-update CPU vs pyatv).
@@ -19,6 +21,7 @@ do {
     if wants("discovery") { try await runDiscoveryBenchmarks(rounds: max(options.runs, 5)) }
     if wants("stream") { try await runStreamBenchmarks(seconds: options.audioSeconds, runs: options.runs, baseline: options.baseline) }
     if wants("airplay2-stream") { try await runAirPlay2StreamBenchmarks(seconds: options.audioSeconds, runs: options.runs, baseline: options.baseline) }
+    if wants("airplay2-routes") { try await runAirPlay2RouteBenchmarks(seconds: options.audioSeconds, runs: options.runs, baseline: options.baseline) }
     if wants("pairing") { try await runPairingBenchmarks() }
     if wants("airplay2-pairing") { try await runAirPlay2PairingBenchmarks() }
     if wants("control") { try await runControlBenchmarks() }

@@ -238,8 +238,8 @@ package struct PTPMasterCore: Sendable {
         return PTPOutgoing(socket: .general, destination: Self.on(.general, token.destination), bytes: message.encoded())
     }
 
-    /// Adds a unicast peer (a receiver of the session); it gets an Announce and a Signaling at
-    /// once (as OwnTone's master does), and Syncs from the next slot of the running cadence.
+    /// Adds a unicast peer (a receiver of the session); it gets `welcome` at once, then every
+    /// Sync of the running cadence.
     package mutating func addPeer(_ host: String, now: UInt64) -> PTPMasterOutput {
         var out = PTPMasterOutput(wakeAt: nextWake)
         guard !peers.contains(host) else { return out }
@@ -250,12 +250,18 @@ package struct PTPMasterCore: Sendable {
     }
 
     /// What a new unicast destination gets at once (once the master runs): an Announce (nqptp
-    /// uses nothing before one) and the periodic Signaling.
+    /// uses nothing before one), a Sync and the periodic Signaling.
     private mutating func welcome(_ host: String) -> [PTPOutgoing] {
         var send: [PTPOutgoing] = []
         if nextAnnounce != nil {
             send.append(announce(to: .unicast(host: host, port: 0)))
             announceSequence &+= 1
+        }
+        if nextSync != nil {
+            // A Sync now (its Follow_Up follows at once): a follower that locks on its first
+            // Follow_Up is locked now rather than at the next slot.
+            send.append(sync(to: .unicast(host: host, port: 0)))
+            syncSequence &+= 1
         }
         if nextSignaling != nil {
             send.append(signaling(to: .unicast(host: host, port: 0)))

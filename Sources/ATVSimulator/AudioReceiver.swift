@@ -48,6 +48,10 @@ package struct AudioReception: Sendable, Equatable {
     package var syncPacketsReceived = 0
     package var timingRequestsSent = 0
     package var timingRepliesReceived = 0
+    /// The sender's NTP clock minus our CLOCK_REALTIME (ns), from the timing reply with the
+    /// shortest round trip so far (`senderClockRoundTrip`, ns); nil before the first reply.
+    package var senderClockOffset: Int64?
+    package var senderClockRoundTrip: Int64?
     /// PCM frames (44.1 kHz stereo s16) written to the WAV file(s), and the silence among them.
     package var framesWritten = 0
     package var silenceFramesWritten = 0
@@ -360,7 +364,18 @@ final class ReceiverTimingPort: @unchecked Sendable {
     private func received(_ bytes: [UInt8]) {
         guard let packet = try? RAOPTimingPacket(decoding: bytes) else { return }
         if packet.isReply {
-            record { $0.timingRepliesReceived += 1 }
+            // t1 our request's send time (echoed), t2/t3 the sender's receive/send times, t4 now.
+            let t4 = NTPTime.now()
+            let d21 = packet.receiveTime.nanosecondsSince(packet.referenceTime)
+            let d34 = packet.sendTime.nanosecondsSince(t4)
+            let rtt = t4.nanosecondsSince(packet.referenceTime) - packet.sendTime.nanosecondsSince(packet.receiveTime)
+            record { r in
+                r.timingRepliesReceived += 1
+                if rtt >= 0, r.senderClockRoundTrip.map({ rtt < $0 }) ?? true {
+                    r.senderClockOffset = (d21 + d34) / 2
+                    r.senderClockRoundTrip = rtt
+                }
+            }
         } else if let endpoint, let sender {
             // Answer a sender's request too (some senders ask).
             let now = NTPTime.now()
@@ -448,5 +463,18 @@ struct SessionEnd {
         guard !scheduled else { return }
         scheduled = true
         loop.scheduleTask(in: grace.timeAmount, finish)
+    }
+}
+
+extension NTPTime {
+    /// `self − other` in nanoseconds (may be negative).
+    func nanosecondsSince(_ other: NTPTime) -> Int64 {
+        let d = Int64(bitPattern: raw &- other.raw)
+        return d / 4_294_967_296 * 1_000_000_000 + (d % 4_294_967_296) * 1_000_000_000 / 4_294_967_296
+    }
+
+    /// Nanoseconds since the NTP epoch (1900).
+    var nanoseconds: Int64 {
+        Int64(seconds) * 1_000_000_000 + Int64((UInt64(fraction) * 1_000_000_000) >> 32)
     }
 }

@@ -235,7 +235,7 @@ final class HomePodBufferedStream: @unchecked Sendable {
             shared.update { r in
                 r.ptp.update(status)
                 r.ptp.playInstants.append(.init(rtpTime: first.rtp, frames: format.framesPerPacket, masterTime: master,
-                                                localTime: local, late: late))
+                                                localTime: local, late: late, framesBefore: r.framesWritten))
             }
             write(pcm)
         }

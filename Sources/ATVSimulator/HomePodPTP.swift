@@ -15,6 +15,8 @@ package struct PTPReception: Sendable, Equatable {
         package var masterTime: Int64
         package var localTime: Int64?
         package var late: Bool
+        /// Frames written to the WAV file before this packet's (where its first frame is there).
+        package var framesBefore = 0
     }
 
     /// Session SETUPs refused for their timing (NTP on a PTP-only receiver, PTP without

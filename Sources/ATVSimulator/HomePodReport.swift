@@ -87,6 +87,8 @@ package struct HomePodReport: AudioReceiverReport, Equatable, CustomStringConver
     package var reception = AudioReception()
     /// PTP timing: the clock followed, anchors, and each packet's play instant.
     package var ptp = PTPReception()
+    /// NTP timing (real-time sessions): each packet's play instant by the sender's clock.
+    package var ntp = NTPReception()
 
     package init() {}
 
@@ -125,6 +127,21 @@ package struct HomePodReport: AudioReceiverReport, Equatable, CustomStringConver
         for e in self.errors { lines.append("error: \(e)") }
         return lines.joined(separator: "\n")
     }
+}
+
+/// When a `VirtualHomePod` played each packet of an NTP-timed real-time stream: by the latest sync
+/// packet (frame `rtpTimeLessLatency` plays at its NTP time on the sender's clock) and the sender's
+/// clock offset measured with the timing requests (`AudioReception.senderClockOffset`).
+package struct NTPReception: Sendable, Equatable {
+    /// Sync packets taken as the anchor.
+    package var syncAnchors = 0
+    /// Played packets: `masterTime` on the sender's NTP clock (ns since 1900), `localTime` on our
+    /// CLOCK_MONOTONIC (ns).
+    package var playInstants: [PTPReception.PlayInstant] = []
+    /// Packets played before a sync packet and a timing reply made their instant known.
+    package var packetsUnplaced = 0
+
+    package init() {}
 }
 
 /// Things that happen on a `VirtualHomePod`, in order.

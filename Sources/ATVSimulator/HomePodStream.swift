@@ -1,3 +1,4 @@
+import ATVAirPlayCore
 import ATVAudio
 import ATVCore
 import ATVPTP
@@ -23,9 +24,12 @@ final class HomePodStream: @unchecked Sendable {
     private(set) var wavPath: String?
     private var config: VirtualHomePod.Configuration { shared.configuration }
     /// PTP: the follower and its rules, the anchor in force (from 0xD7 time announces or
-    /// SETRATEANCHORTIME), and each buffered packet's RTP time and local arrival.
+    /// SETRATEANCHORTIME); each buffered packet's RTP time and local arrival.
     private let clock: (follower: PTPFollower, rules: PTPClockRules)?
     private var anchor: PTPAnchor?
+    /// NTP sessions: the latest sync packet (frame `rtpTimeLessLatency` plays at its NTP time on
+    /// the sender's clock, which the timing port measures against ours).
+    private var ntpAnchor: RAOPSyncPacket?
     private var arrivals: [UInt16: (rtp: UInt32, at: UInt64)] = [:]
     private var sampleRate: Int
 
@@ -46,6 +50,8 @@ final class HomePodStream: @unchecked Sendable {
         try playout.setFormat(format)
         if self.clock != nil {
             playout.gate = { [unowned self] seq, frames in self.place(seq: seq, frames: frames) }
+        } else {
+            playout.gate = { [unowned self] seq, frames in self.placeOnSenderClock(seq: seq, frames: frames) }
         }
     }
 
@@ -104,10 +110,9 @@ final class HomePodStream: @unchecked Sendable {
         let seq = UInt16(bytes[2]) << 8 | UInt16(bytes[3])
         if let drop = config.dropAudioPacket, drop(index, seq) { return }
         guard let payload = open(bytes) else { return }
-        if clock != nil {
-            let rtp = UInt32(bytes[4]) << 24 | UInt32(bytes[5]) << 16 | UInt32(bytes[6]) << 8 | UInt32(bytes[7])
-            arrivals[seq] = (rtp, PTPMaster.monotonicNow())
-        }
+        // Each packet's RTP time and arrival, for its play instant (PTP anchor or NTP sync packet).
+        let rtp = UInt32(bytes[4]) << 24 | UInt32(bytes[5]) << 16 | UInt32(bytes[6]) << 8 | UInt32(bytes[7])
+        arrivals[seq] = (rtp, PTPMaster.monotonicNow())
         playout.insert(seq: seq, payload: payload)
     }
 
@@ -162,7 +167,30 @@ final class HomePodStream: @unchecked Sendable {
         let late = local.map { Int64(clamping: arrival.at) > $0 } ?? false
         shared.update { r in
             r.ptp.update(status)
-            r.ptp.playInstants.append(.init(rtpTime: arrival.rtp, frames: frames, masterTime: master, localTime: local, late: late))
+            r.ptp.playInstants.append(.init(rtpTime: arrival.rtp, frames: frames, masterTime: master, localTime: local, late: late, framesBefore: r.framesWritten))
+        }
+        return true
+    }
+
+    /// NTP sessions: the play instant of a packet about to be written, by the sender's clock (the
+    /// latest sync packet) and, through the timing port's offset, on our CLOCK_MONOTONIC. Every
+    /// packet plays (true); those before a sync packet and a timing reply are counted unplaced.
+    private func placeOnSenderClock(seq: UInt16, frames: Int) -> Bool {
+        let arrival = arrivals.removeValue(forKey: seq)
+        let offset = shared.report.withLock { $0.reception.senderClockOffset }
+        guard let arrival, let sync = ntpAnchor, let offset else {
+            shared.update { $0.ntp.packetsUnplaced += 1 }
+            return true
+        }
+        let sender = sync.ntpTime.nanoseconds
+            + Int64(Int32(bitPattern: arrival.rtp &- sync.rtpTimeLessLatency)) * 1_000_000_000 / Int64(sampleRate)
+        // Sender time → our CLOCK_REALTIME (− offset) → CLOCK_MONOTONIC (the two clocks read now).
+        let realNow = NTPTime.now().nanoseconds
+        let monoNow = Int64(clamping: PTPMaster.monotonicNow())
+        let local = sender - offset - realNow + monoNow
+        let late = Int64(clamping: arrival.at) > local
+        shared.update { r in
+            r.ntp.playInstants.append(.init(rtpTime: arrival.rtp, frames: frames, masterTime: sender, localTime: local, late: late, framesBefore: r.framesWritten))
         }
         return true
     }
@@ -184,6 +212,10 @@ final class HomePodStream: @unchecked Sendable {
         switch bytes[1] & 0x7F {
         case RAOPSyncPacket.payloadType:
             shared.update { $0.syncPacketsReceived += 1 }
+            if clock == nil, let sync = try? RAOPSyncPacket(decoding: bytes) {
+                ntpAnchor = sync
+                shared.update { $0.ntp.syncAnchors += 1 }
+            }
         case PTPTimeAnnouncePacket.payloadType & 0x7F:
             timeAnnounce(bytes)
         case RAOPRetransmitResponse.payloadType:

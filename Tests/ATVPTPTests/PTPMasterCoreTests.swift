@@ -184,15 +184,21 @@ import Testing
         #expect(Set(after.send.map(\.destination)) == [.multicast])
     }
 
-    @Test func peersGetUnicastAndAnImmediateAnnounceAndAreKeptWhileSilent() throws {
+    /// A new peer gets an Announce and a Sync at once (its Follow_Up follows the Sync's egress), so
+    /// a follower that locks on its first Follow_Up is locked without waiting for the next slot.
+    @Test func peersGetUnicastAndAnImmediateAnnounceAndSyncAndAreKeptWhileSilent() throws {
         var core = Self.core()
         _ = core.start(now: Self.t0)
         let added = core.addPeer("192.0.2.5", now: Self.t0 + Self.ms)
         let m = try Self.messages(added)
-        #expect(m.map(\.type) == [.announce, .signaling])
-        #expect(added.send.map(\.destination) == [.unicast(host: "192.0.2.5", port: 320), .unicast(host: "192.0.2.5", port: 320)])
+        #expect(m.map(\.type) == [.announce, .sync, .signaling])
+        #expect(added.send.map(\.destination) == [.unicast(host: "192.0.2.5", port: 320), .unicast(host: "192.0.2.5", port: 319),
+                                                  .unicast(host: "192.0.2.5", port: 320)])
         #expect(m[0].header.flags == [.unicast, .ptpTimescale])
-        #expect(m[1].header.flags == [.unicast, .ptpTimescale])
+        #expect(m[1].header.flags == [.twoStep, .unicast, .ptpTimescale])
+        #expect(m[2].header.flags == [.unicast, .ptpTimescale])
+        let token = try #require(added.send[1].syncToken)
+        #expect(core.syncSent(token, at: Self.t0 + Self.ms).destination == .unicast(host: "192.0.2.5", port: 320))
         _ = core.addPeer("2001:db8::5", now: Self.t0 + 2 * Self.ms)
         #expect(core.addPeer("192.0.2.5", now: Self.t0 + 3 * Self.ms).send.isEmpty)
         // An hour later, with nothing ever heard from them, both still get every Sync.

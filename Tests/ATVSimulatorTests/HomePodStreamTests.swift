@@ -1,8 +1,10 @@
 import ATVTestSupport
+import ATVAirPlayCore
 import ATVAudio
 import ATVAuth
 import ATVCore
 import ATVDiscovery
+import ATVPTP
 import ATVRAOP
 import Foundation
 import Testing
@@ -18,6 +20,9 @@ import Testing
         var dataPort: Int
         var audio: TestSocket
         var senderControl: TestSocket
+        /// Our NTP timing port (the session SETUP's `timingPort`) and the stream's control port.
+        var timing: TestSocket?
+        var controlPort = 0
     }
 
     static func plist(_ dict: [String: PlistValue]) -> [UInt8] { BinaryPlist.encode(.dict(dict)) }
@@ -54,11 +59,12 @@ import Testing
         guard case .array(let list)? = stream, let first = list.first, let dataPort = first["dataPort"]?.double else {
             throw HarnessError("no dataPort in stream SETUP reply")
         }
-        #expect(first["controlPort"]?.double != nil)
+        let controlPort = Int(first["controlPort"]?.double ?? 0)
+        #expect(controlPort > 0)
         #expect(try await control.request("RECORD", "rtsp://127.0.0.1/1").status == 200)
         #expect(try await control.request("FLUSH", "rtsp://127.0.0.1/1", headers: [("RTP-Info", "seq=100;rtptime=0")]).status == 200)
         return Session(control: control, events: events, key: key, dataPort: Int(dataPort), audio: try TestSocket.udp(),
-                       senderControl: senderControl)
+                       senderControl: senderControl, timing: timing, controlPort: controlPort)
     }
 
     /// Deterministic stereo s16le test signal, `packets` × 352 frames.
@@ -131,6 +137,48 @@ import Testing
         #expect(report.timingRequestsSent >= 1)
         let captured = try Harness.wavPCM(out)
         #expect(captured == pcm.flatMap { $0 }, "capture differs (\(captured.count) vs \(pcm.count * 1408) bytes)")
+    }
+
+    /// NTP timing: each packet is placed on the sender's clock (the sync packet says frame 0 plays
+    /// at sender time S; our timing reply puts the sender's clock 5 s ahead of the receiver's), and
+    /// on the receiver's monotonic clock by that offset: frame 0 at about 1 s after the sync
+    /// packet, each packet 352 frames later, with the WAV frame it starts at.
+    @Test func ntpStreamsPlacePacketsOnTheSendersClock() async throws {
+        let dir = try Harness.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let pod = try await VirtualHomePod.start(.init(outputPath: dir.appendingPathComponent("pod.wav").path))
+        defer { Task { await pod.stop() } }
+        let session = try await Self.open(pod, ct: 2)
+        let ahead: Int64 = 5_000_000_000
+        let timing = try #require(session.timing)
+        let request = try #require(await timing.receiveFrom(timeoutMs: 5000), "no timing request")
+        let asked = try RAOPTimingPacket(decoding: request.bytes)
+        let senderNow = NTPTime.now().adding(seconds: 5)
+        timing.sendTo(port: request.port, RAOPTimingPacket.reply(to: asked, receivedAt: senderNow, sentAt: senderNow).bytes)
+        #expect(await poll(timeout: .seconds(5)) { pod.report().senderClockOffset != nil })
+        let syncedAt = Int64(PTPMaster.monotonicNow())
+        let playAt = NTPTime.now().adding(seconds: 6)
+        session.audio.sendTo(port: session.controlPort,
+                             RAOPSyncPacket(isFirst: true, rtpTimeLessLatency: 0, ntpTime: playAt, rtpTime: 44_100).bytes)
+        #expect(await poll(timeout: .seconds(5)) { pod.report().ntp.syncAnchors == 1 })
+        let encoder = try ALACEncoder(framesPerPacket: 352)
+        try await Self.send(try Self.signal(packets: 20).map { try encoder.encode(PCMPacket(bytes: $0)) }, session: session)
+        #expect(await poll(timeout: .seconds(10)) { pod.report().packetsDecrypted >= 20 })
+        #expect(try await session.control.request("TEARDOWN", "rtsp://127.0.0.1/1").status == 200)
+        let report = try await pod.waitForSessionEnd(timeout: .seconds(10))
+        await session.control.close()
+        await session.events.close()
+
+        let offset = try #require(report.senderClockOffset)
+        #expect(abs(offset - ahead) < 50_000_000, "offset \(offset) ns")
+        let placed = report.ntp.playInstants
+        #expect(placed.count == 20 && report.ntp.packetsUnplaced == 0, "\(report.ntp)")
+        for (i, p) in placed.enumerated() {
+            #expect(p.rtpTime == UInt32(i * 352) && p.framesBefore == i * 352 && p.frames == 352)
+            #expect(p.masterTime - placed[0].masterTime == Int64(i * 352) * 1_000_000_000 / 44_100)
+        }
+        let first = try #require(placed.first?.localTime)
+        #expect(abs(first - syncedAt - 1_000_000_000) < 100_000_000, "frame 0 at \(first - syncedAt) ns after the sync packet")
     }
 
     /// Lost packets are asked for on the sender's control port; a 0x56 answer carrying the

@@ -76,6 +76,23 @@ public final class TestSocket: @unchecked Sendable {
         await offPool { self.receiveBlocking(timeoutMs: timeoutMs) }
     }
 
+    /// One datagram and the loopback port it came from; nil on timeout.
+    public func receiveFrom(timeoutMs: Int = 2000) async -> (bytes: [UInt8], port: Int)? {
+        await offPool { () -> (bytes: [UInt8], port: Int)? in
+            self.setTimeout(timeoutMs)
+            var buf = [UInt8](repeating: 0, count: 65536)
+            var from = sockaddr_in()
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let n = buf.withUnsafeMutableBytes { b in
+                withUnsafeMutablePointer(to: &from) { f in
+                    f.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(self.fd, b.baseAddress, b.count, 0, $0, &len) }
+                }
+            }
+            guard n > 0 else { return nil }
+            return (Array(buf[0..<n]), Int(UInt16(bigEndian: from.sin_port)))
+        }
+    }
+
     private func receiveBlocking(timeoutMs: Int) -> [UInt8]? {
         setTimeout(timeoutMs)
         var buf = [UInt8](repeating: 0, count: 65536)

@@ -173,9 +173,27 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
     static let ptpClockSettle: Duration = .milliseconds(600)
     /// Buffered: how often a SETRATEANCHORTIME answered 400 is retried, and how many times in all
     /// (Sonos and WiiM answer 400 until they have measured our clock; airplay-cli retries every
-    /// 500 ms: docs/PTP-AND-BUFFERED-AUDIO.md §3.6). 20 × 250 ms = 5 s.
-    static let anchorRetryInterval: Duration = .milliseconds(250)
-    static let anchorAttempts = 20
+    /// 500 ms: docs/PTP-AND-BUFFERED-AUDIO.md §3.6). Each retry names a fresh start, so the
+    /// interval is what play may start after the receiver's 200 could have come. 50 × 100 ms = 5 s.
+    static let anchorRetryInterval: Duration = .milliseconds(100)
+    static let anchorAttempts = 50
+
+    /// Buffered: how long after the receiver joined the PTP master's peers (it got an Announce and
+    /// a Sync with its Follow_Up at once) the first anchor may start (docs/PTP-AND-BUFFERED-AUDIO.md
+    /// §4.6), per receiver as the reference describes them:
+    /// - shairport-sync (`model=ShairportSync`) answers SETRATEANCHORTIME 200 whatever its clock's
+    ///   state, and nqptp never talks back; it trusts our clock 400 ms after its first Follow_Up,
+    ///   about 1.5 s after the stream SETUP at worst (§5.1): 1.5 s.
+    /// - Samsung (manufacturer) is not reported to answer 400, and is reported ready about 3.4 s
+    ///   after connect (it starts measuring ~1.08 s after SETPEERS, then ~2.3 s; §5.4, unverified): 3.4 s.
+    /// - Any other receiver: two Sync intervals (250 ms), when a follower that locks on its first
+    ///   Follow_Up has had one with a slot to spare; one that needs longer (Sonos and WiiM measure
+    ///   our clock for 1.3–2.3 s, §5.4) answers 400 until it has, and each retry names a fresh start.
+    static func firstAnchorDelay(for receiver: AirPlayReceiverTraits) -> Duration {
+        if receiver.isShairportSync { return .milliseconds(1500) }
+        if (receiver.manufacturer ?? "").lowercased().contains("samsung") { return .milliseconds(3400) }
+        return .milliseconds(250)
+    }
 
     enum State: Sendable, Equatable {
         case idle, connecting

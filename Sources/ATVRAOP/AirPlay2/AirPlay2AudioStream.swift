@@ -52,11 +52,15 @@ final class AirPlay2AudioSession: AudioRouteSession {
     private let ptpJoinedAt = Mutex<ContinuousClock.Instant?>(nil)
     /// Buffered: the last SETRATEANCHORTIME's outcome (`.retryRateAnchor`'s delay; nil: taken).
     private let anchorRetry = Mutex<Duration?>(nil)
+    /// What TXT and `/info` say about the receiver: shairport-sync and Samsung need a later first
+    /// anchor than others (`firstAnchorEarliest`).
+    private let receiverTraits: AirPlayReceiverTraits
 
     private init(connection: AirPlay2Connection, machine: AirPlay2AudioSessionStateMachine, host: String, port: Int,
                  feedbackInterval: Duration, route: AirPlayAudioRouteChoice, master: PTPMaster?, warnings: [String],
-                 logger: Logger) {
+                 receiverTraits: AirPlayReceiverTraits, logger: Logger) {
         self.connection = connection
+        self.receiverTraits = receiverTraits
         self.machine = Mutex(machine)
         self.audioRoute = route
         self.master = Mutex(master)
@@ -79,8 +83,9 @@ final class AirPlay2AudioSession: AudioRouteSession {
         // `.connect`: the machine's first action (its configuration, the timing, depends on the route).
         let connection = try await AirPlay2Connection.connect(host: host, port: port, options: connectionOptions, logger: logger)
         let (chosen, master, warnings): (AirPlayAudioRouteChoice, PTPMaster?, [String])
+        let traits = Self.traits(options: options, connection: connection)
         do {
-            (chosen, master, warnings) = try await chooseRoute(options: options, connection: connection, logger: logger)
+            (chosen, master, warnings) = try await chooseRoute(options: options, traits: traits, connection: connection, logger: logger)
         } catch {
             await connection.close()
             throw error
@@ -110,7 +115,7 @@ final class AirPlay2AudioSession: AudioRouteSession {
                               receiverAddress: connection.remoteIP)
         let session = AirPlay2AudioSession(connection: connection, machine: machine, host: host, port: port,
                                            feedbackInterval: options.feedbackInterval, route: route, master: master,
-                                           warnings: warnings, logger: logger)
+                                           warnings: warnings, receiverTraits: traits, logger: logger)
         connection.onFailure { [weak session] error in
             session?.connectionLost(error)
             wakeup.signal()
@@ -122,9 +127,9 @@ final class AirPlay2AudioSession: AudioRouteSession {
     /// The route from TXT and `/info` (`AirPlayAudioRouteChoice.choose`) and, for PTP, a reference
     /// to the process's master; PTP ports that cannot be bound fail the stream (one line, with
     /// `PTPPorts`' advice) unless the route allows NTP instead.
-    private static func chooseRoute(options: RAOPOptions, connection: AirPlay2Connection,
+    private static func chooseRoute(options: RAOPOptions, traits: AirPlayReceiverTraits, connection: AirPlay2Connection,
                                     logger: Logger) async throws -> (AirPlayAudioRouteChoice, PTPMaster?, [String]) {
-        let route = try AirPlayAudioRouteChoice.choose(version: .v2, traits: traits(options: options, connection: connection), timing: options.timing,
+        let route = try AirPlayAudioRouteChoice.choose(version: .v2, traits: traits, timing: options.timing,
                                                        buffered: options.buffered)
         guard route.route.usesPTP else { return (route, nil, []) }
         do {
@@ -325,11 +330,12 @@ final class AirPlay2AudioSession: AudioRouteSession {
         machine.withLock { if case .buffered(let f) = $0.configuration.stream { f } else { nil } }
     }
 
-    /// Buffered: the earliest instant the first anchor may name: shairport-sync trusts our clock
-    /// about 0.5 s after it joined and plays nothing before ~1.5 s after the stream SETUP
-    /// (docs/PTP-AND-BUFFERED-AUDIO.md §4.6).
+    /// Buffered: the earliest instant the first anchor may name, `firstAnchorDelay` after the
+    /// receiver joined the master's peers (docs/PTP-AND-BUFFERED-AUDIO.md §4.6).
     var firstAnchorEarliest: ContinuousClock.Instant? {
-        ptpJoinedAt.withLock { $0 }.map { $0 + .milliseconds(1500) }
+        ptpJoinedAt.withLock { $0 }.map {
+            $0 + AirPlay2AudioSessionStateMachine.firstAnchorDelay(for: receiverTraits)
+        }
     }
 
     /// Buffered: the type-103 stream SETUP's answer (after `setUp`).

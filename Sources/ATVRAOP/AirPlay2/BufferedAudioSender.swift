@@ -5,11 +5,12 @@
 // the receiver's playhead) → one sealed frame per packet (`BufferedAudioPacket`) → the TCP data
 // connection, whose writes complete when the kernel takes them (TCP's back-pressure; no UDP
 // pacing). The first anchor (SETRATEANCHORTIME) goes once about 0.5 s is buffered, naming a
-// start at least 0.5 s ahead and 1.5 s after the receiver joined our PTP master (§4.6), again
-// with a fresh anchor while the receiver answers 400; pause is `{rate: 0}`, resume a new anchor; a
-// seek (`RAOPClient.seek`) is an immediate FLUSHBUFFERED, the source opened again at the position
-// (`reopen`) and a new anchor once its first 0.5 s is written; stop is FLUSHBUFFERED, then TEARDOWN
-// (as Apple's senders stop, docs/PTP-AND-BUFFERED-AUDIO.md §3.7). The stream ends once the
+// start at least 0.2 s ahead and late enough for the receiver to trust our clock
+// (`firstAnchorEarliest`: shairport-sync 1.5 s after it joined our PTP master, others 0.25 s; §4.6),
+// again with a fresh anchor while the receiver answers 400; pause is `{rate: 0}`, resume a new
+// anchor; a seek (`RAOPClient.seek`) is an immediate FLUSHBUFFERED, the source opened again at the
+// position (`reopen`) and a new anchor once its first 0.5 s is written; stop is FLUSHBUFFERED, then
+// TEARDOWN (as Apple's senders stop, docs/PTP-AND-BUFFERED-AUDIO.md §3.7). The stream ends once the
 // receiver's playhead passed the last packet (by the anchor). Progress is the source position at
 // the receiver's playhead (by the anchor), published about once a second.
 import ATVAirPlayCore
@@ -78,9 +79,10 @@ final class BufferedDataConnection: Sendable {
 }
 
 extension RAOPClient {
-    /// How much audio is written before the first anchor, and how far ahead of now it plays.
+    /// How much audio is written before the first anchor, and how far ahead of now it plays at
+    /// least (the anchor's round trip; what it names is already written).
     static let bufferedPrefillFrames: UInt64 = 22_050
-    static let bufferedStartDelay: UInt64 = 500_000_000
+    static let bufferedStartDelay: UInt64 = 200_000_000
 
     /// One buffered PTP stream on `session` (already connected and with a PTP master): set up,
     /// connect the data port, send, tear down.
