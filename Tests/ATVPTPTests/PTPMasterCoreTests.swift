@@ -162,10 +162,11 @@ import Testing
         let now = Self.t0 + 10 * Self.ms
         let out = core.received(signaling, from: "192.0.2.2", port: 320, on: .general, at: now)
         let m = try Self.messages(out)
-        // The grant, then what a new unicast destination gets at once: Announce and Signaling.
-        #expect(m.map(\.type) == [.signaling, .announce, .signaling])
-        #expect(m[2].unicastGrants.isEmpty && m[2].tlvs == PTPTLV.applePeriodicSignaling)
-        #expect(out.send.map(\.destination) == Array(repeating: .unicast(host: "192.0.2.2", port: 320), count: 3))
+        // The grant, then what a new unicast destination gets at once: Announce, Sync, Signaling.
+        #expect(m.map(\.type) == [.signaling, .announce, .sync, .signaling])
+        #expect(m[3].unicastGrants.isEmpty && m[3].tlvs == PTPTLV.applePeriodicSignaling)
+        #expect(out.send.map(\.destination) == [.unicast(host: "192.0.2.2", port: 320), .unicast(host: "192.0.2.2", port: 320),
+                                                .unicast(host: "192.0.2.2", port: 319), .unicast(host: "192.0.2.2", port: 320)])
         #expect(m[0].header.sequenceId == 77)
         #expect(m[0].header.logMessageInterval == 0x7F)
         #expect(m[0].header.flags == [.unicast])
@@ -288,7 +289,7 @@ import Testing
         config.appleSignaling = false
         var quiet = PTPMasterCore(config: config)
         #expect(try Self.messages(quiet.start(now: Self.t0)).map(\.type) == [.announce, .sync])
-        #expect(try Self.messages(quiet.addPeer("192.0.2.5", now: Self.t0)).map(\.type) == [.announce])
+        #expect(try Self.messages(quiet.addPeer("192.0.2.5", now: Self.t0)).map(\.type) == [.announce, .sync])
     }
 
     /// A master serving both families sends to both PTP groups while it has no peer (no
