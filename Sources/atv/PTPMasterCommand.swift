@@ -18,7 +18,7 @@ struct PTPMasterCommand: AsyncParsableCommand {
         Examples:
           atv ptp-master --address 192.168.1.20 -v
           atv ptp-master --address 192.168.1.20 --peer 192.168.1.31 --duration 60
-          atv ptp-master --address 192.168.1.20 --address fe80::1%eth0 --peer fe80::2 -v
+          atv ptp-master --address 192.168.1.20 --address fe80::1%eth0 -v
           ptp4l -i eth0 -4 -S -s --transportSpecific 1 -m   (on a follower)
         """)
 
