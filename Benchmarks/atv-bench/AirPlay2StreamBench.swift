@@ -9,19 +9,9 @@ import Foundation
 /// the source bit-exact, or the benchmark fails. Also ours with `--send-ahead 0` (one packet per
 /// wake-up) against ours by default (bursts up to 40 ms ahead): the CPU the README quotes.
 func runAirPlay2StreamBenchmarks(seconds audioSeconds: Int = 60, runs: Int = 3, baseline: String? = nil) async throws {
-    let root = packageRoot()
-    let atv = try siblingATV()
-    let atvremote = root.appendingPathComponent(".venv-peers/bin/atvremote").path
-    guard FileManager.default.isExecutableFile(atPath: atvremote) else {
-        throw BenchError("\(atvremote) not found: run scripts/setup")
-    }
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("atv-bench-ap2-\(getpid())")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: dir) }
-    let file = dir.appendingPathComponent("bench.flac").path
-    try shell("ffmpeg -hide_banner -loglevel error -f lavfi -i 'sine=frequency=220:duration=\(audioSeconds)' "
-        + "-f lavfi -i 'sine=frequency=331:duration=\(audioSeconds)' -f lavfi -i 'anoisesrc=d=\(audioSeconds):a=0.05:c=pink' "
-        + "-filter_complex '[0][1][2]amix=inputs=3,pan=stereo|c0=c0|c1=0.8*c0' -ar 44100 -sample_fmt s16 -y '\(file)'")
+    let files = try StreamBenchFiles(seconds: audioSeconds, tag: "ap2-")
+    defer { files.remove() }
+    let (atv, atvremote, dir, file) = (files.atv, files.atvremote, files.dir, files.file)
     let home = dir.appendingPathComponent("home").path
     try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
 

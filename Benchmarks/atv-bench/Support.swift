@@ -311,3 +311,29 @@ func emitBaseline(_ bench: String, baseline: String, audioSeconds: Int, runs: In
               "baseline_version": version, "audio_verified": "bit-exact, every run"])
     }
 }
+
+/// What every stream benchmark starts from: our `atv` beside this binary, pyatv's `atvremote`, a
+/// scratch directory (removed by `remove()`), and in it `bench.flac`, `seconds` of music-like
+/// audio (two tones and a little pink noise, stereo, 44.1 kHz, 16-bit) made by the ffmpeg CLI.
+struct StreamBenchFiles {
+    let atv: String
+    let atvremote: String
+    let dir: URL
+    let file: String
+
+    init(seconds: Int, tag: String) throws {
+        atv = try siblingATV()
+        atvremote = packageRoot().appendingPathComponent(".venv-peers/bin/atvremote").path
+        guard FileManager.default.isExecutableFile(atPath: atvremote) else {
+            throw BenchError("\(atvremote) not found: run scripts/setup")
+        }
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("atv-bench-\(tag)\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        file = dir.appendingPathComponent("bench.flac").path
+        try shell("ffmpeg -hide_banner -loglevel error -f lavfi -i 'sine=frequency=220:duration=\(seconds)' "
+            + "-f lavfi -i 'sine=frequency=331:duration=\(seconds)' -f lavfi -i 'anoisesrc=d=\(seconds):a=0.05:c=pink' "
+            + "-filter_complex '[0][1][2]amix=inputs=3,pan=stereo|c0=c0|c1=0.8*c0' -ar 44100 -sample_fmt s16 -y '\(file)'")
+    }
+
+    func remove() { try? FileManager.default.removeItem(at: dir) }
+}
