@@ -99,8 +99,11 @@ extension RAOPClient {
     }
 
     /// One stream on either route: connect, open the UDP sockets, set up, send, tear down.
+    /// `member`: the session is one member of a group stream (`RAOPGroupStream`): it reads the
+    /// group's encoded packets and starts on the group's timeline instead of encoding `packets`.
     func runSession<S: AsyncSequence & Sendable>(_ packets: S, reopen: (@Sendable (UInt64) async throws -> S)?,
-                                                 options: RAOPOptions) async throws -> RAOPStreamReport
+                                                 options: RAOPOptions,
+                                                 member: GroupMemberHooks? = nil) async throws -> RAOPStreamReport
         where S.Element == PCMPacket {
         let clock = ContinuousClock()
         let t0 = clock.now
@@ -109,6 +112,9 @@ extension RAOPClient {
         let format = RAOPAudioFormat(codec: options.codec)
         let route = try await openRoute(options)
         if route.audioRoute.route == .bufferedPTP, let session = route as? AirPlay2AudioSession {
+            if let member {
+                return try await runBufferedGroupMember(options: options, session: session, member: member, started: t0)
+            }
             return try await runBufferedSession(packets, reopen: reopen, options: options, session: session, started: t0)
         }
 
@@ -196,7 +202,7 @@ extension RAOPClient {
             try await route.begin(volume: controls.withLock { $0.options.volume }, metadata: options.metadata, next: first)
             try await streamAudio(packets, options: options, format: format, live: live, route: route,
                                   audio: audio, audioAddress: audioAddress, control: control,
-                                  t0: t0Deadline, report: &report)
+                                  t0: t0Deadline, member: member, first: first, report: &report)
         } catch {
             streamError = error
         }
@@ -231,29 +237,52 @@ extension RAOPClient {
     private func streamAudio<S: AsyncSequence & Sendable>(
         _ packets: S, options: RAOPOptions, format: RAOPAudioFormat, live: RAOPLiveState, route: any AudioRouteSession,
         audio: UDPEndpoint, audioAddress: SocketAddress, control: UDPEndpoint, t0: NIODeadline,
-        report: inout RAOPStreamReport
+        member: GroupMemberHooks? = nil, first: RTPPosition, report: inout RAOPStreamReport
     ) async throws where S.Element == PCMPacket {
         publish(.streaming, live: live, options: options)
         let fpp = format.framesPerPacket
-        // Encode about 2 s ahead; the producer is woken when it is down to 0.5 s (a wake-up per 1.5 s).
-        let perSecond = max(4, format.sampleRate / fpp)
-        let pipe = RAOPPayloadPipe(highWater: 2 * perSecond, lowWater: perSecond / 2)
         let wakeup = self.wakeup
-        let pacer = RAOPPacedSender(
-            audio: audio.channel, audioAddress: audioAddress, control: control.channel, live: live, pipe: pipe,
-            framesPerPacket: fpp, syncInterval: options.syncInterval, sendAhead: options.sendAhead ?? route.defaultSendAhead,
-            t0: t0, clock: live.clock,
-            onOutcome: { wakeup.signal() },
-            onProgress: { [self] in publish(.streaming, live: live, options: options) })
-        let padding = options.padWithSilence ? (options.latencyFrames + fpp - 1) / fpp + 1 : 0
         let feedbackInterval = options.feedbackInterval
+        func makePacer(_ source: any EncodedPayloadSource, startAt: NIODeadline?) -> RAOPPacedSender {
+            RAOPPacedSender(
+                audio: audio.channel, audioAddress: audioAddress, control: control.channel, live: live, pipe: source,
+                framesPerPacket: fpp, syncInterval: options.syncInterval, sendAhead: options.sendAhead ?? route.defaultSendAhead,
+                t0: t0, startAt: startAt, clock: live.clock,
+                onOutcome: { wakeup.signal() },
+                onProgress: { [self] in publish(.streaming, live: live, options: options) })
+        }
         let stats = try await withThrowingTaskGroup(of: Void.self) { group -> SenderStats in
-            // Source → PCM packets → encoded payloads, ahead of the pacer.
-            group.addTask {
-                await Self.produce(packets, into: pipe, codec: options.codec, framesPerPacket: fpp,
-                                   leadIn: options.leadInPackets, padding: padding)
-            }
             group.addTask { try await route.keepAlive(interval: feedbackInterval) }
+            let pipe: any EncodedPayloadSource
+            let pacer: RAOPPacedSender
+            if let member {
+                // A group member: the group's packets, from the group's start instant.
+                let latency = RAOPPacer(framesPerPacket: fpp, sampleRate: format.sampleRate).offset(ofFrame: Int64(options.latencyFrames))
+                let source: any EncodedPayloadSource, schedule: GroupMemberSchedule
+                do {
+                    (source, schedule) = try await member.ready(route.audioRoute, latency)
+                } catch {
+                    group.cancelAll()
+                    throw error
+                }
+                let anchor = schedule.firstPlayInstant - .nanoseconds(RAOPPacer.nanoseconds(latency))
+                member.started(GroupMemberStart(schedule: schedule, first: first, framesPerPacket: fpp, anchor: anchor,
+                                                clock: live.clock))
+                pipe = source
+                pacer = makePacer(source, startAt: anchor)
+            } else {
+                // Encode about 2 s ahead; the producer is woken when it is down to 0.5 s (a wake-up per 1.5 s).
+                let perSecond = max(4, format.sampleRate / fpp)
+                let ownPipe = RAOPPayloadPipe(highWater: 2 * perSecond, lowWater: perSecond / 2)
+                let padding = options.padWithSilence ? (options.latencyFrames + fpp - 1) / fpp + 1 : 0
+                // Source → PCM packets → encoded payloads, ahead of the pacer.
+                group.addTask {
+                    await Self.produce(packets, into: ownPipe, codec: options.codec, framesPerPacket: fpp,
+                                       leadIn: options.leadInPackets, padding: padding)
+                }
+                pipe = ownPipe
+                pacer = makePacer(ownPipe, startAt: nil)
+            }
             defer {
                 pipe.close()
                 group.cancelAll()

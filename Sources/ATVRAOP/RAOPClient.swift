@@ -371,7 +371,8 @@ public final class RAOPClient: Sendable {
     }
 
     /// `stream(_:)` of a source that `reopen` opens again at a source frame (`seek`).
-    func stream<S: AsyncSequence & Sendable>(_ packets: S, reopen: (@Sendable (UInt64) async throws -> S)?) async throws -> RAOPStreamReport
+    func stream<S: AsyncSequence & Sendable>(_ packets: S, reopen: (@Sendable (UInt64) async throws -> S)?,
+                                             member: GroupMemberHooks? = nil) async throws -> RAOPStreamReport
         where S.Element == PCMPacket {
         let key = "\(host):\(port)"
         let acquired = Self.activeDevices.withLock { $0.insert(key).inserted }
@@ -409,7 +410,7 @@ public final class RAOPClient: Sendable {
                 if !answered || route.version == .v2 { options.requestInfo = false }
                 controls.withLock { $0.options.airPlayVersion = route.version }
             }
-            return try await runSession(packets, reopen: reopen, options: options)
+            return try await runSession(packets, reopen: reopen, options: options, member: member)
         } catch {
             publish(.failed, live: nil, options: options)
             throw error
@@ -443,7 +444,7 @@ public final class RAOPClient: Sendable {
     /// source frame 0 is the encoder's `delay` (the sender shifts its RTP numbering by it). No
     /// lead-in with AAC (the source-frame count assumes the source comes first).
     static func produce<S: AsyncSequence & Sendable>(
-        _ packets: S, into pipe: RAOPPayloadPipe, codec: RAOPCodec, framesPerPacket fpp: Int, leadIn: Int, padding: Int,
+        _ packets: S, into pipe: some EncodedPayloadSink, codec: RAOPCodec, framesPerPacket fpp: Int, leadIn: Int, padding: Int,
         aac: Bool = false
     ) async where S.Element == PCMPacket {
         let packetBytes = fpp * PCMFormat.bytesPerFrame

@@ -42,12 +42,14 @@ final class RAOPPacedSender: @unchecked Sendable {
     private let audioAddress: SocketAddress
     private let control: Channel
     private let live: RAOPLiveState
-    private let pipe: RAOPPayloadPipe
+    private let pipe: any EncodedPayloadSource
     private let framesPerPacket: Int
     private let syncInterval: TimeAmount
     /// Which packets go out at each wake-up, and when the next one is (pure).
     private let pacing: PacingPolicy
     private let t0: NIODeadline
+    /// A group member's schedule: the first packet is due at this instant (not when `start` is called).
+    private let startAt: NIODeadline?
     private let clock: SenderClock
     /// Called (on the loop) once the outcome is set.
     private let onOutcome: @Sendable () -> Void
@@ -58,6 +60,7 @@ final class RAOPPacedSender: @unchecked Sendable {
     private var anchor = NIODeadline.uptimeNanoseconds(0)
     private var n: Int64 = 0
     private var scheduled: NIOScheduledCallback?
+    private var pendingStart: Scheduled<Void>?
     private var syncTask: RepeatedTask?
     private var running = false
     private var ended = false
@@ -67,9 +70,9 @@ final class RAOPPacedSender: @unchecked Sendable {
 
     private let outcomeBox = Mutex<RAOPPacerOutcome?>(nil)
 
-    init(audio: Channel, audioAddress: SocketAddress, control: Channel, live: RAOPLiveState, pipe: RAOPPayloadPipe,
+    init(audio: Channel, audioAddress: SocketAddress, control: Channel, live: RAOPLiveState, pipe: any EncodedPayloadSource,
          framesPerPacket: Int, syncInterval: Duration, sendAhead: Duration = .zero, t0: NIODeadline? = nil,
-         clock: SenderClock = .system,
+         startAt: NIODeadline? = nil, clock: SenderClock = .system,
          onOutcome: @escaping @Sendable () -> Void, onProgress: @escaping @Sendable () -> Void) {
         eventLoop = audio.eventLoop
         self.audio = audio
@@ -82,6 +85,7 @@ final class RAOPPacedSender: @unchecked Sendable {
         pacing = PacingPolicy(pacer: live.pacer, sendAhead: sendAhead)
         self.clock = clock
         self.t0 = t0 ?? clock.now()
+        self.startAt = startAt
         self.onOutcome = onOutcome
         self.onProgress = onProgress
         pipe.setOnAvailable { [self] in
@@ -94,7 +98,8 @@ final class RAOPPacedSender: @unchecked Sendable {
 
     // MARK: control (from the shell)
 
-    /// Anchors the schedule now, sends the first sync and starts sending.
+    /// Anchors the schedule now (or at `startAt`: the first sync and packet wait for it), sends
+    /// the first sync and starts sending.
     func start() async {
         try? await eventLoop.submit { self.startOnLoop() }.get()
     }
@@ -125,7 +130,17 @@ final class RAOPPacedSender: @unchecked Sendable {
 
     func startOnLoop() {
         eventLoop.preconditionInEventLoop()
-        begin()
+        guard let startAt else { return begin() }
+        // A group member: its schedule is the group's. Syncs before the anchor would map the
+        // wrong frame, so the first one goes with the first packet, as on a single stream.
+        if startAt > clock.now() {
+            pendingStart = eventLoop.scheduleTask(deadline: startAt) { [self] in
+                pendingStart = nil
+                begin(anchorAt: startAt)
+            }
+        } else {
+            begin(anchorAt: startAt)
+        }
     }
 
     func pauseOnLoop() -> (sequence: UInt16, rtpTime: UInt32) {
@@ -151,21 +166,24 @@ final class RAOPPacedSender: @unchecked Sendable {
         running = false
         ended = true
         cancelTimer()
+        pendingStart?.cancel()
+        pendingStart = nil
         syncTask?.cancel()
         syncTask = nil
         pipe.close()
         return stats
     }
 
-    private func begin() {
+    /// Anchors the schedule at `anchorAt` (a group member's first packet) or now.
+    private func begin(anchorAt: NIODeadline? = nil) {
         guard !ended else { return }
         let now = clock.now()
-        anchor = now
+        anchor = anchorAt ?? now
         n = 0
         lastProgress = now
-        live.inner.withLock { s in
+        live.inner.withLock { [anchor] s in
             s.paused = false
-            s.anchor = now
+            s.anchor = anchor
             s.anchorRTP = s.streamer.nextRTPTime
         }
         sendSync()

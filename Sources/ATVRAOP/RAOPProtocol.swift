@@ -30,15 +30,28 @@ package enum RAOPProtocol: ProtocolModule {
     /// AirPlay service, only when the device has no RAOP service and its features say audio goes
     /// to the AirPlay service (`RAOPService.streamingService`).
     package static func setup(_ context: ProtocolSetupContext, options: RAOPSetupOptions) throws -> ProtocolSetup? {
-        let config = context.config
-        var service = context.service
+        guard let (service, raopOptions) = try streaming(context.config, service: context.service, options: options,
+                                                         timeout: context.timeout) else { return nil }
+        let raop = RAOPService(address: context.config.address, service: service, options: raopOptions)
+        raop.attach(context.takeover)
+        return raop.setup
+    }
+
+    /// The service audio streams to `config` go to (`service`, or for an AirPlay service the one
+    /// derived from it: `RAOPService.streamingService`) and the options a stream there takes: the
+    /// route (AirPlay 1 or 2, from the TXT features or `GET /info`), the receiver's traits, the
+    /// password and the stored HAP credentials. nil: `service` does not carry audio streams.
+    /// The one rule for a single stream and for each member of a group stream.
+    package static func streaming(_ config: DeviceConfig, service: ServiceConfig, options: RAOPSetupOptions,
+                                  timeout: Duration?) throws -> (ServiceConfig, RAOPOptions)? {
+        var service = service
         if service.protocol == .airplay {
             guard config.service(.raop) == nil, let derived = RAOPService.streamingService(in: config) else { return nil }
             logger.info("\(config.name) advertises no RAOP service: audio streams go to its AirPlay service (port \(derived.port))")
             service = derived
         }
         var raopOptions = options.raop
-        if let t = context.timeout {
+        if let t = timeout {
             raopOptions.connectTimeout = t
             raopOptions.requestTimeout = t
             // A silent receiver costs the /info probe plus the AirPlay 1 attempt after it: half each.
@@ -56,9 +69,7 @@ package enum RAOPProtocol: ProtocolModule {
         }
         let how = route.decided ? "\(route)" : "from GET /info when streaming (\(route.reason); AirPlay 1 if unanswered)"
         logger.info("audio streaming to \(config.name): \(how)\(raopOptions.hapCredentials != nil ? ", pair-verify with stored credentials" : "")")
-        let raop = RAOPService(address: config.address, service: service, options: raopOptions)
-        raop.attach(context.takeover)
-        return raop.setup
+        return (service, raopOptions)
     }
 
     /// HAP pairing when the receiver speaks AirPlay 2, legacy AirPlay pairing otherwise; the
