@@ -485,16 +485,7 @@ extension RAOPClient {
                     let anchor: BufferedRateAnchor
                     if !everAnchored, let origin {
                         // A group member: the group's line, from the first packet it can still reach.
-                        let skipped = window.playhead(now: 0)
                         anchor = window.start(origin: origin, earliest: networkNow() + delay)
-                        if case .playing(let position, let at) = window.playback {
-                            if position > skipped {
-                                let ms = Double(position - skipped) * 1000 / rate
-                                warnings.append("joined \(Int(ms.rounded())) ms after the scheduled start: the first play instant was too close "
-                                                + "for the receiver's first anchor")
-                            }
-                            logger.debug("buffered group member: RTP \(window.timestamp(at: position)) plays at PTP \(at) ns (clock \(timeline.clockID))")
-                        }
                     } else {
                         anchor = window.start(at: networkNow() + delay)
                     }
@@ -502,6 +493,14 @@ extension RAOPClient {
                         window.anchorRefused()
                         retryAt = clock.now + retry
                     } else {
+                        if !everAnchored, origin != nil, case .playing(let position, let at) = window.playback {
+                            logger.debug("buffered group member: RTP \(window.timestamp(at: position)) plays at PTP \(at) ns (clock \(timeline.clockID))")
+                            if position > 0 {
+                                let ms = Double(position) * 1000 / rate
+                                warnings.append("joined \(Int(ms.rounded())) ms after the scheduled start: the first play instant was too close "
+                                                + "for the receiver's first anchor")
+                            }
+                        }
                         retryAt = nil
                         anchored = true
                         if !everAnchored { session.audioStarted(now: clock.now) }
