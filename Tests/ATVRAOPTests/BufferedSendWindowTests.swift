@@ -65,6 +65,62 @@ struct BufferedSendWindowTests {
         #expect(w.playhead(now: Self.t0 - Self.second) == 0)
     }
 
+    @Test("a refill of n packets opens when n may go at once, by time and by bytes (capped at what the buffer can ever take)")
+    func refillOpening() throws {
+        var w = Self.window()
+        Self.write(376, into: &w)
+        _ = w.start(at: Self.t0)
+        // Full at t0: 31 more go once the playhead passes 132352 + 30·352 − 132300 = 10612 frames:
+        // ceil(10613 / 44100 s) = 240657597 ns after the anchor.
+        #expect(w.packetsAllowed(now: Self.t0) == 0)
+        let next31 = w.nextOpening(now: Self.t0, packets: 31)
+        let opening = try #require(next31)
+        #expect(opening == Self.t0 + 240_657_597)
+        #expect(w.packetsAllowed(now: opening - 1) == 30)
+        #expect(w.packetsAllowed(now: opening) == 31)
+        // One packet: as before.
+        let one = w.nextOpening(now: Self.t0, packets: 1), plain = w.nextOpening(now: Self.t0)
+        #expect(one == plain)
+        // By bytes: 4 packets of at most 1038 bytes need 4152 free of 10000.
+        var b = Self.window(bufferSize: 10_000, maximumPacketBytes: 1038)
+        Self.write(9, into: &b)
+        _ = b.start(at: Self.t0)
+        let next4 = b.nextOpening(now: Self.t0, packets: 4)
+        let four = try #require(next4)
+        #expect(b.packetsAllowed(now: four - 1) < 4 && b.packetsAllowed(now: four) >= 4)
+        // More than the buffer ever holds at once: capped at 9 (every packet in flight played).
+        let next50 = b.nextOpening(now: Self.t0, packets: 50)
+        let all = try #require(next50)
+        #expect(b.packetsAllowed(now: all - 1) < 9 && b.packetsAllowed(now: all) == 9)  // (in time order: it drains)
+        // Waiting (no anchor) and full: nothing opens.
+        var waiting = Self.window()
+        Self.write(376, into: &waiting)
+        let none = waiting.nextOpening(now: Self.t0, packets: 31)
+        #expect(none == nil)
+    }
+
+    @Test("a group member's first anchor: position 0 at the group's instant, or the first packet far enough after it, on the same line")
+    func scheduledStart() throws {
+        var w = Self.window()
+        Self.write(100, into: &w)
+        // Far enough: frame 0 at the origin.
+        #expect(w.start(origin: Self.t0, earliest: Self.t0 - Self.second)
+                == .play(rtpTime: 1000, networkTimeNanoseconds: Self.t0, timelineID: Self.clockID))
+        #expect(w.playhead(now: Self.t0) == 0)
+        // Refused (400): back to waiting at 0; the next try must be 0.1 s later than the origin:
+        // the first packet boundary at or after it is packet 13 (4576 frames, 103764173 ns).
+        w.anchorRefused()
+        let later = w.start(origin: Self.t0, earliest: Self.t0 + Self.second / 10)
+        #expect(later == .play(rtpTime: 1000 + 13 * 352, networkTimeNanoseconds: Self.t0 + 103_764_173, timelineID: Self.clockID))
+        #expect(w.playhead(now: Self.t0 + 103_764_173) == 13 * 352)
+        // The packets before it count as played: the window opens by as many.
+        #expect(w.packetsAllowed(now: Self.t0 + 103_764_173) == 376 - 100 + 13)
+        // Exactly on a boundary: that packet.
+        var x = Self.window()
+        #expect(x.start(origin: Self.t0, earliest: Self.t0 + 7_981_860)
+                == .play(rtpTime: 1000 + 352, networkTimeNanoseconds: Self.t0 + 7_981_860, timelineID: Self.clockID))
+    }
+
     @Test("back-pressure by audioBufferSize: bytes written and not yet played stay within it, packets counted at their largest")
     func byteLimit() throws {
         var w = Self.window(bufferSize: 10_000, maximumPacketBytes: 1038)

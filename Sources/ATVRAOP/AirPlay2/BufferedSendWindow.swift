@@ -160,17 +160,22 @@ package struct BufferedSendWindow: Sendable {
     /// When the next packet may be written, if nothing is allowed now: nil while waiting or paused
     /// (only an anchor moves the playhead), otherwise the network time at which the playhead has
     /// moved far enough for both limits.
-    package mutating func nextOpening(now: UInt64) -> UInt64? {
-        if packetsAllowed(now: now) > 0 { return now }
-        guard case .playing(let p0, let t0) = playback else { return nil }
-        // Time: the playhead must pass nextPosition − lead.
+    ///
+    /// `packets`: when that many may be written at once (a refill in one write instead of one
+    /// wake-up per packet); capped by what the receiver's buffer can ever take at once.
+    package mutating func nextOpening(now: UInt64, packets: Int = 1) -> UInt64? {
+        let n = min(max(1, packets), max(1, configuration.audioBufferSize / configuration.maximumPacketBytes))
+        if packetsAllowed(now: now) >= n { return now }
+        guard case .playing(let p0, let t0) = playback else { return packetsAllowed(now: now) > 0 ? now : nil }
+        // Time: the playhead must pass nextPosition + (n − 1) packets − lead.
         let lead = frames(in: configuration.maximumLead)
-        var needed = nextPosition >= lead ? nextPosition - lead + 1 : 0
-        // Bytes: enough in-flight packets must have played for one more frame to fit.
+        let last = nextPosition + UInt64(n - 1) * UInt64(configuration.framesPerPacket)
+        var needed = last >= lead ? last - lead + 1 : 0
+        // Bytes: enough in-flight packets must have played for n more frames to fit.
         // (Draining every packet in flight always opens: see `packetsAllowed`.)
         var freed = configuration.audioBufferSize - bytesInFlight
         var i = inFlightHead
-        while freed < configuration.maximumPacketBytes, i < inFlight.count {
+        while freed < n * configuration.maximumPacketBytes, i < inFlight.count {
             freed += inFlight[i].bytes
             needed = max(needed, inFlight[i].end)
             i += 1
@@ -187,6 +192,25 @@ package struct BufferedSendWindow: Sendable {
         let position = playhead(now: networkTime)
         playback = .playing(position: position, networkTime: networkTime)
         return anchor(position: position, at: networkTime)
+    }
+
+    /// A first anchor on a timeline chosen elsewhere (a group member): stream position 0 plays at
+    /// `origin` (master time), and the anchor names the first packet boundary whose play instant is
+    /// at or after `earliest` (`origin` itself when that is late enough). Packets before the named
+    /// one, already written, come before the anchor's frame (a receiver drops them); the playhead
+    /// starts there, so the window counts them as played. Also after a refused anchor.
+    package mutating func start(origin: UInt64, earliest: UInt64) -> BufferedRateAnchor {
+        var position = playhead(now: origin)
+        let spf = UInt64(configuration.framesPerPacket)
+        if earliest > origin {
+            let packets = (frames(in: earliest - origin) + spf - 1) / spf
+            position = max(position, packets * spf)
+            // `frames(in:)` floors: the packet's instant may still be a nanosecond early.
+            while origin + nanoseconds(for: position) < earliest { position += spf }
+        }
+        let at = origin + nanoseconds(for: position)
+        playback = .playing(position: position, networkTime: at)
+        return anchor(position: position, at: at)
     }
 
     /// The receiver refused the last anchor (a strict receiver answers 400 until it has measured

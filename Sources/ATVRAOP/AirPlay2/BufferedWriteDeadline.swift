@@ -29,3 +29,68 @@ package extension BufferedSendWindow {
         return (reached > now ? reached - now : 0) &+ Self.writeMargin
     }
 }
+
+/// The write deadline kept for a whole connection (one timer, not one per write): every packet
+/// handed to the connection with its deadline (`writeLimit` from when it was handed over, as an
+/// instant), removed when the kernel took it (writes complete in order). The connection arms one
+/// timer at the earliest deadline pending; when it fires, a packet still pending past its deadline
+/// means the receiver stopped reading. Pure: instants are monotonic nanoseconds, passed in.
+package struct BufferedWriteWatchdog: Sendable {
+    package struct Write: Sendable, Equatable {
+        /// The instant by which the kernel must have taken the packet.
+        package var deadline: UInt64
+        /// The packet's limit and the audio the receiver had left to play when it was handed over (for the message).
+        package var limit: UInt64
+        package var queued: UInt64
+
+        package init(deadline: UInt64, limit: UInt64, queued: UInt64) {
+            self.deadline = deadline
+            self.limit = limit
+            self.queued = queued
+        }
+    }
+
+    private var pending: [Write] = []
+    private var head = 0
+    /// The instant the armed timer fires (nil: none armed).
+    package private(set) var armedAt: UInt64?
+
+    package init() {}
+
+    /// Packets handed over and not yet taken.
+    package var count: Int { pending.count - head }
+
+    /// A packet handed over; returns the instant to arm a timer at, when none is armed that early.
+    package mutating func written(_ write: Write) -> UInt64? {
+        pending.append(write)
+        guard armedAt.map({ write.deadline < $0 }) ?? true else { return nil }
+        armedAt = write.deadline
+        return write.deadline
+    }
+
+    /// The kernel took the oldest packet pending.
+    package mutating func accepted() {
+        guard head < pending.count else { return }
+        head += 1
+        if head == pending.count {
+            pending.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head > 256, head * 2 > pending.count {
+            pending.removeFirst(head)
+            head = 0
+        }
+    }
+
+    /// A timer fired at `now`: the packet pending past its deadline (the receiver stopped
+    /// reading), or else the instant to arm the next timer at (nil: none needed).
+    package mutating func fired(now: UInt64) -> (expired: Write?, rearm: UInt64?) {
+        if let armed = armedAt, armed <= now { armedAt = nil }
+        var earliest: Write?
+        for w in pending[head...] where earliest.map({ w.deadline < $0.deadline }) ?? true { earliest = w }
+        guard let earliest else { return (nil, nil) }
+        if earliest.deadline <= now { return (earliest, nil) }
+        guard armedAt.map({ earliest.deadline < $0 }) ?? true else { return (nil, nil) }
+        armedAt = earliest.deadline
+        return (nil, earliest.deadline)
+    }
+}
