@@ -162,6 +162,8 @@ enum BufferedFeed: Sendable {
     case produce(@Sendable (_ into: RAOPPayloadPipe, _ seek: UInt64?) async -> Void, seekable: Bool)
     /// A group member: the shared encoded stream through this member's cursor (no seek).
     case source(any EncodedPayloadSource)
+    /// A group member that asks the group for its cursor and schedule once it is set up.
+    case group(GroupMemberHooks)
 }
 
 extension RAOPClient {
@@ -238,9 +240,11 @@ extension RAOPClient {
     }
 
     /// Set-up, the send loop (`streamBuffered`) and teardown, for a single stream or a group member.
-    private func runBuffered(_ feed: BufferedFeed, schedule: GroupMemberSchedule?, options: RAOPOptions,
+    func runBuffered(_ given: BufferedFeed, schedule givenSchedule: GroupMemberSchedule?, options: RAOPOptions,
                              session: AirPlay2AudioSession, started: ContinuousClock.Instant) async throws -> RAOPStreamReport {
         let clock = ContinuousClock()
+        var feed = given
+        var schedule = givenSchedule
         let sequence = UInt32(options.initialSequence ?? UInt16.random(in: 0...UInt16.max))
         let rtpBase = options.initialRTPTime ?? UInt32.random(in: 0...UInt32.max)
         let first = RTPPosition(sequence: UInt16(truncatingIfNeeded: sequence), rtpTime: rtpBase)
@@ -273,6 +277,23 @@ extension RAOPClient {
                 $0.seekable = seekable
             }
             try await session.begin(volume: controls.withLock { $0.options.volume }, metadata: options.metadata, next: first)
+            if case .group(let hooks) = feed {
+                // Set up: the group answers with this member's cursor and place once its start is
+                // chosen; the first play instant must leave the receiver its first-anchor delay
+                // and the prefill (the setup is done).
+                let format = session.bufferedFormat ?? .alac44100x16Stereo
+                guard !format.isAAC else {
+                    throw ATVError.invalidValue(
+                        "this receiver takes buffered audio as AAC only; a group stream encodes ALAC once for every member (use --buffered off for it)")
+                }
+                let lead = Self.bufferedMinimumLead(for: options.receiverTraits) - Self.bufferedSetupAllowance
+                let (source, memberSchedule) = try await hooks.ready(session.audioRoute, lead)
+                feed = .source(source)
+                schedule = memberSchedule
+                hooks.started(GroupMemberStart(schedule: memberSchedule, first: first, framesPerPacket: format.framesPerPacket,
+                                               anchor: memberSchedule.firstPlayInstant,
+                                               clock: SenderClock.system.with(ptp: timeline)))
+            }
             if let data {
                 let format = session.bufferedFormat ?? .alac44100x16Stereo
                 // AAC from our own encoder: the first unit is its priming (`AACEncoder.delay`
@@ -362,6 +383,9 @@ extension RAOPClient {
             case .source(let source):
                 source.setOnAvailable { wakeup.signal() }
                 pipe = source
+            case .group:
+                // `runBuffered` turns it into `.source` once the group answered.
+                throw ATVError.invalidState("a buffered group member started without its place in the group")
             }
             defer {
                 pipe.close()
