@@ -6,8 +6,8 @@
 // master and records, per packet, the instant it plays it by the anchor on the master's timeline
 // and on its own monotonic clock through its follower's offset.
 //
-// Host loopback: the sender connects from 127.0.0.101 (the process's PTP master binds UDP 319/320
-// there), the HomePod and its follower use 127.0.0.102; no other suite uses 127.0.0.101–102.
+// Host loopback: the sender connects from 127.0.0.111 (the process's PTP master binds UDP 319/320
+// there), the HomePod and its follower use 127.0.0.112; no other suite uses 127.0.0.111–112.
 // Serialized: every test binds those PTP ports.
 @testable import ATVAirPlayCore
 import ATVAudio
@@ -18,8 +18,8 @@ import NIOCore
 import Testing
 
 @Suite(.serialized) struct BufferedGroupMemberTests {
-    static let sender = "127.0.0.101"
-    static let receiver = "127.0.0.102"
+    static let sender = "127.0.0.111"
+    static let receiver = "127.0.0.112"
 
     static func options() -> RAOPOptions {
         var o = airPlay2Options()
