@@ -45,7 +45,7 @@ import Testing
 
         let r = try await run(try TestEnv.atv(), ["volume", "30", "--host", "127.0.0.1", "--port", "\(port)"], timeout: 20, environment: env)
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("Volume: 30% (set in the running stream, pid \(sender.pid), to 127.0.0.1)"), "\(r.stdout)")
+        #expect(r.stdout.contains("Volume: 30 (set in the running stream, pid \(sender.pid), to 127.0.0.1)"), "\(r.stdout)")
         #expect(r.seconds < 5, "took \(r.seconds) s")
         let shown = try await run(try TestEnv.atv(), ["volume", "--host", "127.0.0.1", "--port", "\(port)", "--json"], timeout: 20, environment: env)
         #expect(shown.stdout.contains("\"volume\":30"), "\(shown.stdout) \(shown.stderr)")
@@ -74,7 +74,10 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: socket))
 
         let r = try await run(try TestEnv.atv(), ["volume", "30", "--host", "127.0.0.1", "--port", "\(port)"], timeout: 20, environment: env)
+        // With no running stream holding it, the command talks to the device as it always did
+        // (the virtual speaker by address offers no volume control: one clear error line).
         #expect(!r.stdout.contains("running stream"), "\(r.stdout)")
+        #expect(r.status == 0 || (r.stderr.hasPrefix("atv: error: ") && r.stderr.split(separator: "\n").count == 1), "\(r.stderr)")
         #expect(r.seconds < 5, "took \(r.seconds) s")
         #expect(!FileManager.default.fileExists(atPath: socket), "the dead stream's socket is cleaned")
     }
