@@ -54,6 +54,18 @@ public struct StreamControlDevice: Sendable, Codable, Equatable {
     }
 }
 
+extension StreamControlDevice {
+    enum CodingKeys: String, CodingKey { case name, address, port, identifiers }
+
+    /// A device as the control socket's JSON carries it.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(name: try c.decode(String.self, forKey: .name), address: try c.decode(String.self, forKey: .address),
+                  port: try c.decodeIfPresent(Int.self, forKey: .port),
+                  identifiers: try c.decodeIfPresent([String].self, forKey: .identifiers) ?? [])
+    }
+}
+
 /// One device of a running stream as `status` reports it.
 public struct StreamControlMemberStatus: Sendable, Codable, Equatable {
     /// The device.
@@ -71,8 +83,20 @@ public struct StreamControlMemberStatus: Sendable, Codable, Equatable {
     }
 }
 
+extension StreamControlMemberStatus {
+    enum CodingKeys: String, CodingKey { case device, volume, state }
+
+    /// A device's status as the control socket's JSON carries it.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(device: try c.decode(StreamControlDevice.self, forKey: .device),
+                  volume: try c.decodeIfPresent(Double.self, forKey: .volume),
+                  state: try c.decodeIfPresent(String.self, forKey: .state))
+    }
+}
+
 /// A running stream, from `StreamControl.status`.
-public struct StreamControlStreamStatus: Sendable, Codable, Equatable {
+public struct StreamControlStreamStatus: Sendable, Equatable {
     /// The process running it.
     public var pid: Int32
     /// Its devices.
