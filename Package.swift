@@ -116,6 +116,8 @@ let package = Package(
         .target(name: "ATV", dependencies: [
             "ATVCore", "ATVAudio", "ATVAuth", "ATVDiscovery", "ATVAirPlayCore",
             "ATVRAOP", "ATVAirPlay", "ATVMRP", "ATVCompanion", "ATVDMAP",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: swift6),
 
         // Layer 6: virtual devices and the CLI.
@@ -151,7 +153,7 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ], swiftSettings: swift6),
         .testTarget(name: "ATVDiscoveryTests", dependencies: ["ATVTestSupport", "ATVDiscovery", "ATVAirPlayCore"], swiftSettings: swift6),
-        .testTarget(name: "CLITests", dependencies: ["ATVTestSupport", "ATVCore"], swiftSettings: swift6),
+        .testTarget(name: "CLITests", dependencies: ["ATVTestSupport", "ATVCore", "atv", "ATVRAOP"], swiftSettings: swift6),
         .testTarget(name: "ATVSimulatorTests", dependencies: ["ATVTestSupport", "ATVSimulator", "ATVHTTP", "ATVAirPlayCore", "ATVPTP", "ATVRAOP"], swiftSettings: swift6),
         .testTarget(name: "ATVAuthTests", dependencies: ["ATVTestSupport", "ATVAuth", "ATVHTTP", "ATVAirPlayCore"], swiftSettings: swift6),
         .testTarget(name: "ATVMRPTests", dependencies: ["ATVTestSupport", "ATVMRP", "ATVCore", "ATVAuth", "ATVAirPlayCore", "ATVSimulator", "ATV"], swiftSettings: swift6),

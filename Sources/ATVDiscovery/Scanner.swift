@@ -99,6 +99,32 @@ public enum Discovery {
         return (order.compactMap { byAddress[$0] }, silent)
     }
 
+    /// Find several devices by name or identifier in one scan (a multi-room stream's members):
+    /// returns, in the order of `namesOrIDs`, as soon as every one was found; a name no device
+    /// answered to by the end of the scan is `ATVError.deviceNotFound` naming all such.
+    public static func findAll(_ namesOrIDs: [String], options: ScanOptions = ScanOptions()) async throws -> [DeviceConfig] {
+        var found: [Int: DeviceConfig] = [:]
+        var silent: [String] = []
+        scan: for try await event in events(options) {
+            switch event {
+            case .found(let d):
+                for (i, name) in namesOrIDs.enumerated() where d.matches(name) { found[i] = d }
+                if found.count == namesOrIDs.count { break scan }
+            case .silentHosts(let hosts):
+                silent = hosts
+            }
+        }
+        let missing = namesOrIDs.indices.filter { found[$0] == nil }.map { namesOrIDs[$0] }
+        if missing.count == 1 { throw notFound(missing[0], options: options, silentHosts: silent) }
+        if !missing.isEmpty {
+            let names = missing.map { "'\($0)'" }.joined(separator: ", ")
+            var text = "no devices named or identified \(names) answered within \(seconds(options.timeout))"
+            if !options.hosts.isEmpty { text += " at \(list(options.hosts))" }
+            throw ATVError.deviceNotFound(text)
+        }
+        return namesOrIDs.indices.compactMap { found[$0] }
+    }
+
     /// Find one device by name or identifier: returns as soon as a matching device's records are
     /// complete (multicast, or unicast to `options.hosts`), without waiting for the rest of the scan.
     public static func find(_ nameOrID: String, options: ScanOptions = ScanOptions()) async throws -> DeviceConfig {

@@ -30,7 +30,7 @@ struct ATVCommand: AsyncParsableCommand {
             StreamCommand.self, PlayURL.self,
             PlayingCommand.self, PushUpdates.self, DeviceInfoCommand.self, FeaturesCommand.self,
             Remote.self, PowerCommand.self, VolumeCommand.self, AppsCommand.self,
-            Launch.self, Text.self, Accounts.self, Artwork.self,
+            Launch.self, Text.self, Accounts.self, Artwork.self, GroupCommand.self,
             Simulate.self, Probe.self, ImportPyatv.self, Proxy.self, LogCommand.self, Doctor.self, PTPMasterCommand.self,
         ] + buttonShortcuts
     )

@@ -385,6 +385,16 @@ func runPower(_ cmd: PowerCommand) async throws {
 func runVolume(_ cmd: VolumeCommand) async throws {
     cmd.global.bootstrapLogging()
     try await runReportingErrors(json: cmd.json) {
+        // A running `atv stream` that holds the device sets it there (a second connection would
+        // start a second session); otherwise talk to the device.
+        if let held = try await volumeThroughRunningStream(cmd) {
+            if cmd.json {
+                printSuccess(["volume": held.volume, "stream_pid": Int(held.pid)], json: true)
+            } else {
+                print("Volume: \(formatVolume(held.volume)) (set in the running stream, pid \(held.pid), to \(printable(held.device.name)))")
+            }
+            return
+        }
         let level: Double = try await withDevice(cmd.device, cmd.connection) { atv in
             switch cmd.level {
             case nil: break
@@ -397,6 +407,21 @@ func runVolume(_ cmd: VolumeCommand) async throws {
             return try await atv.audio.volume()
         }
         if cmd.json { printSuccess(["volume": level], json: true) } else { print("Volume: \(formatVolume(level))") }
+    }
+}
+
+/// `atv volume` through the running stream that holds the device, if one does: the level to
+/// set (or show), or nil when no running stream holds it.
+func volumeThroughRunningStream(_ cmd: VolumeCommand) async throws -> StreamControlVolumeResult? {
+    guard let reference = cmd.device.to ?? cmd.device.host ?? (cmd.device.hostList.count == 1 ? cmd.device.hostList[0] : nil) else { return nil }
+    let port = cmd.device.port
+    switch cmd.level {
+    case nil: return await StreamControl.volume(device: reference, port: port)
+    case "up": return try await StreamControl.setVolume(delta: 5, device: reference, port: port)
+    case "down": return try await StreamControl.setVolume(delta: -5, device: reference, port: port)
+    case let l?:
+        guard let v = Double(l) else { throw ATVError.invalidValue("volume \(l) is not a number") }
+        return try await StreamControl.setVolume(v, device: reference, port: port)
     }
 }
 

@@ -22,8 +22,15 @@ struct StreamCommand: AsyncParsableCommand {
         `sudo sysctl -w net.ipv4.ip_unprivileged_port_start=319`. -v logs the route and why; the \
         last line names it.
 
+        Several receivers (--to repeated, a group from `atv group`, --host repeated or \
+        --hosts a,b) play one stream in step: the progress line names each one's route and \
+        state; the exit status is 0 when at least one played the whole stream. While it plays, \
+        `atv volume 30 --to Kitchen` from another terminal sets that receiver's volume in it.
+
         Examples:
           atv stream song.flac --to Kitchen
+          atv stream song.flac --to Kitchen --to "Living Room"
+          atv stream song.flac --to Downstairs
           atv stream https://example.com/radio.mp3 --host 192.168.1.20 --volume 40
           atv stream song.flac --to "Pi Speaker" --timing ptp
           ffmpeg -i in.mkv -f wav - | atv stream - --host 192.168.1.20
@@ -31,7 +38,7 @@ struct StreamCommand: AsyncParsableCommand {
             atv stream - --format s16le:44100:2 --host 192.168.1.20
         """)
     @OptionGroup var global: GlobalOptions
-    @OptionGroup var device: DeviceOptions
+    @OptionGroup var targets: StreamTargetOptions
     @Argument(help: "Audio file, http(s) URL, or - for stdin.") var input: String
     @Option(help: "Volume 0-100 for this stream.") var volume: Double?
     @Option(help: "Raw PCM on stdin, e.g. s16le:44100:2.") var format: String?
@@ -80,7 +87,8 @@ struct StreamCommand: AsyncParsableCommand {
             let source = try streamSource(input, format: format)
             // Open the input first: a bad file fails before anything touches the network.
             let decoder = try await AudioDecoder.open(source)
-            let config = try await resolveDevice(device, for: .raop, defaultPort: 7000)
+            let store = FileStorage(path: storage)
+            let plan = try StreamTargetPlan.make(targets, expandedNames: try store.expandTargets(targets.to))
             var raopOptions = RAOPOptions(codec: codec == "pcm" ? .l16 : .alac,
                                           latencyFrames: latency * PCMFormat.sampleRate / 1000, volume: volume)
             raopOptions.progressTimeout = .milliseconds(Int64(progressTimeout * 1000))
@@ -88,8 +96,18 @@ struct StreamCommand: AsyncParsableCommand {
             raopOptions.timing = AirPlayTimingPreference(rawValue: timing) ?? .auto
             raopOptions.buffered = AirPlayBufferedPreference(rawValue: buffered) ?? .auto
             raopOptions.bufferedCodec = codec.flatMap(AirPlayBufferedCodec.init(rawValue:))
+            let device: DeviceOptions
+            switch plan {
+            case .single(let arguments):
+                device = try DeviceOptions.parse(arguments)
+            case .several(let names, let addresses, let queryHosts):
+                let members = try await resolveGroupTargets(names: names, addresses: addresses, queryHosts: queryHosts, storage: store)
+                try await runGroupStream(targets: members, command: self, decoder: decoder, raopOptions: raopOptions, storage: store)
+                return
+            }
+            let config = try await resolveDevice(device, for: .raop, defaultPort: 7000)
             let atv = try await connectWithin(device, config, options: ConnectOptions(raop: raopOptions, airPlayVersion: AirPlayVersion(rawValue: airplayVersion) ?? .auto),
-                                              storage: FileStorage(path: storage))
+                                              storage: store)
             defer { Task { await atv.close() } }
 
             // Ctrl-C stops the stream once it runs (the stream has then taken over remote control).
@@ -102,9 +120,17 @@ struct StreamCommand: AsyncParsableCommand {
             let name = title ?? decoder.info.metadata.title ?? (input == "-" ? "stdin" : URL(fileURLWithPath: input).lastPathComponent)
             let tty = isatty(STDOUT_FILENO) == 1
             let progress = atv.stream.progress()
+            // Other terminals reach this stream's volume (`atv volume 30 --to ...`) through its
+            // control socket; a stream that cannot open one plays on without it.
+            let lastState = Mutex<String?>(nil)
+            let controlDevice = StreamControlDevice(config: config, port: atv.raop?.client.port)
+            let control = try? await StreamControlServer.start(devices: [controlDevice], actions: StreamControlActions(
+                setVolume: { _, percent in try await atv.audio.setVolume(percent) },
+                status: { [StreamControlMemberStatus(device: controlDevice, volume: atv.raop?.volume, state: lastState.withLock { $0 })] }))
             let progressTask = Task {
                 for await p in progress {
                     started.withLock { $0 = true }
+                    lastState.withLock { $0 = "\(p.state)" }
                     guard tty, p.state != .finished, p.state != .failed else { continue }
                     let total = (p.duration ?? decoder.info.duration).map { " / " + formatDuration($0) } ?? ""
                     let vol = p.volume.map { "  vol \(Int($0.rounded()))%" } ?? ""
@@ -119,10 +145,12 @@ struct StreamCommand: AsyncParsableCommand {
                                                           metadata: user)
             } catch {
                 progressTask.cancel()
+                await control?.stop()
                 if tty { print("") }
                 throw error
             }
             progressTask.cancel()
+            await control?.stop()
             if tty { print("") }
             let report = result.details
             let seconds = Double(report.sourceFrames) / Double(PCMFormat.sampleRate)
@@ -142,13 +170,18 @@ func resolveDevice(_ opts: DeviceOptions, for proto: ATVProtocol, defaultPort: I
         let service = ServiceConfig(protocol: proto, identifier: host, port: opts.port ?? defaultPort)
         return DeviceConfig(name: host, address: host, services: [service])
     }
-    var config = try await findDevice(opts)
-    // Audio also streams to an AirPlay 2 receiver that advertises only `_airplay._tcp`.
+    return try streamableConfig(try await findDevice(opts), for: proto, port: opts.port)
+}
+
+/// A scanned device checked for the service `proto` uses (audio also streams to an AirPlay 2
+/// receiver that advertises only `_airplay._tcp`), with `port` put on that service.
+func streamableConfig(_ config: DeviceConfig, for proto: ATVProtocol, port: Int?) throws -> DeviceConfig {
+    var config = config
     let target = proto == .raop && config.service(.raop) == nil && RAOPService.streamingService(in: config) != nil ? .airplay : proto
     guard config.service(target) != nil else {
         throw ATVError.noService(proto)
     }
-    if let p = opts.port { config.updateService(target) { $0.port = p } }
+    if let p = port { config.updateService(target) { $0.port = p } }
     return config
 }
 

@@ -169,18 +169,31 @@ public final class FileStorage: Sendable {
     /// devices and writes the result (if it changed). This instance's state becomes the result;
     /// unsaved in-memory changes are dropped.
     public func modify(_ body: (inout [DeviceSettings]) throws -> Void) throws {
+        try modifyFile { devices, _ in try body(&devices) }
+    }
+
+    /// `modify` with the file's top-level keys besides `devices` too (groups, audio offsets).
+    func modifyFile<T>(_ body: (inout [DeviceSettings], inout [String: JSONValue]) throws -> T) throws -> T {
         try withFileLock {
             let disk = try readFile()
             var devices = disk.devices
-            try body(&devices)
-            try writeIfChanged(SettingsFile(devices: devices, extra: disk.extra), current: disk.bytes)
+            var extra = disk.extra
+            let result = try body(&devices, &extra)
+            try writeIfChanged(SettingsFile(devices: devices, extra: extra), current: disk.bytes)
             state.withLock { s in
                 s.devices = devices
                 s.baseline = devices
-                s.fileExtra = disk.extra
+                s.fileExtra = extra
                 s.loaded = true
             }
+            return result
         }
+    }
+
+    /// The file's top-level keys besides `version` and `devices`, as on disk now (no lock: the
+    /// file is replaced atomically, so a read sees one whole version).
+    func fileExtras() throws -> [String: JSONValue] {
+        try readFile().extra
     }
 
     /// Merge pyatv's settings file into ours: a device that shares an identifier with one of ours
