@@ -8,10 +8,12 @@ Datagrams arriving on BIND:LISTEN (BIND 127.0.0.1 unless given) go to TARGET; da
 go to the last sender. With --only-audio only RTP audio (payload type 0x60, with or without the
 marker bit: byte 1 is 0x60 or 0xE0) is subject to loss; everything else passes. The first line on
 stdout is `{"listening": PORT}` (useful with --listen 0). On SIGTERM/SIGINT, after --max-seconds,
-or on exit it prints one JSON line: forwarded / dropped / passed-back counts. Loopback only.
+or on exit it prints one JSON line: forwarded / dropped / passed-back counts. Loopback only, or
+any address when it runs inside a private network namespace (not PID 1's: the tests' veth links).
 """
 import argparse
 import json
+import os
 import random
 import select
 import signal
@@ -35,12 +37,18 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=300.0)
     args = ap.parse_args()
 
+    def private_namespace():
+        try:
+            return os.readlink("/proc/self/ns/net") != os.readlink("/proc/1/ns/net")
+        except OSError:
+            return False
+
     def loopback(h):
-        return h == "localhost" or (h.startswith("127.") and h.count(".") == 3)
+        return h == "localhost" or (h.startswith("127.") and h.count(".") == 3) or private_namespace()
 
     host, _, port = args.target.rpartition(":")
     if not loopback(host) or not loopback(args.bind):
-        sys.exit("udp-loss-relay: --target and --bind must be loopback addresses (127.0.0.0/8)")
+        sys.exit("udp-loss-relay: --target and --bind must be loopback addresses (127.0.0.0/8) outside a private network namespace")
     target = ("127.0.0.1" if host == "localhost" else host, int(port))
     if not 0.0 <= args.loss <= 1.0:
         sys.exit("udp-loss-relay: --loss must be in 0..1")
