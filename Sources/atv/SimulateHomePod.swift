@@ -33,7 +33,7 @@ struct SimulateHomePod: AsyncParsableCommand {
             ";features=0x4A7FCA00,0xBC354BD0;model=AudioAccessory5,1"
         """)
     @OptionGroup var global: GlobalOptions
-    @Option(help: "Address to listen on: loopback (127.0.0.0/8), or any address inside a private network namespace.")
+    @Option(help: "Address to listen on: loopback (127.0.0.0/8), or a test address (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24) of a private network namespace.")
     var address: String = "127.0.0.1"
     @Option(help: "JSON file to write, at the end of each session, with when each packet played (by the clock followed, PTP or the sender's NTP, and the local monotonic clock) and its place in the WAV file.")
     var playInstants: String?

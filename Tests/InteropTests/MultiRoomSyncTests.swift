@@ -115,7 +115,8 @@ func startGroup(file: String, members: [GroupTestMember], latencyMs: Int) -> Str
                 ip addr add $2/24 dev vs$1 && ip link set vs$1 up || exit 92
                 nsenter --net=/proc/$pid/ns/net sh -c "ip link set lo up && ip addr add $3/24 dev vm$1 && ip link set vm$1 up" || exit 93
             }
-            in_ns() { local pid; eval pid=\\$NS$1; shift; nsenter --net=/proc/$pid/ns/net "$@"; }
+            # ns I: the namespace file of member I, for `nsenter --net=$(ns I) CMD &` (nsenter execs CMD, so $! is CMD).
+            ns() { eval echo /proc/\\$NS$1/ns/net; }
 
             """
         for (i, m) in members.enumerated() {
@@ -124,14 +125,14 @@ func startGroup(file: String, members: [GroupTestMember], latencyMs: Int) -> Str
             let out = dir.appendingPathComponent(m.name).path
             switch m.route {
             case .airPlay1:
-                script += "in_ns \(i) \"$ATV\" simulate speaker --address \(m.host) --port \(m.port) --output \"\(out).wav\" "
+                script += "nsenter --net=$(ns \(i)) \"$ATV\" simulate speaker --address \(m.host) --port \(m.port) --output \"\(out).wav\" "
                     + "--play-instants \"\(out).json\" --sessions 1 --no-advertise > \"$TMP/r\(i).out\" 2>&1 & R\(i)=$!\n"
             case .realtimePTP, .bufferedPTP:
                 let relay = m.name == lossy ? "--audio-port 6100 --advertised-audio-port 6000" : ""
-                script += "in_ns \(i) \"$ATV\" simulate homepod --address \(m.host) --port \(m.port) --timing ptp \(relay) "
+                script += "nsenter --net=$(ns \(i)) \"$ATV\" simulate homepod --address \(m.host) --port \(m.port) --timing ptp \(relay) "
                     + "--output \"\(out).wav\" --play-instants \"\(out).json\" --sessions 1 --no-advertise > \"$TMP/r\(i).out\" 2>&1 & R\(i)=$!\n"
                 if m.name == lossy {
-                    script += "in_ns \(i) python3 \"\(peers)/udp-loss-relay.py\" --bind \(m.host) --listen 6000 --target \(m.host):6100 "
+                    script += "nsenter --net=$(ns \(i)) python3 \"\(peers)/udp-loss-relay.py\" --bind \(m.host) --listen 6000 --target \(m.host):6100 "
                         + "--loss 0.05 --seed 17 --only-audio --max-seconds \(seconds + 120) > \"$TMP/relay.out\" 2>&1 & RELAY=$!\n"
                     script += "wait_for \"$TMP/relay.out\" listening 30 || exit 94\n"
                 }
@@ -203,13 +204,13 @@ func startGroup(file: String, members: [GroupTestMember], latencyMs: Int) -> Str
         }
     }
 
-    /// The harness on one member, against the anchor the sender gave: an AirPlay 1 speaker in its
-    /// own namespace records, by the NTP offset it measured (≈ 0: the sender's clock is this
-    /// machine's CLOCK_REALTIME), that each frame plays where the sync packets put it: on the
-    /// sender's clock exactly `latency` after the RTP time the sender's -v log gives the first
-    /// frame... checked here as: the play instants of consecutive packets are 352 frames apart on
-    /// both clocks, the local instant is the sender's minus the measured offset carried to the
-    /// monotonic clock within 1 ms, and the first frame plays about `latency` after it arrived.
+    /// The harness on one member: an AirPlay 1 speaker in its own namespace measures the
+    /// sender's clock over NTP (the offset ≈ 0: the sender's clock is this machine's
+    /// CLOCK_REALTIME, computed, not assumed), plays the source bit-exact, places every packet
+    /// 352 frames after the one before on both clocks, and each packet plays `--latency` after
+    /// the sender sent it (RAOP sends one packet per wake-up, each when it is `latency` ahead of
+    /// its play instant): on the speaker's monotonic clock, play instant − arrival = 1 s within
+    /// 1 ms at the median.
     @Test func oneAirPlay1SpeakerPlaysEachFrameAtTheSendersAnchor() async throws {
         let dir = try makeTempDir("atv-multiroom1")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -229,20 +230,25 @@ func startGroup(file: String, members: [GroupTestMember], latencyMs: Int) -> Str
         let r = PlayoutSync.analyze(source: source, members: [.init(name: "speaker", audio: audio, instants: log.instants)])
         #expect(r.members[0].bitExactFraction == 1, "\(r.summary)")
         #expect(log.unplaced == 0 && log.instants.count >= seconds * 44_100 / 352, "\(log.instants.count) placed, \(log.unplaced) unplaced")
-        // Consecutive packets: 352 frames apart on the sender's clock and on ours (within 1 ms:
-        // the carry between CLOCK_REALTIME and CLOCK_MONOTONIC is read once per packet).
-        var worst: Int64 = 0
+        // Consecutive packets: 352 frames apart on the sender's clock and on ours. Each new sync
+        // packet (one a second) re-anchors with the sender's clock read when it was sent, a few
+        // µs off its RTP schedule; the carry between CLOCK_REALTIME and CLOCK_MONOTONIC is read
+        // once per packet. Both stay far below 1 ms.
+        var worstMaster: Int64 = 0, worst: Int64 = 0
         for (a, b) in zip(log.instants, log.instants.dropFirst()) where b.framesBefore == a.framesBefore + a.frames {
             let expected = Int64(b.rtpTime &- a.rtpTime) * 1_000_000_000 / 44_100
-            #expect(b.masterTime - a.masterTime - expected == 0 || abs(b.masterTime - a.masterTime - expected) <= 1)
+            worstMaster = max(worstMaster, abs(b.masterTime - a.masterTime - expected))
             worst = max(worst, abs((b.localTime ?? 0) - (a.localTime ?? 0) - expected))
         }
+        #expect(worstMaster < 200_000, "sender-clock instants step off 352 frames by up to \(worstMaster) ns")
         #expect(worst < 1_000_000, "local instants drift from the sender's by \(worst) ns between packets")
-        // Source frame 0 plays `latency` (1 s) after the packet carrying it is sent, give or take
-        // the sender's lead: no earlier than it arrived, and within 1.5 s of it.
+        let leads = log.instants.compactMap { p in p.localTime.flatMap { l in p.arrivedAt.map { l - $0 } } }.sorted()
+        let lead = leads.isEmpty ? 0 : leads[leads.count / 2]
         let first = try #require(log.instants.first { $0.framesBefore <= start && start < $0.framesBefore + $0.frames })
         print("one AirPlay 1 speaker in its own namespace: offset \(offset) ns, \(log.instants.count) packets placed, "
-              + "worst local step error \(worst) ns, source at WAV frame \(start), first packet late: \(first.late)")
+              + "worst step error \(worstMaster) ns (sender's clock), \(worst) ns (local), source at WAV frame \(start), play − arrival: median \(lead) ns, "
+              + "min \(leads.first ?? 0) ns, max \(leads.last ?? 0) ns")
         #expect(!first.late, "the first frame arrived after its instant")
+        #expect(abs(lead - 1_000_000_000) < 1_000_000, "median play − arrival \(lead) ns, expected the 1 s latency")
     }
 }
