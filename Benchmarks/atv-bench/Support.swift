@@ -81,12 +81,14 @@ final class MemorySampler: @unchecked Sendable {
 /// memory, so measuring a child of this (large) benchmark process directly would report our own
 /// size instead of the child's.
 func spawnAndMeasure(_ path: String, _ args: [String], environment: [String: String] = [:],
-                     sampleMemory: Bool = false, onStart: (() -> Void)? = nil) throws -> ChildUsage {
+                     sampleMemory: Bool = false, stderrPath: String = "/tmp/atv-bench-child.log",
+                     onStart: (() -> Void)? = nil) throws -> ChildUsage {
     let timeBinary = "/usr/bin/time"
     guard FileManager.default.isExecutableFile(atPath: timeBinary) else {
         throw BenchError("\(timeBinary) not found: run scripts/setup (Debian package `time`)")
     }
-    let report = FileManager.default.temporaryDirectory.appendingPathComponent("atv-bench-usage-\(getpid()).txt").path
+    // One file per spawn: `multiroom` measures several children at once.
+    let report = FileManager.default.temporaryDirectory.appendingPathComponent("atv-bench-usage-\(getpid())-\(UUID().uuidString.prefix(8)).txt").path
     defer { unlink(report) }
     let fullArgs = [timeBinary, "-f", "%U %S %M", "-o", report, path] + args
     var env = ProcessInfo.processInfo.environment
@@ -102,7 +104,7 @@ func spawnAndMeasure(_ path: String, _ args: [String], environment: [String: Str
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 2, "/tmp/atv-bench-child.log", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     var pid: pid_t = 0
     let start = Date()
     let launchedAt = monotonicNanoseconds()
@@ -190,6 +192,8 @@ struct BenchOptions {
     /// Another build of `atv` (e.g. an earlier commit's release build): the stream groups run it as
     /// a third sender in the same alternating rounds and report ours / baseline per metric.
     var baseline: String?
+    /// `multiroom`: the numbers of receivers (`--members 1,2,4`), default 1, 2, 4, 8, 16.
+    var members = [1, 2, 4, 8, 16]
 
     static func parse(_ args: [String]) throws -> BenchOptions {
         var o = BenchOptions()
@@ -210,6 +214,13 @@ struct BenchOptions {
                 let path = args[i + 1]
                 guard FileManager.default.isExecutableFile(atPath: path) else { throw BenchError("--baseline: \(path) is not an executable") }
                 o.baseline = path
+                i += 2
+            case "--members":
+                guard i + 1 < args.count, case let ns = args[i + 1].split(separator: ",").compactMap({ Int($0) }),
+                      !ns.isEmpty, ns.allSatisfy({ $0 > 0 && $0 <= 64 }) else {
+                    throw BenchError("--members needs numbers of receivers, e.g. 1,2,4,8,16")
+                }
+                o.members = ns
                 i += 2
             default:
                 o.groups.insert(args[i])

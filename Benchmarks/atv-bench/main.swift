@@ -7,7 +7,10 @@ import Foundation
 // the first sample played, CPU, USS and RSS; needs root: a private network namespace), discovery (mDNS scan vs pyatv; needs root for a private
 // network namespace), audio (decode/ALAC vs ffmpeg), pairing (HAP client CPU vs pyatv against pyatv's
 // own accessory), airplay2-pairing (AirPlay 2 transient pair-setup / pair-verify client CPU vs pyatv
-// against the virtual HomePod), control (MRP launch-to-playing and idle push-update CPU vs pyatv).
+// against the virtual HomePod), control (MRP launch-to-playing and idle push-update CPU vs pyatv),
+// multiroom (N = 1, 2, 4, 8, 16 virtual speakers: N `atv stream` processes vs pyatv's N processes,
+// and the slot for one `atv` group process; CPU per audio minute, USS and RSS; only when named,
+// `--members 1,2,4` narrows N).
 // Default: all. Options: `--runs N` (≥ 3, default 3; every comparison is the median of N runs per
 // side in alternating order), `--seconds N` (audio length of the stream groups, default 60),
 // `--baseline PATH` (another `atv` build, e.g. an earlier commit's: the stream groups run it as a
@@ -25,6 +28,8 @@ do {
     if wants("pairing") { try await runPairingBenchmarks() }
     if wants("airplay2-pairing") { try await runAirPlay2PairingBenchmarks() }
     if wants("control") { try await runControlBenchmarks() }
+    // Long (every N, every sender): only when asked for by name.
+    if options.groups.contains("multiroom") { try await runMultiroomBenchmarks(seconds: options.audioSeconds, runs: options.runs, members: options.members) }
 } catch {
     FileHandle.standardError.write(Data("atv-bench: \(error)\n".utf8))
     exit(1)

@@ -7,6 +7,7 @@ import ATVAirPlayCore
 import ATVAudio
 import ATVCore
 import ATVHTTP
+import ATVPTP
 import ATVRAOP
 import Foundation
 import NIOCore
@@ -52,6 +53,9 @@ package struct AudioReception: Sendable, Equatable {
     /// shortest round trip so far (`senderClockRoundTrip`, ns); nil before the first reply.
     package var senderClockOffset: Int64?
     package var senderClockRoundTrip: Int64?
+    /// NTP-timed real-time sessions (AirPlay 1, AirPlay 2 realtime NTP): each packet's play
+    /// instant by the sender's clock.
+    package var ntp = NTPReception()
     /// PCM frames (44.1 kHz stereo s16) written to the WAV file(s), and the silence among them.
     package var framesWritten = 0
     package var silenceFramesWritten = 0
@@ -331,6 +335,59 @@ final class AudioPlayout: @unchecked Sendable {
             wavFailed = true
         }
         record { $0.framesWritten += pcm.count / 4 }
+    }
+}
+
+/// When a real-time receiver on NTP timing plays each packet, by the sender's clock: the latest
+/// sync packet (0x54) says that frame `rtpTimeLessLatency` plays at its NTP time on the sender's
+/// clock (so frame `rtpTime` plays `latency` frames later); the timing exchange measures the
+/// sender's clock against our CLOCK_REALTIME (`AudioReception.senderClockOffset`, sender − ours),
+/// and the two clocks read at the same moment carry that instant to our CLOCK_MONOTONIC. Both
+/// virtual receivers (AirPlay 1 speaker, AirPlay 2 realtime NTP) use it; time is passed in.
+struct NTPPlacement: Sendable {
+    /// The sync packet in force.
+    private(set) var anchor: RAOPSyncPacket?
+    /// Each received packet's RTP time and arrival (local monotonic ns), until it is played.
+    private var arrivals: [UInt16: (rtp: UInt32, at: UInt64)] = [:]
+    var sampleRate: Int
+
+    init(sampleRate: Int = 44_100) { self.sampleRate = sampleRate }
+
+    mutating func sync(_ packet: RAOPSyncPacket) { anchor = packet }
+
+    /// A packet arrived (or was repaired by a retransmission).
+    mutating func arrived(seq: UInt16, rtp: UInt32, at: UInt64) { arrivals[seq] = (rtp, at) }
+
+    /// The sender-clock instant (ns since 1900) at which frame `rtp` plays by `sync` (RTP time
+    /// wraps: the signed 32-bit difference).
+    static func senderTime(of rtp: UInt32, sync: RAOPSyncPacket, sampleRate: Int) -> Int64 {
+        sync.ntpTime.nanoseconds + Int64(Int32(bitPattern: rtp &- sync.rtpTimeLessLatency)) * 1_000_000_000 / Int64(sampleRate)
+    }
+
+    /// A sender-clock instant on our CLOCK_MONOTONIC: − `offset` gives our CLOCK_REALTIME, which
+    /// `realtimeNow` and `monotonicNow` (read together) carry to the monotonic clock.
+    static func localTime(senderTime: Int64, offset: Int64, realtimeNow: Int64, monotonicNow: Int64) -> Int64 {
+        senderTime - offset - realtimeNow + monotonicNow
+    }
+
+    /// The play instant of packet `seq` about to be written (`frames` frames, after
+    /// `framesBefore` frames of the WAV file); nil when no sync packet, no timing reply
+    /// (`offset`) or no arrival of that packet is known (the packet is then unplaced).
+    mutating func place(seq: UInt16, frames: Int, framesBefore: Int, offset: Int64?,
+                        realtimeNow: Int64, monotonicNow: Int64) -> PTPReception.PlayInstant? {
+        let arrival = arrivals.removeValue(forKey: seq)
+        guard let arrival, let anchor, let offset else { return nil }
+        let sender = Self.senderTime(of: arrival.rtp, sync: anchor, sampleRate: sampleRate)
+        let local = Self.localTime(senderTime: sender, offset: offset, realtimeNow: realtimeNow, monotonicNow: monotonicNow)
+        return .init(rtpTime: arrival.rtp, frames: frames, masterTime: sender, localTime: local,
+                     late: Int64(clamping: arrival.at) > local, framesBefore: framesBefore, arrivedAt: Int64(clamping: arrival.at))
+    }
+
+    /// Places a packet with the clocks read now and records it (or counts it unplaced) in `r`.
+    mutating func record(seq: UInt16, frames: Int, in r: inout AudioReception) {
+        let instant = place(seq: seq, frames: frames, framesBefore: r.framesWritten, offset: r.senderClockOffset,
+                            realtimeNow: NTPTime.now().nanoseconds, monotonicNow: Int64(clamping: PTPMaster.monotonicNow()))
+        if let instant { r.ntp.playInstants.append(instant) } else { r.ntp.packetsUnplaced += 1 }
     }
 }
 

@@ -9,7 +9,7 @@ package struct PTPReception: Sendable, Equatable {
     /// One played packet: its first frame (RTP time), its frames, when its first frame plays on
     /// the master's timeline (ns), and the same instant on the local monotonic clock (ns) by the
     /// follower's offset then. `late`: it arrived after that instant.
-    package struct PlayInstant: Sendable, Equatable {
+    package struct PlayInstant: Sendable, Equatable, Codable {
         package var rtpTime: UInt32
         package var frames: Int
         package var masterTime: Int64
@@ -17,6 +17,19 @@ package struct PTPReception: Sendable, Equatable {
         package var late: Bool
         /// Frames written to the WAV file before this packet's (where its first frame is there).
         package var framesBefore = 0
+        /// When the packet arrived, local monotonic ns (real-time streams; nil where not kept).
+        package var arrivedAt: Int64?
+
+        package init(rtpTime: UInt32, frames: Int, masterTime: Int64, localTime: Int64?, late: Bool, framesBefore: Int = 0,
+                     arrivedAt: Int64? = nil) {
+            self.rtpTime = rtpTime
+            self.frames = frames
+            self.masterTime = masterTime
+            self.localTime = localTime
+            self.late = late
+            self.framesBefore = framesBefore
+            self.arrivedAt = arrivedAt
+        }
     }
 
     /// Session SETUPs refused for their timing (NTP on a PTP-only receiver, PTP without

@@ -85,10 +85,9 @@ package struct HomePodReport: AudioReceiverReport, Equatable, CustomStringConver
     /// `POST /feedback` keep-alives.
     package var feedbacks = 0
     package var reception = AudioReception()
-    /// PTP timing: the clock followed, anchors, and each packet's play instant.
+    /// PTP timing: the clock followed, anchors, and each packet's play instant. (NTP timing:
+    /// `ntp`, in the `AudioReception` both receivers keep.)
     package var ptp = PTPReception()
-    /// NTP timing (real-time sessions): each packet's play instant by the sender's clock.
-    package var ntp = NTPReception()
 
     package init() {}
 
@@ -120,6 +119,7 @@ package struct HomePodReport: AudioReceiverReport, Equatable, CustomStringConver
         lines.append("sync packets: \(self.syncPacketsReceived), timing requests/replies: \(self.timingRequestsSent)/\(self.timingRepliesReceived), feedbacks: \(feedbacks)")
         lines.append("frames written: \(self.framesWritten) (silence \(self.silenceFramesWritten))")
         if timingProtocol == "PTP" || !ptp.sessionsRefused.isEmpty { lines.append("ptp: \(ptp.summary)") }
+        if timingProtocol == "NTP" { lines.append("ntp: \(reception.ntpSummary)") }
         let m = self.metadata
         lines.append("metadata: title=\(m?.title ?? "-") artist=\(m?.artist ?? "-") album=\(m?.album ?? "-"), artwork \(self.artworkBytes) bytes")
         lines.append("volume: \(self.volume.map { "\($0) dB" } ?? "-")")
@@ -129,9 +129,10 @@ package struct HomePodReport: AudioReceiverReport, Equatable, CustomStringConver
     }
 }
 
-/// When a `VirtualHomePod` played each packet of an NTP-timed real-time stream: by the latest sync
-/// packet (frame `rtpTimeLessLatency` plays at its NTP time on the sender's clock) and the sender's
-/// clock offset measured with the timing requests (`AudioReception.senderClockOffset`).
+/// When a virtual receiver (AirPlay 1 speaker, or HomePod on an NTP-timed real-time stream) played
+/// each packet: by the latest sync packet (frame `rtpTimeLessLatency` plays at its NTP time on the
+/// sender's clock) and the sender's clock offset measured with the timing requests
+/// (`AudioReception.senderClockOffset`); see `NTPPlacement`.
 package struct NTPReception: Sendable, Equatable {
     /// Sync packets taken as the anchor.
     package var syncAnchors = 0
@@ -142,6 +143,17 @@ package struct NTPReception: Sendable, Equatable {
     package var packetsUnplaced = 0
 
     package init() {}
+}
+
+extension AudioReception {
+    /// "sync anchors S, packets placed P (unplaced U), sender clock offset O ns (round trip R ns),
+    /// first frame F at sender N ns": the NTP placement in one report line.
+    package var ntpSummary: String {
+        var parts = ["sync anchors \(ntp.syncAnchors)", "packets placed \(ntp.playInstants.count) (unplaced \(ntp.packetsUnplaced))",
+                     "sender clock offset \(senderClockOffset.map { "\($0) ns" } ?? "-") (round trip \(senderClockRoundTrip.map { "\($0) ns" } ?? "-"))"]
+        if let first = ntp.playInstants.first { parts.append("first frame \(first.rtpTime) at sender \(first.masterTime) ns") }
+        return parts.joined(separator: ", ")
+    }
 }
 
 /// Things that happen on a `VirtualHomePod`, in order.

@@ -27,9 +27,8 @@ final class HomePodStream: @unchecked Sendable {
     /// SETRATEANCHORTIME); each buffered packet's RTP time and local arrival.
     private let clock: (follower: PTPFollower, rules: PTPClockRules)?
     private var anchor: PTPAnchor?
-    /// NTP sessions: the latest sync packet (frame `rtpTimeLessLatency` plays at its NTP time on
-    /// the sender's clock, which the timing port measures against ours).
-    private var ntpAnchor: RAOPSyncPacket?
+    /// NTP sessions: the latest sync packet and each packet's arrival (`NTPPlacement`).
+    private var ntp: NTPPlacement
     private var arrivals: [UInt16: (rtp: UInt32, at: UInt64)] = [:]
     private var sampleRate: Int
 
@@ -41,6 +40,7 @@ final class HomePodStream: @unchecked Sendable {
         self.loop = loop
         self.clock = clock.map { (follower: $0.0, rules: $0.1) }
         self.sampleRate = format.sampleRate
+        self.ntp = NTPPlacement(sampleRate: format.sampleRate)
         self.shared = shared
         self.key = key
         self.wavPath = wavPath
@@ -112,7 +112,7 @@ final class HomePodStream: @unchecked Sendable {
         guard let payload = open(bytes) else { return }
         // Each packet's RTP time and arrival, for its play instant (PTP anchor or NTP sync packet).
         let rtp = UInt32(bytes[4]) << 24 | UInt32(bytes[5]) << 16 | UInt32(bytes[6]) << 8 | UInt32(bytes[7])
-        arrivals[seq] = (rtp, PTPMaster.monotonicNow())
+        if clock != nil { arrivals[seq] = (rtp, PTPMaster.monotonicNow()) } else { ntp.arrived(seq: seq, rtp: rtp, at: PTPMaster.monotonicNow()) }
         playout.insert(seq: seq, payload: payload)
     }
 
@@ -167,7 +167,8 @@ final class HomePodStream: @unchecked Sendable {
         let late = local.map { Int64(clamping: arrival.at) > $0 } ?? false
         shared.update { r in
             r.ptp.update(status)
-            r.ptp.playInstants.append(.init(rtpTime: arrival.rtp, frames: frames, masterTime: master, localTime: local, late: late, framesBefore: r.framesWritten))
+            r.ptp.playInstants.append(.init(rtpTime: arrival.rtp, frames: frames, masterTime: master, localTime: local, late: late,
+                                            framesBefore: r.framesWritten, arrivedAt: Int64(clamping: arrival.at)))
         }
         return true
     }
@@ -176,22 +177,7 @@ final class HomePodStream: @unchecked Sendable {
     /// latest sync packet) and, through the timing port's offset, on our CLOCK_MONOTONIC. Every
     /// packet plays (true); those before a sync packet and a timing reply are counted unplaced.
     private func placeOnSenderClock(seq: UInt16, frames: Int) -> Bool {
-        let arrival = arrivals.removeValue(forKey: seq)
-        let offset = shared.report.withLock { $0.reception.senderClockOffset }
-        guard let arrival, let sync = ntpAnchor, let offset else {
-            shared.update { $0.ntp.packetsUnplaced += 1 }
-            return true
-        }
-        let sender = sync.ntpTime.nanoseconds
-            + Int64(Int32(bitPattern: arrival.rtp &- sync.rtpTimeLessLatency)) * 1_000_000_000 / Int64(sampleRate)
-        // Sender time → our CLOCK_REALTIME (− offset) → CLOCK_MONOTONIC (the two clocks read now).
-        let realNow = NTPTime.now().nanoseconds
-        let monoNow = Int64(clamping: PTPMaster.monotonicNow())
-        let local = sender - offset - realNow + monoNow
-        let late = Int64(clamping: arrival.at) > local
-        shared.update { r in
-            r.ntp.playInstants.append(.init(rtpTime: arrival.rtp, frames: frames, masterTime: sender, localTime: local, late: late, framesBefore: r.framesWritten))
-        }
+        shared.update { r in ntp.record(seq: seq, frames: frames, in: &r.reception) }
         return true
     }
 
@@ -213,7 +199,7 @@ final class HomePodStream: @unchecked Sendable {
         case RAOPSyncPacket.payloadType:
             shared.update { $0.syncPacketsReceived += 1 }
             if clock == nil, let sync = try? RAOPSyncPacket(decoding: bytes) {
-                ntpAnchor = sync
+                ntp.sync(sync)
                 shared.update { $0.ntp.syncAnchors += 1 }
             }
         case PTPTimeAnnouncePacket.payloadType & 0x7F:
@@ -225,11 +211,9 @@ final class HomePodStream: @unchecked Sendable {
             guard packet.count >= AirPlay2AudioCipher.headerSize + AirPlay2AudioCipher.overhead,
                   !config.noProgress, let payload = open(packet) else { return }
             let seq = UInt16(packet[2]) << 8 | UInt16(packet[3])
-            if clock != nil {
-                // A repaired packet is placed on the master's timeline like any other (its arrival: now).
-                let rtp = UInt32(packet[4]) << 24 | UInt32(packet[5]) << 16 | UInt32(packet[6]) << 8 | UInt32(packet[7])
-                arrivals[seq] = (rtp, PTPMaster.monotonicNow())
-            }
+            // A repaired packet is placed on the timeline like any other (its arrival: now).
+            let rtp = UInt32(packet[4]) << 24 | UInt32(packet[5]) << 16 | UInt32(packet[6]) << 8 | UInt32(packet[7])
+            if clock != nil { arrivals[seq] = (rtp, PTPMaster.monotonicNow()) } else { ntp.arrived(seq: seq, rtp: rtp, at: PTPMaster.monotonicNow()) }
             playout.insert(seq: seq, payload: payload, isRetransmission: true)
         default:
             break

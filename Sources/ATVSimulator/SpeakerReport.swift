@@ -36,6 +36,7 @@ package struct SpeakerReport: AudioReceiverReport, Equatable, CustomStringConver
         lines.append("discarded packets: \(packetsDiscarded), decode errors: \(self.decodeErrors)")
         lines.append("sync packets: \(self.syncPacketsReceived), timing requests/replies: \(self.timingRequestsSent)/\(self.timingRepliesReceived)")
         lines.append("frames written: \(self.framesWritten)")
+        lines.append("ntp: \(reception.ntpSummary)")
         let m = self.metadata
         lines.append("metadata: title=\(m?.title ?? "-") artist=\(m?.artist ?? "-") album=\(m?.album ?? "-")")
         lines.append("artwork: \(self.artworkBytes) bytes\(self.artworkType.map { " (\($0))" } ?? "")")

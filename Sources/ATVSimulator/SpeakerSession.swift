@@ -2,6 +2,7 @@ import ATVAirPlayCore
 import ATVAudio
 import ATVCore
 import ATVHTTP
+import ATVPTP
 import ATVRAOP
 import Foundation
 import NIOCore
@@ -25,6 +26,8 @@ final class SpeakerSession: @unchecked Sendable {
     private var timing: ReceiverTimingPort?
     private var timingTask: RepeatedTask?
     private var audioPacketIndex = 0
+    /// The sync packet in force and each packet's arrival: when each frame plays by the sender's clock.
+    private var ntp = NTPPlacement()
     private var end = SessionEnd()
     private var ended = false
     private let sessionID = UInt32.random(in: 1...UInt32.max)
@@ -35,6 +38,10 @@ final class SpeakerSession: @unchecked Sendable {
         self.shared = shared
         self.playout = AudioPlayout(jitter: shared.configuration.jitter) { body in shared.reception(body) }
         shared.register(channel)
+        playout.gate = { [unowned self] seq, frames in
+            shared.reception { r in ntp.record(seq: seq, frames: frames, in: &r) }
+            return true
+        }
     }
 
     /// The RTSP server end of this session's connection.
@@ -133,6 +140,7 @@ final class SpeakerSession: @unchecked Sendable {
             let fmtp = request.bodyText.split(whereSeparator: \.isNewline)
                 .first { $0.hasPrefix("a=fmtp:") }.map { String($0.dropFirst("a=fmtp:".count)) }
             try playout.setFormat(fmt, cookie: fmt.codec == .alac ? fmtp.flatMap { ALACMagicCookie.make(fmtp: $0) } : nil)
+            ntp.sampleRate = fmt.sampleRate
         } catch {
             return status(500, for: request)
         }
@@ -234,6 +242,7 @@ final class SpeakerSession: @unchecked Sendable {
             r.lastAudioArrival = arrival
         }
         if let drop = config.dropAudioPacket, drop(index, packet.sequenceNumber) { return }
+        ntp.arrived(seq: packet.sequenceNumber, rtp: packet.timestamp, at: PTPMaster.monotonicNow())
         playout.insert(seq: packet.sequenceNumber, payload: packet.payload)
     }
 
@@ -245,10 +254,15 @@ final class SpeakerSession: @unchecked Sendable {
         guard !ended, let packet = try? RAOPControlPacket(decoding: bytes) else { return }
         shared.update { $0.controlBytesReceived += bytes.count }
         switch packet {
-        case .sync:
-            shared.update { $0.syncPacketsReceived += 1 }
+        case .sync(let sync):
+            ntp.sync(sync)
+            shared.update { r in
+                r.syncPacketsReceived += 1
+                r.ntp.syncAnchors += 1
+            }
         case .retransmitResponse(let r):
             shared.update { $0.retransmitResponsesReceived += 1 }
+            ntp.arrived(seq: r.packet.sequenceNumber, rtp: r.packet.timestamp, at: PTPMaster.monotonicNow())
             playout.insert(seq: r.packet.sequenceNumber, payload: r.packet.payload, isRetransmission: true)
         case .retransmitRequest:
             break

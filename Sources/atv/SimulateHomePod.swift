@@ -33,7 +33,13 @@ struct SimulateHomePod: AsyncParsableCommand {
             ";features=0x4A7FCA00,0xBC354BD0;model=AudioAccessory5,1"
         """)
     @OptionGroup var global: GlobalOptions
-    @Option(help: "Loopback address to listen on (127.0.0.0/8).") var address: String = "127.0.0.1"
+    @Option(help: "Address to listen on: loopback (127.0.0.0/8), or a test address (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24) of a private network namespace.")
+    var address: String = "127.0.0.1"
+    @Option(help: "JSON file to write, at the end of each session, with when each packet played (by the clock followed, PTP or the sender's NTP, and the local monotonic clock) and its place in the WAV file.")
+    var playInstants: String?
+    @Option(help: "Real-time streams: UDP port of the audio data socket (0 = any free port).") var audioPort: Int = 0
+    @Option(help: "Real-time streams: the audio data port named in the stream SETUP reply instead of the real one (a relay in front of it).")
+    var advertisedAudioPort: Int?
     @Option(help: "HTTP/RTSP port (0 = any free port).") var port: Int = 0
     @Option(help: "WAV file to write (session n > 1 writes NAME-n.wav).") var output: String = "homepod.wav"
     @Option(help: "Name of the HomePod.") var name: String = "swift-atv HomePod"
@@ -79,8 +85,9 @@ struct SimulateHomePod: AsyncParsableCommand {
         }
         guard !pin.isEmpty, pin.allSatisfy(\.isNumber) else { throw ValidationError("--pin must be digits") }
         guard advance >= 0, advance < 86_400 else { throw ValidationError("--advance must be 0 (never) or a number of seconds") }
-        guard PTPMaster.isIPAddress(address), address.hasPrefix("127.") else {
-            throw ValidationError("--address must be a loopback address (127.0.0.0/8)")
+        try SimulatedAddress.validate(address)
+        guard (0 ... 65535).contains(audioPort), (1 ... 65535).contains(advertisedAudioPort ?? 1) else {
+            throw ValidationError("--audio-port and --advertised-audio-port must be UDP ports")
         }
         guard VirtualHomePod.Configuration.TimingAccepted(rawValue: timing) != nil else {
             throw ValidationError("--timing must be ntp, ptp or both")
@@ -115,6 +122,8 @@ struct SimulateHomePod: AsyncParsableCommand {
             config.timing = VirtualHomePod.Configuration.TimingAccepted(rawValue: timing) ?? .both
             config.profile = VirtualHomePod.Configuration.Profile(rawValue: profile) ?? .homepod
             config.ptpAddress = ptpAddress
+            config.audioPort = audioPort
+            config.advertisedAudioPort = advertisedAudioPort
             config.bufferedFormats = bufferedFormats.flatMap(Self.bufferedFormats)
             if let stopReadingAfter {
                 config.dataStall = .init(afterPackets: stopReadingAfter, duration: nil)
@@ -148,6 +157,7 @@ struct SimulateHomePod: AsyncParsableCommand {
                     ended += 1
                     print("Stream ended: \(wav ?? "-")")
                     print(report.description.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+                    if let playInstants { SimulatedAddress.write(PlayoutLog(homePod: report, wav: wav), to: playInstants) }
                 case .dataChannel(let open):
                     print("Remote-control data channel: \(open ? "opened" : "closed")")
                 case .request:

@@ -197,69 +197,6 @@ struct Simulate: AsyncParsableCommand {
                      SimulatePTPFollower.self])
 }
 
-struct SimulateSpeaker: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "speaker",
-        abstract: "A virtual AirPlay 1 speaker that writes what it plays to a WAV file.",
-        usage: "atv simulate speaker [<options>]",
-        discussion: """
-        Examples:
-          atv simulate speaker --port 7000 --output got.wav --sessions 1
-          atv stream song.flac --host 127.0.0.1 --port 7000
-        """)
-    @OptionGroup var global: GlobalOptions
-    @Option(help: "RTSP port (0 = any free port).") var port: Int = 0
-    @Option(help: "WAV file to write (session n > 1 writes NAME-n.wav).") var output: String = "speaker.wav"
-    @Option(help: "Name of the speaker.") var name: String = "swift-atv speaker"
-    @Option(help: "Exit after this many streams (0 = run until Ctrl-C).") var sessions: Int = 0
-    @Option(help: "Device id (MAC style) used in the RAOP name and AirPlay TXT.") var deviceId: String = "AA:BB:CC:DD:EE:FF"
-    @Flag(help: "Do not advertise the speaker over mDNS (_raop._tcp, _airplay._tcp on 127.0.0.1).") var noAdvertise = false
-
-    func validate() throws {
-        let parts = deviceId.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 6, parts.allSatisfy({ $0.count == 2 && $0.allSatisfy(\.isHexDigit) }) else {
-            throw ValidationError("--device-id must look like AA:BB:CC:DD:EE:FF")
-        }
-    }
-
-    func run() async throws {
-        global.bootstrapLogging()
-        try await runReportingErrors {
-            let speaker = try await VirtualSpeaker.start(.init(port: port, name: name, deviceID: deviceId.uppercased(), outputPath: output))
-            print("Virtual speaker \"\(name)\" listening on 127.0.0.1:\(speaker.port) (RAOP), writing \(output)")
-            let responder = noAdvertise ? nil : await advertise(port: speaker.port)
-            fflush(nil)
-            let stop = InterruptHandler { Task { await responder?.stop(); await speaker.stop() } }
-            defer { stop.cancel() }
-            var ended = 0
-            for await event in speaker.events() {
-                if case .sessionEnded(let wav, let report) = event {
-                    ended += 1
-                    print("Stream ended: \(wav ?? "-")")
-                    print(report.description.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
-                    fflush(nil)
-                    if sessions > 0 && ended >= sessions { break }
-                }
-            }
-            await responder?.stop()
-            await speaker.stop()
-        }
-    }
-
-    /// Publishes the speaker on 127.0.0.1; a port that cannot be bound is one warning line.
-    func advertise(port: Int) async -> MDNSResponder? {
-        let services = MDNSService.airPlay1Speaker(name: name, deviceID: deviceId, port: UInt16(port))
-        do {
-            let r = try await MDNSResponder.start(services, options: .init(interfaceAddresses: ["127.0.0.1"]))
-            let how = r.multicastInterfaces.isEmpty ? "unicast queries only (lo has no multicast)" : "also multicast on lo"
-            print("Advertising \"\(services[0].instance)\" (_raop._tcp) and \"\(name)\" (_airplay._tcp) on 127.0.0.1 via mDNS, \(how)")
-            return r
-        } catch {
-            print("Warning: not advertising over mDNS: \(error)")
-            return nil
-        }
-    }
-}
-
 struct Probe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show an input's format, duration and tags.",
         discussion: """

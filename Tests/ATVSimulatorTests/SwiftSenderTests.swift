@@ -2,6 +2,7 @@ import ATVAirPlayCore
 import ATVAudio
 import ATVCore
 import ATVHTTP
+import ATVPTP
 import ATVRAOP
 @testable import ATVSimulator
 import ATVTestSupport
@@ -181,6 +182,14 @@ private final class RTSPClient {
         #expect(report.retransmitResponsesReceived >= 2)
         #expect(report.packetsRecovered >= 4)  // 40, 41 and the two reordered ones
         #expect(report.framesWritten == packetCount * 352)
+        // Every packet, the two retransmitted ones too, is placed on the sender's clock: the sync
+        // packet says frame 0 plays at `now`, our timing reply put the sender's clock on ours.
+        let placed = report.ntp.playInstants
+        #expect(placed.count == packetCount && report.ntp.packetsUnplaced == 0, "\(report.reception.ntpSummary)")
+        for (i, p) in placed.enumerated() {
+            #expect(p.rtpTime == UInt32(i * 352) && p.framesBefore == i * 352 && p.frames == 352)
+            #expect(p.masterTime == now.nanoseconds + Int64(i * 352) * 1_000_000_000 / 44_100)
+        }
         let captured = try Harness.wavPCM(out)
         let expected = pcm.flatMap { $0 }
         #expect(captured.count == expected.count)
@@ -218,5 +227,59 @@ extension SwiftSenderTests {
         let captured = try Harness.wavPCM(out)
         #expect(captured.count == 704 * 4)
         #expect(Array(captured.prefix(4)) == [2, 1, 4, 3])  // byte-swapped to little-endian
+    }
+}
+
+extension SwiftSenderTests {
+    /// The speaker measures the sender's clock (here 5 s ahead of ours, as our timing reply says)
+    /// instead of assuming it is its own: a sync packet naming frame 0 at sender time now + 6 s
+    /// puts frame 0 about 1 s after the sync packet on the speaker's monotonic clock, each packet
+    /// 352 frames later, and records where each packet starts in the WAV file.
+    @Test func speakerPlacesFramesOnTheSendersClock() async throws {
+        let dir = try Harness.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let speaker = try await VirtualSpeaker.start(.init(outputPath: dir.appendingPathComponent("s.wav").path))
+        defer { Task { await speaker.stop() } }
+        let control = try TestSocket.udp(), timing = try TestSocket.udp(), audio = try TestSocket.udp()
+        let c = try RTSPClient(port: speaker.port)
+        let sdp = SDP.announce(format: RAOPAudioFormat(codec: .l16), sessionID: 1, localIP: "127.0.0.1", remoteIP: "127.0.0.1")
+        #expect(try await c.exchange("ANNOUNCE", headers: [("Content-Type", "application/sdp")], body: Array(sdp.utf8)).status == 200)
+        let setup = try await c.exchange("SETUP", headers: [("Transport", "RTP/AVP/UDP;unicast;mode=record;control_port=\(control.port);timing_port=\(timing.port)")])
+        let transport = SpeakerSession.parseTransport(setup.headers["Transport"] ?? "")
+        let serverPort = try #require(transport["server_port"].flatMap(Int.init))
+        let controlPort = try #require(transport["control_port"].flatMap(Int.init))
+        #expect(try await c.exchange("RECORD", headers: [("RTP-Info", "seq=0;rtptime=0")]).status == 200)
+
+        let request = try RAOPTimingPacket(decoding: try #require(await timing.receive(timeoutMs: 3000), "no timing request"))
+        let ahead: Int64 = 5_000_000_000
+        let senderNow = NTPTime.now().adding(seconds: 5)
+        timing.sendTo(port: transport["timing_port"].flatMap(Int.init) ?? 0,
+                      RAOPTimingPacket.reply(to: request, receivedAt: senderNow, sentAt: senderNow).bytes)
+        #expect(await poll(timeout: .seconds(5)) { speaker.report().senderClockOffset != nil })
+        let syncedAt = Int64(PTPMaster.monotonicNow())
+        let playAt = NTPTime.now().adding(seconds: 6)
+        control.sendTo(port: controlPort, RAOPSyncPacket(isFirst: true, rtpTimeLessLatency: 0, ntpTime: playAt, rtpTime: 44_100).bytes)
+        #expect(await poll(timeout: .seconds(5)) { speaker.report().ntp.syncAnchors == 1 })
+        for i in 0 ..< 20 {
+            let payload = [UInt8](repeating: UInt8(i + 1), count: 352 * 4)
+            audio.sendTo(port: serverPort, RAOPAudioPacket(sequenceNumber: UInt16(i), timestamp: UInt32(i * 352), ssrc: 1, payload: payload).bytes)
+        }
+        #expect(await poll(timeout: .seconds(10)) { speaker.report().packetsReceived >= 20 })
+        #expect(try await c.exchange("TEARDOWN").status == 200)
+        let report = try await speaker.waitForSessionEnd(timeout: .seconds(10))
+
+        let offset = try #require(report.senderClockOffset)
+        #expect(abs(offset - ahead) < 50_000_000, "offset \(offset) ns")
+        let placed = report.ntp.playInstants
+        #expect(placed.count == 20 && report.ntp.packetsUnplaced == 0, "\(report.reception.ntpSummary)")
+        for (i, p) in placed.enumerated() {
+            #expect(p.rtpTime == UInt32(i * 352) && p.framesBefore == i * 352 && p.frames == 352)
+            #expect(p.masterTime == playAt.nanoseconds + Int64(i * 352) * 1_000_000_000 / 44_100)
+        }
+        let first = try #require(placed.first?.localTime)
+        #expect(abs(first - syncedAt - 1_000_000_000) < 100_000_000, "frame 0 at \(first - syncedAt) ns after the sync packet")
+        // The same as a playout log, as `atv simulate speaker --play-instants` writes it.
+        let log = try PlayoutLog.decode(try PlayoutLog(speaker: report, wav: "s.wav").encoded())
+        #expect(log.timing == "ntp" && log.instants == placed && log.senderClockOffset == offset && log.unplaced == 0)
     }
 }

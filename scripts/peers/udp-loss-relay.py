@@ -8,7 +8,9 @@ Datagrams arriving on BIND:LISTEN (BIND 127.0.0.1 unless given) go to TARGET; da
 go to the last sender. With --only-audio only RTP audio (payload type 0x60, with or without the
 marker bit: byte 1 is 0x60 or 0xE0) is subject to loss; everything else passes. The first line on
 stdout is `{"listening": PORT}` (useful with --listen 0). On SIGTERM/SIGINT, after --max-seconds,
-or on exit it prints one JSON line: forwarded / dropped / passed-back counts. Loopback only.
+or on exit it prints one JSON line: forwarded / dropped / passed-back counts. Loopback only, or
+the documentation ranges of RFC 5737 (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24) that tests
+give the veth links of their private network namespaces.
 """
 import argparse
 import json
@@ -36,11 +38,13 @@ def main():
     args = ap.parse_args()
 
     def loopback(h):
-        return h == "localhost" or (h.startswith("127.") and h.count(".") == 3)
+        # Loopback, or a documentation address (RFC 5737) as tests give their namespaces' veths.
+        test_net = h.rsplit(".", 1)[0] in ("192.0.2", "198.51.100", "203.0.113") and h.count(".") == 3
+        return h == "localhost" or (h.startswith("127.") and h.count(".") == 3) or test_net
 
     host, _, port = args.target.rpartition(":")
     if not loopback(host) or not loopback(args.bind):
-        sys.exit("udp-loss-relay: --target and --bind must be loopback addresses (127.0.0.0/8)")
+        sys.exit("udp-loss-relay: --target and --bind must be loopback addresses (127.0.0.0/8) or RFC 5737 test addresses")
     target = ("127.0.0.1" if host == "localhost" else host, int(port))
     if not 0.0 <= args.loss <= 1.0:
         sys.exit("udp-loss-relay: --loss must be in 0..1")
