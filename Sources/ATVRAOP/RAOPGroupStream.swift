@@ -363,6 +363,7 @@ public final class RAOPGroupStream: Sendable {
             ready: { [self] route, lead in try await memberReady(name, route: route.route, lead: lead) },
             started: { [self] start in memberStarted(name, start) })
         var failure: String?
+        var retryable = true
         var completed = false
         do {
             let report = try await client.streamGroupMember(hooks)
@@ -370,11 +371,14 @@ public final class RAOPGroupStream: Sendable {
             shared.withLock { $0.reports[name] = report }
         } catch {
             failure = Self.describe(error)
+            // Our own refusals (a route the group cannot drive, a bad value) would only repeat.
+            if case .invalidState? = error as? ATVError { retryable = false }
+            if case .invalidValue? = error as? ATVError { retryable = false }
         }
         shared.withLock { s in
             s.clients[name] = nil
             s.waiting[name] = nil
-            s.machine?.ended(name: name, error: failure, completed: completed, now: .now())
+            s.machine?.ended(name: name, error: failure, completed: completed, retryable: retryable, now: .now())
         }
         if let failure { logger.warning("group member \(name): \(failure)") }
         wakeup.signal()
