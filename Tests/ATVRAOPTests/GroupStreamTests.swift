@@ -137,6 +137,37 @@ private func seconds(_ t: NTPTime) -> Double { Double(t.raw >> 32) + Double(t.ra
         #expect(abs((t3[0] + 0.020) - t1[0]) < 0.001, "\(t3[0]) vs \(t1[0])")
     }
 
+    /// An AirPlay 2 realtime member (the virtual HomePod) beside an AirPlay 1 one: both get the
+    /// whole stream bit-exact from the one encode.
+    @Test func anAirPlay2RealtimeMemberBesideAnAirPlay1One() async throws {
+        let dir = try Harness.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let speaker = try await VirtualSpeaker.start(.init(host: "127.0.0.101", outputPath: dir.appendingPathComponent("s.wav").path))
+        let pod = try await VirtualHomePod.start(.init(outputPath: dir.appendingPathComponent("pod.wav").path))
+        defer { Task { await speaker.stop(); await pod.stop() } }
+        var ap2 = airPlay2Options()
+        ap2.buffered = .off
+        let packets = 250
+        let group = RAOPGroupStream(
+            members: [RAOPGroupMember(name: "speaker", host: "127.0.0.101", port: speaker.port, options: memberOptions()),
+                      RAOPGroupMember(name: "pod", host: "127.0.0.1", port: pod.port, options: ap2)],
+            logger: Logger(label: "test.group"))
+        let report = try await group.stream(RampSource(packets: packets, framesPerPacket: 352))
+        let summary = report.members.map { "\($0.name): \($0.state) \($0.error ?? "")" }
+        #expect(report.members.allSatisfy { $0.playedWhole }, "\(summary)")
+        let route = report.members.first { $0.name == "pod" }?.route
+        #expect(route == .realtimeNTP || route == .realtimePTP, "\(String(describing: route))")
+        _ = try await speaker.waitForSessionEnd(timeout: .seconds(10))
+        _ = try await pod.waitForSessionEnd(timeout: .seconds(10))
+        let leadIn = 9 * packetBytes
+        let expected = source(packets)
+        for file in ["s.wav", "pod.wav"] {
+            let wav = try Harness.wavPCM(dir.appendingPathComponent(file))
+            #expect(wav.count >= leadIn + expected.count, "\(file)")
+            #expect(Array(wav[min(wav.count, leadIn)..<min(wav.count, leadIn + expected.count)]) == expected, "\(file)")
+        }
+    }
+
     @Test func aBufferedMemberFailsWithOneClearErrorAndStreamNeedsMembers() async throws {
         let empty = RAOPGroupStream(members: [], logger: Logger(label: "test.group"))
         await #expect(throws: ATVError.self) { _ = try await empty.stream(RampSource(packets: 1, framesPerPacket: 352)) }
