@@ -168,6 +168,25 @@ private func seconds(_ t: NTPTime) -> Double { Double(t.raw >> 32) + Double(t.ra
         }
     }
 
+    /// The source fails mid-stream: the member ends with that failure, is not retried, and the
+    /// stream returns.
+    @Test func aFailingSourceEndsEveryMemberWithoutRetries() async throws {
+        let r = try await FakeReceiver.start()
+        defer { Task { await r.close() } }
+        let group = RAOPGroupStream(
+            members: [RAOPGroupMember(name: "one", host: "127.0.0.1", port: r.port, options: memberOptions())],
+            options: RAOPGroupOptions(retries: 3, retryDelay: .milliseconds(200)), logger: Logger(label: "test.group"))
+        let clock = ContinuousClock()
+        let start = clock.now
+        let report = try await group.stream(FailingSource(after: 60))
+        #expect(clock.now - start < .seconds(10))
+        let one = try #require(report.members.first)
+        #expect(one.state == .failed)
+        #expect(!one.playedWhole)
+        #expect(one.error != nil)
+        #expect(!report.anyPlayedWhole)
+    }
+
     @Test func aBufferedMemberFailsWithOneClearErrorAndStreamNeedsMembers() async throws {
         let empty = RAOPGroupStream(members: [], logger: Logger(label: "test.group"))
         await #expect(throws: ATVError.self) { _ = try await empty.stream(RampSource(packets: 1, framesPerPacket: 352)) }
@@ -175,4 +194,21 @@ private func seconds(_ t: NTPTime) -> Double { Double(t.raw >> 32) + Double(t.ra
         await #expect(throws: ATVError.invalidValue("volume 120.0 is outside 0…100")) { try await group.setVolume(120, member: "x") }
         await #expect(throws: ATVError.self) { try await group.setVolume(20, member: "x") }
     }
+}
+
+/// `packets` ramp packets, then a decoding failure.
+private struct FailingSource: AsyncSequence, Sendable {
+    typealias Element = PCMPacket
+    let after: Int
+    struct SourceBroke: Error {}
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var i = 0
+        let after: Int
+        mutating func next() async throws -> PCMPacket? {
+            guard i < after else { throw SourceBroke() }
+            defer { i += 1 }
+            return PCMPacket(bytes: RampSource.pcm(packet: i, frames: 352), frames: 352)
+        }
+    }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(after: after) }
 }
