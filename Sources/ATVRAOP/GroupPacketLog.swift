@@ -179,8 +179,14 @@ final class GroupPacketFeed: EncodedPayloadSink, Sendable {
         state = Mutex(State(log: GroupPacketLog(highWater: highWater, lowWater: lowWater)))
     }
 
-    /// Packets produced so far, and whether the producer finished (`.end`/`.failure` appended).
-    var produced: (head: Int64, ended: Bool) { state.withLock { ($0.log.head, $0.log.terminal != nil) } }
+    /// Packets produced so far, whether the producer finished (`.end`/`.failure` appended) and
+    /// whether it failed (`.failure`).
+    var produced: (head: Int64, ended: Bool, failed: Bool) {
+        state.withLock { s in
+            if case .failure? = s.log.terminal { return (s.log.head, true, true) }
+            return (s.log.head, s.log.terminal != nil, false)
+        }
+    }
 
     // MARK: producer
 

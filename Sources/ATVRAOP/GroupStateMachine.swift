@@ -100,15 +100,16 @@ struct GroupStateMachine: Sendable {
 
     /// The member's session ended: `error` nil = it ended cleanly, `completed` = it sent the whole
     /// programme (its reader reached the end). A failed one is retried while retries remain and
-    /// the programme still has something left for it.
-    mutating func ended(name: String, error: String?, completed: Bool, now: NIODeadline) {
+    /// the programme still has something left for it, unless `retryable` is false (a failure a
+    /// new session would only repeat, such as a route the group cannot drive).
+    mutating func ended(name: String, error: String?, completed: Bool, retryable: Bool = true, now: NIODeadline) {
         guard let i = index(name), members[i].state != .removed else { return }
         var m = members[i]
         m.waitingLead = nil
         if let error {
             m.error = error
             m.failedOnce = true
-            if !stopped, m.attempts <= config.retries, !programmeOver(by: now + Self.amount(config.retryDelay)) {
+            if !stopped, retryable, m.attempts <= config.retries, !programmeOver(by: now + Self.amount(config.retryDelay)) {
                 m.state = .lost
                 m.retryAt = now + Self.amount(config.retryDelay)
             } else {

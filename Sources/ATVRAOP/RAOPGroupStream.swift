@@ -263,10 +263,17 @@ public final class RAOPGroupStream: Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [self] in
                 await RAOPClient.produce(packets, into: feed, codec: .alac, framesPerPacket: fpp, leadIn: leadIn, padding: padding)
-                let (head, ended) = feed.produced
-                shared.withLock { s in
+                let (head, ended, failed) = feed.produced
+                let waiters = shared.withLock { s -> [Waiter] in
                     if ended { s.machine?.programmeEnded(packets: head) }
+                    // The source failed: members end with its error when they reach it; a retry
+                    // would only read it again, and a member not started yet never starts.
+                    guard failed else { return [] }
+                    s.machine?.stop()
+                    defer { s.waiting = [:] }
+                    return Array(s.waiting.values)
                 }
+                for w in waiters { w.resume(throwing: ATVError.playbackError("the source failed before this member started")) }
                 wakeup.signal()
             }
             await coordinate(feed: feed, group: &group)
@@ -363,6 +370,7 @@ public final class RAOPGroupStream: Sendable {
             ready: { [self] route, lead in try await memberReady(name, route: route.route, lead: lead) },
             started: { [self] start in memberStarted(name, start) })
         var failure: String?
+        var retryable = true
         var completed = false
         do {
             let report = try await client.streamGroupMember(hooks)
@@ -370,11 +378,14 @@ public final class RAOPGroupStream: Sendable {
             shared.withLock { $0.reports[name] = report }
         } catch {
             failure = Self.describe(error)
+            // Our own refusals (a route the group cannot drive, a bad value) would only repeat.
+            if case .invalidState? = error as? ATVError { retryable = false }
+            if case .invalidValue? = error as? ATVError { retryable = false }
         }
         shared.withLock { s in
             s.clients[name] = nil
             s.waiting[name] = nil
-            s.machine?.ended(name: name, error: failure, completed: completed, now: .now())
+            s.machine?.ended(name: name, error: failure, completed: completed, retryable: retryable, now: .now())
         }
         if let failure { logger.warning("group member \(name): \(failure)") }
         wakeup.signal()
@@ -384,7 +395,7 @@ public final class RAOPGroupStream: Sendable {
         -> (source: any EncodedPayloadSource, schedule: GroupMemberSchedule) {
         try await withCheckedThrowingContinuation { (cont: Waiter) in
             let resumes: [() -> Void]? = shared.withLock { s in
-                guard s.running, !s.stopRequested, var machine = s.machine, let feed = s.feed else { return nil }
+                guard s.running, !s.stopRequested, var machine = s.machine, !machine.stopped, let feed = s.feed else { return nil }
                 s.waiting[name] = cont
                 let start = machine.ready(name: name, route: route, lead: lead, now: .now())
                 s.machine = machine

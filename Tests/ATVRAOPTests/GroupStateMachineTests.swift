@@ -117,6 +117,16 @@ private func sendTime(_ s: GroupMemberSchedule, leadMs: Int64) -> NIODeadline { 
         #expect(m.position(at: p0 + .seconds(60)) < 10.1)
     }
 
+    @Test func aFailureANewSessionWouldRepeatIsNotRetried() throws {
+        var m = machine()
+        try m.add(name: "Buffered", offsetMilliseconds: 0, now: t0)
+        m.ended(name: "Buffered", error: "buffered members are not supported in a group yet", completed: false,
+                retryable: false, now: at(ms: 100))
+        #expect(m.members[0].state == .failed)
+        #expect(m.members[0].attempts == 1)
+        #expect(m.isDone)
+    }
+
     @Test func namesAreUniqueAndOffsetsBounded() throws {
         var m = machine()
         try m.add(name: "A", offsetMilliseconds: 0, now: t0)

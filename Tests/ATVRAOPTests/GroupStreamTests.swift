@@ -137,6 +137,56 @@ private func seconds(_ t: NTPTime) -> Double { Double(t.raw >> 32) + Double(t.ra
         #expect(abs((t3[0] + 0.020) - t1[0]) < 0.001, "\(t3[0]) vs \(t1[0])")
     }
 
+    /// An AirPlay 2 realtime member (the virtual HomePod) beside an AirPlay 1 one: both get the
+    /// whole stream bit-exact from the one encode.
+    @Test func anAirPlay2RealtimeMemberBesideAnAirPlay1One() async throws {
+        let dir = try Harness.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let speaker = try await VirtualSpeaker.start(.init(host: "127.0.0.101", outputPath: dir.appendingPathComponent("s.wav").path))
+        let pod = try await VirtualHomePod.start(.init(outputPath: dir.appendingPathComponent("pod.wav").path))
+        defer { Task { await speaker.stop(); await pod.stop() } }
+        var ap2 = airPlay2Options()
+        ap2.buffered = .off
+        let packets = 250
+        let group = RAOPGroupStream(
+            members: [RAOPGroupMember(name: "speaker", host: "127.0.0.101", port: speaker.port, options: memberOptions()),
+                      RAOPGroupMember(name: "pod", host: "127.0.0.1", port: pod.port, options: ap2)],
+            logger: Logger(label: "test.group"))
+        let report = try await group.stream(RampSource(packets: packets, framesPerPacket: 352))
+        let summary = report.members.map { "\($0.name): \($0.state) \($0.error ?? "")" }
+        #expect(report.members.allSatisfy { $0.playedWhole }, "\(summary)")
+        let route = report.members.first { $0.name == "pod" }?.route
+        #expect(route == .realtimeNTP || route == .realtimePTP, "\(String(describing: route))")
+        _ = try await speaker.waitForSessionEnd(timeout: .seconds(10))
+        _ = try await pod.waitForSessionEnd(timeout: .seconds(10))
+        let leadIn = 9 * packetBytes
+        let expected = source(packets)
+        for file in ["s.wav", "pod.wav"] {
+            let wav = try Harness.wavPCM(dir.appendingPathComponent(file))
+            #expect(wav.count >= leadIn + expected.count, "\(file)")
+            #expect(Array(wav[min(wav.count, leadIn)..<min(wav.count, leadIn + expected.count)]) == expected, "\(file)")
+        }
+    }
+
+    /// The source fails mid-stream: the member ends with that failure, is not retried, and the
+    /// stream returns.
+    @Test func aFailingSourceEndsEveryMemberWithoutRetries() async throws {
+        let r = try await FakeReceiver.start()
+        defer { Task { await r.close() } }
+        let group = RAOPGroupStream(
+            members: [RAOPGroupMember(name: "one", host: "127.0.0.1", port: r.port, options: memberOptions())],
+            options: RAOPGroupOptions(retries: 3, retryDelay: .milliseconds(200)), logger: Logger(label: "test.group"))
+        let clock = ContinuousClock()
+        let start = clock.now
+        let report = try await group.stream(FailingSource(after: 60))
+        #expect(clock.now - start < .seconds(10))
+        let one = try #require(report.members.first)
+        #expect(one.state == .failed)
+        #expect(!one.playedWhole)
+        #expect(one.error != nil)
+        #expect(!report.anyPlayedWhole)
+    }
+
     @Test func aBufferedMemberFailsWithOneClearErrorAndStreamNeedsMembers() async throws {
         let empty = RAOPGroupStream(members: [], logger: Logger(label: "test.group"))
         await #expect(throws: ATVError.self) { _ = try await empty.stream(RampSource(packets: 1, framesPerPacket: 352)) }
@@ -144,4 +194,21 @@ private func seconds(_ t: NTPTime) -> Double { Double(t.raw >> 32) + Double(t.ra
         await #expect(throws: ATVError.invalidValue("volume 120.0 is outside 0…100")) { try await group.setVolume(120, member: "x") }
         await #expect(throws: ATVError.self) { try await group.setVolume(20, member: "x") }
     }
+}
+
+/// `packets` ramp packets, then a decoding failure.
+private struct FailingSource: AsyncSequence, Sendable {
+    typealias Element = PCMPacket
+    let after: Int
+    struct SourceBroke: Error {}
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var i = 0
+        let after: Int
+        mutating func next() async throws -> PCMPacket? {
+            guard i < after else { throw SourceBroke() }
+            defer { i += 1 }
+            return PCMPacket(bytes: RampSource.pcm(packet: i, frames: 352), frames: 352)
+        }
+    }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(after: after) }
 }
