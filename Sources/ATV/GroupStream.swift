@@ -59,11 +59,48 @@ public final class GroupAudioStream: Sendable {
 public func streamGroup(_ devices: [(name: String, config: DeviceConfig, offsetMilliseconds: Double)],
                         options: ConnectOptions = ConnectOptions(), groupOptions: RAOPGroupOptions = .init(),
                         storage: FileStorage? = nil, logger: Logger = Logger(label: "atv.group")) throws -> GroupAudioStream {
+    try streamGroup(devices.map { GroupDevice(name: $0.name, config: $0.config, offsetMilliseconds: $0.offsetMilliseconds) },
+                    options: options, groupOptions: groupOptions, storage: storage, logger: logger)
+}
+
+/// One device of a group stream: its name in the group, its offset and, where it differs from
+/// the group's, its own AirPlay 2 timing and buffered choice.
+public struct GroupDevice: Sendable {
+    /// The member's name (progress, outcome, `setVolume(_:member:)`).
+    public var name: String
+    public var config: DeviceConfig
+    /// Milliseconds this device is fed early (positive: its amplifier plays late).
+    public var offsetMilliseconds: Double
+    /// This device's AirPlay 2 timing; nil: the group's (`ConnectOptions.raop.timing`).
+    public var timing: AirPlayTimingPreference?
+    /// This device's buffered-audio choice; nil: the group's (`ConnectOptions.raop.buffered`).
+    public var buffered: AirPlayBufferedPreference?
+
+    /// A device with the group's route choices unless `timing`/`buffered` are given.
+    public init(name: String, config: DeviceConfig, offsetMilliseconds: Double = 0,
+                timing: AirPlayTimingPreference? = nil, buffered: AirPlayBufferedPreference? = nil) {
+        self.name = name
+        self.config = config
+        self.offsetMilliseconds = offsetMilliseconds
+        self.timing = timing
+        self.buffered = buffered
+    }
+}
+
+/// A group stream to `devices`, each with its own offset and, where given, its own AirPlay 2
+/// timing and buffered choice; nothing is connected until ``GroupAudioStream/stream(_:)``. Throws when a
+/// device has no service audio streams go to, or two share a name.
+public func streamGroup(_ devices: [GroupDevice], options: ConnectOptions = ConnectOptions(),
+                        groupOptions: RAOPGroupOptions = .init(), storage: FileStorage? = nil,
+                        logger: Logger = Logger(label: "atv.group")) throws -> GroupAudioStream {
     var names = Set<String>()
     let members = try devices.map { d -> RAOPGroupMember in
         guard names.insert(d.name).inserted else { throw ATVError.invalidValue("\(d.name) is named twice in the group") }
+        var own = options
+        if let timing = d.timing { own.raop.timing = timing }
+        if let buffered = d.buffered { own.raop.buffered = buffered }
         return try groupMember(name: d.name, config: d.config, offsetMilliseconds: d.offsetMilliseconds,
-                               options: options, storage: storage)
+                               options: own, storage: storage)
     }
     return GroupAudioStream(engine: RAOPGroupStream(members: members, options: groupOptions, logger: logger),
                             options: options, storage: storage)

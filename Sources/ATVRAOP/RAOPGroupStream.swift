@@ -97,6 +97,8 @@ public struct RAOPGroupMemberOutcome: Sendable {
     public var error: String?
     /// Its last session's report (nil when no session got as far as sending).
     public var report: RAOPStreamReport?
+    /// Sessions started (1: never retried).
+    public var attempts: Int = 1
 }
 
 /// What a group stream did.
@@ -283,7 +285,7 @@ public final class RAOPGroupStream: Sendable {
         return shared.withLock { s in
             let members = (s.machine?.members ?? []).map { m in
                 RAOPGroupMemberOutcome(name: m.name, route: m.route, playedWhole: m.playedWhole, state: m.state,
-                                       error: m.error, report: s.reports[m.name])
+                                       error: m.error, report: s.reports[m.name], attempts: m.attempts)
             }
             return RAOPGroupReport(members: members, stopped: s.stopRequested)
         }

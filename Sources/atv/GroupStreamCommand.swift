@@ -223,6 +223,9 @@ struct GroupStreamMember: Sendable {
     var name: String
     var config: DeviceConfig
     var offsetMilliseconds: Double
+    /// The device's own AirPlay 2 timing / buffered choice (`atv group route`); nil: the command's.
+    var timing: AirPlayTimingPreference? = nil
+    var buffered: AirPlayBufferedPreference? = nil
 }
 
 /// A running group stream: the calls `atv stream` makes on ATV's `GroupAudioStream`.
@@ -248,7 +251,7 @@ protocol GroupStreamOpener: Sendable {
 
 /// The engine `atv stream` uses for several receivers; nil until it is wired (then several
 /// receivers are "not implemented yet", exit 3).
-let groupStreamOpener: (any GroupStreamOpener)? = nil
+let groupStreamOpener: (any GroupStreamOpener)? = FacadeGroupStreamOpener()
 
 // MARK: - Running it
 
