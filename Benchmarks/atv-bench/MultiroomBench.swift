@@ -39,7 +39,9 @@ func runMultiroomBenchmarks(seconds audioSeconds: Int, runs: Int, members: [Int]
         for i in 0 ..< n {
             let wav = dir.appendingPathComponent("m\(i)-\(UUID().uuidString.prefix(8)).wav").path
             wavs.append(wav)
-            speakers.append(try await VirtualSpeaker.start(.init(port: 0, name: "bench \(i)", outputPath: wav)))
+            // 16 speakers share this process's event loops with its own work: a generous grace after
+            // TEARDOWN, so that datagrams still queued are played.
+            speakers.append(try await VirtualSpeaker.start(.init(port: 0, name: "bench \(i)", outputPath: wav, endGrace: .seconds(2))))
         }
         let commands = launch(speakers.map(\.port))
         let usages: [ChildUsage] = try await withThrowingTaskGroup(of: ChildUsage.self) { group in
