@@ -1,18 +1,15 @@
 import ATVSimulator
 import Foundation
 
-// MARK: - The group sender (BIND AT MERGE)
-
-/// The arguments of ONE `atv` process streaming `file` to every speaker (127.0.0.1, `ports`) as a
-/// group, or nil while the group stream does not exist: the `atv_group` column is then left out
-/// with its reason, never filled with a figure. Bind it to the CLI's group form once merged
-/// (e.g. `["stream", file] + ports.flatMap { ["--host", "127.0.0.1:\($0)"] }`, whatever that form is).
-let multiroomGroupArguments: (@Sendable (_ file: String, _ ports: [Int]) -> [String])? = nil
+/// The arguments of ONE `atv` process streaming `file` to every speaker (127.0.0.1, `ports`) as a group.
+func multiroomGroupArguments(_ file: String, _ ports: [Int]) -> [String] {
+    ["stream", file] + ports.flatMap { ["--host", "127.0.0.1:\($0)"] }
+}
 
 /// Issue 17, scale: N = 1, 2, 4, 8, 16 virtual AirPlay 1 speakers (`VirtualSpeaker`, 127.0.0.1,
 /// in this process) receive the same file from N separate `atv stream` processes, from pyatv's
-/// N separate `atvremote stream_file` processes (the only way it can), and — once bound — from
-/// one `atv` group process. Per sender and N: CPU seconds per audio minute of all its processes
+/// N separate `atvremote stream_file` processes (the only way it can), and from
+/// one `atv` process streaming to all of them as a group. Per sender and N: CPU seconds per audio minute of all its processes
 /// together (GNU time, user + system), their private memory (USS, Private_Clean + Private_Dirty
 /// from /proc/PID/smaps_rollup, peak per process, summed) and RSS beside it, and the USS each
 /// member beyond the first adds. Medians of `runs` runs per sender in alternating order; every
@@ -91,12 +88,10 @@ func runMultiroomBenchmarks(seconds audioSeconds: Int, runs: Int, members: [Int]
                                 "--id", "AA:BB:CC:DD:EE:FF", "stream_file=\(file)"], ["HOME": home])
         }
     }
-    var senders: [(String, ([Int]) -> [(String, [String], [String: String])])] = [
+    let senders: [(String, ([Int]) -> [(String, [String], [String: String])])] = [
+        ("atv_group", { ports in [(atv, multiroomGroupArguments(file, ports), [:])] }),
         ("atv_processes", atvProcesses), ("pyatv_processes", pyatvProcesses),
     ]
-    if let group = multiroomGroupArguments {
-        senders.append(("atv_group", { ports in [(atv, group(file, ports), [:])] }))
-    }
 
     let minutes = Double(audioSeconds) / 60
     var ussAtOne: [String: Double] = [:]
@@ -116,10 +111,6 @@ func runMultiroomBenchmarks(seconds audioSeconds: Int, runs: Int, members: [Int]
             ]
             if n > 1, let one = ussAtOne[name] { line["uss_mb_per_extra_member"] = round3((uss - one) / Double(n - 1)) }
             emit(line)
-        }
-        if multiroomGroupArguments == nil {
-            emit(["bench": "multiroom", "members": n, "sender": "atv_group",
-                  "omitted": "no group stream in this build: multiroomGroupArguments (Benchmarks/atv-bench/MultiroomBench.swift) is not bound"])
         }
     }
 }

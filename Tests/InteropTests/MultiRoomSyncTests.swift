@@ -3,14 +3,11 @@ import ATVTestSupport
 import Foundation
 import Testing
 
-// MARK: - The group sender (BIND AT MERGE)
+// MARK: - The group sender
 //
-// `startGroup` is the one place that says how the test's sender streams one file to several
-// receivers at once. Until the group engine (RAOPGroupStream) and `atv stream` with several
-// `--host`s exist, it starts one `atv stream` per member at the same moment — what works today,
-// and cannot be in sync (each process picks its own start instant), so the sync assertion of
-// `threeMembersPlayTheSameFrameWithinAMillisecond` fails with the measured spread until this is
-// bound to the group stream.
+// `startGroup` says how the test's sender streams one file to several receivers at once: one
+// `atv stream` with a `--host` per member; each member's route (AirPlay 1 by its features; realtime
+// or buffered PTP for the HomePods) is that device's stored preference (`atv group route`).
 
 /// One member of the group under test: its address and RTSP port, and the route the sender must
 /// take to it.
@@ -27,22 +24,18 @@ struct GroupTestMember {
 /// status in "$TMP/sender.rc" and its output in "$TMP/sender.out" / "$TMP/sender.err". ($ATV is
 /// the `atv` binary, $TMP a private directory.)
 func startGroup(file: String, members: [GroupTestMember], latencyMs: Int) -> String {
-    // TODAY: N separate processes (not a group). AT MERGE: one `atv stream` with every member.
     var lines: [String] = []
-    for (i, m) in members.enumerated() {
-        let route: String = switch m.route {
-        case .airPlay1: "--airplay-version 1"
-        case .realtimePTP: "--timing ptp"
-        case .bufferedPTP: "--timing ptp --buffered on"
+    for m in members {
+        switch m.route {
+        case .airPlay1: continue
+        case .realtimePTP: lines.append("\"$ATV\" group route \(m.host):\(m.port) --timing ptp --buffered off --storage \"$TMP/s.json\" > /dev/null")
+        case .bufferedPTP: lines.append("\"$ATV\" group route \(m.host):\(m.port) --timing ptp --buffered on --storage \"$TMP/s.json\" > /dev/null")
         }
-        lines.append("\"$ATV\" stream \"\(file)\" --host \(m.host) --port \(m.port) \(route) --latency \(latencyMs) -v "
-            + "--storage \"$TMP/s\(i).json\" > \"$TMP/sender\(i).out\" 2> \"$TMP/sender\(i).err\" & S\(i)=$!")
     }
-    lines.append("rc=0")
-    for i in members.indices { lines.append("wait $S\(i) || rc=$?") }
-    lines.append("echo $rc > \"$TMP/sender.rc\"")
-    lines.append("cat \(members.indices.map { "\"$TMP/sender\($0).out\"" }.joined(separator: " ")) > \"$TMP/sender.out\"")
-    lines.append("cat \(members.indices.map { "\"$TMP/sender\($0).err\"" }.joined(separator: " ")) > \"$TMP/sender.err\"")
+    let hosts = members.map { "--host \($0.host):\($0.port)" }.joined(separator: " ")
+    lines.append("\"$ATV\" stream \"\(file)\" \(hosts) --latency \(latencyMs) -v --storage \"$TMP/s.json\" "
+        + "> \"$TMP/sender.out\" 2> \"$TMP/sender.err\"")
+    lines.append("echo $? > \"$TMP/sender.rc\"")
     return lines.joined(separator: "\n")
 }
 
