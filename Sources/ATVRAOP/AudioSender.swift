@@ -89,11 +89,16 @@ extension RAOPClient {
         if options.airPlayVersion == .v2 {
             return try await AirPlay2AudioSession.open(host: host, port: port, options: options, wakeup: wakeup, logger: logger)
         }
-        // --timing ptp / --buffered on to an AirPlay 1 receiver: one clear error.
-        _ = try AirPlayAudioRouteChoice.choose(version: .v1, traits: options.receiverTraits, timing: options.timing,
-                                               buffered: options.buffered)
-        if options.bufferedCodec == .aac {
-            throw ATVError.invalidValue("--codec aac needs buffered AirPlay 2 audio; this receiver speaks AirPlay 1 (RAOP) only")
+        // --timing ptp / --buffered on to an AirPlay 1 receiver: one clear error (a group member
+        // plays AirPlay 1 on the group's clock instead).
+        do {
+            _ = try AirPlayAudioRouteChoice.choose(version: .v1, traits: options.receiverTraits, timing: options.timing,
+                                                   buffered: options.buffered)
+            if options.bufferedCodec == .aac {
+                throw ATVError.invalidValue("--codec aac needs buffered AirPlay 2 audio; this receiver speaks AirPlay 1 (RAOP) only")
+            }
+        } catch let error as ATVError where options.airPlay2ChoicesOnly {
+            logger.warning("\(host):\(port) speaks AirPlay 1 (RAOP) only: streaming AirPlay 1 to it (\(error))")
         }
         return try await RAOPRouteSession.open(host: host, port: port, options: options, wakeup: wakeup, logger: logger)
     }

@@ -78,6 +78,9 @@ public struct RAOPOptions: Sendable {
     package var localAddress: String?
     /// Buffered AirPlay 2: SO_SNDBUF of the data connection (nil: `BufferedDataConnection.defaultSendBuffer`; tests).
     package var bufferedSendBuffer: Int?
+    /// `timing`/`buffered` apply only if the receiver speaks AirPlay 2; an AirPlay 1 receiver
+    /// streams AirPlay 1 with a warning instead of an error (a group's members).
+    package var airPlay2ChoicesOnly = false
 
     public init(codec: RAOPCodec = .alac, latencyFrames: Int = 88_200, volume: Double? = nil,
                 metadata: MediaMetadata? = nil, username: String = "swift-atv", password: String? = nil,

@@ -361,6 +361,9 @@ public final class RAOPGroupStream: Sendable {
                   let member = s.machine?.members.first(where: { $0.name == name }), !member.isTerminal else { return nil }
             var options = m.options
             options.codec = .alac
+            // --timing / --buffered name what AirPlay 2 members take; an AirPlay 1 member plays on
+            // (NTP sync from the same clock) instead of failing.
+            options.airPlay2ChoicesOnly = true
             if let v = s.volumes[name] { options.volume = v }
             if let md = s.metadata { options.metadata = md }
             let client = RAOPClient(host: m.host, port: m.port, options: options, logger: logger)
