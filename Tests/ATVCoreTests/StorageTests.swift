@@ -9,11 +9,11 @@ import Glibc
 import Darwin
 #endif
 
-/// A fresh directory under /tmp, removed when the test ends.
+/// A fresh directory in the test process's temp folder, removed when the test ends.
 final class TempDir {
     let path: String
     init() {
-        var template = Array("/tmp/atv-storage-test-XXXXXX".utf8CString)
+        var template = Array((TestTemp.root.path + "/atv-storage-test-XXXXXX").utf8CString)
         let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         path = String(cString: p!)
     }

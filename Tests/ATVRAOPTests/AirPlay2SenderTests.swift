@@ -235,8 +235,8 @@ func airPlay2Options(_ codec: RAOPCodec = .alac, progressTimeout: Duration = .se
 }
 
 func tempPath(_ name: String) -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ap2-sender-\(UInt32.random(in: 0...UInt32.max))")
-    try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    // In the test process's temp folder (removed at its exit).
+    let dir = (try? makeTempDir("ap2-sender")) ?? TestTemp.root
     return dir.appendingPathComponent(name).path
 }
 

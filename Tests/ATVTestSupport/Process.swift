@@ -102,7 +102,9 @@ public final class Child: @unchecked Sendable {
         process.standardOutput = outHandle
         process.standardError = errHandle
         process.standardInput = stdin ?? FileHandle.nullDevice
-        if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, n in n } }
+        // TMPDIR: the test process's own temp folder (removed at its exit), unless `environment` sets one.
+        process.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": TestTemp.root.path]) { _, n in n }
+            .merging(environment ?? [:]) { _, n in n }
         process.currentDirectoryURL = workingDirectory ?? TestEnv.root
         process.terminationHandler = { [weak self] _ in
             guard let self else { return }

@@ -3,6 +3,7 @@ import ATVAudio
 import ATVCore
 import ATVRAOP
 import ATVSimulator
+import ATVTestSupport
 import Foundation
 import Testing
 
@@ -71,8 +72,7 @@ import Testing
     /// tunnel is refused still gets the whole stream, bit-exact, and sees no remote-control SETUP
     /// at all, before the first audio packet or after. Remote control then fails with one clear line.
     @Test func streamToAHomePodOpensNoTunnel() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lazy-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try makeTempDir("lazy")
         defer { try? FileManager.default.removeItem(at: dir) }
         let received = dir.appendingPathComponent("pod.wav").path
         var podConfig = VirtualHomePod.Configuration(outputPath: received)

@@ -52,8 +52,7 @@ enum Netns {
     /// trap that kills its background jobs on exit. The whole thing is killed after `timeout`
     /// seconds (GNU timeout signals the process group, then SIGKILL 2 s later).
     static func run(_ script: String, timeout: Double) async throws -> Result {
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("atv-netns-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        let tmp = try makeTempDir("atv-netns")
         defer { try? FileManager.default.removeItem(at: tmp) }
         let prologue = """
             set -u
@@ -68,7 +67,7 @@ enum Netns {
         // them): give the namespace its default dispositions back, so cleanup traps work.
         let args = ["--default-signal=TERM,INT,HUP", "timeout", "--kill-after=2", String(format: "%.1f", timeout),
                     "unshare", "--net", "--mount", "--propagation", "private", "bash", "-c", prologue + script]
-        let env = ["ATV": atv, "PEERS": peers, "VENV": venv, "TMP": tmp.path, "HOME": tmp.path, "PYTHONUNBUFFERED": "1"]
+        let env = ["ATV": atv, "PEERS": peers, "VENV": venv, "TMP": tmp.path, "TMPDIR": tmp.path, "HOME": tmp.path, "PYTHONUNBUFFERED": "1"]
         let child = try Child("/usr/bin/env", args, environment: env, in: tmp, workingDirectory: tmp)
         // GNU timeout ends it; the runner's own limit is only a backstop.
         let r = await child.finish(timeout: timeout + 15)

@@ -39,7 +39,7 @@ ifaces=$(ip -o link show | awk -F": " "{print \$2}" | tr "\n" " " | sed "s/ $//"
 [[ $ifaces == lo ]] || die "not in a private network namespace (interfaces: $(echo $ifaces)); run it under unshare --net"
 ip link show lo | grep -q MULTICAST || die "lo has no MULTICAST flag (ip link set lo multicast on)"
 
-work=$(mktemp -d /tmp/atv-avahi.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/atv-avahi.XXXXXX")
 log=${AVAHI_LOG:-$work/avahi.log}
 cat > "$work/avahi.conf" <<EOF
 [server]
@@ -72,7 +72,7 @@ cleanup() {
     [[ -n $sleeper ]] && kill "$sleeper" 2>/dev/null
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    [[ -n ${AVAHI_LOG:-} ]] || rm -rf "$work"
+    rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 0' TERM INT
