@@ -127,13 +127,17 @@ struct GroupStreamTarget: Sendable {
     var config: DeviceConfig
     /// Its stored audio offset in milliseconds (`atv group offset`).
     var offsetMilliseconds: Double
+    /// Its stored AirPlay 2 timing (`atv group route`), nil when none is stored.
+    var timing: AirPlayTimingPreference? = nil
+    /// Its stored AirPlay 2 buffering (`atv group route`), nil when none is stored.
+    var buffered: AirPlayBufferedPreference? = nil
 
     /// The streaming service's port.
     var port: Int? { (config.service(.raop) ?? RAOPService.streamingService(in: config))?.port }
 }
 
 /// Resolves a `.several` plan: one scan for every name (and every query host), addresses as
-/// they are; each device's offset from `storage`.
+/// they are; each device's offset and audio route from `storage`.
 func resolveGroupTargets(names: [String], addresses: [StreamTargetPlan.HostPort], queryHosts: [String],
                          storage: FileStorage, timeout: Double = 3) async throws -> [GroupStreamTarget] {
     var found: [(String, DeviceConfig)] = []
@@ -165,8 +169,11 @@ func resolveGroupTargets(names: [String], addresses: [StreamTargetPlan.HostPort]
     }
     let names = GroupStreamText.uniqueNames(found.map { ($0.1.name, "\($0.1.address):\((($0.1.service(.raop) ?? RAOPService.streamingService(in: $0.1))?.port) ?? 0)") })
     return try zip(found, names).map { entry, name in
-        GroupStreamTarget(reference: entry.0, name: name, config: entry.1,
-                          offsetMilliseconds: try storage.audioOffset(reference: entry.0, config: entry.1))
+        let route = try storage.audioRoute(reference: entry.0, config: entry.1)
+        return GroupStreamTarget(reference: entry.0, name: name, config: entry.1,
+                                 offsetMilliseconds: try storage.audioOffset(reference: entry.0, config: entry.1),
+                                 timing: route?.timing.flatMap(AirPlayTimingPreference.init(rawValue:)),
+                                 buffered: route?.buffered.flatMap(AirPlayBufferedPreference.init(rawValue:)))
     }
 }
 

@@ -106,6 +106,11 @@ struct StreamCommand: AsyncParsableCommand {
                 return
             }
             let config = try await resolveDevice(device, for: .raop, defaultPort: 7000)
+            // The device's stored route (`atv group route`) where the command line says auto.
+            if let route = try store.audioRoute(reference: device.to ?? device.host, config: config) {
+                if raopOptions.timing == .auto, let t = route.timing.flatMap(AirPlayTimingPreference.init(rawValue:)) { raopOptions.timing = t }
+                if raopOptions.buffered == .auto, let b = route.buffered.flatMap(AirPlayBufferedPreference.init(rawValue:)) { raopOptions.buffered = b }
+            }
             let atv = try await connectWithin(device, config, options: ConnectOptions(raop: raopOptions, airPlayVersion: AirPlayVersion(rawValue: airplayVersion) ?? .auto),
                                               storage: store)
             defer { Task { await atv.close() } }

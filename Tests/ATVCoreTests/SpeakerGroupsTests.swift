@@ -92,6 +92,80 @@ import Testing
         #expect((try jsonObject(dir.settingsPath))["audio_offsets"] as? [String: Double] == ["AA:BB:CC:DD:EE:FF": -12.5])
     }
 
+    @Test func audioRoutesAreValidatedStoredPrivatelyAndFoundByAnyReference() throws {
+        // Validation: lowercased, "auto" as nil, anything else one clear error.
+        #expect(try AudioRoutePreference(timing: "PTP", buffered: "auto").normalized() == AudioRoutePreference(timing: "ptp"))
+        #expect(try AudioRoutePreference(timing: "auto", buffered: "auto").normalized().isEmpty)
+        #expect {
+            try AudioRoutePreference(timing: "fast").normalized()
+        } throws: { error in
+            (error as? ATVError) == .invalidValue("timing must be auto, ntp or ptp, not fast")
+        }
+        #expect {
+            try AudioRoutePreference(buffered: "yes").normalized()
+        } throws: { error in
+            (error as? ATVError) == .invalidValue("buffered must be auto, on or off, not yes")
+        }
+
+        let dir = TempDir()
+        try writeBytes(dir.settingsPath, #"{"version": 1, "devices": [], "audio_offsets": {"Kitchen": 40}, "future": 7}"#)
+        let store = FileStorage(path: dir.settingsPath)
+        #expect(try store.audioRoutes().isEmpty)
+        #expect(try store.setAudioRoute(AudioRoutePreference(timing: "ptp", buffered: "Off"), for: "Kitchen")
+                == AudioRoutePreference(timing: "ptp", buffered: "off"))
+        try store.setAudioRoute(AudioRoutePreference(buffered: "on"), for: "AA:BB:CC:DD:EE:FF")
+        try store.setAudioRoute(AudioRoutePreference(timing: "ntp"), for: "kitchen")  // same device, other case: replaces
+        #expect(try FileStorage(path: dir.settingsPath).audioRoutes()
+                == ["kitchen": AudioRoutePreference(timing: "ntp"), "AA:BB:CC:DD:EE:FF": AudioRoutePreference(buffered: "on")])
+        let before = try readBytes(dir.settingsPath)
+        #expect(throws: ATVError.self) { try store.setAudioRoute(AudioRoutePreference(timing: "sometimes"), for: "Kitchen") }
+        #expect(throws: ATVError.self) { try store.setAudioRoute(AudioRoutePreference(timing: "ptp"), for: "") }
+        #expect(try readBytes(dir.settingsPath) == before, "a refused value leaves the file alone")
+
+        let json = try jsonObject(dir.settingsPath)
+        #expect(json["audio_routes"] as? [String: [String: String]]
+                == ["kitchen": ["timing": "ntp"], "AA:BB:CC:DD:EE:FF": ["buffered": "on"]])
+        #expect(json["audio_offsets"] as? [String: Double] == ["Kitchen": 40])
+        #expect(json["future"] as? Int == 7)
+        #expect(mode(dir.settingsPath) & 0o777 == 0o600)
+
+        let kitchen = DeviceConfig(name: "Kitchen", address: "10.0.0.2",
+                                   services: [ServiceConfig(protocol: .raop, identifier: "11:22:33:44:55:66", port: 7000)])
+        #expect(try store.audioRoute(reference: "10.0.0.2", config: kitchen) == AudioRoutePreference(timing: "ntp"),
+                "found by the device's name, any case")
+        let other = DeviceConfig(name: "Speaker", address: "10.0.0.3",
+                                 services: [ServiceConfig(protocol: .raop, identifier: "aa:bb:cc:dd:ee:ff", port: 7000)])
+        #expect(try store.audioRoute(reference: nil, config: other) == AudioRoutePreference(buffered: "on"),
+                "found by an identifier, any case")
+        #expect(try store.audioRoute(reference: "KITCHEN", config: other) == AudioRoutePreference(timing: "ntp"),
+                "what the user typed comes first")
+        #expect(try store.audioRoute(reference: "Attic", config: DeviceConfig(name: "Attic", address: "10.0.0.4", services: [])) == nil)
+
+        // Both auto (or nil) removes the entry.
+        #expect(try store.setAudioRoute(AudioRoutePreference(timing: "auto", buffered: "AUTO"), for: "KITCHEN") == nil)
+        try store.setAudioRoute(AudioRoutePreference(), for: "aa:bb:cc:dd:ee:ff")
+        #expect(try store.audioRoutes().isEmpty)
+        #expect((try jsonObject(dir.settingsPath))["audio_routes"] as? [String: Any] != nil)
+        #expect(mode(dir.settingsPath) & 0o777 == 0o600)
+    }
+
+    @Test func malformedAudioRoutesInTheFileAreOneClearError() throws {
+        for routes in [#""ptp""#, #"{"Kitchen": "ptp"}"#, #"{"Kitchen": {"timing": "fast"}}"#,
+                       #"{"Kitchen": {"timing": 1}}"#, #"{"Kitchen": {"latency": "ptp"}}"#] {
+            let dir = TempDir()
+            try writeBytes(dir.settingsPath, #"{"version": 1, "devices": [], "audio_routes": "# + routes + "}")
+            let before = try readBytes(dir.settingsPath)
+            let store = FileStorage(path: dir.settingsPath)
+            #expect {
+                try store.audioRoutes()
+            } throws: { error in
+                "\(error)".contains("\"audio_routes\" must map device names to")
+            }
+            #expect(throws: ATVError.self) { try store.setAudioRoute(AudioRoutePreference(timing: "ptp"), for: "Kitchen") }
+            #expect(try readBytes(dir.settingsPath) == before, "never overwritten")
+        }
+    }
+
     @Test func malformedGroupsInTheFileAreOneClearError() throws {
         let dir = TempDir()
         try writeBytes(dir.settingsPath, #"{"version": 1, "devices": [], "groups": {"Downstairs": "Kitchen"}}"#)

@@ -61,6 +61,60 @@ import Testing
         #expect(r.stdout == "No groups in \(file)\nOffset of Attic: -12.5 ms\n")
     }
 
+    @Test func routesAreSetShownListedAndRemoved() async throws {
+        let file = try TestEnv.tempDir().appendingPathComponent("conf/devices.json").path
+        let s = ["--storage", file]
+        var r = try await atv(["group", "route", "Kitchen"] + s)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "Audio route of Kitchen: timing auto, buffered auto\n")
+
+        r = try await atv(["group", "add", "Downstairs", "Kitchen", "Living Room"] + s)
+        #expect(r.status == 0, "\(r.stderr)")
+        r = try await atv(["group", "route", "Kitchen", "--timing", "ptp"] + s)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "Audio route of Kitchen: timing ptp, buffered auto\n")
+        // An option left out keeps its stored value.
+        r = try await atv(["group", "route", "kitchen", "--buffered", "off"] + s)
+        #expect(r.stdout == "Audio route of kitchen: timing ptp, buffered off\n")
+        r = try await atv(["group", "route", "Attic", "--buffered", "ON"] + s)
+        #expect(r.stdout == "Audio route of Attic: timing auto, buffered on\n")
+        r = try await atv(["group", "route", "KITCHEN"] + s)
+        #expect(r.stdout == "Audio route of KITCHEN: timing ptp, buffered off\n")
+        r = try await atv(["group", "offset", "Kitchen", "40"] + s)
+        #expect(r.status == 0, "\(r.stderr)")
+        let attrs = try FileManager.default.attributesOfItem(atPath: file)
+        #expect((attrs[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+
+        r = try await atv(["group", "list"] + s)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "Group Downstairs: Kitchen (offset 40 ms, timing ptp, buffered off), Living Room\n"
+                          + "Audio route of Attic: timing auto, buffered on\n")
+        r = try await atv(["group", "list", "--json"] + s)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(json["result"] as? String == "success")
+        #expect(json["routes"] as? [String: [String: String]]
+                == ["kitchen": ["timing": "ptp", "buffered": "off"], "Attic": ["buffered": "on"]])
+        #expect(json["offsets"] as? [String: Double] == ["Kitchen": 40])
+
+        // auto clears a value; both auto removes the route.
+        r = try await atv(["group", "route", "Kitchen", "--timing", "auto"] + s)
+        #expect(r.stdout == "Audio route of Kitchen: timing auto, buffered off\n")
+        r = try await atv(["group", "route", "Kitchen", "--buffered", "auto"] + s)
+        #expect(r.stdout == "Removed the audio route of Kitchen\n")
+        r = try await atv(["group", "list"] + s)
+        #expect(r.stdout == "Group Downstairs: Kitchen (offset 40 ms), Living Room\nAudio route of Attic: timing auto, buffered on\n")
+
+        // A bad value: one line, non-zero, the file untouched.
+        let before = try Data(contentsOf: URL(fileURLWithPath: file))
+        expectOneLineError(try await atv(["group", "route", "Attic", "--timing", "fast"] + s),
+                           containing: "timing must be auto, ntp or ptp, not fast")
+        expectOneLineError(try await atv(["group", "route", "Attic", "--buffered", "yes"] + s),
+                           containing: "buffered must be auto, on or off, not yes")
+        expectOneLineError(try await atv(["group", "route", "", "--timing", "ptp"] + s),
+                           containing: "the device name must not be empty")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: file)) == before)
+    }
+
     @Test func badInputIsOneLineAndLeavesTheFileAlone() async throws {
         let file = try TestEnv.tempDir().appendingPathComponent("devices.json").path
         let s = ["--storage", file]

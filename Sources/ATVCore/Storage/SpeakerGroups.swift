@@ -16,6 +16,47 @@ public struct SpeakerGroup: Sendable, Equatable {
     }
 }
 
+/// A device's stored AirPlay 2 audio route (`atv group route`): what `--timing` and `--buffered`
+/// would say for it. nil (or "auto") leaves the choice to the command line and the sender's rules.
+/// The values are strings here (ATVCore sits below the streaming module); `normalized()` checks
+/// them.
+public struct AudioRoutePreference: Sendable, Equatable {
+    /// The values `timing` may have.
+    public static let timingValues = ["auto", "ntp", "ptp"]
+    /// The values `buffered` may have.
+    public static let bufferedValues = ["auto", "on", "off"]
+
+    /// How the stream is timed: "auto", "ntp" or "ptp"; nil: not stored.
+    public var timing: String?
+    /// Whether the stream is buffered audio: "auto", "on" or "off"; nil: not stored.
+    public var buffered: String?
+
+    /// A preference with `timing` and `buffered` (unchecked; see `normalized()`).
+    public init(timing: String? = nil, buffered: String? = nil) {
+        self.timing = timing
+        self.buffered = buffered
+    }
+
+    /// True when neither value says anything beyond "auto".
+    public var isEmpty: Bool { timing == nil && buffered == nil }
+
+    /// The preference checked, lowercased, with "auto" as nil. Throws `ATVError.invalidValue`
+    /// naming the bad value and the values allowed.
+    public func normalized() throws -> AudioRoutePreference {
+        func check(_ value: String?, _ allowed: [String], _ what: String) throws -> String? {
+            guard let value else { return nil }
+            let v = value.trimmingCharacters(in: .whitespaces).lowercased()
+            guard allowed.contains(v) else {
+                throw ATVError.invalidValue("\(what) must be \(allowed.dropLast().joined(separator: ", ")) or \(allowed.last ?? ""), "
+                                            + "not \(value.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F } ? "that" : value)")
+            }
+            return v == "auto" ? nil : v
+        }
+        return AudioRoutePreference(timing: try check(timing, Self.timingValues, "timing"),
+                                    buffered: try check(buffered, Self.bufferedValues, "buffered"))
+    }
+}
+
 /// The rules for groups and per-device audio offsets, and the expansion of `--to` values: pure
 /// functions that `FileStorage` applies to what the settings file holds.
 public enum SpeakerGroups {
@@ -23,6 +64,9 @@ public enum SpeakerGroups {
     public static let groupsKey = "groups"
     /// Top-level key of the settings file holding the audio offsets: `{"device": milliseconds}`.
     public static let offsetsKey = "audio_offsets"
+    /// Top-level key of the settings file holding the audio routes:
+    /// `{"device": {"timing": "ptp", "buffered": "on"}}`.
+    public static let routesKey = "audio_routes"
     /// The offsets a device may have, in milliseconds (positive: its amplifier plays late, so it
     /// is fed earlier).
     public static let offsetRange: ClosedRange<Double> = -2000...2000
@@ -88,6 +132,15 @@ public enum SpeakerGroups {
         return 0
     }
 
+    /// The stored audio route of a device: the entry whose key (without regard to case) is one of
+    /// `references` (what the user typed, then the device's name, address and identifiers); nil
+    /// if none.
+    public static func audioRoute(in routes: [String: AudioRoutePreference], references: [String]) -> AudioRoutePreference? {
+        let lowered = Dictionary(routes.map { ($0.key.lowercased(), $0.value) }, uniquingKeysWith: { a, _ in a })
+        for r in references { if let v = lowered[r.lowercased()] { return v } }
+        return nil
+    }
+
     /// The references a resolved device is known by: its name, its address and its identifiers.
     public static func references(of config: DeviceConfig) -> [String] {
         [config.name, config.address] + config.allIdentifiers
@@ -131,6 +184,40 @@ public enum SpeakerGroups {
             }
         }
         return out
+    }
+
+    static func decodeRoutes(_ value: JSONValue?, path: String) throws -> [String: AudioRoutePreference] {
+        guard let value else { return [:] }
+        func invalid() -> ATVError {
+            .settings("\(path): \"\(routesKey)\" must map device names to {\"timing\": auto|ntp|ptp, "
+                      + "\"buffered\": auto|on|off}; fix or remove it")
+        }
+        guard case .object(let map) = value else { throw invalid() }
+        var out: [String: AudioRoutePreference] = [:]
+        for (device, entry) in map {
+            guard case .object(let fields) = entry, Set(fields.keys).isSubset(of: ["timing", "buffered"]) else { throw invalid() }
+            func text(_ key: String) throws -> String? {
+                switch fields[key] {
+                case nil, .null?: return nil
+                case .string(let s)?: return s
+                default: throw invalid()
+                }
+            }
+            guard let route = try? AudioRoutePreference(timing: try text("timing"), buffered: try text("buffered")).normalized() else {
+                throw invalid()
+            }
+            if !route.isEmpty { out[device] = route }
+        }
+        return out
+    }
+
+    static func encodeRoutes(_ routes: [String: AudioRoutePreference]) -> JSONValue {
+        .object(routes.mapValues { route in
+            var fields: [String: JSONValue] = [:]
+            if let t = route.timing { fields["timing"] = .string(t) }
+            if let b = route.buffered { fields["buffered"] = .string(b) }
+            return .object(fields)
+        })
     }
 
     static func encodeOffsets(_ offsets: [String: Double]) -> JSONValue {
@@ -205,5 +292,35 @@ extension FileStorage {
     /// then its name, address and identifiers; 0 when none is stored.
     public func audioOffset(reference: String?, config: DeviceConfig) throws -> Double {
         SpeakerGroups.offset(in: try audioOffsets(), references: (reference.map { [$0] } ?? []) + SpeakerGroups.references(of: config))
+    }
+
+    /// The stored per-device audio routes (`atv group route`), by device reference; values are
+    /// normalized (lowercase, "auto" as nil).
+    public func audioRoutes() throws -> [String: AudioRoutePreference] {
+        try SpeakerGroups.decodeRoutes(fileExtras()[SpeakerGroups.routesKey], path: path)
+    }
+
+    /// Stores the audio route of `device` (a name, identifier or address; replaces an entry with
+    /// the same key without regard to case). A preference that is empty once normalized (both
+    /// nil or "auto") removes the entry. Throws `ATVError.invalidValue` for a bad value or device
+    /// name, leaving the file alone. Returns the preference as stored, nil when removed.
+    @discardableResult
+    public func setAudioRoute(_ preference: AudioRoutePreference, for device: String) throws -> AudioRoutePreference? {
+        try SpeakerGroups.validateReference(device, what: "the device name")
+        let route = try preference.normalized()
+        return try modifyFile { _, extra in
+            var routes = try SpeakerGroups.decodeRoutes(extra[SpeakerGroups.routesKey], path: path)
+            routes = routes.filter { $0.key.lowercased() != device.lowercased() }
+            if !route.isEmpty { routes[device] = route }
+            extra[SpeakerGroups.routesKey] = SpeakerGroups.encodeRoutes(routes)
+            return route.isEmpty ? nil : route
+        }
+    }
+
+    /// The audio route of a resolved device: looked up by `reference` (what the user typed), then
+    /// its name, address and identifiers; nil when none is stored.
+    public func audioRoute(reference: String?, config: DeviceConfig) throws -> AudioRoutePreference? {
+        SpeakerGroups.audioRoute(in: try audioRoutes(),
+                                 references: (reference.map { [$0] } ?? []) + SpeakerGroups.references(of: config))
     }
 }
