@@ -269,7 +269,13 @@ func runGroupStream(targets: [GroupStreamTarget], command: StreamCommand, decode
     guard let opener = groupStreamOpener else {
         throw ATVError.notImplemented("streaming to several receivers at once (\(targets.map(\.name).joined(separator: ", "))) is being wired (issue #17)")
     }
-    let members = targets.map { GroupStreamMember(name: $0.name, config: $0.config, offsetMilliseconds: $0.offsetMilliseconds) }
+    // A device's stored route (`atv group route`) where the command line left the choice at auto,
+    // as for a single device.
+    let members = targets.map {
+        GroupStreamMember(name: $0.name, config: $0.config, offsetMilliseconds: $0.offsetMilliseconds,
+                          timing: raopOptions.timing == .auto ? $0.timing : nil,
+                          buffered: raopOptions.buffered == .auto ? $0.buffered : nil)
+    }
     let session = try await opener.open(members: members, options: raopOptions,
                                         airPlayVersion: AirPlayVersion(rawValue: command.airplayVersion) ?? .auto,
                                         timeout: .milliseconds(Int64((command.targets.timeout ?? 3) * 1000)), storage: storage)
