@@ -42,7 +42,7 @@ func startGroup(file: String, members: [GroupTestMember], latencyMs: Int) -> Str
 // MARK: - The harness
 
 /// Multi-room sync, end to end (issue 17): one sender and three receivers, each receiver in a
-/// network namespace of its own joined to the sender's by a veth pair — an AirPlay 1 virtual
+/// network namespace of its own, all on one LAN (a bridge in the sender's namespace) — an AirPlay 1 virtual
 /// speaker (sync packets + NTP timing), a virtual HomePod on realtime PTP and one on buffered PTP
 /// (each HomePod's follower on UDP 319/320 of its own namespace, the sender's PTP master on its
 /// side of the links). The realtime HomePod's audio goes through scripts/peers/udp-loss-relay.py
@@ -88,7 +88,7 @@ func startGroup(file: String, members: [GroupTestMember], latencyMs: Int) -> Str
         var relay: [String: Any]
     }
 
-    /// The receivers (one namespace each, veth to the sender) and a sender: `sender` gets the
+    /// The receivers (one namespace each, on a bridge with the sender) and a sender: `sender` gets the
     /// members and returns the bash lines that stream to them (`startGroup`, or one member's
     /// stream). Returns the receivers' playout logs and audio by member name.
     static func run(seconds: Int, members: [GroupTestMember], lossy: String?, dir: URL,
@@ -98,23 +98,25 @@ func startGroup(file: String, members: [GroupTestMember], latencyMs: Int) -> Str
         try writeWAV(signal(seconds: seconds), to: file)
         let peers = TestEnv.root.appendingPathComponent("scripts/peers").path
         var script = """
-            # member NS_INDEX SENDER_ADDR MEMBER_ADDR: a namespace (a sleeping process holds it) and a veth to it.
+            # One LAN, as at home: a bridge in the sender's namespace holds the sender's address
+            # (192.0.2.1/24; one local address, so one PTP master serves every member).
+            ip link add br0 type bridge && ip addr add 192.0.2.1/24 dev br0 && ip link set br0 up || exit 89
+            # member NS_INDEX MEMBER_ADDR: a namespace (a sleeping process holds it) and a veth from it to the bridge.
             member() {
                 ip link add vs$1 type veth peer name vm$1 || exit 90
                 unshare --net sleep 600 & eval NS$1=$!
                 local pid; eval pid=\\$NS$1
                 for _ in $(seq 50); do [ "$(readlink /proc/$pid/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.1; done
                 ip link set vm$1 netns $pid || exit 91
-                ip addr add $2/24 dev vs$1 && ip link set vs$1 up || exit 92
-                nsenter --net=/proc/$pid/ns/net sh -c "ip link set lo up && ip addr add $3/24 dev vm$1 && ip link set vm$1 up" || exit 93
+                ip link set vs$1 master br0 && ip link set vs$1 up || exit 92
+                nsenter --net=/proc/$pid/ns/net sh -c "ip link set lo up && ip addr add $2/24 dev vm$1 && ip link set vm$1 up" || exit 93
             }
             # ns I: the namespace file of member I, for `nsenter --net=$(ns I) CMD &` (nsenter execs CMD, so $! is CMD).
             ns() { eval echo /proc/\\$NS$1/ns/net; }
 
             """
         for (i, m) in members.enumerated() {
-            let senderSide = m.host.split(separator: ".").dropLast().joined(separator: ".") + ".1"
-            script += "member \(i) \(senderSide) \(m.host)\n"
+            script += "member \(i) \(m.host)\n"
             let out = dir.appendingPathComponent(m.name).path
             switch m.route {
             case .airPlay1:
@@ -168,9 +170,9 @@ func startGroup(file: String, members: [GroupTestMember], latencyMs: Int) -> Str
         let dir = try makeTempDir("atv-multiroom")
         defer { try? FileManager.default.removeItem(at: dir) }
         let members = [
-            GroupTestMember(name: "speaker", host: "198.51.100.2", port: 5000, route: .airPlay1),
-            GroupTestMember(name: "realtime", host: "192.0.2.2", port: 7000, route: .realtimePTP),
-            GroupTestMember(name: "buffered", host: "203.0.113.2", port: 7000, route: .bufferedPTP),
+            GroupTestMember(name: "speaker", host: "192.0.2.2", port: 5000, route: .airPlay1),
+            GroupTestMember(name: "realtime", host: "192.0.2.3", port: 7000, route: .realtimePTP),
+            GroupTestMember(name: "buffered", host: "192.0.2.4", port: 7000, route: .bufferedPTP),
         ]
         let seconds = 60
         let o = try await Self.run(seconds: seconds, members: members, lossy: "realtime", dir: dir) { file, members in
@@ -207,7 +209,7 @@ func startGroup(file: String, members: [GroupTestMember], latencyMs: Int) -> Str
     @Test func oneAirPlay1SpeakerPlaysEachFrameAtTheSendersAnchor() async throws {
         let dir = try makeTempDir("atv-multiroom1")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let members = [GroupTestMember(name: "speaker", host: "198.51.100.2", port: 5000, route: .airPlay1)]
+        let members = [GroupTestMember(name: "speaker", host: "192.0.2.2", port: 5000, route: .airPlay1)]
         let seconds = 8
         let o = try await Self.run(seconds: seconds, members: members, lossy: nil, dir: dir) { file, members in
             startGroup(file: file, members: members, latencyMs: 1000)
