@@ -8,8 +8,8 @@ import Foundation
 // network namespace), audio (decode/ALAC vs ffmpeg), pairing (HAP client CPU vs pyatv against pyatv's
 // own accessory), airplay2-pairing (AirPlay 2 transient pair-setup / pair-verify client CPU vs pyatv
 // against the virtual HomePod), control (MRP launch-to-playing and idle push-update CPU vs pyatv),
-// multiroom (N = 1, 2, 4, 8, 16 virtual speakers: N `atv stream` processes vs pyatv's N processes,
-// and the slot for one `atv` group process; CPU per audio minute, USS and RSS; only when named,
+// multiroom (N = 1, 2, 4, 8, 16 virtual speakers: one `atv` process streaming to all N as a group,
+// N `atv stream` processes and pyatv's N processes; CPU per audio minute, USS and RSS; only when named,
 // `--members 1,2,4` narrows N).
 // Default: all. Options: `--runs N` (≥ 3, default 3; every comparison is the median of N runs per
 // side in alternating order), `--seconds N` (audio length of the stream groups, default 60),
