@@ -66,7 +66,8 @@ struct SimulateSpeaker: AsyncParsableCommand {
         let services = MDNSService.airPlay1Speaker(name: name, deviceID: deviceId, port: UInt16(port))
         do {
             let r = try await MDNSResponder.start(services, options: .init(interfaceAddresses: [address]))
-            let how = r.multicastInterfaces.isEmpty ? "unicast queries only (no multicast there)" : "also multicast"
+            let interface = address.hasPrefix("127.") ? "lo" : "the interface of \(address)"
+            let how = r.multicastInterfaces.isEmpty ? "unicast queries only (\(interface) has no multicast)" : "also multicast on \(interface)"
             print("Advertising \"\(services[0].instance)\" (_raop._tcp) and \"\(name)\" (_airplay._tcp) on \(address) via mDNS, \(how)")
             return r
         } catch {
