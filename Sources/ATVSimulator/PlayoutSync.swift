@@ -105,6 +105,8 @@ package enum PlayoutSync {
         package var maxSpread: Int64
         package var maxSpreadFrame: Int?
         package var medianSpread: Int64
+        /// 99% of the compared frames play within this of each other.
+        package var p99Spread: Int64 = 0
 
         package var summary: String {
             let m = members.map { r in
@@ -115,7 +117,8 @@ package enum PlayoutSync {
             }
             return "frames compared \(framesCompared), max spread " + String(format: "%.3f ms", Double(maxSpread) / 1e6)
                 + (maxSpreadFrame.map { " (source frame \($0))" } ?? "")
-                + ", median spread " + String(format: "%.3f ms", Double(medianSpread) / 1e6) + "; " + m.joined(separator: "; ")
+                + ", median spread " + String(format: "%.3f ms", Double(medianSpread) / 1e6)
+                + ", 99% within " + String(format: "%.3f ms", Double(p99Spread) / 1e6) + "; " + m.joined(separator: "; ")
         }
     }
 
@@ -224,6 +227,7 @@ package enum PlayoutSync {
         let worst = spreads.max { $0.0 < $1.0 }
         let sorted = spreads.map(\.0).sorted()
         return Result(members: results, framesCompared: spreads.count, maxSpread: worst?.0 ?? 0, maxSpreadFrame: worst?.1,
-                      medianSpread: sorted.isEmpty ? 0 : sorted[sorted.count / 2])
+                      medianSpread: sorted.isEmpty ? 0 : sorted[sorted.count / 2],
+                      p99Spread: sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, sorted.count * 99 / 100)])
     }
 }
