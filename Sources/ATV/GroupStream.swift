@@ -7,7 +7,7 @@ import ATVRAOP
 import Logging
 
 /// One stream to several devices in step: the facade's wrapper of `RAOPGroupStream`, made by
-/// ``streamGroup(_:options:groupOptions:storage:logger:)``.
+/// `streamGroup`.
 public final class GroupAudioStream: Sendable {
     /// The engine (members, timeline, retries).
     public let engine: RAOPGroupStream
@@ -68,6 +68,7 @@ public func streamGroup(_ devices: [(name: String, config: DeviceConfig, offsetM
 public struct GroupDevice: Sendable {
     /// The member's name (progress, outcome, `setVolume(_:member:)`).
     public var name: String
+    /// The device (from a scan, `Discovery.find`, or made from an address).
     public var config: DeviceConfig
     /// Milliseconds this device is fed early (positive: its amplifier plays late).
     public var offsetMilliseconds: Double
