@@ -410,11 +410,26 @@ func runVolume(_ cmd: VolumeCommand) async throws {
     }
 }
 
+/// Which running stream `atv volume` may set the level in: the device named by --to or --host
+/// (a one-address --hosts), with --port as a filter on the stream's port. A stream plays over
+/// RAOP or AirPlay, so a command that names its protocols explicitly (--protocol, --service) asks
+/// a stream only when one of them is RAOP or AirPlay, on that service's port: `atv volume 30
+/// --host 10.0.0.5 --service mrp:49152` goes to the device's MRP, even while a stream to another
+/// service of that address plays. nil: ask no stream.
+func runningStreamQuery(_ device: DeviceOptions, _ conn: ConnectionOptions) throws -> (reference: String, port: Int?)? {
+    guard let reference = device.to ?? device.host ?? (device.hostList.count == 1 ? device.hostList[0] : nil) else { return nil }
+    let streaming: Set<ATVProtocol> = [.raop, .airplay]
+    if let name = conn.protocolName, !streaming.contains(try conn.parseProtocol(name)) { return nil }
+    guard !conn.services.isEmpty else { return (reference, device.port) }
+    let named = try conn.commandLineServices(host: reference, port: device.port).filter { streaming.contains($0.protocol) }
+    guard let service = named.first else { return nil }
+    return (reference, service.port)
+}
+
 /// `atv volume` through the running stream that holds the device, if one does: the level to
 /// set (or show), or nil when no running stream holds it.
 func volumeThroughRunningStream(_ cmd: VolumeCommand) async throws -> StreamControlVolumeResult? {
-    guard let reference = cmd.device.to ?? cmd.device.host ?? (cmd.device.hostList.count == 1 ? cmd.device.hostList[0] : nil) else { return nil }
-    let port = cmd.device.port
+    guard let (reference, port) = try runningStreamQuery(cmd.device, cmd.connection) else { return nil }
     switch cmd.level {
     case nil: return await StreamControl.volume(device: reference, port: port)
     case "up": return try await StreamControl.setVolume(delta: 5, device: reference, port: port)

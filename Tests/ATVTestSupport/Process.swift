@@ -103,7 +103,13 @@ public final class Child: @unchecked Sendable {
         process.standardError = errHandle
         process.standardInput = stdin ?? FileHandle.nullDevice
         // TMPDIR: the test process's own temp folder (removed at its exit), unless `environment` sets one.
-        process.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": TestTemp.root.path]) { _, n in n }
+        // XDG_RUNTIME_DIR too, where running streams put their control sockets: `atv volume` in
+        // one test process never reaches a stream of another (or of the person running the tests).
+        let runtime = TestTemp.root.appendingPathComponent("run")
+        try? FileManager.default.createDirectory(at: runtime, withIntermediateDirectories: true,
+                                                 attributes: [.posixPermissions: 0o700])
+        process.environment = ProcessInfo.processInfo.environment
+            .merging(["TMPDIR": TestTemp.root.path, "XDG_RUNTIME_DIR": runtime.path]) { _, n in n }
             .merging(environment ?? [:]) { _, n in n }
         process.currentDirectoryURL = workingDirectory ?? TestEnv.root
         process.terminationHandler = { [weak self] _ in
