@@ -3,7 +3,9 @@
 // its own route (own RTSP connection and UDP sockets, `RAOPClient.runSession`) that reads the feed
 // through its own cursor and starts on the group's timeline (`GroupStateMachine`: P0, late joins,
 // retries). The coordinator here wakes on events, at the machine's deadlines and every 250 ms
-// (the feed's floor, progress).
+// (the feed's floor, progress). The AirPlay 2 PTP members form one clock group: each one's
+// SETPEERS lists every member's addresses (newest first, ours last) and is sent again to each
+// when one joins or leaves (`GroupClockPeers`, docs/PTP-AND-BUFFERED-AUDIO.md §3.3).
 import ATVAirPlayCore
 import ATVAudio
 import ATVCore
@@ -129,6 +131,9 @@ public final class RAOPGroupStream: Sendable {
         var starts: [String: GroupMemberStart] = [:]
         var volumes: [String: Double] = [:]
         var metadata: MediaMetadata?
+        /// The PTP members (SETPEERS names them all) and how to tell each one's session of a change.
+        var clockPeers = GroupClockPeers()
+        var peerSinks: [String: @Sendable ([[String]]) -> Void] = [:]
         var running = false
         var stopRequested = false
     }
@@ -373,7 +378,8 @@ public final class RAOPGroupStream: Sendable {
         guard let client else { return }
         let hooks = GroupMemberHooks(
             ready: { [self] route, lead in try await memberReady(name, route: route.route, lead: lead) },
-            started: { [self] start in memberStarted(name, start) })
+            started: { [self] start in memberStarted(name, start) },
+            clockGroup: GroupClockMembership { [self] addresses, changed in joinClockGroup(name, addresses: addresses, changed: changed) })
         var failure: String?
         var retryable = true
         var completed = false
@@ -387,13 +393,33 @@ public final class RAOPGroupStream: Sendable {
             if case .invalidState? = error as? ATVError { retryable = false }
             if case .invalidValue? = error as? ATVError { retryable = false }
         }
-        shared.withLock { s in
+        let (sinks, peers) = shared.withLock { s in
             s.clients[name] = nil
             s.waiting[name] = nil
             s.machine?.ended(name: name, error: failure, completed: completed, retryable: retryable, now: .now())
+            // The others hear that it left, unless the stream ends for everyone (the end of the
+            // programme, stop): they tear down anyway.
+            s.peerSinks[name] = nil
+            guard s.clockPeers.leave(name), !(completed && failure == nil), !s.stopRequested else {
+                return ([@Sendable ([[String]]) -> Void](), [[String]]())
+            }
+            return (Array(s.peerSinks.values), s.clockPeers.newestFirst)
         }
+        for sink in sinks { sink(peers) }
         if let failure { logger.warning("group member \(name): \(failure)") }
         wakeup.signal()
+    }
+
+    /// A PTP member's session joins the clock group at its SETPEERS: the others hear of it.
+    private func joinClockGroup(_ name: String, addresses: [String], changed: @escaping @Sendable ([[String]]) -> Void) -> [[String]] {
+        let (peers, others) = shared.withLock { s in
+            let peers = s.clockPeers.join(name, addresses: addresses)
+            s.peerSinks[name] = changed
+            return (peers, s.peerSinks.filter { $0.key != name }.map(\.value))
+        }
+        logger.debug("group member \(name) joins the clock group: \(peers)")
+        for sink in others { sink(peers) }
+        return peers
     }
 
     private func memberReady(_ name: String, route: AirPlayAudioRoute, lead: Duration) async throws
