@@ -79,6 +79,14 @@ public struct RAOPGroupMemberStatus: Sendable, Equatable {
     public var attempts: Int
     /// Its last failure.
     public var error: String?
+
+    public init(name: String, route: AirPlayAudioRoute?, state: State, attempts: Int = 1, error: String? = nil) {
+        self.name = name
+        self.route = route
+        self.state = state
+        self.attempts = attempts
+        self.error = error
+    }
 }
 
 /// Progress of a group stream.
@@ -87,6 +95,12 @@ public struct RAOPGroupProgress: Sendable {
     public var position: Double
     public var duration: Double?
     public var members: [RAOPGroupMemberStatus]
+
+    public init(position: Double, duration: Double?, members: [RAOPGroupMemberStatus]) {
+        self.position = position
+        self.duration = duration
+        self.members = members
+    }
 }
 
 /// How one member's part of a group stream ended.
@@ -101,6 +115,17 @@ public struct RAOPGroupMemberOutcome: Sendable {
     public var report: RAOPStreamReport?
     /// Sessions started (1: never retried).
     public var attempts: Int = 1
+
+    public init(name: String, route: AirPlayAudioRoute?, playedWhole: Bool, state: RAOPGroupMemberStatus.State,
+                error: String? = nil, report: RAOPStreamReport? = nil, attempts: Int = 1) {
+        self.name = name
+        self.route = route
+        self.playedWhole = playedWhole
+        self.state = state
+        self.error = error
+        self.report = report
+        self.attempts = attempts
+    }
 }
 
 /// What a group stream did.
@@ -108,6 +133,16 @@ public struct RAOPGroupReport: Sendable {
     public var members: [RAOPGroupMemberOutcome]
     /// `stop()` ended it early.
     public var stopped: Bool
+
+    /// Seconds of the source streamed: by default as the member that got furthest into it
+    /// counted them (its report's `sourceFrames`; 0 when no member sent any).
+    public var seconds: Double
+
+    public init(members: [RAOPGroupMemberOutcome], stopped: Bool, seconds: Double? = nil) {
+        self.members = members
+        self.stopped = stopped
+        self.seconds = seconds ?? Double(members.compactMap { $0.report?.sourceFrames }.max() ?? 0) / 44_100
+    }
 
     /// At least one member played the whole stream (the CLI's exit status is non-zero only when none did).
     public var anyPlayedWhole: Bool { members.contains { $0.playedWhole } }
