@@ -133,14 +133,18 @@ public struct RAOPGroupReport: Sendable {
     public var members: [RAOPGroupMemberOutcome]
     /// `stop()` ended it early.
     public var stopped: Bool
+    /// The source failed (a file that cannot be decoded further, a URL that broke off): the
+    /// decoder's error as a single stream would have thrown it. Every member then ended early.
+    public var sourceError: (any Error)?
 
     /// Seconds of the source streamed: by default as the member that got furthest into it
     /// counted them (its report's `sourceFrames`; 0 when no member sent any).
     public var seconds: Double
 
-    public init(members: [RAOPGroupMemberOutcome], stopped: Bool, seconds: Double? = nil) {
+    public init(members: [RAOPGroupMemberOutcome], stopped: Bool, seconds: Double? = nil, sourceError: (any Error)? = nil) {
         self.members = members
         self.stopped = stopped
+        self.sourceError = sourceError
         self.seconds = seconds ?? Double(members.compactMap { $0.report?.sourceFrames }.max() ?? 0) / 44_100
     }
 
@@ -169,6 +173,8 @@ public final class RAOPGroupStream: Sendable {
         /// The PTP members (SETPEERS names them all) and how to tell each one's session of a change.
         var clockPeers = GroupClockPeers()
         var peerSinks: [String: @Sendable ([[String]]) -> Void] = [:]
+        /// The running stream's source failure, once it failed.
+        var sourceFailure: SourceFailure?
         var running = false
         var stopRequested = false
     }
@@ -302,9 +308,11 @@ public final class RAOPGroupStream: Sendable {
         let fpp = Self.pacer.framesPerPacket
         // Silence after the source: the member with the longest latency plays everything.
         let padding = (latency + fpp - 1) / fpp + 1
+        let sourceFailure = SourceFailure()
+        shared.withLock { $0.sourceFailure = sourceFailure }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [self] in
-                await RAOPClient.produce(packets, into: feed, codec: .alac, framesPerPacket: fpp, leadIn: leadIn, padding: padding)
+                await RAOPClient.produce(SourceFailure.Recording(base: packets, failure: sourceFailure), into: feed, codec: .alac, framesPerPacket: fpp, leadIn: leadIn, padding: padding)
                 let (head, ended, failed) = feed.produced
                 let waiters = shared.withLock { s -> [Waiter] in
                     if ended { s.machine?.programmeEnded(packets: head) }
@@ -327,7 +335,7 @@ public final class RAOPGroupStream: Sendable {
                 RAOPGroupMemberOutcome(name: m.name, route: m.route, playedWhole: m.playedWhole, state: m.state,
                                        error: m.error, report: s.reports[m.name], attempts: m.attempts)
             }
-            return RAOPGroupReport(members: members, stopped: s.stopRequested)
+            return RAOPGroupReport(members: members, stopped: s.stopRequested, sourceError: sourceFailure.error)
         }
     }
 
@@ -428,7 +436,8 @@ public final class RAOPGroupStream: Sendable {
             if case .invalidState? = error as? ATVError { retryable = false }
             if case .invalidValue? = error as? ATVError { retryable = false }
         }
-        let (sinks, peers) = shared.withLock { s in
+        let (sinks, peers, sourceFailed) = shared.withLock { s in
+            let sourceFailed = s.sourceFailure?.error != nil
             s.clients[name] = nil
             s.waiting[name] = nil
             s.machine?.ended(name: name, error: failure, completed: completed, retryable: retryable, now: .now())
@@ -436,12 +445,13 @@ public final class RAOPGroupStream: Sendable {
             // programme, stop): they tear down anyway.
             s.peerSinks[name] = nil
             guard s.clockPeers.leave(name), !(completed && failure == nil), !s.stopRequested else {
-                return ([@Sendable ([[String]]) -> Void](), [[String]]())
+                return ([@Sendable ([[String]]) -> Void](), [[String]](), sourceFailed)
             }
-            return (Array(s.peerSinks.values), s.clockPeers.newestFirst)
+            return (Array(s.peerSinks.values), s.clockPeers.newestFirst, sourceFailed)
         }
         for sink in sinks { sink(peers) }
-        if let failure { logger.warning("group member \(name): \(failure)") }
+        // A failed source ends every member: the report says it once (`sourceError`).
+        if let failure { sourceFailed ? logger.debug("group member \(name): \(failure)") : logger.warning("group member \(name): \(failure)") }
         wakeup.signal()
     }
 
@@ -495,5 +505,36 @@ public final class RAOPGroupStream: Sendable {
         if let atv = error as? ATVError { return atv.description }
         if error is CancellationError { return "cancelled" }
         return "\(error)"
+    }
+}
+
+/// The source's failure, kept for the group's report (`RAOPGroupReport.sourceError`).
+private final class SourceFailure: Sendable {
+    private let stored = Mutex<(any Error)?>(nil)
+
+    var error: (any Error)? { stored.withLock { $0 } }
+
+    /// The source's packets as they are; a failure is kept before it is passed on.
+    struct Recording<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where Base.Element == PCMPacket {
+        typealias Element = PCMPacket
+        let base: Base
+        let failure: SourceFailure
+
+        struct AsyncIterator: AsyncIteratorProtocol {
+            var base: Base.AsyncIterator
+            let failure: SourceFailure
+
+            mutating func next() async throws -> PCMPacket? {
+                do {
+                    return try await base.next()
+                } catch {
+                    // Cancelled: the group ended (stopped, or no member left), the source did not fail.
+                    if !(error is CancellationError) { failure.stored.withLock { $0 = $0 ?? error } }
+                    throw error
+                }
+            }
+        }
+
+        func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator(), failure: failure) }
     }
 }

@@ -229,6 +229,8 @@ func runGroupStream(targets: [GroupStreamTarget], command: StreamCommand, decode
     let report = try await playing(progress: progressTask, control: control, tty: tty) {
         try await session.stream(PCMStartingAt(decoder, seconds: command.start.flatMap(parseStartPosition) ?? 0))
     }
+    // A source that failed (the same for every member): the single stream's one error line.
+    if let failure = report.sourceError, !report.stopped { throw failure }
     print(GroupStreamText.outcomeLines(report).joined(separator: "\n"))
     let status = GroupStreamText.exitStatus(report, interrupted: interrupts.interrupted)
     if status != 0 { throw ExitCode(status) }
