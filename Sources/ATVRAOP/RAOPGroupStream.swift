@@ -80,6 +80,7 @@ public struct RAOPGroupMemberStatus: Sendable, Equatable {
     /// Its last failure.
     public var error: String?
 
+    /// A member's state as `progressUpdates` reports it.
     public init(name: String, route: AirPlayAudioRoute?, state: State, attempts: Int = 1, error: String? = nil) {
         self.name = name
         self.route = route
@@ -96,6 +97,7 @@ public struct RAOPGroupProgress: Sendable {
     public var duration: Double?
     public var members: [RAOPGroupMemberStatus]
 
+    /// A progress update: the programme's position and every member's state.
     public init(position: Double, duration: Double?, members: [RAOPGroupMemberStatus]) {
         self.position = position
         self.duration = duration
@@ -116,6 +118,7 @@ public struct RAOPGroupMemberOutcome: Sendable {
     /// Sessions started (1: never retried).
     public var attempts: Int = 1
 
+    /// One member's outcome as `stream` reports it.
     public init(name: String, route: AirPlayAudioRoute?, playedWhole: Bool, state: RAOPGroupMemberStatus.State,
                 error: String? = nil, report: RAOPStreamReport? = nil, attempts: Int = 1) {
         self.name = name
@@ -141,6 +144,7 @@ public struct RAOPGroupReport: Sendable {
     /// counted them (its report's `sourceFrames`; 0 when no member sent any).
     public var seconds: Double
 
+    /// The report of a group stream; `seconds` nil: from the members' reports.
     public init(members: [RAOPGroupMemberOutcome], stopped: Bool, seconds: Double? = nil, sourceError: (any Error)? = nil) {
         self.members = members
         self.stopped = stopped
