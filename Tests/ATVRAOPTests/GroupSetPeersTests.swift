@@ -18,11 +18,14 @@ import Testing
 @Suite(.serialized) struct GroupSetPeersTests {
     static let sender = "127.0.0.124"
 
+    /// Realtime members get the CLI's 2 s latency: a loaded machine delays packets, and a member
+    /// lost (retried or not) would change what the others are told.
     static func options(buffered: Bool) -> RAOPOptions {
         var o = airPlay2Options()
         o.timing = .ptp
         o.buffered = buffered ? .on : .off
         o.localAddress = sender
+        if !buffered { o.latencyFrames = 88_200 }
         return o
     }
 
@@ -42,11 +45,12 @@ import Testing
         let a = try await pod("127.0.0.121"), b = try await pod("127.0.0.122"), c = try await pod("127.0.0.123")
         defer { Task { await a.stop(); await b.stop(); await c.stop() } }
 
+        var groupOptions = RAOPGroupOptions(readinessDeadline: .seconds(8), retries: 0)
+        groupOptions.stallTolerance = .seconds(3)
         let group = RAOPGroupStream(
             members: [RAOPGroupMember(name: "A", host: "127.0.0.121", port: a.port, options: Self.options(buffered: false)),
                       RAOPGroupMember(name: "B", host: "127.0.0.122", port: b.port, options: Self.options(buffered: true))],
-            options: RAOPGroupOptions(readinessDeadline: .seconds(8), retries: 0),
-            logger: Logger(label: "test.group"))
+            options: groupOptions, logger: Logger(label: "test.group"))
         let streaming = Task { try await group.stream(RampSource(packets: 2000, framesPerPacket: 352)) }  // ≈ 16 s
 
         // Both set up and told of each other, then C joins; once it plays, it is removed.
