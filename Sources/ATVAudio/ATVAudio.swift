@@ -72,8 +72,10 @@ public struct AudioInfo: Sendable, Equatable {
 // MARK: - FFmpeg helpers shared by the decoder and the ALAC codecs
 
 enum FF {
-    /// FFmpeg logs only errors (once per process).
-    static let quiet: Void = { av_log_set_level(AV_LOG_ERROR) }()
+    /// FFmpeg logs nothing (once per process): a failure reaches the user as the one line its
+    /// error makes (with `av_strerror`'s text), not as FFmpeg's own lines on stderr (a corrupt
+    /// file made one per bad frame).
+    static let quiet: Void = { av_log_set_level(AV_LOG_QUIET) }()
 
     /// `av_strerror` as a Swift string.
     static func errorString(_ code: Int32) -> String {

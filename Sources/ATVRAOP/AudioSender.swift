@@ -85,9 +85,11 @@ extension RAOPLiveState {
 
 extension RAOPClient {
     /// Connects the route's RTSP side.
-    func openRoute(_ options: RAOPOptions) async throws -> any AudioRouteSession {
+    /// `clockGroup`: a group member's clock group (AirPlay 2 PTP: SETPEERS lists every member).
+    func openRoute(_ options: RAOPOptions, clockGroup: GroupClockMembership? = nil) async throws -> any AudioRouteSession {
         if options.airPlayVersion == .v2 {
-            return try await AirPlay2AudioSession.open(host: host, port: port, options: options, wakeup: wakeup, logger: logger)
+            return try await AirPlay2AudioSession.open(host: host, port: port, options: options, wakeup: wakeup,
+                                                       clockGroup: clockGroup, logger: logger)
         }
         // --timing ptp / --buffered on to an AirPlay 1 receiver: one clear error (a group member
         // plays AirPlay 1 on the group's clock instead).
@@ -115,7 +117,7 @@ extension RAOPClient {
         let t0Deadline = SenderClock.system.now()
         publish(.connecting, live: nil, options: options)
         let format = RAOPAudioFormat(codec: options.codec)
-        let route = try await openRoute(options)
+        let route = try await openRoute(options, clockGroup: member?.clockGroup)
         if route.audioRoute.route == .bufferedPTP, let session = route as? AirPlay2AudioSession {
             if let member {
                 return try await runBufferedGroupMember(options: options, session: session, member: member, started: t0)

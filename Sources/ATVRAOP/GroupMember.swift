@@ -15,6 +15,18 @@ struct GroupMemberHooks: Sendable {
         -> (source: any EncodedPayloadSource, schedule: GroupMemberSchedule)
     /// The member's pacer is set to start: where the programme sits on its RTP numbering and clock.
     var started: @Sendable (GroupMemberStart) -> Void
+    /// AirPlay 2 PTP members: the group's clock group, which SETPEERS names.
+    var clockGroup: GroupClockMembership?
+}
+
+/// A PTP member's place in the group's clock group (docs/PTP-AND-BUFFERED-AUDIO.md §3.3: an
+/// iPhone's SETPEERS to each member lists every member's addresses, newest first, itself last, and
+/// is sent again to every member when one joins or leaves).
+struct GroupClockMembership: Sendable {
+    /// The session joins at its SETPEERS with the addresses its receiver is known by; the answer is
+    /// every member's addresses, newest (this one) first. `changed` gets the new list whenever
+    /// another member joins or leaves, until this session leaves (the group's, when it ends).
+    var join: @Sendable (_ addresses: [String], _ changed: @escaping @Sendable ([[String]]) -> Void) -> [[String]]
 }
 
 /// Where a member put the programme: the sequence number and RTP time of its first packet, the
@@ -87,5 +99,34 @@ extension RAOPClient {
     /// reach it as on a single stream).
     func streamGroupMember(_ member: GroupMemberHooks) async throws -> RAOPStreamReport {
         try await stream(NoPCM(), reopen: nil, member: member)
+    }
+}
+
+/// The group's clock group (its AirPlay 2 PTP members) in the order they joined: what every
+/// member's SETPEERS lists (pure; `RAOPGroupStream` keeps one).
+struct GroupClockPeers: Sendable, Equatable {
+    struct Entry: Sendable, Equatable {
+        var name: String
+        var addresses: [String]
+    }
+
+    /// Oldest first.
+    private(set) var entries: [Entry] = []
+
+    /// Every member's addresses, newest first.
+    var newestFirst: [[String]] { entries.reversed().map(\.addresses) }
+
+    /// `name` joins (again, after a retry: it is then the newest); returns the new list.
+    mutating func join(_ name: String, addresses: [String]) -> [[String]] {
+        entries.removeAll { $0.name == name }
+        entries.append(Entry(name: name, addresses: addresses))
+        return newestFirst
+    }
+
+    /// `name` leaves; false when it was not a member (never joined, or left already).
+    mutating func leave(_ name: String) -> Bool {
+        guard entries.contains(where: { $0.name == name }) else { return false }
+        entries.removeAll { $0.name == name }
+        return true
     }
 }

@@ -3,7 +3,9 @@
 // its own route (own RTSP connection and UDP sockets, `RAOPClient.runSession`) that reads the feed
 // through its own cursor and starts on the group's timeline (`GroupStateMachine`: P0, late joins,
 // retries). The coordinator here wakes on events, at the machine's deadlines and every 250 ms
-// (the feed's floor, progress).
+// (the feed's floor, progress). The AirPlay 2 PTP members form one clock group: each one's
+// SETPEERS lists every member's addresses (newest first, ours last) and is sent again to each
+// when one joins or leaves (`GroupClockPeers`, docs/PTP-AND-BUFFERED-AUDIO.md §3.3).
 import ATVAirPlayCore
 import ATVAudio
 import ATVCore
@@ -77,6 +79,15 @@ public struct RAOPGroupMemberStatus: Sendable, Equatable {
     public var attempts: Int
     /// Its last failure.
     public var error: String?
+
+    /// A member's state as `progressUpdates` reports it.
+    public init(name: String, route: AirPlayAudioRoute?, state: State, attempts: Int = 1, error: String? = nil) {
+        self.name = name
+        self.route = route
+        self.state = state
+        self.attempts = attempts
+        self.error = error
+    }
 }
 
 /// Progress of a group stream.
@@ -85,6 +96,13 @@ public struct RAOPGroupProgress: Sendable {
     public var position: Double
     public var duration: Double?
     public var members: [RAOPGroupMemberStatus]
+
+    /// A progress update: the programme's position and every member's state.
+    public init(position: Double, duration: Double?, members: [RAOPGroupMemberStatus]) {
+        self.position = position
+        self.duration = duration
+        self.members = members
+    }
 }
 
 /// How one member's part of a group stream ended.
@@ -99,6 +117,18 @@ public struct RAOPGroupMemberOutcome: Sendable {
     public var report: RAOPStreamReport?
     /// Sessions started (1: never retried).
     public var attempts: Int = 1
+
+    /// One member's outcome as `stream` reports it.
+    public init(name: String, route: AirPlayAudioRoute?, playedWhole: Bool, state: RAOPGroupMemberStatus.State,
+                error: String? = nil, report: RAOPStreamReport? = nil, attempts: Int = 1) {
+        self.name = name
+        self.route = route
+        self.playedWhole = playedWhole
+        self.state = state
+        self.error = error
+        self.report = report
+        self.attempts = attempts
+    }
 }
 
 /// What a group stream did.
@@ -106,6 +136,21 @@ public struct RAOPGroupReport: Sendable {
     public var members: [RAOPGroupMemberOutcome]
     /// `stop()` ended it early.
     public var stopped: Bool
+    /// The source failed (a file that cannot be decoded further, a URL that broke off): the
+    /// decoder's error as a single stream would have thrown it. Every member then ended early.
+    public var sourceError: (any Error)?
+
+    /// Seconds of the source streamed: by default as the member that got furthest into it
+    /// counted them (its report's `sourceFrames`; 0 when no member sent any).
+    public var seconds: Double
+
+    /// The report of a group stream; `seconds` nil: from the members' reports.
+    public init(members: [RAOPGroupMemberOutcome], stopped: Bool, seconds: Double? = nil, sourceError: (any Error)? = nil) {
+        self.members = members
+        self.stopped = stopped
+        self.sourceError = sourceError
+        self.seconds = seconds ?? Double(members.compactMap { $0.report?.sourceFrames }.max() ?? 0) / 44_100
+    }
 
     /// At least one member played the whole stream (the CLI's exit status is non-zero only when none did).
     public var anyPlayedWhole: Bool { members.contains { $0.playedWhole } }
@@ -129,6 +174,11 @@ public final class RAOPGroupStream: Sendable {
         var starts: [String: GroupMemberStart] = [:]
         var volumes: [String: Double] = [:]
         var metadata: MediaMetadata?
+        /// The PTP members (SETPEERS names them all) and how to tell each one's session of a change.
+        var clockPeers = GroupClockPeers()
+        var peerSinks: [String: @Sendable ([[String]]) -> Void] = [:]
+        /// The running stream's source failure, once it failed.
+        var sourceFailure: SourceFailure?
         var running = false
         var stopRequested = false
     }
@@ -262,9 +312,11 @@ public final class RAOPGroupStream: Sendable {
         let fpp = Self.pacer.framesPerPacket
         // Silence after the source: the member with the longest latency plays everything.
         let padding = (latency + fpp - 1) / fpp + 1
+        let sourceFailure = SourceFailure()
+        shared.withLock { $0.sourceFailure = sourceFailure }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [self] in
-                await RAOPClient.produce(packets, into: feed, codec: .alac, framesPerPacket: fpp, leadIn: leadIn, padding: padding)
+                await RAOPClient.produce(SourceFailure.Recording(base: packets, failure: sourceFailure), into: feed, codec: .alac, framesPerPacket: fpp, leadIn: leadIn, padding: padding)
                 let (head, ended, failed) = feed.produced
                 let waiters = shared.withLock { s -> [Waiter] in
                     if ended { s.machine?.programmeEnded(packets: head) }
@@ -287,7 +339,7 @@ public final class RAOPGroupStream: Sendable {
                 RAOPGroupMemberOutcome(name: m.name, route: m.route, playedWhole: m.playedWhole, state: m.state,
                                        error: m.error, report: s.reports[m.name], attempts: m.attempts)
             }
-            return RAOPGroupReport(members: members, stopped: s.stopRequested)
+            return RAOPGroupReport(members: members, stopped: s.stopRequested, sourceError: sourceFailure.error)
         }
     }
 
@@ -373,7 +425,8 @@ public final class RAOPGroupStream: Sendable {
         guard let client else { return }
         let hooks = GroupMemberHooks(
             ready: { [self] route, lead in try await memberReady(name, route: route.route, lead: lead) },
-            started: { [self] start in memberStarted(name, start) })
+            started: { [self] start in memberStarted(name, start) },
+            clockGroup: GroupClockMembership { [self] addresses, changed in joinClockGroup(name, addresses: addresses, changed: changed) })
         var failure: String?
         var retryable = true
         var completed = false
@@ -387,13 +440,35 @@ public final class RAOPGroupStream: Sendable {
             if case .invalidState? = error as? ATVError { retryable = false }
             if case .invalidValue? = error as? ATVError { retryable = false }
         }
-        shared.withLock { s in
+        let (sinks, peers, sourceFailed) = shared.withLock { s in
+            let sourceFailed = s.sourceFailure?.error != nil
             s.clients[name] = nil
             s.waiting[name] = nil
             s.machine?.ended(name: name, error: failure, completed: completed, retryable: retryable, now: .now())
+            // The others hear that it left, unless the stream ends for everyone (the end of the
+            // programme, stop): they tear down anyway.
+            s.peerSinks[name] = nil
+            guard s.clockPeers.leave(name), !(completed && failure == nil), !s.stopRequested else {
+                return ([@Sendable ([[String]]) -> Void](), [[String]](), sourceFailed)
+            }
+            return (Array(s.peerSinks.values), s.clockPeers.newestFirst, sourceFailed)
         }
-        if let failure { logger.warning("group member \(name): \(failure)") }
+        for sink in sinks { sink(peers) }
+        // A failed source ends every member: the report says it once (`sourceError`).
+        if let failure { sourceFailed ? logger.debug("group member \(name): \(failure)") : logger.warning("group member \(name): \(failure)") }
         wakeup.signal()
+    }
+
+    /// A PTP member's session joins the clock group at its SETPEERS: the others hear of it.
+    private func joinClockGroup(_ name: String, addresses: [String], changed: @escaping @Sendable ([[String]]) -> Void) -> [[String]] {
+        let (peers, others) = shared.withLock { s in
+            let peers = s.clockPeers.join(name, addresses: addresses)
+            s.peerSinks[name] = changed
+            return (peers, s.peerSinks.filter { $0.key != name }.map(\.value))
+        }
+        logger.debug("group member \(name) joins the clock group: \(peers)")
+        for sink in others { sink(peers) }
+        return peers
     }
 
     private func memberReady(_ name: String, route: AirPlayAudioRoute, lead: Duration) async throws
@@ -434,5 +509,36 @@ public final class RAOPGroupStream: Sendable {
         if let atv = error as? ATVError { return atv.description }
         if error is CancellationError { return "cancelled" }
         return "\(error)"
+    }
+}
+
+/// The source's failure, kept for the group's report (`RAOPGroupReport.sourceError`).
+private final class SourceFailure: Sendable {
+    private let stored = Mutex<(any Error)?>(nil)
+
+    var error: (any Error)? { stored.withLock { $0 } }
+
+    /// The source's packets as they are; a failure is kept before it is passed on.
+    struct Recording<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where Base.Element == PCMPacket {
+        typealias Element = PCMPacket
+        let base: Base
+        let failure: SourceFailure
+
+        struct AsyncIterator: AsyncIteratorProtocol {
+            var base: Base.AsyncIterator
+            let failure: SourceFailure
+
+            mutating func next() async throws -> PCMPacket? {
+                do {
+                    return try await base.next()
+                } catch {
+                    // Cancelled: the group ended (stopped, or no member left), the source did not fail.
+                    if !(error is CancellationError) { failure.stored.withLock { $0 = $0 ?? error } }
+                    throw error
+                }
+            }
+        }
+
+        func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator(), failure: failure) }
     }
 }

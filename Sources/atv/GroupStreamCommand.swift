@@ -1,8 +1,8 @@
 // `atv stream` to several receivers at once (issue 17): which devices (`--to` repeated, groups,
 // `--host` repeated, `--hosts a,b`), how the stream reports them (one progress line naming every
 // member, one outcome line per member, the exit status), and the control socket other terminals
-// reach them through. The engine (ATV's `streamGroup` / `GroupAudioStream`) is reached through
-// `GroupStreamSession` below, bound to it in `groupStreamOpener`.
+// reach them through. The engine is ATV's `streamGroup` / `GroupAudioStream`; what it reports
+// (`RAOPGroupProgress`, `RAOPGroupReport`) is printed as it is.
 import ArgumentParser
 import ATV
 import ATVAudio
@@ -177,109 +177,23 @@ func resolveGroupTargets(names: [String], addresses: [StreamTargetPlan.HostPort]
     }
 }
 
-// MARK: - The engine, bound at merge
-
-/// A member's state in a group stream (the engine's `RAOPGroupMemberStatus.State`).
-enum GroupMemberState: String, Sendable, Equatable, CaseIterable {
-    case joining, playing, lost, rejoined, finished, failed, removed
-}
-
-/// One member in a progress update (the engine's `RAOPGroupMemberStatus`).
-struct GroupMemberStatusView: Sendable, Equatable {
-    var name: String
-    var route: AirPlayAudioRoute?
-    var state: GroupMemberState
-    /// Sessions started so far (1 = never retried).
-    var attempts: Int
-    var error: String?
-}
-
-/// A progress update of the whole group (the engine's `RAOPGroupProgress`).
-struct GroupProgressView: Sendable, Equatable {
-    /// Seconds of the programme played.
-    var position: Double
-    var duration: Double?
-    var members: [GroupMemberStatusView]
-}
-
-/// How one member's stream ended (the engine's `RAOPGroupMemberOutcome`).
-struct GroupMemberOutcomeView: Sendable {
-    var name: String
-    var route: AirPlayAudioRoute?
-    /// Whether it played the programme from its start (or the position it joined at, for the
-    /// stream's first start) to its end without being lost.
-    var playedWhole: Bool
-    var state: GroupMemberState
-    var error: String?
-    var report: RAOPStreamReport?
-    var attempts: Int = 1
-}
-
-/// The end of a group stream (the engine's `RAOPGroupReport`).
-struct GroupReportView: Sendable {
-    var members: [GroupMemberOutcomeView]
-    /// Stopped before the end (Ctrl-C, `stop()`).
-    var stopped: Bool
-    /// Seconds of source streamed.
-    var seconds: Double
-    var anyPlayedWhole: Bool { members.contains(where: \.playedWhole) }
-}
-
-/// A member as the engine takes it (the facade's `(name, config, offsetMilliseconds)`).
-struct GroupStreamMember: Sendable {
-    var name: String
-    var config: DeviceConfig
-    var offsetMilliseconds: Double
-    /// The device's own AirPlay 2 timing / buffered choice (`atv group route`); nil: the command's.
-    var timing: AirPlayTimingPreference? = nil
-    var buffered: AirPlayBufferedPreference? = nil
-}
-
-/// A running group stream: the calls `atv stream` makes on ATV's `GroupAudioStream`.
-protocol GroupStreamSession: Sendable {
-    /// Progress of every member until the stream ends.
-    func progressUpdates() -> AsyncStream<GroupProgressView>
-    /// Title, artist, album, artwork to every member.
-    func setMetadata(_ metadata: MediaMetadata) async
-    /// Plays `packets` to every member; returns when the programme ended or `stop()` was called.
-    func stream<S: AsyncSequence & Sendable>(_ packets: S) async throws -> GroupReportView where S.Element == PCMPacket
-    /// One member's volume, 0...100.
-    func setVolume(_ percent: Double, member name: String) async throws
-    /// Ends the stream (every member gets a TEARDOWN); `stream` returns with `stopped`.
-    func stop()
-}
-
-/// Opens a group stream (ATV's `streamGroup`): each member's route chosen as for one device,
-/// credentials from `storage`.
-protocol GroupStreamOpener: Sendable {
-    func open(members: [GroupStreamMember], options: RAOPOptions, airPlayVersion: AirPlayVersion,
-              timeout: Duration, storage: FileStorage) async throws -> any GroupStreamSession
-}
-
-/// The engine `atv stream` uses for several receivers; nil until it is wired (then several
-/// receivers are "not implemented yet", exit 3).
-let groupStreamOpener: (any GroupStreamOpener)? = FacadeGroupStreamOpener()
-
 // MARK: - Running it
 
 /// `atv stream` with several receivers: opens the group, shows one progress line for every
 /// member, answers other terminals (`atv volume 30 --to Kitchen`), and ends with a line per member.
 func runGroupStream(targets: [GroupStreamTarget], command: StreamCommand, decoder: AudioDecoder,
                     raopOptions: RAOPOptions, storage: FileStorage) async throws {
-    guard let opener = groupStreamOpener else {
-        throw ATVError.notImplemented("streaming to several receivers at once (\(targets.map(\.name).joined(separator: ", "))) is being wired (issue #17)")
-    }
     // A device's stored route (`atv group route`) where the command line left the choice at auto,
     // as for a single device.
-    let members = targets.map {
-        GroupStreamMember(name: $0.name, config: $0.config, offsetMilliseconds: $0.offsetMilliseconds,
-                          timing: raopOptions.timing == .auto ? $0.timing : nil,
-                          buffered: raopOptions.buffered == .auto ? $0.buffered : nil)
+    let devices = targets.map {
+        GroupDevice(name: $0.name, config: $0.config, offsetMilliseconds: $0.offsetMilliseconds,
+                    timing: raopOptions.timing == .auto ? $0.timing : nil,
+                    buffered: raopOptions.buffered == .auto ? $0.buffered : nil)
     }
-    let session = try await opener.open(members: members, options: raopOptions,
-                                        airPlayVersion: AirPlayVersion(rawValue: command.airplayVersion) ?? .auto,
-                                        timeout: .milliseconds(Int64((command.targets.timeout ?? 3) * 1000)), storage: storage)
-    let latest = Mutex<GroupProgressView?>(nil)
+    let connect = ConnectOptions(raop: raopOptions, airPlayVersion: AirPlayVersion(rawValue: command.airplayVersion) ?? .auto,
+                                 timeout: .milliseconds(Int64((command.targets.timeout ?? 3) * 1000)))
+    let session = try streamGroup(devices, options: connect, storage: storage)
+    let latest = Mutex<RAOPGroupProgress?>(nil)
     let volumes = Mutex<[String: Double]>([:])
     if let v = command.volume { volumes.withLock { for t in targets { $0[t.name] = v } } }
     let control = try? await StreamControlServer.start(
@@ -312,19 +226,11 @@ func runGroupStream(targets: [GroupStreamTarget], command: StreamCommand, decode
             FileHandle.standardOutput.write(Data(line.utf8))
         }
     }
-    let report: GroupReportView
-    do {
-        let from = command.start.flatMap(parseStartPosition) ?? 0
-        report = try await session.stream(PCMStartingAt(decoder, seconds: from))
-    } catch {
-        progressTask.cancel()
-        await control?.stop()
-        if tty { print("") }
-        throw error
+    let report = try await playing(progress: progressTask, control: control, tty: tty) {
+        try await session.stream(PCMStartingAt(decoder, seconds: command.start.flatMap(parseStartPosition) ?? 0))
     }
-    progressTask.cancel()
-    await control?.stop()
-    if tty { print("") }
+    // A source that failed (the same for every member): the single stream's one error line.
+    if let failure = report.sourceError, !report.stopped { throw failure }
     print(GroupStreamText.outcomeLines(report).joined(separator: "\n"))
     let status = GroupStreamText.exitStatus(report, interrupted: interrupts.interrupted)
     if status != 0 { throw ExitCode(status) }
@@ -342,7 +248,7 @@ enum GroupStreamText {
 
     /// "Kitchen: playing (AirPlay 1)", "Bedroom: rejoined (buffered PTP, attempt 2)",
     /// "Attic: failed (refused)".
-    static func memberStatus(_ m: GroupMemberStatusView) -> String {
+    static func memberStatus(_ m: RAOPGroupMemberStatus) -> String {
         var details: [String] = []
         if let r = m.route { details.append(r.shortName) }
         if m.attempts > 1 { details.append("attempt \(m.attempts)") }
@@ -351,7 +257,7 @@ enum GroupStreamText {
     }
 
     /// The progress line: "▶ Song  0:12 / 3:45  Kitchen: playing (AirPlay 1) · Bedroom: joining".
-    static func progressLine(title: String, progress p: GroupProgressView, duration: Double?) -> String {
+    static func progressLine(title: String, progress p: RAOPGroupProgress, duration: Double?) -> String {
         let total = duration.map { " / " + formatDuration($0) } ?? ""
         return "▶ \(printable(title))  \(formatDuration(max(0, p.position)))\(total)  "
             + p.members.map(memberStatus).joined(separator: " · ")
@@ -360,7 +266,7 @@ enum GroupStreamText {
     /// One member's final line: "  Kitchen: played the whole stream (AirPlay 1, 1234 packets,
     /// 0 retransmitted)" or "  Attic: did not play the whole stream: failed after 3 attempts
     /// (connection refused)".
-    static func outcomeLine(_ m: GroupMemberOutcomeView) -> String {
+    static func outcomeLine(_ m: RAOPGroupMemberOutcome) -> String {
         var details: [String] = []
         if let r = m.route { details.append(r.shortName) }
         if let rep = m.report { details.append("\(rep.packetsSent) packets, \(rep.retransmittedPackets) retransmitted") }
@@ -376,7 +282,7 @@ enum GroupStreamText {
     }
 
     /// The summary line, then one line per member.
-    static func outcomeLines(_ report: GroupReportView) -> [String] {
+    static func outcomeLines(_ report: RAOPGroupReport) -> [String] {
         let whole = report.members.filter(\.playedWhole).count
         let n = report.members.count
         let how = report.stopped ? "Stopped after" : "Streamed"
@@ -387,7 +293,7 @@ enum GroupStreamText {
 
     /// 130 after Ctrl-C (as for one receiver); otherwise 0 when at least one member played the
     /// whole stream, 1 when none did.
-    static func exitStatus(_ report: GroupReportView, interrupted: Bool) -> Int32 {
+    static func exitStatus(_ report: RAOPGroupReport, interrupted: Bool) -> Int32 {
         if interrupted { return 130 }
         return report.anyPlayedWhole ? 0 : 1
     }

@@ -143,20 +143,11 @@ struct StreamCommand: AsyncParsableCommand {
                     FileHandle.standardOutput.write(Data(line.utf8))
                 }
             }
-            let result: AudioStreamReport
-            do {
+            let result = try await playing(progress: progressTask, control: control, tty: tty) {
                 let from = start.flatMap(parseStartPosition) ?? 0
-                result = try await atv.stream.streamAudio(PCMStartingAt(decoder, seconds: from), tags: decoder.info.metadata, duration: decoder.info.duration,
-                                                          metadata: user)
-            } catch {
-                progressTask.cancel()
-                await control?.stop()
-                if tty { print("") }
-                throw error
+                return try await atv.stream.streamAudio(PCMStartingAt(decoder, seconds: from), tags: decoder.info.metadata,
+                                                        duration: decoder.info.duration, metadata: user)
             }
-            progressTask.cancel()
-            await control?.stop()
-            if tty { print("") }
             let report = result.details
             let seconds = Double(report.sourceFrames) / Double(PCMFormat.sampleRate)
             let how = report.stopped ? "Stopped after" : "Streamed"
@@ -166,6 +157,22 @@ struct StreamCommand: AsyncParsableCommand {
             if interrupts.interrupted { throw ExitCode(130) }
         }
     }
+}
+
+/// Runs a stream (`body`), then, however it ended, stops what ran beside it: the progress line's
+/// task, the control socket other terminals reach it through, and ends the progress line.
+func playing<T>(progress: Task<Void, Never>, control: StreamControlServer?, tty: Bool,
+                _ body: () async throws -> T) async throws -> T {
+    let result: Result<T, any Error>
+    do {
+        result = .success(try await body())
+    } catch {
+        result = .failure(error)
+    }
+    progress.cancel()
+    await control?.stop()
+    if tty { print("") }
+    return try result.get()
 }
 
 /// Find the device a command talks to: by scan (--to, --hosts; see `findDevice`) or by address

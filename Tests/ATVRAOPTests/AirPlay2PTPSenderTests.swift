@@ -68,8 +68,8 @@ private func drive(to step: AirPlay2AudioSetupStep, _ sm: inout AirPlay2AudioSes
     if step == .eventChannel { return nil }
     let record = try only(sm.eventChannelOpened())
     if step == .record || step == .feedback { return record }
-    let afterRecord = sm.response(id: record.id, reply())
-    let setPeers = try only(afterRecord)
+    #expect(sm.response(id: record.id, reply()) == [.joinClockGroup([receiver])])
+    let setPeers = try only(sm.clockGroupJoined(members: [[receiver]]))
     if step == .setPeers { return setPeers }
     let streamSetup = try only(sm.response(id: setPeers.id, reply()))
     if step == .streamSetup { return streamSetup }
@@ -111,11 +111,13 @@ private func drive(to step: AirPlay2AudioSetupStep, _ sm: inout AirPlay2AudioSes
         let record = try only(opened)
         #expect(record.request == AirPlay2AudioRequest("RECORD") && record.kind == .record)
 
-        // RECORD answered → SETPEERS [receiver, us].
-        let afterRecord = sm.response(id: record.id, reply())
+        // RECORD answered → the receiver joins the clock group (alone: a single stream) →
+        // SETPEERS [receiver, us].
+        #expect(sm.response(id: record.id, reply()) == [.joinClockGroup([receiver])])
         #expect(!sm.ptpPeerAdded)
-        let setPeers = try only(afterRecord)
-        #expect(afterRecord == [.send(setPeers.request, id: setPeers.id, .setPeers)])
+        let joined = sm.clockGroupJoined(members: [[receiver]])
+        let setPeers = try only(joined)
+        #expect(joined == [.send(setPeers.request, id: setPeers.id, .setPeers)])
         #expect(setPeers.kind == .setPeers && setPeers.request.method == "SETPEERS" && setPeers.request.uri == nil)
         #expect(setPeers.request.headers["Content-Type"] == "/peer-list-changed")
         #expect(try BinaryPlistParser.parse(setPeers.request.body) == .array([.string(receiver), .string(ours)]))
@@ -168,7 +170,8 @@ private func drive(to step: AirPlay2AudioSetupStep, _ sm: inout AirPlay2AudioSes
                                          "timingPeerInfo": .dict(["Addresses": .array([.string("127.0.0.2")]), "ID": .string("127.0.0.2")])])
         _ = sm.response(id: setup.id, reply(plist: elsewhere))
         let record = try only(sm.eventChannelOpened())
-        let setPeers = try only(sm.response(id: record.id, reply()))
+        #expect(sm.response(id: record.id, reply()) == [.joinClockGroup(["127.0.0.2"])])
+        let setPeers = try only(sm.clockGroupJoined(members: [["127.0.0.2"]]))
         // The RTSP peer is our own address here (one host): the master never sends to itself.
         #expect(try AirPlay2Peers.addresses(fromSetPeers: setPeers.request.body) == ["127.0.0.2", ours])
         #expect(sm.ptpPeers == ["127.0.0.2"])
@@ -253,6 +256,108 @@ private func drive(to step: AirPlay2AudioSetupStep, _ sm: inout AirPlay2AudioSes
         #expect(!sm.ptpPeerAdded)
         // Once: a second teardown releases nothing more.
         #expect(sm.teardown(connectionOpen: true, connectionFailed: false) == [])
+    }
+}
+
+/// SETPEERS in a group (docs/PTP-AND-BUFFERED-AUDIO.md §3.3): every clock-group member's
+/// addresses, newest first, ours last; sent again when a member joins or leaves. Every receiver
+/// the reference describes takes it: shairport-sync answers 200 and ignores it, openairplay logs
+/// it, Apple receivers learn the group from it; one that refuses it only costs a warning.
+@Suite struct AirPlay2ClockGroupMachineTests {
+    private static func peers(_ s: Sent) throws -> [String] { try AirPlay2Peers.addresses(fromSetPeers: s.request.body) }
+
+    /// The first SETPEERS waits for the group's answer and lists every member, this one first.
+    @Test func setPeersListsEveryMemberNewestFirstAndUsLast() throws {
+        var sm = ptpMachine()
+        let record = try #require(try drive(to: .record, &sm))
+        #expect(sm.response(id: record.id, reply()) == [.joinClockGroup([receiver])])
+        #expect(sm.state == .settingUp(.setPeers))
+        let members = [[receiver], ["127.0.0.64"], ["127.0.0.65", "fe80::65"]]
+        let setPeers = try only(sm.clockGroupJoined(members: members))
+        #expect(setPeers.kind == .setPeers && setPeers.request.headers["Content-Type"] == "/peer-list-changed")
+        #expect(try Self.peers(setPeers) == [receiver, "127.0.0.64", "127.0.0.65", "fe80::65", ours])
+        // Only once during setup.
+        #expect(sm.clockGroupJoined(members: members) == [])
+        #expect(try only(sm.response(id: setPeers.id, reply())).kind == .streamSetup)
+    }
+
+    /// A member joins or leaves: SETPEERS again with the new list; the same list sends nothing;
+    /// nothing before this receiver's own SETPEERS or once it tears down.
+    @Test func aChangedGroupSendsSETPEERSAgain() throws {
+        var sm = ptpMachine()
+        #expect(sm.clockGroupChanged(members: [["127.0.0.64"], [receiver]]) == [])
+        let first = try #require(try drive(to: .setPeers, &sm))
+        #expect(try Self.peers(first) == [receiver, ours])
+        // An update while the first SETPEERS is unanswered: its answer does not move the setup on.
+        let joined = try only(sm.clockGroupChanged(members: [["127.0.0.64"], [receiver]]))
+        #expect(joined.kind == .peersUpdate && joined.request.method == "SETPEERS")
+        #expect(try Self.peers(joined) == ["127.0.0.64", receiver, ours])
+        #expect(sm.response(id: joined.id, reply()) == [])
+        #expect(sm.state == .settingUp(.setPeers))
+        let streamSetup = try only(sm.response(id: first.id, reply()))
+        #expect(streamSetup.kind == .streamSetup)
+        _ = sm.response(id: streamSetup.id, reply(plist: streamReply))
+        #expect(sm.clockGroupChanged(members: [["127.0.0.64"], [receiver]]) == [])
+        let left = try only(sm.clockGroupChanged(members: [[receiver]]))
+        #expect(try Self.peers(left) == [receiver, ours])
+        _ = sm.teardown(connectionOpen: true, connectionFailed: false)
+        #expect(sm.clockGroupChanged(members: [["127.0.0.66"], [receiver]]) == [])
+    }
+
+    /// A receiver that refuses the new list, or does not answer it, keeps playing: a warning.
+    @Test(arguments: [true, false]) func aRefusedUpdateOnlyWarns(refused: Bool) throws {
+        var sm = ptpMachine()
+        let flush = try #require(try drive(to: .flush, &sm))
+        #expect(sm.response(id: flush.id, reply()) == [.ready])
+        _ = sm.begin(volumeDB: nil, metadata: nil)
+        let update = try only(sm.clockGroupChanged(members: [["127.0.0.64"], [receiver]]))
+        let actions = refused ? sm.response(id: update.id, reply(501)) : sm.requestFailed(id: update.id, .timeout("SETPEERS"))
+        guard case .warning(let text)? = actions.first, actions.count == 1 else { Issue.record("\(actions)"); return }
+        #expect(text.contains("SETPEERS"))
+        #expect(sm.state == .streaming && sm.failure == nil)
+    }
+
+    /// The addresses a member is known by: where the master sends, then the rest of its reply's
+    /// `timingPeerInfo.Addresses` (shairport-sync lists every interface), without `%interface`
+    /// and never ours; a receiver whose reply has none (openairplay without its PTP master) is
+    /// known by its RTSP address alone.
+    @Test func theAddressesAMemberIsKnownBy() {
+        typealias M = AirPlay2AudioSessionStateMachine
+        #expect(M.clockGroupAddresses(ptpPeers: ["192.168.1.20"], timingAddresses: ["192.168.1.20", "10.0.0.5", "fe80::1%en0"],
+                                      ours: ["192.168.1.2"]) == ["192.168.1.20", "10.0.0.5", "fe80::1"])
+        #expect(M.clockGroupAddresses(ptpPeers: ["10.0.0.9"], timingAddresses: [], ours: ["10.0.0.1"]) == ["10.0.0.9"])
+        #expect(M.clockGroupAddresses(ptpPeers: ["127.0.0.2"], timingAddresses: ["127.0.0.2", "127.0.0.1"], ours: ["127.0.0.1"])
+                == ["127.0.0.2"])
+    }
+
+    /// A reply with every interface: the first SETPEERS names them all.
+    @Test func replyAddressesAreListed() throws {
+        var sm = ptpMachine()
+        _ = sm.start()
+        _ = sm.connected(sessionID: 1, audioKey: key, receiverAddress: receiver)
+        let setup = try only(sm.setUp(controlPort: 1, timingPort: 2, first: first))
+        let all = PlistValue.dict(["eventPort": .int(7000), "timingPort": .int(0),
+                                   "timingPeerInfo": .dict(["Addresses": .array([.string(receiver), .string("10.1.2.3"), .string("fe80::7%eth0")]),
+                                                            "ID": .string(receiver)])])
+        _ = sm.response(id: setup.id, reply(plist: all))
+        let record = try only(sm.eventChannelOpened())
+        #expect(sm.response(id: record.id, reply()) == [.joinClockGroup([receiver, "10.1.2.3", "fe80::7"])])
+        #expect(sm.ptpPeers == [receiver])
+    }
+}
+
+/// The group's clock group: join order, a retried member becomes the newest, leaving.
+@Suite struct GroupClockPeersTests {
+    @Test func joinLeaveAndRejoin() {
+        var g = GroupClockPeers()
+        #expect(g.join("A", addresses: ["127.0.0.121"]) == [["127.0.0.121"]])
+        #expect(g.join("B", addresses: ["127.0.0.122", "fe80::122"]) == [["127.0.0.122", "fe80::122"], ["127.0.0.121"]])
+        #expect(g.join("C", addresses: ["127.0.0.123"]) == [["127.0.0.123"], ["127.0.0.122", "fe80::122"], ["127.0.0.121"]])
+        #expect(g.join("A", addresses: ["127.0.0.121"]) == [["127.0.0.121"], ["127.0.0.123"], ["127.0.0.122", "fe80::122"]])
+        let left = g.leave("C"), again = g.leave("C"), never = g.leave("D")
+        #expect(left && !again && !never)
+        #expect(g.newestFirst == [["127.0.0.121"], ["127.0.0.122", "fe80::122"]])
+        #expect(g.entries.map(\.name) == ["B", "A"])
     }
 }
 

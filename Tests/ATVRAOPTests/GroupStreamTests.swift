@@ -169,7 +169,7 @@ private func seconds(_ t: NTPTime) -> Double { Double(t.raw >> 32) + Double(t.ra
     }
 
     /// The source fails mid-stream: the member ends with that failure, is not retried, and the
-    /// stream returns.
+    /// stream returns with the source's error.
     @Test func aFailingSourceEndsEveryMemberWithoutRetries() async throws {
         let r = try await FakeReceiver.start()
         defer { Task { await r.close() } }
@@ -185,6 +185,8 @@ private func seconds(_ t: NTPTime) -> Double { Double(t.raw >> 32) + Double(t.ra
         #expect(!one.playedWhole)
         #expect(one.error != nil)
         #expect(!report.anyPlayedWhole)
+        // The report names the source's own error (the CLI prints it as a single stream would).
+        #expect(report.sourceError is FailingSource.SourceBroke, "\(String(describing: report.sourceError))")
     }
 
     @Test func aBufferedMemberFailsWithOneClearErrorAndStreamNeedsMembers() async throws {

@@ -5,12 +5,13 @@ import Testing
 
 /// What `atv stream` prints for several receivers and how it reads its targets (pure functions).
 @Suite struct GroupStreamTextTests {
-    func member(_ name: String, _ route: AirPlayAudioRoute?, _ state: GroupMemberState, attempts: Int = 1, error: String? = nil) -> GroupMemberStatusView {
-        GroupMemberStatusView(name: name, route: route, state: state, attempts: attempts, error: error)
+    func member(_ name: String, _ route: AirPlayAudioRoute?, _ state: RAOPGroupMemberStatus.State, attempts: Int = 1,
+                error: String? = nil) -> RAOPGroupMemberStatus {
+        RAOPGroupMemberStatus(name: name, route: route, state: state, attempts: attempts, error: error)
     }
 
     @Test func progressLineNamesEveryMemberWithRouteAndState() {
-        let p = GroupProgressView(position: 12.7, duration: nil, members: [
+        let p = RAOPGroupProgress(position: 12.7, duration: nil, members: [
             member("Kitchen", .airPlay1, .playing),
             member("Living Room", .bufferedPTP, .rejoined, attempts: 2),
             member("Bedroom", nil, .joining),
@@ -19,16 +20,17 @@ import Testing
         #expect(GroupStreamText.progressLine(title: "Song", progress: p, duration: 225)
                 == "▶ Song  0:12 / 3:45  Kitchen: playing (AirPlay 1) · Living Room: rejoined (buffered PTP, attempt 2) · "
                 + "Bedroom: joining · Attic: lost (realtime NTP, attempt 3, connection refused)")
-        #expect(GroupStreamText.progressLine(title: "a\u{1B}b", progress: GroupProgressView(position: -1, duration: nil, members: []), duration: nil)
+        #expect(GroupStreamText.progressLine(title: "a\u{1B}b", progress: RAOPGroupProgress(position: -1, duration: nil, members: []), duration: nil)
                 == "▶ a\\x1bb  0:00  ", "control characters from tags never reach the terminal")
     }
 
-    func outcome(_ name: String, _ whole: Bool, _ state: GroupMemberState, attempts: Int = 1, error: String? = nil) -> GroupMemberOutcomeView {
-        GroupMemberOutcomeView(name: name, route: .airPlay1, playedWhole: whole, state: state, error: error, report: nil, attempts: attempts)
+    func outcome(_ name: String, _ whole: Bool, _ state: RAOPGroupMemberStatus.State, attempts: Int = 1,
+                 error: String? = nil) -> RAOPGroupMemberOutcome {
+        RAOPGroupMemberOutcome(name: name, route: .airPlay1, playedWhole: whole, state: state, error: error, report: nil, attempts: attempts)
     }
 
     @Test func finalLinesAndExitStatus() {
-        let mixed = GroupReportView(members: [outcome("Kitchen", true, .finished),
+        let mixed = RAOPGroupReport(members: [outcome("Kitchen", true, .finished),
                                               outcome("Attic", false, .failed, attempts: 3, error: "connection refused")],
                                     stopped: false, seconds: 225.4)
         #expect(GroupStreamText.outcomeLines(mixed) == [
@@ -38,11 +40,11 @@ import Testing
         ])
         #expect(GroupStreamText.exitStatus(mixed, interrupted: false) == 0, "one member that played it all is success")
 
-        let none = GroupReportView(members: [outcome("Kitchen", false, .lost), outcome("Attic", false, .failed)], stopped: false, seconds: 10)
+        let none = RAOPGroupReport(members: [outcome("Kitchen", false, .lost), outcome("Attic", false, .failed)], stopped: false, seconds: 10)
         #expect(GroupStreamText.exitStatus(none, interrupted: false) == 1, "non-zero only when no member played the whole stream")
         #expect(GroupStreamText.outcomeLines(none)[0] == "Streamed 0:10 to 2 receivers: 0 of 2 played the whole stream")
 
-        let stopped = GroupReportView(members: [outcome("Kitchen", false, .finished)], stopped: true, seconds: 61)
+        let stopped = RAOPGroupReport(members: [outcome("Kitchen", false, .finished)], stopped: true, seconds: 61)
         #expect(GroupStreamText.outcomeLines(stopped)[0] == "Stopped after 1:01 to 1 receiver: 0 of 1 played without a break")
         #expect(GroupStreamText.exitStatus(stopped, interrupted: true) == 130)
     }

@@ -107,6 +107,56 @@ import Testing
         expectOneLineError(r, containing: "Package.swift")
     }
 
+    /// Several receivers, a file that cannot be opened: the single stream's one line, before any
+    /// connection.
+    @Test func missingFileToSeveralReceivers() async throws {
+        let group = try await run(try TestEnv.atv(), ["stream", "/nonexistent/song.flac", "--host", "127.0.0.1:9", "--host", "127.0.0.1:10"],
+                                  timeout: 10)
+        expectOneLineError(group, containing: "/nonexistent/song.flac")
+        let single = try await run(try TestEnv.atv(), ["stream", "/nonexistent/song.flac", "--host", "127.0.0.1", "--port", "9"], timeout: 10)
+        #expect(group.stderr == single.stderr)
+        #expect(group.status == single.status)
+    }
+
+    /// A file whose audio breaks off after 0.9 s (AAC frames whose payload is all 0xFF: FFmpeg
+    /// cannot decode them) streamed to two speakers: one line, the single stream's, not a member
+    /// list of the same failure.
+    @Test func sourceFailingMidStreamInAGroup() async throws {
+        let dir = try TestEnv.tempDir()
+        let aac = dir.appendingPathComponent("tone.aac")
+        try await Harness.ffmpeg(["-f", "lavfi", "-i", "sine=frequency=440:duration=10", "-ac", "2", "-ar", "44100", "-c:a", "aac",
+                                  "-b:a", "128k", "-f", "adts", aac.path], in: dir)
+        var bytes = [UInt8](try Data(contentsOf: aac))
+        var at = 0, frame = 0
+        while at + 7 <= bytes.count, bytes[at] == 0xFF {
+            let length = Int(bytes[at + 3] & 3) << 11 | Int(bytes[at + 4]) << 3 | Int(bytes[at + 5]) >> 5
+            guard length > 7 else { break }
+            if frame >= 40 { for i in (at + 7)..<min(bytes.count, at + length) { bytes[i] = 0xFF } }
+            at += length
+            frame += 1
+        }
+        #expect(frame > 300, "ADTS frames found: \(frame)")
+        let broken = dir.appendingPathComponent("broken.aac").path
+        try Data(bytes).write(to: URL(fileURLWithPath: broken))
+
+        let (a, portA) = try await startSpeaker(dir.appendingPathComponent("a.wav").path)
+        let (b, portB) = try await startSpeaker(dir.appendingPathComponent("b.wav").path)
+        defer { a.kill(); b.kill() }
+        let group = try await run(try TestEnv.atv(), ["stream", broken, "--host", "127.0.0.1:\(portA)", "--host", "127.0.0.1:\(portB)"],
+                                  timeout: 30)
+        #expect(group.status != 0)
+        #expect(group.stderr.hasPrefix("atv: error: ") && group.stderr.split(separator: "\n").count == 1, "stderr: \(group.stderr)")
+        #expect(group.stderr.contains("broken.aac") && group.stderr.contains("decod"), "stderr: \(group.stderr)")
+        #expect(!group.stdout.contains("did not play"), "no member list for the source's failure: \(group.stdout)")
+        #expect(group.seconds < 15, "took \(group.seconds) s")
+
+        let (c, portC) = try await startSpeaker(dir.appendingPathComponent("c.wav").path)
+        defer { c.kill() }
+        let single = try await run(try TestEnv.atv(), ["stream", broken, "--host", "127.0.0.1", "--port", "\(portC)"], timeout: 30)
+        #expect(group.stderr == single.stderr, "group: \(group.stderr) single: \(single.stderr)")
+        #expect(group.status == single.status)
+    }
+
     @Test func nothingListening() async throws {
         // Port 9 (discard) on loopback: nothing listens there.
         let sample = TestEnv.root.appendingPathComponent("samples/arpeggio.flac").path

@@ -12,7 +12,9 @@
 // Setup is a plan of steps (`AirPlay2AudioSetupStep`) built from the configuration; each step's
 // completion starts the next one. PTP timing (docs/PTP-AND-BUFFERED-AUDIO.md §3.1): the session
 // SETUP says `timingProtocol PTP` with our `timingPeerInfo`, RECORD still comes before the stream
-// SETUP, SETPEERS (the receiver's address and ours) follows RECORD, and once the stream SETUP is
+// SETUP, SETPEERS (every clock-group member's addresses, newest first, ours last: the driver
+// answers `.joinClockGroup` with the group's members, or with this receiver alone for a single
+// stream; re-sent when a member joins or leaves) follows RECORD, and once the stream SETUP is
 // answered the driver adds the receiver to the PTP master's peers (`addPTPPeer`; `removePTPPeer`
 // on teardown). Buffered audio (`stream` `.buffered`, PTP only, docs/PTP-AND-BUFFERED-AUDIO.md §6.3):
 // the same plan with the stream SETUP of `type 103` (no latencyMin/Max) and no FLUSH; once ready
@@ -70,6 +72,8 @@ enum AirPlay2AudioRequestKind: String, Sendable, Equatable {
     case record = "RECORD"
     case streamSetup = "audio stream SETUP"
     case setPeers = "SETPEERS"
+    /// SETPEERS again, after a member joined or left the clock group.
+    case peersUpdate = "SETPEERS (the group changed)"
     case volume = "SET_PARAMETER volume"
     case metadata = "SET_PARAMETER metadata"
     case artwork = "SET_PARAMETER artwork"
@@ -138,6 +142,9 @@ enum AirPlay2AudioSessionAction: Sendable, Equatable {
     case addPTPPeer(String)
     /// PTP: the master stops sending to it (teardown).
     case removePTPPeer(String)
+    /// PTP, at SETPEERS: join the clock group with the addresses this receiver is known by; answer
+    /// with `clockGroupJoined(members:)` (a single stream: these addresses alone).
+    case joinClockGroup([String])
     /// The audio stream SETUP's answer: where audio and control packets go.
     case serverPorts(RAOPServerPorts)
     /// Buffered: the type-103 stream SETUP's answer (the TCP `dataPort`, `audioBufferSize`).
@@ -226,8 +233,12 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
     private var receiverAddress = ""
     /// The addresses the receiver's session SETUP reply gives in its `timingPeerInfo`.
     private var receiverTimingAddresses: [String] = []
-    /// The addresses the PTP master sends to for this receiver (SETPEERS names them).
+    /// The addresses the PTP master sends to for this receiver.
     private(set) var ptpPeers: [String] = []
+    /// The addresses this receiver is known by in the clock group (`clockGroupAddresses`).
+    private(set) var clockGroupAddresses: [String] = []
+    /// The last SETPEERS list sent (nil: none yet).
+    private(set) var peersSent: [String]?
     /// They are the master's peers (from the stream SETUP's answer on; removed on teardown).
     private(set) var ptpPeerAdded = false
     private var audioKey: [UInt8] = []
@@ -370,7 +381,7 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
             let warning: [AirPlay2AudioSessionAction] = r.isSuccess ? [] : [rejected(kind, r)]
             if state == .settingUp(.setPeers) { return warning + advance(from: .setPeers) }
             return warning
-        case .volume, .metadata, .artwork, .progress, .pauseAnchor, .flushBuffered:
+        case .volume, .metadata, .artwork, .progress, .pauseAnchor, .flushBuffered, .peersUpdate:
             return r.isSuccess ? [] : [rejected(kind, r)]
         case .rateAnchor:
             if r.isSuccess {
@@ -413,6 +424,29 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
     mutating func eventChannelFailed(_ error: ATVError) -> [AirPlay2AudioSessionAction] {
         guard state == .settingUp(.eventChannel) else { return [] }
         return fail(error)
+    }
+
+    /// The answer to `.joinClockGroup`: every clock-group member's addresses, newest first (this
+    /// receiver's among them): SETPEERS lists them, then ours (an iPhone's order; each address
+    /// once, docs/PTP-AND-BUFFERED-AUDIO.md §3.3).
+    mutating func clockGroupJoined(members: [[String]]) -> [AirPlay2AudioSessionAction] {
+        guard state == .settingUp(.setPeers), peersSent == nil, case .ptp(_, let ours) = configuration.timing else { return [] }
+        let list = AirPlay2Peers.addressList(members: members, sender: ours)
+        peersSent = list
+        let request = AirPlay2Peers.setPeers(list, uri: "")
+        return [send(.setPeers, AirPlay2AudioRequest("SETPEERS", headers: request.headers, body: request.body))]
+    }
+
+    /// A member joined or left the clock group: SETPEERS again with the new list (as an iPhone
+    /// re-sends it to every member), once this receiver had its first one and until teardown; the
+    /// same list again sends nothing.
+    mutating func clockGroupChanged(members: [[String]]) -> [AirPlay2AudioSessionAction] {
+        guard let sent = peersSent, !isFinished, state != .tearingDown, case .ptp(_, let ours) = configuration.timing else { return [] }
+        let list = AirPlay2Peers.addressList(members: members, sender: ours)
+        guard list != sent else { return [] }
+        peersSent = list
+        let request = AirPlay2Peers.setPeers(list, uri: "")
+        return [send(.peersUpdate, AirPlay2AudioRequest("SETPEERS", headers: request.headers, body: request.body))]
     }
 
     // MARK: Inputs: streaming
@@ -566,13 +600,13 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
         case .record:
             return [send(.record, AirPlay2AudioRequest("RECORD"))]
         case .setPeers:
-            // SETPEERS names the receiver and us (docs/PTP-AND-BUFFERED-AUDIO.md §3.3); the master
-            // sends to the receiver once the stream SETUP is answered.
+            // SETPEERS names every clock-group member and us (docs/PTP-AND-BUFFERED-AUDIO.md §3.3),
+            // once the driver says who they are (`clockGroupJoined`); the master sends to the
+            // receiver once the stream SETUP is answered.
             guard case .ptp(_, let ours) = configuration.timing else { return advance(from: .setPeers) }
             ptpPeers = Self.ptpPeers(rtspPeer: receiverAddress, timingAddresses: receiverTimingAddresses, ours: ours)
-            let list = AirPlay2Peers.addressList(members: [ptpPeers], sender: ours)
-            let request = AirPlay2Peers.setPeers(list, uri: "")
-            return [send(.setPeers, AirPlay2AudioRequest("SETPEERS", headers: request.headers, body: request.body))]
+            clockGroupAddresses = Self.clockGroupAddresses(ptpPeers: ptpPeers, timingAddresses: receiverTimingAddresses, ours: ours)
+            return [.joinClockGroup(clockGroupAddresses)]
         case .streamSetup:
             if case .buffered(let format) = configuration.stream {
                 // Type 103 without latencyMin/Max (docs/PTP-AND-BUFFERED-AUDIO.md §3.5).
@@ -614,6 +648,20 @@ struct AirPlay2AudioSessionStateMachine: Sendable {
             peers.append(a)
         }
         return peers
+    }
+
+    /// The addresses this receiver is known by in SETPEERS: where the master sends
+    /// (`ptpPeers`), then every other address its session SETUP reply lists (an iPhone lists every
+    /// address of every member; shairport-sync's reply lists all of its interfaces), without a
+    /// `%interface` suffix (it names the receiver's interface, meaningless to the others) and
+    /// never ours.
+    static func clockGroupAddresses(ptpPeers: [String], timingAddresses: [String], ours: [String]) -> [String] {
+        var out = ptpPeers
+        for a in timingAddresses.map({ String($0.split(separator: "%", maxSplits: 1).first ?? "") })
+        where !a.isEmpty && !ours.contains(a) && !out.contains(a) {
+            out.append(a)
+        }
+        return out
     }
 
     /// `step` completed: the next one, or ready.

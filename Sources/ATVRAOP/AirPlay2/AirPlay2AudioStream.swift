@@ -16,7 +16,8 @@
 // PTP timing (route `realtimePTP`, docs/PTP-AND-BUFFERED-AUDIO.md §3): the session takes a
 // reference to the process's PTP master (`PTPMaster.shared`, bound to the connection's local
 // address), announces its clock in the session SETUP, adds the receiver to the master's peers at
-// SETPEERS, removes it and gives the reference back on teardown; the sync packets are 0xD7 time
+// SETPEERS, removes it and gives the reference back on teardown (SETPEERS names the clock group:
+// a group member's `GroupClockMembership`, or this receiver alone); the sync packets are 0xD7 time
 // announces on the master's timeline (`ptpTimeline`). When UDP 319/320 cannot be bound the stream
 // fails with `PTPPorts`' one line, or, where the route allows (`ntpFallback`), goes on with NTP
 // after a warning.
@@ -55,11 +56,14 @@ final class AirPlay2AudioSession: AudioRouteSession {
     /// What TXT and `/info` say about the receiver: shairport-sync and Samsung need a later first
     /// anchor than others (`firstAnchorEarliest`).
     private let receiverTraits: AirPlayReceiverTraits
+    /// A group member's clock group (SETPEERS lists every member); nil: a single stream.
+    private let clockGroup: GroupClockMembership?
 
     private init(connection: AirPlay2Connection, machine: AirPlay2AudioSessionStateMachine, host: String, port: Int,
                  feedbackInterval: Duration, route: AirPlayAudioRouteChoice, master: PTPMaster?, warnings: [String],
-                 receiverTraits: AirPlayReceiverTraits, logger: Logger) {
+                 receiverTraits: AirPlayReceiverTraits, clockGroup: GroupClockMembership?, logger: Logger) {
         self.connection = connection
+        self.clockGroup = clockGroup
         self.receiverTraits = receiverTraits
         self.machine = Mutex(machine)
         self.audioRoute = route
@@ -75,7 +79,7 @@ final class AirPlay2AudioSession: AudioRouteSession {
     /// Connects, pairs and encrypts (`AirPlay2Connection`); a lost connection or a request sent
     /// (each starts a stall clock) wakes the coordinator.
     static func open(host: String, port: Int, options: RAOPOptions, wakeup: RAOPWakeup,
-                     logger: Logger) async throws -> AirPlay2AudioSession {
+                     clockGroup: GroupClockMembership? = nil, logger: Logger) async throws -> AirPlay2AudioSession {
         var connectionOptions = AirPlay2ConnectionOptions(
             userAgent: options.userAgent, connectTimeout: options.connectTimeout, requestTimeout: options.requestTimeout,
             credentials: options.hapCredentials, requestInfo: options.requestInfo)
@@ -115,7 +119,7 @@ final class AirPlay2AudioSession: AudioRouteSession {
                               receiverAddress: connection.remoteIP)
         let session = AirPlay2AudioSession(connection: connection, machine: machine, host: host, port: port,
                                            feedbackInterval: options.feedbackInterval, route: route, master: master,
-                                           warnings: warnings, receiverTraits: traits, logger: logger)
+                                           warnings: warnings, receiverTraits: traits, clockGroup: clockGroup, logger: logger)
         connection.onFailure { [weak session] error in
             session?.connectionLost(error)
             wakeup.signal()
@@ -246,6 +250,10 @@ final class AirPlay2AudioSession: AudioRouteSession {
                 ptpJoinedAt.withLock { $0 = $0 ?? .now }
             case .removePTPPeer(let host):
                 master.withLock { $0 }?.removePeer(host)
+            case .joinClockGroup(let addresses):
+                let members = clockGroup?.join(addresses) { [weak self] members in self?.clockGroupChanged(members) }
+                    ?? [addresses]
+                await perform(machine.withLock { $0.clockGroupJoined(members: members) })
             case .bufferedStream(let reply):
                 logger.debug("AirPlay 2: buffered stream SETUP → dataPort \(reply.dataPort), audioBufferSize \(reply.effectiveAudioBufferSize)")
             case .anchored:
@@ -360,6 +368,12 @@ final class AirPlay2AudioSession: AudioRouteSession {
     /// SET_PARAMETER progress (a refusal only warns).
     func sendProgress(_ progress: RAOPProgress) async {
         await perform(machine.withLock { $0.sendProgress(progress) })
+    }
+
+    /// The clock group changed (a member joined or left): SETPEERS again, in the background.
+    private func clockGroupChanged(_ members: [[String]]) {
+        let actions = machine.withLock { $0.clockGroupChanged(members: members) }
+        if !actions.isEmpty { Task { await self.perform(actions) } }
     }
 
     func flush(next: RTPPosition) async {
