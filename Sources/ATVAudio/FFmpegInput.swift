@@ -115,6 +115,10 @@ final class FFmpegInput {
 
     private func bad(_ reason: String) -> ATVError { .badInput("\(display): \(reason)") }
 
+    /// 200 packets in a row that do not decode (FFmpeg's code for them says nothing more: its text
+    /// for some is "Error number -50531338 occurred").
+    static let corrupt = "decoding failed: the audio data is corrupt"
+
     private func open(_ spec: InputSpec, ioTimeout: Double, openDecoder: Bool) throws {
         var options: OpaquePointer? = nil
         defer { av_dict_free(&options) }
@@ -330,7 +334,7 @@ final class FFmpegInput {
         if r == cffmpeg_averror_invaliddata() {
             // A corrupt (or, at the end of a cut file, partial) packet: skip it like the ffmpeg CLI.
             consecutiveBadPackets += 1
-            if consecutiveBadPackets >= 200 { throw bad("decoding failed: \(FF.errorString(r)) (corrupt data)") }
+            if consecutiveBadPackets >= 200 { throw bad(Self.corrupt) }
             return
         }
         if r != cffmpeg_averror_eagain() {
@@ -363,7 +367,7 @@ final class FFmpegInput {
             // Like the ffmpeg CLI, skip a corrupt packet; give up when nothing decodes any more.
             consecutiveBadPackets += 1
             if consecutiveBadPackets >= 200 {
-                throw bad("decoding failed: \(FF.errorString(sr)) (corrupt data)")
+                throw bad(Self.corrupt)
             }
         } else {
             consecutiveBadPackets = 0

@@ -147,6 +147,7 @@ import Testing
         #expect(group.status != 0)
         #expect(group.stderr.hasPrefix("atv: error: ") && group.stderr.split(separator: "\n").count == 1, "stderr: \(group.stderr)")
         #expect(group.stderr.contains("broken.aac") && group.stderr.contains("decod"), "stderr: \(group.stderr)")
+        #expect(group.stderr.contains("corrupt") && !group.stderr.contains("Error number"), "no FFmpeg code text: \(group.stderr)")
         #expect(!group.stdout.contains("did not play"), "no member list for the source's failure: \(group.stdout)")
         #expect(group.seconds < 15, "took \(group.seconds) s")
 
