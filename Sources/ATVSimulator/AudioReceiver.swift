@@ -342,8 +342,10 @@ final class AudioPlayout: @unchecked Sendable {
 /// sync packet (0x54) says that frame `rtpTimeLessLatency` plays at its NTP time on the sender's
 /// clock (so frame `rtpTime` plays `latency` frames later); the timing exchange measures the
 /// sender's clock against our CLOCK_REALTIME (`AudioReception.senderClockOffset`, sender − ours),
-/// and the two clocks read at the same moment carry that instant to our CLOCK_MONOTONIC. Both
-/// virtual receivers (AirPlay 1 speaker, AirPlay 2 realtime NTP) use it; time is passed in.
+/// and our CLOCK_REALTIME − CLOCK_MONOTONIC (`NTPTime.monotonicOffset`, measured so that a
+/// preemption between two clock reads does not move it) carries that instant to our
+/// CLOCK_MONOTONIC. Both virtual receivers (AirPlay 1 speaker, AirPlay 2 realtime NTP) use it;
+/// time is passed in.
 struct NTPPlacement: Sendable {
     /// The sync packet in force.
     private(set) var anchor: RAOPSyncPacket?
@@ -364,29 +366,29 @@ struct NTPPlacement: Sendable {
         sync.ntpTime.nanoseconds + Int64(Int32(bitPattern: rtp &- sync.rtpTimeLessLatency)) * 1_000_000_000 / Int64(sampleRate)
     }
 
-    /// A sender-clock instant on our CLOCK_MONOTONIC: − `offset` gives our CLOCK_REALTIME, which
-    /// `realtimeNow` and `monotonicNow` (read together) carry to the monotonic clock.
-    static func localTime(senderTime: Int64, offset: Int64, realtimeNow: Int64, monotonicNow: Int64) -> Int64 {
-        senderTime - offset - realtimeNow + monotonicNow
+    /// A sender-clock instant on our CLOCK_MONOTONIC: − `offset` gives our CLOCK_REALTIME (NTP
+    /// nanoseconds), − `monotonicOffset` (NTP ns − CLOCK_MONOTONIC ns) the monotonic clock.
+    static func localTime(senderTime: Int64, offset: Int64, monotonicOffset: Int64) -> Int64 {
+        senderTime - offset - monotonicOffset
     }
 
     /// The play instant of packet `seq` about to be written (`frames` frames, after
     /// `framesBefore` frames of the WAV file); nil when no sync packet, no timing reply
     /// (`offset`) or no arrival of that packet is known (the packet is then unplaced).
     mutating func place(seq: UInt16, frames: Int, framesBefore: Int, offset: Int64?,
-                        realtimeNow: Int64, monotonicNow: Int64) -> PTPReception.PlayInstant? {
+                        monotonicOffset: Int64) -> PTPReception.PlayInstant? {
         let arrival = arrivals.removeValue(forKey: seq)
         guard let arrival, let anchor, let offset else { return nil }
         let sender = Self.senderTime(of: arrival.rtp, sync: anchor, sampleRate: sampleRate)
-        let local = Self.localTime(senderTime: sender, offset: offset, realtimeNow: realtimeNow, monotonicNow: monotonicNow)
+        let local = Self.localTime(senderTime: sender, offset: offset, monotonicOffset: monotonicOffset)
         return .init(rtpTime: arrival.rtp, frames: frames, masterTime: sender, localTime: local,
                      late: Int64(clamping: arrival.at) > local, framesBefore: framesBefore, arrivedAt: Int64(clamping: arrival.at))
     }
 
-    /// Places a packet with the clocks read now and records it (or counts it unplaced) in `r`.
+    /// Places a packet with the clocks related now and records it (or counts it unplaced) in `r`.
     mutating func record(seq: UInt16, frames: Int, in r: inout AudioReception) {
         let instant = place(seq: seq, frames: frames, framesBefore: r.framesWritten, offset: r.senderClockOffset,
-                            realtimeNow: NTPTime.now().nanoseconds, monotonicNow: Int64(clamping: PTPMaster.monotonicNow()))
+                            monotonicOffset: NTPTime.monotonicOffset())
         if let instant { r.ntp.playInstants.append(instant) } else { r.ntp.packetsUnplaced += 1 }
     }
 }
