@@ -42,6 +42,25 @@ public struct NTPTime: Sendable, Hashable, Comparable, CustomStringConvertible {
         return NTPTime(unixSeconds: Int(ts.tv_sec), nanoseconds: Int(ts.tv_nsec))
     }
 
+    /// From nanoseconds since the Unix epoch (CLOCK_REALTIME).
+    public init(unixNanoseconds ns: Int64) {
+        let (s, n) = ns.quotientAndRemainder(dividingBy: 1_000_000_000)
+        self.init(unixSeconds: Int(n < 0 ? s - 1 : s), nanoseconds: Int(n < 0 ? n + 1_000_000_000 : n))
+    }
+
+    /// The wall-clock time (CLOCK_REALTIME) at the CLOCK_MONOTONIC instant `monotonic` (ns, a
+    /// `NIODeadline`'s `uptimeNanoseconds`): the two clocks related without a preemption between
+    /// two reads moving the result (`SystemClocks.realtimeOffset`).
+    public static func at(monotonic: UInt64) -> NTPTime {
+        NTPTime(unixNanoseconds: SystemClocks.realtime(atMonotonic: monotonic))
+    }
+
+    /// Nanoseconds since the NTP epoch (1900) − CLOCK_MONOTONIC nanoseconds, now: carries an
+    /// instant on the wall clock in NTP nanoseconds to the monotonic clock (subtract it) and back.
+    package static func monotonicOffset() -> Int64 {
+        SystemClocks.realtimeOffset() &+ Int64(unixEpochOffset) * 1_000_000_000
+    }
+
     public var seconds: UInt32 { UInt32(truncatingIfNeeded: raw >> 32) }
     public var fraction: UInt32 { UInt32(truncatingIfNeeded: raw) }
     public var unixTime: Double {

@@ -30,11 +30,7 @@ package final class PTPMaster: Sendable {
 
     /// CLOCK_MONOTONIC in nanoseconds: the master's time base (NTP-disciplined in rate, never
     /// stepped). NIO's `NIODeadline.now()` reads the same clock, so timers and stamps agree.
-    package static func monotonicNow() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
+    package static func monotonicNow() -> UInt64 { SystemClocks.monotonic() }
 
     /// The PTP timescale now: CLOCK_MONOTONIC plus the offset fixed at start (TAI at that moment).
     package var networkTime: PTPTimestamp { PTPTimestamp(nanoseconds: UInt64(clamping: Int64(clamping: Self.monotonicNow()) &+ timescaleOffset)) }
@@ -223,17 +219,7 @@ package final class PTPMaster: Sendable {
     /// the ptpTimescale flag promises, and what linuxptp compares with UTC + currentUtcOffset),
     /// yet advances with the monotonic clock and never steps.
     static func taiOffset() -> Int64 {
-        var best: (spread: Int64, offset: Int64) = (.max, 0)
-        for _ in 0..<5 {
-            var a = timespec(), r = timespec(), b = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &a)
-            clock_gettime(CLOCK_REALTIME, &r)
-            clock_gettime(CLOCK_MONOTONIC, &b)
-            let ns = { (t: timespec) in Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec) }
-            let spread = ns(b) - ns(a)
-            if spread < best.spread { best = (spread, ns(r) - (ns(a) + spread / 2)) }
-        }
-        return best.offset + 37 * 1_000_000_000
+        SystemClocks.realtimeOffset() + 37 * 1_000_000_000
     }
 }
 
@@ -653,16 +639,17 @@ package enum PTPKernelSocket {
     }
 
     /// The kernel's receive time (CLOCK_REALTIME) of the datagram just read from `fd`, on the
-    /// monotonic clock; the moment of the call when the kernel has none.
+    /// monotonic clock (`SystemClocks`: not "now − the stamp's age" from two clock reads, which a
+    /// preemption between them would move by the preemption, and a follower keeping the sample
+    /// with the least delay would keep exactly that wrong one); the moment of the call when the
+    /// kernel has none.
     static func receiveTime(_ fd: CInt) -> UInt64 {
-        var stamp = timespec(), realtime = timespec()
+        var stamp = timespec()
+        guard withUnsafeMutablePointer(to: &stamp, { ioctl(fd, SIOCGSTAMPNS, $0) }) == 0 else { return PTPMaster.monotonicNow() }
+        let kernel = SystemClocks.monotonic(atRealtime: Int64(stamp.tv_sec) * 1_000_000_000 + Int64(stamp.tv_nsec))
         let now = PTPMaster.monotonicNow()
-        guard withUnsafeMutablePointer(to: &stamp, { ioctl(fd, SIOCGSTAMPNS, $0) }) == 0 else { return now }
-        clock_gettime(CLOCK_REALTIME, &realtime)
-        let ns = { (t: timespec) in Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec) }
-        let age = ns(realtime) - ns(stamp)
         // A stamp from the future or older than a second is not this datagram's.
-        guard age >= 0, age < 1_000_000_000, UInt64(age) < now else { return now }
-        return now - UInt64(age)
+        guard kernel > 0, UInt64(kernel) <= now, now - UInt64(kernel) < 1_000_000_000 else { return now }
+        return UInt64(kernel)
     }
 }

@@ -57,11 +57,9 @@ struct GroupMemberStart: Sendable, Equatable {
         if let ptp = clock.ptp {
             networkAnchor = "PTP \(ptp.networkTime(at: programmeAnchor)) ns"
         } else {
-            // The NTP clock (the wall clock) read now, moved to the anchor.
-            let now = clock.now()
-            let wall = clock.networkTime(now)
+            // The NTP clock (the wall clock) at the anchor.
+            let wall = clock.networkTime(programmeAnchor)
             let seconds = Double(wall.raw >> 32) + Double(wall.raw & 0xFFFF_FFFF) / 4_294_967_296
-                + Double((programmeAnchor - now).nanoseconds) / 1e9
             networkAnchor = "NTP " + String(format6: seconds)
         }
     }

@@ -24,8 +24,10 @@ struct SenderClock: Sendable {
     }
 
     /// Monotonic time for the schedule, the wall clock (CLOCK_REALTIME, as the NTP timing
-    /// responder answers) for sync packets.
-    static let system = SenderClock(now: { NIODeadline.now() }, networkTime: { _ in NTPTime.now() })
+    /// responder answers) for sync packets: the wall clock at the instant given, not read again
+    /// (a sync packet pairs the RTP time due at `now` with the wall time of that same instant; a
+    /// second read after a preemption would make a receiver play late by the preemption).
+    static let system = SenderClock(now: { NIODeadline.now() }, networkTime: { NTPTime.at(monotonic: $0.uptimeNanoseconds) })
 
     /// The same clock, with sync packets on `timeline`.
     func with(ptp timeline: PTPTimeline?) -> SenderClock {

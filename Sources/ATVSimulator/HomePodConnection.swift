@@ -363,9 +363,7 @@ final class HomePodConnection: @unchecked Sendable {
                         // A receiver that is not playing: one clock exchange at SETUP, then silence.
                         loop.execute { tm.sendRequest() }
                     } else {
-                        timingTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: config.timingInterval.timeAmount) { _ in
-                            tm.sendRequest()
-                        }
+                        timingTask = tm.scheduleRequests(on: loop, every: config.timingInterval)
                     }
                 }
             }

@@ -220,9 +220,7 @@ final class SpeakerSession: @unchecked Sendable {
 
     private func startTimers() {
         playout.startClock(on: loop)
-        timingTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: config.timingInterval.timeAmount) { [self] _ in
-            timing?.sendRequest()
-        }
+        timingTask = timing?.scheduleRequests(on: loop, every: config.timingInterval)
     }
 
     private func audioDatagram(_ bytes: [UInt8]) {

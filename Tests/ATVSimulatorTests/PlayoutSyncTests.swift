@@ -28,35 +28,35 @@ import Testing
     }
 
     /// Sender time → our monotonic clock: minus the sender's lead over our CLOCK_REALTIME, then
-    /// carried by the two clocks read together.
+    /// minus our CLOCK_REALTIME's lead over CLOCK_MONOTONIC.
     @Test func senderTimeMapsToTheLocalMonotonicClockByTheMeasuredOffset() throws {
         let sync = try RAOPSyncPacket(decoding: Self.syncBytes)
         let t0: Int64 = 3_900_000_000 * 1_000_000_000 + 500_000_000
         var p = NTPPlacement()
         p.arrived(seq: 7, rtp: 77_175 + 441, at: 1_000)
         // Before a sync packet: unplaced.
-        let beforeSync = p.place(seq: 7, frames: 352, framesBefore: 0, offset: 0, realtimeNow: 0, monotonicNow: 0)
+        let beforeSync = p.place(seq: 7, frames: 352, framesBefore: 0, offset: 0, monotonicOffset: 0)
         #expect(beforeSync == nil)
         p.sync(sync)
         p.arrived(seq: 7, rtp: 77_175 + 441, at: 1_000)
         // No timing reply yet: unplaced.
-        let beforeReply = p.place(seq: 7, frames: 352, framesBefore: 0, offset: nil, realtimeNow: 0, monotonicNow: 0)
+        let beforeReply = p.place(seq: 7, frames: 352, framesBefore: 0, offset: nil, monotonicOffset: 0)
         #expect(beforeReply == nil)
         p.arrived(seq: 7, rtp: 77_175 + 441, at: 1_000)
-        // The sender is 2 s ahead; our realtime reads t0 − 2 s − 0.5 s while monotonic reads 50 s.
-        let now = t0 - 2_500_000_000
-        let instant = p.place(seq: 7, frames: 352, framesBefore: 3_520, offset: 2_000_000_000, realtimeNow: now, monotonicNow: 50_000_000_000)
+        // The sender is 2 s ahead; our realtime reads t0 − 2 s − 0.5 s when monotonic reads 50 s.
+        let monotonicOffset = t0 - 2_500_000_000 - 50_000_000_000
+        let instant = p.place(seq: 7, frames: 352, framesBefore: 3_520, offset: 2_000_000_000, monotonicOffset: monotonicOffset)
         let placed = try #require(instant)
         #expect(placed.masterTime == t0 + 10_000_000)
         let expectedLocal: Int64 = 50_000_000_000 + 500_000_000 + 10_000_000
         #expect(placed.localTime == expectedLocal)
         #expect(placed.rtpTime == 77_616 && placed.frames == 352 && placed.framesBefore == 3_520 && !placed.late && placed.arrivedAt == 1_000)
         // A packet not seen arriving (never received) has no instant.
-        let never = p.place(seq: 8, frames: 352, framesBefore: 3_872, offset: 0, realtimeNow: 0, monotonicNow: 0)
+        let never = p.place(seq: 8, frames: 352, framesBefore: 3_872, offset: 0, monotonicOffset: 0)
         #expect(never == nil)
         // One that arrived after its instant is late.
         p.arrived(seq: 9, rtp: 77_175, at: 60_000_000_000)
-        let late = p.place(seq: 9, frames: 352, framesBefore: 0, offset: 0, realtimeNow: t0, monotonicNow: 50_000_000_000)
+        let late = p.place(seq: 9, frames: 352, framesBefore: 0, offset: 0, monotonicOffset: t0 - 50_000_000_000)
         #expect(late?.late == true)
     }
 

@@ -192,11 +192,9 @@ func startGroup(file: String, members: [GroupTestMember], latencyMs: Int) -> Str
         let result = PlayoutSync.analyze(source: source, members: inputs)
         print("multi-room (\(seconds) s, realtime member through 5% loss: \(dropped) of \(dropped + forwarded) dropped): \(result.summary)")
         #expect(result.framesCompared > source.count / 441 * 9 / 10, "\(result.summary)")
-        // Issue 17's bound is the largest spread ≤ 1 ms: met on an idle machine (0.14, 0.46 ms), not
-        // under CPU load (single frames 1.5-3.0 ms apart beside other suites or builds, medians
-        // 0.04-0.08 ms; cause not found yet). Asserted: 99% of frames within 1 ms, none beyond 5 ms.
-        #expect(result.p99Spread <= 1_000_000, "99th percentile spread \(result.p99Spread) ns: \(result.summary)")
-        #expect(result.maxSpread <= 5_000_000, "max spread \(result.maxSpread) ns: \(result.summary)")
+        // Issue 17's bound: the largest spread ≤ 1 ms, under CPU load too (two CPU hogs beside it:
+        // 0.11-0.22 ms; the 1.5-3.0 ms spikes were clock reads split by a preemption, SystemClocks).
+        #expect(result.maxSpread <= 1_000_000, "max spread \(result.maxSpread) ns: \(result.summary)")
         for r in result.members {
             let needed = r.name == "realtime" ? 0.9999 : 1.0
             #expect(r.bitExactFraction >= needed, "\(r.name): \(result.summary)")
@@ -230,9 +228,9 @@ func startGroup(file: String, members: [GroupTestMember], latencyMs: Int) -> Str
         #expect(r.members[0].bitExactFraction == 1, "\(r.summary)")
         #expect(log.unplaced == 0 && log.instants.count >= seconds * 44_100 / 352, "\(log.instants.count) placed, \(log.unplaced) unplaced")
         // Consecutive packets: 352 frames apart on the sender's clock and on ours. Each new sync
-        // packet (one a second) re-anchors with the sender's clock read when it was sent, a few
-        // µs off its RTP schedule; the carry between CLOCK_REALTIME and CLOCK_MONOTONIC is read
-        // once per packet. Both stay far below 1 ms.
+        // packet (one a second) re-anchors with the sender's clock at the instant its RTP time is
+        // for, a few µs off its RTP schedule; the carry between CLOCK_REALTIME and CLOCK_MONOTONIC
+        // is measured per packet (SystemClocks). Both stay far below 1 ms.
         var worstMaster: Int64 = 0, worst: Int64 = 0
         for (a, b) in zip(log.instants, log.instants.dropFirst()) where b.framesBefore == a.framesBefore + a.frames {
             let expected = Int64(b.rtpTime &- a.rtpTime) * 1_000_000_000 / 44_100
