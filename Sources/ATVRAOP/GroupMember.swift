@@ -15,6 +15,8 @@ struct GroupMemberHooks: Sendable {
         -> (source: any EncodedPayloadSource, schedule: GroupMemberSchedule)
     /// The member's pacer is set to start: where the programme sits on its RTP numbering and clock.
     var started: @Sendable (GroupMemberStart) -> Void
+    /// The loop the member's UDP sockets and pacer run on (the group's one send loop); nil: any.
+    var eventLoop: (any EventLoop)? = nil
 }
 
 /// Where a member put the programme: the sequence number and RTP time of its first packet, the
