@@ -14,7 +14,9 @@ func multiroomGroupArguments(_ file: String, _ ports: [Int]) -> [String] {
 /// from /proc/PID/smaps_rollup, peak per process, summed) and RSS beside it, and the USS each
 /// member beyond the first adds. Medians of `runs` runs per sender in alternating order; every
 /// speaker's audio must be the source bit-exact in every run, or the benchmark fails.
-func runMultiroomBenchmarks(seconds audioSeconds: Int, runs: Int, members: [Int]) async throws {
+/// With `--baseline ATV`, that build streams to all N as a group too (`baseline_group`), in the same
+/// alternating rounds.
+func runMultiroomBenchmarks(seconds audioSeconds: Int, runs: Int, members: [Int], baseline: String? = nil) async throws {
     let files = try StreamBenchFiles(seconds: audioSeconds, tag: "multiroom-")
     defer { files.remove() }
     let (atv, atvremote, dir, file) = (files.atv, files.atvremote, files.dir, files.file)
@@ -88,10 +90,13 @@ func runMultiroomBenchmarks(seconds audioSeconds: Int, runs: Int, members: [Int]
                                 "--id", "AA:BB:CC:DD:EE:FF", "stream_file=\(file)"], ["HOME": home])
         }
     }
-    let senders: [(String, ([Int]) -> [(String, [String], [String: String])])] = [
+    var senders: [(String, ([Int]) -> [(String, [String], [String: String])])] = [
         ("atv_group", { ports in [(atv, multiroomGroupArguments(file, ports), [:])] }),
         ("atv_processes", atvProcesses), ("pyatv_processes", pyatvProcesses),
     ]
+    if let baseline {
+        senders.append(("baseline_group", { ports in [(baseline, multiroomGroupArguments(file, ports), [:])] }))
+    }
 
     let minutes = Double(audioSeconds) / 60
     var ussAtOne: [String: Double] = [:]
@@ -103,7 +108,7 @@ func runMultiroomBenchmarks(seconds audioSeconds: Int, runs: Int, members: [Int]
             let uss = median(rs.map(\.ussMB))
             if n == 1 { ussAtOne[name] = uss }
             var line: [String: Any] = [
-                "bench": "multiroom", "members": n, "sender": name, "processes": name == "atv_group" ? 1 : n,
+                "bench": "multiroom", "members": n, "sender": name, "processes": name.hasSuffix("_group") ? 1 : n,
                 "audio_seconds": audioSeconds, "runs": runs,
                 "cpu_seconds_per_audio_minute": round3(median(rs.map { $0.cpuSeconds / minutes })),
                 "uss_mb": round3(uss), "rss_mb": round3(median(rs.map(\.rssMB))),

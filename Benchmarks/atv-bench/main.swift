@@ -10,7 +10,7 @@ import Foundation
 // against the virtual HomePod), control (MRP launch-to-playing and idle push-update CPU vs pyatv),
 // multiroom (N = 1, 2, 4, 8, 16 virtual speakers: one `atv` process streaming to all N as a group,
 // N `atv stream` processes and pyatv's N processes; CPU per audio minute, USS and RSS; only when named,
-// `--members 1,2,4` narrows N).
+// `--members 1,2,4` narrows N; with `--baseline` that build streams as a group beside ours).
 // Default: all. Options: `--runs N` (≥ 3, default 3; every comparison is the median of N runs per
 // side in alternating order), `--seconds N` (audio length of the stream groups, default 60),
 // `--baseline PATH` (another `atv` build, e.g. an earlier commit's: the stream groups run it as a
@@ -29,7 +29,7 @@ do {
     if wants("airplay2-pairing") { try await runAirPlay2PairingBenchmarks() }
     if wants("control") { try await runControlBenchmarks() }
     // Long (every N, every sender): only when asked for by name.
-    if options.groups.contains("multiroom") { try await runMultiroomBenchmarks(seconds: options.audioSeconds, runs: options.runs, members: options.members) }
+    if options.groups.contains("multiroom") { try await runMultiroomBenchmarks(seconds: options.audioSeconds, runs: options.runs, members: options.members, baseline: options.baseline) }
 } catch {
     FileHandle.standardError.write(Data("atv-bench: \(error)\n".utf8))
     exit(1)

@@ -150,7 +150,8 @@ extension RAOPClient {
         let timing: NTPTimingResponder
         let audio: UDPEndpoint
         // One loop for audio, control (retransmits, syncs) and timing: the pacer writes without hops.
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        // A group's members share one (their bursts fall due together: one wake-up for all).
+        let loop = member?.eventLoop ?? MultiThreadedEventLoopGroup.singleton.next()
         do {
             control = try await UDPEndpoint.bind(host: route.localIP, on: loop) { bytes, _, reply in
                 guard case .retransmitRequest(let request)? = try? RAOPControlPacket(decoding: bytes) else { return }

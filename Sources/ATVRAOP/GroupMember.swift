@@ -17,6 +17,8 @@ struct GroupMemberHooks: Sendable {
     var started: @Sendable (GroupMemberStart) -> Void
     /// AirPlay 2 PTP members: the group's clock group, which SETPEERS names.
     var clockGroup: GroupClockMembership?
+    /// The loop the member's UDP sockets and pacer run on (the group's one send loop); nil: any.
+    var eventLoop: (any EventLoop)? = nil
 }
 
 /// A PTP member's place in the group's clock group (docs/PTP-AND-BUFFERED-AUDIO.md §3.3: an

@@ -65,9 +65,16 @@ struct GroupPacketLog {
     var head: Int64 { storageBase + Int64(storage.count) }
 
     /// What the producer measures its lead against: the slowest healthy cursor, not behind `floor`.
-    var reference: Int64 {
-        let slowest = cursors.values.filter { !$0.lost }.map(\.position).min() ?? floor
-        return max(floor, slowest)
+    var reference: Int64 { max(floor, slowestHealthy ?? floor) }
+
+    /// The position of the slowest cursor not lost (a loop: this runs on every read of every
+    /// member, so it allocates nothing).
+    private var slowestHealthy: Int64? {
+        var slowest: Int64?
+        for c in cursors.values where !c.lost {
+            if slowest.map({ c.position < $0 }) ?? true { slowest = c.position }
+        }
+        return slowest
     }
 
     /// The producer must wait before appending more.
@@ -113,7 +120,8 @@ struct GroupPacketLog {
             c.position += 1
             c.waiting = false
             cursors[id] = c
-            trim()
+            // Only the slowest cursor (the one at `base`) moving can free history.
+            if c.position - 1 == base { trim() }
             return .item(item)
         }
         if let terminal { return .item(terminal) }
@@ -149,7 +157,7 @@ struct GroupPacketLog {
 
     /// Drops the packets no healthy cursor still needs and that are behind the floor.
     private mutating func trim() {
-        let needed = cursors.values.filter { !$0.lost }.map(\.position).min() ?? head
+        let needed = slowestHealthy ?? head
         let keepFrom = min(floor, needed, head)
         guard keepFrom > base else { return }
         base = keepFrom

@@ -30,10 +30,15 @@ public struct RAOPOptions: Sendable {
     /// than due): it wakes about once per `sendAhead` instead of once per 8 ms packet, which is most
     /// of what streaming costs in CPU. Zero sends each packet on its own wake-up (the smoothest
     /// arrival). The receiver's buffer (`latencyFrames`) must be much longer. nil: each route's
-    /// default (RAOP keeps the smooth one-packet-per-wake-up pacing, AirPlay 2
-    /// sends 40 ms bursts).
+    /// default (AirPlay 1: 24 ms, bursts of at most 4 packets, but one packet per wake-up to HomePods:
+    /// `RAOPBurstRule`; AirPlay 2: 40 ms bursts).
     public var sendAhead: Duration?
-    public static let raopDefaultSendAhead: Duration = .zero
+    /// AirPlay 1 bursts: at most 4 packets back to back (packets due at 0, 8, 16 and 24 ms), what
+    /// every RAOP receiver already takes from pyatv, whose pacer sends a packet and up to 3 more at
+    /// once when it is behind (AirPort Express, Apple TV, HomePod, shairport-sync, third-party
+    /// speakers). Far below any receiver's socket buffer (about 5.6 KB of ALAC); bursts of a
+    /// whole send window at once (~99 packets) are what overran receivers' buffers.
+    public static let raopDefaultSendAhead: Duration = .milliseconds(24)
     public static let airPlay2DefaultSendAhead: Duration = .milliseconds(40)
     /// After the source ends, send `latencyFrames` of silence so the receiver plays everything
     /// before TEARDOWN.

@@ -11,6 +11,7 @@ import ATVAudio
 import ATVCore
 import Logging
 import NIOCore
+import NIOPosix
 import Synchronization
 
 /// One receiver of a group stream.
@@ -185,6 +186,9 @@ public final class RAOPGroupStream: Sendable {
 
     private let shared = Mutex(Shared())
     private let wakeup = RAOPWakeup()
+    /// Every member's UDP sockets and pacer live on this one loop: the members share the group's
+    /// schedule, so their bursts fall due together and go out in one wake-up of one thread.
+    private let sendLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
     private let options: RAOPGroupOptions
     private let logger: Logger
     private let progress = Broadcaster<RAOPGroupProgress>(bufferingPolicy: .bufferingNewest(16))
@@ -426,7 +430,8 @@ public final class RAOPGroupStream: Sendable {
         let hooks = GroupMemberHooks(
             ready: { [self] route, lead in try await memberReady(name, route: route.route, lead: lead) },
             started: { [self] start in memberStarted(name, start) },
-            clockGroup: GroupClockMembership { [self] addresses, changed in joinClockGroup(name, addresses: addresses, changed: changed) })
+            clockGroup: GroupClockMembership { [self] addresses, changed in joinClockGroup(name, addresses: addresses, changed: changed) },
+            eventLoop: sendLoop)
         var failure: String?
         var retryable = true
         var completed = false

@@ -18,6 +18,7 @@ final class RAOPRouteSession: AudioRouteSession {
     private let wakeup: RAOPWakeup
     private let logger: Logger
     private let requestTimeout: Duration
+    let defaultSendAhead: Duration
     /// Setup must finish by this time (counted from before the connection was opened).
     private let setupDeadline: ContinuousClock.Instant
     private let state = Mutex<(driver: RAOPRTSPDriver?, pump: Task<Void, Never>?)>((nil, nil))
@@ -30,6 +31,7 @@ final class RAOPRouteSession: AudioRouteSession {
         self.wakeup = wakeup
         self.logger = logger
         requestTimeout = options.requestTimeout
+        defaultSendAhead = RAOPBurstRule.defaultSendAhead(options.receiverTraits)
         self.setupDeadline = setupDeadline
         ssrc = UInt32.random(in: 1...UInt32.max)
     }
@@ -46,7 +48,6 @@ final class RAOPRouteSession: AudioRouteSession {
     var localIP: String { connection.localIP }
     var remoteIP: String { connection.remoteIP }
     func makeAudioCipher() throws -> AirPlay2AudioCipher? { nil }
-    var defaultSendAhead: Duration { RAOPOptions.raopDefaultSendAhead }
     var audioRoute: AirPlayAudioRouteChoice { AirPlayAudioRouteChoice(route: .airPlay1, reason: "AirPlay 1 receiver") }
     var ptpTimeline: PTPTimeline? { nil }
     var takesVolumeDuringSetup: Bool { true }

@@ -9,7 +9,8 @@ import NIOCore
 /// When audio packets go out. Packet `n` is due at `anchor + n·framesPerPacket/sampleRate`
 /// (`RAOPPacer`, no drift). At each wake-up every packet due within `sendAhead` from now goes out in
 /// one burst; the next wake-up is when the first packet not sent is due. `sendAhead` zero sends
-/// each packet at its own wake-up (per-packet mode); AirPlay 2 uses 40 ms bursts by default.
+/// each packet at its own wake-up (per-packet mode); by default AirPlay 1 sends bursts of up to
+/// 24 ms (4 packets, `RAOPOptions.raopDefaultSendAhead`), AirPlay 2 of up to 40 ms.
 struct PacingPolicy: Sendable, Equatable {
     let pacer: RAOPPacer
     /// How early a packet may leave (≥ 0).
@@ -45,6 +46,17 @@ struct PacingPolicy: Sendable, Equatable {
 
     /// A packet sent at `now` that was due at `due` is late.
     static func isLate(sentAt now: NIODeadline, due: NIODeadline) -> Bool { now - due > lateAfter }
+}
+
+/// How AirPlay 1 paces by default, per receiver: bursts of up to 4 packets
+/// (`RAOPOptions.raopDefaultSendAhead`), except to HomePods (model `AudioAccessory…`), which keep
+/// one packet per wake-up: HomePod 26 needed tighter packet pacing from some RAOP senders
+/// (LMS-Raop PR #49), and nothing shows that it takes bursts.
+enum RAOPBurstRule {
+    static func defaultSendAhead(_ traits: AirPlayReceiverTraits) -> Duration {
+        if traits.model?.hasPrefix("AudioAccessory") == true { return .zero }
+        return RAOPOptions.raopDefaultSendAhead
+    }
 }
 
 /// Sync packets (control socket, 0x54; 0xD7 time announces with PTP timing): one when the schedule starts (start, resume), then every

@@ -108,7 +108,9 @@ final class SpeakerSession: @unchecked Sendable {
             "name": .string(config.name),
             "deviceID": .string(config.deviceID),
             "macAddress": .string(config.deviceID),
-            "model": .string("AudioAccessory1,1"),
+            // An AirPlay 1 speaker's model (AirPort Express 2nd gen), not a HomePod's: a HomePod
+            // speaks AirPlay 2, and the sender paces AirPlay 1 to HomePods one packet at a time.
+            "model": .string("AirPort10,115"),
             "manufacturer": .string("swift-atv"),
             "sourceVersion": .string("366.0"),
             "statusFlags": .int(4),

@@ -57,7 +57,7 @@ struct StreamCommand: AsyncParsableCommand {
     var buffered: String = "auto"
     @Option(help: "AirPlay 2: fail when the receiver leaves an RTSP request (the /feedback keep-alive every 2 s, volume, metadata) unanswered this many seconds with no other sign of life.")
     var progressTimeout: Double = 10
-    @Option(help: "Send each burst of packets up to this many milliseconds before they are due (0 = one packet per wake-up, smoothest; higher = fewer wake-ups, less CPU). Must stay well below --latency. Default: 0 for AirPlay 1 (RAOP), 40 for AirPlay 2.")
+    @Option(help: "Send each burst of packets up to this many milliseconds before they are due (0 = one packet per wake-up, smoothest; higher = fewer wake-ups, less CPU). Must stay well below --latency. Default: 24 for AirPlay 1 (RAOP: bursts of at most 4 packets; 0 to HomePods), 40 for AirPlay 2.")
     var sendAhead: Int?
     @Option(help: "Settings file with stored credentials (default $XDG_CONFIG_HOME/swift-atv/devices.json).") var storage: String?
 

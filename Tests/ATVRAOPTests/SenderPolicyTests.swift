@@ -53,6 +53,39 @@ private func at(_ ns: Int64) -> NIODeadline { .uptimeNanoseconds(UInt64(ns)) }
         #expect(PacingPolicy(pacer: pacer, sendAhead: .milliseconds(-5)).sendAhead == .zero)
     }
 
+    /// AirPlay 1's default: bursts of 4 packets (due at 0, 7.98, 15.96 and 23.95 ms), one wake-up
+    /// per 31.93 ms instead of one per packet; never more than 4 back to back while on time.
+    @Test func raopDefaultBurstsAreFourPackets() {
+        let p = PacingPolicy(pacer: pacer, sendAhead: RAOPOptions.raopDefaultSendAhead)
+        var next: Int64 = 0
+        var now = at(0)
+        var wakes: [UInt64] = []
+        var sizes: [Int] = []
+        for _ in 0..<250 {  // ~8 s of audio
+            let d = p.decide(now: now, anchor: at(0), next: next)
+            wakes.append(now.uptimeNanoseconds)
+            sizes.append(d.packets.count)
+            next = d.packets.upperBound
+            now = d.wakeAt
+        }
+        #expect(sizes.allSatisfy { $0 == 4 })
+        #expect(Array(wakes.prefix(3)) == [0, 31_927_437, 63_854_875])
+        // Woken 1 ms late each time: still 4 (the fifth is 7.98 ms beyond the horizon).
+        #expect(p.decide(now: at(1_000_000), anchor: at(0), next: 0).packets == 0 ..< 4)
+        // The per-packet option stays: sendAhead 0.
+        #expect(PacingPolicy(pacer: pacer, sendAhead: .zero).decide(now: at(0), anchor: at(0), next: 0).packets == 0 ..< 1)
+    }
+
+    /// Which AirPlay 1 receivers get bursts by default: all but HomePods.
+    @Test func raopBurstRulePerReceiver() {
+        #expect(RAOPBurstRule.defaultSendAhead(AirPlayReceiverTraits()) == .milliseconds(24))
+        #expect(RAOPBurstRule.defaultSendAhead(AirPlayReceiverTraits(model: "AirPort10,115")) == .milliseconds(24))
+        #expect(RAOPBurstRule.defaultSendAhead(AirPlayReceiverTraits(model: "AppleTV5,3")) == .milliseconds(24))
+        #expect(RAOPBurstRule.defaultSendAhead(AirPlayReceiverTraits(model: "ShairportSync")) == .milliseconds(24))
+        #expect(RAOPBurstRule.defaultSendAhead(AirPlayReceiverTraits(model: "AudioAccessory1,1")) == .zero)
+        #expect(RAOPBurstRule.defaultSendAhead(AirPlayReceiverTraits(model: "AudioAccessory5,1")) == .zero)
+    }
+
     @Test func latenessIsMoreThanFiveMilliseconds() {
         #expect(!PacingPolicy.isLate(sentAt: at(5_000_000), due: at(0)))
         #expect(PacingPolicy.isLate(sentAt: at(5_000_001), due: at(0)))

@@ -175,8 +175,10 @@ import Testing
 
     // MARK: Tests
 
-    @Test(.timeLimit(.minutes(1)))
-    func fileArrivesBitExact() async throws {
+    /// Default pacing (AirPlay 1: bursts of up to 4 packets) and the per-packet option
+    /// (`--send-ahead 0`): both bit-exact.
+    @Test(.timeLimit(.minutes(1)), arguments: [[String](), ["--send-ahead", "0"]])
+    func fileArrivesBitExact(pacing: [String]) async throws {
         let dir = try TestEnv.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let flac = try await makeSource(in: dir)
@@ -184,14 +186,14 @@ import Testing
         let cap = dir.appendingPathComponent("cap.pcm").path
         let atv = try TestEnv.atv()
         try await withShairport(cap) { sp in
-            let r = try await run(Self.inNetns, sp.inside([atv, "stream", flac, "--host", "127.0.0.1", "--port", "\(Self.rtspPort)", "-v"]), timeout: 40)
+            let r = try await run(Self.inNetns, sp.inside([atv, "stream", flac, "--host", "127.0.0.1", "--port", "\(Self.rtspPort)", "-v"] + pacing), timeout: 40)
             #expect(r.status == 0, "atv stream failed: \(r.stderr)")
             #expect(r.stdout.contains("Streamed 0:10"), "summary: \(r.stdout)")
             // No TXT with --host: GET /info decides, and shairport-sync (AirPlay 1) does not answer it with features.
             #expect(r.stderr.contains("AirPlay 1 (RAOP) (GET /info"), "route: \(r.stderr.suffix(2000))")
             #expect(!r.stdout.contains("AirPlay 2"), "summary: \(r.stdout)")
             let a = try Self.align(source: source, capture: try await settledCapture(cap))
-            print("shairport-sync file: \(a.matchedFrames)/\(a.sourceFrames) frames bit-exact; leading silence \(a.offsetFrames) frames (\(String(format: "%.1f", a.ms)) ms) including the \(Self.leadInFrames)-frame lead-in; \(Self.retransmitted(r.stdout) ?? -1) retransmitted")
+            print("shairport-sync file\(pacing.isEmpty ? "" : " " + pacing.joined(separator: " ")): \(a.matchedFrames)/\(a.sourceFrames) frames bit-exact; leading silence \(a.offsetFrames) frames (\(String(format: "%.1f", a.ms)) ms) including the \(Self.leadInFrames)-frame lead-in; \(Self.retransmitted(r.stdout) ?? -1) retransmitted")
             #expect(a.matchedFrames == a.sourceFrames,
                     "\(a.matchedFrames) of \(a.sourceFrames) source frames bit-exact (first mismatch at \(a.firstMismatchFrame ?? -1)); leading silence \(a.offsetFrames) frames")
             #expect(a.offsetFrames >= Self.leadInFrames,
