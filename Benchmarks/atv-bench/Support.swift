@@ -22,19 +22,25 @@ struct ChildUsage {
     var breakdown: MemoryBreakdown?
 }
 
-/// RSS and USS (MB) of a process by what its mappings hold, from `/proc/PID/smaps`: the program
-/// itself, the Swift runtime with Foundation (and its ICU), FFmpeg's own libraries, the rest of the
-/// shared libraries (most of them FFmpeg's dependencies on Debian), and anonymous memory (heap,
-/// stacks, arenas, relocated library data: counted here under anonymous, not under its library).
+/// RSS and USS (MB) of a process by what its mappings hold, from `/proc/PID/smaps`: the file pages
+/// of the program itself, of the Swift runtime with Foundation (and its ICU), of FFmpeg's own
+/// libraries and of the rest of the shared libraries (most of them FFmpeg's dependencies on
+/// Debian); `relocated_data`, the anonymous pages inside those file mappings (relocated pointers,
+/// written data: private to the process, whatever the library); and `anonymous`, heap, thread
+/// stacks and malloc arenas.
 struct MemoryBreakdown {
-    static let categories = ["binary", "swift_foundation", "ffmpeg", "other_libraries", "anonymous"]
+    static let categories = ["binary", "swift_foundation", "ffmpeg", "other_libraries", "relocated_data", "anonymous"]
     var rssKB: [String: Double] = [:]
     var ussKB: [String: Double] = [:]
     var libraries = 0
 
     /// Nil when the process is gone.
     static func read(pid: String) -> MemoryBreakdown? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/smaps", encoding: .utf8) else { return nil }
+        // Read to the end: /proc files report size 0, and a size-based read stops after the first chunk.
+        guard let handle = FileHandle(forReadingAtPath: "/proc/\(pid)/smaps") else { return nil }
+        let text = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+        try? handle.close()
+        guard !text.isEmpty else { return nil }
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
         var b = MemoryBreakdown()
         var seen: Set<Substring> = []
@@ -52,10 +58,10 @@ struct MemoryBreakdown {
             guard f.count >= 2, let kb = Double(f[1]) else { continue }
             switch first {
             case "Anonymous:":
-                // Relocated or written pages of a file mapping are anonymous: count them there.
-                b.rssKB["anonymous", default: 0] += kb
-                b.ussKB["anonymous", default: 0] += kb
+                // Relocated or written pages of a file mapping are anonymous: counted apart.
                 if category != "anonymous" {
+                    b.rssKB["relocated_data", default: 0] += kb
+                    b.ussKB["relocated_data", default: 0] += kb
                     b.rssKB[category, default: 0] -= kb
                     b.ussKB[category, default: 0] -= kb
                 }
