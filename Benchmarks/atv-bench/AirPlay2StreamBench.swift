@@ -32,7 +32,7 @@ func runAirPlay2StreamBenchmarks(seconds audioSeconds: Int = 60, runs: Int = 3, 
         let usage: ChildUsage = try await withCheckedThrowingContinuation { continuation in
             Thread.detachNewThread {
                 continuation.resume(with: Result {
-                    try spawnAndMeasure(path, args, environment: env, onStart: { startBox.set(clock.now) })
+                    try spawnAndMeasure(path, args, environment: env, sampleMemory: true, onStart: { startBox.set(clock.now) })
                 })
             }
         }
@@ -72,12 +72,13 @@ func runAirPlay2StreamBenchmarks(seconds audioSeconds: Int = 60, runs: Int = 3, 
         ("peak_rss_mb", { $0.usage.peakRSSMB }, "<= 0.2"),
         ("launch_to_first_audio_packet_s", { $0.firstPacket }, "<= 0.2"),
         ("wire_bytes", { wire($0.report) }, "-"),
-    ]
+    ] + memoryMetrics { $0.usage }
     for (name, f, goal) in metrics {
         let o = m(ours, f), p = m(pyatv, f)
         emit(["bench": "airplay2_stream", "metric": name, "audio_seconds": audioSeconds, "runs": runs, "ours": round3(o), "pyatv": round3(p),
               "ratio": p > 0 ? round3(o / p) : NSNull(), "goal_ratio": goal, "audio_verified": "bit-exact, every run"])
     }
+    emitMemoryBreakdown("airplay2_stream", runs: ours.map(\.usage), extra: ["audio_seconds": audioSeconds, "runs": runs])
     // The README's send-ahead figure: CPU with the default send-ahead (bursts up to 40 ms ahead)
     // relative to one wake-up per 8 ms packet (`--send-ahead 0`), same runs, same receiver.
     let burst = m(ours) { $0.usage.cpuSeconds / minutes }, single = m(oneWakeUpPerPacket) { $0.usage.cpuSeconds / minutes }

@@ -26,7 +26,9 @@ func runMultiroomBenchmarks(seconds audioSeconds: Int, runs: Int, members: [Int]
         var cpuSeconds: Double
         var ussMB: Double
         var rssMB: Double
+        var anonMB: Double
         var wallSeconds: Double
+        var usages: [ChildUsage]
     }
 
     /// N speakers, then the sender's processes (`launch` gives one command per process for the
@@ -75,7 +77,8 @@ func runMultiroomBenchmarks(seconds audioSeconds: Int, runs: Int, members: [Int]
             }
         }
         return Run(cpuSeconds: usages.map(\.cpuSeconds).reduce(0, +), ussMB: usages.map(\.peakUSSMB).reduce(0, +),
-                   rssMB: usages.map(\.peakSmapsRSSMB).reduce(0, +), wallSeconds: usages.map(\.wallSeconds).max() ?? 0)
+                   rssMB: usages.map(\.peakSmapsRSSMB).reduce(0, +), anonMB: usages.map(\.peakAnonMB).reduce(0, +),
+                   wallSeconds: usages.map(\.wallSeconds).max() ?? 0, usages: usages)
     }
 
     let atvProcesses: ([Int]) -> [(String, [String], [String: String])] = { ports in
@@ -99,23 +102,28 @@ func runMultiroomBenchmarks(seconds audioSeconds: Int, runs: Int, members: [Int]
     }
 
     let minutes = Double(audioSeconds) / 60
-    var ussAtOne: [String: Double] = [:]
+    var ussAtOne: [String: Double] = [:], anonAtOne: [String: Double] = [:]
     for n in members {
         let variants: [() async throws -> Run] = senders.map { name, launch in { try await measure(n, name, launch) } }
         let results = try await alternating(runs: runs, variants)
         for (k, (name, _)) in senders.enumerated() {
             let rs = results[k]
             let uss = median(rs.map(\.ussMB))
-            if n == 1 { ussAtOne[name] = uss }
+            let anon = median(rs.map(\.anonMB))
+            if n == 1 { ussAtOne[name] = uss; anonAtOne[name] = anon }
             var line: [String: Any] = [
                 "bench": "multiroom", "members": n, "sender": name, "processes": name.hasSuffix("_group") ? 1 : n,
                 "audio_seconds": audioSeconds, "runs": runs,
                 "cpu_seconds_per_audio_minute": round3(median(rs.map { $0.cpuSeconds / minutes })),
-                "uss_mb": round3(uss), "rss_mb": round3(median(rs.map(\.rssMB))),
+                "uss_mb": round3(uss), "rss_mb": round3(median(rs.map(\.rssMB))), "anon_mb": round3(anon),
                 "wall_s": round3(median(rs.map(\.wallSeconds))), "audio_verified": "bit-exact, every speaker, every run",
             ]
             if n > 1, let one = ussAtOne[name] { line["uss_mb_per_extra_member"] = round3((uss - one) / Double(n - 1)) }
+            if n > 1, let one = anonAtOne[name] { line["anon_mb_per_extra_member"] = round3((anon - one) / Double(n - 1)) }
             emit(line)
+            if name == "atv_group" {
+                emitMemoryBreakdown("multiroom", runs: rs.flatMap(\.usages), extra: ["members": n, "runs": runs, "audio_seconds": audioSeconds])
+            }
         }
     }
 }

@@ -29,7 +29,7 @@ func runStreamBenchmarks(seconds audioSeconds: Int = 60, runs: Int = 3, baseline
         let usage: ChildUsage = try await withCheckedThrowingContinuation { continuation in
             Thread.detachNewThread {
                 continuation.resume(with: Result {
-                    try spawnAndMeasure(path, args, environment: env, onStart: { startBox.set(clock.now) })
+                    try spawnAndMeasure(path, args, environment: env, sampleMemory: true, onStart: { startBox.set(clock.now) })
                 })
             }
         }
@@ -72,12 +72,13 @@ func runStreamBenchmarks(seconds audioSeconds: Int = 60, runs: Int = 3, baseline
         ("launch_to_first_audio_packet_s", { $0.firstPacket }, "<= 0.2"),
         ("send_interval_stddev_ms", { $0.report.arrivalIntervals.standardDeviation * 1000 }, "< 1 (below pyatv)"),
         ("wire_bytes", { wire($0.report) }, "<= 0.6"),
-    ]
+    ] + memoryMetrics { $0.usage }
     for (name, f, goal) in metrics {
         let o = m(ours, f), p = m(pyatv, f)
         emit(["bench": "raop_stream", "metric": name, "audio_seconds": audioSeconds, "runs": runs, "ours": round3(o), "pyatv": round3(p),
               "ratio": p > 0 ? round3(o / p) : NSNull(), "goal_ratio": goal, "audio_verified": "bit-exact, every run"])
     }
+    emitMemoryBreakdown("raop_stream", runs: ours.map(\.usage), extra: ["audio_seconds": audioSeconds, "runs": runs])
     if let baseline {
         emitBaseline("raop_stream", baseline: baseline, audioSeconds: audioSeconds, runs: runs,
                      metrics.map { ($0.0, m(ours, $0.1), m(results[2], $0.1)) })

@@ -15,6 +15,88 @@ struct ChildUsage {
     /// sampled from `/proc/PID/smaps_rollup` every 50 ms (`sampleMemory`); 0 when not sampled.
     var peakUSSMB: Double = 0
     var peakSmapsRSSMB: Double = 0
+    /// Peak of its anonymous pages (heap, thread stacks, malloc arenas and the libraries' relocated
+    /// data: what no other process can share), from the same samples.
+    var peakAnonMB: Double = 0
+    /// Where its memory was when its USS peaked (`MemoryBreakdown`); nil when not sampled.
+    var breakdown: MemoryBreakdown?
+}
+
+/// RSS and USS (MB) of a process by what its mappings hold, from `/proc/PID/smaps`: the file pages
+/// of the program itself, of the Swift runtime with Foundation (and its ICU), of FFmpeg's own
+/// libraries and of the rest of the shared libraries (most of them FFmpeg's dependencies on
+/// Debian); `relocated_data`, the anonymous pages inside those file mappings (relocated pointers,
+/// written data: private to the process, whatever the library); and `anonymous`, heap, thread
+/// stacks and malloc arenas.
+struct MemoryBreakdown {
+    static let categories = ["binary", "swift_foundation", "ffmpeg", "other_libraries", "relocated_data", "anonymous"]
+    var rssKB: [String: Double] = [:]
+    var ussKB: [String: Double] = [:]
+    var libraries = 0
+
+    /// Nil when the process is gone.
+    static func read(pid: String) -> MemoryBreakdown? {
+        // Read to the end: /proc files report size 0, and a size-based read stops after the first chunk.
+        guard let handle = FileHandle(forReadingAtPath: "/proc/\(pid)/smaps") else { return nil }
+        let text = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+        try? handle.close()
+        guard !text.isEmpty else { return nil }
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
+        var b = MemoryBreakdown()
+        var seen: Set<Substring> = []
+        var category = "anonymous"
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+            guard let first = f.first else { continue }
+            if first.last != ":" {
+                // A mapping's header: "start-end perms offset dev inode [path]".
+                let path = f.count == 6 ? f[5].trimmingCharacters(in: .whitespaces) : ""
+                category = MemoryBreakdown.category(path: path, executable: exe)
+                if path.hasPrefix("/") && category != "binary" { seen.insert(Substring(path)) }
+                continue
+            }
+            guard f.count >= 2, let kb = Double(f[1]) else { continue }
+            switch first {
+            case "Anonymous:":
+                // Relocated or written pages of a file mapping are anonymous: counted apart.
+                if category != "anonymous" {
+                    b.rssKB["relocated_data", default: 0] += kb
+                    b.ussKB["relocated_data", default: 0] += kb
+                    b.rssKB[category, default: 0] -= kb
+                    b.ussKB[category, default: 0] -= kb
+                }
+            case "Rss:": b.rssKB[category, default: 0] += kb
+            case "Private_Clean:", "Private_Dirty:": b.ussKB[category, default: 0] += kb
+            default: break
+            }
+        }
+        b.libraries = seen.count
+        return b
+    }
+
+    static func category(path: String, executable: String) -> String {
+        guard path.hasPrefix("/") else { return "anonymous" }
+        if path == executable { return "binary" }
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        for prefix in ["libswift", "libFoundation", "lib_FoundationICU", "libdispatch", "libBlocksRuntime"] where name.hasPrefix(prefix) {
+            return "swift_foundation"
+        }
+        for prefix in ["libavformat", "libavcodec", "libavutil", "libswresample", "libavfilter", "libavdevice", "libswscale", "libpostproc"]
+            where name.hasPrefix(prefix) {
+            return "ffmpeg"
+        }
+        return "other_libraries"
+    }
+
+    /// The figures in MB, e.g. `binary_rss_mb`, `binary_uss_mb`, plus `shared_libraries`.
+    var fields: [String: Any] {
+        var out: [String: Any] = ["shared_libraries": libraries]
+        for c in Self.categories {
+            out["\(c)_rss_mb"] = round3((rssKB[c] ?? 0) / 1024)
+            out["\(c)_uss_mb"] = round3((ussKB[c] ?? 0) / 1024)
+        }
+        return out
+    }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (the PTP master's time base, and what the virtual HomePod
@@ -31,33 +113,47 @@ func monotonicNanoseconds() -> UInt64 {
 final class MemorySampler: @unchecked Sendable {
     private let lock = NSLock()
     private var stopped = false
-    private var ussKB = 0.0, rssKB = 0.0
+    private var ussKB = 0.0, rssKB = 0.0, anonKB = 0.0
+    private var breakdown: MemoryBreakdown?
     private let done = DispatchSemaphore(value: 0)
 
     init(parent: pid_t) {
         Thread.detachNewThread { [self] in
             defer { done.signal() }
             var child: String?
+            var lastBreakdown = 0
+            var tick = 0
             while !isStopped {
+                tick += 1
                 if child == nil {
                     let list = (try? String(contentsOfFile: "/proc/\(parent)/task/\(parent)/children", encoding: .utf8)) ?? ""
                     child = list.split(separator: " ").first.map(String.init)
                 }
                 if let child {
                     guard let text = try? String(contentsOfFile: "/proc/\(child)/smaps_rollup", encoding: .utf8) else { break }
-                    var uss = 0.0, rss = 0.0
+                    var uss = 0.0, rss = 0.0, anon = 0.0
                     for line in text.split(separator: "\n") {
                         let f = line.split(separator: " ", omittingEmptySubsequences: true)
                         guard f.count >= 2, let kb = Double(f[1]) else { continue }
                         switch f[0] {
                         case "Rss:": rss = kb
                         case "Private_Clean:", "Private_Dirty:": uss += kb
+                        case "Anonymous:": anon = kb
                         default: break
                         }
                     }
-                    lock.withLock {
-                        ussKB = max(ussKB, uss)
-                        rssKB = max(rssKB, rss)
+                    let newPeak = lock.withLock {
+                        defer {
+                            ussKB = max(ussKB, uss)
+                            rssKB = max(rssKB, rss)
+                            anonKB = max(anonKB, anon)
+                        }
+                        return uss > ussKB
+                    }
+                    // The whole smaps (hundreds of mappings) at a new USS peak, at most once a second.
+                    if newPeak && tick - lastBreakdown >= 20, let b = MemoryBreakdown.read(pid: child) {
+                        lastBreakdown = tick
+                        lock.withLock { breakdown = b }
                     }
                 }
                 usleep(50_000)
@@ -67,11 +163,11 @@ final class MemorySampler: @unchecked Sendable {
 
     private var isStopped: Bool { lock.withLock { stopped } }
 
-    /// Stops sampling; the peaks in MB.
-    func finish() -> (uss: Double, rss: Double) {
+    /// Stops sampling; the peaks in MB and the breakdown at the last USS peak read.
+    func finish() -> (uss: Double, rss: Double, anon: Double, breakdown: MemoryBreakdown?) {
         lock.withLock { stopped = true }
         done.wait()
-        return lock.withLock { (ussKB / 1024, rssKB / 1024) }
+        return lock.withLock { (ussKB / 1024, rssKB / 1024, anonKB / 1024, breakdown) }
     }
 }
 
@@ -115,7 +211,7 @@ func spawnAndMeasure(_ path: String, _ args: [String], environment: [String: Str
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     let wall = Date().timeIntervalSince(start)
-    let memory = sampler?.finish() ?? (uss: 0, rss: 0)
+    let memory = sampler?.finish() ?? (uss: 0, rss: 0, anon: 0, breakdown: nil)
     // GNU time writes "Command exited with non-zero status N" before the figures on failure.
     let text = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
     guard let line = text.split(separator: "\n").last, case let f = line.split(separator: " "), f.count == 3,
@@ -123,7 +219,8 @@ func spawnAndMeasure(_ path: String, _ args: [String], environment: [String: Str
         throw BenchError("no usage figures from \(timeBinary) for \(path): \(text)")
     }
     return ChildUsage(status: (status >> 8) & 0xFF, wallSeconds: wall, cpuSeconds: user + sys, peakRSSMB: maxKB / 1024,
-                      launchedAt: launchedAt, peakUSSMB: memory.uss, peakSmapsRSSMB: memory.rss)
+                      launchedAt: launchedAt, peakUSSMB: memory.uss, peakSmapsRSSMB: memory.rss,
+                      peakAnonMB: memory.anon, breakdown: memory.breakdown)
 }
 
 struct BenchError: Error, CustomStringConvertible {
@@ -347,4 +444,26 @@ struct StreamBenchFiles {
     }
 
     func remove() { try? FileManager.default.removeItem(at: dir) }
+}
+
+/// The memory metrics every stream group reports beside GNU time's peak RSS: peak USS
+/// (`Private_Clean + Private_Dirty`), peak RSS and peak anonymous memory from smaps_rollup.
+func memoryMetrics<R>(_ usage: @escaping (R) -> ChildUsage) -> [(String, (R) -> Double, String)] {
+    [("peak_uss_mb", { usage($0).peakUSSMB }, "-"),
+     ("peak_smaps_rss_mb", { usage($0).peakSmapsRSSMB }, "-"),
+     ("peak_anon_mb", { usage($0).peakAnonMB }, "-")]
+}
+
+/// One `<bench>` line, metric `memory_breakdown`: where our process's RSS and USS were at its USS
+/// peak (`MemoryBreakdown`), from the run with the median peak USS; the issue-17 goals beside it.
+func emitMemoryBreakdown(_ bench: String, runs: [ChildUsage], extra: [String: Any] = [:]) {
+    let sampled = runs.filter { $0.breakdown != nil }.sorted { $0.peakUSSMB < $1.peakUSSMB }
+    guard !sampled.isEmpty else { return }
+    let run = sampled[sampled.count / 2]
+    var line: [String: Any] = ["bench": bench, "metric": "memory_breakdown", "sender": "atv",
+                               "peak_uss_mb": round3(run.peakUSSMB), "peak_rss_mb": round3(run.peakSmapsRSSMB),
+                               "goal": "USS <= 12 MB, RSS <= 45 MB (issue 17)"]
+    for (k, v) in run.breakdown!.fields { line[k] = v }
+    for (k, v) in extra { line[k] = v }
+    emit(line)
 }

@@ -35,7 +35,7 @@ struct SenderStats: Sendable {
 /// `EmbeddedEventLoop` the whole schedule runs on manual time (`startOnLoop()` etc.).
 ///
 /// Each packet is written once, into the `ByteBuffer` that goes to the socket (RTP header, then
-/// the payload copied or sealed in place); the backlog keeps that same buffer for retransmits.
+/// the payload copied or sealed in place); the backlog keeps a copy of its bytes for retransmits.
 final class RAOPPacedSender: @unchecked Sendable {
     let eventLoop: EventLoop
     private let audio: Channel

@@ -3,11 +3,13 @@ import ATVCore
 import NIOCore
 
 /// Sent packets kept for retransmission: a ring keyed by sequence number (the capacity divides
-/// 65536, so slots stay consistent across sequence wrap). It holds the very buffers that were sent
-/// (a `ByteBuffer` is shared, not copied, between the socket write and the backlog).
+/// 65536, so slots stay consistent across sequence wrap). It holds the bytes that were sent, each
+/// packet in an array of its own size: the `ByteBuffer` that went to the socket has a power-of-two
+/// capacity (2048 bytes for a 1100-byte packet), so keeping it would hold up to twice the audio
+/// for the ~8 s of packets each receiver's backlog covers (issue 17: memory per group member).
 package struct RAOPBacklog: Sendable {
     package let capacity: Int
-    private var slots: [(sequence: UInt16, bytes: ByteBuffer)?]
+    private var slots: [(sequence: UInt16, bytes: [UInt8])?]
 
     /// `minimumCapacity` is rounded up to a power of two (≥ 1024, ≤ 32768).
     package init(minimumCapacity: Int = 1024) {
@@ -18,22 +20,23 @@ package struct RAOPBacklog: Sendable {
     }
 
     package mutating func store(sequence: UInt16, bytes: [UInt8]) {
-        store(sequence: sequence, buffer: ByteBuffer(bytes: bytes))
+        slots[Int(sequence) & (capacity - 1)] = (sequence, bytes)
     }
 
+    /// Keeps a copy of the sent buffer's readable bytes (exactly their size).
     package mutating func store(sequence: UInt16, buffer: ByteBuffer) {
-        slots[Int(sequence) & (capacity - 1)] = (sequence, buffer)
+        store(sequence: sequence, bytes: Array(buffer.readableBytesView))
     }
 
     /// The serialized packet with this sequence number, if still held.
     package func packet(sequence: UInt16) -> [UInt8]? {
-        buffer(sequence: sequence).map { Array($0.readableBytesView) }
-    }
-
-    /// The sent buffer with this sequence number, if still held.
-    package func buffer(sequence: UInt16) -> ByteBuffer? {
         guard let slot = slots[Int(sequence) & (capacity - 1)], slot.sequence == sequence else { return nil }
         return slot.bytes
+    }
+
+    /// Whether the packet with this sequence number is still held.
+    package func contains(sequence: UInt16) -> Bool {
+        slots[Int(sequence) & (capacity - 1)]?.sequence == sequence
     }
 
     package mutating func removeAll() {
@@ -88,7 +91,7 @@ package struct RAOPStreamer: Sendable {
 
     /// As `packetize(payload:frames:)`, written straight into the buffer that goes to the socket:
     /// the RTP header, then the payload (AirPlay 1) or the sealed payload, tag and nonce tail
-    /// (AirPlay 2, sealed in place). The payload is read once; the backlog keeps the same buffer
+    /// (AirPlay 2, sealed in place). The payload is read once; the backlog keeps the packet's bytes
     /// (a retransmit resends the very packet that was lost, as pyatv does). Several receivers can
     /// be fed from one encoded payload: each streamer seals its own buffer from it.
     package mutating func packetize(payload: [UInt8], frames: Int, allocator: ByteBufferAllocator) throws(ATVError) -> ByteBuffer {
@@ -127,10 +130,10 @@ package struct RAOPStreamer: Sendable {
     package mutating func retransmissions(for request: RAOPRetransmitRequest) -> [[UInt8]] {
         retransmitRequests += 1
         let backlog = self.backlog
-        let plan = RetransmitPolicy.plan(request, capacity: backlog.capacity) { backlog.buffer(sequence: $0) != nil }
+        let plan = RetransmitPolicy.plan(request, capacity: backlog.capacity) { backlog.contains(sequence: $0) }
         retransmitMisses += plan.missing.count
         let out = plan.resend.compactMap { seq in
-            backlog.buffer(sequence: seq).map { RAOPRetransmitResponse.wrap(packetBytes: $0.readableBytesView, sequenceNumber: seq) }
+            backlog.packet(sequence: seq).map { RAOPRetransmitResponse.wrap(packetBytes: $0, sequenceNumber: seq) }
         }
         retransmittedPackets += out.count
         return out
