@@ -2,14 +2,9 @@
 import PackageDescription
 
 // CI (scripts/test) sets ATV_WERROR=1: a warning in any of our targets fails the build (the
-// flag is ours only; SwiftPM builds dependencies without it). It also sets ATV_TESTABLE=1: our
-// targets compiled with -enable-testing in release too, so the tests' `@testable import`s build
-// against the one release build that also gives the Debian package and the benchmarks.
+// flag is ours only; SwiftPM builds dependencies without it).
 let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
     + (Context.environment["ATV_WERROR"] == "1" ? [.unsafeFlags(["-warnings-as-errors"])] : [])
-    + (Context.environment["ATV_TESTABLE"] == "1" ? [.unsafeFlags(["-enable-testing"])] : [])
-    // scripts/fuzz: our modules with libFuzzer's coverage instrumentation (dependencies without).
-    + (Context.environment["ATV_FUZZ"] == "1" ? [.unsafeFlags(["-sanitize=fuzzer"])] : [])
 
 let package = Package(
     name: "swift-atv",
@@ -181,8 +176,8 @@ let package = Package(
 )
 
 // Coverage-guided fuzzing (`scripts/fuzz`): one libFuzzer executable holding every fuzz target,
-// added only when ATV_FUZZ=1 so a normal `swift build` / `swift test` never sees it. It is linked
-// with `-sanitize=fuzzer` (libFuzzer, which supplies `main`); scripts/fuzz chooses the scratch folder.
+// added only when ATV_FUZZ=1 so a normal `swift build` / `swift test` never sees it. It is built
+// with `-sanitize=fuzzer` (which supplies `main`) in its own scratch folder, `.build-fuzz`.
 if Context.environment["ATV_FUZZ"] == "1" {
     package.targets.append(.executableTarget(
         name: "atv-fuzz",
@@ -194,5 +189,5 @@ if Context.environment["ATV_FUZZ"] == "1" {
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
         ],
-        path: "Fuzz/Targets", swiftSettings: swift6, linkerSettings: [.unsafeFlags(["-sanitize=fuzzer"])]))
+        path: "Fuzz/Targets", swiftSettings: swift6))
 }
