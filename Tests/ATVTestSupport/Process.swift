@@ -15,13 +15,22 @@ public enum TestEnv {
         return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
     }()
 
+    /// The built `atv` executable: the one beside the running test binary, so the tests check the
+    /// build they belong to (`swift test`, or `swift test -c release`: scripts/test runs the tests
+    /// of its one release build); else the debug build's.
+    public static let atvPath: String = {
+        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+            .deletingLastPathComponent().appendingPathComponent("atv").path
+        let candidates = [besideTests] + [".build/debug/atv", ".build/x86_64-unknown-linux-gnu/debug/atv"].map { root.appendingPathComponent($0).path }
+        return candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) ?? candidates[1]
+    }()
+
     /// The built `atv` executable (scripts/test builds it before running tests).
     public static func atv() throws -> String {
-        let candidates = [".build/debug/atv", ".build/x86_64-unknown-linux-gnu/debug/atv"].map { root.appendingPathComponent($0).path }
-        guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        guard FileManager.default.isExecutableFile(atPath: atvPath) else {
             throw TestFailure("the atv binary is not built: run `swift build` (scripts/test does) before the tests")
         }
-        return path
+        return atvPath
     }
 
     /// The peers' venv (pyatv 0.18, python-zeroconf): the package's `.venv-peers`, else /work/main's.

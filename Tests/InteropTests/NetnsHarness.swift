@@ -29,7 +29,7 @@ enum Netns {
         }
     }
 
-    static var atv: String { TestEnv.root.appendingPathComponent(".build/debug/atv").path }
+    static var atv: String { TestEnv.atvPath }
     static var peers: String { TestEnv.root.appendingPathComponent("scripts/peers").path }
     static var venv: String { TestEnv.venv }
 
