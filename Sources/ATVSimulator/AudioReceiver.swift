@@ -372,6 +372,23 @@ struct NTPPlacement: Sendable {
         senderTime - offset - monotonicOffset
     }
 
+    /// Sender-clock ns − our monotonic ns as playback applies it: the measured relation
+    /// (`offset` + `monotonicOffset`) when the first packet is placed; after that it follows the
+    /// measurement by at most one frame per packet, as a receiver that corrects its sync error by
+    /// inserting or dropping single frames does (shairport-sync's default), and jumps only when
+    /// the error exceeds `resyncThreshold` (its resync threshold, 50 ms). So a better timing
+    /// exchange arriving during playback (a shorter round trip, a truer offset) moves the play
+    /// instants gradually, as such a receiver's output moves, not by the whole correction at once.
+    private var applied: Int64?
+    static let resyncThreshold: Int64 = 50_000_000
+
+    /// The next applied relation: `target` when there is none or it is `resyncThreshold` or more
+    /// away; otherwise one step of at most `maxStep` toward it.
+    static func follow(_ applied: Int64?, toward target: Int64, maxStep: Int64) -> Int64 {
+        guard let applied, abs(target - applied) < resyncThreshold else { return target }
+        return applied + min(max(target - applied, -maxStep), maxStep)
+    }
+
     /// The play instant of packet `seq` about to be written (`frames` frames, after
     /// `framesBefore` frames of the WAV file); nil when no sync packet, no timing reply
     /// (`offset`) or no arrival of that packet is known (the packet is then unplaced).
@@ -380,7 +397,9 @@ struct NTPPlacement: Sendable {
         let arrival = arrivals.removeValue(forKey: seq)
         guard let arrival, let anchor, let offset else { return nil }
         let sender = Self.senderTime(of: arrival.rtp, sync: anchor, sampleRate: sampleRate)
-        let local = Self.localTime(senderTime: sender, offset: offset, monotonicOffset: monotonicOffset)
+        let relation = Self.follow(applied, toward: offset + monotonicOffset, maxStep: 1_000_000_000 / Int64(max(1, sampleRate)))
+        applied = relation
+        let local = Self.localTime(senderTime: sender, offset: relation, monotonicOffset: 0)
         return .init(rtpTime: arrival.rtp, frames: frames, masterTime: sender, localTime: local,
                      late: Int64(clamping: arrival.at) > local, framesBefore: framesBefore, arrivedAt: Int64(clamping: arrival.at))
     }

@@ -27,6 +27,36 @@ import Testing
         #expect(NTPPlacement.senderTime(of: 341, sync: wrapped, sampleRate: 44_100) == 1_000_000_000 + 441 * 1_000_000_000 / 44_100)
     }
 
+    /// A better clock measurement during playback moves the play instants one frame per packet
+    /// (a receiver correcting by single inserted or dropped frames), not at once; 50 ms or more
+    /// away, they jump (a resync).
+    @Test func aChangedClockMeasurementMovesPlayInstantsOneFramePerPacket() throws {
+        let frame: Int64 = 1_000_000_000 / 44_100
+        #expect(NTPPlacement.follow(nil, toward: 5_000, maxStep: frame) == 5_000)
+        #expect(NTPPlacement.follow(0, toward: 2_000_000, maxStep: frame) == frame)
+        #expect(NTPPlacement.follow(0, toward: -2_000_000, maxStep: frame) == -frame)
+        #expect(NTPPlacement.follow(0, toward: 10_000, maxStep: frame) == 10_000)
+        #expect(NTPPlacement.follow(0, toward: 60_000_000, maxStep: frame) == 60_000_000)
+
+        let sync = try RAOPSyncPacket(decoding: Self.syncBytes)
+        var p = NTPPlacement()
+        p.sync(sync)
+        var locals: [Int64] = []
+        for i in 0 ..< 120 {
+            let rtp = 77_175 + UInt32(i) * 352
+            p.arrived(seq: UInt16(i), rtp: rtp, at: 0)
+            // The measured offset improves by 2 ms after the tenth packet.
+            let offset: Int64 = i < 10 ? 0 : -2_000_000
+            let instant = p.place(seq: UInt16(i), frames: 352, framesBefore: i * 352, offset: offset, monotonicOffset: 0)
+            let placed = try #require(instant)
+            locals.append(try #require(placed.localTime))
+        }
+        let steps = zip(locals, locals.dropFirst()).map { $1 - $0 - 352 * 1_000_000_000 / 44_100 }
+        #expect(steps.allSatisfy { abs($0) <= frame + 1 }, "\(steps)")
+        // 2 ms is 89 frames: caught up by packet 10 + 89.
+        #expect(abs(locals[119] - (locals[0] + 119 * 352 * 1_000_000_000 / 44_100 + 2_000_000)) <= 2, "\(locals[119] - locals[0])")
+    }
+
     /// Sender time → our monotonic clock: minus the sender's lead over our CLOCK_REALTIME, then
     /// minus our CLOCK_REALTIME's lead over CLOCK_MONOTONIC.
     @Test func senderTimeMapsToTheLocalMonotonicClockByTheMeasuredOffset() throws {

@@ -230,7 +230,9 @@ func startGroup(file: String, members: [GroupTestMember], latencyMs: Int) -> Str
         // Consecutive packets: 352 frames apart on the sender's clock and on ours. Each new sync
         // packet (one a second) re-anchors with the sender's clock at the instant its RTP time is
         // for, a few µs off its RTP schedule; the carry between CLOCK_REALTIME and CLOCK_MONOTONIC
-        // is measured per packet (SystemClocks). Both stay far below 1 ms.
+        // is measured per packet (SystemClocks); a better timing exchange during playback moves
+        // the speaker's instants one frame per packet (NTPPlacement.follow: as a receiver that
+        // corrects by single frames plays). Both stay far below 1 ms.
         var worstMaster: Int64 = 0, worst: Int64 = 0
         for (a, b) in zip(log.instants, log.instants.dropFirst()) where b.framesBefore == a.framesBefore + a.frames {
             let expected = Int64(b.rtpTime &- a.rtpTime) * 1_000_000_000 / 44_100
