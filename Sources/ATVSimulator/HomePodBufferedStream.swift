@@ -176,6 +176,11 @@ final class HomePodBufferedStream: @unchecked Sendable {
     /// receiver's output runs continuously; our clock ticks every 10 ms).
     func setAnchor(_ anchor: PTPAnchor?) {
         tick()
+        replaceAnchor(anchor)
+    }
+
+    /// The anchor in force from now on, nothing played first.
+    private func replaceAnchor(_ anchor: PTPAnchor?) {
         self.anchor = anchor
         shared.update { r in
             r.ptp.anchorFrame = anchor?.frame
@@ -201,7 +206,9 @@ final class HomePodBufferedStream: @unchecked Sendable {
             shared.update { $0.ptp.packetsFlushed += dropped }
             return
         }
-        setAnchor(nil)
+        // Not setAnchor(nil): its tick could play one more packet that fell due since the one
+        // above, after the request recorded what had played before it.
+        replaceAnchor(nil)
         aacNext = nil
         let before = queue.count
         queue.removeAll { !Self.sequence($0.seq, isAtOrAfter: flush.untilSequence) }
