@@ -90,10 +90,6 @@ struct SimulatePTPFollower: AsyncParsableCommand {
         return text + ", \(s.samples) samples"
     }
 
-    static func realtimeMinusMonotonic() -> Int64 {
-        var m = timespec(), r = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &m)
-        clock_gettime(CLOCK_REALTIME, &r)
-        return (Int64(r.tv_sec) - Int64(m.tv_sec)) * 1_000_000_000 + Int64(r.tv_nsec) - Int64(m.tv_nsec)
-    }
+    /// realtime − monotonic, read robustly (SystemClocks: not split by a preemption).
+    static func realtimeMinusMonotonic() -> Int64 { SystemClocks.realtimeOffset() }
 }
