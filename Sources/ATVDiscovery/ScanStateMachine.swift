@@ -18,10 +18,15 @@ import ATVCore
 ///   answered. A truncated answer is followed by one query per service type of that message, and
 ///   instances seen without SRV or TXT are asked for directly, so a responder that cuts answers
 ///   at 512 bytes still yields every service. Responders do not answer questions they have no
-///   records for (avahi, mDNSResponder), so a host is done once it has answered, its records are
-///   complete and either every query was answered or it has been quiet for `unicastSettle`; its
-///   devices are reported then, and the scan ends when every host is done. Hosts that never
-///   answered are `silentHosts`.
+///   records for (avahi, mDNSResponder), so a host that answered and then stayed quiet is taken
+///   not to have what it did not answer, but only after those questions were asked again
+///   (`unicastReasks` times): a query or its answer is a plain UDP datagram and may be lost (a
+///   full socket buffer), and one lost answer would otherwise lose that service. The host is
+///   quiet for `unicastSettle` after its last answer before the first re-ask, and for
+///   k × max(`unicastSettle`, 2 × its slowest round trip) after re-ask k (follow-ups still
+///   pending do not hold this up). A host is done once it has answered, its records are complete
+///   and every query was answered or given up on; its devices are reported then, and the scan
+///   ends when every host is done. Hosts that never answered are `silentHosts`.
 /// - Multicast: queries go to 224.0.0.251 each second until the timeout. Answers are grouped per
 ///   source address; follow-ups go to that address by unicast.
 /// - With identifiers, the scan ends as soon as a matching device is reported.
@@ -43,8 +48,12 @@ package struct ScanStateMachine: Sendable {
         package var resendInterval: Double
         package var settle: Double
         /// Unicast: how long a host that answered some queries may stay quiet before its other
-        /// (initial) queries count as "nothing of that type".
+        /// (initial) queries are asked again (and, after the last re-ask, count as "nothing of
+        /// that type").
         package var unicastSettle: Double
+        /// Unicast: how many times the questions a host that answered others left unanswered are
+        /// asked again before they count as "nothing of that type".
+        package var unicastReasks: Int
         package var timeout: Double
         /// A follow-up question (SRV/TXT of one instance, or one type after a truncated answer)
         /// still unanswered this long after it was first sent is given up on: the instance is
@@ -54,9 +63,10 @@ package struct ScanStateMachine: Sendable {
         package var count: Int?
         package init(hosts: [String] = [], identifiers: Set<String> = [], serviceTypes: [String] = ServiceType.scanned,
                     typesPerQuery: Int = 1, resendInterval: Double = 1.0, settle: Double = 0.15, timeout: Double = 3,
-                    count: Int? = nil, unicastSettle: Double = 0.1, followUpGiveUp: Double = 1.5) {
+                    count: Int? = nil, unicastSettle: Double = 0.1, unicastReasks: Int = 2, followUpGiveUp: Double = 1.5) {
             self.followUpGiveUp = followUpGiveUp
             self.unicastSettle = unicastSettle
+            self.unicastReasks = unicastReasks
             self.count = count
             self.hosts = hosts
             self.identifiers = identifiers
@@ -107,6 +117,12 @@ package struct ScanStateMachine: Sendable {
         var answeredAny = false
         /// Ids of the first-round queries (unicast): unanswered ones may mean "no such service".
         var initialIDs: Set<UInt16> = []
+        /// Unicast: how often the unanswered first-round queries were asked again after the host
+        /// went quiet, and when last.
+        var reasks = 0
+        var lastReask: Double = 0
+        /// The slowest time from sending a query to its answer seen from this responder.
+        var roundTrip: Double = 0
 
         /// The completeness rule: this responder answered, no question to it is outstanding (so
         /// every instance it announced without SRV or TXT was asked for directly, and that
@@ -187,7 +203,10 @@ package struct ScanStateMachine: Sendable {
         if answeredQuery == nil && !relevant { return [] }
         if peers[address] == nil { peerOrder.append(address) }
         peer.answeredAny = true
-        if answeredQuery != nil { peer.lastAnswer = now }
+        if let q = answeredQuery {
+            peer.lastAnswer = now
+            peer.roundTrip = max(peer.roundTrip, now - q.lastSent)
+        }
         for r in msg.allRecords where !peer.recordSet.contains(RecordKey(r)) {
             peer.recordSet.insert(RecordKey(r))
             peer.records.append(r)
@@ -267,12 +286,28 @@ package struct ScanStateMachine: Sendable {
     mutating func check(now: Double) -> [Action] {
         var actions: [Action] = []
         for addr in peerOrder where isUnicast {
-            // A host that answered, has no follow-up pending and stayed quiet: what it did not
-            // answer, it does not have.
-            guard var peer = peers[addr], peer.answeredAny, !peer.outstanding.isEmpty,
-                  peer.outstanding.keys.allSatisfy(peer.initialIDs.contains),
-                  now - peer.lastAnswer >= configuration.unicastSettle else { continue }
-            peer.outstanding.removeAll()
+            // A host that answered and then stayed quiet: the first-round questions it did not
+            // answer are asked again (the query or its answer may have been lost), and after the
+            // last re-ask taken as "nothing of that type". (Follow-ups have their own limit.)
+            guard var peer = peers[addr], peer.answeredAny else { continue }
+            let unanswered = peer.outstanding.keys.filter(peer.initialIDs.contains).sorted()
+            guard !unanswered.isEmpty else { continue }
+            let quiet = peer.reasks == 0
+                ? configuration.unicastSettle
+                : Double(peer.reasks) * max(configuration.unicastSettle, 2 * peer.roundTrip)
+            guard now - max(peer.lastAnswer, peer.lastReask) >= quiet else { continue }
+            if peer.reasks < configuration.unicastReasks {
+                peer.reasks += 1
+                peer.lastReask = now
+                for id in unanswered {
+                    guard var q = peer.outstanding[id] else { continue }
+                    q.lastSent = now
+                    peer.outstanding[id] = q
+                    actions.append(.send(q.bytes, to: .host(addr)))
+                }
+            } else {
+                for id in unanswered { peer.outstanding.removeValue(forKey: id) }
+            }
             peers[addr] = peer
         }
         for addr in peerOrder {

@@ -10,8 +10,10 @@ import Testing
         name: "Kitchen", deviceID: "AA:BB:CC:DD:EE:01", port: 5000, hostName: "kitchen.local", address: "127.0.0.2"))
 
     /// Answers like avahi: nothing for questions without records; at most 512 bytes.
-    func avahiLike(_ query: [UInt8]) -> [UInt8]? {
-        guard let out = speaker.received(query, from: "127.0.0.1", port: 40000).first,
+    func avahiLike(_ query: [UInt8]) -> [UInt8]? { avahiLike(speaker, query) }
+
+    func avahiLike(_ responder: ResponderStateMachine, _ query: [UInt8]) -> [UInt8]? {
+        guard let out = responder.received(query, from: "127.0.0.1", port: 40000).first,
               let msg = try? DNSParser.parse(out.bytes), !msg.answers.isEmpty else { return nil }
         var cut = msg
         cut.answers = []
@@ -32,6 +34,9 @@ import Testing
         actions.compactMap { if case .found(let d) = $0 { return d } else { return nil } }
     }
 
+    /// The host really lacks most service types (a speaker: no MRP, Companion, DMAP...): it does
+    /// not answer those questions, they are asked again twice, and the device is reported 0.4 s
+    /// after the host's answers (UnicastCLITests bounds the first result of a real scan at 1 s).
     @Test func unicastAsksOneTypePerQueryAndEndsSoonAfterTheHostAnswered() throws {
         var m = ScanStateMachine(.init(hosts: ["127.0.0.1"], timeout: 3))
         let queries = sent(m.start(now: 0))
@@ -41,10 +46,20 @@ import Testing
         for q in queries {
             if let answer = avahiLike(q) { actions += m.received(answer, from: "127.0.0.1", now: 0.01) }
         }
-        // Most types are not answered at all; the scan must not wait for its timeout.
+        let unanswered = queries.filter { avahiLike($0) == nil }
+        #expect(unanswered.count == ServiceType.scanned.count - 2)   // all but _raop and _airplay
+        // Most types are not answered at all; the scan must not wait for its timeout, but asks
+        // those again (the same queries) after 0.1 s of quiet, and again 0.1 s later.
         #expect(!m.isFinished)
         #expect(m.tick(now: 0.05).isEmpty)
-        actions += m.tick(now: 0.12)
+        #expect(m.tick(now: 0.1).isEmpty)
+        #expect(sent(m.tick(now: 0.12)) == unanswered)
+        #expect(m.tick(now: 0.21).isEmpty)
+        #expect(sent(m.tick(now: 0.23)) == unanswered)
+        // Quiet 0.2 s after the second re-ask: they count as "not there".
+        #expect(m.tick(now: 0.42).isEmpty)
+        #expect(!m.isFinished)
+        actions += m.tick(now: 0.44)
         #expect(m.isFinished)
         #expect(actions.last == .finished)
         let devices = found(actions)
@@ -199,7 +214,7 @@ import Testing
         }
         var actions: [ScanStateMachine.Action] = []
         for q in toKitchen { if let a = avahiLike(q) { actions += m.received(a, from: "127.0.0.2", now: 0.02) } }
-        actions += m.tick(now: 0.13)
+        for t in stride(from: 0.05, through: 0.6, by: 0.05) { actions += m.tick(now: t) }
         #expect(found(actions).map(\.name) == ["Kitchen"])  // not held back by the silent host
         #expect(!m.isFinished)
         #expect(m.silentHosts == ["127.0.0.9"])
@@ -214,9 +229,121 @@ import Testing
         for case .send(let q, .host("127.0.0.2")) in start {
             if let a = avahiLike(q) { actions += m.received(a, from: "127.0.0.2", now: 0.02) }
         }
-        actions += m.tick(now: 0.13)
+        for t in stride(from: 0.05, through: 0.6, by: 0.05) { actions += m.tick(now: t) }
         #expect(found(actions).map(\.name) == ["Kitchen"])
         #expect(m.isFinished)
         #expect(actions.last == .finished)
+    }
+
+    // MARK: Unicast: a lost datagram does not lose a service
+
+    /// An Apple TV: AirPlay and RAOP, and MRP under the same address.
+    let livingRoom = ResponderStateMachine(services: MDNSService.airPlay1Speaker(
+        name: "Living Room", deviceID: "AA:BB:CC:DD:EE:04", port: 7000, hostName: "living-room.local", address: "127.0.0.4")
+        + [MDNSService(instance: "Living Room", type: ServiceType.mrp, port: 49152,
+                       txt: ["Name": "Living Room", "UniqueIdentifier": "6D797FD3-3538-427E-A47B-A32FC6CF3A69", "macAddress": "AA:BB:CC:DD:EE:04"],
+                       hostName: "living-room.local", address: "127.0.0.4")])
+
+    func question(_ query: [UInt8]) -> String? { (try? DNSParser.parse(query))?.questions.first?.name }
+
+    /// A unicast scan of the Apple TV (ticks every 25 ms, as the scanner does) where the answer
+    /// to the `_mediaremotetv._tcp` question is lost `lost` times: the first answer, and then the
+    /// answers to the re-asks. The devices reported, how often MRP was asked, the end time.
+    func scanLosingTheMRPAnswer(_ lost: Int, reasks: Int = 2) throws -> (devices: [DeviceConfig], mrpAsked: Int, end: Double) {
+        var m = ScanStateMachine(.init(hosts: ["127.0.0.4"], timeout: 3, unicastReasks: reasks))
+        let queries = sent(m.start(now: 0))
+        let mrpQuery = try #require(queries.first { question($0) == ServiceType.mrp })
+        #expect(avahiLike(livingRoom, mrpQuery) != nil)
+        var actions: [ScanStateMachine.Action] = []
+        var mrpAsked = 0
+        func deliver(_ queries: [[UInt8]], now: Double) {
+            for q in queries {
+                if q == mrpQuery {
+                    mrpAsked += 1
+                    if mrpAsked <= lost { continue }
+                }
+                if let a = avahiLike(livingRoom, q) { actions += m.received(a, from: "127.0.0.4", now: now + 0.002) }
+            }
+        }
+        deliver(queries, now: 0.008)
+        var now = 0.0
+        while !m.isFinished && now < 3 {
+            now += 0.025
+            let out = m.tick(now: now)
+            actions += out
+            deliver(sent(out), now: now)
+        }
+        #expect(m.isFinished)
+        return (found(actions), mrpAsked, now)
+    }
+
+    /// The answer to the `_mediaremotetv._tcp` question is lost once or twice: the host answered
+    /// everything else and then went quiet, which alone would mean "no MRP". The question is
+    /// asked again and the device is reported with its MRP service, long before the 1 s resend.
+    @Test(arguments: [1, 2])
+    func unicastAsksAgainWhatAHostLeftUnansweredSoALostAnswerDoesNotLoseTheService(lost: Int) throws {
+        let scan = try scanLosingTheMRPAnswer(lost)
+        #expect(scan.mrpAsked == lost + 1)
+        #expect(scan.devices.map(\.name) == ["Living Room"])
+        #expect(Set(scan.devices.last?.services.map(\.protocol) ?? []) == [.mrp, .airplay, .raop])
+        #expect(scan.devices.last?.service(.mrp)?.port == 49152)
+        #expect(scan.end <= 0.5, "finished at \(scan.end) s")   // two re-asks, 0.1 s and then 0.2 s of quiet
+    }
+
+    /// The same loss without re-asks (the rule before): the host is done 0.1 s after its answers
+    /// and Living Room is reported without MRP, as an interop scan under a flood of garbage
+    /// datagrams once did. And a third lost answer (two re-asks) loses it too: a host that stays
+    /// silent about a type after three askings is taken not to have it.
+    @Test(arguments: [(1, 0), (3, 2)])
+    func withoutAnAnswerToAnyAskingTheServiceIsTakenAsAbsent(lost: Int, reasks: Int) throws {
+        let scan = try scanLosingTheMRPAnswer(lost, reasks: reasks)
+        #expect(scan.mrpAsked == reasks + 1)
+        #expect(scan.devices.map(\.name) == ["Living Room"])
+        #expect(Set(scan.devices.last?.services.map(\.protocol) ?? []) == [.airplay, .raop])
+    }
+
+    /// The waits after a re-ask grow with the host's round trip: a host whose answers took 0.3 s
+    /// gets 0.6 s to answer the first re-ask and 1.2 s the second (still inside the timeout).
+    @Test func unicastReaskWaitsFollowTheHostsRoundTrip() throws {
+        var m = ScanStateMachine(.init(hosts: ["127.0.0.1"], timeout: 3))
+        let queries = sent(m.start(now: 0))
+        for q in queries { if let a = avahiLike(q) { _ = m.received(a, from: "127.0.0.1", now: 0.3) } }
+        let unanswered = queries.filter { avahiLike($0) == nil }
+        #expect(m.tick(now: 0.39).isEmpty)
+        #expect(sent(m.tick(now: 0.41)) == unanswered)            // 0.1 s quiet
+        #expect(m.tick(now: 0.99).isEmpty)
+        #expect(sent(m.tick(now: 1.02)) == unanswered)            // 0.6 s after the first re-ask
+        #expect(m.tick(now: 2.0).isEmpty)
+        #expect(Set(sent(m.tick(now: 2.03))) == Set(unanswered))  // the usual 1 s resend
+        #expect(found(m.tick(now: 2.2)).isEmpty)
+        let last = m.tick(now: 2.23)                               // 1.2 s after the second: not there
+        #expect(found(last).map(\.name) == ["Kitchen"])
+        #expect(m.isFinished)
+    }
+
+    /// A follow-up nobody answers (an instance whose TXT never comes) does not hold up the
+    /// re-asks of the unanswered first-round questions: those run their course meanwhile, and the
+    /// host is done when the follow-up is given up on (1.5 s), not later.
+    @Test func unicastReasksRunWhileAFollowUpIsPending() throws {
+        var m = ScanStateMachine(.init(hosts: ["127.0.0.1"], timeout: 3, followUpGiveUp: 1.5))
+        let queries = sent(m.start(now: 0))
+        var followUps: [[UInt8]] = []
+        for q in queries {
+            guard let a = avahiLike(q) else { continue }
+            var answer = try DNSParser.parse(a)
+            answer.answers.removeAll { $0.type == .txt }
+            answer.additionals.removeAll { $0.type == .txt }
+            followUps += sent(m.received(DNSSerializer.serialize(answer), from: "127.0.0.1", now: 0.01))
+        }
+        #expect(!followUps.isEmpty && followUps.allSatisfy { question($0)?.contains("Kitchen") == true })
+        let unanswered = queries.filter { avahiLike($0) == nil }
+        #expect(sent(m.tick(now: 0.12)) == unanswered)
+        #expect(sent(m.tick(now: 0.23)) == unanswered)
+        #expect(m.tick(now: 0.44).isEmpty)                        // not there; the follow-ups still run
+        #expect(Set(sent(m.tick(now: 1.02))) == Set(followUps))     // their 1 s resend
+        #expect(found(m.tick(now: 1.5)).isEmpty)
+        let end = m.tick(now: 1.52)
+        #expect(found(end).map(\.name) == ["Kitchen"])
+        #expect(end.last == .finished)
     }
 }
