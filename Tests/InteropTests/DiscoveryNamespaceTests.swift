@@ -127,7 +127,7 @@ import Testing
                 return {int(l.split()[3].rsplit(":", 1)[1]) for l in out.splitlines() if '"atv"' in l}
             end = time.time() + float(sys.argv[2])
             sent = 0
-            while time.time() < end:
+            while time.time() < end and not os.path.exists(sys.argv[3]):
                 ports = atv_ports() | {5353}
                 for _ in range(200):
                     kind = rng.randrange(5)
@@ -148,10 +148,12 @@ import Testing
             \(sprayer)
             EOF
             command -v ss >/dev/null || { echo "ss (iproute2) is missing" >&2; exit 96; }
-            python3 "$TMP/spray.py" 7 12 > "$TMP/spray.out" 2> "$TMP/spray.err" &
+            # Sprays for at most 12 s, until the scans are done.
+            python3 "$TMP/spray.py" 7 12 "$TMP/stop" > "$TMP/spray.out" 2> "$TMP/spray.err" &
             sleep 0.3
             echo "== multicast =="; "$ATV" scan --json --timeout 3
             echo "== unicast =="; "$ATV" scan --json --hosts 127.0.0.1 --timeout 3
+            touch "$TMP/stop"
             wait %2 2>/dev/null
             echo "== spray =="; cat "$TMP/spray.out" "$TMP/spray.err"
             """, timeout: 60)

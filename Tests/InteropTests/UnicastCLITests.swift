@@ -43,10 +43,14 @@ import Testing
             "$ATV" simulate speaker --name "Attic" --port 7000 --output "$TMP/out.wav" --sessions 1 > "$TMP/sim.out" 2>&1 &
             wait_for "$TMP/sim.out" Advertising 60 || exit 98
             timed() { local t0=$(date +%s%N); "$@" 2>&1; echo "status=$?"; echo "elapsed_ms=$(( ($(date +%s%N) - t0) / 1000000 ))"; }
+            # The silent host's 3 s wait runs beside the rest (it only waits for its timeout).
+            timed "$ATV" stream "\(Self.sample)" --to Attic --hosts 192.0.2.9 > "$TMP/silent.out" &
+            silent=$!
             echo "== multicast =="; timed "$ATV" stream "\(Self.sample)" --to Attic
-            echo "== silent =="; timed "$ATV" stream "\(Self.sample)" --to Attic --hosts 192.0.2.9
             echo "== only =="; "$ATV" device-info --hosts 127.0.0.1 --json 2>&1; echo "status=$?"
             echo "== stream =="; timed "$ATV" stream "\(Self.sample)" --to Attic --hosts 192.0.2.9,127.0.0.1 --latency 500
+            wait $silent
+            echo "== silent =="; cat "$TMP/silent.out"
             for _ in $(seq 100); do grep -q "Stream ended" "$TMP/sim.out" && break; sleep 0.1; done
             echo "== sim =="; cat "$TMP/sim.out"
             echo "== pcm =="
@@ -87,6 +91,12 @@ import Testing
             "$ATV" simulate appletv --name "Den TV" --advance 0 > "$TMP/sim.out" 2>&1 &
             wait_for "$TMP/sim.out" Advertising 60 || exit 98
             S="$TMP/devices.json"
+            # The two commands that wait 3 s for the silent host run beside the others (the
+            # settings file is written atomically under a lock).
+            { "$ATV" playing --to "Den TV" --hosts 192.0.2.9 --storage "$S" 2>&1; echo "status=$?"; } > "$TMP/silent.out" &
+            silent=$!
+            { "$ATV" playing --to "Nowhere" --hosts 127.0.0.1,192.0.2.9 --storage "$S" 2>&1; echo "status=$?"; } > "$TMP/wrongname.out" &
+            wrongname=$!
             echo "== pair =="
             "$ATV" pair --to "Den TV" --hosts 127.0.0.1 --protocol mrp --pin 1111 --storage "$S" 2>&1; echo "status=$?"
             "$ATV" pair --to "Den TV" --hosts 127.0.0.1 --protocol companion --pin 1111 --storage "$S" 2>&1; echo "status=$?"
@@ -94,10 +104,11 @@ import Testing
             echo "== only =="; "$ATV" playing --hosts 127.0.0.1 --storage "$S" --json 2>&1; echo "status=$?"
             echo "== remote =="; "$ATV" remote pause --to "Den TV" --hosts 127.0.0.1 --storage "$S" 2>&1; echo "status=$?"
             echo "== multicast =="; "$ATV" playing --to "Den TV" --storage "$S" 2>&1; echo "status=$?"
-            echo "== silent =="; "$ATV" playing --to "Den TV" --hosts 192.0.2.9 --storage "$S" 2>&1; echo "status=$?"
-            echo "== wrongname =="; "$ATV" playing --to "Nowhere" --hosts 127.0.0.1,192.0.2.9 --storage "$S" 2>&1; echo "status=$?"
             echo "== two =="; "$ATV" playing --hosts 127.0.0.1,192.0.2.9 --storage "$S" 2>&1; echo "status=$?"
             echo "== both =="; "$ATV" playing --host 127.0.0.1 --hosts 127.0.0.1 --storage "$S" 2>&1; echo "status=$?"
+            wait $silent $wrongname
+            echo "== silent =="; cat "$TMP/silent.out"
+            echo "== wrongname =="; cat "$TMP/wrongname.out"
             """, timeout: 150)
         #expect(!result.timedOut, "stderr: \(result.stderr.suffix(1500))")
         let pair = result.section("pair")
@@ -135,10 +146,18 @@ import Testing
             cat > "$TMP/timer.py" <<'EOF'
             \(timer)
             EOF
-            echo "== json =="; python3 "$TMP/timer.py" "$ATV" scan --json --stream --timeout 5
-            echo "== text =="; python3 "$TMP/timer.py" "$ATV" scan --timeout 5
+            # The two 5 s multicast scans side by side (two processes, two cores); the short ones
+            # start once both printed their devices, while those only wait for their timeout.
+            python3 "$TMP/timer.py" "$ATV" scan --json --stream --timeout 5 > "$TMP/json.out" &
+            json=$!
+            python3 "$TMP/timer.py" "$ATV" scan --timeout 5 > "$TMP/text.out" &
+            text=$!
+            wait_for "$TMP/json.out" '"line"' 5 && wait_for "$TMP/text.out" 'Name: ' 5
             echo "== unicast =="; python3 "$TMP/timer.py" "$ATV" scan --json --stream --hosts 127.0.0.1 --timeout 5
             echo "== find =="; python3 "$TMP/timer.py" "$ATV" device-info --to "Küche" --json
+            wait $json $text
+            echo "== json =="; cat "$TMP/json.out"
+            echo "== text =="; cat "$TMP/text.out"
             """, timeout: 90)
         #expect(!result.timedOut && result.status == 0, "stderr: \(result.stderr.suffix(1500))")
         func timedLines(_ section: String) throws -> [(t: Double, line: String?, status: Int?)] {
@@ -208,9 +227,13 @@ import Testing
             cat > "$TMP/timer.py" <<'EOF'
             \(timer)
             EOF
-            echo "== text =="; python3 "$TMP/timer.py" "$ATV" scan --timeout 5
+            # The 5 s multicast scan beside the two others, which run one after the other.
+            python3 "$TMP/timer.py" "$ATV" scan --timeout 5 > "$TMP/text.out" &
+            text=$!
             echo "== unicast =="; python3 "$TMP/timer.py" "$ATV" scan --json --stream --hosts 127.0.0.1 --timeout 5
             echo "== find =="; python3 "$TMP/timer.py" "$ATV" device-info --to Porch --json
+            wait $text
+            echo "== text =="; cat "$TMP/text.out"
             """, timeout: 60)
         #expect(!result.timedOut && result.status == 0, "stderr: \(result.stderr.suffix(1500))")
         func timing(_ section: String) throws -> (first: Double, exit: Double, status: Int) {
