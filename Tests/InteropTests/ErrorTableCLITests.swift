@@ -3,15 +3,15 @@ import Foundation
 import Testing
 
 /// Every way a peer can fail, for every protocol, as the CLI reports it: a non-zero exit, exactly
-/// one line on stderr, within 5 s, no library internals. Each case runs 20 times, concurrently (the
-/// processes mostly wait; at most 10 at once): the first `defaultRuns` with default settings (a 3 s step timeout), the
-/// others with `--timeout 1`, so a wait on a silent or blackholed peer is short; both must say
-/// which limit ran out. Any run that outlives 5 s fails; so does any run that hangs (a lost
-/// continuation). A run's time is its own, from spawn to exit, measured beside it in the namespace.
+/// one line on stderr, within 5 s, no library internals. Each case runs 20 times: the first
+/// `defaultRuns` with default settings (a 3 s step timeout), the others with `--timeout 1`, so a wait
+/// on a silent or blackholed peer is short; both must say which limit ran out. Any run that outlives
+/// 5 s fails; so does any run that hangs (a lost continuation). A run's time is its own, from spawn
+/// to exit, measured beside it in the namespace.
 /// Peers: scripts/peers/misbehaving-peer.py, inside a private network namespace whose 10.99.0.1 is
-/// behind a veth that drops every SYN. Each protocol's table has its own namespace (its own ports
-/// and veth).
-// Serialized: each table starts 140 `atv` processes; six tables at once on a 2-core machine put the
+/// behind a veth that drops every SYN. All six protocols' tables run in one namespace, their runs
+/// interleaved (see `allRuns`); each protocol's test case checks its own.
+// Serialized: the table starts 840 `atv` processes; six tables at once on a 2-core machine put the
 // load average near 100 and the machine, not atv, would decide the 5 s rule.
 @Suite(.serialized) struct ErrorTableCLITests {
     static let runs = 20
@@ -84,19 +84,28 @@ import Testing
         try Netns.requirePrerequisites(python: false)
         var script = prologue
         // Runs start 0.1 s apart (20 debug binaries starting at once would measure the machine,
-        // not atv), case after case, and never more than `maxConcurrent` at once, whatever the
-        // load (20 at once on 2 cores, beside a build, once took a 3 s timeout to 5.04 s): a run
-        // starts when one ends (a window, not a wait for a whole case's slowest run; the four
-        // peers are jobs too).
-        for c in cases {
-            for i in 1 ... runs {
-                script += "while [ $(jobs -rp | wc -l) -ge \(maxConcurrent + 4) ]; do wait -n; done\n"
-                script += "start_run \(c.id) \(i) \(i > defaultRuns ? 1 : 0) \(c.args); sleep 0.1\n"
-            }
-        }
+        // not atv), and never more than `maxConcurrent` at once, whatever the load (20 at once on 2
+        // cores, beside a build, once took a 3 s timeout to 5.04 s): a run starts when one ends (a
+        // window, not a wait for a whole case's slowest run; the four peers are jobs too). The
+        // cases interleave, run i of every case before run i + 1 of any, all protocols in one
+        // namespace: one setup and one last slow run to wait for instead of one per protocol. (A
+        // window of 40, which only the gap would have limited, measured worse on a loaded machine:
+        // the runs' own CPU, not their waits, then decided their time.)
+        // (A loop in the script: 840 lines written out are more than one argument may hold.)
+        script += "ids=(\(cases.map { "'\($0.id)'" }.joined(separator: " ")))\n"
+        script += "args=(\(cases.map { "'\($0.args)'" }.joined(separator: " ")))\n"
+        script += """
+            for i in $(seq \(runs)); do
+                for k in "${!ids[@]}"; do
+                    while [ $(jobs -rp | wc -l) -ge \(maxConcurrent + 4) ]; do wait -n; done
+                    start_run "${ids[k]}" $i $(( i > \(defaultRuns) )) ${args[k]}; sleep 0.1
+                done
+            done
+
+            """
         script += "wait \"${pids[@]}\"; pids=()\n"
         script += "for f in $TMP/case*.*; do echo \"STDERR $(basename $f) $(base64 -w0 < $f)\"; done\n"
-        let result = try await Netns.run(script, timeout: Double(cases.count * runs) * 0.1 + 90)
+        let result = try await Netns.run(script, timeout: Double(cases.count * runs) * 0.25 + 60)
         guard !result.timedOut, result.status == 0 else {
             throw Netns.Failure(description: "table script failed (\(result.status)): \(result.stderr.suffix(2000))")
         }
@@ -134,12 +143,22 @@ import Testing
         }
     }
 
+    /// Every protocol against every kind of failure: one table, case ids `caseP-F` (protocol P,
+    /// failure F). Started by the first test case that needs it; the others read its result.
+    static let allRuns = Task { () async throws -> [String: [Run]] in
+        let cases = protocols.indices.flatMap { p in
+            peers.enumerated().map { (f, peer) in (id: "case\(p)-\(f)", args: "\(protocols[p].command) \(peer.device)") }
+        }
+        return try await table(cases)
+    }
+
     /// One protocol against every kind of failure.
     @Test(arguments: 0 ..< 6)
     func everyFailureIsOneLineWithinFiveSeconds(protocolIndex: Int) async throws {
         let proto = Self.protocols[protocolIndex]
-        let cases = Self.peers.enumerated().map { (i, p) in (id: "case\(i)", args: "\(proto.command) \(p.device)") }
-        let runs = try await Self.table(cases)
+        let all = try await Self.allRuns.value
+        var runs: [String: [Run]] = [:]
+        for i in Self.peers.indices { runs["case\(i)"] = all["case\(protocolIndex)-\(i)"] }
         for (i, p) in Self.peers.enumerated() {
             Self.check(runs["case\(i)"], "\(proto.name) × \(p.name)")
         }
