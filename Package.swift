@@ -48,7 +48,6 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "_CryptoExtras", package: "swift-crypto"),
         ], swiftSettings: swift6),
         .target(name: "ATVDiscovery", dependencies: [
             "ATVCore",

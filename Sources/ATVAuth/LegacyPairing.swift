@@ -10,8 +10,8 @@
 // step 3 is decrypted and its GCM tag checked; in verification the device's signature over
 // (device X25519 ‖ our X25519) is checked whenever its public key is known.
 import ATVCore
+import COpenSSL
 import Crypto
-import _CryptoExtras
 
 /// An HTTP request a pairing state machine wants sent (the caller adds Host and Content-Length).
 public struct PairingHTTPRequest: Sendable, Equatable {
@@ -95,7 +95,29 @@ enum LegacyCrypto {
     static func verifyCTR(_ data: [UInt8], shared: [UInt8]) -> [UInt8] {
         let key = SymmetricKey(data: Array(sha512("Pair-Verify-AES-Key", shared).prefix(16)))
         let iv = Array(sha512("Pair-Verify-AES-IV", shared).prefix(16))
-        return Array(try! AES._CTR.encrypt(data, using: key, nonce: try! AES._CTR.Nonce(nonceBytes: iv)))
+        return aes128CTR(data, key: key.withUnsafeBytes { Array($0) }, iv: iv)
+    }
+
+    /// AES-128-CTR (`data` XOR the keystream of the 16-byte `key` from the 16-byte counter block
+    /// `iv`), through OpenSSL's EVP interface (swift-crypto has it only in _CryptoExtras, whose
+    /// dependencies cost more to compile than this whole module).
+    static func aes128CTR(_ data: [UInt8], key: [UInt8], iv: [UInt8]) -> [UInt8] {
+        precondition(key.count == 16 && iv.count == 16, "AES-128-CTR needs a 16-byte key and IV")
+        guard !data.isEmpty else { return [] }
+        guard let ctx = EVP_CIPHER_CTX_new() else { fatalError("cannot allocate a cipher context") }
+        defer { EVP_CIPHER_CTX_free(ctx) }
+        var out = [UInt8](repeating: 0, count: data.count)
+        let ok = out.withUnsafeMutableBufferPointer { o -> Bool in
+            var written: Int32 = 0
+            var final: Int32 = 0
+            guard let base = o.baseAddress,
+                  EVP_EncryptInit_ex(ctx, EVP_aes_128_ctr(), nil, key, iv) == 1,
+                  EVP_EncryptUpdate(ctx, base, &written, data, Int32(data.count)) == 1,
+                  EVP_EncryptFinal_ex(ctx, base + Int(written), &final) == 1 else { return false }
+            return Int(written + final) == data.count
+        }
+        precondition(ok, "OpenSSL AES-128-CTR failed")
+        return out
     }
 
     static func plistRequest(_ value: PlistValue) -> PairingHTTPRequest {
