@@ -19,7 +19,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
-        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        // Without its default trait BinaryDelimitedStreams, whose Foundation streams would load full
+        // Foundation and ICU into `atv` (issue 17: FoundationEssentials only, scripts/check-imports).
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0", traits: []),
         // `swift package generate-documentation --target ATV` (scripts/check-docs); a plugin only:
         // nothing it holds is linked into our products.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),

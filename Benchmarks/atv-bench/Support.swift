@@ -38,7 +38,9 @@ struct MemoryBreakdown {
     static func read(pid: String) -> MemoryBreakdown? {
         // Read to the end: /proc files report size 0, and a size-based read stops after the first chunk.
         guard let handle = FileHandle(forReadingAtPath: "/proc/\(pid)/smaps") else { return nil }
-        let text = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+        // Throwing read: the process may exit between open and read (ESRCH), which
+        // readDataToEndOfFile() turns into a crash of the benchmark.
+        let text = String(decoding: ((try? handle.readToEnd()) ?? nil) ?? Data(), as: UTF8.self)
         try? handle.close()
         guard !text.isEmpty else { return nil }
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""

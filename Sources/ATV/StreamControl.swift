@@ -4,7 +4,7 @@
 // the receiver would start a second session). One JSON object per line each way, one request per
 // connection, every wait bounded.
 import ATVCore
-import Foundation
+import FoundationEssentials
 import Logging
 import NIOCore
 import NIOPosix

@@ -1,6 +1,9 @@
 import ATVCore
 import ATVHTTP
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import Synchronization
 
@@ -129,8 +132,8 @@ package final class AirPlayClient: Sendable {
         guard position.isFinite, position >= 0 else { throw ATVError.invalidValue("start position \(position) must be ≥ 0 seconds") }
         let isURL = target.lowercased().hasPrefix("http://") || target.lowercased().hasPrefix("https://")
         if !isURL {
-            var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: target, isDirectory: &isDir), !isDir.boolValue else {
+            var isDir = false
+            guard FileManager.default.fileExists(atPath: target, isDirectory: &isDir), !isDir else {
                 throw ATVError.badInput("\(target): no such file, and not an http(s) URL")
             }
         }

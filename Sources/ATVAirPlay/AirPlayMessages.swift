@@ -1,6 +1,9 @@
 import ATVCore
 import ATVHTTP
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The AirPlay video requests, as pyatv 0.18 sends them to an AirPlay 1 receiver: a binary
 /// plist `POST /play`, `GET /playback-info` polls, and the classic `/scrub`, `/rate`, `/stop`.
@@ -29,13 +32,13 @@ package enum AirPlayRequests {
 
     /// Seek to `position` seconds.
     package static func scrub(position: Double) -> HTTPRequestMessage {
-        HTTPRequestMessage(method: "POST", uri: "/scrub?position=" + String(format: "%.6f", position),
+        HTTPRequestMessage(method: "POST", uri: "/scrub?position=" + String(cFormat: "%.6f", position),
                            headers: ["User-Agent": userAgent])
     }
 
     /// 0 pauses, 1 plays.
     package static func rate(_ value: Double) -> HTTPRequestMessage {
-        HTTPRequestMessage(method: "POST", uri: "/rate?value=" + String(format: "%.6f", value),
+        HTTPRequestMessage(method: "POST", uri: "/rate?value=" + String(cFormat: "%.6f", value),
                            headers: ["User-Agent": userAgent])
     }
 
@@ -78,7 +81,7 @@ package struct AirPlayPlayRequest: Sendable, Equatable {
         var fields: [String: String] = [:]
         for line in String(decoding: body, as: UTF8.self).split(whereSeparator: \.isNewline) {
             let kv = line.split(separator: ":", maxSplits: 1)
-            if kv.count == 2 { fields[kv[0].trimmingCharacters(in: .whitespaces)] = kv[1].trimmingCharacters(in: .whitespaces) }
+            if kv.count == 2 { fields[kv[0].trimmingWhitespace()] = kv[1].trimmingWhitespace() }
         }
         guard let url = fields["Content-Location"], !url.isEmpty else {
             throw ATVError.protocolError("/play body is neither a binary plist nor text parameters with a Content-Location")

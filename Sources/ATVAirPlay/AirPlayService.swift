@@ -35,7 +35,7 @@ package final class AirPlayService: Sendable {
         // Stored legacy credentials: legacy verification on the plain connection.
         var legacy = false
         // Stored credentials that can't be read are an error, never a fall-back to no verification.
-        if let text = service.credentials, !text.trimmingCharacters(in: .whitespaces).isEmpty {
+        if let text = service.credentials, !text.trimmingWhitespace().isEmpty {
             switch try AirPlayStoredCredentials.read(text, deviceName: address) {
             case .hap(let c): options.verification = .hap(c)
             case .legacy(let c): options.verification = .legacy(c); legacy = true

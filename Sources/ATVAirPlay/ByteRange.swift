@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A `Range: bytes=…` request header resolved against a file size (RFC 9110 §14). Only a single
 /// range is honoured; a syntactically invalid header is ignored (whole file), as the RFC says.
@@ -12,12 +15,12 @@ package enum ByteRangeRequest: Sendable, Equatable {
 
     package init(header: String?, size: Int) {
         guard let header, size >= 0 else { self = .whole; return }
-        let trimmed = header.trimmingCharacters(in: .whitespaces)
+        let trimmed = header.trimmingWhitespace()
         guard trimmed.lowercased().hasPrefix("bytes=") else { self = .whole; return }
         let spec = trimmed.dropFirst("bytes=".count)
         // Several ranges: serve the first (media players ask for one at a time).
         guard let first = spec.split(separator: ",", omittingEmptySubsequences: false).first else { self = .whole; return }
-        let parts = first.trimmingCharacters(in: .whitespaces).split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        let parts = first.trimmingWhitespace().split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
         guard parts.count == 2 else { self = .whole; return }
         let a = parts[0], b = parts[1]
         func number(_ s: Substring) -> Int? {

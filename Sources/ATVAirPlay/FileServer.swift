@@ -1,6 +1,7 @@
 import ATVCore
 import ATVHTTP
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// Serves one local file over HTTP for the duration of a playback, with Range requests (206,
@@ -33,19 +34,22 @@ package final class AirPlayFileServer: Sendable {
 
     /// Starts serving `path` on `host` (the local address the device reaches us on), any free port.
     package static func start(path: String, host: String, port: Int = 0) async throws -> AirPlayFileServer {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
+        var isDir = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir else {
             throw ATVError.badInput("\(path): no such file")
         }
-        guard FileManager.default.isReadableFile(atPath: path),
-              let attrs = try? FileManager.default.attributesOfItem(atPath: path),
-              let size = (attrs[.size] as? NSNumber)?.intValue else {
+        var st = stat()
+        guard FileManager.default.isReadableFile(atPath: path), stat(path, &st) == 0 else {
             throw ATVError.badInput("\(path): cannot read it")
         }
-        let name = (path as NSString).lastPathComponent
-        let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
-        let urlPath = "/" + (name.addingPercentEncoding(withAllowedCharacters: allowed) ?? "media")
-        let type = contentType(forExtension: (name as NSString).pathExtension)
+        let name = PathName.lastComponent(path)
+        let size = Int(st.st_size)
+        // RFC 3986's unreserved characters as they are, every other byte of the name's UTF-8 as %XX.
+        let urlPath = "/" + name.utf8.map { b -> String in
+            let c = Character(Unicode.Scalar(b))
+            return b < 0x80 && (c.isLetter || c.isNumber || "-._~".contains(c)) ? String(c) : String(cFormat: "%%%02X", b)
+        }.joined()
+        let type = contentType(forExtension: PathName.pathExtension(name))
         let log = RequestLog()
         let server = try await HTTPServer.start(host: host, port: port) { request in
             let m = request.message

@@ -1,6 +1,9 @@
 import ATVAuth
 import ATVCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The stored credentials AirPlay video, RAOP audio and the MRP tunnel read (the AirPlay service's
 /// serve all three).
@@ -10,7 +13,7 @@ package enum AirPlayStoredCredentials {
     /// read are an error, never a silent fall-back to pairing without them.
     package static func hap(for service: ServiceConfig, in config: DeviceConfig) throws(ATVError) -> HAPCredentials? {
         for text in [service.credentials, config.service(.airplay)?.credentials] {
-            guard let text, !text.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
+            guard let text, !text.trimmingWhitespace().isEmpty else { continue }
             if case .hap(let c) = try read(text, deviceName: config.name) { return c }
         }
         return nil

@@ -1,5 +1,8 @@
 import ATVCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Decodes a file, an http(s) URL, standard input or a file descriptor with FFmpeg into 44.1 kHz s16le
 /// interleaved stereo, as `PCMPacket`s of `framesPerPacket` frames (only the last may be short).
@@ -55,11 +58,9 @@ public final class AudioDecoder: AsyncSequence, Sendable {
         let pipeline = DecodePipeline(capacity: Swift.max(2, bufferPackets))
         let info = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (cont: CheckedContinuation<AudioInfo, Error>) in
-                let thread = Thread {
+                startThread(name: "atv-decode") {
                     pipeline.run(spec: spec, framesPerPacket: framesPerPacket, ioTimeout: ioTimeout, opened: cont)
                 }
-                thread.name = "atv-audio-decode"
-                thread.start()
             }
         } onCancel: {
             pipeline.cancel()
@@ -96,7 +97,7 @@ func probeAudio(spec: InputSpec, ioTimeout: Double = 10) async throws -> AudioIn
     let cancel = CancelFlag()
     return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { (cont: CheckedContinuation<AudioInfo, Error>) in
-            let thread = Thread {
+            startThread(name: "atv-probe") {
                 do {
                     let input = try FFmpegInput(spec, cancel: cancel, ioTimeout: ioTimeout, openDecoder: false)
                     let info = input.info
@@ -106,8 +107,6 @@ func probeAudio(spec: InputSpec, ioTimeout: Double = 10) async throws -> AudioIn
                     cont.resume(throwing: error)
                 }
             }
-            thread.name = "atv-audio-probe"
-            thread.start()
         }
     } onCancel: {
         cancel.cancel()
@@ -123,7 +122,7 @@ final class IteratorToken: Sendable {
 
 /// Bounded single-producer (decode thread) / single-consumer (async iterator) packet queue.
 final class DecodePipeline: @unchecked Sendable {
-    private let condition = NSCondition()
+    private let condition = ConditionMutex()
     let cancelFlag = CancelFlag()
     private let capacity: Int
     private var queue: [PCMPacket] = []

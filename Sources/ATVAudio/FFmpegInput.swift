@@ -1,6 +1,9 @@
 import ATVCore
 import CFFmpeg
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Where a decoder reads from (internal; the public API maps `StreamSource` and file descriptors onto it).
 enum InputSpec: Sendable {
@@ -33,7 +36,7 @@ enum InputSpec: Sendable {
 
 /// Cancellation flag shared between an async owner and the blocking FFmpeg thread.
 final class CancelFlag: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = ConditionMutex()
     private var value = false
     var isCancelled: Bool { lock.lock(); defer { lock.unlock() }; return value }
     func cancel() { lock.lock(); value = true; lock.unlock() }
@@ -56,7 +59,7 @@ final class FDReader {
                 return cffmpeg_averror(errno)
             }
             if r == 0 { continue }
-            let n = Foundation.read(fd, buf, size)
+            let n = Glibc.read(fd, buf, size)
             if n > 0 { return Int32(n) }
             if n == 0 { return cffmpeg_averror_eof() }
             if errno == EINTR || errno == EAGAIN { continue }
@@ -273,7 +276,7 @@ final class FFmpegInput {
             guard let dict else { continue }
             // av_dict_get matches keys case-insensitively unless AV_DICT_MATCH_CASE is given.
             if let entry = av_dict_get(dict, key, nil, 0), let value = entry.pointee.value {
-                let s = String(cString: value).trimmingCharacters(in: .whitespacesAndNewlines)
+                let s = String(cString: value).trimmingWhitespaceAndNewlines()
                 if !s.isEmpty { return s }
             }
         }

@@ -1,6 +1,9 @@
 import ATVCore
 import CFFmpeg
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One FFmpeg library this process runs with (for `atv doctor`).
 package struct FFmpegLibrary: Sendable, Equatable {
@@ -22,7 +25,7 @@ package enum FFmpegLibraries {
     /// running process has them; this says which versions and files they are.
     package static func loaded() -> [FFmpegLibrary] {
         // Read to the end: /proc files report size 0, so a size-based read returns nothing.
-        let maps = FileHandle(forReadingAtPath: "/proc/self/maps").map { String(decoding: $0.readDataToEndOfFile(), as: UTF8.self) } ?? ""
+        let maps = StandardStream.readFile("/proc/self/maps").map { String(decoding: $0, as: UTF8.self) } ?? ""
         func path(_ name: String) -> String? {
             for line in maps.split(separator: "\n") {
                 guard let slash = line.firstIndex(of: "/") else { continue }

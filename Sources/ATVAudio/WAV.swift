@@ -1,5 +1,8 @@
 import ATVCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Writes a 16-bit PCM WAV file (default 44.1 kHz stereo, i.e. what `PCMPacket`s hold): a header, then
 /// appended PCM. The RIFF and data sizes are rewritten about once per second of audio and on `close()`,
@@ -19,7 +22,7 @@ package struct WAVWriter: Sendable {
         self.path = path
         self.sampleRate = sampleRate
         self.channels = channels
-        fd = Foundation.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw ATVError.badInput("\(path): cannot create WAV file: \(String(cString: strerror(errno)))")
         }
@@ -61,7 +64,7 @@ package struct WAVWriter: Sendable {
     /// Rewrites the sizes and closes the file.
     package mutating func close() throws {
         guard fd >= 0 else { return }
-        defer { _ = Foundation.close(fd); fd = -1 }
+        defer { _ = Glibc.close(fd); fd = -1 }
         try writeAll(Self.header(dataBytes: dataBytes, sampleRate: sampleRate, channels: channels), at: 0)
     }
 
@@ -70,7 +73,7 @@ package struct WAVWriter: Sendable {
             var done = 0
             while done < raw.count {
                 let p = raw.baseAddress! + done
-                let n = offset.map { pwrite(fd, p, raw.count - done, off_t($0 + done)) } ?? Foundation.write(fd, p, raw.count - done)
+                let n = offset.map { pwrite(fd, p, raw.count - done, off_t($0 + done)) } ?? Glibc.write(fd, p, raw.count - done)
                 if n < 0 {
                     if errno == EINTR { continue }
                     throw ATVError.badInput("\(path): write failed: \(String(cString: strerror(errno)))")

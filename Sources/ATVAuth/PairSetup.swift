@@ -4,7 +4,10 @@
 // the state machine refuses further input. Nothing is returned to store unless M6 verified.
 import ATVCore
 import Crypto
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 package struct HAPPairSetupClient: Sendable {
     package enum Output: Sendable, Equatable {

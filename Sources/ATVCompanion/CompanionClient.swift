@@ -2,7 +2,10 @@
 // pair-setup, pair-verify from stored credentials, then encrypted E_OPACK requests and events.
 import ATVAuth
 import ATVCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 

@@ -2,7 +2,10 @@
 // CompanionProxySession per controller; forwarded frames are its traffic (one decoded line each).
 import ATVAuth
 import ATVCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 
 /// The Companion proxy: `CompanionProxy.start(CompanionProxy.Configuration(...)) { event in ... }`.
@@ -55,7 +58,7 @@ extension CompanionProxySession: HAPProxyProtocol {
 extension HAPProxy where Session == CompanionProxySession {
     /// One line for a forwarded frame: its type and, for OPACK frames, the decoded message.
     package static func describe(_ frame: CompanionFrame) -> String {
-        let type = CompanionFrameType(rawValue: frame.type).map { "\($0)" } ?? String(format: "0x%02x", frame.type)
+        let type = CompanionFrameType(rawValue: frame.type).map { "\($0)" } ?? String(cFormat: "0x%02x", frame.type)
         guard CompanionFrameType(rawValue: frame.type)?.isOPACK == true else {
             return "\(type) \(frame.payload.count) bytes"
         }

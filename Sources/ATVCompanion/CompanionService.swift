@@ -1,7 +1,10 @@
 import ATVAuth
 import ATVCore
 import ATVDiscovery
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import Synchronization
 
@@ -65,7 +68,7 @@ package final class CompanionService: Sendable {
     /// nothing is connected until `connect()`. `timeout` bounds connecting and each answer.
     /// Throws `.noCredentials(.companion)` without credentials, `.invalidCredentials` for bad ones.
     package init(address: String, service: ServiceConfig, identity: Identity = Identity(), timeout: Duration = .seconds(10)) throws {
-        guard let raw = service.credentials, !raw.trimmingCharacters(in: .whitespaces).isEmpty else {
+        guard let raw = service.credentials, !raw.trimmingWhitespace().isEmpty else {
             throw ATVError.noCredentials(.companion)
         }
         self.address = address

@@ -29,7 +29,7 @@ package final class TCPRelay: Sendable {
             let hex = row.map { b in String(b, radix: 16).count == 1 ? "0" + String(b, radix: 16) : String(b, radix: 16) }.joined(separator: " ")
             let ascii = String(row.map { (0x20 ..< 0x7F).contains($0) ? Character(UnicodeScalar($0)) : "." })
             let off = String(i, radix: 16)
-            lines.append(String(repeating: "0", count: max(0, 8 - off.count)) + off + "  " + hex.padding(toLength: 47, withPad: " ", startingAt: 0) + "  " + ascii)
+            lines.append(String(repeating: "0", count: max(0, 8 - off.count)) + off + "  " + (hex + String(repeating: " ", count: max(0, 47 - hex.count))) + "  " + ascii)
             i += 16
         }
         return lines.joined(separator: "\n")

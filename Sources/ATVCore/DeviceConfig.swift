@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One protocol service a device offers (what mDNS or the user said about it).
 public struct ServiceConfig: Sendable, Equatable, Codable {

@@ -158,7 +158,7 @@ extension ATVError {
     /// A duration as seconds for messages: "5", "2.5".
     package static func seconds(_ d: Duration) -> String {
         let s = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-        return s == s.rounded() ? String(Int(s)) : String(format: "%.1f", s)
+        return s == s.rounded() ? String(Int(s)) : String(cFormat: "%.1f", s)
     }
 }
 

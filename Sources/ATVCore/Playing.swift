@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Crypto
 
 /// What is playing now.
@@ -61,7 +64,7 @@ public struct Playing: Sendable, Equatable, Codable {
         if let h = explicitHash { return h }
         func s(_ v: String?) -> String { v ?? "None" }
         let text = s(title) + s(artist) + s(album) + (totalTime.map(String.init) ?? "None")
-        return SHA256.hash(data: Array(text.utf8)).map { String(format: "%02x", $0) }.joined()
+        return SHA256.hash(data: Array(text.utf8)).map { String(cFormat: "%02x", $0) }.joined()
     }
 }
 

@@ -1,5 +1,8 @@
 import ATVCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOPosix
@@ -165,7 +168,7 @@ public enum Discovery {
     }
 
     static func seconds(_ t: Double) -> String {
-        t == t.rounded() ? "\(Int(t)) s" : String(format: "%.1f s", t)
+        t == t.rounded() ? "\(Int(t)) s" : String(cFormat: "%.1f s", t)
     }
 
     static func list(_ hosts: [String]) -> String { hosts.joined(separator: ", ") }

@@ -1,5 +1,8 @@
 import ATVCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The mDNS service types swift-atv asks for.
 package enum ServiceType {
@@ -185,7 +188,7 @@ package enum DeviceBuilder {
         for pair in wama.split(separator: ",") {
             let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
             guard kv.count == 2 else { continue }
-            if kv[0] == "macaddress" { info.mac = kv[1].replacingOccurrences(of: "-", with: ":").uppercased() }
+            if kv[0] == "macaddress" { info.mac = kv[1].replacing("-", with: ":").uppercased() }
             if kv[0] == "syVs" { info.version = kv[1] }
         }
         return info
@@ -264,7 +267,7 @@ package enum ScanHandlers {
             info.rawModel = md
             info.model = DeviceTables.model(md)
         }
-        let flags = UInt64(prop(p, "rpFl")?.lowercased().replacingOccurrences(of: "0x", with: "") ?? "", radix: 16) ?? 0
+        let flags = UInt64(prop(p, "rpFl")?.lowercased().replacing("0x", with: "") ?? "", radix: 16) ?? 0
         svc.pairing = flags & 0x04 != 0 ? .disabled : (flags & 0x4000 != 0 ? .mandatory : .unsupported)
         return ScanHandler.Found(name: instance, service: svc, deviceInfo: info)
     }]

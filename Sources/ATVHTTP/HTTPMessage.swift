@@ -60,7 +60,7 @@ package struct HTTPServerResponse: Sendable {
 extension String {
     /// Percent-decoding that never fails: invalid escapes are kept as they are.
     var removingPercentEncodingSafely: String {
-        let plus = replacingOccurrences(of: "+", with: " ")
+        let plus = replacing("+", with: " ")
         var out: [UInt8] = []
         let bytes = Array(plus.utf8)
         var i = 0

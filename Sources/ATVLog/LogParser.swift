@@ -141,7 +141,7 @@ package enum LogParser {
 
     /// The value of `key=` up to the next space, if the message has one.
     static func field(_ key: String, in message: String) -> Substring? {
-        guard let r = message.range(of: " " + key + "=") ?? (message.hasPrefix(key + "=") ? message.range(of: key + "=") : nil) else { return nil }
+        guard let r = message.firstRange(of: " " + key + "=") ?? (message.hasPrefix(key + "=") ? message.firstRange(of: key + "=") : nil) else { return nil }
         let rest = message[r.upperBound...]
         return rest.prefix { $0 != " " }
     }

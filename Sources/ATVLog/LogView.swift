@@ -1,6 +1,9 @@
 // Filtering and rendering of parsed log entries: a terminal view (optional ANSI colours) and a
 // self-contained HTML page whose filters (include/exclude regex, level, protocol) run client-side.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 package struct LogFilter: Sendable {
     package var include: String?
@@ -16,10 +19,10 @@ package struct LogFilter: Sendable {
     }
 
     /// Fails with a readable message when a pattern is not a valid regular expression.
-    package func compiled() throws -> (NSRegularExpression?, NSRegularExpression?) {
-        func make(_ p: String?, _ name: String) throws -> NSRegularExpression? {
+    package func compiled() throws -> (Regex<AnyRegexOutput>?, Regex<AnyRegexOutput>?) {
+        func make(_ p: String?, _ name: String) throws -> Regex<AnyRegexOutput>? {
             guard let p else { return nil }
-            do { return try NSRegularExpression(pattern: p) } catch { throw LogFilterError(message: "--\(name) \(p): not a valid regular expression") }
+            do { return try Regex(p) } catch { throw LogFilterError(message: "--\(name) \(p): not a valid regular expression") }
         }
         return (try make(include, "include"), try make(exclude, "exclude"))
     }
@@ -31,9 +34,8 @@ package struct LogFilter: Sendable {
             if minimumLevel != nil, e.level == nil { return false }
             if !protocols.isEmpty, !protocols.contains(e.proto) { return false }
             let text = e.fullText
-            let range = NSRange(text.startIndex..., in: text)
-            if let inc, inc.firstMatch(in: text, range: range) == nil { return false }
-            if let exc, exc.firstMatch(in: text, range: range) != nil { return false }
+            if let inc, text.firstMatch(of: inc) == nil { return false }
+            if let exc, text.firstMatch(of: exc) != nil { return false }
             return true
         }
     }
@@ -54,7 +56,7 @@ package enum LogRenderer {
             if let t = e.timestamp { head.append(paint(t, "2")) }
             if let l = e.level {
                 let code = switch l { case .trace, .debug: "36"; case .info, .notice: "32"; case .warning: "33"; case .error, .critical: "31" }
-                head.append(paint(l.description.uppercased().padding(toLength: 7, withPad: " ", startingAt: 0), code))
+                head.append(paint(String((l.description.uppercased() + String(repeating: " ", count: 7)).prefix(7)), code))
             }
             if e.proto != "other" { head.append(paint("[\(e.proto)]", "35")) }
             if let label = e.label { head.append(paint(label, "34")) }
@@ -70,7 +72,7 @@ package enum LogRenderer {
     package static func shortened(_ e: LogEntry) -> String {
         guard e.decoded != nil else { return e.message }
         for key in ["opack=", "dmap=", "protobuf="] {
-            guard let r = e.message.range(of: key) else { continue }
+            guard let r = e.message.firstRange(of: key) else { continue }
             let hex = e.message[r.upperBound...].prefix { $0 != " " }
             guard hex.count > 32 else { return e.message }
             return String(e.message[..<r.upperBound]) + hex.prefix(32) + "…(\(hex.count / 2) bytes)" + e.message[hex.endIndex...]
@@ -83,7 +85,7 @@ package enum LogRenderer {
         var out = ""
         for u in s.unicodeScalars {
             if u.value < 0x20 && u.value != 0x09 || u.value == 0x7F || (0x80 ... 0x9F).contains(u.value) {
-                out += String(format: "\\x%02x", u.value)
+                out += String(cFormat: "\\x%02x", u.value)
             } else {
                 out.unicodeScalars.append(u)
             }
@@ -104,7 +106,7 @@ package enum LogRenderer {
             case "\u{2028}": out += "\\u2028"
             case "\u{2029}": out += "\\u2029"
             default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+                if u.value < 0x20 { out += String(cFormat: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
             }
         }
         return out + "\""
@@ -179,6 +181,6 @@ package enum LogRenderer {
     }
 
     static func escapeHTML(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        s.replacing("&", with: "&amp;").replacing("<", with: "&lt;").replacing(">", with: "&gt;")
     }
 }

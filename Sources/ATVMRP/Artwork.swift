@@ -19,10 +19,10 @@ package enum MRPArtwork {
         let id = metadata.artworkIdentifier
         if metadata.hasArtworkIdentifier, id.hasPrefix("http://") || id.hasPrefix("https://") {
             let w = width > 0 ? width : 999_999, h = height > 0 ? height : 999_999
-            out.append(id.replacingOccurrences(of: "{w}", with: String(w))
-                .replacingOccurrences(of: "{h}", with: String(h))
-                .replacingOccurrences(of: "{c}", with: "bb")
-                .replacingOccurrences(of: "{f}", with: "png"))
+            out.append(id.replacing("{w}", with: String(w))
+                .replacing("{h}", with: String(h))
+                .replacing("{c}", with: "bb")
+                .replacing("{f}", with: "png"))
         }
         if metadata.hasArtworkURL, !metadata.artworkURL.isEmpty { out.append(metadata.artworkURL) }
         return out

@@ -2,7 +2,10 @@
 // the sans-I/O `MRPChannel` (framing + encryption), `MRPHandshake` and the HAP state machines.
 import ATVAuth
 import ATVCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOPosix

@@ -1,5 +1,8 @@
 import ATVCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Remote-control buttons sent as HID events: (usage page, usage).
 package enum MRPHIDKey: String, Sendable, CaseIterable {

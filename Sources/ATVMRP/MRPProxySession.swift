@@ -9,7 +9,10 @@
 // device link is verified (atvproxy reads the controller only once its device connection is up).
 import ATVAuth
 import ATVCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 package struct MRPProxySession: Sendable {
     package enum Direction: String, Sendable {
@@ -216,7 +219,7 @@ extension MRPProxySession {
     /// cut after `limit` characters (artwork replies can be megabytes).
     package static func describe(_ message: MRPProtocolMessage, limit: Int = 4000) -> String {
         let text = message.textFormatString().split(whereSeparator: \.isNewline)
-            .map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+            .map { $0.trimmingWhitespace() }.joined(separator: " ")
         let head = "\(message.type) {\(text.isEmpty ? "" : " \(text) ")}"
         guard head.count > limit else { return head }
         return String(head.prefix(limit)) + "… (\(head.count - limit) more characters)"

@@ -1,5 +1,8 @@
 import ATVCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import SwiftProtobuf
 
 /// Builders for the messages swift-atv sends. Every message gets a fresh upper-case

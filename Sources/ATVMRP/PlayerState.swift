@@ -1,5 +1,8 @@
 import ATVCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import SwiftProtobuf
 
 /// Now-playing state of an MRP device, per client (app) and player. A pure value type:

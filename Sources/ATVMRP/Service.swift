@@ -4,7 +4,10 @@
 import ATVAuth
 import ATVCore
 import ATVHTTP
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 package final class MRPService: Sendable {

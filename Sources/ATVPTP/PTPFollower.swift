@@ -4,7 +4,7 @@
 // with (docs/PTP-AND-BUFFERED-AUDIO.md §5.1). One per network namespace and address: the ports
 // are the same as the master's.
 import ATVCore
-import Foundation
+import FoundationEssentials
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

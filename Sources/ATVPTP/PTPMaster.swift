@@ -5,7 +5,7 @@
 // software timestamps taken right before the Sync is written (docs/PTP-AND-BUFFERED-AUDIO.md §2.7:
 // no sleep between Sync and Follow_Up). One master per process, shared by every session (`shared`).
 import ATVCore
-import Foundation
+import FoundationEssentials
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

@@ -1,7 +1,7 @@
 // Binding UDP 319/320: the one place that says what to do when it fails (`atv ptp-master`, the
 // PTP master of AirPlay sessions and `atv doctor` all use it). docs/PTP-AND-BUFFERED-AUDIO.md §2.8.
 import ATVCore
-import Foundation
+import FoundationEssentials
 import NIOCore
 #if canImport(Glibc)
 import Glibc
@@ -83,9 +83,9 @@ package enum PTPPorts {
     /// net.ipv4.ip_unprivileged_port_start of this network namespace (nil when unreadable).
     package static func unprivilegedPortStart() -> Int? {
         // Read to the end: /proc files report size 0, so a size-based read returns nothing.
-        FileHandle(forReadingAtPath: "/proc/sys/net/ipv4/ip_unprivileged_port_start")
-            .map { String(decoding: $0.readDataToEndOfFile(), as: UTF8.self) }
-            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        StandardStream.readFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .map { String(decoding: $0, as: UTF8.self) }
+            .flatMap { Int($0.trimmingWhitespaceAndNewlines()) }
     }
 
     static func executablePath() -> String? {

@@ -9,7 +9,10 @@ import ATVCore
 import ATVHTTP
 import ATVPTP
 import ATVRAOP
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -227,8 +230,8 @@ final class AudioPlayout: @unchecked Sendable {
         guard let rtpInfo else { return }
         for part in rtpInfo.split(separator: ";") {
             let kv = part.split(separator: "=", maxSplits: 1)
-            if kv.count == 2, kv[0].trimmingCharacters(in: .whitespaces) == "seq",
-               let seq = UInt16(kv[1].trimmingCharacters(in: .whitespaces)) {
+            if kv.count == 2, kv[0].trimmingWhitespace() == "seq",
+               let seq = UInt16(kv[1].trimmingWhitespace()) {
                 jitter.expect(firstSeq: seq)
             }
         }
@@ -520,8 +523,8 @@ enum ReceiverParameters {
             for line in request.bodyText.split(whereSeparator: \.isNewline) {
                 let kv = line.split(separator: ":", maxSplits: 1)
                 guard kv.count == 2 else { continue }
-                let key = kv[0].trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-                let value = kv[1].trimmingCharacters(in: .whitespacesAndNewlines)
+                let key = kv[0].trimmingWhitespaceAndNewlines().lowercased()
+                let value = kv[1].trimmingWhitespaceAndNewlines()
                 switch key {
                 case "volume": if let v = Double(value) { changes.append(.volume(v)) }
                 case "progress": changes.append(.progress(value))

@@ -4,7 +4,10 @@ import ATVCore
 import ATVDiscovery
 import ATVPTP
 import ATVRAOP
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -234,7 +237,7 @@ package final class VirtualHomePod: Sendable {
         let c = configuration
         let compact = c.deviceID.filter { $0 != ":" }.uppercased()
         let host = "swift-atv-homepod-\(compact.lowercased()).local"
-        let pk = c.identity.publicKey.map { String(format: "%02x", $0) }.joined()
+        let pk = c.identity.publicKey.map { String(cFormat: "%02x", $0) }.joined()
         let features = c.featuresString
         let airplay: [String: String] = [
             "acl": "0", "deviceid": c.deviceID.uppercased(), "features": features, "flags": "0x4",

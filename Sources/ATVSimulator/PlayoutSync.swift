@@ -2,7 +2,10 @@
 // speaker by the sender's NTP clock, the HomePod by PTP or NTP), and the analysis that compares
 // several receivers playing one stream (`PlayoutSync`): the same source frame found in each
 // receiver's audio, and when each plays it. Pure: no I/O here but the JSON coding.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One session's playout of a virtual receiver: the WAV it wrote and, for each packet played,
 /// when its first frame plays (`PTPReception.PlayInstant`: RTP time, frames, `masterTime` on the
@@ -111,14 +114,14 @@ package enum PlayoutSync {
         package var summary: String {
             let m = members.map { r in
                 "\(r.name): offset \(r.sourceOffset.map(String.init) ?? "not found"), bit-exact "
-                    + String(format: "%.4f %%", r.bitExactFraction * 100)
+                    + String(cFormat: "%.4f %%", r.bitExactFraction * 100)
                     + (r.firstMismatch.map { " (first mismatch at frame \($0))" } ?? "")
-                    + String(format: ", mean lead over the first %.3f ms", r.meanLeadOverFirst / 1e6)
+                    + String(cFormat: ", mean lead over the first %.3f ms", r.meanLeadOverFirst / 1e6)
             }
-            return "frames compared \(framesCompared), max spread " + String(format: "%.3f ms", Double(maxSpread) / 1e6)
+            return "frames compared \(framesCompared), max spread " + String(cFormat: "%.3f ms", Double(maxSpread) / 1e6)
                 + (maxSpreadFrame.map { " (source frame \($0))" } ?? "")
-                + ", median spread " + String(format: "%.3f ms", Double(medianSpread) / 1e6)
-                + ", 99% within " + String(format: "%.3f ms", Double(p99Spread) / 1e6) + "; " + m.joined(separator: "; ")
+                + ", median spread " + String(cFormat: "%.3f ms", Double(medianSpread) / 1e6)
+                + ", 99% within " + String(cFormat: "%.3f ms", Double(p99Spread) / 1e6) + "; " + m.joined(separator: "; ")
         }
     }
 

@@ -4,7 +4,10 @@ import ATVCore
 import ATVHTTP
 import ATVPTP
 import ATVRAOP
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 
@@ -198,8 +201,8 @@ final class SpeakerSession: @unchecked Sendable {
         for part in value.split(separator: ";") {
             let kv = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard let name = kv.first else { continue }
-            let key = name.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-            out[key] = kv.count > 1 ? kv[1].trimmingCharacters(in: .whitespacesAndNewlines) : ""
+            let key = name.trimmingWhitespaceAndNewlines().lowercased()
+            out[key] = kv.count > 1 ? kv[1].trimmingWhitespaceAndNewlines() : ""
         }
         return out
     }

@@ -5,7 +5,10 @@ import ATVAuth
 import ATVCore
 import ATVHTTP
 import NIOCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// A virtual Apple TV, AirPlay video side: `GET /server-info` and `/info`, `POST /play` (it fetches
@@ -100,7 +103,7 @@ package final class VirtualAppleTV: Sendable {
                      "flags": "0x4", "vv": "2"]
             if let osVersion { t["osvers"] = osVersion }
             if usesPairingFront {
-                t["pk"] = identity.publicKey.map { String(format: "%02x", $0) }.joined()
+                t["pk"] = identity.publicKey.map { String(cFormat: "%02x", $0) }.joined()
                 t["pi"] = String(decoding: identity.identifier, as: UTF8.self).lowercased()
             }
             return t
@@ -312,7 +315,7 @@ final class AppleTVCore: Sendable {
         case ("POST", "/scrub"), ("GET", "/scrub"):
             if m.method == "GET" {
                 let i = currentInfo().info
-                let text = "duration: \(String(format: "%.6f", i.duration ?? 0))\nposition: \(String(format: "%.6f", i.position ?? 0))\n"
+                let text = "duration: \(String(cFormat: "%.6f", i.duration ?? 0))\nposition: \(String(cFormat: "%.6f", i.position ?? 0))\n"
                 return HTTPServerResponse(status: 200, headers: ["Content-Type": "text/parameters"], bytes: Array(text.utf8))
             }
             guard let p = m.query["position"].flatMap(Double.init), p.isFinite else { return HTTPServerResponse(status: 400) }

@@ -2,7 +2,10 @@ import ATVAuth
 import ATVCompanion
 import ATVCore
 import ATVDiscovery
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 import Synchronization

@@ -3,7 +3,10 @@ import ATVCore
 import ATVDiscovery
 import ATVHTTP
 import ATVMRP
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 import Synchronization

@@ -1,7 +1,10 @@
 import ArgumentParser
 import ATV
 import ATVCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 
 @main
@@ -137,7 +140,7 @@ struct DeviceOptions: ParsableArguments {
 
 /// "a, b,,c" → ["a", "b", "c"].
 func parseHostList(_ text: String?) -> [String] {
-    text?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } ?? []
+    text?.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty } ?? []
 }
 
 /// Runs a command body and turns our errors into one line on stderr and a non-zero exit; with
@@ -147,7 +150,7 @@ func runReportingErrors(json: Bool = false, _ body: () async throws -> Void) asy
         try await body()
     } catch let error as ATVError {
         if json { printJSON(ScriptOutput.failure(error)) }
-        FileHandle.standardError.write(Data("atv: error: \(printable(error.description))\n".utf8))
+        StandardStream.writeError("atv: error: \(printable(error.description))\n")
         throw ExitCode(exitCode(for: error))
     } catch let exit as ExitCode {
         throw exit
@@ -157,7 +160,7 @@ func runReportingErrors(json: Bool = false, _ body: () async throws -> Void) asy
         // Anything else is reported as one clean line too: never a library's type names or errno text.
         let clean = cleanMessage(error)
         if json { printJSON(ScriptOutput.failure(error: "error", exception: clean)) }
-        FileHandle.standardError.write(Data("atv: error: \(printable(clean))\n".utf8))
+        StandardStream.writeError("atv: error: \(printable(clean))\n")
         throw ExitCode(1)
     }
 }
@@ -214,7 +217,7 @@ func exitCode(for error: ATVError) -> Int32 {
 
 /// For commands whose protocol work is planned but not built yet: say so plainly and fail.
 func notYet(_ what: String, issue: Int) throws -> Never {
-    FileHandle.standardError.write(Data("atv: \(what) is not implemented yet (tracked in issue #\(issue)).\n".utf8))
+    StandardStream.writeError("atv: \(what) is not implemented yet (tracked in issue #\(issue)).\n")
     throw ExitCode(3)
 }
 
@@ -223,7 +226,7 @@ func printable(_ s: String) -> String {
     var out = ""
     for u in s.unicodeScalars {
         if u.value < 0x20 || u.value == 0x7F || u.value == 0xFFFD {
-            out += u.value == 0xFFFD ? "\\ufffd" : String(format: "\\x%02x", u.value)
+            out += u.value == 0xFFFD ? "\\ufffd" : String(cFormat: "\\x%02x", u.value)
         } else {
             out.unicodeScalars.append(u)
         }

@@ -5,7 +5,10 @@ import ATVCompanion
 import ATVCore
 import ATVDiscovery
 import ATVSimulator
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// `atv simulate appletv`: an Apple TV on loopback: the AirPlay video side and the Companion side
@@ -200,7 +203,7 @@ struct SimulateAppleTV: AsyncParsableCommand {
         do {
             let r = try await MDNSResponder.start([service] + extra, options: .init(interfaceAddresses: ["127.0.0.1"]))
             let how = r.multicastInterfaces.isEmpty ? "unicast queries only (lo has no multicast)" : "also multicast on lo"
-            let types = (["_airplay._tcp"] + extra.map { $0.type.replacingOccurrences(of: ".local", with: "") }).joined(separator: ", ")
+            let types = (["_airplay._tcp"] + extra.map { $0.type.replacing(".local", with: "") }).joined(separator: ", ")
             print("Advertising \"\(name)\" (\(types)) on 127.0.0.1 via mDNS, \(how)")
             return r
         } catch {
@@ -218,8 +221,8 @@ func playURL(_ cmd: PlayURL) async throws {
         let lower = target.lowercased()
         let isURL = lower.hasPrefix("http://") || lower.hasPrefix("https://")
         if !isURL {
-            var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: target, isDirectory: &isDir), !isDir.boolValue else {
+            var isDir = false
+            guard FileManager.default.fileExists(atPath: target, isDirectory: &isDir), !isDir else {
                 throw ATVError.badInput("\(target): no such file, and not an http(s) URL")
             }
         }
@@ -239,7 +242,7 @@ func playURL(_ cmd: PlayURL) async throws {
                 let total = p.duration.map { " / " + formatDuration($0.rounded()) } ?? ""
                 let icon = p.state == .paused ? "⏸" : p.state == .loading ? "…" : "▶"
                 let line = "\u{1B}[2K\r\(icon) \(printable(name))  \(formatDuration(p.position))\(total)"
-                FileHandle.standardOutput.write(Data(line.utf8))
+                StandardStream.writeOutput(line)
             }
         }
         do {

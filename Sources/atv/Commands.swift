@@ -2,7 +2,10 @@ import ArgumentParser
 import ATV
 import ATVCore
 import ATVDiscovery
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct PlayURL: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "play-url",
@@ -250,7 +253,7 @@ struct ImportPyatv: AsyncParsableCommand {
 
     func run() async throws {
         try await runReportingErrors {
-            let source = file ?? (ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()) + "/.pyatv.conf"
+            let source = file ?? (ProcessInfo.processInfo.environment["HOME"] ?? PathName.homeDirectory()) + "/.pyatv.conf"
             guard FileManager.default.fileExists(atPath: source) else {
                 throw ATVError.badInput("\(source): no such file")
             }

@@ -5,7 +5,10 @@ import ArgumentParser
 import ATV
 import ATVCore
 import ATVDiscovery
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How control commands reach a device besides --to/--host/--port, and where credentials come from.
 struct ConnectionOptions: ParsableArguments {
@@ -110,7 +113,7 @@ func withDevice<T>(_ device: DeviceOptions, _ conn: ConnectionOptions, _ body: (
     } catch ATVError.notSupported(let feature) {
         await atv.close()
         if let c = config.service(.companion), c.credentials?.isEmpty ?? true, !atv.protocols.contains(.companion) {
-            FileHandle.standardError.write(Data("atv: error: \(ATVError.notSupported(feature)); Companion might, but it has no credentials: pair with `atv pair --protocol companion`\n".utf8))
+            StandardStream.writeError("atv: error: \(ATVError.notSupported(feature)); Companion might, but it has no credentials: pair with `atv pair --protocol companion`\n")
             throw ExitCode(exitCode(for: .notSupported(feature)))
         }
         throw ATVError.notSupported(feature)
@@ -160,7 +163,7 @@ enum PlayingFormat {
         if let v = p.episodeNumber { out.append("     Episode: \(v)") }
         if let v = p.contentIdentifier, !v.isEmpty { out.append("  Identifier: \(printable(v))") }
         if let pos = p.position, let total = p.totalTime, total != 0 {
-            out.append("    Position: \(pos)/\(total)s (\(String(format: "%.1f", Double(pos) / Double(total) * 100))%)")
+            out.append("    Position: \(pos)/\(total)s (\(String(cFormat: "%.1f", Double(pos) / Double(total) * 100))%)")
         } else if let pos = p.position, pos != 0 {
             out.append("    Position: \(pos)s")
         } else if let total = p.totalTime, p.position != 0 {
@@ -183,7 +186,7 @@ enum PlayingFormat {
             "shuffle": shuffleState(p.shuffle ?? .off).lowercased(), "repeat": repeatState(p.repeat ?? .off).lowercased(),
             "series_name": v(p.seriesName), "season_number": v(p.seasonNumber), "episode_number": v(p.episodeNumber),
             "content_identifier": v(p.contentIdentifier), "itunes_store_identifier": v(p.iTunesStoreIdentifier),
-            "app": (app?.name).map { $0 as Any } ?? NSNull(), "app_id": (app?.identifier).map { $0 as Any } ?? NSNull(),
+            "app": (app?.name).map { $0 as Any } ?? JSONNull(), "app_id": (app?.identifier).map { $0 as Any } ?? JSONNull(),
         ]
     }
 }
@@ -226,7 +229,7 @@ struct Artwork: AsyncParsableCommand {
                     throw ATVError.invalidState("the device has no artwork for what is playing")
                 }
                 do { try Data(art.bytes).write(to: URL(fileURLWithPath: out)) } catch {
-                    throw ATVError.badInput("cannot write \(out): \(error.localizedDescription)")
+                    throw ATVError.badInput("cannot write \(out): \(PathName.describe(error))")
                 }
                 if json {
                     printSuccess(["artwork": ["path": out, "bytes": art.bytes.count, "mimetype": art.mimeType,
@@ -273,7 +276,7 @@ func runPushUpdates(_ cmd: PushUpdates) async throws {
             case .connectionClosed: lost = "the device closed the connection"
             case .outputDeviceVolume(let id, let v) where cmd.json:
                 // atvscript's volume_device_update: old and new level of that output device.
-                printSuccess(["output_device_id": id, "old_level": levels[id] ?? NSNull(), "new_level": v], json: true)
+                printSuccess(["output_device_id": id, "old_level": levels[id] ?? JSONNull(), "new_level": v], json: true)
                 levels[id] = v
             default: emit(update, json: cmd.json)
             }
@@ -288,7 +291,7 @@ func runPushUpdates(_ cmd: PushUpdates) async throws {
         // atvscript's connection_lost object is the last line (not a second failure object).
         let error = ATVError.connectionLost(why)
         if cmd.json { printJSON(ScriptOutput.failure(error, values: ["connection": "lost"])) }
-        FileHandle.standardError.write(Data("atv: error: \(printable(error.description))\n".utf8))
+        StandardStream.writeError("atv: error: \(printable(error.description))\n")
         throw ExitCode(exitCode(for: error))
     }
 }
@@ -311,7 +314,7 @@ func emit(_ update: DeviceUpdate, json: Bool) {
         if json { printSuccess(["output_device_id": id, "new_level": v], json: true) } else { print("Volume of \(printable(id)): \(formatVolume(v))") }
     case .outputDevices(let list):
         if json {
-            printSuccess(["output_devices": list.map { ["name": $0.name ?? NSNull(), "identifier": $0.identifier] as [String: Any] }], json: true)
+            printSuccess(["output_devices": list.map { ["name": $0.name ?? JSONNull(), "identifier": $0.identifier] as [String: Any] }], json: true)
         } else {
             print("Output devices: " + list.map { "\(printable($0.name ?? "?")) (\(printable($0.identifier)))" }.joined(separator: ", "))
         }
@@ -325,7 +328,7 @@ func emit(_ update: DeviceUpdate, json: Bool) {
 }
 
 func formatVolume(_ v: Double) -> String {
-    v == v.rounded() ? String(Int(v)) : String(format: "%.1f", v)
+    v == v.rounded() ? String(Int(v)) : String(cFormat: "%.1f", v)
 }
 
 // MARK: Remote, power, volume
@@ -452,7 +455,7 @@ func runApps(_ cmd: AppsCommand) async throws {
         }
         let apps = try await withDevice(cmd.device, cmd.connection) { try await $0.apps.appList() }
         if cmd.json {
-            printSuccess(["apps": apps.map { ["name": $0.name ?? NSNull(), "identifier": $0.identifier] as [String: Any] }], json: true)
+            printSuccess(["apps": apps.map { ["name": $0.name ?? JSONNull(), "identifier": $0.identifier] as [String: Any] }], json: true)
         } else {
             for a in apps { print("App: \(printable(a.name ?? "?")) (\(printable(a.identifier)))") }
         }

@@ -3,7 +3,7 @@ import ATVAudio
 import ATVCore
 import ATVDiscovery
 import ATVPTP
-import Foundation
+import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -39,7 +39,7 @@ struct Doctor: AsyncParsableCommand {
         }
         let failed = checks.filter { !$0.ok }.count
         if failed > 0 {
-            FileHandle.standardError.write(Data("atv: error: \(failed) of \(checks.count) checks failed (the FAIL lines above say what to do)\n".utf8))
+            StandardStream.writeError("atv: error: \(failed) of \(checks.count) checks failed (the FAIL lines above say what to do)\n")
             throw ExitCode(1)
         }
     }
@@ -49,7 +49,7 @@ struct Doctor: AsyncParsableCommand {
     static func ffmpeg() -> Check {
         let libs = FFmpegLibraries.loaded()
         let list = libs.map { "\($0.name) \($0.version)" }.joined(separator: ", ")
-        let dirs = Set(libs.compactMap { $0.path.map { ($0 as NSString).deletingLastPathComponent } }).sorted()
+        let dirs = Set(libs.compactMap { $0.path.map { PathName.directory($0) } }).sorted()
         if let bad = libs.first(where: { !$0.compatible }) {
             return Check(name: "ffmpeg", ok: false, text: "\(bad.name) \(bad.version) is loaded but atv was built against major version \(bad.builtAgainstMajor): install the FFmpeg libraries atv was built with, or rebuild atv (scripts/install)")
         }
@@ -86,7 +86,7 @@ struct Doctor: AsyncParsableCommand {
         }
         let mode = st.st_mode & 0o777
         if mode & 0o077 != 0 {
-            return Check(name: "storage", ok: false, text: "\(path) has mode \(String(format: "%04o", mode)): other users can read the credentials in it; run: chmod 600 \(path)")
+            return Check(name: "storage", ok: false, text: "\(path) has mode \(String(cFormat: "%04o", mode)): other users can read the credentials in it; run: chmod 600 \(path)")
         }
         guard access(path, R_OK) == 0 else {
             return Check(name: "storage", ok: false, text: "\(path) is not readable by this user (it belongs to uid \(st.st_uid)): run atv as that user, or pass --storage")

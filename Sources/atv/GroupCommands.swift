@@ -1,6 +1,9 @@
 import ArgumentParser
 import ATVCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `atv group`: speaker groups, per-device audio offsets and audio routes, kept in the settings file.
 struct GroupCommand: AsyncParsableCommand {

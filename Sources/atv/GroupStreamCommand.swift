@@ -9,7 +9,10 @@ import ATVAudio
 import ATVCore
 import ATVDiscovery
 import ATVRAOP
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 // MARK: - Which devices
@@ -223,7 +226,7 @@ func runGroupStream(targets: [GroupStreamTarget], command: StreamCommand, decode
             latest.withLock { $0 = p }
             guard tty else { continue }
             let line = "\u{1B}[2K\r" + GroupStreamText.progressLine(title: title, progress: p, duration: p.duration ?? decoder.info.duration)
-            FileHandle.standardOutput.write(Data(line.utf8))
+            StandardStream.writeOutput(line)
         }
     }
     let report = try await playing(progress: progressTask, control: control, tty: tty) {

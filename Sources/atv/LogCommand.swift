@@ -3,7 +3,10 @@
 import ArgumentParser
 import ATVCore
 import ATVLog
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct LogCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "log",
@@ -37,7 +40,7 @@ struct LogCommand: AsyncParsableCommand {
         try await runReportingErrors {
             let data: Data
             if file == "-" {
-                data = FileHandle.standardInput.readDataToEndOfFile()
+                data = Data(StandardStream.readAll(0))
             } else {
                 guard let d = FileManager.default.contents(atPath: file) else { throw ATVError.badInput("cannot read \(file)") }
                 data = d
@@ -46,7 +49,7 @@ struct LogCommand: AsyncParsableCommand {
             if let html {
                 let page = LogRenderer.html(entries, title: file == "-" ? "atv log" : URL(fileURLWithPath: file).lastPathComponent)
                 do { try Data(page.utf8).write(to: URL(fileURLWithPath: html)) } catch {
-                    throw ATVError.badInput("cannot write \(html): \(error.localizedDescription)")
+                    throw ATVError.badInput("cannot write \(html): \(PathName.describe(error))")
                 }
                 print("Wrote \(entries.count) entries to \(html)")
                 return
@@ -55,7 +58,7 @@ struct LogCommand: AsyncParsableCommand {
             let shown: [LogEntry]
             do { shown = try filter.apply(entries) } catch let e as LogFilterError { throw ATVError.invalidValue(e.message) }
             let useColor = !noColor && (color || isatty(STDOUT_FILENO) == 1)
-            FileHandle.standardOutput.write(Data(LogRenderer.terminal(shown, color: useColor).utf8))
+            StandardStream.writeOutput(LogRenderer.terminal(shown, color: useColor))
         }
     }
 }

@@ -1,7 +1,10 @@
 import ArgumentParser
 import ATVCore
 import ATVPTP
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `atv ptp-master`: the PTP clock master AirPlay 2 sessions use, on its own, so that a PTP
 /// follower we did not write (linuxptp's ptp4l, nqptp) can be pointed at it.

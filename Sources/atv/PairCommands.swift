@@ -3,7 +3,7 @@ import ATV
 import ATVAirPlayCore
 import ATVAuth
 import ATVCore
-import Foundation
+import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -100,10 +100,10 @@ struct Pair: AsyncParsableCommand {
         }
         print("Enter PIN shown on the device: ", terminator: "")
         fflush(nil)
-        guard let line = readLine(), !line.trimmingCharacters(in: .whitespaces).isEmpty else {
+        guard let line = readLine(), !line.trimmingWhitespace().isEmpty else {
             throw ATVError.badInput("no PIN entered")
         }
-        return line.trimmingCharacters(in: .whitespaces)
+        return line.trimmingWhitespace()
     }
 }
 

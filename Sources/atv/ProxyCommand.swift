@@ -7,7 +7,10 @@ import ATVCompanion
 import ATVCore
 import ATVDiscovery
 import ATVMRP
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 struct Proxy: AsyncParsableCommand {
@@ -60,7 +63,7 @@ struct ProxyOptions: ParsableArguments {
         if !noAdvertise {
             do {
                 responder = try await MDNSResponder.start([service], options: .init(interfaceAddresses: [listen]))
-                let type = service.type.replacingOccurrences(of: ".local", with: "")
+                let type = service.type.replacing(".local", with: "")
                 print("Advertising \"\(printable(service.instance))\" (\(type)) on \(listen) via mDNS")
             } catch {
                 print("Warning: not advertising over mDNS: \(error)")
@@ -170,22 +173,21 @@ struct ProxyMRP: AsyncParsableCommand {
 
 /// Where the proxy's decoded lines go: stderr, and a file if asked.
 final class ProxyLogSink: Sendable {
-    let file: FileHandle?
+    /// The file's descriptor (appending), -1 without one; open for the process's lifetime.
+    let fd: Int32
     let lock = Mutex(())
 
     init(path: String?) throws {
-        guard let path else { file = nil; return }
-        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let h = FileHandle(forWritingAtPath: path) else { throw ATVError.badInput("cannot write \(path)") }
-        h.seekToEndOfFile()
-        file = h
+        guard let path else { fd = -1; return }
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ATVError.badInput("cannot write \(path)") }
     }
 
     func write(_ line: String) {
-        let data = Data((line + "\n").utf8)
+        let bytes = Array((line + "\n").utf8)
         lock.withLock { _ in
-            FileHandle.standardError.write(data)
-            file?.write(data)
+            StandardStream.writeError(bytes)
+            if fd >= 0 { StandardStream.write(fd, bytes) }
         }
     }
 
@@ -237,7 +239,7 @@ struct ProxyRelay: AsyncParsableCommand {
         global.bootstrapLogging()
         try await runReportingErrors {
             let relay = try await TCPRelay.start(localPort: localPort, remoteHost: remoteHost, remotePort: remotePort) { dir, bytes in
-                FileHandle.standardError.write(Data((TCPRelay.hexdump(bytes, label: dir) + "\n").utf8))
+                StandardStream.writeError((TCPRelay.hexdump(bytes, label: dir) + "\n"))
             }
             print("Relaying 127.0.0.1:\(relay.port) -> \(remoteHost):\(remotePort)")
             fflush(nil)
@@ -258,7 +260,7 @@ final class ProxyPairings: Sendable {
     func load() throws(ATVError) -> [HAPPairedController] {
         guard let path, FileManager.default.fileExists(atPath: path) else { return [] }
         guard let data = FileManager.default.contents(atPath: path),
-              let list = (try? JSONSerialization.jsonObject(with: data)) as? [[String: String]] else {
+              let list = try? JSONDecoder().decode([[String: String]].self, from: data) else {
             throw ATVError.settings("\(path) is not a proxy pairings file (a JSON list of identifier/public_key)")
         }
         return try list.map { item throws(ATVError) in
@@ -276,9 +278,11 @@ final class ProxyPairings: Sendable {
             list.removeAll { $0.identifier == c.identifier }
             list.append(c)
             let json = list.map { ["identifier": Hex.encode($0.identifier), "public_key": Hex.encode($0.publicKey)] }
-            let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let data = try encoder.encode(json)
             do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-                throw ATVError.settings("cannot write \(path): \(error.localizedDescription)")
+                throw ATVError.settings("cannot write \(path): \(PathName.describe(error))")
             }
         }
     }

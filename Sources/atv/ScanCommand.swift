@@ -2,7 +2,8 @@ import ArgumentParser
 import ATV
 import ATVCore
 import ATVDiscovery
-import Foundation
+import FoundationEssentials
+import Glibc
 
 struct Scan: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Find devices on the network (mDNS).",
@@ -74,7 +75,7 @@ struct Scan: AsyncParsableCommand {
     /// Devices were found, but some hosts never answered: say so in one line.
     func warn(_ silent: [String], _ options: ScanOptions) {
         guard !silent.isEmpty else { return }
-        FileHandle.standardError.write(Data("atv: warning: \(printable(Discovery.silenceText(silent, timeout: options.timeout)))\n".utf8))
+        StandardStream.writeError("atv: warning: \(printable(Discovery.silenceText(silent, timeout: options.timeout)))\n")
     }
 }
 
@@ -112,15 +113,15 @@ func deviceJSON(_ d: DeviceConfig) -> [String: Any] {
     return [
         "name": d.name,
         "address": d.address,
-        "identifier": d.identifier ?? NSNull(),
+        "identifier": d.identifier ?? JSONNull(),
         "all_identifiers": d.allIdentifiers,
         "deep_sleep": d.deepSleep,
         "device_info": [
-            "mac": info.mac ?? NSNull(),
+            "mac": info.mac ?? JSONNull(),
             "model": modelKey(info.model),
             "model_str": info.modelString,
             "operating_system": os,
-            "version": info.version ?? NSNull(),
+            "version": info.version ?? JSONNull(),
         ] as [String: Any],
         "services": d.services.map { ["protocol": $0.protocol.key, "port": $0.port] as [String: Any] },
     ]
@@ -149,19 +150,65 @@ func modelKey(_ m: DeviceModel) -> String {
 /// Python's `datetime.now(timezone.utc).astimezone().isoformat()`: local time, microseconds,
 /// and the offset as ±HH:MM (never "Z"), e.g. 2024-05-01T12:00:00.123456+02:00.
 func isoNow(_ date: Date = Date()) -> String {
-    let f = DateFormatter()
-    f.locale = Locale(identifier: "en_US_POSIX")
-    f.timeZone = .current
-    f.dateFormat = "yyyy-MM-dd'T'HH:mm:ss"
-    let micros = Int((date.timeIntervalSince1970 * 1_000_000).rounded(.down)) % 1_000_000
-    let offset = TimeZone.current.secondsFromGMT(for: date)
-    let sign = offset < 0 ? "-" : "+"
+    let total = Int((date.timeIntervalSince1970 * 1_000_000).rounded(.down))
+    var seconds = time_t(total / 1_000_000)
+    let micros = total % 1_000_000
+    var t = tm()
+    localtime_r(&seconds, &t)
+    let offset = t.tm_gmtoff
     let a = abs(offset)
-    return f.string(from: date) + String(format: ".%06d%@%02d:%02d", micros, sign, a / 3600, (a % 3600) / 60)
+    return String(cFormat: "%04d-%02d-%02dT%02d:%02d:%02d.%06d%c%02d:%02d", Int(t.tm_year) + 1900, Int(t.tm_mon) + 1, Int(t.tm_mday),
+                  Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec), micros, Int32(UInt8(ascii: offset < 0 ? "-" : "+")), a / 3600, (a % 3600) / 60)
 }
 
+/// JSON's null in the `[String: Any]` objects `printJSON` writes.
+struct JSONNull {}
+
+/// One line of JSON, keys sorted, slashes not escaped (JSONSerialization's `.sortedKeys`,
+/// `.withoutEscapingSlashes`): strings, integers, Double/Float (an integral value without ".0"),
+/// Bool, `JSONNull`, arrays and `[String: Any]` objects of them.
 func printJSON(_ object: [String: Any]) {
-    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) {
-        print(String(decoding: data, as: UTF8.self))
+    print(jsonText(object))
+}
+
+func jsonText(_ value: Any) -> String {
+    switch value {
+    case let s as String: return jsonString(s)
+    case let b as Bool: return b ? "true" : "false"
+    case let d as Double: return jsonNumber(d)
+    case let f as Float: return jsonNumber(f)
+    case let i as any BinaryInteger: return "\(i)"
+    case is JSONNull: return "null"
+    case let o as [String: Any]:
+        return "{" + o.keys.sorted().map { jsonString($0) + ":" + jsonText(o[$0]!) }.joined(separator: ",") + "}"
+    case let a as [Any]: return "[" + a.map(jsonText).joined(separator: ",") + "]"
+    default:
+        let mirror = Mirror(reflecting: value)
+        if mirror.displayStyle == .optional { return mirror.children.first.map { jsonText($0.value) } ?? "null" }
+        return jsonString(String(describing: value))
     }
+}
+
+private func jsonNumber<F: BinaryFloatingPoint & LosslessStringConvertible>(_ x: F) -> String {
+    guard x.isFinite else { return "null" }
+    let s = x.description
+    return s.hasSuffix(".0") ? String(s.dropLast(2)) : s
+}
+
+private func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case "\u{08}": out += "\\b"
+        case "\u{0C}": out += "\\f"
+        default:
+            if u.value < 0x20 { out += String(cFormat: "\\u%04x", Int(u.value)) } else { out.unicodeScalars.append(u) }
+        }
+    }
+    return out + "\""
 }

@@ -2,7 +2,10 @@
 // "result" ("success"/"failure") and "datetime" (ISO-8601 with offset); failures carry "error"
 // (a snake_case kind: device_not_found, unsupported_command, …) and "exception" (the message).
 import ATVCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 enum ScriptOutput {
     /// `{"result":"failure","datetime":…,"error":…,"exception":…}` plus `values`.
@@ -49,12 +52,12 @@ enum ScriptOutput {
     /// pyatv's `field if field else None`: empty strings, zeros and missing values are null.
     static func truthy(_ value: Any?) -> Any {
         switch value {
-        case nil: return NSNull()
-        case let s as String: return s.isEmpty ? NSNull() : s
-        case let i as Int: return i == 0 ? NSNull() : i
-        case let u as UInt64: return u == 0 ? NSNull() : u
-        case let d as Double: return d == 0 ? NSNull() : d
-        case let b as Bool: return b ? true : NSNull()
+        case nil: return JSONNull()
+        case let s as String: return s.isEmpty ? JSONNull() : s
+        case let i as Int: return i == 0 ? JSONNull() : i
+        case let u as UInt64: return u == 0 ? JSONNull() : u
+        case let d as Double: return d == 0 ? JSONNull() : d
+        case let b as Bool: return b ? true : JSONNull()
         case let .some(v): return v
         }
     }

@@ -1,4 +1,5 @@
-import Foundation
+import ATVCore
+import FoundationEssentials
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -30,9 +31,7 @@ enum Signals {
         writeFD = fds[1]
         _ = state.withLock { $0.received }  // initialise before any signal can arrive
         let readFD = fds[0]
-        let thread = Thread { run(readFD) }
-        thread.name = "atv.signals"
-        thread.start()
+        startThread(name: "atv.signals") { run(readFD) }
         for sig in [SIGINT, SIGTERM] {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { sig in
@@ -81,15 +80,17 @@ enum Signals {
             // The deadline first, then the hooks on their own thread: a hook that blocks can
             // delay neither the exit nor a second signal.
             let code = exitCode(sig)
-            Thread {
-                Thread.sleep(forTimeInterval: Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18)
+            startThread(name: "atv.signal-exit") {
+                var pause = timespec(tv_sec: Int(grace.components.seconds), tv_nsec: Int(grace.components.attoseconds / 1_000_000_000))
+                var left = timespec()
+                while nanosleep(&pause, &left) != 0 && errno == EINTR { pause = left }
                 quit(code)
-            }.start()
+            }
             if sig == SIGINT {
                 let text = Array("\natv: stopping (Ctrl-C again to quit at once)\n".utf8)
                 _ = text.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count) }
             }
-            Thread { for h in hooks { h() } }.start()
+            startThread(name: "atv.signal-hooks") { for h in hooks { h() } }
         }
     }
 

@@ -1,7 +1,10 @@
 import ArgumentParser
 import ATVCore
 import ATVSimulator
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct SimulateAppleTV3: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "appletv3",

@@ -5,7 +5,10 @@ import ATVDiscovery
 import ATVPTP
 import ATVRAOP
 import ATVSimulator
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct SimulateHomePod: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "homepod",
@@ -70,7 +73,7 @@ struct SimulateHomePod: AsyncParsableCommand {
 
     /// `--buffered-formats` as formats; nil when not given or not valid.
     static func bufferedFormats(_ text: String) -> [BufferedAudioFormat]? {
-        let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let names = text.split(separator: ",").map { $0.trimmingWhitespace() }
         let formats = names.compactMap { ["alac": BufferedAudioFormat.alac44100x16Stereo, "aac": .aacLC44100Stereo][$0] }
         return !names.isEmpty && formats.count == names.count ? formats : nil
     }

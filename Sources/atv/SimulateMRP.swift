@@ -3,7 +3,10 @@ import ATVAuth
 import ATVCore
 import ATVDiscovery
 import ATVSimulator
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct SimulateMRP: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "mrp",

@@ -1,7 +1,7 @@
 import ArgumentParser
 import ATVCore
 import ATVPTP
-import Foundation
+import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif

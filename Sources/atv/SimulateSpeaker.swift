@@ -3,7 +3,10 @@ import ATVCore
 import ATVDiscovery
 import ATVPTP
 import ATVSimulator
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct SimulateSpeaker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "speaker",
@@ -101,7 +104,7 @@ enum SimulatedAddress {
         do {
             try log.encoded().write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
-            print("Warning: could not write \(path): \(error.localizedDescription)")
+            print("Warning: could not write \(path): \(PathName.describe(error))")
         }
     }
 }

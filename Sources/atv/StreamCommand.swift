@@ -5,7 +5,10 @@ import ATVAudio
 import ATVDiscovery
 import ATVRAOP
 import ATVSimulator
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 struct StreamCommand: AsyncParsableCommand {
@@ -140,7 +143,7 @@ struct StreamCommand: AsyncParsableCommand {
                     let total = (p.duration ?? decoder.info.duration).map { " / " + formatDuration($0) } ?? ""
                     let vol = p.volume.map { "  vol \(Int($0.rounded()))%" } ?? ""
                     let line = "\u{1B}[2K\r\(p.state == .paused ? "⏸" : "▶") \(name)  \(formatDuration(max(0, p.position)))\(total)\(vol)"
-                    FileHandle.standardOutput.write(Data(line.utf8))
+                    StandardStream.writeOutput(line)
                 }
             }
             let result = try await playing(progress: progressTask, control: control, tty: tty) {
@@ -250,7 +253,7 @@ func streamSource(_ input: String, format: String?) throws -> StreamSource {
 func formatDuration(_ seconds: Double) -> String {
     let s = Int(seconds.rounded(.down))
     let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60)
-    return h > 0 ? String(format: "%d:%02d:%02d", h, m, sec) : String(format: "%d:%02d", m, sec)
+    return h > 0 ? String(cFormat: "%d:%02d:%02d", h, m, sec) : String(cFormat: "%d:%02d", m, sec)
 }
 
 func imageKind(_ bytes: [UInt8]) -> String {

@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Everything stored about one device: who we claim to be towards it (`info`) and, per protocol,
 /// its identifier, credentials and password. Mirrors pyatv's `Settings`; the JSON keys are pyatv's,
@@ -118,7 +121,7 @@ public struct InfoSettings: Sendable, Equatable, Codable {
 
     public static func randomRPID() -> String {
         var g = SystemRandomNumberGenerator()
-        return (0..<6).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &g)) }.joined()
+        return (0..<6).map { _ in String(cFormat: "%02x", UInt8.random(in: 0...255, using: &g)) }.joined()
     }
 
     private static let keys: Set<String> = ["name", "mac", "model", "device_id", "rp_id", "os_name",

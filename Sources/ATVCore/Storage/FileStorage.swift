@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -44,7 +44,7 @@ public final class FileStorage: Sendable {
         if let xdg = environment["XDG_CONFIG_HOME"], xdg.hasPrefix("/") {
             return xdg + "/swift-atv/devices.json"
         }
-        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? PathName.homeDirectory()
         return home + "/.config/swift-atv/devices.json"
     }
 
@@ -376,7 +376,7 @@ public final class FileStorage: Sendable {
     }
 
     private var directory: String {
-        let d = (path as NSString).deletingLastPathComponent
+        let d = PathName.directory(path)
         return d.isEmpty ? "." : d
     }
 
@@ -384,7 +384,7 @@ public final class FileStorage: Sendable {
     private func makeDirectory(_ dir: String) throws {
         var st = stat()
         if stat(dir, &st) == 0 { return }
-        let parent = (dir as NSString).deletingLastPathComponent
+        let parent = PathName.directory(dir)
         if !parent.isEmpty && parent != dir { try makeDirectory(parent) }
         if mkdir(dir, 0o700) != 0 && errno != EEXIST {
             throw ATVError.settings("cannot create \(dir): \(String(cString: strerror(errno)))")
@@ -395,7 +395,7 @@ public final class FileStorage: Sendable {
     private func atomicWrite(_ bytes: [UInt8]) throws {
         let dir = directory
         try makeDirectory(dir)
-        let name = (path as NSString).lastPathComponent
+        let name = PathName.lastComponent(path)
         let tmp = "\(dir)/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         func fail(_ op: String) -> ATVError {
             .settings("cannot write \(path): \(op): \(String(cString: strerror(errno)))")
@@ -454,7 +454,7 @@ public final class FileStorage: Sendable {
     }
 
     static func expand(_ path: String) -> String {
-        let home = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
+        let home = ProcessInfo.processInfo.environment["HOME"] ?? PathName.homeDirectory()
         if path.hasPrefix("$HOME") { return home + path.dropFirst(5) }
         if path == "~" || path.hasPrefix("~/") { return home + path.dropFirst(1) }
         return path

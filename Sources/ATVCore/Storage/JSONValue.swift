@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Any JSON value. Used to carry keys of a settings file that this version does not know, so that
 /// writing the file back does not lose them.

@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A named set of speakers streamed to together (`atv group add Downstairs Kitchen "Living Room"`,
 /// then `atv stream song.flac --to Downstairs`). Members are device references as `--to` takes
@@ -45,7 +48,7 @@ public struct AudioRoutePreference: Sendable, Equatable {
     public func normalized() throws -> AudioRoutePreference {
         func check(_ value: String?, _ allowed: [String], _ what: String) throws -> String? {
             guard let value else { return nil }
-            let v = value.trimmingCharacters(in: .whitespaces).lowercased()
+            let v = value.trimmingWhitespace().lowercased()
             guard allowed.contains(v) else {
                 throw ATVError.invalidValue("\(what) must be \(allowed.dropLast().joined(separator: ", ")) or \(allowed.last ?? ""), "
                                             + "not \(value.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F } ? "that" : value)")
@@ -74,7 +77,7 @@ public enum SpeakerGroups {
     /// Checks a group or device reference: not empty, no control characters, at most 100
     /// characters. Throws `ATVError.invalidValue` naming `what`.
     public static func validateReference(_ text: String, what: String) throws {
-        if text.trimmingCharacters(in: .whitespaces).isEmpty {
+        if text.trimmingWhitespace().isEmpty {
             throw ATVError.invalidValue("\(what) must not be empty")
         }
         if text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
@@ -86,7 +89,7 @@ public enum SpeakerGroups {
     /// Parses an offset in milliseconds ("40", "-12.5"); throws `ATVError.invalidValue` unless it
     /// is a finite number within `offsetRange`.
     public static func parseOffset(_ text: String) throws -> Double {
-        guard let v = Double(text.trimmingCharacters(in: .whitespaces)), v.isFinite, offsetRange.contains(v) else {
+        guard let v = Double(text.trimmingWhitespace()), v.isFinite, offsetRange.contains(v) else {
             throw ATVError.invalidValue("offset must be a number of milliseconds within "
                                         + "\(Int(offsetRange.lowerBound))...\(Int(offsetRange.upperBound))")
         }
