@@ -38,8 +38,12 @@ package enum PathName {
         return String(cString: dir)
     }
 
+    /// Repeated slashes as one ("//a//b" is "/a/b", as NSString reads it), without a trailing one.
     private static func trimmed(_ path: String) -> Substring {
-        var p = Substring(path)
+        var collapsed = ""
+        collapsed.reserveCapacity(path.utf8.count)
+        for c in path where !(c == "/" && collapsed.hasSuffix("/")) { collapsed.append(c) }
+        var p = Substring(collapsed)
         while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
         return p
     }

@@ -164,51 +164,58 @@ func isoNow(_ date: Date = Date()) -> String {
 /// JSON's null in the `[String: Any]` objects `printJSON` writes.
 struct JSONNull {}
 
-/// One line of JSON, keys sorted, slashes not escaped (JSONSerialization's `.sortedKeys`,
-/// `.withoutEscapingSlashes`): strings, integers, Double/Float (an integral value without ".0"),
-/// Bool, `JSONNull`, arrays and `[String: Any]` objects of them.
+/// One line of JSON, keys sorted, slashes not escaped (FoundationEssentials' JSONEncoder, with the
+/// options JSONSerialization was given before: `.sortedKeys`, `.withoutEscapingSlashes`): strings,
+/// integers, Double/Float, Bool, `JSONNull`, optionals, arrays and `[String: Any]` objects of them.
 func printJSON(_ object: [String: Any]) {
     print(jsonText(object))
 }
 
 func jsonText(_ value: Any) -> String {
-    switch value {
-    case let s as String: return jsonString(s)
-    case let b as Bool: return b ? "true" : "false"
-    case let d as Double: return jsonNumber(d)
-    case let f as Float: return jsonNumber(f)
-    case let i as any BinaryInteger: return "\(i)"
-    case is JSONNull: return "null"
-    case let o as [String: Any]:
-        return "{" + o.keys.sorted().map { jsonString($0) + ":" + jsonText(o[$0]!) }.joined(separator: ",") + "}"
-    case let a as [Any]: return "[" + a.map(jsonText).joined(separator: ",") + "]"
-    default:
-        let mirror = Mirror(reflecting: value)
-        if mirror.displayStyle == .optional { return mirror.children.first.map { jsonText($0.value) } ?? "null" }
-        return jsonString(String(describing: value))
-    }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    // Encoding a JSONValue cannot fail: non-finite numbers are null already.
+    guard let data = try? encoder.encode(JSONValue(value)) else { return "null" }
+    return String(decoding: data, as: UTF8.self)
 }
 
-private func jsonNumber<F: BinaryFloatingPoint & LosslessStringConvertible>(_ x: F) -> String {
-    guard x.isFinite else { return "null" }
-    let s = x.description
-    return s.hasSuffix(".0") ? String(s.dropLast(2)) : s
-}
+/// The `Any` values `printJSON` is given, as something JSONEncoder encodes.
+private enum JSONValue: Encodable {
+    case string(String), bool(Bool), int(Int64), uint(UInt64), double(Double), null
+    case array([JSONValue]), object([String: JSONValue])
 
-private func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case "\u{08}": out += "\\b"
-        case "\u{0C}": out += "\\f"
+    init(_ value: Any) {
+        switch value {
+        case let s as String: self = .string(s)
+        case let b as Bool: self = .bool(b)
+        case let d as Double: self = d.isFinite ? .double(d) : .null
+        case let f as Float: self = f.isFinite ? .double(Double(f)) : .null
+        case let i as any BinaryInteger:
+            if let v = Int64(exactly: i) { self = .int(v) } else { self = .uint(UInt64(truncatingIfNeeded: i)) }
+        case is JSONNull: self = .null
+        case let o as [String: Any]: self = .object(o.mapValues(JSONValue.init))
+        case let a as [Any]: self = .array(a.map(JSONValue.init))
         default:
-            if u.value < 0x20 { out += String(cFormat: "\\u%04x", Int(u.value)) } else { out.unicodeScalars.append(u) }
+            let mirror = Mirror(reflecting: value)
+            if mirror.displayStyle == .optional {
+                self = mirror.children.first.map { JSONValue($0.value) } ?? .null
+            } else {
+                self = .string(String(describing: value))
+            }
         }
     }
-    return out + "\""
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .string(let s): try c.encode(s)
+        case .bool(let b): try c.encode(b)
+        case .int(let i): try c.encode(i)
+        case .uint(let u): try c.encode(u)
+        case .double(let d): try c.encode(d)
+        case .null: try c.encodeNil()
+        case .array(let a): try c.encode(a)
+        case .object(let o): try c.encode(o)
+        }
+    }
 }
