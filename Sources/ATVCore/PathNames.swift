@@ -51,10 +51,23 @@ package enum PathName {
 
 extension PathName {
     /// Why a file operation of FoundationEssentials (e.g. `Data.write(to:)`) failed, for a message:
-    /// the C library's text for its POSIX error ("No such file or directory"), else the error itself.
+    /// the C library's text for its POSIX error ("No such file or directory"); for a file error
+    /// without one, the C library's text for the nearest errno; never a type name or a dump.
     package static func describe(_ error: any Error) -> String {
         let posix = (error as? CocoaError)?.underlying as? POSIXError ?? error as? POSIXError
         if let posix { return String(cString: strerror(posix.code.rawValue)) }
-        return String(describing: error)
+        if let cocoa = error as? CocoaError {
+            let errno: Int32? = switch cocoa.code {
+            case .fileNoSuchFile, .fileReadNoSuchFile: ENOENT
+            case .fileReadNoPermission, .fileWriteNoPermission: EACCES
+            case .fileWriteOutOfSpace: ENOSPC
+            case .fileWriteVolumeReadOnly: EROFS
+            case .fileWriteFileExists: EEXIST
+            default: nil
+            }
+            if let errno { return String(cString: strerror(errno)) }
+            return "the file operation failed (file error \(cocoa.code.rawValue))"
+        }
+        return "the file operation failed"
     }
 }

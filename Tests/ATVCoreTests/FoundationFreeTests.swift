@@ -50,6 +50,22 @@ import Glibc
         }
     }
 
+    @Test func fileErrorsReadAsTheCLibrarysText() throws {
+        // A real failed write: the POSIX cause's text.
+        do {
+            try Data("x".utf8).write(to: URL(fileURLWithPath: "/nonexistent-dir/f"))
+            Issue.record("the write to a missing directory succeeded")
+        } catch {
+            #expect(PathName.describe(error) == "No such file or directory")
+        }
+        // File errors without a POSIX cause, and any other error: text, never a type name.
+        #expect(PathName.describe(CocoaError(.fileWriteOutOfSpace)) == "No space left on device")
+        #expect(PathName.describe(CocoaError(.fileReadNoPermission)) == "Permission denied")
+        #expect(PathName.describe(CocoaError(.fileReadCorruptFile)) == "the file operation failed (file error \(CocoaError.Code.fileReadCorruptFile.rawValue))")
+        struct Odd: Error { let detail = "internal" }
+        #expect(PathName.describe(Odd()) == "the file operation failed")
+    }
+
     @Test func readFileReadsProcFilesToTheEnd() throws {
         let bytes = try #require(StandardStream.readFile("/proc/self/status"))
         #expect(String(decoding: bytes, as: UTF8.self).contains("Pid:\t\(getpid())"))
