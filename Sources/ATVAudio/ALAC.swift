@@ -65,6 +65,8 @@ package final class ALACEncoder {
     private var frame: UnsafeMutablePointer<AVFrame>?
     private var packet: UnsafeMutablePointer<AVPacket>?
     private var pts: Int64 = 0
+    /// The linear-prediction order of every frame (see `init`).
+    package static let predictionOrder = 2
 
     package init(framesPerPacket: Int = PCMFormat.framesPerPacket) throws {
         _ = FF.quiet
@@ -82,7 +84,15 @@ package final class ALACEncoder {
         ctx.pointee.time_base = AVRational(num: 1, den: Int32(PCMFormat.sampleRate))
         av_channel_layout_default(&ctx.pointee.ch_layout, 2)
         ctx.pointee.frame_size = Int32(framesPerPacket)
-        let rc = avcodec_open2(ctx, codec, nil)
+        // A fixed linear-prediction order of 2 instead of FFmpeg's search over orders 4–6: the
+        // encoder is the largest CPU cost of a real-time stream, and this cuts it by ~17% (FFmpeg's
+        // CLI, 60 s of the benchmark's tones and pink noise in 352-frame packets: 0.46 → 0.38 CPU-s)
+        // for ~1.7% more bytes (4.62 → 4.70 MB). Still lossless; any ALAC decoder reads any order.
+        var options: OpaquePointer?
+        av_dict_set(&options, "min_prediction_order", "\(Self.predictionOrder)", 0)
+        av_dict_set(&options, "max_prediction_order", "\(Self.predictionOrder)", 0)
+        let rc = avcodec_open2(ctx, codec, &options)
+        av_dict_free(&options)
         guard rc >= 0, let extra = ctx.pointee.extradata, ctx.pointee.extradata_size >= 36 else {
             avcodec_free_context(&self.ctx)
             throw ATVError.playbackError("cannot open the ALAC encoder: \(FF.errorString(rc))")

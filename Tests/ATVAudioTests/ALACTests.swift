@@ -51,6 +51,36 @@ struct ALACTests {
         }
     }
 
+    @Test("FFmpeg ALAC encoder: compressed frames use the fixed prediction order, and decode bit-exact")
+    func encoderPredictionOrder() throws {
+        // A two-tone signal compresses (no verbatim fallback), so the frame carries its predictors.
+        var pcm: [UInt8] = []
+        for i in 0..<(352 * 4) {
+            let t = Double(i) / 44_100
+            let l = Int16(9_000 * sin(2 * .pi * 220 * t)), r = Int16(7_000 * sin(2 * .pi * 331 * t))
+            for v in [l, r] { pcm += [UInt8(truncatingIfNeeded: v), UInt8(truncatingIfNeeded: v >> 8)] }
+        }
+        let enc = try ALACEncoder()
+        let dec = try ALACDecoder(magicCookie: enc.magicCookie)
+        for p in packets(pcm) {
+            let frame = try enc.encode(p)
+            #expect(try dec.decode(frame) == p)
+            // Bits, MSB first: tag 3, instance 4, unused 12, has-size 1, shift 2, verbatim 1, the
+            // sample count (32) if has-size; then the interlacing shift 8 and left weight 8; per
+            // channel: prediction type 4, quantization 4, rice modifier 3, order 5.
+            func bits(_ at: Int, _ n: Int) -> Int {
+                (at..<(at + n)).reduce(0) { $0 << 1 | Int(frame[$1 / 8] >> (7 - UInt8($1 % 8)) & 1) }
+            }
+            #expect(bits(0, 3) == 1)      // a channel pair
+            #expect(bits(22, 1) == 0)     // compressed, not verbatim
+            let body = 23 + (bits(19, 1) == 1 ? 32 : 0)
+            if bits(19, 1) == 1 { #expect(bits(23, 32) == 352) }
+            #expect(bits(body + 27, 5) == ALACEncoder.predictionOrder)          // left channel
+            #expect(bits(body + 32 + 16 * ALACEncoder.predictionOrder + 11, 5) == ALACEncoder.predictionOrder)  // right, after left's coefficients
+            #expect(frame.count < 352 * 4 / 2)
+        }
+    }
+
     @Test("VerbatimALAC: header bits and bit-exact decoding by FFmpeg")
     func verbatim() throws {
         let pcm = noisyPCM(frames: 352 * 20 + 17, seed: 3)
