@@ -245,6 +245,7 @@ func packageRoot() -> URL {
 
 /// The `atv` binary built next to this benchmark (same configuration).
 func siblingATV() throws -> String {
+    if let chosen = ProcessInfo.processInfo.environment["ATV_BENCH_ATV"] { return chosen }
     let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
     let path = me.deletingLastPathComponent().appendingPathComponent("atv").path
     guard FileManager.default.isExecutableFile(atPath: path) else {
@@ -313,6 +314,14 @@ struct BenchOptions {
                 let path = args[i + 1]
                 guard FileManager.default.isExecutableFile(atPath: path) else { throw BenchError("--baseline: \(path) is not an executable") }
                 o.baseline = path
+                i += 2
+            case "--atv":
+                // Our sender: another build than the `atv` beside this binary, e.g. the one
+                // scripts/install ships (standard library linked in statically).
+                guard i + 1 < args.count, FileManager.default.isExecutableFile(atPath: args[i + 1]) else {
+                    throw BenchError("--atv needs the path of an atv binary")
+                }
+                setenv("ATV_BENCH_ATV", args[i + 1], 1)
                 i += 2
             case "--members":
                 guard i + 1 < args.count, case let ns = args[i + 1].split(separator: ",").compactMap({ Int($0) }),

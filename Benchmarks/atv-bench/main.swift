@@ -14,7 +14,9 @@ import Foundation
 // Default: all. Options: `--runs N` (≥ 3, default 3; every comparison is the median of N runs per
 // side in alternating order), `--seconds N` (audio length of the stream groups, default 60),
 // `--baseline PATH` (another `atv` build, e.g. an earlier commit's: the stream groups run it as a
-// third sender in the same rounds and print ours / baseline per metric, `*_vs_baseline` lines).
+// third sender in the same rounds and print ours / baseline per metric, `*_vs_baseline` lines),
+// `--atv PATH` (our sender: that build instead of the `atv` beside atv-bench, e.g. the statically
+// linked one scripts/install ships).
 // A missing baseline (pyatv, ffmpeg) or a run whose received audio is not bit-exact is an error:
 // the benchmark exits non-zero instead of printing a partial comparison.
 do {
