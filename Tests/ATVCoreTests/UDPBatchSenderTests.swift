@@ -38,10 +38,12 @@ import Testing
         #expect(sender.localPort > 0)
         let destinations = try receivers.map { UDPBatchSender.Destination(try SocketAddress(ipAddress: "127.0.0.1", port: $0.localPort)) }
         // 4 packets to each of 3 receivers, of different sizes (the batch buffer grows past 16 KB).
+        // Each fits the receivers' 2048-byte datagram buffer (NIO's default for a datagram channel:
+        // a longer datagram arrives cut to 2048 bytes); audio packets are under 1500.
         var expected: [Int: [[UInt8]]] = [:]
         for k in 0 ..< 4 {
             for (i, d) in destinations.enumerated() {
-                let packet = [UInt8](repeating: UInt8(16 * i + k), count: 1000 + 3000 * k + i)
+                let packet = [UInt8](repeating: UInt8(16 * i + k), count: 1400 + 200 * k + i)
                 expected[i, default: []].append(packet)
                 sender.enqueue(packet, to: d)
             }
