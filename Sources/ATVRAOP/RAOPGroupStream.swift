@@ -471,6 +471,20 @@ public final class RAOPGroupStream: Sendable {
     }
 
     /// The running stream's audio socket on `localIP` (opened by the first member that asks).
+    ///
+    /// Every real-time member on one local address sends its audio from this one socket, so its
+    /// receiver sees the same source port as the others'. Nothing in either protocol depends on
+    /// that port: neither tells the receiver where audio comes from (RAOP's SETUP announces only our control
+    /// and timing ports, AirPlay 2's real-time SETUP our control port), and what a receiver sends
+    /// back goes to the member's own control socket, which stays one per member: RAOP retransmit
+    /// requests to the control port the SETUP announced, AirPlay 2 ones to the address the
+    /// member's sync packets came from (shairport-sync keeps the source of the first control
+    /// packet; our virtual receivers use the announced port), and the answers leave from that
+    /// control socket. Receivers read their audio port without looking at the sender's address
+    /// (shairport-sync and our virtual receivers take every datagram on it); even one that kept
+    /// the first packet's source would see one port for the whole session, as this socket lives
+    /// as long as the group stream. Only audio shares it: control, NTP timing and PTP keep their
+    /// own sockets (PTP's source port must equal its destination port, 319/320).
     private func audioSender(_ localIP: String) throws -> UDPBatchSender {
         try shared.withLock { s in
             guard s.running else { throw ATVError.invalidState("the group stream has ended") }
