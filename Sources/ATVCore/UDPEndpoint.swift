@@ -1,7 +1,8 @@
-// The one UDP socket wrapper: RAOP and AirPlay 2 audio (audio, control), the NTP timing
-// responder, mDNS scanning and answering (multicast), and the virtual receivers all bind through
-// it. Datagrams are handed to a callback on the socket's event loop (with a way to answer the
-// sender on the same socket), or, for `receiving`, queued on an `AsyncStream`.
+// The one UDP socket wrapper: the RAOP and AirPlay 2 control sockets, the NTP timing responder,
+// mDNS scanning and answering (multicast), and the virtual receivers all bind through it.
+// Datagrams are handed to a callback on the socket's event loop (with a way to answer the sender
+// on the same socket), or, for `receiving`, queued on an `AsyncStream`. Real-time audio, which
+// only sends, leaves through `UDPBatchSender` below (no channel; one `sendmmsg` per loop iteration).
 import NIOCore
 import NIOPosix
 import Synchronization
