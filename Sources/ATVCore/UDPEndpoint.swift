@@ -1,9 +1,11 @@
-// The one UDP socket wrapper: RAOP and AirPlay 2 audio (audio, control), the NTP timing
-// responder, mDNS scanning and answering (multicast), and the virtual receivers all bind through
-// it. Datagrams are handed to a callback on the socket's event loop (with a way to answer the
-// sender on the same socket), or, for `receiving`, queued on an `AsyncStream`.
+// The one UDP socket wrapper: the RAOP and AirPlay 2 control sockets, the NTP timing responder,
+// mDNS scanning and answering (multicast), and the virtual receivers all bind through it.
+// Datagrams are handed to a callback on the socket's event loop (with a way to answer the sender
+// on the same socket), or, for `receiving`, queued on an `AsyncStream`. Real-time audio, which
+// only sends, leaves through `UDPBatchSender` below (no channel; one `sendmmsg` per loop iteration).
 import NIOCore
 import NIOPosix
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -182,4 +184,205 @@ final class DatagramCallbackHandler: ChannelInboundHandler {
     // ICMP errors (port unreachable and the like) are not fatal for a UDP socket: a sender learns
     // that a receiver is gone from its control connection, a receiver from the session's end.
     func errorCaught(context: ChannelHandlerContext, error: Error) {}
+}
+
+/// The real-time audio send side: a non-blocking UDP socket with no event-loop channel (an audio
+/// socket never reads) that sends what is queued on it in batches, one `sendmmsg` per flush
+/// whatever the datagrams' destinations. A group stream's members share one on the group's send
+/// loop, so the packets every member has due at one wake-up leave in one system call instead of one
+/// per member (and none of NIO's per-datagram write path). Datagrams are copied into one buffer
+/// that is kept between flushes: nothing is allocated per packet.
+///
+/// `enqueue` and `flushSoon` may be called from any thread; the send itself runs on `eventLoop`,
+/// once per loop iteration however many senders asked for it (`flushSoon` from every pacer whose
+/// timer fired in that iteration: one task, one system call).
+package final class UDPBatchSender: Sendable {
+    /// A destination, converted once to the `sockaddr` the system call takes.
+    package struct Destination: Sendable {
+        fileprivate var storage = sockaddr_storage()
+        fileprivate var length: socklen_t = 0
+        package let address: SocketAddress
+
+        package init(_ address: SocketAddress) {
+            self.address = address
+            length = address.withSockAddr { p, n in
+                withUnsafeMutableBytes(of: &storage) { out in
+                    let n = min(n, out.count)
+                    out.copyMemory(from: UnsafeRawBufferPointer(start: p, count: n))
+                    return socklen_t(n)
+                }
+            }
+        }
+    }
+
+    private struct Queued {
+        var offset: Int
+        var count: Int
+        var to: Destination
+    }
+
+    private struct Batch {
+        var bytes: [UInt8] = []
+        var used = 0
+        var queued: [Queued] = []
+        var flushQueued = false
+        var closed = false
+        var sent = 0
+        var dropped = 0
+        /// The system call's arrays, kept between flushes.
+        var iovecs: [iovec] = []
+        var headers: [MMsgHdr] = []
+    }
+
+    /// The bound port.
+    package let localPort: Int
+    /// The loop the sends run on.
+    package let eventLoop: any EventLoop
+    private let fd: CInt
+    private let batch = Mutex(Batch())
+
+    private init(fd: CInt, localPort: Int, eventLoop: any EventLoop) {
+        self.fd = fd
+        self.localPort = localPort
+        self.eventLoop = eventLoop
+    }
+
+    /// Binds a UDP socket on `host` (any free port) whose sends run on `eventLoop`. A failure is
+    /// `ATVError.listening`'s one line.
+    package static func bind(host: String, on eventLoop: any EventLoop) throws -> UDPBatchSender {
+        do {
+            let local = try SocketAddress(ipAddress: host, port: 0)
+            let family: CInt = if case .v6 = local { AF_INET6 } else { AF_INET }
+            let fd = socket(family, CInt(SOCK_DGRAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+            var ok = false
+            defer { if !ok { Glibc.close(fd) } }
+            let rc = local.withSockAddr { p, n in Glibc.bind(fd, p, socklen_t(n)) }
+            guard rc == 0 else { throw IOError(errnoCode: errno, reason: "bind") }
+            var bound = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let got = withUnsafeMutablePointer(to: &bound) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            }
+            guard got == 0 else { throw IOError(errnoCode: errno, reason: "getsockname") }
+            let port = withUnsafeBytes(of: &bound) { raw -> Int in
+                // sin_port and sin6_port sit at the same offset, in network byte order.
+                Int(UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self)))
+            }
+            ok = true
+            return UDPBatchSender(fd: fd, localPort: port, eventLoop: eventLoop)
+        } catch {
+            throw ATVError.listening(host, 0, error, what: "bind UDP")
+        }
+    }
+
+    /// Queues a datagram (sent at the next flush), copying it into the batch buffer.
+    package func enqueue(_ bytes: [UInt8], to destination: Destination) {
+        batch.withLock { b in
+            guard !b.closed else { return }
+            let count = bytes.count
+            if b.bytes.count < b.used + count {
+                b.bytes.append(contentsOf: repeatElement(0, count: max(b.used + count - b.bytes.count, 16_384)))
+            }
+            let at = b.used
+            b.bytes.withUnsafeMutableBytes { out in
+                bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[at ..< at + count]).copyMemory(from: $0) }
+            }
+            b.queued.append(Queued(offset: at, count: count, to: destination))
+            b.used += count
+        }
+    }
+
+    /// Sends what is queued on `eventLoop` in this loop iteration: one task however many callers
+    /// ask before it runs.
+    package func flushSoon() {
+        let schedule = batch.withLock { b -> Bool in
+            guard !b.flushQueued, !b.queued.isEmpty, !b.closed else { return false }
+            b.flushQueued = true
+            return true
+        }
+        if schedule { eventLoop.execute { self.flush() } }
+    }
+
+    /// Sends everything queued now (`sendmmsg`, as many calls as the system takes). A datagram the
+    /// socket refuses (its buffer full, EAGAIN, or an error for that destination) is dropped and
+    /// counted, as a full network would drop it: the receiver asks for it again. Returns how many
+    /// datagrams were sent.
+    @discardableResult
+    package func flush() -> Int {
+        batch.withLock { b -> Int in
+            b.flushQueued = false
+            guard !b.closed, !b.queued.isEmpty else { return 0 }
+            let total = b.queued.count
+            if b.headers.count < total {
+                b.headers = [MMsgHdr](repeating: MMsgHdr(), count: total)
+                b.iovecs = [iovec](repeating: iovec(), count: total)
+            }
+            var sent = 0, dropped = 0
+            let nameOffset = MemoryLayout<Queued>.offset(of: \Queued.to.storage)!
+            b.bytes.withUnsafeMutableBytes { raw in
+                b.queued.withUnsafeMutableBufferPointer { queued in
+                    b.iovecs.withUnsafeMutableBufferPointer { iov in
+                        b.headers.withUnsafeMutableBufferPointer { h in
+                            let names = UnsafeMutableRawPointer(queued.baseAddress!)
+                            for i in 0 ..< total {
+                                iov[i] = iovec(iov_base: raw.baseAddress! + queued[i].offset, iov_len: queued[i].count)
+                                h[i] = MMsgHdr()
+                                h[i].msg_hdr.msg_iov = iov.baseAddress! + i
+                                h[i].msg_hdr.msg_iovlen = 1
+                                h[i].msg_hdr.msg_name = names + i * MemoryLayout<Queued>.stride + nameOffset
+                                h[i].msg_hdr.msg_namelen = queued[i].to.length
+                            }
+                            var next = 0
+                            while next < total {
+                                let n = Self.sendmmsg(fd, UnsafeMutableRawPointer(h.baseAddress! + next), CUnsignedInt(total - next), 0)
+                                if n > 0 {
+                                    next += Int(n)
+                                    sent += Int(n)
+                                } else if n < 0 && errno == EINTR {
+                                    continue
+                                } else {
+                                    next += 1
+                                    dropped += 1
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            b.sent += sent
+            b.dropped += dropped
+            b.queued.removeAll(keepingCapacity: true)
+            b.used = 0
+            return sent
+        }
+    }
+
+    /// `struct mmsghdr` (<sys/socket.h>): a `msghdr` and the bytes sent; 64 bytes apart in an array,
+    /// as in C (Glibc's Swift module leaves it out: it needs _GNU_SOURCE).
+    private struct MMsgHdr {
+        var msg_hdr = msghdr()
+        var msg_len: CUnsignedInt = 0
+    }
+
+    /// Glibc's `sendmmsg`, looked up once (not in Glibc's Swift module: it needs _GNU_SOURCE).
+    private static let sendmmsg: @convention(c) (CInt, UnsafeMutableRawPointer, CUnsignedInt, CInt) -> CInt = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sendmmsg") else {
+            fatalError("sendmmsg is missing from the C library")
+        }
+        return unsafeBitCast(symbol, to: (@convention(c) (CInt, UnsafeMutableRawPointer, CUnsignedInt, CInt) -> CInt).self)
+    }()
+
+    /// Datagrams sent and dropped so far.
+    package var counts: (sent: Int, dropped: Int) { batch.withLock { ($0.sent, $0.dropped) } }
+
+    /// Sends what is still queued, then closes the socket (later calls do nothing).
+    package func close() {
+        flush()
+        let close = batch.withLock { b -> Bool in
+            defer { b.closed = true }
+            return !b.closed
+        }
+        if close { Glibc.close(fd) }
+    }
 }

@@ -142,15 +142,18 @@ extension RAOPClient {
 
         var endpoints: [UDPEndpoint] = []
         var timingResponder: NTPTimingResponder?
+        var ownAudio: UDPBatchSender?
         func closeEndpoints() async {
             for e in endpoints { await e.close() }
             await timingResponder?.closeAndWait()
+            if let ownAudio { try? await ownAudio.eventLoop.submit { ownAudio.close() }.get() }
         }
         let control: UDPEndpoint
         let timing: NTPTimingResponder
-        let audio: UDPEndpoint
+        let audio: UDPBatchSender
         // One loop for audio, control (retransmits, syncs) and timing: the pacer writes without hops.
-        // A group's members share one (their bursts fall due together: one wake-up for all).
+        // A group's members share one (their bursts fall due together: one wake-up for all) and
+        // one audio socket (every member's burst leaves in one `sendmmsg`).
         let loop = member?.eventLoop ?? MultiThreadedEventLoopGroup.singleton.next()
         do {
             control = try await UDPEndpoint.bind(host: route.localIP, on: loop) { bytes, _, reply in
@@ -175,8 +178,12 @@ extension RAOPClient {
                 if let sync { control.send(sync.bytes, to: sync.to) }
             }
             timingResponder = timing
-            audio = try await UDPEndpoint.bind(host: route.localIP, on: loop)
-            endpoints.append(audio)
+            if let shared = member?.audioSender {
+                audio = try shared(route.localIP)
+            } else {
+                audio = try UDPBatchSender.bind(host: route.localIP, on: loop)
+                ownAudio = audio
+            }
         } catch {
             await closeEndpoints()
             await route.close()
@@ -244,7 +251,7 @@ extension RAOPClient {
 
     private func streamAudio<S: AsyncSequence & Sendable>(
         _ packets: S, options: RAOPOptions, format: RAOPAudioFormat, live: RAOPLiveState, route: any AudioRouteSession,
-        audio: UDPEndpoint, audioAddress: SocketAddress, control: UDPEndpoint, t0: NIODeadline,
+        audio: UDPBatchSender, audioAddress: SocketAddress, control: UDPEndpoint, t0: NIODeadline,
         member: GroupMemberHooks? = nil, first: RTPPosition, report: inout RAOPStreamReport
     ) async throws where S.Element == PCMPacket {
         publish(.streaming, live: live, options: options)
@@ -253,7 +260,7 @@ extension RAOPClient {
         let feedbackInterval = options.feedbackInterval
         func makePacer(_ source: any EncodedPayloadSource, startAt: NIODeadline?) -> RAOPPacedSender {
             RAOPPacedSender(
-                audio: audio.channel, audioAddress: audioAddress, control: control.channel, live: live, pipe: source,
+                audio: BatchedAudioOutput(sender: audio, to: audioAddress), control: control.channel, live: live, pipe: source,
                 framesPerPacket: fpp, syncInterval: options.syncInterval, sendAhead: options.sendAhead ?? route.defaultSendAhead,
                 t0: t0, startAt: startAt, clock: live.clock,
                 onOutcome: { wakeup.signal() },

@@ -4,6 +4,7 @@
 // it is set up (`GroupMemberHooks.ready`), then paces from that place.
 import ATVAirPlayCore
 import ATVAudio
+import ATVCore
 import NIOCore
 
 /// What a group member's session asks the group, and tells it.
@@ -19,6 +20,9 @@ struct GroupMemberHooks: Sendable {
     var clockGroup: GroupClockMembership?
     /// The loop the member's UDP sockets and pacer run on (the group's one send loop); nil: any.
     var eventLoop: (any EventLoop)? = nil
+    /// The group's audio socket for the member's local address (every member's packets leave
+    /// through it, one `sendmmsg` per burst for all); nil: the session opens its own.
+    var audioSender: (@Sendable (_ localIP: String) throws -> UDPBatchSender)? = nil
 }
 
 /// A PTP member's place in the group's clock group (docs/PTP-AND-BUFFERED-AUDIO.md §3.3: an

@@ -180,6 +180,8 @@ public final class RAOPGroupStream: Sendable {
         var peerSinks: [String: @Sendable ([[String]]) -> Void] = [:]
         /// The running stream's source failure, once it failed.
         var sourceFailure: SourceFailure?
+        /// The audio sockets of the running stream, one per local address, on `sendLoop`.
+        var audioSenders: [String: UDPBatchSender] = [:]
         var running = false
         var stopRequested = false
     }
@@ -308,10 +310,13 @@ public final class RAOPGroupStream: Sendable {
             return (defs.map(\.options.latencyFrames).max() ?? 88_200, defs.map(\.options.leadInPackets).max() ?? 9)
         }
         defer {
-            shared.withLock { s in
+            let senders = shared.withLock { s in
                 s.running = false
                 s.feed = nil
+                defer { s.audioSenders = [:] }
+                return Array(s.audioSenders.values)
             }
+            for sender in senders { sendLoop.execute { sender.close() } }
         }
         let fpp = Self.pacer.framesPerPacket
         // Silence after the source: the member with the longest latency plays everything.
@@ -431,7 +436,8 @@ public final class RAOPGroupStream: Sendable {
             ready: { [self] route, lead in try await memberReady(name, route: route.route, lead: lead) },
             started: { [self] start in memberStarted(name, start) },
             clockGroup: GroupClockMembership { [self] addresses, changed in joinClockGroup(name, addresses: addresses, changed: changed) },
-            eventLoop: sendLoop)
+            eventLoop: sendLoop,
+            audioSender: { [self] localIP in try audioSender(localIP) })
         var failure: String?
         var retryable = true
         var completed = false
@@ -462,6 +468,31 @@ public final class RAOPGroupStream: Sendable {
         // A failed source ends every member: the report says it once (`sourceError`).
         if let failure { sourceFailed ? logger.debug("group member \(name): \(failure)") : logger.warning("group member \(name): \(failure)") }
         wakeup.signal()
+    }
+
+    /// The running stream's audio socket on `localIP` (opened by the first member that asks).
+    ///
+    /// Every real-time member on one local address sends its audio from this one socket, so its
+    /// receiver sees the same source port as the others'. Nothing in either protocol depends on
+    /// that port: neither tells the receiver where audio comes from (RAOP's SETUP announces only our control
+    /// and timing ports, AirPlay 2's real-time SETUP our control port), and what a receiver sends
+    /// back goes to the member's own control socket, which stays one per member: RAOP retransmit
+    /// requests to the control port the SETUP announced, AirPlay 2 ones to the address the
+    /// member's sync packets came from (shairport-sync keeps the source of the first control
+    /// packet; our virtual receivers use the announced port), and the answers leave from that
+    /// control socket. Receivers read their audio port without looking at the sender's address
+    /// (shairport-sync and our virtual receivers take every datagram on it); even one that kept
+    /// the first packet's source would see one port for the whole session, as this socket lives
+    /// as long as the group stream. Only audio shares it: control, NTP timing and PTP keep their
+    /// own sockets (PTP's source port must equal its destination port, 319/320).
+    private func audioSender(_ localIP: String) throws -> UDPBatchSender {
+        try shared.withLock { s in
+            guard s.running else { throw ATVError.invalidState("the group stream has ended") }
+            if let sender = s.audioSenders[localIP] { return sender }
+            let sender = try UDPBatchSender.bind(host: localIP, on: sendLoop)
+            s.audioSenders[localIP] = sender
+            return sender
+        }
     }
 
     /// A PTP member's session joins the clock group at its SETPEERS: the others hear of it.

@@ -22,9 +22,45 @@ struct SenderStats: Sendable {
     var stopped = false
 }
 
+/// Where a pacer's audio packets go: queued one by one, sent at `flush`. Production: a
+/// `UDPBatchSender` (one `sendmmsg` per loop iteration for every pacer sharing it: a group's
+/// members); tests: a channel.
+protocol AudioPacketOutput: Sendable {
+    func enqueue(_ packet: [UInt8])
+    func flush()
+}
+
+/// The pacer's output in production: the shared batch sender and this receiver's audio port.
+struct BatchedAudioOutput: AudioPacketOutput {
+    let sender: UDPBatchSender
+    let destination: UDPBatchSender.Destination
+
+    init(sender: UDPBatchSender, to address: SocketAddress) {
+        self.sender = sender
+        destination = UDPBatchSender.Destination(address)
+    }
+
+    func enqueue(_ packet: [UInt8]) { sender.enqueue(packet, to: destination) }
+    /// Sent once every pacer of the loop iteration has queued its burst.
+    func flush() { sender.flushSoon() }
+}
+
+/// A channel as the pacer's output (`write` each, `flush`), e.g. an `EmbeddedChannel` in tests.
+struct ChannelAudioOutput: AudioPacketOutput {
+    let channel: Channel
+    let address: SocketAddress
+
+    func enqueue(_ packet: [UInt8]) {
+        channel.write(AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: packet)), promise: nil)
+    }
+
+    func flush() { channel.flush() }
+}
+
 /// Sends queued audio payloads on the absolute schedule `anchor + n·framesPerPacket/sampleRate`,
-/// entirely on the audio channel's event loop, so no thread hop happens per packet. It wakes when the
-/// first unsent packet is due and sends, in one burst (`write` each, one `flush`: one `sendmmsg`),
+/// entirely on one event loop (the control channel's, where the audio output sends), so no thread
+/// hop happens per packet. It wakes when the first unsent packet is due and queues, in one burst
+/// (one `flush`: one `sendmmsg`, shared with the other pacers on the loop),
 /// every packet due within `sendAhead` from then: no packet leaves later than its due time, none
 /// more than `sendAhead` early, and the loop wakes about once per `sendAhead` + one packet instead of
 /// once per packet (~125 times a second). Receivers buffer the stream's latency (2 s by default), so
@@ -34,12 +70,11 @@ struct SenderStats: Sendable {
 /// Time comes from the injected `SenderClock` (whose `now` is the loop's time base), so on an
 /// `EmbeddedEventLoop` the whole schedule runs on manual time (`startOnLoop()` etc.).
 ///
-/// Each packet is written once, into the `ByteBuffer` that goes to the socket (RTP header, then
-/// the payload copied or sealed in place); the backlog keeps a copy of its bytes for retransmits.
+/// Each packet is written once, into an array of its size (RTP header, then the payload copied or
+/// sealed in place) that the backlog keeps for retransmits; the output copies it into its batch.
 final class RAOPPacedSender: @unchecked Sendable {
     let eventLoop: EventLoop
-    private let audio: Channel
-    private let audioAddress: SocketAddress
+    private let audio: any AudioPacketOutput
     private let control: Channel
     private let live: RAOPLiveState
     private let pipe: any EncodedPayloadSource
@@ -70,13 +105,12 @@ final class RAOPPacedSender: @unchecked Sendable {
 
     private let outcomeBox = Mutex<RAOPPacerOutcome?>(nil)
 
-    init(audio: Channel, audioAddress: SocketAddress, control: Channel, live: RAOPLiveState, pipe: any EncodedPayloadSource,
+    init(audio: any AudioPacketOutput, control: Channel, live: RAOPLiveState, pipe: any EncodedPayloadSource,
          framesPerPacket: Int, syncInterval: Duration, sendAhead: Duration = .zero, t0: NIODeadline? = nil,
          startAt: NIODeadline? = nil, clock: SenderClock = .system,
          onOutcome: @escaping @Sendable () -> Void, onProgress: @escaping @Sendable () -> Void) {
-        eventLoop = audio.eventLoop
+        eventLoop = control.eventLoop
         self.audio = audio
-        self.audioAddress = audioAddress
         self.control = control
         self.live = live
         self.pipe = pipe
@@ -260,15 +294,14 @@ final class RAOPPacedSender: @unchecked Sendable {
 
     private func send(_ payload: [UInt8], due: NIODeadline, now: NIODeadline, sourceFrames: Int,
                       silence: Bool) throws(ATVError) {
-        let allocator = audio.allocator
         let packetized = live.inner.withLock { s in
             Result { () throws(ATVError) in
-                try s.streamer.packetize(payload: payload, frames: framesPerPacket, allocator: allocator)
+                try s.streamer.packetize(payload: payload, frames: framesPerPacket)
             }
         }
-        let buffer = try packetized.get()
-        stats.bytes += buffer.readableBytes
-        audio.write(AddressedEnvelope(remoteAddress: audioAddress, data: buffer), promise: nil)
+        let packet = try packetized.get()
+        stats.bytes += packet.count
+        audio.enqueue(packet)
         if stats.first == nil { stats.first = .nanoseconds(max(0, (clock.now() - t0).nanoseconds)) }
         let late = now - due
         stats.lateness.add(Double(late.nanoseconds) / 1e9)

@@ -3,10 +3,9 @@ import ATVCore
 import NIOCore
 
 /// Sent packets kept for retransmission: a ring keyed by sequence number (the capacity divides
-/// 65536, so slots stay consistent across sequence wrap). It holds the bytes that were sent, each
-/// packet in an array of its own size: the `ByteBuffer` that went to the socket has a power-of-two
-/// capacity (2048 bytes for a 1100-byte packet), so keeping it would hold up to twice the audio
-/// for the ~8 s of packets each receiver's backlog covers (issue 17: memory per group member).
+/// 65536, so slots stay consistent across sequence wrap). It holds the very arrays that were sent,
+/// each of its packet's size (a power-of-two buffer would hold up to twice the audio for the ~8 s
+/// of packets each receiver's backlog covers: issue 17, memory per group member).
 package struct RAOPBacklog: Sendable {
     package let capacity: Int
     private var slots: [(sequence: UInt16, bytes: [UInt8])?]
@@ -21,11 +20,6 @@ package struct RAOPBacklog: Sendable {
 
     package mutating func store(sequence: UInt16, bytes: [UInt8]) {
         slots[Int(sequence) & (capacity - 1)] = (sequence, bytes)
-    }
-
-    /// Keeps a copy of the sent buffer's readable bytes (exactly their size).
-    package mutating func store(sequence: UInt16, buffer: ByteBuffer) {
-        store(sequence: sequence, bytes: Array(buffer.readableBytesView))
     }
 
     /// The serialized packet with this sequence number, if still held.
@@ -81,27 +75,22 @@ package struct RAOPStreamer: Sendable {
     }
 
     /// Makes the next audio packet from an already-encoded payload covering `frames` frames, stores
-    /// it in the backlog and returns its bytes. The first packet (and the first after a flush)
-    /// carries the marker bit. AirPlay 2: a payload that can't be sealed is an error and nothing is
-    /// stored or sent in its place (never a plaintext packet).
+    /// it in the backlog and returns its bytes: the RTP header, then the payload (AirPlay 1) or the
+    /// sealed payload, tag and nonce tail (AirPlay 2, sealed in place), written once into an array of
+    /// exactly the packet's size that the backlog keeps as it is (no copy: a retransmit resends the
+    /// very packet that was lost, as pyatv does) and the sender hands to its socket. The first
+    /// packet (and the first after a flush) carries the marker bit. Several receivers can be fed
+    /// from one encoded payload: each streamer seals its own packet from it. AirPlay 2: a payload
+    /// that can't be sealed is an error and nothing is stored or sent in its place (never a
+    /// plaintext packet).
     package mutating func packetize(payload: [UInt8], frames: Int) throws(ATVError) -> [UInt8] {
-        let buffer = try packetize(payload: payload, frames: frames, allocator: ByteBufferAllocator())
-        return Array(buffer.readableBytesView)
-    }
-
-    /// As `packetize(payload:frames:)`, written straight into the buffer that goes to the socket:
-    /// the RTP header, then the payload (AirPlay 1) or the sealed payload, tag and nonce tail
-    /// (AirPlay 2, sealed in place). The payload is read once; the backlog keeps the packet's bytes
-    /// (a retransmit resends the very packet that was lost, as pyatv does). Several receivers can
-    /// be fed from one encoded payload: each streamer seals its own buffer from it.
-    package mutating func packetize(payload: [UInt8], frames: Int, allocator: ByteBufferAllocator) throws(ATVError) -> ByteBuffer {
         let header = RTPHeader(payloadType: RAOPAudioPacket.payloadType, marker: markNext, sequenceNumber: nextSequence,
                                timestamp: nextRTPTime, ssrc: ssrc)
         let total = RTPHeader.size + payload.count + (audioCipher != nil ? AirPlay2AudioCipher.overhead : 0)
-        var buffer = allocator.buffer(capacity: total)
         var failure: ATVError?
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
-            let packet = UnsafeMutableRawBufferPointer(rebasing: out[0 ..< total])
+        let packet = [UInt8](unsafeUninitializedCapacity: total) { out, initialized in
+            let packet = UnsafeMutableRawBufferPointer(out)
+            packet.initializeMemory(as: UInt8.self, repeating: 0)
             header.write(to: packet)
             payload.withUnsafeBytes { p in
                 if audioCipher != nil {
@@ -114,16 +103,16 @@ package struct RAOPStreamer: Sendable {
                     UnsafeMutableRawBufferPointer(rebasing: packet[RTPHeader.size...]).copyMemory(from: p)
                 }
             }
-            return total
+            initialized = total
         }
         if let failure { throw failure }
-        backlog.store(sequence: nextSequence, buffer: buffer)
+        backlog.store(sequence: nextSequence, bytes: packet)
         markNext = false
         nextSequence &+= 1
         nextRTPTime &+= UInt32(truncatingIfNeeded: frames)
         packetsSent += 1
         framesSent += Int64(frames)
-        return buffer
+        return packet
     }
 
     /// The 0x56 responses for a retransmit request (only packets still in the backlog: `RetransmitPolicy`).

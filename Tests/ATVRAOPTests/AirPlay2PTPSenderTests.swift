@@ -380,7 +380,7 @@ private func drive(to step: AirPlay2AudioSetupStep, _ sm: inout AirPlay2AudioSes
         live.inner.withLock { $0.controlDestination = try? SocketAddress(ipAddress: receiver, port: 6001) }
         let pipe = RAOPPayloadPipe(highWater: 10_000, lowWater: 10)
         let pacer = RAOPPacedSender(
-            audio: audio, audioAddress: try SocketAddress(ipAddress: receiver, port: 6000), control: control,
+            audio: ChannelAudioOutput(channel: audio, address: try SocketAddress(ipAddress: receiver, port: 6000)), control: control,
             live: live, pipe: pipe, framesPerPacket: Self.fpp, syncInterval: .seconds(1), sendAhead: .milliseconds(40),
             clock: clock, onOutcome: {}, onProgress: {})
         for i in 0..<400 { pipe.offer(.packet(payload: [UInt8(truncatingIfNeeded: i)], sourceFrames: Self.fpp, silence: false)) }

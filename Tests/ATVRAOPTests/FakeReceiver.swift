@@ -34,6 +34,8 @@ final class FakeReceiver: Sendable {
         var timingReplies: [RAOPTimingPacket] = []
         var senderControlPort: Int?
         var senderTimingPort: Int?
+        /// The source ports the audio datagrams came from.
+        var audioSourcePorts: Set<Int> = []
         var retransmitAsked = false
     }
 
@@ -63,7 +65,7 @@ final class FakeReceiver: Sendable {
                 }
                 .bind(host: "127.0.0.1", port: 0).get()
         }
-        let audio = try await udp { bytes, _ in box.receiver?.onAudio(bytes) }
+        let audio = try await udp { bytes, from in box.receiver?.onAudio(bytes, from: from) }
         let control = try await udp { bytes, _ in box.receiver?.onControl(bytes) }
         let timing = try await udp { bytes, _ in box.receiver?.onTiming(bytes) }
         let tcp = try await ServerBootstrap(group: group)
@@ -126,10 +128,11 @@ final class FakeReceiver: Sendable {
         send(timing, RAOPTimingPacket(isReply: false, sendTime: NTPTime.now()).bytes, port: port)
     }
 
-    func onAudio(_ bytes: [UInt8]) {
+    func onAudio(_ bytes: [UInt8], from: SocketAddress) {
         guard let p = try? RAOPAudioPacket(decoding: bytes) else { return }
         let (count, ask) = log.withLock { l -> (Int, (UInt16, Int?)?) in
             l.audio.append(p)
+            if let port = from.port { l.audioSourcePorts.insert(port) }
             if l.audio.count == 10, !l.retransmitAsked {
                 l.retransmitAsked = true
                 return (l.audio.count, (l.audio[2].sequenceNumber, l.senderControlPort))

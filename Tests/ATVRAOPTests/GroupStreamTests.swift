@@ -135,6 +135,15 @@ private func seconds(_ t: NTPTime) -> Double { Double(t.raw >> 32) + Double(t.ra
         // …and the members agree with each other (the offset one 20 ms earlier).
         #expect(abs(t1[0] - t2[0]) < 0.001, "\(t1[0]) vs \(t2[0])")
         #expect(abs((t3[0] + 0.020) - t1[0]) < 0.001, "\(t3[0]) vs \(t1[0])")
+        // The members on one local address send their audio from the group's one socket (one
+        // sendmmsg for every member's burst); each keeps its own control port, where its receiver's
+        // retransmit request went and was answered.
+        let logs = [r1, r2, r3].map { r in r.log.withLock { $0 } }
+        let sources = logs.map(\.audioSourcePorts)
+        #expect(sources[0].count == 1 && sources.allSatisfy { $0 == sources[0] }, "\(sources)")
+        let controls = logs.compactMap(\.senderControlPort)
+        #expect(Set(controls).count == 3 && !controls.contains { sources[0].contains($0) }, "\(controls) \(sources)")
+        #expect(logs.allSatisfy { $0.retransmitAsked && !$0.retransmitted.isEmpty })
     }
 
     /// An AirPlay 2 realtime member (the virtual HomePod) beside an AirPlay 1 one: both get the

@@ -76,7 +76,7 @@ import Testing
         let pipe = RAOPPayloadPipe(highWater: 10_000, lowWater: 10)
         let outcomes = Counter()
         let pacer = RAOPPacedSender(
-            audio: audio, audioAddress: try SocketAddress(ipAddress: "127.0.0.1", port: 6000), control: control,
+            audio: ChannelAudioOutput(channel: audio, address: try SocketAddress(ipAddress: "127.0.0.1", port: 6000)), control: control,
             live: live, pipe: pipe, framesPerPacket: fpp, syncInterval: syncInterval, sendAhead: sendAhead,
             clock: clock, onOutcome: { outcomes.value += 1 }, onProgress: {})
         for i in 0..<packets {

@@ -42,7 +42,7 @@ import Testing
         let receiver = try await UDPEndpoint.bind(host: "127.0.0.1", on: loop) { bytes, _, _ in
             received.withLock { $0.append(bytes) }
         }
-        let audio = try await UDPEndpoint.bind(host: "127.0.0.1", on: loop)
+        let audio = try UDPBatchSender.bind(host: "127.0.0.1", on: loop)
         let control = try await UDPEndpoint.bind(host: "127.0.0.1", on: loop)
 
         var streamer = RAOPStreamer(ssrc: 9, initialSequence: 0, initialRTPTime: 0, latencyFrames: 4410)
@@ -51,7 +51,7 @@ import Testing
         let pipe = RAOPPayloadPipe(highWater: 64, lowWater: 16)
         let ended = AsyncStream<Void>.makeStream()
         let pacer = RAOPPacedSender(
-            audio: audio.channel, audioAddress: try SocketAddress(ipAddress: "127.0.0.1", port: receiver.localPort),
+            audio: BatchedAudioOutput(sender: audio, to: try SocketAddress(ipAddress: "127.0.0.1", port: receiver.localPort)),
             control: control.channel, live: live, pipe: pipe, framesPerPacket: 352, syncInterval: .seconds(1),
             sendAhead: .milliseconds(40), t0: .now(),
             onOutcome: { ended.continuation.yield() }, onProgress: {})
@@ -77,7 +77,8 @@ import Testing
             #expect(packet.count == 12 + 64 + AirPlay2AudioCipher.overhead)
             #expect((try? AirPlay2AudioCipher.open(packet, key: Self.key)) != nil)
         }
-        await receiver.close(); await audio.close(); await control.close()
+        try await loop.submit { audio.close() }.get()
+        await receiver.close(); await control.close()
         try await group.shutdownGracefully()
     }
 }
