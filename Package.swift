@@ -18,7 +18,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
         // Without its default trait BinaryDelimitedStreams, whose Foundation streams would load full
         // Foundation and ICU into `atv` (issue 17: FoundationEssentials only, scripts/check-imports).
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0", traits: []),
@@ -41,7 +40,6 @@ let package = Package(
         ], swiftSettings: swift6),
         .target(name: "ATVAudio", dependencies: [
             "CFFmpeg", "ATVCore",
-            .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
         ], swiftSettings: swift6),
 
         // Layer 2: auth and discovery.
