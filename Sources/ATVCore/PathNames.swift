@@ -52,7 +52,8 @@ package enum PathName {
 extension PathName {
     /// Why a file operation of FoundationEssentials (e.g. `Data.write(to:)`) failed, for a message:
     /// the C library's text for its POSIX error ("No such file or directory"); for a file error
-    /// without one, the C library's text for the nearest errno; never a type name or a dump.
+    /// without one, the C library's text for the nearest errno, else "the file operation failed";
+    /// never a type name, a code number or a dump.
     package static func describe(_ error: any Error) -> String {
         let posix = (error as? CocoaError)?.underlying as? POSIXError ?? error as? POSIXError
         if let posix { return String(cString: strerror(posix.code.rawValue)) }
@@ -66,7 +67,7 @@ extension PathName {
             default: nil
             }
             if let errno { return String(cString: strerror(errno)) }
-            return "the file operation failed (file error \(cocoa.code.rawValue))"
+            return "the file operation failed"
         }
         return "the file operation failed"
     }
